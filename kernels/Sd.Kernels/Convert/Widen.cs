@@ -1,0 +1,41 @@
+namespace Sd.Kernels.Convert;
+
+/// <summary>Span entry points for <see cref="WidenKernels"/>, dispatched once on <see cref="Simd.Level"/>.</summary>
+public static unsafe class Widen
+{
+    private static readonly delegate*<ushort*, float*, nint, void> F16Kernel = Simd.Level switch
+    {
+        SimdLevel.Vector512 => &WidenKernels.F16ToF32_Vector512,
+        SimdLevel.Vector256 => &WidenKernels.F16ToF32_Vector256,
+        _ => &WidenKernels.F16ToF32_Scalar,
+    };
+
+    private static readonly delegate*<ushort*, float*, nint, void> BF16Kernel = Simd.Level switch
+    {
+        SimdLevel.Vector512 => &WidenKernels.BF16ToF32_Vector512,
+        SimdLevel.Vector256 => &WidenKernels.BF16ToF32_Vector256,
+        _ => &WidenKernels.BF16ToF32_Scalar,
+    };
+
+    /// <summary>IEEE binary16 bit patterns to float32, exact.</summary>
+    public static void F16ToF32(ReadOnlySpan<ushort> source, Span<float> destination) =>
+        Run(F16Kernel, source, destination);
+
+    /// <summary>bfloat16 bit patterns to float32, exact.</summary>
+    public static void BF16ToF32(ReadOnlySpan<ushort> source, Span<float> destination) =>
+        Run(BF16Kernel, source, destination);
+
+    private static void Run(delegate*<ushort*, float*, nint, void> kernel, ReadOnlySpan<ushort> source, Span<float> destination)
+    {
+        if (destination.Length < source.Length)
+        {
+            throw new ArgumentException(
+                $"destination holds {destination.Length} floats, source has {source.Length} values", nameof(destination));
+        }
+        fixed (ushort* src = source)
+        fixed (float* dst = destination)
+        {
+            kernel(src, dst, source.Length);
+        }
+    }
+}

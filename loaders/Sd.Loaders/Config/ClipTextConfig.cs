@@ -1,0 +1,57 @@
+namespace Sd.Loaders.Config;
+
+/// <summary>
+/// <c>text_encoder/config.json</c> of a CLIPTextModel with transformers' CLIPTextConfig defaults.
+/// SD 1.x uses quick_gelu; SD 2.x (OpenCLIP) uses gelu.
+/// Reference: transformers 4.38 CLIPTextConfig.
+/// </summary>
+public sealed record ClipTextConfig
+{
+    public int VocabSize { get; init; } = 49408;
+    public int HiddenSize { get; init; } = 512;
+    public int IntermediateSize { get; init; } = 2048;
+    public int ProjectionDim { get; init; } = 512;
+    public int NumHiddenLayers { get; init; } = 12;
+    public int NumAttentionHeads { get; init; } = 8;
+    public int MaxPositionEmbeddings { get; init; } = 77;
+    public string HiddenAct { get; init; } = "quick_gelu";
+    public double LayerNormEps { get; init; } = 1e-5;
+    public int PadTokenId { get; init; } = 1;
+    public int BosTokenId { get; init; } = 49406;
+    public int EosTokenId { get; init; } = 49407;
+
+    public int HeadDim => HiddenSize / NumAttentionHeads;
+
+    public static ClipTextConfig Load(string path) => From(JsonConfig.Load(path));
+
+    public static ClipTextConfig From(JsonConfig json)
+    {
+        var d = new ClipTextConfig();
+        var config = new ClipTextConfig
+        {
+            VocabSize = json.GetInt("vocab_size", d.VocabSize),
+            HiddenSize = json.GetInt("hidden_size", d.HiddenSize),
+            IntermediateSize = json.GetInt("intermediate_size", d.IntermediateSize),
+            ProjectionDim = json.GetInt("projection_dim", d.ProjectionDim),
+            NumHiddenLayers = json.GetInt("num_hidden_layers", d.NumHiddenLayers),
+            NumAttentionHeads = json.GetInt("num_attention_heads", d.NumAttentionHeads),
+            MaxPositionEmbeddings = json.GetInt("max_position_embeddings", d.MaxPositionEmbeddings),
+            HiddenAct = json.GetString("hidden_act", d.HiddenAct),
+            LayerNormEps = json.GetDouble("layer_norm_eps", d.LayerNormEps),
+            PadTokenId = json.GetInt("pad_token_id", d.PadTokenId),
+            BosTokenId = json.GetInt("bos_token_id", d.BosTokenId),
+            EosTokenId = json.GetInt("eos_token_id", d.EosTokenId),
+        };
+        UNetConfig.CheckPositive(json, "vocab_size/hidden_size/intermediate_size/num_hidden_layers/num_attention_heads/max_position_embeddings",
+            [config.VocabSize, config.HiddenSize, config.IntermediateSize, config.NumHiddenLayers, config.NumAttentionHeads, config.MaxPositionEmbeddings]);
+        if (config.HiddenSize % config.NumAttentionHeads != 0)
+        {
+            throw new InvalidFileException(json.Path, $"hidden_size {config.HiddenSize} is not divisible by num_attention_heads {config.NumAttentionHeads}");
+        }
+        if (config.HiddenAct is not ("quick_gelu" or "gelu"))
+        {
+            throw new InvalidFileException(json.Path, $"hidden_act '{config.HiddenAct}' is not supported; expected quick_gelu or gelu");
+        }
+        return config;
+    }
+}

@@ -1,0 +1,166 @@
+using Sd.Loaders.Weights;
+
+namespace Sd.Loaders.Config;
+
+/// <summary>
+/// Rebuilds component configs from weight shapes, for single-file checkpoints that ship none. Works on diffusers
+/// names, so it is independent of the file layout. Shapes fix everything but the head count, which follows the two
+/// SD families: SD 1.x (768-wide text context) uses 8 heads everywhere, SD 2.x uses 64-wide heads.
+/// </summary>
+public static class ConfigInference
+{
+    /// <summary>SD 1.x/2.x scheduler settings (the v1-inference.yaml values), used when a file brings none.</summary>
+    public static SchedulerConfig Sd1Scheduler { get; } = new()
+    {
+        ClassName = "PNDMScheduler",
+        BetaStart = 0.00085,
+        BetaEnd = 0.012,
+        BetaSchedule = "scaled_linear",
+        StepsOffset = 1,
+        SkipPrkSteps = true,
+        SetAlphaToOne = false,
+        ClipSample = false,
+    };
+
+    public static UNetConfig UNet(WeightSet weights)
+    {
+        int blocks = CountIndices(weights, "down_blocks.");
+        if (blocks == 0 || CountIndices(weights, "up_blocks.") != blocks)
+        {
+            throw new InvalidFileException(weights.Source, $"cannot infer the UNet layout: {blocks} down blocks, {CountIndices(weights, "up_blocks.")} up blocks");
+        }
+        var channels = new int[blocks];
+        var down = new string[blocks];
+        var up = new string[blocks];
+        var transformerLayers = new int[blocks];
+        for (int i = 0; i < blocks; i++)
+        {
+            channels[i] = Dim(weights, $"down_blocks.{i}.resnets.0.conv2.weight", 0);
+            bool attention = HasPrefix(weights, $"down_blocks.{i}.attentions.0.");
+            down[i] = attention ? "CrossAttnDownBlock2D" : "DownBlock2D";
+            up[i] = HasPrefix(weights, $"up_blocks.{i}.attentions.0.") ? "CrossAttnUpBlock2D" : "UpBlock2D";
+            transformerLayers[i] = attention ? CountIndices(weights, $"down_blocks.{i}.attentions.0.transformer_blocks.") : 1;
+        }
+        string? crossKey = FirstEndingWith(weights, ".attn2.to_k.weight");
+        int crossDim = crossKey is null ? 768 : Dim(weights, crossKey, 1);
+        var heads = new int[blocks];
+        for (int i = 0; i < blocks; i++)
+        {
+            heads[i] = crossDim == 768 ? 8 : Math.Max(1, channels[i] / 64);
+        }
+        string? projIn = FirstEndingWith(weights, ".proj_in.weight");
+        return new UNetConfig
+        {
+            SampleSize = crossDim == 768 ? 64 : 96,
+            InChannels = Dim(weights, "conv_in.weight", 1),
+            OutChannels = Dim(weights, "conv_out.weight", 0),
+            DownBlockTypes = down,
+            UpBlockTypes = up,
+            OnlyCrossAttention = new bool[blocks],
+            BlockOutChannels = channels,
+            LayersPerBlock = Filled(blocks, CountIndices(weights, "down_blocks.0.resnets.")),
+            CrossAttentionDim = Filled(blocks, crossDim),
+            TransformerLayersPerBlock = transformerLayers,
+            NumAttentionHeads = heads,
+            UseLinearProjection = projIn is not null && weights.TryGet(projIn, out TensorEntry p) && p.Shape.Length == 2,
+        };
+    }
+
+    public static VaeConfig Vae(WeightSet weights)
+    {
+        int blocks = CountIndices(weights, "encoder.down_blocks.");
+        if (blocks == 0)
+        {
+            throw new InvalidFileException(weights.Source, "cannot infer the VAE layout: no encoder.down_blocks");
+        }
+        var channels = new int[blocks];
+        for (int i = 0; i < blocks; i++)
+        {
+            channels[i] = Dim(weights, $"encoder.down_blocks.{i}.resnets.0.conv2.weight", 0);
+        }
+        var down = new string[blocks];
+        var up = new string[blocks];
+        Array.Fill(down, "DownEncoderBlock2D");
+        Array.Fill(up, "UpDecoderBlock2D");
+        return new VaeConfig
+        {
+            InChannels = Dim(weights, "encoder.conv_in.weight", 1),
+            OutChannels = Dim(weights, "decoder.conv_out.weight", 0),
+            DownBlockTypes = down,
+            UpBlockTypes = up,
+            BlockOutChannels = channels,
+            LayersPerBlock = CountIndices(weights, "encoder.down_blocks.0.resnets."),
+            LatentChannels = Dim(weights, "post_quant_conv.weight", 0),
+            SampleSize = 512,
+        };
+    }
+
+    public static ClipTextConfig ClipText(WeightSet weights)
+    {
+        const string embedding = "text_model.embeddings.token_embedding.weight";
+        int hidden = Dim(weights, embedding, 1);
+        return new ClipTextConfig
+        {
+            VocabSize = Dim(weights, embedding, 0),
+            HiddenSize = hidden,
+            IntermediateSize = Dim(weights, "text_model.encoder.layers.0.mlp.fc1.weight", 0),
+            ProjectionDim = hidden,
+            NumHiddenLayers = CountIndices(weights, "text_model.encoder.layers."),
+            NumAttentionHeads = Math.Max(1, hidden / 64),
+            MaxPositionEmbeddings = Dim(weights, "text_model.embeddings.position_embedding.weight", 0),
+            // OpenAI CLIP ViT-L/14 (SD 1.x, width 768) uses quick_gelu; OpenCLIP ViT-H (SD 2.x) uses gelu.
+            HiddenAct = hidden == 768 ? "quick_gelu" : "gelu",
+        };
+    }
+
+    private static int Dim(WeightSet weights, string name, int axis)
+    {
+        if (!weights.TryGet(name, out TensorEntry entry) || entry.Shape.Length <= axis)
+        {
+            throw new InvalidFileException(weights.Source, $"cannot infer the config: tensor '{name}' is missing or has too few dimensions");
+        }
+        return checked((int)entry.Shape[axis]);
+    }
+
+    /// <summary>Number of consecutive indices i (from 0) with some key starting "{prefix}{i}.".</summary>
+    private static int CountIndices(WeightSet weights, string prefix)
+    {
+        int count = 0;
+        while (HasPrefix(weights, $"{prefix}{count}."))
+        {
+            count++;
+        }
+        return count;
+    }
+
+    private static bool HasPrefix(WeightSet weights, string prefix)
+    {
+        foreach (TensorEntry entry in weights.Entries)
+        {
+            if (entry.Name.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static string? FirstEndingWith(WeightSet weights, string suffix)
+    {
+        foreach (TensorEntry entry in weights.Entries)
+        {
+            if (entry.Name.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                return entry.Name;
+            }
+        }
+        return null;
+    }
+
+    private static int[] Filled(int count, int value)
+    {
+        var result = new int[count];
+        Array.Fill(result, value);
+        return result;
+    }
+}

@@ -1,0 +1,55 @@
+namespace Sd.Loaders.Config;
+
+/// <summary>
+/// <c>scheduler/scheduler_config.json</c>. Keys whose default depends on the scheduler class (notably
+/// <c>timestep_spacing</c>: leading for DDIM/PNDM/LCM, linspace for Euler/LMS/DPM) stay null here and are resolved
+/// by the scheduler that is built from this config, as diffusers' <c>from_config</c> does.
+/// </summary>
+public sealed record SchedulerConfig
+{
+    public string ClassName { get; init; } = "PNDMScheduler";
+    public int NumTrainTimesteps { get; init; } = 1000;
+    public double BetaStart { get; init; } = 0.0001;
+    public double BetaEnd { get; init; } = 0.02;
+    public string BetaSchedule { get; init; } = "linear";
+    public float[]? TrainedBetas { get; init; }
+    public int StepsOffset { get; init; }
+    public bool? SetAlphaToOne { get; init; }
+    public bool? SkipPrkSteps { get; init; }
+    public bool? ClipSample { get; init; }
+    public string PredictionType { get; init; } = "epsilon";
+    public string? TimestepSpacing { get; init; }
+    public bool? UseKarrasSigmas { get; init; }
+
+    public static SchedulerConfig Load(string path) => From(JsonConfig.Load(path));
+
+    public static SchedulerConfig From(JsonConfig json)
+    {
+        var d = new SchedulerConfig();
+        var config = new SchedulerConfig
+        {
+            ClassName = json.GetString("_class_name", d.ClassName),
+            NumTrainTimesteps = json.GetInt("num_train_timesteps", d.NumTrainTimesteps),
+            BetaStart = json.GetDouble("beta_start", d.BetaStart),
+            BetaEnd = json.GetDouble("beta_end", d.BetaEnd),
+            BetaSchedule = json.GetString("beta_schedule", d.BetaSchedule),
+            TrainedBetas = json.GetFloatsOrNull("trained_betas"),
+            StepsOffset = json.GetInt("steps_offset", 0),
+            SetAlphaToOne = json.Has("set_alpha_to_one") ? json.GetBool("set_alpha_to_one", false) : null,
+            SkipPrkSteps = json.Has("skip_prk_steps") ? json.GetBool("skip_prk_steps", false) : null,
+            ClipSample = json.Has("clip_sample") ? json.GetBool("clip_sample", false) : null,
+            PredictionType = json.GetString("prediction_type", d.PredictionType),
+            TimestepSpacing = json.GetStringOrNull("timestep_spacing"),
+            UseKarrasSigmas = json.Has("use_karras_sigmas") ? json.GetBool("use_karras_sigmas", false) : null,
+        };
+        if (config.NumTrainTimesteps is <= 0 or > 100_000)
+        {
+            throw new InvalidFileException(json.Path, $"num_train_timesteps must be in 1..100000, found {config.NumTrainTimesteps}");
+        }
+        if (config.TrainedBetas is { } betas && betas.Length != config.NumTrainTimesteps)
+        {
+            throw new InvalidFileException(json.Path, $"trained_betas has {betas.Length} values, num_train_timesteps is {config.NumTrainTimesteps}");
+        }
+        return config;
+    }
+}

@@ -1,0 +1,95 @@
+using System.Text.Json;
+
+namespace Sd.Loaders.Config;
+
+/// <summary>
+/// The files of a CLIP tokenizer folder (<c>vocab.json</c>, <c>merges.txt</c>) and the settings the SD pipeline
+/// depends on from <c>tokenizer_config.json</c> / <c>special_tokens_map.json</c>. The pad token differs between
+/// SD 1.x (<c>&lt;|endoftext|&gt;</c>) and SD 2.x (<c>!</c>).
+/// </summary>
+public sealed record TokenizerFiles
+{
+    public required string Directory { get; init; }
+    public required string VocabPath { get; init; }
+    public required string MergesPath { get; init; }
+    public string BosToken { get; init; } = "<|startoftext|>";
+    public string EosToken { get; init; } = "<|endoftext|>";
+    public string UnkToken { get; init; } = "<|endoftext|>";
+    public string PadToken { get; init; } = "<|endoftext|>";
+    public int ModelMaxLength { get; init; } = 77;
+    public bool DoLowerCase { get; init; } = true;
+
+    /// <summary>
+    /// Reads a tokenizer folder. Missing vocab/merges are an error that says which file and that a tokenizer folder
+    /// can be given explicitly (single-file checkpoints carry none).
+    /// </summary>
+    public static TokenizerFiles Load(string directory)
+    {
+        string vocab = Path.Combine(directory, "vocab.json");
+        string merges = Path.Combine(directory, "merges.txt");
+        foreach (string required in new[] { vocab, merges })
+        {
+            if (!File.Exists(required))
+            {
+                throw new FileNotFoundException(
+                    $"{required}: tokenizer file not found; a CLIP tokenizer folder needs vocab.json and merges.txt (pass one with --tokenizer DIR)",
+                    required);
+            }
+        }
+        var files = new TokenizerFiles { Directory = directory, VocabPath = vocab, MergesPath = merges };
+        // special_tokens_map.json first, tokenizer_config.json overrides: transformers gives the init kwargs
+        // (tokenizer_config) precedence for the tokens it defines.
+        foreach (string name in new[] { "special_tokens_map.json", "tokenizer_config.json" })
+        {
+            string path = Path.Combine(directory, name);
+            if (File.Exists(path))
+            {
+                files = files.With(JsonConfig.Load(path));
+            }
+        }
+        return files;
+    }
+
+    private TokenizerFiles With(JsonConfig json) => this with
+    {
+        BosToken = Token(json, "bos_token") ?? BosToken,
+        EosToken = Token(json, "eos_token") ?? EosToken,
+        UnkToken = Token(json, "unk_token") ?? UnkToken,
+        PadToken = Token(json, "pad_token") ?? PadToken,
+        ModelMaxLength = ClampMaxLength(json),
+        DoLowerCase = json.GetBool("do_lower_case", DoLowerCase),
+    };
+
+    // transformers writes a huge sentinel (1e30) when no max length is known; SD tokenizers say 77.
+    private int ClampMaxLength(JsonConfig json)
+    {
+        if (json.GetRaw("model_max_length") is not { } value)
+        {
+            return ModelMaxLength;
+        }
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out double number) || number < 2)
+        {
+            throw json.Wrong("model_max_length", "a number >= 2", value);
+        }
+        return number > 4096 ? ModelMaxLength : (int)number;
+    }
+
+    /// <summary>A special token is either a string or an AddedToken object with "content".</summary>
+    private static string? Token(JsonConfig json, string key)
+    {
+        if (json.GetRaw(key) is not { } value)
+        {
+            return null;
+        }
+        if (value.ValueKind == JsonValueKind.String)
+        {
+            return value.GetString();
+        }
+        if (value.ValueKind == JsonValueKind.Object && value.TryGetProperty("content", out JsonElement content)
+            && content.ValueKind == JsonValueKind.String)
+        {
+            return content.GetString();
+        }
+        throw json.Wrong(key, "a string or an object with a string \"content\"", value);
+    }
+}

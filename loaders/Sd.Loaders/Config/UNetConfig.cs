@@ -1,0 +1,128 @@
+namespace Sd.Loaders.Config;
+
+/// <summary>
+/// <c>unet/config.json</c> of a UNet2DConditionModel with diffusers' constructor defaults for absent keys, and the
+/// per-block settings (layers, heads, cross-attention width) expanded to one value per down block.
+/// Reference: diffusers 0.27 UNet2DConditionModel.__init__.
+/// </summary>
+public sealed record UNetConfig
+{
+    public int? SampleSize { get; init; }
+    public int InChannels { get; init; } = 4;
+    public int OutChannels { get; init; } = 4;
+    public bool CenterInputSample { get; init; }
+    public bool FlipSinToCos { get; init; } = true;
+    public int FreqShift { get; init; }
+    public string[] DownBlockTypes { get; init; } = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"];
+    public string? MidBlockType { get; init; } = "UNetMidBlock2DCrossAttn";
+    public string[] UpBlockTypes { get; init; } = ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"];
+    public bool[] OnlyCrossAttention { get; init; } = [false, false, false, false];
+    public int[] BlockOutChannels { get; init; } = [320, 640, 1280, 1280];
+    public int[] LayersPerBlock { get; init; } = [2, 2, 2, 2];
+    public int DownsamplePadding { get; init; } = 1;
+    public double MidBlockScaleFactor { get; init; } = 1;
+    public string ActFn { get; init; } = "silu";
+    public int NormNumGroups { get; init; } = 32;
+    public double NormEps { get; init; } = 1e-5;
+    public int[] CrossAttentionDim { get; init; } = [1280, 1280, 1280, 1280];
+    public int[] TransformerLayersPerBlock { get; init; } = [1, 1, 1, 1];
+
+    /// <summary>Heads per down block (the mid block uses the last, up blocks the reverse).</summary>
+    public int[] NumAttentionHeads { get; init; } = [8, 8, 8, 8];
+
+    public bool UseLinearProjection { get; init; }
+    public bool UpcastAttention { get; init; }
+    public string ResnetTimeScaleShift { get; init; } = "default";
+    public string TimeEmbeddingType { get; init; } = "positional";
+    public string? ClassEmbedType { get; init; }
+    public string? AdditionEmbedType { get; init; }
+    public int ConvInKernel { get; init; } = 3;
+    public int ConvOutKernel { get; init; } = 3;
+
+    public static UNetConfig Load(string path) => From(JsonConfig.Load(path));
+
+    public static UNetConfig From(JsonConfig json)
+    {
+        var d = new UNetConfig();
+        string[] down = json.GetStrings("down_block_types", d.DownBlockTypes);
+        string[] up = json.GetStrings("up_block_types", d.UpBlockTypes);
+        int[] channels = json.GetInts("block_out_channels", d.BlockOutChannels);
+        int blocks = down.Length;
+        if (blocks == 0 || up.Length != blocks || channels.Length != blocks)
+        {
+            throw new InvalidFileException(json.Path,
+                $"down_block_types ({down.Length}), up_block_types ({up.Length}) and block_out_channels ({channels.Length}) must have the same non-zero length");
+        }
+        foreach (int c in channels)
+        {
+            if (c <= 0)
+            {
+                throw new InvalidFileException(json.Path, $"block_out_channels must be positive, found {c}");
+            }
+        }
+        // diffusers' historical naming: `attention_head_dim` holds the number of heads unless
+        // `num_attention_heads` is given ("num_attention_heads = num_attention_heads or attention_head_dim").
+        string headsKey = json.Has("num_attention_heads") ? "num_attention_heads" : "attention_head_dim";
+        int[] heads = json.GetIntPerBlock(headsKey, blocks, 8);
+        for (int i = 0; i < blocks; i++)
+        {
+            if (heads[i] <= 0 || channels[i] % heads[i] != 0)
+            {
+                throw new InvalidFileException(json.Path, $"{headsKey} {heads[i]} does not divide block {i}'s {channels[i]} channels");
+            }
+        }
+        int[] layers = json.GetIntPerBlock("layers_per_block", blocks, 2);
+        int[] transformerLayers = json.GetIntPerBlock("transformer_layers_per_block", blocks, 1);
+        int[] crossDim = json.GetIntPerBlock("cross_attention_dim", blocks, 1280);
+        CheckPositive(json, "layers_per_block", layers);
+        CheckPositive(json, "transformer_layers_per_block", transformerLayers);
+        CheckPositive(json, "cross_attention_dim", crossDim);
+        var config = new UNetConfig
+        {
+            SampleSize = json.GetIntOrNull("sample_size"),
+            InChannels = json.GetInt("in_channels", d.InChannels),
+            OutChannels = json.GetInt("out_channels", d.OutChannels),
+            CenterInputSample = json.GetBool("center_input_sample", false),
+            FlipSinToCos = json.GetBool("flip_sin_to_cos", d.FlipSinToCos),
+            FreqShift = json.GetInt("freq_shift", 0),
+            DownBlockTypes = down,
+            MidBlockType = json.Has("mid_block_type") ? json.GetString("mid_block_type", "") : d.MidBlockType,
+            UpBlockTypes = up,
+            OnlyCrossAttention = json.GetBoolPerBlock("only_cross_attention", blocks, false),
+            BlockOutChannels = channels,
+            LayersPerBlock = layers,
+            DownsamplePadding = json.GetInt("downsample_padding", d.DownsamplePadding),
+            MidBlockScaleFactor = json.GetDouble("mid_block_scale_factor", d.MidBlockScaleFactor),
+            ActFn = json.GetString("act_fn", d.ActFn),
+            NormNumGroups = json.GetInt("norm_num_groups", d.NormNumGroups),
+            NormEps = json.GetDouble("norm_eps", d.NormEps),
+            CrossAttentionDim = crossDim,
+            TransformerLayersPerBlock = transformerLayers,
+            NumAttentionHeads = heads,
+            UseLinearProjection = json.GetBool("use_linear_projection", false),
+            UpcastAttention = json.GetBool("upcast_attention", false),
+            ResnetTimeScaleShift = json.GetString("resnet_time_scale_shift", d.ResnetTimeScaleShift),
+            TimeEmbeddingType = json.GetString("time_embedding_type", d.TimeEmbeddingType),
+            ClassEmbedType = json.GetStringOrNull("class_embed_type"),
+            AdditionEmbedType = json.GetStringOrNull("addition_embed_type"),
+            ConvInKernel = json.GetInt("conv_in_kernel", d.ConvInKernel),
+            ConvOutKernel = json.GetInt("conv_out_kernel", d.ConvOutKernel),
+        };
+        if (config.InChannels <= 0 || config.OutChannels <= 0 || config.NormNumGroups <= 0)
+        {
+            throw new InvalidFileException(json.Path, "in_channels, out_channels and norm_num_groups must be positive");
+        }
+        return config;
+    }
+
+    internal static void CheckPositive(JsonConfig json, string key, int[] values)
+    {
+        foreach (int value in values)
+        {
+            if (value <= 0)
+            {
+                throw new InvalidFileException(json.Path, $"'{key}' must be positive, found {value}");
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+namespace Sd.Loaders.Config;
+
+/// <summary>
+/// <c>vae/config.json</c> of an AutoencoderKL with diffusers' defaults. Real SD 1.x VAE configs predate
+/// <c>scaling_factor</c>; its absence means 0.18215, the SD 1.x value.
+/// Reference: diffusers 0.27 AutoencoderKL.__init__.
+/// </summary>
+public sealed record VaeConfig
+{
+    public const double DefaultScalingFactor = 0.18215;
+
+    public int InChannels { get; init; } = 3;
+    public int OutChannels { get; init; } = 3;
+    public string[] DownBlockTypes { get; init; } = ["DownEncoderBlock2D"];
+    public string[] UpBlockTypes { get; init; } = ["UpDecoderBlock2D"];
+    public int[] BlockOutChannels { get; init; } = [64];
+    public int LayersPerBlock { get; init; } = 1;
+    public string ActFn { get; init; } = "silu";
+    public int LatentChannels { get; init; } = 4;
+    public int NormNumGroups { get; init; } = 32;
+    public int SampleSize { get; init; } = 32;
+    public double ScalingFactor { get; init; } = DefaultScalingFactor;
+    public double? ShiftFactor { get; init; }
+    public bool ForceUpcast { get; init; } = true;
+    public bool UseQuantConv { get; init; } = true;
+    public bool UsePostQuantConv { get; init; } = true;
+    public bool MidBlockAddAttention { get; init; } = true;
+
+    /// <summary>Pixels per latent along each axis: 2^(number of blocks - 1).</summary>
+    public int DownscaleFactor => 1 << (BlockOutChannels.Length - 1);
+
+    public static VaeConfig Load(string path) => From(JsonConfig.Load(path));
+
+    public static VaeConfig From(JsonConfig json)
+    {
+        var d = new VaeConfig();
+        int[] channels = json.GetInts("block_out_channels", d.BlockOutChannels);
+        string[] down = json.GetStrings("down_block_types", d.DownBlockTypes);
+        string[] up = json.GetStrings("up_block_types", d.UpBlockTypes);
+        if (channels.Length == 0 || down.Length != channels.Length || up.Length != channels.Length)
+        {
+            throw new InvalidFileException(json.Path,
+                $"down_block_types ({down.Length}), up_block_types ({up.Length}) and block_out_channels ({channels.Length}) must have the same non-zero length");
+        }
+        UNetConfig.CheckPositive(json, "block_out_channels", channels);
+        var config = new VaeConfig
+        {
+            InChannels = json.GetInt("in_channels", d.InChannels),
+            OutChannels = json.GetInt("out_channels", d.OutChannels),
+            DownBlockTypes = down,
+            UpBlockTypes = up,
+            BlockOutChannels = channels,
+            LayersPerBlock = json.GetInt("layers_per_block", d.LayersPerBlock),
+            ActFn = json.GetString("act_fn", d.ActFn),
+            LatentChannels = json.GetInt("latent_channels", d.LatentChannels),
+            NormNumGroups = json.GetInt("norm_num_groups", d.NormNumGroups),
+            SampleSize = json.GetInt("sample_size", d.SampleSize),
+            ScalingFactor = json.GetDouble("scaling_factor", d.ScalingFactor),
+            ShiftFactor = json.GetDoubleOrNull("shift_factor"),
+            ForceUpcast = json.GetBool("force_upcast", d.ForceUpcast),
+            UseQuantConv = json.GetBool("use_quant_conv", d.UseQuantConv),
+            UsePostQuantConv = json.GetBool("use_post_quant_conv", d.UsePostQuantConv),
+            MidBlockAddAttention = json.GetBool("mid_block_add_attention", d.MidBlockAddAttention),
+        };
+        UNetConfig.CheckPositive(json, "layers_per_block/latent_channels/norm_num_groups",
+            [config.LayersPerBlock, config.LatentChannels, config.NormNumGroups, config.InChannels, config.OutChannels]);
+        if (config.ScalingFactor <= 0)
+        {
+            throw new InvalidFileException(json.Path, $"scaling_factor must be positive, found {config.ScalingFactor}");
+        }
+        return config;
+    }
+}

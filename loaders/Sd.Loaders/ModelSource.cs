@@ -1,0 +1,234 @@
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Config;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Weights;
+
+namespace Sd.Loaders;
+
+public enum ModelSourceKind
+{
+    /// <summary>A diffusers folder: model_index.json plus one folder per component.</summary>
+    DiffusersFolder,
+
+    /// <summary>One .safetensors file in the original CompVis layout (model.diffusion_model.* ...).</summary>
+    SingleFile,
+}
+
+public sealed record ModelOpenOptions
+{
+    /// <summary>diffusers weight variant to prefer (e.g. "fp16"); null prefers the plain files.</summary>
+    public string? Variant { get; init; }
+
+    /// <summary>Tokenizer folder (vocab.json, merges.txt); needed for single files, which carry none.</summary>
+    public string? TokenizerDirectory { get; init; }
+}
+
+/// <summary>
+/// A Stable Diffusion model on disk, either layout, presented the diffusers way: typed configs plus one
+/// <see cref="WeightSet"/> per component under diffusers tensor names. Owns the mapped files.
+/// </summary>
+public sealed class ModelSource : IDisposable
+{
+    private readonly Dictionary<ModelComponent, WeightSet> _weights = new();
+    private readonly List<SafetensorsFile> _files = new();
+    private readonly ModelOpenOptions _options;
+
+    private ModelSource(string path, ModelSourceKind kind, ModelOpenOptions options)
+    {
+        Path = path;
+        Kind = kind;
+        _options = options;
+    }
+
+    public string Path { get; }
+
+    public ModelSourceKind Kind { get; }
+
+    public ModelIndex? Index { get; private set; }
+
+    public UNetConfig? UNet { get; private set; }
+
+    public VaeConfig? Vae { get; private set; }
+
+    public ClipTextConfig? TextEncoder { get; private set; }
+
+    public SchedulerConfig? Scheduler { get; private set; }
+
+    public TokenizerFiles? Tokenizer { get; private set; }
+
+    /// <summary>Single-file keys that map to no component: reported, never silently used.</summary>
+    public IReadOnlyList<string> UnexpectedKeys { get; private set; } = [];
+
+    /// <summary>Single-file keys skipped on purpose (DDPM buffers, model_ema.*, position_ids).</summary>
+    public int IgnoredKeyCount { get; private set; }
+
+    public IReadOnlyList<ModelComponent> Components
+    {
+        get
+        {
+            var present = new List<ModelComponent>(3);
+            if (UNet is not null) present.Add(ModelComponent.Unet);
+            if (Vae is not null) present.Add(ModelComponent.Vae);
+            if (TextEncoder is not null) present.Add(ModelComponent.TextEncoder);
+            return present;
+        }
+    }
+
+    public static ModelSource Open(string path, ModelOpenOptions? options = null)
+    {
+        options ??= new ModelOpenOptions();
+        if (Directory.Exists(path))
+        {
+            return OpenFolder(path, options);
+        }
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"{path}: no such model folder or file", path);
+        }
+        PickleGuard.RefuseByExtension(path);
+        return OpenSingleFile(path, options);
+    }
+
+    /// <summary>The component's weights (opened on first use); throws if the model has no such component.</summary>
+    public WeightSet Weights(ModelComponent component)
+    {
+        if (_weights.TryGetValue(component, out WeightSet? weights))
+        {
+            return weights;
+        }
+        if (Kind == ModelSourceKind.SingleFile)
+        {
+            throw new InvalidFileException(Path, $"the checkpoint has no {FolderName(component)} weights");
+        }
+        string directory = System.IO.Path.Combine(Path, FolderName(component));
+        (string file, bool isIndex) = ComponentWeightFiles.Resolve(directory, _options.Variant);
+        List<SafetensorsFile> opened = isIndex ? SafetensorsIndex.OpenShards(file) : [SafetensorsFile.Open(file)];
+        _files.AddRange(opened);
+        weights = new WeightSet(file, opened);
+        foreach (SafetensorsFile shard in opened)
+        {
+            foreach (TensorInfo tensor in shard.Tensors)
+            {
+                string name = component == ModelComponent.Vae
+                    ? SingleFileKeyMapper.NormalizeLegacyVaeAttentionName(tensor.Name)
+                    : tensor.Name;
+                weights.Add(new TensorEntry(name, tensor.Shape, shard, tensor));
+            }
+        }
+        _weights.Add(component, weights);
+        return weights;
+    }
+
+    public static string FolderName(ModelComponent component) => component switch
+    {
+        ModelComponent.Unet => "unet",
+        ModelComponent.Vae => "vae",
+        ModelComponent.TextEncoder => "text_encoder",
+        _ => throw new ArgumentOutOfRangeException(nameof(component)),
+    };
+
+    private static ModelSource OpenFolder(string path, ModelOpenOptions options)
+    {
+        string indexPath = System.IO.Path.Combine(path, "model_index.json");
+        if (!File.Exists(indexPath))
+        {
+            throw new InvalidFileException(path, "not a diffusers model folder: model_index.json is missing");
+        }
+        var source = new ModelSource(path, ModelSourceKind.DiffusersFolder, options);
+        source.Index = ModelIndex.Load(indexPath);
+        string Config(string folder, string file) => System.IO.Path.Combine(path, folder, file);
+        bool Listed(string folder) => source.Index.Components.ContainsKey(folder);
+        source.UNet = Listed("unet") ? UNetConfig.Load(Config("unet", "config.json")) : null;
+        source.Vae = Listed("vae") ? VaeConfig.Load(Config("vae", "config.json")) : null;
+        source.TextEncoder = Listed("text_encoder") ? ClipTextConfig.Load(Config("text_encoder", "config.json")) : null;
+        source.Scheduler = Listed("scheduler") ? SchedulerConfig.Load(Config("scheduler", "scheduler_config.json")) : null;
+        string? tokenizer = options.TokenizerDirectory ?? (Listed("tokenizer") ? System.IO.Path.Combine(path, "tokenizer") : null);
+        source.Tokenizer = tokenizer is null ? null : TokenizerFiles.Load(tokenizer);
+        return source;
+    }
+
+    private static ModelSource OpenSingleFile(string path, ModelOpenOptions options)
+    {
+        var source = new ModelSource(path, ModelSourceKind.SingleFile, options);
+        SafetensorsFile file = SafetensorsFile.Open(path);
+        source._files.Add(file);
+        try
+        {
+            var keys = new List<string>(file.Tensors.Count);
+            foreach (TensorInfo tensor in file.Tensors)
+            {
+                keys.Add(tensor.Name);
+            }
+            if (!SingleFileKeyMapper.LooksLikeSingleFileCheckpoint(keys))
+            {
+                throw new InvalidFileException(path,
+                    "not a Stable Diffusion single-file checkpoint: no model.diffusion_model.*, first_stage_model.* or cond_stage_model.* tensors");
+            }
+            source.MapSingleFile(file, SingleFileKeyMapper.Create(keys, path));
+            source.InferConfigs();
+            source.Tokenizer = options.TokenizerDirectory is null ? null : TokenizerFiles.Load(options.TokenizerDirectory);
+            return source;
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
+    }
+
+    private void MapSingleFile(SafetensorsFile file, SingleFileKeyMapper mapper)
+    {
+        var unexpected = new List<string>();
+        foreach (TensorInfo tensor in file.Tensors)
+        {
+            SingleFileKeyResult result = mapper.Map(tensor.Name);
+            switch (result.Kind)
+            {
+                case SingleFileKeyKind.Ignored:
+                    IgnoredKeyCount++;
+                    continue;
+                case SingleFileKeyKind.Unknown:
+                    unexpected.Add(tensor.Name);
+                    continue;
+            }
+            if (!_weights.TryGetValue(result.Component, out WeightSet? weights))
+            {
+                weights = new WeightSet($"{Path}#{FolderName(result.Component)}", _files);
+                _weights.Add(result.Component, weights);
+            }
+            weights.Add(new TensorEntry(result.DiffusersKey, Squeeze(tensor, result.SqueezeTrailing1x1), file, tensor));
+        }
+        UnexpectedKeys = unexpected;
+    }
+
+    private long[] Squeeze(TensorInfo tensor, bool squeeze)
+    {
+        if (!squeeze)
+        {
+            return tensor.Shape;
+        }
+        if (tensor.Shape.Length != 4 || tensor.Shape[2] != 1 || tensor.Shape[3] != 1)
+        {
+            throw new InvalidFileException(Path, $"tensor '{tensor.Name}' should be a [C,C,1,1] 1x1 convolution, found {TensorInfo.ShapeText(tensor.Shape)}");
+        }
+        return [tensor.Shape[0], tensor.Shape[1]];
+    }
+
+    private void InferConfigs()
+    {
+        UNet = _weights.TryGetValue(ModelComponent.Unet, out WeightSet? unet) ? ConfigInference.UNet(unet) : null;
+        Vae = _weights.TryGetValue(ModelComponent.Vae, out WeightSet? vae) ? ConfigInference.Vae(vae) : null;
+        TextEncoder = _weights.TryGetValue(ModelComponent.TextEncoder, out WeightSet? text) ? ConfigInference.ClipText(text) : null;
+        Scheduler = UNet is null ? null : ConfigInference.Sd1Scheduler;
+    }
+
+    public void Dispose()
+    {
+        foreach (SafetensorsFile file in _files)
+        {
+            file.Dispose();
+        }
+        _files.Clear();
+        _weights.Clear();
+    }
+}

@@ -1,0 +1,162 @@
+using System.Buffers.Binary;
+using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
+using Sd.Kernels.Convert;
+
+namespace Sd.Loaders.Safetensors;
+
+/// <summary>
+/// A memory-mapped .safetensors file. The header is fully validated on open; tensor bytes are served straight from
+/// the mapping (the OS pages them in on demand and can drop them again, so opening a 4 GB checkpoint costs nothing
+/// until weights are packed).
+/// </summary>
+public sealed unsafe class SafetensorsFile : IDisposable
+{
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly byte* _data;
+    private readonly Dictionary<string, TensorInfo> _byName;
+    private bool _disposed;
+
+    private SafetensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* data,
+        SafetensorsHeader.Parsed header)
+    {
+        Path = path;
+        _map = map;
+        _view = view;
+        _data = data;
+        Tensors = header.Tensors;
+        Metadata = header.Metadata;
+        _byName = new Dictionary<string, TensorInfo>(header.Tensors.Count, StringComparer.Ordinal);
+        foreach (TensorInfo tensor in header.Tensors)
+        {
+            _byName.Add(tensor.Name, tensor);
+        }
+    }
+
+    public string Path { get; }
+
+    /// <summary>Tensors in header order.</summary>
+    public IReadOnlyList<TensorInfo> Tensors { get; }
+
+    public IReadOnlyDictionary<string, string> Metadata { get; }
+
+    public static SafetensorsFile Open(string path)
+    {
+        if (!BitConverter.IsLittleEndian)
+        {
+            throw new PlatformNotSupportedException("Sd reads little-endian tensor data and needs a little-endian CPU");
+        }
+        PickleGuard.RefuseByExtension(path);
+        long fileLength = new FileInfo(path).Exists
+            ? new FileInfo(path).Length
+            : throw new FileNotFoundException($"{path}: file not found", path);
+        if (fileLength < 8)
+        {
+            throw new InvalidFileException(path, $"file is {fileLength} bytes; a safetensors file starts with an 8-byte header length");
+        }
+        MemoryMappedFile map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        MemoryMappedViewAccessor? view = null;
+        bool acquired = false;
+        try
+        {
+            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            byte* basePointer = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePointer);
+            acquired = true;
+            basePointer += view.PointerOffset;
+            PickleGuard.RefuseByMagic(path, new ReadOnlySpan<byte>(basePointer, 8));
+            ulong declared = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(basePointer, 8));
+            long headerLength = SafetensorsHeader.ValidateHeaderLength(path, declared, fileLength);
+            var header = new ReadOnlySpan<byte>(basePointer + 8, checked((int)headerLength));
+            long dataLength = fileLength - 8 - headerLength;
+            SafetensorsHeader.Parsed parsed = SafetensorsHeader.Parse(path, header, dataLength);
+            return new SafetensorsFile(path, map, view, basePointer + 8 + headerLength, parsed);
+        }
+        catch
+        {
+            if (acquired)
+            {
+                view!.SafeMemoryMappedViewHandle.ReleasePointer();
+            }
+            view?.Dispose();
+            map.Dispose();
+            throw;
+        }
+    }
+
+    public bool TryGet(string name, out TensorInfo tensor) => _byName.TryGetValue(name, out tensor!);
+
+    /// <summary>The tensor's raw little-endian bytes, valid until this file is disposed.</summary>
+    public ReadOnlySpan<byte> GetBytes(TensorInfo tensor)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!_byName.TryGetValue(tensor.Name, out TensorInfo? own) || !ReferenceEquals(own, tensor))
+        {
+            throw new ArgumentException($"tensor '{tensor.Name}' does not belong to {Path}", nameof(tensor));
+        }
+        if (tensor.ByteLength > int.MaxValue)
+        {
+            throw new InvalidFileException(Path, $"tensor '{tensor.Name}' is {tensor.ByteLength} bytes; tensors over 2 GiB are not supported");
+        }
+        return new ReadOnlySpan<byte>(_data + tensor.DataOffset, (int)tensor.ByteLength);
+    }
+
+    /// <summary>Widens an F32/F16/BF16 tensor into <paramref name="destination"/> (exact conversion).</summary>
+    public void ReadFloat32(TensorInfo tensor, Span<float> destination)
+    {
+        if (destination.Length != tensor.ElementCount)
+        {
+            throw new ArgumentException($"tensor '{tensor.Name}' has {tensor.ElementCount} elements, destination holds {destination.Length}", nameof(destination));
+        }
+        ReadOnlySpan<byte> bytes = GetBytes(tensor);
+        switch (tensor.DType)
+        {
+            case TensorDType.F32:
+                bytes.CopyTo(MemoryMarshal.AsBytes(destination));
+                break;
+            case TensorDType.F16:
+                Widen.F16ToF32(MemoryMarshal.Cast<byte, ushort>(bytes), destination);
+                break;
+            case TensorDType.BF16:
+                Widen.BF16ToF32(MemoryMarshal.Cast<byte, ushort>(bytes), destination);
+                break;
+            default:
+                throw new InvalidFileException(Path, $"tensor '{tensor.Name}' has dtype {tensor.DType.Name()}; float weights must be F32, F16 or BF16");
+        }
+    }
+
+    /// <summary>Reads an I64/I32 tensor (index buffers such as position_ids).</summary>
+    public long[] ReadInt64(TensorInfo tensor)
+    {
+        ReadOnlySpan<byte> bytes = GetBytes(tensor);
+        return tensor.DType switch
+        {
+            TensorDType.I64 => MemoryMarshal.Cast<byte, long>(bytes).ToArray(),
+            TensorDType.I32 => WidenInt32(MemoryMarshal.Cast<byte, int>(bytes)),
+            _ => throw new InvalidFileException(Path, $"tensor '{tensor.Name}' has dtype {tensor.DType.Name()}; integer tensors must be I64 or I32"),
+        };
+    }
+
+    private static long[] WidenInt32(ReadOnlySpan<int> values)
+    {
+        var result = new long[values.Length];
+        for (int i = 0; i < values.Length; i++)
+        {
+            result[i] = values[i];
+        }
+        return result;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _map.Dispose();
+    }
+}

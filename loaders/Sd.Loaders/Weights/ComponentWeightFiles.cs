@@ -1,0 +1,48 @@
+namespace Sd.Loaders.Weights;
+
+/// <summary>
+/// Finds a diffusers component's weight files by diffusers' naming: <c>{base}.safetensors</c>, the variant
+/// <c>{base}.{variant}.safetensors</c> (e.g. fp16), and the sharded <c>{base}.safetensors.index[.{variant}].json</c>.
+/// Without a requested variant the plain files win and the fp16 variant is the fallback (diffusers would refuse;
+/// a user with only fp16 files wants them loaded).
+/// </summary>
+public static class ComponentWeightFiles
+{
+    public const string Fp16Variant = "fp16";
+
+    /// <summary>The weights file base name diffusers uses for a component folder.</summary>
+    public static string BaseName(string componentFolderName) =>
+        componentFolderName == "text_encoder" || componentFolderName.StartsWith("text_encoder_", StringComparison.Ordinal)
+            ? "model"
+            : "diffusion_pytorch_model";
+
+    /// <summary>Returns (path, isIndex) of the weights to load, or throws naming what was looked for.</summary>
+    public static (string Path, bool IsIndex) Resolve(string componentDirectory, string? variant)
+    {
+        string baseName = BaseName(Path.GetFileName(Path.TrimEndingDirectorySeparator(componentDirectory)));
+        var tried = new List<string>();
+        foreach (string? v in variant is null ? new[] { null, Fp16Variant } : new[] { variant })
+        {
+            string single = Path.Combine(componentDirectory, v is null ? $"{baseName}.safetensors" : $"{baseName}.{v}.safetensors");
+            string index = Path.Combine(componentDirectory, v is null ? $"{baseName}.safetensors.index.json" : $"{baseName}.safetensors.index.{v}.json");
+            if (File.Exists(single))
+            {
+                return (single, false);
+            }
+            if (File.Exists(index))
+            {
+                return (index, true);
+            }
+            tried.Add(Path.GetFileName(single));
+            tried.Add(Path.GetFileName(index));
+        }
+        foreach (string pickle in new[] { $"{baseName}.bin", $"{baseName}.{variant ?? Fp16Variant}.bin" })
+        {
+            if (File.Exists(Path.Combine(componentDirectory, pickle)))
+            {
+                PickleGuard.RefuseByExtension(Path.Combine(componentDirectory, pickle));
+            }
+        }
+        throw new InvalidFileException(componentDirectory, $"no weights found; looked for {string.Join(", ", tried)}");
+    }
+}

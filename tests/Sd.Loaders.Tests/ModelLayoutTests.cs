@@ -1,0 +1,236 @@
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Config;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Weights;
+
+namespace Sd.Loaders.Tests;
+
+/// <summary>
+/// Hand-made model layouts (no fixtures needed): sharded checkpoints, fp16 variant names, legacy VAE attention names,
+/// a single-file checkpoint, and broken folders and configs.
+/// </summary>
+public sealed class ModelLayoutTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static void Save(string path, params (string Name, long[] Shape)[] tensors)
+    {
+        var writer = new SafetensorsWriter();
+        float next = 0;
+        foreach ((string name, long[] shape) in tensors)
+        {
+            long count = 1;
+            foreach (long d in shape) count *= d;
+            var values = new float[count];
+            for (int i = 0; i < values.Length; i++) values[i] = next++;
+            writer.AddFloat32(name, shape, values);
+        }
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        writer.Save(path);
+    }
+
+    private string MakeFolder(string vaeFileName, bool withIndexEntry = true)
+    {
+        _dir.WriteText("model/model_index.json",
+            "{\"_class_name\":\"StableDiffusionPipeline\",\"vae\":[\"diffusers\",\"AutoencoderKL\"],\"safety_checker\":[null,null]" +
+            (withIndexEntry ? "" : "") + "}");
+        _dir.WriteText("model/vae/config.json", "{\"block_out_channels\":[32],\"latent_channels\":4}");
+        Save(_dir.File($"model/vae/{vaeFileName}"),
+            ("decoder.mid_block.attentions.0.query.weight", [2, 2]),
+            ("decoder.mid_block.attentions.0.proj_attn.bias", [2]),
+            ("decoder.conv_in.weight", [2, 4, 3, 3]));
+        return _dir.File("model");
+    }
+
+    [Fact]
+    public void Legacy_vae_attention_names_are_renamed_and_defaults_apply()
+    {
+        using ModelSource model = ModelSource.Open(MakeFolder("diffusion_pytorch_model.safetensors"));
+        Assert.Equal([ModelComponent.Vae], model.Components);
+        Assert.Equal(VaeConfig.DefaultScalingFactor, model.Vae!.ScalingFactor); // absent key -> 0.18215
+        Assert.Equal(["DownEncoderBlock2D"], model.Vae.DownBlockTypes);
+        WeightSet vae = model.Weights(ModelComponent.Vae);
+        Assert.True(vae.TryGet("decoder.mid_block.attentions.0.to_q.weight", out _));
+        Assert.True(vae.TryGet("decoder.mid_block.attentions.0.to_out.0.bias", out _));
+        Assert.False(vae.TryGet("decoder.mid_block.attentions.0.query.weight", out _));
+        Assert.Equal([0f, 1f, 2f, 3f], vae.Require("decoder.mid_block.attentions.0.to_q.weight", [2, 2]).ReadFloat32());
+        var e = Assert.Throws<InvalidFileException>(() => vae.Require("decoder.conv_in.weight", [2, 4, 1, 1]));
+        Assert.Contains("decoder.conv_in.weight", e.Message);
+        Assert.Contains("expected [2, 4, 1, 1]", e.Message);
+        var missing = Assert.Throws<InvalidFileException>(() => vae.Require("decoder.conv_out.weight", [3, 2, 3, 3]));
+        Assert.Contains("missing tensor 'decoder.conv_out.weight'", missing.Message);
+    }
+
+    [Fact]
+    public void Fp16_variant_is_found_by_name_and_preferred_when_requested()
+    {
+        string folder = MakeFolder("diffusion_pytorch_model.fp16.safetensors");
+        using (ModelSource fallback = ModelSource.Open(folder))
+        {
+            Assert.EndsWith("diffusion_pytorch_model.fp16.safetensors", fallback.Weights(ModelComponent.Vae).Source);
+        }
+        Save(_dir.File("model/vae/diffusion_pytorch_model.safetensors"), ("decoder.conv_in.weight", [1]));
+        using (ModelSource plain = ModelSource.Open(folder))
+        {
+            Assert.EndsWith("diffusion_pytorch_model.safetensors", plain.Weights(ModelComponent.Vae).Source);
+        }
+        using ModelSource variant = ModelSource.Open(folder, new ModelOpenOptions { Variant = "fp16" });
+        Assert.EndsWith("diffusion_pytorch_model.fp16.safetensors", variant.Weights(ModelComponent.Vae).Source);
+    }
+
+    [Fact]
+    public void Sharded_checkpoint_is_read_through_its_index()
+    {
+        string folder = MakeFolder("unused.safetensors");
+        Save(_dir.File("model/vae/diffusion_pytorch_model-00001-of-00002.safetensors"), ("a", [2]), ("b", [3]));
+        Save(_dir.File("model/vae/diffusion_pytorch_model-00002-of-00002.safetensors"), ("c", [4]));
+        _dir.WriteText("model/vae/diffusion_pytorch_model.safetensors.index.json",
+            "{\"metadata\":{\"total_size\":36},\"weight_map\":{\"a\":\"diffusion_pytorch_model-00001-of-00002.safetensors\"," +
+            "\"b\":\"diffusion_pytorch_model-00001-of-00002.safetensors\",\"c\":\"diffusion_pytorch_model-00002-of-00002.safetensors\"}}");
+        using ModelSource model = ModelSource.Open(folder);
+        WeightSet vae = model.Weights(ModelComponent.Vae);
+        Assert.Equal(3, vae.Count);
+        Assert.Equal(2, vae.Files.Count);
+        Assert.Equal([0f, 1f, 2f, 3f], vae.Require("c", [4]).ReadFloat32());
+    }
+
+    [Theory]
+    [InlineData("../escape.safetensors", "plain file names")]
+    [InlineData("missing.safetensors", "does not exist")]
+    public void Sharded_index_with_a_bad_shard_is_refused(string shard, string expected)
+    {
+        string folder = MakeFolder("unused.safetensors");
+        _dir.WriteText("model/vae/diffusion_pytorch_model.safetensors.index.json",
+            "{\"weight_map\":{\"a\":\"" + shard + "\"}}");
+        using ModelSource model = ModelSource.Open(folder);
+        var e = Assert.Throws<InvalidFileException>(() => model.Weights(ModelComponent.Vae));
+        Assert.Contains("index.json", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Shard_index_naming_a_tensor_the_shard_lacks_is_refused()
+    {
+        string folder = MakeFolder("unused.safetensors");
+        Save(_dir.File("model/vae/s1.safetensors"), ("a", [2]));
+        _dir.WriteText("model/vae/diffusion_pytorch_model.safetensors.index.json", "{\"weight_map\":{\"zz\":\"s1.safetensors\"}}");
+        using ModelSource model = ModelSource.Open(folder);
+        var e = Assert.Throws<InvalidFileException>(() => model.Weights(ModelComponent.Vae));
+        Assert.Contains("no such tensor", e.Message);
+    }
+
+    [Fact]
+    public void Folder_without_weights_or_with_only_pickles_says_what_it_looked_for()
+    {
+        string folder = MakeFolder("unused.safetensors");
+        using (ModelSource model = ModelSource.Open(folder))
+        {
+            var e = Assert.Throws<InvalidFileException>(() => model.Weights(ModelComponent.Vae));
+            Assert.Contains("diffusion_pytorch_model.safetensors", e.Message);
+        }
+        _dir.Write("model/vae/diffusion_pytorch_model.bin", [0x80, 0x02]);
+        using ModelSource pickled = ModelSource.Open(folder);
+        Assert.Throws<UnsafeFormatException>(() => pickled.Weights(ModelComponent.Vae));
+    }
+
+    [Fact]
+    public void Folder_without_model_index_is_not_a_model()
+    {
+        Directory.CreateDirectory(_dir.File("empty"));
+        var e = Assert.Throws<InvalidFileException>(() => ModelSource.Open(_dir.File("empty")));
+        Assert.Contains("model_index.json", e.Message);
+    }
+
+    [Theory]
+    [InlineData("{\"block_out_channels\":\"wide\"}", "'block_out_channels' must be a list of integers")]
+    [InlineData("{\"scaling_factor\":-1}", "scaling_factor must be positive")]
+    [InlineData("{\"block_out_channels\":[32,64],\"down_block_types\":[\"DownEncoderBlock2D\"]}", "same non-zero length")]
+    [InlineData("{\"latent_channels\":4,", "well-formed JSON")]
+    [InlineData("[]", "JSON object")]
+    public void Broken_vae_config_is_refused_with_file_and_key(string json, string expected)
+    {
+        string path = _dir.WriteText("config.json", json);
+        var e = Assert.Throws<InvalidFileException>(() => VaeConfig.Load(path));
+        Assert.Contains("config.json", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Theory]
+    [InlineData("{\"attention_head_dim\":7}", "does not divide")]
+    [InlineData("{\"layers_per_block\":[2,2]}", "lists 2 values but the model has 4 blocks")]
+    [InlineData("{\"cross_attention_dim\":0}", "must be positive")]
+    public void Broken_unet_config_is_refused(string json, string expected)
+    {
+        string path = _dir.WriteText("unet.json", json);
+        var e = Assert.Throws<InvalidFileException>(() => UNetConfig.Load(path));
+        Assert.Contains("unet.json", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Sd2_style_configs_expand_per_block_heads_and_gelu()
+    {
+        string unet = _dir.WriteText("unet2.json",
+            "{\"attention_head_dim\":[5,10,20,20],\"cross_attention_dim\":1024,\"use_linear_projection\":true,\"upcast_attention\":true}");
+        UNetConfig config = UNetConfig.Load(unet);
+        Assert.Equal([5, 10, 20, 20], config.NumAttentionHeads);
+        Assert.Equal([1024, 1024, 1024, 1024], config.CrossAttentionDim);
+        Assert.True(config.UseLinearProjection);
+        string text = _dir.WriteText("clip2.json", "{\"hidden_size\":1024,\"num_attention_heads\":16,\"hidden_act\":\"gelu\"}");
+        Assert.Equal(64, ClipTextConfig.Load(text).HeadDim);
+        string tokenizer = _dir.WriteText("tok/tokenizer_config.json", "{\"pad_token\":\"!\",\"model_max_length\":77}");
+        _dir.WriteText("tok/vocab.json", "{}");
+        _dir.WriteText("tok/merges.txt", "#version: 0.2\n");
+        Assert.Equal("!", TokenizerFiles.Load(Path.GetDirectoryName(tokenizer)!).PadToken);
+    }
+
+    [Fact]
+    public void Missing_tokenizer_files_name_the_file_and_the_flag()
+    {
+        Directory.CreateDirectory(_dir.File("notok"));
+        var e = Assert.Throws<FileNotFoundException>(() => TokenizerFiles.Load(_dir.File("notok")));
+        Assert.Contains("vocab.json", e.Message);
+        Assert.Contains("--tokenizer", e.Message);
+    }
+
+    [Fact]
+    public void Single_file_checkpoint_maps_squeezes_ignores_and_reports_unexpected_keys()
+    {
+        const string V = "first_stage_model.";
+        string path = _dir.File("sd.safetensors");
+        Save(path,
+            (V + "encoder.conv_in.weight", [8, 3, 3, 3]),
+            (V + "encoder.down.0.block.0.conv2.weight", [8, 8, 3, 3]),
+            (V + "encoder.mid.attn_1.q.weight", [8, 8, 1, 1]),
+            (V + "decoder.up.0.block.0.conv1.weight", [8, 8, 3, 3]),
+            (V + "decoder.up.0.block.1.conv1.weight", [8, 8, 3, 3]),
+            (V + "decoder.conv_out.weight", [3, 8, 3, 3]),
+            (V + "post_quant_conv.weight", [4, 4, 1, 1]),
+            ("betas", [1000]),
+            ("model_ema.decay", []),
+            ("some.other.key", [1]));
+        using ModelSource model = ModelSource.Open(path);
+        Assert.Equal(ModelSourceKind.SingleFile, model.Kind);
+        Assert.Equal([ModelComponent.Vae], model.Components);
+        Assert.Equal(2, model.IgnoredKeyCount);
+        Assert.Equal(["some.other.key"], model.UnexpectedKeys);
+        WeightSet vae = model.Weights(ModelComponent.Vae);
+        TensorEntry q = vae.Require("encoder.mid_block.attentions.0.to_q.weight", [8, 8]);
+        Assert.Equal(64, q.ReadFloat32().Length);
+        Assert.Equal([8], model.Vae!.BlockOutChannels);
+        Assert.Equal(4, model.Vae.LatentChannels);
+        Assert.Throws<InvalidFileException>(() => model.Weights(ModelComponent.Unet));
+    }
+
+    [Fact]
+    public void Safetensors_file_without_sd_keys_is_not_a_checkpoint()
+    {
+        string path = _dir.File("other.safetensors");
+        Save(path, ("weight", [2]));
+        var e = Assert.Throws<InvalidFileException>(() => ModelSource.Open(path));
+        Assert.Contains("other.safetensors", e.Message);
+        Assert.Contains("not a Stable Diffusion single-file checkpoint", e.Message);
+    }
+}

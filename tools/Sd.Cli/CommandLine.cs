@@ -1,0 +1,64 @@
+namespace Sd.Cli;
+
+/// <summary>
+/// Parsed <c>--flag value</c> / <c>--switch</c> arguments after the command name, plus positionals. Small on purpose:
+/// the CLI's flags are a contract (see README), so every command declares the flags it accepts and anything else is
+/// an error that names the flag.
+/// </summary>
+public sealed class CommandLine
+{
+    private readonly Dictionary<string, string?> _flags = new(StringComparer.Ordinal);
+    private readonly List<string> _positionals = new();
+
+    public CommandLine(string command, IReadOnlyList<string> args, IReadOnlyCollection<string> valueFlags, IReadOnlyCollection<string> switches)
+    {
+        Command = command;
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg == "--")
+            {
+                _positionals.Add(arg);
+                continue;
+            }
+            string name = arg;
+            string? inline = null;
+            int eq = arg.IndexOf('=');
+            if (eq > 0)
+            {
+                name = arg[..eq];
+                inline = arg[(eq + 1)..];
+            }
+            if (switches.Contains(name) && inline is null)
+            {
+                _flags[name] = null;
+            }
+            else if (valueFlags.Contains(name))
+            {
+                string value = inline ?? (i + 1 < args.Count ? args[++i] : throw new UsageException($"{command}: {name} needs a value"));
+                if (!_flags.TryAdd(name, value))
+                {
+                    throw new UsageException($"{command}: {name} given twice");
+                }
+            }
+            else
+            {
+                throw new UsageException($"{command}: unknown option '{name}' (see `sd {command} --help`)");
+            }
+        }
+    }
+
+    public string Command { get; }
+
+    public IReadOnlyList<string> Positionals => _positionals;
+
+    public bool Has(string flag) => _flags.ContainsKey(flag);
+
+    public string? Get(string flag) => _flags.TryGetValue(flag, out string? value) ? value : null;
+
+    public string Require(string flag) =>
+        Get(flag) ?? throw new UsageException($"{Command}: {flag} is required");
+}
+
+/// <summary>Bad command-line usage: printed without a stack trace, exit code 2.</summary>
+public sealed class UsageException(string message) : Exception(message);

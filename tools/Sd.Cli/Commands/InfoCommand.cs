@@ -1,0 +1,113 @@
+using System.Globalization;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Config;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Weights;
+
+namespace Sd.Cli.Commands;
+
+/// <summary><c>sd info MODEL [--variant fp16] [--tokenizer DIR]</c>: what a model holds and what it will cost.</summary>
+public static class InfoCommand
+{
+    private const string Help = """
+        Usage: sd info MODEL [--variant NAME] [--tokenizer DIR]
+
+        Prints the model's components, stored dtypes, parameter counts, configs and an estimate of the memory the
+        weights take once loaded for fp32 compute.
+          MODEL             diffusers folder or single-file .safetensors checkpoint
+          --variant NAME    prefer diffusers weight variant NAME (e.g. fp16)
+          --tokenizer DIR   tokenizer folder (vocab.json, merges.txt), for single-file checkpoints
+        """;
+
+    public static int Run(IReadOnlyList<string> args, TextWriter output)
+    {
+        if (args.Contains("--help"))
+        {
+            output.WriteLine(Help);
+            return 0;
+        }
+        var line = new CommandLine("info", args, ["--variant", "--tokenizer"], []);
+        if (line.Positionals.Count != 1)
+        {
+            throw new UsageException("info: expected exactly one MODEL path (see `sd info --help`)");
+        }
+        var options = new ModelOpenOptions { Variant = line.Get("--variant"), TokenizerDirectory = line.Get("--tokenizer") };
+        using ModelSource model = ModelSource.Open(line.Positionals[0], options);
+        Write(model, output);
+        return 0;
+    }
+
+    public static void Write(ModelSource model, TextWriter output)
+    {
+        output.WriteLine($"model:     {model.Path}");
+        output.WriteLine($"format:    {(model.Kind == ModelSourceKind.DiffusersFolder ? $"diffusers folder ({model.Index!.PipelineClass})" : "single-file checkpoint (configs inferred from shapes)")}");
+        long totalFp32 = 0;
+        long totalStored = 0;
+        foreach (ModelComponent component in model.Components)
+        {
+            WeightSet weights = model.Weights(component);
+            totalFp32 += weights.ParameterCount * sizeof(float);
+            totalStored += weights.StoredBytes;
+            output.WriteLine();
+            output.WriteLine($"{ModelSource.FolderName(component)}: {Count(weights.ParameterCount)} parameters in {weights.Count} tensors, {DTypeSummary(weights)}, {Mib(weights.StoredBytes)} stored");
+            output.WriteLine($"  source:  {weights.Source}");
+            output.WriteLine($"  config:  {ConfigSummary(model, component)}");
+        }
+        if (model.Scheduler is { } scheduler)
+        {
+            output.WriteLine();
+            output.WriteLine($"scheduler: {scheduler.ClassName}, {scheduler.BetaSchedule} betas {scheduler.BetaStart}..{scheduler.BetaEnd}, {scheduler.NumTrainTimesteps} train steps, prediction {scheduler.PredictionType}, steps_offset {scheduler.StepsOffset}");
+        }
+        output.WriteLine(model.Tokenizer is { } tokenizer
+            ? $"tokenizer: {tokenizer.Directory} (pad '{tokenizer.PadToken}', max length {tokenizer.ModelMaxLength})"
+            : "tokenizer: none (pass --tokenizer DIR to tokenize prompts)");
+        if (model.Kind == ModelSourceKind.SingleFile)
+        {
+            output.WriteLine($"keys:      {model.IgnoredKeyCount} ignored (DDPM buffers, EMA, position_ids), {model.UnexpectedKeys.Count} unexpected");
+            for (int i = 0; i < Math.Min(10, model.UnexpectedKeys.Count); i++)
+            {
+                output.WriteLine($"  unexpected: {model.UnexpectedKeys[i]}");
+            }
+        }
+        output.WriteLine();
+        output.WriteLine($"memory:    {Mib(totalStored)} stored; about {Mib(totalFp32)} as fp32 weights (3x3 convolutions packed for Winograd take up to 4x their share)");
+    }
+
+    private static string ConfigSummary(ModelSource model, ModelComponent component) => component switch
+    {
+        ModelComponent.Unet when model.UNet is { } u =>
+            $"blocks [{string.Join(", ", u.BlockOutChannels)}] x{u.LayersPerBlock[0]} layers, down [{string.Join(", ", u.DownBlockTypes)}], " +
+            $"heads [{string.Join(", ", u.NumAttentionHeads)}], cross-attention {u.CrossAttentionDim[0]}, in/out {u.InChannels}/{u.OutChannels}, " +
+            $"{(u.UseLinearProjection ? "linear" : "conv")} proj_in/out, sample size {u.SampleSize?.ToString(CultureInfo.InvariantCulture) ?? "?"}",
+        ModelComponent.Vae when model.Vae is { } v =>
+            $"blocks [{string.Join(", ", v.BlockOutChannels)}] x{v.LayersPerBlock} layers, latent channels {v.LatentChannels}, " +
+            $"downscale {v.DownscaleFactor}x, scaling factor {v.ScalingFactor.ToString(CultureInfo.InvariantCulture)}",
+        ModelComponent.TextEncoder when model.TextEncoder is { } t =>
+            $"width {t.HiddenSize}, {t.NumHiddenLayers} layers, {t.NumAttentionHeads} heads, MLP {t.IntermediateSize}, {t.HiddenAct}, " +
+            $"{t.MaxPositionEmbeddings} positions, vocab {t.VocabSize}",
+        _ => "none",
+    };
+
+    private static string DTypeSummary(WeightSet weights)
+    {
+        var counts = new SortedDictionary<string, int>(StringComparer.Ordinal);
+        foreach (TensorEntry entry in weights.Entries)
+        {
+            string name = entry.DType.Name();
+            counts[name] = counts.GetValueOrDefault(name) + 1;
+        }
+        var parts = new List<string>(counts.Count);
+        foreach ((string name, int count) in counts)
+        {
+            parts.Add($"{name} x{count}");
+        }
+        return string.Join(" ", parts);
+    }
+
+    private static string Count(long parameters) =>
+        parameters >= 1_000_000 ? (parameters / 1e6).ToString("0.00", CultureInfo.InvariantCulture) + "M"
+        : parameters.ToString(CultureInfo.InvariantCulture);
+
+    private static string Mib(long bytes) => (bytes / (1024.0 * 1024.0)).ToString("0.0", CultureInfo.InvariantCulture) + " MiB";
+}

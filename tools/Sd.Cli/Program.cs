@@ -1,0 +1,65 @@
+using Sd.Cli.Commands;
+using Sd.Loaders;
+
+namespace Sd.Cli;
+
+public static class Program
+{
+    private const string Usage = """
+        sd - Stable Diffusion on the CPU, no ML runtime underneath.
+
+        Usage: sd COMMAND [options]      (sd COMMAND --help for its options)
+
+        Commands:
+          info MODEL                 components, dtypes, parameter counts, configs, estimated memory
+          tokenize                   CLIP token ids of a prompt                              (coming)
+          encode-text                CLIP text encoder hidden states                         (coming)
+          unet                       one UNet forward pass on .npy inputs                    (coming)
+          vae-decode                 latents -> image (.npy)                                 (coming)
+          vae-encode                 image (.npy/.png) -> latent posterior                   (coming)
+          generate                   txt2img / img2img / inpainting to PNG                   (coming)
+          bench                      timings, GFLOP/s and peak memory per model part         (coming)
+          make-random-model          SD-shaped model folder with seeded random weights       (coming)
+
+        MODEL is a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/) or a single-file
+        .safetensors checkpoint. Pickled .ckpt/.pt/.bin files are refused: they can run code when loaded.
+        """;
+
+    public static int Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+        {
+            Console.Out.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+        string command = args[0];
+        string[] rest = args[1..];
+        try
+        {
+            return command switch
+            {
+                "info" => InfoCommand.Run(rest, Console.Out),
+                "tokenize" or "encode-text" or "unet" or "vae-decode" or "vae-encode" or "generate" or "bench" or "make-random-model"
+                    => NotYet(command),
+                _ => throw new UsageException($"unknown command '{command}' (see `sd --help`)"),
+            };
+        }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"sd: {e.Message}");
+            return 2;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            // InvalidFileException (an IOException) already names the file and the problem.
+            Console.Error.WriteLine($"sd {command}: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static int NotYet(string command)
+    {
+        Console.Error.WriteLine($"sd {command}: not implemented yet in this build (see `sd --help`)");
+        return 3;
+    }
+}
