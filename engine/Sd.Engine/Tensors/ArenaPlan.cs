@@ -35,7 +35,10 @@ public sealed class ArenaPlan
         {
             order[i] = i;
         }
-        Array.Sort(order, (a, b) => _requests[b].Floats.CompareTo(_requests[a].Floats));
+        // Largest first, ties by declaration order, so the layout is deterministic.
+        Array.Sort(order, (a, b) => _requests[a].Floats != _requests[b].Floats
+            ? _requests[b].Floats.CompareTo(_requests[a].Floats)
+            : a.CompareTo(b));
         var offsets = new long[_requests.Count];
         var placed = new List<int>(_requests.Count);
         long total = 0;

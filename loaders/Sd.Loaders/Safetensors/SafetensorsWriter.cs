@@ -1,13 +1,14 @@
 using System.Buffers.Binary;
 
 using System.Text.Json;
+using Sd.Loaders.IO;
 
 namespace Sd.Loaders.Safetensors;
 
 /// <summary>
 /// Writes a standard .safetensors file (header padded with spaces to 8 bytes, tensors contiguous in the order
-/// added). Used by <c>sd make-random-model</c> and by tests that need hand-made files. The file appears atomically:
-/// it is written beside the target and renamed, so a crash never leaves a half-written model.
+/// added). Used by <c>sd make-random-model</c> and by tests that need hand-made files. Saving is atomic
+/// (<see cref="AtomicFile"/>).
 /// </summary>
 public sealed class SafetensorsWriter
 {
@@ -81,30 +82,18 @@ public sealed class SafetensorsWriter
         return header;
     }
 
-    public void Save(string path)
+    public void Save(string path) => AtomicFile.Write(path, Write);
+
+    public void Write(Stream stream)
     {
-        string temp = path + ".partial-" + Environment.ProcessId;
-        try
+        byte[] header = BuildHeader();
+        Span<byte> length = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
+        stream.Write(length);
+        stream.Write(header);
+        foreach (var tensor in _tensors)
         {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                byte[] header = BuildHeader();
-                Span<byte> length = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
-                stream.Write(length);
-                stream.Write(header);
-                foreach (var tensor in _tensors)
-                {
-                    stream.Write(tensor.Data);
-                }
-            }
-            File.Move(temp, path, overwrite: true);
-        }
-        catch
-        {
-            File.Delete(temp);
-            throw;
+            stream.Write(tensor.Data);
         }
     }
-
 }

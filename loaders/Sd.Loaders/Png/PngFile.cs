@@ -1,0 +1,463 @@
+using Sd.Loaders.IO;
+using System.Buffers.Binary;
+using System.IO.Compression;
+using System.Text;
+
+namespace Sd.Loaders.Png;
+
+/// <summary>
+/// Reads and writes 8-bit gray, RGB and RGBA non-interlaced PNGs with tEXt metadata — what Sd generates and what
+/// reference images use. Reading is strict: every chunk's CRC is checked, sizes are validated before anything is
+/// allocated, and any problem is an <see cref="InvalidFileException"/> naming the file and what was wrong.
+/// </summary>
+public static class PngFile
+{
+    /// <summary>Largest width or height read; larger is almost certainly a corrupt or hostile file.</summary>
+    public const int MaxDimension = 65535;
+
+    /// <summary>Largest width * height read (256 Mpixel, at most 1 GiB of RGBA).</summary>
+    public const long MaxPixels = 1L << 28;
+
+    private static readonly byte[] Signature = [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A];
+
+    /// <summary>Writers conventionally split image data into chunks of a few KiB to 1 MiB; any size is valid.</summary>
+    private const int IdatChunkSize = 1 << 16;
+
+    private const int MaxKeywordLength = 79;
+
+    public static PngImage Read(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
+        return Read(stream, path);
+    }
+
+    /// <param name="nameForErrors">The file name put in error messages.</param>
+    public static PngImage Read(Stream stream, string nameForErrors)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(nameForErrors);
+        string name = nameForErrors;
+
+        Span<byte> signature = stackalloc byte[Signature.Length];
+        int got = stream.ReadAtLeast(signature, signature.Length, throwOnEndOfStream: false);
+        if (got == 0)
+            throw Invalid(name, "not a PNG file (the file is empty)");
+        if (got < signature.Length || !signature.SequenceEqual(Signature))
+            throw Invalid(name, "not a PNG file (bad signature)");
+
+        Header header = default;
+        MemoryStream? idat = null;
+        bool idatFinished = false;
+        var text = new Dictionary<string, string>(StringComparer.Ordinal);
+        Span<byte> chunkHeader = stackalloc byte[8];
+        for (int index = 0; ; index++)
+        {
+            got = stream.ReadAtLeast(chunkHeader, chunkHeader.Length, throwOnEndOfStream: false);
+            if (got == 0 && index == 0)
+                throw Invalid(name, "truncated: the file ends right after the PNG signature, before IHDR");
+            if (got == 0)
+                throw Invalid(name, $"missing IEND chunk: the file ends after {index} chunks");
+            if (got < chunkHeader.Length)
+                throw Invalid(name, "truncated chunk header at the end of the file");
+            uint length = BinaryPrimitives.ReadUInt32BigEndian(chunkHeader);
+            ReadOnlySpan<byte> typeBytes = chunkHeader[4..];
+            foreach (byte b in typeBytes)
+            {
+                if (!char.IsAsciiLetter((char)b))
+                    throw Invalid(name, $"chunk {index} has an invalid type 0x{BinaryPrimitives.ReadUInt32BigEndian(typeBytes):X8}");
+            }
+            string type = Encoding.ASCII.GetString(typeBytes);
+            if (length > int.MaxValue)
+                throw Invalid(name, $"chunk '{type}' declares {length} bytes, more than the PNG limit of 2^31-1");
+            if (stream.CanSeek && length + 4L > stream.Length - stream.Position)
+            {
+                throw Invalid(name, $"truncated chunk '{type}': it declares {length} data bytes and a 4-byte CRC, " +
+                                    $"but only {stream.Length - stream.Position} bytes remain");
+            }
+            if (index == 0 && type != "IHDR")
+                throw Invalid(name, $"the first chunk is '{type}', but a PNG must start with IHDR");
+            if (idat != null && type != "IDAT")
+                idatFinished = true;
+
+            switch (type)
+            {
+                case "IHDR":
+                    if (index != 0)
+                        throw Invalid(name, "duplicate IHDR chunk");
+                    if (length != 13)
+                        throw Invalid(name, $"IHDR chunk is {length} bytes, expected 13");
+                    header = ParseHeader(ReadChunkData(stream, name, type, typeBytes, 13), name);
+                    break;
+                case "IDAT":
+                    if (idatFinished)
+                        throw Invalid(name, "IDAT chunks are not consecutive");
+                    idat ??= new MemoryStream();
+                    // Even incompressible data stored by a poor encoder stays well under twice the raw size; the
+                    // cap bounds memory for a stream that keeps sending image data.
+                    if (idat.Length + length > header.RawLength * 2L + (1 << 20))
+                    {
+                        throw Invalid(name, $"IDAT data exceeds {header.RawLength * 2L + (1 << 20)} bytes, far more " +
+                                            $"than a {header.Describe()} image can need");
+                    }
+                    idat.Write(ReadChunkData(stream, name, type, typeBytes, (int)length));
+                    break;
+                case "tEXt":
+                    AddText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, name);
+                    break;
+                case "IEND":
+                    if (length != 0)
+                        throw Invalid(name, $"IEND chunk has {length} data bytes, expected 0");
+                    ReadChunkData(stream, name, type, typeBytes, 0);
+                    // Bytes after IEND are not part of the image; like other decoders, ignore them.
+                    return Decode(header, idat, text, name);
+                default:
+                    // Bit 5 of the first letter (lowercase) marks a chunk as ancillary: safe to skip. Critical chunks
+                    // other than PLTE (a palette suggestion, optional for RGB) change how pixels decode.
+                    if (char.IsAsciiLetterUpper(type[0]) && type != "PLTE")
+                        throw Invalid(name, $"unsupported critical chunk '{type}'");
+                    ReadChunkData(stream, name, type, typeBytes, (int)length); // still CRC-checked
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Writes atomically: the bytes go to a temporary file in the same directory that then replaces
+    /// <paramref name="path"/>, so a crash or error never leaves a half-written image behind.
+    /// </summary>
+    /// <exception cref="ArgumentException">A text keyword or value cannot be stored in a tEXt chunk.</exception>
+    public static void Write(string path, PngImage image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        AtomicFile.Write(path, stream => Write(stream, image));
+    }
+
+    /// <summary>Writes IHDR, one tEXt chunk per text entry (in the dictionary's order), IDAT and IEND.</summary>
+    /// <exception cref="ArgumentException">A text keyword or value cannot be stored in a tEXt chunk.</exception>
+    public static void Write(Stream stream, PngImage image)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(image);
+        ValidateText(image);
+        if ((long)image.Height * (1 + (long)image.Width * image.Channels) > Array.MaxLength)
+            throw new ArgumentException($"a {image.Width}x{image.Height} image is too large to encode", nameof(image));
+
+        stream.Write(Signature);
+
+        Span<byte> ihdr = stackalloc byte[13];
+        BinaryPrimitives.WriteInt32BigEndian(ihdr, image.Width);
+        BinaryPrimitives.WriteInt32BigEndian(ihdr[4..], image.Height);
+        ihdr[8] = 8; // bit depth
+        ihdr[9] = ColorType(image.Channels);
+        // ihdr[10..13] stay 0: deflate compression, adaptive filtering, no interlace.
+        WriteChunk(stream, "IHDR"u8, ihdr);
+
+        foreach (var (keyword, value) in image.Text)
+        {
+            var chunk = new byte[keyword.Length + 1 + value.Length];
+            Encoding.Latin1.GetBytes(keyword, chunk);
+            Encoding.Latin1.GetBytes(value, chunk.AsSpan(keyword.Length + 1));
+            WriteChunk(stream, "tEXt"u8, chunk);
+        }
+
+        using var compressed = new MemoryStream();
+        using (var zlib = new ZLibStream(compressed, CompressionLevel.Optimal, leaveOpen: true))
+            zlib.Write(PngFilters.Filter(image.Pixels, image.Width, image.Height, image.Channels));
+        ReadOnlySpan<byte> data = compressed.GetBuffer().AsSpan(0, (int)compressed.Length);
+        for (int offset = 0; offset < data.Length; offset += IdatChunkSize)
+            WriteChunk(stream, "IDAT"u8, data.Slice(offset, Math.Min(IdatChunkSize, data.Length - offset)));
+
+        WriteChunk(stream, "IEND"u8, []);
+    }
+
+    private static void WriteChunk(Stream stream, ReadOnlySpan<byte> type, ReadOnlySpan<byte> data)
+    {
+        Span<byte> buffer = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(buffer, data.Length);
+        stream.Write(buffer);
+        stream.Write(type);
+        stream.Write(data);
+        BinaryPrimitives.WriteUInt32BigEndian(buffer, Crc32.Update(Crc32.Compute(type), data));
+        stream.Write(buffer);
+    }
+
+    /// <summary>
+    /// The tEXt rules (PNG spec 11.3.4.3): a keyword of 1-79 printable Latin-1 characters without leading, trailing
+    /// or doubled spaces; a Latin-1 text without NUL (which separates keyword and text in the chunk).
+    /// </summary>
+    private static void ValidateText(PngImage image)
+    {
+        foreach (var (keyword, value) in image.Text)
+        {
+            if (keyword.Length is 0 or > MaxKeywordLength)
+            {
+                throw new ArgumentException(
+                    $"text keyword '{keyword}' is {keyword.Length} characters; PNG allows 1 to {MaxKeywordLength}",
+                    nameof(image));
+            }
+            foreach (char c in keyword)
+            {
+                if (c is < ' ' or > '~' and < '\u00A1' or > '\u00FF')
+                {
+                    throw new ArgumentException(
+                        $"text keyword '{keyword}' contains U+{(int)c:X4}; only printable Latin-1 is allowed",
+                        nameof(image));
+                }
+            }
+            if (keyword[0] == ' ' || keyword[^1] == ' ' || keyword.Contains("  ", StringComparison.Ordinal))
+            {
+                throw new ArgumentException(
+                    $"text keyword '{keyword}' has leading, trailing or consecutive spaces", nameof(image));
+            }
+            foreach (char c in value)
+            {
+                if (c is '\0' or > '\u00FF')
+                {
+                    throw new ArgumentException(
+                        $"text '{keyword}' contains U+{(int)c:X4}; tEXt holds Latin-1 without NUL", nameof(image));
+                }
+            }
+        }
+    }
+
+    private static byte ColorType(int channels) => channels switch
+    {
+        1 => 0,
+        3 => 2,
+        _ => 6,
+    };
+
+    /// <summary>
+    /// Reads a chunk's data and CRC (the chunk length and type were already read) and verifies the CRC over type and
+    /// data. The buffer grows as data arrives, so a lying length on a non-seekable stream allocates nothing extra.
+    /// </summary>
+    private static byte[] ReadChunkData(Stream stream, string name, string type, ReadOnlySpan<byte> typeBytes, int length)
+    {
+        var data = new byte[Math.Min(length, stream.CanSeek ? length : 1 << 20)];
+        int filled = 0;
+        while (filled < length)
+        {
+            if (filled == data.Length)
+                Array.Resize(ref data, (int)Math.Min(length, data.Length * 2L));
+            int n = stream.Read(data, filled, data.Length - filled);
+            if (n == 0)
+                throw Invalid(name, $"truncated chunk '{type}': expected {length} data bytes, the file has {filled}");
+            filled += n;
+        }
+        Span<byte> crcBytes = stackalloc byte[4];
+        if (stream.ReadAtLeast(crcBytes, crcBytes.Length, throwOnEndOfStream: false) < crcBytes.Length)
+            throw Invalid(name, $"truncated chunk '{type}': the file ends before its CRC");
+        uint stored = BinaryPrimitives.ReadUInt32BigEndian(crcBytes);
+        uint computed = Crc32.Update(Crc32.Compute(typeBytes), data);
+        if (stored != computed)
+        {
+            throw Invalid(name,
+                $"CRC mismatch in chunk '{type}' (stored 0x{stored:X8}, computed 0x{computed:X8}): the file is corrupt");
+        }
+        return data;
+    }
+
+    private static Header ParseHeader(ReadOnlySpan<byte> ihdr, string name)
+    {
+        uint width = BinaryPrimitives.ReadUInt32BigEndian(ihdr);
+        uint height = BinaryPrimitives.ReadUInt32BigEndian(ihdr[4..]);
+        byte bitDepth = ihdr[8], colorType = ihdr[9], compression = ihdr[10], filter = ihdr[11], interlace = ihdr[12];
+
+        if (width == 0 || height == 0)
+            throw Invalid(name, $"invalid IHDR: image size {width}x{height} has a zero dimension");
+        if (width > MaxDimension || height > MaxDimension)
+        {
+            throw Invalid(name,
+                $"image size {width}x{height} is too large: each dimension may be at most {MaxDimension}");
+        }
+        if ((long)width * height > MaxPixels)
+        {
+            throw Invalid(name,
+                $"image size {width}x{height} is too large: {(long)width * height} pixels, at most {MaxPixels} supported");
+        }
+        if (compression != 0)
+            throw Invalid(name, $"invalid IHDR: unknown compression method {compression}");
+        if (filter != 0)
+            throw Invalid(name, $"invalid IHDR: unknown filter method {filter}");
+        if (interlace > 1)
+            throw Invalid(name, $"invalid IHDR: unknown interlace method {interlace}");
+        if (bitDepth != 8 || colorType is not (0 or 2 or 6))
+        {
+            throw Invalid(name,
+                $"unsupported PNG format: bit depth {bitDepth}, color type {colorType} ({ColorTypeName(colorType)}); " +
+                "supported is bit depth 8 with color type 0 (gray), 2 (RGB) or 6 (RGBA)");
+        }
+        if (interlace == 1)
+            throw Invalid(name, "interlaced (Adam7) PNGs are not supported; only non-interlaced");
+
+        int channels = colorType switch
+        {
+            0 => 1,
+            2 => 3,
+            _ => 4,
+        };
+        return new Header((int)width, (int)height, channels);
+    }
+
+    private static string ColorTypeName(byte colorType) => colorType switch
+    {
+        0 => "gray",
+        2 => "RGB",
+        3 => "palette",
+        4 => "gray+alpha",
+        6 => "RGBA",
+        _ => "unknown",
+    };
+
+    /// <summary>
+    /// A tEXt chunk is a Latin-1 keyword, NUL, Latin-1 text. When a keyword repeats, the first one wins. Keyword
+    /// spacing rules are not enforced on reading: they do not affect what the text means.
+    /// </summary>
+    private static void AddText(byte[] chunk, Dictionary<string, string> text, string name)
+    {
+        int separator = Array.IndexOf(chunk, (byte)0);
+        if (separator < 0)
+            throw Invalid(name, "tEXt chunk has no NUL separator after its keyword");
+        if (separator is 0 or > MaxKeywordLength)
+            throw Invalid(name, $"tEXt chunk keyword is {separator} bytes; PNG allows 1 to {MaxKeywordLength}");
+        string keyword = Encoding.Latin1.GetString(chunk, 0, separator);
+        text.TryAdd(keyword, Encoding.Latin1.GetString(chunk, separator + 1, chunk.Length - separator - 1));
+    }
+
+    /// <summary>Inflates the concatenated IDAT data into exactly the expected size and reverses the row filters.</summary>
+    private static PngImage Decode(Header header, MemoryStream? idat, Dictionary<string, string> text, string name)
+    {
+        if (idat == null)
+            throw Invalid(name, "no IDAT chunk: the file has no image data");
+
+        var raw = new byte[header.RawLength];
+        int inflated;
+        bool extra;
+        idat.Position = 0;
+        try
+        {
+            using var zlib = new ZLibStream(idat, CompressionMode.Decompress);
+            inflated = zlib.ReadAtLeast(raw, raw.Length, throwOnEndOfStream: false);
+            // One byte more is all it takes to know the data is too long, so a decompression bomb costs nothing.
+            extra = zlib.ReadByte() != -1;
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidFileException(name, $"image data (IDAT) is corrupt or truncated: {e.Message}", e);
+        }
+        if (inflated < raw.Length)
+        {
+            throw Invalid(name, $"image data (IDAT) is truncated: it inflates to {inflated} bytes, " +
+                                $"a {header.Describe()} image needs {raw.Length}");
+        }
+        if (extra)
+            throw Invalid(name, $"image data (IDAT) inflates to more than the {raw.Length} bytes a {header.Describe()} image needs");
+
+        var pixels = new byte[(long)header.Width * header.Height * header.Channels];
+        PngFilters.Unfilter(raw, pixels, header.Width, header.Height, header.Channels, name);
+        return new PngImage(header.Width, header.Height, header.Channels, pixels, text);
+    }
+
+    private static InvalidFileException Invalid(string name, string problem) => new(name, problem);
+
+    private readonly record struct Header(int Width, int Height, int Channels)
+    {
+        /// <summary>Filtered scanlines: a filter-type byte, then the row. Fits in an int thanks to MaxPixels.</summary>
+        public int RawLength => Height * (1 + Width * Channels);
+
+        public string Describe() => $"{Width}x{Height} {(Channels == 1 ? "gray" : Channels == 3 ? "RGB" : "RGBA")}";
+    }
+}
+
+/// <summary>
+/// The five PNG row filters (PNG spec section 9). Each predicts a byte from the reconstructed bytes to its left (a),
+/// above (b) and above-left (c); the stored byte is the difference. Rows outside the image count as zeros.
+/// </summary>
+file static class PngFilters
+{
+    private const int FilterTypes = 5;
+
+    /// <summary>
+    /// Filters every row with the type that minimizes the sum of absolute (signed) differences — the heuristic the
+    /// PNG spec and libpng recommend, since small values deflate well.
+    /// </summary>
+    public static byte[] Filter(byte[] pixels, int width, int height, int bpp)
+    {
+        int stride = width * bpp;
+        var output = new byte[height * (stride + 1)];
+        var zeros = new byte[stride];
+        var trial = new byte[stride];
+        var best = new byte[stride];
+        for (int y = 0; y < height; y++)
+        {
+            ReadOnlySpan<byte> row = pixels.AsSpan(y * stride, stride);
+            ReadOnlySpan<byte> prior = y == 0 ? zeros : pixels.AsSpan((y - 1) * stride, stride);
+            long bestScore = long.MaxValue;
+            int bestType = 0;
+            for (int type = 0; type < FilterTypes; type++)
+            {
+                long score = 0;
+                for (int i = 0; i < stride; i++)
+                {
+                    int a = i >= bpp ? row[i - bpp] : 0;
+                    int c = i >= bpp ? prior[i - bpp] : 0;
+                    byte filtered = (byte)(row[i] - Predict(type, a, prior[i], c));
+                    trial[i] = filtered;
+                    int signed = (sbyte)filtered;
+                    score += signed < 0 ? -signed : signed;
+                }
+                if (score < bestScore)
+                {
+                    bestScore = score;
+                    bestType = type;
+                    (best, trial) = (trial, best);
+                }
+            }
+            int start = y * (stride + 1);
+            output[start] = (byte)bestType;
+            best.CopyTo(output, start + 1);
+        }
+        return output;
+    }
+
+    /// <summary>Reverses the filters of <paramref name="raw"/> (type byte + row, per row) into <paramref name="pixels"/>.</summary>
+    public static void Unfilter(byte[] raw, byte[] pixels, int width, int height, int bpp, string name)
+    {
+        int stride = width * bpp;
+        var zeros = new byte[stride];
+        for (int y = 0; y < height; y++)
+        {
+            int start = y * (stride + 1);
+            int type = raw[start];
+            if (type >= FilterTypes)
+                throw new InvalidFileException(name, $"row {y} has unknown filter type {type} (expected 0 to 4)");
+            ReadOnlySpan<byte> source = raw.AsSpan(start + 1, stride);
+            Span<byte> row = pixels.AsSpan(y * stride, stride);
+            ReadOnlySpan<byte> prior = y == 0 ? zeros : pixels.AsSpan((y - 1) * stride, stride);
+            for (int i = 0; i < stride; i++)
+            {
+                int a = i >= bpp ? row[i - bpp] : 0;
+                int c = i >= bpp ? prior[i - bpp] : 0;
+                row[i] = (byte)(source[i] + Predict(type, a, prior[i], c));
+            }
+        }
+    }
+
+    private static int Predict(int type, int a, int b, int c) => type switch
+    {
+        0 => 0,
+        1 => a,
+        2 => b,
+        3 => (a + b) >> 1,
+        _ => Paeth(a, b, c),
+    };
+
+    /// <summary>Picks whichever neighbour is closest to a + b - c, ties broken a, b, c as the spec requires.</summary>
+    private static int Paeth(int a, int b, int c)
+    {
+        int p = a + b - c;
+        int pa = Math.Abs(p - a), pb = Math.Abs(p - b), pc = Math.Abs(p - c);
+        return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+    }
+}
