@@ -60,3 +60,34 @@ public unsafe class TensorArenaTests
         return a0 <= b1 && b0 <= a1;
     }
 }
+
+public unsafe class NpyTensorsTests
+{
+    [Fact]
+    public void Npy_boundary_converts_nchw_files_to_nhwc_tensors_and_back()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "sd-engine-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            var nchw = new float[2 * 4 * 3 * 5];
+            for (int i = 0; i < nchw.Length; i++) nchw[i] = i;
+            string input = Path.Combine(dir, "x.npy");
+            Sd.Loaders.Npy.NpyFile.Write(input, Sd.Loaders.Npy.NpyArray.FromFloat32(nchw, [2, 4, 3, 5]));
+            using Tensor t = NpyTensors.ReadNchwAsNhwc(input);
+            Assert.Equal([2, 3, 5, 4], t.Shape.ToArray());
+            Assert.Equal(nchw[((1 * 4 + 3) * 3 + 2) * 5 + 1], t.Span[((1 * 3 + 2) * 5 + 1) * 4 + 3]); // (n1,c3,y2,x1)
+            string output = Path.Combine(dir, "y.npy");
+            NpyTensors.WriteNhwcAsNchw(t, output);
+            Assert.Equal(nchw, Sd.Loaders.Npy.NpyFile.Read(output).ToFloat32());
+            Sd.Loaders.Npy.NpyFile.Write(input, Sd.Loaders.Npy.NpyArray.FromFloat32(nchw, [8, 15]));
+            var e = Assert.Throws<Sd.Loaders.InvalidFileException>(() => NpyTensors.ReadNchwAsNhwc(input));
+            Assert.Contains("x.npy", e.Message);
+            Assert.Contains("4-D", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}

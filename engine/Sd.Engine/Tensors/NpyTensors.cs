@@ -1,0 +1,49 @@
+using Sd.Kernels.Layout;
+using Sd.Loaders;
+using Sd.Loaders.Npy;
+
+namespace Sd.Engine.Tensors;
+
+/// <summary>
+/// The .npy boundary: files hold NCHW (as PyTorch and the fixtures do), the engine holds NHWC. Conversion happens
+/// here and nowhere else.
+/// </summary>
+public static unsafe class NpyTensors
+{
+    /// <summary>Reads a float32/float16 [N,C,H,W] array into an NHWC tensor of shape [N,H,W,C].</summary>
+    public static Tensor ReadNchwAsNhwc(string path)
+    {
+        NpyArray array = NpyFile.Read(path);
+        int[] shape = array.Shape;
+        if (shape.Length != 4)
+        {
+            throw new InvalidFileException(path, $"expected a 4-D [N,C,H,W] array, found shape {NpyArray.FormatShape(shape)}");
+        }
+        float[] nchw = array.DType is NpyDType.Float32 or NpyDType.Float16
+            ? array.ToFloat32()
+            : throw new InvalidFileException(path, $"expected float32 or float16 data, found {NpyArray.DTypeName(array.DType)}");
+        int n = shape[0], c = shape[1], h = shape[2], w = shape[3];
+        Tensor tensor = Tensor.Allocate([n, h, w, c]);
+        fixed (float* src = nchw)
+        {
+            TransposeKernels.NchwToNhwc(src, tensor.Data, n, c, h * w);
+        }
+        return tensor;
+    }
+
+    /// <summary>Writes an NHWC tensor [N,H,W,C] as a float32 [N,C,H,W] .npy file (atomically).</summary>
+    public static void WriteNhwcAsNchw(Tensor tensor, string path)
+    {
+        if (tensor.Rank != 4)
+        {
+            throw new ArgumentException($"expected an NHWC tensor of rank 4, got {tensor}", nameof(tensor));
+        }
+        int n = tensor.Dim(0), h = tensor.Dim(1), w = tensor.Dim(2), c = tensor.Dim(3);
+        var nchw = new float[tensor.Length];
+        fixed (float* dst = nchw)
+        {
+            TransposeKernels.NhwcToNchw(tensor.Data, dst, n, c, h * w);
+        }
+        NpyFile.Write(path, NpyArray.FromFloat32(nchw, [n, c, h, w]));
+    }
+}

@@ -1,0 +1,84 @@
+using Sd.Cli.Commands;
+using Sd.Loaders;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Tests;
+
+namespace Sd.Cli.Tests;
+
+public sealed class InfoCommandTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static string Run(params string[] args)
+    {
+        var output = new StringWriter();
+        Assert.Equal(0, InfoCommand.Run(args, output));
+        return output.ToString();
+    }
+
+    [FixtureFact]
+    public void Describes_a_diffusers_folder_with_mixed_dtypes()
+    {
+        string text = Run(Fixtures.Path("small/model"));
+        Assert.Contains("diffusers folder (StableDiffusionPipeline)", text);
+        Assert.Contains("unet: 18.15M parameters", text);
+        Assert.Contains("F16 x496", text);
+        Assert.Contains("text_encoder: 17.41M parameters", text);
+        Assert.Contains("BF16 x", text);
+        Assert.Contains("scaling factor 0.18215", text);
+        Assert.Contains("heads [2, 2, 2]", text);
+        Assert.Contains("scheduler: PNDMScheduler", text);
+        Assert.Contains("memory:", text);
+    }
+
+    [Fact]
+    public void Describes_a_single_file_checkpoint_with_inferred_configs()
+    {
+        const string T = "cond_stage_model.transformer.text_model.";
+        var writer = new SafetensorsWriter();
+        void Add(string name, params long[] shape)
+        {
+            long count = 1;
+            foreach (long d in shape) count *= d;
+            writer.AddFloat32(name, shape, new float[count]);
+        }
+        Add(T + "embeddings.token_embedding.weight", 100, 64);
+        Add(T + "embeddings.position_embedding.weight", 77, 64);
+        Add(T + "encoder.layers.0.mlp.fc1.weight", 256, 64);
+        Add(T + "encoder.layers.1.mlp.fc1.weight", 256, 64);
+        writer.Add(T + "embeddings.position_ids", TensorDType.I64, [1, 77], new byte[77 * 8]);
+        Add("alphas_cumprod", 1000);
+        string path = _dir.File("tiny-sd.safetensors");
+        writer.Save(path);
+        string text = Run(path);
+        Assert.Contains("single-file checkpoint", text);
+        Assert.Contains("text_encoder: ", text);
+        Assert.Contains("width 64, 2 layers, 1 heads, MLP 256, gelu, 77 positions, vocab 100", text);
+        Assert.Contains("2 ignored", text);
+        Assert.Contains("0 unexpected", text);
+    }
+
+    [Fact]
+    public void Usage_errors_are_reported_as_such()
+    {
+        Assert.Throws<UsageException>(() => InfoCommand.Run([], TextWriter.Null));
+        Assert.Throws<UsageException>(() => InfoCommand.Run(["a", "b"], TextWriter.Null));
+        var e = Assert.Throws<UsageException>(() => InfoCommand.Run(["m", "--bogus"], TextWriter.Null));
+        Assert.Contains("--bogus", e.Message);
+        Assert.Throws<UsageException>(() => InfoCommand.Run(["m", "--variant"], TextWriter.Null));
+    }
+
+    [Fact]
+    public void Refuses_pickles_and_reports_missing_models_with_nonzero_exit_codes()
+    {
+        string ckpt = _dir.Write("model.ckpt", [0x80, 0x02, 0, 0]);
+        Assert.Throws<UnsafeFormatException>(() => InfoCommand.Run([ckpt], TextWriter.Null));
+        Assert.Equal(1, Program.Main(["info", ckpt]));
+        Assert.Equal(1, Program.Main(["info", _dir.File("nope")]));
+        Assert.Equal(2, Program.Main(["frobnicate"]));
+        Assert.Equal(0, Program.Main(["--help"]));
+        Assert.Equal(3, Program.Main(["generate"]));
+    }
+}
