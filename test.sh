@@ -9,11 +9,13 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 dotnet build Engine.sln -c Release -nologo -v quiet
-dotnet test Engine.sln -c Release --no-build -nologo 2>&1 | tee -a "$log"
-DOTNET_EnableAVX512=0 dotnet test tests/Sd.Kernels.Tests -c Release --no-build -nologo 2>&1 | tee -a "$log"
+status=0
+dotnet test Engine.sln -c Release --no-build -nologo 2>&1 | tee -a "$log" || status=1
+DOTNET_EnableAVX512=0 dotnet test tests/Sd.Kernels.Tests -c Release --no-build -nologo 2>&1 | tee -a "$log" || status=1
 
 # One closing line over all runs: "N passed, N failed, N skipped".
 awk '/(Passed|Failed)! +- +Failed:/ {
         gsub(",", ""); for (i = 1; i <= NF; i++) {
             if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) } }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s; if (p == 0 || f > 0) exit 1 }' "$log"
+exit "$status"

@@ -26,7 +26,8 @@ public unsafe class TransposeKernelsTests
             TransposeKernels.Transpose_Tiled(s, a, rows, cols);
         }
         Assert.Equal(expected, actual);
-        Assert.Equal(src[1 % src.Length], expected[cols > 1 ? rows : 0]); // src[0,1] lands at dst[1,0]
+        int r = rows / 2, k = cols - 1;
+        Assert.Equal(src[r * cols + k], expected[k * rows + r]); // src[r, k] lands at dst[k, r]
     }
 
     [Fact]
