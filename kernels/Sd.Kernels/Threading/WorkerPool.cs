@@ -1,0 +1,162 @@
+namespace Sd.Kernels.Threading;
+
+/// <summary>
+/// A fixed pool of worker threads for kernel tiles. A call hands out task indices 0..count-1 through one atomic
+/// counter (the caller works too) and returns when all are done. Work is described by an unmanaged function pointer
+/// and a context pointer (usually to a struct on the caller's stack, which lives until the call returns), so a
+/// parallel kernel call allocates nothing. Workers spin briefly between calls, because a UNet step issues thousands
+/// of back-to-back kernels and an OS wake-up costs more than many of them; then they sleep.
+/// </summary>
+public sealed unsafe class WorkerPool : IDisposable
+{
+    private const int SpinIterations = 20_000;
+
+    private readonly Thread[] _threads;
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly object _callLock = new();
+    private volatile bool _stopping;
+
+    // The current call: written by the caller before the ticket write that publishes it.
+    private delegate*<void*, int, void> _task;
+    private void* _context;
+    private int _taskCount;
+    private int _pending;
+    private int _sleepers;
+
+    // (generation << 32) | next task index. Claiming a task is a CAS on this, so a worker still finishing the
+    // previous call can never take an index of the next one: its generation no longer matches.
+    private long _ticket;
+
+    public WorkerPool(int threadCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threadCount, 1);
+        ThreadCount = threadCount;
+        _threads = new Thread[threadCount - 1];
+        for (int i = 0; i < _threads.Length; i++)
+        {
+            _threads[i] = new Thread(WorkerLoop) { IsBackground = true, Name = $"sd-worker-{i + 1}" };
+            _threads[i].Start();
+        }
+    }
+
+    /// <summary>The process-wide pool: one thread per logical core (override with SD_THREADS).</summary>
+    public static WorkerPool Shared { get; } = new(DefaultThreadCount());
+
+    /// <summary>Threads working on a call, the caller included.</summary>
+    public int ThreadCount { get; }
+
+    private static int DefaultThreadCount()
+    {
+        string? configured = Environment.GetEnvironmentVariable("SD_THREADS");
+        return int.TryParse(configured, out int n) && n > 0 ? n : Environment.ProcessorCount;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="task"/>(context, i) for every i in [0, count) and returns when all have finished.
+    /// Calls from several threads are serialized; a task must not call back into the pool.
+    /// </summary>
+    public void Run(delegate*<void*, int, void> task, void* context, int count)
+    {
+        if (count <= 0)
+        {
+            return;
+        }
+        if (count == 1 || _threads.Length == 0)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                task(context, i);
+            }
+            return;
+        }
+        lock (_callLock)
+        {
+            _task = task;
+            _context = context;
+            _taskCount = count;
+            _pending = count;
+            long generation = (Volatile.Read(ref _ticket) >> 32) + 1;
+            Volatile.Write(ref _ticket, generation << 32);
+            int sleepers = Volatile.Read(ref _sleepers);
+            if (sleepers > 0)
+            {
+                _wake.Release(sleepers);
+            }
+            Drain(generation);
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _pending) != 0)
+            {
+                spin.SpinOnce(-1);
+            }
+        }
+    }
+
+    private void Drain(long generation)
+    {
+        while (true)
+        {
+            long ticket = Volatile.Read(ref _ticket);
+            int index = (int)ticket;
+            if (ticket >> 32 != generation || index >= _taskCount)
+            {
+                return;
+            }
+            if (Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) == ticket)
+            {
+                _task(_context, index);
+                Interlocked.Decrement(ref _pending);
+            }
+        }
+    }
+
+    private void WorkerLoop()
+    {
+        long seen = 0;
+        while (true)
+        {
+            long generation = WaitForCall(seen);
+            if (_stopping)
+            {
+                return;
+            }
+            seen = generation;
+            Drain(generation);
+        }
+    }
+
+    private long WaitForCall(long seen)
+    {
+        for (int spin = 0; spin < SpinIterations; spin++)
+        {
+            long generation = Volatile.Read(ref _ticket) >> 32;
+            if (generation != seen || _stopping)
+            {
+                return generation;
+            }
+            Thread.SpinWait(8);
+        }
+        while (true)
+        {
+            Interlocked.Increment(ref _sleepers);
+            long generation = Volatile.Read(ref _ticket) >> 32;
+            if (generation != seen || _stopping)
+            {
+                Interlocked.Decrement(ref _sleepers);
+                return generation;
+            }
+            _wake.Wait(50);
+            Interlocked.Decrement(ref _sleepers);
+        }
+    }
+
+    public void Dispose()
+    {
+        _stopping = true;
+        _wake.Release(_threads.Length);
+        foreach (Thread thread in _threads)
+        {
+            thread.Join();
+        }
+        _wake.Dispose();
+    }
+}
