@@ -1,0 +1,144 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Sd.Kernels.Gemm;
+
+/// <summary>
+/// Register-blocked GEMM microkernels: dst[MR x NR] (=|+=) A_panel * B_panel over kc. A_panel holds MR rows
+/// k-major (MR floats per k), B_panel NR floats per k (see <see cref="PackedWeights"/>). Each k step broadcasts MR
+/// A values and does MR x (NR/lanes) FMAs into accumulators that never leave registers:
+/// 14x32 on AVX-512 uses 28 of 32 zmm registers (+2 B vectors, +1 broadcast); 6x16 on AVX2 uses 12 of 16 ymm.
+/// </summary>
+public static unsafe class GemmMicrokernels
+{
+    public const int Mr512 = 14;
+    public const int Nr512 = 32;
+    public const int Mr256 = 6;
+    public const int Nr256 = 16;
+    public const int MrScalar = 4;
+    public const int NrScalar = 16;
+
+    [SkipLocalsInit]
+    public static void Kernel_14x32_Vector512(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate)
+    {
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
+        Vector512<float> c90 = default, c91 = default, cA0 = default, cA1 = default, cB0 = default, cB1 = default;
+        Vector512<float> cC0 = default, cC1 = default, cD0 = default, cD1 = default;
+        for (int k = 0; k < kc; k++)
+        {
+            Vector512<float> b0 = Vector512.LoadAligned(b);
+            Vector512<float> b1 = Vector512.LoadAligned(b + 16);
+            Vector512<float> x;
+            x = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+            x = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+            x = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+            x = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
+            x = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
+            x = Vector512.Create(a[8]); c80 = Vector512.FusedMultiplyAdd(x, b0, c80); c81 = Vector512.FusedMultiplyAdd(x, b1, c81);
+            x = Vector512.Create(a[9]); c90 = Vector512.FusedMultiplyAdd(x, b0, c90); c91 = Vector512.FusedMultiplyAdd(x, b1, c91);
+            x = Vector512.Create(a[10]); cA0 = Vector512.FusedMultiplyAdd(x, b0, cA0); cA1 = Vector512.FusedMultiplyAdd(x, b1, cA1);
+            x = Vector512.Create(a[11]); cB0 = Vector512.FusedMultiplyAdd(x, b0, cB0); cB1 = Vector512.FusedMultiplyAdd(x, b1, cB1);
+            x = Vector512.Create(a[12]); cC0 = Vector512.FusedMultiplyAdd(x, b0, cC0); cC1 = Vector512.FusedMultiplyAdd(x, b1, cC1);
+            x = Vector512.Create(a[13]); cD0 = Vector512.FusedMultiplyAdd(x, b0, cD0); cD1 = Vector512.FusedMultiplyAdd(x, b1, cD1);
+            a += Mr512;
+            b += Nr512;
+        }
+        Store(dst, c00, c01, accumulate); dst += ldd;
+        Store(dst, c10, c11, accumulate); dst += ldd;
+        Store(dst, c20, c21, accumulate); dst += ldd;
+        Store(dst, c30, c31, accumulate); dst += ldd;
+        Store(dst, c40, c41, accumulate); dst += ldd;
+        Store(dst, c50, c51, accumulate); dst += ldd;
+        Store(dst, c60, c61, accumulate); dst += ldd;
+        Store(dst, c70, c71, accumulate); dst += ldd;
+        Store(dst, c80, c81, accumulate); dst += ldd;
+        Store(dst, c90, c91, accumulate); dst += ldd;
+        Store(dst, cA0, cA1, accumulate); dst += ldd;
+        Store(dst, cB0, cB1, accumulate); dst += ldd;
+        Store(dst, cC0, cC1, accumulate); dst += ldd;
+        Store(dst, cD0, cD1, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* dst, Vector512<float> v0, Vector512<float> v1, bool accumulate)
+    {
+        if (accumulate)
+        {
+            v0 += Vector512.Load(dst);
+            v1 += Vector512.Load(dst + 16);
+        }
+        v0.Store(dst);
+        v1.Store(dst + 16);
+    }
+
+    [SkipLocalsInit]
+    public static void Kernel_6x16_Vector256(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate)
+    {
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        for (int k = 0; k < kc; k++)
+        {
+            Vector256<float> b0 = Vector256.LoadAligned(b);
+            Vector256<float> b1 = Vector256.LoadAligned(b + 8);
+            Vector256<float> x;
+            x = Vector256.Create(a[0]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+            x = Vector256.Create(a[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+            x = Vector256.Create(a[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+            a += Mr256;
+            b += Nr256;
+        }
+        Store(dst, c00, c01, accumulate); dst += ldd;
+        Store(dst, c10, c11, accumulate); dst += ldd;
+        Store(dst, c20, c21, accumulate); dst += ldd;
+        Store(dst, c30, c31, accumulate); dst += ldd;
+        Store(dst, c40, c41, accumulate); dst += ldd;
+        Store(dst, c50, c51, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(float* dst, Vector256<float> v0, Vector256<float> v1, bool accumulate)
+    {
+        if (accumulate)
+        {
+            v0 += Vector256.Load(dst);
+            v1 += Vector256.Load(dst + 8);
+        }
+        v0.Store(dst);
+        v1.Store(dst + 8);
+    }
+
+    /// <summary>Portable fallback with the same packed layout (MR 4, NR 16).</summary>
+    public static void Kernel_4x16_Scalar(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate)
+    {
+        float* acc = stackalloc float[MrScalar * NrScalar];
+        new Span<float>(acc, MrScalar * NrScalar).Clear();
+        for (int k = 0; k < kc; k++)
+        {
+            for (int r = 0; r < MrScalar; r++)
+            {
+                float x = a[r];
+                for (int j = 0; j < NrScalar; j++)
+                {
+                    acc[r * NrScalar + j] = MathF.FusedMultiplyAdd(x, b[j], acc[r * NrScalar + j]);
+                }
+            }
+            a += MrScalar;
+            b += NrScalar;
+        }
+        for (int r = 0; r < MrScalar; r++)
+        {
+            for (int j = 0; j < NrScalar; j++)
+            {
+                dst[r * ldd + j] = accumulate ? dst[r * ldd + j] + acc[r * NrScalar + j] : acc[r * NrScalar + j];
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+namespace Sd.Kernels.Gemm;
+
+/// <summary>A GEMM microkernel and its register tile (MR rows x NR columns); weights are packed for one NR.</summary>
+public readonly unsafe struct GemmVariant
+{
+    private GemmVariant(string name, int mr, int nr, delegate*<int, float*, float*, float*, nint, bool, void> microkernel)
+    {
+        Name = name;
+        Mr = mr;
+        Nr = nr;
+        Microkernel = microkernel;
+    }
+
+    public string Name { get; }
+
+    public int Mr { get; }
+
+    public int Nr { get; }
+
+    /// <summary>(kc, packed A, packed B, dst, ldd, accumulate): dst[Mr x Nr] (=|+=) A B.</summary>
+    public delegate*<int, float*, float*, float*, nint, bool, void> Microkernel { get; }
+
+    public static GemmVariant Vector512 { get; } =
+        new("14x32 Vector512", GemmMicrokernels.Mr512, GemmMicrokernels.Nr512, &GemmMicrokernels.Kernel_14x32_Vector512);
+
+    public static GemmVariant Vector256 { get; } =
+        new("6x16 Vector256", GemmMicrokernels.Mr256, GemmMicrokernels.Nr256, &GemmMicrokernels.Kernel_6x16_Vector256);
+
+    public static GemmVariant Scalar { get; } =
+        new("4x16 scalar", GemmMicrokernels.MrScalar, GemmMicrokernels.NrScalar, &GemmMicrokernels.Kernel_4x16_Scalar);
+
+    public override string ToString() => Name;
+}
