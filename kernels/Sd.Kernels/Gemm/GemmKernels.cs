@@ -6,10 +6,10 @@ namespace Sd.Kernels.Gemm;
 
 /// <summary>
 /// C[M,N] = A[M,K] W[N,K]^T (+ bias[N]) (+ residual[M,N]) with W pre-packed (<see cref="PackedWeights"/>) and A the
-/// row-major activations (an NHWC tensor is [pixels, channels]). GotoBLAS/BLIS loop nest: the K dimension in blocks
-/// of <see cref="Kc"/> (one B micro-panel, Kc x NR, stays in L1), A packed per task into MR-row micro-panels
-/// (Mc x Kc in L2), the microkernel over MR x NR register tiles. Tasks are (row block, column-panel group) pairs
-/// spread over <see cref="WorkerPool"/>.
+/// row-major activations (an NHWC tensor is [pixels, channels]) or a virtual matrix gathered by an
+/// <see cref="APacker"/>. GotoBLAS/BLIS loop nest: K in blocks of <see cref="Kc"/> (one B micro-panel, Kc x NR,
+/// stays in L1), A packed per task into MR-row micro-panels (Mc x Kc in L2), the microkernel over MR x NR register
+/// tiles. Parallel calls split (row block, column-panel group) tasks over <see cref="WorkerPool"/>.
 /// </summary>
 public static unsafe class GemmKernels
 {
@@ -33,9 +33,7 @@ public static unsafe class GemmKernels
     [ThreadStatic]
     private static float* t_scratch;
 
-    /// <summary>
-    /// Plain triple loop on unpacked W [N, K]: the test oracle. Accumulates in float in k order.
-    /// </summary>
+    /// <summary>Plain triple loop on unpacked W [N, K]: the test oracle. Accumulates in float in k order.</summary>
     public static void Reference(int m, int n, int k, float* a, int lda, float* w, int ldw, float* c, int ldc,
         float* bias, float* residual, int ldr)
     {
@@ -61,39 +59,10 @@ public static unsafe class GemmKernels
         }
     }
 
-    private struct Context
-    {
-        public int M;
-        public int N;
-        public int K;
-        public float* A;
-        public int Lda;
-        public PackedWeightsView B;
-        public float* C;
-        public int Ldc;
-        public float* Bias;
-        public float* Residual;
-        public int Ldr;
-        /// <summary>C already holds the residual: the first K block adds instead of overwriting.</summary>
-        public bool AccumulateIntoC;
-        public int ColumnGroups;
-        public int PanelsPerGroup;
-        public int Mr;
-        public int Nr;
-        public delegate*<int, float*, float*, float*, nint, bool, void> Microkernel;
-    }
-
-    private struct PackedWeightsView
-    {
-        public float* Data;
-        public int Panels;
-        public int K;
-    }
-
     /// <summary>
-    /// C = A W^T (+ bias) (+ residual). <paramref name="residual"/> may be C itself (ldr == ldc): the product is then
-    /// accumulated onto C in place, an in-place skip connection. Otherwise it must not overlap C. Runs on
-    /// <see cref="WorkerPool.Shared"/>.
+    /// C = A W^T (+ bias) (+ residual) for a row-major A. <paramref name="residual"/> may be C itself (ldr == ldc):
+    /// the product is then accumulated onto C in place, an in-place skip connection. Otherwise it must not overlap
+    /// C. Runs on <see cref="WorkerPool.Shared"/>.
     /// </summary>
     public static void Multiply(int m, float* a, int lda, PackedWeights w, float* c, int ldc,
         float* bias = null, float* residual = null, int ldr = 0) =>
@@ -103,119 +72,198 @@ public static unsafe class GemmKernels
     public static void Multiply(GemmVariant variant, int m, float* a, int lda, PackedWeights w, float* c, int ldc,
         float* bias, float* residual, int ldr)
     {
-        if (w.PanelWidth != variant.Nr)
-        {
-            throw new ArgumentException($"weights packed for NR={w.PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(w));
-        }
         ArgumentOutOfRangeException.ThrowIfLessThan(lda, w.K);
-        ArgumentOutOfRangeException.ThrowIfLessThan(ldc, w.N);
-        if (m <= 0)
+        var matrix = new StridedMatrix { Data = a, Ld = lda };
+        var args = new GemmArgs
         {
-            return;
-        }
-        bool inPlace = residual == c;
-        if (inPlace && ldr != ldc)
+            M = m,
+            A = new APacker { Pack = &PackStrided, State = &matrix },
+            W = new PackedWeightsView(w),
+            C = c,
+            Ldc = ldc,
+        };
+        SetEpilogue(ref args, bias, residual, ldr);
+        Run(variant, ref args);
+    }
+
+    /// <summary>Sets bias and residual, turning residual == C into in-place accumulation.</summary>
+    public static void SetEpilogue(ref GemmArgs args, float* bias, float* residual, int ldr)
+    {
+        args.Bias = bias;
+        bool inPlace = residual != null && residual == args.C;
+        if (inPlace && ldr != args.Ldc)
         {
             throw new ArgumentException("an in-place residual (residual == C) needs ldr == ldc", nameof(ldr));
         }
+        args.AccumulateIntoC = inPlace;
+        args.Residual = inPlace ? null : residual;
+        args.Ldr = ldr;
+    }
+
+    private struct TaskContext
+    {
+        public GemmArgs* Args;
+        public int Mr;
+        public int Nr;
+        public delegate*<int, float*, float*, float*, nint, bool, void> Microkernel;
+        public int ColumnGroups;
+        public int PanelsPerGroup;
+    }
+
+    /// <summary>Runs one GEMM over the worker pool (small problems run on the calling thread).</summary>
+    public static void Run(GemmVariant variant, ref GemmArgs args)
+    {
+        Validate(variant, ref args);
+        if (args.M <= 0)
+        {
+            return;
+        }
         int mc = variant.Mr * MicroPanelsPerBlock;
-        int rowBlocks = (m + mc - 1) / mc;
+        int rowBlocks = (args.M + mc - 1) / mc;
+        int panels = args.W.Panels;
         int wanted = WorkerPool.Shared.ThreadCount * 4;
-        int groups = Math.Clamp((wanted + rowBlocks - 1) / rowBlocks, 1, w.Panels);
-        int panelsPerGroup = (w.Panels + groups - 1) / groups;
-        groups = (w.Panels + panelsPerGroup - 1) / panelsPerGroup;
-        var context = new Context
+        int groups = Math.Clamp((wanted + rowBlocks - 1) / rowBlocks, 1, panels);
+        int panelsPerGroup = (panels + groups - 1) / groups;
+        groups = (panels + panelsPerGroup - 1) / panelsPerGroup;
+        fixed (GemmArgs* pArgs = &args)
         {
-            M = m, N = w.N, K = w.K, A = a, Lda = lda, C = c, Ldc = ldc, Bias = bias, Ldr = ldr,
-            Residual = inPlace ? null : residual, AccumulateIntoC = inPlace,
-            B = new PackedWeightsView { Data = w.Data, Panels = w.Panels, K = w.K },
-            ColumnGroups = groups, PanelsPerGroup = panelsPerGroup,
-            Mr = variant.Mr, Nr = variant.Nr, Microkernel = variant.Microkernel,
-        };
-        int tasks = rowBlocks * groups;
-        if (tasks == 1 || (long)m * w.N * w.K < 1 << 18)
-        {
-            for (int t = 0; t < tasks; t++)
+            var context = new TaskContext
             {
-                RunTask(&context, t);
+                Args = pArgs, Mr = variant.Mr, Nr = variant.Nr, Microkernel = variant.Microkernel,
+                ColumnGroups = groups, PanelsPerGroup = panelsPerGroup,
+            };
+            int tasks = rowBlocks * groups;
+            if (tasks == 1 || (long)args.M * args.W.N * args.W.K < 1 << 18)
+            {
+                Compute(variant, pArgs, 0, args.M, 0, panels);
+            }
+            else
+            {
+                WorkerPool.Shared.Run(&RunTask, &context, tasks);
             }
         }
-        else
+    }
+
+    /// <summary>
+    /// Runs the GEMM restricted to weight panels [panelStart, panelEnd) on the calling thread: for callers that
+    /// parallelize at a coarser level (Winograd runs one task per tile chunk and output-channel group).
+    /// </summary>
+    public static void RunSerial(GemmVariant variant, ref GemmArgs args, int panelStart, int panelEnd)
+    {
+        Validate(variant, ref args);
+        fixed (GemmArgs* pArgs = &args)
         {
-            WorkerPool.Shared.Run(&RunTask, &context, tasks);
+            Compute(variant, pArgs, 0, args.M, panelStart, Math.Min(panelEnd, args.W.Panels));
         }
+    }
+
+    private static void Validate(GemmVariant variant, ref GemmArgs args)
+    {
+        if (args.W.PanelWidth != variant.Nr)
+        {
+            throw new ArgumentException($"weights packed for NR={args.W.PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(args));
+        }
+        ArgumentOutOfRangeException.ThrowIfLessThan(args.Ldc, args.W.N, nameof(args));
     }
 
     private static void RunTask(void* state, int index)
     {
-        Context* ctx = (Context*)state;
-        int mr = ctx->Mr, nr = ctx->Nr, mc = mr * MicroPanelsPerBlock;
-        int i0 = index / ctx->ColumnGroups * mc;
-        int rows = Math.Min(mc, ctx->M - i0);
+        TaskContext* ctx = (TaskContext*)state;
+        int mc = ctx->Mr * MicroPanelsPerBlock;
+        int row0 = index / ctx->ColumnGroups * mc;
         int p0 = index % ctx->ColumnGroups * ctx->PanelsPerGroup;
-        int p1 = Math.Min(p0 + ctx->PanelsPerGroup, ctx->B.Panels);
-        float* packedA = Scratch(mc * Kc + mr * nr);
-        float* tile = packedA + mc * Kc;
-        for (int pc = 0; pc < ctx->K; pc += Kc)
+        int p1 = Math.Min(p0 + ctx->PanelsPerGroup, ctx->Args->W.Panels);
+        ComputeBlock(ctx->Args, ctx->Mr, ctx->Nr, ctx->Microkernel, row0, Math.Min(mc, ctx->Args->M - row0), p0, p1);
+    }
+
+    private static void Compute(GemmVariant variant, GemmArgs* args, int row0, int rows, int p0, int p1)
+    {
+        int mc = variant.Mr * MicroPanelsPerBlock;
+        for (int r = row0; r < row0 + rows; r += mc)
         {
-            int kc = Math.Min(Kc, ctx->K - pc);
-            bool first = pc == 0 && !ctx->AccumulateIntoC;
-            bool last = pc + kc == ctx->K;
-            PackA(ctx->A + (nint)i0 * ctx->Lda + pc, ctx->Lda, rows, kc, mr, packedA);
+            ComputeBlock(args, variant.Mr, variant.Nr, variant.Microkernel, r, Math.Min(mc, row0 + rows - r), p0, p1);
+        }
+    }
+
+    /// <summary>One row block (at most Mc rows) against weight panels [p0, p1), all of K.</summary>
+    private static void ComputeBlock(GemmArgs* args, int mr, int nr,
+        delegate*<int, float*, float*, float*, nint, bool, void> microkernel, int row0, int rows, int p0, int p1)
+    {
+        int k = args->W.K;
+        int ldc = args->Ldc;
+        float* packedA = Scratch();
+        float* tile = packedA + GemmMicrokernels.Mr512 * MicroPanelsPerBlock * Kc;
+        for (int pc = 0; pc < k; pc += Kc)
+        {
+            int kc = Math.Min(Kc, k - pc);
+            bool first = pc == 0 && !args->AccumulateIntoC;
+            bool last = pc + kc == k;
+            args->A.Pack(args->A.State, row0, rows, pc, kc, mr, packedA);
             for (int p = p0; p < p1; p++)
             {
-                float* bPanel = ctx->B.Data + ((nint)p * ctx->B.K + pc) * nr;
+                float* bPanel = args->W.Panel(p) + (nint)pc * nr;
                 int j0 = p * nr;
-                int cols = Math.Min(nr, ctx->N - j0);
+                int cols = Math.Min(nr, args->W.N - j0);
                 for (int ir = 0; ir < rows; ir += mr)
                 {
                     int r = Math.Min(mr, rows - ir);
-                    float* cTile = ctx->C + (nint)(i0 + ir) * ctx->Ldc + j0;
+                    float* cTile = args->C + (nint)(row0 + ir) * ldc + j0;
                     if (r == mr && cols == nr)
                     {
-                        ctx->Microkernel(kc, packedA + ir * kc, bPanel, cTile, ctx->Ldc, !first);
+                        microkernel(kc, packedA + ir * kc, bPanel, cTile, ldc, !first);
                     }
                     else
                     {
-                        ctx->Microkernel(kc, packedA + ir * kc, bPanel, tile, nr, false);
-                        MergeTile(tile, nr, cTile, ctx->Ldc, r, cols, first);
+                        microkernel(kc, packedA + ir * kc, bPanel, tile, nr, false);
+                        MergeTile(tile, nr, cTile, ldc, r, cols, first);
                     }
-                    if (last)
+                    if (last && (args->Bias != null || args->Residual != null))
                     {
-                        float* residual = ctx->Residual == null ? null : ctx->Residual + (nint)(i0 + ir) * ctx->Ldr + j0;
-                        float* bias = ctx->Bias == null ? null : ctx->Bias + j0;
-                        Epilogue(cTile, ctx->Ldc, r, cols, bias, residual, ctx->Ldr);
+                        float* residual = args->Residual == null ? null : args->Residual + (nint)(row0 + ir) * args->Ldr + j0;
+                        float* bias = args->Bias == null ? null : args->Bias + j0;
+                        Epilogue(cTile, ldc, r, cols, bias, residual, args->Ldr);
                     }
                 }
             }
         }
     }
 
-    /// <summary>
-    /// Copies rows x kc of A into MR-row micro-panels, k-major (MR values per k), zero-padding the last panel, so
-    /// the microkernel reads A sequentially and always computes full MR rows.
-    /// </summary>
-    private static void PackA(float* a, int lda, int rows, int kc, int mr, float* packed)
+    private struct StridedMatrix
     {
+        public float* Data;
+        public int Ld;
+    }
+
+    /// <summary>The plain row-major A packer: MR-row micro-panels, k-major, zero-padded.</summary>
+    private static void PackStrided(void* state, int row0, int rows, int k0, int kc, int mr, float* packed)
+    {
+        StridedMatrix* matrix = (StridedMatrix*)state;
+        float* a = matrix->Data + (nint)row0 * matrix->Ld + k0;
         for (int ir = 0; ir < rows; ir += mr)
         {
             float* panel = packed + ir * kc;
             int r = Math.Min(mr, rows - ir);
             for (int rr = 0; rr < r; rr++)
             {
-                float* src = a + (nint)(ir + rr) * lda;
+                float* src = a + (nint)(ir + rr) * matrix->Ld;
                 float* dst = panel + rr;
-                for (int k = 0; k < kc; k++)
+                for (int kk = 0; kk < kc; kk++)
                 {
-                    dst[k * mr] = src[k];
+                    dst[kk * mr] = src[kk];
                 }
             }
-            for (int rr = r; rr < mr; rr++)
+            ZeroPadRows(panel, r, mr, kc);
+        }
+    }
+
+    /// <summary>Zeroes rows [r, mr) of a k-major micro-panel so a short last panel computes zeros there.</summary>
+    public static void ZeroPadRows(float* panel, int r, int mr, int kc)
+    {
+        for (int rr = r; rr < mr; rr++)
+        {
+            for (int kk = 0; kk < kc; kk++)
             {
-                for (int k = 0; k < kc; k++)
-                {
-                    panel[k * mr + rr] = 0;
-                }
+                panel[kk * mr + rr] = 0;
             }
         }
     }
@@ -233,10 +281,6 @@ public static unsafe class GemmKernels
 
     private static void Epilogue(float* c, int ldc, int rows, int cols, float* bias, float* residual, int ldr)
     {
-        if (bias == null && residual == null)
-        {
-            return;
-        }
         for (int r = 0; r < rows; r++)
         {
             float* row = c + (nint)r * ldc;
@@ -256,13 +300,13 @@ public static unsafe class GemmKernels
         }
     }
 
-    /// <summary>Per-thread packing buffer, allocated once per thread and kept (a few hundred KiB).</summary>
-    private static float* Scratch(int floats)
+    /// <summary>Per-thread A block + edge tile, allocated once per thread for the largest variant and kept.</summary>
+    private static float* Scratch()
     {
         if (t_scratch == null)
         {
-            int size = GemmMicrokernels.Mr512 * MicroPanelsPerBlock * Kc + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512;
-            t_scratch = (float*)NativeMemory.AlignedAlloc((nuint)Math.Max(size, floats) * sizeof(float), 64);
+            int floats = GemmMicrokernels.Mr512 * MicroPanelsPerBlock * Kc + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512;
+            t_scratch = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
         }
         return t_scratch;
     }

@@ -1,0 +1,49 @@
+namespace Sd.Kernels.Gemm;
+
+/// <summary>
+/// Packs rows [row0, row0+rows) x columns [k0, k0+kc) of the virtual A matrix into MR-row micro-panels, k-major
+/// (MR values per k), zero-padding rows past <c>rows</c> up to a multiple of MR. A plain matrix uses a strided copy;
+/// a convolution gathers the im2col patch on the fly (implicit GEMM: the full im2col matrix never exists).
+/// </summary>
+public unsafe struct APacker
+{
+    public delegate*<void*, int, int, int, int, int, float*, void> Pack;
+    public void* State;
+}
+
+/// <summary>One GEMM call: C[M, N] = A[M, K] W[N, K]^T (+ bias[N]) (+ residual[M, N]).</summary>
+public unsafe struct GemmArgs
+{
+    public int M;
+    public APacker A;
+    public PackedWeightsView W;
+    public float* C;
+    public int Ldc;
+    public float* Bias;
+    public float* Residual;
+    public int Ldr;
+
+    /// <summary>C already holds values to add to (an in-place residual): the first K block accumulates.</summary>
+    public bool AccumulateIntoC;
+}
+
+/// <summary>The raw view of <see cref="PackedWeights"/> a kernel task needs (unmanaged, so it can sit in a task context).</summary>
+public unsafe struct PackedWeightsView
+{
+    public float* Data;
+    public int N;
+    public int K;
+    public int Panels;
+    public int PanelWidth;
+
+    public PackedWeightsView(PackedWeights weights)
+    {
+        Data = weights.Data;
+        N = weights.N;
+        K = weights.K;
+        Panels = weights.Panels;
+        PanelWidth = weights.PanelWidth;
+    }
+
+    public float* Panel(int p) => Data + (nint)p * PanelWidth * K;
+}
