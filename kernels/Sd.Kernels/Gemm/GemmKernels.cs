@@ -145,17 +145,21 @@ public static unsafe class GemmKernels
     }
 
     /// <summary>
-    /// Runs the GEMM restricted to weight panels [panelStart, panelEnd) on the calling thread: for callers that
-    /// parallelize at a coarser level (Winograd runs one task per tile chunk and output-channel group).
+    /// Runs the GEMM for rows [rowStart, rowStart + rows) and weight panels [panelStart, panelEnd) on the calling
+    /// thread: for callers that parallelize at a coarser level (Winograd splits 36 GEMMs into one task list).
     /// </summary>
-    public static void RunSerial(GemmVariant variant, ref GemmArgs args, int panelStart, int panelEnd)
+    public static void RunSerial(GemmVariant variant, ref GemmArgs args, int rowStart, int rows, int panelStart, int panelEnd)
     {
+        panelEnd = Math.Min(panelEnd, args.W.Panels);
         Validate(variant, ref args);
         fixed (GemmArgs* pArgs = &args)
         {
-            Compute(variant, pArgs, 0, args.M, panelStart, Math.Min(panelEnd, args.W.Panels));
+            Compute(variant, pArgs, rowStart, Math.Min(rows, args.M - rowStart), panelStart, panelEnd);
         }
     }
+
+    /// <summary>Rows per row block (Mc) of a variant: the natural row split for callers of <see cref="RunSerial"/>.</summary>
+    public static int RowBlock(GemmVariant variant) => variant.Mr * MicroPanelsPerBlock;
 
     private static void Validate(GemmVariant variant, ref GemmArgs args)
     {
@@ -163,7 +167,10 @@ public static unsafe class GemmKernels
         {
             throw new ArgumentException($"weights packed for NR={args.W.PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(args));
         }
-        ArgumentOutOfRangeException.ThrowIfLessThan(args.Ldc, args.W.N, nameof(args));
+        if (args.Ldc < args.W.N)
+        {
+            throw new ArgumentException($"C rows are {args.Ldc} floats apart but the product has {args.W.N} columns", nameof(args));
+        }
     }
 
     private static void RunTask(void* state, int index)
@@ -234,18 +241,23 @@ public static unsafe class GemmKernels
         public int Ld;
     }
 
-    /// <summary>The plain row-major A packer: MR-row micro-panels, k-major, zero-padded.</summary>
     private static void PackStrided(void* state, int row0, int rows, int k0, int kc, int mr, float* packed)
     {
         StridedMatrix* matrix = (StridedMatrix*)state;
-        float* a = matrix->Data + (nint)row0 * matrix->Ld + k0;
+        PackRowMajor(matrix->Data, matrix->Ld, row0, rows, k0, kc, mr, packed);
+    }
+
+    /// <summary>The plain row-major A packer: MR-row micro-panels, k-major, zero-padded.</summary>
+    public static void PackRowMajor(float* data, int ld, int row0, int rows, int k0, int kc, int mr, float* packed)
+    {
+        float* a = data + (nint)row0 * ld + k0;
         for (int ir = 0; ir < rows; ir += mr)
         {
             float* panel = packed + ir * kc;
             int r = Math.Min(mr, rows - ir);
             for (int rr = 0; rr < r; rr++)
             {
-                float* src = a + (nint)(ir + rr) * matrix->Ld;
+                float* src = a + (nint)(ir + rr) * ld;
                 float* dst = panel + rr;
                 for (int kk = 0; kk < kc; kk++)
                 {

@@ -1,17 +1,24 @@
 namespace Sd.Kernels.Gemm;
 
-/// <summary>A GEMM microkernel and its register tile (MR rows x NR columns); weights are packed for one NR.</summary>
+/// <summary>
+/// A GEMM microkernel and its register tile (MR rows x NR columns); weights are packed for one NR. Unmanaged, so
+/// kernel task contexts can carry it.
+/// </summary>
 public readonly unsafe struct GemmVariant
 {
-    private GemmVariant(string name, int mr, int nr, delegate*<int, float*, float*, float*, nint, bool, void> microkernel)
+    private GemmVariant(SimdLevel level, int mr, int nr, delegate*<int, float*, float*, float*, nint, bool, void> microkernel)
     {
-        Name = name;
+        Level = level;
         Mr = mr;
         Nr = nr;
         Microkernel = microkernel;
     }
 
-    public string Name { get; }
+    /// <summary>The instruction set the microkernel needs.</summary>
+    public SimdLevel Level { get; }
+
+    /// <summary>E.g. "14x32 Vector512".</summary>
+    public string Name => $"{Mr}x{Nr} {Level}";
 
     public int Mr { get; }
 
@@ -21,13 +28,13 @@ public readonly unsafe struct GemmVariant
     public delegate*<int, float*, float*, float*, nint, bool, void> Microkernel { get; }
 
     public static GemmVariant Vector512 { get; } =
-        new("14x32 Vector512", GemmMicrokernels.Mr512, GemmMicrokernels.Nr512, &GemmMicrokernels.Kernel_14x32_Vector512);
+        new(SimdLevel.Vector512, GemmMicrokernels.Mr512, GemmMicrokernels.Nr512, &GemmMicrokernels.Kernel_14x32_Vector512);
 
     public static GemmVariant Vector256 { get; } =
-        new("6x16 Vector256", GemmMicrokernels.Mr256, GemmMicrokernels.Nr256, &GemmMicrokernels.Kernel_6x16_Vector256);
+        new(SimdLevel.Vector256, GemmMicrokernels.Mr256, GemmMicrokernels.Nr256, &GemmMicrokernels.Kernel_6x16_Vector256);
 
     public static GemmVariant Scalar { get; } =
-        new("4x16 scalar", GemmMicrokernels.MrScalar, GemmMicrokernels.NrScalar, &GemmMicrokernels.Kernel_4x16_Scalar);
+        new(SimdLevel.Scalar, GemmMicrokernels.MrScalar, GemmMicrokernels.NrScalar, &GemmMicrokernels.Kernel_4x16_Scalar);
 
     public override string ToString() => Name;
 }

@@ -38,6 +38,16 @@ public sealed unsafe class PackedWeights : IDisposable
     /// <summary>Panel p: K rows of <see cref="PanelWidth"/> floats.</summary>
     public float* Panel(int p) => Data + (nint)p * PanelWidth * K;
 
+    /// <summary>A zero matrix in packed layout, filled through <see cref="Element"/> (transformed weights).</summary>
+    public static PackedWeights CreateZero(int n, int k, int panelWidth)
+    {
+        Validate(n, k, k, panelWidth);
+        return new PackedWeights(n, k, panelWidth);
+    }
+
+    /// <summary>Where W[n, k] lives in the packed layout.</summary>
+    public float* Element(int n, int k) => Panel(n / PanelWidth) + (nint)k * PanelWidth + n % PanelWidth;
+
     /// <summary>Packs float32 weights W [N, K] with row stride <paramref name="ldw"/>.</summary>
     public static PackedWeights Pack(float* w, int n, int k, int ldw) => Pack(w, n, k, ldw, GemmKernels.PanelWidth);
 

@@ -1,3 +1,5 @@
+using System.Runtime.ExceptionServices;
+
 namespace Sd.Kernels.Threading;
 
 /// <summary>
@@ -22,6 +24,7 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _taskCount;
     private int _pending;
     private int _sleepers;
+    private ExceptionDispatchInfo? _failure;
 
     // (generation << 32) | next task index. Claiming a task is a CAS on this, so a worker still finishing the
     // previous call can never take an index of the next one: its generation no longer matches.
@@ -53,7 +56,8 @@ public sealed unsafe class WorkerPool : IDisposable
 
     /// <summary>
     /// Runs <paramref name="task"/>(context, i) for every i in [0, count) and returns when all have finished.
-    /// Calls from several threads are serialized; a task must not call back into the pool.
+    /// Calls from several threads are serialized; a task must not call back into the pool. If tasks throw, the
+    /// first exception is rethrown here after all tasks have run.
     /// </summary>
     public void Run(delegate*<void*, int, void> task, void* context, int count)
     {
@@ -88,6 +92,9 @@ public sealed unsafe class WorkerPool : IDisposable
             {
                 spin.SpinOnce(-1);
             }
+            ExceptionDispatchInfo? failure = _failure;
+            _failure = null;
+            failure?.Throw();
         }
     }
 
@@ -103,7 +110,16 @@ public sealed unsafe class WorkerPool : IDisposable
             }
             if (Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) == ticket)
             {
-                _task(_context, index);
+                try
+                {
+                    _task(_context, index);
+                }
+                catch (Exception e)
+                {
+                    // A worker thread must never die (that would take the process down): the first failure is
+                    // rethrown on the calling thread once every task has finished.
+                    Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
+                }
                 Interlocked.Decrement(ref _pending);
             }
         }

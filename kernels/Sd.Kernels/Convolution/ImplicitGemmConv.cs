@@ -1,0 +1,111 @@
+using Sd.Kernels.Gemm;
+
+namespace Sd.Kernels.Convolution;
+
+/// <summary>
+/// Any convolution as a GEMM without materializing im2col: the GEMM's A packer gathers each MR-row micro-panel
+/// straight from the NHWC input (row = output pixel, column = (ky, kx, ci)), writing zeros for padding. Weights are
+/// packed once with K in the same (ky, kx, ci) order. Used for strided (downsampling) convolutions, layers with
+/// few channels (conv_in, conv_out), and as the fast direct-convolution baseline for Winograd.
+/// </summary>
+public static unsafe class ImplicitGemmConv
+{
+    /// <summary>
+    /// Packs PyTorch weights [Cout, Cin, kh, kw] as W [Cout, kh*kw*Cin] in (ky, kx, ci) order for the selected GEMM.
+    /// </summary>
+    public static PackedWeights PackWeights(float* weights, int outChannels, int inChannels, int kernelH, int kernelW,
+        int panelWidth)
+    {
+        int patch = kernelH * kernelW * inChannels;
+        var reordered = new float[(long)outChannels * patch];
+        fixed (float* dst = reordered)
+        {
+            for (int co = 0; co < outChannels; co++)
+            for (int ci = 0; ci < inChannels; ci++)
+            for (int ky = 0; ky < kernelH; ky++)
+            for (int kx = 0; kx < kernelW; kx++)
+            {
+                dst[(nint)co * patch + (ky * kernelW + kx) * inChannels + ci] =
+                    weights[(((nint)co * inChannels + ci) * kernelH + ky) * kernelW + kx];
+            }
+            return PackedWeights.Pack(dst, outChannels, patch, patch, panelWidth);
+        }
+    }
+
+    private struct Im2ColSource
+    {
+        public float* Input;
+        public ConvShape Shape;
+        public int OutHeight;
+        public int OutWidth;
+    }
+
+    /// <summary>
+    /// output[N, OH, OW, Cout] = conv(input) (+ bias) (+ residual [N, OH, OW, Cout]). Pixel rows of the output and
+    /// the residual are <paramref name="outputStride"/> / <paramref name="residualStride"/> floats apart (>= Cout),
+    /// so a convolution can write into, or read from, a channel slice of a wider tensor.
+    /// </summary>
+    public static void Run(GemmVariant variant, in ConvShape shape, float* input, PackedWeights weights,
+        float* bias, float* residual, int residualStride, float* output, int outputStride)
+    {
+        shape.Validate();
+        if (weights.N != shape.OutChannels || weights.K != shape.PatchSize)
+        {
+            throw new ArgumentException($"weights are [{weights.N}, {weights.K}], convolution {shape} needs [{shape.OutChannels}, {shape.PatchSize}]", nameof(weights));
+        }
+        var source = new Im2ColSource { Input = input, Shape = shape, OutHeight = shape.OutHeight, OutWidth = shape.OutWidth };
+        var args = new GemmArgs
+        {
+            M = shape.Batch * shape.OutHeight * shape.OutWidth,
+            A = new APacker { Pack = &PackIm2Col, State = &source },
+            W = new PackedWeightsView(weights),
+            C = output,
+            Ldc = outputStride,
+        };
+        GemmKernels.SetEpilogue(ref args, bias, residual, residualStride);
+        GemmKernels.Run(variant, ref args);
+    }
+
+    /// <summary>Gathers rows [row0, row0+rows) x patch columns [k0, k0+kc) into k-major MR-row micro-panels.</summary>
+    private static void PackIm2Col(void* state, int row0, int rows, int k0, int kc, int mr, float* packed)
+    {
+        Im2ColSource* src = (Im2ColSource*)state;
+        ConvShape s = src->Shape;
+        int cin = s.InChannels;
+        for (int ir = 0; ir < rows; ir += mr)
+        {
+            float* panel = packed + ir * kc;
+            int r = Math.Min(mr, rows - ir);
+            for (int rr = 0; rr < r; rr++)
+            {
+                int m = row0 + ir + rr;
+                int ox = m % src->OutWidth;
+                int rest = m / src->OutWidth;
+                int oy = rest % src->OutHeight;
+                int n = rest / src->OutHeight;
+                float* dst = panel + rr;
+                // Walk the patch columns in runs of contiguous input channels (one kernel tap each).
+                for (int k = k0; k < k0 + kc;)
+                {
+                    int tap = k / cin;
+                    int ci = k - tap * cin;
+                    int run = Math.Min(cin - ci, k0 + kc - k);
+                    int y = oy * s.StrideH - s.PadTop + tap / s.KernelW;
+                    int x = ox * s.StrideW - s.PadLeft + tap % s.KernelW;
+                    float* d = dst + (nint)(k - k0) * mr;
+                    if (y < 0 || y >= s.Height || x < 0 || x >= s.Width)
+                    {
+                        for (int i = 0; i < run; i++) d[(nint)i * mr] = 0;
+                    }
+                    else
+                    {
+                        float* pixel = src->Input + (((nint)n * s.Height + y) * s.Width + x) * cin + ci;
+                        for (int i = 0; i < run; i++) d[(nint)i * mr] = pixel[i];
+                    }
+                    k += run;
+                }
+            }
+            GemmKernels.ZeroPadRows(panel, r, mr, kc);
+        }
+    }
+}

@@ -1,0 +1,179 @@
+using Sd.Kernels.Gemm;
+using Sd.Kernels.Threading;
+
+namespace Sd.Kernels.Convolution;
+
+/// <summary>
+/// 3x3 stride-1 padding-1 convolution by Winograd F(4x4, 3x3): per 4x4 output tile, 36 products replace 144
+/// multiply-adds per (ci, co) pair, a 4x cut in GEMM work. Tiles go in blocks sized to a workspace budget, each
+/// block in three parallel phases: input transform into V [36][tiles][Cin]; 36 GEMMs V_p U_p^T into
+/// M [36][tiles][Cout], split into (position, row block, column group) tasks so that every transformed weight is
+/// streamed once per block whatever the channel count; output transform with bias and residual fused.
+/// Reference: Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (2016).
+/// </summary>
+public static unsafe class WinogradConv
+{
+    private const int Positions = WinogradWeights.Positions;
+
+    /// <summary>Workspace cap (V + M), in floats: 16M floats = 64 MiB, whatever the image size.</summary>
+    public const long MaxWorkspaceFloats = 16L << 20;
+
+    private struct Context
+    {
+        public float* Input;
+        public float* Output;
+        public float* Bias;
+        public float* Residual;
+        public int ResidualStride;
+        public int OutputStride;
+        public int Height;
+        public int Width;
+        public int InChannels;
+        public int OutChannels;
+        public int TilesX;
+        public int TilesPerImage;
+        public int BlockStart;
+        public int BlockTiles;
+        public int TilesPerTask;
+        public float* V;
+        public float* M;
+        public int LdM;
+        public PackedWeightsView* Weights;
+        public GemmVariant Variant;
+        public int RowBlocks;
+        public int Groups;
+        public int PanelsPerGroup;
+    }
+
+    /// <summary>Tiles per block for a layer: as many as the workspace cap allows, at least one GEMM row block.</summary>
+    public static int BlockTiles(int batch, int height, int width, int inChannels, int outChannels)
+    {
+        long tiles = (long)batch * ((height + 3) / 4) * ((width + 3) / 4);
+        long perTile = Positions * (long)(inChannels + outChannels);
+        return (int)Math.Min(tiles, Math.Max(MaxWorkspaceFloats / perTile, 128));
+    }
+
+    /// <summary>Workspace floats <see cref="Run"/> needs for a layer (the caller's arena provides them).</summary>
+    public static long WorkspaceFloats(int batch, int height, int width, int inChannels, int outChannels) =>
+        Positions * (long)BlockTiles(batch, height, width, inChannels, outChannels) * (inChannels + outChannels);
+
+    /// <summary>
+    /// output[N, H, W, Cout] (pixel stride <paramref name="outputStride"/>) = conv3x3(input [N, H, W, Cin])
+    /// + bias + residual (pixel stride <paramref name="residualStride"/>); any H, W. <paramref name="workspace"/>
+    /// holds <see cref="WorkspaceFloats"/> floats.
+    /// </summary>
+    public static void Run(GemmVariant variant, int batch, int height, int width, float* input, WinogradWeights weights,
+        float* bias, float* residual, int residualStride, float* output, int outputStride, float* workspace)
+    {
+        if (weights[0].PanelWidth != variant.Nr)
+        {
+            throw new ArgumentException($"weights packed for NR={weights[0].PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(weights));
+        }
+        ArgumentOutOfRangeException.ThrowIfLessThan(outputStride, weights.OutChannels);
+        int tilesY = (height + 3) / 4, tilesX = (width + 3) / 4;
+        int tileCount = batch * tilesY * tilesX;
+        int blockTiles = BlockTiles(batch, height, width, weights.InChannels, weights.OutChannels);
+        int threads = WorkerPool.Shared.ThreadCount;
+        var ctx = new Context
+        {
+            Input = input, Output = output, Bias = bias, Residual = residual, ResidualStride = residualStride,
+            OutputStride = outputStride, Height = height, Width = width,
+            InChannels = weights.InChannels, OutChannels = weights.OutChannels,
+            TilesX = tilesX, TilesPerImage = tilesY * tilesX,
+            V = workspace, M = workspace + (long)Positions * blockTiles * weights.InChannels, LdM = weights.OutChannels,
+            Weights = weights.Views, Variant = variant,
+        };
+        for (int start = 0; start < tileCount; start += blockTiles)
+        {
+            ctx.BlockStart = start;
+            ctx.BlockTiles = Math.Min(blockTiles, tileCount - start);
+            int transformTasks = Math.Min(ctx.BlockTiles, threads * 8);
+            ctx.TilesPerTask = (ctx.BlockTiles + transformTasks - 1) / transformTasks;
+            transformTasks = (ctx.BlockTiles + ctx.TilesPerTask - 1) / ctx.TilesPerTask;
+            WorkerPool.Shared.Run(&InputTask, &ctx, transformTasks);
+
+            int panels = weights[0].Panels;
+            ctx.RowBlocks = (ctx.BlockTiles + GemmKernels.RowBlock(variant) - 1) / GemmKernels.RowBlock(variant);
+            int perPosition = Math.Max(1, (threads * 4 + Positions - 1) / Positions / ctx.RowBlocks);
+            ctx.Groups = Math.Min(perPosition, panels);
+            ctx.PanelsPerGroup = (panels + ctx.Groups - 1) / ctx.Groups;
+            ctx.Groups = (panels + ctx.PanelsPerGroup - 1) / ctx.PanelsPerGroup;
+            WorkerPool.Shared.Run(&GemmTask, &ctx, Positions * ctx.RowBlocks * ctx.Groups);
+
+            WorkerPool.Shared.Run(&OutputTask, &ctx, transformTasks);
+        }
+    }
+
+    private static void InputTask(void* state, int index)
+    {
+        Context* ctx = (Context*)state;
+        int first = index * ctx->TilesPerTask;
+        int last = Math.Min(first + ctx->TilesPerTask, ctx->BlockTiles);
+        nint ldv = ctx->InChannels;
+        for (int t = first; t < last; t++)
+        {
+            (int image, int y0, int x0) = TileOrigin(ctx, ctx->BlockStart + t);
+            float* src = ctx->Input + (nint)image * ctx->Height * ctx->Width * ctx->InChannels;
+            WinogradTransforms.InputTile(src, ctx->Height, ctx->Width, ctx->InChannels, y0 - 1, x0 - 1,
+                ctx->V + t * ldv, (nint)ctx->BlockTiles * ldv);
+        }
+    }
+
+    private static void GemmTask(void* state, int index)
+    {
+        Context* ctx = (Context*)state;
+        int group = index % ctx->Groups;
+        int rest = index / ctx->Groups;
+        int rowBlock = rest % ctx->RowBlocks;
+        int p = rest / ctx->RowBlocks;
+        int rowBlockSize = GemmKernels.RowBlock(ctx->Variant);
+        var source = new StridedSource { Data = ctx->V + (nint)p * ctx->BlockTiles * ctx->InChannels, Ld = ctx->InChannels };
+        var args = new GemmArgs
+        {
+            M = ctx->BlockTiles,
+            A = new APacker { Pack = &PackRows, State = &source },
+            W = ctx->Weights[p],
+            C = ctx->M + (nint)p * ctx->BlockTiles * ctx->LdM,
+            Ldc = ctx->LdM,
+        };
+        int p0 = group * ctx->PanelsPerGroup;
+        GemmKernels.RunSerial(ctx->Variant, ref args, rowBlock * rowBlockSize, rowBlockSize, p0, p0 + ctx->PanelsPerGroup);
+    }
+
+    private static void OutputTask(void* state, int index)
+    {
+        Context* ctx = (Context*)state;
+        int first = index * ctx->TilesPerTask;
+        int last = Math.Min(first + ctx->TilesPerTask, ctx->BlockTiles);
+        for (int t = first; t < last; t++)
+        {
+            (int image, int y0, int x0) = TileOrigin(ctx, ctx->BlockStart + t);
+            nint imageOffset = (nint)image * ctx->Height * ctx->Width;
+            WinogradTransforms.OutputTile(ctx->M + (nint)t * ctx->LdM, (nint)ctx->BlockTiles * ctx->LdM, ctx->OutChannels,
+                ctx->Bias,
+                ctx->Residual == null ? null : ctx->Residual + imageOffset * ctx->ResidualStride, ctx->ResidualStride,
+                ctx->Output + imageOffset * ctx->OutputStride, ctx->OutputStride,
+                ctx->Height, ctx->Width, y0, x0);
+        }
+    }
+
+    private static (int Image, int Y0, int X0) TileOrigin(Context* ctx, int tile)
+    {
+        int image = tile / ctx->TilesPerImage;
+        int within = tile - image * ctx->TilesPerImage;
+        int ty = within / ctx->TilesX;
+        return (image, ty * 4, (within - ty * ctx->TilesX) * 4);
+    }
+
+    private struct StridedSource
+    {
+        public float* Data;
+        public int Ld;
+    }
+
+    private static void PackRows(void* state, int row0, int rows, int k0, int kc, int mr, float* packed)
+    {
+        StridedSource* source = (StridedSource*)state;
+        GemmKernels.PackRowMajor(source->Data, source->Ld, row0, rows, k0, kc, mr, packed);
+    }
+}

@@ -1,0 +1,163 @@
+using System.Runtime.Intrinsics;
+using Sd.Kernels.Convolution;
+using Sd.Kernels.Gemm;
+using Xunit.Abstractions;
+
+namespace Sd.Kernels.Tests;
+
+/// <summary>
+/// Implicit-GEMM and Winograd convolutions against the direct reference on awkward shapes (every variant), then
+/// Winograd against implicit GEMM on every SD 1.5 3x3 layer shape (the selected variant), reporting the error.
+/// </summary>
+public unsafe class ConvolutionTests(ITestOutputHelper output)
+{
+    public static TheoryData<string> Variants() => GemmKernelsTests.Variants();
+
+    private static GemmVariant Variant(string name) => name switch
+    {
+        "v512" => GemmVariant.Vector512,
+        "v256" => GemmVariant.Vector256,
+        _ => GemmVariant.Scalar,
+    };
+
+    private static readonly ConvShape[] AwkwardShapes =
+    [
+        new(1, 1, 1, 1, 1),
+        new(2, 5, 7, 3, 5),
+        new(1, 13, 6, 17, 33),
+        new(1, 8, 8, 16, 32, 1, 1, 1, 1, 0, 0, 0, 0),           // 1x1
+        new(2, 9, 7, 5, 9, 3, 3, 2, 2, 1, 1, 1, 1),             // stride 2, UNet downsample
+        new(1, 10, 9, 6, 7, 3, 3, 2, 2, 0, 0, 1, 1),            // stride 2, VAE encoder pad (0,1,0,1)
+        new(1, 27, 19, 9, 4),                                   // odd latent size
+        new(1, 3, 2, 40, 3),
+    ];
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Implicit_gemm_matches_direct_convolution(string name)
+    {
+        GemmVariant variant = Variant(name);
+        var random = new Random(11);
+        foreach (ConvShape shape in AwkwardShapes)
+        {
+            foreach (bool epilogue in new[] { false, true })
+            {
+                Check(shape, random, epilogue, (s, x, w, b, r, y, stride) =>
+                {
+                    using PackedWeights packed = ImplicitGemmConv.PackWeights(w, s.OutChannels, s.InChannels, s.KernelH, s.KernelW, variant.Nr);
+                    ImplicitGemmConv.Run(variant, s, x, packed, b, r, s.OutChannels, y, stride);
+                }, 1e-5, $"{name} {shape}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Winograd_matches_direct_convolution_on_any_size(string name)
+    {
+        GemmVariant variant = Variant(name);
+        var random = new Random(12);
+        foreach (ConvShape shape in AwkwardShapes)
+        {
+            if (!shape.IsWinogradCandidate) continue;
+            foreach (bool epilogue in new[] { false, true })
+            {
+                Check(shape, random, epilogue, (s, x, w, b, r, y, stride) =>
+                {
+                    using WinogradWeights packed = WinogradWeights.Create(w, s.OutChannels, s.InChannels, variant.Nr);
+                    float[] workspace = new float[WinogradConv.WorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels)];
+                    fixed (float* ws = workspace)
+                    {
+                        WinogradConv.Run(variant, s.Batch, s.Height, s.Width, x, packed, b, r, s.OutChannels, y, stride, ws);
+                    }
+                }, 1e-5, $"{name} {shape}");
+            }
+        }
+    }
+
+    private delegate void ConvRun(ConvShape shape, float* x, float* w, float* bias, float* residual, float* y, int outputStride);
+
+    private void Check(ConvShape s, Random random, bool epilogue, ConvRun run, double tolerance, string what)
+    {
+        int outPixels = s.Batch * s.OutHeight * s.OutWidth;
+        int stride = s.OutChannels + 3; // write into a wider tensor: columns past Cout must stay untouched
+        float[] x = GemmKernelsTests.RandomArray(random, s.Batch * s.Height * s.Width * s.InChannels);
+        float[] w = GemmKernelsTests.RandomArray(random, s.OutChannels * s.InChannels * s.KernelH * s.KernelW);
+        float[] b = GemmKernelsTests.RandomArray(random, s.OutChannels);
+        float[] r = GemmKernelsTests.RandomArray(random, outPixels * s.OutChannels);
+        var expected = new float[outPixels * s.OutChannels];
+        var actual = new float[outPixels * stride];
+        Array.Fill(actual, 777f);
+        fixed (float* px = x, pw = w, pb = b, pr = r, pe = expected, pa = actual)
+        {
+            ConvReference.Conv2d(s, px, pw, epilogue ? pb : null, epilogue ? pr : null, pe);
+            run(s, px, pw, epilogue ? pb : null, epilogue ? pr : null, pa, stride);
+        }
+        var compact = new float[expected.Length];
+        for (int p = 0; p < outPixels; p++)
+        {
+            for (int c = 0; c < stride; c++)
+            {
+                if (c < s.OutChannels) compact[p * s.OutChannels + c] = actual[p * stride + c];
+                else Assert.Equal(777f, actual[p * stride + c]);
+            }
+        }
+        double error = RelativeL2(expected, compact);
+        Assert.True(error <= tolerance, $"{what} epilogue={epilogue}: relative L2 error {error:E2}");
+    }
+
+    /// <summary>Every 3x3 stride-1 convolution of SD 1.5 (UNet at 64x64 latents, VAE decoder/encoder), batch 1.</summary>
+    public static TheoryData<int, int, int, int> SdShapes() => new()
+    {
+        { 64, 64, 320, 320 }, { 64, 64, 640, 320 }, { 64, 64, 960, 320 },
+        { 32, 32, 320, 640 }, { 32, 32, 640, 640 }, { 32, 32, 960, 640 }, { 32, 32, 1280, 640 }, { 32, 32, 1920, 640 },
+        { 16, 16, 640, 1280 }, { 16, 16, 1280, 1280 }, { 16, 16, 1920, 1280 }, { 16, 16, 2560, 1280 },
+        { 8, 8, 1280, 1280 }, { 8, 8, 2560, 1280 },
+        { 64, 64, 512, 512 }, { 128, 128, 512, 512 }, { 256, 256, 256, 256 }, { 256, 256, 512, 256 },
+        { 512, 512, 128, 128 }, { 512, 512, 256, 128 },
+    };
+
+    [Theory]
+    [MemberData(nameof(SdShapes))]
+    public void Winograd_matches_implicit_gemm_on_sd_layer_shapes(int height, int width, int cin, int cout)
+    {
+        GemmVariant variant = GemmKernels.Selected;
+        var s = new ConvShape(1, height, width, cin, cout);
+        var random = new Random(height * 31 + cin);
+        // Activations ~ unit scale, weights ~ kaiming-like scale, as in a trained network's layer.
+        float weightScale = 1f / MathF.Sqrt(9 * cin);
+        float[] x = GemmKernelsTests.RandomArray(random, height * width * cin);
+        float[] w = GemmKernelsTests.RandomArray(random, cout * cin * 9);
+        for (int i = 0; i < w.Length; i++) w[i] *= weightScale;
+        var direct = new float[height * width * cout];
+        var winograd = new float[direct.Length];
+        fixed (float* px = x, pw = w, pd = direct, pg = winograd)
+        {
+            using (PackedWeights packed = ImplicitGemmConv.PackWeights(pw, cout, cin, 3, 3, variant.Nr))
+            {
+                ImplicitGemmConv.Run(variant, s, px, packed, null, null, cout, pd, cout);
+            }
+            using WinogradWeights transformed = WinogradWeights.Create(pw, cout, cin, variant.Nr);
+            float[] workspace = new float[WinogradConv.WorkspaceFloats(1, height, width, cin, cout)];
+            fixed (float* ws = workspace)
+            {
+                WinogradConv.Run(variant, 1, height, width, px, transformed, null, null, cout, pg, cout, ws);
+            }
+        }
+        double error = RelativeL2(direct, winograd);
+        output.WriteLine($"{height}x{width} {cin}->{cout}: Winograd vs direct relative L2 {error:E2}");
+        Assert.True(error <= 1e-5, $"relative L2 error {error:E2}");
+    }
+
+    internal static double RelativeL2(float[] expected, float[] actual)
+    {
+        double diff = 0, norm = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double d = (double)actual[i] - expected[i];
+            diff += d * d;
+            norm += (double)expected[i] * expected[i];
+        }
+        return norm == 0 ? Math.Sqrt(diff) : Math.Sqrt(diff / norm);
+    }
+}
