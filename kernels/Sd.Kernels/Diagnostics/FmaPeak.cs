@@ -20,7 +20,7 @@ public static unsafe class FmaPeak
     public static double Measure(int threads, double seconds = 0.5)
     {
         threads = Math.Clamp(threads, 1, WorkerPool.Shared.ThreadCount);
-        long flopsPerBurst = 2L * Accumulators * Iterations * LaneCount;
+        long flopsPerBurst = FlopsPerBurst;
         Burst(threads); // warm up: JIT, frequency ramp
         var clock = Stopwatch.StartNew();
         long bursts = 0;
@@ -34,7 +34,11 @@ public static unsafe class FmaPeak
 
     private static int LaneCount => Simd.Level == SimdLevel.Vector512 ? 16 : 8;
 
-    private static void Burst(int threads)
+    /// <summary>Floating-point operations one thread does in one <see cref="Burst"/>.</summary>
+    public static long FlopsPerBurst => 2L * Accumulators * Iterations * LaneCount;
+
+    /// <summary>One burst of independent FMAs on each of <paramref name="threads"/> threads.</summary>
+    public static void Burst(int threads)
     {
         float sink = 0;
         WorkerPool.Shared.Run(&Task, &sink, threads);
