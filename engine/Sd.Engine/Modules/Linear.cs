@@ -1,0 +1,67 @@
+using Sd.Engine.Tensors;
+using Sd.Kernels.Gemm;
+
+namespace Sd.Engine.Modules;
+
+/// <summary>
+/// y = x W^T + b over rows of x (tokens or pixels). W is packed once for the GEMM microkernel at load.
+/// Reference: torch.nn.Linear (also 1x1 Conv2d weights [out, in, 1, 1], same element order).
+/// </summary>
+public sealed unsafe class Linear : IDisposable
+{
+    private readonly PackedWeights _weight;
+    private readonly NativeBlock? _bias;
+
+    public Linear(WeightBinder binder, int inFeatures, int outFeatures, bool bias = true, bool conv1x1 = false)
+        : this([binder], inFeatures, outFeatures, bias, conv1x1)
+    {
+    }
+
+    /// <summary>
+    /// Several Linear layers over the same input fused into one (their weights stacked along the outputs), e.g.
+    /// attention's to_q/to_k/to_v: one GEMM with N = 3 x width instead of three.
+    /// </summary>
+    public Linear(IReadOnlyList<WeightBinder> parts, int inFeatures, int outFeaturesEach, bool bias = true, bool conv1x1 = false)
+    {
+        InFeatures = inFeatures;
+        OutFeatures = outFeaturesEach * parts.Count;
+        long[] shape = conv1x1 ? [outFeaturesEach, inFeatures, 1, 1] : [outFeaturesEach, inFeatures];
+        var w = new float[(long)OutFeatures * inFeatures];
+        for (int i = 0; i < parts.Count; i++)
+        {
+            parts[i].Entry("weight", shape).ReadFloat32(w.AsSpan(i * outFeaturesEach * inFeatures, outFeaturesEach * inFeatures));
+        }
+        fixed (float* pw = w)
+        {
+            _weight = PackedWeights.Pack(pw, OutFeatures, inFeatures, inFeatures);
+        }
+        if (bias)
+        {
+            _bias = new NativeBlock(OutFeatures);
+            for (int i = 0; i < parts.Count; i++)
+            {
+                parts[i].Entry("bias", [outFeaturesEach]).ReadFloat32(_bias.Span.Slice(i * outFeaturesEach, outFeaturesEach));
+            }
+        }
+    }
+
+    public int InFeatures { get; }
+
+    public int OutFeatures { get; }
+
+    /// <summary>
+    /// y[rows, ldy] = x[rows, ldx] W^T + b (+ residual [rows, ldr]; residual == y accumulates in place).
+    /// </summary>
+    public void Forward(float* x, int rows, int ldx, float* y, int ldy, float* residual = null, int ldr = 0)
+    {
+        GemmKernels.Multiply(rows, x, ldx, _weight, y, ldy, _bias == null ? null : _bias.Pointer, residual, ldr);
+    }
+
+    public long SizeInBytes => _weight.SizeInBytes + (_bias?.Length ?? 0) * sizeof(float);
+
+    public void Dispose()
+    {
+        _weight.Dispose();
+        _bias?.Dispose();
+    }
+}

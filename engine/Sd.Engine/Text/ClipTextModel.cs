@@ -1,0 +1,167 @@
+using Sd.Engine.Modules;
+using Sd.Engine.Tensors;
+using Sd.Loaders.Config;
+using Sd.Loaders.Weights;
+
+namespace Sd.Engine.Text;
+
+/// <summary>The text encoder's outputs for a batch of token-id rows.</summary>
+public sealed class ClipTextOutput : IDisposable
+{
+    internal ClipTextOutput(Tensor hidden, Tensor pooled)
+    {
+        Hidden = hidden;
+        Pooled = pooled;
+    }
+
+    /// <summary>[B, L, W]: final_layer_norm of the selected layer's output (the prompt embeddings).</summary>
+    public Tensor Hidden { get; }
+
+    /// <summary>[B, W]: the hidden state at each row's end-of-text token (transformers' pooler_output).</summary>
+    public Tensor Pooled { get; }
+
+    public void Dispose()
+    {
+        Hidden.Dispose();
+        Pooled.Dispose();
+    }
+}
+
+/// <summary>
+/// CLIP text transformer: token + position embeddings, pre-LN encoder layers with a causal mask only (SD passes no
+/// attention mask, so padding positions are computed like any token), final LayerNorm. F32/F16/BF16 weights are
+/// widened once at load; compute is float32.
+/// Reference: transformers CLIPTextModel / CLIPTextTransformer (4.38).
+/// </summary>
+public sealed unsafe class ClipTextModel : IDisposable
+{
+    private readonly NativeBlock _tokenEmbedding;
+    private readonly NativeBlock _positionEmbedding;
+    private readonly ClipEncoderLayer[] _layers;
+    private readonly LayerNormModule _finalLayerNorm;
+
+    public ClipTextModel(ClipTextConfig config, WeightSet weights)
+    {
+        Config = config;
+        var binder = new WeightBinder(weights);
+        WeightBinder text = binder.Child("text_model");
+        WeightBinder embeddings = text.Child("embeddings");
+        _tokenEmbedding = embeddings.Child("token_embedding").Load("weight", [config.VocabSize, config.HiddenSize]);
+        _positionEmbedding = embeddings.Child("position_embedding").Load("weight", [config.MaxPositionEmbeddings, config.HiddenSize]);
+        _layers = new ClipEncoderLayer[config.NumHiddenLayers];
+        WeightBinder layers = text.Child("encoder").Child("layers");
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            _layers[i] = new ClipEncoderLayer(layers.Child(i), config);
+        }
+        _finalLayerNorm = new LayerNormModule(text.Child("final_layer_norm"), config.HiddenSize, config.LayerNormEps);
+        binder.RequireAllUsed();
+    }
+
+    public ClipTextConfig Config { get; }
+
+    /// <summary>
+    /// Encodes <paramref name="batch"/> rows of token ids (each row <c>ids.Length / batch</c> long, at most
+    /// max_position_embeddings). <paramref name="clipSkip"/> follows diffusers: the output is
+    /// final_layer_norm(hidden_states[-(clipSkip + 1)]), so 0 is the last layer and 1 the one before it.
+    /// </summary>
+    public ClipTextOutput Encode(ReadOnlySpan<long> ids, int batch, int clipSkip = 0)
+    {
+        int width = Config.HiddenSize;
+        if (batch < 1 || ids.Length == 0 || ids.Length % batch != 0)
+        {
+            throw new ArgumentException($"{ids.Length} token ids do not split into {batch} rows", nameof(ids));
+        }
+        int length = ids.Length / batch;
+        if (length > Config.MaxPositionEmbeddings)
+        {
+            throw new ArgumentException($"rows of {length} tokens exceed the {Config.MaxPositionEmbeddings} positions of the text encoder", nameof(ids));
+        }
+        if (clipSkip < 0 || clipSkip >= _layers.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(clipSkip), clipSkip, $"must be in [0, {_layers.Length - 1}]");
+        }
+        int rows = batch * length;
+        Tensor hidden = Tensor.Allocate([batch, length, width]);
+        Tensor pooled = Tensor.Allocate([batch, width]);
+        try
+        {
+            Embed(ids, length, hidden.Data);
+            using var x = new NativeBlock((long)rows * width, zero: false);
+            using var qkv = new NativeBlock((long)rows * 3 * width, zero: false);
+            using var mlp = new NativeBlock((long)rows * Config.IntermediateSize, zero: false);
+            for (int i = 0; i < _layers.Length - clipSkip; i++)
+            {
+                _layers[i].Forward(hidden.Data, batch, length, x.Pointer, qkv.Pointer, mlp.Pointer);
+            }
+            _finalLayerNorm.Forward(hidden.Data, hidden.Data, rows);
+            Pool(ids, length, hidden.Data, pooled.Data);
+            return new ClipTextOutput(hidden, pooled);
+        }
+        catch
+        {
+            hidden.Dispose();
+            pooled.Dispose();
+            throw;
+        }
+    }
+
+    private void Embed(ReadOnlySpan<long> ids, int length, float* hidden)
+    {
+        int width = Config.HiddenSize;
+        for (int i = 0; i < ids.Length; i++)
+        {
+            long id = ids[i];
+            if ((ulong)id >= (ulong)Config.VocabSize)
+            {
+                throw new ArgumentException($"token id {id} at position {i} is outside the vocabulary [0, {Config.VocabSize})", nameof(ids));
+            }
+            float* token = _tokenEmbedding.Pointer + id * width;
+            float* position = _positionEmbedding.Pointer + (long)(i % length) * width;
+            float* row = hidden + (long)i * width;
+            for (int c = 0; c < width; c++)
+            {
+                row[c] = token[c] + position[c];
+            }
+        }
+    }
+
+    /// <summary>
+    /// transformers 4.38: with the legacy eos_token_id 2 the pooled row is argmax(input_ids) (the first highest id,
+    /// i.e. the first end-of-text when it is the largest id), else the first position holding eos_token_id.
+    /// </summary>
+    private void Pool(ReadOnlySpan<long> ids, int length, float* hidden, float* pooled)
+    {
+        int width = Config.HiddenSize;
+        int batch = ids.Length / length;
+        for (int b = 0; b < batch; b++)
+        {
+            ReadOnlySpan<long> row = ids.Slice(b * length, length);
+            int index = 0;
+            if (Config.EosTokenId == 2)
+            {
+                for (int i = 1; i < length; i++)
+                {
+                    if (row[i] > row[index]) index = i;
+                }
+            }
+            else
+            {
+                index = Math.Max(0, row.IndexOf(Config.EosTokenId));
+            }
+            new ReadOnlySpan<float>(hidden + ((long)b * length + index) * width, width)
+                .CopyTo(new Span<float>(pooled + (long)b * width, width));
+        }
+    }
+
+    public void Dispose()
+    {
+        _tokenEmbedding.Dispose();
+        _positionEmbedding.Dispose();
+        foreach (ClipEncoderLayer layer in _layers)
+        {
+            layer.Dispose();
+        }
+        _finalLayerNorm.Dispose();
+    }
+}
