@@ -1,0 +1,263 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Unicode;
+using Sd.Loaders;
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Text;
+
+/// <summary>Choices that change how prompts are tokenized.</summary>
+public sealed record ClipTokenizerOptions
+{
+    /// <summary>
+    /// Clean text as transformers does when the ftfy package is installed (ftfy.fix_text, whitespace collapse,
+    /// lowercase; see <see cref="TextFixer"/> for what is covered) instead of the BasicTokenizer cleanup of a plain
+    /// install. Off by default, as the reference pipelines run without ftfy.
+    /// </summary>
+    public bool FixText { get; init; }
+}
+
+/// <summary>
+/// The CLIP byte-level BPE tokenizer of Stable Diffusion's text encoders, giving the ids of transformers' slow
+/// CLIPTokenizer as the SD pipelines call it.
+/// Reference: transformers CLIPTokenizer (tokenization_clip.py) and PreTrainedTokenizer.tokenize: special tokens
+/// (bos, eos, unk, pad) found literally in the prompt become their ids; each piece between them is cleaned
+/// (<see cref="ClipTextCleaner"/>), split by the CLIP regex (<see cref="ClipPreTokenizer"/>) and byte-pair encoded
+/// (<see cref="BytePairEncoder"/>). With an SD 2.x tokenizer the pad token is "!", so every "!" in a prompt becomes
+/// id 0, exactly as in transformers. Safe to use from several threads.
+/// </summary>
+public sealed class ClipTokenizer
+{
+    // BPE results are cached per piece, as the reference does, but bounded: a huge prompt of distinct words must not
+    // grow memory without limit.
+    private const int MaxCacheEntries = 10_000;
+    private const int MaxCachedPieceLength = 64;
+
+    private readonly Dictionary<string, int> _ids;
+    private readonly Dictionary<int, string> _tokens;
+    private readonly BytePairEncoder _encoder;
+    private readonly int _unknownId;
+    private readonly (string Content, int Id)[] _specialTokens;
+    private readonly SearchValues<char> _specialTokenStarts;
+    private readonly bool _fixText;
+    private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly Lock _cacheLock = new();
+
+    private ClipTokenizer(TokenizerFiles files, ClipVocabularyReader.Vocabulary vocabulary,
+        List<(string Left, string Right)> merges, bool fixText)
+    {
+        _ids = vocabulary.Ids;
+        _tokens = vocabulary.Tokens;
+        BosTokenId = SpecialTokenId(files, files.BosToken, "bos");
+        EosTokenId = SpecialTokenId(files, files.EosToken, "eos");
+        PadTokenId = SpecialTokenId(files, files.PadToken, "pad");
+        _unknownId = SpecialTokenId(files, files.UnkToken, "unk");
+        _specialTokens = new[] { files.BosToken, files.EosToken, files.UnkToken, files.PadToken }
+            .Distinct(StringComparer.Ordinal)
+            .OrderByDescending(token => token.Length) // the longest special token wins where several start
+            .Select(token => (token, _ids[token]))
+            .ToArray();
+        _specialTokenStarts = SearchValues.Create(string.Concat(_specialTokens.Select(token => token.Content[0])));
+        _encoder = new BytePairEncoder(merges, _ids, _unknownId);
+        _fixText = fixText;
+        MaxLength = files.ModelMaxLength;
+    }
+
+    public int BosTokenId { get; }
+
+    public int EosTokenId { get; }
+
+    public int PadTokenId { get; }
+
+    /// <summary>The text encoder's sequence length (model_max_length, 77 for SD).</summary>
+    public int MaxLength { get; }
+
+    /// <summary>Text tokens per sequence: <see cref="MaxLength"/> less bos and eos (75 for SD).</summary>
+    public int ChunkLength => MaxLength - 2;
+
+    /// <summary>Reads and validates vocab.json and merges.txt; errors name the file and line.</summary>
+    public static ClipTokenizer Load(TokenizerFiles files, ClipTokenizerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(files);
+        if (files.ModelMaxLength < 3)
+        {
+            throw new InvalidFileException(Path.Combine(files.Directory, "tokenizer_config.json"),
+                $"model_max_length {files.ModelMaxLength} leaves no room for text between bos and eos");
+        }
+        ClipVocabularyReader.Vocabulary vocabulary = ClipVocabularyReader.ReadVocabulary(files.VocabPath);
+        List<(string Left, string Right)> merges = ClipVocabularyReader.ReadMerges(files.MergesPath);
+        return new ClipTokenizer(files, vocabulary, merges, options?.FixText ?? false);
+    }
+
+    /// <summary>The text tokens of a prompt, without bos/eos and untruncated.</summary>
+    public int[] Encode(string prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var ids = new List<int>();
+        int position = 0, segmentStart = 0;
+        while (prompt.AsSpan(position).IndexOfAny(_specialTokenStarts) is >= 0 and int found)
+        {
+            int index = position + found;
+            position = index + 1;
+            foreach ((string content, int id) in _specialTokens)
+            {
+                if (prompt.AsSpan(index).StartsWith(content, StringComparison.Ordinal))
+                {
+                    EncodeText(prompt[segmentStart..index], ids);
+                    ids.Add(id);
+                    segmentStart = position = index + content.Length;
+                    break;
+                }
+            }
+        }
+        EncodeText(prompt[segmentStart..], ids);
+        return ids.ToArray();
+    }
+
+    /// <summary>
+    /// The pipeline's <c>tokenizer(prompt, padding="max_length", max_length=77, truncation=True)</c>: bos, the first
+    /// <see cref="ChunkLength"/> text tokens, eos, then padding. <paramref name="droppedTokens"/> counts the text
+    /// tokens cut off, for the caller to warn about.
+    /// </summary>
+    public long[] EncodeForPipeline(string prompt, out int droppedTokens)
+    {
+        int[] text = Encode(prompt);
+        int kept = Math.Min(text.Length, ChunkLength);
+        droppedTokens = text.Length - kept;
+        return Wrap(text.AsSpan(0, kept));
+    }
+
+    /// <summary>
+    /// Long prompts the AUTOMATIC1111 way: the text tokens in chunks of <see cref="ChunkLength"/>, each wrapped as
+    /// bos + chunk + eos + padding. Always at least one chunk, so an empty prompt gives [bos, eos, pad...].
+    /// </summary>
+    public IReadOnlyList<long[]> EncodeChunked(string prompt)
+    {
+        int[] text = Encode(prompt);
+        var chunks = new List<long[]>();
+        int start = 0;
+        do
+        {
+            int length = Math.Min(ChunkLength, text.Length - start);
+            chunks.Add(Wrap(text.AsSpan(start, length)));
+            start += length;
+        }
+        while (start < text.Length);
+        return chunks;
+    }
+
+    /// <summary>
+    /// Ids back to text, for debugging: the tokens' bytes decoded as UTF-8 (invalid sequences become U+FFFD), every
+    /// "&lt;/w&gt;" a space. Reference: CLIPTokenizer.convert_tokens_to_string. Special tokens appear literally.
+    /// </summary>
+    public string Decode(IEnumerable<long> ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var bytes = new List<byte>();
+        Span<byte> utf8 = stackalloc byte[4];
+        foreach (long id in ids)
+        {
+            if (id is < 0 or > int.MaxValue || !_tokens.TryGetValue((int)id, out string? token))
+            {
+                throw new ArgumentException($"token id {id} is not in the vocabulary", nameof(ids));
+            }
+            foreach (Rune rune in token.EnumerateRunes())
+            {
+                if (rune.IsBmp && BytePairEncoder.TryGetByte((char)rune.Value, out byte value))
+                {
+                    bytes.Add(value);
+                }
+                else
+                {
+                    // Not a byte symbol (a hand-added token): its own UTF-8.
+                    bytes.AddRange(utf8[..rune.EncodeToUtf8(utf8)]);
+                }
+            }
+        }
+        string text = Encoding.UTF8.GetString(CollectionsMarshal.AsSpan(bytes));
+        return PythonText.Strip(text.Replace(BytePairEncoder.EndOfWord, " "));
+    }
+
+    /// <summary>
+    /// A prompt read as raw bytes (a file, the command line) decoded as strict UTF-8.
+    /// </summary>
+    /// <exception cref="ArgumentException">"prompt is not valid UTF-8 at byte N" (N counted from 0).</exception>
+    public static string DecodePromptBytes(ReadOnlySpan<byte> utf8)
+    {
+        char[] chars = new char[utf8.Length];
+        if (Utf8.ToUtf16(utf8, chars, out int read, out int written, replaceInvalidSequences: false) != OperationStatus.Done)
+        {
+            throw new ArgumentException($"prompt is not valid UTF-8 at byte {read}", nameof(utf8));
+        }
+        return new string(chars, 0, written);
+    }
+
+    private void EncodeText(string segment, List<int> ids)
+    {
+        if (segment.Length == 0)
+        {
+            return;
+        }
+        string text = _fixText ? ClipTextCleaner.CleanFixed(segment) : ClipTextCleaner.CleanBasic(segment);
+        ClipPreTokenizer.Split(text, (start, length) => EncodePiece(text.AsSpan(start, length), ids));
+    }
+
+    private void EncodePiece(ReadOnlySpan<char> piece, List<int> ids)
+    {
+        // The reference's BPE cache starts out holding these two, so the regex's literal matches (possible after
+        // cleaning, e.g. of "<|ENDOFTEXT|>") map to their own vocabulary entries instead of being encoded.
+        if (piece is "<|startoftext|>" or "<|endoftext|>")
+        {
+            ids.Add(_ids.GetValueOrDefault(piece.ToString(), _unknownId));
+            return;
+        }
+        bool cacheable = piece.Length <= MaxCachedPieceLength;
+        if (cacheable)
+        {
+            lock (_cacheLock)
+            {
+                if (_cache.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(piece, out int[]? cached))
+                {
+                    ids.AddRange(cached);
+                    return;
+                }
+            }
+        }
+        byte[] utf8 = new byte[Encoding.UTF8.GetByteCount(piece)];
+        Encoding.UTF8.GetBytes(piece, utf8);
+        int first = ids.Count;
+        _encoder.Encode(utf8, ids);
+        if (cacheable)
+        {
+            int[] result = CollectionsMarshal.AsSpan(ids)[first..].ToArray();
+            lock (_cacheLock)
+            {
+                if (_cache.Count >= MaxCacheEntries)
+                {
+                    _cache.Clear();
+                }
+                _cache.TryAdd(piece.ToString(), result);
+            }
+        }
+    }
+
+    private long[] Wrap(ReadOnlySpan<int> text)
+    {
+        var ids = new long[MaxLength];
+        ids.AsSpan().Fill(PadTokenId);
+        ids[0] = BosTokenId;
+        for (int i = 0; i < text.Length; i++)
+        {
+            ids[i + 1] = text[i];
+        }
+        ids[text.Length + 1] = EosTokenId;
+        return ids;
+    }
+
+    private int SpecialTokenId(TokenizerFiles files, string token, string role) =>
+        _ids.TryGetValue(token, out int id)
+            ? id
+            : throw new InvalidFileException(files.VocabPath,
+                $"the {role} token \"{token}\" named by the tokenizer config is not in the vocabulary");
+}
