@@ -68,7 +68,7 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
                     float[] workspace = new float[WinogradConv.WorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels)];
                     fixed (float* ws = workspace)
                     {
-                        WinogradConv.Run(variant, s.Batch, s.Height, s.Width, x, packed, b, r, s.OutChannels, y, stride, ws);
+                        WinogradConv.Run(variant, s.Batch, s.Height, s.Width, x, packed, b, false, r, s.OutChannels, y, stride, ws);
                     }
                 }, 1e-5, $"{name} {shape}");
             }
@@ -141,7 +141,7 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
             float[] workspace = new float[WinogradConv.WorkspaceFloats(1, height, width, cin, cout)];
             fixed (float* ws = workspace)
             {
-                WinogradConv.Run(variant, 1, height, width, px, transformed, null, null, cout, pg, cout, ws);
+                WinogradConv.Run(variant, 1, height, width, px, transformed, null, false, null, cout, pg, cout, ws);
             }
         }
         double error = RelativeL2(direct, winograd);

@@ -57,7 +57,7 @@ public unsafe class ConvBenchmarks
     public void Winograd()
     {
         ConvShape s = Conv;
-        WinogradConv.Run(GemmKernels.Selected, s.Batch, s.Height, s.Width, _x, _winograd!, null, null, s.OutChannels, _y, s.OutChannels, _workspace);
+        WinogradConv.Run(GemmKernels.Selected, s.Batch, s.Height, s.Width, _x, _winograd!, null, false, null, s.OutChannels, _y, s.OutChannels, _workspace);
     }
 
     [GlobalCleanup]

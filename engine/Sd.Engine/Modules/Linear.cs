@@ -47,6 +47,11 @@ public sealed unsafe class Linear : IDisposable
 
     public int InFeatures { get; }
 
+    /// <summary>The packed weights, for callers that run the GEMM with their own epilogue.</summary>
+    public PackedWeights Weight => _weight;
+
+    public float* BiasPointer => _bias == null ? null : _bias.Pointer;
+
     public int OutFeatures { get; }
 
     /// <summary>

@@ -23,6 +23,7 @@ public static unsafe class WinogradConv
         public float* Input;
         public float* Output;
         public float* Bias;
+        public bool BiasPerImage;
         public float* Residual;
         public int ResidualStride;
         public int OutputStride;
@@ -59,11 +60,12 @@ public static unsafe class WinogradConv
 
     /// <summary>
     /// output[N, H, W, Cout] (pixel stride <paramref name="outputStride"/>) = conv3x3(input [N, H, W, Cin])
-    /// + bias + residual (pixel stride <paramref name="residualStride"/>); any H, W. <paramref name="workspace"/>
-    /// holds <see cref="WorkspaceFloats"/> floats.
+    /// + bias + residual (pixel stride <paramref name="residualStride"/>; may be the output itself); any H, W.
+    /// With <paramref name="biasPerImage"/>, <paramref name="bias"/> holds one Cout vector per image (a ResNet's
+    /// conv bias plus its time embedding). <paramref name="workspace"/> holds <see cref="WorkspaceFloats"/> floats.
     /// </summary>
     public static void Run(GemmVariant variant, int batch, int height, int width, float* input, WinogradWeights weights,
-        float* bias, float* residual, int residualStride, float* output, int outputStride, float* workspace)
+        float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace)
     {
         if (weights[0].PanelWidth != variant.Nr)
         {
@@ -76,7 +78,7 @@ public static unsafe class WinogradConv
         int threads = WorkerPool.Shared.ThreadCount;
         var ctx = new Context
         {
-            Input = input, Output = output, Bias = bias, Residual = residual, ResidualStride = residualStride,
+            Input = input, Output = output, Bias = bias, BiasPerImage = biasPerImage, Residual = residual, ResidualStride = residualStride,
             OutputStride = outputStride, Height = height, Width = width,
             InChannels = weights.InChannels, OutChannels = weights.OutChannels,
             TilesX = tilesX, TilesPerImage = tilesY * tilesX,
@@ -150,7 +152,7 @@ public static unsafe class WinogradConv
             (int image, int y0, int x0) = TileOrigin(ctx, ctx->BlockStart + t);
             nint imageOffset = (nint)image * ctx->Height * ctx->Width;
             WinogradTransforms.OutputTile(ctx->M + (nint)t * ctx->LdM, (nint)ctx->BlockTiles * ctx->LdM, ctx->OutChannels,
-                ctx->Bias,
+                ctx->Bias == null ? null : ctx->BiasPerImage ? ctx->Bias + (nint)image * ctx->OutChannels : ctx->Bias,
                 ctx->Residual == null ? null : ctx->Residual + imageOffset * ctx->ResidualStride, ctx->ResidualStride,
                 ctx->Output + imageOffset * ctx->OutputStride, ctx->OutputStride,
                 ctx->Height, ctx->Width, y0, x0);

@@ -1,0 +1,118 @@
+using Sd.Engine.Tensors;
+using Sd.Kernels.Convolution;
+using Sd.Kernels.Gemm;
+
+namespace Sd.Engine.Modules;
+
+/// <summary>
+/// A 2-D convolution over NHWC activations, its algorithm chosen once at load from the shape: 1x1 as a GEMM, 3x3
+/// stride 1 as Winograd F(4x4,3x3) when both channel counts make the GEMMs worthwhile, everything else (strided,
+/// few channels) as implicit GEMM. Reference: torch.nn.Conv2d.
+/// </summary>
+public sealed unsafe class Conv2d : IDisposable
+{
+    /// <summary>Below this many input or output channels Winograd's transforms cost more than they save.</summary>
+    private const int WinogradMinChannels = 16;
+
+    private readonly PackedWeights? _gemm;
+    private readonly WinogradWeights? _winograd;
+    private readonly NativeBlock _bias;
+
+    public Conv2d(WeightBinder binder, int inChannels, int outChannels, int kernel = 3, int stride = 1,
+        int padTop = -1, int padLeft = -1, int padBottom = -1, int padRight = -1)
+    {
+        int pad = kernel / 2;
+        Template = new ConvShape(1, 1, 1, inChannels, outChannels, kernel, kernel, stride, stride,
+            padTop < 0 ? pad : padTop, padLeft < 0 ? pad : padLeft, padBottom < 0 ? pad : padBottom, padRight < 0 ? pad : padRight);
+        float[] weights = binder.LoadArray("weight", [outChannels, inChannels, kernel, kernel]);
+        _bias = binder.Load("bias", [outChannels]);
+        fixed (float* w = weights)
+        {
+            if (Template.IsPointwise)
+            {
+                _gemm = PackedWeights.Pack(w, outChannels, inChannels, inChannels);
+            }
+            else if (Template.IsWinogradCandidate && inChannels >= WinogradMinChannels && outChannels >= WinogradMinChannels)
+            {
+                _winograd = WinogradWeights.Create(w, outChannels, inChannels, GemmKernels.PanelWidth);
+            }
+            else
+            {
+                _gemm = ImplicitGemmConv.PackWeights(w, outChannels, inChannels, kernel, kernel, GemmKernels.PanelWidth);
+            }
+        }
+    }
+
+    /// <summary>Channels, kernel, stride and padding (batch and size are per call).</summary>
+    public ConvShape Template { get; }
+
+    public int InChannels => Template.InChannels;
+
+    public int OutChannels => Template.OutChannels;
+
+    public float* Bias => _bias.Pointer;
+
+    public ConvShape Shape(int batch, int height, int width) => Template with { Batch = batch, Height = height, Width = width };
+
+    /// <summary>Declares this layer's workspace needs for a run shape.</summary>
+    public void Plan(Workspace workspace, int batch, int height, int width)
+    {
+        if (_winograd != null)
+        {
+            workspace.Need(Scratch.Winograd, WinogradConv.WorkspaceFloats(batch, height, width, InChannels, OutChannels));
+        }
+    }
+
+    /// <summary>
+    /// y [N, OH, OW, Cout] = conv(x [N, H, W, Cin]) + bias (+ residual, same layout as y; may be y itself).
+    /// <paramref name="bias"/> defaults to the layer's own; with <paramref name="biasPerImage"/> it holds one
+    /// Cout vector per image (a ResNet's conv bias + time embedding).
+    /// </summary>
+    public void Forward(float* x, int batch, int height, int width, float* y, Workspace workspace,
+        float* residual = null, float* bias = null, bool biasPerImage = false)
+    {
+        ConvShape shape = Shape(batch, height, width);
+        bias = bias == null ? _bias.Pointer : bias;
+        if (_winograd != null)
+        {
+            WinogradConv.Run(GemmKernels.Selected, batch, height, width, x, _winograd, bias, biasPerImage,
+                residual, OutChannels, y, OutChannels, workspace[Scratch.Winograd]);
+        }
+        else if (!biasPerImage)
+        {
+            Run(shape, x, bias, residual, y);
+        }
+        else
+        {
+            // One GEMM per image, so each gets its own bias vector.
+            ConvShape single = shape with { Batch = 1 };
+            long inImage = (long)height * width * InChannels;
+            long outImage = (long)shape.OutHeight * shape.OutWidth * OutChannels;
+            for (int n = 0; n < batch; n++)
+            {
+                Run(single, x + n * inImage, bias + (long)n * OutChannels, residual == null ? null : residual + n * outImage, y + n * outImage);
+            }
+        }
+    }
+
+    private void Run(in ConvShape shape, float* x, float* bias, float* residual, float* y)
+    {
+        if (shape.IsPointwise)
+        {
+            GemmKernels.Multiply(shape.Batch * shape.Height * shape.Width, x, InChannels, _gemm!, y, OutChannels, bias, residual, OutChannels);
+        }
+        else
+        {
+            ImplicitGemmConv.Run(GemmKernels.Selected, shape, x, _gemm!, bias, residual, OutChannels, y, OutChannels);
+        }
+    }
+
+    public long SizeInBytes => (_gemm?.SizeInBytes ?? 0) + (_winograd?.SizeInBytes ?? 0) + _bias.Length * sizeof(float);
+
+    public void Dispose()
+    {
+        _gemm?.Dispose();
+        _winograd?.Dispose();
+        _bias.Dispose();
+    }
+}

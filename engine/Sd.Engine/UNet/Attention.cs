@@ -1,0 +1,85 @@
+using Sd.Engine.Modules;
+using Sd.Kernels.Attention;
+
+namespace Sd.Engine.UNet;
+
+/// <summary>
+/// Multi-head attention of the UNet's transformer blocks: self-attention (q, k, v from the tokens, fused into one
+/// GEMM) or cross-attention (q from the tokens, k and v from the text context, fused into one GEMM). No q/k/v bias;
+/// to_out.0 has one and adds the block's residual in its epilogue. upcast_attention changes nothing in fp32.
+/// Reference: diffusers Attention with AttnProcessor (attention_processor.py).
+/// </summary>
+internal sealed unsafe class Attention : IDisposable
+{
+    private readonly Linear _projections;
+    private readonly Linear? _query;
+    private readonly Linear _output;
+    private readonly int _channels;
+    private readonly int _heads;
+
+    /// <param name="contextDim">0 for self-attention, else the cross-attention (text) width.</param>
+    public Attention(WeightBinder binder, int channels, int heads, int contextDim)
+    {
+        _channels = channels;
+        _heads = heads;
+        IsCross = contextDim > 0;
+        if (IsCross)
+        {
+            _query = new Linear(binder.Child("to_q"), channels, channels, bias: false);
+            _projections = new Linear([binder.Child("to_k"), binder.Child("to_v")], contextDim, channels, bias: false);
+        }
+        else
+        {
+            _projections = new Linear([binder.Child("to_q"), binder.Child("to_k"), binder.Child("to_v")], channels, channels, bias: false);
+        }
+        _output = new Linear(binder.Child("to_out").Child(0), channels, channels);
+    }
+
+    public bool IsCross { get; }
+
+    public void Plan(Workspace workspace, long tokens, long contextTokens)
+    {
+        workspace.Need(Scratch.AttentionProjections, tokens * _channels * (IsCross ? 1 : 3));
+        workspace.Need(Scratch.AttentionOutput, tokens * _channels);
+        if (IsCross)
+        {
+            workspace.Need(Scratch.ContextProjections, contextTokens * 2 * _channels);
+        }
+    }
+
+    /// <summary>
+    /// hidden [batch * length, C] += to_out(attention(normed)); normed is the LayerNorm output of hidden.
+    /// For cross-attention, context is [batch * contextLength, contextDim].
+    /// </summary>
+    public void Forward(float* normed, float* hidden, int batch, int length, float* context, int contextLength, Workspace ws)
+    {
+        int rows = batch * length;
+        int c = _channels;
+        float* projections = ws[Scratch.AttentionProjections];
+        float* output = ws[Scratch.AttentionOutput];
+        AttentionProblem problem;
+        if (IsCross)
+        {
+            float* kv = ws[Scratch.ContextProjections];
+            _query!.Forward(normed, rows, c, projections, c);
+            _projections.Forward(context, batch * contextLength, _projections.InFeatures, kv, 2 * c);
+            problem = new AttentionProblem(projections, c, kv, 2 * c, kv + c, 2 * c, output, c,
+                batch, _heads, length, contextLength, c / _heads);
+        }
+        else
+        {
+            _projections.Forward(normed, rows, c, projections, 3 * c);
+            problem = new AttentionProblem(projections, 3 * c, projections + c, 3 * c, projections + 2 * c, 3 * c, output, c,
+                batch, _heads, length, length, c / _heads);
+        }
+        AttentionKernels.Run(problem);
+        _output.Forward(output, rows, c, hidden, c, residual: hidden, ldr: c);
+    }
+
+    public void Dispose()
+    {
+        _projections.Dispose();
+        _query?.Dispose();
+        _output.Dispose();
+    }
+}

@@ -1,0 +1,322 @@
+using Sd.Engine.Modules;
+using Sd.Engine.Tensors;
+using Sd.Kernels.Elementwise;
+using Sd.Loaders.Config;
+using Sd.Loaders.Weights;
+
+namespace Sd.Engine.UNet;
+
+/// <summary>
+/// The denoising UNet of SD 1.x / 2.x, built from its diffusers config: conv_in, down blocks (skip connections kept
+/// in their own buffers), mid block, up blocks (concatenating the skips), GroupNorm+SiLU, conv_out. Activations are
+/// NHWC inside; the run state (workspace, skip and ping-pong buffers) is planned once per (batch, height, width) and
+/// reused by every call at that shape.
+/// Reference: diffusers UNet2DConditionModel (unet_2d_condition.py, 0.27).
+/// </summary>
+public sealed unsafe class UNet2DConditionModel : IDisposable
+{
+    private readonly Conv2d _convIn;
+    private readonly TimestepEmbedding _timeEmbedding;
+    private readonly DownBlock[] _downBlocks;
+    private readonly MidBlock _midBlock;
+    private readonly UpBlock[] _upBlocks;
+    private readonly GroupNormModule _convNormOut;
+    private readonly Conv2d _convOut;
+    private RunState? _state;
+
+    public UNet2DConditionModel(UNetConfig config, WeightSet weights)
+    {
+        Config = config;
+        Validate(config);
+        var binder = new WeightBinder(weights);
+        int[] channels = config.BlockOutChannels;
+        int blocks = channels.Length;
+        int tembChannels = channels[0] * 4;
+        _convIn = new Conv2d(binder.Child("conv_in"), config.InChannels, channels[0], kernel: config.ConvInKernel);
+        _timeEmbedding = new TimestepEmbedding(binder.Child("time_embedding"), channels[0], tembChannels,
+            config.FlipSinToCos, config.FreqShift);
+
+        _downBlocks = new DownBlock[blocks];
+        var skipChannels = new List<int> { channels[0] };
+        for (int i = 0; i < blocks; i++)
+        {
+            _downBlocks[i] = new DownBlock(binder.Child("down_blocks").Child(i), Level(config, i, down: true),
+                i == 0 ? channels[0] : channels[i - 1], tembChannels, addDownsample: i < blocks - 1);
+            for (int j = 0; j < _downBlocks[i].SkipCount; j++)
+            {
+                skipChannels.Add(channels[i]);
+            }
+        }
+        _midBlock = new MidBlock(binder.Child("mid_block"), Level(config, blocks - 1, down: true) with { Layers = 1, HasAttention = true }, tembChannels);
+
+        _upBlocks = new UpBlock[blocks];
+        int prev = channels[blocks - 1];
+        for (int i = 0; i < blocks; i++)
+        {
+            int layers = config.LayersPerBlock[blocks - 1 - i] + 1;
+            var skips = new int[layers];
+            for (int j = 0; j < layers; j++)
+            {
+                skips[j] = skipChannels[skipChannels.Count - 1 - j];
+            }
+            skipChannels.RemoveRange(skipChannels.Count - layers, layers);
+            _upBlocks[i] = new UpBlock(binder.Child("up_blocks").Child(i), Level(config, blocks - 1 - i, down: false) with { Layers = layers },
+                prev, skips, tembChannels, addUpsample: i < blocks - 1);
+            prev = _upBlocks[i].OutChannels;
+        }
+        _convNormOut = new GroupNormModule(binder.Child("conv_norm_out"), config.NormNumGroups, channels[0], config.NormEps);
+        _convOut = new Conv2d(binder.Child("conv_out"), channels[0], config.OutChannels, kernel: config.ConvOutKernel);
+        binder.RequireAllUsed();
+    }
+
+    public UNetConfig Config { get; }
+
+    /// <summary>Latent pixels must be divisible by nothing: any size works (odd sizes as in diffusers).</summary>
+    public int DownsampleCount => Config.BlockOutChannels.Length - 1;
+
+    private static void Validate(UNetConfig config)
+    {
+        string? unsupported =
+            config.ClassEmbedType != null ? $"class_embed_type '{config.ClassEmbedType}'"
+            : config.AdditionEmbedType != null ? $"addition_embed_type '{config.AdditionEmbedType}' (SDXL)"
+            : config.TimeEmbeddingType != "positional" ? $"time_embedding_type '{config.TimeEmbeddingType}'"
+            : config.ResnetTimeScaleShift != "default" ? $"resnet_time_scale_shift '{config.ResnetTimeScaleShift}'"
+            : config.ActFn != "silu" ? $"act_fn '{config.ActFn}'"
+            : config.MidBlockType != "UNetMidBlock2DCrossAttn" ? $"mid_block_type '{config.MidBlockType}'"
+            : config.CenterInputSample ? "center_input_sample"
+            : Array.Exists(config.OnlyCrossAttention, b => b) ? "only_cross_attention"
+            : Math.Abs(config.MidBlockScaleFactor - 1) > 0 ? "mid_block_scale_factor != 1"
+            : null;
+        foreach (string type in config.DownBlockTypes)
+        {
+            if (type is not ("CrossAttnDownBlock2D" or "DownBlock2D")) unsupported ??= $"down block '{type}'";
+        }
+        foreach (string type in config.UpBlockTypes)
+        {
+            if (type is not ("CrossAttnUpBlock2D" or "UpBlock2D")) unsupported ??= $"up block '{type}'";
+        }
+        if (unsupported != null)
+        {
+            throw new NotSupportedException($"UNet config uses {unsupported}, which Sd does not support (SD 1.x/2.x UNets only)");
+        }
+    }
+
+    private static UNetLevel Level(UNetConfig config, int block, bool down)
+    {
+        string type = down ? config.DownBlockTypes[block] : config.UpBlockTypes[config.BlockOutChannels.Length - 1 - block];
+        return new UNetLevel(config.BlockOutChannels[block], config.LayersPerBlock[block], type.StartsWith("CrossAttn", StringComparison.Ordinal),
+            config.NumAttentionHeads[block], config.CrossAttentionDim[block], config.TransformerLayersPerBlock[block],
+            config.NormNumGroups, config.NormEps, config.UseLinearProjection);
+    }
+
+    /// <summary>
+    /// noise prediction [N, H, W, out] = UNet(sample [N, H, W, in], timesteps (one, or one per image),
+    /// context [N, contextLength, cross_attention_dim]); all NHWC / row-major float32.
+    /// </summary>
+    public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output)
+    {
+        CheckInputs(sample, timesteps, context, output);
+        int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
+        int contextLength = context.Dim(1);
+        RunState state = StateFor(batch, height, width, contextLength);
+        Span<float> perImage = stackalloc float[batch];
+        for (int n = 0; n < batch; n++)
+        {
+            perImage[n] = timesteps[timesteps.Length == 1 ? 0 : n];
+        }
+        _timeEmbedding.Forward(perImage, state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
+        float* temb = state.Temb.Pointer;
+        float* ctx = context.Data;
+        Workspace ws = state.Workspace;
+        FeatureMap[] skips = state.Skips;
+
+        _convIn.Forward(sample.Data, batch, height, width, skips[0].Data, ws);
+        int next = 1;
+        FeatureMap current = skips[0];
+        foreach (DownBlock block in _downBlocks)
+        {
+            Span<FeatureMap> outputs = skips.AsSpan(next, block.SkipCount);
+            block.Forward(current, batch, temb, ctx, contextLength, outputs, ws);
+            current = outputs[^1];
+            next += block.SkipCount;
+        }
+
+        float* hidden = _midBlock.Forward(current, batch, temb, ctx, contextLength, state.PingA.Pointer, state.PingB.Pointer, ws);
+        int hiddenChannels = current.Channels;
+        int h = current.Height, w = current.Width;
+        foreach (UpBlock block in _upBlocks)
+        {
+            ReadOnlySpan<FeatureMap> consumed = skips.AsSpan(next - block.SkipCount, block.SkipCount);
+            next -= block.SkipCount;
+            // Up-sample to the next skip's size (diffusers' upsample_size), which undoes odd-size rounding.
+            int outH = next > 0 ? skips[next - 1].Height : h, outW = next > 0 ? skips[next - 1].Width : w;
+            hidden = block.Forward(hidden, hiddenChannels, batch, h, w, consumed, temb, ctx, contextLength,
+                state.PingA.Pointer, state.PingB.Pointer, outH, outW, ws);
+            hiddenChannels = block.OutChannels;
+            (h, w) = (outH, outW);
+        }
+        float* normed = ws[Scratch.ResnetNorm];
+        _convNormOut.Forward(hidden, normed, batch, height * width, Activation.Silu);
+        _convOut.Forward(normed, batch, height, width, output.Data, ws);
+        CheckFinite(output, "the UNet produced NaN or infinity (diverged weights or inputs)");
+    }
+
+    private void CheckInputs(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output)
+    {
+        if (sample.Rank != 4 || sample.Dim(3) != Config.InChannels)
+        {
+            throw new ArgumentException($"sample must be [N, H, W, {Config.InChannels}] (NHWC), got {sample}", nameof(sample));
+        }
+        int batch = sample.Dim(0);
+        if (context.Rank != 3 || context.Dim(0) != batch || context.Dim(2) != Config.CrossAttentionDim[0])
+        {
+            throw new ArgumentException($"context must be [{batch}, tokens, {Config.CrossAttentionDim[0]}], got {context}", nameof(context));
+        }
+        if (timesteps.Length != 1 && timesteps.Length != batch)
+        {
+            throw new ArgumentException($"expected 1 or {batch} timesteps, got {timesteps.Length}", nameof(timesteps));
+        }
+        if (output.Rank != 4 || output.Dim(0) != batch || output.Dim(1) != sample.Dim(1) || output.Dim(2) != sample.Dim(2) || output.Dim(3) != Config.OutChannels)
+        {
+            throw new ArgumentException($"output must be [{batch}, {sample.Dim(1)}, {sample.Dim(2)}, {Config.OutChannels}], got {output}", nameof(output));
+        }
+        foreach (float t in timesteps)
+        {
+            if (!float.IsFinite(t)) throw new ArgumentException($"timestep {t} is not finite", nameof(timesteps));
+        }
+        CheckFinite(sample, "sample contains NaN or infinity");
+        CheckFinite(context, "context contains NaN or infinity");
+    }
+
+    private static void CheckFinite(Tensor tensor, string message)
+    {
+        foreach (float v in tensor.Span)
+        {
+            if (!float.IsFinite(v))
+            {
+                throw new ArithmeticException(message);
+            }
+        }
+    }
+
+    private RunState StateFor(int batch, int height, int width, int contextLength)
+    {
+        if (_state is { } s && s.Batch == batch && s.Height == height && s.Width == width && s.ContextLength == contextLength)
+        {
+            return s;
+        }
+        _state?.Dispose();
+        _state = null;
+        _state = new RunState(this, batch, height, width, contextLength);
+        return _state;
+    }
+
+    /// <summary>Buffers planned for one (batch, height, width, context length).</summary>
+    private sealed class RunState : IDisposable
+    {
+        private readonly List<NativeBlock> _skipBlocks = new();
+
+        public RunState(UNet2DConditionModel model, int batch, int height, int width, int contextLength)
+        {
+            Batch = batch;
+            Height = height;
+            Width = width;
+            ContextLength = contextLength;
+            UNetConfig config = model.Config;
+            int[] channels = config.BlockOutChannels;
+            Workspace = new Workspace();
+            int temb = channels[0] * 4;
+            Sinusoid = new NativeBlock((long)batch * channels[0]);
+            TembHidden = new NativeBlock((long)batch * temb);
+            Temb = new NativeBlock((long)batch * temb);
+
+            var skips = new List<FeatureMap>();
+            model._convIn.Plan(Workspace, batch, height, width);
+            skips.Add(Allocate(channels[0], height, width));
+            int h = height, w = width;
+            long pingFloats = 0;
+            for (int i = 0; i < model._downBlocks.Length; i++)
+            {
+                DownBlock block = model._downBlocks[i];
+                block.Plan(Workspace, batch, h, w, contextLength);
+                int layers = block.SkipCount - (i < model._downBlocks.Length - 1 ? 1 : 0);
+                for (int j = 0; j < layers; j++) skips.Add(Allocate(channels[i], h, w));
+                if (i < model._downBlocks.Length - 1)
+                {
+                    (h, w) = ((h + 1) / 2, (w + 1) / 2);
+                    skips.Add(Allocate(channels[i], h, w));
+                }
+            }
+            model._midBlock.Plan(Workspace, batch, h, w, contextLength);
+            pingFloats = (long)batch * h * w * channels[^1];
+            int next = skips.Count;
+            foreach (UpBlock block in model._upBlocks)
+            {
+                next -= block.SkipCount;
+                int outH = next > 0 ? skips[next - 1].Height : h, outW = next > 0 ? skips[next - 1].Width : w;
+                block.Plan(Workspace, batch, h, w, contextLength, outH, outW);
+                pingFloats = Math.Max(pingFloats, (long)batch * Math.Max(h * w, outH * outW) * block.OutChannels);
+                (h, w) = (outH, outW);
+            }
+            model._convOut.Plan(Workspace, batch, height, width);
+            Workspace.Need(Scratch.ResnetNorm, (long)batch * height * width * channels[0]);
+            PingA = new NativeBlock(pingFloats);
+            PingB = new NativeBlock(pingFloats);
+            Workspace.Allocate();
+            Skips = skips.ToArray();
+
+            FeatureMap Allocate(int c, int hh, int ww)
+            {
+                var block = new NativeBlock((long)batch * hh * ww * c, zero: false);
+                _skipBlocks.Add(block);
+                return new FeatureMap { Data = block.Pointer, Channels = c, Height = hh, Width = ww };
+            }
+        }
+
+        public int Batch { get; }
+        public int Height { get; }
+        public int Width { get; }
+        public int ContextLength { get; }
+        public Workspace Workspace { get; }
+        public FeatureMap[] Skips { get; }
+        public NativeBlock PingA { get; }
+        public NativeBlock PingB { get; }
+        public NativeBlock Sinusoid { get; }
+        public NativeBlock TembHidden { get; }
+        public NativeBlock Temb { get; }
+
+        /// <summary>Activation memory of this run shape, in bytes.</summary>
+        public long Bytes
+        {
+            get
+            {
+                long total = Workspace.TotalBytes + (PingA.Length + PingB.Length) * sizeof(float);
+                foreach (NativeBlock block in _skipBlocks) total += block.Length * sizeof(float);
+                return total;
+            }
+        }
+
+        public void Dispose()
+        {
+            Workspace.Dispose();
+            foreach (NativeBlock block in _skipBlocks) block.Dispose();
+            PingA.Dispose();
+            PingB.Dispose();
+            Sinusoid.Dispose();
+            TembHidden.Dispose();
+            Temb.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        _state?.Dispose();
+        _convIn.Dispose();
+        _timeEmbedding.Dispose();
+        foreach (DownBlock block in _downBlocks) block.Dispose();
+        _midBlock.Dispose();
+        foreach (UpBlock block in _upBlocks) block.Dispose();
+        _convNormOut.Dispose();
+        _convOut.Dispose();
+    }
+}

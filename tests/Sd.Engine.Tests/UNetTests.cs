@@ -1,0 +1,79 @@
+using Sd.Engine.Tensors;
+using Sd.Engine.UNet;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Npy;
+using Sd.Loaders.Tests;
+using Xunit.Abstractions;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// UNet2DConditionModel against diffusers for every fixture case: integer and float timesteps, one timestep per
+/// image, non-square and odd (27x19) latents; tiny has F32 weights, small F16.
+/// </summary>
+public sealed class UNetTests(ITestOutputHelper output)
+{
+    private const double Tolerance = 1e-4;
+
+    public static TheoryData<string, string> Cases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (string model in new[] { "tiny", "small" })
+        {
+            foreach (string c in new[] { "t999", "t500", "t1", "t761.25_float", "per_sample_t", "nonsquare", "odd_size" })
+            {
+                data.Add(model, c);
+            }
+        }
+        return data;
+    }
+
+    [FixtureTheory]
+    [MemberData(nameof(Cases))]
+    public void Noise_prediction_matches_diffusers(string model, string caseName)
+    {
+        using ModelSource source = ModelSource.Open(Fixtures.Path($"{model}/model"));
+        using var unet = new UNet2DConditionModel(source.UNet!, source.Weights(ModelComponent.Unet));
+        string dir = Fixtures.Path($"{model}/ref/unet/{caseName}");
+        using Tensor sample = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "sample.npy"));
+        NpyArray t = NpyFile.Read(Path.Combine(dir, "timestep.npy"));
+        float[] timesteps = t.DType is NpyDType.Float32 ? t.ToFloat32() : Array.ConvertAll(t.ToInt64(), v => (float)v);
+        NpyArray contextArray = NpyFile.Read(Path.Combine(dir, "encoder_hidden_states.npy"));
+        using Tensor context = Tensor.Allocate(contextArray.Shape);
+        contextArray.ToFloat32().CopyTo(context.Span);
+        using Tensor prediction = Tensor.Allocate([sample.Dim(0), sample.Dim(1), sample.Dim(2), source.UNet!.OutChannels]);
+
+        unet.Forward(sample, timesteps, context, prediction);
+
+        string outPath = Path.Combine(Path.GetTempPath(), $"sd-unet-{Guid.NewGuid():N}.npy");
+        try
+        {
+            NpyTensors.WriteNhwcAsNchw(prediction, outPath);
+            float[] actual = NpyFile.Read(outPath).ToFloat32();
+            float[] expected = NpyFile.Read(Path.Combine(dir, "noise_pred.npy")).ToFloat32();
+            output.WriteLine(Compare.AssertClose(expected, actual, Tolerance, $"{model}/{caseName}"));
+        }
+        finally
+        {
+            File.Delete(outPath);
+        }
+    }
+
+    [FixtureFact]
+    public void Bad_inputs_are_refused_with_clear_errors()
+    {
+        using ModelSource source = ModelSource.Open(Fixtures.Path("tiny/model"));
+        using var unet = new UNet2DConditionModel(source.UNet!, source.Weights(ModelComponent.Unet));
+        using Tensor sample = Tensor.Allocate([1, 8, 8, 4]);
+        using Tensor context = Tensor.Allocate([1, 77, 32]);
+        using Tensor output = Tensor.Allocate([1, 8, 8, 4]);
+        using Tensor wrongChannels = Tensor.Allocate([1, 8, 8, 3]);
+        Assert.Contains("[N, H, W, 4]", Assert.Throws<ArgumentException>(() => unet.Forward(wrongChannels, [1f], context, output)).Message);
+        using Tensor wrongContext = Tensor.Allocate([1, 77, 31]);
+        Assert.Contains("context", Assert.Throws<ArgumentException>(() => unet.Forward(sample, [1f], wrongContext, output)).Message);
+        Assert.Throws<ArgumentException>(() => unet.Forward(sample, [1f, 2f, 3f], context, output));
+        sample.Span[17] = float.NaN;
+        Assert.Contains("NaN", Assert.Throws<ArithmeticException>(() => unet.Forward(sample, [1f], context, output)).Message);
+    }
+}
