@@ -77,3 +77,29 @@ public sealed class UNetTests(ITestOutputHelper output)
         Assert.Contains("NaN", Assert.Throws<ArithmeticException>(() => unet.Forward(sample, [1f], context, output)).Message);
     }
 }
+
+/// <summary>
+/// The UNet step allocates nothing once its run state exists (measured on the calling thread, which is where all
+/// orchestration runs; kernels use native memory only).
+/// </summary>
+public sealed class UNetAllocationTests
+{
+    [FixtureFact]
+    public void A_forward_pass_allocates_no_managed_memory_after_the_first()
+    {
+        using ModelSource source = ModelSource.Open(Fixtures.Path("tiny/model"));
+        using var unet = new UNet2DConditionModel(source.UNet!, source.Weights(ModelComponent.Unet));
+        using Tensor sample = Tensor.Allocate([2, 16, 16, 4]);
+        using Tensor context = Tensor.Allocate([2, 77, 32]);
+        using Tensor output = Tensor.Allocate([2, 16, 16, 4]);
+        float[] timesteps = [999f, 10f];
+        unet.Forward(sample, timesteps, context, output);
+        unet.Forward(sample, timesteps, context, output);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++)
+        {
+            unet.Forward(sample, timesteps, context, output);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+}

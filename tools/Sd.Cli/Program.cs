@@ -12,11 +12,11 @@ public static class Program
 
         Commands:
           info MODEL                 components, dtypes, parameter counts, configs, estimated memory
-          tokenize                   CLIP token ids of a prompt                              (coming)
-          encode-text                CLIP text encoder hidden states                         (coming)
-          unet                       one UNet forward pass on .npy inputs                    (coming)
-          vae-decode                 latents -> image (.npy)                                 (coming)
-          vae-encode                 image (.npy/.png) -> latent posterior                   (coming)
+          tokenize                   CLIP token ids of a prompt
+          encode-text                CLIP text encoder hidden states
+          unet                       one UNet forward pass on .npy inputs
+          vae-decode                 latents -> image (.npy, optionally PNG)
+          vae-encode                 image (.npy/.png) -> latent posterior
           generate                   txt2img / img2img / inpainting to PNG                   (coming)
           bench                      timings, GFLOP/s and peak memory per model part         (coming)
           make-random-model          SD-shaped model folder with seeded random weights       (coming)
@@ -39,8 +39,12 @@ public static class Program
             return command switch
             {
                 "info" => InfoCommand.Run(rest, Console.Out),
-                "tokenize" or "encode-text" or "unet" or "vae-decode" or "vae-encode" or "generate" or "bench" or "make-random-model"
-                    => NotYet(command),
+                "tokenize" => TextCommands.Tokenize(rest, Console.Out),
+                "encode-text" => TextCommands.EncodeText(rest, Console.Out),
+                "unet" => ModelCommands.UNet(rest, Console.Out),
+                "vae-decode" => ModelCommands.VaeDecode(rest, Console.Out),
+                "vae-encode" => ModelCommands.VaeEncode(rest, Console.Out),
+                "generate" or "bench" or "make-random-model" => NotYet(command),
                 _ => throw new UsageException($"unknown command '{command}' (see `sd --help`)"),
             };
         }
@@ -49,7 +53,8 @@ public static class Program
             Console.Error.WriteLine($"sd: {e.Message}");
             return 2;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException
+            or NotSupportedException or ArithmeticException)
         {
             // InvalidFileException (an IOException) already names the file and the problem.
             Console.Error.WriteLine($"sd {command}: {e.Message}");

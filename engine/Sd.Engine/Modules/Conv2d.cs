@@ -66,9 +66,9 @@ public sealed unsafe class Conv2d : IDisposable
     /// <summary>
     /// y [N, OH, OW, Cout] = conv(x [N, H, W, Cin]) + bias (+ residual, same layout as y; may be y itself).
     /// <paramref name="bias"/> defaults to the layer's own; with <paramref name="biasPerImage"/> it holds one
-    /// Cout vector per image (a ResNet's conv bias + time embedding).
+    /// Cout vector per image (a ResNet's conv bias + time embedding). Only Winograd layers use the workspace.
     /// </summary>
-    public void Forward(float* x, int batch, int height, int width, float* y, Workspace workspace,
+    public void Forward(float* x, int batch, int height, int width, float* y, Workspace? workspace,
         float* residual = null, float* bias = null, bool biasPerImage = false)
     {
         ConvShape shape = Shape(batch, height, width);
@@ -76,7 +76,8 @@ public sealed unsafe class Conv2d : IDisposable
         if (_winograd != null)
         {
             WinogradConv.Run(GemmKernels.Selected, batch, height, width, x, _winograd, bias, biasPerImage,
-                residual, OutChannels, y, OutChannels, workspace[Scratch.Winograd]);
+                residual, OutChannels, y, OutChannels,
+                (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd]);
         }
         else if (!biasPerImage)
         {

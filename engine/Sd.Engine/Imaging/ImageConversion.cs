@@ -1,0 +1,50 @@
+using Sd.Engine.Tensors;
+using Sd.Loaders.Png;
+
+namespace Sd.Engine.Imaging;
+
+/// <summary>
+/// Between VAE tensors (NHWC, about [-1, 1]) and pictures, as diffusers' VaeImageProcessor does:
+/// to a picture <c>(x / 2 + 0.5).clamp(0, 1)</c>, then <c>round(v * 255)</c> (half to even, like numpy);
+/// from a picture <c>2 * (byte / 255) - 1</c>.
+/// </summary>
+public static unsafe class ImageConversion
+{
+    /// <summary>Decoder output value to [0, 1] (diffusers' denormalize).</summary>
+    public static float ToUnit(float x) => Math.Clamp(x / 2 + 0.5f, 0f, 1f);
+
+    /// <summary>Image <paramref name="index"/> of an NHWC RGB tensor as an 8-bit RGB picture.</summary>
+    public static PngImage ToRgb8(Tensor image, int index, IReadOnlyDictionary<string, string>? text = null)
+    {
+        if (image.Rank != 4 || image.Dim(3) != 3)
+        {
+            throw new ArgumentException($"expected an NHWC RGB tensor [N, H, W, 3], got {image}", nameof(image));
+        }
+        int height = image.Dim(1), width = image.Dim(2);
+        var pixels = new byte[height * width * 3];
+        float* source = image.Data + (long)index * pixels.Length;
+        for (int i = 0; i < pixels.Length; i++)
+        {
+            float v = ToUnit(source[i]);
+            pixels[i] = (byte)MathF.Round(v * 255f, MidpointRounding.ToEven);
+        }
+        return new PngImage(width, height, 3, pixels, text);
+    }
+
+    /// <summary>An 8-bit picture (gray, RGB or RGBA; alpha dropped) as a [1, H, W, 3] tensor in [-1, 1].</summary>
+    public static Tensor FromPng(PngImage picture)
+    {
+        Tensor tensor = Tensor.Allocate([1, picture.Height, picture.Width, 3]);
+        int channels = picture.Channels;
+        float* dst = tensor.Data;
+        for (int p = 0; p < picture.Width * picture.Height; p++)
+        {
+            for (int c = 0; c < 3; c++)
+            {
+                byte value = picture.Pixels[p * channels + (channels == 1 ? 0 : c)];
+                dst[p * 3 + c] = 2f * (value / 255f) - 1f;
+            }
+        }
+        return tensor;
+    }
+}

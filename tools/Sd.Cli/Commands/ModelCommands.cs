@@ -1,0 +1,141 @@
+using System.Globalization;
+using Sd.Engine.Tensors;
+using Sd.Engine.UNet;
+using Sd.Engine.Vae;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Npy;
+using Sd.Loaders.Png;
+using Sd.Engine.Imaging;
+
+namespace Sd.Cli.Commands;
+
+/// <summary><c>sd unet</c>, <c>sd vae-decode</c>, <c>sd vae-encode</c>: one component on .npy inputs (NCHW float32).</summary>
+public static class ModelCommands
+{
+    private const string UNetHelp = """
+        Usage: sd unet --model M --sample x.npy (--timestep T | --timestep-file t.npy) --context c.npy --out eps.npy
+
+        One UNet forward pass. sample: float32 [B, 4, h, w]; context: float32 [B, 77, W] (encode-text output);
+        the timestep is one number or a file with one per batch element (int or float). Writes [B, 4, h, w].
+        """;
+
+    private const string DecodeHelp = """
+        Usage: sd vae-decode --model M --latents z.npy --out x.npy [--png image.png]
+
+        VAE decoder. latents: float32 [B, 4, h, w], already divided by the scaling factor (the decoder's input).
+        Writes the unclamped decoder output [B, 3, 8h, 8w]; --png also writes the first image as 8-bit RGB.
+        """;
+
+    private const string EncodeHelp = """
+        Usage: sd vae-encode --model M --image x.npy|img.png --out mean.npy [--out-logvar lv.npy]
+
+        VAE encoder. x.npy: float32 [B, 3, H, W] in [-1, 1] (the encoder's input); a PNG is read as RGB and mapped
+        from [0, 255] to [-1, 1]. H and W must be multiples of 8. Writes the posterior mean (and log-variance)
+        [B, 4, H/8, W/8], unscaled (multiply by the scaling factor for diffusion latents).
+        """;
+
+    public static int UNet(IReadOnlyList<string> args, TextWriter output)
+    {
+        if (args.Contains("--help"))
+        {
+            output.WriteLine(UNetHelp);
+            return 0;
+        }
+        var line = new CommandLine("unet", args, ModelOptions.With("--sample", "--timestep", "--timestep-file", "--context", "--out"), []);
+        string outPath = line.Require("--out");
+        float[] timesteps = Timesteps(line);
+        using Tensor sample = NpyTensors.ReadNchwAsNhwc(line.Require("--sample"));
+        using Tensor context = ReadContext(line.Require("--context"));
+        using ModelSource model = ModelOptions.Open(line);
+        using var unet = new UNet2DConditionModel(
+            model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet"), model.Weights(ModelComponent.Unet));
+        using Tensor prediction = Tensor.Allocate([sample.Dim(0), sample.Dim(1), sample.Dim(2), unet.Config.OutChannels]);
+        unet.Forward(sample, timesteps, context, prediction);
+        NpyTensors.WriteNhwcAsNchw(prediction, outPath);
+        output.WriteLine($"wrote {outPath}: float32 [{sample.Dim(0)}, {unet.Config.OutChannels}, {sample.Dim(1)}, {sample.Dim(2)}]");
+        return 0;
+    }
+
+    public static int VaeDecode(IReadOnlyList<string> args, TextWriter output)
+    {
+        if (args.Contains("--help"))
+        {
+            output.WriteLine(DecodeHelp);
+            return 0;
+        }
+        var line = new CommandLine("vae-decode", args, ModelOptions.With("--latents", "--out", "--png"), []);
+        string outPath = line.Require("--out");
+        using Tensor latents = NpyTensors.ReadNchwAsNhwc(line.Require("--latents"));
+        using ModelSource model = ModelOptions.Open(line);
+        using var vae = new AutoencoderKL(model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE"), model.Weights(ModelComponent.Vae));
+        using Tensor image = Tensor.Allocate([latents.Dim(0), latents.Dim(1) * vae.Factor, latents.Dim(2) * vae.Factor, vae.Config.OutChannels]);
+        vae.Decode(latents, image);
+        NpyTensors.WriteNhwcAsNchw(image, outPath);
+        if (line.Get("--png") is { } png)
+        {
+            PngFile.Write(png, ImageConversion.ToRgb8(image, 0));
+        }
+        output.WriteLine($"wrote {outPath}: float32 [{image.Dim(0)}, {image.Dim(3)}, {image.Dim(1)}, {image.Dim(2)}]");
+        return 0;
+    }
+
+    public static int VaeEncode(IReadOnlyList<string> args, TextWriter output)
+    {
+        if (args.Contains("--help"))
+        {
+            output.WriteLine(EncodeHelp);
+            return 0;
+        }
+        var line = new CommandLine("vae-encode", args, ModelOptions.With("--image", "--out", "--out-logvar"), []);
+        string outPath = line.Require("--out");
+        string imagePath = line.Require("--image");
+        using Tensor image = imagePath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)
+            ? ImageConversion.FromPng(PngFile.Read(imagePath))
+            : NpyTensors.ReadNchwAsNhwc(imagePath);
+        using ModelSource model = ModelOptions.Open(line);
+        using var vae = new AutoencoderKL(model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE"), model.Weights(ModelComponent.Vae));
+        int[] shape = [image.Dim(0), image.Dim(1) / vae.Factor, image.Dim(2) / vae.Factor, vae.Config.LatentChannels];
+        using Tensor mean = Tensor.Allocate(shape);
+        using Tensor logvar = Tensor.Allocate(shape);
+        vae.Encode(image, mean, logvar);
+        NpyTensors.WriteNhwcAsNchw(mean, outPath);
+        if (line.Get("--out-logvar") is { } logvarPath)
+        {
+            NpyTensors.WriteNhwcAsNchw(logvar, logvarPath);
+        }
+        output.WriteLine($"wrote {outPath}: float32 [{shape[0]}, {shape[3]}, {shape[1]}, {shape[2]}]");
+        return 0;
+    }
+
+    private static float[] Timesteps(CommandLine line)
+    {
+        if (line.Get("--timestep") is { } text)
+        {
+            if (line.Has("--timestep-file"))
+            {
+                throw new UsageException("unet: give --timestep or --timestep-file, not both");
+            }
+            return float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float t) && float.IsFinite(t)
+                ? [t]
+                : throw new UsageException($"unet: --timestep expects a number, got '{text}'");
+        }
+        string path = line.Get("--timestep-file") ?? throw new UsageException("unet: --timestep or --timestep-file is required");
+        NpyArray array = NpyFile.Read(path);
+        return array.DType is NpyDType.Float32 or NpyDType.Float16
+            ? array.ToFloat32()
+            : Array.ConvertAll(array.ToInt64(), v => (float)v);
+    }
+
+    private static Tensor ReadContext(string path)
+    {
+        NpyArray array = NpyFile.Read(path);
+        if (array.Shape.Length != 3)
+        {
+            throw new InvalidFileException(path, $"context must be a 3-D [B, tokens, width] array, found shape {NpyArray.FormatShape(array.Shape)}");
+        }
+        Tensor context = Tensor.Allocate(array.Shape);
+        array.ToFloat32().CopyTo(context.Span);
+        return context;
+    }
+}

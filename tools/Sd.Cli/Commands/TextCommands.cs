@@ -1,0 +1,125 @@
+using System.Globalization;
+using Sd.Engine.Tensors;
+using Sd.Engine.Text;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Npy;
+
+namespace Sd.Cli.Commands;
+
+/// <summary><c>sd tokenize</c> and <c>sd encode-text</c>.</summary>
+public static class TextCommands
+{
+    private const string TokenizeHelp = """
+        Usage: sd tokenize --model M [--tokenizer DIR] --prompt TEXT [--out ids.npy] [--fix-text] [--chunked]
+
+        Prints the CLIP token ids of a prompt as the SD pipeline builds them (bos, text, eos, padding to 77) and
+        optionally writes them as int64 [1, 77] (or [chunks, 77] with --chunked: the long-prompt way, 75 tokens per
+        chunk). --fix-text applies ftfy-like fixes (curly quotes, HTML entities) first.
+        """;
+
+    private const string EncodeHelp = """
+        Usage: sd encode-text --model M [--tokenizer DIR] (--prompt TEXT | --ids ids.npy) [--clip-skip N]
+                              --out hidden.npy [--pooled-out pooled.npy] [--fix-text]
+
+        Runs the CLIP text encoder; writes float32 [B, 77, W] hidden states (the prompt embeddings) and optionally
+        the pooled output [B, W]. --clip-skip N uses final_layer_norm of the N-th layer from the end (diffusers).
+        """;
+
+    public static int Tokenize(IReadOnlyList<string> args, TextWriter output)
+    {
+        if (args.Contains("--help"))
+        {
+            output.WriteLine(TokenizeHelp);
+            return 0;
+        }
+        var line = new CommandLine("tokenize", args, ModelOptions.With("--prompt", "--out"), ["--fix-text", "--chunked"]);
+        using ModelSource model = ModelOptions.Open(line);
+        ClipTokenizer tokenizer = LoadTokenizer(model, line);
+        string prompt = line.Require("--prompt");
+        long[][] rows;
+        if (line.Has("--chunked"))
+        {
+            rows = [.. tokenizer.EncodeChunked(prompt)];
+        }
+        else
+        {
+            rows = [tokenizer.EncodeForPipeline(prompt, out int dropped)];
+            if (dropped > 0)
+            {
+                Console.Error.WriteLine($"sd tokenize: warning: the prompt is {dropped} tokens too long; they were dropped (use --chunked to keep them)");
+            }
+        }
+        foreach (long[] row in rows)
+        {
+            output.WriteLine(string.Join(' ', row.Select(id => id.ToString(CultureInfo.InvariantCulture))));
+        }
+        if (line.Get("--out") is { } path)
+        {
+            NpyFile.Write(path, NpyArray.FromInt64([.. rows.SelectMany(r => r)], [rows.Length, rows[0].Length]));
+        }
+        return 0;
+    }
+
+    public static int EncodeText(IReadOnlyList<string> args, TextWriter output)
+    {
+        if (args.Contains("--help"))
+        {
+            output.WriteLine(EncodeHelp);
+            return 0;
+        }
+        var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out"), ["--fix-text"]);
+        string outPath = line.Require("--out");
+        int clipSkip = line.Get("--clip-skip") is { } skip ? ParseInt(skip, "--clip-skip") : 0;
+        using ModelSource model = ModelOptions.Open(line);
+        long[] ids;
+        int batch;
+        if (line.Get("--ids") is { } idsPath)
+        {
+            NpyArray array = NpyFile.Read(idsPath);
+            if (array.Shape.Length != 2)
+            {
+                throw new InvalidFileException(idsPath, $"token ids must be a 2-D [B, tokens] array, found shape {NpyArray.FormatShape(array.Shape)}");
+            }
+            ids = array.ToInt64();
+            batch = array.Shape[0];
+        }
+        else
+        {
+            ClipTokenizer tokenizer = LoadTokenizer(model, line);
+            ids = tokenizer.EncodeForPipeline(line.Require("--prompt"), out int dropped);
+            if (dropped > 0)
+            {
+                Console.Error.WriteLine($"sd encode-text: warning: the prompt is {dropped} tokens too long; they were dropped");
+            }
+            batch = 1;
+        }
+        if (model.TextEncoder is null)
+        {
+            throw new InvalidFileException(model.Path, "the model has no text encoder");
+        }
+        using var encoder = new ClipTextModel(model.TextEncoder, model.Weights(ModelComponent.TextEncoder));
+        using ClipTextOutput result = encoder.Encode(ids, batch, clipSkip);
+        NpyFile.Write(outPath, NpyArray.FromFloat32(result.Hidden.Span.ToArray(), result.Hidden.Shape));
+        if (line.Get("--pooled-out") is { } pooledPath)
+        {
+            NpyFile.Write(pooledPath, NpyArray.FromFloat32(result.Pooled.Span.ToArray(), result.Pooled.Shape));
+        }
+        output.WriteLine($"wrote {outPath}: float32 {Tensor.ShapeText(result.Hidden.Shape)}");
+        return 0;
+    }
+
+    private static ClipTokenizer LoadTokenizer(ModelSource model, CommandLine line)
+    {
+        if (model.Tokenizer is null)
+        {
+            throw new UsageException($"{line.Command}: {model.Path} has no tokenizer folder (single-file checkpoints carry none): pass --tokenizer DIR with vocab.json and merges.txt");
+        }
+        return ClipTokenizer.Load(model.Tokenizer, new ClipTokenizerOptions { FixText = line.Has("--fix-text") });
+    }
+
+    internal static int ParseInt(string text, string flag) =>
+        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value)
+            ? value
+            : throw new UsageException($"{flag} expects an integer, got '{text}'");
+}
