@@ -18,8 +18,8 @@ public static class Program
           vae-decode                 latents -> image (.npy, optionally PNG)
           vae-encode                 image (.npy/.png) -> latent posterior
           generate                   txt2img / img2img / inpainting to PNG                   (coming)
-          bench                      timings, GFLOP/s and peak memory per model part         (coming)
-          make-random-model          SD-shaped model folder with seeded random weights       (coming)
+          bench                      timings, GFLOP/s and peak memory per model part
+          make-random-model          SD 1.5-shaped model folder with seeded random weights
 
         MODEL is a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/) or a single-file
         .safetensors checkpoint. Pickled .ckpt/.pt/.bin files are refused: they can run code when loaded.
@@ -44,7 +44,9 @@ public static class Program
                 "unet" => ModelCommands.UNet(rest, Console.Out),
                 "vae-decode" => ModelCommands.VaeDecode(rest, Console.Out),
                 "vae-encode" => ModelCommands.VaeEncode(rest, Console.Out),
-                "generate" or "bench" or "make-random-model" => NotYet(command),
+                "make-random-model" => MakeRandomModelCommand.Run(rest, Console.Out),
+                "bench" => BenchCommand.Run(rest, Console.Out),
+                "generate" => NotYet(command),
                 _ => throw new UsageException($"unknown command '{command}' (see `sd --help`)"),
             };
         }

@@ -63,6 +63,7 @@ public static unsafe partial class AttentionKernels
     public static void Run(in AttentionProblem problem)
     {
         problem.Validate();
+        Diagnostics.FlopCounter.Add(4L * problem.Batch * problem.Heads * problem.QueryLength * problem.KeyLength * problem.HeadDim);
         if (problem.KeyLength <= PartialSoftmaxMaxKeys)
         {
             Partial(problem);

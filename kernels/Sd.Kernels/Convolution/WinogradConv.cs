@@ -72,6 +72,7 @@ public static unsafe class WinogradConv
             throw new ArgumentException($"weights packed for NR={weights[0].PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(weights));
         }
         ArgumentOutOfRangeException.ThrowIfLessThan(outputStride, weights.OutChannels);
+        Diagnostics.FlopCounter.Add(2L * batch * height * width * weights.OutChannels * 9 * weights.InChannels);
         int tilesY = (height + 3) / 4, tilesX = (width + 3) / 4;
         int tileCount = batch * tilesY * tilesX;
         int blockTiles = BlockTiles(batch, height, width, weights.InChannels, weights.OutChannels);

@@ -118,6 +118,7 @@ public static unsafe class GemmKernels
         {
             return;
         }
+        Diagnostics.FlopCounter.Add(2L * args.M * args.W.N * args.W.K);
         int mc = variant.Mr * MicroPanelsPerBlock;
         int rowBlocks = (args.M + mc - 1) / mc;
         int panels = args.W.Panels;

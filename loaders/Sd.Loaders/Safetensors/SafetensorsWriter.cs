@@ -12,7 +12,11 @@ namespace Sd.Loaders.Safetensors;
 /// </summary>
 public sealed class SafetensorsWriter
 {
-    private readonly List<(string Name, TensorDType DType, long[] Shape, byte[] Data)> _tensors = new();
+    private readonly List<Pending> _tensors = new();
+    private readonly HashSet<string> _names = new(StringComparer.Ordinal);
+
+    /// <summary>A tensor to write: its bytes, or a callback that produces them while the file is written.</summary>
+    private sealed record Pending(string Name, TensorDType DType, long[] Shape, long ByteLength, byte[]? Data, Action<Span<byte>>? Fill);
     private readonly Dictionary<string, string> _metadata = new(StringComparer.Ordinal) { ["format"] = "pt" };
 
     public void AddMetadata(string key, string value) => _metadata[key] = value;
@@ -20,23 +24,41 @@ public sealed class SafetensorsWriter
     /// <summary>Adds a tensor from raw little-endian bytes (length must equal dtype size x element count).</summary>
     public void Add(string name, TensorDType dtype, ReadOnlySpan<long> shape, ReadOnlySpan<byte> data)
     {
+        long bytes = ByteLength(name, dtype, shape);
+        if (bytes != data.Length)
+        {
+            throw new ArgumentException($"tensor '{name}': {dtype.Name()} {TensorInfo.ShapeText(shape)} needs {bytes} bytes, got {data.Length}", nameof(data));
+        }
+        _tensors.Add(new Pending(name, dtype, shape.ToArray(), bytes, data.ToArray(), null));
+    }
+
+    /// <summary>
+    /// Adds a tensor whose bytes <paramref name="fill"/> produces when the file is written (into a buffer of exactly
+    /// dtype size x element count bytes), so a multi-gigabyte model never sits in memory at once.
+    /// </summary>
+    public void AddGenerated(string name, TensorDType dtype, ReadOnlySpan<long> shape, Action<Span<byte>> fill)
+    {
+        long bytes = ByteLength(name, dtype, shape);
+        if (bytes > int.MaxValue)
+        {
+            throw new ArgumentException($"tensor '{name}' is {bytes} bytes; at most 2 GiB per tensor", nameof(shape));
+        }
+        _tensors.Add(new Pending(name, dtype, shape.ToArray(), bytes, null, fill));
+    }
+
+    private long ByteLength(string name, TensorDType dtype, ReadOnlySpan<long> shape)
+    {
+        if (!_names.Add(name))
+        {
+            throw new ArgumentException($"tensor '{name}' added twice", nameof(name));
+        }
         long count = 1;
         foreach (long dim in shape)
         {
+            ArgumentOutOfRangeException.ThrowIfNegative(dim, nameof(shape));
             count = checked(count * dim);
         }
-        if (count * dtype.SizeInBytes() != data.Length)
-        {
-            throw new ArgumentException($"tensor '{name}': {dtype.Name()} {TensorInfo.ShapeText(shape)} needs {count * dtype.SizeInBytes()} bytes, got {data.Length}", nameof(data));
-        }
-        foreach (var existing in _tensors)
-        {
-            if (existing.Name == name)
-            {
-                throw new ArgumentException($"tensor '{name}' added twice", nameof(name));
-            }
-        }
-        _tensors.Add((name, dtype, shape.ToArray(), data.ToArray()));
+        return checked(count * dtype.SizeInBytes());
     }
 
     public void AddFloat32(string name, ReadOnlySpan<long> shape, ReadOnlySpan<float> values) =>
@@ -68,10 +90,10 @@ public sealed class SafetensorsWriter
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
-                json.WriteNumberValue(offset + tensor.Data.Length);
+                json.WriteNumberValue(offset + tensor.ByteLength);
                 json.WriteEndArray();
                 json.WriteEndObject();
-                offset += tensor.Data.Length;
+                offset += tensor.ByteLength;
             }
             json.WriteEndObject();
         }
@@ -91,9 +113,21 @@ public sealed class SafetensorsWriter
         BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
         stream.Write(length);
         stream.Write(header);
-        foreach (var tensor in _tensors)
+        byte[] buffer = [];
+        foreach (Pending tensor in _tensors)
         {
-            stream.Write(tensor.Data);
+            if (tensor.Data != null)
+            {
+                stream.Write(tensor.Data);
+                continue;
+            }
+            if (buffer.Length < tensor.ByteLength)
+            {
+                buffer = new byte[tensor.ByteLength];
+            }
+            Span<byte> bytes = buffer.AsSpan(0, (int)tensor.ByteLength);
+            tensor.Fill!(bytes);
+            stream.Write(bytes);
         }
     }
 }

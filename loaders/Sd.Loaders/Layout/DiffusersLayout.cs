@@ -1,0 +1,213 @@
+using Sd.Loaders.Config;
+
+namespace Sd.Loaders.Layout;
+
+/// <summary>One parameter of a diffusers component: its state-dict key and shape.</summary>
+public readonly record struct ParameterSpec(string Name, long[] Shape)
+{
+    public long ElementCount
+    {
+        get
+        {
+            long count = 1;
+            foreach (long d in Shape) count *= d;
+            return count;
+        }
+    }
+
+    /// <summary>Input features (fan-in) for initialization: all dims but the first; 1-D tensors have none.</summary>
+    public long FanIn => Shape.Length < 2 ? 0 : ElementCount / Shape[0];
+}
+
+/// <summary>
+/// The state-dict layout (key and shape of every parameter) that diffusers / transformers produce for a config:
+/// what a checkpoint of that architecture must contain. Used to write random models of real shape
+/// (<c>sd make-random-model</c>); tests check it against real files (the fixtures and SD 1.5's key map).
+/// Reference: diffusers UNet2DConditionModel / AutoencoderKL and transformers CLIPTextModel state dicts.
+/// </summary>
+public static class DiffusersLayout
+{
+    public static List<ParameterSpec> UNet(UNetConfig config)
+    {
+        var p = new List<ParameterSpec>();
+        int[] ch = config.BlockOutChannels;
+        int n = ch.Length;
+        int temb = ch[0] * 4;
+        Conv(p, "conv_in", config.InChannels, ch[0], config.ConvInKernel);
+        Linear(p, "time_embedding.linear_1", ch[0], temb);
+        Linear(p, "time_embedding.linear_2", temb, temb);
+        var skips = new List<int> { ch[0] };
+        for (int i = 0; i < n; i++)
+        {
+            string block = $"down_blocks.{i}";
+            bool attention = config.DownBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal);
+            for (int j = 0; j < config.LayersPerBlock[i]; j++)
+            {
+                Resnet(p, $"{block}.resnets.{j}", j == 0 ? (i == 0 ? ch[0] : ch[i - 1]) : ch[i], ch[i], temb);
+                if (attention) Transformer(p, $"{block}.attentions.{j}", ch[i], config.CrossAttentionDim[i], config.TransformerLayersPerBlock[i], config.UseLinearProjection);
+                skips.Add(ch[i]);
+            }
+            if (i < n - 1)
+            {
+                Conv(p, $"{block}.downsamplers.0.conv", ch[i], ch[i], 3);
+                skips.Add(ch[i]);
+            }
+        }
+        Resnet(p, "mid_block.resnets.0", ch[^1], ch[^1], temb);
+        Transformer(p, "mid_block.attentions.0", ch[^1], config.CrossAttentionDim[^1], config.TransformerLayersPerBlock[^1], config.UseLinearProjection);
+        Resnet(p, "mid_block.resnets.1", ch[^1], ch[^1], temb);
+        int prev = ch[^1];
+        for (int i = 0; i < n; i++)
+        {
+            string block = $"up_blocks.{i}";
+            int level = n - 1 - i;
+            bool attention = config.UpBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal);
+            for (int j = 0; j <= config.LayersPerBlock[level]; j++)
+            {
+                int skip = skips[^1];
+                skips.RemoveAt(skips.Count - 1);
+                Resnet(p, $"{block}.resnets.{j}", (j == 0 ? prev : ch[level]) + skip, ch[level], temb);
+                if (attention) Transformer(p, $"{block}.attentions.{j}", ch[level], config.CrossAttentionDim[level], config.TransformerLayersPerBlock[level], config.UseLinearProjection);
+            }
+            if (i < n - 1) Conv(p, $"{block}.upsamplers.0.conv", ch[level], ch[level], 3);
+            prev = ch[level];
+        }
+        Norm(p, "conv_norm_out", ch[0]);
+        Conv(p, "conv_out", ch[0], config.OutChannels, config.ConvOutKernel);
+        return p;
+    }
+
+    public static List<ParameterSpec> Vae(VaeConfig config)
+    {
+        var p = new List<ParameterSpec>();
+        int[] ch = config.BlockOutChannels;
+        int n = ch.Length;
+        int latent = config.LatentChannels;
+        Conv(p, "encoder.conv_in", config.InChannels, ch[0], 3);
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < config.LayersPerBlock; j++)
+            {
+                Resnet(p, $"encoder.down_blocks.{i}.resnets.{j}", j == 0 ? (i == 0 ? ch[0] : ch[i - 1]) : ch[i], ch[i], 0);
+            }
+            if (i < n - 1) Conv(p, $"encoder.down_blocks.{i}.downsamplers.0.conv", ch[i], ch[i], 3);
+        }
+        VaeMid(p, "encoder.mid_block", ch[^1], config.MidBlockAddAttention);
+        Norm(p, "encoder.conv_norm_out", ch[^1]);
+        Conv(p, "encoder.conv_out", ch[^1], 2 * latent, 3);
+        Conv(p, "decoder.conv_in", latent, ch[^1], 3);
+        VaeMid(p, "decoder.mid_block", ch[^1], config.MidBlockAddAttention);
+        int prev = ch[^1];
+        for (int i = 0; i < n; i++)
+        {
+            int c = ch[n - 1 - i];
+            for (int j = 0; j <= config.LayersPerBlock; j++)
+            {
+                Resnet(p, $"decoder.up_blocks.{i}.resnets.{j}", j == 0 ? prev : c, c, 0);
+            }
+            if (i < n - 1) Conv(p, $"decoder.up_blocks.{i}.upsamplers.0.conv", c, c, 3);
+            prev = c;
+        }
+        Norm(p, "decoder.conv_norm_out", ch[0]);
+        Conv(p, "decoder.conv_out", ch[0], config.OutChannels, 3);
+        if (config.UseQuantConv) Conv(p, "quant_conv", 2 * latent, 2 * latent, 1);
+        if (config.UsePostQuantConv) Conv(p, "post_quant_conv", latent, latent, 1);
+        return p;
+    }
+
+    public static List<ParameterSpec> ClipText(ClipTextConfig config)
+    {
+        var p = new List<ParameterSpec>();
+        int w = config.HiddenSize;
+        p.Add(new("text_model.embeddings.token_embedding.weight", [config.VocabSize, w]));
+        p.Add(new("text_model.embeddings.position_embedding.weight", [config.MaxPositionEmbeddings, w]));
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            string layer = $"text_model.encoder.layers.{i}";
+            Norm(p, $"{layer}.layer_norm1", w);
+            foreach (string projection in new[] { "q_proj", "k_proj", "v_proj", "out_proj" })
+            {
+                Linear(p, $"{layer}.self_attn.{projection}", w, w);
+            }
+            Norm(p, $"{layer}.layer_norm2", w);
+            Linear(p, $"{layer}.mlp.fc1", w, config.IntermediateSize);
+            Linear(p, $"{layer}.mlp.fc2", config.IntermediateSize, w);
+        }
+        Norm(p, "text_model.final_layer_norm", w);
+        return p;
+    }
+
+    private static void Conv(List<ParameterSpec> p, string name, int cin, int cout, int kernel)
+    {
+        p.Add(new($"{name}.weight", [cout, cin, kernel, kernel]));
+        p.Add(new($"{name}.bias", [cout]));
+    }
+
+    private static void Linear(List<ParameterSpec> p, string name, int inFeatures, int outFeatures, bool bias = true)
+    {
+        p.Add(new($"{name}.weight", [outFeatures, inFeatures]));
+        if (bias) p.Add(new($"{name}.bias", [outFeatures]));
+    }
+
+    private static void Norm(List<ParameterSpec> p, string name, int channels)
+    {
+        p.Add(new($"{name}.weight", [channels]));
+        p.Add(new($"{name}.bias", [channels]));
+    }
+
+    private static void Resnet(List<ParameterSpec> p, string name, int cin, int cout, int temb)
+    {
+        Norm(p, $"{name}.norm1", cin);
+        Conv(p, $"{name}.conv1", cin, cout, 3);
+        if (temb > 0) Linear(p, $"{name}.time_emb_proj", temb, cout);
+        Norm(p, $"{name}.norm2", cout);
+        Conv(p, $"{name}.conv2", cout, cout, 3);
+        if (cin != cout) Conv(p, $"{name}.conv_shortcut", cin, cout, 1);
+    }
+
+    private static void Transformer(List<ParameterSpec> p, string name, int c, int context, int layers, bool linearProjection)
+    {
+        Norm(p, $"{name}.norm", c);
+        Projection(p, $"{name}.proj_in", c, linearProjection);
+        for (int t = 0; t < layers; t++)
+        {
+            string block = $"{name}.transformer_blocks.{t}";
+            Norm(p, $"{block}.norm1", c);
+            Attention(p, $"{block}.attn1", c, c);
+            Norm(p, $"{block}.norm2", c);
+            Attention(p, $"{block}.attn2", c, context);
+            Norm(p, $"{block}.norm3", c);
+            Linear(p, $"{block}.ff.net.0.proj", c, 8 * c);
+            Linear(p, $"{block}.ff.net.2", 4 * c, c);
+        }
+        Projection(p, $"{name}.proj_out", c, linearProjection);
+    }
+
+    private static void Projection(List<ParameterSpec> p, string name, int c, bool linear)
+    {
+        if (linear) Linear(p, name, c, c);
+        else Conv(p, name, c, c, 1);
+    }
+
+    private static void Attention(List<ParameterSpec> p, string name, int c, int keyDim)
+    {
+        Linear(p, $"{name}.to_q", c, c, bias: false);
+        Linear(p, $"{name}.to_k", keyDim, c, bias: false);
+        Linear(p, $"{name}.to_v", keyDim, c, bias: false);
+        Linear(p, $"{name}.to_out.0", c, c);
+    }
+
+    private static void VaeMid(List<ParameterSpec> p, string name, int c, bool attention)
+    {
+        Resnet(p, $"{name}.resnets.0", c, c, 0);
+        if (attention)
+        {
+            Norm(p, $"{name}.attentions.0.group_norm", c);
+            foreach (string projection in new[] { "to_q", "to_k", "to_v", "to_out.0" })
+            {
+                Linear(p, $"{name}.attentions.0.{projection}", c, c);
+            }
+        }
+        Resnet(p, $"{name}.resnets.1", c, c, 0);
+    }
+}

@@ -1,0 +1,102 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using Sd.Loaders.Config;
+using Sd.Loaders.IO;
+using Sd.Loaders.Safetensors;
+
+namespace Sd.Loaders.Layout;
+
+/// <summary>
+/// Writes a diffusers model folder with the exact shapes of a real architecture and seeded random weights, for
+/// benchmarks at real scale on machines without real weights. Weights are uniform with the variance of PyTorch's
+/// default initialization (std 1/sqrt(fan_in)), norm scales 1 and biases small, so activations stay finite through
+/// the network. The weights are random: the images are noise.
+/// </summary>
+public static class RandomModelWriter
+{
+    /// <summary>Writes the SD 1.5 folder (no tokenizer: real tokenizer files are not ours to ship).</summary>
+    public static long WriteSd15(string directory, TensorDType dtype, ulong seed, TextWriter? log = null)
+    {
+        if (dtype is not (TensorDType.F32 or TensorDType.F16 or TensorDType.BF16))
+        {
+            throw new ArgumentException($"random weights can be F32, F16 or BF16, not {dtype.Name()}", nameof(dtype));
+        }
+        Directory.CreateDirectory(directory);
+        WriteText(Path.Combine(directory, "model_index.json"), Sd15.ModelIndexJson);
+        WriteText(Path.Combine(directory, "scheduler", "scheduler_config.json"), Sd15.SchedulerJson);
+        long total = 0;
+        total += Component(directory, "unet", "diffusion_pytorch_model.safetensors", Sd15.UNetJson, DiffusersLayout.UNet(Sd15.UNet), dtype, seed, log);
+        total += Component(directory, "vae", "diffusion_pytorch_model.safetensors", Sd15.VaeJson, DiffusersLayout.Vae(Sd15.Vae), dtype, seed + 1, log);
+        total += Component(directory, "text_encoder", "model.safetensors", Sd15.TextEncoderJson, DiffusersLayout.ClipText(Sd15.TextEncoder), dtype, seed + 2, log);
+        return total;
+    }
+
+    private static long Component(string root, string folder, string fileName, string configJson, List<ParameterSpec> layout,
+        TensorDType dtype, ulong seed, TextWriter? log)
+    {
+        string directory = Path.Combine(root, folder);
+        WriteText(Path.Combine(directory, "config.json"), configJson);
+        var writer = new SafetensorsWriter();
+        long parameters = 0;
+        foreach (ParameterSpec spec in layout)
+        {
+            ParameterSpec p = spec;
+            ulong tensorSeed = seed * 0x9E3779B97F4A7C15UL ^ Fnv1a(p.Name);
+            writer.AddGenerated(p.Name, dtype, p.Shape, bytes => Fill(p, dtype, tensorSeed, bytes));
+            parameters += p.ElementCount;
+        }
+        string path = Path.Combine(directory, fileName);
+        writer.Save(path);
+        log?.WriteLine($"  {folder}: {parameters:N0} parameters -> {path}");
+        return parameters;
+    }
+
+    private static void Fill(ParameterSpec spec, TensorDType dtype, ulong seed, Span<byte> bytes)
+    {
+        // In these architectures the only 1-D ".weight" tensors are GroupNorm / LayerNorm scales.
+        bool normScale = spec.Shape.Length == 1 && spec.Name.EndsWith(".weight", StringComparison.Ordinal);
+        float center = normScale ? 1f : 0f;
+        float range = spec.FanIn > 0 ? MathF.Sqrt(3f / spec.FanIn) : normScale ? 0.1f : 0.02f;
+        ulong state = seed | 1;
+        long count = spec.ElementCount;
+        Span<float> f32 = dtype == TensorDType.F32 ? MemoryMarshal.Cast<byte, float>(bytes) : default;
+        Span<ushort> u16 = dtype == TensorDType.F32 ? default : MemoryMarshal.Cast<byte, ushort>(bytes);
+        for (long i = 0; i < count; i++)
+        {
+            // xorshift64*: fast, seeded, and plenty for weights nobody trains.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            float uniform = ((state * 0x2545F4914F6CDD1DUL) >> 40) * (1f / (1 << 24)) * 2f - 1f;
+            float value = center + range * uniform;
+            switch (dtype)
+            {
+                case TensorDType.F32:
+                    f32[(int)i] = value;
+                    break;
+                case TensorDType.F16:
+                    u16[(int)i] = BitConverter.HalfToUInt16Bits((Half)value);
+                    break;
+                default:
+                    u16[(int)i] = (ushort)(BitConverter.SingleToUInt32Bits(value) >> 16);
+                    break;
+            }
+        }
+    }
+
+    private static ulong Fnv1a(string text)
+    {
+        ulong hash = 14695981039346656037UL;
+        foreach (char c in text)
+        {
+            hash = (hash ^ c) * 1099511628211UL;
+        }
+        return hash;
+    }
+
+    private static void WriteText(string path, string text)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        AtomicFile.Write(path, stream => stream.Write(Encoding.UTF8.GetBytes(text)));
+    }
+}

@@ -1,0 +1,109 @@
+using System.Text;
+using Sd.Loaders.Config;
+
+namespace Sd.Loaders.Layout;
+
+/// <summary>
+/// The Stable Diffusion 1.5 architecture as its diffusers folder describes it (the config files of
+/// runwayml/stable-diffusion-v1-5, reduced to the keys that matter). The JSON is the single source: the typed configs
+/// are parsed from it, and <c>sd make-random-model --like sd15</c> writes it out.
+/// </summary>
+public static class Sd15
+{
+    public const string ModelIndexJson = """
+        {
+          "_class_name": "StableDiffusionPipeline",
+          "_diffusers_version": "0.27.2",
+          "feature_extractor": [null, null],
+          "requires_safety_checker": false,
+          "safety_checker": [null, null],
+          "scheduler": ["diffusers", "PNDMScheduler"],
+          "text_encoder": ["transformers", "CLIPTextModel"],
+          "tokenizer": [null, null],
+          "unet": ["diffusers", "UNet2DConditionModel"],
+          "vae": ["diffusers", "AutoencoderKL"]
+        }
+        """;
+
+    public const string UNetJson = """
+        {
+          "_class_name": "UNet2DConditionModel",
+          "act_fn": "silu",
+          "attention_head_dim": 8,
+          "block_out_channels": [320, 640, 1280, 1280],
+          "center_input_sample": false,
+          "cross_attention_dim": 768,
+          "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+          "downsample_padding": 1,
+          "flip_sin_to_cos": true,
+          "freq_shift": 0,
+          "in_channels": 4,
+          "layers_per_block": 2,
+          "mid_block_scale_factor": 1,
+          "norm_eps": 1e-05,
+          "norm_num_groups": 32,
+          "out_channels": 4,
+          "sample_size": 64,
+          "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+        }
+        """;
+
+    public const string VaeJson = """
+        {
+          "_class_name": "AutoencoderKL",
+          "act_fn": "silu",
+          "block_out_channels": [128, 256, 512, 512],
+          "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+          "in_channels": 3,
+          "latent_channels": 4,
+          "layers_per_block": 2,
+          "norm_num_groups": 32,
+          "out_channels": 3,
+          "sample_size": 512,
+          "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]
+        }
+        """;
+
+    public const string TextEncoderJson = """
+        {
+          "architectures": ["CLIPTextModel"],
+          "bos_token_id": 0,
+          "eos_token_id": 2,
+          "hidden_act": "quick_gelu",
+          "hidden_size": 768,
+          "intermediate_size": 3072,
+          "layer_norm_eps": 1e-05,
+          "max_position_embeddings": 77,
+          "model_type": "clip_text_model",
+          "num_attention_heads": 12,
+          "num_hidden_layers": 12,
+          "pad_token_id": 1,
+          "projection_dim": 768,
+          "torch_dtype": "float32",
+          "vocab_size": 49408
+        }
+        """;
+
+    public const string SchedulerJson = """
+        {
+          "_class_name": "PNDMScheduler",
+          "beta_end": 0.012,
+          "beta_schedule": "scaled_linear",
+          "beta_start": 0.00085,
+          "clip_sample": false,
+          "num_train_timesteps": 1000,
+          "set_alpha_to_one": false,
+          "skip_prk_steps": true,
+          "steps_offset": 1,
+          "trained_betas": null
+        }
+        """;
+
+    public static UNetConfig UNet => UNetConfig.From(Parse("sd15/unet/config.json", UNetJson));
+
+    public static VaeConfig Vae => VaeConfig.From(Parse("sd15/vae/config.json", VaeJson));
+
+    public static ClipTextConfig TextEncoder => ClipTextConfig.From(Parse("sd15/text_encoder/config.json", TextEncoderJson));
+
+    private static JsonConfig Parse(string name, string json) => JsonConfig.Parse(name, Encoding.UTF8.GetBytes(json));
+}

@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Sd.Engine.Tensors;
+using Sd.Engine.Text;
+using Sd.Engine.UNet;
+using Sd.Engine.Vae;
+using Sd.Kernels.Diagnostics;
+using Sd.Kernels.Threading;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+
+namespace Sd.Cli.Commands;
+
+/// <summary>
+/// <c>sd bench</c>: load a model part, warm up, time N runs on random inputs; report median/min/max seconds,
+/// effective GFLOP/s (FLOPs counted by the kernels), % of the measured FMA peak and peak RSS.
+/// </summary>
+public static class BenchCommand
+{
+    private const string Help = """
+        Usage: sd bench --model M --part text|unet|vae-decode|vae-encode [--height H] [--width W] [--batch B]
+                        [--reps N] [--json]
+
+        Times one model part at real size on random inputs (e.g. a folder from `sd make-random-model`): one warm-up
+        run, then N timed runs (default 3). Height and width are image pixels (default 512); UNet latents are 1/8.
+        Threads: SD_THREADS (default: all cores). Prints median/min/max seconds, effective GFLOP/s (convolutions
+        counted as direct convolution), % of the FMA peak measured on the same threads, load time and peak RSS.
+        """;
+
+    public static int Run(IReadOnlyList<string> args, TextWriter output)
+    {
+        if (args.Contains("--help"))
+        {
+            output.WriteLine(Help);
+            return 0;
+        }
+        var line = new CommandLine("bench", args, ModelOptions.With("--part", "--height", "--width", "--batch", "--reps"), ["--json"]);
+        string part = line.Require("--part");
+        int height = Int(line, "--height", 512), width = Int(line, "--width", 512), batch = Int(line, "--batch", 1);
+        int reps = Int(line, "--reps", 3);
+        if (height % 8 != 0 || width % 8 != 0 || height < 8 || width < 8)
+        {
+            throw new UsageException($"bench: --height and --width must be positive multiples of 8, got {height}x{width}");
+        }
+        var load = Stopwatch.StartNew();
+        using ModelSource model = ModelOptions.Open(line);
+        using Runner runner = part switch
+        {
+            "text" => TextRunner(model, batch),
+            "unet" => UNetRunner(model, batch, height / 8, width / 8),
+            "vae-decode" => VaeRunner(model, batch, height, width, decode: true),
+            "vae-encode" => VaeRunner(model, batch, height, width, decode: false),
+            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, vae-decode, vae-encode"),
+        };
+        double loadSeconds = load.Elapsed.TotalSeconds;
+
+        runner.Action(); // warm-up: JIT, run buffers, page-in of the weights
+        FlopCounter.Reset();
+        FlopCounter.Enabled = true;
+        runner.Action();
+        FlopCounter.Enabled = false;
+        long flops = FlopCounter.Total;
+        var times = new double[reps];
+        for (int i = 0; i < reps; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            runner.Action();
+            times[i] = clock.Elapsed.TotalSeconds;
+        }
+        Array.Sort(times);
+        double median = times[reps / 2];
+        int threads = WorkerPool.Shared.ThreadCount;
+        double peak = FmaPeak.Measure(threads);
+        double gflops = flops / median / 1e9;
+        long rss = PeakRssBytes();
+        var result = new Dictionary<string, object>
+        {
+            ["part"] = part, ["height"] = height, ["width"] = width, ["batch"] = batch, ["threads"] = threads,
+            ["reps"] = reps, ["median_s"] = median, ["min_s"] = times[0], ["max_s"] = times[^1],
+            ["gflop"] = flops / 1e9, ["gflops"] = gflops, ["fma_peak_gflops"] = peak, ["percent_of_peak"] = 100 * gflops / peak,
+            ["load_s"] = loadSeconds, ["peak_rss_mib"] = rss / (1024.0 * 1024.0),
+        };
+        if (line.Has("--json"))
+        {
+            output.WriteLine(JsonSerializer.Serialize(result));
+        }
+        else
+        {
+            string F(double v, string f) => v.ToString(f, CultureInfo.InvariantCulture);
+            output.WriteLine($"{part} {height}x{width} batch {batch}, {threads} threads, {reps} runs: median {F(median, "0.000")} s " +
+                $"(min {F(times[0], "0.000")}, max {F(times[^1], "0.000")})");
+            output.WriteLine($"  {F(flops / 1e9, "0.0")} GFLOP per run -> {F(gflops, "0.0")} GFLOP/s = {F(100 * gflops / peak, "0")}% of the " +
+                $"{F(peak, "0")} GFLOP/s FMA peak; load {F(loadSeconds, "0.0")} s; peak RSS {F(rss / 1048576.0, "0")} MiB");
+        }
+        return 0;
+    }
+
+    private sealed class Runner(Action action, params IDisposable[] owned) : IDisposable
+    {
+        public Action Action { get; } = action;
+
+        public void Dispose()
+        {
+            foreach (IDisposable d in owned) d.Dispose();
+        }
+    }
+
+    private static Runner TextRunner(ModelSource model, int batch)
+    {
+        var encoder = new ClipTextModel(model.TextEncoder ?? throw new InvalidFileException(model.Path, "the model has no text encoder"),
+            model.Weights(ModelComponent.TextEncoder));
+        var ids = new long[batch * encoder.Config.MaxPositionEmbeddings];
+        var random = new Random(1);
+        for (int i = 0; i < ids.Length; i++) ids[i] = random.Next(encoder.Config.VocabSize);
+        return new Runner(() => encoder.Encode(ids, batch).Dispose(), encoder);
+    }
+
+    private static Runner UNetRunner(ModelSource model, int batch, int h, int w)
+    {
+        var unet = new UNet2DConditionModel(model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet"), model.Weights(ModelComponent.Unet));
+        Tensor sample = RandomTensor([batch, h, w, unet.Config.InChannels]);
+        Tensor context = RandomTensor([batch, 77, unet.Config.CrossAttentionDim[0]]);
+        Tensor output = Tensor.Allocate([batch, h, w, unet.Config.OutChannels]);
+        float[] timestep = [999f];
+        return new Runner(() => unet.Forward(sample, timestep, context, output), unet, sample, context, output);
+    }
+
+    private static Runner VaeRunner(ModelSource model, int batch, int height, int width, bool decode)
+    {
+        var vae = new AutoencoderKL(model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE"), model.Weights(ModelComponent.Vae));
+        int f = vae.Factor, latent = vae.Config.LatentChannels;
+        Tensor latents = RandomTensor([batch, height / f, width / f, latent]);
+        Tensor image = RandomTensor([batch, height, width, vae.Config.InChannels]);
+        Tensor logvar = Tensor.Allocate([batch, height / f, width / f, latent]);
+        Action action = decode ? () => vae.Decode(latents, image) : () => vae.Encode(image, latents, logvar);
+        return new Runner(action, vae, latents, image, logvar);
+    }
+
+    private static Tensor RandomTensor(int[] shape)
+    {
+        Tensor tensor = Tensor.Allocate(shape);
+        var random = new Random(7);
+        Span<float> span = tensor.Span;
+        for (int i = 0; i < span.Length; i++) span[i] = random.NextSingle() * 2 - 1;
+        return tensor;
+    }
+
+    /// <summary>VmHWM from /proc/self/status (Linux); the process working-set peak elsewhere.</summary>
+    private static long PeakRssBytes()
+    {
+        const string path = "/proc/self/status";
+        if (File.Exists(path))
+        {
+            foreach (string row in File.ReadLines(path))
+            {
+                if (row.StartsWith("VmHWM:", StringComparison.Ordinal))
+                {
+                    string[] parts = row.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+                    return long.Parse(parts[1], CultureInfo.InvariantCulture) * 1024;
+                }
+            }
+        }
+        return Process.GetCurrentProcess().PeakWorkingSet64;
+    }
+
+    private static int Int(CommandLine line, string flag, int fallback)
+    {
+        int value = line.Get(flag) is { } text ? TextCommands.ParseInt(text, flag) : fallback;
+        return value > 0 ? value : throw new UsageException($"bench: {flag} must be positive, got {value}");
+    }
+}

@@ -1,0 +1,46 @@
+using Sd.Loaders.Layout;
+using Sd.Loaders.Safetensors;
+
+namespace Sd.Cli.Commands;
+
+/// <summary><c>sd make-random-model --like sd15 --out DIR [--dtype f32|f16|bf16] [--seed N]</c>.</summary>
+public static class MakeRandomModelCommand
+{
+    private const string Help = """
+        Usage: sd make-random-model --like sd15 --out DIR [--dtype f32|f16|bf16] [--seed N]
+
+        Writes a diffusers model folder with the exact Stable Diffusion 1.5 shapes (UNet 860M, VAE 84M, text
+        encoder 123M parameters) and seeded RANDOM weights, for benchmarks at real scale without real weights.
+        The images it produces are noise. It has no tokenizer: pass token ids, or --tokenizer DIR.
+        """;
+
+    public static int Run(IReadOnlyList<string> args, TextWriter output)
+    {
+        if (args.Contains("--help"))
+        {
+            output.WriteLine(Help);
+            return 0;
+        }
+        var line = new CommandLine("make-random-model", args, ["--like", "--out", "--dtype", "--seed"], []);
+        string like = line.Require("--like");
+        if (like != "sd15")
+        {
+            throw new UsageException($"make-random-model: --like '{like}' is not known (supported: sd15)");
+        }
+        TensorDType dtype = (line.Get("--dtype") ?? "f32").ToLowerInvariant() switch
+        {
+            "f32" or "fp32" => TensorDType.F32,
+            "f16" or "fp16" => TensorDType.F16,
+            "bf16" => TensorDType.BF16,
+            string other => throw new UsageException($"make-random-model: --dtype '{other}' is not one of f32, f16, bf16"),
+        };
+        ulong seed = line.Get("--seed") is { } text
+            ? ulong.TryParse(text, out ulong s) ? s : throw new UsageException($"make-random-model: --seed expects a non-negative integer, got '{text}'")
+            : 0;
+        string directory = line.Require("--out");
+        output.WriteLine($"writing an SD 1.5-shaped model with RANDOM {dtype.Name()} weights (seed {seed}) to {directory}:");
+        long parameters = RandomModelWriter.WriteSd15(directory, dtype, seed, output);
+        output.WriteLine($"done: {parameters:N0} parameters. These weights are random: generated images are noise.");
+        return 0;
+    }
+}
