@@ -106,6 +106,37 @@ public sealed unsafe class ClipTextModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// The long-prompt way (AUTOMATIC1111): each chunk of token ids (bos + 75 tokens + eos, padded) is encoded
+    /// separately and the hidden states are concatenated along the sequence: [1, chunks x 77, W]. The pooled output
+    /// is the first chunk's.
+    /// </summary>
+    public ClipTextOutput EncodeChunks(IReadOnlyList<long[]> chunks, int clipSkip = 0)
+    {
+        if (chunks.Count == 0)
+        {
+            throw new ArgumentException("at least one chunk is needed", nameof(chunks));
+        }
+        int length = chunks[0].Length;
+        var ids = new long[chunks.Count * length];
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            if (chunks[i].Length != length)
+            {
+                throw new ArgumentException($"chunk {i} has {chunks[i].Length} ids, chunk 0 has {length}", nameof(chunks));
+            }
+            chunks[i].CopyTo(ids, i * length);
+        }
+        ClipTextOutput batched = Encode(ids, chunks.Count, clipSkip);
+        // [chunks, L, W] and [1, chunks x L, W] have the same memory layout.
+        Tensor hidden = Tensor.Allocate([1, chunks.Count * length, Config.HiddenSize]);
+        Tensor pooled = Tensor.Allocate([1, Config.HiddenSize]);
+        batched.Hidden.Span.CopyTo(hidden.Span);
+        batched.Pooled.Span[..Config.HiddenSize].CopyTo(pooled.Span);
+        batched.Dispose();
+        return new ClipTextOutput(hidden, pooled);
+    }
+
     private void Embed(ReadOnlySpan<long> ids, int length, float* hidden)
     {
         int width = Config.HiddenSize;

@@ -20,10 +20,12 @@ public static class TextCommands
 
     private const string EncodeHelp = """
         Usage: sd encode-text --model M [--tokenizer DIR] (--prompt TEXT | --ids ids.npy) [--clip-skip N]
-                              --out hidden.npy [--pooled-out pooled.npy] [--fix-text]
+                              --out hidden.npy [--pooled-out pooled.npy] [--fix-text] [--chunked]
 
         Runs the CLIP text encoder; writes float32 [B, 77, W] hidden states (the prompt embeddings) and optionally
         the pooled output [B, W]. --clip-skip N uses final_layer_norm of the N-th layer from the end (diffusers).
+        --chunked keeps long prompts whole (75-token chunks encoded separately, concatenated: [1, 77 x chunks, W]);
+        by default a prompt is truncated at 77 tokens like diffusers, with a warning.
         """;
 
     public static int Tokenize(IReadOnlyList<string> args, TextWriter output)
@@ -68,10 +70,30 @@ public static class TextCommands
             output.WriteLine(EncodeHelp);
             return 0;
         }
-        var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out"), ["--fix-text"]);
+        var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out"), ["--fix-text", "--chunked"]);
         string outPath = line.Require("--out");
         int clipSkip = line.Get("--clip-skip") is { } skip ? ParseInt(skip, "--clip-skip") : 0;
         using ModelSource model = ModelOptions.Open(line);
+        if (model.TextEncoder is null)
+        {
+            throw new InvalidFileException(model.Path, "the model has no text encoder");
+        }
+        using var encoder = new ClipTextModel(model.TextEncoder, model.Weights(ModelComponent.TextEncoder));
+        using ClipTextOutput result = line.Has("--chunked")
+            ? encoder.EncodeChunks(LoadTokenizer(model, line).EncodeChunked(line.Require("--prompt")), clipSkip)
+            : EncodeRows(model, line, encoder, clipSkip);
+        NpyFile.Write(outPath, NpyArray.FromFloat32(result.Hidden.Span.ToArray(), result.Hidden.Shape));
+        if (line.Get("--pooled-out") is { } pooledPath)
+        {
+            NpyFile.Write(pooledPath, NpyArray.FromFloat32(result.Pooled.Span.ToArray(), result.Pooled.Shape));
+        }
+        output.WriteLine($"wrote {outPath}: float32 {Tensor.ShapeText(result.Hidden.Shape)}");
+        return 0;
+    }
+
+    /// <summary>Token rows from --ids, or the truncated pipeline encoding of --prompt.</summary>
+    private static ClipTextOutput EncodeRows(ModelSource model, CommandLine line, ClipTextModel encoder, int clipSkip)
+    {
         long[] ids;
         int batch;
         if (line.Get("--ids") is { } idsPath)
@@ -94,19 +116,7 @@ public static class TextCommands
             }
             batch = 1;
         }
-        if (model.TextEncoder is null)
-        {
-            throw new InvalidFileException(model.Path, "the model has no text encoder");
-        }
-        using var encoder = new ClipTextModel(model.TextEncoder, model.Weights(ModelComponent.TextEncoder));
-        using ClipTextOutput result = encoder.Encode(ids, batch, clipSkip);
-        NpyFile.Write(outPath, NpyArray.FromFloat32(result.Hidden.Span.ToArray(), result.Hidden.Shape));
-        if (line.Get("--pooled-out") is { } pooledPath)
-        {
-            NpyFile.Write(pooledPath, NpyArray.FromFloat32(result.Pooled.Span.ToArray(), result.Pooled.Shape));
-        }
-        output.WriteLine($"wrote {outPath}: float32 {Tensor.ShapeText(result.Hidden.Shape)}");
-        return 0;
+        return encoder.Encode(ids, batch, clipSkip);
     }
 
     private static ClipTokenizer LoadTokenizer(ModelSource model, CommandLine line)
