@@ -2,6 +2,7 @@ using Sd.Engine.Tensors;
 using Sd.Engine.UNet;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Config;
 using Sd.Loaders.Npy;
 using Sd.Loaders.Tests;
 using Xunit.Abstractions;
@@ -31,10 +32,19 @@ public sealed class UNetTests(ITestOutputHelper output)
 
     [FixtureTheory]
     [MemberData(nameof(Cases))]
-    public void Noise_prediction_matches_diffusers(string model, string caseName)
+    public void Noise_prediction_matches_diffusers(string model, string caseName) => Check(model, caseName, new UNetOptions());
+
+    /// <summary>The same with every 3x3 convolution on implicit GEMM (no Winograd budget).</summary>
+    [FixtureTheory]
+    [InlineData("small", "odd_size")]
+    [InlineData("small", "per_sample_t")]
+    public void Noise_prediction_matches_diffusers_without_winograd(string model, string caseName) =>
+        Check(model, caseName, new UNetOptions { WinogradBudgetBytes = 0 });
+
+    private void Check(string model, string caseName, UNetOptions options)
     {
         using ModelSource source = ModelSource.Open(Fixtures.Path($"{model}/model"));
-        using var unet = new UNet2DConditionModel(source.UNet!, source.Weights(ModelComponent.Unet));
+        using var unet = new UNet2DConditionModel(source.UNet!, source.Weights(ModelComponent.Unet), options);
         string dir = Fixtures.Path($"{model}/ref/unet/{caseName}");
         using Tensor sample = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "sample.npy"));
         NpyArray t = NpyFile.Read(Path.Combine(dir, "timestep.npy"));
@@ -58,6 +68,15 @@ public sealed class UNetTests(ITestOutputHelper output)
         {
             File.Delete(outPath);
         }
+    }
+
+    [Fact]
+    public void The_winograd_budget_picks_the_finest_levels_first()
+    {
+        UNetConfig sd15 = Sd.Loaders.Layout.Sd15.UNet;
+        Assert.Equal([true, true, false, false], new UNetOptions().WinogradLevels(sd15));
+        Assert.Equal([false, false, false, false], new UNetOptions { WinogradBudgetBytes = 0 }.WinogradLevels(sd15));
+        Assert.Equal([true, true, true, true], new UNetOptions { WinogradBudgetBytes = long.MaxValue }.WinogradLevels(sd15));
     }
 
     [FixtureFact]

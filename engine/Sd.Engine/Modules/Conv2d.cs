@@ -18,28 +18,26 @@ public sealed unsafe class Conv2d : IDisposable
     private readonly WinogradWeights? _winograd;
     private readonly NativeBlock _bias;
 
+    /// <param name="winograd">false keeps a 3x3 layer on implicit GEMM (its transformed weights would take 4x the memory).</param>
     public Conv2d(WeightBinder binder, int inChannels, int outChannels, int kernel = 3, int stride = 1,
-        int padTop = -1, int padLeft = -1, int padBottom = -1, int padRight = -1)
+        int padTop = -1, int padLeft = -1, int padBottom = -1, int padRight = -1, bool winograd = true)
     {
         int pad = kernel / 2;
         Template = new ConvShape(1, 1, 1, inChannels, outChannels, kernel, kernel, stride, stride,
             padTop < 0 ? pad : padTop, padLeft < 0 ? pad : padLeft, padBottom < 0 ? pad : padBottom, padRight < 0 ? pad : padRight);
-        float[] weights = binder.LoadArray("weight", [outChannels, inChannels, kernel, kernel]);
+        float* w = binder.Stage(["weight"], [outChannels, inChannels, kernel, kernel]);
         _bias = binder.Load("bias", [outChannels]);
-        fixed (float* w = weights)
+        if (Template.IsPointwise)
         {
-            if (Template.IsPointwise)
-            {
-                _gemm = PackedWeights.Pack(w, outChannels, inChannels, inChannels);
-            }
-            else if (Template.IsWinogradCandidate && inChannels >= WinogradMinChannels && outChannels >= WinogradMinChannels)
-            {
-                _winograd = WinogradWeights.Create(w, outChannels, inChannels, GemmKernels.PanelWidth);
-            }
-            else
-            {
-                _gemm = ImplicitGemmConv.PackWeights(w, outChannels, inChannels, kernel, kernel, GemmKernels.PanelWidth);
-            }
+            _gemm = PackedWeights.Pack(w, outChannels, inChannels, inChannels);
+        }
+        else if (winograd && Template.IsWinogradCandidate && inChannels >= WinogradMinChannels && outChannels >= WinogradMinChannels)
+        {
+            _winograd = WinogradWeights.Create(w, outChannels, inChannels, GemmKernels.PanelWidth);
+        }
+        else
+        {
+            _gemm = ImplicitGemmConv.PackWeights(w, outChannels, inChannels, kernel, kernel, GemmKernels.PanelWidth);
         }
     }
 

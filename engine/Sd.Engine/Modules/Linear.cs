@@ -13,37 +13,31 @@ public sealed unsafe class Linear : IDisposable
     private readonly NativeBlock? _bias;
 
     public Linear(WeightBinder binder, int inFeatures, int outFeatures, bool bias = true, bool conv1x1 = false)
-        : this([binder], inFeatures, outFeatures, bias, conv1x1)
+        : this(binder, [""], inFeatures, outFeatures, bias, conv1x1)
     {
     }
 
     /// <summary>
-    /// Several Linear layers over the same input fused into one (their weights stacked along the outputs), e.g.
-    /// attention's to_q/to_k/to_v: one GEMM with N = 3 x width instead of three.
+    /// Several Linear layers over the same input, children <paramref name="parts"/> of <paramref name="parent"/>,
+    /// fused into one (weights stacked along the outputs), e.g. attention's to_q/to_k/to_v: one GEMM with N = 3 x
+    /// width instead of three. A single part "" is the parent itself.
     /// </summary>
-    public Linear(IReadOnlyList<WeightBinder> parts, int inFeatures, int outFeaturesEach, bool bias = true, bool conv1x1 = false)
+    public Linear(WeightBinder parent, string[] parts, int inFeatures, int outFeaturesEach, bool bias = true, bool conv1x1 = false)
     {
         InFeatures = inFeatures;
-        OutFeatures = outFeaturesEach * parts.Count;
+        OutFeatures = outFeaturesEach * parts.Length;
         long[] shape = conv1x1 ? [outFeaturesEach, inFeatures, 1, 1] : [outFeaturesEach, inFeatures];
-        var w = new float[(long)OutFeatures * inFeatures];
-        for (int i = 0; i < parts.Count; i++)
-        {
-            parts[i].Entry("weight", shape).ReadFloat32(w.AsSpan(i * outFeaturesEach * inFeatures, outFeaturesEach * inFeatures));
-        }
-        fixed (float* pw = w)
-        {
-            _weight = PackedWeights.Pack(pw, OutFeatures, inFeatures, inFeatures);
-        }
+        float* w = parent.Stage(Names(parts, "weight"), shape);
+        _weight = PackedWeights.Pack(w, OutFeatures, inFeatures, inFeatures);
         if (bias)
         {
-            _bias = new NativeBlock(OutFeatures);
-            for (int i = 0; i < parts.Count; i++)
-            {
-                parts[i].Entry("bias", [outFeaturesEach]).ReadFloat32(_bias.Span.Slice(i * outFeaturesEach, outFeaturesEach));
-            }
+            _bias = new NativeBlock(OutFeatures, zero: false);
+            new Span<float>(parent.Stage(Names(parts, "bias"), [outFeaturesEach]), OutFeatures).CopyTo(_bias.Span);
         }
     }
+
+    private static string[] Names(string[] parts, string tensor) =>
+        Array.ConvertAll(parts, part => part.Length == 0 ? tensor : $"{part}.{tensor}");
 
     public int InFeatures { get; }
 

@@ -11,25 +11,38 @@ namespace Sd.Engine.Modules;
 /// recorded so <see cref="Finish"/> can report the checkpoint's keys no module asked for. Nothing here runs after
 /// load: modules keep typed fields, never names.
 /// </summary>
-public sealed class WeightBinder
+public sealed unsafe class WeightBinder : IDisposable
 {
     private readonly WeightSet _weights;
     private readonly HashSet<string> _used;
     private readonly string _prefix;
+    private readonly LoadScratch _scratch;
 
-    public WeightBinder(WeightSet weights) : this(weights, new HashSet<string>(StringComparer.Ordinal), "")
+    public WeightBinder(WeightSet weights) : this(weights, new HashSet<string>(StringComparer.Ordinal), "", new LoadScratch())
     {
     }
 
-    private WeightBinder(WeightSet weights, HashSet<string> used, string prefix)
+    private WeightBinder(WeightSet weights, HashSet<string> used, string prefix, LoadScratch scratch)
     {
         _weights = weights;
         _used = used;
         _prefix = prefix;
+        _scratch = scratch;
+    }
+
+    /// <summary>
+    /// One native buffer, grown to the largest weight, that every module of a load reads its weights into before
+    /// packing: no per-tensor garbage, so the load's peak memory is the packed model plus one tensor.
+    /// </summary>
+    private sealed class LoadScratch : IDisposable
+    {
+        public NativeBlock? Block;
+
+        public void Dispose() => Block?.Dispose();
     }
 
     /// <summary>The binder for a child module: "down_blocks" then "0" gives "down_blocks.0.".</summary>
-    public WeightBinder Child(string name) => new(_weights, _used, _prefix + name + ".");
+    public WeightBinder Child(string name) => new(_weights, _used, _prefix + name + ".", _scratch);
 
     public WeightBinder Child(int index) => Child(index.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
@@ -62,8 +75,29 @@ public sealed class WeightBinder
         return block;
     }
 
-    /// <summary>Loads a tensor widened to float32 into a managed array (load-time scratch for packing).</summary>
-    public float[] LoadArray(string name, ReadOnlySpan<long> shape) => Entry(name, shape).ReadFloat32();
+    /// <summary>
+    /// Reads weights widened to float32 into the shared load scratch: several tensors (in order, each with its
+    /// shape) laid end to end, as for fused projections. Valid until the next call on any binder of this load.
+    /// </summary>
+    public float* Stage(ReadOnlySpan<string> names, ReadOnlySpan<long> shape)
+    {
+        long each = 1;
+        foreach (long d in shape) each *= d;
+        long total = each * names.Length;
+        if (_scratch.Block is null || _scratch.Block.Length < total)
+        {
+            _scratch.Block?.Dispose();
+            _scratch.Block = new NativeBlock(total, zero: false);
+        }
+        for (int i = 0; i < names.Length; i++)
+        {
+            Entry(names[i], shape).ReadFloat32(new Span<float>(_scratch.Block.Pointer + i * each, checked((int)each)));
+        }
+        return _scratch.Block.Pointer;
+    }
+
+    /// <summary>Frees the load scratch (the root binder's owner calls this when the model is built).</summary>
+    public void Dispose() => _scratch.Dispose();
 
     /// <summary>
     /// Keys of the component that no module bound, so a loader can report (or refuse) a checkpoint that carries

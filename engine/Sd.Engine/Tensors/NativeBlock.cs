@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using Sd.Kernels.Memory;
 
 namespace Sd.Engine.Tensors;
 
@@ -17,11 +17,7 @@ public sealed unsafe class NativeBlock : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(floatCount);
         Length = floatCount;
         nuint bytes = checked((nuint)Math.Max(1, floatCount) * sizeof(float));
-        _pointer = (float*)NativeMemory.AlignedAlloc(bytes, Alignment);
-        if (zero)
-        {
-            NativeMemory.Clear(_pointer, bytes);
-        }
+        _pointer = (float*)AlignedMemory.Allocate(bytes, zero);
         GC.AddMemoryPressure((long)bytes);
     }
 
@@ -42,7 +38,7 @@ public sealed unsafe class NativeBlock : IDisposable
     {
         if (_pointer != null)
         {
-            NativeMemory.AlignedFree(_pointer);
+            AlignedMemory.Free(_pointer);
             _pointer = null;
             GC.RemoveMemoryPressure(Math.Max(1, Length) * sizeof(float));
         }

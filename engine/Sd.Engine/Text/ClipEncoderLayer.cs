@@ -28,7 +28,7 @@ internal sealed unsafe class ClipEncoderLayer : IDisposable
         _activation = config.HiddenAct == "gelu" ? Activation.Gelu : Activation.QuickGelu;
         _layerNorm1 = new LayerNormModule(binder.Child("layer_norm1"), _width, config.LayerNormEps);
         WeightBinder attention = binder.Child("self_attn");
-        _qkv = new Linear([attention.Child("q_proj"), attention.Child("k_proj"), attention.Child("v_proj")], _width, _width);
+        _qkv = new Linear(attention, ["q_proj", "k_proj", "v_proj"], _width, _width);
         _outProj = new Linear(attention.Child("out_proj"), _width, _width);
         _layerNorm2 = new LayerNormModule(binder.Child("layer_norm2"), _width, config.LayerNormEps);
         _fc1 = new Linear(binder.Child("mlp").Child("fc1"), _width, config.IntermediateSize);

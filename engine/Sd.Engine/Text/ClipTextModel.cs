@@ -43,7 +43,7 @@ public sealed unsafe class ClipTextModel : IDisposable
     public ClipTextModel(ClipTextConfig config, WeightSet weights)
     {
         Config = config;
-        var binder = new WeightBinder(weights);
+        using var binder = new WeightBinder(weights);
         WeightBinder text = binder.Child("text_model");
         WeightBinder embeddings = text.Child("embeddings");
         _tokenEmbedding = embeddings.Child("token_embedding").Load("weight", [config.VocabSize, config.HiddenSize]);

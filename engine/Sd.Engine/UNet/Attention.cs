@@ -26,11 +26,11 @@ internal sealed unsafe class Attention : IDisposable
         if (IsCross)
         {
             _query = new Linear(binder.Child("to_q"), channels, channels, bias: false);
-            _projections = new Linear([binder.Child("to_k"), binder.Child("to_v")], contextDim, channels, bias: false);
+            _projections = new Linear(binder, ["to_k", "to_v"], contextDim, channels, bias: false);
         }
         else
         {
-            _projections = new Linear([binder.Child("to_q"), binder.Child("to_k"), binder.Child("to_v")], channels, channels, bias: false);
+            _projections = new Linear(binder, ["to_q", "to_k", "to_v"], channels, channels, bias: false);
         }
         _output = new Linear(binder.Child("to_out").Child(0), channels, channels);
     }

@@ -19,15 +19,16 @@ public sealed unsafe class ResnetBlock2D : IDisposable
     private readonly Conv2d _conv2;
     private readonly Conv2d? _convShortcut;
 
-    public ResnetBlock2D(WeightBinder binder, int inChannels, int outChannels, int tembChannels, int groups, double eps)
+    public ResnetBlock2D(WeightBinder binder, int inChannels, int outChannels, int tembChannels, int groups, double eps,
+        bool winograd = true)
     {
         InChannels = inChannels;
         OutChannels = outChannels;
         _norm1 = new GroupNormModule(binder.Child("norm1"), groups, inChannels, eps);
-        _conv1 = new Conv2d(binder.Child("conv1"), inChannels, outChannels);
+        _conv1 = new Conv2d(binder.Child("conv1"), inChannels, outChannels, winograd: winograd);
         _timeEmbProj = tembChannels > 0 ? new Linear(binder.Child("time_emb_proj"), tembChannels, outChannels) : null;
         _norm2 = new GroupNormModule(binder.Child("norm2"), groups, outChannels, eps);
-        _conv2 = new Conv2d(binder.Child("conv2"), outChannels, outChannels);
+        _conv2 = new Conv2d(binder.Child("conv2"), outChannels, outChannels, winograd: winograd);
         _convShortcut = inChannels != outChannels ? new Conv2d(binder.Child("conv_shortcut"), inChannels, outChannels, kernel: 1) : null;
     }
 

@@ -12,9 +12,9 @@ internal sealed unsafe class Upsample2D : IDisposable
 {
     private readonly Conv2d _conv;
 
-    public Upsample2D(WeightBinder binder, int channels)
+    public Upsample2D(WeightBinder binder, int channels, bool winograd)
     {
-        _conv = new Conv2d(binder.Child("conv"), channels, channels);
+        _conv = new Conv2d(binder.Child("conv"), channels, channels, winograd: winograd);
     }
 
     public void Plan(Workspace workspace, int batch, int outHeight, int outWidth)

@@ -24,11 +24,12 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     private readonly Conv2d _convOut;
     private RunState? _state;
 
-    public UNet2DConditionModel(UNetConfig config, WeightSet weights)
+    public UNet2DConditionModel(UNetConfig config, WeightSet weights, UNetOptions? options = null)
     {
         Config = config;
         Validate(config);
-        var binder = new WeightBinder(weights);
+        WinogradLevels = (options ?? new UNetOptions()).WinogradLevels(config);
+        using var binder = new WeightBinder(weights);
         int[] channels = config.BlockOutChannels;
         int blocks = channels.Length;
         int tembChannels = channels[0] * 4;
@@ -40,14 +41,14 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         var skipChannels = new List<int> { channels[0] };
         for (int i = 0; i < blocks; i++)
         {
-            _downBlocks[i] = new DownBlock(binder.Child("down_blocks").Child(i), Level(config, i, down: true),
+            _downBlocks[i] = new DownBlock(binder.Child("down_blocks").Child(i), Level(i, down: true),
                 i == 0 ? channels[0] : channels[i - 1], tembChannels, addDownsample: i < blocks - 1);
             for (int j = 0; j < _downBlocks[i].SkipCount; j++)
             {
                 skipChannels.Add(channels[i]);
             }
         }
-        _midBlock = new MidBlock(binder.Child("mid_block"), Level(config, blocks - 1, down: true) with { Layers = 1, HasAttention = true }, tembChannels);
+        _midBlock = new MidBlock(binder.Child("mid_block"), Level(blocks - 1, down: true) with { Layers = 1, HasAttention = true }, tembChannels);
 
         _upBlocks = new UpBlock[blocks];
         int prev = channels[blocks - 1];
@@ -60,8 +61,8 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
                 skips[j] = skipChannels[skipChannels.Count - 1 - j];
             }
             skipChannels.RemoveRange(skipChannels.Count - layers, layers);
-            _upBlocks[i] = new UpBlock(binder.Child("up_blocks").Child(i), Level(config, blocks - 1 - i, down: false) with { Layers = layers },
-                prev, skips, tembChannels, addUpsample: i < blocks - 1);
+            _upBlocks[i] = new UpBlock(binder.Child("up_blocks").Child(i), Level(blocks - 1 - i, down: false) with { Layers = layers },
+                prev, skips, tembChannels, addUpsample: i < blocks - 1, upsampleWinograd: i < blocks - 1 && WinogradLevels[blocks - 2 - i]);
             prev = _upBlocks[i].OutChannels;
         }
         _convNormOut = new GroupNormModule(binder.Child("conv_norm_out"), config.NormNumGroups, channels[0], config.NormEps);
@@ -70,6 +71,9 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     }
 
     public UNetConfig Config { get; }
+
+    /// <summary>Resolution levels (0 = finest) whose 3x3 convolutions run as Winograd.</summary>
+    public IReadOnlyList<bool> WinogradLevels { get; }
 
     /// <summary>Latent pixels must be divisible by nothing: any size works (odd sizes as in diffusers).</summary>
     public int DownsampleCount => Config.BlockOutChannels.Length - 1;
@@ -101,12 +105,13 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
     }
 
-    private static UNetLevel Level(UNetConfig config, int block, bool down)
+    private UNetLevel Level(int block, bool down)
     {
+        UNetConfig config = Config;
         string type = down ? config.DownBlockTypes[block] : config.UpBlockTypes[config.BlockOutChannels.Length - 1 - block];
         return new UNetLevel(config.BlockOutChannels[block], config.LayersPerBlock[block], type.StartsWith("CrossAttn", StringComparison.Ordinal),
             config.NumAttentionHeads[block], config.CrossAttentionDim[block], config.TransformerLayersPerBlock[block],
-            config.NormNumGroups, config.NormEps, config.UseLinearProjection);
+            config.NormNumGroups, config.NormEps, config.UseLinearProjection, WinogradLevels[block]);
     }
 
     /// <summary>

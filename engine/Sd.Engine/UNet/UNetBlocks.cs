@@ -30,8 +30,7 @@ internal sealed unsafe class DownBlock : IDisposable
         _attentions = level.HasAttention ? new Transformer2DModel[level.Layers] : null;
         for (int j = 0; j < level.Layers; j++)
         {
-            _resnets[j] = new ResnetBlock2D(binder.Child("resnets").Child(j), j == 0 ? inChannels : OutChannels, OutChannels,
-                tembChannels, level.Groups, level.Eps);
+            _resnets[j] = level.CreateResnet(binder.Child("resnets").Child(j), j == 0 ? inChannels : OutChannels, tembChannels);
             if (_attentions != null)
             {
                 _attentions[j] = level.CreateTransformer(binder.Child("attentions").Child(j));
@@ -99,7 +98,7 @@ internal sealed unsafe class MidBlock : IDisposable
         _attentions = new Transformer2DModel[layers];
         for (int j = 0; j <= layers; j++)
         {
-            _resnets[j] = new ResnetBlock2D(binder.Child("resnets").Child(j), level.Channels, level.Channels, tembChannels, level.Groups, level.Eps);
+            _resnets[j] = level.CreateResnet(binder.Child("resnets").Child(j), level.Channels, tembChannels);
             if (j < layers)
             {
                 _attentions[j] = level.CreateTransformer(binder.Child("attentions").Child(j));
@@ -148,7 +147,9 @@ internal sealed unsafe class UpBlock : IDisposable
     private readonly Upsample2D? _upsampler;
     private readonly int[] _skipChannels;
 
-    public UpBlock(WeightBinder binder, UNetLevel level, int prevOutputChannels, int[] skipChannels, int tembChannels, bool addUpsample)
+    /// <param name="upsampleWinograd">The up-sampler's convolution runs at the next finer level: its Winograd choice.</param>
+    public UpBlock(WeightBinder binder, UNetLevel level, int prevOutputChannels, int[] skipChannels, int tembChannels,
+        bool addUpsample, bool upsampleWinograd)
     {
         OutChannels = level.Channels;
         _skipChannels = skipChannels;
@@ -158,8 +159,7 @@ internal sealed unsafe class UpBlock : IDisposable
         for (int j = 0; j < layers; j++)
         {
             int hiddenChannels = j == 0 ? prevOutputChannels : OutChannels;
-            _resnets[j] = new ResnetBlock2D(binder.Child("resnets").Child(j), hiddenChannels + skipChannels[j], OutChannels,
-                tembChannels, level.Groups, level.Eps);
+            _resnets[j] = level.CreateResnet(binder.Child("resnets").Child(j), hiddenChannels + skipChannels[j], tembChannels);
             if (_attentions != null)
             {
                 _attentions[j] = level.CreateTransformer(binder.Child("attentions").Child(j));
@@ -167,7 +167,7 @@ internal sealed unsafe class UpBlock : IDisposable
         }
         if (addUpsample)
         {
-            _upsampler = new Upsample2D(binder.Child("upsamplers").Child(0), OutChannels);
+            _upsampler = new Upsample2D(binder.Child("upsamplers").Child(0), OutChannels, upsampleWinograd);
         }
     }
 

@@ -28,7 +28,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
         {
             throw new NotSupportedException($"VAE act_fn '{config.ActFn}' is not supported (silu only)");
         }
-        var binder = new WeightBinder(weights);
+        using var binder = new WeightBinder(weights);
         int latent = config.LatentChannels;
         _encoder = VaeCoder.Encoder(binder.Child("encoder"), config);
         _decoder = VaeCoder.Decoder(binder.Child("decoder"), config);

@@ -21,7 +21,7 @@ internal sealed unsafe class VaeAttention : IDisposable
     {
         _channels = channels;
         _groupNorm = new GroupNormModule(binder.Child("group_norm"), groups, channels, 1e-6);
-        _qkv = new Linear([binder.Child("to_q"), binder.Child("to_k"), binder.Child("to_v")], channels, channels);
+        _qkv = new Linear(binder, ["to_q", "to_k", "to_v"], channels, channels);
         _output = new Linear(binder.Child("to_out").Child(0), channels, channels);
     }
 

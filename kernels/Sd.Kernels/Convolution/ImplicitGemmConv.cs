@@ -14,23 +14,8 @@ public static unsafe class ImplicitGemmConv
     /// Packs PyTorch weights [Cout, Cin, kh, kw] as W [Cout, kh*kw*Cin] in (ky, kx, ci) order for the selected GEMM.
     /// </summary>
     public static PackedWeights PackWeights(float* weights, int outChannels, int inChannels, int kernelH, int kernelW,
-        int panelWidth)
-    {
-        int patch = kernelH * kernelW * inChannels;
-        var reordered = new float[(long)outChannels * patch];
-        fixed (float* dst = reordered)
-        {
-            for (int co = 0; co < outChannels; co++)
-            for (int ci = 0; ci < inChannels; ci++)
-            for (int ky = 0; ky < kernelH; ky++)
-            for (int kx = 0; kx < kernelW; kx++)
-            {
-                dst[(nint)co * patch + (ky * kernelW + kx) * inChannels + ci] =
-                    weights[(((nint)co * inChannels + ci) * kernelH + ky) * kernelW + kx];
-            }
-            return PackedWeights.Pack(dst, outChannels, patch, patch, panelWidth);
-        }
-    }
+        int panelWidth) =>
+        PackedWeights.PackConvolution(weights, outChannels, inChannels, kernelH * kernelW, panelWidth);
 
     private struct Im2ColSource
     {

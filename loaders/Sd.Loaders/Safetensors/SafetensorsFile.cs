@@ -126,6 +126,31 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>
+    /// Drops this process's mapping of the tensor's pages (Linux madvise DONTNEED): after a weight has been widened
+    /// and packed, its file pages need not count in the resident set, which would otherwise double the memory of a
+    /// loaded model. The data stays in the OS page cache and is faulted back in if read again.
+    /// </summary>
+    public void ReleasePages(TensorInfo tensor)
+    {
+        if (!OperatingSystem.IsLinux() || _disposed)
+        {
+            return;
+        }
+        long page = Environment.SystemPageSize;
+        long start = ((long)(_data + tensor.DataOffset) + page - 1) / page * page;
+        long end = (long)(_data + tensor.DataOffset + tensor.ByteLength) / page * page;
+        if (end > start)
+        {
+            _ = Madvise((nint)start, (nuint)(end - start), MadviseDontNeed);
+        }
+    }
+
+    private const int MadviseDontNeed = 4;
+
+    [DllImport("libc", EntryPoint = "madvise")]
+    private static extern int Madvise(nint address, nuint length, int advice);
+
     /// <summary>Reads an I64/I32 tensor (index buffers such as position_ids).</summary>
     public long[] ReadInt64(TensorInfo tensor)
     {

@@ -29,7 +29,12 @@ public sealed class TensorEntry
 
     public long ElementCount => Stored.ElementCount;
 
-    public void ReadFloat32(Span<float> destination) => File.ReadFloat32(Stored, destination);
+    /// <summary>Widens the tensor into <paramref name="destination"/>, then releases its mapped pages (read once at load).</summary>
+    public void ReadFloat32(Span<float> destination)
+    {
+        File.ReadFloat32(Stored, destination);
+        File.ReleasePages(Stored);
+    }
 
     public float[] ReadFloat32()
     {
