@@ -88,7 +88,8 @@ public static class BenchCommand
         else
         {
             string F(double v, string f) => v.ToString(f, CultureInfo.InvariantCulture);
-            output.WriteLine($"{part} {height}x{width} batch {batch}, {threads} threads, {reps} runs: median {F(median, "0.000")} s " +
+            string size = part == "text" ? "77 tokens" : $"{height}x{width}";
+            output.WriteLine($"{part} {size} batch {batch}, {threads} threads, {reps} runs: median {F(median, "0.000")} s " +
                 $"(min {F(times[0], "0.000")}, max {F(times[^1], "0.000")})");
             output.WriteLine($"  {F(flops / 1e9, "0.0")} GFLOP per run -> {F(gflops, "0.0")} GFLOP/s = {F(100 * gflops / peak, "0")}% of the " +
                 $"{F(peak, "0")} GFLOP/s FMA peak; load {F(loadSeconds, "0.0")} s; peak RSS {F(rss / 1048576.0, "0")} MiB");
