@@ -21,9 +21,10 @@ public sealed unsafe class AutoencoderKL : IDisposable
     private readonly Conv2d? _quantConv;
     private readonly Conv2d? _postQuantConv;
 
-    public AutoencoderKL(VaeConfig config, WeightSet weights)
+    public AutoencoderKL(VaeConfig config, WeightSet weights, VaeOptions? options = null)
     {
         Config = config;
+        Options = options ?? new VaeOptions();
         if (config.ActFn != "silu")
         {
             throw new NotSupportedException($"VAE act_fn '{config.ActFn}' is not supported (silu only)");
@@ -39,6 +40,29 @@ public sealed unsafe class AutoencoderKL : IDisposable
 
     public VaeConfig Config { get; }
 
+    public VaeOptions Options { get; }
+
+    /// <summary>Tile edge in image pixels: the config's sample_size (512 for SD), as diffusers' tile_sample_min_size.</summary>
+    public int SampleTile => Config.SampleSize;
+
+    /// <summary>Tile edge in latent pixels (64 for SD), as diffusers' tile_latent_min_size.</summary>
+    public int LatentTile => Config.SampleSize / Factor;
+
+    /// <summary>Whether a decode of latents [batch, h, w] runs tiled under <see cref="Options"/>.</summary>
+    public bool DecodeIsTiled(int batch, int h, int w) =>
+        Tiled(h > LatentTile || w > LatentTile, _decoder.PlannedBytes(batch, h, w));
+
+    /// <summary>Whether an encode of an image [batch, H, W] runs tiled under <see cref="Options"/>.</summary>
+    public bool EncodeIsTiled(int batch, int height, int width) =>
+        Tiled(height > SampleTile || width > SampleTile, _encoder.PlannedBytes(batch, height, width));
+
+    private bool Tiled(bool larger, long plannedBytes) => Options.Tiling switch
+    {
+        VaeTiling.Always => larger,
+        VaeTiling.Never => false,
+        _ => larger && plannedBytes > Options.MemoryBudgetBytes,
+    };
+
     /// <summary>Image pixels per latent pixel along each axis (8 for SD).</summary>
     public int Factor => Config.DownscaleFactor;
 
@@ -48,16 +72,14 @@ public sealed unsafe class AutoencoderKL : IDisposable
         Check(latents, Config.LatentChannels, "latents");
         int batch = latents.Dim(0), h = latents.Dim(1), w = latents.Dim(2);
         ExpectShape(image, [batch, h * Factor, w * Factor, Config.OutChannels], nameof(image));
-        using var input = Tensor.Allocate(latents.Shape);
-        if (_postQuantConv != null)
+        if (DecodeIsTiled(batch, h, w))
         {
-            _postQuantConv.Forward(latents.Data, batch, h, w, input.Data, workspace: null);
+            VaeTilingRunner.Run(latents, image, LatentTile, Factor, 1, DecodeTile);
         }
         else
         {
-            latents.Span.CopyTo(input.Span);
+            DecodeTile(latents, image);
         }
-        _decoder.Forward(input.Data, batch, h, w, image.Data);
         CheckFinite(image, "the VAE decoder produced NaN or infinity");
     }
 
@@ -77,12 +99,13 @@ public sealed unsafe class AutoencoderKL : IDisposable
         ExpectShape(mean, [batch, h, w, latent], nameof(mean));
         ExpectShape(logvar, [batch, h, w, latent], nameof(logvar));
         using var moments = Tensor.Allocate([batch, h, w, 2 * latent]);
-        _encoder.Forward(image.Data, batch, height, width, moments.Data);
-        if (_quantConv != null)
+        if (EncodeIsTiled(batch, height, width))
         {
-            using var quantized = Tensor.Allocate(moments.Shape);
-            _quantConv.Forward(moments.Data, batch, h, w, quantized.Data, workspace: null);
-            quantized.Span.CopyTo(moments.Span);
+            VaeTilingRunner.Run(image, moments, SampleTile, 1, Factor, EncodeTile);
+        }
+        else
+        {
+            EncodeTile(image, moments);
         }
         // moments rows are [mean | logvar]; logvar is clamped as DiagonalGaussianDistribution does.
         long pixels = (long)batch * h * w;
@@ -95,6 +118,35 @@ public sealed unsafe class AutoencoderKL : IDisposable
             }
         }
         CheckFinite(mean, "the VAE encoder produced NaN or infinity");
+    }
+
+    /// <summary>post_quant_conv + decoder on one tile (or the whole image).</summary>
+    private void DecodeTile(Tensor latents, Tensor image)
+    {
+        int batch = latents.Dim(0), h = latents.Dim(1), w = latents.Dim(2);
+        using var input = Tensor.Allocate(latents.Shape);
+        if (_postQuantConv != null)
+        {
+            _postQuantConv.Forward(latents.Data, batch, h, w, input.Data, workspace: null);
+        }
+        else
+        {
+            latents.Span.CopyTo(input.Span);
+        }
+        _decoder.Forward(input.Data, batch, h, w, image.Data);
+    }
+
+    /// <summary>Encoder + quant_conv on one tile (or the whole image): the Gaussian's moments [mean | logvar].</summary>
+    private void EncodeTile(Tensor image, Tensor moments)
+    {
+        int batch = image.Dim(0), h = moments.Dim(1), w = moments.Dim(2);
+        _encoder.Forward(image.Data, batch, image.Dim(1), image.Dim(2), moments.Data);
+        if (_quantConv != null)
+        {
+            using var quantized = Tensor.Allocate(moments.Shape);
+            _quantConv.Forward(moments.Data, batch, h, w, quantized.Data, workspace: null);
+            quantized.Span.CopyTo(moments.Span);
+        }
     }
 
     private static void Check(Tensor tensor, int channels, string name)
@@ -212,6 +264,14 @@ internal sealed unsafe class VaeCoder : IDisposable
         _convOut.Forward(normed, batch, h, w, y, ws);
     }
 
+    /// <summary>Activation memory a run at this shape plans (workspace + ping-pong buffers), in bytes.</summary>
+    public long PlannedBytes(int batch, int height, int width)
+    {
+        using var workspace = new Workspace();
+        long ping = Plan(workspace, batch, height, width);
+        return workspace.TotalBytes + 2 * ping * sizeof(float);
+    }
+
     private RunBuffers BuffersFor(int batch, int height, int width)
     {
         if (_buffers is { } b && b.Batch == batch && b.Height == height && b.Width == width)
@@ -221,6 +281,15 @@ internal sealed unsafe class VaeCoder : IDisposable
         _buffers?.Dispose();
         _buffers = null;
         var workspace = new Workspace();
+        long ping = Plan(workspace, batch, height, width);
+        workspace.Allocate();
+        _buffers = new RunBuffers(batch, height, width, workspace, new NativeBlock(ping, zero: false), new NativeBlock(ping, zero: false));
+        return _buffers;
+    }
+
+    /// <summary>Declares the run's workspace needs; returns the ping-pong buffer size in floats.</summary>
+    private long Plan(Workspace workspace, int batch, int height, int width)
+    {
         _convIn.Plan(workspace, batch, height, width);
         long ping = (long)batch * height * width * _convIn.OutChannels;
         int h = height, w = width;
@@ -231,9 +300,7 @@ internal sealed unsafe class VaeCoder : IDisposable
         }
         workspace.Need(Scratch.ResnetNorm, (long)batch * h * w * _normOut.Channels);
         _convOut.Plan(workspace, batch, h, w);
-        workspace.Allocate();
-        _buffers = new RunBuffers(batch, height, width, workspace, new NativeBlock(ping, zero: false), new NativeBlock(ping, zero: false));
-        return _buffers;
+        return ping;
     }
 
     private sealed record RunBuffers(int Batch, int Height, int Width, Workspace Workspace, NativeBlock PingA, NativeBlock PingB) : IDisposable
