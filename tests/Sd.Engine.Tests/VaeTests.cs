@@ -50,6 +50,16 @@ public sealed class VaeTests(ITestOutputHelper output)
         vae.Encode(image, mean, logvar);
         output.WriteLine(Compare.AssertClose(ReadNchw(Path.Combine(dir, "posterior_mean.npy")), ToNchw(mean), Tolerance, $"{model}/{caseName} mean"));
         output.WriteLine(Compare.AssertClose(ReadNchw(Path.Combine(dir, "posterior_logvar.npy")), ToNchw(logvar), Tolerance, $"{model}/{caseName} logvar"));
+        // With unit noise the posterior draw is mean + std: checks std = exp(0.5 logvar) against the fixture.
+        using Tensor ones = Tensor.Allocate(latentShape);
+        ones.Span.Fill(1f);
+        using Tensor draw = Tensor.Allocate(latentShape);
+        AutoencoderKL.SamplePosterior(mean, logvar, ones, draw);
+        float[] expectedMean = ReadNchw(Path.Combine(dir, "posterior_mean.npy"));
+        float[] expectedStd = ReadNchw(Path.Combine(dir, "posterior_std.npy"));
+        float[] expectedDraw = new float[expectedMean.Length];
+        for (int i = 0; i < expectedDraw.Length; i++) expectedDraw[i] = expectedMean[i] + expectedStd[i];
+        output.WriteLine(Compare.AssertClose(expectedDraw, ToNchw(draw), Tolerance, $"{model}/{caseName} mean + std"));
     }
 
     [FixtureFact]

@@ -120,6 +120,23 @@ public sealed unsafe class AutoencoderKL : IDisposable
         CheckFinite(mean, "the VAE encoder produced NaN or infinity");
     }
 
+    /// <summary>
+    /// A draw of the posterior: sample = mean + exp(0.5 logvar) * noise, with the caller's standard-normal noise
+    /// (so runs are reproducible with a given generator). Any of the tensors may be the same.
+    /// Reference: diffusers DiagonalGaussianDistribution.sample.
+    /// </summary>
+    public static void SamplePosterior(Tensor mean, Tensor logvar, Tensor noise, Tensor sample)
+    {
+        if (!mean.Shape.SequenceEqual(logvar.Shape) || !mean.Shape.SequenceEqual(noise.Shape) || !mean.Shape.SequenceEqual(sample.Shape))
+        {
+            throw new ArgumentException($"mean {mean}, logvar {logvar}, noise {noise} and sample {sample} must have one shape");
+        }
+        for (long i = 0; i < mean.Length; i++)
+        {
+            sample.Data[i] = mean.Data[i] + MathF.Exp(0.5f * logvar.Data[i]) * noise.Data[i];
+        }
+    }
+
     /// <summary>post_quant_conv + decoder on one tile (or the whole image).</summary>
     private void DecodeTile(Tensor latents, Tensor image)
     {
