@@ -1,0 +1,77 @@
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Schedulers;
+
+/// <summary>diffusers DDIMScheduler (eta 0, no clipping/thresholding), default spacing leading.</summary>
+public sealed class DdimScheduler : Scheduler
+{
+    private int[] _timesteps = [];
+    private readonly float _finalAlphaCumprod;
+
+    public DdimScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
+        : base(config, TimestepSpacing.Leading, spacing)
+    {
+        // set_alpha_to_one defaults to True in DDIMScheduler.__init__.
+        _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : AlphasCumprod[0];
+        if (config.ClipSample == true)
+        {
+            throw new NotSupportedException("DDIM clip_sample is not supported");
+        }
+    }
+
+    public override void SetTimesteps(int steps)
+    {
+        CheckSteps(steps);
+        InferenceSteps = steps;
+        _timesteps = DiscreteTimesteps(steps);
+        TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);
+    }
+
+    public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
+    {
+        CheckStep(stepIndex, modelOutput.Length, sample.Length);
+        int t = _timesteps[stepIndex];
+        int prev = t - NumTrainTimesteps / InferenceSteps;
+        float alphaProdT = AlphasCumprod[t];
+        float alphaProdPrev = prev >= 0 ? AlphasCumprod[prev] : _finalAlphaCumprod;
+        float betaProdT = 1f - alphaProdT;
+        float sqrtAlpha = MathF.Sqrt(alphaProdT);
+        float sqrtBeta = MathF.Sqrt(betaProdT);
+        float sqrtAlphaPrev = MathF.Sqrt(alphaProdPrev);
+        float dirCoeff = MathF.Sqrt(1f - alphaProdPrev - 0f);
+        bool v = Prediction == PredictionType.VPrediction;
+        for (int i = 0; i < sample.Length; i++)
+        {
+            float x = sample[i], m = modelOutput[i];
+            float x0, eps;
+            if (v)
+            {
+                x0 = sqrtAlpha * x - sqrtBeta * m;
+                eps = sqrtAlpha * m + sqrtBeta * x;
+            }
+            else
+            {
+                x0 = (x - sqrtBeta * m) / sqrtAlpha;
+                eps = m;
+            }
+            sample[i] = sqrtAlphaPrev * x0 + dirCoeff * eps;
+        }
+    }
+
+    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    {
+        AddNoiseDiscrete(AlphasCumprod, _timesteps[stepIndex], original, noise, destination);
+    }
+
+    /// <summary>sqrt(a)*x0 + sqrt(1-a)*n at an integer timestep (DDIM/PNDM/LCM add_noise).</summary>
+    internal static void AddNoiseDiscrete(float[] alphasCumprod, int t, ReadOnlySpan<float> original, ReadOnlySpan<float> noise, Span<float> destination)
+    {
+        float a = alphasCumprod[t];
+        float sa = MathF.Sqrt(a);
+        float sb = MathF.Sqrt(1f - a);
+        for (int i = 0; i < destination.Length; i++)
+        {
+            destination[i] = sa * original[i] + sb * noise[i];
+        }
+    }
+}

@@ -1,0 +1,175 @@
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Schedulers;
+
+/// <summary>
+/// diffusers DPMSolverMultistepScheduler: DPM-Solver++ 2M (midpoint, lower_order_final, final sigma 0), optionally
+/// with Karras sigmas. Keeps the previous x0 prediction; steps must be visited in order.
+/// </summary>
+public sealed class DpmSolverMultistepScheduler : Scheduler
+{
+    private int[] _timesteps = [];
+    private float[] _sigmas = [];
+    private float[] _prevX0 = [];
+    private float[] _x0 = [];
+    private readonly bool _karras;
+    private readonly float[] _trainSigmas;
+
+    public DpmSolverMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
+        : base(config, TimestepSpacing.Linspace, spacing)
+    {
+        _karras = karras;
+        _trainSigmas = TrainingSigmas();
+    }
+
+    public override IReadOnlyList<float>? Sigmas => _sigmas;
+
+    public override void SetTimesteps(int steps)
+    {
+        CheckSteps(steps);
+        InferenceSteps = steps;
+        int n = NumTrainTimesteps; // lambda_min_clipped = -inf: last_timestep = N
+        var t = new int[steps];
+        switch (Spacing)
+        {
+            case TimestepSpacing.Linspace:
+                {
+                    double[] lin = NpLinspace(0, n - 1, steps + 1);
+                    for (int i = 0; i < steps; i++)
+                    {
+                        t[i] = (int)NpRound(lin[steps - i]);
+                    }
+                    break;
+                }
+            case TimestepSpacing.Leading:
+                {
+                    int ratio = n / (steps + 1);
+                    for (int i = 0; i < steps; i++)
+                    {
+                        t[i] = (steps - i) * ratio + Config.StepsOffset;
+                    }
+                    break;
+                }
+            default:
+                {
+                    double ratio = (double)n / steps;
+                    for (int i = 0; i < steps; i++)
+                    {
+                        t[i] = (int)NpRound(n - i * ratio) - 1;
+                    }
+                    break;
+                }
+        }
+        var sigmas = new float[steps + 1];
+        if (_karras)
+        {
+            float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
+            double sigmaMin = _trainSigmas[0], sigmaMax = _trainSigmas[^1];
+            const double rho = 7.0;
+            double minInv = Math.Pow(sigmaMin, 1 / rho), maxInv = Math.Pow(sigmaMax, 1 / rho);
+            double[] ramp = NpLinspace(0, 1, steps);
+            for (int i = 0; i < steps; i++)
+            {
+                double s = Math.Pow(maxInv + ramp[i] * (minInv - maxInv), rho);
+                sigmas[i] = (float)s;
+                t[i] = (int)NpRound(SigmaToT(s, logSigmas));
+            }
+        }
+        else
+        {
+            for (int i = 0; i < steps; i++)
+            {
+                sigmas[i] = (float)Interp(t[i], _trainSigmas);
+            }
+        }
+        sigmas[steps] = 0f; // final_sigmas_type "zero"
+        _timesteps = t;
+        _sigmas = sigmas;
+        TimestepValues = Array.ConvertAll(t, v => (float)v);
+        InitNoiseSigma = 1f;
+    }
+
+    /// <summary>diffusers _sigma_to_t (log-sigma interpolation; numpy 1.x keeps the float32 arithmetic).</summary>
+    private static double SigmaToT(double sigma, float[] logSigmas)
+    {
+        double logSigma = Math.Log(Math.Max(sigma, 1e-10));
+        int low = 0;
+        for (int i = 0; i < logSigmas.Length; i++)
+        {
+            if (logSigma - logSigmas[i] >= 0)
+            {
+                low = i;
+            }
+        }
+        low = Math.Min(low, logSigmas.Length - 2);
+        int high = low + 1;
+        float lo = logSigmas[low], hi = logSigmas[high];
+        float w = (lo - (float)logSigma) / (lo - hi);
+        w = Math.Clamp(w, 0f, 1f);
+        return (1 - (double)w) * low + (double)w * high;
+    }
+
+    private static (float Alpha, float Sigma) AlphaSigma(float sigma)
+    {
+        float alpha = 1f / MathF.Sqrt(sigma * sigma + 1f);
+        return (alpha, sigma * alpha);
+    }
+
+    public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
+    {
+        CheckStep(stepIndex, modelOutput.Length, sample.Length);
+        int len = sample.Length;
+        if (_x0.Length != len)
+        {
+            _x0 = new float[len];
+            _prevX0 = new float[len];
+        }
+        int steps = _timesteps.Length;
+        bool lowerOrderFinal = stepIndex == steps - 1; // final_sigmas_type zero
+        // convert_model_output (dpmsolver++): x0 prediction
+        (float alpha, float sigmaT) = AlphaSigma(_sigmas[stepIndex]);
+        bool v = Prediction == PredictionType.VPrediction;
+        (_prevX0, _x0) = (_x0, _prevX0);
+        float[] m0 = _x0;
+        for (int i = 0; i < len; i++)
+        {
+            m0[i] = v ? alpha * sample[i] - sigmaT * modelOutput[i] : (sample[i] - sigmaT * modelOutput[i]) / alpha;
+        }
+        (float alphaT, float sT) = AlphaSigma(_sigmas[stepIndex + 1]);
+        (float alphaS0, float sS0) = AlphaSigma(_sigmas[stepIndex]);
+        float lambdaT = MathF.Log(alphaT) - MathF.Log(sT);
+        float lambdaS0 = MathF.Log(alphaS0) - MathF.Log(sS0);
+        float h = lambdaT - lambdaS0;
+        float ratio = sT / sS0;
+        float coeff = alphaT * (MathF.Exp(-h) - 1f);
+        if (stepIndex == 0 || lowerOrderFinal)
+        {
+            for (int i = 0; i < len; i++)
+            {
+                sample[i] = ratio * sample[i] - coeff * m0[i];
+            }
+            return;
+        }
+        (float alphaS1, float sS1) = AlphaSigma(_sigmas[stepIndex - 1]);
+        float lambdaS1 = MathF.Log(alphaS1) - MathF.Log(sS1);
+        float h0 = lambdaS0 - lambdaS1;
+        float r0 = h0 / h;
+        float invR0 = 1f / r0;
+        float half = 0.5f * coeff;
+        float[] m1 = _prevX0;
+        for (int i = 0; i < len; i++)
+        {
+            float d1 = invR0 * (m0[i] - m1[i]);
+            sample[i] = ratio * sample[i] - coeff * m0[i] - half * d1;
+        }
+    }
+
+    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    {
+        (float alpha, float sigma) = AlphaSigma(_sigmas[stepIndex]);
+        for (int i = 0; i < destination.Length; i++)
+        {
+            destination[i] = alpha * original[i] + sigma * noise[i];
+        }
+    }
+}

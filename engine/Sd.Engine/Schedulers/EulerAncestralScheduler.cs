@@ -1,0 +1,34 @@
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Schedulers;
+
+/// <summary>diffusers EulerAncestralDiscreteScheduler: one noise draw per step (draw index = step index).</summary>
+public sealed class EulerAncestralScheduler : SigmaScheduler
+{
+    public EulerAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
+        : base(config, spacing)
+    {
+    }
+
+    public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
+    {
+        CheckStep(stepIndex, modelOutput.Length, sample.Length);
+        float sigma = SigmaValues[stepIndex];
+        float vDenom = sigma * sigma + 1f;
+        float vScale = -sigma / MathF.Sqrt(vDenom);
+        float sigmaFrom = sigma, sigmaTo = SigmaValues[stepIndex + 1];
+        float from2 = sigmaFrom * sigmaFrom, to2 = sigmaTo * sigmaTo;
+        float sigmaUp = MathF.Sqrt(to2 * (from2 - to2) / from2);
+        float sigmaDown = MathF.Sqrt(to2 - sigmaUp * sigmaUp);
+        float dt = sigmaDown - sigma;
+        float[] n = Draw(noise, stepIndex, sample.Length);
+        for (int i = 0; i < sample.Length; i++)
+        {
+            float x = sample[i];
+            float x0 = PredictOriginal(x, modelOutput[i], sigma, vScale, vDenom);
+            float derivative = (x - x0) / sigma;
+            float prev = x + derivative * dt;
+            sample[i] = prev + n[i] * sigmaUp;
+        }
+    }
+}

@@ -1,0 +1,292 @@
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Schedulers;
+
+/// <summary>How inference timesteps are spread over the training schedule (diffusers' <c>timestep_spacing</c>).</summary>
+public enum TimestepSpacing { Leading, Linspace, Trailing }
+
+/// <summary>What the UNet predicts (diffusers' <c>prediction_type</c>).</summary>
+public enum PredictionType { Epsilon, VPrediction }
+
+/// <summary>
+/// A diffusion sampler matching diffusers 0.27.2. Calls are step-index based: <see cref="SetTimesteps"/> once, then
+/// <see cref="Step"/> for stepIndex 0..StepCount-1 in order (multistep schedulers keep history between calls).
+/// Scalar coefficients follow diffusers' dtypes: float32 tensor math for per-step scalars, float64 (numpy) where the
+/// reference computes sigma tables and timesteps in numpy.
+/// </summary>
+public abstract class Scheduler
+{
+    protected Scheduler(SchedulerConfig config, TimestepSpacing defaultSpacing, TimestepSpacing? spacing)
+    {
+        Config = config;
+        NumTrainTimesteps = config.NumTrainTimesteps;
+        Spacing = spacing ?? ParseSpacing(config.TimestepSpacing) ?? defaultSpacing;
+        Prediction = config.PredictionType switch
+        {
+            "epsilon" => PredictionType.Epsilon,
+            "v_prediction" => PredictionType.VPrediction,
+            _ => throw new NotSupportedException($"prediction_type '{config.PredictionType}' is not supported"),
+        };
+        AlphasCumprod = ComputeAlphasCumprod(config);
+    }
+
+    public SchedulerConfig Config { get; }
+    public int NumTrainTimesteps { get; }
+    public TimestepSpacing Spacing { get; }
+    public PredictionType Prediction { get; }
+
+    /// <summary>alphas_cumprod over the training steps, float32 as diffusers stores it.</summary>
+    public float[] AlphasCumprod { get; }
+
+    /// <summary>Inference steps given to the last <see cref="SetTimesteps"/>.</summary>
+    public int InferenceSteps { get; protected set; }
+
+    protected float[] TimestepValues { get; set; } = [];
+
+    /// <summary>The UNet timestep of each step (integer-valued for DDIM/PNDM/DPM/LCM).</summary>
+    public IReadOnlyList<float> Timesteps => TimestepValues;
+
+    /// <summary>Number of UNet calls (PNDM with 6 steps: 7).</summary>
+    public int StepCount => TimestepValues.Length;
+
+    public float InitNoiseSigma { get; protected set; } = 1f;
+
+    /// <summary>Sigmas (Karras/EDM style, one more than the steps, last 0) for sigma-based schedulers; null otherwise.</summary>
+    public virtual IReadOnlyList<float>? Sigmas => null;
+
+    /// <summary>Multiplier for the UNet input (1, or 1/sqrt(sigma^2+1)).</summary>
+    public virtual float ScaleModelInput(int stepIndex) => 1f;
+
+    /// <summary>Writes the UNet input exactly as diffusers' scale_model_input (a division for sigma schedulers).</summary>
+    public virtual void ScaleModelInput(int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
+    {
+        sample.CopyTo(destination);
+    }
+
+    public abstract void SetTimesteps(int steps);
+
+    /// <summary>One denoising step, in place on <paramref name="sample"/>. <paramref name="noise"/>(drawIndex) gives a
+    /// latent-sized array of standard normals for ancestral/LCM (draw index = step index).</summary>
+    public abstract void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
+
+    /// <summary>Forward diffusion to the timestep of <paramref name="stepIndex"/> (img2img/inpaint).</summary>
+    public abstract void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
+
+    public static Scheduler Create(string name, SchedulerConfig config, TimestepSpacing? spacing = null)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(config);
+        return name.ToLowerInvariant() switch
+        {
+            "ddim" => new DdimScheduler(config, spacing),
+            "pndm" => new PndmScheduler(config, spacing),
+            "euler" => new EulerDiscreteScheduler(config, spacing),
+            "euler-a" => new EulerAncestralScheduler(config, spacing),
+            "dpm++-2m" => new DpmSolverMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
+            "dpm++-2m-karras" => new DpmSolverMultistepScheduler(config, spacing, karras: true),
+            "lms" => new LmsDiscreteScheduler(config, spacing),
+            "lcm" => new LcmScheduler(config, spacing),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-a, dpm++-2m, dpm++-2m-karras, lms, lcm)", nameof(name)),
+        };
+    }
+
+    protected void CheckSteps(int steps)
+    {
+        if (steps < 1 || steps > NumTrainTimesteps)
+        {
+            throw new ArgumentOutOfRangeException(nameof(steps), steps, $"steps must be in 1..{NumTrainTimesteps}");
+        }
+    }
+
+    protected void CheckStep(int stepIndex, int length, int sampleLength)
+    {
+        if ((uint)stepIndex >= (uint)StepCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(stepIndex), stepIndex, $"step index must be in 0..{StepCount - 1} (call SetTimesteps first)");
+        }
+        if (length != sampleLength)
+        {
+            throw new ArgumentException($"model output has {length} values, sample has {sampleLength}");
+        }
+    }
+
+    protected static float[] Draw(Func<int, float[]>? noise, int drawIndex, int length)
+    {
+        if (noise is null)
+        {
+            throw new ArgumentNullException(nameof(noise), "this scheduler draws noise: a noise source is required");
+        }
+        float[] n = noise(drawIndex);
+        if (n.Length != length)
+        {
+            throw new ArgumentException($"noise draw {drawIndex} has {n.Length} values, the latents have {length}");
+        }
+        return n;
+    }
+
+    private static TimestepSpacing? ParseSpacing(string? value) => value switch
+    {
+        null => null,
+        "leading" => TimestepSpacing.Leading,
+        "linspace" => TimestepSpacing.Linspace,
+        "trailing" => TimestepSpacing.Trailing,
+        _ => throw new NotSupportedException($"timestep_spacing '{value}' is not supported"),
+    };
+
+    /// <summary>torch.linspace(start, end, steps, dtype=float32) as the CPU kernel computes it.</summary>
+    internal static float[] TorchLinspace(float start, float end, int steps)
+    {
+        var result = new float[steps];
+        if (steps == 1)
+        {
+            result[0] = start;
+            return result;
+        }
+        float step = (end - start) / (steps - 1);
+        int halfway = steps / 2;
+        for (int i = 0; i < steps; i++)
+        {
+            result[i] = i < halfway ? start + step * i : end - step * (steps - i - 1);
+        }
+        return result;
+    }
+
+    private static float[] ComputeAlphasCumprod(SchedulerConfig config)
+    {
+        int n = config.NumTrainTimesteps;
+        float[] betas;
+        if (config.TrainedBetas is { } trained)
+        {
+            betas = (float[])trained.Clone();
+        }
+        else
+        {
+            switch (config.BetaSchedule)
+            {
+                case "linear":
+                    betas = TorchLinspace((float)config.BetaStart, (float)config.BetaEnd, n);
+                    break;
+                case "scaled_linear":
+                    betas = TorchLinspace((float)Math.Sqrt(config.BetaStart), (float)Math.Sqrt(config.BetaEnd), n);
+                    for (int i = 0; i < n; i++)
+                    {
+                        betas[i] *= betas[i];
+                    }
+                    break;
+                case "squaredcos_cap_v2":
+                    betas = new float[n];
+                    for (int i = 0; i < n; i++)
+                    {
+                        static double AlphaBar(double t) => Math.Pow(Math.Cos((t + 0.008) / 1.008 * Math.PI / 2), 2);
+                        double t1 = (double)i / n, t2 = (double)(i + 1) / n;
+                        betas[i] = (float)Math.Min(1 - AlphaBar(t2) / AlphaBar(t1), 0.999);
+                    }
+                    break;
+                default:
+                    throw new NotSupportedException($"beta_schedule '{config.BetaSchedule}' is not supported");
+            }
+        }
+        // torch.cumprod on CPU accumulates float32 inputs in double (acc_type) and stores float32; this matches the
+        // fixtures' DDIM steps more closely than a float32 accumulation (sigma_max still differs by ~2 ulp).
+        var cumprod = new float[n];
+        double acc = 1.0;
+        for (int i = 0; i < n; i++)
+        {
+            float alpha = 1f - betas[i];
+            acc *= alpha;
+            cumprod[i] = (float)acc;
+        }
+        return cumprod;
+    }
+
+    /// <summary>Training sigmas sqrt((1-a)/a) computed in float32 as diffusers does with torch.</summary>
+    internal float[] TrainingSigmas()
+    {
+        var sigmas = new float[NumTrainTimesteps];
+        for (int i = 0; i < sigmas.Length; i++)
+        {
+            float a = AlphasCumprod[i];
+            sigmas[i] = MathF.Sqrt((1f - a) / a);
+        }
+        return sigmas;
+    }
+
+    /// <summary>np.interp(x, arange(len(fp)), fp) in float64.</summary>
+    internal static double Interp(double x, float[] fp)
+    {
+        int last = fp.Length - 1;
+        if (x <= 0)
+        {
+            return fp[0];
+        }
+        if (x >= last)
+        {
+            return fp[last];
+        }
+        int j = (int)Math.Floor(x);
+        if (x == j)
+        {
+            return fp[j];
+        }
+        double slope = ((double)fp[j + 1] - fp[j]) / 1.0;
+        return slope * (x - j) + fp[j];
+    }
+
+    /// <summary>np.round (half to even).</summary>
+    internal static double NpRound(double x) => Math.Round(x, MidpointRounding.ToEven);
+
+    /// <summary>np.linspace(start, stop, num) in float64.</summary>
+    internal static double[] NpLinspace(double start, double stop, int num, bool endpoint = true)
+    {
+        var y = new double[num];
+        int div = endpoint ? num - 1 : num;
+        double step = div > 0 ? (stop - start) / div : 0;
+        for (int i = 0; i < num; i++)
+        {
+            y[i] = i * step + start;
+        }
+        if (endpoint && num > 1)
+        {
+            y[num - 1] = stop;
+        }
+        return y;
+    }
+
+    /// <summary>Integer timesteps, descending, for DDIM/PNDM-style spacing (before any PNDM reordering).</summary>
+    internal int[] DiscreteTimesteps(int steps)
+    {
+        int n = NumTrainTimesteps;
+        var t = new int[steps];
+        switch (Spacing)
+        {
+            case TimestepSpacing.Linspace:
+                {
+                    double[] lin = NpLinspace(0, n - 1, steps);
+                    for (int i = 0; i < steps; i++)
+                    {
+                        t[i] = (int)NpRound(lin[steps - 1 - i]);
+                    }
+                    break;
+                }
+            case TimestepSpacing.Leading:
+                {
+                    int ratio = n / steps;
+                    for (int i = 0; i < steps; i++)
+                    {
+                        t[i] = (steps - 1 - i) * ratio + Config.StepsOffset;
+                    }
+                    break;
+                }
+            default:
+                {
+                    double ratio = (double)n / steps;
+                    for (int i = 0; i < steps; i++)
+                    {
+                        t[i] = (int)NpRound(n - i * ratio) - 1;
+                    }
+                    break;
+                }
+        }
+        return t;
+    }
+}
