@@ -1,0 +1,45 @@
+using Sd.Engine.Tensors;
+
+namespace Sd.Engine.Pipelines;
+
+/// <summary>What to generate. Sizes are image pixels (multiples of the VAE factor, 8 for SD).</summary>
+public sealed record GenerateRequest
+{
+    public string Prompt { get; init; } = "";
+
+    /// <summary>Text for the unconditional branch of classifier-free guidance ("" when absent, as diffusers).</summary>
+    public string NegativePrompt { get; init; } = "";
+
+    public int Steps { get; init; } = 20;
+
+    /// <summary>Classifier-free guidance scale; 1 or less skips the unconditional pass.</summary>
+    public float GuidanceScale { get; init; } = 7.5f;
+
+    public int Width { get; init; } = 512;
+
+    public int Height { get; init; } = 512;
+
+    /// <summary>CLI scheduler name: ddim, pndm, euler, euler-a, dpm++-2m, dpm++-2m-karras, lms, lcm.</summary>
+    public string Scheduler { get; init; } = "euler-a";
+
+    /// <summary>Seed of the PyTorch-compatible generator (initial latents, then every other draw).</summary>
+    public ulong Seed { get; init; }
+
+    public int ClipSkip { get; init; }
+
+    /// <summary>Initial latents NCHW [1, 4, h, w] (diffusers' <c>latents=</c>); null draws them from the seed.</summary>
+    public float[]? InitialLatents { get; init; }
+
+    /// <summary>Where the scheduler's noise comes from; null means the seeded generator.</summary>
+    public INoiseSource? Noise { get; init; }
+}
+
+/// <summary>Progress of a generation: after each denoising step.</summary>
+public readonly record struct StepInfo(int Step, int Total, TimeSpan Elapsed);
+
+/// <summary>Standard-normal draws in PyTorch's NCHW order, as diffusers' pipelines consume them.</summary>
+public interface INoiseSource
+{
+    /// <summary>Fills <paramref name="nchw"/> with the next draw of that many values.</summary>
+    void Next(Span<float> nchw);
+}

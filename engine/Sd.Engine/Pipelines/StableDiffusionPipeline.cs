@@ -1,0 +1,246 @@
+using System.Diagnostics;
+using Sd.Engine.Schedulers;
+using Sd.Engine.Tensors;
+using Sd.Engine.Text;
+using Sd.Engine.UNet;
+using Sd.Engine.Vae;
+using Sd.Kernels.Layout;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Pipelines;
+
+/// <summary>The result of one generation: final latents and the decoded image (NHWC, about [-1, 1]).</summary>
+public sealed class GenerateResult : IDisposable
+{
+    internal GenerateResult(Tensor latents, Tensor image, TimeSpan textEncoding, TimeSpan denoising, TimeSpan decoding)
+    {
+        Latents = latents;
+        Image = image;
+        TextEncoding = textEncoding;
+        Denoising = denoising;
+        Decoding = decoding;
+    }
+
+    /// <summary>[1, h, w, 4] NHWC, before the VAE scaling.</summary>
+    public Tensor Latents { get; }
+
+    /// <summary>[1, H, W, 3] NHWC decoder output; <see cref="Imaging.ImageConversion.ToRgb8"/> makes a picture.</summary>
+    public Tensor Image { get; }
+
+    public TimeSpan TextEncoding { get; }
+
+    public TimeSpan Denoising { get; }
+
+    public TimeSpan Decoding { get; }
+
+    public void Dispose()
+    {
+        Latents.Dispose();
+        Image.Dispose();
+    }
+}
+
+/// <summary>
+/// Text-to-image Stable Diffusion: CLIP text encoder, UNet with classifier-free guidance (uncond and cond batched in
+/// one call), a diffusers scheduler, VAE decode. One loaded pipeline serves sequential requests (calls are
+/// serialized); Dispose frees the native weights.
+/// Reference: diffusers StableDiffusionPipeline.__call__ (0.27).
+/// </summary>
+public sealed unsafe class StableDiffusionPipeline : IDisposable
+{
+    private readonly ModelSource _source;
+    private readonly ClipTokenizer _tokenizer;
+    private readonly ClipTextModel _textEncoder;
+    private readonly UNet2DConditionModel _unet;
+    private readonly AutoencoderKL _vae;
+    private readonly SchedulerConfig _schedulerConfig;
+    private readonly object _gate = new();
+
+    private StableDiffusionPipeline(ModelSource source)
+    {
+        _source = source;
+        _tokenizer = ClipTokenizer.Load(source.Tokenizer
+            ?? throw new InvalidFileException(source.Path, "the model has no tokenizer folder: pass a tokenizer directory (vocab.json, merges.txt)"));
+        _textEncoder = new ClipTextModel(Require(source.TextEncoder, "text encoder"), source.Weights(ModelComponent.TextEncoder));
+        _unet = new UNet2DConditionModel(Require(source.UNet, "UNet"), source.Weights(ModelComponent.Unet));
+        _vae = new AutoencoderKL(Require(source.Vae, "VAE"), source.Weights(ModelComponent.Vae));
+        _schedulerConfig = source.Scheduler ?? ConfigInference.Sd1Scheduler;
+    }
+
+    private T Require<T>(T? component, string name) where T : class =>
+        component ?? throw new InvalidFileException(_source.Path, $"the model has no {name}");
+
+    public static StableDiffusionPipeline Load(string path, ModelOpenOptions? options = null)
+    {
+        ModelSource source = ModelSource.Open(path, options);
+        try
+        {
+            return new StableDiffusionPipeline(source);
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
+    }
+
+    public GenerateResult Generate(GenerateRequest request, IProgress<StepInfo>? progress = null, CancellationToken cancellation = default)
+    {
+        lock (_gate)
+        {
+            return Run(request, progress, cancellation);
+        }
+    }
+
+    private GenerateResult Run(GenerateRequest request, IProgress<StepInfo>? progress, CancellationToken cancellation)
+    {
+        int factor = _vae.Factor;
+        if (request.Width <= 0 || request.Height <= 0 || request.Width % factor != 0 || request.Height % factor != 0)
+        {
+            throw new ArgumentException($"width and height must be positive multiples of {factor}, got {request.Width}x{request.Height}", nameof(request));
+        }
+        if (request.Steps < 1)
+        {
+            throw new ArgumentException($"steps must be at least 1, got {request.Steps}", nameof(request));
+        }
+        int h = request.Height / factor, w = request.Width / factor, channels = _unet.Config.InChannels;
+        bool guided = request.GuidanceScale > 1;
+        int batch = guided ? 2 : 1;
+        var clock = Stopwatch.StartNew();
+        using Tensor context = EncodePrompts(request, guided);
+        TimeSpan textTime = clock.Elapsed;
+
+        Scheduler scheduler = Scheduler.Create(request.Scheduler, _schedulerConfig);
+        scheduler.SetTimesteps(request.Steps);
+        INoiseSource noise = request.Noise ?? new TorchNoise(request.Seed);
+        int latentCount = channels * h * w;
+        var nchw = new float[latentCount];
+        if (request.InitialLatents is { } given)
+        {
+            if (given.Length != latentCount)
+            {
+                throw new ArgumentException($"initial latents hold {given.Length} values, [1, {channels}, {h}, {w}] needs {latentCount}", nameof(request));
+            }
+            given.CopyTo(nchw, 0);
+        }
+        else
+        {
+            noise.Next(nchw);
+        }
+        for (int i = 0; i < nchw.Length; i++)
+        {
+            nchw[i] *= scheduler.InitNoiseSigma;
+        }
+        Tensor latents = Tensor.Allocate([1, h, w, channels]);
+        try
+        {
+            ToNhwc(nchw, latents.Data, channels, h * w);
+            Denoise(scheduler, latents, context, request.GuidanceScale, batch, noise, progress, cancellation);
+            TimeSpan denoiseTime = clock.Elapsed - textTime;
+            cancellation.ThrowIfCancellationRequested();
+            Tensor image = Decode(latents);
+            return new GenerateResult(latents, image, textTime, denoiseTime, clock.Elapsed - textTime - denoiseTime);
+        }
+        catch
+        {
+            latents.Dispose();
+            throw;
+        }
+    }
+
+    private Tensor EncodePrompts(GenerateRequest request, bool guided)
+    {
+        long[] cond = _tokenizer.EncodeForPipeline(request.Prompt, out _);
+        long[] ids = cond;
+        if (guided)
+        {
+            long[] uncond = _tokenizer.EncodeForPipeline(request.NegativePrompt, out _);
+            ids = [.. uncond, .. cond]; // batch order [uncond, cond], as diffusers concatenates
+        }
+        using ClipTextOutput output = _textEncoder.Encode(ids, guided ? 2 : 1, request.ClipSkip);
+        Tensor context = Tensor.Allocate(output.Hidden.Shape);
+        output.Hidden.Span.CopyTo(context.Span);
+        return context;
+    }
+
+    private void Denoise(Scheduler scheduler, Tensor latents, Tensor context, float guidance, int batch, INoiseSource noise,
+        IProgress<StepInfo>? progress, CancellationToken cancellation)
+    {
+        int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
+        long count = latents.Length;
+        using Tensor unetInput = Tensor.Allocate([batch, h, w, channels]);
+        using Tensor prediction = Tensor.Allocate([batch, h, w, _unet.Config.OutChannels]);
+        var guidedOutput = new float[count];
+        var timestep = new float[1];
+        var clock = Stopwatch.StartNew();
+        float[] DrawNoise(int index)
+        {
+            var drawn = new float[count];
+            noise.Next(drawn);
+            var nhwc = new float[count];
+            fixed (float* src = drawn, dst = nhwc)
+            {
+                TransposeKernels.NchwToNhwc(src, dst, 1, channels, h * w);
+            }
+            return nhwc;
+        }
+        for (int step = 0; step < scheduler.StepCount; step++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            for (int b = 0; b < batch; b++)
+            {
+                scheduler.ScaleModelInput(step, latents.Span, unetInput.Span.Slice((int)(b * count), (int)count));
+            }
+            timestep[0] = scheduler.Timesteps[step];
+            _unet.Forward(unetInput, timestep, context, prediction);
+            for (long i = 0; i < count; i++)
+            {
+                guidedOutput[i] = batch == 2
+                    ? prediction.Data[i] + guidance * (prediction.Data[count + i] - prediction.Data[i])
+                    : prediction.Data[i];
+            }
+            scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
+            progress?.Report(new StepInfo(step + 1, scheduler.StepCount, clock.Elapsed));
+        }
+    }
+
+    private Tensor Decode(Tensor latents)
+    {
+        using Tensor scaled = Tensor.Allocate(latents.Shape);
+        // diffusers: vae.decode(latents / scaling_factor), the division in float32.
+        float scaling = (float)_vae.Config.ScalingFactor;
+        for (long i = 0; i < latents.Length; i++)
+        {
+            scaled.Data[i] = latents.Data[i] / scaling;
+        }
+        Tensor image = Tensor.Allocate([1, latents.Dim(1) * _vae.Factor, latents.Dim(2) * _vae.Factor, _vae.Config.OutChannels]);
+        try
+        {
+            _vae.Decode(scaled, image);
+            return image;
+        }
+        catch
+        {
+            image.Dispose();
+            throw;
+        }
+    }
+
+    private static void ToNhwc(float[] nchw, float* nhwc, int channels, int pixels)
+    {
+        fixed (float* src = nchw)
+        {
+            TransposeKernels.NchwToNhwc(src, nhwc, 1, channels, pixels);
+        }
+    }
+
+    public void Dispose()
+    {
+        _textEncoder.Dispose();
+        _unet.Dispose();
+        _vae.Dispose();
+        _source.Dispose();
+    }
+}
