@@ -81,4 +81,24 @@ public sealed class ComponentCommandTests : IDisposable
         AssertFileClose(Path.Combine(enc, "posterior_mean.npy"), mean, 1e-4);
         AssertFileClose(Path.Combine(enc, "posterior_logvar.npy"), logvar, 1e-4);
     }
+
+    [FixtureFact]
+    public void Generate_reproduces_a_fixture_run_and_writes_its_parameters_into_the_png()
+    {
+        string dir = Ref("txt2img/eulerancestral_6");
+        string png = _dir.File("out.png");
+        string latents = _dir.File("final.npy");
+        var output = new StringWriter();
+        Assert.Equal(0, GenerateCommand.Run(["--model", Fixtures.Path("tiny/model"), "--prompt", "a photo of an astronaut riding a horse on mars",
+            "--negative-prompt", "blurry, low quality, watermark", "--steps", "6", "--guidance", "7.5", "--scheduler", "euler-a",
+            "--width", "64", "--height", "64", "--latents", Path.Combine(dir, "initial_latents.npy"), "--noise-dir", dir,
+            "--out", png, "--out-latents", latents], output));
+        AssertFileClose(Path.Combine(dir, "final_latents.npy"), latents, 1e-3);
+        PngImage picture = PngFile.Read(png);
+        Assert.Equal(64, picture.Width);
+        Assert.Contains("Sampler: euler-a", picture.Text["parameters"]);
+        Assert.Contains("step 6/6", output.ToString());
+        Assert.Contains("VAE decode", output.ToString());
+        Assert.Throws<UsageException>(() => GenerateCommand.Run(["--model", "m", "--prompt", "p", "--out", png, "--steps", "x"], TextWriter.Null));
+    }
 }

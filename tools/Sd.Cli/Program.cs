@@ -17,7 +17,7 @@ public static class Program
           unet                       one UNet forward pass on .npy inputs
           vae-decode                 latents -> image (.npy, optionally PNG)
           vae-encode                 image (.npy/.png) -> latent posterior
-          generate                   txt2img / img2img / inpainting to PNG                   (coming)
+          generate                   txt2img to PNG (img2img / inpainting coming)
           bench                      timings, GFLOP/s and peak memory per model part
           make-random-model          SD 1.5-shaped model folder with seeded random weights
 
@@ -46,7 +46,7 @@ public static class Program
                 "vae-encode" => ModelCommands.VaeEncode(rest, Console.Out),
                 "make-random-model" => MakeRandomModelCommand.Run(rest, Console.Out),
                 "bench" => BenchCommand.Run(rest, Console.Out),
-                "generate" => NotYet(command),
+                "generate" => GenerateCommand.Run(rest, Console.Out),
                 _ => throw new UsageException($"unknown command '{command}' (see `sd --help`)"),
             };
         }
@@ -56,7 +56,7 @@ public static class Program
             return 2;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException
-            or NotSupportedException or ArithmeticException)
+            or NotSupportedException or ArithmeticException or OperationCanceledException)
         {
             // InvalidFileException (an IOException) already names the file and the problem.
             Console.Error.WriteLine($"sd {command}: {e.Message}");
@@ -64,9 +64,4 @@ public static class Program
         }
     }
 
-    private static int NotYet(string command)
-    {
-        Console.Error.WriteLine($"sd {command}: not implemented yet in this build (see `sd --help`)");
-        return 3;
-    }
 }

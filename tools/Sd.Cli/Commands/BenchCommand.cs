@@ -148,7 +148,7 @@ public static class BenchCommand
     }
 
     /// <summary>VmHWM from /proc/self/status (Linux); the process working-set peak elsewhere.</summary>
-    private static long PeakRssBytes()
+    internal static long PeakRssBytes()
     {
         const string path = "/proc/self/status";
         if (File.Exists(path))

@@ -1,0 +1,112 @@
+using System.Globalization;
+using Sd.Engine.Imaging;
+using Sd.Engine.Pipelines;
+using Sd.Engine.Tensors;
+using Sd.Loaders;
+using Sd.Loaders.Npy;
+using Sd.Loaders.Png;
+
+namespace Sd.Cli.Commands;
+
+/// <summary><c>sd generate</c>: txt2img to a PNG that carries its parameters.</summary>
+public static class GenerateCommand
+{
+    private const string Help = """
+        Usage: sd generate --model M --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
+                           [--scheduler euler-a] [--seed N | --latents init.npy] [--noise-dir DIR]
+                           [--width 512] [--height 512] [--clip-skip N] [--tokenizer DIR]
+                           --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
+
+        Text to image. Schedulers: ddim, pndm, euler, euler-a, dpm++-2m, dpm++-2m-karras, lms, lcm. --seed N draws
+        the initial latents (and any scheduler noise) exactly as diffusers does on the CPU with
+        torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, h, w] initial latents instead, and --noise-dir
+        replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference run.
+        The PNG carries the parameters in an A1111-style "parameters" text chunk.
+        """;
+
+    public static int Run(IReadOnlyList<string> args, TextWriter output)
+    {
+        if (args.Contains("--help"))
+        {
+            output.WriteLine(Help);
+            return 0;
+        }
+        var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
+            "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
+            "--out-image-npy"), []);
+        string outPath = line.Require("--out");
+        var request = new GenerateRequest
+        {
+            Prompt = line.Require("--prompt"),
+            NegativePrompt = line.Get("--negative-prompt") ?? "",
+            Steps = Int(line, "--steps", 20),
+            GuidanceScale = Float(line, "--guidance", 7.5f),
+            Scheduler = line.Get("--scheduler") ?? "euler-a",
+            Seed = line.Get("--seed") is { } seed
+                ? ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out ulong s) ? s : throw new UsageException($"generate: --seed expects a non-negative integer, got '{seed}'")
+                : (ulong)Random.Shared.NextInt64(0, 1L << 32),
+            Width = Int(line, "--width", 512),
+            Height = Int(line, "--height", 512),
+            ClipSkip = Int(line, "--clip-skip", 0),
+            InitialLatents = line.Get("--latents") is { } latents ? NpyFile.Read(latents).ToFloat32() : null,
+            Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
+        };
+        var total = System.Diagnostics.Stopwatch.StartNew();
+        using var pipeline = StableDiffusionPipeline.Load(line.Require("--model"),
+            new ModelOpenOptions { Variant = line.Get("--variant"), TokenizerDirectory = line.Get("--tokenizer") });
+        TimeSpan load = total.Elapsed;
+        bool terminal = !Console.IsOutputRedirected;
+        var progress = new Progress(output, terminal);
+        using GenerateResult result = pipeline.Generate(request, progress);
+        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, " +
+            $"CFG scale: {request.GuidanceScale.ToString(CultureInfo.InvariantCulture)}, Seed: {request.Seed}, Size: {request.Width}x{request.Height}, " +
+            $"Clip skip: {request.ClipSkip}, Model: {Path.GetFileName(Path.TrimEndingDirectorySeparator(line.Require("--model")))}";
+        PngFile.Write(outPath, ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters }));
+        if (line.Get("--out-latents") is { } latentsPath)
+        {
+            NpyTensors.WriteNhwcAsNchw(result.Latents, latentsPath);
+        }
+        if (line.Get("--out-image-npy") is { } imagePath)
+        {
+            float[] unit = new float[result.Image.Length];
+            for (int i = 0; i < unit.Length; i++) unit[i] = ImageConversion.ToUnit(result.Image.Span[i]);
+            NpyFile.Write(imagePath, NpyArray.FromFloat32(unit, result.Image.Shape));
+        }
+        string F(TimeSpan t) => t.TotalSeconds.ToString("0.00", CultureInfo.InvariantCulture) + " s";
+        output.WriteLine($"wrote {outPath} (seed {request.Seed})");
+        output.WriteLine($"time: load {F(load)}, text {F(result.TextEncoding)}, denoise {F(result.Denoising)} " +
+            $"({(result.Denoising.TotalSeconds / Math.Max(1, progress.Steps)).ToString("0.00", CultureInfo.InvariantCulture)} s/step), " +
+            $"VAE decode {F(result.Decoding)}, total {F(total.Elapsed)}; peak RSS {BenchCommand.PeakRssBytes() / 1048576} MiB");
+        return 0;
+    }
+
+    /// <summary>A one-line progress bar on a terminal, plain lines when redirected.</summary>
+    private sealed class Progress(TextWriter output, bool terminal) : IProgress<StepInfo>
+    {
+        public int Steps { get; private set; }
+
+        public void Report(StepInfo info)
+        {
+            Steps = info.Total;
+            string text = $"step {info.Step}/{info.Total}, {info.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s";
+            if (terminal)
+            {
+                int filled = info.Step * 30 / info.Total;
+                output.Write($"\r[{new string('#', filled)}{new string('.', 30 - filled)}] {text}");
+                if (info.Step == info.Total) output.WriteLine();
+            }
+            else
+            {
+                output.WriteLine(text);
+            }
+        }
+    }
+
+    private static int Int(CommandLine line, string flag, int fallback) =>
+        line.Get(flag) is { } text ? TextCommands.ParseInt(text, flag) : fallback;
+
+    private static float Float(CommandLine line, string flag, float fallback) =>
+        line.Get(flag) is { } text
+            ? float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) ? v : throw new UsageException($"generate: {flag} expects a number, got '{text}'")
+            : fallback;
+}
