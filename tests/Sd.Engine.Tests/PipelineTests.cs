@@ -75,6 +75,44 @@ public sealed class PipelineTests(ITestOutputHelper output)
         Assert.True(worst <= 2.0 / 255, $"image differs by {worst * 255:F2}/255");
     }
 
+    [FixtureTheory]
+    [InlineData("tiny", "ddim_10_s0.6", "ddim")]
+    [InlineData("tiny", "euler_10_s0.6", "euler")]
+    [InlineData("small", "ddim_10_s0.6", "ddim")]
+    public void Img2img_reproduces_diffusers(string model, string caseName, string scheduler)
+    {
+        string dir = Fixtures.Path($"{model}/ref/img2img/{caseName}");
+        using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "meta.json")).Replace("-Infinity", "null").Replace("Infinity", "null").Replace("NaN", "null"));
+        JsonElement m = meta.RootElement;
+        using Tensor image01 = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "image01.npy"));
+        for (int i = 0; i < image01.Length; i++) image01.Span[i] = 2 * image01.Span[i] - 1; // the pipeline's preprocessing
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path($"{model}/model"));
+        using GenerateResult result = pipeline.Generate(new GenerateRequest
+        {
+            Prompt = m.GetProperty("prompt").GetString()!,
+            NegativePrompt = m.GetProperty("negative_prompt").GetString()!,
+            Steps = m.GetProperty("steps").GetInt32(),
+            Strength = m.GetProperty("strength").GetSingle(),
+            GuidanceScale = m.GetProperty("guidance_scale").GetSingle(),
+            Width = m.GetProperty("width").GetInt32(),
+            Height = m.GetProperty("height").GetInt32(),
+            Scheduler = scheduler,
+            InitImage = image01,
+            Noise = new FileNoise(dir),
+        });
+        string latentsPath = Path.Combine(Path.GetTempPath(), $"sd-img2img-{Guid.NewGuid():N}.npy");
+        try
+        {
+            NpyTensors.WriteNhwcAsNchw(result.Latents, latentsPath);
+            float[] expected = NpyFile.Read(Path.Combine(dir, "final_latents.npy")).ToFloat32();
+            output.WriteLine(Compare.AssertClose(expected, NpyFile.Read(latentsPath).ToFloat32(), 1e-3, $"{model}/{caseName} final latents"));
+        }
+        finally
+        {
+            File.Delete(latentsPath);
+        }
+    }
+
     [FixtureFact]
     public void Bad_sizes_are_refused_and_cancellation_stops_between_steps()
     {

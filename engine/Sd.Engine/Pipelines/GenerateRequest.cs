@@ -30,6 +30,14 @@ public sealed record GenerateRequest
     /// <summary>Initial latents NCHW [1, 4, h, w] (diffusers' <c>latents=</c>); null draws them from the seed.</summary>
     public float[]? InitialLatents { get; init; }
 
+    /// <summary>
+    /// img2img: the starting picture, NHWC [1, Height, Width, 3] in [-1, 1] (<see cref="Imaging.ImageConversion.FromPng"/>).
+    /// </summary>
+    public Tensor? InitImage { get; init; }
+
+    /// <summary>img2img: how much of the schedule runs (1 ignores the picture's content, 0 returns it).</summary>
+    public float Strength { get; init; } = 0.8f;
+
     /// <summary>Where the scheduler's noise comes from; null means the seeded generator.</summary>
     public INoiseSource? Noise { get; init; }
 }

@@ -116,6 +116,10 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         scheduler.SetTimesteps(request.Steps);
         INoiseSource noise = request.Noise ?? new TorchNoise(request.Seed);
         int latentCount = channels * h * w;
+        if (request.InitImage is { } init)
+        {
+            return RunImageToImage(request, init, scheduler, noise, context, h, w, clock, textTime, progress, cancellation);
+        }
         var nchw = new float[latentCount];
         if (request.InitialLatents is { } given)
         {
@@ -137,7 +141,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         try
         {
             ToNhwc(nchw, latents.Data, channels, h * w);
-            Denoise(scheduler, latents, context, request.GuidanceScale, batch, noise, progress, cancellation);
+            Denoise(scheduler, 0, latents, context, request.GuidanceScale, batch, noise, progress, cancellation);
             TimeSpan denoiseTime = clock.Elapsed - textTime;
             cancellation.ThrowIfCancellationRequested();
             Tensor image = Decode(latents);
@@ -148,6 +152,73 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
             latents.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// img2img (diffusers StableDiffusionImg2ImgPipeline): the picture's posterior sample (first noise draw) times the
+    /// scaling factor, noised to the schedule's start (second draw) by the scheduler's add_noise, then the last
+    /// int(steps x strength) steps of the schedule.
+    /// </summary>
+    private GenerateResult RunImageToImage(GenerateRequest request, Tensor init, Scheduler scheduler, INoiseSource noise, Tensor context,
+        int h, int w, Stopwatch clock, TimeSpan textTime, IProgress<StepInfo>? progress, CancellationToken cancellation)
+    {
+        if (init.Rank != 4 || init.Dim(0) != 1 || init.Dim(1) != request.Height || init.Dim(2) != request.Width || init.Dim(3) != 3)
+        {
+            throw new ArgumentException($"the init image must be [1, {request.Height}, {request.Width}, 3], got {init}", nameof(request));
+        }
+        if (!(request.Strength >= 0 && request.Strength <= 1))
+        {
+            throw new ArgumentException($"strength must be in [0, 1], got {request.Strength}", nameof(request));
+        }
+        int channels = _unet.Config.InChannels;
+        int initSteps = Math.Min((int)(request.Steps * (double)request.Strength), request.Steps);
+        int start = Math.Max(request.Steps - initSteps, 0);
+        Tensor latents = Tensor.Allocate([1, h, w, channels]);
+        try
+        {
+            using (Tensor mean = Tensor.Allocate([1, h, w, channels]))
+            using (Tensor logvar = Tensor.Allocate([1, h, w, channels]))
+            using (Tensor draw = DrawNhwc(noise, 1, h, w, channels))
+            using (Tensor x0 = Tensor.Allocate([1, h, w, channels]))
+            {
+                _vae.Encode(init, mean, logvar);
+                AutoencoderKL.SamplePosterior(mean, logvar, draw, x0);
+                float scaling = (float)_vae.Config.ScalingFactor;
+                for (long i = 0; i < x0.Length; i++) x0.Data[i] *= scaling;
+                using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
+                if (start < scheduler.StepCount)
+                {
+                    scheduler.AddNoise(x0.Span, startNoise.Span, start, latents.Span);
+                }
+                else
+                {
+                    x0.Span.CopyTo(latents.Span);
+                }
+            }
+            Denoise(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceScale > 1 ? 2 : 1, noise, progress, cancellation);
+            TimeSpan denoiseTime = clock.Elapsed - textTime;
+            cancellation.ThrowIfCancellationRequested();
+            Tensor image = Decode(latents);
+            return new GenerateResult(latents, image, textTime, denoiseTime, clock.Elapsed - textTime - denoiseTime);
+        }
+        catch
+        {
+            latents.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The next NCHW noise draw as an NHWC tensor.</summary>
+    private static Tensor DrawNhwc(INoiseSource noise, int batch, int h, int w, int channels)
+    {
+        var nchw = new float[batch * channels * h * w];
+        noise.Next(nchw);
+        Tensor tensor = Tensor.Allocate([batch, h, w, channels]);
+        fixed (float* src = nchw)
+        {
+            TransposeKernels.NchwToNhwc(src, tensor.Data, batch, channels, h * w);
+        }
+        return tensor;
     }
 
     private Tensor EncodePrompts(GenerateRequest request, bool guided)
@@ -165,7 +236,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         return context;
     }
 
-    private void Denoise(Scheduler scheduler, Tensor latents, Tensor context, float guidance, int batch, INoiseSource noise,
+    private void Denoise(Scheduler scheduler, int start, Tensor latents, Tensor context, float guidance, int batch, INoiseSource noise,
         IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
@@ -177,16 +248,10 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         var clock = Stopwatch.StartNew();
         float[] DrawNoise(int index)
         {
-            var drawn = new float[count];
-            noise.Next(drawn);
-            var nhwc = new float[count];
-            fixed (float* src = drawn, dst = nhwc)
-            {
-                TransposeKernels.NchwToNhwc(src, dst, 1, channels, h * w);
-            }
-            return nhwc;
+            using Tensor drawn = DrawNhwc(noise, 1, h, w, channels);
+            return drawn.Span.ToArray();
         }
-        for (int step = 0; step < scheduler.StepCount; step++)
+        for (int step = start; step < scheduler.StepCount; step++)
         {
             cancellation.ThrowIfCancellationRequested();
             for (int b = 0; b < batch; b++)
@@ -202,7 +267,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
                     : prediction.Data[i];
             }
             scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
-            progress?.Report(new StepInfo(step + 1, scheduler.StepCount, clock.Elapsed));
+            progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed));
         }
     }
 

@@ -15,12 +15,14 @@ public static class GenerateCommand
         Usage: sd generate --model M --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
                            [--scheduler euler-a] [--seed N | --latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--tokenizer DIR]
+                           [--init-image img.png --strength 0.8]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
         Text to image. Schedulers: ddim, pndm, euler, euler-a, dpm++-2m, dpm++-2m-karras, lms, lcm. --seed N draws
         the initial latents (and any scheduler noise) exactly as diffusers does on the CPU with
         torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, h, w] initial latents instead, and --noise-dir
         replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference run.
+        --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps).
         The PNG carries the parameters in an A1111-style "parameters" text chunk.
         """;
 
@@ -33,7 +35,7 @@ public static class GenerateCommand
         }
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy"), []);
+            "--out-image-npy", "--init-image", "--strength"), []);
         string outPath = line.Require("--out");
         var request = new GenerateRequest
         {
@@ -51,6 +53,8 @@ public static class GenerateCommand
             InitialLatents = line.Get("--latents") is { } latents ? NpyFile.Read(latents).ToFloat32() : null,
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
+        using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PngFile.Read(initPath)) : null;
+        request = request with { InitImage = initImage, Strength = Float(line, "--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         using var pipeline = StableDiffusionPipeline.Load(line.Require("--model"),
             new ModelOpenOptions { Variant = line.Get("--variant"), TokenizerDirectory = line.Get("--tokenizer") });
@@ -58,7 +62,8 @@ public static class GenerateCommand
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
         using GenerateResult result = pipeline.Generate(request, progress);
-        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, " +
+        string mode = initImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
+        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
             $"CFG scale: {request.GuidanceScale.ToString(CultureInfo.InvariantCulture)}, Seed: {request.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip}, Model: {Path.GetFileName(Path.TrimEndingDirectorySeparator(line.Require("--model")))}";
         PngFile.Write(outPath, ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters }));
