@@ -113,6 +113,48 @@ public sealed class PipelineTests(ITestOutputHelper output)
         }
     }
 
+    [FixtureTheory]
+    [InlineData("tiny", "ddim_6_s1.0", "ddim")]
+    [InlineData("tiny", "euler_8_s0.75", "euler")]
+    [InlineData("small", "ddim_6_s1.0", "ddim")]
+    public void Inpaint_reproduces_diffusers(string model, string caseName, string scheduler)
+    {
+        string dir = Fixtures.Path($"{model}/ref/inpaint/{caseName}");
+        using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "meta.json")).Replace("-Infinity", "null").Replace("Infinity", "null").Replace("NaN", "null"));
+        JsonElement m = meta.RootElement;
+        using Tensor image = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "image01.npy"));
+        for (int i = 0; i < image.Length; i++) image.Span[i] = 2 * image.Span[i] - 1;
+        using Tensor mask = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "mask.npy"));
+        string latentsFile = Path.Combine(dir, "initial_latents.npy");
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path($"{model}/model"));
+        using GenerateResult result = pipeline.Generate(new GenerateRequest
+        {
+            Prompt = m.GetProperty("prompt").GetString()!,
+            NegativePrompt = m.GetProperty("negative_prompt").GetString()!,
+            Steps = m.GetProperty("steps").GetInt32(),
+            Strength = m.GetProperty("strength").GetSingle(),
+            GuidanceScale = m.GetProperty("guidance_scale").GetSingle(),
+            Width = m.GetProperty("width").GetInt32(),
+            Height = m.GetProperty("height").GetInt32(),
+            Scheduler = scheduler,
+            InitImage = image,
+            Mask = mask,
+            InitialLatents = File.Exists(latentsFile) ? NpyFile.Read(latentsFile).ToFloat32() : null,
+            Noise = new FileNoise(dir),
+        });
+        string latentsPath = Path.Combine(Path.GetTempPath(), $"sd-inpaint-{Guid.NewGuid():N}.npy");
+        try
+        {
+            NpyTensors.WriteNhwcAsNchw(result.Latents, latentsPath);
+            float[] expected = NpyFile.Read(Path.Combine(dir, "final_latents.npy")).ToFloat32();
+            output.WriteLine(Compare.AssertClose(expected, NpyFile.Read(latentsPath).ToFloat32(), 1e-3, $"{model}/{caseName} final latents"));
+        }
+        finally
+        {
+            File.Delete(latentsPath);
+        }
+    }
+
     [FixtureFact]
     public void Bad_sizes_are_refused_and_cancellation_stops_between_steps()
     {

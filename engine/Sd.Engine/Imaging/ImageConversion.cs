@@ -31,6 +31,17 @@ public static unsafe class ImageConversion
         return new PngImage(width, height, 3, pixels, text);
     }
 
+    /// <summary>An inpainting mask picture as [1, H, W, 1] in [0, 1] (first channel / 255; white = repaint).</summary>
+    public static Tensor MaskFromPng(PngImage picture)
+    {
+        Tensor tensor = Tensor.Allocate([1, picture.Height, picture.Width, 1]);
+        for (int p = 0; p < picture.Width * picture.Height; p++)
+        {
+            tensor.Data[p] = picture.Pixels[p * picture.Channels] / 255f;
+        }
+        return tensor;
+    }
+
     /// <summary>An 8-bit picture (gray, RGB or RGBA; alpha dropped) as a [1, H, W, 3] tensor in [-1, 1].</summary>
     public static Tensor FromPng(PngImage picture)
     {

@@ -35,6 +35,11 @@ public sealed record GenerateRequest
     /// </summary>
     public Tensor? InitImage { get; init; }
 
+    /// <summary>
+    /// Inpainting (with <see cref="InitImage"/>): NHWC [1, Height, Width, 1], 1 = repaint, binarized at 0.5.
+    /// </summary>
+    public Tensor? Mask { get; init; }
+
     /// <summary>img2img: how much of the schedule runs (1 ignores the picture's content, 0 returns it).</summary>
     public float Strength { get; init; } = 0.8f;
 

@@ -118,7 +118,13 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         int latentCount = channels * h * w;
         if (request.InitImage is { } init)
         {
-            return RunImageToImage(request, init, scheduler, noise, context, h, w, clock, textTime, progress, cancellation);
+            return request.Mask is { } mask
+                ? RunInpaint(request, init, mask, scheduler, noise, context, h, w, clock, textTime, progress, cancellation)
+                : RunImageToImage(request, init, scheduler, noise, context, h, w, clock, textTime, progress, cancellation);
+        }
+        if (request.Mask != null)
+        {
+            throw new ArgumentException("a mask needs an init image", nameof(request));
         }
         var nchw = new float[latentCount];
         if (request.InitialLatents is { } given)
@@ -141,7 +147,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         try
         {
             ToNhwc(nchw, latents.Data, channels, h * w);
-            Denoise(scheduler, 0, latents, context, request.GuidanceScale, batch, noise, progress, cancellation);
+            Denoise(scheduler, 0, latents, context, request.GuidanceScale, batch, noise, progress, cancellation, null);
             TimeSpan denoiseTime = clock.Elapsed - textTime;
             cancellation.ThrowIfCancellationRequested();
             Tensor image = Decode(latents);
@@ -171,20 +177,12 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
             throw new ArgumentException($"strength must be in [0, 1], got {request.Strength}", nameof(request));
         }
         int channels = _unet.Config.InChannels;
-        int initSteps = Math.Min((int)(request.Steps * (double)request.Strength), request.Steps);
-        int start = Math.Max(request.Steps - initSteps, 0);
+        int start = StartStep(request);
         Tensor latents = Tensor.Allocate([1, h, w, channels]);
         try
         {
-            using (Tensor mean = Tensor.Allocate([1, h, w, channels]))
-            using (Tensor logvar = Tensor.Allocate([1, h, w, channels]))
-            using (Tensor draw = DrawNhwc(noise, 1, h, w, channels))
-            using (Tensor x0 = Tensor.Allocate([1, h, w, channels]))
+            using (Tensor x0 = ImageLatents(init, noise, h, w))
             {
-                _vae.Encode(init, mean, logvar);
-                AutoencoderKL.SamplePosterior(mean, logvar, draw, x0);
-                float scaling = (float)_vae.Config.ScalingFactor;
-                for (long i = 0; i < x0.Length; i++) x0.Data[i] *= scaling;
                 using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
                 if (start < scheduler.StepCount)
                 {
@@ -195,7 +193,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
                     x0.Span.CopyTo(latents.Span);
                 }
             }
-            Denoise(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceScale > 1 ? 2 : 1, noise, progress, cancellation);
+            Denoise(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceScale > 1 ? 2 : 1, noise, progress, cancellation, null);
             TimeSpan denoiseTime = clock.Elapsed - textTime;
             cancellation.ThrowIfCancellationRequested();
             Tensor image = Decode(latents);
@@ -206,6 +204,140 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
             latents.Dispose();
             throw;
         }
+    }
+
+    /// <summary>diffusers get_timesteps: the schedule index where a run of the given strength starts.</summary>
+    private static int StartStep(GenerateRequest request)
+    {
+        if (!(request.Strength >= 0 && request.Strength <= 1))
+        {
+            throw new ArgumentException($"strength must be in [0, 1], got {request.Strength}", nameof(request));
+        }
+        int initSteps = Math.Min((int)(request.Steps * (double)request.Strength), request.Steps);
+        return Math.Max(request.Steps - initSteps, 0);
+    }
+
+    /// <summary>scaling_factor x a posterior sample of the picture (one noise draw), as _encode_vae_image.</summary>
+    private Tensor ImageLatents(Tensor image, INoiseSource noise, int h, int w)
+    {
+        int channels = _vae.Config.LatentChannels;
+        using Tensor mean = Tensor.Allocate([1, h, w, channels]);
+        using Tensor logvar = Tensor.Allocate([1, h, w, channels]);
+        _vae.Encode(image, mean, logvar);
+        using Tensor draw = DrawNhwc(noise, 1, h, w, channels);
+        Tensor latents = Tensor.Allocate([1, h, w, channels]);
+        AutoencoderKL.SamplePosterior(mean, logvar, draw, latents);
+        float scaling = (float)_vae.Config.ScalingFactor;
+        for (long i = 0; i < latents.Length; i++) latents.Data[i] *= scaling;
+        return latents;
+    }
+
+    /// <summary>
+    /// Inpainting with a 4-channel UNet (diffusers StableDiffusionInpaintPipeline): after every step the latents outside
+    /// the mask are replaced by the picture's latents noised to the next timestep (clean after the last step).
+    /// </summary>
+    private GenerateResult RunInpaint(GenerateRequest request, Tensor init, Tensor mask, Scheduler scheduler, INoiseSource noise,
+        Tensor context, int h, int w, Stopwatch clock, TimeSpan textTime, IProgress<StepInfo>? progress, CancellationToken cancellation)
+    {
+        if (_unet.Config.InChannels != 4)
+        {
+            throw new NotSupportedException($"inpainting UNets with {_unet.Config.InChannels} input channels are not supported yet (4-channel UNets only)");
+        }
+        if (init.Rank != 4 || init.Dim(0) != 1 || init.Dim(1) != request.Height || init.Dim(2) != request.Width || init.Dim(3) != 3)
+        {
+            throw new ArgumentException($"the init image must be [1, {request.Height}, {request.Width}, 3], got {init}", nameof(request));
+        }
+        if (mask.Rank != 4 || mask.Dim(0) != 1 || mask.Dim(1) != request.Height || mask.Dim(2) != request.Width || mask.Dim(3) != 1)
+        {
+            throw new ArgumentException($"the mask must be [1, {request.Height}, {request.Width}, 1] like the image, got {mask}", nameof(request));
+        }
+        int channels = _unet.Config.InChannels;
+        int start = StartStep(request);
+        bool strengthMax = request.Strength >= 1;
+        long count = (long)h * w * channels;
+        using Tensor imageLatents = ImageLatents(init, noise, h, w);
+        using Tensor startNoise = Tensor.Allocate([1, h, w, channels]);
+        Tensor latents = Tensor.Allocate([1, h, w, channels]);
+        try
+        {
+            if (request.InitialLatents is { } given)
+            {
+                // diffusers with latents=: they are the noise, and the start is latents x init_noise_sigma at any strength.
+                if (given.Length != count)
+                {
+                    throw new ArgumentException($"initial latents hold {given.Length} values, [1, {channels}, {h}, {w}] needs {count}", nameof(request));
+                }
+                ToNhwc(given, startNoise.Data, channels, h * w);
+                for (long i = 0; i < count; i++) latents.Data[i] = startNoise.Data[i] * scheduler.InitNoiseSigma;
+            }
+            else
+            {
+                using Tensor drawn = DrawNhwc(noise, 1, h, w, channels);
+                drawn.Span.CopyTo(startNoise.Span);
+                if (strengthMax)
+                {
+                    for (long i = 0; i < count; i++) latents.Data[i] = startNoise.Data[i] * scheduler.InitNoiseSigma;
+                }
+                else
+                {
+                    scheduler.AddNoise(imageLatents.Span, startNoise.Span, start, latents.Span);
+                }
+            }
+            // diffusers also encodes the masked picture (one more posterior draw); a 4-channel UNet never uses it.
+            using (DrawNhwc(noise, 1, h, w, channels))
+            {
+            }
+            float[] latentMask = LatentMask(mask, h, w);
+            using Tensor proper = Tensor.Allocate([1, h, w, channels]);
+            void Blend(int step)
+            {
+                if (step < scheduler.StepCount - 1)
+                {
+                    scheduler.AddNoise(imageLatents.Span, startNoise.Span, step + 1, proper.Span);
+                }
+                else
+                {
+                    imageLatents.Span.CopyTo(proper.Span);
+                }
+                for (long i = 0; i < count; i++)
+                {
+                    float m = latentMask[i / channels];
+                    latents.Data[i] = (1 - m) * proper.Data[i] + m * latents.Data[i];
+                }
+            }
+            Denoise(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceScale > 1 ? 2 : 1, noise, progress, cancellation, Blend);
+            TimeSpan denoiseTime = clock.Elapsed - textTime;
+            cancellation.ThrowIfCancellationRequested();
+            Tensor image = Decode(latents);
+            return new GenerateResult(latents, image, textTime, denoiseTime, clock.Elapsed - textTime - denoiseTime);
+        }
+        catch
+        {
+            latents.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The mask binarized at 0.5 and resized to the latents (nearest, PyTorch's index rule): one value per latent pixel.</summary>
+    private static float[] LatentMask(Tensor mask, int h, int w)
+    {
+        int height = mask.Dim(1), width = mask.Dim(2);
+        var result = new float[h * w];
+        for (int y = 0; y < h; y++)
+        {
+            int sy = Sd.Kernels.Elementwise.ResizeKernels.NearestIndex(y, height, h);
+            for (int x = 0; x < w; x++)
+            {
+                int sx = Sd.Kernels.Elementwise.ResizeKernels.NearestIndex(x, width, w);
+                float v = mask.Data[(long)sy * width + sx];
+                if (!float.IsFinite(v))
+                {
+                    throw new ArgumentException("the mask contains NaN or infinity", nameof(mask));
+                }
+                result[y * w + x] = v >= 0.5f ? 1f : 0f;
+            }
+        }
+        return result;
     }
 
     /// <summary>The next NCHW noise draw as an NHWC tensor.</summary>
@@ -237,7 +369,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
     }
 
     private void Denoise(Scheduler scheduler, int start, Tensor latents, Tensor context, float guidance, int batch, INoiseSource noise,
-        IProgress<StepInfo>? progress, CancellationToken cancellation)
+        IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
     {
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
         long count = latents.Length;
@@ -267,6 +399,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
                     : prediction.Data[i];
             }
             scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
+            afterStep?.Invoke(step);
             progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed));
         }
     }

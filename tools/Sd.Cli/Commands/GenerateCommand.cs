@@ -15,14 +15,15 @@ public static class GenerateCommand
         Usage: sd generate --model M --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
                            [--scheduler euler-a] [--seed N | --latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--tokenizer DIR]
-                           [--init-image img.png --strength 0.8]
+                           [--init-image img.png --strength 0.8 [--mask mask.png]]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
         Text to image. Schedulers: ddim, pndm, euler, euler-a, dpm++-2m, dpm++-2m-karras, lms, lcm. --seed N draws
         the initial latents (and any scheduler noise) exactly as diffusers does on the CPU with
         torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, h, w] initial latents instead, and --noise-dir
         replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference run.
-        --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps).
+        --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps); with --mask
+        (same size, white = repaint) it inpaints, keeping the unmasked area from the picture.
         The PNG carries the parameters in an A1111-style "parameters" text chunk.
         """;
 
@@ -35,7 +36,7 @@ public static class GenerateCommand
         }
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy", "--init-image", "--strength"), []);
+            "--out-image-npy", "--init-image", "--strength", "--mask"), []);
         string outPath = line.Require("--out");
         var request = new GenerateRequest
         {
@@ -54,7 +55,8 @@ public static class GenerateCommand
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
         using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PngFile.Read(initPath)) : null;
-        request = request with { InitImage = initImage, Strength = Float(line, "--strength", 0.8f) };
+        using Tensor? mask = line.Get("--mask") is { } maskPath ? ImageConversion.MaskFromPng(PngFile.Read(maskPath)) : null;
+        request = request with { InitImage = initImage, Mask = mask, Strength = Float(line, "--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         using var pipeline = StableDiffusionPipeline.Load(line.Require("--model"),
             new ModelOpenOptions { Variant = line.Get("--variant"), TokenizerDirectory = line.Get("--tokenizer") });
