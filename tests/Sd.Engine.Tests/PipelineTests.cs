@@ -34,37 +34,11 @@ public sealed class PipelineTests(ITestOutputHelper output)
     [MemberData(nameof(Cases))]
     public void Txt2img_reproduces_diffusers(string model, string caseName, string scheduler)
     {
-        string dir = Fixtures.Path($"{model}/ref/txt2img/{caseName}");
-        // Python's json writes -Infinity (DPM's final sigma), which System.Text.Json rejects; no field used here needs it.
-        string metaText = File.ReadAllText(Path.Combine(dir, "meta.json")).Replace("-Infinity", "null").Replace("Infinity", "null").Replace("NaN", "null");
-        using JsonDocument meta = JsonDocument.Parse(metaText);
-        JsonElement m = meta.RootElement;
+        (string dir, JsonDocument meta) = LoadCase("txt2img", model, caseName);
+        using JsonDocument _ = meta;
         using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path($"{model}/model"));
-        var request = new GenerateRequest
-        {
-            Prompt = m.GetProperty("prompt").GetString()!,
-            NegativePrompt = m.TryGetProperty("negative_prompt", out JsonElement neg) && neg.ValueKind == JsonValueKind.String ? neg.GetString()! : "",
-            Steps = m.GetProperty("steps").GetInt32(),
-            GuidanceScale = m.GetProperty("guidance_scale").GetSingle(),
-            Width = m.GetProperty("width").GetInt32(),
-            Height = m.GetProperty("height").GetInt32(),
-            Scheduler = scheduler,
-            InitialLatents = NpyFile.Read(Path.Combine(dir, "initial_latents.npy")).ToFloat32(),
-            Noise = new FileNoise(dir),
-        };
-        using GenerateResult result = pipeline.Generate(request);
-
-        string latentsPath = Path.Combine(Path.GetTempPath(), $"sd-pipe-{Guid.NewGuid():N}.npy");
-        try
-        {
-            NpyTensors.WriteNhwcAsNchw(result.Latents, latentsPath);
-            float[] expected = NpyFile.Read(Path.Combine(dir, "final_latents.npy")).ToFloat32();
-            output.WriteLine(Compare.AssertClose(expected, NpyFile.Read(latentsPath).ToFloat32(), 1e-3, $"{model}/{caseName} final latents"));
-        }
-        finally
-        {
-            File.Delete(latentsPath);
-        }
+        using GenerateResult result = pipeline.Generate(RequestFor(dir, meta.RootElement, scheduler));
+        AssertFinalLatents(result, dir, $"{model}/{caseName}");
         float[] image = NpyFile.Read(Path.Combine(dir, "image.npy")).ToFloat32(); // NHWC in [0, 1]
         double worst = 0;
         for (int i = 0; i < image.Length; i++)
@@ -81,36 +55,12 @@ public sealed class PipelineTests(ITestOutputHelper output)
     [InlineData("small", "ddim_10_s0.6", "ddim")]
     public void Img2img_reproduces_diffusers(string model, string caseName, string scheduler)
     {
-        string dir = Fixtures.Path($"{model}/ref/img2img/{caseName}");
-        using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "meta.json")).Replace("-Infinity", "null").Replace("Infinity", "null").Replace("NaN", "null"));
-        JsonElement m = meta.RootElement;
-        using Tensor image01 = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "image01.npy"));
-        for (int i = 0; i < image01.Length; i++) image01.Span[i] = 2 * image01.Span[i] - 1; // the pipeline's preprocessing
+        (string dir, JsonDocument meta) = LoadCase("img2img", model, caseName);
+        using JsonDocument _ = meta;
+        using Tensor picture = Picture(dir);
         using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path($"{model}/model"));
-        using GenerateResult result = pipeline.Generate(new GenerateRequest
-        {
-            Prompt = m.GetProperty("prompt").GetString()!,
-            NegativePrompt = m.GetProperty("negative_prompt").GetString()!,
-            Steps = m.GetProperty("steps").GetInt32(),
-            Strength = m.GetProperty("strength").GetSingle(),
-            GuidanceScale = m.GetProperty("guidance_scale").GetSingle(),
-            Width = m.GetProperty("width").GetInt32(),
-            Height = m.GetProperty("height").GetInt32(),
-            Scheduler = scheduler,
-            InitImage = image01,
-            Noise = new FileNoise(dir),
-        });
-        string latentsPath = Path.Combine(Path.GetTempPath(), $"sd-img2img-{Guid.NewGuid():N}.npy");
-        try
-        {
-            NpyTensors.WriteNhwcAsNchw(result.Latents, latentsPath);
-            float[] expected = NpyFile.Read(Path.Combine(dir, "final_latents.npy")).ToFloat32();
-            output.WriteLine(Compare.AssertClose(expected, NpyFile.Read(latentsPath).ToFloat32(), 1e-3, $"{model}/{caseName} final latents"));
-        }
-        finally
-        {
-            File.Delete(latentsPath);
-        }
+        using GenerateResult result = pipeline.Generate(RequestFor(dir, meta.RootElement, scheduler) with { InitImage = picture });
+        AssertFinalLatents(result, dir, $"{model}/{caseName}");
     }
 
     [FixtureTheory]
@@ -119,40 +69,13 @@ public sealed class PipelineTests(ITestOutputHelper output)
     [InlineData("small", "ddim_6_s1.0", "ddim")]
     public void Inpaint_reproduces_diffusers(string model, string caseName, string scheduler)
     {
-        string dir = Fixtures.Path($"{model}/ref/inpaint/{caseName}");
-        using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "meta.json")).Replace("-Infinity", "null").Replace("Infinity", "null").Replace("NaN", "null"));
-        JsonElement m = meta.RootElement;
-        using Tensor image = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "image01.npy"));
-        for (int i = 0; i < image.Length; i++) image.Span[i] = 2 * image.Span[i] - 1;
+        (string dir, JsonDocument meta) = LoadCase("inpaint", model, caseName);
+        using JsonDocument _ = meta;
+        using Tensor picture = Picture(dir);
         using Tensor mask = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "mask.npy"));
-        string latentsFile = Path.Combine(dir, "initial_latents.npy");
         using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path($"{model}/model"));
-        using GenerateResult result = pipeline.Generate(new GenerateRequest
-        {
-            Prompt = m.GetProperty("prompt").GetString()!,
-            NegativePrompt = m.GetProperty("negative_prompt").GetString()!,
-            Steps = m.GetProperty("steps").GetInt32(),
-            Strength = m.GetProperty("strength").GetSingle(),
-            GuidanceScale = m.GetProperty("guidance_scale").GetSingle(),
-            Width = m.GetProperty("width").GetInt32(),
-            Height = m.GetProperty("height").GetInt32(),
-            Scheduler = scheduler,
-            InitImage = image,
-            Mask = mask,
-            InitialLatents = File.Exists(latentsFile) ? NpyFile.Read(latentsFile).ToFloat32() : null,
-            Noise = new FileNoise(dir),
-        });
-        string latentsPath = Path.Combine(Path.GetTempPath(), $"sd-inpaint-{Guid.NewGuid():N}.npy");
-        try
-        {
-            NpyTensors.WriteNhwcAsNchw(result.Latents, latentsPath);
-            float[] expected = NpyFile.Read(Path.Combine(dir, "final_latents.npy")).ToFloat32();
-            output.WriteLine(Compare.AssertClose(expected, NpyFile.Read(latentsPath).ToFloat32(), 1e-3, $"{model}/{caseName} final latents"));
-        }
-        finally
-        {
-            File.Delete(latentsPath);
-        }
+        using GenerateResult result = pipeline.Generate(RequestFor(dir, meta.RootElement, scheduler) with { InitImage = picture, Mask = mask });
+        AssertFinalLatents(result, dir, $"{model}/{caseName}");
     }
 
     [FixtureFact]
@@ -164,6 +87,52 @@ public sealed class PipelineTests(ITestOutputHelper output)
         var progress = new SyncProgress(info => { if (info.Step == 2) cancel.Cancel(); });
         Assert.ThrowsAny<OperationCanceledException>(() =>
             pipeline.Generate(new GenerateRequest { Width = 64, Height = 64, Steps = 6, Scheduler = "ddim" }, progress, cancel.Token));
+    }
+
+    /// <summary>A fixture case's folder and meta.json (Python's -Infinity/NaN literals nulled for System.Text.Json).</summary>
+    private static (string Dir, JsonDocument Meta) LoadCase(string kind, string model, string caseName)
+    {
+        string dir = Fixtures.Path($"{model}/ref/{kind}/{caseName}");
+        string text = File.ReadAllText(Path.Combine(dir, "meta.json")).Replace("-Infinity", "null").Replace("Infinity", "null").Replace("NaN", "null");
+        return (dir, JsonDocument.Parse(text));
+    }
+
+    /// <summary>The request a case describes (prompts, steps, guidance, size, strength) with its recorded noise.</summary>
+    private static GenerateRequest RequestFor(string dir, JsonElement m, string scheduler) => new()
+    {
+        Prompt = m.GetProperty("prompt").GetString()!,
+        NegativePrompt = m.TryGetProperty("negative_prompt", out JsonElement neg) && neg.ValueKind == JsonValueKind.String ? neg.GetString()! : "",
+        Steps = m.GetProperty("steps").GetInt32(),
+        Strength = m.TryGetProperty("strength", out JsonElement strength) ? strength.GetSingle() : 1f,
+        GuidanceScale = m.GetProperty("guidance_scale").GetSingle(),
+        Width = m.GetProperty("width").GetInt32(),
+        Height = m.GetProperty("height").GetInt32(),
+        Scheduler = scheduler,
+        InitialLatents = File.Exists(Path.Combine(dir, "initial_latents.npy")) ? NpyFile.Read(Path.Combine(dir, "initial_latents.npy")).ToFloat32() : null,
+        Noise = new FileNoise(dir),
+    };
+
+    /// <summary>The case's picture, mapped from [0, 1] to [-1, 1] as the pipelines preprocess it.</summary>
+    private static Tensor Picture(string dir)
+    {
+        Tensor image = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "image01.npy"));
+        for (int i = 0; i < image.Length; i++) image.Span[i] = 2 * image.Span[i] - 1;
+        return image;
+    }
+
+    private void AssertFinalLatents(GenerateResult result, string dir, string label)
+    {
+        string latentsPath = Path.Combine(Path.GetTempPath(), $"sd-pipe-{Guid.NewGuid():N}.npy");
+        try
+        {
+            NpyTensors.WriteNhwcAsNchw(result.Latents, latentsPath);
+            float[] expected = NpyFile.Read(Path.Combine(dir, "final_latents.npy")).ToFloat32();
+            output.WriteLine(Compare.AssertClose(expected, NpyFile.Read(latentsPath).ToFloat32(), 1e-3, $"{label} final latents"));
+        }
+        finally
+        {
+            File.Delete(latentsPath);
+        }
     }
 
     private sealed class SyncProgress(Action<StepInfo> report) : IProgress<StepInfo>

@@ -144,20 +144,8 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
             nchw[i] *= scheduler.InitNoiseSigma;
         }
         Tensor latents = Tensor.Allocate([1, h, w, channels]);
-        try
-        {
-            ToNhwc(nchw, latents.Data, channels, h * w);
-            Denoise(scheduler, 0, latents, context, request.GuidanceScale, batch, noise, progress, cancellation, null);
-            TimeSpan denoiseTime = clock.Elapsed - textTime;
-            cancellation.ThrowIfCancellationRequested();
-            Tensor image = Decode(latents);
-            return new GenerateResult(latents, image, textTime, denoiseTime, clock.Elapsed - textTime - denoiseTime);
-        }
-        catch
-        {
-            latents.Dispose();
-            throw;
-        }
+        ToNhwc(nchw, latents.Data, channels, h * w);
+        return Complete(new Denoising(scheduler, 0, latents, context, request.GuidanceScale, noise, clock, textTime), progress, cancellation, null);
     }
 
     /// <summary>
@@ -168,14 +156,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
     private GenerateResult RunImageToImage(GenerateRequest request, Tensor init, Scheduler scheduler, INoiseSource noise, Tensor context,
         int h, int w, Stopwatch clock, TimeSpan textTime, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
-        if (init.Rank != 4 || init.Dim(0) != 1 || init.Dim(1) != request.Height || init.Dim(2) != request.Width || init.Dim(3) != 3)
-        {
-            throw new ArgumentException($"the init image must be [1, {request.Height}, {request.Width}, 3], got {init}", nameof(request));
-        }
-        if (!(request.Strength >= 0 && request.Strength <= 1))
-        {
-            throw new ArgumentException($"strength must be in [0, 1], got {request.Strength}", nameof(request));
-        }
+        CheckPicture(init, request, 3, "init image");
         int channels = _unet.Config.InChannels;
         int start = StartStep(request);
         Tensor latents = Tensor.Allocate([1, h, w, channels]);
@@ -193,16 +174,44 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
                     x0.Span.CopyTo(latents.Span);
                 }
             }
-            Denoise(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceScale > 1 ? 2 : 1, noise, progress, cancellation, null);
-            TimeSpan denoiseTime = clock.Elapsed - textTime;
-            cancellation.ThrowIfCancellationRequested();
-            Tensor image = Decode(latents);
-            return new GenerateResult(latents, image, textTime, denoiseTime, clock.Elapsed - textTime - denoiseTime);
         }
         catch
         {
             latents.Dispose();
             throw;
+        }
+        return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, noise, clock, textTime), progress, cancellation, null);
+    }
+
+    /// <summary>The state every generation mode hands to <see cref="Complete"/>.</summary>
+    private sealed record Denoising(Scheduler Scheduler, int Start, Tensor Latents, Tensor Context, float Guidance, INoiseSource Noise,
+        Stopwatch Clock, TimeSpan TextTime);
+
+    /// <summary>Denoises from run.Start, decodes, and returns the result (owning the latents; disposed on failure).</summary>
+    private GenerateResult Complete(Denoising run, IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
+    {
+        try
+        {
+            Denoise(run.Scheduler, run.Start, run.Latents, run.Context, run.Guidance, run.Guidance > 1 ? 2 : 1, run.Noise,
+                progress, cancellation, afterStep);
+            TimeSpan denoiseTime = run.Clock.Elapsed - run.TextTime;
+            cancellation.ThrowIfCancellationRequested();
+            Tensor image = Decode(run.Latents);
+            return new GenerateResult(run.Latents, image, run.TextTime, denoiseTime, run.Clock.Elapsed - run.TextTime - denoiseTime);
+        }
+        catch
+        {
+            run.Latents.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Checks an init image (or mask) is [1, Height, Width, channels].</summary>
+    private static void CheckPicture(Tensor picture, GenerateRequest request, int channels, string what)
+    {
+        if (picture.Rank != 4 || picture.Dim(0) != 1 || picture.Dim(1) != request.Height || picture.Dim(2) != request.Width || picture.Dim(3) != channels)
+        {
+            throw new ArgumentException($"the {what} must be [1, {request.Height}, {request.Width}, {channels}], got {picture}", nameof(request));
         }
     }
 
@@ -243,14 +252,8 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         {
             throw new NotSupportedException($"inpainting UNets with {_unet.Config.InChannels} input channels are not supported yet (4-channel UNets only)");
         }
-        if (init.Rank != 4 || init.Dim(0) != 1 || init.Dim(1) != request.Height || init.Dim(2) != request.Width || init.Dim(3) != 3)
-        {
-            throw new ArgumentException($"the init image must be [1, {request.Height}, {request.Width}, 3], got {init}", nameof(request));
-        }
-        if (mask.Rank != 4 || mask.Dim(0) != 1 || mask.Dim(1) != request.Height || mask.Dim(2) != request.Width || mask.Dim(3) != 1)
-        {
-            throw new ArgumentException($"the mask must be [1, {request.Height}, {request.Width}, 1] like the image, got {mask}", nameof(request));
-        }
+        CheckPicture(init, request, 3, "init image");
+        CheckPicture(mask, request, 1, "mask");
         int channels = _unet.Config.InChannels;
         int start = StartStep(request);
         bool strengthMax = request.Strength >= 1;
@@ -305,11 +308,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
                     latents.Data[i] = (1 - m) * proper.Data[i] + m * latents.Data[i];
                 }
             }
-            Denoise(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceScale > 1 ? 2 : 1, noise, progress, cancellation, Blend);
-            TimeSpan denoiseTime = clock.Elapsed - textTime;
-            cancellation.ThrowIfCancellationRequested();
-            Tensor image = Decode(latents);
-            return new GenerateResult(latents, image, textTime, denoiseTime, clock.Elapsed - textTime - denoiseTime);
+            return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, noise, clock, textTime), progress, cancellation, Blend);
         }
         catch
         {
