@@ -78,6 +78,18 @@ public sealed class PipelineTests(ITestOutputHelper output)
         AssertFinalLatents(result, dir, $"{model}/{caseName}");
     }
 
+    [Fact]
+    public void Guidance_rescale_follows_diffusers_rescale_noise_cfg()
+    {
+        // std(text) = 1.2910, std(cfg) = 2.5820 (unbiased): rescaled = cfg / 2; 0.7 * rescaled + 0.3 * cfg.
+        float[] guided = [2, 4, 6, 8];
+        StableDiffusionPipeline.RescaleGuidance(guided, [1, 2, 3, 4], 0.7f);
+        Assert.Equal([1.3f, 2.6f, 3.9f, 5.2f], guided, (a, b) => Math.Abs(a - b) < 1e-5f);
+        float[] unchanged = [2, 4, 6, 8];
+        StableDiffusionPipeline.RescaleGuidance(unchanged, [1, 2, 3, 4], 0f);
+        Assert.Equal([2f, 4f, 6f, 8f], unchanged);
+    }
+
     [FixtureFact]
     public void Bad_sizes_are_refused_and_cancellation_stops_between_steps()
     {

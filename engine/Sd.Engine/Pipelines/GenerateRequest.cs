@@ -27,6 +27,12 @@ public sealed record GenerateRequest
 
     public int ClipSkip { get; init; }
 
+    /// <summary>
+    /// diffusers' guidance_rescale (0 = off): rescales the guided prediction to the text prediction's standard
+    /// deviation and mixes by this factor, against over-exposure with zero-terminal-SNR / v-prediction models.
+    /// </summary>
+    public float GuidanceRescale { get; init; }
+
     /// <summary>Initial latents NCHW [1, 4, h, w] (diffusers' <c>latents=</c>); null draws them from the seed.</summary>
     public float[]? InitialLatents { get; init; }
 

@@ -145,7 +145,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         }
         Tensor latents = Tensor.Allocate([1, h, w, channels]);
         ToNhwc(nchw, latents.Data, channels, h * w);
-        return Complete(new Denoising(scheduler, 0, latents, context, request.GuidanceScale, noise, clock, textTime), progress, cancellation, null);
+        return Complete(new Denoising(scheduler, 0, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, clock, textTime), progress, cancellation, null);
     }
 
     /// <summary>
@@ -180,20 +180,19 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
             latents.Dispose();
             throw;
         }
-        return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, noise, clock, textTime), progress, cancellation, null);
+        return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, clock, textTime), progress, cancellation, null);
     }
 
     /// <summary>The state every generation mode hands to <see cref="Complete"/>.</summary>
-    private sealed record Denoising(Scheduler Scheduler, int Start, Tensor Latents, Tensor Context, float Guidance, INoiseSource Noise,
-        Stopwatch Clock, TimeSpan TextTime);
+    private sealed record Denoising(Scheduler Scheduler, int Start, Tensor Latents, Tensor Context, float Guidance, float Rescale,
+        INoiseSource Noise, Stopwatch Clock, TimeSpan TextTime);
 
     /// <summary>Denoises from run.Start, decodes, and returns the result (owning the latents; disposed on failure).</summary>
     private GenerateResult Complete(Denoising run, IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
     {
         try
         {
-            Denoise(run.Scheduler, run.Start, run.Latents, run.Context, run.Guidance, run.Guidance > 1 ? 2 : 1, run.Noise,
-                progress, cancellation, afterStep);
+            Denoise(run, progress, cancellation, afterStep);
             TimeSpan denoiseTime = run.Clock.Elapsed - run.TextTime;
             cancellation.ThrowIfCancellationRequested();
             Tensor image = Decode(run.Latents);
@@ -308,7 +307,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
                     latents.Data[i] = (1 - m) * proper.Data[i] + m * latents.Data[i];
                 }
             }
-            return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, noise, clock, textTime), progress, cancellation, Blend);
+            return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, clock, textTime), progress, cancellation, Blend);
         }
         catch
         {
@@ -367,9 +366,11 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         return context;
     }
 
-    private void Denoise(Scheduler scheduler, int start, Tensor latents, Tensor context, float guidance, int batch, INoiseSource noise,
-        IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
+    private void Denoise(Denoising run, IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
     {
+        (Scheduler scheduler, int start, Tensor latents, Tensor context, float guidance) = (run.Scheduler, run.Start, run.Latents, run.Context, run.Guidance);
+        INoiseSource noise = run.Noise;
+        int batch = guidance > 1 ? 2 : 1;
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
         long count = latents.Length;
         using Tensor unetInput = Tensor.Allocate([batch, h, w, channels]);
@@ -397,10 +398,38 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
                     ? prediction.Data[i] + guidance * (prediction.Data[count + i] - prediction.Data[i])
                     : prediction.Data[i];
             }
+            if (batch == 2 && run.Rescale > 0)
+            {
+                RescaleGuidance(guidedOutput, new ReadOnlySpan<float>(prediction.Data + count, (int)count), run.Rescale);
+            }
             scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
             afterStep?.Invoke(step);
             progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed));
         }
+    }
+
+    /// <summary>
+    /// diffusers rescale_noise_cfg: cfg' = r (cfg x std(text) / std(cfg)) + (1 - r) cfg, standard deviations unbiased
+    /// (torch.std) over the whole latent of the single image.
+    /// </summary>
+    internal static void RescaleGuidance(Span<float> guided, ReadOnlySpan<float> text, float rescale)
+    {
+        double factor = StandardDeviation(text) / StandardDeviation(guided);
+        for (int i = 0; i < guided.Length; i++)
+        {
+            float rescaled = (float)(guided[i] * factor);
+            guided[i] = rescale * rescaled + (1 - rescale) * guided[i];
+        }
+    }
+
+    private static double StandardDeviation(ReadOnlySpan<float> values)
+    {
+        double mean = 0;
+        foreach (float v in values) mean += v;
+        mean /= values.Length;
+        double sum = 0;
+        foreach (float v in values) sum += (v - mean) * (v - mean);
+        return Math.Sqrt(sum / Math.Max(1, values.Length - 1));
     }
 
     private Tensor Decode(Tensor latents)

@@ -14,7 +14,7 @@ public static class GenerateCommand
     private const string Help = """
         Usage: sd generate --model M --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
                            [--scheduler euler-a] [--seed N | --latents init.npy] [--noise-dir DIR]
-                           [--width 512] [--height 512] [--clip-skip N] [--tokenizer DIR]
+                           [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--init-image img.png --strength 0.8 [--mask mask.png]]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -36,7 +36,7 @@ public static class GenerateCommand
         }
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy", "--init-image", "--strength", "--mask"), []);
+            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale"), []);
         string outPath = line.Require("--out");
         var request = new GenerateRequest
         {
@@ -51,6 +51,7 @@ public static class GenerateCommand
             Width = Int(line, "--width", 512),
             Height = Int(line, "--height", 512),
             ClipSkip = Int(line, "--clip-skip", 0),
+            GuidanceRescale = Float(line, "--guidance-rescale", 0f),
             InitialLatents = line.Get("--latents") is { } latents ? NpyFile.Read(latents).ToFloat32() : null,
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
