@@ -91,6 +91,30 @@ public sealed class PipelineTests(ITestOutputHelper output)
     }
 
     [FixtureFact]
+    public void The_logger_hears_the_load_every_step_and_a_truncated_prompt()
+    {
+        var logger = new ListLogger();
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"), logger: logger);
+        string longPrompt = string.Join(" ", Enumerable.Repeat("castle", 90));
+        using GenerateResult _ = pipeline.Generate(new GenerateRequest { Prompt = longPrompt, Steps = 3, Width = 64, Height = 64, Scheduler = "ddim" });
+        Assert.Contains(logger.Lines, l => l.StartsWith("Information: Loaded", StringComparison.Ordinal));
+        Assert.Contains(logger.Lines, l => l.StartsWith("Warning: The prompt is longer", StringComparison.Ordinal) && l.Contains("15 tokens were dropped"));
+        Assert.Equal(3, logger.Lines.Count(l => l.StartsWith("Debug: Step", StringComparison.Ordinal)));
+    }
+
+    private sealed class ListLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public List<string> Lines { get; } = new();
+
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state,
+            Exception? exception, Func<TState, Exception?, string> formatter) => Lines.Add($"{logLevel}: {formatter(state, exception)}");
+    }
+
+    [FixtureFact]
     public void Bad_sizes_are_refused_and_cancellation_stops_between_steps()
     {
         using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Sd.Engine.Schedulers;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
@@ -57,27 +59,32 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
     private readonly AutoencoderKL _vae;
     private readonly SchedulerConfig _schedulerConfig;
     private readonly object _gate = new();
+    private readonly ILogger _logger;
 
-    private StableDiffusionPipeline(ModelSource source)
+    private StableDiffusionPipeline(ModelSource source, ILogger logger)
     {
         _source = source;
+        _logger = logger;
+        var clock = Stopwatch.StartNew();
         _tokenizer = ClipTokenizer.Load(source.Tokenizer
             ?? throw new InvalidFileException(source.Path, "the model has no tokenizer folder: pass a tokenizer directory (vocab.json, merges.txt)"));
         _textEncoder = new ClipTextModel(Require(source.TextEncoder, "text encoder"), source.Weights(ModelComponent.TextEncoder));
         _unet = new UNet2DConditionModel(Require(source.UNet, "UNet"), source.Weights(ModelComponent.Unet));
         _vae = new AutoencoderKL(Require(source.Vae, "VAE"), source.Weights(ModelComponent.Vae));
         _schedulerConfig = source.Scheduler ?? ConfigInference.Sd1Scheduler;
+        _logger.LogInformation("Loaded {Model} ({Kind}) in {Seconds:F1} s", source.Path, source.Kind, clock.Elapsed.TotalSeconds);
     }
 
     private T Require<T>(T? component, string name) where T : class =>
         component ?? throw new InvalidFileException(_source.Path, $"the model has no {name}");
 
-    public static StableDiffusionPipeline Load(string path, ModelOpenOptions? options = null)
+    /// <param name="logger">Load and run progress (Information), steps (Debug), truncated prompts (Warning).</param>
+    public static StableDiffusionPipeline Load(string path, ModelOpenOptions? options = null, ILogger? logger = null)
     {
         ModelSource source = ModelSource.Open(path, options);
         try
         {
-            return new StableDiffusionPipeline(source);
+            return new StableDiffusionPipeline(source, logger ?? NullLogger.Instance);
         }
         catch
         {
@@ -353,17 +360,27 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
 
     private Tensor EncodePrompts(GenerateRequest request, bool guided)
     {
-        long[] cond = _tokenizer.EncodeForPipeline(request.Prompt, out _);
+        long[] cond = _tokenizer.EncodeForPipeline(request.Prompt, out int dropped);
+        WarnTruncated("prompt", dropped);
         long[] ids = cond;
         if (guided)
         {
-            long[] uncond = _tokenizer.EncodeForPipeline(request.NegativePrompt, out _);
+            long[] uncond = _tokenizer.EncodeForPipeline(request.NegativePrompt, out int droppedNegative);
+            WarnTruncated("negative prompt", droppedNegative);
             ids = [.. uncond, .. cond]; // batch order [uncond, cond], as diffusers concatenates
         }
         using ClipTextOutput output = _textEncoder.Encode(ids, guided ? 2 : 1, request.ClipSkip);
         Tensor context = Tensor.Allocate(output.Hidden.Shape);
         output.Hidden.Span.CopyTo(context.Span);
         return context;
+    }
+
+    private void WarnTruncated(string what, int dropped)
+    {
+        if (dropped > 0)
+        {
+            _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped", what, _tokenizer.MaxLength, dropped);
+        }
     }
 
     private void Denoise(Denoising run, IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
@@ -405,6 +422,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
             scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
             afterStep?.Invoke(step);
             progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed));
+            _logger.LogDebug("Step {Step}/{Total} (t = {Timestep}) at {Seconds:F2} s", step + 1 - start, scheduler.StepCount - start, timestep[0], clock.Elapsed.TotalSeconds);
         }
     }
 
