@@ -33,7 +33,7 @@ public sealed class VaeTests(ITestOutputHelper output)
         using Tensor latents = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "decoder_input.npy"));
         using Tensor image = Tensor.Allocate([latents.Dim(0), latents.Dim(1) * vae.Factor, latents.Dim(2) * vae.Factor, 3]);
         vae.Decode(latents, image);
-        output.WriteLine(Compare.AssertClose(ReadNchw(Path.Combine(dir, "decoded.npy")), ToNchw(image), Tolerance, $"{model}/{caseName} decoded"));
+        output.WriteLine(Compare.AssertClose(ReadNchw(Path.Combine(dir, "decoded.npy")), NpyTensors.ToNchw(image), Tolerance, $"{model}/{caseName} decoded"));
     }
 
     [FixtureTheory]
@@ -48,8 +48,8 @@ public sealed class VaeTests(ITestOutputHelper output)
         using Tensor mean = Tensor.Allocate(latentShape);
         using Tensor logvar = Tensor.Allocate(latentShape);
         vae.Encode(image, mean, logvar);
-        output.WriteLine(Compare.AssertClose(ReadNchw(Path.Combine(dir, "posterior_mean.npy")), ToNchw(mean), Tolerance, $"{model}/{caseName} mean"));
-        output.WriteLine(Compare.AssertClose(ReadNchw(Path.Combine(dir, "posterior_logvar.npy")), ToNchw(logvar), Tolerance, $"{model}/{caseName} logvar"));
+        output.WriteLine(Compare.AssertClose(ReadNchw(Path.Combine(dir, "posterior_mean.npy")), NpyTensors.ToNchw(mean), Tolerance, $"{model}/{caseName} mean"));
+        output.WriteLine(Compare.AssertClose(ReadNchw(Path.Combine(dir, "posterior_logvar.npy")), NpyTensors.ToNchw(logvar), Tolerance, $"{model}/{caseName} logvar"));
         // With unit noise the posterior draw is mean + std: checks std = exp(0.5 logvar) against the fixture.
         using Tensor ones = Tensor.Allocate(latentShape);
         ones.Span.Fill(1f);
@@ -59,7 +59,7 @@ public sealed class VaeTests(ITestOutputHelper output)
         float[] expectedStd = ReadNchw(Path.Combine(dir, "posterior_std.npy"));
         float[] expectedDraw = new float[expectedMean.Length];
         for (int i = 0; i < expectedDraw.Length; i++) expectedDraw[i] = expectedMean[i] + expectedStd[i];
-        output.WriteLine(Compare.AssertClose(expectedDraw, ToNchw(draw), Tolerance, $"{model}/{caseName} mean + std"));
+        output.WriteLine(Compare.AssertClose(expectedDraw, NpyTensors.ToNchw(draw), Tolerance, $"{model}/{caseName} mean + std"));
     }
 
     [FixtureFact]
@@ -79,18 +79,4 @@ public sealed class VaeTests(ITestOutputHelper output)
     }
 
     private static float[] ReadNchw(string path) => NpyFile.Read(path).ToFloat32();
-
-    private static float[] ToNchw(Tensor nhwc)
-    {
-        string path = Path.Combine(Path.GetTempPath(), $"sd-vae-{Guid.NewGuid():N}.npy");
-        try
-        {
-            NpyTensors.WriteNhwcAsNchw(nhwc, path);
-            return NpyFile.Read(path).ToFloat32();
-        }
-        finally
-        {
-            File.Delete(path);
-        }
-    }
 }

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace Sd.Cli;
 
 /// <summary>
@@ -58,6 +60,18 @@ public sealed class CommandLine
 
     public string Require(string flag) =>
         Get(flag) ?? throw new UsageException($"{Command}: {flag} is required");
+
+    /// <summary>An integer option, or <paramref name="fallback"/> when absent; a malformed value is a usage error.</summary>
+    public int GetInt(string flag, int fallback) =>
+        Get(flag) is not { } text ? fallback
+        : int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) ? value
+        : throw new UsageException($"{Command}: {flag} expects an integer, got '{text}'");
+
+    /// <summary>A finite number option, or <paramref name="fallback"/> when absent.</summary>
+    public float GetFloat(string flag, float fallback) =>
+        Get(flag) is not { } text ? fallback
+        : float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float value) && float.IsFinite(value) ? value
+        : throw new UsageException($"{Command}: {flag} expects a number, got '{text}'");
 }
 
 /// <summary>Bad command-line usage: printed without a stack trace, exit code 2.</summary>

@@ -34,6 +34,13 @@ public static unsafe class NpyTensors
     /// <summary>Writes an NHWC tensor [N,H,W,C] as a float32 [N,C,H,W] .npy file (atomically).</summary>
     public static void WriteNhwcAsNchw(Tensor tensor, string path)
     {
+        float[] nchw = ToNchw(tensor);
+        NpyFile.Write(path, NpyArray.FromFloat32(nchw, [tensor.Dim(0), tensor.Dim(3), tensor.Dim(1), tensor.Dim(2)]));
+    }
+
+    /// <summary>An NHWC tensor [N,H,W,C] as a managed NCHW array, PyTorch's order.</summary>
+    public static float[] ToNchw(Tensor tensor)
+    {
         if (tensor.Rank != 4)
         {
             throw new ArgumentException($"expected an NHWC tensor of rank 4, got {tensor}", nameof(tensor));
@@ -44,6 +51,6 @@ public static unsafe class NpyTensors
         {
             TransposeKernels.NhwcToNchw(tensor.Data, dst, n, c, h * w);
         }
-        NpyFile.Write(path, NpyArray.FromFloat32(nchw, [n, c, h, w]));
+        return nchw;
     }
 }

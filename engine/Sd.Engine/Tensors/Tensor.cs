@@ -58,6 +58,18 @@ public sealed unsafe class Tensor : IDisposable
         return new Tensor(Data, shape.ToArray(), null);
     }
 
+    /// <summary>Throws <see cref="ArithmeticException"/> with <paramref name="message"/> if any value is NaN or infinite.</summary>
+    public void ThrowIfNotFinite(string message)
+    {
+        foreach (float v in Span)
+        {
+            if (!float.IsFinite(v))
+            {
+                throw new ArithmeticException(message);
+            }
+        }
+    }
+
     public static long ElementCount(ReadOnlySpan<int> shape)
     {
         long count = 1;

@@ -163,7 +163,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         float* normed = ws[Scratch.ResnetNorm];
         _convNormOut.Forward(hidden, normed, batch, height * width, Activation.Silu);
         _convOut.Forward(normed, batch, height, width, output.Data, ws);
-        CheckFinite(output, "the UNet produced NaN or infinity (diverged weights or inputs)");
+        output.ThrowIfNotFinite("the UNet produced NaN or infinity (diverged weights or inputs)");
     }
 
     private void CheckInputs(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output)
@@ -189,19 +189,8 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         {
             if (!float.IsFinite(t)) throw new ArgumentException($"timestep {t} is not finite", nameof(timesteps));
         }
-        CheckFinite(sample, "sample contains NaN or infinity");
-        CheckFinite(context, "context contains NaN or infinity");
-    }
-
-    private static void CheckFinite(Tensor tensor, string message)
-    {
-        foreach (float v in tensor.Span)
-        {
-            if (!float.IsFinite(v))
-            {
-                throw new ArithmeticException(message);
-            }
-        }
+        sample.ThrowIfNotFinite("sample contains NaN or infinity");
+        context.ThrowIfNotFinite("context contains NaN or infinity");
     }
 
     private RunState StateFor(int batch, int height, int width, int contextLength)

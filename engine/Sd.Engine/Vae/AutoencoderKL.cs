@@ -80,7 +80,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
         {
             DecodeTile(latents, image);
         }
-        CheckFinite(image, "the VAE decoder produced NaN or infinity");
+        image.ThrowIfNotFinite("the VAE decoder produced NaN or infinity");
     }
 
     /// <summary>
@@ -117,7 +117,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
                 logvar.Data[p * latent + c] = Math.Clamp(moments.Data[p * 2 * latent + latent + c], -30f, 20f);
             }
         }
-        CheckFinite(mean, "the VAE encoder produced NaN or infinity");
+        mean.ThrowIfNotFinite("the VAE encoder produced NaN or infinity");
     }
 
     /// <summary>
@@ -172,7 +172,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
         {
             throw new ArgumentException($"{name} must be [N, H, W, {channels}] (NHWC), got {tensor}", name);
         }
-        CheckFinite(tensor, $"{name} contains NaN or infinity");
+        tensor.ThrowIfNotFinite($"{name} contains NaN or infinity");
     }
 
     private static void ExpectShape(Tensor tensor, int[] shape, string name)
@@ -180,17 +180,6 @@ public sealed unsafe class AutoencoderKL : IDisposable
         if (!tensor.Shape.SequenceEqual(shape))
         {
             throw new ArgumentException($"{name} must be {Tensor.ShapeText(shape)}, got {tensor}", name);
-        }
-    }
-
-    private static void CheckFinite(Tensor tensor, string message)
-    {
-        foreach (float v in tensor.Span)
-        {
-            if (!float.IsFinite(v))
-            {
-                throw new ArithmeticException(message);
-            }
         }
     }
 

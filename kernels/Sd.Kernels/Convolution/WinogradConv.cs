@@ -130,11 +130,11 @@ public static unsafe class WinogradConv
         int rowBlock = rest % ctx->RowBlocks;
         int p = rest / ctx->RowBlocks;
         int rowBlockSize = GemmKernels.RowBlock(ctx->Variant);
-        var source = new StridedSource { Data = ctx->V + (nint)p * ctx->BlockTiles * ctx->InChannels, Ld = ctx->InChannels };
+        var source = new RowMajorMatrix { Data = ctx->V + (nint)p * ctx->BlockTiles * ctx->InChannels, Ld = ctx->InChannels };
         var args = new GemmArgs
         {
             M = ctx->BlockTiles,
-            A = new APacker { Pack = &PackRows, State = &source },
+            A = RowMajorMatrix.Packer(&source),
             W = ctx->Weights[p],
             C = ctx->M + (nint)p * ctx->BlockTiles * ctx->LdM,
             Ldc = ctx->LdM,
@@ -166,17 +166,5 @@ public static unsafe class WinogradConv
         int within = tile - image * ctx->TilesPerImage;
         int ty = within / ctx->TilesX;
         return (image, ty * 4, (within - ty * ctx->TilesX) * 4);
-    }
-
-    private struct StridedSource
-    {
-        public float* Data;
-        public int Ld;
-    }
-
-    private static void PackRows(void* state, int row0, int rows, int k0, int kc, int mr, float* packed)
-    {
-        StridedSource* source = (StridedSource*)state;
-        GemmKernels.PackRowMajor(source->Data, source->Ld, row0, rows, k0, kc, mr, packed);
     }
 }

@@ -73,11 +73,11 @@ public static unsafe class GemmKernels
         float* bias, float* residual, int ldr)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(lda, w.K);
-        var matrix = new StridedMatrix { Data = a, Ld = lda };
+        var matrix = new RowMajorMatrix { Data = a, Ld = lda };
         var args = new GemmArgs
         {
             M = m,
-            A = new APacker { Pack = &PackStrided, State = &matrix },
+            A = RowMajorMatrix.Packer(&matrix),
             W = new PackedWeightsView(w),
             C = c,
             Ldc = ldc,
@@ -234,18 +234,6 @@ public static unsafe class GemmKernels
                 }
             }
         }
-    }
-
-    private struct StridedMatrix
-    {
-        public float* Data;
-        public int Ld;
-    }
-
-    private static void PackStrided(void* state, int row0, int rows, int k0, int kc, int mr, float* packed)
-    {
-        StridedMatrix* matrix = (StridedMatrix*)state;
-        PackRowMajor(matrix->Data, matrix->Ld, row0, rows, k0, kc, mr, packed);
     }
 
     /// <summary>The plain row-major A packer: MR-row micro-panels, k-major, zero-padded.</summary>

@@ -35,6 +35,27 @@ public static unsafe class AlignedMemory
 
     public static void Free(void* pointer) => NativeMemory.AlignedFree(pointer);
 
+    /// <summary>
+    /// Drops this process's mapping of the whole pages inside [address, address + bytes) (Linux madvise DONTNEED; a
+    /// no-op elsewhere): file-backed pages leave the resident set and stay in the page cache.
+    /// </summary>
+    public static void ReleasePages(void* address, long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || bytes <= 0)
+        {
+            return;
+        }
+        long page = Environment.SystemPageSize;
+        long start = ((long)address + page - 1) / page * page;
+        long end = ((long)address + bytes) / page * page;
+        if (end > start)
+        {
+            _ = Madvise((nint)start, (nuint)(end - start), MadviseDontNeed);
+        }
+    }
+
+    private const int MadviseDontNeed = 4;
+
     [DllImport("libc", EntryPoint = "madvise")]
     private static extern int Madvise(nint address, nuint length, int advice);
 }

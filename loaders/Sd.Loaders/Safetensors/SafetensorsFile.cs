@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using Sd.Kernels.Convert;
+using Sd.Kernels.Memory;
 
 namespace Sd.Loaders.Safetensors;
 
@@ -133,23 +134,11 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// </summary>
     public void ReleasePages(TensorInfo tensor)
     {
-        if (!OperatingSystem.IsLinux() || _disposed)
+        if (!_disposed)
         {
-            return;
-        }
-        long page = Environment.SystemPageSize;
-        long start = ((long)(_data + tensor.DataOffset) + page - 1) / page * page;
-        long end = (long)(_data + tensor.DataOffset + tensor.ByteLength) / page * page;
-        if (end > start)
-        {
-            _ = Madvise((nint)start, (nuint)(end - start), MadviseDontNeed);
+            AlignedMemory.ReleasePages(_data + tensor.DataOffset, tensor.ByteLength);
         }
     }
-
-    private const int MadviseDontNeed = 4;
-
-    [DllImport("libc", EntryPoint = "madvise")]
-    private static extern int Madvise(nint address, nuint length, int advice);
 
     /// <summary>Reads an I64/I32 tensor (index buffers such as position_ids).</summary>
     public long[] ReadInt64(TensorInfo tensor)

@@ -37,8 +37,8 @@ public static class BenchCommand
         }
         var line = new CommandLine("bench", args, ModelOptions.With("--part", "--height", "--width", "--batch", "--reps"), ["--json"]);
         string part = line.Require("--part");
-        int height = Int(line, "--height", 512), width = Int(line, "--width", 512), batch = Int(line, "--batch", 1);
-        int reps = Int(line, "--reps", 3);
+        int height = Positive(line, "--height", 512), width = Positive(line, "--width", 512), batch = Positive(line, "--batch", 1);
+        int reps = Positive(line, "--reps", 3);
         if (height % 8 != 0 || width % 8 != 0 || height < 8 || width < 8)
         {
             throw new UsageException($"bench: --height and --width must be positive multiples of 8, got {height}x{width}");
@@ -165,9 +165,9 @@ public static class BenchCommand
         return Process.GetCurrentProcess().PeakWorkingSet64;
     }
 
-    private static int Int(CommandLine line, string flag, int fallback)
+    private static int Positive(CommandLine line, string flag, int fallback)
     {
-        int value = line.Get(flag) is { } text ? TextCommands.ParseInt(text, flag) : fallback;
+        int value = line.GetInt(flag, fallback);
         return value > 0 ? value : throw new UsageException($"bench: {flag} must be positive, got {value}");
     }
 }

@@ -42,22 +42,22 @@ public static class GenerateCommand
         {
             Prompt = line.Require("--prompt"),
             NegativePrompt = line.Get("--negative-prompt") ?? "",
-            Steps = Int(line, "--steps", 20),
-            GuidanceScale = Float(line, "--guidance", 7.5f),
+            Steps = line.GetInt("--steps", 20),
+            GuidanceScale = line.GetFloat("--guidance", 7.5f),
             Scheduler = line.Get("--scheduler") ?? "euler-a",
             Seed = line.Get("--seed") is { } seed
                 ? ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out ulong s) ? s : throw new UsageException($"generate: --seed expects a non-negative integer, got '{seed}'")
                 : (ulong)Random.Shared.NextInt64(0, 1L << 32),
-            Width = Int(line, "--width", 512),
-            Height = Int(line, "--height", 512),
-            ClipSkip = Int(line, "--clip-skip", 0),
-            GuidanceRescale = Float(line, "--guidance-rescale", 0f),
+            Width = line.GetInt("--width", 512),
+            Height = line.GetInt("--height", 512),
+            ClipSkip = line.GetInt("--clip-skip", 0),
+            GuidanceRescale = line.GetFloat("--guidance-rescale", 0f),
             InitialLatents = line.Get("--latents") is { } latents ? NpyFile.Read(latents).ToFloat32() : null,
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
         using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PngFile.Read(initPath)) : null;
         using Tensor? mask = line.Get("--mask") is { } maskPath ? ImageConversion.MaskFromPng(PngFile.Read(maskPath)) : null;
-        request = request with { InitImage = initImage, Mask = mask, Strength = Float(line, "--strength", 0.8f) };
+        request = request with { InitImage = initImage, Mask = mask, Strength = line.GetFloat("--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         using var pipeline = StableDiffusionPipeline.Load(line.Require("--model"),
             new ModelOpenOptions { Variant = line.Get("--variant"), TokenizerDirectory = line.Get("--tokenizer") });
@@ -109,12 +109,4 @@ public static class GenerateCommand
             }
         }
     }
-
-    private static int Int(CommandLine line, string flag, int fallback) =>
-        line.Get(flag) is { } text ? TextCommands.ParseInt(text, flag) : fallback;
-
-    private static float Float(CommandLine line, string flag, float fallback) =>
-        line.Get(flag) is { } text
-            ? float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float v) && float.IsFinite(v) ? v : throw new UsageException($"generate: {flag} expects a number, got '{text}'")
-            : fallback;
 }

@@ -72,7 +72,7 @@ public static class TextCommands
         }
         var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out"), ["--fix-text", "--chunked"]);
         string outPath = line.Require("--out");
-        int clipSkip = line.Get("--clip-skip") is { } skip ? ParseInt(skip, "--clip-skip") : 0;
+        int clipSkip = line.GetInt("--clip-skip", 0);
         using ModelSource model = ModelOptions.Open(line);
         if (model.TextEncoder is null)
         {
@@ -127,9 +127,4 @@ public static class TextCommands
         }
         return ClipTokenizer.Load(model.Tokenizer, new ClipTokenizerOptions { FixText = line.Has("--fix-text") });
     }
-
-    internal static int ParseInt(string text, string flag) =>
-        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value)
-            ? value
-            : throw new UsageException($"{flag} expects an integer, got '{text}'");
 }
