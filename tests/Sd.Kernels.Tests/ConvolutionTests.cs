@@ -51,6 +51,37 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>16-bit conv weights keep their format through the (tap, channel) repacking: same output as floats.</summary>
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Implicit_gemm_with_bf16_weights_equals_their_float_values(string name)
+    {
+        GemmVariant variant = Variant(name);
+        var random = new Random(13);
+        var shape = new ConvShape(2, 9, 7, 5, 9, 3, 3, 2, 2, 1, 1, 1, 1);
+        int count = shape.OutChannels * shape.InChannels * 9;
+        var bits = new ushort[count];
+        var floats = new float[count];
+        for (int i = 0; i < count; i++)
+        {
+            bits[i] = (ushort)(BitConverter.SingleToUInt32Bits(random.NextSingle() - 0.5f) >> 16);
+            floats[i] = BitConverter.UInt32BitsToSingle((uint)bits[i] << 16);
+        }
+        float[] input = GemmKernelsTests.RandomArray(random, shape.Batch * shape.Height * shape.Width * shape.InChannels);
+        int outputs = shape.Batch * shape.OutHeight * shape.OutWidth * shape.OutChannels;
+        var expected = new float[outputs];
+        var actual = new float[outputs];
+        fixed (ushort* pbits = bits)
+        fixed (float* pf = floats, x = input, pe = expected, pa = actual)
+        {
+            using PackedWeights wide = ImplicitGemmConv.PackWeights(pf, shape.OutChannels, shape.InChannels, 3, 3, variant.Nr);
+            using PackedWeights narrow = ImplicitGemmConv.PackWeights(pbits, WeightFormat.BF16, shape.OutChannels, shape.InChannels, 3, 3, variant.Nr);
+            ImplicitGemmConv.Run(variant, shape, x, wide, null, null, 0, pe, shape.OutChannels);
+            ImplicitGemmConv.Run(variant, shape, x, narrow, null, null, 0, pa, shape.OutChannels);
+        }
+        Assert.Equal(expected, actual);
+    }
+
     [Theory]
     [MemberData(nameof(Variants))]
     public void Winograd_matches_direct_convolution_on_any_size(string name)

@@ -81,27 +81,64 @@ public unsafe class GemmKernelsTests
         AssertClose(expected, c, k, name);
     }
 
-    [Fact]
-    public void Sixteen_bit_weights_pack_to_the_same_panels_as_their_float_values()
+    /// <summary>
+    /// F16/BF16 weights stay 16-bit in the panels and are widened per micro-panel inside the GEMM: the product must be
+    /// bit-identical to packing their exact float values (same FMAs in the same order), across K blocks, edge tiles,
+    /// subnormal and signed-zero weights.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Sixteen_bit_weights_give_the_same_product_as_their_float_values(string name)
     {
-        const int n = 37, k = 19;
+        GemmVariant variant = Variant(name);
         var random = new Random(5);
-        var halves = new ushort[n * k];
-        var floats = new float[n * k];
-        for (int i = 0; i < halves.Length; i++)
+        foreach ((int m, int n, int k) in new[] { (15, 37, 19), (29, 70, 600), (3, 16, 257) })
         {
-            Half h = (Half)(random.NextSingle() * 4 - 2);
-            halves[i] = BitConverter.HalfToUInt16Bits(h);
-            floats[i] = (float)h;
+            foreach (WeightFormat format in new[] { WeightFormat.F16, WeightFormat.BF16 })
+            {
+                int ldw = k + 2;
+                var bits = new ushort[n * ldw];
+                var floats = new float[n * ldw];
+                for (int i = 0; i < bits.Length; i++)
+                {
+                    float value = (random.Next(8)) switch
+                    {
+                        0 => 3e-6f * (random.NextSingle() - 0.5f), // subnormal in F16
+                        1 => -0f,
+                        _ => random.NextSingle() * 4 - 2,
+                    };
+                    bits[i] = format == WeightFormat.F16
+                        ? BitConverter.HalfToUInt16Bits((Half)value)
+                        : (ushort)(BitConverter.SingleToUInt32Bits(value) >> 16);
+                    floats[i] = format == WeightFormat.F16
+                        ? (float)BitConverter.UInt16BitsToHalf(bits[i])
+                        : BitConverter.UInt32BitsToSingle((uint)bits[i] << 16);
+                }
+                float[] a = RandomArray(random, m * k);
+                float[] bias = RandomArray(random, n);
+                var expected = new float[m * n];
+                var actual = new float[m * n];
+                fixed (ushort* pbits = bits)
+                fixed (float* pf = floats, pa = a, pb = bias, pe = expected, pc = actual)
+                {
+                    using PackedWeights narrow = PackedWeights.Pack(pbits, format, n, k, ldw, variant.Nr);
+                    using PackedWeights wide = PackedWeights.Pack(pf, n, k, ldw, variant.Nr);
+                    Assert.Equal(format, narrow.Format);
+                    Assert.Equal(wide.SizeInBytes / 2, narrow.SizeInBytes);
+                    GemmKernels.Multiply(variant, m, pa, k, wide, pe, n, pb, null, 0);
+                    GemmKernels.Multiply(variant, m, pa, k, narrow, pc, n, pb, null, 0);
+                }
+                Assert.True(expected.AsSpan().SequenceEqual(actual), $"{name} {format} {m}x{n}x{k}");
+            }
         }
-        fixed (ushort* ph = halves)
-        fixed (float* pf = floats)
-        {
-            using PackedWeights fromHalf = PackedWeights.Pack(ph, n, k, k, bfloat16: false, 32);
-            using PackedWeights fromFloat = PackedWeights.Pack(pf, n, k, k, 32);
-            long count = fromHalf.SizeInBytes / sizeof(float);
-            Assert.True(new ReadOnlySpan<float>(fromHalf.Data, (int)count).SequenceEqual(new ReadOnlySpan<float>(fromFloat.Data, (int)count)));
-        }
+    }
+
+    [Fact]
+    public void F16_weights_with_Inf_or_NaN_are_refused_at_packing()
+    {
+        ushort* w = stackalloc ushort[6] { 0x3C00, 0x3C00, 0x3C00, 0x7C00, 0x3C00, 0x3C00 };
+        Assert.Throws<ArgumentException>(() => PackedWeights.Pack(w, WeightFormat.F16, 2, 3, 3, 16));
+        using PackedWeights asBf16 = PackedWeights.Pack(w, WeightFormat.BF16, 2, 3, 3, 16); // widened exactly by a shift
     }
 
     [Fact]

@@ -70,6 +70,60 @@ public unsafe class WidenKernelsTests
 
     [Theory]
     [MemberData(nameof(Variants))]
+    public void Finite_F16_path_is_exact_on_every_finite_pattern_and_every_length(string variant)
+    {
+        delegate*<ushort*, float*, nint, void> kernel = variant switch
+        {
+            "v512" => &WidenKernels.FiniteF16ToF32_Vector512,
+            "v256" => &WidenKernels.FiniteF16ToF32_Vector256,
+            _ => &WidenKernels.FiniteF16ToF32_Scalar,
+        };
+        var finite = new List<ushort>();
+        for (int i = 0; i < 65536; i++)
+        {
+            if ((i & 0x7C00) != 0x7C00) finite.Add((ushort)i);
+        }
+        ushort[] input = finite.ToArray();
+        foreach (int length in new[] { input.Length, 0, 1, 15, 17, 33 })
+        {
+            var output = new float[length + 1];
+            output[^1] = 12345f;
+            fixed (ushort* src = input)
+            fixed (float* dst = output)
+            {
+                kernel(src + (input.Length - length), dst, length);
+            }
+            for (int i = 0; i < length; i++)
+            {
+                ushort h = input[input.Length - length + i];
+                Assert.True(BitConverter.SingleToUInt32Bits(WidenKernels.F16ToF32(h)) == BitConverter.SingleToUInt32Bits(output[i]),
+                    $"{variant}: 0x{h:X4} -> {output[i]}");
+            }
+            Assert.Equal(12345f, output[^1]);
+        }
+    }
+
+    [Fact]
+    public void Non_finite_F16_values_are_found()
+    {
+        var values = new ushort[100];
+        fixed (ushort* p = values)
+        {
+            Assert.False(WidenKernels.HasNonFiniteF16(p, values.Length));
+            foreach (int index in new[] { 3, 64, 99 })
+            {
+                values[index] = 0xFC00; // -Inf
+                Assert.True(WidenKernels.HasNonFiniteF16(p, values.Length));
+                values[index] = 0x7E01; // NaN
+                Assert.True(WidenKernels.HasNonFiniteF16(p, values.Length));
+                values[index] = 0x7BFF; // 65504, the largest finite
+                Assert.False(WidenKernels.HasNonFiniteF16(p, values.Length));
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Variants))]
     public void BF16_every_bit_pattern_is_the_high_half(string variant)
     {
         ushort[] input = AllPatterns();

@@ -25,19 +25,17 @@ public sealed unsafe class Conv2d : IDisposable
         int pad = kernel / 2;
         Template = new ConvShape(1, 1, 1, inChannels, outChannels, kernel, kernel, stride, stride,
             padTop < 0 ? pad : padTop, padLeft < 0 ? pad : padLeft, padBottom < 0 ? pad : padBottom, padRight < 0 ? pad : padRight);
-        float* w = binder.Stage(["weight"], [outChannels, inChannels, kernel, kernel]);
+        long[] shape = [outChannels, inChannels, kernel, kernel];
         _bias = binder.Load("bias", [outChannels]);
-        if (Template.IsPointwise)
+        if (winograd && Template.IsWinogradCandidate && inChannels >= WinogradMinChannels && outChannels >= WinogradMinChannels)
         {
-            _gemm = PackedWeights.Pack(w, outChannels, inChannels, inChannels);
-        }
-        else if (winograd && Template.IsWinogradCandidate && inChannels >= WinogradMinChannels && outChannels >= WinogradMinChannels)
-        {
-            _winograd = WinogradWeights.Create(w, outChannels, inChannels, GemmKernels.PanelWidth);
+            // Transformed weights are float32 whatever the stored format: 16-bit would not hold U = G g G^T exactly.
+            _winograd = WinogradWeights.Create(binder.Stage(["weight"], shape), outChannels, inChannels, GemmKernels.PanelWidth);
         }
         else
         {
-            _gemm = ImplicitGemmConv.PackWeights(w, outChannels, inChannels, kernel, kernel, GemmKernels.PanelWidth);
+            void* w = binder.StageNative(["weight"], shape, out WeightFormat format);
+            _gemm = ImplicitGemmConv.PackWeights(w, format, outChannels, inChannels, kernel, kernel, GemmKernels.PanelWidth);
         }
     }
 

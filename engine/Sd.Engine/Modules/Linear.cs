@@ -27,8 +27,8 @@ public sealed unsafe class Linear : IDisposable
         InFeatures = inFeatures;
         OutFeatures = outFeaturesEach * parts.Length;
         long[] shape = conv1x1 ? [outFeaturesEach, inFeatures, 1, 1] : [outFeaturesEach, inFeatures];
-        float* w = parent.Stage(Names(parts, "weight"), shape);
-        _weight = PackedWeights.Pack(w, OutFeatures, inFeatures, inFeatures);
+        void* w = parent.StageNative(Names(parts, "weight"), shape, out WeightFormat format);
+        _weight = PackedWeights.Pack(w, format, OutFeatures, inFeatures, inFeatures, GemmKernels.PanelWidth);
         if (bias)
         {
             _bias = new NativeBlock(OutFeatures, zero: false);

@@ -1,4 +1,6 @@
 using Sd.Engine.Tensors;
+using Sd.Kernels.Convert;
+using Sd.Kernels.Gemm;
 using Sd.Loaders;
 using Sd.Loaders.Safetensors;
 using Sd.Loaders.Weights;
@@ -83,15 +85,58 @@ public sealed unsafe class WeightBinder : IDisposable
     {
         long each = 1;
         foreach (long d in shape) each *= d;
-        long total = each * names.Length;
-        if (_scratch.Block is null || _scratch.Block.Length < total)
-        {
-            _scratch.Block?.Dispose();
-            _scratch.Block = new NativeBlock(total, zero: false);
-        }
+        float* staged = Scratch(each * names.Length);
         for (int i = 0; i < names.Length; i++)
         {
-            Entry(names[i], shape).ReadFloat32(new Span<float>(_scratch.Block.Pointer + i * each, checked((int)each)));
+            Entry(names[i], shape).ReadFloat32(new Span<float>(staged + i * each, checked((int)each)));
+        }
+        return staged;
+    }
+
+    /// <summary>
+    /// Like <see cref="Stage"/>, but tensors stored as F16 (or all as BF16) are staged as their 16-bit patterns, so
+    /// GEMM weights can stay 16-bit in memory; anything else (F32, or a mix) is widened. Returns the staged data and
+    /// its <paramref name="format"/>.
+    /// </summary>
+    public void* StageNative(ReadOnlySpan<string> names, ReadOnlySpan<long> shape, out WeightFormat format)
+    {
+        format = NativeFormat(Entry(names[0], shape).DType);
+        for (int i = 1; i < names.Length && format != WeightFormat.F32; i++)
+        {
+            if (NativeFormat(Entry(names[i], shape).DType) != format) format = WeightFormat.F32;
+        }
+        if (format == WeightFormat.F32)
+        {
+            return Stage(names, shape);
+        }
+        long each = 1;
+        foreach (long d in shape) each *= d;
+        ushort* bits = (ushort*)Scratch((each * names.Length + 1) / 2);
+        for (int i = 0; i < names.Length; i++)
+        {
+            TensorEntry entry = Entry(names[i], shape);
+            entry.ReadBits16(new Span<ushort>(bits + i * each, checked((int)each)));
+            if (format == WeightFormat.F16 && WidenKernels.HasNonFiniteF16(bits + i * each, (nint)each))
+            {
+                throw new InvalidFileException(entry.File.Path, $"tensor '{entry.Name}' contains Inf or NaN weights");
+            }
+        }
+        return bits;
+    }
+
+    private static WeightFormat NativeFormat(TensorDType dtype) => dtype switch
+    {
+        TensorDType.F16 => WeightFormat.F16,
+        TensorDType.BF16 => WeightFormat.BF16,
+        _ => WeightFormat.F32,
+    };
+
+    private float* Scratch(long floats)
+    {
+        if (_scratch.Block is null || _scratch.Block.Length < floats)
+        {
+            _scratch.Block?.Dispose();
+            _scratch.Block = new NativeBlock(floats, zero: false);
         }
         return _scratch.Block.Pointer;
     }

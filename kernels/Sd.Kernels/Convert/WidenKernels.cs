@@ -104,6 +104,85 @@ public static unsafe class WidenKernels
         (bits | ((h & Vector256.Create(0x8000u)) << 16)).AsSingle().Store(dst);
     }
 
+    /// <summary>
+    /// Finite F16 to F32 in four operations, for packed weights widened inside the GEMM: sign-extend, shift the 15
+    /// exponent+mantissa bits into F32 position (the sign lands in bit 31, the copies of it in bits 28-30 are
+    /// masked off), then multiply by 2^112 to re-bias the exponent, which also normalizes subnormals exactly.
+    /// Infinities and NaNs would come out finite: packing refuses them (<see cref="HasNonFiniteF16"/>).
+    /// </summary>
+    private const uint FiniteMask = 0x8FFF_E000u;
+    private const float Rebias112 = 5.192296858534828e33f; // 2^112
+
+    public static void FiniteF16ToF32_Scalar(ushort* src, float* dst, nint count)
+    {
+        for (nint i = 0; i < count; i++)
+        {
+            dst[i] = BitConverter.UInt32BitsToSingle((uint)((short)src[i] << 13) & FiniteMask) * Rebias112;
+        }
+    }
+
+    public static void FiniteF16ToF32_Vector512(ushort* src, float* dst, nint count)
+    {
+        if (count < Vector512<int>.Count)
+        {
+            FiniteF16ToF32_Scalar(src, dst, count);
+            return;
+        }
+        nint last = count - Vector512<int>.Count;
+        for (nint i = 0; i < last; i += Vector512<int>.Count)
+        {
+            FiniteF16Block512(src + i, dst + i);
+        }
+        FiniteF16Block512(src + last, dst + last);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FiniteF16Block512(ushort* src, float* dst)
+    {
+        Vector512<int> h = Vector512.WidenLower(Vector256.Load((short*)src).ToVector512Unsafe());
+        (((h << 13).AsUInt32() & Vector512.Create(FiniteMask)).AsSingle() * Vector512.Create(Rebias112)).Store(dst);
+    }
+
+    public static void FiniteF16ToF32_Vector256(ushort* src, float* dst, nint count)
+    {
+        if (count < Vector256<int>.Count)
+        {
+            FiniteF16ToF32_Scalar(src, dst, count);
+            return;
+        }
+        nint last = count - Vector256<int>.Count;
+        for (nint i = 0; i < last; i += Vector256<int>.Count)
+        {
+            FiniteF16Block256(src + i, dst + i);
+        }
+        FiniteF16Block256(src + last, dst + last);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void FiniteF16Block256(ushort* src, float* dst)
+    {
+        Vector256<int> h = Vector256.WidenLower(Vector128.Load((short*)src).ToVector256Unsafe());
+        (((h << 13).AsUInt32() & Vector256.Create(FiniteMask)).AsSingle() * Vector256.Create(Rebias112)).Store(dst);
+    }
+
+    /// <summary>True if any F16 value is Inf or NaN (exponent all ones).</summary>
+    public static bool HasNonFiniteF16(ushort* src, nint count)
+    {
+        nint i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; i <= count - Vector512<ushort>.Count; i += Vector512<ushort>.Count)
+            {
+                if (Vector512.EqualsAny(Vector512.Load(src + i) & Vector512.Create((ushort)0x7C00), Vector512.Create((ushort)0x7C00))) return true;
+            }
+        }
+        for (; i < count; i++)
+        {
+            if ((src[i] & 0x7C00) == 0x7C00) return true;
+        }
+        return false;
+    }
+
     /// <summary>BF16 is the high half of an F32, so widening is a shift.</summary>
     public static void BF16ToF32_Scalar(ushort* src, float* dst, nint count)
     {

@@ -15,7 +15,12 @@ public static unsafe class ImplicitGemmConv
     /// </summary>
     public static PackedWeights PackWeights(float* weights, int outChannels, int inChannels, int kernelH, int kernelW,
         int panelWidth) =>
-        PackedWeights.PackConvolution(weights, outChannels, inChannels, kernelH * kernelW, panelWidth);
+        PackWeights(weights, WeightFormat.F32, outChannels, inChannels, kernelH, kernelW, panelWidth);
+
+    /// <summary>As above for weights stored as <paramref name="format"/> (F16/BF16 stay 16-bit).</summary>
+    public static PackedWeights PackWeights(void* weights, WeightFormat format, int outChannels, int inChannels,
+        int kernelH, int kernelW, int panelWidth) =>
+        PackedWeights.PackConvolution(weights, format, outChannels, inChannels, kernelH * kernelW, panelWidth);
 
     private struct Im2ColSource
     {

@@ -98,7 +98,7 @@ public sealed unsafe class WinogradWeights : IDisposable
                         Transform3(gg[i * 3], gg[i * 3 + 1], gg[i * 3 + 2], row, 1); // (G g) G^T: rows
                         for (int j = 0; j < 6; j++)
                         {
-                            job->Targets[i * 6 + j].Data[offset] = (float)row[j];
+                            job->Targets[i * 6 + j].Floats[offset] = (float)row[j];
                         }
                     }
                 }

@@ -30,7 +30,8 @@ public unsafe struct GemmArgs
 /// <summary>The raw view of <see cref="PackedWeights"/> a kernel task needs (unmanaged, so it can sit in a task context).</summary>
 public unsafe struct PackedWeightsView
 {
-    public float* Data;
+    public byte* Data;
+    public WeightFormat Format;
     public int N;
     public int K;
     public int Panels;
@@ -38,12 +39,18 @@ public unsafe struct PackedWeightsView
 
     public PackedWeightsView(PackedWeights weights)
     {
-        Data = weights.Data;
+        Data = weights.Bytes;
+        Format = weights.Format;
         N = weights.N;
         K = weights.K;
         Panels = weights.Panels;
         PanelWidth = weights.PanelWidth;
     }
 
-    public float* Panel(int p) => Data + (nint)p * PanelWidth * K;
+    public byte* Panel(int p) => Data + (nint)p * PanelWidth * K * Format.ElementBytes();
+
+    /// <summary>The values as floats (F32 format only; Winograd fills its matrices through this).</summary>
+    public float* Floats => Format == WeightFormat.F32
+        ? (float*)Data
+        : throw new InvalidOperationException($"these weights are stored as {Format}, not F32");
 }
