@@ -16,13 +16,14 @@ namespace Sd.Engine.Pipelines;
 /// <summary>The result of one generation: final latents and the decoded image (NHWC, about [-1, 1]).</summary>
 public sealed class GenerateResult : IDisposable
 {
-    internal GenerateResult(Tensor latents, Tensor image, TimeSpan textEncoding, TimeSpan denoising, TimeSpan decoding)
+    internal GenerateResult(Tensor latents, Tensor image, PhaseTimes times)
     {
         Latents = latents;
         Image = image;
-        TextEncoding = textEncoding;
-        Denoising = denoising;
-        Decoding = decoding;
+        Loading = times.Loading;
+        TextEncoding = times.Text;
+        Denoising = times.Denoising;
+        Decoding = times.Decoding;
     }
 
     /// <summary>[1, h, w, 4] NHWC, before the VAE scaling.</summary>
@@ -31,8 +32,12 @@ public sealed class GenerateResult : IDisposable
     /// <summary>[1, H, W, 3] NHWC decoder output; <see cref="Imaging.ImageConversion.ToRgb8"/> makes a picture.</summary>
     public Tensor Image { get; }
 
+    /// <summary>Component loads this request caused (none for a resident pipeline after Load).</summary>
+    public TimeSpan Loading { get; }
+
     public TimeSpan TextEncoding { get; }
 
+    /// <summary>The denoising loop, with the VAE encode of an init image.</summary>
     public TimeSpan Denoising { get; }
 
     public TimeSpan Decoding { get; }
@@ -47,44 +52,61 @@ public sealed class GenerateResult : IDisposable
 /// <summary>
 /// Text-to-image Stable Diffusion: CLIP text encoder, UNet with classifier-free guidance (uncond and cond batched in
 /// one call), a diffusers scheduler, VAE decode. One loaded pipeline serves sequential requests (calls are
-/// serialized); Dispose frees the native weights.
+/// serialized); Dispose frees the native weights. <see cref="PipelineOptions.Memory"/> chooses between keeping the
+/// components resident and loading one at a time.
 /// Reference: diffusers StableDiffusionPipeline.__call__ (0.27).
 /// </summary>
 public sealed unsafe class StableDiffusionPipeline : IDisposable
 {
     private readonly ModelSource _source;
+    private readonly PipelineOptions _options;
     private readonly ClipTokenizer _tokenizer;
-    private readonly ClipTextModel _textEncoder;
-    private readonly UNet2DConditionModel _unet;
-    private readonly AutoencoderKL _vae;
+    private readonly UNetConfig _unetConfig;
+    private readonly VaeConfig _vaeConfig;
+    private readonly ComponentSlot<ClipTextModel> _textEncoder;
+    private readonly ComponentSlot<UNet2DConditionModel> _unet;
+    private readonly ComponentSlot<AutoencoderKL> _vae;
     private readonly SchedulerConfig _schedulerConfig;
     private readonly object _gate = new();
     private readonly ILogger _logger;
 
-    private StableDiffusionPipeline(ModelSource source, ILogger logger)
+    private StableDiffusionPipeline(ModelSource source, PipelineOptions options, ILogger logger)
     {
         _source = source;
+        _options = options;
         _logger = logger;
-        var clock = Stopwatch.StartNew();
         _tokenizer = ClipTokenizer.Load(source.Tokenizer
             ?? throw new InvalidFileException(source.Path, "the model has no tokenizer folder: pass a tokenizer directory (vocab.json, merges.txt)"));
-        _textEncoder = new ClipTextModel(Require(source.TextEncoder, "text encoder"), source.Weights(ModelComponent.TextEncoder));
-        _unet = new UNet2DConditionModel(Require(source.UNet, "UNet"), source.Weights(ModelComponent.Unet));
-        _vae = new AutoencoderKL(Require(source.Vae, "VAE"), source.Weights(ModelComponent.Vae));
+        ClipTextConfig textConfig = Require(source.TextEncoder, "text encoder");
+        _unetConfig = Require(source.UNet, "UNet");
+        _vaeConfig = Require(source.Vae, "VAE");
         _schedulerConfig = source.Scheduler ?? ConfigInference.Sd1Scheduler;
-        _logger.LogInformation("Loaded {Model} ({Kind}) in {Seconds:F1} s", source.Path, source.Kind, clock.Elapsed.TotalSeconds);
+        _textEncoder = new("text encoder", () => new ClipTextModel(textConfig, source.Weights(ModelComponent.TextEncoder)), logger);
+        _unet = new("UNet", () => new UNet2DConditionModel(_unetConfig, source.Weights(ModelComponent.Unet), options.UNet), logger);
+        _vae = new("VAE", () => new AutoencoderKL(_vaeConfig, source.Weights(ModelComponent.Vae), options.Vae), logger);
+        if (options.Memory == PipelineMemory.Resident)
+        {
+            var clock = Stopwatch.StartNew();
+            TimeSpan loading = default;
+            _textEncoder.Get(ref loading);
+            _unet.Get(ref loading);
+            _vae.Get(ref loading);
+            _logger.LogInformation("Loaded {Model} ({Kind}) in {Seconds:F1} s", source.Path, source.Kind, clock.Elapsed.TotalSeconds);
+        }
     }
 
     private T Require<T>(T? component, string name) where T : class =>
         component ?? throw new InvalidFileException(_source.Path, $"the model has no {name}");
 
     /// <param name="logger">Load and run progress (Information), steps (Debug), truncated prompts (Warning).</param>
-    public static StableDiffusionPipeline Load(string path, ModelOpenOptions? options = null, ILogger? logger = null)
+    /// <param name="pipelineOptions">Memory mode and component options; null keeps every component resident.</param>
+    public static StableDiffusionPipeline Load(string path, ModelOpenOptions? options = null, ILogger? logger = null,
+        PipelineOptions? pipelineOptions = null)
     {
         ModelSource source = ModelSource.Open(path, options);
         try
         {
-            return new StableDiffusionPipeline(source, logger ?? NullLogger.Instance);
+            return new StableDiffusionPipeline(source, pipelineOptions ?? new PipelineOptions(), logger ?? NullLogger.Instance);
         }
         catch
         {
@@ -93,17 +115,44 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         }
     }
 
+    /// <summary>
+    /// The component for the next phase; in <see cref="PipelineMemory.Sequential"/> mode the others are freed first,
+    /// so only one is ever in memory.
+    /// </summary>
+    private T Acquire<T>(ComponentSlot<T> slot, PhaseTimes times) where T : class, IDisposable
+    {
+        if (_options.Memory == PipelineMemory.Sequential && !slot.IsLoaded)
+        {
+            _textEncoder.Unload();
+            _unet.Unload();
+            _vae.Unload();
+        }
+        return slot.Get(ref times.Loading);
+    }
+
     public GenerateResult Generate(GenerateRequest request, IProgress<StepInfo>? progress = null, CancellationToken cancellation = default)
     {
         lock (_gate)
         {
-            return Run(request, progress, cancellation);
+            try
+            {
+                return Run(request, progress, cancellation);
+            }
+            finally
+            {
+                if (_options.Memory == PipelineMemory.Sequential)
+                {
+                    _textEncoder.Unload();
+                    _unet.Unload();
+                    _vae.Unload();
+                }
+            }
         }
     }
 
     private GenerateResult Run(GenerateRequest request, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
-        int factor = _vae.Factor;
+        int factor = _vaeConfig.DownscaleFactor;
         if (request.Width <= 0 || request.Height <= 0 || request.Width % factor != 0 || request.Height % factor != 0)
         {
             throw new ArgumentException($"width and height must be positive multiples of {factor}, got {request.Width}x{request.Height}", nameof(request));
@@ -112,12 +161,13 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         {
             throw new ArgumentException($"steps must be at least 1, got {request.Steps}", nameof(request));
         }
-        int h = request.Height / factor, w = request.Width / factor, channels = _unet.Config.InChannels;
+        int h = request.Height / factor, w = request.Width / factor, channels = _unetConfig.InChannels;
         bool guided = request.GuidanceScale > 1;
-        int batch = guided ? 2 : 1;
-        var clock = Stopwatch.StartNew();
-        using Tensor context = EncodePrompts(request, guided);
-        TimeSpan textTime = clock.Elapsed;
+        var times = new PhaseTimes();
+        PhaseClock textClock = times.Start();
+        using Tensor context = EncodePrompts(request, guided, times, cancellation);
+        times.Text = textClock.Elapsed;
+        PhaseClock clock = times.Start();
 
         Scheduler scheduler = Scheduler.Create(request.Scheduler, _schedulerConfig);
         scheduler.SetTimesteps(request.Steps);
@@ -126,8 +176,8 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         if (request.InitImage is { } init)
         {
             return request.Mask is { } mask
-                ? RunInpaint(request, init, mask, scheduler, noise, context, h, w, clock, textTime, progress, cancellation)
-                : RunImageToImage(request, init, scheduler, noise, context, h, w, clock, textTime, progress, cancellation);
+                ? RunInpaint(request, init, mask, scheduler, noise, context, h, w, times, clock, progress, cancellation)
+                : RunImageToImage(request, init, scheduler, noise, context, h, w, times, clock, progress, cancellation);
         }
         if (request.Mask != null)
         {
@@ -152,7 +202,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         }
         Tensor latents = Tensor.Allocate([1, h, w, channels]);
         ToNhwc(nchw, latents.Data, channels, h * w);
-        return Complete(new Denoising(scheduler, 0, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, clock, textTime), progress, cancellation, null);
+        return Complete(new Denoising(scheduler, 0, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, times, clock), progress, cancellation, null);
     }
 
     /// <summary>
@@ -161,15 +211,15 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
     /// int(steps x strength) steps of the schedule.
     /// </summary>
     private GenerateResult RunImageToImage(GenerateRequest request, Tensor init, Scheduler scheduler, INoiseSource noise, Tensor context,
-        int h, int w, Stopwatch clock, TimeSpan textTime, IProgress<StepInfo>? progress, CancellationToken cancellation)
+        int h, int w, PhaseTimes times, PhaseClock clock, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
         CheckPicture(init, request, 3, "init image");
-        int channels = _unet.Config.InChannels;
+        int channels = _unetConfig.InChannels;
         int start = StartStep(request);
         Tensor latents = Tensor.Allocate([1, h, w, channels]);
         try
         {
-            using (Tensor x0 = ImageLatents(init, noise, h, w))
+            using (Tensor x0 = ImageLatents(init, noise, h, w, times, cancellation))
             {
                 using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
                 if (start < scheduler.StepCount)
@@ -187,12 +237,12 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
             latents.Dispose();
             throw;
         }
-        return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, clock, textTime), progress, cancellation, null);
+        return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, times, clock), progress, cancellation, null);
     }
 
     /// <summary>The state every generation mode hands to <see cref="Complete"/>.</summary>
     private sealed record Denoising(Scheduler Scheduler, int Start, Tensor Latents, Tensor Context, float Guidance, float Rescale,
-        INoiseSource Noise, Stopwatch Clock, TimeSpan TextTime);
+        INoiseSource Noise, PhaseTimes Times, PhaseClock Clock);
 
     /// <summary>Denoises from run.Start, decodes, and returns the result (owning the latents; disposed on failure).</summary>
     private GenerateResult Complete(Denoising run, IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
@@ -200,10 +250,12 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         try
         {
             Denoise(run, progress, cancellation, afterStep);
-            TimeSpan denoiseTime = run.Clock.Elapsed - run.TextTime;
+            run.Times.Denoising = run.Clock.Elapsed;
             cancellation.ThrowIfCancellationRequested();
-            Tensor image = Decode(run.Latents);
-            return new GenerateResult(run.Latents, image, run.TextTime, denoiseTime, run.Clock.Elapsed - run.TextTime - denoiseTime);
+            PhaseClock decodeClock = run.Times.Start();
+            Tensor image = Decode(run.Latents, run.Times, cancellation);
+            run.Times.Decoding = decodeClock.Elapsed;
+            return new GenerateResult(run.Latents, image, run.Times);
         }
         catch
         {
@@ -233,16 +285,24 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>scaling_factor x a posterior sample of the picture (one noise draw), as _encode_vae_image.</summary>
-    private Tensor ImageLatents(Tensor image, INoiseSource noise, int h, int w)
+    private Tensor ImageLatents(Tensor image, INoiseSource noise, int h, int w, PhaseTimes times, CancellationToken cancellation)
     {
-        int channels = _vae.Config.LatentChannels;
+        int channels = _vaeConfig.LatentChannels;
         using Tensor mean = Tensor.Allocate([1, h, w, channels]);
         using Tensor logvar = Tensor.Allocate([1, h, w, channels]);
-        _vae.Encode(image, mean, logvar);
+        AutoencoderKL vae = Acquire(_vae, times);
+        try
+        {
+            vae.Encode(image, mean, logvar, cancellation);
+        }
+        finally
+        {
+            vae.ReleaseRunBuffers();
+        }
         using Tensor draw = DrawNhwc(noise, 1, h, w, channels);
         Tensor latents = Tensor.Allocate([1, h, w, channels]);
         AutoencoderKL.SamplePosterior(mean, logvar, draw, latents);
-        float scaling = (float)_vae.Config.ScalingFactor;
+        float scaling = (float)_vaeConfig.ScalingFactor;
         for (long i = 0; i < latents.Length; i++) latents.Data[i] *= scaling;
         return latents;
     }
@@ -252,19 +312,19 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
     /// the mask are replaced by the picture's latents noised to the next timestep (clean after the last step).
     /// </summary>
     private GenerateResult RunInpaint(GenerateRequest request, Tensor init, Tensor mask, Scheduler scheduler, INoiseSource noise,
-        Tensor context, int h, int w, Stopwatch clock, TimeSpan textTime, IProgress<StepInfo>? progress, CancellationToken cancellation)
+        Tensor context, int h, int w, PhaseTimes times, PhaseClock clock, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
-        if (_unet.Config.InChannels != 4)
+        if (_unetConfig.InChannels != 4)
         {
-            throw new NotSupportedException($"inpainting UNets with {_unet.Config.InChannels} input channels are not supported yet (4-channel UNets only)");
+            throw new NotSupportedException($"inpainting UNets with {_unetConfig.InChannels} input channels are not supported yet (4-channel UNets only)");
         }
         CheckPicture(init, request, 3, "init image");
         CheckPicture(mask, request, 1, "mask");
-        int channels = _unet.Config.InChannels;
+        int channels = _unetConfig.InChannels;
         int start = StartStep(request);
         bool strengthMax = request.Strength >= 1;
         long count = (long)h * w * channels;
-        using Tensor imageLatents = ImageLatents(init, noise, h, w);
+        using Tensor imageLatents = ImageLatents(init, noise, h, w, times, cancellation);
         using Tensor startNoise = Tensor.Allocate([1, h, w, channels]);
         Tensor latents = Tensor.Allocate([1, h, w, channels]);
         try
@@ -314,7 +374,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
                     latents.Data[i] = (1 - m) * proper.Data[i] + m * latents.Data[i];
                 }
             }
-            return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, clock, textTime), progress, cancellation, Blend);
+            return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, times, clock), progress, cancellation, Blend);
         }
         catch
         {
@@ -358,7 +418,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         return tensor;
     }
 
-    private Tensor EncodePrompts(GenerateRequest request, bool guided)
+    private Tensor EncodePrompts(GenerateRequest request, bool guided, PhaseTimes times, CancellationToken cancellation)
     {
         long[] cond = _tokenizer.EncodeForPipeline(request.Prompt, out int dropped);
         WarnTruncated("prompt", dropped);
@@ -369,7 +429,9 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
             WarnTruncated("negative prompt", droppedNegative);
             ids = [.. uncond, .. cond]; // batch order [uncond, cond], as diffusers concatenates
         }
-        using ClipTextOutput output = _textEncoder.Encode(ids, guided ? 2 : 1, request.ClipSkip);
+        ClipTextModel encoder = Acquire(_textEncoder, times);
+        cancellation.ThrowIfCancellationRequested();
+        using ClipTextOutput output = encoder.Encode(ids, guided ? 2 : 1, request.ClipSkip);
         Tensor context = Tensor.Allocate(output.Hidden.Shape);
         output.Hidden.Span.CopyTo(context.Span);
         return context;
@@ -385,19 +447,34 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
 
     private void Denoise(Denoising run, IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
     {
-        (Scheduler scheduler, int start, Tensor latents, Tensor context, float guidance) = (run.Scheduler, run.Start, run.Latents, run.Context, run.Guidance);
-        INoiseSource noise = run.Noise;
-        int batch = guidance > 1 ? 2 : 1;
+        Tensor latents = run.Latents;
+        int batch = run.Guidance > 1 ? 2 : 1;
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
-        long count = latents.Length;
+        UNet2DConditionModel unet = Acquire(_unet, run.Times);
         using Tensor unetInput = Tensor.Allocate([batch, h, w, channels]);
-        using Tensor prediction = Tensor.Allocate([batch, h, w, _unet.Config.OutChannels]);
+        using Tensor prediction = Tensor.Allocate([batch, h, w, _unetConfig.OutChannels]);
+        try
+        {
+            RunSteps(run, unet, unetInput, prediction, progress, cancellation, afterStep);
+        }
+        finally
+        {
+            unet.ReleaseRunBuffers();
+        }
+    }
+
+    private void RunSteps(Denoising run, UNet2DConditionModel unet, Tensor unetInput, Tensor prediction, IProgress<StepInfo>? progress,
+        CancellationToken cancellation, Action<int>? afterStep)
+    {
+        (Scheduler scheduler, int start, Tensor latents, Tensor context, float guidance) = (run.Scheduler, run.Start, run.Latents, run.Context, run.Guidance);
+        int batch = unetInput.Dim(0), h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
+        long count = latents.Length;
         var guidedOutput = new float[count];
         var timestep = new float[1];
         var clock = Stopwatch.StartNew();
         float[] DrawNoise(int index)
         {
-            using Tensor drawn = DrawNhwc(noise, 1, h, w, channels);
+            using Tensor drawn = DrawNhwc(run.Noise, 1, h, w, channels);
             return drawn.Span.ToArray();
         }
         for (int step = start; step < scheduler.StepCount; step++)
@@ -408,7 +485,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
                 scheduler.ScaleModelInput(step, latents.Span, unetInput.Span.Slice((int)(b * count), (int)count));
             }
             timestep[0] = scheduler.Timesteps[step];
-            _unet.Forward(unetInput, timestep, context, prediction);
+            unet.Forward(unetInput, timestep, context, prediction, cancellation);
             for (long i = 0; i < count; i++)
             {
                 guidedOutput[i] = batch == 2
@@ -450,25 +527,30 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         return Math.Sqrt(sum / Math.Max(1, values.Length - 1));
     }
 
-    private Tensor Decode(Tensor latents)
+    private Tensor Decode(Tensor latents, PhaseTimes times, CancellationToken cancellation)
     {
+        AutoencoderKL vae = Acquire(_vae, times);
         using Tensor scaled = Tensor.Allocate(latents.Shape);
         // diffusers: vae.decode(latents / scaling_factor), the division in float32.
-        float scaling = (float)_vae.Config.ScalingFactor;
+        float scaling = (float)_vaeConfig.ScalingFactor;
         for (long i = 0; i < latents.Length; i++)
         {
             scaled.Data[i] = latents.Data[i] / scaling;
         }
-        Tensor image = Tensor.Allocate([1, latents.Dim(1) * _vae.Factor, latents.Dim(2) * _vae.Factor, _vae.Config.OutChannels]);
+        Tensor image = Tensor.Allocate([1, latents.Dim(1) * vae.Factor, latents.Dim(2) * vae.Factor, _vaeConfig.OutChannels]);
         try
         {
-            _vae.Decode(scaled, image);
+            vae.Decode(scaled, image, cancellation);
             return image;
         }
         catch
         {
             image.Dispose();
             throw;
+        }
+        finally
+        {
+            vae.ReleaseRunBuffers();
         }
     }
 

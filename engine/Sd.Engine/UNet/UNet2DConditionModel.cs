@@ -116,9 +116,10 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
 
     /// <summary>
     /// noise prediction [N, H, W, out] = UNet(sample [N, H, W, in], timesteps (one, or one per image),
-    /// context [N, contextLength, cross_attention_dim]); all NHWC / row-major float32.
+    /// context [N, contextLength, cross_attention_dim]); all NHWC / row-major float32. Cancellation is checked
+    /// between blocks.
     /// </summary>
-    public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output)
+    public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, CancellationToken cancellation = default)
     {
         CheckInputs(sample, timesteps, context, output);
         int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
@@ -140,6 +141,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         FeatureMap current = skips[0];
         foreach (DownBlock block in _downBlocks)
         {
+            cancellation.ThrowIfCancellationRequested();
             Span<FeatureMap> outputs = skips.AsSpan(next, block.SkipCount);
             block.Forward(current, batch, temb, ctx, contextLength, outputs, ws);
             current = outputs[^1];
@@ -151,6 +153,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         int h = current.Height, w = current.Width;
         foreach (UpBlock block in _upBlocks)
         {
+            cancellation.ThrowIfCancellationRequested();
             ReadOnlySpan<FeatureMap> consumed = skips.AsSpan(next - block.SkipCount, block.SkipCount);
             next -= block.SkipCount;
             // Up-sample to the next skip's size (diffusers' upsample_size), which undoes odd-size rounding.
@@ -191,6 +194,16 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
         sample.ThrowIfNotFinite("sample contains NaN or infinity");
         context.ThrowIfNotFinite("context contains NaN or infinity");
+    }
+
+    /// <summary>Activation memory planned for the last run shape, in bytes (0 when none is held).</summary>
+    public long RunBufferBytes => _state?.Bytes ?? 0;
+
+    /// <summary>Frees the activation buffers of the last run shape (the next Forward plans them again).</summary>
+    public void ReleaseRunBuffers()
+    {
+        _state?.Dispose();
+        _state = null;
     }
 
     private RunState StateFor(int batch, int height, int width, int contextLength)

@@ -67,18 +67,18 @@ public sealed unsafe class AutoencoderKL : IDisposable
     public int Factor => Config.DownscaleFactor;
 
     /// <summary>image [N, h*f, w*f, out_channels] = decoder(latents [N, h, w, latent]) (latents already divided by the scaling factor).</summary>
-    public void Decode(Tensor latents, Tensor image)
+    public void Decode(Tensor latents, Tensor image, CancellationToken cancellation = default)
     {
         Check(latents, Config.LatentChannels, "latents");
         int batch = latents.Dim(0), h = latents.Dim(1), w = latents.Dim(2);
         ExpectShape(image, [batch, h * Factor, w * Factor, Config.OutChannels], nameof(image));
         if (DecodeIsTiled(batch, h, w))
         {
-            VaeTilingRunner.Run(latents, image, LatentTile, Factor, 1, DecodeTile);
+            VaeTilingRunner.Run(latents, image, LatentTile, Factor, 1, (tile, output) => DecodeTile(tile, output, cancellation));
         }
         else
         {
-            DecodeTile(latents, image);
+            DecodeTile(latents, image, cancellation);
         }
         image.ThrowIfNotFinite("the VAE decoder produced NaN or infinity");
     }
@@ -87,7 +87,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
     /// (mean, logvar) [N, H/f, W/f, latent] = encoder(image [N, H, W, in_channels] in [-1, 1]); H and W must be
     /// multiples of the factor.
     /// </summary>
-    public void Encode(Tensor image, Tensor mean, Tensor logvar)
+    public void Encode(Tensor image, Tensor mean, Tensor logvar, CancellationToken cancellation = default)
     {
         Check(image, Config.InChannels, "image");
         int batch = image.Dim(0), height = image.Dim(1), width = image.Dim(2);
@@ -101,11 +101,11 @@ public sealed unsafe class AutoencoderKL : IDisposable
         using var moments = Tensor.Allocate([batch, h, w, 2 * latent]);
         if (EncodeIsTiled(batch, height, width))
         {
-            VaeTilingRunner.Run(image, moments, SampleTile, 1, Factor, EncodeTile);
+            VaeTilingRunner.Run(image, moments, SampleTile, 1, Factor, (tile, output) => EncodeTile(tile, output, cancellation));
         }
         else
         {
-            EncodeTile(image, moments);
+            EncodeTile(image, moments, cancellation);
         }
         // moments rows are [mean | logvar]; logvar is clamped as DiagonalGaussianDistribution does.
         long pixels = (long)batch * h * w;
@@ -138,7 +138,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
     }
 
     /// <summary>post_quant_conv + decoder on one tile (or the whole image).</summary>
-    private void DecodeTile(Tensor latents, Tensor image)
+    private void DecodeTile(Tensor latents, Tensor image, CancellationToken cancellation)
     {
         int batch = latents.Dim(0), h = latents.Dim(1), w = latents.Dim(2);
         using var input = Tensor.Allocate(latents.Shape);
@@ -150,14 +150,14 @@ public sealed unsafe class AutoencoderKL : IDisposable
         {
             latents.Span.CopyTo(input.Span);
         }
-        _decoder.Forward(input.Data, batch, h, w, image.Data);
+        _decoder.Forward(input.Data, batch, h, w, image.Data, cancellation);
     }
 
     /// <summary>Encoder + quant_conv on one tile (or the whole image): the Gaussian's moments [mean | logvar].</summary>
-    private void EncodeTile(Tensor image, Tensor moments)
+    private void EncodeTile(Tensor image, Tensor moments, CancellationToken cancellation)
     {
         int batch = image.Dim(0), h = moments.Dim(1), w = moments.Dim(2);
-        _encoder.Forward(image.Data, batch, image.Dim(1), image.Dim(2), moments.Data);
+        _encoder.Forward(image.Data, batch, image.Dim(1), image.Dim(2), moments.Data, cancellation);
         if (_quantConv != null)
         {
             using var quantized = Tensor.Allocate(moments.Shape);
@@ -181,6 +181,13 @@ public sealed unsafe class AutoencoderKL : IDisposable
         {
             throw new ArgumentException($"{name} must be {Tensor.ShapeText(shape)}, got {tensor}", name);
         }
+    }
+
+    /// <summary>Frees the activation buffers of the last run shapes (the next call plans them again).</summary>
+    public void ReleaseRunBuffers()
+    {
+        _encoder.ReleaseRunBuffers();
+        _decoder.ReleaseRunBuffers();
     }
 
     public void Dispose()
@@ -251,8 +258,11 @@ internal sealed unsafe class VaeCoder : IDisposable
             new Conv2d(binder.Child("conv_out"), channels[0], config.OutChannels));
     }
 
-    /// <summary>y [N, OH, OW, conv_out channels] = trunk(x [N, H, W, conv_in channels]).</summary>
-    public void Forward(float* x, int batch, int height, int width, float* y)
+    /// <summary>
+    /// y [N, OH, OW, conv_out channels] = trunk(x [N, H, W, conv_in channels]); cancellation is checked between
+    /// levels.
+    /// </summary>
+    public void Forward(float* x, int batch, int height, int width, float* y, CancellationToken cancellation)
     {
         RunBuffers buffers = BuffersFor(batch, height, width);
         Workspace ws = buffers.Workspace;
@@ -262,6 +272,7 @@ internal sealed unsafe class VaeCoder : IDisposable
         int h = height, w = width;
         foreach (VaeLevel level in _levels)
         {
+            cancellation.ThrowIfCancellationRequested();
             current = level.Forward(current, batch, h, w, pingA, pingB, ws);
             (h, w) = level.OutputSize(h, w);
         }
@@ -307,6 +318,12 @@ internal sealed unsafe class VaeCoder : IDisposable
         workspace.Need(Scratch.ResnetNorm, (long)batch * h * w * _normOut.Channels);
         _convOut.Plan(workspace, batch, h, w);
         return ping;
+    }
+
+    public void ReleaseRunBuffers()
+    {
+        _buffers?.Dispose();
+        _buffers = null;
     }
 
     private sealed record RunBuffers(int Batch, int Height, int Width, Workspace Workspace, NativeBlock PingA, NativeBlock PingB) : IDisposable

@@ -62,6 +62,7 @@ public static unsafe partial class AttentionKernels
     /// <summary>Validates the problem and runs the fastest variant for its shape on this machine.</summary>
     public static void Run(in AttentionProblem problem)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Attention);
         problem.Validate();
         Diagnostics.FlopCounter.Add(4L * problem.Batch * problem.Heads * problem.QueryLength * problem.KeyLength * problem.HeadDim);
         if (problem.KeyLength <= PartialSoftmaxMaxKeys)

@@ -38,6 +38,7 @@ public static unsafe class ImplicitGemmConv
     public static void Run(GemmVariant variant, in ConvShape shape, float* input, PackedWeights weights,
         float* bias, float* residual, int residualStride, float* output, int outputStride)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(shape.KernelH == 3 && shape.KernelW == 3 && shape.StrideH == 1 ? Diagnostics.KernelKind.Conv3x3 : Diagnostics.KernelKind.ConvOther);
         shape.Validate();
         if (weights.N != shape.OutChannels || weights.K != shape.PatchSize)
         {

@@ -67,6 +67,7 @@ public static unsafe class WinogradConv
     public static void Run(GemmVariant variant, int batch, int height, int width, float* input, WinogradWeights weights,
         float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3);
         if (weights[0].PanelWidth != variant.Nr)
         {
             throw new ArgumentException($"weights packed for NR={weights[0].PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(weights));

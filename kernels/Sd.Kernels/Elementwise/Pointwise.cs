@@ -42,6 +42,7 @@ public static unsafe class Pointwise
     /// <summary>dst = act(src) over <paramref name="count"/> floats; dst may equal src.</summary>
     public static void Apply(Activation activation, float* src, float* dst, nint count)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Elementwise);
         var job = new Job { Kind = JobKind.Apply, Activation = activation, A = src, Dst = dst, Count = count };
         Run(ref job, count, (count + Block - 1) / Block);
     }
@@ -62,6 +63,7 @@ public static unsafe class Pointwise
     /// </summary>
     public static void Geglu(float* src, float* dst, nint rows, nint features, nint dstStride)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Elementwise);
         var job = new Job { Kind = JobKind.Geglu, A = src, Dst = dst, Count = features, Stride = dstStride };
         Run(ref job, rows * features * 2, rows);
     }
@@ -85,6 +87,7 @@ public static unsafe class Pointwise
     /// <summary>dst[r, c] = act(src[r, c] + bias[c]) over [rows, channels]; dst may equal src.</summary>
     public static void BiasAdd(float* src, float* bias, float* dst, nint rows, nint channels, Activation activation = Activation.None)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Elementwise);
         var job = new Job { Kind = JobKind.BiasAdd, Activation = activation, A = src, B = bias, Dst = dst, Count = channels };
         Run(ref job, rows * channels, rows);
     }
@@ -107,6 +110,7 @@ public static unsafe class Pointwise
     /// <summary>dst = a + b over <paramref name="count"/> floats; dst may equal a or b (residual adds in place).</summary>
     public static void Add(float* a, float* b, float* dst, nint count)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Elementwise);
         var job = new Job { Kind = JobKind.Add, A = a, B = b, Dst = dst, Count = count };
         Run(ref job, count, (count + Block - 1) / Block);
     }

@@ -54,6 +54,7 @@ public static unsafe class ResizeKernels
     /// </summary>
     public static void Nearest(float* src, float* dst, int n, int hIn, int wIn, int hOut, int wOut, int channels)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Elementwise);
         ArgumentOutOfRangeException.ThrowIfNegative(n);
         ArgumentOutOfRangeException.ThrowIfNegative(channels);
         if (hIn < 1 || wIn < 1 || hOut < 0 || wOut < 0)
@@ -149,6 +150,7 @@ public static unsafe class ResizeKernels
     /// </summary>
     public static void CopyChannels(float* src, nint srcStride, float* dst, nint dstStride, nint rows, int channels)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Elementwise);
         ArgumentOutOfRangeException.ThrowIfNegative(rows);
         ArgumentOutOfRangeException.ThrowIfNegative(channels);
         var job = new CopyJob
@@ -178,6 +180,7 @@ public static unsafe class ResizeKernels
     /// <summary>dst [rows, ca + cb] = concat(a [rows, ca], b [rows, cb]) along channels.</summary>
     public static void ConcatChannels(float* a, int ca, float* b, int cb, float* dst, nint rows)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Elementwise);
         CopyChannels(a, ca, dst, ca + cb, rows, ca);
         CopyChannels(b, cb, dst + ca, ca + cb, rows, cb);
     }

@@ -122,6 +122,7 @@ public static unsafe class GemmKernels
     /// <summary>Runs one GEMM over the worker pool (small problems run on the calling thread).</summary>
     public static void Run(GemmVariant variant, ref GemmArgs args)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Gemm);
         Validate(variant, ref args);
         if (args.M <= 0)
         {

@@ -24,6 +24,7 @@ public static unsafe class GroupNorm
     public static void Apply(ReadOnlySpan<float> src, Span<float> dst, int n, int hw, int channels, int groups, float eps,
         ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta, Activation activation = Activation.None)
     {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Norm);
         GroupNormKernels.Validate(n, hw, channels, groups, eps);
         long length = (long)n * hw * channels;
         if (src.Length != length || dst.Length != length)

@@ -11,8 +11,11 @@ public static unsafe class LayerNorm
     };
 
     /// <summary>LayerNorm of each of <paramref name="rows"/> rows of <paramref name="channels"/> floats; dst may be src.</summary>
-    public static void Apply(float* src, float* dst, nint rows, int channels, float eps, float* gamma, float* beta) =>
+    public static void Apply(float* src, float* dst, nint rows, int channels, float eps, float* gamma, float* beta)
+    {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Norm);
         Kernel(src, dst, rows, channels, eps, gamma, beta);
+    }
 
     public static void Apply(ReadOnlySpan<float> src, Span<float> dst, int channels, float eps,
         ReadOnlySpan<float> gamma, ReadOnlySpan<float> beta)

@@ -42,8 +42,39 @@ public sealed unsafe class WorkerPool : IDisposable
         }
     }
 
-    /// <summary>The process-wide pool: one thread per logical core (override with SD_THREADS).</summary>
-    public static WorkerPool Shared { get; } = new(DefaultThreadCount());
+    private static readonly Lock s_sharedGate = new();
+    private static WorkerPool? s_shared;
+    private static int s_requestedThreads;
+
+    /// <summary>
+    /// The process-wide pool, created on first use: one thread per logical core, or SD_THREADS, or what
+    /// <see cref="ConfigureShared"/> asked for.
+    /// </summary>
+    public static WorkerPool Shared
+    {
+        get
+        {
+            if (s_shared is { } pool) return pool;
+            lock (s_sharedGate)
+            {
+                return s_shared ??= new WorkerPool(s_requestedThreads > 0 ? s_requestedThreads : DefaultThreadCount());
+            }
+        }
+    }
+
+    /// <summary>Sets the shared pool's thread count; only before its first use (e.g. a CLI's --threads).</summary>
+    public static void ConfigureShared(int threadCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threadCount, 1);
+        lock (s_sharedGate)
+        {
+            if (s_shared != null && s_shared.ThreadCount != threadCount)
+            {
+                throw new InvalidOperationException($"the shared worker pool already runs {s_shared.ThreadCount} threads");
+            }
+            s_requestedThreads = threadCount;
+        }
+    }
 
     /// <summary>Threads working on a call, the caller included.</summary>
     public int ThreadCount { get; }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using Sd.Engine.Pipelines;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
 using Sd.Engine.UNet;
@@ -19,13 +20,16 @@ namespace Sd.Cli.Commands;
 public static class BenchCommand
 {
     private const string Help = """
-        Usage: sd bench --model M --part text|unet|vae-decode|vae-encode [--height H] [--width W] [--batch B]
-                        [--reps N] [--json]
+        Usage: sd bench --model M --part text|unet|vae-decode|vae-encode|txt2img [--height H] [--width W]
+                        [--batch B] [--steps S] [--reps N] [--threads T] [--profile] [--json]
 
         Times one model part at real size on random inputs (e.g. a folder from `sd make-random-model`): one warm-up
         run, then N timed runs (default 3). Height and width are image pixels (default 512); UNet latents are 1/8.
-        Threads: SD_THREADS (default: all cores). Prints median/min/max seconds, effective GFLOP/s (convolutions
-        counted as direct convolution), % of the FMA peak measured on the same threads, load time and peak RSS.
+        txt2img runs the whole pipeline (S steps, default 20, DPM++ 2M, guidance 7.5), loading the components one at
+        a time in every run as `sd generate` does, so its times include the loads; it needs a tokenizer (the model's,
+        or --tokenizer DIR). Threads: --threads or SD_THREADS (default: all cores). Prints median/min/max seconds,
+        effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
+        threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
@@ -35,10 +39,11 @@ public static class BenchCommand
             output.WriteLine(Help);
             return 0;
         }
-        var line = new CommandLine("bench", args, ModelOptions.With("--part", "--height", "--width", "--batch", "--reps"), ["--json"]);
+        var line = new CommandLine("bench", args, ModelOptions.With("--part", "--height", "--width", "--batch", "--reps", "--steps"),
+            ["--json", "--profile"]);
         string part = line.Require("--part");
         int height = Positive(line, "--height", 512), width = Positive(line, "--width", 512), batch = Positive(line, "--batch", 1);
-        int reps = Positive(line, "--reps", 3);
+        int reps = Positive(line, "--reps", 3), steps = Positive(line, "--steps", 20);
         if (height % 8 != 0 || width % 8 != 0 || height < 8 || width < 8)
         {
             throw new UsageException($"bench: --height and --width must be positive multiples of 8, got {height}x{width}");
@@ -51,14 +56,20 @@ public static class BenchCommand
             "unet" => UNetRunner(model, batch, height / 8, width / 8),
             "vae-decode" => VaeRunner(model, batch, height, width, decode: true),
             "vae-encode" => VaeRunner(model, batch, height, width, decode: false),
-            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, vae-decode, vae-encode"),
+            "txt2img" => Txt2ImgRunner(line, height, width, steps),
+            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, vae-decode, vae-encode, txt2img"),
         };
         double loadSeconds = load.Elapsed.TotalSeconds;
 
         runner.Action(); // warm-up: JIT, run buffers, page-in of the weights
         FlopCounter.Reset();
         FlopCounter.Enabled = true;
+        KernelProfiler.Reset();
+        KernelProfiler.Enabled = line.Has("--profile");
+        var profiled = Stopwatch.StartNew();
         runner.Action();
+        double profiledSeconds = profiled.Elapsed.TotalSeconds;
+        KernelProfiler.Enabled = false;
         FlopCounter.Enabled = false;
         long flops = FlopCounter.Total;
         var times = new double[reps];
@@ -81,6 +92,10 @@ public static class BenchCommand
             ["gflop"] = flops / 1e9, ["gflops"] = gflops, ["fma_peak_gflops"] = peak, ["percent_of_peak"] = 100 * gflops / peak,
             ["load_s"] = loadSeconds, ["peak_rss_mib"] = rss / (1024.0 * 1024.0),
         };
+        if (line.Has("--profile"))
+        {
+            result["profile"] = Profile(profiledSeconds);
+        }
         if (line.Has("--json"))
         {
             output.WriteLine(JsonSerializer.Serialize(result));
@@ -93,13 +108,48 @@ public static class BenchCommand
                 $"(min {F(times[0], "0.000")}, max {F(times[^1], "0.000")})");
             output.WriteLine($"  {F(flops / 1e9, "0.0")} GFLOP per run -> {F(gflops, "0.0")} GFLOP/s = {F(100 * gflops / peak, "0")}% of the " +
                 $"{F(peak, "0")} GFLOP/s FMA peak; load {F(loadSeconds, "0.0")} s; peak RSS {F(rss / 1048576.0, "0")} MiB");
+            if (runner.Detail?.Invoke() is { } detail)
+            {
+                output.WriteLine($"  last run: {detail}");
+            }
+            if (result.TryGetValue("profile", out object? shares))
+            {
+                output.WriteLine($"  profile of one run ({F(profiledSeconds, "0.000")} s):");
+                foreach ((string kind, double share) in (Dictionary<string, double>)shares)
+                {
+                    output.WriteLine($"    {kind,-12} {F(100 * share, "0.0"),5}%  {F(share * profiledSeconds, "0.000")} s");
+                }
+            }
         }
         return 0;
+    }
+
+    /// <summary>Share of one run's wall time per kernel kind; "other" is the time outside every kernel.</summary>
+    private static Dictionary<string, double> Profile(double seconds)
+    {
+        var shares = new Dictionary<string, double>();
+        double kernels = 0;
+        foreach (KernelKind kind in Enum.GetValues<KernelKind>())
+        {
+            double s = KernelProfiler.Total(kind).TotalSeconds;
+            kernels += s;
+            shares[kind switch
+            {
+                KernelKind.Conv3x3 => "conv3x3",
+                KernelKind.ConvOther => "conv other",
+                _ => kind.ToString().ToLowerInvariant(),
+            }] = s / seconds;
+        }
+        shares["other"] = Math.Max(0, seconds - kernels) / seconds;
+        return shares;
     }
 
     private sealed class Runner(Action action, params IDisposable[] owned) : IDisposable
     {
         public Action Action { get; } = action;
+
+        /// <summary>A breakdown of the last run, for parts that have one.</summary>
+        public Func<string>? Detail { get; init; }
 
         public void Dispose()
         {
@@ -125,6 +175,26 @@ public static class BenchCommand
         Tensor output = Tensor.Allocate([batch, h, w, unet.Config.OutChannels]);
         float[] timestep = [999f];
         return new Runner(() => unet.Forward(sample, timestep, context, output), unet, sample, context, output);
+    }
+
+    private static Runner Txt2ImgRunner(CommandLine line, int height, int width, int steps)
+    {
+        var pipeline = StableDiffusionPipeline.Load(line.Require("--model"), ModelOptions.OpenOptions(line), ModelOptions.Setup(line),
+            new PipelineOptions { Memory = PipelineMemory.Sequential });
+        var request = new GenerateRequest
+        {
+            Prompt = "a photograph of an astronaut riding a horse", Steps = steps, GuidanceScale = 7.5f,
+            Scheduler = "dpm++-2m", Width = width, Height = height, Seed = 1,
+        };
+        string last = "";
+        void Run()
+        {
+            using GenerateResult result = pipeline.Generate(request);
+            string S(TimeSpan t) => t.TotalSeconds.ToString("0.00", CultureInfo.InvariantCulture) + " s";
+            last = $"load {S(result.Loading)}, text {S(result.TextEncoding)}, denoise {S(result.Denoising)} " +
+                $"({(result.Denoising.TotalSeconds / steps).ToString("0.00", CultureInfo.InvariantCulture)} s/step), VAE decode {S(result.Decoding)}";
+        }
+        return new Runner(Run, pipeline) { Detail = () => last };
     }
 
     private static Runner VaeRunner(ModelSource model, int batch, int height, int width, bool decode)

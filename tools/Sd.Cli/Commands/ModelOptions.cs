@@ -2,17 +2,36 @@ using Sd.Loaders;
 
 namespace Sd.Cli.Commands;
 
-/// <summary>The options every model command shares: --model, --variant, --tokenizer.</summary>
+/// <summary>The options every model command shares: --model, --variant, --tokenizer, --threads, --log-level.</summary>
 internal static class ModelOptions
 {
-    public static readonly string[] Flags = ["--model", "--variant", "--tokenizer"];
+    public static readonly string[] Flags = ["--model", "--variant", "--tokenizer", "--threads", "--log-level"];
 
-    public static ModelSource Open(CommandLine line) =>
-        ModelSource.Open(line.Require("--model"), new ModelOpenOptions
+    /// <summary>
+    /// Applies --threads (before anything starts the worker pool) and returns the logger --log-level asks for.
+    /// </summary>
+    public static Microsoft.Extensions.Logging.ILogger Setup(CommandLine line)
+    {
+        if (line.Has("--threads"))
         {
-            Variant = line.Get("--variant"),
-            TokenizerDirectory = line.Get("--tokenizer"),
-        });
+            int threads = line.GetInt("--threads", 0);
+            if (threads < 1) throw new UsageException($"{line.Command}: --threads must be at least 1, got {threads}");
+            Sd.Kernels.Threading.WorkerPool.ConfigureShared(threads);
+        }
+        return new StderrLogger(StderrLogger.ParseLevel(line.Get("--log-level"), line.Command));
+    }
+
+    public static ModelSource Open(CommandLine line)
+    {
+        Setup(line);
+        return ModelSource.Open(line.Require("--model"), OpenOptions(line));
+    }
+
+    public static ModelOpenOptions OpenOptions(CommandLine line) => new()
+    {
+        Variant = line.Get("--variant"),
+        TokenizerDirectory = line.Get("--tokenizer"),
+    };
 
     /// <summary>Value flags of a command: the shared ones plus its own.</summary>
     public static string[] With(params string[] own) => [.. Flags, .. own];
