@@ -3,7 +3,6 @@ using Sd.Engine.UNet;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
-using Sd.Loaders.Npy;
 using Sd.Loaders.Tests;
 using Xunit.Abstractions;
 
@@ -22,7 +21,7 @@ public sealed class UNetTests(ITestOutputHelper output)
         var data = new TheoryData<string, string>();
         foreach (string model in new[] { "tiny", "small" })
         {
-            foreach (string c in new[] { "t999", "t500", "t1", "t761.25_float", "per_sample_t", "nonsquare", "odd_size" })
+            foreach (string c in UNetCase.Names)
             {
                 data.Add(model, c);
             }
@@ -45,19 +44,8 @@ public sealed class UNetTests(ITestOutputHelper output)
     {
         using ModelSource source = ModelSource.Open(Fixtures.Path($"{model}/model"));
         using var unet = new UNet2DConditionModel(source.UNet!, source.Weights(ModelComponent.Unet), options);
-        string dir = Fixtures.Path($"{model}/ref/unet/{caseName}");
-        using Tensor sample = NpyTensors.ReadNchwAsNhwc(Path.Combine(dir, "sample.npy"));
-        NpyArray t = NpyFile.Read(Path.Combine(dir, "timestep.npy"));
-        float[] timesteps = t.DType is NpyDType.Float32 ? t.ToFloat32() : Array.ConvertAll(t.ToInt64(), v => (float)v);
-        NpyArray contextArray = NpyFile.Read(Path.Combine(dir, "encoder_hidden_states.npy"));
-        using Tensor context = Tensor.Allocate(contextArray.Shape);
-        contextArray.ToFloat32().CopyTo(context.Span);
-        using Tensor prediction = Tensor.Allocate([sample.Dim(0), sample.Dim(1), sample.Dim(2), source.UNet!.OutChannels]);
-
-        unet.Forward(sample, timesteps, context, prediction);
-
-        float[] expected = NpyFile.Read(Path.Combine(dir, "noise_pred.npy")).ToFloat32();
-        output.WriteLine(Compare.AssertClose(expected, NpyTensors.ToNchw(prediction), Tolerance, $"{model}/{caseName}"));
+        using UNetCase unetCase = UNetCase.Load(model, caseName);
+        output.WriteLine(Compare.AssertClose(unetCase.Expected, unetCase.Run(unet), Tolerance, unetCase.Name));
     }
 
     [Fact]
