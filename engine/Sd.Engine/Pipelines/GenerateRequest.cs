@@ -19,7 +19,7 @@ public sealed record GenerateRequest
 
     public int Height { get; init; } = 512;
 
-    /// <summary>CLI scheduler name: ddim, pndm, euler, euler-a, dpm++-2m, dpm++-2m-karras, lms, lcm.</summary>
+    /// <summary>CLI scheduler name: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms, lms-karras, lcm.</summary>
     public string Scheduler { get; init; } = "euler-a";
 
     /// <summary>Seed of the PyTorch-compatible generator (initial latents, then every other draw).</summary>

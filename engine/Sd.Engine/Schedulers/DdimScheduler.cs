@@ -23,7 +23,7 @@ public sealed class DdimScheduler : Scheduler
     {
         CheckSteps(steps);
         InferenceSteps = steps;
-        _timesteps = DiscreteTimesteps(steps);
+        _timesteps = DiscreteTimesteps(steps, steps);
         TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);
     }
 
@@ -39,20 +39,24 @@ public sealed class DdimScheduler : Scheduler
         float sqrtBeta = MathF.Sqrt(betaProdT);
         float sqrtAlphaPrev = MathF.Sqrt(alphaProdPrev);
         float dirCoeff = MathF.Sqrt(1f - alphaProdPrev - 0f);
-        bool v = Prediction == PredictionType.VPrediction;
         for (int i = 0; i < sample.Length; i++)
         {
             float x = sample[i], m = modelOutput[i];
             float x0, eps;
-            if (v)
+            switch (Prediction)
             {
-                x0 = sqrtAlpha * x - sqrtBeta * m;
-                eps = sqrtAlpha * m + sqrtBeta * x;
-            }
-            else
-            {
-                x0 = (x - sqrtBeta * m) / sqrtAlpha;
-                eps = m;
+                case PredictionType.VPrediction:
+                    x0 = sqrtAlpha * x - sqrtBeta * m;
+                    eps = sqrtAlpha * m + sqrtBeta * x;
+                    break;
+                case PredictionType.Sample:
+                    x0 = m;
+                    eps = (x - sqrtAlpha * x0) / sqrtBeta;
+                    break;
+                default:
+                    x0 = (x - sqrtBeta * m) / sqrtAlpha;
+                    eps = m;
+                    break;
             }
             sample[i] = sqrtAlphaPrev * x0 + dirCoeff * eps;
         }

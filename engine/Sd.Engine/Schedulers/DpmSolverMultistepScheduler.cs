@@ -28,51 +28,19 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     {
         CheckSteps(steps);
         InferenceSteps = steps;
-        int n = NumTrainTimesteps; // lambda_min_clipped = -inf: last_timestep = N
-        var t = new int[steps];
-        switch (Spacing)
-        {
-            case TimestepSpacing.Linspace:
-                {
-                    double[] lin = NpLinspace(0, n - 1, steps + 1);
-                    for (int i = 0; i < steps; i++)
-                    {
-                        t[i] = (int)NpRound(lin[steps - i]);
-                    }
-                    break;
-                }
-            case TimestepSpacing.Leading:
-                {
-                    int ratio = n / (steps + 1);
-                    for (int i = 0; i < steps; i++)
-                    {
-                        t[i] = (steps - i) * ratio + Config.StepsOffset;
-                    }
-                    break;
-                }
-            default:
-                {
-                    double ratio = (double)n / steps;
-                    for (int i = 0; i < steps; i++)
-                    {
-                        t[i] = (int)NpRound(n - i * ratio) - 1;
-                    }
-                    break;
-                }
-        }
+        // lambda_min_clipped = -inf, so last_timestep = N. Linspace and leading space over steps+1 points and drop the
+        // last; trailing is the common one.
+        int[] t = DiscreteTimesteps(steps, steps + 1);
         var sigmas = new float[steps + 1];
         if (_karras)
         {
+            // The Karras ramp runs over the whole training range whatever the spacing; the timesteps follow it.
             float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
-            double sigmaMin = _trainSigmas[0], sigmaMax = _trainSigmas[^1];
-            const double rho = 7.0;
-            double minInv = Math.Pow(sigmaMin, 1 / rho), maxInv = Math.Pow(sigmaMax, 1 / rho);
-            double[] ramp = NpLinspace(0, 1, steps);
+            double[] karras = KarrasSigmas(_trainSigmas[0], _trainSigmas[^1], steps);
             for (int i = 0; i < steps; i++)
             {
-                double s = Math.Pow(maxInv + ramp[i] * (minInv - maxInv), rho);
-                sigmas[i] = (float)s;
-                t[i] = (int)NpRound(SigmaToT(s, logSigmas));
+                sigmas[i] = (float)karras[i];
+                t[i] = (int)NpRound(SigmaToT(karras[i], logSigmas));
             }
         }
         else
@@ -87,26 +55,6 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
         _sigmas = sigmas;
         TimestepValues = Array.ConvertAll(t, v => (float)v);
         InitNoiseSigma = 1f;
-    }
-
-    /// <summary>diffusers _sigma_to_t (log-sigma interpolation; numpy 1.x keeps the float32 arithmetic).</summary>
-    private static double SigmaToT(double sigma, float[] logSigmas)
-    {
-        double logSigma = Math.Log(Math.Max(sigma, 1e-10));
-        int low = 0;
-        for (int i = 0; i < logSigmas.Length; i++)
-        {
-            if (logSigma - logSigmas[i] >= 0)
-            {
-                low = i;
-            }
-        }
-        low = Math.Min(low, logSigmas.Length - 2);
-        int high = low + 1;
-        float lo = logSigmas[low], hi = logSigmas[high];
-        float w = (lo - (float)logSigma) / (lo - hi);
-        w = Math.Clamp(w, 0f, 1f);
-        return (1 - (double)w) * low + (double)w * high;
     }
 
     private static (float Alpha, float Sigma) AlphaSigma(float sigma)
@@ -128,12 +76,16 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
         bool lowerOrderFinal = stepIndex == steps - 1; // final_sigmas_type zero
         // convert_model_output (dpmsolver++): x0 prediction
         (float alpha, float sigmaT) = AlphaSigma(_sigmas[stepIndex]);
-        bool v = Prediction == PredictionType.VPrediction;
         (_prevX0, _x0) = (_x0, _prevX0);
         float[] m0 = _x0;
         for (int i = 0; i < len; i++)
         {
-            m0[i] = v ? alpha * sample[i] - sigmaT * modelOutput[i] : (sample[i] - sigmaT * modelOutput[i]) / alpha;
+            m0[i] = Prediction switch
+            {
+                PredictionType.VPrediction => alpha * sample[i] - sigmaT * modelOutput[i],
+                PredictionType.Sample => modelOutput[i],
+                _ => (sample[i] - sigmaT * modelOutput[i]) / alpha,
+            };
         }
         (float alphaT, float sT) = AlphaSigma(_sigmas[stepIndex + 1]);
         (float alphaS0, float sS0) = AlphaSigma(_sigmas[stepIndex]);

@@ -2,12 +2,18 @@ using Sd.Loaders.Config;
 
 namespace Sd.Engine.Schedulers;
 
-/// <summary>diffusers EulerAncestralDiscreteScheduler: one noise draw per step (draw index = step index).</summary>
+/// <summary>diffusers EulerAncestralDiscreteScheduler: one noise draw per step (draw index = step index). diffusers 0.27
+/// has no use_karras_sigmas here (from_config ignores the key, and so does Sd).</summary>
 public sealed class EulerAncestralScheduler : SigmaScheduler
 {
     public EulerAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
-        : base(config, spacing)
+        : base(config, spacing, karras: false)
     {
+        if (Prediction == PredictionType.Sample)
+        {
+            // diffusers raises NotImplementedError("prediction_type not implemented yet: sample") in step.
+            throw new ArgumentException("Euler ancestral supports prediction_type epsilon and v_prediction, not sample", nameof(config));
+        }
     }
 
     public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)

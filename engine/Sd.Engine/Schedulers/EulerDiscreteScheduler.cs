@@ -4,13 +4,16 @@ namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// Shared sigma machinery of diffusers' Euler/Euler-ancestral/LMS schedulers: float32 timesteps, sigmas interpolated
-/// in float64 (np.interp) and stored as float32 with a trailing 0.
+/// in float64 (np.interp) and stored as float32 with a trailing 0; optionally Karras sigmas (Euler, LMS).
 /// </summary>
 public abstract class SigmaScheduler : Scheduler
 {
-    protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing)
+    private readonly bool _karras;
+
+    protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras)
         : base(config, TimestepSpacing.Linspace, spacing)
     {
+        _karras = karras;
         TrainSigmas = TrainingSigmas();
     }
 
@@ -22,42 +25,37 @@ public abstract class SigmaScheduler : Scheduler
     {
         CheckSteps(steps);
         InferenceSteps = steps;
-        int n = NumTrainTimesteps;
+        // Linspace timesteps stay fractional (np.linspace(..., dtype=np.float32)) and their sigmas are interpolated.
+        double[] spaced = SpacedTimesteps(steps, steps);
         var t = new float[steps];
-        switch (Spacing)
-        {
-            case TimestepSpacing.Linspace:
-                {
-                    double[] lin = NpLinspace(0, n - 1, steps);
-                    for (int i = 0; i < steps; i++)
-                    {
-                        t[i] = (float)lin[steps - 1 - i];
-                    }
-                    break;
-                }
-            case TimestepSpacing.Leading:
-                {
-                    int ratio = n / steps;
-                    for (int i = 0; i < steps; i++)
-                    {
-                        t[i] = (float)((steps - 1 - i) * ratio) + Config.StepsOffset;
-                    }
-                    break;
-                }
-            default:
-                {
-                    double ratio = (double)n / steps;
-                    for (int i = 0; i < steps; i++)
-                    {
-                        t[i] = (float)NpRound(n - i * ratio) - 1f;
-                    }
-                    break;
-                }
-        }
-        var sigmas = new float[steps + 1];
+        var interpolated = new double[steps];
         for (int i = 0; i < steps; i++)
         {
-            sigmas[i] = (float)Interp(t[i], TrainSigmas);
+            t[i] = (float)spaced[i];
+            interpolated[i] = Interp(t[i], TrainSigmas);
+        }
+        var sigmas = new float[steps + 1];
+        if (_karras)
+        {
+            // Unlike DPM++, Euler and LMS ramp between the first and last *spaced* sigmas, so the spacing matters;
+            // the timesteps are the (unrounded) training times of the Karras sigmas. The log table uses libm's logf;
+            // numpy's SIMD float32 log is an ulp off on about a fifth of the SD table, which moves these fractional
+            // timesteps by up to 1e-4 against an x86 numpy run (DPM++ rounds its Karras timesteps: no change seen for
+            // 1..150 steps).
+            float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
+            double[] karras = KarrasSigmas(interpolated[^1], interpolated[0], steps);
+            for (int i = 0; i < steps; i++)
+            {
+                sigmas[i] = (float)karras[i];
+                t[i] = (float)SigmaToT(karras[i], logSigmas);
+            }
+        }
+        else
+        {
+            for (int i = 0; i < steps; i++)
+            {
+                sigmas[i] = (float)interpolated[i];
+            }
         }
         sigmas[steps] = 0f;
         TimestepValues = t;
@@ -91,9 +89,13 @@ public abstract class SigmaScheduler : Scheduler
         }
     }
 
-    /// <summary>x0 prediction from the model output at sigma (epsilon or v).</summary>
-    protected float PredictOriginal(float x, float m, float sigma, float vScale, float vDenom) =>
-        Prediction == PredictionType.VPrediction ? m * vScale + x / vDenom : x - sigma * m;
+    /// <summary>x0 prediction from the model output at sigma (epsilon, v or the sample itself).</summary>
+    protected float PredictOriginal(float x, float m, float sigma, float vScale, float vDenom) => Prediction switch
+    {
+        PredictionType.VPrediction => m * vScale + x / vDenom,
+        PredictionType.Sample => m,
+        _ => x - sigma * m,
+    };
 
     /// <summary>x0 + sigma*n (Euler-family add_noise).</summary>
     public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
@@ -106,16 +108,12 @@ public abstract class SigmaScheduler : Scheduler
     }
 }
 
-/// <summary>diffusers EulerDiscreteScheduler (s_churn 0, linear interpolation, no Karras).</summary>
+/// <summary>diffusers EulerDiscreteScheduler (s_churn 0, linear interpolation, optionally Karras sigmas).</summary>
 public sealed class EulerDiscreteScheduler : SigmaScheduler
 {
-    public EulerDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
-        : base(config, spacing)
+    public EulerDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
+        : base(config, spacing, karras)
     {
-        if (config.UseKarrasSigmas == true)
-        {
-            throw new NotSupportedException("Euler with use_karras_sigmas is not supported");
-        }
     }
 
     public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)

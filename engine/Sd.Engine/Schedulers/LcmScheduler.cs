@@ -3,7 +3,8 @@ using Sd.Loaders.Config;
 namespace Sd.Engine.Schedulers;
 
 /// <summary>diffusers LCMScheduler (original_inference_steps 50, timestep_scaling 10): one noise draw per step but
-/// the last (draw index = step index).</summary>
+/// the last (draw index = step index). Like diffusers, it ignores timestep_spacing and steps_offset: its timesteps
+/// are always picked from the 50-step distillation schedule.</summary>
 public sealed class LcmScheduler : Scheduler
 {
     private const int OriginalInferenceSteps = 50;
@@ -55,11 +56,15 @@ public sealed class LcmScheduler : Scheduler
         bool last = stepIndex == InferenceSteps - 1;
         float[]? n = last ? null : Draw(noise, stepIndex, sample.Length);
         float sqrtAlphaPrev = MathF.Sqrt(alphaProdPrev), sqrtBetaPrev = MathF.Sqrt(betaProdPrev);
-        bool v = Prediction == PredictionType.VPrediction;
         for (int i = 0; i < sample.Length; i++)
         {
             float x = sample[i], m = modelOutput[i];
-            float x0 = v ? sqrtAlpha * x - sqrtBeta * m : (x - sqrtBeta * m) / sqrtAlpha;
+            float x0 = Prediction switch
+            {
+                PredictionType.VPrediction => sqrtAlpha * x - sqrtBeta * m,
+                PredictionType.Sample => m,
+                _ => (x - sqrtBeta * m) / sqrtAlpha,
+            };
             float denoised = cOut * x0 + cSkip * x;
             sample[i] = n is null ? denoised : sqrtAlphaPrev * denoised + sqrtBetaPrev * n[i];
         }

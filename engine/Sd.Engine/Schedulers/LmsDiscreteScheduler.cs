@@ -2,7 +2,7 @@ using Sd.Loaders.Config;
 
 namespace Sd.Engine.Schedulers;
 
-/// <summary>diffusers LMSDiscreteScheduler (order 4). Derivative history buffers are allocated once per latent size.</summary>
+/// <summary>diffusers LMSDiscreteScheduler (order 4, optionally Karras sigmas). Derivative history buffers are allocated once per latent size.</summary>
 public sealed class LmsDiscreteScheduler : SigmaScheduler
 {
     private const int Order = 4;
@@ -10,13 +10,9 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     private int _count;
     private int _newest = -1;
 
-    public LmsDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
-        : base(config, spacing)
+    public LmsDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
+        : base(config, spacing, karras)
     {
-        if (config.UseKarrasSigmas == true)
-        {
-            throw new NotSupportedException("LMS with use_karras_sigmas is not supported");
-        }
     }
 
     protected override void OnSetTimesteps()

@@ -23,26 +23,22 @@ public sealed class PndmScheduler : Scheduler
         {
             throw new NotSupportedException("PNDM without skip_prk_steps (Runge-Kutta warm-up) is not supported");
         }
+        if (Prediction == PredictionType.Sample)
+        {
+            // diffusers' _get_prev_sample raises ValueError for it: PLMS combines noise predictions.
+            throw new ArgumentException("PNDM supports prediction_type epsilon and v_prediction, not sample", nameof(config));
+        }
         _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : AlphasCumprod[0];
     }
 
     public override void SetTimesteps(int steps)
     {
         CheckSteps(steps);
-        if (steps < 2)
-        {
-            throw new ArgumentOutOfRangeException(nameof(steps), steps, "PNDM needs at least 2 steps");
-        }
         InferenceSteps = steps;
-        int[] desc = DiscreteTimesteps(steps); // descending: t[0] largest
-        // plms = concat(asc[:-1], asc[-2:-1], asc[-1:])[::-1] => [asc[-1], asc[-2], asc[-2], asc[-3], ..., asc[0]]
-        _timesteps = new int[steps + 1];
-        _timesteps[0] = desc[0];
-        _timesteps[1] = desc[1];
-        for (int i = 1; i < steps; i++)
-        {
-            _timesteps[i + 1] = desc[i];
-        }
+        int[] desc = DiscreteTimesteps(steps, steps); // descending: t[0] largest
+        // plms = concat(asc[:-1], asc[-2:-1], asc[-1:])[::-1] => [asc[-1], asc[-2], asc[-2], asc[-3], ..., asc[0]];
+        // with one step asc[-2:-1] is empty and the schedule is that single timestep (one plain PLMS step).
+        _timesteps = steps == 1 ? [desc[0]] : [desc[0], desc[1], .. desc[1..]];
         TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);
         _etsCount = 0;
         _etsNewest = -1;

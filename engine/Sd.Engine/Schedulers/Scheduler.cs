@@ -5,14 +5,17 @@ namespace Sd.Engine.Schedulers;
 /// <summary>How inference timesteps are spread over the training schedule (diffusers' <c>timestep_spacing</c>).</summary>
 public enum TimestepSpacing { Leading, Linspace, Trailing }
 
-/// <summary>What the UNet predicts (diffusers' <c>prediction_type</c>).</summary>
-public enum PredictionType { Epsilon, VPrediction }
+/// <summary>What the UNet predicts (diffusers' <c>prediction_type</c>): the noise, v, or the clean sample x0.</summary>
+public enum PredictionType { Epsilon, VPrediction, Sample }
 
 /// <summary>
 /// A diffusion sampler matching diffusers 0.27.2. Calls are step-index based: <see cref="SetTimesteps"/> once, then
 /// <see cref="Step"/> for stepIndex 0..StepCount-1 in order (multistep schedulers keep history between calls).
 /// Scalar coefficients follow diffusers' dtypes: float32 tensor math for per-step scalars, float64 (numpy) where the
 /// reference computes sigma tables and timesteps in numpy.
+/// Options diffusers itself refuses (an unknown spacing or prediction type, "sample" for PNDM or Euler ancestral)
+/// throw <see cref="ArgumentException"/>; options diffusers has but Sd does not implement throw
+/// <see cref="NotSupportedException"/>.
 /// </summary>
 public abstract class Scheduler
 {
@@ -25,7 +28,8 @@ public abstract class Scheduler
         {
             "epsilon" => PredictionType.Epsilon,
             "v_prediction" => PredictionType.VPrediction,
-            _ => throw new NotSupportedException($"prediction_type '{config.PredictionType}' is not supported"),
+            "sample" => PredictionType.Sample,
+            _ => throw new ArgumentException($"prediction_type '{config.PredictionType}' is not one of epsilon, v_prediction, sample", nameof(config)),
         };
         AlphasCumprod = ComputeAlphasCumprod(config);
     }
@@ -80,13 +84,15 @@ public abstract class Scheduler
         {
             "ddim" => new DdimScheduler(config, spacing),
             "pndm" => new PndmScheduler(config, spacing),
-            "euler" => new EulerDiscreteScheduler(config, spacing),
+            "euler" => new EulerDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
+            "euler-karras" => new EulerDiscreteScheduler(config, spacing, karras: true),
             "euler-a" => new EulerAncestralScheduler(config, spacing),
             "dpm++-2m" => new DpmSolverMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "dpm++-2m-karras" => new DpmSolverMultistepScheduler(config, spacing, karras: true),
-            "lms" => new LmsDiscreteScheduler(config, spacing),
+            "lms" => new LmsDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
+            "lms-karras" => new LmsDiscreteScheduler(config, spacing, karras: true),
             "lcm" => new LcmScheduler(config, spacing),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-a, dpm++-2m, dpm++-2m-karras, lms, lcm)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms, lms-karras, lcm)", nameof(name)),
         };
     }
 
@@ -130,7 +136,7 @@ public abstract class Scheduler
         "leading" => TimestepSpacing.Leading,
         "linspace" => TimestepSpacing.Linspace,
         "trailing" => TimestepSpacing.Trailing,
-        _ => throw new NotSupportedException($"timestep_spacing '{value}' is not supported"),
+        _ => throw new ArgumentException($"timestep_spacing '{value}' is not one of leading, linspace, trailing"),
     };
 
     /// <summary>torch.linspace(start, end, steps, dtype=float32) as the CPU kernel computes it.</summary>
@@ -252,41 +258,93 @@ public abstract class Scheduler
         return y;
     }
 
-    /// <summary>Integer timesteps, descending, for DDIM/PNDM-style spacing (before any PNDM reordering).</summary>
-    internal int[] DiscreteTimesteps(int steps)
+    /// <summary>
+    /// Descending timesteps per timestep_spacing as diffusers' set_timesteps spaces them, linspace values not yet
+    /// rounded (DDIM/PNDM/DPM round them, Euler/LMS keep them as float32). <paramref name="points"/> is how many the
+    /// schedule is spaced over before the last ones are dropped: DPM++ spaces linspace and leading over steps+1 and
+    /// keeps the first <paramref name="steps"/>; everything else passes steps.
+    /// </summary>
+    internal double[] SpacedTimesteps(int steps, int points)
     {
         int n = NumTrainTimesteps;
-        var t = new int[steps];
+        var t = new double[steps];
         switch (Spacing)
         {
             case TimestepSpacing.Linspace:
                 {
-                    double[] lin = NpLinspace(0, n - 1, steps);
+                    double[] lin = NpLinspace(0, n - 1, points);
                     for (int i = 0; i < steps; i++)
                     {
-                        t[i] = (int)NpRound(lin[steps - 1 - i]);
+                        t[i] = lin[points - 1 - i];
                     }
                     break;
                 }
             case TimestepSpacing.Leading:
                 {
-                    int ratio = n / steps;
+                    int ratio = n / points;
                     for (int i = 0; i < steps; i++)
                     {
-                        t[i] = (steps - 1 - i) * ratio + Config.StepsOffset;
+                        t[i] = (points - 1 - i) * ratio + Config.StepsOffset;
                     }
                     break;
                 }
             default:
                 {
-                    double ratio = (double)n / steps;
+                    // np.arange(n, 0, -n/steps).round() - 1. numpy fills arange as start + i*delta with delta re-derived
+                    // as (start + step) - start, which is not n/steps to the last bit, so rounding n - i*n/steps instead
+                    // lands on the other side of exact halves (48 steps: 937.5 is 937.49999... in numpy, timestep 936).
+                    // For some counts (61, 103, ...) numpy's length comes out one longer, ending in a timestep of -1;
+                    // that is a diffusers bug, not copied: the schedule keeps `steps` timesteps.
+                    double delta = (n - (double)n / steps) - n;
                     for (int i = 0; i < steps; i++)
                     {
-                        t[i] = (int)NpRound(n - i * ratio) - 1;
+                        t[i] = NpRound(n + i * delta) - 1;
                     }
                     break;
                 }
         }
         return t;
+    }
+
+    /// <summary>Integer (np.round, int64) timesteps, descending, for DDIM/PNDM (before PNDM's reordering) and DPM++.</summary>
+    internal int[] DiscreteTimesteps(int steps, int points) =>
+        Array.ConvertAll(SpacedTimesteps(steps, points), v => (int)NpRound(v));
+
+    /// <summary>diffusers _convert_to_karras: rho-7 ramp from sigma_max down to sigma_min, float64.</summary>
+    internal static double[] KarrasSigmas(double sigmaMin, double sigmaMax, int steps)
+    {
+        const double rho = 7.0;
+        double minInv = Math.Pow(sigmaMin, 1 / rho), maxInv = Math.Pow(sigmaMax, 1 / rho);
+        double[] ramp = NpLinspace(0, 1, steps);
+        var sigmas = new double[steps];
+        for (int i = 0; i < steps; i++)
+        {
+            sigmas[i] = Math.Pow(maxInv + ramp[i] * (minInv - maxInv), rho);
+        }
+        return sigmas;
+    }
+
+    /// <summary>
+    /// diffusers _sigma_to_t: the fractional training timestep of a sigma by log-sigma interpolation. numpy 1.x
+    /// value-based casting keeps the arithmetic against the float32 log table in float32 (the float64 log sigma is
+    /// cast down, and 1 - w is a float32 array), and only the final blend with the integer indices in float64.
+    /// </summary>
+    internal static double SigmaToT(double sigma, float[] logSigmas)
+    {
+        float logSigma = (float)Math.Log(Math.Max(sigma, 1e-10));
+        int low = 0;
+        for (int i = 0; i < logSigmas.Length; i++)
+        {
+            if (logSigma - logSigmas[i] >= 0)
+            {
+                low = i;
+            }
+        }
+        low = Math.Min(low, logSigmas.Length - 2);
+        int high = low + 1;
+        float lo = logSigmas[low], hi = logSigmas[high];
+        float w = (lo - logSigma) / (lo - hi);
+        w = Math.Clamp(w, 0f, 1f);
+        return (double)(1f - w) * low + (double)w * high;
     }
 }

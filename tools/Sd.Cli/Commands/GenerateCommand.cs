@@ -19,12 +19,12 @@ public static class GenerateCommand
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
-        Text to image. Schedulers: ddim, pndm, euler, euler-a, dpm++-2m, dpm++-2m-karras, lms, lcm. --seed N draws
-        the initial latents (and any scheduler noise) exactly as diffusers does on the CPU with
-        torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, h, w] initial latents instead, and --noise-dir
-        replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference run.
-        --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps); with --mask
-        (same size, white = repaint) it inpaints, keeping the unmasked area from the picture.
+        Text to image. Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms,
+        lms-karras, lcm. --seed N draws the initial latents (and any scheduler noise) exactly as diffusers does on the
+        CPU with torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, h, w] initial latents instead, and
+        --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference
+        run. --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
+        --mask (same size, white = repaint) it inpaints, keeping the unmasked area from the picture.
         The PNG carries the parameters in an A1111-style "parameters" text chunk. Components are loaded one at a
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
         """;

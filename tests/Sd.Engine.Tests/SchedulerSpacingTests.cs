@@ -1,0 +1,171 @@
+using Sd.Engine.Schedulers;
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// Every scheduler with every timestep_spacing, steps_offset 0 and 1, and Karras sigmas where diffusers has them,
+/// against diffusers' set_timesteps as <see cref="DiffusersSchedules"/> restates it. The fixtures only cover each
+/// scheduler's default spacing, so these pin the other layouts exactly (timesteps, sigmas, init_noise_sigma).
+/// </summary>
+public sealed class SchedulerSpacingTests
+{
+    private static readonly string[] Names =
+        ["ddim", "pndm", "euler", "euler-karras", "euler-a", "lms", "lms-karras", "dpm++-2m", "dpm++-2m-karras", "lcm"];
+
+    // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
+    private static readonly int[] StepCounts = [1, 7, 20, 48, 50];
+
+    public static TheoryData<string, string, int, int> Cases()
+    {
+        var data = new TheoryData<string, string, int, int>();
+        foreach (string name in Names)
+        {
+            foreach (string spacing in new[] { "leading", "linspace", "trailing" })
+            {
+                foreach (int offset in new[] { 0, 1 })
+                {
+                    foreach (int steps in StepCounts)
+                    {
+                        data.Add(name, spacing, offset, steps);
+                    }
+                }
+            }
+        }
+        return data;
+    }
+
+    /// <summary>SD 1.x/2.x scheduler settings with the spacing and offset under test.</summary>
+    private static SchedulerConfig Config(string? spacing, int offset, string prediction = "epsilon") => new()
+    {
+        BetaSchedule = "scaled_linear",
+        BetaStart = 0.00085,
+        BetaEnd = 0.012,
+        StepsOffset = offset,
+        SetAlphaToOne = false,
+        SkipPrkSteps = true,
+        PredictionType = prediction,
+        TimestepSpacing = spacing,
+    };
+
+    private static DiffusersSchedules.Schedule Expected(Scheduler s, string name, string spacing, int offset, int steps)
+    {
+        int n = s.NumTrainTimesteps;
+        float[] alphas = s.AlphasCumprod;
+        return name switch
+        {
+            "ddim" => DiffusersSchedules.Ddim(n, steps, spacing, offset),
+            "pndm" => DiffusersSchedules.Pndm(n, steps, spacing, offset),
+            "euler" or "euler-a" or "lms" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: false),
+            "euler-karras" or "lms-karras" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: true),
+            "dpm++-2m" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: false),
+            "dpm++-2m-karras" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: true),
+            "lcm" => DiffusersSchedules.Lcm(n, steps),
+            _ => throw new ArgumentException(name),
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void MatchesDiffusersSetTimesteps(string name, string spacing, int offset, int steps)
+    {
+        Scheduler s = Scheduler.Create(name, Config(spacing, offset));
+        s.SetTimesteps(steps);
+        DiffusersSchedules.Schedule expected = Expected(s, name, spacing, offset, steps);
+
+        Assert.Equal(Array.ConvertAll(expected.Timesteps, t => (float)t), s.Timesteps.ToArray());
+        Assert.Equal(expected.Timesteps.Length, s.StepCount);
+        if (expected.Sigmas is { } sigmas)
+        {
+            Assert.Equal(sigmas, s.Sigmas!.ToArray());
+        }
+        Assert.Equal(expected.InitNoiseSigma, s.InitNoiseSigma);
+    }
+
+    [Fact]
+    public void SpacingArgumentOverridesTheConfig()
+    {
+        Scheduler s = Scheduler.Create("ddim", Config("leading", 1), TimestepSpacing.Trailing);
+        s.SetTimesteps(4);
+        Assert.Equal(TimestepSpacing.Trailing, s.Spacing);
+        Assert.Equal(new[] { 999f, 749f, 499f, 249f }, s.Timesteps.ToArray());
+    }
+
+    [Fact]
+    public void TrailingFollowsNumpyArangeRounding()
+    {
+        // np.arange(1000, 0, -1000/48)[3] is 937.4999999999999, not 937.5, so it rounds to 937 and the timestep is 936.
+        double[] grid = DiffusersSchedules.Arange(1000, 0, -1000.0 / 48);
+        Assert.Equal(937, Math.Round(grid[3], MidpointRounding.ToEven));
+        Scheduler s = Scheduler.Create("ddim", Config("trailing", 0));
+        s.SetTimesteps(48);
+        Assert.Equal(936f, s.Timesteps[3]);
+    }
+
+    [Theory]
+    [InlineData("ddim", 61)]
+    [InlineData("euler", 103)]
+    [InlineData("dpm++-2m", 121)]
+    public void TrailingKeepsStepsTimestepsWhereNumpyAddsAMinusOne(string name, int steps)
+    {
+        // For these counts np.arange(1000, 0, -1000/steps) has steps + 1 entries, so diffusers appends timestep -1
+        // (an index that wraps to the noisiest alpha). Sd keeps the first `steps`, which are diffusers' otherwise.
+        Scheduler s = Scheduler.Create(name, Config("trailing", 0));
+        s.SetTimesteps(steps);
+        DiffusersSchedules.Schedule expected = Expected(s, name, "trailing", 0, steps);
+        Assert.Equal(steps + 1, expected.Timesteps.Length);
+        Assert.Equal(-1, expected.Timesteps[^1]);
+        Assert.Equal(Array.ConvertAll(expected.Timesteps[..steps], t => (float)t), s.Timesteps.ToArray());
+    }
+
+    [Fact]
+    public void LcmIgnoresSpacingAndOffsetLikeDiffusers()
+    {
+        foreach (string spacing in new[] { "leading", "linspace", "trailing" })
+        {
+            foreach (int offset in new[] { 0, 1 })
+            {
+                Scheduler s = Scheduler.Create("lcm", Config(spacing, offset));
+                s.SetTimesteps(4);
+                Assert.Equal(new[] { 999f, 759f, 499f, 259f }, s.Timesteps.ToArray());
+            }
+        }
+    }
+
+    [Fact]
+    public void RefusesWhatDiffusersRefuses()
+    {
+        foreach (string name in Names)
+        {
+            // diffusers raises ValueError for an unknown timestep_spacing or prediction_type.
+            Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create(name, Config("uniform", 0)));
+            Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create(name, Config(null, 0, "x0")));
+            Scheduler s = Scheduler.Create(name, Config(null, 1));
+            Assert.ThrowsAny<ArgumentException>(() => s.SetTimesteps(0));
+            Assert.ThrowsAny<ArgumentException>(() => s.SetTimesteps(1001));
+        }
+        // PNDM's _get_prev_sample only knows epsilon and v; Euler ancestral raises NotImplementedError for sample.
+        Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create("pndm", Config(null, 1, "sample")));
+        Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create("euler-a", Config(null, 1, "sample")));
+        // LCM picks its steps from a 50-step schedule: "num_inference_steps cannot be larger than original_inference_steps".
+        Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create("lcm", Config(null, 1)).SetTimesteps(51));
+        Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create("euler-karras-a", Config(null, 1)));
+        // What diffusers has but Sd does not implement is NotSupportedException instead.
+        Assert.Throws<NotSupportedException>(() => Scheduler.Create("pndm", Config(null, 1) with { SkipPrkSteps = false }));
+        Assert.Throws<NotSupportedException>(() => Scheduler.Create("ddim", Config(null, 1) with { ClipSample = true }));
+    }
+
+    [Fact]
+    public void ConfigKarrasFlagSelectsKarrasForEulerLmsAndDpm()
+    {
+        SchedulerConfig karras = Config(null, 1) with { UseKarrasSigmas = true };
+        foreach ((string plain, string named) in new[] { ("euler", "euler-karras"), ("lms", "lms-karras"), ("dpm++-2m", "dpm++-2m-karras") })
+        {
+            Scheduler a = Scheduler.Create(plain, karras), b = Scheduler.Create(named, Config(null, 1));
+            a.SetTimesteps(9);
+            b.SetTimesteps(9);
+            Assert.Equal(b.Sigmas!.ToArray(), a.Sigmas!.ToArray());
+            Assert.Equal(b.Timesteps.ToArray(), a.Timesteps.ToArray());
+        }
+    }
+}
