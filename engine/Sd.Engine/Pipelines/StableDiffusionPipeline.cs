@@ -6,6 +6,7 @@ using Sd.Engine.Tensors;
 using Sd.Engine.Text;
 using Sd.Engine.UNet;
 using Sd.Engine.Vae;
+using Sd.Kernels.Elementwise;
 using Sd.Kernels.Layout;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
@@ -53,10 +54,11 @@ public sealed class GenerateResult : IDisposable
 /// Text-to-image Stable Diffusion: CLIP text encoder, UNet with classifier-free guidance (uncond and cond batched in
 /// one call), a diffusers scheduler, VAE decode. One loaded pipeline serves sequential requests (calls are
 /// serialized); Dispose frees the native weights. <see cref="PipelineOptions.Memory"/> chooses between keeping the
-/// components resident and loading one at a time.
-/// Reference: diffusers StableDiffusionPipeline.__call__ (0.27).
+/// components resident and loading one at a time. With an init image it runs img2img, with a mask too inpainting
+/// (StableDiffusionPipeline.Inpaint.cs).
+/// Reference: diffusers StableDiffusionPipeline / Img2ImgPipeline / InpaintPipeline.__call__ (0.27).
 /// </summary>
-public sealed unsafe class StableDiffusionPipeline : IDisposable
+public sealed unsafe partial class StableDiffusionPipeline : IDisposable
 {
     private readonly ModelSource _source;
     private readonly PipelineOptions _options;
@@ -173,15 +175,20 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         scheduler.SetTimesteps(request.Steps);
         INoiseSource noise = request.Noise ?? new TorchNoise(request.Seed);
         int latentCount = channels * h * w;
-        if (request.InitImage is { } init)
+        if (request.Mask is { } mask)
         {
-            return request.Mask is { } mask
-                ? RunInpaint(request, init, mask, scheduler, noise, context, h, w, times, clock, progress, cancellation)
-                : RunImageToImage(request, init, scheduler, noise, context, h, w, times, clock, progress, cancellation);
+            Tensor init = request.InitImage ?? throw new ArgumentException("a mask needs an init image", nameof(request));
+            return RunInpaint(request, init, mask, scheduler, noise, context, h, w, times, clock, progress, cancellation);
         }
-        if (request.Mask != null)
+        if (channels != _vaeConfig.LatentChannels)
         {
-            throw new ArgumentException("a mask needs an init image", nameof(request));
+            // Checked here: the latents below are sized by the UNet, and a wider UNet input cannot be denoised alone.
+            throw new ArgumentException($"txt2img and img2img need a UNet with {_vaeConfig.LatentChannels} input channels, this one takes {channels}" +
+                (channels == InpaintChannels ? " (an inpainting UNet: give an init image and a mask)" : ""), nameof(request));
+        }
+        if (request.InitImage is { } picture)
+        {
+            return RunImageToImage(request, picture, scheduler, noise, context, h, w, times, clock, progress, cancellation);
         }
         var nchw = new float[latentCount];
         if (request.InitialLatents is { } given)
@@ -240,9 +247,12 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, times, clock), progress, cancellation, null);
     }
 
-    /// <summary>The state every generation mode hands to <see cref="Complete"/>.</summary>
+    /// <summary>
+    /// The state every generation mode hands to <see cref="Complete"/>. <paramref name="Conditioning"/> (9-channel
+    /// inpainting: [1, h, w, 5] mask and masked-picture latents) follows the scaled latents in every UNet input.
+    /// </summary>
     private sealed record Denoising(Scheduler Scheduler, int Start, Tensor Latents, Tensor Context, float Guidance, float Rescale,
-        INoiseSource Noise, PhaseTimes Times, PhaseClock Clock);
+        INoiseSource Noise, PhaseTimes Times, PhaseClock Clock, Tensor? Conditioning = null);
 
     /// <summary>Denoises from run.Start, decodes, and returns the result (owning the latents; disposed on failure).</summary>
     private GenerateResult Complete(Denoising run, IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
@@ -307,104 +317,6 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         return latents;
     }
 
-    /// <summary>
-    /// Inpainting with a 4-channel UNet (diffusers StableDiffusionInpaintPipeline): after every step the latents outside
-    /// the mask are replaced by the picture's latents noised to the next timestep (clean after the last step).
-    /// </summary>
-    private GenerateResult RunInpaint(GenerateRequest request, Tensor init, Tensor mask, Scheduler scheduler, INoiseSource noise,
-        Tensor context, int h, int w, PhaseTimes times, PhaseClock clock, IProgress<StepInfo>? progress, CancellationToken cancellation)
-    {
-        if (_unetConfig.InChannels != 4)
-        {
-            throw new NotSupportedException($"inpainting UNets with {_unetConfig.InChannels} input channels are not supported yet (4-channel UNets only)");
-        }
-        CheckPicture(init, request, 3, "init image");
-        CheckPicture(mask, request, 1, "mask");
-        int channels = _unetConfig.InChannels;
-        int start = StartStep(request);
-        bool strengthMax = request.Strength >= 1;
-        long count = (long)h * w * channels;
-        using Tensor imageLatents = ImageLatents(init, noise, h, w, times, cancellation);
-        using Tensor startNoise = Tensor.Allocate([1, h, w, channels]);
-        Tensor latents = Tensor.Allocate([1, h, w, channels]);
-        try
-        {
-            if (request.InitialLatents is { } given)
-            {
-                // diffusers with latents=: they are the noise, and the start is latents x init_noise_sigma at any strength.
-                if (given.Length != count)
-                {
-                    throw new ArgumentException($"initial latents hold {given.Length} values, [1, {channels}, {h}, {w}] needs {count}", nameof(request));
-                }
-                ToNhwc(given, startNoise.Data, channels, h * w);
-                for (long i = 0; i < count; i++) latents.Data[i] = startNoise.Data[i] * scheduler.InitNoiseSigma;
-            }
-            else
-            {
-                using Tensor drawn = DrawNhwc(noise, 1, h, w, channels);
-                drawn.Span.CopyTo(startNoise.Span);
-                if (strengthMax)
-                {
-                    for (long i = 0; i < count; i++) latents.Data[i] = startNoise.Data[i] * scheduler.InitNoiseSigma;
-                }
-                else
-                {
-                    scheduler.AddNoise(imageLatents.Span, startNoise.Span, start, latents.Span);
-                }
-            }
-            // diffusers also encodes the masked picture (one more posterior draw); a 4-channel UNet never uses it.
-            using (DrawNhwc(noise, 1, h, w, channels))
-            {
-            }
-            float[] latentMask = LatentMask(mask, h, w);
-            using Tensor proper = Tensor.Allocate([1, h, w, channels]);
-            void Blend(int step)
-            {
-                if (step < scheduler.StepCount - 1)
-                {
-                    scheduler.AddNoise(imageLatents.Span, startNoise.Span, step + 1, proper.Span);
-                }
-                else
-                {
-                    imageLatents.Span.CopyTo(proper.Span);
-                }
-                for (long i = 0; i < count; i++)
-                {
-                    float m = latentMask[i / channels];
-                    latents.Data[i] = (1 - m) * proper.Data[i] + m * latents.Data[i];
-                }
-            }
-            return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, times, clock), progress, cancellation, Blend);
-        }
-        catch
-        {
-            latents.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>The mask binarized at 0.5 and resized to the latents (nearest, PyTorch's index rule): one value per latent pixel.</summary>
-    private static float[] LatentMask(Tensor mask, int h, int w)
-    {
-        int height = mask.Dim(1), width = mask.Dim(2);
-        var result = new float[h * w];
-        for (int y = 0; y < h; y++)
-        {
-            int sy = Sd.Kernels.Elementwise.ResizeKernels.NearestIndex(y, height, h);
-            for (int x = 0; x < w; x++)
-            {
-                int sx = Sd.Kernels.Elementwise.ResizeKernels.NearestIndex(x, width, w);
-                float v = mask.Data[(long)sy * width + sx];
-                if (!float.IsFinite(v))
-                {
-                    throw new ArgumentException("the mask contains NaN or infinity", nameof(mask));
-                }
-                result[y * w + x] = v >= 0.5f ? 1f : 0f;
-            }
-        }
-        return result;
-    }
-
     /// <summary>The next NCHW noise draw as an NHWC tensor.</summary>
     private static Tensor DrawNhwc(INoiseSource noise, int batch, int h, int w, int channels)
     {
@@ -450,12 +362,21 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         Tensor latents = run.Latents;
         int batch = run.Guidance > 1 ? 2 : 1;
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
+        int inputChannels = channels + (run.Conditioning?.Dim(3) ?? 0);
+        // The guidance and the scheduler read the prediction as latent-sized: a UNet of other widths cannot run here.
+        if (_unetConfig.InChannels != inputChannels || _unetConfig.OutChannels != channels)
+        {
+            throw new NotSupportedException($"the UNet maps {_unetConfig.InChannels} to {_unetConfig.OutChannels} channels; " +
+                $"this generation needs {inputChannels} to {channels}");
+        }
         UNet2DConditionModel unet = Acquire(_unet, run.Times);
-        using Tensor unetInput = Tensor.Allocate([batch, h, w, channels]);
-        using Tensor prediction = Tensor.Allocate([batch, h, w, _unetConfig.OutChannels]);
+        using Tensor unetInput = Tensor.Allocate([batch, h, w, inputChannels]);
+        using Tensor prediction = Tensor.Allocate([batch, h, w, channels]);
+        // The scaled latents, concatenated with the conditioning into each UNet input row (9-channel inpainting only).
+        using Tensor? scaled = run.Conditioning is null ? null : Tensor.Allocate([1, h, w, channels]);
         try
         {
-            RunSteps(run, unet, unetInput, prediction, progress, cancellation, afterStep);
+            RunSteps(run, unet, unetInput, scaled, prediction, progress, cancellation, afterStep);
         }
         finally
         {
@@ -463,8 +384,8 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private void RunSteps(Denoising run, UNet2DConditionModel unet, Tensor unetInput, Tensor prediction, IProgress<StepInfo>? progress,
-        CancellationToken cancellation, Action<int>? afterStep)
+    private void RunSteps(Denoising run, UNet2DConditionModel unet, Tensor unetInput, Tensor? scaled, Tensor prediction,
+        IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
     {
         (Scheduler scheduler, int start, Tensor latents, Tensor context, float guidance) = (run.Scheduler, run.Start, run.Latents, run.Context, run.Guidance);
         int batch = unetInput.Dim(0), h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
@@ -480,10 +401,7 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
         for (int step = start; step < scheduler.StepCount; step++)
         {
             cancellation.ThrowIfCancellationRequested();
-            for (int b = 0; b < batch; b++)
-            {
-                scheduler.ScaleModelInput(step, latents.Span, unetInput.Span.Slice((int)(b * count), (int)count));
-            }
+            FillUNetInput(scheduler, step, latents, run.Conditioning, scaled, unetInput);
             timestep[0] = scheduler.Timesteps[step];
             unet.Forward(unetInput, timestep, context, prediction, cancellation);
             for (long i = 0; i < count; i++)
@@ -500,6 +418,29 @@ public sealed unsafe class StableDiffusionPipeline : IDisposable
             afterStep?.Invoke(step);
             progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed));
             _logger.LogDebug("Step {Step}/{Total} (t = {Timestep}) at {Seconds:F2} s", step + 1 - start, scheduler.StepCount - start, timestep[0], clock.Elapsed.TotalSeconds);
+        }
+    }
+
+    /// <summary>
+    /// Every batch row of the UNet input: the scaled latents, then (9-channel inpainting) the conditioning channels,
+    /// as diffusers' cat([scale_model_input(cat([latents] * 2)), mask, masked_image_latents], dim=1).
+    /// </summary>
+    private static void FillUNetInput(Scheduler scheduler, int step, Tensor latents, Tensor? conditioning, Tensor? scaled, Tensor unetInput)
+    {
+        int batch = unetInput.Dim(0), count = (int)latents.Length;
+        if (conditioning is null || scaled is null)
+        {
+            for (int b = 0; b < batch; b++)
+            {
+                scheduler.ScaleModelInput(step, latents.Span, unetInput.Span.Slice(b * count, count));
+            }
+            return;
+        }
+        scheduler.ScaleModelInput(step, latents.Span, scaled.Span);
+        int pixels = latents.Dim(1) * latents.Dim(2), imageLength = pixels * unetInput.Dim(3);
+        for (int b = 0; b < batch; b++)
+        {
+            ResizeKernels.ConcatChannels(scaled.Data, scaled.Dim(3), conditioning.Data, conditioning.Dim(3), unetInput.Data + (long)b * imageLength, pixels);
         }
     }
 

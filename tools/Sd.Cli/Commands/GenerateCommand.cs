@@ -24,7 +24,8 @@ public static class GenerateCommand
         CPU with torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, h, w] initial latents instead, and
         --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference
         run. --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
-        --mask (same size, white = repaint) it inpaints, keeping the unmasked area from the picture.
+        --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps the unmasked area from the picture, a
+        9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture.
         The PNG carries the parameters in an A1111-style "parameters" text chunk. Components are loaded one at a
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
         """;
