@@ -1,5 +1,6 @@
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
+using Sd.Loaders.Layout;
 using Sd.Loaders.Safetensors;
 using Sd.Loaders.Weights;
 
@@ -21,6 +22,15 @@ public sealed record ModelOpenOptions
 
     /// <summary>Tokenizer folder (vocab.json, merges.txt); needed for single files, which carry none.</summary>
     public string? TokenizerDirectory { get; init; }
+
+    /// <summary>
+    /// For single-file checkpoints: a diffusers-layout folder whose component configs (and tokenizer/, unless
+    /// <see cref="TokenizerDirectory"/> is set) replace the ones inferred from the tensor shapes, as diffusers'
+    /// <c>from_single_file(config=...)</c> does; see <see cref="ConfigFolder"/>. Each config must fit the checkpoint's
+    /// tensors. Refused for a diffusers folder model, which brings its own configs: ignoring it could leave a user
+    /// believing their configs were used.
+    /// </summary>
+    public string? ConfigDirectory { get; init; }
 }
 
 /// <summary>
@@ -62,6 +72,15 @@ public sealed class ModelSource : IDisposable
     /// <summary>Single-file keys skipped on purpose (DDPM buffers, model_ema.*, position_ids).</summary>
     public int IgnoredKeyCount { get; private set; }
 
+    /// <summary>
+    /// Settings of a single-file checkpoint that neither the file nor a config folder gave, assumed from the SD family
+    /// its shapes resemble (head counts, CLIP's activation, ...). Empty for diffusers folders.
+    /// </summary>
+    public IReadOnlyList<InferredSetting> InferredSettings { get; private set; } = [];
+
+    /// <summary>The config folder given for a single-file checkpoint (<see cref="ModelOpenOptions.ConfigDirectory"/>).</summary>
+    public string? ConfigDirectory => _options.ConfigDirectory;
+
     public IReadOnlyList<ModelComponent> Components
     {
         get
@@ -79,6 +98,11 @@ public sealed class ModelSource : IDisposable
         options ??= new ModelOpenOptions();
         if (Directory.Exists(path))
         {
+            if (options.ConfigDirectory is not null)
+            {
+                throw new ArgumentException(
+                    $"{path} is a diffusers folder, which brings its own configs; a config folder ({options.ConfigDirectory}) applies to single-file checkpoints only");
+            }
             return OpenFolder(path, options);
         }
         if (!File.Exists(path))
@@ -165,8 +189,10 @@ public sealed class ModelSource : IDisposable
                     "not a Stable Diffusion single-file checkpoint: no model.diffusion_model.*, first_stage_model.* or cond_stage_model.* tensors");
             }
             source.MapSingleFile(file, SingleFileKeyMapper.Create(keys, path));
-            source.InferConfigs();
-            source.Tokenizer = options.TokenizerDirectory is null ? null : TokenizerFiles.Load(options.TokenizerDirectory);
+            ConfigFolder? given = options.ConfigDirectory is null ? null : ConfigFolder.Load(options.ConfigDirectory);
+            source.ResolveConfigs(given);
+            string? tokenizer = options.TokenizerDirectory ?? given?.TokenizerDirectory;
+            source.Tokenizer = tokenizer is null ? null : TokenizerFiles.Load(tokenizer);
             return source;
         }
         catch
@@ -214,12 +240,40 @@ public sealed class ModelSource : IDisposable
         return [tensor.Shape[0], tensor.Shape[1]];
     }
 
-    private void InferConfigs()
+    /// <summary>
+    /// Each component's config: the given folder's when it has one (checked against the tensors), else inferred from
+    /// the shapes, with what inference had to assume recorded in <see cref="InferredSettings"/>. A config for a
+    /// component the checkpoint lacks is ignored: the folder may describe a whole pipeline.
+    /// </summary>
+    private void ResolveConfigs(ConfigFolder? given)
     {
-        UNet = _weights.TryGetValue(ModelComponent.Unet, out WeightSet? unet) ? ConfigInference.UNet(unet) : null;
-        Vae = _weights.TryGetValue(ModelComponent.Vae, out WeightSet? vae) ? ConfigInference.Vae(vae) : null;
-        TextEncoder = _weights.TryGetValue(ModelComponent.TextEncoder, out WeightSet? text) ? ConfigInference.ClipText(text) : null;
-        Scheduler = UNet is null ? null : ConfigInference.Sd1Scheduler;
+        var guesses = new List<InferredSetting>();
+        if (_weights.TryGetValue(ModelComponent.Unet, out WeightSet? unet))
+        {
+            UNet = given?.UNet is { } config
+                ? Fitted(config, DiffusersLayout.UNet(config), unet, given.ConfigPath(ModelComponent.Unet))
+                : ConfigInference.UNet(unet, guesses);
+            Scheduler = given?.Scheduler ?? ConfigInference.Scheduler(guesses);
+        }
+        if (_weights.TryGetValue(ModelComponent.Vae, out WeightSet? vae))
+        {
+            Vae = given?.Vae is { } config
+                ? Fitted(config, DiffusersLayout.Vae(config), vae, given.ConfigPath(ModelComponent.Vae))
+                : ConfigInference.Vae(vae, guesses);
+        }
+        if (_weights.TryGetValue(ModelComponent.TextEncoder, out WeightSet? text))
+        {
+            TextEncoder = given?.TextEncoder is { } config
+                ? Fitted(config, DiffusersLayout.ClipText(config), text, given.ConfigPath(ModelComponent.TextEncoder))
+                : ConfigInference.ClipText(text, guesses);
+        }
+        InferredSettings = guesses;
+    }
+
+    private static T Fitted<T>(T config, List<ParameterSpec> layout, WeightSet weights, string configPath)
+    {
+        LayoutFit.Require(weights, layout, configPath);
+        return config;
     }
 
     public void Dispose()

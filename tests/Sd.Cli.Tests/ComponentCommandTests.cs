@@ -60,6 +60,25 @@ public sealed class ComponentCommandTests : IDisposable
     }
 
     [FixtureFact]
+    public void Unet_command_on_a_single_file_with_config_matches_diffusers()
+    {
+        string single = _dir.File("tiny.safetensors");
+        using (var folder = Sd.Loaders.ModelSource.Open(Fixtures.Path("tiny/model")))
+        {
+            LdmKeyExporter.Write(folder, single);
+        }
+        string eps = _dir.File("eps.npy");
+        string dir = Ref("unet/t761.25_float");
+        // The file stores no head count; --config gives tiny's own (8 heads, where the SD guess would be 1).
+        Assert.Equal(0, ModelCommands.UNet(["--model", single, "--config", Fixtures.Path("tiny/model"), "--sample", Path.Combine(dir, "sample.npy"),
+            "--timestep-file", Path.Combine(dir, "timestep.npy"), "--context", Path.Combine(dir, "encoder_hidden_states.npy"), "--out", eps], TextWriter.Null));
+        AssertFileClose(Path.Combine(dir, "noise_pred.npy"), eps, 1e-4);
+        // A config folder for a diffusers folder model is refused (exit code 1, the message says why).
+        Assert.Equal(1, Program.Main(["unet", "--model", Fixtures.Path("tiny/model"), "--config", Fixtures.Path("tiny/model"),
+            "--sample", Path.Combine(dir, "sample.npy"), "--timestep", "1", "--context", Path.Combine(dir, "encoder_hidden_states.npy"), "--out", eps]));
+    }
+
+    [FixtureFact]
     public void Vae_commands_match_diffusers_and_write_a_png()
     {
         string decoded = _dir.File("x.npy");

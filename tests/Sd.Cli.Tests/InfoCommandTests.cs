@@ -60,6 +60,36 @@ public sealed class InfoCommandTests : IDisposable
         Assert.Contains("0 unexpected", text);
     }
 
+    [FixtureFact]
+    public void Lists_what_a_single_file_leaves_to_guesswork_until_a_config_folder_is_given()
+    {
+        string single = _dir.File("tiny.safetensors");
+        using (var folder = ModelSource.Open(Fixtures.Path("tiny/model")))
+        {
+            LdmKeyExporter.Write(folder, single);
+        }
+        string guessed = Run(single);
+        Assert.Contains("heads [1, 1]", guessed);
+        Assert.Contains("  guessed: attention heads [1, 1], not stored in the file: 64 channels per head as in SD 2.x; a 32-wide text context fits neither", guessed);
+        Assert.Contains("  guessed: hidden_act gelu, not stored in the file: ", guessed);
+        Assert.Contains("likely wrong; pass --config DIR to override", guessed);
+        Assert.Contains("tokenizer: none", guessed);
+
+        string configs = Fixtures.Path("tiny/model");
+        string given = Run(single, "--config", configs);
+        Assert.Contains($"configs from {configs}", given);
+        Assert.Contains("heads [8, 8]", given);
+        Assert.Contains("4 heads, MLP 37, quick_gelu", given);
+        Assert.DoesNotContain("guessed", given);
+        Assert.Contains($"tokenizer: {Path.Combine(configs, "tokenizer")}", given);
+
+        // A config that does not fit fails (exit code 1) with the config named; one for a folder model is refused.
+        var e = Assert.Throws<InvalidFileException>(() => Run(single, "--config", Fixtures.Path("small/model")));
+        Assert.Contains("does not fit the checkpoint's tensors", e.Message);
+        Assert.Equal(1, Program.Main(["info", single, "--config", Fixtures.Path("small/model")]));
+        Assert.Equal(1, Program.Main(["info", configs, "--config", configs]));
+    }
+
     [Fact]
     public void Usage_errors_are_reported_as_such()
     {

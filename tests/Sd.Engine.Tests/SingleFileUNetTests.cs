@@ -2,7 +2,6 @@ using System.Runtime.InteropServices;
 using Sd.Engine.UNet;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
-using Sd.Loaders.Config;
 using Sd.Loaders.Tests;
 using Xunit.Abstractions;
 
@@ -10,8 +9,8 @@ namespace Sd.Engine.Tests;
 
 /// <summary>
 /// A UNet loaded from an original-layout single-file checkpoint (model.diffusion_model.*, first_stage_model.*,
-/// cond_stage_model.transformer.*) through <see cref="ModelSource"/>, as <c>sd unet --model file.safetensors</c>
-/// loads it: every fixture UNet case must match diffusers, and equal the folder-loaded UNet bit for bit. The files
+/// cond_stage_model.transformer.*) through <see cref="ModelSource"/>, as <c>sd unet --model file.safetensors --config
+/// DIR</c> loads it: every fixture UNet case must match diffusers, and equal the folder-loaded UNet bit for bit. The files
 /// are the fixture models written by the test exporter with their stored dtypes (small: F16 UNet, BF16 text, F32 VAE).
 /// </summary>
 public sealed class SingleFileUNetTests(SingleFileCheckpoints checkpoints, ITestOutputHelper output) : IClassFixture<SingleFileCheckpoints>
@@ -22,15 +21,17 @@ public sealed class SingleFileUNetTests(SingleFileCheckpoints checkpoints, ITest
     [MemberData(nameof(UNetTests.Cases), MemberType = typeof(UNetTests))]
     public void Noise_prediction_matches_diffusers_and_the_folder_model_exactly(string model, string caseName)
     {
-        using ModelSource folder = ModelSource.Open(Fixtures.Path($"{model}/model"));
-        using ModelSource single = ModelSource.Open(checkpoints.PathFor(model));
+        string folderPath = Fixtures.Path($"{model}/model");
+        using ModelSource folder = ModelSource.Open(folderPath);
+        // A single file stores no head count and the shapes do not fix it, so without configs ConfigInference assumes
+        // an SD 1.x/2.x model (8 heads, or 64-wide heads), which the fixtures are not (tiny: 8 heads of 4 and 8
+        // channels; small: 2 heads). As a user of such a checkpoint would, the test gives the model's own diffusers
+        // folder as the config folder (sd unet --config DIR); the bit-exact comparison below checks the key mapping.
+        using ModelSource single = ModelSource.Open(checkpoints.PathFor(model), new ModelOpenOptions { ConfigDirectory = folderPath });
         Assert.Equal(ModelSourceKind.SingleFile, single.Kind);
-        // A single file stores no head count and the shapes do not fix it, so ConfigInference assumes an SD 1.x/2.x
-        // model (8 heads, or 64-wide heads), which the fixtures are not (tiny: 8 heads of 4 and 8 channels; small:
-        // 2 heads). A user of such a checkpoint supplies the heads from its config, as done here; every other
-        // setting is the one inferred from the file, so the bit-exact comparison below also checks the inference.
-        UNetConfig config = single.UNet! with { NumAttentionHeads = folder.UNet!.NumAttentionHeads };
-        using var fromSingle = new UNet2DConditionModel(config, single.Weights(ModelComponent.Unet));
+        Assert.Empty(single.InferredSettings);
+        Assert.Equal(folder.UNet!.NumAttentionHeads, single.UNet!.NumAttentionHeads);
+        using var fromSingle = new UNet2DConditionModel(single.UNet, single.Weights(ModelComponent.Unet));
         using var fromFolder = new UNet2DConditionModel(folder.UNet, folder.Weights(ModelComponent.Unet));
         using UNetCase unetCase = UNetCase.Load(model, caseName);
 

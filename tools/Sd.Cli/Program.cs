@@ -22,7 +22,10 @@ public static class Program
           make-random-model          SD 1.5-shaped model folder with seeded random weights
 
         MODEL is a diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/) or a single-file
-        .safetensors checkpoint. Pickled .ckpt/.pt/.bin files are refused: they can run code when loaded.
+        .safetensors checkpoint. Pickled .ckpt/.pt/.bin files are refused: they can run code when loaded. A single
+        file stores no head counts (nor CLIP's activation, scheduler, ...): they are guessed from the SD family its
+        shapes resemble (`sd info` lists the guesses), and --config DIR, a diffusers folder with the model's configs
+        (unet/config.json, ... and tokenizer/, whichever it has), replaces them.
         """;
 
     public static int Main(string[] args)

@@ -83,6 +83,11 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         _unetConfig = Require(source.UNet, "UNet");
         _vaeConfig = Require(source.Vae, "VAE");
         _schedulerConfig = source.Scheduler ?? ConfigInference.Sd1Scheduler;
+        // Not a warning: for stock SD 1.x/2.x single files the guesses are right, and sd info lists them anyway.
+        foreach (InferredSetting guess in source.InferredSettings)
+        {
+            _logger.LogInformation("{Model}: {Guess}; a config folder overrides it", source.Path, guess);
+        }
         _textEncoder = new("text encoder", () => new ClipTextModel(textConfig, source.Weights(ModelComponent.TextEncoder)), logger);
         _unet = new("UNet", () => new UNet2DConditionModel(_unetConfig, source.Weights(ModelComponent.Unet), options.UNet), logger);
         _vae = new("VAE", () => new AutoencoderKL(_vaeConfig, source.Weights(ModelComponent.Vae), options.Vae), logger);

@@ -1,11 +1,14 @@
+using System.Globalization;
 using Sd.Loaders.Weights;
 
 namespace Sd.Loaders.Config;
 
 /// <summary>
 /// Rebuilds component configs from weight shapes, for single-file checkpoints that ship none. Works on diffusers
-/// names, so it is independent of the file layout. Shapes fix everything but the head count, which follows the two
-/// SD families: SD 1.x (768-wide text context) uses 8 heads everywhere, SD 2.x uses 64-wide heads.
+/// names, so it is independent of the file layout. Shapes fix the architecture but not the head counts, CLIP's
+/// activation, the VAE's scaling factor and tile size or the scheduler: those follow the SD family the shapes resemble
+/// (SD 1.x: 768-wide text context, 8 UNet heads everywhere; SD 2.x: 64-wide heads) and each is reported to the
+/// optional <c>guesses</c> list, since for any other model they are likely wrong.
 /// </summary>
 public static class ConfigInference
 {
@@ -22,7 +25,16 @@ public static class ConfigInference
         ClipSample = false,
     };
 
-    public static UNetConfig UNet(WeightSet weights)
+    /// <summary><see cref="Sd1Scheduler"/>, recorded as a guess: a single file stores no schedule.</summary>
+    public static SchedulerConfig Scheduler(ICollection<InferredSetting>? guesses = null)
+    {
+        SchedulerConfig s = Sd1Scheduler;
+        guesses?.Add(new("scheduler", "scheduler", $"{s.ClassName}, {s.BetaSchedule} betas {s.BetaStart}..{s.BetaEnd}, {s.PredictionType} prediction",
+            "the SD 1.x/2.x training schedule; v-prediction models such as SD 2.x 768-v need their own scheduler config"));
+        return s;
+    }
+
+    public static UNetConfig UNet(WeightSet weights, ICollection<InferredSetting>? guesses = null)
     {
         int blocks = CountIndices(weights, "down_blocks.");
         if (blocks == 0 || CountIndices(weights, "up_blocks.") != blocks)
@@ -48,6 +60,9 @@ public static class ConfigInference
         {
             heads[i] = crossDim == 768 ? 8 : Math.Max(1, channels[i] / 64);
         }
+        guesses?.Add(new("unet", "attention heads", $"[{string.Join(", ", heads)}]",
+            (crossDim == 768 ? "8 per block as in SD 1.x, whose text context is 768 wide" : "64 channels per head as in SD 2.x")
+            + Unfamiliar(crossDim, $"a {crossDim}-wide text context")));
         string? projIn = FirstEndingWith(weights, ".proj_in.weight");
         return new UNetConfig
         {
@@ -66,7 +81,7 @@ public static class ConfigInference
         };
     }
 
-    public static VaeConfig Vae(WeightSet weights)
+    public static VaeConfig Vae(WeightSet weights, ICollection<InferredSetting>? guesses = null)
     {
         int blocks = CountIndices(weights, "encoder.down_blocks.");
         if (blocks == 0)
@@ -82,7 +97,7 @@ public static class ConfigInference
         var up = new string[blocks];
         Array.Fill(down, "DownEncoderBlock2D");
         Array.Fill(up, "UpDecoderBlock2D");
-        return new VaeConfig
+        var config = new VaeConfig
         {
             InChannels = Dim(weights, "encoder.conv_in.weight", 1),
             OutChannels = Dim(weights, "decoder.conv_out.weight", 0),
@@ -93,13 +108,16 @@ public static class ConfigInference
             LatentChannels = Dim(weights, "post_quant_conv.weight", 0),
             SampleSize = 512,
         };
+        guesses?.Add(new("vae", "scaling factor", VaeConfig.DefaultScalingFactor.ToString(CultureInfo.InvariantCulture), "the SD 1.x/2.x value"));
+        guesses?.Add(new("vae", "sample size", $"{config.SampleSize} px", "the SD 1.x/2.x value; it sets the tile size of tiled decoding"));
+        return config;
     }
 
-    public static ClipTextConfig ClipText(WeightSet weights)
+    public static ClipTextConfig ClipText(WeightSet weights, ICollection<InferredSetting>? guesses = null)
     {
         const string embedding = "text_model.embeddings.token_embedding.weight";
         int hidden = Dim(weights, embedding, 1);
-        return new ClipTextConfig
+        var config = new ClipTextConfig
         {
             VocabSize = Dim(weights, embedding, 0),
             HiddenSize = hidden,
@@ -111,7 +129,20 @@ public static class ConfigInference
             // OpenAI CLIP ViT-L/14 (SD 1.x, width 768) uses quick_gelu; OpenCLIP ViT-H (SD 2.x) uses gelu.
             HiddenAct = hidden == 768 ? "quick_gelu" : "gelu",
         };
+        string unfamiliar = Unfamiliar(hidden, $"a width of {hidden}");
+        guesses?.Add(new("text_encoder", "attention heads", config.NumAttentionHeads.ToString(CultureInfo.InvariantCulture),
+            "64 channels per head as in SD 1.x/2.x's CLIP models" + unfamiliar));
+        guesses?.Add(new("text_encoder", "hidden_act", config.HiddenAct,
+            (hidden == 768 ? "OpenAI CLIP ViT-L/14's, SD 1.x's text encoder at width 768" : "OpenCLIP ViT-H's, SD 2.x's text encoder at width 1024") + unfamiliar));
+        return config;
     }
+
+    /// <summary>
+    /// The warning a guess gets when the width it is based on is neither SD 1.x's (768) nor SD 2.x's (1024):
+    /// the model is then of no known family and the family values are unlikely to be its own.
+    /// </summary>
+    private static string Unfamiliar(int width, string what) =>
+        width is 768 or 1024 ? "" : $"; {what} fits neither SD 1.x's 768 nor SD 2.x's 1024, so this is likely wrong";
 
     private static int Dim(WeightSet weights, string name, int axis)
     {

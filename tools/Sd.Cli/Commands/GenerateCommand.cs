@@ -15,7 +15,7 @@ public static class GenerateCommand
         Usage: sd generate --model M --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
                            [--scheduler euler-a] [--seed N | --latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
-                           [--init-image img.png --strength 0.8 [--mask mask.png]] [--threads T]
+                           [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 

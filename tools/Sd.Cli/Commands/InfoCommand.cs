@@ -7,17 +7,21 @@ using Sd.Loaders.Weights;
 
 namespace Sd.Cli.Commands;
 
-/// <summary><c>sd info MODEL [--variant fp16] [--tokenizer DIR]</c>: what a model holds and what it will cost.</summary>
+/// <summary><c>sd info MODEL [--variant fp16] [--tokenizer DIR] [--config DIR]</c>: what a model holds and what it will cost.</summary>
 public static class InfoCommand
 {
     private const string Help = """
-        Usage: sd info MODEL [--variant NAME] [--tokenizer DIR]
+        Usage: sd info MODEL [--variant NAME] [--tokenizer DIR] [--config DIR]
 
         Prints the model's components, stored dtypes, parameter counts, configs and an estimate of the memory the
-        weights take once loaded for fp32 compute.
+        weights take once loaded for fp32 compute. For a single-file checkpoint it also lists the settings the file
+        does not store and that were guessed from the SD family its shapes resemble.
           MODEL             diffusers folder or single-file .safetensors checkpoint
           --variant NAME    prefer diffusers weight variant NAME (e.g. fp16)
           --tokenizer DIR   tokenizer folder (vocab.json, merges.txt), for single-file checkpoints
+          --config DIR      for single-file checkpoints: a diffusers-layout folder whose configs (unet/config.json,
+                            vae/config.json, text_encoder/config.json, scheduler/scheduler_config.json, tokenizer/:
+                            whichever it has) replace the inferred ones; each must fit the checkpoint's tensors
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
@@ -27,12 +31,17 @@ public static class InfoCommand
             output.WriteLine(Help);
             return 0;
         }
-        var line = new CommandLine("info", args, ["--variant", "--tokenizer"], []);
+        var line = new CommandLine("info", args, ["--variant", "--tokenizer", "--config"], []);
         if (line.Positionals.Count != 1)
         {
             throw new UsageException("info: expected exactly one MODEL path (see `sd info --help`)");
         }
-        var options = new ModelOpenOptions { Variant = line.Get("--variant"), TokenizerDirectory = line.Get("--tokenizer") };
+        var options = new ModelOpenOptions
+        {
+            Variant = line.Get("--variant"),
+            TokenizerDirectory = line.Get("--tokenizer"),
+            ConfigDirectory = line.Get("--config"),
+        };
         using ModelSource model = ModelSource.Open(line.Positionals[0], options);
         Write(model, output);
         return 0;
@@ -41,7 +50,7 @@ public static class InfoCommand
     public static void Write(ModelSource model, TextWriter output)
     {
         output.WriteLine($"model:     {model.Path}");
-        output.WriteLine($"format:    {(model.Kind == ModelSourceKind.DiffusersFolder ? $"diffusers folder ({model.Index!.PipelineClass})" : "single-file checkpoint (configs inferred from shapes)")}");
+        output.WriteLine($"format:    {Format(model)}");
         long totalFp32 = 0;
         long totalStored = 0;
         foreach (ModelComponent component in model.Components)
@@ -53,15 +62,17 @@ public static class InfoCommand
             output.WriteLine($"{ModelSource.FolderName(component)}: {Count(weights.ParameterCount)} parameters in {weights.Count} tensors, {DTypeSummary(weights)}, {Mib(weights.StoredBytes)} stored");
             output.WriteLine($"  source:  {weights.Source}");
             output.WriteLine($"  config:  {ConfigSummary(model, component)}");
+            WriteGuesses(model, ModelSource.FolderName(component), output);
         }
         if (model.Scheduler is { } scheduler)
         {
             output.WriteLine();
             output.WriteLine($"scheduler: {scheduler.ClassName}, {scheduler.BetaSchedule} betas {scheduler.BetaStart}..{scheduler.BetaEnd}, {scheduler.NumTrainTimesteps} train steps, prediction {scheduler.PredictionType}, steps_offset {scheduler.StepsOffset}");
+            WriteGuesses(model, "scheduler", output);
         }
         output.WriteLine(model.Tokenizer is { } tokenizer
             ? $"tokenizer: {tokenizer.Directory} (pad '{tokenizer.PadToken}', max length {tokenizer.ModelMaxLength})"
-            : "tokenizer: none (pass --tokenizer DIR to tokenize prompts)");
+            : "tokenizer: none (pass --tokenizer DIR, or --config DIR with a tokenizer/ folder, to tokenize prompts)");
         if (model.Kind == ModelSourceKind.SingleFile)
         {
             output.WriteLine($"keys:      {model.IgnoredKeyCount} ignored (DDPM buffers, EMA, position_ids), {model.UnexpectedKeys.Count} unexpected");
@@ -72,6 +83,23 @@ public static class InfoCommand
         }
         output.WriteLine();
         output.WriteLine($"memory:    {Mib(totalStored)} stored; about {Mib(totalFp32)} as fp32 weights (3x3 convolutions packed for Winograd take up to 4x their share)");
+    }
+
+    private static string Format(ModelSource model) =>
+        model.Kind == ModelSourceKind.DiffusersFolder ? $"diffusers folder ({model.Index!.PipelineClass})"
+        : model.ConfigDirectory is { } configs ? $"single-file checkpoint (configs from {configs} where it has them, else inferred from shapes)"
+        : "single-file checkpoint (configs inferred from shapes)";
+
+    /// <summary>The component's settings that inference assumed, one line each under its config.</summary>
+    private static void WriteGuesses(ModelSource model, string component, TextWriter output)
+    {
+        foreach (InferredSetting guess in model.InferredSettings)
+        {
+            if (guess.Component == component)
+            {
+                output.WriteLine($"  guessed: {guess.Setting} {guess.Value}, not stored in the file: {guess.Basis}; pass --config DIR to override");
+            }
+        }
     }
 
     private static string ConfigSummary(ModelSource model, ModelComponent component) => component switch

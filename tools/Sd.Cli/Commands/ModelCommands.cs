@@ -14,21 +14,22 @@ namespace Sd.Cli.Commands;
 public static class ModelCommands
 {
     private const string UNetHelp = """
-        Usage: sd unet --model M --sample x.npy (--timestep T | --timestep-file t.npy) --context c.npy --out eps.npy
+        Usage: sd unet --model M [--config DIR] --sample x.npy (--timestep T | --timestep-file t.npy) --context c.npy
+                       --out eps.npy
 
         One UNet forward pass. sample: float32 [B, 4, h, w]; context: float32 [B, 77, W] (encode-text output);
         the timestep is one number or a file with one per batch element (int or float). Writes [B, 4, h, w].
         """;
 
     private const string DecodeHelp = """
-        Usage: sd vae-decode --model M --latents z.npy --out x.npy [--png image.png]
+        Usage: sd vae-decode --model M [--config DIR] --latents z.npy --out x.npy [--png image.png]
 
         VAE decoder. latents: float32 [B, 4, h, w], already divided by the scaling factor (the decoder's input).
         Writes the unclamped decoder output [B, 3, 8h, 8w]; --png also writes the first image as 8-bit RGB.
         """;
 
     private const string EncodeHelp = """
-        Usage: sd vae-encode --model M --image x.npy|img.png --out mean.npy [--out-logvar lv.npy]
+        Usage: sd vae-encode --model M [--config DIR] --image x.npy|img.png --out mean.npy [--out-logvar lv.npy]
 
         VAE encoder. x.npy: float32 [B, 3, H, W] in [-1, 1] (the encoder's input); a PNG is read as RGB and mapped
         from [0, 255] to [-1, 1]. H and W must be multiples of 8. Writes the posterior mean (and log-variance)

@@ -2,10 +2,13 @@ using Sd.Loaders;
 
 namespace Sd.Cli.Commands;
 
-/// <summary>The options every model command shares: --model, --variant, --tokenizer, --threads, --log-level.</summary>
+/// <summary>
+/// The options every model command shares: --model, --variant, --tokenizer, --config (configs for a single-file
+/// checkpoint, see <see cref="ModelOpenOptions.ConfigDirectory"/>), --threads, --log-level.
+/// </summary>
 internal static class ModelOptions
 {
-    public static readonly string[] Flags = ["--model", "--variant", "--tokenizer", "--threads", "--log-level"];
+    public static readonly string[] Flags = ["--model", "--variant", "--tokenizer", "--config", "--threads", "--log-level"];
 
     /// <summary>
     /// Applies --threads (before anything starts the worker pool) and returns the logger --log-level asks for.
@@ -31,6 +34,7 @@ internal static class ModelOptions
     {
         Variant = line.Get("--variant"),
         TokenizerDirectory = line.Get("--tokenizer"),
+        ConfigDirectory = line.Get("--config"),
     };
 
     /// <summary>Value flags of a command: the shared ones plus its own.</summary>

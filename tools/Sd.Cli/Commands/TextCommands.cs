@@ -11,7 +11,8 @@ namespace Sd.Cli.Commands;
 public static class TextCommands
 {
     private const string TokenizeHelp = """
-        Usage: sd tokenize --model M [--tokenizer DIR] --prompt TEXT [--out ids.npy] [--fix-text] [--chunked]
+        Usage: sd tokenize --model M [--tokenizer DIR] [--config DIR] --prompt TEXT [--out ids.npy] [--fix-text]
+                           [--chunked]
 
         Prints the CLIP token ids of a prompt as the SD pipeline builds them (bos, text, eos, padding to 77) and
         optionally writes them as int64 [1, 77] (or [chunks, 77] with --chunked: the long-prompt way, 75 tokens per
@@ -19,7 +20,7 @@ public static class TextCommands
         """;
 
     private const string EncodeHelp = """
-        Usage: sd encode-text --model M [--tokenizer DIR] (--prompt TEXT | --ids ids.npy) [--clip-skip N]
+        Usage: sd encode-text --model M [--tokenizer DIR] [--config DIR] (--prompt TEXT | --ids ids.npy) [--clip-skip N]
                               --out hidden.npy [--pooled-out pooled.npy] [--fix-text] [--chunked]
 
         Runs the CLIP text encoder; writes float32 [B, 77, W] hidden states (the prompt embeddings) and optionally
@@ -123,7 +124,7 @@ public static class TextCommands
     {
         if (model.Tokenizer is null)
         {
-            throw new UsageException($"{line.Command}: {model.Path} has no tokenizer folder (single-file checkpoints carry none): pass --tokenizer DIR with vocab.json and merges.txt");
+            throw new UsageException($"{line.Command}: {model.Path} has no tokenizer folder (single-file checkpoints carry none): pass --tokenizer DIR with vocab.json and merges.txt, or --config DIR with a tokenizer/ folder");
         }
         return ClipTokenizer.Load(model.Tokenizer, new ClipTokenizerOptions { FixText = line.Has("--fix-text") });
     }
