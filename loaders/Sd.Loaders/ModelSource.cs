@@ -13,6 +13,9 @@ public enum ModelSourceKind
 
     /// <summary>One .safetensors file in the original CompVis layout (model.diffusion_model.* ...).</summary>
     SingleFile,
+
+    /// <summary>The built-in demo model (<see cref="DemoModel"/>): random weights made in memory, no files.</summary>
+    BuiltInDemo,
 }
 
 public sealed record ModelOpenOptions
@@ -35,7 +38,8 @@ public sealed record ModelOpenOptions
 
 /// <summary>
 /// A Stable Diffusion model on disk, either layout, presented the diffusers way: typed configs plus one
-/// <see cref="WeightSet"/> per component under diffusers tensor names. Owns the mapped files.
+/// <see cref="WeightSet"/> per component under diffusers tensor names. Owns the mapped files (or, for the built-in
+/// demo model, the in-memory ones).
 /// </summary>
 public sealed class ModelSource : IDisposable
 {
@@ -113,6 +117,36 @@ public sealed class ModelSource : IDisposable
         return OpenSingleFile(path, options);
     }
 
+    /// <summary>
+    /// The built-in demo model (<see cref="DemoModel"/>): its configs, and seeded random weights made in memory (a few
+    /// megabytes, in milliseconds). No tokenizer files: its text encoder reads the byte-level tokenizer
+    /// (Sd.Engine's <c>ClipTokenizer.ByteLevel</c>). Its images are noise.
+    /// </summary>
+    public static ModelSource Demo()
+    {
+        var source = new ModelSource(DemoModel.Name, ModelSourceKind.BuiltInDemo, new ModelOpenOptions())
+        {
+            UNet = DemoModel.UNet,
+            Vae = DemoModel.Vae,
+            TextEncoder = DemoModel.TextEncoder,
+            Scheduler = DemoModel.Scheduler,
+        };
+        try
+        {
+            foreach ((ModelComponent component, List<ParameterSpec> layout, ulong seed) in DemoModel.Components())
+            {
+                string name = $"{DemoModel.Name}#{FolderName(component)}";
+                source.AddWeights(component, name, [SafetensorsFile.InMemory(name, RandomModelWriter.Weights(layout, TensorDType.F32, seed))]);
+            }
+            return source;
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>The component's weights (opened on first use); throws if the model has no such component.</summary>
     public WeightSet Weights(ModelComponent component)
     {
@@ -120,15 +154,20 @@ public sealed class ModelSource : IDisposable
         {
             return weights;
         }
-        if (Kind == ModelSourceKind.SingleFile)
+        if (Kind != ModelSourceKind.DiffusersFolder)
         {
             throw new InvalidFileException(Path, $"the checkpoint has no {FolderName(component)} weights");
         }
         string directory = System.IO.Path.Combine(Path, FolderName(component));
         (string file, bool isIndex) = ComponentWeightFiles.Resolve(directory, _options.Variant);
-        List<SafetensorsFile> opened = isIndex ? SafetensorsIndex.OpenShards(file) : [SafetensorsFile.Open(file)];
+        return AddWeights(component, file, isIndex ? SafetensorsIndex.OpenShards(file) : [SafetensorsFile.Open(file)]);
+    }
+
+    /// <summary>Takes ownership of a component's opened files and indexes their tensors under diffusers names.</summary>
+    private WeightSet AddWeights(ModelComponent component, string source, List<SafetensorsFile> opened)
+    {
         _files.AddRange(opened);
-        weights = new WeightSet(file, opened);
+        var weights = new WeightSet(source, opened);
         foreach (SafetensorsFile shard in opened)
         {
             foreach (TensorInfo tensor in shard.Tensors)

@@ -17,7 +17,7 @@ public static class Program
           unet                       one UNet forward pass on .npy inputs
           vae-decode                 latents -> image (.npy, optionally PNG)
           vae-encode                 image (.npy/.png) -> latent posterior
-          generate                   txt2img / img2img / inpainting to PNG
+          generate                   txt2img / img2img / inpainting to PNG (no --model: a built-in demo, noise)
           bench                      timings, GFLOP/s and peak memory per model part
           make-random-model          SD 1.5-shaped model folder with seeded random weights
 

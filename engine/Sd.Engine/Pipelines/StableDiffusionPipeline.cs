@@ -72,13 +72,12 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     private readonly object _gate = new();
     private readonly ILogger _logger;
 
-    private StableDiffusionPipeline(ModelSource source, PipelineOptions options, ILogger logger)
+    private StableDiffusionPipeline(ModelSource source, ClipTokenizer tokenizer, PipelineOptions options, ILogger logger)
     {
         _source = source;
         _options = options;
         _logger = logger;
-        _tokenizer = ClipTokenizer.Load(source.Tokenizer
-            ?? throw new InvalidFileException(source.Path, "the model has no tokenizer folder: pass a tokenizer directory (vocab.json, merges.txt)"));
+        _tokenizer = tokenizer;
         ClipTextConfig textConfig = Require(source.TextEncoder, "text encoder");
         _unetConfig = Require(source.UNet, "UNet");
         _vaeConfig = Require(source.Vae, "VAE");
@@ -113,7 +112,28 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         ModelSource source = ModelSource.Open(path, options);
         try
         {
-            return new StableDiffusionPipeline(source, pipelineOptions ?? new PipelineOptions(), logger ?? NullLogger.Instance);
+            ClipTokenizer tokenizer = ClipTokenizer.Load(source.Tokenizer
+                ?? throw new InvalidFileException(source.Path, "the model has no tokenizer folder: pass a tokenizer directory (vocab.json, merges.txt)"));
+            return new StableDiffusionPipeline(source, tokenizer, pipelineOptions ?? new PipelineOptions(), logger ?? NullLogger.Instance);
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The built-in demo model (<see cref="ModelSource.Demo"/>, with <see cref="ClipTokenizer.ByteLevel"/>): a toy
+    /// Stable Diffusion with seeded random weights made in memory (the same weights every time), so it needs no file
+    /// and runs anywhere in seconds. Its images are noise: for trying the engine out, not for pictures.
+    /// </summary>
+    public static StableDiffusionPipeline LoadDemo(ILogger? logger = null, PipelineOptions? pipelineOptions = null)
+    {
+        ModelSource source = ModelSource.Demo();
+        try
+        {
+            return new StableDiffusionPipeline(source, ClipTokenizer.ByteLevel(), pipelineOptions ?? new PipelineOptions(), logger ?? NullLogger.Instance);
         }
         catch
         {

@@ -58,6 +58,12 @@ internal sealed class BytePairEncoder
         }
     }
 
+    /// <summary>
+    /// The 256 byte symbols in the order CLIP's vocabulary lists them: bytes_to_unicode's order (printable Latin-1
+    /// first, then the remapped bytes), which is ascending by character.
+    /// </summary>
+    public static IEnumerable<string> ByteSymbolsInVocabularyOrder() => ByteChars.Order().Select(c => c.ToString());
+
     /// <summary>The byte a vocabulary character stands for; false for characters outside the byte table.</summary>
     public static bool TryGetByte(char c, out byte value) => CharBytes.TryGetValue(c, out value);
 

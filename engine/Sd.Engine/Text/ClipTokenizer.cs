@@ -44,16 +44,20 @@ public sealed class ClipTokenizer
     private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly Lock _cacheLock = new();
 
-    private ClipTokenizer(TokenizerFiles files, ClipVocabularyReader.Vocabulary vocabulary,
+    /// <summary>The special tokens and sequence length: a tokenizer folder's configs, or the byte-level tokenizer's.</summary>
+    private sealed record Settings(string Bos, string Eos, string Unk, string Pad, int MaxLength);
+
+    /// <param name="vocabularySource">The vocabulary's file, named in errors.</param>
+    private ClipTokenizer(string vocabularySource, Settings settings, ClipVocabularyReader.Vocabulary vocabulary,
         List<(string Left, string Right)> merges, bool fixText)
     {
         _ids = vocabulary.Ids;
         _tokens = vocabulary.Tokens;
-        BosTokenId = SpecialTokenId(files, files.BosToken, "bos");
-        EosTokenId = SpecialTokenId(files, files.EosToken, "eos");
-        PadTokenId = SpecialTokenId(files, files.PadToken, "pad");
-        _unknownId = SpecialTokenId(files, files.UnkToken, "unk");
-        _specialTokens = new[] { files.BosToken, files.EosToken, files.UnkToken, files.PadToken }
+        BosTokenId = SpecialTokenId(vocabularySource, settings.Bos, "bos");
+        EosTokenId = SpecialTokenId(vocabularySource, settings.Eos, "eos");
+        PadTokenId = SpecialTokenId(vocabularySource, settings.Pad, "pad");
+        _unknownId = SpecialTokenId(vocabularySource, settings.Unk, "unk");
+        _specialTokens = new[] { settings.Bos, settings.Eos, settings.Unk, settings.Pad }
             .Distinct(StringComparer.Ordinal)
             .OrderByDescending(token => token.Length) // the longest special token wins where several start
             .Select(token => (token, _ids[token]))
@@ -61,7 +65,7 @@ public sealed class ClipTokenizer
         _specialTokenStarts = SearchValues.Create(string.Concat(_specialTokens.Select(token => token.Content[0])));
         _encoder = new BytePairEncoder(merges, _ids, _unknownId);
         _fixText = fixText;
-        MaxLength = files.ModelMaxLength;
+        MaxLength = settings.MaxLength;
     }
 
     public int BosTokenId { get; }
@@ -87,7 +91,21 @@ public sealed class ClipTokenizer
         }
         ClipVocabularyReader.Vocabulary vocabulary = ClipVocabularyReader.ReadVocabulary(files.VocabPath);
         List<(string Left, string Right)> merges = ClipVocabularyReader.ReadMerges(files.MergesPath);
-        return new ClipTokenizer(files, vocabulary, merges, options?.FixText ?? false);
+        var settings = new Settings(files.BosToken, files.EosToken, files.UnkToken, files.PadToken, files.ModelMaxLength);
+        return new ClipTokenizer(files.VocabPath, settings, vocabulary, merges, options?.FixText ?? false);
+    }
+
+    /// <summary>
+    /// CLIP's tokenizer with no merge rules, made in memory for the built-in demo model (no vocabulary file can ship):
+    /// every UTF-8 byte of a word is one token, the word's last byte in its "&lt;/w&gt;" form. Ids are those of a CLIP
+    /// vocabulary without merges (<see cref="ByteLevelVocabulary"/>): bos &lt;|startoftext|&gt; is 512, and
+    /// &lt;|endoftext|&gt; (513) is eos, pad and unk, as in SD 1.x; 77 tokens per sequence.
+    /// </summary>
+    public static ClipTokenizer ByteLevel()
+    {
+        const string end = ByteLevelVocabulary.EndOfText;
+        var settings = new Settings(ByteLevelVocabulary.StartOfText, end, end, end, ByteLevelVocabulary.MaxLength);
+        return new ClipTokenizer(ByteLevelVocabulary.Name, settings, ByteLevelVocabulary.Create(), [], fixText: false);
     }
 
     /// <summary>The text tokens of a prompt, without bos/eos and untruncated.</summary>
@@ -255,9 +273,9 @@ public sealed class ClipTokenizer
         return ids;
     }
 
-    private int SpecialTokenId(TokenizerFiles files, string token, string role) =>
+    private int SpecialTokenId(string vocabularySource, string token, string role) =>
         _ids.TryGetValue(token, out int id)
             ? id
-            : throw new InvalidFileException(files.VocabPath,
+            : throw new InvalidFileException(vocabularySource,
                 $"the {role} token \"{token}\" named by the tokenizer config is not in the vocabulary");
 }

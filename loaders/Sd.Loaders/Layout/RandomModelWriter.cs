@@ -10,17 +10,15 @@ namespace Sd.Loaders.Layout;
 /// Writes a diffusers model folder with the exact shapes of a real architecture and seeded random weights, for
 /// benchmarks at real scale on machines without real weights. Weights are uniform with the variance of PyTorch's
 /// default initialization (std 1/sqrt(fan_in)), norm scales 1 and biases small, so activations stay finite through
-/// the network. The weights are random: the images are noise.
+/// the network. The weights are random: the images are noise. The built-in demo model
+/// (<see cref="DemoModel"/>) draws its weights the same way, written to memory.
 /// </summary>
 public static class RandomModelWriter
 {
     /// <summary>Writes the SD 1.5 folder (no tokenizer: real tokenizer files are not ours to ship).</summary>
     public static long WriteSd15(string directory, TensorDType dtype, ulong seed, TextWriter? log = null)
     {
-        if (dtype is not (TensorDType.F32 or TensorDType.F16 or TensorDType.BF16))
-        {
-            throw new ArgumentException($"random weights can be F32, F16 or BF16, not {dtype.Name()}", nameof(dtype));
-        }
+        RequireFloat(dtype);
         Directory.CreateDirectory(directory);
         WriteText(Path.Combine(directory, "model_index.json"), Sd15.ModelIndexJson);
         WriteText(Path.Combine(directory, "scheduler", "scheduler_config.json"), Sd15.SchedulerJson);
@@ -31,22 +29,40 @@ public static class RandomModelWriter
         return total;
     }
 
-    private static long Component(string root, string folder, string fileName, string configJson, List<ParameterSpec> layout,
-        TensorDType dtype, ulong seed, TextWriter? log)
+    /// <summary>
+    /// Every parameter of <paramref name="layout"/> as seeded random weights, ready to save or to open in memory. A
+    /// tensor's values depend only on the seed and its name, and are generated as the file is written, so a
+    /// multi-gigabyte model never sits in memory twice.
+    /// </summary>
+    public static SafetensorsWriter Weights(IReadOnlyList<ParameterSpec> layout, TensorDType dtype, ulong seed)
     {
-        string directory = Path.Combine(root, folder);
-        WriteText(Path.Combine(directory, "config.json"), configJson);
+        RequireFloat(dtype);
         var writer = new SafetensorsWriter();
-        long parameters = 0;
         foreach (ParameterSpec spec in layout)
         {
             ParameterSpec p = spec;
             ulong tensorSeed = seed * 0x9E3779B97F4A7C15UL ^ Fnv1a(p.Name);
             writer.AddGenerated(p.Name, dtype, p.Shape, bytes => Fill(p, dtype, tensorSeed, bytes));
-            parameters += p.ElementCount;
         }
+        return writer;
+    }
+
+    private static void RequireFloat(TensorDType dtype)
+    {
+        if (dtype is not (TensorDType.F32 or TensorDType.F16 or TensorDType.BF16))
+        {
+            throw new ArgumentException($"random weights can be F32, F16 or BF16, not {dtype.Name()}", nameof(dtype));
+        }
+    }
+
+    private static long Component(string root, string folder, string fileName, string configJson, List<ParameterSpec> layout,
+        TensorDType dtype, ulong seed, TextWriter? log)
+    {
+        string directory = Path.Combine(root, folder);
+        WriteText(Path.Combine(directory, "config.json"), configJson);
         string path = Path.Combine(directory, fileName);
-        writer.Save(path);
+        Weights(layout, dtype, seed).Save(path);
+        long parameters = layout.Sum(p => p.ElementCount);
         log?.WriteLine($"  {folder}: {parameters:N0} parameters -> {path}");
         return parameters;
     }

@@ -9,22 +9,25 @@ namespace Sd.Loaders.Safetensors;
 /// <summary>
 /// A memory-mapped .safetensors file. The header is fully validated on open; tensor bytes are served straight from
 /// the mapping (the OS pages them in on demand and can drop them again, so opening a 4 GB checkpoint costs nothing
-/// until weights are packed).
+/// until weights are packed). <see cref="InMemory"/> makes the same object over a file image built in native memory.
 /// </summary>
 public sealed unsafe class SafetensorsFile : IDisposable
 {
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
+    // A mapped file has _map and _view; an in-memory one owns _image instead.
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly byte* _image;
     private readonly byte* _data;
     private readonly Dictionary<string, TensorInfo> _byName;
     private bool _disposed;
 
-    private SafetensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* data,
+    private SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, byte* image, byte* data,
         SafetensorsHeader.Parsed header)
     {
         Path = path;
         _map = map;
         _view = view;
+        _image = image;
         _data = data;
         Tensors = header.Tensors;
         Metadata = header.Metadata;
@@ -35,6 +38,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>The file's path (for an in-memory file, the name it was given).</summary>
     public string Path { get; }
 
     /// <summary>Tensors in header order.</summary>
@@ -44,10 +48,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     public static SafetensorsFile Open(string path)
     {
-        if (!BitConverter.IsLittleEndian)
-        {
-            throw new PlatformNotSupportedException("Sd reads little-endian tensor data and needs a little-endian CPU");
-        }
+        RequireLittleEndian();
         PickleGuard.RefuseByExtension(path);
         long fileLength = new FileInfo(path).Exists
             ? new FileInfo(path).Length
@@ -66,13 +67,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePointer);
             acquired = true;
             basePointer += view.PointerOffset;
-            PickleGuard.RefuseByMagic(path, new ReadOnlySpan<byte>(basePointer, 8));
-            ulong declared = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(basePointer, 8));
-            long headerLength = SafetensorsHeader.ValidateHeaderLength(path, declared, fileLength);
-            var header = new ReadOnlySpan<byte>(basePointer + 8, checked((int)headerLength));
-            long dataLength = fileLength - 8 - headerLength;
-            SafetensorsHeader.Parsed parsed = SafetensorsHeader.Parse(path, header, dataLength);
-            return new SafetensorsFile(path, map, view, basePointer + 8 + headerLength, parsed);
+            SafetensorsHeader.Parsed parsed = Validate(path, basePointer, fileLength, out byte* data);
+            return new SafetensorsFile(path, map, view, null, data, parsed);
         }
         catch
         {
@@ -84,6 +80,55 @@ public sealed unsafe class SafetensorsFile : IDisposable
             map.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The file <paramref name="writer"/> would save, written to native memory instead of disk and validated exactly as
+    /// <see cref="Open"/> validates a file, for models made in memory (the built-in demo model). <paramref name="name"/>
+    /// stands for the path in messages. The memory is freed on Dispose.
+    /// </summary>
+    public static SafetensorsFile InMemory(string name, SafetensorsWriter writer)
+    {
+        RequireLittleEndian();
+        long length = writer.Length;
+        byte* image = (byte*)AlignedMemory.Allocate(checked((nuint)length), zero: false);
+        try
+        {
+            using (var stream = new UnmanagedMemoryStream(image, 0, length, FileAccess.Write))
+            {
+                writer.Write(stream);
+            }
+            SafetensorsHeader.Parsed parsed = Validate(name, image, length, out byte* data);
+            return new SafetensorsFile(name, null, null, image, data, parsed);
+        }
+        catch
+        {
+            AlignedMemory.Free(image);
+            throw;
+        }
+    }
+
+    private static void RequireLittleEndian()
+    {
+        if (!BitConverter.IsLittleEndian)
+        {
+            throw new PlatformNotSupportedException("Sd reads little-endian tensor data and needs a little-endian CPU");
+        }
+    }
+
+    /// <summary>
+    /// Validates a whole file image of at least 8 bytes (pickle magic, header length, header, tensor extents); returns
+    /// the header and where the data area starts.
+    /// </summary>
+    private static SafetensorsHeader.Parsed Validate(string path, byte* file, long fileLength, out byte* data)
+    {
+        PickleGuard.RefuseByMagic(path, new ReadOnlySpan<byte>(file, 8));
+        ulong declared = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(file, 8));
+        long headerLength = SafetensorsHeader.ValidateHeaderLength(path, declared, fileLength);
+        var header = new ReadOnlySpan<byte>(file + 8, checked((int)headerLength));
+        SafetensorsHeader.Parsed parsed = SafetensorsHeader.Parse(path, header, fileLength - 8 - headerLength);
+        data = file + 8 + headerLength;
+        return parsed;
     }
 
     public bool TryGet(string name, out TensorInfo tensor) => _byName.TryGetValue(name, out tensor!);
@@ -130,11 +175,13 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>
     /// Drops this process's mapping of the tensor's pages (Linux madvise DONTNEED): after a weight has been widened
     /// and packed, its file pages need not count in the resident set, which would otherwise double the memory of a
-    /// loaded model. The data stays in the OS page cache and is faulted back in if read again.
+    /// loaded model. The data stays in the OS page cache and is faulted back in if read again. A no-op in memory.
     /// </summary>
     public void ReleasePages(TensorInfo tensor)
     {
-        if (!_disposed)
+        // Never for an in-memory file: dropping anonymous pages zeroes them, and a pipeline that loads its components
+        // one at a time reads the weights again on the next request.
+        if (!_disposed && _view is not null)
         {
             AlignedMemory.ReleasePages(_data + tensor.DataOffset, tensor.ByteLength);
         }
@@ -169,8 +216,13 @@ public sealed unsafe class SafetensorsFile : IDisposable
             return;
         }
         _disposed = true;
+        if (_view is null)
+        {
+            AlignedMemory.Free(_image);
+            return;
+        }
         _view.SafeMemoryMappedViewHandle.ReleasePointer();
         _view.Dispose();
-        _map.Dispose();
+        _map!.Dispose();
     }
 }

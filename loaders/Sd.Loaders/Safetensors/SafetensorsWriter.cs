@@ -7,7 +7,8 @@ namespace Sd.Loaders.Safetensors;
 
 /// <summary>
 /// Writes a standard .safetensors file (header padded with spaces to 8 bytes, tensors contiguous in the order
-/// added). Used by <c>sd make-random-model</c> and by tests that need hand-made files. Saving is atomic
+/// added). Used by <c>sd make-random-model</c>, by the built-in demo model (written to memory,
+/// <see cref="SafetensorsFile.InMemory"/>) and by tests that need hand-made files. Saving is atomic
 /// (<see cref="AtomicFile"/>).
 /// </summary>
 public sealed class SafetensorsWriter
@@ -102,6 +103,20 @@ public sealed class SafetensorsWriter
         buffer.ToArray().CopyTo(header, 0);
         header.AsSpan((int)buffer.Length).Fill((byte)' ');
         return header;
+    }
+
+    /// <summary>The size in bytes of what <see cref="Write"/> produces.</summary>
+    public long Length
+    {
+        get
+        {
+            long length = 8 + BuildHeader().Length;
+            foreach (Pending tensor in _tensors)
+            {
+                length += tensor.ByteLength;
+            }
+            return length;
+        }
     }
 
     public void Save(string path) => AtomicFile.Write(path, Write);

@@ -12,14 +12,17 @@ namespace Sd.Cli.Commands;
 public static class GenerateCommand
 {
     private const string Help = """
-        Usage: sd generate --model M --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
+        Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
                            [--scheduler euler-a] [--seed N | --latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
-        Text to image. Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms,
+        Text to image. Without --model it runs the built-in demo model: a toy network with random weights made in
+        memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
+        SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
+        Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms,
         lms-karras, lcm. --seed N draws the initial latents (and any scheduler noise) exactly as diffusers does on the
         CPU with torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, h, w] initial latents instead, and
         --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference
@@ -28,6 +31,13 @@ public static class GenerateCommand
         9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture.
         The PNG carries the parameters in an A1111-style "parameters" text chunk. Components are loaded one at a
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
+        """;
+
+    /// <summary>Printed first when there is no --model: the demo's picture must never pass for a result.</summary>
+    public const string DemoNotice = """
+        No --model given: running the built-in demo model (a toy network with random weights, made in memory).
+        Its output is noise. For real images, point --model at a Stable Diffusion 1.x/2.x diffusers folder or
+        .safetensors checkpoint.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
@@ -41,6 +51,11 @@ public static class GenerateCommand
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
             "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale"), []);
         string outPath = line.Require("--out");
+        string? model = line.Get("--model");
+        if (model is null && (line.Has("--variant") || line.Has("--tokenizer") || line.Has("--config")))
+        {
+            throw new UsageException("generate: --variant, --tokenizer and --config choose a --model's files; the built-in demo model has none");
+        }
         var request = new GenerateRequest
         {
             Prompt = line.Require("--prompt"),
@@ -63,8 +78,14 @@ public static class GenerateCommand
         request = request with { InitImage = initImage, Mask = mask, Strength = line.GetFloat("--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
-        using var pipeline = StableDiffusionPipeline.Load(line.Require("--model"), ModelOptions.OpenOptions(line), logger,
-            new PipelineOptions { Memory = PipelineMemory.Sequential });
+        var options = new PipelineOptions { Memory = PipelineMemory.Sequential };
+        if (model is null)
+        {
+            output.WriteLine(DemoNotice);
+        }
+        using var pipeline = model is null
+            ? StableDiffusionPipeline.LoadDemo(logger, options)
+            : StableDiffusionPipeline.Load(model, ModelOptions.OpenOptions(line), logger, options);
         TimeSpan open = total.Elapsed;
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
@@ -72,7 +93,7 @@ public static class GenerateCommand
         string mode = initImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
             $"CFG scale: {request.GuidanceScale.ToString(CultureInfo.InvariantCulture)}, Seed: {request.Seed}, Size: {request.Width}x{request.Height}, " +
-            $"Clip skip: {request.ClipSkip}, Model: {Path.GetFileName(Path.TrimEndingDirectorySeparator(line.Require("--model")))}";
+            $"Clip skip: {request.ClipSkip}, Model: {(model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model)))}";
         PngFile.Write(outPath, ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters }));
         if (line.Get("--out-latents") is { } latentsPath)
         {
