@@ -43,21 +43,8 @@ public static unsafe class WidenKernels
         return BitConverter.UInt32BitsToSingle(bits | ((uint)(h & 0x8000) << 16));
     }
 
-    public static void F16ToF32_Vector512(ushort* src, float* dst, nint count)
-    {
-        if (count < Vector512<uint>.Count)
-        {
-            F16ToF32_Scalar(src, dst, count);
-            return;
-        }
-        nint last = count - Vector512<uint>.Count;
-        for (nint i = 0; i < last; i += Vector512<uint>.Count)
-        {
-            F16Block512(src + i, dst + i);
-        }
-        // Overlapping last vector: src and dst never alias, so recomputing a few elements is harmless.
-        F16Block512(src + last, dst + last);
-    }
+    public static void F16ToF32_Vector512(ushort* src, float* dst, nint count) =>
+        Blocks<F16x16>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void F16Block512(ushort* src, float* dst)
@@ -74,20 +61,8 @@ public static unsafe class WidenKernels
         (bits | ((h & Vector512.Create(0x8000u)) << 16)).AsSingle().Store(dst);
     }
 
-    public static void F16ToF32_Vector256(ushort* src, float* dst, nint count)
-    {
-        if (count < Vector256<uint>.Count)
-        {
-            F16ToF32_Scalar(src, dst, count);
-            return;
-        }
-        nint last = count - Vector256<uint>.Count;
-        for (nint i = 0; i < last; i += Vector256<uint>.Count)
-        {
-            F16Block256(src + i, dst + i);
-        }
-        F16Block256(src + last, dst + last);
-    }
+    public static void F16ToF32_Vector256(ushort* src, float* dst, nint count) =>
+        Blocks<F16x8>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void F16Block256(ushort* src, float* dst)
@@ -121,20 +96,8 @@ public static unsafe class WidenKernels
         }
     }
 
-    public static void FiniteF16ToF32_Vector512(ushort* src, float* dst, nint count)
-    {
-        if (count < Vector512<int>.Count)
-        {
-            FiniteF16ToF32_Scalar(src, dst, count);
-            return;
-        }
-        nint last = count - Vector512<int>.Count;
-        for (nint i = 0; i < last; i += Vector512<int>.Count)
-        {
-            FiniteF16Block512(src + i, dst + i);
-        }
-        FiniteF16Block512(src + last, dst + last);
-    }
+    public static void FiniteF16ToF32_Vector512(ushort* src, float* dst, nint count) =>
+        Blocks<FiniteF16x16>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void FiniteF16Block512(ushort* src, float* dst)
@@ -143,20 +106,8 @@ public static unsafe class WidenKernels
         (((h << 13).AsUInt32() & Vector512.Create(FiniteMask)).AsSingle() * Vector512.Create(Rebias112)).Store(dst);
     }
 
-    public static void FiniteF16ToF32_Vector256(ushort* src, float* dst, nint count)
-    {
-        if (count < Vector256<int>.Count)
-        {
-            FiniteF16ToF32_Scalar(src, dst, count);
-            return;
-        }
-        nint last = count - Vector256<int>.Count;
-        for (nint i = 0; i < last; i += Vector256<int>.Count)
-        {
-            FiniteF16Block256(src + i, dst + i);
-        }
-        FiniteF16Block256(src + last, dst + last);
-    }
+    public static void FiniteF16ToF32_Vector256(ushort* src, float* dst, nint count) =>
+        Blocks<FiniteF16x8>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void FiniteF16Block256(ushort* src, float* dst)
@@ -192,33 +143,89 @@ public static unsafe class WidenKernels
         }
     }
 
-    public static void BF16ToF32_Vector512(ushort* src, float* dst, nint count)
+    public static void BF16ToF32_Vector512(ushort* src, float* dst, nint count) =>
+        Blocks<BF16x16>(src, dst, count);
+
+    public static void BF16ToF32_Vector256(ushort* src, float* dst, nint count) =>
+        Blocks<BF16x8>(src, dst, count);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BF16Block512(ushort* src, float* dst) =>
+        (Vector512.WidenLower(Vector256.Load(src).ToVector512Unsafe()) << 16).AsSingle().Store(dst);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BF16Block256(ushort* src, float* dst) =>
+        (Vector256.WidenLower(Vector128.Load(src).ToVector256Unsafe()) << 16).AsSingle().Store(dst);
+
+    /// <summary>One vector's worth of a conversion, and the scalar path for inputs shorter than a vector.</summary>
+    private interface IWidenBlock
     {
-        if (count < Vector512<uint>.Count)
-        {
-            BF16ToF32_Scalar(src, dst, count);
-            return;
-        }
-        nint last = count - Vector512<uint>.Count;
-        for (nint i = 0; i < last; i += Vector512<uint>.Count)
-        {
-            (Vector512.WidenLower(Vector256.Load(src + i).ToVector512Unsafe()) << 16).AsSingle().Store(dst + i);
-        }
-        (Vector512.WidenLower(Vector256.Load(src + last).ToVector512Unsafe()) << 16).AsSingle().Store(dst + last);
+        static abstract int Lanes { get; }
+
+        static abstract void Block(ushort* src, float* dst);
+
+        static abstract void Scalar(ushort* src, float* dst, nint count);
     }
 
-    public static void BF16ToF32_Vector256(ushort* src, float* dst, nint count)
+    /// <summary>
+    /// The one loop shape of every vector path: whole vectors, then an overlapping last vector (src and dst never
+    /// alias, so converting a few elements twice is harmless). Generic over a struct, so each conversion gets its own
+    /// compiled, inlined copy.
+    /// </summary>
+    private static void Blocks<T>(ushort* src, float* dst, nint count) where T : struct, IWidenBlock
     {
-        if (count < Vector256<uint>.Count)
+        if (count < T.Lanes)
         {
-            BF16ToF32_Scalar(src, dst, count);
+            T.Scalar(src, dst, count);
             return;
         }
-        nint last = count - Vector256<uint>.Count;
-        for (nint i = 0; i < last; i += Vector256<uint>.Count)
+        nint last = count - T.Lanes;
+        for (nint i = 0; i < last; i += T.Lanes)
         {
-            (Vector256.WidenLower(Vector128.Load(src + i).ToVector256Unsafe()) << 16).AsSingle().Store(dst + i);
+            T.Block(src + i, dst + i);
         }
-        (Vector256.WidenLower(Vector128.Load(src + last).ToVector256Unsafe()) << 16).AsSingle().Store(dst + last);
+        T.Block(src + last, dst + last);
+    }
+
+    private struct F16x16 : IWidenBlock
+    {
+        public static int Lanes => Vector512<float>.Count;
+        public static void Block(ushort* src, float* dst) => F16Block512(src, dst);
+        public static void Scalar(ushort* src, float* dst, nint count) => F16ToF32_Scalar(src, dst, count);
+    }
+
+    private struct F16x8 : IWidenBlock
+    {
+        public static int Lanes => Vector256<float>.Count;
+        public static void Block(ushort* src, float* dst) => F16Block256(src, dst);
+        public static void Scalar(ushort* src, float* dst, nint count) => F16ToF32_Scalar(src, dst, count);
+    }
+
+    private struct FiniteF16x16 : IWidenBlock
+    {
+        public static int Lanes => Vector512<float>.Count;
+        public static void Block(ushort* src, float* dst) => FiniteF16Block512(src, dst);
+        public static void Scalar(ushort* src, float* dst, nint count) => FiniteF16ToF32_Scalar(src, dst, count);
+    }
+
+    private struct FiniteF16x8 : IWidenBlock
+    {
+        public static int Lanes => Vector256<float>.Count;
+        public static void Block(ushort* src, float* dst) => FiniteF16Block256(src, dst);
+        public static void Scalar(ushort* src, float* dst, nint count) => FiniteF16ToF32_Scalar(src, dst, count);
+    }
+
+    private struct BF16x16 : IWidenBlock
+    {
+        public static int Lanes => Vector512<float>.Count;
+        public static void Block(ushort* src, float* dst) => BF16Block512(src, dst);
+        public static void Scalar(ushort* src, float* dst, nint count) => BF16ToF32_Scalar(src, dst, count);
+    }
+
+    private struct BF16x8 : IWidenBlock
+    {
+        public static int Lanes => Vector256<float>.Count;
+        public static void Block(ushort* src, float* dst) => BF16Block256(src, dst);
+        public static void Scalar(ushort* src, float* dst, nint count) => BF16ToF32_Scalar(src, dst, count);
     }
 }

@@ -23,8 +23,10 @@ public static unsafe class AlignedMemory
         void* pointer = NativeMemory.AlignedAlloc(bytes, huge ? HugePage : CacheLine);
         if (huge && OperatingSystem.IsLinux())
         {
-            nuint rounded = (bytes + HugePage - 1) & ~(HugePage - 1);
-            _ = Madvise((nint)pointer, rounded, MadviseHugePage);
+            // Only the whole huge pages inside the block: advising the partial last one too would back up to 2 MiB
+            // past the block's end with memory nobody uses (hundreds of MB over a model's weights), and that range
+            // is not ours to advise.
+            _ = Madvise((nint)pointer, bytes & ~(HugePage - 1), MadviseHugePage);
         }
         if (zero)
         {
