@@ -49,9 +49,14 @@ public sealed unsafe class WinogradWeights : IDisposable
             matrices[p] = PackedWeights.CreateForFill(outChannels, inChannels, panelWidth);
         }
         var result = new WinogradWeights(matrices, outChannels, inChannels);
+        float** targets = stackalloc float*[Positions];
+        for (int p = 0; p < Positions; p++)
+        {
+            targets[p] = matrices[p].Data;
+        }
         var job = new TransformJob
         {
-            Weights = weights, InChannels = inChannels, OutChannels = outChannels, PanelWidth = panelWidth, Targets = result.Views,
+            Weights = weights, InChannels = inChannels, OutChannels = outChannels, PanelWidth = panelWidth, Targets = targets,
         };
         Threading.WorkerPool.Shared.Run(&TransformPanel, &job, matrices[0].Panels);
         return result;
@@ -63,7 +68,7 @@ public sealed unsafe class WinogradWeights : IDisposable
         public int InChannels;
         public int OutChannels;
         public int PanelWidth;
-        public PackedWeightsView* Targets;
+        public float** Targets;
     }
 
     /// <summary>
@@ -98,7 +103,7 @@ public sealed unsafe class WinogradWeights : IDisposable
                         Transform3(gg[i * 3], gg[i * 3 + 1], gg[i * 3 + 2], row, 1); // (G g) G^T: rows
                         for (int j = 0; j < 6; j++)
                         {
-                            job->Targets[i * 6 + j].Floats[offset] = (float)row[j];
+                            job->Targets[i * 6 + j][offset] = (float)row[j];
                         }
                     }
                 }

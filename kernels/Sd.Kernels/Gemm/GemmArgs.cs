@@ -48,9 +48,4 @@ public unsafe struct PackedWeightsView
     }
 
     public byte* Panel(int p) => Data + (nint)p * PanelWidth * K * Format.ElementBytes();
-
-    /// <summary>The values as floats (F32 format only; Winograd fills its matrices through this).</summary>
-    public float* Floats => Format == WeightFormat.F32
-        ? (float*)Data
-        : throw new InvalidOperationException($"these weights are stored as {Format}, not F32");
 }

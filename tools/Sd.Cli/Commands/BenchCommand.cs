@@ -49,13 +49,13 @@ public static class BenchCommand
             throw new UsageException($"bench: --height and --width must be positive multiples of 8, got {height}x{width}");
         }
         var load = Stopwatch.StartNew();
-        using ModelSource model = ModelOptions.Open(line);
+        // Each runner owns what it opens: a component part its ModelSource, txt2img a whole pipeline.
         using Runner runner = part switch
         {
-            "text" => TextRunner(model, batch),
-            "unet" => UNetRunner(model, batch, height / 8, width / 8),
-            "vae-decode" => VaeRunner(model, batch, height, width, decode: true),
-            "vae-encode" => VaeRunner(model, batch, height, width, decode: false),
+            "text" => WithModel(line, model => TextRunner(model, batch)),
+            "unet" => WithModel(line, model => UNetRunner(model, batch, height / 8, width / 8)),
+            "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
+            "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
             "txt2img" => Txt2ImgRunner(line, height, width, steps),
             _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, vae-decode, vae-encode, txt2img"),
         };
@@ -157,6 +157,21 @@ public static class BenchCommand
         }
     }
 
+    /// <summary>Opens --model for a component runner, which then owns it (closed here if building the runner fails).</summary>
+    private static Runner WithModel(CommandLine line, Func<ModelSource, Runner> build)
+    {
+        ModelSource model = ModelOptions.Open(line);
+        try
+        {
+            return build(model);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
     private static Runner TextRunner(ModelSource model, int batch)
     {
         var encoder = new ClipTextModel(model.TextEncoder ?? throw new InvalidFileException(model.Path, "the model has no text encoder"),
@@ -164,7 +179,7 @@ public static class BenchCommand
         var ids = new long[batch * encoder.Config.MaxPositionEmbeddings];
         var random = new Random(1);
         for (int i = 0; i < ids.Length; i++) ids[i] = random.Next(encoder.Config.VocabSize);
-        return new Runner(() => encoder.Encode(ids, batch).Dispose(), encoder);
+        return new Runner(() => encoder.Encode(ids, batch).Dispose(), encoder, model);
     }
 
     private static Runner UNetRunner(ModelSource model, int batch, int h, int w)
@@ -174,7 +189,7 @@ public static class BenchCommand
         Tensor context = RandomTensor([batch, 77, unet.Config.CrossAttentionDim[0]]);
         Tensor output = Tensor.Allocate([batch, h, w, unet.Config.OutChannels]);
         float[] timestep = [999f];
-        return new Runner(() => unet.Forward(sample, timestep, context, output), unet, sample, context, output);
+        return new Runner(() => unet.Forward(sample, timestep, context, output), unet, sample, context, output, model);
     }
 
     private static Runner Txt2ImgRunner(CommandLine line, int height, int width, int steps)
@@ -205,7 +220,7 @@ public static class BenchCommand
         Tensor image = RandomTensor([batch, height, width, vae.Config.InChannels]);
         Tensor logvar = Tensor.Allocate([batch, height / f, width / f, latent]);
         Action action = decode ? () => vae.Decode(latents, image) : () => vae.Encode(image, latents, logvar);
-        return new Runner(action, vae, latents, image, logvar);
+        return new Runner(action, vae, latents, image, logvar, model);
     }
 
     private static Tensor RandomTensor(int[] shape)
