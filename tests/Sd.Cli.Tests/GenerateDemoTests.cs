@@ -33,6 +33,38 @@ public sealed class GenerateDemoTests : IDisposable
     }
 
     [Fact]
+    public void A_batch_count_writes_one_png_per_seed_with_numbered_names()
+    {
+        string png = _dir.File("batch.png"), latents = _dir.File("batch.npy");
+        var output = new StringWriter();
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a boat", "--steps", "2", "--width", "64", "--height", "64", "--seed", "11",
+            "--batch-count", "3", "--out", png, "--out-latents", latents], output));
+
+        string text = output.ToString();
+        for (int i = 0; i < 3; i++)
+        {
+            string path = _dir.File($"batch-{i + 1}.png");
+            Assert.Contains($"wrote {path} (seed {11 + i})", text);
+            Assert.Contains($"Seed: {11 + i},", PngFile.Read(path).Text["parameters"]);
+            Assert.True(File.Exists(_dir.File($"batch-{i + 1}.npy")));
+        }
+        Assert.False(File.Exists(png));
+        Assert.False(File.Exists(latents));
+        Assert.Contains("image 3/3, step 2/2", text);
+    }
+
+    [Fact]
+    public void Batch_count_rejects_zero_and_replayed_draws()
+    {
+        string png = _dir.File("y.png");
+        Assert.Contains("at least 1", Assert.Throws<UsageException>(() =>
+            GenerateCommand.Run(["--prompt", "p", "--out", png, "--batch-count", "0"], TextWriter.Null)).Message);
+        Assert.Contains("--batch-count 1", Assert.Throws<UsageException>(() =>
+            GenerateCommand.Run(["--prompt", "p", "--out", png, "--batch-count", "2", "--noise-dir", _dir.File("n")], TextWriter.Null)).Message);
+        Assert.False(File.Exists(png));
+    }
+
+    [Fact]
     public void Model_file_options_without_a_model_are_a_usage_error()
     {
         string png = _dir.File("x.png");

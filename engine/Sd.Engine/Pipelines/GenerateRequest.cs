@@ -53,8 +53,11 @@ public sealed record GenerateRequest
     public INoiseSource? Noise { get; init; }
 }
 
-/// <summary>Progress of a generation: after each denoising step.</summary>
-public readonly record struct StepInfo(int Step, int Total, TimeSpan Elapsed);
+/// <summary>
+/// Progress of a generation, after each denoising step: the step of <see cref="Total"/>, the time since the image's
+/// denoising began, and which image of a batch (<see cref="StableDiffusionPipeline.GenerateBatch"/>) it is.
+/// </summary>
+public readonly record struct StepInfo(int Step, int Total, TimeSpan Elapsed, int Image = 0, int Images = 1);
 
 /// <summary>Standard-normal draws in PyTorch's NCHW order, as diffusers' pipelines consume them.</summary>
 public interface INoiseSource

@@ -22,8 +22,8 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// <summary>Input channels of an inpainting UNet: latents, mask, masked-picture latents (4 + 1 + 4 for SD).</summary>
     private int InpaintChannels => 2 * _vaeConfig.LatentChannels + 1;
 
-    private GenerateResult RunInpaint(GenerateRequest request, Tensor init, Tensor mask, Scheduler scheduler, INoiseSource noise,
-        Tensor context, int h, int w, PhaseTimes times, PhaseClock clock, IProgress<StepInfo>? progress, CancellationToken cancellation)
+    private DenoisingRun PrepareInpaint(GenerateRequest request, Tensor init, Tensor mask, INoiseSource noise, int h, int w, PhaseTimes times,
+        CancellationToken cancellation)
     {
         bool concatenates = CheckInpaint(request, init, mask, h, w);
         int start = StartStep(request);
@@ -34,23 +34,24 @@ public sealed unsafe partial class StableDiffusionPipeline
         }
         int channels = _vaeConfig.LatentChannels;
         float[] latentMask = LatentMask(mask, h, w);
-        using Tensor startNoise = Tensor.Allocate([1, h, w, channels]);
-        Tensor latents = Tensor.Allocate([1, h, w, channels]);
+        Scheduler scheduler = NewScheduler(request);
+        var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {
-            using Tensor? imageLatents = PrepareLatents(request, init, scheduler, noise, start, returnImageLatents: !concatenates, latents, startNoise,
-                times, cancellation);
-            using Tensor? conditioning = MaskLatents(init, mask, latentMask, noise, concatenates, h, w, times, cancellation);
-            using Tensor? proper = concatenates ? null : Tensor.Allocate([1, h, w, channels]);
-            Action<int>? blend = imageLatents is null || proper is null
-                ? null
-                : step => Blend(scheduler, step, imageLatents, startNoise, latentMask, proper, latents);
-            return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, times, clock,
-                conditioning), progress, cancellation, blend);
+            Tensor startNoise = run.Own(Tensor.Allocate([1, h, w, channels]))!;
+            Tensor? imageLatents = run.Own(PrepareLatents(request, init, scheduler, noise, start, returnImageLatents: !concatenates, run.Latents,
+                startNoise, times, cancellation));
+            run.Conditioning = run.Own(MaskLatents(init, mask, latentMask, noise, concatenates, h, w, times, cancellation));
+            if (!concatenates && imageLatents is not null)
+            {
+                Tensor proper = run.Own(Tensor.Allocate([1, h, w, channels]))!, latents = run.Latents;
+                run.AfterStep = step => Blend(scheduler, step, imageLatents, startNoise, latentMask, proper, latents);
+            }
+            return run;
         }
         catch
         {
-            latents.Dispose();
+            run.Dispose();
             throw;
         }
     }

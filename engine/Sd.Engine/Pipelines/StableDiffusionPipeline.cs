@@ -14,42 +14,6 @@ using Sd.Loaders.Config;
 
 namespace Sd.Engine.Pipelines;
 
-/// <summary>The result of one generation: final latents and the decoded image (NHWC, about [-1, 1]).</summary>
-public sealed class GenerateResult : IDisposable
-{
-    internal GenerateResult(Tensor latents, Tensor image, PhaseTimes times)
-    {
-        Latents = latents;
-        Image = image;
-        Loading = times.Loading;
-        TextEncoding = times.Text;
-        Denoising = times.Denoising;
-        Decoding = times.Decoding;
-    }
-
-    /// <summary>[1, h, w, 4] NHWC, before the VAE scaling.</summary>
-    public Tensor Latents { get; }
-
-    /// <summary>[1, H, W, 3] NHWC decoder output; <see cref="Imaging.ImageConversion.ToRgb8"/> makes a picture.</summary>
-    public Tensor Image { get; }
-
-    /// <summary>Component loads this request caused (none for a resident pipeline after Load).</summary>
-    public TimeSpan Loading { get; }
-
-    public TimeSpan TextEncoding { get; }
-
-    /// <summary>The denoising loop, with the VAE encode of an init image.</summary>
-    public TimeSpan Denoising { get; }
-
-    public TimeSpan Decoding { get; }
-
-    public void Dispose()
-    {
-        Latents.Dispose();
-        Image.Dispose();
-    }
-}
-
 /// <summary>
 /// Text-to-image Stable Diffusion: CLIP text encoder, UNet with classifier-free guidance (uncond and cond batched in
 /// one call), a diffusers scheduler, VAE decode. One loaded pipeline serves sequential requests (calls are
@@ -157,13 +121,24 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         return slot.Get(ref times.Loading);
     }
 
-    public GenerateResult Generate(GenerateRequest request, IProgress<StepInfo>? progress = null, CancellationToken cancellation = default)
+    public GenerateResult Generate(GenerateRequest request, IProgress<StepInfo>? progress = null, CancellationToken cancellation = default) =>
+        GenerateBatch(request, 1, progress, cancellation)[0];
+
+    /// <summary>
+    /// Batch count: <paramref name="count"/> images from one request, image i drawn with seed Seed + i (A1111's
+    /// convention, so any image of a batch is reproduced alone with its <see cref="GenerateResult.Seed"/>). The prompt
+    /// is encoded once, and the phases run image by image in turn (all VAE encodes, all denoising, all decodes), so a
+    /// <see cref="PipelineMemory.Sequential"/> pipeline loads each component once per batch. Given latents or a noise
+    /// source reproduce a single run and need a count of 1. Progress reports carry the image index.
+    /// </summary>
+    public IReadOnlyList<GenerateResult> GenerateBatch(GenerateRequest request, int count, IProgress<StepInfo>? progress = null,
+        CancellationToken cancellation = default)
     {
         lock (_gate)
         {
             try
             {
-                return Run(request, progress, cancellation);
+                return RunBatch(request, count, progress, cancellation);
             }
             finally
             {
@@ -177,7 +152,56 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private GenerateResult Run(GenerateRequest request, IProgress<StepInfo>? progress, CancellationToken cancellation)
+    private List<GenerateResult> RunBatch(GenerateRequest request, int count, IProgress<StepInfo>? progress, CancellationToken cancellation)
+    {
+        CheckRequest(request, count);
+        int factor = _vaeConfig.DownscaleFactor;
+        int h = request.Height / factor, w = request.Width / factor;
+        bool guided = request.GuidanceScale > 1;
+        var times = new PhaseTimes[count];
+        for (int i = 0; i < count; i++) times[i] = new PhaseTimes();
+        PhaseClock textClock = times[0].Start();
+        using Tensor context = EncodePrompts(request, guided, times[0], cancellation);
+        times[0].Text = textClock.Elapsed;
+        var runs = new List<DenoisingRun>(count);
+        var results = new List<GenerateResult>(count);
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                PhaseClock clock = times[i].Start();
+                runs.Add(Prepare(request, request.Noise ?? new TorchNoise(unchecked(request.Seed + (ulong)i)), h, w, times[i], cancellation));
+                times[i].Denoising += clock.Elapsed;
+            }
+            for (int i = 0; i < count; i++)
+            {
+                PhaseClock clock = times[i].Start();
+                Denoise(runs[i], context, request, i, count, progress, cancellation);
+                times[i].Denoising += clock.Elapsed;
+            }
+            for (int i = 0; i < count; i++)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                PhaseClock clock = times[i].Start();
+                Tensor image = Decode(runs[i].Latents, times[i], cancellation);
+                times[i].Decoding = clock.Elapsed;
+                results.Add(new GenerateResult(runs[i].TakeLatents(), image, times[i], unchecked(request.Seed + (ulong)i)));
+            }
+            return results;
+        }
+        catch
+        {
+            foreach (GenerateResult result in results) result.Dispose();
+            throw;
+        }
+        finally
+        {
+            foreach (DenoisingRun run in runs) run.Dispose();
+        }
+    }
+
+    /// <summary>The request checks that need no work: sizes, steps, the batch count.</summary>
+    private void CheckRequest(GenerateRequest request, int count)
     {
         int factor = _vaeConfig.DownscaleFactor;
         if (request.Width <= 0 || request.Height <= 0 || request.Width % factor != 0 || request.Height % factor != 0)
@@ -188,22 +212,24 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             throw new ArgumentException($"steps must be at least 1, got {request.Steps}", nameof(request));
         }
-        int h = request.Height / factor, w = request.Width / factor, channels = _unetConfig.InChannels;
-        bool guided = request.GuidanceScale > 1;
-        var times = new PhaseTimes();
-        PhaseClock textClock = times.Start();
-        using Tensor context = EncodePrompts(request, guided, times, cancellation);
-        times.Text = textClock.Elapsed;
-        PhaseClock clock = times.Start();
+        if (count < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, "the batch count must be at least 1");
+        }
+        if (count > 1 && (request.InitialLatents is not null || request.Noise is not null))
+        {
+            throw new ArgumentException($"given initial latents or a noise source reproduce one run; a batch count of {count} needs seeded draws", nameof(request));
+        }
+    }
 
-        Scheduler scheduler = Scheduler.Create(request.Scheduler, _schedulerConfig);
-        scheduler.SetTimesteps(request.Steps);
-        INoiseSource noise = request.Noise ?? new TorchNoise(request.Seed);
-        int latentCount = channels * h * w;
+    /// <summary>One image's starting point by mode: inpainting (a mask), img2img (an init image) or txt2img.</summary>
+    private DenoisingRun Prepare(GenerateRequest request, INoiseSource noise, int h, int w, PhaseTimes times, CancellationToken cancellation)
+    {
+        int channels = _unetConfig.InChannels;
         if (request.Mask is { } mask)
         {
             Tensor init = request.InitImage ?? throw new ArgumentException("a mask needs an init image", nameof(request));
-            return RunInpaint(request, init, mask, scheduler, noise, context, h, w, times, clock, progress, cancellation);
+            return PrepareInpaint(request, init, mask, noise, h, w, times, cancellation);
         }
         if (channels != _vaeConfig.LatentChannels)
         {
@@ -213,8 +239,9 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
         if (request.InitImage is { } picture)
         {
-            return RunImageToImage(request, picture, scheduler, noise, context, h, w, times, clock, progress, cancellation);
+            return PrepareImageToImage(request, picture, noise, h, w, times, cancellation);
         }
+        int latentCount = channels * h * w;
         var nchw = new float[latentCount];
         if (request.InitialLatents is { } given)
         {
@@ -228,13 +255,21 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             noise.Next(nchw);
         }
+        Scheduler scheduler = NewScheduler(request);
         for (int i = 0; i < nchw.Length; i++)
         {
             nchw[i] *= scheduler.InitNoiseSigma;
         }
         Tensor latents = Tensor.Allocate([1, h, w, channels]);
         ToNhwc(nchw, latents.Data, channels, h * w);
-        return Complete(new Denoising(scheduler, 0, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, times, clock), progress, cancellation, null);
+        return new DenoisingRun(scheduler, 0, latents, noise, times);
+    }
+
+    private Scheduler NewScheduler(GenerateRequest request)
+    {
+        Scheduler scheduler = Scheduler.Create(request.Scheduler, _schedulerConfig);
+        scheduler.SetTimesteps(request.Steps);
+        return scheduler;
     }
 
     /// <summary>
@@ -242,59 +277,31 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// scaling factor, noised to the schedule's start (second draw) by the scheduler's add_noise, then the last
     /// int(steps x strength) steps of the schedule.
     /// </summary>
-    private GenerateResult RunImageToImage(GenerateRequest request, Tensor init, Scheduler scheduler, INoiseSource noise, Tensor context,
-        int h, int w, PhaseTimes times, PhaseClock clock, IProgress<StepInfo>? progress, CancellationToken cancellation)
+    private DenoisingRun PrepareImageToImage(GenerateRequest request, Tensor init, INoiseSource noise, int h, int w, PhaseTimes times,
+        CancellationToken cancellation)
     {
         CheckPicture(init, request, 3, "init image");
         int channels = _unetConfig.InChannels;
         int start = StartStep(request);
-        Tensor latents = Tensor.Allocate([1, h, w, channels]);
+        Scheduler scheduler = NewScheduler(request);
+        var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {
-            using (Tensor x0 = ImageLatents(init, noise, h, w, times, cancellation))
+            using Tensor x0 = ImageLatents(init, noise, h, w, times, cancellation);
+            using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
+            if (start < scheduler.StepCount)
             {
-                using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
-                if (start < scheduler.StepCount)
-                {
-                    scheduler.AddNoise(x0.Span, startNoise.Span, start, latents.Span);
-                }
-                else
-                {
-                    x0.Span.CopyTo(latents.Span);
-                }
+                scheduler.AddNoise(x0.Span, startNoise.Span, start, run.Latents.Span);
             }
+            else
+            {
+                x0.Span.CopyTo(run.Latents.Span);
+            }
+            return run;
         }
         catch
         {
-            latents.Dispose();
-            throw;
-        }
-        return Complete(new Denoising(scheduler, start, latents, context, request.GuidanceScale, request.GuidanceRescale, noise, times, clock), progress, cancellation, null);
-    }
-
-    /// <summary>
-    /// The state every generation mode hands to <see cref="Complete"/>. <paramref name="Conditioning"/> (9-channel
-    /// inpainting: [1, h, w, 5] mask and masked-picture latents) follows the scaled latents in every UNet input.
-    /// </summary>
-    private sealed record Denoising(Scheduler Scheduler, int Start, Tensor Latents, Tensor Context, float Guidance, float Rescale,
-        INoiseSource Noise, PhaseTimes Times, PhaseClock Clock, Tensor? Conditioning = null);
-
-    /// <summary>Denoises from run.Start, decodes, and returns the result (owning the latents; disposed on failure).</summary>
-    private GenerateResult Complete(Denoising run, IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
-    {
-        try
-        {
-            Denoise(run, progress, cancellation, afterStep);
-            run.Times.Denoising = run.Clock.Elapsed;
-            cancellation.ThrowIfCancellationRequested();
-            PhaseClock decodeClock = run.Times.Start();
-            Tensor image = Decode(run.Latents, run.Times, cancellation);
-            run.Times.Decoding = decodeClock.Elapsed;
-            return new GenerateResult(run.Latents, image, run.Times);
-        }
-        catch
-        {
-            run.Latents.Dispose();
+            run.Dispose();
             throw;
         }
     }
@@ -382,10 +389,11 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private void Denoise(Denoising run, IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
+    private void Denoise(DenoisingRun run, Tensor context, GenerateRequest request, int image, int images, IProgress<StepInfo>? progress,
+        CancellationToken cancellation)
     {
         Tensor latents = run.Latents;
-        int batch = run.Guidance > 1 ? 2 : 1;
+        int batch = request.GuidanceScale > 1 ? 2 : 1;
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
         int inputChannels = channels + (run.Conditioning?.Dim(3) ?? 0);
         // The guidance and the scheduler read the prediction as latent-sized: a UNet of other widths cannot run here.
@@ -399,9 +407,10 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         using Tensor prediction = Tensor.Allocate([batch, h, w, channels]);
         // The scaled latents, concatenated with the conditioning into each UNet input row (9-channel inpainting only).
         using Tensor? scaled = run.Conditioning is null ? null : Tensor.Allocate([1, h, w, channels]);
+        var steps = new StepLoop(unet, context, unetInput, scaled, prediction, request.GuidanceScale, request.GuidanceRescale, image, images);
         try
         {
-            RunSteps(run, unet, unetInput, scaled, prediction, progress, cancellation, afterStep);
+            RunSteps(run, steps, progress, cancellation);
         }
         finally
         {
@@ -409,11 +418,15 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private void RunSteps(Denoising run, UNet2DConditionModel unet, Tensor unetInput, Tensor? scaled, Tensor prediction,
-        IProgress<StepInfo>? progress, CancellationToken cancellation, Action<int>? afterStep)
+    /// <summary>What every step of one image's denoising shares: the UNet, its buffers, the guidance, the batch position.</summary>
+    private sealed record StepLoop(UNet2DConditionModel UNet, Tensor Context, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
+        float Guidance, float Rescale, int Image, int Images);
+
+    private void RunSteps(DenoisingRun run, StepLoop loop, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
-        (Scheduler scheduler, int start, Tensor latents, Tensor context, float guidance) = (run.Scheduler, run.Start, run.Latents, run.Context, run.Guidance);
-        int batch = unetInput.Dim(0), h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
+        (Scheduler scheduler, int start, Tensor latents) = (run.Scheduler, run.Start, run.Latents);
+        Tensor prediction = loop.Prediction;
+        int batch = loop.UNetInput.Dim(0), h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
         long count = latents.Length;
         var guidedOutput = new float[count];
         var timestep = new float[1];
@@ -426,27 +439,27 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         for (int step = start; step < scheduler.StepCount; step++)
         {
             cancellation.ThrowIfCancellationRequested();
-            FillUNetInput(scheduler, step, latents, run.Conditioning, scaled, unetInput);
+            FillUNetInput(scheduler, step, latents, run.Conditioning, loop.Scaled, loop.UNetInput);
             timestep[0] = scheduler.Timesteps[step];
-            unet.Forward(unetInput, timestep, context, prediction, cancellation);
+            loop.UNet.Forward(loop.UNetInput, timestep, loop.Context, prediction, cancellation);
             for (long i = 0; i < count; i++)
             {
                 guidedOutput[i] = batch == 2
-                    ? prediction.Data[i] + guidance * (prediction.Data[count + i] - prediction.Data[i])
+                    ? prediction.Data[i] + loop.Guidance * (prediction.Data[count + i] - prediction.Data[i])
                     : prediction.Data[i];
             }
-            if (batch == 2 && run.Rescale > 0)
+            if (batch == 2 && loop.Rescale > 0)
             {
-                RescaleGuidance(guidedOutput, new ReadOnlySpan<float>(prediction.Data + count, (int)count), run.Rescale);
+                RescaleGuidance(guidedOutput, new ReadOnlySpan<float>(prediction.Data + count, (int)count), loop.Rescale);
             }
             scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
-            afterStep?.Invoke(step);
-            progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed));
-            _logger.LogDebug("Step {Step}/{Total} (t = {Timestep}) at {Seconds:F2} s", step + 1 - start, scheduler.StepCount - start, timestep[0], clock.Elapsed.TotalSeconds);
+            run.AfterStep?.Invoke(step);
+            progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed, loop.Image, loop.Images));
+            _logger.LogDebug("Step {Step}/{Total} (t = {Timestep}) of image {Image}/{Images} at {Seconds:F2} s", step + 1 - start,
+                scheduler.StepCount - start, timestep[0], loop.Image + 1, loop.Images, clock.Elapsed.TotalSeconds);
         }
     }
 
-    /// <summary>
     /// Every batch row of the UNet input: the scaled latents, then (9-channel inpainting) the conditioning channels,
     /// as diffusers' cat([scale_model_input(cat([latents] * 2)), mask, masked_image_latents], dim=1).
     /// </summary>

@@ -15,7 +15,8 @@ public static class GenerateCommand
         Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
                            [--scheduler euler-a] [--seed N | --latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
-                           [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--threads T]
+                           [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
+                           [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -29,6 +30,9 @@ public static class GenerateCommand
         run. --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
         --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps the unmasked area from the picture, a
         9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture.
+        --batch-count N makes N images with seeds S, S+1, ... from --seed S (each reproducible alone), written as
+        out-1.png ... out-N.png (the same suffixes for --out-latents and --out-image-npy); the prompt is encoded and
+        each component loaded once for the whole batch.
         The PNG carries the parameters in an A1111-style "parameters" text chunk. Components are loaded one at a
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
         """;
@@ -49,8 +53,17 @@ public static class GenerateCommand
         }
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale"), []);
+            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count"), []);
         string outPath = line.Require("--out");
+        int batchCount = line.GetInt("--batch-count", 1);
+        if (batchCount < 1)
+        {
+            throw new UsageException($"generate: --batch-count must be at least 1, got {batchCount}");
+        }
+        if (batchCount > 1 && (line.Has("--latents") || line.Has("--noise-dir")))
+        {
+            throw new UsageException("generate: --latents and --noise-dir reproduce one run; they need --batch-count 1");
+        }
         string? model = line.Get("--model");
         if (model is null && (line.Has("--variant") || line.Has("--tokenizer") || line.Has("--config")))
         {
@@ -89,29 +102,57 @@ public static class GenerateCommand
         TimeSpan open = total.Elapsed;
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
-        using GenerateResult result = pipeline.Generate(request, progress);
-        string mode = initImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
+        IReadOnlyList<GenerateResult> results = pipeline.GenerateBatch(request, batchCount, progress);
+        try
+        {
+            string modelName = model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model));
+            TimeSpan loading = open, text = default, denoising = default, decoding = default;
+            for (int i = 0; i < results.Count; i++)
+            {
+                GenerateResult result = results[i];
+                int index = i, count = results.Count;
+                string written = Write(line, request, result, modelName, path => BatchPath(path, index, count));
+                output.WriteLine($"wrote {written} (seed {result.Seed})");
+                (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
+            }
+            string F(TimeSpan t) => t.TotalSeconds.ToString("0.00", CultureInfo.InvariantCulture) + " s";
+            double perStep = denoising.TotalSeconds / Math.Max(1, progress.Steps * results.Count);
+            output.WriteLine($"time: load {F(loading)}, text {F(text)}, denoise {F(denoising)} " +
+                $"({perStep.ToString("0.00", CultureInfo.InvariantCulture)} s/step), " +
+                $"VAE decode {F(decoding)}, total {F(total.Elapsed)}; peak RSS {BenchCommand.PeakRssBytes() / 1048576} MiB");
+        }
+        finally
+        {
+            foreach (GenerateResult result in results) result.Dispose();
+        }
+        return 0;
+    }
+
+    /// <summary>Writes one image's PNG (with its A1111 parameters) and the optional .npy outputs; returns the PNG path.</summary>
+    private static string Write(CommandLine line, GenerateRequest request, GenerateResult result, string modelName, Func<string, string> path)
+    {
+        string mode = request.InitImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
-            $"CFG scale: {request.GuidanceScale.ToString(CultureInfo.InvariantCulture)}, Seed: {request.Seed}, Size: {request.Width}x{request.Height}, " +
-            $"Clip skip: {request.ClipSkip}, Model: {(model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model)))}";
-        PngFile.Write(outPath, ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters }));
+            $"CFG scale: {request.GuidanceScale.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
+            $"Clip skip: {request.ClipSkip}, Model: {modelName}";
+        string pngPath = path(line.Require("--out"));
+        PngFile.Write(pngPath, ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters }));
         if (line.Get("--out-latents") is { } latentsPath)
         {
-            NpyTensors.WriteNhwcAsNchw(result.Latents, latentsPath);
+            NpyTensors.WriteNhwcAsNchw(result.Latents, path(latentsPath));
         }
         if (line.Get("--out-image-npy") is { } imagePath)
         {
             float[] unit = new float[result.Image.Length];
             for (int i = 0; i < unit.Length; i++) unit[i] = ImageConversion.ToUnit(result.Image.Span[i]);
-            NpyFile.Write(imagePath, NpyArray.FromFloat32(unit, result.Image.Shape));
+            NpyFile.Write(path(imagePath), NpyArray.FromFloat32(unit, result.Image.Shape));
         }
-        string F(TimeSpan t) => t.TotalSeconds.ToString("0.00", CultureInfo.InvariantCulture) + " s";
-        output.WriteLine($"wrote {outPath} (seed {request.Seed})");
-        output.WriteLine($"time: load {F(open + result.Loading)}, text {F(result.TextEncoding)}, denoise {F(result.Denoising)} " +
-            $"({(result.Denoising.TotalSeconds / Math.Max(1, progress.Steps)).ToString("0.00", CultureInfo.InvariantCulture)} s/step), " +
-            $"VAE decode {F(result.Decoding)}, total {F(total.Elapsed)}; peak RSS {BenchCommand.PeakRssBytes() / 1048576} MiB");
-        return 0;
+        return pngPath;
     }
+
+    /// <summary>The output path of image <paramref name="index"/>: as given for a single image, name-1.ext ... name-N.ext in a batch.</summary>
+    internal static string BatchPath(string path, int index, int count) =>
+        count == 1 ? path : Path.Combine(Path.GetDirectoryName(path) ?? "", $"{Path.GetFileNameWithoutExtension(path)}-{index + 1}{Path.GetExtension(path)}");
 
     /// <summary>A one-line progress bar on a terminal, plain lines when redirected.</summary>
     private sealed class Progress(TextWriter output, bool terminal) : IProgress<StepInfo>
@@ -121,7 +162,8 @@ public static class GenerateCommand
         public void Report(StepInfo info)
         {
             Steps = info.Total;
-            string text = $"step {info.Step}/{info.Total}, {info.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s";
+            string image = info.Images > 1 ? $"image {info.Image + 1}/{info.Images}, " : "";
+            string text = $"{image}step {info.Step}/{info.Total}, {info.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s";
             if (terminal)
             {
                 int filled = info.Step * 30 / info.Total;
