@@ -106,6 +106,88 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>Streamed weights need Winograd shapes only; these add several channel blocks and ragged ones.</summary>
+    private static readonly ConvShape[] StreamedShapes =
+    [
+        .. AwkwardShapes,
+        new(2, 6, 9, 200, 40),                                 // two channel blocks (128 + 72), two images
+        new(1, 5, 5, 257, 17),                                 // three channel blocks, last of one channel
+    ];
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Winograd_with_streamed_weights_matches_direct_convolution(string name)
+    {
+        GemmVariant variant = Variant(name);
+        var random = new Random(14);
+        foreach (ConvShape shape in StreamedShapes)
+        {
+            if (!shape.IsWinogradCandidate) continue;
+            foreach (bool epilogue in new[] { false, true })
+            {
+                Check(shape, random, epilogue, (s, x, w, b, r, y, stride) =>
+                {
+                    using PackedWeights packed = ImplicitGemmConv.PackWeights(w, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
+                    RunStreamed(variant, s, x, packed, b, false, r, y, stride);
+                }, 1e-5, $"{name} {shape}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// 16-bit weights are widened exactly before the transform (same output as their float values, bit for bit), and a
+    /// per-image bias (ResNet conv bias + time embedding) reaches each image.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Streamed_winograd_with_f16_weights_and_per_image_bias_equals_float_weights(string name)
+    {
+        GemmVariant variant = Variant(name);
+        var random = new Random(15);
+        var s = new ConvShape(2, 7, 10, 150, 48);
+        int count = s.OutChannels * s.InChannels * 9;
+        var bits = new ushort[count];
+        var floats = new float[count];
+        for (int i = 0; i < count; i++)
+        {
+            bits[i] = BitConverter.HalfToUInt16Bits((Half)(random.NextSingle() - 0.5f));
+            floats[i] = (float)BitConverter.UInt16BitsToHalf(bits[i]);
+        }
+        float[] input = GemmKernelsTests.RandomArray(random, s.Batch * s.Height * s.Width * s.InChannels);
+        float[] bias = GemmKernelsTests.RandomArray(random, s.Batch * s.OutChannels);
+        int outputs = s.Batch * s.Height * s.Width * s.OutChannels;
+        var wide = new float[outputs];
+        var narrow = new float[outputs];
+        var reference = new float[outputs];
+        fixed (ushort* pbits = bits)
+        fixed (float* pf = floats, x = input, pb = bias, pw = wide, pn = narrow, pr = reference)
+        {
+            using PackedWeights f32 = ImplicitGemmConv.PackWeights(pf, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
+            using PackedWeights f16 = ImplicitGemmConv.PackWeights(pbits, WeightFormat.F16, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
+            RunStreamed(variant, s, x, f32, pb, true, null, pw, s.OutChannels);
+            RunStreamed(variant, s, x, f16, pb, true, null, pn, s.OutChannels);
+            var one = s with { Batch = 1 };
+            int perImage = s.Height * s.Width;
+            for (int n = 0; n < s.Batch; n++)
+            {
+                ConvReference.Conv2d(one, x + (nint)n * perImage * s.InChannels, pf, pb + n * s.OutChannels, null, pr + (nint)n * perImage * s.OutChannels);
+            }
+        }
+        Assert.Equal(wide, narrow);
+        double error = RelativeL2(reference, wide);
+        Assert.True(error <= 1e-5, $"{name}: relative L2 error {error:E2} against the direct convolution");
+    }
+
+    private static void RunStreamed(GemmVariant variant, ConvShape s, float* x, PackedWeights packed, float* bias, bool biasPerImage,
+        float* residual, float* y, int stride)
+    {
+        float[] workspace = new float[WinogradConv.StreamedWorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels)];
+        fixed (float* ws = workspace)
+        {
+            WinogradConv.RunStreamed(variant, s.Batch, s.Height, s.Width, x, packed, bias, biasPerImage, residual, s.OutChannels, y, stride, ws);
+        }
+    }
+
     private delegate void ConvRun(ConvShape shape, float* x, float* w, float* bias, float* residual, float* y, int outputStride);
 
     private void Check(ConvShape s, Random random, bool epilogue, ConvRun run, double tolerance, string what)
@@ -162,22 +244,23 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         for (int i = 0; i < w.Length; i++) w[i] *= weightScale;
         var direct = new float[height * width * cout];
         var winograd = new float[direct.Length];
-        fixed (float* px = x, pw = w, pd = direct, pg = winograd)
+        var streamed = new float[direct.Length];
+        fixed (float* px = x, pw = w, pd = direct, pg = winograd, ps = streamed)
         {
-            using (PackedWeights packed = ImplicitGemmConv.PackWeights(pw, cout, cin, 3, 3, variant.Nr))
-            {
-                ImplicitGemmConv.Run(variant, s, px, packed, null, null, cout, pd, cout);
-            }
+            using PackedWeights packed = ImplicitGemmConv.PackWeights(pw, cout, cin, 3, 3, variant.Nr);
+            ImplicitGemmConv.Run(variant, s, px, packed, null, null, cout, pd, cout);
             using WinogradWeights transformed = WinogradWeights.Create(pw, cout, cin, variant.Nr);
             float[] workspace = new float[WinogradConv.WorkspaceFloats(1, height, width, cin, cout)];
             fixed (float* ws = workspace)
             {
                 WinogradConv.Run(variant, 1, height, width, px, transformed, null, false, null, cout, pg, cout, ws);
             }
+            RunStreamed(variant, s, px, packed, null, false, null, ps, cout);
         }
-        double error = RelativeL2(direct, winograd);
-        output.WriteLine($"{height}x{width} {cin}->{cout}: Winograd vs direct relative L2 {error:E2}");
+        double error = RelativeL2(direct, winograd), streamedError = RelativeL2(direct, streamed);
+        output.WriteLine($"{height}x{width} {cin}->{cout}: Winograd vs direct relative L2 {error:E2}, streamed weights {streamedError:E2}");
         Assert.True(error <= 1e-5, $"relative L2 error {error:E2}");
+        Assert.True(streamedError <= 1e-5, $"streamed weights: relative L2 error {streamedError:E2}");
     }
 
     internal static double RelativeL2(float[] expected, float[] actual)

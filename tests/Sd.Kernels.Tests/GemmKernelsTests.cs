@@ -29,6 +29,7 @@ public unsafe class GemmKernelsTests
     [
         (1, 1, 1), (1, 33, 7), (13, 1, 5), (14, 32, 256), (15, 33, 257), (29, 17, 3), (100, 77, 300),
         (257, 65, 513), (3, 320, 40), (77, 96, 64),
+        (20, 96, 33000), // a short M shared by several column groups, A packed once per K chunk, several chunks
     ];
 
     [Theory]
@@ -67,18 +68,21 @@ public unsafe class GemmKernelsTests
     {
         GemmVariant variant = Variant(name);
         var random = new Random(3);
-        const int m = 45, n = 50, k = 600;
-        float[] a = RandomArray(random, m * k);
-        float[] w = RandomArray(random, n * k);
-        float[] c = RandomArray(random, m * n);
-        var expected = new float[m * n];
-        fixed (float* pa = a, pw = w, pc = c, pe = expected)
+        const int m = 45, n = 50;
+        foreach (int k in new[] { 600, 33000 }) // one K chunk of shared A, then several
         {
-            GemmKernels.Reference(m, n, k, pa, k, pw, k, pe, n, null, pc, n);
-            using PackedWeights packed = PackedWeights.Pack(pw, n, k, k, variant.Nr);
-            GemmKernels.Multiply(variant, m, pa, k, packed, pc, n, null, pc, n);
+            float[] a = RandomArray(random, m * k);
+            float[] w = RandomArray(random, n * k);
+            float[] c = RandomArray(random, m * n);
+            var expected = new float[m * n];
+            fixed (float* pa = a, pw = w, pc = c, pe = expected)
+            {
+                GemmKernels.Reference(m, n, k, pa, k, pw, k, pe, n, null, pc, n);
+                using PackedWeights packed = PackedWeights.Pack(pw, n, k, k, variant.Nr);
+                GemmKernels.Multiply(variant, m, pa, k, packed, pc, n, null, pc, n);
+            }
+            AssertClose(expected, c, k, $"{name} k={k}");
         }
-        AssertClose(expected, c, k, name);
     }
 
     /// <summary>

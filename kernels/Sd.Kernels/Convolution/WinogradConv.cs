@@ -11,7 +11,7 @@ namespace Sd.Kernels.Convolution;
 /// streamed once per block whatever the channel count; output transform with bias and residual fused.
 /// Reference: Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (2016).
 /// </summary>
-public static unsafe class WinogradConv
+public static unsafe partial class WinogradConv
 {
     private const int Positions = WinogradWeights.Positions;
 
@@ -44,6 +44,13 @@ public static unsafe class WinogradConv
         public int RowBlocks;
         public int Groups;
         public int PanelsPerGroup;
+
+        // Streamed weights (WinogradConv.Streamed.cs): the 3x3 weights, the pre-packed V and its layout.
+        public PackedWeightsView Raw;
+        public float* PackedV;
+        public int TilesStride;
+        public int ChannelBlocks;
+        public int RowsPerTask;
     }
 
     /// <summary>Tiles per block for a layer: as many as the workspace cap allows, at least one GEMM row block.</summary>

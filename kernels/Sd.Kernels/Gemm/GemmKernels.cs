@@ -112,12 +112,24 @@ public static unsafe class GemmKernels
     private struct TaskContext
     {
         public GemmArgs* Args;
-        public int Mr;
-        public int Nr;
-        public delegate*<int, float*, float*, float*, nint, bool, void> Microkernel;
+        public GemmVariant Variant;
         public int ColumnGroups;
         public int PanelsPerGroup;
+
+        /// <summary>The K range [K0, K1) this dispatch computes (all of K unless A is shared).</summary>
+        public int K0;
+        public int K1;
+
+        /// <summary>A pre-packed for [K0, K1) by <see cref="PackTask"/> (row block b at b x Mc x Chunk floats); null: each task packs.</summary>
+        public float* SharedA;
+        public int Chunk;
     }
+
+    /// <summary>Floats of packed A shared by the tasks of one K chunk (4 MiB: in L3, read by every column group).</summary>
+    private const int SharedAFloats = 1 << 20;
+
+    [ThreadStatic]
+    private static float* t_sharedA;
 
     /// <summary>Runs one GEMM over the worker pool (small problems run on the calling thread).</summary>
     public static void Run(GemmVariant variant, ref GemmArgs args)
@@ -140,13 +152,17 @@ public static unsafe class GemmKernels
         {
             var context = new TaskContext
             {
-                Args = pArgs, Mr = variant.Mr, Nr = variant.Nr, Microkernel = variant.Microkernel,
-                ColumnGroups = groups, PanelsPerGroup = panelsPerGroup,
+                Args = pArgs, Variant = variant,
+                ColumnGroups = groups, PanelsPerGroup = panelsPerGroup, K0 = 0, K1 = args.W.K,
             };
             int tasks = rowBlocks * groups;
             if (tasks == 1 || (long)args.M * args.W.N * args.W.K < 1 << 18)
             {
                 Compute(variant, pArgs, 0, args.M, 0, panels);
+            }
+            else if (groups > 1 && (long)rowBlocks * mc * Kc <= SharedAFloats)
+            {
+                RunWithSharedA(&context, rowBlocks * mc, tasks);
             }
             else
             {
@@ -187,43 +203,96 @@ public static unsafe class GemmKernels
         }
     }
 
+    /// <summary>
+    /// Several column groups share each row block (a short M spread over the threads): A is packed once per K chunk
+    /// by all threads together, then every task reads it, instead of each task packing (an im2col gather for a
+    /// convolution) the same rows again.
+    /// </summary>
+    private static void RunWithSharedA(TaskContext* context, int paddedRows, int tasks)
+    {
+        if (t_sharedA == null)
+        {
+            t_sharedA = (float*)NativeMemory.AlignedAlloc((nuint)SharedAFloats * sizeof(float), 64);
+        }
+        int k = context->Args->W.K;
+        context->SharedA = t_sharedA;
+        context->Chunk = Math.Max(Kc, SharedAFloats / paddedRows / Kc * Kc);
+        int rowBlocks = paddedRows / RowBlock(context->Variant.Mr, context->Args->W.Format);
+        for (int k0 = 0; k0 < k; k0 += context->Chunk)
+        {
+            context->K0 = k0;
+            context->K1 = Math.Min(k, k0 + context->Chunk);
+            int kBlocks = (context->K1 - k0 + Kc - 1) / Kc;
+            WorkerPool.Shared.Run(&PackTask, context, rowBlocks * kBlocks);
+            WorkerPool.Shared.Run(&RunTask, context, tasks);
+        }
+    }
+
+    /// <summary>Packs one (row block, K block) of the current chunk into the shared A.</summary>
+    private static void PackTask(void* state, int index)
+    {
+        TaskContext* ctx = (TaskContext*)state;
+        GemmArgs* args = ctx->Args;
+        int mc = RowBlock(ctx->Variant.Mr, args->W.Format);
+        int kBlocks = (ctx->K1 - ctx->K0 + Kc - 1) / Kc;
+        int row0 = index / kBlocks * mc;
+        int pc = ctx->K0 + index % kBlocks * Kc;
+        args->A.Pack(args->A.State, row0, Math.Min(mc, args->M - row0), pc, Math.Min(Kc, ctx->K1 - pc), ctx->Variant.Mr,
+            SharedBlock(ctx, row0, pc, mc));
+    }
+
+    /// <summary>Where the packed A of (row block at row0, K block at pc) lives in the shared buffer.</summary>
+    private static float* SharedBlock(TaskContext* ctx, int row0, int pc, int mc) =>
+        ctx->SharedA + (nint)row0 * ctx->Chunk + (nint)(pc - ctx->K0) * mc;
+
     private static void RunTask(void* state, int index)
     {
         TaskContext* ctx = (TaskContext*)state;
-        int mc = RowBlock(ctx->Mr, ctx->Args->W.Format);
+        int mc = RowBlock(ctx->Variant.Mr, ctx->Args->W.Format);
         int row0 = index / ctx->ColumnGroups * mc;
         int p0 = index % ctx->ColumnGroups * ctx->PanelsPerGroup;
         int p1 = Math.Min(p0 + ctx->PanelsPerGroup, ctx->Args->W.Panels);
-        ComputeBlock(ctx->Args, ctx->Mr, ctx->Nr, ctx->Microkernel, row0, Math.Min(mc, ctx->Args->M - row0), p0, p1);
+        ComputeBlock(ctx, row0, Math.Min(mc, ctx->Args->M - row0), p0, p1);
     }
 
     private static void Compute(GemmVariant variant, GemmArgs* args, int row0, int rows, int p0, int p1)
     {
+        var context = new TaskContext { Args = args, Variant = variant, K0 = 0, K1 = args->W.K };
         int mc = RowBlock(variant.Mr, args->W.Format);
         for (int r = row0; r < row0 + rows; r += mc)
         {
-            ComputeBlock(args, variant.Mr, variant.Nr, variant.Microkernel, r, Math.Min(mc, row0 + rows - r), p0, p1);
+            ComputeBlock(&context, r, Math.Min(mc, row0 + rows - r), p0, p1);
         }
     }
 
-    /// <summary>One row block (at most Mc rows) against weight panels [p0, p1), all of K.</summary>
-    private static void ComputeBlock(GemmArgs* args, int mr, int nr,
-        delegate*<int, float*, float*, float*, nint, bool, void> microkernel, int row0, int rows, int p0, int p1)
+    /// <summary>One row block (at most Mc rows) against weight panels [p0, p1), over the context's K range.</summary>
+    private static void ComputeBlock(TaskContext* ctx, int row0, int rows, int p0, int p1)
     {
+        GemmVariant variant = ctx->Variant;
+        int mr = variant.Mr, nr = variant.Nr;
+        GemmArgs* args = ctx->Args;
         int k = args->W.K;
         int ldc = args->Ldc;
-        float* packedA = Scratch();
-        float* tile = packedA + GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * Kc;
-        float* widenedB = tile + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512;
+        float* scratch = Scratch();
+        float* widenedB = scratch + GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * Kc + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512;
         WeightFormat format = args->W.Format;
         int elementBytes = format.ElementBytes();
+        int mc = RowBlock(mr, format);
         delegate*<ushort*, float*, nint, void> widen = format == WeightFormat.F32 ? null : Convert.Widen.PanelKernelFor(format);
-        for (int pc = 0; pc < k; pc += Kc)
+        for (int pc = ctx->K0; pc < ctx->K1; pc += Kc)
         {
-            int kc = Math.Min(Kc, k - pc);
+            int kc = Math.Min(Kc, ctx->K1 - pc);
             bool first = pc == 0 && !args->AccumulateIntoC;
             bool last = pc + kc == k;
-            args->A.Pack(args->A.State, row0, rows, pc, kc, mr, packedA);
+            float* packedA = scratch;
+            if (ctx->SharedA != null)
+            {
+                packedA = SharedBlock(ctx, row0, pc, mc);
+            }
+            else
+            {
+                args->A.Pack(args->A.State, row0, rows, pc, kc, mr, packedA);
+            }
             for (int p = p0; p < p1; p++)
             {
                 byte* stored = args->W.Panel(p) + (nint)pc * nr * elementBytes;
@@ -236,27 +305,38 @@ public static unsafe class GemmKernels
                     bPanel = widenedB;
                 }
                 int j0 = p * nr;
-                int cols = Math.Min(nr, args->W.N - j0);
-                for (int ir = 0; ir < rows; ir += mr)
+                float* cBlock = args->C + (nint)row0 * ldc + j0;
+                MultiplyPanel(variant, rows, Math.Min(nr, args->W.N - j0), kc, packedA, bPanel, cBlock, ldc, first);
+                if (last && (args->Bias != null || args->Residual != null))
                 {
-                    int r = Math.Min(mr, rows - ir);
-                    float* cTile = args->C + (nint)(row0 + ir) * ldc + j0;
-                    if (r == mr && cols == nr)
-                    {
-                        microkernel(kc, packedA + ir * kc, bPanel, cTile, ldc, !first);
-                    }
-                    else
-                    {
-                        microkernel(kc, packedA + ir * kc, bPanel, tile, nr, false);
-                        MergeTile(tile, nr, cTile, ldc, r, cols, first);
-                    }
-                    if (last && (args->Bias != null || args->Residual != null))
-                    {
-                        float* residual = args->Residual == null ? null : args->Residual + (nint)(row0 + ir) * args->Ldr + j0;
-                        float* bias = args->Bias == null ? null : args->Bias + j0;
-                        Epilogue(cTile, ldc, r, cols, bias, residual, args->Ldr);
-                    }
+                    float* residual = args->Residual == null ? null : args->Residual + (nint)row0 * args->Ldr + j0;
+                    Epilogue(cBlock, ldc, rows, Math.Min(nr, args->W.N - j0), args->Bias == null ? null : args->Bias + j0, residual, args->Ldr);
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// C[rows, cols] (=|+=) A B for pre-packed A (MR-row k-major micro-panels, as <see cref="PackRowMajor"/> writes)
+    /// and one float B micro-panel (kc x NR): for kernels that build their own B panels (streamed Winograd weights).
+    /// Runs on the calling thread; edge tiles go through the per-thread scratch tile.
+    /// </summary>
+    public static void MultiplyPanel(GemmVariant variant, int rows, int cols, int kc, float* packedA, float* bPanel, float* c, int ldc, bool overwrite)
+    {
+        int mr = variant.Mr, nr = variant.Nr;
+        float* tile = Scratch() + GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * Kc;
+        for (int ir = 0; ir < rows; ir += mr)
+        {
+            int r = Math.Min(mr, rows - ir);
+            float* cTile = c + (nint)ir * ldc;
+            if (r == mr && cols == nr)
+            {
+                variant.Microkernel(kc, packedA + ir * kc, bPanel, cTile, ldc, !overwrite);
+            }
+            else
+            {
+                variant.Microkernel(kc, packedA + ir * kc, bPanel, tile, nr, false);
+                MergeTile(tile, nr, cTile, ldc, r, cols, overwrite);
             }
         }
     }

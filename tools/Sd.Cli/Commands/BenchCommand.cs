@@ -21,7 +21,7 @@ public static class BenchCommand
 {
     private const string Help = """
         Usage: sd bench --model M --part text|unet|vae-decode|vae-encode|txt2img [--height H] [--width W]
-                        [--batch B] [--steps S] [--reps N] [--threads T] [--profile] [--json]
+                        [--batch B] [--steps S] [--reps N] [--threads T] [--winograd-budget MIB] [--profile] [--json]
 
         Times one model part at real size on random inputs (e.g. a folder from `sd make-random-model`): one warm-up
         run, then N timed runs (default 3). Height and width are image pixels (default 512); UNet latents are 1/8.
@@ -30,6 +30,8 @@ public static class BenchCommand
         or --tokenizer DIR). Threads: --threads or SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind.
+        --winograd-budget sets the UNet's memory for stored Winograd weights (default 1024 MiB: SD 1.5's two finest
+        levels; 0 transforms every 3x3 layer's weights per call, which keeps 16-bit weights 16-bit).
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
@@ -39,7 +41,7 @@ public static class BenchCommand
             output.WriteLine(Help);
             return 0;
         }
-        var line = new CommandLine("bench", args, ModelOptions.With("--part", "--height", "--width", "--batch", "--reps", "--steps"),
+        var line = new CommandLine("bench", args, ModelOptions.With("--part", "--height", "--width", "--batch", "--reps", "--steps", "--winograd-budget"),
             ["--json", "--profile"]);
         string part = line.Require("--part");
         int height = Positive(line, "--height", 512), width = Positive(line, "--width", 512), batch = Positive(line, "--batch", 1);
@@ -53,7 +55,7 @@ public static class BenchCommand
         using Runner runner = part switch
         {
             "text" => WithModel(line, model => TextRunner(model, batch)),
-            "unet" => WithModel(line, model => UNetRunner(model, batch, height / 8, width / 8)),
+            "unet" => WithModel(line, model => UNetRunner(model, UNetOptions(line), batch, height / 8, width / 8)),
             "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
             "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
             "txt2img" => Txt2ImgRunner(line, height, width, steps),
@@ -182,9 +184,12 @@ public static class BenchCommand
         return new Runner(() => encoder.Encode(ids, batch).Dispose(), encoder, model);
     }
 
-    private static Runner UNetRunner(ModelSource model, int batch, int h, int w)
+    private static UNetOptions UNetOptions(CommandLine line) =>
+        line.Get("--winograd-budget") is null ? new UNetOptions() : new UNetOptions { WinogradBudgetBytes = (long)line.GetInt("--winograd-budget", 0) << 20 };
+
+    private static Runner UNetRunner(ModelSource model, UNetOptions options, int batch, int h, int w)
     {
-        var unet = new UNet2DConditionModel(model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet"), model.Weights(ModelComponent.Unet));
+        var unet = new UNet2DConditionModel(model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet"), model.Weights(ModelComponent.Unet), options);
         Tensor sample = RandomTensor([batch, h, w, unet.Config.InChannels]);
         Tensor context = RandomTensor([batch, 77, unet.Config.CrossAttentionDim[0]]);
         Tensor output = Tensor.Allocate([batch, h, w, unet.Config.OutChannels]);
@@ -195,7 +200,7 @@ public static class BenchCommand
     private static Runner Txt2ImgRunner(CommandLine line, int height, int width, int steps)
     {
         var pipeline = StableDiffusionPipeline.Load(line.Require("--model"), ModelOptions.OpenOptions(line), ModelOptions.Setup(line),
-            new PipelineOptions { Memory = PipelineMemory.Sequential });
+            new PipelineOptions { Memory = PipelineMemory.Sequential, UNet = UNetOptions(line) });
         var request = new GenerateRequest
         {
             Prompt = "a photograph of an astronaut riding a horse", Steps = steps, GuidanceScale = 7.5f,
