@@ -33,7 +33,7 @@ public sealed class UNetTests(ITestOutputHelper output)
     [MemberData(nameof(Cases))]
     public void Noise_prediction_matches_diffusers(string model, string caseName) => Check(model, caseName, new UNetOptions());
 
-    /// <summary>The same with every 3x3 convolution on implicit GEMM (no Winograd budget).</summary>
+    /// <summary>The same without stored Winograd weights: streamed Winograd, implicit GEMM on the smallest levels.</summary>
     [FixtureTheory]
     [InlineData("small", "odd_size")]
     [InlineData("small", "per_sample_t")]
@@ -55,6 +55,9 @@ public sealed class UNetTests(ITestOutputHelper output)
         Assert.Equal([true, true, false, false], new UNetOptions().WinogradLevels(sd15));
         Assert.Equal([false, false, false, false], new UNetOptions { WinogradBudgetBytes = 0 }.WinogradLevels(sd15));
         Assert.Equal([true, true, true, true], new UNetOptions { WinogradBudgetBytes = long.MaxValue }.WinogradLevels(sd15));
+        // By default 16-bit weights stay 16-bit (streamed Winograd), unless a budget is given.
+        Assert.Equal([false, false, false, false], new UNetOptions().WinogradLevels(sd15, sixteenBitWeights: true));
+        Assert.Equal([true, true, false, false], new UNetOptions { WinogradBudgetBytes = 1L << 30 }.WinogradLevels(sd15, sixteenBitWeights: true));
     }
 
     [FixtureFact]

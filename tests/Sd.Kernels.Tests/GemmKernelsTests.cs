@@ -62,6 +62,48 @@ public unsafe class GemmKernelsTests
         }
     }
 
+    /// <summary>
+    /// A packing, vector transpose and scalar tails alike: every value lands at panel[k * MR + row] of its MR-row
+    /// micro-panel, rows past the matrix are zero, and nothing past the packed block is written.
+    /// </summary>
+    [Theory]
+    [InlineData(14, 14, 16)]
+    [InlineData(14, 28, 256)]
+    [InlineData(14, 31, 37)]
+    [InlineData(14, 5, 100)]
+    [InlineData(6, 13, 40)]
+    [InlineData(4, 9, 15)]
+    public void Packing_A_puts_every_value_in_its_micro_panel_slot(int mr, int rows, int kc)
+    {
+        var random = new Random(rows * 100 + kc);
+        int ld = kc + 10, k0 = 3;
+        float[] a = RandomArray(random, (rows + 2) * ld);
+        int panels = (rows + mr - 1) / mr;
+        var packed = new float[panels * mr * kc + 32];
+        Array.Fill(packed, 555f);
+        fixed (float* pa = a, pp = packed)
+        {
+            GemmKernels.PackRowMajor(pa, ld, 1, rows, k0, kc, mr, pp);
+        }
+        int width = kc;
+        for (int p = 0; p < panels; p++)
+        {
+            for (int kk = 0; kk < width; kk++)
+            {
+                for (int rr = 0; rr < mr; rr++)
+                {
+                    int row = p * mr + rr;
+                    float expected = row < rows ? a[(1 + row) * ld + k0 + kk] : 0f;
+                    Assert.Equal(expected, packed[p * mr * width + kk * mr + rr]);
+                }
+            }
+        }
+        for (int i = panels * mr * width; i < packed.Length; i++)
+        {
+            Assert.Equal(555f, packed[i]);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Variants))]
     public void Residual_may_alias_the_output_for_in_place_skip_connections(string name)

@@ -5,9 +5,10 @@ using Sd.Kernels.Gemm;
 namespace Sd.Engine.Modules;
 
 /// <summary>
-/// A 2-D convolution over NHWC activations, its algorithm chosen once at load from the shape: 1x1 as a GEMM, 3x3
-/// stride 1 as Winograd F(4x4,3x3) when both channel counts make the GEMMs worthwhile, everything else (strided,
-/// few channels) as implicit GEMM. Reference: torch.nn.Conv2d.
+/// A 2-D convolution over NHWC activations, its algorithm chosen at load from the shape: 1x1 as a GEMM, 3x3 stride 1
+/// as Winograd F(4x4,3x3) when both channel counts make the GEMMs worthwhile (with stored transformed weights when
+/// the caller allows their memory, else transforming the loaded weights per call for calls of enough tiles),
+/// everything else (strided, few channels, tiny images) as implicit GEMM. Reference: torch.nn.Conv2d.
 /// </summary>
 public sealed unsafe class Conv2d : IDisposable
 {
@@ -28,7 +29,10 @@ public sealed unsafe class Conv2d : IDisposable
     private readonly bool _streamed;
     private readonly NativeBlock _bias;
 
-    /// <param name="winograd">false keeps a 3x3 layer on implicit GEMM (its transformed weights would take 4x the memory).</param>
+    /// <param name="winograd">
+    /// false keeps the 3x3 weights as loaded (stored transformed weights would take 4x the float32 memory): the layer
+    /// then runs streamed Winograd, or implicit GEMM on small images.
+    /// </param>
     public Conv2d(WeightBinder binder, int inChannels, int outChannels, int kernel = 3, int stride = 1,
         int padTop = -1, int padLeft = -1, int padBottom = -1, int padRight = -1, bool winograd = true)
     {

@@ -2,6 +2,7 @@ using Sd.Engine.Modules;
 using Sd.Engine.Tensors;
 using Sd.Kernels.Elementwise;
 using Sd.Loaders.Config;
+using Sd.Loaders.Safetensors;
 using Sd.Loaders.Weights;
 
 namespace Sd.Engine.UNet;
@@ -28,7 +29,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     {
         Config = config;
         Validate(config);
-        WinogradLevels = (options ?? new UNetOptions()).WinogradLevels(config);
+        WinogradLevels = (options ?? new UNetOptions()).WinogradLevels(config, SixteenBit(weights));
         using var binder = new WeightBinder(weights);
         int[] channels = config.BlockOutChannels;
         int blocks = channels.Length;
@@ -72,7 +73,11 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
 
     public UNetConfig Config { get; }
 
-    /// <summary>Resolution levels (0 = finest) whose 3x3 convolutions run as Winograd.</summary>
+    /// <summary>Whether the model's convolution weights are stored in 16 bits (conv_in tells for the file).</summary>
+    private static bool SixteenBit(WeightSet weights) =>
+        weights.TryGet("conv_in.weight", out TensorEntry entry) && entry.DType is TensorDType.F16 or TensorDType.BF16;
+
+    /// <summary>Resolution levels (0 = finest) whose 3x3 convolutions use stored Winograd weights.</summary>
     public IReadOnlyList<bool> WinogradLevels { get; }
 
     /// <summary>Latent pixels must be divisible by nothing: any size works (odd sizes as in diffusers).</summary>

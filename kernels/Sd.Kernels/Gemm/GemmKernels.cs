@@ -349,11 +349,12 @@ public static unsafe class GemmKernels
         {
             float* panel = packed + ir * kc;
             int r = Math.Min(mr, rows - ir);
+            int vectorized = r == 14 && mr == 14 ? PanelTranspose.Pack14Rows(a + (nint)ir * ld, ld, kc, panel) : 0;
             for (int rr = 0; rr < r; rr++)
             {
                 float* src = a + (nint)(ir + rr) * ld;
                 float* dst = panel + rr;
-                for (int kk = 0; kk < kc; kk++)
+                for (int kk = vectorized; kk < kc; kk++)
                 {
                     dst[kk * mr] = src[kk];
                 }
