@@ -61,42 +61,60 @@ public static unsafe class ImplicitGemmConv
     private static void PackIm2Col(void* state, int row0, int rows, int k0, int kc, int mr, float* packed)
     {
         Im2ColSource* src = (Im2ColSource*)state;
-        ConvShape s = src->Shape;
-        int cin = s.InChannels;
+        int cin = src->Shape.InChannels;
+        float** pixels = stackalloc float*[mr];
+        int* origins = stackalloc int[3 * mr]; // per row: image, top input row, left input column of its patch
         for (int ir = 0; ir < rows; ir += mr)
         {
             float* panel = packed + ir * kc;
             int r = Math.Min(mr, rows - ir);
             for (int rr = 0; rr < r; rr++)
             {
-                int m = row0 + ir + rr;
-                int ox = m % src->OutWidth;
-                int rest = m / src->OutWidth;
-                int oy = rest % src->OutHeight;
-                int n = rest / src->OutHeight;
-                float* dst = panel + rr;
-                // Walk the patch columns in runs of contiguous input channels (one kernel tap each).
-                for (int k = k0; k < k0 + kc;)
+                PatchOrigin(src, row0 + ir + rr, origins + 3 * rr);
+            }
+            // Walk the patch columns in runs of contiguous input channels (one kernel tap each): per run, every row
+            // reads one input pixel's channels, or zeros where the tap falls in the padding.
+            for (int k = k0; k < k0 + kc;)
+            {
+                int tap = k / cin;
+                int ci = k - tap * cin;
+                int run = Math.Min(cin - ci, k0 + kc - k);
+                for (int rr = 0; rr < r; rr++)
                 {
-                    int tap = k / cin;
-                    int ci = k - tap * cin;
-                    int run = Math.Min(cin - ci, k0 + kc - k);
-                    int y = oy * s.StrideH - s.PadTop + tap / s.KernelW;
-                    int x = ox * s.StrideW - s.PadLeft + tap % s.KernelW;
-                    float* d = dst + (nint)(k - k0) * mr;
-                    if (y < 0 || y >= s.Height || x < 0 || x >= s.Width)
-                    {
-                        for (int i = 0; i < run; i++) d[(nint)i * mr] = 0;
-                    }
-                    else
-                    {
-                        float* pixel = src->Input + (((nint)n * s.Height + y) * s.Width + x) * cin + ci;
-                        for (int i = 0; i < run; i++) d[(nint)i * mr] = pixel[i];
-                    }
-                    k += run;
+                    pixels[rr] = TapPixel(src, origins + 3 * rr, tap, ci);
                 }
+                float* d = panel + (nint)(k - k0) * mr;
+                int done = r == 14 && mr == 14 ? PanelTranspose.Pack14Rows(pixels, run, d) : 0;
+                for (int rr = 0; rr < r; rr++)
+                {
+                    float* pixel = pixels[rr];
+                    for (int i = done; i < run; i++) d[(nint)i * mr + rr] = pixel[i];
+                }
+                k += run;
             }
             GemmKernels.ZeroPadRows(panel, r, mr, kc);
         }
+    }
+
+    /// <summary>Output pixel m's image and the input row and column of its patch's top-left tap.</summary>
+    private static void PatchOrigin(Im2ColSource* src, int m, int* origin)
+    {
+        ConvShape s = src->Shape;
+        int ox = m % src->OutWidth;
+        int rest = m / src->OutWidth;
+        origin[0] = rest / src->OutHeight;
+        origin[1] = rest % src->OutHeight * s.StrideH - s.PadTop;
+        origin[2] = ox * s.StrideW - s.PadLeft;
+    }
+
+    /// <summary>Input channels from <paramref name="ci"/> on at a tap of the patch at <paramref name="origin"/>, or zeros in the padding.</summary>
+    private static float* TapPixel(Im2ColSource* src, int* origin, int tap, int ci)
+    {
+        ConvShape s = src->Shape;
+        int y = origin[1] + tap / s.KernelW;
+        int x = origin[2] + tap % s.KernelW;
+        return y < 0 || y >= s.Height || x < 0 || x >= s.Width
+            ? PanelTranspose.Zeros
+            : src->Input + (((nint)origin[0] * s.Height + y) * s.Width + x) * s.InChannels + ci;
     }
 }

@@ -12,11 +12,17 @@ namespace Sd.Kernels.Gemm;
 /// </summary>
 internal static unsafe class PanelTranspose
 {
+    /// <summary>Zeros to point a row at where it has no values (an im2col row in the padding).</summary>
+    public static readonly float* Zeros = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(
+        GemmKernels.Kc * sizeof(float), 64);
+
+    static PanelTranspose() => new Span<float>(Zeros, GemmKernels.Kc).Clear();
+
     /// <summary>
-    /// Packs columns [0, kc - kc % 16) of 14 rows (<paramref name="a"/>, rows <paramref name="ld"/> floats apart) into
-    /// <paramref name="panel"/>[k * 14 + row]; returns the number of columns done (the caller packs the rest).
+    /// Packs columns [0, count - count % 16) of the 14 rows <paramref name="rows"/>[i] into
+    /// <paramref name="panel"/>[k * 14 + i]; returns the number of columns done (the caller packs the rest).
     /// </summary>
-    public static int Pack14Rows(float* a, nint ld, int kc, float* panel)
+    public static int Pack14Rows(float** rows, int count, float* panel)
     {
         if (!Avx512F.IsSupported)
         {
@@ -25,25 +31,34 @@ internal static unsafe class PanelTranspose
         Vector512<float> mask = Vector512.Create(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0).AsSingle();
         Vector512<float>* r = stackalloc Vector512<float>[16];
         Vector512<float>* t = stackalloc Vector512<float>[16];
-        r[14] = Vector512<float>.Zero;
-        r[15] = Vector512<float>.Zero;
         int k = 0;
-        for (; k <= kc - 16; k += 16)
+        for (; k <= count - 16; k += 16)
         {
             for (int i = 0; i < 14; i++)
             {
-                r[i] = Vector512.Load(a + i * ld + k);
+                r[i] = Vector512.Load(rows[i] + k);
             }
+            r[14] = Vector512<float>.Zero;
+            r[15] = Vector512<float>.Zero;
             Transpose16(r, t);
             float* dst = panel + k * 14;
             for (int j = 0; j < 16; j++)
             {
                 Avx512F.MaskStore(dst + j * 14, mask, r[j]);
             }
-            r[14] = Vector512<float>.Zero;
-            r[15] = Vector512<float>.Zero;
         }
         return k;
+    }
+
+    /// <summary><see cref="Pack14Rows(float**, int, float*)"/> for 14 rows of a row-major matrix.</summary>
+    public static int Pack14Rows(float* a, nint ld, int count, float* panel)
+    {
+        float** rows = stackalloc float*[14];
+        for (int i = 0; i < 14; i++)
+        {
+            rows[i] = a + i * ld;
+        }
+        return Pack14Rows(rows, count, panel);
     }
 
     /// <summary>In-place 16x16 transpose of r[0..15] (t: scratch): unpack ps, unpack pd, then two rounds of 128-bit lane shuffles.</summary>
