@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Sd.Kernels.Elementwise;
@@ -43,74 +44,58 @@ internal readonly unsafe struct ScalarWidth : IWidth
 
 internal readonly unsafe struct Width256 : IWidth
 {
-    private const int W = 8;
-
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Apply<TAct>(float* src, float* dst, nint count)
-        where TAct : IActivation
-    {
-        nint i = 0;
-        for (; i <= count - 2 * W; i += 2 * W)
-        {
-            Vector256<float> a = TAct.Apply(Vector256.Load(src + i));
-            Vector256<float> b = TAct.Apply(Vector256.Load(src + i + W));
-            a.Store(dst + i);
-            b.Store(dst + i + W);
-        }
-        for (; i < count; i += W)
-        {
-            Vector256<float> mask = MaskedTail.Mask256(count - i);
-            MaskedTail.Store(dst + i, mask, TAct.Apply(MaskedTail.Load(src + i, mask)));
-        }
-    }
+        where TAct : IActivation => VectorWidth.Apply<Vector256<float>, F32x8, TAct>(src, dst, count);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void BiasAdd<TAct>(float* src, float* bias, float* dst, nint rows, nint channels)
-        where TAct : IActivation
-    {
-        for (nint r = 0; r < rows; r++)
-        {
-            float* s = src + r * channels;
-            float* d = dst + r * channels;
-            nint c = 0;
-            for (; c <= channels - 2 * W; c += 2 * W)
-            {
-                Vector256<float> a = TAct.Apply(Vector256.Load(s + c) + Vector256.Load(bias + c));
-                Vector256<float> b = TAct.Apply(Vector256.Load(s + c + W) + Vector256.Load(bias + c + W));
-                a.Store(d + c);
-                b.Store(d + c + W);
-            }
-            for (; c < channels; c += W)
-            {
-                Vector256<float> mask = MaskedTail.Mask256(channels - c);
-                Vector256<float> x = MaskedTail.Load(s + c, mask) + MaskedTail.Load(bias + c, mask);
-                MaskedTail.Store(d + c, mask, TAct.Apply(x));
-            }
-        }
-    }
+        where TAct : IActivation => VectorWidth.BiasAdd<Vector256<float>, F32x8, TAct>(src, bias, dst, rows, channels);
 }
 
 internal readonly unsafe struct Width512 : IWidth
 {
-    private const int W = 16;
-
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Apply<TAct>(float* src, float* dst, nint count)
+        where TAct : IActivation => VectorWidth.Apply<Vector512<float>, F32x16, TAct>(src, dst, count);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void BiasAdd<TAct>(float* src, float* bias, float* dst, nint rows, nint channels)
+        where TAct : IActivation => VectorWidth.BiasAdd<Vector512<float>, F32x16, TAct>(src, bias, dst, rows, channels);
+}
+
+/// <summary>
+/// The vector loops of both widths, written once: generic over the width's operations (<see cref="IF32Vector{TVec}"/>)
+/// and the activation, all structs, so each (width, activation) pair still compiles to its own inlined loop.
+/// </summary>
+internal static unsafe class VectorWidth
+{
+    // Inlined into Width256/Width512, whose addresses ActivationKernels takes: the loop is the function body, no jump.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Apply<TVec, V, TAct>(float* src, float* dst, nint count)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
         where TAct : IActivation
     {
         nint i = 0;
-        for (; i <= count - 2 * W; i += 2 * W)
+        for (; i <= count - 2 * V.Count; i += 2 * V.Count)
         {
-            Vector512<float> a = TAct.Apply(Vector512.Load(src + i));
-            Vector512<float> b = TAct.Apply(Vector512.Load(src + i + W));
-            a.Store(dst + i);
-            b.Store(dst + i + W);
+            TVec a = V.Apply<TAct>(V.Load(src + i));
+            TVec b = V.Apply<TAct>(V.Load(src + i + V.Count));
+            V.Store(a, dst + i);
+            V.Store(b, dst + i + V.Count);
         }
-        for (; i < count; i += W)
+        for (; i < count; i += V.Count)
         {
-            Vector512<float> mask = MaskedTail.Mask512(count - i);
-            MaskedTail.Store(dst + i, mask, TAct.Apply(MaskedTail.Load(src + i, mask)));
+            TVec mask = V.Mask(count - i);
+            V.MaskedStore(dst + i, mask, V.Apply<TAct>(V.MaskedLoad(src + i, mask)));
         }
     }
 
-    public static void BiasAdd<TAct>(float* src, float* bias, float* dst, nint rows, nint channels)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void BiasAdd<TVec, V, TAct>(float* src, float* bias, float* dst, nint rows, nint channels)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
         where TAct : IActivation
     {
         for (nint r = 0; r < rows; r++)
@@ -118,18 +103,18 @@ internal readonly unsafe struct Width512 : IWidth
             float* s = src + r * channels;
             float* d = dst + r * channels;
             nint c = 0;
-            for (; c <= channels - 2 * W; c += 2 * W)
+            for (; c <= channels - 2 * V.Count; c += 2 * V.Count)
             {
-                Vector512<float> a = TAct.Apply(Vector512.Load(s + c) + Vector512.Load(bias + c));
-                Vector512<float> b = TAct.Apply(Vector512.Load(s + c + W) + Vector512.Load(bias + c + W));
-                a.Store(d + c);
-                b.Store(d + c + W);
+                TVec a = V.Apply<TAct>(V.Add(V.Load(s + c), V.Load(bias + c)));
+                TVec b = V.Apply<TAct>(V.Add(V.Load(s + c + V.Count), V.Load(bias + c + V.Count)));
+                V.Store(a, d + c);
+                V.Store(b, d + c + V.Count);
             }
-            for (; c < channels; c += W)
+            for (; c < channels; c += V.Count)
             {
-                Vector512<float> mask = MaskedTail.Mask512(channels - c);
-                Vector512<float> x = MaskedTail.Load(s + c, mask) + MaskedTail.Load(bias + c, mask);
-                MaskedTail.Store(d + c, mask, TAct.Apply(x));
+                TVec mask = V.Mask(channels - c);
+                TVec x = V.Add(V.MaskedLoad(s + c, mask), V.MaskedLoad(bias + c, mask));
+                V.MaskedStore(d + c, mask, V.Apply<TAct>(x));
             }
         }
     }

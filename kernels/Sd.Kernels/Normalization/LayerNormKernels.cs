@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Sd.Kernels.Elementwise;
 using Sd.Kernels.Threading;
@@ -128,141 +129,106 @@ internal readonly unsafe struct ScalarLayerRows : ILayerRows
 
 internal readonly unsafe struct LayerRows256 : ILayerRows
 {
-    private const int W = 8;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (double Mean, double Rstd) Statistics(float* x, int channels, float eps) =>
+        VectorLayerRows.Statistics<Vector256<float>, F32x8>(x, channels, eps);
 
-    public static (double Mean, double Rstd) Statistics(float* x, int channels, float eps)
-    {
-        Vector256<float> a = Vector256<float>.Zero, b = Vector256<float>.Zero;
-        int c = 0;
-        for (; c <= channels - 2 * W; c += 2 * W)
-        {
-            a += Vector256.Load(x + c);
-            b += Vector256.Load(x + c + W);
-        }
-        for (; c < channels; c += W)
-        {
-            a += MaskedTail.Load(x + c, MaskedTail.Mask256(channels - c));
-        }
-        float shift = Vector256.Sum(a + b) / channels;
-        Vector256<float> m = Vector256.Create(shift);
-        Vector256<float> d1a = Vector256<float>.Zero, d1b = Vector256<float>.Zero;
-        Vector256<float> d2a = Vector256<float>.Zero, d2b = Vector256<float>.Zero;
-        for (c = 0; c <= channels - 2 * W; c += 2 * W)
-        {
-            Vector256<float> da = Vector256.Load(x + c) - m;
-            Vector256<float> db = Vector256.Load(x + c + W) - m;
-            d1a += da;
-            d1b += db;
-            d2a = Vector256.FusedMultiplyAdd(da, da, d2a);
-            d2b = Vector256.FusedMultiplyAdd(db, db, d2b);
-        }
-        for (; c < channels; c += W)
-        {
-            // Lanes past the end must contribute 0, not -m.
-            Vector256<float> mask = MaskedTail.Mask256(channels - c);
-            Vector256<float> d = (MaskedTail.Load(x + c, mask) - m) & mask;
-            d1a += d;
-            d2a = Vector256.FusedMultiplyAdd(d, d, d2a);
-        }
-        return Finish(shift, Vector256.Sum(d1a + d1b), Vector256.Sum(d2a + d2b), channels, eps);
-    }
-
-    public static void Normalize(float* x, float* dst, float hi, float lo, float rstd, float* gamma, float* beta, int channels)
-    {
-        Vector256<float> m = Vector256.Create(hi), l = Vector256.Create(-lo), s = Vector256.Create(rstd);
-        int c = 0;
-        for (; c <= channels - 2 * W; c += 2 * W)
-        {
-            Vector256<float> sa = Vector256.Load(gamma + c) * s;
-            Vector256<float> sb = Vector256.Load(gamma + c + W) * s;
-            Vector256<float> ya = Vector256.FusedMultiplyAdd(
-                Vector256.Load(x + c) - m, sa, Vector256.FusedMultiplyAdd(l, sa, Vector256.Load(beta + c)));
-            Vector256<float> yb = Vector256.FusedMultiplyAdd(
-                Vector256.Load(x + c + W) - m, sb, Vector256.FusedMultiplyAdd(l, sb, Vector256.Load(beta + c + W)));
-            ya.Store(dst + c);
-            yb.Store(dst + c + W);
-        }
-        for (; c < channels; c += W)
-        {
-            Vector256<float> mask = MaskedTail.Mask256(channels - c);
-            Vector256<float> sc = MaskedTail.Load(gamma + c, mask) * s;
-            Vector256<float> y = Vector256.FusedMultiplyAdd(
-                MaskedTail.Load(x + c, mask) - m, sc, Vector256.FusedMultiplyAdd(l, sc, MaskedTail.Load(beta + c, mask)));
-            MaskedTail.Store(dst + c, mask, y);
-        }
-    }
-
-    /// <summary>Shared by both widths: exact mean and rstd from the shifted sums, in double.</summary>
-    internal static (double Mean, double Rstd) Finish(float shift, float dev, float dev2, int channels, float eps)
-    {
-        double d = dev;
-        double variance = Math.Max((dev2 - d * d / channels) / channels, 0);
-        return (shift + d / channels, 1 / Math.Sqrt(variance + eps));
-    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Normalize(
+        float* x, float* dst, float hi, float lo, float rstd, float* gamma, float* beta, int channels) =>
+        VectorLayerRows.Normalize<Vector256<float>, F32x8>(x, dst, hi, lo, rstd, gamma, beta, channels);
 }
 
 internal readonly unsafe struct LayerRows512 : ILayerRows
 {
-    private const int W = 16;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static (double Mean, double Rstd) Statistics(float* x, int channels, float eps) =>
+        VectorLayerRows.Statistics<Vector512<float>, F32x16>(x, channels, eps);
 
-    public static (double Mean, double Rstd) Statistics(float* x, int channels, float eps)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Normalize(
+        float* x, float* dst, float hi, float lo, float rstd, float* gamma, float* beta, int channels) =>
+        VectorLayerRows.Normalize<Vector512<float>, F32x16>(x, dst, hi, lo, rstd, gamma, beta, channels);
+}
+
+/// <summary>
+/// The vector rows of both widths, written once over the width's operations (<see cref="IF32Vector{TVec}"/>); the
+/// JIT specializes each width, so the loops compile as if written against Vector256 or Vector512 directly.
+/// </summary>
+internal static unsafe class VectorLayerRows
+{
+    public static (double Mean, double Rstd) Statistics<TVec, V>(float* x, int channels, float eps)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
     {
-        Vector512<float> a = Vector512<float>.Zero, b = Vector512<float>.Zero;
+        TVec a = V.Zero, b = V.Zero;
         int c = 0;
-        for (; c <= channels - 2 * W; c += 2 * W)
+        for (; c <= channels - 2 * V.Count; c += 2 * V.Count)
         {
-            a += Vector512.Load(x + c);
-            b += Vector512.Load(x + c + W);
+            a = V.Add(a, V.Load(x + c));
+            b = V.Add(b, V.Load(x + c + V.Count));
         }
-        for (; c < channels; c += W)
+        for (; c < channels; c += V.Count)
         {
-            a += MaskedTail.Load(x + c, MaskedTail.Mask512(channels - c));
+            a = V.Add(a, V.MaskedLoad(x + c, V.Mask(channels - c)));
         }
-        float shift = Vector512.Sum(a + b) / channels;
-        Vector512<float> m = Vector512.Create(shift);
-        Vector512<float> d1a = Vector512<float>.Zero, d1b = Vector512<float>.Zero;
-        Vector512<float> d2a = Vector512<float>.Zero, d2b = Vector512<float>.Zero;
-        for (c = 0; c <= channels - 2 * W; c += 2 * W)
+        float shift = V.Sum(V.Add(a, b)) / channels;
+        TVec m = V.Create(shift);
+        TVec d1a = V.Zero, d1b = V.Zero;
+        TVec d2a = V.Zero, d2b = V.Zero;
+        for (c = 0; c <= channels - 2 * V.Count; c += 2 * V.Count)
         {
-            Vector512<float> da = Vector512.Load(x + c) - m;
-            Vector512<float> db = Vector512.Load(x + c + W) - m;
-            d1a += da;
-            d1b += db;
-            d2a = Vector512.FusedMultiplyAdd(da, da, d2a);
-            d2b = Vector512.FusedMultiplyAdd(db, db, d2b);
+            TVec da = V.Subtract(V.Load(x + c), m);
+            TVec db = V.Subtract(V.Load(x + c + V.Count), m);
+            d1a = V.Add(d1a, da);
+            d1b = V.Add(d1b, db);
+            d2a = V.FusedMultiplyAdd(da, da, d2a);
+            d2b = V.FusedMultiplyAdd(db, db, d2b);
         }
-        for (; c < channels; c += W)
+        for (; c < channels; c += V.Count)
         {
-            Vector512<float> mask = MaskedTail.Mask512(channels - c);
-            Vector512<float> d = (MaskedTail.Load(x + c, mask) - m) & mask;
-            d1a += d;
-            d2a = Vector512.FusedMultiplyAdd(d, d, d2a);
+            // Lanes past the end must contribute 0, not -m.
+            TVec mask = V.Mask(channels - c);
+            TVec d = V.And(V.Subtract(V.MaskedLoad(x + c, mask), m), mask);
+            d1a = V.Add(d1a, d);
+            d2a = V.FusedMultiplyAdd(d, d, d2a);
         }
-        return LayerRows256.Finish(shift, Vector512.Sum(d1a + d1b), Vector512.Sum(d2a + d2b), channels, eps);
+        return Finish(shift, V.Sum(V.Add(d1a, d1b)), V.Sum(V.Add(d2a, d2b)), channels, eps);
     }
 
-    public static void Normalize(float* x, float* dst, float hi, float lo, float rstd, float* gamma, float* beta, int channels)
+    public static void Normalize<TVec, V>(
+        float* x, float* dst, float hi, float lo, float rstd, float* gamma, float* beta, int channels)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
     {
-        Vector512<float> m = Vector512.Create(hi), l = Vector512.Create(-lo), s = Vector512.Create(rstd);
+        TVec m = V.Create(hi), l = V.Create(-lo), s = V.Create(rstd);
         int c = 0;
-        for (; c <= channels - 2 * W; c += 2 * W)
+        for (; c <= channels - 2 * V.Count; c += 2 * V.Count)
         {
-            Vector512<float> sa = Vector512.Load(gamma + c) * s;
-            Vector512<float> sb = Vector512.Load(gamma + c + W) * s;
-            Vector512<float> ya = Vector512.FusedMultiplyAdd(
-                Vector512.Load(x + c) - m, sa, Vector512.FusedMultiplyAdd(l, sa, Vector512.Load(beta + c)));
-            Vector512<float> yb = Vector512.FusedMultiplyAdd(
-                Vector512.Load(x + c + W) - m, sb, Vector512.FusedMultiplyAdd(l, sb, Vector512.Load(beta + c + W)));
-            ya.Store(dst + c);
-            yb.Store(dst + c + W);
+            TVec sa = V.Multiply(V.Load(gamma + c), s);
+            TVec sb = V.Multiply(V.Load(gamma + c + V.Count), s);
+            TVec ya = V.FusedMultiplyAdd(
+                V.Subtract(V.Load(x + c), m), sa, V.FusedMultiplyAdd(l, sa, V.Load(beta + c)));
+            TVec yb = V.FusedMultiplyAdd(
+                V.Subtract(V.Load(x + c + V.Count), m), sb, V.FusedMultiplyAdd(l, sb, V.Load(beta + c + V.Count)));
+            V.Store(ya, dst + c);
+            V.Store(yb, dst + c + V.Count);
         }
-        for (; c < channels; c += W)
+        for (; c < channels; c += V.Count)
         {
-            Vector512<float> mask = MaskedTail.Mask512(channels - c);
-            Vector512<float> sc = MaskedTail.Load(gamma + c, mask) * s;
-            Vector512<float> y = Vector512.FusedMultiplyAdd(
-                MaskedTail.Load(x + c, mask) - m, sc, Vector512.FusedMultiplyAdd(l, sc, MaskedTail.Load(beta + c, mask)));
-            MaskedTail.Store(dst + c, mask, y);
+            TVec mask = V.Mask(channels - c);
+            TVec sc = V.Multiply(V.MaskedLoad(gamma + c, mask), s);
+            TVec y = V.FusedMultiplyAdd(
+                V.Subtract(V.MaskedLoad(x + c, mask), m), sc, V.FusedMultiplyAdd(l, sc, V.MaskedLoad(beta + c, mask)));
+            V.MaskedStore(dst + c, mask, y);
         }
+    }
+
+    /// <summary>Exact mean and rstd from the shifted sums, in double.</summary>
+    private static (double Mean, double Rstd) Finish(float shift, float dev, float dev2, int channels, float eps)
+    {
+        double d = dev;
+        double variance = Math.Max((dev2 - d * d / channels) / channels, 0);
+        return (shift + d / channels, 1 / Math.Sqrt(variance + eps));
     }
 }

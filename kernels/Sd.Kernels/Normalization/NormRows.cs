@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Sd.Kernels.Elementwise;
 
@@ -64,198 +65,130 @@ internal readonly unsafe struct ScalarRows : INormRows
 
 internal readonly unsafe struct Rows256 : INormRows
 {
-    private const int W = 8;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ChunkStatistics(float* x, int rows, int channels, float* mean, float* dev, float* dev2) =>
+        VectorRows.ChunkStatistics<Vector256<float>, F32x8>(x, rows, channels, mean, dev, dev2);
 
-    public static void ChunkStatistics(float* x, int rows, int channels, float* mean, float* dev, float* dev2)
-    {
-        Vector256<float> inverse = Vector256.Create(1f / rows);
-        int c = 0;
-        for (; c <= channels - 4 * W; c += 4 * W)
-        {
-            float* column = x + c;
-            Vector256<float> m0 = Vector256<float>.Zero, m1 = m0, m2 = m0, m3 = m0;
-            for (int r = 0; r < rows; r++)
-            {
-                float* p = column + (nint)r * channels;
-                m0 += Vector256.Load(p);
-                m1 += Vector256.Load(p + W);
-                m2 += Vector256.Load(p + 2 * W);
-                m3 += Vector256.Load(p + 3 * W);
-            }
-            m0 *= inverse;
-            m1 *= inverse;
-            m2 *= inverse;
-            m3 *= inverse;
-            Vector256<float> s0 = Vector256<float>.Zero, s1 = s0, s2 = s0, s3 = s0;
-            Vector256<float> q0 = Vector256<float>.Zero, q1 = q0, q2 = q0, q3 = q0;
-            for (int r = 0; r < rows; r++)
-            {
-                float* p = column + (nint)r * channels;
-                Vector256<float> d0 = Vector256.Load(p) - m0;
-                Vector256<float> d1 = Vector256.Load(p + W) - m1;
-                Vector256<float> d2 = Vector256.Load(p + 2 * W) - m2;
-                Vector256<float> d3 = Vector256.Load(p + 3 * W) - m3;
-                s0 += d0;
-                s1 += d1;
-                s2 += d2;
-                s3 += d3;
-                q0 = Vector256.FusedMultiplyAdd(d0, d0, q0);
-                q1 = Vector256.FusedMultiplyAdd(d1, d1, q1);
-                q2 = Vector256.FusedMultiplyAdd(d2, d2, q2);
-                q3 = Vector256.FusedMultiplyAdd(d3, d3, q3);
-            }
-            m0.Store(mean + c);
-            m1.Store(mean + c + W);
-            m2.Store(mean + c + 2 * W);
-            m3.Store(mean + c + 3 * W);
-            s0.Store(dev + c);
-            s1.Store(dev + c + W);
-            s2.Store(dev + c + 2 * W);
-            s3.Store(dev + c + 3 * W);
-            q0.Store(dev2 + c);
-            q1.Store(dev2 + c + W);
-            q2.Store(dev2 + c + 2 * W);
-            q3.Store(dev2 + c + 3 * W);
-        }
-        for (; c < channels; c += W)
-        {
-            // Masked-off lanes load 0, so their mean and deviations are 0 and the padding stores zeros.
-            Vector256<float> mask = MaskedTail.Mask256(channels - c);
-            float* column = x + c;
-            Vector256<float> m = Vector256<float>.Zero;
-            for (int r = 0; r < rows; r++)
-            {
-                m += MaskedTail.Load(column + (nint)r * channels, mask);
-            }
-            m *= inverse;
-            Vector256<float> s = Vector256<float>.Zero, q = Vector256<float>.Zero;
-            for (int r = 0; r < rows; r++)
-            {
-                Vector256<float> d = MaskedTail.Load(column + (nint)r * channels, mask) - m;
-                s += d;
-                q = Vector256.FusedMultiplyAdd(d, d, q);
-            }
-            m.Store(mean + c);
-            s.Store(dev + c);
-            q.Store(dev2 + c);
-        }
-    }
-
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void NormalizeRow<TAct>(float* src, float* dst, float* mean, float* scale, float* shift, int channels)
-        where TAct : IActivation
-    {
-        int c = 0;
-        for (; c <= channels - W; c += W)
-        {
-            Vector256<float> y = Vector256.FusedMultiplyAdd(
-                Vector256.Load(src + c) - Vector256.Load(mean + c), Vector256.Load(scale + c), Vector256.Load(shift + c));
-            TAct.Apply(y).Store(dst + c);
-        }
-        if (c < channels)
-        {
-            Vector256<float> mask = MaskedTail.Mask256(channels - c);
-            Vector256<float> y = Vector256.FusedMultiplyAdd(
-                MaskedTail.Load(src + c, mask) - Vector256.Load(mean + c), Vector256.Load(scale + c), Vector256.Load(shift + c));
-            MaskedTail.Store(dst + c, mask, TAct.Apply(y));
-        }
-    }
+        where TAct : IActivation =>
+        VectorRows.NormalizeRow<Vector256<float>, F32x8, TAct>(src, dst, mean, scale, shift, channels);
 }
 
 internal readonly unsafe struct Rows512 : INormRows
 {
-    private const int W = 16;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ChunkStatistics(float* x, int rows, int channels, float* mean, float* dev, float* dev2) =>
+        VectorRows.ChunkStatistics<Vector512<float>, F32x16>(x, rows, channels, mean, dev, dev2);
 
-    public static void ChunkStatistics(float* x, int rows, int channels, float* mean, float* dev, float* dev2)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void NormalizeRow<TAct>(float* src, float* dst, float* mean, float* scale, float* shift, int channels)
+        where TAct : IActivation =>
+        VectorRows.NormalizeRow<Vector512<float>, F32x16, TAct>(src, dst, mean, scale, shift, channels);
+}
+
+/// <summary>
+/// The vector rows of both widths, written once over the width's operations (<see cref="IF32Vector{TVec}"/>); the
+/// JIT specializes each width, so the loops compile as if written against Vector256 or Vector512 directly.
+/// </summary>
+internal static unsafe class VectorRows
+{
+    public static void ChunkStatistics<TVec, V>(float* x, int rows, int channels, float* mean, float* dev, float* dev2)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
     {
-        Vector512<float> inverse = Vector512.Create(1f / rows);
+        TVec inverse = V.Create(1f / rows);
         int c = 0;
-        for (; c <= channels - 4 * W; c += 4 * W)
+        for (; c <= channels - 4 * V.Count; c += 4 * V.Count)
         {
             float* column = x + c;
-            Vector512<float> m0 = Vector512<float>.Zero, m1 = m0, m2 = m0, m3 = m0;
+            TVec m0 = V.Zero, m1 = m0, m2 = m0, m3 = m0;
             for (int r = 0; r < rows; r++)
             {
                 float* p = column + (nint)r * channels;
-                m0 += Vector512.Load(p);
-                m1 += Vector512.Load(p + W);
-                m2 += Vector512.Load(p + 2 * W);
-                m3 += Vector512.Load(p + 3 * W);
+                m0 = V.Add(m0, V.Load(p));
+                m1 = V.Add(m1, V.Load(p + V.Count));
+                m2 = V.Add(m2, V.Load(p + 2 * V.Count));
+                m3 = V.Add(m3, V.Load(p + 3 * V.Count));
             }
-            m0 *= inverse;
-            m1 *= inverse;
-            m2 *= inverse;
-            m3 *= inverse;
-            Vector512<float> s0 = Vector512<float>.Zero, s1 = s0, s2 = s0, s3 = s0;
-            Vector512<float> q0 = Vector512<float>.Zero, q1 = q0, q2 = q0, q3 = q0;
+            m0 = V.Multiply(m0, inverse);
+            m1 = V.Multiply(m1, inverse);
+            m2 = V.Multiply(m2, inverse);
+            m3 = V.Multiply(m3, inverse);
+            TVec s0 = V.Zero, s1 = s0, s2 = s0, s3 = s0;
+            TVec q0 = V.Zero, q1 = q0, q2 = q0, q3 = q0;
             for (int r = 0; r < rows; r++)
             {
                 float* p = column + (nint)r * channels;
-                Vector512<float> d0 = Vector512.Load(p) - m0;
-                Vector512<float> d1 = Vector512.Load(p + W) - m1;
-                Vector512<float> d2 = Vector512.Load(p + 2 * W) - m2;
-                Vector512<float> d3 = Vector512.Load(p + 3 * W) - m3;
-                s0 += d0;
-                s1 += d1;
-                s2 += d2;
-                s3 += d3;
-                q0 = Vector512.FusedMultiplyAdd(d0, d0, q0);
-                q1 = Vector512.FusedMultiplyAdd(d1, d1, q1);
-                q2 = Vector512.FusedMultiplyAdd(d2, d2, q2);
-                q3 = Vector512.FusedMultiplyAdd(d3, d3, q3);
+                TVec d0 = V.Subtract(V.Load(p), m0);
+                TVec d1 = V.Subtract(V.Load(p + V.Count), m1);
+                TVec d2 = V.Subtract(V.Load(p + 2 * V.Count), m2);
+                TVec d3 = V.Subtract(V.Load(p + 3 * V.Count), m3);
+                s0 = V.Add(s0, d0);
+                s1 = V.Add(s1, d1);
+                s2 = V.Add(s2, d2);
+                s3 = V.Add(s3, d3);
+                q0 = V.FusedMultiplyAdd(d0, d0, q0);
+                q1 = V.FusedMultiplyAdd(d1, d1, q1);
+                q2 = V.FusedMultiplyAdd(d2, d2, q2);
+                q3 = V.FusedMultiplyAdd(d3, d3, q3);
             }
-            m0.Store(mean + c);
-            m1.Store(mean + c + W);
-            m2.Store(mean + c + 2 * W);
-            m3.Store(mean + c + 3 * W);
-            s0.Store(dev + c);
-            s1.Store(dev + c + W);
-            s2.Store(dev + c + 2 * W);
-            s3.Store(dev + c + 3 * W);
-            q0.Store(dev2 + c);
-            q1.Store(dev2 + c + W);
-            q2.Store(dev2 + c + 2 * W);
-            q3.Store(dev2 + c + 3 * W);
+            V.Store(m0, mean + c);
+            V.Store(m1, mean + c + V.Count);
+            V.Store(m2, mean + c + 2 * V.Count);
+            V.Store(m3, mean + c + 3 * V.Count);
+            V.Store(s0, dev + c);
+            V.Store(s1, dev + c + V.Count);
+            V.Store(s2, dev + c + 2 * V.Count);
+            V.Store(s3, dev + c + 3 * V.Count);
+            V.Store(q0, dev2 + c);
+            V.Store(q1, dev2 + c + V.Count);
+            V.Store(q2, dev2 + c + 2 * V.Count);
+            V.Store(q3, dev2 + c + 3 * V.Count);
         }
-        for (; c < channels; c += W)
+        for (; c < channels; c += V.Count)
         {
             // Masked-off lanes load 0, so their mean and deviations are 0 and the padding stores zeros.
-            Vector512<float> mask = MaskedTail.Mask512(channels - c);
+            TVec mask = V.Mask(channels - c);
             float* column = x + c;
-            Vector512<float> m = Vector512<float>.Zero;
+            TVec m = V.Zero;
             for (int r = 0; r < rows; r++)
             {
-                m += MaskedTail.Load(column + (nint)r * channels, mask);
+                m = V.Add(m, V.MaskedLoad(column + (nint)r * channels, mask));
             }
-            m *= inverse;
-            Vector512<float> s = Vector512<float>.Zero, q = Vector512<float>.Zero;
+            m = V.Multiply(m, inverse);
+            TVec s = V.Zero, q = V.Zero;
             for (int r = 0; r < rows; r++)
             {
-                Vector512<float> d = MaskedTail.Load(column + (nint)r * channels, mask) - m;
-                s += d;
-                q = Vector512.FusedMultiplyAdd(d, d, q);
+                TVec d = V.Subtract(V.MaskedLoad(column + (nint)r * channels, mask), m);
+                s = V.Add(s, d);
+                q = V.FusedMultiplyAdd(d, d, q);
             }
-            m.Store(mean + c);
-            s.Store(dev + c);
-            q.Store(dev2 + c);
+            V.Store(m, mean + c);
+            V.Store(s, dev + c);
+            V.Store(q, dev2 + c);
         }
     }
 
-    public static void NormalizeRow<TAct>(float* src, float* dst, float* mean, float* scale, float* shift, int channels)
+    public static void NormalizeRow<TVec, V, TAct>(
+        float* src, float* dst, float* mean, float* scale, float* shift, int channels)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
         where TAct : IActivation
     {
         int c = 0;
-        for (; c <= channels - W; c += W)
+        for (; c <= channels - V.Count; c += V.Count)
         {
-            Vector512<float> y = Vector512.FusedMultiplyAdd(
-                Vector512.Load(src + c) - Vector512.Load(mean + c), Vector512.Load(scale + c), Vector512.Load(shift + c));
-            TAct.Apply(y).Store(dst + c);
+            TVec y = V.FusedMultiplyAdd(
+                V.Subtract(V.Load(src + c), V.Load(mean + c)), V.Load(scale + c), V.Load(shift + c));
+            V.Store(V.Apply<TAct>(y), dst + c);
         }
         if (c < channels)
         {
-            Vector512<float> mask = MaskedTail.Mask512(channels - c);
-            Vector512<float> y = Vector512.FusedMultiplyAdd(
-                MaskedTail.Load(src + c, mask) - Vector512.Load(mean + c), Vector512.Load(scale + c), Vector512.Load(shift + c));
-            MaskedTail.Store(dst + c, mask, TAct.Apply(y));
+            TVec mask = V.Mask(channels - c);
+            TVec y = V.FusedMultiplyAdd(
+                V.Subtract(V.MaskedLoad(src + c, mask), V.Load(mean + c)), V.Load(scale + c), V.Load(shift + c));
+            V.MaskedStore(dst + c, mask, V.Apply<TAct>(y));
         }
     }
 }
