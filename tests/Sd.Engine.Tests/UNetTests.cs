@@ -52,7 +52,7 @@ public sealed class UNetTests(ITestOutputHelper output)
     public void The_winograd_budget_picks_the_finest_levels_first()
     {
         UNetConfig sd15 = Sd.Loaders.Layout.Sd15.UNet;
-        Assert.Equal([true, true, false, false], new UNetOptions().WinogradLevels(sd15));
+        Assert.Equal([true, false, false, false], new UNetOptions().WinogradLevels(sd15));
         Assert.Equal([false, false, false, false], new UNetOptions { WinogradBudgetBytes = 0 }.WinogradLevels(sd15));
         Assert.Equal([true, true, true, true], new UNetOptions { WinogradBudgetBytes = long.MaxValue }.WinogradLevels(sd15));
         // By default 16-bit weights stay 16-bit (streamed Winograd), unless a budget is given.

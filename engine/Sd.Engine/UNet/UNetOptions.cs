@@ -11,15 +11,15 @@ public sealed record UNetOptions
     /// original's size on top, 7x a 16-bit one's). Resolution levels get stored weights from the finest (where they
     /// save the most work per byte: 4096 pixels per weight at 64x64 latents, 64 at 8x8) while their cost fits; the
     /// rest transform their weights per call (streamed Winograd, about 20% slower per layer than stored) or run
-    /// implicit GEMM on tiny images. Null (the default) picks by the weights' format: 1 GiB for float32 (SD 1.5's two
-    /// finest levels, 0.95 GB, keeping the fp32 UNet under 5 GB: 4.0 s per CFG step vs 4.1 s with none) and 0 for
-    /// F16/BF16, which keeps them 16-bit everywhere (SD 1.5: 2.1 GB instead of 3.1 GB peak; txt2img at the same
-    /// speed, measured 96.7 vs 97.7 s).
+    /// implicit GEMM on tiny images. Null (the default) picks by the weights' format: 256 MiB for float32 (SD 1.5's
+    /// finest level, 0.2 GB: the UNet at 3.9 GB peak instead of 4.6 GB with both finest levels stored, at the same
+    /// speed, measured 3.61/4.00 s vs 3.61/3.98 s per CFG step) and 0 for F16/BF16, which keeps them 16-bit
+    /// everywhere (SD 1.5: 2.1 GB instead of 3.1 GB peak; txt2img at the same speed, measured 96.7 vs 97.7 s).
     /// </summary>
     public long? WinogradBudgetBytes { get; init; }
 
     /// <summary>The default budget for float32 weights.</summary>
-    public const long DefaultFloat32BudgetBytes = 1L << 30;
+    public const long DefaultFloat32BudgetBytes = 256L << 20;
 
     /// <summary>Which resolution levels (0 = finest) store Winograd weights under the budget.</summary>
     public bool[] WinogradLevels(UNetConfig config, bool sixteenBitWeights = false)

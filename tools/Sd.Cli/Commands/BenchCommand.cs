@@ -30,8 +30,9 @@ public static class BenchCommand
         or --tokenizer DIR). Threads: --threads or SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind.
-        --winograd-budget sets the UNet's memory for stored Winograd weights (default 1024 MiB: SD 1.5's two finest
-        levels; 0 transforms every 3x3 layer's weights per call, which keeps 16-bit weights 16-bit).
+        --winograd-budget sets the UNet's memory for stored Winograd weights (default: 256 MiB for float32 weights,
+        SD 1.5's finest level, and 0 for 16-bit weights, which then stay 16-bit: every 3x3 layer transforms its weights
+        per call).
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
