@@ -51,6 +51,37 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// A per-image bias (ResNet conv bias + time embedding) in one implicit GEMM over the batch: row blocks span image
+    /// boundaries (35 output pixels per image), so the epilogue must switch bias vectors inside a block.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Implicit_gemm_adds_each_image_its_own_bias(string name)
+    {
+        GemmVariant variant = Variant(name);
+        var random = new Random(16);
+        var s = new ConvShape(3, 5, 7, 24, 40);
+        int perImageIn = s.Height * s.Width * s.InChannels, perImageOut = s.Height * s.Width * s.OutChannels;
+        float[] x = GemmKernelsTests.RandomArray(random, s.Batch * perImageIn);
+        float[] w = GemmKernelsTests.RandomArray(random, s.OutChannels * s.InChannels * 9);
+        float[] bias = GemmKernelsTests.RandomArray(random, s.Batch * s.OutChannels);
+        float[] residual = GemmKernelsTests.RandomArray(random, s.Batch * perImageOut);
+        var expected = new float[s.Batch * perImageOut];
+        var actual = new float[expected.Length];
+        fixed (float* px = x, pw = w, pb = bias, pr = residual, pe = expected, pa = actual)
+        {
+            for (int n = 0; n < s.Batch; n++)
+            {
+                ConvReference.Conv2d(s with { Batch = 1 }, px + n * perImageIn, pw, pb + n * s.OutChannels, pr + n * perImageOut, pe + n * perImageOut);
+            }
+            using PackedWeights packed = ImplicitGemmConv.PackWeights(pw, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
+            ImplicitGemmConv.Run(variant, s, px, packed, pb, true, pr, s.OutChannels, pa, s.OutChannels);
+        }
+        double error = RelativeL2(expected, actual);
+        Assert.True(error <= 1e-5, $"{name}: relative L2 error {error:E2}");
+    }
+
     /// <summary>16-bit conv weights keep their format through the (tap, channel) repacking: same output as floats.</summary>
     [Theory]
     [MemberData(nameof(Variants))]

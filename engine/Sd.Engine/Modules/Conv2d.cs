@@ -101,36 +101,29 @@ public sealed unsafe class Conv2d : IDisposable
                 residual, OutChannels, y, OutChannels,
                 (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd]);
         }
+        else if (!shape.IsPointwise)
+        {
+            ImplicitGemmConv.Run(GemmKernels.Selected, shape, x, _gemm!, bias, biasPerImage, residual, OutChannels, y, OutChannels);
+        }
         else if (!biasPerImage)
         {
-            Run(shape, x, bias, residual, y);
+            Pointwise(batch * height * width, x, bias, residual, y);
         }
         else
         {
             // One GEMM per image, so each gets its own bias vector.
-            ConvShape single = shape with { Batch = 1 };
-            long inImage = (long)height * width * InChannels;
-            long outImage = (long)shape.OutHeight * shape.OutWidth * OutChannels;
+            long inImage = (long)height * width * InChannels, outImage = (long)height * width * OutChannels;
             for (int n = 0; n < batch; n++)
             {
-                Run(single, x + n * inImage, bias + (long)n * OutChannels, residual == null ? null : residual + n * outImage, y + n * outImage);
+                Pointwise(height * width, x + n * inImage, bias + (long)n * OutChannels, residual == null ? null : residual + n * outImage, y + n * outImage);
             }
         }
     }
 
     private bool Streams(int batch, int height, int width) => _streamed && (long)batch * ((height + 3) / 4) * ((width + 3) / 4) >= StreamedMinTiles;
 
-    private void Run(in ConvShape shape, float* x, float* bias, float* residual, float* y)
-    {
-        if (shape.IsPointwise)
-        {
-            GemmKernels.Multiply(shape.Batch * shape.Height * shape.Width, x, InChannels, _gemm!, y, OutChannels, bias, residual, OutChannels);
-        }
-        else
-        {
-            ImplicitGemmConv.Run(GemmKernels.Selected, shape, x, _gemm!, bias, residual, OutChannels, y, OutChannels);
-        }
-    }
+    private void Pointwise(int pixels, float* x, float* bias, float* residual, float* y) =>
+        GemmKernels.Multiply(pixels, x, InChannels, _gemm!, y, OutChannels, bias, residual, OutChannels);
 
     public long SizeInBytes => (_gemm?.SizeInBytes ?? 0) + (_winograd?.SizeInBytes ?? 0) + _bias.Length * sizeof(float);
 

@@ -36,7 +36,12 @@ public static unsafe class ImplicitGemmConv
     /// so a convolution can write into, or read from, a channel slice of a wider tensor.
     /// </summary>
     public static void Run(GemmVariant variant, in ConvShape shape, float* input, PackedWeights weights,
-        float* bias, float* residual, int residualStride, float* output, int outputStride)
+        float* bias, float* residual, int residualStride, float* output, int outputStride) =>
+        Run(variant, shape, input, weights, bias, false, residual, residualStride, output, outputStride);
+
+    /// <summary>As above; with <paramref name="biasPerImage"/>, <paramref name="bias"/> holds one Cout vector per image.</summary>
+    public static void Run(GemmVariant variant, in ConvShape shape, float* input, PackedWeights weights,
+        float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride)
     {
         using var profile = Diagnostics.KernelProfiler.Measure(shape.KernelH == 3 && shape.KernelW == 3 && shape.StrideH == 1 ? Diagnostics.KernelKind.Conv3x3 : Diagnostics.KernelKind.ConvOther);
         shape.Validate();
@@ -54,6 +59,7 @@ public static unsafe class ImplicitGemmConv
             Ldc = outputStride,
         };
         GemmKernels.SetEpilogue(ref args, bias, residual, residualStride);
+        args.BiasRows = biasPerImage ? shape.OutHeight * shape.OutWidth : 0;
         GemmKernels.Run(variant, ref args);
     }
 

@@ -20,6 +20,13 @@ public unsafe struct GemmArgs
     public float* C;
     public int Ldc;
     public float* Bias;
+
+    /// <summary>
+    /// Rows that share one bias vector, 0 for all of them: with n > 0 row r adds bias[(r / n) * N + j] (a batch of
+    /// images with one bias each, e.g. a ResNet conv bias plus that image's time embedding).
+    /// </summary>
+    public int BiasRows;
+
     public float* Residual;
     public int Ldr;
 

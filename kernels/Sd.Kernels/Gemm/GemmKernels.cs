@@ -310,7 +310,7 @@ public static unsafe class GemmKernels
                 if (last && (args->Bias != null || args->Residual != null))
                 {
                     float* residual = args->Residual == null ? null : args->Residual + (nint)row0 * args->Ldr + j0;
-                    Epilogue(cBlock, ldc, rows, Math.Min(nr, args->W.N - j0), args->Bias == null ? null : args->Bias + j0, residual, args->Ldr);
+                    ApplyEpilogue(args, cBlock, row0, rows, j0, Math.Min(nr, args->W.N - j0), residual);
                 }
             }
         }
@@ -383,6 +383,20 @@ public static unsafe class GemmKernels
             {
                 c[(nint)r * ldc + j] = overwrite ? tile[r * ldt + j] : c[(nint)r * ldc + j] + tile[r * ldt + j];
             }
+        }
+    }
+
+    /// <summary>Bias and residual for rows [row0, row0 + rows) of columns [j0, j0 + cols), split where the bias changes.</summary>
+    private static void ApplyEpilogue(GemmArgs* args, float* c, int row0, int rows, int j0, int cols, float* residual)
+    {
+        int segment = args->BiasRows > 0 && args->Bias != null ? args->BiasRows : int.MaxValue;
+        for (int r = row0; r < row0 + rows;)
+        {
+            int end = (int)Math.Min(row0 + rows, ((long)r / segment + 1) * segment);
+            float* bias = args->Bias == null ? null : args->Bias + (nint)(r / segment) * args->W.N + j0;
+            Epilogue(c + (nint)(r - row0) * args->Ldc, args->Ldc, end - r, cols, bias,
+                residual == null ? null : residual + (nint)(r - row0) * args->Ldr, args->Ldr);
+            r = end;
         }
     }
 
