@@ -7,7 +7,8 @@ namespace Sd.Bench.Kernels;
 
 /// <summary>
 /// 3x3 convolutions on SD 1.5 shapes (NHWC, batch 2 for the UNet as with classifier-free guidance, batch 1 for
-/// the VAE): Winograd F(4x4,3x3) against implicit GEMM (the direct-convolution baseline). Effective GFLOP/s =
+/// the VAE): Winograd F(4x4,3x3) with stored and with streamed (per-call transformed) weights against implicit GEMM
+/// (the direct-convolution baseline). Effective GFLOP/s =
 /// direct-convolution FLOPs / time, so Winograd can exceed the FMA peak.
 /// </summary>
 [MemoryDiagnoser]
@@ -42,7 +43,8 @@ public unsafe class ConvBenchmarks
         _direct = ImplicitGemmConv.PackWeights(w, s.OutChannels, s.InChannels, 3, 3, GemmKernels.PanelWidth);
         _winograd = WinogradWeights.Create(w, s.OutChannels, s.InChannels, GemmKernels.PanelWidth);
         NativeMemory.AlignedFree(w);
-        long workspace = WinogradConv.WorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels);
+        long workspace = Math.Max(WinogradConv.WorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels),
+            WinogradConv.StreamedWorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels));
         _workspace = (float*)NativeMemory.AlignedAlloc((nuint)workspace * sizeof(float), 64);
     }
 
@@ -58,6 +60,13 @@ public unsafe class ConvBenchmarks
     {
         ConvShape s = Conv;
         WinogradConv.Run(GemmKernels.Selected, s.Batch, s.Height, s.Width, _x, _winograd!, null, false, null, s.OutChannels, _y, s.OutChannels, _workspace);
+    }
+
+    [Benchmark]
+    public void WinogradStreamed()
+    {
+        ConvShape s = Conv;
+        WinogradConv.RunStreamed(GemmKernels.Selected, s.Batch, s.Height, s.Width, _x, _direct!, null, false, null, s.OutChannels, _y, s.OutChannels, _workspace);
     }
 
     [GlobalCleanup]
