@@ -90,7 +90,7 @@ public static unsafe class ImplicitGemmConv
                     pixels[rr] = TapPixel(src, origins + 3 * rr, tap, ci);
                 }
                 float* d = panel + (nint)(k - k0) * mr;
-                int done = r == 14 && mr == 14 ? PanelTranspose.Pack14Rows(pixels, run, d) : 0;
+                int done = r == PanelTranspose.Rows && mr == PanelTranspose.Rows ? PanelTranspose.Pack14Rows(pixels, run, d) : 0;
                 for (int rr = 0; rr < r; rr++)
                 {
                     float* pixel = pixels[rr];

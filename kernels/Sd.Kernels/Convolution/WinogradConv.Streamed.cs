@@ -63,40 +63,29 @@ public static unsafe partial class WinogradConv
             throw new ArgumentException($"weights [{weights.N}, {weights.K}] packed for NR={weights.PanelWidth} are not 3x3 weights for the {variant.Name} kernel", nameof(weights));
         }
         int inChannels = weights.K / 9, outChannels = weights.N;
-        ArgumentOutOfRangeException.ThrowIfLessThan(outputStride, outChannels);
-        Diagnostics.FlopCounter.Add(2L * batch * height * width * outChannels * 9 * inChannels);
-        int tilesY = (height + 3) / 4, tilesX = (width + 3) / 4;
-        int tileCount = batch * tilesY * tilesX;
         int blockTiles = StreamedBlockTiles(batch, height, width, inChannels, outChannels);
-        int threads = WorkerPool.Shared.ThreadCount;
         var ctx = new Context
         {
-            Input = input, Output = output, Bias = bias, BiasPerImage = biasPerImage, Residual = residual, ResidualStride = residualStride,
-            OutputStride = outputStride, Height = height, Width = width, InChannels = inChannels, OutChannels = outChannels,
-            TilesX = tilesX, TilesPerImage = tilesY * tilesX, Variant = variant, Raw = new PackedWeightsView(weights),
-            V = workspace, M = workspace + (long)Positions * blockTiles * inChannels, LdM = outChannels,
+            V = workspace, M = workspace + (long)Positions * blockTiles * inChannels, Raw = new PackedWeightsView(weights),
             ChannelBlocks = ChannelBlocks(inChannels), TilesStride = blockTiles + MaxMr,
         };
         ctx.PackedV = ctx.M + (long)Positions * blockTiles * outChannels;
-        for (int start = 0; start < tileCount; start += blockTiles)
-        {
-            ctx.BlockStart = start;
-            ctx.BlockTiles = Math.Min(blockTiles, tileCount - start);
-            int transformTasks = Math.Min(ctx.BlockTiles, threads * 8);
-            ctx.TilesPerTask = (ctx.BlockTiles + transformTasks - 1) / transformTasks;
-            transformTasks = (ctx.BlockTiles + ctx.TilesPerTask - 1) / ctx.TilesPerTask;
-            WorkerPool.Shared.Run(&InputTask, &ctx, transformTasks);
-            WorkerPool.Shared.Run(&PackVTask, &ctx, Positions * ctx.ChannelBlocks);
-            // Each task transforms its weight panel once for all its rows: as many rows per task as still leaves
-            // about 4 tasks per thread.
-            int rowBlock = GemmKernels.RowBlock(variant);
-            int rowBlocks = (ctx.BlockTiles + rowBlock - 1) / rowBlock;
-            int perTask = Math.Max(1, rowBlocks * ctx.Raw.Panels / (threads * 4));
-            ctx.RowsPerTask = Math.Min(rowBlocks, perTask) * rowBlock;
-            ctx.RowBlocks = (ctx.BlockTiles + ctx.RowsPerTask - 1) / ctx.RowsPerTask;
-            WorkerPool.Shared.Run(&StreamedGemmTask, &ctx, ctx.RowBlocks * ctx.Raw.Panels);
-            WorkerPool.Shared.Run(&OutputTask, &ctx, transformTasks);
-        }
+        RunBlocks(&ctx, variant, batch, height, width, inChannels, outChannels, input, bias, biasPerImage,
+            residual, residualStride, output, outputStride, blockTiles, &StreamedGemmPhase);
+    }
+
+    /// <summary>V packed once for all tasks, then (row range, weight panel) tasks that transform their weights.</summary>
+    private static void StreamedGemmPhase(Context* ctx)
+    {
+        WorkerPool.Shared.Run(&PackVTask, ctx, Positions * ctx->ChannelBlocks);
+        // Each task transforms its weight panel once for all its rows: as many rows per task as still leaves about 4
+        // tasks per thread.
+        int rowBlock = GemmKernels.RowBlock(ctx->Variant);
+        int rowBlocks = (ctx->BlockTiles + rowBlock - 1) / rowBlock;
+        int perTask = Math.Max(1, rowBlocks * ctx->Raw.Panels / (WorkerPool.Shared.ThreadCount * 4));
+        ctx->RowsPerTask = Math.Min(rowBlocks, perTask) * rowBlock;
+        ctx->RowBlocks = (ctx->BlockTiles + ctx->RowsPerTask - 1) / ctx->RowsPerTask;
+        WorkerPool.Shared.Run(&StreamedGemmTask, ctx, ctx->RowBlocks * ctx->Raw.Panels);
     }
 
     /// <summary>Packs V of one (position, channel block) into MR-row micro-panels for every GEMM task to share.</summary>

@@ -79,40 +79,68 @@ public static unsafe partial class WinogradConv
         {
             throw new ArgumentException($"weights packed for NR={weights[0].PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(weights));
         }
-        ArgumentOutOfRangeException.ThrowIfLessThan(outputStride, weights.OutChannels);
-        Diagnostics.FlopCounter.Add(2L * batch * height * width * weights.OutChannels * 9 * weights.InChannels);
-        int tilesY = (height + 3) / 4, tilesX = (width + 3) / 4;
-        int tileCount = batch * tilesY * tilesX;
         int blockTiles = BlockTiles(batch, height, width, weights.InChannels, weights.OutChannels);
-        int threads = WorkerPool.Shared.ThreadCount;
         var ctx = new Context
         {
-            Input = input, Output = output, Bias = bias, BiasPerImage = biasPerImage, Residual = residual, ResidualStride = residualStride,
-            OutputStride = outputStride, Height = height, Width = width,
-            InChannels = weights.InChannels, OutChannels = weights.OutChannels,
-            TilesX = tilesX, TilesPerImage = tilesY * tilesX,
-            V = workspace, M = workspace + (long)Positions * blockTiles * weights.InChannels, LdM = weights.OutChannels,
-            Weights = weights.Views, Variant = variant,
+            V = workspace, M = workspace + (long)Positions * blockTiles * weights.InChannels, Weights = weights.Views,
         };
+        RunBlocks(&ctx, variant, batch, height, width, weights.InChannels, weights.OutChannels, input, bias, biasPerImage,
+            residual, residualStride, output, outputStride, blockTiles, &StoredGemmPhase);
+    }
+
+    /// <summary>
+    /// Fills the context fields every variant shares (the caller has set its workspace layout and weights), then runs
+    /// the tiles in blocks of <paramref name="blockTiles"/>: input transform, the variant's GEMM phase, output transform.
+    /// </summary>
+    private static void RunBlocks(Context* ctx, GemmVariant variant, int batch, int height, int width, int inChannels, int outChannels,
+        float* input, float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride,
+        int blockTiles, delegate*<Context*, void> gemmPhase)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(outputStride, outChannels);
+        Diagnostics.FlopCounter.Add(2L * batch * height * width * outChannels * 9 * inChannels);
+        int tilesY = (height + 3) / 4, tilesX = (width + 3) / 4;
+        int tileCount = batch * tilesY * tilesX;
+        ctx->Input = input;
+        ctx->Output = output;
+        ctx->Bias = bias;
+        ctx->BiasPerImage = biasPerImage;
+        ctx->Residual = residual;
+        ctx->ResidualStride = residualStride;
+        ctx->OutputStride = outputStride;
+        ctx->Height = height;
+        ctx->Width = width;
+        ctx->InChannels = inChannels;
+        ctx->OutChannels = outChannels;
+        ctx->LdM = outChannels;
+        ctx->Variant = variant;
+        ctx->TilesX = tilesX;
+        ctx->TilesPerImage = tilesY * tilesX;
+        int threads = WorkerPool.Shared.ThreadCount;
         for (int start = 0; start < tileCount; start += blockTiles)
         {
-            ctx.BlockStart = start;
-            ctx.BlockTiles = Math.Min(blockTiles, tileCount - start);
-            int transformTasks = Math.Min(ctx.BlockTiles, threads * 8);
-            ctx.TilesPerTask = (ctx.BlockTiles + transformTasks - 1) / transformTasks;
-            transformTasks = (ctx.BlockTiles + ctx.TilesPerTask - 1) / ctx.TilesPerTask;
-            WorkerPool.Shared.Run(&InputTask, &ctx, transformTasks);
-
-            int panels = weights[0].Panels;
-            ctx.RowBlocks = (ctx.BlockTiles + GemmKernels.RowBlock(variant) - 1) / GemmKernels.RowBlock(variant);
-            int perPosition = Math.Max(1, (threads * 4 + Positions - 1) / Positions / ctx.RowBlocks);
-            ctx.Groups = Math.Min(perPosition, panels);
-            ctx.PanelsPerGroup = (panels + ctx.Groups - 1) / ctx.Groups;
-            ctx.Groups = (panels + ctx.PanelsPerGroup - 1) / ctx.PanelsPerGroup;
-            WorkerPool.Shared.Run(&GemmTask, &ctx, Positions * ctx.RowBlocks * ctx.Groups);
-
-            WorkerPool.Shared.Run(&OutputTask, &ctx, transformTasks);
+            ctx->BlockStart = start;
+            ctx->BlockTiles = Math.Min(blockTiles, tileCount - start);
+            int transformTasks = Math.Min(ctx->BlockTiles, threads * 8);
+            ctx->TilesPerTask = (ctx->BlockTiles + transformTasks - 1) / transformTasks;
+            transformTasks = (ctx->BlockTiles + ctx->TilesPerTask - 1) / ctx->TilesPerTask;
+            WorkerPool.Shared.Run(&InputTask, ctx, transformTasks);
+            gemmPhase(ctx);
+            WorkerPool.Shared.Run(&OutputTask, ctx, transformTasks);
         }
+    }
+
+    /// <summary>36 GEMMs V_p U_p^T as (position, row block, column group) tasks.</summary>
+    private static void StoredGemmPhase(Context* ctx)
+    {
+        int threads = WorkerPool.Shared.ThreadCount;
+        int panels = ctx->Weights[0].Panels;
+        int rowBlock = GemmKernels.RowBlock(ctx->Variant);
+        ctx->RowBlocks = (ctx->BlockTiles + rowBlock - 1) / rowBlock;
+        int perPosition = Math.Max(1, (threads * 4 + Positions - 1) / Positions / ctx->RowBlocks);
+        ctx->Groups = Math.Min(perPosition, panels);
+        ctx->PanelsPerGroup = (panels + ctx->Groups - 1) / ctx->Groups;
+        ctx->Groups = (panels + ctx->PanelsPerGroup - 1) / ctx->PanelsPerGroup;
+        WorkerPool.Shared.Run(&GemmTask, ctx, Positions * ctx->RowBlocks * ctx->Groups);
     }
 
     private static void InputTask(void* state, int index)

@@ -274,7 +274,7 @@ public static unsafe class GemmKernels
         int k = args->W.K;
         int ldc = args->Ldc;
         float* scratch = Scratch();
-        float* widenedB = scratch + GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * Kc + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512;
+        float* widenedB = ScratchTile() + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512;
         WeightFormat format = args->W.Format;
         int elementBytes = format.ElementBytes();
         int mc = RowBlock(mr, format);
@@ -304,13 +304,13 @@ public static unsafe class GemmKernels
                     widen((ushort*)stored, widenedB, (nint)kc * nr);
                     bPanel = widenedB;
                 }
-                int j0 = p * nr;
+                int j0 = p * nr, cols = Math.Min(nr, args->W.N - j0);
                 float* cBlock = args->C + (nint)row0 * ldc + j0;
-                MultiplyPanel(variant, rows, Math.Min(nr, args->W.N - j0), kc, packedA, bPanel, cBlock, ldc, first);
+                MultiplyPanel(variant, rows, cols, kc, packedA, bPanel, cBlock, ldc, first);
                 if (last && (args->Bias != null || args->Residual != null))
                 {
                     float* residual = args->Residual == null ? null : args->Residual + (nint)row0 * args->Ldr + j0;
-                    ApplyEpilogue(args, cBlock, row0, rows, j0, Math.Min(nr, args->W.N - j0), residual);
+                    ApplyEpilogue(args, cBlock, row0, rows, j0, cols, residual);
                 }
             }
         }
@@ -324,7 +324,7 @@ public static unsafe class GemmKernels
     public static void MultiplyPanel(GemmVariant variant, int rows, int cols, int kc, float* packedA, float* bPanel, float* c, int ldc, bool overwrite)
     {
         int mr = variant.Mr, nr = variant.Nr;
-        float* tile = Scratch() + GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * Kc;
+        float* tile = ScratchTile();
         for (int ir = 0; ir < rows; ir += mr)
         {
             int r = Math.Min(mr, rows - ir);
@@ -349,7 +349,7 @@ public static unsafe class GemmKernels
         {
             float* panel = packed + ir * kc;
             int r = Math.Min(mr, rows - ir);
-            int vectorized = r == 14 && mr == 14 ? PanelTranspose.Pack14Rows(a + (nint)ir * ld, ld, kc, panel) : 0;
+            int vectorized = r == PanelTranspose.Rows && mr == PanelTranspose.Rows ? PanelTranspose.Pack14Rows(a + (nint)ir * ld, ld, kc, panel) : 0;
             for (int rr = 0; rr < r; rr++)
             {
                 float* src = a + (nint)(ir + rr) * ld;
@@ -435,4 +435,7 @@ public static unsafe class GemmKernels
         }
         return t_scratch;
     }
+
+    /// <summary>The edge tile in the per-thread scratch (after the A block), followed by the widened B micro-panel.</summary>
+    private static float* ScratchTile() => Scratch() + GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * Kc;
 }

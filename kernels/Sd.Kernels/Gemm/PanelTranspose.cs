@@ -12,6 +12,9 @@ namespace Sd.Kernels.Gemm;
 /// </summary>
 internal static unsafe class PanelTranspose
 {
+    /// <summary>The micro-panel height these packers serve: the AVX-512 microkernel's MR.</summary>
+    public const int Rows = GemmMicrokernels.Mr512;
+
     /// <summary>Zeros to point a row at where it has no values (an im2col row in the padding).</summary>
     public static readonly float* Zeros = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(
         GemmKernels.Kc * sizeof(float), 64);
