@@ -110,8 +110,7 @@ public static class GenerateCommand
             for (int i = 0; i < results.Count; i++)
             {
                 GenerateResult result = results[i];
-                int index = i, count = results.Count;
-                string written = Write(line, request, result, modelName, path => BatchPath(path, index, count));
+                string written = Write(line, request, result, modelName, outPath, i, results.Count);
                 output.WriteLine($"wrote {written} (seed {result.Seed})");
                 (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
             }
@@ -128,24 +127,28 @@ public static class GenerateCommand
         return 0;
     }
 
-    /// <summary>Writes one image's PNG (with its A1111 parameters) and the optional .npy outputs; returns the PNG path.</summary>
-    private static string Write(CommandLine line, GenerateRequest request, GenerateResult result, string modelName, Func<string, string> path)
+    /// <summary>
+    /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
+    /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
+    /// </summary>
+    private static string Write(CommandLine line, GenerateRequest request, GenerateResult result, string modelName, string outPath,
+        int index, int count)
     {
         string mode = request.InitImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
             $"CFG scale: {request.GuidanceScale.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip}, Model: {modelName}";
-        string pngPath = path(line.Require("--out"));
+        string pngPath = BatchPath(outPath, index, count);
         PngFile.Write(pngPath, ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters }));
         if (line.Get("--out-latents") is { } latentsPath)
         {
-            NpyTensors.WriteNhwcAsNchw(result.Latents, path(latentsPath));
+            NpyTensors.WriteNhwcAsNchw(result.Latents, BatchPath(latentsPath, index, count));
         }
         if (line.Get("--out-image-npy") is { } imagePath)
         {
             float[] unit = new float[result.Image.Length];
             for (int i = 0; i < unit.Length; i++) unit[i] = ImageConversion.ToUnit(result.Image.Span[i]);
-            NpyFile.Write(path(imagePath), NpyArray.FromFloat32(unit, result.Image.Shape));
+            NpyFile.Write(BatchPath(imagePath, index, count), NpyArray.FromFloat32(unit, result.Image.Shape));
         }
         return pngPath;
     }
