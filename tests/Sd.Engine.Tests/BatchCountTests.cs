@@ -1,5 +1,6 @@
 using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
+using Sd.Engine.Tensors;
 
 namespace Sd.Engine.Tests;
 
@@ -70,6 +71,33 @@ public sealed class BatchCountTests
             using GenerateResult second = pipeline.Generate(img2img with { Seed = 6 });
             Assert.True(second.Latents.Span.SequenceEqual(batch[1].Latents.Span));
             Assert.Equal(TimeSpan.Zero, batch[1].Loading);
+        }
+        finally
+        {
+            foreach (GenerateResult result in batch) result.Dispose();
+        }
+    }
+
+    /// <summary>The picture is VAE-encoded once per batch: each image's own posterior draw from the shared moments.</summary>
+    [Fact]
+    public void A_batch_of_inpainting_equals_its_single_runs()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        using GenerateResult source = pipeline.Generate(Request);
+        using Tensor mask = Tensor.Allocate([1, Request.Height, Request.Width, 1]);
+        for (int y = 0; y < Request.Height; y++)
+        {
+            for (int x = 0; x < Request.Width; x++) mask.Span[y * Request.Width + x] = x < Request.Width / 2 ? 1f : 0f;
+        }
+        GenerateRequest inpaint = Request with { InitImage = source.Image, Mask = mask, Strength = 0.75f, Seed = 9 };
+        IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(inpaint, 3);
+        try
+        {
+            for (int i = 0; i < batch.Count; i++)
+            {
+                using GenerateResult alone = pipeline.Generate(inpaint with { Seed = 9 + (ulong)i });
+                Assert.True(alone.Latents.Span.SequenceEqual(batch[i].Latents.Span), $"image {i}: latents differ from the single run");
+            }
         }
         finally
         {

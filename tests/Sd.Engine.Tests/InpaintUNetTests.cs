@@ -51,6 +51,29 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
         output.WriteLine(Compare.AssertClose(expected, result.Latents.Span, 1e-6, $"{scheduler} strength {strength} latents given {givenLatents}"));
     }
 
+    /// <summary>A batch encodes the picture and the masked picture once: every image equals its single run.</summary>
+    [FixtureFact]
+    public void A_batch_of_9_channel_inpainting_equals_its_single_runs()
+    {
+        using Tensor picture = Picture();
+        using Tensor mask = Mask();
+        GenerateRequest request = Request with { Scheduler = "euler-a", Strength = 0.75f, InitImage = picture, Mask = mask, Steps = 3 };
+        using var pipeline = StableDiffusionPipeline.Load(models.PathFor(9));
+        IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(request, 2);
+        try
+        {
+            for (int i = 0; i < batch.Count; i++)
+            {
+                using GenerateResult alone = pipeline.Generate(request with { Seed = request.Seed + (ulong)i });
+                Assert.True(alone.Latents.Span.SequenceEqual(batch[i].Latents.Span), $"image {i}: latents differ from the single run");
+            }
+        }
+        finally
+        {
+            foreach (GenerateResult result in batch) result.Dispose();
+        }
+    }
+
     [FixtureFact]
     public void Inputs_no_unet_width_allows_are_refused_with_clear_errors()
     {

@@ -22,8 +22,8 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// <summary>Input channels of an inpainting UNet: latents, mask, masked-picture latents (4 + 1 + 4 for SD).</summary>
     private int InpaintChannels => 2 * _vaeConfig.LatentChannels + 1;
 
-    private DenoisingRun PrepareInpaint(GenerateRequest request, Tensor init, Tensor mask, INoiseSource noise, int h, int w, PhaseTimes times,
-        CancellationToken cancellation)
+    private DenoisingRun PrepareInpaint(GenerateRequest request, Tensor init, Tensor mask, INoiseSource noise, PictureMoments pictures,
+        int h, int w, PhaseTimes times, CancellationToken cancellation)
     {
         bool concatenates = CheckInpaint(request, init, mask, h, w);
         int start = StartStep(request);
@@ -39,9 +39,9 @@ public sealed unsafe partial class StableDiffusionPipeline
         try
         {
             Tensor startNoise = run.Own(Tensor.Allocate([1, h, w, channels]))!;
-            Tensor? imageLatents = run.Own(PrepareLatents(request, init, scheduler, noise, start, returnImageLatents: !concatenates, run.Latents,
-                startNoise, times, cancellation));
-            run.Conditioning = run.Own(MaskLatents(init, mask, latentMask, noise, concatenates, h, w, times, cancellation));
+            Tensor? imageLatents = run.Own(PrepareLatents(request, init, scheduler, noise, pictures, start, returnImageLatents: !concatenates,
+                run.Latents, startNoise, times, cancellation));
+            run.Conditioning = run.Own(MaskLatents(init, mask, latentMask, noise, pictures, concatenates, h, w, times, cancellation));
             if (!concatenates && imageLatents is not null)
             {
                 Tensor proper = run.Own(Tensor.Allocate([1, h, w, channels]))!, latents = run.Latents;
@@ -92,12 +92,14 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// always for blending, else only for a run below strength 1 from drawn noise, the one case that starts from the
     /// noised picture. Every other case starts from noise x init_noise_sigma, given latents at any strength too.
     /// </summary>
-    private Tensor? PrepareLatents(GenerateRequest request, Tensor init, Scheduler scheduler, INoiseSource noise, int start, bool returnImageLatents,
-        Tensor latents, Tensor startNoise, PhaseTimes times, CancellationToken cancellation)
+    private Tensor? PrepareLatents(GenerateRequest request, Tensor init, Scheduler scheduler, INoiseSource noise, PictureMoments pictures,
+        int start, bool returnImageLatents, Tensor latents, Tensor startNoise, PhaseTimes times, CancellationToken cancellation)
     {
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
         bool fromPicture = request.InitialLatents is null && request.Strength < 1;
-        Tensor? imageLatents = returnImageLatents || fromPicture ? ImageLatents(init, noise, h, w, times, cancellation) : null;
+        Tensor? imageLatents = returnImageLatents || fromPicture
+            ? ImageLatents(pictures.GetOrEncode(PictureKind.Init, () => Encode(init, h, w, times, cancellation)), noise, h, w)
+            : null;
         try
         {
             if (request.InitialLatents is { } given)
@@ -131,8 +133,8 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// posterior sample (one draw) of the picture with the repainted area zeroed, image x (mask &lt; 0.5). diffusers
     /// encodes the masked picture for a 4-channel UNet too, which never uses it: there only the draw is made (null).
     /// </summary>
-    private Tensor? MaskLatents(Tensor init, Tensor mask, float[] latentMask, INoiseSource noise, bool concatenates, int h, int w,
-        PhaseTimes times, CancellationToken cancellation)
+    private Tensor? MaskLatents(Tensor init, Tensor mask, float[] latentMask, INoiseSource noise, PictureMoments pictures, bool concatenates,
+        int h, int w, PhaseTimes times, CancellationToken cancellation)
     {
         int channels = _vaeConfig.LatentChannels;
         if (!concatenates)
@@ -140,20 +142,31 @@ public sealed unsafe partial class StableDiffusionPipeline
             noise.Next(new float[channels * h * w]);
             return null;
         }
-        using Tensor masked = Tensor.Allocate(init.Shape);
-        int pictureChannels = init.Dim(3);
-        for (long i = 0; i < masked.Length; i++)
+        (Tensor Mean, Tensor LogVar) moments = pictures.GetOrEncode(PictureKind.Masked, () =>
         {
-            // A product, as diffusers computes it (so the zeroed values carry the same signs).
-            masked.Data[i] = init.Data[i] * (mask.Data[i / pictureChannels] < 0.5f ? 1f : 0f);
-        }
-        using Tensor maskedLatents = ImageLatents(masked, noise, h, w, times, cancellation);
+            using Tensor masked = MaskedPicture(init, mask);
+            return Encode(masked, h, w, times, cancellation);
+        });
+        using Tensor maskedLatents = ImageLatents(moments, noise, h, w);
         Tensor conditioning = Tensor.Allocate([1, h, w, 1 + channels]);
         fixed (float* m = latentMask)
         {
             ResizeKernels.ConcatChannels(m, 1, maskedLatents.Data, channels, conditioning.Data, h * w);
         }
         return conditioning;
+    }
+
+    /// <summary>The picture with the repainted area zeroed, image x (mask &lt; 0.5).</summary>
+    private static Tensor MaskedPicture(Tensor init, Tensor mask)
+    {
+        Tensor masked = Tensor.Allocate(init.Shape);
+        int pictureChannels = init.Dim(3);
+        for (long i = 0; i < masked.Length; i++)
+        {
+            // A product, as diffusers computes it (so the zeroed values carry the same signs).
+            masked.Data[i] = init.Data[i] * (mask.Data[i / pictureChannels] < 0.5f ? 1f : 0f);
+        }
+        return masked;
     }
 
     /// <summary>

@@ -165,12 +165,13 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         times[0].Text = textClock.Elapsed;
         var runs = new List<DenoisingRun>(count);
         var results = new List<GenerateResult>(count);
+        using var pictures = new PictureMoments();
         try
         {
             for (int i = 0; i < count; i++)
             {
                 PhaseClock clock = times[i].Start();
-                runs.Add(Prepare(request, request.Noise ?? new TorchNoise(unchecked(request.Seed + (ulong)i)), h, w, times[i], cancellation));
+                runs.Add(Prepare(request, request.Noise ?? new TorchNoise(SeedOf(request, i)), pictures, h, w, times[i], cancellation));
                 times[i].Denoising += clock.Elapsed;
             }
             for (int i = 0; i < count; i++)
@@ -185,7 +186,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 PhaseClock clock = times[i].Start();
                 Tensor image = Decode(runs[i].Latents, times[i], cancellation);
                 times[i].Decoding = clock.Elapsed;
-                results.Add(new GenerateResult(runs[i].TakeLatents(), image, times[i], unchecked(request.Seed + (ulong)i)));
+                results.Add(new GenerateResult(runs[i].TakeLatents(), image, times[i], SeedOf(request, i)));
             }
             return results;
         }
@@ -199,6 +200,9 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             foreach (DenoisingRun run in runs) run.Dispose();
         }
     }
+
+    /// <summary>The generator seed of image <paramref name="image"/> of a batch.</summary>
+    private static ulong SeedOf(GenerateRequest request, int image) => unchecked(request.Seed + (ulong)image);
 
     /// <summary>The request checks that need no work: sizes, steps, the batch count.</summary>
     private void CheckRequest(GenerateRequest request, int count)
@@ -223,13 +227,14 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>One image's starting point by mode: inpainting (a mask), img2img (an init image) or txt2img.</summary>
-    private DenoisingRun Prepare(GenerateRequest request, INoiseSource noise, int h, int w, PhaseTimes times, CancellationToken cancellation)
+    private DenoisingRun Prepare(GenerateRequest request, INoiseSource noise, PictureMoments pictures, int h, int w, PhaseTimes times,
+        CancellationToken cancellation)
     {
         int channels = _unetConfig.InChannels;
         if (request.Mask is { } mask)
         {
             Tensor init = request.InitImage ?? throw new ArgumentException("a mask needs an init image", nameof(request));
-            return PrepareInpaint(request, init, mask, noise, h, w, times, cancellation);
+            return PrepareInpaint(request, init, mask, noise, pictures, h, w, times, cancellation);
         }
         if (channels != _vaeConfig.LatentChannels)
         {
@@ -239,7 +244,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
         if (request.InitImage is { } picture)
         {
-            return PrepareImageToImage(request, picture, noise, h, w, times, cancellation);
+            return PrepareImageToImage(request, picture, noise, pictures, h, w, times, cancellation);
         }
         int latentCount = channels * h * w;
         var nchw = new float[latentCount];
@@ -277,8 +282,8 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// scaling factor, noised to the schedule's start (second draw) by the scheduler's add_noise, then the last
     /// int(steps x strength) steps of the schedule.
     /// </summary>
-    private DenoisingRun PrepareImageToImage(GenerateRequest request, Tensor init, INoiseSource noise, int h, int w, PhaseTimes times,
-        CancellationToken cancellation)
+    private DenoisingRun PrepareImageToImage(GenerateRequest request, Tensor init, INoiseSource noise, PictureMoments pictures, int h, int w,
+        PhaseTimes times, CancellationToken cancellation)
     {
         CheckPicture(init, request, 3, "init image");
         int channels = _unetConfig.InChannels;
@@ -287,7 +292,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {
-            using Tensor x0 = ImageLatents(init, noise, h, w, times, cancellation);
+            using Tensor x0 = ImageLatents(pictures.GetOrEncode(PictureKind.Init, () => Encode(init, h, w, times, cancellation)), noise, h, w);
             using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
             if (start < scheduler.StepCount)
             {
@@ -326,27 +331,43 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         return Math.Max(request.Steps - initSteps, 0);
     }
 
-    /// <summary>scaling_factor x a posterior sample of the picture (one noise draw), as _encode_vae_image.</summary>
-    private Tensor ImageLatents(Tensor image, INoiseSource noise, int h, int w, PhaseTimes times, CancellationToken cancellation)
+    /// <summary>
+    /// scaling_factor x a posterior sample (one noise draw) of a picture's VAE moments, as _encode_vae_image; the
+    /// moments come from <see cref="PictureMoments"/>, so a batch encodes each picture once.
+    /// </summary>
+    private Tensor ImageLatents((Tensor Mean, Tensor LogVar) moments, INoiseSource noise, int h, int w)
     {
         int channels = _vaeConfig.LatentChannels;
-        using Tensor mean = Tensor.Allocate([1, h, w, channels]);
-        using Tensor logvar = Tensor.Allocate([1, h, w, channels]);
+        using Tensor draw = DrawNhwc(noise, 1, h, w, channels);
+        Tensor latents = Tensor.Allocate([1, h, w, channels]);
+        AutoencoderKL.SamplePosterior(moments.Mean, moments.LogVar, draw, latents);
+        float scaling = (float)_vaeConfig.ScalingFactor;
+        for (long i = 0; i < latents.Length; i++) latents.Data[i] *= scaling;
+        return latents;
+    }
+
+    /// <summary>The VAE encoder's posterior moments (mean, log-variance) of a picture.</summary>
+    private (Tensor Mean, Tensor LogVar) Encode(Tensor image, int h, int w, PhaseTimes times, CancellationToken cancellation)
+    {
+        int channels = _vaeConfig.LatentChannels;
+        Tensor mean = Tensor.Allocate([1, h, w, channels]);
+        Tensor logvar = Tensor.Allocate([1, h, w, channels]);
         AutoencoderKL vae = Acquire(_vae, times);
         try
         {
             vae.Encode(image, mean, logvar, cancellation);
+            return (mean, logvar);
+        }
+        catch
+        {
+            mean.Dispose();
+            logvar.Dispose();
+            throw;
         }
         finally
         {
             vae.ReleaseRunBuffers();
         }
-        using Tensor draw = DrawNhwc(noise, 1, h, w, channels);
-        Tensor latents = Tensor.Allocate([1, h, w, channels]);
-        AutoencoderKL.SamplePosterior(mean, logvar, draw, latents);
-        float scaling = (float)_vaeConfig.ScalingFactor;
-        for (long i = 0; i < latents.Length; i++) latents.Data[i] *= scaling;
-        return latents;
     }
 
     /// <summary>The next NCHW noise draw as an NHWC tensor.</summary>
