@@ -32,6 +32,9 @@ public unsafe class GemmKernelsTests
         (20, 96, 33000), // a short M shared by several column groups, A packed once per K chunk, several chunks
     ];
 
+    /// <summary>No epilogue, bias only, residual only, both: the microkernels fuse each into their final store.</summary>
+    private static readonly (bool Bias, bool Residual)[] Epilogues = [(false, false), (true, false), (false, true), (true, true)];
+
     [Theory]
     [MemberData(nameof(Variants))]
     public void Matches_the_reference_on_awkward_shapes(string name)
@@ -40,7 +43,7 @@ public unsafe class GemmKernelsTests
         var random = new Random(42);
         foreach ((int m, int n, int k) in Shapes)
         {
-            foreach (bool epilogue in new[] { false, true })
+            foreach ((bool withBias, bool withResidual) in Epilogues)
             {
                 int lda = k + 3, ldw = k + 1, ldc = n + 5;
                 float[] a = RandomArray(random, m * lda);
@@ -53,11 +56,12 @@ public unsafe class GemmKernelsTests
                 Array.Fill(expected, 999f);
                 fixed (float* pa = a, pw = w, pb = bias, pr = residual, pe = expected, pc = actual)
                 {
-                    GemmKernels.Reference(m, n, k, pa, lda, pw, ldw, pe, ldc, epilogue ? pb : null, epilogue ? pr : null, ldc);
+                    float* biasOrNull = withBias ? pb : null, residualOrNull = withResidual ? pr : null;
+                    GemmKernels.Reference(m, n, k, pa, lda, pw, ldw, pe, ldc, biasOrNull, residualOrNull, ldc);
                     using PackedWeights packed = PackedWeights.Pack(pw, n, k, ldw, variant.Nr);
-                    GemmKernels.Multiply(variant, m, pa, lda, packed, pc, ldc, epilogue ? pb : null, epilogue ? pr : null, ldc);
+                    GemmKernels.Multiply(variant, m, pa, lda, packed, pc, ldc, biasOrNull, residualOrNull, ldc);
                 }
-                AssertClose(expected, actual, k, $"{name} {m}x{n}x{k} epilogue={epilogue}");
+                AssertClose(expected, actual, k, $"{name} {m}x{n}x{k} bias={withBias} residual={withResidual}");
             }
         }
     }

@@ -16,7 +16,7 @@ public unsafe class GemmBenchmarks
     private float* _c;
     private PackedWeights? _w;
 
-    [Params("4096x320x1280", "4096x1280x320", "1024x640x2560", "4096x320x320", "1024x2560x640", "512x512x512")]
+    [Params("4096x320x1280", "4096x1280x320", "1024x640x2560", "4096x320x320", "1024x2560x640", "512x512x512", "8192x2560x320", "2048x5120x640", "512x10240x1280", "512x1280x1280")]
     public string Shape { get; set; } = "";
 
     private (int M, int N, int K) Dims

@@ -34,6 +34,17 @@ public unsafe struct GemmArgs
     public bool AccumulateIntoC;
 }
 
+/// <summary>
+/// What a microkernel adds in its final store (null: nothing): a bias row for the tile's columns (null: none) and a
+/// residual tile (null: none) whose rows are <see cref="Ldr"/> floats apart.
+/// </summary>
+public unsafe struct TileEpilogue
+{
+    public float* Bias;
+    public float* Residual;
+    public nint Ldr;
+}
+
 /// <summary>The raw view of <see cref="PackedWeights"/> a kernel task needs (unmanaged, so it can sit in a task context).</summary>
 public unsafe struct PackedWeightsView
 {

@@ -306,12 +306,8 @@ public static unsafe class GemmKernels
                 }
                 int j0 = p * nr, cols = Math.Min(nr, args->W.N - j0);
                 float* cBlock = args->C + (nint)row0 * ldc + j0;
-                MultiplyPanel(variant, rows, cols, kc, packedA, bPanel, cBlock, ldc, first);
-                if (last && (args->Bias != null || args->Residual != null))
-                {
-                    float* residual = args->Residual == null ? null : args->Residual + (nint)row0 * args->Ldr + j0;
-                    ApplyEpilogue(args, cBlock, row0, rows, j0, cols, residual);
-                }
+                bool epilogue = last && (args->Bias != null || args->Residual != null);
+                MultiplyTiles(variant, rows, cols, kc, packedA, bPanel, cBlock, ldc, first, epilogue ? args : null, row0, j0);
             }
         }
     }
@@ -321,7 +317,16 @@ public static unsafe class GemmKernels
     /// and one float B micro-panel (kc x NR): for kernels that build their own B panels (streamed Winograd weights).
     /// Runs on the calling thread; edge tiles go through the per-thread scratch tile.
     /// </summary>
-    public static void MultiplyPanel(GemmVariant variant, int rows, int cols, int kc, float* packedA, float* bPanel, float* c, int ldc, bool overwrite)
+    public static void MultiplyPanel(GemmVariant variant, int rows, int cols, int kc, float* packedA, float* bPanel, float* c, int ldc, bool overwrite) =>
+        MultiplyTiles(variant, rows, cols, kc, packedA, bPanel, c, ldc, overwrite, null, 0, 0);
+
+    /// <summary>
+    /// <see cref="MultiplyPanel"/> for the block at (row0, j0) of <paramref name="epilogue"/>'s C, adding its bias and
+    /// residual when that is not null (the last K block). Full tiles add them in the microkernel's store; edge tiles
+    /// and tiles that straddle two per-image biases (<see cref="GemmArgs.BiasRows"/>) take a separate pass.
+    /// </summary>
+    private static void MultiplyTiles(GemmVariant variant, int rows, int cols, int kc, float* packedA, float* bPanel, float* c, int ldc,
+        bool overwrite, GemmArgs* epilogue, int row0, int j0)
     {
         int mr = variant.Mr, nr = variant.Nr;
         float* tile = ScratchTile();
@@ -329,16 +334,37 @@ public static unsafe class GemmKernels
         {
             int r = Math.Min(mr, rows - ir);
             float* cTile = c + (nint)ir * ldc;
-            if (r == mr && cols == nr)
+            TileEpilogue fused = default;
+            bool fusable = epilogue == null || FusedEpilogue(epilogue, row0 + ir, r, j0, &fused);
+            if (r == mr && cols == nr && fusable)
             {
-                variant.Microkernel(kc, packedA + ir * kc, bPanel, cTile, ldc, !overwrite);
+                variant.Microkernel(kc, packedA + ir * kc, bPanel, cTile, ldc, !overwrite, epilogue == null ? null : &fused);
             }
             else
             {
-                variant.Microkernel(kc, packedA + ir * kc, bPanel, tile, nr, false);
+                variant.Microkernel(kc, packedA + ir * kc, bPanel, tile, nr, false, null);
                 MergeTile(tile, nr, cTile, ldc, r, cols, overwrite);
+                if (epilogue != null)
+                {
+                    ApplyEpilogue(epilogue, cTile, row0 + ir, r, j0, cols,
+                        epilogue->Residual == null ? null : epilogue->Residual + (nint)(row0 + ir) * epilogue->Ldr + j0);
+                }
             }
         }
+    }
+
+    /// <summary>The bias and residual of rows [row, row + rows) at column j0; false when the rows span two biases.</summary>
+    private static bool FusedEpilogue(GemmArgs* args, int row, int rows, int j0, TileEpilogue* fused)
+    {
+        fused->Residual = args->Residual == null ? null : args->Residual + (nint)row * args->Ldr + j0;
+        fused->Ldr = args->Ldr;
+        if (args->Bias == null)
+        {
+            return true;
+        }
+        int segment = args->BiasRows > 0 ? args->BiasRows : int.MaxValue;
+        fused->Bias = args->Bias + (nint)(row / segment) * args->W.N + j0;
+        return row / segment == (row + rows - 1) / segment;
     }
 
     /// <summary>The plain row-major A packer: MR-row micro-panels, k-major, zero-padded.</summary>

@@ -6,7 +6,7 @@ namespace Sd.Kernels.Gemm;
 /// </summary>
 public readonly unsafe struct GemmVariant
 {
-    private GemmVariant(SimdLevel level, int mr, int nr, delegate*<int, float*, float*, float*, nint, bool, void> microkernel)
+    private GemmVariant(SimdLevel level, int mr, int nr, delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, void> microkernel)
     {
         Level = level;
         Mr = mr;
@@ -24,8 +24,8 @@ public readonly unsafe struct GemmVariant
 
     public int Nr { get; }
 
-    /// <summary>(kc, packed A, packed B, dst, ldd, accumulate): dst[Mr x Nr] (=|+=) A B.</summary>
-    public delegate*<int, float*, float*, float*, nint, bool, void> Microkernel { get; }
+    /// <summary>(kc, packed A, packed B, dst, ldd, accumulate, epilogue): dst[Mr x Nr] (=|+=) A B (+ epilogue).</summary>
+    public delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, void> Microkernel { get; }
 
     public static GemmVariant Vector512 { get; } =
         new(SimdLevel.Vector512, GemmMicrokernels.Mr512, GemmMicrokernels.Nr512, &GemmMicrokernels.Kernel_14x32_Vector512);
