@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Sd.Kernels.Elementwise;
 
 namespace Sd.Kernels.Gemm;
 
@@ -55,44 +56,21 @@ public static unsafe class GemmMicrokernels
             a += Mr512;
             b += Nr512;
         }
-        if (epilogue == null)
-        {
-            Store(dst, c00, c01, accumulate); dst += ldd;
-            Store(dst, c10, c11, accumulate); dst += ldd;
-            Store(dst, c20, c21, accumulate); dst += ldd;
-            Store(dst, c30, c31, accumulate); dst += ldd;
-            Store(dst, c40, c41, accumulate); dst += ldd;
-            Store(dst, c50, c51, accumulate); dst += ldd;
-            Store(dst, c60, c61, accumulate); dst += ldd;
-            Store(dst, c70, c71, accumulate); dst += ldd;
-            Store(dst, c80, c81, accumulate); dst += ldd;
-            Store(dst, c90, c91, accumulate); dst += ldd;
-            Store(dst, cA0, cA1, accumulate); dst += ldd;
-            Store(dst, cB0, cB1, accumulate); dst += ldd;
-            Store(dst, cC0, cC1, accumulate); dst += ldd;
-            Store(dst, cD0, cD1, accumulate);
-            return;
-        }
-        float* bias = epilogue->Bias;
-        Vector512<float> bias0 = bias == null ? default : Vector512.Load(bias);
-        Vector512<float> bias1 = bias == null ? default : Vector512.Load(bias + 16);
-        bool hasBias = bias != null;
-        float* res = epilogue->Residual;
-        nint ldr = res == null ? 0 : epilogue->Ldr;
-        Store(dst, c00, c01, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c10, c11, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c20, c21, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c30, c31, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c40, c41, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c50, c51, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c60, c61, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c70, c71, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c80, c81, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c90, c91, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, cA0, cA1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, cB0, cB1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, cC0, cC1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, cD0, cD1, accumulate, hasBias, bias0, bias1, res);
+        EpilogueOperands<Vector512<float>, F32x16>(epilogue, out bool hasBias, out Vector512<float> bias0, out Vector512<float> bias1, out float* res, out nint ldr);
+        StoreRow<Vector512<float>, F32x16>(dst, c00, c01, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, c10, c11, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, c20, c21, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, c30, c31, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, c40, c41, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, c50, c51, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, c60, c61, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, c70, c71, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, c80, c81, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, c90, c91, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, cA0, cA1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, cB0, cB1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, cC0, cC1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector512<float>, F32x16>(dst, cD0, cD1, accumulate, hasBias, bias0, bias1, res);
     }
 
     /// <summary>
@@ -107,45 +85,6 @@ public static unsafe class GemmMicrokernels
             Sse.Prefetch0(rows);
             Sse.Prefetch0(rows + 16);
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(float* dst, Vector512<float> v0, Vector512<float> v1, bool accumulate)
-    {
-        if (accumulate)
-        {
-            v0 += Vector512.Load(dst);
-            v1 += Vector512.Load(dst + 16);
-        }
-        v0.Store(dst);
-        v1.Store(dst + 16);
-    }
-
-    /// <summary>
-    /// The epilogue store: ((partial (+ C)) + bias) + residual, the order of a separate epilogue pass, so results are
-    /// bit-identical to one. A null residual row (the whole tile has none: its stride is then 0) is skipped.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(float* dst, Vector512<float> v0, Vector512<float> v1, bool accumulate,
-        bool hasBias, Vector512<float> bias0, Vector512<float> bias1, float* res)
-    {
-        if (accumulate)
-        {
-            v0 += Vector512.Load(dst);
-            v1 += Vector512.Load(dst + 16);
-        }
-        if (hasBias)
-        {
-            v0 += bias0;
-            v1 += bias1;
-        }
-        if (res != null)
-        {
-            v0 += Vector512.Load(res);
-            v1 += Vector512.Load(res + 16);
-        }
-        v0.Store(dst);
-        v1.Store(dst + 16);
     }
 
     [SkipLocalsInit]
@@ -167,40 +106,55 @@ public static unsafe class GemmMicrokernels
             a += Mr256;
             b += Nr256;
         }
-        float* bias = epilogue == null ? null : epilogue->Bias;
-        Vector256<float> bias0 = bias == null ? default : Vector256.Load(bias);
-        Vector256<float> bias1 = bias == null ? default : Vector256.Load(bias + 8);
-        float* res = epilogue == null ? null : epilogue->Residual;
-        nint ldr = res == null ? 0 : epilogue->Ldr;
-        Store(dst, c00, c01, accumulate, bias != null, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c10, c11, accumulate, bias != null, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c20, c21, accumulate, bias != null, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c30, c31, accumulate, bias != null, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c40, c41, accumulate, bias != null, bias0, bias1, res); dst += ldd; res += ldr;
-        Store(dst, c50, c51, accumulate, bias != null, bias0, bias1, res);
+        EpilogueOperands<Vector256<float>, F32x8>(epilogue, out bool hasBias, out Vector256<float> bias0, out Vector256<float> bias1, out float* res, out nint ldr);
+        StoreRow<Vector256<float>, F32x8>(dst, c00, c01, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector256<float>, F32x8>(dst, c10, c11, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector256<float>, F32x8>(dst, c20, c21, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector256<float>, F32x8>(dst, c30, c31, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector256<float>, F32x8>(dst, c40, c41, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
+        StoreRow<Vector256<float>, F32x8>(dst, c50, c51, accumulate, hasBias, bias0, bias1, res);
     }
 
+    /// <summary>What the final store adds: the tile's bias row (if any) and its residual rows (null, stride 0 if none).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(float* dst, Vector256<float> v0, Vector256<float> v1, bool accumulate,
-        bool hasBias, Vector256<float> bias0, Vector256<float> bias1, float* res)
+    private static void EpilogueOperands<TVec, V>(TileEpilogue* epilogue, out bool hasBias, out TVec bias0, out TVec bias1, out float* res, out nint ldr)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
+    {
+        float* bias = epilogue == null ? null : epilogue->Bias;
+        hasBias = bias != null;
+        bias0 = hasBias ? V.Load(bias) : V.Zero;
+        bias1 = hasBias ? V.Load(bias + V.Count) : V.Zero;
+        res = epilogue == null ? null : epilogue->Residual;
+        ldr = res == null ? 0 : epilogue->Ldr;
+    }
+
+    /// <summary>
+    /// One accumulator row pair to C: ((partial (+ C)) + bias) + residual, the order of a separate epilogue pass, so
+    /// results are bit-identical to one. A null residual row (the tile has none: its stride is then 0) is skipped.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow<TVec, V>(float* dst, TVec v0, TVec v1, bool accumulate, bool hasBias, TVec bias0, TVec bias1, float* res)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
     {
         if (accumulate)
         {
-            v0 += Vector256.Load(dst);
-            v1 += Vector256.Load(dst + 8);
+            v0 = V.Add(v0, V.Load(dst));
+            v1 = V.Add(v1, V.Load(dst + V.Count));
         }
         if (hasBias)
         {
-            v0 += bias0;
-            v1 += bias1;
+            v0 = V.Add(v0, bias0);
+            v1 = V.Add(v1, bias1);
         }
         if (res != null)
         {
-            v0 += Vector256.Load(res);
-            v1 += Vector256.Load(res + 8);
+            v0 = V.Add(v0, V.Load(res));
+            v1 = V.Add(v1, V.Load(res + V.Count));
         }
-        v0.Store(dst);
-        v1.Store(dst + 8);
+        V.Store(v0, dst);
+        V.Store(v1, dst + V.Count);
     }
 
     /// <summary>Portable fallback with the same packed layout (MR 4, NR 16).</summary>
