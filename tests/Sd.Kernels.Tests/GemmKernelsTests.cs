@@ -29,6 +29,7 @@ public unsafe class GemmKernelsTests
     [
         (1, 1, 1), (1, 33, 7), (13, 1, 5), (14, 32, 256), (15, 33, 257), (29, 17, 3), (100, 77, 300),
         (257, 65, 513), (3, 320, 40), (77, 96, 64),
+        (150, 200, 700), // a short M taken as one row block of 11 micro-panels (AVX-512), column groups sharing A
         (20, 96, 33000), // a short M shared by several column groups, A packed once per K chunk, several chunks
     ];
 

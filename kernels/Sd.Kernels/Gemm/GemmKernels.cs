@@ -19,14 +19,26 @@ public static unsafe class GemmKernels
     /// <summary>
     /// Micro-panels of A per row block: Mc = 8 MR rows (an A block of Mc x Kc in L2) for F32 weights; 16-bit weights
     /// use twice that, so each widened B micro-panel serves 16 microkernel calls (measured: widening then costs 1-3%
-    /// instead of 4-5%).
+    /// instead of 4-5%). A short M is one block of up to 16 (see <see cref="RowBlock(int, WeightFormat, int)"/>).
     /// </summary>
     private const int MicroPanelsPerBlock = 8;
 
     private const int MaxMicroPanelsPerBlock = 16;
 
-    private static int RowBlock(int mr, WeightFormat format) =>
-        mr * (format == WeightFormat.F32 ? MicroPanelsPerBlock : MaxMicroPanelsPerBlock);
+    /// <summary>
+    /// Rows per row block (Mc) for an M-row product. Up to <see cref="MaxMicroPanelsPerBlock"/> micro-panels, M is one
+    /// row block, because every row block streams all its weight panels from memory: an implicit-GEMM convolution at
+    /// 8x8 latents has M = 128 rows and 59 MB of F32 weights, which two blocks of 112 + 16 rows read twice.
+    /// </summary>
+    private static int RowBlock(int mr, WeightFormat format, int m)
+    {
+        int panels = (m + mr - 1) / mr;
+        if (panels <= MaxMicroPanelsPerBlock)
+        {
+            return Math.Max(panels, 1) * mr;
+        }
+        return mr * (format == WeightFormat.F32 ? MicroPanelsPerBlock : MaxMicroPanelsPerBlock);
+    }
 
     /// <summary>The variant for this CPU, chosen once.</summary>
     public static GemmVariant Selected { get; } = Simd.Level switch
@@ -141,7 +153,7 @@ public static unsafe class GemmKernels
             return;
         }
         Diagnostics.FlopCounter.Add(2L * args.M * args.W.N * args.W.K);
-        int mc = RowBlock(variant.Mr, args.W.Format);
+        int mc = RowBlock(variant.Mr, args.W.Format, args.M);
         int rowBlocks = (args.M + mc - 1) / mc;
         int panels = args.W.Panels;
         int wanted = WorkerPool.Shared.ThreadCount * 4;
@@ -189,7 +201,7 @@ public static unsafe class GemmKernels
     /// Rows per row block (Mc) of a variant with F32 weights: the natural row split for callers of
     /// <see cref="RunSerial"/>.
     /// </summary>
-    public static int RowBlock(GemmVariant variant) => RowBlock(variant.Mr, WeightFormat.F32);
+    public static int RowBlock(GemmVariant variant) => RowBlock(variant.Mr, WeightFormat.F32, int.MaxValue);
 
     private static void Validate(GemmVariant variant, ref GemmArgs args)
     {
@@ -217,7 +229,7 @@ public static unsafe class GemmKernels
         int k = context->Args->W.K;
         context->SharedA = t_sharedA;
         context->Chunk = Math.Max(Kc, SharedAFloats / paddedRows / Kc * Kc);
-        int rowBlocks = paddedRows / RowBlock(context->Variant.Mr, context->Args->W.Format);
+        int rowBlocks = paddedRows / RowBlock(context->Variant.Mr, context->Args->W.Format, context->Args->M);
         for (int k0 = 0; k0 < k; k0 += context->Chunk)
         {
             context->K0 = k0;
@@ -233,7 +245,7 @@ public static unsafe class GemmKernels
     {
         TaskContext* ctx = (TaskContext*)state;
         GemmArgs* args = ctx->Args;
-        int mc = RowBlock(ctx->Variant.Mr, args->W.Format);
+        int mc = RowBlock(ctx->Variant.Mr, args->W.Format, args->M);
         int kBlocks = (ctx->K1 - ctx->K0 + Kc - 1) / Kc;
         int row0 = index / kBlocks * mc;
         int pc = ctx->K0 + index % kBlocks * Kc;
@@ -248,7 +260,7 @@ public static unsafe class GemmKernels
     private static void RunTask(void* state, int index)
     {
         TaskContext* ctx = (TaskContext*)state;
-        int mc = RowBlock(ctx->Variant.Mr, ctx->Args->W.Format);
+        int mc = RowBlock(ctx->Variant.Mr, ctx->Args->W.Format, ctx->Args->M);
         int row0 = index / ctx->ColumnGroups * mc;
         int p0 = index % ctx->ColumnGroups * ctx->PanelsPerGroup;
         int p1 = Math.Min(p0 + ctx->PanelsPerGroup, ctx->Args->W.Panels);
@@ -258,7 +270,7 @@ public static unsafe class GemmKernels
     private static void Compute(GemmVariant variant, GemmArgs* args, int row0, int rows, int p0, int p1)
     {
         var context = new TaskContext { Args = args, Variant = variant, K0 = 0, K1 = args->W.K };
-        int mc = RowBlock(variant.Mr, args->W.Format);
+        int mc = RowBlock(variant.Mr, args->W.Format, args->M);
         for (int r = row0; r < row0 + rows; r += mc)
         {
             ComputeBlock(&context, r, Math.Min(mc, row0 + rows - r), p0, p1);
@@ -277,7 +289,7 @@ public static unsafe class GemmKernels
         float* widenedB = ScratchTile() + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512;
         WeightFormat format = args->W.Format;
         int elementBytes = format.ElementBytes();
-        int mc = RowBlock(mr, format);
+        int mc = RowBlock(mr, format, args->M);
         delegate*<ushort*, float*, nint, void> widen = format == WeightFormat.F32 ? null : Convert.Widen.PanelKernelFor(format);
         for (int pc = ctx->K0; pc < ctx->K1; pc += Kc)
         {
