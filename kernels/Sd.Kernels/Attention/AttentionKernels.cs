@@ -23,7 +23,7 @@ namespace Sd.Kernels.Attention;
 /// no horizontal shuffles), and O^T += V^T P^T is again broadcast V[j,c] times a vector of queries. K and V are read
 /// in place with their strides, any head dim works at full width, and only the query count is padded to the lane
 /// count. Scores are kept in base-2 units (log2 e folded into the Q scale) for a short exp2 (see
-/// <see cref="AttentionTiles512.Exp2"/>). Multi-threaded over (batch, head, query range) tasks on
+/// <see cref="IAttentionTiles{TVec}.Exp2"/>). Multi-threaded over (batch, head, query range) tasks on
 /// <see cref="WorkerPool.Shared"/>; call from outside pool tasks.
 /// </summary>
 public static unsafe partial class AttentionKernels

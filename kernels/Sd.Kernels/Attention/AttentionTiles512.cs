@@ -1,39 +1,21 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Sd.Kernels.Elementwise;
 
 namespace Sd.Kernels.Attention;
 
 /// <summary>
-/// AVX-512 building blocks shared by the attention variants. A query block is <see cref="Rows"/> = 32 queries, two
-/// 16-lane vectors; every buffer here is "transposed": one row per key or channel, one lane per query, 32 floats.
-/// Microkernels keep 8 x 2 accumulators (16 of the 32 zmm registers) and issue 16 FMAs per 2 vector loads and 8
-/// broadcast loads: 5 cycles of Zen 5's two load ports under 8 cycles of its two FMA pipes, so FMA-bound.
+/// The AVX-512 pieces of the attention kernels: 32-query blocks (two 16-lane vectors). The microkernels keep 8 x 2
+/// accumulators (16 of the 32 zmm registers) and issue 16 FMAs per 2 vector loads and 8 broadcast loads: 5 cycles
+/// of Zen 5's two load ports under 8 cycles of its two FMA pipes, so FMA-bound.
 /// </summary>
-internal static unsafe class AttentionTiles512
+internal readonly unsafe struct AttentionTiles512 : IAttentionTiles<Vector512<float>>
 {
-    public const int Rows = 32;
+    private const int Rows = 32;
 
-    /// <summary>Scores are kept in base-2 units (Q is pre-multiplied by log2 e): the softmax needs only 2^x.</summary>
-    public const float Log2E = 1.44269504088896341f;
-
-    /// <summary>
-    /// The score of a hidden key: finite, so that (score - max) and (old max - new max) never become inf - inf,
-    /// and <see cref="Exp2"/> of anything that far below the max is exactly 0.
-    /// </summary>
-    public const float Hidden = float.MinValue;
-
-    // 2^f on [-1/2, 1/2]: degree-6 minimax polynomial (Remez fit of the relative error, 2e-9; under 1e-7 once
-    // evaluated in float), coefficients of f^1 .. f^6 (that of f^0 is 1).
-    private const float C1 = 6.931471825e-01f;
-    private const float C2 = 2.402264625e-01f;
-    private const float C3 = 5.550328642e-02f;
-    private const float C4 = 9.618489072e-03f;
-    private const float C5 = 1.339993090e-03f;
-    private const float C6 = 1.534581243e-04f;
-
-    /// <summary>st[j*32 + r] = sum_c k[j*ldk + c] * qt[c*32 + r] for keys j in [0, count).</summary>
-    public static void Scores(float* qt, float* k, nint ldk, int d, int count, float* st)
+    /// <summary>Eight keys at a time: see <see cref="IAttentionTiles{TVec}.ScoreBlocks"/>.</summary>
+    public static int ScoreBlocks(float* qt, float* k, nint ldk, int d, int count, float* st)
     {
         int j = 0;
         for (; j + 8 <= count; j += 8)
@@ -98,94 +80,11 @@ internal static unsafe class AttentionTiles512
             a70.Store(s + 224);
             a71.Store(s + 240);
         }
-        for (; j < count; j++)
-        {
-            float* kj = k + j * ldk;
-            Vector512<float> a0 = default, a1 = default;
-            for (int c = 0; c < d; c++)
-            {
-                Vector512<float> b = Vector512.Create(kj[c]);
-                a0 = Vector512.FusedMultiplyAdd(b, Vector512.Load(qt + c * Rows), a0);
-                a1 = Vector512.FusedMultiplyAdd(b, Vector512.Load(qt + c * Rows + 16), a1);
-            }
-            a0.Store(st + j * Rows);
-            a1.Store(st + j * Rows + 16);
-        }
+        return j;
     }
 
-    /// <summary>
-    /// Hides key <paramref name="key0"/> + j from query <paramref name="query0"/> + r when the key is later (score
-    /// <see cref="Hidden"/>), for the key rows of a tile that cross the diagonal. Key 0 is never hidden, so every
-    /// query has a real running max from its first tile on.
-    /// </summary>
-    public static void MaskCausal(float* st, int key0, int count, int query0)
-    {
-        Vector512<int> lanes0 = Vector512.Create(query0) + Vector512<int>.Indices;
-        Vector512<int> lanes1 = lanes0 + Vector512.Create(16);
-        Vector512<float> hidden = Vector512.Create(Hidden);
-        for (int j = Math.Max(0, query0 + 1 - key0); j < count; j++)
-        {
-            Vector512<int> key = Vector512.Create(key0 + j);
-            float* s = st + j * Rows;
-            Vector512.ConditionalSelect(Vector512.GreaterThan(key, lanes0).AsSingle(), hidden, Vector512.Load(s))
-                .Store(s);
-            Vector512.ConditionalSelect(Vector512.GreaterThan(key, lanes1).AsSingle(), hidden, Vector512.Load(s + 16))
-                .Store(s + 16);
-        }
-    }
-
-    /// <summary>Per-lane max over <paramref name="count"/> score rows, folded into the running max0/max1.</summary>
-    public static void RowMax(float* st, int count, ref Vector512<float> max0, ref Vector512<float> max1)
-    {
-        Vector512<float> m0 = max0, m1 = max1;
-        for (int j = 0; j < count; j++)
-        {
-            m0 = Vector512.Max(m0, Vector512.Load(st + j * Rows));
-            m1 = Vector512.Max(m1, Vector512.Load(st + j * Rows + 16));
-        }
-        max0 = m0;
-        max1 = m1;
-    }
-
-    /// <summary>st = 2^(st - max) in place; the per-lane sums are added to sum0/sum1.</summary>
-    public static void Exponentiate(
-        float* st, int count, Vector512<float> max0, Vector512<float> max1,
-        ref Vector512<float> sum0, ref Vector512<float> sum1)
-    {
-        Vector512<float> s0 = Vector512<float>.Zero, s1 = Vector512<float>.Zero;
-        for (int j = 0; j < count; j++)
-        {
-            float* s = st + j * Rows;
-            Vector512<float> e0 = Exp2(Vector512.Load(s) - max0);
-            Vector512<float> e1 = Exp2(Vector512.Load(s + 16) - max1);
-            e0.Store(s);
-            e1.Store(s + 16);
-            s0 += e0;
-            s1 += e1;
-        }
-        sum0 += s0;
-        sum1 += s1;
-    }
-
-    /// <summary>st *= 1/sum per lane: the naive baseline's explicit normalized probabilities.</summary>
-    public static void Normalize(float* st, int count, Vector512<float> sum0, Vector512<float> sum1)
-    {
-        Vector512<float> inverse0 = Vector512<float>.One / sum0;
-        Vector512<float> inverse1 = Vector512<float>.One / sum1;
-        for (int j = 0; j < count; j++)
-        {
-            float* s = st + j * Rows;
-            (Vector512.Load(s) * inverse0).Store(s);
-            (Vector512.Load(s + 16) * inverse1).Store(s + 16);
-        }
-    }
-
-    /// <summary>
-    /// ot[c*32 + r] = ot[c*32 + r] * alpha[r] + sum_j v[j*ldv + c] * pt[j*32 + r] for every channel c in [0, d) and
-    /// keys j in [0, count): the flash rescale rides on the accumulator load. ot must hold finite values (zeroed
-    /// before a block's first tile, where alpha is 0).
-    /// </summary>
-    public static void Accumulate(
+    /// <summary>Eight channels at a time: see <see cref="IAttentionTiles{TVec}.AccumulateBlocks"/>.</summary>
+    public static int AccumulateBlocks(
         float* pt, float* v, nint ldv, int d, int count, Vector512<float> alpha0, Vector512<float> alpha1, float* ot)
     {
         int c = 0;
@@ -248,38 +147,84 @@ internal static unsafe class AttentionTiles512
             a70.Store(o + 224);
             a71.Store(o + 240);
         }
-        for (; c < d; c++)
-        {
-            float* o = ot + c * Rows;
-            Vector512<float> a0 = Vector512.Load(o) * alpha0, a1 = Vector512.Load(o + 16) * alpha1;
-            for (int j = 0; j < count; j++)
-            {
-                Vector512<float> b = Vector512.Create(v[j * ldv + c]);
-                a0 = Vector512.FusedMultiplyAdd(b, Vector512.Load(pt + j * Rows), a0);
-                a1 = Vector512.FusedMultiplyAdd(b, Vector512.Load(pt + j * Rows + 16), a1);
-            }
-            a0.Store(o);
-            a1.Store(o + 16);
-        }
+        return c;
     }
 
     /// <summary>
-    /// 2^x for x &lt;= 0 (a score minus its row max), relative error under 1e-7: x = n + f with n = round(x), a
-    /// polynomial for 2^f, and VSCALEFPS for the 2^n factor, which also flushes x far below -126 to exactly 0.
-    /// Ten instructions against VectorMath.Exp's two dozen general-range ones (no clamping or overflow handling is
-    /// needed here); with d = 40 the exponentials are a fifth of the FLOP-bound loop, so this is worth ~10%.
+    /// <see cref="IAttentionTiles{TVec}.Exp2"/> with VSCALEFPS for the 2^n factor, which also flushes x far below
+    /// -126 to exactly 0. Ten instructions against VectorMath.Exp's two dozen general-range ones (no clamping or
+    /// overflow handling is needed here); with d = 40 the exponentials are a fifth of the FLOP-bound loop, so this is
+    /// worth ~10%.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp2(Vector512<float> x)
     {
         Vector512<float> n = Vector512.Round(x);
-        Vector512<float> f = x - n;
-        Vector512<float> p = Vector512.FusedMultiplyAdd(Vector512.Create(C6), f, Vector512.Create(C5));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C4));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C3));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C2));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C1));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512<float>.One);
-        return Avx512F.Scale(p, n);
+        return Avx512F.Scale(Exp2Polynomial.Evaluate<Vector512<float>, F32x16>(x - n), n);
     }
+
+    /// <summary>
+    /// A 16x16 transpose: 32-bit and 64-bit interleaves within 128-bit lanes, then two rounds of 128-bit lane
+    /// shuffles (64 shuffles for 256 elements).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Transpose(Vector512<float>* v)
+    {
+        Vector512<float> t0 = Avx512F.UnpackLow(v[0], v[1]), t1 = Avx512F.UnpackHigh(v[0], v[1]);
+        Vector512<float> t2 = Avx512F.UnpackLow(v[2], v[3]), t3 = Avx512F.UnpackHigh(v[2], v[3]);
+        Vector512<float> t4 = Avx512F.UnpackLow(v[4], v[5]), t5 = Avx512F.UnpackHigh(v[4], v[5]);
+        Vector512<float> t6 = Avx512F.UnpackLow(v[6], v[7]), t7 = Avx512F.UnpackHigh(v[6], v[7]);
+        Vector512<float> t8 = Avx512F.UnpackLow(v[8], v[9]), t9 = Avx512F.UnpackHigh(v[8], v[9]);
+        Vector512<float> t10 = Avx512F.UnpackLow(v[10], v[11]), t11 = Avx512F.UnpackHigh(v[10], v[11]);
+        Vector512<float> t12 = Avx512F.UnpackLow(v[12], v[13]), t13 = Avx512F.UnpackHigh(v[12], v[13]);
+        Vector512<float> t14 = Avx512F.UnpackLow(v[14], v[15]), t15 = Avx512F.UnpackHigh(v[14], v[15]);
+
+        Vector512<float> u0 = Low64(t0, t2), u1 = High64(t0, t2), u2 = Low64(t1, t3), u3 = High64(t1, t3);
+        Vector512<float> u4 = Low64(t4, t6), u5 = High64(t4, t6), u6 = Low64(t5, t7), u7 = High64(t5, t7);
+        Vector512<float> u8 = Low64(t8, t10), u9 = High64(t8, t10), u10 = Low64(t9, t11), u11 = High64(t9, t11);
+        Vector512<float> u12 = Low64(t12, t14), u13 = High64(t12, t14), u14 = Low64(t13, t15), u15 = High64(t13, t15);
+
+        // 0x88 picks 128-bit lanes (a0, a2, b0, b2), 0xDD picks (a1, a3, b1, b3).
+        t0 = Avx512F.Shuffle4x128(u0, u4, 0x88);
+        t1 = Avx512F.Shuffle4x128(u1, u5, 0x88);
+        t2 = Avx512F.Shuffle4x128(u2, u6, 0x88);
+        t3 = Avx512F.Shuffle4x128(u3, u7, 0x88);
+        t4 = Avx512F.Shuffle4x128(u0, u4, 0xDD);
+        t5 = Avx512F.Shuffle4x128(u1, u5, 0xDD);
+        t6 = Avx512F.Shuffle4x128(u2, u6, 0xDD);
+        t7 = Avx512F.Shuffle4x128(u3, u7, 0xDD);
+        t8 = Avx512F.Shuffle4x128(u8, u12, 0x88);
+        t9 = Avx512F.Shuffle4x128(u9, u13, 0x88);
+        t10 = Avx512F.Shuffle4x128(u10, u14, 0x88);
+        t11 = Avx512F.Shuffle4x128(u11, u15, 0x88);
+        t12 = Avx512F.Shuffle4x128(u8, u12, 0xDD);
+        t13 = Avx512F.Shuffle4x128(u9, u13, 0xDD);
+        t14 = Avx512F.Shuffle4x128(u10, u14, 0xDD);
+        t15 = Avx512F.Shuffle4x128(u11, u15, 0xDD);
+
+        v[0] = Avx512F.Shuffle4x128(t0, t8, 0x88);
+        v[1] = Avx512F.Shuffle4x128(t1, t9, 0x88);
+        v[2] = Avx512F.Shuffle4x128(t2, t10, 0x88);
+        v[3] = Avx512F.Shuffle4x128(t3, t11, 0x88);
+        v[4] = Avx512F.Shuffle4x128(t4, t12, 0x88);
+        v[5] = Avx512F.Shuffle4x128(t5, t13, 0x88);
+        v[6] = Avx512F.Shuffle4x128(t6, t14, 0x88);
+        v[7] = Avx512F.Shuffle4x128(t7, t15, 0x88);
+        v[8] = Avx512F.Shuffle4x128(t0, t8, 0xDD);
+        v[9] = Avx512F.Shuffle4x128(t1, t9, 0xDD);
+        v[10] = Avx512F.Shuffle4x128(t2, t10, 0xDD);
+        v[11] = Avx512F.Shuffle4x128(t3, t11, 0xDD);
+        v[12] = Avx512F.Shuffle4x128(t4, t12, 0xDD);
+        v[13] = Avx512F.Shuffle4x128(t5, t13, 0xDD);
+        v[14] = Avx512F.Shuffle4x128(t6, t14, 0xDD);
+        v[15] = Avx512F.Shuffle4x128(t7, t15, 0xDD);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Low64(Vector512<float> a, Vector512<float> b) =>
+        Avx512F.UnpackLow(a.AsDouble(), b.AsDouble()).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> High64(Vector512<float> a, Vector512<float> b) =>
+        Avx512F.UnpackHigh(a.AsDouble(), b.AsDouble()).AsSingle();
 }

@@ -32,7 +32,17 @@ internal unsafe interface IF32Vector<TVec>
 
     static abstract TVec Multiply(TVec a, TVec b);
 
+    static abstract TVec Divide(TVec a, TVec b);
+
+    static abstract TVec Max(TVec a, TVec b);
+
     static abstract TVec And(TVec a, TVec b);
+
+    /// <summary>
+    /// Lanes of <paramref name="ifTrue"/> where <paramref name="mask"/> (all-ones or zero lanes, such as
+    /// <see cref="Mask"/>'s) is set, else those of <paramref name="ifFalse"/>.
+    /// </summary>
+    static abstract TVec ConditionalSelect(TVec mask, TVec ifTrue, TVec ifFalse);
 
     /// <summary>a * b + c, rounded once.</summary>
     static abstract TVec FusedMultiplyAdd(TVec a, TVec b, TVec c);
@@ -80,7 +90,18 @@ internal readonly unsafe struct F32x8 : IF32Vector<Vector256<float>>
     public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ConditionalSelect(
+        Vector256<float> mask, Vector256<float> ifTrue, Vector256<float> ifFalse) =>
+        Vector256.ConditionalSelect(mask, ifTrue, ifFalse);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> FusedMultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
@@ -133,7 +154,18 @@ internal readonly unsafe struct F32x16 : IF32Vector<Vector512<float>>
     public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ConditionalSelect(
+        Vector512<float> mask, Vector512<float> ifTrue, Vector512<float> ifFalse) =>
+        Vector512.ConditionalSelect(mask, ifTrue, ifFalse);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> FusedMultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) =>

@@ -1,0 +1,123 @@
+namespace Sd.Kernels.Attention;
+
+public static unsafe partial class AttentionKernels
+{
+    // The tile passes of the vector variants. Buffers are in the query-lane layout: one row of Rows floats per key
+    // (scores, probabilities) or per channel (queries, outputs), lanes [0, V.Count) in the first vector of a row and
+    // [V.Count, Rows) in the second.
+    private static partial class QueryLanes<TVec, V, T>
+    {
+        /// <summary>
+        /// The score of a hidden key: finite, so that (score - max) and (old max - new max) never become inf - inf,
+        /// and Exp2 of anything that far below the max is exactly 0.
+        /// </summary>
+        private const float Hidden = float.MinValue;
+
+        /// <summary>
+        /// st[j*Rows + r] = sum_c k[j*ldk + c] * qt[c*Rows + r] for keys j in [0, count): the width's register-blocked
+        /// microkernel, then one key at a time for the keys its blocking leaves.
+        /// </summary>
+        private static void Scores(float* qt, float* k, nint ldk, int d, int count, float* st)
+        {
+            for (int j = T.ScoreBlocks(qt, k, ldk, d, count, st); j < count; j++)
+            {
+                float* kj = k + j * ldk;
+                TVec a0 = V.Zero, a1 = V.Zero;
+                for (int c = 0; c < d; c++)
+                {
+                    TVec b = V.Create(kj[c]);
+                    a0 = V.FusedMultiplyAdd(b, V.Load(qt + c * Rows), a0);
+                    a1 = V.FusedMultiplyAdd(b, V.Load(qt + c * Rows + V.Count), a1);
+                }
+                V.Store(a0, st + j * Rows);
+                V.Store(a1, st + j * Rows + V.Count);
+            }
+        }
+
+        /// <summary>
+        /// Hides key <paramref name="key0"/> + j from query <paramref name="query0"/> + r when the key is later (score
+        /// <see cref="Hidden"/>), for the key rows of a tile that cross the diagonal. Key 0 is never hidden, so every
+        /// query has a real running max from its first tile on.
+        /// </summary>
+        private static void MaskCausal(float* st, int key0, int count, int query0)
+        {
+            TVec hidden = V.Create(Hidden);
+            for (int j = Math.Max(0, query0 + 1 - key0); j < count; j++)
+            {
+                // The key is later than the queries of lanes [0, later): a prefix of the row, masked as a tail is.
+                nint later = key0 + j - query0;
+                float* s = st + j * Rows;
+                V.Store(V.ConditionalSelect(V.Mask(later), hidden, V.Load(s)), s);
+                V.Store(V.ConditionalSelect(V.Mask(later - V.Count), hidden, V.Load(s + V.Count)), s + V.Count);
+            }
+        }
+
+        /// <summary>Per-lane max over <paramref name="count"/> score rows, folded into the running max0/max1.</summary>
+        private static void RowMax(float* st, int count, ref TVec max0, ref TVec max1)
+        {
+            TVec m0 = max0, m1 = max1;
+            for (int j = 0; j < count; j++)
+            {
+                m0 = V.Max(m0, V.Load(st + j * Rows));
+                m1 = V.Max(m1, V.Load(st + j * Rows + V.Count));
+            }
+            max0 = m0;
+            max1 = m1;
+        }
+
+        /// <summary>st = 2^(st - max) in place; the per-lane sums are added to sum0/sum1.</summary>
+        private static void Exponentiate(float* st, int count, TVec max0, TVec max1, ref TVec sum0, ref TVec sum1)
+        {
+            TVec s0 = V.Zero, s1 = V.Zero;
+            for (int j = 0; j < count; j++)
+            {
+                float* s = st + j * Rows;
+                TVec e0 = T.Exp2(V.Subtract(V.Load(s), max0));
+                TVec e1 = T.Exp2(V.Subtract(V.Load(s + V.Count), max1));
+                V.Store(e0, s);
+                V.Store(e1, s + V.Count);
+                s0 = V.Add(s0, e0);
+                s1 = V.Add(s1, e1);
+            }
+            sum0 = V.Add(sum0, s0);
+            sum1 = V.Add(sum1, s1);
+        }
+
+        /// <summary>st *= 1/sum per lane: the naive baseline's explicit normalized probabilities.</summary>
+        private static void Normalize(float* st, int count, TVec sum0, TVec sum1)
+        {
+            TVec inverse0 = V.Divide(V.Create(1f), sum0);
+            TVec inverse1 = V.Divide(V.Create(1f), sum1);
+            for (int j = 0; j < count; j++)
+            {
+                float* s = st + j * Rows;
+                V.Store(V.Multiply(V.Load(s), inverse0), s);
+                V.Store(V.Multiply(V.Load(s + V.Count), inverse1), s + V.Count);
+            }
+        }
+
+        /// <summary>
+        /// ot[c*Rows + r] = ot[c*Rows + r] * alpha[r] + sum_j v[j*ldv + c] * pt[j*Rows + r] for every channel c in
+        /// [0, d) and keys j in [0, count): the flash rescale rides on the accumulator load. ot must hold finite values
+        /// (zeroed before a block's first tile, where alpha is 0). The width's microkernel, then one channel at a time
+        /// for the channels its blocking leaves.
+        /// </summary>
+        private static void Accumulate(
+            float* pt, float* v, nint ldv, int d, int count, TVec alpha0, TVec alpha1, float* ot)
+        {
+            for (int c = T.AccumulateBlocks(pt, v, ldv, d, count, alpha0, alpha1, ot); c < d; c++)
+            {
+                float* o = ot + c * Rows;
+                TVec a0 = V.Multiply(V.Load(o), alpha0), a1 = V.Multiply(V.Load(o + V.Count), alpha1);
+                for (int j = 0; j < count; j++)
+                {
+                    TVec b = V.Create(v[j * ldv + c]);
+                    a0 = V.FusedMultiplyAdd(b, V.Load(pt + j * Rows), a0);
+                    a1 = V.FusedMultiplyAdd(b, V.Load(pt + j * Rows + V.Count), a1);
+                }
+                V.Store(a0, o);
+                V.Store(a1, o + V.Count);
+            }
+        }
+    }
+}
