@@ -68,13 +68,16 @@ public static unsafe partial class AttentionKernels
         public static void Flash(in AttentionProblem problem)
         {
             nint scratch = (nint)(2 * problem.HeadDim + FlashKeyTile) * Rows;
-            RunParallel(problem, &FlashSlice, scratch, Rows, splitHeads: true);
+            RunParallel(problem, &FlashSlice, scratch, Rows, splitHeads: true, FlashKeyTile);
         }
 
         public static void PartialSoftmax(in AttentionProblem problem)
         {
             nint scratch = (nint)(2 * problem.HeadDim + problem.KeyLength) * Rows;
-            RunParallel(problem, &PartialSoftmaxSlice, scratch, Rows, splitHeads: true);
+            // One tile spanning every key: its first (and only) tile's alpha is 0 on a zeroed accumulator, so the
+            // online softmax reduces to one exact (max, sum) reduction, with 2^(s - max) written over the scores once
+            // and 1/sum applied to the output, not to P.
+            RunParallel(problem, &FlashSlice, scratch, Rows, splitHeads: true, problem.KeyLength);
         }
 
         public static void Naive(in AttentionProblem problem)
@@ -101,9 +104,9 @@ public static unsafe partial class AttentionKernels
                 int keys = p.Causal ? Math.Min(p.KeyLength, query0 + rows) : p.KeyLength;
                 TVec max0 = V.Create(Hidden), max1 = max0;
                 TVec sum0 = V.Zero, sum1 = V.Zero;
-                for (int key0 = 0; key0 < keys; key0 += FlashKeyTile)
+                for (int key0 = 0; key0 < keys; key0 += job->KeyTile)
                 {
-                    int count = Math.Min(FlashKeyTile, keys - key0);
+                    int count = Math.Min(job->KeyTile, keys - key0);
                     Scores(qt, slice->K + key0 * p.Ldk, p.Ldk, d, count, st);
                     if (p.Causal && key0 + count - 1 > query0)
                     {
@@ -122,36 +125,6 @@ public static unsafe partial class AttentionKernels
                     max0 = new0;
                     max1 = new1;
                 }
-                StoreOutput(ot, sum0, sum1, d, rows, slice->O + r0 * p.Ldo, p.Ldo);
-            }
-        }
-
-        private static void PartialSoftmaxSlice(Job* job, HeadSlice* slice, float* scratch)
-        {
-            ref AttentionProblem p = ref job->Problem;
-            int d = p.HeadDim;
-            float* qt = scratch;
-            float* ot = qt + d * Rows;
-            float* st = ot + d * Rows;
-            for (int r0 = 0; r0 < slice->Rows; r0 += Rows)
-            {
-                int rows = Math.Min(Rows, slice->Rows - r0);
-                int query0 = slice->Row0 + r0;
-                PackQuery(slice->Q + r0 * p.Ldq, p.Ldq, rows, d, p.Scale, qt);
-                int keys = p.Causal ? Math.Min(p.KeyLength, query0 + rows) : p.KeyLength;
-                Scores(qt, slice->K, p.Ldk, d, keys, st);
-                if (p.Causal && keys - 1 > query0)
-                {
-                    MaskCausal(st, 0, keys, query0);
-                }
-                // The block's score rows are complete, so one exact (max, sum) reduction replaces the online
-                // rescaling; 2^(s - max) is written over the scores once and 1/sum is applied to the output, not to P.
-                TVec max0 = V.Create(Hidden), max1 = max0;
-                TVec sum0 = V.Zero, sum1 = V.Zero;
-                RowMax(st, keys, ref max0, ref max1);
-                Exponentiate(st, keys, max0, max1, ref sum0, ref sum1);
-                NativeMemory.Clear(ot, (nuint)(d * Rows * sizeof(float)));
-                Accumulate(st, slice->V, p.Ldv, d, keys, V.Create(1f), V.Create(1f), ot);
                 StoreOutput(ot, sum0, sum1, d, rows, slice->O + r0 * p.Ldo, p.Ldo);
             }
         }

@@ -13,7 +13,8 @@ namespace Sd.Kernels.Attention;
 /// <item><c>PartialSoftmaxAttention_*</c>: whole score rows of a query block, one exact (max, sum) reduction, the
 /// 1/sum normalization folded into the output ("Speed Is All You Need", Chen et al. 2023); best when a score row
 /// is short (cross-attention over 77 text tokens). The paper recomputes exp inside the P V product; here that
-/// product reads each score once per 8 channels, so exp is written over the scores once instead.</item>
+/// product reads each score once per 8 channels, so exp is written over the scores once instead. It runs the flash
+/// loop with a single tile spanning all keys.</item>
 /// <item><c>NaiveAttention_*</c>: the three-pass baseline with the per-head Lq x Lk probability matrix
 /// materialized, built from the same microkernels so that comparisons measure the memory traffic only.</item>
 /// </list>
@@ -149,6 +150,7 @@ public static unsafe partial class AttentionKernels
         public nint ScratchFloats; // per task, from the thread's cached buffer
         public int RowsPerTask;
         public int TasksPerHead;
+        public int KeyTile; // keys per online-softmax tile (flash and partial softmax)
     }
 
     /// <summary>
@@ -158,7 +160,7 @@ public static unsafe partial class AttentionKernels
     /// </summary>
     private static void RunParallel(
         in AttentionProblem problem, delegate*<Job*, HeadSlice*, float*, void> kernel, nint scratchFloats,
-        int blockRows, bool splitHeads)
+        int blockRows, bool splitHeads, int keyTile = 0)
     {
         int heads = problem.Batch * problem.Heads;
         int blocks = (problem.QueryLength + blockRows - 1) / blockRows;
@@ -177,6 +179,7 @@ public static unsafe partial class AttentionKernels
             ScratchFloats = scratchFloats,
             RowsPerTask = blocksPerTask * blockRows,
             TasksPerHead = splits,
+            KeyTile = keyTile,
         };
         WorkerPool.Shared.Run(&RunTask, &job, heads * splits);
     }
