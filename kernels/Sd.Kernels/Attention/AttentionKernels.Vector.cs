@@ -65,19 +65,20 @@ public static unsafe partial class AttentionKernels
             get => 2 * V.Count;
         }
 
-        public static void Flash(in AttentionProblem problem)
-        {
-            nint scratch = (nint)(2 * problem.HeadDim + FlashKeyTile) * Rows;
-            RunParallel(problem, &FlashSlice, scratch, Rows, splitHeads: true, FlashKeyTile);
-        }
+        public static void Flash(in AttentionProblem problem) => OnlineSoftmax(problem, FlashKeyTile);
 
-        public static void PartialSoftmax(in AttentionProblem problem)
+        /// <summary>
+        /// One tile spanning every key: its first (and only) tile's alpha is 0 on a zeroed accumulator, so the online
+        /// softmax reduces to one exact (max, sum) reduction, with 2^(s - max) written over the scores once and 1/sum
+        /// applied to the output, not to P.
+        /// </summary>
+        public static void PartialSoftmax(in AttentionProblem problem) => OnlineSoftmax(problem, problem.KeyLength);
+
+        /// <summary>The flash loop over tiles of <paramref name="keyTile"/> keys: scratch (2d + keyTile) x Rows floats per thread.</summary>
+        private static void OnlineSoftmax(in AttentionProblem problem, int keyTile)
         {
-            nint scratch = (nint)(2 * problem.HeadDim + problem.KeyLength) * Rows;
-            // One tile spanning every key: its first (and only) tile's alpha is 0 on a zeroed accumulator, so the
-            // online softmax reduces to one exact (max, sum) reduction, with 2^(s - max) written over the scores once
-            // and 1/sum applied to the output, not to P.
-            RunParallel(problem, &FlashSlice, scratch, Rows, splitHeads: true, problem.KeyLength);
+            nint scratch = (nint)(2 * problem.HeadDim + keyTile) * Rows;
+            RunParallel(problem, &FlashSlice, scratch, Rows, splitHeads: true, keyTile);
         }
 
         public static void Naive(in AttentionProblem problem)

@@ -358,26 +358,31 @@ public static unsafe class GemmKernels
                 MergeTile(tile, nr, cTile, ldc, r, cols, overwrite);
                 if (epilogue != null)
                 {
-                    ApplyEpilogue(epilogue, cTile, row0 + ir, r, j0, cols,
-                        epilogue->Residual == null ? null : epilogue->Residual + (nint)(row0 + ir) * epilogue->Ldr + j0);
+                    ApplyEpilogue(epilogue, cTile, row0 + ir, r, j0, cols, fused.Residual);
                 }
             }
         }
     }
 
-    /// <summary>The bias and residual of rows [row, row + rows) at column j0; false when the rows span two biases.</summary>
+    /// <summary>
+    /// The bias and residual of rows [row, row + rows) at column j0 (the residual always, so a caller falling back to
+    /// <see cref="ApplyEpilogue"/> can use it); false when the rows span two biases.
+    /// </summary>
     private static bool FusedEpilogue(GemmArgs* args, int row, int rows, int j0, TileEpilogue* fused)
     {
         fused->Residual = args->Residual == null ? null : args->Residual + (nint)row * args->Ldr + j0;
         fused->Ldr = args->Ldr;
-        if (args->Bias == null)
-        {
-            return true;
-        }
-        int segment = args->BiasRows > 0 ? args->BiasRows : int.MaxValue;
-        fused->Bias = args->Bias + (nint)(row / segment) * args->W.N + j0;
+        fused->Bias = BiasOfRow(args, row, j0);
+        int segment = BiasSegment(args);
         return row / segment == (row + rows - 1) / segment;
     }
+
+    /// <summary>Rows that share one bias vector (<see cref="GemmArgs.BiasRows"/>; all of them when it is 0 or there is no bias).</summary>
+    private static int BiasSegment(GemmArgs* args) => args->BiasRows > 0 && args->Bias != null ? args->BiasRows : int.MaxValue;
+
+    /// <summary>The bias vector of output row <paramref name="row"/> from column j0; null without a bias.</summary>
+    private static float* BiasOfRow(GemmArgs* args, int row, int j0) =>
+        args->Bias == null ? null : args->Bias + (nint)(row / BiasSegment(args)) * args->W.N + j0;
 
     /// <summary>The plain row-major A packer: MR-row micro-panels, k-major, zero-padded.</summary>
     public static void PackRowMajor(float* data, int ld, int row0, int rows, int k0, int kc, int mr, float* packed)
@@ -427,12 +432,11 @@ public static unsafe class GemmKernels
     /// <summary>Bias and residual for rows [row0, row0 + rows) of columns [j0, j0 + cols), split where the bias changes.</summary>
     private static void ApplyEpilogue(GemmArgs* args, float* c, int row0, int rows, int j0, int cols, float* residual)
     {
-        int segment = args->BiasRows > 0 && args->Bias != null ? args->BiasRows : int.MaxValue;
+        int segment = BiasSegment(args);
         for (int r = row0; r < row0 + rows;)
         {
             int end = (int)Math.Min(row0 + rows, ((long)r / segment + 1) * segment);
-            float* bias = args->Bias == null ? null : args->Bias + (nint)(r / segment) * args->W.N + j0;
-            Epilogue(c + (nint)(r - row0) * args->Ldc, args->Ldc, end - r, cols, bias,
+            Epilogue(c + (nint)(r - row0) * args->Ldc, args->Ldc, end - r, cols, BiasOfRow(args, r, j0),
                 residual == null ? null : residual + (nint)(r - row0) * args->Ldr, args->Ldr);
             r = end;
         }
