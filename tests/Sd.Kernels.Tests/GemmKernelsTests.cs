@@ -31,6 +31,8 @@ public unsafe class GemmKernelsTests
         (257, 65, 513), (3, 320, 40), (77, 96, 64),
         (150, 200, 700), // a short M taken as one row block of 11 micro-panels (AVX-512), column groups sharing A
         (20, 96, 33000), // a short M shared by several column groups, A packed once per K chunk, several chunks
+        // Last micro-panels of 13, 4, 8, 9 and 12 rows (AVX-512's 14-row panel): the 4- and 8-row kernels, one or two calls.
+        (13, 64, 40), (18, 64, 50), (22, 32, 17), (23, 64, 270), (40, 96, 300),
     ];
 
     /// <summary>No epilogue, bias only, residual only, both: the microkernels fuse each into their final store.</summary>

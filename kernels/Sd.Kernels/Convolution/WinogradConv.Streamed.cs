@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Sd.Kernels.Elementwise;
 using Sd.Kernels.Gemm;
 using Sd.Kernels.Threading;
 
@@ -11,8 +12,8 @@ namespace Sd.Kernels.Convolution;
 /// float32 3x3 weights and 8x of F16 ones), each GEMM task transforms one NR-wide panel of the implicit-GEMM packed
 /// weights (<see cref="ImplicitGemmConv.PackWeights"/>, any <see cref="WeightFormat"/>) for a block of input
 /// channels into an L2-resident buffer of the 36 positions' B micro-panels, and multiplies the pre-packed transformed
-/// input by them. The transform costs about 150 vector operations per (input channel, 8 output channels) against 36
-/// multiply-adds per tile there, so it pays wherever there are a few dozen tiles; the weights stay as they were
+/// input by them. The transform costs about 80 vector operations and 36 stores per (input channel, vector of output
+/// channels) against 36 multiply-adds per tile there, so it pays from 8 tiles on; the weights stay as they were
 /// loaded. U is computed in float (stored Winograd weights round it once from double): results differ from
 /// <see cref="Run"/> by a few ulp.
 /// </summary>
@@ -40,7 +41,7 @@ public static unsafe partial class WinogradConv
     {
         long tiles = (long)batch * ((height + 3) / 4) * ((width + 3) / 4);
         long perTile = Positions * ((long)inChannels + outChannels + (long)ChannelBlocks(inChannels) * StreamChannelBlock);
-        return (int)Math.Min(tiles, Math.Max(MaxWorkspaceFloats / perTile, 128));
+        return BalancedBlockTiles(tiles, perTile);
     }
 
     /// <summary>Workspace floats <see cref="RunStreamed"/> needs for a layer.</summary>
@@ -153,52 +154,82 @@ public static unsafe partial class WinogradConv
     }
 
     /// <summary>
-    /// U = G g G^T for kc input channels x NR output channels, 8 output channels per vector: taps[t][k * nr + j] is
-    /// g[tap t] of (channel k, output j); u[p * (kc x NR + pad) + k * nr + j] receives position p (row-major 6 x 6).
+    /// U = G g G^T for kc input channels x NR output channels: taps[t][k * nr + j] is g[tap t] of (channel k, output
+    /// j); u[p * (kc x NR + pad) + k * nr + j] receives position p (row-major 6 x 6). One vector of output channels at
+    /// a time, the 18 intermediate values G g in registers (a version that kept them in stack arrays, 8 channels per
+    /// vector, spent a third of a 16x16-latent layer's time here).
     /// </summary>
     private static void TransformWeights(float** taps, int kc, int nr, float* u)
     {
-        Vector256<float>* column = stackalloc Vector256<float>[18];
-        Vector256<float>* row = stackalloc Vector256<float>[6];
-        nint positionStride = PositionStride(kc, nr);
-        for (int k = 0; k < kc; k++)
+        if (Vector512.IsHardwareAccelerated && nr % 16 == 0)
         {
-            for (int j = 0; j < nr; j += 8)
-            {
-                nint at = (nint)k * nr + j;
-                for (int c = 0; c < 3; c++)
-                {
-                    // G g: column c of the 3x3 kernel (rows 0..2) -> 6 values, kept as column[i * 3 + c].
-                    Transform3(Vector256.Load(taps[c] + at), Vector256.Load(taps[3 + c] + at), Vector256.Load(taps[6 + c] + at), column + c, 3);
-                }
-                for (int i = 0; i < 6; i++)
-                {
-                    Transform3(column[i * 3], column[i * 3 + 1], column[i * 3 + 2], row, 1); // (G g) G^T: row i
-                    for (int c = 0; c < 6; c++)
-                    {
-                        row[c].Store(u + (i * 6 + c) * positionStride + at);
-                    }
-                }
-            }
+            TransformWeights<Vector512<float>, F32x16>(taps, kc, nr, u);
         }
+        else
+        {
+            TransformWeights<Vector256<float>, F32x8>(taps, kc, nr, u);
+        }
+    }
+
+    [SkipLocalsInit]
+    private static void TransformWeights<TVec, V>(float** taps, int kc, int nr, float* u)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
+    {
+        nint ps = PositionStride(kc, nr);
+        float* g0 = taps[0], g1 = taps[1], g2 = taps[2], g3 = taps[3], g4 = taps[4], g5 = taps[5], g6 = taps[6], g7 = taps[7], g8 = taps[8];
+        for (nint at = 0; at < (nint)kc * nr; at += V.Count)
+        {
+            // G g: column c of the 3x3 kernel (taps c, 3 + c, 6 + c) -> rows 0..5 of column c.
+            Transform3<TVec, V>(V.Load(g0 + at), V.Load(g3 + at), V.Load(g6 + at), out TVec r0c0, out TVec r1c0, out TVec r2c0, out TVec r3c0, out TVec r4c0, out TVec r5c0);
+            Transform3<TVec, V>(V.Load(g1 + at), V.Load(g4 + at), V.Load(g7 + at), out TVec r0c1, out TVec r1c1, out TVec r2c1, out TVec r3c1, out TVec r4c1, out TVec r5c1);
+            Transform3<TVec, V>(V.Load(g2 + at), V.Load(g5 + at), V.Load(g8 + at), out TVec r0c2, out TVec r1c2, out TVec r2c2, out TVec r3c2, out TVec r4c2, out TVec r5c2);
+            // (G g) G^T: row i -> positions 6i .. 6i + 5.
+            float* dst = u + at;
+            StoreTransformedRow<TVec, V>(r0c0, r0c1, r0c2, dst, ps);
+            StoreTransformedRow<TVec, V>(r1c0, r1c1, r1c2, dst + 6 * ps, ps);
+            StoreTransformedRow<TVec, V>(r2c0, r2c1, r2c2, dst + 12 * ps, ps);
+            StoreTransformedRow<TVec, V>(r3c0, r3c1, r3c2, dst + 18 * ps, ps);
+            StoreTransformedRow<TVec, V>(r4c0, r4c1, r4c2, dst + 24 * ps, ps);
+            StoreTransformedRow<TVec, V>(r5c0, r5c1, r5c2, dst + 30 * ps, ps);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTransformedRow<TVec, V>(TVec a, TVec b, TVec c, float* dst, nint stride)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
+    {
+        Transform3<TVec, V>(a, b, c, out TVec o0, out TVec o1, out TVec o2, out TVec o3, out TVec o4, out TVec o5);
+        V.Store(o0, dst);
+        V.Store(o1, dst + stride);
+        V.Store(o2, dst + 2 * stride);
+        V.Store(o3, dst + 3 * stride);
+        V.Store(o4, dst + 4 * stride);
+        V.Store(o5, dst + 5 * stride);
     }
 
     private static nint PositionStride(int kc, int nr) => (nint)kc * nr + PositionPad;
 
-    /// <summary>The 6 outputs of G (6x3) applied to a 3-vector (the float form of WinogradWeights' transform).</summary>
+    /// <summary>
+    /// The 6 outputs of G (6x3) applied to a 3-vector (the float form of WinogradWeights' transform; -(x) / 6 is
+    /// written x * (-1/6), the same value).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transform3(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float>* output, int stride)
+    private static void Transform3<TVec, V>(TVec a, TVec b, TVec c, out TVec o0, out TVec o1, out TVec o2, out TVec o3, out TVec o4, out TVec o5)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
     {
-        Vector256<float> sum = a + c;
-        Vector256<float> sixth = Vector256.Create(1f / 6);
-        Vector256<float> outer = a * Vector256.Create(1f / 24) + c * sixth;
-        Vector256<float> middle = b * Vector256.Create(1f / 12);
-        output[0] = a * Vector256.Create(0.25f);
-        output[stride] = -(sum + b) * sixth;
-        output[2 * stride] = -(sum - b) * sixth;
-        output[3 * stride] = outer + middle;
-        output[4 * stride] = outer - middle;
-        output[5 * stride] = c;
+        TVec sum = V.Add(a, c);
+        TVec negativeSixth = V.Create(-1f / 6);
+        TVec outer = V.Add(V.Multiply(a, V.Create(1f / 24)), V.Multiply(c, V.Create(1f / 6)));
+        TVec middle = V.Multiply(b, V.Create(1f / 12));
+        o0 = V.Multiply(a, V.Create(0.25f));
+        o1 = V.Multiply(V.Add(sum, b), negativeSixth);
+        o2 = V.Multiply(V.Subtract(sum, b), negativeSixth);
+        o3 = V.Add(outer, middle);
+        o4 = V.Subtract(outer, middle);
+        o5 = c;
     }
 
     /// <summary>Per-thread U blocks (36 positions) and staged 16-bit taps (9), for the widest panel.</summary>

@@ -58,7 +58,19 @@ public static unsafe partial class WinogradConv
     {
         long tiles = (long)batch * ((height + 3) / 4) * ((width + 3) / 4);
         long perTile = Positions * (long)(inChannels + outChannels);
-        return (int)Math.Min(tiles, Math.Max(MaxWorkspaceFloats / perTile, 128));
+        return BalancedBlockTiles(tiles, perTile);
+    }
+
+    /// <summary>
+    /// Tiles per block when each tile needs <paramref name="perTile"/> workspace floats: the fewest blocks the cap
+    /// allows (blocks of at least 128 tiles), of equal size (a 512-tile layer in blocks of 485 + 27 ran its second
+    /// block at half the rate of the first).
+    /// </summary>
+    private static int BalancedBlockTiles(long tiles, long perTile)
+    {
+        long largest = Math.Max(MaxWorkspaceFloats / perTile, 128);
+        long blocks = (tiles + largest - 1) / largest;
+        return (int)((tiles + blocks - 1) / blocks);
     }
 
     /// <summary>Workspace floats <see cref="Run"/> needs for a layer (the caller's arena provides them).</summary>

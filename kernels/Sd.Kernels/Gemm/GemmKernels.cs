@@ -352,6 +352,18 @@ public static unsafe class GemmKernels
             {
                 variant.Microkernel(kc, packedA + ir * kc, bPanel, cTile, ldc, !overwrite, epilogue == null ? null : &fused);
             }
+            else if (cols == nr && fusable && variant.EightRows != null)
+            {
+                // A short last micro-panel: at most two calls of the 8- or 4-row kernel over its rows.
+                for (int done = 0; done < r; done += 8)
+                {
+                    int take = Math.Min(8, r - done);
+                    TileEpilogue part = fused;
+                    part.Residual = fused.Residual == null ? null : fused.Residual + (nint)done * fused.Ldr;
+                    var kernel = take > 4 ? variant.EightRows : variant.FourRows;
+                    kernel(take, kc, packedA + ir * kc + done, bPanel, cTile + (nint)done * ldc, ldc, !overwrite, epilogue == null ? null : &part);
+                }
+            }
             else
             {
                 variant.Microkernel(kc, packedA + ir * kc, bPanel, tile, nr, false, null);

@@ -29,6 +29,7 @@ public static unsafe class GemmMicrokernels
         {
             PrefetchRows(epilogue->Residual, epilogue->Ldr, Mr512);
         }
+
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
@@ -71,6 +72,53 @@ public static unsafe class GemmMicrokernels
         StoreRow<Vector512<float>, F32x16>(dst, cB0, cB1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
         StoreRow<Vector512<float>, F32x16>(dst, cC0, cC1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
         StoreRow<Vector512<float>, F32x16>(dst, cD0, cD1, accumulate, hasBias, bias0, bias1, res);
+    }
+
+    /// <summary>
+    /// The first <paramref name="rows"/> (at most TRows.Count: 4 or 8) rows of a 14-row A micro-panel times a 32-column
+    /// B panel, stored straight to C: the last micro-panel of an M that is not a multiple of 14 (M = 32 Winograd tiles
+    /// at 16x16 latents is 14 + 14 + 4) then costs its own rows instead of a whole 14-row call into a scratch tile
+    /// and a scalar merge. 8 rows keep 16 accumulators; 4 rows keep 8, as many as the two FMA pipes need in flight.
+    /// </summary>
+    [SkipLocalsInit]
+    public static void Kernel_Short_x32_Vector512<TRows>(int rows, int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue)
+        where TRows : struct, IRowCount
+    {
+        if (epilogue != null && epilogue->Residual != null)
+        {
+            PrefetchRows(epilogue->Residual, epilogue->Ldr, rows);
+        }
+        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
+        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
+        for (int k = 0; k < kc; k++)
+        {
+            Vector512<float> b0 = Vector512.LoadAligned(b);
+            Vector512<float> b1 = Vector512.LoadAligned(b + 16);
+            Vector512<float> x;
+            x = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+            x = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+            x = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+            x = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+            if (TRows.Count == 8)
+            {
+                x = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+                x = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+                x = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
+                x = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
+            }
+            a += Mr512;
+            b += Nr512;
+        }
+        EpilogueOperands<Vector512<float>, F32x16>(epilogue, out bool hasBias, out Vector512<float> bias0, out Vector512<float> bias1, out float* res, out nint ldr);
+        StoreRow<Vector512<float>, F32x16>(dst, c00, c01, accumulate, hasBias, bias0, bias1, res);
+        if (rows > 1) StoreRow<Vector512<float>, F32x16>(dst + ldd, c10, c11, accumulate, hasBias, bias0, bias1, res + ldr);
+        if (rows > 2) StoreRow<Vector512<float>, F32x16>(dst + 2 * ldd, c20, c21, accumulate, hasBias, bias0, bias1, res + 2 * ldr);
+        if (rows > 3) StoreRow<Vector512<float>, F32x16>(dst + 3 * ldd, c30, c31, accumulate, hasBias, bias0, bias1, res + 3 * ldr);
+        if (rows > 4) StoreRow<Vector512<float>, F32x16>(dst + 4 * ldd, c40, c41, accumulate, hasBias, bias0, bias1, res + 4 * ldr);
+        if (rows > 5) StoreRow<Vector512<float>, F32x16>(dst + 5 * ldd, c50, c51, accumulate, hasBias, bias0, bias1, res + 5 * ldr);
+        if (rows > 6) StoreRow<Vector512<float>, F32x16>(dst + 6 * ldd, c60, c61, accumulate, hasBias, bias0, bias1, res + 6 * ldr);
+        if (rows > 7) StoreRow<Vector512<float>, F32x16>(dst + 7 * ldd, c70, c71, accumulate, hasBias, bias0, bias1, res + 7 * ldr);
     }
 
     /// <summary>
@@ -188,4 +236,20 @@ public static unsafe class GemmMicrokernels
             }
         }
     }
+}
+
+/// <summary>A compile-time row count for the short microkernels (the JIT drops the rows a count does not use).</summary>
+public interface IRowCount
+{
+    static abstract int Count { get; }
+}
+
+public readonly struct FourRows : IRowCount
+{
+    public static int Count => 4;
+}
+
+public readonly struct EightRows : IRowCount
+{
+    public static int Count => 8;
 }

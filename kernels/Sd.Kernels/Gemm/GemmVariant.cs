@@ -6,12 +6,16 @@ namespace Sd.Kernels.Gemm;
 /// </summary>
 public readonly unsafe struct GemmVariant
 {
-    private GemmVariant(SimdLevel level, int mr, int nr, delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, void> microkernel)
+    private GemmVariant(SimdLevel level, int mr, int nr, delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, void> microkernel,
+        delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, void> fourRows = null,
+        delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, void> eightRows = null)
     {
         Level = level;
         Mr = mr;
         Nr = nr;
         Microkernel = microkernel;
+        FourRows = fourRows;
+        EightRows = eightRows;
     }
 
     /// <summary>The instruction set the microkernel needs.</summary>
@@ -27,8 +31,19 @@ public readonly unsafe struct GemmVariant
     /// <summary>(kc, packed A, packed B, dst, ldd, accumulate, epilogue): dst[Mr x Nr] (=|+=) A B (+ epilogue).</summary>
     public delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, void> Microkernel { get; }
 
+    /// <summary>
+    /// (rows, kc, A micro-panel from its first row, B, dst, ldd, accumulate, epilogue): the first rows (at most 4) of an
+    /// MR-row A micro-panel, stored straight to C; null where the variant has none (its short tiles go through a
+    /// scratch tile).
+    /// </summary>
+    public delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, void> FourRows { get; }
+
+    /// <summary>As <see cref="FourRows"/>, at most 8 rows.</summary>
+    public delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, void> EightRows { get; }
+
     public static GemmVariant Vector512 { get; } =
-        new(SimdLevel.Vector512, GemmMicrokernels.Mr512, GemmMicrokernels.Nr512, &GemmMicrokernels.Kernel_14x32_Vector512);
+        new(SimdLevel.Vector512, GemmMicrokernels.Mr512, GemmMicrokernels.Nr512, &GemmMicrokernels.Kernel_14x32_Vector512,
+            &GemmMicrokernels.Kernel_Short_x32_Vector512<FourRows>, &GemmMicrokernels.Kernel_Short_x32_Vector512<EightRows>);
 
     public static GemmVariant Vector256 { get; } =
         new(SimdLevel.Vector256, GemmMicrokernels.Mr256, GemmMicrokernels.Nr256, &GemmMicrokernels.Kernel_6x16_Vector256);
