@@ -1,17 +1,16 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using Sd.Kernels.Elementwise;
 
 namespace Sd.Kernels.Convolution;
 
 /// <summary>
 /// The F(4x4, 3x3) input transform V = B^T d B (6x6 input tile -> 36 values) and output transform Y = A^T M A
-/// (36 values -> 4x4 output tile), applied to 8 channels at a time (channels are contiguous in NHWC) with a scalar
-/// tail for channel counts that are not multiples of 8. Rows first, then columns, each a 1-D 6-point transform.
+/// (36 values -> 4x4 output tile), applied to a vector of channels at a time (channels are contiguous in NHWC: 16 per
+/// AVX-512 vector, then 8, then a scalar tail). Rows first, then columns, each a 1-D 6-point transform.
 /// </summary>
 public static unsafe class WinogradTransforms
 {
-    private const int Lanes = 8;
-
     /// <summary>
     /// Input tile at (y0, x0) (may stick out of the image: zero padding) of image <paramref name="image"/>
     /// [H, W, C] -> v[p * ldv + c] for the 36 positions p.
@@ -19,8 +18,25 @@ public static unsafe class WinogradTransforms
     public static void InputTile(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv)
     {
         int c = 0;
-        Vector256<float>* d = stackalloc Vector256<float>[36];
-        for (; c <= channels - Lanes; c += Lanes)
+        if (Vector512.IsHardwareAccelerated)
+        {
+            c = InputChannels<Vector512<float>, F32x16>(image, height, width, channels, y0, x0, v, ldv, c);
+        }
+        c = InputChannels<Vector256<float>, F32x8>(image, height, width, channels, y0, x0, v, ldv, c);
+        for (; c < channels; c++)
+        {
+            InputTileScalar(image, height, width, channels, y0, x0, c, v, ldv);
+        }
+    }
+
+    /// <summary>The input transform for whole vectors of channels from <paramref name="c"/>; returns the first channel left.</summary>
+    [SkipLocalsInit]
+    private static int InputChannels<TVec, V>(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv, int c)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec>
+    {
+        TVec* d = stackalloc TVec[36];
+        for (; c <= channels - V.Count; c += V.Count)
         {
             for (int i = 0; i < 6; i++)
             {
@@ -29,44 +45,43 @@ public static unsafe class WinogradTransforms
                 {
                     int x = x0 + j;
                     d[i * 6 + j] = (uint)y < (uint)height && (uint)x < (uint)width
-                        ? Vector256.Load(image + ((nint)y * width + x) * channels + c)
-                        : Vector256<float>.Zero;
+                        ? V.Load(image + ((nint)y * width + x) * channels + c)
+                        : V.Zero;
                 }
             }
             for (int j = 0; j < 6; j++)
             {
-                InputTransform1D(d + j, 6); // columns: d[., j]
+                InputTransform1D<TVec, V>(d + j, 6); // columns: d[., j]
             }
             for (int i = 0; i < 6; i++)
             {
-                InputTransform1D(d + i * 6, 1); // rows: d[i, .]
+                InputTransform1D<TVec, V>(d + i * 6, 1); // rows: d[i, .]
             }
             for (int p = 0; p < 36; p++)
             {
-                d[p].Store(v + p * ldv + c);
+                V.Store(d[p], v + p * ldv + c);
             }
         }
-        for (; c < channels; c++)
-        {
-            InputTileScalar(image, height, width, channels, y0, x0, c, v, ldv);
-        }
+        return c;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void InputTransform1D(Vector256<float>* d, int stride)
+    private static void InputTransform1D<TVec, V>(TVec* d, int stride)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec>
     {
-        Vector256<float> d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride], d4 = d[4 * stride], d5 = d[5 * stride];
-        Vector256<float> four = Vector256.Create(4f), five = Vector256.Create(5f), two = Vector256.Create(2f);
-        Vector256<float> t0 = d4 - Vector256.Create(4f) * d2; // d4 - 4 d2
-        Vector256<float> t1 = d3 - four * d1;                 // d3 - 4 d1
-        Vector256<float> t2 = d4 - d2;
-        Vector256<float> t3 = two * (d3 - d1);
-        d[0] = Vector256.FusedMultiplyAdd(four, d0, d4 - five * d2);
-        d[stride] = t0 + t1;
-        d[2 * stride] = t0 - t1;
-        d[3 * stride] = t2 + t3;
-        d[4 * stride] = t2 - t3;
-        d[5 * stride] = Vector256.FusedMultiplyAdd(four, d1, d5 - five * d3);
+        TVec d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride], d4 = d[4 * stride], d5 = d[5 * stride];
+        TVec four = V.Create(4f), five = V.Create(5f), two = V.Create(2f);
+        TVec t0 = V.Subtract(d4, V.Multiply(four, d2)); // d4 - 4 d2
+        TVec t1 = V.Subtract(d3, V.Multiply(four, d1)); // d3 - 4 d1
+        TVec t2 = V.Subtract(d4, d2);
+        TVec t3 = V.Multiply(two, V.Subtract(d3, d1));
+        d[0] = V.FusedMultiplyAdd(four, d0, V.Subtract(d4, V.Multiply(five, d2)));
+        d[stride] = V.Add(t0, t1);
+        d[2 * stride] = V.Subtract(t0, t1);
+        d[3 * stride] = V.Add(t2, t3);
+        d[4 * stride] = V.Subtract(t2, t3);
+        d[5 * stride] = V.FusedMultiplyAdd(four, d1, V.Subtract(d5, V.Multiply(five, d3)));
     }
 
     private static void InputTileScalar(float* image, int height, int width, int channels, int y0, int x0, int c, float* v, nint ldv)
@@ -106,49 +121,66 @@ public static unsafe class WinogradTransforms
         float* output, int ldo, int height, int width, int y0, int x0)
     {
         int rowsValid = Math.Min(4, height - y0), colsValid = Math.Min(4, width - x0);
-        Vector256<float>* t = stackalloc Vector256<float>[36];
         int c = 0;
-        for (; c <= channels - Lanes; c += Lanes)
+        if (Vector512.IsHardwareAccelerated)
         {
-            for (int p = 0; p < 36; p++)
-            {
-                t[p] = Vector256.Load(m + p * ldm + c);
-            }
-            for (int j = 0; j < 6; j++)
-            {
-                OutputTransform1D(t + j, 6); // columns: rows 0..3 of column j
-            }
-            Vector256<float> b = bias == null ? Vector256<float>.Zero : Vector256.Load(bias + c);
-            for (int i = 0; i < rowsValid; i++)
-            {
-                OutputTransform1D(t + i * 6, 1); // row i: entries 0..3
-                for (int j = 0; j < colsValid; j++)
-                {
-                    nint pixel = (nint)(y0 + i) * width + x0 + j;
-                    Vector256<float> value = t[i * 6 + j] + b;
-                    if (residual != null)
-                    {
-                        value += Vector256.Load(residual + pixel * ldr + c);
-                    }
-                    value.Store(output + pixel * ldo + c);
-                }
-            }
+            c = OutputChannels<Vector512<float>, F32x16>(m, ldm, channels, bias, residual, ldr, output, ldo, width, y0, x0, rowsValid, colsValid, c);
         }
+        c = OutputChannels<Vector256<float>, F32x8>(m, ldm, channels, bias, residual, ldr, output, ldo, width, y0, x0, rowsValid, colsValid, c);
         for (; c < channels; c++)
         {
             OutputTileScalar(m, ldm, c, bias, residual, ldr, output, ldo, width, y0, x0, rowsValid, colsValid);
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void OutputTransform1D(Vector256<float>* m, int stride)
+    /// <summary>The output transform for whole vectors of channels from <paramref name="c"/>; returns the first channel left.</summary>
+    [SkipLocalsInit]
+    private static int OutputChannels<TVec, V>(float* m, nint ldm, int channels, float* bias, float* residual, int ldr,
+        float* output, int ldo, int width, int y0, int x0, int rowsValid, int colsValid, int c)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec>
     {
-        Vector256<float> m0 = m[0], m1 = m[stride], m2 = m[2 * stride], m3 = m[3 * stride], m4 = m[4 * stride], m5 = m[5 * stride];
-        Vector256<float> s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
-        m[0] = m0 + s12 + s34;
-        m[stride] = Vector256.FusedMultiplyAdd(Vector256.Create(2f), d34, d12);
-        m[2 * stride] = Vector256.FusedMultiplyAdd(Vector256.Create(4f), s34, s12);
-        m[3 * stride] = Vector256.FusedMultiplyAdd(Vector256.Create(8f), d34, d12) + m5;
+        TVec* t = stackalloc TVec[36];
+        for (; c <= channels - V.Count; c += V.Count)
+        {
+            for (int p = 0; p < 36; p++)
+            {
+                t[p] = V.Load(m + p * ldm + c);
+            }
+            for (int j = 0; j < 6; j++)
+            {
+                OutputTransform1D<TVec, V>(t + j, 6); // columns: rows 0..3 of column j
+            }
+            TVec b = bias == null ? V.Zero : V.Load(bias + c);
+            for (int i = 0; i < rowsValid; i++)
+            {
+                OutputTransform1D<TVec, V>(t + i * 6, 1); // row i: entries 0..3
+                for (int j = 0; j < colsValid; j++)
+                {
+                    nint pixel = (nint)(y0 + i) * width + x0 + j;
+                    TVec value = V.Add(t[i * 6 + j], b);
+                    if (residual != null)
+                    {
+                        value = V.Add(value, V.Load(residual + pixel * ldr + c));
+                    }
+                    V.Store(value, output + pixel * ldo + c);
+                }
+            }
+        }
+        return c;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OutputTransform1D<TVec, V>(TVec* m, int stride)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec>
+    {
+        TVec m0 = m[0], m1 = m[stride], m2 = m[2 * stride], m3 = m[3 * stride], m4 = m[4 * stride], m5 = m[5 * stride];
+        TVec s12 = V.Add(m1, m2), d12 = V.Subtract(m1, m2), s34 = V.Add(m3, m4), d34 = V.Subtract(m3, m4);
+        m[0] = V.Add(V.Add(m0, s12), s34);
+        m[stride] = V.FusedMultiplyAdd(V.Create(2f), d34, d12);
+        m[2 * stride] = V.FusedMultiplyAdd(V.Create(4f), s34, s12);
+        m[3 * stride] = V.Add(V.FusedMultiplyAdd(V.Create(8f), d34, d12), m5);
     }
 
     private static void OutputTileScalar(float* m, nint ldm, int c, float* bias, float* residual, int ldr,
