@@ -22,14 +22,26 @@ public static unsafe class GemmMicrokernels
     public const int MrScalar = 4;
     public const int NrScalar = 16;
 
+    /// <summary>The full 14x32 tile: <see cref="Kernel_x32_Vector512{TRows}"/> at 14 rows.</summary>
+    public static void Kernel_14x32_Vector512(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue) =>
+        Kernel_x32_Vector512<FourteenRows>(Mr512, kc, a, b, dst, ldd, accumulate, epilogue);
+
+    /// <summary>
+    /// The first <paramref name="rows"/> (at most TRows.Count: 4, 8 or 14) rows of a 14-row A micro-panel times a
+    /// 32-column B panel, stored straight to C. The 4- and 8-row instances serve the last micro-panel of an M that is
+    /// not a multiple of 14 (M = 32 Winograd tiles at 16x16 latents is 14 + 14 + 4), which then costs its own rows
+    /// instead of a whole 14-row call into a scratch tile and a scalar merge. The JIT drops the rows a count does not
+    /// use: 14 rows keep 28 accumulators in zmm registers, 8 rows 16, 4 rows 8 (as many as two FMA pipes need in
+    /// flight).
+    /// </summary>
     [SkipLocalsInit]
-    public static void Kernel_14x32_Vector512(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue)
+    public static void Kernel_x32_Vector512<TRows>(int rows, int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue)
+        where TRows : struct, IRowCount
     {
         if (epilogue != null && epilogue->Residual != null)
         {
-            PrefetchRows(epilogue->Residual, epilogue->Ldr, Mr512);
+            PrefetchRows(epilogue->Residual, epilogue->Ldr, rows);
         }
-
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
@@ -44,68 +56,21 @@ public static unsafe class GemmMicrokernels
             x = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
             x = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
             x = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
-            x = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
-            x = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
-            x = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
-            x = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
-            x = Vector512.Create(a[8]); c80 = Vector512.FusedMultiplyAdd(x, b0, c80); c81 = Vector512.FusedMultiplyAdd(x, b1, c81);
-            x = Vector512.Create(a[9]); c90 = Vector512.FusedMultiplyAdd(x, b0, c90); c91 = Vector512.FusedMultiplyAdd(x, b1, c91);
-            x = Vector512.Create(a[10]); cA0 = Vector512.FusedMultiplyAdd(x, b0, cA0); cA1 = Vector512.FusedMultiplyAdd(x, b1, cA1);
-            x = Vector512.Create(a[11]); cB0 = Vector512.FusedMultiplyAdd(x, b0, cB0); cB1 = Vector512.FusedMultiplyAdd(x, b1, cB1);
-            x = Vector512.Create(a[12]); cC0 = Vector512.FusedMultiplyAdd(x, b0, cC0); cC1 = Vector512.FusedMultiplyAdd(x, b1, cC1);
-            x = Vector512.Create(a[13]); cD0 = Vector512.FusedMultiplyAdd(x, b0, cD0); cD1 = Vector512.FusedMultiplyAdd(x, b1, cD1);
-            a += Mr512;
-            b += Nr512;
-        }
-        EpilogueOperands<Vector512<float>, F32x16>(epilogue, out bool hasBias, out Vector512<float> bias0, out Vector512<float> bias1, out float* res, out nint ldr);
-        StoreRow<Vector512<float>, F32x16>(dst, c00, c01, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, c10, c11, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, c20, c21, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, c30, c31, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, c40, c41, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, c50, c51, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, c60, c61, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, c70, c71, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, c80, c81, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, c90, c91, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, cA0, cA1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, cB0, cB1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, cC0, cC1, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
-        StoreRow<Vector512<float>, F32x16>(dst, cD0, cD1, accumulate, hasBias, bias0, bias1, res);
-    }
-
-    /// <summary>
-    /// The first <paramref name="rows"/> (at most TRows.Count: 4 or 8) rows of a 14-row A micro-panel times a 32-column
-    /// B panel, stored straight to C: the last micro-panel of an M that is not a multiple of 14 (M = 32 Winograd tiles
-    /// at 16x16 latents is 14 + 14 + 4) then costs its own rows instead of a whole 14-row call into a scratch tile
-    /// and a scalar merge. 8 rows keep 16 accumulators; 4 rows keep 8, as many as the two FMA pipes need in flight.
-    /// </summary>
-    [SkipLocalsInit]
-    public static void Kernel_Short_x32_Vector512<TRows>(int rows, int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue)
-        where TRows : struct, IRowCount
-    {
-        if (epilogue != null && epilogue->Residual != null)
-        {
-            PrefetchRows(epilogue->Residual, epilogue->Ldr, rows);
-        }
-        Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
-        Vector512<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
-        for (int k = 0; k < kc; k++)
-        {
-            Vector512<float> b0 = Vector512.LoadAligned(b);
-            Vector512<float> b1 = Vector512.LoadAligned(b + 16);
-            Vector512<float> x;
-            x = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
-            x = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
-            x = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
-            x = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
-            if (TRows.Count == 8)
+            if (TRows.Count > 4)
             {
                 x = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
                 x = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
                 x = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
                 x = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
+            }
+            if (TRows.Count > 8)
+            {
+                x = Vector512.Create(a[8]); c80 = Vector512.FusedMultiplyAdd(x, b0, c80); c81 = Vector512.FusedMultiplyAdd(x, b1, c81);
+                x = Vector512.Create(a[9]); c90 = Vector512.FusedMultiplyAdd(x, b0, c90); c91 = Vector512.FusedMultiplyAdd(x, b1, c91);
+                x = Vector512.Create(a[10]); cA0 = Vector512.FusedMultiplyAdd(x, b0, cA0); cA1 = Vector512.FusedMultiplyAdd(x, b1, cA1);
+                x = Vector512.Create(a[11]); cB0 = Vector512.FusedMultiplyAdd(x, b0, cB0); cB1 = Vector512.FusedMultiplyAdd(x, b1, cB1);
+                x = Vector512.Create(a[12]); cC0 = Vector512.FusedMultiplyAdd(x, b0, cC0); cC1 = Vector512.FusedMultiplyAdd(x, b1, cC1);
+                x = Vector512.Create(a[13]); cD0 = Vector512.FusedMultiplyAdd(x, b0, cD0); cD1 = Vector512.FusedMultiplyAdd(x, b1, cD1);
             }
             a += Mr512;
             b += Nr512;
@@ -119,6 +84,12 @@ public static unsafe class GemmMicrokernels
         if (rows > 5) StoreRow<Vector512<float>, F32x16>(dst + 5 * ldd, c50, c51, accumulate, hasBias, bias0, bias1, res + 5 * ldr);
         if (rows > 6) StoreRow<Vector512<float>, F32x16>(dst + 6 * ldd, c60, c61, accumulate, hasBias, bias0, bias1, res + 6 * ldr);
         if (rows > 7) StoreRow<Vector512<float>, F32x16>(dst + 7 * ldd, c70, c71, accumulate, hasBias, bias0, bias1, res + 7 * ldr);
+        if (rows > 8) StoreRow<Vector512<float>, F32x16>(dst + 8 * ldd, c80, c81, accumulate, hasBias, bias0, bias1, res + 8 * ldr);
+        if (rows > 9) StoreRow<Vector512<float>, F32x16>(dst + 9 * ldd, c90, c91, accumulate, hasBias, bias0, bias1, res + 9 * ldr);
+        if (rows > 10) StoreRow<Vector512<float>, F32x16>(dst + 10 * ldd, cA0, cA1, accumulate, hasBias, bias0, bias1, res + 10 * ldr);
+        if (rows > 11) StoreRow<Vector512<float>, F32x16>(dst + 11 * ldd, cB0, cB1, accumulate, hasBias, bias0, bias1, res + 11 * ldr);
+        if (rows > 12) StoreRow<Vector512<float>, F32x16>(dst + 12 * ldd, cC0, cC1, accumulate, hasBias, bias0, bias1, res + 12 * ldr);
+        if (rows > 13) StoreRow<Vector512<float>, F32x16>(dst + 13 * ldd, cD0, cD1, accumulate, hasBias, bias0, bias1, res + 13 * ldr);
     }
 
     /// <summary>
@@ -252,4 +223,9 @@ public readonly struct FourRows : IRowCount
 public readonly struct EightRows : IRowCount
 {
     public static int Count => 8;
+}
+
+public readonly struct FourteenRows : IRowCount
+{
+    public static int Count => GemmMicrokernels.Mr512;
 }

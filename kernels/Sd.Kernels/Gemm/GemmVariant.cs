@@ -43,7 +43,7 @@ public readonly unsafe struct GemmVariant
 
     public static GemmVariant Vector512 { get; } =
         new(SimdLevel.Vector512, GemmMicrokernels.Mr512, GemmMicrokernels.Nr512, &GemmMicrokernels.Kernel_14x32_Vector512,
-            &GemmMicrokernels.Kernel_Short_x32_Vector512<FourRows>, &GemmMicrokernels.Kernel_Short_x32_Vector512<EightRows>);
+            &GemmMicrokernels.Kernel_x32_Vector512<FourRows>, &GemmMicrokernels.Kernel_x32_Vector512<EightRows>);
 
     public static GemmVariant Vector256 { get; } =
         new(SimdLevel.Vector256, GemmMicrokernels.Mr256, GemmMicrokernels.Nr256, &GemmMicrokernels.Kernel_6x16_Vector256);
