@@ -209,7 +209,7 @@ public static unsafe class GemmMicrokernels
     }
 }
 
-/// <summary>A compile-time row count for the short microkernels (the JIT drops the rows a count does not use).</summary>
+/// <summary>A compile-time row count for <see cref="GemmMicrokernels.Kernel_x32_Vector512{TRows}"/> (the JIT drops the rows a count does not use).</summary>
 public interface IRowCount
 {
     static abstract int Count { get; }
