@@ -60,6 +60,55 @@ public sealed class UNetTests(ITestOutputHelper output)
         Assert.Equal([true, true, false, false], new UNetOptions { WinogradBudgetBytes = 1L << 30 }.WinogradLevels(sd15, sixteenBitWeights: true));
     }
 
+    /// <summary>
+    /// The cross-attention k|v projections are kept while the context's values stay the same: a repeated context
+    /// gives bit-identical predictions, and a context changed in place (same buffer, new values) is projected again.
+    /// </summary>
+    [FixtureFact]
+    public void A_repeated_context_reuses_its_projections_and_a_changed_one_does_not()
+    {
+        using ModelSource source = ModelSource.Open(Fixtures.Path("tiny/model"));
+        using var unet = new UNet2DConditionModel(source.UNet!, source.Weights(ModelComponent.Unet));
+        using var fresh = new UNet2DConditionModel(source.UNet!, source.Weights(ModelComponent.Unet));
+        using Tensor sample = Tensor.Allocate([2, 8, 8, 4]);
+        using Tensor context = Tensor.Allocate([2, 77, 32]);
+        var random = new Random(7);
+        Fill(sample.Span, random);
+        float[] first = new float[context.Length], second = new float[context.Length];
+        Fill(first, random);
+        Fill(second, random);
+        float[] timesteps = [500f];
+
+        first.CopyTo(context.Span);
+        float[] a = Predict(unet);
+        float[] aAgain = Predict(unet);
+        Assert.Equal(a, aAgain);
+        second.CopyTo(context.Span);
+        float[] b = Predict(unet);
+        Assert.NotEqual(a, b);
+        Assert.Equal(Predict(fresh), b);
+        context.Span[context.Span.Length - 1] = first[^1] + 1; // one value changed
+        float[] changed = Predict(unet);
+        Assert.Equal(Predict(fresh), changed);
+        first.CopyTo(context.Span);
+        Assert.Equal(a, Predict(unet));
+
+        float[] Predict(UNet2DConditionModel model)
+        {
+            using Tensor prediction = Tensor.Allocate([2, 8, 8, 4]);
+            model.Forward(sample, timesteps, context, prediction);
+            return prediction.Span.ToArray();
+        }
+    }
+
+    private static void Fill(Span<float> values, Random random)
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            values[i] = (float)(random.NextDouble() * 2 - 1);
+        }
+    }
+
     [FixtureFact]
     public void Bad_inputs_are_refused_with_clear_errors()
     {

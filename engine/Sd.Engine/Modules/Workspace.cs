@@ -19,8 +19,6 @@ public enum Scratch
     TransformerTokens,
     /// <summary>Attention: fused q|k|v (self) or q (cross) projections.</summary>
     AttentionProjections,
-    /// <summary>Attention: cross-attention k|v of the text context.</summary>
-    ContextProjections,
     /// <summary>Attention output before to_out.</summary>
     AttentionOutput,
     /// <summary>Feed-forward: GEGLU projection (value | gate), gated in place.</summary>
@@ -34,18 +32,34 @@ public enum Scratch
 /// <summary>
 /// Activation memory for one run shape: layers first declare the largest size they need per <see cref="Scratch"/>
 /// role (a planning walk over the network at that batch and resolution), then one 64-byte aligned block per role
-/// is allocated and reused by every call at that shape: no allocation while the network runs.
+/// is allocated and reused by every call at that shape: no allocation while the network runs. A layer that keeps
+/// something between calls (a cache) asks for a kept block of its own instead.
 /// </summary>
 public sealed unsafe class Workspace : IDisposable
 {
     private static readonly int RoleCount = Enum.GetValues<Scratch>().Length;
     private readonly long[] _sizes = new long[RoleCount];
     private NativeBlock?[] _blocks = new NativeBlock?[RoleCount];
+    private readonly List<long> _keptOffsets = new();
+    private long _keptFloats;
+    private NativeBlock? _kept;
 
     /// <summary>Planning: role <paramref name="role"/> must hold at least <paramref name="floats"/>.</summary>
     public void Need(Scratch role, long floats) => _sizes[(int)role] = Math.Max(_sizes[(int)role], floats);
 
-    /// <summary>Allocates every role at its planned size; call once after planning.</summary>
+    /// <summary>
+    /// Planning: a block of <paramref name="floats"/> that belongs to one layer and keeps its contents from one call
+    /// at this shape to the next; returns the handle for <see cref="Kept"/>.
+    /// </summary>
+    public int Keep(long floats)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(floats);
+        _keptOffsets.Add(_keptFloats);
+        _keptFloats += (floats + 15) & ~15L; // each block starts on a cache line
+        return _keptOffsets.Count - 1;
+    }
+
+    /// <summary>Allocates every role at its planned size and the kept blocks; call once after planning.</summary>
     public void Allocate()
     {
         for (int i = 0; i < RoleCount; i++)
@@ -53,7 +67,15 @@ public sealed unsafe class Workspace : IDisposable
             _blocks[i]?.Dispose();
             _blocks[i] = _sizes[i] == 0 ? null : new NativeBlock(_sizes[i], zero: false);
         }
+        _kept?.Dispose();
+        _kept = _keptFloats == 0 ? null : new NativeBlock(_keptFloats, zero: false);
     }
+
+    /// <summary>The kept block <paramref name="handle"/> (from <see cref="Keep"/>).</summary>
+    public float* Kept(int handle) =>
+        _kept != null && (uint)handle < (uint)_keptOffsets.Count
+            ? _kept.Pointer + _keptOffsets[handle]
+            : throw new InvalidOperationException($"kept block {handle} was not planned");
 
     public float* this[Scratch role]
     {
@@ -70,7 +92,7 @@ public sealed unsafe class Workspace : IDisposable
     {
         get
         {
-            long total = 0;
+            long total = _keptFloats * sizeof(float);
             foreach (long size in _sizes) total += size * sizeof(float);
             return total;
         }
@@ -83,5 +105,7 @@ public sealed unsafe class Workspace : IDisposable
             block?.Dispose();
         }
         _blocks = new NativeBlock?[RoleCount];
+        _kept?.Dispose();
+        _kept = null;
     }
 }

@@ -5,7 +5,8 @@ namespace Sd.Engine.UNet;
 
 /// <summary>
 /// Multi-head attention of the UNet's transformer blocks: self-attention (q, k, v from the tokens, fused into one
-/// GEMM) or cross-attention (q from the tokens, k and v from the text context, fused into one GEMM). No q/k/v bias;
+/// GEMM) or cross-attention (q from the tokens, k and v from the text context, fused into one GEMM and kept while the
+/// context stays the same, see <see cref="TextContext"/>). No q/k/v bias;
 /// to_out.0 has one and adds the block's residual in its epilogue. upcast_attention changes nothing in fp32.
 /// Reference: diffusers Attention with AttnProcessor (attention_processor.py).
 /// </summary>
@@ -16,6 +17,9 @@ internal sealed unsafe class Attention : IDisposable
     private readonly Linear _output;
     private readonly int _channels;
     private readonly int _heads;
+
+    /// <summary>Cross-attention: the workspace's kept block for the context's k|v, set by <see cref="Plan"/>.</summary>
+    private int _contextSlot = -1;
 
     /// <param name="contextDim">0 for self-attention, else the cross-attention (text) width.</param>
     public Attention(WeightBinder binder, int channels, int heads, int contextDim)
@@ -43,15 +47,15 @@ internal sealed unsafe class Attention : IDisposable
         workspace.Need(Scratch.AttentionOutput, tokens * _channels);
         if (IsCross)
         {
-            workspace.Need(Scratch.ContextProjections, contextTokens * 2 * _channels);
+            _contextSlot = workspace.Keep(contextTokens * 2 * _channels);
         }
     }
 
     /// <summary>
     /// hidden [batch * length, C] += to_out(attention(normed)); normed is the LayerNorm output of hidden.
-    /// For cross-attention, context is [batch * contextLength, contextDim].
+    /// Self-attention ignores <paramref name="context"/>.
     /// </summary>
-    public void Forward(float* normed, float* hidden, int batch, int length, float* context, int contextLength, Workspace ws)
+    public void Forward(float* normed, float* hidden, int batch, int length, in TextContext context, Workspace ws)
     {
         int rows = batch * length;
         int c = _channels;
@@ -60,11 +64,14 @@ internal sealed unsafe class Attention : IDisposable
         AttentionProblem problem;
         if (IsCross)
         {
-            float* kv = ws[Scratch.ContextProjections];
+            float* kv = ws.Kept(_contextSlot); // [batch * context.Length, 2C]: k | v
             _query!.Forward(normed, rows, c, projections, c);
-            _projections.Forward(context, batch * contextLength, _projections.InFeatures, kv, 2 * c);
+            if (!context.Unchanged)
+            {
+                _projections.Forward(context.Data, batch * context.Length, _projections.InFeatures, kv, 2 * c);
+            }
             problem = new AttentionProblem(projections, c, kv, 2 * c, kv + c, 2 * c, output, c,
-                batch, _heads, length, contextLength, c / _heads);
+                batch, _heads, length, context.Length, c / _heads);
         }
         else
         {

@@ -43,14 +43,14 @@ internal sealed unsafe class BasicTransformerBlock : IDisposable
     }
 
     /// <summary>hidden [batch * length, C], updated in place.</summary>
-    public void Forward(float* hidden, int batch, int length, float* context, int contextLength, Workspace ws)
+    public void Forward(float* hidden, int batch, int length, in TextContext context, Workspace ws)
     {
         int rows = batch * length;
         float* normed = ws[Scratch.TransformerNorm];
         _norm1.Forward(hidden, normed, rows);
-        _attn1.Forward(normed, hidden, batch, length, null, 0, ws);
+        _attn1.Forward(normed, hidden, batch, length, context, ws);
         _norm2.Forward(hidden, normed, rows);
-        _attn2.Forward(normed, hidden, batch, length, context, contextLength, ws);
+        _attn2.Forward(normed, hidden, batch, length, context, ws);
         _norm3.Forward(hidden, normed, rows);
         float* ff = ws[Scratch.FeedForward];
         _ffIn.Forward(normed, rows, _channels, ff, 2 * _inner);
@@ -109,7 +109,7 @@ internal sealed unsafe class Transformer2DModel : IDisposable
     }
 
     /// <summary>x [N, H, W, C] updated in place: x += proj_out(blocks(proj_in(norm(x)))).</summary>
-    public void Forward(float* x, int batch, int height, int width, float* context, int contextLength, Workspace ws)
+    public void Forward(float* x, int batch, int height, int width, in TextContext context, Workspace ws)
     {
         int length = height * width;
         int rows = batch * length;
@@ -119,7 +119,7 @@ internal sealed unsafe class Transformer2DModel : IDisposable
         _projIn.Forward(normed, rows, _channels, tokens, _channels);
         foreach (BasicTransformerBlock block in _blocks)
         {
-            block.Forward(tokens, batch, length, context, contextLength, ws);
+            block.Forward(tokens, batch, length, context, ws);
         }
         _projOut.Forward(tokens, rows, _channels, x, _channels, residual: x, ldr: _channels);
     }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Sd.Engine.Modules;
 using Sd.Engine.Tensors;
 using Sd.Kernels.Elementwise;
@@ -122,7 +123,8 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// <summary>
     /// noise prediction [N, H, W, out] = UNet(sample [N, H, W, in], timesteps (one, or one per image),
     /// context [N, contextLength, cross_attention_dim]); all NHWC / row-major float32. Cancellation is checked
-    /// between blocks.
+    /// between blocks. A context with the same values as the previous pass's (a sampling loop) reuses the
+    /// cross-attention k|v projections that pass computed.
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, CancellationToken cancellation = default)
     {
@@ -137,7 +139,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
         _timeEmbedding.Forward(perImage, state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
         float* temb = state.Temb.Pointer;
-        float* ctx = context.Data;
+        var text = new TextContext(context.Data, contextLength, state.HoldsProjectionsOf(context));
         Workspace ws = state.Workspace;
         FeatureMap[] skips = state.Skips;
 
@@ -148,12 +150,12 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         {
             cancellation.ThrowIfCancellationRequested();
             Span<FeatureMap> outputs = skips.AsSpan(next, block.SkipCount);
-            block.Forward(current, batch, temb, ctx, contextLength, outputs, ws);
+            block.Forward(current, batch, temb, text, outputs, ws);
             current = outputs[^1];
             next += block.SkipCount;
         }
 
-        float* hidden = _midBlock.Forward(current, batch, temb, ctx, contextLength, state.PingA.Pointer, state.PingB.Pointer, ws);
+        float* hidden = _midBlock.Forward(current, batch, temb, text, state.PingA.Pointer, state.PingB.Pointer, ws);
         int hiddenChannels = current.Channels;
         int h = current.Height, w = current.Width;
         foreach (UpBlock block in _upBlocks)
@@ -163,7 +165,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             next -= block.SkipCount;
             // Up-sample to the next skip's size (diffusers' upsample_size), which undoes odd-size rounding.
             int outH = next > 0 ? skips[next - 1].Height : h, outW = next > 0 ? skips[next - 1].Width : w;
-            hidden = block.Forward(hidden, hiddenChannels, batch, h, w, consumed, temb, ctx, contextLength,
+            hidden = block.Forward(hidden, hiddenChannels, batch, h, w, consumed, temb, text,
                 state.PingA.Pointer, state.PingB.Pointer, outH, outW, ws);
             hiddenChannels = block.OutChannels;
             (h, w) = (outH, outW);
@@ -171,6 +173,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         float* normed = ws[Scratch.ResnetNorm];
         _convNormOut.Forward(hidden, normed, batch, height * width, Activation.Silu);
         _convOut.Forward(normed, batch, height, width, output.Data, ws);
+        state.ProjectionsComplete();
         output.ThrowIfNotFinite("the UNet produced NaN or infinity (diverged weights or inputs)");
     }
 
@@ -274,6 +277,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             Workspace.Need(Scratch.ResnetNorm, (long)batch * height * width * channels[0]);
             PingA = new NativeBlock(pingFloats);
             PingB = new NativeBlock(pingFloats);
+            _projectedContext = new NativeBlock((long)batch * contextLength * config.CrossAttentionDim[0], zero: false);
             Workspace.Allocate();
             Skips = skips.ToArray();
 
@@ -297,12 +301,39 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         public NativeBlock TembHidden { get; }
         public NativeBlock Temb { get; }
 
+        /// <summary>The context whose k|v projections the cross-attention layers keep (valid when <see cref="_projected"/>).</summary>
+        private readonly NativeBlock _projectedContext;
+
+        private bool _projected;
+
+        /// <summary>
+        /// Whether the layers' kept k|v projections are those of <paramref name="context"/>: the previous pass at this
+        /// shape completed with the same values, compared bit for bit. If not, the context is saved and the projections
+        /// count as stale until <see cref="ProjectionsComplete"/>, so a pass cancelled half-way, which leaves the later
+        /// layers with the old projections, makes the next pass compute them all again.
+        /// </summary>
+        public bool HoldsProjectionsOf(Tensor context)
+        {
+            Span<float> saved = _projectedContext.Span;
+            ReadOnlySpan<float> now = context.Span;
+            if (_projected && MemoryMarshal.AsBytes(now).SequenceEqual(MemoryMarshal.AsBytes(saved)))
+            {
+                return true;
+            }
+            _projected = false;
+            now.CopyTo(saved);
+            return false;
+        }
+
+        /// <summary>A forward pass finished: every layer now holds the saved context's projections.</summary>
+        public void ProjectionsComplete() => _projected = true;
+
         /// <summary>Activation memory of this run shape, in bytes.</summary>
         public long Bytes
         {
             get
             {
-                long total = Workspace.TotalBytes + (PingA.Length + PingB.Length) * sizeof(float);
+                long total = Workspace.TotalBytes + (PingA.Length + PingB.Length + _projectedContext.Length) * sizeof(float);
                 foreach (NativeBlock block in _skipBlocks) total += block.Length * sizeof(float);
                 return total;
             }
@@ -314,6 +345,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             foreach (NativeBlock block in _skipBlocks) block.Dispose();
             PingA.Dispose();
             PingB.Dispose();
+            _projectedContext.Dispose();
             Sinusoid.Dispose();
             TembHidden.Dispose();
             Temb.Dispose();

@@ -58,14 +58,14 @@ internal sealed unsafe class DownBlock : IDisposable
     }
 
     /// <summary>Runs the block on <paramref name="input"/>; skips[0..SkipCount) are its (pre-shaped) outputs.</summary>
-    public void Forward(FeatureMap input, int batch, float* siluTemb, float* context, int contextLength,
+    public void Forward(FeatureMap input, int batch, float* siluTemb, in TextContext context,
         Span<FeatureMap> skips, Workspace ws)
     {
         FeatureMap current = input;
         for (int j = 0; j < _resnets.Length; j++)
         {
             _resnets[j].Forward(current.Data, batch, current.Height, current.Width, siluTemb, skips[j].Data, ws);
-            _attentions?[j].Forward(skips[j].Data, batch, current.Height, current.Width, context, contextLength, ws);
+            _attentions?[j].Forward(skips[j].Data, batch, current.Height, current.Width, context, ws);
             current = skips[j];
         }
         _downsampler?.Forward(current.Data, batch, current.Height, current.Width, skips[_resnets.Length].Data, ws);
@@ -113,14 +113,14 @@ internal sealed unsafe class MidBlock : IDisposable
     }
 
     /// <summary>input -> pingA/pingB alternately; returns the buffer holding the result.</summary>
-    public float* Forward(FeatureMap input, int batch, float* siluTemb, float* context, int contextLength,
+    public float* Forward(FeatureMap input, int batch, float* siluTemb, in TextContext context,
         float* pingA, float* pingB, Workspace ws)
     {
         float* output = pingA;
         _resnets[0].Forward(input.Data, batch, input.Height, input.Width, siluTemb, output, ws);
         for (int j = 0; j < _attentions.Length; j++)
         {
-            _attentions[j].Forward(output, batch, input.Height, input.Width, context, contextLength, ws);
+            _attentions[j].Forward(output, batch, input.Height, input.Width, context, ws);
             float* next = output == pingA ? pingB : pingA;
             _resnets[j + 1].Forward(output, batch, input.Height, input.Width, siluTemb, next, ws);
             output = next;
@@ -195,7 +195,7 @@ internal sealed unsafe class UpBlock : IDisposable
     /// the output is at (outHeight, outWidth).
     /// </summary>
     public float* Forward(float* hidden, int hiddenChannels, int batch, int height, int width, ReadOnlySpan<FeatureMap> skips,
-        float* siluTemb, float* context, int contextLength, float* pingA, float* pingB, int outHeight, int outWidth, Workspace ws)
+        float* siluTemb, in TextContext context, float* pingA, float* pingB, int outHeight, int outWidth, Workspace ws)
     {
         float* concat = ws[Scratch.Concat];
         long rows = (long)batch * height * width;
@@ -205,7 +205,7 @@ internal sealed unsafe class UpBlock : IDisposable
             ResizeKernels.ConcatChannels(hidden, hiddenChannels, skip.Data, skip.Channels, concat, (nint)rows);
             float* output = hidden == pingA ? pingB : pingA;
             _resnets[j].Forward(concat, batch, height, width, siluTemb, output, ws);
-            _attentions?[j].Forward(output, batch, height, width, context, contextLength, ws);
+            _attentions?[j].Forward(output, batch, height, width, context, ws);
             hidden = output;
             hiddenChannels = OutChannels;
         }

@@ -1,0 +1,18 @@
+namespace Sd.Engine.UNet;
+
+/// <summary>
+/// The text context the cross-attention layers attend to, [batch * Length, dim] rows, and whether it holds the
+/// same values as the context of the previous completed forward pass at this run shape. Then every layer's k|v
+/// projections of it, kept in the run's workspace, still hold and are not computed again: the prompt does not
+/// change while sampling, and those projections are ~22 ms of a 64x64 batch-2 SD 1.5 step.
+/// </summary>
+internal readonly unsafe struct TextContext(float* data, int length, bool unchanged)
+{
+    public float* Data { get; } = data;
+
+    /// <summary>Tokens per image.</summary>
+    public int Length { get; } = length;
+
+    /// <summary>The projections kept from the previous pass are this context's.</summary>
+    public bool Unchanged { get; } = unchanged;
+}
