@@ -82,6 +82,107 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         Assert.True(error <= 1e-5, $"{name}: relative L2 error {error:E2}");
     }
 
+    /// <summary>
+    /// Few-output shapes: 1 to 8 outputs (one or two groups of 4, partial ones), channels below, at and past a vector
+    /// (16) with a remainder, pixel counts that leave a partial block of 4, strides, asymmetric padding, 1x1 and 5x5.
+    /// </summary>
+    private static readonly ConvShape[] FewOutputShapes =
+    [
+        new(1, 1, 1, 1, 1),
+        new(2, 5, 7, 3, 5),
+        new(1, 13, 6, 17, 3),
+        new(2, 6, 5, 64, 4),                                    // UNet conv_out-like: whole vectors only
+        new(1, 7, 9, 37, 8),                                    // two full groups, 2 vectors + a 5-channel remainder
+        new(1, 9, 4, 20, 7, 5, 5, 1, 1, 2, 2, 2, 2),            // 5x5
+        new(2, 9, 7, 33, 6, 3, 3, 2, 2, 1, 1, 1, 1),            // stride 2
+        new(1, 10, 9, 6, 2, 3, 3, 2, 2, 0, 0, 1, 1),            // VAE encoder pad (0,1,0,1)
+        new(1, 3, 3, 48, 3, 1, 1, 1, 1, 0, 0, 0, 0),            // 1x1, 9 pixels
+    ];
+
+    public static TheoryData<bool> FewOutputVariants() => new() { true, false };
+
+    [Theory]
+    [MemberData(nameof(FewOutputVariants))]
+    public void Few_outputs_convolution_matches_direct_convolution(bool vector)
+    {
+        var random = new Random(21);
+        foreach (ConvShape shape in FewOutputShapes)
+        {
+            foreach (bool epilogue in new[] { false, true })
+            {
+                Check(shape, random, epilogue, (s, x, w, b, r, y, stride) =>
+                {
+                    using var weights = new FewOutputsWeights(w, s.OutChannels, s.InChannels, s.KernelH, s.KernelW);
+                    RunFewOutputs(vector, s, x, weights, b, false, r, y, stride);
+                }, 1e-5, $"{(vector ? "vector" : "scalar")} {shape}");
+            }
+        }
+    }
+
+    /// <summary>Per-image bias with 35 output pixels per image, so 4-pixel blocks straddle images; a large enough
+    /// problem to split into parallel tasks.</summary>
+    [Theory]
+    [MemberData(nameof(FewOutputVariants))]
+    public void Few_outputs_convolution_adds_each_image_its_own_bias(bool vector)
+    {
+        var random = new Random(22);
+        var s = new ConvShape(3, 5, 7, 320, 4);
+        int perImageIn = s.Height * s.Width * s.InChannels, perImageOut = s.Height * s.Width * s.OutChannels;
+        float[] x = GemmKernelsTests.RandomArray(random, s.Batch * perImageIn);
+        float[] w = GemmKernelsTests.RandomArray(random, s.OutChannels * s.InChannels * 9);
+        float[] bias = GemmKernelsTests.RandomArray(random, s.Batch * s.OutChannels);
+        float[] residual = GemmKernelsTests.RandomArray(random, s.Batch * perImageOut);
+        var expected = new float[s.Batch * perImageOut];
+        var actual = new float[expected.Length];
+        fixed (float* px = x, pw = w, pb = bias, pr = residual, pe = expected, pa = actual)
+        {
+            for (int n = 0; n < s.Batch; n++)
+            {
+                ConvReference.Conv2d(s with { Batch = 1 }, px + n * perImageIn, pw, pb + n * s.OutChannels, pr + n * perImageOut, pe + n * perImageOut);
+            }
+            using var weights = new FewOutputsWeights(pw, s.OutChannels, s.InChannels, 3, 3);
+            RunFewOutputs(vector, s, px, weights, pb, true, pr, pa, s.OutChannels);
+        }
+        double error = RelativeL2(expected, actual);
+        Assert.True(error <= 1e-5, $"relative L2 error {error:E2}");
+    }
+
+    [Fact]
+    public void Few_outputs_convolution_refuses_mismatched_weights_and_shapes()
+    {
+        float[] w = new float[9 * 9 * 4 * 16];
+        fixed (float* fixedWeights = w)
+        {
+            float* pw = fixedWeights;
+            Assert.Throws<ArgumentException>(() => new FewOutputsWeights(pw, 9, 16, 3, 3));
+            Assert.Throws<ArgumentException>(() => new FewOutputsWeights(pw, 0, 16, 3, 3));
+            using var weights = new FewOutputsWeights(pw, 4, 16, 3, 3);
+            float[] x = new float[4 * 4 * 17], y = new float[4 * 4 * 4];
+            fixed (float* px = x, py = y)
+            {
+                float* input = px, output = py;
+                var wrongChannels = new ConvShape(1, 4, 4, 17, 4);
+                Assert.Contains("[4, 16, 3, 3]", Assert.Throws<ArgumentException>(() =>
+                    FewOutputsConv.Run(wrongChannels, input, weights, null, false, null, 0, output, 4)).Message);
+                Assert.Throws<ArgumentOutOfRangeException>(() =>
+                    FewOutputsConv.Run(new ConvShape(1, 4, 4, 16, 4), input, weights, null, false, null, 0, output, 3));
+            }
+        }
+    }
+
+    private static void RunFewOutputs(bool vector, ConvShape s, float* x, FewOutputsWeights weights, float* bias, bool biasPerImage,
+        float* residual, float* y, int stride)
+    {
+        if (vector)
+        {
+            FewOutputsConv.Run(s, x, weights, bias, biasPerImage, residual, s.OutChannels, y, stride);
+        }
+        else
+        {
+            FewOutputsConv.Run_Scalar(s, x, weights, bias, biasPerImage, residual, s.OutChannels, y, stride);
+        }
+    }
+
     /// <summary>16-bit conv weights keep their format through the (tap, channel) repacking: same output as floats.</summary>
     [Theory]
     [MemberData(nameof(Variants))]

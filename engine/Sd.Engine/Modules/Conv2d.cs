@@ -7,8 +7,9 @@ namespace Sd.Engine.Modules;
 /// <summary>
 /// A 2-D convolution over NHWC activations, its algorithm chosen at load from the shape: 1x1 as a GEMM, 3x3 stride 1
 /// as Winograd F(4x4,3x3) when both channel counts make the GEMMs worthwhile (with stored transformed weights when
-/// the caller allows their memory, else transforming the loaded weights per call for calls of enough tiles),
-/// everything else (strided, few channels, tiny images) as implicit GEMM. Reference: torch.nn.Conv2d.
+/// the caller allows their memory, else transforming the loaded weights per call for calls of enough tiles), at most
+/// 8 outputs (conv_out) as dot products, everything else (strided, few input channels, tiny images) as implicit
+/// GEMM. Reference: torch.nn.Conv2d.
 /// </summary>
 public sealed unsafe class Conv2d : IDisposable
 {
@@ -17,6 +18,7 @@ public sealed unsafe class Conv2d : IDisposable
 
     private readonly PackedWeights? _gemm;
     private readonly WinogradWeights? _winograd;
+    private readonly FewOutputsWeights? _fewOutputs;
 
     /// <summary>
     /// A Winograd-shaped layer without stored transformed weights runs Winograd with its weights transformed per call
@@ -46,6 +48,10 @@ public sealed unsafe class Conv2d : IDisposable
         {
             // Transformed weights are float32 whatever the stored format: 16-bit would not hold U = G g G^T exactly.
             _winograd = WinogradWeights.Create(binder.Stage(["weight"], shape), outChannels, inChannels, GemmKernels.PanelWidth);
+        }
+        else if (outChannels <= FewOutputsConv.MaxOutChannels && !Template.IsPointwise && kernel * kernel <= FewOutputsConv.MaxTaps)
+        {
+            _fewOutputs = new FewOutputsWeights(binder.Stage(["weight"], shape), outChannels, inChannels, kernel, kernel);
         }
         else
         {
@@ -95,6 +101,10 @@ public sealed unsafe class Conv2d : IDisposable
                 residual, OutChannels, y, OutChannels,
                 (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd]);
         }
+        else if (_fewOutputs != null)
+        {
+            FewOutputsConv.Run(shape, x, _fewOutputs, bias, biasPerImage, residual, OutChannels, y, OutChannels);
+        }
         else if (Streams(batch, height, width))
         {
             WinogradConv.RunStreamed(GemmKernels.Selected, batch, height, width, x, _gemm!, bias, biasPerImage,
@@ -125,12 +135,13 @@ public sealed unsafe class Conv2d : IDisposable
     private void Pointwise(int pixels, float* x, float* bias, float* residual, float* y) =>
         GemmKernels.Multiply(pixels, x, InChannels, _gemm!, y, OutChannels, bias, residual, OutChannels);
 
-    public long SizeInBytes => (_gemm?.SizeInBytes ?? 0) + (_winograd?.SizeInBytes ?? 0) + _bias.Length * sizeof(float);
+    public long SizeInBytes => (_gemm?.SizeInBytes ?? 0) + (_winograd?.SizeInBytes ?? 0) + (_fewOutputs?.SizeInBytes ?? 0) + _bias.Length * sizeof(float);
 
     public void Dispose()
     {
         _gemm?.Dispose();
         _winograd?.Dispose();
+        _fewOutputs?.Dispose();
         _bias.Dispose();
     }
 }
