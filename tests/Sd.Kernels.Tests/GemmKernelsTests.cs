@@ -33,6 +33,8 @@ public unsafe class GemmKernelsTests
         (20, 96, 33000), // a short M shared by several column groups, A packed once per K chunk, several chunks
         // Last micro-panels of 13, 4, 8, 9 and 12 rows (AVX-512's 14-row panel): the 4- and 8-row kernels, one or two calls.
         (13, 64, 40), (18, 64, 50), (22, 32, 17), (23, 64, 270), (40, 96, 300),
+        // K at the deepest single K block (MaxKc = 320) and one past it (blocks of 256 + 65).
+        (130, 70, 320), (33, 40, 321),
     ];
 
     /// <summary>No epilogue, bias only, residual only, both: the microkernels fuse each into their final store.</summary>

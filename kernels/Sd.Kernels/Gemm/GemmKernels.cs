@@ -17,6 +17,19 @@ public static unsafe class GemmKernels
     public const int Kc = 256;
 
     /// <summary>
+    /// The deepest K that runs as a single block (<see cref="KBlock"/>): 320, SD 1.5's narrowest width. Split as
+    /// 256 + 64, the second block's pass loaded and stored every C tile again for a quarter of the first's FMAs;
+    /// whole, a 320 x 32 B micro-panel (40 KiB) still mostly stays in L1. Alternating runs, 2 threads:
+    /// 8192x2560x320 381-397 -> 418-423 GFLOP/s, 8192x320x320 335-347 -> 350-355, a 64x64-latent 320-channel Winograd
+    /// layer 15.5-16.3 -> 14.8-15.1 ms. Deeper K keeps 256-deep blocks: equal blocks of up to 320 measured the same
+    /// there (2048x640x640, 512x1280x1280, 2048x640x2560).
+    /// </summary>
+    public const int MaxKc = 320;
+
+    /// <summary>The K block of a product of depth <paramref name="k"/>.</summary>
+    private static int KBlock(int k) => k <= MaxKc ? k : Kc;
+
+    /// <summary>
     /// Micro-panels of A per row block: Mc = 8 MR rows (an A block of Mc x Kc in L2) for F32 weights; 16-bit weights
     /// use twice that, so each widened B micro-panel serves 16 microkernel calls (measured: widening then costs 1-3%
     /// instead of 4-5%). A short M is one block of up to 16 (see <see cref="RowBlock(int, WeightFormat, int)"/>).
@@ -172,7 +185,7 @@ public static unsafe class GemmKernels
             {
                 Compute(variant, pArgs, 0, args.M, 0, panels);
             }
-            else if (groups > 1 && (long)rowBlocks * mc * Kc <= SharedAFloats)
+            else if (groups > 1 && (long)rowBlocks * mc * KBlock(args.W.K) <= SharedAFloats)
             {
                 RunWithSharedA(&context, rowBlocks * mc, tasks);
             }
@@ -227,14 +240,15 @@ public static unsafe class GemmKernels
             t_sharedA = (float*)NativeMemory.AlignedAlloc((nuint)SharedAFloats * sizeof(float), 64);
         }
         int k = context->Args->W.K;
+        int kb = KBlock(k);
         context->SharedA = t_sharedA;
-        context->Chunk = Math.Max(Kc, SharedAFloats / paddedRows / Kc * Kc);
+        context->Chunk = Math.Max(kb, SharedAFloats / paddedRows / kb * kb);
         int rowBlocks = paddedRows / RowBlock(context->Variant.Mr, context->Args->W.Format, context->Args->M);
         for (int k0 = 0; k0 < k; k0 += context->Chunk)
         {
             context->K0 = k0;
             context->K1 = Math.Min(k, k0 + context->Chunk);
-            int kBlocks = (context->K1 - k0 + Kc - 1) / Kc;
+            int kBlocks = (context->K1 - k0 + kb - 1) / kb;
             WorkerPool.Shared.Run(&PackTask, context, rowBlocks * kBlocks);
             WorkerPool.Shared.Run(&RunTask, context, tasks);
         }
@@ -246,10 +260,11 @@ public static unsafe class GemmKernels
         TaskContext* ctx = (TaskContext*)state;
         GemmArgs* args = ctx->Args;
         int mc = RowBlock(ctx->Variant.Mr, args->W.Format, args->M);
-        int kBlocks = (ctx->K1 - ctx->K0 + Kc - 1) / Kc;
+        int kb = KBlock(args->W.K);
+        int kBlocks = (ctx->K1 - ctx->K0 + kb - 1) / kb;
         int row0 = index / kBlocks * mc;
-        int pc = ctx->K0 + index % kBlocks * Kc;
-        args->A.Pack(args->A.State, row0, Math.Min(mc, args->M - row0), pc, Math.Min(Kc, ctx->K1 - pc), ctx->Variant.Mr,
+        int pc = ctx->K0 + index % kBlocks * kb;
+        args->A.Pack(args->A.State, row0, Math.Min(mc, args->M - row0), pc, Math.Min(kb, ctx->K1 - pc), ctx->Variant.Mr,
             SharedBlock(ctx, row0, pc, mc));
     }
 
@@ -291,9 +306,10 @@ public static unsafe class GemmKernels
         int elementBytes = format.ElementBytes();
         int mc = RowBlock(mr, format, args->M);
         delegate*<ushort*, float*, nint, void> widen = format == WeightFormat.F32 ? null : Convert.Widen.PanelKernelFor(format);
-        for (int pc = ctx->K0; pc < ctx->K1; pc += Kc)
+        int kb = KBlock(k);
+        for (int pc = ctx->K0; pc < ctx->K1; pc += kb)
         {
-            int kc = Math.Min(Kc, ctx->K1 - pc);
+            int kc = Math.Min(kb, ctx->K1 - pc);
             bool first = pc == 0 && !args->AccumulateIntoC;
             bool last = pc + kc == k;
             float* packedA = scratch;
@@ -483,13 +499,13 @@ public static unsafe class GemmKernels
     {
         if (t_scratch == null)
         {
-            int floats = GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * Kc + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512
-                + Kc * GemmMicrokernels.Nr512;
+            int floats = GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * MaxKc + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512
+                + MaxKc * GemmMicrokernels.Nr512;
             t_scratch = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
         }
         return t_scratch;
     }
 
     /// <summary>The edge tile in the per-thread scratch (after the A block), followed by the widened B micro-panel.</summary>
-    private static float* ScratchTile() => Scratch() + GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * Kc;
+    private static float* ScratchTile() => Scratch() + GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * MaxKc;
 }

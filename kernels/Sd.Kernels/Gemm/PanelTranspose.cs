@@ -17,9 +17,9 @@ internal static unsafe class PanelTranspose
 
     /// <summary>Zeros to point a row at where it has no values (an im2col row in the padding).</summary>
     public static readonly float* Zeros = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(
-        GemmKernels.Kc * sizeof(float), 64);
+        GemmKernels.MaxKc * sizeof(float), 64);
 
-    static PanelTranspose() => new Span<float>(Zeros, GemmKernels.Kc).Clear();
+    static PanelTranspose() => new Span<float>(Zeros, GemmKernels.MaxKc).Clear();
 
     /// <summary>
     /// Packs columns [0, count - count % 16) of the 14 rows <paramref name="rows"/>[i] into
