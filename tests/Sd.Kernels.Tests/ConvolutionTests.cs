@@ -60,8 +60,19 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
     public void Implicit_gemm_adds_each_image_its_own_bias(string name)
     {
         GemmVariant variant = Variant(name);
-        var random = new Random(16);
-        var s = new ConvShape(3, 5, 7, 24, 40);
+        CheckPerImageBias(new ConvShape(3, 5, 7, 24, 40), new Random(16), (s, x, w, bias, residual, y, stride) =>
+        {
+            using PackedWeights packed = ImplicitGemmConv.PackWeights(w, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
+            ImplicitGemmConv.Run(variant, s, x, packed, bias, true, residual, s.OutChannels, y, stride);
+        }, name);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="run"/> with one bias vector per image (it passes biasPerImage = true) and a residual,
+    /// against the reference run image by image.
+    /// </summary>
+    private static void CheckPerImageBias(ConvShape s, Random random, ConvRun run, string what)
+    {
         int perImageIn = s.Height * s.Width * s.InChannels, perImageOut = s.Height * s.Width * s.OutChannels;
         float[] x = GemmKernelsTests.RandomArray(random, s.Batch * perImageIn);
         float[] w = GemmKernelsTests.RandomArray(random, s.OutChannels * s.InChannels * 9);
@@ -75,11 +86,10 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
             {
                 ConvReference.Conv2d(s with { Batch = 1 }, px + n * perImageIn, pw, pb + n * s.OutChannels, pr + n * perImageOut, pe + n * perImageOut);
             }
-            using PackedWeights packed = ImplicitGemmConv.PackWeights(pw, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
-            ImplicitGemmConv.Run(variant, s, px, packed, pb, true, pr, s.OutChannels, pa, s.OutChannels);
+            run(s, px, pw, pb, pr, pa, s.OutChannels);
         }
         double error = RelativeL2(expected, actual);
-        Assert.True(error <= 1e-5, $"{name}: relative L2 error {error:E2}");
+        Assert.True(error <= 1e-5, $"{what}: relative L2 error {error:E2}");
     }
 
     /// <summary>
@@ -123,29 +133,12 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
     /// problem to split into parallel tasks.</summary>
     [Theory]
     [MemberData(nameof(FewOutputVariants))]
-    public void Few_outputs_convolution_adds_each_image_its_own_bias(bool vector)
-    {
-        var random = new Random(22);
-        var s = new ConvShape(3, 5, 7, 320, 4);
-        int perImageIn = s.Height * s.Width * s.InChannels, perImageOut = s.Height * s.Width * s.OutChannels;
-        float[] x = GemmKernelsTests.RandomArray(random, s.Batch * perImageIn);
-        float[] w = GemmKernelsTests.RandomArray(random, s.OutChannels * s.InChannels * 9);
-        float[] bias = GemmKernelsTests.RandomArray(random, s.Batch * s.OutChannels);
-        float[] residual = GemmKernelsTests.RandomArray(random, s.Batch * perImageOut);
-        var expected = new float[s.Batch * perImageOut];
-        var actual = new float[expected.Length];
-        fixed (float* px = x, pw = w, pb = bias, pr = residual, pe = expected, pa = actual)
+    public void Few_outputs_convolution_adds_each_image_its_own_bias(bool vector) =>
+        CheckPerImageBias(new ConvShape(3, 5, 7, 320, 4), new Random(22), (s, x, w, bias, residual, y, stride) =>
         {
-            for (int n = 0; n < s.Batch; n++)
-            {
-                ConvReference.Conv2d(s with { Batch = 1 }, px + n * perImageIn, pw, pb + n * s.OutChannels, pr + n * perImageOut, pe + n * perImageOut);
-            }
-            using var weights = new FewOutputsWeights(pw, s.OutChannels, s.InChannels, 3, 3);
-            RunFewOutputs(vector, s, px, weights, pb, true, pr, pa, s.OutChannels);
-        }
-        double error = RelativeL2(expected, actual);
-        Assert.True(error <= 1e-5, $"relative L2 error {error:E2}");
-    }
+            using var weights = new FewOutputsWeights(w, s.OutChannels, s.InChannels, 3, 3);
+            RunFewOutputs(vector, s, x, weights, bias, true, residual, y, stride);
+        }, vector ? "vector" : "scalar");
 
     [Fact]
     public void Few_outputs_convolution_refuses_mismatched_weights_and_shapes()
