@@ -216,6 +216,12 @@ public static unsafe class GemmKernels
     /// </summary>
     public static int RowBlock(GemmVariant variant) => RowBlock(variant.Mr, WeightFormat.F32, int.MaxValue);
 
+    /// <summary>
+    /// Rows per row block (Mc) of an <paramref name="m"/>-row product with F32 weights, as <see cref="Run"/> splits
+    /// it: a short M (up to 16 micro-panels) is one block, so each weight panel is streamed once.
+    /// </summary>
+    public static int RowBlock(GemmVariant variant, int m) => RowBlock(variant.Mr, WeightFormat.F32, m);
+
     private static void Validate(GemmVariant variant, ref GemmArgs args)
     {
         if (args.W.PanelWidth != variant.Nr)
