@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Sd.Kernels.Elementwise;
 using Sd.Kernels.Memory;
@@ -34,11 +33,6 @@ public static unsafe class FewOutputsConv
         _ => &RunPixels_Scalar,
     };
 
-    /// <summary>Zeros that a tap in the padding reads instead of a pixel: as many as the widest input so far.</summary>
-    private static float* s_zeros;
-    private static int s_zeroFloats;
-    private static readonly object s_zerosLock = new();
-
     private struct Job
     {
         public ConvShape Shape;
@@ -52,7 +46,9 @@ public static unsafe class FewOutputsConv
         public int OutputStride;
         public int PixelsPerTask;
         public int Pixels;
-        public float* Zeros; // at least Cin zeros
+        public int OutHeight;
+        public int OutWidth;
+        public float* Zeros; // at least Cin zeros, read by taps in the padding
         public delegate*<Job*, int, int, void> Kernel;
     }
 
@@ -97,7 +93,8 @@ public static unsafe class FewOutputsConv
         {
             Shape = shape, Input = input, Weights = weights.Data, Bias = bias, BiasPerImage = biasPerImage,
             Residual = residual, ResidualStride = residualStride, Output = output, OutputStride = outputStride,
-            Pixels = pixels, Zeros = Zeros(shape.InChannels), Kernel = kernel,
+            Pixels = pixels, OutHeight = shape.OutHeight, OutWidth = shape.OutWidth,
+            Zeros = ConvPatches.Zeros(shape.InChannels), Kernel = kernel,
         };
         int tasks = shape.DirectFlops < 1 << 22 ? 1 : Math.Min(WorkerPool.Shared.ThreadCount * 8, (pixels + Pixels - 1) / Pixels);
         job.PixelsPerTask = ((pixels + tasks - 1) / tasks + Pixels - 1) / Pixels * Pixels;
@@ -109,22 +106,6 @@ public static unsafe class FewOutputsConv
         else
         {
             WorkerPool.Shared.Run(&RunTask, &job, tasks);
-        }
-    }
-
-    /// <summary>At least <paramref name="floats"/> zeros.</summary>
-    private static float* Zeros(int floats)
-    {
-        lock (s_zerosLock)
-        {
-            if (floats > s_zeroFloats)
-            {
-                // The old buffer is not freed: a call on another thread could still be reading it (a few KiB, grown a
-                // handful of times per process).
-                s_zeros = (float*)AlignedMemory.Allocate((nuint)floats * sizeof(float), zero: true);
-                s_zeroFloats = floats;
-            }
-            return s_zeros;
         }
     }
 
@@ -262,20 +243,13 @@ public static unsafe class FewOutputsConv
     /// <summary>Output pixel m's input row per tap (ky-major), or the zero row where the tap falls in the padding.</summary>
     private static void GatherTaps(Job* job, int m, float** taps)
     {
-        ConvShape s = job->Shape;
-        int ox = m % s.OutWidth;
-        int rest = m / s.OutWidth;
-        int image = rest / s.OutHeight;
-        int top = rest % s.OutHeight * s.StrideH - s.PadTop, left = ox * s.StrideW - s.PadLeft;
-        for (int ky = 0; ky < s.KernelH; ky++)
+        ConvPatches.Origin(job->Shape, job->OutHeight, job->OutWidth, m, out int image, out int top, out int left);
+        for (int ky = 0; ky < job->Shape.KernelH; ky++)
         {
-            int y = top + ky;
-            for (int kx = 0; kx < s.KernelW; kx++)
+            for (int kx = 0; kx < job->Shape.KernelW; kx++)
             {
-                int x = left + kx;
-                *taps++ = y < 0 || y >= s.Height || x < 0 || x >= s.Width
-                    ? job->Zeros
-                    : job->Input + (((nint)image * s.Height + y) * s.Width + x) * s.InChannels;
+                float* pixel = ConvPatches.Pixel(job->Shape, job->Input, image, top + ky, left + kx);
+                *taps++ = pixel == null ? job->Zeros : pixel;
             }
         }
     }
@@ -284,7 +258,7 @@ public static unsafe class FewOutputsConv
     private static void Store(Job* job, int m, int count, int o, float* sums)
     {
         int outputs = Math.Min(Outputs, job->Shape.OutChannels - o);
-        int perImage = job->Shape.OutHeight * job->Shape.OutWidth;
+        int perImage = job->OutHeight * job->OutWidth;
         for (int p = 0; p < count; p++)
         {
             int pixel = m + p;

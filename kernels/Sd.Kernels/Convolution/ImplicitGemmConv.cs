@@ -28,6 +28,7 @@ public static unsafe class ImplicitGemmConv
         public ConvShape Shape;
         public int OutHeight;
         public int OutWidth;
+        public float* Zeros; // at least Cin zeros, read by taps in the padding
     }
 
     /// <summary>
@@ -49,7 +50,11 @@ public static unsafe class ImplicitGemmConv
         {
             throw new ArgumentException($"weights are [{weights.N}, {weights.K}], convolution {shape} needs [{shape.OutChannels}, {shape.PatchSize}]", nameof(weights));
         }
-        var source = new Im2ColSource { Input = input, Shape = shape, OutHeight = shape.OutHeight, OutWidth = shape.OutWidth };
+        var source = new Im2ColSource
+        {
+            Input = input, Shape = shape, OutHeight = shape.OutHeight, OutWidth = shape.OutWidth,
+            Zeros = ConvPatches.Zeros(shape.InChannels),
+        };
         var args = new GemmArgs
         {
             M = shape.Batch * shape.OutHeight * shape.OutWidth,
@@ -76,7 +81,8 @@ public static unsafe class ImplicitGemmConv
             int r = Math.Min(mr, rows - ir);
             for (int rr = 0; rr < r; rr++)
             {
-                PatchOrigin(src, row0 + ir + rr, origins + 3 * rr);
+                int* origin = origins + 3 * rr;
+                ConvPatches.Origin(src->Shape, src->OutHeight, src->OutWidth, row0 + ir + rr, out origin[0], out origin[1], out origin[2]);
             }
             // Walk the patch columns in runs of contiguous input channels (one kernel tap each): per run, every row
             // reads one input pixel's channels, or zeros where the tap falls in the padding.
@@ -102,25 +108,11 @@ public static unsafe class ImplicitGemmConv
         }
     }
 
-    /// <summary>Output pixel m's image and the input row and column of its patch's top-left tap.</summary>
-    private static void PatchOrigin(Im2ColSource* src, int m, int* origin)
-    {
-        ConvShape s = src->Shape;
-        int ox = m % src->OutWidth;
-        int rest = m / src->OutWidth;
-        origin[0] = rest / src->OutHeight;
-        origin[1] = rest % src->OutHeight * s.StrideH - s.PadTop;
-        origin[2] = ox * s.StrideW - s.PadLeft;
-    }
-
     /// <summary>Input channels from <paramref name="ci"/> on at a tap of the patch at <paramref name="origin"/>, or zeros in the padding.</summary>
     private static float* TapPixel(Im2ColSource* src, int* origin, int tap, int ci)
     {
-        ConvShape s = src->Shape;
-        int y = origin[1] + tap / s.KernelW;
-        int x = origin[2] + tap % s.KernelW;
-        return y < 0 || y >= s.Height || x < 0 || x >= s.Width
-            ? PanelTranspose.Zeros
-            : src->Input + (((nint)origin[0] * s.Height + y) * s.Width + x) * s.InChannels + ci;
+        int kernelW = src->Shape.KernelW;
+        float* pixel = ConvPatches.Pixel(src->Shape, src->Input, origin[0], origin[1] + tap / kernelW, origin[2] + tap % kernelW);
+        return pixel == null ? src->Zeros : pixel + ci;
     }
 }

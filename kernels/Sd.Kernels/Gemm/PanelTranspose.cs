@@ -15,12 +15,6 @@ internal static unsafe class PanelTranspose
     /// <summary>The micro-panel height these packers serve: the AVX-512 microkernel's MR.</summary>
     public const int Rows = GemmMicrokernels.Mr512;
 
-    /// <summary>Zeros to point a row at where it has no values (an im2col row in the padding).</summary>
-    public static readonly float* Zeros = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(
-        GemmKernels.MaxKc * sizeof(float), 64);
-
-    static PanelTranspose() => new Span<float>(Zeros, GemmKernels.MaxKc).Clear();
-
     /// <summary>
     /// Packs columns [0, count - count % 16) of the 14 rows <paramref name="rows"/>[i] into
     /// <paramref name="panel"/>[k * 14 + i]; returns the number of columns done (the caller packs the rest).
