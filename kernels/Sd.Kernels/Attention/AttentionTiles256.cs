@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Sd.Kernels.Elementwise;
+using Sd.Kernels.Layout;
 
 namespace Sd.Kernels.Attention;
 
@@ -114,26 +115,7 @@ internal readonly unsafe struct AttentionTiles256 : IAttentionTiles<Vector256<fl
         return p * ((Vector256.ConvertToInt32(n) + Vector256.Create(127)) << 23).AsSingle();
     }
 
-    /// <summary>An 8x8 transpose: unpack, in-lane shuffle, 128-bit lane permute.</summary>
+    /// <summary>See <see cref="RegisterTranspose.Transpose8x8"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Transpose(Vector256<float>* v)
-    {
-        Vector256<float> t0 = Avx.UnpackLow(v[0], v[1]), t1 = Avx.UnpackHigh(v[0], v[1]);
-        Vector256<float> t2 = Avx.UnpackLow(v[2], v[3]), t3 = Avx.UnpackHigh(v[2], v[3]);
-        Vector256<float> t4 = Avx.UnpackLow(v[4], v[5]), t5 = Avx.UnpackHigh(v[4], v[5]);
-        Vector256<float> t6 = Avx.UnpackLow(v[6], v[7]), t7 = Avx.UnpackHigh(v[6], v[7]);
-        // 0x44 picks 64-bit halves (a0, b0) of each 128-bit lane, 0xEE picks (a1, b1).
-        Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE);
-        Vector256<float> u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
-        Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE);
-        Vector256<float> u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
-        v[0] = Avx.Permute2x128(u0, u4, 0x20);
-        v[1] = Avx.Permute2x128(u1, u5, 0x20);
-        v[2] = Avx.Permute2x128(u2, u6, 0x20);
-        v[3] = Avx.Permute2x128(u3, u7, 0x20);
-        v[4] = Avx.Permute2x128(u0, u4, 0x31);
-        v[5] = Avx.Permute2x128(u1, u5, 0x31);
-        v[6] = Avx.Permute2x128(u2, u6, 0x31);
-        v[7] = Avx.Permute2x128(u3, u7, 0x31);
-    }
+    public static void Transpose(Vector256<float>* v) => RegisterTranspose.Transpose8x8(v);
 }

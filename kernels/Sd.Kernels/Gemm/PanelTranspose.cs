@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Sd.Kernels.Layout;
 
 namespace Sd.Kernels.Gemm;
 
@@ -19,6 +20,7 @@ internal static unsafe class PanelTranspose
     /// Packs columns [0, count - count % 16) of the 14 rows <paramref name="rows"/>[i] into
     /// <paramref name="panel"/>[k * 14 + i]; returns the number of columns done (the caller packs the rest).
     /// </summary>
+    [SkipLocalsInit] // every lane of the transpose buffer is written before it is read
     public static int Pack14Rows(float** rows, int count, float* panel)
     {
         if (!Avx512F.IsSupported)
@@ -26,22 +28,33 @@ internal static unsafe class PanelTranspose
             return 0;
         }
         Vector512<float> mask = Vector512.Create(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0).AsSingle();
-        Vector512<float>* r = stackalloc Vector512<float>[16];
-        Vector512<float>* t = stackalloc Vector512<float>[16];
+        Vector512<float>* v = stackalloc Vector512<float>[16];
+        float* r0 = rows[0], r1 = rows[1], r2 = rows[2], r3 = rows[3], r4 = rows[4], r5 = rows[5], r6 = rows[6];
+        float* r7 = rows[7], r8 = rows[8], r9 = rows[9], r10 = rows[10], r11 = rows[11], r12 = rows[12], r13 = rows[13];
         int k = 0;
         for (; k <= count - 16; k += 16)
         {
-            for (int i = 0; i < 14; i++)
-            {
-                r[i] = Vector512.Load(rows[i] + k);
-            }
-            r[14] = Vector512<float>.Zero;
-            r[15] = Vector512<float>.Zero;
-            Transpose16(r, t);
+            v[0] = Vector512.Load(r0 + k);
+            v[1] = Vector512.Load(r1 + k);
+            v[2] = Vector512.Load(r2 + k);
+            v[3] = Vector512.Load(r3 + k);
+            v[4] = Vector512.Load(r4 + k);
+            v[5] = Vector512.Load(r5 + k);
+            v[6] = Vector512.Load(r6 + k);
+            v[7] = Vector512.Load(r7 + k);
+            v[8] = Vector512.Load(r8 + k);
+            v[9] = Vector512.Load(r9 + k);
+            v[10] = Vector512.Load(r10 + k);
+            v[11] = Vector512.Load(r11 + k);
+            v[12] = Vector512.Load(r12 + k);
+            v[13] = Vector512.Load(r13 + k);
+            v[14] = Vector512<float>.Zero;
+            v[15] = Vector512<float>.Zero;
+            RegisterTranspose.Transpose16x16(v);
             float* dst = panel + k * 14;
             for (int j = 0; j < 16; j++)
             {
-                Avx512F.MaskStore(dst + j * 14, mask, r[j]);
+                Avx512F.MaskStore(dst + j * 14, mask, v[j]);
             }
         }
         return k;
@@ -56,36 +69,5 @@ internal static unsafe class PanelTranspose
             rows[i] = a + i * ld;
         }
         return Pack14Rows(rows, count, panel);
-    }
-
-    /// <summary>In-place 16x16 transpose of r[0..15] (t: scratch): unpack ps, unpack pd, then two rounds of 128-bit lane shuffles.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose16(Vector512<float>* r, Vector512<float>* t)
-    {
-        for (int i = 0; i < 16; i += 2)
-        {
-            t[i] = Avx512F.UnpackLow(r[i], r[i + 1]);
-            t[i + 1] = Avx512F.UnpackHigh(r[i], r[i + 1]);
-        }
-        for (int i = 0; i < 16; i += 4)
-        {
-            r[i] = Avx512F.UnpackLow(t[i].AsDouble(), t[i + 2].AsDouble()).AsSingle();
-            r[i + 1] = Avx512F.UnpackHigh(t[i].AsDouble(), t[i + 2].AsDouble()).AsSingle();
-            r[i + 2] = Avx512F.UnpackLow(t[i + 1].AsDouble(), t[i + 3].AsDouble()).AsSingle();
-            r[i + 3] = Avx512F.UnpackHigh(t[i + 1].AsDouble(), t[i + 3].AsDouble()).AsSingle();
-        }
-        for (int h = 0; h < 16; h += 8)
-        {
-            for (int i = 0; i < 4; i++)
-            {
-                t[h + i] = Avx512F.Shuffle4x128(r[h + i], r[h + 4 + i], 0x88);
-                t[h + 4 + i] = Avx512F.Shuffle4x128(r[h + i], r[h + 4 + i], 0xDD);
-            }
-        }
-        for (int i = 0; i < 8; i++)
-        {
-            r[i] = Avx512F.Shuffle4x128(t[i], t[i + 8], 0x88);
-            r[i + 8] = Avx512F.Shuffle4x128(t[i], t[i + 8], 0xDD);
-        }
     }
 }
