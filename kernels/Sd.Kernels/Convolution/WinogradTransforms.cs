@@ -29,59 +29,69 @@ public static unsafe class WinogradTransforms
         }
     }
 
-    /// <summary>The input transform for whole vectors of channels from <paramref name="c"/>; returns the first channel left.</summary>
+    /// <summary>
+    /// The input transform for whole vectors of channels from <paramref name="c"/>; returns the first channel left.
+    /// Columns first, straight from the image into a 6x6 stack tile, then rows from the tile straight to V: one
+    /// round trip through the stack per value (transforming the tile in place took three, and the tile's stores
+    /// and reloads, not the arithmetic, bounded the transform).
+    /// </summary>
     [SkipLocalsInit]
     private static int InputChannels<TVec, V>(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv, int c)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
     {
-        TVec* d = stackalloc TVec[36];
+        TVec* t = stackalloc TVec[36];
+        bool inside = y0 >= 0 && x0 >= 0 && y0 + 6 <= height && x0 + 6 <= width;
+        nint rowStride = (nint)width * channels;
+        float* origin = image + ((nint)y0 * width + x0) * channels;
         for (; c <= channels - V.Count; c += V.Count)
         {
-            for (int i = 0; i < 6; i++)
-            {
-                int y = y0 + i;
-                for (int j = 0; j < 6; j++)
-                {
-                    int x = x0 + j;
-                    d[i * 6 + j] = (uint)y < (uint)height && (uint)x < (uint)width
-                        ? V.Load(image + ((nint)y * width + x) * channels + c)
-                        : V.Zero;
-                }
-            }
             for (int j = 0; j < 6; j++)
             {
-                InputTransform1D<TVec, V>(d + j, 6); // columns: d[., j]
+                // Column j of the input tile (pixels (y0 + i, x0 + j), zero outside the image) -> t[i * 6 + j].
+                float* pixel = origin + (nint)j * channels + c;
+                bool columnInside = inside || (uint)(x0 + j) < (uint)width;
+                TVec d0 = InputPixel<TVec, V>(pixel, inside, columnInside, y0, height);
+                TVec d1 = InputPixel<TVec, V>(pixel + rowStride, inside, columnInside, y0 + 1, height);
+                TVec d2 = InputPixel<TVec, V>(pixel + 2 * rowStride, inside, columnInside, y0 + 2, height);
+                TVec d3 = InputPixel<TVec, V>(pixel + 3 * rowStride, inside, columnInside, y0 + 3, height);
+                TVec d4 = InputPixel<TVec, V>(pixel + 4 * rowStride, inside, columnInside, y0 + 4, height);
+                TVec d5 = InputPixel<TVec, V>(pixel + 5 * rowStride, inside, columnInside, y0 + 5, height);
+                InputTransform1D<TVec, V>(d0, d1, d2, d3, d4, d5, (float*)(t + j), 6 * V.Count);
             }
             for (int i = 0; i < 6; i++)
             {
-                InputTransform1D<TVec, V>(d + i * 6, 1); // rows: d[i, .]
-            }
-            for (int p = 0; p < 36; p++)
-            {
-                V.Store(d[p], v + p * ldv + c);
+                TVec* row = t + i * 6;
+                InputTransform1D<TVec, V>(row[0], row[1], row[2], row[3], row[4], row[5], v + i * 6 * ldv + c, ldv);
             }
         }
         return c;
     }
 
+    /// <summary>The input pixel at <paramref name="pixel"/>, or zero where row <paramref name="y"/> or its column is outside the image.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void InputTransform1D<TVec, V>(TVec* d, int stride)
+    private static TVec InputPixel<TVec, V>(float* pixel, bool inside, bool columnInside, int y, int height)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec> =>
+        inside || (columnInside && (uint)y < (uint)height) ? V.Load(pixel) : V.Zero;
+
+    /// <summary>The 1-D 6-point input transform B^T d of (d0 .. d5), output k stored at dst + k * stride (in floats).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void InputTransform1D<TVec, V>(TVec d0, TVec d1, TVec d2, TVec d3, TVec d4, TVec d5, float* dst, nint stride)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
     {
-        TVec d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride], d4 = d[4 * stride], d5 = d[5 * stride];
         TVec four = V.Create(4f), five = V.Create(5f), two = V.Create(2f);
         TVec t0 = V.Subtract(d4, V.Multiply(four, d2)); // d4 - 4 d2
         TVec t1 = V.Subtract(d3, V.Multiply(four, d1)); // d3 - 4 d1
         TVec t2 = V.Subtract(d4, d2);
         TVec t3 = V.Multiply(two, V.Subtract(d3, d1));
-        d[0] = V.FusedMultiplyAdd(four, d0, V.Subtract(d4, V.Multiply(five, d2)));
-        d[stride] = V.Add(t0, t1);
-        d[2 * stride] = V.Subtract(t0, t1);
-        d[3 * stride] = V.Add(t2, t3);
-        d[4 * stride] = V.Subtract(t2, t3);
-        d[5 * stride] = V.FusedMultiplyAdd(four, d1, V.Subtract(d5, V.Multiply(five, d3)));
+        V.Store(V.FusedMultiplyAdd(four, d0, V.Subtract(d4, V.Multiply(five, d2))), dst);
+        V.Store(V.Add(t0, t1), dst + stride);
+        V.Store(V.Subtract(t0, t1), dst + 2 * stride);
+        V.Store(V.Add(t2, t3), dst + 3 * stride);
+        V.Store(V.Subtract(t2, t3), dst + 4 * stride);
+        V.Store(V.FusedMultiplyAdd(four, d1, V.Subtract(d5, V.Multiply(five, d3))), dst + 5 * stride);
     }
 
     private static void InputTileScalar(float* image, int height, int width, int channels, int y0, int x0, int c, float* v, nint ldv)
@@ -133,54 +143,68 @@ public static unsafe class WinogradTransforms
         }
     }
 
-    /// <summary>The output transform for whole vectors of channels from <paramref name="c"/>; returns the first channel left.</summary>
+    /// <summary>
+    /// The output transform for whole vectors of channels from <paramref name="c"/>; returns the first channel left.
+    /// Columns first, straight from M into a 4x6 stack tile, then each valid row from the tile straight to the
+    /// output (see <see cref="InputChannels{TVec, V}"/>).
+    /// </summary>
     [SkipLocalsInit]
     private static int OutputChannels<TVec, V>(float* m, nint ldm, int channels, float* bias, float* residual, int ldr,
         float* output, int ldo, int width, int y0, int x0, int rowsValid, int colsValid, int c)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
     {
-        TVec* t = stackalloc TVec[36];
+        TVec* t = stackalloc TVec[24];
         for (; c <= channels - V.Count; c += V.Count)
         {
-            for (int p = 0; p < 36; p++)
-            {
-                t[p] = V.Load(m + p * ldm + c);
-            }
             for (int j = 0; j < 6; j++)
             {
-                OutputTransform1D<TVec, V>(t + j, 6); // columns: rows 0..3 of column j
+                // Column j of the 6x6 M tile (positions i * 6 + j) -> rows 0..3 of t's column j.
+                float* mj = m + j * ldm + c;
+                OutputTransform1D<TVec, V>(V.Load(mj), V.Load(mj + 6 * ldm), V.Load(mj + 12 * ldm), V.Load(mj + 18 * ldm),
+                    V.Load(mj + 24 * ldm), V.Load(mj + 30 * ldm), out t[j], out t[6 + j], out t[12 + j], out t[18 + j]);
             }
             TVec b = bias == null ? V.Zero : V.Load(bias + c);
             for (int i = 0; i < rowsValid; i++)
             {
-                OutputTransform1D<TVec, V>(t + i * 6, 1); // row i: entries 0..3
-                for (int j = 0; j < colsValid; j++)
-                {
-                    nint pixel = (nint)(y0 + i) * width + x0 + j;
-                    TVec value = V.Add(t[i * 6 + j], b);
-                    if (residual != null)
-                    {
-                        value = V.Add(value, V.Load(residual + pixel * ldr + c));
-                    }
-                    V.Store(value, output + pixel * ldo + c);
-                }
+                TVec* row = t + i * 6;
+                OutputTransform1D<TVec, V>(row[0], row[1], row[2], row[3], row[4], row[5], out TVec o0, out TVec o1, out TVec o2, out TVec o3);
+                nint pixel = (nint)(y0 + i) * width + x0;
+                StoreOutput<TVec, V>(o0, b, residual, pixel, ldr, output, ldo, c);
+                if (colsValid > 1) StoreOutput<TVec, V>(o1, b, residual, pixel + 1, ldr, output, ldo, c);
+                if (colsValid > 2) StoreOutput<TVec, V>(o2, b, residual, pixel + 2, ldr, output, ldo, c);
+                if (colsValid > 3) StoreOutput<TVec, V>(o3, b, residual, pixel + 3, ldr, output, ldo, c);
             }
         }
         return c;
     }
 
+    /// <summary>One output pixel's channel vector: value + bias (+ residual).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void OutputTransform1D<TVec, V>(TVec* m, int stride)
+    private static void StoreOutput<TVec, V>(TVec value, TVec bias, float* residual, nint pixel, int ldr, float* output, int ldo, int c)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
     {
-        TVec m0 = m[0], m1 = m[stride], m2 = m[2 * stride], m3 = m[3 * stride], m4 = m[4 * stride], m5 = m[5 * stride];
+        value = V.Add(value, bias);
+        if (residual != null)
+        {
+            value = V.Add(value, V.Load(residual + pixel * ldr + c));
+        }
+        V.Store(value, output + pixel * ldo + c);
+    }
+
+    /// <summary>The 1-D output transform A^T m: 6 values -> 4.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void OutputTransform1D<TVec, V>(TVec m0, TVec m1, TVec m2, TVec m3, TVec m4, TVec m5,
+        out TVec o0, out TVec o1, out TVec o2, out TVec o3)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec>
+    {
         TVec s12 = V.Add(m1, m2), d12 = V.Subtract(m1, m2), s34 = V.Add(m3, m4), d34 = V.Subtract(m3, m4);
-        m[0] = V.Add(V.Add(m0, s12), s34);
-        m[stride] = V.FusedMultiplyAdd(V.Create(2f), d34, d12);
-        m[2 * stride] = V.FusedMultiplyAdd(V.Create(4f), s34, s12);
-        m[3 * stride] = V.Add(V.FusedMultiplyAdd(V.Create(8f), d34, d12), m5);
+        o0 = V.Add(V.Add(m0, s12), s34);
+        o1 = V.FusedMultiplyAdd(V.Create(2f), d34, d12);
+        o2 = V.FusedMultiplyAdd(V.Create(4f), s34, s12);
+        o3 = V.Add(V.FusedMultiplyAdd(V.Create(8f), d34, d12), m5);
     }
 
     private static void OutputTileScalar(float* m, nint ldm, int c, float* bias, float* residual, int ldr,
