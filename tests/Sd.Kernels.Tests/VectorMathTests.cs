@@ -65,4 +65,14 @@ public class VectorMathTests
             Check(x, VectorMath.Exp(Vector256.Create(x)).GetElement(3));
         }
     }
+
+    [Fact]
+    public void Exp_of_nan_is_nan_at_both_widths()
+    {
+        Assert.True(float.IsNaN(VectorMath.Exp(Vector256.Create(float.NaN)).GetElement(3)));
+        if (Vector512.IsHardwareAccelerated)
+        {
+            Assert.True(float.IsNaN(VectorMath.Exp(Vector512.Create(float.NaN)).GetElement(5)));
+        }
+    }
 }

@@ -34,6 +34,11 @@ internal unsafe interface IF32Vector<TVec>
 
     static abstract TVec Divide(TVec a, TVec b);
 
+    /// <summary>
+    /// The hardware max (one MAXPS): <paramref name="b"/> where either lane is NaN. Vector512.Max's IEEE semantics
+    /// (NaN-propagating, -0 below +0) compile to VRANGEPS and two VFIXUPIMMPS, a three-instruction dependency chain
+    /// that made attention's running row max cost a sixth of a 4096-key flash attention.
+    /// </summary>
     static abstract TVec Max(TVec a, TVec b);
 
     static abstract TVec And(TVec a, TVec b);
@@ -93,7 +98,7 @@ internal readonly unsafe struct F32x8 : IF32Vector<Vector256<float>>
     public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+    public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
@@ -157,7 +162,7 @@ internal readonly unsafe struct F32x16 : IF32Vector<Vector512<float>>
     public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+    public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;

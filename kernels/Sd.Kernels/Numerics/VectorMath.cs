@@ -28,7 +28,7 @@ public static class VectorMath
     {
         Vector512<float> overflow = Vector512.GreaterThan(x, Vector512.Create(ExpMax));
         Vector512<float> underflow = Vector512.LessThan(x, Vector512.Create(ExpMin));
-        x = Vector512.Min(Vector512.Max(x, Vector512.Create(ExpMin)), Vector512.Create(ExpMax));
+        x = Vector512.MinNative(Vector512.Create(ExpMax), Vector512.MaxNative(Vector512.Create(ExpMin), x)); // one MAXPS, one MINPS; each returns its second operand for NaN, so NaN stays NaN
         Vector512<float> n = Vector512.Round(x * Vector512.Create(Log2E));
         Vector512<float> r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), x);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
@@ -54,7 +54,7 @@ public static class VectorMath
     {
         Vector256<float> overflow = Vector256.GreaterThan(x, Vector256.Create(ExpMax));
         Vector256<float> underflow = Vector256.LessThan(x, Vector256.Create(ExpMin));
-        x = Vector256.Min(Vector256.Max(x, Vector256.Create(ExpMin)), Vector256.Create(ExpMax));
+        x = Vector256.MinNative(Vector256.Create(ExpMax), Vector256.MaxNative(Vector256.Create(ExpMin), x)); // one MAXPS, one MINPS; each returns its second operand for NaN, so NaN stays NaN
         Vector256<float> n = Vector256.Round(x * Vector256.Create(Log2E));
         Vector256<float> r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), x);
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
