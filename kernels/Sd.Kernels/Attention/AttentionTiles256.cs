@@ -112,7 +112,7 @@ internal readonly unsafe struct AttentionTiles256 : IAttentionTiles<Vector256<fl
         x = Vector256.Max(x, Vector256.Create(-127f));
         Vector256<float> n = Vector256.Round(x);
         Vector256<float> p = Exp2Polynomial.Evaluate<Vector256<float>, F32x8>(x - n);
-        return p * ((Vector256.ConvertToInt32(n) + Vector256.Create(127)) << 23).AsSingle();
+        return p * ((Vector256.ConvertToInt32Native(n) + Vector256.Create(127)) << 23).AsSingle();
     }
 
     /// <summary>See <see cref="RegisterTranspose.Transpose8x8"/>.</summary>

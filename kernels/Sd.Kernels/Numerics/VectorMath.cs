@@ -40,7 +40,7 @@ public static class VectorMath
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P5));
         p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
         // 2^n: n is in [-126, 128] after the clamp; split it so both factors are normal floats.
-        Vector512<int> ni = Vector512.ConvertToInt32(n);
+        Vector512<int> ni = Vector512.ConvertToInt32Native(n); // n is integral and in range: one VCVTTPS2DQ, no saturation fix-ups
         Vector512<int> half = ni >> 1;
         Vector512<float> scale1 = ((half + Vector512.Create(127)) << 23).AsSingle();
         Vector512<float> scale2 = ((ni - half + Vector512.Create(127)) << 23).AsSingle();
@@ -65,7 +65,7 @@ public static class VectorMath
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P4));
         p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P5));
         p = Vector256.FusedMultiplyAdd(p, r * r, r + Vector256<float>.One);
-        Vector256<int> ni = Vector256.ConvertToInt32(n);
+        Vector256<int> ni = Vector256.ConvertToInt32Native(n);
         Vector256<int> half = ni >> 1;
         Vector256<float> scale1 = ((half + Vector256.Create(127)) << 23).AsSingle();
         Vector256<float> scale2 = ((ni - half + Vector256.Create(127)) << 23).AsSingle();
