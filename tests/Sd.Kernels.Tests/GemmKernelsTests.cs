@@ -35,6 +35,8 @@ public unsafe class GemmKernelsTests
         (13, 64, 40), (18, 64, 50), (22, 32, 17), (23, 64, 270), (40, 96, 300),
         // K at the deepest single K block (MaxKc = 320) and one past it (blocks of 256 + 65).
         (130, 70, 320), (33, 40, 321),
+        // The largest M taken as one row block (40 AVX-512 micro-panels) and one row past it (8-panel blocks).
+        (560, 70, 300), (561, 33, 270),
     ];
 
     /// <summary>No epilogue, bias only, residual only, both: the microkernels fuse each into their final store.</summary>

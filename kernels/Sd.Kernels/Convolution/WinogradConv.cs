@@ -142,8 +142,9 @@ public static unsafe partial class WinogradConv
     }
 
     /// <summary>
-    /// 36 GEMMs V_p U_p^T as (position, row block, column group) tasks. A block of up to 16 micro-panels of tiles
-    /// (224) is one row block: the 128 tiles of a 32x32-latent batch-2 layer were 112 + 16 rows, and the 16-row block
+    /// 36 GEMMs V_p U_p^T as (position, row block, column group) tasks. Up to 40 micro-panels of tiles (560; a
+    /// 64x64-latent batch-2 layer's 512) are one row block, as <see cref="GemmKernels.Run"/> splits a short M: in
+    /// fixed 112-row blocks, the 128 tiles of a 32x32-latent batch-2 layer were 112 + 16 rows, and the 16-row block
     /// streamed every transformed weight a second time (a 2x32x32x640 layer's GEMM phase ran 20-30% slower than the
     /// same 36 products as single row blocks).
     /// </summary>

@@ -32,16 +32,25 @@ public static unsafe class GemmKernels
     /// <summary>
     /// Micro-panels of A per row block: Mc = 8 MR rows (an A block of Mc x Kc in L2) for F32 weights; 16-bit weights
     /// use twice that, so each widened B micro-panel serves 16 microkernel calls (measured: widening then costs 1-3%
-    /// instead of 4-5%). A short M is one block of up to 16 (see <see cref="RowBlock(int, WeightFormat, int)"/>).
+    /// instead of 4-5%). A short M is one block of up to 40 (see <see cref="RowBlock(int, WeightFormat, int)"/>).
     /// </summary>
     private const int MicroPanelsPerBlock = 8;
 
-    private const int MaxMicroPanelsPerBlock = 16;
+    private const int WidenedMicroPanelsPerBlock = 16;
+
+    /// <summary>
+    /// The most micro-panels one row block takes: 40 x 14 rows x a 256-deep K block is a 560 KiB A block, half of
+    /// Zen 5's L2, the other half left to the streamed B micro-panels and C.
+    /// </summary>
+    private const int MaxMicroPanelsPerBlock = 40;
 
     /// <summary>
     /// Rows per row block (Mc) for an M-row product. Up to <see cref="MaxMicroPanelsPerBlock"/> micro-panels, M is one
-    /// row block, because every row block streams all its weight panels from memory: an implicit-GEMM convolution at
-    /// 8x8 latents has M = 128 rows and 59 MB of F32 weights, which two blocks of 112 + 16 rows read twice.
+    /// row block, because every row block streams all its weight panels from memory, and the first microkernel call
+    /// on each B micro-panel waits for it. An implicit-GEMM convolution at 8x8 latents has M = 128 rows and 59 MB of
+    /// F32 weights, which two blocks of 112 + 16 rows read twice; SD 1.5's 16x16-latent layers (M = 512, batch 2) read
+    /// their 6.5-52 MB of weights once instead of five times (one thread, weights cold: 512x10240x1280 138-147 ->
+    /// 181-182 GFLOP/s, 512x3840x1280 153-160 -> 197-201, 512x1280x5120 143-165 -> 198-202).
     /// </summary>
     private static int RowBlock(int mr, WeightFormat format, int m)
     {
@@ -50,7 +59,7 @@ public static unsafe class GemmKernels
         {
             return Math.Max(panels, 1) * mr;
         }
-        return mr * (format == WeightFormat.F32 ? MicroPanelsPerBlock : MaxMicroPanelsPerBlock);
+        return mr * (format == WeightFormat.F32 ? MicroPanelsPerBlock : WidenedMicroPanelsPerBlock);
     }
 
     /// <summary>The variant for this CPU, chosen once.</summary>
@@ -218,7 +227,7 @@ public static unsafe class GemmKernels
 
     /// <summary>
     /// Rows per row block (Mc) of an <paramref name="m"/>-row product with F32 weights, as <see cref="Run"/> splits
-    /// it: a short M (up to 16 micro-panels) is one block, so each weight panel is streamed once.
+    /// it: a short M (up to 40 micro-panels) is one block, so each weight panel is streamed once.
     /// </summary>
     public static int RowBlock(GemmVariant variant, int m) => RowBlock(variant.Mr, WeightFormat.F32, m);
 
