@@ -109,7 +109,7 @@ internal readonly unsafe struct AttentionTiles256 : IAttentionTiles<Vector256<fl
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp2(Vector256<float> x)
     {
-        x = Vector256.Max(x, Vector256.Create(-127f));
+        x = Vector256.MaxNative(Vector256.Create(-127f), x); // one MAXPS (Max is three); NaN x stays NaN
         Vector256<float> n = Vector256.Round(x);
         Vector256<float> p = Exp2Polynomial.Evaluate<Vector256<float>, F32x8>(x - n);
         return p * ((Vector256.ConvertToInt32Native(n) + Vector256.Create(127)) << 23).AsSingle();

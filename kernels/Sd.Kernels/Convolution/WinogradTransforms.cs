@@ -7,7 +7,7 @@ namespace Sd.Kernels.Convolution;
 /// <summary>
 /// The F(4x4, 3x3) input transform V = B^T d B (6x6 input tile -> 36 values) and output transform Y = A^T M A
 /// (36 values -> 4x4 output tile), applied to a vector of channels at a time (channels are contiguous in NHWC: 16 per
-/// AVX-512 vector, then 8, then a scalar tail). Rows first, then columns, each a 1-D 6-point transform.
+/// AVX-512 vector, then 8, then a scalar tail). Columns first, then rows, each a 1-D 6-point transform.
 /// </summary>
 public static unsafe class WinogradTransforms
 {

@@ -32,7 +32,8 @@ public static class VectorErf
     public static Vector512<float> Erf(Vector512<float> x)
     {
         Vector512<float> signedOne = Vector512<float>.One | (x & Vector512.Create(-0f));
-        x = Vector512.MinNative(Vector512.Create(Clamp), Vector512.MaxNative(Vector512.Create(-Clamp), x)); // one MAXPS, one MINPS; each returns its second operand for NaN, so NaN stays NaN
+        // One MAXPS and one MINPS (Max/Min are three instructions each); each returns its second operand for NaN.
+        x = Vector512.MinNative(Vector512.Create(Clamp), Vector512.MaxNative(Vector512.Create(-Clamp), x));
         (Vector512<double> lower, Vector512<double> upper) = Vector512.Widen(x);
         Vector512<float> r = Vector512.Narrow(Rational(lower), Rational(upper));
         // The interpolant ends at 1 - 1 ulp; saturated lanes get exactly +-1, so GELU is exactly x for large x.
@@ -43,7 +44,8 @@ public static class VectorErf
     public static Vector256<float> Erf(Vector256<float> x)
     {
         Vector256<float> signedOne = Vector256<float>.One | (x & Vector256.Create(-0f));
-        x = Vector256.MinNative(Vector256.Create(Clamp), Vector256.MaxNative(Vector256.Create(-Clamp), x)); // one MAXPS, one MINPS; each returns its second operand for NaN, so NaN stays NaN
+        // One MAXPS and one MINPS (Max/Min are three instructions each); each returns its second operand for NaN.
+        x = Vector256.MinNative(Vector256.Create(Clamp), Vector256.MaxNative(Vector256.Create(-Clamp), x));
         (Vector256<double> lower, Vector256<double> upper) = Vector256.Widen(x);
         Vector256<float> r = Vector256.Narrow(Rational(lower), Rational(upper));
         // The interpolant ends at 1 - 1 ulp; saturated lanes get exactly +-1, so GELU is exactly x for large x.

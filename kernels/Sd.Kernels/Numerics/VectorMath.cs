@@ -28,7 +28,8 @@ public static class VectorMath
     {
         Vector512<float> overflow = Vector512.GreaterThan(x, Vector512.Create(ExpMax));
         Vector512<float> underflow = Vector512.LessThan(x, Vector512.Create(ExpMin));
-        x = Vector512.MinNative(Vector512.Create(ExpMax), Vector512.MaxNative(Vector512.Create(ExpMin), x)); // one MAXPS, one MINPS; each returns its second operand for NaN, so NaN stays NaN
+        // One MAXPS and one MINPS (Max/Min are three instructions each); each returns its second operand for NaN.
+        x = Vector512.MinNative(Vector512.Create(ExpMax), Vector512.MaxNative(Vector512.Create(ExpMin), x));
         Vector512<float> n = Vector512.Round(x * Vector512.Create(Log2E));
         Vector512<float> r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), x);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
@@ -40,7 +41,8 @@ public static class VectorMath
         p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P5));
         p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
         // 2^n: n is in [-126, 128] after the clamp; split it so both factors are normal floats.
-        Vector512<int> ni = Vector512.ConvertToInt32Native(n); // n is integral and in range: one VCVTTPS2DQ, no saturation fix-ups
+        // n is integral and in range: one VCVTTPS2DQ, without ConvertToInt32's saturation fix-ups.
+        Vector512<int> ni = Vector512.ConvertToInt32Native(n);
         Vector512<int> half = ni >> 1;
         Vector512<float> scale1 = ((half + Vector512.Create(127)) << 23).AsSingle();
         Vector512<float> scale2 = ((ni - half + Vector512.Create(127)) << 23).AsSingle();
@@ -54,7 +56,8 @@ public static class VectorMath
     {
         Vector256<float> overflow = Vector256.GreaterThan(x, Vector256.Create(ExpMax));
         Vector256<float> underflow = Vector256.LessThan(x, Vector256.Create(ExpMin));
-        x = Vector256.MinNative(Vector256.Create(ExpMax), Vector256.MaxNative(Vector256.Create(ExpMin), x)); // one MAXPS, one MINPS; each returns its second operand for NaN, so NaN stays NaN
+        // One MAXPS and one MINPS (Max/Min are three instructions each); each returns its second operand for NaN.
+        x = Vector256.MinNative(Vector256.Create(ExpMax), Vector256.MaxNative(Vector256.Create(ExpMin), x));
         Vector256<float> n = Vector256.Round(x * Vector256.Create(Log2E));
         Vector256<float> r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), x);
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
