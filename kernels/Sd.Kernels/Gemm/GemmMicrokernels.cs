@@ -12,6 +12,9 @@ namespace Sd.Kernels.Gemm;
 /// 14x32 on AVX-512 uses 28 of 32 zmm registers (+2 B vectors, +1 broadcast); 6x16 on AVX2 uses 12 of 16 ymm.
 /// An optional <see cref="TileEpilogue"/> adds a bias row and a residual tile in the same store, after the partial
 /// sum from C: a separate pass over the C tile cost 3-6% (bias) and 5-13% (bias + residual) of a projection GEMM.
+/// A non-null <c>prefetch</c> names the next B micro-panel (kc x NR floats): the k loop requests one k row of it into
+/// L2 per step (the scalar kernel ignores it), so a product that streams its weights from memory, where each B
+/// micro-panel serves only a few A micro-panels, no longer waits for each panel's first lines.
 /// </summary>
 public static unsafe class GemmMicrokernels
 {
@@ -23,8 +26,8 @@ public static unsafe class GemmMicrokernels
     public const int NrScalar = 16;
 
     /// <summary>The full 14x32 tile: <see cref="Kernel_x32_Vector512{TRows}"/> at 14 rows.</summary>
-    public static void Kernel_14x32_Vector512(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue) =>
-        Kernel_x32_Vector512<FourteenRows>(Mr512, kc, a, b, dst, ldd, accumulate, epilogue);
+    public static void Kernel_14x32_Vector512(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch) =>
+        Kernel_x32_Vector512<FourteenRows>(Mr512, kc, a, b, dst, ldd, accumulate, epilogue, prefetch);
 
     /// <summary>
     /// The first <paramref name="rows"/> (at most TRows.Count: 4, 8 or 14) rows of a 14-row A micro-panel times a
@@ -35,7 +38,7 @@ public static unsafe class GemmMicrokernels
     /// flight).
     /// </summary>
     [SkipLocalsInit]
-    public static void Kernel_x32_Vector512<TRows>(int rows, int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue)
+    public static void Kernel_x32_Vector512<TRows>(int rows, int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
         where TRows : struct, IRowCount
     {
         if (epilogue != null && epilogue->Residual != null)
@@ -51,6 +54,12 @@ public static unsafe class GemmMicrokernels
         {
             Vector512<float> b0 = Vector512.LoadAligned(b);
             Vector512<float> b1 = Vector512.LoadAligned(b + 16);
+            if (prefetch != null)
+            {
+                Sse.Prefetch1(prefetch);
+                Sse.Prefetch1(prefetch + 16);
+                prefetch += Nr512;
+            }
             Vector512<float> x;
             x = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
             x = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
@@ -107,7 +116,7 @@ public static unsafe class GemmMicrokernels
     }
 
     [SkipLocalsInit]
-    public static void Kernel_6x16_Vector256(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue)
+    public static void Kernel_6x16_Vector256(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
@@ -115,6 +124,11 @@ public static unsafe class GemmMicrokernels
         {
             Vector256<float> b0 = Vector256.LoadAligned(b);
             Vector256<float> b1 = Vector256.LoadAligned(b + 8);
+            if (prefetch != null)
+            {
+                Sse.Prefetch1(prefetch);
+                prefetch += Nr256;
+            }
             Vector256<float> x;
             x = Vector256.Create(a[0]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
             x = Vector256.Create(a[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
@@ -177,7 +191,7 @@ public static unsafe class GemmMicrokernels
     }
 
     /// <summary>Portable fallback with the same packed layout (MR 4, NR 16).</summary>
-    public static void Kernel_4x16_Scalar(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue)
+    public static void Kernel_4x16_Scalar(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
     {
         float* acc = stackalloc float[MrScalar * NrScalar];
         new Span<float>(acc, MrScalar * NrScalar).Clear();

@@ -6,9 +6,9 @@ namespace Sd.Kernels.Gemm;
 /// </summary>
 public readonly unsafe struct GemmVariant
 {
-    private GemmVariant(SimdLevel level, int mr, int nr, delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, void> microkernel,
-        delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, void> fourRows = null,
-        delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, void> eightRows = null)
+    private GemmVariant(SimdLevel level, int mr, int nr, delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> microkernel,
+        delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> fourRows = null,
+        delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> eightRows = null)
     {
         Level = level;
         Mr = mr;
@@ -29,17 +29,17 @@ public readonly unsafe struct GemmVariant
     public int Nr { get; }
 
     /// <summary>(kc, packed A, packed B, dst, ldd, accumulate, epilogue): dst[Mr x Nr] (=|+=) A B (+ epilogue).</summary>
-    public delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, void> Microkernel { get; }
+    public delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> Microkernel { get; }
 
     /// <summary>
     /// (rows, kc, A micro-panel from its first row, B, dst, ldd, accumulate, epilogue): the first rows (at most 4) of an
     /// MR-row A micro-panel, stored straight to C; null where the variant has none (its short tiles go through a
     /// scratch tile).
     /// </summary>
-    public delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, void> FourRows { get; }
+    public delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> FourRows { get; }
 
     /// <summary>As <see cref="FourRows"/>, at most 8 rows.</summary>
-    public delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, void> EightRows { get; }
+    public delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> EightRows { get; }
 
     public static GemmVariant Vector512 { get; } =
         new(SimdLevel.Vector512, GemmMicrokernels.Mr512, GemmMicrokernels.Nr512, &GemmMicrokernels.Kernel_14x32_Vector512,
