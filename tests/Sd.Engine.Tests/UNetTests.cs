@@ -55,9 +55,12 @@ public sealed class UNetTests(ITestOutputHelper output)
         Assert.Equal([true, false, false, false], new UNetOptions().WinogradLevels(sd15));
         Assert.Equal([false, false, false, false], new UNetOptions { WinogradBudgetBytes = 0 }.WinogradLevels(sd15));
         Assert.Equal([true, true, true, true], new UNetOptions { WinogradBudgetBytes = long.MaxValue }.WinogradLevels(sd15));
-        // By default 16-bit weights stay 16-bit (streamed Winograd), unless a budget is given.
-        Assert.Equal([false, false, false, false], new UNetOptions().WinogradLevels(sd15, sixteenBitWeights: true));
-        Assert.Equal([true, true, false, false], new UNetOptions { WinogradBudgetBytes = 1L << 30 }.WinogradLevels(sd15, sixteenBitWeights: true));
+        // 16-bit weights get the same default level; stored U costs them 14 bytes a weight against 12 for float32, so
+        // the two finest levels (79.4M weights: 0.95 GB for float32, 1.11 GB for 16-bit) fit 1 GiB only as float32.
+        Assert.Equal([true, false, false, false], new UNetOptions().WinogradLevels(sd15, sixteenBitWeights: true));
+        Assert.Equal([true, true, false, false], new UNetOptions { WinogradBudgetBytes = 1L << 30 }.WinogradLevels(sd15));
+        Assert.Equal([true, false, false, false], new UNetOptions { WinogradBudgetBytes = 1L << 30 }.WinogradLevels(sd15, sixteenBitWeights: true));
+        Assert.Equal([true, true, false, false], new UNetOptions { WinogradBudgetBytes = 1200L << 20 }.WinogradLevels(sd15, sixteenBitWeights: true));
     }
 
     /// <summary>

@@ -30,9 +30,8 @@ public static class BenchCommand
         or --tokenizer DIR). Threads: --threads or SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind.
-        --winograd-budget sets the UNet's memory for stored Winograd weights (default: 256 MiB for float32 weights,
-        SD 1.5's finest level, and 0 for 16-bit weights, which then stay 16-bit: every 3x3 layer transforms its weights
-        per call).
+        --winograd-budget sets the UNet's memory for stored Winograd weights (default 256 MiB, SD 1.5's finest level;
+        0 keeps 16-bit weights 16-bit everywhere). 3x3 layers without them transform their weights per call.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
