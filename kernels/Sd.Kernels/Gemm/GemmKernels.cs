@@ -206,14 +206,20 @@ public static unsafe class GemmKernels
     }
 
     /// <summary>
-    /// Panels per column group: of <paramref name="most"/> and smaller counts down to half of it, the one whose tasks
-    /// finish soonest when the threads take them in turn (the rounds each thread runs times the panels per task;
-    /// the larger count on a tie). A short M split into a few column groups otherwise leaves a thread idle for a
-    /// whole task: SD 1.5's 640-wide products at 16x16 latents (M = 512, 20 panels) ran as 7 groups of 3 panels, 4
-    /// rounds against 3.5 of work; 10 groups of 2 take 5 rounds of 2 panels, 10 against 10.5.
+    /// Panels per column group of a short M already split into several groups: of <paramref name="most"/> and
+    /// smaller counts down to half of it, the one whose tasks finish soonest when the threads take them in turn
+    /// (rounds per thread times panels per task; the larger count on a tie). Otherwise a thread can sit idle for a
+    /// whole task: SD 1.5's 640-wide products at 16x16 latents (M = 512, 20 panels, two threads) ran as 7 groups of 3
+    /// panels, 4 rounds or 12 panel-times per thread against 10 of work; 10 groups of 2 take exactly 10.
     /// </summary>
     private static int BalancedGroupPanels(int panels, int most, int rowBlocks, int threads)
     {
+        if (most == panels)
+        {
+            // One column group: splitting it would add a shared-A packing pass (2048x640x640, two threads, hot: 19
+            // tasks of all 20 panels 389-394 GFLOP/s, 38 tasks of 10 panels on a shared A 358-362).
+            return most;
+        }
         int best = most;
         long bestSpan = long.MaxValue;
         for (int perGroup = most; perGroup >= 1 && perGroup * 2 >= most; perGroup--)
