@@ -198,6 +198,61 @@ public unsafe class GemmKernelsTests
         using PackedWeights asBf16 = PackedWeights.Pack(w, WeightFormat.BF16, 2, 3, 3, 16); // widened exactly by a shift
     }
 
+    /// <summary>
+    /// Matrices of 1 MiB or more are packed by the worker pool's threads, each a range of panels: every value must
+    /// still land where the layout says (W[j, map(k)] at panel j / NR, row k, column j % NR; zeros past N), for plain
+    /// and convolution (tap, channel) order, and a large F16 matrix with a NaN in its last row is still refused.
+    /// </summary>
+    [Fact]
+    public void Large_matrices_packed_in_parallel_follow_the_panel_layout()
+    {
+        const int nr = GemmMicrokernels.Nr512;
+        var random = new Random(7);
+        // Plain: 333 x 1000 (11 panels, 1.4 MB), row stride 1003.
+        int n = 333, k = 1000, ldw = 1003;
+        float[] w = RandomArray(random, n * ldw);
+        // Convolution: 70 outputs x 480 channels x 9 taps (3 panels of K = 4320, 1.7 MB).
+        int cn = 70, channels = 480, taps = 9;
+        float[] cw = RandomArray(random, cn * channels * taps);
+        fixed (float* pw = w, pcw = cw)
+        {
+            using PackedWeights plain = PackedWeights.Pack(pw, n, k, ldw, nr);
+            AssertPanels(plain, (j, kk) => w[j * ldw + kk]);
+            using PackedWeights conv = PackedWeights.PackConvolution(pcw, WeightFormat.F32, cn, channels, taps, nr);
+            AssertPanels(conv, (j, kk) => cw[(j * channels + kk % channels) * taps + kk / channels]);
+        }
+        var bits = new ushort[n * k];
+        Array.Fill(bits, (ushort)0x3C00);
+        bits[^1] = 0x7E00;
+        fixed (ushort* pbits = bits)
+        {
+            ushort* p = pbits;
+            Assert.Throws<ArgumentException>(() => PackedWeights.Pack(p, WeightFormat.F16, n, k, k, nr));
+        }
+    }
+
+    private static void AssertPanels(PackedWeights packed, Func<int, int, float> expected)
+    {
+        Assert.True(packed.SizeInBytes >= 1 << 20, "the matrix must be large enough to be packed in parallel");
+        float* data = packed.Data;
+        for (int p = 0; p < packed.Panels; p++)
+        {
+            for (int kk = 0; kk < packed.K; kk++)
+            {
+                for (int c = 0; c < packed.PanelWidth; c++)
+                {
+                    int j = p * packed.PanelWidth + c;
+                    float actual = data[((long)p * packed.K + kk) * packed.PanelWidth + c];
+                    float want = j < packed.N ? expected(j, kk) : 0;
+                    if (actual != want)
+                    {
+                        Assert.Fail($"panel {p}, k {kk}, column {c}: {actual}, expected {want}");
+                    }
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Weights_packed_for_another_kernel_are_refused()
     {
