@@ -28,13 +28,16 @@ public readonly unsafe struct GemmVariant
 
     public int Nr { get; }
 
-    /// <summary>(kc, packed A, packed B, dst, ldd, accumulate, epilogue): dst[Mr x Nr] (=|+=) A B (+ epilogue).</summary>
+    /// <summary>
+    /// (kc, packed A, packed B, dst, ldd, accumulate, epilogue, prefetch): dst[Mr x Nr] (=|+=) A B (+ epilogue), with
+    /// the next B micro-panel at prefetch (null: none) requested into L2 on the way.
+    /// </summary>
     public delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> Microkernel { get; }
 
     /// <summary>
-    /// (rows, kc, A micro-panel from its first row, B, dst, ldd, accumulate, epilogue): the first rows (at most 4) of an
-    /// MR-row A micro-panel, stored straight to C; null where the variant has none (its short tiles go through a
-    /// scratch tile).
+    /// (rows, kc, A micro-panel from its first row, B, dst, ldd, accumulate, epilogue, prefetch): the first rows (at
+    /// most 4) of an MR-row A micro-panel, stored straight to C; null where the variant has none (its short tiles go
+    /// through a scratch tile).
     /// </summary>
     public delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> FourRows { get; }
 

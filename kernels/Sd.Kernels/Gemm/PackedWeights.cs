@@ -94,18 +94,17 @@ public sealed unsafe class PackedWeights : IDisposable
 
     private void Fill(void* source, nint rowStride, int groupStride, int groupSize)
     {
-        var job = new FillJob
-        {
-            Source = source, Data = Bytes, RowStride = rowStride, GroupStride = groupStride, GroupSize = groupSize,
-            N = N, K = K, PanelWidth = PanelWidth, Panels = Panels, Format = Format,
-        };
         // Packing is the first write to freshly allocated memory, so besides the copy it pays the kernel's page
         // zeroing (in this VM the larger part): spread over the threads (two here), a float32 SD 1.5 UNet loads in
         // 5.5-5.7 s instead of 8.3-10.4 s, an F16 one in 3.2 s instead of 3.5-3.7. Small matrices stay on the
         // calling thread.
-        int tasks = SizeInBytes < ParallelFillBytes ? 1 : Math.Min(Panels, Threading.WorkerPool.Shared.ThreadCount * 4);
-        job.PanelsPerTask = (Panels + tasks - 1) / tasks;
-        Threading.WorkerPool.Shared.Run(&FillTask, &job, (Panels + job.PanelsPerTask - 1) / job.PanelsPerTask);
+        var job = new FillJob
+        {
+            Weights = new PackedWeightsView(this), Source = source, RowStride = rowStride, GroupStride = groupStride,
+            GroupSize = groupSize,
+            Tasks = SizeInBytes < ParallelFillBytes ? 1 : Math.Min(Panels, Threading.WorkerPool.Shared.ThreadCount * 4),
+        };
+        Threading.WorkerPool.Shared.Run(&FillTask, &job, job.Tasks);
         // The GEMM widens F16 panels with a finite-only conversion (4 operations instead of 12).
         if (Format == WeightFormat.F16 && Convert.WidenKernels.HasNonFiniteF16((ushort*)Bytes, (nint)(SizeInBytes / sizeof(ushort))))
         {
@@ -117,33 +116,29 @@ public sealed unsafe class PackedWeights : IDisposable
     /// <summary>Packed sizes from which <see cref="Fill(void*, nint, int, int)"/> runs on the worker pool.</summary>
     private const long ParallelFillBytes = 1 << 20;
 
-    /// <summary>What a fill task needs: the source's addressing (see <see cref="FillPanels{T}"/>) and the panels' shape.</summary>
+    /// <summary>What a fill task needs: the panels to write and the source's addressing (see <see cref="FillPanels{T}"/>).</summary>
     private struct FillJob
     {
+        public PackedWeightsView Weights;
         public void* Source;
-        public byte* Data;
         public nint RowStride;
         public int GroupStride;
         public int GroupSize;
-        public int N;
-        public int K;
-        public int PanelWidth;
-        public int Panels;
-        public int PanelsPerTask;
-        public WeightFormat Format;
+        public int Tasks;
     }
 
     private static void FillTask(void* state, int index)
     {
         FillJob* job = (FillJob*)state;
-        int p0 = index * job->PanelsPerTask, p1 = Math.Min(job->Panels, p0 + job->PanelsPerTask);
-        if (job->Format == WeightFormat.F32)
+        int panels = job->Weights.Panels;
+        int p0 = (int)Elementwise.Tiling.Start(index, job->Tasks, panels), p1 = (int)Elementwise.Tiling.Start(index + 1, job->Tasks, panels);
+        if (job->Weights.Format == WeightFormat.F32)
         {
-            FillPanels((float*)job->Source, (float*)job->Data, job, p0, p1);
+            FillPanels<float>(job, p0, p1);
         }
         else
         {
-            FillPanels((ushort*)job->Source, (ushort*)job->Data, job, p0, p1);
+            FillPanels<ushort>(job, p0, p1);
         }
     }
 
@@ -154,16 +149,17 @@ public sealed unsafe class PackedWeights : IDisposable
     /// panel being written stays in L1, so even 100 MB matrices pack at memory speed (reading 32 rows a few bytes at
     /// a time instead thrashes the TLB).
     /// </summary>
-    private static void FillPanels<T>(T* source, T* data, FillJob* job, int p0, int p1) where T : unmanaged
+    private static void FillPanels<T>(FillJob* job, int p0, int p1) where T : unmanaged
     {
         const int KBlock = 256;
-        int panelWidth = job->PanelWidth, k = job->K, groupSize = job->GroupSize, groupStride = job->GroupStride;
+        T* source = (T*)job->Source;
+        int panelWidth = job->Weights.PanelWidth, k = job->Weights.K, groupSize = job->GroupSize, groupStride = job->GroupStride;
         nint rowStride = job->RowStride;
         for (int p = p0; p < p1; p++)
         {
             int j0 = p * panelWidth;
-            int columns = Math.Min(panelWidth, job->N - j0);
-            T* panel = data + (nint)p * panelWidth * k;
+            int columns = Math.Min(panelWidth, job->Weights.N - j0);
+            T* panel = (T*)job->Weights.Panel(p);
             for (int k0 = 0; k0 < k; k0 += KBlock)
             {
                 int k1 = Math.Min(k, k0 + KBlock);
