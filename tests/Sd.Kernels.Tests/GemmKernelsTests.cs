@@ -30,13 +30,15 @@ public unsafe class GemmKernelsTests
         (1, 1, 1), (1, 33, 7), (13, 1, 5), (14, 32, 256), (15, 33, 257), (29, 17, 3), (100, 77, 300),
         (257, 65, 513), (3, 320, 40), (77, 96, 64),
         (150, 200, 700), // a short M taken as one row block of 11 micro-panels (AVX-512), column groups sharing A
-        (20, 96, 33000), // a short M shared by several column groups, A packed once per K chunk, several chunks
+        (20, 96, 45000), // a short M shared by several column groups, A packed once per K chunk, several chunks
         // Last micro-panels of 13, 4, 8, 9 and 12 rows (AVX-512's 14-row panel): the 4- and 8-row kernels, one or two calls.
         (13, 64, 40), (18, 64, 50), (22, 32, 17), (23, 64, 270), (40, 96, 300),
         // K at the deepest single K block (MaxKc = 320) and one past it (blocks of 256 + 65).
         (130, 70, 320), (33, 40, 321),
         // The largest M taken as one row block (40 AVX-512 micro-panels) and one row past it (8-panel blocks).
         (560, 70, 300), (561, 33, 270),
+        // A short M with few panels split into one row block per thread (37 micro-panels, 5 panels), its last block short.
+        (512, 130, 40),
     ];
 
     /// <summary>No epilogue, bias only, residual only, both: the microkernels fuse each into their final store.</summary>
