@@ -50,7 +50,8 @@ public static unsafe class GemmKernels
     /// on each B micro-panel waits for it. An implicit-GEMM convolution at 8x8 latents has M = 128 rows and 59 MB of
     /// F32 weights, which two blocks of 112 + 16 rows read twice; SD 1.5's 16x16-latent layers (M = 512, batch 2) read
     /// their 6.5-52 MB of weights once instead of five times (one thread, weights cold: 512x10240x1280 138-147 ->
-    /// 181-182 GFLOP/s, 512x3840x1280 153-160 -> 197-201, 512x1280x5120 143-165 -> 198-202).
+    /// 181-182 GFLOP/s, 512x3840x1280 153-160 -> 197-201, 512x1280x5120 143-165 -> 198-202). On several threads,
+    /// <see cref="Run"/> may still split such an M by rows, one block per thread (<see cref="ShortRowSplit"/>).
     /// </summary>
     private static int RowBlock(int mr, WeightFormat format, int m)
     {
@@ -299,8 +300,9 @@ public static unsafe class GemmKernels
     public static int RowBlock(GemmVariant variant) => RowBlock(variant.Mr, WeightFormat.F32, int.MaxValue);
 
     /// <summary>
-    /// Rows per row block (Mc) of an <paramref name="m"/>-row product with F32 weights, as <see cref="Run"/> splits
-    /// it: a short M (up to 40 micro-panels) is one block, so each weight panel is streamed once.
+    /// Rows per row block (Mc) of an <paramref name="m"/>-row product with F32 weights on one thread: a short M (up to
+    /// 40 micro-panels) is one block, so each weight panel is streamed once (<see cref="Run"/> on several threads may
+    /// split it by rows, see <see cref="ShortRowSplit"/>).
     /// </summary>
     public static int RowBlock(GemmVariant variant, int m) => RowBlock(variant.Mr, WeightFormat.F32, m);
 
