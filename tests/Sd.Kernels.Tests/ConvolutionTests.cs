@@ -231,12 +231,17 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Streamed weights need Winograd shapes only; these add several channel blocks and ragged ones.</summary>
+    /// <summary>
+    /// Streamed weights need Winograd shapes only; these add several channel blocks and ragged ones, and blocks of 64
+    /// tiles or more, whose GEMM tasks take one row of positions and a group of panels.
+    /// </summary>
     private static readonly ConvShape[] StreamedShapes =
     [
         .. AwkwardShapes,
         new(2, 6, 9, 200, 40),                                 // two channel blocks (128 + 72), two images
         new(1, 5, 5, 257, 17),                                 // three channel blocks, last of one channel
+        new(1, 33, 30, 136, 170),                              // 72 tiles: position rows, panel groups 4 + 2, 10 last columns
+        new(2, 20, 60, 20, 40),                                // 150 tiles: two row ranges, two images
     ];
 
     [Theory]
@@ -269,7 +274,14 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
     {
         GemmVariant variant = Variant(name);
         var random = new Random(15);
-        var s = new ConvShape(2, 7, 10, 150, 48);
+        foreach (var s in new ConvShape[] { new(2, 7, 10, 150, 48), new(2, 20, 28, 150, 48) })
+        {
+            CheckStreamedF16(variant, random, s, $"{name} {s}");
+        }
+    }
+
+    private static void CheckStreamedF16(GemmVariant variant, Random random, ConvShape s, string name)
+    {
         int count = s.OutChannels * s.InChannels * 9;
         var bits = new ushort[count];
         var floats = new float[count];

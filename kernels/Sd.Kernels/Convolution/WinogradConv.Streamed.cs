@@ -75,18 +75,45 @@ public static unsafe partial class WinogradConv
             residual, residualStride, output, outputStride, blockTiles, &StreamedGemmPhase);
     }
 
-    /// <summary>V packed once for all tasks, then (row range, weight panel) tasks that transform their weights.</summary>
+    /// <summary>
+    /// From this many tiles per block, a GEMM task takes one row of positions (6 of 36) and
+    /// <see cref="PositionRowPanels"/> weight panels instead of all 36 positions and one panel. One panel per task
+    /// reads the whole packed V once per panel: from L3 when it is small (a 16x16-latent layer's 32 tiles x 1280
+    /// channels, 5.9 MB), from memory when it is not (128 tiles x 1280 channels, 23.6 MB, read 40 times). A position
+    /// row re-transforms its panels' weights for each of the 6 rows, but reads each block of V once per 4 panels and
+    /// keeps its C (6 positions x rows x 128 columns) in L2 across the channel blocks. Two threads, weights flushed,
+    /// alternating runs, 2x32x32 layers, all positions and one panel -> one position row and 4 panels (ms): 640->640
+    /// 15.4-15.7 -> 13.9-14.1, 1280->640 36.0-36.9 -> 28.4-30.2, 1920->640 56.7 -> 42.8-43.3, 1280->1280 70.5-71.5 ->
+    /// 54.0-55.5 (stored weights: 42.6). At 32 tiles and fewer the 6-fold transform costs more than the reads save
+    /// (2x16x16 1280->1280 16-17 -> 18 ms, 2x8x8 1280->1280 5-7 -> 10 ms).
+    /// </summary>
+    private const int PositionRowMinTiles = 64;
+
+    /// <summary>Weight panels per position-row task: its U (6 positions x 128 channels x 128 columns) is 384 KiB.</summary>
+    private const int PositionRowPanels = 4;
+
+    /// <summary>Rows per position-row task, so that its C stays 384 KiB however many tiles a block has.</summary>
+    private const int PositionRowMaxRows = 128;
+
+    /// <summary>The 6 x 6 transformed tile's rows: a position-row task's 6 positions are one of them.</summary>
+    private const int PositionRows = 6;
+
+    /// <summary>
+    /// V packed once for all tasks, then (panel group, row range, position rows) tasks, each multiplying its positions'
+    /// packed V by its panels' weights transformed on the fly (see <see cref="PositionRowMinTiles"/>).
+    /// </summary>
     private static void StreamedGemmPhase(Context* ctx)
     {
         WorkerPool.Shared.Run(&PackVTask, ctx, Positions * ctx->ChannelBlocks);
-        // Each task transforms its weight panel once for all its rows: as many rows per task as still leaves about 4
-        // tasks per thread.
-        int rowBlock = GemmKernels.RowBlock(ctx->Variant);
-        int rowBlocks = (ctx->BlockTiles + rowBlock - 1) / rowBlock;
-        int perTask = Math.Max(1, rowBlocks * ctx->Raw.Panels / (WorkerPool.Shared.ThreadCount * 4));
-        ctx->RowsPerTask = Math.Min(rowBlocks, perTask) * rowBlock;
+        int mr = ctx->Variant.Mr;
+        bool positionRow = ctx->BlockTiles >= PositionRowMinTiles;
+        int rowRanges = positionRow ? (ctx->BlockTiles + PositionRowMaxRows - 1) / PositionRowMaxRows : 1;
+        ctx->RowsPerTask = ((ctx->BlockTiles + rowRanges - 1) / rowRanges + mr - 1) / mr * mr;
         ctx->RowBlocks = (ctx->BlockTiles + ctx->RowsPerTask - 1) / ctx->RowsPerTask;
-        WorkerPool.Shared.Run(&StreamedGemmTask, ctx, ctx->RowBlocks * ctx->Raw.Panels);
+        ctx->PanelsPerGroup = Math.Min(positionRow ? PositionRowPanels : 1, ctx->Raw.Panels);
+        ctx->Groups = (ctx->Raw.Panels + ctx->PanelsPerGroup - 1) / ctx->PanelsPerGroup;
+        ctx->PositionRowsPerTask = positionRow ? 1 : PositionRows;
+        WorkerPool.Shared.Run(&StreamedGemmTask, ctx, ctx->Groups * ctx->RowBlocks * (PositionRows / ctx->PositionRowsPerTask));
     }
 
     /// <summary>Packs V of one (position, channel block) into MR-row micro-panels for every GEMM task to share.</summary>
@@ -102,16 +129,23 @@ public static unsafe partial class WinogradConv
     private static float* PackedVBlock(Context* ctx, int position, int block) =>
         ctx->PackedV + ((nint)position * ctx->ChannelBlocks + block) * ctx->TilesStride * StreamChannelBlock;
 
-    /// <summary>One (row range, weight panel): per channel block, transform the panel's weights, then 36 GEMM panels.</summary>
+    /// <summary>
+    /// One (panel group, row range, position rows). Consecutive tasks share a panel group, so the threads read its
+    /// weights from memory about once between them. Per channel block: transform the group's panels for the task's
+    /// positions, then multiply every position by every panel.
+    /// </summary>
     private static void StreamedGemmTask(void* state, int index)
     {
         Context* ctx = (Context*)state;
         GemmVariant variant = ctx->Variant;
-        int nr = variant.Nr, panel = index % ctx->Raw.Panels;
-        int row0 = index / ctx->Raw.Panels * ctx->RowsPerTask;
+        int nr = variant.Nr;
+        int rowCount = ctx->PositionRowsPerTask, positions = rowCount * PositionRows;
+        int firstRow = index % (PositionRows / rowCount) * rowCount;
+        int rest = index / (PositionRows / rowCount);
+        int row0 = rest % ctx->RowBlocks * ctx->RowsPerTask;
+        int p0 = rest / ctx->RowBlocks * ctx->PanelsPerGroup;
+        int p1 = Math.Min(p0 + ctx->PanelsPerGroup, ctx->Raw.Panels);
         int rows = Math.Min(ctx->RowsPerTask, ctx->BlockTiles - row0);
-        int col0 = panel * nr;
-        int cols = Math.Min(nr, ctx->OutChannels - col0);
         float* u = StreamScratch();
         float* staged = u + Positions * PositionStride(StreamChannelBlock, GemmMicrokernels.Nr512);
         float** taps = stackalloc float*[9];
@@ -119,12 +153,23 @@ public static unsafe partial class WinogradConv
         {
             int c0 = block * StreamChannelBlock;
             int kc = Math.Min(StreamChannelBlock, ctx->InChannels - c0);
-            StageTaps(ctx, panel, c0, kc, staged, taps);
-            TransformWeights(taps, kc, nr, u);
-            for (int p = 0; p < Positions; p++)
+            nint ps = PositionStride(kc, nr);
+            for (int panel = p0; panel < p1; panel++)
             {
-                GemmKernels.MultiplyPanel(variant, rows, cols, kc, PackedVBlock(ctx, p, block) + (nint)row0 * kc, u + p * PositionStride(kc, nr),
-                    ctx->M + ((nint)p * ctx->BlockTiles + row0) * ctx->LdM + col0, ctx->LdM, overwrite: block == 0);
+                StageTaps(ctx, panel, c0, kc, staged, taps);
+                TransformWeights(taps, kc, nr, firstRow, rowCount, u + (panel - p0) * positions * ps, ps);
+            }
+            for (int j = 0; j < positions; j++)
+            {
+                int p = firstRow * PositionRows + j;
+                float* a = PackedVBlock(ctx, p, block) + (nint)row0 * kc;
+                float* c = ctx->M + ((nint)p * ctx->BlockTiles + row0) * ctx->LdM;
+                for (int panel = p0; panel < p1; panel++)
+                {
+                    int col0 = panel * nr;
+                    GemmKernels.MultiplyPanel(variant, rows, Math.Min(nr, ctx->OutChannels - col0), kc, a,
+                        u + ((panel - p0) * positions + j) * ps, c + col0, ctx->LdM, overwrite: block == 0);
+                }
             }
         }
     }
@@ -154,29 +199,45 @@ public static unsafe partial class WinogradConv
     }
 
     /// <summary>
-    /// U = G g G^T for kc input channels x NR output channels: taps[t][k * nr + j] is g[tap t] of (channel k, output
-    /// j); u[p * (kc x NR + pad) + k * nr + j] receives position p (row-major 6 x 6). One vector of output channels at
-    /// a time, the 18 intermediate values G g in registers (a version that kept them in stack arrays, 8 channels per
-    /// vector, spent a third of a 16x16-latent layer's time here).
+    /// Rows [first, first + count) of U = G g G^T (positions 6 first .. 6 (first + count) - 1, row-major 6 x 6) for kc
+    /// input channels x NR output channels: taps[t][k * nr + j] is g[tap t] of (channel k, output j); u[i * stride +
+    /// k * nr + j] receives the i-th of those positions. One vector of output channels at a time, G g in registers (a
+    /// version that kept it in stack arrays, 8 channels per vector, spent a third of a 16x16-latent layer's time here).
     /// </summary>
-    private static void TransformWeights(float** taps, int kc, int nr, float* u)
+    private static void TransformWeights(float** taps, int kc, int nr, int first, int count, float* u, nint stride)
     {
-        if (Vector512.IsHardwareAccelerated && nr % 16 == 0)
+        bool wide = Vector512.IsHardwareAccelerated && nr % 16 == 0;
+        if (count == PositionRows)
         {
-            TransformWeights<Vector512<float>, F32x16>(taps, kc, nr, u);
+            if (wide)
+            {
+                TransformAllRows<Vector512<float>, F32x16>(taps, kc, nr, u, stride);
+            }
+            else
+            {
+                TransformAllRows<Vector256<float>, F32x8>(taps, kc, nr, u, stride);
+            }
+            return;
         }
-        else
+        for (int row = first; row < first + count; row++)
         {
-            TransformWeights<Vector256<float>, F32x8>(taps, kc, nr, u);
+            float* dst = u + (row - first) * PositionRows * stride;
+            if (wide)
+            {
+                TransformRow<Vector512<float>, F32x16>(taps, kc, nr, row, dst, stride);
+            }
+            else
+            {
+                TransformRow<Vector256<float>, F32x8>(taps, kc, nr, row, dst, stride);
+            }
         }
     }
 
     [SkipLocalsInit]
-    private static void TransformWeights<TVec, V>(float** taps, int kc, int nr, float* u)
+    private static void TransformAllRows<TVec, V>(float** taps, int kc, int nr, float* u, nint ps)
         where TVec : struct
         where V : struct, IF32Vector<TVec>
     {
-        nint ps = PositionStride(kc, nr);
         float* g0 = taps[0], g1 = taps[1], g2 = taps[2], g3 = taps[3], g4 = taps[4], g5 = taps[5], g6 = taps[6], g7 = taps[7], g8 = taps[8];
         for (nint at = 0; at < (nint)kc * nr; at += V.Count)
         {
@@ -192,6 +253,38 @@ public static unsafe partial class WinogradConv
             StoreTransformedRow<TVec, V>(r3c0, r3c1, r3c2, dst + 18 * ps, ps);
             StoreTransformedRow<TVec, V>(r4c0, r4c1, r4c2, dst + 24 * ps, ps);
             StoreTransformedRow<TVec, V>(r5c0, r5c1, r5c2, dst + 30 * ps, ps);
+        }
+    }
+
+    /// <summary>G (6 x 3) row-major, the float form of WinogradWeights' transform, for one row at a time.</summary>
+    private static ReadOnlySpan<float> G =>
+    [
+        1f / 4, 0, 0,
+        -1f / 6, -1f / 6, -1f / 6,
+        -1f / 6, 1f / 6, -1f / 6,
+        1f / 24, 1f / 12, 1f / 6,
+        1f / 24, -1f / 12, 1f / 6,
+        0, 0, 1,
+    ];
+
+    /// <summary>
+    /// One row of U: row <paramref name="row"/> of G g is G's row times each kernel column; its 6 positions are G
+    /// times that 3-vector. Fused multiply-adds, so it may differ from <see cref="TransformAllRows"/> in the last bit.
+    /// </summary>
+    [SkipLocalsInit]
+    private static void TransformRow<TVec, V>(float** taps, int kc, int nr, int row, float* u, nint stride)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
+    {
+        TVec top = V.Create(G[3 * row]), middle = V.Create(G[3 * row + 1]), bottom = V.Create(G[3 * row + 2]);
+        float* g0 = taps[0], g1 = taps[1], g2 = taps[2], g3 = taps[3], g4 = taps[4], g5 = taps[5], g6 = taps[6], g7 = taps[7], g8 = taps[8];
+        for (nint at = 0; at < (nint)kc * nr; at += V.Count)
+        {
+            // Column c of the kernel is taps c, 3 + c, 6 + c.
+            TVec c0 = V.FusedMultiplyAdd(V.Load(g6 + at), bottom, V.FusedMultiplyAdd(V.Load(g3 + at), middle, V.Multiply(V.Load(g0 + at), top)));
+            TVec c1 = V.FusedMultiplyAdd(V.Load(g7 + at), bottom, V.FusedMultiplyAdd(V.Load(g4 + at), middle, V.Multiply(V.Load(g1 + at), top)));
+            TVec c2 = V.FusedMultiplyAdd(V.Load(g8 + at), bottom, V.FusedMultiplyAdd(V.Load(g5 + at), middle, V.Multiply(V.Load(g2 + at), top)));
+            StoreTransformedRow<TVec, V>(c0, c1, c2, u + at, stride);
         }
     }
 

@@ -51,6 +51,7 @@ public static unsafe partial class WinogradConv
         public int TilesStride;
         public int ChannelBlocks;
         public int RowsPerTask;
+        public int PositionRowsPerTask;
     }
 
     /// <summary>Tiles per block for a layer: as many as the workspace cap allows, at least one GEMM row block.</summary>
