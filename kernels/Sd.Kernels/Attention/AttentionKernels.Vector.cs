@@ -15,19 +15,29 @@ public static unsafe partial class AttentionKernels
     /// </summary>
     private const int FlashKeyTile = 256;
 
-    /// <summary>Flash attention, AVX-512: scratch (2d + 256) x 32 floats per thread (42 KiB at d = 40).</summary>
+    /// <summary>
+    /// From this many query rows per task, a task first copies its head's K and V rows (strided slices of the fused
+    /// QKV projection, 3 x heads x d floats apart) into contiguous per-thread scratch: every query block then streams
+    /// whole cache lines, adjacent for the 8 keys of a microkernel call, instead of d floats from each of 8 rows 11 KiB
+    /// apart. The copy is 2 L d floats against the task's 4 rows L d FLOPs, under 1% from 256 rows. Two threads,
+    /// alternating runs: 2x8 heads, 4096 tokens, d = 40: 123.8-131.1 -> 116.4-119.6 ms; 1024 tokens, d = 80:
+    /// 14.6-15.2 -> 14.3-14.6 ms; 4096 queries x 77 text tokens (K and V 2 x heads x d apart): 4.00-4.08 -> 3.93-3.97 ms.
+    /// </summary>
+    private const int CompactKeysMinRows = 256;
+
+    /// <summary>Flash attention, AVX-512: scratch (2d + 256) x 32 floats per thread (42 KiB at d = 40) + 2 Lk d.</summary>
     public static void FlashAttention_Vector512(in AttentionProblem problem) =>
         QueryLanes<Vector512<float>, F32x16, AttentionTiles512>.Flash(problem);
 
-    /// <summary>Flash attention, AVX2: scratch (2d + 256) x 16 floats per thread.</summary>
+    /// <summary>Flash attention, AVX2: scratch (2d + 256) x 16 + 2 Lk d floats per thread.</summary>
     public static void FlashAttention_Vector256(in AttentionProblem problem) =>
         QueryLanes<Vector256<float>, F32x8, AttentionTiles256>.Flash(problem);
 
-    /// <summary>Partially fused softmax, AVX-512: scratch (2d + Lk) x 32 floats per thread.</summary>
+    /// <summary>Partially fused softmax, AVX-512: scratch (2d + Lk) x 32 + 2 Lk d floats per thread.</summary>
     public static void PartialSoftmaxAttention_Vector512(in AttentionProblem problem) =>
         QueryLanes<Vector512<float>, F32x16, AttentionTiles512>.PartialSoftmax(problem);
 
-    /// <summary>Partially fused softmax, AVX2: scratch (2d + Lk) x 16 floats per thread.</summary>
+    /// <summary>Partially fused softmax, AVX2: scratch (2d + Lk) x 16 + 2 Lk d floats per thread.</summary>
     public static void PartialSoftmaxAttention_Vector256(in AttentionProblem problem) =>
         QueryLanes<Vector256<float>, F32x8, AttentionTiles256>.PartialSoftmax(problem);
 
@@ -74,10 +84,13 @@ public static unsafe partial class AttentionKernels
         /// </summary>
         public static void PartialSoftmax(in AttentionProblem problem) => OnlineSoftmax(problem, problem.KeyLength);
 
-        /// <summary>The flash loop over tiles of <paramref name="keyTile"/> keys: scratch (2d + keyTile) x Rows floats per thread.</summary>
+        /// <summary>
+        /// The flash loop over tiles of <paramref name="keyTile"/> keys: scratch (2d + keyTile) x Rows floats per thread,
+        /// and 2 Lk d for the head's contiguous K and V (see <see cref="CompactKeysMinRows"/>).
+        /// </summary>
         private static void OnlineSoftmax(in AttentionProblem problem, int keyTile)
         {
-            nint scratch = (nint)(2 * problem.HeadDim + keyTile) * Rows;
+            nint scratch = (nint)(2 * problem.HeadDim + keyTile) * Rows + 2 * (nint)problem.KeyLength * problem.HeadDim;
             RunParallel(problem, &FlashSlice, scratch, Rows, splitHeads: true, keyTile);
         }
 
@@ -95,6 +108,18 @@ public static unsafe partial class AttentionKernels
             float* qt = scratch;
             float* ot = qt + d * Rows;
             float* st = ot + d * Rows;
+            float* k = slice->K, v = slice->V;
+            nint ldk = p.Ldk, ldv = p.Ldv;
+            if (slice->Rows >= CompactKeysMinRows && (ldk > d || ldv > d))
+            {
+                float* kc = st + (nint)job->KeyTile * Rows, vc = kc + (nint)p.KeyLength * d;
+                CopyRows(k, ldk, p.KeyLength, d, kc);
+                CopyRows(v, ldv, p.KeyLength, d, vc);
+                k = kc;
+                v = vc;
+                ldk = d;
+                ldv = d;
+            }
             for (int r0 = 0; r0 < slice->Rows; r0 += Rows)
             {
                 int rows = Math.Min(Rows, slice->Rows - r0);
@@ -108,7 +133,7 @@ public static unsafe partial class AttentionKernels
                 for (int key0 = 0; key0 < keys; key0 += job->KeyTile)
                 {
                     int count = Math.Min(job->KeyTile, keys - key0);
-                    Scores(qt, slice->K + key0 * p.Ldk, p.Ldk, d, count, st);
+                    Scores(qt, k + key0 * ldk, ldk, d, count, st);
                     if (p.Causal && key0 + count - 1 > query0)
                     {
                         MaskCausal(st, key0, count, query0);
@@ -122,11 +147,20 @@ public static unsafe partial class AttentionKernels
                     sum0 = V.Multiply(sum0, alpha0);
                     sum1 = V.Multiply(sum1, alpha1);
                     Exponentiate(st, count, new0, new1, ref sum0, ref sum1);
-                    Accumulate(st, slice->V + key0 * p.Ldv, p.Ldv, d, count, alpha0, alpha1, ot);
+                    Accumulate(st, v + key0 * ldv, ldv, d, count, alpha0, alpha1, ot);
                     max0 = new0;
                     max1 = new1;
                 }
                 StoreOutput(ot, sum0, sum1, d, rows, slice->O + r0 * p.Ldo, p.Ldo);
+            }
+        }
+
+        /// <summary>destination[r * d + c] = source[r * ld + c]: a head's K or V rows, made contiguous.</summary>
+        private static void CopyRows(float* source, nint ld, int rows, int d, float* destination)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                Buffer.MemoryCopy(source + r * ld, destination + (nint)r * d, (long)d * sizeof(float), (long)d * sizeof(float));
             }
         }
 

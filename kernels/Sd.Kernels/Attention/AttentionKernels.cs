@@ -9,7 +9,7 @@ namespace Sd.Kernels.Attention;
 /// <item><see cref="Attention_Scalar"/>: the reference, one query row at a time, single-threaded.</item>
 /// <item><c>FlashAttention_*</c>: blocks of Br = 32 (AVX2: 16) queries against tiles of Bc = 256 keys with an
 /// online softmax (running max and sum per query, the output accumulator rescaled when the max grows); scratch is
-/// three tiles per thread, never an Lq x Lk matrix.</item>
+/// three tiles per thread and the head's K and V, never an Lq x Lk matrix.</item>
 /// <item><c>PartialSoftmaxAttention_*</c>: whole score rows of a query block, one exact (max, sum) reduction, the
 /// 1/sum normalization folded into the output ("Speed Is All You Need", Chen et al. 2023); best when a score row
 /// is short (cross-attention over 77 text tokens). The paper recomputes exp inside the P V product; here that
@@ -22,8 +22,8 @@ namespace Sd.Kernels.Attention;
 /// of query rows is transposed into lanes (Qt[c][query]), so S^T = K Qt is an outer-product microkernel (broadcast
 /// K[j,c] times a vector of queries), the softmax reductions over keys are vertical (one running max and sum per lane,
 /// no horizontal shuffles), and O^T += V^T P^T is again broadcast V[j,c] times a vector of queries. K and V are read
-/// in place with their strides, any head dim works at full width, and only the query count is padded to the lane
-/// count. Scores are kept in base-2 units (log2 e folded into the Q scale) for a short exp2 (see
+/// with their strides (a task with many queries first copies its head's rows together, unpadded), any head dim works
+/// at full width, and only the query count is padded to the lane count. Scores are kept in base-2 units (log2 e folded into the Q scale) for a short exp2 (see
 /// <see cref="IAttentionTiles{TVec}.Exp2"/>). Multi-threaded over (batch, head, query range) tasks on
 /// <see cref="WorkerPool.Shared"/>; call from outside pool tasks.
 /// </summary>
@@ -39,8 +39,8 @@ public static unsafe partial class AttentionKernels
     /// partial  158    172    182    186    190    186    186
     /// </code>
     /// Up to 128 keys the two do the same work (one tile). Beyond, partial stays level or ~1% ahead (no rescaling)
-    /// while its score block, 128 bytes per key, stays in L2; flash's scratch is bounded (42 KiB per thread) however
-    /// long the sequence. The cut is where partial's block reaches 128 KiB, which fits any current L2 beside the
+    /// while its score block, 128 bytes per key, stays in L2; flash's score scratch is bounded (32 KiB per thread)
+    /// however long the sequence. The cut is where partial's block reaches 128 KiB, which fits any current L2 beside the
     /// streamed K/V rows: cross-attention (77 keys) and self-attention up to 32x32 latents take partial, 4096-token
     /// self-attention and larger takes flash.
     /// </summary>
