@@ -48,8 +48,8 @@ public unsafe class AttentionKernelsTests
         (2, 1, 33, 20, 5, false),    // d below every unroll
         (1, 2, 45, 130, 128, false),
         (1, 1, 20, 1100, 16, false), // past PartialSoftmaxMaxKeys: Run takes the flash path
-        (1, 64, 300, 40, 8, false),  // 64 heads: up to 8 threads, tasks of whole heads copy K and V together
-        (2, 32, 260, 300, 4, true),  // the same, causal
+        (1, 2, 1030, 70, 24, false), // 1024 queries or more: K and V copied into contiguous head planes first
+        (2, 2, 1024, 1024, 8, true), // the same, causal
     ];
 
     public static TheoryData<string, int> VariantsAndShapes()

@@ -15,29 +15,19 @@ public static unsafe partial class AttentionKernels
     /// </summary>
     private const int FlashKeyTile = 256;
 
-    /// <summary>
-    /// From this many query rows per task, a task first copies its head's K and V rows (strided slices of the fused
-    /// QKV projection, 3 x heads x d floats apart) into contiguous per-thread scratch: every query block then streams
-    /// whole cache lines, adjacent for the 8 keys of a microkernel call, instead of d floats from each of 8 rows 11 KiB
-    /// apart. The copy is 2 L d floats against the task's 4 rows L d FLOPs, under 1% from 256 rows. Two threads,
-    /// alternating runs: 2x8 heads, 4096 tokens, d = 40: 123.8-131.1 -> 116.4-119.6 ms; 1024 tokens, d = 80:
-    /// 14.6-15.2 -> 14.3-14.6 ms; 4096 queries x 77 text tokens (K and V 2 x heads x d apart): 4.00-4.08 -> 3.93-3.97 ms.
-    /// </summary>
-    private const int CompactKeysMinRows = 256;
-
-    /// <summary>Flash attention, AVX-512: scratch (2d + 256) x 32 floats per thread (42 KiB at d = 40) + 2 Lk d.</summary>
+    /// <summary>Flash attention, AVX-512: scratch (2d + 256) x 32 floats per thread (42 KiB at d = 40).</summary>
     public static void FlashAttention_Vector512(in AttentionProblem problem) =>
         QueryLanes<Vector512<float>, F32x16, AttentionTiles512>.Flash(problem);
 
-    /// <summary>Flash attention, AVX2: scratch (2d + 256) x 16 + 2 Lk d floats per thread.</summary>
+    /// <summary>Flash attention, AVX2: scratch (2d + 256) x 16 floats per thread.</summary>
     public static void FlashAttention_Vector256(in AttentionProblem problem) =>
         QueryLanes<Vector256<float>, F32x8, AttentionTiles256>.Flash(problem);
 
-    /// <summary>Partially fused softmax, AVX-512: scratch (2d + Lk) x 32 + 2 Lk d floats per thread.</summary>
+    /// <summary>Partially fused softmax, AVX-512: scratch (2d + Lk) x 32 floats per thread.</summary>
     public static void PartialSoftmaxAttention_Vector512(in AttentionProblem problem) =>
         QueryLanes<Vector512<float>, F32x16, AttentionTiles512>.PartialSoftmax(problem);
 
-    /// <summary>Partially fused softmax, AVX2: scratch (2d + Lk) x 16 + 2 Lk d floats per thread.</summary>
+    /// <summary>Partially fused softmax, AVX2: scratch (2d + Lk) x 16 floats per thread.</summary>
     public static void PartialSoftmaxAttention_Vector256(in AttentionProblem problem) =>
         QueryLanes<Vector256<float>, F32x8, AttentionTiles256>.PartialSoftmax(problem);
 
@@ -86,12 +76,12 @@ public static unsafe partial class AttentionKernels
 
         /// <summary>
         /// The flash loop over tiles of <paramref name="keyTile"/> keys: scratch (2d + keyTile) x Rows floats per thread,
-        /// and 2 Lk d for the head's contiguous K and V (see <see cref="CompactKeysMinRows"/>).
+        /// K and V made contiguous per head first where that pays (see <see cref="CompactKeysMinQueries"/>).
         /// </summary>
         private static void OnlineSoftmax(in AttentionProblem problem, int keyTile)
         {
-            nint scratch = (nint)(2 * problem.HeadDim + keyTile) * Rows + 2 * (nint)problem.KeyLength * problem.HeadDim;
-            RunParallel(problem, &FlashSlice, scratch, Rows, splitHeads: true, keyTile);
+            nint scratch = (nint)(2 * problem.HeadDim + keyTile) * Rows;
+            RunParallel(problem, &FlashSlice, scratch, Rows, splitHeads: true, keyTile, CompactKeys(problem));
         }
 
         public static void Naive(in AttentionProblem problem)
@@ -109,17 +99,7 @@ public static unsafe partial class AttentionKernels
             float* ot = qt + d * Rows;
             float* st = ot + d * Rows;
             float* k = slice->K, v = slice->V;
-            nint ldk = p.Ldk, ldv = p.Ldv;
-            if (slice->Rows >= CompactKeysMinRows && (ldk > d || ldv > d))
-            {
-                float* kc = st + (nint)job->KeyTile * Rows, vc = kc + (nint)p.KeyLength * d;
-                CopyRows(k, ldk, p.KeyLength, d, kc);
-                CopyRows(v, ldv, p.KeyLength, d, vc);
-                k = kc;
-                v = vc;
-                ldk = d;
-                ldv = d;
-            }
+            nint ldk = slice->Ldk, ldv = slice->Ldv;
             for (int r0 = 0; r0 < slice->Rows; r0 += Rows)
             {
                 int rows = Math.Min(Rows, slice->Rows - r0);
@@ -155,15 +135,6 @@ public static unsafe partial class AttentionKernels
             }
         }
 
-        /// <summary>destination[r * d + c] = source[r * ld + c]: a head's K or V rows, made contiguous.</summary>
-        private static void CopyRows(float* source, nint ld, int rows, int d, float* destination)
-        {
-            for (int r = 0; r < rows; r++)
-            {
-                Buffer.MemoryCopy(source + r * ld, destination + (nint)r * d, (long)d * sizeof(float), (long)d * sizeof(float));
-            }
-        }
-
         private static void NaiveSlice(Job* job, HeadSlice* slice, float* scratch)
         {
             ref AttentionProblem p = ref job->Problem;
@@ -178,7 +149,7 @@ public static unsafe partial class AttentionKernels
             {
                 float* st = matrix + block * blockFloats;
                 PackQuery(slice->Q + r0 * p.Ldq, p.Ldq, Math.Min(Rows, slice->Rows - r0), d, p.Scale, qt);
-                Scores(qt, slice->K, p.Ldk, d, lk, st);
+                Scores(qt, slice->K, slice->Ldk, d, lk, st);
                 if (p.Causal)
                 {
                     MaskCausal(st, 0, lk, slice->Row0 + r0);
@@ -199,7 +170,7 @@ public static unsafe partial class AttentionKernels
             {
                 TVec one = V.Create(1f);
                 NativeMemory.Clear(ot, (nuint)(d * Rows * sizeof(float)));
-                Accumulate(matrix + block * blockFloats, slice->V, p.Ldv, d, lk, one, one, ot);
+                Accumulate(matrix + block * blockFloats, slice->V, slice->Ldv, d, lk, one, one, ot);
                 StoreOutput(ot, one, one, d, Math.Min(Rows, slice->Rows - r0), slice->O + r0 * p.Ldo, p.Ldo);
             }
         }
