@@ -294,12 +294,6 @@ public static unsafe class GemmKernels
     }
 
     /// <summary>
-    /// Rows per row block (Mc) of a variant with F32 weights: the natural row split for callers of
-    /// <see cref="RunSerial"/>.
-    /// </summary>
-    public static int RowBlock(GemmVariant variant) => RowBlock(variant.Mr, WeightFormat.F32, int.MaxValue);
-
-    /// <summary>
     /// Rows per row block (Mc) of an <paramref name="m"/>-row product with F32 weights on one thread: a short M (up to
     /// 40 micro-panels) is one block, so each weight panel is streamed once (<see cref="Run"/> on several threads may
     /// split it by rows, see <see cref="ShortRowSplit"/>).
