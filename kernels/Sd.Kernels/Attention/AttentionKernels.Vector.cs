@@ -98,8 +98,6 @@ public static unsafe partial class AttentionKernels
             float* qt = scratch;
             float* ot = qt + d * Rows;
             float* st = ot + d * Rows;
-            float* k = slice->K, v = slice->V;
-            nint ldk = slice->Ldk, ldv = slice->Ldv;
             for (int r0 = 0; r0 < slice->Rows; r0 += Rows)
             {
                 int rows = Math.Min(Rows, slice->Rows - r0);
@@ -113,7 +111,7 @@ public static unsafe partial class AttentionKernels
                 for (int key0 = 0; key0 < keys; key0 += job->KeyTile)
                 {
                     int count = Math.Min(job->KeyTile, keys - key0);
-                    Scores(qt, k + key0 * ldk, ldk, d, count, st);
+                    Scores(qt, slice->K + key0 * slice->Ldk, slice->Ldk, d, count, st);
                     if (p.Causal && key0 + count - 1 > query0)
                     {
                         MaskCausal(st, key0, count, query0);
@@ -127,7 +125,7 @@ public static unsafe partial class AttentionKernels
                     sum0 = V.Multiply(sum0, alpha0);
                     sum1 = V.Multiply(sum1, alpha1);
                     Exponentiate(st, count, new0, new1, ref sum0, ref sum1);
-                    Accumulate(st, v + key0 * ldv, ldv, d, count, alpha0, alpha1, ot);
+                    Accumulate(st, slice->V + key0 * slice->Ldv, slice->Ldv, d, count, alpha0, alpha1, ot);
                     max0 = new0;
                     max1 = new1;
                 }

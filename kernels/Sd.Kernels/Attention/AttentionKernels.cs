@@ -9,7 +9,7 @@ namespace Sd.Kernels.Attention;
 /// <item><see cref="Attention_Scalar"/>: the reference, one query row at a time, single-threaded.</item>
 /// <item><c>FlashAttention_*</c>: blocks of Br = 32 (AVX2: 16) queries against tiles of Bc = 256 keys with an
 /// online softmax (running max and sum per query, the output accumulator rescaled when the max grows); scratch is
-/// three tiles per thread and the head's K and V, never an Lq x Lk matrix.</item>
+/// three tiles per thread, never an Lq x Lk matrix.</item>
 /// <item><c>PartialSoftmaxAttention_*</c>: whole score rows of a query block, one exact (max, sum) reduction, the
 /// 1/sum normalization folded into the output ("Speed Is All You Need", Chen et al. 2023); best when a score row
 /// is short (cross-attention over 77 text tokens). The paper recomputes exp inside the P V product; here that
@@ -22,8 +22,9 @@ namespace Sd.Kernels.Attention;
 /// of query rows is transposed into lanes (Qt[c][query]), so S^T = K Qt is an outer-product microkernel (broadcast
 /// K[j,c] times a vector of queries), the softmax reductions over keys are vertical (one running max and sum per lane,
 /// no horizontal shuffles), and O^T += V^T P^T is again broadcast V[j,c] times a vector of queries. K and V are read
-/// with their strides (a task with many queries first copies its head's rows together, unpadded), any head dim works
-/// at full width, and only the query count is padded to the lane count. Scores are kept in base-2 units (log2 e folded into the Q scale) for a short exp2 (see
+/// with their strides (long calls first copy them into contiguous head planes, unpadded: see
+/// <see cref="CompactKeysMinQueries"/>), any head dim works at full width, and only the query count is padded to the
+/// lane count. Scores are kept in base-2 units (log2 e folded into the Q scale) for a short exp2 (see
 /// <see cref="IAttentionTiles{TVec}.Exp2"/>). Multi-threaded over (batch, head, query range) tasks on
 /// <see cref="WorkerPool.Shared"/>; call from outside pool tasks.
 /// </summary>
@@ -201,15 +202,14 @@ public static unsafe partial class AttentionKernels
         slice.Q = p.Q + ((nint)b * p.QueryLength + slice.Row0) * p.Ldq + channel;
         if (job->CompactKeys != null)
         {
-            nint plane = (nint)p.KeyLength * p.HeadDim;
-            slice.K = job->CompactKeys + head * plane;
-            slice.V = job->CompactKeys + ((nint)p.Batch * p.Heads + head) * plane;
+            slice.K = CompactPlane(job, head);
+            slice.V = CompactPlane(job, p.Batch * p.Heads + head);
             slice.Ldk = slice.Ldv = p.HeadDim;
         }
         else
         {
-            slice.K = p.K + (nint)b * p.KeyLength * p.Ldk + channel;
-            slice.V = p.V + (nint)b * p.KeyLength * p.Ldv + channel;
+            slice.K = HeadRows(p.K, p.Ldk, p, head);
+            slice.V = HeadRows(p.V, p.Ldv, p, head);
             slice.Ldk = p.Ldk;
             slice.Ldv = p.Ldv;
         }
@@ -222,8 +222,10 @@ public static unsafe partial class AttentionKernels
     /// QKV (or KV) projection, into contiguous [batch x heads, keys, d] planes (the calling thread's buffer, one pool
     /// pass): each query block then streams whole adjacent cache lines instead of d floats from each of 8 rows 3 x
     /// heads x d floats apart. The copy (2 Lk d floats per head) is repaid by the Lq / 32 query blocks that read it. Two
-    /// threads, alternating runs: 2x8 heads, 4096 tokens, d = 40: 123.8-131.1 -> 116.4-119.6 ms; 1024 tokens, d = 80:
-    /// 14.6-15.2 -> 14.3-14.6 ms; 4096 queries x 77 text tokens 4.00-4.08 -> 3.93-3.97 ms.
+    /// threads, alternating runs: 2x8 heads, 4096 tokens, d = 40: 128.3-129.1 -> 121.4-122.0 ms; 1024 tokens, d = 80,
+    /// within noise (15.1-15.7 -> 15.2-15.4 ms). An earlier form that copied per task (the same copy on two threads)
+    /// measured 123.8-131.1 -> 116.4-119.6 ms, 14.6-15.2 -> 14.3-14.6 ms and, for 4096 queries x 77 text tokens,
+    /// 4.00-4.08 -> 3.93-3.97 ms.
     /// </summary>
     private const int CompactKeysMinQueries = 1024;
 
@@ -241,27 +243,36 @@ public static unsafe partial class AttentionKernels
         {
             return null;
         }
-        AttentionProblem copy = problem;
-        copy.O = Scratch.Keys(2 * (nint)problem.Batch * problem.Heads * problem.KeyLength * d);
-        WorkerPool.Shared.Run(&CompactHead, &copy, problem.Batch * problem.Heads);
-        return copy.O;
+        var job = new Job
+        {
+            Problem = problem, CompactKeys = Scratch.Keys(2 * (nint)problem.Batch * problem.Heads * problem.KeyLength * d),
+        };
+        WorkerPool.Shared.Run(&CompactHead, &job, problem.Batch * problem.Heads);
+        return job.CompactKeys;
     }
 
-    /// <summary>Copies one head's K and V rows into its planes (the context's O is the compact buffer).</summary>
+    /// <summary>Copies one head's K and V rows into its planes of the job's compact buffer.</summary>
     private static void CompactHead(void* context, int head)
     {
-        AttentionProblem* p = (AttentionProblem*)context;
-        int d = p->HeadDim, b = head / p->Heads;
-        nint plane = (nint)p->KeyLength * d, channel = (nint)(head % p->Heads) * d;
-        float* k = p->K + (nint)b * p->KeyLength * p->Ldk + channel;
-        float* v = p->V + (nint)b * p->KeyLength * p->Ldv + channel;
-        float* kc = p->O + head * plane, vc = p->O + ((nint)p->Batch * p->Heads + head) * plane;
-        for (int j = 0; j < p->KeyLength; j++)
+        Job* job = (Job*)context;
+        ref AttentionProblem p = ref job->Problem;
+        int d = p.HeadDim;
+        float* k = HeadRows(p.K, p.Ldk, p, head), v = HeadRows(p.V, p.Ldv, p, head);
+        float* kc = CompactPlane(job, head), vc = CompactPlane(job, p.Batch * p.Heads + head);
+        for (int j = 0; j < p.KeyLength; j++)
         {
-            Buffer.MemoryCopy(k + j * p->Ldk, kc + j * d, (long)d * sizeof(float), (long)d * sizeof(float));
-            Buffer.MemoryCopy(v + j * p->Ldv, vc + j * d, (long)d * sizeof(float), (long)d * sizeof(float));
+            Buffer.MemoryCopy(k + j * p.Ldk, kc + j * d, (long)d * sizeof(float), (long)d * sizeof(float));
+            Buffer.MemoryCopy(v + j * p.Ldv, vc + j * d, (long)d * sizeof(float), (long)d * sizeof(float));
         }
     }
+
+    /// <summary>Row 0 of head <paramref name="head"/> (batch-major: b x heads + h) in the problem's K or V.</summary>
+    private static float* HeadRows(float* data, nint ld, in AttentionProblem p, int head) =>
+        data + (nint)(head / p.Heads) * p.KeyLength * ld + (nint)(head % p.Heads) * p.HeadDim;
+
+    /// <summary>A compact buffer's plane: head h's keys are plane h, its values plane batch x heads + h.</summary>
+    private static float* CompactPlane(Job* job, int plane) =>
+        job->CompactKeys + (nint)plane * job->Problem.KeyLength * job->Problem.HeadDim;
 
     /// <summary>
     /// Per-thread scratch, 64-byte aligned, allocated on a thread's first use and grown (never shrunk) when a call

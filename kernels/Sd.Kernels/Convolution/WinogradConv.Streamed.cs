@@ -89,7 +89,10 @@ public static unsafe partial class WinogradConv
     /// </summary>
     private const int PositionRowMinTiles = 64;
 
-    /// <summary>Weight panels per position-row task: its U (6 positions x 128 channels x 128 columns) is 384 KiB.</summary>
+    /// <summary>
+    /// Weight panels per position-row task: its U (6 positions x 128 channels x 128 columns) is 384 KiB, and its 24
+    /// position panels fit the per-thread U scratch, sized for one panel's 36.
+    /// </summary>
     private const int PositionRowPanels = 4;
 
     /// <summary>Rows per position-row task, so that its C stays 384 KiB however many tiles a block has.</summary>
