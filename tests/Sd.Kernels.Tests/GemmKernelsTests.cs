@@ -255,6 +255,59 @@ public unsafe class GemmKernelsTests
         }
     }
 
+    /// <summary>
+    /// The fused GEGLU projection equals the product followed by <see cref="Elementwise.Pointwise.Geglu(float*, float*, nint, nint, nint)"/>
+    /// bit for bit (the same microkernel calls in the same K order, the same GEGLU kernel): on a long M, fused (at
+    /// least two row blocks per worker thread, the last one short, K in one block and in three), and on a short M,
+    /// which stores C in the temporary first. Columns past F in each output row stay untouched.
+    /// </summary>
+    [Theory]
+    [InlineData(37, false)]
+    [InlineData(600, false)]
+    [InlineData(37, true)]
+    public void Geglu_projection_matches_the_product_followed_by_geglu(int k, bool shortM)
+    {
+        GemmVariant variant = GemmKernels.Selected;
+        int rowBlock = 8 * variant.Mr;
+        int m = shortM ? 50 : Math.Max(2 * Threading.WorkerPool.Shared.ThreadCount, 6) * rowBlock + 13;
+        const int features = 45, n = 2 * features, ldd = features + 7;
+        int lda = k + 3;
+        var random = new Random(k + m);
+        float[] a = RandomArray(random, m * lda);
+        float[] w = RandomArray(random, n * k);
+        float[] bias = RandomArray(random, n);
+        var product = new float[m * n];
+        var expected = new float[m * ldd];
+        var actual = new float[m * ldd];
+        var temp = new float[m * n];
+        Array.Fill(expected, 999f);
+        Array.Fill(actual, 999f);
+        fixed (float* pa = a, pw = w, pb = bias, pp = product, pe = expected, pc = actual, pt = temp)
+        {
+            using PackedWeights packed = PackedWeights.Pack(pw, n, k, k, variant.Nr);
+            GemmKernels.Multiply(variant, m, pa, lda, packed, pp, n, pb, null, 0);
+            Elementwise.Pointwise.Geglu(pp, pe, m, features, ldd);
+            GemmKernels.MultiplyGeglu(m, pa, lda, packed, pb, pc, ldd, pt);
+        }
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+            {
+                Assert.Fail($"{m}x{n}x{k}: row {i / ldd} column {i % ldd}: {actual[i]:R} vs {expected[i]:R}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Geglu_projection_with_an_odd_column_count_is_refused()
+    {
+        float* w = stackalloc float[6];
+        using PackedWeights packed = PackedWeights.Pack(w, 3, 2, 2, GemmKernels.PanelWidth);
+        float* a = stackalloc float[4];
+        float* c = stackalloc float[6];
+        Assert.Throws<ArgumentException>(() => GemmKernels.MultiplyGeglu(2, a, 2, packed, null, c, 2, c));
+    }
+
     [Fact]
     public void Weights_packed_for_another_kernel_are_refused()
     {

@@ -1,5 +1,6 @@
 using Sd.Engine.Modules;
 using Sd.Kernels.Elementwise;
+using Sd.Kernels.Gemm;
 
 namespace Sd.Engine.UNet;
 
@@ -53,9 +54,8 @@ internal sealed unsafe class BasicTransformerBlock : IDisposable
         _attn2.Forward(normed, hidden, batch, length, context, ws);
         _norm3.Forward(hidden, normed, rows);
         float* ff = ws[Scratch.FeedForward];
-        _ffIn.Forward(normed, rows, _channels, ff, 2 * _inner);
-        // GEGLU in place: each row [value | gate] becomes value * gelu(gate) in its first half.
-        Pointwise.Geglu(ff, ff, rows, _inner, 2 * _inner);
+        // ff.net.0 (GEGLU): value * gelu(gate) of each projected row [value | gate], into the row's first half.
+        GemmKernels.MultiplyGeglu(rows, normed, _channels, _ffIn.Weight, _ffIn.BiasPointer, ff, 2 * _inner, ff);
         _ffOut.Forward(ff, rows, 2 * _inner, hidden, _channels, residual: hidden, ldr: _channels);
     }
 

@@ -68,6 +68,10 @@ public static unsafe class Pointwise
         Run(ref job, rows * features * 2, rows);
     }
 
+    /// <summary><see cref="Geglu(float*, float*, nint, nint, nint)"/> on the calling thread, for kernels that fuse it into their own tasks.</summary>
+    internal static void GegluRows(float* src, float* dst, nint rows, nint features, nint dstStride) =>
+        GegluKernel(src, dst, rows, features, dstStride);
+
     public static void Geglu(ReadOnlySpan<float> src, Span<float> dst, int features)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(features, 1);

@@ -11,7 +11,7 @@ namespace Sd.Kernels.Gemm;
 /// stays in L1), A packed per task into MR-row micro-panels (Mc x Kc in L2), the microkernel over MR x NR register
 /// tiles. Parallel calls split (row block, column-panel group) tasks over <see cref="WorkerPool"/>.
 /// </summary>
-public static unsafe class GemmKernels
+public static unsafe partial class GemmKernels
 {
     /// <summary>K block: a 256 x 32 float B micro-panel is 32 KiB, inside Zen 5's 48 KiB L1D with room for A.</summary>
     public const int Kc = 256;
@@ -161,6 +161,10 @@ public static unsafe class GemmKernels
         /// <summary>A pre-packed for [K0, K1) by <see cref="PackTask"/> (row block b at b x Mc x Chunk floats); null: each task packs.</summary>
         public float* SharedA;
         public int Chunk;
+
+        /// <summary>Fused GEGLU (<see cref="MultiplyGeglu"/>): where each row block's value * gelu(gate) goes.</summary>
+        public float* GegluOutput;
+        public int GegluStride;
     }
 
     /// <summary>Floats of packed A shared by the tasks of one K chunk (4 MiB: in L3, read by every column group).</summary>
@@ -363,7 +367,7 @@ public static unsafe class GemmKernels
         int row0 = index / ctx->ColumnGroups * mc;
         int p0 = index % ctx->ColumnGroups * ctx->PanelsPerGroup;
         int p1 = Math.Min(p0 + ctx->PanelsPerGroup, ctx->Args->W.Panels);
-        ComputeBlock(ctx, row0, Math.Min(mc, ctx->Args->M - row0), p0, p1);
+        ComputeBlock(ctx, row0, Math.Min(mc, ctx->Args->M - row0), p0, p1, CRows(ctx->Args, row0));
     }
 
     private static void Compute(GemmVariant variant, GemmArgs* args, int row0, int rows, int p0, int p1)
@@ -372,12 +376,18 @@ public static unsafe class GemmKernels
         var context = new TaskContext { Args = args, Variant = variant, RowsPerBlock = mc, K0 = 0, K1 = args->W.K };
         for (int r = row0; r < row0 + rows; r += mc)
         {
-            ComputeBlock(&context, r, Math.Min(mc, row0 + rows - r), p0, p1);
+            ComputeBlock(&context, r, Math.Min(mc, row0 + rows - r), p0, p1, CRows(args, r));
         }
     }
 
-    /// <summary>One row block (at most Mc rows) against weight panels [p0, p1), over the context's K range.</summary>
-    private static void ComputeBlock(TaskContext* ctx, int row0, int rows, int p0, int p1)
+    /// <summary>Row <paramref name="row"/> of C.</summary>
+    private static float* CRows(GemmArgs* args, int row) => args->C + (nint)row * args->Ldc;
+
+    /// <summary>
+    /// One row block (at most Mc rows) against weight panels [p0, p1), over the context's K range, into
+    /// <paramref name="c"/> (its first row; rows Ldc floats apart): C's rows, or a fused epilogue's scratch.
+    /// </summary>
+    private static void ComputeBlock(TaskContext* ctx, int row0, int rows, int p0, int p1, float* c)
     {
         GemmVariant variant = ctx->Variant;
         int mr = variant.Mr, nr = variant.Nr;
@@ -417,7 +427,7 @@ public static unsafe class GemmKernels
                     bPanel = widenedB;
                 }
                 int j0 = p * nr, cols = Math.Min(nr, args->W.N - j0);
-                float* cBlock = args->C + (nint)row0 * ldc + j0;
+                float* cBlock = c + j0;
                 bool epilogue = last && (args->Bias != null || args->Residual != null);
                 MultiplyTiles(variant, rows, cols, kc, packedA, bPanel, cBlock, ldc, first, epilogue ? args : null, row0, j0,
                     NextMicroPanel(args, p, p0, p1, pc, kb, ctx->K1));
