@@ -298,14 +298,58 @@ public unsafe class GemmKernelsTests
         }
     }
 
-    [Fact]
-    public void Geglu_projection_with_an_odd_column_count_is_refused()
+    /// <summary>
+    /// The fused feed-forward equals its three steps run in turn (GEGLU projection into a temporary, then the down
+    /// projection with the residual accumulated in place) bit for bit, fused (long M, the down projection's K in
+    /// several blocks) and not (short M); the columns past N2 in each hidden row stay untouched.
+    /// </summary>
+    [Theory]
+    [InlineData(37, false)]
+    [InlineData(37, true)]
+    public void Geglu_feed_forward_matches_its_steps_in_turn(int k, bool shortM)
     {
-        float* w = stackalloc float[6];
-        using PackedWeights packed = PackedWeights.Pack(w, 3, 2, 2, GemmKernels.PanelWidth);
+        GemmVariant variant = GemmKernels.Selected;
+        int m = shortM ? 50 : Math.Max(2 * Threading.WorkerPool.Shared.ThreadCount, 6) * 8 * variant.Mr + 13;
+        const int features = 300, n1 = 2 * features, n2 = 45, ldh = n2 + 3;
+        var random = new Random(k + m);
+        float[] a = RandomArray(random, m * k);
+        float[] w1 = RandomArray(random, n1 * k);
+        float[] w2 = RandomArray(random, n2 * features);
+        float[] b1 = RandomArray(random, n1);
+        float[] b2 = RandomArray(random, n2);
+        float[] hidden = RandomArray(random, m * ldh);
+        float[] expected = [.. hidden];
+        float[] actual = [.. hidden];
+        var temp = new float[m * n1];
+        fixed (float* pa = a, pw1 = w1, pw2 = w2, pb1 = b1, pb2 = b2, pe = expected, pc = actual, pt = temp)
+        {
+            using PackedWeights up = PackedWeights.Pack(pw1, n1, k, k, variant.Nr);
+            using PackedWeights down = PackedWeights.Pack(pw2, n2, features, features, variant.Nr);
+            GemmKernels.MultiplyGeglu(m, pa, k, up, pb1, pt, n1, pt);
+            GemmKernels.Multiply(variant, m, pt, n1, down, pe, ldh, pb2, pe, ldh);
+            GemmKernels.FeedForwardGeglu(m, pa, k, up, pb1, down, pb2, pc, ldh, pt);
+        }
+        for (int i = 0; i < expected.Length; i++)
+        {
+            if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
+            {
+                Assert.Fail($"{m} rows: row {i / ldh} column {i % ldh}: {actual[i]:R} vs {expected[i]:R}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Geglu_products_of_mismatched_shapes_are_refused()
+    {
+        float* w = stackalloc float[12];
+        using PackedWeights odd = PackedWeights.Pack(w, 3, 2, 2, GemmKernels.PanelWidth);
+        using PackedWeights up = PackedWeights.Pack(w, 4, 2, 2, GemmKernels.PanelWidth);
+        using PackedWeights down = PackedWeights.Pack(w, 2, 3, 3, GemmKernels.PanelWidth);
         float* a = stackalloc float[4];
-        float* c = stackalloc float[6];
-        Assert.Throws<ArgumentException>(() => GemmKernels.MultiplyGeglu(2, a, 2, packed, null, c, 2, c));
+        float* c = stackalloc float[8];
+        Assert.Throws<ArgumentException>(() => GemmKernels.MultiplyGeglu(2, a, 2, odd, null, c, 2, c));
+        // The down projection must take the GEGLU's 2 features, not 3.
+        Assert.Throws<ArgumentException>(() => GemmKernels.FeedForwardGeglu(2, a, 2, up, null, down, null, c, 2, c));
     }
 
     [Fact]

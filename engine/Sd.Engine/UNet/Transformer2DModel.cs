@@ -54,9 +54,9 @@ internal sealed unsafe class BasicTransformerBlock : IDisposable
         _attn2.Forward(normed, hidden, batch, length, context, ws);
         _norm3.Forward(hidden, normed, rows);
         float* ff = ws[Scratch.FeedForward];
-        // ff.net.0 (GEGLU): value * gelu(gate) of each projected row [value | gate], into the row's first half.
-        GemmKernels.MultiplyGeglu(rows, normed, _channels, _ffIn.Weight, _ffIn.BiasPointer, ff, 2 * _inner, ff);
-        _ffOut.Forward(ff, rows, 2 * _inner, hidden, _channels, residual: hidden, ldr: _channels);
+        // ff.net.0 (GEGLU projection) and ff.net.2 with the residual, fused per row block where M allows.
+        GemmKernels.FeedForwardGeglu(rows, normed, _channels, _ffIn.Weight, _ffIn.BiasPointer, _ffOut.Weight, _ffOut.BiasPointer,
+            hidden, _channels, ff);
     }
 
     public void Dispose()

@@ -27,46 +27,115 @@ public static unsafe partial class GemmKernels
     /// </summary>
     public static void MultiplyGeglu(int m, float* a, int lda, PackedWeights w, float* bias, float* dst, int ldd, float* temp)
     {
+        ValidateGeglu(w, lda);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldd, w.N / 2);
+        if (!FusesGeglu(m, w, out int mc))
+        {
+            Multiply(Selected, m, a, lda, w, temp, w.N, bias, null, 0);
+            Pointwise.Geglu(temp, dst, m, w.N / 2, ldd);
+            return;
+        }
+        var context = new TaskContext { GegluOutput = dst, GegluStride = ldd };
+        RunGeglu(&context, m, a, lda, w, bias, mc);
+    }
+
+    /// <summary>
+    /// A GEGLU feed-forward with its residual (diffusers FeedForward: proj, GEGLU, then the down projection):
+    /// hidden[M, N2] (rows <paramref name="ldh"/> floats apart) += GEGLU(A W1^T + b1) W2^T + b2. Where
+    /// <see cref="MultiplyGeglu"/> fuses, each task also multiplies its row block's GEGLU output, still in its
+    /// thread's cache, by W2: the [M, N1/2] activations never go to memory either. Otherwise the two products run
+    /// in turn through <paramref name="temp"/> ([M, N1] floats).
+    /// </summary>
+    public static void FeedForwardGeglu(int m, float* a, int lda, PackedWeights w1, float* b1, PackedWeights w2, float* b2,
+        float* hidden, int ldh, float* temp)
+    {
+        ValidateGeglu(w1, lda);
+        if (w2.K != w1.N / 2)
+        {
+            throw new ArgumentException($"the down projection takes {w2.K} features, the GEGLU gives {w1.N / 2}", nameof(w2));
+        }
+        ArgumentOutOfRangeException.ThrowIfLessThan(ldh, w2.N);
+        if (!FusesGeglu(m, w1, out int mc))
+        {
+            MultiplyGeglu(m, a, lda, w1, b1, temp, w1.N, temp);
+            Multiply(Selected, m, temp, w1.N, w2, hidden, ldh, b2, hidden, ldh);
+            return;
+        }
+        Diagnostics.FlopCounter.Add(2L * m * w2.N * w2.K);
+        var down = new GemmArgs { M = m, W = new PackedWeightsView(w2), C = hidden, Ldc = ldh };
+        SetEpilogue(ref down, b2, hidden, ldh);
+        var context = new TaskContext { Down = &down };
+        RunGeglu(&context, m, a, lda, w1, bias: b1, mc);
+    }
+
+    private static void ValidateGeglu(PackedWeights w, int lda)
+    {
         if (w.N % 2 != 0)
         {
             throw new ArgumentException($"a GEGLU projection has [value | gate] columns, an even count, not {w.N}", nameof(w));
         }
-        ArgumentOutOfRangeException.ThrowIfLessThan(ldd, w.N / 2);
-        GemmVariant variant = Selected;
-        int mc = RowBlock(variant.Mr, w.Format, m);
-        int rowBlocks = (m + mc - 1) / mc;
-        if (rowBlocks < FusedGegluMinBlocksPerThread * WorkerPool.Shared.ThreadCount || (long)mc * w.N > FusedGegluMaxFloats)
-        {
-            Multiply(variant, m, a, lda, w, temp, w.N, bias, null, 0);
-            Pointwise.Geglu(temp, dst, m, w.N / 2, ldd);
-            return;
-        }
-        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Gemm);
         ArgumentOutOfRangeException.ThrowIfLessThan(lda, w.K);
+    }
+
+    /// <summary>Whether a GEGLU projection of M rows runs fused, in row blocks of <paramref name="mc"/>.</summary>
+    private static bool FusesGeglu(int m, PackedWeights w, out int mc)
+    {
+        mc = RowBlock(Selected.Mr, w.Format, m);
+        int rowBlocks = (m + mc - 1) / mc;
+        return rowBlocks >= FusedGegluMinBlocksPerThread * WorkerPool.Shared.ThreadCount && (long)mc * w.N <= FusedGegluMaxFloats;
+    }
+
+    /// <summary>The fused row-block tasks, for a context that names where the GEGLU output goes.</summary>
+    private static void RunGeglu(TaskContext* context, int m, float* a, int lda, PackedWeights w, float* bias, int mc)
+    {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Gemm);
         Diagnostics.FlopCounter.Add(2L * m * w.N * w.K);
         var matrix = new RowMajorMatrix { Data = a, Ld = lda };
         // C is never stored: Ldc is the row stride of the per-thread block it is computed in.
         var args = new GemmArgs { M = m, A = RowMajorMatrix.Packer(&matrix), W = new PackedWeightsView(w), Ldc = w.N, Bias = bias };
-        var context = new TaskContext
-        {
-            Args = &args, Variant = variant, RowsPerBlock = mc, ColumnGroups = 1, PanelsPerGroup = w.Panels,
-            K0 = 0, K1 = w.K, GegluOutput = dst, GegluStride = ldd,
-        };
-        WorkerPool.Shared.Run(&GegluTask, &context, rowBlocks);
+        context->Args = &args;
+        context->Variant = Selected;
+        context->RowsPerBlock = mc;
+        context->ColumnGroups = 1;
+        context->PanelsPerGroup = w.Panels;
+        context->K0 = 0;
+        context->K1 = w.K;
+        WorkerPool.Shared.Run(&GegluTask, context, (m + mc - 1) / mc);
     }
 
-    /// <summary>One row block of a fused GEGLU: all of its C into the thread's scratch, then value * gelu(gate) out.</summary>
+    /// <summary>
+    /// One row block of a fused GEGLU: all of its C into the thread's scratch, then value * gelu(gate) out, or
+    /// compacted in place ([rows, F]: row r's output overwrites only rows before r and its own value half) and
+    /// multiplied by the down projection onto its rows.
+    /// </summary>
     private static void GegluTask(void* state, int index)
     {
         TaskContext* ctx = (TaskContext*)state;
         GemmArgs* args = ctx->Args;
         int row0 = index * ctx->RowsPerBlock;
         int rows = Math.Min(ctx->RowsPerBlock, args->M - row0);
+        int features = args->W.N / 2;
         if (t_gegluRows == null)
         {
             t_gegluRows = (float*)NativeMemory.AlignedAlloc((nuint)FusedGegluMaxFloats * sizeof(float), 64);
         }
-        ComputeBlock(ctx, row0, rows, 0, args->W.Panels, t_gegluRows);
-        Pointwise.GegluRows(t_gegluRows, ctx->GegluOutput + (nint)row0 * ctx->GegluStride, rows, args->W.N / 2, ctx->GegluStride);
+        float* block = t_gegluRows;
+        ComputeBlock(ctx, row0, rows, 0, args->W.Panels, block);
+        if (ctx->Down == null)
+        {
+            Pointwise.GegluRows(block, ctx->GegluOutput + (nint)row0 * ctx->GegluStride, rows, features, ctx->GegluStride);
+            return;
+        }
+        Pointwise.GegluRows(block, block, rows, features, features);
+        // The block holds rows [row0, row0 + rows) of the down projection's A: Data is where its row 0 would be.
+        var matrix = new RowMajorMatrix { Data = block - (nint)row0 * features, Ld = features };
+        GemmArgs down = *ctx->Down;
+        down.A = RowMajorMatrix.Packer(&matrix);
+        var downContext = new TaskContext
+        {
+            Args = &down, Variant = ctx->Variant, RowsPerBlock = ctx->RowsPerBlock, ColumnGroups = 1,
+            PanelsPerGroup = down.W.Panels, K0 = 0, K1 = down.W.K,
+        };
+        ComputeBlock(&downContext, row0, rows, 0, down.W.Panels, CRows(&down, row0));
     }
 }

@@ -165,6 +165,9 @@ public static unsafe partial class GemmKernels
         /// <summary>Fused GEGLU (<see cref="MultiplyGeglu"/>): where each row block's value * gelu(gate) goes.</summary>
         public float* GegluOutput;
         public int GegluStride;
+
+        /// <summary>Fused feed-forward (<see cref="FeedForwardGeglu"/>): the down projection (its A set per task), else null.</summary>
+        public GemmArgs* Down;
     }
 
     /// <summary>Floats of packed A shared by the tasks of one K chunk (4 MiB: in L3, read by every column group).</summary>
