@@ -44,7 +44,7 @@ public static unsafe partial class GemmKernels
     /// hidden[M, N2] (rows <paramref name="ldh"/> floats apart) += GEGLU(A W1^T + b1) W2^T + b2. Where
     /// <see cref="MultiplyGeglu"/> fuses, each task also multiplies its row block's GEGLU output, still in its
     /// thread's cache, by W2: the [M, N1/2] activations never go to memory either. Otherwise the two products run
-    /// in turn through <paramref name="temp"/> ([M, N1] floats).
+    /// in turn through <paramref name="temp"/> (<see cref="FeedForwardTempFloats"/>: [M, N1] floats, or none).
     /// </summary>
     public static void FeedForwardGeglu(int m, float* a, int lda, PackedWeights w1, float* b1, PackedWeights w2, float* b2,
         float* hidden, int ldh, float* temp)
@@ -57,6 +57,10 @@ public static unsafe partial class GemmKernels
         ArgumentOutOfRangeException.ThrowIfLessThan(ldh, w2.N);
         if (!FusesGeglu(m, w1, out int mc))
         {
+            if (temp == null)
+            {
+                throw new ArgumentNullException(nameof(temp), $"a feed-forward of {m} rows runs unfused and needs [{m}, {w1.N}] floats of temp");
+            }
             MultiplyGeglu(m, a, lda, w1, b1, temp, w1.N, temp);
             Multiply(Selected, m, temp, w1.N, w2, hidden, ldh, b2, hidden, ldh);
             return;
@@ -67,6 +71,9 @@ public static unsafe partial class GemmKernels
         var context = new TaskContext { Down = &down };
         RunGeglu(&context, m, a, lda, w1, bias: b1, mc);
     }
+
+    /// <summary>Floats of temp a <see cref="FeedForwardGeglu"/> of M rows needs: none where it runs fused.</summary>
+    public static long FeedForwardTempFloats(int m, PackedWeights w1) => FusesGeglu(m, w1, out _) ? 0 : (long)m * w1.N;
 
     private static void ValidateGeglu(PackedWeights w, int lda)
     {
