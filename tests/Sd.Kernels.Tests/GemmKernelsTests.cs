@@ -301,15 +301,18 @@ public unsafe class GemmKernelsTests
     /// <summary>
     /// The fused feed-forward equals its three steps run in turn (GEGLU projection into a temporary, then the down
     /// projection with the residual accumulated in place) bit for bit, fused (long M, the down projection's K in
-    /// several blocks) and not (short M); the columns past N2 in each hidden row stay untouched.
+    /// several blocks) and not (short M), with float32 and F16 weights (whose row blocks are twice as tall); the
+    /// columns past N2 in each hidden row stay untouched.
     /// </summary>
     [Theory]
-    [InlineData(37, false)]
-    [InlineData(37, true)]
-    public void Geglu_feed_forward_matches_its_steps_in_turn(int k, bool shortM)
+    [InlineData(37, false, false)]
+    [InlineData(37, true, false)]
+    [InlineData(37, false, true)]
+    public void Geglu_feed_forward_matches_its_steps_in_turn(int k, bool shortM, bool f16)
     {
         GemmVariant variant = GemmKernels.Selected;
-        int m = shortM ? 50 : Math.Max(2 * Threading.WorkerPool.Shared.ThreadCount, 6) * 8 * variant.Mr + 13;
+        int rowBlock = (f16 ? 16 : 8) * variant.Mr;
+        int m = shortM ? 50 : Math.Max(2 * Threading.WorkerPool.Shared.ThreadCount, 6) * rowBlock + 13;
         const int features = 300, n1 = 2 * features, n2 = 45, ldh = n2 + 3;
         var random = new Random(k + m);
         float[] a = RandomArray(random, m * k);
@@ -323,8 +326,8 @@ public unsafe class GemmKernelsTests
         var temp = new float[m * n1];
         fixed (float* pa = a, pw1 = w1, pw2 = w2, pb1 = b1, pb2 = b2, pe = expected, pc = actual, pt = temp)
         {
-            using PackedWeights up = PackedWeights.Pack(pw1, n1, k, k, variant.Nr);
-            using PackedWeights down = PackedWeights.Pack(pw2, n2, features, features, variant.Nr);
+            using PackedWeights up = f16 ? PackHalf(w1, n1, k) : PackedWeights.Pack(pw1, n1, k, k, variant.Nr);
+            using PackedWeights down = f16 ? PackHalf(w2, n2, features) : PackedWeights.Pack(pw2, n2, features, features, variant.Nr);
             GemmKernels.MultiplyGeglu(m, pa, k, up, pb1, pt, n1, pt);
             GemmKernels.Multiply(variant, m, pt, n1, down, pe, ldh, pb2, pe, ldh);
             GemmKernels.FeedForwardGeglu(m, pa, k, up, pb1, down, pb2, pc, ldh, pt);
@@ -335,6 +338,17 @@ public unsafe class GemmKernelsTests
             {
                 Assert.Fail($"{m} rows: row {i / ldh} column {i % ldh}: {actual[i]:R} vs {expected[i]:R}");
             }
+        }
+    }
+
+    /// <summary>[n, k] weights rounded to F16 and packed as such for the selected kernel.</summary>
+    private static PackedWeights PackHalf(float[] w, int n, int k)
+    {
+        var bits = new ushort[w.Length];
+        for (int i = 0; i < w.Length; i++) bits[i] = BitConverter.HalfToUInt16Bits((Half)w[i]);
+        fixed (ushort* p = bits)
+        {
+            return PackedWeights.Pack(p, WeightFormat.F16, n, k, k, GemmKernels.PanelWidth);
         }
     }
 
