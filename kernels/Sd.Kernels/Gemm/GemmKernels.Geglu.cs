@@ -37,7 +37,7 @@ public static unsafe partial class GemmKernels
             return;
         }
         var context = new TaskContext { GegluOutput = dst, GegluStride = ldd };
-        RunGeglu(&context, m, a, lda, w, bias, mc);
+        RunGeglu(&context, m, a, lda, WidenedOnce(new PackedWeightsView(w), m, 0), bias, mc);
     }
 
     /// <summary>
@@ -67,10 +67,12 @@ public static unsafe partial class GemmKernels
             return;
         }
         Diagnostics.FlopCounter.Add(2L * m * w2.N * w2.K);
-        var down = new GemmArgs { M = m, W = new PackedWeightsView(w2), C = hidden, Ldc = ldh };
+        PackedWeightsView up = WidenedOnce(new PackedWeightsView(w1), m, 0);
+        long widened = up.Format == w1.Format ? 0 : (long)up.Panels * up.PanelWidth * up.K;
+        var down = new GemmArgs { M = m, W = WidenedOnce(new PackedWeightsView(w2), m, widened), C = hidden, Ldc = ldh };
         SetEpilogue(ref down, b2, hidden, ldh);
         var context = new TaskContext { Down = &down };
-        RunGeglu(&context, m, a, lda, w1, bias: b1, mc);
+        RunGeglu(&context, m, a, lda, up, bias: b1, mc);
     }
 
     /// <summary>Floats of temp a <see cref="FeedForwardGeglu"/> of M rows needs: none where it runs fused.</summary>
@@ -94,13 +96,13 @@ public static unsafe partial class GemmKernels
     }
 
     /// <summary>The fused row-block tasks, for a context that names where the GEGLU output goes.</summary>
-    private static void RunGeglu(TaskContext* context, int m, float* a, int lda, PackedWeights w, float* bias, int mc)
+    private static void RunGeglu(TaskContext* context, int m, float* a, int lda, PackedWeightsView w, float* bias, int mc)
     {
         using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Gemm);
         Diagnostics.FlopCounter.Add(2L * m * w.N * w.K);
         var matrix = new RowMajorMatrix { Data = a, Ld = lda };
         // C is never stored: Ldc is the row stride of the per-thread block it is computed in.
-        var args = new GemmArgs { M = m, A = RowMajorMatrix.Packer(&matrix), W = new PackedWeightsView(w), Ldc = w.N, Bias = bias };
+        var args = new GemmArgs { M = m, A = RowMajorMatrix.Packer(&matrix), W = w, Ldc = w.N, Bias = bias };
         context->Args = &args;
         context->Variant = Selected;
         context->RowsPerBlock = mc;

@@ -186,15 +186,17 @@ public static unsafe partial class GemmKernels
             return;
         }
         Diagnostics.FlopCounter.Add(2L * args.M * args.W.N * args.W.K);
-        int mc = RowBlock(variant.Mr, args.W.Format, args.M);
-        int rowBlocks = (args.M + mc - 1) / mc;
-        int panels = args.W.Panels;
+        GemmArgs call = args;
+        call.W = WidenedOnce(call.W, call.M, 0);
+        int mc = RowBlock(variant.Mr, call.W.Format, call.M);
+        int rowBlocks = (call.M + mc - 1) / mc;
+        int panels = call.W.Panels;
         int threads = WorkerPool.Shared.ThreadCount;
         int groups;
         if (rowBlocks == 1)
         {
-            (mc, groups) = ShortRowSplit(variant.Mr, args.M, panels, threads);
-            rowBlocks = (args.M + mc - 1) / mc;
+            (mc, groups) = ShortRowSplit(variant.Mr, call.M, panels, threads);
+            rowBlocks = (call.M + mc - 1) / mc;
         }
         else
         {
@@ -202,26 +204,24 @@ public static unsafe partial class GemmKernels
         }
         int panelsPerGroup = BalancedGroupPanels(panels, (panels + groups - 1) / groups, rowBlocks, threads);
         groups = (panels + panelsPerGroup - 1) / panelsPerGroup;
-        fixed (GemmArgs* pArgs = &args)
+        GemmArgs* pArgs = &call;
+        var context = new TaskContext
         {
-            var context = new TaskContext
-            {
-                Args = pArgs, Variant = variant, RowsPerBlock = mc,
-                ColumnGroups = groups, PanelsPerGroup = panelsPerGroup, K0 = 0, K1 = args.W.K,
-            };
-            int tasks = rowBlocks * groups;
-            if (tasks == 1 || (long)args.M * args.W.N * args.W.K < 1 << 18)
-            {
-                Compute(variant, pArgs, 0, args.M, 0, panels);
-            }
-            else if (groups > 1 && (long)rowBlocks * mc * KBlock(args.W.K) <= SharedAFloats)
-            {
-                RunWithSharedA(&context, rowBlocks * mc, tasks);
-            }
-            else
-            {
-                WorkerPool.Shared.Run(&RunTask, &context, tasks);
-            }
+            Args = pArgs, Variant = variant, RowsPerBlock = mc,
+            ColumnGroups = groups, PanelsPerGroup = panelsPerGroup, K0 = 0, K1 = call.W.K,
+        };
+        int tasks = rowBlocks * groups;
+        if (tasks == 1 || (long)call.M * call.W.N * call.W.K < 1 << 18)
+        {
+            Compute(variant, pArgs, 0, call.M, 0, panels);
+        }
+        else if (groups > 1 && (long)rowBlocks * mc * KBlock(call.W.K) <= SharedAFloats)
+        {
+            RunWithSharedA(&context, rowBlocks * mc, tasks);
+        }
+        else
+        {
+            WorkerPool.Shared.Run(&RunTask, &context, tasks);
         }
     }
 
