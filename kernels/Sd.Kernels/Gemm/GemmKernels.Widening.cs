@@ -37,11 +37,18 @@ public static unsafe partial class GemmKernels
     /// (the panel layout is the same; only the element size changes). Valid until this thread's next GEMM call.
     /// Widening is exact, so results are bit for bit those of the per-block path.
     /// </summary>
-    private static PackedWeightsView WidenedOnce(PackedWeightsView w, int m, long offset)
+    private static PackedWeightsView WidenedOnce(PackedWeightsView w, int m, long offset) =>
+        m < WidenOnceMinRowBlocks * WidenedMicroPanelsPerBlock * Selected.Mr ? w : Widened(w, offset);
+
+    /// <summary>
+    /// <paramref name="w"/> widened to float32 into the calling thread's buffer at float <paramref name="offset"/>
+    /// (see <see cref="WidenedOnce"/>), for kernels that would otherwise widen each weight several times; itself
+    /// when it is float32 already or does not fit.
+    /// </summary>
+    internal static PackedWeightsView Widened(PackedWeightsView w, long offset)
     {
         long floats = (long)w.Panels * w.PanelWidth * w.K;
-        if (w.Format == WeightFormat.F32 || m < WidenOnceMinRowBlocks * WidenedMicroPanelsPerBlock * Selected.Mr
-            || offset + floats > WidenedWeightsMaxFloats)
+        if (w.Format == WeightFormat.F32 || offset + floats > WidenedWeightsMaxFloats)
         {
             return w;
         }
