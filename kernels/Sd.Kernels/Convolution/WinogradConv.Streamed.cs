@@ -72,7 +72,7 @@ public static unsafe partial class WinogradConv
         var ctx = new Context
         {
             V = workspace, M = workspace + (long)Positions * blockTiles * inChannels,
-            Raw = blockTiles >= PositionRowMinTiles ? GemmKernels.Widened(raw, 0) : raw,
+            Raw = TakesPositionRows(blockTiles) ? GemmKernels.Widened(raw, 0) : raw,
             ChannelBlocks = ChannelBlocks(inChannels), TilesStride = blockTiles + MaxMr,
         };
         ctx.PackedV = ctx.M + (long)Positions * blockTiles * outChannels;
@@ -94,6 +94,9 @@ public static unsafe partial class WinogradConv
     /// </summary>
     private const int PositionRowMinTiles = 64;
 
+    /// <summary>Whether a block of this many tiles runs position-row tasks (see <see cref="PositionRowMinTiles"/>).</summary>
+    private static bool TakesPositionRows(int blockTiles) => blockTiles >= PositionRowMinTiles;
+
     /// <summary>
     /// Weight panels per position-row task: its U (6 positions x 128 channels x 128 columns) is 384 KiB, and its 24
     /// position panels fit the per-thread U scratch, sized for one panel's 36.
@@ -114,7 +117,7 @@ public static unsafe partial class WinogradConv
     {
         WorkerPool.Shared.Run(&PackVTask, ctx, Positions * ctx->ChannelBlocks);
         int mr = ctx->Variant.Mr;
-        bool positionRow = ctx->BlockTiles >= PositionRowMinTiles;
+        bool positionRow = TakesPositionRows(ctx->BlockTiles);
         int rowRanges = positionRow ? (ctx->BlockTiles + PositionRowMaxRows - 1) / PositionRowMaxRows : 1;
         ctx->RowsPerTask = ((ctx->BlockTiles + rowRanges - 1) / rowRanges + mr - 1) / mr * mr;
         ctx->RowBlocks = (ctx->BlockTiles + ctx->RowsPerTask - 1) / ctx->RowsPerTask;

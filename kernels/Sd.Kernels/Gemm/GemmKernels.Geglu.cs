@@ -36,8 +36,7 @@ public static unsafe partial class GemmKernels
             Pointwise.Geglu(temp, dst, m, w.N / 2, ldd);
             return;
         }
-        var context = new TaskContext { GegluOutput = dst, GegluStride = ldd };
-        RunGeglu(&context, m, a, lda, WidenedOnce(new PackedWeightsView(w), m, 0), bias, mc);
+        RunGeglu(m, a, lda, WidenedOnce(new PackedWeightsView(w), m, 0), bias, mc, dst, ldd, down: null);
     }
 
     /// <summary>
@@ -71,8 +70,7 @@ public static unsafe partial class GemmKernels
         long widened = up.Format == w1.Format ? 0 : (long)up.Panels * up.PanelWidth * up.K;
         var down = new GemmArgs { M = m, W = WidenedOnce(new PackedWeightsView(w2), m, widened), C = hidden, Ldc = ldh };
         SetEpilogue(ref down, b2, hidden, ldh);
-        var context = new TaskContext { Down = &down };
-        RunGeglu(&context, m, a, lda, up, bias: b1, mc);
+        RunGeglu(m, a, lda, up, b1, mc, gegluOutput: null, gegluStride: 0, &down);
     }
 
     /// <summary>Floats of temp a <see cref="FeedForwardGeglu"/> of M rows needs: none where it runs fused.</summary>
@@ -95,23 +93,31 @@ public static unsafe partial class GemmKernels
         return rowBlocks >= FusedGegluMinBlocksPerThread * WorkerPool.Shared.ThreadCount && (long)mc * w.N <= FusedGegluMaxFloats;
     }
 
-    /// <summary>The fused row-block tasks, for a context that names where the GEGLU output goes.</summary>
-    private static void RunGeglu(TaskContext* context, int m, float* a, int lda, PackedWeightsView w, float* bias, int mc)
+    /// <summary>
+    /// The fused row-block tasks: the GEGLU output goes to <paramref name="gegluOutput"/>, or when
+    /// <paramref name="down"/> is not null through that down projection.
+    /// </summary>
+    private static void RunGeglu(int m, float* a, int lda, PackedWeightsView w, float* bias, int mc,
+        float* gegluOutput, int gegluStride, GemmArgs* down)
     {
         using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Gemm);
         Diagnostics.FlopCounter.Add(2L * m * w.N * w.K);
         var matrix = new RowMajorMatrix { Data = a, Ld = lda };
         // C is never stored: Ldc is the row stride of the per-thread block it is computed in.
         var args = new GemmArgs { M = m, A = RowMajorMatrix.Packer(&matrix), W = w, Ldc = w.N, Bias = bias };
-        context->Args = &args;
-        context->Variant = Selected;
-        context->RowsPerBlock = mc;
-        context->ColumnGroups = 1;
-        context->PanelsPerGroup = w.Panels;
-        context->K0 = 0;
-        context->K1 = w.K;
-        WorkerPool.Shared.Run(&GegluTask, context, (m + mc - 1) / mc);
+        TaskContext context = WholeRowBlocks(&args, Selected, mc);
+        context.GegluOutput = gegluOutput;
+        context.GegluStride = gegluStride;
+        context.Down = down;
+        WorkerPool.Shared.Run(&GegluTask, &context, (m + mc - 1) / mc);
     }
+
+    /// <summary>A task context for row blocks of <paramref name="mc"/> rows that each take every panel and all of K.</summary>
+    private static TaskContext WholeRowBlocks(GemmArgs* args, GemmVariant variant, int mc) => new()
+    {
+        Args = args, Variant = variant, RowsPerBlock = mc, ColumnGroups = 1, PanelsPerGroup = args->W.Panels,
+        K0 = 0, K1 = args->W.K,
+    };
 
     /// <summary>
     /// One row block of a fused GEGLU: all of its C into the thread's scratch, then value * gelu(gate) out, or
@@ -141,11 +147,7 @@ public static unsafe partial class GemmKernels
         var matrix = new RowMajorMatrix { Data = block - (nint)row0 * features, Ld = features };
         GemmArgs down = *ctx->Down;
         down.A = RowMajorMatrix.Packer(&matrix);
-        var downContext = new TaskContext
-        {
-            Args = &down, Variant = ctx->Variant, RowsPerBlock = ctx->RowsPerBlock, ColumnGroups = 1,
-            PanelsPerGroup = down.W.Panels, K0 = 0, K1 = down.W.K,
-        };
+        TaskContext downContext = WholeRowBlocks(&down, ctx->Variant, ctx->RowsPerBlock);
         ComputeBlock(&downContext, row0, rows, 0, down.W.Panels, CRows(&down, row0));
     }
 }
