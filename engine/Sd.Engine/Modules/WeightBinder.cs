@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Sd.Engine.Tensors;
 using Sd.Kernels.Convert;
 using Sd.Kernels.Gemm;
@@ -34,13 +36,26 @@ public sealed unsafe class WeightBinder : IDisposable
 
     /// <summary>
     /// One native buffer, grown to the largest weight, that every module of a load reads its weights into before
-    /// packing: no per-tensor garbage, so the load's peak memory is the packed model plus one tensor.
+    /// packing: no per-tensor garbage, so the load's peak memory is the packed model plus one tensor. A weight staged
+    /// in place (see <see cref="InPlace"/>) is remembered instead, so that its mapped pages are released once the
+    /// caller is done with it: at the next staging call or at the end of the load.
     /// </summary>
     private sealed class LoadScratch : IDisposable
     {
         public NativeBlock? Block;
+        public TensorEntry? InPlace;
 
-        public void Dispose() => Block?.Dispose();
+        public void ReleaseInPlace()
+        {
+            InPlace?.ReleasePages();
+            InPlace = null;
+        }
+
+        public void Dispose()
+        {
+            ReleaseInPlace();
+            Block?.Dispose();
+        }
     }
 
     /// <summary>The binder for a child module: "down_blocks" then "0" gives "down_blocks.0.".</summary>
@@ -78,11 +93,17 @@ public sealed unsafe class WeightBinder : IDisposable
     }
 
     /// <summary>
-    /// Reads weights widened to float32 into the shared load scratch: several tensors (in order, each with its
-    /// shape) laid end to end, as for fused projections. Valid until the next call on any binder of this load.
+    /// Weights widened to float32, read-only: one F32 tensor where it lies in the file, anything else in the shared
+    /// load scratch (several tensors in order, each with its shape, laid end to end, as for fused projections).
+    /// Valid until the next call on any binder of this load.
     /// </summary>
     public float* Stage(ReadOnlySpan<string> names, ReadOnlySpan<long> shape)
     {
+        _scratch.ReleaseInPlace();
+        if (names.Length == 1 && Entry(names[0], shape) is { DType: TensorDType.F32 } single)
+        {
+            return (float*)InPlace(single);
+        }
         long each = 1;
         foreach (long d in shape) each *= d;
         float* staged = Scratch(each * names.Length);
@@ -109,6 +130,17 @@ public sealed unsafe class WeightBinder : IDisposable
         {
             return Stage(names, shape);
         }
+        _scratch.ReleaseInPlace();
+        if (names.Length == 1)
+        {
+            TensorEntry single = Entry(names[0], shape);
+            void* stored = InPlace(single);
+            if (format == WeightFormat.F16 && WidenKernels.HasNonFiniteF16((ushort*)stored, (nint)single.ElementCount))
+            {
+                throw new InvalidFileException(single.File.Path, $"tensor '{single.Name}' contains Inf or NaN weights");
+            }
+            return stored;
+        }
         long each = 1;
         foreach (long d in shape) each *= d;
         ushort* bits = (ushort*)Scratch((each * names.Length + 1) / 2);
@@ -122,6 +154,16 @@ public sealed unsafe class WeightBinder : IDisposable
             }
         }
         return bits;
+    }
+
+    /// <summary>
+    /// A tensor stored in the format its reader wants, read where it lies in the mapped file: the copy into the
+    /// scratch was a serial pass over every weight while the other threads waited for the packing that followed.
+    /// </summary>
+    private void* InPlace(TensorEntry entry)
+    {
+        _scratch.InPlace = entry;
+        return Unsafe.AsPointer(ref MemoryMarshal.GetReference(entry.StoredBytes));
     }
 
     private static WeightFormat NativeFormat(TensorDType dtype) => dtype switch
