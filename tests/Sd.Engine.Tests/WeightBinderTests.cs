@@ -22,11 +22,11 @@ public sealed unsafe class WeightBinderTests : IDisposable
     {
         float[] w = [0.5f, -1.25f, 2f, 0.75f, -0.5f, 1f, 3f, -2f, 0.25f, 1.5f, -0.75f, 2.5f, -1f, 0.125f, 4f];
         float[] b = [0.1f, -0.2f, 0.3f];
-        var writer = new SafetensorsWriter();
-        writer.Add("pad", TensorDType.U8, [1], [7]);
-        writer.AddFloat32("weight", [3, 5], w);
-        writer.AddFloat32("bias", [3], b);
-        using SafetensorsFile file = Save(writer, "odd.safetensors");
+        using SafetensorsFile file = SaveAfterOneByte("odd.safetensors", writer =>
+        {
+            writer.AddFloat32("weight", [3, 5], w);
+            writer.AddFloat32("bias", [3], b);
+        });
         using var binder = new WeightBinder(WeightsOf(file));
 
         float* staged = binder.Stage(["weight"], [3, 5]);
@@ -62,10 +62,7 @@ public sealed unsafe class WeightBinderTests : IDisposable
     public void A_float16_weight_read_in_place_is_refused_when_it_holds_NaN()
     {
         ushort[] bits = [0x3C00, 0x4000, 0x7E00, 0xBC00, 0x3800, 0x0000];
-        var writer = new SafetensorsWriter();
-        writer.Add("pad", TensorDType.U8, [1], [7]);
-        writer.Add("proj.weight", TensorDType.F16, [2, 3], System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()));
-        using SafetensorsFile file = Save(writer, "nan.safetensors");
+        using SafetensorsFile file = HalfFile("nan.safetensors", "proj.weight", bits);
         using var binder = new WeightBinder(WeightsOf(file));
 
         var e = Assert.Throws<InvalidFileException>(() => new Linear(binder.Child("proj"), 3, 2, bias: false));
@@ -77,10 +74,7 @@ public sealed unsafe class WeightBinderTests : IDisposable
     public void A_float16_weight_stays_16_bit_and_gives_its_float_values_product()
     {
         ushort[] bits = [0x3C00, 0x4000, 0xBC00, 0x3800, 0x3400, 0xC000];
-        var writer = new SafetensorsWriter();
-        writer.Add("pad", TensorDType.U8, [1], [7]);
-        writer.Add("weight", TensorDType.F16, [2, 3], System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan()));
-        using SafetensorsFile file = Save(writer, "half.safetensors");
+        using SafetensorsFile file = HalfFile("half.safetensors", "weight", bits);
         using var binder = new WeightBinder(WeightsOf(file));
 
         using var linear = new Linear(binder, 3, 2, bias: false);
@@ -95,12 +89,19 @@ public sealed unsafe class WeightBinderTests : IDisposable
         Assert.Equal(2f * 0.5f - 1f * 0.25f + 0.5f * -2f, y[1]);
     }
 
-    private SafetensorsFile Save(SafetensorsWriter writer, string name)
+    /// <summary>A mapped file whose tensors follow a one-byte tensor, so none of them starts at an aligned offset.</summary>
+    private SafetensorsFile SaveAfterOneByte(string name, Action<SafetensorsWriter> add)
     {
+        var writer = new SafetensorsWriter();
+        writer.Add("pad", TensorDType.U8, [1], [7]);
+        add(writer);
         string path = _dir.File(name);
         writer.Save(path);
         return SafetensorsFile.Open(path);
     }
+
+    private SafetensorsFile HalfFile(string name, string tensor, ushort[] bits) =>
+        SaveAfterOneByte(name, writer => writer.Add(tensor, TensorDType.F16, [2, 3], System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan())));
 
     private static WeightSet WeightsOf(SafetensorsFile file)
     {
