@@ -135,10 +135,7 @@ public sealed unsafe class WeightBinder : IDisposable
         {
             TensorEntry single = Entry(names[0], shape);
             void* stored = InPlace(single);
-            if (format == WeightFormat.F16 && WidenKernels.HasNonFiniteF16((ushort*)stored, (nint)single.ElementCount))
-            {
-                throw new InvalidFileException(single.File.Path, $"tensor '{single.Name}' contains Inf or NaN weights");
-            }
+            RequireFinite(single, format, (ushort*)stored);
             return stored;
         }
         long each = 1;
@@ -148,12 +145,18 @@ public sealed unsafe class WeightBinder : IDisposable
         {
             TensorEntry entry = Entry(names[i], shape);
             entry.ReadBits16(new Span<ushort>(bits + i * each, checked((int)each)));
-            if (format == WeightFormat.F16 && WidenKernels.HasNonFiniteF16(bits + i * each, (nint)each))
-            {
-                throw new InvalidFileException(entry.File.Path, $"tensor '{entry.Name}' contains Inf or NaN weights");
-            }
+            RequireFinite(entry, format, bits + i * each);
         }
         return bits;
+    }
+
+    /// <summary>Refuses an F16 weight holding Inf or NaN (BF16 is not checked here), naming its file and tensor.</summary>
+    private static void RequireFinite(TensorEntry entry, WeightFormat format, ushort* bits)
+    {
+        if (format == WeightFormat.F16 && WidenKernels.HasNonFiniteF16(bits, (nint)entry.ElementCount))
+        {
+            throw new InvalidFileException(entry.File.Path, $"tensor '{entry.Name}' contains Inf or NaN weights");
+        }
     }
 
     /// <summary>

@@ -33,7 +33,7 @@ public sealed class TensorEntry
     public void ReadFloat32(Span<float> destination)
     {
         File.ReadFloat32(Stored, destination);
-        File.ReleasePages(Stored);
+        ReleasePages();
     }
 
     /// <summary>
@@ -51,7 +51,7 @@ public sealed class TensorEntry
             throw new ArgumentException($"tensor '{Name}' has {ElementCount} elements, destination holds {destination.Length}", nameof(destination));
         }
         System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(File.GetBytes(Stored)).CopyTo(destination);
-        File.ReleasePages(Stored);
+        ReleasePages();
     }
 
     /// <summary>
