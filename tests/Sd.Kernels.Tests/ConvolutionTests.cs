@@ -265,30 +265,43 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// 16-bit weights are widened exactly before the transform (same output as their float values, bit for bit), and a
-    /// per-image bias (ResNet conv bias + time embedding) reaches each image.
+    /// 16-bit weights are widened exactly as the transform loads them (same output as their float values, bit for
+    /// bit), in tasks of all 36 positions (12 tiles) and of position rows (70 tiles), and a per-image bias (ResNet conv
+    /// bias + time embedding) reaches each image.
     /// </summary>
     [Theory]
     [MemberData(nameof(Variants))]
-    public void Streamed_winograd_with_f16_weights_and_per_image_bias_equals_float_weights(string name)
+    public void Streamed_winograd_with_16_bit_weights_and_per_image_bias_equals_float_weights(string name)
     {
         GemmVariant variant = Variant(name);
         var random = new Random(15);
-        foreach (var s in new ConvShape[] { new(2, 7, 10, 150, 48), new(2, 20, 28, 150, 48) })
+        foreach (WeightFormat format in new[] { WeightFormat.F16, WeightFormat.BF16 })
         {
-            CheckStreamedF16(variant, random, s, $"{name} {s}");
+            foreach (var s in new ConvShape[] { new(2, 7, 10, 150, 48), new(2, 20, 28, 150, 48) })
+            {
+                CheckStreamed16Bit(variant, random, format, s, $"{name} {format} {s}");
+            }
         }
     }
 
-    private static void CheckStreamedF16(GemmVariant variant, Random random, ConvShape s, string name)
+    private static void CheckStreamed16Bit(GemmVariant variant, Random random, WeightFormat format, ConvShape s, string name)
     {
         int count = s.OutChannels * s.InChannels * 9;
         var bits = new ushort[count];
         var floats = new float[count];
         for (int i = 0; i < count; i++)
         {
-            bits[i] = BitConverter.HalfToUInt16Bits((Half)(random.NextSingle() - 0.5f));
-            floats[i] = (float)BitConverter.UInt16BitsToHalf(bits[i]);
+            float value = random.NextSingle() - 0.5f;
+            if (format == WeightFormat.F16)
+            {
+                bits[i] = BitConverter.HalfToUInt16Bits((Half)value);
+                floats[i] = (float)BitConverter.UInt16BitsToHalf(bits[i]);
+            }
+            else
+            {
+                bits[i] = (ushort)(BitConverter.SingleToUInt32Bits(value) >> 16);
+                floats[i] = BitConverter.UInt32BitsToSingle((uint)bits[i] << 16);
+            }
         }
         float[] input = GemmKernelsTests.RandomArray(random, s.Batch * s.Height * s.Width * s.InChannels);
         float[] bias = GemmKernelsTests.RandomArray(random, s.Batch * s.OutChannels);
@@ -300,9 +313,9 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         fixed (float* pf = floats, x = input, pb = bias, pw = wide, pn = narrow, pr = reference)
         {
             using PackedWeights f32 = ImplicitGemmConv.PackWeights(pf, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
-            using PackedWeights f16 = ImplicitGemmConv.PackWeights(pbits, WeightFormat.F16, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
+            using PackedWeights narrowWeights = ImplicitGemmConv.PackWeights(pbits, format, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
             RunStreamed(variant, s, x, f32, pb, true, null, pw, s.OutChannels);
-            RunStreamed(variant, s, x, f16, pb, true, null, pn, s.OutChannels);
+            RunStreamed(variant, s, x, narrowWeights, pb, true, null, pn, s.OutChannels);
             var one = s with { Batch = 1 };
             int perImage = s.Height * s.Width;
             for (int n = 0; n < s.Batch; n++)

@@ -100,20 +100,28 @@ public static unsafe class WidenKernels
         Blocks<FiniteF16x16>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FiniteF16Block512(ushort* src, float* dst)
+    private static void FiniteF16Block512(ushort* src, float* dst) => FiniteF16ToF32(Vector256.Load((short*)src)).Store(dst);
+
+    /// <summary>16 finite F16 values to float32 in registers (see <see cref="FiniteMask"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> FiniteF16ToF32(Vector256<short> half)
     {
-        Vector512<int> h = Vector512.WidenLower(Vector256.Load((short*)src).ToVector512Unsafe());
-        (((h << 13).AsUInt32() & Vector512.Create(FiniteMask)).AsSingle() * Vector512.Create(Rebias112)).Store(dst);
+        Vector512<int> h = Vector512.WidenLower(half.ToVector512Unsafe());
+        return ((h << 13).AsUInt32() & Vector512.Create(FiniteMask)).AsSingle() * Vector512.Create(Rebias112);
     }
 
     public static void FiniteF16ToF32_Vector256(ushort* src, float* dst, nint count) =>
         Blocks<FiniteF16x8>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FiniteF16Block256(ushort* src, float* dst)
+    private static void FiniteF16Block256(ushort* src, float* dst) => FiniteF16ToF32(Vector128.Load((short*)src)).Store(dst);
+
+    /// <summary>8 finite F16 values to float32 in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> FiniteF16ToF32(Vector128<short> half)
     {
-        Vector256<int> h = Vector256.WidenLower(Vector128.Load((short*)src).ToVector256Unsafe());
-        (((h << 13).AsUInt32() & Vector256.Create(FiniteMask)).AsSingle() * Vector256.Create(Rebias112)).Store(dst);
+        Vector256<int> h = Vector256.WidenLower(half.ToVector256Unsafe());
+        return ((h << 13).AsUInt32() & Vector256.Create(FiniteMask)).AsSingle() * Vector256.Create(Rebias112);
     }
 
     /// <summary>True if any F16 value is Inf or NaN (exponent all ones).</summary>
@@ -150,12 +158,20 @@ public static unsafe class WidenKernels
         Blocks<BF16x8>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BF16Block512(ushort* src, float* dst) =>
-        (Vector512.WidenLower(Vector256.Load(src).ToVector512Unsafe()) << 16).AsSingle().Store(dst);
+    private static void BF16Block512(ushort* src, float* dst) => BF16ToF32(Vector256.Load(src)).Store(dst);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void BF16Block256(ushort* src, float* dst) =>
-        (Vector256.WidenLower(Vector128.Load(src).ToVector256Unsafe()) << 16).AsSingle().Store(dst);
+    private static void BF16Block256(ushort* src, float* dst) => BF16ToF32(Vector128.Load(src)).Store(dst);
+
+    /// <summary>16 BF16 values to float32 in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> BF16ToF32(Vector256<ushort> half) =>
+        (Vector512.WidenLower(half.ToVector512Unsafe()) << 16).AsSingle();
+
+    /// <summary>8 BF16 values to float32 in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> BF16ToF32(Vector128<ushort> half) =>
+        (Vector256.WidenLower(half.ToVector256Unsafe()) << 16).AsSingle();
 
     /// <summary>One vector's worth of a conversion, and the scalar path for inputs shorter than a vector.</summary>
     private interface IWidenBlock

@@ -1,6 +1,8 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Sd.Kernels.Convert;
 using Sd.Kernels.Elementwise;
 using Sd.Kernels.Gemm;
 using Sd.Kernels.Threading;
@@ -65,14 +67,10 @@ public static unsafe partial class WinogradConv
         }
         int inChannels = weights.K / 9, outChannels = weights.N;
         int blockTiles = StreamedBlockTiles(batch, height, width, inChannels, outChannels);
-        // Position-row tasks would widen each 16-bit weight once per row of positions (6 times): the layer's weights
-        // are widened once instead where they fit the thread's buffer (2x32x32 F16, alternating: 640->640
-        // 15.5-15.8 -> 15.0-15.6 ms, 960->640 23.9-24.0 -> 23.2-23.5 ms).
-        PackedWeightsView raw = new PackedWeightsView(weights);
         var ctx = new Context
         {
             V = workspace, M = workspace + (long)Positions * blockTiles * inChannels,
-            Raw = TakesPositionRows(blockTiles) ? GemmKernels.Widened(raw, 0) : raw,
+            Raw = new PackedWeightsView(weights),
             ChannelBlocks = ChannelBlocks(inChannels), TilesStride = blockTiles + MaxMr,
         };
         ctx.PackedV = ctx.M + (long)Positions * blockTiles * outChannels;
@@ -158,8 +156,7 @@ public static unsafe partial class WinogradConv
         int p1 = Math.Min(p0 + ctx->PanelsPerGroup, ctx->Raw.Panels);
         int rows = Math.Min(ctx->RowsPerTask, ctx->BlockTiles - row0);
         float* u = StreamScratch();
-        float* staged = u + Positions * PositionStride(StreamChannelBlock, GemmMicrokernels.Nr512);
-        float** taps = stackalloc float*[9];
+        byte** taps = stackalloc byte*[9];
         for (int block = 0; block < ctx->ChannelBlocks; block++)
         {
             int c0 = block * StreamChannelBlock;
@@ -167,11 +164,16 @@ public static unsafe partial class WinogradConv
             nint ps = PositionStride(kc, nr);
             for (int panel = p0; panel < p1; panel++)
             {
-                StageTaps(ctx, panel, c0, kc, staged, taps);
-                TransformWeights(taps, kc, nr, firstRow, rowCount, u + (panel - p0) * positions * ps, ps);
+                FindTaps(ctx, panel, c0, taps);
+                TransformWeights(taps, ctx->Raw.Format, kc, nr, firstRow, rowCount, u + (panel - p0) * positions * ps, ps);
             }
+            bool prefetchNext = ctx->BlockTiles <= PrefetchMaxTiles && block + 1 < ctx->ChannelBlocks;
             for (int j = 0; j < positions; j++)
             {
+                if (prefetchNext)
+                {
+                    PrefetchTaps(ctx, p0, c0 + kc, j, positions);
+                }
                 int p = firstRow * PositionRows + j;
                 float* a = PackedVBlock(ctx, p, block) + (nint)row0 * kc;
                 float* c = ctx->M + ((nint)p * ctx->BlockTiles + row0) * ctx->LdM;
@@ -185,77 +187,120 @@ public static unsafe partial class WinogradConv
         }
     }
 
-    /// <summary>
-    /// Points <paramref name="taps"/>[t] at the kc x NR rows of tap t for channels [c0, c0 + kc) of a weight panel:
-    /// in place for float32, widened into <paramref name="staged"/> for 16-bit weights.
-    /// </summary>
-    private static void StageTaps(Context* ctx, int panel, int c0, int kc, float* staged, float** taps)
+    /// <summary>Points <paramref name="taps"/>[t] at tap t's kc x NR weights for channels from c0 of a weight panel.</summary>
+    private static void FindTaps(Context* ctx, int panel, int c0, byte** taps)
     {
-        int nr = ctx->Raw.PanelWidth;
+        nint elementBytes = ctx->Raw.Format.ElementBytes();
         byte* stored = ctx->Raw.Panel(panel);
-        WeightFormat format = ctx->Raw.Format;
         for (int t = 0; t < 9; t++)
         {
-            nint first = ((nint)t * ctx->InChannels + c0) * nr;
-            if (format == WeightFormat.F32)
+            taps[t] = stored + ((nint)t * ctx->InChannels + c0) * ctx->Raw.PanelWidth * elementBytes;
+        }
+    }
+
+    /// <summary>
+    /// Blocks of at most this many tiles request each channel block's weights while multiplying the one before
+    /// (<see cref="PrefetchTaps"/>): with 8 tiles (8x8 latents) a product is one short micro-tile per position and
+    /// the transform waited for memory (2x8x8 1280->1280, alternating: F32 6.67 -> 6.41 ms, 2560->1280 14.35 -> 13.59
+    /// ms, F16 7.31 -> 6.59 ms); at 32 tiles the requests cost 1-3% (1280->1280 16.30 -> 16.54 ms, 2560->1280 38.95
+    /// -> 40.21 ms), and position-row tasks ran 2-3% slower with them.
+    /// </summary>
+    private const int PrefetchMaxTiles = 16;
+
+    /// <summary>
+    /// Requests slice <paramref name="slice"/> of <paramref name="slices"/> of a panel's weights for the channel block
+    /// from <paramref name="c0"/> into L2, for a task that transforms all 36 positions of one panel to spread over its
+    /// 36 products.
+    /// </summary>
+    private static void PrefetchTaps(Context* ctx, int panel, int c0, int slice, int slices)
+    {
+        int kc = Math.Min(StreamChannelBlock, ctx->InChannels - c0);
+        byte** taps = stackalloc byte*[9];
+        FindTaps(ctx, panel, c0, taps);
+        nint lines = (nint)kc * ctx->Raw.PanelWidth * ctx->Raw.Format.ElementBytes() / 64;
+        nint begin = lines * slice / slices, end = lines * (slice + 1) / slices;
+        for (int t = 0; t < 9; t++)
+        {
+            for (nint line = begin; line < end; line++)
             {
-                taps[t] = (float*)stored + first;
-            }
-            else
-            {
-                taps[t] = staged + (nint)t * kc * nr;
-                Convert.Widen.PanelKernelFor(format)((ushort*)stored + first, taps[t], (nint)kc * nr);
+                Sse.Prefetch1(taps[t] + line * 64);
             }
         }
     }
 
     /// <summary>
     /// Rows [first, first + count) of U = G g G^T (positions 6 first .. 6 (first + count) - 1, row-major 6 x 6) for kc
-    /// input channels x NR output channels: taps[t][k * nr + j] is g[tap t] of (channel k, output j); u[i * stride +
-    /// k * nr + j] receives the i-th of those positions. One vector of output channels at a time, G g in registers (a
-    /// version that kept it in stack arrays, 8 channels per vector, spent a third of a 16x16-latent layer's time here).
+    /// input channels x NR output channels: taps[t][k * nr + j] is g[tap t] of (channel k, output j), in
+    /// <paramref name="format"/>; u[i * stride + k * nr + j] receives the i-th of those positions. One vector of output
+    /// channels at a time, G g in registers (a version that kept it in stack arrays, 8 channels per vector, spent a
+    /// third of a 16x16-latent layer's time here). 16-bit weights are widened as they are loaded (no widened copy, half
+    /// the bytes read). Widening each block's taps into a buffer first, or a position-row layer's weights once into
+    /// the GEMM's float32 buffer, ran F16 layers 4-8% behind float32; now they run ahead (2x32x32 F16, alternating,
+    /// ms: 640->640 14.93 -> 13.93, 960->640 22.61 -> 21.22; 2x8x8 1280->1280 5.9 -> 4.9-5.0 against 5.5-5.8 for
+    /// float32).
     /// </summary>
-    private static void TransformWeights(float** taps, int kc, int nr, int first, int count, float* u, nint stride)
+    private static void TransformWeights(byte** taps, WeightFormat format, int kc, int nr, int first, int count, float* u, nint stride)
     {
-        bool wide = Vector512.IsHardwareAccelerated && nr % 16 == 0;
+        if (Vector512.IsHardwareAccelerated && nr % 16 == 0)
+        {
+            TransformWeights<Vector512<float>, F32x16, F32Load512, F16Load512, BF16Load512>(taps, format, kc, nr, first, count, u, stride);
+        }
+        else
+        {
+            TransformWeights<Vector256<float>, F32x8, F32Load256, F16Load256, BF16Load256>(taps, format, kc, nr, first, count, u, stride);
+        }
+    }
+
+    private static void TransformWeights<TVec, V, TF32, TF16, TBF16>(byte** taps, WeightFormat format, int kc, int nr, int first, int count, float* u, nint stride)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
+        where TF32 : struct, IWeightLoad<TVec>
+        where TF16 : struct, IWeightLoad<TVec>
+        where TBF16 : struct, IWeightLoad<TVec>
+    {
+        switch (format)
+        {
+            case WeightFormat.F32:
+                TransformWeights<TVec, V, TF32>(taps, kc, nr, first, count, u, stride);
+                break;
+            case WeightFormat.F16:
+                TransformWeights<TVec, V, TF16>(taps, kc, nr, first, count, u, stride);
+                break;
+            default:
+                TransformWeights<TVec, V, TBF16>(taps, kc, nr, first, count, u, stride);
+                break;
+        }
+    }
+
+    private static void TransformWeights<TVec, V, TLoad>(byte** taps, int kc, int nr, int first, int count, float* u, nint stride)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
+        where TLoad : struct, IWeightLoad<TVec>
+    {
         if (count == PositionRows)
         {
-            if (wide)
-            {
-                TransformAllRows<Vector512<float>, F32x16>(taps, kc, nr, u, stride);
-            }
-            else
-            {
-                TransformAllRows<Vector256<float>, F32x8>(taps, kc, nr, u, stride);
-            }
+            TransformAllRows<TVec, V, TLoad>(taps, kc, nr, u, stride);
             return;
         }
         for (int row = first; row < first + count; row++)
         {
-            float* dst = u + (row - first) * PositionRows * stride;
-            if (wide)
-            {
-                TransformRow<Vector512<float>, F32x16>(taps, kc, nr, row, dst, stride);
-            }
-            else
-            {
-                TransformRow<Vector256<float>, F32x8>(taps, kc, nr, row, dst, stride);
-            }
+            TransformRow<TVec, V, TLoad>(taps, kc, nr, row, u + (row - first) * PositionRows * stride, stride);
         }
     }
 
     [SkipLocalsInit]
-    private static void TransformAllRows<TVec, V>(float** taps, int kc, int nr, float* u, nint ps)
+    private static void TransformAllRows<TVec, V, TLoad>(byte** taps, int kc, int nr, float* u, nint ps)
         where TVec : struct
         where V : struct, IF32Vector<TVec>
+        where TLoad : struct, IWeightLoad<TVec>
     {
-        float* g0 = taps[0], g1 = taps[1], g2 = taps[2], g3 = taps[3], g4 = taps[4], g5 = taps[5], g6 = taps[6], g7 = taps[7], g8 = taps[8];
+        byte* g0 = taps[0], g1 = taps[1], g2 = taps[2], g3 = taps[3], g4 = taps[4], g5 = taps[5], g6 = taps[6], g7 = taps[7], g8 = taps[8];
         for (nint at = 0; at < (nint)kc * nr; at += V.Count)
         {
             // G g: column c of the 3x3 kernel (taps c, 3 + c, 6 + c) -> rows 0..5 of column c.
-            Transform3<TVec, V>(V.Load(g0 + at), V.Load(g3 + at), V.Load(g6 + at), out TVec r0c0, out TVec r1c0, out TVec r2c0, out TVec r3c0, out TVec r4c0, out TVec r5c0);
-            Transform3<TVec, V>(V.Load(g1 + at), V.Load(g4 + at), V.Load(g7 + at), out TVec r0c1, out TVec r1c1, out TVec r2c1, out TVec r3c1, out TVec r4c1, out TVec r5c1);
-            Transform3<TVec, V>(V.Load(g2 + at), V.Load(g5 + at), V.Load(g8 + at), out TVec r0c2, out TVec r1c2, out TVec r2c2, out TVec r3c2, out TVec r4c2, out TVec r5c2);
+            Transform3<TVec, V>(TLoad.Load(g0, at), TLoad.Load(g3, at), TLoad.Load(g6, at), out TVec r0c0, out TVec r1c0, out TVec r2c0, out TVec r3c0, out TVec r4c0, out TVec r5c0);
+            Transform3<TVec, V>(TLoad.Load(g1, at), TLoad.Load(g4, at), TLoad.Load(g7, at), out TVec r0c1, out TVec r1c1, out TVec r2c1, out TVec r3c1, out TVec r4c1, out TVec r5c1);
+            Transform3<TVec, V>(TLoad.Load(g2, at), TLoad.Load(g5, at), TLoad.Load(g8, at), out TVec r0c2, out TVec r1c2, out TVec r2c2, out TVec r3c2, out TVec r4c2, out TVec r5c2);
             // (G g) G^T: row i -> positions 6i .. 6i + 5.
             float* dst = u + at;
             StoreTransformedRow<TVec, V>(r0c0, r0c1, r0c2, dst, ps);
@@ -283,18 +328,19 @@ public static unsafe partial class WinogradConv
     /// times that 3-vector. Fused multiply-adds, so it may differ from <see cref="TransformAllRows"/> in the last bit.
     /// </summary>
     [SkipLocalsInit]
-    private static void TransformRow<TVec, V>(float** taps, int kc, int nr, int row, float* u, nint stride)
+    private static void TransformRow<TVec, V, TLoad>(byte** taps, int kc, int nr, int row, float* u, nint stride)
         where TVec : struct
         where V : struct, IF32Vector<TVec>
+        where TLoad : struct, IWeightLoad<TVec>
     {
         TVec top = V.Create(G[3 * row]), middle = V.Create(G[3 * row + 1]), bottom = V.Create(G[3 * row + 2]);
-        float* g0 = taps[0], g1 = taps[1], g2 = taps[2], g3 = taps[3], g4 = taps[4], g5 = taps[5], g6 = taps[6], g7 = taps[7], g8 = taps[8];
+        byte* g0 = taps[0], g1 = taps[1], g2 = taps[2], g3 = taps[3], g4 = taps[4], g5 = taps[5], g6 = taps[6], g7 = taps[7], g8 = taps[8];
         for (nint at = 0; at < (nint)kc * nr; at += V.Count)
         {
             // Column c of the kernel is taps c, 3 + c, 6 + c.
-            TVec c0 = V.FusedMultiplyAdd(V.Load(g6 + at), bottom, V.FusedMultiplyAdd(V.Load(g3 + at), middle, V.Multiply(V.Load(g0 + at), top)));
-            TVec c1 = V.FusedMultiplyAdd(V.Load(g7 + at), bottom, V.FusedMultiplyAdd(V.Load(g4 + at), middle, V.Multiply(V.Load(g1 + at), top)));
-            TVec c2 = V.FusedMultiplyAdd(V.Load(g8 + at), bottom, V.FusedMultiplyAdd(V.Load(g5 + at), middle, V.Multiply(V.Load(g2 + at), top)));
+            TVec c0 = V.FusedMultiplyAdd(TLoad.Load(g6, at), bottom, V.FusedMultiplyAdd(TLoad.Load(g3, at), middle, V.Multiply(TLoad.Load(g0, at), top)));
+            TVec c1 = V.FusedMultiplyAdd(TLoad.Load(g7, at), bottom, V.FusedMultiplyAdd(TLoad.Load(g4, at), middle, V.Multiply(TLoad.Load(g1, at), top)));
+            TVec c2 = V.FusedMultiplyAdd(TLoad.Load(g8, at), bottom, V.FusedMultiplyAdd(TLoad.Load(g5, at), middle, V.Multiply(TLoad.Load(g2, at), top)));
             StoreTransformedRow<TVec, V>(c0, c1, c2, u + at, stride);
         }
     }
@@ -336,12 +382,12 @@ public static unsafe partial class WinogradConv
         o5 = c;
     }
 
-    /// <summary>Per-thread U blocks (36 positions) and staged 16-bit taps (9), for the widest panel.</summary>
+    /// <summary>Per-thread U blocks (36 positions), for the widest panel.</summary>
     private static float* StreamScratch()
     {
         if (t_streamed == null)
         {
-            nuint floats = (nuint)(Positions + 9) * (StreamChannelBlock * GemmMicrokernels.Nr512 + PositionPad);
+            nuint floats = (nuint)Positions * (StreamChannelBlock * GemmMicrokernels.Nr512 + PositionPad);
             t_streamed = (float*)NativeMemory.AlignedAlloc(floats * sizeof(float), 64);
         }
         return t_streamed;
