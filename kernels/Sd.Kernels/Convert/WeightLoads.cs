@@ -15,38 +15,50 @@ internal unsafe interface IWeightLoad<TVec>
     static abstract TVec Load(byte* source, nint at);
 }
 
-internal readonly unsafe struct F32Load512 : IWeightLoad<Vector512<float>>
+/// <summary>Float32 weights, loaded as they are.</summary>
+internal readonly unsafe struct F32Weights : IWeightLoad<Vector512<float>>, IWeightLoad<Vector256<float>>
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load(byte* source, nint at) => Vector512.Load((float*)source + at);
+    static Vector512<float> IWeightLoad<Vector512<float>>.Load(byte* source, nint at) => Vector512.Load((float*)source + at);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> IWeightLoad<Vector256<float>>.Load(byte* source, nint at) => Vector256.Load((float*)source + at);
 }
 
-internal readonly unsafe struct F16Load512 : IWeightLoad<Vector512<float>>
+/// <summary>16-bit weights, widened in registers by <typeparamref name="TWiden"/>.</summary>
+internal readonly unsafe struct SixteenBitWeights<TWiden> : IWeightLoad<Vector512<float>>, IWeightLoad<Vector256<float>>
+    where TWiden : struct, IRegisterWiden
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load(byte* source, nint at) => WidenKernels.FiniteF16ToF32(Vector256.Load((short*)source + at));
+    static Vector512<float> IWeightLoad<Vector512<float>>.Load(byte* source, nint at) => TWiden.Widen(Vector256.Load((ushort*)source + at));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> IWeightLoad<Vector256<float>>.Load(byte* source, nint at) => TWiden.Widen(Vector128.Load((ushort*)source + at));
 }
 
-internal readonly unsafe struct BF16Load512 : IWeightLoad<Vector512<float>>
+/// <summary>A 16-bit format's exact widening of one vector to float32.</summary>
+internal interface IRegisterWiden
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Load(byte* source, nint at) => WidenKernels.BF16ToF32(Vector256.Load((ushort*)source + at));
+    static abstract Vector512<float> Widen(Vector256<ushort> half);
+
+    static abstract Vector256<float> Widen(Vector128<ushort> half);
 }
 
-internal readonly unsafe struct F32Load256 : IWeightLoad<Vector256<float>>
+/// <summary>Finite F16 (packing refuses Inf/NaN).</summary>
+internal readonly struct FiniteF16Widen : IRegisterWiden
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load(byte* source, nint at) => Vector256.Load((float*)source + at);
+    public static Vector512<float> Widen(Vector256<ushort> half) => WidenKernels.FiniteF16ToF32(half.AsInt16());
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Widen(Vector128<ushort> half) => WidenKernels.FiniteF16ToF32(half.AsInt16());
 }
 
-internal readonly unsafe struct F16Load256 : IWeightLoad<Vector256<float>>
+internal readonly struct BF16Widen : IRegisterWiden
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load(byte* source, nint at) => WidenKernels.FiniteF16ToF32(Vector128.Load((short*)source + at));
-}
+    public static Vector512<float> Widen(Vector256<ushort> half) => WidenKernels.BF16ToF32(half);
 
-internal readonly unsafe struct BF16Load256 : IWeightLoad<Vector256<float>>
-{
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Load(byte* source, nint at) => WidenKernels.BF16ToF32(Vector128.Load((ushort*)source + at));
+    public static Vector256<float> Widen(Vector128<ushort> half) => WidenKernels.BF16ToF32(half);
 }

@@ -243,14 +243,15 @@ public static unsafe partial class WinogradConv
     {
         if (Vector512.IsHardwareAccelerated && nr % 16 == 0)
         {
-            TransformWeights<Vector512<float>, F32x16, F32Load512, F16Load512, BF16Load512>(taps, format, kc, nr, first, count, u, stride);
+            TransformWeights<Vector512<float>, F32x16, F32Weights, SixteenBitWeights<FiniteF16Widen>, SixteenBitWeights<BF16Widen>>(taps, format, kc, nr, first, count, u, stride);
         }
         else
         {
-            TransformWeights<Vector256<float>, F32x8, F32Load256, F16Load256, BF16Load256>(taps, format, kc, nr, first, count, u, stride);
+            TransformWeights<Vector256<float>, F32x8, F32Weights, SixteenBitWeights<FiniteF16Widen>, SixteenBitWeights<BF16Widen>>(taps, format, kc, nr, first, count, u, stride);
         }
     }
 
+    /// <summary>The transform for one weight format (each load struct serves both vector widths).</summary>
     private static void TransformWeights<TVec, V, TF32, TF16, TBF16>(byte** taps, WeightFormat format, int kc, int nr, int first, int count, float* u, nint stride)
         where TVec : struct
         where V : struct, IF32Vector<TVec>
