@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Sd.Kernels.Convolution;
 using Sd.Kernels.Gemm;
@@ -369,6 +370,40 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         Assert.True(error <= tolerance, $"{what} epilogue={epilogue}: relative L2 error {error:E2}");
     }
 
+    /// <summary>
+    /// Streaming stores write the same V as cached ones: tiles inside the image and sticking out of it, and both
+    /// vector paths' channels (48 = 3 x 16).
+    /// </summary>
+    [Fact]
+    public void Winograd_input_transform_with_streaming_stores_equals_cached_stores()
+    {
+        const int height = 9, width = 7, channels = 48;
+        nint ldv = 3 * channels; // three tiles' rows per position: positions 576 bytes apart, 64-byte aligned
+        float[] image = GemmKernelsTests.RandomArray(new Random(16), height * width * channels);
+        nuint bytes = (nuint)(36 * ldv) * sizeof(float);
+        float* cached = (float*)NativeMemory.AlignedAlloc(bytes, 64), streamed = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+        try
+        {
+            fixed (float* pi = image)
+            {
+                foreach ((int y0, int x0) in new[] { (-1, -1), (3, 2), (5, 4) })
+                {
+                    NativeMemory.Fill(cached, bytes, 0x7F);
+                    NativeMemory.Fill(streamed, bytes, 0x7F);
+                    WinogradTransforms.InputTile(pi, height, width, channels, y0, x0, cached, ldv, nonTemporal: false);
+                    WinogradTransforms.InputTile(pi, height, width, channels, y0, x0, streamed, ldv, nonTemporal: true);
+                    Assert.Equal(new ReadOnlySpan<float>(cached, (int)(36 * ldv)).ToArray(), new ReadOnlySpan<float>(streamed, (int)(36 * ldv)).ToArray());
+                    Assert.NotEqual(0x7F7F7F7F, BitConverter.SingleToInt32Bits(streamed[35 * ldv + channels - 1]));
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(cached);
+            NativeMemory.AlignedFree(streamed);
+        }
+    }
+
     /// <summary>Every 3x3 stride-1 convolution of SD 1.5 (UNet at 64x64 latents, VAE decoder/encoder), batch 1.</summary>
     public static TheoryData<int, int, int, int> SdShapes() => new()
     {
@@ -400,10 +435,17 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
             using PackedWeights packed = ImplicitGemmConv.PackWeights(pw, cout, cin, 3, 3, variant.Nr);
             ImplicitGemmConv.Run(variant, s, px, packed, null, null, cout, pd, cout);
             using WinogradWeights transformed = WinogradWeights.Create(pw, cout, cin, variant.Nr);
-            float[] workspace = new float[WinogradConv.WorkspaceFloats(1, height, width, cin, cout)];
-            fixed (float* ws = workspace)
+            // A 64-byte aligned workspace, as the engine's arena gives: V of 8 MiB and more is then written with
+            // streaming stores (the 64x64, 128x128, 256x256 and 512x512 shapes here).
+            nuint bytes = (nuint)WinogradConv.WorkspaceFloats(1, height, width, cin, cout) * sizeof(float);
+            float* ws = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+            try
             {
                 WinogradConv.Run(variant, 1, height, width, px, transformed, null, false, null, cout, pg, cout, ws);
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(ws);
             }
             RunStreamed(variant, s, px, packed, null, false, null, ps, cout);
         }

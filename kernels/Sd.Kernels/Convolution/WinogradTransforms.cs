@@ -13,20 +13,34 @@ public static unsafe class WinogradTransforms
 {
     /// <summary>
     /// Input tile at (y0, x0) (may stick out of the image: zero padding) of image <paramref name="image"/>
-    /// [H, W, C] -> v[p * ldv + c] for the 36 positions p.
+    /// [H, W, C] -> v[p * ldv + c] for the 36 positions p. <paramref name="nonTemporal"/> writes V with streaming
+    /// stores; it needs channels a multiple of 16 and v and ldv 64-byte aligned, and the caller fences before another
+    /// thread reads V.
     /// </summary>
-    public static void InputTile(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv)
+    public static void InputTile(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv, bool nonTemporal)
     {
-        int c = 0;
-        if (Vector512.IsHardwareAccelerated)
+        if (nonTemporal)
         {
-            c = InputChannels<Vector512<float>, F32x16>(image, height, width, channels, y0, x0, v, ldv, c);
+            InputChannels<StreamingStore>(image, height, width, channels, y0, x0, v, ldv);
+            return;
         }
-        c = InputChannels<Vector256<float>, F32x8>(image, height, width, channels, y0, x0, v, ldv, c);
+        int c = InputChannels<CachedStore>(image, height, width, channels, y0, x0, v, ldv);
         for (; c < channels; c++)
         {
             InputTileScalar(image, height, width, channels, y0, x0, c, v, ldv);
         }
+    }
+
+    /// <summary>The input transform for whole vectors of channels; returns the first channel left.</summary>
+    private static int InputChannels<TStore>(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv)
+        where TStore : struct, IVectorStore
+    {
+        int c = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            c = InputChannels<Vector512<float>, F32x16, TStore>(image, height, width, channels, y0, x0, v, ldv, c);
+        }
+        return InputChannels<Vector256<float>, F32x8, TStore>(image, height, width, channels, y0, x0, v, ldv, c);
     }
 
     /// <summary>
@@ -36,9 +50,10 @@ public static unsafe class WinogradTransforms
     /// and reloads, not the arithmetic, bounded the transform).
     /// </summary>
     [SkipLocalsInit]
-    private static int InputChannels<TVec, V>(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv, int c)
+    private static int InputChannels<TVec, V, TStore>(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv, int c)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
+        where TStore : struct, IVectorStore
     {
         TVec* t = stackalloc TVec[36];
         bool inside = y0 >= 0 && x0 >= 0 && y0 + 6 <= height && x0 + 6 <= width;
@@ -57,12 +72,12 @@ public static unsafe class WinogradTransforms
                 TVec d3 = InputPixel<TVec, V>(pixel + 3 * rowStride, inside, columnInside, y0 + 3, height);
                 TVec d4 = InputPixel<TVec, V>(pixel + 4 * rowStride, inside, columnInside, y0 + 4, height);
                 TVec d5 = InputPixel<TVec, V>(pixel + 5 * rowStride, inside, columnInside, y0 + 5, height);
-                InputTransform1D<TVec, V>(d0, d1, d2, d3, d4, d5, (float*)(t + j), 6 * V.Count);
+                InputTransform1D<TVec, V, CachedStore>(d0, d1, d2, d3, d4, d5, (float*)(t + j), 6 * V.Count);
             }
             for (int i = 0; i < 6; i++)
             {
                 TVec* row = t + i * 6;
-                InputTransform1D<TVec, V>(row[0], row[1], row[2], row[3], row[4], row[5], v + i * 6 * ldv + c, ldv);
+                InputTransform1D<TVec, V, TStore>(row[0], row[1], row[2], row[3], row[4], row[5], v + i * 6 * ldv + c, ldv);
             }
         }
         return c;
@@ -77,21 +92,46 @@ public static unsafe class WinogradTransforms
 
     /// <summary>The 1-D 6-point input transform B^T d of (d0 .. d5), output k stored at dst + k * stride (in floats).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void InputTransform1D<TVec, V>(TVec d0, TVec d1, TVec d2, TVec d3, TVec d4, TVec d5, float* dst, nint stride)
+    private static void InputTransform1D<TVec, V, TStore>(TVec d0, TVec d1, TVec d2, TVec d3, TVec d4, TVec d5, float* dst, nint stride)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
+        where TStore : struct, IVectorStore
     {
         TVec four = V.Create(4f), five = V.Create(5f), two = V.Create(2f);
         TVec t0 = V.Subtract(d4, V.Multiply(four, d2)); // d4 - 4 d2
         TVec t1 = V.Subtract(d3, V.Multiply(four, d1)); // d3 - 4 d1
         TVec t2 = V.Subtract(d4, d2);
         TVec t3 = V.Multiply(two, V.Subtract(d3, d1));
-        V.Store(V.FusedMultiplyAdd(four, d0, V.Subtract(d4, V.Multiply(five, d2))), dst);
-        V.Store(V.Add(t0, t1), dst + stride);
-        V.Store(V.Subtract(t0, t1), dst + 2 * stride);
-        V.Store(V.Add(t2, t3), dst + 3 * stride);
-        V.Store(V.Subtract(t2, t3), dst + 4 * stride);
-        V.Store(V.FusedMultiplyAdd(four, d1, V.Subtract(d5, V.Multiply(five, d3))), dst + 5 * stride);
+        TStore.Store<TVec, V>(V.FusedMultiplyAdd(four, d0, V.Subtract(d4, V.Multiply(five, d2))), dst);
+        TStore.Store<TVec, V>(V.Add(t0, t1), dst + stride);
+        TStore.Store<TVec, V>(V.Subtract(t0, t1), dst + 2 * stride);
+        TStore.Store<TVec, V>(V.Add(t2, t3), dst + 3 * stride);
+        TStore.Store<TVec, V>(V.Subtract(t2, t3), dst + 4 * stride);
+        TStore.Store<TVec, V>(V.FusedMultiplyAdd(four, d1, V.Subtract(d5, V.Multiply(five, d3))), dst + 5 * stride);
+    }
+
+    /// <summary>How a transform writes its results: through the caches, or around them.</summary>
+    private interface IVectorStore
+    {
+        static abstract void Store<TVec, V>(TVec value, float* destination)
+            where TVec : unmanaged
+            where V : struct, IF32Vector<TVec>;
+    }
+
+    private readonly struct CachedStore : IVectorStore
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Store<TVec, V>(TVec value, float* destination)
+            where TVec : unmanaged
+            where V : struct, IF32Vector<TVec> => V.Store(value, destination);
+    }
+
+    private readonly struct StreamingStore : IVectorStore
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Store<TVec, V>(TVec value, float* destination)
+            where TVec : unmanaged
+            where V : struct, IF32Vector<TVec> => V.StoreNonTemporal(value, destination);
     }
 
     private static void InputTileScalar(float* image, int height, int width, int channels, int y0, int x0, int c, float* v, nint ldv)
