@@ -15,6 +15,7 @@ public static unsafe class AlignedMemory
     private const nuint HugePage = 2 << 20;
     private const nuint HugeThreshold = 4 << 20;
     private const int MadviseHugePage = 14;
+    private const int MadviseCollapse = 25;
 
     public static void* Allocate(nuint bytes, bool zero)
     {
@@ -27,6 +28,13 @@ public static unsafe class AlignedMemory
             // past the block's end with memory nobody uses (hundreds of MB over a model's weights), and that range
             // is not ours to advise.
             _ = Madvise((nint)pointer, bytes & ~(HugePage - 1), MadviseHugePage);
+            // The advice only shapes future page faults. Memory a process frees and allocates again (a second
+            // pipeline, the UNet after the text encoder) comes back from the C heap already faulted in 4 KiB pages;
+            // collapsing the range (Linux 6.1+; an older kernel refuses it harmlessly) gives it huge pages now.
+            // txt2img's timed run (the process's second pipeline), 4 steps, alternating: F16 UNet in huge pages
+            // 1.43 -> 1.85-1.97 GB, 3.37-3.47 -> 3.34-3.37 s per step; F32 3.05 -> 3.66 GB, 3.45 -> 3.28 s per step,
+            // VAE decode 3.12 -> 2.84 s. A first load, all fresh memory, measured the same.
+            _ = Madvise((nint)pointer, bytes & ~(HugePage - 1), MadviseCollapse);
         }
         if (zero)
         {
