@@ -167,7 +167,7 @@ public static unsafe partial class WinogradConv
                 FindTaps(ctx, panel, c0, taps);
                 TransformWeights(taps, ctx->Raw.Format, kc, nr, firstRow, rowCount, u + (panel - p0) * positions * ps, ps);
             }
-            bool prefetchNext = ctx->BlockTiles <= PrefetchMaxTiles && block + 1 < ctx->ChannelBlocks;
+            bool prefetchNext = Sse.IsSupported && ctx->BlockTiles <= PrefetchMaxTiles && block + 1 < ctx->ChannelBlocks;
             for (int j = 0; j < positions; j++)
             {
                 if (prefetchNext)
