@@ -157,6 +157,7 @@ public static unsafe partial class WinogradConv
         int rows = Math.Min(ctx->RowsPerTask, ctx->BlockTiles - row0);
         float* u = StreamScratch();
         byte** taps = stackalloc byte*[9];
+        byte** nextTaps = stackalloc byte*[9];
         for (int block = 0; block < ctx->ChannelBlocks; block++)
         {
             int c0 = block * StreamChannelBlock;
@@ -167,13 +168,15 @@ public static unsafe partial class WinogradConv
                 FindTaps(ctx, panel, c0, taps);
                 TransformWeights(taps, ctx->Raw.Format, kc, nr, firstRow, rowCount, u + (panel - p0) * positions * ps, ps);
             }
-            bool prefetchNext = Sse.IsSupported && ctx->BlockTiles <= PrefetchMaxTiles && block + 1 < ctx->ChannelBlocks;
+            nint prefetchLines = 0;
+            if (Sse.IsSupported && ctx->BlockTiles <= PrefetchMaxTiles && block + 1 < ctx->ChannelBlocks)
+            {
+                FindTaps(ctx, p0, c0 + kc, nextTaps);
+                prefetchLines = (nint)Math.Min(StreamChannelBlock, ctx->InChannels - c0 - kc) * nr * ctx->Raw.Format.ElementBytes() / 64;
+            }
             for (int j = 0; j < positions; j++)
             {
-                if (prefetchNext)
-                {
-                    PrefetchTaps(ctx, p0, c0 + kc, j, positions);
-                }
+                PrefetchTaps(nextTaps, prefetchLines, j, positions);
                 int p = firstRow * PositionRows + j;
                 float* a = PackedVBlock(ctx, p, block) + (nint)row0 * kc;
                 float* c = ctx->M + ((nint)p * ctx->BlockTiles + row0) * ctx->LdM;
@@ -208,16 +211,12 @@ public static unsafe partial class WinogradConv
     private const int PrefetchMaxTiles = 16;
 
     /// <summary>
-    /// Requests slice <paramref name="slice"/> of <paramref name="slices"/> of a panel's weights for the channel block
-    /// from <paramref name="c0"/> into L2, for a task that transforms all 36 positions of one panel to spread over its
-    /// 36 products.
+    /// Requests slice <paramref name="slice"/> of <paramref name="slices"/> of the 9 taps' first
+    /// <paramref name="lines"/> cache lines into L2 (none when lines is 0), for a task that transforms all 36 positions
+    /// of one panel to spread the next channel block's weights over its 36 products.
     /// </summary>
-    private static void PrefetchTaps(Context* ctx, int panel, int c0, int slice, int slices)
+    private static void PrefetchTaps(byte** taps, nint lines, int slice, int slices)
     {
-        int kc = Math.Min(StreamChannelBlock, ctx->InChannels - c0);
-        byte** taps = stackalloc byte*[9];
-        FindTaps(ctx, panel, c0, taps);
-        nint lines = (nint)kc * ctx->Raw.PanelWidth * ctx->Raw.Format.ElementBytes() / 64;
         nint begin = lines * slice / slices, end = lines * (slice + 1) / slices;
         for (int t = 0; t < 9; t++)
         {

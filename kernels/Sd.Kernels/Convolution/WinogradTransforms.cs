@@ -13,18 +13,14 @@ public static unsafe class WinogradTransforms
 {
     /// <summary>
     /// Input tile at (y0, x0) (may stick out of the image: zero padding) of image <paramref name="image"/>
-    /// [H, W, C] -> v[p * ldv + c] for the 36 positions p. <paramref name="nonTemporal"/> writes V with streaming
-    /// stores; it needs channels a multiple of 16 and v and ldv 64-byte aligned, and the caller fences before another
-    /// thread reads V.
+    /// [H, W, C] -> v[p * ldv + c] for the 36 positions p. <paramref name="nonTemporal"/> writes V's whole vectors
+    /// with streaming stores; it needs v and ldv 64-byte aligned, and the caller fences before another thread reads V.
     /// </summary>
     public static void InputTile(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv, bool nonTemporal)
     {
-        if (nonTemporal)
-        {
-            InputChannels<StreamingStore>(image, height, width, channels, y0, x0, v, ldv);
-            return;
-        }
-        int c = InputChannels<CachedStore>(image, height, width, channels, y0, x0, v, ldv);
+        int c = nonTemporal
+            ? InputChannels<StreamingStore>(image, height, width, channels, y0, x0, v, ldv)
+            : InputChannels<CachedStore>(image, height, width, channels, y0, x0, v, ldv);
         for (; c < channels; c++)
         {
             InputTileScalar(image, height, width, channels, y0, x0, c, v, ldv);

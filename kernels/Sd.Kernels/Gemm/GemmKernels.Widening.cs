@@ -42,10 +42,9 @@ public static unsafe partial class GemmKernels
 
     /// <summary>
     /// <paramref name="w"/> widened to float32 into the calling thread's buffer at float <paramref name="offset"/>
-    /// (see <see cref="WidenedOnce"/>), for kernels that would otherwise widen each weight several times; itself
-    /// when it is float32 already or does not fit.
+    /// (see <see cref="WidenedOnce"/>); itself when it is float32 already or does not fit.
     /// </summary>
-    internal static PackedWeightsView Widened(PackedWeightsView w, long offset)
+    private static PackedWeightsView Widened(PackedWeightsView w, long offset)
     {
         long floats = (long)w.Panels * w.PanelWidth * w.K;
         if (w.Format == WeightFormat.F32 || offset + floats > WidenedWeightsMaxFloats)

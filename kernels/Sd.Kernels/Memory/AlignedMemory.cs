@@ -27,14 +27,15 @@ public static unsafe class AlignedMemory
             // Only the whole huge pages inside the block: advising the partial last one too would back up to 2 MiB
             // past the block's end with memory nobody uses (hundreds of MB over a model's weights), and that range
             // is not ours to advise.
-            _ = Madvise((nint)pointer, bytes & ~(HugePage - 1), MadviseHugePage);
+            nuint whole = bytes & ~(HugePage - 1);
+            _ = Madvise((nint)pointer, whole, MadviseHugePage);
             // The advice only shapes future page faults. Memory a process frees and allocates again (a second
             // pipeline, the UNet after the text encoder) comes back from the C heap already faulted in 4 KiB pages;
             // collapsing the range (Linux 6.1+; an older kernel refuses it harmlessly) gives it huge pages now.
             // txt2img's timed run (the process's second pipeline), 4 steps, alternating: F16 UNet in huge pages
             // 1.43 -> 1.85-1.97 GB, 3.37-3.47 -> 3.34-3.37 s per step; F32 3.05 -> 3.66 GB, 3.45 -> 3.28 s per step,
             // VAE decode 3.12 -> 2.84 s. A first load, all fresh memory, measured the same.
-            _ = Madvise((nint)pointer, bytes & ~(HugePage - 1), MadviseCollapse);
+            _ = Madvise((nint)pointer, whole, MadviseCollapse);
         }
         if (zero)
         {
