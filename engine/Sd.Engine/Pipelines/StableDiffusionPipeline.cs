@@ -568,5 +568,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         _unet.Dispose();
         _vae.Dispose();
         _source.Dispose();
+        // The components' large blocks were kept for the next load (see AlignedMemory); nothing loads again.
+        Sd.Kernels.Memory.AlignedMemory.ReleaseCached();
     }
 }

@@ -3,10 +3,21 @@ using System.Runtime.InteropServices;
 namespace Sd.Kernels.Memory;
 
 /// <summary>
-/// Native allocations for weights and activations: 64-byte aligned (a cache line, one AVX-512 vector); blocks of
+/// Native allocations for weights and activations: 64-byte aligned (a cache line, one AVX-512 vector); fresh blocks of
 /// 4 MiB or more are 2 MiB aligned and advised to use transparent huge pages on Linux. A loaded SD 1.5 is several
 /// gigabytes of freshly written memory: with 4 KiB pages that is a million page faults (seconds in a VM) and constant
 /// TLB misses while GEMMs stream the weights.
+/// <para>
+/// On Linux, blocks of 64 KiB or more are mapped directly and, when freed, kept for reuse instead of returned to the
+/// system, because fresh memory is expensive: the kernel zeroes every page on first touch, and in this VM that was
+/// most of loading a component (a float32 SD 1.5 UNet: 43% of the load's CPU time in clear_page, 10% more in the
+/// hypervisor's fault path). A sequential pipeline loads its components one after another and again for every request;
+/// each load now lands in memory the previous component freed: a request is cut from the smallest kept range that
+/// holds it, and freed blocks merge with kept neighbours. Kept and live memory together never exceed the most ever
+/// live at once (a request that fits nowhere first returns kept ranges to the system), so reuse costs no peak memory.
+/// <see cref="ReleaseCached"/> returns what is kept (a pipeline's Dispose does). The C heap (where 2 MiB-aligned
+/// blocks come back in 4 KiB pages and freed ones stay resident in its free lists) only serves small blocks.
+/// </para>
 /// </summary>
 public static unsafe class AlignedMemory
 {
@@ -16,27 +27,43 @@ public static unsafe class AlignedMemory
     private const nuint HugeThreshold = 4 << 20;
     private const int MadviseHugePage = 14;
     private const int MadviseCollapse = 25;
+    private const int ProtReadWrite = 3;
+    private const int MapPrivateAnonymous = 0x22;
 
+    /// <summary>Blocks from this size are mapped and kept (Linux), their capacity a multiple of it.</summary>
+    private const nuint LargeThreshold = 64 << 10;
+
+    private static readonly object s_gate = new();
+
+    /// <summary>Large blocks handed out: start -> capacity.</summary>
+    private static readonly Dictionary<nint, nuint> s_live = new();
+
+    private static readonly FreeRanges s_kept = new();
+
+    private static nuint s_liveBytes;
+
+    /// <summary>The most large-block memory ever live at once: the bound on live plus kept memory.</summary>
+    private static nuint s_peakBytes;
+
+    /// <summary>Bytes freed and kept for reuse.</summary>
+    public static long CachedBytes
+    {
+        get
+        {
+            lock (s_gate)
+            {
+                return (long)s_kept.Bytes;
+            }
+        }
+    }
+
+    /// <summary>A block of at least <paramref name="bytes"/>, zeroed if <paramref name="zero"/>.</summary>
     public static void* Allocate(nuint bytes, bool zero)
     {
         bytes = Math.Max(bytes, 1);
-        bool huge = bytes >= HugeThreshold;
-        void* pointer = NativeMemory.AlignedAlloc(bytes, huge ? HugePage : CacheLine);
-        if (huge && OperatingSystem.IsLinux())
-        {
-            // Only the whole huge pages inside the block: advising the partial last one too would back up to 2 MiB
-            // past the block's end with memory nobody uses (hundreds of MB over a model's weights), and that range
-            // is not ours to advise.
-            nuint whole = bytes & ~(HugePage - 1);
-            _ = Madvise((nint)pointer, whole, MadviseHugePage);
-            // The advice only shapes future page faults. Memory a process frees and allocates again (a second
-            // pipeline, the UNet after the text encoder) comes back from the C heap already faulted in 4 KiB pages;
-            // collapsing the range (Linux 6.1+; an older kernel refuses it harmlessly) gives it huge pages now.
-            // txt2img's timed run (the process's second pipeline), 4 steps, alternating: F16 UNet in huge pages
-            // 1.43 -> 1.85-1.97 GB, 3.37-3.47 -> 3.34-3.37 s per step; F32 3.05 -> 3.66 GB, 3.45 -> 3.28 s per step,
-            // VAE decode 3.12 -> 2.84 s. A first load, all fresh memory, measured the same.
-            _ = Madvise((nint)pointer, whole, MadviseCollapse);
-        }
+        void* pointer = bytes >= LargeThreshold && OperatingSystem.IsLinux()
+            ? AllocateLarge(bytes)
+            : NativeMemory.AlignedAlloc(bytes, bytes >= HugeThreshold ? HugePage : CacheLine);
         if (zero)
         {
             NativeMemory.Clear(pointer, bytes);
@@ -44,7 +71,107 @@ public static unsafe class AlignedMemory
         return pointer;
     }
 
-    public static void Free(void* pointer) => NativeMemory.AlignedFree(pointer);
+    private static void* AllocateLarge(nuint bytes)
+    {
+        nuint capacity = (bytes + LargeThreshold - 1) & ~(LargeThreshold - 1);
+        lock (s_gate)
+        {
+            nint start = s_kept.Take(capacity);
+            bool fresh = start == 0;
+            if (fresh)
+            {
+                // Return kept ranges (largest first; none holds this request) until the new block fits the bound.
+                while (s_kept.Bytes > 0 && s_liveBytes + s_kept.Bytes + capacity > s_peakBytes)
+                {
+                    (nint range, nuint size) = s_kept.TakeLargest();
+                    _ = Munmap(range, size);
+                }
+                start = Map(capacity, bytes >= HugeThreshold ? HugePage : LargeThreshold);
+            }
+            if (bytes >= HugeThreshold)
+            {
+                AdviseHugePages(start, bytes, collapse: !fresh);
+            }
+            s_live.Add(start, capacity);
+            s_liveBytes += capacity;
+            s_peakBytes = Math.Max(s_peakBytes, s_liveBytes);
+            return (void*)start;
+        }
+    }
+
+    /// <summary>Fresh anonymous memory: one alignment more is mapped, then the unaligned head and tail are unmapped.</summary>
+    private static nint Map(nuint capacity, nuint alignment)
+    {
+        nuint length = capacity + alignment;
+        nint mapped = Mmap(0, length, ProtReadWrite, MapPrivateAnonymous, -1, 0);
+        if (mapped == -1)
+        {
+            throw new OutOfMemoryException($"could not map {capacity} bytes (errno {Marshal.GetLastPInvokeError()})");
+        }
+        nint start = (nint)(((nuint)mapped + alignment - 1) & ~(alignment - 1));
+        nuint head = (nuint)(start - mapped);
+        if (head > 0)
+        {
+            _ = Munmap(mapped, head);
+        }
+        if (length - head > capacity)
+        {
+            _ = Munmap(start + (nint)capacity, length - head - capacity);
+        }
+        return start;
+    }
+
+    /// <summary>
+    /// Asks for huge pages over the whole 2 MiB pages inside [start, start + bytes): advising the partial ones at the
+    /// ends too would back up to 2 MiB past the block with memory nobody uses (hundreds of MB over a model's weights).
+    /// The advice only shapes future page faults; a reused range may already be faulted in 4 KiB pages (it held small
+    /// blocks), so <paramref name="collapse"/> also has the kernel (Linux 6.1+; older ones refuse harmlessly) move it
+    /// into huge pages now. The step time depends on it: txt2img's second pipeline in memory the C heap had faulted in
+    /// 4 KiB pages ran 3.45 s per step for F32 weights, 3.28 s once collapsed.
+    /// </summary>
+    private static void AdviseHugePages(nint start, nuint bytes, bool collapse)
+    {
+        nint first = (nint)(((nuint)start + HugePage - 1) & ~(HugePage - 1));
+        nint end = (nint)((nuint)(start + (nint)bytes) & ~(HugePage - 1));
+        if (end <= first)
+        {
+            return;
+        }
+        _ = Madvise(first, (nuint)(end - first), MadviseHugePage);
+        if (collapse)
+        {
+            _ = Madvise(first, (nuint)(end - first), MadviseCollapse);
+        }
+    }
+
+    /// <summary>Frees a block from <see cref="Allocate"/>; a large one is kept for reuse.</summary>
+    public static void Free(void* pointer)
+    {
+        lock (s_gate)
+        {
+            if (s_live.Remove((nint)pointer, out nuint capacity))
+            {
+                s_liveBytes -= capacity;
+                s_kept.Put((nint)pointer, capacity);
+                return;
+            }
+        }
+        NativeMemory.AlignedFree(pointer);
+    }
+
+    /// <summary>Returns every kept block to the system; the bound restarts from what is live now.</summary>
+    public static void ReleaseCached()
+    {
+        lock (s_gate)
+        {
+            while (s_kept.Bytes > 0)
+            {
+                (nint range, nuint size) = s_kept.TakeLargest();
+                _ = Munmap(range, size);
+            }
+            s_peakBytes = s_liveBytes;
+        }
+    }
 
     /// <summary>
     /// Drops this process's mapping of the whole pages inside [address, address + bytes) (Linux madvise DONTNEED; a
@@ -69,4 +196,10 @@ public static unsafe class AlignedMemory
 
     [DllImport("libc", EntryPoint = "madvise")]
     private static extern int Madvise(nint address, nuint length, int advice);
+
+    [DllImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    private static extern nint Mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
+
+    [DllImport("libc", EntryPoint = "munmap")]
+    private static extern int Munmap(nint address, nuint length);
 }
