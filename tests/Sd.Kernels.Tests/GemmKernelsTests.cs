@@ -204,7 +204,9 @@ public unsafe class GemmKernelsTests
     /// <summary>
     /// Matrices of 1 MiB or more are packed by the worker pool's threads, each a range of panels: every value must
     /// still land where the layout says (W[j, map(k)] at panel j / NR, row k, column j % NR; zeros past N), for plain
-    /// and convolution (tap, channel) order, and a large F16 matrix with a NaN in its last row is still refused.
+    /// and convolution (tap, channel) order, float32 and 16-bit (gathered as the 32-bit word holding each value: a
+    /// source starting mid-word, odd row strides, and an odd-byte source that takes the one-value-at-a-time path), and
+    /// a large F16 matrix with a NaN in its last row is still refused.
     /// </summary>
     [Fact]
     public void Large_matrices_packed_in_parallel_follow_the_panel_layout()
@@ -224,6 +226,22 @@ public unsafe class GemmKernelsTests
             using PackedWeights conv = PackedWeights.PackConvolution(pcw, WeightFormat.F32, cn, channels, taps, nr);
             AssertPanels(conv, (j, kk) => cw[(j * channels + kk % channels) * taps + kk / channels]);
         }
+        // 16-bit sources at byte offsets 0, 2 (mid-word) and 1 (unaligned), all bit patterns (BF16 refuses none); twice
+        // the depth, so the packed matrices are as large as the float ones.
+        int k16 = 2 * k, ldw16 = 2 * k + 3, channels16 = 2 * channels;
+        byte[] raw = new byte[2 * (n * ldw16 + cn * channels16 * taps) + 8];
+        random.NextBytes(raw);
+        fixed (byte* praw = raw)
+        {
+            foreach (int shift in new[] { 0, 2, 1 })
+            {
+                ushort* w16 = (ushort*)(praw + shift), cw16 = w16 + n * ldw16;
+                using PackedWeights plain = PackedWeights.Pack(w16, WeightFormat.BF16, n, k16, ldw16, nr);
+                AssertPanels(plain, (j, kk) => w16[j * ldw16 + kk]);
+                using PackedWeights conv = PackedWeights.PackConvolution(cw16, WeightFormat.BF16, cn, channels16, taps, nr);
+                AssertPanels(conv, (j, kk) => cw16[(j * channels16 + kk % channels16) * taps + kk / channels16]);
+            }
+        }
         var bits = new ushort[n * k];
         Array.Fill(bits, (ushort)0x3C00);
         bits[^1] = 0x7E00;
@@ -234,10 +252,16 @@ public unsafe class GemmKernelsTests
         }
     }
 
-    private static void AssertPanels(PackedWeights packed, Func<int, int, float> expected)
+    private static void AssertPanels(PackedWeights packed, Func<int, int, float> expected) =>
+        AssertPanels(packed, (j, kk) => BitConverter.SingleToUInt32Bits(expected(j, kk)), p => BitConverter.SingleToUInt32Bits(((float*)packed.Bytes)[p]));
+
+    private static void AssertPanels(PackedWeights packed, Func<int, int, ushort> expected) =>
+        AssertPanels(packed, (j, kk) => expected(j, kk), p => ((ushort*)packed.Bytes)[p]);
+
+    /// <summary>Every stored value's bits against W[j, map(k)], zeros past N.</summary>
+    private static void AssertPanels(PackedWeights packed, Func<int, int, uint> expected, Func<long, uint> stored)
     {
         Assert.True(packed.SizeInBytes >= 1 << 20, "the matrix must be large enough to be packed in parallel");
-        float* data = packed.Data;
         for (int p = 0; p < packed.Panels; p++)
         {
             for (int kk = 0; kk < packed.K; kk++)
@@ -245,11 +269,11 @@ public unsafe class GemmKernelsTests
                 for (int c = 0; c < packed.PanelWidth; c++)
                 {
                     int j = p * packed.PanelWidth + c;
-                    float actual = data[((long)p * packed.K + kk) * packed.PanelWidth + c];
-                    float want = j < packed.N ? expected(j, kk) : 0;
+                    uint actual = stored(((long)p * packed.K + kk) * packed.PanelWidth + c);
+                    uint want = j < packed.N ? expected(j, kk) : 0;
                     if (actual != want)
                     {
-                        Assert.Fail($"panel {p}, k {kk}, column {c}: {actual}, expected {want}");
+                        Assert.Fail($"{packed.Format} panel {p}, k {kk}, column {c}: {actual:X}, expected {want:X}");
                     }
                 }
             }

