@@ -455,6 +455,57 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         Assert.True(streamedError <= 1e-5, $"streamed weights: relative L2 error {streamedError:E2}");
     }
 
+    /// <summary>
+    /// U = G g G^T per kernel, stored at (position, ci, co): eight output channels at a time in vectors of doubles and
+    /// the rest one at a time must agree bit for bit (channels 8..12 repeat channels 0..4's kernels), and both match
+    /// the transform in double to float rounding.
+    /// </summary>
+    [Fact]
+    public void Winograd_weight_transform_lanes_equal_the_one_kernel_reference()
+    {
+        const int cout = 13, cin = 5;
+        var random = new Random(3);
+        float[] w = GemmKernelsTests.RandomArray(random, cout * cin * 9);
+        Array.Copy(w, 0, w, 8 * cin * 9, 5 * cin * 9);
+        double[,] g =
+        {
+            { 1 / 4.0, 0, 0 }, { -1 / 6.0, -1 / 6.0, -1 / 6.0 }, { -1 / 6.0, 1 / 6.0, -1 / 6.0 },
+            { 1 / 24.0, 1 / 12.0, 1 / 6.0 }, { 1 / 24.0, -1 / 12.0, 1 / 6.0 }, { 0, 0, 1 },
+        };
+        int nr = GemmKernels.Selected.Nr;
+        fixed (float* pw = w)
+        {
+            using WinogradWeights transformed = WinogradWeights.Create(pw, cout, cin, nr);
+            for (int i = 0; i < 6; i++)
+            {
+                for (int j = 0; j < 6; j++)
+                {
+                    float* u = transformed[i * 6 + j].Data;
+                    for (int ci = 0; ci < cin; ci++)
+                    {
+                        for (int co = 0; co < cout; co++)
+                        {
+                            double expected = 0;
+                            for (int a = 0; a < 3; a++)
+                            {
+                                for (int b = 0; b < 3; b++)
+                                {
+                                    expected += g[i, a] * w[(co * cin + ci) * 9 + a * 3 + b] * g[j, b];
+                                }
+                            }
+                            float actual = u[ci * nr + co];
+                            Assert.True(Math.Abs(actual - expected) <= 1e-6 * (Math.Abs(expected) + 1e-3), $"U[{i},{j}] co {co} ci {ci}: {actual} vs {expected}");
+                            if (co >= 8)
+                            {
+                                Assert.Equal(u[ci * nr + co - 8], actual);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     internal static double RelativeL2(float[] expected, float[] actual)
     {
         double diff = 0, norm = 0;
