@@ -129,11 +129,11 @@ public sealed unsafe class WinogradWeights : IDisposable
         float* g = job->Weights + ((nint)co * job->InChannels + ci) * 9;
         for (int j = 0; j < 3; j++)
         {
-            Transform3(g[j], g[3 + j], g[6 + j], gg + j, 3); // G g: columns
+            Transform3<double, OneLane>(g[j], g[3 + j], g[6 + j], gg + j, 3); // G g: columns
         }
         for (int i = 0; i < 6; i++)
         {
-            Transform3(gg[i * 3], gg[i * 3 + 1], gg[i * 3 + 2], row, 1); // (G g) G^T: rows
+            Transform3<double, OneLane>(gg[i * 3], gg[i * 3 + 1], gg[i * 3 + 2], row, 1); // (G g) G^T: rows
             for (int j = 0; j < 6; j++)
             {
                 job->Targets[i * 6 + j][offset] = (float)row[j];
@@ -150,11 +150,11 @@ public sealed unsafe class WinogradWeights : IDisposable
         Vector256<int> lanes = Vector256.Create(0, 1, 2, 3, 4, 5, 6, 7) * kernelStride;
         for (int j = 0; j < 3; j++)
         {
-            Transform3(Tap(g, lanes, j), Tap(g, lanes, 3 + j), Tap(g, lanes, 6 + j), gg + j, 3);
+            Transform3<Vector512<double>, EightLanes>(Tap(g, lanes, j), Tap(g, lanes, 3 + j), Tap(g, lanes, 6 + j), gg + j, 3);
         }
         for (int i = 0; i < 6; i++)
         {
-            Transform3(gg[i * 3], gg[i * 3 + 1], gg[i * 3 + 2], row, 1);
+            Transform3<Vector512<double>, EightLanes>(gg[i * 3], gg[i * 3 + 1], gg[i * 3 + 2], row, 1);
             for (int j = 0; j < 6; j++)
             {
                 Avx512F.ConvertToVector256Single(row[j]).Store(job->Targets[i * 6 + j] + offset);
@@ -167,27 +167,56 @@ public sealed unsafe class WinogradWeights : IDisposable
     private static Vector512<double> Tap(float* g, Vector256<int> lanes, int t) =>
         Avx512F.ConvertToVector512Double(Avx2.GatherVector256(g + t, lanes, 4));
 
-    /// <summary><see cref="Transform3(double, double, double, double*, int)"/> on eight lanes.</summary>
+    /// <summary>
+    /// The 6 outputs of G (6x3) applied to one 3-vector, written with a stride: written once for a double
+    /// (<see cref="OneLane"/>, the reference) and for eight lanes of them (<see cref="EightLanes"/>), the same
+    /// operations in the same order.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transform3(Vector512<double> a, Vector512<double> b, Vector512<double> c, Vector512<double>* output, int stride)
+    private static void Transform3<T, L>(T a, T b, T c, T* output, int stride)
+        where T : unmanaged
+        where L : struct, ILanes<T>
     {
-        output[0] = a / 4;
-        output[stride] = -(a + b + c) / 6;
-        output[2 * stride] = -(a - b + c) / 6;
-        output[3 * stride] = a / 24 + b / 12 + c / 6;
-        output[4 * stride] = a / 24 - b / 12 + c / 6;
+        output[0] = L.Divide(a, 4);
+        output[stride] = L.Divide(L.Negate(L.Add(L.Add(a, b), c)), 6);
+        output[2 * stride] = L.Divide(L.Negate(L.Add(L.Subtract(a, b), c)), 6);
+        output[3 * stride] = L.Add(L.Add(L.Divide(a, 24), L.Divide(b, 12)), L.Divide(c, 6));
+        output[4 * stride] = L.Add(L.Subtract(L.Divide(a, 24), L.Divide(b, 12)), L.Divide(c, 6));
         output[5 * stride] = c;
     }
 
-    /// <summary>The 6 outputs of G (6x3) applied to one 3-vector, written with a stride.</summary>
-    private static void Transform3(double a, double b, double c, double* output, int stride)
+    /// <summary>The double arithmetic <see cref="Transform3{T, L}"/> needs, on one value or on a vector of them.</summary>
+    private interface ILanes<T>
     {
-        output[0] = a / 4;
-        output[stride] = -(a + b + c) / 6;
-        output[2 * stride] = -(a - b + c) / 6;
-        output[3 * stride] = a / 24 + b / 12 + c / 6;
-        output[4 * stride] = a / 24 - b / 12 + c / 6;
-        output[5 * stride] = c;
+        static abstract T Add(T x, T y);
+
+        static abstract T Subtract(T x, T y);
+
+        static abstract T Negate(T x);
+
+        static abstract T Divide(T x, double divisor);
+    }
+
+    private readonly struct OneLane : ILanes<double>
+    {
+        public static double Add(double x, double y) => x + y;
+
+        public static double Subtract(double x, double y) => x - y;
+
+        public static double Negate(double x) => -x;
+
+        public static double Divide(double x, double divisor) => x / divisor;
+    }
+
+    private readonly struct EightLanes : ILanes<Vector512<double>>
+    {
+        public static Vector512<double> Add(Vector512<double> x, Vector512<double> y) => x + y;
+
+        public static Vector512<double> Subtract(Vector512<double> x, Vector512<double> y) => x - y;
+
+        public static Vector512<double> Negate(Vector512<double> x) => -x;
+
+        public static Vector512<double> Divide(Vector512<double> x, double divisor) => x / divisor;
     }
 
     public void Dispose()
