@@ -36,26 +36,13 @@ public sealed unsafe class WeightBinder : IDisposable
 
     /// <summary>
     /// One native buffer, grown to the largest weight, that every module of a load reads its weights into before
-    /// packing: no per-tensor garbage, so the load's peak memory is the packed model plus one tensor. A weight staged
-    /// in place (see <see cref="InPlace"/>) is remembered instead, so that its mapped pages are released once the
-    /// caller is done with it: at the next staging call or at the end of the load.
+    /// packing: no per-tensor garbage, so the load's peak memory is the packed model plus one tensor.
     /// </summary>
     private sealed class LoadScratch : IDisposable
     {
         public NativeBlock? Block;
-        public TensorEntry? InPlace;
 
-        public void ReleaseInPlace()
-        {
-            InPlace?.ReleasePages();
-            InPlace = null;
-        }
-
-        public void Dispose()
-        {
-            ReleaseInPlace();
-            Block?.Dispose();
-        }
+        public void Dispose() => Block?.Dispose();
     }
 
     /// <summary>The binder for a child module: "down_blocks" then "0" gives "down_blocks.0.".</summary>
@@ -93,16 +80,15 @@ public sealed unsafe class WeightBinder : IDisposable
     }
 
     /// <summary>
-    /// Weights widened to float32, read-only: one F32 tensor where it lies in the file, anything else in the shared
-    /// load scratch (several tensors in order, each with its shape, laid end to end, as for fused projections).
+    /// Weights widened to float32, read-only, in the shared load scratch (several tensors in order, each with its
+    /// shape, laid end to end, as for fused projections; one F32 tensor as its bytes were stored).
     /// Valid until the next call on any binder of this load.
     /// </summary>
     public float* Stage(ReadOnlySpan<string> names, ReadOnlySpan<long> shape)
     {
-        _scratch.ReleaseInPlace();
         if (names.Length == 1 && Entry(names[0], shape) is { DType: TensorDType.F32 } single)
         {
-            return (float*)InPlace(single);
+            return (float*)Stored(single);
         }
         long each = 1;
         foreach (long d in shape) each *= d;
@@ -130,11 +116,10 @@ public sealed unsafe class WeightBinder : IDisposable
         {
             return Stage(names, shape);
         }
-        _scratch.ReleaseInPlace();
         if (names.Length == 1)
         {
             TensorEntry single = Entry(names[0], shape);
-            void* stored = InPlace(single);
+            void* stored = Stored(single);
             RequireFinite(single, format, (ushort*)stored);
             return stored;
         }
@@ -160,13 +145,14 @@ public sealed unsafe class WeightBinder : IDisposable
     }
 
     /// <summary>
-    /// A tensor stored in the format its reader wants, read where it lies in the mapped file: the copy into the
-    /// scratch was a serial pass over every weight while the other threads waited for the packing that followed.
+    /// A tensor stored in the format its reader wants, its bytes read into the load scratch (by positional reads spread
+    /// over the worker pool, not through the file's mapping: see <see cref="SafetensorsFile.ReadStored"/>).
     /// </summary>
-    private void* InPlace(TensorEntry entry)
+    private void* Stored(TensorEntry entry)
     {
-        _scratch.InPlace = entry;
-        return Unsafe.AsPointer(ref MemoryMarshal.GetReference(entry.StoredBytes));
+        void* scratch = Scratch((entry.Stored.ByteLength + sizeof(float) - 1) / sizeof(float));
+        entry.File.ReadStored(entry.Stored, (byte*)scratch);
+        return scratch;
     }
 
     private static WeightFormat NativeFormat(TensorDType dtype) => dtype switch
