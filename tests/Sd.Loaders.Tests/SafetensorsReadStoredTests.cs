@@ -23,15 +23,18 @@ public sealed unsafe class SafetensorsReadStoredTests : IDisposable
         return writer;
     }
 
+    private string WriteFile(string name)
+    {
+        string path = _dir.File(name);
+        using FileStream stream = File.Create(path);
+        Writer().Write(stream);
+        return path;
+    }
+
     [Fact]
     public void Stored_bytes_read_from_a_file_and_from_memory_equal_the_mapped_bytes()
     {
-        string path = _dir.File("w.safetensors");
-        using (FileStream stream = File.Create(path))
-        {
-            Writer().Write(stream);
-        }
-        using SafetensorsFile mapped = SafetensorsFile.Open(path);
+        using SafetensorsFile mapped = SafetensorsFile.Open(WriteFile("w.safetensors"));
         using SafetensorsFile inMemory = SafetensorsFile.InMemory("memory", Writer());
         foreach (SafetensorsFile file in new[] { mapped, inMemory })
         {
@@ -52,11 +55,7 @@ public sealed unsafe class SafetensorsReadStoredTests : IDisposable
     [Fact]
     public void A_file_truncated_after_opening_fails_naming_the_tensor()
     {
-        string path = _dir.File("cut.safetensors");
-        using (FileStream stream = File.Create(path))
-        {
-            Writer().Write(stream);
-        }
+        string path = WriteFile("cut.safetensors");
         using SafetensorsFile file = SafetensorsFile.Open(path);
         TensorInfo large = file.Tensors.First(t => t.Name == "large");
         using (var stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
