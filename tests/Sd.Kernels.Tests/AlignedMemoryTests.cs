@@ -105,6 +105,7 @@ public unsafe class AlignedMemoryTests
         // 16 MiB fits in no kept range; mapping it beside 8 MiB kept would exceed the 8 MiB peak, so all is returned.
         void* c = AlignedMemory.Allocate(16 * MiB, zero: true);
         Assert.Equal(0, AlignedMemory.CachedBytes);
+        Assert.True(new Span<byte>(c, (int)(16 * MiB)).IndexOfAnyExcept((byte)0) < 0, "a fresh mapping is zero (not cleared again)");
         AlignedMemory.Free(c); // peak now 16 MiB
         void* d = AlignedMemory.Allocate(1 * MiB, zero: false);
         Assert.True(c == d);

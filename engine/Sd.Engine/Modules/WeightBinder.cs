@@ -1,5 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Sd.Engine.Tensors;
 using Sd.Kernels.Convert;
 using Sd.Kernels.Gemm;

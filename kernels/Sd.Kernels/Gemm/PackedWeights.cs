@@ -221,7 +221,7 @@ public sealed unsafe class PackedWeights : IDisposable
 
     /// <summary>
     /// One whole panel, a k at a time: gathers read W[j0 .. j0 + NR - 1, map(k)], eight rows each, and the panel row
-    /// is written whole, with streaming stores when it is a multiple of a cache line (every packing layout here), so
+    /// is written whole, with streaming stores when it is a multiple of a cache line (all but 16-bit panels 16 wide), so
     /// the fill neither reads the destination for ownership nor evicts the source. A convolution goes a block of
     /// channels at a time, all taps of each, so the rows are read in contiguous runs (16 x 9 values) and each run
     /// once. 16-bit values are gathered as the aligned 32-bit word holding each (never past the value's own word, so

@@ -15,8 +15,9 @@ namespace Sd.Kernels.Memory;
 /// each load now lands in memory the previous component freed: a request is cut from the smallest kept range that
 /// holds it, and freed blocks merge with kept neighbours. Kept and live memory together never exceed the most ever
 /// live at once (a request that fits nowhere first returns kept ranges to the system), so reuse costs no peak memory.
-/// <see cref="ReleaseCached"/> returns what is kept (a pipeline's Dispose does). The C heap (where 2 MiB-aligned
-/// blocks come back in 4 KiB pages and freed ones stay resident in its free lists) only serves small blocks.
+/// <see cref="ReleaseCached"/> returns what is kept (a pipeline's Dispose does). On Linux the C heap (where 2 MiB-aligned
+/// blocks come back in 4 KiB pages and freed ones stay resident in its free lists) only serves small blocks; elsewhere
+/// it serves all, and nothing is kept.
 /// </para>
 /// </summary>
 public static unsafe class AlignedMemory
@@ -61,42 +62,71 @@ public static unsafe class AlignedMemory
     public static void* Allocate(nuint bytes, bool zero)
     {
         bytes = Math.Max(bytes, 1);
+        bool fresh = true;
         void* pointer = bytes >= LargeThreshold && OperatingSystem.IsLinux()
-            ? AllocateLarge(bytes)
+            ? AllocateLarge(bytes, out fresh)
             : NativeMemory.AlignedAlloc(bytes, bytes >= HugeThreshold ? HugePage : CacheLine);
-        if (zero)
+        // A fresh mapping is zero already: clearing it would touch every page twice.
+        if (zero && !(fresh && bytes >= LargeThreshold && OperatingSystem.IsLinux()))
         {
             NativeMemory.Clear(pointer, bytes);
         }
         return pointer;
     }
 
-    private static void* AllocateLarge(nuint bytes)
+    private static void* AllocateLarge(nuint bytes, out bool fresh)
     {
-        nuint capacity = (bytes + LargeThreshold - 1) & ~(LargeThreshold - 1);
+        nuint capacity = checked(bytes + LargeThreshold - 1) & ~(LargeThreshold - 1);
+        List<(nint Start, nuint Size)>? returned = null;
+        nint start;
         lock (s_gate)
         {
-            nint start = s_kept.Take(capacity);
-            bool fresh = start == 0;
+            start = s_kept.Take(capacity);
+            fresh = start == 0;
             if (fresh)
             {
-                // Return kept ranges (largest first; none holds this request) until the new block fits the bound.
+                // Return kept ranges (largest first: none holds this request) until the new block fits the bound;
+                // unmapped below, outside the lock.
                 while (s_kept.Bytes > 0 && s_liveBytes + s_kept.Bytes + capacity > s_peakBytes)
                 {
-                    (nint range, nuint size) = s_kept.TakeLargest();
-                    _ = Munmap(range, size);
+                    (returned ??= new()).Add(s_kept.TakeLargest());
                 }
-                start = Map(capacity, bytes >= HugeThreshold ? HugePage : LargeThreshold);
             }
-            if (bytes >= HugeThreshold)
-            {
-                AdviseHugePages(start, bytes, collapse: !fresh);
-            }
-            s_live.Add(start, capacity);
+            // Counted live now, so that concurrent requests see it while it is being mapped.
             s_liveBytes += capacity;
             s_peakBytes = Math.Max(s_peakBytes, s_liveBytes);
-            return (void*)start;
         }
+        try
+        {
+            if (returned is not null)
+            {
+                foreach ((nint range, nuint size) in returned)
+                {
+                    _ = Munmap(range, size);
+                }
+            }
+            if (fresh)
+            {
+                start = Map(capacity, bytes >= HugeThreshold ? HugePage : LargeThreshold);
+            }
+        }
+        catch
+        {
+            lock (s_gate)
+            {
+                s_liveBytes -= capacity;
+            }
+            throw;
+        }
+        lock (s_gate)
+        {
+            s_live.Add(start, capacity);
+        }
+        if (bytes >= HugeThreshold)
+        {
+            AdviseHugePages(start, bytes, collapse: !fresh);
+        }
+        return (void*)start;
     }
 
     /// <summary>Fresh anonymous memory: one alignment more is mapped, then the unaligned head and tail are unmapped.</summary>
@@ -124,8 +154,8 @@ public static unsafe class AlignedMemory
     /// <summary>
     /// Asks for huge pages over the whole 2 MiB pages inside [start, start + bytes): advising the partial ones at the
     /// ends too would back up to 2 MiB past the block with memory nobody uses (hundreds of MB over a model's weights).
-    /// The advice only shapes future page faults; a reused range may already be faulted in 4 KiB pages (it held small
-    /// blocks), so <paramref name="collapse"/> also has the kernel (Linux 6.1+; older ones refuse harmlessly) move it
+    /// The advice only shapes future page faults; a reused range may already be faulted in 4 KiB pages (it held
+    /// blocks under 4 MiB, which are not advised), so <paramref name="collapse"/> also has the kernel (Linux 6.1+; older ones refuse harmlessly) move it
     /// into huge pages now. The step time depends on it: txt2img's second pipeline in memory the C heap had faulted in
     /// 4 KiB pages ran 3.45 s per step for F32 weights, 3.28 s once collapsed.
     /// </summary>

@@ -9,9 +9,10 @@ using Sd.Kernels.Threading;
 namespace Sd.Loaders.Safetensors;
 
 /// <summary>
-/// A memory-mapped .safetensors file. The header is fully validated on open; tensor bytes are served straight from
-/// the mapping (the OS pages them in on demand and can drop them again, so opening a 4 GB checkpoint costs nothing
-/// until weights are packed). <see cref="InMemory"/> makes the same object over a file image built in native memory.
+/// A memory-mapped .safetensors file. The header is fully validated on open, and opening a 4 GB checkpoint costs
+/// nothing more: tensor bytes are read on demand, by <see cref="ReadStored"/> (positional reads, for weights packed at
+/// load) or through the mapping (<see cref="GetBytes"/>: the OS pages them in and can drop them again).
+/// <see cref="InMemory"/> makes the same object over a file image built in native memory.
 /// </summary>
 public sealed unsafe class SafetensorsFile : IDisposable
 {
@@ -56,17 +57,21 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         RequireLittleEndian();
         PickleGuard.RefuseByExtension(path);
-        long fileLength = new FileInfo(path).Exists
-            ? new FileInfo(path).Length
-            : throw new FileNotFoundException($"{path}: file not found", path);
-        if (fileLength < 8)
+        if (!File.Exists(path))
         {
-            throw new InvalidFileException(path, $"file is {fileLength} bytes; a safetensors file starts with an 8-byte header length");
+            throw new FileNotFoundException($"{path}: file not found", path);
         }
         SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        long fileLength;
         MemoryMappedFile map;
         try
         {
+            // The length of the file opened, not of whatever the path named a moment before.
+            fileLength = RandomAccess.GetLength(handle);
+            if (fileLength < 8)
+            {
+                throw new InvalidFileException(path, $"file is {fileLength} bytes; a safetensors file starts with an 8-byte header length");
+            }
             map = MemoryMappedFile.CreateFromFile(handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: true);
         }
         catch

@@ -54,13 +54,7 @@ public sealed class TensorEntry
         ReleasePages();
     }
 
-    /// <summary>
-    /// The stored little-endian bytes in place, with no copy (valid until the file is disposed): for a reader that
-    /// takes the stored format as it is. Call <see cref="ReleasePages"/> once done with them.
-    /// </summary>
-    public ReadOnlySpan<byte> StoredBytes => File.GetBytes(Stored);
-
-    /// <summary>Releases the tensor's mapped pages after <see cref="StoredBytes"/> has been read (see <see cref="SafetensorsFile.ReleasePages"/>).</summary>
+    /// <summary>Releases the tensor's mapped pages after it has been read (see <see cref="SafetensorsFile.ReleasePages"/>).</summary>
     public void ReleasePages() => File.ReleasePages(Stored);
 
     public float[] ReadFloat32()
