@@ -78,22 +78,25 @@ public sealed unsafe class WeightBinder : IDisposable
     }
 
     /// <summary>
-    /// Weights widened to float32, read-only, in the shared load scratch (several tensors in order, each with its
-    /// shape, laid end to end, as for fused projections; one F32 tensor as its bytes were stored).
-    /// Valid until the next call on any binder of this load.
+    /// Reads weights widened to float32 into the shared load scratch: several tensors (in order, each with its
+    /// shape) laid end to end, as for fused projections. Valid until the next call on any binder of this load.
     /// </summary>
     public float* Stage(ReadOnlySpan<string> names, ReadOnlySpan<long> shape)
     {
-        if (names.Length == 1 && Entry(names[0], shape) is { DType: TensorDType.F32 } single)
-        {
-            return (float*)Stored(single);
-        }
         long each = 1;
         foreach (long d in shape) each *= d;
         float* staged = Scratch(each * names.Length);
         for (int i = 0; i < names.Length; i++)
         {
-            Entry(names[i], shape).ReadFloat32(new Span<float>(staged + i * each, checked((int)each)));
+            TensorEntry entry = Entry(names[i], shape);
+            if (entry.DType == TensorDType.F32)
+            {
+                ReadStored(entry, staged + i * each);
+            }
+            else
+            {
+                entry.ReadFloat32(new Span<float>(staged + i * each, checked((int)each)));
+            }
         }
         return staged;
     }
@@ -114,20 +117,13 @@ public sealed unsafe class WeightBinder : IDisposable
         {
             return Stage(names, shape);
         }
-        if (names.Length == 1)
-        {
-            TensorEntry single = Entry(names[0], shape);
-            void* stored = Stored(single);
-            RequireFinite(single, format, (ushort*)stored);
-            return stored;
-        }
         long each = 1;
         foreach (long d in shape) each *= d;
         ushort* bits = (ushort*)Scratch((each * names.Length + 1) / 2);
         for (int i = 0; i < names.Length; i++)
         {
             TensorEntry entry = Entry(names[i], shape);
-            entry.ReadBits16(new Span<ushort>(bits + i * each, checked((int)each)));
+            ReadStored(entry, bits + i * each);
             RequireFinite(entry, format, bits + i * each);
         }
         return bits;
@@ -143,15 +139,10 @@ public sealed unsafe class WeightBinder : IDisposable
     }
 
     /// <summary>
-    /// A tensor stored in the format its reader wants, its bytes read into the load scratch (by positional reads spread
-    /// over the worker pool, not through the file's mapping: see <see cref="SafetensorsFile.ReadStored"/>).
+    /// A tensor's bytes as stored (the format its reader wants) into <paramref name="destination"/>: by positional
+    /// reads spread over the worker pool, not through the file's mapping (see <see cref="SafetensorsFile.ReadStored"/>).
     /// </summary>
-    private void* Stored(TensorEntry entry)
-    {
-        void* scratch = Scratch((entry.Stored.ByteLength + sizeof(float) - 1) / sizeof(float));
-        entry.File.ReadStored(entry.Stored, (byte*)scratch);
-        return scratch;
-    }
+    private static void ReadStored(TensorEntry entry, void* destination) => entry.File.ReadStored(entry.Stored, (byte*)destination);
 
     private static WeightFormat NativeFormat(TensorDType dtype) => dtype switch
     {

@@ -33,29 +33,8 @@ public sealed class TensorEntry
     public void ReadFloat32(Span<float> destination)
     {
         File.ReadFloat32(Stored, destination);
-        ReleasePages();
+        File.ReleasePages(Stored);
     }
-
-    /// <summary>
-    /// Copies an F16/BF16 tensor's bit patterns unchanged into <paramref name="destination"/>, then releases its
-    /// mapped pages (for weights kept 16-bit in memory).
-    /// </summary>
-    public void ReadBits16(Span<ushort> destination)
-    {
-        if (DType is not (TensorDType.F16 or TensorDType.BF16))
-        {
-            throw new InvalidOperationException($"tensor '{Name}' is {DType.Name()}, not a 16-bit float");
-        }
-        if (destination.Length != ElementCount)
-        {
-            throw new ArgumentException($"tensor '{Name}' has {ElementCount} elements, destination holds {destination.Length}", nameof(destination));
-        }
-        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(File.GetBytes(Stored)).CopyTo(destination);
-        ReleasePages();
-    }
-
-    /// <summary>Releases the tensor's mapped pages after it has been read (see <see cref="SafetensorsFile.ReleasePages"/>).</summary>
-    public void ReleasePages() => File.ReleasePages(Stored);
 
     public float[] ReadFloat32()
     {
