@@ -47,10 +47,23 @@ internal sealed unsafe class BasicTransformerBlock : IDisposable
     /// <summary>hidden [batch * length, C], updated in place.</summary>
     public void Forward(float* hidden, int batch, int length, in TextContext context, Workspace ws)
     {
+        SelfAttend(hidden, batch, length, context, ws);
+        AttendTextAndFeedForward(hidden, batch, length, context, ws);
+    }
+
+    /// <summary>hidden += attn1(norm1(hidden)): the part of the block that does not see the text.</summary>
+    public void SelfAttend(float* hidden, int batch, int length, in TextContext context, Workspace ws)
+    {
+        float* normed = ws[Scratch.TransformerNorm];
+        _norm1.Forward(hidden, normed, batch * length);
+        _attn1.Forward(normed, hidden, batch, length, context, ws);
+    }
+
+    /// <summary>hidden += attn2(norm2(hidden), text), then hidden += ff(norm3(hidden)).</summary>
+    public void AttendTextAndFeedForward(float* hidden, int batch, int length, in TextContext context, Workspace ws)
+    {
         int rows = batch * length;
         float* normed = ws[Scratch.TransformerNorm];
-        _norm1.Forward(hidden, normed, rows);
-        _attn1.Forward(normed, hidden, batch, length, context, ws);
         _norm2.Forward(hidden, normed, rows);
         _attn2.Forward(normed, hidden, batch, length, context, ws);
         _norm3.Forward(hidden, normed, rows);
@@ -110,18 +123,31 @@ internal sealed unsafe class Transformer2DModel : IDisposable
         }
     }
 
-    /// <summary>x [N, H, W, C] updated in place: x += proj_out(blocks(proj_in(norm(x)))).</summary>
-    public void Forward(float* x, int batch, int height, int width, in TextContext context, Workspace ws)
+    /// <summary>
+    /// x [N, H, W, C] updated in place: x += proj_out(blocks(proj_in(norm(x)))). With <paramref name="repeatedHalves"/>
+    /// only x's first half is filled, and equal to its second (<see cref="RepeatedHalves"/>): everything up to the first
+    /// block's cross-attention runs on that half, then the tokens and x are copied over the second half.
+    /// </summary>
+    public void Forward(float* x, int batch, int height, int width, in TextContext context, Workspace ws, bool repeatedHalves)
     {
         int length = height * width;
         int rows = batch * length;
+        int leading = repeatedHalves ? batch / 2 : batch;
         float* normed = ws[Scratch.TransformerNorm];
         float* tokens = ws[Scratch.TransformerTokens];
-        _norm.Forward(x, normed, batch, length, Activation.None);
-        _projIn.Forward(normed, rows, _channels, tokens, _channels);
-        foreach (BasicTransformerBlock block in _blocks)
+        _norm.Forward(x, normed, leading, length, Activation.None);
+        _projIn.Forward(normed, leading * length, _channels, tokens, _channels);
+        _blocks[0].SelfAttend(tokens, leading, length, context, ws);
+        if (repeatedHalves)
         {
-            block.Forward(tokens, batch, length, context, ws);
+            long half = (long)leading * length * _channels;
+            RepeatedHalves.CopyFirstToSecond(tokens, half);
+            RepeatedHalves.CopyFirstToSecond(x, half);
+        }
+        _blocks[0].AttendTextAndFeedForward(tokens, batch, length, context, ws);
+        for (int i = 1; i < _blocks.Length; i++)
+        {
+            _blocks[i].Forward(tokens, batch, length, context, ws);
         }
         _projOut.Forward(tokens, rows, _channels, x, _channels, residual: x, ldr: _channels);
     }

@@ -74,6 +74,9 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
 
     public UNetConfig Config { get; }
 
+    /// <summary>Whether repeated batch halves share their first layers (tests turn it off to compare).</summary>
+    internal bool ShareRepeatedHalves { get; set; } = true;
+
     /// <summary>Whether the model's convolution weights are stored in 16 bits (conv_in tells for the file).</summary>
     private static bool SixteenBit(WeightSet weights) =>
         weights.TryGet("conv_in.weight", out TensorEntry entry) && entry.DType is TensorDType.F16 or TensorDType.BF16;
@@ -124,7 +127,9 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// noise prediction [N, H, W, out] = UNet(sample [N, H, W, in], timesteps (one, or one per image),
     /// context [N, contextLength, cross_attention_dim]); all NHWC / row-major float32. Cancellation is checked
     /// between blocks. A context with the same values as the previous pass's (a sampling loop) reuses the
-    /// cross-attention k|v projections that pass computed.
+    /// cross-attention k|v projections that pass computed. A batch whose second half repeats its first (sample and
+    /// timesteps: classifier-free guidance) computes the layers before the first cross-attention once for both
+    /// halves (<see cref="RepeatedHalves"/>), with the same result.
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, CancellationToken cancellation = default)
     {
@@ -143,14 +148,20 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         Workspace ws = state.Workspace;
         FeatureMap[] skips = state.Skips;
 
-        _convIn.Forward(sample.Data, batch, height, width, skips[0].Data, ws);
+        // Classifier-free guidance's cat([latents] * 2): the layers before the first cross-attention run once.
+        bool repeatedHalves = ShareRepeatedHalves && RepeatedHalves.In(sample, timesteps);
+        _convIn.Forward(sample.Data, repeatedHalves ? batch / 2 : batch, height, width, skips[0].Data, ws);
+        if (repeatedHalves)
+        {
+            RepeatedHalves.CopyFirstToSecond(skips[0].Data, (long)batch / 2 * height * width * skips[0].Channels);
+        }
         int next = 1;
         FeatureMap current = skips[0];
         foreach (DownBlock block in _downBlocks)
         {
             cancellation.ThrowIfCancellationRequested();
             Span<FeatureMap> outputs = skips.AsSpan(next, block.SkipCount);
-            block.Forward(current, batch, temb, text, outputs, ws);
+            block.Forward(current, batch, temb, text, outputs, ws, repeatedHalves && next == 1);
             current = outputs[^1];
             next += block.SkipCount;
         }

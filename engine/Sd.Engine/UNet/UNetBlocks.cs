@@ -57,16 +57,29 @@ internal sealed unsafe class DownBlock : IDisposable
         _downsampler?.Plan(workspace, batch, height, width);
     }
 
-    /// <summary>Runs the block on <paramref name="input"/>; skips[0..SkipCount) are its (pre-shaped) outputs.</summary>
+    /// <summary>
+    /// Runs the block on <paramref name="input"/>; skips[0..SkipCount) are its (pre-shaped) outputs. With
+    /// <paramref name="repeatedHalves"/> the input's halves are equal (<see cref="RepeatedHalves"/>): the first layer
+    /// runs on the first half up to its first cross-attention, then fills the second.
+    /// </summary>
     public void Forward(FeatureMap input, int batch, float* siluTemb, in TextContext context,
-        Span<FeatureMap> skips, Workspace ws)
+        Span<FeatureMap> skips, Workspace ws, bool repeatedHalves)
     {
         FeatureMap current = input;
         for (int j = 0; j < _resnets.Length; j++)
         {
-            _resnets[j].Forward(current.Data, batch, current.Height, current.Width, siluTemb, skips[j].Data, ws);
-            _attentions?[j].Forward(skips[j].Data, batch, current.Height, current.Width, context, ws);
-            current = skips[j];
+            bool halves = repeatedHalves && j == 0;
+            FeatureMap output = skips[j];
+            _resnets[j].Forward(current.Data, halves ? batch / 2 : batch, current.Height, current.Width, siluTemb, output.Data, ws);
+            if (_attentions != null)
+            {
+                _attentions[j].Forward(output.Data, batch, current.Height, current.Width, context, ws, halves);
+            }
+            else if (halves)
+            {
+                RepeatedHalves.CopyFirstToSecond(output.Data, (long)batch / 2 * output.Height * output.Width * output.Channels);
+            }
+            current = output;
         }
         _downsampler?.Forward(current.Data, batch, current.Height, current.Width, skips[_resnets.Length].Data, ws);
     }
@@ -120,7 +133,7 @@ internal sealed unsafe class MidBlock : IDisposable
         _resnets[0].Forward(input.Data, batch, input.Height, input.Width, siluTemb, output, ws);
         for (int j = 0; j < _attentions.Length; j++)
         {
-            _attentions[j].Forward(output, batch, input.Height, input.Width, context, ws);
+            _attentions[j].Forward(output, batch, input.Height, input.Width, context, ws, repeatedHalves: false);
             float* next = output == pingA ? pingB : pingA;
             _resnets[j + 1].Forward(output, batch, input.Height, input.Width, siluTemb, next, ws);
             output = next;
@@ -205,7 +218,7 @@ internal sealed unsafe class UpBlock : IDisposable
             ResizeKernels.ConcatChannels(hidden, hiddenChannels, skip.Data, skip.Channels, concat, (nint)rows);
             float* output = hidden == pingA ? pingB : pingA;
             _resnets[j].Forward(concat, batch, height, width, siluTemb, output, ws);
-            _attentions?[j].Forward(output, batch, height, width, context, ws);
+            _attentions?[j].Forward(output, batch, height, width, context, ws, repeatedHalves: false);
             hidden = output;
             hiddenChannels = OutChannels;
         }

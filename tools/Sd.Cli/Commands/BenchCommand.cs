@@ -21,7 +21,8 @@ public static class BenchCommand
 {
     private const string Help = """
         Usage: sd bench --model M --part text|unet|vae-decode|vae-encode|txt2img [--height H] [--width W]
-                        [--batch B] [--steps S] [--reps N] [--threads T] [--winograd-budget MIB] [--profile] [--json]
+                        [--batch B] [--steps S] [--reps N] [--threads T] [--winograd-budget MIB] [--distinct-latents]
+                        [--profile] [--json]
 
         Times one model part at real size on random inputs (e.g. a folder from `sd make-random-model`): one warm-up
         run, then N timed runs (default 3). Height and width are image pixels (default 512); UNet latents are 1/8.
@@ -32,6 +33,9 @@ public static class BenchCommand
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind.
         --winograd-budget sets the UNet's memory for stored Winograd weights (default 256 MiB, SD 1.5's finest level;
         0 keeps 16-bit weights 16-bit everywhere). 3x3 layers without them transform their weights per call.
+        An even UNet batch is a classifier-free guidance call: its second half repeats the first half's latents (the
+        contexts differ), and the UNet computes the layers before the first cross-attention once for both halves;
+        --distinct-latents gives every image its own latents instead.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
@@ -42,7 +46,7 @@ public static class BenchCommand
             return 0;
         }
         var line = new CommandLine("bench", args, ModelOptions.With("--part", "--height", "--width", "--batch", "--reps", "--steps", "--winograd-budget"),
-            ["--json", "--profile"]);
+            ["--json", "--profile", "--distinct-latents"]);
         string part = line.Require("--part");
         int height = Positive(line, "--height", 512), width = Positive(line, "--width", 512), batch = Positive(line, "--batch", 1);
         int reps = Positive(line, "--reps", 3), steps = Positive(line, "--steps", 20);
@@ -55,7 +59,7 @@ public static class BenchCommand
         using Runner runner = part switch
         {
             "text" => WithModel(line, model => TextRunner(model, batch)),
-            "unet" => WithModel(line, model => UNetRunner(model, UNetOptions(line), batch, height / 8, width / 8)),
+            "unet" => WithModel(line, model => UNetRunner(model, UNetOptions(line), batch, height / 8, width / 8, line.Has("--distinct-latents"))),
             "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
             "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
             "txt2img" => Txt2ImgRunner(line, height, width, steps),
@@ -187,10 +191,16 @@ public static class BenchCommand
     private static UNetOptions UNetOptions(CommandLine line) =>
         line.Get("--winograd-budget") is null ? new UNetOptions() : new UNetOptions { WinogradBudgetBytes = (long)line.GetInt("--winograd-budget", 0) << 20 };
 
-    private static Runner UNetRunner(ModelSource model, UNetOptions options, int batch, int h, int w)
+    private static Runner UNetRunner(ModelSource model, UNetOptions options, int batch, int h, int w, bool distinctLatents)
     {
         var unet = new UNet2DConditionModel(model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet"), model.Weights(ModelComponent.Unet), options);
         Tensor sample = RandomTensor([batch, h, w, unet.Config.InChannels]);
+        if (batch % 2 == 0 && !distinctLatents)
+        {
+            // cat([latents] * 2), as a guided sampling step passes them.
+            Span<float> all = sample.Span;
+            all[..(all.Length / 2)].CopyTo(all[(all.Length / 2)..]);
+        }
         Tensor context = RandomTensor([batch, 77, unet.Config.CrossAttentionDim[0]]);
         Tensor output = Tensor.Allocate([batch, h, w, unet.Config.OutChannels]);
         float[] timestep = [999f];
