@@ -13,25 +13,10 @@ namespace Sd.Engine.Tests;
 /// A batch whose second half repeats its first (classifier-free guidance) computes the UNet's layers before the first
 /// cross-attention once: the prediction must be bit-identical to computing both halves. Two toy UNets with seeded
 /// random weights: the demo model (a plain DownBlock2D first: the halves are copied after its first ResNet) and the
-/// same sizes with cross-attention in the first block (copied inside the first transformer, after its self-attention).
+/// demo model with cross-attention in its first block (copied inside the first transformer, after its self-attention).
 /// </summary>
 public sealed class RepeatedHalvesTests : IDisposable
 {
-    private const string CrossAttentionFirstJson = """
-        {
-          "_class_name": "UNet2DConditionModel",
-          "attention_head_dim": 2,
-          "block_out_channels": [32, 32, 64],
-          "cross_attention_dim": 64,
-          "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
-          "in_channels": 4,
-          "layers_per_block": 2,
-          "norm_num_groups": 32,
-          "out_channels": 4,
-          "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"]
-        }
-        """;
-
     private readonly TempDirectory _dir = new();
 
     public void Dispose() => _dir.Dispose();
@@ -96,7 +81,13 @@ public sealed class RepeatedHalvesTests : IDisposable
     {
         string root = _dir.Path;
         _dir.Write("model_index.json", """{ "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"] }"""u8.ToArray());
-        _dir.Write(Path.Combine("unet", "config.json"), System.Text.Encoding.UTF8.GetBytes(CrossAttentionFirstJson));
+        // The demo UNet with cross-attention in its first block (and its mirror in the last up block).
+        string json = DemoModel.UNetJson
+            .Replace("[\"DownBlock2D\", \"DownBlock2D\",", "[\"CrossAttnDownBlock2D\", \"DownBlock2D\",", StringComparison.Ordinal)
+            .Replace("\"UpBlock2D\", \"UpBlock2D\"]", "\"UpBlock2D\", \"CrossAttnUpBlock2D\"]", StringComparison.Ordinal);
+        Assert.Equal(2, json.Split("CrossAttnDownBlock2D").Length - 1);
+        Assert.Equal(2, json.Split("CrossAttnUpBlock2D").Length - 1);
+        _dir.Write(Path.Combine("unet", "config.json"), System.Text.Encoding.UTF8.GetBytes(json));
         var config = UNetConfig.Load(Path.Combine(root, "unet", "config.json"));
         RandomModelWriter.Weights(DiffusersLayout.UNet(config), TensorDType.F32, seed: 11)
             .Save(Path.Combine(root, "unet", "diffusion_pytorch_model.safetensors"));
