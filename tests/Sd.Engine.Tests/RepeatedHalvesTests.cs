@@ -34,9 +34,9 @@ public sealed class RepeatedHalvesTests : IDisposable
         using Tensor sample = Tensor.Allocate([batch, 12, 10, 4]);
         using Tensor context = Tensor.Allocate([batch, 7, dim]);
         var random = new Random(3);
-        Fill(sample.Span[..(int)(sample.Length / 2)], random);
+        UNetTests.Fill(sample.Span[..(int)(sample.Length / 2)], random);
         sample.Span[..(int)(sample.Length / 2)].CopyTo(sample.Span[(int)(sample.Length / 2)..]);
-        Fill(context.Span, random);
+        UNetTests.Fill(context.Span, random);
         float[] timesteps = timestepCount == 1 ? [601f] : [601f, 17f, 601f, 17f];
         Assert.True(RepeatedHalves.In(sample, timesteps));
 
@@ -53,7 +53,7 @@ public sealed class RepeatedHalvesTests : IDisposable
     {
         using Tensor sample = Tensor.Allocate([2, 3, 3, 4]);
         var random = new Random(5);
-        Fill(sample.Span[..36], random);
+        UNetTests.Fill(sample.Span[..36], random);
         sample.Span[..36].CopyTo(sample.Span[36..]);
         Assert.True(RepeatedHalves.In(sample, [5f]));
         Assert.True(RepeatedHalves.In(sample, [5f, 5f]));
@@ -92,13 +92,5 @@ public sealed class RepeatedHalvesTests : IDisposable
         RandomModelWriter.Weights(DiffusersLayout.UNet(config), TensorDType.F32, seed: 11)
             .Save(Path.Combine(root, "unet", "diffusion_pytorch_model.safetensors"));
         return ModelSource.Open(root);
-    }
-
-    private static void Fill(Span<float> values, Random random)
-    {
-        for (int i = 0; i < values.Length; i++)
-        {
-            values[i] = (float)(random.NextDouble() * 2 - 1);
-        }
     }
 }

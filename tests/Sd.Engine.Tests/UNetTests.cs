@@ -104,7 +104,8 @@ public sealed class UNetTests(ITestOutputHelper output)
         }
     }
 
-    private static void Fill(Span<float> values, Random random)
+    /// <summary>Uniform values in [-1, 1).</summary>
+    internal static void Fill(Span<float> values, Random random)
     {
         for (int i = 0; i < values.Length; i++)
         {

@@ -37,6 +37,10 @@ internal static unsafe class RepeatedHalves
         return bits[..half].SequenceEqual(bits[half..]);
     }
 
+    /// <summary>Copies the first half of a <paramref name="batch"/>-image feature map onto its second half.</summary>
+    public static void CopyFirstToSecond(FeatureMap map, int batch) =>
+        CopyFirstToSecond(map.Data, (long)batch / 2 * map.Height * map.Width * map.Channels);
+
     /// <summary>Copies the first half of a batch (<paramref name="halfFloats"/> floats) onto its second half.</summary>
     public static void CopyFirstToSecond(float* batch, long halfFloats)
     {

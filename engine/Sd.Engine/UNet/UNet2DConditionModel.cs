@@ -153,7 +153,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         _convIn.Forward(sample.Data, repeatedHalves ? batch / 2 : batch, height, width, skips[0].Data, ws);
         if (repeatedHalves)
         {
-            RepeatedHalves.CopyFirstToSecond(skips[0].Data, (long)batch / 2 * height * width * skips[0].Channels);
+            RepeatedHalves.CopyFirstToSecond(skips[0], batch);
         }
         int next = 1;
         FeatureMap current = skips[0];

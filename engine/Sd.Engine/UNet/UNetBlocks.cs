@@ -77,7 +77,7 @@ internal sealed unsafe class DownBlock : IDisposable
             }
             else if (halves)
             {
-                RepeatedHalves.CopyFirstToSecond(output.Data, (long)batch / 2 * output.Height * output.Width * output.Channels);
+                RepeatedHalves.CopyFirstToSecond(output, batch);
             }
             current = output;
         }
