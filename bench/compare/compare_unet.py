@@ -1,7 +1,8 @@
 """Times one guided UNet call (batch 2) in PyTorch and ONNX Runtime, for the side-by-side rows of
 bench/RESULTS.md. Run it on the machine that runs `sd bench --part unet`, on the same `unet/` folder.
 
-  python3 compare_unet.py check CASE_DIR UNET_DIR          # vs diffusers' noise_pred.npy (fixtures' unet cases)
+  python3 compare_unet.py check CASE_DIR UNET_DIR          # against CASE_DIR/noise_pred.npy: a fixtures unet case
+                                                           # (diffusers' output) or `sd unet`'s output on its inputs
   python3 compare_unet.py torch UNET_DIR --threads T [--latent 64] [--reps 3]
   python3 compare_unet.py export UNET_DIR OUT.onnx [--latent 64]
   python3 compare_unet.py ort OUT.onnx --threads T [--latent 64] [--reps 3] [--against UNET_DIR]
