@@ -64,7 +64,9 @@ public static unsafe partial class AttentionKernels
     /// <summary>Validates the problem and runs the fastest variant for its shape on this machine.</summary>
     public static void Run(in AttentionProblem problem)
     {
-        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Attention);
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Attention,
+            new Diagnostics.KernelShape("attention {0}x{1} heads, {2} queries x {3} keys, head dim {4}", problem.Batch, problem.Heads,
+                problem.QueryLength, problem.KeyLength, problem.HeadDim));
         problem.Validate();
         Diagnostics.FlopCounter.Add(4L * problem.Batch * problem.Heads * problem.QueryLength * problem.KeyLength * problem.HeadDim);
         if (problem.KeyLength <= PartialSoftmaxMaxKeys)

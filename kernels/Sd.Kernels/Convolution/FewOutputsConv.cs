@@ -69,7 +69,9 @@ public static unsafe class FewOutputsConv
     private static void Run(delegate*<Job*, int, int, void> kernel, in ConvShape shape, float* input, FewOutputsWeights weights,
         float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride)
     {
-        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.ConvOther);
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.ConvOther,
+            new Diagnostics.KernelShape("conv{5}x{5} few outputs {0}x{1}x{2}, {3} to {4} channels", shape.Batch, shape.Height, shape.Width,
+                shape.InChannels, shape.OutChannels, shape.KernelH));
         shape.Validate();
         if (weights.OutChannels != shape.OutChannels || weights.InChannels != shape.InChannels
             || weights.KernelH != shape.KernelH || weights.KernelW != shape.KernelW)

@@ -44,7 +44,10 @@ public static unsafe class ImplicitGemmConv
     public static void Run(GemmVariant variant, in ConvShape shape, float* input, PackedWeights weights,
         float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride)
     {
-        using var profile = Diagnostics.KernelProfiler.Measure(shape.KernelH == 3 && shape.KernelW == 3 && shape.StrideH == 1 ? Diagnostics.KernelKind.Conv3x3 : Diagnostics.KernelKind.ConvOther);
+        using var profile = Diagnostics.KernelProfiler.Measure(
+            shape.KernelH == 3 && shape.KernelW == 3 && shape.StrideH == 1 ? Diagnostics.KernelKind.Conv3x3 : Diagnostics.KernelKind.ConvOther,
+            new Diagnostics.KernelShape("conv{5}x{5} stride {6} implicit GEMM {0}x{1}x{2}, {3} to {4} channels",
+                shape.Batch, shape.Height, shape.Width, shape.InChannels, shape.OutChannels, shape.KernelH, shape.StrideH));
         shape.Validate();
         if (weights.N != shape.OutChannels || weights.K != shape.PatchSize)
         {

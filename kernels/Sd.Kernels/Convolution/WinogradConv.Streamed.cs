@@ -60,7 +60,8 @@ public static unsafe partial class WinogradConv
     public static void RunStreamed(GemmVariant variant, int batch, int height, int width, float* input, PackedWeights weights,
         float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace)
     {
-        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3);
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3,
+            new Diagnostics.KernelShape("conv3x3 Winograd (weights transformed per call) {0}x{1}x{2}, {3} to {4} channels", batch, height, width, weights.K / 9, weights.N));
         if (weights.PanelWidth != variant.Nr || weights.K % 9 != 0 || variant.Nr % 8 != 0 || variant.Mr > MaxMr)
         {
             throw new ArgumentException($"weights [{weights.N}, {weights.K}] packed for NR={weights.PanelWidth} are not 3x3 weights for the {variant.Name} kernel", nameof(weights));

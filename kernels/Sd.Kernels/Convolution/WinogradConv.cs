@@ -97,7 +97,8 @@ public static unsafe partial class WinogradConv
     public static void Run(GemmVariant variant, int batch, int height, int width, float* input, WinogradWeights weights,
         float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace)
     {
-        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3);
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3,
+            new Diagnostics.KernelShape("conv3x3 Winograd {0}x{1}x{2}, {3} to {4} channels", batch, height, width, weights.InChannels, weights.OutChannels));
         if (weights[0].PanelWidth != variant.Nr)
         {
             throw new ArgumentException($"weights packed for NR={weights[0].PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(weights));

@@ -3,23 +3,35 @@ namespace Sd.Kernels.Diagnostics;
 /// <summary>
 /// Counts the floating-point work of GEMM, convolution and attention calls while enabled, for benchmarks that report
 /// effective GFLOP/s. Winograd counts its direct-convolution FLOPs (the work it replaces), so its rate is "effective".
-/// One branch per kernel call when disabled.
+/// Per thread, like <see cref="KernelProfiler"/>: kernels count at their entry points, on the calling thread (each
+/// parallelizes internally), so a count sees the kernels its own thread called. One branch per kernel call when
+/// disabled.
 /// </summary>
 public static class FlopCounter
 {
-    private static long s_total;
+    [ThreadStatic]
+    private static long t_total;
 
-    public static bool Enabled { get; set; }
+    [ThreadStatic]
+    private static bool t_enabled;
 
-    public static long Total => Interlocked.Read(ref s_total);
+    /// <summary>Whether kernels called from this thread add to its count.</summary>
+    public static bool Enabled
+    {
+        get => t_enabled;
+        set => t_enabled = value;
+    }
 
-    public static void Reset() => Interlocked.Exchange(ref s_total, 0);
+    /// <summary>This thread's count since the last <see cref="Reset"/>.</summary>
+    public static long Total => t_total;
+
+    public static void Reset() => t_total = 0;
 
     public static void Add(long flops)
     {
-        if (Enabled)
+        if (t_enabled)
         {
-            Interlocked.Add(ref s_total, flops);
+            t_total += flops;
         }
     }
 }

@@ -65,7 +65,6 @@ public static unsafe partial class GemmKernels
             Multiply(Selected, m, temp, w1.N, w2, hidden, ldh, b2, hidden, ldh);
             return;
         }
-        Diagnostics.FlopCounter.Add(2L * m * w2.N * w2.K);
         PackedWeightsView up = WidenedOnce(new PackedWeightsView(w1), m, 0);
         long widened = up.Format == w1.Format ? 0 : (long)up.Panels * up.PanelWidth * up.K;
         var down = new GemmArgs { M = m, W = WidenedOnce(new PackedWeightsView(w2), m, widened), C = hidden, Ldc = ldh };
@@ -100,8 +99,10 @@ public static unsafe partial class GemmKernels
     private static void RunGeglu(int m, float* a, int lda, PackedWeightsView w, float* bias, int mc,
         float* gegluOutput, int gegluStride, GemmArgs* down)
     {
-        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Gemm);
-        Diagnostics.FlopCounter.Add(2L * m * w.N * w.K);
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Gemm, down == null
+            ? new Diagnostics.KernelShape("GEMM+GEGLU {0}x{1}x{2}", m, w.N, w.K)
+            : new Diagnostics.KernelShape("feed-forward GEMM+GEGLU {0}x{1}x{2}, down to {3}", m, w.N, w.K, down->W.N));
+        Diagnostics.FlopCounter.Add(2L * m * w.N * w.K + (down == null ? 0 : 2L * m * down->W.N * down->W.K));
         var matrix = new RowMajorMatrix { Data = a, Ld = lda };
         // C is never stored: Ldc is the row stride of the per-thread block it is computed in.
         var args = new GemmArgs { M = m, A = RowMajorMatrix.Packer(&matrix), W = w, Ldc = w.N, Bias = bias };

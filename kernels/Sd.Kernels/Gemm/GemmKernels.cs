@@ -179,7 +179,8 @@ public static unsafe partial class GemmKernels
     /// <summary>Runs one GEMM over the worker pool (small problems run on the calling thread).</summary>
     public static void Run(GemmVariant variant, ref GemmArgs args)
     {
-        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Gemm);
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Gemm,
+            new Diagnostics.KernelShape("GEMM {0}x{1}x{2}", args.M, args.W.N, args.W.K));
         Validate(variant, ref args);
         if (args.M <= 0)
         {

@@ -30,7 +30,8 @@ public static class BenchCommand
         a time in every run as `sd generate` does, so its times include the loads; it needs a tokenizer (the model's,
         or --tokenizer DIR). Threads: --threads or SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
-        threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind.
+        threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, and the kernel
+        shapes that took the most of it (all of them with --json), each with its calls and GFLOP/s.
         --winograd-budget sets the UNet's memory for stored Winograd weights (default 256 MiB, SD 1.5's finest level;
         0 keeps 16-bit weights 16-bit everywhere). 3x3 layers without them transform their weights per call.
         An even UNet batch is a classifier-free guidance call: its second half repeats the first half's latents (the
@@ -101,6 +102,7 @@ public static class BenchCommand
         if (line.Has("--profile"))
         {
             result["profile"] = Profile(profiledSeconds);
+            result["profile_shapes"] = ProfileShapes();
         }
         if (line.Has("--json"))
         {
@@ -125,6 +127,14 @@ public static class BenchCommand
                 {
                     output.WriteLine($"    {kind,-12} {F(100 * share, "0.0"),5}%  {F(share * profiledSeconds, "0.000")} s");
                 }
+                var shapes = (List<Dictionary<string, object>>)result["profile_shapes"];
+                output.WriteLine($"  its longest kernel shapes ({Math.Min(TopShapes, shapes.Count)} of {shapes.Count}):");
+                foreach (Dictionary<string, object> shape in shapes.Take(TopShapes))
+                {
+                    double seconds = (double)shape["seconds"];
+                    output.WriteLine($"    {F(100 * seconds / profiledSeconds, "0.0"),5}%  {F(seconds, "0.000")} s  {shape["calls"],3} calls " +
+                        $"{F((double)shape["gflop"] / seconds, "0"),5} GFLOP/s  {shape["shape"]}");
+                }
             }
         }
         return 0;
@@ -148,6 +158,24 @@ public static class BenchCommand
         }
         shares["other"] = Math.Max(0, seconds - kernels) / seconds;
         return shares;
+    }
+
+    /// <summary>Kernel shapes listed in the text report (--json lists all).</summary>
+    private const int TopShapes = 12;
+
+    /// <summary>The profiled run's kernel shapes, longest first: shape, kind, seconds, calls and GFLOP (counted as in the totals).</summary>
+    private static List<Dictionary<string, object>> ProfileShapes()
+    {
+        var shapes = new List<Dictionary<string, object>>();
+        foreach (KernelShapeTotals totals in KernelProfiler.ShapesByTime())
+        {
+            shapes.Add(new Dictionary<string, object>
+            {
+                ["shape"] = totals.Shape.ToString(), ["kind"] = totals.Kind.ToString(), ["seconds"] = totals.Time.TotalSeconds,
+                ["calls"] = totals.Calls, ["gflop"] = totals.Flops / 1e9,
+            });
+        }
+        return shapes;
     }
 
     private sealed class Runner(Action action, params IDisposable[] owned) : IDisposable

@@ -1,0 +1,45 @@
+using System.Text.Json;
+using Sd.Cli.Commands;
+using Sd.Loaders.Tests;
+
+namespace Sd.Cli.Tests;
+
+/// <summary><c>sd bench</c> on the tiny fixture model: the JSON report and its profile.</summary>
+public sealed class BenchCommandTests
+{
+    [FixtureFact]
+    public void Profile_attributes_every_counted_flop_to_a_kernel_shape()
+    {
+        var output = new StringWriter();
+        Assert.Equal(0, BenchCommand.Run(["--model", Fixtures.Path("tiny/model"), "--part", "unet", "--height", "64", "--width", "64",
+            "--batch", "2", "--reps", "1", "--profile", "--json"], output));
+        using JsonDocument report = JsonDocument.Parse(output.ToString());
+        JsonElement root = report.RootElement;
+        double gflop = root.GetProperty("gflop").GetDouble();
+        Assert.True(gflop > 0);
+
+        double shareSum = 0;
+        foreach (JsonProperty kind in root.GetProperty("profile").EnumerateObject())
+        {
+            shareSum += kind.Value.GetDouble();
+        }
+        Assert.InRange(shareSum, 0.999, 1.001);
+
+        double shapeGflop = 0;
+        var seen = new HashSet<string>();
+        foreach (JsonElement shape in root.GetProperty("profile_shapes").EnumerateArray())
+        {
+            Assert.True(seen.Add(shape.GetProperty("shape").GetString()!), "each shape once");
+            Assert.True(shape.GetProperty("calls").GetInt32() >= 1);
+            Assert.True(shape.GetProperty("seconds").GetDouble() >= 0);
+            shapeGflop += shape.GetProperty("gflop").GetDouble();
+        }
+        // The tiny UNet (blocks 32, 64) at 8x8 latents, a guided call: conv_in on one image (both halves are the
+        // same latents), Winograd 3x3 layers, the cross-attention at 4x4 and conv_out's few-outputs kernel.
+        Assert.Contains("conv3x3 stride 1 implicit GEMM 1x8x8, 4 to 32 channels", seen);
+        Assert.Contains("conv3x3 Winograd 2x8x8, 32 to 32 channels", seen);
+        Assert.Contains("attention 2x8 heads, 16 queries x 77 keys, head dim 8", seen);
+        Assert.Contains("conv3x3 few outputs 2x8x8, 32 to 4 channels", seen);
+        Assert.Equal(gflop, shapeGflop, 1e-9 * gflop);
+    }
+}
