@@ -106,11 +106,19 @@ public sealed unsafe class WorkerPool : IDisposable
         }
         lock (_callLock)
         {
+            // Close the last call before its fields are rewritten. A worker may have read that call's final ticket
+            // (every index taken) and be about to compare its index with the task count: if it read the new, larger
+            // count there, its claim on the old ticket would succeed and run this call's task with an index that is
+            // also handed out below (twice run, _pending never back to 0: the pool hung, seen on 8 threads). Against
+            // the closed ticket that claim fails. The closing index is past any task count; the generation is kept,
+            // so waiting workers do not wake for it.
+            long previous = Volatile.Read(ref _ticket) >> 32;
+            Interlocked.Exchange(ref _ticket, previous << 32 | int.MaxValue);
             _task = task;
             _context = context;
             _taskCount = count;
             _pending = count;
-            long generation = (Volatile.Read(ref _ticket) >> 32) + 1;
+            long generation = previous + 1;
             Volatile.Write(ref _ticket, generation << 32);
             int sleepers = Volatile.Read(ref _sleepers);
             if (sleepers > 0)
