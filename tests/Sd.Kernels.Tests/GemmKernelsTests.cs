@@ -30,6 +30,7 @@ public unsafe class GemmKernelsTests
         (1, 1, 1), (1, 33, 7), (13, 1, 5), (14, 32, 256), (15, 33, 257), (29, 17, 3), (100, 77, 300),
         (257, 65, 513), (3, 320, 40), (77, 96, 64),
         (150, 200, 700), // a short M taken as one row block of 11 micro-panels (AVX-512), column groups sharing A
+        (200, 90, 300), // a short M with under 2 panels per thread (AVX-512): 2 row blocks x one-panel groups sharing A
         (20, 96, 45000), // a short M shared by several column groups, A packed once per K chunk, several chunks
         // Last micro-panels of 13, 4, 8, 9 and 12 rows (AVX-512's 14-row panel): the 4- and 8-row kernels, one or two calls.
         (13, 64, 40), (18, 64, 50), (22, 32, 17), (23, 64, 270), (40, 96, 300),
@@ -399,6 +400,44 @@ public unsafe class GemmKernelsTests
         float* a = stackalloc float[4];
         float* c = stackalloc float[4];
         Assert.Throws<ArgumentException>(() => GemmKernels.Multiply(GemmVariant.Scalar, 2, a, 2, packed, c, 2, null, null, 0));
+    }
+
+    /// <summary>
+    /// The work split on many threads, which this 2-core machine cannot run: SD 1.5's short products (a 32x32
+    /// latent's levels 1-2, M = 128 and 512) get rows split too once their panels are fewer than 2 per thread, while
+    /// on 2 (and 8) threads the split stays as measured there.
+    /// </summary>
+    [Theory]
+    [InlineData(512, 20, 2, 266, 1, 20)]   // 512x640x640, 2 threads: one row block per thread
+    [InlineData(128, 40, 2, 140, 2, 20)]   // 128x1280x1280, 2 threads: one column group per thread, shared A
+    [InlineData(512, 20, 16, 266, 20, 1)]  // 16 threads: 2 row blocks x 20 one-panel groups (was 10 groups of 2)
+    [InlineData(512, 20, 8, 518, 7, 3)]    // 8 threads, 2.5 panels per thread: column groups, as before
+    [InlineData(128, 40, 16, 140, 14, 3)]  // 16 threads, 2 panels per thread or more: column groups only
+    [InlineData(128, 320, 16, 140, 16, 20)] // 128x10240x1280: enough panels, column groups only
+    [InlineData(8192, 10, 16, 112, 1, 10)] // a long M: 74 row blocks of 8 micro-panels, each taking every panel
+    public void Splits_short_products_over_many_threads(int m, int panels, int threads, int rows, int groups, int perGroup)
+    {
+        Assert.Equal((rows, groups, perGroup), GemmKernels.Split(14, WeightFormat.F32, m, panels, threads));
+    }
+
+    /// <summary>Every split covers every row and panel once: whole micro-panels per row block, no empty group.</summary>
+    [Fact]
+    public void Every_split_covers_the_product()
+    {
+        foreach (int threads in new[] { 1, 2, 3, 8, 16, 64 })
+        {
+            foreach (int m in new[] { 1, 2, 13, 14, 15, 32, 128, 200, 512, 561, 2048, 8192 })
+            {
+                foreach (int panels in new[] { 1, 2, 3, 7, 10, 20, 40, 97, 320 })
+                {
+                    (int rows, int groups, int perGroup) = GemmKernels.Split(14, WeightFormat.F32, m, panels, threads);
+                    string what = $"m {m}, {panels} panels, {threads} threads: {rows} rows x {groups} groups of {perGroup}";
+                    Assert.True(rows > 0 && rows % 14 == 0, what);
+                    Assert.True(rows <= (m + 13) / 14 * 14, what);
+                    Assert.True(groups >= 1 && perGroup >= 1 && groups * perGroup >= panels && (groups - 1) * perGroup < panels, what);
+                }
+            }
+        }
     }
 
     internal static float[] RandomArray(Random random, int length)

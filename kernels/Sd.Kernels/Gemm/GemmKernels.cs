@@ -189,22 +189,9 @@ public static unsafe partial class GemmKernels
         Diagnostics.FlopCounter.Add(2L * args.M * args.W.N * args.W.K);
         GemmArgs call = args;
         call.W = WidenedOnce(call.W, call.M, 0);
-        int mc = RowBlock(variant.Mr, call.W.Format, call.M);
-        int rowBlocks = (call.M + mc - 1) / mc;
         int panels = call.W.Panels;
-        int threads = WorkerPool.Shared.ThreadCount;
-        int groups;
-        if (rowBlocks == 1)
-        {
-            (mc, groups) = ShortRowSplit(variant.Mr, call.M, panels, threads);
-            rowBlocks = (call.M + mc - 1) / mc;
-        }
-        else
-        {
-            groups = Math.Clamp((threads * 4 + rowBlocks - 1) / rowBlocks, 1, panels);
-        }
-        int panelsPerGroup = BalancedGroupPanels(panels, (panels + groups - 1) / groups, rowBlocks, threads);
-        groups = (panels + panelsPerGroup - 1) / panelsPerGroup;
+        (int mc, int groups, int panelsPerGroup) = Split(variant.Mr, call.W.Format, call.M, panels, WorkerPool.Shared.ThreadCount);
+        int rowBlocks = (call.M + mc - 1) / mc;
         GemmArgs* pArgs = &call;
         var context = new TaskContext
         {
@@ -227,6 +214,29 @@ public static unsafe partial class GemmKernels
     }
 
     /// <summary>
+    /// How <see cref="Run"/> splits an M-row product with <paramref name="panels"/> weight panels over
+    /// <paramref name="threads"/>: rows per row block, column groups and panels per group (tasks are row blocks x
+    /// groups). A long M takes about four tasks per thread, as column groups of its row blocks.
+    /// </summary>
+    internal static (int RowsPerBlock, int Groups, int PanelsPerGroup) Split(int mr, WeightFormat format, int m, int panels, int threads)
+    {
+        int mc = RowBlock(mr, format, m);
+        int rowBlocks = (m + mc - 1) / mc;
+        int groups;
+        if (rowBlocks == 1)
+        {
+            (mc, groups) = ShortRowSplit(mr, m, panels, threads);
+            rowBlocks = (m + mc - 1) / mc;
+        }
+        else
+        {
+            groups = Math.Clamp((threads * 4 + rowBlocks - 1) / rowBlocks, 1, panels);
+        }
+        int panelsPerGroup = BalancedGroupPanels(panels, (panels + groups - 1) / groups, rowBlocks, threads);
+        return (mc, (panels + panelsPerGroup - 1) / panelsPerGroup, panelsPerGroup);
+    }
+
+    /// <summary>
     /// A short M's split over the threads (it is one row block, see <see cref="RowBlock(int, WeightFormat, int)"/>):
     /// returns the rows per block and the column groups. With few weight panels (N up to
     /// <see cref="RowSplitMaxPanels"/> x NR) and enough rows for each thread to reuse a B micro-panel
@@ -240,6 +250,12 @@ public static unsafe partial class GemmKernels
     /// 512x10240x1280 34.6 / 34.8 / 36.9    128x1280x1280  1.21 / 1.14 / 1.17    128x1280x5120 5.04 / 4.58 / 4.72
     /// 128x3840x1280  3.28 / 3.18 / 3.49    128x5120x1280  4.41 / 4.37 / 4.81    32x1280x11520 2.42 / 2.41 /  -
     /// </code>
+    /// With fewer than <see cref="ShortTasksPerThread"/> panels per thread (many cores), column groups alone leave
+    /// threads idle or unevenly loaded, so the rows are split too: one panel per group and row blocks enough for
+    /// about that many tasks per thread, all reading one shared packed A. SD 1.5's 512x640x640 on 16 threads ran as
+    /// 10 groups of 2 panels, only 1.5x faster than on 2 threads. On a 16-core Xeon, alternating with the column-only
+    /// split: UNet 32x32 latents 0.297-0.310 s against 0.315-0.324 s (4 rounds). Four tasks per thread (which also
+    /// splits 128x1280 products there) gained about as much on 16 threads but lost 2% on 8.
     /// </summary>
     private static (int Rows, int Groups) ShortRowSplit(int mr, int m, int panels, int threads)
     {
@@ -248,8 +264,16 @@ public static unsafe partial class GemmKernels
         {
             return ((microPanels + threads - 1) / threads * mr, 1);
         }
+        if (panels < ShortTasksPerThread * threads && microPanels > 1)
+        {
+            int rowBlocks = Math.Min(microPanels, (ShortTasksPerThread * threads + panels - 1) / panels);
+            return ((microPanels + rowBlocks - 1) / rowBlocks * mr, panels);
+        }
         return (microPanels * mr, Math.Clamp(threads, 1, panels));
     }
+
+    /// <summary>Tasks per thread a short M's split aims at when its panels alone are too few (see <see cref="ShortRowSplit"/>).</summary>
+    private const int ShortTasksPerThread = 2;
 
     /// <summary>The most weight panels (N / NR) of a short M whose rows are split over the threads (measured: 80 gain, 120 equal, 320 lose).</summary>
     private const int RowSplitMaxPanels = 96;
