@@ -60,6 +60,29 @@ public sealed class ComponentCommandTests : IDisposable
     }
 
     [FixtureFact]
+    public void Inputs_of_the_wrong_dtype_are_refused_naming_the_file()
+    {
+        string floats = _dir.File("floats.npy"), ints = _dir.File("ints.npy"), output = _dir.File("out.npy");
+        NpyFile.Write(floats, NpyArray.FromFloat32(new float[2 * 77], [2, 77]));
+        NpyFile.Write(ints, NpyArray.FromInt64(new long[2 * 77 * 32], [2, 77, 32]));
+        string model = Fixtures.Path("tiny/model");
+        var ids = Assert.Throws<Sd.Loaders.InvalidFileException>(() =>
+            TextCommands.EncodeText(["--model", model, "--ids", floats, "--out", output], TextWriter.Null));
+        Assert.Equal($"{floats}: expected int64 or int32 data, found float32", ids.Message);
+        string dir = Ref("unet/t761.25_float");
+        var context = Assert.Throws<Sd.Loaders.InvalidFileException>(() => ModelCommands.UNet(["--model", model,
+            "--sample", Path.Combine(dir, "sample.npy"), "--timestep", "1", "--context", ints, "--out", output], TextWriter.Null));
+        Assert.Equal($"{ints}: expected float32 or float16 data, found int64", context.Message);
+        string[] generate = ["generate", "--model", model, "--prompt", "x", "--width", "64", "--height", "64", "--steps", "1",
+            "--latents", ints, "--out", _dir.File("x.png")];
+        var latents = Assert.Throws<Sd.Loaders.InvalidFileException>(() => GenerateCommand.Run(generate[1..], TextWriter.Null));
+        Assert.Equal($"{ints}: expected float32 or float16 data, found int64", latents.Message);
+        // Through Program.Main, as a user meets it: exit code 1 (a message), not an unhandled exception.
+        Assert.Equal(1, Program.Main(generate));
+        Assert.False(File.Exists(output));
+    }
+
+    [FixtureFact]
     public void Unet_command_on_a_single_file_with_config_matches_diffusers()
     {
         string single = _dir.File("tiny.safetensors");

@@ -65,6 +65,8 @@ public sealed class LdmKeyExporterTests
         VaeConfig vae = Sd15.Vae with
         {
             BlockOutChannels = Enumerable.Range(0, blocks + 1).Select(i => 32 << i).ToArray(),
+            DownBlockTypes = Enumerable.Repeat("DownEncoderBlock2D", blocks + 1).ToArray(),
+            UpBlockTypes = Enumerable.Repeat("UpDecoderBlock2D", blocks + 1).ToArray(),
             LayersPerBlock = vaeLayersPerBlock,
         };
         var expected = new Dictionary<string, (ModelComponent Component, string Key, bool Squeeze)>();

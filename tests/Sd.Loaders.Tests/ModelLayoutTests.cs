@@ -1,5 +1,6 @@
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
+using Sd.Loaders.Layout;
 using Sd.Loaders.Safetensors;
 using Sd.Loaders.Weights;
 
@@ -146,7 +147,9 @@ public sealed class ModelLayoutTests : IDisposable
     [Theory]
     [InlineData("{\"block_out_channels\":\"wide\"}", "'block_out_channels' must be a list of integers")]
     [InlineData("{\"scaling_factor\":-1}", "scaling_factor must be positive")]
-    [InlineData("{\"block_out_channels\":[32,64],\"down_block_types\":[\"DownEncoderBlock2D\"]}", "same non-zero length")]
+    [InlineData("{\"block_out_channels\":[32,64],\"down_block_types\":[\"DownEncoderBlock2D\"]}", "must have the same length, 1 to 8")]
+    [InlineData("{\"layers_per_block\":2147483647}", "'layers_per_block' must be in [1, 128], found 2147483647")]
+    [InlineData("{\"block_out_channels\":[1,1,1,1,1,1,1,1,1],\"down_block_types\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"],\"up_block_types\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]}", "same length, 1 to 8")]
     [InlineData("{\"latent_channels\":4,", "well-formed JSON")]
     [InlineData("[]", "JSON object")]
     public void Broken_vae_config_is_refused_with_file_and_key(string json, string expected)
@@ -161,11 +164,38 @@ public sealed class ModelLayoutTests : IDisposable
     [InlineData("{\"attention_head_dim\":7}", "does not divide")]
     [InlineData("{\"layers_per_block\":[2,2]}", "lists 2 values but the model has 4 blocks")]
     [InlineData("{\"cross_attention_dim\":0}", "must be positive")]
+    [InlineData("{\"layers_per_block\":100000000}", "'layers_per_block' must be in [1, 128], found 100000000")]
+    [InlineData("{\"transformer_layers_per_block\":[1,1,1,1000]}", "'transformer_layers_per_block' must be in [1, 128], found 1000")]
     public void Broken_unet_config_is_refused(string json, string expected)
     {
         string path = _dir.WriteText("unet.json", json);
         var e = Assert.Throws<InvalidFileException>(() => UNetConfig.Load(path));
         Assert.Contains("unet.json", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void A_config_built_in_code_is_checked_before_its_layout_is_built()
+    {
+        // Unchecked, the layout would list parameters for 2^31 layers (and the up blocks' j <= count never ends).
+        var layers = Assert.Throws<InvalidFileException>(() => DiffusersLayout.UNet(new UNetConfig { LayersPerBlock = [int.MaxValue, 2, 2, 2] }));
+        Assert.Contains("'layers_per_block' must be in [1, 128]", layers.Message);
+        var heads = Assert.Throws<InvalidFileException>(() => DiffusersLayout.UNet(new UNetConfig { BlockOutChannels = [129, 640, 1280, 1280] }));
+        Assert.Contains("8 does not divide block 0's 129 channels", heads.Message);
+        var clip = Assert.Throws<InvalidFileException>(() => DiffusersLayout.ClipText(new ClipTextConfig { NumHiddenLayers = 1 << 30 }));
+        Assert.Contains("'num_hidden_layers' must be in [1, 128]", clip.Message);
+        var vae = Assert.Throws<InvalidFileException>(() => DiffusersLayout.Vae(new VaeConfig { BlockOutChannels = new int[40], DownBlockTypes = new string[40], UpBlockTypes = new string[40] }));
+        Assert.Contains("1 to 8", vae.Message);
+    }
+
+    [Theory]
+    [InlineData("{\"num_hidden_layers\":100000000}", "'num_hidden_layers' must be in [1, 128], found 100000000")]
+    [InlineData("{\"hidden_size\":100,\"num_attention_heads\":3}", "not divisible")]
+    public void Broken_text_encoder_config_is_refused(string json, string expected)
+    {
+        string path = _dir.WriteText("clip.json", json);
+        var e = Assert.Throws<InvalidFileException>(() => ClipTextConfig.Load(path));
+        Assert.Contains("clip.json", e.Message);
         Assert.Contains(expected, e.Message);
     }
 
@@ -184,6 +214,20 @@ public sealed class ModelLayoutTests : IDisposable
         _dir.WriteText("tok/vocab.json", "{}");
         _dir.WriteText("tok/merges.txt", "#version: 0.2\n");
         Assert.Equal("!", TokenizerFiles.Load(Path.GetDirectoryName(tokenizer)!).PadToken);
+    }
+
+    [Theory]
+    [InlineData("{\"pad_token\":\"\"}")]
+    [InlineData("{\"eos_token\":{\"content\":\"\"}}")]
+    public void An_empty_special_token_is_refused_naming_the_file_and_key(string config)
+    {
+        string path = _dir.WriteText("emptytok/tokenizer_config.json", config);
+        _dir.WriteText("emptytok/vocab.json", "{\"\": 5}");
+        _dir.WriteText("emptytok/merges.txt", "#version: 0.2\n");
+        var e = Assert.Throws<InvalidFileException>(() => TokenizerFiles.Load(Path.GetDirectoryName(path)!));
+        Assert.Contains("tokenizer_config.json", e.Message);
+        Assert.Contains("_token", e.Message);
+        Assert.Contains("non-empty", e.Message);
     }
 
     [Fact]

@@ -50,6 +50,23 @@ public sealed class NpyFileTests : IDisposable
     }
 
     [Fact]
+    public void Typed_reads_widen_their_dtypes_and_refuse_others_naming_the_file()
+    {
+        string half = Path.Combine(_dir, "half.npy"), ints = Path.Combine(_dir, "ints.npy");
+        NpyFile.Write(half, NpyArray.FromFloat16([(Half)0.5f, (Half)(-2f)], [1, 2]));
+        NpyFile.Write(ints, NpyArray.FromInt32([7, 8, 9], [3]));
+
+        Assert.Equal([0.5f, -2f], NpyFile.ReadFloat32(half, out int[] halfShape));
+        Assert.Equal([1, 2], halfShape);
+        Assert.Equal([7L, 8L, 9L], NpyFile.ReadInt64(ints, out int[] intShape));
+        Assert.Equal([3], intShape);
+        var floats = Assert.Throws<InvalidFileException>(() => NpyFile.ReadFloat32(ints, out _));
+        Assert.Equal($"{ints}: expected float32 or float16 data, found int32", floats.Message);
+        var ids = Assert.Throws<InvalidFileException>(() => NpyFile.ReadInt64(half, out _));
+        Assert.Equal($"{half}: expected int64 or int32 data, found float16", ids.Message);
+    }
+
+    [Fact]
     public void Float16_RoundTrips_IncludingSubnormalsInfinitiesAndNaNPayloads()
     {
         // Smallest and largest subnormal, smallest normal, max, ±inf, -0, a quiet NaN with payload, a signalling NaN.

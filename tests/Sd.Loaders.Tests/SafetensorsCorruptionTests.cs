@@ -139,6 +139,24 @@ public sealed class SafetensorsCorruptionTests : IDisposable
     public void Zip_pickle_disguised_as_safetensors() =>
         Assert.IsType<UnsafeFormatException>(RecordOpen([(byte)'P', (byte)'K', 3, 4, 0, 0, 0, 0, 0, 0], "model.safetensors"));
 
+    [Fact]
+    public void Protocol_2_pickle_disguised_as_safetensors() =>
+        Assert.IsType<UnsafeFormatException>(RecordOpen([0x80, 0x02, (byte)'}', (byte)'q', 0x00, (byte)'(', (byte)'X', 0x01, 0, 0, 0, (byte)'a', (byte)'.'], "model.safetensors"));
+
+    [Theory]
+    [InlineData(640)]
+    [InlineData(896)]
+    [InlineData(1152)]
+    [InlineData(1408)]
+    [InlineData(66176)]
+    public void A_header_length_that_starts_like_a_pickle_marker_is_still_a_safetensors_file(int headerLength)
+    {
+        // Little-endian, these lengths begin 0x80 0x02..0x05, a pickle's protocol marker.
+        string path = _dir.Write("padded.safetensors", Assemble(TwoTensors.PadRight(headerLength), new byte[40]));
+        using var file = SafetensorsFile.Open(path);
+        Assert.Equal(2, file.Tensors.Count);
+    }
+
     [Theory]
     [InlineData("model.ckpt")]
     [InlineData("model.pt")]

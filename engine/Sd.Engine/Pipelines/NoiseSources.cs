@@ -27,7 +27,7 @@ public sealed class FileNoise(string directory) : INoiseSource
         {
             throw new FileNotFoundException($"{path}: noise draw {_next} was requested but the noise folder has no such file", path);
         }
-        float[] values = NpyFile.Read(path).ToFloat32();
+        float[] values = NpyFile.ReadFloat32(path, out _);
         if (values.Length != nchw.Length)
         {
             throw new InvalidFileException(path, $"holds {values.Length} values, the pipeline needs {nchw.Length} here");

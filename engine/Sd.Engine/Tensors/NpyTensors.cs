@@ -13,15 +13,11 @@ public static unsafe class NpyTensors
     /// <summary>Reads a float32/float16 [N,C,H,W] array into an NHWC tensor of shape [N,H,W,C].</summary>
     public static Tensor ReadNchwAsNhwc(string path)
     {
-        NpyArray array = NpyFile.Read(path);
-        int[] shape = array.Shape;
+        float[] nchw = NpyFile.ReadFloat32(path, out int[] shape);
         if (shape.Length != 4)
         {
             throw new InvalidFileException(path, $"expected a 4-D [N,C,H,W] array, found shape {NpyArray.FormatShape(shape)}");
         }
-        float[] nchw = array.DType is NpyDType.Float32 or NpyDType.Float16
-            ? array.ToFloat32()
-            : throw new InvalidFileException(path, $"expected float32 or float16 data, found {NpyArray.DTypeName(array.DType)}");
         int n = shape[0], c = shape[1], h = shape[2], w = shape[3];
         Tensor tensor = Tensor.Allocate([n, h, w, c]);
         fixed (float* src = nchw)

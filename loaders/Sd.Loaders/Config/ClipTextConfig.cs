@@ -42,16 +42,27 @@ public sealed record ClipTextConfig
             BosTokenId = json.GetInt("bos_token_id", d.BosTokenId),
             EosTokenId = json.GetInt("eos_token_id", d.EosTokenId),
         };
-        UNetConfig.CheckPositive(json, "vocab_size/hidden_size/intermediate_size/num_hidden_layers/num_attention_heads/max_position_embeddings",
-            [config.VocabSize, config.HiddenSize, config.IntermediateSize, config.NumHiddenLayers, config.NumAttentionHeads, config.MaxPositionEmbeddings]);
-        if (config.HiddenSize % config.NumAttentionHeads != 0)
-        {
-            throw new InvalidFileException(json.Path, $"hidden_size {config.HiddenSize} is not divisible by num_attention_heads {config.NumAttentionHeads}");
-        }
-        if (config.HiddenAct is not ("quick_gelu" or "gelu"))
-        {
-            throw new InvalidFileException(json.Path, $"hidden_act '{config.HiddenAct}' is not supported; expected quick_gelu or gelu");
-        }
+        config.Validate(json.Path);
         return config;
+    }
+
+    /// <summary>
+    /// Checks what the layout and the model are built from: positive sizes, at most <see cref="ConfigLimits.MaxLayers"/>
+    /// layers, heads that divide the width and a supported activation. <paramref name="source"/> is the file named
+    /// in the error.
+    /// </summary>
+    public void Validate(string source)
+    {
+        ConfigLimits.CheckPositive(source, "vocab_size/hidden_size/intermediate_size/num_attention_heads/max_position_embeddings",
+            [VocabSize, HiddenSize, IntermediateSize, NumAttentionHeads, MaxPositionEmbeddings]);
+        ConfigLimits.CheckCount(source, "num_hidden_layers", NumHiddenLayers, ConfigLimits.MaxLayers);
+        if (HiddenSize % NumAttentionHeads != 0)
+        {
+            throw new InvalidFileException(source, $"hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");
+        }
+        if (HiddenAct is not ("quick_gelu" or "gelu"))
+        {
+            throw new InvalidFileException(source, $"hidden_act '{HiddenAct}' is not supported; expected quick_gelu or gelu");
+        }
     }
 }

@@ -36,10 +36,11 @@ public static class ConfigInference
 
     public static UNetConfig UNet(WeightSet weights, ICollection<InferredSetting>? guesses = null)
     {
-        int blocks = CountIndices(weights, "down_blocks.");
-        if (blocks == 0 || CountIndices(weights, "up_blocks.") != blocks)
+        int blocks = CountIndices(weights, "down_blocks."), upBlocks = CountIndices(weights, "up_blocks.");
+        if (blocks == 0 || blocks > ConfigLimits.MaxBlocks || upBlocks != blocks)
         {
-            throw new InvalidFileException(weights.Source, $"cannot infer the UNet layout: {blocks} down blocks, {CountIndices(weights, "up_blocks.")} up blocks");
+            throw new InvalidFileException(weights.Source,
+                $"cannot infer the UNet layout: {blocks} down blocks, {upBlocks} up blocks (expected as many of each, 1 to {ConfigLimits.MaxBlocks})");
         }
         var channels = new int[blocks];
         var down = new string[blocks];
@@ -64,7 +65,7 @@ public static class ConfigInference
             (crossDim == 768 ? "8 per block as in SD 1.x, whose text context is 768 wide" : "64 channels per head as in SD 2.x")
             + Unfamiliar(crossDim, $"a {crossDim}-wide text context")));
         string? projIn = FirstEndingWith(weights, ".proj_in.weight");
-        return new UNetConfig
+        var config = new UNetConfig
         {
             SampleSize = crossDim == 768 ? 64 : 96,
             InChannels = Dim(weights, "conv_in.weight", 1),
@@ -79,14 +80,16 @@ public static class ConfigInference
             NumAttentionHeads = heads,
             UseLinearProjection = projIn is not null && weights.TryGet(projIn, out TensorEntry p) && p.Shape.Length == 2,
         };
+        config.Validate(weights.Source);
+        return config;
     }
 
     public static VaeConfig Vae(WeightSet weights, ICollection<InferredSetting>? guesses = null)
     {
         int blocks = CountIndices(weights, "encoder.down_blocks.");
-        if (blocks == 0)
+        if (blocks == 0 || blocks > ConfigLimits.MaxBlocks)
         {
-            throw new InvalidFileException(weights.Source, "cannot infer the VAE layout: no encoder.down_blocks");
+            throw new InvalidFileException(weights.Source, $"cannot infer the VAE layout: {blocks} encoder.down_blocks (expected 1 to {ConfigLimits.MaxBlocks})");
         }
         var channels = new int[blocks];
         for (int i = 0; i < blocks; i++)
@@ -108,6 +111,7 @@ public static class ConfigInference
             LatentChannels = Dim(weights, "post_quant_conv.weight", 0),
             SampleSize = 512,
         };
+        config.Validate(weights.Source);
         guesses?.Add(new("vae", "scaling factor", VaeConfig.DefaultScalingFactor.ToString(CultureInfo.InvariantCulture), "the SD 1.x/2.x value"));
         guesses?.Add(new("vae", "sample size", $"{config.SampleSize} px", "the SD 1.x/2.x value; it sets the tile size of tiled decoding"));
         return config;
@@ -129,6 +133,7 @@ public static class ConfigInference
             // OpenAI CLIP ViT-L/14 (SD 1.x, width 768) uses quick_gelu; OpenCLIP ViT-H (SD 2.x) uses gelu.
             HiddenAct = hidden == 768 ? "quick_gelu" : "gelu",
         };
+        config.Validate(weights.Source);
         string unfamiliar = Unfamiliar(hidden, $"a width of {hidden}");
         guesses?.Add(new("text_encoder", "attention heads", config.NumAttentionHeads.ToString(CultureInfo.InvariantCulture),
             "64 channels per head as in SD 1.x/2.x's CLIP models" + unfamiliar));
@@ -150,14 +155,39 @@ public static class ConfigInference
         {
             throw new InvalidFileException(weights.Source, $"cannot infer the config: tensor '{name}' is missing or has too few dimensions");
         }
-        return checked((int)entry.Shape[axis]);
+        long size = entry.Shape[axis];
+        if (size < 1 || size > int.MaxValue)
+        {
+            throw new InvalidFileException(weights.Source, $"cannot infer the config: tensor '{name}' has size {size} along axis {axis}, expected 1 to {int.MaxValue}");
+        }
+        return (int)size;
     }
 
-    /// <summary>Number of consecutive indices i (from 0) with some key starting "{prefix}{i}.".</summary>
+    /// <summary>
+    /// Number of consecutive indices i (from 0) with some key starting "{prefix}{i}.", in one pass over the keys (a
+    /// scan per index was quadratic in a file that lists many).
+    /// </summary>
     private static int CountIndices(WeightSet weights, string prefix)
     {
+        var seen = new HashSet<int>();
+        foreach (TensorEntry entry in weights.Entries)
+        {
+            string name = entry.Name;
+            int dot = name.StartsWith(prefix, StringComparison.Ordinal) ? name.IndexOf('.', prefix.Length) : -1;
+            if (dot < 0)
+            {
+                continue;
+            }
+            ReadOnlySpan<char> digits = name.AsSpan(prefix.Length, dot - prefix.Length);
+            // Only the canonical spelling ("7", not "07" or "+7") is the key "{prefix}7.".
+            if (int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out int index)
+                && (digits.Length == 1 || digits[0] != '0'))
+            {
+                seen.Add(index);
+            }
+        }
         int count = 0;
-        while (HasPrefix(weights, $"{prefix}{count}."))
+        while (seen.Contains(count))
         {
             count++;
         }

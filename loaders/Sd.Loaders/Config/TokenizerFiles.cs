@@ -81,15 +81,16 @@ public sealed record TokenizerFiles
         {
             return null;
         }
-        if (value.ValueKind == JsonValueKind.String)
+        // An empty special token would match nowhere in a prompt and cannot be split out of one.
+        if (value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 } token)
         {
-            return value.GetString();
+            return token;
         }
         if (value.ValueKind == JsonValueKind.Object && value.TryGetProperty("content", out JsonElement content)
-            && content.ValueKind == JsonValueKind.String)
+            && content.ValueKind == JsonValueKind.String && content.GetString() is { Length: > 0 } contentToken)
         {
-            return content.GetString();
+            return contentToken;
         }
-        throw json.Wrong(key, "a string or an object with a string \"content\"", value);
+        throw json.Wrong(key, "a non-empty string or an object with a non-empty string \"content\"", value);
     }
 }

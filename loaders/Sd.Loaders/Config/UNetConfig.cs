@@ -45,38 +45,10 @@ public sealed record UNetConfig
     {
         var d = new UNetConfig();
         string[] down = json.GetStrings("down_block_types", d.DownBlockTypes);
-        string[] up = json.GetStrings("up_block_types", d.UpBlockTypes);
-        int[] channels = json.GetInts("block_out_channels", d.BlockOutChannels);
         int blocks = down.Length;
-        if (blocks == 0 || up.Length != blocks || channels.Length != blocks)
-        {
-            throw new InvalidFileException(json.Path,
-                $"down_block_types ({down.Length}), up_block_types ({up.Length}) and block_out_channels ({channels.Length}) must have the same non-zero length");
-        }
-        foreach (int c in channels)
-        {
-            if (c <= 0)
-            {
-                throw new InvalidFileException(json.Path, $"block_out_channels must be positive, found {c}");
-            }
-        }
         // diffusers' historical naming: `attention_head_dim` holds the number of heads unless
         // `num_attention_heads` is given ("num_attention_heads = num_attention_heads or attention_head_dim").
         string headsKey = json.Has("num_attention_heads") ? "num_attention_heads" : "attention_head_dim";
-        int[] heads = json.GetIntPerBlock(headsKey, blocks, 8);
-        for (int i = 0; i < blocks; i++)
-        {
-            if (heads[i] <= 0 || channels[i] % heads[i] != 0)
-            {
-                throw new InvalidFileException(json.Path, $"{headsKey} {heads[i]} does not divide block {i}'s {channels[i]} channels");
-            }
-        }
-        int[] layers = json.GetIntPerBlock("layers_per_block", blocks, 2);
-        int[] transformerLayers = json.GetIntPerBlock("transformer_layers_per_block", blocks, 1);
-        int[] crossDim = json.GetIntPerBlock("cross_attention_dim", blocks, 1280);
-        CheckPositive(json, "layers_per_block", layers);
-        CheckPositive(json, "transformer_layers_per_block", transformerLayers);
-        CheckPositive(json, "cross_attention_dim", crossDim);
         var config = new UNetConfig
         {
             SampleSize = json.GetIntOrNull("sample_size"),
@@ -87,18 +59,18 @@ public sealed record UNetConfig
             FreqShift = json.GetInt("freq_shift", 0),
             DownBlockTypes = down,
             MidBlockType = json.Has("mid_block_type") ? json.GetString("mid_block_type", "") : d.MidBlockType,
-            UpBlockTypes = up,
+            UpBlockTypes = json.GetStrings("up_block_types", d.UpBlockTypes),
             OnlyCrossAttention = json.GetBoolPerBlock("only_cross_attention", blocks, false),
-            BlockOutChannels = channels,
-            LayersPerBlock = layers,
+            BlockOutChannels = json.GetInts("block_out_channels", d.BlockOutChannels),
+            LayersPerBlock = json.GetIntPerBlock("layers_per_block", blocks, 2),
             DownsamplePadding = json.GetInt("downsample_padding", d.DownsamplePadding),
             MidBlockScaleFactor = json.GetDouble("mid_block_scale_factor", d.MidBlockScaleFactor),
             ActFn = json.GetString("act_fn", d.ActFn),
             NormNumGroups = json.GetInt("norm_num_groups", d.NormNumGroups),
             NormEps = json.GetDouble("norm_eps", d.NormEps),
-            CrossAttentionDim = crossDim,
-            TransformerLayersPerBlock = transformerLayers,
-            NumAttentionHeads = heads,
+            CrossAttentionDim = json.GetIntPerBlock("cross_attention_dim", blocks, 1280),
+            TransformerLayersPerBlock = json.GetIntPerBlock("transformer_layers_per_block", blocks, 1),
+            NumAttentionHeads = json.GetIntPerBlock(headsKey, blocks, 8),
             UseLinearProjection = json.GetBool("use_linear_projection", false),
             UpcastAttention = json.GetBool("upcast_attention", false),
             ResnetTimeScaleShift = json.GetString("resnet_time_scale_shift", d.ResnetTimeScaleShift),
@@ -108,21 +80,43 @@ public sealed record UNetConfig
             ConvInKernel = json.GetInt("conv_in_kernel", d.ConvInKernel),
             ConvOutKernel = json.GetInt("conv_out_kernel", d.ConvOutKernel),
         };
-        if (config.InChannels <= 0 || config.OutChannels <= 0 || config.NormNumGroups <= 0)
-        {
-            throw new InvalidFileException(json.Path, "in_channels, out_channels and norm_num_groups must be positive");
-        }
+        config.Validate(json.Path, headsKey);
         return config;
     }
 
-    internal static void CheckPositive(JsonConfig json, string key, int[] values)
+    /// <summary>
+    /// Checks what the layout and the model are built from: one value per block everywhere, at most
+    /// <see cref="ConfigLimits.MaxBlocks"/> blocks, bounded layer counts, heads that divide each block's channels and
+    /// positive sizes. <paramref name="source"/> is the file named in the error.
+    /// </summary>
+    public void Validate(string source) => Validate(source, "num_attention_heads");
+
+    private void Validate(string source, string headsKey)
     {
-        foreach (int value in values)
+        int blocks = DownBlockTypes.Length;
+        if (blocks == 0 || blocks > ConfigLimits.MaxBlocks || UpBlockTypes.Length != blocks || BlockOutChannels.Length != blocks)
         {
-            if (value <= 0)
+            throw new InvalidFileException(source,
+                $"down_block_types ({blocks}), up_block_types ({UpBlockTypes.Length}) and block_out_channels ({BlockOutChannels.Length}) must have the same length, 1 to {ConfigLimits.MaxBlocks}");
+        }
+        ConfigLimits.CheckPerBlock(source, "layers_per_block", LayersPerBlock.Length, blocks);
+        ConfigLimits.CheckPerBlock(source, "cross_attention_dim", CrossAttentionDim.Length, blocks);
+        ConfigLimits.CheckPerBlock(source, "transformer_layers_per_block", TransformerLayersPerBlock.Length, blocks);
+        ConfigLimits.CheckPerBlock(source, headsKey, NumAttentionHeads.Length, blocks);
+        ConfigLimits.CheckPositive(source, "block_out_channels", BlockOutChannels);
+        for (int i = 0; i < blocks; i++)
+        {
+            if (NumAttentionHeads[i] <= 0 || BlockOutChannels[i] % NumAttentionHeads[i] != 0)
             {
-                throw new InvalidFileException(json.Path, $"'{key}' must be positive, found {value}");
+                throw new InvalidFileException(source, $"{headsKey} {NumAttentionHeads[i]} does not divide block {i}'s {BlockOutChannels[i]} channels");
             }
+            ConfigLimits.CheckCount(source, "layers_per_block", LayersPerBlock[i], ConfigLimits.MaxLayers);
+            ConfigLimits.CheckCount(source, "transformer_layers_per_block", TransformerLayersPerBlock[i], ConfigLimits.MaxLayers);
+        }
+        ConfigLimits.CheckPositive(source, "cross_attention_dim", CrossAttentionDim);
+        if (InChannels <= 0 || OutChannels <= 0 || NormNumGroups <= 0)
+        {
+            throw new InvalidFileException(source, "in_channels, out_channels and norm_num_groups must be positive");
         }
     }
 }

@@ -37,12 +37,6 @@ public sealed record VaeConfig
         int[] channels = json.GetInts("block_out_channels", d.BlockOutChannels);
         string[] down = json.GetStrings("down_block_types", d.DownBlockTypes);
         string[] up = json.GetStrings("up_block_types", d.UpBlockTypes);
-        if (channels.Length == 0 || down.Length != channels.Length || up.Length != channels.Length)
-        {
-            throw new InvalidFileException(json.Path,
-                $"down_block_types ({down.Length}), up_block_types ({up.Length}) and block_out_channels ({channels.Length}) must have the same non-zero length");
-        }
-        UNetConfig.CheckPositive(json, "block_out_channels", channels);
         var config = new VaeConfig
         {
             InChannels = json.GetInt("in_channels", d.InChannels),
@@ -62,12 +56,30 @@ public sealed record VaeConfig
             UsePostQuantConv = json.GetBool("use_post_quant_conv", d.UsePostQuantConv),
             MidBlockAddAttention = json.GetBool("mid_block_add_attention", d.MidBlockAddAttention),
         };
-        UNetConfig.CheckPositive(json, "layers_per_block/latent_channels/norm_num_groups",
-            [config.LayersPerBlock, config.LatentChannels, config.NormNumGroups, config.InChannels, config.OutChannels]);
-        if (config.ScalingFactor <= 0)
-        {
-            throw new InvalidFileException(json.Path, $"scaling_factor must be positive, found {config.ScalingFactor}");
-        }
+        config.Validate(json.Path);
         return config;
+    }
+
+    /// <summary>
+    /// Checks what the layout and the model are built from: one block type and width per block, at most
+    /// <see cref="ConfigLimits.MaxBlocks"/> blocks, a bounded layer count and positive sizes.
+    /// <paramref name="source"/> is the file named in the error.
+    /// </summary>
+    public void Validate(string source)
+    {
+        int blocks = BlockOutChannels.Length;
+        if (blocks == 0 || blocks > ConfigLimits.MaxBlocks || DownBlockTypes.Length != blocks || UpBlockTypes.Length != blocks)
+        {
+            throw new InvalidFileException(source,
+                $"down_block_types ({DownBlockTypes.Length}), up_block_types ({UpBlockTypes.Length}) and block_out_channels ({blocks}) must have the same length, 1 to {ConfigLimits.MaxBlocks}");
+        }
+        ConfigLimits.CheckPositive(source, "block_out_channels", BlockOutChannels);
+        ConfigLimits.CheckCount(source, "layers_per_block", LayersPerBlock, ConfigLimits.MaxLayers);
+        ConfigLimits.CheckPositive(source, "latent_channels/norm_num_groups/in_channels/out_channels",
+            [LatentChannels, NormNumGroups, InChannels, OutChannels]);
+        if (!(ScalingFactor > 0))
+        {
+            throw new InvalidFileException(source, $"scaling_factor must be positive, found {ScalingFactor}");
+        }
     }
 }

@@ -22,13 +22,15 @@ public readonly record struct ParameterSpec(string Name, long[] Shape)
 /// <summary>
 /// The state-dict layout (key and shape of every parameter) that diffusers / transformers produce for a config:
 /// what a checkpoint of that architecture must contain. Used to write random models of real shape
-/// (<c>sd make-random-model</c>); tests check it against real files (the fixtures and SD 1.5's key map).
+/// (<c>sd make-random-model</c>); tests check it against real files (the fixtures and SD 1.5's key map). Each config
+/// is validated first (<see cref="ConfigLimits"/>), so a config built in code cannot make the layout grow without bound.
 /// Reference: diffusers UNet2DConditionModel / AutoencoderKL and transformers CLIPTextModel state dicts.
 /// </summary>
 public static class DiffusersLayout
 {
     public static List<ParameterSpec> UNet(UNetConfig config)
     {
+        config.Validate(nameof(config));
         var p = new List<ParameterSpec>();
         int[] ch = config.BlockOutChannels;
         int n = ch.Length;
@@ -79,6 +81,7 @@ public static class DiffusersLayout
 
     public static List<ParameterSpec> Vae(VaeConfig config)
     {
+        config.Validate(nameof(config));
         var p = new List<ParameterSpec>();
         int[] ch = config.BlockOutChannels;
         int n = ch.Length;
@@ -117,6 +120,7 @@ public static class DiffusersLayout
 
     public static List<ParameterSpec> ClipText(ClipTextConfig config)
     {
+        config.Validate(nameof(config));
         var p = new List<ParameterSpec>();
         int w = config.HiddenSize;
         p.Add(new("text_model.embeddings.token_embedding.weight", [config.VocabSize, w]));

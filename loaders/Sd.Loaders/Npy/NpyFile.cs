@@ -32,6 +32,32 @@ public static class NpyFile
         return Read(stream, path);
     }
 
+    /// <summary>
+    /// Reads a float32 or float16 array as float32 values (latents, noise, text context); any other dtype is an
+    /// <see cref="InvalidFileException"/> naming the file.
+    /// </summary>
+    public static float[] ReadFloat32(string path, out int[] shape)
+    {
+        NpyArray array = Read(path);
+        shape = array.Shape;
+        return array.DType is NpyDType.Float32 or NpyDType.Float16
+            ? array.ToFloat32()
+            : throw WrongDType(path, "float32 or float16", array.DType);
+    }
+
+    /// <summary>Reads an int64 or int32 array (token ids) as int64 values; any other dtype is refused naming the file.</summary>
+    public static long[] ReadInt64(string path, out int[] shape)
+    {
+        NpyArray array = Read(path);
+        shape = array.Shape;
+        return array.DType is NpyDType.Int64 or NpyDType.Int32
+            ? array.ToInt64()
+            : throw WrongDType(path, "int64 or int32", array.DType);
+    }
+
+    private static InvalidFileException WrongDType(string path, string expected, NpyDType found) =>
+        Invalid(path, $"expected {expected} data, found {NpyArray.DTypeName(found)}");
+
     /// <param name="nameForErrors">The file name put in error messages.</param>
     public static NpyArray Read(Stream stream, string nameForErrors)
     {

@@ -144,8 +144,15 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// </summary>
     private static SafetensorsHeader.Parsed Validate(string path, byte* file, long fileLength, out byte* data)
     {
-        PickleGuard.RefuseByMagic(path, new ReadOnlySpan<byte>(file, 8));
         ulong declared = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(file, 8));
+        // Only a file whose first 8 bytes are not a header length followed by a JSON object is checked for pickle or
+        // zip magic: a header of 640, 896, 1152 or 1408 bytes (mod 65536) starts with a pickle's protocol marker.
+        // A real pickle's or zip's first 8 bytes read as a length past its end, or are not followed by '{'.
+        bool looksLikeHeader = fileLength > 8 && declared <= (ulong)(fileLength - 8) && file[8] == (byte)'{';
+        if (!looksLikeHeader)
+        {
+            PickleGuard.RefuseByMagic(path, new ReadOnlySpan<byte>(file, 8));
+        }
         long headerLength = SafetensorsHeader.ValidateHeaderLength(path, declared, fileLength);
         var header = new ReadOnlySpan<byte>(file + 8, checked((int)headerLength));
         SafetensorsHeader.Parsed parsed = SafetensorsHeader.Parse(path, header, fileLength - 8 - headerLength);

@@ -83,7 +83,7 @@ public static class GenerateCommand
             Height = line.GetInt("--height", 512),
             ClipSkip = line.GetInt("--clip-skip", 0),
             GuidanceRescale = line.GetFloat("--guidance-rescale", 0f),
-            InitialLatents = line.Get("--latents") is { } latents ? NpyFile.Read(latents).ToFloat32() : null,
+            InitialLatents = line.Get("--latents") is { } latents ? NpyFile.ReadFloat32(latents, out _) : null,
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
         using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PngFile.Read(initPath)) : null;

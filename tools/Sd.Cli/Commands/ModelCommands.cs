@@ -130,13 +130,13 @@ public static class ModelCommands
 
     private static Tensor ReadContext(string path)
     {
-        NpyArray array = NpyFile.Read(path);
-        if (array.Shape.Length != 3)
+        float[] values = NpyFile.ReadFloat32(path, out int[] shape);
+        if (shape.Length != 3)
         {
-            throw new InvalidFileException(path, $"context must be a 3-D [B, tokens, width] array, found shape {NpyArray.FormatShape(array.Shape)}");
+            throw new InvalidFileException(path, $"context must be a 3-D [B, tokens, width] array, found shape {NpyArray.FormatShape(shape)}");
         }
-        Tensor context = Tensor.Allocate(array.Shape);
-        array.ToFloat32().CopyTo(context.Span);
+        Tensor context = Tensor.Allocate(shape);
+        values.CopyTo(context.Span);
         return context;
     }
 }

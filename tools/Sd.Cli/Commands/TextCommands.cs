@@ -99,13 +99,12 @@ public static class TextCommands
         int batch;
         if (line.Get("--ids") is { } idsPath)
         {
-            NpyArray array = NpyFile.Read(idsPath);
-            if (array.Shape.Length != 2)
+            ids = NpyFile.ReadInt64(idsPath, out int[] shape);
+            if (shape.Length != 2)
             {
-                throw new InvalidFileException(idsPath, $"token ids must be a 2-D [B, tokens] array, found shape {NpyArray.FormatShape(array.Shape)}");
+                throw new InvalidFileException(idsPath, $"token ids must be a 2-D [B, tokens] array, found shape {NpyArray.FormatShape(shape)}");
             }
-            ids = array.ToInt64();
-            batch = array.Shape[0];
+            batch = shape[0];
         }
         else
         {
