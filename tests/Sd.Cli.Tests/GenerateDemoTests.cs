@@ -54,11 +54,15 @@ public sealed class GenerateDemoTests : IDisposable
     }
 
     [Fact]
-    public void Batch_count_rejects_zero_and_replayed_draws()
+    public void Batch_and_thread_counts_are_bounded_and_replayed_draws_refused()
     {
         string png = _dir.File("y.png");
-        Assert.Contains("at least 1", Assert.Throws<UsageException>(() =>
+        Assert.Contains("must be in [1, 256], got 0", Assert.Throws<UsageException>(() =>
             GenerateCommand.Run(["--prompt", "p", "--out", png, "--batch-count", "0"], TextWriter.Null)).Message);
+        Assert.Contains("must be in [1, 256], got 100000", Assert.Throws<UsageException>(() =>
+            GenerateCommand.Run(["--prompt", "p", "--out", png, "--batch-count", "100000"], TextWriter.Null)).Message);
+        Assert.Contains("--threads must be in [1, 1024], got 2147483647", Assert.Throws<UsageException>(() =>
+            GenerateCommand.Run(["--prompt", "p", "--out", png, "--threads", "2147483647"], TextWriter.Null)).Message);
         Assert.Contains("--batch-count 1", Assert.Throws<UsageException>(() =>
             GenerateCommand.Run(["--prompt", "p", "--out", png, "--batch-count", "2", "--noise-dir", _dir.File("n")], TextWriter.Null)).Message);
         Assert.False(File.Exists(png));

@@ -144,6 +144,12 @@ public sealed class SchedulerSpacingTests
             Assert.ThrowsAny<ArgumentException>(() => s.SetTimesteps(0));
             Assert.ThrowsAny<ArgumentException>(() => s.SetTimesteps(1001));
         }
+        // Leading spacing with steps_offset 1 begins 1000 steps at timestep 1000: diffusers indexes alphas_cumprod[1000].
+        foreach (string name in new[] { "ddim", "pndm", "euler", "euler-a", "lms" })
+        {
+            Assert.Throws<ArgumentOutOfRangeException>(() => Scheduler.Create(name, Config("leading", 1)).SetTimesteps(1000));
+            Scheduler.Create(name, Config("leading", 1)).SetTimesteps(999);
+        }
         // PNDM's _get_prev_sample only knows epsilon and v; Euler ancestral raises NotImplementedError for sample.
         Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create("pndm", Config(null, 1, "sample")));
         Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create("euler-a", Config(null, 1, "sample")));

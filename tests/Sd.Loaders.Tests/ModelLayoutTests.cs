@@ -150,6 +150,7 @@ public sealed class ModelLayoutTests : IDisposable
     [InlineData("{\"block_out_channels\":[32,64],\"down_block_types\":[\"DownEncoderBlock2D\"]}", "must have the same length, 1 to 8")]
     [InlineData("{\"layers_per_block\":2147483647}", "'layers_per_block' must be in [1, 128], found 2147483647")]
     [InlineData("{\"block_out_channels\":[1,1,1,1,1,1,1,1,1],\"down_block_types\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"],\"up_block_types\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]}", "same length, 1 to 8")]
+    [InlineData("{\"sample_size\":48,\"block_out_channels\":[1,1,1,1],\"down_block_types\":[\"a\",\"a\",\"a\",\"a\"],\"up_block_types\":[\"a\",\"a\",\"a\",\"a\"]}", "sample_size must be a positive multiple of 32 (4 x the downscale factor 8), found 48")]
     [InlineData("{\"latent_channels\":4,", "well-formed JSON")]
     [InlineData("[]", "JSON object")]
     public void Broken_vae_config_is_refused_with_file_and_key(string json, string expected)
@@ -196,6 +197,18 @@ public sealed class ModelLayoutTests : IDisposable
         string path = _dir.WriteText("clip.json", json);
         var e = Assert.Throws<InvalidFileException>(() => ClipTextConfig.Load(path));
         Assert.Contains("clip.json", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Theory]
+    [InlineData("{\"steps_offset\":-1}", "steps_offset must be in 0..999 (num_train_timesteps - 1), found -1")]
+    [InlineData("{\"steps_offset\":5000}", "found 5000")]
+    [InlineData("{\"num_train_timesteps\":0}", "num_train_timesteps must be in 1..100000")]
+    public void Broken_scheduler_config_is_refused(string json, string expected)
+    {
+        string path = _dir.WriteText("scheduler_config.json", json);
+        var e = Assert.Throws<InvalidFileException>(() => SchedulerConfig.Load(path));
+        Assert.Contains("scheduler_config.json", e.Message);
         Assert.Contains(expected, e.Message);
     }
 

@@ -20,6 +20,8 @@ public static unsafe class ImageConversion
         {
             throw new ArgumentException($"expected an NHWC RGB tensor [N, H, W, 3], got {image}", nameof(image));
         }
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, image.Dim(0));
         int height = image.Dim(1), width = image.Dim(2);
         var pixels = new byte[height * width * 3];
         float* source = image.Data + (long)index * pixels.Length;

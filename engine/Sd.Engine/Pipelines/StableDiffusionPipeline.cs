@@ -205,20 +205,31 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     private static ulong SeedOf(GenerateRequest request, int image) => unchecked(request.Seed + (ulong)image);
 
     /// <summary>The request checks that need no work: sizes, steps, the batch count.</summary>
+    /// <summary>The widest and tallest image a request may ask for (2048 latents a side: far beyond what fits in memory).</summary>
+    public const int MaxImageSide = 16384;
+
+    /// <summary>The most images one call makes: its results (latents and images) are all held until it returns.</summary>
+    public const int MaxBatchCount = 256;
+
     private void CheckRequest(GenerateRequest request, int count)
     {
         int factor = _vaeConfig.DownscaleFactor;
-        if (request.Width <= 0 || request.Height <= 0 || request.Width % factor != 0 || request.Height % factor != 0)
+        if (request.Width <= 0 || request.Height <= 0 || request.Width % factor != 0 || request.Height % factor != 0
+            || request.Width > MaxImageSide || request.Height > MaxImageSide)
         {
-            throw new ArgumentException($"width and height must be positive multiples of {factor}, got {request.Width}x{request.Height}", nameof(request));
+            throw new ArgumentException($"width and height must be positive multiples of {factor}, at most {MaxImageSide}, got {request.Width}x{request.Height}", nameof(request));
         }
         if (request.Steps < 1)
         {
             throw new ArgumentException($"steps must be at least 1, got {request.Steps}", nameof(request));
         }
-        if (count < 1)
+        if (!float.IsFinite(request.GuidanceScale) || !(request.GuidanceRescale >= 0 && float.IsFinite(request.GuidanceRescale)))
         {
-            throw new ArgumentOutOfRangeException(nameof(count), count, "the batch count must be at least 1");
+            throw new ArgumentException($"the guidance scale must be finite and the guidance rescale finite and non-negative, got {request.GuidanceScale} and {request.GuidanceRescale}", nameof(request));
+        }
+        if (count < 1 || count > MaxBatchCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"the batch count must be in [1, {MaxBatchCount}]");
         }
         if (count > 1 && (request.InitialLatents is not null || request.Noise is not null))
         {

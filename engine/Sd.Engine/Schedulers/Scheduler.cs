@@ -303,6 +303,13 @@ public abstract class Scheduler
                     break;
                 }
         }
+        // Leading spacing with an offset reaches timestep n at steps = n (SD 1.x: 1000 steps, steps_offset 1), past
+        // the last of the n training timesteps; diffusers fails there with an IndexError.
+        if (t[0] > n - 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(steps), steps,
+                $"{steps} steps with timestep_spacing {Spacing} and steps_offset {Config.StepsOffset} begin at timestep {t[0]}, past the last of the {n} training timesteps");
+        }
         return t;
     }
 

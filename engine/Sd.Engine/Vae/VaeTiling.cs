@@ -25,6 +25,11 @@ internal static unsafe class VaeTilingRunner
         int stride = (int)(inputTile * (1 - OverlapFactor));
         int blend = (int)(outputTile * OverlapFactor);
         int rowLimit = outputTile - blend;
+        if (stride < 1 || (long)rowLimit * scaleDenominator != (long)stride * scaleNumerator)
+        {
+            // Each tile's kept square must start where its input does, scaled; otherwise tiles land past the output.
+            throw new ArgumentException($"a {inputTile}-pixel tile at scale {scaleNumerator}/{scaleDenominator} does not overlap its neighbours by a whole quarter", nameof(inputTile));
+        }
         Tensor?[] previousRow = new Tensor?[(width + stride - 1) / stride];
         Tensor?[] currentRow = new Tensor?[previousRow.Length];
         try

@@ -30,9 +30,13 @@ public sealed unsafe class WorkerPool : IDisposable
     // previous call can never take an index of the next one: its generation no longer matches.
     private long _ticket;
 
+    /// <summary>The most threads a pool takes: more than any machine Sd runs on, far fewer than would exhaust the OS.</summary>
+    public const int MaxThreads = 1024;
+
     public WorkerPool(int threadCount)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threadCount, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(threadCount, MaxThreads);
         ThreadCount = threadCount;
         _threads = new Thread[threadCount - 1];
         for (int i = 0; i < _threads.Length; i++)
@@ -66,6 +70,7 @@ public sealed unsafe class WorkerPool : IDisposable
     public static void ConfigureShared(int threadCount)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(threadCount, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(threadCount, MaxThreads);
         lock (s_sharedGate)
         {
             if (s_shared != null && s_shared.ThreadCount != threadCount)
@@ -82,7 +87,11 @@ public sealed unsafe class WorkerPool : IDisposable
     private static int DefaultThreadCount()
     {
         string? configured = Environment.GetEnvironmentVariable("SD_THREADS");
-        return int.TryParse(configured, out int n) && n > 0 ? n : Environment.ProcessorCount;
+        if (!int.TryParse(configured, out int n) || n <= 0)
+        {
+            return Math.Min(Environment.ProcessorCount, MaxThreads);
+        }
+        return n <= MaxThreads ? n : throw new ArgumentOutOfRangeException("SD_THREADS", n, $"SD_THREADS must be at most {MaxThreads}");
     }
 
     /// <summary>

@@ -46,6 +46,10 @@ public sealed record SchedulerConfig
         {
             throw new InvalidFileException(json.Path, $"num_train_timesteps must be in 1..100000, found {config.NumTrainTimesteps}");
         }
+        if (config.StepsOffset < 0 || config.StepsOffset >= config.NumTrainTimesteps)
+        {
+            throw new InvalidFileException(json.Path, $"steps_offset must be in 0..{config.NumTrainTimesteps - 1} (num_train_timesteps - 1), found {config.StepsOffset}");
+        }
         if (config.TrainedBetas is { } betas && betas.Length != config.NumTrainTimesteps)
         {
             throw new InvalidFileException(json.Path, $"trained_betas has {betas.Length} values, num_train_timesteps is {config.NumTrainTimesteps}");

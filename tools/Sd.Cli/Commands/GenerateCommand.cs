@@ -56,9 +56,9 @@ public static class GenerateCommand
             "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count"), []);
         string outPath = line.Require("--out");
         int batchCount = line.GetInt("--batch-count", 1);
-        if (batchCount < 1)
+        if (batchCount < 1 || batchCount > StableDiffusionPipeline.MaxBatchCount)
         {
-            throw new UsageException($"generate: --batch-count must be at least 1, got {batchCount}");
+            throw new UsageException($"generate: --batch-count must be in [1, {StableDiffusionPipeline.MaxBatchCount}], got {batchCount}");
         }
         if (batchCount > 1 && (line.Has("--latents") || line.Has("--noise-dir")))
         {

@@ -18,7 +18,10 @@ internal static class ModelOptions
         if (line.Has("--threads"))
         {
             int threads = line.GetInt("--threads", 0);
-            if (threads < 1) throw new UsageException($"{line.Command}: --threads must be at least 1, got {threads}");
+            if (threads < 1 || threads > Sd.Kernels.Threading.WorkerPool.MaxThreads)
+            {
+                throw new UsageException($"{line.Command}: --threads must be in [1, {Sd.Kernels.Threading.WorkerPool.MaxThreads}], got {threads}");
+            }
             Sd.Kernels.Threading.WorkerPool.ConfigureShared(threads);
         }
         return new StderrLogger(StderrLogger.ParseLevel(line.Get("--log-level"), line.Command));

@@ -1,0 +1,77 @@
+using Sd.Engine.Imaging;
+using Sd.Engine.Pipelines;
+using Sd.Engine.Tensors;
+using Sd.Engine.UNet;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Layout;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// Requests and arguments that must be refused, naming what is wrong, before any kernel sees them: an image size
+/// whose latent count overflows an int once reached the latents' layout conversion as a short array, a timestep
+/// past the schedule indexed past the alphas, and an image index past a batch read past the tensor.
+/// </summary>
+public sealed class HostileRequestTests
+{
+    private static readonly GenerateRequest Request = new() { Prompt = "p", Steps = 2, Width = 64, Height = 64, Seed = 1 };
+
+    [Fact]
+    public void Sizes_past_the_largest_side_are_refused_before_anything_is_allocated()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        // 32769 x 32768 latents x 4 channels wraps an int to 131072.
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { Width = 262152, Height = 262144 }));
+        Assert.Contains($"at most {StableDiffusionPipeline.MaxImageSide}, got 262152x262144", e.Message);
+        Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { Width = StableDiffusionPipeline.MaxImageSide + 8 }));
+    }
+
+    [Fact]
+    public void Guidance_must_be_finite_and_its_rescale_non_negative()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        Assert.Contains("guidance", Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { GuidanceScale = float.NaN })).Message);
+        Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { GuidanceScale = float.PositiveInfinity }));
+        Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { GuidanceRescale = -0.5f }));
+    }
+
+    [Fact]
+    public void Batch_counts_are_bounded()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.GenerateBatch(Request, StableDiffusionPipeline.MaxBatchCount + 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.GenerateBatch(Request, 0));
+    }
+
+    [Theory]
+    [InlineData("ddim")]
+    [InlineData("pndm")]
+    public void A_step_count_whose_schedule_passes_the_last_timestep_is_refused(string scheduler)
+    {
+        // SD 1.x's leading spacing (DDIM's and PNDM's default) with steps_offset 1 begins 1000 steps at timestep 1000,
+        // one past the table.
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Generate(Request with { Scheduler = scheduler, Steps = 1000 }));
+        Assert.Contains("begin at timestep 1000, past the last of the 1000 training timesteps", e.Message);
+    }
+
+    [Fact]
+    public void An_image_index_past_the_batch_is_refused()
+    {
+        using Tensor image = Tensor.Allocate([1, 2, 2, 3]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ImageConversion.ToRgb8(image, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ImageConversion.ToRgb8(image, -1));
+        Assert.Equal(12, ImageConversion.ToRgb8(image, 0).Pixels.Length);
+    }
+
+    [Fact]
+    public void A_text_context_width_per_block_is_not_supported()
+    {
+        // One context buffer feeds every block; a wider block would read its rows past the buffer's end.
+        using ModelSource demo = ModelSource.Demo();
+        var config = DemoModel.UNet with { CrossAttentionDim = [DemoModel.UNet.CrossAttentionDim[0], .. Enumerable.Repeat(1024, DemoModel.UNet.CrossAttentionDim.Length - 1)] };
+        var e = Assert.Throws<NotSupportedException>(() => new UNet2DConditionModel(config, demo.Weights(ModelComponent.Unet)).Dispose());
+        Assert.Contains("per-block cross_attention_dim", e.Message);
+    }
+}
