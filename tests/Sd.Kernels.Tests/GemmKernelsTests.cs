@@ -34,8 +34,11 @@ public unsafe class GemmKernelsTests
         (20, 96, 45000), // a short M shared by several column groups, A packed once per K chunk, several chunks
         // Last micro-panels of 13, 4, 8, 9 and 12 rows (AVX-512's 14-row panel): the 4- and 8-row kernels, one or two calls.
         (13, 64, 40), (18, 64, 50), (22, 32, 17), (23, 64, 270), (40, 96, 300),
-        // K at the deepest single K block (MaxKc = 320) and one past it (blocks of 256 + 65).
-        (130, 70, 320), (33, 40, 321),
+        // A short M (one row block): K at its deepest single K block (640), one past it (two of 321, 320), and
+        // 1700 in three blocks of 567, 567, 566.
+        (130, 70, 640), (33, 40, 641), (30, 40, 1700),
+        // A long M (several row blocks): K at its deepest single K block (1280) and one past it (641 + 640).
+        (600, 40, 1280), (580, 70, 1281),
         // The largest M taken as one row block (40 AVX-512 micro-panels) and one row past it (8-panel blocks).
         (560, 70, 300), (561, 33, 270),
         // A short M with few panels split into one row block per thread (37 micro-panels, 5 panels), its last block short.

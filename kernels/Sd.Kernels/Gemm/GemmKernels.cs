@@ -7,30 +7,45 @@ namespace Sd.Kernels.Gemm;
 /// <summary>
 /// C[M,N] = A[M,K] W[N,K]^T (+ bias[N]) (+ residual[M,N]) with W pre-packed (<see cref="PackedWeights"/>) and A the
 /// row-major activations (an NHWC tensor is [pixels, channels]) or a virtual matrix gathered by an
-/// <see cref="APacker"/>. GotoBLAS/BLIS loop nest: K in blocks of <see cref="Kc"/> (one B micro-panel, Kc x NR,
-/// stays in L1), A packed per task into MR-row micro-panels (Mc x Kc in L2), the microkernel over MR x NR register
-/// tiles. Parallel calls split (row block, column-panel group) tasks over <see cref="WorkerPool"/>.
+/// <see cref="APacker"/>. GotoBLAS/BLIS loop nest: K in deep blocks (<see cref="KBlock"/>: a B micro-panel of a K
+/// block x NR streams from L2), A packed per task into MR-row micro-panels (an Mc x K-block A block), the microkernel
+/// over MR x NR register tiles. Parallel calls split (row block, column-panel group) tasks over <see cref="WorkerPool"/>.
 /// </summary>
 public static unsafe partial class GemmKernels
 {
-    /// <summary>K block: a 256 x 32 float B micro-panel is 32 KiB, inside Zen 5's 48 KiB L1D with room for A.</summary>
-    public const int Kc = 256;
-
     /// <summary>
-    /// The deepest K that runs as a single block (<see cref="KBlock"/>): 320, SD 1.5's narrowest width. Split as
-    /// 256 + 64, the second block's pass loaded and stored every C tile again for a quarter of the first's FMAs;
-    /// whole, a 320 x 32 B micro-panel (40 KiB) still mostly stays in L1. Alternating runs, 2 threads:
-    /// 8192x2560x320 381-397 -> 418-423 GFLOP/s, 8192x320x320 335-347 -> 350-355, a 64x64-latent 320-channel Winograd
-    /// layer 15.5-16.3 -> 14.8-15.1 ms. Deeper K keeps 256-deep blocks: equal blocks of up to 320 measured the same
-    /// there (2048x640x640, 512x1280x1280, 2048x640x2560).
+    /// The deepest K block of a product that is one row block (a short M, see <see cref="RowBlock(int, WeightFormat, int)"/>):
+    /// K up to 640 runs whole, deeper K in equal blocks of at most 640.
     /// </summary>
-    public const int MaxKc = 320;
+    private const int MaxShortKc = 640;
 
-    /// <summary>The K block of a product of depth <paramref name="k"/>.</summary>
-    private static int KBlock(int k) => k <= MaxKc ? k : Kc;
+    /// <summary>The deepest K block of a product of several row blocks: K up to 1280 whole, deeper in equal blocks.</summary>
+    private const int MaxLongKc = 1280;
 
     /// <summary>
-    /// Micro-panels of A per row block: Mc = 8 MR rows (an A block of Mc x Kc in L2) for F32 weights; 16-bit weights
+    /// The K block of an M-row product of depth <paramref name="k"/>. Every K block is one more pass that loads and
+    /// stores each C tile and restarts each B micro-panel's stream, and Zen 5's L2 feeds a B micro-panel that has
+    /// outgrown L1 (a 640 x 32 float one is 80 KiB) without slowing the microkernel: 256-deep blocks, sized for L1,
+    /// measured slower than deep ones. Two threads, weights flushed, alternating in one process (median ms, blocks
+    /// of 256 / K whole or 1280 deep):
+    /// <code>
+    /// 2048x640x640   5.47 / 5.13     8192x640x640  21.5 / 20.3     2048x1920x640  13.4 / 12.6
+    /// 8192x320x1280 21.5 / 20.4      2048x640x2560 21.7 / 20.1     2048x640x1920  15.7 / 14.8 (960 x 2)
+    /// F16 weights:   2048x640x640 4.64 / 4.36, 8192x320x1280 18.9 / 17.4, 2048x640x2560 18.4 / 17.2
+    /// </code>
+    /// A short M gains less and, at 1280, sometimes loses (blocks of 256 / 640 / 1280): 512x10240x1280 36.3 / 34.6 /
+    /// 33.7, 128x10240x1280 9.43 / 9.10 / 9.42, 512x1280x1280 4.45 / 4.47 / 4.57, 128x1280x1280 1.19 / 1.19 / 1.28,
+    /// 512x1280x5120 17.8 / 17.9 / 18.0 (F16: 128x10240x1280 8.84 / 8.53 / 8.55).
+    /// </summary>
+    private static int KBlock(int mr, int m, int k)
+    {
+        int most = (m + mr - 1) / mr <= MaxMicroPanelsPerBlock ? MaxShortKc : MaxLongKc;
+        int blocks = (k + most - 1) / most;
+        return (k + blocks - 1) / blocks;
+    }
+
+    /// <summary>
+    /// Micro-panels of A per row block: Mc = 8 MR rows (an A block of Mc x a K block) for F32 weights; 16-bit weights
     /// use twice that, so each widened B micro-panel serves 16 microkernel calls (measured: widening then costs 1-3%
     /// instead of 4-5%). A short M is one block of up to 40 (see <see cref="RowBlock(int, WeightFormat, int)"/>).
     /// </summary>
@@ -39,8 +54,8 @@ public static unsafe partial class GemmKernels
     private const int WidenedMicroPanelsPerBlock = 16;
 
     /// <summary>
-    /// The most micro-panels one row block takes: 40 x 14 rows x a 256-deep K block is a 560 KiB A block, half of
-    /// Zen 5's L2, the other half left to the streamed B micro-panels and C.
+    /// The most micro-panels one row block takes: 40 x 14 rows, so SD 1.5's 512-row products (16x16 latents, batch
+    /// 2) are one row block and stream their weights once (see <see cref="RowBlock(int, WeightFormat, int)"/>).
     /// </summary>
     private const int MaxMicroPanelsPerBlock = 40;
 
@@ -203,7 +218,7 @@ public static unsafe partial class GemmKernels
         {
             Compute(variant, pArgs, 0, call.M, 0, panels);
         }
-        else if (groups > 1 && (long)rowBlocks * mc * KBlock(call.W.K) <= SharedAFloats)
+        else if (groups > 1 && (long)rowBlocks * mc * KBlock(variant.Mr, call.M, call.W.K) <= SharedAFloats)
         {
             RunWithSharedA(&context, rowBlocks * mc, tasks);
         }
@@ -356,7 +371,7 @@ public static unsafe partial class GemmKernels
             t_sharedA = (float*)NativeMemory.AlignedAlloc((nuint)SharedAFloats * sizeof(float), 64);
         }
         int k = context->Args->W.K;
-        int kb = KBlock(k);
+        int kb = KBlock(context->Variant.Mr, context->Args->M, k);
         context->SharedA = t_sharedA;
         context->Chunk = Math.Max(kb, SharedAFloats / paddedRows / kb * kb);
         int rowBlocks = paddedRows / context->RowsPerBlock;
@@ -376,7 +391,7 @@ public static unsafe partial class GemmKernels
         TaskContext* ctx = (TaskContext*)state;
         GemmArgs* args = ctx->Args;
         int mc = ctx->RowsPerBlock;
-        int kb = KBlock(args->W.K);
+        int kb = KBlock(ctx->Variant.Mr, args->M, args->W.K);
         int kBlocks = (ctx->K1 - ctx->K0 + kb - 1) / kb;
         int row0 = index / kBlocks * mc;
         int pc = ctx->K0 + index % kBlocks * kb;
@@ -428,7 +443,7 @@ public static unsafe partial class GemmKernels
         int elementBytes = format.ElementBytes();
         int mc = ctx->RowsPerBlock;
         delegate*<ushort*, float*, nint, void> widen = format == WeightFormat.F32 ? null : Convert.Widen.PanelKernelFor(format);
-        int kb = KBlock(k);
+        int kb = KBlock(mr, args->M, k);
         for (int pc = ctx->K0; pc < ctx->K1; pc += kb)
         {
             int kc = Math.Min(kb, ctx->K1 - pc);
@@ -449,7 +464,7 @@ public static unsafe partial class GemmKernels
                 float* bPanel = (float*)stored;
                 if (widen != null)
                 {
-                    // 16-bit weights: widened once per row block into an L1-resident Kc x NR panel, then reused by
+                    // 16-bit weights: widened once per row block into a K-block x NR float panel, then reused by
                     // every MR-row microkernel call of the block.
                     widen((ushort*)stored, widenedB, (nint)kc * nr);
                     bPanel = widenedB;
@@ -646,13 +661,16 @@ public static unsafe partial class GemmKernels
     {
         if (t_scratch == null)
         {
-            int floats = GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * MaxKc + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512
-                + MaxKc * GemmMicrokernels.Nr512;
+            int floats = MaxABlockFloats + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512 + MaxLongKc * GemmMicrokernels.Nr512;
             t_scratch = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
         }
         return t_scratch;
     }
 
     /// <summary>The edge tile in the per-thread scratch (after the A block), followed by the widened B micro-panel.</summary>
-    private static float* ScratchTile() => Scratch() + GemmMicrokernels.Mr512 * MaxMicroPanelsPerBlock * MaxKc;
+    private static float* ScratchTile() => Scratch() + MaxABlockFloats;
+
+    /// <summary>Floats of the largest packed A block: a short M's 40 micro-panels or a long one's 16, each as deep as its K block.</summary>
+    private static readonly int MaxABlockFloats = GemmMicrokernels.Mr512 * Math.Max(
+        MaxMicroPanelsPerBlock * MaxShortKc, WidenedMicroPanelsPerBlock * MaxLongKc);
 }

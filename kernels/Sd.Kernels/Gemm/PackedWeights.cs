@@ -11,7 +11,7 @@ namespace Sd.Kernels.Gemm;
 /// C = A W^T: columns of C are grouped into panels of <see cref="PanelWidth"/> (the microkernel's NR), and each panel
 /// stores K rows of NR values contiguously (k-major), zero-padded past N. The microkernel then streams one panel
 /// with aligned vector loads. F16/BF16 weights keep their 16-bit <see cref="Format"/> (half the memory); the GEMM
-/// widens one Kc x NR micro-panel at a time, exactly, so compute is always float32.
+/// widens one micro-panel (a K block x NR) at a time, exactly, so compute is always float32.
 /// </summary>
 public sealed unsafe class PackedWeights : IDisposable
 {
