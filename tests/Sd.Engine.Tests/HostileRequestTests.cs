@@ -2,6 +2,7 @@ using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Tensors;
 using Sd.Engine.UNet;
+using Sd.Engine.Vae;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Layout;
@@ -63,6 +64,25 @@ public sealed class HostileRequestTests
         Assert.Throws<ArgumentOutOfRangeException>(() => ImageConversion.ToRgb8(image, 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => ImageConversion.ToRgb8(image, -1));
         Assert.Equal(12, ImageConversion.ToRgb8(image, 0).Pixels.Length);
+    }
+
+    [Fact]
+    public void Empty_inputs_are_refused_naming_the_argument()
+    {
+        using ModelSource demo = ModelSource.Demo();
+        using var unet = new UNet2DConditionModel(DemoModel.UNet, demo.Weights(ModelComponent.Unet));
+        int width = DemoModel.UNet.CrossAttentionDim[0];
+        using Tensor noImages = Tensor.Allocate([0, 8, 8, 4]);
+        using Tensor sample = Tensor.Allocate([1, 8, 8, 4]);
+        using Tensor noTokens = Tensor.Allocate([1, 0, width]);
+        using Tensor context = Tensor.Allocate([1, 7, width]);
+        using Tensor output = Tensor.Allocate([1, 8, 8, 4]);
+        Assert.Equal("sample", Assert.Throws<ArgumentException>(() => unet.Forward(noImages, [1f], context, output)).ParamName);
+        Assert.Equal("context", Assert.Throws<ArgumentException>(() => unet.Forward(sample, [1f], noTokens, output)).ParamName);
+        using var vae = new AutoencoderKL(DemoModel.Vae, demo.Weights(ModelComponent.Vae));
+        using Tensor noRows = Tensor.Allocate([1, 0, 8, 4]);
+        using Tensor image = Tensor.Allocate([1, 0, 64, 3]);
+        Assert.Equal("latents", Assert.Throws<ArgumentException>(() => vae.Decode(noRows, image)).ParamName);
     }
 
     [Fact]

@@ -192,14 +192,14 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
 
     private void CheckInputs(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output)
     {
-        if (sample.Rank != 4 || sample.Dim(3) != Config.InChannels)
+        if (sample.Rank != 4 || sample.Dim(3) != Config.InChannels || sample.Length == 0)
         {
-            throw new ArgumentException($"sample must be [N, H, W, {Config.InChannels}] (NHWC), got {sample}", nameof(sample));
+            throw new ArgumentException($"sample must be [N, H, W, {Config.InChannels}] (NHWC, none of them 0), got {sample}", nameof(sample));
         }
         int batch = sample.Dim(0);
-        if (context.Rank != 3 || context.Dim(0) != batch || context.Dim(2) != Config.CrossAttentionDim[0])
+        if (context.Rank != 3 || context.Dim(0) != batch || context.Dim(2) != Config.CrossAttentionDim[0] || context.Dim(1) == 0)
         {
-            throw new ArgumentException($"context must be [{batch}, tokens, {Config.CrossAttentionDim[0]}], got {context}", nameof(context));
+            throw new ArgumentException($"context must be [{batch}, tokens, {Config.CrossAttentionDim[0]}] with at least one token, got {context}", nameof(context));
         }
         if (timesteps.Length != 1 && timesteps.Length != batch)
         {

@@ -168,9 +168,9 @@ public sealed unsafe class AutoencoderKL : IDisposable
 
     private static void Check(Tensor tensor, int channels, string name)
     {
-        if (tensor.Rank != 4 || tensor.Dim(3) != channels)
+        if (tensor.Rank != 4 || tensor.Dim(3) != channels || tensor.Length == 0)
         {
-            throw new ArgumentException($"{name} must be [N, H, W, {channels}] (NHWC), got {tensor}", name);
+            throw new ArgumentException($"{name} must be [N, H, W, {channels}] (NHWC, none of them 0), got {tensor}", name);
         }
         tensor.ThrowIfNotFinite($"{name} contains NaN or infinity");
     }
