@@ -36,27 +36,23 @@ public static class NpyFile
     /// Reads a float32 or float16 array as float32 values (latents, noise, text context); any other dtype is an
     /// <see cref="InvalidFileException"/> naming the file.
     /// </summary>
-    public static float[] ReadFloat32(string path, out int[] shape)
-    {
-        NpyArray array = Read(path);
-        shape = array.Shape;
-        return array.DType is NpyDType.Float32 or NpyDType.Float16
-            ? array.ToFloat32()
-            : throw WrongDType(path, "float32 or float16", array.DType);
-    }
+    public static float[] ReadFloat32(string path, out int[] shape) =>
+        ReadEither(path, NpyDType.Float32, NpyDType.Float16, out shape).ToFloat32();
 
     /// <summary>Reads an int64 or int32 array (token ids) as int64 values; any other dtype is refused naming the file.</summary>
-    public static long[] ReadInt64(string path, out int[] shape)
+    public static long[] ReadInt64(string path, out int[] shape) =>
+        ReadEither(path, NpyDType.Int64, NpyDType.Int32, out shape).ToInt64();
+
+    private static NpyArray ReadEither(string path, NpyDType wide, NpyDType narrow, out int[] shape)
     {
         NpyArray array = Read(path);
+        if (array.DType != wide && array.DType != narrow)
+        {
+            throw Invalid(path, $"expected {NpyArray.DTypeName(wide)} or {NpyArray.DTypeName(narrow)} data, found {NpyArray.DTypeName(array.DType)}");
+        }
         shape = array.Shape;
-        return array.DType is NpyDType.Int64 or NpyDType.Int32
-            ? array.ToInt64()
-            : throw WrongDType(path, "int64 or int32", array.DType);
+        return array;
     }
-
-    private static InvalidFileException WrongDType(string path, string expected, NpyDType found) =>
-        Invalid(path, $"expected {expected} data, found {NpyArray.DTypeName(found)}");
 
     /// <param name="nameForErrors">The file name put in error messages.</param>
     public static NpyArray Read(Stream stream, string nameForErrors)
