@@ -80,6 +80,7 @@ public sealed class ComponentCommandTests : IDisposable
         // Through Program.Main, as a user meets it: exit code 1 (a message), not an unhandled exception.
         Assert.Equal(1, Program.Main(generate));
         Assert.False(File.Exists(output));
+        Assert.False(File.Exists(_dir.File("x.png")));
     }
 
     [FixtureFact]

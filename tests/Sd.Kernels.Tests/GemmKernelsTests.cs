@@ -5,7 +5,7 @@ using Sd.Kernels.Gemm;
 namespace Sd.Kernels.Tests;
 
 /// <summary>
-/// Every GEMM variant against the triple-loop reference on awkward shapes: sizes not multiples of MR/NR/Kc,
+/// Every GEMM variant against the triple-loop reference on awkward shapes: sizes not multiples of MR/NR/the K block,
 /// remainders in every dimension, leading dimensions wider than the matrices, bias and residual (also in place).
 /// </summary>
 public unsafe class GemmKernelsTests
@@ -39,6 +39,8 @@ public unsafe class GemmKernelsTests
         (130, 70, 640), (33, 40, 641), (30, 40, 1700),
         // A long M (several row blocks): K at its deepest single K block (1280) and one past it (641 + 640).
         (600, 40, 1280), (580, 70, 1281),
+        // The largest A block: 40 micro-panels (AVX-512) x a 640-deep K block.
+        (560, 40, 640),
         // The largest M taken as one row block (40 AVX-512 micro-panels) and one row past it (8-panel blocks).
         (560, 70, 300), (561, 33, 270),
         // A short M with few panels split into one row block per thread (37 micro-panels, 5 panels), its last block short.
@@ -156,7 +158,8 @@ public unsafe class GemmKernelsTests
         GemmVariant variant = Variant(name);
         var random = new Random(5);
         // The last shape is long enough for its weights to be widened once per call instead of once per row block.
-        foreach ((int m, int n, int k) in new[] { (15, 37, 19), (29, 70, 600), (3, 16, 257), (1000, 70, 300) })
+        // (29, 70, 1300) crosses K blocks (three of 434, 433, 433); (700, 70, 1280) is a long M with a 1280-deep block.
+        foreach ((int m, int n, int k) in new[] { (15, 37, 19), (29, 70, 600), (29, 70, 1300), (3, 16, 257), (700, 70, 1280), (1000, 70, 300) })
         {
             foreach (WeightFormat format in new[] { WeightFormat.F16, WeightFormat.BF16 })
             {
@@ -287,12 +290,12 @@ public unsafe class GemmKernelsTests
     /// <summary>
     /// The fused GEGLU projection equals the product followed by <see cref="Elementwise.Pointwise.Geglu(float*, float*, nint, nint, nint)"/>
     /// bit for bit (the same microkernel calls in the same K order, the same GEGLU kernel): on a long M, fused (at
-    /// least two row blocks per worker thread, the last one short, K in one block and in three), and on a short M,
+    /// least two row blocks per worker thread, the last one short, K in one block and in three of 867), and on a short M,
     /// which stores C in the temporary first. Columns past F in each output row stay untouched.
     /// </summary>
     [Theory]
     [InlineData(37, false)]
-    [InlineData(600, false)]
+    [InlineData(2600, false)]
     [InlineData(37, true)]
     public void Geglu_projection_matches_the_product_followed_by_geglu(int k, bool shortM)
     {
@@ -342,7 +345,7 @@ public unsafe class GemmKernelsTests
         GemmVariant variant = GemmKernels.Selected;
         int rowBlock = (f16 ? 16 : 8) * variant.Mr;
         int m = shortM ? 50 : Math.Max(2 * Threading.WorkerPool.Shared.ThreadCount, 6) * rowBlock + 13;
-        const int features = 300, n1 = 2 * features, n2 = 45, ldh = n2 + 3;
+        const int features = 1300, n1 = 2 * features, n2 = 45, ldh = n2 + 3; // the down projection's K: 650 + 650
         var random = new Random(k + m);
         float[] a = RandomArray(random, m * k);
         float[] w1 = RandomArray(random, n1 * k);

@@ -204,13 +204,13 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// <summary>The generator seed of image <paramref name="image"/> of a batch.</summary>
     private static ulong SeedOf(GenerateRequest request, int image) => unchecked(request.Seed + (ulong)image);
 
-    /// <summary>The request checks that need no work: sizes, steps, the batch count.</summary>
     /// <summary>The widest and tallest image a request may ask for (2048 latents a side: far beyond what fits in memory).</summary>
     public const int MaxImageSide = 16384;
 
     /// <summary>The most images one call makes: its results (latents and images) are all held until it returns.</summary>
     public const int MaxBatchCount = 256;
 
+    /// <summary>The request checks that need no work: sizes, steps, guidance, the batch count.</summary>
     private void CheckRequest(GenerateRequest request, int count)
     {
         int factor = _vaeConfig.DownscaleFactor;

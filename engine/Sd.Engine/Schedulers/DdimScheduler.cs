@@ -23,7 +23,7 @@ public sealed class DdimScheduler : Scheduler
     {
         CheckSteps(steps);
         InferenceSteps = steps;
-        _timesteps = DiscreteTimesteps(steps, steps);
+        _timesteps = IndexedTimesteps(steps, steps);
         TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);
     }
 

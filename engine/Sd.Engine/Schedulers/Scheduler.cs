@@ -303,12 +303,22 @@ public abstract class Scheduler
                     break;
                 }
         }
-        // Leading spacing with an offset reaches timestep n at steps = n (SD 1.x: 1000 steps, steps_offset 1), past
-        // the last of the n training timesteps; diffusers fails there with an IndexError.
-        if (t[0] > n - 1)
+        return t;
+    }
+
+    /// <summary>
+    /// <see cref="DiscreteTimesteps"/> for a scheduler that indexes the training tables by timestep (DDIM, PNDM).
+    /// Leading spacing with an offset begins at timestep n when steps = n (SD 1.x: 1000 steps, steps_offset 1), one
+    /// past the tables; diffusers fails there with an IndexError, Sd refuses the step count. (Euler, LMS and DPM++
+    /// interpolate their sigmas, which clamps, as diffusers' np.interp does.)
+    /// </summary>
+    internal int[] IndexedTimesteps(int steps, int points)
+    {
+        int[] t = DiscreteTimesteps(steps, points);
+        if (t[0] > NumTrainTimesteps - 1)
         {
             throw new ArgumentOutOfRangeException(nameof(steps), steps,
-                $"{steps} steps with timestep_spacing {Spacing} and steps_offset {Config.StepsOffset} begin at timestep {t[0]}, past the last of the {n} training timesteps");
+                $"{steps} steps with timestep_spacing {Spacing} and steps_offset {Config.StepsOffset} begin at timestep {t[0]}, past the last of the {NumTrainTimesteps} training timesteps");
         }
         return t;
     }

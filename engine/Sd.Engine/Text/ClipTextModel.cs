@@ -43,6 +43,7 @@ public sealed unsafe class ClipTextModel : IDisposable
     public ClipTextModel(ClipTextConfig config, WeightSet weights)
     {
         Config = config;
+        config.Validate(weights.Source); // a config built in code passes the checks a loaded one did
         using var binder = new WeightBinder(weights);
         WeightBinder text = binder.Child("text_model");
         WeightBinder embeddings = text.Child("embeddings");

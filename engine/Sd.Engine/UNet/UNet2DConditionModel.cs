@@ -29,6 +29,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     public UNet2DConditionModel(UNetConfig config, WeightSet weights, UNetOptions? options = null)
     {
         Config = config;
+        config.Validate(weights.Source); // a config built in code passes the checks a loaded one did
         Validate(config);
         WinogradLevels = (options ?? new UNetOptions()).WinogradLevels(config, SixteenBit(weights));
         using var binder = new WeightBinder(weights);

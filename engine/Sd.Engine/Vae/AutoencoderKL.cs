@@ -24,6 +24,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
     public AutoencoderKL(VaeConfig config, WeightSet weights, VaeOptions? options = null)
     {
         Config = config;
+        config.Validate(weights.Source); // a config built in code passes the checks a loaded one did
         Options = options ?? new VaeOptions();
         if (config.ActFn != "silu")
         {

@@ -188,8 +188,18 @@ public static unsafe partial class GemmKernels
     /// <summary>Floats of packed A shared by the tasks of one K chunk (4 MiB: in L3, read by every column group).</summary>
     private const int SharedAFloats = 1 << 20;
 
+    /// <summary>
+    /// The most floats one K block of a shared A may take when its rows x K block exceed <see cref="SharedAFloats"/>
+    /// (the chunk is then that one K block): a 1280-deep block of up to 3276 rows, so the products that shared A in
+    /// 256-deep blocks still do.
+    /// </summary>
+    private const int MaxSharedAFloats = 4 << 20;
+
     [ThreadStatic]
     private static float* t_sharedA;
+
+    [ThreadStatic]
+    private static long t_sharedAFloats;
 
     /// <summary>Runs one GEMM over the worker pool (small problems run on the calling thread).</summary>
     public static void Run(GemmVariant variant, ref GemmArgs args)
@@ -218,7 +228,7 @@ public static unsafe partial class GemmKernels
         {
             Compute(variant, pArgs, 0, call.M, 0, panels);
         }
-        else if (groups > 1 && (long)rowBlocks * mc * KBlock(variant.Mr, call.M, call.W.K) <= SharedAFloats)
+        else if (groups > 1 && (long)rowBlocks * mc * KBlock(variant.Mr, call.M, call.W.K) <= MaxSharedAFloats)
         {
             RunWithSharedA(&context, rowBlocks * mc, tasks);
         }
@@ -366,14 +376,20 @@ public static unsafe partial class GemmKernels
     /// </summary>
     private static void RunWithSharedA(TaskContext* context, int paddedRows, int tasks)
     {
-        if (t_sharedA == null)
-        {
-            t_sharedA = (float*)NativeMemory.AlignedAlloc((nuint)SharedAFloats * sizeof(float), 64);
-        }
         int k = context->Args->W.K;
         int kb = KBlock(context->Variant.Mr, context->Args->M, k);
-        context->SharedA = t_sharedA;
         context->Chunk = Math.Max(kb, SharedAFloats / paddedRows / kb * kb);
+        // Row block b starts at b x Mc x Chunk: SharedAFloats, or one K block of every row beyond that.
+        long floats = Math.Max(SharedAFloats, (long)paddedRows * context->Chunk);
+        if (floats > t_sharedAFloats)
+        {
+            NativeMemory.AlignedFree(t_sharedA);
+            t_sharedA = null;
+            t_sharedAFloats = 0;
+            t_sharedA = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
+            t_sharedAFloats = floats;
+        }
+        context->SharedA = t_sharedA;
         int rowBlocks = paddedRows / context->RowsPerBlock;
         for (int k0 = 0; k0 < k; k0 += context->Chunk)
         {
