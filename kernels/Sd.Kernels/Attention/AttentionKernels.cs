@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using Sd.Kernels.Memory;
 using Sd.Kernels.Threading;
 
 namespace Sd.Kernels.Attention;
@@ -289,22 +289,9 @@ public static unsafe partial class AttentionKernels
         [ThreadStatic] private static nint t_keyFloats;
 
         /// <summary>A task's tiles.</summary>
-        public static float* Get(nint floats) => Grow(ref t_buffer, ref t_floats, floats);
+        public static float* Get(nint floats) => ScratchBuffer.Grow(ref t_buffer, ref t_floats, floats);
 
         /// <summary>A call's compact K and V: apart from <see cref="Get"/>'s, which the calling thread's tasks use meanwhile.</summary>
-        public static float* Keys(nint floats) => Grow(ref t_keys, ref t_keyFloats, floats);
-
-        private static float* Grow(ref float* buffer, ref nint size, nint floats)
-        {
-            if (floats > size)
-            {
-                NativeMemory.AlignedFree(buffer);
-                buffer = null;
-                size = 0;
-                buffer = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
-                size = floats;
-            }
-            return buffer;
-        }
+        public static float* Keys(nint floats) => ScratchBuffer.Grow(ref t_keys, ref t_keyFloats, floats);
     }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Sd.Kernels.Memory;
 using Sd.Kernels.Threading;
 
 namespace Sd.Kernels.Gemm;
@@ -199,7 +200,7 @@ public static unsafe partial class GemmKernels
     private static float* t_sharedA;
 
     [ThreadStatic]
-    private static long t_sharedAFloats;
+    private static nint t_sharedAFloats;
 
     /// <summary>Runs one GEMM over the worker pool (small problems run on the calling thread).</summary>
     public static void Run(GemmVariant variant, ref GemmArgs args)
@@ -380,16 +381,7 @@ public static unsafe partial class GemmKernels
         int kb = KBlock(context->Variant.Mr, context->Args->M, k);
         context->Chunk = Math.Max(kb, SharedAFloats / paddedRows / kb * kb);
         // Row block b starts at b x Mc x Chunk: SharedAFloats, or one K block of every row beyond that.
-        long floats = Math.Max(SharedAFloats, (long)paddedRows * context->Chunk);
-        if (floats > t_sharedAFloats)
-        {
-            NativeMemory.AlignedFree(t_sharedA);
-            t_sharedA = null;
-            t_sharedAFloats = 0;
-            t_sharedA = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
-            t_sharedAFloats = floats;
-        }
-        context->SharedA = t_sharedA;
+        context->SharedA = ScratchBuffer.Grow(ref t_sharedA, ref t_sharedAFloats, Math.Max(SharedAFloats, (nint)paddedRows * context->Chunk));
         int rowBlocks = paddedRows / context->RowsPerBlock;
         for (int k0 = 0; k0 < k; k0 += context->Chunk)
         {
