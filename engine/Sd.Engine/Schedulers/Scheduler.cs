@@ -318,7 +318,7 @@ public abstract class Scheduler
         if (t[0] > NumTrainTimesteps - 1)
         {
             throw new ArgumentOutOfRangeException(nameof(steps), steps,
-                $"{steps} steps with timestep_spacing {Spacing} and steps_offset {Config.StepsOffset} begin at timestep {t[0]}, past the last of the {NumTrainTimesteps} training timesteps");
+                $"{steps} steps with timestep_spacing {Spacing.ToString().ToLowerInvariant()} and steps_offset {Config.StepsOffset} begin at timestep {t[0]}, past the last of the {NumTrainTimesteps} training timesteps");
         }
         return t;
     }
