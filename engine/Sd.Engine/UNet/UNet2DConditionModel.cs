@@ -30,7 +30,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     {
         Config = config;
         config.Validate(weights.Source); // a config built in code passes the checks a loaded one did
-        Validate(config);
+        RequireSupported(config);
         WinogradLevels = (options ?? new UNetOptions()).WinogradLevels(config, SixteenBit(weights));
         using var binder = new WeightBinder(weights);
         int[] channels = config.BlockOutChannels;
@@ -88,7 +88,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// <summary>Latent pixels must be divisible by nothing: any size works (odd sizes as in diffusers).</summary>
     public int DownsampleCount => Config.BlockOutChannels.Length - 1;
 
-    private static void Validate(UNetConfig config)
+    private static void RequireSupported(UNetConfig config)
     {
         string? unsupported =
             config.ClassEmbedType != null ? $"class_embed_type '{config.ClassEmbedType}'"
