@@ -245,7 +245,7 @@ public sealed class ClipTokenizerTests : IDisposable
     [InlineData("{\"a\": 1.5}", "must be a non-negative integer")]
     [InlineData("[\"a\"]", "expected a JSON object")]
     [InlineData("{\"a\": 0} x", "not well-formed JSON")]
-    [InlineData("", "not well-formed JSON")]
+    [InlineData("", "tokenizer file is empty (0 bytes)")]
     [InlineData("{\"a\": 0}", "the bos token \"<|startoftext|>\" named by the tokenizer config is not in the vocabulary")]
     public void A_corrupt_vocabulary_is_refused_with_file_and_line(string json, string problem)
     {

@@ -101,4 +101,29 @@ public sealed unsafe class WorkerPoolTests
             Assert.Equal(1, runs[i]);
         }
     }
+
+    [Theory]
+    [InlineData(null, null)]
+    [InlineData("", null)]
+    [InlineData("  ", null)]
+    [InlineData("1", 1)]
+    [InlineData(" 16 ", 16)]
+    [InlineData("1024", 1024)]
+    public void SD_THREADS_unset_or_a_count_is_taken(string? value, int? expected) =>
+        Assert.Equal(expected, WorkerPool.ThreadCountSetting(value));
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-2")]
+    [InlineData("1025")]
+    [InlineData("2147483648")]
+    [InlineData("four")]
+    [InlineData("2.5")]
+    public void SD_THREADS_that_is_not_a_count_is_refused_naming_it(string value)
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => WorkerPool.ThreadCountSetting(value));
+        Assert.Equal("SD_THREADS", e.ParamName);
+        Assert.Equal(value, e.ActualValue);
+        Assert.StartsWith($"SD_THREADS must be a whole number of threads from 1 to {WorkerPool.MaxThreads}", e.Message);
+    }
 }

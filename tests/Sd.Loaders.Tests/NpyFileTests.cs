@@ -244,7 +244,7 @@ public sealed class NpyFileTests : IDisposable
         AssertInvalid(WriteFile("magic.npy", [0x93, .. "NUMPZ"u8, 1, 0, 0x76, 0]), "not a .npy file", "bad magic");
 
     [Fact]
-    public void Corrupt_EmptyFile() => AssertInvalid(WriteFile("empty.npy", []), "bad magic");
+    public void Corrupt_EmptyFile() => AssertInvalid(WriteFile("empty.npy", []), ".npy file is empty (0 bytes)");
 
     [Fact]
     public void Corrupt_TruncatedInsideHeaderLength()

@@ -171,7 +171,16 @@ public sealed class PngFileTests : IDisposable
     // ---- corrupt or unsupported files ----
 
     [Fact]
-    public void Corrupt_EmptyFile() => AssertInvalid("empty.png", [], "not a PNG file", "empty");
+    public void Corrupt_EmptyFile() => AssertInvalid("empty.png", [], "PNG file is empty (0 bytes)");
+
+    [Fact]
+    public void Corrupt_EmptyStream()
+    {
+        var ex = Assert.Throws<InvalidFileException>(() => PngFile.Read(new MemoryStream([]), "empty.png"));
+        Assert.Contains("empty.png", ex.Message);
+        Assert.Contains("not a PNG file", ex.Message);
+        Assert.Contains("empty", ex.Message);
+    }
 
     [Fact]
     public void Corrupt_BadSignature() =>

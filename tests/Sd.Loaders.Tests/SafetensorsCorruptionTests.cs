@@ -54,7 +54,7 @@ public sealed class SafetensorsCorruptionTests : IDisposable
     }
 
     [Fact]
-    public void Empty_file() => AssertRejected([], "8-byte header length");
+    public void Empty_file() => AssertRejected([], "safetensors file is empty (0 bytes)");
 
     [Fact]
     public void File_shorter_than_the_length_prefix() => AssertRejected([1, 0, 0], "8-byte header length");

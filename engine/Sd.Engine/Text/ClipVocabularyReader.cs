@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text.Json;
 using System.Text.Unicode;
 using Sd.Loaders;
+using Sd.Loaders.IO;
 
 namespace Sd.Engine.Text;
 
@@ -122,15 +123,7 @@ internal static class ClipVocabularyReader
 
     private static byte[] ReadFile(string path)
     {
-        var info = new FileInfo(path);
-        if (!info.Exists)
-        {
-            throw new FileNotFoundException($"{path}: tokenizer file not found", path);
-        }
-        if (info.Length > MaxFileBytes)
-        {
-            throw new InvalidFileException(path, $"{info.Length:N0} bytes is more than a tokenizer file can be ({MaxFileBytes:N0})");
-        }
+        InputFile.Check(path, "tokenizer file", MaxFileBytes);
         return File.ReadAllBytes(path);
     }
 

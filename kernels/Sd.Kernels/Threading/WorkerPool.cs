@@ -84,14 +84,26 @@ public sealed unsafe class WorkerPool : IDisposable
     /// <summary>Threads working on a call, the caller included.</summary>
     public int ThreadCount { get; }
 
-    private static int DefaultThreadCount()
+    private static int DefaultThreadCount() =>
+        ThreadCountSetting(Environment.GetEnvironmentVariable("SD_THREADS")) ?? Math.Min(Environment.ProcessorCount, MaxThreads);
+
+    /// <summary>
+    /// The thread count SD_THREADS asks for: null when it is unset or empty; a whole number from 1 to
+    /// <see cref="MaxThreads"/>; anything else is refused rather than ignored, so a typo does not silently run on
+    /// every core.
+    /// </summary>
+    public static int? ThreadCountSetting(string? value)
     {
-        string? configured = Environment.GetEnvironmentVariable("SD_THREADS");
-        if (!int.TryParse(configured, out int n) || n <= 0)
+        if (string.IsNullOrWhiteSpace(value))
         {
-            return Math.Min(Environment.ProcessorCount, MaxThreads);
+            return null;
         }
-        return n <= MaxThreads ? n : throw new ArgumentOutOfRangeException("SD_THREADS", n, $"SD_THREADS must be at most {MaxThreads}");
+        if (!int.TryParse(value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int n)
+            || n < 1 || n > MaxThreads)
+        {
+            throw new ArgumentOutOfRangeException("SD_THREADS", value, $"SD_THREADS must be a whole number of threads from 1 to {MaxThreads}");
+        }
+        return n;
     }
 
     /// <summary>

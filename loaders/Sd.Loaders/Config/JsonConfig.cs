@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Sd.Loaders.IO;
 
 namespace Sd.Loaders.Config;
 
@@ -22,15 +23,7 @@ public sealed class JsonConfig
     /// <summary>Reads and parses a config file; config files are small, so anything over 16 MiB is refused.</summary>
     public static JsonConfig Load(string path)
     {
-        var info = new FileInfo(path);
-        if (!info.Exists)
-        {
-            throw new FileNotFoundException($"{path}: file not found", path);
-        }
-        if (info.Length > 16 * 1024 * 1024)
-        {
-            throw new InvalidFileException(path, $"config file is {info.Length} bytes; more than 16 MiB is not a config");
-        }
+        InputFile.Check(path, "config file", maxBytes: 16 * 1024 * 1024);
         return Parse(path, File.ReadAllBytes(path));
     }
 

@@ -27,7 +27,7 @@ public static class NpyFile
 
     public static NpyArray Read(string path)
     {
-        ArgumentNullException.ThrowIfNull(path);
+        InputFile.Check(path, ".npy file");
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
         return Read(stream, path);
     }

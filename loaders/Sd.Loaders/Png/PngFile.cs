@@ -27,7 +27,7 @@ public static class PngFile
 
     public static PngImage Read(string path)
     {
-        ArgumentNullException.ThrowIfNull(path);
+        InputFile.Check(path, "PNG file");
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
         return Read(stream, path);
     }

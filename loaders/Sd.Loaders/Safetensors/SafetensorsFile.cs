@@ -5,6 +5,7 @@ using Microsoft.Win32.SafeHandles;
 using Sd.Kernels.Convert;
 using Sd.Kernels.Memory;
 using Sd.Kernels.Threading;
+using Sd.Loaders.IO;
 
 namespace Sd.Loaders.Safetensors;
 
@@ -57,10 +58,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     {
         RequireLittleEndian();
         PickleGuard.RefuseByExtension(path);
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"{path}: file not found", path);
-        }
+        InputFile.Check(path, "safetensors file");
         SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         long fileLength;
         MemoryMappedFile map;
