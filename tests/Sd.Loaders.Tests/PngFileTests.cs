@@ -45,6 +45,59 @@ public sealed class PngFileTests : IDisposable
         Assert.Equal(text, read.Text);
     }
 
+    [Fact]
+    public void Unicode_text_RoundTrips_in_iTXt_and_Latin1_stays_tEXt()
+    {
+        var text = new Dictionary<string, string>
+        {
+            ["parameters"] = "\u201Cquoted\u201D caf\u00E9, \u65E5\u672C, \U0001F600\nNegative prompt: \u00E9",
+            ["Software"] = "Sd",
+        };
+        byte[] file = Encode(new PngImage(2, 2, 1, [1, 2, 3, 4], text));
+
+        Assert.Equal(text, PngFile.Read(new MemoryStream(file), "utf8.png").Text);
+        var chunks = Chunks(file);
+        Assert.Equal("iTXt", chunks[1].Type);
+        Assert.Equal([.. "parameters"u8, 0, 0, 0, 0, 0, .. Encoding.UTF8.GetBytes(text["parameters"])], chunks[1].Data);
+        Assert.Equal("tEXt", chunks[2].Type);
+    }
+
+    [Fact]
+    public void Read_takes_compressed_iTXt_with_a_language_tag()
+    {
+        byte[] value = Encoding.UTF8.GetBytes("\u65E5\u672C\u8A9E");
+        var compressed = new MemoryStream();
+        using (var zlib = new System.IO.Compression.ZLibStream(compressed, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+            zlib.Write(value);
+        byte[] file = Png(
+            Chunk("IHDR", Ihdr(1, 1)),
+            Chunk("iTXt", [.. "Title"u8, 0, 1, 0, .. "ja"u8, 0, .. "\u984C"u8, 0, .. compressed.ToArray()]),
+            Chunk("IDAT", Deflate([0, 1, 2, 3])),
+            Chunk("IEND", []));
+
+        Assert.Equal("\u65E5\u672C\u8A9E", PngFile.Read(new MemoryStream(file), "ja.png").Text["Title"]);
+    }
+
+    [Theory]
+    [InlineData(new byte[] { (byte)'k', 0, 0 }, "truncated before its text")]
+    [InlineData(new byte[] { (byte)'k', 0, 2, 0, 0, 0, (byte)'x' }, "compression flag 2")]
+    [InlineData(new byte[] { (byte)'k', 0, 0, 0, 0, 0, 0xFF }, "not valid UTF-8")]
+    [InlineData(new byte[] { (byte)'k', 0, 1, 0, 0, 0, 1, 2, 3 }, "not valid zlib data")]
+    [InlineData(new byte[] { 0, 0, 0, 0, 0 }, "keyword is not 1 to 79 bytes")]
+    public void Corrupt_iTXt_is_refused(byte[] data, string problem) =>
+        AssertInvalid("itxt.png", Png(Chunk("IHDR", Ihdr(1, 1)), Chunk("iTXt", data), Chunk("IDAT", Deflate([0, 1, 2, 3])), Chunk("IEND", [])),
+            "iTXt", problem);
+
+    [Fact]
+    public void Read_refuses_a_compressed_iTXt_that_inflates_past_a_mebibyte()
+    {
+        var compressed = new MemoryStream();
+        using (var zlib = new System.IO.Compression.ZLibStream(compressed, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+            zlib.Write(new byte[(1 << 20) + 1]);
+        AssertInvalid("bomb.png", Png(Chunk("IHDR", Ihdr(1, 1)), Chunk("iTXt", [.. "k"u8, 0, 1, 0, 0, 0, .. compressed.ToArray()]),
+            Chunk("IDAT", Deflate([0, 1, 2, 3])), Chunk("IEND", [])), "inflates past 1048576 bytes");
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(3)]
@@ -396,14 +449,26 @@ public sealed class PngFileTests : IDisposable
     [InlineData("para  meters", "x", "spaces")]
     [InlineData("key\u0410", "x", "U+0410")]
     [InlineData("key\n", "x", "U+000A")]
-    [InlineData("parameters", "nul\0", "U+0000")]
-    [InlineData("parameters", "\u0100", "U+0100")]
+    [InlineData("parameters", "nul\0", "U+0000 at 3")]
+    [InlineData("parameters", "\u65E5\0", "U+0000 at 1")]
     public void Write_RefusesTextThatTextChunksCannotHold(string keyword, string value, string problem)
     {
         var image = new PngImage(1, 1, 1, [0], new Dictionary<string, string> { [keyword] = value });
         var ex = Assert.Throws<ArgumentException>(() => PngFile.Write(new MemoryStream(), image));
         Assert.Equal("image", ex.ParamName);
         Assert.Contains(problem, ex.Message);
+    }
+
+    [Fact]
+    public void Write_RefusesLoneSurrogates()
+    {
+        // Built in code: attribute arguments cannot hold a lone surrogate (metadata stores them as UTF-8).
+        foreach (string value in new[] { "a" + (char)0xD83D, (char)0xDE00 + "b", "\U0001F600" + (char)0xD83D + "x" })
+        {
+            var image = new PngImage(1, 1, 1, [0], new Dictionary<string, string> { ["parameters"] = value });
+            var ex = Assert.Throws<ArgumentException>(() => PngFile.Write(new MemoryStream(), image));
+            Assert.Contains("lone surrogate", ex.Message);
+        }
     }
 
     // ---- helpers ----

@@ -6,8 +6,8 @@ using System.Text;
 namespace Sd.Loaders.Png;
 
 /// <summary>
-/// Reads and writes 8-bit gray, RGB and RGBA non-interlaced PNGs with tEXt metadata — what Sd generates and what
-/// reference images use. Reading is strict: every chunk's CRC is checked, sizes are validated before anything is
+/// Reads and writes 8-bit gray, RGB and RGBA non-interlaced PNGs with text metadata (tEXt for Latin-1 text, iTXt for
+/// any other Unicode, as PIL writes them) — what Sd generates and what reference images use. Reading is strict: every chunk's CRC is checked, sizes are validated before anything is
 /// allocated, and any problem is an <see cref="InvalidFileException"/> naming the file and what was wrong.
 /// </summary>
 public static class PngFile
@@ -24,6 +24,11 @@ public static class PngFile
     private const int IdatChunkSize = 1 << 16;
 
     private const int MaxKeywordLength = 79;
+
+    /// <summary>Largest text a compressed iTXt chunk may inflate to: metadata, not a payload.</summary>
+    private const int MaxInflatedText = 1 << 20;
+
+    private static readonly Encoding StrictUtf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     public static PngImage Read(string path)
     {
@@ -105,6 +110,9 @@ public static class PngFile
                 case "tEXt":
                     AddText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, name);
                     break;
+                case "iTXt":
+                    AddInternationalText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, name);
+                    break;
                 case "IEND":
                     if (length != 0)
                         throw Invalid(name, $"IEND chunk has {length} data bytes, expected 0");
@@ -126,15 +134,18 @@ public static class PngFile
     /// Writes atomically: the bytes go to a temporary file in the same directory that then replaces
     /// <paramref name="path"/>, so a crash or error never leaves a half-written image behind.
     /// </summary>
-    /// <exception cref="ArgumentException">A text keyword or value cannot be stored in a tEXt chunk.</exception>
+    /// <exception cref="ArgumentException">A text keyword or value cannot be stored in a PNG text chunk.</exception>
     public static void Write(string path, PngImage image)
     {
         ArgumentNullException.ThrowIfNull(image);
         AtomicFile.Write(path, stream => Write(stream, image));
     }
 
-    /// <summary>Writes IHDR, one tEXt chunk per text entry (in the dictionary's order), IDAT and IEND.</summary>
-    /// <exception cref="ArgumentException">A text keyword or value cannot be stored in a tEXt chunk.</exception>
+    /// <summary>
+    /// Writes IHDR, one text chunk per text entry (in the dictionary's order: tEXt when the value is Latin-1, else
+    /// uncompressed iTXt in UTF-8), IDAT and IEND.
+    /// </summary>
+    /// <exception cref="ArgumentException">A text keyword or value cannot be stored in a PNG text chunk.</exception>
     public static void Write(Stream stream, PngImage image)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -155,10 +166,7 @@ public static class PngFile
 
         foreach (var (keyword, value) in image.Text)
         {
-            var chunk = new byte[keyword.Length + 1 + value.Length];
-            Encoding.Latin1.GetBytes(keyword, chunk);
-            Encoding.Latin1.GetBytes(value, chunk.AsSpan(keyword.Length + 1));
-            WriteChunk(stream, "tEXt"u8, chunk);
+            WriteText(stream, keyword, value);
         }
 
         using var compressed = new MemoryStream();
@@ -169,6 +177,33 @@ public static class PngFile
             WriteChunk(stream, "IDAT"u8, data.Slice(offset, Math.Min(IdatChunkSize, data.Length - offset)));
 
         WriteChunk(stream, "IEND"u8, []);
+    }
+
+    /// <summary>
+    /// tEXt: keyword, NUL, Latin-1 text. iTXt: keyword, NUL, compression flag and method (0, 0), an empty language
+    /// tag and translated keyword (NUL each), UTF-8 text.
+    /// </summary>
+    private static void WriteText(Stream stream, string keyword, string value)
+    {
+        bool latin1 = IsLatin1(value);
+        byte[] encoded = latin1 ? Encoding.Latin1.GetBytes(value) : StrictUtf8.GetBytes(value);
+        int prefix = keyword.Length + (latin1 ? 1 : 5);
+        var chunk = new byte[prefix + encoded.Length];
+        Encoding.Latin1.GetBytes(keyword, chunk);
+        encoded.CopyTo(chunk, prefix);
+        WriteChunk(stream, latin1 ? "tEXt"u8 : "iTXt"u8, chunk);
+    }
+
+    private static bool IsLatin1(string value)
+    {
+        foreach (char c in value)
+        {
+            if (c > '\u00FF')
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     private static void WriteChunk(Stream stream, ReadOnlySpan<byte> type, ReadOnlySpan<byte> data)
@@ -183,8 +218,9 @@ public static class PngFile
     }
 
     /// <summary>
-    /// The tEXt rules (PNG spec 11.3.4.3): a keyword of 1-79 printable Latin-1 characters without leading, trailing
-    /// or doubled spaces; a Latin-1 text without NUL (which separates keyword and text in the chunk).
+    /// The text chunk rules (PNG spec 11.3.4.3): a keyword of 1-79 printable Latin-1 characters without leading,
+    /// trailing or doubled spaces; a text without NUL (which separates keyword and text in tEXt), and valid UTF-16
+    /// (no lone surrogate, which UTF-8 cannot encode) where it is not Latin-1.
     /// </summary>
     private static void ValidateText(PngImage image)
     {
@@ -210,12 +246,21 @@ public static class PngFile
                 throw new ArgumentException(
                     $"text keyword '{keyword}' has leading, trailing or consecutive spaces", nameof(image));
             }
-            foreach (char c in value)
+            int nul = value.IndexOf('\0');
+            if (nul >= 0)
             {
-                if (c is '\0' or > '\u00FF')
+                throw new ArgumentException($"text '{keyword}' contains U+0000 at {nul}; PNG text holds no NUL", nameof(image));
+            }
+            for (int i = 0; i < value.Length; i++)
+            {
+                if (char.IsHighSurrogate(value[i]) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]))
+                {
+                    i++; // a pair: one code point past U+FFFF
+                }
+                else if (char.IsSurrogate(value[i]))
                 {
                     throw new ArgumentException(
-                        $"text '{keyword}' contains U+{(int)c:X4}; tEXt holds Latin-1 without NUL", nameof(image));
+                        $"text '{keyword}' contains a lone surrogate U+{(int)value[i]:X4}, which UTF-8 cannot encode", nameof(image));
                 }
             }
         }
@@ -323,6 +368,59 @@ public static class PngFile
             throw Invalid(name, $"tEXt chunk keyword is {separator} bytes; PNG allows 1 to {MaxKeywordLength}");
         string keyword = Encoding.Latin1.GetString(chunk, 0, separator);
         text.TryAdd(keyword, Encoding.Latin1.GetString(chunk, separator + 1, chunk.Length - separator - 1));
+    }
+
+    /// <summary>
+    /// An iTXt chunk is a Latin-1 keyword, NUL, compression flag, compression method, a language tag and a translated
+    /// keyword (each NUL-terminated), then UTF-8 text, zlib-compressed when the flag is 1 (inflated up to
+    /// <see cref="MaxInflatedText"/>). The first of tEXt and iTXt with a keyword wins.
+    /// </summary>
+    private static void AddInternationalText(byte[] chunk, Dictionary<string, string> text, string name)
+    {
+        int separator = Array.IndexOf(chunk, (byte)0);
+        if (separator is 0 or > MaxKeywordLength || separator < 0)
+            throw Invalid(name, $"iTXt chunk keyword is not 1 to {MaxKeywordLength} bytes followed by NUL");
+        int flags = separator + 1;
+        int language = flags + 2 <= chunk.Length ? Array.IndexOf(chunk, (byte)0, flags + 2) : -1;
+        int translated = language < 0 ? -1 : Array.IndexOf(chunk, (byte)0, language + 1);
+        if (translated < 0)
+            throw Invalid(name, "iTXt chunk is truncated before its text");
+        if (chunk[flags] > 1 || chunk[flags + 1] != 0)
+            throw Invalid(name, $"iTXt chunk has compression flag {chunk[flags]} and method {chunk[flags + 1]}; PNG defines 0 or 1 and 0");
+        byte[] utf8 = chunk[(translated + 1)..];
+        if (chunk[flags] == 1)
+            utf8 = InflateText(utf8, name);
+        string keyword = Encoding.Latin1.GetString(chunk, 0, separator);
+        try
+        {
+            text.TryAdd(keyword, StrictUtf8.GetString(utf8));
+        }
+        catch (DecoderFallbackException)
+        {
+            throw Invalid(name, $"iTXt chunk '{keyword}' is not valid UTF-8");
+        }
+    }
+
+    private static byte[] InflateText(byte[] compressed, string name)
+    {
+        using var output = new MemoryStream();
+        try
+        {
+            using var zlib = new ZLibStream(new MemoryStream(compressed), CompressionMode.Decompress);
+            var buffer = new byte[1 << 16];
+            int read;
+            while ((read = zlib.Read(buffer)) > 0)
+            {
+                if (output.Length + read > MaxInflatedText)
+                    throw Invalid(name, $"compressed iTXt chunk inflates past {MaxInflatedText} bytes");
+                output.Write(buffer, 0, read);
+            }
+        }
+        catch (InvalidDataException e)
+        {
+            throw Invalid(name, $"compressed iTXt chunk is not valid zlib data: {e.Message}");
+        }
+        return output.ToArray();
     }
 
     /// <summary>Inflates the concatenated IDAT data into exactly the expected size and reverses the row filters.</summary>
