@@ -1,10 +1,12 @@
 using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
+using Sd.Engine.Schedulers;
 using Sd.Engine.Tensors;
 using Sd.Engine.UNet;
 using Sd.Engine.Vae;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Config;
 using Sd.Loaders.Layout;
 
 namespace Sd.Engine.Tests;
@@ -14,7 +16,7 @@ namespace Sd.Engine.Tests;
 /// whose latent count overflows an int once reached the latents' layout conversion as a short array, a timestep
 /// past the schedule indexed past the alphas, and an image index past a batch read past the tensor.
 /// </summary>
-public sealed class HostileRequestTests
+public sealed unsafe class HostileRequestTests
 {
     private static readonly GenerateRequest Request = new() { Prompt = "p", Steps = 2, Width = 64, Height = 64, Seed = 1 };
 
@@ -93,5 +95,74 @@ public sealed class HostileRequestTests
         var config = DemoModel.UNet with { CrossAttentionDim = [DemoModel.UNet.CrossAttentionDim[0], .. Enumerable.Repeat(1024, DemoModel.UNet.CrossAttentionDim.Length - 1)] };
         var e = Assert.Throws<NotSupportedException>(() => new UNet2DConditionModel(config, demo.Weights(ModelComponent.Unet)).Dispose());
         Assert.Contains("per-block cross_attention_dim", e.Message);
+    }
+
+    [Fact]
+    public void A_null_request_or_latents_an_img2img_run_would_ignore_are_refused()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        Assert.Equal("request", Assert.Throws<ArgumentNullException>(() => pipeline.Generate(null!)).ParamName);
+        using Tensor picture = Tensor.Allocate([1, 64, 64, 3]);
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { InitImage = picture, InitialLatents = new float[4 * 8 * 8] }));
+        Assert.Contains("img2img (an init image without a mask) starts from the picture", e.Message);
+        Assert.Equal([1, 4, 8, 8], pipeline.InitialLatentsShape(64, 64));
+    }
+
+    [Fact]
+    public void A_disposed_tensor_and_its_reshapes_refuse_their_memory()
+    {
+        Tensor tensor = Tensor.Allocate([2, 3]);
+        Tensor reshaped = tensor.Reshape([6]);
+        tensor.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => tensor.Span[0]);
+        Assert.Throws<ObjectDisposedException>(() => (nint)reshaped.Data);
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        Tensor picture = Tensor.Allocate([1, 64, 64, 3]);
+        picture.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => pipeline.Generate(Request with { InitImage = picture }));
+    }
+
+    [Fact]
+    public void Tensor_axes_and_views_are_checked()
+    {
+        using Tensor tensor = Tensor.Allocate([2, 3]);
+        Assert.Equal(3, tensor.Dim(-1));
+        Assert.Equal("axis", Assert.Throws<ArgumentOutOfRangeException>(() => tensor.Dim(2)).ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => tensor.Dim(-3));
+        Assert.Throws<ArgumentNullException>(() => Tensor.View(null, [1]));
+    }
+
+    [Fact]
+    public void Picture_conversions_refuse_null()
+    {
+        Assert.Equal("picture", Assert.Throws<ArgumentNullException>(() => ImageConversion.FromPng(null!)).ParamName);
+        Assert.Equal("picture", Assert.Throws<ArgumentNullException>(() => ImageConversion.MaskFromPng(null!)).ParamName);
+        Assert.Equal("image", Assert.Throws<ArgumentNullException>(() => ImageConversion.ToRgb8(null!, 0)).ParamName);
+    }
+
+    [Theory]
+    [InlineData("ddim")]
+    [InlineData("pndm")]
+    [InlineData("euler")]
+    [InlineData("euler-a")]
+    [InlineData("lms")]
+    [InlineData("dpm++-2m")]
+    [InlineData("lcm")]
+    public void Scheduler_calls_check_the_step_and_the_lengths(string name)
+    {
+        Scheduler scheduler = Scheduler.Create(name, new SchedulerConfig { SkipPrkSteps = true });
+        float[] four = new float[4], two = new float[2];
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.AddNoise(four, four, 0, four));
+        Assert.Contains("call SetTimesteps first", e.Message);
+        scheduler.SetTimesteps(5);
+        int past = scheduler.StepCount;
+        Assert.Equal("stepIndex", Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.AddNoise(four, four, past, four)).ParamName);
+        Assert.Equal("noise", Assert.Throws<ArgumentException>(() => scheduler.AddNoise(four, two, 0, four)).ParamName);
+        Assert.Equal("original", Assert.Throws<ArgumentException>(() => scheduler.AddNoise(two, four, 0, four)).ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.ScaleModelInput(past));
+        Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.ScaleModelInput(-1, four, four));
+        Assert.Equal("sample", Assert.Throws<ArgumentException>(() => scheduler.ScaleModelInput(0, two, four)).ParamName);
+        scheduler.AddNoise(four, four, past - 1, four);
+        scheduler.ScaleModelInput(0, four, four);
     }
 }

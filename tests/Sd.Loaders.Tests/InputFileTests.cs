@@ -90,15 +90,3 @@ public sealed partial class InputFileTests : IDisposable
     [LibraryImport("libc", EntryPoint = "mkfifo", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int MakeFifo(string path, uint mode);
 }
-
-/// <summary>A fact about pipes and devices: skipped, with the reason, where there are none (Windows).</summary>
-public sealed class UnixFactAttribute : FactAttribute
-{
-    public UnixFactAttribute()
-    {
-        if (OperatingSystem.IsWindows())
-        {
-            Skip = "named pipes made by mkfifo and /dev/zero exist on Unix only";
-        }
-    }
-}

@@ -471,6 +471,17 @@ public sealed class PngFileTests : IDisposable
         }
     }
 
+    [Fact]
+    public void Read_with_a_size_refuses_another_size_from_the_header_alone()
+    {
+        string path = Path.Combine(_dir, "big.png");
+        File.WriteAllBytes(path, Png(Chunk("IHDR", Ihdr(16384, 16384)), Chunk("IDAT", [1, 2, 3])));
+        var ex = Assert.Throws<InvalidFileException>(() => PngFile.Read(path, 64, 64));
+        Assert.Equal($"{path}: the picture is 16384x16384; 64x64 is needed", ex.Message);
+        PngFile.Write(path, new PngImage(3, 2, 1, [1, 2, 3, 4, 5, 6]));
+        Assert.Equal([1, 2, 3, 4, 5, 6], PngFile.Read(path, 3, 2).Pixels);
+    }
+
     // ---- helpers ----
 
     private void AssertInvalid(string name, byte[] file, params string[] fragments)

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Sd.Loaders.IO;
 
 namespace Sd.Cli;
 
@@ -66,6 +67,32 @@ public sealed class CommandLine
         Get(flag) is not { } text ? fallback
         : int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) ? value
         : throw new UsageException($"{Command}: {flag} expects an integer, got '{text}'");
+
+    /// <summary>
+    /// Checks the files a command will write before it does any work (a generation takes minutes): each path names a
+    /// file in a folder that exists, not a folder or a device (<see cref="AtomicFile.CheckTarget"/>), and no two
+    /// outputs are the same file. A problem is a usage error naming the flag.
+    /// </summary>
+    public void CheckOutputs(IEnumerable<(string Flag, string Path)> outputs)
+    {
+        var seen = new Dictionary<string, string>(OperatingSystem.IsWindows() || OperatingSystem.IsMacOS() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal);
+        foreach ((string flag, string path) in outputs)
+        {
+            string target;
+            try
+            {
+                target = AtomicFile.CheckTarget(path);
+            }
+            catch (Exception e) when (e is ArgumentException or IOException)
+            {
+                throw new UsageException($"{Command}: {flag}: {e.Message}");
+            }
+            if (!seen.TryAdd(target, flag))
+            {
+                throw new UsageException($"{Command}: {seen[target]} and {flag} would both write {target}");
+            }
+        }
+    }
 
     /// <summary>A finite number option, or <paramref name="fallback"/> when absent.</summary>
     public float GetFloat(string flag, float fallback) =>

@@ -16,6 +16,7 @@ public static unsafe class ImageConversion
     /// <summary>Image <paramref name="index"/> of an NHWC RGB tensor as an 8-bit RGB picture.</summary>
     public static PngImage ToRgb8(Tensor image, int index, IReadOnlyDictionary<string, string>? text = null)
     {
+        ArgumentNullException.ThrowIfNull(image);
         if (image.Rank != 4 || image.Dim(3) != 3)
         {
             throw new ArgumentException($"expected an NHWC RGB tensor [N, H, W, 3], got {image}", nameof(image));
@@ -36,10 +37,12 @@ public static unsafe class ImageConversion
     /// <summary>An inpainting mask picture as [1, H, W, 1] in [0, 1] (first channel / 255; white = repaint).</summary>
     public static Tensor MaskFromPng(PngImage picture)
     {
+        ArgumentNullException.ThrowIfNull(picture);
         Tensor tensor = Tensor.Allocate([1, picture.Height, picture.Width, 1]);
+        float* dst = tensor.Data;
         for (int p = 0; p < picture.Width * picture.Height; p++)
         {
-            tensor.Data[p] = picture.Pixels[p * picture.Channels] / 255f;
+            dst[p] = picture.Pixels[p * picture.Channels] / 255f;
         }
         return tensor;
     }
@@ -47,6 +50,7 @@ public static unsafe class ImageConversion
     /// <summary>An 8-bit picture (gray, RGB or RGBA; alpha dropped) as a [1, H, W, 3] tensor in [-1, 1].</summary>
     public static Tensor FromPng(PngImage picture)
     {
+        ArgumentNullException.ThrowIfNull(picture);
         Tensor tensor = Tensor.Allocate([1, picture.Height, picture.Width, 3]);
         int channels = picture.Channels;
         float* dst = tensor.Data;

@@ -210,9 +210,20 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// <summary>The most images one call makes: its results (latents and images) are all held until it returns.</summary>
     public const int MaxBatchCount = 256;
 
+    /// <summary>
+    /// The NCHW shape <see cref="GenerateRequest.InitialLatents"/> holds for a <paramref name="width"/> x
+    /// <paramref name="height"/> image: [1, latent channels, height / factor, width / factor] (SD: [1, 4, h/8, w/8]).
+    /// </summary>
+    public int[] InitialLatentsShape(int width, int height)
+    {
+        int factor = _vaeConfig.DownscaleFactor;
+        return [1, _vaeConfig.LatentChannels, height / factor, width / factor];
+    }
+
     /// <summary>The request checks that need no work: sizes, steps, guidance, the batch count.</summary>
     private void CheckRequest(GenerateRequest request, int count)
     {
+        ArgumentNullException.ThrowIfNull(request);
         int factor = _vaeConfig.DownscaleFactor;
         if (request.Width <= 0 || request.Height <= 0 || request.Width % factor != 0 || request.Height % factor != 0
             || request.Width > MaxImageSide || request.Height > MaxImageSide)
@@ -234,6 +245,10 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         if (count > 1 && (request.InitialLatents is not null || request.Noise is not null))
         {
             throw new ArgumentException($"given initial latents or a noise source reproduce one run; a batch count of {count} needs seeded draws", nameof(request));
+        }
+        if (request.InitialLatents is not null && request.InitImage is not null && request.Mask is null)
+        {
+            throw new ArgumentException("initial latents start txt2img or inpainting; img2img (an init image without a mask) starts from the picture", nameof(request));
         }
     }
 

@@ -62,7 +62,7 @@ public sealed class DdimScheduler : Scheduler
         }
     }
 
-    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    protected override void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {
         AddNoiseDiscrete(AlphasCumprod, _timesteps[stepIndex], original, noise, destination);
     }

@@ -116,7 +116,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
         }
     }
 
-    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    protected override void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {
         (float alpha, float sigma) = AlphaSigma(_sigmas[stepIndex]);
         for (int i = 0; i < destination.Length; i++)

@@ -73,13 +73,13 @@ public abstract class SigmaScheduler : Scheduler
     {
     }
 
-    public override float ScaleModelInput(int stepIndex)
+    protected override float InputScale(int stepIndex)
     {
         float s = SigmaValues[stepIndex];
         return 1f / MathF.Sqrt(s * s + 1f);
     }
 
-    public override void ScaleModelInput(int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
+    protected override void ScaleInput(int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
     {
         float s = SigmaValues[stepIndex];
         float d = MathF.Sqrt(s * s + 1f);
@@ -98,7 +98,7 @@ public abstract class SigmaScheduler : Scheduler
     };
 
     /// <summary>x0 + sigma*n (Euler-family add_noise).</summary>
-    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    protected override void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {
         float sigma = SigmaValues[stepIndex];
         for (int i = 0; i < destination.Length; i++)

@@ -70,7 +70,7 @@ public sealed class LcmScheduler : Scheduler
         }
     }
 
-    public override void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    protected override void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {
         DdimScheduler.AddNoiseDiscrete(AlphasCumprod, _timesteps[stepIndex], original, noise, destination);
     }

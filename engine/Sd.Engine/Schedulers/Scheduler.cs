@@ -59,10 +59,25 @@ public abstract class Scheduler
     public virtual IReadOnlyList<float>? Sigmas => null;
 
     /// <summary>Multiplier for the UNet input (1, or 1/sqrt(sigma^2+1)).</summary>
-    public virtual float ScaleModelInput(int stepIndex) => 1f;
+    public float ScaleModelInput(int stepIndex)
+    {
+        CheckStepIndex(stepIndex);
+        return InputScale(stepIndex);
+    }
 
     /// <summary>Writes the UNet input exactly as diffusers' scale_model_input (a division for sigma schedulers).</summary>
-    public virtual void ScaleModelInput(int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
+    public void ScaleModelInput(int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
+    {
+        CheckStepIndex(stepIndex);
+        CheckLength(sample.Length, destination.Length, nameof(sample));
+        ScaleInput(stepIndex, sample, destination);
+    }
+
+    /// <summary><see cref="ScaleModelInput(int)"/> for a checked step index.</summary>
+    protected virtual float InputScale(int stepIndex) => 1f;
+
+    /// <summary><see cref="ScaleModelInput(int, ReadOnlySpan{float}, Span{float})"/> for checked arguments.</summary>
+    protected virtual void ScaleInput(int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
     {
         sample.CopyTo(destination);
     }
@@ -74,7 +89,16 @@ public abstract class Scheduler
     public abstract void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
 
     /// <summary>Forward diffusion to the timestep of <paramref name="stepIndex"/> (img2img/inpaint).</summary>
-    public abstract void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
+    public void AddNoise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
+    {
+        CheckStepIndex(stepIndex);
+        CheckLength(original.Length, destination.Length, nameof(original));
+        CheckLength(noise.Length, destination.Length, nameof(noise));
+        Noise(original, noise, stepIndex, destination);
+    }
+
+    /// <summary><see cref="AddNoise"/> for checked arguments.</summary>
+    protected abstract void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
 
     public static Scheduler Create(string name, SchedulerConfig config, TimestepSpacing? spacing = null)
     {
@@ -106,13 +130,28 @@ public abstract class Scheduler
 
     protected void CheckStep(int stepIndex, int length, int sampleLength)
     {
-        if ((uint)stepIndex >= (uint)StepCount)
-        {
-            throw new ArgumentOutOfRangeException(nameof(stepIndex), stepIndex, $"step index must be in 0..{StepCount - 1} (call SetTimesteps first)");
-        }
+        CheckStepIndex(stepIndex);
         if (length != sampleLength)
         {
             throw new ArgumentException($"model output has {length} values, sample has {sampleLength}");
+        }
+    }
+
+    private void CheckStepIndex(int stepIndex)
+    {
+        if ((uint)stepIndex >= (uint)StepCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(stepIndex), stepIndex, StepCount == 0
+                ? "no schedule yet: call SetTimesteps first"
+                : $"step index must be in 0..{StepCount - 1}");
+        }
+    }
+
+    private static void CheckLength(int length, int destinationLength, string name)
+    {
+        if (length != destinationLength)
+        {
+            throw new ArgumentException($"{name} has {length} values, the destination {destinationLength}", name);
         }
     }
 

@@ -8,13 +8,17 @@ namespace Sd.Engine.Tensors;
 public sealed unsafe class Tensor : IDisposable
 {
     private readonly NativeBlock? _owned;
+    private readonly Tensor? _reshaped; // the tensor a Reshape view shares memory with
+    private readonly float* _data;
     private readonly int[] _shape;
+    private bool _disposed;
 
-    private Tensor(float* data, int[] shape, NativeBlock? owned)
+    private Tensor(float* data, int[] shape, NativeBlock? owned, Tensor? reshaped = null)
     {
-        Data = data;
+        _data = data;
         _shape = shape;
         _owned = owned;
+        _reshaped = reshaped;
         Length = ElementCount(shape);
     }
 
@@ -29,6 +33,7 @@ public sealed unsafe class Tensor : IDisposable
     /// <summary>A view over memory owned elsewhere (an arena slot); disposing it frees nothing.</summary>
     public static Tensor View(float* data, ReadOnlySpan<int> shape)
     {
+        ArgumentNullException.ThrowIfNull(data);
         if (((nint)data & (NativeBlock.Alignment - 1)) != 0)
         {
             throw new ArgumentException("tensor data must be 64-byte aligned", nameof(data));
@@ -36,7 +41,13 @@ public sealed unsafe class Tensor : IDisposable
         return new Tensor(data, shape.ToArray(), null);
     }
 
-    public float* Data { get; }
+    /// <summary>
+    /// The first element. A disposed tensor (or a reshape of one) throws <see cref="ObjectDisposedException"/> rather
+    /// than hand out memory that may already hold something else.
+    /// </summary>
+    public float* Data => IsDisposed ? throw new ObjectDisposedException(ToString(), "the tensor was disposed; its memory is no longer its own") : _data;
+
+    private bool IsDisposed => _disposed || (_reshaped?.IsDisposed ?? false);
 
     public long Length { get; }
 
@@ -44,9 +55,16 @@ public sealed unsafe class Tensor : IDisposable
 
     public int Rank => _shape.Length;
 
-    public int Dim(int axis) => _shape[axis < 0 ? _shape.Length + axis : axis];
+    /// <summary>The size of <paramref name="axis"/>; a negative axis counts from the last, as in PyTorch.</summary>
+    public int Dim(int axis) =>
+        (uint)(axis < 0 ? _shape.Length + axis : axis) < (uint)_shape.Length
+            ? _shape[axis < 0 ? _shape.Length + axis : axis]
+            : throw new ArgumentOutOfRangeException(nameof(axis), axis, $"{this} has {_shape.Length} axes");
 
-    public Span<float> Span => new(Data, checked((int)Length));
+    /// <summary>The elements as a span; a tensor of more than 2^31 - 1 elements is refused (a span cannot hold it).</summary>
+    public Span<float> Span => Length <= int.MaxValue
+        ? new(Data, (int)Length)
+        : throw new InvalidOperationException($"{this} holds {Length} elements, more than a span can address");
 
     /// <summary>Same memory, another shape with the same element count.</summary>
     public Tensor Reshape(ReadOnlySpan<int> shape)
@@ -55,7 +73,7 @@ public sealed unsafe class Tensor : IDisposable
         {
             throw new ArgumentException($"cannot reshape {ShapeText(_shape)} ({Length} elements) to {ShapeText(shape)}", nameof(shape));
         }
-        return new Tensor(Data, shape.ToArray(), null);
+        return new Tensor(Data, shape.ToArray(), null, this);
     }
 
     /// <summary>Throws <see cref="ArithmeticException"/> with <paramref name="message"/> if any value is NaN or infinite.</summary>
@@ -85,5 +103,9 @@ public sealed unsafe class Tensor : IDisposable
 
     public override string ToString() => $"Tensor{ShapeText(_shape)}";
 
-    public void Dispose() => _owned?.Dispose();
+    public void Dispose()
+    {
+        _disposed = true;
+        _owned?.Dispose();
+    }
 }

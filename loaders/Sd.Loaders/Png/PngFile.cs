@@ -30,15 +30,26 @@ public static class PngFile
 
     private static readonly Encoding StrictUtf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
-    public static PngImage Read(string path)
+    public static PngImage Read(string path) => ReadFile(path, null);
+
+    /// <summary>
+    /// Reads a picture that must be <paramref name="width"/> x <paramref name="height"/> (an init image or mask of a
+    /// requested size): a picture of another size is refused from its header, before anything is decoded, since a
+    /// file of a megabyte can declare gigabytes of pixels.
+    /// </summary>
+    public static PngImage Read(string path, int width, int height) => ReadFile(path, (width, height));
+
+    private static PngImage ReadFile(string path, (int Width, int Height)? size)
     {
         InputFile.Check(path, "PNG file");
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
-        return Read(stream, path);
+        return Read(stream, path, size);
     }
 
     /// <param name="nameForErrors">The file name put in error messages.</param>
-    public static PngImage Read(Stream stream, string nameForErrors)
+    public static PngImage Read(Stream stream, string nameForErrors) => Read(stream, nameForErrors, null);
+
+    private static PngImage Read(Stream stream, string nameForErrors, (int Width, int Height)? size)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(nameForErrors);
@@ -93,6 +104,8 @@ public static class PngFile
                     if (length != 13)
                         throw Invalid(name, $"IHDR chunk is {length} bytes, expected 13");
                     header = ParseHeader(ReadChunkData(stream, name, type, typeBytes, 13), name);
+                    if (size is { } needed && (header.Width, header.Height) != needed)
+                        throw Invalid(name, $"the picture is {header.Width}x{header.Height}; {needed.Width}x{needed.Height} is needed");
                     break;
                 case "IDAT":
                     if (idatFinished)

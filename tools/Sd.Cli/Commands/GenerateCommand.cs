@@ -13,7 +13,7 @@ public static class GenerateCommand
 {
     private const string Help = """
         Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
-                           [--scheduler euler-a] [--seed N | --latents init.npy] [--noise-dir DIR]
+                           [--scheduler euler-a] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
                            [--threads T]
@@ -25,8 +25,8 @@ public static class GenerateCommand
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms,
         lms-karras, lcm. --seed N draws the initial latents (and any scheduler noise) exactly as diffusers does on the
-        CPU with torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, h, w] initial latents instead, and
-        --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference
+        CPU with torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, height/8, width/8] initial latents
+        instead (txt2img and inpainting; the seed still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference
         run. --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
         --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps the unmasked area from the picture, a
         9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture.
@@ -64,11 +64,25 @@ public static class GenerateCommand
         {
             throw new UsageException("generate: --latents and --noise-dir reproduce one run; they need --batch-count 1");
         }
+        if (line.Has("--strength") && !line.Has("--init-image"))
+        {
+            throw new UsageException("generate: --strength sets how much of an --init-image is repainted; give one");
+        }
+        if (line.Has("--latents") && line.Has("--init-image") && !line.Has("--mask"))
+        {
+            throw new UsageException("generate: --latents starts txt2img or inpainting; img2img (--init-image without --mask) starts from the picture");
+        }
+        line.CheckOutputs(Outputs(line, outPath, 1));
+        if (batchCount > 1)
+        {
+            line.CheckOutputs(Outputs(line, outPath, batchCount));
+        }
         string? model = line.Get("--model");
         if (model is null && (line.Has("--variant") || line.Has("--tokenizer") || line.Has("--config")))
         {
             throw new UsageException("generate: --variant, --tokenizer and --config choose a --model's files; the built-in demo model has none");
         }
+        int[] latentsShape = [];
         var request = new GenerateRequest
         {
             Prompt = line.Require("--prompt"),
@@ -83,11 +97,11 @@ public static class GenerateCommand
             Height = line.GetInt("--height", 512),
             ClipSkip = line.GetInt("--clip-skip", 0),
             GuidanceRescale = line.GetFloat("--guidance-rescale", 0f),
-            InitialLatents = line.Get("--latents") is { } latents ? NpyFile.ReadFloat32(latents, out _) : null,
+            InitialLatents = line.Get("--latents") is { } latents ? NpyFile.ReadFloat32(latents, out latentsShape) : null,
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
-        using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PngFile.Read(initPath)) : null;
-        using Tensor? mask = line.Get("--mask") is { } maskPath ? ImageConversion.MaskFromPng(PngFile.Read(maskPath)) : null;
+        using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PngFile.Read(initPath, request.Width, request.Height)) : null;
+        using Tensor? mask = line.Get("--mask") is { } maskPath ? ImageConversion.MaskFromPng(PngFile.Read(maskPath, request.Width, request.Height)) : null;
         request = request with { InitImage = initImage, Mask = mask, Strength = line.GetFloat("--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
@@ -100,6 +114,12 @@ public static class GenerateCommand
             ? StableDiffusionPipeline.LoadDemo(logger, options)
             : StableDiffusionPipeline.Load(model, ModelOptions.OpenOptions(line), logger, options);
         TimeSpan open = total.Elapsed;
+        if (request.InitialLatents is not null && pipeline.InitialLatentsShape(request.Width, request.Height) is var expected
+            && !latentsShape.AsSpan().SequenceEqual(expected))
+        {
+            throw new InvalidFileException(line.Require("--latents"),
+                $"initial latents are [{string.Join(", ", latentsShape)}]; a {request.Width}x{request.Height} image needs [{string.Join(", ", expected)}] (NCHW)");
+        }
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
         IReadOnlyList<GenerateResult> results = pipeline.GenerateBatch(request, batchCount, progress);
@@ -151,6 +171,26 @@ public static class GenerateCommand
             NpyFile.Write(BatchPath(imagePath, index, count), NpyArray.FromFloat32(unit, result.Image.Shape));
         }
         return pngPath;
+    }
+
+    /// <summary>
+    /// Every file the command will write, by flag: each output flag's path for each image of the batch (with a
+    /// count of 1, the paths as given: a batch's names are made from them, so they must name files too).
+    /// </summary>
+    private static IEnumerable<(string Flag, string Path)> Outputs(CommandLine line, string outPath, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            yield return ("--out", BatchPath(outPath, i, count));
+            if (line.Get("--out-latents") is { } latents)
+            {
+                yield return ("--out-latents", BatchPath(latents, i, count));
+            }
+            if (line.Get("--out-image-npy") is { } image)
+            {
+                yield return ("--out-image-npy", BatchPath(image, i, count));
+            }
+        }
     }
 
     /// <summary>The output path of image <paramref name="index"/>: as given for a single image, name-1.ext ... name-N.ext in a batch.</summary>

@@ -1,0 +1,87 @@
+using Sd.Cli.Commands;
+using Sd.Loaders;
+using Sd.Loaders.Npy;
+using Sd.Loaders.Png;
+using Sd.Loaders.Tests;
+
+namespace Sd.Cli.Tests;
+
+/// <summary>
+/// <c>sd generate</c>'s outputs and option combinations are checked before it generates anything (a real generation
+/// takes minutes), and what it writes holds any prompt. Runs the built-in demo model: no fixtures needed.
+/// </summary>
+public sealed class GenerateOutputTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static string[] Small(params string[] more) => ["--prompt", "p", "--steps", "2", "--width", "64", "--height", "64", .. more];
+
+    private static UsageException Refused(params string[] args) =>
+        Assert.Throws<UsageException>(() => GenerateCommand.Run(Small(args), TextWriter.Null));
+
+    [Fact]
+    public void A_prompt_outside_Latin1_is_written_to_the_png()
+    {
+        string png = _dir.File("u.png"), prompt = "a \u201Cquoted\u201D caf\u00E9, \u65E5\u672C, \U0001F600";
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", prompt, "--negative-prompt", "\u00E9t\u00E9 \u2014 blur", "--steps", "2",
+            "--width", "64", "--height", "64", "--out", png], TextWriter.Null));
+        string parameters = PngFile.Read(png).Text["parameters"];
+        Assert.StartsWith($"{prompt}\nNegative prompt: \u00E9t\u00E9 \u2014 blur\nSteps: 2,", parameters);
+    }
+
+    [Fact]
+    public void Outputs_in_a_missing_folder_or_naming_a_folder_are_refused_up_front()
+    {
+        string missing = _dir.File(Path.Combine("nowhere", "x.png"));
+        Assert.Equal($"generate: --out: {missing}: the folder {_dir.File("nowhere")} does not exist", Refused("--out", missing).Message);
+        Assert.Contains("--out-latents", Refused("--out", _dir.File("a.png"), "--out-latents", _dir.File(Path.Combine("nowhere", "l.npy"))).Message);
+        Assert.Equal($"generate: --out: '{_dir.Path}' names a directory, not a file", Refused("--out", _dir.Path).Message);
+        // A batch's names are made from the path given, which must name a file too (not "folder/-1").
+        Assert.Contains("names a directory", Refused("--out", _dir.Path + Path.DirectorySeparatorChar, "--batch-count", "2").Message);
+        Assert.Empty(Directory.GetFileSystemEntries(_dir.Path));
+    }
+
+    [Fact]
+    public void Two_outputs_of_the_same_file_are_refused_up_front()
+    {
+        string png = _dir.File("x.png");
+        Assert.Equal($"generate: --out and --out-latents would both write {png}", Refused("--out", png, "--out-latents", png).Message);
+        Assert.Equal($"generate: --out and --out-image-npy would both write {png}",
+            Refused("--out", png, "--out-image-npy", png, "--batch-count", "2").Message);
+        Assert.Empty(Directory.GetFileSystemEntries(_dir.Path));
+    }
+
+    [UnixFact]
+    public void A_device_is_refused_and_a_link_is_written_through()
+    {
+        Assert.Contains("'/dev/null' is a device or process file", Refused("--out", "/dev/null").Message);
+        string link = _dir.File("link.png"), target = _dir.File("target.png");
+        File.CreateSymbolicLink(link, target);
+        Assert.Equal(0, GenerateCommand.Run(Small("--out", link), TextWriter.Null));
+        Assert.Equal(target, new FileInfo(link).LinkTarget);
+        Assert.Equal(64, PngFile.Read(target).Width);
+    }
+
+    [Fact]
+    public void Options_that_would_be_ignored_are_refused()
+    {
+        Assert.Contains("--strength sets how much of an --init-image", Refused("--out", _dir.File("a.png"), "--strength", "0.5").Message);
+        Assert.Contains("img2img (--init-image without --mask) starts from the picture",
+            Refused("--out", _dir.File("a.png"), "--latents", "l.npy", "--init-image", "i.png").Message);
+    }
+
+    [Fact]
+    public void Initial_latents_of_another_shape_are_refused_naming_the_file()
+    {
+        string flat = _dir.File("flat.npy"), nhwc = _dir.File("nhwc.npy"), png = _dir.File("a.png");
+        NpyFile.Write(flat, NpyArray.FromFloat32(new float[256], [256]));
+        NpyFile.Write(nhwc, NpyArray.FromFloat32(new float[256], [1, 8, 8, 4]));
+        var e = Assert.Throws<InvalidFileException>(() => GenerateCommand.Run(Small("--out", png, "--latents", flat), TextWriter.Null));
+        Assert.Equal($"{flat}: initial latents are [256]; a 64x64 image needs [1, 4, 8, 8] (NCHW)", e.Message);
+        e = Assert.Throws<InvalidFileException>(() => GenerateCommand.Run(Small("--out", png, "--latents", nhwc), TextWriter.Null));
+        Assert.Contains("initial latents are [1, 8, 8, 4]", e.Message);
+        Assert.False(File.Exists(png));
+    }
+}
