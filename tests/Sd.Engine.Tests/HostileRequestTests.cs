@@ -106,6 +106,9 @@ public sealed unsafe class HostileRequestTests
         var e = Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { InitImage = picture, InitialLatents = new float[4 * 8 * 8] }));
         Assert.Contains("img2img (an init image without a mask) starts from the picture", e.Message);
         Assert.Equal([1, 4, 8, 8], pipeline.InitialLatentsShape(64, 64));
+        float[] latents = new float[4 * 8 * 8];
+        latents[5] = float.NaN;
+        Assert.Contains("hold NaN at 5; they must be finite", Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { InitialLatents = latents })).Message);
     }
 
     [Fact]

@@ -246,6 +246,10 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             throw new ArgumentException($"given initial latents or a noise source reproduce one run; a batch count of {count} needs seeded draws", nameof(request));
         }
+        if (request.InitialLatents is { } latents && Array.FindIndex(latents, v => !float.IsFinite(v)) is var bad and >= 0)
+        {
+            throw new ArgumentException($"the initial latents hold {latents[bad]} at {bad}; they must be finite", nameof(request));
+        }
         if (request.InitialLatents is not null && request.InitImage is not null && request.Mask is null)
         {
             throw new ArgumentException("initial latents start txt2img or inpainting; img2img (an init image without a mask) starts from the picture", nameof(request));
