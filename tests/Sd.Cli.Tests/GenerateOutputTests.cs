@@ -56,7 +56,7 @@ public sealed class GenerateOutputTests : IDisposable
     [UnixFact]
     public void A_device_is_refused_and_a_link_is_written_through()
     {
-        Assert.Contains("'/dev/null' is a device or process file", Refused("--out", "/dev/null").Message);
+        Assert.Contains("'/dev/null' is a device or system file", Refused("--out", "/dev/null").Message);
         string link = _dir.File("link.png"), target = _dir.File("target.png");
         File.CreateSymbolicLink(link, target);
         Assert.Equal(0, GenerateCommand.Run(Small("--out", link), TextWriter.Null));
@@ -84,4 +84,41 @@ public sealed class GenerateOutputTests : IDisposable
         Assert.Contains("initial latents are [1, 8, 8, 4]", e.Message);
         Assert.False(File.Exists(png));
     }
+
+    [UnixFact]
+    public void Outputs_are_compared_and_checked_by_their_real_paths()
+    {
+        string self = _dir.File("self"), devices = _dir.File("devices");
+        Directory.CreateSymbolicLink(self, _dir.Path);
+        Directory.CreateSymbolicLink(devices, "/dev");
+        string png = _dir.File("b.png"), same = Path.Combine(self, "b.png");
+        Assert.Equal($"generate: --out and --out-image-npy would both write {png}", Refused("--out", png, "--out-image-npy", same).Message);
+        // Through a linked folder, "null" is /dev/null.
+        Assert.Contains("is a device or system file (/dev/null)", Refused("--out", Path.Combine(devices, "null")).Message);
+        Assert.False(File.Exists(png));
+    }
+
+    [Fact]
+    public void An_invalid_size_is_named_before_the_inputs_that_must_match_it()
+    {
+        string latents = _dir.File("l.npy");
+        NpyFile.Write(latents, NpyArray.FromFloat32(new float[256], [1, 4, 8, 8]));
+        var e = Assert.Throws<ArgumentException>(() => GenerateCommand.Run(
+            ["--prompt", "p", "--steps", "2", "--width", "60", "--height", "64", "--out", _dir.File("a.png"), "--latents", latents], TextWriter.Null));
+        Assert.Contains("positive multiples of 8", e.Message);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    [InlineData("3")]
+    public void SD_THREADS_unset_or_a_count_passes(string? value) => Program.CheckThreadSetting(value);
+
+    [Theory]
+    [InlineData("abc")]
+    [InlineData("0")]
+    [InlineData("4096")]
+    public void SD_THREADS_that_is_not_a_count_is_a_usage_error(string value) =>
+        Assert.Equal($"SD_THREADS='{value}' must be a whole number of threads from 1 to 1024",
+            Assert.Throws<UsageException>(() => Program.CheckThreadSetting(value)).Message);
 }

@@ -37,10 +37,27 @@ public sealed class AtomicFileTests : IDisposable
 
         foreach (string device in new[] { "/dev/null", "/dev/stdout" })
         {
-            Assert.Contains("device or process file", Assert.Throws<ArgumentException>(() => AtomicFile.Write(device, s => s.WriteByte(1))).Message);
+            Assert.Contains("device or system file", Assert.Throws<ArgumentException>(() => AtomicFile.Write(device, s => s.WriteByte(1))).Message);
         }
         string toDevice = _dir.File("null");
         File.CreateSymbolicLink(toDevice, "/dev/null");
-        Assert.Contains("device or process file", Assert.Throws<ArgumentException>(() => AtomicFile.CheckTarget(toDevice)).Message);
+        Assert.Contains("device or system file (/dev/null)", Assert.Throws<ArgumentException>(() => AtomicFile.CheckTarget(toDevice)).Message);
+        string devices = _dir.File("devices");
+        Directory.CreateSymbolicLink(devices, "/dev");
+        Assert.Contains("device or system file (/dev/zero)", Assert.Throws<ArgumentException>(() => AtomicFile.CheckTarget(Path.Combine(devices, "zero"))).Message);
+        Assert.Throws<ArgumentException>(() => AtomicFile.CheckTarget("/proc/self/environ"));
+        if (Directory.Exists("/dev/shm"))
+        {
+            Assert.Equal("/dev/shm/sd-output.png", AtomicFile.CheckTarget("/dev/shm/sd-output.png")); // an ordinary tmpfs
+        }
+    }
+
+    [UnixFact]
+    public void A_loop_of_links_is_refused()
+    {
+        string a = _dir.File("a"), b = _dir.File("b");
+        File.CreateSymbolicLink(a, b);
+        File.CreateSymbolicLink(b, a);
+        Assert.Contains("more than 40 symbolic links", Assert.Throws<IOException>(() => AtomicFile.CheckTarget(a)).Message);
     }
 }

@@ -78,6 +78,23 @@ public sealed partial class InputFileTests : IDisposable
         Assert.Contains("pipe or device", open.Result.Message);
     }
 
+    [UnixFact]
+    public void A_link_is_checked_by_the_file_it_names()
+    {
+        string pipe = _dir.File("pipe"), toPipe = _dir.File("to-pipe.npy"), toZero = _dir.File("to-zero.json");
+        Assert.Equal(0, MakeFifo(pipe, 0b110_000_000));
+        File.CreateSymbolicLink(toPipe, pipe);
+        File.CreateSymbolicLink(toZero, "/dev/zero");
+        var open = Task.Run(() => Assert.Throws<InvalidFileException>(() => NpyFile.Read(toPipe)));
+        Assert.True(open.Wait(TimeSpan.FromMinutes(1)), "opening a link to a pipe did not return");
+        Assert.Contains("pipe or device", open.Result.Message);
+        Assert.Contains("pipe or device", Assert.Throws<InvalidFileException>(() => JsonConfig.Load(toZero)).Message);
+        // The limit applies to the file, not to the link's few bytes.
+        string big = _dir.Write("big", new byte[11]), toBig = _dir.File("to-big");
+        File.CreateSymbolicLink(toBig, big);
+        Assert.Contains("11 bytes", Assert.Throws<InvalidFileException>(() => InputFile.Check(toBig, "thing", maxBytes: 10)).Message);
+    }
+
     [Fact]
     public void A_file_over_the_limit_is_refused()
     {

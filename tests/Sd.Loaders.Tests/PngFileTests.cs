@@ -95,7 +95,24 @@ public sealed class PngFileTests : IDisposable
         using (var zlib = new System.IO.Compression.ZLibStream(compressed, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
             zlib.Write(new byte[(1 << 20) + 1]);
         AssertInvalid("bomb.png", Png(Chunk("IHDR", Ihdr(1, 1)), Chunk("iTXt", [.. "k"u8, 0, 1, 0, 0, 0, .. compressed.ToArray()]),
-            Chunk("IDAT", Deflate([0, 1, 2, 3])), Chunk("IEND", [])), "inflates past 1048576 bytes");
+            Chunk("IDAT", Deflate([0, 1, 2, 3])), Chunk("IEND", [])), "inflates past 1048576 bytes in all");
+    }
+
+    [Fact]
+    public void Read_bounds_the_text_of_many_compressed_iTXt_chunks_together()
+    {
+        // Each chunk inflates to 300 KiB, under any per-chunk limit; four of them pass 1 MiB in all.
+        var compressed = new MemoryStream();
+        using (var zlib = new System.IO.Compression.ZLibStream(compressed, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+            zlib.Write(new byte[300 << 10]);
+        byte[] Text(string keyword) => Chunk("iTXt", [.. Encoding.Latin1.GetBytes(keyword), 0, 1, 0, 0, 0, .. compressed.ToArray()]);
+        byte[] Image(params string[] keywords) =>
+            Png([Chunk("IHDR", Ihdr(1, 1)), .. keywords.Select(Text), Chunk("IDAT", Deflate([0, 1, 2, 3])), Chunk("IEND", [])]);
+
+        Assert.Equal(3, PngFile.Read(new MemoryStream(Image("a", "b", "c")), "three.png").Text.Count);
+        // A repeated keyword is not inflated at all (the first wins), so it costs nothing.
+        Assert.Equal(3, PngFile.Read(new MemoryStream(Image("a", "b", "c", "a", "b", "c", "a")), "repeats.png").Text.Count);
+        AssertInvalid("four.png", Image("a", "b", "c", "d"), "inflates past 1048576 bytes in all");
     }
 
     [Theory]

@@ -83,7 +83,7 @@ public sealed class CommandLine
             {
                 target = AtomicFile.CheckTarget(path);
             }
-            catch (Exception e) when (e is ArgumentException or IOException)
+            catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
             {
                 throw new UsageException($"{Command}: {flag}: {e.Message}");
             }
@@ -92,6 +92,20 @@ public sealed class CommandLine
                 throw new UsageException($"{Command}: {seen[target]} and {flag} would both write {target}");
             }
         }
+    }
+
+    /// <summary><see cref="CheckOutputs(IEnumerable{ValueTuple{string, string}})"/> for the flags given among <paramref name="flags"/>.</summary>
+    public void CheckOutputFlags(params string[] flags)
+    {
+        var outputs = new List<(string, string)>();
+        foreach (string flag in flags)
+        {
+            if (Get(flag) is { } path)
+            {
+                outputs.Add((flag, path));
+            }
+        }
+        CheckOutputs(outputs);
     }
 
     /// <summary>A finite number option, or <paramref name="fallback"/> when absent.</summary>

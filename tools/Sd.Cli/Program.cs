@@ -39,6 +39,7 @@ public static class Program
         string[] rest = args[1..];
         try
         {
+            CheckThreadSetting(Environment.GetEnvironmentVariable("SD_THREADS"));
             return command switch
             {
                 "info" => InfoCommand.Run(rest, Console.Out),
@@ -67,4 +68,19 @@ public static class Program
         }
     }
 
+    /// <summary>
+    /// SD_THREADS is read when the worker pool first starts, which may be after a model has loaded: checked at once
+    /// instead, even when --threads overrides it, so a typo in the environment is reported before any work.
+    /// </summary>
+    public static void CheckThreadSetting(string? value)
+    {
+        try
+        {
+            Sd.Kernels.Threading.WorkerPool.ThreadCountSetting(value);
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            throw new UsageException($"SD_THREADS='{value}' must be a whole number of threads from 1 to {Sd.Kernels.Threading.WorkerPool.MaxThreads}");
+        }
+    }
 }

@@ -220,6 +220,13 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         return [1, _vaeConfig.LatentChannels, height / factor, width / factor];
     }
 
+    /// <summary>
+    /// The checks <see cref="GenerateBatch"/> makes before any work (sizes, steps, guidance, the batch count, the
+    /// initial latents' values, which inputs go together), for a caller that prepares inputs sized by the request
+    /// (the CLI reads init pictures only once the size is known to be valid). Throws as GenerateBatch would.
+    /// </summary>
+    public void Validate(GenerateRequest request, int count = 1) => CheckRequest(request, count);
+
     /// <summary>The request checks that need no work: sizes, steps, guidance, the batch count.</summary>
     private void CheckRequest(GenerateRequest request, int count)
     {

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Sd.Loaders.IO;
 
 /// <summary>
@@ -6,7 +8,7 @@ namespace Sd.Loaders.IO;
 /// leaves a half-written image, array or model behind. A symbolic link is written through: the file it names is
 /// replaced.
 /// </summary>
-public static class AtomicFile
+public static partial class AtomicFile
 {
     public static void Write(string path, Action<Stream> write)
     {
@@ -29,13 +31,14 @@ public static class AtomicFile
     }
 
     /// <summary>
-    /// The full path of the file a <see cref="Write"/> to <paramref name="path"/> replaces: the path itself, or the file
-    /// a symbolic link there finally names (the link stays a link). Callers check their outputs with it before long
-    /// work. A folder, a missing parent folder, and device or process files (under /dev and /proc on Unix: renaming a
-    /// file over <c>/dev/null</c> would replace the device for every program, and a pipe such as <c>/dev/stdout</c>
-    /// cannot be replaced atomically) are refused.
+    /// The real path of the file a <see cref="Write"/> to <paramref name="path"/> replaces: symbolic links are followed,
+    /// in the folders and at the file itself (a link stays a link and the file it names is replaced). Callers check
+    /// their outputs with it before long work; two outputs with the same real path are the same file. A folder, a
+    /// missing parent folder, and system files (under /dev, except the ordinary files of /dev/shm, /proc and /sys on
+    /// Unix) are refused: renaming a file over <c>/dev/null</c> would replace the device for every program, and a pipe
+    /// such as <c>/dev/stdout</c> cannot be replaced atomically.
     /// </summary>
-    /// <exception cref="ArgumentException">The path names a folder or a device or process file.</exception>
+    /// <exception cref="ArgumentException">The path names a folder or a system file.</exception>
     /// <exception cref="DirectoryNotFoundException">The folder the file would be in does not exist.</exception>
     public static string CheckTarget(string path)
     {
@@ -45,27 +48,68 @@ public static class AtomicFile
         {
             throw new ArgumentException($"'{path}' names a directory, not a file");
         }
-        if (new FileInfo(fullPath).LinkTarget != null)
+        for (int links = 0; ; links++)
         {
-            fullPath = File.ResolveLinkTarget(fullPath, returnFinalTarget: true)?.FullName ?? fullPath;
-        }
-        if (!OperatingSystem.IsWindows() && (IsUnder(fullPath, "/dev/") || IsUnder(fullPath, "/proc/") || IsUnder(Path.GetFullPath(path), "/dev/")))
-        {
-            throw new ArgumentException($"'{path}' is a device or process file; outputs are written to regular files");
+            string folder = Path.GetDirectoryName(fullPath)!;
+            string real = RealFolder(folder) ?? throw new DirectoryNotFoundException($"{path}: the folder {folder} does not exist");
+            fullPath = Path.Combine(real, Path.GetFileName(fullPath));
+            if (new FileInfo(fullPath).LinkTarget is not { } link)
+            {
+                break;
+            }
+            if (links == MaxLinks)
+            {
+                throw new IOException($"{path}: more than {MaxLinks} symbolic links to follow");
+            }
+            fullPath = Path.GetFullPath(link, real);
         }
         if (Directory.Exists(fullPath))
         {
             throw new ArgumentException($"'{path}' links to a directory, not a file");
         }
-        string folder = Path.GetDirectoryName(fullPath)!;
-        if (!Directory.Exists(folder))
+        if (IsSystemFile(fullPath))
         {
-            throw new DirectoryNotFoundException($"{path}: the folder {folder} does not exist");
+            throw new ArgumentException($"'{path}' is a device or system file ({fullPath}); outputs are written to regular files");
         }
         return fullPath;
     }
 
+    /// <summary>Links followed before giving up, as Linux's path resolution does (ELOOP).</summary>
+    private const int MaxLinks = 40;
+
+    /// <summary>The folder with every symbolic link in it resolved (realpath), or null if it does not exist.</summary>
+    private static string? RealFolder(string folder)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return Directory.Exists(folder) ? folder : null;
+        }
+        nint resolved = RealPath(folder, 0);
+        if (resolved == 0)
+        {
+            return null;
+        }
+        try
+        {
+            return Marshal.PtrToStringUTF8(resolved);
+        }
+        finally
+        {
+            Free(resolved);
+        }
+    }
+
+    private static bool IsSystemFile(string realPath) =>
+        !OperatingSystem.IsWindows()
+        && ((IsUnder(realPath, "/dev/") && !IsUnder(realPath, "/dev/shm/")) || IsUnder(realPath, "/proc/") || IsUnder(realPath, "/sys/"));
+
     private static bool IsUnder(string path, string folder) => path.StartsWith(folder, StringComparison.Ordinal);
+
+    [LibraryImport("libc", EntryPoint = "realpath", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint RealPath(string path, nint resolved);
+
+    [LibraryImport("libc", EntryPoint = "free")]
+    private static partial void Free(nint pointer);
 
     private static void TryDelete(string path)
     {

@@ -9,9 +9,10 @@ namespace Sd.Loaders.IO;
 public static class InputFile
 {
     /// <summary>
-    /// The length of the file at <paramref name="path"/>: a <see cref="FileNotFoundException"/> when there is none (or
-    /// it is a folder), an <see cref="InvalidFileException"/> when it is empty, not a regular file, or longer than
-    /// <paramref name="maxBytes"/>. <paramref name="what"/> names the kind of file in the messages ("config file").
+    /// The length of the file at <paramref name="path"/> (or the file a symbolic link there finally names): a
+    /// <see cref="FileNotFoundException"/> when there is none (or it is a folder), an <see cref="InvalidFileException"/>
+    /// when it is empty (which pipes and devices are too) or longer than <paramref name="maxBytes"/>.
+    /// <paramref name="what"/> names the kind of file in the messages ("config file").
     /// </summary>
     public static long Check(string path, string what, long maxBytes = long.MaxValue)
     {
@@ -21,6 +22,11 @@ public static class InputFile
             throw new FileNotFoundException($"{path}: is a folder, not a {what}", path);
         }
         var info = new FileInfo(path);
+        if (info.LinkTarget != null)
+        {
+            // A link's own length is that of the name it holds: check the file it finally names.
+            info = File.ResolveLinkTarget(path, returnFinalTarget: true) as FileInfo ?? info;
+        }
         if (!info.Exists)
         {
             throw new FileNotFoundException($"{path}: {what} not found", path);

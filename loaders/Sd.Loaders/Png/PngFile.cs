@@ -25,7 +25,10 @@ public static class PngFile
 
     private const int MaxKeywordLength = 79;
 
-    /// <summary>Largest text a compressed iTXt chunk may inflate to: metadata, not a payload.</summary>
+    /// <summary>
+    /// Most text the compressed iTXt chunks of one file may inflate to, all together (each chunk alone is small, but a
+    /// file can hold thousands): metadata, not a payload.
+    /// </summary>
     private const int MaxInflatedText = 1 << 20;
 
     private static readonly Encoding StrictUtf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
@@ -66,6 +69,7 @@ public static class PngFile
         MemoryStream? idat = null;
         bool idatFinished = false;
         var text = new Dictionary<string, string>(StringComparer.Ordinal);
+        int inflateBudget = MaxInflatedText;
         Span<byte> chunkHeader = stackalloc byte[8];
         for (int index = 0; ; index++)
         {
@@ -124,7 +128,7 @@ public static class PngFile
                     AddText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, name);
                     break;
                 case "iTXt":
-                    AddInternationalText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, name);
+                    AddInternationalText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, ref inflateBudget, name);
                     break;
                 case "IEND":
                     if (length != 0)
@@ -385,10 +389,11 @@ public static class PngFile
 
     /// <summary>
     /// An iTXt chunk is a Latin-1 keyword, NUL, compression flag, compression method, a language tag and a translated
-    /// keyword (each NUL-terminated), then UTF-8 text, zlib-compressed when the flag is 1 (inflated up to
-    /// <see cref="MaxInflatedText"/>). The first of tEXt and iTXt with a keyword wins.
+    /// keyword (each NUL-terminated), then UTF-8 text, zlib-compressed when the flag is 1 (inflated within what is
+    /// left of <paramref name="inflateBudget"/>). The first of tEXt and iTXt with a keyword wins; a later one is not
+    /// even inflated.
     /// </summary>
-    private static void AddInternationalText(byte[] chunk, Dictionary<string, string> text, string name)
+    private static void AddInternationalText(byte[] chunk, Dictionary<string, string> text, ref int inflateBudget, string name)
     {
         int separator = Array.IndexOf(chunk, (byte)0);
         if (separator is 0 or > MaxKeywordLength || separator < 0)
@@ -400,10 +405,12 @@ public static class PngFile
             throw Invalid(name, "iTXt chunk is truncated before its text");
         if (chunk[flags] > 1 || chunk[flags + 1] != 0)
             throw Invalid(name, $"iTXt chunk has compression flag {chunk[flags]} and method {chunk[flags + 1]}; PNG defines 0 or 1 and 0");
+        string keyword = Encoding.Latin1.GetString(chunk, 0, separator);
+        if (text.ContainsKey(keyword))
+            return;
         byte[] utf8 = chunk[(translated + 1)..];
         if (chunk[flags] == 1)
-            utf8 = InflateText(utf8, name);
-        string keyword = Encoding.Latin1.GetString(chunk, 0, separator);
+            utf8 = InflateText(utf8, ref inflateBudget, name);
         try
         {
             text.TryAdd(keyword, StrictUtf8.GetString(utf8));
@@ -414,7 +421,7 @@ public static class PngFile
         }
     }
 
-    private static byte[] InflateText(byte[] compressed, string name)
+    private static byte[] InflateText(byte[] compressed, ref int budget, string name)
     {
         using var output = new MemoryStream();
         try
@@ -424,8 +431,9 @@ public static class PngFile
             int read;
             while ((read = zlib.Read(buffer)) > 0)
             {
-                if (output.Length + read > MaxInflatedText)
-                    throw Invalid(name, $"compressed iTXt chunk inflates past {MaxInflatedText} bytes");
+                if (read > budget)
+                    throw Invalid(name, $"compressed iTXt text inflates past {MaxInflatedText} bytes in all");
+                budget -= read;
                 output.Write(buffer, 0, read);
             }
         }

@@ -26,8 +26,8 @@ public static class GenerateCommand
         Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms,
         lms-karras, lcm. --seed N draws the initial latents (and any scheduler noise) exactly as diffusers does on the
         CPU with torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, height/8, width/8] initial latents
-        instead (txt2img and inpainting; the seed still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference
-        run. --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
+        instead (txt2img and inpainting; the seed still draws any scheduler noise), and --noise-dir replays
+        recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference run. --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
         --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps the unmasked area from the picture, a
         9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture.
         --batch-count N makes N images with seeds S, S+1, ... from --seed S (each reproducible alone), written as
@@ -100,9 +100,7 @@ public static class GenerateCommand
             InitialLatents = line.Get("--latents") is { } latents ? NpyFile.ReadFloat32(latents, out latentsShape) : null,
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
-        using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PngFile.Read(initPath, request.Width, request.Height)) : null;
-        using Tensor? mask = line.Get("--mask") is { } maskPath ? ImageConversion.MaskFromPng(PngFile.Read(maskPath, request.Width, request.Height)) : null;
-        request = request with { InitImage = initImage, Mask = mask, Strength = line.GetFloat("--strength", 0.8f) };
+        request = request with { Strength = line.GetFloat("--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
         var options = new PipelineOptions { Memory = PipelineMemory.Sequential };
@@ -114,12 +112,17 @@ public static class GenerateCommand
             ? StableDiffusionPipeline.LoadDemo(logger, options)
             : StableDiffusionPipeline.Load(model, ModelOptions.OpenOptions(line), logger, options);
         TimeSpan open = total.Elapsed;
+        // The size first (a multiple of the model's VAE factor), then what must match it.
+        pipeline.Validate(request, batchCount);
         if (request.InitialLatents is not null && pipeline.InitialLatentsShape(request.Width, request.Height) is var expected
             && !latentsShape.AsSpan().SequenceEqual(expected))
         {
             throw new InvalidFileException(line.Require("--latents"),
                 $"initial latents are [{string.Join(", ", latentsShape)}]; a {request.Width}x{request.Height} image needs [{string.Join(", ", expected)}] (NCHW)");
         }
+        using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PngFile.Read(initPath, request.Width, request.Height)) : null;
+        using Tensor? mask = line.Get("--mask") is { } maskPath ? ImageConversion.MaskFromPng(PngFile.Read(maskPath, request.Width, request.Height)) : null;
+        request = request with { InitImage = initImage, Mask = mask };
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
         IReadOnlyList<GenerateResult> results = pipeline.GenerateBatch(request, batchCount, progress);

@@ -45,7 +45,7 @@ public static class ModelCommands
         }
         var line = new CommandLine("unet", args, ModelOptions.With("--sample", "--timestep", "--timestep-file", "--context", "--out"), []);
         string outPath = line.Require("--out");
-        line.CheckOutputs([("--out", outPath)]);
+        line.CheckOutputFlags("--out");
         float[] timesteps = Timesteps(line);
         using Tensor sample = NpyTensors.ReadNchwAsNhwc(line.Require("--sample"));
         using Tensor context = ReadContext(line.Require("--context"));
@@ -68,7 +68,7 @@ public static class ModelCommands
         }
         var line = new CommandLine("vae-decode", args, ModelOptions.With("--latents", "--out", "--png"), []);
         string outPath = line.Require("--out");
-        line.CheckOutputs(line.Get("--png") is { } pngOut ? [("--out", outPath), ("--png", pngOut)] : [("--out", outPath)]);
+        line.CheckOutputFlags("--out", "--png");
         using Tensor latents = NpyTensors.ReadNchwAsNhwc(line.Require("--latents"));
         using ModelSource model = ModelOptions.Open(line);
         using var vae = new AutoencoderKL(model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE"), model.Weights(ModelComponent.Vae));
@@ -92,7 +92,7 @@ public static class ModelCommands
         }
         var line = new CommandLine("vae-encode", args, ModelOptions.With("--image", "--out", "--out-logvar"), []);
         string outPath = line.Require("--out");
-        line.CheckOutputs(line.Get("--out-logvar") is { } logvarOut ? [("--out", outPath), ("--out-logvar", logvarOut)] : [("--out", outPath)]);
+        line.CheckOutputFlags("--out", "--out-logvar");
         string imagePath = line.Require("--image");
         using Tensor image = imagePath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)
             ? ImageConversion.FromPng(PngFile.Read(imagePath))

@@ -37,10 +37,7 @@ public static class TextCommands
             return 0;
         }
         var line = new CommandLine("tokenize", args, ModelOptions.With("--prompt", "--out"), ["--fix-text", "--chunked"]);
-        if (line.Get("--out") is { } idsOut)
-        {
-            line.CheckOutputs([("--out", idsOut)]);
-        }
+        line.CheckOutputFlags("--out");
         using ModelSource model = ModelOptions.Open(line);
         ClipTokenizer tokenizer = LoadTokenizer(model, line);
         string prompt = line.Require("--prompt");
@@ -77,7 +74,7 @@ public static class TextCommands
         }
         var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out"), ["--fix-text", "--chunked"]);
         string outPath = line.Require("--out");
-        line.CheckOutputs(line.Get("--pooled-out") is { } pooledOut ? [("--out", outPath), ("--pooled-out", pooledOut)] : [("--out", outPath)]);
+        line.CheckOutputFlags("--out", "--pooled-out");
         int clipSkip = line.GetInt("--clip-skip", 0);
         using ModelSource model = ModelOptions.Open(line);
         if (model.TextEncoder is null)
