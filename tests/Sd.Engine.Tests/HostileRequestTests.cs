@@ -37,6 +37,8 @@ public sealed unsafe class HostileRequestTests
         Assert.Contains("guidance", Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { GuidanceScale = float.NaN })).Message);
         Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { GuidanceScale = float.PositiveInfinity }));
         Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { GuidanceRescale = -0.5f }));
+        var e = Assert.Throws<ArithmeticException>(() => pipeline.Generate(Request with { GuidanceScale = 3e38f }));
+        Assert.StartsWith("the latents overflowed float32 at step 1 of 2: guidance scale 3E+38", e.Message);
     }
 
     [Fact]

@@ -204,65 +204,6 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// <summary>The generator seed of image <paramref name="image"/> of a batch.</summary>
     private static ulong SeedOf(GenerateRequest request, int image) => unchecked(request.Seed + (ulong)image);
 
-    /// <summary>The widest and tallest image a request may ask for (2048 latents a side: far beyond what fits in memory).</summary>
-    public const int MaxImageSide = 16384;
-
-    /// <summary>The most images one call makes: its results (latents and images) are all held until it returns.</summary>
-    public const int MaxBatchCount = 256;
-
-    /// <summary>
-    /// The NCHW shape <see cref="GenerateRequest.InitialLatents"/> holds for a <paramref name="width"/> x
-    /// <paramref name="height"/> image: [1, latent channels, height / factor, width / factor] (SD: [1, 4, h/8, w/8]).
-    /// </summary>
-    public int[] InitialLatentsShape(int width, int height)
-    {
-        int factor = _vaeConfig.DownscaleFactor;
-        return [1, _vaeConfig.LatentChannels, height / factor, width / factor];
-    }
-
-    /// <summary>
-    /// The checks <see cref="GenerateBatch"/> makes before any work (sizes, steps, guidance, the batch count, the
-    /// initial latents' values, which inputs go together), for a caller that prepares inputs sized by the request
-    /// (the CLI reads init pictures only once the size is known to be valid). Throws as GenerateBatch would.
-    /// </summary>
-    public void Validate(GenerateRequest request, int count = 1) => CheckRequest(request, count);
-
-    /// <summary>The request checks that need no work: sizes, steps, guidance, the batch count.</summary>
-    private void CheckRequest(GenerateRequest request, int count)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        int factor = _vaeConfig.DownscaleFactor;
-        if (request.Width <= 0 || request.Height <= 0 || request.Width % factor != 0 || request.Height % factor != 0
-            || request.Width > MaxImageSide || request.Height > MaxImageSide)
-        {
-            throw new ArgumentException($"width and height must be positive multiples of {factor}, at most {MaxImageSide}, got {request.Width}x{request.Height}", nameof(request));
-        }
-        if (request.Steps < 1)
-        {
-            throw new ArgumentException($"steps must be at least 1, got {request.Steps}", nameof(request));
-        }
-        if (!float.IsFinite(request.GuidanceScale) || !(request.GuidanceRescale >= 0 && float.IsFinite(request.GuidanceRescale)))
-        {
-            throw new ArgumentException($"the guidance scale must be finite and the guidance rescale finite and non-negative, got {request.GuidanceScale} and {request.GuidanceRescale}", nameof(request));
-        }
-        if (count < 1 || count > MaxBatchCount)
-        {
-            throw new ArgumentOutOfRangeException(nameof(count), count, $"the batch count must be in [1, {MaxBatchCount}]");
-        }
-        if (count > 1 && (request.InitialLatents is not null || request.Noise is not null))
-        {
-            throw new ArgumentException($"given initial latents or a noise source reproduce one run; a batch count of {count} needs seeded draws", nameof(request));
-        }
-        if (request.InitialLatents is { } latents && Array.FindIndex(latents, v => !float.IsFinite(v)) is var bad and >= 0)
-        {
-            throw new ArgumentException($"the initial latents hold {latents[bad]} at {bad}; they must be finite", nameof(request));
-        }
-        if (request.InitialLatents is not null && request.InitImage is not null && request.Mask is null)
-        {
-            throw new ArgumentException("initial latents start txt2img or inpainting; img2img (an init image without a mask) starts from the picture", nameof(request));
-        }
-    }
-
     /// <summary>One image's starting point by mode: inpainting (a mask), img2img (an init image) or txt2img.</summary>
     private DenoisingRun Prepare(GenerateRequest request, INoiseSource noise, PictureMoments pictures, int h, int w, PhaseTimes times,
         CancellationToken cancellation)
@@ -476,6 +417,18 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
     }
 
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (float v in values)
+        {
+            if (!float.IsFinite(v))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /// <summary>What every step of one image's denoising shares: the UNet, its buffers, the guidance, the batch position.</summary>
     private sealed record StepLoop(UNet2DConditionModel UNet, Tensor Context, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
         float Guidance, float Rescale, int Image, int Images);
@@ -500,17 +453,22 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             FillUNetInput(scheduler, step, latents, run.Conditioning, loop.Scaled, loop.UNetInput);
             timestep[0] = scheduler.Timesteps[step];
             loop.UNet.Forward(loop.UNetInput, timestep, loop.Context, prediction, cancellation);
+            float* predicted = prediction.Data;
             for (long i = 0; i < count; i++)
             {
-                guidedOutput[i] = batch == 2
-                    ? prediction.Data[i] + loop.Guidance * (prediction.Data[count + i] - prediction.Data[i])
-                    : prediction.Data[i];
+                guidedOutput[i] = batch == 2 ? predicted[i] + loop.Guidance * (predicted[count + i] - predicted[i]) : predicted[i];
             }
             if (batch == 2 && loop.Rescale > 0)
             {
-                RescaleGuidance(guidedOutput, new ReadOnlySpan<float>(prediction.Data + count, (int)count), loop.Rescale);
+                RescaleGuidance(guidedOutput, new ReadOnlySpan<float>(predicted + count, (int)count), loop.Rescale);
             }
             scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
+            if (!AllFinite(latents.Span))
+            {
+                // The UNet checks its own outputs, so the overflow came from the guidance or the step's arithmetic.
+                throw new ArithmeticException($"the latents overflowed float32 at step {step + 1 - start} of {scheduler.StepCount - start}" +
+                    (batch == 2 ? $": guidance scale {loop.Guidance} (rescale {loop.Rescale}) is too large for this model's predictions" : ""));
+            }
             run.AfterStep?.Invoke(step);
             progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed, loop.Image, loop.Images));
             _logger.LogDebug("Step {Step}/{Total} (t = {Timestep}) of image {Image}/{Images} at {Seconds:F2} s", step + 1 - start,

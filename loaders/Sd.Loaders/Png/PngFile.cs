@@ -23,16 +23,6 @@ public static class PngFile
     /// <summary>Writers conventionally split image data into chunks of a few KiB to 1 MiB; any size is valid.</summary>
     private const int IdatChunkSize = 1 << 16;
 
-    private const int MaxKeywordLength = 79;
-
-    /// <summary>
-    /// Most text the compressed iTXt chunks of one file may inflate to, all together (each chunk alone is small, but a
-    /// file can hold thousands): metadata, not a payload.
-    /// </summary>
-    private const int MaxInflatedText = 1 << 20;
-
-    private static readonly Encoding StrictUtf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
     public static PngImage Read(string path) => ReadFile(path, null);
 
     /// <summary>
@@ -69,7 +59,7 @@ public static class PngFile
         MemoryStream? idat = null;
         bool idatFinished = false;
         var text = new Dictionary<string, string>(StringComparer.Ordinal);
-        int inflateBudget = MaxInflatedText;
+        int inflateBudget = PngText.MaxInflatedText;
         Span<byte> chunkHeader = stackalloc byte[8];
         for (int index = 0; ; index++)
         {
@@ -125,10 +115,10 @@ public static class PngFile
                     idat.Write(ReadChunkData(stream, name, type, typeBytes, (int)length));
                     break;
                 case "tEXt":
-                    AddText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, name);
+                    PngText.AddText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, name);
                     break;
                 case "iTXt":
-                    AddInternationalText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, ref inflateBudget, name);
+                    PngText.AddInternationalText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, ref inflateBudget, name);
                     break;
                 case "IEND":
                     if (length != 0)
@@ -167,7 +157,7 @@ public static class PngFile
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(image);
-        ValidateText(image);
+        PngText.Validate(image);
         if ((long)image.Height * (1 + (long)image.Width * image.Channels) > Array.MaxLength)
             throw new ArgumentException($"a {image.Width}x{image.Height} image is too large to encode", nameof(image));
 
@@ -183,7 +173,8 @@ public static class PngFile
 
         foreach (var (keyword, value) in image.Text)
         {
-            WriteText(stream, keyword, value);
+            (byte[] type, byte[] chunk) = PngText.Chunk(keyword, value);
+            WriteChunk(stream, type, chunk);
         }
 
         using var compressed = new MemoryStream();
@@ -196,33 +187,6 @@ public static class PngFile
         WriteChunk(stream, "IEND"u8, []);
     }
 
-    /// <summary>
-    /// tEXt: keyword, NUL, Latin-1 text. iTXt: keyword, NUL, compression flag and method (0, 0), an empty language
-    /// tag and translated keyword (NUL each), UTF-8 text.
-    /// </summary>
-    private static void WriteText(Stream stream, string keyword, string value)
-    {
-        bool latin1 = IsLatin1(value);
-        byte[] encoded = latin1 ? Encoding.Latin1.GetBytes(value) : StrictUtf8.GetBytes(value);
-        int prefix = keyword.Length + (latin1 ? 1 : 5);
-        var chunk = new byte[prefix + encoded.Length];
-        Encoding.Latin1.GetBytes(keyword, chunk);
-        encoded.CopyTo(chunk, prefix);
-        WriteChunk(stream, latin1 ? "tEXt"u8 : "iTXt"u8, chunk);
-    }
-
-    private static bool IsLatin1(string value)
-    {
-        foreach (char c in value)
-        {
-            if (c > '\u00FF')
-            {
-                return false;
-            }
-        }
-        return true;
-    }
-
     private static void WriteChunk(Stream stream, ReadOnlySpan<byte> type, ReadOnlySpan<byte> data)
     {
         Span<byte> buffer = stackalloc byte[4];
@@ -232,55 +196,6 @@ public static class PngFile
         stream.Write(data);
         BinaryPrimitives.WriteUInt32BigEndian(buffer, Crc32.Update(Crc32.Compute(type), data));
         stream.Write(buffer);
-    }
-
-    /// <summary>
-    /// The text chunk rules (PNG spec 11.3.4.3): a keyword of 1-79 printable Latin-1 characters without leading,
-    /// trailing or doubled spaces; a text without NUL (which separates keyword and text in tEXt), and valid UTF-16
-    /// (no lone surrogate, which UTF-8 cannot encode) where it is not Latin-1.
-    /// </summary>
-    private static void ValidateText(PngImage image)
-    {
-        foreach (var (keyword, value) in image.Text)
-        {
-            if (keyword.Length is 0 or > MaxKeywordLength)
-            {
-                throw new ArgumentException(
-                    $"text keyword '{keyword}' is {keyword.Length} characters; PNG allows 1 to {MaxKeywordLength}",
-                    nameof(image));
-            }
-            foreach (char c in keyword)
-            {
-                if (c is < ' ' or > '~' and < '\u00A1' or > '\u00FF')
-                {
-                    throw new ArgumentException(
-                        $"text keyword '{keyword}' contains U+{(int)c:X4}; only printable Latin-1 is allowed",
-                        nameof(image));
-                }
-            }
-            if (keyword[0] == ' ' || keyword[^1] == ' ' || keyword.Contains("  ", StringComparison.Ordinal))
-            {
-                throw new ArgumentException(
-                    $"text keyword '{keyword}' has leading, trailing or consecutive spaces", nameof(image));
-            }
-            int nul = value.IndexOf('\0');
-            if (nul >= 0)
-            {
-                throw new ArgumentException($"text '{keyword}' contains U+0000 at {nul}; PNG text holds no NUL", nameof(image));
-            }
-            for (int i = 0; i < value.Length; i++)
-            {
-                if (char.IsHighSurrogate(value[i]) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]))
-                {
-                    i++; // a pair: one code point past U+FFFF
-                }
-                else if (char.IsSurrogate(value[i]))
-                {
-                    throw new ArgumentException(
-                        $"text '{keyword}' contains a lone surrogate U+{(int)value[i]:X4}, which UTF-8 cannot encode", nameof(image));
-                }
-            }
-        }
     }
 
     private static byte ColorType(int channels) => channels switch
@@ -371,78 +286,6 @@ public static class PngFile
         6 => "RGBA",
         _ => "unknown",
     };
-
-    /// <summary>
-    /// A tEXt chunk is a Latin-1 keyword, NUL, Latin-1 text. When a keyword repeats, the first one wins. Keyword
-    /// spacing rules are not enforced on reading: they do not affect what the text means.
-    /// </summary>
-    private static void AddText(byte[] chunk, Dictionary<string, string> text, string name)
-    {
-        int separator = Array.IndexOf(chunk, (byte)0);
-        if (separator < 0)
-            throw Invalid(name, "tEXt chunk has no NUL separator after its keyword");
-        if (separator is 0 or > MaxKeywordLength)
-            throw Invalid(name, $"tEXt chunk keyword is {separator} bytes; PNG allows 1 to {MaxKeywordLength}");
-        string keyword = Encoding.Latin1.GetString(chunk, 0, separator);
-        text.TryAdd(keyword, Encoding.Latin1.GetString(chunk, separator + 1, chunk.Length - separator - 1));
-    }
-
-    /// <summary>
-    /// An iTXt chunk is a Latin-1 keyword, NUL, compression flag, compression method, a language tag and a translated
-    /// keyword (each NUL-terminated), then UTF-8 text, zlib-compressed when the flag is 1 (inflated within what is
-    /// left of <paramref name="inflateBudget"/>). The first of tEXt and iTXt with a keyword wins; a later one is not
-    /// even inflated.
-    /// </summary>
-    private static void AddInternationalText(byte[] chunk, Dictionary<string, string> text, ref int inflateBudget, string name)
-    {
-        int separator = Array.IndexOf(chunk, (byte)0);
-        if (separator is 0 or > MaxKeywordLength || separator < 0)
-            throw Invalid(name, $"iTXt chunk keyword is not 1 to {MaxKeywordLength} bytes followed by NUL");
-        int flags = separator + 1;
-        int language = flags + 2 <= chunk.Length ? Array.IndexOf(chunk, (byte)0, flags + 2) : -1;
-        int translated = language < 0 ? -1 : Array.IndexOf(chunk, (byte)0, language + 1);
-        if (translated < 0)
-            throw Invalid(name, "iTXt chunk is truncated before its text");
-        if (chunk[flags] > 1 || chunk[flags + 1] != 0)
-            throw Invalid(name, $"iTXt chunk has compression flag {chunk[flags]} and method {chunk[flags + 1]}; PNG defines 0 or 1 and 0");
-        string keyword = Encoding.Latin1.GetString(chunk, 0, separator);
-        if (text.ContainsKey(keyword))
-            return;
-        byte[] utf8 = chunk[(translated + 1)..];
-        if (chunk[flags] == 1)
-            utf8 = InflateText(utf8, ref inflateBudget, name);
-        try
-        {
-            text.TryAdd(keyword, StrictUtf8.GetString(utf8));
-        }
-        catch (DecoderFallbackException)
-        {
-            throw Invalid(name, $"iTXt chunk '{keyword}' is not valid UTF-8");
-        }
-    }
-
-    private static byte[] InflateText(byte[] compressed, ref int budget, string name)
-    {
-        using var output = new MemoryStream();
-        try
-        {
-            using var zlib = new ZLibStream(new MemoryStream(compressed), CompressionMode.Decompress);
-            var buffer = new byte[1 << 16];
-            int read;
-            while ((read = zlib.Read(buffer)) > 0)
-            {
-                if (read > budget)
-                    throw Invalid(name, $"compressed iTXt text inflates past {MaxInflatedText} bytes in all");
-                budget -= read;
-                output.Write(buffer, 0, read);
-            }
-        }
-        catch (InvalidDataException e)
-        {
-            throw Invalid(name, $"compressed iTXt chunk is not valid zlib data: {e.Message}");
-        }
-        return output.ToArray();
-    }
 
     /// <summary>Inflates the concatenated IDAT data into exactly the expected size and reverses the row filters.</summary>
     private static PngImage Decode(Header header, MemoryStream? idat, Dictionary<string, string> text, string name)

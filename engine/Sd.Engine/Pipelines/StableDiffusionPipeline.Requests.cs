@@ -1,0 +1,64 @@
+namespace Sd.Engine.Pipelines;
+
+/// <summary>What a request may ask for, checked before any work.</summary>
+public sealed partial class StableDiffusionPipeline
+{
+    /// <summary>The widest and tallest image a request may ask for (2048 latents a side: far beyond what fits in memory).</summary>
+    public const int MaxImageSide = 16384;
+
+    /// <summary>The most images one call makes: its results (latents and images) are all held until it returns.</summary>
+    public const int MaxBatchCount = 256;
+
+    /// <summary>
+    /// The NCHW shape <see cref="GenerateRequest.InitialLatents"/> holds for a <paramref name="width"/> x
+    /// <paramref name="height"/> image: [1, latent channels, height / factor, width / factor] (SD: [1, 4, h/8, w/8]).
+    /// </summary>
+    public int[] InitialLatentsShape(int width, int height)
+    {
+        int factor = _vaeConfig.DownscaleFactor;
+        return [1, _vaeConfig.LatentChannels, height / factor, width / factor];
+    }
+
+    /// <summary>
+    /// The checks <see cref="GenerateBatch"/> makes before any work (sizes, steps, guidance, the batch count, the
+    /// initial latents' values, which inputs go together), for a caller that prepares inputs sized by the request
+    /// (the CLI reads init pictures only once the size is known to be valid). Throws as GenerateBatch would.
+    /// </summary>
+    public void Validate(GenerateRequest request, int count = 1) => CheckRequest(request, count);
+
+    /// <summary>The request checks that need no work: sizes, steps, guidance, the batch count.</summary>
+    private void CheckRequest(GenerateRequest request, int count)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        int factor = _vaeConfig.DownscaleFactor;
+        if (request.Width <= 0 || request.Height <= 0 || request.Width % factor != 0 || request.Height % factor != 0
+            || request.Width > MaxImageSide || request.Height > MaxImageSide)
+        {
+            throw new ArgumentException($"width and height must be positive multiples of {factor}, at most {MaxImageSide}, got {request.Width}x{request.Height}", nameof(request));
+        }
+        if (request.Steps < 1)
+        {
+            throw new ArgumentException($"steps must be at least 1, got {request.Steps}", nameof(request));
+        }
+        if (!float.IsFinite(request.GuidanceScale) || !(request.GuidanceRescale >= 0 && float.IsFinite(request.GuidanceRescale)))
+        {
+            throw new ArgumentException($"the guidance scale must be finite and the guidance rescale finite and non-negative, got {request.GuidanceScale} and {request.GuidanceRescale}", nameof(request));
+        }
+        if (count < 1 || count > MaxBatchCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"the batch count must be in [1, {MaxBatchCount}]");
+        }
+        if (count > 1 && (request.InitialLatents is not null || request.Noise is not null))
+        {
+            throw new ArgumentException($"given initial latents or a noise source reproduce one run; a batch count of {count} needs seeded draws", nameof(request));
+        }
+        if (request.InitialLatents is { } latents && Array.FindIndex(latents, v => !float.IsFinite(v)) is var bad and >= 0)
+        {
+            throw new ArgumentException($"the initial latents hold {latents[bad]} at {bad}; they must be finite", nameof(request));
+        }
+        if (request.InitialLatents is not null && request.InitImage is not null && request.Mask is null)
+        {
+            throw new ArgumentException("initial latents start txt2img or inpainting; img2img (an init image without a mask) starts from the picture", nameof(request));
+        }
+    }
+}
