@@ -170,4 +170,59 @@ public sealed unsafe class HostileRequestTests
         scheduler.AddNoise(four, four, past - 1, four);
         scheduler.ScaleModelInput(0, four, four);
     }
+
+    [Fact]
+    public void Models_used_after_Dispose_throw_instead_of_reading_freed_weights()
+    {
+        using ModelSource demo = ModelSource.Demo();
+        var unet = new UNet2DConditionModel(DemoModel.UNet, demo.Weights(ModelComponent.Unet));
+        int width = DemoModel.UNet.CrossAttentionDim[0];
+        using Tensor sample = Tensor.Allocate([1, 8, 8, 4]);
+        using Tensor context = Tensor.Allocate([1, 7, width]);
+        using Tensor output = Tensor.Allocate([1, 8, 8, 4]);
+        unet.Forward(sample, [1f], context, output);
+        unet.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => unet.Forward(sample, [1f], context, output));
+
+        var vae = new AutoencoderKL(DemoModel.Vae, demo.Weights(ModelComponent.Vae));
+        using Tensor image = Tensor.Allocate([1, 8 * vae.Factor, 8 * vae.Factor, 3]);
+        vae.Decode(sample, image);
+        vae.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => vae.Decode(sample, image));
+
+        var clip = new Sd.Engine.Text.ClipTextModel(demo.TextEncoder!, demo.Weights(ModelComponent.TextEncoder));
+        long[] ids = [1, 2, 3];
+        clip.Encode(ids, 1).Dispose();
+        clip.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => clip.Encode(ids, 1).Dispose());
+    }
+
+    [Fact]
+    public void A_pipeline_used_after_Dispose_throws()
+    {
+        var pipeline = StableDiffusionPipeline.LoadDemo();
+        pipeline.Generate(Request).Dispose();
+        pipeline.Dispose();
+        pipeline.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => pipeline.Generate(Request));
+    }
+
+    [Fact]
+    public void Disposing_a_pipeline_stops_a_generation_on_another_thread_before_freeing_its_weights()
+    {
+        var pipeline = StableDiffusionPipeline.LoadDemo();
+        using var stepped = new ManualResetEventSlim();
+        var progress = new SynchronousProgress(() => stepped.Set());
+        Task<GenerateResult> running = Task.Run(() => pipeline.Generate(Request with { Steps = 1000, Scheduler = "euler" }, progress));
+        Assert.True(stepped.Wait(TimeSpan.FromMinutes(1)), "the generation never reported a step");
+        pipeline.Dispose();
+        var e = Assert.Throws<AggregateException>(() => running.Wait(TimeSpan.FromMinutes(1)));
+        Assert.StartsWith("the pipeline was disposed while it generated", Assert.IsType<ObjectDisposedException>(e.InnerException).Message);
+    }
+
+    /// <summary>Reports on the generating thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class SynchronousProgress(Action onReport) : IProgress<StepInfo>
+    {
+        public void Report(StepInfo value) => onReport();
+    }
 }

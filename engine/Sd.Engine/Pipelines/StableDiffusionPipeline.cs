@@ -36,6 +36,10 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     private readonly object _gate = new();
     private readonly ILogger _logger;
 
+    /// <summary>Cancelled by <see cref="Dispose"/>, so that a generation running on another thread stops first.</summary>
+    private readonly CancellationTokenSource _disposing = new();
+    private bool _disposed;
+
     private StableDiffusionPipeline(ModelSource source, ClipTokenizer tokenizer, PipelineOptions options, ILogger logger)
     {
         _source = source;
@@ -129,16 +133,24 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// convention, so any image of a batch is reproduced alone with its <see cref="GenerateResult.Seed"/>). The prompt
     /// is encoded once, and the phases run image by image in turn (all VAE encodes, all denoising, all decodes), so a
     /// <see cref="PipelineMemory.Sequential"/> pipeline loads each component once per batch. Given latents or a noise
-    /// source reproduce a single run and need a count of 1. Progress reports carry the image index.
+    /// source reproduce a single run and need a count of 1. Progress reports carry the image index. Calls from several
+    /// threads run one at a time; <see cref="Dispose"/> stops a running call, which then throws
+    /// <see cref="ObjectDisposedException"/>.
     /// </summary>
     public IReadOnlyList<GenerateResult> GenerateBatch(GenerateRequest request, int count, IProgress<StepInfo>? progress = null,
         CancellationToken cancellation = default)
     {
         lock (_gate)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation, _disposing.Token);
             try
             {
-                return RunBatch(request, count, progress, cancellation);
+                return RunBatch(request, count, progress, stop.Token);
+            }
+            catch (OperationCanceledException) when (_disposing.IsCancellationRequested && !cancellation.IsCancellationRequested)
+            {
+                throw new ObjectDisposedException(nameof(StableDiffusionPipeline), "the pipeline was disposed while it generated");
             }
             finally
             {
@@ -557,12 +569,25 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
     }
 
+    /// <summary>
+    /// Stops a generation running on another thread (it throws <see cref="ObjectDisposedException"/>), waits for it to
+    /// leave, then frees the weights: no kernel ever reads memory that was freed under it. Later calls throw.
+    /// </summary>
     public void Dispose()
     {
-        _textEncoder.Dispose();
-        _unet.Dispose();
-        _vae.Dispose();
-        _source.Dispose();
+        _disposing.Cancel();
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            _textEncoder.Dispose();
+            _unet.Dispose();
+            _vae.Dispose();
+            _source.Dispose();
+        }
         // The components' large blocks were kept for the next load (see AlignedMemory); nothing loads again.
         Sd.Kernels.Memory.AlignedMemory.ReleaseCached();
     }
