@@ -7,6 +7,17 @@ namespace Sd.Cli.Tests;
 /// <summary><c>sd bench</c> on the tiny fixture model: the JSON report and its profile.</summary>
 public sealed class BenchCommandTests
 {
+    [Theory]
+    [InlineData("--batch", "100000", "--batch must be in [1, 256], got 100000")]
+    [InlineData("--winograd-budget", "-5", "--winograd-budget must be a size in MiB, 0 or more, got -5")]
+    [InlineData("--height", "16392", "at most 16384, got 16392x512")]
+    public void Sizes_past_the_limits_are_usage_errors_before_anything_loads(string flag, string value, string message)
+    {
+        // The model path does not exist: the options are refused before it is opened.
+        var e = Assert.Throws<UsageException>(() => BenchCommand.Run(["--model", "no-such-model", "--part", "unet", flag, value], TextWriter.Null));
+        Assert.Contains(message, e.Message);
+    }
+
     [FixtureFact]
     public void Profile_attributes_every_counted_flop_to_a_kernel_shape()
     {

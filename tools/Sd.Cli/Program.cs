@@ -60,7 +60,7 @@ public static class Program
             return 2;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException
-            or NotSupportedException or ArithmeticException or OperationCanceledException)
+            or NotSupportedException or ArithmeticException or OperationCanceledException or OutOfMemoryException)
         {
             // InvalidFileException (an IOException) already names the file and the problem.
             Console.Error.WriteLine($"sd {command}: {e.Message}");

@@ -51,19 +51,24 @@ public static class BenchCommand
         string part = line.Require("--part");
         int height = Positive(line, "--height", 512), width = Positive(line, "--width", 512), batch = Positive(line, "--batch", 1);
         int reps = Positive(line, "--reps", 3), steps = Positive(line, "--steps", 20);
-        if (height % 8 != 0 || width % 8 != 0 || height < 8 || width < 8)
+        if (height % 8 != 0 || width % 8 != 0 || height > StableDiffusionPipeline.MaxImageSide || width > StableDiffusionPipeline.MaxImageSide)
         {
-            throw new UsageException($"bench: --height and --width must be positive multiples of 8, got {height}x{width}");
+            throw new UsageException($"bench: --height and --width must be positive multiples of 8, at most {StableDiffusionPipeline.MaxImageSide}, got {height}x{width}");
         }
+        if (batch > StableDiffusionPipeline.MaxBatchCount)
+        {
+            throw new UsageException($"bench: --batch must be in [1, {StableDiffusionPipeline.MaxBatchCount}], got {batch}");
+        }
+        UNetOptions unetOptions = UNetOptions(line);
         var load = Stopwatch.StartNew();
         // Each runner owns what it opens: a component part its ModelSource, txt2img a whole pipeline.
         using Runner runner = part switch
         {
             "text" => WithModel(line, model => TextRunner(model, batch)),
-            "unet" => WithModel(line, model => UNetRunner(model, UNetOptions(line), batch, height / 8, width / 8, line.Has("--distinct-latents"))),
+            "unet" => WithModel(line, model => UNetRunner(model, unetOptions, batch, height / 8, width / 8, line.Has("--distinct-latents"))),
             "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
             "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
-            "txt2img" => Txt2ImgRunner(line, height, width, steps),
+            "txt2img" => Txt2ImgRunner(line, unetOptions, height, width, steps),
             _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, vae-decode, vae-encode, txt2img"),
         };
         double loadSeconds = load.Elapsed.TotalSeconds;
@@ -217,7 +222,9 @@ public static class BenchCommand
     }
 
     private static UNetOptions UNetOptions(CommandLine line) =>
-        line.Get("--winograd-budget") is null ? new UNetOptions() : new UNetOptions { WinogradBudgetBytes = (long)line.GetInt("--winograd-budget", 0) << 20 };
+        line.Get("--winograd-budget") is null ? new UNetOptions()
+        : line.GetInt("--winograd-budget", 0) is int mib and >= 0 ? new UNetOptions { WinogradBudgetBytes = (long)mib << 20 }
+        : throw new UsageException($"bench: --winograd-budget must be a size in MiB, 0 or more, got {line.Get("--winograd-budget")}");
 
     private static Runner UNetRunner(ModelSource model, UNetOptions options, int batch, int h, int w, bool distinctLatents)
     {
@@ -235,10 +242,10 @@ public static class BenchCommand
         return new Runner(() => unet.Forward(sample, timestep, context, output), unet, sample, context, output, model);
     }
 
-    private static Runner Txt2ImgRunner(CommandLine line, int height, int width, int steps)
+    private static Runner Txt2ImgRunner(CommandLine line, UNetOptions unetOptions, int height, int width, int steps)
     {
         var pipeline = StableDiffusionPipeline.Load(line.Require("--model"), ModelOptions.OpenOptions(line), ModelOptions.Setup(line),
-            new PipelineOptions { Memory = PipelineMemory.Sequential, UNet = UNetOptions(line) });
+            new PipelineOptions { Memory = PipelineMemory.Sequential, UNet = unetOptions });
         var request = new GenerateRequest
         {
             Prompt = "a photograph of an astronaut riding a horse", Steps = steps, GuidanceScale = 7.5f,
