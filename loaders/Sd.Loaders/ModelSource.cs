@@ -147,9 +147,12 @@ public sealed class ModelSource : IDisposable
         }
     }
 
+    private bool _disposed;
+
     /// <summary>The component's weights (opened on first use); throws if the model has no such component.</summary>
     public WeightSet Weights(ModelComponent component)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (_weights.TryGetValue(component, out WeightSet? weights))
         {
             return weights;
@@ -317,6 +320,7 @@ public sealed class ModelSource : IDisposable
 
     public void Dispose()
     {
+        _disposed = true;
         foreach (SafetensorsFile file in _files)
         {
             file.Dispose();

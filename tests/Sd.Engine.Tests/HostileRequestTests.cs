@@ -225,4 +225,52 @@ public sealed unsafe class HostileRequestTests
     {
         public void Report(StepInfo value) => onReport();
     }
+
+    [Fact]
+    public void A_module_called_from_two_threads_runs_one_call_at_a_time()
+    {
+        // The calls share the module's run buffers: run together, one overwrote the other's activations (wrong
+        // outputs) or freed them for its own shape (a crash).
+        using ModelSource demo = ModelSource.Demo();
+        using var unet = new UNet2DConditionModel(DemoModel.UNet, demo.Weights(ModelComponent.Unet));
+        int width = DemoModel.UNet.CrossAttentionDim[0];
+        float[] Run(int side)
+        {
+            using Tensor sample = Tensor.Allocate([1, side, side, 4]);
+            for (int i = 0; i < sample.Length; i++) sample.Data[i] = MathF.Sin(i * 0.37f + side);
+            using Tensor context = Tensor.Allocate([1, 7, width]);
+            for (int i = 0; i < context.Length; i++) context.Data[i] = MathF.Cos(i * 0.11f);
+            using Tensor output = Tensor.Allocate([1, side, side, 4]);
+            unet.Forward(sample, [500f], context, output);
+            return output.Span.ToArray();
+        }
+        float[] small = Run(8), large = Run(16);
+        int mismatches = 0;
+        var threads = new[] { 8, 16 }.Select(side => new Thread(() =>
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                if (!Run(side).AsSpan().SequenceEqual(side == 8 ? small : large)) Interlocked.Increment(ref mismatches);
+            }
+        })).ToArray();
+        foreach (Thread thread in threads) thread.Start();
+        foreach (Thread thread in threads) Assert.True(thread.Join(TimeSpan.FromMinutes(2)), "a call never finished");
+        Assert.Equal(0, mismatches);
+    }
+
+    [Fact]
+    public void A_pipeline_disposed_or_called_again_from_its_own_progress_callback_fails_cleanly()
+    {
+        using (var pipeline = StableDiffusionPipeline.LoadDemo())
+        {
+            var nested = new SynchronousProgress(() => pipeline.Generate(Request).Dispose());
+            var e = Assert.Throws<InvalidOperationException>(() => pipeline.Generate(Request, nested));
+            Assert.StartsWith("the pipeline was called from inside its own call", e.Message);
+            pipeline.Generate(Request).Dispose(); // still usable
+        }
+        var disposing = StableDiffusionPipeline.LoadDemo(null, new PipelineOptions { Memory = PipelineMemory.Sequential });
+        var disposeInCallback = new SynchronousProgress(disposing.Dispose);
+        Assert.Throws<ObjectDisposedException>(() => disposing.GenerateBatch(Request, 2, disposeInCallback));
+        Assert.Throws<ObjectDisposedException>(() => disposing.Generate(Request));
+    }
 }

@@ -102,6 +102,42 @@ public sealed unsafe class WorkerPoolTests
         }
     }
 
+    private static void CallBackIntoThePool(void* state, int index)
+    {
+        var pool = (WorkerPool)System.Runtime.InteropServices.GCHandle.FromIntPtr((nint)state).Target!;
+        pool.Run(&CountNothing, null, 4);
+    }
+
+    private static void CountNothing(void* state, int index)
+    {
+    }
+
+    [Fact]
+    public void A_task_that_calls_back_into_the_pool_is_refused_instead_of_hanging()
+    {
+        // Once this hung: the nested call waited for the pool's lock (on a worker) or rewrote the running call's
+        // state (on the caller, whose lock is re-entrant), and the outer call never finished.
+        using var pool = new WorkerPool(2);
+        var handle = System.Runtime.InteropServices.GCHandle.Alloc(pool);
+        try
+        {
+            var run = Task.Run(() => pool.Run(&CallBackIntoThePool, (void*)System.Runtime.InteropServices.GCHandle.ToIntPtr(handle), 4));
+            var e = Assert.Throws<AggregateException>(() => run.Wait(TimeSpan.FromMinutes(1)));
+            Assert.StartsWith("a worker pool task started pool work of its own", Assert.IsType<InvalidOperationException>(e.InnerException).Message);
+            int* runs = stackalloc int[5];
+            var counts = new Counts { Runs = runs };
+            pool.Run(&CountRun, &counts, 5);
+            for (int i = 0; i < 5; i++)
+            {
+                Assert.Equal(1, runs[i]);
+            }
+        }
+        finally
+        {
+            handle.Free();
+        }
+    }
+
     [Theory]
     [InlineData(null, null)]
     [InlineData("", null)]

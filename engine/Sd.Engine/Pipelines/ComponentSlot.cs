@@ -13,6 +13,7 @@ internal sealed class ComponentSlot<T> : IDisposable where T : class, IDisposabl
     private readonly Func<T> _load;
     private readonly ILogger _logger;
     private T? _component;
+    private bool _disposed;
 
     public ComponentSlot(string name, Func<T> load, ILogger logger)
     {
@@ -26,6 +27,7 @@ internal sealed class ComponentSlot<T> : IDisposable where T : class, IDisposabl
     /// <summary>The component, loading it (and adding the time to <paramref name="loading"/>) if it is not in memory.</summary>
     public T Get(ref TimeSpan loading)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (_component != null)
         {
             return _component;
@@ -49,5 +51,10 @@ internal sealed class ComponentSlot<T> : IDisposable where T : class, IDisposabl
         }
     }
 
-    public void Dispose() => Unload();
+    /// <summary>Frees the component for good: a later <see cref="Get"/> throws instead of loading it again.</summary>
+    public void Dispose()
+    {
+        _disposed = true;
+        Unload();
+    }
 }

@@ -40,6 +40,9 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     private readonly CancellationTokenSource _disposing = new();
     private bool _disposed;
 
+    /// <summary>Whether a call is running: set inside the lock, so only that call's own thread can see it true there.</summary>
+    private bool _running;
+
     private StableDiffusionPipeline(ModelSource source, ClipTokenizer tokenizer, PipelineOptions options, ILogger logger)
     {
         _source = source;
@@ -116,6 +119,8 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// </summary>
     private T Acquire<T>(ComponentSlot<T> slot, PhaseTimes times) where T : class, IDisposable
     {
+        // Disposed from inside the call (a progress callback): stop before loading anything.
+        _disposing.Token.ThrowIfCancellationRequested();
         if (_options.Memory == PipelineMemory.Sequential && !slot.IsLoaded)
         {
             _textEncoder.Unload();
@@ -142,7 +147,13 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     {
         lock (_gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ObjectDisposedException.ThrowIf(_disposed || _disposing.IsCancellationRequested, this);
+            if (_running)
+            {
+                // The lock is re-entrant: this is the running call's own thread, in its progress callback.
+                throw new InvalidOperationException("the pipeline was called from inside its own call (a progress callback); calls run one at a time");
+            }
+            _running = true;
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation, _disposing.Token);
             try
             {
@@ -154,11 +165,16 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             }
             finally
             {
+                _running = false;
                 if (_options.Memory == PipelineMemory.Sequential)
                 {
                     _textEncoder.Unload();
                     _unet.Unload();
                     _vae.Unload();
+                }
+                if (_disposing.IsCancellationRequested)
+                {
+                    Free(); // Dispose was called from inside this call, which had to leave first
                 }
             }
         }
@@ -571,23 +587,34 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
 
     /// <summary>
     /// Stops a generation running on another thread (it throws <see cref="ObjectDisposedException"/>), waits for it to
-    /// leave, then frees the weights: no kernel ever reads memory that was freed under it. Later calls throw.
+    /// leave, then frees the weights: no kernel ever reads memory that was freed under it. Called from a running call's
+    /// own progress callback, it stops that call, which frees everything as it leaves. Later calls throw.
     /// </summary>
     public void Dispose()
     {
         _disposing.Cancel();
         lock (_gate)
         {
-            if (_disposed)
+            // From inside a running call (its progress callback, on its thread: the lock is re-entrant), the call
+            // frees everything as it leaves; otherwise no call is running now.
+            if (!_running)
             {
-                return;
+                Free();
             }
-            _disposed = true;
-            _textEncoder.Dispose();
-            _unet.Dispose();
-            _vae.Dispose();
-            _source.Dispose();
         }
+    }
+
+    private void Free()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        _textEncoder.Dispose();
+        _unet.Dispose();
+        _vae.Dispose();
+        _source.Dispose();
         // The components' large blocks were kept for the next load (see AlignedMemory); nothing loads again.
         Sd.Kernels.Memory.AlignedMemory.ReleaseCached();
     }

@@ -25,6 +25,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     private readonly GroupNormModule _convNormOut;
     private readonly Conv2d _convOut;
     private RunState? _state;
+    private readonly object _gate = new();
 
     public UNet2DConditionModel(UNetConfig config, WeightSet weights, UNetOptions? options = null)
     {
@@ -132,9 +133,18 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// between blocks. A context with the same values as the previous pass's (a sampling loop) reuses the
     /// cross-attention k|v projections that pass computed. A batch whose second half repeats its first (sample and
     /// timesteps: classifier-free guidance) computes the layers before the first cross-attention once for both
-    /// halves (<see cref="RepeatedHalves"/>), with the same result.
+    /// halves (<see cref="RepeatedHalves"/>), with the same result. Calls from several threads run one at a time (they
+    /// share the run buffers), and <see cref="Dispose"/> waits for a running call.
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, CancellationToken cancellation = default)
+    {
+        lock (_gate)
+        {
+            Run(sample, timesteps, context, output, cancellation);
+        }
+    }
+
+    private void Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, CancellationToken cancellation)
     {
         CheckInputs(sample, timesteps, context, output);
         int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
@@ -224,8 +234,11 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// <summary>Frees the activation buffers of the last run shape (the next Forward plans them again).</summary>
     public void ReleaseRunBuffers()
     {
-        _state?.Dispose();
-        _state = null;
+        lock (_gate)
+        {
+            _state?.Dispose();
+            _state = null;
+        }
     }
 
     private RunState StateFor(int batch, int height, int width, int contextLength)
@@ -368,13 +381,17 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
 
     public void Dispose()
     {
-        _state?.Dispose();
-        _convIn.Dispose();
-        _timeEmbedding.Dispose();
-        foreach (DownBlock block in _downBlocks) block.Dispose();
-        _midBlock.Dispose();
-        foreach (UpBlock block in _upBlocks) block.Dispose();
-        _convNormOut.Dispose();
-        _convOut.Dispose();
+        lock (_gate)
+        {
+            _state?.Dispose();
+            _state = null;
+            _convIn.Dispose();
+            _timeEmbedding.Dispose();
+            foreach (DownBlock block in _downBlocks) block.Dispose();
+            _midBlock.Dispose();
+            foreach (UpBlock block in _upBlocks) block.Dispose();
+            _convNormOut.Dispose();
+            _convOut.Dispose();
+        }
     }
 }

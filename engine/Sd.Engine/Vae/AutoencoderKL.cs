@@ -10,7 +10,8 @@ namespace Sd.Engine.Vae;
 /// The SD VAE. Decode: post_quant_conv, conv_in, mid block, up levels, GroupNorm+SiLU, conv_out (latents -> image
 /// in about [-1, 1]). Encode: conv_in, down levels, mid block, GroupNorm+SiLU, conv_out, quant_conv -> the diagonal
 /// Gaussian's mean and log-variance (clamped to [-30, 20]). The scaling factor is applied outside, as in diffusers
-/// (<c>decode(latents / scaling_factor)</c>). NHWC tensors; run buffers planned per shape and reused.
+/// (<c>decode(latents / scaling_factor)</c>). NHWC tensors; run buffers planned per shape and reused. Calls from
+/// several threads run one at a time (they share those buffers), and Dispose waits for a running call.
 /// Reference: diffusers AutoencoderKL, Encoder, Decoder (autoencoder_kl.py, vae.py), DiagonalGaussianDistribution.
 /// </summary>
 public sealed unsafe class AutoencoderKL : IDisposable
@@ -20,6 +21,9 @@ public sealed unsafe class AutoencoderKL : IDisposable
     private readonly VaeCoder _decoder;
     private readonly Conv2d? _quantConv;
     private readonly Conv2d? _postQuantConv;
+
+    /// <summary>Held by every call: they share the coders' run buffers, which Dispose frees.</summary>
+    private readonly object _gate = new();
 
     public AutoencoderKL(VaeConfig config, WeightSet weights, VaeOptions? options = null)
     {
@@ -70,6 +74,14 @@ public sealed unsafe class AutoencoderKL : IDisposable
     /// <summary>image [N, h*f, w*f, out_channels] = decoder(latents [N, h, w, latent]) (latents already divided by the scaling factor).</summary>
     public void Decode(Tensor latents, Tensor image, CancellationToken cancellation = default)
     {
+        lock (_gate)
+        {
+            RunDecode(latents, image, cancellation);
+        }
+    }
+
+    private void RunDecode(Tensor latents, Tensor image, CancellationToken cancellation)
+    {
         Check(latents, Config.LatentChannels, "latents");
         int batch = latents.Dim(0), h = latents.Dim(1), w = latents.Dim(2);
         ExpectShape(image, [batch, h * Factor, w * Factor, Config.OutChannels], nameof(image));
@@ -89,6 +101,14 @@ public sealed unsafe class AutoencoderKL : IDisposable
     /// multiples of the factor.
     /// </summary>
     public void Encode(Tensor image, Tensor mean, Tensor logvar, CancellationToken cancellation = default)
+    {
+        lock (_gate)
+        {
+            RunEncode(image, mean, logvar, cancellation);
+        }
+    }
+
+    private void RunEncode(Tensor image, Tensor mean, Tensor logvar, CancellationToken cancellation)
     {
         Check(image, Config.InChannels, "image");
         int batch = image.Dim(0), height = image.Dim(1), width = image.Dim(2);
@@ -110,12 +130,13 @@ public sealed unsafe class AutoencoderKL : IDisposable
         }
         // moments rows are [mean | logvar]; logvar is clamped as DiagonalGaussianDistribution does.
         long pixels = (long)batch * h * w;
+        float* both = moments.Data, meanOut = mean.Data, logvarOut = logvar.Data;
         for (long p = 0; p < pixels; p++)
         {
             for (int c = 0; c < latent; c++)
             {
-                mean.Data[p * latent + c] = moments.Data[p * 2 * latent + c];
-                logvar.Data[p * latent + c] = Math.Clamp(moments.Data[p * 2 * latent + latent + c], -30f, 20f);
+                meanOut[p * latent + c] = both[p * 2 * latent + c];
+                logvarOut[p * latent + c] = Math.Clamp(both[p * 2 * latent + latent + c], -30f, 20f);
             }
         }
         mean.ThrowIfNotFinite("the VAE encoder produced NaN or infinity");
@@ -187,16 +208,23 @@ public sealed unsafe class AutoencoderKL : IDisposable
     /// <summary>Frees the activation buffers of the last run shapes (the next call plans them again).</summary>
     public void ReleaseRunBuffers()
     {
-        _encoder.ReleaseRunBuffers();
-        _decoder.ReleaseRunBuffers();
+        lock (_gate)
+        {
+            _encoder.ReleaseRunBuffers();
+            _decoder.ReleaseRunBuffers();
+        }
     }
 
+    /// <summary>Frees the weights and buffers, after a call running on another thread has finished.</summary>
     public void Dispose()
     {
-        _encoder.Dispose();
-        _decoder.Dispose();
-        _quantConv?.Dispose();
-        _postQuantConv?.Dispose();
+        lock (_gate)
+        {
+            _encoder.Dispose();
+            _decoder.Dispose();
+            _quantConv?.Dispose();
+            _postQuantConv?.Dispose();
+        }
     }
 }
 

@@ -283,15 +283,13 @@ public static unsafe partial class AttentionKernels
     /// </summary>
     private static class Scratch
     {
-        [ThreadStatic] private static float* t_buffer;
-        [ThreadStatic] private static nint t_floats;
-        [ThreadStatic] private static float* t_keys;
-        [ThreadStatic] private static nint t_keyFloats;
+        [ThreadStatic] private static ThreadScratch? t_buffer;
+        [ThreadStatic] private static ThreadScratch? t_keys;
 
         /// <summary>A task's tiles.</summary>
-        public static float* Get(nint floats) => ScratchBuffer.Grow(ref t_buffer, ref t_floats, floats);
+        public static float* Get(nint floats) => ThreadScratch.Get(ref t_buffer, floats);
 
         /// <summary>A call's compact K and V: apart from <see cref="Get"/>'s, which the calling thread's tasks use meanwhile.</summary>
-        public static float* Keys(nint floats) => ScratchBuffer.Grow(ref t_keys, ref t_keyFloats, floats);
+        public static float* Keys(nint floats) => ThreadScratch.Get(ref t_keys, floats);
     }
 }

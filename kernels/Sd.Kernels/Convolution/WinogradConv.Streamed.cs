@@ -5,6 +5,7 @@ using System.Runtime.Intrinsics.X86;
 using Sd.Kernels.Convert;
 using Sd.Kernels.Elementwise;
 using Sd.Kernels.Gemm;
+using Sd.Kernels.Memory;
 using Sd.Kernels.Threading;
 
 namespace Sd.Kernels.Convolution;
@@ -34,7 +35,7 @@ public static unsafe partial class WinogradConv
     private const int MaxMr = 16;
 
     [ThreadStatic]
-    private static float* t_streamed;
+    private static ThreadScratch? t_streamed;
 
     private static int ChannelBlocks(int inChannels) => (inChannels + StreamChannelBlock - 1) / StreamChannelBlock;
 
@@ -384,13 +385,6 @@ public static unsafe partial class WinogradConv
     }
 
     /// <summary>Per-thread U blocks (36 positions), for the widest panel.</summary>
-    private static float* StreamScratch()
-    {
-        if (t_streamed == null)
-        {
-            nuint floats = (nuint)Positions * (StreamChannelBlock * GemmMicrokernels.Nr512 + PositionPad);
-            t_streamed = (float*)NativeMemory.AlignedAlloc(floats * sizeof(float), 64);
-        }
-        return t_streamed;
-    }
+    private static float* StreamScratch() =>
+        ThreadScratch.Get(ref t_streamed, Positions * (StreamChannelBlock * GemmMicrokernels.Nr512 + PositionPad));
 }

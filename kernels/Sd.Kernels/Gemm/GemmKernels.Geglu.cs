@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Sd.Kernels.Elementwise;
+using Sd.Kernels.Memory;
 using Sd.Kernels.Threading;
 
 namespace Sd.Kernels.Gemm;
@@ -17,7 +18,7 @@ public static unsafe partial class GemmKernels
     private const int FusedGegluMinBlocksPerThread = 2;
 
     [ThreadStatic]
-    private static float* t_gegluRows;
+    private static ThreadScratch? t_gegluRows;
 
     /// <summary>
     /// dst[M, N/2] (rows <paramref name="ldd"/> floats apart) = value * gelu(gate) of C = A W^T + bias, whose columns
@@ -132,11 +133,7 @@ public static unsafe partial class GemmKernels
         int row0 = index * ctx->RowsPerBlock;
         int rows = Math.Min(ctx->RowsPerBlock, args->M - row0);
         int features = args->W.N / 2;
-        if (t_gegluRows == null)
-        {
-            t_gegluRows = (float*)NativeMemory.AlignedAlloc((nuint)FusedGegluMaxFloats * sizeof(float), 64);
-        }
-        float* block = t_gegluRows;
+        float* block = ThreadScratch.Get(ref t_gegluRows, FusedGegluMaxFloats);
         ComputeBlock(ctx, row0, rows, 0, args->W.Panels, block);
         if (ctx->Down == null)
         {

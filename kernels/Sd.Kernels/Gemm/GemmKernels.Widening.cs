@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Sd.Kernels.Memory;
 using Sd.Kernels.Threading;
 
 namespace Sd.Kernels.Gemm;
@@ -21,7 +22,7 @@ public static unsafe partial class GemmKernels
     private const int WidenChunk = 1 << 16;
 
     [ThreadStatic]
-    private static float* t_widened;
+    private static ThreadScratch? t_widened;
 
     private struct WidenJob
     {
@@ -51,13 +52,9 @@ public static unsafe partial class GemmKernels
         {
             return w;
         }
-        if (t_widened == null)
-        {
-            t_widened = (float*)NativeMemory.AlignedAlloc((nuint)WidenedWeightsMaxFloats * sizeof(float), 64);
-        }
         var job = new WidenJob
         {
-            Source = (ushort*)w.Data, Destination = t_widened + offset, Count = floats,
+            Source = (ushort*)w.Data, Destination = ThreadScratch.Get(ref t_widened, (nint)WidenedWeightsMaxFloats) + offset, Count = floats,
             Kernel = Convert.Widen.PanelKernelFor(w.Format),
         };
         WorkerPool.Shared.Run(&WidenTask, &job, (int)((floats + WidenChunk - 1) / WidenChunk));

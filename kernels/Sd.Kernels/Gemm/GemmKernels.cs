@@ -91,7 +91,7 @@ public static unsafe partial class GemmKernels
     public static int PanelWidth => Selected.Nr;
 
     [ThreadStatic]
-    private static float* t_scratch;
+    private static ThreadScratch? t_scratch;
 
     /// <summary>Plain triple loop on unpacked W [N, K]: the test oracle. Accumulates in float in k order.</summary>
     public static void Reference(int m, int n, int k, float* a, int lda, float* w, int ldw, float* c, int ldc,
@@ -197,10 +197,7 @@ public static unsafe partial class GemmKernels
     private const int MaxSharedAFloats = 4 << 20;
 
     [ThreadStatic]
-    private static float* t_sharedA;
-
-    [ThreadStatic]
-    private static nint t_sharedAFloats;
+    private static ThreadScratch? t_sharedA;
 
     /// <summary>Runs one GEMM over the worker pool (small problems run on the calling thread).</summary>
     public static void Run(GemmVariant variant, ref GemmArgs args)
@@ -381,7 +378,7 @@ public static unsafe partial class GemmKernels
         int kb = KBlock(context->Variant.Mr, context->Args->M, k);
         context->Chunk = Math.Max(kb, SharedAFloats / paddedRows / kb * kb);
         // Row block b starts at b x Mc x Chunk: SharedAFloats, or one K block of every row beyond that.
-        context->SharedA = ScratchBuffer.Grow(ref t_sharedA, ref t_sharedAFloats, Math.Max(SharedAFloats, (nint)paddedRows * context->Chunk));
+        context->SharedA = ThreadScratch.Get(ref t_sharedA, Math.Max(SharedAFloats, (nint)paddedRows * context->Chunk));
         int rowBlocks = paddedRows / context->RowsPerBlock;
         for (int k0 = 0; k0 < k; k0 += context->Chunk)
         {
@@ -665,15 +662,8 @@ public static unsafe partial class GemmKernels
     /// Per-thread A block + edge tile + widened B micro-panel, allocated once per thread for the largest variant and
     /// kept.
     /// </summary>
-    private static float* Scratch()
-    {
-        if (t_scratch == null)
-        {
-            int floats = MaxABlockFloats + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512 + MaxLongKc * GemmMicrokernels.Nr512;
-            t_scratch = (float*)NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
-        }
-        return t_scratch;
-    }
+    private static float* Scratch() =>
+        ThreadScratch.Get(ref t_scratch, MaxABlockFloats + GemmMicrokernels.Mr512 * GemmMicrokernels.Nr512 + MaxLongKc * GemmMicrokernels.Nr512);
 
     /// <summary>The edge tile in the per-thread scratch (after the A block), followed by the widened B micro-panel.</summary>
     private static float* ScratchTile() => Scratch() + MaxABlockFloats;

@@ -48,6 +48,10 @@ public sealed unsafe class WorkerPool : IDisposable
 
     private static readonly Lock s_sharedGate = new();
     private static WorkerPool? s_shared;
+
+    /// <summary>Whether this thread is running a pool task (which must not call back into a pool).</summary>
+    [ThreadStatic]
+    private static bool t_inTask;
     private static int s_requestedThreads;
 
     /// <summary>
@@ -125,6 +129,12 @@ public sealed unsafe class WorkerPool : IDisposable
             }
             return;
         }
+        if (t_inTask)
+        {
+            // The calling thread would wait for its own call's lock (a worker) or rewrite the running call's state
+            // (the caller, whose lock is re-entrant): either way the pool would never finish.
+            throw new InvalidOperationException("a worker pool task started pool work of its own; tasks must not call back into the pool");
+        }
         lock (_callLock)
         {
             // Close the last call before its fields are rewritten. A worker may have read that call's final ticket
@@ -170,6 +180,7 @@ public sealed unsafe class WorkerPool : IDisposable
             }
             if (Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) == ticket)
             {
+                t_inTask = true;
                 try
                 {
                     _task(_context, index);
@@ -179,6 +190,10 @@ public sealed unsafe class WorkerPool : IDisposable
                     // A worker thread must never die (that would take the process down): the first failure is
                     // rethrown on the calling thread once every task has finished.
                     Interlocked.CompareExchange(ref _failure, ExceptionDispatchInfo.Capture(e), null);
+                }
+                finally
+                {
+                    t_inTask = false;
                 }
                 Interlocked.Decrement(ref _pending);
             }
