@@ -183,6 +183,7 @@ public sealed unsafe class HostileRequestTests
         unet.Forward(sample, [1f], context, output);
         unet.Dispose();
         Assert.Throws<ObjectDisposedException>(() => unet.Forward(sample, [1f], context, output));
+        Assert.Equal(0, unet.RunBufferBytes); // refused before planning buffers again
 
         var vae = new AutoencoderKL(DemoModel.Vae, demo.Weights(ModelComponent.Vae));
         using Tensor image = Tensor.Allocate([1, 8 * vae.Factor, 8 * vae.Factor, 3]);
@@ -218,6 +219,31 @@ public sealed unsafe class HostileRequestTests
         pipeline.Dispose();
         var e = Assert.Throws<AggregateException>(() => running.Wait(TimeSpan.FromMinutes(1)));
         Assert.StartsWith("the pipeline was disposed while it generated", Assert.IsType<ObjectDisposedException>(e.InnerException).Message);
+        Assert.True(pipeline.IsFreed);
+    }
+
+    [Fact]
+    public void Dispose_does_not_wait_for_a_call_whose_callback_waits_for_the_disposing_thread()
+    {
+        // A UI disposing its pipeline while the progress callback Invokes onto the UI thread: a Dispose that waited for
+        // the call would never return.
+        var pipeline = StableDiffusionPipeline.LoadDemo();
+        using var inCallback = new ManualResetEventSlim();
+        using var disposed = new ManualResetEventSlim();
+        var progress = new SynchronousProgress(() =>
+        {
+            inCallback.Set();
+            disposed.Wait(TimeSpan.FromMinutes(1));
+        });
+        Task<GenerateResult> running = Task.Run(() => pipeline.Generate(Request with { Steps = 1000, Scheduler = "euler" }, progress));
+        Assert.True(inCallback.Wait(TimeSpan.FromMinutes(1)), "the generation never reported a step");
+        var disposing = new Thread(pipeline.Dispose);
+        disposing.Start();
+        Assert.True(disposing.Join(TimeSpan.FromSeconds(30)), "Dispose waited for the call");
+        Assert.False(pipeline.IsFreed); // the call is still in its callback
+        disposed.Set();
+        Assert.Throws<AggregateException>(() => running.Wait(TimeSpan.FromMinutes(1)));
+        Assert.True(pipeline.IsFreed);
     }
 
     /// <summary>Reports on the generating thread (Progress&lt;T&gt; would post to the thread pool).</summary>
@@ -269,8 +295,13 @@ public sealed unsafe class HostileRequestTests
             pipeline.Generate(Request).Dispose(); // still usable
         }
         var disposing = StableDiffusionPipeline.LoadDemo(null, new PipelineOptions { Memory = PipelineMemory.Sequential });
-        var disposeInCallback = new SynchronousProgress(disposing.Dispose);
+        var disposeInCallback = new SynchronousProgress(() =>
+        {
+            disposing.Dispose();
+            Assert.False(disposing.IsFreed); // not under the running call
+        });
         Assert.Throws<ObjectDisposedException>(() => disposing.GenerateBatch(Request, 2, disposeInCallback));
+        Assert.True(disposing.IsFreed); // by the call, as it left
         Assert.Throws<ObjectDisposedException>(() => disposing.Generate(Request));
     }
 }

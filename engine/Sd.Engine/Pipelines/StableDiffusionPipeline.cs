@@ -145,6 +145,24 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     public IReadOnlyList<GenerateResult> GenerateBatch(GenerateRequest request, int count, IProgress<StepInfo>? progress = null,
         CancellationToken cancellation = default)
     {
+        try
+        {
+            return GenerateLocked(request, count, progress, cancellation);
+        }
+        finally
+        {
+            // A Dispose that found a call running did not wait for it (see Dispose); once out of the lock, the pipeline
+            // is freed here if no call holds it now. Checked after leaving the lock, so a Dispose that came after the
+            // running call's last look at it is not missed.
+            if (_disposing.IsCancellationRequested)
+            {
+                FreeIfIdle();
+            }
+        }
+    }
+
+    private IReadOnlyList<GenerateResult> GenerateLocked(GenerateRequest request, int count, IProgress<StepInfo>? progress, CancellationToken cancellation)
+    {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed || _disposing.IsCancellationRequested, this);
@@ -171,10 +189,6 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                     _textEncoder.Unload();
                     _unet.Unload();
                     _vae.Unload();
-                }
-                if (_disposing.IsCancellationRequested)
-                {
-                    Free(); // Dispose was called from inside this call, which had to leave first
                 }
             }
         }
@@ -586,17 +600,41 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>
-    /// Stops a generation running on another thread (it throws <see cref="ObjectDisposedException"/>), waits for it to
-    /// leave, then frees the weights: no kernel ever reads memory that was freed under it. Called from a running call's
-    /// own progress callback, it stops that call, which frees everything as it leaves. Later calls throw.
+    /// Frees the weights and makes later calls throw. It never waits and never frees memory under a running kernel: a
+    /// generation running on another thread is told to stop (at its next step or block; it then throws
+    /// <see cref="ObjectDisposedException"/>) and frees the pipeline as it leaves, and so does a call whose own progress
+    /// callback disposes it.
     /// </summary>
     public void Dispose()
     {
         _disposing.Cancel();
+        if (Monitor.TryEnter(_gate))
+        {
+            try
+            {
+                // Running here means this is the call's own thread, in its progress callback (the lock is
+                // re-entrant): the call frees everything as it leaves. Otherwise no call is running.
+                if (!_running)
+                {
+                    Free();
+                }
+            }
+            finally
+            {
+                Monitor.Exit(_gate);
+            }
+        }
+        // Else a call on another thread holds the lock. Waiting for it could deadlock (its progress callback may be
+        // waiting for this thread, as a UI's Invoke does): it stops at its next step and frees the pipeline as it leaves.
+    }
+
+    /// <summary>Whether the weights have been freed (tests: a Dispose that did not wait is completed by the call).</summary>
+    internal bool IsFreed => Volatile.Read(ref _disposed);
+
+    private void FreeIfIdle()
+    {
         lock (_gate)
         {
-            // From inside a running call (its progress callback, on its thread: the lock is re-entrant), the call
-            // frees everything as it leaves; otherwise no call is running now.
             if (!_running)
             {
                 Free();
@@ -604,6 +642,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
     }
 
+    /// <summary>Frees every part once, each even if another's Dispose throws (the first failure is rethrown).</summary>
     private void Free()
     {
         if (_disposed)
@@ -611,11 +650,23 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             return;
         }
         _disposed = true;
-        _textEncoder.Dispose();
-        _unet.Dispose();
-        _vae.Dispose();
-        _source.Dispose();
+        Exception? failure = null;
+        foreach (IDisposable part in new IDisposable[] { _textEncoder, _unet, _vae, _source })
+        {
+            try
+            {
+                part.Dispose();
+            }
+            catch (Exception e)
+            {
+                failure ??= e;
+            }
+        }
         // The components' large blocks were kept for the next load (see AlignedMemory); nothing loads again.
         Sd.Kernels.Memory.AlignedMemory.ReleaseCached();
+        if (failure != null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+        }
     }
 }

@@ -40,6 +40,10 @@ public sealed unsafe class ClipTextModel : IDisposable
     private readonly ClipEncoderLayer[] _layers;
     private readonly LayerNormModule _finalLayerNorm;
 
+    /// <summary>Held by every call and by Dispose, which must not free weights a running call reads.</summary>
+    private readonly object _gate = new();
+    private bool _disposed;
+
     public ClipTextModel(ClipTextConfig config, WeightSet weights)
     {
         Config = config;
@@ -67,6 +71,15 @@ public sealed unsafe class ClipTextModel : IDisposable
     /// final_layer_norm(hidden_states[-(clipSkip + 1)]), so 0 is the last layer and 1 the one before it.
     /// </summary>
     public ClipTextOutput Encode(ReadOnlySpan<long> ids, int batch, int clipSkip = 0)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return Run(ids, batch, clipSkip);
+        }
+    }
+
+    private ClipTextOutput Run(ReadOnlySpan<long> ids, int batch, int clipSkip)
     {
         int width = Config.HiddenSize;
         if (batch < 1 || ids.Length == 0 || ids.Length % batch != 0)
@@ -186,14 +199,19 @@ public sealed unsafe class ClipTextModel : IDisposable
         }
     }
 
+    /// <summary>Frees the weights, after a call running on another thread has finished; later calls throw.</summary>
     public void Dispose()
     {
-        _tokenEmbedding.Dispose();
-        _positionEmbedding.Dispose();
-        foreach (ClipEncoderLayer layer in _layers)
+        lock (_gate)
         {
-            layer.Dispose();
+            _disposed = true;
+            _tokenEmbedding.Dispose();
+            _positionEmbedding.Dispose();
+            foreach (ClipEncoderLayer layer in _layers)
+            {
+                layer.Dispose();
+            }
+            _finalLayerNorm.Dispose();
         }
-        _finalLayerNorm.Dispose();
     }
 }

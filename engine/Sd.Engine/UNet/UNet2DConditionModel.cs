@@ -26,6 +26,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     private readonly Conv2d _convOut;
     private RunState? _state;
     private readonly object _gate = new();
+    private bool _disposed;
 
     public UNet2DConditionModel(UNetConfig config, WeightSet weights, UNetOptions? options = null)
     {
@@ -140,6 +141,8 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     {
         lock (_gate)
         {
+            // Checked before any run buffers are planned: a disposed module must not allocate them again.
+            ObjectDisposedException.ThrowIf(_disposed, this);
             Run(sample, timesteps, context, output, cancellation);
         }
     }
@@ -383,6 +386,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     {
         lock (_gate)
         {
+            _disposed = true;
             _state?.Dispose();
             _state = null;
             _convIn.Dispose();

@@ -24,6 +24,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
 
     /// <summary>Held by every call: they share the coders' run buffers, which Dispose frees.</summary>
     private readonly object _gate = new();
+    private bool _disposed;
 
     public AutoencoderKL(VaeConfig config, WeightSet weights, VaeOptions? options = null)
     {
@@ -76,6 +77,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
     {
         lock (_gate)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
             RunDecode(latents, image, cancellation);
         }
     }
@@ -104,6 +106,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
     {
         lock (_gate)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
             RunEncode(image, mean, logvar, cancellation);
         }
     }
@@ -220,6 +223,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
     {
         lock (_gate)
         {
+            _disposed = true;
             _encoder.Dispose();
             _decoder.Dispose();
             _quantConv?.Dispose();
