@@ -71,12 +71,9 @@ public sealed unsafe partial class StableDiffusionPipeline
         }
         CheckPicture(init, request, 3, "init image");
         CheckPicture(mask, request, 1, "mask");
-        foreach (float v in mask.Span)
+        if (!Tensor.AllFinite(mask.Span))
         {
-            if (!float.IsFinite(v))
-            {
-                throw new ArgumentException("the mask contains NaN or infinity", nameof(request));
-            }
+            throw new ArgumentException("the mask contains NaN or infinity", nameof(request));
         }
         long count = (long)channels * h * w;
         if (request.InitialLatents is { } given && given.Length != count)

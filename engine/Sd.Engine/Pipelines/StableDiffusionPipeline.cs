@@ -459,18 +459,6 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
     }
 
-    private static bool AllFinite(ReadOnlySpan<float> values)
-    {
-        foreach (float v in values)
-        {
-            if (!float.IsFinite(v))
-            {
-                return false;
-            }
-        }
-        return true;
-    }
-
     /// <summary>What every step of one image's denoising shares: the UNet, its buffers, the guidance, the batch position.</summary>
     private sealed record StepLoop(UNet2DConditionModel UNet, Tensor Context, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
         float Guidance, float Rescale, int Image, int Images);
@@ -505,7 +493,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 RescaleGuidance(guidedOutput, new ReadOnlySpan<float>(predicted + count, (int)count), loop.Rescale);
             }
             scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
-            if (!AllFinite(latents.Span))
+            if (!Tensor.AllFinite(latents.Span))
             {
                 // The UNet checks its own outputs, so the overflow came from the guidance or the step's arithmetic.
                 throw new ArithmeticException($"the latents overflowed float32 at step {step + 1 - start} of {scheduler.StepCount - start}" +

@@ -56,10 +56,13 @@ public sealed unsafe class Tensor : IDisposable
     public int Rank => _shape.Length;
 
     /// <summary>The size of <paramref name="axis"/>; a negative axis counts from the last, as in PyTorch.</summary>
-    public int Dim(int axis) =>
-        (uint)(axis < 0 ? _shape.Length + axis : axis) < (uint)_shape.Length
-            ? _shape[axis < 0 ? _shape.Length + axis : axis]
+    public int Dim(int axis)
+    {
+        int index = axis < 0 ? _shape.Length + axis : axis;
+        return (uint)index < (uint)_shape.Length
+            ? _shape[index]
             : throw new ArgumentOutOfRangeException(nameof(axis), axis, $"{this} has {_shape.Length} axes");
+    }
 
     /// <summary>The elements as a span; a tensor of more than 2^31 - 1 elements is refused (a span cannot hold it).</summary>
     public Span<float> Span => Length <= int.MaxValue
@@ -79,13 +82,23 @@ public sealed unsafe class Tensor : IDisposable
     /// <summary>Throws <see cref="ArithmeticException"/> with <paramref name="message"/> if any value is NaN or infinite.</summary>
     public void ThrowIfNotFinite(string message)
     {
-        foreach (float v in Span)
+        if (!AllFinite(Span))
+        {
+            throw new ArithmeticException(message);
+        }
+    }
+
+    /// <summary>Whether no value is NaN or infinite (for checks whose message would cost a string per call).</summary>
+    public static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (float v in values)
         {
             if (!float.IsFinite(v))
             {
-                throw new ArithmeticException(message);
+                return false;
             }
         }
+        return true;
     }
 
     public static long ElementCount(ReadOnlySpan<int> shape)

@@ -7,8 +7,9 @@ namespace Sd.Loaders.Png;
 
 /// <summary>
 /// Reads and writes 8-bit gray, RGB and RGBA non-interlaced PNGs with text metadata (tEXt for Latin-1 text, iTXt for
-/// any other Unicode, as PIL writes them) — what Sd generates and what reference images use. Reading is strict: every chunk's CRC is checked, sizes are validated before anything is
-/// allocated, and any problem is an <see cref="InvalidFileException"/> naming the file and what was wrong.
+/// any other Unicode, as PIL writes them) — what Sd generates and what reference images use. Reading is strict:
+/// every chunk's CRC is checked, sizes are validated before anything is allocated, and any problem is an
+/// <see cref="InvalidFileException"/> naming the file and what was wrong.
 /// </summary>
 public static class PngFile
 {

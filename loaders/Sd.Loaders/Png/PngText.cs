@@ -34,17 +34,7 @@ internal static class PngText
         return (latin1 ? "tEXt"u8.ToArray() : "iTXt"u8.ToArray(), chunk);
     }
 
-    private static bool IsLatin1(string value)
-    {
-        foreach (char c in value)
-        {
-            if (c > '\u00FF')
-            {
-                return false;
-            }
-        }
-        return true;
-    }
+    private static bool IsLatin1(string value) => value.AsSpan().IndexOfAnyExceptInRange('\0', '\u00FF') < 0;
 
     /// <summary>
     /// The text chunk rules (PNG spec 11.3.4.3): a keyword of 1-79 printable Latin-1 characters without leading,

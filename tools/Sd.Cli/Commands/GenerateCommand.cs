@@ -27,7 +27,8 @@ public static class GenerateCommand
         lms-karras, lcm. --seed N draws the initial latents (and any scheduler noise) exactly as diffusers does on the
         CPU with torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, height/8, width/8] initial latents
         instead (txt2img and inpainting; the seed still draws any scheduler noise), and --noise-dir replays
-        recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference run. --init-image runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
+        recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference run. --init-image
+        runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
         --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps the unmasked area from the picture, a
         9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture.
         --batch-count N makes N images with seeds S, S+1, ... from --seed S (each reproducible alone), written as
