@@ -82,14 +82,17 @@ public unsafe class GemmKernelsTests
     }
 
     /// <summary>
-    /// A packing, vector transpose and scalar tails alike: every value lands at panel[k * MR + row] of its MR-row
-    /// micro-panel, rows past the matrix are zero, and nothing past the packed block is written.
+    /// A packing, vector transpose (short last panels too) and scalar tails alike: every value lands at
+    /// panel[k * MR + row] of its MR-row micro-panel, rows past the matrix are zero, and nothing past the packed block
+    /// is written.
     /// </summary>
     [Theory]
     [InlineData(14, 14, 16)]
     [InlineData(14, 28, 256)]
     [InlineData(14, 31, 37)]
     [InlineData(14, 5, 100)]
+    [InlineData(14, 8, 128)]   // a streamed Winograd layer's 8 tiles: one short panel, transposed with zero rows
+    [InlineData(14, 3, 2100)]  // a short panel wider than the zero row: packed by the scalar loop
     [InlineData(6, 13, 40)]
     [InlineData(4, 9, 15)]
     public void Packing_A_puts_every_value_in_its_micro_panel_slot(int mr, int rows, int kc)

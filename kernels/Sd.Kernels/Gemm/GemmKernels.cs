@@ -587,7 +587,7 @@ public static unsafe partial class GemmKernels
         {
             float* panel = packed + ir * kc;
             int r = Math.Min(mr, rows - ir);
-            int vectorized = r == PanelTranspose.Rows && mr == PanelTranspose.Rows ? PanelTranspose.Pack14Rows(a + (nint)ir * ld, ld, kc, panel) : 0;
+            int vectorized = mr == PanelTranspose.Rows ? PanelTranspose.Pack14Rows(a + (nint)ir * ld, ld, r, kc, panel) : 0;
             for (int rr = 0; rr < r; rr++)
             {
                 float* src = a + (nint)(ir + rr) * ld;
@@ -597,7 +597,7 @@ public static unsafe partial class GemmKernels
                     dst[kk * mr] = src[kk];
                 }
             }
-            ZeroPadRows(panel, r, mr, kc);
+            ZeroPadRows(panel + vectorized * mr, r, mr, kc - vectorized);
         }
     }
 

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Sd.Kernels.Layout;
@@ -60,14 +61,27 @@ internal static unsafe class PanelTranspose
         return k;
     }
 
-    /// <summary><see cref="Pack14Rows(float**, int, float*)"/> for 14 rows of a row-major matrix.</summary>
-    public static int Pack14Rows(float* a, nint ld, int count, float* panel)
+    /// <summary>Columns of zeros that stand in for the missing rows of a short micro-panel.</summary>
+    private const int ZeroRowFloats = 2048;
+
+    private static readonly float* ZeroRow = (float*)NativeMemory.AllocZeroed(ZeroRowFloats * sizeof(float));
+
+    /// <summary>
+    /// <see cref="Pack14Rows(float**, int, float*)"/> for the first <paramref name="count"/> rows (at most 14) of a
+    /// row-major matrix; rows from <paramref name="count"/> on are packed as zeros (a short last micro-panel, such as
+    /// a Winograd layer's 8 tiles), as long as the columns fit <see cref="ZeroRowFloats"/>.
+    /// </summary>
+    public static int Pack14Rows(float* a, nint ld, int count, int columns, float* panel)
     {
-        float** rows = stackalloc float*[14];
-        for (int i = 0; i < 14; i++)
+        if (count < Rows && columns > ZeroRowFloats)
         {
-            rows[i] = a + i * ld;
+            return 0;
         }
-        return Pack14Rows(rows, count, panel);
+        float** rows = stackalloc float*[Rows];
+        for (int i = 0; i < Rows; i++)
+        {
+            rows[i] = i < count ? a + i * ld : ZeroRow;
+        }
+        return Pack14Rows(rows, columns, panel);
     }
 }
