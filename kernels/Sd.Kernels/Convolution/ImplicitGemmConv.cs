@@ -99,7 +99,7 @@ public static unsafe class ImplicitGemmConv
                     pixels[rr] = TapPixel(src, origins + 3 * rr, tap, ci);
                 }
                 float* d = panel + (nint)(k - k0) * mr;
-                int done = r == PanelTranspose.Rows && mr == PanelTranspose.Rows ? PanelTranspose.Pack14Rows(pixels, run, d) : 0;
+                int done = mr == PanelTranspose.Rows ? PanelTranspose.Pack14Rows(pixels, r, run, d) : 0;
                 for (int rr = 0; rr < r; rr++)
                 {
                     float* pixel = pixels[rr];

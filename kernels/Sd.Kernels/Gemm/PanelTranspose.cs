@@ -17,16 +17,28 @@ internal static unsafe class PanelTranspose
     /// <summary>The micro-panel height these packers serve: the AVX-512 microkernel's MR.</summary>
     public const int Rows = GemmMicrokernels.Mr512;
 
+    /// <summary>Columns of zeros that stand in for the missing rows of a short micro-panel.</summary>
+    private const int ZeroRowFloats = 2048;
+
+    private static readonly float* ZeroRow = (float*)NativeMemory.AllocZeroed(ZeroRowFloats * sizeof(float));
+
     /// <summary>
-    /// Packs columns [0, count - count % 16) of the 14 rows <paramref name="rows"/>[i] into
-    /// <paramref name="panel"/>[k * 14 + i]; returns the number of columns done (the caller packs the rest).
+    /// Packs columns [0, count - count % 16) of the first <paramref name="rowCount"/> (at most 14) rows
+    /// <paramref name="rows"/>[i] into <paramref name="panel"/>[k * 14 + i], rows from <paramref name="rowCount"/> on
+    /// as zeros (a short last micro-panel, such as a Winograd layer's 8 tiles: <paramref name="rows"/> has 14 slots,
+    /// and those are pointed at a zero row); returns the number of columns done (the caller packs the rest). A short
+    /// panel wider than the zero row is left to the caller.
     /// </summary>
     [SkipLocalsInit] // every lane of the transpose buffer is written before it is read
-    public static int Pack14Rows(float** rows, int count, float* panel)
+    public static int Pack14Rows(float** rows, int rowCount, int count, float* panel)
     {
-        if (!Avx512F.IsSupported)
+        if (!Avx512F.IsSupported || (rowCount < Rows && count > ZeroRowFloats))
         {
             return 0;
+        }
+        for (int i = rowCount; i < Rows; i++)
+        {
+            rows[i] = ZeroRow;
         }
         Vector512<float> mask = Vector512.Create(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0).AsSingle();
         Vector512<float>* v = stackalloc Vector512<float>[16];
@@ -61,27 +73,17 @@ internal static unsafe class PanelTranspose
         return k;
     }
 
-    /// <summary>Columns of zeros that stand in for the missing rows of a short micro-panel.</summary>
-    private const int ZeroRowFloats = 2048;
-
-    private static readonly float* ZeroRow = (float*)NativeMemory.AllocZeroed(ZeroRowFloats * sizeof(float));
-
     /// <summary>
-    /// <see cref="Pack14Rows(float**, int, float*)"/> for the first <paramref name="count"/> rows (at most 14) of a
-    /// row-major matrix; rows from <paramref name="count"/> on are packed as zeros (a short last micro-panel, such as
-    /// a Winograd layer's 8 tiles), as long as the columns fit <see cref="ZeroRowFloats"/>.
+    /// <see cref="Pack14Rows(float**, int, int, float*)"/> for the first <paramref name="rowCount"/> rows of a
+    /// row-major matrix.
     /// </summary>
-    public static int Pack14Rows(float* a, nint ld, int count, int columns, float* panel)
+    public static int Pack14Rows(float* a, nint ld, int rowCount, int count, float* panel)
     {
-        if (count < Rows && columns > ZeroRowFloats)
-        {
-            return 0;
-        }
         float** rows = stackalloc float*[Rows];
-        for (int i = 0; i < Rows; i++)
+        for (int i = 0; i < rowCount; i++)
         {
-            rows[i] = i < count ? a + i * ld : ZeroRow;
+            rows[i] = a + i * ld;
         }
-        return Pack14Rows(rows, columns, panel);
+        return Pack14Rows(rows, rowCount, count, panel);
     }
 }
