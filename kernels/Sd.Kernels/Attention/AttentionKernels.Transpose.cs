@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Sd.Kernels.Attention;
 
@@ -40,6 +41,26 @@ public static unsafe partial class AttentionKernels
                         V.Store(V.Multiply(v[c], factor), qt + (c0 + c) * Rows + r0);
                     }
                 }
+            }
+        }
+
+        /// <summary>
+        /// Requests the next query block's Q and O head slices (d floats of each of <paramref name="rows"/> rows, none
+        /// when rows &lt;= 0) while this block computes. A head's slice of a row is 2-3 cache lines, one row stride apart,
+        /// which the hardware prefetchers do not follow: with few keys the block's computation is shorter than waiting
+        /// for those lines. Two threads, 2x8 heads, 4096 queries x 77 text tokens, d = 40 (alternating runs): 4.8-5.7 ->
+        /// 4.0-4.1 ms; one thread 8.8-9.1 -> 6.5-6.7 ms; 1024 queries x 77 tokens (d = 40 and 80) and self-attention
+        /// over 1024 and 4096 tokens within noise.
+        /// </summary>
+        private static void PrefetchHeadRows(float* row, nint ld, int rows, int d)
+        {
+            for (int r = 0; r < rows; r++, row += ld)
+            {
+                for (int c = 0; c < d; c += 16)
+                {
+                    Sse.Prefetch0(row + c);
+                }
+                Sse.Prefetch0(row + d - 1);
             }
         }
 

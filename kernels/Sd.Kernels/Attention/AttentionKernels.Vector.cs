@@ -102,6 +102,9 @@ public static unsafe partial class AttentionKernels
             {
                 int rows = Math.Min(Rows, slice->Rows - r0);
                 int query0 = slice->Row0 + r0;
+                int nextRows = Math.Min(Rows, slice->Rows - r0 - Rows);
+                PrefetchHeadRows(slice->Q + (r0 + Rows) * p.Ldq, p.Ldq, nextRows, d);
+                PrefetchHeadRows(slice->O + (r0 + Rows) * p.Ldo, p.Ldo, nextRows, d);
                 PackQuery(slice->Q + r0 * p.Ldq, p.Ldq, rows, d, p.Scale, qt);
                 NativeMemory.Clear(ot, (nuint)(d * Rows * sizeof(float)));
                 // Causal: keys after the block's last query are hidden from all of it, so they are not even scored.
