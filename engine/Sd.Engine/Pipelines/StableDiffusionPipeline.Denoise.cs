@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Sd.Engine.Schedulers;
+using Sd.Engine.Tensors;
+using Sd.Engine.UNet;
+using Sd.Kernels.Elementwise;
+
+namespace Sd.Engine.Pipelines;
+
+// The denoising loop: UNet calls, classifier-free guidance (with diffusers' rescale) and scheduler steps.
+public sealed unsafe partial class StableDiffusionPipeline
+{
+    /// <summary>One image's denoising loop: the run's steps, classifier-free guidance and the scheduler over its latents.</summary>
+    private void Denoise(DenoisingRun run, Tensor context, GenerateRequest request, int image, int images, IProgress<StepInfo>? progress,
+        CancellationToken cancellation)
+    {
+        Tensor latents = run.Latents;
+        int batch = request.GuidanceScale > 1 ? 2 : 1;
+        int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
+        int inputChannels = channels + (run.Conditioning?.Dim(3) ?? 0);
+        // The guidance and the scheduler read the prediction as latent-sized: a UNet of other widths cannot run here.
+        if (_unetConfig.InChannels != inputChannels || _unetConfig.OutChannels != channels)
+        {
+            throw new NotSupportedException($"the UNet maps {_unetConfig.InChannels} to {_unetConfig.OutChannels} channels; " +
+                $"this generation needs {inputChannels} to {channels}");
+        }
+        UNet2DConditionModel unet = Acquire(_unet, run.Times);
+        using Tensor unetInput = Tensor.Allocate([batch, h, w, inputChannels]);
+        using Tensor prediction = Tensor.Allocate([batch, h, w, channels]);
+        // The scaled latents, concatenated with the conditioning into each UNet input row (9-channel inpainting only).
+        using Tensor? scaled = run.Conditioning is null ? null : Tensor.Allocate([1, h, w, channels]);
+        var steps = new StepLoop(unet, context, unetInput, scaled, prediction, request.GuidanceScale, request.GuidanceRescale, image, images);
+        try
+        {
+            RunSteps(run, steps, progress, cancellation);
+        }
+        finally
+        {
+            unet.ReleaseRunBuffers();
+        }
+    }
+
+    /// <summary>What every step of one image's denoising shares: the UNet, its buffers, the guidance, the batch position.</summary>
+    private sealed record StepLoop(UNet2DConditionModel UNet, Tensor Context, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
+        float Guidance, float Rescale, int Image, int Images);
+
+    private void RunSteps(DenoisingRun run, StepLoop loop, IProgress<StepInfo>? progress, CancellationToken cancellation)
+    {
+        (Scheduler scheduler, int start, Tensor latents) = (run.Scheduler, run.Start, run.Latents);
+        Tensor prediction = loop.Prediction;
+        int batch = loop.UNetInput.Dim(0), h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
+        long count = latents.Length;
+        var guidedOutput = new float[count];
+        var timestep = new float[1];
+        var clock = Stopwatch.StartNew();
+        float[] DrawNoise(int index)
+        {
+            using Tensor drawn = DrawNhwc(run.Noise, 1, h, w, channels);
+            return drawn.Span.ToArray();
+        }
+        for (int step = start; step < scheduler.StepCount; step++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            FillUNetInput(scheduler, step, latents, run.Conditioning, loop.Scaled, loop.UNetInput);
+            timestep[0] = scheduler.Timesteps[step];
+            loop.UNet.Forward(loop.UNetInput, timestep, loop.Context, prediction, cancellation);
+            float* predicted = prediction.Data;
+            for (long i = 0; i < count; i++)
+            {
+                guidedOutput[i] = batch == 2 ? predicted[i] + loop.Guidance * (predicted[count + i] - predicted[i]) : predicted[i];
+            }
+            if (batch == 2 && loop.Rescale > 0)
+            {
+                RescaleGuidance(guidedOutput, new ReadOnlySpan<float>(predicted + count, (int)count), loop.Rescale);
+            }
+            scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
+            if (!Tensor.AllFinite(latents.Span))
+            {
+                // The UNet checks its own outputs, so the overflow came from the guidance or the step's arithmetic.
+                throw new ArithmeticException($"the latents overflowed float32 at step {step + 1 - start} of {scheduler.StepCount - start}" +
+                    (batch == 2 ? $": guidance scale {loop.Guidance} (rescale {loop.Rescale}) is too large for this model's predictions" : ""));
+            }
+            run.AfterStep?.Invoke(step);
+            progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed, loop.Image, loop.Images));
+            _logger.LogDebug("Step {Step}/{Total} (t = {Timestep}) of image {Image}/{Images} at {Seconds:F2} s", step + 1 - start,
+                scheduler.StepCount - start, timestep[0], loop.Image + 1, loop.Images, clock.Elapsed.TotalSeconds);
+        }
+    }
+
+    /// <summary>
+    /// Every batch row of the UNet input: the scaled latents, then (9-channel inpainting) the conditioning channels,
+    /// as diffusers' cat([scale_model_input(cat([latents] * 2)), mask, masked_image_latents], dim=1).
+    /// </summary>
+    private static void FillUNetInput(Scheduler scheduler, int step, Tensor latents, Tensor? conditioning, Tensor? scaled, Tensor unetInput)
+    {
+        int batch = unetInput.Dim(0), count = (int)latents.Length;
+        if (conditioning is null || scaled is null)
+        {
+            for (int b = 0; b < batch; b++)
+            {
+                scheduler.ScaleModelInput(step, latents.Span, unetInput.Span.Slice(b * count, count));
+            }
+            return;
+        }
+        scheduler.ScaleModelInput(step, latents.Span, scaled.Span);
+        int pixels = latents.Dim(1) * latents.Dim(2), imageLength = pixels * unetInput.Dim(3);
+        for (int b = 0; b < batch; b++)
+        {
+            ResizeKernels.ConcatChannels(scaled.Data, scaled.Dim(3), conditioning.Data, conditioning.Dim(3), unetInput.Data + (long)b * imageLength, pixels);
+        }
+    }
+
+    /// <summary>
+    /// diffusers rescale_noise_cfg: cfg' = r (cfg x std(text) / std(cfg)) + (1 - r) cfg, standard deviations unbiased
+    /// (torch.std) over the whole latent of the single image.
+    /// </summary>
+    internal static void RescaleGuidance(Span<float> guided, ReadOnlySpan<float> text, float rescale)
+    {
+        double factor = StandardDeviation(text) / StandardDeviation(guided);
+        for (int i = 0; i < guided.Length; i++)
+        {
+            float rescaled = (float)(guided[i] * factor);
+            guided[i] = rescale * rescaled + (1 - rescale) * guided[i];
+        }
+    }
+
+    private static double StandardDeviation(ReadOnlySpan<float> values)
+    {
+        double mean = 0;
+        foreach (float v in values) mean += v;
+        mean /= values.Length;
+        double sum = 0;
+        foreach (float v in values) sum += (v - mean) * (v - mean);
+        return Math.Sqrt(sum / Math.Max(1, values.Length - 1));
+    }
+}
