@@ -306,6 +306,59 @@ public unsafe class AttentionKernelsTests
         }
     }
 
+    /// <summary>
+    /// The flash loop's lazy rescaling: after a row's first key tile, a tile is exponentiated against the running
+    /// offset unless its scores pass it by more than the limit, and then it is redone exactly. With d = 1 and keys
+    /// stepping by tile (logits q times 0, 8, 70, 1 over four 256-key tiles), queries q in [-1.5, 1.5] see later
+    /// tiles below the offset, above it within the limit (q = 1: 8 nats is 11.5 base-2 units) and far above it
+    /// (70 nats: redone; taken as it is, q = 1.5 would overflow float), against a double-precision softmax.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Tiles_above_the_running_max_match_double_precision(string variant)
+    {
+        const int queries = 61, keys = 900;
+        float[] steps = [0, 8, 70, 1];
+        var q = new float[queries];
+        var k = new float[keys];
+        var v = new float[keys];
+        var o = new float[queries];
+        var random = new Random(11);
+        for (int i = 0; i < queries; i++)
+        {
+            q[i] = -1.5f + 3f * i / (queries - 1);
+        }
+        for (int j = 0; j < keys; j++)
+        {
+            k[j] = steps[j / 256];
+            v[j] = random.NextSingle() * 2 - 1;
+        }
+        fixed (float* pq = q)
+        fixed (float* pk = k)
+        fixed (float* pv = v)
+        fixed (float* po = o)
+        {
+            Kernel(variant)(new AttentionProblem(pq, 1, pk, 1, pv, 1, po, 1, 1, 1, queries, keys, 1));
+        }
+        for (int i = 0; i < queries; i++)
+        {
+            double max = double.NegativeInfinity, sum = 0, weighted = 0;
+            for (int j = 0; j < keys; j++)
+            {
+                max = Math.Max(max, (double)q[i] * k[j]);
+            }
+            for (int j = 0; j < keys; j++)
+            {
+                double w = Math.Exp((double)q[i] * k[j] - max);
+                sum += w;
+                weighted += w * v[j];
+            }
+            double expected = weighted / sum;
+            Assert.True(Math.Abs(o[i] - expected) <= 1e-5 * Math.Max(1, Math.Abs(expected)),
+                $"{variant}: q = {q[i]}: output {o[i]:E8}, expected {expected:E8}");
+        }
+    }
+
     /// <summary>Q, K and V as column slices of one fused [B, L, 3*H*d] projection output.</summary>
     [Theory]
     [MemberData(nameof(Variants))]

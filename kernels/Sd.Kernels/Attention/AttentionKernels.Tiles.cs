@@ -19,18 +19,50 @@ public static unsafe partial class AttentionKernels
         /// </summary>
         private static void Scores(float* qt, float* k, nint ldk, int d, int count, float* st)
         {
-            for (int j = T.ScoreBlocks(qt, k, ldk, d, count, st); j < count; j++)
+            ScoreTile<TVec> tile = default;
+            Scores<RawScores>(qt, k, ldk, d, count, st, &tile);
+        }
+
+        /// <summary>
+        /// st = 2^(s - offset) for the tile's scores s, their per-lane max (minus the offset) and the sum of those
+        /// exponentials added to sum0/sum1: the exponentials are formed in the score microkernel's registers, so
+        /// the tile is stored once and read once (by the P V product) instead of three times more by the max and
+        /// exponentiation passes. Returns false, and leaves st and the sums unusable, when a score exceeds the offset
+        /// by more than <see cref="ScoreTile{TVec}.RescaleLimit"/>: the caller then takes the tile the exact way.
+        /// </summary>
+        private static bool ShiftedExponentials(float* qt, float* k, nint ldk, int d, int count, float* st,
+            TVec offset0, TVec offset1, ref TVec sum0, ref TVec sum1)
+        {
+            ScoreTile<TVec> tile;
+            tile.Start0 = V.Subtract(V.Zero, offset0);
+            tile.Start1 = V.Subtract(V.Zero, offset1);
+            tile.Max0 = tile.Max1 = V.Create(Hidden);
+            tile.Sum0 = tile.Sum1 = V.Zero;
+            Scores<ShiftedExponentials>(qt, k, ldk, d, count, st, &tile);
+            TVec limit = V.Create(ScoreTile<TVec>.RescaleLimit);
+            if (V.AnyGreaterThan(tile.Max0, limit) || V.AnyGreaterThan(tile.Max1, limit))
+            {
+                return false;
+            }
+            sum0 = V.Add(sum0, tile.Sum0);
+            sum1 = V.Add(sum1, tile.Sum1);
+            return true;
+        }
+
+        private static void Scores<TOut>(float* qt, float* k, nint ldk, int d, int count, float* st, ScoreTile<TVec>* tile)
+            where TOut : struct, IScoreOutput
+        {
+            for (int j = T.ScoreBlocks<TOut>(qt, k, ldk, d, count, st, tile); j < count; j++)
             {
                 float* kj = k + j * ldk;
-                TVec a0 = V.Zero, a1 = V.Zero;
+                TVec a0 = tile->Start0, a1 = tile->Start1;
                 for (int c = 0; c < d; c++)
                 {
                     TVec b = V.Create(kj[c]);
                     a0 = V.FusedMultiplyAdd(b, V.Load(qt + c * Rows), a0);
                     a1 = V.FusedMultiplyAdd(b, V.Load(qt + c * Rows + V.Count), a1);
                 }
-                V.Store(a0, st + j * Rows);
-                V.Store(a1, st + j * Rows + V.Count);
+                ScoreOutput.Store<TVec, V, T, TOut>(a0, a1, st + j * Rows, ref tile->Max0, ref tile->Max1, ref tile->Sum0, ref tile->Sum1);
             }
         }
 

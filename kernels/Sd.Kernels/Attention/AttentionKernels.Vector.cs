@@ -114,8 +114,20 @@ public static unsafe partial class AttentionKernels
                 for (int key0 = 0; key0 < keys; key0 += job->KeyTile)
                 {
                     int count = Math.Min(job->KeyTile, keys - key0);
-                    Scores(qt, slice->K + key0 * slice->Ldk, slice->Ldk, d, count, st);
-                    if (p.Causal && key0 + count - 1 > query0)
+                    float* k = slice->K + key0 * slice->Ldk;
+                    float* v = slice->V + key0 * slice->Ldv;
+                    bool masked = p.Causal && key0 + count - 1 > query0;
+                    // Lazy rescaling: from the second tile on, the running max is only an offset that the scores are
+                    // shifted by, raised (by the exact path below, the tile's scores computed again) only when a tile
+                    // passes it by more than the limit. The common tile needs no max pass, rescale or subtraction.
+                    // Two threads, 2x8 heads of 4096 tokens, d = 40: 120-130 ms against 125-140.
+                    if (key0 > 0 && !masked && ShiftedExponentials(qt, k, slice->Ldk, d, count, st, max0, max1, ref sum0, ref sum1))
+                    {
+                        Accumulate(st, v, slice->Ldv, d, count, V.Create(1f), V.Create(1f), ot);
+                        continue;
+                    }
+                    Scores(qt, k, slice->Ldk, d, count, st);
+                    if (masked)
                     {
                         MaskCausal(st, key0, count, query0);
                     }
@@ -128,7 +140,7 @@ public static unsafe partial class AttentionKernels
                     sum0 = V.Multiply(sum0, alpha0);
                     sum1 = V.Multiply(sum1, alpha1);
                     Exponentiate(st, count, new0, new1, ref sum0, ref sum1);
-                    Accumulate(st, slice->V + key0 * slice->Ldv, slice->Ldv, d, count, alpha0, alpha1, ot);
+                    Accumulate(st, v, slice->Ldv, d, count, alpha0, alpha1, ot);
                     max0 = new0;
                     max1 = new1;
                 }

@@ -8,8 +8,9 @@ namespace Sd.Kernels.Attention;
 /// <list type="bullet">
 /// <item><see cref="Attention_Scalar"/>: the reference, one query row at a time, single-threaded.</item>
 /// <item><c>FlashAttention_*</c>: blocks of Br = 32 (AVX2: 16) queries against tiles of Bc = 256 keys with an
-/// online softmax (running max and sum per query, the output accumulator rescaled when the max grows); scratch is
-/// three tiles per thread, never an Lq x Lk matrix.</item>
+/// online softmax (running max and sum per query, the output accumulator rescaled when the max grows, lazily: only
+/// by more than <see cref="ScoreTile{TVec}.RescaleLimit"/>); scratch is three tiles per thread, never an Lq x Lk
+/// matrix.</item>
 /// <item><c>PartialSoftmaxAttention_*</c>: whole score rows of a query block, one exact (max, sum) reduction, the
 /// 1/sum normalization folded into the output ("Speed Is All You Need", Chen et al. 2023); best when a score row
 /// is short (cross-attention over 77 text tokens). The paper recomputes exp inside the P V product; here that

@@ -16,8 +16,11 @@ internal readonly unsafe struct AttentionTiles256 : IAttentionTiles<Vector256<fl
     private const int Rows = 16;
 
     /// <summary>Four keys at a time: see <see cref="IAttentionTiles{TVec}.ScoreBlocks"/>.</summary>
-    public static int ScoreBlocks(float* qt, float* k, nint ldk, int d, int count, float* st)
+    public static int ScoreBlocks<TOut>(float* qt, float* k, nint ldk, int d, int count, float* st, ScoreTile<Vector256<float>>* tile)
+        where TOut : struct, IScoreOutput
     {
+        Vector256<float> start0 = tile->Start0, start1 = tile->Start1;
+        Vector256<float> max0 = tile->Max0, max1 = tile->Max1, sum0 = tile->Sum0, sum1 = tile->Sum1;
         int j = 0;
         for (; j + 4 <= count; j += 4)
         {
@@ -25,8 +28,8 @@ internal readonly unsafe struct AttentionTiles256 : IAttentionTiles<Vector256<fl
             float* k1 = k0 + ldk;
             float* k2 = k1 + ldk;
             float* k3 = k2 + ldk;
-            Vector256<float> a00 = default, a01 = default, a10 = default, a11 = default;
-            Vector256<float> a20 = default, a21 = default, a30 = default, a31 = default;
+            Vector256<float> a00 = start0, a01 = start1, a10 = start0, a11 = start1;
+            Vector256<float> a20 = start0, a21 = start1, a30 = start0, a31 = start1;
             float* qc = qt;
             for (int c = 0; c < d; c++, qc += Rows)
             {
@@ -46,17 +49,22 @@ internal readonly unsafe struct AttentionTiles256 : IAttentionTiles<Vector256<fl
                 a31 = Vector256.FusedMultiplyAdd(b, q1, a31);
             }
             float* s = st + j * Rows;
-            a00.Store(s);
-            a01.Store(s + 8);
-            a10.Store(s + 16);
-            a11.Store(s + 24);
-            a20.Store(s + 32);
-            a21.Store(s + 40);
-            a30.Store(s + 48);
-            a31.Store(s + 56);
+            Finish<TOut>(a00, a01, s, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a10, a11, s + 16, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a20, a21, s + 32, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a30, a31, s + 48, ref max0, ref max1, ref sum0, ref sum1);
         }
+        tile->Max0 = max0;
+        tile->Max1 = max1;
+        tile->Sum0 = sum0;
+        tile->Sum1 = sum1;
         return j;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish<TOut>(Vector256<float> a0, Vector256<float> a1, float* s, ref Vector256<float> max0, ref Vector256<float> max1, ref Vector256<float> sum0, ref Vector256<float> sum1)
+        where TOut : struct, IScoreOutput =>
+        ScoreOutput.Store<Vector256<float>, F32x8, AttentionTiles256, TOut>(a0, a1, s, ref max0, ref max1, ref sum0, ref sum1);
 
     /// <summary>Four channels at a time: see <see cref="IAttentionTiles{TVec}.AccumulateBlocks"/>.</summary>
     public static int AccumulateBlocks(

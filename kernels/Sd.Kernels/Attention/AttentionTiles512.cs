@@ -16,8 +16,11 @@ internal readonly unsafe struct AttentionTiles512 : IAttentionTiles<Vector512<fl
     private const int Rows = 32;
 
     /// <summary>Eight keys at a time: see <see cref="IAttentionTiles{TVec}.ScoreBlocks"/>.</summary>
-    public static int ScoreBlocks(float* qt, float* k, nint ldk, int d, int count, float* st)
+    public static int ScoreBlocks<TOut>(float* qt, float* k, nint ldk, int d, int count, float* st, ScoreTile<Vector512<float>>* tile)
+        where TOut : struct, IScoreOutput
     {
+        Vector512<float> start0 = tile->Start0, start1 = tile->Start1;
+        Vector512<float> max0 = tile->Max0, max1 = tile->Max1, sum0 = tile->Sum0, sum1 = tile->Sum1;
         int j = 0;
         for (; j + 8 <= count; j += 8)
         {
@@ -29,10 +32,10 @@ internal readonly unsafe struct AttentionTiles512 : IAttentionTiles<Vector512<fl
             float* k5 = k4 + ldk;
             float* k6 = k5 + ldk;
             float* k7 = k6 + ldk;
-            Vector512<float> a00 = default, a01 = default, a10 = default, a11 = default;
-            Vector512<float> a20 = default, a21 = default, a30 = default, a31 = default;
-            Vector512<float> a40 = default, a41 = default, a50 = default, a51 = default;
-            Vector512<float> a60 = default, a61 = default, a70 = default, a71 = default;
+            Vector512<float> a00 = start0, a01 = start1, a10 = start0, a11 = start1;
+            Vector512<float> a20 = start0, a21 = start1, a30 = start0, a31 = start1;
+            Vector512<float> a40 = start0, a41 = start1, a50 = start0, a51 = start1;
+            Vector512<float> a60 = start0, a61 = start1, a70 = start0, a71 = start1;
             float* qc = qt;
             for (int c = 0; c < d; c++, qc += Rows)
             {
@@ -64,25 +67,26 @@ internal readonly unsafe struct AttentionTiles512 : IAttentionTiles<Vector512<fl
                 a71 = Vector512.FusedMultiplyAdd(b, q1, a71);
             }
             float* s = st + j * Rows;
-            a00.Store(s);
-            a01.Store(s + 16);
-            a10.Store(s + 32);
-            a11.Store(s + 48);
-            a20.Store(s + 64);
-            a21.Store(s + 80);
-            a30.Store(s + 96);
-            a31.Store(s + 112);
-            a40.Store(s + 128);
-            a41.Store(s + 144);
-            a50.Store(s + 160);
-            a51.Store(s + 176);
-            a60.Store(s + 192);
-            a61.Store(s + 208);
-            a70.Store(s + 224);
-            a71.Store(s + 240);
+            Finish<TOut>(a00, a01, s, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a10, a11, s + 32, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a20, a21, s + 64, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a30, a31, s + 96, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a40, a41, s + 128, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a50, a51, s + 160, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a60, a61, s + 192, ref max0, ref max1, ref sum0, ref sum1);
+            Finish<TOut>(a70, a71, s + 224, ref max0, ref max1, ref sum0, ref sum1);
         }
+        tile->Max0 = max0;
+        tile->Max1 = max1;
+        tile->Sum0 = sum0;
+        tile->Sum1 = sum1;
         return j;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Finish<TOut>(Vector512<float> a0, Vector512<float> a1, float* s, ref Vector512<float> max0, ref Vector512<float> max1, ref Vector512<float> sum0, ref Vector512<float> sum1)
+        where TOut : struct, IScoreOutput =>
+        ScoreOutput.Store<Vector512<float>, F32x16, AttentionTiles512, TOut>(a0, a1, s, ref max0, ref max1, ref sum0, ref sum1);
 
     /// <summary>Eight channels at a time: see <see cref="IAttentionTiles{TVec}.AccumulateBlocks"/>.</summary>
     public static int AccumulateBlocks(

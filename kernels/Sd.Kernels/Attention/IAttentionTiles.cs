@@ -15,10 +15,12 @@ internal unsafe interface IAttentionTiles<TVec>
     where TVec : unmanaged
 {
     /// <summary>
-    /// st[j*Rows + r] = sum_c k[j*ldk + c] * qt[c*Rows + r] for keys j in [0, n), n the largest multiple of the
-    /// blocking not above <paramref name="count"/>; returns n.
+    /// st[j*Rows + r] = tile.Start[r] + sum_c k[j*ldk + c] * qt[c*Rows + r] for keys j in [0, n), n the largest
+    /// multiple of the blocking not above <paramref name="count"/>, finished as <typeparamref name="TOut"/> says (see
+    /// <see cref="ScoreOutput"/>); returns n.
     /// </summary>
-    static abstract int ScoreBlocks(float* qt, float* k, nint ldk, int d, int count, float* st);
+    static abstract int ScoreBlocks<TOut>(float* qt, float* k, nint ldk, int d, int count, float* st, ScoreTile<TVec>* tile)
+        where TOut : struct, IScoreOutput;
 
     /// <summary>
     /// ot[c*Rows + r] = ot[c*Rows + r] * alpha[r] + sum_j v[j*ldv + c] * pt[j*Rows + r] for keys j in
@@ -29,7 +31,8 @@ internal unsafe interface IAttentionTiles<TVec>
         float* pt, float* v, nint ldv, int d, int count, TVec alpha0, TVec alpha1, float* ot);
 
     /// <summary>
-    /// 2^x for x &lt;= 0 (a score minus its row max), relative error under 1e-7, and exactly 0 far enough below
+    /// 2^x for x &lt;= 0 (a score minus its row max; the flash loop's lazily rescaled tiles also pass x up to
+    /// <see cref="ScoreTile{TVec}.RescaleLimit"/>), relative error under 1e-7, and exactly 0 far enough below
     /// (each width flushes at its own point, see the implementations): x = n + f with n = round(x), 2^f from
     /// <see cref="Exp2Polynomial"/>, then the 2^n factor. Scores are kept in base-2 units (log2 e folded into the Q
     /// scale) so that the softmax needs only this.
@@ -64,5 +67,68 @@ internal static class Exp2Polynomial
         p = V.FusedMultiplyAdd(p, f, V.Create(C2));
         p = V.FusedMultiplyAdd(p, f, V.Create(C1));
         return V.FusedMultiplyAdd(p, f, V.Create(1f));
+    }
+}
+
+/// <summary>
+/// What a score microkernel does with a finished accumulator pair: <see cref="RawScores"/> stores it,
+/// <see cref="ShiftedExponentials"/> stores 2^a and folds a into the tile's max and 2^a into its sum.
+/// </summary>
+internal interface IScoreOutput
+{
+    static abstract bool Exponentiate { get; }
+}
+
+internal readonly struct RawScores : IScoreOutput
+{
+    public static bool Exponentiate => false;
+}
+
+internal readonly struct ShiftedExponentials : IScoreOutput
+{
+    public static bool Exponentiate => true;
+}
+
+/// <summary>
+/// One query block's score tile state, per lane (two vectors): the accumulators' start (0 for raw scores, minus the
+/// running offset for shifted exponentials, so the shift costs nothing) and the max and sum that the exponentiating
+/// microkernel folds into.
+/// </summary>
+internal struct ScoreTile<TVec>
+    where TVec : unmanaged
+{
+    /// <summary>
+    /// How far (base-2 units) a tile's scores may pass the running offset and still be exponentiated against it:
+    /// probabilities up to 2^16, so a row of n keys sums to at most n 2^16 and the output accumulators to n 2^16
+    /// times the largest |V|, overflowing float only where |V| exceeds about 2^100 / n.
+    /// </summary>
+    public const float RescaleLimit = 16;
+
+    public TVec Start0, Start1;
+    public TVec Max0, Max1;
+    public TVec Sum0, Sum1;
+}
+
+/// <summary>The finishing store shared by both widths' score microkernels (see <see cref="IScoreOutput"/>).</summary>
+internal static unsafe class ScoreOutput
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store<TVec, V, T, TOut>(TVec a0, TVec a1, float* s, ref TVec max0, ref TVec max1, ref TVec sum0, ref TVec sum1)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec>
+        where T : struct, IAttentionTiles<TVec>
+        where TOut : struct, IScoreOutput
+    {
+        if (TOut.Exponentiate)
+        {
+            max0 = V.Max(max0, a0);
+            max1 = V.Max(max1, a1);
+            a0 = T.Exp2(a0);
+            a1 = T.Exp2(a1);
+            sum0 = V.Add(sum0, a0);
+            sum1 = V.Add(sum1, a1);
+        }
+        V.Store(a0, s);
+        V.Store(a1, s + V.Count);
     }
 }

@@ -46,6 +46,9 @@ internal unsafe interface IF32Vector<TVec>
 
     static abstract TVec And(TVec a, TVec b);
 
+    /// <summary>Whether any lane of <paramref name="a"/> is greater than that of <paramref name="b"/> (false for NaN lanes).</summary>
+    static abstract bool AnyGreaterThan(TVec a, TVec b);
+
     /// <summary>
     /// Lanes of <paramref name="ifTrue"/> where <paramref name="mask"/> (all-ones or zero lanes, such as
     /// <see cref="Mask"/>'s) is set, else those of <paramref name="ifFalse"/>.
@@ -108,6 +111,9 @@ internal readonly unsafe struct F32x8 : IF32Vector<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyGreaterThan(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThanAny(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> ConditionalSelect(
@@ -175,6 +181,9 @@ internal readonly unsafe struct F32x16 : IF32Vector<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyGreaterThan(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThanAny(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> ConditionalSelect(
