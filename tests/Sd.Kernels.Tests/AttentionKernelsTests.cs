@@ -307,18 +307,20 @@ public unsafe class AttentionKernelsTests
     }
 
     /// <summary>
-    /// The flash loop's lazy rescaling: after a row's first key tile, a tile is exponentiated against the running
-    /// offset unless its scores pass it by more than the limit, and then it is redone exactly. With d = 1 and keys
-    /// stepping by tile (logits q times 0, 8, 70, 1 over four 256-key tiles), queries q in [-1.5, 1.5] see later
-    /// tiles below the offset, above it within the limit (q = 1: 8 nats is 11.5 base-2 units) and far above it
-    /// (70 nats: redone; taken as it is, q = 1.5 would overflow float), against a double-precision softmax.
+    /// Lazy rescaling: a row's first tile is exponentiated against the max of its first 8 keys, each later tile
+    /// against the running offset, unless its scores pass that by more than the limit (32 base-2 units, 22 nats), and
+    /// then the tile is redone exactly. With d = 1, keys k (logits q k) of 0 for keys 0-7, 20 for the rest of the
+    /// first 256-key tile, then 28, 70 and 1 by tile, and queries q in [-1.5, 1.5]: q = 0.5 takes the first two tiles
+    /// lazily and redoes the third; q = 1 redoes the second and third; q = 1.5 redoes the first, takes the second
+    /// (12 nats above the first tile's 30) and redoes the third, which taken as it is would overflow float. Negative q
+    /// never redoes. Against a double-precision softmax.
     /// </summary>
     [Theory]
     [MemberData(nameof(Variants))]
     public void Tiles_above_the_running_max_match_double_precision(string variant)
     {
         const int queries = 61, keys = 900;
-        float[] steps = [0, 8, 70, 1];
+        float[] steps = [20, 28, 70, 1];
         var q = new float[queries];
         var k = new float[keys];
         var v = new float[keys];
@@ -330,7 +332,7 @@ public unsafe class AttentionKernelsTests
         }
         for (int j = 0; j < keys; j++)
         {
-            k[j] = steps[j / 256];
+            k[j] = j < 8 ? 0 : steps[j / 256];
             v[j] = random.NextSingle() * 2 - 1;
         }
         fixed (float* pq = q)

@@ -49,6 +49,32 @@ public static unsafe partial class AttentionKernels
             return true;
         }
 
+        /// <summary>
+        /// <see cref="ShiftedExponentials"/> for a row's first tile, which has no running max yet: its first
+        /// <see cref="SampleKeys"/> keys are scored and exponentiated exactly, and their max is the offset for the
+        /// rest. On success max0/max1 are that offset and sum0/sum1 the tile's sums (both were at their start values);
+        /// on failure they are left as they were.
+        /// </summary>
+        private static bool FirstExponentials(float* qt, float* k, nint ldk, int d, int count, float* st,
+            ref TVec max0, ref TVec max1, ref TVec sum0, ref TVec sum1)
+        {
+            int sample = Math.Min(count, SampleKeys);
+            Scores(qt, k, ldk, d, sample, st);
+            TVec offset0 = max0, offset1 = max1;
+            RowMax(st, sample, ref offset0, ref offset1);
+            TVec total0 = V.Zero, total1 = V.Zero;
+            Exponentiate(st, sample, offset0, offset1, ref total0, ref total1);
+            if (!ShiftedExponentials(qt, k + sample * ldk, ldk, d, count - sample, st + sample * Rows, offset0, offset1, ref total0, ref total1))
+            {
+                return false;
+            }
+            (max0, max1, sum0, sum1) = (offset0, offset1, total0, total1);
+            return true;
+        }
+
+        /// <summary>Keys of a row's first tile scored exactly to set its offset: one AVX-512 score block.</summary>
+        private const int SampleKeys = 8;
+
         private static void Scores<TOut>(float* qt, float* k, nint ldk, int d, int count, float* st, ScoreTile<TVec>* tile)
             where TOut : struct, IScoreOutput
         {

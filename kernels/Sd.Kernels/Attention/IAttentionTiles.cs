@@ -99,10 +99,11 @@ internal struct ScoreTile<TVec>
 {
     /// <summary>
     /// How far (base-2 units) a tile's scores may pass the running offset and still be exponentiated against it:
-    /// probabilities up to 2^16, so a row of n keys sums to at most n 2^16 and the output accumulators to n 2^16
-    /// times the largest |V|, overflowing float only where |V| exceeds about 2^100 / n.
+    /// probabilities up to 2^32, so a row of n keys sums to at most n 2^32 and the output accumulators to n 2^32
+    /// times the largest |V|, overflowing float only where |V| exceeds about 2^96 / n. Wide, because a first tile's
+    /// offset is the max of only its first keys, and a tile that passes the limit is scored twice.
     /// </summary>
-    public const float RescaleLimit = 16;
+    public const float RescaleLimit = 32;
 
     public TVec Start0, Start1;
     public TVec Max0, Max1;
