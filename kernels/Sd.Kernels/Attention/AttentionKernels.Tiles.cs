@@ -27,10 +27,10 @@ public static unsafe partial class AttentionKernels
         /// st = 2^(s - offset) for the tile's scores s, their per-lane max (minus the offset) and the sum of those
         /// exponentials added to sum0/sum1: the exponentials are formed in the score microkernel's registers, so
         /// the tile is stored once and read once (by the P V product) instead of three times more by the max and
-        /// exponentiation passes. Returns false, and leaves st and the sums unusable, when a score exceeds the offset
+        /// exponentiation passes. Returns false, st unusable and the sums unchanged, when a score exceeds the offset
         /// by more than <see cref="ScoreTile{TVec}.RescaleLimit"/>: the caller then takes the tile the exact way.
         /// </summary>
-        private static bool ShiftedExponentials(float* qt, float* k, nint ldk, int d, int count, float* st,
+        private static bool TryExponentiateShifted(float* qt, float* k, nint ldk, int d, int count, float* st,
             TVec offset0, TVec offset1, ref TVec sum0, ref TVec sum1)
         {
             ScoreTile<TVec> tile;
@@ -50,12 +50,12 @@ public static unsafe partial class AttentionKernels
         }
 
         /// <summary>
-        /// <see cref="ShiftedExponentials"/> for a row's first tile, which has no running max yet: its first
+        /// <see cref="TryExponentiateShifted"/> for a row's first tile, which has no running max yet: its first
         /// <see cref="SampleKeys"/> keys are scored and exponentiated exactly, and their max is the offset for the
         /// rest. On success max0/max1 are that offset and sum0/sum1 the tile's sums (both were at their start values);
         /// on failure they are left as they were.
         /// </summary>
-        private static bool FirstExponentials(float* qt, float* k, nint ldk, int d, int count, float* st,
+        private static bool TryExponentiateFirst(float* qt, float* k, nint ldk, int d, int count, float* st,
             ref TVec max0, ref TVec max1, ref TVec sum0, ref TVec sum1)
         {
             int sample = Math.Min(count, SampleKeys);
@@ -64,7 +64,7 @@ public static unsafe partial class AttentionKernels
             RowMax(st, sample, ref offset0, ref offset1);
             TVec total0 = V.Zero, total1 = V.Zero;
             Exponentiate(st, sample, offset0, offset1, ref total0, ref total1);
-            if (!ShiftedExponentials(qt, k + sample * ldk, ldk, d, count - sample, st + sample * Rows, offset0, offset1, ref total0, ref total1))
+            if (!TryExponentiateShifted(qt, k + sample * ldk, ldk, d, count - sample, st + sample * Rows, offset0, offset1, ref total0, ref total1))
             {
                 return false;
             }

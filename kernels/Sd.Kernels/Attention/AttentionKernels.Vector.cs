@@ -123,8 +123,8 @@ public static unsafe partial class AttentionKernels
                     // max pass, rescale or subtraction. Two threads, 2x8 heads of 4096 tokens, d = 40: 120-130 ms
                     // against 125-140; of 1024 tokens (one tile), d = 80: 16.2-16.7 ms against 16.9-18.1.
                     if (!masked && (key0 == 0
-                        ? FirstExponentials(qt, k, slice->Ldk, d, count, st, ref max0, ref max1, ref sum0, ref sum1)
-                        : ShiftedExponentials(qt, k, slice->Ldk, d, count, st, max0, max1, ref sum0, ref sum1)))
+                        ? TryExponentiateFirst(qt, k, slice->Ldk, d, count, st, ref max0, ref max1, ref sum0, ref sum1)
+                        : TryExponentiateShifted(qt, k, slice->Ldk, d, count, st, max0, max1, ref sum0, ref sum1)))
                     {
                         Accumulate(st, v, slice->Ldv, d, count, V.Create(1f), V.Create(1f), ot);
                         continue;
