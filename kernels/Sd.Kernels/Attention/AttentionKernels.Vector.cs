@@ -68,9 +68,10 @@ public static unsafe partial class AttentionKernels
         public static void Flash(in AttentionProblem problem) => OnlineSoftmax(problem, FlashKeyTile);
 
         /// <summary>
-        /// One tile spanning every key: its first (and only) tile's alpha is 0 on a zeroed accumulator, so the online
-        /// softmax reduces to one exact (max, sum) reduction, with 2^(s - max) written over the scores once and 1/sum
-        /// applied to the output, not to P.
+        /// One tile spanning every key: the online softmax reduces to one (offset, sum) reduction, the exponentials
+        /// formed in the score microkernel against the max of the row's first keys (the exact max when a score passes
+        /// that by more than the rescale limit) and written over the scores once, and 1/sum applied to the output, not
+        /// to P.
         /// </summary>
         public static void PartialSoftmax(in AttentionProblem problem) => OnlineSoftmax(problem, problem.KeyLength);
 

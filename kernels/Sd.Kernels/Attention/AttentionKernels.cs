@@ -11,7 +11,7 @@ namespace Sd.Kernels.Attention;
 /// online softmax (running max and sum per query, the output accumulator rescaled when the max grows, lazily: only
 /// by more than <see cref="ScoreTile{TVec}.RescaleLimit"/>); scratch is three tiles per thread, never an Lq x Lk
 /// matrix.</item>
-/// <item><c>PartialSoftmaxAttention_*</c>: whole score rows of a query block, one exact (max, sum) reduction, the
+/// <item><c>PartialSoftmaxAttention_*</c>: whole score rows of a query block, one (offset, sum) reduction, the
 /// 1/sum normalization folded into the output ("Speed Is All You Need", Chen et al. 2023); best when a score row
 /// is short (cross-attention over 77 text tokens). The paper recomputes exp inside the P V product; here that
 /// product reads each score once per 8 channels, so exp is written over the scores once instead. It runs the flash
