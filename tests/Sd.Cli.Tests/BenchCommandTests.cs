@@ -35,6 +35,9 @@ public sealed class BenchCommandTests
             shareSum += kind.Value.GetDouble();
         }
         Assert.InRange(shareSum, 0.999, 1.001);
+        // The run's share in parallel calls, and the share of their threads' time spent waiting there.
+        Assert.InRange(root.GetProperty("parallel_share").GetDouble(), 0, 1);
+        Assert.InRange(root.GetProperty("pool_idle_share").GetDouble(), 0, 1);
 
         double shapeGflop = 0;
         var seen = new HashSet<string>();

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Sd.Kernels.Threading;
 
 namespace Sd.Kernels.Tests;
@@ -14,6 +15,35 @@ public sealed unsafe class WorkerPoolTests
     }
 
     private static void CountRun(void* state, int index) => Interlocked.Increment(ref ((Counts*)state)->Runs[index]);
+
+    /// <summary>Task 0 spins for 20 ms; the others return at once.</summary>
+    private static void SpinFirst(void* state, int index)
+    {
+        var clock = Stopwatch.StartNew();
+        while (index == 0 && clock.ElapsedMilliseconds < 20)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Utilization counts nothing until asked; then each call's wall time times the thread count, and the tasks' time
+    /// within it. A call of one long and one empty task leaves one of two threads waiting for most of it.
+    /// </summary>
+    [Fact]
+    public void Utilization_shows_a_thread_waiting_for_the_last_task()
+    {
+        using var pool = new WorkerPool(2);
+        pool.Run(&SpinFirst, null, 2);
+        Assert.Equal(TimeSpan.Zero, pool.Utilization.InCalls);
+        pool.MeasureUtilization = true;
+        pool.Run(&SpinFirst, null, 2);
+        pool.MeasureUtilization = false;
+        (TimeSpan inCalls, TimeSpan inTasks) = pool.Utilization;
+        Assert.True(inTasks >= TimeSpan.FromMilliseconds(20), $"tasks {inTasks.TotalMilliseconds} ms");
+        Assert.True(inTasks.TotalSeconds < 0.75 * inCalls.TotalSeconds, $"tasks {inTasks.TotalMilliseconds} ms of {inCalls.TotalMilliseconds} ms in the call");
+        pool.ResetUtilization();
+        Assert.Equal((TimeSpan.Zero, TimeSpan.Zero), pool.Utilization);
+    }
 
     /// <summary>
     /// Back-to-back calls of varying size on more threads than this machine has cores, so that workers are preempted

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 
 namespace Sd.Kernels.Threading;
@@ -29,6 +30,11 @@ public sealed unsafe class WorkerPool : IDisposable
     // (generation << 32) | next task index. Claiming a task is a CAS on this, so a worker still finishing the
     // previous call can never take an index of the next one: its generation no longer matches.
     private long _ticket;
+
+    // Utilization (see MeasureUtilization): the threads' time inside calls, and the part of it spent in tasks.
+    private volatile bool _measuring;
+    private long _callTicks;
+    private long _taskTicks;
 
     /// <summary>The most threads a pool takes: more than any machine Sd runs on, far fewer than would exhaust the OS.</summary>
     public const int MaxThreads = 1024;
@@ -88,6 +94,34 @@ public sealed unsafe class WorkerPool : IDisposable
     /// <summary>Threads working on a call, the caller included.</summary>
     public int ThreadCount { get; }
 
+    /// <summary>
+    /// Whether parallel calls record how the threads spend their time inside them (see <see cref="Utilization"/>).
+    /// Off by default; on, each task reads the clock twice.
+    /// </summary>
+    public bool MeasureUtilization
+    {
+        get => _measuring;
+        set => _measuring = value;
+    }
+
+    /// <summary>
+    /// Since the last <see cref="ResetUtilization"/>, while measured: the threads' time inside parallel calls (each
+    /// call's wall time x <see cref="ThreadCount"/>) and the part of it they spent running tasks. The rest is threads
+    /// waiting inside a call, mostly at its end for another thread's last task: what a split into too few or unequal
+    /// tasks costs. Calls of one task run on the caller alone and are not counted.
+    /// </summary>
+    public (TimeSpan InCalls, TimeSpan InTasks) Utilization =>
+        (Stopwatch.GetElapsedTime(0, Volatile.Read(ref _callTicks)), Stopwatch.GetElapsedTime(0, Volatile.Read(ref _taskTicks)));
+
+    public void ResetUtilization()
+    {
+        lock (_callLock)
+        {
+            Volatile.Write(ref _callTicks, 0);
+            Volatile.Write(ref _taskTicks, 0);
+        }
+    }
+
     private static int DefaultThreadCount() =>
         ThreadCountSetting(Environment.GetEnvironmentVariable("SD_THREADS")) ?? Math.Min(Environment.ProcessorCount, MaxThreads);
 
@@ -137,6 +171,7 @@ public sealed unsafe class WorkerPool : IDisposable
         }
         lock (_callLock)
         {
+            long start = _measuring ? Stopwatch.GetTimestamp() : 0;
             // Close the last call before its fields are rewritten. A worker may have read that call's final ticket
             // (every index taken) and be about to compare its index with the task count: if it read the new, larger
             // count there, its claim on the old ticket would succeed and run this call's task with an index that is
@@ -162,6 +197,10 @@ public sealed unsafe class WorkerPool : IDisposable
             {
                 spin.SpinOnce(-1);
             }
+            if (start != 0)
+            {
+                Volatile.Write(ref _callTicks, _callTicks + (Stopwatch.GetTimestamp() - start) * ThreadCount);
+            }
             ExceptionDispatchInfo? failure = _failure;
             _failure = null;
             failure?.Throw();
@@ -181,6 +220,7 @@ public sealed unsafe class WorkerPool : IDisposable
             if (Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) == ticket)
             {
                 t_inTask = true;
+                long begun = _measuring ? Stopwatch.GetTimestamp() : 0;
                 try
                 {
                     _task(_context, index);
@@ -194,6 +234,10 @@ public sealed unsafe class WorkerPool : IDisposable
                 finally
                 {
                     t_inTask = false;
+                }
+                if (begun != 0)
+                {
+                    Interlocked.Add(ref _taskTicks, Stopwatch.GetTimestamp() - begun);
                 }
                 Interlocked.Decrement(ref _pending);
             }

@@ -30,8 +30,9 @@ public static class BenchCommand
         a time in every run as `sd generate` does, so its times include the loads; it needs a tokenizer (the model's,
         or --tokenizer DIR). Threads: --threads or SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
-        threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, and the kernel
-        shapes that took the most of it (all of them with --json), each with its calls and GFLOP/s.
+        threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, the share in
+        parallel calls and how much of the threads' time there they waited for each other, and the kernel shapes that
+        took the most of it (all of them with --json), each with its calls and GFLOP/s.
         --winograd-budget sets the UNet's memory for stored Winograd weights (default 256 MiB, SD 1.5's finest level;
         0 keeps 16-bit weights 16-bit everywhere). 3x3 layers without them transform their weights per call.
         An even UNet batch is a classifier-free guidance call: its second half repeats the first half's latents (the
@@ -78,10 +79,13 @@ public static class BenchCommand
         FlopCounter.Enabled = true;
         KernelProfiler.Reset();
         KernelProfiler.Enabled = line.Has("--profile");
+        WorkerPool.Shared.ResetUtilization();
+        WorkerPool.Shared.MeasureUtilization = line.Has("--profile");
         var profiled = Stopwatch.StartNew();
         runner.Action();
         double profiledSeconds = profiled.Elapsed.TotalSeconds;
         KernelProfiler.Enabled = false;
+        WorkerPool.Shared.MeasureUtilization = false;
         FlopCounter.Enabled = false;
         long flops = FlopCounter.Total;
         var times = new double[reps];
@@ -108,6 +112,9 @@ public static class BenchCommand
         {
             result["profile"] = Profile(profiledSeconds);
             result["profile_shapes"] = ProfileShapes();
+            (TimeSpan inCalls, TimeSpan inTasks) = WorkerPool.Shared.Utilization;
+            result["parallel_share"] = inCalls.TotalSeconds / threads / profiledSeconds;
+            result["pool_idle_share"] = inCalls > TimeSpan.Zero ? 1 - inTasks / inCalls : 0.0;
         }
         if (line.Has("--json"))
         {
@@ -132,6 +139,8 @@ public static class BenchCommand
                 {
                     output.WriteLine($"    {kind,-12} {F(100 * share, "0.0"),5}%  {F(share * profiledSeconds, "0.000")} s");
                 }
+                output.WriteLine($"  parallel calls took {F(100 * (double)result["parallel_share"], "0.0")}% of it; the {threads} threads waited " +
+                    $"inside them {F(100 * (double)result["pool_idle_share"], "0.0")}% of their time there");
                 var shapes = (List<Dictionary<string, object>>)result["profile_shapes"];
                 output.WriteLine($"  its longest kernel shapes ({Math.Min(TopShapes, shapes.Count)} of {shapes.Count}):");
                 foreach (Dictionary<string, object> shape in shapes.Take(TopShapes))
