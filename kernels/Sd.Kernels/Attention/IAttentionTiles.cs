@@ -8,7 +8,7 @@ namespace Sd.Kernels.Attention;
 /// (the slice drivers, softmax passes, causal mask and the Q/O transposes) is written once in
 /// <see cref="AttentionKernels"/>. A query block is two vectors of queries, and the buffers are "transposed": one
 /// row of 2 x Count floats per key or channel, one lane per query. The two microkernels stay per width because their
-/// register blocking is fitted to the register file (8 x 2 accumulators in AVX-512's 32 zmm, 4 x 2 in AVX2's 16
+/// register blocking is fitted to the register file (8 x 2 score accumulators in AVX-512's 32 zmm, 6 x 2 in AVX2's 16
 /// ymm); each covers the keys or channels its blocking divides and leaves the rest to a shared one-at-a-time loop.
 /// </summary>
 internal unsafe interface IAttentionTiles<TVec>
