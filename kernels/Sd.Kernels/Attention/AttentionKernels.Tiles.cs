@@ -157,10 +157,27 @@ public static unsafe partial class AttentionKernels
         /// <summary>
         /// ot[c*Rows + r] = ot[c*Rows + r] * alpha[r] + sum_j v[j*ldv + c] * pt[j*Rows + r] for every channel c in
         /// [0, d) and keys j in [0, count): the flash rescale rides on the accumulator load. ot must hold finite values
-        /// (zeroed before a block's first tile, where alpha is 0). The width's microkernel, then one channel at a time
-        /// for the channels its blocking leaves.
+        /// (zeroed before a block's first tile, where alpha is 0). The keys go in chunks of
+        /// <see cref="IAttentionTiles{TVec}.AccumulateKeys"/>, each a full pass over the channels, so that a chunk's P
+        /// and V rows stay in L1 while every channel block re-reads them (a pass reads one V line per key). Each
+        /// accumulator still sums its keys in order, so the result does not depend on the chunking.
         /// </summary>
         private static void Accumulate(
+            float* pt, float* v, nint ldv, int d, int count, TVec alpha0, TVec alpha1, float* ot)
+        {
+            for (int j0 = 0; j0 < count; j0 += T.AccumulateKeys)
+            {
+                int keys = Math.Min(T.AccumulateKeys, count - j0);
+                AccumulateChunk(pt + j0 * Rows, v + j0 * ldv, ldv, d, keys, alpha0, alpha1, ot);
+                alpha0 = alpha1 = V.Create(1f); // the rescale applies once, with the first chunk
+            }
+        }
+
+        /// <summary>
+        /// <see cref="Accumulate"/> for one chunk of keys: the width's microkernel, then one channel at a time for the
+        /// channels its blocking leaves.
+        /// </summary>
+        private static void AccumulateChunk(
             float* pt, float* v, nint ldv, int d, int count, TVec alpha0, TVec alpha1, float* ot)
         {
             for (int c = T.AccumulateBlocks(pt, v, ldv, d, count, alpha0, alpha1, ot); c < d; c++)

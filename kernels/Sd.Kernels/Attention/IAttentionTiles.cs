@@ -31,6 +31,12 @@ internal unsafe interface IAttentionTiles<TVec>
         float* pt, float* v, nint ldv, int d, int count, TVec alpha0, TVec alpha1, float* ot);
 
     /// <summary>
+    /// Keys per pass of <see cref="AccumulateBlocks"/> over the channels (see AttentionKernels' Accumulate): few
+    /// enough that their P and V rows stay in L1 across the channel blocks' passes.
+    /// </summary>
+    static abstract int AccumulateKeys { get; }
+
+    /// <summary>
     /// 2^x for x &lt;= 0 (a score minus its row max; the flash loop's lazily rescaled tiles also pass x up to
     /// <see cref="ScoreTile{TVec}.RescaleLimit"/>), relative error under 1e-7, and exactly 0 far enough below
     /// (each width flushes at its own point, see the implementations): x = n + f with n = round(x), 2^f from
