@@ -27,8 +27,9 @@ public static unsafe partial class AttentionKernels
         /// st = 2^(s - offset) for the tile's scores s, their per-lane max (minus the offset) and the sum of those
         /// exponentials added to sum0/sum1: the exponentials are formed in the score microkernel's registers, so
         /// the tile is stored once and read once (by the P V product) instead of three times more by the max and
-        /// exponentiation passes. Returns false, st unusable and the sums unchanged, when a score exceeds the offset
-        /// by more than <see cref="ScoreTile{TVec}.RescaleLimit"/>: the caller then takes the tile the exact way.
+        /// exponentiation passes (AVX2, short of registers, makes them in one pass over its stored tile instead).
+        /// Returns false, st unusable and the sums unchanged, when a score exceeds the offset by more than
+        /// <see cref="ScoreTile{TVec}.RescaleLimit"/>: the caller then takes the tile the exact way.
         /// </summary>
         private static bool TryExponentiateShifted(float* qt, float* k, nint ldk, int d, int count, float* st,
             TVec offset0, TVec offset1, ref TVec sum0, ref TVec sum1)
