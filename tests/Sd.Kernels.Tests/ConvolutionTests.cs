@@ -435,8 +435,9 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
             using PackedWeights packed = ImplicitGemmConv.PackWeights(pw, cout, cin, 3, 3, variant.Nr);
             ImplicitGemmConv.Run(variant, s, px, packed, null, null, cout, pd, cout);
             using WinogradWeights transformed = WinogradWeights.Create(pw, cout, cin, variant.Nr);
-            // A 64-byte aligned workspace, as the engine's arena gives: V of 8 MiB and more is then written with
-            // streaming stores (the 64x64, 128x128, 256x256 and 512x512 shapes here).
+            // A 64-byte aligned workspace, as the engine's arena gives: blocks with V and M over 16 MiB then write V
+            // with streaming stores (the 512-channel shapes and most 640- to 2560-channel ones here); the 128- and
+            // 256-channel ones run in several cache-sized blocks.
             nuint bytes = (nuint)WinogradConv.WorkspaceFloats(1, height, width, cin, cout) * sizeof(float);
             float* ws = (float*)NativeMemory.AlignedAlloc(bytes, 64);
             try

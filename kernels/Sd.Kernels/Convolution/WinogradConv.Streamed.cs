@@ -44,7 +44,7 @@ public static unsafe partial class WinogradConv
     {
         long tiles = (long)batch * ((height + 3) / 4) * ((width + 3) / 4);
         long perTile = Positions * ((long)inChannels + outChannels + (long)ChannelBlocks(inChannels) * StreamChannelBlock);
-        return BalancedBlockTiles(tiles, perTile);
+        return BalancedBlockTiles(tiles, perTile, MaxWorkspaceFloats / perTile);
     }
 
     /// <summary>Workspace floats <see cref="RunStreamed"/> needs for a layer.</summary>

@@ -57,29 +57,41 @@ public static unsafe partial class WinogradConv
     }
 
     /// <summary>
-    /// From this size of a block's V, the input transform writes it with streaming stores: a V this large is read back
-    /// from memory anyway, and ordinary stores first read every line they fill. Alternating, ms: 2x64x64 stored
-    /// (V 23.6-70.8 MB) 320->320 12.94 -> 12.29, 640->320 25.84 -> 23.92, 960->320 39.41 -> 36.11; 2x32x32 640->640
-    /// stored 11.96 -> 11.16 and streamed 14.56 -> 14.15 (11.8 MB); 2x16x16 1280->1280 streamed (5.9 MB) unchanged.
+    /// Tiles per block for a layer with stored weights. A block's V and M (36 (Cin + Cout) floats a tile) pass from
+    /// phase to phase through the cache while they fit in <see cref="CachedWorkspaceFloats"/>, through memory beyond;
+    /// and every block reads all transformed weights (36 Cin Cout floats) again. So blocks are cache-sized where that
+    /// costs at most a tile's own V and M per tile in weight reads (few channels), else as large as the cap allows.
     /// </summary>
-    private const long NonTemporalMinBytes = 8L << 20;
-
-    /// <summary>Tiles per block for a layer: as many as the workspace cap allows, at least one GEMM row block.</summary>
     public static int BlockTiles(int batch, int height, int width, int inChannels, int outChannels)
     {
         long tiles = (long)batch * ((height + 3) / 4) * ((width + 3) / 4);
         long perTile = Positions * (long)(inChannels + outChannels);
-        return BalancedBlockTiles(tiles, perTile);
+        long cachedTiles = CachedWorkspaceFloats / perTile;
+        bool cached = cachedTiles * (inChannels + outChannels) >= (long)inChannels * outChannels;
+        return BalancedBlockTiles(tiles, perTile, cached ? cachedTiles : MaxWorkspaceFloats / perTile);
     }
 
     /// <summary>
-    /// Tiles per block when each tile needs <paramref name="perTile"/> workspace floats: the fewest blocks the cap
-    /// allows (blocks of at least 128 tiles), of equal size (a 512-tile layer in blocks of 485 + 27 ran its second
-    /// block at half the rate of the first).
+    /// V and M up to this many floats (16 MiB) stay in a server CPU's last-level cache between the phases. Beyond
+    /// it the input transform writes V with streaming stores: a V that large is read back from memory anyway, and
+    /// ordinary stores first read every line they fill (Zen 5, alternating, ms: 2x64x64 320->320 12.94 -> 12.29,
+    /// 640->320 25.84 -> 23.92, 960->320 39.41 -> 36.11; 2x32x32 640->640 11.96 -> 11.16).
+    /// Cache-sized blocks against blocks up to the cap, AVX2 Zen 3 (32 MiB L3), 2 threads, in-process pairs:
+    /// 1x512x512 128 -> 128 channels 0.85-0.89x the time, 1x512x512 256 -> 256 0.90-0.94x, 1x256x256 256 -> 256
+    /// 0.92-0.97x, 2x64x64 320 -> 320 0.975x; at 512 channels 1.02-1.06x (each block re-reads 38 MB of transformed
+    /// weights), which the rule in <see cref="BlockTiles"/> avoids.
     /// </summary>
-    private static int BalancedBlockTiles(long tiles, long perTile)
+    private const long CachedWorkspaceFloats = 4L << 20;
+
+    /// <summary>
+    /// Tiles per block when each tile needs <paramref name="perTile"/> workspace floats and a block wants
+    /// <paramref name="wanted"/> tiles: at least 128 tiles (one GEMM row block's worth), within the workspace cap, in
+    /// the fewest equal blocks (a 512-tile layer in blocks of 485 + 27 ran its second block at half the rate of the
+    /// first).
+    /// </summary>
+    private static int BalancedBlockTiles(long tiles, long perTile, long wanted)
     {
-        long largest = Math.Max(MaxWorkspaceFloats / perTile, 128);
+        long largest = Math.Max(Math.Min(wanted, MaxWorkspaceFloats / perTile), 128);
         long blocks = (tiles + largest - 1) / largest;
         return (int)((tiles + blocks - 1) / blocks);
     }
@@ -144,7 +156,7 @@ public static unsafe partial class WinogradConv
         {
             ctx->BlockStart = start;
             ctx->BlockTiles = Math.Min(blockTiles, tileCount - start);
-            ctx->NonTemporalV = (long)Positions * ctx->BlockTiles * inChannels * sizeof(float) >= NonTemporalMinBytes
+            ctx->NonTemporalV = (long)Positions * ctx->BlockTiles * (inChannels + outChannels) > CachedWorkspaceFloats
                 && inChannels % 16 == 0 && ((nint)ctx->V & 63) == 0;
             int transformTasks = Math.Min(ctx->BlockTiles, threads * 8);
             ctx->TilesPerTask = (ctx->BlockTiles + transformTasks - 1) / transformTasks;
