@@ -499,6 +499,36 @@ public sealed class PngFileTests : IDisposable
         Assert.Equal([1, 2, 3, 4, 5, 6], PngFile.Read(path, 3, 2).Pixels);
     }
 
+    [Fact]
+    public void A_zlib_stream_asking_for_a_preset_dictionary_is_invalid()
+    {
+        // 78 20: zlib header with FDICT set (PNG forbids it); .NET throws ZLibException, an IOException, not InvalidDataException.
+        AssertInvalid("fdict.png", Png(Chunk("IHDR", Ihdr(1, 1, colorType: Gray)), Chunk("IDAT", [0x78, 0x20, 0, 0, 0, 0, 3, 0]), Chunk("IEND", [])),
+            "image data (IDAT) is corrupt");
+    }
+
+    [Fact]
+    public void A_tiny_file_claiming_a_huge_image_fails_before_allocating_it()
+    {
+        byte[] file = Png(Chunk("IHDR", Ihdr(16384, 16384, colorType: Rgba)), Chunk("IDAT", Deflate([0, 1, 2, 3])), Chunk("IEND", []));
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        AssertInvalid("claims-1gib.png", file, "image data (IDAT) is truncated", "a 16384x16384");
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated < 16 << 20, $"a 100-byte file made the decoder allocate {allocated} bytes");
+    }
+
+    [Fact]
+    public void Images_larger_than_the_first_inflate_buffer_decode()
+    {
+        // 700 x 700 RGB: 1.47 MB of filtered rows, past the first 1 MiB buffer, so it grows once.
+        const int side = 700;
+        var pixels = new byte[side * side * 3];
+        new Random(5).NextBytes(pixels);
+        string path = Path.Combine(_dir, "large.png");
+        PngFile.Write(path, new PngImage(side, side, 3, pixels));
+        Assert.Equal(pixels, PngFile.Read(path).Pixels);
+    }
+
     // ---- helpers ----
 
     private void AssertInvalid(string name, byte[] file, params string[] fragments)

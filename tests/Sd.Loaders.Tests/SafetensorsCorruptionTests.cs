@@ -75,6 +75,15 @@ public sealed class SafetensorsCorruptionTests : IDisposable
     public void Non_utf8_header() => AssertRejected(Assemble("{\"\u00ff\":1}", []).Select(b => b == 0xC3 ? (byte)0xFF : b).ToArray(), "UTF-8");
 
     [Fact]
+    public void Unpaired_surrogate_escape_in_a_tensor_name() => AssertRejected(Assemble(
+        "{\"\\ud800\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", [0]), "not valid text");
+
+    [Fact]
+    public void Unpaired_surrogate_escape_in_the_metadata() => AssertRejected(Assemble(
+        "{\"__metadata__\":{\"k\":\"\\udc00\"},\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", [0]),
+        "'__metadata__.k' is not valid text");
+
+    [Fact]
     public void Header_is_not_an_object() => AssertRejected(Assemble("[1,2,3]", []), "JSON object");
 
     [Fact]

@@ -16,6 +16,10 @@ public sealed class LcmScheduler : Scheduler
     public LcmScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
         : base(config, TimestepSpacing.Leading, spacing)
     {
+        if (NumTrainTimesteps < OriginalInferenceSteps)
+        {
+            throw new ArgumentException($"LCM picks its timesteps from a {OriginalInferenceSteps}-step schedule and needs num_train_timesteps >= {OriginalInferenceSteps}; the scheduler config has {NumTrainTimesteps}", nameof(config));
+        }
         _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : AlphasCumprod[0];
     }
 

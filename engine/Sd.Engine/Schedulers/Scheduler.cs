@@ -241,6 +241,12 @@ public abstract class Scheduler
             acc *= alpha;
             cumprod[i] = (float)acc;
         }
+        // Betas are checked to lie in [0, 1) when the config loads, but enough of them can still drive the product
+        // to 0 in float32: the last steps would then be pure noise with an infinite sigma.
+        if (!(cumprod[n - 1] > 0))
+        {
+            throw new ArgumentException($"the noise schedule's alphas_cumprod reaches {cumprod[n - 1]} by its last training step (num_train_timesteps {n}, beta_schedule {(config.TrainedBetas == null ? config.BetaSchedule : "trained_betas")}): its sigmas would be infinite", nameof(config));
+        }
         return cumprod;
     }
 
@@ -387,6 +393,10 @@ public abstract class Scheduler
     /// </summary>
     internal static double SigmaToT(double sigma, float[] logSigmas)
     {
+        if (logSigmas.Length < 2)
+        {
+            throw new ArgumentException($"Karras sigmas map back to timesteps between two training sigmas; the scheduler config has {logSigmas.Length} training timestep(s)", nameof(logSigmas));
+        }
         float logSigma = (float)Math.Log(Math.Max(sigma, 1e-10));
         int low = 0;
         for (int i = 0; i < logSigmas.Length; i++)

@@ -78,7 +78,7 @@ public static unsafe partial class WinogradConv
     /// 640->320 25.84 -> 23.92, 960->320 39.41 -> 36.11; 2x32x32 640->640 11.96 -> 11.16).
     /// Cache-sized blocks against blocks up to the cap, AVX2 Zen 3 (32 MiB L3), 2 threads, in-process pairs:
     /// 1x512x512 128 -> 128 channels 0.85-0.89x the time, 1x512x512 256 -> 256 0.90-0.94x, 1x256x256 256 -> 256
-    /// 0.92-0.97x, 2x64x64 320 -> 320 0.975x; at 512 channels 1.02-1.06x (each block re-reads 38 MB of transformed
+    /// 0.92-0.97x, 2x64x64 320 -> 320 0.95-1.00x; at 512 channels 1.02-1.06x (each block re-reads 38 MB of transformed
     /// weights), which the rule in <see cref="BlockTiles"/> avoids.
     /// </summary>
     private const long CachedWorkspaceFloats = 4L << 20;

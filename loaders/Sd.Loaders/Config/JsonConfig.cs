@@ -43,6 +43,7 @@ public sealed class JsonConfig
             {
                 throw new InvalidFileException(path, $"expected a JSON object, found {document.RootElement.ValueKind}");
             }
+            JsonText.Validate(path, document.RootElement, "");
             return new JsonConfig(path, document.RootElement.Clone());
         }
         catch (JsonException e)

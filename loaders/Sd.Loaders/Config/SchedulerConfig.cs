@@ -50,10 +50,38 @@ public sealed record SchedulerConfig
         {
             throw new InvalidFileException(json.Path, $"steps_offset must be in 0..{config.NumTrainTimesteps - 1} (num_train_timesteps - 1), found {config.StepsOffset}");
         }
-        if (config.TrainedBetas is { } betas && betas.Length != config.NumTrainTimesteps)
+        if (config.TrainedBetas is { } betas)
         {
-            throw new InvalidFileException(json.Path, $"trained_betas has {betas.Length} values, num_train_timesteps is {config.NumTrainTimesteps}");
+            if (betas.Length != config.NumTrainTimesteps)
+            {
+                throw new InvalidFileException(json.Path, $"trained_betas has {betas.Length} values, num_train_timesteps is {config.NumTrainTimesteps}");
+            }
+            for (int i = 0; i < betas.Length; i++)
+            {
+                CheckBeta(json, $"trained_betas[{i}]", betas[i]);
+            }
+        }
+        else
+        {
+            if (Array.IndexOf(BetaSchedules, config.BetaSchedule) < 0)
+            {
+                throw new InvalidFileException(json.Path, $"beta_schedule '{config.BetaSchedule}' is not one of {string.Join(", ", BetaSchedules)}");
+            }
+            CheckBeta(json, "beta_start", config.BetaStart);
+            CheckBeta(json, "beta_end", config.BetaEnd);
         }
         return config;
+    }
+
+    /// <summary>The beta schedules the schedulers compute (trained_betas aside).</summary>
+    public static readonly string[] BetaSchedules = ["linear", "scaled_linear", "squaredcos_cap_v2"];
+
+    /// <summary>A beta is a per-step noise variance: 1 - beta is the step's alpha, so it must lie in [0, 1).</summary>
+    private static void CheckBeta(JsonConfig json, string key, double beta)
+    {
+        if (!(beta >= 0 && beta < 1))
+        {
+            throw new InvalidFileException(json.Path, $"{key} must be a noise variance in [0, 1), found {beta}");
+        }
     }
 }

@@ -288,34 +288,45 @@ public static class PngFile
         _ => "unknown",
     };
 
-    /// <summary>Inflates the concatenated IDAT data into exactly the expected size and reverses the row filters.</summary>
+    /// <summary>
+    /// Inflates the concatenated IDAT data into exactly the expected size and reverses the row filters. The buffer
+    /// grows with the data (from <see cref="InitialInflateBytes"/>, doubling), so a small file whose header claims a
+    /// huge image fails on its data before it costs the image's memory.
+    /// </summary>
     private static PngImage Decode(Header header, MemoryStream? idat, Dictionary<string, string> text, string name)
     {
         if (idat == null)
             throw Invalid(name, "no IDAT chunk: the file has no image data");
 
-        var raw = new byte[header.RawLength];
-        int inflated;
-        bool extra;
+        var raw = new byte[Math.Min(header.RawLength, InitialInflateBytes)];
+        int inflated = 0;
+        bool extra = false;
         idat.Position = 0;
         try
         {
             using var zlib = new ZLibStream(idat, CompressionMode.Decompress);
-            inflated = zlib.ReadAtLeast(raw, raw.Length, throwOnEndOfStream: false);
+            while (true)
+            {
+                inflated += zlib.ReadAtLeast(raw.AsSpan(inflated), raw.Length - inflated, throwOnEndOfStream: false);
+                if (inflated < raw.Length || raw.Length == header.RawLength)
+                    break;
+                Array.Resize(ref raw, (int)Math.Min(2L * raw.Length, header.RawLength));
+            }
             // One byte more is all it takes to know the data is too long, so a decompression bomb costs nothing.
-            extra = zlib.ReadByte() != -1;
+            extra = inflated == header.RawLength && zlib.ReadByte() != -1;
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
+            // InvalidDataException for bad deflate data, ZLibException (an IOException) for a bad zlib header.
             throw new InvalidFileException(name, $"image data (IDAT) is corrupt or truncated: {e.Message}", e);
         }
-        if (inflated < raw.Length)
+        if (inflated < header.RawLength)
         {
             throw Invalid(name, $"image data (IDAT) is truncated: it inflates to {inflated} bytes, " +
-                                $"a {header.Describe()} image needs {raw.Length}");
+                                $"a {header.Describe()} image needs {header.RawLength}");
         }
         if (extra)
-            throw Invalid(name, $"image data (IDAT) inflates to more than the {raw.Length} bytes a {header.Describe()} image needs");
+            throw Invalid(name, $"image data (IDAT) inflates to more than the {header.RawLength} bytes a {header.Describe()} image needs");
 
         var pixels = new byte[(long)header.Width * header.Height * header.Channels];
         PngFilters.Unfilter(raw, pixels, header.Width, header.Height, header.Channels, name);
@@ -323,6 +334,9 @@ public static class PngFile
     }
 
     private static InvalidFileException Invalid(string name, string problem) => new(name, problem);
+
+    /// <summary>The inflate buffer's first size, 1 MiB: a 512x512 RGB image's filtered rows fit without growing it.</summary>
+    private const int InitialInflateBytes = 1 << 20;
 
     private readonly record struct Header(int Width, int Height, int Channels)
     {

@@ -150,9 +150,10 @@ internal static class PngText
                 output.Write(buffer, 0, read);
             }
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or IOException and not InvalidFileException)
         {
-            throw new InvalidFileException(name, $"compressed iTXt chunk is not valid zlib data: {e.Message}");
+            // InvalidDataException for bad deflate data, ZLibException (an IOException) for a bad zlib header.
+            throw new InvalidFileException(name, $"compressed iTXt chunk is not valid zlib data: {e.Message}", e);
         }
         return output.ToArray();
     }

@@ -58,6 +58,7 @@ public static class SafetensorsHeader
             {
                 throw new InvalidFileException(path, $"safetensors header must be a JSON object, found {root.ValueKind}");
             }
+            Config.JsonText.Validate(path, root, "");
             var tensors = new List<TensorInfo>();
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
             var names = new HashSet<string>(StringComparer.Ordinal);
