@@ -74,7 +74,7 @@ public sealed record SchedulerConfig
     }
 
     /// <summary>The beta schedules the schedulers compute (trained_betas aside).</summary>
-    public static readonly string[] BetaSchedules = ["linear", "scaled_linear", "squaredcos_cap_v2"];
+    private static readonly string[] BetaSchedules = ["linear", "scaled_linear", "squaredcos_cap_v2"];
 
     /// <summary>A beta is a per-step noise variance: 1 - beta is the step's alpha, so it must lie in [0, 1).</summary>
     private static void CheckBeta(JsonConfig json, string key, double beta)
