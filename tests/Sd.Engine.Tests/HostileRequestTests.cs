@@ -100,6 +100,15 @@ public sealed unsafe class HostileRequestTests
     }
 
     [Fact]
+    public void A_downsampler_padded_only_right_and_bottom_is_not_supported()
+    {
+        // diffusers' downsample_padding 0 pads (0, 1, 0, 1): odd sizes would shrink differently from the 1 Sd runs.
+        using ModelSource demo = ModelSource.Demo();
+        var e = Assert.Throws<NotSupportedException>(() => new UNet2DConditionModel(DemoModel.UNet with { DownsamplePadding = 0 }, demo.Weights(ModelComponent.Unet)).Dispose());
+        Assert.Contains("downsample_padding 0", e.Message);
+    }
+
+    [Fact]
     public void A_null_request_or_latents_an_img2img_run_would_ignore_are_refused()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();

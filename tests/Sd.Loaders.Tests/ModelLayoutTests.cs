@@ -151,6 +151,9 @@ public sealed class ModelLayoutTests : IDisposable
     [InlineData("{\"layers_per_block\":2147483647}", "'layers_per_block' must be in [1, 128], found 2147483647")]
     [InlineData("{\"block_out_channels\":[1,1,1,1,1,1,1,1,1],\"down_block_types\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"],\"up_block_types\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]}", "same length, 1 to 8")]
     [InlineData("{\"sample_size\":48,\"block_out_channels\":[1,1,1,1],\"down_block_types\":[\"a\",\"a\",\"a\",\"a\"],\"up_block_types\":[\"a\",\"a\",\"a\",\"a\"]}", "sample_size must be a positive multiple of 32 (4 x the downscale factor 8), found 48")]
+    [InlineData("{\"norm_num_groups\":48,\"block_out_channels\":[128,256],\"down_block_types\":[\"a\",\"a\"],\"up_block_types\":[\"a\",\"a\"]}", "norm_num_groups 48 does not divide block 0's 128 channels")]
+    [InlineData("{\"latent_channels\":1073741824}", "'latent_channels/in_channels/out_channels' must be in [1, 65536], found 1073741824")]
+    [InlineData("{\"block_out_channels\":[2147483647]}", "'block_out_channels' must be in [1, 65536], found 2147483647")]
     [InlineData("{\"latent_channels\":4,", "well-formed JSON")]
     [InlineData("[]", "JSON object")]
     public void Broken_vae_config_is_refused_with_file_and_key(string json, string expected)
@@ -164,7 +167,14 @@ public sealed class ModelLayoutTests : IDisposable
     [Theory]
     [InlineData("{\"attention_head_dim\":7}", "does not divide")]
     [InlineData("{\"layers_per_block\":[2,2]}", "lists 2 values but the model has 4 blocks")]
-    [InlineData("{\"cross_attention_dim\":0}", "must be positive")]
+    [InlineData("{\"cross_attention_dim\":0}", "'cross_attention_dim' must be in [1, 65536], found 0")]
+    [InlineData("{\"block_out_channels\":[1073741824,640,1280,1280],\"attention_head_dim\":1}", "'block_out_channels' must be in [1, 65536], found 1073741824")]
+    [InlineData("{\"in_channels\":-4}", "'in_channels/out_channels' must be in [1, 65536], found -4")]
+    [InlineData("{\"norm_num_groups\":24}", "norm_num_groups 24 does not divide block 0's 320 channels")]
+    [InlineData("{\"norm_num_groups\":0}", "'norm_num_groups' must be in [1, 65536], found 0")]
+    [InlineData("{\"conv_in_kernel\":0}", "'conv_in_kernel' must be an odd kernel size in [1, 15], found 0")]
+    [InlineData("{\"conv_out_kernel\":4}", "'conv_out_kernel' must be an odd kernel size in [1, 15], found 4")]
+    [InlineData("{\"downsample_padding\":-1}", "downsample_padding must not be negative, found -1")]
     [InlineData("{\"layers_per_block\":100000000}", "'layers_per_block' must be in [1, 128], found 100000000")]
     [InlineData("{\"transformer_layers_per_block\":[1,1,1,1000]}", "'transformer_layers_per_block' must be in [1, 128], found 1000")]
     public void Broken_unet_config_is_refused(string json, string expected)
@@ -192,6 +202,8 @@ public sealed class ModelLayoutTests : IDisposable
     [Theory]
     [InlineData("{\"num_hidden_layers\":100000000}", "'num_hidden_layers' must be in [1, 128], found 100000000")]
     [InlineData("{\"hidden_size\":100,\"num_attention_heads\":3}", "not divisible")]
+    [InlineData("{\"vocab_size\":2000000000}", "'vocab_size' must be in [1, 1048576], found 2000000000")]
+    [InlineData("{\"intermediate_size\":100000}", "must be in [1, 65536], found 100000")]
     public void Broken_text_encoder_config_is_refused(string json, string expected)
     {
         string path = _dir.WriteText("clip.json", json);
@@ -204,6 +216,8 @@ public sealed class ModelLayoutTests : IDisposable
     [InlineData("{\"steps_offset\":-1}", "steps_offset must be in 0..999 (num_train_timesteps - 1), found -1")]
     [InlineData("{\"steps_offset\":5000}", "found 5000")]
     [InlineData("{\"num_train_timesteps\":0}", "num_train_timesteps must be in 1..100000")]
+    [InlineData("{\"timestep_spacing\":\"evenly\"}", "timestep_spacing 'evenly' is not one of leading, linspace, trailing")]
+    [InlineData("{\"prediction_type\":\"noise\"}", "prediction_type 'noise' is not one of epsilon, v_prediction, sample")]
     public void Broken_scheduler_config_is_refused(string json, string expected)
     {
         string path = _dir.WriteText("scheduler_config.json", json);
@@ -258,12 +272,12 @@ public sealed class ModelLayoutTests : IDisposable
         const string V = "first_stage_model.";
         string path = _dir.File("sd.safetensors");
         Save(path,
-            (V + "encoder.conv_in.weight", [8, 3, 3, 3]),
-            (V + "encoder.down.0.block.0.conv2.weight", [8, 8, 3, 3]),
-            (V + "encoder.mid.attn_1.q.weight", [8, 8, 1, 1]),
-            (V + "decoder.up.0.block.0.conv1.weight", [8, 8, 3, 3]),
-            (V + "decoder.up.0.block.1.conv1.weight", [8, 8, 3, 3]),
-            (V + "decoder.conv_out.weight", [3, 8, 3, 3]),
+            (V + "encoder.conv_in.weight", [32, 3, 3, 3]),
+            (V + "encoder.down.0.block.0.conv2.weight", [32, 32, 3, 3]),
+            (V + "encoder.mid.attn_1.q.weight", [32, 32, 1, 1]),
+            (V + "decoder.up.0.block.0.conv1.weight", [32, 32, 3, 3]),
+            (V + "decoder.up.0.block.1.conv1.weight", [32, 32, 3, 3]),
+            (V + "decoder.conv_out.weight", [3, 32, 3, 3]),
             (V + "post_quant_conv.weight", [4, 4, 1, 1]),
             ("betas", [1000]),
             ("model_ema.decay", []),
@@ -274,11 +288,30 @@ public sealed class ModelLayoutTests : IDisposable
         Assert.Equal(2, model.IgnoredKeyCount);
         Assert.Equal(["some.other.key"], model.UnexpectedKeys);
         WeightSet vae = model.Weights(ModelComponent.Vae);
-        TensorEntry q = vae.Require("encoder.mid_block.attentions.0.to_q.weight", [8, 8]);
-        Assert.Equal(64, q.ReadFloat32().Length);
-        Assert.Equal([8], model.Vae!.BlockOutChannels);
+        TensorEntry q = vae.Require("encoder.mid_block.attentions.0.to_q.weight", [32, 32]);
+        Assert.Equal(32 * 32, q.ReadFloat32().Length);
+        Assert.Equal([32], model.Vae!.BlockOutChannels);
         Assert.Equal(4, model.Vae.LatentChannels);
         Assert.Throws<InvalidFileException>(() => model.Weights(ModelComponent.Unet));
+    }
+
+    [Fact]
+    public void A_single_file_whose_widths_do_not_fit_sd_norm_groups_asks_for_a_config()
+    {
+        // GroupNorm weights do not show the group count; inference assumes SD's 32 and says so when it cannot be.
+        const string V = "first_stage_model.";
+        string path = _dir.File("narrow.safetensors");
+        Save(path,
+            (V + "encoder.conv_in.weight", [8, 3, 3, 3]),
+            (V + "encoder.down.0.block.0.conv2.weight", [8, 8, 3, 3]),
+            (V + "decoder.up.0.block.0.conv1.weight", [8, 8, 3, 3]),
+            (V + "decoder.up.0.block.1.conv1.weight", [8, 8, 3, 3]),
+            (V + "decoder.conv_out.weight", [3, 8, 3, 3]),
+            (V + "post_quant_conv.weight", [4, 4, 1, 1]));
+        var e = Assert.Throws<InvalidFileException>(() => ModelSource.Open(path).Dispose());
+        Assert.Contains("narrow.safetensors", e.Message);
+        Assert.Contains("block channels [8] are not all multiples of 32", e.Message);
+        Assert.Contains("--config", e.Message);
     }
 
     [Fact]

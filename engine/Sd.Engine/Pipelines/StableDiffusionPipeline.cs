@@ -52,6 +52,11 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         _unetConfig = Require(source.UNet, "UNet");
         _vaeConfig = Require(source.Vae, "VAE");
         _schedulerConfig = source.Scheduler ?? ConfigInference.Sd1Scheduler;
+        if (textConfig.HiddenSize != _unetConfig.CrossAttentionDim[0])
+        {
+            throw new InvalidFileException(source.Path,
+                $"the text encoder's hidden_size {textConfig.HiddenSize} does not match the UNet's cross_attention_dim {_unetConfig.CrossAttentionDim[0]}: the two come from different models");
+        }
         // Not a warning: for stock SD 1.x/2.x single files the guesses are right, and sd info lists them anyway.
         foreach (InferredSetting guess in source.InferredSettings)
         {
@@ -82,8 +87,14 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         ModelSource source = ModelSource.Open(path, options);
         try
         {
-            ClipTokenizer tokenizer = ClipTokenizer.Load(source.Tokenizer
-                ?? throw new InvalidFileException(source.Path, "the model has no tokenizer folder: pass a tokenizer directory (vocab.json, merges.txt)"));
+            TokenizerFiles files = source.Tokenizer
+                ?? throw new InvalidFileException(source.Path, "the model has no tokenizer folder: pass a tokenizer directory (vocab.json, merges.txt)");
+            if (source.TextEncoder is { } text && files.ModelMaxLength > text.MaxPositionEmbeddings)
+            {
+                throw new InvalidFileException(Path.Combine(files.Directory, "tokenizer_config.json"),
+                    $"model_max_length {files.ModelMaxLength} exceeds the text encoder's {text.MaxPositionEmbeddings} positions (max_position_embeddings)");
+            }
+            ClipTokenizer tokenizer = ClipTokenizer.Load(files);
             return new StableDiffusionPipeline(source, tokenizer, pipelineOptions ?? new PipelineOptions(), logger ?? NullLogger.Instance);
         }
         catch

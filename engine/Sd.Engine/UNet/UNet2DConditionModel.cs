@@ -102,6 +102,8 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             : config.CenterInputSample ? "center_input_sample"
             : Array.Exists(config.OnlyCrossAttention, b => b) ? "only_cross_attention"
             : Math.Abs(config.MidBlockScaleFactor - 1) > 0 ? "mid_block_scale_factor != 1"
+            // Every SD UNet pads its stride-2 downsamplers by 1 on each side (0 would pad only right and bottom).
+            : config.DownsamplePadding != 1 ? $"downsample_padding {config.DownsamplePadding}"
             // One text context feeds every block: its width is checked once, against block 0's.
             : Array.Exists(config.CrossAttentionDim, d => d != config.CrossAttentionDim[0]) ? $"per-block cross_attention_dim [{string.Join(", ", config.CrossAttentionDim)}]"
             : null;

@@ -47,14 +47,15 @@ public sealed record ClipTextConfig
     }
 
     /// <summary>
-    /// Checks what the layout and the model are built from: positive sizes, at most <see cref="ConfigLimits.MaxLayers"/>
+    /// Checks what the layout and the model are built from: bounded sizes, at most <see cref="ConfigLimits.MaxLayers"/>
     /// layers, heads that divide the width and a supported activation. <paramref name="source"/> is the file named
     /// in the error.
     /// </summary>
     public void Validate(string source)
     {
-        ConfigLimits.CheckPositive(source, "vocab_size/hidden_size/intermediate_size/num_attention_heads/max_position_embeddings",
-            [VocabSize, HiddenSize, IntermediateSize, NumAttentionHeads, MaxPositionEmbeddings]);
+        ConfigLimits.CheckCount(source, "vocab_size", VocabSize, ConfigLimits.MaxVocabulary);
+        ConfigLimits.CheckWidths(source, "hidden_size/intermediate_size/num_attention_heads/max_position_embeddings",
+            [HiddenSize, IntermediateSize, NumAttentionHeads, MaxPositionEmbeddings]);
         ConfigLimits.CheckCount(source, "num_hidden_layers", NumHiddenLayers, ConfigLimits.MaxLayers);
         if (HiddenSize % NumAttentionHeads != 0)
         {

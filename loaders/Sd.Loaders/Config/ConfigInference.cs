@@ -80,6 +80,7 @@ public static class ConfigInference
             NumAttentionHeads = heads,
             UseLinearProjection = projIn is not null && weights.TryGet(projIn, out TensorEntry p) && p.Shape.Length == 2,
         };
+        RequireSdNormGroups(weights, channels);
         config.Validate(weights.Source);
         return config;
     }
@@ -111,6 +112,7 @@ public static class ConfigInference
             LatentChannels = Dim(weights, "post_quant_conv.weight", 0),
             SampleSize = 512,
         };
+        RequireSdNormGroups(weights, channels);
         config.Validate(weights.Source);
         guesses?.Add(new("vae", "scaling factor", VaeConfig.DefaultScalingFactor.ToString(CultureInfo.InvariantCulture), "the SD 1.x/2.x value"));
         guesses?.Add(new("vae", "sample size", $"{config.SampleSize} px", "the SD 1.x/2.x value; it sets the tile size of tiled decoding"));
@@ -148,6 +150,23 @@ public static class ConfigInference
     /// </summary>
     private static string Unfamiliar(int width, string what) =>
         width is 768 or 1024 ? "" : $"; {what} fits neither SD 1.x's 768 nor SD 2.x's 1024, so this is likely wrong";
+
+    /// <summary>
+    /// GroupNorm weights do not show their group count: inference keeps SD's 32, which must divide every block's
+    /// channels. Otherwise the model is not an SD one and only its own config can say how it normalizes.
+    /// </summary>
+    private static void RequireSdNormGroups(WeightSet weights, int[] channels)
+    {
+        const int groups = 32; // the UNet's and the VAE's config default
+        foreach (int c in channels)
+        {
+            if (c % groups != 0)
+            {
+                throw new InvalidFileException(weights.Source,
+                    $"block channels [{string.Join(", ", channels)}] are not all multiples of {groups}, the norm_num_groups of every SD model: give this checkpoint a config folder (--config) that states its norm_num_groups");
+            }
+        }
+    }
 
     private static int Dim(WeightSet weights, string name, int axis)
     {

@@ -63,18 +63,33 @@ public sealed record SchedulerConfig
         }
         else
         {
-            if (Array.IndexOf(BetaSchedules, config.BetaSchedule) < 0)
-            {
-                throw new InvalidFileException(json.Path, $"beta_schedule '{config.BetaSchedule}' is not one of {string.Join(", ", BetaSchedules)}");
-            }
+            // With trained_betas diffusers never reads beta_schedule.
+            CheckOneOf(json, "beta_schedule", config.BetaSchedule, BetaSchedules);
             CheckBeta(json, "beta_start", config.BetaStart);
             CheckBeta(json, "beta_end", config.BetaEnd);
+        }
+        CheckOneOf(json, "prediction_type", config.PredictionType, PredictionTypes);
+        if (config.TimestepSpacing != null)
+        {
+            CheckOneOf(json, "timestep_spacing", config.TimestepSpacing, TimestepSpacings);
         }
         return config;
     }
 
     /// <summary>The beta schedules the schedulers compute (trained_betas aside).</summary>
     private static readonly string[] BetaSchedules = ["linear", "scaled_linear", "squaredcos_cap_v2"];
+
+    private static readonly string[] PredictionTypes = ["epsilon", "v_prediction", "sample"];
+
+    private static readonly string[] TimestepSpacings = ["leading", "linspace", "trailing"];
+
+    private static void CheckOneOf(JsonConfig json, string key, string value, string[] known)
+    {
+        if (Array.IndexOf(known, value) < 0)
+        {
+            throw new InvalidFileException(json.Path, $"{key} '{value}' is not one of {string.Join(", ", known)}");
+        }
+    }
 
     /// <summary>A beta is a per-step noise variance: 1 - beta is the step's alpha, so it must lie in [0, 1).</summary>
     private static void CheckBeta(JsonConfig json, string key, double beta)

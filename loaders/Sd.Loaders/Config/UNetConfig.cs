@@ -86,8 +86,8 @@ public sealed record UNetConfig
 
     /// <summary>
     /// Checks what the layout and the model are built from: one value per block everywhere, at most
-    /// <see cref="ConfigLimits.MaxBlocks"/> blocks, bounded layer counts, heads that divide each block's channels and
-    /// positive sizes. <paramref name="source"/> is the file named in the error.
+    /// <see cref="ConfigLimits.MaxBlocks"/> blocks, bounded layer counts and widths, heads and norm groups that divide
+    /// each block's channels, odd kernels. <paramref name="source"/> is the file named in the error.
     /// </summary>
     public void Validate(string source) => Validate(source, "num_attention_heads");
 
@@ -103,7 +103,7 @@ public sealed record UNetConfig
         ConfigLimits.CheckPerBlock(source, "cross_attention_dim", CrossAttentionDim.Length, blocks);
         ConfigLimits.CheckPerBlock(source, "transformer_layers_per_block", TransformerLayersPerBlock.Length, blocks);
         ConfigLimits.CheckPerBlock(source, headsKey, NumAttentionHeads.Length, blocks);
-        ConfigLimits.CheckPositive(source, "block_out_channels", BlockOutChannels);
+        ConfigLimits.CheckWidths(source, "block_out_channels", BlockOutChannels);
         for (int i = 0; i < blocks; i++)
         {
             if (NumAttentionHeads[i] <= 0 || BlockOutChannels[i] % NumAttentionHeads[i] != 0)
@@ -113,10 +113,14 @@ public sealed record UNetConfig
             ConfigLimits.CheckCount(source, "layers_per_block", LayersPerBlock[i], ConfigLimits.MaxLayers);
             ConfigLimits.CheckCount(source, "transformer_layers_per_block", TransformerLayersPerBlock[i], ConfigLimits.MaxLayers);
         }
-        ConfigLimits.CheckPositive(source, "cross_attention_dim", CrossAttentionDim);
-        if (InChannels <= 0 || OutChannels <= 0 || NormNumGroups <= 0)
+        ConfigLimits.CheckWidths(source, "cross_attention_dim", CrossAttentionDim);
+        ConfigLimits.CheckWidths(source, "in_channels/out_channels", [InChannels, OutChannels]);
+        ConfigLimits.CheckGroups(source, NormNumGroups, BlockOutChannels);
+        ConfigLimits.CheckKernel(source, "conv_in_kernel", ConvInKernel);
+        ConfigLimits.CheckKernel(source, "conv_out_kernel", ConvOutKernel);
+        if (DownsamplePadding < 0)
         {
-            throw new InvalidFileException(source, "in_channels, out_channels and norm_num_groups must be positive");
+            throw new InvalidFileException(source, $"downsample_padding must not be negative, found {DownsamplePadding}");
         }
     }
 }

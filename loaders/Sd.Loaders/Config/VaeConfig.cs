@@ -62,8 +62,8 @@ public sealed record VaeConfig
 
     /// <summary>
     /// Checks what the layout and the model are built from: one block type and width per block, at most
-    /// <see cref="ConfigLimits.MaxBlocks"/> blocks, a tile size tiling can use, a bounded layer count and positive
-    /// sizes.
+    /// <see cref="ConfigLimits.MaxBlocks"/> blocks, a tile size tiling can use, a bounded layer count, bounded
+    /// widths and norm groups that divide each block's channels.
     /// <paramref name="source"/> is the file named in the error.
     /// </summary>
     public void Validate(string source)
@@ -74,7 +74,7 @@ public sealed record VaeConfig
             throw new InvalidFileException(source,
                 $"down_block_types ({DownBlockTypes.Length}), up_block_types ({UpBlockTypes.Length}) and block_out_channels ({blocks}) must have the same length, 1 to {ConfigLimits.MaxBlocks}");
         }
-        ConfigLimits.CheckPositive(source, "block_out_channels", BlockOutChannels);
+        ConfigLimits.CheckWidths(source, "block_out_channels", BlockOutChannels);
         // Tiled decoding cuts latents into tiles of sample_size / DownscaleFactor that overlap by a quarter: the
         // tiles' strides in latents and in pixels agree only when that quarter is a whole number of latents.
         int tileMultiple = 4 * DownscaleFactor;
@@ -83,8 +83,8 @@ public sealed record VaeConfig
             throw new InvalidFileException(source, $"sample_size must be a positive multiple of {tileMultiple} (4 x the downscale factor {DownscaleFactor}), found {SampleSize}");
         }
         ConfigLimits.CheckCount(source, "layers_per_block", LayersPerBlock, ConfigLimits.MaxLayers);
-        ConfigLimits.CheckPositive(source, "latent_channels/norm_num_groups/in_channels/out_channels",
-            [LatentChannels, NormNumGroups, InChannels, OutChannels]);
+        ConfigLimits.CheckWidths(source, "latent_channels/in_channels/out_channels", [LatentChannels, InChannels, OutChannels]);
+        ConfigLimits.CheckGroups(source, NormNumGroups, BlockOutChannels);
         if (!(ScalingFactor > 0))
         {
             throw new InvalidFileException(source, $"scaling_factor must be positive, found {ScalingFactor}");
