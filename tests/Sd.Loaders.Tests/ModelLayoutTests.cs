@@ -243,6 +243,20 @@ public sealed class ModelLayoutTests : IDisposable
         Assert.Equal("!", TokenizerFiles.Load(Path.GetDirectoryName(tokenizer)!).PadToken);
     }
 
+    [Fact]
+    public void A_tokenizer_padding_past_the_text_encoders_positions_does_not_fit_it()
+    {
+        _dir.WriteText("longtok/tokenizer_config.json", "{\"model_max_length\":78}");
+        _dir.WriteText("longtok/vocab.json", "{}");
+        _dir.WriteText("longtok/merges.txt", "#version: 0.2\n");
+        TokenizerFiles files = TokenizerFiles.Load(_dir.File("longtok"));
+        files.RequireFits(null);
+        files.RequireFits(new ClipTextConfig { MaxPositionEmbeddings = 78 });
+        var e = Assert.Throws<InvalidFileException>(() => files.RequireFits(new ClipTextConfig()));
+        Assert.Contains(Path.Combine("longtok", "tokenizer_config.json"), e.Message);
+        Assert.Contains("model_max_length 78 exceeds the text encoder's 77 positions", e.Message);
+    }
+
     [Theory]
     [InlineData("{\"pad_token\":\"\"}")]
     [InlineData("{\"eos_token\":{\"content\":\"\"}}")]

@@ -89,11 +89,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             TokenizerFiles files = source.Tokenizer
                 ?? throw new InvalidFileException(source.Path, "the model has no tokenizer folder: pass a tokenizer directory (vocab.json, merges.txt)");
-            if (source.TextEncoder is { } text && files.ModelMaxLength > text.MaxPositionEmbeddings)
-            {
-                throw new InvalidFileException(Path.Combine(files.Directory, "tokenizer_config.json"),
-                    $"model_max_length {files.ModelMaxLength} exceeds the text encoder's {text.MaxPositionEmbeddings} positions (max_position_embeddings)");
-            }
+            files.RequireFits(source.TextEncoder);
             ClipTokenizer tokenizer = ClipTokenizer.Load(files);
             return new StableDiffusionPipeline(source, tokenizer, pipelineOptions ?? new PipelineOptions(), logger ?? NullLogger.Instance);
         }

@@ -20,6 +20,19 @@ public sealed record TokenizerFiles
     public bool DoLowerCase { get; init; } = true;
 
     /// <summary>
+    /// Throws unless the sequences this tokenizer pads to fit the text encoder's positions (each config is valid alone;
+    /// only the pair can disagree). A null encoder (none in the model) fits.
+    /// </summary>
+    public void RequireFits(ClipTextConfig? encoder)
+    {
+        if (encoder != null && ModelMaxLength > encoder.MaxPositionEmbeddings)
+        {
+            throw new InvalidFileException(Path.Combine(Directory, "tokenizer_config.json"),
+                $"model_max_length {ModelMaxLength} exceeds the text encoder's {encoder.MaxPositionEmbeddings} positions (max_position_embeddings)");
+        }
+    }
+
+    /// <summary>
     /// Reads a tokenizer folder. Missing vocab/merges are an error that says which file and that a tokenizer folder
     /// can be given explicitly (single-file checkpoints carry none).
     /// </summary>

@@ -127,6 +127,7 @@ public static class TextCommands
         {
             throw new UsageException($"{line.Command}: {model.Path} has no tokenizer folder (single-file checkpoints carry none): pass --tokenizer DIR with vocab.json and merges.txt, or --config DIR with a tokenizer/ folder");
         }
+        model.Tokenizer.RequireFits(model.TextEncoder);
         return ClipTokenizer.Load(model.Tokenizer, new ClipTokenizerOptions { FixText = line.Has("--fix-text") });
     }
 }
