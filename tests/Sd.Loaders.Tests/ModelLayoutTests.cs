@@ -280,22 +280,28 @@ public sealed class ModelLayoutTests : IDisposable
         Assert.Contains("--tokenizer", e.Message);
     }
 
+    private const string SingleFileVaePrefix = "first_stage_model.";
+
+    /// <summary>The fewest tensors of a one-level single-file VAE of <paramref name="width"/> channels that config inference reads.</summary>
+    private static (string Name, long[] Shape)[] SingleFileVae(int width) =>
+    [
+        (SingleFileVaePrefix + "encoder.conv_in.weight", [width, 3, 3, 3]),
+        (SingleFileVaePrefix + "encoder.down.0.block.0.conv2.weight", [width, width, 3, 3]),
+        (SingleFileVaePrefix + "decoder.up.0.block.0.conv1.weight", [width, width, 3, 3]),
+        (SingleFileVaePrefix + "decoder.up.0.block.1.conv1.weight", [width, width, 3, 3]),
+        (SingleFileVaePrefix + "decoder.conv_out.weight", [3, width, 3, 3]),
+        (SingleFileVaePrefix + "post_quant_conv.weight", [4, 4, 1, 1]),
+    ];
+
     [Fact]
     public void Single_file_checkpoint_maps_squeezes_ignores_and_reports_unexpected_keys()
     {
-        const string V = "first_stage_model.";
         string path = _dir.File("sd.safetensors");
-        Save(path,
-            (V + "encoder.conv_in.weight", [32, 3, 3, 3]),
-            (V + "encoder.down.0.block.0.conv2.weight", [32, 32, 3, 3]),
-            (V + "encoder.mid.attn_1.q.weight", [32, 32, 1, 1]),
-            (V + "decoder.up.0.block.0.conv1.weight", [32, 32, 3, 3]),
-            (V + "decoder.up.0.block.1.conv1.weight", [32, 32, 3, 3]),
-            (V + "decoder.conv_out.weight", [3, 32, 3, 3]),
-            (V + "post_quant_conv.weight", [4, 4, 1, 1]),
+        Save(path, [.. SingleFileVae(32),
+            (SingleFileVaePrefix + "encoder.mid.attn_1.q.weight", [32, 32, 1, 1]),
             ("betas", [1000]),
             ("model_ema.decay", []),
-            ("some.other.key", [1]));
+            ("some.other.key", [1])]);
         using ModelSource model = ModelSource.Open(path);
         Assert.Equal(ModelSourceKind.SingleFile, model.Kind);
         Assert.Equal([ModelComponent.Vae], model.Components);
@@ -313,15 +319,8 @@ public sealed class ModelLayoutTests : IDisposable
     public void A_single_file_whose_widths_do_not_fit_sd_norm_groups_asks_for_a_config()
     {
         // GroupNorm weights do not show the group count; inference assumes SD's 32 and says so when it cannot be.
-        const string V = "first_stage_model.";
         string path = _dir.File("narrow.safetensors");
-        Save(path,
-            (V + "encoder.conv_in.weight", [8, 3, 3, 3]),
-            (V + "encoder.down.0.block.0.conv2.weight", [8, 8, 3, 3]),
-            (V + "decoder.up.0.block.0.conv1.weight", [8, 8, 3, 3]),
-            (V + "decoder.up.0.block.1.conv1.weight", [8, 8, 3, 3]),
-            (V + "decoder.conv_out.weight", [3, 8, 3, 3]),
-            (V + "post_quant_conv.weight", [4, 4, 1, 1]));
+        Save(path, SingleFileVae(8));
         var e = Assert.Throws<InvalidFileException>(() => ModelSource.Open(path).Dispose());
         Assert.Contains("narrow.safetensors", e.Message);
         Assert.Contains("block channels [8] are not all multiples of 32", e.Message);
