@@ -264,6 +264,15 @@ public sealed class ModelSource : IDisposable
                 weights = new WeightSet($"{Path}#{FolderName(result.Component)}", _files);
                 _weights.Add(result.Component, weights);
             }
+            if (result.SplitRows is { } parts)
+            {
+                for (int i = 0; i < parts.Length; i++)
+                {
+                    TensorInfo rows = file.RowBlock(tensor, i, parts.Length);
+                    weights.Add(new TensorEntry(parts[i], rows.Shape, file, rows));
+                }
+                continue;
+            }
             weights.Add(new TensorEntry(result.DiffusersKey, Squeeze(tensor, result.SqueezeTrailing1x1), file, tensor));
         }
         UnexpectedKeys = unexpected;

@@ -316,6 +316,17 @@ public sealed class ModelLayoutTests : IDisposable
     }
 
     [Fact]
+    public void An_open_clip_in_proj_that_does_not_split_in_three_is_refused_naming_it()
+    {
+        const string O = "cond_stage_model.model.transformer.resblocks.";
+        string path = _dir.File("openclip.safetensors");
+        Save(path, (O + "0.attn.in_proj_weight", [4, 2]), (O + "1.attn.in_proj_weight", [4, 2]));
+        var e = Assert.Throws<InvalidFileException>(() => ModelSource.Open(path).Dispose());
+        Assert.Contains("openclip.safetensors", e.Message);
+        Assert.Contains("'cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight' of shape [4, 2] does not split into 3 equal blocks of rows", e.Message);
+    }
+
+    [Fact]
     public void A_single_file_whose_widths_do_not_fit_sd_norm_groups_asks_for_a_config()
     {
         // GroupNorm weights do not show the group count; inference assumes SD's 32 and says so when it cannot be.

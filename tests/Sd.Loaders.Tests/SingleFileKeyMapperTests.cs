@@ -131,30 +131,55 @@ public sealed class SingleFileKeyMapperTests
     }
 
     [FixtureFact]
-    public void MapsSd2UnetAndVaeAndReportsOpenClipAsUnsupported()
+    public void MapsSd2UnetVaeAndOpenClipTextEncoder()
     {
         using JsonDocument keymap = LoadKeymap();
         // An SD 2.x single file has the SD 1.x UNet and VAE key names (linear proj_in/proj_out only change shapes)
-        // and an OpenCLIP text encoder instead of the transformers CLIP one.
+        // and an OpenCLIP text encoder instead of the transformers CLIP one: here two resblocks, the last unused.
         var entries = ReadEntries(keymap).Where(e => e.Component != "text_encoder").ToList();
-        string[] openClipKeys =
+        const string O = "cond_stage_model.model.";
+        (string Single, string? Diffusers)[] openClip =
         [
-            "cond_stage_model.model.token_embedding.weight",
-            "cond_stage_model.model.positional_embedding",
-            "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight",
-            "cond_stage_model.model.ln_final.weight",
+            (O + "token_embedding.weight", "text_model.embeddings.token_embedding.weight"),
+            (O + "positional_embedding", "text_model.embeddings.position_embedding.weight"),
+            (O + "ln_final.bias", "text_model.final_layer_norm.bias"),
+            (O + "transformer.resblocks.0.ln_1.weight", "text_model.encoder.layers.0.layer_norm1.weight"),
+            (O + "transformer.resblocks.0.ln_2.bias", "text_model.encoder.layers.0.layer_norm2.bias"),
+            (O + "transformer.resblocks.0.attn.out_proj.weight", "text_model.encoder.layers.0.self_attn.out_proj.weight"),
+            (O + "transformer.resblocks.0.mlp.c_fc.bias", "text_model.encoder.layers.0.mlp.fc1.bias"),
+            (O + "transformer.resblocks.0.mlp.c_proj.weight", "text_model.encoder.layers.0.mlp.fc2.weight"),
+            (O + "transformer.resblocks.0.attn.in_proj_weight", "text_model.encoder.layers.0.self_attn.q_proj.weight"),
+            (O + "transformer.resblocks.1.attn.in_proj_weight", null),
+            (O + "transformer.resblocks.1.ln_1.weight", null),
+            (O + "text_projection", null),
+            (O + "logit_scale", null),
         ];
-        var mapper = SingleFileKeyMapper.Create(entries.Select(e => e.SingleKey).Concat(openClipKeys).ToList(), FakePath);
+        var mapper = SingleFileKeyMapper.Create(entries.Select(e => e.SingleKey).Concat(openClip.Select(k => k.Single)).ToList(), FakePath);
 
         foreach (var entry in entries)
             Assert.Equal(entry.DiffusersKey, mapper.Map(entry.SingleKey).DiffusersKey);
-        foreach (string key in openClipKeys)
+        foreach ((string single, string? diffusers) in openClip)
         {
-            var result = mapper.Map(key);
-            Assert.Equal(SingleFileKeyKind.Unknown, result.Kind);
+            var result = mapper.Map(single);
             Assert.Equal(ModelComponent.TextEncoder, result.Component);
-            Assert.Contains("OpenCLIP", result.Reason);
+            Assert.Equal(diffusers is null ? SingleFileKeyKind.Ignored : SingleFileKeyKind.Mapped, result.Kind);
+            Assert.Equal(diffusers ?? single, result.DiffusersKey);
         }
+        Assert.Equal(
+            ["text_model.encoder.layers.0.self_attn.q_proj.bias", "text_model.encoder.layers.0.self_attn.k_proj.bias", "text_model.encoder.layers.0.self_attn.v_proj.bias"],
+            mapper.Map(O + "transformer.resblocks.0.attn.in_proj_bias").SplitRows!);
+        Assert.Null(mapper.Map(O + "transformer.resblocks.0.ln_1.weight").SplitRows);
+        Assert.Equal(SingleFileKeyKind.Unknown, mapper.Map(O + "transformer.resblocks.0.attn.qkv.weight").Kind);
+    }
+
+    [Fact]
+    public void An_open_clip_text_encoder_needs_every_resblock_and_at_least_two()
+    {
+        const string O = "cond_stage_model.model.transformer.resblocks.";
+        var gap = Assert.Throws<InvalidFileException>(() => SingleFileKeyMapper.Create([O + "0.ln_1.weight", O + "2.ln_1.weight"], FakePath));
+        Assert.Contains("resblocks.1 is missing although", gap.Message);
+        var one = Assert.Throws<InvalidFileException>(() => SingleFileKeyMapper.Create([O + "0.ln_1.weight"], FakePath));
+        Assert.Contains("1 resblocks", one.Message);
     }
 
     [Theory]

@@ -23,12 +23,17 @@ public enum SingleFileKeyKind
 /// drop the trailing 1x1 (the element order is the same).
 /// </param>
 /// <param name="Reason">Why the key is ignored or unknown; null for mapped keys.</param>
+/// <param name="SplitRows">
+/// When not null, the stored tensor holds these diffusers tensors, in order, as equal blocks of its first axis
+/// (OpenCLIP's fused in_proj: q, k, v); <paramref name="DiffusersKey"/> is the first of them.
+/// </param>
 public readonly record struct SingleFileKeyResult(
     SingleFileKeyKind Kind,
     ModelComponent Component,
     string DiffusersKey,
     bool SqueezeTrailing1x1,
-    string? Reason);
+    string? Reason,
+    string[]? SplitRows = null);
 
 /// <summary>
 /// Maps the tensor names of an original (CompVis/ldm) single-file Stable Diffusion checkpoint to diffusers
@@ -38,11 +43,10 @@ public readonly record struct SingleFileKeyResult(
 public sealed class SingleFileKeyMapper
 {
     private const string TextPrefix = "cond_stage_model.transformer.";
-    private const string OpenClipPrefix = "cond_stage_model.model.";
     private const string EmaPrefix = "model_ema.";
     private const string PositionIdsKey = "text_model.embeddings.position_ids";
 
-    private static readonly string[] Prefixes = [UnetKeyMapping.Prefix, VaeKeyMapping.Prefix, TextPrefix];
+    private static readonly string[] Prefixes = [UnetKeyMapping.Prefix, VaeKeyMapping.Prefix, TextPrefix, OpenClipKeyMapping.Prefix];
 
     // The DDPM noise schedule that ldm's LatentDiffusion registers as buffers; the scheduler recomputes it.
     private static readonly HashSet<string> ScheduleBuffers = new(StringComparer.Ordinal)
@@ -63,11 +67,13 @@ public sealed class SingleFileKeyMapper
 
     private readonly UnetKeyMapping? _unet;
     private readonly VaeKeyMapping? _vae;
+    private readonly OpenClipKeyMapping? _openClip;
 
-    private SingleFileKeyMapper(UnetKeyMapping? unet, VaeKeyMapping? vae)
+    private SingleFileKeyMapper(UnetKeyMapping? unet, VaeKeyMapping? vae, OpenClipKeyMapping? openClip)
     {
         _unet = unet;
         _vae = vae;
+        _openClip = openClip;
     }
 
     /// <summary>The UNet layout inferred from the keys; null when the file has no UNet.</summary>
@@ -99,12 +105,13 @@ public sealed class SingleFileKeyMapper
                 $"not a single-file Stable Diffusion checkpoint: no key starts with {string.Join(", ", Prefixes)}");
         return new SingleFileKeyMapper(
             UnetKeyMapping.Create(keys, filePathForErrors),
-            VaeKeyMapping.Create(keys, filePathForErrors));
+            VaeKeyMapping.Create(keys, filePathForErrors),
+            OpenClipKeyMapping.Create(keys, filePathForErrors));
     }
 
     /// <summary>
-    /// The diffusers component and key of one single-file key. Keys of an SD 2.x OpenCLIP text encoder come back
-    /// as <see cref="SingleFileKeyKind.Unknown"/> with a reason saying they are not supported yet.
+    /// The diffusers component and key of one single-file key: UNet and VAE keys by the inferred block layout, CLIP
+    /// text encoder keys (SD 1.x) by their prefix, OpenCLIP ones (SD 2.x) by <see cref="OpenClipKeyMapping"/>.
     /// </summary>
     public SingleFileKeyResult Map(string singleKey)
     {
@@ -124,11 +131,8 @@ public sealed class SingleFileKeyMapper
         }
         if (KeyPath.TryTakePrefix(ref key, TextPrefix))
             return MapClipText(singleKey, key);
-        if (singleKey.StartsWith(OpenClipPrefix, StringComparison.Ordinal))
-        {
-            return new SingleFileKeyResult(SingleFileKeyKind.Unknown, ModelComponent.TextEncoder, singleKey, false,
-                "OpenCLIP text encoder (SD 2.x, cond_stage_model.model.*) is not supported yet");
-        }
+        if (KeyPath.TryTakePrefix(ref key, OpenClipKeyMapping.Prefix))
+            return _openClip?.Map(singleKey, key) ?? Unknown(ModelComponent.TextEncoder, singleKey);
         return Unknown(ModelComponent.Unet, singleKey);
     }
 
@@ -174,9 +178,9 @@ public sealed class SingleFileKeyMapper
             ? Unknown(component, singleKey)
             : new SingleFileKeyResult(SingleFileKeyKind.Mapped, component, diffusersKey, squeeze, null);
 
-    private static SingleFileKeyResult Ignored(ModelComponent component, string key, string reason) =>
+    internal static SingleFileKeyResult Ignored(ModelComponent component, string key, string reason) =>
         new(SingleFileKeyKind.Ignored, component, key, false, reason);
 
-    private static SingleFileKeyResult Unknown(ModelComponent component, string singleKey) =>
+    internal static SingleFileKeyResult Unknown(ModelComponent component, string singleKey) =>
         new(SingleFileKeyKind.Unknown, component, singleKey, false, "no diffusers counterpart for this single-file key");
 }

@@ -25,6 +25,10 @@ public sealed unsafe class SafetensorsFile : IDisposable
     private readonly byte* _data;
     private readonly long _dataOffset; // of the data area in the file
     private readonly Dictionary<string, TensorInfo> _byName;
+
+    // Row blocks handed out by RowBlock: tensors of this file that its header does not list. Added to only while a
+    // model is being opened, before any reader runs; read-only afterwards.
+    private readonly HashSet<TensorInfo> _rowBlocks = new(ReferenceEqualityComparer.Instance);
     private bool _disposed;
 
     private SafetensorsFile(string path, MemoryMappedFile? map, MemoryMappedViewAccessor? view, SafeFileHandle? handle,
@@ -175,10 +179,33 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return new ReadOnlySpan<byte>(_data + tensor.DataOffset, (int)tensor.ByteLength);
     }
 
+    /// <summary>
+    /// Block <paramref name="block"/> of <paramref name="blocks"/> equal blocks of a tensor's first axis, as a tensor
+    /// of this file (same bytes, no copy): for a fused weight whose parts a model keeps apart, such as OpenCLIP's
+    /// in_proj, which stacks q, k and v.
+    /// </summary>
+    public TensorInfo RowBlock(TensorInfo tensor, int block, int blocks)
+    {
+        RequireOwn(tensor);
+        ArgumentOutOfRangeException.ThrowIfLessThan(blocks, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(block);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(block, blocks);
+        if (tensor.Shape.Length == 0 || tensor.Shape[0] % blocks != 0)
+        {
+            throw new InvalidFileException(Path,
+                $"tensor '{tensor.Name}' of shape {TensorInfo.ShapeText(tensor.Shape)} does not split into {blocks} equal blocks of rows");
+        }
+        long bytes = tensor.ByteLength / blocks;
+        long[] shape = [tensor.Shape[0] / blocks, .. tensor.Shape.AsSpan(1)];
+        var rows = new TensorInfo($"{tensor.Name} (rows block {block} of {blocks})", tensor.DType, shape, tensor.DataOffset + block * bytes, bytes);
+        _rowBlocks.Add(rows);
+        return rows;
+    }
+
     private void RequireOwn(TensorInfo tensor)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (!_byName.TryGetValue(tensor.Name, out TensorInfo? own) || !ReferenceEquals(own, tensor))
+        if ((!_byName.TryGetValue(tensor.Name, out TensorInfo? own) || !ReferenceEquals(own, tensor)) && !_rowBlocks.Contains(tensor))
         {
             throw new ArgumentException($"tensor '{tensor.Name}' does not belong to {Path}", nameof(tensor));
         }
