@@ -43,11 +43,32 @@ public sealed class DegenerateScheduleTests
     [InlineData("""{"beta_schedule": "cosine"}""", "beta_schedule 'cosine' is not one of linear, scaled_linear, squaredcos_cap_v2")]
     [InlineData("""{"num_train_timesteps": 3, "trained_betas": [0.1, 1.5, 0.2]}""", "trained_betas[1] must be a noise variance in [0, 1), found 1.5")]
     [InlineData("""{"num_train_timesteps": 2, "trained_betas": [-0.1, 0.2]}""", "trained_betas[0] must be a noise variance")]
+    [InlineData("""{"beta_start": 0}""", "beta_start must be positive: with 0 the first training timestep has no noise (sigma 0)")]
+    [InlineData("""{"num_train_timesteps": 2, "trained_betas": [0, 0.2]}""", "trained_betas[0] must be positive")]
     public void Betas_outside_a_variance_are_refused_naming_the_file(string json, string expected)
     {
         var e = Assert.Throws<InvalidFileException>(() => Parse(json));
         Assert.Contains("scheduler_config.json", e.Message);
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void The_cosine_schedule_ignores_beta_start()
+    {
+        Scheduler.Create("euler", Parse("""{"beta_schedule": "squaredcos_cap_v2", "beta_start": 0}""")).SetTimesteps(20);
+    }
+
+    [Theory]
+    [InlineData("lms", 2)]
+    [InlineData("dpm++-2m", 50)]
+    public void Multistep_solvers_refuse_steps_that_repeat_a_noise_level(string name, int trainSteps)
+    {
+        // 2 training steps, leading spacing and steps_offset 1 put LMS's two steps on timesteps 2 and 1, and 2 clamps
+        // to 1; 50 DPM++ steps over 50 training steps space 51 points over 49 timesteps. diffusers divides by zero.
+        Scheduler scheduler = Scheduler.Create(name, Parse($$"""{"num_train_timesteps": {{trainSteps}}, "steps_offset": 1, "timestep_spacing": "{{(name == "lms" ? "leading" : "linspace")}}"}"""));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(trainSteps));
+        Assert.Contains("needs falling levels", e.Message);
+        Assert.Equal(0, scheduler.InferenceSteps);
     }
 
     [Fact]

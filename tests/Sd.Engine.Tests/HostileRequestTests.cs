@@ -62,6 +62,16 @@ public sealed unsafe class HostileRequestTests
     }
 
     [Fact]
+    public void A_step_count_that_repeats_a_noise_level_is_refused_when_the_schedule_is_set()
+    {
+        // 1000 DPM++ steps space 1001 points over 999 timesteps and round two of them to 500. The multistep solver
+        // divides by the gap between them; without the check this ran 500 steps, then overflowed.
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Generate(Request with { Scheduler = "dpm++-2m", Steps = 1000 }));
+        Assert.Contains("give steps 500 and 501 the noise levels", e.Message);
+    }
+
+    [Fact]
     public void An_image_index_past_the_batch_is_refused()
     {
         using Tensor image = Tensor.Allocate([1, 2, 2, 3]);

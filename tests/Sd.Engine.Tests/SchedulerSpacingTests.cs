@@ -152,9 +152,20 @@ public sealed class SchedulerSpacingTests
             Assert.Equal("steps", e.ParamName);
             Scheduler.Create(name, Config("leading", 1)).SetTimesteps(999);
         }
-        foreach (string name in new[] { "euler", "euler-a", "lms", "dpm++-2m" })
+        foreach (string name in new[] { "euler", "euler-a" })
         {
             Scheduler.Create(name, Config("leading", 1)).SetTimesteps(1000);
+        }
+        // The clamp repeats the first noise level, and the multistep solvers divide by the gap between levels: diffusers
+        // runs on into NaN, Sd refuses the step count. DPM++ spaces steps + 1 points, so 999 repeat too (timesteps 1000
+        // and 999 both clamp to the last training sigma); 1000 linspace DPM++ steps round two timesteps to 500.
+        foreach ((string name, TimestepSpacing? spacing, int refused, int runs) in new (string, TimestepSpacing?, int, int)[]
+            { ("lms", TimestepSpacing.Leading, 1000, 999), ("dpm++-2m", TimestepSpacing.Leading, 999, 998), ("dpm++-2m", null, 1000, 999) })
+        {
+            var e = Assert.Throws<ArgumentOutOfRangeException>(() => Scheduler.Create(name, Config(spacing?.ToString().ToLowerInvariant(), 1)).SetTimesteps(refused));
+            Assert.Equal("steps", e.ParamName);
+            Assert.Contains("needs falling levels", e.Message);
+            Scheduler.Create(name, Config(spacing?.ToString().ToLowerInvariant(), 1)).SetTimesteps(runs);
         }
         // PNDM's _get_prev_sample only knows epsilon and v; Euler ancestral raises NotImplementedError for sample.
         Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create("pndm", Config(null, 1, "sample")));

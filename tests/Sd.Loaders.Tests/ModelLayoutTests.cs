@@ -146,7 +146,8 @@ public sealed class ModelLayoutTests : IDisposable
 
     [Theory]
     [InlineData("{\"block_out_channels\":\"wide\"}", "'block_out_channels' must be a list of integers")]
-    [InlineData("{\"scaling_factor\":-1}", "scaling_factor must be positive")]
+    [InlineData("{\"scaling_factor\":-1}", "scaling_factor must be in [0.0001, 10000], found -1")]
+    [InlineData("{\"scaling_factor\":1e-45}", "scaling_factor must be in [0.0001, 10000], found 1E-45")]
     [InlineData("{\"block_out_channels\":[32,64],\"down_block_types\":[\"DownEncoderBlock2D\"]}", "must have the same length, 1 to 8")]
     [InlineData("{\"layers_per_block\":2147483647}", "'layers_per_block' must be in [1, 128], found 2147483647")]
     [InlineData("{\"block_out_channels\":[1,1,1,1,1,1,1,1,1],\"down_block_types\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"],\"up_block_types\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\"]}", "same length, 1 to 8")]
@@ -175,6 +176,7 @@ public sealed class ModelLayoutTests : IDisposable
     [InlineData("{\"conv_in_kernel\":0}", "'conv_in_kernel' must be an odd kernel size in [1, 15], found 0")]
     [InlineData("{\"conv_out_kernel\":4}", "'conv_out_kernel' must be an odd kernel size in [1, 15], found 4")]
     [InlineData("{\"downsample_padding\":-1}", "downsample_padding must not be negative, found -1")]
+    [InlineData("{\"norm_eps\":-1}", "'norm_eps' must be a finite epsilon >= 0, found -1")]
     [InlineData("{\"layers_per_block\":100000000}", "'layers_per_block' must be in [1, 128], found 100000000")]
     [InlineData("{\"transformer_layers_per_block\":[1,1,1,1000]}", "'transformer_layers_per_block' must be in [1, 128], found 1000")]
     public void Broken_unet_config_is_refused(string json, string expected)
@@ -204,6 +206,7 @@ public sealed class ModelLayoutTests : IDisposable
     [InlineData("{\"hidden_size\":100,\"num_attention_heads\":3}", "not divisible")]
     [InlineData("{\"vocab_size\":2000000000}", "'vocab_size' must be in [1, 1048576], found 2000000000")]
     [InlineData("{\"intermediate_size\":100000}", "must be in [1, 65536], found 100000")]
+    [InlineData("{\"layer_norm_eps\":-1e-5}", "'layer_norm_eps' must be a finite epsilon >= 0, found -1E-05")]
     public void Broken_text_encoder_config_is_refused(string json, string expected)
     {
         string path = _dir.WriteText("clip.json", json);

@@ -76,9 +76,8 @@ public sealed unsafe partial class StableDiffusionPipeline
             scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
             if (!Tensor.AllFinite(latents.Span))
             {
-                // The UNet checks its own outputs, so the overflow came from the guidance or the step's arithmetic.
-                throw new ArithmeticException($"the latents overflowed float32 at step {step + 1 - start} of {scheduler.StepCount - start}" +
-                    (batch == 2 ? $": guidance scale {loop.Guidance} (rescale {loop.Rescale}) is too large for this model's predictions" : ""));
+                throw new ArithmeticException($"the latents overflowed float32 at step {step + 1 - start} of {scheduler.StepCount - start}: " +
+                    OverflowCause(guidedOutput, batch == 2, loop.Guidance, loop.Rescale, timestep[0]));
             }
             run.AfterStep?.Invoke(step);
             progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed, loop.Image, loop.Images));
@@ -132,5 +131,22 @@ public sealed unsafe partial class StableDiffusionPipeline
         double sum = 0;
         foreach (float v in values) sum += (v - mean) * (v - mean);
         return Math.Sqrt(sum / Math.Max(1, values.Length - 1));
+    }
+
+    /// <summary>
+    /// Why a step's latents stopped being finite. The UNet checks its own outputs, so either guidance blew its
+    /// predictions up (they leave the range any noise or sample prediction has) or the scheduler's arithmetic did.
+    /// </summary>
+    private static string OverflowCause(ReadOnlySpan<float> guided, bool guidedBatch, float guidance, float rescale, float timestep)
+    {
+        const float PredictionRange = 1e4f;
+        float largest = 0f;
+        foreach (float v in guided)
+        {
+            largest = float.IsFinite(v) ? Math.Max(largest, Math.Abs(v)) : float.PositiveInfinity;
+        }
+        return guidedBatch && largest > PredictionRange
+            ? $"guidance scale {guidance} (rescale {rescale}) is too large for this model's predictions (the guided ones reach {largest:G3})"
+            : $"the scheduler's step at timestep {timestep} produced them from predictions of at most {largest:G3}";
     }
 }

@@ -27,7 +27,6 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     public override void SetTimesteps(int steps)
     {
         CheckSteps(steps);
-        InferenceSteps = steps;
         // lambda_min_clipped = -inf, so last_timestep = N. Linspace and leading space over steps+1 points and drop the
         // last; trailing is the common one.
         int[] t = DiscreteTimesteps(steps, steps + 1);
@@ -51,6 +50,8 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
             }
         }
         sigmas[steps] = 0f; // final_sigmas_type "zero"
+        RequireFallingSigmas(sigmas, steps, "DPM++ 2M");
+        InferenceSteps = steps;
         _timesteps = t;
         _sigmas = sigmas;
         TimestepValues = Array.ConvertAll(t, v => (float)v);

@@ -24,7 +24,6 @@ public abstract class SigmaScheduler : Scheduler
     public override void SetTimesteps(int steps)
     {
         CheckSteps(steps);
-        InferenceSteps = steps;
         // Linspace timesteps stay fractional (np.linspace(..., dtype=np.float32)) and their sigmas are interpolated.
         double[] spaced = SpacedTimesteps(steps, steps);
         var t = new float[steps];
@@ -58,6 +57,11 @@ public abstract class SigmaScheduler : Scheduler
             }
         }
         sigmas[steps] = 0f;
+        if (MultistepSolver is { } solver)
+        {
+            RequireFallingSigmas(sigmas, steps, solver);
+        }
+        InferenceSteps = steps;
         TimestepValues = t;
         SigmaValues = sigmas;
         float max = 0f;
@@ -68,6 +72,9 @@ public abstract class SigmaScheduler : Scheduler
         InitNoiseSigma = Spacing == TimestepSpacing.Leading ? MathF.Sqrt(max * max + 1f) : max;
         OnSetTimesteps();
     }
+
+    /// <summary>The name of the multistep solver that divides by the gaps between noise levels; null for one-step samplers.</summary>
+    protected virtual string? MultistepSolver => null;
 
     protected virtual void OnSetTimesteps()
     {

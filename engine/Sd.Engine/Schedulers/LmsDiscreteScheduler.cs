@@ -15,6 +15,8 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     {
     }
 
+    protected override string? MultistepSolver => "LMS";
+
     protected override void OnSetTimesteps()
     {
         _count = 0;

@@ -128,6 +128,25 @@ public abstract class Scheduler
         }
     }
 
+    /// <summary>
+    /// Throws unless the noise levels fall strictly from step to step, the final 0 included. A multistep solver
+    /// (<paramref name="solver"/>: DPM++ 2M, LMS) divides by the gaps between successive levels, so a repeated level
+    /// turns the latents into NaN, in diffusers too. Levels repeat when the schedule is denser than the training
+    /// timesteps: 1000 DPM++ steps space 1001 points over 999 timesteps and round two to 500; leading spacing with a
+    /// large steps_offset clamps several to the last training sigma.
+    /// </summary>
+    protected void RequireFallingSigmas(ReadOnlySpan<float> sigmas, int steps, string solver)
+    {
+        for (int i = 0; i < steps; i++)
+        {
+            if (!(sigmas[i] > sigmas[i + 1]))
+            {
+                throw new ArgumentOutOfRangeException(nameof(steps), steps,
+                    $"{steps} steps with timestep_spacing {Spacing.ToString().ToLowerInvariant()} (steps_offset {Config.StepsOffset}, {NumTrainTimesteps} training timesteps) give steps {i + 1} and {i + 2} the noise levels {sigmas[i]} and {sigmas[i + 1]}; {solver} needs falling levels, as it divides by their differences: use fewer steps");
+            }
+        }
+    }
+
     protected void CheckStep(int stepIndex, int length, int sampleLength)
     {
         CheckStepIndex(stepIndex);

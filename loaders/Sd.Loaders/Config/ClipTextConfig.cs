@@ -57,6 +57,7 @@ public sealed record ClipTextConfig
         ConfigLimits.CheckWidths(source, "hidden_size/intermediate_size/num_attention_heads/max_position_embeddings",
             [HiddenSize, IntermediateSize, NumAttentionHeads, MaxPositionEmbeddings]);
         ConfigLimits.CheckCount(source, "num_hidden_layers", NumHiddenLayers, ConfigLimits.MaxLayers);
+        ConfigLimits.CheckEpsilon(source, "layer_norm_eps", LayerNormEps);
         if (HiddenSize % NumAttentionHeads != 0)
         {
             throw new InvalidFileException(source, $"hidden_size {HiddenSize} is not divisible by num_attention_heads {NumAttentionHeads}");

@@ -68,6 +68,15 @@ public static class ConfigLimits
         }
     }
 
+    /// <summary>Throws unless a normalization epsilon is finite and not negative (it is added to a variance).</summary>
+    public static void CheckEpsilon(string source, string key, double eps)
+    {
+        if (!(eps >= 0 && double.IsFinite(eps)))
+        {
+            throw new InvalidFileException(source, $"'{key}' must be a finite epsilon >= 0, found {eps}");
+        }
+    }
+
     /// <summary>Throws unless a per-block list has one value per block.</summary>
     public static void CheckPerBlock(string source, string key, int length, int blocks)
     {

@@ -60,6 +60,7 @@ public sealed record SchedulerConfig
             {
                 CheckBeta(json, $"trained_betas[{i}]", betas[i]);
             }
+            CheckFirstBeta(json, "trained_betas[0]", betas[0]);
         }
         else
         {
@@ -67,6 +68,10 @@ public sealed record SchedulerConfig
             CheckOneOf(json, "beta_schedule", config.BetaSchedule, BetaSchedules);
             CheckBeta(json, "beta_start", config.BetaStart);
             CheckBeta(json, "beta_end", config.BetaEnd);
+            if (config.BetaSchedule != "squaredcos_cap_v2") // the cosine schedule derives its own betas
+            {
+                CheckFirstBeta(json, "beta_start", config.BetaStart);
+            }
         }
         CheckOneOf(json, "prediction_type", config.PredictionType, PredictionTypes);
         if (config.TimestepSpacing != null)
@@ -88,6 +93,18 @@ public sealed record SchedulerConfig
         if (Array.IndexOf(known, value) < 0)
         {
             throw new InvalidFileException(json.Path, $"{key} '{value}' is not one of {string.Join(", ", known)}");
+        }
+    }
+
+    /// <summary>
+    /// The first training step must add noise: with a first beta of 0, timestep 0 has sigma 0, which the sigma
+    /// samplers (Euler, LMS, DPM++) divide by on their last step.
+    /// </summary>
+    private static void CheckFirstBeta(JsonConfig json, string key, double beta)
+    {
+        if (!(beta > 0))
+        {
+            throw new InvalidFileException(json.Path, $"{key} must be positive: with {beta} the first training timestep has no noise (sigma 0), which the samplers divide by");
         }
     }
 

@@ -118,6 +118,7 @@ public sealed record UNetConfig
         ConfigLimits.CheckGroups(source, NormNumGroups, BlockOutChannels);
         ConfigLimits.CheckKernel(source, "conv_in_kernel", ConvInKernel);
         ConfigLimits.CheckKernel(source, "conv_out_kernel", ConvOutKernel);
+        ConfigLimits.CheckEpsilon(source, "norm_eps", NormEps);
         if (DownsamplePadding < 0)
         {
             throw new InvalidFileException(source, $"downsample_padding must not be negative, found {DownsamplePadding}");

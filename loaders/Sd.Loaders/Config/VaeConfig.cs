@@ -9,6 +9,9 @@ public sealed record VaeConfig
 {
     public const double DefaultScalingFactor = 0.18215;
 
+    /// <summary>The smallest scaling_factor accepted (and 1 / it the largest).</summary>
+    public const double MinScalingFactor = 1e-4;
+
     public int InChannels { get; init; } = 3;
     public int OutChannels { get; init; } = 3;
     public string[] DownBlockTypes { get; init; } = ["DownEncoderBlock2D"];
@@ -85,9 +88,10 @@ public sealed record VaeConfig
         ConfigLimits.CheckCount(source, "layers_per_block", LayersPerBlock, ConfigLimits.MaxLayers);
         ConfigLimits.CheckWidths(source, "latent_channels/in_channels/out_channels", [LatentChannels, InChannels, OutChannels]);
         ConfigLimits.CheckGroups(source, NormNumGroups, BlockOutChannels);
-        if (!(ScalingFactor > 0))
+        // Latents are divided by the factor before decoding: SD's are 0.13-1.5, and a factor near 0 overflows them.
+        if (!(ScalingFactor >= MinScalingFactor && ScalingFactor <= 1 / MinScalingFactor))
         {
-            throw new InvalidFileException(source, $"scaling_factor must be positive, found {ScalingFactor}");
+            throw new InvalidFileException(source, $"scaling_factor must be in [{MinScalingFactor}, {1 / MinScalingFactor}], found {ScalingFactor}");
         }
     }
 }
