@@ -32,7 +32,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     {
         Config = config;
         config.Validate(weights.Source); // a config built in code passes the checks a loaded one did
-        RequireSupported(config);
+        RequireSupported(config, weights.Source);
         WinogradLevels = (options ?? new UNetOptions()).WinogradLevels(config, SixteenBit(weights));
         using var binder = new WeightBinder(weights);
         int[] channels = config.BlockOutChannels;
@@ -90,7 +90,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// <summary>Latent pixels must be divisible by nothing: any size works (odd sizes as in diffusers).</summary>
     public int DownsampleCount => Config.BlockOutChannels.Length - 1;
 
-    private static void RequireSupported(UNetConfig config)
+    private static void RequireSupported(UNetConfig config, string source)
     {
         string? unsupported =
             config.ClassEmbedType != null ? $"class_embed_type '{config.ClassEmbedType}'"
@@ -117,7 +117,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
         if (unsupported != null)
         {
-            throw new NotSupportedException($"UNet config uses {unsupported}, which Sd does not support (SD 1.x/2.x UNets only)");
+            throw new NotSupportedException($"{source}: the UNet config uses {unsupported}, which Sd does not support (SD 1.x/2.x UNets only)");
         }
     }
 

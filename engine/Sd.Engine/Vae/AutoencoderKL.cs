@@ -33,7 +33,7 @@ public sealed unsafe class AutoencoderKL : IDisposable
         Options = options ?? new VaeOptions();
         if (config.ActFn != "silu")
         {
-            throw new NotSupportedException($"VAE act_fn '{config.ActFn}' is not supported (silu only)");
+            throw new NotSupportedException($"{weights.Source}: VAE act_fn '{config.ActFn}' is not supported (silu only)");
         }
         using var binder = new WeightBinder(weights);
         int latent = config.LatentChannels;
