@@ -43,8 +43,11 @@ public sealed class DegenerateScheduleTests
     [InlineData("""{"beta_schedule": "cosine"}""", "beta_schedule 'cosine' is not one of linear, scaled_linear, squaredcos_cap_v2")]
     [InlineData("""{"num_train_timesteps": 3, "trained_betas": [0.1, 1.5, 0.2]}""", "trained_betas[1] must be a noise variance in [0, 1), found 1.5")]
     [InlineData("""{"num_train_timesteps": 2, "trained_betas": [-0.1, 0.2]}""", "trained_betas[0] must be a noise variance")]
-    [InlineData("""{"beta_start": 0}""", "beta_start must be positive: with 0 the first training timestep has no noise (sigma 0)")]
-    [InlineData("""{"num_train_timesteps": 2, "trained_betas": [0, 0.2]}""", "trained_betas[0] must be positive")]
+    [InlineData("""{"beta_start": 0}""", "beta_start 0 adds no noise in float32 (1 - beta rounds to 1)")]
+    [InlineData("""{"beta_start": 1e-30}""", "beta_start 1E-30 adds no noise in float32")]
+    [InlineData("""{"beta_end": 0}""", "beta_end 0 adds no noise in float32")]
+    [InlineData("""{"num_train_timesteps": 2, "trained_betas": [0, 0.2]}""", "trained_betas[0] 0 adds no noise in float32")]
+    [InlineData("""{"num_train_timesteps": 3, "trained_betas": [0.1, 0, 0.2]}""", "trained_betas[1] 0 adds no noise in float32")]
     public void Betas_outside_a_variance_are_refused_naming_the_file(string json, string expected)
     {
         var e = Assert.Throws<InvalidFileException>(() => Parse(json));
@@ -53,8 +56,11 @@ public sealed class DegenerateScheduleTests
     }
 
     [Fact]
-    public void The_cosine_schedule_ignores_beta_start()
+    public void The_smallest_noisy_beta_loads_and_the_cosine_schedule_ignores_beta_start()
     {
+        // 3e-8 is the round number just past 2^-25, below which 1 - beta rounds to 1 in float32.
+        Scheduler.Create("euler-karras", Parse("""{"beta_start": 3e-8}""")).SetTimesteps(20);
+        Assert.Contains("at least 3E-08", Assert.Throws<InvalidFileException>(() => Parse("""{"beta_start": 2.98e-8}""")).Message);
         Scheduler.Create("euler", Parse("""{"beta_schedule": "squaredcos_cap_v2", "beta_start": 0}""")).SetTimesteps(20);
     }
 

@@ -59,8 +59,8 @@ public sealed record SchedulerConfig
             for (int i = 0; i < betas.Length; i++)
             {
                 CheckBeta(json, $"trained_betas[{i}]", betas[i]);
+                CheckNoisy(json, $"trained_betas[{i}]", betas[i]);
             }
-            CheckFirstBeta(json, "trained_betas[0]", betas[0]);
         }
         else
         {
@@ -70,7 +70,9 @@ public sealed record SchedulerConfig
             CheckBeta(json, "beta_end", config.BetaEnd);
             if (config.BetaSchedule != "squaredcos_cap_v2") // the cosine schedule derives its own betas
             {
-                CheckFirstBeta(json, "beta_start", config.BetaStart);
+                // The schedule runs linearly (in beta or its root) between the two, so both ends bound every beta.
+                CheckNoisy(json, "beta_start", config.BetaStart);
+                CheckNoisy(json, "beta_end", config.BetaEnd);
             }
         }
         CheckOneOf(json, "prediction_type", config.PredictionType, PredictionTypes);
@@ -97,16 +99,21 @@ public sealed record SchedulerConfig
     }
 
     /// <summary>
-    /// The first training step must add noise: with a first beta of 0, timestep 0 has sigma 0, which the sigma
-    /// samplers (Euler, LMS, DPM++) divide by on their last step.
+    /// Every training step must add noise in float32, the schedulers' precision: a beta below about 3e-8 leaves
+    /// 1 - beta at 1, so that step's noise level repeats the one before it (or is 0 at timestep 0). The samplers divide
+    /// by sigma and by the gaps between levels, and Karras sigmas map back to timesteps through them.
     /// </summary>
-    private static void CheckFirstBeta(JsonConfig json, string key, double beta)
+    private static void CheckNoisy(JsonConfig json, string key, double beta)
     {
-        if (!(beta > 0))
+        if (!(1f - (float)beta < 1f))
         {
-            throw new InvalidFileException(json.Path, $"{key} must be positive: with {beta} the first training timestep has no noise (sigma 0), which the samplers divide by");
+            throw new InvalidFileException(json.Path,
+                $"{key} {beta} adds no noise in float32 (1 - beta rounds to 1): each training step needs a beta of at least {MinNoisyBeta}, as the samplers divide by the gaps between noise levels");
         }
     }
+
+    /// <summary>A round beta just above 2^-25 (half the float spacing below 1), the largest one whose 1 - beta rounds to 1.</summary>
+    private const double MinNoisyBeta = 3e-8;
 
     /// <summary>A beta is a per-step noise variance: 1 - beta is the step's alpha, so it must lie in [0, 1).</summary>
     private static void CheckBeta(JsonConfig json, string key, double beta)
