@@ -80,8 +80,12 @@ public sealed class DegenerateScheduleTests
     [Fact]
     public void A_schedule_whose_alphas_cumprod_underflows_is_refused()
     {
-        SchedulerConfig config = Parse("""{"num_train_timesteps": 100000, "beta_schedule": "linear"}""");
-        var e = Assert.Throws<ArgumentException>(() => Scheduler.Create("ddim", config));
-        Assert.Contains("alphas_cumprod reaches 0 by its last training step (num_train_timesteps 100000, beta_schedule linear)", e.Message);
+        const string expected = "alphas_cumprod reaches 0 by its last training step (num_train_timesteps 100000, beta_schedule linear)";
+        var file = Assert.Throws<InvalidFileException>(() => Parse("""{"num_train_timesteps": 100000, "beta_schedule": "linear"}"""));
+        Assert.Contains("scheduler_config.json", file.Message);
+        Assert.Contains(expected, file.Message);
+        // A config built in code skips the file's checks; the scheduler computing the schedule refuses it.
+        var code = new SchedulerConfig { NumTrainTimesteps = 100_000, BetaSchedule = "linear" };
+        Assert.Contains(expected, Assert.Throws<ArgumentException>(() => Scheduler.Create("ddim", code)).Message);
     }
 }

@@ -75,6 +75,14 @@ public sealed record SchedulerConfig
                 CheckNoisy(json, "beta_end", config.BetaEnd);
             }
         }
+        try
+        {
+            NoiseSchedule.AlphasCumprod(config);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidFileException(json.Path, e.Message);
+        }
         CheckOneOf(json, "prediction_type", config.PredictionType, PredictionTypes);
         if (config.TimestepSpacing != null)
         {
