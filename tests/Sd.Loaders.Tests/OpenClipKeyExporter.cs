@@ -8,8 +8,8 @@ namespace Sd.Loaders.Tests;
 /// <summary>
 /// Test helper, the inverse of the single-file mapper's OpenCLIP rules: writes a CLIPTextModel as the text encoder of
 /// an SD 2.x single-file checkpoint (cond_stage_model.model.*), written from open_clip's TextTransformer layout: q, k
-/// and v fused into one in_proj per layer, and one more resblock after the model's layers, which SD 2.x never runs
-/// (here a copy of layer 0, so the file would give other outputs were it run), plus the text_projection SD ignores.
+/// and v fused into one in_proj per layer, plus the text_projection SD ignores. Like a file written back from
+/// diffusers, it has only the model's layers (the fixtures have far fewer than ViT-H's 24, whose last SD skips).
 /// Reference: open_clip transformer.py (TextTransformer, ResidualAttentionBlock, nn.MultiheadAttention).
 /// </summary>
 internal static partial class OpenClipKeyExporter
@@ -41,7 +41,6 @@ internal static partial class OpenClipKeyExporter
     public static void Write(ModelSource model, string path)
     {
         WeightSet text = model.Weights(ModelComponent.TextEncoder);
-        int layers = model.TextEncoder!.NumHiddenLayers;
         var writer = new SafetensorsWriter();
         foreach (TensorEntry entry in text.Entries)
         {
@@ -51,24 +50,20 @@ internal static partial class OpenClipKeyExporter
                 Add(writer, Prefix + Rename(entry.Name, Renames), entry);
                 continue;
             }
-            AddLayerTensor(writer, text, entry, layer.Groups[1].Value, layer.Groups[2].Value, layer.Groups[1].Value);
-            if (layer.Groups[1].Value == "0")
-            {
-                AddLayerTensor(writer, text, entry, "0", layer.Groups[2].Value, $"{layers}");
-            }
+            AddLayerTensor(writer, text, entry, layer.Groups[1].Value, layer.Groups[2].Value);
         }
-        int width = model.TextEncoder.HiddenSize;
+        int width = model.TextEncoder!.HiddenSize;
         writer.AddFloat32(Prefix + "text_projection", [width, width], new float[width * width]);
         writer.Save(path);
     }
 
     /// <summary>
-    /// One tensor of diffusers layer <paramref name="layer"/> as a tensor of resblock <paramref name="resblock"/>:
-    /// q_proj brings k_proj and v_proj along into the fused in_proj (so those two add nothing themselves).
+    /// One tensor of diffusers layer <paramref name="layer"/> as a tensor of its resblock: q_proj brings k_proj and
+    /// v_proj along into the fused in_proj (so those two add nothing themselves).
     /// </summary>
-    private static void AddLayerTensor(SafetensorsWriter writer, WeightSet text, TensorEntry entry, string layer, string tail, string resblock)
+    private static void AddLayerTensor(SafetensorsWriter writer, WeightSet text, TensorEntry entry, string layer, string tail)
     {
-        string target = $"{Prefix}transformer.resblocks.{resblock}.";
+        string target = $"{Prefix}transformer.resblocks.{layer}.";
         if (tail.StartsWith("self_attn.q_proj.", StringComparison.Ordinal))
         {
             string parameter = tail["self_attn.q_proj.".Length..];

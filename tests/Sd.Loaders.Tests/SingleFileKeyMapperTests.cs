@@ -135,7 +135,7 @@ public sealed class SingleFileKeyMapperTests
     {
         using JsonDocument keymap = LoadKeymap();
         // An SD 2.x single file has the SD 1.x UNet and VAE key names (linear proj_in/proj_out only change shapes)
-        // and an OpenCLIP text encoder instead of the transformers CLIP one: here two resblocks, the last unused.
+        // and an OpenCLIP text encoder instead of the transformers CLIP one: ViT-H's 24 resblocks, the last unused.
         var entries = ReadEntries(keymap).Where(e => e.Component != "text_encoder").ToList();
         const string O = "cond_stage_model.model.";
         (string Single, string? Diffusers)[] openClip =
@@ -149,12 +149,14 @@ public sealed class SingleFileKeyMapperTests
             (O + "transformer.resblocks.0.mlp.c_fc.bias", "text_model.encoder.layers.0.mlp.fc1.bias"),
             (O + "transformer.resblocks.0.mlp.c_proj.weight", "text_model.encoder.layers.0.mlp.fc2.weight"),
             (O + "transformer.resblocks.0.attn.in_proj_weight", "text_model.encoder.layers.0.self_attn.q_proj.weight"),
-            (O + "transformer.resblocks.1.attn.in_proj_weight", null),
-            (O + "transformer.resblocks.1.ln_1.weight", null),
+            (O + "transformer.resblocks.22.ln_1.weight", "text_model.encoder.layers.22.layer_norm1.weight"),
+            (O + "transformer.resblocks.23.attn.in_proj_weight", null),
+            (O + "transformer.resblocks.23.ln_1.weight", null),
             (O + "text_projection", null),
             (O + "logit_scale", null),
         ];
-        var mapper = SingleFileKeyMapper.Create(entries.Select(e => e.SingleKey).Concat(openClip.Select(k => k.Single)).ToList(), FakePath);
+        IEnumerable<string> layers = Enumerable.Range(1, 21).Select(i => $"{O}transformer.resblocks.{i}.ln_2.weight");
+        var mapper = SingleFileKeyMapper.Create(entries.Select(e => e.SingleKey).Concat(openClip.Select(k => k.Single)).Concat(layers).ToList(), FakePath);
 
         foreach (var entry in entries)
             Assert.Equal(entry.DiffusersKey, mapper.Map(entry.SingleKey).DiffusersKey);
@@ -173,13 +175,14 @@ public sealed class SingleFileKeyMapperTests
     }
 
     [Fact]
-    public void An_open_clip_text_encoder_needs_every_resblock_and_at_least_two()
+    public void An_open_clip_text_encoder_needs_every_resblock()
     {
         const string O = "cond_stage_model.model.transformer.resblocks.";
         var gap = Assert.Throws<InvalidFileException>(() => SingleFileKeyMapper.Create([O + "0.ln_1.weight", O + "2.ln_1.weight"], FakePath));
         Assert.Contains("resblocks.1 is missing although", gap.Message);
-        var one = Assert.Throws<InvalidFileException>(() => SingleFileKeyMapper.Create([O + "0.ln_1.weight"], FakePath));
-        Assert.Contains("1 resblocks", one.Message);
+        // Written back from diffusers' 23 layers: no resblock 23, and layer 22 is used.
+        var mapper = SingleFileKeyMapper.Create([O + "0.ln_1.weight", O + "1.ln_1.weight"], FakePath);
+        Assert.Equal(SingleFileKeyKind.Mapped, mapper.Map(O + "1.ln_1.weight").Kind);
     }
 
     [Theory]

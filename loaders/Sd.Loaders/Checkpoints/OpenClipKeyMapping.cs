@@ -8,9 +8,10 @@ namespace Sd.Loaders.Checkpoints;
 /// <list type="bullet">
 /// <item>Each layer's attention stores q, k and v as one fused in_proj tensor ([3C, C] weight, [3C] bias); CLIPTextModel
 /// keeps three, so the key maps to three row blocks of the stored tensor.</item>
-/// <item>SD 2.x conditions on the penultimate layer's output: the last resblock never runs. diffusers' conversion
-/// drops it (SD 2's text encoder has 23 of OpenCLIP ViT-H's 24 layers), and so does this mapping, along with
-/// text_projection and logit_scale, which only CLIP's image-text similarity uses.</item>
+/// <item>SD 2.x conditions on the penultimate layer's output: OpenCLIP ViT-H's 24th resblock (index 23) never runs.
+/// diffusers' conversion skips it (SD 2's text encoder has 23 layers), and so does this mapping, along with
+/// text_projection and logit_scale, which only CLIP's image-text similarity uses. Files written back from diffusers'
+/// 23 layers have no resblock 23, and all of theirs are used.</item>
 /// </list>
 /// </summary>
 internal sealed class OpenClipKeyMapping
@@ -36,12 +37,16 @@ internal sealed class OpenClipKeyMapping
         ("mlp.c_proj.", "mlp.fc2."),
     ];
 
-    private OpenClipKeyMapping(int layerCount) => LayerCount = layerCount;
+    /// <summary>The resblock SD 2.x never runs: ViT-H's last (diffusers' SD_2_TEXT_ENCODER_KEYS_TO_IGNORE).</summary>
+    private const int UnusedLayer = 23;
 
-    /// <summary>Resblocks in the file, the dropped last one included.</summary>
-    public int LayerCount { get; }
+    private OpenClipKeyMapping()
+    {
+    }
 
-    /// <summary>Counts the resblocks under <see cref="Prefix"/>; null when the file has no OpenCLIP text encoder.</summary>
+    /// <summary>
+    /// Checks the resblocks under <see cref="Prefix"/> for gaps; null when the file has no OpenCLIP text encoder.
+    /// </summary>
     public static OpenClipKeyMapping? Create(IEnumerable<string> keys, string filePath)
     {
         var layers = new HashSet<int>();
@@ -57,10 +62,8 @@ internal sealed class OpenClipKeyMapping
         }
         if (!any)
             return null;
-        int count = KeyPath.CountContiguous(layers, Prefix + Layers.TrimEnd('.'), filePath);
-        if (count < 2)
-            throw KeyPath.Inconsistent(filePath, $"the OpenCLIP text encoder has {count} resblocks; SD 2.x runs all but the last, so it needs at least 2");
-        return new OpenClipKeyMapping(count);
+        KeyPath.CountContiguous(layers, Prefix + Layers.TrimEnd('.'), filePath);
+        return new OpenClipKeyMapping();
     }
 
     /// <summary>The result for <paramref name="key"/>, the part of <paramref name="singleKey"/> after <see cref="Prefix"/>.</summary>
@@ -75,8 +78,8 @@ internal sealed class OpenClipKeyMapping
         }
         if (!KeyPath.TryTakePrefix(ref key, Layers) || !KeyPath.TryTakeIndex(ref key, out int layer))
             return Unknown(singleKey);
-        if (layer == LayerCount - 1)
-            return Ignored(singleKey, "the last OpenCLIP layer: SD 2.x conditions on the penultimate layer's output, so it never runs");
+        if (layer == UnusedLayer)
+            return Ignored(singleKey, "OpenCLIP ViT-H's last layer: SD 2.x conditions on the penultimate layer's output, so it never runs");
         string parent = $"text_model.encoder.layers.{layer}.";
         if (key is "attn.in_proj_weight" or "attn.in_proj_bias")
         {
