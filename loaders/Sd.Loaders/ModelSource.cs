@@ -304,7 +304,7 @@ public sealed class ModelSource : IDisposable
             UNet = given?.UNet is { } config
                 ? Fitted(config, DiffusersLayout.UNet(config), unet, given.ConfigPath(ModelComponent.Unet))
                 : ConfigInference.UNet(unet, guesses);
-            Scheduler = given?.Scheduler ?? ConfigInference.Scheduler(guesses);
+            Scheduler = given?.Scheduler ?? ConfigInference.Scheduler(UNet, guesses);
         }
         if (_weights.TryGetValue(ModelComponent.Vae, out WeightSet? vae))
         {

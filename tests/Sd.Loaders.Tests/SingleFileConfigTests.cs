@@ -48,6 +48,19 @@ public sealed class SingleFileConfigTests : IDisposable
         Assert.Null(single.Tokenizer);
     }
 
+    [Theory]
+    [InlineData(768, "epsilon")]
+    [InlineData(1024, "v_prediction")]
+    public void The_scheduler_guess_follows_diffusers_for_sd1_and_sd2_files(int context, string prediction)
+    {
+        // diffusers' from_single_file: an SD 2.x file without global_step is the 768-px v model.
+        var guesses = new List<InferredSetting>();
+        SchedulerConfig scheduler = ConfigInference.Scheduler(new UNetConfig { CrossAttentionDim = [context, context, context, context] }, guesses);
+        Assert.Equal(prediction, scheduler.PredictionType);
+        Assert.Equal(ConfigInference.Sd1Scheduler with { PredictionType = prediction }, scheduler);
+        Assert.Contains($"{prediction} prediction", Assert.Single(guesses).Value);
+    }
+
     [FixtureTheory]
     [InlineData("tiny")]
     [InlineData("small")]

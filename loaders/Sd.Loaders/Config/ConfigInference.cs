@@ -25,12 +25,20 @@ public static class ConfigInference
         ClipSample = false,
     };
 
-    /// <summary><see cref="Sd1Scheduler"/>, recorded as a guess: a single file stores no schedule.</summary>
-    public static SchedulerConfig Scheduler(ICollection<InferredSetting>? guesses = null)
+    /// <summary>
+    /// <see cref="Sd1Scheduler"/>, recorded as a guess: a single file stores no schedule. A UNet with a 1024-wide text
+    /// context (SD 2.x) gets v-prediction, as diffusers' from_single_file guesses for an SD 2.x file without a
+    /// global_step (safetensors files have none): the 768-px v model, which the UNet guess's 96-latent sample size
+    /// assumes too. SD 2.x 512-base is epsilon and needs its own scheduler config.
+    /// </summary>
+    public static SchedulerConfig Scheduler(UNetConfig unet, ICollection<InferredSetting>? guesses = null)
     {
-        SchedulerConfig s = Sd1Scheduler;
+        bool sd2 = unet.CrossAttentionDim[0] == 1024;
+        SchedulerConfig s = sd2 ? Sd1Scheduler with { PredictionType = "v_prediction" } : Sd1Scheduler;
         guesses?.Add(new("scheduler", "scheduler", $"{s.ClassName}, {s.BetaSchedule} betas {s.BetaStart}..{s.BetaEnd}, {s.PredictionType} prediction",
-            "the SD 1.x/2.x training schedule; v-prediction models such as SD 2.x 768-v need their own scheduler config"));
+            sd2
+                ? "the SD 2.x training schedule with v-prediction, as diffusers guesses for SD 2.x 768-v files; SD 2.x 512-base predicts epsilon and needs its own scheduler config"
+                : "the SD 1.x training schedule; v-prediction models need their own scheduler config"));
         return s;
     }
 
