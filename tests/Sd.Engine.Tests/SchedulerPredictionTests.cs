@@ -108,12 +108,14 @@ public sealed class SchedulerPredictionTests
     }
 
     [Theory]
-    [InlineData("v_prediction", "leading", 8)]
-    [InlineData("v_prediction", "trailing", 8)]
-    [InlineData("v_prediction", "linspace", 3)]
-    [InlineData("v_prediction", "leading", 1)]
-    [InlineData("epsilon", "trailing", 8)]
-    public void PndmMatchesDiffusersStepPlms(string prediction, string spacing, int steps)
+    [InlineData("v_prediction", "leading", 8, 0)]
+    [InlineData("v_prediction", "trailing", 8, 0)]
+    [InlineData("v_prediction", "linspace", 3, 0)]
+    [InlineData("v_prediction", "leading", 1, 0)]
+    [InlineData("epsilon", "trailing", 8, 0)]
+    [InlineData("epsilon", "leading", 10, 4)] // img2img: the run starts at call 4, diffusers' counter at 0
+    [InlineData("epsilon", "leading", 10, 1)]
+    public void PndmMatchesDiffusersStepPlms(string prediction, string spacing, int steps, int start)
     {
         SchedulerConfig config = Config(prediction, spacing);
         Scheduler s = Scheduler.Create("pndm", config);
@@ -123,7 +125,7 @@ public sealed class SchedulerPredictionTests
         var reference = new PlmsReference(s.AlphasCumprod, s.NumTrainTimesteps / steps, prediction == "v_prediction");
         float[] x = Normals(3, 1);
         double[] expected = Array.ConvertAll(x, v => (double)v);
-        for (int k = 0; k < s.StepCount; k++)
+        for (int k = start; k < s.StepCount; k++)
         {
             float[] output = Normals(200 + k, 1);
             s.Step(output, k, x, null);
@@ -131,6 +133,59 @@ public sealed class SchedulerPredictionTests
             double rel = RelL2(x, Array.ConvertAll(expected, v => (float)v));
             Assert.True(rel <= Tolerance, $"pndm {prediction} {spacing}: call {k} relative L2 {rel:E3}");
         }
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(4)]
+    public void DpmTakesAFirstOrderStepFirstWhereverTheRunStarts(int start)
+    {
+        // diffusers' DPM-Solver++ 2M (epsilon): x0 = (x - sigma_t eps) / alpha_t; the first step after set_timesteps is
+        // first order, x' = (sigma_t / sigma_s) x - alpha_t (e^-h - 1) x0; later ones add -0.5 alpha_t (e^-h - 1) D1
+        // with D1 = (x0 - x0_prev) h / h_prev. Recomputed here in float64.
+        Scheduler s = Scheduler.Create("dpm++-2m", Config("epsilon", "linspace"));
+        s.SetTimesteps(10);
+        float[] x = Normals(5, s.InitNoiseSigma);
+        double[] expected = Array.ConvertAll(x, v => (double)v);
+        double[]? prevX0 = null;
+        double prevLambda = 0;
+        for (int k = start; k < start + 3; k++)
+        {
+            float[] eps = Normals(300 + k, 1);
+            s.Step(eps, k, x, null);
+            (double alphaS, double sigmaS) = AlphaSigma(s.Sigmas![k]);
+            (double alphaT, double sigmaT) = AlphaSigma(s.Sigmas[k + 1]);
+            double lambdaS = Math.Log(alphaS / sigmaS), h = Math.Log(alphaT / sigmaT) - lambdaS;
+            double[] x0 = Combine(i => (expected[i] - sigmaS * eps[i]) / alphaS, x.Length);
+            double[] current = expected, previous = prevX0 ?? x0;
+            double r = prevX0 is null ? 0 : (lambdaS - prevLambda) / h;
+            expected = Combine(i => sigmaT / sigmaS * current[i] - alphaT * (Math.Exp(-h) - 1) * x0[i]
+                - (r == 0 ? 0 : 0.5 * alphaT * (Math.Exp(-h) - 1) * (x0[i] - previous[i]) / r), x.Length);
+            (prevX0, prevLambda) = (x0, lambdaS);
+            double rel = RelL2(x, Array.ConvertAll(expected, v => (float)v));
+            Assert.True(rel <= Tolerance, $"dpm++-2m from step {start}: step {k} relative L2 {rel:E3}");
+        }
+    }
+
+    private static (double Alpha, double Sigma) AlphaSigma(double sigma)
+    {
+        double alpha = 1 / Math.Sqrt(sigma * sigma + 1);
+        return (alpha, sigma * alpha);
+    }
+
+    [Fact]
+    public void LmsTakesItsOrderFromTheStepIndexAsDiffusersDoes()
+    {
+        // diffusers: order = min(step_index + 1, 4), coefficients zipped with the derivatives held. An img2img run
+        // starting at index 5 therefore weights its one derivative by the order-4 formula's leading coefficient.
+        var s = (LmsDiscreteScheduler)Scheduler.Create("lms", Config("epsilon", "linspace"));
+        s.SetTimesteps(10);
+        float[] x = Normals(6, s.InitNoiseSigma);
+        float[] eps = Normals(400, 1);
+        double[] expected = Combine(i => x[i] + s.LmsCoefficient(4, 5, 0) * eps[i], x.Length);
+        s.Step(eps, 5, x, null);
+        Assert.True(RelL2(x, Array.ConvertAll(expected, v => (float)v)) <= Tolerance);
+        Assert.NotEqual(s.LmsCoefficient(4, 5, 0), s.LmsCoefficient(1, 5, 0));
     }
 
     /// <summary>diffusers PNDMScheduler.step_plms and _get_prev_sample (skip_prk_steps), in float64.</summary>
@@ -198,16 +253,16 @@ public sealed class SchedulerPredictionTests
             double denom = a * Math.Sqrt(bPrev) + Math.Sqrt(a * b * aPrev);
             return Combine(i => sampleCoeff * sample[i] - (aPrev - a) * modelOutput[i] / denom, sample.Length);
         }
+    }
 
-        private static double[] Combine(Func<int, double> f, int n)
+    private static double[] Combine(Func<int, double> f, int n)
+    {
+        var r = new double[n];
+        for (int i = 0; i < n; i++)
         {
-            var r = new double[n];
-            for (int i = 0; i < n; i++)
-            {
-                r[i] = f(i);
-            }
-            return r;
+            r[i] = f(i);
         }
+        return r;
     }
 
     [Fact]

@@ -46,17 +46,19 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
             float x0 = PredictOriginal(x, modelOutput[i], sigma, vScale, vDenom);
             d[i] = (x - x0) / sigma;
         }
+        // diffusers takes the order from the step index and zips its coefficients with the derivatives it holds: where
+        // img2img starts past index 0, the first steps use the leading coefficients of a higher-order formula.
         int order = Math.Min(stepIndex + 1, Order);
-        order = Math.Min(order, _count);
+        int terms = Math.Min(order, _count);
         Span<float> coeffs = stackalloc float[Order];
-        for (int k = 0; k < order; k++)
+        for (int k = 0; k < terms; k++)
         {
             coeffs[k] = (float)LmsCoefficient(order, stepIndex, k);
         }
         for (int i = 0; i < sample.Length; i++)
         {
             float sum = 0f;
-            for (int k = 0; k < order; k++)
+            for (int k = 0; k < terms; k++)
             {
                 sum += coeffs[k] * _derivatives[(_newest - k + Order) % Order][i];
             }
@@ -65,7 +67,7 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     }
 
     /// <summary>Integral over [sigma_t, sigma_t+1] of the Lagrange basis polynomial (exact; scipy quad is exact here).</summary>
-    private double LmsCoefficient(int order, int t, int current)
+    internal double LmsCoefficient(int order, int t, int current)
     {
         // Build the polynomial prod_{k != current} (tau - s_k) / (s_current - s_k) in coefficients, then integrate.
         Span<double> poly = stackalloc double[Order + 1];

@@ -13,6 +13,7 @@ public sealed class PndmScheduler : Scheduler
     private float[][] _ets = [];
     private int _etsCount;
     private int _etsNewest = -1;
+    private int _counter;
     private float[] _curSample = [];
     private float[] _combined = [];
 
@@ -42,6 +43,7 @@ public sealed class PndmScheduler : Scheduler
         TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);
         _etsCount = 0;
         _etsNewest = -1;
+        _counter = 0;
     }
 
     private float[] Ets(int back) => _ets[(_etsNewest - back + 4) % 4];
@@ -64,8 +66,11 @@ public sealed class PndmScheduler : Scheduler
         {
             _etsCount = 0;
             _etsNewest = -1;
+            _counter = 0;
         }
-        int counter = stepIndex;
+        // diffusers' self.counter: calls since set_timesteps, not the step index. img2img starts past index 0, and its
+        // first call still runs the first PLMS branch (one model output, the sample held for the next call).
+        int counter = _counter++;
         int timestep = _timesteps[stepIndex];
         int ratio = NumTrainTimesteps / InferenceSteps;
         int prevTimestep = timestep - ratio;
