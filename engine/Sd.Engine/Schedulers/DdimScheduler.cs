@@ -22,8 +22,9 @@ public sealed class DdimScheduler : Scheduler
     public override void SetTimesteps(int steps)
     {
         CheckSteps(steps);
+        int[] timesteps = IndexedTimesteps(steps, steps);
         InferenceSteps = steps;
-        _timesteps = IndexedTimesteps(steps, steps);
+        _timesteps = timesteps;
         TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);
     }
 

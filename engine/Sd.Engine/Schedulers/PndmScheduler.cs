@@ -35,8 +35,8 @@ public sealed class PndmScheduler : Scheduler
     public override void SetTimesteps(int steps)
     {
         CheckSteps(steps);
-        InferenceSteps = steps;
         int[] desc = IndexedTimesteps(steps, steps); // descending: t[0] largest
+        InferenceSteps = steps;
         // plms = concat(asc[:-1], asc[-2:-1], asc[-1:])[::-1] => [asc[-1], asc[-2], asc[-2], asc[-3], ..., asc[0]];
         // with one step asc[-2:-1] is empty and the schedule is that single timestep (one plain PLMS step).
         _timesteps = steps == 1 ? [desc[0]] : [desc[0], desc[1], .. desc[1..]];

@@ -120,7 +120,7 @@ public sealed record SchedulerConfig
         }
     }
 
-    /// <summary>A round beta just above 2^-25 (half the float spacing below 1), the largest one whose 1 - beta rounds to 1.</summary>
+    /// <summary>A round beta just above 2^-25 (half the float spacing below 1), below which 1 - beta rounds to 1.</summary>
     private const double MinNoisyBeta = 3e-8;
 
     /// <summary>A beta is a per-step noise variance: 1 - beta is the step's alpha, so it must lie in [0, 1).</summary>

@@ -26,8 +26,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
     private readonly long _dataOffset; // of the data area in the file
     private readonly Dictionary<string, TensorInfo> _byName;
 
-    // Row blocks handed out by RowBlock: tensors of this file that its header does not list. Added to only while a
-    // model is being opened, before any reader runs; read-only afterwards.
+    // Row blocks handed out by RowBlock: tensors of this file that its header does not list. Added to only by
+    // ModelSource while it maps a single file, before any reader runs; read-only afterwards.
     private readonly HashSet<TensorInfo> _rowBlocks = new(ReferenceEqualityComparer.Instance);
     private bool _disposed;
 
@@ -184,7 +184,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// of this file (same bytes, no copy): for a fused weight whose parts a model keeps apart, such as OpenCLIP's
     /// in_proj, which stacks q, k and v.
     /// </summary>
-    public TensorInfo RowBlock(TensorInfo tensor, int block, int blocks)
+    internal TensorInfo RowBlock(TensorInfo tensor, int block, int blocks)
     {
         RequireOwn(tensor);
         ArgumentOutOfRangeException.ThrowIfLessThan(blocks, 1);
