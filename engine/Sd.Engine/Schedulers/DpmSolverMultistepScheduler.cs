@@ -15,8 +15,8 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     private readonly bool _karras;
     private readonly float[] _trainSigmas;
 
-    /// <summary>Steps taken since the schedule was set (diffusers' lower_order_nums, up to the solver order 2).</summary>
-    private int _stepsTaken;
+    /// <summary>Whether a step since the schedule was set left its x0 in _prevX0 (diffusers' lower_order_nums > 0).</summary>
+    private bool _hasPreviousX0;
 
     public DpmSolverMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
         : base(config, TimestepSpacing.Linspace, spacing)
@@ -55,7 +55,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
         sigmas[steps] = 0f; // final_sigmas_type "zero"
         RequireFallingSigmas(sigmas, steps, "DPM++ 2M");
         InferenceSteps = steps;
-        _stepsTaken = 0;
+        _hasPreviousX0 = false;
         _timesteps = t;
         _sigmas = sigmas;
         TimestepValues = Array.ConvertAll(t, v => (float)v);
@@ -71,14 +71,10 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
         CheckStep(stepIndex, modelOutput.Length, sample.Length);
-        if (stepIndex == 0)
-        {
-            _stepsTaken = 0;
-        }
         // The first step taken is first order wherever it starts (img2img starts past index 0): diffusers counts the
         // model outputs it holds, and before the first there is no previous x0.
-        bool firstOrder = _stepsTaken == 0;
-        _stepsTaken = Math.Min(_stepsTaken + 1, 2);
+        bool firstOrder = stepIndex == 0 || !_hasPreviousX0;
+        _hasPreviousX0 = true;
         int len = sample.Length;
         if (_x0.Length != len)
         {

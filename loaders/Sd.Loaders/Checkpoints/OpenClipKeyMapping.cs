@@ -14,7 +14,7 @@ namespace Sd.Loaders.Checkpoints;
 /// 23 layers have no resblock 23, and all of theirs are used.</item>
 /// </list>
 /// </summary>
-internal sealed class OpenClipKeyMapping
+internal static class OpenClipKeyMapping
 {
     public const string Prefix = "cond_stage_model.model.";
 
@@ -40,34 +40,24 @@ internal sealed class OpenClipKeyMapping
     /// <summary>The resblock SD 2.x never runs: ViT-H's last (diffusers' SD_2_TEXT_ENCODER_KEYS_TO_IGNORE).</summary>
     private const int UnusedLayer = 23;
 
-    private OpenClipKeyMapping()
-    {
-    }
-
     /// <summary>
-    /// Checks the resblocks under <see cref="Prefix"/> for gaps; null when the file has no OpenCLIP text encoder.
+    /// Throws when the resblocks under <see cref="Prefix"/> have a gap (a truncated or hand-edited file). The mapping
+    /// itself needs no layout: every key names its own layer.
     /// </summary>
-    public static OpenClipKeyMapping? Create(IEnumerable<string> keys, string filePath)
+    public static void CheckLayers(IEnumerable<string> keys, string filePath)
     {
         var layers = new HashSet<int>();
-        bool any = false;
         foreach (string fullKey in keys)
         {
             ReadOnlySpan<char> key = fullKey;
-            if (!KeyPath.TryTakePrefix(ref key, Prefix))
-                continue;
-            any = true;
-            if (KeyPath.TryTakePrefix(ref key, Layers) && KeyPath.TryTakeIndex(ref key, out int layer))
+            if (KeyPath.TryTakePrefix(ref key, Prefix) && KeyPath.TryTakePrefix(ref key, Layers) && KeyPath.TryTakeIndex(ref key, out int layer))
                 layers.Add(layer);
         }
-        if (!any)
-            return null;
         KeyPath.CountContiguous(layers, Prefix + Layers.TrimEnd('.'), filePath);
-        return new OpenClipKeyMapping();
     }
 
     /// <summary>The result for <paramref name="key"/>, the part of <paramref name="singleKey"/> after <see cref="Prefix"/>.</summary>
-    public SingleFileKeyResult Map(string singleKey, ReadOnlySpan<char> key)
+    public static SingleFileKeyResult Map(string singleKey, ReadOnlySpan<char> key)
     {
         if (key is "text_projection" or "logit_scale")
             return Ignored(singleKey, "CLIP's image-text similarity head; SD 2.x conditions on the text encoder's hidden states");

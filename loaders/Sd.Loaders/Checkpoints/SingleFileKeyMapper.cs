@@ -67,13 +67,11 @@ public sealed class SingleFileKeyMapper
 
     private readonly UnetKeyMapping? _unet;
     private readonly VaeKeyMapping? _vae;
-    private readonly OpenClipKeyMapping? _openClip;
 
-    private SingleFileKeyMapper(UnetKeyMapping? unet, VaeKeyMapping? vae, OpenClipKeyMapping? openClip)
+    private SingleFileKeyMapper(UnetKeyMapping? unet, VaeKeyMapping? vae)
     {
         _unet = unet;
         _vae = vae;
-        _openClip = openClip;
     }
 
     /// <summary>The UNet layout inferred from the keys; null when the file has no UNet.</summary>
@@ -103,10 +101,10 @@ public sealed class SingleFileKeyMapper
         if (!LooksLikeSingleFileCheckpoint(keys))
             throw new InvalidFileException(filePathForErrors,
                 $"not a single-file Stable Diffusion checkpoint: no key starts with {string.Join(", ", Prefixes)}");
+        OpenClipKeyMapping.CheckLayers(keys, filePathForErrors);
         return new SingleFileKeyMapper(
             UnetKeyMapping.Create(keys, filePathForErrors),
-            VaeKeyMapping.Create(keys, filePathForErrors),
-            OpenClipKeyMapping.Create(keys, filePathForErrors));
+            VaeKeyMapping.Create(keys, filePathForErrors));
     }
 
     /// <summary>
@@ -132,7 +130,7 @@ public sealed class SingleFileKeyMapper
         if (KeyPath.TryTakePrefix(ref key, TextPrefix))
             return MapClipText(singleKey, key);
         if (KeyPath.TryTakePrefix(ref key, OpenClipKeyMapping.Prefix))
-            return _openClip?.Map(singleKey, key) ?? Unknown(ModelComponent.TextEncoder, singleKey);
+            return OpenClipKeyMapping.Map(singleKey, key);
         return Unknown(ModelComponent.Unet, singleKey);
     }
 
