@@ -77,6 +77,38 @@ public sealed class DegenerateScheduleTests
         Assert.Equal(0, scheduler.InferenceSteps);
     }
 
+    [Theory]
+    [InlineData("dpm++-2m", 499, 500)]
+    [InlineData("lms", 0, 4)]
+    public void A_run_starting_past_a_repeated_noise_level_is_set(string name, int pair, int firstRunnable)
+    {
+        const int steps = 1000;
+        // 1000 linspace DPM++ steps give indices 499 and 500 the same level; 1000 leading LMS steps clamp indices 0
+        // and 1 of the stock SD config (steps_offset 1). img2img starting past the repeat never divides by it, but
+        // LMS builds its first steps' order-4 coefficients over the three levels before them too (diffusers divides
+        // by the repeat until index 4).
+        var config = new SchedulerConfig { StepsOffset = 1, TimestepSpacing = name == "lms" ? "leading" : "linspace" };
+        Scheduler scheduler = Scheduler.Create(name, config);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(steps, firstRunnable - 1));
+        Assert.Contains($"give steps {pair + 1} and {pair + 2} the noise levels", e.Message);
+        Assert.Equal(0, scheduler.InferenceSteps);
+        scheduler.SetTimesteps(steps, firstRunnable);
+        Assert.Equal(firstRunnable, scheduler.FirstStep);
+        float[] sample = [1f, -2f, 0.5f, 3f], output = [0.1f, 0.2f, -0.3f, 0.4f];
+        var early = Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.Step(output, firstRunnable - 1, sample, null));
+        Assert.Equal("stepIndex", early.ParamName);
+        for (int step = firstRunnable; step < firstRunnable + 4; step++)
+        {
+            scheduler.Step(output, step, sample, null);
+        }
+        Assert.All(sample, v => Assert.True(float.IsFinite(v)));
+        // A refused start leaves the schedule and its first step as they were.
+        Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(steps, 0));
+        Assert.Equal(firstRunnable, scheduler.FirstStep);
+        Assert.Equal("firstStep", Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(steps, steps + 1)).ParamName);
+        Assert.Equal("firstStep", Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(steps, -1)).ParamName);
+    }
+
     [Fact]
     public void A_schedule_whose_alphas_cumprod_underflows_is_refused()
     {

@@ -72,6 +72,20 @@ public sealed unsafe class HostileRequestTests
     }
 
     [Fact]
+    public void An_img2img_run_starting_past_the_repeated_noise_level_runs()
+    {
+        // Strength 0.002 of 1000 steps runs the last 2, past the repeated pair, as diffusers does; strength 0.6 runs
+        // over it and is refused.
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        using Tensor picture = Tensor.Allocate([1, 64, 64, 3]);
+        GenerateRequest img2img = Request with { Scheduler = "dpm++-2m", Steps = 1000, InitImage = picture };
+        using GenerateResult result = pipeline.Generate(img2img with { Strength = 0.002f });
+        Assert.True(float.IsFinite(result.Image.Data[0]));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Generate(img2img with { Strength = 0.6f }));
+        Assert.Contains("give steps 500 and 501 the noise levels", e.Message);
+    }
+
+    [Fact]
     public void An_image_index_past_the_batch_is_refused()
     {
         using Tensor image = Tensor.Allocate([1, 2, 2, 3]);

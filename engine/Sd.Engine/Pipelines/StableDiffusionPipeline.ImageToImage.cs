@@ -18,7 +18,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         CheckPicture(init, request, 3, "init image");
         int channels = _unetConfig.InChannels;
         int start = StartStep(request);
-        Scheduler scheduler = NewScheduler(request);
+        Scheduler scheduler = NewScheduler(request, start);
         var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {

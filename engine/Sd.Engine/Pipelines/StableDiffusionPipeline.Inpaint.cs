@@ -34,7 +34,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         }
         int channels = _vaeConfig.LatentChannels;
         float[] latentMask = LatentMask(mask, h, w);
-        Scheduler scheduler = NewScheduler(request);
+        Scheduler scheduler = NewScheduler(request, start);
         var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {

@@ -286,7 +286,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             noise.Next(nchw);
         }
-        Scheduler scheduler = NewScheduler(request);
+        Scheduler scheduler = NewScheduler(request, 0);
         for (int i = 0; i < nchw.Length; i++)
         {
             nchw[i] *= scheduler.InitNoiseSigma;
@@ -296,10 +296,11 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         return new DenoisingRun(scheduler, 0, latents, noise, times);
     }
 
-    private Scheduler NewScheduler(GenerateRequest request)
+    /// <summary>The request's scheduler, set for a run whose first step is <paramref name="start"/>.</summary>
+    private Scheduler NewScheduler(GenerateRequest request, int start)
     {
         Scheduler scheduler = Scheduler.Create(request.Scheduler, _schedulerConfig);
-        scheduler.SetTimesteps(request.Steps);
+        scheduler.SetTimesteps(request.Steps, start);
         return scheduler;
     }
 

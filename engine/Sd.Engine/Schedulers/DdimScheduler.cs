@@ -19,9 +19,8 @@ public sealed class DdimScheduler : Scheduler
         }
     }
 
-    public override void SetTimesteps(int steps)
+    protected override void Schedule(int steps, int firstStep)
     {
-        CheckSteps(steps);
         int[] timesteps = IndexedTimesteps(steps, steps);
         InferenceSteps = steps;
         _timesteps = timesteps;

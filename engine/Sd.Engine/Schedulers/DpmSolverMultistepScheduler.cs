@@ -27,9 +27,8 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
 
     public override IReadOnlyList<float>? Sigmas => _sigmas;
 
-    public override void SetTimesteps(int steps)
+    protected override void Schedule(int steps, int firstStep)
     {
-        CheckSteps(steps);
         // lambda_min_clipped = -inf, so last_timestep = N. Linspace and leading space over steps+1 points and drop the
         // last; trailing is the common one.
         int[] t = DiscreteTimesteps(steps, steps + 1);
@@ -53,7 +52,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
             }
         }
         sigmas[steps] = 0f; // final_sigmas_type "zero"
-        RequireFallingSigmas(sigmas, steps, "DPM++ 2M");
+        RequireFallingSigmas(sigmas, steps, firstStep, "DPM++ 2M");
         InferenceSteps = steps;
         _hasPreviousX0 = false;
         _timesteps = t;

@@ -21,9 +21,8 @@ public abstract class SigmaScheduler : Scheduler
     protected float[] SigmaValues { get; private set; } = [];
     public override IReadOnlyList<float>? Sigmas => SigmaValues;
 
-    public override void SetTimesteps(int steps)
+    protected override void Schedule(int steps, int firstStep)
     {
-        CheckSteps(steps);
         // Linspace timesteps stay fractional (np.linspace(..., dtype=np.float32)) and their sigmas are interpolated.
         double[] spaced = SpacedTimesteps(steps, steps);
         var t = new float[steps];
@@ -59,7 +58,7 @@ public abstract class SigmaScheduler : Scheduler
         sigmas[steps] = 0f;
         if (MultistepSolver is { } solver)
         {
-            RequireFallingSigmas(sigmas, steps, solver);
+            RequireFallingSigmas(sigmas, steps, Math.Max(firstStep - SolverLookback, 0), solver);
         }
         InferenceSteps = steps;
         TimestepValues = t;
@@ -75,6 +74,9 @@ public abstract class SigmaScheduler : Scheduler
 
     /// <summary>The name of the multistep solver that divides by the gaps between noise levels; null for one-step samplers.</summary>
     protected virtual string? MultistepSolver => null;
+
+    /// <summary>How many noise levels before a run's first step the solver's coefficients take in.</summary>
+    protected virtual int SolverLookback => 0;
 
     protected virtual void OnSetTimesteps()
     {

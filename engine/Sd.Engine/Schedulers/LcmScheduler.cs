@@ -23,9 +23,8 @@ public sealed class LcmScheduler : Scheduler
         _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : AlphasCumprod[0];
     }
 
-    public override void SetTimesteps(int steps)
+    protected override void Schedule(int steps, int firstStep)
     {
-        CheckSteps(steps);
         int k = NumTrainTimesteps / OriginalInferenceSteps;
         int origin = OriginalInferenceSteps;
         if (origin / steps < 1)

@@ -17,6 +17,9 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
 
     protected override string? MultistepSolver => "LMS";
 
+    // A run started past index 0 still builds its first steps' coefficients over the levels before them.
+    protected override int SolverLookback => Order - 1;
+
     protected override void OnSetTimesteps()
     {
         _count = 0;

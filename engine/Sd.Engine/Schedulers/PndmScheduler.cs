@@ -32,9 +32,8 @@ public sealed class PndmScheduler : Scheduler
         _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : AlphasCumprod[0];
     }
 
-    public override void SetTimesteps(int steps)
+    protected override void Schedule(int steps, int firstStep)
     {
-        CheckSteps(steps);
         int[] desc = IndexedTimesteps(steps, steps); // descending: t[0] largest
         InferenceSteps = steps;
         // plms = concat(asc[:-1], asc[-2:-1], asc[-1:])[::-1] => [asc[-1], asc[-2], asc[-2], asc[-3], ..., asc[0]];

@@ -10,7 +10,7 @@ public enum PredictionType { Epsilon, VPrediction, Sample }
 
 /// <summary>
 /// A diffusion sampler matching diffusers 0.27.2. Calls are step-index based: <see cref="SetTimesteps"/> once, then
-/// <see cref="Step"/> for stepIndex 0..StepCount-1 in order (multistep schedulers keep history between calls).
+/// <see cref="Step"/> for stepIndex FirstStep..StepCount-1 in order (multistep schedulers keep history between calls).
 /// Scalar coefficients follow diffusers' dtypes: float32 tensor math for per-step scalars, float64 (numpy) where the
 /// reference computes sigma tables and timesteps in numpy.
 /// Options diffusers itself refuses (an unknown spacing or prediction type, "sample" for PNDM or Euler ancestral)
@@ -82,7 +82,27 @@ public abstract class Scheduler
         sample.CopyTo(destination);
     }
 
-    public abstract void SetTimesteps(int steps);
+    /// <summary>The step index runs start at, as given to <see cref="SetTimesteps"/>; <see cref="Step"/> refuses earlier ones.</summary>
+    public int FirstStep { get; private set; }
+
+    /// <summary>
+    /// Sets the schedule of <paramref name="steps"/> inference steps for a run whose first <see cref="Step"/> is
+    /// <paramref name="firstStep"/> (img2img and inpainting below strength 1 skip the first steps: diffusers'
+    /// set_begin_index). Throws, leaving the scheduler as it was, when the steps cannot be run from there.
+    /// </summary>
+    public void SetTimesteps(int steps, int firstStep = 0)
+    {
+        CheckSteps(steps);
+        if ((uint)firstStep > (uint)steps)
+        {
+            throw new ArgumentOutOfRangeException(nameof(firstStep), firstStep, $"the first step must be in 0..{steps}");
+        }
+        Schedule(steps, firstStep);
+        FirstStep = firstStep;
+    }
+
+    /// <summary><see cref="SetTimesteps"/> for checked arguments: builds the schedule and resets the step history.</summary>
+    protected abstract void Schedule(int steps, int firstStep);
 
     /// <summary>One denoising step, in place on <paramref name="sample"/>. <paramref name="noise"/>(drawIndex) gives a
     /// latent-sized array of standard normals for ancestral/LCM (draw index = step index).</summary>
@@ -129,15 +149,16 @@ public abstract class Scheduler
     }
 
     /// <summary>
-    /// Throws unless the noise levels fall strictly from step to step, the final 0 included. A multistep solver
-    /// (<paramref name="solver"/>: DPM++ 2M, LMS) divides by the gaps between successive levels, so a repeated level
-    /// turns the latents into NaN, in diffusers too. Levels repeat when the schedule is denser than the training
-    /// timesteps: 1000 DPM++ steps space 1001 points over 999 timesteps and round two to 500; leading spacing with a
-    /// large steps_offset clamps several to the last training sigma.
+    /// Throws unless the noise levels fall strictly from step to step, from <paramref name="from"/> to the final 0. A
+    /// multistep solver (<paramref name="solver"/>: DPM++ 2M, LMS) divides by the gaps between successive levels, so a
+    /// repeated level turns the latents into NaN, in diffusers too. Levels repeat when the schedule is denser than the
+    /// training timesteps: 1000 DPM++ steps space 1001 points over 999 timesteps and round two to 500; leading spacing
+    /// with a large steps_offset clamps several to the last training sigma. A run that starts (img2img) past the
+    /// repeat, and past the levels the solver looks back on, never divides by it.
     /// </summary>
-    protected void RequireFallingSigmas(ReadOnlySpan<float> sigmas, int steps, string solver)
+    protected void RequireFallingSigmas(ReadOnlySpan<float> sigmas, int steps, int from, string solver)
     {
-        for (int i = 0; i < steps; i++)
+        for (int i = from; i < steps; i++)
         {
             if (!(sigmas[i] > sigmas[i + 1]))
             {
@@ -150,6 +171,10 @@ public abstract class Scheduler
     protected void CheckStep(int stepIndex, int length, int sampleLength)
     {
         CheckStepIndex(stepIndex);
+        if (stepIndex < FirstStep)
+        {
+            throw new ArgumentOutOfRangeException(nameof(stepIndex), stepIndex, $"the schedule was set for runs starting at step index {FirstStep}");
+        }
         if (length != sampleLength)
         {
             throw new ArgumentException($"model output has {length} values, sample has {sampleLength}");
