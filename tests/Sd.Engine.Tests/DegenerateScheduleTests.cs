@@ -109,10 +109,41 @@ public sealed class DegenerateScheduleTests
         Assert.Equal("firstStep", Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(steps, -1)).ParamName);
     }
 
+    [Theory]
+    [InlineData("0.165", "9.890471E-39")]
+    [InlineData("0.081", "7.822865E-19")]
+    public void A_schedule_whose_last_noise_level_overflows_float32_math_is_refused(string betaEnd, string reached)
+    {
+        // Both products stay above 0, but sqrt((1 - a) / a) is infinite for the first and past 1e9 for the second,
+        // whose fourth power Euler ancestral overflows: every sigma scheduler turned the latents into NaN.
+        var e = Assert.Throws<InvalidFileException>(() => Parse($$"""{"beta_start": 0.0001, "beta_end": {{betaEnd}}, "beta_schedule": "linear"}"""));
+        Assert.Contains($"alphas_cumprod falls to {reached} by its last training step", e.Message);
+        Assert.Contains("at least 1E-18 is needed", e.Message);
+    }
+
+    [Theory]
+    [InlineData("""{"beta_start": 0.0001, "beta_end": 0.0805, "beta_schedule": "linear"}""", 20)]
+    [InlineData("""{"beta_schedule": "squaredcos_cap_v2"}""", 3)]
+    [InlineData("""{"beta_schedule": "squaredcos_cap_v2", "num_train_timesteps": 100000}""", 50)]
+    public void Euler_ancestral_stays_finite_down_the_steepest_schedules(string json, int steps)
+    {
+        // The cosine schedule's first trailing step of three falls from sigma 2e4 to 5.6: Euler ancestral's
+        // sigma_to^2 - sigma_up^2 then rounds a hair below 0, and its root was NaN (as in diffusers). The first
+        // schedule ends just above the smallest alphas_cumprod allowed, at sigma 9.9e8.
+        Scheduler scheduler = Scheduler.Create("euler-a", Parse(json) with { TimestepSpacing = "trailing" });
+        scheduler.SetTimesteps(steps);
+        float[] sample = [1f, -2f, 0.5f, 3f], output = [0.1f, 0.2f, -0.3f, 0.4f];
+        for (int step = 0; step < scheduler.StepCount; step++)
+        {
+            scheduler.Step(output, step, sample, _ => [0.3f, -0.1f, 0.2f, 0.5f]);
+            Assert.All(sample, v => Assert.True(float.IsFinite(v), $"step {step}: {v}"));
+        }
+    }
+
     [Fact]
     public void A_schedule_whose_alphas_cumprod_underflows_is_refused()
     {
-        const string expected = "alphas_cumprod reaches 0 by its last training step (num_train_timesteps 100000, beta_schedule linear)";
+        const string expected = "alphas_cumprod falls to 0 by its last training step (num_train_timesteps 100000, beta_schedule linear)";
         var file = Assert.Throws<InvalidFileException>(() => Parse("""{"num_train_timesteps": 100000, "beta_schedule": "linear"}"""));
         Assert.Contains("scheduler_config.json", file.Message);
         Assert.Contains(expected, file.Message);

@@ -25,7 +25,9 @@ public sealed class EulerAncestralScheduler : SigmaScheduler
         float sigmaFrom = sigma, sigmaTo = SigmaValues[stepIndex + 1];
         float from2 = sigmaFrom * sigmaFrom, to2 = sigmaTo * sigmaTo;
         float sigmaUp = MathF.Sqrt(to2 * (from2 - to2) / from2);
-        float sigmaDown = MathF.Sqrt(to2 - sigmaUp * sigmaUp);
+        // to2 - up^2 is to2^2 / from2 >= 0, but rounding the root and its square makes it a hair negative when the
+        // level falls steeply (the cosine schedule's first step), where diffusers' float32 math gives NaN.
+        float sigmaDown = MathF.Sqrt(MathF.Max(to2 - sigmaUp * sigmaUp, 0f));
         float dt = sigmaDown - sigma;
         float[] n = Draw(noise, stepIndex, sample.Length);
         for (int i = 0; i < sample.Length; i++)

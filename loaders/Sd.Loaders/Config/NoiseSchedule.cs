@@ -27,8 +27,9 @@ public static class NoiseSchedule
 
     /// <summary>
     /// alphas_cumprod over the training steps, float32 as diffusers stores it. Throws an ArgumentException when the
-    /// product underflows to 0 (the last steps' sigmas would be infinite) and NotSupportedException for an unknown
-    /// beta_schedule (a config built in code; a loaded one was checked).
+    /// product falls below <see cref="MinAlphaCumprod"/> (the last steps' noise levels would overflow the samplers'
+    /// float32 arithmetic) and NotSupportedException for an unknown beta_schedule (a config built in code; a loaded
+    /// one was checked).
     /// </summary>
     public static float[] AlphasCumprod(SchedulerConfig config)
     {
@@ -76,11 +77,19 @@ public static class NoiseSchedule
             cumprod[i] = (float)acc;
         }
         // Betas are checked to lie in [0, 1) when the config loads, but enough of them can still drive the product
-        // to 0 in float32: the last steps would then be pure noise with an infinite sigma.
-        if (!(cumprod[n - 1] > 0))
+        // to 0 in float32, or so near it that the last noise level sqrt((1 - a) / a) overflows the samplers' float32
+        // arithmetic (a = 1e-39 gives an infinite sigma, a = 1e-30 an infinite sigma^4 in Euler ancestral's step).
+        if (!(cumprod[n - 1] >= MinAlphaCumprod))
         {
-            throw new ArgumentException($"the noise schedule's alphas_cumprod reaches {cumprod[n - 1]} by its last training step (num_train_timesteps {n}, beta_schedule {(config.TrainedBetas == null ? config.BetaSchedule : "trained_betas")}): its sigmas would be infinite", nameof(config));
+            throw new ArgumentException($"the noise schedule's alphas_cumprod falls to {cumprod[n - 1]} by its last training step (num_train_timesteps {n}, beta_schedule {(config.TrainedBetas == null ? config.BetaSchedule : "trained_betas")}): at least {MinAlphaCumprod} is needed, or its noise level sqrt((1 - a) / a) passes 1e9 and the samplers' float32 arithmetic overflows", nameof(config));
         }
         return cumprod;
     }
+
+    /// <summary>
+    /// The smallest alphas_cumprod a schedule may reach: its noise level is then 1e9, whose fourth power (Euler
+    /// ancestral multiplies two squared levels) stays finite in float32. SD's schedule ends at 0.0047 (sigma 14.6),
+    /// the cosine schedule at 2.4e-9 (sigma 2e4), a zero-terminal-SNR one at 2^-24 (sigma 4096).
+    /// </summary>
+    public const double MinAlphaCumprod = 1e-18;
 }
