@@ -260,6 +260,26 @@ public sealed class ModelLayoutTests : IDisposable
         Assert.Contains("model_max_length 78 exceeds the text encoder's 77 positions", e.Message);
     }
 
+    [Fact]
+    public void A_too_long_default_or_special_tokens_length_names_where_it_came_from()
+    {
+        // model_max_length from special_tokens_map.json (tokenizer_config.json absent), then CLIP's default 77 with
+        // no file giving one, against an encoder of 76 positions.
+        _dir.WriteText("maptok/special_tokens_map.json", "{\"model_max_length\":78}");
+        _dir.WriteText("maptok/vocab.json", "{}");
+        _dir.WriteText("maptok/merges.txt", "#version: 0.2\n");
+        var mapped = Assert.Throws<InvalidFileException>(() => TokenizerFiles.Load(_dir.File("maptok")).RequireFits(new ClipTextConfig()));
+        Assert.Contains(Path.Combine("maptok", "special_tokens_map.json"), mapped.Message);
+        _dir.WriteText("deftok/tokenizer_config.json", "{\"model_max_length\":1e30}");
+        _dir.WriteText("deftok/vocab.json", "{}");
+        _dir.WriteText("deftok/merges.txt", "#version: 0.2\n");
+        TokenizerFiles defaults = TokenizerFiles.Load(_dir.File("deftok"));
+        Assert.Null(defaults.ModelMaxLengthSource);
+        var e = Assert.Throws<InvalidFileException>(() => defaults.RequireFits(new ClipTextConfig { MaxPositionEmbeddings = 76 }));
+        Assert.Contains("model_max_length 77 (CLIP's default: no tokenizer file gives one) exceeds the text encoder's 76 positions", e.Message);
+        Assert.DoesNotContain("tokenizer_config.json", e.Message);
+    }
+
     [Theory]
     [InlineData("{\"pad_token\":\"\"}")]
     [InlineData("{\"eos_token\":{\"content\":\"\"}}")]

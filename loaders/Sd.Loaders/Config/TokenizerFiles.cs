@@ -17,6 +17,9 @@ public sealed record TokenizerFiles
     public string UnkToken { get; init; } = "<|endoftext|>";
     public string PadToken { get; init; } = "<|endoftext|>";
     public int ModelMaxLength { get; init; } = 77;
+
+    /// <summary>The file <see cref="ModelMaxLength"/> was read from; null when no file gives it (CLIP's 77).</summary>
+    public string? ModelMaxLengthSource { get; init; }
     public bool DoLowerCase { get; init; } = true;
 
     /// <summary>
@@ -27,8 +30,8 @@ public sealed record TokenizerFiles
     {
         if (encoder != null && ModelMaxLength > encoder.MaxPositionEmbeddings)
         {
-            throw new InvalidFileException(Path.Combine(Directory, "tokenizer_config.json"),
-                $"model_max_length {ModelMaxLength} exceeds the text encoder's {encoder.MaxPositionEmbeddings} positions (max_position_embeddings)");
+            throw new InvalidFileException(ModelMaxLengthSource ?? Directory,
+                $"model_max_length {ModelMaxLength}{(ModelMaxLengthSource == null ? " (CLIP's default: no tokenizer file gives one)" : "")} exceeds the text encoder's {encoder.MaxPositionEmbeddings} positions (max_position_embeddings)");
         }
     }
 
@@ -63,28 +66,36 @@ public sealed record TokenizerFiles
         return files;
     }
 
-    private TokenizerFiles With(JsonConfig json) => this with
+    private TokenizerFiles With(JsonConfig json)
     {
-        BosToken = Token(json, "bos_token") ?? BosToken,
-        EosToken = Token(json, "eos_token") ?? EosToken,
-        UnkToken = Token(json, "unk_token") ?? UnkToken,
-        PadToken = Token(json, "pad_token") ?? PadToken,
-        ModelMaxLength = ClampMaxLength(json),
-        DoLowerCase = json.GetBool("do_lower_case", DoLowerCase),
-    };
+        int? maxLength = MaxLength(json);
+        return this with
+        {
+            BosToken = Token(json, "bos_token") ?? BosToken,
+            EosToken = Token(json, "eos_token") ?? EosToken,
+            UnkToken = Token(json, "unk_token") ?? UnkToken,
+            PadToken = Token(json, "pad_token") ?? PadToken,
+            ModelMaxLength = maxLength ?? ModelMaxLength,
+            ModelMaxLengthSource = maxLength is null ? ModelMaxLengthSource : json.Path,
+            DoLowerCase = json.GetBool("do_lower_case", DoLowerCase),
+        };
+    }
 
-    // transformers writes a huge sentinel (1e30) when no max length is known; SD tokenizers say 77.
-    private int ClampMaxLength(JsonConfig json)
+    /// <summary>
+    /// The file's model_max_length; null when it gives none or transformers' huge "unknown" sentinel (1e30), where
+    /// the length stays as it was (SD tokenizers say 77).
+    /// </summary>
+    private static int? MaxLength(JsonConfig json)
     {
         if (json.GetRaw("model_max_length") is not { } value)
         {
-            return ModelMaxLength;
+            return null;
         }
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out double number) || number < 2)
         {
             throw json.Wrong("model_max_length", "a number >= 2", value);
         }
-        return number > 4096 ? ModelMaxLength : (int)number;
+        return number > 4096 ? null : (int)number;
     }
 
     /// <summary>A special token is either a string or an AddedToken object with "content".</summary>
