@@ -175,7 +175,7 @@ public sealed class SchedulerSpacingTests
         Assert.ThrowsAny<ArgumentException>(() => Scheduler.Create("euler-karras-a", Config(null, 1)));
         // What diffusers has but Sd does not implement is NotSupportedException instead.
         Assert.Throws<NotSupportedException>(() => Scheduler.Create("pndm", Config(null, 1) with { SkipPrkSteps = false }));
-        Assert.Throws<NotSupportedException>(() => Scheduler.Create("ddim", Config(null, 1) with { ClipSample = true }));
+        Assert.Throws<NotSupportedException>(() => Scheduler.Create("ddim", Config(null, 1) with { Thresholding = true }));
     }
 
     [Fact]

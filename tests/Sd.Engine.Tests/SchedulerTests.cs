@@ -113,6 +113,7 @@ public sealed class SchedulerTests
         StepsOffset = 1,
         SetAlphaToOne = false,
         SkipPrkSteps = true,
+        ClipSample = false, // as SD 2.x's scheduler_config.json (DDIM clips x0 by default)
         PredictionType = "v_prediction",
     };
 

@@ -2,22 +2,31 @@ using Sd.Loaders.Config;
 
 namespace Sd.Engine.Schedulers;
 
-/// <summary>diffusers DDIMScheduler (eta 0, no clipping/thresholding), default spacing leading.</summary>
+/// <summary>diffusers DDIMScheduler (eta 0, no thresholding), default spacing leading.</summary>
 public sealed class DdimScheduler : Scheduler
 {
     private int[] _timesteps = [];
     private readonly float _finalAlphaCumprod;
+
+    /// <summary>clip_sample_range when clip_sample is on (diffusers' default for DDIM), else infinity.</summary>
+    private readonly float _clip;
 
     public DdimScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
         : base(config, TimestepSpacing.Leading, spacing)
     {
         // set_alpha_to_one defaults to True in DDIMScheduler.__init__.
         _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : AlphasCumprod[0];
-        if (config.ClipSample == true)
-        {
-            throw new NotSupportedException("DDIM clip_sample is not supported");
-        }
+        _clip = ClipRange(config, clipByDefault: true);
+        Refuse(config.Thresholding, "DDIM", "thresholding true");
+        Refuse(config.RescaleBetasZeroSnr, "DDIM", "rescale_betas_zero_snr true");
     }
+
+    /// <summary>
+    /// The bound DDIM and LCM clamp x0 to: clip_sample_range when clip_sample is on (or absent and on by default),
+    /// else infinity, which leaves every finite value as it is.
+    /// </summary>
+    internal static float ClipRange(SchedulerConfig config, bool clipByDefault) =>
+        (config.ClipSample ?? clipByDefault) ? (float)config.ClipSampleRange : float.PositiveInfinity;
 
     protected override void Schedule(int steps, int firstStep)
     {
@@ -58,6 +67,8 @@ public sealed class DdimScheduler : Scheduler
                     eps = m;
                     break;
             }
+            // diffusers clips x0 after forming the noise direction from the unclipped one.
+            x0 = Math.Clamp(x0, -_clip, _clip);
             sample[i] = sqrtAlphaPrev * x0 + dirCoeff * eps;
         }
     }

@@ -23,6 +23,8 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     {
         _karras = karras;
         _trainSigmas = TrainingSigmas();
+        Refuse(config.Thresholding, "DPM++ 2M", "thresholding true");
+        RefuseKarrasEnds(karras, "DPM++ 2M");
     }
 
     public override IReadOnlyList<float>? Sigmas => _sigmas;

@@ -10,10 +10,11 @@ public abstract class SigmaScheduler : Scheduler
 {
     private readonly bool _karras;
 
-    protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras)
+    protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name)
         : base(config, TimestepSpacing.Linspace, spacing)
     {
         _karras = karras;
+        RefuseKarrasEnds(karras, name);
         TrainSigmas = TrainingSigmas();
     }
 
@@ -121,8 +122,12 @@ public abstract class SigmaScheduler : Scheduler
 public sealed class EulerDiscreteScheduler : SigmaScheduler
 {
     public EulerDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras)
+        : base(config, spacing, karras, "Euler")
     {
+        Refuse(config.RescaleBetasZeroSnr, "Euler", "rescale_betas_zero_snr true");
+        Refuse(config.InterpolationType != "linear", "Euler", $"interpolation_type '{config.InterpolationType}'");
+        // Continuous timesteps (0.25 log sigma) replace the discrete ones for v-prediction models only.
+        Refuse(config.TimestepType == "continuous" && Prediction == PredictionType.VPrediction, "Euler", "timestep_type 'continuous'");
     }
 
     public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)

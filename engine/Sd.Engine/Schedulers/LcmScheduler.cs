@@ -2,31 +2,37 @@ using Sd.Loaders.Config;
 
 namespace Sd.Engine.Schedulers;
 
-/// <summary>diffusers LCMScheduler (original_inference_steps 50, timestep_scaling 10): one noise draw per step but
-/// the last (draw index = step index). Like diffusers, it ignores timestep_spacing and steps_offset: its timesteps
-/// are always picked from the 50-step distillation schedule.</summary>
+/// <summary>diffusers LCMScheduler (no thresholding): one noise draw per step but the last (draw index = step index).
+/// Like diffusers, it ignores timestep_spacing and steps_offset: its timesteps are always picked from the
+/// distillation schedule of original_inference_steps (50 by default).</summary>
 public sealed class LcmScheduler : Scheduler
 {
-    private const int OriginalInferenceSteps = 50;
-    private const float TimestepScaling = 10f;
     private const float SigmaData = 0.5f;
     private int[] _timesteps = [];
     private readonly float _finalAlphaCumprod;
+    private readonly int _originalSteps;
+    private readonly float _timestepScaling;
+    private readonly float _clip;
 
     public LcmScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
         : base(config, TimestepSpacing.Leading, spacing)
     {
-        if (NumTrainTimesteps < OriginalInferenceSteps)
+        _originalSteps = config.OriginalInferenceSteps;
+        if (_originalSteps < 1 || NumTrainTimesteps < _originalSteps)
         {
-            throw new ArgumentException($"LCM picks its timesteps from a {OriginalInferenceSteps}-step schedule and needs num_train_timesteps >= {OriginalInferenceSteps}; the scheduler config has {NumTrainTimesteps}", nameof(config));
+            throw new ArgumentException($"LCM picks its timesteps from a {_originalSteps}-step schedule (original_inference_steps) and needs num_train_timesteps >= {_originalSteps}; the scheduler config has {NumTrainTimesteps}", nameof(config));
         }
         _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : AlphasCumprod[0];
+        _timestepScaling = (float)config.TimestepScaling;
+        _clip = DdimScheduler.ClipRange(config, clipByDefault: false);
+        Refuse(config.Thresholding, "LCM", "thresholding true");
+        Refuse(config.RescaleBetasZeroSnr, "LCM", "rescale_betas_zero_snr true");
     }
 
     protected override void Schedule(int steps, int firstStep)
     {
-        int k = NumTrainTimesteps / OriginalInferenceSteps;
-        int origin = OriginalInferenceSteps;
+        int origin = _originalSteps;
+        int k = NumTrainTimesteps / origin;
         if (origin / steps < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(steps), steps, $"LCM supports at most {origin} steps");
@@ -52,7 +58,7 @@ public sealed class LcmScheduler : Scheduler
         float alphaProdPrev = prevT >= 0 ? AlphasCumprod[prevT] : _finalAlphaCumprod;
         float betaProdT = 1f - alphaProdT;
         float betaProdPrev = 1f - alphaProdPrev;
-        float scaled = t * TimestepScaling;
+        float scaled = t * _timestepScaling;
         float cSkip = SigmaData * SigmaData / (scaled * scaled + SigmaData * SigmaData);
         float cOut = scaled / MathF.Sqrt(scaled * scaled + SigmaData * SigmaData);
         float sqrtAlpha = MathF.Sqrt(alphaProdT), sqrtBeta = MathF.Sqrt(betaProdT);
@@ -68,6 +74,7 @@ public sealed class LcmScheduler : Scheduler
                 PredictionType.Sample => m,
                 _ => (x - sqrtBeta * m) / sqrtAlpha,
             };
+            x0 = Math.Clamp(x0, -_clip, _clip);
             float denoised = cOut * x0 + cSkip * x;
             sample[i] = n is null ? denoised : sqrtAlphaPrev * denoised + sqrtBetaPrev * n[i];
         }

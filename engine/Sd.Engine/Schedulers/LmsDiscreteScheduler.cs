@@ -11,7 +11,7 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     private int _newest = -1;
 
     public LmsDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras)
+        : base(config, spacing, karras, "LMS")
     {
     }
 

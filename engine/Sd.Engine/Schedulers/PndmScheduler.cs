@@ -29,7 +29,8 @@ public sealed class PndmScheduler : Scheduler
             // diffusers' _get_prev_sample raises ValueError for it: PLMS combines noise predictions.
             throw new ArgumentException("PNDM supports prediction_type epsilon and v_prediction, not sample", nameof(config));
         }
-        _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : AlphasCumprod[0];
+        // set_alpha_to_one defaults to False in PNDMScheduler.__init__ (True in DDIM's and LCM's).
+        _finalAlphaCumprod = (config.SetAlphaToOne ?? false) ? 1f : AlphasCumprod[0];
     }
 
     protected override void Schedule(int steps, int firstStep)

@@ -140,6 +140,24 @@ public abstract class Scheduler
         };
     }
 
+    /// <summary>
+    /// Throws NotSupportedException when the config holds <paramref name="setting"/>, which diffusers' class for
+    /// <paramref name="scheduler"/> applies and Sd does not implement: running without it would silently differ.
+    /// </summary>
+    protected static void Refuse(bool holds, string scheduler, string setting)
+    {
+        if (holds)
+        {
+            throw new NotSupportedException($"{scheduler}: the scheduler config's {setting} is not supported (diffusers applies it; Sd does not implement it)");
+        }
+    }
+
+    /// <summary>Refuses Karras ramps whose ends the config sets (sigma_min/sigma_max): diffusers ramps between them.</summary>
+    protected void RefuseKarrasEnds(bool karras, string scheduler)
+    {
+        Refuse(karras && (Config.SigmaMin != null || Config.SigmaMax != null), scheduler, "sigma_min/sigma_max for Karras sigmas");
+    }
+
     protected void CheckSteps(int steps)
     {
         if (steps < 1 || steps > NumTrainTimesteps)

@@ -16,10 +16,28 @@ public sealed record SchedulerConfig
     public int StepsOffset { get; init; }
     public bool? SetAlphaToOne { get; init; }
     public bool? SkipPrkSteps { get; init; }
+
+    /// <summary>DDIM and LCM clamp their x0 prediction to +-<see cref="ClipSampleRange"/>; null: the scheduler's default
+    /// (diffusers: DDIM true, LCM false).</summary>
     public bool? ClipSample { get; init; }
+    public double ClipSampleRange { get; init; } = 1.0;
     public string PredictionType { get; init; } = "epsilon";
     public string? TimestepSpacing { get; init; }
     public bool? UseKarrasSigmas { get; init; }
+
+    /// <summary>LCM's distillation schedule length and its boundary-condition timestep scale.</summary>
+    public int OriginalInferenceSteps { get; init; } = 50;
+    public double TimestepScaling { get; init; } = 10.0;
+
+    // Read so that a scheduler diffusers would run differently is refused, not silently run without them (Sd does
+    // not implement them): dynamic thresholding (DDIM, DPM, LCM), zero-terminal-SNR betas (DDIM, Euler, Euler
+    // ancestral, LCM), Euler's continuous timesteps and log-linear sigmas, and Karras ramps with set ends.
+    public bool Thresholding { get; init; }
+    public bool RescaleBetasZeroSnr { get; init; }
+    public string TimestepType { get; init; } = "discrete";
+    public string InterpolationType { get; init; } = "linear";
+    public double? SigmaMin { get; init; }
+    public double? SigmaMax { get; init; }
 
     public static SchedulerConfig Load(string path) => From(JsonConfig.Load(path));
 
@@ -38,9 +56,18 @@ public sealed record SchedulerConfig
             SetAlphaToOne = json.Has("set_alpha_to_one") ? json.GetBool("set_alpha_to_one", false) : null,
             SkipPrkSteps = json.Has("skip_prk_steps") ? json.GetBool("skip_prk_steps", false) : null,
             ClipSample = json.Has("clip_sample") ? json.GetBool("clip_sample", false) : null,
+            ClipSampleRange = json.GetDouble("clip_sample_range", d.ClipSampleRange),
             PredictionType = json.GetString("prediction_type", d.PredictionType),
             TimestepSpacing = json.GetStringOrNull("timestep_spacing"),
             UseKarrasSigmas = json.Has("use_karras_sigmas") ? json.GetBool("use_karras_sigmas", false) : null,
+            OriginalInferenceSteps = json.GetInt("original_inference_steps", d.OriginalInferenceSteps),
+            TimestepScaling = json.GetDouble("timestep_scaling", d.TimestepScaling),
+            Thresholding = json.GetBool("thresholding", false),
+            RescaleBetasZeroSnr = json.GetBool("rescale_betas_zero_snr", false),
+            TimestepType = json.GetString("timestep_type", d.TimestepType),
+            InterpolationType = json.GetString("interpolation_type", d.InterpolationType),
+            SigmaMin = json.GetDoubleOrNull("sigma_min"),
+            SigmaMax = json.GetDoubleOrNull("sigma_max"),
         };
         if (config.NumTrainTimesteps is <= 0 or > 100_000)
         {
@@ -49,6 +76,14 @@ public sealed record SchedulerConfig
         if (config.StepsOffset < 0 || config.StepsOffset >= config.NumTrainTimesteps)
         {
             throw new InvalidFileException(json.Path, $"steps_offset must be in 0..{config.NumTrainTimesteps - 1} (num_train_timesteps - 1), found {config.StepsOffset}");
+        }
+        if (!(config.ClipSampleRange > 0))
+        {
+            throw new InvalidFileException(json.Path, $"clip_sample_range must be above 0, found {config.ClipSampleRange}");
+        }
+        if (config.OriginalInferenceSteps < 1 || config.OriginalInferenceSteps > config.NumTrainTimesteps)
+        {
+            throw new InvalidFileException(json.Path, $"original_inference_steps must be in 1..{config.NumTrainTimesteps} (num_train_timesteps), found {config.OriginalInferenceSteps}");
         }
         if (config.TrainedBetas is { } betas)
         {

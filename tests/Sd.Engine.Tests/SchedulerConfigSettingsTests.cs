@@ -1,0 +1,145 @@
+using System.Text;
+using Sd.Engine.Schedulers;
+using Sd.Loaders;
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// Scheduler config keys that change what diffusers 0.27 computes: the ones Sd implements (DDIM's and LCM's x0
+/// clipping, LCM's distillation schedule and timestep scale, PNDM's set_alpha_to_one default) against float64
+/// restatements of diffusers' formulas, and the ones it does not refused where diffusers' class for the scheduler
+/// reads them, instead of run as if they were absent.
+/// </summary>
+public sealed class SchedulerConfigSettingsTests
+{
+    private const string Sd15 = "\"beta_schedule\": \"scaled_linear\", \"beta_start\": 0.00085, \"beta_end\": 0.012, \"steps_offset\": 1, \"skip_prk_steps\": true";
+
+    private static SchedulerConfig Parse(string settings) =>
+        SchedulerConfig.From(JsonConfig.Parse("scheduler_config.json", Encoding.UTF8.GetBytes($"{{{Sd15}{(settings.Length > 0 ? ", " : "")}{settings}}}")));
+
+    [Theory]
+    [InlineData("ddim", "\"thresholding\": true", "thresholding true")]
+    [InlineData("ddim", "\"rescale_betas_zero_snr\": true", "rescale_betas_zero_snr true")]
+    [InlineData("euler", "\"rescale_betas_zero_snr\": true", "rescale_betas_zero_snr true")]
+    [InlineData("euler-a", "\"rescale_betas_zero_snr\": true", "rescale_betas_zero_snr true")]
+    [InlineData("lcm", "\"rescale_betas_zero_snr\": true", "rescale_betas_zero_snr true")]
+    [InlineData("lcm", "\"thresholding\": true", "thresholding true")]
+    [InlineData("dpm++-2m", "\"thresholding\": true", "thresholding true")]
+    [InlineData("euler", "\"interpolation_type\": \"log_linear\"", "interpolation_type 'log_linear'")]
+    [InlineData("euler", "\"timestep_type\": \"continuous\", \"prediction_type\": \"v_prediction\"", "timestep_type 'continuous'")]
+    [InlineData("euler-karras", "\"sigma_min\": 0.1", "sigma_min/sigma_max for Karras sigmas")]
+    [InlineData("lms-karras", "\"sigma_max\": 10", "sigma_min/sigma_max for Karras sigmas")]
+    [InlineData("dpm++-2m-karras", "\"sigma_min\": 0.1", "sigma_min/sigma_max for Karras sigmas")]
+    [InlineData("dpm++-2m", "\"use_karras_sigmas\": true, \"sigma_max\": 10", "sigma_min/sigma_max for Karras sigmas")]
+    public void Settings_diffusers_applies_and_Sd_does_not_implement_are_refused(string name, string settings, string expected)
+    {
+        SchedulerConfig config = Parse(settings);
+        var e = Assert.Throws<NotSupportedException>(() => Scheduler.Create(name, config));
+        Assert.Contains($"the scheduler config's {expected} is not supported", e.Message);
+    }
+
+    [Theory]
+    [InlineData("dpm++-2m", "\"rescale_betas_zero_snr\": true")] // DPMSolverMultistepScheduler 0.27 has no such argument
+    [InlineData("lms", "\"thresholding\": true, \"rescale_betas_zero_snr\": true")]
+    [InlineData("pndm", "\"thresholding\": true, \"rescale_betas_zero_snr\": true, \"timestep_type\": \"continuous\"")]
+    [InlineData("euler", "\"timestep_type\": \"continuous\"")] // continuous timesteps are for v-prediction only
+    [InlineData("euler", "\"sigma_min\": 0.1, \"sigma_max\": 10")] // the ends only bound a Karras ramp
+    [InlineData("euler-a", "\"interpolation_type\": \"log_linear\", \"sigma_min\": 0.1")]
+    public void The_same_settings_run_where_diffusers_ignores_them(string name, string settings)
+    {
+        Scheduler scheduler = Scheduler.Create(name, Parse(settings));
+        scheduler.SetTimesteps(4);
+        Assert.Equal(name == "pndm" ? 5 : 4, scheduler.StepCount);
+    }
+
+    [Theory]
+    [InlineData("", 1.0)] // clip_sample defaults to true in DDIMScheduler.__init__
+    [InlineData("\"clip_sample\": true, \"clip_sample_range\": 2.5", 2.5)]
+    [InlineData("\"clip_sample\": false", double.PositiveInfinity)]
+    public void Ddim_clips_its_x0_prediction_as_diffusers_does(string settings, double range)
+    {
+        SchedulerConfig config = Parse(settings);
+        Scheduler ddim = Scheduler.Create("ddim", config);
+        ddim.SetTimesteps(10);
+        int t = (int)ddim.Timesteps[3], prev = (int)ddim.Timesteps[4];
+        float[] sample = [0.9f, -3f, 0.2f, 5f], output = [0.1f, 0.5f, -0.7f, -1.2f];
+        var expected = new double[sample.Length];
+        double a = ddim.AlphasCumprod[t], aPrev = ddim.AlphasCumprod[prev];
+        for (int i = 0; i < sample.Length; i++)
+        {
+            double x0 = Math.Clamp((sample[i] - Math.Sqrt(1 - a) * output[i]) / Math.Sqrt(a), -range, range);
+            expected[i] = Math.Sqrt(aPrev) * x0 + Math.Sqrt(1 - aPrev) * output[i];
+        }
+        ddim.Step(output, 3, sample, null);
+        AssertClose(expected, sample);
+        if (range < 2)
+        {
+            Assert.True(Math.Abs(expected[3] - (Math.Sqrt(aPrev) * (5 + Math.Sqrt(1 - a) * 1.2) / Math.Sqrt(a) + Math.Sqrt(1 - aPrev) * -1.2)) > 1, "the case clips");
+        }
+    }
+
+    [Fact]
+    public void Lcm_reads_its_distillation_steps_timestep_scale_and_clipping()
+    {
+        SchedulerConfig config = Parse("\"original_inference_steps\": 25, \"timestep_scaling\": 5, \"clip_sample\": true, \"clip_sample_range\": 0.5");
+        Scheduler lcm = Scheduler.Create("lcm", config);
+        lcm.SetTimesteps(4);
+        // lcm_origin_timesteps = (1..25) * 40 - 1, reversed, picked at floor(linspace(0, 25, 4, endpoint=False)).
+        Assert.Equal([999f, 759f, 519f, 279f], lcm.Timesteps);
+        Assert.Throws<ArgumentOutOfRangeException>(() => lcm.SetTimesteps(26));
+
+        lcm.SetTimesteps(1);
+        float[] sample = [0.9f, -3f, 0.2f], output = [0.1f, 0.5f, -0.7f];
+        double a = lcm.AlphasCumprod[999], scaled = 999 * 5.0;
+        double cSkip = 0.25 / (scaled * scaled + 0.25), cOut = scaled / Math.Sqrt(scaled * scaled + 0.25);
+        var expected = new double[sample.Length];
+        for (int i = 0; i < sample.Length; i++)
+        {
+            double x0 = Math.Clamp((sample[i] - Math.Sqrt(1 - a) * output[i]) / Math.Sqrt(a), -0.5, 0.5);
+            expected[i] = cOut * x0 + cSkip * sample[i];
+        }
+        lcm.Step(output, 0, sample, null);
+        AssertClose(expected, sample);
+    }
+
+    [Fact]
+    public void Pndm_takes_set_alpha_to_one_as_false_when_the_config_omits_it()
+    {
+        // PNDMScheduler.__init__ defaults set_alpha_to_one to False; only the last step's previous alpha depends on it.
+        float[] Last(string settings)
+        {
+            Scheduler pndm = Scheduler.Create("pndm", Parse(settings));
+            pndm.SetTimesteps(3);
+            float[] sample = [0.9f, -3f, 0.2f];
+            for (int k = 0; k < pndm.StepCount; k++)
+            {
+                pndm.Step([0.1f * k, 0.5f, -0.7f], k, sample, null);
+            }
+            return sample;
+        }
+        Assert.Equal(Last("\"set_alpha_to_one\": false"), Last(""));
+        Assert.NotEqual(Last("\"set_alpha_to_one\": true"), Last(""));
+    }
+
+    [Theory]
+    [InlineData("\"clip_sample_range\": 0", "clip_sample_range must be above 0, found 0")]
+    [InlineData("\"original_inference_steps\": 0", "original_inference_steps must be in 1..1000")]
+    [InlineData("\"original_inference_steps\": 1001", "original_inference_steps must be in 1..1000")]
+    [InlineData("\"timestep_scaling\": \"10\"", "timestep_scaling")]
+    [InlineData("\"thresholding\": 1", "thresholding")]
+    public void Bad_values_are_refused_naming_the_file(string settings, string expected)
+    {
+        var e = Assert.Throws<InvalidFileException>(() => Parse(settings));
+        Assert.Contains("scheduler_config.json", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    private static void AssertClose(double[] expected, float[] actual)
+    {
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= 1e-5 * Math.Max(1, Math.Abs(expected[i])), $"[{i}]: {actual[i]} against {expected[i]}");
+        }
+    }
+}
