@@ -88,6 +88,8 @@ public sealed class SchedulerConfigSettingsTests
         // lcm_origin_timesteps = (1..25) * 40 - 1, reversed, picked at floor(linspace(0, 25, 4, endpoint=False)).
         Assert.Equal([999f, 759f, 519f, 279f], lcm.Timesteps);
         Assert.Throws<ArgumentOutOfRangeException>(() => lcm.SetTimesteps(26));
+        var e = Assert.Throws<ArgumentException>(() => Scheduler.Create("lcm", config with { OriginalInferenceSteps = 1001 }));
+        Assert.Contains("needs num_train_timesteps >= 1001", e.Message);
 
         lcm.SetTimesteps(1);
         float[] sample = [0.9f, -3f, 0.2f], output = [0.1f, 0.5f, -0.7f];
@@ -124,8 +126,7 @@ public sealed class SchedulerConfigSettingsTests
 
     [Theory]
     [InlineData("\"clip_sample_range\": 0", "clip_sample_range must be above 0, found 0")]
-    [InlineData("\"original_inference_steps\": 0", "original_inference_steps must be in 1..1000")]
-    [InlineData("\"original_inference_steps\": 1001", "original_inference_steps must be in 1..1000")]
+    [InlineData("\"original_inference_steps\": 0", "original_inference_steps must be at least 1, found 0")]
     [InlineData("\"timestep_scaling\": \"10\"", "timestep_scaling")]
     [InlineData("\"thresholding\": 1", "thresholding")]
     public void Bad_values_are_refused_naming_the_file(string settings, string expected)

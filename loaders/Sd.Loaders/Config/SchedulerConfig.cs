@@ -81,9 +81,10 @@ public sealed record SchedulerConfig
         {
             throw new InvalidFileException(json.Path, $"clip_sample_range must be above 0, found {config.ClipSampleRange}");
         }
-        if (config.OriginalInferenceSteps < 1 || config.OriginalInferenceSteps > config.NumTrainTimesteps)
+        // Only LCM reads it, and checks it against num_train_timesteps: other schedulers run on short schedules.
+        if (config.OriginalInferenceSteps < 1)
         {
-            throw new InvalidFileException(json.Path, $"original_inference_steps must be in 1..{config.NumTrainTimesteps} (num_train_timesteps), found {config.OriginalInferenceSteps}");
+            throw new InvalidFileException(json.Path, $"original_inference_steps must be at least 1, found {config.OriginalInferenceSteps}");
         }
         if (config.TrainedBetas is { } betas)
         {
