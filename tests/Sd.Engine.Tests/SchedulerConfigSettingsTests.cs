@@ -136,6 +136,15 @@ public sealed class SchedulerConfigSettingsTests
         Assert.Contains(expected, e.Message);
     }
 
+    [Fact]
+    public void A_code_built_clip_range_that_is_not_positive_is_refused_when_clipping()
+    {
+        var config = new SchedulerConfig { ClipSample = true, ClipSampleRange = -1 };
+        Assert.Contains("clip_sample_range must be above 0, got -1", Assert.Throws<ArgumentException>(() => Scheduler.Create("lcm", config)).Message);
+        Assert.Throws<ArgumentException>(() => Scheduler.Create("ddim", config with { ClipSample = null, ClipSampleRange = double.NaN }));
+        Scheduler.Create("ddim", config with { ClipSample = false }).SetTimesteps(2);
+    }
+
     private static void AssertClose(double[] expected, float[] actual)
     {
         for (int i = 0; i < expected.Length; i++)

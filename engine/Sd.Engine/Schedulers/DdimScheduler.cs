@@ -25,8 +25,15 @@ public sealed class DdimScheduler : Scheduler
     /// The bound DDIM and LCM clamp x0 to: clip_sample_range when clip_sample is on (or absent and on by default),
     /// else infinity, which leaves every finite value as it is.
     /// </summary>
-    internal static float ClipRange(SchedulerConfig config, bool clipByDefault) =>
-        (config.ClipSample ?? clipByDefault) ? (float)config.ClipSampleRange : float.PositiveInfinity;
+    internal static float ClipRange(SchedulerConfig config, bool clipByDefault)
+    {
+        if (!(config.ClipSample ?? clipByDefault))
+        {
+            return float.PositiveInfinity;
+        }
+        float range = (float)config.ClipSampleRange;
+        return range > 0 ? range : throw new ArgumentException($"clip_sample_range must be above 0, got {config.ClipSampleRange}", nameof(config));
+    }
 
     protected override void Schedule(int steps, int firstStep)
     {
