@@ -11,6 +11,7 @@ public sealed class BenchCommandTests
     [InlineData("--batch", "100000", "--batch must be in [1, 256], got 100000")]
     [InlineData("--winograd-budget", "-5", "--winograd-budget must be a size in MiB, 0 or more, got -5")]
     [InlineData("--height", "16392", "at most 16384, got 16392x512")]
+    [InlineData("--reps", "1000000", "--reps must be at most 1000, got 1000000")]
     public void Sizes_past_the_limits_are_usage_errors_before_anything_loads(string flag, string value, string message)
     {
         // The model path does not exist: the options are refused before it is opened.

@@ -48,6 +48,18 @@ public sealed class ComponentCommandTests : IDisposable
         AssertFileClose(Ref("clip/last_hidden_state.npy"), hidden, 1e-5);
     }
 
+    [Fact]
+    public void Encode_text_takes_a_prompt_or_ids_not_both()
+    {
+        string hidden = _dir.File("hidden.npy");
+        foreach (string[] text in new[] { new[] { "--prompt", "a", "--ids", "ids.npy" }, [], ["--ids", "ids.npy", "--chunked"] })
+        {
+            var e = Assert.Throws<UsageException>(() => TextCommands.EncodeText(["--model", "no-such-model", .. text, "--out", hidden], TextWriter.Null));
+            Assert.Contains("--ids", e.Message);
+        }
+        Assert.False(File.Exists(hidden));
+    }
+
     [FixtureFact]
     public void Unet_command_matches_diffusers()
     {

@@ -44,6 +44,25 @@ public sealed class GenerateOutputTests : IDisposable
     }
 
     [Fact]
+    public void Stray_arguments_and_seeds_past_2_to_the_64_are_refused()
+    {
+        string png = _dir.File("a.png");
+        Assert.Contains("unexpected argument 'extra'", Refused("--out", png, "extra").Message);
+        // Image i is drawn with seed S + i: a batch from 2^64 - 1 would wrap to seed 0.
+        var e = Assert.Throws<ArgumentException>(() => GenerateCommand.Run(Small("--out", png, "--batch-count", "2", "--seed", ulong.MaxValue.ToString()), TextWriter.Null));
+        Assert.Contains($"seed {ulong.MaxValue} leaves no room for 2 images", e.Message);
+        Assert.Equal(0, GenerateCommand.Run(Small("--out", png, "--seed", ulong.MaxValue.ToString()), TextWriter.Null));
+    }
+
+    [Fact]
+    public void A_terminal_message_drops_the_CSharp_parameter_name()
+    {
+        Assert.Equal("steps must be at least 1, got 0", Program.Describe(new ArgumentException("steps must be at least 1, got 0", "request")));
+        Assert.Equal("clip skip must be in [0, 11], got 12", Program.Describe(new ArgumentOutOfRangeException("clipSkip", 12, "clip skip must be in [0, 11]")));
+        Assert.Equal("disk full", Program.Describe(new IOException("disk full")));
+    }
+
+    [Fact]
     public void Two_outputs_of_the_same_file_are_refused_up_front()
     {
         string png = _dir.File("x.png");

@@ -61,3 +61,95 @@ public sealed class AtomicFileTests : IDisposable
         Assert.Contains("more than 40 symbolic links", Assert.Throws<IOException>(() => AtomicFile.CheckTarget(a)).Message);
     }
 }
+
+/// <summary>Several outputs written all together or not at all, and the checks made before any work.</summary>
+public sealed class AtomicFileSetTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string[] Entries() => Directory.GetFileSystemEntries(_dir.Path).Select(Path.GetFileName).Order().ToArray()!;
+
+    [Fact]
+    public void A_failing_second_file_leaves_neither_and_no_temporary()
+    {
+        using (var files = new AtomicFileSet())
+        {
+            files.Add(_dir.File("a.npy"), s => s.WriteByte(1));
+            Assert.Single(Entries()); // the first file's temporary, not yet the file
+            Assert.Throws<IOException>(() => files.Add(_dir.File("b.npy"), _ => throw new IOException("No space left on device")));
+        }
+        Assert.Empty(Entries());
+    }
+
+    [Fact]
+    public void Commit_renames_every_file_into_place()
+    {
+        using (var files = new AtomicFileSet())
+        {
+            files.Add(_dir.File("a.npy"), s => s.WriteByte(1));
+            files.Add(_dir.File("b.png"), s => s.WriteByte(2));
+            files.Commit();
+        }
+        Assert.Equal(["a.npy", "b.png"], Entries());
+        Assert.Equal([2], File.ReadAllBytes(_dir.File("b.png")));
+    }
+
+    [Fact]
+    public void A_failure_names_the_path_given_not_the_temporary()
+    {
+        string path = _dir.File("x.png");
+        var e = Assert.Throws<IOException>(() => AtomicFile.Write(path, _ => throw new IOException("disk full")));
+        Assert.Equal($"cannot write {path}: disk full", e.Message);
+        Assert.Empty(Entries());
+    }
+
+    [Fact]
+    public void A_name_near_the_file_system_limit_is_written()
+    {
+        // The temporary no longer repeats the name, which took a 240-character name past 255.
+        string path = _dir.File(new string('a', 240) + ".npy");
+        AtomicFile.CheckWritable(path, AtomicFile.CheckTarget(path));
+        AtomicFile.Write(path, s => s.WriteByte(1));
+        Assert.True(File.Exists(path));
+    }
+
+    [Fact]
+    public void A_file_where_a_folder_should_be_is_named()
+    {
+        string file = _dir.Write("f", [1]);
+        var e = Assert.Throws<DirectoryNotFoundException>(() => AtomicFile.CheckTarget(Path.Combine(file, "x.png")));
+        Assert.Equal($"{Path.Combine(file, "x.png")}: {file} is a file, not a folder", e.Message);
+    }
+
+}
+
+/// <summary>
+/// Runs alone: <see cref="AtomicFile.DeleteTemporaries"/> deletes every temporary of the process, so a test writing
+/// a file beside it would lose its own.
+/// </summary>
+[Collection(nameof(AtomicFileSignalTests))]
+public sealed class AtomicFileSignalTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void A_signal_handler_deletes_the_files_being_written()
+    {
+        using var files = new AtomicFileSet();
+        Assert.Throws<InvalidOperationException>(() => files.Add(_dir.File("big.safetensors"), s =>
+        {
+            s.WriteByte(1);
+            Assert.Single(Directory.GetFiles(_dir.Path));
+            AtomicFile.DeleteTemporaries(); // what the CLI's SIGINT/SIGTERM handler runs
+            Assert.Empty(Directory.GetFiles(_dir.Path));
+            throw new InvalidOperationException("stop");
+        }));
+    }
+}
+
+[CollectionDefinition(nameof(AtomicFileSignalTests), DisableParallelization = true)]
+public sealed class AtomicFileSignalCollection;

@@ -13,7 +13,10 @@ public sealed class CommandLine
     private readonly Dictionary<string, string?> _flags = new(StringComparer.Ordinal);
     private readonly List<string> _positionals = new();
 
-    public CommandLine(string command, IReadOnlyList<string> args, IReadOnlyCollection<string> valueFlags, IReadOnlyCollection<string> switches)
+    /// <param name="maxPositionals">Bare arguments the command takes (info: its model); one more is a usage error, not
+    /// silently dropped.</param>
+    public CommandLine(string command, IReadOnlyList<string> args, IReadOnlyCollection<string> valueFlags, IReadOnlyCollection<string> switches,
+        int maxPositionals = 0)
     {
         Command = command;
         for (int i = 0; i < args.Count; i++)
@@ -21,6 +24,10 @@ public sealed class CommandLine
             string arg = args[i];
             if (!arg.StartsWith("--", StringComparison.Ordinal) || arg == "--")
             {
+                if (_positionals.Count == maxPositionals)
+                {
+                    throw new UsageException($"{command}: unexpected argument '{arg}' (options take the form --name value; see `sd {command} --help`)");
+                }
                 _positionals.Add(arg);
                 continue;
             }
@@ -70,8 +77,9 @@ public sealed class CommandLine
 
     /// <summary>
     /// Checks the files a command will write before it does any work (a generation takes minutes): each path names a
-    /// file in a folder that exists, not a folder or a device (<see cref="AtomicFile.CheckTarget"/>), and no two
-    /// outputs are the same file. A problem is a usage error naming the flag.
+    /// file in a folder that exists, not a folder or a device (<see cref="AtomicFile.CheckTarget"/>), a file can be
+    /// created there (<see cref="AtomicFile.CheckWritable"/>), and no two outputs are the same file. A problem is a
+    /// usage error naming the flag.
     /// </summary>
     public void CheckOutputs(IEnumerable<(string Flag, string Path)> outputs)
     {
@@ -82,6 +90,7 @@ public sealed class CommandLine
             try
             {
                 target = AtomicFile.CheckTarget(path);
+                AtomicFile.CheckWritable(path, target);
             }
             catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
             {

@@ -1,5 +1,7 @@
+using System.Runtime.InteropServices;
 using Sd.Cli.Commands;
 using Sd.Loaders;
+using Sd.Loaders.IO;
 
 namespace Sd.Cli;
 
@@ -37,6 +39,10 @@ public static class Program
         }
         string command = args[0];
         string[] rest = args[1..];
+        // Ctrl-C or a kill ends the process without running finally blocks: the files and folders being written
+        // (temporaries, renamed into place only when whole) are deleted first, then the signal takes its course.
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, DeleteTemporaries);
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, DeleteTemporaries);
         try
         {
             CheckThreadSetting(Environment.GetEnvironmentVariable("SD_THREADS"));
@@ -63,10 +69,30 @@ public static class Program
             or NotSupportedException or ArithmeticException or OperationCanceledException or OutOfMemoryException)
         {
             // InvalidFileException (an IOException) already names the file and the problem.
-            Console.Error.WriteLine($"sd {command}: {e.Message}");
+            Console.Error.WriteLine($"sd {command}: {Describe(e)}");
             return 1;
         }
     }
+
+    /// <summary>
+    /// An exception's message for the terminal: an ArgumentException's " (Parameter 'name')" suffix names a C#
+    /// parameter the user never saw, so it goes, and an out-of-range value is told as ", got VALUE".
+    /// </summary>
+    public static string Describe(Exception e)
+    {
+        string message = e.Message;
+        if (e is ArgumentException { ParamName: { } name } && message.IndexOf($" (Parameter '{name}')", StringComparison.Ordinal) is var at and >= 0)
+        {
+            message = message[..at];
+            if (e is ArgumentOutOfRangeException { ActualValue: { } value })
+            {
+                message += $", got {value}";
+            }
+        }
+        return message;
+    }
+
+    private static void DeleteTemporaries(PosixSignalContext context) => AtomicFile.DeleteTemporaries();
 
     /// <summary>
     /// SD_THREADS is read when the worker pool first starts, which may be after a model has loaded: checked at once

@@ -48,6 +48,11 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentOutOfRangeException(nameof(count), count, $"the batch count must be in [1, {MaxBatchCount}]");
         }
+        if (request.Seed > ulong.MaxValue - (ulong)(count - 1))
+        {
+            // Image i is drawn with seed Seed + i; past 2^64 - 1 that would wrap to seed 0, which is another run's.
+            throw new ArgumentException($"seed {request.Seed} leaves no room for {count} images: the batch's seeds run to Seed + {count - 1}, past 2^64 - 1", nameof(request));
+        }
         if (count > 1 && (request.InitialLatents is not null || request.Noise is not null))
         {
             throw new ArgumentException($"given initial latents or a noise source reproduce one run; a batch count of {count} needs seeded draws", nameof(request));

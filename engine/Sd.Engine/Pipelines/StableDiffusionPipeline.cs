@@ -250,7 +250,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>The generator seed of image <paramref name="image"/> of a batch.</summary>
-    private static ulong SeedOf(GenerateRequest request, int image) => unchecked(request.Seed + (ulong)image);
+    private static ulong SeedOf(GenerateRequest request, int image) => request.Seed + (ulong)image; // checked in CheckRequest
 
     /// <summary>One image's starting point by mode: inpainting (a mask), img2img (an init image) or txt2img.</summary>
     private DenoisingRun Prepare(GenerateRequest request, INoiseSource noise, PictureMoments pictures, int h, int w, PhaseTimes times,

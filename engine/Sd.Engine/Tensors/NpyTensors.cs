@@ -28,11 +28,11 @@ public static unsafe class NpyTensors
     }
 
     /// <summary>Writes an NHWC tensor [N,H,W,C] as a float32 [N,C,H,W] .npy file (atomically).</summary>
-    public static void WriteNhwcAsNchw(Tensor tensor, string path)
-    {
-        float[] nchw = ToNchw(tensor);
-        NpyFile.Write(path, NpyArray.FromFloat32(nchw, [tensor.Dim(0), tensor.Dim(3), tensor.Dim(1), tensor.Dim(2)]));
-    }
+    public static void WriteNhwcAsNchw(Tensor tensor, string path) => NpyFile.Write(path, AsNchwArray(tensor));
+
+    /// <summary>An NHWC tensor [N,H,W,C] as a float32 [N,C,H,W] array, ready to write.</summary>
+    public static NpyArray AsNchwArray(Tensor tensor) =>
+        NpyArray.FromFloat32(ToNchw(tensor), [tensor.Dim(0), tensor.Dim(3), tensor.Dim(1), tensor.Dim(2)]);
 
     /// <summary>An NHWC tensor [N,H,W,C] as a managed NCHW array, PyTorch's order.</summary>
     public static float[] ToNchw(Tensor tensor)

@@ -93,7 +93,7 @@ public sealed unsafe class ClipTextModel : IDisposable
         }
         if (clipSkip < 0 || clipSkip >= _layers.Length)
         {
-            throw new ArgumentOutOfRangeException(nameof(clipSkip), clipSkip, $"must be in [0, {_layers.Length - 1}]");
+            throw new ArgumentOutOfRangeException(nameof(clipSkip), clipSkip, $"clip skip must be in [0, {_layers.Length - 1}] for a text encoder of {_layers.Length} layers");
         }
         int rows = batch * length;
         Tensor hidden = Tensor.Allocate([batch, length, width]);

@@ -219,7 +219,9 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
         if (timesteps.Length != 1 && timesteps.Length != batch)
         {
-            throw new ArgumentException($"expected 1 or {batch} timesteps, got {timesteps.Length}", nameof(timesteps));
+            throw new ArgumentException(batch == 1
+                ? $"a batch of 1 takes 1 timestep, got {timesteps.Length}"
+                : $"a batch of {batch} takes 1 timestep (shared) or {batch} (one per sample), got {timesteps.Length}", nameof(timesteps));
         }
         if (output.Rank != 4 || output.Dim(0) != batch || output.Dim(1) != sample.Dim(1) || output.Dim(2) != sample.Dim(2) || output.Dim(3) != Config.OutChannels)
         {

@@ -12,21 +12,65 @@ public static partial class AtomicFile
 {
     public static void Write(string path, Action<Stream> write)
     {
-        string fullPath = CheckTarget(path);
-        string temp = Path.Combine(Path.GetDirectoryName(fullPath)!, $".{Path.GetFileName(fullPath)}.{Guid.NewGuid():N}.tmp");
+        using var files = new AtomicFileSet();
+        files.Add(path, write);
+        files.Commit();
+    }
+
+    /// <summary>
+    /// Checks, before long work, that a file can be created beside <paramref name="target"/> (a real path from
+    /// <see cref="CheckTarget"/>): a read-only folder or an unusable name then fails at once, naming the path given,
+    /// not after minutes of work with the name of a temporary file.
+    /// </summary>
+    /// <exception cref="IOException">No file can be created there; the message names <paramref name="path"/>.</exception>
+    public static void CheckWritable(string path, string target)
+    {
+        string temp = TemporaryBeside(target);
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-            {
-                write(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, fullPath, overwrite: true);
+            new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1).Dispose();
         }
-        catch
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            TryDelete(temp);
-            throw;
+            throw Failure(path, temp, e);
+        }
+        TryDelete(temp);
+    }
+
+    /// <summary>
+    /// A fresh temporary name in the folder of <paramref name="target"/>. It does not repeat the target's name, so a
+    /// target whose name is near the file system's 255-byte limit still gets one.
+    /// </summary>
+    internal static string TemporaryBeside(string target) =>
+        Path.Combine(Path.GetDirectoryName(target)!, $".sd-{Guid.NewGuid():N}.tmp");
+
+    /// <summary>A failure to write <paramref name="path"/> through <paramref name="temp"/>, told in terms of the path given.</summary>
+    internal static IOException Failure(string path, string temp, Exception e) =>
+        new($"cannot write {path}: {e.Message.Replace(temp, path, StringComparison.Ordinal)}", e);
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> s_temporaries = new();
+
+    /// <summary>Records a temporary file or folder for <see cref="DeleteTemporaries"/> until it is renamed or deleted.</summary>
+    internal static void Track(string temp, bool isFolder) => s_temporaries[temp] = isFolder;
+
+    internal static void Untrack(string temp) => s_temporaries.TryRemove(temp, out _);
+
+    /// <summary>
+    /// Deletes every temporary file and folder being written now: for a process stopped by a signal (Ctrl-C,
+    /// SIGTERM), whose finally blocks do not run. Best effort; a write in progress may still add to a folder.
+    /// </summary>
+    public static void DeleteTemporaries()
+    {
+        foreach ((string temp, bool isFolder) in s_temporaries)
+        {
+            if (isFolder)
+            {
+                TryDeleteFolder(temp);
+            }
+            else
+            {
+                TryDelete(temp);
+            }
         }
     }
 
@@ -52,6 +96,10 @@ public static partial class AtomicFile
         {
             string folder = Path.GetDirectoryName(fullPath)!;
             string real = RealFolder(folder) ?? throw new DirectoryNotFoundException($"{path}: the folder {folder} does not exist");
+            if (!Directory.Exists(real))
+            {
+                throw new DirectoryNotFoundException($"{path}: {folder} is a file, not a folder");
+            }
             fullPath = Path.Combine(real, Path.GetFileName(fullPath));
             if (new FileInfo(fullPath).LinkTarget is not { } link)
             {
@@ -111,7 +159,19 @@ public static partial class AtomicFile
     [LibraryImport("libc", EntryPoint = "free")]
     private static partial void Free(nint pointer);
 
-    private static void TryDelete(string path)
+    internal static void TryDeleteFolder(string path)
+    {
+        try
+        {
+            Directory.Delete(path, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Best effort, as for files.
+        }
+    }
+
+    internal static void TryDelete(string path)
     {
         try
         {

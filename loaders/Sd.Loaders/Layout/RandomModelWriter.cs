@@ -15,18 +15,58 @@ namespace Sd.Loaders.Layout;
 /// </summary>
 public static class RandomModelWriter
 {
-    /// <summary>Writes the SD 1.5 folder (no tokenizer: real tokenizer files are not ours to ship).</summary>
+    /// <summary>
+    /// Writes the SD 1.5 folder (no tokenizer: real tokenizer files are not ours to ship). The folder must be new or
+    /// empty: a model is never overwritten. It is built in a temporary folder beside it and renamed into place when
+    /// whole, so a failure (a full disk) or an interrupt leaves no half-written model.
+    /// </summary>
+    /// <exception cref="IOException"><paramref name="directory"/> is a file or a folder that is not empty.</exception>
     public static long WriteSd15(string directory, TensorDType dtype, ulong seed, TextWriter? log = null)
     {
         RequireFloat(dtype);
-        Directory.CreateDirectory(directory);
-        WriteText(Path.Combine(directory, "model_index.json"), Sd15.ModelIndexJson);
-        WriteText(Path.Combine(directory, "scheduler", "scheduler_config.json"), Sd15.SchedulerJson);
-        long total = 0;
-        total += Component(directory, "unet", "diffusion_pytorch_model.safetensors", Sd15.UNetJson, DiffusersLayout.UNet(Sd15.UNet), dtype, seed, log);
-        total += Component(directory, "vae", "diffusion_pytorch_model.safetensors", Sd15.VaeJson, DiffusersLayout.Vae(Sd15.Vae), dtype, seed + 1, log);
-        total += Component(directory, "text_encoder", "model.safetensors", Sd15.TextEncoderJson, DiffusersLayout.ClipText(Sd15.TextEncoder), dtype, seed + 2, log);
-        return total;
+        string target = CheckNewFolder(directory);
+        string temp = AtomicFile.TemporaryBeside(target);
+        AtomicFile.Track(temp, isFolder: true);
+        try
+        {
+            WriteText(Path.Combine(temp, "model_index.json"), Sd15.ModelIndexJson);
+            WriteText(Path.Combine(temp, "scheduler", "scheduler_config.json"), Sd15.SchedulerJson);
+            long total = 0;
+            total += Component(temp, "unet", "diffusion_pytorch_model.safetensors", Sd15.UNetJson, DiffusersLayout.UNet(Sd15.UNet), dtype, seed, log);
+            total += Component(temp, "vae", "diffusion_pytorch_model.safetensors", Sd15.VaeJson, DiffusersLayout.Vae(Sd15.Vae), dtype, seed + 1, log);
+            total += Component(temp, "text_encoder", "model.safetensors", Sd15.TextEncoderJson, DiffusersLayout.ClipText(Sd15.TextEncoder), dtype, seed + 2, log);
+            if (Directory.Exists(target))
+            {
+                Directory.Delete(target); // empty, checked above; fails rather than delete anything put there since
+            }
+            Directory.Move(temp, target);
+            return total;
+        }
+        finally
+        {
+            AtomicFile.TryDeleteFolder(temp); // gone after the move
+            AtomicFile.Untrack(temp);
+        }
+    }
+
+    /// <summary>The full path of a model folder to create: absent or an empty folder, in a folder that exists.</summary>
+    public static string CheckNewFolder(string directory)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        string target = Path.GetFullPath(Path.TrimEndingDirectorySeparator(directory));
+        if (File.Exists(target))
+        {
+            throw new IOException($"{directory} is a file; a new model folder was expected");
+        }
+        if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any())
+        {
+            throw new IOException($"{directory} is not empty; a model is written to a new or empty folder, never over one");
+        }
+        if (!Directory.Exists(Path.GetDirectoryName(target)))
+        {
+            throw new DirectoryNotFoundException($"{directory}: the folder {Path.GetDirectoryName(target)} does not exist");
+        }
+        return target;
     }
 
     /// <summary>
@@ -60,10 +100,9 @@ public static class RandomModelWriter
     {
         string directory = Path.Combine(root, folder);
         WriteText(Path.Combine(directory, "config.json"), configJson);
-        string path = Path.Combine(directory, fileName);
-        Weights(layout, dtype, seed).Save(path);
+        Weights(layout, dtype, seed).Save(Path.Combine(directory, fileName));
         long parameters = layout.Sum(p => p.ElementCount);
-        log?.WriteLine($"  {folder}: {parameters:N0} parameters -> {path}");
+        log?.WriteLine($"  {folder}: {parameters:N0} parameters ({folder}/{fileName})");
         return parameters;
     }
 

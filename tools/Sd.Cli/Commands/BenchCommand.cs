@@ -52,6 +52,10 @@ public static class BenchCommand
         string part = line.Require("--part");
         int height = Positive(line, "--height", 512), width = Positive(line, "--width", 512), batch = Positive(line, "--batch", 1);
         int reps = Positive(line, "--reps", 3), steps = Positive(line, "--steps", 20);
+        if (reps > MaxReps)
+        {
+            throw new UsageException($"bench: --reps must be at most {MaxReps}, got {reps}");
+        }
         if (height % 8 != 0 || width % 8 != 0 || height > StableDiffusionPipeline.MaxImageSide || width > StableDiffusionPipeline.MaxImageSide)
         {
             throw new UsageException($"bench: --height and --width must be positive multiples of 8, at most {StableDiffusionPipeline.MaxImageSide}, got {height}x{width}");
@@ -308,6 +312,9 @@ public static class BenchCommand
         }
         return Process.GetCurrentProcess().PeakWorkingSet64;
     }
+
+    /// <summary>Timed runs per bench: plenty for a median, and a typo (1000000) cannot keep it busy for days.</summary>
+    private const int MaxReps = 1000;
 
     private static int Positive(CommandLine line, string flag, int fallback)
     {

@@ -3,6 +3,7 @@ using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Tensors;
 using Sd.Loaders;
+using Sd.Loaders.IO;
 using Sd.Loaders.Npy;
 using Sd.Loaders.Png;
 
@@ -162,18 +163,24 @@ public static class GenerateCommand
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
             $"CFG scale: {request.GuidanceScale.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip}, Model: {modelName}";
+        // An image's files appear together or not at all; earlier images of a batch stay, each whole.
+        using var files = new AtomicFileSet();
         string pngPath = BatchPath(outPath, index, count);
-        PngFile.Write(pngPath, ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters }));
+        PngImage picture = ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters });
+        files.Add(pngPath, stream => PngFile.Write(stream, picture));
         if (line.Get("--out-latents") is { } latentsPath)
         {
-            NpyTensors.WriteNhwcAsNchw(result.Latents, BatchPath(latentsPath, index, count));
+            NpyArray latents = NpyTensors.AsNchwArray(result.Latents);
+            files.Add(BatchPath(latentsPath, index, count), stream => NpyFile.Write(stream, latents));
         }
         if (line.Get("--out-image-npy") is { } imagePath)
         {
             float[] unit = new float[result.Image.Length];
             for (int i = 0; i < unit.Length; i++) unit[i] = ImageConversion.ToUnit(result.Image.Span[i]);
-            NpyFile.Write(BatchPath(imagePath, index, count), NpyArray.FromFloat32(unit, result.Image.Shape));
+            NpyArray image = NpyArray.FromFloat32(unit, result.Image.Shape);
+            files.Add(BatchPath(imagePath, index, count), stream => NpyFile.Write(stream, image));
         }
+        files.Commit();
         return pngPath;
     }
 

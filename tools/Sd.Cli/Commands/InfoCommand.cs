@@ -31,7 +31,7 @@ public static class InfoCommand
             output.WriteLine(Help);
             return 0;
         }
-        var line = new CommandLine("info", args, ["--variant", "--tokenizer", "--config"], []);
+        var line = new CommandLine("info", args, ["--variant", "--tokenizer", "--config"], [], maxPositionals: 1);
         if (line.Positionals.Count != 1)
         {
             throw new UsageException("info: expected exactly one MODEL path (see `sd info --help`)");

@@ -11,7 +11,8 @@ public static class MakeRandomModelCommand
 
         Writes a diffusers model folder with the exact Stable Diffusion 1.5 shapes (UNet 860M, VAE 84M, text
         encoder 123M parameters) and seeded RANDOM weights, for benchmarks at real scale without real weights.
-        The images it produces are noise. It has no tokenizer: pass token ids, or --tokenizer DIR.
+        The images it produces are noise. It has no tokenizer: pass token ids, or --tokenizer DIR. DIR must be
+        new or empty (a model is never overwritten); the folder appears only when whole.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
@@ -38,6 +39,14 @@ public static class MakeRandomModelCommand
             ? ulong.TryParse(text, out ulong s) ? s : throw new UsageException($"make-random-model: --seed expects a non-negative integer, got '{text}'")
             : 0;
         string directory = line.Require("--out");
+        try
+        {
+            RandomModelWriter.CheckNewFolder(directory);
+        }
+        catch (IOException e)
+        {
+            throw new UsageException($"make-random-model: --out: {e.Message}");
+        }
         output.WriteLine($"writing an SD 1.5-shaped model with RANDOM {dtype.Name()} weights (seed {seed}) to {directory}:");
         long parameters = RandomModelWriter.WriteSd15(directory, dtype, seed, output);
         output.WriteLine($"done: {parameters:N0} parameters. These weights are random: generated images are noise.");

@@ -4,6 +4,8 @@ using Sd.Engine.UNet;
 using Sd.Engine.Vae;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Config;
+using Sd.Loaders.IO;
 using Sd.Loaders.Npy;
 using Sd.Loaders.Png;
 using Sd.Engine.Imaging;
@@ -47,11 +49,11 @@ public static class ModelCommands
         string outPath = line.Require("--out");
         line.CheckOutputFlags("--out");
         float[] timesteps = Timesteps(line);
-        using Tensor sample = NpyTensors.ReadNchwAsNhwc(line.Require("--sample"));
-        using Tensor context = ReadContext(line.Require("--context"));
         using ModelSource model = ModelOptions.Open(line);
-        using var unet = new UNet2DConditionModel(
-            model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet"), model.Weights(ModelComponent.Unet));
+        UNetConfig config = model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet");
+        using Tensor sample = ReadNchw(line, "--sample", config.InChannels);
+        using Tensor context = ReadContext(line.Require("--context"));
+        using var unet = new UNet2DConditionModel(config, model.Weights(ModelComponent.Unet));
         using Tensor prediction = Tensor.Allocate([sample.Dim(0), sample.Dim(1), sample.Dim(2), unet.Config.OutChannels]);
         unet.Forward(sample, timesteps, context, prediction);
         NpyTensors.WriteNhwcAsNchw(prediction, outPath);
@@ -69,15 +71,22 @@ public static class ModelCommands
         var line = new CommandLine("vae-decode", args, ModelOptions.With("--latents", "--out", "--png"), []);
         string outPath = line.Require("--out");
         line.CheckOutputFlags("--out", "--png");
-        using Tensor latents = NpyTensors.ReadNchwAsNhwc(line.Require("--latents"));
         using ModelSource model = ModelOptions.Open(line);
-        using var vae = new AutoencoderKL(model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE"), model.Weights(ModelComponent.Vae));
+        VaeConfig config = model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE");
+        using Tensor latents = ReadNchw(line, "--latents", config.LatentChannels);
+        using var vae = new AutoencoderKL(config, model.Weights(ModelComponent.Vae));
         using Tensor image = Tensor.Allocate([latents.Dim(0), latents.Dim(1) * vae.Factor, latents.Dim(2) * vae.Factor, vae.Config.OutChannels]);
         vae.Decode(latents, image);
-        NpyTensors.WriteNhwcAsNchw(image, outPath);
-        if (line.Get("--png") is { } png)
+        using (var files = new AtomicFileSet())
         {
-            PngFile.Write(png, ImageConversion.ToRgb8(image, 0));
+            NpyArray array = NpyTensors.AsNchwArray(image);
+            files.Add(outPath, stream => NpyFile.Write(stream, array));
+            if (line.Get("--png") is { } png)
+            {
+                PngImage picture = ImageConversion.ToRgb8(image, 0);
+                files.Add(png, stream => PngFile.Write(stream, picture));
+            }
+            files.Commit();
         }
         output.WriteLine($"wrote {outPath}: float32 [{image.Dim(0)}, {image.Dim(3)}, {image.Dim(1)}, {image.Dim(2)}]");
         return 0;
@@ -94,19 +103,26 @@ public static class ModelCommands
         string outPath = line.Require("--out");
         line.CheckOutputFlags("--out", "--out-logvar");
         string imagePath = line.Require("--image");
+        using ModelSource model = ModelOptions.Open(line);
+        VaeConfig config = model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE");
         using Tensor image = imagePath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)
             ? ImageConversion.FromPng(PngFile.Read(imagePath))
-            : NpyTensors.ReadNchwAsNhwc(imagePath);
-        using ModelSource model = ModelOptions.Open(line);
-        using var vae = new AutoencoderKL(model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE"), model.Weights(ModelComponent.Vae));
+            : ReadNchw(line, "--image", config.InChannels);
+        using var vae = new AutoencoderKL(config, model.Weights(ModelComponent.Vae));
         int[] shape = [image.Dim(0), image.Dim(1) / vae.Factor, image.Dim(2) / vae.Factor, vae.Config.LatentChannels];
         using Tensor mean = Tensor.Allocate(shape);
         using Tensor logvar = Tensor.Allocate(shape);
         vae.Encode(image, mean, logvar);
-        NpyTensors.WriteNhwcAsNchw(mean, outPath);
-        if (line.Get("--out-logvar") is { } logvarPath)
+        using (var files = new AtomicFileSet())
         {
-            NpyTensors.WriteNhwcAsNchw(logvar, logvarPath);
+            NpyArray meanArray = NpyTensors.AsNchwArray(mean);
+            files.Add(outPath, stream => NpyFile.Write(stream, meanArray));
+            if (line.Get("--out-logvar") is { } logvarPath)
+            {
+                NpyArray logvarArray = NpyTensors.AsNchwArray(logvar);
+                files.Add(logvarPath, stream => NpyFile.Write(stream, logvarArray));
+            }
+            files.Commit();
         }
         output.WriteLine($"wrote {outPath}: float32 [{shape[0]}, {shape[3]}, {shape[1]}, {shape[2]}]");
         return 0;
@@ -129,6 +145,23 @@ public static class ModelCommands
         return array.DType is NpyDType.Float32 or NpyDType.Float16
             ? array.ToFloat32()
             : Array.ConvertAll(array.ToInt64(), v => (float)v);
+    }
+
+    /// <summary>
+    /// The NCHW .npy array <paramref name="flag"/> names, as an NHWC tensor; refused naming the flag and the file
+    /// unless it has the model's <paramref name="channels"/> (the engine's own check would show the NHWC shape).
+    /// </summary>
+    private static Tensor ReadNchw(CommandLine line, string flag, int channels)
+    {
+        string path = line.Require(flag);
+        Tensor tensor = NpyTensors.ReadNchwAsNhwc(path);
+        if (tensor.Dim(3) != channels)
+        {
+            int[] nchw = [tensor.Dim(0), tensor.Dim(3), tensor.Dim(1), tensor.Dim(2)];
+            tensor.Dispose();
+            throw new InvalidFileException(path, $"{flag} must be [N, {channels}, H, W] (NCHW) for this model, found {NpyArray.FormatShape(nchw)}");
+        }
+        return tensor;
     }
 
     private static Tensor ReadContext(string path)

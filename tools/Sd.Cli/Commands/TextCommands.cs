@@ -3,6 +3,7 @@ using Sd.Engine.Tensors;
 using Sd.Engine.Text;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
+using Sd.Loaders.IO;
 using Sd.Loaders.Npy;
 
 namespace Sd.Cli.Commands;
@@ -74,6 +75,14 @@ public static class TextCommands
         }
         var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out"), ["--fix-text", "--chunked"]);
         string outPath = line.Require("--out");
+        if (line.Has("--prompt") == line.Has("--ids"))
+        {
+            throw new UsageException("encode-text: give the text as --prompt TEXT or as token ids with --ids ids.npy, one of the two");
+        }
+        if (line.Has("--ids") && (line.Has("--chunked") || line.Has("--fix-text")))
+        {
+            throw new UsageException($"encode-text: {(line.Has("--chunked") ? "--chunked" : "--fix-text")} tokenizes --prompt; --ids are tokens already");
+        }
         line.CheckOutputFlags("--out", "--pooled-out");
         int clipSkip = line.GetInt("--clip-skip", 0);
         using ModelSource model = ModelOptions.Open(line);
@@ -85,10 +94,16 @@ public static class TextCommands
         using ClipTextOutput result = line.Has("--chunked")
             ? encoder.EncodeChunks(LoadTokenizer(model, line).EncodeChunked(line.Require("--prompt")), clipSkip)
             : EncodeRows(model, line, encoder, clipSkip);
-        NpyFile.Write(outPath, NpyArray.FromFloat32(result.Hidden.Span.ToArray(), result.Hidden.Shape));
-        if (line.Get("--pooled-out") is { } pooledPath)
+        using (var files = new AtomicFileSet())
         {
-            NpyFile.Write(pooledPath, NpyArray.FromFloat32(result.Pooled.Span.ToArray(), result.Pooled.Shape));
+            NpyArray hidden = NpyArray.FromFloat32(result.Hidden.Span.ToArray(), result.Hidden.Shape);
+            files.Add(outPath, stream => NpyFile.Write(stream, hidden));
+            if (line.Get("--pooled-out") is { } pooledPath)
+            {
+                NpyArray pooled = NpyArray.FromFloat32(result.Pooled.Span.ToArray(), result.Pooled.Shape);
+                files.Add(pooledPath, stream => NpyFile.Write(stream, pooled));
+            }
+            files.Commit();
         }
         output.WriteLine($"wrote {outPath}: float32 {Tensor.ShapeText(result.Hidden.Shape)}");
         return 0;
