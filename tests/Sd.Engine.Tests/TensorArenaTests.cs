@@ -84,6 +84,15 @@ public unsafe class NpyTensorsTests
             var e = Assert.Throws<Sd.Loaders.InvalidFileException>(() => NpyTensors.ReadNchwAsNhwc(input));
             Assert.Contains("x.npy", e.Message);
             Assert.Contains("4-D", e.Message);
+            // No values under huge dimensions: h * w would overflow an int on the way to an NHWC shape.
+            Sd.Loaders.Npy.NpyFile.Write(input, Sd.Loaders.Npy.NpyArray.FromFloat32([], [0, int.MaxValue, int.MaxValue, int.MaxValue]));
+            Assert.Contains("holds no values (shape (0, 2147483647, 2147483647, 2147483647))",
+                Assert.Throws<Sd.Loaders.InvalidFileException>(() => NpyTensors.ReadNchwAsNhwc(input)).Message);
+            // A recorded noise draw with a NaN is refused naming its file.
+            Sd.Loaders.Npy.NpyFile.Write(Path.Combine(dir, "noise_000.npy"), Sd.Loaders.Npy.NpyArray.FromFloat32([0f, float.NaN], [1, 2]));
+            var nan = Assert.Throws<Sd.Loaders.InvalidFileException>(() => new Sd.Engine.Pipelines.FileNoise(dir).Next(new float[2]));
+            Assert.Contains("noise_000.npy", nan.Message);
+            Assert.Contains("holds NaN at index 1", nan.Message);
         }
         finally
         {

@@ -32,6 +32,10 @@ public sealed class FileNoise(string directory) : INoiseSource
         {
             throw new InvalidFileException(path, $"holds {values.Length} values, the pipeline needs {nchw.Length} here");
         }
+        if (Array.FindIndex(values, v => !float.IsFinite(v)) is var bad and >= 0)
+        {
+            throw new InvalidFileException(path, $"holds {values[bad]} at index {bad}; a recorded noise draw is finite");
+        }
         values.CopyTo(nchw);
         _next++;
     }

@@ -18,6 +18,11 @@ public static unsafe class NpyTensors
         {
             throw new InvalidFileException(path, $"expected a 4-D [N,C,H,W] array, found shape {NpyArray.FormatShape(shape)}");
         }
+        if (nchw.Length == 0)
+        {
+            // Also keeps h * w below from overflowing: with no zero dimension the product fits the array's length.
+            throw new InvalidFileException(path, $"holds no values (shape {NpyArray.FormatShape(shape)})");
+        }
         int n = shape[0], c = shape[1], h = shape[2], w = shape[3];
         Tensor tensor = Tensor.Allocate([n, h, w, c]);
         fixed (float* src = nchw)

@@ -136,7 +136,7 @@ public static unsafe class AlignedMemory
         nint mapped = Mmap(0, length, ProtReadWrite, MapPrivateAnonymous, -1, 0);
         if (mapped == -1)
         {
-            throw new OutOfMemoryException($"could not map {capacity} bytes (errno {Marshal.GetLastPInvokeError()})");
+            throw new OutOfMemoryException($"out of memory: could not map {capacity / 1048576.0:0.#} MiB (errno {Marshal.GetLastPInvokeError()}); a smaller image, batch or tile size needs less");
         }
         nint start = (nint)(((nuint)mapped + alignment - 1) & ~(alignment - 1));
         nuint head = (nuint)(start - mapped);

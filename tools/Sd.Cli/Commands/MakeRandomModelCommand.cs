@@ -43,9 +43,9 @@ public static class MakeRandomModelCommand
         {
             RandomModelWriter.CheckNewFolder(directory);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or ArgumentException)
         {
-            throw new UsageException($"make-random-model: --out: {e.Message}");
+            throw new UsageException($"make-random-model: --out: {Program.Describe(e)}");
         }
         output.WriteLine($"writing an SD 1.5-shaped model with RANDOM {dtype.Name()} weights (seed {seed}) to {directory}:");
         long parameters = RandomModelWriter.WriteSd15(directory, dtype, seed, output);
