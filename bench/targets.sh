@@ -3,7 +3,8 @@
 # line, each against its target. Usage:
 #   bench/targets.sh F32_MODEL [F16_MODEL]      (folders from `sd make-random-model --like sd15 [--dtype f16]`)
 # Env: SD (the sd binary; default: build tools/Sd.Cli in Release and use it), REPS (timed runs per part, default 3;
-# txt2img always runs once after its warm-up). About 6 minutes on a 2-core Zen 5, far longer without AVX-512.
+# txt2img is timed once). Every part also runs a warm-up and a FLOP-counting run first, so a txt2img row is three
+# whole pipelines: about 10 minutes on a 2-core Zen 5, far longer without AVX-512.
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 ]]; then
@@ -19,8 +20,16 @@ if [[ -z "${SD:-}" ]]; then
     SD="$root/tools/Sd.Cli/bin/Release/net10.0/sd"
 fi
 
-# The value of a numeric key in bench's one-line JSON object.
-field() { sed -E "s/.*\"$2\":([-0-9.eE+]+).*/\1/" <<<"$1"; }
+# The value of a numeric key in bench's one-line JSON object; fails naming the key when it is not there.
+field() {
+    local value
+    value=$(sed -nE "s/.*\"$2\":([-0-9.eE+]+).*/\1/p" <<<"$1")
+    if [[ -z $value ]]; then
+        echo "$0: sd bench printed no $2: $1" >&2
+        exit 1
+    fi
+    echo "$value"
+}
 
 # Prints "yes" when $1 <= $2, else "no, by N%".
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v <= t) print "yes"; else printf "no, by %.0f%%\n", (v / t - 1) * 100 }'; }

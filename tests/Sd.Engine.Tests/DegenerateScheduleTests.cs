@@ -79,14 +79,14 @@ public sealed class DegenerateScheduleTests
 
     [Theory]
     [InlineData("dpm++-2m", 499, 500)]
-    [InlineData("lms", 0, 4)]
+    [InlineData("lms", 0, 2)]
     public void A_run_starting_past_a_repeated_noise_level_is_set(string name, int pair, int firstRunnable)
     {
         const int steps = 1000;
         // 1000 linspace DPM++ steps give indices 499 and 500 the same level; 1000 leading LMS steps clamp indices 0
         // and 1 of the stock SD config (steps_offset 1). img2img starting past the repeat never divides by it, but
-        // LMS builds its first steps' order-4 coefficients over the three levels before them too (diffusers divides
-        // by the repeat until index 4).
+        // LMS's first coefficients divide by gaps to the levels before the run, so a start at index 1 does (NaN in
+        // diffusers too) and index 2 is the first that runs.
         var config = new SchedulerConfig { StepsOffset = 1, TimestepSpacing = name == "lms" ? "leading" : "linspace" };
         Scheduler scheduler = Scheduler.Create(name, config);
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(steps, firstRunnable - 1));

@@ -32,6 +32,10 @@ public sealed class SchedulerConfigSettingsTests
     [InlineData("lms-karras", "\"sigma_max\": 10", "sigma_min/sigma_max for Karras sigmas")]
     [InlineData("dpm++-2m-karras", "\"sigma_min\": 0.1", "sigma_min/sigma_max for Karras sigmas")]
     [InlineData("dpm++-2m", "\"use_karras_sigmas\": true, \"sigma_max\": 10", "sigma_min/sigma_max for Karras sigmas")]
+    [InlineData("dpm++-2m", "\"rescale_betas_zero_snr\": true", "rescale_betas_zero_snr true")]
+    [InlineData("dpm++-2m", "\"use_lu_lambdas\": true", "use_lu_lambdas true")]
+    [InlineData("dpm++-2m", "\"lambda_min_clipped\": -5.1", "lambda_min_clipped -5.1")]
+    [InlineData("dpm++-2m", "\"final_sigmas_type\": \"sigma_min\"", "final_sigmas_type 'sigma_min'")]
     public void Settings_diffusers_applies_and_Sd_does_not_implement_are_refused(string name, string settings, string expected)
     {
         SchedulerConfig config = Parse(settings);
@@ -40,7 +44,6 @@ public sealed class SchedulerConfigSettingsTests
     }
 
     [Theory]
-    [InlineData("dpm++-2m", "\"rescale_betas_zero_snr\": true")] // DPMSolverMultistepScheduler 0.27 has no such argument
     [InlineData("lms", "\"thresholding\": true, \"rescale_betas_zero_snr\": true")]
     [InlineData("pndm", "\"thresholding\": true, \"rescale_betas_zero_snr\": true, \"timestep_type\": \"continuous\"")]
     [InlineData("euler", "\"timestep_type\": \"continuous\"")] // continuous timesteps are for v-prediction only
@@ -51,6 +54,32 @@ public sealed class SchedulerConfigSettingsTests
         Scheduler scheduler = Scheduler.Create(name, Parse(settings));
         scheduler.SetTimesteps(4);
         Assert.Equal(name == "pndm" ? 5 : 4, scheduler.StepCount);
+    }
+
+    [Fact]
+    public void A_diffusers_dpm_config_with_python_infinity_loads_and_runs()
+    {
+        // As diffusers saves DPMSolverMultistepScheduler (community SD 1.5 folders carry it): json.dump writes
+        // -Infinity, which is not JSON.
+        SchedulerConfig config = Parse("\"_class_name\": \"DPMSolverMultistepScheduler\", \"algorithm_type\": \"dpmsolver++\", " +
+            "\"lambda_min_clipped\": -Infinity, \"final_sigmas_type\": \"zero\", \"use_lu_lambdas\": false, \"variance_type\": null, " +
+            "\"solver_order\": 2, \"thresholding\": false, \"sample_max_value\": 1.0, \"timestep_spacing\": \"leading\"");
+        Assert.Equal(double.NegativeInfinity, config.LambdaMinClipped);
+        Scheduler dpm = Scheduler.Create("dpm++-2m", config);
+        dpm.SetTimesteps(20);
+        Assert.Equal(20, dpm.StepCount);
+        // Elsewhere an infinity is a wrong value named by its key; inside a string it is text.
+        Assert.Contains("beta_end", Assert.Throws<InvalidFileException>(() => Parse("\"beta_end\": Infinity")).Message);
+        Assert.Contains("lambda_min_clipped", Assert.Throws<InvalidFileException>(() => Parse("\"lambda_min_clipped\": NaN")).Message);
+        Assert.Equal("-Infinity", Parse("\"_class_name\": \"-Infinity\"").ClassName);
+        Assert.Throws<InvalidFileException>(() => Parse("\"x\": Infinityy"));
+    }
+
+    [Fact]
+    public void An_unknown_interpolation_type_is_refused_as_diffusers_refuses_it()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Scheduler.Create("euler", Parse("\"interpolation_type\": \"cubic\"")));
+        Assert.Contains("interpolation_type 'cubic' is not one of linear, log_linear", e.Message);
     }
 
     [Theory]

@@ -94,7 +94,7 @@ public sealed class CommandLine
             }
             catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException)
             {
-                throw new UsageException($"{Command}: {flag}: {e.Message}");
+                throw new UsageException($"{Command}: {flag}: {Program.Describe(e)}");
             }
             if (!seen.TryAdd(target, flag))
             {

@@ -24,6 +24,10 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
         _karras = karras;
         _trainSigmas = TrainingSigmas();
         Refuse(config.Thresholding, "DPM++ 2M", "thresholding true");
+        Refuse(config.RescaleBetasZeroSnr, "DPM++ 2M", "rescale_betas_zero_snr true");
+        Refuse(config.UseLuLambdas, "DPM++ 2M", "use_lu_lambdas true");
+        Refuse(!double.IsNegativeInfinity(config.LambdaMinClipped), "DPM++ 2M", $"lambda_min_clipped {config.LambdaMinClipped}");
+        Refuse(config.FinalSigmasType != "zero", "DPM++ 2M", $"final_sigmas_type '{config.FinalSigmasType}'");
         RefuseKarrasEnds(karras, "DPM++ 2M");
     }
 

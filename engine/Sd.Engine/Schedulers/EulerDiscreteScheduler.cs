@@ -125,7 +125,12 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
         : base(config, spacing, karras, "Euler")
     {
         Refuse(config.RescaleBetasZeroSnr, "Euler", "rescale_betas_zero_snr true");
-        Refuse(config.InterpolationType != "linear", "Euler", $"interpolation_type '{config.InterpolationType}'");
+        if (config.InterpolationType is not ("linear" or "log_linear"))
+        {
+            // diffusers raises ValueError for it in set_timesteps.
+            throw new ArgumentException($"interpolation_type '{config.InterpolationType}' is not one of linear, log_linear", nameof(config));
+        }
+        Refuse(config.InterpolationType == "log_linear", "Euler", "interpolation_type 'log_linear'");
         // Continuous timesteps (0.25 log sigma) replace the discrete ones for v-prediction models only.
         Refuse(config.TimestepType == "continuous" && Prediction == PredictionType.VPrediction, "Euler", "timestep_type 'continuous'");
     }

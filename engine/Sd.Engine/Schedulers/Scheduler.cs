@@ -181,7 +181,7 @@ public abstract class Scheduler
             if (!(sigmas[i] > sigmas[i + 1]))
             {
                 throw new ArgumentOutOfRangeException(nameof(steps), steps,
-                    $"{steps} steps with timestep_spacing {Spacing.ToString().ToLowerInvariant()} (steps_offset {Config.StepsOffset}, {NumTrainTimesteps} training timesteps) give steps {i + 1} and {i + 2} the noise levels {sigmas[i]} and {sigmas[i + 1]}; {solver} needs falling levels, as it divides by their differences: use fewer steps");
+                    $"{steps} steps with timestep_spacing {Spacing.ToString().ToLowerInvariant()} (steps_offset {Config.StepsOffset}, {NumTrainTimesteps} training timesteps) give steps {i + 1} and {i + 2} the noise levels {sigmas[i]} and {sigmas[i + 1]}; {solver} needs falling levels, as it divides by their differences: use fewer steps{(from > 0 ? " or start later (a lower img2img strength)" : "")}");
             }
         }
     }

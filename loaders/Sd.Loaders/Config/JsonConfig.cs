@@ -31,9 +31,8 @@ public sealed class JsonConfig
     {
         try
         {
-            // Python's json.dump writes NaN/Infinity literals in some configs; JsonDocument rejects them with a
-            // clear position, which is the behaviour we want for a config.
-            using JsonDocument document = JsonDocument.Parse(utf8Json, new JsonDocumentOptions
+            // Python's json.dump writes NaN/Infinity literals (diffusers' DPM configs hold -Infinity): read as strings.
+            using JsonDocument document = JsonDocument.Parse(PythonJsonLiterals.Quote(utf8Json), new JsonDocumentOptions
             {
                 AllowTrailingCommas = true,
                 CommentHandling = JsonCommentHandling.Skip,
@@ -82,6 +81,20 @@ public sealed class JsonConfig
     }
 
     public double? GetDoubleOrNull(string key) => Has(key) ? GetDouble(key, 0) : null;
+
+    /// <summary>
+    /// A number that may also be infinite: a finite number, or Python's <c>Infinity</c>/<c>-Infinity</c> literal
+    /// (diffusers writes <c>lambda_min_clipped</c> as <c>-Infinity</c>); NaN is refused.
+    /// </summary>
+    public double GetDoubleOrInfinity(string key, double fallback)
+    {
+        if (GetRaw(key) is { ValueKind: JsonValueKind.String } value
+            && PythonJsonLiterals.Value(value.GetString()!) is { } literal && !double.IsNaN(literal))
+        {
+            return literal;
+        }
+        return GetDouble(key, fallback);
+    }
 
     public bool GetBool(string key, bool fallback)
     {

@@ -31,13 +31,17 @@ public sealed record SchedulerConfig
 
     // Read so that a scheduler diffusers would run differently is refused, not silently run without them (Sd does
     // not implement them): dynamic thresholding (DDIM, DPM, LCM), zero-terminal-SNR betas (DDIM, Euler, Euler
-    // ancestral, LCM), Euler's continuous timesteps and log-linear sigmas, and Karras ramps with set ends.
+    // ancestral, DPM, LCM), Euler's continuous timesteps and log-linear sigmas, Karras ramps with set ends, and DPM's
+    // Lu lambdas, clipped lambda (a finite lambda_min_clipped) and sigma_min final level.
     public bool Thresholding { get; init; }
     public bool RescaleBetasZeroSnr { get; init; }
     public string TimestepType { get; init; } = "discrete";
     public string InterpolationType { get; init; } = "linear";
     public double? SigmaMin { get; init; }
     public double? SigmaMax { get; init; }
+    public bool UseLuLambdas { get; init; }
+    public double LambdaMinClipped { get; init; } = double.NegativeInfinity;
+    public string FinalSigmasType { get; init; } = "zero";
 
     public static SchedulerConfig Load(string path) => From(JsonConfig.Load(path));
 
@@ -68,6 +72,9 @@ public sealed record SchedulerConfig
             InterpolationType = json.GetString("interpolation_type", d.InterpolationType),
             SigmaMin = json.GetDoubleOrNull("sigma_min"),
             SigmaMax = json.GetDoubleOrNull("sigma_max"),
+            UseLuLambdas = json.GetBool("use_lu_lambdas", false),
+            LambdaMinClipped = json.GetDoubleOrInfinity("lambda_min_clipped", double.NegativeInfinity),
+            FinalSigmasType = json.GetString("final_sigmas_type", d.FinalSigmasType),
         };
         if (config.NumTrainTimesteps is <= 0 or > 100_000)
         {

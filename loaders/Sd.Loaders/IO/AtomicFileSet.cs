@@ -4,6 +4,8 @@ namespace Sd.Loaders.IO;
 /// Files written so that all of them appear or none does: each <see cref="Add"/> writes its bytes to a temporary file
 /// beside its target and flushes it to disk, and <see cref="Commit"/> renames them all into place. Disposing before
 /// the commit deletes the temporaries, so a command whose second output fails (a full disk) leaves neither behind.
+/// The commit itself is a rename per file: should one fail (rare: the files are written, the folders checked), the
+/// targets renamed before it stay replaced.
 /// </summary>
 public sealed class AtomicFileSet : IDisposable
 {

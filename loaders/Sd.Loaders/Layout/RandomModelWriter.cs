@@ -17,15 +17,17 @@ public static class RandomModelWriter
 {
     /// <summary>
     /// Writes the SD 1.5 folder (no tokenizer: real tokenizer files are not ours to ship). The folder must be new or
-    /// empty: a model is never overwritten. It is built in a temporary folder beside it and renamed into place when
-    /// whole, so a failure (a full disk) or an interrupt leaves no half-written model.
+    /// empty: a model is never overwritten. The model is built in a temporary folder (beside a new folder, inside an
+    /// empty one, so an empty mount point or a link to a folder is written through) and moved into place when whole,
+    /// so a failure (a full disk) or an interrupt leaves no half-written model.
     /// </summary>
     /// <exception cref="IOException"><paramref name="directory"/> is a file or a folder that is not empty.</exception>
     public static long WriteSd15(string directory, TensorDType dtype, ulong seed, TextWriter? log = null)
     {
         RequireFloat(dtype);
         string target = CheckNewFolder(directory);
-        string temp = AtomicFile.TemporaryBeside(target);
+        bool exists = Directory.Exists(target);
+        string temp = exists ? AtomicFile.TemporaryBeside(Path.Combine(target, "model")) : AtomicFile.TemporaryBeside(target);
         AtomicFile.Track(temp, isFolder: true);
         try
         {
@@ -35,16 +37,24 @@ public static class RandomModelWriter
             total += Component(temp, "unet", "diffusion_pytorch_model.safetensors", Sd15.UNetJson, DiffusersLayout.UNet(Sd15.UNet), dtype, seed, log);
             total += Component(temp, "vae", "diffusion_pytorch_model.safetensors", Sd15.VaeJson, DiffusersLayout.Vae(Sd15.Vae), dtype, seed + 1, log);
             total += Component(temp, "text_encoder", "model.safetensors", Sd15.TextEncoderJson, DiffusersLayout.ClipText(Sd15.TextEncoder), dtype, seed + 2, log);
-            if (Directory.Exists(target))
+            if (exists)
             {
-                Directory.Delete(target); // empty, checked above; fails rather than delete anything put there since
+                // Renames within the folder, model_index.json last: a folder without it is not taken for a model.
+                foreach (string child in Directory.GetDirectories(temp))
+                {
+                    Directory.Move(child, Path.Combine(target, Path.GetFileName(child)));
+                }
+                File.Move(Path.Combine(temp, "model_index.json"), Path.Combine(target, "model_index.json"));
             }
-            Directory.Move(temp, target);
+            else
+            {
+                Directory.Move(temp, target);
+            }
             return total;
         }
         finally
         {
-            AtomicFile.TryDeleteFolder(temp); // gone after the move
+            AtomicFile.TryDeleteFolder(temp); // gone (or empty) after the moves
             AtomicFile.Untrack(temp);
         }
     }

@@ -43,7 +43,7 @@ public static class MakeRandomModelCommand
         {
             RandomModelWriter.CheckNewFolder(directory);
         }
-        catch (Exception e) when (e is IOException or ArgumentException)
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
         {
             throw new UsageException($"make-random-model: --out: {Program.Describe(e)}");
         }
