@@ -12,6 +12,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     private float[] _sigmas = [];
     private float[] _prevX0 = [];
     private float[] _x0 = [];
+    private const string Name = "DPM++ 2M";
     private readonly bool _karras;
     private readonly float[] _trainSigmas;
 
@@ -23,12 +24,12 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     {
         _karras = karras;
         _trainSigmas = TrainingSigmas();
-        Refuse(config.Thresholding, "DPM++ 2M", "thresholding true");
-        Refuse(config.RescaleBetasZeroSnr, "DPM++ 2M", "rescale_betas_zero_snr true");
-        Refuse(config.UseLuLambdas, "DPM++ 2M", "use_lu_lambdas true");
-        Refuse(!double.IsNegativeInfinity(config.LambdaMinClipped), "DPM++ 2M", $"lambda_min_clipped {config.LambdaMinClipped}");
-        Refuse(config.FinalSigmasType != "zero", "DPM++ 2M", $"final_sigmas_type '{config.FinalSigmasType}'");
-        RefuseKarrasEnds(karras, "DPM++ 2M");
+        Refuse(config.Thresholding, Name, "thresholding true");
+        Refuse(config.RescaleBetasZeroSnr, Name, "rescale_betas_zero_snr true");
+        Refuse(config.UseLuLambdas, Name, "use_lu_lambdas true");
+        Refuse(!double.IsNegativeInfinity(config.LambdaMinClipped), Name, $"lambda_min_clipped {config.LambdaMinClipped}");
+        Refuse(config.FinalSigmasType != "zero", Name, $"final_sigmas_type '{config.FinalSigmasType}'");
+        RefuseKarrasEnds(karras, Name);
     }
 
     public override IReadOnlyList<float>? Sigmas => _sigmas;
@@ -58,7 +59,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
             }
         }
         sigmas[steps] = 0f; // final_sigmas_type "zero"
-        RequireFallingSigmas(sigmas, steps, firstStep, "DPM++ 2M");
+        RequireFallingSigmas(sigmas, steps, firstStep, Name);
         InferenceSteps = steps;
         _hasPreviousX0 = false;
         _timesteps = t;

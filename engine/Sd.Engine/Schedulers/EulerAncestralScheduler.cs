@@ -9,7 +9,7 @@ public sealed class EulerAncestralScheduler : SigmaScheduler
     public EulerAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
         : base(config, spacing, karras: false, "Euler ancestral")
     {
-        Refuse(config.RescaleBetasZeroSnr, "Euler ancestral", "rescale_betas_zero_snr true");
+        Refuse(config.RescaleBetasZeroSnr, Name, "rescale_betas_zero_snr true");
         if (Prediction == PredictionType.Sample)
         {
             // diffusers raises NotImplementedError("prediction_type not implemented yet: sample") in step.

@@ -14,9 +14,13 @@ public abstract class SigmaScheduler : Scheduler
         : base(config, TimestepSpacing.Linspace, spacing)
     {
         _karras = karras;
+        Name = name;
         RefuseKarrasEnds(karras, name);
         TrainSigmas = TrainingSigmas();
     }
+
+    /// <summary>The sampler's name in messages.</summary>
+    protected string Name { get; }
 
     protected float[] TrainSigmas { get; }
     protected float[] SigmaValues { get; private set; } = [];
@@ -57,9 +61,9 @@ public abstract class SigmaScheduler : Scheduler
             }
         }
         sigmas[steps] = 0f;
-        if (MultistepSolver is { } solver)
+        if (MultistepLookback is { } lookback)
         {
-            RequireFallingSigmas(sigmas, steps, Math.Max(firstStep - SolverLookback, 0), solver);
+            RequireFallingSigmas(sigmas, steps, Math.Max(firstStep - lookback, 0), Name);
         }
         InferenceSteps = steps;
         TimestepValues = t;
@@ -73,11 +77,11 @@ public abstract class SigmaScheduler : Scheduler
         OnSetTimesteps();
     }
 
-    /// <summary>The name of the multistep solver that divides by the gaps between noise levels; null for one-step samplers.</summary>
-    protected virtual string? MultistepSolver => null;
-
-    /// <summary>How many noise levels before a run's first step the solver's coefficients take in.</summary>
-    protected virtual int SolverLookback => 0;
+    /// <summary>
+    /// For a multistep solver, which divides by the gaps between noise levels: how many levels before a run's first
+    /// step its coefficients take in. Null for one-step samplers, which never divide by a gap.
+    /// </summary>
+    protected virtual int? MultistepLookback => null;
 
     protected virtual void OnSetTimesteps()
     {
@@ -124,15 +128,15 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
     public EulerDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
         : base(config, spacing, karras, "Euler")
     {
-        Refuse(config.RescaleBetasZeroSnr, "Euler", "rescale_betas_zero_snr true");
+        Refuse(config.RescaleBetasZeroSnr, Name, "rescale_betas_zero_snr true");
         if (config.InterpolationType is not ("linear" or "log_linear"))
         {
             // diffusers raises ValueError for it in set_timesteps.
             throw new ArgumentException($"interpolation_type '{config.InterpolationType}' is not one of linear, log_linear", nameof(config));
         }
-        Refuse(config.InterpolationType == "log_linear", "Euler", "interpolation_type 'log_linear'");
+        Refuse(config.InterpolationType == "log_linear", Name, "interpolation_type 'log_linear'");
         // Continuous timesteps (0.25 log sigma) replace the discrete ones for v-prediction models only.
-        Refuse(config.TimestepType == "continuous" && Prediction == PredictionType.VPrediction, "Euler", "timestep_type 'continuous'");
+        Refuse(config.TimestepType == "continuous" && Prediction == PredictionType.VPrediction, Name, "timestep_type 'continuous'");
     }
 
     public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)

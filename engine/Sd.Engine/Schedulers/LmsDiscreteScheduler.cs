@@ -15,11 +15,9 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     {
     }
 
-    protected override string? MultistepSolver => "LMS";
-
     // A run started past index 0 still builds its first coefficients over the levels before it, dividing by their
     // gaps to the levels it runs on: with the levels non-increasing, only the level just before can equal one of them.
-    protected override int SolverLookback => 1;
+    protected override int? MultistepLookback => 1;
 
     protected override void OnSetTimesteps()
     {
