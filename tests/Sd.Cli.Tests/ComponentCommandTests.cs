@@ -137,6 +137,24 @@ public sealed class ComponentCommandTests : IDisposable
     }
 
     [FixtureFact]
+    public void Vae_encode_reads_a_png_by_its_signature_not_its_name()
+    {
+        string enc = Ref("vae_encode/enc64");
+        string mean = _dir.File("mean.npy");
+        foreach (string name in new[] { "photo.jpg", "picture" })
+        {
+            string image = _dir.File(name);
+            File.Copy(Path.Combine(enc, "image.png"), image);
+            Assert.Equal(0, ModelCommands.VaeEncode(["--model", Fixtures.Path("tiny/model"), "--image", image, "--out", mean], TextWriter.Null));
+            AssertFileClose(Path.Combine(enc, "posterior_mean.npy"), mean, 1e-4);
+        }
+        string jpeg = _dir.Write("real.jpg", [0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, (byte)'J', (byte)'F', (byte)'I', (byte)'F']);
+        var e = Assert.Throws<Sd.Loaders.InvalidFileException>(() =>
+            ModelCommands.VaeEncode(["--model", Fixtures.Path("tiny/model"), "--image", jpeg, "--out", mean], TextWriter.Null));
+        Assert.Equal($"{jpeg}: --image must be a PNG picture or a .npy array; this file starts as neither (JPEG and other formats are not read)", e.Message);
+    }
+
+    [FixtureFact]
     public void Generate_reproduces_a_fixture_run_and_writes_its_parameters_into_the_png()
     {
         string dir = Ref("txt2img/eulerancestral_6");

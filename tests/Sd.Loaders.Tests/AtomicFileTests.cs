@@ -97,6 +97,38 @@ public sealed class AtomicFileSetTests : IDisposable
     }
 
     [Fact]
+    public void Commit_replaces_existing_files_and_leaves_no_copies()
+    {
+        File.WriteAllBytes(_dir.File("a.npy"), [9]);
+        using (var files = new AtomicFileSet())
+        {
+            files.Add(_dir.File("a.npy"), s => s.WriteByte(1));
+            files.Add(_dir.File("b.png"), s => s.WriteByte(2));
+            files.Commit();
+        }
+        Assert.Equal(["a.npy", "b.png"], Entries());
+        Assert.Equal([1], File.ReadAllBytes(_dir.File("a.npy")));
+    }
+
+    [Fact]
+    public void A_failed_commit_puts_back_the_files_it_replaced()
+    {
+        File.WriteAllBytes(_dir.File("a.npy"), [9]);
+        using (var files = new AtomicFileSet())
+        {
+            files.Add(_dir.File("a.npy"), s => s.WriteByte(1));
+            files.Add(_dir.File("b.npy"), s => s.WriteByte(2));
+            files.Add(_dir.File("c.png"), s => s.WriteByte(3));
+            // c.png becomes a folder after the checks, so its rename fails after a.npy's and b.npy's succeeded.
+            Directory.CreateDirectory(_dir.File("c.png"));
+            File.WriteAllBytes(Path.Combine(_dir.File("c.png"), "inside"), [0]);
+            Assert.Throws<IOException>(files.Commit);
+        }
+        Assert.Equal(["a.npy", "c.png"], Entries());
+        Assert.Equal([9], File.ReadAllBytes(_dir.File("a.npy")));
+    }
+
+    [Fact]
     public void A_failure_names_the_path_given_not_the_temporary()
     {
         string path = _dir.File("x.png");

@@ -104,6 +104,40 @@ public sealed partial class InputFileTests : IDisposable
         Assert.Equal(10, InputFile.Check(_dir.Write("ok", new byte[10]), "thing", maxBytes: 10));
     }
 
+    [UnixNonRootFact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void A_file_this_process_may_not_read_is_denied_not_missing()
+    {
+        string folder = _dir.File("closed");
+        Directory.CreateDirectory(folder);
+        string inside = _dir.Write("closed/weights.safetensors", [1]);
+        string unreadable = _dir.Write("unreadable.json", [1]);
+        File.SetUnixFileMode(unreadable, UnixFileMode.UserWrite);
+        File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite); // listable, not searchable
+        try
+        {
+            var e = Assert.Throws<UnauthorizedAccessException>(() => SafetensorsFile.Open(inside).Dispose());
+            Assert.Equal($"{inside}: safetensors file cannot be read: permission denied", e.Message);
+            e = Assert.Throws<UnauthorizedAccessException>(() => JsonConfig.Load(unreadable));
+            Assert.Equal($"{unreadable}: config file cannot be read: permission denied", e.Message);
+        }
+        finally
+        {
+            File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+    }
+
+    [Fact]
+    public void The_head_of_a_file_is_its_first_bytes_or_all_of_a_short_one()
+    {
+        var head = new byte[8];
+        Assert.Equal(3, InputFile.ReadHead(_dir.Write("short", [1, 2, 3]), "thing", head));
+        Assert.Equal(new byte[] { 1, 2, 3 }, head[..3]);
+        Assert.Equal(8, InputFile.ReadHead(_dir.Write("long", [.. Enumerable.Range(10, 20).Select(i => (byte)i)]), "thing", head));
+        Assert.Equal(17, head[7]);
+        Assert.Throws<FileNotFoundException>(() => InputFile.ReadHead(_dir.File("missing"), "thing", head));
+    }
+
     [LibraryImport("libc", EntryPoint = "mkfifo", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int MakeFifo(string path, uint mode);
 }

@@ -4,8 +4,9 @@ namespace Sd.Loaders.IO;
 /// Files written so that all of them appear or none does: each <see cref="Add"/> writes its bytes to a temporary file
 /// beside its target and flushes it to disk, and <see cref="Commit"/> renames them all into place. Disposing before
 /// the commit deletes the temporaries, so a command whose second output fails (a full disk) leaves neither behind.
-/// The commit itself is a rename per file: should one fail (rare: the files are written, the folders checked), the
-/// targets renamed before it stay replaced.
+/// Each rename replaces its target at once (a reader sees the old file or the new one, never neither). When a set
+/// has several files, the commit first copies aside the ones it replaces, and should a later rename fail it puts
+/// them back, so a failed commit leaves every target as it was.
 /// </summary>
 public sealed class AtomicFileSet : IDisposable
 {
@@ -32,15 +33,89 @@ public sealed class AtomicFileSet : IDisposable
         }
     }
 
-    /// <summary>Renames every written file over its target, in the order they were added.</summary>
+    /// <summary>Renames every written file over its target, in the order they were added; all or none.</summary>
     public void Commit()
     {
-        foreach ((string temp, string target) in _pending)
+        // Copies of the files this commit replaces, so that a failed rename can restore the ones before it; a set of
+        // one file needs none, its rename being all or nothing already.
+        var committed = new List<(string Target, string? Backup)>(_pending.Count);
+        string? backup = null;
+        try
         {
-            File.Move(temp, target, overwrite: true);
-            AtomicFile.Untrack(temp);
+            foreach ((string temp, string target) in _pending)
+            {
+                backup = _pending.Count > 1 && File.Exists(target) ? CopyAside(target) : null;
+                File.Move(temp, target, overwrite: true);
+                AtomicFile.Untrack(temp);
+                committed.Add((target, backup));
+                backup = null;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            DeleteBackup(backup); // the failed rename left its own target as it was
+            RollBack(committed);
+            throw;
+        }
+        foreach ((_, string? replaced) in committed)
+        {
+            DeleteBackup(replaced);
         }
         _pending.Clear();
+    }
+
+    private static string CopyAside(string target)
+    {
+        string backup = AtomicFile.TemporaryBeside(target);
+        AtomicFile.Track(backup, isFolder: false);
+        try
+        {
+            File.Copy(target, backup);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            DeleteBackup(backup);
+            throw;
+        }
+        return backup;
+    }
+
+    /// <summary>
+    /// Puts back what a failed <see cref="Commit"/> renamed into place, last first: a target that existed gets its
+    /// copy renamed back over it, one that did not is deleted. Best effort: the failure that stopped the commit is the
+    /// one reported.
+    /// </summary>
+    private static void RollBack(List<(string Target, string? Backup)> committed)
+    {
+        for (int i = committed.Count - 1; i >= 0; i--)
+        {
+            (string target, string? backup) = committed[i];
+            try
+            {
+                if (backup != null)
+                {
+                    File.Move(backup, target, overwrite: true);
+                    AtomicFile.Untrack(backup);
+                }
+                else
+                {
+                    File.Delete(target);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                DeleteBackup(backup);
+            }
+        }
+    }
+
+    private static void DeleteBackup(string? backup)
+    {
+        if (backup != null)
+        {
+            AtomicFile.TryDelete(backup);
+            AtomicFile.Untrack(backup);
+        }
     }
 
     public void Dispose()

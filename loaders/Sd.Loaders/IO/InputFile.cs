@@ -10,8 +10,9 @@ public static class InputFile
 {
     /// <summary>
     /// The length of the file at <paramref name="path"/> (or the file a symbolic link there finally names): a
-    /// <see cref="FileNotFoundException"/> when there is none (or it is a folder), an <see cref="InvalidFileException"/>
-    /// when it is empty (which pipes and devices are too) or longer than <paramref name="maxBytes"/>.
+    /// <see cref="FileNotFoundException"/> when there is none (or it is a folder), an <see cref="UnauthorizedAccessException"/>
+    /// when this process may not read it (or look inside its folder), an <see cref="InvalidFileException"/> when it is
+    /// empty (which pipes and devices are too) or longer than <paramref name="maxBytes"/>.
     /// <paramref name="what"/> names the kind of file in the messages ("config file").
     /// </summary>
     public static long Check(string path, string what, long maxBytes = long.MaxValue)
@@ -29,6 +30,8 @@ public static class InputFile
         }
         if (!info.Exists)
         {
+            // A folder this process may not search hides its files from stat as if they were absent.
+            RequireReadable(path, what);
             throw new FileNotFoundException($"{path}: {what} not found", path);
         }
         if (info.Length == 0)
@@ -39,6 +42,40 @@ public static class InputFile
         {
             throw new InvalidFileException(path, $"{what} is {info.Length:N0} bytes; more than {maxBytes:N0} is not a {what}");
         }
+        RequireReadable(path, what);
         return info.Length;
+    }
+
+    /// <summary>
+    /// Up to <c>head.Length</c> first bytes of the file at <paramref name="path"/> (checked as <see cref="Check"/>
+    /// does), into <paramref name="head"/>; returns how many there were. A command that takes a picture or an array
+    /// picks its reader by these, not by the file's name (a PNG saved as <c>.jpg</c> or with no extension).
+    /// </summary>
+    public static int ReadHead(string path, string what, Span<byte> head)
+    {
+        Check(path, what);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+        return stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+    }
+
+    /// <summary>
+    /// Opens and closes the file to learn whether this process may read it, so that a denied file is reported as
+    /// such, naming its kind, rather than as missing or from deep inside a loader. Only called once the path is known
+    /// not to be empty (a pipe waiting for a writer would block the open) or not to exist.
+    /// </summary>
+    private static void RequireReadable(string path, string what)
+    {
+        try
+        {
+            using Microsoft.Win32.SafeHandles.SafeFileHandle handle = File.OpenHandle(path);
+        }
+        catch (UnauthorizedAccessException)
+        {
+            throw new UnauthorizedAccessException($"{path}: {what} cannot be read: permission denied");
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            // Absent after all: the caller says so.
+        }
     }
 }

@@ -25,6 +25,9 @@ public static class NpyFile
 
     private const string SupportedDescrs = "<f4, <f2, <i8, <i4";
 
+    /// <summary>Whether a file's first bytes (see <see cref="InputFile.ReadHead"/>) are the .npy magic.</summary>
+    public static bool HasMagic(ReadOnlySpan<byte> head) => head.StartsWith(Magic);
+
     public static NpyArray Read(string path)
     {
         InputFile.Check(path, ".npy file");

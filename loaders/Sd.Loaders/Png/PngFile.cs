@@ -26,6 +26,9 @@ public static class PngFile
 
     public static PngImage Read(string path) => ReadFile(path, null);
 
+    /// <summary>Whether a file's first bytes (see <see cref="InputFile.ReadHead"/>) are PNG's signature.</summary>
+    public static bool HasSignature(ReadOnlySpan<byte> head) => head.StartsWith(Signature);
+
     /// <summary>
     /// Reads a picture that must be <paramref name="width"/> x <paramref name="height"/> (an init image or mask of a
     /// requested size): a picture of another size is refused from its header, before anything is decoded, since a

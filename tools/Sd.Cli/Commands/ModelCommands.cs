@@ -33,9 +33,10 @@ public static class ModelCommands
     private const string EncodeHelp = """
         Usage: sd vae-encode --model M [--config DIR] --image x.npy|img.png --out mean.npy [--out-logvar lv.npy]
 
-        VAE encoder. x.npy: float32 [B, 3, H, W] in [-1, 1] (the encoder's input); a PNG is read as RGB and mapped
-        from [0, 255] to [-1, 1]. H and W must be multiples of 8. Writes the posterior mean (and log-variance)
-        [B, 4, H/8, W/8], unscaled (multiply by the scaling factor for diffusion latents).
+        VAE encoder. x.npy: float32 [B, 3, H, W] in [-1, 1] (the encoder's input); a PNG (known by its signature,
+        whatever its name) is read as RGB and mapped from [0, 255] to [-1, 1]. H and W must be multiples of 8. Writes
+        the posterior mean (and log-variance) [B, 4, H/8, W/8], unscaled (multiply by the scaling factor for diffusion
+        latents).
         """;
 
     public static int UNet(IReadOnlyList<string> args, TextWriter output)
@@ -105,9 +106,7 @@ public static class ModelCommands
         string imagePath = line.Require("--image");
         using ModelSource model = ModelOptions.Open(line);
         VaeConfig config = model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE");
-        using Tensor image = imagePath.EndsWith(".png", StringComparison.OrdinalIgnoreCase)
-            ? ImageConversion.FromPng(PngFile.Read(imagePath))
-            : ReadNchw(line, "--image", config.InChannels);
+        using Tensor image = ReadImage(line, imagePath, config.InChannels);
         using var vae = new AutoencoderKL(config, model.Weights(ModelComponent.Vae));
         int[] shape = [image.Dim(0), image.Dim(1) / vae.Factor, image.Dim(2) / vae.Factor, vae.Config.LatentChannels];
         using Tensor mean = Tensor.Allocate(shape);
@@ -162,6 +161,24 @@ public static class ModelCommands
             throw new InvalidFileException(path, $"{flag} must be [N, {channels}, H, W] (NCHW) for this model, found {NpyArray.FormatShape(nchw)}");
         }
         return tensor;
+    }
+
+    /// <summary>
+    /// vae-encode's input: a PNG picture or an NCHW .npy array, told apart by the file's first bytes, whatever its name.
+    /// </summary>
+    private static Tensor ReadImage(CommandLine line, string path, int channels)
+    {
+        Span<byte> head = stackalloc byte[8];
+        head = head[..InputFile.ReadHead(path, "--image file", head)];
+        if (PngFile.HasSignature(head))
+        {
+            return ImageConversion.FromPng(PngFile.Read(path));
+        }
+        if (NpyFile.HasMagic(head))
+        {
+            return ReadNchw(line, "--image", channels);
+        }
+        throw new InvalidFileException(path, "--image must be a PNG picture or a .npy array; this file starts as neither (JPEG and other formats are not read)");
     }
 
     private static Tensor ReadContext(string path)
