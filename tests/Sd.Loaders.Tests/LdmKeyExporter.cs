@@ -152,14 +152,20 @@ internal static partial class LdmKeyExporter
         return $"{prefix}mid.attn_{number}.{Required(Rename(midTail, VaeAttention), key)}";
     }
 
-    /// <summary>FrozenCLIPEmbedder wraps transformers' CLIPTextModel as "transformer", so the keys are unchanged.</summary>
-    public static string Text(string key) => TextPrefix + key;
+    /// <summary>
+    /// FrozenCLIPEmbedder wraps transformers' CLIPTextModel as "transformer", so the keys are unchanged; with
+    /// <paramref name="withoutTextModelLevel"/>, as NovelAI's checkpoint and the models merged from it store them
+    /// (<c>embeddings.*</c> for <c>text_model.embeddings.*</c>).
+    /// </summary>
+    public static string Text(string key, bool withoutTextModelLevel = false) =>
+        TextPrefix + (withoutTextModelLevel ? key["text_model.".Length..] : key);
 
     /// <summary>
     /// Writes every component of <paramref name="model"/> into one .safetensors file under single-file keys, each
-    /// tensor with its stored dtype and bytes (VAE attention projections reshaped to [C,C,1,1], same bytes).
+    /// tensor with its stored dtype and bytes (VAE attention projections reshaped to [C,C,1,1], same bytes); the
+    /// text encoder's keys optionally without their <c>text_model.</c> level (see <see cref="Text"/>).
     /// </summary>
-    public static void Write(ModelSource model, string path)
+    public static void Write(ModelSource model, string path, bool withoutTextModelLevel = false)
     {
         var writer = new SafetensorsWriter();
         foreach (ModelComponent component in model.Components)
@@ -171,7 +177,7 @@ internal static partial class LdmKeyExporter
                 {
                     ModelComponent.Unet => UNet(entry.Name, model.UNet!),
                     ModelComponent.Vae => Vae(entry.Name, model.Vae!, out addTrailing1x1),
-                    _ => Text(entry.Name),
+                    _ => Text(entry.Name, withoutTextModelLevel),
                 };
                 Assert.True(!addTrailing1x1 || entry.Shape.Length == 2, $"{entry} is not a Linear weight");
                 long[] shape = addTrailing1x1 ? [.. entry.Shape, 1, 1] : entry.Shape;

@@ -85,14 +85,15 @@ public sealed class LdmKeyExporterTests
     }
 
     [FixtureTheory]
-    [InlineData("tiny")]
-    [InlineData("small")]
-    public void A_fixture_model_written_as_one_file_loads_back_as_the_same_weights(string name)
+    [InlineData("tiny", false)]
+    [InlineData("small", false)]
+    [InlineData("small", true)] // NovelAI's text encoder keys, without text_model.
+    public void A_fixture_model_written_as_one_file_loads_back_as_the_same_weights(string name, bool withoutTextModelLevel)
     {
         using var dir = new TempDirectory();
         string path = dir.File($"{name}.safetensors");
         using ModelSource folder = ModelSource.Open(Fixtures.Path($"{name}/model"));
-        LdmKeyExporter.Write(folder, path);
+        LdmKeyExporter.Write(folder, path, withoutTextModelLevel);
 
         using ModelSource single = ModelSource.Open(path);
         Assert.Equal(ModelSourceKind.SingleFile, single.Kind);

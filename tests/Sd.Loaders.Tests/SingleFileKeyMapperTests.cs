@@ -117,7 +117,8 @@ public sealed class SingleFileKeyMapperTests
     [InlineData("model.diffusion_model.output_blocks.0.1.conv.weight", ModelComponent.Unet)] // not an upsampler slot
     [InlineData("first_stage_model.loss.logvar", ModelComponent.Vae)]
     [InlineData("first_stage_model.encoder.mid.attn_1.w.weight", ModelComponent.Vae)]
-    [InlineData("cond_stage_model.transformer.embeddings.token_embedding.weight", ModelComponent.TextEncoder)]
+    [InlineData("cond_stage_model.transformer.embeddings_token_embedding.weight", ModelComponent.TextEncoder)]
+    [InlineData("cond_stage_model.transformer.final_layer_norm", ModelComponent.TextEncoder)]
     [InlineData("conditioner.embedders.0.transformer.text_model.final_layer_norm.weight", ModelComponent.Unet)]
     [InlineData("alphas", ModelComponent.Unet)]
     public void UnmappableKeysAreUnknown(string key, ModelComponent component)
@@ -128,6 +129,19 @@ public sealed class SingleFileKeyMapperTests
         Assert.Equal(component, result.Component);
         Assert.Equal(key, result.DiffusersKey);
         Assert.NotNull(result.Reason);
+    }
+
+    [Theory]
+    [InlineData("embeddings.token_embedding.weight")]
+    [InlineData("encoder.layers.11.self_attn.out_proj.bias")]
+    [InlineData("final_layer_norm.weight")]
+    public void Text_encoder_keys_without_the_text_model_level_map_as_A1111_maps_them(string key)
+    {
+        var mapper = SingleFileKeyMapper.Create(SyntheticKeys(downBlocks: 4, layersPerBlock: 2, [true, true, true, false]), FakePath);
+        Assert.Equal(new SingleFileKeyResult(SingleFileKeyKind.Mapped, ModelComponent.TextEncoder, "text_model." + key, false, null),
+            mapper.Map("cond_stage_model.transformer." + key));
+        var positions = mapper.Map("cond_stage_model.transformer.embeddings.position_ids");
+        Assert.Equal((SingleFileKeyKind.Ignored, "text_model.embeddings.position_ids"), (positions.Kind, positions.DiffusersKey));
     }
 
     [FixtureFact]

@@ -158,18 +158,33 @@ public sealed class SingleFileKeyMapper
         return diffusersVaeKey;
     }
 
-    /// <summary>transformers' CLIPTextModel keys are the single-file keys without the prefix.</summary>
+    /// <summary>
+    /// transformers' CLIPTextModel keys are the single-file keys without the prefix. Checkpoints saved from a
+    /// CLIPTextModel without its <c>text_model</c> level (NovelAI's, and the many models merged from it) name the
+    /// text encoder's tensors <c>embeddings.*</c>, <c>encoder.*</c> and <c>final_layer_norm.*</c> straight under the
+    /// prefix; A1111 and kohya's scripts put the level back when they load them, and so does this mapper.
+    /// </summary>
     private static SingleFileKeyResult MapClipText(string singleKey, ReadOnlySpan<char> key)
     {
-        if (key.SequenceEqual(PositionIdsKey))
+        string? textKey = key.StartsWith(TextModelLevel, StringComparison.Ordinal) ? key.ToString()
+            : IsBelowTextModel(key) ? string.Concat(TextModelLevel, key)
+            : null;
+        if (textKey == PositionIdsKey)
         {
             return Ignored(ModelComponent.TextEncoder, PositionIdsKey,
                 "int64 position-id buffer, not a weight; the text encoder derives the positions itself");
         }
-        return key.StartsWith("text_model.", StringComparison.Ordinal)
-            ? new SingleFileKeyResult(SingleFileKeyKind.Mapped, ModelComponent.TextEncoder, key.ToString(), false, null)
-            : Unknown(ModelComponent.TextEncoder, singleKey);
+        return textKey is null
+            ? Unknown(ModelComponent.TextEncoder, singleKey)
+            : new SingleFileKeyResult(SingleFileKeyKind.Mapped, ModelComponent.TextEncoder, textKey, false, null);
     }
+
+    private const string TextModelLevel = "text_model.";
+
+    private static bool IsBelowTextModel(ReadOnlySpan<char> key) =>
+        key.StartsWith("embeddings.", StringComparison.Ordinal)
+        || key.StartsWith("encoder.", StringComparison.Ordinal)
+        || key.StartsWith("final_layer_norm.", StringComparison.Ordinal);
 
     private static SingleFileKeyResult Result(ModelComponent component, string singleKey, string? diffusersKey, bool squeeze) =>
         diffusersKey is null
