@@ -68,6 +68,9 @@ public sealed class ComponentCommandTests : IDisposable
             "--timestep-file", Path.Combine(dir, "timestep.npy"), "--context", Path.Combine(dir, "encoder_hidden_states.npy"), "--out", eps], TextWriter.Null));
         AssertFileClose(Path.Combine(dir, "noise_pred.npy"), eps, 1e-4);
         Assert.Throws<UsageException>(() => ModelCommands.UNet(["--model", "m", "--sample", "s", "--context", "c", "--out", eps, "--timestep", "x"], TextWriter.Null));
+        var e = Assert.Throws<UsageException>(() => ModelCommands.UNet(["--model", Fixtures.Path("tiny/model"), "--sample", Path.Combine(dir, "sample.npy"),
+            "--timestep", "500", "--context", Path.Combine(dir, "encoder_hidden_states.npy"), "--guidance", "8", "--out", eps], TextWriter.Null));
+        Assert.Contains("LCM-distilled UNets only", e.Message);
     }
 
     [FixtureFact]

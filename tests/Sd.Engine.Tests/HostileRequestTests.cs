@@ -123,6 +123,30 @@ public sealed unsafe class HostileRequestTests
         Assert.Contains("per-block cross_attention_dim", e.Message);
     }
 
+    [Theory]
+    [InlineData("timestep_post_act")]
+    [InlineData("time_embedding_act_fn")]
+    public void An_activation_on_the_time_embedding_is_not_supported(string key)
+    {
+        // Neither adds weights, so only the config tells: running without it would be silently wrong.
+        using ModelSource demo = ModelSource.Demo();
+        UNetConfig config = key == "timestep_post_act" ? DemoModel.UNet with { TimestepPostAct = "mish" } : DemoModel.UNet with { TimeEmbeddingActFn = "mish" };
+        var e = Assert.Throws<NotSupportedException>(() => new UNet2DConditionModel(config, demo.Weights(ModelComponent.Unet)).Dispose());
+        Assert.Contains($"{key} 'mish'", e.Message);
+        string json = Path.Combine(Path.GetTempPath(), $"sd-{Guid.NewGuid():N}.json");
+        File.WriteAllText(json, $$"""{"{{key}}": "mish", "time_cond_proj_dim": 256}""");
+        try
+        {
+            UNetConfig loaded = UNetConfig.Load(json);
+            Assert.Equal("mish", key == "timestep_post_act" ? loaded.TimestepPostAct : loaded.TimeEmbeddingActFn);
+            Assert.Equal(256, loaded.TimeCondProjDim);
+        }
+        finally
+        {
+            File.Delete(json);
+        }
+    }
+
     [Fact]
     public void A_downsampler_padded_only_right_and_bottom_is_not_supported()
     {

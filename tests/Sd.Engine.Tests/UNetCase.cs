@@ -44,11 +44,14 @@ internal sealed class UNetCase : IDisposable
         return new UNetCase($"{model}/{caseName}", sample, timesteps, context, expected);
     }
 
-    /// <summary>The UNet's noise prediction for this case, NCHW like <see cref="Expected"/>.</summary>
-    public float[] Run(UNet2DConditionModel unet)
+    /// <summary>
+    /// The UNet's noise prediction for this case, NCHW like <see cref="Expected"/>; an LCM-distilled UNet's given a
+    /// timestep condition.
+    /// </summary>
+    public float[] Run(UNet2DConditionModel unet, float[]? timestepCond = null)
     {
         using Tensor prediction = Tensor.Allocate([_sample.Dim(0), _sample.Dim(1), _sample.Dim(2), unet.Config.OutChannels]);
-        unet.Forward(_sample, _timesteps, _context, prediction);
+        unet.Forward(_sample, _timesteps, _context, prediction, timestepCond ?? []);
         return NpyTensors.ToNchw(prediction);
     }
 

@@ -15,7 +15,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         CancellationToken cancellation)
     {
         Tensor latents = run.Latents;
-        int batch = request.GuidanceScale > 1 ? 2 : 1;
+        int batch = UsesClassifierFreeGuidance(request) ? 2 : 1;
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
         int inputChannels = channels + (run.Conditioning?.Dim(3) ?? 0);
         // The guidance and the scheduler read the prediction as latent-sized: a UNet of other widths cannot run here.
@@ -29,7 +29,8 @@ public sealed unsafe partial class StableDiffusionPipeline
         using Tensor prediction = Tensor.Allocate([batch, h, w, channels]);
         // The scaled latents, concatenated with the conditioning into each UNet input row (9-channel inpainting only).
         using Tensor? scaled = run.Conditioning is null ? null : Tensor.Allocate([1, h, w, channels]);
-        var steps = new StepLoop(unet, context, unetInput, scaled, prediction, request.GuidanceScale, request.GuidanceRescale, image, images);
+        float[] condition = _unetConfig.TimeCondProjDim is { } condDim ? GuidanceScaleEmbedding.Compute(request.GuidanceScale, condDim) : [];
+        var steps = new StepLoop(unet, context, unetInput, scaled, prediction, request.GuidanceScale, request.GuidanceRescale, condition, image, images);
         try
         {
             RunSteps(run, steps, progress, cancellation);
@@ -40,9 +41,18 @@ public sealed unsafe partial class StableDiffusionPipeline
         }
     }
 
-    /// <summary>What every step of one image's denoising shares: the UNet, its buffers, the guidance, the batch position.</summary>
+    /// <summary>
+    /// Whether the UNet runs on cat([latents] * 2), unconditioned and conditioned, mixed by the guidance scale: as in
+    /// diffusers, when the scale is above 1 and the UNet is not LCM-distilled (which takes the scale as its input).
+    /// </summary>
+    private bool UsesClassifierFreeGuidance(GenerateRequest request) => request.GuidanceScale > 1 && _unetConfig.TimeCondProjDim == null;
+
+    /// <summary>
+    /// What every step of one image's denoising shares: the UNet, its buffers, the guidance (an LCM-distilled UNet's
+    /// as its timestep condition; empty for others), the batch position.
+    /// </summary>
     private sealed record StepLoop(UNet2DConditionModel UNet, Tensor Context, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
-        float Guidance, float Rescale, int Image, int Images);
+        float Guidance, float Rescale, float[] Condition, int Image, int Images);
 
     private void RunSteps(DenoisingRun run, StepLoop loop, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
@@ -63,7 +73,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             cancellation.ThrowIfCancellationRequested();
             FillUNetInput(scheduler, step, latents, run.Conditioning, loop.Scaled, loop.UNetInput);
             timestep[0] = scheduler.Timesteps[step];
-            loop.UNet.Forward(loop.UNetInput, timestep, loop.Context, prediction, cancellation);
+            loop.UNet.Forward(loop.UNetInput, timestep, loop.Context, prediction, loop.Condition, cancellation);
             float* predicted = prediction.Data;
             for (long i = 0; i < count; i++)
             {

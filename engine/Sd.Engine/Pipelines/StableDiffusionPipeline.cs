@@ -205,7 +205,11 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         CheckRequest(request, count);
         int factor = _vaeConfig.DownscaleFactor;
         int h = request.Height / factor, w = request.Width / factor;
-        bool guided = request.GuidanceScale > 1;
+        bool guided = UsesClassifierFreeGuidance(request);
+        if (!guided && _unetConfig.TimeCondProjDim != null && request.NegativePrompt.Length > 0)
+        {
+            _logger.LogWarning("The negative prompt is not used: this LCM-distilled UNet takes the guidance scale as an input and runs without classifier-free guidance");
+        }
         var times = new PhaseTimes[count];
         for (int i = 0; i < count; i++) times[i] = new PhaseTimes();
         PhaseClock textClock = times[0].Start();

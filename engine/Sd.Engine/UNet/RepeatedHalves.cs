@@ -32,8 +32,14 @@ internal static unsafe class RepeatedHalves
                 return false;
             }
         }
-        int half = checked((int)(sample.Length / 2));
-        var bits = new ReadOnlySpan<int>(sample.Data, 2 * half);
+        return In(sample.Data, sample.Length);
+    }
+
+    /// <summary>Whether the second half of <paramref name="length"/> floats equals the first bit for bit.</summary>
+    public static bool In(float* batch, long length)
+    {
+        int half = checked((int)(length / 2));
+        var bits = new ReadOnlySpan<int>(batch, 2 * half);
         return bits[..half].SequenceEqual(bits[half..]);
     }
 

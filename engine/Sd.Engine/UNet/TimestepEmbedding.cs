@@ -7,20 +7,22 @@ namespace Sd.Engine.UNet;
 /// <summary>
 /// Sinusoidal timestep features (diffusers get_timestep_embedding, computed in float32 like PyTorch) followed by the
 /// TimestepEmbedding MLP linear_1 -> SiLU -> linear_2. The output goes through SiLU once more here, because every
-/// ResNet block applies SiLU to it before its own projection.
+/// ResNet block applies SiLU to it before its own projection. An LCM-distilled UNet adds cond_proj(condition), its
+/// guidance-scale embedding projected without bias, to the sinusoidal features first.
 /// Reference: diffusers Timesteps, TimestepEmbedding (embeddings.py).
 /// </summary>
 internal sealed unsafe class TimestepEmbedding : IDisposable
 {
     private readonly Linear _linear1;
     private readonly Linear _linear2;
+    private readonly Linear? _condProj;
     private readonly int _channels;
     private readonly bool _flipSinToCos;
     private readonly float _freqShift;
 
     private static readonly float NegativeLogMaxPeriod = (float)-Math.Log(10000.0);
 
-    public TimestepEmbedding(WeightBinder binder, int channels, int embeddingDim, bool flipSinToCos, int freqShift)
+    public TimestepEmbedding(WeightBinder binder, int channels, int embeddingDim, bool flipSinToCos, int freqShift, int? condDim)
     {
         _channels = channels;
         _flipSinToCos = flipSinToCos;
@@ -28,15 +30,23 @@ internal sealed unsafe class TimestepEmbedding : IDisposable
         EmbeddingDim = embeddingDim;
         _linear1 = new Linear(binder.Child("linear_1"), channels, embeddingDim);
         _linear2 = new Linear(binder.Child("linear_2"), embeddingDim, embeddingDim);
+        if (condDim is { } dim)
+        {
+            _condProj = new Linear(binder.Child("cond_proj"), dim, channels, bias: false);
+        }
     }
 
     public int EmbeddingDim { get; }
 
+    /// <summary>Width of the condition rows <see cref="Forward"/> takes (null: the model takes none).</summary>
+    public int? ConditionDim => _condProj?.InFeatures;
+
     /// <summary>
-    /// silu(emb) [batch, EmbeddingDim] for one timestep per image. Scratch: sinusoid [batch, channels] and
-    /// hidden [batch, EmbeddingDim] (caller's small buffers).
+    /// silu(emb) [batch, EmbeddingDim] for one timestep per image and, for a model with cond_proj, optionally one
+    /// <see cref="ConditionDim"/>-wide condition row per image (null: none, as diffusers' condition=None). Scratch:
+    /// sinusoid [batch, channels] and hidden [batch, EmbeddingDim] (caller's small buffers).
     /// </summary>
-    public void Forward(ReadOnlySpan<float> timesteps, float* sinusoid, float* hidden, float* output)
+    public void Forward(ReadOnlySpan<float> timesteps, float* condition, float* sinusoid, float* hidden, float* output)
     {
         int batch = timesteps.Length;
         int half = _channels / 2;
@@ -58,6 +68,15 @@ internal sealed unsafe class TimestepEmbedding : IDisposable
                 row[_channels - 1] = 0; // torch pads an odd dimension with one zero
             }
         }
+        if (condition != null)
+        {
+            // hidden (EmbeddingDim >= channels wide) holds cond_proj's rows until linear_1 overwrites it.
+            _condProj!.Forward(condition, batch, _condProj.InFeatures, hidden, _channels);
+            for (long i = 0; i < (long)batch * _channels; i++)
+            {
+                sinusoid[i] += hidden[i];
+            }
+        }
         _linear1.Forward(sinusoid, batch, _channels, hidden, EmbeddingDim);
         Pointwise.Apply(Activation.Silu, hidden, hidden, (nint)batch * EmbeddingDim);
         _linear2.Forward(hidden, batch, EmbeddingDim, output, EmbeddingDim);
@@ -68,5 +87,6 @@ internal sealed unsafe class TimestepEmbedding : IDisposable
     {
         _linear1.Dispose();
         _linear2.Dispose();
+        _condProj?.Dispose();
     }
 }

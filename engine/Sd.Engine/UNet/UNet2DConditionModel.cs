@@ -40,7 +40,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         int tembChannels = channels[0] * 4;
         _convIn = new Conv2d(binder.Child("conv_in"), config.InChannels, channels[0], kernel: config.ConvInKernel);
         _timeEmbedding = new TimestepEmbedding(binder.Child("time_embedding"), channels[0], tembChannels,
-            config.FlipSinToCos, config.FreqShift);
+            config.FlipSinToCos, config.FreqShift, config.TimeCondProjDim);
 
         _downBlocks = new DownBlock[blocks];
         var skipChannels = new List<int> { channels[0] };
@@ -97,6 +97,8 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             : config.AdditionEmbedType != null ? $"addition_embed_type '{config.AdditionEmbedType}' (SDXL)"
             : config.TimeEmbeddingType != "positional" ? $"time_embedding_type '{config.TimeEmbeddingType}'"
             : config.ResnetTimeScaleShift != "default" ? $"resnet_time_scale_shift '{config.ResnetTimeScaleShift}'"
+            : config.TimestepPostAct != null ? $"timestep_post_act '{config.TimestepPostAct}'"
+            : config.TimeEmbeddingActFn != null ? $"time_embedding_act_fn '{config.TimeEmbeddingActFn}'"
             : config.ActFn != "silu" ? $"act_fn '{config.ActFn}'"
             : config.MidBlockType != "UNetMidBlock2DCrossAttn" ? $"mid_block_type '{config.MidBlockType}'"
             : config.CenterInputSample ? "center_input_sample"
@@ -139,19 +141,31 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// halves (<see cref="RepeatedHalves"/>), with the same result. Calls from several threads run one at a time (they
     /// share the run buffers), and <see cref="Dispose"/> waits for a running call.
     /// </summary>
-    public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, CancellationToken cancellation = default)
+    public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, CancellationToken cancellation = default) =>
+        Forward(sample, timesteps, context, output, [], cancellation);
+
+    /// <summary>
+    /// <see cref="Forward(Tensor, ReadOnlySpan{float}, Tensor, Tensor, CancellationToken)"/> for an LCM-distilled UNet
+    /// (<see cref="UNetConfig.TimeCondProjDim"/>): <paramref name="timestepCond"/> holds one
+    /// <see cref="GuidanceScaleEmbedding"/> row for the batch or one per image (diffusers' timestep_cond), added to
+    /// the timestep features through time_embedding.cond_proj. Empty: none, as diffusers runs such a UNet without it.
+    /// </summary>
+    public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, ReadOnlySpan<float> timestepCond,
+        CancellationToken cancellation = default)
     {
         lock (_gate)
         {
             // Checked before any run buffers are planned: a disposed module must not allocate them again.
             ObjectDisposedException.ThrowIf(_disposed, this);
-            Run(sample, timesteps, context, output, cancellation);
+            Run(sample, timesteps, context, output, timestepCond, cancellation);
         }
     }
 
-    private void Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, CancellationToken cancellation)
+    private void Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, ReadOnlySpan<float> timestepCond,
+        CancellationToken cancellation)
     {
         CheckInputs(sample, timesteps, context, output);
+        CheckCondition(timestepCond, sample.Dim(0));
         int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
         int contextLength = context.Dim(1);
         RunState state = StateFor(batch, height, width, contextLength);
@@ -160,14 +174,26 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         {
             perImage[n] = timesteps[timesteps.Length == 1 ? 0 : n];
         }
-        _timeEmbedding.Forward(perImage, state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
+        float* condition = null;
+        if (!timestepCond.IsEmpty)
+        {
+            // [batch, cond dim]: the shared row repeated, or the rows given.
+            condition = state.Condition!.Pointer;
+            for (int n = 0; n < batch; n++)
+            {
+                timestepCond.Slice(timestepCond.Length == batch * state.ConditionDim ? n * state.ConditionDim : 0, state.ConditionDim)
+                    .CopyTo(new Span<float>(condition + (long)n * state.ConditionDim, state.ConditionDim));
+            }
+        }
+        _timeEmbedding.Forward(perImage, condition, state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
         float* temb = state.Temb.Pointer;
         var text = new TextContext(context.Data, contextLength, state.HoldsProjectionsOf(context));
         Workspace ws = state.Workspace;
         FeatureMap[] skips = state.Skips;
 
         // Classifier-free guidance's cat([latents] * 2): the layers before the first cross-attention run once.
-        bool repeatedHalves = ShareRepeatedHalves && RepeatedHalves.In(sample, timesteps);
+        bool repeatedHalves = ShareRepeatedHalves && RepeatedHalves.In(sample, timesteps)
+            && (condition == null || RepeatedHalves.In(condition, (long)batch * state.ConditionDim));
         _convIn.Forward(sample.Data, repeatedHalves ? batch / 2 : batch, height, width, skips[0].Data, ws);
         if (repeatedHalves)
         {
@@ -235,6 +261,26 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         context.ThrowIfNotFinite("context contains NaN or infinity");
     }
 
+    private void CheckCondition(ReadOnlySpan<float> timestepCond, int batch)
+    {
+        if (timestepCond.IsEmpty)
+        {
+            return;
+        }
+        if (_timeEmbedding.ConditionDim is not { } dim)
+        {
+            throw new ArgumentException("this UNet takes no timestep condition: only LCM-distilled UNets (time_cond_proj_dim in their config) do", nameof(timestepCond));
+        }
+        if (timestepCond.Length != dim && timestepCond.Length != (long)batch * dim)
+        {
+            throw new ArgumentException($"the timestep condition must be one row of {dim} values (time_cond_proj_dim) or one per image ({batch} x {dim}), got {timestepCond.Length}", nameof(timestepCond));
+        }
+        if (!Tensor.AllFinite(timestepCond))
+        {
+            throw new ArgumentException("the timestep condition contains NaN or infinity", nameof(timestepCond));
+        }
+    }
+
     /// <summary>Activation memory planned for the last run shape, in bytes (0 when none is held).</summary>
     public long RunBufferBytes => _state?.Bytes ?? 0;
 
@@ -278,6 +324,11 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             Sinusoid = new NativeBlock((long)batch * channels[0]);
             TembHidden = new NativeBlock((long)batch * temb);
             Temb = new NativeBlock((long)batch * temb);
+            if (config.TimeCondProjDim is { } condDim)
+            {
+                ConditionDim = condDim;
+                Condition = new NativeBlock((long)batch * condDim);
+            }
 
             var skips = new List<FeatureMap>();
             model._convIn.Plan(Workspace, batch, height, width);
@@ -335,6 +386,11 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         public NativeBlock TembHidden { get; }
         public NativeBlock Temb { get; }
 
+        /// <summary>The timestep condition rows, [batch, ConditionDim] (LCM-distilled UNets only).</summary>
+        public NativeBlock? Condition { get; }
+
+        public int ConditionDim { get; }
+
         /// <summary>The context whose k|v projections the cross-attention layers keep (valid when <see cref="_projected"/>).</summary>
         private readonly NativeBlock _projectedContext;
 
@@ -383,6 +439,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             Sinusoid.Dispose();
             TembHidden.Dispose();
             Temb.Dispose();
+            Condition?.Dispose();
         }
     }
 

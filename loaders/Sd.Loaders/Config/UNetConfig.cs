@@ -39,6 +39,18 @@ public sealed record UNetConfig
     public int ConvInKernel { get; init; } = 3;
     public int ConvOutKernel { get; init; } = 3;
 
+    /// <summary>
+    /// Width of the guidance-scale embedding that LCM-distilled UNets add to the timestep features through
+    /// <c>time_embedding.cond_proj</c> (diffusers' <c>time_cond_proj_dim</c>); null for every other UNet.
+    /// </summary>
+    public int? TimeCondProjDim { get; init; }
+
+    /// <summary>Activations diffusers applies to the time embedding when set (null: none); Sd supports none.</summary>
+    public string? TimestepPostAct { get; init; }
+
+    /// <inheritdoc cref="TimestepPostAct"/>
+    public string? TimeEmbeddingActFn { get; init; }
+
     public static UNetConfig Load(string path) => From(JsonConfig.Load(path));
 
     public static UNetConfig From(JsonConfig json)
@@ -79,6 +91,9 @@ public sealed record UNetConfig
             AdditionEmbedType = json.GetStringOrNull("addition_embed_type"),
             ConvInKernel = json.GetInt("conv_in_kernel", d.ConvInKernel),
             ConvOutKernel = json.GetInt("conv_out_kernel", d.ConvOutKernel),
+            TimeCondProjDim = json.GetIntOrNull("time_cond_proj_dim"),
+            TimestepPostAct = json.GetStringOrNull("timestep_post_act"),
+            TimeEmbeddingActFn = json.GetStringOrNull("time_embedding_act_fn"),
         };
         config.Validate(json.Path, headsKey);
         return config;
@@ -115,6 +130,10 @@ public sealed record UNetConfig
         }
         ConfigLimits.CheckWidths(source, "cross_attention_dim", CrossAttentionDim);
         ConfigLimits.CheckWidths(source, "in_channels/out_channels", [InChannels, OutChannels]);
+        if (TimeCondProjDim is { } condDim)
+        {
+            ConfigLimits.CheckWidths(source, "time_cond_proj_dim", [condDim]);
+        }
         ConfigLimits.CheckGroups(source, NormNumGroups, BlockOutChannels);
         ConfigLimits.CheckKernel(source, "conv_in_kernel", ConvInKernel);
         ConfigLimits.CheckKernel(source, "conv_out_kernel", ConvOutKernel);

@@ -37,6 +37,10 @@ public static class DiffusersLayout
         int temb = ch[0] * 4;
         Conv(p, "conv_in", config.InChannels, ch[0], config.ConvInKernel);
         Linear(p, "time_embedding.linear_1", ch[0], temb);
+        if (config.TimeCondProjDim is { } condDim)
+        {
+            Linear(p, "time_embedding.cond_proj", condDim, ch[0], bias: false); // LCM-distilled UNets
+        }
         Linear(p, "time_embedding.linear_2", temb, temb);
         var skips = new List<int> { ch[0] };
         for (int i = 0; i < n; i++)

@@ -17,10 +17,12 @@ public static class ModelCommands
 {
     private const string UNetHelp = """
         Usage: sd unet --model M [--config DIR] --sample x.npy (--timestep T | --timestep-file t.npy) --context c.npy
-                       --out eps.npy
+                       [--guidance W] --out eps.npy
 
         One UNet forward pass. sample: float32 [B, 4, h, w]; context: float32 [B, 77, W] (encode-text output);
         the timestep is one number or a file with one per batch element (int or float). Writes [B, 4, h, w].
+        --guidance conditions an LCM-distilled UNet (time_cond_proj_dim) on guidance scale W, as diffusers'
+        timestep_cond = get_guidance_scale_embedding(W - 1); without it such a UNet runs unconditioned, as in diffusers.
         """;
 
     private const string DecodeHelp = """
@@ -46,7 +48,7 @@ public static class ModelCommands
             output.WriteLine(UNetHelp);
             return 0;
         }
-        var line = new CommandLine("unet", args, ModelOptions.With("--sample", "--timestep", "--timestep-file", "--context", "--out"), []);
+        var line = new CommandLine("unet", args, ModelOptions.With("--sample", "--timestep", "--timestep-file", "--context", "--guidance", "--out"), []);
         string outPath = line.Require("--out");
         line.CheckOutputFlags("--out");
         float[] timesteps = Timesteps(line);
@@ -54,9 +56,16 @@ public static class ModelCommands
         UNetConfig config = model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet");
         using Tensor sample = ReadNchw(line, "--sample", config.InChannels);
         using Tensor context = ReadContext(line.Require("--context"));
+        float[] condition = [];
+        if (line.Has("--guidance"))
+        {
+            int dim = config.TimeCondProjDim
+                ?? throw new UsageException("unet: --guidance conditions LCM-distilled UNets only (time_cond_proj_dim in their config); this one guides by batch");
+            condition = GuidanceScaleEmbedding.Compute(line.GetFloat("--guidance", 0), dim);
+        }
         using var unet = new UNet2DConditionModel(config, model.Weights(ModelComponent.Unet));
         using Tensor prediction = Tensor.Allocate([sample.Dim(0), sample.Dim(1), sample.Dim(2), unet.Config.OutChannels]);
-        unet.Forward(sample, timesteps, context, prediction);
+        unet.Forward(sample, timesteps, context, prediction, condition);
         NpyTensors.WriteNhwcAsNchw(prediction, outPath);
         output.WriteLine($"wrote {outPath}: float32 [{sample.Dim(0)}, {unet.Config.OutChannels}, {sample.Dim(1)}, {sample.Dim(2)}]");
         return 0;
