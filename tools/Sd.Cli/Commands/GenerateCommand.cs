@@ -32,6 +32,8 @@ public static class GenerateCommand
         runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
         --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps the unmasked area from the picture, a
         9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture.
+        An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7; run it with --scheduler lcm --steps 4)
+        is conditioned on --guidance instead of classifier-free guidance, so the negative prompt is not used.
         --batch-count N makes N images with seeds S, S+1, ... from --seed S (each reproducible alone), written as
         out-1.png ... out-N.png (the same suffixes for --out-latents and --out-image-npy); the prompt is encoded and
         each component loaded once for the whole batch.
