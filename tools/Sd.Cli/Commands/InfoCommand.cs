@@ -107,7 +107,8 @@ public static class InfoCommand
         ModelComponent.Unet when model.UNet is { } u =>
             $"blocks [{string.Join(", ", u.BlockOutChannels)}] x{u.LayersPerBlock[0]} layers, down [{string.Join(", ", u.DownBlockTypes)}], " +
             $"heads [{string.Join(", ", u.NumAttentionHeads)}], cross-attention {u.CrossAttentionDim[0]}, in/out {u.InChannels}/{u.OutChannels}, " +
-            $"{(u.UseLinearProjection ? "linear" : "conv")} proj_in/out, sample size {u.SampleSize?.ToString(CultureInfo.InvariantCulture) ?? "?"}",
+            $"{(u.UseLinearProjection ? "linear" : "conv")} proj_in/out, sample size {u.SampleSize?.ToString(CultureInfo.InvariantCulture) ?? "?"}" +
+            (u.TimeCondProjDim is { } condDim ? $", LCM-distilled (guidance embedding {condDim}, no CFG)" : ""),
         ModelComponent.Vae when model.Vae is { } v =>
             $"blocks [{string.Join(", ", v.BlockOutChannels)}] x{v.LayersPerBlock} layers, latent channels {v.LatentChannels}, " +
             $"downscale {v.DownscaleFactor}x, scaling factor {v.ScalingFactor.ToString(CultureInfo.InvariantCulture)}",
