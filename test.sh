@@ -12,7 +12,7 @@ trap 'rm -f "$log"' EXIT
 # passing tests or the runner's progress lines (the CLI tests' expected error messages show too: they go to stderr).
 show() {
     awk '/\[SKIP\]$/ { print; getline; print; next }
-         /^\[xUnit\.net / || /^  Passed / { next }
+         /^\[xUnit\.net / || /^  Passed / || /^  Skipped / { next }
          { print }'
 }
 

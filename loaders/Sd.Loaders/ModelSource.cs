@@ -255,6 +255,9 @@ public sealed class ModelSource : IDisposable
                 case SingleFileKeyKind.Ignored:
                     IgnoredKeyCount++;
                     continue;
+                case SingleFileKeyKind.Unknown when tensor.Name.Contains(".cond_proj.", StringComparison.Ordinal):
+                    // An LCM-distilled UNet run without its guidance embedding would be silently wrong.
+                    throw new NotSupportedException($"{Path}: '{tensor.Name}' is an LCM-distilled UNet's guidance projection, which Sd reads from diffusers folders only (time_cond_proj_dim in unet/config.json); load the model's diffusers folder");
                 case SingleFileKeyKind.Unknown:
                     unexpected.Add(tensor.Name);
                     continue;

@@ -8,6 +8,7 @@ using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
 using Sd.Loaders.Layout;
+using Sd.Loaders.Tests;
 
 namespace Sd.Engine.Tests;
 
@@ -133,18 +134,13 @@ public sealed unsafe class HostileRequestTests
         UNetConfig config = key == "timestep_post_act" ? DemoModel.UNet with { TimestepPostAct = "mish" } : DemoModel.UNet with { TimeEmbeddingActFn = "mish" };
         var e = Assert.Throws<NotSupportedException>(() => new UNet2DConditionModel(config, demo.Weights(ModelComponent.Unet)).Dispose());
         Assert.Contains($"{key} 'mish'", e.Message);
-        string json = Path.Combine(Path.GetTempPath(), $"sd-{Guid.NewGuid():N}.json");
-        File.WriteAllText(json, $$"""{"{{key}}": "mish", "time_cond_proj_dim": 256}""");
-        try
-        {
-            UNetConfig loaded = UNetConfig.Load(json);
-            Assert.Equal("mish", key == "timestep_post_act" ? loaded.TimestepPostAct : loaded.TimeEmbeddingActFn);
-            Assert.Equal(256, loaded.TimeCondProjDim);
-        }
-        finally
-        {
-            File.Delete(json);
-        }
+        using var dir = new TempDirectory();
+        string json = dir.WriteText("config.json", $$"""{"{{key}}": "mish", "time_cond_proj_dim": 256}""");
+        UNetConfig loaded = UNetConfig.Load(json);
+        Assert.Equal("mish", key == "timestep_post_act" ? loaded.TimestepPostAct : loaded.TimeEmbeddingActFn);
+        Assert.Equal(256, loaded.TimeCondProjDim);
+        File.WriteAllText(json, """{"time_cond_proj_dim": 3}""");
+        Assert.Contains("time_cond_proj_dim must be at least 4", Assert.Throws<InvalidFileException>(() => UNetConfig.Load(json)).Message);
     }
 
     [Fact]

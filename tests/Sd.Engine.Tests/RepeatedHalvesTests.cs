@@ -38,7 +38,7 @@ public sealed class RepeatedHalvesTests : IDisposable
         sample.Span[..(int)(sample.Length / 2)].CopyTo(sample.Span[(int)(sample.Length / 2)..]);
         UNetTests.Fill(context.Span, random);
         float[] timesteps = timestepCount == 1 ? [601f] : [601f, 17f, 601f, 17f];
-        Assert.True(RepeatedHalves.In(sample, timesteps));
+        Assert.True(RepeatedHalves.In(sample, timesteps, []));
 
         float[] shared = Predict(unet, sample, timesteps, context);
         unet.ShareRepeatedHalves = false;
@@ -55,19 +55,22 @@ public sealed class RepeatedHalvesTests : IDisposable
         var random = new Random(5);
         UNetTests.Fill(sample.Span[..36], random);
         sample.Span[..36].CopyTo(sample.Span[36..]);
-        Assert.True(RepeatedHalves.In(sample, [5f]));
-        Assert.True(RepeatedHalves.In(sample, [5f, 5f]));
-        Assert.False(RepeatedHalves.In(sample, [5f, 6f]));
+        Assert.True(RepeatedHalves.In(sample, [5f], []));
+        Assert.True(RepeatedHalves.In(sample, [5f, 5f], []));
+        Assert.False(RepeatedHalves.In(sample, [5f, 6f], []));
+        // An LCM-distilled UNet's condition rows feed the time embedding: they must repeat too.
+        Assert.True(RepeatedHalves.In(sample, [5f], [1f, 2f, 1f, 2f]));
+        Assert.False(RepeatedHalves.In(sample, [5f], [1f, 2f, 1f, 3f]));
 
         sample.Span[71] = BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(sample.Span[71]) ^ 1); // last bit of the last value
-        Assert.False(RepeatedHalves.In(sample, [5f]));
+        Assert.False(RepeatedHalves.In(sample, [5f], []));
         sample.Span[71] = sample.Span[35];
         sample.Span[0] = 0f;
         sample.Span[36] = -0f; // equal as floats, not as bits: conv_in's products could differ in sign
-        Assert.False(RepeatedHalves.In(sample, [5f]));
+        Assert.False(RepeatedHalves.In(sample, [5f], []));
 
         using Tensor odd = Tensor.Allocate([3, 2, 2, 4]);
-        Assert.False(RepeatedHalves.In(odd, [5f]));
+        Assert.False(RepeatedHalves.In(odd, [5f], []));
     }
 
     private static float[] Predict(UNet2DConditionModel unet, Tensor sample, float[] timesteps, Tensor context)

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
 using Sd.Loaders.Layout;
+using Sd.Loaders.Safetensors;
 using Sd.Loaders.Weights;
 
 namespace Sd.Loaders.Tests;
@@ -113,6 +114,27 @@ public sealed class LdmKeyExporterTests
                 Assert.True(entry.File.GetBytes(entry.Stored).SequenceEqual(loaded.File.GetBytes(loaded.Stored)), $"{name}/{component}: {entry.Name} differs");
             }
         }
+    }
+
+    [FixtureFact]
+    public void A_single_file_lcm_unet_is_refused_not_run_without_its_guidance_projection()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("lcm.safetensors");
+        using (ModelSource folder = ModelSource.Open(Fixtures.Path("tiny/model")))
+        {
+            LdmKeyExporter.Write(folder, path);
+        }
+        var writer = new SafetensorsWriter();
+        using (var file = SafetensorsFile.Open(path))
+        {
+            foreach (TensorInfo tensor in file.Tensors) writer.Add(tensor.Name, tensor.DType, tensor.Shape, file.GetBytes(tensor));
+        }
+        writer.AddFloat32("model.diffusion_model.time_embed.cond_proj.weight", [32, 256], new float[32 * 256]);
+        string lcm = dir.File("with-cond-proj.safetensors");
+        writer.Save(lcm);
+        var e = Assert.Throws<NotSupportedException>(() => ModelSource.Open(lcm).Dispose());
+        Assert.Contains("LCM-distilled", e.Message);
     }
 
     private static int[] Shape(JsonElement shape) => shape.EnumerateArray().Select(d => d.GetInt32()).ToArray();

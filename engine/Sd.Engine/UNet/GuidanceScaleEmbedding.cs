@@ -23,8 +23,14 @@ public static class GuidanceScaleEmbedding
             // half - 1 divides the frequency exponent: diffusers' smallest working width is 4.
             throw new ArgumentOutOfRangeException(nameof(dim), dim, "the embedding needs at least 4 features");
         }
-        // torch.tensor(guidance_scale - 1) is the Python double rounded to float32; * 1000.0 stays float32.
+        // torch.tensor(guidance_scale - 1) rounds the Python double's difference to float32 (the scale given here is
+        // already a float32, so scales that are not binary fractions may differ from diffusers' in the last bit);
+        // * 1000.0 stays float32.
         float w = (float)((double)guidanceScale - 1) * 1000f;
+        if (!float.IsFinite(w))
+        {
+            throw new ArgumentOutOfRangeException(nameof(guidanceScale), guidanceScale, "the guidance scale is too large to embed: 1000 (scale - 1) overflows float32");
+        }
         int half = dim / 2;
         float step = MathF.Log(10000f) / (half - 1);
         var row = new float[dim];

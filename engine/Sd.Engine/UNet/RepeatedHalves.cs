@@ -15,9 +15,10 @@ internal static unsafe class RepeatedHalves
 {
     /// <summary>
     /// Whether the batch is even and its second half equals its first bit for bit, timesteps included (one timestep
-    /// for the whole batch counts as repeated).
+    /// for the whole batch counts as repeated), and so do the per-image rows of an LCM-distilled UNet's timestep
+    /// condition (<paramref name="condition"/>, empty for other UNets), which feed the time embedding too.
     /// </summary>
-    public static bool In(Tensor sample, ReadOnlySpan<float> timesteps)
+    public static bool In(Tensor sample, ReadOnlySpan<float> timesteps, ReadOnlySpan<float> condition)
     {
         int batch = sample.Dim(0);
         if (batch % 2 != 0)
@@ -32,15 +33,13 @@ internal static unsafe class RepeatedHalves
                 return false;
             }
         }
-        return In(sample.Data, sample.Length);
+        return HalvesEqual(new ReadOnlySpan<float>(sample.Data, checked((int)sample.Length))) && HalvesEqual(condition);
     }
 
-    /// <summary>Whether the second half of <paramref name="length"/> floats equals the first bit for bit.</summary>
-    public static bool In(float* batch, long length)
+    private static bool HalvesEqual(ReadOnlySpan<float> values)
     {
-        int half = checked((int)(length / 2));
-        var bits = new ReadOnlySpan<int>(batch, 2 * half);
-        return bits[..half].SequenceEqual(bits[half..]);
+        ReadOnlySpan<int> bits = MemoryMarshal.Cast<float, int>(values);
+        return bits[..(bits.Length / 2)].SequenceEqual(bits[(bits.Length / 2)..]);
     }
 
     /// <summary>Copies the first half of a <paramref name="batch"/>-image feature map onto its second half.</summary>

@@ -192,8 +192,8 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         FeatureMap[] skips = state.Skips;
 
         // Classifier-free guidance's cat([latents] * 2): the layers before the first cross-attention run once.
-        bool repeatedHalves = ShareRepeatedHalves && RepeatedHalves.In(sample, timesteps)
-            && (condition == null || RepeatedHalves.In(condition, (long)batch * state.ConditionDim));
+        bool repeatedHalves = ShareRepeatedHalves && RepeatedHalves.In(sample, timesteps,
+            new ReadOnlySpan<float>(condition, condition == null ? 0 : batch * state.ConditionDim));
         _convIn.Forward(sample.Data, repeatedHalves ? batch / 2 : batch, height, width, skips[0].Data, ws);
         if (repeatedHalves)
         {

@@ -133,6 +133,11 @@ public sealed record UNetConfig
         if (TimeCondProjDim is { } condDim)
         {
             ConfigLimits.CheckWidths(source, "time_cond_proj_dim", [condDim]);
+            if (condDim < 4)
+            {
+                // The guidance embedding divides by half its width minus 1 (diffusers gives NaN below 4).
+                throw new InvalidFileException(source, $"time_cond_proj_dim must be at least 4, found {condDim}");
+            }
         }
         ConfigLimits.CheckGroups(source, NormNumGroups, BlockOutChannels);
         ConfigLimits.CheckKernel(source, "conv_in_kernel", ConvInKernel);

@@ -5,8 +5,9 @@ namespace Sd.Loaders.IO;
 /// beside its target and flushes it to disk, and <see cref="Commit"/> renames them all into place. Disposing before
 /// the commit deletes the temporaries, so a command whose second output fails (a full disk) leaves neither behind.
 /// Each rename replaces its target at once (a reader sees the old file or the new one, never neither). When a set
-/// has several files, the commit first copies aside the ones it replaces, and should a later rename fail it puts
-/// them back, so a failed commit leaves every target as it was.
+/// has several files, the commit first copies aside the ones it replaces (a copy that fails, on a full disk, fails the
+/// commit before any rename), and should a rename fail it puts them back, so a failed commit leaves every target as
+/// it was. The restored files are copies: hard links to the old ones do not follow them.
 /// </summary>
 public sealed class AtomicFileSet : IDisposable
 {
@@ -36,30 +37,35 @@ public sealed class AtomicFileSet : IDisposable
     /// <summary>Renames every written file over its target, in the order they were added; all or none.</summary>
     public void Commit()
     {
-        // Copies of the files this commit replaces, so that a failed rename can restore the ones before it; a set of
-        // one file needs none, its rename being all or nothing already.
-        var committed = new List<(string Target, string? Backup)>(_pending.Count);
-        string? backup = null;
+        // Copies of the files this commit replaces, all made before the first rename (so the renames follow each
+        // other closely), so that a failed rename can restore the ones before it. A set of one file needs none: its
+        // rename is all or nothing already.
+        var backups = new string?[_pending.Count];
+        int renamed = 0;
         try
         {
-            foreach ((string temp, string target) in _pending)
+            for (int i = 0; i < _pending.Count && _pending.Count > 1; i++)
             {
-                backup = _pending.Count > 1 && File.Exists(target) ? CopyAside(target) : null;
+                backups[i] = File.Exists(_pending[i].Target) ? CopyAside(_pending[i].Target) : null;
+            }
+            for (; renamed < _pending.Count; renamed++)
+            {
+                (string temp, string target) = _pending[renamed];
                 File.Move(temp, target, overwrite: true);
                 AtomicFile.Untrack(temp);
-                committed.Add((target, backup));
-                backup = null;
             }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            DeleteBackup(backup); // the failed rename left its own target as it was
-            RollBack(committed);
+            RollBack(renamed, backups);
             throw;
         }
-        foreach ((_, string? replaced) in committed)
+        finally
         {
-            DeleteBackup(replaced);
+            foreach (string? backup in backups)
+            {
+                DeleteBackup(backup);
+            }
         }
         _pending.Clear();
     }
@@ -81,21 +87,23 @@ public sealed class AtomicFileSet : IDisposable
     }
 
     /// <summary>
-    /// Puts back what a failed <see cref="Commit"/> renamed into place, last first: a target that existed gets its
-    /// copy renamed back over it, one that did not is deleted. Best effort: the failure that stopped the commit is the
-    /// one reported.
+    /// Puts back the first <paramref name="renamed"/> targets of a failed <see cref="Commit"/>, last first: one that
+    /// existed gets its copy renamed back over it, one that did not is deleted. Best effort: the failure that stopped
+    /// the commit is the one reported. A copy that cannot be put back stays where it is (no longer tracked, so not
+    /// deleted): it is then the only one of the old file.
     /// </summary>
-    private static void RollBack(List<(string Target, string? Backup)> committed)
+    private void RollBack(int renamed, string?[] backups)
     {
-        for (int i = committed.Count - 1; i >= 0; i--)
+        for (int i = renamed - 1; i >= 0; i--)
         {
-            (string target, string? backup) = committed[i];
+            string target = _pending[i].Target;
             try
             {
-                if (backup != null)
+                if (backups[i] is { } backup)
                 {
                     File.Move(backup, target, overwrite: true);
                     AtomicFile.Untrack(backup);
+                    backups[i] = null;
                 }
                 else
                 {
@@ -104,7 +112,11 @@ public sealed class AtomicFileSet : IDisposable
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                DeleteBackup(backup);
+                if (backups[i] is { } kept)
+                {
+                    AtomicFile.Untrack(kept);
+                    backups[i] = null;
+                }
             }
         }
     }

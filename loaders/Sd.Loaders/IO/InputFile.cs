@@ -69,13 +69,13 @@ public static class InputFile
         {
             using Microsoft.Win32.SafeHandles.SafeFileHandle handle = File.OpenHandle(path);
         }
-        catch (UnauthorizedAccessException)
+        catch (UnauthorizedAccessException e)
         {
-            throw new UnauthorizedAccessException($"{path}: {what} cannot be read: permission denied");
+            throw new UnauthorizedAccessException($"{path}: {what} cannot be read: permission denied", e);
         }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        catch (IOException) when (!File.Exists(path))
         {
-            // Absent after all: the caller says so.
+            // Absent after all (or unreachable: a name too long, a loop of links): the caller says it is not found.
         }
     }
 }

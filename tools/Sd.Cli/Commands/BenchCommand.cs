@@ -252,7 +252,9 @@ public static class BenchCommand
         Tensor context = RandomTensor([batch, 77, unet.Config.CrossAttentionDim[0]]);
         Tensor output = Tensor.Allocate([batch, h, w, unet.Config.OutChannels]);
         float[] timestep = [999f];
-        return new Runner(() => unet.Forward(sample, timestep, context, output), unet, sample, context, output, model);
+        // An LCM-distilled UNet is timed with its guidance condition (its batch is then not a CFG pair, just images).
+        float[] condition = unet.Config.TimeCondProjDim is { } condDim ? GuidanceScaleEmbedding.Compute(7.5f, condDim) : [];
+        return new Runner(() => unet.Forward(sample, timestep, context, output, condition), unet, sample, context, output, model);
     }
 
     private static Runner Txt2ImgRunner(CommandLine line, UNetOptions unetOptions, int height, int width, int steps)
