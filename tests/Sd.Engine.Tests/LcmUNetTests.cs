@@ -39,7 +39,7 @@ public sealed class LcmModels : IDisposable
         TinyVariant.Write(lcm, config => TinyVariant.Replace(config, "\"time_cond_proj_dim\": null", $"\"time_cond_proj_dim\": {ConditionDim}"),
             new Dictionary<string, (long[], float[])> { ["time_embedding.cond_proj.weight"] = (condShape, condProj) });
 
-        using SafetensorsFile tiny = SafetensorsFile.Open(Fixtures.Path($"tiny/model/{TinyVariant.UNetWeights}"));
+        using SafetensorsFile tiny = SafetensorsFile.Open(Path.Combine(Fixtures.Path("tiny/model"), TinyVariant.UNetWeights));
         float[] w1 = Floats(tiny, "time_embedding.linear_1.weight"), b1 = Floats(tiny, "time_embedding.linear_1.bias");
         float[] c = GuidanceScaleEmbedding.Compute(Guidance, ConditionDim);
         var projected = new double[32];

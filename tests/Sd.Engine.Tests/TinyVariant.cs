@@ -9,18 +9,18 @@ namespace Sd.Engine.Tests;
 /// </summary>
 internal static class TinyVariant
 {
-    public const string UNetWeights = "unet/diffusion_pytorch_model.safetensors";
+    /// <summary>The UNet's weights file, relative to the model folder.</summary>
+    public static readonly string UNetWeights = Path.Combine("unet", "diffusion_pytorch_model.safetensors");
 
     /// <param name="editConfig">The UNet config.json's text in, the variant's out.</param>
     /// <param name="tensors">UNet tensors by name: each replaces the fixture's of that name, or is added.</param>
     public static void Write(string directory, Func<string, string> editConfig, IReadOnlyDictionary<string, (long[] Shape, float[] Values)> tensors)
     {
         string tiny = Fixtures.Path("tiny/model");
-        string unetWeights = Path.Combine("unet", "diffusion_pytorch_model.safetensors");
         foreach (string file in Directory.GetFiles(tiny, "*", SearchOption.AllDirectories))
         {
             string relative = Path.GetRelativePath(tiny, file);
-            if (relative != unetWeights)
+            if (relative != UNetWeights)
             {
                 Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(directory, relative))!);
                 File.Copy(file, Path.Combine(directory, relative));
@@ -29,7 +29,7 @@ internal static class TinyVariant
         string configPath = Path.Combine(directory, "unet", "config.json");
         File.WriteAllText(configPath, editConfig(File.ReadAllText(configPath)));
 
-        using SafetensorsFile source = SafetensorsFile.Open(Path.Combine(tiny, unetWeights));
+        using SafetensorsFile source = SafetensorsFile.Open(Path.Combine(tiny, UNetWeights));
         var writer = new SafetensorsWriter();
         foreach (TensorInfo tensor in source.Tensors)
         {
@@ -42,7 +42,7 @@ internal static class TinyVariant
         {
             writer.AddFloat32(name, shape, values);
         }
-        writer.Save(Path.Combine(directory, unetWeights));
+        writer.Save(Path.Combine(directory, UNetWeights));
     }
 
     /// <summary>Replaces one config.json entry, which must be there as given.</summary>

@@ -16,9 +16,10 @@ internal static unsafe class RepeatedHalves
     /// <summary>
     /// Whether the batch is even and its second half equals its first bit for bit, timesteps included (one timestep
     /// for the whole batch counts as repeated), and so do the per-image rows of an LCM-distilled UNet's timestep
-    /// condition (<paramref name="condition"/>, empty for other UNets), which feed the time embedding too.
+    /// condition, which feed the time embedding too (<paramref name="perImageCondition"/>; empty when there are none
+    /// or one row serves the whole batch).
     /// </summary>
-    public static bool In(Tensor sample, ReadOnlySpan<float> timesteps, ReadOnlySpan<float> condition)
+    public static bool In(Tensor sample, ReadOnlySpan<float> timesteps, ReadOnlySpan<float> perImageCondition)
     {
         int batch = sample.Dim(0);
         if (batch % 2 != 0)
@@ -33,7 +34,7 @@ internal static unsafe class RepeatedHalves
                 return false;
             }
         }
-        return HalvesEqual(new ReadOnlySpan<float>(sample.Data, checked((int)sample.Length))) && HalvesEqual(condition);
+        return HalvesEqual(new ReadOnlySpan<float>(sample.Data, checked((int)sample.Length))) && HalvesEqual(perImageCondition);
     }
 
     private static bool HalvesEqual(ReadOnlySpan<float> values)

@@ -42,11 +42,11 @@ internal sealed unsafe class TimestepEmbedding : IDisposable
     public int? ConditionDim => _condProj?.InFeatures;
 
     /// <summary>
-    /// silu(emb) [batch, EmbeddingDim] for one timestep per image and, for a model with cond_proj, optionally one
-    /// <see cref="ConditionDim"/>-wide condition row per image (null: none, as diffusers' condition=None). Scratch:
-    /// sinusoid [batch, channels] and hidden [batch, EmbeddingDim] (caller's small buffers).
+    /// silu(emb) [batch, EmbeddingDim] for one timestep per image and, for a model with cond_proj, optionally
+    /// <see cref="ConditionDim"/>-wide condition rows: one for the batch or one per image (empty: none, as diffusers'
+    /// condition=None). Scratch: sinusoid [batch, channels] and hidden [batch, EmbeddingDim] (caller's small buffers).
     /// </summary>
-    public void Forward(ReadOnlySpan<float> timesteps, float* condition, float* sinusoid, float* hidden, float* output)
+    public void Forward(ReadOnlySpan<float> timesteps, ReadOnlySpan<float> condition, float* sinusoid, float* hidden, float* output)
     {
         int batch = timesteps.Length;
         int half = _channels / 2;
@@ -68,13 +68,23 @@ internal sealed unsafe class TimestepEmbedding : IDisposable
                 row[_channels - 1] = 0; // torch pads an odd dimension with one zero
             }
         }
-        if (condition != null)
+        if (!condition.IsEmpty)
         {
-            // hidden (EmbeddingDim >= channels wide) holds cond_proj's rows until linear_1 overwrites it.
-            _condProj!.Forward(condition, batch, _condProj.InFeatures, hidden, _channels);
-            for (long i = 0; i < (long)batch * _channels; i++)
+            // hidden (EmbeddingDim >= channels wide) holds cond_proj's rows until linear_1 overwrites it. A shared row
+            // is projected once: the GEMM computes a row the same way in a batch of any size.
+            int rows = condition.Length / _condProj!.InFeatures;
+            fixed (float* c = condition)
             {
-                sinusoid[i] += hidden[i];
+                _condProj.Forward(c, rows, _condProj.InFeatures, hidden, _channels);
+            }
+            for (int b = 0; b < batch; b++)
+            {
+                float* projected = hidden + (long)(rows == 1 ? 0 : b) * _channels;
+                float* row = sinusoid + (long)b * _channels;
+                for (int i = 0; i < _channels; i++)
+                {
+                    row[i] += projected[i];
+                }
             }
         }
         _linear1.Forward(sinusoid, batch, _channels, hidden, EmbeddingDim);

@@ -174,26 +174,15 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         {
             perImage[n] = timesteps[timesteps.Length == 1 ? 0 : n];
         }
-        float* condition = null;
-        if (!timestepCond.IsEmpty)
-        {
-            // [batch, cond dim]: the shared row repeated, or the rows given.
-            condition = state.Condition!.Pointer;
-            for (int n = 0; n < batch; n++)
-            {
-                timestepCond.Slice(timestepCond.Length == batch * state.ConditionDim ? n * state.ConditionDim : 0, state.ConditionDim)
-                    .CopyTo(new Span<float>(condition + (long)n * state.ConditionDim, state.ConditionDim));
-            }
-        }
-        _timeEmbedding.Forward(perImage, condition, state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
+        _timeEmbedding.Forward(perImage, timestepCond, state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
         float* temb = state.Temb.Pointer;
         var text = new TextContext(context.Data, contextLength, state.HoldsProjectionsOf(context));
         Workspace ws = state.Workspace;
         FeatureMap[] skips = state.Skips;
 
         // Classifier-free guidance's cat([latents] * 2): the layers before the first cross-attention run once.
-        bool repeatedHalves = ShareRepeatedHalves && RepeatedHalves.In(sample, timesteps,
-            new ReadOnlySpan<float>(condition, condition == null ? 0 : batch * state.ConditionDim));
+        bool perImageCondition = batch > 1 && timestepCond.Length == batch * _timeEmbedding.ConditionDim;
+        bool repeatedHalves = ShareRepeatedHalves && RepeatedHalves.In(sample, timesteps, perImageCondition ? timestepCond : []);
         _convIn.Forward(sample.Data, repeatedHalves ? batch / 2 : batch, height, width, skips[0].Data, ws);
         if (repeatedHalves)
         {
@@ -324,11 +313,6 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             Sinusoid = new NativeBlock((long)batch * channels[0]);
             TembHidden = new NativeBlock((long)batch * temb);
             Temb = new NativeBlock((long)batch * temb);
-            if (config.TimeCondProjDim is { } condDim)
-            {
-                ConditionDim = condDim;
-                Condition = new NativeBlock((long)batch * condDim);
-            }
 
             var skips = new List<FeatureMap>();
             model._convIn.Plan(Workspace, batch, height, width);
@@ -386,11 +370,6 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         public NativeBlock TembHidden { get; }
         public NativeBlock Temb { get; }
 
-        /// <summary>The timestep condition rows, [batch, ConditionDim] (LCM-distilled UNets only).</summary>
-        public NativeBlock? Condition { get; }
-
-        public int ConditionDim { get; }
-
         /// <summary>The context whose k|v projections the cross-attention layers keep (valid when <see cref="_projected"/>).</summary>
         private readonly NativeBlock _projectedContext;
 
@@ -439,7 +418,6 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             Sinusoid.Dispose();
             TembHidden.Dispose();
             Temb.Dispose();
-            Condition?.Dispose();
         }
     }
 

@@ -65,7 +65,7 @@ public static class NpyFile
 
         Span<byte> preamble = stackalloc byte[8];
         int got = stream.ReadAtLeast(preamble, preamble.Length, throwOnEndOfStream: false);
-        if (got < Magic.Length || !preamble[..Magic.Length].SequenceEqual(Magic))
+        if (!HasMagic(preamble[..got]))
             throw Invalid(nameForErrors, "not a .npy file (bad magic)");
         if (got < preamble.Length)
             throw Invalid(nameForErrors, "truncated header: the file ends inside the format version");

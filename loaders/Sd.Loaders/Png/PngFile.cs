@@ -56,7 +56,7 @@ public static class PngFile
         int got = stream.ReadAtLeast(signature, signature.Length, throwOnEndOfStream: false);
         if (got == 0)
             throw Invalid(name, "not a PNG file (the file is empty)");
-        if (got < signature.Length || !signature.SequenceEqual(Signature))
+        if (!HasSignature(signature[..got]))
             throw Invalid(name, "not a PNG file (bad signature)");
 
         Header header = default;
