@@ -33,6 +33,16 @@ public sealed class GenerateDemoTests : IDisposable
     }
 
     [Fact]
+    public void Without_steps_or_a_scheduler_the_models_defaults_run_and_are_recorded()
+    {
+        string png = _dir.File("defaults.png");
+        var output = new StringWriter();
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a boat", "--width", "64", "--height", "64", "--seed", "3", "--out", png], output));
+        Assert.Contains("step 20/20", output.ToString());
+        Assert.Contains("Steps: 20, Sampler: euler-a,", PngFile.Read(png).Text["parameters"]);
+    }
+
+    [Fact]
     public void A_batch_count_writes_one_png_per_seed_with_numbered_names()
     {
         string png = _dir.File("batch.png"), latents = _dir.File("batch.npy");

@@ -115,9 +115,4 @@ public sealed class BatchCountTests
         Assert.Contains("batch count of 2", latents.Message);
         Assert.Throws<ArgumentException>(() => pipeline.GenerateBatch(Request with { Noise = new TorchNoise(1) }, 2));
     }
-
-    private sealed class SyncProgress(Action<StepInfo> report) : IProgress<StepInfo>
-    {
-        public void Report(StepInfo value) => report(value);
-    }
 }

@@ -266,7 +266,7 @@ public sealed unsafe class HostileRequestTests
     {
         var pipeline = StableDiffusionPipeline.LoadDemo();
         using var stepped = new ManualResetEventSlim();
-        var progress = new SynchronousProgress(() => stepped.Set());
+        var progress = new SyncProgress(_ => stepped.Set());
         Task<GenerateResult> running = Task.Run(() => pipeline.Generate(Request with { Steps = 1000, Scheduler = "euler" }, progress));
         Assert.True(stepped.Wait(TimeSpan.FromMinutes(1)), "the generation never reported a step");
         pipeline.Dispose();
@@ -283,7 +283,7 @@ public sealed unsafe class HostileRequestTests
         var pipeline = StableDiffusionPipeline.LoadDemo();
         using var inCallback = new ManualResetEventSlim();
         using var disposed = new ManualResetEventSlim();
-        var progress = new SynchronousProgress(() =>
+        var progress = new SyncProgress(_ =>
         {
             inCallback.Set();
             disposed.Wait(TimeSpan.FromMinutes(1));
@@ -297,12 +297,6 @@ public sealed unsafe class HostileRequestTests
         disposed.Set();
         Assert.Throws<AggregateException>(() => running.Wait(TimeSpan.FromMinutes(1)));
         Assert.True(pipeline.IsFreed);
-    }
-
-    /// <summary>Reports on the generating thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SynchronousProgress(Action onReport) : IProgress<StepInfo>
-    {
-        public void Report(StepInfo value) => onReport();
     }
 
     [Fact]
@@ -342,13 +336,13 @@ public sealed unsafe class HostileRequestTests
     {
         using (var pipeline = StableDiffusionPipeline.LoadDemo())
         {
-            var nested = new SynchronousProgress(() => pipeline.Generate(Request).Dispose());
+            var nested = new SyncProgress(_ => pipeline.Generate(Request).Dispose());
             var e = Assert.Throws<InvalidOperationException>(() => pipeline.Generate(Request, nested));
             Assert.StartsWith("the pipeline was called from inside its own call", e.Message);
             pipeline.Generate(Request).Dispose(); // still usable
         }
         var disposing = StableDiffusionPipeline.LoadDemo(null, new PipelineOptions { Memory = PipelineMemory.Sequential });
-        var disposeInCallback = new SynchronousProgress(() =>
+        var disposeInCallback = new SyncProgress(_ =>
         {
             disposing.Dispose();
             Assert.False(disposing.IsFreed); // not under the running call

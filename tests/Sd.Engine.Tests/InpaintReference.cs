@@ -34,9 +34,11 @@ internal static class InpaintReference
         using ClipTextOutput prompt = textEncoder.Encode(ids, 2);
 
         // 4-5. set_timesteps, get_timesteps: the last int(steps x strength) steps; is_strength_max = strength == 1.
-        Scheduler scheduler = Scheduler.Create(request.Scheduler, source.Scheduler!);
-        scheduler.SetTimesteps(request.Steps);
-        int start = request.Steps - Math.Min((int)(request.Steps * (double)request.Strength), request.Steps);
+        //    The request names its scheduler and steps: the reference does not restate the model's defaults.
+        Scheduler scheduler = Scheduler.Create(request.Scheduler!, source.Scheduler!);
+        int steps = request.Steps!.Value;
+        scheduler.SetTimesteps(steps);
+        int start = steps - Math.Min((int)(steps * (double)request.Strength), steps);
         bool strengthMax = request.Strength == 1f;
 
         // _encode_vae_image: scaling_factor x vae.encode(image).latent_dist.sample(generator).

@@ -153,6 +153,37 @@ public sealed class LcmUNetTests(LcmModels models, ITestOutputHelper output) : I
         Assert.True(Compare.RelativeL2(guided.Latents.Span, actual.Latents.Span) > 1e-3, "the LCM run matches a guided run");
     }
 
+    /// <summary>
+    /// A request that names no scheduler or step count runs the model's: 4 steps of lcm for a latent consistency model
+    /// (an LCM-distilled UNet, or a plain one whose scheduler config is LCMScheduler's, as an LCM-LoRA merge is
+    /// saved), 20 of euler-a for the rest.
+    /// </summary>
+    [FixtureFact]
+    public void A_request_without_a_scheduler_or_steps_runs_the_models_default()
+    {
+        using var lcm = StableDiffusionPipeline.Load(models.Lcm);
+        using var plain = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));
+        Assert.Equal(("lcm", 4), (lcm.DefaultScheduler, lcm.DefaultSteps));
+        Assert.Equal(("euler-a", 20), (plain.DefaultScheduler, plain.DefaultSteps));
+
+        var request = new GenerateRequest { Prompt = "a lighthouse at dusk", GuidanceScale = LcmModels.Guidance, Width = 32, Height = 32, Seed = 7 };
+        int total = 0;
+        using GenerateResult byDefault = lcm.Generate(request, new SyncProgress(info => total = info.Total));
+        using GenerateResult given = lcm.Generate(request with { Scheduler = "lcm", Steps = 4 });
+        using GenerateResult euler = lcm.Generate(request with { Scheduler = "euler-a", Steps = 4 });
+        Assert.Equal(4, total);
+        Assert.True(byDefault.Latents.Span.SequenceEqual(given.Latents.Span), "the default run differs from lcm's 4 steps");
+        Assert.True(Compare.RelativeL2(euler.Latents.Span, byDefault.Latents.Span) > 1e-3, "the default run matches euler-a's");
+
+        using var dir = new TempDirectory();
+        string merged = dir.File("lcm-lora-merge");
+        TinyVariant.Write(merged, config => config, new Dictionary<string, (long[], float[])>());
+        string schedulerConfig = Path.Combine(merged, "scheduler", "scheduler_config.json");
+        File.WriteAllText(schedulerConfig, TinyVariant.Replace(File.ReadAllText(schedulerConfig), "\"PNDMScheduler\"", "\"LCMScheduler\""));
+        using var mergedPipeline = StableDiffusionPipeline.Load(merged);
+        Assert.Equal(("lcm", 4), (mergedPipeline.DefaultScheduler, mergedPipeline.DefaultSteps));
+    }
+
     private static UNet2DConditionModel LoadUNet(string path)
     {
         using ModelSource model = ModelSource.Open(path);

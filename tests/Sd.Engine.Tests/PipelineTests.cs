@@ -161,9 +161,4 @@ public sealed class PipelineTests(ITestOutputHelper output)
         float[] expected = NpyFile.Read(Path.Combine(dir, "final_latents.npy")).ToFloat32();
         output.WriteLine(Compare.AssertClose(expected, NpyTensors.ToNchw(result.Latents), 1e-3, $"{label} final latents"));
     }
-
-    private sealed class SyncProgress(Action<StepInfo> report) : IProgress<StepInfo>
-    {
-        public void Report(StepInfo value) => report(value);
-    }
 }

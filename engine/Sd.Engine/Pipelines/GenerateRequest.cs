@@ -10,7 +10,8 @@ public sealed record GenerateRequest
     /// <summary>Text for the unconditional branch of classifier-free guidance ("" when absent, as diffusers).</summary>
     public string NegativePrompt { get; init; } = "";
 
-    public int Steps { get; init; } = 20;
+    /// <summary>Denoising steps; null: the model's default (<see cref="StableDiffusionPipeline.DefaultSteps"/>).</summary>
+    public int? Steps { get; init; }
 
     /// <summary>Classifier-free guidance scale; 1 or less skips the unconditional pass.</summary>
     public float GuidanceScale { get; init; } = 7.5f;
@@ -19,8 +20,11 @@ public sealed record GenerateRequest
 
     public int Height { get; init; } = 512;
 
-    /// <summary>CLI scheduler name: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms, lms-karras, lcm.</summary>
-    public string Scheduler { get; init; } = "euler-a";
+    /// <summary>
+    /// CLI scheduler name: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms, lms-karras, lcm;
+    /// null: the model's default (<see cref="StableDiffusionPipeline.DefaultScheduler"/>).
+    /// </summary>
+    public string? Scheduler { get; init; }
 
     /// <summary>Seed of the PyTorch-compatible generator (initial latents, then every other draw).</summary>
     public ulong Seed { get; init; }

@@ -51,14 +51,15 @@ public sealed unsafe partial class StableDiffusionPipeline
     }
 
     /// <summary>diffusers get_timesteps: the schedule index where a run of the given strength starts.</summary>
-    private static int StartStep(GenerateRequest request)
+    private int StartStep(GenerateRequest request)
     {
         if (!(request.Strength >= 0 && request.Strength <= 1))
         {
             throw new ArgumentException($"strength must be in [0, 1], got {request.Strength}", nameof(request));
         }
-        int initSteps = Math.Min((int)(request.Steps * (double)request.Strength), request.Steps);
-        return Math.Max(request.Steps - initSteps, 0);
+        int steps = StepsOf(request);
+        int initSteps = Math.Min((int)(steps * (double)request.Strength), steps);
+        return Math.Max(steps - initSteps, 0);
     }
 
     /// <summary>

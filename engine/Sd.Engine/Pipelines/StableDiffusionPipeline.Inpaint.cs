@@ -27,10 +27,10 @@ public sealed unsafe partial class StableDiffusionPipeline
     {
         bool concatenates = CheckInpaint(request, init, mask, h, w);
         int start = StartStep(request);
-        if (start >= request.Steps)
+        if (start >= StepsOf(request))
         {
             // diffusers refuses it too; a run of no steps would also ask the scheduler for a timestep past its last.
-            throw new ArgumentException($"strength {request.Strength} leaves no step of {request.Steps} to run", nameof(request));
+            throw new ArgumentException($"strength {request.Strength} leaves no step of {StepsOf(request)} to run", nameof(request));
         }
         int channels = _vaeConfig.LatentChannels;
         float[] latentMask = LatentMask(mask, h, w);

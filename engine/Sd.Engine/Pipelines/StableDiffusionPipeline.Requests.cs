@@ -10,6 +10,20 @@ public sealed partial class StableDiffusionPipeline
     public const int MaxBatchCount = 256;
 
     /// <summary>
+    /// The scheduler a request without one runs: <c>lcm</c> for a latent consistency model (an LCM-distilled UNet,
+    /// or a scheduler config of class LCMScheduler, as an LCM-LoRA merge is saved), whose few-step sampling only LCM's
+    /// scheduler gives; <c>euler-a</c> otherwise.
+    /// </summary>
+    public string DefaultScheduler => IsLatentConsistencyModel ? "lcm" : "euler-a";
+
+    /// <summary>The steps a request without a count runs: 4 for a latent consistency model, 20 otherwise.</summary>
+    public int DefaultSteps => IsLatentConsistencyModel ? 4 : 20;
+
+    private bool IsLatentConsistencyModel => _unetConfig.TimeCondProjDim != null || _schedulerConfig.ClassName == "LCMScheduler";
+
+    private int StepsOf(GenerateRequest request) => request.Steps ?? DefaultSteps;
+
+    /// <summary>
     /// The NCHW shape <see cref="GenerateRequest.InitialLatents"/> holds for a <paramref name="width"/> x
     /// <paramref name="height"/> image: [1, latent channels, height / factor, width / factor] (SD: [1, 4, h/8, w/8]).
     /// </summary>
@@ -36,7 +50,7 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException($"width and height must be positive multiples of {factor}, at most {MaxImageSide}, got {request.Width}x{request.Height}", nameof(request));
         }
-        if (request.Steps < 1)
+        if (StepsOf(request) < 1)
         {
             throw new ArgumentException($"steps must be at least 1, got {request.Steps}", nameof(request));
         }

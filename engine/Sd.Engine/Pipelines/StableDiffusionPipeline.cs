@@ -303,8 +303,8 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// <summary>The request's scheduler, set for a run whose first step is <paramref name="start"/>.</summary>
     private Scheduler NewScheduler(GenerateRequest request, int start)
     {
-        Scheduler scheduler = Scheduler.Create(request.Scheduler, _schedulerConfig);
-        scheduler.SetTimesteps(request.Steps, start);
+        Scheduler scheduler = Scheduler.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig);
+        scheduler.SetTimesteps(StepsOf(request), start);
         return scheduler;
     }
 

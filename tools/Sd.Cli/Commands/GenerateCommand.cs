@@ -13,8 +13,8 @@ namespace Sd.Cli.Commands;
 public static class GenerateCommand
 {
     private const string Help = """
-        Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--steps 20] [--guidance 7.5]
-                           [--scheduler euler-a] [--seed N] [--latents init.npy] [--noise-dir DIR]
+        Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--steps N] [--guidance 7.5]
+                           [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
                            [--threads T]
@@ -24,15 +24,16 @@ public static class GenerateCommand
         Text to image. Without --model it runs the built-in demo model: a toy network with random weights made in
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
-        Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms,
-        lms-karras, lcm. --seed N draws the initial latents (and any scheduler noise) exactly as diffusers does on the
-        CPU with torch.Generator().manual_seed(N). --latents gives NCHW [1, 4, height/8, width/8] initial latents
-        instead (txt2img and inpainting; the seed still draws any scheduler noise), and --noise-dir replays
-        recorded draws noise_000.npy, noise_001.npy, ... for exact reproduction of a reference run. --init-image
-        runs img2img from a PNG of the output size (the last int(steps x strength) steps); with
-        --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps the unmasked area from the picture, a
-        9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture.
-        An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7; run it with --scheduler lcm --steps 4)
+        Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms, lms-karras, lcm.
+        Without --scheduler or --steps a model runs its default: 4 steps of lcm for a latent consistency model (an
+        LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise. --seed N draws the initial latents
+        (and any scheduler noise) exactly as diffusers does on the CPU with torch.Generator().manual_seed(N).
+        --latents gives NCHW [1, 4, height/8, width/8] initial latents instead (txt2img and inpainting; the seed
+        still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
+        for exact reproduction of a reference run. --init-image runs img2img from a PNG of the output size (the last
+        int(steps x strength) steps); with --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps
+        the unmasked area from the picture, a 9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is
+        shown the mask and the masked picture. An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7)
         is conditioned on --guidance instead of classifier-free guidance, so the negative prompt is not used.
         --batch-count N makes N images with seeds S, S+1, ... from --seed S (each reproducible alone), written as
         out-1.png ... out-N.png (the same suffixes for --out-latents and --out-image-npy); the prompt is encoded and
@@ -91,9 +92,9 @@ public static class GenerateCommand
         {
             Prompt = line.Require("--prompt"),
             NegativePrompt = line.Get("--negative-prompt") ?? "",
-            Steps = line.GetInt("--steps", 20),
+            Steps = line.Has("--steps") ? line.GetInt("--steps", 0) : null,
             GuidanceScale = line.GetFloat("--guidance", 7.5f),
-            Scheduler = line.Get("--scheduler") ?? "euler-a",
+            Scheduler = line.Get("--scheduler"),
             Seed = line.Get("--seed") is { } seed
                 ? ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out ulong s) ? s : throw new UsageException($"generate: --seed expects a non-negative integer, got '{seed}'")
                 : (ulong)Random.Shared.NextInt64(0, 1L << 32),
@@ -116,6 +117,7 @@ public static class GenerateCommand
             ? StableDiffusionPipeline.LoadDemo(logger, options)
             : StableDiffusionPipeline.Load(model, ModelOptions.OpenOptions(line), logger, options);
         TimeSpan open = total.Elapsed;
+        request = request with { Scheduler = request.Scheduler ?? pipeline.DefaultScheduler, Steps = request.Steps ?? pipeline.DefaultSteps };
         // The size first (a multiple of the model's VAE factor), then what must match it.
         pipeline.Validate(request, batchCount);
         if (request.InitialLatents is not null && pipeline.InitialLatentsShape(request.Width, request.Height) is var expected
