@@ -41,8 +41,9 @@ internal static class DiffusersSchedules
     }
 
     /// <summary>DPMSolverMultistepScheduler.set_timesteps (lambda_min_clipped -inf so last_timestep = n,
-    /// final_sigmas_type zero).</summary>
-    public static Schedule Dpm(float[] alphasCumprod, int steps, string spacing, int offset, bool karras)
+    /// final_sigmas_type zero); the Karras ramp between the config's sigma_min/sigma_max where given.</summary>
+    public static Schedule Dpm(float[] alphasCumprod, int steps, string spacing, int offset, bool karras,
+        double? sigmaMin = null, double? sigmaMax = null)
     {
         int n = alphasCumprod.Length, last = n;
         double[] t = spacing switch
@@ -58,7 +59,7 @@ internal static class DiffusersSchedules
         if (karras)
         {
             // sigmas = np.flip(sigmas): in_sigmas[-1] is the smallest training sigma, in_sigmas[0] the largest.
-            sigmas = Karras(table[0], table[^1], steps);
+            sigmas = Karras(sigmaMin ?? table[0], sigmaMax ?? table[^1], steps);
             t = Round(Array.ConvertAll(sigmas, s => SigmaToT(s, logSigmas)));
         }
         else
@@ -69,8 +70,10 @@ internal static class DiffusersSchedules
     }
 
     /// <summary>EulerDiscreteScheduler / EulerAncestralDiscreteScheduler / LMSDiscreteScheduler.set_timesteps
-    /// (interpolation_type linear; Karras for Euler and LMS only).</summary>
-    public static Schedule Euler(float[] alphasCumprod, int steps, string spacing, int offset, bool karras)
+    /// (interpolation_type linear; Karras for Euler and LMS only, Euler's between the config's sigma_min/sigma_max
+    /// where given).</summary>
+    public static Schedule Euler(float[] alphasCumprod, int steps, string spacing, int offset, bool karras,
+        double? sigmaMin = null, double? sigmaMax = null)
     {
         int n = alphasCumprod.Length;
         float[] t = spacing switch
@@ -90,7 +93,7 @@ internal static class DiffusersSchedules
         {
             // _convert_to_karras(in_sigmas=sigmas): the ramp spans the interpolated sigmas, not the training table.
             float[] logSigmas = Array.ConvertAll(table, MathF.Log);
-            sigmas = Karras(sigmas[^1], sigmas[0], steps);
+            sigmas = Karras(sigmaMin ?? sigmas[^1], sigmaMax ?? sigmas[0], steps);
             timesteps = Array.ConvertAll(sigmas, s => (double)(float)SigmaToT(s, logSigmas));
         }
         float[] stored = [.. Array.ConvertAll(sigmas, s => (float)s), 0f];

@@ -178,6 +178,51 @@ public sealed class SchedulerSpacingTests
         Assert.Throws<NotSupportedException>(() => Scheduler.Create("ddim", Config(null, 1) with { Thresholding = true }));
     }
 
+    /// <summary>
+    /// diffusers' Euler and DPM-Solver ramp their Karras sigmas between the config's sigma_min and sigma_max where it
+    /// sets them (either alone too); LMS's ramp ignores them.
+    /// </summary>
+    [Theory]
+    [InlineData(0.1, 10.0)]
+    [InlineData(null, 20.0)]
+    [InlineData(0.05, null)]
+    public void KarrasRampsTakeTheConfigsEndsWhereDiffusersDoes(double? sigmaMin, double? sigmaMax)
+    {
+        SchedulerConfig ends = Config("trailing", 0) with { SigmaMin = sigmaMin, SigmaMax = sigmaMax };
+        foreach (string name in new[] { "euler-karras", "dpm++-2m-karras", "lms-karras" })
+        {
+            Scheduler s = Scheduler.Create(name, ends), plain = Scheduler.Create(name, Config("trailing", 0));
+            s.SetTimesteps(12);
+            plain.SetTimesteps(12);
+            if (name == "lms-karras")
+            {
+                Assert.Equal(plain.Sigmas!.ToArray(), s.Sigmas!.ToArray());
+                continue;
+            }
+            DiffusersSchedules.Schedule expected = name == "euler-karras"
+                ? DiffusersSchedules.Euler(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax)
+                : DiffusersSchedules.Dpm(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax);
+            Assert.Equal(expected.Sigmas!, s.Sigmas!.ToArray());
+            Assert.Equal(Array.ConvertAll(expected.Timesteps, t => (float)t), s.Timesteps.ToArray());
+            Assert.NotEqual(plain.Sigmas!.ToArray(), s.Sigmas!.ToArray());
+            if (sigmaMax is { } max)
+            {
+                Assert.Equal((float)max, s.Sigmas![0]);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(10.0, 0.1)]
+    [InlineData(0.0, 10.0)]
+    [InlineData(0.1, double.PositiveInfinity)]
+    public void KarrasEndsThatDoNotFallAreRefused(double sigmaMin, double sigmaMax)
+    {
+        Scheduler s = Scheduler.Create("euler-karras", Config(null, 0) with { SigmaMin = sigmaMin, SigmaMax = sigmaMax });
+        var e = Assert.Throws<ArgumentException>(() => s.SetTimesteps(10));
+        Assert.Contains("sigma_max >= sigma_min > 0", e.Message);
+    }
+
     [Fact]
     public void ConfigKarrasFlagSelectsKarrasForEulerLmsAndDpm()
     {

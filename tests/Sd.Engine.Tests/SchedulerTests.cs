@@ -9,7 +9,9 @@ namespace Sd.Engine.Tests;
 
 public sealed class SchedulerTests
 {
-    private const double Tolerance = 1e-5;
+    // Every step but LMS's is bit-exact (the noise table is PyTorch's to the bit); LMS integrates its coefficients
+    // numerically, as scipy's quad does, to within 1.6e-8.
+    private const double Tolerance = 1e-7;
     private readonly ITestOutputHelper _output;
 
     public SchedulerTests(ITestOutputHelper output) => _output = output;
@@ -38,19 +40,14 @@ public sealed class SchedulerTests
         float[] expectedT = sched.GetProperty("timesteps").EnumerateArray().Select(e => (float)e.GetDouble()).ToArray();
         Assert.Equal(expectedT, s.Timesteps.ToArray());
         Assert.Equal(expectedT.Length, s.StepCount);
-        double expectedInit = sched.GetProperty("init_noise_sigma").GetDouble();
-        Assert.True(Math.Abs(s.InitNoiseSigma - expectedInit) <= 1e-6 * expectedInit, $"init_noise_sigma {s.InitNoiseSigma:R} vs {expectedInit:R}");
+        // The noise table is PyTorch's to the bit (NoiseSchedule emulates its float32 linspace and cumprod), so are
+        // the float32 values diffusers derives from it.
+        Assert.Equal((float)sched.GetProperty("init_noise_sigma").GetDouble(), s.InitNoiseSigma);
         if (sched.TryGetProperty("sigmas", out JsonElement sigmasJson))
         {
             float[] expectedSigmas = sigmasJson.EnumerateArray().Select(e => (float)e.GetDouble()).ToArray();
             Assert.NotNull(s.Sigmas);
-            float[] actual = s.Sigmas!.ToArray();
-            Assert.Equal(expectedSigmas.Length, actual.Length);
-            for (int i = 0; i < actual.Length; i++)
-            {
-                Assert.True(Math.Abs(actual[i] - expectedSigmas[i]) <= 1e-6 * Math.Max(1, Math.Abs(expectedSigmas[i])),
-                    $"sigma[{i}] {actual[i]:R} vs {expectedSigmas[i]:R}");
-            }
+            Assert.Equal(expectedSigmas, s.Sigmas!.ToArray());
         }
 
         string stepsDir = Path.Combine(dir, "steps");

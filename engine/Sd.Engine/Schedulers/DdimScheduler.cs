@@ -12,13 +12,12 @@ public sealed class DdimScheduler : Scheduler
     private readonly float _clip;
 
     public DdimScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
-        : base(config, TimestepSpacing.Leading, spacing)
+        : base(config, TimestepSpacing.Leading, spacing, ZeroTerminalSnr.EndsAtZero)
     {
         // set_alpha_to_one defaults to True in DDIMScheduler.__init__.
         _finalAlphaCumprod = (config.SetAlphaToOne ?? true) ? 1f : AlphasCumprod[0];
         _clip = ClipRange(config, clipByDefault: true);
         Refuse(config.Thresholding, "DDIM", "thresholding true");
-        Refuse(config.RescaleBetasZeroSnr, "DDIM", "rescale_betas_zero_snr true");
     }
 
     /// <summary>
@@ -38,6 +37,7 @@ public sealed class DdimScheduler : Scheduler
     protected override void Schedule(int steps, int firstStep)
     {
         int[] timesteps = IndexedTimesteps(steps, steps);
+        RequireSignalForEpsilon(timesteps, firstStep, "DDIM");
         InferenceSteps = steps;
         _timesteps = timesteps;
         TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);

@@ -20,16 +20,14 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     private bool _hasPreviousX0;
 
     public DpmSolverMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, TimestepSpacing.Linspace, spacing)
+        : base(config, TimestepSpacing.Linspace, spacing, ZeroTerminalSnr.EndsAtFloor)
     {
         _karras = karras;
         _trainSigmas = TrainingSigmas();
         Refuse(config.Thresholding, Name, "thresholding true");
-        Refuse(config.RescaleBetasZeroSnr, Name, "rescale_betas_zero_snr true");
         Refuse(config.UseLuLambdas, Name, "use_lu_lambdas true");
         Refuse(!double.IsNegativeInfinity(config.LambdaMinClipped), Name, $"lambda_min_clipped {config.LambdaMinClipped}");
         Refuse(config.FinalSigmasType != "zero", Name, $"final_sigmas_type '{config.FinalSigmasType}'");
-        RefuseKarrasEnds(karras, Name);
     }
 
     public override IReadOnlyList<float>? Sigmas => _sigmas;
@@ -44,7 +42,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
         {
             // The Karras ramp runs over the whole training range whatever the spacing; the timesteps follow it.
             float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
-            double[] karras = KarrasSigmas(_trainSigmas[0], _trainSigmas[^1], steps);
+            double[] karras = KarrasSigmasWithConfigEnds(_trainSigmas[0], _trainSigmas[^1], steps, Name);
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)karras[i];

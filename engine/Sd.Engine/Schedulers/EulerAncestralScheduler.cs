@@ -7,9 +7,8 @@ namespace Sd.Engine.Schedulers;
 public sealed class EulerAncestralScheduler : SigmaScheduler
 {
     public EulerAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
-        : base(config, spacing, karras: false, "Euler ancestral")
+        : base(config, spacing, karras: false, "Euler ancestral", ZeroTerminalSnr.EndsAtFloor)
     {
-        Refuse(config.RescaleBetasZeroSnr, Name, "rescale_betas_zero_snr true");
         if (Prediction == PredictionType.Sample)
         {
             // diffusers raises NotImplementedError("prediction_type not implemented yet: sample") in step.

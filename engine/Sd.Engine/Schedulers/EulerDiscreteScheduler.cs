@@ -10,14 +10,19 @@ public abstract class SigmaScheduler : Scheduler
 {
     private readonly bool _karras;
 
-    protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name)
-        : base(config, TimestepSpacing.Linspace, spacing)
+    protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name, ZeroTerminalSnr zeroSnr)
+        : base(config, TimestepSpacing.Linspace, spacing, zeroSnr)
     {
         _karras = karras;
         Name = name;
-        RefuseKarrasEnds(karras, name);
         TrainSigmas = TrainingSigmas();
     }
+
+    /// <summary>
+    /// Whether a Karras ramp takes the config's sigma_min/sigma_max: Euler's does (diffusers' _convert_to_karras
+    /// reads them); LMS's keeps the spaced sigmas' ends, as diffusers' LMS ramps without looking at the config.
+    /// </summary>
+    protected virtual bool KarrasEndsFromConfig => true;
 
     /// <summary>The sampler's name in messages.</summary>
     protected string Name { get; }
@@ -46,7 +51,9 @@ public abstract class SigmaScheduler : Scheduler
             // timesteps by up to 1e-4 against an x86 numpy run (DPM++ rounds its Karras timesteps: no change seen for
             // 1..150 steps).
             float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
-            double[] karras = KarrasSigmas(interpolated[^1], interpolated[0], steps);
+            double[] karras = KarrasEndsFromConfig
+                ? KarrasSigmasWithConfigEnds(interpolated[^1], interpolated[0], steps, Name)
+                : KarrasSigmas(interpolated[^1], interpolated[0], steps);
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)karras[i];
@@ -126,9 +133,8 @@ public abstract class SigmaScheduler : Scheduler
 public sealed class EulerDiscreteScheduler : SigmaScheduler
 {
     public EulerDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "Euler")
+        : base(config, spacing, karras, "Euler", ZeroTerminalSnr.EndsAtFloor)
     {
-        Refuse(config.RescaleBetasZeroSnr, Name, "rescale_betas_zero_snr true");
         if (config.InterpolationType is not ("linear" or "log_linear"))
         {
             // diffusers raises ValueError for it in set_timesteps.

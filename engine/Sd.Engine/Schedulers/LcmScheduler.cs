@@ -15,7 +15,7 @@ public sealed class LcmScheduler : Scheduler
     private readonly float _clip;
 
     public LcmScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
-        : base(config, TimestepSpacing.Leading, spacing)
+        : base(config, TimestepSpacing.Leading, spacing, ZeroTerminalSnr.EndsAtZero)
     {
         _originalSteps = config.OriginalInferenceSteps;
         if (_originalSteps < 1 || NumTrainTimesteps < _originalSteps)
@@ -26,7 +26,6 @@ public sealed class LcmScheduler : Scheduler
         _timestepScaling = (float)config.TimestepScaling;
         _clip = DdimScheduler.ClipRange(config, clipByDefault: false);
         Refuse(config.Thresholding, "LCM", "thresholding true");
-        Refuse(config.RescaleBetasZeroSnr, "LCM", "rescale_betas_zero_snr true");
     }
 
     protected override void Schedule(int steps, int firstStep)
@@ -37,15 +36,17 @@ public sealed class LcmScheduler : Scheduler
         {
             throw new ArgumentOutOfRangeException(nameof(steps), steps, $"LCM supports at most {origin} steps");
         }
-        InferenceSteps = steps;
         double[] indices = NpLinspace(0, origin, steps, endpoint: false);
-        _timesteps = new int[steps];
+        var timesteps = new int[steps];
         for (int i = 0; i < steps; i++)
         {
             int idx = (int)Math.Floor(indices[i]);
             // lcm_origin_timesteps[::-1][idx], lcm_origin_timesteps[j] = (j+1)*k - 1
-            _timesteps[i] = (origin - idx) * k - 1;
+            timesteps[i] = (origin - idx) * k - 1;
         }
+        RequireSignalForEpsilon(timesteps, firstStep, "LCM");
+        InferenceSteps = steps;
+        _timesteps = timesteps;
         TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);
     }
 

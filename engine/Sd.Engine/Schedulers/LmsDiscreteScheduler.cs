@@ -11,9 +11,11 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     private int _newest = -1;
 
     public LmsDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "LMS")
+        : base(config, spacing, karras, "LMS", ZeroTerminalSnr.NotASetting)
     {
     }
+
+    protected override bool KarrasEndsFromConfig => false;
 
     // A run started past index 0 still builds its first coefficients over the levels before it, dividing by their
     // gaps to the levels it runs on: with the levels non-increasing, only the level just before can equal one of them.

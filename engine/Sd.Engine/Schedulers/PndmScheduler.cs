@@ -18,7 +18,7 @@ public sealed class PndmScheduler : Scheduler
     private float[] _combined = [];
 
     public PndmScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
-        : base(config, TimestepSpacing.Leading, spacing)
+        : base(config, TimestepSpacing.Leading, spacing, ZeroTerminalSnr.NotASetting)
     {
         if (config.SkipPrkSteps != true)
         {

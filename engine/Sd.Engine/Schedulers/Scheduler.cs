@@ -19,7 +19,21 @@ public enum PredictionType { Epsilon, VPrediction, Sample }
 /// </summary>
 public abstract class Scheduler
 {
-    protected Scheduler(SchedulerConfig config, TimestepSpacing defaultSpacing, TimestepSpacing? spacing)
+    /// <summary>What diffusers' class for a scheduler does with the config's rescale_betas_zero_snr.</summary>
+    protected enum ZeroTerminalSnr
+    {
+        /// <summary>The class has no such setting, so diffusers ignores the key (PNDM, LMS).</summary>
+        NotASetting,
+
+        /// <summary>The rescaled schedule ends at alphas_cumprod 0: pure noise, no signal (DDIM, LCM).</summary>
+        EndsAtZero,
+
+        /// <summary>The rescaled schedule's end is raised to <see cref="NoiseSchedule.ZeroSnrFloor"/>, so the first
+        /// noise level is finite (Euler, Euler ancestral, DPM-Solver).</summary>
+        EndsAtFloor,
+    }
+
+    protected Scheduler(SchedulerConfig config, TimestepSpacing defaultSpacing, TimestepSpacing? spacing, ZeroTerminalSnr zeroSnr)
     {
         Config = config;
         NumTrainTimesteps = config.NumTrainTimesteps;
@@ -31,7 +45,12 @@ public abstract class Scheduler
             "sample" => PredictionType.Sample,
             _ => throw new ArgumentException($"prediction_type '{config.PredictionType}' is not one of epsilon, v_prediction, sample", nameof(config)),
         };
-        AlphasCumprod = NoiseSchedule.AlphasCumprod(config);
+        bool rescaled = config.RescaleBetasZeroSnr && zeroSnr != ZeroTerminalSnr.NotASetting;
+        AlphasCumprod = NoiseSchedule.AlphasCumprod(config, rescaled);
+        if (rescaled && zeroSnr == ZeroTerminalSnr.EndsAtFloor)
+        {
+            AlphasCumprod[^1] = NoiseSchedule.ZeroSnrFloor;
+        }
     }
 
     public SchedulerConfig Config { get; }
@@ -152,10 +171,41 @@ public abstract class Scheduler
         }
     }
 
-    /// <summary>Refuses Karras ramps whose ends the config sets (sigma_min/sigma_max): diffusers ramps between them.</summary>
-    protected void RefuseKarrasEnds(bool karras, string scheduler)
+    /// <summary>
+    /// diffusers _convert_to_karras for Euler and DPM-Solver: the config's sigma_min and sigma_max where it sets them
+    /// (every key of a scheduler config reaches the class's config, so DPM-Solver reads them too), else the given
+    /// ends. Throws unless the ramp runs down from a finite level to a positive one.
+    /// </summary>
+    protected double[] KarrasSigmasWithConfigEnds(double sigmaMin, double sigmaMax, int steps, string scheduler)
     {
-        Refuse(karras && (Config.SigmaMin != null || Config.SigmaMax != null), scheduler, "sigma_min/sigma_max for Karras sigmas");
+        double min = Config.SigmaMin ?? sigmaMin, max = Config.SigmaMax ?? sigmaMax;
+        if (!(min > 0 && max >= min && double.IsFinite(max)))
+        {
+            throw new ArgumentException($"{scheduler}: Karras sigmas ramp from sigma_max down to sigma_min, which must be finite with sigma_max >= sigma_min > 0; " +
+                $"got sigma_max {max} and sigma_min {min} (the scheduler config's sigma_min {Config.SigmaMin?.ToString() ?? "unset"}, sigma_max {Config.SigmaMax?.ToString() ?? "unset"})", "config");
+        }
+        return KarrasSigmas(min, max, steps);
+    }
+
+    /// <summary>
+    /// Throws unless every timestep a run reaches (from <paramref name="firstStep"/>) has signal left for an
+    /// epsilon-predicting model: a zero-terminal-SNR schedule's last training step has alphas_cumprod 0 in DDIM and
+    /// LCM, where x0 = (x - sqrt(1 - a) eps) / sqrt(a) divides by zero (NaN latents in diffusers too).
+    /// </summary>
+    protected void RequireSignalForEpsilon(int[] timesteps, int firstStep, string scheduler)
+    {
+        if (Prediction != PredictionType.Epsilon)
+        {
+            return;
+        }
+        for (int i = firstStep; i < timesteps.Length; i++)
+        {
+            if (AlphasCumprod[timesteps[i]] == 0f)
+            {
+                throw new ArgumentException($"{scheduler}: step {i + 1} runs at timestep {timesteps[i]}, where the zero-terminal-SNR schedule (rescale_betas_zero_snr) leaves no signal, and an epsilon-predicting model's x0 divides by it; " +
+                    "zero-terminal-SNR models predict v (prediction_type v_prediction), or use a spacing that stops short of the last training step (leading)", "config");
+            }
+        }
     }
 
     protected void CheckSteps(int steps)

@@ -120,7 +120,7 @@ public sealed record SchedulerConfig
         }
         try
         {
-            NoiseSchedule.AlphasCumprod(config);
+            NoiseSchedule.AlphasCumprod(config, config.RescaleBetasZeroSnr);
         }
         catch (ArgumentException e)
         {
