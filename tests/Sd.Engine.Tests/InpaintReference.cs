@@ -34,7 +34,7 @@ internal static class InpaintReference
         using ClipTextOutput prompt = textEncoder.Encode(ids, 2);
 
         // 4-5. set_timesteps, get_timesteps: the last int(steps x strength) steps; is_strength_max = strength == 1.
-        //    The request names its scheduler and steps: the reference does not restate the model's defaults.
+        //    The request names its scheduler, steps and guidance: the reference does not restate the model's defaults.
         Scheduler scheduler = Scheduler.Create(request.Scheduler!, source.Scheduler!);
         int steps = request.Steps!.Value;
         scheduler.SetTimesteps(steps);
@@ -116,7 +116,7 @@ internal static class InpaintReference
             for (int i = 0; i < guided.Length; i++)
             {
                 float uncond = prediction.Span[i], text = prediction.Span[hw * c + i];
-                guided[i] = uncond + request.GuidanceScale * (text - uncond);
+                guided[i] = uncond + request.GuidanceScale!.Value * (text - uncond);
             }
             scheduler.Step(guided, step, latents, _ =>
             {

@@ -154,22 +154,24 @@ public sealed class LcmUNetTests(LcmModels models, ITestOutputHelper output) : I
     }
 
     /// <summary>
-    /// A request that names no scheduler or step count runs the model's: 4 steps of lcm for a latent consistency model
-    /// (an LCM-distilled UNet, or a plain one whose scheduler config is LCMScheduler's, as an LCM-LoRA merge is
-    /// saved), 20 of euler-a for the rest.
+    /// A request that names no scheduler, step count or guidance runs the model's: 4 steps of lcm for a latent
+    /// consistency model (an LCM-distilled UNet, or a plain one whose scheduler config is LCMScheduler's, as an LCM-LoRA
+    /// merge is saved), 20 of euler-a for the rest; guidance 7.5, but 1 (none) for an LCM-LoRA merge.
     /// </summary>
     [FixtureFact]
     public void A_request_without_a_scheduler_or_steps_runs_the_models_default()
     {
         using var lcm = StableDiffusionPipeline.Load(models.Lcm);
         using var plain = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));
-        Assert.Equal(("lcm", 4), (lcm.DefaultScheduler, lcm.DefaultSteps));
-        Assert.Equal(("euler-a", 20), (plain.DefaultScheduler, plain.DefaultSteps));
+        Assert.Equal(("lcm", 4, 7.5f), (lcm.DefaultScheduler, lcm.DefaultSteps, lcm.DefaultGuidanceScale));
+        Assert.Equal(("euler-a", 20, 7.5f), (plain.DefaultScheduler, plain.DefaultSteps, plain.DefaultGuidanceScale));
+        GenerateRequest filled = lcm.WithModelDefaults(new GenerateRequest { Steps = 6 });
+        Assert.Equal(("lcm", 6, 7.5f), (filled.Scheduler, filled.Steps, filled.GuidanceScale));
 
-        var request = new GenerateRequest { Prompt = "a lighthouse at dusk", GuidanceScale = LcmModels.Guidance, Width = 32, Height = 32, Seed = 7 };
+        var request = new GenerateRequest { Prompt = "a lighthouse at dusk", Width = 32, Height = 32, Seed = 7 };
         int total = 0;
         using GenerateResult byDefault = lcm.Generate(request, new SyncProgress(info => total = info.Total));
-        using GenerateResult given = lcm.Generate(request with { Scheduler = "lcm", Steps = 4 });
+        using GenerateResult given = lcm.Generate(request with { Scheduler = "lcm", Steps = 4, GuidanceScale = 7.5f });
         using GenerateResult euler = lcm.Generate(request with { Scheduler = "euler-a", Steps = 4 });
         Assert.Equal(4, total);
         Assert.True(byDefault.Latents.Span.SequenceEqual(given.Latents.Span), "the default run differs from lcm's 4 steps");
@@ -181,7 +183,8 @@ public sealed class LcmUNetTests(LcmModels models, ITestOutputHelper output) : I
         string schedulerConfig = Path.Combine(merged, "scheduler", "scheduler_config.json");
         File.WriteAllText(schedulerConfig, TinyVariant.Replace(File.ReadAllText(schedulerConfig), "\"PNDMScheduler\"", "\"LCMScheduler\""));
         using var mergedPipeline = StableDiffusionPipeline.Load(merged);
-        Assert.Equal(("lcm", 4), (mergedPipeline.DefaultScheduler, mergedPipeline.DefaultSteps));
+        // An LCM-LoRA merge samples without classifier-free guidance by default.
+        Assert.Equal(("lcm", 4, 1f), (mergedPipeline.DefaultScheduler, mergedPipeline.DefaultSteps, mergedPipeline.DefaultGuidanceScale));
     }
 
     private static UNet2DConditionModel LoadUNet(string path)

@@ -213,14 +213,37 @@ public sealed class SchedulerSpacingTests
     }
 
     [Theory]
-    [InlineData(10.0, 0.1)]
-    [InlineData(0.0, 10.0)]
-    [InlineData(0.1, double.PositiveInfinity)]
-    public void KarrasEndsThatDoNotFallAreRefused(double sigmaMin, double sigmaMax)
+    [InlineData("euler-karras", 10.0, 0.1)]
+    [InlineData("euler-karras", 0.0, 10.0)]
+    [InlineData("dpm++-2m-karras", 0.1, double.PositiveInfinity)]
+    [InlineData("dpm++-2m-karras", double.NaN, 10.0)]
+    [InlineData("euler-karras", 1e-50, 10.0)]
+    [InlineData("dpm++-2m-karras", 0.1, 1e20)]
+    public void KarrasEndsOutsideFloat32SamplingAreRefused(string name, double sigmaMin, double sigmaMax)
     {
-        Scheduler s = Scheduler.Create("euler-karras", Config(null, 0) with { SigmaMin = sigmaMin, SigmaMax = sigmaMax });
+        // Built in code (a loaded config is checked first, below): refused when the schedule is set, leaving it as it was.
+        Scheduler s = Scheduler.Create(name, Config(null, 0) with { SigmaMin = sigmaMin, SigmaMax = sigmaMax });
         var e = Assert.Throws<ArgumentException>(() => s.SetTimesteps(10));
-        Assert.Contains("sigma_max >= sigma_min > 0", e.Message);
+        Assert.Contains("1e9 >= sigma_max >= sigma_min >= 1e-10", e.Message);
+        Assert.Equal(0, s.StepCount);
+        string json = $$"""{"sigma_min": {{sigmaMin.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}}, "sigma_max": {{sigmaMax.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}}}""";
+        if (double.IsFinite(sigmaMin) && double.IsFinite(sigmaMax) && (sigmaMin < 1e-10 || sigmaMax > 1e9))
+        {
+            var file = Assert.Throws<Sd.Loaders.InvalidFileException>(() => SchedulerConfig.From(JsonConfig.Parse("scheduler_config.json", System.Text.Encoding.UTF8.GetBytes(json))));
+            Assert.Contains("must be a noise level in [1e-10, 1e9]", file.Message);
+        }
+    }
+
+    [Fact]
+    public void TheKarrasFlagReadsTheConfigsEndsToo()
+    {
+        // dpm++-2m with use_karras_sigmas runs the Karras ramp, ends included, as dpm++-2m-karras does.
+        SchedulerConfig ends = Config("trailing", 0) with { SigmaMax = 10 };
+        Scheduler flagged = Scheduler.Create("dpm++-2m", ends with { UseKarrasSigmas = true }), named = Scheduler.Create("dpm++-2m-karras", ends);
+        flagged.SetTimesteps(8);
+        named.SetTimesteps(8);
+        Assert.Equal(named.Sigmas!.ToArray(), flagged.Sigmas!.ToArray());
+        Assert.Equal(10f, flagged.Sigmas![0]);
     }
 
     [Fact]

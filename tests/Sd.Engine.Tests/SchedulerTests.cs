@@ -9,8 +9,8 @@ namespace Sd.Engine.Tests;
 
 public sealed class SchedulerTests
 {
-    // Every step but LMS's is bit-exact (the noise table is PyTorch's to the bit); LMS integrates its coefficients
-    // numerically, as scipy's quad does, to within 1.6e-8.
+    // Every step but LMS's is bit-exact (the noise table is PyTorch's to the bit, and asserted so); LMS integrates
+    // its coefficients numerically, as scipy's quad does, to within 1.6e-8.
     private const double Tolerance = 1e-7;
     private readonly ITestOutputHelper _output;
 
@@ -78,7 +78,7 @@ public sealed class SchedulerTests
             }
         }
         _output.WriteLine($"{caseName}: worst relL2 {worst:E3} at step {worstStep}");
-        Assert.True(worst <= Tolerance, $"{caseName}: worst per-step relative L2 {worst:E3} at step {worstStep}");
+        Assert.True(worst <= (scheduler == "lms" ? Tolerance : 0), $"{caseName}: worst per-step relative L2 {worst:E3} at step {worstStep}");
     }
 
     [FixtureFact]

@@ -43,9 +43,9 @@ public sealed class ZeroTerminalSnrTests(ITestOutputHelper output)
         float[] original = NoiseSchedule.AlphasCumprod(Sd15(), rescaleZeroTerminalSnr: false);
         float[] rescaled = NoiseSchedule.AlphasCumprod(Sd15(), rescaleZeroTerminalSnr: true);
         double[] expected = Rescaled(original);
-        output.WriteLine(Compare.AssertClose(Array.ConvertAll(expected, v => (float)v), rescaled, 5e-7, "zero-terminal-SNR alphas_cumprod"));
         double worst = 0;
         for (int i = 0; i < rescaled.Length; i++) worst = Math.Max(worst, Math.Abs(rescaled[i] - expected[i]));
+        output.WriteLine($"zero-terminal-SNR alphas_cumprod against float64: max abs {worst:E2}");
         Assert.True(worst < 5e-7, $"largest difference {worst}");
         Assert.Equal(0f, rescaled[^1]);
         Assert.Equal(original[0], rescaled[0], 1e-7f);
@@ -122,36 +122,80 @@ public sealed class ZeroTerminalSnrTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// An epsilon model's x0 divides by sqrt(alphas_cumprod), which is 0 at the last training step for DDIM and LCM:
-    /// a schedule that reaches it is refused naming why (diffusers returns NaN latents); one that starts later, or a
-    /// spacing that stops short of it, runs.
+    /// An epsilon model's x0 divides by sqrt(alphas_cumprod), which is 0 at the last training step for DDIM and LCM.
+    /// Unclipped, a schedule that reaches it is refused naming why (diffusers returns NaN latents), and a refused
+    /// schedule leaves the previous one in place; one that starts later, or a spacing that stops short, runs.
     /// </summary>
     [Theory]
     [InlineData("ddim")]
     [InlineData("lcm")]
-    public void An_epsilon_model_is_refused_the_pure_noise_step(string name)
+    public void An_unclipped_epsilon_model_is_refused_the_pure_noise_step(string name)
     {
-        Scheduler scheduler = Scheduler.Create(name, Sd15());
-        var e = Assert.Throws<ArgumentException>(() => scheduler.SetTimesteps(4));
+        Scheduler scheduler = Scheduler.Create(name, Sd15() with { ClipSample = false });
+        scheduler.SetTimesteps(4, firstStep: 1);
+        float[] before = [.. scheduler.Timesteps];
+        var e = Assert.Throws<ArgumentException>(() => scheduler.SetTimesteps(5));
         Assert.Contains("step 1 runs at timestep 999", e.Message);
         Assert.Contains("v_prediction", e.Message);
-        Assert.Equal(0, scheduler.StepCount); // left as it was
-        scheduler.SetTimesteps(4, firstStep: 1);
-        Assert.Equal(4, scheduler.StepCount);
+        Assert.Equal(before, scheduler.Timesteps);
+        Assert.Equal(1, scheduler.FirstStep);
         if (name == "ddim")
         {
-            Scheduler leading = Scheduler.Create(name, Sd15(spacing: "leading") with { StepsOffset = 1 });
+            Scheduler leading = Scheduler.Create(name, Sd15(spacing: "leading") with { ClipSample = false, StepsOffset = 1 });
             leading.SetTimesteps(4);
             Assert.Equal(751f, leading.Timesteps[0]);
         }
     }
 
+    /// <summary>
+    /// With clip_sample on (DDIM's default) the infinite x0 of the pure-noise step is clamped to the clip range, as
+    /// diffusers' torch.clamp does, and the step stays finite: sqrt(a_prev) * +-range + sqrt(1 - a_prev) * eps.
+    /// </summary>
     [Fact]
-    public void A_schedule_that_cannot_fall_to_zero_is_refused_when_the_config_loads()
+    public void A_clipped_epsilon_ddim_step_from_pure_noise_is_finite_as_in_diffusers()
     {
-        string json = "{\"num_train_timesteps\": 1, \"rescale_betas_zero_snr\": true}";
+        Scheduler ddim = Scheduler.Create("ddim", Sd15());
+        ddim.SetTimesteps(4);
+        float[] sample = [0.9f, -3f, 0.2f], eps = [0.1f, 0.5f, -0.7f];
+        double aPrev = ddim.AlphasCumprod[749];
+        var expected = new float[sample.Length];
+        for (int i = 0; i < sample.Length; i++)
+        {
+            expected[i] = (float)(Math.Sqrt(aPrev) * Math.Sign(sample[i] - eps[i]) + Math.Sqrt(1 - aPrev) * eps[i]);
+        }
+        ddim.Step(eps, 0, sample, null);
+        output.WriteLine(Compare.AssertClose(expected, sample, 1e-6, "clipped DDIM step at zero SNR"));
+    }
+
+    /// <summary>
+    /// img2img at strength 1 noises the picture at the first timestep: pure noise for DDIM (alphas_cumprod 0), the
+    /// picture plus 4096 x the noise for Euler (its floored end).
+    /// </summary>
+    [Fact]
+    public void Noising_at_the_last_training_step_is_pure_noise_or_the_floored_level()
+    {
+        float[] picture = [0.5f, -0.25f], noise = [1f, -2f], noised = new float[2];
+        Scheduler ddim = Scheduler.Create("ddim", Sd15("v_prediction"));
+        ddim.SetTimesteps(4);
+        ddim.AddNoise(picture, noise, 0, noised);
+        Assert.Equal(noise, noised);
+        Scheduler euler = Scheduler.Create("euler", Sd15("v_prediction"));
+        euler.SetTimesteps(4);
+        euler.AddNoise(picture, noise, 0, noised);
+        Assert.Equal(picture[0] + noise[0] * euler.Sigmas![0], noised[0]);
+        Assert.Equal(4096f, euler.Sigmas[0], 1e-3f);
+    }
+
+    [Theory]
+    [InlineData("\"num_train_timesteps\": 1", "rescale_betas_zero_snr needs a noise schedule whose alphas_cumprod falls")]
+    // The first beta, above the smallest noisy one, rounds to 0 once rescaled: a first step without noise.
+    [InlineData("\"beta_start\": 1.40770805e-7, \"beta_end\": 0.04007", "rescale_betas_zero_snr leaves the first training step without noise")]
+    public void A_schedule_that_cannot_be_rescaled_is_refused_when_the_config_loads(string settings, string expected)
+    {
+        string json = $"{{{settings}, \"rescale_betas_zero_snr\": true}}";
         var e = Assert.Throws<InvalidFileException>(() => SchedulerConfig.From(JsonConfig.Parse("scheduler_config.json", Encoding.UTF8.GetBytes(json))));
-        Assert.Contains("rescale_betas_zero_snr needs a noise schedule whose alphas_cumprod falls", e.Message);
+        Assert.Contains(expected, e.Message);
+        SchedulerConfig.From(JsonConfig.Parse("scheduler_config.json", Encoding.UTF8.GetBytes($"{{{settings}}}")));
     }
 
     /// <summary>

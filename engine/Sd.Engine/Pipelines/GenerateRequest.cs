@@ -13,8 +13,11 @@ public sealed record GenerateRequest
     /// <summary>Denoising steps; null: the model's default (<see cref="StableDiffusionPipeline.DefaultSteps"/>).</summary>
     public int? Steps { get; init; }
 
-    /// <summary>Classifier-free guidance scale; 1 or less skips the unconditional pass.</summary>
-    public float GuidanceScale { get; init; } = 7.5f;
+    /// <summary>
+    /// Classifier-free guidance scale (1 or less skips the unconditional pass), or an LCM-distilled UNet's guidance
+    /// condition; null: the model's default (<see cref="StableDiffusionPipeline.DefaultGuidanceScale"/>).
+    /// </summary>
+    public float? GuidanceScale { get; init; }
 
     public int Width { get; init; } = 512;
 

@@ -29,8 +29,9 @@ public sealed unsafe partial class StableDiffusionPipeline
         using Tensor prediction = Tensor.Allocate([batch, h, w, channels]);
         // The scaled latents, concatenated with the conditioning into each UNet input row (9-channel inpainting only).
         using Tensor? scaled = run.Conditioning is null ? null : Tensor.Allocate([1, h, w, channels]);
-        float[] condition = _unetConfig.TimeCondProjDim is { } condDim ? GuidanceScaleEmbedding.Compute(request.GuidanceScale, condDim) : [];
-        var steps = new StepLoop(unet, context, unetInput, scaled, prediction, request.GuidanceScale, request.GuidanceRescale, condition, image, images);
+        float guidance = GuidanceOf(request);
+        float[] condition = _unetConfig.TimeCondProjDim is { } condDim ? GuidanceScaleEmbedding.Compute(guidance, condDim) : [];
+        var steps = new StepLoop(unet, context, unetInput, scaled, prediction, guidance, request.GuidanceRescale, condition, image, images);
         try
         {
             RunSteps(run, steps, progress, cancellation);
@@ -45,7 +46,7 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// Whether the UNet runs on cat([latents] * 2), unconditioned and conditioned, mixed by the guidance scale: as in
     /// diffusers, when the scale is above 1 and the UNet is not LCM-distilled (which takes the scale as its input).
     /// </summary>
-    private bool UsesClassifierFreeGuidance(GenerateRequest request) => request.GuidanceScale > 1 && _unetConfig.TimeCondProjDim == null;
+    private bool UsesClassifierFreeGuidance(GenerateRequest request) => GuidanceOf(request) > 1 && _unetConfig.TimeCondProjDim == null;
 
     /// <summary>
     /// What every step of one image's denoising shares: the UNet, its buffers, the guidance (an LCM-distilled UNet's

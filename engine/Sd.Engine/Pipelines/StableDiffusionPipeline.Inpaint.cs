@@ -26,11 +26,11 @@ public sealed unsafe partial class StableDiffusionPipeline
         int h, int w, PhaseTimes times, CancellationToken cancellation)
     {
         bool concatenates = CheckInpaint(request, init, mask, h, w);
-        int start = StartStep(request);
-        if (start >= StepsOf(request))
+        int start = StartStep(request), steps = StepsOf(request);
+        if (start >= steps)
         {
             // diffusers refuses it too; a run of no steps would also ask the scheduler for a timestep past its last.
-            throw new ArgumentException($"strength {request.Strength} leaves no step of {StepsOf(request)} to run", nameof(request));
+            throw new ArgumentException($"strength {request.Strength} leaves no step of {steps} to run", nameof(request));
         }
         int channels = _vaeConfig.LatentChannels;
         float[] latentMask = LatentMask(mask, h, w);

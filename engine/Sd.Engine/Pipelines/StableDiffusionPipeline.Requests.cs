@@ -12,16 +12,40 @@ public sealed partial class StableDiffusionPipeline
     /// <summary>
     /// The scheduler a request without one runs: <c>lcm</c> for a latent consistency model (an LCM-distilled UNet,
     /// or a scheduler config of class LCMScheduler, as an LCM-LoRA merge is saved), whose few-step sampling only LCM's
-    /// scheduler gives; <c>euler-a</c> otherwise.
+    /// scheduler gives; <c>euler-a</c> otherwise (whatever other class the scheduler config names).
     /// </summary>
     public string DefaultScheduler => IsLatentConsistencyModel ? "lcm" : "euler-a";
 
     /// <summary>The steps a request without a count runs: 4 for a latent consistency model, 20 otherwise.</summary>
     public int DefaultSteps => IsLatentConsistencyModel ? 4 : 20;
 
+    /// <summary>
+    /// The guidance scale a request without one runs: 1 (no classifier-free guidance) for an LCM-LoRA merge, a plain
+    /// UNet with an LCMScheduler config, which is sampled in few steps without guidance; 7.5 otherwise, diffusers'
+    /// StableDiffusionPipeline default, which an LCM-distilled UNet takes as its guidance condition.
+    /// </summary>
+    public float DefaultGuidanceScale => _unetConfig.TimeCondProjDim == null && _schedulerConfig.ClassName == "LCMScheduler" ? 1f : 7.5f;
+
+    /// <summary>
+    /// <paramref name="request"/> with the model's defaults in place of what it leaves null (scheduler, steps,
+    /// guidance scale): what a generation runs, and what a caller records with its picture.
+    /// </summary>
+    public GenerateRequest WithModelDefaults(GenerateRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return request with
+        {
+            Scheduler = request.Scheduler ?? DefaultScheduler,
+            Steps = StepsOf(request),
+            GuidanceScale = GuidanceOf(request),
+        };
+    }
+
     private bool IsLatentConsistencyModel => _unetConfig.TimeCondProjDim != null || _schedulerConfig.ClassName == "LCMScheduler";
 
     private int StepsOf(GenerateRequest request) => request.Steps ?? DefaultSteps;
+
+    private float GuidanceOf(GenerateRequest request) => request.GuidanceScale ?? DefaultGuidanceScale;
 
     /// <summary>
     /// The NCHW shape <see cref="GenerateRequest.InitialLatents"/> holds for a <paramref name="width"/> x
@@ -54,9 +78,9 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException($"steps must be at least 1, got {request.Steps}", nameof(request));
         }
-        if (!float.IsFinite(request.GuidanceScale) || !(request.GuidanceRescale >= 0 && float.IsFinite(request.GuidanceRescale)))
+        if (!float.IsFinite(GuidanceOf(request)) || !(request.GuidanceRescale >= 0 && float.IsFinite(request.GuidanceRescale)))
         {
-            throw new ArgumentException($"the guidance scale must be finite and the guidance rescale finite and non-negative, got {request.GuidanceScale} and {request.GuidanceRescale}", nameof(request));
+            throw new ArgumentException($"the guidance scale must be finite and the guidance rescale finite and non-negative, got {GuidanceOf(request)} and {request.GuidanceRescale}", nameof(request));
         }
         if (count < 1 || count > MaxBatchCount)
         {

@@ -37,7 +37,7 @@ public sealed class DdimScheduler : Scheduler
     protected override void Schedule(int steps, int firstStep)
     {
         int[] timesteps = IndexedTimesteps(steps, steps);
-        RequireSignalForEpsilon(timesteps, firstStep, "DDIM");
+        RequireSignalForEpsilon(timesteps, firstStep, _clip, "DDIM", "use a spacing that stops short of the last training step (leading)");
         InferenceSteps = steps;
         _timesteps = timesteps;
         TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);

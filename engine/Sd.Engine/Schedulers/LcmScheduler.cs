@@ -44,7 +44,7 @@ public sealed class LcmScheduler : Scheduler
             // lcm_origin_timesteps[::-1][idx], lcm_origin_timesteps[j] = (j+1)*k - 1
             timesteps[i] = (origin - idx) * k - 1;
         }
-        RequireSignalForEpsilon(timesteps, firstStep, "LCM");
+        RequireSignalForEpsilon(timesteps, firstStep, _clip, "LCM", "start later (img2img below strength 1): LCM always starts at the last training step");
         InferenceSteps = steps;
         _timesteps = timesteps;
         TimestepValues = Array.ConvertAll(_timesteps, t => (float)t);

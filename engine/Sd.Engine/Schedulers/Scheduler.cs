@@ -14,7 +14,9 @@ public enum PredictionType { Epsilon, VPrediction, Sample }
 /// Scalar coefficients follow diffusers' dtypes: float32 tensor math for per-step scalars, float64 (numpy) where the
 /// reference computes sigma tables and timesteps in numpy.
 /// Options diffusers itself refuses (an unknown spacing or prediction type, "sample" for PNDM or Euler ancestral)
-/// throw <see cref="ArgumentException"/>; options diffusers has but Sd does not implement throw
+/// throw <see cref="ArgumentException"/>, and so do schedules whose float32 arithmetic would divide by zero or
+/// overflow where diffusers runs into NaN (repeated noise levels for multistep solvers, an unclipped epsilon x0 at
+/// zero signal, Karras ends out of range); options diffusers has but Sd does not implement throw
 /// <see cref="NotSupportedException"/>.
 /// </summary>
 public abstract class Scheduler
@@ -174,14 +176,15 @@ public abstract class Scheduler
     /// <summary>
     /// diffusers _convert_to_karras for Euler and DPM-Solver: the config's sigma_min and sigma_max where it sets them
     /// (every key of a scheduler config reaches the class's config, so DPM-Solver reads them too), else the given
-    /// ends. Throws unless the ramp runs down from a finite level to a positive one.
+    /// ends. Throws (ArgumentException) unless the ramp runs down within the levels float32 sampling reaches.
     /// </summary>
     protected double[] KarrasSigmasWithConfigEnds(double sigmaMin, double sigmaMax, int steps, string scheduler)
     {
         double min = Config.SigmaMin ?? sigmaMin, max = Config.SigmaMax ?? sigmaMax;
-        if (!(min > 0 && max >= min && double.IsFinite(max)))
+        if (!(min >= 1e-10 && max >= min && max <= 1e9))
         {
-            throw new ArgumentException($"{scheduler}: Karras sigmas ramp from sigma_max down to sigma_min, which must be finite with sigma_max >= sigma_min > 0; " +
+            // A loaded config's ends were checked to lie in [1e-10, 1e9]; one built in code, or ends that cross, land here.
+            throw new ArgumentException($"{scheduler}: Karras sigmas ramp from sigma_max down to sigma_min, noise levels with 1e9 >= sigma_max >= sigma_min >= 1e-10; " +
                 $"got sigma_max {max} and sigma_min {min} (the scheduler config's sigma_min {Config.SigmaMin?.ToString() ?? "unset"}, sigma_max {Config.SigmaMax?.ToString() ?? "unset"})", "config");
         }
         return KarrasSigmas(min, max, steps);
@@ -189,12 +192,14 @@ public abstract class Scheduler
 
     /// <summary>
     /// Throws unless every timestep a run reaches (from <paramref name="firstStep"/>) has signal left for an
-    /// epsilon-predicting model: a zero-terminal-SNR schedule's last training step has alphas_cumprod 0 in DDIM and
-    /// LCM, where x0 = (x - sqrt(1 - a) eps) / sqrt(a) divides by zero (NaN latents in diffusers too).
+    /// epsilon-predicting model whose x0 is not clipped: a zero-terminal-SNR schedule's last training step has
+    /// alphas_cumprod 0 in DDIM and LCM, where x0 = (x - sqrt(1 - a) eps) / sqrt(a) is infinite. Clipped (clip_sample,
+    /// DDIM's default) it becomes +-clip_sample_range and the run goes on, as in diffusers; unclipped, diffusers'
+    /// latents turn to NaN. <paramref name="remedy"/> says what else avoids the step.
     /// </summary>
-    protected void RequireSignalForEpsilon(int[] timesteps, int firstStep, string scheduler)
+    protected void RequireSignalForEpsilon(int[] timesteps, int firstStep, float clip, string scheduler, string remedy)
     {
-        if (Prediction != PredictionType.Epsilon)
+        if (Prediction != PredictionType.Epsilon || float.IsFinite(clip))
         {
             return;
         }
@@ -202,8 +207,8 @@ public abstract class Scheduler
         {
             if (AlphasCumprod[timesteps[i]] == 0f)
             {
-                throw new ArgumentException($"{scheduler}: step {i + 1} runs at timestep {timesteps[i]}, where the zero-terminal-SNR schedule (rescale_betas_zero_snr) leaves no signal, and an epsilon-predicting model's x0 divides by it; " +
-                    "zero-terminal-SNR models predict v (prediction_type v_prediction), or use a spacing that stops short of the last training step (leading)", "config");
+                throw new ArgumentException($"{scheduler}: step {i + 1} runs at timestep {timesteps[i]}, where the zero-terminal-SNR schedule (rescale_betas_zero_snr) leaves no signal, and an epsilon-predicting model's unclipped x0 divides by it; " +
+                    $"zero-terminal-SNR models predict v (prediction_type v_prediction); else turn clip_sample on or {remedy}", "config");
             }
         }
     }

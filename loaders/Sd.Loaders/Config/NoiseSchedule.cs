@@ -13,7 +13,9 @@ public static class NoiseSchedule
     /// gives 2 ulp more). Each 8-lane vector takes a base, start + step * i in the first half and end - step *
     /// (steps - 1 - i) in the second, each one rounding (the compiler contracts them to FMAs), and adds j * step,
     /// rounded on its own, for lane j; the vector loop runs two vectors at a time, and the elements after its last pair
-    /// are each a base. Checked against that build for 16 step counts from 1 to 4097 and 5 ranges.
+    /// are each a base. Checked against that build for 16 step counts from 1 to 4097 and 5 ranges. Past 32768 steps
+    /// PyTorch splits the range over its threads, each with its own vector grouping, so there the values can differ
+    /// from a PyTorch run in the last bit (no SD schedule has that many).
     /// </summary>
     private static float[] TorchLinspace(float start, float end, int steps)
     {
@@ -99,6 +101,12 @@ public static class NoiseSchedule
         // A zero-terminal-SNR schedule ends at 0 by design (each scheduler class deals with that end its own way), so
         // the step before it is checked.
         int last = rescaleZeroTerminalSnr ? n - 2 : n - 1;
+        if (rescaleZeroTerminalSnr && !(cumprod[0] < 1f))
+        {
+            // The rescale keeps the first level in exact arithmetic, but in float32 the first beta can round to 0: a
+            // step without noise, whose sigma of 0 the Euler samplers divide by.
+            throw new ArgumentException($"rescale_betas_zero_snr leaves the first training step without noise (alphas_cumprod[0] rounds to 1 from beta_schedule {schedule}): a larger beta_start is needed", nameof(config));
+        }
         if (!(cumprod[last] >= MinAlphaCumprod))
         {
             throw new ArgumentException($"the noise schedule's alphas_cumprod falls to {cumprod[last]} by training step {last} (num_train_timesteps {n}, beta_schedule {schedule}{(rescaleZeroTerminalSnr ? ", rescaled to zero terminal SNR" : "")}): at least {MinAlphaCumprod} is needed, or its noise level sqrt((1 - a) / a) passes 1e9 and the samplers' float32 arithmetic overflows", nameof(config));
@@ -108,8 +116,7 @@ public static class NoiseSchedule
 
     /// <summary>
     /// torch.cumprod(1 - betas) in float32. On the CPU it accumulates float32 inputs in double (acc_type) and stores
-    /// float32; this matches the fixtures' DDIM steps more closely than a float32 accumulation (sigma_max still
-    /// differs by ~2 ulp).
+    /// float32 (bit for bit against PyTorch 1.13).
     /// </summary>
     private static float[] Cumprod(float[] betas)
     {

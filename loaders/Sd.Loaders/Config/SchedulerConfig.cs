@@ -29,16 +29,19 @@ public sealed record SchedulerConfig
     public int OriginalInferenceSteps { get; init; } = 50;
     public double TimestepScaling { get; init; } = 10.0;
 
-    // Read so that a scheduler diffusers would run differently is refused, not silently run without them (Sd does
-    // not implement them): dynamic thresholding (DDIM, DPM, LCM), zero-terminal-SNR betas (DDIM, Euler, Euler
-    // ancestral, DPM, LCM), Euler's continuous timesteps and log-linear sigmas, Karras ramps with set ends, and DPM's
-    // Lu lambdas, clipped lambda (a finite lambda_min_clipped) and sigma_min final level.
-    public bool Thresholding { get; init; }
+    /// <summary>Zero-terminal-SNR betas (DDIM, Euler, Euler ancestral, DPM, LCM; diffusers' PNDM and LMS have no such setting).</summary>
     public bool RescaleBetasZeroSnr { get; init; }
-    public string TimestepType { get; init; } = "discrete";
-    public string InterpolationType { get; init; } = "linear";
+
+    /// <summary>The ends of Euler's and DPM's Karras ramps, where set (between 1e-10 and 1e9 when loaded).</summary>
     public double? SigmaMin { get; init; }
     public double? SigmaMax { get; init; }
+
+    // Read so that a scheduler diffusers would run differently is refused, not silently run without them (Sd does
+    // not implement them): dynamic thresholding (DDIM, DPM, LCM), Euler's continuous timesteps and log-linear sigmas,
+    // and DPM's Lu lambdas, clipped lambda (a finite lambda_min_clipped) and sigma_min final level.
+    public bool Thresholding { get; init; }
+    public string TimestepType { get; init; } = "discrete";
+    public string InterpolationType { get; init; } = "linear";
     public bool UseLuLambdas { get; init; }
     public double LambdaMinClipped { get; init; } = double.NegativeInfinity;
     public string FinalSigmasType { get; init; } = "zero";
@@ -118,9 +121,16 @@ public sealed record SchedulerConfig
                 CheckNoisy(json, "beta_end", config.BetaEnd);
             }
         }
+        CheckSigma(json, "sigma_min", config.SigmaMin);
+        CheckSigma(json, "sigma_max", config.SigmaMax);
         try
         {
-            NoiseSchedule.AlphasCumprod(config, config.RescaleBetasZeroSnr);
+            // The plain table is what PNDM and LMS run, the rescaled one what the other schedulers run.
+            NoiseSchedule.AlphasCumprod(config, rescaleZeroTerminalSnr: false);
+            if (config.RescaleBetasZeroSnr)
+            {
+                NoiseSchedule.AlphasCumprod(config, rescaleZeroTerminalSnr: true);
+            }
         }
         catch (ArgumentException e)
         {
@@ -160,6 +170,18 @@ public sealed record SchedulerConfig
         {
             throw new InvalidFileException(json.Path,
                 $"{key} {beta} adds no noise in float32 (1 - beta rounds to 1): each training step needs a beta of at least {MinNoisyBeta}, as the samplers divide by the gaps between noise levels");
+        }
+    }
+
+    /// <summary>
+    /// A Karras ramp end, where set: a noise level Sd's float32 samplers reach without overflow (at most 1e9, as the
+    /// training table's) and above diffusers' 1e-10 floor for mapping levels to timesteps (the last step divides by it).
+    /// </summary>
+    private static void CheckSigma(JsonConfig json, string key, double? sigma)
+    {
+        if (sigma is { } value && !(value >= 1e-10 && value <= 1e9))
+        {
+            throw new InvalidFileException(json.Path, $"{key} must be a noise level in [1e-10, 1e9], found {value}");
         }
     }
 

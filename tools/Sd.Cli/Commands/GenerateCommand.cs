@@ -13,7 +13,7 @@ namespace Sd.Cli.Commands;
 public static class GenerateCommand
 {
     private const string Help = """
-        Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--steps N] [--guidance 7.5]
+        Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--steps N] [--guidance G]
                            [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
@@ -25,8 +25,9 @@ public static class GenerateCommand
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms, lms-karras, lcm.
-        Without --scheduler or --steps a model runs its default: 4 steps of lcm for a latent consistency model (an
-        LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise. --seed N draws the initial latents
+        A missing --scheduler, --steps or --guidance takes the model's default: 4 steps of lcm for a latent
+        consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
+        (1 for an LCM-LoRA merge: an LCMScheduler config on a plain UNet). --seed N draws the initial latents
         (and any scheduler noise) exactly as diffusers does on the CPU with torch.Generator().manual_seed(N).
         --latents gives NCHW [1, 4, height/8, width/8] initial latents instead (txt2img and inpainting; the seed
         still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
@@ -93,7 +94,7 @@ public static class GenerateCommand
             Prompt = line.Require("--prompt"),
             NegativePrompt = line.Get("--negative-prompt") ?? "",
             Steps = line.Has("--steps") ? line.GetInt("--steps", 0) : null,
-            GuidanceScale = line.GetFloat("--guidance", 7.5f),
+            GuidanceScale = line.Has("--guidance") ? line.GetFloat("--guidance", 0f) : null,
             Scheduler = line.Get("--scheduler"),
             Seed = line.Get("--seed") is { } seed
                 ? ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out ulong s) ? s : throw new UsageException($"generate: --seed expects a non-negative integer, got '{seed}'")
@@ -117,7 +118,7 @@ public static class GenerateCommand
             ? StableDiffusionPipeline.LoadDemo(logger, options)
             : StableDiffusionPipeline.Load(model, ModelOptions.OpenOptions(line), logger, options);
         TimeSpan open = total.Elapsed;
-        request = request with { Scheduler = request.Scheduler ?? pipeline.DefaultScheduler, Steps = request.Steps ?? pipeline.DefaultSteps };
+        request = pipeline.WithModelDefaults(request);
         // The size first (a multiple of the model's VAE factor), then what must match it.
         pipeline.Validate(request, batchCount);
         if (request.InitialLatents is not null && pipeline.InitialLatentsShape(request.Width, request.Height) is var expected
@@ -165,7 +166,7 @@ public static class GenerateCommand
     {
         string mode = request.InitImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
-            $"CFG scale: {request.GuidanceScale.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
+            $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip}, Model: {modelName}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
