@@ -179,9 +179,7 @@ public sealed class LcmUNetTests(LcmModels models, ITestOutputHelper output) : I
 
         using var dir = new TempDirectory();
         string merged = dir.File("lcm-lora-merge");
-        TinyVariant.Write(merged, config => config, new Dictionary<string, (long[], float[])>());
-        string schedulerConfig = Path.Combine(merged, "scheduler", "scheduler_config.json");
-        File.WriteAllText(schedulerConfig, TinyVariant.Replace(File.ReadAllText(schedulerConfig), "\"PNDMScheduler\"", "\"LCMScheduler\""));
+        TinyVariant.WriteWithSchedulerEntry(merged, "\"PNDMScheduler\"", "\"LCMScheduler\"");
         using var mergedPipeline = StableDiffusionPipeline.Load(merged);
         // An LCM-LoRA merge samples without classifier-free guidance by default.
         Assert.Equal(("lcm", 4, 1f), (mergedPipeline.DefaultScheduler, mergedPipeline.DefaultSteps, mergedPipeline.DefaultGuidanceScale));

@@ -45,6 +45,14 @@ internal static class TinyVariant
         writer.Save(Path.Combine(directory, UNetWeights));
     }
 
+    /// <summary>The fixture model with one entry of its scheduler_config.json replaced (which must be there as given).</summary>
+    public static void WriteWithSchedulerEntry(string directory, string entry, string replacement)
+    {
+        Write(directory, config => config, new Dictionary<string, (long[], float[])>());
+        string schedulerConfig = Path.Combine(directory, "scheduler", "scheduler_config.json");
+        File.WriteAllText(schedulerConfig, Replace(File.ReadAllText(schedulerConfig), entry, replacement));
+    }
+
     /// <summary>Replaces one config.json entry, which must be there as given.</summary>
     public static string Replace(string config, string entry, string replacement)
     {

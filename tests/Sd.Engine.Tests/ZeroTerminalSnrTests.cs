@@ -213,10 +213,8 @@ public sealed class ZeroTerminalSnrTests(ITestOutputHelper output)
         string rescaled = dir.File("zero-snr"), plain = dir.File("plain");
         foreach ((string path, bool zeroSnr) in new[] { (rescaled, true), (plain, false) })
         {
-            TinyVariant.Write(path, config => config, new Dictionary<string, (long[], float[])>());
-            string schedulerConfig = Path.Combine(path, "scheduler", "scheduler_config.json");
-            File.WriteAllText(schedulerConfig, TinyVariant.Replace(File.ReadAllText(schedulerConfig), "\"clip_sample\": false",
-                $"\"clip_sample\": false, \"prediction_type\": \"v_prediction\", \"timestep_spacing\": \"trailing\", \"rescale_betas_zero_snr\": {(zeroSnr ? "true" : "false")}"));
+            TinyVariant.WriteWithSchedulerEntry(path, "\"clip_sample\": false",
+                $"\"clip_sample\": false, \"prediction_type\": \"v_prediction\", \"timestep_spacing\": \"trailing\", \"rescale_betas_zero_snr\": {(zeroSnr ? "true" : "false")}");
         }
         var request = new GenerateRequest { Prompt = "a bright window", Steps = 4, Scheduler = scheduler, GuidanceRescale = 0.7f, Width = 32, Height = 32, Seed = 3 };
         using var zeroSnrPipeline = StableDiffusionPipeline.Load(rescaled);

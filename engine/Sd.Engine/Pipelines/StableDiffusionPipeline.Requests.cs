@@ -24,7 +24,7 @@ public sealed partial class StableDiffusionPipeline
     /// UNet with an LCMScheduler config, which is sampled in few steps without guidance; 7.5 otherwise, diffusers'
     /// StableDiffusionPipeline default, which an LCM-distilled UNet takes as its guidance condition.
     /// </summary>
-    public float DefaultGuidanceScale => _unetConfig.TimeCondProjDim == null && _schedulerConfig.ClassName == "LCMScheduler" ? 1f : 7.5f;
+    public float DefaultGuidanceScale => _unetConfig.TimeCondProjDim == null && HasLcmSchedulerConfig ? 1f : 7.5f;
 
     /// <summary>
     /// <paramref name="request"/> with the model's defaults in place of what it leaves null (scheduler, steps,
@@ -41,7 +41,9 @@ public sealed partial class StableDiffusionPipeline
         };
     }
 
-    private bool IsLatentConsistencyModel => _unetConfig.TimeCondProjDim != null || _schedulerConfig.ClassName == "LCMScheduler";
+    private bool IsLatentConsistencyModel => _unetConfig.TimeCondProjDim != null || HasLcmSchedulerConfig;
+
+    private bool HasLcmSchedulerConfig => _schedulerConfig.ClassName == "LCMScheduler";
 
     private int StepsOf(GenerateRequest request) => request.Steps ?? DefaultSteps;
 

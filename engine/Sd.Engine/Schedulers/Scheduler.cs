@@ -181,10 +181,10 @@ public abstract class Scheduler
     protected double[] KarrasSigmasWithConfigEnds(double sigmaMin, double sigmaMax, int steps, string scheduler)
     {
         double min = Config.SigmaMin ?? sigmaMin, max = Config.SigmaMax ?? sigmaMax;
-        if (!(min >= 1e-10 && max >= min && max <= 1e9))
+        if (!(min >= NoiseSchedule.MinSigma && max >= min && max <= NoiseSchedule.MaxSigma))
         {
-            // A loaded config's ends were checked to lie in [1e-10, 1e9]; one built in code, or ends that cross, land here.
-            throw new ArgumentException($"{scheduler}: Karras sigmas ramp from sigma_max down to sigma_min, noise levels with 1e9 >= sigma_max >= sigma_min >= 1e-10; " +
+            // A loaded config's ends were checked to lie in that range; one built in code, or ends that cross, land here.
+            throw new ArgumentException($"{scheduler}: Karras sigmas ramp from sigma_max down to sigma_min, noise levels with {NoiseSchedule.SigmaText(NoiseSchedule.MaxSigma)} >= sigma_max >= sigma_min >= {NoiseSchedule.SigmaText(NoiseSchedule.MinSigma)}; " +
                 $"got sigma_max {max} and sigma_min {min} (the scheduler config's sigma_min {Config.SigmaMin?.ToString() ?? "unset"}, sigma_max {Config.SigmaMax?.ToString() ?? "unset"})", "config");
         }
         return KarrasSigmas(min, max, steps);

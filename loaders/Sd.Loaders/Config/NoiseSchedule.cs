@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace Sd.Loaders.Config;
 
 /// <summary>
@@ -171,6 +173,16 @@ public static class NoiseSchedule
     /// 4096.
     /// </summary>
     public const float ZeroSnrFloor = 1f / (1 << 24);
+
+    /// <summary>
+    /// The noise levels a Karras ramp may run between: at most <see cref="MaxSigma"/>, the level of
+    /// <see cref="MinAlphaCumprod"/> (float32 sampling stays finite), and at least <see cref="MinSigma"/>, diffusers'
+    /// floor for mapping a level to a timestep (the last step divides by it).
+    /// </summary>
+    public const double MinSigma = 1e-10, MaxSigma = 1e9;
+
+    /// <summary>A bound of that range as messages state it ("1e-10", "1e9").</summary>
+    public static string SigmaText(double sigma) => sigma.ToString("0e0", CultureInfo.InvariantCulture);
 
     /// <summary>
     /// The smallest alphas_cumprod a schedule may reach: its noise level is then 1e9, whose fourth power (Euler

@@ -173,15 +173,12 @@ public sealed record SchedulerConfig
         }
     }
 
-    /// <summary>
-    /// A Karras ramp end, where set: a noise level Sd's float32 samplers reach without overflow (at most 1e9, as the
-    /// training table's) and above diffusers' 1e-10 floor for mapping levels to timesteps (the last step divides by it).
-    /// </summary>
+    /// <summary>A Karras ramp end, where set: a noise level from <see cref="NoiseSchedule.MinSigma"/> to <see cref="NoiseSchedule.MaxSigma"/>.</summary>
     private static void CheckSigma(JsonConfig json, string key, double? sigma)
     {
-        if (sigma is { } value && !(value >= 1e-10 && value <= 1e9))
+        if (sigma is { } value && !(value >= NoiseSchedule.MinSigma && value <= NoiseSchedule.MaxSigma))
         {
-            throw new InvalidFileException(json.Path, $"{key} must be a noise level in [1e-10, 1e9], found {value}");
+            throw new InvalidFileException(json.Path, $"{key} must be a noise level in [{NoiseSchedule.SigmaText(NoiseSchedule.MinSigma)}, {NoiseSchedule.SigmaText(NoiseSchedule.MaxSigma)}], found {value}");
         }
     }
 
