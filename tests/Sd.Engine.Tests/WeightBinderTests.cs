@@ -106,7 +106,8 @@ public sealed unsafe class WeightBinderTests : IDisposable
     private SafetensorsFile HalfFile(string name, string tensor, ushort[] bits) =>
         SaveAfterOneByte(name, writer => writer.Add(tensor, TensorDType.F16, [2, 3], System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan())));
 
-    private static WeightSet WeightsOf(SafetensorsFile file)
+    /// <summary>A component's weights over one hand-made file, named as stored.</summary>
+    internal static WeightSet WeightsOf(SafetensorsFile file)
     {
         var weights = new WeightSet(file.Path, [file]);
         foreach (TensorInfo tensor in file.Tensors)

@@ -11,12 +11,14 @@ namespace Sd.Cli;
 public sealed class CommandLine
 {
     private readonly Dictionary<string, string?> _flags = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<string>> _repeated = new(StringComparer.Ordinal);
     private readonly List<string> _positionals = new();
 
     /// <param name="maxPositionals">Bare arguments the command takes (info: its model); one more is a usage error, not
     /// silently dropped.</param>
+    /// <param name="repeatable">Value flags that may be given more than once (generate's --lora); read with <see cref="GetAll"/>.</param>
     public CommandLine(string command, IReadOnlyList<string> args, IReadOnlyCollection<string> valueFlags, IReadOnlyCollection<string> switches,
-        int maxPositionals = 0)
+        int maxPositionals = 0, IReadOnlyCollection<string>? repeatable = null)
     {
         Command = command;
         for (int i = 0; i < args.Count; i++)
@@ -43,10 +45,18 @@ public sealed class CommandLine
             {
                 _flags[name] = null;
             }
-            else if (valueFlags.Contains(name))
+            else if (valueFlags.Contains(name) || repeatable?.Contains(name) == true)
             {
                 string value = inline ?? (i + 1 < args.Count ? args[++i] : throw new UsageException($"{command}: {name} needs a value"));
-                if (!_flags.TryAdd(name, value))
+                if (repeatable?.Contains(name) == true)
+                {
+                    if (!_repeated.TryGetValue(name, out List<string>? values))
+                    {
+                        _repeated.Add(name, values = new List<string>());
+                    }
+                    values.Add(value);
+                }
+                else if (!_flags.TryAdd(name, value))
                 {
                     throw new UsageException($"{command}: {name} given twice");
                 }
@@ -62,7 +72,10 @@ public sealed class CommandLine
 
     public IReadOnlyList<string> Positionals => _positionals;
 
-    public bool Has(string flag) => _flags.ContainsKey(flag);
+    public bool Has(string flag) => _flags.ContainsKey(flag) || _repeated.ContainsKey(flag);
+
+    /// <summary>Every value of a repeatable flag, in the order given (none when absent).</summary>
+    public IReadOnlyList<string> GetAll(string flag) => _repeated.TryGetValue(flag, out List<string>? values) ? values : [];
 
     public string? Get(string flag) => _flags.TryGetValue(flag, out string? value) ? value : null;
 

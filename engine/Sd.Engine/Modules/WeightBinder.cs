@@ -18,33 +18,36 @@ public sealed unsafe class WeightBinder : IDisposable
     private readonly WeightSet _weights;
     private readonly HashSet<string> _used;
     private readonly string _prefix;
-    private readonly LoadScratch _scratch;
+    private readonly LoadState _state;
 
-    public WeightBinder(WeightSet weights) : this(weights, new HashSet<string>(StringComparer.Ordinal), "", new LoadScratch())
+    public WeightBinder(WeightSet weights) : this(weights, new HashSet<string>(StringComparer.Ordinal), "", new LoadState())
     {
     }
 
-    private WeightBinder(WeightSet weights, HashSet<string> used, string prefix, LoadScratch scratch)
+    private WeightBinder(WeightSet weights, HashSet<string> used, string prefix, LoadState state)
     {
         _weights = weights;
         _used = used;
         _prefix = prefix;
-        _scratch = scratch;
+        _state = state;
     }
 
     /// <summary>
     /// One native buffer, grown to the largest weight, that every module of a load reads its weights into before
-    /// packing: no per-tensor garbage, so the load's peak memory is the packed model plus one tensor.
+    /// packing: no per-tensor garbage, so the load's peak memory is the packed model plus one tensor. Also the names
+    /// of the weights whose low-rank changes (LoRA) were merged, so a change nothing merged cannot pass unseen.
     /// </summary>
-    private sealed class LoadScratch : IDisposable
+    private sealed class LoadState : IDisposable
     {
         public NativeBlock? Block;
+
+        public readonly HashSet<string> Merged = new(StringComparer.Ordinal);
 
         public void Dispose() => Block?.Dispose();
     }
 
     /// <summary>The binder for a child module: "down_blocks" then "0" gives "down_blocks.0.".</summary>
-    public WeightBinder Child(string name) => new(_weights, _used, _prefix + name + ".", _scratch);
+    public WeightBinder Child(string name) => new(_weights, _used, _prefix + name + ".", _state);
 
     public WeightBinder Child(int index) => Child(index.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
@@ -68,6 +71,7 @@ public sealed unsafe class WeightBinder : IDisposable
         try
         {
             entry.ReadFloat32(block.Span);
+            MergeDeltas(entry, block.Pointer);
         }
         catch
         {
@@ -97,8 +101,20 @@ public sealed unsafe class WeightBinder : IDisposable
             {
                 entry.ReadFloat32(new Span<float>(staged + i * each, checked((int)each)));
             }
+            MergeDeltas(entry, staged + i * each);
         }
         return staged;
+    }
+
+    /// <summary>Merges the weight's low-rank changes (LoRA modules), if it has any, into its float32 copy.</summary>
+    private void MergeDeltas(TensorEntry entry, float* weights)
+    {
+        ReadOnlySpan<WeightDelta> deltas = _weights.DeltasOf(entry.Name);
+        if (deltas.Length > 0)
+        {
+            LowRankMerge.Apply(entry, weights, deltas);
+            _state.Merged.Add(entry.Name);
+        }
     }
 
     /// <summary>
@@ -125,6 +141,12 @@ public sealed unsafe class WeightBinder : IDisposable
             TensorEntry entry = Entry(names[i], shape);
             ReadStored(entry, bits + i * each);
             RequireFinite(entry, format, bits + i * each);
+            ReadOnlySpan<WeightDelta> deltas = _weights.DeltasOf(entry.Name);
+            if (deltas.Length > 0)
+            {
+                LowRankMerge.Apply(entry, bits + i * each, format, deltas);
+                _state.Merged.Add(entry.Name);
+            }
         }
         return bits;
     }
@@ -153,16 +175,16 @@ public sealed unsafe class WeightBinder : IDisposable
 
     private float* Scratch(long floats)
     {
-        if (_scratch.Block is null || _scratch.Block.Length < floats)
+        if (_state.Block is null || _state.Block.Length < floats)
         {
-            _scratch.Block?.Dispose();
-            _scratch.Block = new NativeBlock(floats, zero: false);
+            _state.Block?.Dispose();
+            _state.Block = new NativeBlock(floats, zero: false);
         }
-        return _scratch.Block.Pointer;
+        return _state.Block.Pointer;
     }
 
     /// <summary>Frees the load scratch (the root binder's owner calls this when the model is built).</summary>
-    public void Dispose() => _scratch.Dispose();
+    public void Dispose() => _state.Dispose();
 
     /// <summary>
     /// Keys of the component that no module bound, so a loader can report (or refuse) a checkpoint that carries
@@ -190,6 +212,14 @@ public sealed unsafe class WeightBinder : IDisposable
             string sample = string.Join(", ", unexpected.Take(5));
             throw new InvalidFileException(_weights.Source,
                 $"{unexpected.Count} unexpected tensor(s) not used by the model built from its config, e.g. {sample}");
+        }
+        foreach (string name in _weights.ChangedWeights)
+        {
+            if (!_state.Merged.Contains(name))
+            {
+                WeightDelta delta = _weights.DeltasOf(name)[0];
+                throw new InvalidFileException(delta.File.Path, $"LoRA module '{delta.Key}' changes '{name}', which the model does not load as a weight it can change");
+            }
         }
     }
 }

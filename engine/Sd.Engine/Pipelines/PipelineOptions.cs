@@ -29,4 +29,10 @@ public sealed record PipelineOptions
     public UNetOptions? UNet { get; init; }
 
     public VaeOptions? Vae { get; init; }
+
+    /// <summary>
+    /// LoRAs (kohya or diffusers .safetensors files) merged into the UNet and text encoder weights as they load, each
+    /// at its scale; several add up. Merged, they cost nothing per step. Checked against the model at load.
+    /// </summary>
+    public IReadOnlyList<LoraSpec> Loras { get; init; } = [];
 }

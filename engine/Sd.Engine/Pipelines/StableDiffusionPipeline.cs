@@ -10,6 +10,7 @@ using Sd.Kernels.Layout;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
+using Sd.Loaders.Weights;
 
 namespace Sd.Engine.Pipelines;
 
@@ -32,6 +33,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     private readonly ComponentSlot<UNet2DConditionModel> _unet;
     private readonly ComponentSlot<AutoencoderKL> _vae;
     private readonly SchedulerConfig _schedulerConfig;
+    private readonly PipelineLoras _loras;
     private readonly object _gate = new();
     private readonly ILogger _logger;
 
@@ -42,9 +44,10 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// <summary>Whether a call is running: set inside the lock, so only that call's own thread can see it true there.</summary>
     private bool _running;
 
-    private StableDiffusionPipeline(ModelSource source, ClipTokenizer tokenizer, PipelineOptions options, ILogger logger)
+    private StableDiffusionPipeline(ModelSource source, ClipTokenizer tokenizer, PipelineOptions options, PipelineLoras loras, ILogger logger)
     {
         _source = source;
+        _loras = loras;
         _options = options;
         _logger = logger;
         _tokenizer = tokenizer;
@@ -62,8 +65,10 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             _logger.LogInformation("{Model}: {Guess}; a config folder overrides it", source.Path, guess);
         }
-        _textEncoder = new("text encoder", () => new ClipTextModel(textConfig, source.Weights(ModelComponent.TextEncoder)), logger);
-        _unet = new("UNet", () => new UNet2DConditionModel(_unetConfig, source.Weights(ModelComponent.Unet), options.UNet), logger);
+        Func<WeightSet> textWeights = loras.WeightsOf(source, ModelComponent.TextEncoder);
+        Func<WeightSet> unetWeights = loras.WeightsOf(source, ModelComponent.Unet);
+        _textEncoder = new("text encoder", () => new ClipTextModel(textConfig, textWeights()), logger);
+        _unet = new("UNet", () => new UNet2DConditionModel(_unetConfig, unetWeights(), options.UNet), logger);
         _vae = new("VAE", () => new AutoencoderKL(_vaeConfig, source.Weights(ModelComponent.Vae), options.Vae), logger);
         if (options.Memory == PipelineMemory.Resident)
         {
@@ -80,21 +85,25 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         component ?? throw new InvalidFileException(_source.Path, $"the model has no {name}");
 
     /// <param name="logger">Load and run progress (Information), steps (Debug), truncated prompts (Warning).</param>
-    /// <param name="pipelineOptions">Memory mode and component options; null keeps every component resident.</param>
+    /// <param name="pipelineOptions">Memory mode, component options and LoRAs; null keeps every component resident.</param>
     public static StableDiffusionPipeline Load(string path, ModelOpenOptions? options = null, ILogger? logger = null,
         PipelineOptions? pipelineOptions = null)
     {
         ModelSource source = ModelSource.Open(path, options);
+        PipelineLoras? loras = null;
         try
         {
             TokenizerFiles files = source.Tokenizer
                 ?? throw new InvalidFileException(source.Path, "the model has no tokenizer folder: pass a tokenizer directory (vocab.json, merges.txt)");
             files.RequireFits(source.TextEncoder);
             ClipTokenizer tokenizer = ClipTokenizer.Load(files);
-            return new StableDiffusionPipeline(source, tokenizer, pipelineOptions ?? new PipelineOptions(), logger ?? NullLogger.Instance);
+            pipelineOptions ??= new PipelineOptions();
+            loras = PipelineLoras.Open(pipelineOptions.Loras);
+            return new StableDiffusionPipeline(source, tokenizer, pipelineOptions, loras, logger ?? NullLogger.Instance);
         }
         catch
         {
+            loras?.Dispose();
             source.Dispose();
             throw;
         }
@@ -108,12 +117,16 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     public static StableDiffusionPipeline LoadDemo(ILogger? logger = null, PipelineOptions? pipelineOptions = null)
     {
         ModelSource source = ModelSource.Demo();
+        PipelineLoras? loras = null;
         try
         {
-            return new StableDiffusionPipeline(source, ClipTokenizer.ByteLevel(), pipelineOptions ?? new PipelineOptions(), logger ?? NullLogger.Instance);
+            pipelineOptions ??= new PipelineOptions();
+            loras = PipelineLoras.Open(pipelineOptions.Loras);
+            return new StableDiffusionPipeline(source, ClipTokenizer.ByteLevel(), pipelineOptions, loras, logger ?? NullLogger.Instance);
         }
         catch
         {
+            loras?.Dispose();
             source.Dispose();
             throw;
         }
@@ -435,7 +448,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
         _disposed = true;
         Exception? failure = null;
-        foreach (IDisposable part in new IDisposable[] { _textEncoder, _unet, _vae, _source })
+        foreach (IDisposable part in new IDisposable[] { _textEncoder, _unet, _vae, _loras, _source })
         {
             try
             {

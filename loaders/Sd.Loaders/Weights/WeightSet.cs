@@ -9,15 +9,54 @@ namespace Sd.Loaders.Weights;
 /// </summary>
 public sealed class WeightSet
 {
-    private readonly Dictionary<string, TensorEntry> _byName = new(StringComparer.Ordinal);
-    private readonly List<TensorEntry> _entries = new();
+    private readonly Dictionary<string, TensorEntry> _byName;
+    private readonly List<TensorEntry> _entries;
     private readonly IReadOnlyList<SafetensorsFile> _files;
+
+    private readonly Dictionary<string, WeightDelta[]> _deltas;
 
     internal WeightSet(string source, IReadOnlyList<SafetensorsFile> files)
     {
         Source = source;
         _files = files;
+        _byName = new Dictionary<string, TensorEntry>(StringComparer.Ordinal);
+        _entries = new List<TensorEntry>();
+        _deltas = new Dictionary<string, WeightDelta[]>(StringComparer.Ordinal);
     }
+
+    /// <summary>A view of <paramref name="weights"/>' tensors with <paramref name="deltas"/> to merge as they are loaded.</summary>
+    private WeightSet(WeightSet weights, Dictionary<string, WeightDelta[]> deltas)
+    {
+        Source = weights.Source;
+        _files = weights._files;
+        _byName = weights._byName;
+        _entries = weights._entries;
+        _deltas = deltas;
+    }
+
+    /// <summary>
+    /// The same weights with low-rank changes (LoRA modules) merged into the named ones when they are loaded; the
+    /// names must be of this set (<see cref="Lora.LoraTargets"/> resolves them). The view shares the mapped files.
+    /// </summary>
+    public WeightSet WithDeltas(IReadOnlyDictionary<string, WeightDelta[]> deltas)
+    {
+        var copy = new Dictionary<string, WeightDelta[]>(StringComparer.Ordinal);
+        foreach ((string name, WeightDelta[] list) in deltas)
+        {
+            if (!_byName.ContainsKey(name))
+            {
+                throw new ArgumentException($"{Source} has no weight '{name}' to change", nameof(deltas));
+            }
+            copy.Add(name, list);
+        }
+        return new WeightSet(this, copy);
+    }
+
+    /// <summary>The low-rank changes to merge into the weight <paramref name="name"/> (none for most).</summary>
+    public ReadOnlySpan<WeightDelta> DeltasOf(string name) => _deltas.TryGetValue(name, out WeightDelta[]? list) ? list : [];
+
+    /// <summary>The weights that have changes to merge.</summary>
+    public IReadOnlyCollection<string> ChangedWeights => _deltas.Keys;
 
     /// <summary>Where the weights came from (a file, an index, or "file#component").</summary>
     public string Source { get; }

@@ -17,7 +17,7 @@ public static class GenerateCommand
                            [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
-                           [--threads T]
+                           [--lora FILE[:SCALE] ...] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -39,6 +39,10 @@ public static class GenerateCommand
         --batch-count N makes N images with seeds S, S+1, ... from --seed S (each reproducible alone), written as
         out-1.png ... out-N.png (the same suffixes for --out-latents and --out-image-npy); the prompt is encoded and
         each component loaded once for the whole batch.
+        --lora merges a LoRA (.safetensors, kohya's lora_unet_/lora_te_ names or diffusers' unet./text_encoder. ones)
+        into the UNet and text encoder as they load, at SCALE (default 1); repeat it to stack LoRAs. Merged, a LoRA
+        costs nothing per step. One made for another model (SD 1.x vs 2.x, SDXL) is refused, naming a module that does
+        not fit. For an LCM-LoRA give --scheduler lcm --steps 4 --guidance 1.
         The PNG carries the parameters in an A1111-style "parameters" text chunk. Components are loaded one at a
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
         """;
@@ -59,7 +63,7 @@ public static class GenerateCommand
         }
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count"), []);
+            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count"), [], repeatable: ["--lora"]);
         string outPath = line.Require("--out");
         int batchCount = line.GetInt("--batch-count", 1);
         if (batchCount < 1 || batchCount > StableDiffusionPipeline.MaxBatchCount)
@@ -109,7 +113,7 @@ public static class GenerateCommand
         request = request with { Strength = line.GetFloat("--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
-        var options = new PipelineOptions { Memory = PipelineMemory.Sequential };
+        var options = new PipelineOptions { Memory = PipelineMemory.Sequential, Loras = Loras(line) };
         if (model is null)
         {
             output.WriteLine(DemoNotice);
@@ -167,7 +171,7 @@ public static class GenerateCommand
         string mode = request.InitImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
-            $"Clip skip: {request.ClipSkip}, Model: {modelName}";
+            $"Clip skip: {request.ClipSkip}, Model: {modelName}{LoraParameter(Loras(line))}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
         string pngPath = BatchPath(outPath, index, count);
@@ -187,6 +191,44 @@ public static class GenerateCommand
         }
         files.Commit();
         return pngPath;
+    }
+
+    /// <summary>The --lora values: a path, then optionally ':' and a finite scale ("style.safetensors:0.8"); 1 when none.</summary>
+    internal static LoraSpec[] Loras(CommandLine line)
+    {
+        IReadOnlyList<string> values = line.GetAll("--lora");
+        var specs = new LoraSpec[values.Count];
+        for (int i = 0; i < specs.Length; i++)
+        {
+            string value = values[i];
+            int colon = value.LastIndexOf(':');
+            if (colon > 0 && float.TryParse(value.AsSpan(colon + 1), NumberStyles.Float, CultureInfo.InvariantCulture, out float scale))
+            {
+                specs[i] = float.IsFinite(scale)
+                    ? new LoraSpec(value[..colon], scale)
+                    : throw new UsageException($"generate: --lora {value}: the scale must be a finite number");
+            }
+            else
+            {
+                specs[i] = new LoraSpec(value);
+            }
+        }
+        return specs;
+    }
+
+    /// <summary>The LoRAs for the PNG's parameters, A1111-style: quoted, as their value holds commas.</summary>
+    private static string LoraParameter(LoraSpec[] loras)
+    {
+        if (loras.Length == 0)
+        {
+            return "";
+        }
+        var parts = new string[loras.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            parts[i] = $"{Path.GetFileNameWithoutExtension(loras[i].Path)}: {loras[i].Scale.ToString(CultureInfo.InvariantCulture)}";
+        }
+        return $", Lora: \"{string.Join(", ", parts)}\"";
     }
 
     /// <summary>

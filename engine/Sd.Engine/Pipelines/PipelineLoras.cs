@@ -1,0 +1,65 @@
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Lora;
+using Sd.Loaders.Weights;
+
+namespace Sd.Engine.Pipelines;
+
+/// <summary>A LoRA to merge into a pipeline's model: its .safetensors file and its weight (1 as trained).</summary>
+public sealed record LoraSpec(string Path, float Scale = 1f);
+
+/// <summary>
+/// The LoRA files of a pipeline, open (mapped) for its lifetime: a pipeline that loads its components one at a time
+/// merges them again at every load. Each file is matched against the model when the pipeline loads, so a LoRA made
+/// for another model fails then, not at the first request.
+/// </summary>
+internal sealed class PipelineLoras : IDisposable
+{
+    private readonly List<(LoraFile File, float Scale)> _files = new();
+
+    /// <summary>Opens every LoRA of <paramref name="specs"/> (on failure, closes those already opened).</summary>
+    public static PipelineLoras Open(IReadOnlyList<LoraSpec> specs)
+    {
+        var loras = new PipelineLoras();
+        try
+        {
+            foreach (LoraSpec spec in specs)
+            {
+                if (!float.IsFinite(spec.Scale))
+                {
+                    throw new ArgumentOutOfRangeException(nameof(specs), spec.Scale, $"the scale of LoRA {spec.Path} must be finite");
+                }
+                loras._files.Add((LoraFile.Open(spec.Path), spec.Scale));
+            }
+            return loras;
+        }
+        catch
+        {
+            loras.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// How a component gets its weights: straight from the model, or, when LoRAs are given, with their modules for
+    /// that component resolved now (and merged at each load).
+    /// </summary>
+    public Func<WeightSet> WeightsOf(ModelSource source, ModelComponent component)
+    {
+        if (_files.Count == 0)
+        {
+            return () => source.Weights(component);
+        }
+        WeightSet changed = LoraTargets.Apply(source.Weights(component), component, _files);
+        return () => changed;
+    }
+
+    public void Dispose()
+    {
+        foreach ((LoraFile file, _) in _files)
+        {
+            file.Dispose();
+        }
+        _files.Clear();
+    }
+}

@@ -1,0 +1,122 @@
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Weights;
+
+namespace Sd.Loaders.Lora;
+
+/// <summary>
+/// Finds the weight each LoRA module changes in a component's weights (diffusers names, whatever file layout the
+/// model came in) and checks that the module's shapes fit it, before anything is loaded: a LoRA made for another
+/// model fails here, naming its first module that does not fit, instead of half-applying.
+/// </summary>
+public static class LoraTargets
+{
+    /// <summary>
+    /// <paramref name="weights"/> (of <paramref name="component"/>) with the modules of every LoRA for that component
+    /// to be merged as they load, each scaled by its file's weight (1 as trained; 0 changes nothing; negative
+    /// subtracts) times the module's alpha / rank. Several LoRAs changing one weight add up. Unchanged when no module
+    /// is for the component.
+    /// </summary>
+    public static WeightSet Apply(WeightSet weights, ModelComponent component, IReadOnlyList<(LoraFile File, float Scale)> loras)
+    {
+        var deltas = new Dictionary<string, List<WeightDelta>>(StringComparer.Ordinal);
+        Dictionary<string, string?>? flatNames = null;
+        foreach ((LoraFile lora, float scale) in loras)
+        {
+            if (!float.IsFinite(scale))
+            {
+                throw new ArgumentOutOfRangeException(nameof(loras), scale, $"the weight of LoRA {lora.Path} must be finite");
+            }
+            var changedBy = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (LoraModule module in lora.Modules)
+            {
+                if (module.Component != component)
+                {
+                    continue;
+                }
+                string name = module.FlatTarget
+                    ? FlatName(lora, module, flatNames ??= FlatNames(weights), component)
+                    : module.Target + ".weight";
+                if (!weights.TryGet(name, out TensorEntry entry))
+                {
+                    throw NotInModel(lora, module, component, $"'{name}'");
+                }
+                RequireFits(lora, module, entry);
+                if (!changedBy.TryAdd(name, module.Key))
+                {
+                    throw new InvalidFileException(lora.Path, $"LoRA modules '{changedBy[name]}' and '{module.Key}' both change '{name}'");
+                }
+                if (!deltas.TryGetValue(name, out List<WeightDelta>? list))
+                {
+                    deltas.Add(name, list = new List<WeightDelta>());
+                }
+                list.Add(new WeightDelta(module.Key, lora.File, module.Down, module.Up, (float)(scale * (double)module.Alpha / module.Rank)));
+            }
+        }
+        if (deltas.Count == 0)
+        {
+            return weights;
+        }
+        var merged = new Dictionary<string, WeightDelta[]>(StringComparer.Ordinal);
+        foreach ((string name, List<WeightDelta> list) in deltas)
+        {
+            merged.Add(name, list.ToArray());
+        }
+        return weights.WithDeltas(merged);
+    }
+
+    /// <summary>
+    /// kohya's module names ("down_blocks_0_attentions_0_proj_in") to the weights' names
+    /// ("down_blocks.0.attentions.0.proj_in.weight"); null for a kohya name two weights share (never in a diffusers model).
+    /// </summary>
+    private static Dictionary<string, string?> FlatNames(WeightSet weights)
+    {
+        var flat = new Dictionary<string, string?>(StringComparer.Ordinal);
+        foreach (TensorEntry entry in weights.Entries)
+        {
+            if (entry.Name.EndsWith(".weight", StringComparison.Ordinal))
+            {
+                string key = entry.Name[..^".weight".Length].Replace('.', '_');
+                if (!flat.TryAdd(key, entry.Name))
+                {
+                    flat[key] = null;
+                }
+            }
+        }
+        return flat;
+    }
+
+    private static string FlatName(LoraFile lora, LoraModule module, Dictionary<string, string?> flatNames, ModelComponent component)
+    {
+        if (!flatNames.TryGetValue(module.Target, out string? name))
+        {
+            throw NotInModel(lora, module, component, $"a weight named like '{module.Target}'");
+        }
+        return name ?? throw new InvalidFileException(lora.Path, $"LoRA module '{module.Key}' could mean more than one weight of the {Name(component)}");
+    }
+
+    private static InvalidFileException NotInModel(LoraFile lora, LoraModule module, ModelComponent component, string looked) => new(lora.Path,
+        $"LoRA module '{module.Key}' changes no weight of the model's {Name(component)} (no {looked}): " + (IsLdmName(module.Target)
+            ? "it names the UNet's original (LDM) modules, as SDXL LoRAs and some extracted ones do; Sd matches SD 1.x/2.x LoRAs by diffusers module names"
+            : "the LoRA was made for another model (SD 1.x and 2.x LoRAs do not mix)"));
+
+    private static bool IsLdmName(string target) => target.StartsWith("input_blocks", StringComparison.Ordinal)
+        || target.StartsWith("middle_block", StringComparison.Ordinal) || target.StartsWith("output_blocks", StringComparison.Ordinal);
+
+    /// <summary>up [out, rank] x down [rank, in(, kh, kw)] must have W's shape [out, in(, kh, kw)]; a 2-D down is 1x1.</summary>
+    private static void RequireFits(LoraFile lora, LoraModule module, TensorEntry entry)
+    {
+        long[] w = entry.Shape, down = module.Down.Shape, up = module.Up.Shape;
+        bool fits = w.Length is 2 or 4 && up[0] == w[0] && down[1] == w[1]
+            && KernelSize(down, 2) == KernelSize(w, 2) && KernelSize(down, 3) == KernelSize(w, 3);
+        if (!fits)
+        {
+            throw new InvalidFileException(lora.Path,
+                $"LoRA module '{module.Key}' (up {TensorInfo.ShapeText(up)} x down {TensorInfo.ShapeText(down)}) does not fit '{entry.Name}' of shape {TensorInfo.ShapeText(w)}");
+        }
+    }
+
+    private static long KernelSize(long[] shape, int dim) => shape.Length == 4 ? shape[dim] : 1;
+
+    private static string Name(ModelComponent component) => component == ModelComponent.Unet ? "UNet" : "text encoder";
+}

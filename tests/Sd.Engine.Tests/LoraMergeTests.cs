@@ -1,0 +1,171 @@
+using System.Runtime.InteropServices;
+using Sd.Engine.Modules;
+using Sd.Kernels.Gemm;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Lora;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Tests;
+using Sd.Loaders.Weights;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// LoRA modules merged into weights as they load: float32 weights get W + scale x alpha/rank x up x down as the
+/// float64 restatement gives it (to float32 rounding), whichever way a module reads them (Load, Stage, and
+/// StageNative's 16-bit path, where F16 and BF16 weights stay 16-bit, rounded once); a weight of 0 changes no bit;
+/// Inf/NaN and 16-bit overflow are refused naming the module; a change nothing merged is refused.
+/// </summary>
+public sealed unsafe class LoraMergeTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void Float32_weights_get_the_float64_merge_of_stacked_loras()
+    {
+        long[] linear = [40, 24], conv = [8, 6, 3, 3];
+        float[] w = TinyVariant.RandomWeights(linear, 1), c = TinyVariant.RandomWeights(conv, 2);
+        var one = new LoraWriter();
+        LoraWriter.Module a = one.Add(ModelComponent.Unet, "proj.weight", linear, rank: 3, alpha: 1.5f, seed: 3);
+        LoraWriter.Module k = one.Add(ModelComponent.Unet, "conv.weight", conv, rank: 4, alpha: null, seed: 4);
+        var two = new LoraWriter();
+        LoraWriter.Module b = two.Add(ModelComponent.Unet, "proj.weight", linear, rank: 5, alpha: null, seed: 5, kohya: false);
+        using SafetensorsFile model = Model(("proj.weight", linear, w, TensorDType.F32), ("conv.weight", conv, c, TensorDType.F32));
+        using LoraFile first = LoraFile.Open(one.Save(_dir.File("one.safetensors")));
+        using LoraFile second = LoraFile.Open(two.Save(_dir.File("two.safetensors")));
+        using var binder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(first, 0.8f), (second, -0.3f)]));
+
+        using Tensors.NativeBlock loaded = binder.Child("proj").Load("weight", linear);
+        AssertNear(LoraWriter.Merged(w, linear, (a, 0.8f), (b, -0.3f)), loaded.Span);
+        float* staged = binder.Child("conv").Stage(["weight"], conv);
+        AssertNear(LoraWriter.Merged(c, conv, (k, 0.8f)), new ReadOnlySpan<float>(staged, c.Length));
+        binder.RequireAllUsed();
+    }
+
+    [Theory]
+    [InlineData(TensorDType.F16)]
+    [InlineData(TensorDType.BF16)]
+    public void Sixteen_bit_weights_stay_16_bit_merged_and_rounded_once(TensorDType dtype)
+    {
+        long[] shape = [40, 24];
+        float[] w = Array.ConvertAll(TinyVariant.RandomWeights(shape, 6), v => Widen(Narrow(v, dtype), dtype));
+        var writer = new LoraWriter();
+        LoraWriter.Module m = writer.Add(ModelComponent.Unet, "to_q.weight", shape, rank: 4, alpha: 8f, seed: 7, dtype: TensorDType.F16);
+        using SafetensorsFile model = Model(("to_q.weight", shape, w, dtype), ("to_k.weight", shape, w, dtype));
+        using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("lora.safetensors")));
+        using var binder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(lora, 0.5f)]));
+
+        // A fused pair as attention reads it: the changed to_q and the unchanged to_k, end to end, still 16-bit.
+        ushort* bits = (ushort*)binder.StageNative(["to_q.weight", "to_k.weight"], shape, out WeightFormat format);
+        Assert.Equal(dtype == TensorDType.F16 ? WeightFormat.F16 : WeightFormat.BF16, format);
+        float[] expected = LoraWriter.Merged(w, shape, (m, 0.5f));
+        int rounded = 0;
+        for (int i = 0; i < w.Length; i++)
+        {
+            ushort want = Narrow(expected[i], dtype);
+            Assert.True(Math.Abs(bits[i] - want) <= 1, $"element {i}: {bits[i]:X4}, expected {want:X4}");
+            rounded += bits[i] == want ? 1 : 0;
+            Assert.Equal(Narrow(w[i], dtype), bits[w.Length + i]);
+        }
+        Assert.True(rounded >= w.Length - 4, $"{w.Length - rounded} of {w.Length} elements off by one unit"); // only float32 ties round apart
+        Assert.NotEqual(Narrow(w[0], dtype), bits[0]);
+    }
+
+    [Fact]
+    public void A_lora_at_weight_zero_changes_no_bit()
+    {
+        long[] shape = [16, 8];
+        float[] w = TinyVariant.RandomWeights(shape, 8);
+        var writer = new LoraWriter();
+        writer.Add(ModelComponent.Unet, "a.weight", shape, rank: 2, alpha: null, seed: 9);
+        writer.Add(ModelComponent.Unet, "b.weight", shape, rank: 2, alpha: null, seed: 10);
+        using SafetensorsFile model = Model(("a.weight", shape, w, TensorDType.F32), ("b.weight", shape, w, TensorDType.F16));
+        using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("zero.safetensors")));
+        using var binder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(lora, 0f)]));
+
+        Assert.Equal(w, new ReadOnlySpan<float>(binder.Stage(["a.weight"], shape), w.Length).ToArray());
+        ushort* bits = (ushort*)binder.StageNative(["b.weight"], shape, out _);
+        for (int i = 0; i < w.Length; i++)
+        {
+            Assert.Equal(Narrow(w[i], TensorDType.F16), bits[i]);
+        }
+    }
+
+    [Fact]
+    public void Nan_in_a_lora_and_float16_overflow_are_refused_naming_the_module()
+    {
+        long[] shape = [4, 4];
+        var nan = new LoraWriter();
+        nan.AddRaw("lora_unet_w.lora_down.weight", [1, 4], [1f, float.NaN, 0f, 0f]);
+        nan.AddRaw("lora_unet_w.lora_up.weight", [4, 1], [1f, 1f, 1f, 1f]);
+        var big = new LoraWriter();
+        big.AddRaw("lora_unet_w.lora_down.weight", [1, 4], [300f, 0f, 0f, 0f]);
+        big.AddRaw("lora_unet_w.lora_up.weight", [4, 1], [300f, 0f, 0f, 0f]);
+        using SafetensorsFile model = Model(("w.weight", shape, new float[16], TensorDType.F16));
+        using LoraFile bad = LoraFile.Open(nan.Save(_dir.File("nan.safetensors")));
+        using LoraFile huge = LoraFile.Open(big.Save(_dir.File("big.safetensors")));
+
+        using var nanBinder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(bad, 1f)]));
+        var e = Assert.Throws<InvalidFileException>(() => nanBinder.Stage(["w.weight"], shape));
+        Assert.Contains("merging LoRA module(s) 'lora_unet_w' into 'w.weight' gives NaN", e.Message);
+        using var bigBinder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(huge, 1f)]));
+        e = Assert.Throws<InvalidFileException>(() => bigBinder.StageNative(["w.weight"], shape, out _));
+        Assert.Contains("gives 90000 at element 0, beyond float16's range", e.Message);
+    }
+
+    [Fact]
+    public void A_change_to_a_weight_the_model_never_loads_is_refused()
+    {
+        long[] shape = [4, 4];
+        var writer = new LoraWriter();
+        writer.Add(ModelComponent.Unet, "w.weight", shape, rank: 1, alpha: null, seed: 11);
+        using SafetensorsFile model = Model(("w.weight", shape, new float[16], TensorDType.F32));
+        using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("lora.safetensors")));
+        using var binder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(lora, 1f)]));
+
+        binder.Entry("w.weight", shape); // looked at, never loaded
+        var e = Assert.Throws<InvalidFileException>(binder.RequireAllUsed);
+        Assert.Contains("LoRA module 'lora_unet_w' changes 'w.weight', which the model does not load", e.Message);
+    }
+
+    private static void AssertNear(float[] expected, ReadOnlySpan<float> actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-6, $"element {i}: {actual[i]}, expected {expected[i]}");
+        }
+    }
+
+    private static ushort Narrow(float value, TensorDType dtype) => dtype == TensorDType.F16
+        ? BitConverter.HalfToUInt16Bits((Half)value)
+        : (ushort)((BitConverter.SingleToUInt32Bits(value) + 0x7FFFu + ((BitConverter.SingleToUInt32Bits(value) >> 16) & 1)) >> 16);
+
+    private static float Widen(ushort bits, TensorDType dtype) =>
+        dtype == TensorDType.F16 ? (float)BitConverter.UInt16BitsToHalf(bits) : BitConverter.UInt32BitsToSingle((uint)bits << 16);
+
+    /// <summary>A model file of the given tensors, 16-bit ones narrowed to nearest.</summary>
+    private SafetensorsFile Model(params (string Name, long[] Shape, float[] Values, TensorDType DType)[] tensors)
+    {
+        var writer = new SafetensorsWriter();
+        foreach ((string name, long[] shape, float[] values, TensorDType dtype) in tensors)
+        {
+            if (dtype == TensorDType.F32)
+            {
+                writer.AddFloat32(name, shape, values);
+            }
+            else
+            {
+                ushort[] bits = Array.ConvertAll(values, v => Narrow(v, dtype));
+                writer.Add(name, dtype, shape, MemoryMarshal.AsBytes(bits.AsSpan()));
+            }
+        }
+        string path = _dir.File($"model-{Guid.NewGuid():N}.safetensors");
+        writer.Save(path);
+        return SafetensorsFile.Open(path);
+    }
+
+    private static WeightSet WeightsOf(SafetensorsFile file) => WeightBinderTests.WeightsOf(file);
+}

@@ -1,0 +1,183 @@
+using Sd.Engine.Pipelines;
+using Sd.Engine.Tensors;
+using Sd.Engine.Text;
+using Sd.Engine.UNet;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Lora;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Tests;
+using Sd.Loaders.Weights;
+using Xunit.Abstractions;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// A LoRA on the built-in demo model (no fixtures needed) gives the UNet and text encoder outputs of the same model
+/// with the merged weights written into its files, through every kind of layer a LoRA changes: fused q/k/v and
+/// cross-attention projections, the 1x1 proj_in, GEGLU's projection, a 3x3 ResNet conv, conv_in, the time
+/// embedding's projection, CLIP's attention and MLP. Pipelines take LoRAs at load, merge them at every load
+/// (sequential mode), and refuse one made for another model before any request.
+/// </summary>
+public sealed class LoraModelTests(ITestOutputHelper output) : IDisposable
+{
+    private static readonly string[] UNetChanges =
+    [
+        "down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_k.weight",
+        "down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_v.weight",
+        "down_blocks.2.attentions.0.proj_in.weight",
+        "down_blocks.2.attentions.0.transformer_blocks.0.ff.net.0.proj.weight",
+        "down_blocks.0.resnets.0.conv1.weight",
+        "conv_in.weight",
+        "mid_block.resnets.0.time_emb_proj.weight",
+        "up_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0.weight",
+    ];
+
+    private static readonly string[] TextChanges =
+    [
+        "text_model.encoder.layers.0.self_attn.q_proj.weight",
+        "text_model.encoder.layers.1.mlp.fc1.weight",
+    ];
+
+    private const float Scale = 0.7f;
+
+    private readonly TempDirectory _dir = new();
+    private readonly ModelSource _demo = ModelSource.Demo();
+
+    public void Dispose()
+    {
+        _demo.Dispose();
+        _dir.Dispose();
+    }
+
+    [Fact]
+    public void The_unet_with_a_lora_is_the_unet_with_merged_weights()
+    {
+        (string lora, Dictionary<string, float[]> merged) = WriteLora(ModelComponent.Unet, UNetChanges);
+        using LoraFile file = LoraFile.Open(lora);
+        WeightSet weights = _demo.Weights(ModelComponent.Unet);
+        using SafetensorsFile mergedFile = WithTensors(weights, merged);
+
+        float[] withLora = RunUNet(LoraTargets.Apply(weights, ModelComponent.Unet, [(file, Scale)]));
+        float[] expected = RunUNet(WeightBinderTests.WeightsOf(mergedFile));
+        float[] plain = RunUNet(weights);
+        // The merged weights differ from the float64 oracle's by float32 rounding (a unit in the last place): nudging
+        // the oracle's changed weights one unit at random moves this UNet's output by 4.4e-6 relative L2.
+        output.WriteLine(Compare.AssertClose(expected, withLora, 2e-5, "UNet + LoRA vs merged weights"));
+        Assert.True(Compare.RelativeL2(plain, withLora) > 1e-2, "the LoRA changed the prediction");
+    }
+
+    [Fact]
+    public void The_text_encoder_with_a_lora_is_the_text_encoder_with_merged_weights()
+    {
+        (string lora, Dictionary<string, float[]> merged) = WriteLora(ModelComponent.TextEncoder, TextChanges);
+        using LoraFile file = LoraFile.Open(lora);
+        WeightSet weights = _demo.Weights(ModelComponent.TextEncoder);
+        using SafetensorsFile mergedFile = WithTensors(weights, merged);
+
+        float[] withLora = Encode(LoraTargets.Apply(weights, ModelComponent.TextEncoder, [(file, Scale)]));
+        float[] expected = Encode(WeightBinderTests.WeightsOf(mergedFile));
+        output.WriteLine(Compare.AssertClose(expected, withLora, 1e-5, "text encoder + LoRA vs merged weights"));
+        Assert.True(Compare.RelativeL2(Encode(weights), withLora) > 1e-2, "the LoRA changed the embeddings");
+    }
+
+    private static readonly GenerateRequest Request = new() { Prompt = "a red cube", Steps = 2, Width = 64, Height = 64, Seed = 5 };
+
+    [Fact]
+    public void Pipelines_merge_loras_at_every_load_and_a_weight_of_zero_changes_nothing()
+    {
+        (string unetLora, _) = WriteLora(ModelComponent.Unet, UNetChanges);
+        (string textLora, _) = WriteLora(ModelComponent.TextEncoder, TextChanges);
+        LoraSpec[] loras = [new(unetLora, Scale), new(textLora)];
+        using var plain = StableDiffusionPipeline.LoadDemo();
+        using var resident = StableDiffusionPipeline.LoadDemo(pipelineOptions: new PipelineOptions { Loras = loras });
+        using var sequential = StableDiffusionPipeline.LoadDemo(pipelineOptions: new PipelineOptions { Memory = PipelineMemory.Sequential, Loras = loras });
+        using var zero = StableDiffusionPipeline.LoadDemo(pipelineOptions: new PipelineOptions { Loras = [new(unetLora, 0f), new(textLora, 0f)] });
+
+        using GenerateResult expected = resident.Generate(Request);
+        using GenerateResult first = sequential.Generate(Request);
+        using GenerateResult second = sequential.Generate(Request);
+        using GenerateResult unchanged = plain.Generate(Request);
+        using GenerateResult zeroed = zero.Generate(Request);
+        Assert.True(expected.Latents.Span.SequenceEqual(first.Latents.Span), "sequential loads merge as a resident load does");
+        Assert.True(expected.Latents.Span.SequenceEqual(second.Latents.Span), "a reload merges once, afresh");
+        Assert.True(unchanged.Latents.Span.SequenceEqual(zeroed.Latents.Span), "a LoRA at weight 0 changes no bit");
+        Assert.True(Compare.RelativeL2(unchanged.Latents.Span, expected.Latents.Span) > 1e-3);
+    }
+
+    [Fact]
+    public void A_pipeline_refuses_a_lora_for_another_model_when_it_loads()
+    {
+        var writer = new LoraWriter();
+        writer.Add(ModelComponent.Unet, "down_blocks.0.attentions.0.proj_in.weight", [320, 320, 1, 1], rank: 4, alpha: null, seed: 1);
+        string path = writer.Save(_dir.File("sd15-style.safetensors"));
+        var e = Assert.Throws<InvalidFileException>(() => StableDiffusionPipeline.LoadDemo(
+            pipelineOptions: new PipelineOptions { Memory = PipelineMemory.Sequential, Loras = [new(path)] }));
+        Assert.Contains("LoRA module 'lora_unet_down_blocks_0_attentions_0_proj_in' changes no weight of the model's UNet", e.Message);
+        Assert.Throws<FileNotFoundException>(() => StableDiffusionPipeline.LoadDemo(
+            pipelineOptions: new PipelineOptions { Loras = [new(_dir.File("absent.safetensors"))] }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => StableDiffusionPipeline.LoadDemo(
+            pipelineOptions: new PipelineOptions { Loras = [new(path, float.NaN)] }));
+    }
+
+    /// <summary>A kohya LoRA changing <paramref name="names"/>, and each changed weight merged at <see cref="Scale"/> by the oracle.</summary>
+    private (string Path, Dictionary<string, float[]> Merged) WriteLora(ModelComponent component, string[] names)
+    {
+        WeightSet weights = _demo.Weights(component);
+        var writer = new LoraWriter();
+        var merged = new Dictionary<string, float[]>();
+        for (int i = 0; i < names.Length; i++)
+        {
+            Assert.True(weights.TryGet(names[i], out TensorEntry entry), names[i]);
+            LoraWriter.Module module = writer.Add(component, names[i], entry.Shape, rank: 2 + i % 3, alpha: i % 2 == 0 ? 1f : null, seed: 100 + i,
+                kohya: i % 2 == 0);
+            merged[names[i]] = LoraWriter.Merged(entry.ReadFloat32(), entry.Shape, (module, Scale));
+        }
+        return (writer.Save(_dir.File($"{component}-{Guid.NewGuid():N}.safetensors")), merged);
+    }
+
+    /// <summary>The component's tensors with some replaced, as an in-memory file.</summary>
+    private static SafetensorsFile WithTensors(WeightSet weights, Dictionary<string, float[]> replaced)
+    {
+        var writer = new SafetensorsWriter();
+        foreach (TensorEntry entry in weights.Entries)
+        {
+            if (replaced.TryGetValue(entry.Name, out float[]? values))
+            {
+                writer.AddFloat32(entry.Name, entry.Shape, values);
+            }
+            else
+            {
+                writer.Add(entry.Name, entry.DType, entry.Shape, entry.File.GetBytes(entry.Stored));
+            }
+        }
+        return SafetensorsFile.InMemory("merged", writer);
+    }
+
+    private static float[] RunUNet(WeightSet weights)
+    {
+        using var unet = new UNet2DConditionModel(Sd.Loaders.Layout.DemoModel.UNet, weights);
+        using Tensor sample = Random([1, 16, 16, 4], 1);
+        using Tensor context = Random([1, 77, 64], 2);
+        using Tensor prediction = Tensor.Allocate([1, 16, 16, 4]);
+        unet.Forward(sample, [500f], context, prediction);
+        return prediction.Span.ToArray();
+    }
+
+    private static float[] Encode(WeightSet weights)
+    {
+        using var encoder = new ClipTextModel(Sd.Loaders.Layout.DemoModel.TextEncoder, weights);
+        long[] ids = new long[77];
+        for (int i = 0; i < ids.Length; i++) ids[i] = i < 9 ? 512 - 37 * i : 513;
+        using ClipTextOutput output = encoder.Encode(ids, 1);
+        return output.Hidden.Span.ToArray();
+    }
+
+    private static Tensor Random(int[] shape, int seed)
+    {
+        Tensor tensor = Tensor.Allocate(shape);
+        var random = new Random(seed);
+        for (int i = 0; i < tensor.Length; i++) tensor.Span[i] = (float)(2 * random.NextDouble() - 1);
+        return tensor;
+    }
+}

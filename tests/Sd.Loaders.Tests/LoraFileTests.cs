@@ -1,0 +1,190 @@
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Lora;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Weights;
+
+namespace Sd.Loaders.Tests;
+
+/// <summary>
+/// LoRA files in kohya's and diffusers' layouts are read module by module; anything else (LyCORIS parts, SDXL,
+/// unknown names, broken pairs, bad shapes or alphas, pickles) is refused naming the tensor. Their modules are
+/// matched to the built-in demo model's weights by diffusers name, and a module that fits no weight is refused.
+/// </summary>
+public sealed class LoraFileTests : IDisposable
+{
+    private const string ToQ = "down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_q.weight";
+    private const string ProjIn = "down_blocks.2.attentions.0.proj_in.weight";
+    private const string Conv1 = "down_blocks.0.resnets.0.conv1.weight";
+    private const string QProj = "text_model.encoder.layers.0.self_attn.q_proj.weight";
+
+    private readonly TempDirectory _dir = new();
+    private readonly ModelSource _demo = ModelSource.Demo();
+
+    public void Dispose()
+    {
+        _demo.Dispose();
+        _dir.Dispose();
+    }
+
+    private long[] Shape(ModelComponent component, string weight)
+    {
+        Assert.True(_demo.Weights(component).TryGet(weight, out TensorEntry entry), weight);
+        return entry.Shape;
+    }
+
+    [Fact]
+    public void Kohya_modules_are_read_with_their_targets_ranks_and_alphas()
+    {
+        var writer = new LoraWriter();
+        writer.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 4, alpha: 2f, seed: 1);
+        writer.Add(ModelComponent.Unet, Conv1, Shape(ModelComponent.Unet, Conv1), rank: 3, alpha: null, seed: 2);
+        writer.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 2, alpha: 0f, seed: 3);
+        using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("kohya.safetensors")));
+
+        Assert.Equal(3, lora.Modules.Count);
+        LoraModule q = lora.Modules[0], conv = lora.Modules[1], text = lora.Modules[2];
+        Assert.Equal(("lora_unet_down_blocks_2_attentions_0_transformer_blocks_0_attn1_to_q", ModelComponent.Unet, "down_blocks_2_attentions_0_transformer_blocks_0_attn1_to_q", true, 4, 2f),
+            (q.Key, q.Component, q.Target, q.FlatTarget, q.Rank, q.Alpha));
+        Assert.Equal((3, 3f), (conv.Rank, conv.Alpha)); // no alpha: the rank (a scale of 1)
+        Assert.Equal([3, 32, 3, 3], conv.Down.Shape);
+        Assert.Equal((ModelComponent.TextEncoder, "text_model_encoder_layers_0_self_attn_q_proj", 2f), (text.Component, text.Target, text.Alpha)); // alpha 0: the rank
+    }
+
+    [Fact]
+    public void Diffusers_modules_are_read_under_peft_and_older_names()
+    {
+        var writer = new LoraWriter();
+        writer.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 4, alpha: null, seed: 1, kohya: false);
+        writer.AddRaw("text_encoder.text_model.encoder.layers.0.self_attn.k_proj.lora.down.weight", [2, 64], new float[128]);
+        writer.AddRaw("text_encoder.text_model.encoder.layers.0.self_attn.k_proj.lora.up.weight", [64, 2], new float[128]);
+        using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("peft.safetensors")));
+
+        Assert.Equal(2, lora.Modules.Count);
+        Assert.Equal(("unet.down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_q", "down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_q", false, 4f),
+            (lora.Modules[0].Key, lora.Modules[0].Target, lora.Modules[0].FlatTarget, lora.Modules[0].Alpha));
+        Assert.Equal((ModelComponent.TextEncoder, "text_model.encoder.layers.0.self_attn.k_proj", 2),
+            (lora.Modules[1].Component, lora.Modules[1].Target, lora.Modules[1].Rank));
+    }
+
+    public static TheoryData<string, string[], string> BadFiles() => new()
+    {
+        { "LyCORIS LoHa", ["lora_unet_x.hada_w1_a:2,4", "lora_unet_x.hada_w1_b:4,2"], "'hada_w1_a' is not part of a plain LoRA module" },
+        { "DoRA", ["unet.x.lora_A.weight:2,4", "unet.x.lora_B.weight:4,2", "unet.x.lora_magnitude_vector:4"], "'lora_magnitude_vector' is not part of a plain LoRA module" },
+        { "SDXL", ["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight:2,4"], "an SDXL LoRA" },
+        { "unknown name", ["model.diffusion_model.out.0.weight:4"], "'model.diffusion_model.out.0.weight' is not a LoRA tensor Sd knows" },
+        { "no up", ["lora_unet_x.lora_down.weight:2,4"], "LoRA module 'lora_unet_x' has no up" },
+        { "no down", ["lora_unet_x.lora_up.weight:4,2", "lora_unet_x.alpha:"], "LoRA module 'lora_unet_x' has no down" },
+        { "ranks differ", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.lora_up.weight:4,3"], "has down [2, 4] and up [4, 3]" },
+        { "3x3 up", ["lora_unet_x.lora_down.weight:2,4,3,3", "lora_unet_x.lora_up.weight:4,2,3,3"], "up [out, rank] or [out, rank, 1, 1]" },
+        { "vector down", ["lora_unet_x.lora_down.weight:2", "lora_unet_x.lora_up.weight:4,2"], "has down [2] and up [4, 2]" },
+        { "alpha of two", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.lora_up.weight:4,2", "lora_unet_x.alpha:2"], "an alpha is one number" },
+        { "two downs", ["unet.x.lora_A.weight:2,4", "unet.x.lora.down.weight:2,4", "unet.x.lora_B.weight:4,2"], "has two down tensors" },
+        { "nothing", [], "holds no tensors" },
+    };
+
+    /// <param name="tensors">"name:dims" (dims comma-separated; none for a scalar), filled with 0.5.</param>
+    [Theory]
+    [MemberData(nameof(BadFiles))]
+    public void Files_that_are_no_plain_SD_LoRA_are_refused_naming_why(string what, string[] tensors, string message)
+    {
+        var writer = new SafetensorsWriter();
+        foreach (string tensor in tensors)
+        {
+            string[] parts = tensor.Split(':');
+            long[] shape = parts[1].Length == 0 ? [] : Array.ConvertAll(parts[1].Split(','), long.Parse);
+            long count = 1;
+            foreach (long d in shape) count *= d;
+            writer.AddFloat32(parts[0], shape, Enumerable.Repeat(0.5f, (int)count).ToArray());
+        }
+        string path = _dir.File(what.Replace(' ', '_') + ".safetensors");
+        writer.Save(path);
+        var e = Assert.Throws<InvalidFileException>(() => LoraFile.Open(path));
+        Assert.Contains(message, e.Message);
+        Assert.StartsWith(path, e.Message);
+    }
+
+    [Fact]
+    public void A_nan_alpha_an_integer_tensor_and_a_pickle_are_refused()
+    {
+        var writer = new SafetensorsWriter();
+        writer.AddFloat32("lora_unet_x.lora_down.weight", [2, 4], new float[8]);
+        writer.AddFloat32("lora_unet_x.lora_up.weight", [4, 2], new float[8]);
+        writer.AddFloat32("lora_unet_x.alpha", [], [float.NaN]);
+        string nan = _dir.File("nan.safetensors");
+        writer.Save(nan);
+        Assert.Contains("'lora_unet_x.alpha' is NaN; an alpha must be finite", Assert.Throws<InvalidFileException>(() => LoraFile.Open(nan)).Message);
+
+        var ints = new SafetensorsWriter();
+        ints.Add("lora_unet_x.lora_down.weight", TensorDType.I32, [2], new byte[8]);
+        string integer = _dir.File("int.safetensors");
+        ints.Save(integer);
+        Assert.Contains("has dtype I32", Assert.Throws<InvalidFileException>(() => LoraFile.Open(integer)).Message);
+
+        string pickle = _dir.Write("lora.pt", [0x80, 0x02, 0x7D, 0x71]);
+        Assert.Throws<UnsafeFormatException>(() => LoraFile.Open(pickle));
+    }
+
+    [Fact]
+    public void Modules_resolve_to_the_weights_they_change_with_their_scales()
+    {
+        var one = new LoraWriter();
+        one.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 4, alpha: 2f, seed: 1);
+        one.Add(ModelComponent.Unet, ProjIn, Shape(ModelComponent.Unet, ProjIn), rank: 2, alpha: null, seed: 2);
+        one.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 2, alpha: null, seed: 3);
+        var two = new LoraWriter();
+        two.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 8, alpha: 4f, seed: 4, kohya: false);
+        using LoraFile a = LoraFile.Open(one.Save(_dir.File("a.safetensors")));
+        using LoraFile b = LoraFile.Open(two.Save(_dir.File("b.safetensors")));
+
+        WeightSet unet = LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(a, 0.5f), (b, -1f)]);
+        Assert.Equal([ToQ, ProjIn], unet.ChangedWeights.Order(StringComparer.Ordinal).Reverse());
+        WeightDelta[] q = unet.DeltasOf(ToQ).ToArray();
+        Assert.Equal((0.25f, "lora_unet_down_blocks_2_attentions_0_transformer_blocks_0_attn1_to_q"), (q[0].Scale, q[0].Key)); // 0.5 x 2/4
+        Assert.Equal((-0.5f, 8), (q[1].Scale, q[1].Rank)); // -1 x 4/8
+        Assert.Equal(0.5f, unet.DeltasOf(ProjIn)[0].Scale); // no alpha: the file's weight alone
+        Assert.Equal(0, unet.DeltasOf(Conv1).Length);
+        Assert.Equal(_demo.Weights(ModelComponent.Unet).Count, unet.Count);
+
+        WeightSet text = LoraTargets.Apply(_demo.Weights(ModelComponent.TextEncoder), ModelComponent.TextEncoder, [(a, 1f), (b, 1f)]);
+        Assert.Equal([QProj], text.ChangedWeights);
+        WeightSet vae = _demo.Weights(ModelComponent.Vae);
+        Assert.Same(vae, LoraTargets.Apply(vae, ModelComponent.Vae, [(a, 1f)]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(a, float.PositiveInfinity)]));
+    }
+
+    [Fact]
+    public void A_module_for_another_model_is_refused_naming_it()
+    {
+        var missing = new LoraWriter();
+        missing.Add(ModelComponent.Unet, "down_blocks.0.attentions.0.proj_in.weight", [32, 32, 1, 1], rank: 2, alpha: null, seed: 1);
+        using LoraFile m = LoraFile.Open(missing.Save(_dir.File("missing.safetensors")));
+        var e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(m, 1f)]));
+        Assert.Contains("LoRA module 'lora_unet_down_blocks_0_attentions_0_proj_in' changes no weight of the model's UNet", e.Message);
+
+        var ldm = new LoraWriter();
+        ldm.Add(ModelComponent.Unet, "input_blocks.7.1.proj_in.weight", [64, 64], rank: 2, alpha: null, seed: 1);
+        using LoraFile l = LoraFile.Open(ldm.Save(_dir.File("ldm.safetensors")));
+        e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(l, 1f)]));
+        Assert.Contains("'lora_unet_input_blocks_7_1_proj_in' changes no weight of the model's UNet", e.Message);
+        Assert.Contains("original (LDM) modules", e.Message);
+
+        var wide = new LoraWriter();
+        wide.Add(ModelComponent.TextEncoder, QProj, [768, 768], rank: 2, alpha: null, seed: 1, kohya: false);
+        using LoraFile w = LoraFile.Open(wide.Save(_dir.File("wide.safetensors")));
+        e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.TextEncoder), ModelComponent.TextEncoder, [(w, 1f)]));
+        Assert.Contains($"(up [768, 2] x down [2, 768]) does not fit '{QProj}' of shape [64, 64]", e.Message);
+
+        var kernel = new LoraWriter();
+        kernel.Add(ModelComponent.Unet, Conv1, [32, 32], rank: 2, alpha: null, seed: 1); // a 1x1 change to a 3x3 conv
+        using LoraFile k = LoraFile.Open(kernel.Save(_dir.File("kernel.safetensors")));
+        e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(k, 1f)]));
+        Assert.Contains("of shape [32, 32, 3, 3]", e.Message);
+
+        var twice = new LoraWriter();
+        twice.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 2, alpha: null, seed: 1);
+        twice.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 2, alpha: null, seed: 2, kohya: false);
+        using LoraFile t = LoraFile.Open(twice.Save(_dir.File("twice.safetensors")));
+        e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(t, 1f)]));
+        Assert.Contains($"both change '{ToQ}'", e.Message);
+    }
+}
