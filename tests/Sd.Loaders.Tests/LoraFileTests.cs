@@ -139,8 +139,8 @@ public sealed class LoraFileTests : IDisposable
         WeightSet unet = LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(a, 0.5f), (b, -1f)]);
         Assert.Equal([ToQ, ProjIn], unet.ChangedWeights.Order(StringComparer.Ordinal).Reverse());
         WeightDelta[] q = unet.DeltasOf(ToQ).ToArray();
-        Assert.Equal((0.25f, "lora_unet_down_blocks_2_attentions_0_transformer_blocks_0_attn1_to_q"), (q[0].Scale, q[0].Key)); // 0.5 x 2/4
-        Assert.Equal((-0.5f, 8), (q[1].Scale, q[1].Rank)); // -1 x 4/8
+        Assert.Equal((0.25f, "lora_unet_down_blocks_2_attentions_0_transformer_blocks_0_attn1_to_q"), (q[0].Scale, q[0].Module.Key)); // 0.5 x 2/4
+        Assert.Equal((-0.5f, 8), (q[1].Scale, q[1].Module.Rank)); // -1 x 4/8
         Assert.Equal(0.5f, unet.DeltasOf(ProjIn)[0].Scale); // no alpha: the file's weight alone
         Assert.Equal(0, unet.DeltasOf(Conv1).Length);
         Assert.Equal(_demo.Weights(ModelComponent.Unet).Count, unet.Count);

@@ -23,12 +23,12 @@ internal static unsafe class LowRankMerge
         int rest = checked((int)(entry.ElementCount / outputs));
         foreach (WeightDelta delta in deltas)
         {
-            int rank = delta.Rank;
+            int rank = delta.Module.Rank;
             using var up = new NativeBlock((long)outputs * rank, zero: false);
             using var down = new NativeBlock((long)rank * rest, zero: false);
             using var downT = new NativeBlock((long)rest * rank, zero: false);
-            delta.File.ReadFloat32(delta.Up, up.Span); // [out, rank]
-            delta.File.ReadFloat32(delta.Down, down.Span); // [rank, rest]
+            delta.File.ReadFloat32(delta.Module.Up, up.Span); // [out, rank]
+            delta.File.ReadFloat32(delta.Module.Down, down.Span); // [rank, rest]
             for (long i = 0; i < up.Length; i++)
             {
                 up.Pointer[i] *= delta.Scale;
@@ -87,7 +87,7 @@ internal static unsafe class LowRankMerge
         var keys = new string[deltas.Length];
         for (int i = 0; i < keys.Length; i++)
         {
-            keys[i] = $"'{deltas[i].Key}'";
+            keys[i] = $"'{deltas[i].Module.Key}'";
         }
         return string.Join(", ", keys);
     }

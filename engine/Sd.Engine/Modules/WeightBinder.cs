@@ -218,7 +218,7 @@ public sealed unsafe class WeightBinder : IDisposable
             if (!_state.Merged.Contains(name))
             {
                 WeightDelta delta = _weights.DeltasOf(name)[0];
-                throw new InvalidFileException(delta.File.Path, $"LoRA module '{delta.Key}' changes '{name}', which the model does not load as a weight it can change");
+                throw new InvalidFileException(delta.File.Path, $"LoRA module '{delta.Module.Key}' changes '{name}', which the model does not load as a weight it can change");
             }
         }
     }

@@ -50,7 +50,7 @@ public static class LoraTargets
                 {
                     deltas.Add(name, list = new List<WeightDelta>());
                 }
-                list.Add(new WeightDelta(module.Key, lora.File, module.Down, module.Up, (float)(scale * (double)module.Alpha / module.Rank)));
+                list.Add(new WeightDelta(module, lora.File, (float)(scale * (double)module.Alpha / module.Rank)));
             }
         }
         if (deltas.Count == 0)
