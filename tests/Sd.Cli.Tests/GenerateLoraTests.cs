@@ -49,6 +49,17 @@ public sealed class GenerateLoraTests : IDisposable
         Assert.False(File.Exists(_dir.File("b.png")));
     }
 
+    [Fact]
+    public void A_file_named_like_a_scale_is_taken_whole_and_quotes_stay_inside_the_parameter()
+    {
+        string odd = Lora("say \"hi\".safetensors:0.5", ModelComponent.Unet, "conv_in.weight");
+        string png = _dir.File("odd.png");
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--lora", odd, "--out", png], TextWriter.Null));
+        // Scale 1, the whole name without its last extension (".5"), its quotes escaped.
+        Assert.EndsWith("Lora: \"say \\\"hi\\\".safetensors:0: 1\"", PngFile.Read(png).Text["parameters"]);
+        Assert.Contains("--lora needs a file", Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common, "--lora", "", "--out", png], TextWriter.Null)).Message);
+    }
+
     /// <summary>A rank-4 kohya LoRA changing one weight of the demo model.</summary>
     private string Lora(string name, ModelComponent component, string weight)
     {

@@ -66,6 +66,32 @@ public sealed class LoraFileTests : IDisposable
             (lora.Modules[1].Component, lora.Modules[1].Target, lora.Modules[1].Rank));
     }
 
+    [Fact]
+    public void Older_diffusers_layouts_are_read_attention_processors_included()
+    {
+        var writer = new SafetensorsWriter();
+        writer.AddFloat32("down_blocks.2.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.down.weight", [2, 64], new float[128]);
+        writer.AddFloat32("down_blocks.2.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora.up.weight", [64, 2], new float[128]);
+        writer.AddFloat32("unet.down_blocks.2.attentions.0.transformer_blocks.0.attn2.processor.to_out_lora.down.weight", [2, 64], new float[128]);
+        writer.AddFloat32("unet.down_blocks.2.attentions.0.transformer_blocks.0.attn2.processor.to_out_lora.up.weight", [64, 2], new float[128]);
+        writer.AddFloat32("text_encoder.text_model.encoder.layers.1.mlp.fc1.lora_linear_layer.down.weight", [2, 64], new float[128]);
+        writer.AddFloat32("text_encoder.text_model.encoder.layers.1.mlp.fc1.lora_linear_layer.up.weight", [128, 2], new float[256]);
+        string path = _dir.File("old.safetensors");
+        writer.Save(path);
+        using LoraFile lora = LoraFile.Open(path);
+
+        Assert.Equal(
+            [
+                (ModelComponent.Unet, "down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_q"),
+                (ModelComponent.Unet, "down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_out.0"),
+                (ModelComponent.TextEncoder, "text_model.encoder.layers.1.mlp.fc1"),
+            ],
+            lora.Modules.Select(m => (m.Component, m.Target)));
+        Assert.Equal("down_blocks.2.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora", lora.Modules[0].Key);
+        WeightSet unet = LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(lora, 1f)]);
+        Assert.Equal(2, unet.ChangedWeights.Count);
+    }
+
     public static TheoryData<string, string[], string> BadFiles() => new()
     {
         { "LyCORIS LoHa", ["lora_unet_x.hada_w1_a:2,4", "lora_unet_x.hada_w1_b:4,2"], "'hada_w1_a' is not part of a plain LoRA module" },
@@ -145,6 +171,10 @@ public sealed class LoraFileTests : IDisposable
         Assert.Equal(0, unet.DeltasOf(Conv1).Length);
         Assert.Equal(_demo.Weights(ModelComponent.Unet).Count, unet.Count);
 
+        WeightSet chained = LoraTargets.Apply(LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(a, 0.5f)]),
+            ModelComponent.Unet, [(b, -1f)]);
+        Assert.Equal([0.25f, -0.5f], chained.DeltasOf(ToQ).ToArray().Select(d => d.Scale)); // applied in two calls, both kept
+
         WeightSet text = LoraTargets.Apply(_demo.Weights(ModelComponent.TextEncoder), ModelComponent.TextEncoder, [(a, 1f), (b, 1f)]);
         Assert.Equal([QProj], text.ChangedWeights);
         WeightSet vae = _demo.Weights(ModelComponent.Vae);
@@ -179,6 +209,12 @@ public sealed class LoraFileTests : IDisposable
         using LoraFile k = LoraFile.Open(kernel.Save(_dir.File("kernel.safetensors")));
         e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(k, 1f)]));
         Assert.Contains("of shape [32, 32, 3, 3]", e.Message);
+
+        var full = new LoraWriter();
+        full.Add(ModelComponent.TextEncoder, QProj, [64, 64], rank: 65, alpha: null, seed: 1);
+        using LoraFile f = LoraFile.Open(full.Save(_dir.File("full.safetensors")));
+        e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.TextEncoder), ModelComponent.TextEncoder, [(f, 1f)]));
+        Assert.Contains("has rank 65, more than the 64 of", e.Message);
 
         var twice = new LoraWriter();
         twice.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 2, alpha: null, seed: 1);

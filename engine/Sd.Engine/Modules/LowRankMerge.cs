@@ -42,7 +42,7 @@ internal static unsafe class LowRankMerge
             if (!float.IsFinite(w[i]))
             {
                 throw new InvalidFileException(deltas[0].File.Path,
-                    $"merging LoRA module(s) {Keys(deltas)} into '{entry.Name}' gives {w[i]} at element {i}: the LoRA holds Inf or NaN, or overflows");
+                    $"merging LoRA module(s) {Keys(deltas)} into '{entry.Name}' gives {w[i]} at element {i}: the LoRA or the weight holds Inf or NaN, or the sum overflows");
             }
         }
     }

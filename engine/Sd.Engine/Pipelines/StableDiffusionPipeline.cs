@@ -74,9 +74,20 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             var clock = Stopwatch.StartNew();
             TimeSpan loading = default;
-            _textEncoder.Get(ref loading);
-            _unet.Get(ref loading);
-            _vae.Get(ref loading);
+            try
+            {
+                _textEncoder.Get(ref loading);
+                _unet.Get(ref loading);
+                _vae.Get(ref loading);
+            }
+            catch
+            {
+                // A later component that fails to load (a LoRA whose merge overflows) must not strand the earlier ones.
+                _textEncoder.Dispose();
+                _unet.Dispose();
+                _vae.Dispose();
+                throw;
+            }
             _logger.LogInformation("Loaded {Model} ({Kind}) in {Seconds:F1} s", source.Path, source.Kind, clock.Elapsed.TotalSeconds);
         }
     }

@@ -8,7 +8,8 @@ namespace Sd.Loaders.Lora;
 /// kohya's (sd-scripts, A1111, Civitai: "lora_unet_{path}.lora_down.weight", ".lora_up.weight", ".alpha", and
 /// "lora_te_{path}..." for the text encoder, where {path} is the diffusers module path with '.' written as '_') and
 /// diffusers' (PEFT: "unet.{path}.lora_A.weight" / ".lora_B.weight", "text_encoder.{path}...", optionally ".alpha";
-/// older diffusers: ".lora.down.weight" / ".lora.up.weight"). The file stays mapped while open: the tensors are read
+/// older diffusers: ".lora.down.weight" / ".lora.up.weight", ".lora_linear_layer.down.weight" / ".up.weight", and the
+/// attention processors' "{block}.processor.to_q_lora.down.weight"). The file stays mapped while open: the tensors are read
 /// when the weights they change are loaded. Anything that is not a plain LoRA module is refused by name (LyCORIS
 /// LoHa/LoKr/DoRA parts, SDXL's second text encoder), since merging half of an adapter would give wrong pictures
 /// without a word.
@@ -121,6 +122,10 @@ public sealed class LoraFile : IDisposable
                 return (key, new Parts(component, key[prefix.Length..], flat: true), part);
             }
         }
+        if (AttentionProcessorName(name) is { } processor)
+        {
+            return processor;
+        }
         foreach ((string prefix, ModelComponent component) in DiffusersPrefixes)
         {
             if (name.StartsWith(prefix, StringComparison.Ordinal))
@@ -159,8 +164,38 @@ public sealed class LoraFile : IDisposable
         (".lora_B.weight", "up"),
         (".lora.down.weight", "down"),
         (".lora.up.weight", "up"),
+        (".lora_linear_layer.down.weight", "down"),
+        (".lora_linear_layer.up.weight", "up"),
         (".alpha", "alpha"),
     ];
+
+    /// <summary>
+    /// diffusers' attention-processor layout (2023; UNet only, "unet." optional):
+    /// "{block}.attn1.processor.to_q_lora.down.weight" changes "{block}.attn1.to_q", and to_out_lora changes to_out.0.
+    /// </summary>
+    private static (string, Parts, string)? AttentionProcessorName(string name)
+    {
+        const string Marker = ".processor.to_";
+        int at = name.IndexOf(Marker, StringComparison.Ordinal);
+        if (at <= 0)
+        {
+            return null;
+        }
+        string block = name.StartsWith("unet.", StringComparison.Ordinal) ? name[5..at] : name[..at];
+        string rest = name[(at + Marker.Length)..]; // "q_lora.down.weight"
+        foreach (string projection in (string[])["q", "k", "v", "out"])
+        {
+            foreach ((string suffix, string part) in (ReadOnlySpan<(string, string)>)[("_lora.down.weight", "down"), ("_lora.up.weight", "up")])
+            {
+                if (rest == projection + suffix)
+                {
+                    string target = $"{block}.to_{projection}{(projection == "out" ? ".0" : "")}";
+                    return (name[..^(suffix.Length - "_lora".Length)], new Parts(ModelComponent.Unet, target, flat: false), part);
+                }
+            }
+        }
+        return null;
+    }
 
     private static InvalidFileException Unsupported(string path, string name, string part) => new(path,
         $"tensor '{name}': '{part}' is not part of a plain LoRA module (LyCORIS LoHa/LoKr/LoCon-Tucker, DoRA and full-difference adapters are not supported); Sd merges lora_down/lora_up (lora_A/lora_B) pairs with their alpha");

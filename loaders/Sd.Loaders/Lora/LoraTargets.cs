@@ -103,7 +103,10 @@ public static class LoraTargets
     private static bool IsLdmName(string target) => target.StartsWith("input_blocks", StringComparison.Ordinal)
         || target.StartsWith("middle_block", StringComparison.Ordinal) || target.StartsWith("output_blocks", StringComparison.Ordinal);
 
-    /// <summary>up [out, rank] x down [rank, in(, kh, kw)] must have W's shape [out, in(, kh, kw)]; a 2-D down is 1x1.</summary>
+    /// <summary>
+    /// up [out, rank] x down [rank, in(, kh, kw)] must have W's shape [out, in(, kh, kw)] (a 2-D down is 1x1), and the
+    /// rank must be low: at most W's smaller side, so the merge never needs more memory than W itself.
+    /// </summary>
     private static void RequireFits(LoraFile lora, LoraModule module, TensorEntry entry)
     {
         long[] w = entry.Shape, down = module.Down.Shape, up = module.Up.Shape;
@@ -113,6 +116,12 @@ public static class LoraTargets
         {
             throw new InvalidFileException(lora.Path,
                 $"LoRA module '{module.Key}' (up {TensorInfo.ShapeText(up)} x down {TensorInfo.ShapeText(down)}) does not fit '{entry.Name}' of shape {TensorInfo.ShapeText(w)}");
+        }
+        long smaller = Math.Min(w[0], entry.ElementCount / w[0]);
+        if (module.Rank > smaller)
+        {
+            throw new InvalidFileException(lora.Path,
+                $"LoRA module '{module.Key}' has rank {module.Rank}, more than the {smaller} of '{entry.Name}' {TensorInfo.ShapeText(w)}: no low-rank change");
         }
     }
 

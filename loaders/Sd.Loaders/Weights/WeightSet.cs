@@ -36,20 +36,21 @@ public sealed class WeightSet
 
     /// <summary>
     /// The same weights with low-rank changes (LoRA modules) merged into the named ones when they are loaded; the
-    /// names must be of this set (<see cref="Lora.LoraTargets"/> resolves them). The view shares the mapped files.
+    /// names must be of this set (<see cref="Lora.LoraTargets"/> resolves them). Changes this set already has are
+    /// kept, the new ones added after them. The view shares the mapped files.
     /// </summary>
     public WeightSet WithDeltas(IReadOnlyDictionary<string, WeightDelta[]> deltas)
     {
-        var copy = new Dictionary<string, WeightDelta[]>(StringComparer.Ordinal);
+        var all = new Dictionary<string, WeightDelta[]>(_deltas, StringComparer.Ordinal);
         foreach ((string name, WeightDelta[] list) in deltas)
         {
             if (!_byName.ContainsKey(name))
             {
                 throw new ArgumentException($"{Source} has no weight '{name}' to change", nameof(deltas));
             }
-            copy.Add(name, list);
+            all[name] = all.TryGetValue(name, out WeightDelta[]? earlier) ? [.. earlier, .. list] : list;
         }
-        return new WeightSet(this, copy);
+        return new WeightSet(this, all);
     }
 
     /// <summary>The low-rank changes to merge into the weight <paramref name="name"/> (none for most).</summary>

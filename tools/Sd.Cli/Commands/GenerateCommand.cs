@@ -193,16 +193,19 @@ public static class GenerateCommand
         return pngPath;
     }
 
-    /// <summary>The --lora values: a path, then optionally ':' and a finite scale ("style.safetensors:0.8"); 1 when none.</summary>
+    /// <summary>
+    /// The --lora values: a path, then optionally ':' and a finite scale ("style.safetensors:0.8"); 1 when none. A
+    /// value naming a file as a whole is that file, whatever its name ends with.
+    /// </summary>
     internal static LoraSpec[] Loras(CommandLine line)
     {
         IReadOnlyList<string> values = line.GetAll("--lora");
         var specs = new LoraSpec[values.Count];
         for (int i = 0; i < specs.Length; i++)
         {
-            string value = values[i];
+            string value = values[i].Length > 0 ? values[i] : throw new UsageException("generate: --lora needs a file");
             int colon = value.LastIndexOf(':');
-            if (colon > 0 && float.TryParse(value.AsSpan(colon + 1), NumberStyles.Float, CultureInfo.InvariantCulture, out float scale))
+            if (colon > 0 && !File.Exists(value) && float.TryParse(value.AsSpan(colon + 1), NumberStyles.Float, CultureInfo.InvariantCulture, out float scale))
             {
                 specs[i] = float.IsFinite(scale)
                     ? new LoraSpec(value[..colon], scale)
@@ -228,7 +231,9 @@ public static class GenerateCommand
         {
             parts[i] = $"{Path.GetFileNameWithoutExtension(loras[i].Path)}: {loras[i].Scale.ToString(CultureInfo.InvariantCulture)}";
         }
-        return $", Lora: \"{string.Join(", ", parts)}\"";
+        // Escaped as a JSON string, as A1111 quotes such values (json.dumps): a quote in a file name cannot end it.
+        string joined = string.Join(", ", parts).Replace("\\", "\\\\").Replace("\"", "\\\"");
+        return $", Lora: \"{joined}\"";
     }
 
     /// <summary>
