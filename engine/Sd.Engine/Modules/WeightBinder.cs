@@ -71,7 +71,7 @@ public sealed unsafe class WeightBinder : IDisposable
         try
         {
             entry.ReadFloat32(block.Span);
-            MergeDeltas(entry, block.Pointer);
+            MergeDeltas(entry, block.Pointer, WeightFormat.F32);
         }
         catch
         {
@@ -101,20 +101,31 @@ public sealed unsafe class WeightBinder : IDisposable
             {
                 entry.ReadFloat32(new Span<float>(staged + i * each, checked((int)each)));
             }
-            MergeDeltas(entry, staged + i * each);
+            MergeDeltas(entry, staged + i * each, WeightFormat.F32);
         }
         return staged;
     }
 
-    /// <summary>Merges the weight's low-rank changes (LoRA modules), if it has any, into its float32 copy.</summary>
-    private void MergeDeltas(TensorEntry entry, float* weights)
+    /// <summary>
+    /// Merges the weight's low-rank changes (LoRA modules), if it has any, into its staged copy: float32 values, or
+    /// F16/BF16 patterns (<paramref name="format"/>), which stay 16-bit.
+    /// </summary>
+    private void MergeDeltas(TensorEntry entry, void* weights, WeightFormat format)
     {
         ReadOnlySpan<WeightDelta> deltas = _weights.DeltasOf(entry.Name);
-        if (deltas.Length > 0)
+        if (deltas.Length == 0)
         {
-            LowRankMerge.Apply(entry, weights, deltas);
-            _state.Merged.Add(entry.Name);
+            return;
         }
+        if (format == WeightFormat.F32)
+        {
+            LowRankMerge.Apply(entry, (float*)weights, deltas);
+        }
+        else
+        {
+            LowRankMerge.Apply(entry, (ushort*)weights, format, deltas);
+        }
+        _state.Merged.Add(entry.Name);
     }
 
     /// <summary>
@@ -141,12 +152,7 @@ public sealed unsafe class WeightBinder : IDisposable
             TensorEntry entry = Entry(names[i], shape);
             ReadStored(entry, bits + i * each);
             RequireFinite(entry, format, bits + i * each);
-            ReadOnlySpan<WeightDelta> deltas = _weights.DeltasOf(entry.Name);
-            if (deltas.Length > 0)
-            {
-                LowRankMerge.Apply(entry, bits + i * each, format, deltas);
-                _state.Merged.Add(entry.Name);
-            }
+            MergeDeltas(entry, bits + i * each, format);
         }
         return bits;
     }

@@ -25,10 +25,7 @@ internal sealed class PipelineLoras : IDisposable
         {
             foreach (LoraSpec spec in specs)
             {
-                if (!float.IsFinite(spec.Scale))
-                {
-                    throw new ArgumentOutOfRangeException(nameof(specs), spec.Scale, $"the scale of LoRA {spec.Path} must be finite");
-                }
+                // The scale is checked where every use of LoRAs passes: LoraTargets.Apply.
                 loras._files.Add((LoraFile.Open(spec.Path), spec.Scale));
             }
             return loras;

@@ -25,7 +25,7 @@ public static class LoraTargets
         {
             if (!float.IsFinite(scale))
             {
-                throw new ArgumentOutOfRangeException(nameof(loras), scale, $"the weight of LoRA {lora.Path} must be finite");
+                throw new ArgumentOutOfRangeException(nameof(loras), scale, $"the scale of LoRA {lora.Path} must be finite");
             }
             var changedBy = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (LoraModule module in lora.Modules)

@@ -144,7 +144,7 @@ public static class GenerateCommand
             for (int i = 0; i < results.Count; i++)
             {
                 GenerateResult result = results[i];
-                string written = Write(line, request, result, modelName, outPath, i, results.Count);
+                string written = Write(line, request, result, modelName, options.Loras, outPath, i, results.Count);
                 output.WriteLine($"wrote {written} (seed {result.Seed})");
                 (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
             }
@@ -165,13 +165,13 @@ public static class GenerateCommand
     /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
     /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
     /// </summary>
-    private static string Write(CommandLine line, GenerateRequest request, GenerateResult result, string modelName, string outPath,
-        int index, int count)
+    private static string Write(CommandLine line, GenerateRequest request, GenerateResult result, string modelName,
+        IReadOnlyList<LoraSpec> loras, string outPath, int index, int count)
     {
         string mode = request.InitImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
-            $"Clip skip: {request.ClipSkip}, Model: {modelName}{LoraParameter(Loras(line))}";
+            $"Clip skip: {request.ClipSkip}, Model: {modelName}{LoraParameter(loras)}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
         string pngPath = BatchPath(outPath, index, count);
@@ -220,13 +220,13 @@ public static class GenerateCommand
     }
 
     /// <summary>The LoRAs for the PNG's parameters, A1111-style: quoted, as their value holds commas.</summary>
-    private static string LoraParameter(LoraSpec[] loras)
+    private static string LoraParameter(IReadOnlyList<LoraSpec> loras)
     {
-        if (loras.Length == 0)
+        if (loras.Count == 0)
         {
             return "";
         }
-        var parts = new string[loras.Length];
+        var parts = new string[loras.Count];
         for (int i = 0; i < parts.Length; i++)
         {
             parts[i] = $"{Path.GetFileNameWithoutExtension(loras[i].Path)}: {loras[i].Scale.ToString(CultureInfo.InvariantCulture)}";
