@@ -1,3 +1,4 @@
+using Sd.Engine.Text;
 using Sd.Engine.UNet;
 using Sd.Engine.Vae;
 
@@ -35,4 +36,10 @@ public sealed record PipelineOptions
     /// at its scale; several add up. Merged, they cost nothing per step. Checked against the model at load.
     /// </summary>
     public IReadOnlyList<LoraSpec> Loras { get; init; } = [];
+
+    /// <summary>
+    /// Textual-inversion embeddings (.safetensors) added to the tokenizer and text encoder, each called up in prompts
+    /// by its token. Read and checked against the model at load.
+    /// </summary>
+    public IReadOnlyList<EmbeddingSpec> Embeddings { get; init; } = [];
 }

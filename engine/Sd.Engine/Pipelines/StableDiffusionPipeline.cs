@@ -50,8 +50,14 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         _loras = loras;
         _options = options;
         _logger = logger;
-        _tokenizer = tokenizer;
         ClipTextConfig textConfig = Require(source.TextEncoder, "text encoder");
+        AddedTokens added = AddedTokens.Read(options.Embeddings, textConfig);
+        _tokenizer = tokenizer.WithAddedTokens(added);
+        EmbeddingTokens = added.Tokens;
+        foreach (AddedToken token in added.Tokens)
+        {
+            _logger.LogInformation("Textual inversion '{Token}' ({Count} vectors) from {Path}", token.Content, token.Count, token.Source);
+        }
         _unetConfig = Require(source.UNet, "UNet");
         _vaeConfig = Require(source.Vae, "VAE");
         _schedulerConfig = source.Scheduler ?? ConfigInference.Sd1Scheduler;
@@ -67,7 +73,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
         Func<WeightSet> textWeights = loras.WeightsOf(source, ModelComponent.TextEncoder);
         Func<WeightSet> unetWeights = loras.WeightsOf(source, ModelComponent.Unet);
-        _textEncoder = new("text encoder", () => new ClipTextModel(textConfig, textWeights()), logger);
+        _textEncoder = new("text encoder", () => new ClipTextModel(textConfig, textWeights(), added), logger);
         _unet = new("UNet", () => new UNet2DConditionModel(_unetConfig, unetWeights(), options.UNet), logger);
         _vae = new("VAE", () => new AutoencoderKL(_vaeConfig, source.Weights(ModelComponent.Vae), options.Vae), logger);
         if (options.Memory == PipelineMemory.Resident)
@@ -91,6 +97,9 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             _logger.LogInformation("Loaded {Model} ({Kind}) in {Seconds:F1} s", source.Path, source.Kind, clock.Elapsed.TotalSeconds);
         }
     }
+
+    /// <summary>The textual-inversion words the prompts can use (<see cref="PipelineOptions.Embeddings"/>), in order.</summary>
+    public IReadOnlyList<AddedToken> EmbeddingTokens { get; }
 
     private T Require<T>(T? component, string name) where T : class =>
         component ?? throw new InvalidFileException(_source.Path, $"the model has no {name}");

@@ -37,6 +37,7 @@ public sealed unsafe class ClipTextModel : IDisposable
 {
     private readonly NativeBlock _tokenEmbedding;
     private readonly NativeBlock _positionEmbedding;
+    private readonly AddedTokens _added;
     private readonly ClipEncoderLayer[] _layers;
     private readonly LayerNormModule _finalLayerNorm;
 
@@ -44,10 +45,16 @@ public sealed unsafe class ClipTextModel : IDisposable
     private readonly object _gate = new();
     private bool _disposed;
 
-    public ClipTextModel(ClipTextConfig config, WeightSet weights)
+    /// <param name="added">Textual-inversion rows appended to the token embedding (ids from vocab_size on); none if null.</param>
+    public ClipTextModel(ClipTextConfig config, WeightSet weights, AddedTokens? added = null)
     {
         Config = config;
         config.Validate(weights.Source); // a config built in code passes the checks a loaded one did
+        _added = added ?? AddedTokens.None;
+        if (_added.Count > 0 && (_added.FirstId != config.VocabSize || _added.Width != config.HiddenSize))
+        {
+            throw new ArgumentException($"the added tokens were made for a text encoder with vocab_size {_added.FirstId} and hidden_size {_added.Width}, not {config.VocabSize} and {config.HiddenSize}", nameof(added));
+        }
         using var binder = new WeightBinder(weights);
         WeightBinder text = binder.Child("text_model");
         WeightBinder embeddings = text.Child("embeddings");
@@ -154,19 +161,25 @@ public sealed unsafe class ClipTextModel : IDisposable
     private void Embed(ReadOnlySpan<long> ids, int length, float* hidden)
     {
         int width = Config.HiddenSize;
-        for (int i = 0; i < ids.Length; i++)
+        int vocabulary = Config.VocabSize + _added.Count;
+        fixed (float* added = _added.Rows)
         {
-            long id = ids[i];
-            if ((ulong)id >= (ulong)Config.VocabSize)
+            for (int i = 0; i < ids.Length; i++)
             {
-                throw new ArgumentException($"token id {id} at position {i} is outside the vocabulary [0, {Config.VocabSize})", nameof(ids));
-            }
-            float* token = _tokenEmbedding.Pointer + id * width;
-            float* position = _positionEmbedding.Pointer + (long)(i % length) * width;
-            float* row = hidden + (long)i * width;
-            for (int c = 0; c < width; c++)
-            {
-                row[c] = token[c] + position[c];
+                long id = ids[i];
+                if ((ulong)id >= (ulong)vocabulary)
+                {
+                    throw new ArgumentException($"token id {id} at position {i} is outside the vocabulary [0, {vocabulary})", nameof(ids));
+                }
+                float* token = id < Config.VocabSize
+                    ? _tokenEmbedding.Pointer + id * width
+                    : added + (id - Config.VocabSize) * width;
+                float* position = _positionEmbedding.Pointer + (long)(i % length) * width;
+                float* row = hidden + (long)i * width;
+                for (int c = 0; c < width; c++)
+                {
+                    row[c] = token[c] + position[c];
+                }
             }
         }
     }

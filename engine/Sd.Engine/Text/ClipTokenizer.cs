@@ -38,8 +38,10 @@ public sealed class ClipTokenizer
     private readonly Dictionary<int, string> _tokens;
     private readonly BytePairEncoder _encoder;
     private readonly int _unknownId;
-    private readonly (string Content, int Id)[] _specialTokens;
+    /// <summary>Words matched in the raw prompt before any cleaning, longest first: special tokens and added tokens.</summary>
+    private readonly (string Content, int[] Ids)[] _specialTokens;
     private readonly SearchValues<char> _specialTokenStarts;
+    private readonly Dictionary<int, string> _addedNames;
     private readonly bool _fixText;
     private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly Lock _cacheLock = new();
@@ -57,15 +59,43 @@ public sealed class ClipTokenizer
         EosTokenId = SpecialTokenId(vocabularySource, settings.Eos, "eos");
         PadTokenId = SpecialTokenId(vocabularySource, settings.Pad, "pad");
         _unknownId = SpecialTokenId(vocabularySource, settings.Unk, "unk");
-        _specialTokens = new[] { settings.Bos, settings.Eos, settings.Unk, settings.Pad }
+        _specialTokens = MatchOrder(new[] { settings.Bos, settings.Eos, settings.Unk, settings.Pad }
             .Distinct(StringComparer.Ordinal)
-            .OrderByDescending(token => token.Length) // the longest special token wins where several start
-            .Select(token => (token, _ids[token]))
-            .ToArray();
-        _specialTokenStarts = SearchValues.Create(string.Concat(_specialTokens.Select(token => token.Content[0])));
+            .Select(token => (token, new[] { _ids[token] })));
+        _specialTokenStarts = StartsOf(_specialTokens);
+        _addedNames = new Dictionary<int, string>();
         _encoder = new BytePairEncoder(merges, _ids, _unknownId);
         _fixText = fixText;
         MaxLength = settings.MaxLength;
+    }
+
+    /// <summary>A copy of <paramref name="source"/> that also matches <paramref name="added"/>' words.</summary>
+    private ClipTokenizer(ClipTokenizer source, IReadOnlyList<AddedToken> added)
+    {
+        _ids = source._ids;
+        _tokens = source._tokens;
+        _encoder = source._encoder;
+        _unknownId = source._unknownId;
+        _fixText = source._fixText;
+        BosTokenId = source.BosTokenId;
+        EosTokenId = source.EosTokenId;
+        PadTokenId = source.PadTokenId;
+        MaxLength = source.MaxLength;
+        _addedNames = new Dictionary<int, string>(source._addedNames);
+        var words = new List<(string Content, int[] Ids)>(source._specialTokens);
+        foreach (AddedToken token in added)
+        {
+            int[] ids = new int[token.Count];
+            for (int i = 0; i < ids.Length; i++)
+            {
+                ids[i] = token.FirstId + i;
+                // diffusers' names for a multi-vector embedding's tokens: "word", "word_1", "word_2", ...
+                _addedNames.Add(ids[i], i == 0 ? token.Content : $"{token.Content}_{i}");
+            }
+            words.Add((token.Content, ids));
+        }
+        _specialTokens = MatchOrder(words);
+        _specialTokenStarts = StartsOf(_specialTokens);
     }
 
     public int BosTokenId { get; }
@@ -108,6 +138,32 @@ public sealed class ClipTokenizer
         return new ClipTokenizer(ByteLevelVocabulary.Name, settings, ByteLevelVocabulary.Create(), [], fixText: false);
     }
 
+    /// <summary>
+    /// This tokenizer with textual-inversion words added: each found in a prompt, exactly as written (case included,
+    /// even inside a longer word, the longest where several start), becomes its ids, as transformers' added tokens
+    /// split the text before cleaning and diffusers' maybe_convert_prompt expands a multi-vector word into one token
+    /// per vector. The reference's literal "word_1" names of the further vectors are not words here.
+    /// </summary>
+    /// <exception cref="InvalidFileException">A word is already in the vocabulary or added twice, or stands for more
+    /// tokens than a sequence holds.</exception>
+    public ClipTokenizer WithAddedTokens(AddedTokens added)
+    {
+        ArgumentNullException.ThrowIfNull(added);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (AddedToken token in added.Tokens)
+        {
+            string? clash = _ids.ContainsKey(token.Content) ? "is already in the tokenizer's vocabulary"
+                : !seen.Add(token.Content) || _specialTokens.Any(known => known.Content == token.Content) ? "is already an added token"
+                : token.Count > ChunkLength ? $"stands for {token.Count} vectors; a prompt holds at most {ChunkLength} tokens"
+                : null;
+            if (clash is not null)
+            {
+                throw new InvalidFileException(token.Source, $"textual inversion token '{token.Content}' {clash}; pass another token for it");
+            }
+        }
+        return added.Tokens.Count == 0 ? this : new ClipTokenizer(this, added.Tokens);
+    }
+
     /// <summary>The text tokens of a prompt, without bos/eos and untruncated.</summary>
     public int[] Encode(string prompt)
     {
@@ -118,12 +174,12 @@ public sealed class ClipTokenizer
         {
             int index = position + found;
             position = index + 1;
-            foreach ((string content, int id) in _specialTokens)
+            foreach ((string content, int[] wordIds) in _specialTokens)
             {
                 if (prompt.AsSpan(index).StartsWith(content, StringComparison.Ordinal))
                 {
                     EncodeText(prompt[segmentStart..index], ids);
-                    ids.Add(id);
+                    ids.AddRange(wordIds);
                     segmentStart = position = index + content.Length;
                     break;
                 }
@@ -176,6 +232,11 @@ public sealed class ClipTokenizer
         Span<byte> utf8 = stackalloc byte[4];
         foreach (long id in ids)
         {
+            if (id is >= 0 and <= int.MaxValue && _addedNames.TryGetValue((int)id, out string? added))
+            {
+                bytes.AddRange(Encoding.UTF8.GetBytes(added + " "));
+                continue;
+            }
             if (id is < 0 or > int.MaxValue || !_tokens.TryGetValue((int)id, out string? token))
             {
                 throw new ArgumentException($"token id {id} is not in the vocabulary", nameof(ids));
@@ -272,6 +333,13 @@ public sealed class ClipTokenizer
         ids[text.Length + 1] = EosTokenId;
         return ids;
     }
+
+    /// <summary>Longest first, so the longest word wins where several start at one place.</summary>
+    private static (string Content, int[] Ids)[] MatchOrder(IEnumerable<(string Content, int[] Ids)> words) =>
+        words.OrderByDescending(word => word.Content.Length).ToArray();
+
+    private static SearchValues<char> StartsOf((string Content, int[] Ids)[] words) =>
+        SearchValues.Create(string.Concat(words.Select(word => word.Content[0])));
 
     private int SpecialTokenId(string vocabularySource, string token, string role) =>
         _ids.TryGetValue(token, out int id)

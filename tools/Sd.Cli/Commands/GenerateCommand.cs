@@ -2,6 +2,7 @@ using System.Globalization;
 using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Tensors;
+using Sd.Engine.Text;
 using Sd.Loaders;
 using Sd.Loaders.IO;
 using Sd.Loaders.Npy;
@@ -17,7 +18,7 @@ public static class GenerateCommand
                            [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
-                           [--lora FILE[:SCALE] ...] [--threads T]
+                           [--lora FILE[:SCALE] ...] [--embedding FILE[:TOKEN] ...] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -43,6 +44,10 @@ public static class GenerateCommand
         into the UNet and text encoder as they load, at SCALE (default 1); repeat it to stack LoRAs. Merged, a LoRA
         costs nothing per step. One made for another model (SD 1.x vs 2.x, SDXL) is refused, naming a module that does
         not fit. For an LCM-LoRA give --scheduler lcm --steps 4 --guidance 1.
+        --embedding adds a textual inversion (.safetensors: diffusers' learned_embeds or A1111's emb_params, e.g.
+        EasyNegative): prompts call it up by TOKEN, by default the word in a diffusers file and the file name of an
+        A1111 one, matched exactly as written (case included); repeat it to add several. One made for another model
+        (vectors of another width) is refused.
         The PNG carries the parameters in an A1111-style "parameters" text chunk. Components are loaded one at a
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
         """;
@@ -63,7 +68,7 @@ public static class GenerateCommand
         }
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count"), [], repeatable: ["--lora"]);
+            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count"), [], repeatable: ["--lora", "--embedding"]);
         string outPath = line.Require("--out");
         int batchCount = line.GetInt("--batch-count", 1);
         if (batchCount < 1 || batchCount > StableDiffusionPipeline.MaxBatchCount)
@@ -113,7 +118,7 @@ public static class GenerateCommand
         request = request with { Strength = line.GetFloat("--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
-        var options = new PipelineOptions { Memory = PipelineMemory.Sequential, Loras = Loras(line) };
+        var options = new PipelineOptions { Memory = PipelineMemory.Sequential, Loras = Loras(line), Embeddings = ModelOptions.Embeddings(line) };
         if (model is null)
         {
             output.WriteLine(DemoNotice);
@@ -144,7 +149,7 @@ public static class GenerateCommand
             for (int i = 0; i < results.Count; i++)
             {
                 GenerateResult result = results[i];
-                string written = Write(line, request, result, modelName, options.Loras, outPath, i, results.Count);
+                string written = Write(line, request, result, modelName + Resources(options.Loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
                 output.WriteLine($"wrote {written} (seed {result.Seed})");
                 (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
             }
@@ -165,13 +170,14 @@ public static class GenerateCommand
     /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
     /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
     /// </summary>
-    private static string Write(CommandLine line, GenerateRequest request, GenerateResult result, string modelName,
-        IReadOnlyList<LoraSpec> loras, string outPath, int index, int count)
+    /// <param name="model">The model's name and the LoRAs and embeddings added to it, as the parameters' last fields.</param>
+    private static string Write(CommandLine line, GenerateRequest request, GenerateResult result, string model,
+        string outPath, int index, int count)
     {
         string mode = request.InitImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
-            $"Clip skip: {request.ClipSkip}, Model: {modelName}{LoraParameter(loras)}";
+            $"Clip skip: {request.ClipSkip}, Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
         string pngPath = BatchPath(outPath, index, count);
@@ -219,21 +225,37 @@ public static class GenerateCommand
         return specs;
     }
 
-    /// <summary>The LoRAs for the PNG's parameters, A1111-style: quoted, as their value holds commas.</summary>
-    private static string LoraParameter(IReadOnlyList<LoraSpec> loras)
+    /// <summary>
+    /// The LoRAs and embeddings for the PNG's parameters, A1111-style (<c>Lora: "style: 0.8"</c>,
+    /// <c>Embeddings: "EasyNegative"</c>); empty without any.
+    /// </summary>
+    private static string Resources(IReadOnlyList<LoraSpec> loras, IReadOnlyList<AddedToken> embeddings)
     {
-        if (loras.Count == 0)
-        {
-            return "";
-        }
         var parts = new string[loras.Count];
         for (int i = 0; i < parts.Length; i++)
         {
             parts[i] = $"{Path.GetFileNameWithoutExtension(loras[i].Path)}: {loras[i].Scale.ToString(CultureInfo.InvariantCulture)}";
         }
-        // Escaped as a JSON string, as A1111 quotes such values (json.dumps): a quote in a file name cannot end it.
+        var tokens = new string[embeddings.Count];
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            tokens[i] = embeddings[i].Content;
+        }
+        return QuotedList("Lora", parts) + QuotedList("Embeddings", tokens);
+    }
+
+    /// <summary>
+    /// <c>, NAME: "a, b"</c> with the list escaped as a JSON string, as A1111 quotes values that hold commas (json.dumps):
+    /// a quote in a name cannot end it. Empty for an empty list.
+    /// </summary>
+    private static string QuotedList(string name, string[] parts)
+    {
+        if (parts.Length == 0)
+        {
+            return "";
+        }
         string joined = string.Join(", ", parts).Replace("\\", "\\\\").Replace("\"", "\\\"");
-        return $", Lora: \"{joined}\"";
+        return $", {name}: \"{joined}\"";
     }
 
     /// <summary>

@@ -1,4 +1,6 @@
+using Sd.Engine.Text;
 using Sd.Loaders;
+using Sd.Loaders.Config;
 
 namespace Sd.Cli.Commands;
 
@@ -39,6 +41,45 @@ internal static class ModelOptions
         TokenizerDirectory = line.Get("--tokenizer"),
         ConfigDirectory = line.Get("--config"),
     };
+
+    /// <summary>
+    /// The --embedding values: a file, then optionally ':' and the token that calls it up ("neg.safetensors:bad-hands");
+    /// the file's own token when none. The first ':' after which an existing file ends splits them, so a value naming
+    /// a file as a whole is that file and a token may hold ':'.
+    /// </summary>
+    public static EmbeddingSpec[] Embeddings(CommandLine line)
+    {
+        IReadOnlyList<string> values = line.GetAll("--embedding");
+        var specs = new EmbeddingSpec[values.Count];
+        for (int i = 0; i < specs.Length; i++)
+        {
+            string value = values[i].Length > 0 ? values[i] : throw new UsageException($"{line.Command}: --embedding needs a file");
+            specs[i] = new EmbeddingSpec(value);
+            for (int colon = value.IndexOf(':'); colon > 0 && !File.Exists(value); colon = value.IndexOf(':', colon + 1))
+            {
+                if (File.Exists(value[..colon]))
+                {
+                    specs[i] = colon + 1 < value.Length
+                        ? new EmbeddingSpec(value[..colon], value[(colon + 1)..])
+                        : throw new UsageException($"{line.Command}: --embedding {value}: the token after ':' is empty");
+                    break;
+                }
+            }
+        }
+        return specs;
+    }
+
+    /// <summary>The textual inversions of --embedding for <paramref name="model"/>'s text encoder; none without the flag.</summary>
+    public static AddedTokens AddedTokens(CommandLine line, ModelSource model)
+    {
+        EmbeddingSpec[] specs = Embeddings(line);
+        if (specs.Length == 0)
+        {
+            return Engine.Text.AddedTokens.None;
+        }
+        ClipTextConfig config = model.TextEncoder ?? throw new InvalidFileException(model.Path, "the model has no text encoder for --embedding");
+        return Engine.Text.AddedTokens.Read(specs, config);
+    }
 
     /// <summary>Value flags of a command: the shared ones plus its own.</summary>
     public static string[] With(params string[] own) => [.. Flags, .. own];

@@ -13,21 +13,24 @@ public static class TextCommands
 {
     private const string TokenizeHelp = """
         Usage: sd tokenize --model M [--tokenizer DIR] [--config DIR] --prompt TEXT [--out ids.npy] [--fix-text]
-                           [--chunked]
+                           [--chunked] [--embedding FILE[:TOKEN] ...]
 
         Prints the CLIP token ids of a prompt as the SD pipeline builds them (bos, text, eos, padding to 77) and
         optionally writes them as int64 [1, 77] (or [chunks, 77] with --chunked: the long-prompt way, 75 tokens per
-        chunk). --fix-text applies ftfy-like fixes (curly quotes, HTML entities) first.
+        chunk). --fix-text applies ftfy-like fixes (curly quotes, HTML entities) first. --embedding adds a textual
+        inversion as sd generate does: its token becomes ids from the text encoder's vocab_size on.
         """;
 
     private const string EncodeHelp = """
         Usage: sd encode-text --model M [--tokenizer DIR] [--config DIR] (--prompt TEXT | --ids ids.npy) [--clip-skip N]
                               --out hidden.npy [--pooled-out pooled.npy] [--fix-text] [--chunked]
+                              [--embedding FILE[:TOKEN] ...]
 
         Runs the CLIP text encoder; writes float32 [B, 77, W] hidden states (the prompt embeddings) and optionally
         the pooled output [B, W]. --clip-skip N uses final_layer_norm of the N-th layer from the end (diffusers).
         --chunked keeps long prompts whole (75-token chunks encoded separately, concatenated: [1, 77 x chunks, W]);
-        by default a prompt is truncated at 77 tokens like diffusers, with a warning.
+        by default a prompt is truncated at 77 tokens like diffusers, with a warning. --embedding adds a textual
+        inversion as sd generate does (its ids, from vocab_size on, are valid in --ids too).
         """;
 
     public static int Tokenize(IReadOnlyList<string> args, TextWriter output)
@@ -37,10 +40,10 @@ public static class TextCommands
             output.WriteLine(TokenizeHelp);
             return 0;
         }
-        var line = new CommandLine("tokenize", args, ModelOptions.With("--prompt", "--out"), ["--fix-text", "--chunked"]);
+        var line = new CommandLine("tokenize", args, ModelOptions.With("--prompt", "--out"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
         line.CheckOutputFlags("--out");
         using ModelSource model = ModelOptions.Open(line);
-        ClipTokenizer tokenizer = LoadTokenizer(model, line);
+        ClipTokenizer tokenizer = LoadTokenizer(model, line, ModelOptions.AddedTokens(line, model));
         string prompt = line.Require("--prompt");
         long[][] rows;
         if (line.Has("--chunked"))
@@ -73,7 +76,7 @@ public static class TextCommands
             output.WriteLine(EncodeHelp);
             return 0;
         }
-        var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out"), ["--fix-text", "--chunked"]);
+        var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
         string outPath = line.Require("--out");
         if (line.Has("--prompt") == line.Has("--ids"))
         {
@@ -90,10 +93,11 @@ public static class TextCommands
         {
             throw new InvalidFileException(model.Path, "the model has no text encoder");
         }
-        using var encoder = new ClipTextModel(model.TextEncoder, model.Weights(ModelComponent.TextEncoder));
+        AddedTokens added = ModelOptions.AddedTokens(line, model);
+        using var encoder = new ClipTextModel(model.TextEncoder, model.Weights(ModelComponent.TextEncoder), added);
         using ClipTextOutput result = line.Has("--chunked")
-            ? encoder.EncodeChunks(LoadTokenizer(model, line).EncodeChunked(line.Require("--prompt")), clipSkip)
-            : EncodeRows(model, line, encoder, clipSkip);
+            ? encoder.EncodeChunks(LoadTokenizer(model, line, added).EncodeChunked(line.Require("--prompt")), clipSkip)
+            : EncodeRows(model, line, encoder, added, clipSkip);
         using (var files = new AtomicFileSet())
         {
             NpyArray hidden = NpyArray.FromFloat32(result.Hidden.Span.ToArray(), result.Hidden.Shape);
@@ -110,7 +114,7 @@ public static class TextCommands
     }
 
     /// <summary>Token rows from --ids, or the truncated pipeline encoding of --prompt.</summary>
-    private static ClipTextOutput EncodeRows(ModelSource model, CommandLine line, ClipTextModel encoder, int clipSkip)
+    private static ClipTextOutput EncodeRows(ModelSource model, CommandLine line, ClipTextModel encoder, AddedTokens added, int clipSkip)
     {
         long[] ids;
         int batch;
@@ -125,7 +129,7 @@ public static class TextCommands
         }
         else
         {
-            ClipTokenizer tokenizer = LoadTokenizer(model, line);
+            ClipTokenizer tokenizer = LoadTokenizer(model, line, added);
             ids = tokenizer.EncodeForPipeline(line.Require("--prompt"), out int dropped);
             if (dropped > 0)
             {
@@ -136,13 +140,13 @@ public static class TextCommands
         return encoder.Encode(ids, batch, clipSkip);
     }
 
-    private static ClipTokenizer LoadTokenizer(ModelSource model, CommandLine line)
+    private static ClipTokenizer LoadTokenizer(ModelSource model, CommandLine line, AddedTokens added)
     {
         if (model.Tokenizer is null)
         {
             throw new UsageException($"{line.Command}: {model.Path} has no tokenizer folder (single-file checkpoints carry none): pass --tokenizer DIR with vocab.json and merges.txt, or --config DIR with a tokenizer/ folder");
         }
         model.Tokenizer.RequireFits(model.TextEncoder);
-        return ClipTokenizer.Load(model.Tokenizer, new ClipTokenizerOptions { FixText = line.Has("--fix-text") });
+        return ClipTokenizer.Load(model.Tokenizer, new ClipTokenizerOptions { FixText = line.Has("--fix-text") }).WithAddedTokens(added);
     }
 }
