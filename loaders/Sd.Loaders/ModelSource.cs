@@ -34,6 +34,12 @@ public sealed record ModelOpenOptions
     /// believing their configs were used.
     /// </summary>
     public string? ConfigDirectory { get; init; }
+
+    /// <summary>
+    /// A VAE to use instead of the model's own (a diffusers VAE folder, or a .safetensors file in the original or
+    /// diffusers naming, such as vae-ft-mse-840000-ema-pruned.safetensors), as diffusers' <c>vae=</c> argument.
+    /// </summary>
+    public string? VaePath { get; init; }
 }
 
 /// <summary>
@@ -41,7 +47,7 @@ public sealed record ModelOpenOptions
 /// <see cref="WeightSet"/> per component under diffusers tensor names. Owns the mapped files (or, for the built-in
 /// demo model, the in-memory ones).
 /// </summary>
-public sealed class ModelSource : IDisposable
+public sealed partial class ModelSource : IDisposable
 {
     private readonly Dictionary<ModelComponent, WeightSet> _weights = new();
     private readonly List<SafetensorsFile> _files = new();
@@ -107,14 +113,38 @@ public sealed class ModelSource : IDisposable
                 throw new ArgumentException(
                     $"{path} is a diffusers folder, which brings its own configs; a config folder ({options.ConfigDirectory}) applies to single-file checkpoints only");
             }
-            return OpenFolder(path, options);
+            return WithVae(OpenFolder(path, options), options);
         }
         if (!File.Exists(path))
         {
             throw new FileNotFoundException($"{path}: no such model folder or file", path);
         }
         PickleGuard.RefuseByExtension(path);
-        return OpenSingleFile(path, options);
+        return WithVae(OpenSingleFile(path, options), options);
+    }
+
+    private static ModelSource WithVae(ModelSource source, ModelOpenOptions options)
+    {
+        if (options.VaePath is null)
+        {
+            return source;
+        }
+        try
+        {
+            var guesses = new List<InferredSetting>();
+            foreach (InferredSetting guess in source.InferredSettings)
+            {
+                if (guess.Component != "vae") guesses.Add(guess); // the model's own VAE is no longer used
+            }
+            source.ReplaceVae(options.VaePath, options.ConfigDirectory is null ? null : ConfigFolder.Load(options.ConfigDirectory), guesses);
+            source.InferredSettings = guesses;
+            return source;
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
@@ -276,20 +306,16 @@ public sealed class ModelSource : IDisposable
                 }
                 continue;
             }
-            weights.Add(new TensorEntry(result.DiffusersKey, Squeeze(tensor, result.SqueezeTrailing1x1), file, tensor));
+            weights.Add(new TensorEntry(result.DiffusersKey, result.SqueezeTrailing1x1 ? SqueezeTrailing1x1(Path, tensor) : tensor.Shape, file, tensor));
         }
         UnexpectedKeys = unexpected;
     }
 
-    private long[] Squeeze(TensorInfo tensor, bool squeeze)
+    private static long[] SqueezeTrailing1x1(string filePath, TensorInfo tensor)
     {
-        if (!squeeze)
-        {
-            return tensor.Shape;
-        }
         if (tensor.Shape.Length != 4 || tensor.Shape[2] != 1 || tensor.Shape[3] != 1)
         {
-            throw new InvalidFileException(Path, $"tensor '{tensor.Name}' should be a [C,C,1,1] 1x1 convolution, found {TensorInfo.ShapeText(tensor.Shape)}");
+            throw new InvalidFileException(filePath, $"tensor '{tensor.Name}' should be a [C,C,1,1] 1x1 convolution, found {TensorInfo.ShapeText(tensor.Shape)}");
         }
         return [tensor.Shape[0], tensor.Shape[1]];
     }

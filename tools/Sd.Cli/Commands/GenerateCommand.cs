@@ -17,7 +17,7 @@ public static class GenerateCommand
         Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--steps N] [--guidance G]
                            [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
-                           [--config DIR] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
+                           [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
                            [--lora FILE[:SCALE] ...] [--embedding FILE[:TOKEN] ...] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
@@ -48,6 +48,8 @@ public static class GenerateCommand
         EasyNegative): prompts call it up by TOKEN, by default the word in a diffusers file and the file name of an
         A1111 one, matched exactly as written (case included); repeat it to add several. One made for another model
         (vectors of another width) is refused.
+        --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.
+        vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
         The PNG carries the parameters in an A1111-style "parameters" text chunk. Components are loaded one at a
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
         """;
@@ -93,9 +95,9 @@ public static class GenerateCommand
             line.CheckOutputs(Outputs(line, outPath, batchCount));
         }
         string? model = line.Get("--model");
-        if (model is null && (line.Has("--variant") || line.Has("--tokenizer") || line.Has("--config")))
+        if (model is null && (line.Has("--variant") || line.Has("--tokenizer") || line.Has("--config") || line.Has("--vae")))
         {
-            throw new UsageException("generate: --variant, --tokenizer and --config choose a --model's files; the built-in demo model has none");
+            throw new UsageException("generate: --variant, --tokenizer, --config and --vae choose a --model's files; the built-in demo model has none");
         }
         int[] latentsShape = [];
         var request = new GenerateRequest
@@ -149,7 +151,7 @@ public static class GenerateCommand
             for (int i = 0; i < results.Count; i++)
             {
                 GenerateResult result = results[i];
-                string written = Write(line, request, result, modelName + Resources(options.Loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
+                string written = Write(line, request, result, modelName + Resources(line, options.Loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
                 output.WriteLine($"wrote {written} (seed {result.Seed})");
                 (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
             }
@@ -226,11 +228,12 @@ public static class GenerateCommand
     }
 
     /// <summary>
-    /// The LoRAs and embeddings for the PNG's parameters, A1111-style (<c>Lora: "style: 0.8"</c>,
-    /// <c>Embeddings: "EasyNegative"</c>); empty without any.
+    /// The VAE, LoRAs and embeddings for the PNG's parameters, A1111-style (<c>VAE: vae-ft-mse.safetensors</c>,
+    /// <c>Lora: "style: 0.8"</c>, <c>Embeddings: "EasyNegative"</c>); empty without any.
     /// </summary>
-    private static string Resources(IReadOnlyList<LoraSpec> loras, IReadOnlyList<AddedToken> embeddings)
+    private static string Resources(CommandLine line, IReadOnlyList<LoraSpec> loras, IReadOnlyList<AddedToken> embeddings)
     {
+        string vae = line.Get("--vae") is { } path ? $", VAE: {Path.GetFileName(Path.TrimEndingDirectorySeparator(path)).Replace(",", "_")}" : "";
         var parts = new string[loras.Count];
         for (int i = 0; i < parts.Length; i++)
         {
@@ -241,7 +244,7 @@ public static class GenerateCommand
         {
             tokens[i] = embeddings[i].Content;
         }
-        return QuotedList("Lora", parts) + QuotedList("Embeddings", tokens);
+        return vae + QuotedList("Lora", parts) + QuotedList("Embeddings", tokens);
     }
 
     /// <summary>

@@ -11,7 +11,7 @@ namespace Sd.Cli.Commands;
 public static class InfoCommand
 {
     private const string Help = """
-        Usage: sd info MODEL [--variant NAME] [--tokenizer DIR] [--config DIR]
+        Usage: sd info MODEL [--variant NAME] [--tokenizer DIR] [--config DIR] [--vae VAE]
 
         Prints the model's components, stored dtypes, parameter counts, configs and an estimate of the memory the
         weights take once loaded for fp32 compute. For a single-file checkpoint it also lists the settings the file
@@ -31,7 +31,7 @@ public static class InfoCommand
             output.WriteLine(Help);
             return 0;
         }
-        var line = new CommandLine("info", args, ["--variant", "--tokenizer", "--config"], [], maxPositionals: 1);
+        var line = new CommandLine("info", args, ["--variant", "--tokenizer", "--config", "--vae"], [], maxPositionals: 1);
         if (line.Positionals.Count != 1)
         {
             throw new UsageException("info: expected exactly one MODEL path (see `sd info --help`)");
@@ -41,6 +41,7 @@ public static class InfoCommand
             Variant = line.Get("--variant"),
             TokenizerDirectory = line.Get("--tokenizer"),
             ConfigDirectory = line.Get("--config"),
+            VaePath = line.Get("--vae"),
         };
         using ModelSource model = ModelSource.Open(line.Positionals[0], options);
         Write(model, output);

@@ -26,14 +26,14 @@ public static class ModelCommands
         """;
 
     private const string DecodeHelp = """
-        Usage: sd vae-decode --model M [--config DIR] --latents z.npy --out x.npy [--png image.png]
+        Usage: sd vae-decode --model M [--config DIR] [--vae VAE] --latents z.npy --out x.npy [--png image.png]
 
         VAE decoder. latents: float32 [B, 4, h, w], already divided by the scaling factor (the decoder's input).
         Writes the unclamped decoder output [B, 3, 8h, 8w]; --png also writes the first image as 8-bit RGB.
         """;
 
     private const string EncodeHelp = """
-        Usage: sd vae-encode --model M [--config DIR] --image x.npy|img.png --out mean.npy [--out-logvar lv.npy]
+        Usage: sd vae-encode --model M [--config DIR] [--vae VAE] --image x.npy|img.png --out mean.npy [--out-logvar lv.npy]
 
         VAE encoder. x.npy: float32 [B, 3, H, W] in [-1, 1] (the encoder's input); a PNG (known by its signature,
         whatever its name) is read as RGB and mapped from [0, 255] to [-1, 1]. H and W must be multiples of 8. Writes

@@ -6,11 +6,12 @@ namespace Sd.Cli.Commands;
 
 /// <summary>
 /// The options every model command shares: --model, --variant, --tokenizer, --config (configs for a single-file
-/// checkpoint, see <see cref="ModelOpenOptions.ConfigDirectory"/>), --threads, --log-level.
+/// checkpoint, see <see cref="ModelOpenOptions.ConfigDirectory"/>), --vae (another VAE, see
+/// <see cref="ModelOpenOptions.VaePath"/>), --threads, --log-level.
 /// </summary>
 internal static class ModelOptions
 {
-    public static readonly string[] Flags = ["--model", "--variant", "--tokenizer", "--config", "--threads", "--log-level"];
+    public static readonly string[] Flags = ["--model", "--variant", "--tokenizer", "--config", "--vae", "--threads", "--log-level"];
 
     /// <summary>
     /// Applies --threads (before anything starts the worker pool) and returns the logger --log-level asks for.
@@ -40,6 +41,7 @@ internal static class ModelOptions
         Variant = line.Get("--variant"),
         TokenizerDirectory = line.Get("--tokenizer"),
         ConfigDirectory = line.Get("--config"),
+        VaePath = line.Get("--vae"),
     };
 
     /// <summary>
