@@ -9,22 +9,21 @@ namespace Sd.Loaders;
 /// <summary>A separate VAE (<see cref="ModelOpenOptions.VaePath"/>) in place of the model's own.</summary>
 public sealed partial class ModelSource
 {
-    // Training leftovers a VAE checkpoint may carry: the GAN discriminator and LPIPS weights, the EMA bookkeeping.
+    // Training leftovers a standalone VAE checkpoint may carry: the GAN discriminator and LPIPS weights, EMA bookkeeping.
     private static readonly string[] VaeLeftoverPrefixes = ["loss.", "model_ema."];
 
-    // The other components of a whole checkpoint given as a VAE: only its VAE is taken.
-    private static readonly string[] OtherComponentPrefixes = ["model.diffusion_model.", "cond_stage_model.", "conditioner."];
+    private static readonly string[] DiffusersVaePrefixes = ["encoder.down_blocks.", "decoder.up_blocks."];
 
     /// <summary>
-    /// Replaces the VAE with the one at <paramref name="path"/>: a diffusers VAE folder (config.json and its weights,
-    /// the variant rule as for a model's vae/), or one .safetensors file with the VAE's tensors in the original
-    /// naming (encoder.down.0.block.0..., as vae-ft-mse-840000-ema-pruned.safetensors; a whole checkpoint's
-    /// first_stage_model.* too) or in diffusers' (encoder.down_blocks.0.resnets.0...). A file's config is the config
-    /// folder's vae/config.json when <paramref name="given"/> has one (it must fit), else inferred from its shapes
-    /// (<see cref="InferredSettings"/> lists the guesses). Anything in the file that is no VAE tensor is refused, so a
-    /// UNet or LoRA given by mistake fails by name.
+    /// Replaces the VAE with the one at <paramref name="path"/>: a diffusers VAE folder (config.json and its plain
+    /// weights, else its fp16 ones: the model's --variant is not the VAE's), or one .safetensors file with the VAE's
+    /// tensors in diffusers' naming (encoder.down_blocks.0.resnets.0...) or the original one (encoder.down.0.block.0...,
+    /// as vae-ft-mse-840000-ema-pruned.safetensors; in a whole checkpoint, its first_stage_model.* and nothing else).
+    /// A file's config is the config folder's vae/config.json when <paramref name="given"/> has one, else inferred from
+    /// its shapes (the guesses join <see cref="InferredSettings"/>); either must fit the tensors exactly, so a UNet,
+    /// LoRA or stray tensor in the file fails here, by name.
     /// </summary>
-    private void ReplaceVae(string path, ConfigFolder? given, List<InferredSetting> guesses)
+    private void ReplaceVae(string path, ConfigFolder? given)
     {
         _weights.Remove(ModelComponent.Vae);
         if (Directory.Exists(path))
@@ -34,54 +33,48 @@ public sealed partial class ModelSource
             {
                 throw new InvalidFileException(path, "not a diffusers VAE folder: config.json is missing (for a model folder, give its vae/ folder)");
             }
-            VaeConfig vae = VaeConfig.Load(configPath);
-            (string file, bool isIndex) = ComponentWeightFiles.Resolve(path, _options.Variant);
+            VaeConfig folderConfig = VaeConfig.Load(configPath);
+            (string file, bool isIndex) = ComponentWeightFiles.Resolve(path, variant: null);
             WeightSet folderWeights = AddWeights(ModelComponent.Vae, file, isIndex ? SafetensorsIndex.OpenShards(file) : [SafetensorsFile.Open(file)]);
-            Vae = Fitted(vae, DiffusersLayout.Vae(vae), folderWeights, configPath);
+            Vae = Fitted(folderConfig, DiffusersLayout.Vae(folderConfig), folderWeights, configPath);
             return;
         }
         if (!File.Exists(path))
         {
             throw new FileNotFoundException($"{path}: no such VAE folder or file", path);
         }
-        PickleGuard.RefuseByExtension(path);
         SafetensorsFile opened = SafetensorsFile.Open(path);
-        _files.Add(opened);
-        var weights = new WeightSet(path, [opened]);
-        _weights.Add(ModelComponent.Vae, weights);
-        if (HasAnyPrefix(opened, ["encoder.down_blocks.", "decoder.up_blocks."]))
+        WeightSet weights;
+        if (HasAnyPrefix(opened, DiffusersVaePrefixes))
         {
-            AddDiffusersVaeTensors(opened, weights);
+            weights = AddWeights(ModelComponent.Vae, path, [opened]);
         }
         else
         {
+            _files.Add(opened);
+            weights = new WeightSet(path, [opened]);
+            _weights.Add(ModelComponent.Vae, weights);
             AddOriginalVaeTensors(opened, weights);
         }
-        Vae = given?.Vae is { } config
-            ? Fitted(config, DiffusersLayout.Vae(config), weights, given.ConfigPath(ModelComponent.Vae))
-            : ConfigInference.Vae(weights, guesses);
+        var guesses = new List<InferredSetting>(InferredSettings);
+        VaeConfig config = given?.Vae ?? ConfigInference.Vae(weights, guesses);
+        Vae = Fitted(config, DiffusersLayout.Vae(config), weights, given?.Vae is null ? path : given.ConfigPath(ModelComponent.Vae));
+        InferredSettings = guesses;
     }
 
-    private static void AddDiffusersVaeTensors(SafetensorsFile file, WeightSet weights)
-    {
-        foreach (TensorInfo tensor in file.Tensors)
-        {
-            if (!IsLeftover(tensor.Name))
-            {
-                weights.Add(new TensorEntry(SingleFileKeyMapper.NormalizeLegacyVaeAttentionName(tensor.Name), tensor.Shape, file, tensor));
-            }
-        }
-    }
-
-    /// <summary>Maps the original (ldm) names, read as if under a checkpoint's first_stage_model. prefix.</summary>
+    /// <summary>
+    /// Maps the original (ldm) names: a whole checkpoint's first_stage_model.* keys (its other components and buffers
+    /// are skipped), or a standalone VAE's bare keys read as if under that prefix.
+    /// </summary>
     private static void AddOriginalVaeTensors(SafetensorsFile file, WeightSet weights)
     {
+        bool whole = HasAnyPrefix(file, [VaeKeyMapping.Prefix]);
         var keys = new List<string>(file.Tensors.Count);
         foreach (TensorInfo tensor in file.Tensors)
         {
-            if (!IsLeftover(tensor.Name) && !HasPrefix(tensor.Name, OtherComponentPrefixes))
+            if (VaeKey(tensor.Name, whole) is { } key)
             {
-                keys.Add(tensor.Name.StartsWith(VaeKeyMapping.Prefix, StringComparison.Ordinal) ? tensor.Name : VaeKeyMapping.Prefix + tensor.Name);
+                keys.Add(VaeKeyMapping.Prefix + key);
             }
         }
         if (!keys.Exists(key => key.StartsWith(VaeKeyMapping.Prefix + "encoder.", StringComparison.Ordinal)))
@@ -92,11 +85,10 @@ public sealed partial class ModelSource
         var unknown = new List<string>();
         foreach (TensorInfo tensor in file.Tensors)
         {
-            if (IsLeftover(tensor.Name) || HasPrefix(tensor.Name, OtherComponentPrefixes))
+            if (VaeKey(tensor.Name, whole) is not { } key)
             {
                 continue;
             }
-            string key = tensor.Name.StartsWith(VaeKeyMapping.Prefix, StringComparison.Ordinal) ? tensor.Name[VaeKeyMapping.Prefix.Length..] : tensor.Name;
             if (mapping.Map(key, out bool squeeze) is { } name)
             {
                 weights.Add(new TensorEntry(name, squeeze ? SqueezeTrailing1x1(file.Path, tensor) : tensor.Shape, file, tensor));
@@ -113,27 +105,39 @@ public sealed partial class ModelSource
         }
     }
 
-    private static bool IsLeftover(string name) => HasPrefix(name, VaeLeftoverPrefixes);
-
-    private static bool HasPrefix(string name, string[] prefixes)
+    /// <summary>A tensor's VAE key without prefix, or null for what is skipped: training leftovers, and in a whole
+    /// checkpoint everything outside first_stage_model.</summary>
+    private static string? VaeKey(string name, bool wholeCheckpoint)
     {
-        foreach (string prefix in prefixes)
+        string key = name;
+        if (wholeCheckpoint)
         {
-            if (name.StartsWith(prefix, StringComparison.Ordinal))
+            if (!name.StartsWith(VaeKeyMapping.Prefix, StringComparison.Ordinal))
             {
-                return true;
+                return null;
+            }
+            key = name[VaeKeyMapping.Prefix.Length..];
+        }
+        foreach (string prefix in VaeLeftoverPrefixes)
+        {
+            if (key.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                return null;
             }
         }
-        return false;
+        return key;
     }
 
     private static bool HasAnyPrefix(SafetensorsFile file, string[] prefixes)
     {
         foreach (TensorInfo tensor in file.Tensors)
         {
-            if (HasPrefix(tensor.Name, prefixes))
+            foreach (string prefix in prefixes)
             {
-                return true;
+                if (tensor.Name.StartsWith(prefix, StringComparison.Ordinal))
+                {
+                    return true;
+                }
             }
         }
         return false;

@@ -84,12 +84,16 @@ public sealed partial class ModelSource : IDisposable
 
     /// <summary>
     /// Settings of a single-file checkpoint that neither the file nor a config folder gave, assumed from the SD family
-    /// its shapes resemble (head counts, CLIP's activation, ...). Empty for diffusers folders.
+    /// its shapes resemble (head counts, CLIP's activation, ...), and those of a separate VAE file
+    /// (<see cref="ModelOpenOptions.VaePath"/>). Otherwise empty for diffusers folders.
     /// </summary>
     public IReadOnlyList<InferredSetting> InferredSettings { get; private set; } = [];
 
     /// <summary>The config folder given for a single-file checkpoint (<see cref="ModelOpenOptions.ConfigDirectory"/>).</summary>
     public string? ConfigDirectory => _options.ConfigDirectory;
+
+    /// <summary>The separate VAE in use (<see cref="ModelOpenOptions.VaePath"/>), or null for the model's own.</summary>
+    public string? VaePath => _options.VaePath;
 
     public IReadOnlyList<ModelComponent> Components
     {
@@ -113,38 +117,14 @@ public sealed partial class ModelSource : IDisposable
                 throw new ArgumentException(
                     $"{path} is a diffusers folder, which brings its own configs; a config folder ({options.ConfigDirectory}) applies to single-file checkpoints only");
             }
-            return WithVae(OpenFolder(path, options), options);
+            return OpenFolder(path, options);
         }
         if (!File.Exists(path))
         {
             throw new FileNotFoundException($"{path}: no such model folder or file", path);
         }
         PickleGuard.RefuseByExtension(path);
-        return WithVae(OpenSingleFile(path, options), options);
-    }
-
-    private static ModelSource WithVae(ModelSource source, ModelOpenOptions options)
-    {
-        if (options.VaePath is null)
-        {
-            return source;
-        }
-        try
-        {
-            var guesses = new List<InferredSetting>();
-            foreach (InferredSetting guess in source.InferredSettings)
-            {
-                if (guess.Component != "vae") guesses.Add(guess); // the model's own VAE is no longer used
-            }
-            source.ReplaceVae(options.VaePath, options.ConfigDirectory is null ? null : ConfigFolder.Load(options.ConfigDirectory), guesses);
-            source.InferredSettings = guesses;
-            return source;
-        }
-        catch
-        {
-            source.Dispose();
-            throw;
-        }
+        return OpenSingleFile(path, options);
     }
 
     /// <summary>
@@ -235,11 +215,24 @@ public sealed partial class ModelSource : IDisposable
         string Config(string folder, string file) => System.IO.Path.Combine(path, folder, file);
         bool Listed(string folder) => source.Index.Components.ContainsKey(folder);
         source.UNet = Listed("unet") ? UNetConfig.Load(Config("unet", "config.json")) : null;
-        source.Vae = Listed("vae") ? VaeConfig.Load(Config("vae", "config.json")) : null;
+        // A separate VAE replaces the folder's own, which is then not read at all (it may be absent or broken).
+        source.Vae = Listed("vae") && options.VaePath is null ? VaeConfig.Load(Config("vae", "config.json")) : null;
         source.TextEncoder = Listed("text_encoder") ? ClipTextConfig.Load(Config("text_encoder", "config.json")) : null;
         source.Scheduler = Listed("scheduler") ? SchedulerConfig.Load(Config("scheduler", "scheduler_config.json")) : null;
         string? tokenizer = options.TokenizerDirectory ?? (Listed("tokenizer") ? System.IO.Path.Combine(path, "tokenizer") : null);
         source.Tokenizer = tokenizer is null ? null : TokenizerFiles.Load(tokenizer);
+        if (options.VaePath is { } vae)
+        {
+            try
+            {
+                source.ReplaceVae(vae, given: null);
+            }
+            catch
+            {
+                source.Dispose();
+                throw;
+            }
+        }
         return source;
     }
 
@@ -263,6 +256,10 @@ public sealed partial class ModelSource : IDisposable
             source.MapSingleFile(file, SingleFileKeyMapper.Create(keys, path));
             ConfigFolder? given = options.ConfigDirectory is null ? null : ConfigFolder.Load(options.ConfigDirectory);
             source.ResolveConfigs(given);
+            if (options.VaePath is { } vae)
+            {
+                source.ReplaceVae(vae, given);
+            }
             string? tokenizer = options.TokenizerDirectory ?? given?.TokenizerDirectory;
             source.Tokenizer = tokenizer is null ? null : TokenizerFiles.Load(tokenizer);
             return source;
@@ -335,7 +332,8 @@ public sealed partial class ModelSource : IDisposable
                 : ConfigInference.UNet(unet, guesses);
             Scheduler = given?.Scheduler ?? ConfigInference.Scheduler(UNet, guesses);
         }
-        if (_weights.TryGetValue(ModelComponent.Vae, out WeightSet? vae))
+        // With a separate VAE the checkpoint's own is replaced unread (ReplaceVae).
+        if (_options.VaePath is null && _weights.TryGetValue(ModelComponent.Vae, out WeightSet? vae))
         {
             Vae = given?.Vae is { } config
                 ? Fitted(config, DiffusersLayout.Vae(config), vae, given.ConfigPath(ModelComponent.Vae))

@@ -47,6 +47,9 @@ public sealed class GenerateEmbeddingTests : IDisposable
         string png = _dir.File("odd.png");
         Assert.Equal(0, GenerateCommand.Run([.. Common, "--prompt", "a style:v2", "--embedding", odd, "--out", png], TextWriter.Null));
         Assert.EndsWith("Embeddings: \"style:v2\"", PngFile.Read(png).Text["parameters"]);
+        // A token with a line break cannot add a line to the parameters: it is escaped as in JSON.
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--prompt", "a", "--embedding", odd + ":x\nSteps: 99", "--out", png], TextWriter.Null));
+        Assert.EndsWith("Embeddings: \"x\\nSteps: 99\"", PngFile.Read(png).Text["parameters"]);
         Assert.Contains("--embedding needs a file",
             Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common, "--prompt", "a", "--embedding", "", "--out", png], TextWriter.Null)).Message);
         Assert.Contains($"--embedding {odd}:: the token after ':' is empty",

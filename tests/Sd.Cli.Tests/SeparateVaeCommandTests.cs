@@ -55,6 +55,37 @@ public sealed class SeparateVaeCommandTests : IDisposable
             GenerateCommand.Run(["--prompt", "a", "--vae", vae, "--out", plain], TextWriter.Null)).Message);
     }
 
+    [FixtureFact]
+    public void A_folder_model_takes_a_separate_vae_in_place_of_a_missing_one_and_info_shows_it()
+    {
+        // The tiny model without its vae/ folder (model_index.json still lists one): the separate VAE is all it needs.
+        string model = _dir.File("no-vae-model");
+        foreach (string file in Directory.GetFiles(Model, "*", SearchOption.AllDirectories))
+        {
+            string relative = Path.GetRelativePath(Model, file);
+            if (relative.StartsWith("vae", StringComparison.Ordinal)) continue;
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.Combine(model, relative))!);
+            File.Copy(file, Path.Combine(model, relative));
+        }
+        string vae;
+        using (ModelSource own = ModelSource.Open(Model))
+        {
+            vae = WriteOriginalNames(own.Vae!, own.Weights(ModelComponent.Vae).Entries.Select(
+                entry => (entry.Name, entry.DType, entry.Shape, entry.File.GetBytes(entry.Stored).ToArray())), "vae.safetensors");
+        }
+        Assert.ThrowsAny<IOException>(() => ModelSource.Open(model)); // without --vae it lacks its VAE
+
+        var output = new StringWriter();
+        Assert.Equal(0, InfoCommand.Run([model, "--vae", vae], output));
+        string info = output.ToString();
+        Assert.Contains($"source:  {vae}", info);
+        Assert.Contains("guessed: scaling factor 0.18215", info);
+        Assert.Contains("give --vae a VAE folder with its config.json", info);
+        string decoded = _dir.File("decoded.npy");
+        Assert.Equal(0, ModelCommands.VaeDecode(["--model", model, "--vae", Path.Combine(Model, "vae"), "--latents",
+            Fixtures.Path("tiny/ref/vae_decode/dec32/decoder_input.npy"), "--out", decoded], TextWriter.Null));
+    }
+
     /// <summary>The VAE as a standalone file in the original naming, as vae-ft-mse-840000-ema-pruned.safetensors has it.</summary>
     private string WriteOriginalNames(Sd.Loaders.Config.VaeConfig config,
         IEnumerable<(string Name, TensorDType DType, long[] Shape, byte[] Bytes)> tensors, string name)

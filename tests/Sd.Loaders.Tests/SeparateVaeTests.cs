@@ -85,6 +85,16 @@ public sealed class SeparateVaeTests : IDisposable
         extra.AddFloat32("loss.logvar", [], [0]); // training leftovers are skipped
         Assert.Contains("1 tensor(s) are no VAE tensors, e.g. 'lora_unet_conv_in.lora_down.weight'", Refused(Save(extra, "extra.safetensors")));
 
+        var stray = new SafetensorsWriter();
+        foreach (TensorInfo tensor in _otherVae.Tensors)
+        {
+            stray.Add(tensor.Name, tensor.DType, tensor.Shape, _otherVae.GetBytes(tensor));
+        }
+        stray.AddFloat32("decoder.extra.weight", [2], [1, 2]);
+        string strayPath = Save(stray, "stray.safetensors");
+        var e = Assert.Throws<InvalidFileException>(() => ModelSource.Open(_model, Options(strayPath)));
+        Assert.Contains("'decoder.extra.weight' is in the checkpoint but not in the config's model", e.Message);
+
         Directory.CreateDirectory(_dir.File("empty-folder"));
         Assert.Contains("config.json is missing", Refused(_dir.File("empty-folder")));
         File.WriteAllBytes(_dir.File("vae.pt"), [0x80, 0x02]);
@@ -106,8 +116,13 @@ public sealed class SeparateVaeTests : IDisposable
         var writer = new SafetensorsWriter();
         if (form == Form.WholeCheckpoint)
         {
+            // A real checkpoint's other parts: UNet, CLIP, the DDPM buffers, EMA bookkeeping; none is the VAE's.
             writer.AddFloat32("model.diffusion_model.conv_in.weight", [1], [1]);
             writer.AddFloat32("cond_stage_model.transformer.text_model.final_layer_norm.weight", [1], [1]);
+            writer.Add("cond_stage_model.transformer.text_model.embeddings.position_ids", TensorDType.I64, [1, 1], new byte[8]);
+            writer.AddFloat32("betas", [2], [0.1f, 0.2f]);
+            writer.AddFloat32("alphas_cumprod", [2], [0.9f, 0.7f]);
+            writer.AddFloat32("model_ema.decay", [], [0.9999f]);
         }
         foreach (TensorInfo tensor in _otherVae.Tensors)
         {

@@ -61,7 +61,8 @@ public sealed class AddedTokens
     }
 
     /// <summary>Appends <paramref name="inversions"/> in order to a text encoder of <paramref name="config"/>.</summary>
-    /// <exception cref="InvalidFileException">An embedding's width is not the text encoder's hidden size.</exception>
+    /// <exception cref="InvalidFileException">An embedding's width is not the text encoder's hidden size, or it is
+    /// malformed (no token, no vectors, values that are not Count x Width finite numbers).</exception>
     public static AddedTokens Create(IReadOnlyList<TextualInversion> inversions, ClipTextConfig config)
     {
         ArgumentNullException.ThrowIfNull(inversions);
@@ -75,6 +76,7 @@ public sealed class AddedTokens
         for (int i = 0; i < inversions.Count; i++)
         {
             TextualInversion inversion = inversions[i];
+            Check(inversion);
             if (inversion.Width != config.HiddenSize)
             {
                 throw new InvalidFileException(inversion.Path,
@@ -91,5 +93,19 @@ public sealed class AddedTokens
             offset += inversion.Vectors.Length;
         }
         return new AddedTokens(tokens, config.VocabSize, config.HiddenSize, rows);
+    }
+
+    /// <summary>What <see cref="TextualInversionFile.Read"/> guarantees, for embeddings made in code.</summary>
+    private static void Check(TextualInversion inversion)
+    {
+        string? problem = string.IsNullOrWhiteSpace(inversion.Token) ? "has an empty token"
+            : inversion.Count < 1 || inversion.Width < 1 ? $"has {inversion.Count} vectors of width {inversion.Width}"
+            : inversion.Vectors.LongLength != (long)inversion.Count * inversion.Width ? $"holds {inversion.Vectors.Length} values for {inversion.Count} vectors of width {inversion.Width}"
+            : Array.Exists(inversion.Vectors, value => !float.IsFinite(value)) ? "holds Inf or NaN"
+            : null;
+        if (problem is not null)
+        {
+            throw new InvalidFileException(inversion.Path, $"textual inversion '{inversion.Token}' {problem}");
+        }
     }
 }

@@ -146,9 +146,23 @@ public sealed class ClipTokenizer
     /// </summary>
     /// <exception cref="InvalidFileException">A word is already in the vocabulary or added twice, or stands for more
     /// tokens than a sequence holds.</exception>
+    /// <exception cref="InvalidOperationException">This tokenizer has added tokens already (all go in one
+    /// <see cref="AddedTokens"/>, whose ids follow the vocabulary), or its vocabulary reaches the added ids.</exception>
     public ClipTokenizer WithAddedTokens(AddedTokens added)
     {
         ArgumentNullException.ThrowIfNull(added);
+        if (added.Tokens.Count == 0)
+        {
+            return this;
+        }
+        if (_addedNames.Count > 0)
+        {
+            throw new InvalidOperationException("this tokenizer has added tokens already; give all textual inversions in one AddedTokens");
+        }
+        if (_tokens.Count > 0 && _tokens.Keys.Max() >= added.FirstId)
+        {
+            throw new InvalidOperationException($"the vocabulary's ids reach {_tokens.Keys.Max()}, so added ids cannot start at {added.FirstId} (the text encoder's vocab_size)");
+        }
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (AddedToken token in added.Tokens)
         {
@@ -161,7 +175,7 @@ public sealed class ClipTokenizer
                 throw new InvalidFileException(token.Source, $"textual inversion token '{token.Content}' {clash}; pass another token for it");
             }
         }
-        return added.Tokens.Count == 0 ? this : new ClipTokenizer(this, added.Tokens);
+        return new ClipTokenizer(this, added.Tokens);
     }
 
     /// <summary>The text tokens of a prompt, without bos/eos and untruncated.</summary>
@@ -204,7 +218,9 @@ public sealed class ClipTokenizer
 
     /// <summary>
     /// Long prompts the AUTOMATIC1111 way: the text tokens in chunks of <see cref="ChunkLength"/>, each wrapped as
-    /// bos + chunk + eos + padding. Always at least one chunk, so an empty prompt gives [bos, eos, pad...].
+    /// bos + chunk + eos + padding. Always at least one chunk, so an empty prompt gives [bos, eos, pad...]. Unlike
+    /// A1111, which moves such a word whole to the next chunk, a textual inversion's vectors may be split by a chunk
+    /// border.
     /// </summary>
     public IReadOnlyList<long[]> EncodeChunked(string prompt)
     {

@@ -201,28 +201,17 @@ public static class GenerateCommand
         return pngPath;
     }
 
-    /// <summary>
-    /// The --lora values: a path, then optionally ':' and a finite scale ("style.safetensors:0.8"); 1 when none. A
-    /// value naming a file as a whole is that file, whatever its name ends with.
-    /// </summary>
+    /// <summary>The --lora values: a file, then optionally ':' and a finite scale ("style.safetensors:0.8"); 1 when none.</summary>
     internal static LoraSpec[] Loras(CommandLine line)
     {
         IReadOnlyList<string> values = line.GetAll("--lora");
         var specs = new LoraSpec[values.Count];
         for (int i = 0; i < specs.Length; i++)
         {
-            string value = values[i].Length > 0 ? values[i] : throw new UsageException("generate: --lora needs a file");
-            int colon = value.LastIndexOf(':');
-            if (colon > 0 && !File.Exists(value) && float.TryParse(value.AsSpan(colon + 1), NumberStyles.Float, CultureInfo.InvariantCulture, out float scale))
-            {
-                specs[i] = float.IsFinite(scale)
-                    ? new LoraSpec(value[..colon], scale)
-                    : throw new UsageException($"generate: --lora {value}: the scale must be a finite number");
-            }
-            else
-            {
-                specs[i] = new LoraSpec(value);
-            }
+            (string path, string? scale) = ModelOptions.FileAndSuffix(line, "--lora", values[i], "scale");
+            specs[i] = scale is null ? new LoraSpec(path)
+                : float.TryParse(scale, NumberStyles.Float, CultureInfo.InvariantCulture, out float value) && float.IsFinite(value) ? new LoraSpec(path, value)
+                : throw new UsageException($"{line.Command}: --lora {values[i]}: the scale must be a finite number");
         }
         return specs;
     }
@@ -233,7 +222,7 @@ public static class GenerateCommand
     /// </summary>
     private static string Resources(CommandLine line, IReadOnlyList<LoraSpec> loras, IReadOnlyList<AddedToken> embeddings)
     {
-        string vae = line.Get("--vae") is { } path ? $", VAE: {Path.GetFileName(Path.TrimEndingDirectorySeparator(path)).Replace(",", "_")}" : "";
+        string vae = line.Get("--vae") is { } path ? $", VAE: {Plain(Path.GetFileName(Path.TrimEndingDirectorySeparator(path)))}" : "";
         var parts = new string[loras.Count];
         for (int i = 0; i < parts.Length; i++)
         {
@@ -257,9 +246,25 @@ public static class GenerateCommand
         {
             return "";
         }
-        string joined = string.Join(", ", parts).Replace("\\", "\\\\").Replace("\"", "\\\"");
+        var joined = new System.Text.StringBuilder();
+        foreach (char c in string.Join(", ", parts))
+        {
+            joined.Append(c switch
+            {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                < ' ' => $"\\u{(int)c:x4}",
+                _ => c.ToString(),
+            });
+        }
         return $", {name}: \"{joined}\"";
     }
+
+    /// <summary>A name as an unquoted parameter value: no comma or line break may end it early.</summary>
+    private static string Plain(string name) => string.Concat(name.Select(c => c == ',' || char.IsControl(c) ? '_' : c));
 
     /// <summary>
     /// Every file the command will write, by flag: each output flag's path for each image of the batch (with a

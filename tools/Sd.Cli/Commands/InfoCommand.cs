@@ -15,7 +15,8 @@ public static class InfoCommand
 
         Prints the model's components, stored dtypes, parameter counts, configs and an estimate of the memory the
         weights take once loaded for fp32 compute. For a single-file checkpoint it also lists the settings the file
-        does not store and that were guessed from the SD family its shapes resemble.
+        does not store and that were guessed from the SD family its shapes resemble. --vae shows the model with a
+        separate VAE in place of its own (see sd generate --help), and that VAE's guessed settings if it is one file.
           MODEL             diffusers folder or single-file .safetensors checkpoint
           --variant NAME    prefer diffusers weight variant NAME (e.g. fp16)
           --tokenizer DIR   tokenizer folder (vocab.json, merges.txt), for single-file checkpoints
@@ -98,7 +99,10 @@ public static class InfoCommand
         {
             if (guess.Component == component)
             {
-                output.WriteLine($"  guessed: {guess.Setting} {guess.Value}, not stored in the file: {guess.Basis}; pass --config DIR to override");
+                string fix = component == "vae" && model.VaePath is not null
+                    ? "give --vae a VAE folder with its config.json, or a single-file model --config DIR with a vae/config.json"
+                    : "pass --config DIR";
+                output.WriteLine($"  guessed: {guess.Setting} {guess.Value}, not stored in the file: {guess.Basis}; {fix} to override");
             }
         }
     }

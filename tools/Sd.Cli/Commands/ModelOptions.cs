@@ -44,31 +44,39 @@ internal static class ModelOptions
         VaePath = line.Get("--vae"),
     };
 
-    /// <summary>
-    /// The --embedding values: a file, then optionally ':' and the token that calls it up ("neg.safetensors:bad-hands");
-    /// the file's own token when none. The first ':' after which an existing file ends splits them, so a value naming
-    /// a file as a whole is that file and a token may hold ':'.
-    /// </summary>
+    /// <summary>The --embedding values: a file, then optionally ':' and the token that calls it up ("neg.safetensors:bad-hands").</summary>
     public static EmbeddingSpec[] Embeddings(CommandLine line)
     {
         IReadOnlyList<string> values = line.GetAll("--embedding");
         var specs = new EmbeddingSpec[values.Count];
         for (int i = 0; i < specs.Length; i++)
         {
-            string value = values[i].Length > 0 ? values[i] : throw new UsageException($"{line.Command}: --embedding needs a file");
-            specs[i] = new EmbeddingSpec(value);
-            for (int colon = value.IndexOf(':'); colon > 0 && !File.Exists(value); colon = value.IndexOf(':', colon + 1))
-            {
-                if (File.Exists(value[..colon]))
-                {
-                    specs[i] = colon + 1 < value.Length
-                        ? new EmbeddingSpec(value[..colon], value[(colon + 1)..])
-                        : throw new UsageException($"{line.Command}: --embedding {value}: the token after ':' is empty");
-                    break;
-                }
-            }
+            (string path, string? token) = FileAndSuffix(line, "--embedding", values[i], "token");
+            specs[i] = new EmbeddingSpec(path, token);
         }
         return specs;
+    }
+
+    /// <summary>
+    /// A FILE[:SUFFIX] value: split at the first ':' before which an existing file ends, so a value naming a file as a
+    /// whole is that file, a file name may hold ':', and so may the suffix; no split when no such file exists.
+    /// </summary>
+    public static (string Path, string? Suffix) FileAndSuffix(CommandLine line, string flag, string value, string suffixName)
+    {
+        if (value.Length == 0)
+        {
+            throw new UsageException($"{line.Command}: {flag} needs a file");
+        }
+        for (int colon = value.IndexOf(':'); colon > 0 && !File.Exists(value); colon = value.IndexOf(':', colon + 1))
+        {
+            if (File.Exists(value[..colon]))
+            {
+                return colon + 1 < value.Length
+                    ? (value[..colon], value[(colon + 1)..])
+                    : throw new UsageException($"{line.Command}: {flag} {value}: the {suffixName} after ':' is empty");
+            }
+        }
+        return (value, null);
     }
 
     /// <summary>The textual inversions of --embedding for <paramref name="model"/>'s text encoder; none without the flag.</summary>
