@@ -69,7 +69,9 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         // Not a warning: for stock SD 1.x/2.x single files the guesses are right, and sd info lists them anyway.
         foreach (InferredSetting guess in source.InferredSettings)
         {
-            _logger.LogInformation("{Model}: {Guess}; a config folder overrides it", source.Path, guess);
+            bool separateVae = guess.Component == "vae" && source.VaePath is not null;
+            _logger.LogInformation("{Model}: {Guess}; {Fix} overrides it", separateVae ? source.VaePath : source.Path, guess,
+                separateVae ? "a VAE folder with its config.json" : "a config folder");
         }
         Func<WeightSet> textWeights = loras.WeightsOf(source, ModelComponent.TextEncoder);
         Func<WeightSet> unetWeights = loras.WeightsOf(source, ModelComponent.Unet);

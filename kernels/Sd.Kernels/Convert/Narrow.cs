@@ -19,23 +19,9 @@ public static unsafe class Narrow
 
     /// <summary>float32 to IEEE binary16 bit patterns, rounding to nearest even (beyond 65504: infinity).</summary>
     public static void F32ToF16(ReadOnlySpan<float> source, Span<ushort> destination) =>
-        Run(F16Kernel, source, destination);
+        ConvertLoop.Spans(F16Kernel, source, destination);
 
     /// <summary>float32 to bfloat16 bit patterns, rounding to nearest even.</summary>
     public static void F32ToBF16(ReadOnlySpan<float> source, Span<ushort> destination) =>
-        Run(BF16Kernel, source, destination);
-
-    private static void Run(delegate*<float*, ushort*, nint, void> kernel, ReadOnlySpan<float> source, Span<ushort> destination)
-    {
-        if (destination.Length < source.Length)
-        {
-            throw new ArgumentException(
-                $"destination holds {destination.Length} values, source has {source.Length} floats", nameof(destination));
-        }
-        fixed (float* src = source)
-        fixed (ushort* dst = destination)
-        {
-            kernel(src, dst, source.Length);
-        }
-    }
+        ConvertLoop.Spans(BF16Kernel, source, destination);
 }

@@ -28,9 +28,9 @@ public static unsafe class NarrowKernels
         }
     }
 
-    public static void F32ToF16_Vector512(float* src, ushort* dst, nint count) => Blocks<F16x16>(src, dst, count);
+    public static void F32ToF16_Vector512(float* src, ushort* dst, nint count) => ConvertLoop.Run<float, ushort, F16x16>(src, dst, count);
 
-    public static void F32ToF16_Vector256(float* src, ushort* dst, nint count) => Blocks<F16x8>(src, dst, count);
+    public static void F32ToF16_Vector256(float* src, ushort* dst, nint count) => ConvertLoop.Run<float, ushort, F16x8>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<uint> ToF16(Vector512<uint> bits)
@@ -66,9 +66,9 @@ public static unsafe class NarrowKernels
         }
     }
 
-    public static void F32ToBF16_Vector512(float* src, ushort* dst, nint count) => Blocks<BF16x16>(src, dst, count);
+    public static void F32ToBF16_Vector512(float* src, ushort* dst, nint count) => ConvertLoop.Run<float, ushort, BF16x16>(src, dst, count);
 
-    public static void F32ToBF16_Vector256(float* src, ushort* dst, nint count) => Blocks<BF16x8>(src, dst, count);
+    public static void F32ToBF16_Vector256(float* src, ushort* dst, nint count) => ConvertLoop.Run<float, ushort, BF16x8>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<uint> ToBF16(Vector512<uint> bits)
@@ -86,54 +86,28 @@ public static unsafe class NarrowKernels
         return Vector256.ConditionalSelect(isNaN, (bits >> 16) | Vector256.Create(0x40u), rounded);
     }
 
-    /// <summary>One vector's worth of a conversion, and the scalar path for inputs shorter than a vector.</summary>
-    private interface INarrowBlock
-    {
-        static abstract int Lanes { get; }
-
-        static abstract void Block(float* src, ushort* dst);
-
-        static abstract void Scalar(float* src, ushort* dst, nint count);
-    }
-
-    /// <summary>Whole vectors, then an overlapping last vector (src and dst never alias), as the widening kernels.</summary>
-    private static void Blocks<T>(float* src, ushort* dst, nint count) where T : struct, INarrowBlock
-    {
-        if (count < T.Lanes)
-        {
-            T.Scalar(src, dst, count);
-            return;
-        }
-        nint last = count - T.Lanes;
-        for (nint i = 0; i < last; i += T.Lanes)
-        {
-            T.Block(src + i, dst + i);
-        }
-        T.Block(src + last, dst + last);
-    }
-
-    private struct F16x16 : INarrowBlock
+    private struct F16x16 : IConvertBlock<float, ushort>
     {
         public static int Lanes => Vector512<float>.Count;
         public static void Block(float* src, ushort* dst) => Vector512.Narrow(ToF16(Vector512.Load((uint*)src)), Vector512<uint>.Zero).GetLower().Store(dst);
         public static void Scalar(float* src, ushort* dst, nint count) => F32ToF16_Scalar(src, dst, count);
     }
 
-    private struct F16x8 : INarrowBlock
+    private struct F16x8 : IConvertBlock<float, ushort>
     {
         public static int Lanes => Vector256<float>.Count;
         public static void Block(float* src, ushort* dst) => Vector256.Narrow(ToF16(Vector256.Load((uint*)src)), Vector256<uint>.Zero).GetLower().Store(dst);
         public static void Scalar(float* src, ushort* dst, nint count) => F32ToF16_Scalar(src, dst, count);
     }
 
-    private struct BF16x16 : INarrowBlock
+    private struct BF16x16 : IConvertBlock<float, ushort>
     {
         public static int Lanes => Vector512<float>.Count;
         public static void Block(float* src, ushort* dst) => Vector512.Narrow(ToBF16(Vector512.Load((uint*)src)), Vector512<uint>.Zero).GetLower().Store(dst);
         public static void Scalar(float* src, ushort* dst, nint count) => F32ToBF16_Scalar(src, dst, count);
     }
 
-    private struct BF16x8 : INarrowBlock
+    private struct BF16x8 : IConvertBlock<float, ushort>
     {
         public static int Lanes => Vector256<float>.Count;
         public static void Block(float* src, ushort* dst) => Vector256.Narrow(ToBF16(Vector256.Load((uint*)src)), Vector256<uint>.Zero).GetLower().Store(dst);

@@ -32,23 +32,9 @@ public static unsafe class Widen
 
     /// <summary>IEEE binary16 bit patterns to float32, exact.</summary>
     public static void F16ToF32(ReadOnlySpan<ushort> source, Span<float> destination) =>
-        Run(F16Kernel, source, destination);
+        ConvertLoop.Spans(F16Kernel, source, destination);
 
     /// <summary>bfloat16 bit patterns to float32, exact.</summary>
     public static void BF16ToF32(ReadOnlySpan<ushort> source, Span<float> destination) =>
-        Run(BF16Kernel, source, destination);
-
-    private static void Run(delegate*<ushort*, float*, nint, void> kernel, ReadOnlySpan<ushort> source, Span<float> destination)
-    {
-        if (destination.Length < source.Length)
-        {
-            throw new ArgumentException(
-                $"destination holds {destination.Length} floats, source has {source.Length} values", nameof(destination));
-        }
-        fixed (ushort* src = source)
-        fixed (float* dst = destination)
-        {
-            kernel(src, dst, source.Length);
-        }
-    }
+        ConvertLoop.Spans(BF16Kernel, source, destination);
 }

@@ -44,7 +44,7 @@ public static unsafe class WidenKernels
     }
 
     public static void F16ToF32_Vector512(ushort* src, float* dst, nint count) =>
-        Blocks<F16x16>(src, dst, count);
+        ConvertLoop.Run<ushort, float, F16x16>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void F16Block512(ushort* src, float* dst)
@@ -62,7 +62,7 @@ public static unsafe class WidenKernels
     }
 
     public static void F16ToF32_Vector256(ushort* src, float* dst, nint count) =>
-        Blocks<F16x8>(src, dst, count);
+        ConvertLoop.Run<ushort, float, F16x8>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void F16Block256(ushort* src, float* dst)
@@ -97,7 +97,7 @@ public static unsafe class WidenKernels
     }
 
     public static void FiniteF16ToF32_Vector512(ushort* src, float* dst, nint count) =>
-        Blocks<FiniteF16x16>(src, dst, count);
+        ConvertLoop.Run<ushort, float, FiniteF16x16>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void FiniteF16Block512(ushort* src, float* dst) => FiniteF16ToF32(Vector256.Load((short*)src)).Store(dst);
@@ -111,7 +111,7 @@ public static unsafe class WidenKernels
     }
 
     public static void FiniteF16ToF32_Vector256(ushort* src, float* dst, nint count) =>
-        Blocks<FiniteF16x8>(src, dst, count);
+        ConvertLoop.Run<ushort, float, FiniteF16x8>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void FiniteF16Block256(ushort* src, float* dst) => FiniteF16ToF32(Vector128.Load((short*)src)).Store(dst);
@@ -152,10 +152,10 @@ public static unsafe class WidenKernels
     }
 
     public static void BF16ToF32_Vector512(ushort* src, float* dst, nint count) =>
-        Blocks<BF16x16>(src, dst, count);
+        ConvertLoop.Run<ushort, float, BF16x16>(src, dst, count);
 
     public static void BF16ToF32_Vector256(ushort* src, float* dst, nint count) =>
-        Blocks<BF16x8>(src, dst, count);
+        ConvertLoop.Run<ushort, float, BF16x8>(src, dst, count);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void BF16Block512(ushort* src, float* dst) => BF16ToF32(Vector256.Load(src)).Store(dst);
@@ -173,72 +173,42 @@ public static unsafe class WidenKernels
     internal static Vector256<float> BF16ToF32(Vector128<ushort> half) =>
         (Vector256.WidenLower(half.ToVector256Unsafe()) << 16).AsSingle();
 
-    /// <summary>One vector's worth of a conversion, and the scalar path for inputs shorter than a vector.</summary>
-    private interface IWidenBlock
-    {
-        static abstract int Lanes { get; }
-
-        static abstract void Block(ushort* src, float* dst);
-
-        static abstract void Scalar(ushort* src, float* dst, nint count);
-    }
-
-    /// <summary>
-    /// The one loop shape of every vector path: whole vectors, then an overlapping last vector (src and dst never
-    /// alias, so converting a few elements twice is harmless). Generic over a struct, so each conversion gets its own
-    /// compiled, inlined copy.
-    /// </summary>
-    private static void Blocks<T>(ushort* src, float* dst, nint count) where T : struct, IWidenBlock
-    {
-        if (count < T.Lanes)
-        {
-            T.Scalar(src, dst, count);
-            return;
-        }
-        nint last = count - T.Lanes;
-        for (nint i = 0; i < last; i += T.Lanes)
-        {
-            T.Block(src + i, dst + i);
-        }
-        T.Block(src + last, dst + last);
-    }
-
-    private struct F16x16 : IWidenBlock
+    private struct F16x16 : IConvertBlock<ushort, float>
     {
         public static int Lanes => Vector512<float>.Count;
         public static void Block(ushort* src, float* dst) => F16Block512(src, dst);
         public static void Scalar(ushort* src, float* dst, nint count) => F16ToF32_Scalar(src, dst, count);
     }
 
-    private struct F16x8 : IWidenBlock
+    private struct F16x8 : IConvertBlock<ushort, float>
     {
         public static int Lanes => Vector256<float>.Count;
         public static void Block(ushort* src, float* dst) => F16Block256(src, dst);
         public static void Scalar(ushort* src, float* dst, nint count) => F16ToF32_Scalar(src, dst, count);
     }
 
-    private struct FiniteF16x16 : IWidenBlock
+    private struct FiniteF16x16 : IConvertBlock<ushort, float>
     {
         public static int Lanes => Vector512<float>.Count;
         public static void Block(ushort* src, float* dst) => FiniteF16Block512(src, dst);
         public static void Scalar(ushort* src, float* dst, nint count) => FiniteF16ToF32_Scalar(src, dst, count);
     }
 
-    private struct FiniteF16x8 : IWidenBlock
+    private struct FiniteF16x8 : IConvertBlock<ushort, float>
     {
         public static int Lanes => Vector256<float>.Count;
         public static void Block(ushort* src, float* dst) => FiniteF16Block256(src, dst);
         public static void Scalar(ushort* src, float* dst, nint count) => FiniteF16ToF32_Scalar(src, dst, count);
     }
 
-    private struct BF16x16 : IWidenBlock
+    private struct BF16x16 : IConvertBlock<ushort, float>
     {
         public static int Lanes => Vector512<float>.Count;
         public static void Block(ushort* src, float* dst) => BF16Block512(src, dst);
         public static void Scalar(ushort* src, float* dst, nint count) => BF16ToF32_Scalar(src, dst, count);
     }
 
-    private struct BF16x8 : IWidenBlock
+    private struct BF16x8 : IConvertBlock<ushort, float>
     {
         public static int Lanes => Vector256<float>.Count;
         public static void Block(ushort* src, float* dst) => BF16Block256(src, dst);
