@@ -44,22 +44,33 @@ public sealed partial class ModelSource
             throw new FileNotFoundException($"{path}: no such VAE folder or file", path);
         }
         SafetensorsFile opened = SafetensorsFile.Open(path);
-        WeightSet weights;
+        _files.Add(opened);
+        var weights = new WeightSet(path, [opened]);
+        _weights.Add(ModelComponent.Vae, weights);
         if (HasAnyPrefix(opened, DiffusersVaePrefixes))
         {
-            weights = AddWeights(ModelComponent.Vae, path, [opened]);
+            AddDiffusersVaeTensors(opened, weights);
         }
         else
         {
-            _files.Add(opened);
-            weights = new WeightSet(path, [opened]);
-            _weights.Add(ModelComponent.Vae, weights);
             AddOriginalVaeTensors(opened, weights);
         }
         var guesses = new List<InferredSetting>(InferredSettings);
         VaeConfig config = given?.Vae ?? ConfigInference.Vae(weights, guesses);
         Vae = Fitted(config, DiffusersLayout.Vae(config), weights, given?.Vae is null ? path : given.ConfigPath(ModelComponent.Vae));
         InferredSettings = guesses;
+    }
+
+    /// <summary>diffusers names as they are (legacy attention names renewed), training leftovers skipped.</summary>
+    private static void AddDiffusersVaeTensors(SafetensorsFile file, WeightSet weights)
+    {
+        foreach (TensorInfo tensor in file.Tensors)
+        {
+            if (VaeKey(tensor.Name, wholeCheckpoint: false) is not null)
+            {
+                weights.Add(new TensorEntry(SingleFileKeyMapper.NormalizeLegacyVaeAttentionName(tensor.Name), tensor.Shape, file, tensor));
+            }
+        }
     }
 
     /// <summary>

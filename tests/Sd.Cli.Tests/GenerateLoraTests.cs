@@ -57,6 +57,8 @@ public sealed class GenerateLoraTests : IDisposable
         Assert.Equal(0, GenerateCommand.Run([.. Common, "--lora", odd, "--out", png], TextWriter.Null));
         // Scale 1, the whole name without its last extension (".5"), its quotes escaped.
         Assert.EndsWith("Lora: \"say \\\"hi\\\".safetensors:0: 1\"", PngFile.Read(png).Text["parameters"]);
+        Assert.Contains("--lora missing.safetensors:0.5: no such file, and 'missing.safetensors' is none to take a scale after ':' either",
+            Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common, "--lora", "missing.safetensors:0.5", "--out", png], TextWriter.Null)).Message);
         Assert.Contains("--lora needs a file", Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common, "--lora", "", "--out", png], TextWriter.Null)).Message);
     }
 

@@ -116,6 +116,27 @@ public sealed unsafe class LoraMergeTests : IDisposable
     }
 
     [Fact]
+    public void Negative_overflow_past_the_first_element_is_found_in_both_16_bit_formats()
+    {
+        long[] shape = [4, 4];
+        foreach ((TensorDType dtype, float down, float up, string expected) in new[]
+        {
+            (TensorDType.F16, 300f, -300f, "gives -90000 at element 4, beyond float16's range"),
+            (TensorDType.BF16, 1e19f, -3.4e19f, "at element 4, beyond bfloat16's range"), // -3.4e38: finite, but rounds to -Inf
+        })
+        {
+            var writer = new LoraWriter();
+            writer.AddRaw("lora_unet_w.lora_down.weight", [1, 4], [down, 0f, 0f, 0f]);
+            writer.AddRaw("lora_unet_w.lora_up.weight", [4, 1], [0f, up, 0f, 0f]);
+            using SafetensorsFile model = Model(("w.weight", shape, new float[16], dtype));
+            using LoraFile lora = LoraFile.Open(writer.Save(_dir.File($"{dtype}.safetensors")));
+            using var binder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(lora, 1f)]));
+            var e = Assert.Throws<InvalidFileException>(() => binder.StageNative(["w.weight"], shape, out _));
+            Assert.Contains(expected, e.Message);
+        }
+    }
+
+    [Fact]
     public void A_change_to_a_weight_the_model_never_loads_is_refused()
     {
         long[] shape = [4, 4];

@@ -88,8 +88,8 @@ internal static unsafe class LowRankMerge
     private static int FirstInRanges<T>(ReadOnlySpan<T> values, T low1, T high1, T low2, T high2) where T : IComparable<T>
     {
         int first = values.IndexOfAnyInRange(low1, high1);
-        int second = values.IndexOfAnyInRange(low2, high2);
-        return first < 0 ? second : second < 0 ? first : Math.Min(first, second);
+        int second = values[..(first < 0 ? values.Length : first)].IndexOfAnyInRange(low2, high2); // only before the first
+        return second >= 0 ? second : first;
     }
 
     private static string Keys(ReadOnlySpan<WeightDelta> deltas)

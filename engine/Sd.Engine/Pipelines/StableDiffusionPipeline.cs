@@ -71,7 +71,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             bool separateVae = guess.Component == "vae" && source.VaePath is not null;
             _logger.LogInformation("{Model}: {Guess}; {Fix} overrides it", separateVae ? source.VaePath : source.Path, guess,
-                separateVae ? "a VAE folder with its config.json" : "a config folder");
+                separateVae ? "a VAE folder with its config.json (or, for a single-file model, a config folder's vae/config.json)" : "a config folder");
         }
         Func<WeightSet> textWeights = loras.WeightsOf(source, ModelComponent.TextEncoder);
         Func<WeightSet> unetWeights = loras.WeightsOf(source, ModelComponent.Unet);

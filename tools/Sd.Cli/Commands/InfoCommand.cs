@@ -7,7 +7,7 @@ using Sd.Loaders.Weights;
 
 namespace Sd.Cli.Commands;
 
-/// <summary><c>sd info MODEL [--variant fp16] [--tokenizer DIR] [--config DIR]</c>: what a model holds and what it will cost.</summary>
+/// <summary><c>sd info MODEL [--variant fp16] [--tokenizer DIR] [--config DIR] [--vae VAE]</c>: what a model holds and what it will cost.</summary>
 public static class InfoCommand
 {
     private const string Help = """
@@ -23,6 +23,7 @@ public static class InfoCommand
           --config DIR      for single-file checkpoints: a diffusers-layout folder whose configs (unet/config.json,
                             vae/config.json, text_encoder/config.json, scheduler/scheduler_config.json, tokenizer/:
                             whichever it has) replace the inferred ones; each must fit the checkpoint's tensors
+          --vae VAE         a separate VAE in place of the model's own (a diffusers VAE folder or one .safetensors)
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)

@@ -76,6 +76,12 @@ internal static class ModelOptions
                     : throw new UsageException($"{line.Command}: {flag} {value}: the {suffixName} after ':' is empty");
             }
         }
+        int last = value.LastIndexOf(':');
+        if (last > 0 && !File.Exists(value))
+        {
+            // Say which file was meant instead of failing later on a name with the suffix in it.
+            throw new UsageException($"{line.Command}: {flag} {value}: no such file, and '{value[..last]}' is none to take a {suffixName} after ':' either");
+        }
         return (value, null);
     }
 
