@@ -81,7 +81,7 @@ public sealed class ClipTokenizer
         EosTokenId = source.EosTokenId;
         PadTokenId = source.PadTokenId;
         MaxLength = source.MaxLength;
-        _addedNames = new Dictionary<int, string>(source._addedNames);
+        _addedNames = new Dictionary<int, string>(); // WithAddedTokens refuses a tokenizer that has some already
         var words = new List<(string Content, int[] Ids)>(source._specialTokens);
         foreach (AddedToken token in added)
         {
@@ -159,15 +159,16 @@ public sealed class ClipTokenizer
         {
             throw new InvalidOperationException("this tokenizer has added tokens already; give all textual inversions in one AddedTokens");
         }
-        if (_tokens.Count > 0 && _tokens.Keys.Max() >= added.FirstId)
+        int highest = _tokens.Count == 0 ? -1 : _tokens.Keys.Max();
+        if (highest >= added.FirstId)
         {
-            throw new InvalidOperationException($"the vocabulary's ids reach {_tokens.Keys.Max()}, so added ids cannot start at {added.FirstId} (the text encoder's vocab_size)");
+            throw new InvalidOperationException($"the vocabulary's ids reach {highest}, so added ids cannot start at {added.FirstId} (the text encoder's vocab_size)");
         }
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (AddedToken token in added.Tokens)
         {
             string? clash = _ids.ContainsKey(token.Content) ? "is already in the tokenizer's vocabulary"
-                : !seen.Add(token.Content) || _specialTokens.Any(known => known.Content == token.Content) ? "is already an added token"
+                : !seen.Add(token.Content) ? "is already an added token"
                 : token.Count > ChunkLength ? $"stands for {token.Count} vectors; a prompt holds at most {ChunkLength} tokens"
                 : null;
             if (clash is not null)

@@ -38,14 +38,7 @@ public static class InfoCommand
         {
             throw new UsageException("info: expected exactly one MODEL path (see `sd info --help`)");
         }
-        var options = new ModelOpenOptions
-        {
-            Variant = line.Get("--variant"),
-            TokenizerDirectory = line.Get("--tokenizer"),
-            ConfigDirectory = line.Get("--config"),
-            VaePath = line.Get("--vae"),
-        };
-        using ModelSource model = ModelSource.Open(line.Positionals[0], options);
+        using ModelSource model = ModelSource.Open(line.Positionals[0], ModelOptions.OpenOptions(line));
         Write(model, output);
         return 0;
     }
