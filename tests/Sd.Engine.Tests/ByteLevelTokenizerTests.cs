@@ -85,9 +85,9 @@ public sealed class ByteLevelTokenizerTests
         Assert.All(ids[1..76], id => Assert.Equal('x' - 33, id)); // a cut word keeps no "</w>"
         Assert.Equal(Eos, ids[76]);
 
-        IReadOnlyList<long[]> chunks = Tokenizer.EncodeChunked(prompt);
+        IReadOnlyList<PromptChunk> chunks = Tokenizer.Tokenize(prompt, PromptSyntax.Chunked).Chunks;
         Assert.Equal(2, chunks.Count);
-        Assert.Equal([Bos, 'x' - 33, 'x' - 33, 'x' - 33, 'x' - 33, 'x' - 33 + 256, Eos], chunks[1][..7]); // the last 5 of 80
+        Assert.Equal([Bos, 'x' - 33, 'x' - 33, 'x' - 33, 'x' - 33, 'x' - 33 + 256, Eos], chunks[1].Ids[..7]); // the last 5 of 80
     }
 
     [Fact]

@@ -54,15 +54,21 @@ public sealed class ClipActivationTests
         using var model = new ClipTextModel(source.TextEncoder!, source.Weights(ModelComponent.TextEncoder));
         ClipTokenizer tokenizer = ClipTokenizer.Load(source.Tokenizer!);
         string prompt = string.Join(", ", Enumerable.Repeat("a highly detailed oil painting of a castle", 12));
-        IReadOnlyList<long[]> chunks = tokenizer.EncodeChunked(prompt);
+        TokenizedPrompt tokenized = tokenizer.Tokenize(prompt, PromptSyntax.Chunked);
+        IReadOnlyList<PromptChunk> chunks = tokenized.Chunks;
         Assert.True(chunks.Count >= 2);
-        using ClipTextOutput joined = model.EncodeChunks(chunks);
+        using ClipTextOutput joined = model.EncodePrompts([tokenized]);
         int width = model.Config.HiddenSize;
         Assert.Equal([1, 77 * chunks.Count, width], joined.Hidden.Shape.ToArray());
+        Assert.Equal([77 * chunks.Count], joined.Lengths);
         for (int c = 0; c < chunks.Count; c++)
         {
-            using ClipTextOutput single = model.Encode(chunks[c], 1);
+            using ClipTextOutput single = model.Encode(chunks[c].Ids, 1);
             Assert.True(single.Hidden.Span.SequenceEqual(joined.Hidden.Span.Slice(c * 77 * width, 77 * width)), $"chunk {c}");
+            if (c == 0)
+            {
+                Assert.True(single.Pooled.Span.SequenceEqual(joined.Pooled.Span), "the first chunk's pooled output");
+            }
         }
     }
 }

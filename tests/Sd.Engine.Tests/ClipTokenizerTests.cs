@@ -74,21 +74,28 @@ public sealed class ClipTokenizerTests : IDisposable
     }
 
     [FixtureFact]
-    public void A_long_prompt_splits_into_chunks_of_75()
+    public void A_long_prompt_splits_into_chunks_of_75_ending_after_a_near_comma()
     {
         ClipTokenizer tokenizer = FixtureTokenizer("tiny");
         JsonElement detail = Details("tiny")[19];
-        int[] text = detail.GetProperty("ids_untruncated").EnumerateArray().Select(id => id.GetInt32()).ToArray()[1..^1];
+        string prompt = detail.GetProperty("prompt").GetString()!;
+        long[] text = detail.GetProperty("ids_untruncated").EnumerateArray().Select(id => id.GetInt64()).ToArray()[1..^1];
         Assert.Equal(99, text.Length);
 
-        IReadOnlyList<long[]> chunks = tokenizer.EncodeChunked(detail.GetProperty("prompt").GetString()!);
+        TokenizedPrompt plain = tokenizer.Tokenize(prompt, PromptSyntax.Plain);
+        Assert.Equal(Rows("tiny", "input_ids.npy")[19], Assert.Single(plain.Chunks).Ids);
+        Assert.Equal(24, plain.DroppedTokens);
 
+        // A1111: the first chunk fills at 75 tokens with its last comma (",</w>", 267) at 67, 8 back, so it ends
+        // there and the 7 tokens after it open the second.
+        Assert.Equal(67, Array.LastIndexOf(text[..75], 267L));
+        IReadOnlyList<PromptChunk> chunks = tokenizer.Tokenize(prompt, PromptSyntax.Chunked).Chunks;
         Assert.Equal(2, chunks.Count);
-        Assert.Equal(Rows("tiny", "input_ids.npy")[19], chunks[0]);
-        long[] second = [Bos, .. text[75..].Select(id => (long)id), Eos, .. Enumerable.Repeat((long)Eos, 77 - 26)];
-        Assert.Equal(second, chunks[1]);
+        Assert.Equal([Bos, .. text[..68], Eos, .. Enumerable.Repeat((long)Eos, 77 - 70)], chunks[0].Ids);
+        Assert.Equal([Bos, .. text[68..], Eos, .. Enumerable.Repeat((long)Eos, 77 - 33)], chunks[1].Ids);
+        Assert.Equal(chunks.Select(c => c.Ids), tokenizer.Tokenize(prompt, PromptSyntax.Weighted).Chunks.Select(c => c.Ids));
         long[] empty = [Bos, Eos, .. Enumerable.Repeat((long)Eos, 75)];
-        Assert.Equal(empty, Assert.Single(tokenizer.EncodeChunked("")));
+        Assert.Equal(empty, Assert.Single(tokenizer.Tokenize("", PromptSyntax.Chunked).Chunks).Ids);
     }
 
     [FixtureFact]

@@ -1,4 +1,5 @@
 using Sd.Engine.Tensors;
+using Sd.Engine.Text;
 
 namespace Sd.Engine.Pipelines;
 
@@ -6,6 +7,14 @@ namespace Sd.Engine.Pipelines;
 public sealed record GenerateRequest
 {
     public string Prompt { get; init; } = "";
+
+    /// <summary>
+    /// How both prompts become token rows: <see cref="PromptSyntax.Plain"/> (diffusers, cut at 77 tokens),
+    /// <see cref="PromptSyntax.Chunked"/> or <see cref="PromptSyntax.Weighted"/> (AUTOMATIC1111's long prompts, the
+    /// latter with its <c>(word:1.2)</c> emphasis). With guidance, a prompt of fewer chunks than the other is
+    /// attended to alone, as if the two ran in separate UNet passes.
+    /// </summary>
+    public PromptSyntax PromptSyntax { get; init; } = PromptSyntax.Plain;
 
     /// <summary>Text for the unconditional branch of classifier-free guidance ("" when absent, as diffusers).</summary>
     public string NegativePrompt { get; init; } = "";

@@ -248,7 +248,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         var times = new PhaseTimes[count];
         for (int i = 0; i < count; i++) times[i] = new PhaseTimes();
         PhaseClock textClock = times[0].Start();
-        using Tensor context = EncodePrompts(request, guided, times[0], cancellation);
+        using Tensor context = EncodePrompts(request, guided, times[0], cancellation, out int[] contextLengths);
         times[0].Text = textClock.Elapsed;
         var runs = new List<DenoisingRun>(count);
         var results = new List<GenerateResult>(count);
@@ -264,7 +264,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < count; i++)
             {
                 PhaseClock clock = times[i].Start();
-                Denoise(runs[i], context, request, i, count, progress, cancellation);
+                Denoise(runs[i], context, contextLengths, request, i, count, progress, cancellation);
                 times[i].Denoising += clock.Elapsed;
             }
             for (int i = 0; i < count; i++)
@@ -356,31 +356,50 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         return tensor;
     }
 
-    private Tensor EncodePrompts(GenerateRequest request, bool guided, PhaseTimes times, CancellationToken cancellation)
+    /// <summary>
+    /// The UNet's context, [uncond, cond] when guided (diffusers' batch order) else [cond], each prompt's rows in the
+    /// request's syntax; <paramref name="lengths"/> gives each one's tokens when one prompt takes more chunks.
+    /// </summary>
+    private Tensor EncodePrompts(GenerateRequest request, bool guided, PhaseTimes times, CancellationToken cancellation, out int[] lengths)
     {
-        long[] cond = _tokenizer.EncodeForPipeline(request.Prompt, out int dropped);
-        WarnTruncated("prompt", dropped);
-        long[] ids = cond;
-        if (guided)
-        {
-            long[] uncond = _tokenizer.EncodeForPipeline(request.NegativePrompt, out int droppedNegative);
-            WarnTruncated("negative prompt", droppedNegative);
-            ids = [.. uncond, .. cond]; // batch order [uncond, cond], as diffusers concatenates
-        }
+        TokenizedPrompt cond = Tokenize(request.Prompt, request.PromptSyntax, "prompt");
+        TokenizedPrompt[] prompts = guided ? [Tokenize(request.NegativePrompt, request.PromptSyntax, "negative prompt"), cond] : [cond];
         ClipTextModel encoder = Acquire(_textEncoder, times);
         cancellation.ThrowIfCancellationRequested();
-        using ClipTextOutput output = encoder.Encode(ids, guided ? 2 : 1, request.ClipSkip);
-        Tensor context = Tensor.Allocate(output.Hidden.Shape);
-        output.Hidden.Span.CopyTo(context.Span);
-        return context;
+        ClipTextOutput output;
+        try
+        {
+            output = encoder.EncodePrompts(prompts, request.ClipSkip);
+        }
+        catch (ArgumentException e) when (guided)
+        {
+            throw new ArgumentException($"{e.Message} (prompt 0 is the negative prompt, 1 the prompt)", nameof(request), e);
+        }
+        using (output)
+        {
+            Tensor context = Tensor.Allocate(output.Hidden.Shape);
+            output.Hidden.Span.CopyTo(context.Span);
+            lengths = [.. output.Lengths];
+            return context;
+        }
     }
 
-    private void WarnTruncated(string what, int dropped)
+    private TokenizedPrompt Tokenize(string prompt, PromptSyntax syntax, string what)
     {
-        if (dropped > 0)
+        TokenizedPrompt tokenized;
+        try
         {
-            _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped", what, _tokenizer.MaxLength, dropped);
+            tokenized = _tokenizer.Tokenize(prompt, syntax);
         }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"the {what}: {e.Message}", nameof(prompt), e);
+        }
+        if (tokenized.DroppedTokens > 0)
+        {
+            _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped", what, _tokenizer.MaxLength, tokenized.DroppedTokens);
+        }
+        return tokenized;
     }
 
     private Tensor Decode(Tensor latents, PhaseTimes times, CancellationToken cancellation)

@@ -8,10 +8,11 @@ namespace Sd.Engine.Text;
 /// <summary>The text encoder's outputs for a batch of token-id rows.</summary>
 public sealed class ClipTextOutput : IDisposable
 {
-    internal ClipTextOutput(Tensor hidden, Tensor pooled)
+    internal ClipTextOutput(Tensor hidden, Tensor pooled, int[] lengths)
     {
         Hidden = hidden;
         Pooled = pooled;
+        Lengths = lengths;
     }
 
     /// <summary>[B, L, W]: final_layer_norm of the selected layer's output (the prompt embeddings).</summary>
@@ -19,6 +20,9 @@ public sealed class ClipTextOutput : IDisposable
 
     /// <summary>[B, W]: the hidden state at each row's end-of-text token (transformers' pooler_output).</summary>
     public Tensor Pooled { get; }
+
+    /// <summary>Each row's tokens in <see cref="Hidden"/>: all L, except for prompts shorter than the longest (<see cref="ClipTextModel.EncodePrompts"/>).</summary>
+    public IReadOnlyList<int> Lengths { get; }
 
     public void Dispose()
     {
@@ -117,7 +121,9 @@ public sealed unsafe class ClipTextModel : IDisposable
             }
             _finalLayerNorm.Forward(hidden.Data, hidden.Data, rows);
             Pool(ids, length, hidden.Data, pooled.Data);
-            return new ClipTextOutput(hidden, pooled);
+            var lengths = new int[batch];
+            Array.Fill(lengths, length);
+            return new ClipTextOutput(hidden, pooled, lengths);
         }
         catch
         {
@@ -128,34 +134,75 @@ public sealed unsafe class ClipTextModel : IDisposable
     }
 
     /// <summary>
-    /// The long-prompt way (AUTOMATIC1111): each chunk of token ids (bos + 75 tokens + eos, padded) is encoded
-    /// separately and the hidden states are concatenated along the sequence: [1, chunks x 77, W]. The pooled output
-    /// is the first chunk's.
+    /// Prompts as a UNet context: every chunk of every prompt encoded in one batch, each weighted chunk given its
+    /// emphasis (<see cref="PromptEmphasis"/>), and each prompt's chunks joined along the sequence. Hidden is
+    /// [P, T, W] with T the longest prompt's 77 x chunks; a shorter prompt's rows past its own
+    /// <see cref="ClipTextOutput.Lengths"/> are zero. Pooled is each prompt's first chunk's, as in AUTOMATIC1111.
     /// </summary>
-    public ClipTextOutput EncodeChunks(IReadOnlyList<long[]> chunks, int clipSkip = 0)
+    /// <exception cref="ArgumentException">A chunk's weights bring its mean to zero or its states beyond float32; the
+    /// message names the prompt and chunk (0-based).</exception>
+    public ClipTextOutput EncodePrompts(IReadOnlyList<TokenizedPrompt> prompts, int clipSkip = 0)
     {
-        if (chunks.Count == 0)
+        ArgumentNullException.ThrowIfNull(prompts);
+        if (prompts.Count == 0)
         {
-            throw new ArgumentException("at least one chunk is needed", nameof(chunks));
+            throw new ArgumentException("at least one prompt is needed", nameof(prompts));
         }
-        int length = chunks[0].Length;
-        var ids = new long[chunks.Count * length];
-        for (int i = 0; i < chunks.Count; i++)
+        int width = Config.HiddenSize, rows = 0, longest = 0;
+        foreach (TokenizedPrompt prompt in prompts)
         {
-            if (chunks[i].Length != length)
+            if (prompt.Chunks.Count == 0)
             {
-                throw new ArgumentException($"chunk {i} has {chunks[i].Length} ids, chunk 0 has {length}", nameof(chunks));
+                throw new ArgumentException("every prompt needs at least one chunk", nameof(prompts));
             }
-            chunks[i].CopyTo(ids, i * length);
+            rows += prompt.Chunks.Count;
+            longest = Math.Max(longest, prompt.Chunks.Count);
         }
-        ClipTextOutput batched = Encode(ids, chunks.Count, clipSkip);
-        // [chunks, L, W] and [1, chunks x L, W] have the same memory layout.
-        Tensor hidden = Tensor.Allocate([1, chunks.Count * length, Config.HiddenSize]);
-        Tensor pooled = Tensor.Allocate([1, Config.HiddenSize]);
-        batched.Hidden.Span.CopyTo(hidden.Span);
-        batched.Pooled.Span[..Config.HiddenSize].CopyTo(pooled.Span);
-        batched.Dispose();
-        return new ClipTextOutput(hidden, pooled);
+        int length = prompts[0].Chunks[0].Ids.Length;
+        var ids = new long[rows * length];
+        int row = 0;
+        foreach (TokenizedPrompt prompt in prompts)
+        {
+            foreach (PromptChunk chunk in prompt.Chunks)
+            {
+                if (chunk.Ids.Length != length || chunk.Weights.Length != length)
+                {
+                    throw new ArgumentException($"every chunk must hold {length} ids and weights, one has {chunk.Ids.Length} and {chunk.Weights.Length}", nameof(prompts));
+                }
+                chunk.Ids.CopyTo(ids, row++ * length);
+            }
+        }
+        using ClipTextOutput encoded = Encode(ids, rows, clipSkip);
+        var lengths = new int[prompts.Count];
+        Tensor hidden = Tensor.Allocate([prompts.Count, longest * length, width]); // zeroed: the short prompts' tails
+        Tensor pooled = Tensor.Allocate([prompts.Count, width]);
+        row = 0;
+        for (int p = 0; p < prompts.Count; p++)
+        {
+            IReadOnlyList<PromptChunk> chunks = prompts[p].Chunks;
+            lengths[p] = chunks.Count * length;
+            encoded.Pooled.Span.Slice(row * width, width).CopyTo(pooled.Span.Slice(p * width, width));
+            for (int c = 0; c < chunks.Count; c++, row++)
+            {
+                // [rows, L, W] row -> [P, T, W] at prompt p, tokens c * L ..
+                Span<float> states = hidden.Span.Slice((p * longest * length + c * length) * width, length * width);
+                encoded.Hidden.Span.Slice(row * length * width, length * width).CopyTo(states);
+                if (chunks[c].IsWeighted)
+                {
+                    try
+                    {
+                        PromptEmphasis.Apply(states, chunks[c].Weights, width);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        hidden.Dispose();
+                        pooled.Dispose();
+                        throw new ArgumentException($"prompt {p}, chunk {c}: {e.Message}", e);
+                    }
+                }
+            }
+        }
+        return new ClipTextOutput(hidden, pooled, lengths);
     }
 
     private void Embed(ReadOnlySpan<long> ids, int length, float* hidden)

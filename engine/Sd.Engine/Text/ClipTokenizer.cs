@@ -27,7 +27,7 @@ public sealed record ClipTokenizerOptions
 /// (<see cref="BytePairEncoder"/>). With an SD 2.x tokenizer the pad token is "!", so every "!" in a prompt becomes
 /// id 0, exactly as in transformers. Safe to use from several threads.
 /// </summary>
-public sealed class ClipTokenizer
+public sealed partial class ClipTokenizer
 {
     // BPE results are cached per piece, as the reference does, but bounded: a huge prompt of distinct words must not
     // grow memory without limit.
@@ -42,6 +42,10 @@ public sealed class ClipTokenizer
     private readonly (string Content, int[] Ids)[] _specialTokens;
     private readonly SearchValues<char> _specialTokenStarts;
     private readonly Dictionary<int, string> _addedNames;
+    /// <summary>Each added word's first id and its number of vectors (ids), kept together in one chunk.</summary>
+    private readonly Dictionary<int, int> _addedCounts;
+    /// <summary>",&lt;/w&gt;", where a full chunk may end early (-1 if the vocabulary has none).</summary>
+    private readonly int _commaId;
     private readonly bool _fixText;
     private readonly Dictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly Lock _cacheLock = new();
@@ -64,6 +68,8 @@ public sealed class ClipTokenizer
             .Select(token => (token, new[] { _ids[token] })));
         _specialTokenStarts = StartsOf(_specialTokens);
         _addedNames = new Dictionary<int, string>();
+        _addedCounts = new Dictionary<int, int>();
+        _commaId = _ids.GetValueOrDefault(",</w>", -1);
         _encoder = new BytePairEncoder(merges, _ids, _unknownId);
         _fixText = fixText;
         MaxLength = settings.MaxLength;
@@ -81,7 +87,9 @@ public sealed class ClipTokenizer
         EosTokenId = source.EosTokenId;
         PadTokenId = source.PadTokenId;
         MaxLength = source.MaxLength;
+        _commaId = source._commaId;
         _addedNames = new Dictionary<int, string>(); // WithAddedTokens refuses a tokenizer that has some already
+        _addedCounts = new Dictionary<int, int>();
         var words = new List<(string Content, int[] Ids)>(source._specialTokens);
         foreach (AddedToken token in added)
         {
@@ -92,6 +100,7 @@ public sealed class ClipTokenizer
                 // diffusers' names for a multi-vector embedding's tokens: "word", "word_1", "word_2", ...
                 _addedNames.Add(ids[i], i == 0 ? token.Content : $"{token.Content}_{i}");
             }
+            _addedCounts.Add(token.FirstId, token.Count);
             words.Add((token.Content, ids));
         }
         _specialTokens = MatchOrder(words);
@@ -215,27 +224,6 @@ public sealed class ClipTokenizer
         int kept = Math.Min(text.Length, ChunkLength);
         droppedTokens = text.Length - kept;
         return Wrap(text.AsSpan(0, kept));
-    }
-
-    /// <summary>
-    /// Long prompts the AUTOMATIC1111 way: the text tokens in chunks of <see cref="ChunkLength"/>, each wrapped as
-    /// bos + chunk + eos + padding. Always at least one chunk, so an empty prompt gives [bos, eos, pad...]. Unlike
-    /// A1111, which moves such a word whole to the next chunk, a textual inversion's vectors may be split by a chunk
-    /// border.
-    /// </summary>
-    public IReadOnlyList<long[]> EncodeChunked(string prompt)
-    {
-        int[] text = Encode(prompt);
-        var chunks = new List<long[]>();
-        int start = 0;
-        do
-        {
-            int length = Math.Min(ChunkLength, text.Length - start);
-            chunks.Add(Wrap(text.AsSpan(start, length)));
-            start += length;
-        }
-        while (start < text.Length);
-        return chunks;
     }
 
     /// <summary>

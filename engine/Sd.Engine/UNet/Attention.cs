@@ -61,7 +61,6 @@ internal sealed unsafe class Attention : IDisposable
         int c = _channels;
         float* projections = ws[Scratch.AttentionProjections];
         float* output = ws[Scratch.AttentionOutput];
-        AttentionProblem problem;
         if (IsCross)
         {
             float* kv = ws.Kept(_contextSlot); // [batch * context.Length, 2C]: k | v
@@ -70,16 +69,28 @@ internal sealed unsafe class Attention : IDisposable
             {
                 _projections.Forward(context.Data, batch * context.Length, _projections.InFeatures, kv, 2 * c);
             }
-            problem = new AttentionProblem(projections, c, kv, 2 * c, kv + c, 2 * c, output, c,
-                batch, _heads, length, context.Length, c / _heads);
+            if (context.KeyLengths is { } keyLengths)
+            {
+                // Images attend to different numbers of tokens (prompts of different lengths): one problem each.
+                for (int b = 0; b < batch; b++)
+                {
+                    float* imageKv = kv + (long)b * context.Length * 2 * c;
+                    AttentionKernels.Run(new AttentionProblem(projections + (long)b * length * c, c, imageKv, 2 * c, imageKv + c, 2 * c,
+                        output + (long)b * length * c, c, 1, _heads, length, keyLengths[b], c / _heads));
+                }
+            }
+            else
+            {
+                AttentionKernels.Run(new AttentionProblem(projections, c, kv, 2 * c, kv + c, 2 * c, output, c,
+                    batch, _heads, length, context.Length, c / _heads));
+            }
         }
         else
         {
             _projections.Forward(normed, rows, c, projections, 3 * c);
-            problem = new AttentionProblem(projections, 3 * c, projections + c, 3 * c, projections + 2 * c, 3 * c, output, c,
-                batch, _heads, length, length, c / _heads);
+            AttentionKernels.Run(new AttentionProblem(projections, 3 * c, projections + c, 3 * c, projections + 2 * c, 3 * c, output, c,
+                batch, _heads, length, length, c / _heads));
         }
-        AttentionKernels.Run(problem);
         _output.Forward(output, rows, c, hidden, c, residual: hidden, ldr: c);
     }
 

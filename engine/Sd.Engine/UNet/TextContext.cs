@@ -5,13 +5,17 @@ namespace Sd.Engine.UNet;
 /// same values as the context of the previous completed forward pass at this run shape. Then every layer's k|v
 /// projections of it, kept in the run's workspace, still hold and are not computed again: the prompt does not
 /// change while sampling, and those projections are ~22 ms of a 64x64 batch-2 SD 1.5 step.
+/// <see cref="KeyLengths"/>, when set, says how many of each image's tokens are attended to: the rest are padding.
 /// </summary>
-internal readonly unsafe struct TextContext(float* data, int length, bool unchanged)
+internal readonly unsafe struct TextContext(float* data, int length, int[]? keyLengths, bool unchanged)
 {
     public float* Data { get; } = data;
 
     /// <summary>Tokens per image.</summary>
     public int Length { get; } = length;
+
+    /// <summary>Each image's attended tokens, the first of its <see cref="Length"/>; null: all of them.</summary>
+    public int[]? KeyLengths { get; } = keyLengths;
 
     /// <summary>The projections kept from the previous pass are this context's.</summary>
     public bool Unchanged { get; } = unchanged;

@@ -151,20 +151,31 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// the timestep features through time_embedding.cond_proj. Empty: none, as diffusers runs such a UNet without it.
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, ReadOnlySpan<float> timestepCond,
-        CancellationToken cancellation = default)
+        CancellationToken cancellation = default) =>
+        Forward(sample, timesteps, context, [], output, timestepCond, cancellation);
+
+    /// <summary>
+    /// <see cref="Forward(Tensor, ReadOnlySpan{float}, Tensor, Tensor, ReadOnlySpan{float}, CancellationToken)"/> for
+    /// contexts of different lengths in one batch (prompts of different numbers of chunks): image n attends only to
+    /// the first <paramref name="contextLengths"/>[n] tokens of its context row, the rest being padding, exactly as if
+    /// it ran alone with that shorter context (diffusers' encoder_attention_mask, as a prefix). Empty: every token.
+    /// </summary>
+    public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor output,
+        ReadOnlySpan<float> timestepCond, CancellationToken cancellation = default)
     {
         lock (_gate)
         {
             // Checked before any run buffers are planned: a disposed module must not allocate them again.
             ObjectDisposedException.ThrowIf(_disposed, this);
-            Run(sample, timesteps, context, output, timestepCond, cancellation);
+            Run(sample, timesteps, context, contextLengths, output, timestepCond, cancellation);
         }
     }
 
-    private void Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, ReadOnlySpan<float> timestepCond,
-        CancellationToken cancellation)
+    private void Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor output,
+        ReadOnlySpan<float> timestepCond, CancellationToken cancellation)
     {
         CheckInputs(sample, timesteps, context, output);
+        CheckContextLengths(contextLengths, context);
         CheckCondition(timestepCond, sample.Dim(0));
         int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
         int contextLength = context.Dim(1);
@@ -176,7 +187,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
         _timeEmbedding.Forward(perImage, timestepCond, state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
         float* temb = state.Temb.Pointer;
-        var text = new TextContext(context.Data, contextLength, state.HoldsProjectionsOf(context));
+        var text = new TextContext(context.Data, contextLength, state.KeyLengths(contextLengths), state.HoldsProjectionsOf(context));
         Workspace ws = state.Workspace;
         FeatureMap[] skips = state.Skips;
 
@@ -250,6 +261,25 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         context.ThrowIfNotFinite("context contains NaN or infinity");
     }
 
+    private static void CheckContextLengths(ReadOnlySpan<int> lengths, Tensor context)
+    {
+        if (lengths.IsEmpty)
+        {
+            return;
+        }
+        if (lengths.Length != context.Dim(0))
+        {
+            throw new ArgumentException($"context lengths must be one per image ({context.Dim(0)}), got {lengths.Length}", "contextLengths");
+        }
+        foreach (int length in lengths)
+        {
+            if (length < 1 || length > context.Dim(1))
+            {
+                throw new ArgumentException($"context length {length} is outside [1, {context.Dim(1)}] (the context's tokens)", "contextLengths");
+            }
+        }
+    }
+
     private void CheckCondition(ReadOnlySpan<float> timestepCond, int batch)
     {
         if (timestepCond.IsEmpty)
@@ -306,6 +336,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             Height = height;
             Width = width;
             ContextLength = contextLength;
+            _keyLengths = new int[batch];
             UNetConfig config = model.Config;
             int[] channels = config.BlockOutChannels;
             Workspace = new Workspace();
@@ -369,6 +400,22 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         public NativeBlock Sinusoid { get; }
         public NativeBlock TembHidden { get; }
         public NativeBlock Temb { get; }
+
+        /// <summary>
+        /// Each image's attended context tokens for this pass (<see cref="TextContext.KeyLengths"/>), or null when all
+        /// attend to every token. Filled in place: a pass allocates nothing.
+        /// </summary>
+        public int[]? KeyLengths(ReadOnlySpan<int> given)
+        {
+            if (given.IsEmpty || !given.ContainsAnyExcept(ContextLength))
+            {
+                return null;
+            }
+            given.CopyTo(_keyLengths);
+            return _keyLengths;
+        }
+
+        private readonly int[] _keyLengths;
 
         /// <summary>The context whose k|v projections the cross-attention layers keep (valid when <see cref="_projected"/>).</summary>
         private readonly NativeBlock _projectedContext;

@@ -14,7 +14,8 @@ namespace Sd.Cli.Commands;
 public static class GenerateCommand
 {
     private const string Help = """
-        Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--steps N] [--guidance G]
+        Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--prompt-syntax weighted|chunked|plain]
+                           [--steps N] [--guidance G]
                            [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
@@ -22,7 +23,12 @@ public static class GenerateCommand
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
-        Text to image. Without --model it runs the built-in demo model: a toy network with random weights made in
+        Text to image. Prompts are read as AUTOMATIC1111 does (--prompt-syntax weighted, the default): (word:1.3)
+        multiplies a word's weight by 1.3, (word) by 1.1, [word] divides it by 1.1, \( \) \[ \] are the literal
+        brackets, BREAK starts a new chunk, and prompts of any length (up to 2400 tokens) are encoded in chunks of 75
+        tokens. --prompt-syntax chunked keeps the long prompts but reads brackets as text; plain is diffusers' (the
+        text as written, cut at 77 tokens with a warning).
+        Without --model it runs the built-in demo model: a toy network with random weights made in
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms, lms-karras, lcm.
@@ -70,7 +76,7 @@ public static class GenerateCommand
         }
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count"), [], repeatable: ["--lora", "--embedding"]);
+            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax"), [], repeatable: ["--lora", "--embedding"]);
         string outPath = line.Require("--out");
         int batchCount = line.GetInt("--batch-count", 1);
         if (batchCount < 1 || batchCount > StableDiffusionPipeline.MaxBatchCount)
@@ -104,6 +110,7 @@ public static class GenerateCommand
         {
             Prompt = line.Require("--prompt"),
             NegativePrompt = line.Get("--negative-prompt") ?? "",
+            PromptSyntax = ModelOptions.PromptSyntax(line),
             Steps = line.Has("--steps") ? line.GetInt("--steps", 0) : null,
             GuidanceScale = line.Has("--guidance") ? line.GetFloat("--guidance", 0f) : null,
             Scheduler = line.Get("--scheduler"),
@@ -179,7 +186,7 @@ public static class GenerateCommand
         string mode = request.InitImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
-            $"Clip skip: {request.ClipSkip}, Model: {model}";
+            $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
         string pngPath = BatchPath(outPath, index, count);
@@ -235,6 +242,12 @@ public static class GenerateCommand
         }
         return vae + QuotedList("Lora", parts) + QuotedList("Embeddings", tokens);
     }
+
+    /// <summary>
+    /// <c>Prompt syntax: plain, </c> for a syntax other than AUTOMATIC1111's weighted one, which its parameters assume.
+    /// </summary>
+    private static string Syntax(PromptSyntax syntax) =>
+        syntax == PromptSyntax.Weighted ? "" : $"Prompt syntax: {syntax.ToString().ToLowerInvariant()}, ";
 
     /// <summary>
     /// <c>, NAME: "a, b"</c> with the list escaped as a JSON string, as A1111 quotes values that hold commas (json.dumps):

@@ -44,6 +44,27 @@ internal static class ModelOptions
         VaePath = line.Get("--vae"),
     };
 
+    /// <summary>
+    /// --prompt-syntax plain|chunked|weighted: how prompts become token rows (<see cref="Engine.Text.PromptSyntax"/>);
+    /// weighted, AUTOMATIC1111's, when absent. --chunked, where a command has it, is --prompt-syntax chunked.
+    /// </summary>
+    public static PromptSyntax PromptSyntax(CommandLine line)
+    {
+        string? given = line.Get("--prompt-syntax");
+        if (line.Has("--chunked"))
+        {
+            return given is null or "chunked" ? Engine.Text.PromptSyntax.Chunked
+                : throw new UsageException($"{line.Command}: --chunked is --prompt-syntax chunked; it contradicts --prompt-syntax {given}");
+        }
+        return given switch
+        {
+            null or "weighted" => Engine.Text.PromptSyntax.Weighted,
+            "chunked" => Engine.Text.PromptSyntax.Chunked,
+            "plain" => Engine.Text.PromptSyntax.Plain,
+            _ => throw new UsageException($"{line.Command}: --prompt-syntax must be plain, chunked or weighted, got '{given}'"),
+        };
+    }
+
     /// <summary>The --embedding values: a file, then optionally ':' and the token that calls it up ("neg.safetensors:bad-hands").</summary>
     public static EmbeddingSpec[] Embeddings(CommandLine line)
     {

@@ -13,24 +13,28 @@ public static class TextCommands
 {
     private const string TokenizeHelp = """
         Usage: sd tokenize --model M [--tokenizer DIR] [--config DIR] --prompt TEXT [--out ids.npy] [--fix-text]
-                           [--chunked] [--embedding FILE[:TOKEN] ...]
+                           [--prompt-syntax weighted|chunked|plain] [--chunked] [--embedding FILE[:TOKEN] ...]
 
-        Prints the CLIP token ids of a prompt as the SD pipeline builds them (bos, text, eos, padding to 77) and
-        optionally writes them as int64 [1, 77] (or [chunks, 77] with --chunked: the long-prompt way, 75 tokens per
-        chunk). --fix-text applies ftfy-like fixes (curly quotes, HTML entities) first. --embedding adds a textual
-        inversion as sd generate does: its token becomes ids from the text encoder's vocab_size on.
+        Prints the CLIP token ids of a prompt as sd generate builds them, one row of 77 (bos, text, eos, padding)
+        per line, and optionally writes them as int64 [rows, 77]. --prompt-syntax as in sd generate: weighted (the
+        default) reads AUTOMATIC1111's emphasis and puts long prompts in rows of 75 text tokens, printing each row's
+        weights too when any is not 1; chunked (or --chunked) makes the rows without reading brackets; plain is
+        diffusers' one row, cut at 77 tokens with a warning. --fix-text applies ftfy-like fixes (curly quotes, HTML
+        entities) first. --embedding adds a textual inversion as sd generate does: its token becomes ids from the text
+        encoder's vocab_size on.
         """;
 
     private const string EncodeHelp = """
         Usage: sd encode-text --model M [--tokenizer DIR] [--config DIR] (--prompt TEXT | --ids ids.npy) [--clip-skip N]
-                              --out hidden.npy [--pooled-out pooled.npy] [--fix-text] [--chunked]
-                              [--embedding FILE[:TOKEN] ...]
+                              --out hidden.npy [--pooled-out pooled.npy] [--fix-text]
+                              [--prompt-syntax weighted|chunked|plain] [--chunked] [--embedding FILE[:TOKEN] ...]
 
-        Runs the CLIP text encoder; writes float32 [B, 77, W] hidden states (the prompt embeddings) and optionally
-        the pooled output [B, W]. --clip-skip N uses final_layer_norm of the N-th layer from the end (diffusers).
-        --chunked keeps long prompts whole (75-token chunks encoded separately, concatenated: [1, 77 x chunks, W]);
-        by default a prompt is truncated at 77 tokens like diffusers, with a warning. --embedding adds a textual
-        inversion as sd generate does (its ids, from vocab_size on, are valid in --ids too).
+        Runs the CLIP text encoder; writes float32 hidden states (the prompt embeddings, the UNet's context) and
+        optionally the pooled output. A --prompt gives [1, 77 x rows, W], its rows as sd tokenize prints them (see
+        --prompt-syntax there), each encoded alone, weighted, and joined; the pooled output [1, W] is the first row's.
+        --ids gives [B, L, W] for int64 [B, L] token ids, the rows encoded as they are. --clip-skip N uses
+        final_layer_norm of the N-th layer from the end (diffusers). --embedding adds a textual inversion as
+        sd generate does (its ids, from vocab_size on, are valid in --ids too).
         """;
 
     public static int Tokenize(IReadOnlyList<string> args, TextWriter output)
@@ -40,31 +44,24 @@ public static class TextCommands
             output.WriteLine(TokenizeHelp);
             return 0;
         }
-        var line = new CommandLine("tokenize", args, ModelOptions.With("--prompt", "--out"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
+        var line = new CommandLine("tokenize", args, ModelOptions.With("--prompt", "--out", "--prompt-syntax"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
         line.CheckOutputFlags("--out");
+        PromptSyntax syntax = ModelOptions.PromptSyntax(line);
         using ModelSource model = ModelOptions.Open(line);
         ClipTokenizer tokenizer = LoadTokenizer(model, line, ModelOptions.AddedTokens(line, model));
-        string prompt = line.Require("--prompt");
-        long[][] rows;
-        if (line.Has("--chunked"))
+        IReadOnlyList<PromptChunk> chunks = Tokenize(line, tokenizer, syntax).Chunks;
+        bool weighted = chunks.Any(chunk => chunk.IsWeighted);
+        foreach (PromptChunk chunk in chunks)
         {
-            rows = [.. tokenizer.EncodeChunked(prompt)];
-        }
-        else
-        {
-            rows = [tokenizer.EncodeForPipeline(prompt, out int dropped)];
-            if (dropped > 0)
+            output.WriteLine(string.Join(' ', chunk.Ids.Select(id => id.ToString(CultureInfo.InvariantCulture))));
+            if (weighted)
             {
-                Console.Error.WriteLine($"sd tokenize: warning: the prompt is {dropped} tokens too long; they were dropped (use --chunked to keep them)");
+                output.WriteLine("weights: " + string.Join(' ', chunk.Weights.Select(w => w.ToString(CultureInfo.InvariantCulture))));
             }
-        }
-        foreach (long[] row in rows)
-        {
-            output.WriteLine(string.Join(' ', row.Select(id => id.ToString(CultureInfo.InvariantCulture))));
         }
         if (line.Get("--out") is { } path)
         {
-            NpyFile.Write(path, NpyArray.FromInt64([.. rows.SelectMany(r => r)], [rows.Length, rows[0].Length]));
+            NpyFile.Write(path, NpyArray.FromInt64([.. chunks.SelectMany(chunk => chunk.Ids)], [chunks.Count, chunks[0].Ids.Length]));
         }
         return 0;
     }
@@ -76,16 +73,17 @@ public static class TextCommands
             output.WriteLine(EncodeHelp);
             return 0;
         }
-        var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
+        var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out", "--prompt-syntax"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
         string outPath = line.Require("--out");
         if (line.Has("--prompt") == line.Has("--ids"))
         {
             throw new UsageException("encode-text: give the text as --prompt TEXT or as token ids with --ids ids.npy, one of the two");
         }
-        if (line.Has("--ids") && (line.Has("--chunked") || line.Has("--fix-text")))
+        if (line.Has("--ids") && Array.Find(["--prompt-syntax", "--chunked", "--fix-text"], line.Has) is { } flag)
         {
-            throw new UsageException($"encode-text: {(line.Has("--chunked") ? "--chunked" : "--fix-text")} tokenizes --prompt; --ids are tokens already");
+            throw new UsageException($"encode-text: {flag} tokenizes --prompt; --ids are tokens already");
         }
+        PromptSyntax syntax = ModelOptions.PromptSyntax(line);
         line.CheckOutputFlags("--out", "--pooled-out");
         int clipSkip = line.GetInt("--clip-skip", 0);
         using ModelSource model = ModelOptions.Open(line);
@@ -95,9 +93,9 @@ public static class TextCommands
         }
         AddedTokens added = ModelOptions.AddedTokens(line, model);
         using var encoder = new ClipTextModel(model.TextEncoder, model.Weights(ModelComponent.TextEncoder), added);
-        using ClipTextOutput result = line.Has("--chunked")
-            ? encoder.EncodeChunks(LoadTokenizer(model, line, added).EncodeChunked(line.Require("--prompt")), clipSkip)
-            : EncodeRows(model, line, encoder, added, clipSkip);
+        using ClipTextOutput result = line.Has("--prompt")
+            ? encoder.EncodePrompts([Tokenize(line, LoadTokenizer(model, line, added), syntax)], clipSkip)
+            : EncodeIds(line, encoder, clipSkip);
         using (var files = new AtomicFileSet())
         {
             NpyArray hidden = NpyArray.FromFloat32(result.Hidden.Span.ToArray(), result.Hidden.Shape);
@@ -113,31 +111,35 @@ public static class TextCommands
         return 0;
     }
 
-    /// <summary>Token rows from --ids, or the truncated pipeline encoding of --prompt.</summary>
-    private static ClipTextOutput EncodeRows(ModelSource model, CommandLine line, ClipTextModel encoder, AddedTokens added, int clipSkip)
+    /// <summary>The rows of --ids, encoded as they are.</summary>
+    private static ClipTextOutput EncodeIds(CommandLine line, ClipTextModel encoder, int clipSkip)
     {
-        long[] ids;
-        int batch;
-        if (line.Get("--ids") is { } idsPath)
+        string idsPath = line.Require("--ids");
+        long[] ids = NpyFile.ReadInt64(idsPath, out int[] shape);
+        if (shape.Length != 2)
         {
-            ids = NpyFile.ReadInt64(idsPath, out int[] shape);
-            if (shape.Length != 2)
-            {
-                throw new InvalidFileException(idsPath, $"token ids must be a 2-D [B, tokens] array, found shape {NpyArray.FormatShape(shape)}");
-            }
-            batch = shape[0];
+            throw new InvalidFileException(idsPath, $"token ids must be a 2-D [B, tokens] array, found shape {NpyArray.FormatShape(shape)}");
         }
-        else
+        return encoder.Encode(ids, shape[0], clipSkip);
+    }
+
+    /// <summary>The rows of --prompt in <paramref name="syntax"/>, warning about the tokens a plain prompt drops.</summary>
+    private static TokenizedPrompt Tokenize(CommandLine line, ClipTokenizer tokenizer, PromptSyntax syntax)
+    {
+        TokenizedPrompt prompt;
+        try
         {
-            ClipTokenizer tokenizer = LoadTokenizer(model, line, added);
-            ids = tokenizer.EncodeForPipeline(line.Require("--prompt"), out int dropped);
-            if (dropped > 0)
-            {
-                Console.Error.WriteLine($"sd encode-text: warning: the prompt is {dropped} tokens too long; they were dropped");
-            }
-            batch = 1;
+            prompt = tokenizer.Tokenize(line.Require("--prompt"), syntax);
         }
-        return encoder.Encode(ids, batch, clipSkip);
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"{line.Command}: --prompt: {e.Message}");
+        }
+        if (prompt.DroppedTokens > 0)
+        {
+            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is {prompt.DroppedTokens} tokens too long; they were dropped (--prompt-syntax chunked or weighted keeps them)");
+        }
+        return prompt;
     }
 
     private static ClipTokenizer LoadTokenizer(ModelSource model, CommandLine line, AddedTokens added)

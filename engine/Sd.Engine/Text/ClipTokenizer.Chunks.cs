@@ -1,0 +1,138 @@
+using System.Runtime.InteropServices;
+
+namespace Sd.Engine.Text;
+
+// Prompts as text-encoder rows: diffusers' one truncated row, or AUTOMATIC1111's chunks of 75 tokens.
+public sealed partial class ClipTokenizer
+{
+    /// <summary>
+    /// The most rows a prompt may take (2400 text tokens). Every row adds 77 tokens to the context each UNet
+    /// cross-attention reads and keeps projected (about 15 MB per row for SD 1.5 with guidance), so a runaway prompt
+    /// is refused rather than left to exhaust memory.
+    /// </summary>
+    public const int MaxChunks = 32;
+
+    /// <summary>How far back from a full chunk's end a comma may be for the words after it to move on (A1111's default).</summary>
+    private const int CommaBacktrack = 20;
+
+    /// <summary>
+    /// The rows of <paramref name="prompt"/> in <paramref name="syntax"/>. Reference for the chunked syntaxes:
+    /// stable-diffusion-webui FrozenCLIPEmbedderWithCustomWordsBase.tokenize_line: each piece of text tokenized on its
+    /// own; a chunk is full at 75 tokens; a full chunk whose last comma is at most 20 tokens back ends after that comma
+    /// and the rest moves to the next one; a textual inversion that does not fit moves whole; BREAK ends a chunk; an
+    /// empty prompt is one chunk of bos, eos and padding.
+    /// </summary>
+    /// <exception cref="ArgumentException">The prompt needs more than <see cref="MaxChunks"/> chunks, or a weight is not
+    /// a number or beyond float32.</exception>
+    public TokenizedPrompt Tokenize(string prompt, PromptSyntax syntax)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        switch (syntax)
+        {
+            case PromptSyntax.Plain:
+                long[] ids = EncodeForPipeline(prompt, out int dropped);
+                float[] weights = new float[ids.Length];
+                weights.AsSpan().Fill(1f);
+                return new TokenizedPrompt([new PromptChunk(ids, weights)], dropped);
+            case PromptSyntax.Chunked:
+                return new TokenizedPrompt(new ChunkBuilder(this).Build([new PromptPiece(prompt, 1.0)]), 0);
+            case PromptSyntax.Weighted:
+                return new TokenizedPrompt(new ChunkBuilder(this).Build(PromptAttention.Parse(prompt)), 0);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(syntax), syntax, "not a prompt syntax");
+        }
+    }
+
+    /// <summary>Fills chunks token by token (tokenize_line's loop, in its order of checks).</summary>
+    private sealed class ChunkBuilder(ClipTokenizer tokenizer)
+    {
+        private readonly List<PromptChunk> _chunks = [];
+        private readonly List<int> _tokens = [];
+        private readonly List<double> _weights = [];
+        private int _lastComma = -1;
+
+        public List<PromptChunk> Build(IReadOnlyList<PromptPiece> pieces)
+        {
+            int full = tokenizer.ChunkLength;
+            foreach (PromptPiece piece in pieces)
+            {
+                if (piece.IsBreak)
+                {
+                    Emit();
+                    continue;
+                }
+                int[] tokens = tokenizer.Encode(piece.Text);
+                int position = 0;
+                while (position < tokens.Length)
+                {
+                    int token = tokens[position];
+                    if (token == tokenizer._commaId)
+                    {
+                        _lastComma = _tokens.Count;
+                    }
+                    else if (_tokens.Count == full && _lastComma != -1 && _tokens.Count - _lastComma <= CommaBacktrack)
+                    {
+                        MoveAfterLastComma();
+                    }
+                    if (_tokens.Count == full)
+                    {
+                        Emit();
+                    }
+                    // A textual inversion's ids go in together: the whole word moves on if it does not fit.
+                    int count = tokenizer._addedCounts.GetValueOrDefault(token, 1);
+                    if (_tokens.Count + count > full)
+                    {
+                        Emit();
+                    }
+                    for (int i = 0; i < count; i++)
+                    {
+                        _tokens.Add(tokens[position + i]);
+                        _weights.Add(piece.Weight);
+                    }
+                    position += count;
+                }
+            }
+            if (_tokens.Count > 0 || _chunks.Count == 0)
+            {
+                Emit();
+            }
+            return _chunks;
+        }
+
+        /// <summary>Ends the chunk after its last comma; the tokens after it start the next chunk.</summary>
+        private void MoveAfterLastComma()
+        {
+            int from = _lastComma + 1;
+            int[] tokens = _tokens.GetRange(from, _tokens.Count - from).ToArray();
+            double[] weights = _weights.GetRange(from, _weights.Count - from).ToArray();
+            _tokens.RemoveRange(from, tokens.Length);
+            _weights.RemoveRange(from, weights.Length);
+            Emit();
+            _tokens.AddRange(tokens);
+            _weights.AddRange(weights);
+        }
+
+        private void Emit()
+        {
+            if (_chunks.Count == MaxChunks)
+            {
+                throw new ArgumentException($"it takes more than {MaxChunks} chunks of {tokenizer.ChunkLength} tokens");
+            }
+            long[] ids = tokenizer.Wrap(CollectionsMarshal.AsSpan(_tokens));
+            float[] weights = new float[ids.Length];
+            weights.AsSpan().Fill(1f);
+            for (int i = 0; i < _weights.Count; i++)
+            {
+                // The reference's multipliers are a float32 tensor.
+                float weight = (float)_weights[i];
+                weights[i + 1] = float.IsFinite(weight)
+                    ? weight
+                    : throw new ArgumentException($"its emphasis weights multiply up to {_weights[i]}, beyond float32");
+            }
+            _chunks.Add(new PromptChunk(ids, weights));
+            _tokens.Clear();
+            _weights.Clear();
+            _lastComma = -1;
+        }
+    }
+}

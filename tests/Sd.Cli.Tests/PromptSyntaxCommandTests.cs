@@ -1,0 +1,76 @@
+using Sd.Cli.Commands;
+using Sd.Loaders.Npy;
+using Sd.Loaders.Png;
+using Sd.Loaders.Tests;
+
+namespace Sd.Cli.Tests;
+
+/// <summary>
+/// --prompt-syntax on generate, tokenize and encode-text: AUTOMATIC1111's weighted long prompts by default, diffusers'
+/// plain cut row on request, and the same picture either way for a prompt without syntax.
+/// </summary>
+public sealed class PromptSyntaxCommandTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void Generate_reads_weights_by_default_records_another_syntax_and_paints_plain_text_alike()
+    {
+        string weighted = _dir.File("weighted.png"), plain = _dir.File("plain.png"), emphasis = _dir.File("emphasis.png");
+        string[] common = ["--negative-prompt", "blurry", "--steps", "2", "--width", "64", "--height", "64", "--seed", "4"];
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a castle, on a hill", .. common, "--out", weighted], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a castle, on a hill", .. common, "--prompt-syntax", "plain", "--out", plain], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a (castle:1.3), on a hill", .. common, "--out", emphasis], TextWriter.Null));
+
+        Assert.Equal(PngFile.Read(plain).Pixels, PngFile.Read(weighted).Pixels);
+        Assert.NotEqual(PngFile.Read(weighted).Pixels, PngFile.Read(emphasis).Pixels);
+        string parameters = PngFile.Read(plain).Text["parameters"];
+        Assert.Contains("Clip skip: 1, Prompt syntax: plain, Model: built-in demo", parameters); // A1111 counts clip skip from 1
+        Assert.Contains("Clip skip: 1, Model: built-in demo", PngFile.Read(weighted).Text["parameters"]);
+
+        Assert.Contains("--prompt-syntax must be plain, chunked or weighted, got 'a1111'", Assert.Throws<UsageException>(() =>
+            GenerateCommand.Run(["--prompt", "a", "--prompt-syntax", "a1111", "--out", weighted], TextWriter.Null)).Message);
+        var e = Assert.Throws<ArgumentException>(() => GenerateCommand.Run(["--prompt", "a", "--negative-prompt", "(b:1..2)", .. common[2..], "--out", weighted], TextWriter.Null));
+        Assert.Contains("the negative prompt: weight \"1..2\" at character 2 is not a number", e.Message);
+    }
+
+    [FixtureFact]
+    public void Tokenize_prints_the_rows_and_weights_generate_uses()
+    {
+        string model = Fixtures.Path("tiny/model");
+        var output = new StringWriter();
+        Assert.Equal(0, TextCommands.Tokenize(["--model", model, "--prompt", "a (photo) of BREAK a cat"], output));
+        string[] lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(4, lines.Length); // two rows, each with its weights
+        Assert.StartsWith("49406 320 1125 539 49407 49407", lines[0]);
+        Assert.StartsWith("weights: 1 1 1.1 1 1 1", lines[1]);
+        Assert.StartsWith("49406 320 2368 49407", lines[2]);
+        Assert.StartsWith("weights: 1 1 1 1", lines[3]);
+
+        string ids = _dir.File("ids.npy");
+        string longPrompt = string.Join(", ", Enumerable.Repeat("a highly detailed oil painting of a castle", 12));
+        Assert.Equal(0, TextCommands.Tokenize(["--model", model, "--prompt", longPrompt, "--out", ids], TextWriter.Null));
+        Assert.Equal([2, 77], NpyFile.Read(ids).Shape);
+        Assert.Equal(0, TextCommands.Tokenize(["--model", model, "--prompt", longPrompt, "--prompt-syntax", "plain", "--out", ids], TextWriter.Null));
+        Assert.Equal([1, 77], NpyFile.Read(ids).Shape);
+        Assert.Contains("--chunked is --prompt-syntax chunked; it contradicts --prompt-syntax plain", Assert.Throws<UsageException>(() =>
+            TextCommands.Tokenize(["--model", model, "--prompt", "a", "--chunked", "--prompt-syntax", "plain"], TextWriter.Null)).Message);
+        Assert.Contains("--prompt: it takes more than 32 chunks", Assert.Throws<UsageException>(() =>
+            TextCommands.Tokenize(["--model", model, "--prompt", string.Concat(Enumerable.Repeat("cat ", 2401))], TextWriter.Null)).Message);
+    }
+
+    [FixtureFact]
+    public void Encode_text_joins_a_long_prompts_rows_and_refuses_a_syntax_for_ids()
+    {
+        string model = Fixtures.Path("tiny/model"), hidden = _dir.File("hidden.npy");
+        string longPrompt = string.Join(", ", Enumerable.Repeat("a highly detailed oil painting of a castle", 12));
+        Assert.Equal(0, TextCommands.EncodeText(["--model", model, "--prompt", longPrompt, "--out", hidden], TextWriter.Null));
+        Assert.Equal(154, NpyFile.Read(hidden).Shape[1]);
+        Assert.Equal(0, TextCommands.EncodeText(["--model", model, "--prompt", longPrompt, "--prompt-syntax", "plain", "--out", hidden], TextWriter.Null));
+        Assert.Equal(77, NpyFile.Read(hidden).Shape[1]);
+        Assert.Contains("--prompt-syntax tokenizes --prompt; --ids are tokens already", Assert.Throws<UsageException>(() =>
+            TextCommands.EncodeText(["--model", model, "--ids", "ids.npy", "--prompt-syntax", "plain", "--out", hidden], TextWriter.Null)).Message);
+    }
+}
