@@ -137,21 +137,26 @@ public sealed class UNetTests(ITestOutputHelper output)
 /// </summary>
 public sealed class UNetAllocationTests
 {
-    [FixtureFact]
-    public void A_forward_pass_allocates_no_managed_memory_after_the_first()
+    /// <param name="shorterFirst">The first image attends to 77 of the context's 154 tokens (prompts of different
+    /// lengths: one attention problem per image).</param>
+    [FixtureTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_forward_pass_allocates_no_managed_memory_after_the_first(bool shorterFirst)
     {
         using ModelSource source = ModelSource.Open(Fixtures.Path("tiny/model"));
         using var unet = new UNet2DConditionModel(source.UNet!, source.Weights(ModelComponent.Unet));
         using Tensor sample = Tensor.Allocate([2, 16, 16, 4]);
-        using Tensor context = Tensor.Allocate([2, 77, 32]);
+        using Tensor context = Tensor.Allocate([2, 154, 32]);
         using Tensor output = Tensor.Allocate([2, 16, 16, 4]);
         float[] timesteps = [999f, 10f];
-        unet.Forward(sample, timesteps, context, output);
-        unet.Forward(sample, timesteps, context, output);
+        int[] lengths = shorterFirst ? [77, 154] : [];
+        unet.Forward(sample, timesteps, context, lengths, output, []);
+        unet.Forward(sample, timesteps, context, lengths, output, []);
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 5; i++)
         {
-            unet.Forward(sample, timesteps, context, output);
+            unet.Forward(sample, timesteps, context, lengths, output, []);
         }
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
