@@ -57,7 +57,7 @@ public sealed class PromptSyntaxCommandTests : IDisposable
         Assert.Equal([1, 77], NpyFile.Read(ids).Shape);
         Assert.Contains("--chunked is --prompt-syntax chunked; it contradicts --prompt-syntax plain", Assert.Throws<UsageException>(() =>
             TextCommands.Tokenize(["--model", model, "--prompt", "a", "--chunked", "--prompt-syntax", "plain"], TextWriter.Null)).Message);
-        Assert.Contains("--prompt: it takes more than 32 chunks", Assert.Throws<UsageException>(() =>
+        Assert.Contains("it takes more than 32 chunks", Assert.Throws<ArgumentException>(() =>
             TextCommands.Tokenize(["--model", model, "--prompt", string.Concat(Enumerable.Repeat("cat ", 2401))], TextWriter.Null)).Message);
     }
 

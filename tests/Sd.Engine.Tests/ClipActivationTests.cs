@@ -60,7 +60,7 @@ public sealed class ClipActivationTests
         using ClipTextOutput joined = model.EncodePrompts([tokenized]);
         int width = model.Config.HiddenSize;
         Assert.Equal([1, 77 * chunks.Count, width], joined.Hidden.Shape.ToArray());
-        Assert.Equal([77 * chunks.Count], joined.Lengths);
+        Assert.Equal([77 * chunks.Count], joined.Lengths.ToArray());
         for (int c = 0; c < chunks.Count; c++)
         {
             using ClipTextOutput single = model.Encode(chunks[c].Ids, 1);

@@ -47,7 +47,7 @@ public sealed class WeightedPromptTests : IDisposable
 
         using ClipTextOutput both = encoder.EncodePrompts([shortPrompt, longPrompt]);
         Assert.Equal([2, 154, width], both.Hidden.Shape.ToArray());
-        Assert.Equal([77, 154], both.Lengths);
+        Assert.Equal([77, 154], both.Lengths.ToArray());
         ReadOnlySpan<float> hidden = both.Hidden.Span;
         Assert.True(hidden.Slice(77 * width, 77 * width).IndexOfAnyExcept(0f) < 0, "the short prompt's second chunk is zero");
 
@@ -68,8 +68,12 @@ public sealed class WeightedPromptTests : IDisposable
         }
     }
 
-    [Fact]
-    public void An_image_attending_to_a_prefix_of_its_context_predicts_what_it_does_alone_with_that_context()
+    /// <param name="repeatedHalves">Both images share one sample, as classifier-free guidance's do (the layers before
+    /// the first cross-attention then run once for both).</param>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void An_image_attending_to_a_prefix_of_its_context_predicts_what_it_does_alone_with_that_context(bool repeatedHalves)
     {
         using var unet = new UNet2DConditionModel(_demo.UNet!, _demo.Weights(ModelComponent.Unet));
         int dim = unet.Config.CrossAttentionDim[0];
@@ -77,6 +81,10 @@ public sealed class WeightedPromptTests : IDisposable
         using Tensor sample = Tensor.Allocate([2, 8, 8, 4]);
         using Tensor context = Tensor.Allocate([2, 12, dim]);
         UNetTests.Fill(sample.Span, random);
+        if (repeatedHalves)
+        {
+            sample.Span[..256].CopyTo(sample.Span[256..]);
+        }
         UNetTests.Fill(context.Span, random);
         float[] timestep = [501f];
 
@@ -112,6 +120,26 @@ public sealed class WeightedPromptTests : IDisposable
             Assert.Throws<ArgumentException>(() => unet.Forward(sample, timestep, context, [13, 5], both, [])).Message);
         Assert.Contains("context length 0 is outside [1, 12]",
             Assert.Throws<ArgumentException>(() => unet.Forward(sample, timestep, context, [5, 0], both, [])).Message);
+    }
+
+    [Fact]
+    public void A_short_negative_prompt_beside_a_long_prompt_acts_as_if_its_chunk_stood_twice()
+    {
+        // Attending to 77 keys alone or to the same 77 keys twice is the same softmax average, up to rounding; had the
+        // short prompt attended to the zero rows that pad it to the long one's 154, the picture would differ by far more.
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        var request = new GenerateRequest
+        {
+            Prompt = "a castle on a hill, " + new string('x', 80), Steps = 2, Width = 64, Height = 64, Seed = 9,
+            PromptSyntax = PromptSyntax.Weighted,
+        };
+        using GenerateResult alone = pipeline.Generate(request with { NegativePrompt = "blurry" });
+        using GenerateResult twice = pipeline.Generate(request with { NegativePrompt = "blurry BREAK blurry" });
+        using GenerateResult other = pipeline.Generate(request with { NegativePrompt = "sharp" });
+        Assert.False(alone.Latents.Span.SequenceEqual(twice.Latents.Span), "two paths, not one computation");
+        Assert.True(Compare.RelativeL2(twice.Latents.Span, alone.Latents.Span) < 1e-5,
+            $"relative L2 {Compare.RelativeL2(twice.Latents.Span, alone.Latents.Span):E2}");
+        Assert.True(Compare.RelativeL2(other.Latents.Span, alone.Latents.Span) > 1e-3, "a different negative prompt is far away");
     }
 
     [Theory]
@@ -154,5 +182,10 @@ public sealed class WeightedPromptTests : IDisposable
             Assert.Throws<ArgumentException>(() => pipeline.Generate(request with { NegativePrompt = "(a:1.2.3)" })).Message);
         Assert.Contains("the prompt: it takes more than 32 chunks",
             Assert.Throws<ArgumentException>(() => pipeline.Generate(request with { Prompt = new string('x', 75 * 33) })).Message);
+        Assert.Contains("the prompt: it is 40000 characters long; at most 32768 are read",
+            Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Prompt = new string('(', 40000) })).Message);
+        Assert.Contains("prompt syntax 9 is not Plain, Chunked or Weighted",
+            Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { PromptSyntax = (PromptSyntax)9 })).Message);
+        Assert.Equal("request", Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { NegativePrompt = "(a:1.2.3)" })).ParamName);
     }
 }

@@ -84,6 +84,11 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException($"the guidance scale must be finite and the guidance rescale finite and non-negative, got {GuidanceOf(request)} and {request.GuidanceRescale}", nameof(request));
         }
+        if (!Enum.IsDefined(request.PromptSyntax))
+        {
+            throw new ArgumentException($"prompt syntax {(int)request.PromptSyntax} is not Plain, Chunked or Weighted", nameof(request));
+        }
+        TokenizePrompts(request, UsesClassifierFreeGuidance(request)); // a prompt its syntax cannot read is refused before any work
         if (count < 1 || count > MaxBatchCount)
         {
             throw new ArgumentOutOfRangeException(nameof(count), count, $"the batch count must be in [1, {MaxBatchCount}]");

@@ -362,8 +362,15 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// </summary>
     private Tensor EncodePrompts(GenerateRequest request, bool guided, PhaseTimes times, CancellationToken cancellation, out int[] lengths)
     {
-        TokenizedPrompt cond = Tokenize(request.Prompt, request.PromptSyntax, "prompt");
-        TokenizedPrompt[] prompts = guided ? [Tokenize(request.NegativePrompt, request.PromptSyntax, "negative prompt"), cond] : [cond];
+        TokenizedPrompt[] prompts = TokenizePrompts(request, guided);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            if (prompts[i].DroppedTokens > 0)
+            {
+                _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped",
+                    PromptName(i, guided), _tokenizer.MaxLength, prompts[i].DroppedTokens);
+            }
+        }
         ClipTextModel encoder = Acquire(_textEncoder, times);
         cancellation.ThrowIfCancellationRequested();
         ClipTextOutput output;
@@ -371,36 +378,43 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             output = encoder.EncodePrompts(prompts, request.ClipSkip);
         }
-        catch (ArgumentException e) when (guided)
+        catch (ArgumentException e) when (e.ParamName == "prompts")
         {
-            throw new ArgumentException($"{e.Message} (prompt 0 is the negative prompt, 1 the prompt)", nameof(request), e);
+            throw new ArgumentException(BareMessage(e) + (guided ? " (prompt 0 is the negative prompt, 1 the prompt)" : ""), nameof(request), e);
         }
         using (output)
         {
             Tensor context = Tensor.Allocate(output.Hidden.Shape);
             output.Hidden.Span.CopyTo(context.Span);
-            lengths = [.. output.Lengths];
+            lengths = output.Lengths.ToArray();
             return context;
         }
     }
 
-    private TokenizedPrompt Tokenize(string prompt, PromptSyntax syntax, string what)
+    /// <summary>The request's prompts as text-encoder rows, in the UNet's batch order; an unreadable one is refused by name.</summary>
+    private TokenizedPrompt[] TokenizePrompts(GenerateRequest request, bool guided)
     {
-        TokenizedPrompt tokenized;
-        try
+        string[] texts = guided ? [request.NegativePrompt, request.Prompt] : [request.Prompt];
+        var prompts = new TokenizedPrompt[texts.Length];
+        for (int i = 0; i < texts.Length; i++)
         {
-            tokenized = _tokenizer.Tokenize(prompt, syntax);
+            try
+            {
+                prompts[i] = _tokenizer.Tokenize(texts[i], request.PromptSyntax);
+            }
+            catch (ArgumentException e) when (e.ParamName == "prompt")
+            {
+                throw new ArgumentException($"the {PromptName(i, guided)}: {BareMessage(e)}", nameof(request), e);
+            }
         }
-        catch (ArgumentException e)
-        {
-            throw new ArgumentException($"the {what}: {e.Message}", nameof(prompt), e);
-        }
-        if (tokenized.DroppedTokens > 0)
-        {
-            _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped", what, _tokenizer.MaxLength, tokenized.DroppedTokens);
-        }
-        return tokenized;
+        return prompts;
     }
+
+    private static string PromptName(int index, bool guided) => guided && index == 0 ? "negative prompt" : "prompt";
+
+    /// <summary>An inner argument error's message without the " (Parameter 'name')" that names the inner method's argument.</summary>
+    private static string BareMessage(ArgumentException e) =>
+        e.ParamName is { } name ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
 
     private Tensor Decode(Tensor latents, PhaseTimes times, CancellationToken cancellation)
     {

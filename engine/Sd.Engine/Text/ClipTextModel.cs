@@ -12,7 +12,7 @@ public sealed class ClipTextOutput : IDisposable
     {
         Hidden = hidden;
         Pooled = pooled;
-        Lengths = lengths;
+        _lengths = lengths;
     }
 
     /// <summary>[B, L, W]: final_layer_norm of the selected layer's output (the prompt embeddings).</summary>
@@ -21,8 +21,13 @@ public sealed class ClipTextOutput : IDisposable
     /// <summary>[B, W]: the hidden state at each row's end-of-text token (transformers' pooler_output).</summary>
     public Tensor Pooled { get; }
 
-    /// <summary>Each row's tokens in <see cref="Hidden"/>: all L, except for prompts shorter than the longest (<see cref="ClipTextModel.EncodePrompts"/>).</summary>
-    public IReadOnlyList<int> Lengths { get; }
+    /// <summary>
+    /// Each row's tokens in <see cref="Hidden"/>: all L, except for prompts shorter than the longest
+    /// (<see cref="ClipTextModel.EncodePrompts"/>); the context lengths the UNet's Forward takes.
+    /// </summary>
+    public ReadOnlySpan<int> Lengths => _lengths;
+
+    private readonly int[] _lengths;
 
     public void Dispose()
     {
@@ -197,7 +202,7 @@ public sealed unsafe class ClipTextModel : IDisposable
                     {
                         hidden.Dispose();
                         pooled.Dispose();
-                        throw new ArgumentException($"prompt {p}, chunk {c}: {e.Message}", e);
+                        throw new ArgumentException($"prompt {p}, chunk {c}: {e.Message}", nameof(prompts), e);
                     }
                 }
             }

@@ -22,8 +22,9 @@ public sealed partial class ClipTokenizer
     /// and the rest moves to the next one; a textual inversion that does not fit moves whole; BREAK ends a chunk; an
     /// empty prompt is one chunk of bos, eos and padding.
     /// </summary>
-    /// <exception cref="ArgumentException">The prompt needs more than <see cref="MaxChunks"/> chunks, or a weight is not
-    /// a number or beyond float32.</exception>
+    /// <exception cref="ArgumentException">The prompt is longer than <see cref="PromptAttention.MaxLength"/> characters
+    /// or needs more than <see cref="MaxChunks"/> chunks (chunked syntaxes), or a weight is not a number or comes to
+    /// more than float32 holds.</exception>
     public TokenizedPrompt Tokenize(string prompt, PromptSyntax syntax)
     {
         ArgumentNullException.ThrowIfNull(prompt);
@@ -35,7 +36,10 @@ public sealed partial class ClipTokenizer
                 weights.AsSpan().Fill(1f);
                 return new TokenizedPrompt([new PromptChunk(ids, weights)], dropped);
             case PromptSyntax.Chunked:
-                return new TokenizedPrompt(new ChunkBuilder(this).Build([new PromptPiece(prompt, 1.0)]), 0);
+                // The same bound as the weighted syntax's parser, so both refuse a runaway prompt before any work.
+                return prompt.Length > PromptAttention.MaxLength
+                    ? throw new ArgumentException($"it is {prompt.Length} characters long; at most {PromptAttention.MaxLength} are read", nameof(prompt))
+                    : new TokenizedPrompt(new ChunkBuilder(this).Build([new PromptPiece(prompt, 1.0)]), 0);
             case PromptSyntax.Weighted:
                 return new TokenizedPrompt(new ChunkBuilder(this).Build(PromptAttention.Parse(prompt)), 0);
             default:
@@ -116,7 +120,7 @@ public sealed partial class ClipTokenizer
         {
             if (_chunks.Count == MaxChunks)
             {
-                throw new ArgumentException($"it takes more than {MaxChunks} chunks of {tokenizer.ChunkLength} tokens");
+                throw new ArgumentException($"it takes more than {MaxChunks} chunks of {tokenizer.ChunkLength} tokens", "prompt");
             }
             long[] ids = tokenizer.Wrap(CollectionsMarshal.AsSpan(_tokens));
             float[] weights = new float[ids.Length];
@@ -127,7 +131,7 @@ public sealed partial class ClipTokenizer
                 float weight = (float)_weights[i];
                 weights[i + 1] = float.IsFinite(weight)
                     ? weight
-                    : throw new ArgumentException($"its emphasis weights multiply up to {_weights[i]}, beyond float32");
+                    : throw new ArgumentException($"its emphasis weights come to {_weights[i]}, which is not a finite float32", "prompt");
             }
             _chunks.Add(new PromptChunk(ids, weights));
             _tokens.Clear();

@@ -23,11 +23,23 @@ public static class PromptAttention
     private const double SquareMultiplier = 1 / 1.1;
     private const string Break = "BREAK";
 
-    /// <exception cref="ArgumentException">A weight such as <c>(a:1.2.3)</c> is not a number.</exception>
+    /// <summary>
+    /// The longest prompt parsed, in UTF-16 characters: brackets left open re-weight every piece after them, so the
+    /// work grows with the square of the length; a prompt this long already holds far more than the tokenizer's chunk
+    /// limit.
+    /// </summary>
+    public const int MaxLength = 32768;
+
+    /// <exception cref="ArgumentException">A weight such as <c>(a:1.2.3)</c> is not a number, or the prompt is longer
+    /// than <see cref="MaxLength"/>.</exception>
     public static IReadOnlyList<PromptPiece> Parse(string prompt)
     {
         ArgumentNullException.ThrowIfNull(prompt);
-        var pieces = new List<PromptPiece>();
+        if (prompt.Length > MaxLength)
+        {
+            throw new ArgumentException($"it is {prompt.Length} characters long; at most {MaxLength} are read", nameof(prompt));
+        }
+        var pieces = new Pieces();
         var round = new List<int>();
         var square = new List<int>();
         int i = 0;
@@ -38,7 +50,7 @@ public static class PromptAttention
             {
                 case '\\':
                     bool escape = i + 1 < prompt.Length && prompt[i + 1] is '(' or ')' or '[' or ']' or '\\';
-                    pieces.Add(new PromptPiece(escape ? prompt[i + 1].ToString() : "", 1.0));
+                    pieces.Add(escape ? prompt[i + 1].ToString() : "");
                     i += escape ? 2 : 1;
                     break;
                 case '(':
@@ -52,43 +64,43 @@ public static class PromptAttention
                 case ':' when WeightAt(prompt, i) is (int end, string weight):
                     if (round.Count > 0)
                     {
-                        Multiply(pieces, Pop(round), ParseWeight(prompt, i, weight));
+                        pieces.Multiply(Pop(round), ParseWeight(weight, i));
                     }
                     else
                     {
-                        AddText(pieces, prompt[i..end]);
+                        pieces.AddText(prompt[i..end]);
                     }
                     i = end;
                     break;
                 case ')' when round.Count > 0:
-                    Multiply(pieces, Pop(round), RoundMultiplier);
+                    pieces.Multiply(Pop(round), RoundMultiplier);
                     i++;
                     break;
                 case ']' when square.Count > 0:
-                    Multiply(pieces, Pop(square), SquareMultiplier);
+                    pieces.Multiply(Pop(square), SquareMultiplier);
                     i++;
                     break;
                 case ':' or ')' or ']':
-                    AddText(pieces, c.ToString());
+                    pieces.AddText(c.ToString());
                     i++;
                     break;
                 default:
                     int stop = prompt.AsSpan(i).IndexOfAny(@"\()[]:");
                     stop = stop < 0 ? prompt.Length : i + stop;
-                    AddText(pieces, prompt[i..stop]);
+                    pieces.AddText(prompt[i..stop]);
                     i = stop;
                     break;
             }
         }
         foreach (int start in round)
         {
-            Multiply(pieces, start, RoundMultiplier);
+            pieces.Multiply(start, RoundMultiplier);
         }
         foreach (int start in square)
         {
-            Multiply(pieces, start, SquareMultiplier);
+            pieces.Multiply(start, SquareMultiplier);
         }
-        return Merge(pieces);
+        return pieces.Merged();
     }
 
     /// <summary>
@@ -115,7 +127,7 @@ public static class PromptAttention
     }
 
     /// <summary>Python's <c>float()</c> of the matched number, whose digits may be any Unicode decimal digits.</summary>
-    private static double ParseWeight(string prompt, int colon, string weight)
+    private static double ParseWeight(string weight, int colon)
     {
         var ascii = new StringBuilder(weight.Length);
         for (int i = 0; i < weight.Length; i += char.IsSurrogatePair(weight, i) ? 2 : 1)
@@ -126,7 +138,7 @@ public static class PromptAttention
         return double.TryParse(ascii.ToString(), NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint,
             CultureInfo.InvariantCulture, out double value)
             ? value
-            : throw new ArgumentException($"weight \"{weight}\" at character {colon} is not a number");
+            : throw new ArgumentException($"weight \"{weight}\" at character {colon} is not a number", "prompt");
     }
 
     private static bool IsDecimal(string text, int index) =>
@@ -137,39 +149,6 @@ public static class PromptAttention
         int top = stack[^1];
         stack.RemoveAt(stack.Count - 1);
         return top;
-    }
-
-    private static void Multiply(List<PromptPiece> pieces, int start, double multiplier)
-    {
-        for (int p = start; p < pieces.Count; p++)
-        {
-            if (!pieces[p].IsBreak)
-            {
-                pieces[p] = pieces[p] with { Weight = pieces[p].Weight * multiplier };
-            }
-        }
-    }
-
-    /// <summary>Text of weight 1, split at each BREAK (the reference's <c>\s*\bBREAK\b\s*</c>, which eats the spaces around it).</summary>
-    private static void AddText(List<PromptPiece> pieces, string text)
-    {
-        int from = 0, search = 0;
-        while (search <= text.Length - Break.Length && text.IndexOf(Break, search, StringComparison.Ordinal) is >= 0 and int at)
-        {
-            int after = at + Break.Length;
-            if ((at > 0 && IsWordBefore(text, at)) || (after < text.Length && IsWordAt(text, after)))
-            {
-                search = at + 1;
-                continue;
-            }
-            int start = at;
-            while (start > from && PythonText.IsSpace(text[start - 1])) start--;
-            while (after < text.Length && PythonText.IsSpace(text[after])) after++;
-            pieces.Add(new PromptPiece(text[from..start], 1.0));
-            pieces.Add(new PromptPiece(Break, 1.0, IsBreak: true));
-            from = search = after;
-        }
-        pieces.Add(new PromptPiece(text[from..], 1.0));
     }
 
     /// <summary>Python's <c>\w</c>: a letter, a number (Nd, Nl, No) or the underscore.</summary>
@@ -183,25 +162,72 @@ public static class PromptAttention
         or UnicodeCategory.OtherLetter or UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber
         or UnicodeCategory.OtherNumber;
 
-    /// <summary>Neighbouring text runs of equal weight become one (the reference's last loop); BREAKs stay apart.</summary>
-    private static List<PromptPiece> Merge(List<PromptPiece> pieces)
+    /// <summary>The pieces found so far: texts with their weights, and BREAKs (which no bracket weighs).</summary>
+    private sealed class Pieces
     {
-        var merged = new List<PromptPiece>(pieces.Count);
-        foreach (PromptPiece piece in pieces)
+        private readonly List<string> _texts = [];
+        private readonly List<double> _weights = [];
+        private readonly List<bool> _breaks = [];
+
+        public int Count => _texts.Count;
+
+        public void Add(string text, bool isBreak = false)
         {
-            if (merged.Count > 0 && merged[^1] is { IsBreak: false } last && !piece.IsBreak && last.Weight == piece.Weight)
+            _texts.Add(text);
+            _weights.Add(1.0);
+            _breaks.Add(isBreak);
+        }
+
+        public void Multiply(int start, double multiplier)
+        {
+            for (int p = start; p < _weights.Count; p++)
             {
-                merged[^1] = last with { Text = last.Text + piece.Text };
-            }
-            else
-            {
-                merged.Add(piece);
+                if (!_breaks[p]) _weights[p] *= multiplier;
             }
         }
-        if (merged.Count == 0)
+
+        /// <summary>Text of weight 1, split at each BREAK (the reference's <c>\s*\bBREAK\b\s*</c>, which eats the spaces around it).</summary>
+        public void AddText(string text)
         {
-            merged.Add(new PromptPiece("", 1.0));
+            int from = 0, search = 0;
+            while (search <= text.Length - Break.Length && text.IndexOf(Break, search, StringComparison.Ordinal) is >= 0 and int at)
+            {
+                int after = at + Break.Length;
+                if ((at > 0 && IsWordBefore(text, at)) || (after < text.Length && IsWordAt(text, after)))
+                {
+                    search = at + 1;
+                    continue;
+                }
+                int start = at;
+                while (start > from && PythonText.IsSpace(text[start - 1])) start--;
+                while (after < text.Length && PythonText.IsSpace(text[after])) after++;
+                Add(text[from..start]);
+                Add(Break, isBreak: true);
+                from = search = after;
+            }
+            Add(text[from..]);
         }
-        return merged;
+
+        /// <summary>Neighbouring texts of equal weight joined (the reference's last loop); BREAKs stay apart.</summary>
+        public List<PromptPiece> Merged()
+        {
+            var merged = new List<PromptPiece>();
+            var run = new StringBuilder();
+            for (int p = 0; p < _texts.Count; p++)
+            {
+                run.Append(_texts[p]);
+                bool joinsNext = p + 1 < _texts.Count && !_breaks[p] && !_breaks[p + 1] && _weights[p] == _weights[p + 1];
+                if (!joinsNext)
+                {
+                    merged.Add(new PromptPiece(run.ToString(), _weights[p], _breaks[p]));
+                    run.Clear();
+                }
+            }
+            if (merged.Count == 0)
+            {
+                merged.Add(new PromptPiece("", 1.0));
+            }
+            return merged;
+        }
     }
 }

@@ -26,8 +26,9 @@ public static class GenerateCommand
         Text to image. Prompts are read as AUTOMATIC1111 does (--prompt-syntax weighted, the default): (word:1.3)
         multiplies a word's weight by 1.3, (word) by 1.1, [word] divides it by 1.1, \( \) \[ \] are the literal
         brackets, BREAK starts a new chunk, and prompts of any length (up to 2400 tokens) are encoded in chunks of 75
-        tokens. --prompt-syntax chunked keeps the long prompts but reads brackets as text; plain is diffusers' (the
-        text as written, cut at 77 tokens with a warning).
+        tokens. --prompt-syntax chunked keeps the long prompts but reads brackets and BREAK as text; plain is
+        diffusers' (the text as written, cut at 77 tokens with a warning). --clip-skip N counts as diffusers does
+        (0, the default, is the last layer; 1 the one before it), and the PNG records it as A1111 counts (N + 1).
         Without --model it runs the built-in demo model: a toy network with random weights made in
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
@@ -244,10 +245,15 @@ public static class GenerateCommand
     }
 
     /// <summary>
-    /// <c>Prompt syntax: plain, </c> for a syntax other than AUTOMATIC1111's weighted one, which its parameters assume.
+    /// How the prompts were read when not as A1111 reads them by default: chunked is A1111's <c>Emphasis: None</c>
+    /// (a key it reads back); plain, diffusers' cut row, has no A1111 key, so it gets its own.
     /// </summary>
-    private static string Syntax(PromptSyntax syntax) =>
-        syntax == PromptSyntax.Weighted ? "" : $"Prompt syntax: {syntax.ToString().ToLowerInvariant()}, ";
+    private static string Syntax(PromptSyntax syntax) => syntax switch
+    {
+        PromptSyntax.Chunked => "Emphasis: None, ",
+        PromptSyntax.Plain => "Prompt syntax: plain, ",
+        _ => "",
+    };
 
     /// <summary>
     /// <c>, NAME: "a, b"</c> with the list escaped as a JSON string, as A1111 quotes values that hold commas (json.dumps):

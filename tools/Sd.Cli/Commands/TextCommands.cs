@@ -18,7 +18,7 @@ public static class TextCommands
         Prints the CLIP token ids of a prompt as sd generate builds them, one row of 77 (bos, text, eos, padding)
         per line, and optionally writes them as int64 [rows, 77]. --prompt-syntax as in sd generate: weighted (the
         default) reads AUTOMATIC1111's emphasis and puts long prompts in rows of 75 text tokens, printing each row's
-        weights too when any is not 1; chunked (or --chunked) makes the rows without reading brackets; plain is
+        weights too when any is not 1; chunked (or --chunked) makes the rows reading brackets and BREAK as text; plain is
         diffusers' one row, cut at 77 tokens with a warning. --fix-text applies ftfy-like fixes (curly quotes, HTML
         entities) first. --embedding adds a textual inversion as sd generate does: its token becomes ids from the text
         encoder's vocab_size on.
@@ -49,7 +49,7 @@ public static class TextCommands
         PromptSyntax syntax = ModelOptions.PromptSyntax(line);
         using ModelSource model = ModelOptions.Open(line);
         ClipTokenizer tokenizer = LoadTokenizer(model, line, ModelOptions.AddedTokens(line, model));
-        IReadOnlyList<PromptChunk> chunks = Tokenize(line, tokenizer, syntax).Chunks;
+        IReadOnlyList<PromptChunk> chunks = TokenizePrompt(line, tokenizer, syntax).Chunks;
         bool weighted = chunks.Any(chunk => chunk.IsWeighted);
         foreach (PromptChunk chunk in chunks)
         {
@@ -94,7 +94,7 @@ public static class TextCommands
         AddedTokens added = ModelOptions.AddedTokens(line, model);
         using var encoder = new ClipTextModel(model.TextEncoder, model.Weights(ModelComponent.TextEncoder), added);
         using ClipTextOutput result = line.Has("--prompt")
-            ? encoder.EncodePrompts([Tokenize(line, LoadTokenizer(model, line, added), syntax)], clipSkip)
+            ? encoder.EncodePrompts([TokenizePrompt(line, LoadTokenizer(model, line, added), syntax)], clipSkip)
             : EncodeIds(line, encoder, clipSkip);
         using (var files = new AtomicFileSet())
         {
@@ -124,17 +124,9 @@ public static class TextCommands
     }
 
     /// <summary>The rows of --prompt in <paramref name="syntax"/>, warning about the tokens a plain prompt drops.</summary>
-    private static TokenizedPrompt Tokenize(CommandLine line, ClipTokenizer tokenizer, PromptSyntax syntax)
+    private static TokenizedPrompt TokenizePrompt(CommandLine line, ClipTokenizer tokenizer, PromptSyntax syntax)
     {
-        TokenizedPrompt prompt;
-        try
-        {
-            prompt = tokenizer.Tokenize(line.Require("--prompt"), syntax);
-        }
-        catch (ArgumentException e)
-        {
-            throw new UsageException($"{line.Command}: --prompt: {e.Message}");
-        }
+        TokenizedPrompt prompt = tokenizer.Tokenize(line.Require("--prompt"), syntax);
         if (prompt.DroppedTokens > 0)
         {
             Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is {prompt.DroppedTokens} tokens too long; they were dropped (--prompt-syntax chunked or weighted keeps them)");
