@@ -62,6 +62,39 @@ public sealed class GenerateLoraTests : IDisposable
         Assert.Contains("--lora needs a file", Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common, "--lora", "", "--out", png], TextWriter.Null)).Message);
     }
 
+    [Fact]
+    public void Prompt_tags_merge_the_loras_of_the_lora_dir_as_lora_flags_do()
+    {
+        string folder = _dir.File("loras");
+        Directory.CreateDirectory(Path.Combine(folder, "sub"));
+        string style = Lora(Path.Combine("loras", "sub", "style.safetensors"), ModelComponent.Unet, "down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_k.weight");
+        Lora(Path.Combine("loras", "words.safetensors"), ModelComponent.TextEncoder, "text_model.encoder.layers.1.self_attn.v_proj.weight");
+        string flagged = _dir.File("flag.png"), tagged = _dir.File("tag.png"), split = _dir.File("split.png"), plain = _dir.File("plain.png");
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--lora", style + ":0.5", "--out", flagged], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat<lora:style:0.5>", "--lora-dir", folder, "--out", tagged], TextWriter.Null));
+        Assert.Equal(PngFile.Read(flagged).Pixels, PngFile.Read(tagged).Pixels);
+        Assert.StartsWith("a boat<lora:style:0.5>\nNegative prompt:", PngFile.Read(tagged).Text["parameters"]); // the prompt as given
+        Assert.DoesNotContain("Lora:", PngFile.Read(tagged).Text["parameters"]);
+
+        // A multiplier of 0 for the one model a LoRA changes leaves the picture as without it.
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--out", plain], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat<lora:style:1:0><lora:words:te=0:unet=1>", "--lora-dir", folder, "--out", split], TextWriter.Null));
+        Assert.Equal(PngFile.Read(plain).Pixels, PngFile.Read(split).Pixels);
+        Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat<lora:words:1:0>", "--lora-dir", folder, "--out", split], TextWriter.Null));
+        Assert.NotEqual(PngFile.Read(plain).Pixels, PngFile.Read(split).Pixels);
+
+        // Without --lora-dir the tag is taken out and not applied.
+        Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat<lora:style:0.5>", "--out", tagged], TextWriter.Null));
+        Assert.Equal(PngFile.Read(plain).Pixels, PngFile.Read(tagged).Pixels);
+
+        Assert.Contains("<lora:absent:1>: no absent.safetensors in --lora-dir", Assert.Throws<UsageException>(() => GenerateCommand.Run(
+            [.. Common[2..], "--prompt", "a boat<lora:absent:1>", "--lora-dir", folder, "--out", tagged], TextWriter.Null)).Message);
+        Assert.Contains("names '../style', which is not a file name", Assert.Throws<UsageException>(() => GenerateCommand.Run(
+            [.. Common[2..], "--prompt", "a boat<lora:../style:1>", "--lora-dir", folder, "--out", tagged], TextWriter.Null)).Message);
+        Assert.Contains("--lora-dir reads the prompt's <lora:...> tags, which --prompt-syntax plain keeps as text", Assert.Throws<UsageException>(() =>
+            GenerateCommand.Run([.. Common, "--prompt-syntax", "plain", "--lora-dir", folder, "--out", tagged], TextWriter.Null)).Message);
+    }
+
     /// <summary>A rank-4 kohya LoRA changing one weight of the demo model.</summary>
     private string Lora(string name, ModelComponent component, string weight)
     {

@@ -6,7 +6,11 @@ using Sd.Loaders.Weights;
 namespace Sd.Engine.Pipelines;
 
 /// <summary>A LoRA to merge into a pipeline's model: its .safetensors file and its weight (1 as trained).</summary>
-public sealed record LoraSpec(string Path, float Scale = 1f);
+public sealed record LoraSpec(string Path, float Scale = 1f)
+{
+    /// <summary>The text encoder's weight where it differs from the UNet's <see cref="Scale"/> (A1111's <c>&lt;lora:name:te:unet&gt;</c>).</summary>
+    public float? TextEncoderScale { get; init; }
+}
 
 /// <summary>
 /// The LoRA files of a pipeline, open (mapped) for its lifetime: a pipeline that loads its components one at a time
@@ -15,7 +19,7 @@ public sealed record LoraSpec(string Path, float Scale = 1f);
 /// </summary>
 internal sealed class PipelineLoras : IDisposable
 {
-    private readonly List<(LoraFile File, float Scale)> _files = new();
+    private readonly List<(LoraFile File, LoraSpec Spec)> _files = new();
 
     /// <summary>Opens every LoRA of <paramref name="specs"/> (on failure, closes those already opened).</summary>
     public static PipelineLoras Open(IReadOnlyList<LoraSpec> specs)
@@ -26,7 +30,7 @@ internal sealed class PipelineLoras : IDisposable
             foreach (LoraSpec spec in specs)
             {
                 // The scale is checked where every use of LoRAs passes: LoraTargets.Apply.
-                loras._files.Add((LoraFile.Open(spec.Path), spec.Scale));
+                loras._files.Add((LoraFile.Open(spec.Path), spec));
             }
             return loras;
         }
@@ -47,7 +51,12 @@ internal sealed class PipelineLoras : IDisposable
         {
             return () => source.Weights(component);
         }
-        WeightSet changed = LoraTargets.Apply(source.Weights(component), component, _files);
+        var scaled = new List<(LoraFile File, float Scale)>(_files.Count);
+        foreach ((LoraFile file, LoraSpec spec) in _files)
+        {
+            scaled.Add((file, component == ModelComponent.TextEncoder ? spec.TextEncoderScale ?? spec.Scale : spec.Scale));
+        }
+        WeightSet changed = LoraTargets.Apply(source.Weights(component), component, scaled);
         return () => changed;
     }
 

@@ -370,6 +370,11 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped",
                     PromptName(i, guided), _tokenizer.MaxLength, prompts[i].DroppedTokens);
             }
+            if (prompts[i].RemovedTags.Count > 0)
+            {
+                _logger.LogWarning("The {What}'s tags {Tags} were taken out and not applied: LoRAs merge as the model loads (PipelineOptions.Loras)",
+                    PromptName(i, guided), string.Join(" ", prompts[i].RemovedTags));
+            }
         }
         ClipTextModel encoder = Acquire(_textEncoder, times);
         cancellation.ThrowIfCancellationRequested();

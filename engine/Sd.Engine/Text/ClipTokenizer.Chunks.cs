@@ -16,7 +16,9 @@ public sealed partial class ClipTokenizer
     private const int CommaBacktrack = 20;
 
     /// <summary>
-    /// The rows of <paramref name="prompt"/> in <paramref name="syntax"/>. Reference for the chunked syntaxes:
+    /// The rows of <paramref name="prompt"/> in <paramref name="syntax"/>. The chunked syntaxes first take out
+    /// extra-network tags (<c>&lt;lora:name:0.8&gt;</c>, <see cref="ExtraNetworks"/>), as AUTOMATIC1111 does before
+    /// it reads a prompt, and report them in <see cref="TokenizedPrompt.RemovedTags"/>. Reference for the chunked syntaxes:
     /// stable-diffusion-webui FrozenCLIPEmbedderWithCustomWordsBase.tokenize_line: each piece of text tokenized on its
     /// own; a chunk is full at 75 tokens; a full chunk whose last comma is at most 20 tokens back ends after that comma
     /// and the rest moves to the next one; a textual inversion that does not fit moves whole; BREAK ends a chunk; an
@@ -35,13 +37,15 @@ public sealed partial class ClipTokenizer
                 float[] weights = new float[ids.Length];
                 weights.AsSpan().Fill(1f);
                 return new TokenizedPrompt([new PromptChunk(ids, weights)], dropped);
-            case PromptSyntax.Chunked:
-                // The same bound as the weighted syntax's parser, so both refuse a runaway prompt before any work.
-                return prompt.Length > PromptAttention.MaxLength
-                    ? throw new ArgumentException($"it is {prompt.Length} characters long; at most {PromptAttention.MaxLength} are read", nameof(prompt))
-                    : new TokenizedPrompt(new ChunkBuilder(this).Build([new PromptPiece(prompt, 1.0)]), 0);
-            case PromptSyntax.Weighted:
-                return new TokenizedPrompt(new ChunkBuilder(this).Build(PromptAttention.Parse(prompt)), 0);
+            case PromptSyntax.Chunked or PromptSyntax.Weighted:
+                // The emphasis parser's bound for both, so either refuses a runaway prompt before any work.
+                if (prompt.Length > PromptAttention.MaxLength)
+                {
+                    throw new ArgumentException($"it is {prompt.Length} characters long; at most {PromptAttention.MaxLength} are read", nameof(prompt));
+                }
+                string text = ExtraNetworks.Strip(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
+                IReadOnlyList<PromptPiece> pieces = syntax == PromptSyntax.Weighted ? PromptAttention.Parse(text) : [new PromptPiece(text, 1.0)];
+                return new TokenizedPrompt(new ChunkBuilder(this).Build(pieces), 0) { RemovedTags = tags };
             default:
                 throw new ArgumentOutOfRangeException(nameof(syntax), syntax, "not a prompt syntax");
         }

@@ -152,7 +152,7 @@ public static class PromptAttention
     }
 
     /// <summary>Python's <c>\w</c>: a letter, a number (Nd, Nl, No) or the underscore.</summary>
-    private static bool IsWordAt(string text, int index) => IsWord(CharUnicodeInfo.GetUnicodeCategory(text, index), text[index]);
+    internal static bool IsWordAt(string text, int index) => IsWord(CharUnicodeInfo.GetUnicodeCategory(text, index), text[index]);
 
     private static bool IsWordBefore(string text, int index) =>
         index >= 2 && char.IsSurrogatePair(text[index - 2], text[index - 1]) ? IsWordAt(text, index - 2) : IsWordAt(text, index - 1);

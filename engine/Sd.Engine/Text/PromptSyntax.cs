@@ -33,4 +33,11 @@ public sealed record PromptChunk(long[] Ids, float[] Weights)
 
 /// <summary>A prompt as text-encoder rows.</summary>
 /// <param name="DroppedTokens">Text tokens cut off (<see cref="PromptSyntax.Plain"/> only), for the caller to warn about.</param>
-public sealed record TokenizedPrompt(IReadOnlyList<PromptChunk> Chunks, int DroppedTokens);
+public sealed record TokenizedPrompt(IReadOnlyList<PromptChunk> Chunks, int DroppedTokens)
+{
+    /// <summary>
+    /// The extra-network tags (<c>&lt;lora:name:0.8&gt;</c>) taken out of the text (chunked syntaxes only): nothing
+    /// here applies them, so a caller says so or merges the LoRAs they name at load.
+    /// </summary>
+    public IReadOnlyList<ExtraNetworkTag> RemovedTags { get; init; } = [];
+}

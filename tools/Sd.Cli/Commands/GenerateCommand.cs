@@ -19,7 +19,7 @@ public static class GenerateCommand
                            [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
-                           [--lora FILE[:SCALE] ...] [--embedding FILE[:TOKEN] ...] [--threads T]
+                           [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -50,7 +50,10 @@ public static class GenerateCommand
         --lora merges a LoRA (.safetensors, kohya's lora_unet_/lora_te_ names or diffusers' unet./text_encoder. ones)
         into the UNet and text encoder as they load, at SCALE (default 1); repeat it to stack LoRAs. Merged, a LoRA
         costs nothing per step. One made for another model (SD 1.x vs 2.x, SDXL) is refused, naming a module that does
-        not fit. For an LCM-LoRA give --scheduler lcm --steps 4 --guidance 1.
+        not fit. For an LCM-LoRA give --scheduler lcm --steps 4 --guidance 1. With --lora-dir DIR, the prompt's
+        A1111 tags <lora:NAME:W> (text encoder and UNet at W), <lora:NAME:TE:UNET> or <lora:NAME:te=A:unet=B> merge
+        DIR's NAME.safetensors (searched in subfolders too) the same way; without it they are taken out of the prompt
+        and not applied (a warning says so). The PNG keeps them in the prompt; Lora: lists the --lora files.
         --embedding adds a textual inversion (.safetensors: diffusers' learned_embeds or A1111's emb_params, e.g.
         EasyNegative): prompts call it up by TOKEN, by default the word in a diffusers file and the file name of an
         A1111 one, matched exactly as written (case included); repeat it to add several. One made for another model
@@ -77,7 +80,7 @@ public static class GenerateCommand
         }
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax"), [], repeatable: ["--lora", "--embedding"]);
+            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir"), [], repeatable: ["--lora", "--embedding"]);
         string outPath = line.Require("--out");
         int batchCount = line.GetInt("--batch-count", 1);
         if (batchCount < 1 || batchCount > StableDiffusionPipeline.MaxBatchCount)
@@ -128,7 +131,10 @@ public static class GenerateCommand
         request = request with { Strength = line.GetFloat("--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
-        var options = new PipelineOptions { Memory = PipelineMemory.Sequential, Loras = Loras(line), Embeddings = ModelOptions.Embeddings(line) };
+        // The prompt's <lora:...> tags are resolved before anything loads; the PNG records the prompt as given.
+        (string promptText, LoraSpec[] tagLoras) = PromptLoras.Resolve(line, request.Prompt, request.PromptSyntax);
+        LoraSpec[] loras = Loras(line);
+        var options = new PipelineOptions { Memory = PipelineMemory.Sequential, Loras = [.. loras, .. tagLoras], Embeddings = ModelOptions.Embeddings(line) };
         if (model is null)
         {
             output.WriteLine(DemoNotice);
@@ -151,7 +157,7 @@ public static class GenerateCommand
         request = request with { InitImage = initImage, Mask = mask };
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
-        IReadOnlyList<GenerateResult> results = pipeline.GenerateBatch(request, batchCount, progress);
+        IReadOnlyList<GenerateResult> results = pipeline.GenerateBatch(request with { Prompt = promptText }, batchCount, progress);
         try
         {
             string modelName = model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model));
@@ -159,7 +165,7 @@ public static class GenerateCommand
             for (int i = 0; i < results.Count; i++)
             {
                 GenerateResult result = results[i];
-                string written = Write(line, request, result, modelName + Resources(line, options.Loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
+                string written = Write(line, request, result, modelName + Resources(line, loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
                 output.WriteLine($"wrote {written} (seed {result.Seed})");
                 (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
             }
