@@ -67,17 +67,20 @@ public sealed class GenerateLoraTests : IDisposable
     {
         string folder = _dir.File("loras");
         Directory.CreateDirectory(Path.Combine(folder, "sub"));
+        Directory.CreateDirectory(Path.Combine(folder, ".hidden"));
         string style = Lora(Path.Combine("loras", "sub", "style.safetensors"), ModelComponent.Unet, "down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_k.weight");
-        Lora(Path.Combine("loras", "words.safetensors"), ModelComponent.TextEncoder, "text_model.encoder.layers.1.self_attn.v_proj.weight");
+        // A hidden folder and the extension in another case are found, as A1111 finds them.
+        Lora(Path.Combine("loras", ".hidden", "words.SafeTensors"), ModelComponent.TextEncoder, "text_model.encoder.layers.1.self_attn.v_proj.weight");
         string flagged = _dir.File("flag.png"), tagged = _dir.File("tag.png"), split = _dir.File("split.png"), plain = _dir.File("plain.png");
         Assert.Equal(0, GenerateCommand.Run([.. Common, "--lora", style + ":0.5", "--out", flagged], TextWriter.Null));
         Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat<lora:style:0.5>", "--lora-dir", folder, "--out", tagged], TextWriter.Null));
         Assert.Equal(PngFile.Read(flagged).Pixels, PngFile.Read(tagged).Pixels);
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--out", plain], TextWriter.Null));
+        Assert.NotEqual(PngFile.Read(plain).Pixels, PngFile.Read(flagged).Pixels); // the LoRA shows, so the tag was applied
         Assert.StartsWith("a boat<lora:style:0.5>\nNegative prompt:", PngFile.Read(tagged).Text["parameters"]); // the prompt as given
         Assert.DoesNotContain("Lora:", PngFile.Read(tagged).Text["parameters"]);
 
         // A multiplier of 0 for the one model a LoRA changes leaves the picture as without it.
-        Assert.Equal(0, GenerateCommand.Run([.. Common, "--out", plain], TextWriter.Null));
         Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat<lora:style:1:0><lora:words:te=0:unet=1>", "--lora-dir", folder, "--out", split], TextWriter.Null));
         Assert.Equal(PngFile.Read(plain).Pixels, PngFile.Read(split).Pixels);
         Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat<lora:words:1:0>", "--lora-dir", folder, "--out", split], TextWriter.Null));

@@ -38,6 +38,11 @@ public sealed class ExtraNetworksTests
         Assert.Equal(new LoraTag("style", 0.3f, 0.3f), Lora("<lora:style:1:te=0.3>")); // te= replaces the positional one, and unet follows
         Assert.Equal(new LoraTag("style", -1e-3f, -1e-3f), Lora("<lora:style: -1e-3 >")); // Python's float() takes spaces and exponents
         Assert.Equal(new LoraTag("a=b=c", 1f, 1f), Lora("<lora:a=b=c>")); // two '=' make a positional argument
+        Assert.Equal(new LoraTag("style", 10f, 1.5f), Lora("<lora:style:1_0:\u0661.\u0665>")); // float("1_0"), Arabic-Indic digits
+        foreach (string bad in new[] { "_1", "1_", "1__0", "inf", "0x1", "1,5", "" })
+        {
+            Assert.Throws<ArgumentException>(() => Lora($"<lora:style:{bad}:1>"));
+        }
 
         Assert.Contains("names no LoRA", Assert.Throws<ArgumentException>(() => Lora("<lora:te=1>")).Message);
         Assert.Contains("dynamic rank (dyn)", Assert.Throws<ArgumentException>(() => Lora("<lora:style:1:1:8>")).Message);

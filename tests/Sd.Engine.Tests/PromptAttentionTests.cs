@@ -70,7 +70,7 @@ public sealed class PromptAttentionTests
     [Fact]
     public void A_weight_that_is_not_a_number_is_refused_by_name()
     {
-        Assert.Contains("weight \"1.2.3\" at character 2 is not a number", Assert.Throws<ArgumentException>(() => PromptAttention.Parse("(a:1.2.3)")).Message);
+        Assert.Contains("weight \"1.2.3\" at character 2 is not a finite number", Assert.Throws<ArgumentException>(() => PromptAttention.Parse("(a:1.2.3)")).Message);
         Assert.Contains("weight \".\"", Assert.Throws<ArgumentException>(() => PromptAttention.Parse("(a:.)")).Message);
         Assert.Equal([("a:.)", 1.0)], Parse("a:.)")); // without an open bracket it is text, as in the reference
     }

@@ -136,7 +136,6 @@ public sealed class WeightedPromptTests : IDisposable
         using GenerateResult alone = pipeline.Generate(request with { NegativePrompt = "blurry" });
         using GenerateResult twice = pipeline.Generate(request with { NegativePrompt = "blurry BREAK blurry" });
         using GenerateResult other = pipeline.Generate(request with { NegativePrompt = "sharp" });
-        Assert.False(alone.Latents.Span.SequenceEqual(twice.Latents.Span), "two paths, not one computation");
         Assert.True(Compare.RelativeL2(twice.Latents.Span, alone.Latents.Span) < 1e-5,
             $"relative L2 {Compare.RelativeL2(twice.Latents.Span, alone.Latents.Span):E2}");
         Assert.True(Compare.RelativeL2(other.Latents.Span, alone.Latents.Span) > 1e-3, "a different negative prompt is far away");
@@ -178,7 +177,7 @@ public sealed class WeightedPromptTests : IDisposable
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         var request = new GenerateRequest { Prompt = "a cat", Steps = 1, Width = 64, Height = 64, PromptSyntax = PromptSyntax.Weighted };
-        Assert.Contains("the negative prompt: weight \"1.2.3\" at character 2 is not a number",
+        Assert.Contains("the negative prompt: weight \"1.2.3\" at character 2 is not a finite number",
             Assert.Throws<ArgumentException>(() => pipeline.Generate(request with { NegativePrompt = "(a:1.2.3)" })).Message);
         Assert.Contains("the prompt: it takes more than 32 chunks",
             Assert.Throws<ArgumentException>(() => pipeline.Generate(request with { Prompt = new string('x', 75 * 33) })).Message);
@@ -187,5 +186,7 @@ public sealed class WeightedPromptTests : IDisposable
         Assert.Contains("prompt syntax 9 is not Plain, Chunked or Weighted",
             Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { PromptSyntax = (PromptSyntax)9 })).Message);
         Assert.Equal("request", Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { NegativePrompt = "(a:1.2.3)" })).ParamName);
+        pipeline.Validate(request with { Prompt = new string('(', 40000), PromptSyntax = PromptSyntax.Plain }); // plain reads any length
+        pipeline.Validate(request with { NegativePrompt = "(a:1.2.3)", GuidanceScale = 1 }); // no guidance: the negative prompt is not read
     }
 }

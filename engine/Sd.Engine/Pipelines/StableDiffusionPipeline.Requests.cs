@@ -61,12 +61,15 @@ public sealed partial class StableDiffusionPipeline
 
     /// <summary>
     /// The checks <see cref="GenerateBatch"/> makes before any work (sizes, steps, guidance, the batch count, the
-    /// initial latents' values, which inputs go together), for a caller that prepares inputs sized by the request
+    /// initial latents' values, which inputs go together, prompts the syntax can read), for a caller that prepares inputs sized by the request
     /// (the CLI reads init pictures only once the size is known to be valid). Throws as GenerateBatch would.
     /// </summary>
     public void Validate(GenerateRequest request, int count = 1) => CheckRequest(request, count);
 
-    /// <summary>The request checks that need no work: sizes, steps, guidance, the batch count.</summary>
+    /// <summary>
+    /// The request checks made before loading or denoising anything: sizes, steps, guidance, the batch count, the
+    /// inputs, and the prompts, which are tokenized (milliseconds) to find what their syntax refuses.
+    /// </summary>
     private void CheckRequest(GenerateRequest request, int count)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -88,7 +91,6 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException($"prompt syntax {(int)request.PromptSyntax} is not Plain, Chunked or Weighted", nameof(request));
         }
-        TokenizePrompts(request, UsesClassifierFreeGuidance(request)); // a prompt its syntax cannot read is refused before any work
         if (count < 1 || count > MaxBatchCount)
         {
             throw new ArgumentOutOfRangeException(nameof(count), count, $"the batch count must be in [1, {MaxBatchCount}]");
@@ -110,5 +112,6 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException("initial latents start txt2img or inpainting; img2img (an init image without a mask) starts from the picture", nameof(request));
         }
+        TokenizePrompts(request, UsesClassifierFreeGuidance(request)); // last: the one check that does some work
     }
 }

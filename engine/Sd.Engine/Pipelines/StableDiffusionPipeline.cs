@@ -372,8 +372,9 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             }
             if (prompts[i].RemovedTags.Count > 0)
             {
-                _logger.LogWarning("The {What}'s tags {Tags} were taken out and not applied: LoRAs merge as the model loads (PipelineOptions.Loras)",
-                    PromptName(i, guided), string.Join(" ", prompts[i].RemovedTags));
+                // A caller such as sd generate may have merged the LoRAs these name; the pipeline cannot tell.
+                _logger.LogInformation("The {What}'s extra-network tags {Tags} were taken out of its text{Note}", PromptName(i, guided),
+                    string.Join(" ", prompts[i].RemovedTags), guided && i == 0 ? " (A1111 keeps a negative prompt's as text)" : "; the pipeline merges only PipelineOptions.Loras");
             }
         }
         ClipTextModel encoder = Acquire(_textEncoder, times);
@@ -385,7 +386,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
         catch (ArgumentException e) when (e.ParamName == "prompts")
         {
-            throw new ArgumentException(BareMessage(e) + (guided ? " (prompt 0 is the negative prompt, 1 the prompt)" : ""), nameof(request), e);
+            throw new ArgumentException(BareMessage(e) + (guided ? $" (prompt 0 is the {PromptName(0, guided)}, 1 the {PromptName(1, guided)})" : ""), nameof(request), e);
         }
         using (output)
         {
@@ -417,9 +418,19 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
 
     private static string PromptName(int index, bool guided) => guided && index == 0 ? "negative prompt" : "prompt";
 
-    /// <summary>An inner argument error's message without the " (Parameter 'name')" that names the inner method's argument.</summary>
-    private static string BareMessage(ArgumentException e) =>
-        e.ParamName is { } name ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
+    /// <summary>
+    /// An inner argument error's message without the suffix that names the inner method's argument (" (Parameter
+    /// 'prompt')" in English; made the runtime's own way, so a localized one is removed too).
+    /// </summary>
+    private static string BareMessage(ArgumentException e)
+    {
+        if (e.ParamName is not { } name)
+        {
+            return e.Message;
+        }
+        string suffix = new ArgumentException("", name).Message;
+        return e.Message.EndsWith(suffix, StringComparison.Ordinal) ? e.Message[..^suffix.Length].TrimEnd() : e.Message;
+    }
 
     private Tensor Decode(Tensor latents, PhaseTimes times, CancellationToken cancellation)
     {

@@ -18,14 +18,14 @@ public sealed partial class ClipTokenizer
     /// <summary>
     /// The rows of <paramref name="prompt"/> in <paramref name="syntax"/>. The chunked syntaxes first take out
     /// extra-network tags (<c>&lt;lora:name:0.8&gt;</c>, <see cref="ExtraNetworks"/>), as AUTOMATIC1111 does before
-    /// it reads a prompt, and report them in <see cref="TokenizedPrompt.RemovedTags"/>. Reference for the chunked syntaxes:
+    /// it reads a prompt (there not a negative prompt, whose tags stay text), and report them in <see cref="TokenizedPrompt.RemovedTags"/>. Reference for the chunked syntaxes:
     /// stable-diffusion-webui FrozenCLIPEmbedderWithCustomWordsBase.tokenize_line: each piece of text tokenized on its
     /// own; a chunk is full at 75 tokens; a full chunk whose last comma is at most 20 tokens back ends after that comma
     /// and the rest moves to the next one; a textual inversion that does not fit moves whole; BREAK ends a chunk; an
     /// empty prompt is one chunk of bos, eos and padding.
     /// </summary>
     /// <exception cref="ArgumentException">The prompt is longer than <see cref="PromptAttention.MaxLength"/> characters
-    /// or needs more than <see cref="MaxChunks"/> chunks (chunked syntaxes), or a weight is not a number or comes to
+    /// or needs more than <see cref="MaxChunks"/> chunks (chunked syntaxes), or a weight is not a finite number or comes to
     /// more than float32 holds.</exception>
     public TokenizedPrompt Tokenize(string prompt, PromptSyntax syntax)
     {

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 
 namespace Sd.Engine.Text;
@@ -35,6 +34,10 @@ public static class ExtraNetworks
             int close = tag ? prompt.IndexOf('>', kindEnd + 1) : -1;
             if (close < 0)
             {
+                if (tag)
+                {
+                    break; // no '>' is left, so no later '<' starts a tag either
+                }
                 search = open + 1;
                 continue;
             }
@@ -80,12 +83,8 @@ public static class ExtraNetworks
         return new LoraTag(positional[0], text, unet);
     }
 
-    private static float Multiplier(ExtraNetworkTag tag, string value)
-    {
-        string trimmed = PythonText.Strip(value);
-        return double.TryParse(trimmed, NumberStyles.Float, CultureInfo.InvariantCulture, out double parsed)
-            && float.IsFinite((float)parsed)
+    private static float Multiplier(ExtraNetworkTag tag, string value) =>
+        PythonText.ParseFiniteFloat(value) is { } parsed && float.IsFinite((float)parsed)
             ? (float)parsed
             : throw new ArgumentException($"{tag}: multiplier \"{value}\" is not a finite number", nameof(tag));
-    }
 }

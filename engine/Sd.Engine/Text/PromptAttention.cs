@@ -30,7 +30,7 @@ public static class PromptAttention
     /// </summary>
     public const int MaxLength = 32768;
 
-    /// <exception cref="ArgumentException">A weight such as <c>(a:1.2.3)</c> is not a number, or the prompt is longer
+    /// <exception cref="ArgumentException">A weight such as <c>(a:1.2.3)</c> is not a finite number, or the prompt is longer
     /// than <see cref="MaxLength"/>.</exception>
     public static IReadOnlyList<PromptPiece> Parse(string prompt)
     {
@@ -127,19 +127,10 @@ public static class PromptAttention
     }
 
     /// <summary>Python's <c>float()</c> of the matched number, whose digits may be any Unicode decimal digits.</summary>
-    private static double ParseWeight(string weight, int colon)
-    {
-        var ascii = new StringBuilder(weight.Length);
-        for (int i = 0; i < weight.Length; i += char.IsSurrogatePair(weight, i) ? 2 : 1)
-        {
-            int digit = CharUnicodeInfo.GetDecimalDigitValue(weight, i);
-            ascii.Append(digit >= 0 ? (char)('0' + digit) : weight[i]);
-        }
-        return double.TryParse(ascii.ToString(), NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint,
-            CultureInfo.InvariantCulture, out double value)
+    private static double ParseWeight(string weight, int colon) =>
+        PythonText.ParseFiniteFloat(weight) is { } value
             ? value
-            : throw new ArgumentException($"weight \"{weight}\" at character {colon} is not a number", "prompt");
-    }
+            : throw new ArgumentException($"weight \"{weight}\" at character {colon} is not a finite number", "prompt");
 
     private static bool IsDecimal(string text, int index) =>
         CharUnicodeInfo.GetUnicodeCategory(text, index) == UnicodeCategory.DecimalDigitNumber;

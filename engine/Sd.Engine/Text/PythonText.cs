@@ -23,6 +23,41 @@ internal static class PythonText
     /// <summary>The Unicode White_Space property: Python's whitespace without U+001C..U+001F.</summary>
     public static bool IsWhiteSpace(int cp) => cp < 0x10000 && IsSpace((char)cp) && cp is not (>= 0x1C and <= 0x1F);
 
+    /// <summary>
+    /// Reference: Python's <c>float(str)</c> of a finite number: surrounding whitespace, any Unicode decimal digits, a
+    /// single '_' between digits, a sign, a point, an exponent. Null for anything else, infinities and NaN included.
+    /// </summary>
+    public static double? ParseFiniteFloat(string text)
+    {
+        string trimmed = Strip(text);
+        var ascii = new StringBuilder(trimmed.Length);
+        for (int i = 0; i < trimmed.Length; i += char.IsSurrogatePair(trimmed, i) ? 2 : 1)
+        {
+            int digit = CharUnicodeInfo.GetDecimalDigitValue(trimmed, i);
+            if (digit >= 0)
+            {
+                ascii.Append((char)('0' + digit));
+            }
+            else if (trimmed[i] == '_')
+            {
+                // Python allows '_' only between two digits.
+                bool between = ascii.Length > 0 && char.IsAsciiDigit(ascii[^1]) && i + 1 < trimmed.Length
+                    && CharUnicodeInfo.GetDecimalDigitValue(trimmed, i + 1) >= 0;
+                if (!between) return null;
+            }
+            else if (trimmed[i] is '+' or '-' or '.' or 'e' or 'E')
+            {
+                ascii.Append(trimmed[i]);
+            }
+            else
+            {
+                return null;
+            }
+        }
+        return double.TryParse(ascii.ToString(), NumberStyles.AllowLeadingSign | NumberStyles.AllowDecimalPoint | NumberStyles.AllowExponent,
+            CultureInfo.InvariantCulture, out double value) && double.IsFinite(value) ? value : null;
+    }
+
     /// <summary>Reference: <c>str.strip()</c> without arguments.</summary>
     public static string Strip(string text)
     {

@@ -131,8 +131,8 @@ public static class GenerateCommand
         request = request with { Strength = line.GetFloat("--strength", 0.8f) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
-        // The prompt's <lora:...> tags are resolved before anything loads; the PNG records the prompt as given.
-        (string promptText, LoraSpec[] tagLoras) = PromptLoras.Resolve(line, request.Prompt, request.PromptSyntax);
+        // The prompt's <lora:...> tags are resolved before anything loads.
+        LoraSpec[] tagLoras = PromptLoras.Resolve(line, request.Prompt, request.PromptSyntax);
         LoraSpec[] loras = Loras(line);
         var options = new PipelineOptions { Memory = PipelineMemory.Sequential, Loras = [.. loras, .. tagLoras], Embeddings = ModelOptions.Embeddings(line) };
         if (model is null)
@@ -157,7 +157,7 @@ public static class GenerateCommand
         request = request with { InitImage = initImage, Mask = mask };
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
-        IReadOnlyList<GenerateResult> results = pipeline.GenerateBatch(request with { Prompt = promptText }, batchCount, progress);
+        IReadOnlyList<GenerateResult> results = pipeline.GenerateBatch(request, batchCount, progress);
         try
         {
             string modelName = model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model));

@@ -19,7 +19,8 @@ public static class TextCommands
         per line, and optionally writes them as int64 [rows, 77]. --prompt-syntax as in sd generate: weighted (the
         default) reads AUTOMATIC1111's emphasis and puts long prompts in rows of 75 text tokens, printing each row's
         weights too when any is not 1; chunked (or --chunked) makes the rows reading brackets and BREAK as text; plain is
-        diffusers' one row, cut at 77 tokens with a warning. --fix-text applies ftfy-like fixes (curly quotes, HTML
+        diffusers' one row, cut at 77 tokens with a warning. The chunked syntaxes take A1111's <lora:...> tags out of
+        the text first, with a warning. --fix-text applies ftfy-like fixes (curly quotes, HTML
         entities) first. --embedding adds a textual inversion as sd generate does: its token becomes ids from the text
         encoder's vocab_size on.
         """;
@@ -123,10 +124,25 @@ public static class TextCommands
         return encoder.Encode(ids, shape[0], clipSkip);
     }
 
-    /// <summary>The rows of --prompt in <paramref name="syntax"/>, warning about the tokens a plain prompt drops.</summary>
+    /// <summary>
+    /// The rows of --prompt in <paramref name="syntax"/>, warning about the tokens a plain prompt drops and the tags the
+    /// chunked syntaxes take out.
+    /// </summary>
     private static TokenizedPrompt TokenizePrompt(CommandLine line, ClipTokenizer tokenizer, PromptSyntax syntax)
     {
-        TokenizedPrompt prompt = tokenizer.Tokenize(line.Require("--prompt"), syntax);
+        TokenizedPrompt prompt;
+        try
+        {
+            prompt = tokenizer.Tokenize(line.Require("--prompt"), syntax);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"{line.Command}: --prompt: {Program.Describe(e)}");
+        }
+        if (prompt.RemovedTags.Count > 0)
+        {
+            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt's tags {string.Join(' ', prompt.RemovedTags)} were taken out, as sd generate takes them out");
+        }
         if (prompt.DroppedTokens > 0)
         {
             Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is {prompt.DroppedTokens} tokens too long; they were dropped (--prompt-syntax chunked or weighted keeps them)");
