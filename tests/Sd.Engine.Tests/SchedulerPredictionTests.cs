@@ -45,6 +45,8 @@ public sealed class SchedulerPredictionTests
     [InlineData("dpm++-2m-karras", "v_prediction", "linspace", 10)]
     [InlineData("dpm++-2m-karras", "sample", "trailing", 10)]
     [InlineData("dpm++-2m", "sample", "leading", 10)]
+    [InlineData("dpm++-2m-sde", "v_prediction", "linspace", 10)]
+    [InlineData("dpm++-2m-sde-karras", "sample", "trailing", 10)]
     [InlineData("lcm", "v_prediction", "leading", 4)]
     [InlineData("lcm", "sample", "leading", 6)]
     public void TracksTheEquivalentEpsilonRun(string name, string prediction, string spacing, int steps)

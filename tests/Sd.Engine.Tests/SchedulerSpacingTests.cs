@@ -11,7 +11,8 @@ namespace Sd.Engine.Tests;
 public sealed class SchedulerSpacingTests
 {
     private static readonly string[] Names =
-        ["ddim", "pndm", "euler", "euler-karras", "euler-a", "lms", "lms-karras", "dpm++-2m", "dpm++-2m-karras", "lcm"];
+        ["ddim", "pndm", "euler", "euler-karras", "euler-a", "lms", "lms-karras", "dpm++-2m", "dpm++-2m-karras", "dpm++-2m-sde",
+         "dpm++-2m-sde-karras", "lcm"];
 
     // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
     private static readonly int[] StepCounts = [1, 7, 20, 48, 50];
@@ -58,8 +59,8 @@ public sealed class SchedulerSpacingTests
             "pndm" => DiffusersSchedules.Pndm(n, steps, spacing, offset),
             "euler" or "euler-a" or "lms" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: false),
             "euler-karras" or "lms-karras" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: true),
-            "dpm++-2m" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: false),
-            "dpm++-2m-karras" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: true),
+            "dpm++-2m" or "dpm++-2m-sde" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: false),
+            "dpm++-2m-karras" or "dpm++-2m-sde-karras" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: true),
             "lcm" => DiffusersSchedules.Lcm(n, steps),
             _ => throw new ArgumentException(name),
         };

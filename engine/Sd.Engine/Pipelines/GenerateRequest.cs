@@ -33,8 +33,8 @@ public sealed record GenerateRequest
     public int Height { get; init; } = 512;
 
     /// <summary>
-    /// CLI scheduler name: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms, lms-karras, lcm;
-    /// null: the model's default (<see cref="StableDiffusionPipeline.DefaultScheduler"/>).
+    /// CLI scheduler name: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde,
+    /// dpm++-2m-sde-karras, lms, lms-karras, lcm; null: the model's default (<see cref="StableDiffusionPipeline.DefaultScheduler"/>).
     /// </summary>
     public string? Scheduler { get; init; }
 

@@ -4,7 +4,9 @@ namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// diffusers DPMSolverMultistepScheduler: DPM-Solver++ 2M (midpoint, lower_order_final, final sigma 0), optionally
-/// with Karras sigmas. Keeps the previous x0 prediction; steps must be visited in order.
+/// with Karras sigmas, and its stochastic form (algorithm_type "sde-dpmsolver++", A1111's DPM++ 2M SDE), which draws
+/// one latent of noise at every step (draw index = step index), the last included. Keeps the previous x0
+/// prediction; steps must be visited in order.
 /// </summary>
 public sealed class DpmSolverMultistepScheduler : Scheduler
 {
@@ -12,22 +14,26 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     private float[] _sigmas = [];
     private float[] _prevX0 = [];
     private float[] _x0 = [];
-    private const string Name = "DPM++ 2M";
+    private readonly string _name;
     private readonly bool _karras;
+    private readonly bool _sde;
     private readonly float[] _trainSigmas;
 
     /// <summary>Whether a step since the schedule was set left its x0 in _prevX0 (diffusers' lower_order_nums > 0).</summary>
     private bool _hasPreviousX0;
 
-    public DpmSolverMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
+    /// <param name="sde">The stochastic solver (sde-dpmsolver++): the step needs its noise draws.</param>
+    public DpmSolverMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false, bool sde = false)
         : base(config, TimestepSpacing.Linspace, spacing, ZeroTerminalSnr.EndsAtFloor)
     {
         _karras = karras;
+        _sde = sde;
+        _name = sde ? "DPM++ 2M SDE" : "DPM++ 2M";
         _trainSigmas = TrainingSigmas();
-        Refuse(config.Thresholding, Name, "thresholding true");
-        Refuse(config.UseLuLambdas, Name, "use_lu_lambdas true");
-        Refuse(!double.IsNegativeInfinity(config.LambdaMinClipped), Name, $"lambda_min_clipped {config.LambdaMinClipped}");
-        Refuse(config.FinalSigmasType != "zero", Name, $"final_sigmas_type '{config.FinalSigmasType}'");
+        Refuse(config.Thresholding, _name, "thresholding true");
+        Refuse(config.UseLuLambdas, _name, "use_lu_lambdas true");
+        Refuse(!double.IsNegativeInfinity(config.LambdaMinClipped), _name, $"lambda_min_clipped {config.LambdaMinClipped}");
+        Refuse(config.FinalSigmasType != "zero", _name, $"final_sigmas_type '{config.FinalSigmasType}'");
     }
 
     public override IReadOnlyList<float>? Sigmas => _sigmas;
@@ -42,7 +48,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
         {
             // The Karras ramp runs over the whole training range whatever the spacing; the timesteps follow it.
             float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
-            double[] karras = KarrasSigmasWithConfigEnds(_trainSigmas[0], _trainSigmas[^1], steps, Name);
+            double[] karras = KarrasSigmasWithConfigEnds(_trainSigmas[0], _trainSigmas[^1], steps, _name);
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)karras[i];
@@ -57,7 +63,7 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
             }
         }
         sigmas[steps] = 0f; // final_sigmas_type "zero"
-        RequireFallingSigmas(sigmas, steps, firstStep, Name);
+        RequireFallingSigmas(sigmas, steps, firstStep, _name);
         InferenceSteps = steps;
         _hasPreviousX0 = false;
         _timesteps = t;
@@ -100,32 +106,46 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
                 _ => (sample[i] - sigmaT * modelOutput[i]) / alpha,
             };
         }
+        // diffusers draws the noise before it picks the order, so every step takes one draw.
+        float[]? n = _sde ? Draw(noise, stepIndex, len) : null;
         (float alphaT, float sT) = AlphaSigma(_sigmas[stepIndex + 1]);
         (float alphaS0, float sS0) = AlphaSigma(_sigmas[stepIndex]);
         float lambdaT = MathF.Log(alphaT) - MathF.Log(sT);
         float lambdaS0 = MathF.Log(alphaS0) - MathF.Log(sS0);
         float h = lambdaT - lambdaS0;
-        float ratio = sT / sS0;
-        float coeff = alphaT * (MathF.Exp(-h) - 1f);
-        if (firstOrder || lowerOrderFinal)
+        float invR0 = 0f;
+        float[] m1 = _prevX0;
+        if (!(firstOrder || lowerOrderFinal))
         {
+            (float alphaS1, float sS1) = AlphaSigma(_sigmas[stepIndex - 1]);
+            float lambdaS1 = MathF.Log(alphaS1) - MathF.Log(sS1);
+            invR0 = 1f / ((lambdaS0 - lambdaS1) / h);
+        }
+        bool secondOrder = !(firstOrder || lowerOrderFinal);
+        if (n is not null)
+        {
+            // x_t = (s_t / s_s e^-h) x + a_t (1 - e^-2h) (D0 + D1 / 2) + s_t sqrt(1 - e^-2h) noise, D1 = (m0 - m1) / r0.
+            float decay = sT / sS0 * MathF.Exp(-h);
+            float gain = alphaT * (1f - MathF.Exp(-2f * h));
+            float halfGain = 0.5f * gain;
+            float spread = sT * MathF.Sqrt(1f - MathF.Exp(-2f * h));
             for (int i = 0; i < len; i++)
             {
-                sample[i] = ratio * sample[i] - coeff * m0[i];
+                float x = decay * sample[i] + gain * m0[i];
+                if (secondOrder) x += halfGain * (invR0 * (m0[i] - m1[i]));
+                sample[i] = x + spread * n[i];
             }
             return;
         }
-        (float alphaS1, float sS1) = AlphaSigma(_sigmas[stepIndex - 1]);
-        float lambdaS1 = MathF.Log(alphaS1) - MathF.Log(sS1);
-        float h0 = lambdaS0 - lambdaS1;
-        float r0 = h0 / h;
-        float invR0 = 1f / r0;
+        // x_t = (s_t / s_s) x - a_t (e^-h - 1) (D0 + D1 / 2).
+        float ratio = sT / sS0;
+        float coeff = alphaT * (MathF.Exp(-h) - 1f);
         float half = 0.5f * coeff;
-        float[] m1 = _prevX0;
         for (int i = 0; i < len; i++)
         {
-            float d1 = invR0 * (m0[i] - m1[i]);
-            sample[i] = ratio * sample[i] - coeff * m0[i] - half * d1;
+            float x = ratio * sample[i] - coeff * m0[i];
+            if (secondOrder) x -= half * (invR0 * (m0[i] - m1[i]));
+            sample[i] = x;
         }
     }
 

@@ -154,10 +154,12 @@ public abstract class Scheduler
             "euler-a" => new EulerAncestralScheduler(config, spacing),
             "dpm++-2m" => new DpmSolverMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "dpm++-2m-karras" => new DpmSolverMultistepScheduler(config, spacing, karras: true),
+            "dpm++-2m-sde" => new DpmSolverMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false, sde: true),
+            "dpm++-2m-sde-karras" => new DpmSolverMultistepScheduler(config, spacing, karras: true, sde: true),
             "lms" => new LmsDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "lms-karras" => new LmsDiscreteScheduler(config, spacing, karras: true),
             "lcm" => new LcmScheduler(config, spacing),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, lms, lms-karras, lcm)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, lms, lms-karras, lcm)", nameof(name)),
         };
     }
 
