@@ -171,7 +171,7 @@ public sealed class ComponentCommandTests : IDisposable
         AssertFileClose(Path.Combine(dir, "final_latents.npy"), latents, 1e-3);
         PngImage picture = PngFile.Read(png);
         Assert.Equal(64, picture.Width);
-        Assert.Contains("Sampler: euler-a", picture.Text["parameters"]);
+        Assert.Contains("Sampler: Euler a", picture.Text["parameters"]);
         Assert.Contains("step 6/6", output.ToString());
         Assert.Contains("VAE decode", output.ToString());
         Assert.Throws<UsageException>(() => GenerateCommand.Run(["--model", "m", "--prompt", "p", "--out", png, "--steps", "x"], TextWriter.Null));

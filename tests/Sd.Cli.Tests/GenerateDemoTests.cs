@@ -39,10 +39,10 @@ public sealed class GenerateDemoTests : IDisposable
         var output = new StringWriter();
         Assert.Equal(0, GenerateCommand.Run(["--prompt", "a boat", "--width", "64", "--height", "64", "--seed", "3", "--out", png], output));
         Assert.Contains("step 20/20", output.ToString());
-        Assert.Contains("Steps: 20, Sampler: euler-a, CFG scale: 7.5,", PngFile.Read(png).Text["parameters"]);
+        Assert.Contains("Steps: 20, Sampler: Euler a, CFG scale: 7.5,", PngFile.Read(png).Text["parameters"]);
         Assert.Equal(0, GenerateCommand.Run(["--prompt", "a boat", "--width", "64", "--height", "64", "--steps", "3", "--guidance", "2",
             "--out", png], TextWriter.Null));
-        Assert.Contains("Steps: 3, Sampler: euler-a, CFG scale: 2,", PngFile.Read(png).Text["parameters"]);
+        Assert.Contains("Steps: 3, Sampler: Euler a, CFG scale: 2,", PngFile.Read(png).Text["parameters"]);
     }
 
     [Fact]

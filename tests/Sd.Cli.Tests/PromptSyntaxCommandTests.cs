@@ -19,7 +19,7 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     public void Generate_reads_weights_by_default_records_another_syntax_and_paints_plain_text_alike()
     {
         string weighted = _dir.File("weighted.png"), plain = _dir.File("plain.png"), emphasis = _dir.File("emphasis.png");
-        string[] common = ["--negative-prompt", "blurry", "--steps", "2", "--width", "64", "--height", "64", "--seed", "4"];
+        string[] common = ["--negative-prompt", "blurry", "--steps", "2", "--width", "64", "--height", "64", "--seed", "4", "--scheduler", "dpm++-2m-sde-karras"];
         Assert.Equal(0, GenerateCommand.Run(["--prompt", "a castle, on a hill", .. common, "--out", weighted], TextWriter.Null));
         Assert.Equal(0, GenerateCommand.Run(["--prompt", "a castle, on a hill", .. common, "--prompt-syntax", "plain", "--out", plain], TextWriter.Null));
         Assert.Equal(0, GenerateCommand.Run(["--prompt", "a (castle:1.3), on a hill", .. common, "--out", emphasis], TextWriter.Null));
@@ -29,10 +29,13 @@ public sealed class PromptSyntaxCommandTests : IDisposable
         string parameters = PngFile.Read(plain).Text["parameters"];
         Assert.Contains("Clip skip: 1, Prompt syntax: plain, Model: built-in demo", parameters); // A1111 counts clip skip from 1
         Assert.Contains("Clip skip: 1, Model: built-in demo", PngFile.Read(weighted).Text["parameters"]);
+        Assert.Contains("Steps: 2, Sampler: DPM++ 2M SDE, Schedule type: Karras, CFG scale: 7.5,", parameters); // A1111's names
 
         Assert.Contains("--prompt-syntax must be plain, chunked or weighted, got 'a1111'", Assert.Throws<UsageException>(() =>
             GenerateCommand.Run(["--prompt", "a", "--prompt-syntax", "a1111", "--out", weighted], TextWriter.Null)).Message);
         var e = Assert.Throws<ArgumentException>(() => GenerateCommand.Run(["--prompt", "a", "--negative-prompt", "(b:1..2)", .. common[2..], "--out", weighted], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a", "--steps", "1", "--width", "64", "--height", "64", "--scheduler", "ddim", "--out", plain], TextWriter.Null));
+        Assert.Contains("Steps: 1, Sampler: DDIM, CFG scale", PngFile.Read(plain).Text["parameters"]);
         Assert.Contains("the negative prompt: weight \"1..2\" at character 2 is not a finite number", e.Message);
     }
 

@@ -192,7 +192,7 @@ public static class GenerateCommand
         string outPath, int index, int count)
     {
         string mode = request.InitImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
-        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, Sampler: {request.Scheduler}, {mode}" +
+        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {SamplerOf(request.Scheduler!)}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
@@ -249,6 +249,28 @@ public static class GenerateCommand
             tokens[i] = embeddings[i].Content;
         }
         return vae + QuotedList("Lora", parts) + QuotedList("Embeddings", tokens);
+    }
+
+    /// <summary>
+    /// The scheduler as A1111 (1.9 and later) names it in its parameters, so its PNG Info and other readers of them
+    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c>. PNDM, which A1111 does not have, keeps its name.
+    /// </summary>
+    private static string SamplerOf(string scheduler)
+    {
+        bool karras = scheduler.EndsWith("-karras", StringComparison.Ordinal);
+        string name = scheduler.ToLowerInvariant().Replace("-karras", "", StringComparison.Ordinal) switch
+        {
+            "ddim" => "DDIM",
+            "pndm" => "PNDM",
+            "euler" => "Euler",
+            "euler-a" => "Euler a",
+            "dpm++-2m" => "DPM++ 2M",
+            "dpm++-2m-sde" => "DPM++ 2M SDE",
+            "lms" => "LMS",
+            "lcm" => "LCM",
+            _ => scheduler,
+        };
+        return $"Sampler: {name}" + (karras ? ", Schedule type: Karras" : "");
     }
 
     /// <summary>
