@@ -90,6 +90,19 @@ public sealed class GenerateLoraTests : IDisposable
         Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat<lora:style:0.5>", "--out", tagged], TextWriter.Null));
         Assert.Equal(PngFile.Read(plain).Pixels, PngFile.Read(tagged).Pixels);
 
+        // A file renamed after training is found by the name it was trained under (kohya's ss_output_name), as in A1111.
+        var renamed = new LoraWriter();
+        using (ModelSource demo = ModelSource.Demo())
+        {
+            Assert.True(demo.Weights(ModelComponent.Unet).TryGet("down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_k.weight", out TensorEntry entry));
+            renamed.Add(ModelComponent.Unet, "down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_k.weight", entry.Shape, rank: 4, alpha: null, seed: 7);
+        }
+        renamed.AddMetadata("ss_output_name", "trained-style");
+        renamed.Save(Path.Combine(folder, "style-v2-final.safetensors"));
+        File.WriteAllText(Path.Combine(folder, "broken.safetensors"), "not a safetensors file");
+        Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat<lora:trained-style:0.5>", "--lora-dir", folder, "--out", tagged], TextWriter.Null));
+        Assert.Equal(PngFile.Read(flagged).Pixels, PngFile.Read(tagged).Pixels);
+
         Assert.Contains("<lora:absent:1>: no absent.safetensors in --lora-dir", Assert.Throws<UsageException>(() => GenerateCommand.Run(
             [.. Common[2..], "--prompt", "a boat<lora:absent:1>", "--lora-dir", folder, "--out", tagged], TextWriter.Null)).Message);
         Assert.Contains("names '../style', which is not a file name", Assert.Throws<UsageException>(() => GenerateCommand.Run(

@@ -41,6 +41,9 @@ internal sealed class LoraWriter
         return new Module(downValues, upValues, rank, (alpha is null or 0 ? rank : alpha.Value) / (double)rank);
     }
 
+    /// <summary>A __metadata__ entry (kohya's ss_output_name, ...).</summary>
+    public void AddMetadata(string key, string value) => _writer.AddMetadata(key, value);
+
     /// <summary>Any tensor, for files a test spoils on purpose.</summary>
     public void AddRaw(string name, long[] shape, float[] values) => _writer.AddFloat32(name, shape, values);
 

@@ -1,5 +1,7 @@
 using Sd.Engine.Pipelines;
 using Sd.Engine.Text;
+using Sd.Loaders;
+using Sd.Loaders.Safetensors;
 
 namespace Sd.Cli.Commands;
 
@@ -88,12 +90,39 @@ internal static class PromptLoras
         {
             throw new UsageException($"{line.Command}: {tag} names '{name}', which is not a file name");
         }
-        List<string> found = files.GetValueOrDefault(name) ?? [];
+        List<string> found = files.GetValueOrDefault(name) ?? Aliased(files, name);
         return found.Count switch
         {
             1 => found[0],
-            0 => throw new UsageException($"{line.Command}: {tag}: no {name}.safetensors in --lora-dir {directory} or its subfolders (up to {MaxDepth} deep)"),
+            0 => throw new UsageException($"{line.Command}: {tag}: no {name}.safetensors in --lora-dir {directory} or its subfolders (up to {MaxDepth} deep), and no file there has the alias {name} (ss_output_name)"),
             _ => throw new UsageException($"{line.Command}: {tag}: --lora-dir {directory} holds {found.Count} files of that name ({string.Join(", ", found.Order(StringComparer.Ordinal))}); keep one"),
         };
+    }
+
+    /// <summary>
+    /// The files whose kohya metadata names them <paramref name="name"/> (ss_output_name): A1111 finds a LoRA by this
+    /// alias too, which is the name a renamed file was trained under. Files that cannot be read are passed over.
+    /// </summary>
+    private static List<string> Aliased(Dictionary<string, List<string>> files, string name)
+    {
+        var found = new List<string>();
+        foreach (List<string> paths in files.Values)
+        {
+            foreach (string path in paths)
+            {
+                try
+                {
+                    using SafetensorsFile file = SafetensorsFile.Open(path);
+                    if (file.Metadata.TryGetValue("ss_output_name", out string? alias) && alias == name)
+                    {
+                        found.Add(path);
+                    }
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidFileException)
+                {
+                }
+            }
+        }
+        return found;
     }
 }
