@@ -39,6 +39,21 @@ public sealed class PromptSyntaxCommandTests : IDisposable
         Assert.Contains("the negative prompt: weight \"1..2\" at character 2 is not a finite number", e.Message);
     }
 
+    [Theory]
+    [InlineData("DPM++-2M-KARRAS", "Sampler: DPM++ 2M, Schedule type: Karras,")] // any case, as --scheduler takes it
+    [InlineData("dpm++-2m", "Sampler: DPM++ 2M, Schedule type: SGM Uniform,")] // A1111's default would be Karras
+    [InlineData("dpm++-2m-sde", "Sampler: DPM++ 2M SDE, Schedule type: SGM Uniform,")] // and Exponential here
+    [InlineData("euler-karras", "Sampler: Euler, Schedule type: Karras,")]
+    [InlineData("lms-karras", "Sampler: LMS, Schedule type: Karras,")]
+    [InlineData("euler", "Sampler: Euler, CFG")]
+    [InlineData("pndm", "Sampler: PLMS, CFG")]
+    public void The_png_names_the_scheduler_and_schedule_as_a1111_reads_them(string scheduler, string expected)
+    {
+        string png = _dir.File("sampler.png");
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a", "--steps", "2", "--width", "64", "--height", "64", "--scheduler", scheduler, "--out", png], TextWriter.Null));
+        Assert.Contains("Steps: 2, " + expected, PngFile.Read(png).Text["parameters"]);
+    }
+
     [FixtureFact]
     public void Tokenize_prints_the_rows_and_weights_generate_uses()
     {

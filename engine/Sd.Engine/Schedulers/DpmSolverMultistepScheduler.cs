@@ -81,6 +81,9 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
     public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
         CheckStep(stepIndex, modelOutput.Length, sample.Length);
+        // diffusers draws the noise before it picks the order, so every step takes one draw; drawn before any state
+        // changes, so a failed draw leaves the scheduler as it was.
+        float[]? n = _sde ? Draw(noise, stepIndex, sample.Length) : null;
         // The first step taken is first order wherever it starts (img2img starts past index 0): diffusers counts the
         // model outputs it holds, and before the first there is no previous x0.
         bool firstOrder = stepIndex == 0 || !_hasPreviousX0;
@@ -106,8 +109,6 @@ public sealed class DpmSolverMultistepScheduler : Scheduler
                 _ => (sample[i] - sigmaT * modelOutput[i]) / alpha,
             };
         }
-        // diffusers draws the noise before it picks the order, so every step takes one draw.
-        float[]? n = _sde ? Draw(noise, stepIndex, len) : null;
         (float alphaT, float sT) = AlphaSigma(_sigmas[stepIndex + 1]);
         (float alphaS0, float sS0) = AlphaSigma(_sigmas[stepIndex]);
         float lambdaT = MathF.Log(alphaT) - MathF.Log(sT);

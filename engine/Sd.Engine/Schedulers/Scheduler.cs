@@ -126,7 +126,8 @@ public abstract class Scheduler
     protected abstract void Schedule(int steps, int firstStep);
 
     /// <summary>One denoising step, in place on <paramref name="sample"/>. <paramref name="noise"/>(drawIndex) gives a
-    /// latent-sized array of standard normals for ancestral/LCM (draw index = step index).</summary>
+    /// latent-sized array of standard normals for the stochastic schedulers, ancestral Euler, LCM and DPM++ 2M SDE
+    /// (draw index = step index).</summary>
     public abstract void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
 
     /// <summary>Forward diffusion to the timestep of <paramref name="stepIndex"/> (img2img/inpaint).</summary>

@@ -254,24 +254,29 @@ public static class GenerateCommand
 
     /// <summary>
     /// The scheduler as A1111 (1.9 and later) names it in its parameters, so its PNG Info and other readers of them
-    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c>. PNDM, which A1111 does not have, keeps its name.
+    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c>. A schedule type is written wherever A1111's
+    /// default for the sampler ("Automatic") is another one: its DPM++ samplers default to Karras and Exponential, and
+    /// diffusers' plain DPM-Solver schedule (linspace over steps + 1, the last dropped) is A1111's SGM Uniform. PNDM
+    /// as SD runs it (skip_prk_steps) is A1111's PLMS.
     /// </summary>
     private static string SamplerOf(string scheduler)
     {
-        bool karras = scheduler.EndsWith("-karras", StringComparison.Ordinal);
-        string name = scheduler.ToLowerInvariant().Replace("-karras", "", StringComparison.Ordinal) switch
+        string lower = scheduler.ToLowerInvariant();
+        bool karras = lower.EndsWith("-karras", StringComparison.Ordinal);
+        (string name, string? schedule) = (karras ? lower[..^"-karras".Length] : lower) switch
         {
-            "ddim" => "DDIM",
-            "pndm" => "PNDM",
-            "euler" => "Euler",
-            "euler-a" => "Euler a",
-            "dpm++-2m" => "DPM++ 2M",
-            "dpm++-2m-sde" => "DPM++ 2M SDE",
-            "lms" => "LMS",
-            "lcm" => "LCM",
-            _ => scheduler,
+            "ddim" => ("DDIM", null),
+            "pndm" => ("PLMS", null),
+            "euler" => ("Euler", null),
+            "euler-a" => ("Euler a", null),
+            "dpm++-2m" => ("DPM++ 2M", "SGM Uniform"),
+            "dpm++-2m-sde" => ("DPM++ 2M SDE", "SGM Uniform"),
+            "lms" => ("LMS", null),
+            "lcm" => ("LCM", null),
+            _ => (scheduler, null),
         };
-        return $"Sampler: {name}" + (karras ? ", Schedule type: Karras" : "");
+        schedule = karras ? "Karras" : schedule;
+        return $"Sampler: {name}" + (schedule is null ? "" : $", Schedule type: {schedule}");
     }
 
     /// <summary>

@@ -1,6 +1,5 @@
 using Sd.Engine.Pipelines;
 using Sd.Engine.Text;
-using Sd.Loaders;
 using Sd.Loaders.Safetensors;
 
 namespace Sd.Cli.Commands;
@@ -34,7 +33,7 @@ internal static class PromptLoras
         {
             throw new UsageException($"{line.Command}: --lora-dir {directory} is not a folder");
         }
-        Dictionary<string, List<string>>? files = null;
+        Dictionary<string, List<string>>? files = null, aliases = null;
         var loras = new List<LoraSpec>();
         foreach (ExtraNetworkTag tag in tags)
         {
@@ -58,7 +57,7 @@ internal static class PromptLoras
                 throw new UsageException($"{line.Command}: --prompt: {Program.Describe(e)}");
             }
             files ??= SafetensorsFiles(directory);
-            loras.Add(new LoraSpec(Find(line, directory, files, lora.Name, tag), lora.UNetScale) { TextEncoderScale = lora.TextEncoderScale });
+            loras.Add(new LoraSpec(Find(line, directory, files, ref aliases, lora.Name, tag), lora.UNetScale) { TextEncoderScale = lora.TextEncoderScale });
         }
         return loras.ToArray();
     }
@@ -84,28 +83,29 @@ internal static class PromptLoras
         return files;
     }
 
-    private static string Find(CommandLine line, string directory, Dictionary<string, List<string>> files, string name, ExtraNetworkTag tag)
+    private static string Find(CommandLine line, string directory, Dictionary<string, List<string>> files,
+        ref Dictionary<string, List<string>>? aliases, string name, ExtraNetworkTag tag)
     {
         if (name is "." or ".." || name.AsSpan().IndexOfAny(['/', '\\', '\0']) >= 0)
         {
             throw new UsageException($"{line.Command}: {tag} names '{name}', which is not a file name");
         }
-        List<string> found = files.GetValueOrDefault(name) ?? Aliased(files, name);
+        List<string> found = files.GetValueOrDefault(name) ?? (aliases ??= Aliases(line, files)).GetValueOrDefault(name) ?? [];
         return found.Count switch
         {
             1 => found[0],
             0 => throw new UsageException($"{line.Command}: {tag}: no {name}.safetensors in --lora-dir {directory} or its subfolders (up to {MaxDepth} deep), and no file there has the alias {name} (ss_output_name)"),
-            _ => throw new UsageException($"{line.Command}: {tag}: --lora-dir {directory} holds {found.Count} files of that name ({string.Join(", ", found.Order(StringComparer.Ordinal))}); keep one"),
+            _ => throw new UsageException($"{line.Command}: {tag}: --lora-dir {directory} holds {found.Count} files of that name or alias ({string.Join(", ", found.Order(StringComparer.Ordinal))}); keep one"),
         };
     }
 
     /// <summary>
-    /// The files whose kohya metadata names them <paramref name="name"/> (ss_output_name): A1111 finds a LoRA by this
-    /// alias too, which is the name a renamed file was trained under. Files that cannot be read are passed over.
+    /// Every file's kohya alias (its ss_output_name, the name it was trained under): A1111 finds a LoRA by this too,
+    /// after the file name. Read once, when a tag first names no file; a file that cannot be read is named in a warning.
     /// </summary>
-    private static List<string> Aliased(Dictionary<string, List<string>> files, string name)
+    private static Dictionary<string, List<string>> Aliases(CommandLine line, Dictionary<string, List<string>> files)
     {
-        var found = new List<string>();
+        var aliases = new Dictionary<string, List<string>>(StringComparer.Ordinal);
         foreach (List<string> paths in files.Values)
         {
             foreach (string path in paths)
@@ -113,16 +113,18 @@ internal static class PromptLoras
                 try
                 {
                     using SafetensorsFile file = SafetensorsFile.Open(path);
-                    if (file.Metadata.TryGetValue("ss_output_name", out string? alias) && alias == name)
+                    if (file.Metadata.TryGetValue("ss_output_name", out string? alias))
                     {
-                        found.Add(path);
+                        if (!aliases.TryGetValue(alias, out List<string>? named)) aliases[alias] = named = [];
+                        named.Add(path);
                     }
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidFileException)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
+                    Console.Error.WriteLine($"sd {line.Command}: warning: --lora-dir: {path} was passed over: {Program.Describe(e)}");
                 }
             }
         }
-        return found;
+        return aliases;
     }
 }
