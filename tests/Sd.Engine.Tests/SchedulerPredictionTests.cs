@@ -47,6 +47,8 @@ public sealed class SchedulerPredictionTests
     [InlineData("dpm++-2m", "sample", "leading", 10)]
     [InlineData("dpm++-2m-sde", "v_prediction", "linspace", 10)]
     [InlineData("dpm++-2m-sde-karras", "sample", "trailing", 10)]
+    [InlineData("unipc", "v_prediction", "linspace", 10)]
+    [InlineData("unipc-karras", "sample", "trailing", 10)]
     [InlineData("lcm", "v_prediction", "leading", 4)]
     [InlineData("lcm", "sample", "leading", 6)]
     public void TracksTheEquivalentEpsilonRun(string name, string prediction, string spacing, int steps)
@@ -73,9 +75,9 @@ public sealed class SchedulerPredictionTests
     {
         var eps = new float[x.Length];
         bool v = prediction == "v_prediction";
-        if (s.Sigmas is null || s is DpmSolverMultistepScheduler)
+        if (s.Sigmas is null || s is MultistepSigmaScheduler)
         {
-            // Alpha-sigma form. DDIM/LCM: alpha_t, sigma_t = sqrt(a), sqrt(1 - a) at the step's timestep; DPM++:
+            // Alpha-sigma form. DDIM/LCM: alpha_t, sigma_t = sqrt(a), sqrt(1 - a) at the step's timestep; DPM++, UniPC:
             // _sigma_to_alpha_sigma_t(sigma) = 1 / sqrt(sigma^2 + 1), sigma * alpha_t. v: eps = alpha_t v + sigma_t x;
             // sample: eps = (x - alpha_t x0) / sigma_t.
             double alpha, sigma;

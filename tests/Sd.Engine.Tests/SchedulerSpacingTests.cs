@@ -12,7 +12,7 @@ public sealed class SchedulerSpacingTests
 {
     private static readonly string[] Names =
         ["ddim", "pndm", "euler", "euler-karras", "euler-a", "lms", "lms-karras", "dpm++-2m", "dpm++-2m-karras", "dpm++-2m-sde",
-         "dpm++-2m-sde-karras", "lcm"];
+         "dpm++-2m-sde-karras", "unipc", "unipc-karras", "lcm"];
 
     // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
     private static readonly int[] StepCounts = [1, 7, 20, 48, 50];
@@ -59,8 +59,9 @@ public sealed class SchedulerSpacingTests
             "pndm" => DiffusersSchedules.Pndm(n, steps, spacing, offset),
             "euler" or "euler-a" or "lms" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: false),
             "euler-karras" or "lms-karras" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: true),
-            "dpm++-2m" or "dpm++-2m-sde" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: false),
-            "dpm++-2m-karras" or "dpm++-2m-sde-karras" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: true),
+            // UniPC's set_timesteps is a copy of DPM-Solver's.
+            "dpm++-2m" or "dpm++-2m-sde" or "unipc" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: false),
+            "dpm++-2m-karras" or "dpm++-2m-sde-karras" or "unipc-karras" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: true),
             "lcm" => DiffusersSchedules.Lcm(n, steps),
             _ => throw new ArgumentException(name),
         };

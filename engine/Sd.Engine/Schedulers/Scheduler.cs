@@ -157,10 +157,12 @@ public abstract class Scheduler
             "dpm++-2m-karras" => new DpmSolverMultistepScheduler(config, spacing, karras: true),
             "dpm++-2m-sde" => new DpmSolverMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false, sde: true),
             "dpm++-2m-sde-karras" => new DpmSolverMultistepScheduler(config, spacing, karras: true, sde: true),
+            "unipc" => new UniPcMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
+            "unipc-karras" => new UniPcMultistepScheduler(config, spacing, karras: true),
             "lms" => new LmsDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "lms-karras" => new LmsDiscreteScheduler(config, spacing, karras: true),
             "lcm" => new LcmScheduler(config, spacing),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, lms, lms-karras, lcm)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, lms, lms-karras, lcm)", nameof(name)),
         };
     }
 

@@ -33,7 +33,7 @@ public static class GenerateCommand
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde,
-        dpm++-2m-sde-karras, lms, lms-karras, lcm.
+        dpm++-2m-sde-karras, unipc, unipc-karras, lms, lms-karras, lcm.
         A missing --scheduler, --steps or --guidance takes the model's default: 4 steps of lcm for a latent
         consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
         (1 for an LCM-LoRA merge: an LCMScheduler config on a plain UNet). --seed N draws the initial latents
@@ -271,6 +271,7 @@ public static class GenerateCommand
             "euler-a" => ("Euler a", null),
             "dpm++-2m" => ("DPM++ 2M", "SGM Uniform"),
             "dpm++-2m-sde" => ("DPM++ 2M SDE", "SGM Uniform"),
+            "unipc" => ("UniPC", null),
             "lms" => ("LMS", null),
             "lcm" => ("LCM", null),
             _ => (scheduler, null),

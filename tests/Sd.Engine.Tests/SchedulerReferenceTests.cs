@@ -6,13 +6,14 @@ using Sd.Loaders.Config;
 namespace Sd.Engine.Tests;
 
 /// <summary>
-/// DPM++ 2M SDE (diffusers' DPMSolverMultistepScheduler with algorithm_type "sde-dpmsolver++") against reference
-/// steps in Data/dpmpp-2m-sde-reference.json. The shared fixtures have no SDE case, so these were made by diffusers'
-/// scheduler file itself (commit 012687d, copied unchanged with its four package imports stubbed) on PyTorch 1.13:
-/// SD 1.5's noise schedule, 6 steps, a [1, 4, 3, 5] sample drawn with seed 0, model outputs drawn with seed 7, and the
-/// scheduler's own noise from a generator seeded 42, one draw per step, recorded beside each step.
+/// Schedulers the shared fixtures have no case for, against reference steps in Data/: DPM++ 2M SDE (diffusers'
+/// DPMSolverMultistepScheduler with algorithm_type "sde-dpmsolver++", dpmpp-2m-sde-reference.json, 6 steps) and UniPC
+/// (UniPCMultistepScheduler, unipc-reference.json, 7 steps). They were made by diffusers' scheduler files themselves
+/// (commits 012687d and 0047da1, copied unchanged with their package imports stubbed) on PyTorch 1.13: SD 1.5's noise
+/// schedule, a [1, 4, 3, 5] sample drawn with seed 0, model outputs drawn with seed 7, and for the SDE solver its own
+/// noise from a generator seeded 42, one draw per step, recorded beside each step.
 /// </summary>
-public sealed class DpmSdeSchedulerTests
+public sealed class SchedulerReferenceTests
 {
     private static readonly SchedulerConfig Sd15 = new()
     {
@@ -23,20 +24,23 @@ public sealed class DpmSdeSchedulerTests
     };
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Every_step_matches_diffusers_drawing_the_same_noise(bool karras)
+    [InlineData("dpmpp-2m-sde-reference.json", "dpm++-2m-sde", false)]
+    [InlineData("dpmpp-2m-sde-reference.json", "dpm++-2m-sde-karras", true)]
+    [InlineData("unipc-reference.json", "unipc", false)]
+    [InlineData("unipc-reference.json", "unipc-karras", true)]
+    public void Every_step_matches_diffusers_drawing_the_same_noise(string file, string name, bool karras)
     {
-        using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", "dpmpp-2m-sde-reference.json")));
+        using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", file)));
         JsonElement run = reference.RootElement.GetProperty("cases").EnumerateArray().Single(c => c.GetProperty("karras").GetBoolean() == karras);
-        Scheduler scheduler = Scheduler.Create(karras ? "dpm++-2m-sde-karras" : "dpm++-2m-sde", Sd15);
-        scheduler.SetTimesteps(6);
+        Scheduler scheduler = Scheduler.Create(name, Sd15);
+        JsonElement[] steps = run.GetProperty("steps").EnumerateArray().ToArray();
+        scheduler.SetTimesteps(steps.Length);
         Assert.Equal(Floats(run, "timesteps"), scheduler.Timesteps.ToArray());
         Assert.Equal(Floats(run, "sigmas"), scheduler.Sigmas!.ToArray());
         Assert.Equal(1f, scheduler.InitNoiseSigma);
 
         var noise = new TorchNoise(42);
-        JsonElement[] steps = run.GetProperty("steps").EnumerateArray().ToArray();
+        bool drawsNoise = steps[0].TryGetProperty("noise", out _);
         float[] sample = Floats(steps[0], "sample");
         for (int i = 0; i < steps.Length; i++)
         {
@@ -51,7 +55,7 @@ public sealed class DpmSdeSchedulerTests
                 Assert.Equal(Floats(steps[i], "noise"), drawn); // the generator's draws, the same as diffusers'
                 return drawn;
             });
-            Assert.Equal(1, draws); // every step draws, the last included, so later draws line up
+            Assert.Equal(drawsNoise ? 1 : 0, draws); // the SDE solver draws at every step, the last included
             float[] expected = Floats(steps[i], "prev_sample");
             double worst = 0;
             for (int j = 0; j < sample.Length; j++)
@@ -77,17 +81,22 @@ public sealed class DpmSdeSchedulerTests
         Assert.ThrowsAny<ArgumentException>(() => sde.Step([0.1f, 0.2f, -0.3f], 0, [1f, -2f, 0.5f], null));
     }
 
-    [Fact]
-    public void A_pipeline_run_is_reproducible_by_seed_and_its_noise_makes_it_differ_from_the_deterministic_solver()
+    [Theory]
+    [InlineData("dpm++-2m-sde-karras", "dpm++-2m-karras")] // the noise makes the difference
+    [InlineData("unipc", "dpm++-2m")] // the same schedule, another solver
+    public void A_pipeline_run_is_reproducible_by_seed_and_differs_from_its_neighbour(string scheduler, string neighbour)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
-        var request = new GenerateRequest { Prompt = "a boat", Steps = 4, Width = 64, Height = 64, Seed = 3, Scheduler = "dpm++-2m-sde-karras" };
+        var request = new GenerateRequest { Prompt = "a boat", Steps = 4, Width = 64, Height = 64, Seed = 3, Scheduler = scheduler };
         using GenerateResult first = pipeline.Generate(request);
         using GenerateResult again = pipeline.Generate(request);
-        using GenerateResult deterministic = pipeline.Generate(request with { Scheduler = "dpm++-2m-karras" });
+        using GenerateResult other = pipeline.Generate(request with { Scheduler = neighbour });
         Assert.True(first.Latents.Span.SequenceEqual(again.Latents.Span));
-        Assert.False(first.Latents.Span.SequenceEqual(deterministic.Latents.Span));
+        Assert.False(first.Latents.Span.SequenceEqual(other.Latents.Span));
         Assert.True(Tensors.Tensor.AllFinite(first.Image.Span));
+        // img2img starts part-way: the first step taken has no history, as in diffusers.
+        using GenerateResult painted = pipeline.Generate(request with { InitImage = first.Image, Strength = 0.5f });
+        Assert.True(Tensors.Tensor.AllFinite(painted.Latents.Span));
     }
 
     private static float[] Floats(JsonElement element, string name) =>
