@@ -107,7 +107,8 @@ public sealed class UniPcMultistepScheduler : MultistepSigmaScheduler
 
     /// <summary>
     /// The second-order corrector's weights: R = [[1, 1], [r1, 1]], b_k = h_phi_k k! / B(h) with h_phi_1 / hh - 1
-    /// and then h_phi_k / hh - 1 / (k + 1)!; solved by elimination with partial pivoting, as LAPACK's gesv.
+    /// and then h_phi_k / hh - 1 / (k + 1)!, all float32 as in diffusers; the 2x2 system is solved by elimination
+    /// with partial pivoting in double, where torch's float32 LAPACK solve can differ by a few ulps.
     /// </summary>
     private static (float RhoD1, float RhoT) SolveRho(float rk, float hh, float hPhi1)
     {
