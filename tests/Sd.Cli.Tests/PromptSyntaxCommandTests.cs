@@ -47,6 +47,7 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("lms-karras", "Sampler: LMS, Schedule type: Karras,")]
     [InlineData("euler", "Sampler: Euler, CFG")]
     [InlineData("pndm", "Sampler: PLMS, CFG")]
+    [InlineData("unipc", "Sampler: UniPC, UniPC variant: bh2, UniPC order: 2, CFG")] // A1111's UniPC defaults to bh1, order 3
     public void The_png_names_the_scheduler_and_schedule_as_a1111_reads_them(string scheduler, string expected)
     {
         string png = _dir.File("sampler.png");

@@ -28,6 +28,8 @@ public sealed class SchedulerConfigSettingsTests
     [InlineData("dpm++-2m", "\"use_lu_lambdas\": true", "use_lu_lambdas true")]
     [InlineData("dpm++-2m", "\"lambda_min_clipped\": -5.1", "lambda_min_clipped -5.1")]
     [InlineData("dpm++-2m", "\"final_sigmas_type\": \"sigma_min\"", "final_sigmas_type 'sigma_min'")]
+    [InlineData("unipc", "\"thresholding\": true", "thresholding true")]
+    [InlineData("unipc-karras", "\"final_sigmas_type\": \"sigma_min\"", "final_sigmas_type 'sigma_min'")]
     public void Settings_diffusers_applies_and_Sd_does_not_implement_are_refused(string name, string settings, string expected)
     {
         SchedulerConfig config = Parse(settings);
@@ -41,6 +43,7 @@ public sealed class SchedulerConfigSettingsTests
     [InlineData("euler", "\"timestep_type\": \"continuous\"")] // continuous timesteps are for v-prediction only
     [InlineData("euler", "\"sigma_min\": 0.1, \"sigma_max\": 10")] // the ends only bound a Karras ramp
     [InlineData("euler-a", "\"interpolation_type\": \"log_linear\", \"sigma_min\": 0.1")]
+    [InlineData("unipc", "\"use_lu_lambdas\": true, \"lambda_min_clipped\": -5.1")] // DPM-Solver's, which UniPC never reads
     public void The_same_settings_run_where_diffusers_ignores_them(string name, string settings)
     {
         Scheduler scheduler = Scheduler.Create(name, Parse(settings));

@@ -7,7 +7,8 @@ namespace Sd.Engine.Schedulers;
 /// corrector, final sigma 0): each step first corrects the sample the last step predicted with the model output at
 /// it (UniC), then predicts the next (UniP), one model call per step. Optionally with Karras sigmas. The first step
 /// taken has neither history nor correction, the last predicts at first order. Deterministic: no noise draws.
-/// Reference: diffusers scheduling_unipc_multistep.py (multistep_uni_p_bh_update, multistep_uni_c_bh_update, step).
+/// Reference: diffusers scheduling_unipc_multistep.py (multistep_uni_p_bh_update, multistep_uni_c_bh_update, step)
+/// as of 0.28, whose final sigma is 0 (final_sigmas_type "zero"; 0.27 ended at sigma_min).
 /// </summary>
 public sealed class UniPcMultistepScheduler : MultistepSigmaScheduler
 {
@@ -41,7 +42,7 @@ public sealed class UniPcMultistepScheduler : MultistepSigmaScheduler
         }
         float[] model = _next;
         PredictX0(modelOutput, sample, stepIndex, model);
-        if (_held > 0)
+        if (_held > 0 && stepIndex > 0)
         {
             // UniC: the sample the last step predicted, corrected with the model output at it.
             Correct(sample, model, stepIndex);
@@ -67,7 +68,7 @@ public sealed class UniPcMultistepScheduler : MultistepSigmaScheduler
         float lambdaS0 = Lambda(stepIndex - 1);
         float h = Lambda(stepIndex) - lambdaS0;
         (float hh, float hPhi1) = Phi(h);
-        bool second = _lastOrder == 2;
+        bool second = _lastOrder == 2 && stepIndex > 1;
         float rk = second ? (Lambda(stepIndex - 2) - lambdaS0) / h : 1f;
         (float rhoD1, float rhoT) = second ? SolveRho(rk, hh, hPhi1) : (0f, 0.5f);
         float decay = sigmaT / sigmaS0, drift = alphaT * hPhi1, gain = alphaT * hPhi1; // bh2: B(h) = h_phi_1
@@ -107,8 +108,8 @@ public sealed class UniPcMultistepScheduler : MultistepSigmaScheduler
 
     /// <summary>
     /// The second-order corrector's weights: R = [[1, 1], [r1, 1]], b_k = h_phi_k k! / B(h) with h_phi_1 / hh - 1
-    /// and then h_phi_k / hh - 1 / (k + 1)!, all float32 as in diffusers; the 2x2 system is solved by elimination
-    /// with partial pivoting in double, where torch's float32 LAPACK solve can differ by a few ulps.
+    /// and then h_phi_k / hh - 1 / (k + 1)!, all float32 as in diffusers. The 2x2 solve is torch's float32 one, which
+    /// factors R's transpose without pivoting (its first column is [1, 1]); 1 - r1 &gt; 1, as r1 &lt; 0.
     /// </summary>
     private static (float RhoD1, float RhoT) SolveRho(float rk, float hh, float hPhi1)
     {
@@ -117,17 +118,8 @@ public sealed class UniPcMultistepScheduler : MultistepSigmaScheduler
         float b1 = hPhiK * 1f / bh;
         hPhiK = hPhiK / hh - 0.5f;
         float b2 = hPhiK * 2f / bh;
-        // R rho = b with R = [[1, 1], [rk, 1]].
-        double a11 = 1, a12 = 1, a21 = rk, a22 = 1, y1 = b1, y2 = b2;
-        if (Math.Abs(a21) > Math.Abs(a11))
-        {
-            (a11, a12, a21, a22, y1, y2) = (a21, a22, a11, a12, y2, y1);
-        }
-        double l = a21 / a11;
-        double u22 = a22 - l * a12;
-        double x2 = (y2 - l * y1) / u22;
-        double x1 = (y1 - a12 * x2) / a11;
-        return ((float)x1, (float)x2);
+        float rhoT = (b2 - rk * b1) / (1f - rk);
+        return (b1 - rhoT, rhoT);
     }
 
     /// <summary>torch.expm1 in float32: e^x - 1, in double so that nothing cancels near 0 (-1 at -inf).</summary>

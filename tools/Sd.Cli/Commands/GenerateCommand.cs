@@ -271,7 +271,8 @@ public static class GenerateCommand
             "euler-a" => ("Euler a", null),
             "dpm++-2m" => ("DPM++ 2M", "SGM Uniform"),
             "dpm++-2m-sde" => ("DPM++ 2M SDE", "SGM Uniform"),
-            "unipc" => ("UniPC", null),
+            // A1111's UniPC defaults to bh1 of order 3; its own keys say which this was.
+            "unipc" => ("UniPC, UniPC variant: bh2, UniPC order: 2", null),
             "lms" => ("LMS", null),
             "lcm" => ("LCM", null),
             _ => (scheduler, null),
