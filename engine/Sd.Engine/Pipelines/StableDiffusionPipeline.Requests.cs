@@ -1,3 +1,5 @@
+using Sd.Engine.Text;
+
 namespace Sd.Engine.Pipelines;
 
 /// <summary>What a request may ask for, checked before any work.</summary>
@@ -61,16 +63,18 @@ public sealed partial class StableDiffusionPipeline
 
     /// <summary>
     /// The checks <see cref="GenerateBatch"/> makes before any work (sizes, steps, guidance, the batch count, the
-    /// initial latents' values, which inputs go together, prompts the syntax can read), for a caller that prepares inputs sized by the request
-    /// (the CLI reads init pictures only once the size is known to be valid). Throws as GenerateBatch would.
+    /// initial latents' values, which inputs go together, prompts the syntax can read), for a caller that prepares
+    /// inputs sized by the request (the CLI reads init pictures only once the size is known to be valid). Throws as
+    /// GenerateBatch would.
     /// </summary>
     public void Validate(GenerateRequest request, int count = 1) => CheckRequest(request, count);
 
     /// <summary>
     /// The request checks made before loading or denoising anything: sizes, steps, guidance, the batch count, the
-    /// inputs, and the prompts, which are tokenized (milliseconds) to find what their syntax refuses.
+    /// inputs, and the prompts, which are tokenized (milliseconds) to find what their syntax refuses; returns them
+    /// tokenized, in the UNet's batch order, for the run to encode.
     /// </summary>
-    private void CheckRequest(GenerateRequest request, int count)
+    private TokenizedPrompt[] CheckRequest(GenerateRequest request, int count)
     {
         ArgumentNullException.ThrowIfNull(request);
         int factor = _vaeConfig.DownscaleFactor;
@@ -112,6 +116,6 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException("initial latents start txt2img or inpainting; img2img (an init image without a mask) starts from the picture", nameof(request));
         }
-        TokenizePrompts(request, UsesClassifierFreeGuidance(request)); // last: the one check that does some work
+        return TokenizePrompts(request, UsesClassifierFreeGuidance(request)); // last: the one check that does some work
     }
 }

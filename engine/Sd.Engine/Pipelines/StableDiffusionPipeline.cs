@@ -237,7 +237,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
 
     private List<GenerateResult> RunBatch(GenerateRequest request, int count, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
-        CheckRequest(request, count);
+        TokenizedPrompt[] prompts = CheckRequest(request, count);
         int factor = _vaeConfig.DownscaleFactor;
         int h = request.Height / factor, w = request.Width / factor;
         bool guided = UsesClassifierFreeGuidance(request);
@@ -248,7 +248,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         var times = new PhaseTimes[count];
         for (int i = 0; i < count; i++) times[i] = new PhaseTimes();
         PhaseClock textClock = times[0].Start();
-        using Tensor context = EncodePrompts(request, guided, times[0], cancellation, out int[] contextLengths);
+        using Tensor context = EncodePrompts(prompts, request, guided, times[0], cancellation, out int[] contextLengths);
         times[0].Text = textClock.Elapsed;
         var runs = new List<DenoisingRun>(count);
         var results = new List<GenerateResult>(count);
@@ -357,12 +357,13 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>
-    /// The UNet's context, [uncond, cond] when guided (diffusers' batch order) else [cond], each prompt's rows in the
-    /// request's syntax; <paramref name="lengths"/> gives each one's tokens when one prompt takes more chunks.
+    /// The UNet's context from the request's prompts (<see cref="TokenizePrompts"/>): [uncond, cond] when guided
+    /// (diffusers' batch order) else [cond]; <paramref name="lengths"/> gives each one's tokens when one prompt takes
+    /// more chunks.
     /// </summary>
-    private Tensor EncodePrompts(GenerateRequest request, bool guided, PhaseTimes times, CancellationToken cancellation, out int[] lengths)
+    private Tensor EncodePrompts(TokenizedPrompt[] prompts, GenerateRequest request, bool guided, PhaseTimes times, CancellationToken cancellation,
+        out int[] lengths)
     {
-        TokenizedPrompt[] prompts = TokenizePrompts(request, guided);
         for (int i = 0; i < prompts.Length; i++)
         {
             if (prompts[i].DroppedTokens > 0)

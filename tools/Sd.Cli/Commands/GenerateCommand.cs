@@ -53,9 +53,9 @@ public static class GenerateCommand
         costs nothing per step. One made for another model (SD 1.x vs 2.x, SDXL) is refused, naming a module that does
         not fit. For an LCM-LoRA give --scheduler lcm --steps 4 --guidance 1. With --lora-dir DIR, the prompt's
         A1111 tags <lora:NAME:W> (text encoder and UNet at W), <lora:NAME:TE:UNET> or <lora:NAME:te=A:unet=B> merge
-        DIR's NAME.safetensors (searched in subfolders too; else the file trained as NAME, its ss_output_name)
-        the same way; without it they are taken out of the prompt
-        and not applied (a warning says so). The PNG keeps them in the prompt; Lora: lists the --lora files.
+        DIR's NAME.safetensors (searched in subfolders too; else the file trained as NAME, its ss_output_name) the
+        same way; without it they are taken out of the prompt and not applied (a warning says so). The PNG keeps
+        them in the prompt; Lora: lists the --lora files.
         --embedding adds a textual inversion (.safetensors: diffusers' learned_embeds or A1111's emb_params, e.g.
         EasyNegative): prompts call it up by TOKEN, by default the word in a diffusers file and the file name of an
         A1111 one, matched exactly as written (case included); repeat it to add several. One made for another model

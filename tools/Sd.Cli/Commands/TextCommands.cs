@@ -18,10 +18,10 @@ public static class TextCommands
         Prints the CLIP token ids of a prompt as sd generate builds them, one row of 77 (bos, text, eos, padding)
         per line, and optionally writes them as int64 [rows, 77]. --prompt-syntax as in sd generate: weighted (the
         default) reads AUTOMATIC1111's emphasis and puts long prompts in rows of 75 text tokens, printing each row's
-        weights too when any is not 1; chunked (or --chunked) makes the rows reading brackets and BREAK as text; plain is
-        diffusers' one row, cut at 77 tokens with a warning. The chunked syntaxes take A1111's <lora:...> tags out of
-        the text first, with a warning. --fix-text applies ftfy-like fixes (curly quotes, HTML
-        entities) first. --embedding adds a textual inversion as sd generate does: its token becomes ids from the text
+        weights too when any is not 1; chunked (or --chunked) makes the rows reading brackets and BREAK as text;
+        plain is diffusers' one row, cut at 77 tokens with a warning. The chunked syntaxes take A1111's <lora:...>
+        tags out of the text first, with a warning. --fix-text applies ftfy-like fixes (curly quotes, HTML entities)
+        first. --embedding adds a textual inversion as sd generate does: its token becomes ids from the text
         encoder's vocab_size on.
         """;
 
