@@ -102,14 +102,8 @@ public sealed class SchedulerTests
         }
     }
 
-    private static SchedulerConfig VConfig() => new()
+    private static SchedulerConfig VConfig() => Sd15SchedulerConfig.Value with
     {
-        BetaSchedule = "scaled_linear",
-        BetaStart = 0.00085,
-        BetaEnd = 0.012,
-        StepsOffset = 1,
-        SetAlphaToOne = false,
-        SkipPrkSteps = true,
         ClipSample = false, // as SD 2.x's scheduler_config.json (DDIM clips x0 by default)
         PredictionType = "v_prediction",
     };

@@ -15,12 +15,10 @@ namespace Sd.Engine.Tests;
 /// </summary>
 public sealed class ZeroTerminalSnrTests(ITestOutputHelper output)
 {
-    private static SchedulerConfig Sd15(string prediction = "epsilon", string spacing = "trailing") => new()
+    private static SchedulerConfig Sd15(string prediction = "epsilon", string spacing = "trailing") => Sd15SchedulerConfig.Value with
     {
-        BetaSchedule = "scaled_linear",
-        BetaStart = 0.00085,
-        BetaEnd = 0.012,
-        SkipPrkSteps = true,
+        StepsOffset = 0,
+        SetAlphaToOne = null, // DDIM's default, true
         PredictionType = prediction,
         TimestepSpacing = spacing,
         RescaleBetasZeroSnr = true,
