@@ -102,6 +102,23 @@ internal static class DiffusersSchedules
         return new(timesteps, stored, spacing == "leading" ? MathF.Sqrt(max * max + 1f) : max);
     }
 
+    /// <summary>HeunDiscreteScheduler.set_timesteps: Euler's schedule, then torch.cat([t[:1], t[1:].repeat_interleave(2)])
+    /// and torch.cat([sigmas[:1], sigmas[1:-1].repeat_interleave(2), sigmas[-1:]]).</summary>
+    public static Schedule Heun(float[] alphasCumprod, int steps, string spacing, int offset, bool karras,
+        double? sigmaMin = null, double? sigmaMax = null)
+    {
+        Schedule euler = Euler(alphasCumprod, steps, spacing, offset, karras, sigmaMin, sigmaMax);
+        var timesteps = new List<double> { euler.Timesteps[0] };
+        var sigmas = new List<float> { euler.Sigmas![0] };
+        for (int k = 1; k < steps; k++)
+        {
+            timesteps.AddRange([euler.Timesteps[k], euler.Timesteps[k]]);
+            sigmas.AddRange([euler.Sigmas[k], euler.Sigmas[k]]);
+        }
+        sigmas.Add(euler.Sigmas[steps]);
+        return new([.. timesteps], [.. sigmas], euler.InitNoiseSigma);
+    }
+
     /// <summary>LCMScheduler.set_timesteps (original_inference_steps 50, strength 1): no spacing, no offset.</summary>
     public static Schedule Lcm(int n, int steps)
     {

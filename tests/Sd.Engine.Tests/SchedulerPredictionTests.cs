@@ -15,17 +15,8 @@ public sealed class SchedulerPredictionTests
     private const double Tolerance = 1e-5;
     private const int Length = 96;
 
-    private static SchedulerConfig Config(string prediction, string spacing) => new()
-    {
-        BetaSchedule = "scaled_linear",
-        BetaStart = 0.00085,
-        BetaEnd = 0.012,
-        StepsOffset = 1,
-        SetAlphaToOne = false,
-        SkipPrkSteps = true,
-        PredictionType = prediction,
-        TimestepSpacing = spacing,
-    };
+    private static SchedulerConfig Config(string prediction, string spacing) =>
+        Sd15SchedulerConfig.Value with { PredictionType = prediction, TimestepSpacing = spacing };
 
     [Theory]
     [InlineData("ddim", "v_prediction", "leading", 8)]
@@ -49,6 +40,9 @@ public sealed class SchedulerPredictionTests
     [InlineData("dpm++-2m-sde-karras", "sample", "trailing", 10)]
     [InlineData("unipc", "v_prediction", "linspace", 10)]
     [InlineData("unipc-karras", "sample", "trailing", 10)]
+    [InlineData("heun", "v_prediction", "linspace", 6)]
+    [InlineData("heun", "v_prediction", "leading", 6)]
+    [InlineData("heun-karras", "sample", "trailing", 6)]
     [InlineData("lcm", "v_prediction", "leading", 4)]
     [InlineData("lcm", "sample", "leading", 6)]
     public void TracksTheEquivalentEpsilonRun(string name, string prediction, string spacing, int steps)

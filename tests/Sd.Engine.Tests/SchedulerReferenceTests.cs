@@ -15,13 +15,7 @@ namespace Sd.Engine.Tests;
 /// </summary>
 public sealed class SchedulerReferenceTests
 {
-    private static readonly SchedulerConfig Sd15 = new()
-    {
-        BetaSchedule = "scaled_linear",
-        BetaStart = 0.00085,
-        BetaEnd = 0.012,
-        StepsOffset = 1,
-    };
+    private static readonly SchedulerConfig Sd15 = Sd15SchedulerConfig.Value;
 
     [Theory]
     [InlineData("dpmpp-2m-sde-reference.json", "dpm++-2m-sde", false)]

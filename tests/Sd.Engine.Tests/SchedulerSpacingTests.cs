@@ -12,7 +12,7 @@ public sealed class SchedulerSpacingTests
 {
     private static readonly string[] Names =
         ["ddim", "pndm", "euler", "euler-karras", "euler-a", "lms", "lms-karras", "dpm++-2m", "dpm++-2m-karras", "dpm++-2m-sde",
-         "dpm++-2m-sde-karras", "unipc", "unipc-karras", "lcm"];
+         "dpm++-2m-sde-karras", "unipc", "unipc-karras", "heun", "heun-karras", "lcm"];
 
     // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
     private static readonly int[] StepCounts = [1, 7, 20, 48, 50];
@@ -37,17 +37,8 @@ public sealed class SchedulerSpacingTests
     }
 
     /// <summary>SD 1.x/2.x scheduler settings with the spacing and offset under test.</summary>
-    private static SchedulerConfig Config(string? spacing, int offset, string prediction = "epsilon") => new()
-    {
-        BetaSchedule = "scaled_linear",
-        BetaStart = 0.00085,
-        BetaEnd = 0.012,
-        StepsOffset = offset,
-        SetAlphaToOne = false,
-        SkipPrkSteps = true,
-        PredictionType = prediction,
-        TimestepSpacing = spacing,
-    };
+    private static SchedulerConfig Config(string? spacing, int offset, string prediction = "epsilon") =>
+        Sd15SchedulerConfig.Value with { StepsOffset = offset, PredictionType = prediction, TimestepSpacing = spacing };
 
     private static DiffusersSchedules.Schedule Expected(Scheduler s, string name, string spacing, int offset, int steps)
     {
@@ -62,6 +53,8 @@ public sealed class SchedulerSpacingTests
             // UniPC's set_timesteps is a copy of DPM-Solver's.
             "dpm++-2m" or "dpm++-2m-sde" or "unipc" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: false),
             "dpm++-2m-karras" or "dpm++-2m-sde-karras" or "unipc-karras" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: true),
+            "heun" => DiffusersSchedules.Heun(alphas, steps, spacing, offset, karras: false),
+            "heun-karras" => DiffusersSchedules.Heun(alphas, steps, spacing, offset, karras: true),
             "lcm" => DiffusersSchedules.Lcm(n, steps),
             _ => throw new ArgumentException(name),
         };
@@ -181,7 +174,7 @@ public sealed class SchedulerSpacingTests
     }
 
     /// <summary>
-    /// diffusers' Euler and DPM-Solver ramp their Karras sigmas between the config's sigma_min and sigma_max where it
+    /// diffusers' Euler, Heun and DPM-Solver ramp their Karras sigmas between the config's sigma_min and sigma_max where it
     /// sets them (either alone too); LMS's ramp ignores them.
     /// </summary>
     [Theory]
@@ -191,7 +184,7 @@ public sealed class SchedulerSpacingTests
     public void KarrasRampsTakeTheConfigsEndsWhereDiffusersDoes(double? sigmaMin, double? sigmaMax)
     {
         SchedulerConfig ends = Config("trailing", 0) with { SigmaMin = sigmaMin, SigmaMax = sigmaMax };
-        foreach (string name in new[] { "euler-karras", "dpm++-2m-karras", "lms-karras" })
+        foreach (string name in new[] { "euler-karras", "dpm++-2m-karras", "lms-karras", "heun-karras" })
         {
             Scheduler s = Scheduler.Create(name, ends), plain = Scheduler.Create(name, Config("trailing", 0));
             s.SetTimesteps(12);
@@ -201,9 +194,13 @@ public sealed class SchedulerSpacingTests
                 Assert.Equal(plain.Sigmas!.ToArray(), s.Sigmas!.ToArray());
                 continue;
             }
-            DiffusersSchedules.Schedule expected = name == "euler-karras"
-                ? DiffusersSchedules.Euler(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax)
-                : DiffusersSchedules.Dpm(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax);
+            DiffusersSchedules.Schedule expected = name switch
+            {
+                "euler-karras" => DiffusersSchedules.Euler(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax),
+                // Heun's _convert_to_karras is a copy of Euler's.
+                "heun-karras" => DiffusersSchedules.Heun(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax),
+                _ => DiffusersSchedules.Dpm(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax),
+            };
             Assert.Equal(expected.Sigmas!, s.Sigmas!.ToArray());
             Assert.Equal(Array.ConvertAll(expected.Timesteps, t => (float)t), s.Timesteps.ToArray());
             Assert.NotEqual(plain.Sigmas!.ToArray(), s.Sigmas!.ToArray());
@@ -249,10 +246,10 @@ public sealed class SchedulerSpacingTests
     }
 
     [Fact]
-    public void ConfigKarrasFlagSelectsKarrasForEulerLmsAndDpm()
+    public void ConfigKarrasFlagSelectsKarrasForEulerLmsDpmAndHeun()
     {
         SchedulerConfig karras = Config(null, 1) with { UseKarrasSigmas = true };
-        foreach ((string plain, string named) in new[] { ("euler", "euler-karras"), ("lms", "lms-karras"), ("dpm++-2m", "dpm++-2m-karras") })
+        foreach ((string plain, string named) in new[] { ("euler", "euler-karras"), ("lms", "lms-karras"), ("dpm++-2m", "dpm++-2m-karras"), ("heun", "heun-karras") })
         {
             Scheduler a = Scheduler.Create(plain, karras), b = Scheduler.Create(named, Config(null, 1));
             a.SetTimesteps(9);

@@ -17,8 +17,8 @@ public sealed unsafe partial class StableDiffusionPipeline
     {
         CheckPicture(init, request, 3, "init image");
         int channels = _unetConfig.InChannels;
-        int start = StartStep(request);
-        Scheduler scheduler = NewScheduler(request, start);
+        Scheduler scheduler = NewScheduler(request, SkippedSteps(request));
+        int start = scheduler.FirstStep;
         var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {
@@ -50,8 +50,8 @@ public sealed unsafe partial class StableDiffusionPipeline
         }
     }
 
-    /// <summary>diffusers get_timesteps: the schedule index where a run of the given strength starts.</summary>
-    private int StartStep(GenerateRequest request)
+    /// <summary>diffusers get_timesteps: the inference steps a run of the given strength skips.</summary>
+    private int SkippedSteps(GenerateRequest request)
     {
         if (!(request.Strength >= 0 && request.Strength <= 1))
         {

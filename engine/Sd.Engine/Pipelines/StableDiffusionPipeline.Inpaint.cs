@@ -26,15 +26,16 @@ public sealed unsafe partial class StableDiffusionPipeline
         int h, int w, PhaseTimes times, CancellationToken cancellation)
     {
         bool concatenates = CheckInpaint(request, init, mask, h, w);
-        int start = StartStep(request), steps = StepsOf(request);
-        if (start >= steps)
+        int skipped = SkippedSteps(request), steps = StepsOf(request);
+        if (skipped >= steps)
         {
             // diffusers refuses it too; a run of no steps would also ask the scheduler for a timestep past its last.
             throw new ArgumentException($"strength {request.Strength} leaves no step of {steps} to run", nameof(request));
         }
         int channels = _vaeConfig.LatentChannels;
         float[] latentMask = LatentMask(mask, h, w);
-        Scheduler scheduler = NewScheduler(request, start);
+        Scheduler scheduler = NewScheduler(request, skipped);
+        int start = scheduler.FirstStep;
         var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {

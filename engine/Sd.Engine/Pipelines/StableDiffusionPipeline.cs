@@ -335,11 +335,14 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         return new DenoisingRun(scheduler, 0, latents, noise, times);
     }
 
-    /// <summary>The request's scheduler, set for a run whose first step is <paramref name="start"/>.</summary>
-    private Scheduler NewScheduler(GenerateRequest request, int start)
+    /// <summary>
+    /// The request's scheduler, set for a run that skips the first <paramref name="skippedSteps"/> inference steps; its
+    /// <see cref="Scheduler.FirstStep"/> is the step index the run starts at (x its order, as diffusers' get_timesteps).
+    /// </summary>
+    private Scheduler NewScheduler(GenerateRequest request, int skippedSteps)
     {
         Scheduler scheduler = Scheduler.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig);
-        scheduler.SetTimesteps(StepsOf(request), start);
+        scheduler.SetTimesteps(StepsOf(request), skippedSteps * scheduler.Order);
         return scheduler;
     }
 

@@ -73,8 +73,7 @@ public abstract class SigmaScheduler : Scheduler
             RequireFallingSigmas(sigmas, steps, Math.Max(firstStep - lookback, 0), Name);
         }
         InferenceSteps = steps;
-        TimestepValues = t;
-        SigmaValues = sigmas;
+        (TimestepValues, SigmaValues) = Arrange(t, sigmas);
         float max = 0f;
         foreach (float s in sigmas)
         {
@@ -83,6 +82,12 @@ public abstract class SigmaScheduler : Scheduler
         InitNoiseSigma = Spacing == TimestepSpacing.Leading ? MathF.Sqrt(max * max + 1f) : max;
         OnSetTimesteps();
     }
+
+    /// <summary>
+    /// The per-call timesteps and sigmas from one timestep per inference step and its sigmas (one more, the last 0):
+    /// the same for one model call per step; a second-order sampler (Heun) repeats the levels its second calls revisit.
+    /// </summary>
+    protected virtual (float[] Timesteps, float[] Sigmas) Arrange(float[] timesteps, float[] sigmas) => (timesteps, sigmas);
 
     /// <summary>
     /// For a multistep solver, which divides by the gaps between noise levels: how many levels before a run's first

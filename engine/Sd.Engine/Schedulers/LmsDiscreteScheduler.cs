@@ -5,7 +5,7 @@ namespace Sd.Engine.Schedulers;
 /// <summary>diffusers LMSDiscreteScheduler (order 4, optionally Karras sigmas). Derivative history buffers are allocated once per latent size.</summary>
 public sealed class LmsDiscreteScheduler : SigmaScheduler
 {
-    private const int Order = 4;
+    private const int SolverOrder = 4; // step's order=4; the class attribute order (img2img's start) is 1
     private float[][] _derivatives = [];
     private int _count;
     private int _newest = -1;
@@ -30,10 +30,10 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
         CheckStep(stepIndex, modelOutput.Length, sample.Length);
-        if (_derivatives.Length != Order || _derivatives[0].Length != sample.Length)
+        if (_derivatives.Length != SolverOrder || _derivatives[0].Length != sample.Length)
         {
-            _derivatives = new float[Order][];
-            for (int k = 0; k < Order; k++)
+            _derivatives = new float[SolverOrder][];
+            for (int k = 0; k < SolverOrder; k++)
             {
                 _derivatives[k] = new float[sample.Length];
             }
@@ -41,8 +41,8 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
         float sigma = SigmaValues[stepIndex];
         float vDenom = sigma * sigma + 1f;
         float vScale = -sigma / MathF.Sqrt(vDenom);
-        _newest = (_newest + 1) % Order;
-        _count = Math.Min(_count + 1, Order);
+        _newest = (_newest + 1) % SolverOrder;
+        _count = Math.Min(_count + 1, SolverOrder);
         float[] d = _derivatives[_newest];
         for (int i = 0; i < sample.Length; i++)
         {
@@ -52,9 +52,9 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
         }
         // diffusers takes the order from the step index and zips its coefficients with the derivatives it holds: where
         // img2img starts past index 0, the first steps use the leading coefficients of a higher-order formula.
-        int order = Math.Min(stepIndex + 1, Order);
+        int order = Math.Min(stepIndex + 1, SolverOrder);
         int terms = Math.Min(order, _count);
-        Span<float> coeffs = stackalloc float[Order];
+        Span<float> coeffs = stackalloc float[SolverOrder];
         for (int k = 0; k < terms; k++)
         {
             coeffs[k] = (float)LmsCoefficient(order, stepIndex, k);
@@ -64,7 +64,7 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
             float sum = 0f;
             for (int k = 0; k < terms; k++)
             {
-                sum += coeffs[k] * _derivatives[(_newest - k + Order) % Order][i];
+                sum += coeffs[k] * _derivatives[(_newest - k + SolverOrder) % SolverOrder][i];
             }
             sample[i] = sample[i] + sum;
         }
@@ -74,7 +74,7 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     internal double LmsCoefficient(int order, int t, int current)
     {
         // Build the polynomial prod_{k != current} (tau - s_k) / (s_current - s_k) in coefficients, then integrate.
-        Span<double> poly = stackalloc double[Order + 1];
+        Span<double> poly = stackalloc double[SolverOrder + 1];
         poly.Clear();
         poly[0] = 1.0;
         int degree = 0;

@@ -107,16 +107,25 @@ public abstract class Scheduler
     public int FirstStep { get; private set; }
 
     /// <summary>
+    /// diffusers' scheduler order: the step indices per inference step where a run may start, so that img2img skipping
+    /// k inference steps starts at step index k x Order (2 for Heun, whose steps take two model calls; 1 otherwise).
+    /// </summary>
+    public virtual int Order => 1;
+
+    /// <summary>
     /// Sets the schedule of <paramref name="steps"/> inference steps for a run whose first <see cref="Step"/> is
     /// <paramref name="firstStep"/> (img2img and inpainting below strength 1 skip the first steps: diffusers'
-    /// set_begin_index). Throws, leaving the scheduler as it was, when the steps cannot be run from there.
+    /// set_begin_index, a multiple of <see cref="Order"/>). Throws, leaving the scheduler as it was, when the steps
+    /// cannot be run from there.
     /// </summary>
     public void SetTimesteps(int steps, int firstStep = 0)
     {
         CheckSteps(steps);
-        if ((uint)firstStep > (uint)steps)
+        if ((uint)firstStep > (uint)(steps * Order) || firstStep % Order != 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(firstStep), firstStep, $"the first step must be in 0..{steps}");
+            throw new ArgumentOutOfRangeException(nameof(firstStep), firstStep, Order == 1
+                ? $"the first step must be in 0..{steps}"
+                : $"the first step must be a multiple of {Order} in 0..{steps * Order}: each inference step takes {Order} calls, and a run starts at an inference step's first");
         }
         Schedule(steps, firstStep);
         FirstStep = firstStep;
@@ -159,10 +168,12 @@ public abstract class Scheduler
             "dpm++-2m-sde-karras" => new DpmSolverMultistepScheduler(config, spacing, karras: true, sde: true),
             "unipc" => new UniPcMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "unipc-karras" => new UniPcMultistepScheduler(config, spacing, karras: true),
+            "heun" => new HeunDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
+            "heun-karras" => new HeunDiscreteScheduler(config, spacing, karras: true),
             "lms" => new LmsDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "lms-karras" => new LmsDiscreteScheduler(config, spacing, karras: true),
             "lcm" => new LcmScheduler(config, spacing),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, lms, lms-karras, lcm)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, lms, lms-karras, lcm)", nameof(name)),
         };
     }
 

@@ -33,7 +33,8 @@ public static class GenerateCommand
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde,
-        dpm++-2m-sde-karras, unipc, unipc-karras, lms, lms-karras, lcm.
+        dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, lms, lms-karras, lcm (heun calls the model
+        twice per step but the last, so N steps take 2N - 1 calls, and its progress counts calls).
         A missing --scheduler, --steps or --guidance takes the model's default: 4 steps of lcm for a latent
         consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
         (1 for an LCM-LoRA merge: an LCMScheduler config on a plain UNet). --seed N draws the initial latents
@@ -273,6 +274,7 @@ public static class GenerateCommand
             "dpm++-2m-sde" => ("DPM++ 2M SDE", "SGM Uniform"),
             // A1111's UniPC defaults to bh1 of order 3; its own keys say which this was.
             "unipc" => ("UniPC, UniPC variant: bh2, UniPC order: 2", null),
+            "heun" => ("Heun", null),
             "lms" => ("LMS", null),
             "lcm" => ("LCM", null),
             _ => (scheduler, null),
