@@ -205,6 +205,8 @@ public sealed unsafe class HostileRequestTests
     [InlineData("euler-a")]
     [InlineData("lms")]
     [InlineData("dpm++-2m")]
+    [InlineData("heun")]
+    [InlineData("dpm2")]
     [InlineData("lcm")]
     public void Scheduler_calls_check_the_step_and_the_lengths(string name)
     {

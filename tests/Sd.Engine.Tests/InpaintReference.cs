@@ -37,8 +37,9 @@ internal static class InpaintReference
         //    The request names its scheduler, steps and guidance: the reference does not restate the model's defaults.
         Scheduler scheduler = Scheduler.Create(request.Scheduler!, source.Scheduler!);
         int steps = request.Steps!.Value;
-        scheduler.SetTimesteps(steps);
-        int start = steps - Math.Min((int)(steps * (double)request.Strength), steps);
+        // timesteps[t_start * order:] with set_begin_index: two calls per step for Heun and DPM2.
+        int start = (steps - Math.Min((int)(steps * (double)request.Strength), steps)) * scheduler.Order;
+        scheduler.SetTimesteps(steps, start);
         bool strengthMax = request.Strength == 1f;
 
         // _encode_vae_image: scaling_factor x vae.encode(image).latent_dist.sample(generator).

@@ -27,6 +27,8 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
     [InlineData("ddim", 0.75f, false)]
     [InlineData("euler-a", 0.75f, false)]
     [InlineData("euler-a", 0.75f, true)]
+    [InlineData("heun", 0.75f, false)] // starts at call 2k
+    [InlineData("dpm2-karras", 0.5f, true)]
     public void A_9_channel_unet_gives_diffusers_latents(string scheduler, float strength, bool givenLatents)
     {
         using Tensor picture = Picture();

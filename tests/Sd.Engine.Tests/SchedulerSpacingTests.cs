@@ -12,7 +12,7 @@ public sealed class SchedulerSpacingTests
 {
     private static readonly string[] Names =
         ["ddim", "pndm", "euler", "euler-karras", "euler-a", "lms", "lms-karras", "dpm++-2m", "dpm++-2m-karras", "dpm++-2m-sde",
-         "dpm++-2m-sde-karras", "unipc", "unipc-karras", "heun", "heun-karras", "lcm"];
+         "dpm++-2m-sde-karras", "unipc", "unipc-karras", "heun", "heun-karras", "lcm"]; // dpm2: its midpoints' timesteps, see SecondOrderSchedulerTests
 
     // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
     private static readonly int[] StepCounts = [1, 7, 20, 48, 50];

@@ -34,7 +34,7 @@ public sealed record GenerateRequest
 
     /// <summary>
     /// CLI scheduler name: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde,
-    /// dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, lms, lms-karras, lcm; null: the model's default (<see cref="StableDiffusionPipeline.DefaultScheduler"/>).
+    /// dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, lms, lms-karras, lcm; null: the model's default (<see cref="StableDiffusionPipeline.DefaultScheduler"/>).
     /// </summary>
     public string? Scheduler { get; init; }
 
@@ -70,8 +70,10 @@ public sealed record GenerateRequest
 }
 
 /// <summary>
-/// Progress of a generation, after each denoising step: the step of <see cref="Total"/>, the time since the image's
-/// denoising began, and which image of a batch (<see cref="StableDiffusionPipeline.GenerateBatch"/>) it is.
+/// Progress of a generation, after each UNet call (a scheduler step index: as many as the inference steps, but for Heun
+/// and DPM2, which take two calls per step but the last, and PNDM, one more): the call of <see cref="Total"/>, the time
+/// since the image's denoising began, and which image of a batch (<see cref="StableDiffusionPipeline.GenerateBatch"/>)
+/// it is.
 /// </summary>
 public readonly record struct StepInfo(int Step, int Total, TimeSpan Elapsed, int Image = 0, int Images = 1);
 

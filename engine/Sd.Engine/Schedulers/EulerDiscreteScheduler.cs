@@ -57,7 +57,7 @@ public abstract class SigmaScheduler : Scheduler
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)karras[i];
-                t[i] = (float)SigmaToT(karras[i], logSigmas);
+                t[i] = (float)KarrasTimestep(SigmaToT(karras[i], logSigmas));
             }
         }
         else
@@ -70,7 +70,8 @@ public abstract class SigmaScheduler : Scheduler
         sigmas[steps] = 0f;
         if (MultistepLookback is { } lookback)
         {
-            RequireFallingSigmas(sigmas, steps, Math.Max(firstStep - lookback, 0), Name);
+            // firstStep counts calls; the levels here are one per inference step.
+            RequireFallingSigmas(sigmas, steps, Math.Max(firstStep / Order - lookback, 0), Name);
         }
         InferenceSteps = steps;
         (TimestepValues, SigmaValues) = Arrange(t, sigmas);
@@ -83,9 +84,12 @@ public abstract class SigmaScheduler : Scheduler
         OnSetTimesteps();
     }
 
+    /// <summary>The timestep of a Karras sigma from its fractional training time: kept as it is (KDPM2 rounds it).</summary>
+    protected virtual double KarrasTimestep(double t) => t;
+
     /// <summary>
     /// The per-call timesteps and sigmas from one timestep per inference step and its sigmas (one more, the last 0):
-    /// the same for one model call per step; a second-order sampler (Heun) repeats the levels its second calls revisit.
+    /// the same for one model call per step; a second-order sampler (Heun, KDPM2) repeats the levels its second calls revisit.
     /// </summary>
     protected virtual (float[] Timesteps, float[] Sigmas) Arrange(float[] timesteps, float[] sigmas) => (timesteps, sigmas);
 
@@ -99,15 +103,18 @@ public abstract class SigmaScheduler : Scheduler
     {
     }
 
+    /// <summary>The noise level the model input of a call is scaled for (KDPM2's second calls run between levels).</summary>
+    protected virtual float InputSigma(int stepIndex) => SigmaValues[stepIndex];
+
     protected override float InputScale(int stepIndex)
     {
-        float s = SigmaValues[stepIndex];
+        float s = InputSigma(stepIndex);
         return 1f / MathF.Sqrt(s * s + 1f);
     }
 
     protected override void ScaleInput(int stepIndex, ReadOnlySpan<float> sample, Span<float> destination)
     {
-        float s = SigmaValues[stepIndex];
+        float s = InputSigma(stepIndex);
         float d = MathF.Sqrt(s * s + 1f);
         for (int i = 0; i < destination.Length; i++)
         {

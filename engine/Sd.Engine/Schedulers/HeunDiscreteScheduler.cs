@@ -3,35 +3,23 @@ using Sd.Loaders.Config;
 namespace Sd.Engine.Schedulers;
 
 /// <summary>
-/// diffusers HeunDiscreteScheduler (A1111's Heun): each inference step takes two model calls, an Euler step to the
-/// next noise level, then a second call there whose slope is averaged with the first to redo the step from where it
-/// began (Heun's method, the trapezoid rule). The last step, ending at sigma 0, is Euler only, so n steps take
-/// 2n - 1 calls. Its timesteps and sigmas are Euler's with every level after the first repeated: calls 2k - 1 and 2k
-/// both run at level k. Even step indices are first calls, odd ones second; the sample after a first call is the
-/// Euler prediction the second call is made at.
+/// diffusers HeunDiscreteScheduler (A1111's Heun): a first call takes an Euler step to the next noise level, and the
+/// second call, made there, averages its slope with the first to redo the step (Heun's method, the trapezoid rule).
+/// The last step, ending at sigma 0, is Euler only. Its timesteps and sigmas are Euler's with every level after the
+/// first repeated: calls 2k - 1 and 2k both run at level k.
 /// </summary>
-public sealed class HeunDiscreteScheduler : SigmaScheduler
+public sealed class HeunDiscreteScheduler : TwoCallSigmaScheduler
 {
     /// <summary>clip_sample_range when clip_sample is on (off by default for Heun), else infinity.</summary>
     private readonly float _clip;
 
-    /// <summary>The first call's slope and the sample its step started from, kept for the second call.</summary>
-    private float[] _derivative = [], _start = [];
-
-    /// <summary>The step index of the first call whose second call is due; -1 when none is.</summary>
-    private int _pendingFirst = -1;
+    /// <summary>The first call's slope, kept for the second call.</summary>
+    private float[] _derivative = [];
 
     public HeunDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "Heun", ZeroTerminalSnr.NotASetting)
+        : base(config, spacing, karras, "Heun")
     {
         _clip = DdimScheduler.ClipRange(config, clipByDefault: false);
-    }
-
-    public override int Order => 2;
-
-    protected override void OnSetTimesteps()
-    {
-        _pendingFirst = -1;
     }
 
     /// <summary>
@@ -54,49 +42,36 @@ public sealed class HeunDiscreteScheduler : SigmaScheduler
         return (t, s);
     }
 
-    public override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
+    /// <summary>From level k to k + 1 (sigma_hat = sigma, gamma 0), keeping the slope.</summary>
+    protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample)
     {
-        CheckStep(stepIndex, modelOutput.Length, sample.Length);
-        bool second = stepIndex % 2 == 1;
-        if (second && (_pendingFirst != stepIndex - 1 || _derivative.Length != sample.Length))
+        float sigma = SigmaValues[stepIndex], dt = SigmaValues[stepIndex + 1] - sigma;
+        (float vScale, float vDenom) = VParameters(sigma);
+        if (_derivative.Length != sample.Length)
         {
-            // Runs start at a first call (SetTimesteps refuses odd first steps), so this is a call out of order.
-            throw new InvalidOperationException($"Heun: step {stepIndex} is a second call, which must follow the first call, step {stepIndex - 1}, on a sample of the same size");
-        }
-        _pendingFirst = second ? -1 : stepIndex;
-        // First call: from level k to k + 1 (sigma_hat = sigma, gamma 0). Second: the same step, the model having
-        // been called at level k + 1, which converts its output to x0.
-        float sigma = SigmaValues[second ? stepIndex - 1 : stepIndex];
-        float sigmaNext = SigmaValues[second ? stepIndex : stepIndex + 1];
-        float sigmaInput = second ? sigmaNext : sigma;
-        float dt = sigmaNext - sigma;
-        // v_prediction: model_output * (-sigma_input / (sigma_input**2 + 1) ** 0.5) + (sample / (sigma_input**2 + 1))
-        float vDenom = sigmaInput * sigmaInput + 1f;
-        float vScale = -sigmaInput / MathF.Sqrt(vDenom);
-        if (!second)
-        {
-            if (_derivative.Length != sample.Length)
-            {
-                _derivative = new float[sample.Length];
-                _start = new float[sample.Length];
-            }
-            for (int i = 0; i < sample.Length; i++)
-            {
-                float x = sample[i];
-                float x0 = Math.Clamp(PredictOriginal(x, modelOutput[i], sigmaInput, vScale, vDenom), -_clip, _clip);
-                float derivative = (x - x0) / sigma;
-                _derivative[i] = derivative;
-                _start[i] = x;
-                sample[i] = x + derivative * dt;
-            }
-            return;
+            _derivative = new float[sample.Length];
         }
         for (int i = 0; i < sample.Length; i++)
         {
             float x = sample[i];
-            float x0 = Math.Clamp(PredictOriginal(x, modelOutput[i], sigmaInput, vScale, vDenom), -_clip, _clip);
+            float x0 = Math.Clamp(PredictOriginal(x, modelOutput[i], sigma, vScale, vDenom), -_clip, _clip);
+            float derivative = (x - x0) / sigma;
+            _derivative[i] = derivative;
+            sample[i] = x + derivative * dt;
+        }
+    }
+
+    /// <summary>The same step redone with the mean of both slopes; the model was called at level k + 1.</summary>
+    protected override void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample)
+    {
+        float sigmaNext = SigmaValues[stepIndex], dt = sigmaNext - SigmaValues[stepIndex - 1];
+        (float vScale, float vDenom) = VParameters(sigmaNext);
+        for (int i = 0; i < sample.Length; i++)
+        {
+            float x = sample[i];
+            float x0 = Math.Clamp(PredictOriginal(x, modelOutput[i], sigmaNext, vScale, vDenom), -_clip, _clip);
             float derivative = (_derivative[i] + (x - x0) / sigmaNext) / 2f;
-            sample[i] = _start[i] + derivative * dt;
+            sample[i] = Start[i] + derivative * dt;
         }
     }
 }

@@ -170,10 +170,12 @@ public abstract class Scheduler
             "unipc-karras" => new UniPcMultistepScheduler(config, spacing, karras: true),
             "heun" => new HeunDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "heun-karras" => new HeunDiscreteScheduler(config, spacing, karras: true),
+            "dpm2" => new KDpm2DiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
+            "dpm2-karras" => new KDpm2DiscreteScheduler(config, spacing, karras: true),
             "lms" => new LmsDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "lms-karras" => new LmsDiscreteScheduler(config, spacing, karras: true),
             "lcm" => new LcmScheduler(config, spacing),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, lms, lms-karras, lcm)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, lms, lms-karras, lcm)", nameof(name)),
         };
     }
 

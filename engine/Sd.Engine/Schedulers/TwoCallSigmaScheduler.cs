@@ -1,0 +1,66 @@
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Schedulers;
+
+/// <summary>
+/// diffusers' second-order samplers on noise levels (Heun, KDPM2): each inference step but the last takes two model
+/// calls, so n steps take 2n - 1. Even step indices are first calls, which move the sample to where the second call
+/// is made and keep the sample they started from; odd ones are second calls, which redo the step from that sample.
+/// diffusers' scheduler order is 2: a run may start only at a first call.
+/// </summary>
+public abstract class TwoCallSigmaScheduler : SigmaScheduler
+{
+    /// <summary>The step index of the first call whose second call is due; -1 when none is.</summary>
+    private int _pendingFirst = -1;
+
+    protected TwoCallSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name)
+        : base(config, spacing, karras, name, ZeroTerminalSnr.NotASetting)
+    {
+    }
+
+    public sealed override int Order => 2;
+
+    /// <summary>The sample the pending first call started from.</summary>
+    protected float[] Start { get; private set; } = [];
+
+    protected sealed override void OnSetTimesteps()
+    {
+        _pendingFirst = -1;
+    }
+
+    public sealed override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
+    {
+        CheckStep(stepIndex, modelOutput.Length, sample.Length);
+        if (stepIndex % 2 == 1)
+        {
+            if (_pendingFirst != stepIndex - 1 || Start.Length != sample.Length)
+            {
+                // Runs start at a first call (SetTimesteps refuses odd first steps), so this is a call out of order.
+                throw new InvalidOperationException($"{Name}: step {stepIndex} is a second call, which must follow the first call, step {stepIndex - 1}, on a sample of the same size");
+            }
+            _pendingFirst = -1;
+            SecondCall(modelOutput, stepIndex, sample);
+            return;
+        }
+        if (Start.Length != sample.Length)
+        {
+            Start = new float[sample.Length];
+        }
+        sample.CopyTo(Start);
+        _pendingFirst = stepIndex;
+        FirstCall(modelOutput, stepIndex, sample);
+    }
+
+    /// <summary>A first call's step, in place; <see cref="Start"/> holds the sample it began from.</summary>
+    protected abstract void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample);
+
+    /// <summary>A second call's step, in place, redone from <see cref="Start"/>.</summary>
+    protected abstract void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample);
+
+    /// <summary>v_prediction's (scale, denominator) at a level: x0 = output * scale + sample / denominator.</summary>
+    protected static (float Scale, float Denominator) VParameters(float sigma)
+    {
+        float denominator = sigma * sigma + 1f;
+        return (-sigma / MathF.Sqrt(denominator), denominator);
+    }
+}
