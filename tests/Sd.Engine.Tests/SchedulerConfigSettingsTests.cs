@@ -30,6 +30,12 @@ public sealed class SchedulerConfigSettingsTests
     [InlineData("dpm++-2m", "\"final_sigmas_type\": \"sigma_min\"", "final_sigmas_type 'sigma_min'")]
     [InlineData("unipc", "\"thresholding\": true", "thresholding true")]
     [InlineData("unipc-karras", "\"final_sigmas_type\": \"sigma_min\"", "final_sigmas_type 'sigma_min'")]
+    [InlineData("euler", "\"use_exponential_sigmas\": true", "use_exponential_sigmas true")]
+    [InlineData("heun-karras", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
+    [InlineData("dpm2", "\"use_exponential_sigmas\": true", "use_exponential_sigmas true")]
+    [InlineData("lms", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
+    [InlineData("dpm++-2m", "\"use_flow_sigmas\": true", "use_flow_sigmas true")]
+    [InlineData("unipc", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
     public void Settings_diffusers_applies_and_Sd_does_not_implement_are_refused(string name, string settings, string expected)
     {
         SchedulerConfig config = Parse(settings);
@@ -44,6 +50,9 @@ public sealed class SchedulerConfigSettingsTests
     [InlineData("euler", "\"sigma_min\": 0.1, \"sigma_max\": 10")] // the ends only bound a Karras ramp
     [InlineData("euler-a", "\"interpolation_type\": \"log_linear\", \"sigma_min\": 0.1")]
     [InlineData("unipc", "\"use_lu_lambdas\": true, \"lambda_min_clipped\": -5.1")] // DPM-Solver's, which UniPC never reads
+    [InlineData("euler-a", "\"use_exponential_sigmas\": true, \"use_beta_sigmas\": true, \"use_flow_sigmas\": true")] // no such settings
+    [InlineData("euler", "\"use_flow_sigmas\": true, \"use_exponential_sigmas\": false")] // flow is the multistep solvers'
+    [InlineData("ddim", "\"use_beta_sigmas\": true")]
     public void The_same_settings_run_where_diffusers_ignores_them(string name, string settings)
     {
         Scheduler scheduler = Scheduler.Create(name, Parse(settings));

@@ -147,6 +147,7 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
     public EulerDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
         : base(config, spacing, karras, "Euler", ZeroTerminalSnr.EndsAtFloor)
     {
+        RefuseLaterSigmaSchedules(config, Name, flow: false);
         if (config.InterpolationType is not ("linear" or "log_linear"))
         {
             // diffusers raises ValueError for it in set_timesteps.

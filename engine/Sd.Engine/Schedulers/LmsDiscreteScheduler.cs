@@ -13,6 +13,7 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     public LmsDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
         : base(config, spacing, karras, "LMS", ZeroTerminalSnr.NotASetting)
     {
+        RefuseLaterSigmaSchedules(config, Name, flow: false);
     }
 
     protected override bool KarrasEndsFromConfig => false;

@@ -192,6 +192,17 @@ public abstract class Scheduler
     }
 
     /// <summary>
+    /// Refuses the sigma schedules of later diffusers versions that the scheduler's class reads there (exponential and
+    /// beta; flow for the multistep solvers): they replace the spaced sigmas, so running without them would differ.
+    /// </summary>
+    protected static void RefuseLaterSigmaSchedules(SchedulerConfig config, string scheduler, bool flow)
+    {
+        Refuse(config.UseExponentialSigmas, scheduler, "use_exponential_sigmas true");
+        Refuse(config.UseBetaSigmas, scheduler, "use_beta_sigmas true");
+        Refuse(flow && config.UseFlowSigmas, scheduler, "use_flow_sigmas true");
+    }
+
+    /// <summary>
     /// diffusers _convert_to_karras for Euler and DPM-Solver: the config's sigma_min and sigma_max where it sets them
     /// (every key of a scheduler config reaches the class's config, so DPM-Solver reads them too), else the given
     /// ends. Throws (ArgumentException) unless the ramp runs down within the levels float32 sampling reaches.

@@ -16,6 +16,7 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
     protected TwoCallSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name)
         : base(config, spacing, karras, name, ZeroTerminalSnr.NotASetting)
     {
+        RefuseLaterSigmaSchedules(config, name, flow: false);
     }
 
     public sealed override int Order => 2;

@@ -46,6 +46,12 @@ public sealed record SchedulerConfig
     public double LambdaMinClipped { get; init; } = double.NegativeInfinity;
     public string FinalSigmasType { get; init; } = "zero";
 
+    // Sigma schedules later diffusers versions offer beside Karras's (exponential and beta: Euler, Heun, KDPM2, LMS,
+    // DPM-Solver, UniPC; flow: DPM-Solver, UniPC), read to be refused where set.
+    public bool UseExponentialSigmas { get; init; }
+    public bool UseBetaSigmas { get; init; }
+    public bool UseFlowSigmas { get; init; }
+
     public static SchedulerConfig Load(string path) => From(JsonConfig.Load(path));
 
     public static SchedulerConfig From(JsonConfig json)
@@ -78,6 +84,9 @@ public sealed record SchedulerConfig
             UseLuLambdas = json.GetBool("use_lu_lambdas", false),
             LambdaMinClipped = json.GetDoubleOrInfinity("lambda_min_clipped", double.NegativeInfinity),
             FinalSigmasType = json.GetString("final_sigmas_type", d.FinalSigmasType),
+            UseExponentialSigmas = json.GetBool("use_exponential_sigmas", false),
+            UseBetaSigmas = json.GetBool("use_beta_sigmas", false),
+            UseFlowSigmas = json.GetBool("use_flow_sigmas", false),
         };
         if (config.NumTrainTimesteps is <= 0 or > 100_000)
         {
