@@ -59,6 +59,24 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     }
 
     [FixtureFact]
+    public void Tokenize_prints_each_text_of_a_prompt_that_changes_during_the_steps()
+    {
+        string model = Fixtures.Path("tiny/model");
+        var output = new StringWriter();
+        Assert.Equal(0, TextCommands.Tokenize(["--model", model, "--prompt", "a [cat:dog:0.5]", "--steps", "10"], output));
+        string[] lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(["until step 5: a cat", "until step 10: a dog"], new[] { lines[0], lines[2] });
+        Assert.StartsWith("49406 320 2368 49407", lines[1]);
+        var e = Assert.Throws<UsageException>(() => TextCommands.Tokenize(["--model", model, "--prompt", "a [cat|dog]", "--out", _dir.File("ids.npy")], TextWriter.Null));
+        Assert.Contains("the prompt changes during the 20 steps (20 texts); --out writes the rows of one text", e.Message);
+        Assert.False(File.Exists(_dir.File("ids.npy")));
+        // Plain is diffusers' syntax: no editing.
+        output = new StringWriter();
+        Assert.Equal(0, TextCommands.Tokenize(["--model", model, "--prompt", "a [cat:dog:0.5]", "--prompt-syntax", "plain"], output));
+        Assert.DoesNotContain("until step", output.ToString());
+    }
+
+    [FixtureFact]
     public void Tokenize_prints_the_rows_and_weights_generate_uses()
     {
         string model = Fixtures.Path("tiny/model");

@@ -11,7 +11,7 @@ namespace Sd.Engine.Pipelines;
 public sealed unsafe partial class StableDiffusionPipeline
 {
     /// <summary>One image's denoising loop: the run's steps, classifier-free guidance and the scheduler over its latents.</summary>
-    private void Denoise(DenoisingRun run, Tensor context, int[] contextLengths, GenerateRequest request, int image, int images, IProgress<StepInfo>? progress,
+    private void Denoise(DenoisingRun run, PromptContexts contexts, GenerateRequest request, int image, int images, IProgress<StepInfo>? progress,
         CancellationToken cancellation)
     {
         Tensor latents = run.Latents;
@@ -31,7 +31,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         using Tensor? scaled = run.Conditioning is null ? null : Tensor.Allocate([1, h, w, channels]);
         float guidance = GuidanceOf(request);
         float[] condition = _unetConfig.TimeCondProjDim is { } condDim ? GuidanceScaleEmbedding.Compute(guidance, condDim) : [];
-        var steps = new StepLoop(unet, context, contextLengths, unetInput, scaled, prediction, guidance, request.GuidanceRescale, condition, image, images);
+        var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, request.GuidanceRescale, condition, image, images);
         try
         {
             RunSteps(run, steps, progress, cancellation);
@@ -52,7 +52,7 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// What every step of one image's denoising shares: the UNet, its buffers, the guidance (an LCM-distilled UNet's
     /// as its timestep condition; empty for others), the batch position.
     /// </summary>
-    private sealed record StepLoop(UNet2DConditionModel UNet, Tensor Context, int[] ContextLengths, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
+    private sealed record StepLoop(UNet2DConditionModel UNet, PromptContexts Prompts, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
         float Guidance, float Rescale, float[] Condition, int Image, int Images);
 
     private void RunSteps(DenoisingRun run, StepLoop loop, IProgress<StepInfo>? progress, CancellationToken cancellation)
@@ -74,7 +74,8 @@ public sealed unsafe partial class StableDiffusionPipeline
             cancellation.ThrowIfCancellationRequested();
             FillUNetInput(scheduler, step, latents, run.Conditioning, loop.Scaled, loop.UNetInput);
             timestep[0] = scheduler.Timesteps[step];
-            loop.UNet.Forward(loop.UNetInput, timestep, loop.Context, loop.ContextLengths, prediction, loop.Condition, cancellation);
+            loop.Prompts.Select(step - start); // A1111 counts the calls of the run (img2img's too) from 0
+            loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, cancellation);
             float* predicted = prediction.Data;
             for (long i = 0; i < count; i++)
             {

@@ -74,7 +74,7 @@ public sealed partial class StableDiffusionPipeline
     /// inputs, and the prompts, which are tokenized (milliseconds) to find what their syntax refuses; returns them
     /// tokenized, in the UNet's batch order, for the run to encode.
     /// </summary>
-    private TokenizedPrompt[] CheckRequest(GenerateRequest request, int count)
+    private PromptPlan CheckRequest(GenerateRequest request, int count)
     {
         ArgumentNullException.ThrowIfNull(request);
         int factor = _vaeConfig.DownscaleFactor;

@@ -237,7 +237,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
 
     private List<GenerateResult> RunBatch(GenerateRequest request, int count, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
-        TokenizedPrompt[] prompts = CheckRequest(request, count);
+        PromptPlan prompts = CheckRequest(request, count);
         int factor = _vaeConfig.DownscaleFactor;
         int h = request.Height / factor, w = request.Width / factor;
         bool guided = UsesClassifierFreeGuidance(request);
@@ -248,7 +248,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         var times = new PhaseTimes[count];
         for (int i = 0; i < count; i++) times[i] = new PhaseTimes();
         PhaseClock textClock = times[0].Start();
-        using Tensor context = EncodePrompts(prompts, request, guided, times[0], cancellation, out int[] contextLengths);
+        using PromptContexts contexts = EncodePrompts(prompts, request, guided, times[0], cancellation);
         times[0].Text = textClock.Elapsed;
         var runs = new List<DenoisingRun>(count);
         var results = new List<GenerateResult>(count);
@@ -264,7 +264,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < count; i++)
             {
                 PhaseClock clock = times[i].Start();
-                Denoise(runs[i], context, contextLengths, request, i, count, progress, cancellation);
+                Denoise(runs[i], contexts, request, i, count, progress, cancellation);
                 times[i].Denoising += clock.Elapsed;
             }
             for (int i = 0; i < count; i++)
@@ -360,64 +360,88 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     }
 
     /// <summary>
-    /// The UNet's context from the request's prompts (<see cref="TokenizePrompts"/>): [uncond, cond] when guided
-    /// (diffusers' batch order) else [cond]; <paramref name="lengths"/> gives each one's tokens when one prompt takes
-    /// more chunks.
+    /// The UNet's contexts from the request's prompts (<see cref="TokenizePrompts"/>): every text of their schedules
+    /// encoded in one batch, then read call by call as [uncond, cond] when guided (diffusers' batch order) else [cond].
     /// </summary>
-    private Tensor EncodePrompts(TokenizedPrompt[] prompts, GenerateRequest request, bool guided, PhaseTimes times, CancellationToken cancellation,
-        out int[] lengths)
+    private PromptContexts EncodePrompts(PromptPlan plan, GenerateRequest request, bool guided, PhaseTimes times, CancellationToken cancellation)
     {
-        for (int i = 0; i < prompts.Length; i++)
+        for (int i = 0; i < plan.Rows.Length; i++)
         {
-            if (prompts[i].DroppedTokens > 0)
+            (int End, int Text)[] row = plan.Rows[i];
+            TokenizedPrompt first = plan.Texts[row[0].Text];
+            if (first.DroppedTokens > 0)
             {
                 _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped",
-                    PromptName(i, guided), _tokenizer.MaxLength, prompts[i].DroppedTokens);
+                    PromptName(i, guided), _tokenizer.MaxLength, first.DroppedTokens);
             }
-            if (prompts[i].RemovedTags.Count > 0)
+            if (first.RemovedTags.Count > 0)
             {
                 // A caller such as sd generate may have merged the LoRAs these name; the pipeline cannot tell.
                 _logger.LogInformation("The {What}'s extra-network tags {Tags} were taken out of its text{Note}", PromptName(i, guided),
-                    string.Join(" ", prompts[i].RemovedTags), guided && i == 0 ? " (A1111 keeps a negative prompt's as text)" : "; the pipeline merges only PipelineOptions.Loras");
+                    string.Join(" ", first.RemovedTags), guided && i == 0 ? " (A1111 keeps a negative prompt's as text)" : "; the pipeline merges only PipelineOptions.Loras");
+            }
+            if (row.Length > 1)
+            {
+                _logger.LogInformation("The {What} changes during the run (prompt editing): {Count} texts, the first until call {End}",
+                    PromptName(i, guided), row.Length, row[0].End);
             }
         }
         ClipTextModel encoder = Acquire(_textEncoder, times);
         cancellation.ThrowIfCancellationRequested();
-        ClipTextOutput output;
-        try
-        {
-            output = encoder.EncodePrompts(prompts, request.ClipSkip);
-        }
-        catch (ArgumentException e) when (e.ParamName == "prompts")
-        {
-            throw new ArgumentException(BareMessage(e) + (guided ? $" (prompt 0 is the {PromptName(0, guided)}, 1 the {PromptName(1, guided)})" : ""), nameof(request), e);
-        }
-        using (output)
-        {
-            Tensor context = Tensor.Allocate(output.Hidden.Shape);
-            output.Hidden.Span.CopyTo(context.Span);
-            lengths = output.Lengths.ToArray();
-            return context;
-        }
+        using ClipTextOutput output = encoder.EncodePrompts(plan.Texts, request.ClipSkip);
+        Tensor bank = Tensor.Allocate(output.Hidden.Shape);
+        output.Hidden.Span.CopyTo(bank.Span);
+        return new PromptContexts(bank, output.Lengths.ToArray(), plan.Rows);
     }
 
-    /// <summary>The request's prompts as text-encoder rows, in the UNet's batch order; an unreadable one is refused by name.</summary>
-    private TokenizedPrompt[] TokenizePrompts(GenerateRequest request, bool guided)
+    /// <summary>
+    /// The text-encoder chunks all of a request's texts may take together: a prompt that edits itself into many long
+    /// texts would otherwise encode and keep each (the bank pads every text to the longest).
+    /// </summary>
+    private const int MaxScheduledChunks = 256;
+
+    /// <summary>
+    /// The request's prompts as text-encoder rows, in the UNet's batch order, each a schedule over the run's calls
+    /// (steps x the scheduler's order, A1111's step multiplier for second-order samplers); an unreadable one is refused
+    /// by name.
+    /// </summary>
+    private PromptPlan TokenizePrompts(GenerateRequest request, bool guided)
     {
-        string[] texts = guided ? [request.NegativePrompt, request.Prompt] : [request.Prompt];
-        var prompts = new TokenizedPrompt[texts.Length];
-        for (int i = 0; i < texts.Length; i++)
+        string[] prompts = guided ? [request.NegativePrompt, request.Prompt] : [request.Prompt];
+        int calls = StepsOf(request) * Scheduler.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig).Order;
+        var texts = new List<TokenizedPrompt>();
+        var indexOf = new Dictionary<string, int>(StringComparer.Ordinal);
+        var rows = new (int End, int Text)[prompts.Length][];
+        int longest = 0;
+        for (int i = 0; i < prompts.Length; i++)
         {
+            IReadOnlyList<ScheduledTokens> schedule;
             try
             {
-                prompts[i] = _tokenizer.Tokenize(texts[i], request.PromptSyntax);
+                schedule = _tokenizer.TokenizeSchedule(prompts[i], request.PromptSyntax, calls);
             }
             catch (ArgumentException e) when (e.ParamName == "prompt")
             {
                 throw new ArgumentException($"the {PromptName(i, guided)}: {BareMessage(e)}", nameof(request), e);
             }
+            rows[i] = new (int End, int Text)[schedule.Count];
+            for (int k = 0; k < schedule.Count; k++)
+            {
+                if (!indexOf.TryGetValue(schedule[k].Text, out int index))
+                {
+                    index = texts.Count;
+                    indexOf[schedule[k].Text] = index;
+                    texts.Add(schedule[k].Tokens);
+                    longest = Math.Max(longest, schedule[k].Tokens.Chunks.Count);
+                }
+                rows[i][k] = (schedule[k].EndAtStep, index);
+            }
         }
-        return prompts;
+        if (texts.Count * longest > MaxScheduledChunks)
+        {
+            throw new ArgumentException($"the prompts' editing makes {texts.Count} texts of up to {longest} chunks: at most {MaxScheduledChunks} texts x chunks are encoded", nameof(request));
+        }
+        return new PromptPlan([.. texts], rows);
     }
 
     private static string PromptName(int index, bool guided) => guided && index == 0 ? "negative prompt" : "prompt";

@@ -38,17 +38,62 @@ public sealed partial class ClipTokenizer
                 weights.AsSpan().Fill(1f);
                 return new TokenizedPrompt([new PromptChunk(ids, weights)], dropped);
             case PromptSyntax.Chunked or PromptSyntax.Weighted:
-                // The emphasis parser's bound for both, so either refuses a runaway prompt before any work.
-                if (prompt.Length > PromptAttention.MaxLength)
-                {
-                    throw new ArgumentException($"it is {prompt.Length} characters long; at most {PromptAttention.MaxLength} are read", nameof(prompt));
-                }
-                string text = ExtraNetworks.Strip(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
-                IReadOnlyList<PromptPiece> pieces = syntax == PromptSyntax.Weighted ? PromptAttention.Parse(text) : [new PromptPiece(text, 1.0)];
-                return new TokenizedPrompt(new ChunkBuilder(this).Build(pieces), 0) { RemovedTags = tags };
+                string text = StripChunked(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
+                return Chunks(text, syntax, tags);
             default:
                 throw new ArgumentOutOfRangeException(nameof(syntax), syntax, "not a prompt syntax");
         }
+    }
+
+    /// <summary>
+    /// The rows of each text <paramref name="prompt"/> reads over <paramref name="steps"/> steps. The chunked syntaxes
+    /// read AUTOMATIC1111's prompt editing (<see cref="PromptSchedule"/>: <c>[from:to:when]</c>, <c>[a|b]</c>) after
+    /// taking out the extra-network tags, as A1111 does, then tokenize each text as <see cref="Tokenize"/> does (a text
+    /// the schedule repeats, once); plain is one text for every step.
+    /// </summary>
+    /// <exception cref="ArgumentException">As <see cref="Tokenize"/>, for any of the texts; or a step of a
+    /// <c>[from:to:when]</c> is out of range.</exception>
+    public IReadOnlyList<ScheduledTokens> TokenizeSchedule(string prompt, PromptSyntax syntax, int steps)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
+        if (syntax is not (PromptSyntax.Chunked or PromptSyntax.Weighted))
+        {
+            return [new ScheduledTokens(steps, prompt, Tokenize(prompt, syntax))];
+        }
+        string text = StripChunked(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
+        IReadOnlyList<ScheduledText> schedule = PromptSchedule.Parse(text, steps);
+        var byText = new Dictionary<string, TokenizedPrompt>(StringComparer.Ordinal);
+        var result = new ScheduledTokens[schedule.Count];
+        for (int i = 0; i < result.Length; i++)
+        {
+            string scheduled = schedule[i].Text;
+            if (!byText.TryGetValue(scheduled, out TokenizedPrompt? tokens))
+            {
+                tokens = Chunks(scheduled, syntax, tags);
+                byText[scheduled] = tokens;
+            }
+            result[i] = new ScheduledTokens(schedule[i].EndAtStep, scheduled, tokens);
+        }
+        return result;
+    }
+
+    /// <summary>The chunked syntaxes' text: the length checked, the extra-network tags taken out.</summary>
+    private static string StripChunked(string prompt, out IReadOnlyList<ExtraNetworkTag> tags)
+    {
+        // The emphasis parser's bound for both, so either refuses a runaway prompt before any work.
+        if (prompt.Length > PromptAttention.MaxLength)
+        {
+            throw new ArgumentException($"it is {prompt.Length} characters long; at most {PromptAttention.MaxLength} are read", nameof(prompt));
+        }
+        return ExtraNetworks.Strip(prompt, out tags);
+    }
+
+    /// <summary>The chunks of a text with its tags already taken out.</summary>
+    private TokenizedPrompt Chunks(string text, PromptSyntax syntax, IReadOnlyList<ExtraNetworkTag> tags)
+    {
+        IReadOnlyList<PromptPiece> pieces = syntax == PromptSyntax.Weighted ? PromptAttention.Parse(text) : [new PromptPiece(text, 1.0)];
+        return new TokenizedPrompt(new ChunkBuilder(this).Build(pieces), 0) { RemovedTags = tags };
     }
 
     /// <summary>Fills chunks token by token (tokenize_line's loop, in its order of checks).</summary>

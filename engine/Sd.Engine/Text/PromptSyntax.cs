@@ -41,3 +41,7 @@ public sealed record TokenizedPrompt(IReadOnlyList<PromptChunk> Chunks, int Drop
     /// </summary>
     public IReadOnlyList<ExtraNetworkTag> RemovedTags { get; init; } = [];
 }
+
+/// <summary>One text of a prompt's schedule (<see cref="ClipTokenizer.TokenizeSchedule"/>): read by the calls up to
+/// <see cref="EndAtStep"/> (see <see cref="PromptSchedule"/>), as <see cref="Tokens"/>.</summary>
+public sealed record ScheduledTokens(int EndAtStep, string Text, TokenizedPrompt Tokens);

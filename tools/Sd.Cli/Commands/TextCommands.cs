@@ -13,7 +13,7 @@ public static class TextCommands
 {
     private const string TokenizeHelp = """
         Usage: sd tokenize --model M [--tokenizer DIR] [--config DIR] --prompt TEXT [--out ids.npy] [--fix-text]
-                           [--prompt-syntax weighted|chunked|plain] [--chunked] [--embedding FILE[:TOKEN] ...]
+                           [--prompt-syntax weighted|chunked|plain] [--chunked] [--embedding FILE[:TOKEN] ...] [--steps N]
 
         Prints the CLIP token ids of a prompt as sd generate builds them, one row of 77 (bos, text, eos, padding)
         per line, and optionally writes them as int64 [rows, 77]. --prompt-syntax as in sd generate: weighted (the
@@ -22,7 +22,9 @@ public static class TextCommands
         plain is diffusers' one row, cut at 77 tokens with a warning. The chunked syntaxes take A1111's <lora:...>
         tags out of the text first, with a warning. --fix-text applies ftfy-like fixes (curly quotes, HTML entities)
         first. --embedding adds a textual inversion as sd generate does: its token becomes ids from the text
-        encoder's vocab_size on.
+        encoder's vocab_size on. The chunked syntaxes read A1111's prompt editing ([from:to:when], [a|b]) over
+        --steps N steps (default 20; twice the steps for heun and dpm2, as sd generate counts them): a prompt that
+        changes prints each text as "until step E: TEXT" before its rows, and then cannot be written with --out.
         """;
 
     private const string EncodeHelp = """
@@ -35,7 +37,8 @@ public static class TextCommands
         --prompt-syntax there), each encoded alone, weighted, and joined; the pooled output [1, W] is the first row's.
         --ids gives [B, L, W] for int64 [B, L] token ids, the rows encoded as they are. --clip-skip N uses
         final_layer_norm of the N-th layer from the end (diffusers). --embedding adds a textual inversion as
-        sd generate does (its ids, from vocab_size on, are valid in --ids too).
+        sd generate does (its ids, from vocab_size on, are valid in --ids too). A prompt that changes during the
+        steps (A1111's prompt editing) is encoded as it reads at the first step, with a warning.
         """;
 
     public static int Tokenize(IReadOnlyList<string> args, TextWriter output)
@@ -45,23 +48,41 @@ public static class TextCommands
             output.WriteLine(TokenizeHelp);
             return 0;
         }
-        var line = new CommandLine("tokenize", args, ModelOptions.With("--prompt", "--out", "--prompt-syntax"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
+        var line = new CommandLine("tokenize", args, ModelOptions.With("--prompt", "--out", "--prompt-syntax", "--steps"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
         line.CheckOutputFlags("--out");
         PromptSyntax syntax = ModelOptions.PromptSyntax(line);
+        int steps = line.GetInt("--steps", 20);
+        if (steps < 1)
+        {
+            throw new UsageException($"tokenize: --steps must be at least 1, got {steps}");
+        }
         using ModelSource model = ModelOptions.Open(line);
         ClipTokenizer tokenizer = LoadTokenizer(model, line, ModelOptions.AddedTokens(line, model));
-        IReadOnlyList<PromptChunk> chunks = TokenizePrompt(line, tokenizer, syntax).Chunks;
-        bool weighted = chunks.Any(chunk => chunk.IsWeighted);
-        foreach (PromptChunk chunk in chunks)
+        IReadOnlyList<ScheduledTokens> schedule = TokenizePrompt(line, tokenizer, syntax, steps);
+        if (schedule.Count > 1 && line.Has("--out"))
         {
-            output.WriteLine(string.Join(' ', chunk.Ids.Select(id => id.ToString(CultureInfo.InvariantCulture))));
-            if (weighted)
+            throw new UsageException($"tokenize: the prompt changes during the {steps} steps ({schedule.Count} texts); --out writes the rows of one text");
+        }
+        foreach (ScheduledTokens text in schedule)
+        {
+            if (schedule.Count > 1)
             {
-                output.WriteLine("weights: " + string.Join(' ', chunk.Weights.Select(w => w.ToString(CultureInfo.InvariantCulture))));
+                output.WriteLine($"until step {text.EndAtStep}: {text.Text}");
+            }
+            IReadOnlyList<PromptChunk> chunks = text.Tokens.Chunks;
+            bool weighted = chunks.Any(chunk => chunk.IsWeighted);
+            foreach (PromptChunk chunk in chunks)
+            {
+                output.WriteLine(string.Join(' ', chunk.Ids.Select(id => id.ToString(CultureInfo.InvariantCulture))));
+                if (weighted)
+                {
+                    output.WriteLine("weights: " + string.Join(' ', chunk.Weights.Select(w => w.ToString(CultureInfo.InvariantCulture))));
+                }
             }
         }
         if (line.Get("--out") is { } path)
         {
+            IReadOnlyList<PromptChunk> chunks = schedule[0].Tokens.Chunks;
             NpyFile.Write(path, NpyArray.FromInt64([.. chunks.SelectMany(chunk => chunk.Ids)], [chunks.Count, chunks[0].Ids.Length]));
         }
         return 0;
@@ -95,7 +116,7 @@ public static class TextCommands
         AddedTokens added = ModelOptions.AddedTokens(line, model);
         using var encoder = new ClipTextModel(model.TextEncoder, model.Weights(ModelComponent.TextEncoder), added);
         using ClipTextOutput result = line.Has("--prompt")
-            ? encoder.EncodePrompts([TokenizePrompt(line, LoadTokenizer(model, line, added), syntax)], clipSkip)
+            ? encoder.EncodePrompts([FirstText(line, TokenizePrompt(line, LoadTokenizer(model, line, added), syntax, 20))], clipSkip)
             : EncodeIds(line, encoder, clipSkip);
         using (var files = new AtomicFileSet())
         {
@@ -128,17 +149,29 @@ public static class TextCommands
     /// The rows of --prompt in <paramref name="syntax"/>, warning about the tokens a plain prompt drops and the tags the
     /// chunked syntaxes take out.
     /// </summary>
-    private static TokenizedPrompt TokenizePrompt(CommandLine line, ClipTokenizer tokenizer, PromptSyntax syntax)
+    /// <summary>The text encode-text encodes: the prompt as it reads at the first step, with a warning when it changes.</summary>
+    private static TokenizedPrompt FirstText(CommandLine line, IReadOnlyList<ScheduledTokens> schedule)
     {
-        TokenizedPrompt prompt;
+        if (schedule.Count > 1)
+        {
+            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt changes during the steps (prompt editing); encoding it as it reads at the first step: {schedule[0].Text}");
+        }
+        return schedule[0].Tokens;
+    }
+
+    /// <summary>The prompt's texts over <paramref name="steps"/> steps as sd generate reads them; warnings as it gives them.</summary>
+    private static IReadOnlyList<ScheduledTokens> TokenizePrompt(CommandLine line, ClipTokenizer tokenizer, PromptSyntax syntax, int steps)
+    {
+        IReadOnlyList<ScheduledTokens> schedule;
         try
         {
-            prompt = tokenizer.Tokenize(line.Require("--prompt"), syntax);
+            schedule = tokenizer.TokenizeSchedule(line.Require("--prompt"), syntax, steps);
         }
         catch (ArgumentException e)
         {
             throw new UsageException($"{line.Command}: --prompt: {Program.Describe(e)}");
         }
+        TokenizedPrompt prompt = schedule[0].Tokens;
         if (prompt.RemovedTags.Count > 0)
         {
             Console.Error.WriteLine($"sd {line.Command}: warning: the prompt's tags {string.Join(' ', prompt.RemovedTags)} were taken out, as sd generate takes them out");
@@ -147,7 +180,7 @@ public static class TextCommands
         {
             Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is {prompt.DroppedTokens} tokens too long; they were dropped (--prompt-syntax chunked or weighted keeps them)");
         }
-        return prompt;
+        return schedule;
     }
 
     private static ClipTokenizer LoadTokenizer(ModelSource model, CommandLine line, AddedTokens added)

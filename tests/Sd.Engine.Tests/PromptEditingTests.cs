@@ -1,0 +1,216 @@
+using Sd.Engine.Pipelines;
+using Sd.Engine.Schedulers;
+using Sd.Engine.Tensors;
+using Sd.Engine.Text;
+using Sd.Engine.UNet;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Layout;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// AUTOMATIC1111's prompt editing. The parser against the doctests of A1111's prompt_parser (commit 28bd8e1) and
+/// cases checked against that file run with lark (its doctest for "a [{b|d{:.5] c" is stale: lark reads the '|' outside
+/// an alternation as an error, so the prompt stays one text); the pipeline against a denoising loop written here
+/// that switches the text at the call A1111's reconstruct_cond_batch does.
+/// </summary>
+public sealed class PromptEditingTests : IDisposable
+{
+    private readonly ModelSource _demo = ModelSource.Demo();
+
+    public void Dispose() => _demo.Dispose();
+
+    public static TheoryData<string, string> Doctests() => new()
+    {
+        { "test", "10:test" },
+        { "a [b:3]", "3:a |10:a b" },
+        { "a [b: 3]", "3:a |10:a b" },
+        { "a [[[b]]:2]", "2:a |10:a [[b]]" },
+        { "[(a:2):3]", "3:|10:(a:2)" },
+        { "a [b : c : 1] d", "1:a b  d|10:a  c  d" },
+        { "a[b:[c:d:2]:1]e", "1:abe|2:ace|10:ade" },
+        { "a [unbalanced", "10:a [unbalanced" },
+        { "a [b:.5] c", "5:a  c|10:a b c" },
+        { "a [{b|d{:.5] c", "10:a [{b|d{:.5] c" },
+        { "((a][:b:c [d:3]", "3:((a][:b:c |10:((a][:b:c d" },
+        { "[a|(b:1.1)]", "1:a|2:(b:1.1)|3:a|4:(b:1.1)|5:a|6:(b:1.1)|7:a|8:(b:1.1)|9:a|10:(b:1.1)" },
+        { "[fe|]male", "1:female|2:male|3:female|4:male|5:female|6:male|7:female|8:male|9:female|10:male" },
+        { "[fe|||]male", "1:female|2:male|3:male|4:male|5:female|6:male|7:male|8:male|9:female|10:male" },
+        // Checked against lark: '|' outside an alternation and a trailing backslash leave the prompt as it is; a step
+        // without a decimal point counts steps (1e1 is 10), with one a fraction; 0 or less never switches; escapes stay.
+        { "a | b [c:2]", "10:a | b [c:2]" },
+        { "[a:2] b\\", "10:[a:2] b\\" },
+        { "[a:b:1e1][c:d:.25 ]", "2:ac|10:ad" },
+        { "[a:b:0][c:d:-1]", "10:bd" },
+        { "\\[a:2\\] [x:y:1.0]", "10:\\[a:2\\] x" },
+        { "[a:b:7.]", "10:a" },
+        { "[a:3e]", "10:[a:3e]" },
+        { "(a [b:c:2]:1.2)", "2:(a b:1.2)|10:(a c:1.2)" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Doctests))]
+    public void The_schedule_is_A1111s(string prompt, string expected)
+    {
+        IReadOnlyList<ScheduledText> schedule = PromptSchedule.Parse(prompt, 10);
+        Assert.Equal(expected, string.Join("|", schedule.Select(s => $"{s.EndAtStep}:{s.Text}")));
+    }
+
+    [Fact]
+    public void Hostile_prompts_are_read_in_linear_time_or_refused_by_name()
+    {
+        // Unclosed brackets each start a construct attempt; read once per position, 32768 of them take milliseconds.
+        string opens = new('[', PromptAttention.MaxLength);
+        Assert.Equal(opens, Assert.Single(PromptSchedule.Parse(opens, 20)).Text);
+        string mixed = string.Concat(Enumerable.Repeat("[a:(b", PromptAttention.MaxLength / 5));
+        Assert.Equal(mixed, Assert.Single(PromptSchedule.Parse(mixed, 20)).Text);
+        // Brackets nested past 200 give up the parse (A1111's parser recurses too): one text as written.
+        string deep = new string('(', 300) + "[a:b:2]" + new string(')', 300);
+        Assert.Equal(deep, Assert.Single(PromptSchedule.Parse(deep, 20)).Text);
+        string shallow = new string('(', 100) + "[a:b:2]" + new string(')', 100);
+        Assert.Equal(2, PromptSchedule.Parse(shallow, 20).Count);
+        // Python's int() of an infinite float raises; A1111 stops there.
+        var e = Assert.Throws<ArgumentException>(() => PromptSchedule.Parse("[a:b:1e400]", 20));
+        Assert.Equal("prompt", e.ParamName);
+        Assert.Contains("the step 1e400 is out of range", e.Message);
+        Assert.Throws<ArgumentException>(() => PromptSchedule.Parse(new string('a', PromptAttention.MaxLength + 1), 20));
+    }
+
+    [Fact]
+    public void The_tokenizer_reads_schedules_in_the_a1111_syntaxes_only_and_after_taking_tags_out()
+    {
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        Assert.Equal("[a:b:2]", Assert.Single(tokenizer.TokenizeSchedule("[a:b:2]", PromptSyntax.Plain, 10)).Text);
+        IReadOnlyList<ScheduledTokens> chunked = tokenizer.TokenizeSchedule("[a <lora:x:0.5>:b:2]", PromptSyntax.Chunked, 10);
+        Assert.Equal(["a ", "b"], chunked.Select(s => s.Text));
+        Assert.Equal("<lora:x:0.5>", Assert.Single(chunked[0].Tokens.RemovedTags).ToString());
+        // An alternation's repeated texts are tokenized once.
+        IReadOnlyList<ScheduledTokens> alternating = tokenizer.TokenizeSchedule("[cat|dog]", PromptSyntax.Weighted, 6);
+        Assert.Equal(6, alternating.Count);
+        Assert.Same(alternating[0].Tokens, alternating[2].Tokens);
+    }
+
+    [Fact]
+    public void A_pipeline_switches_the_text_at_the_call_a1111_does()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        var request = new GenerateRequest
+        {
+            Prompt = "[a red boat:a green tree:2]", NegativePrompt = "blurry", Steps = 4, Width = 64, Height = 64, Seed = 5,
+            Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
+        };
+        using GenerateResult edited = pipeline.Generate(request);
+        // Calls 0, 1 and 2 read the first text (call <= 2), call 3 the second.
+        float[] expected = Denoise(request, ["blurry", "a red boat", "a green tree"], call => call <= 2 ? 1 : 2);
+        Assert.Equal(expected, edited.Latents.Span.ToArray());
+
+        // A switch at or past the last step never happens; at 0 it happened before the first.
+        using GenerateResult boat = pipeline.Generate(request with { Prompt = "a red boat" });
+        using GenerateResult never = pipeline.Generate(request with { Prompt = "[a red boat:a green tree:4]" });
+        using GenerateResult tree = pipeline.Generate(request with { Prompt = "a green tree" });
+        using GenerateResult always = pipeline.Generate(request with { Prompt = "[a red boat:a green tree:0]" });
+        Assert.True(boat.Latents.Span.SequenceEqual(never.Latents.Span));
+        Assert.True(tree.Latents.Span.SequenceEqual(always.Latents.Span));
+        Assert.False(edited.Latents.Span.SequenceEqual(boat.Latents.Span));
+        // img2img counts the calls it runs from 0, as A1111 does: strength 0.5 runs calls 0 and 1 of 4 steps, both
+        // before a switch at 1 (a count from the schedule's start would be at its calls 2 and 3, past it).
+        GenerateRequest painting = request with { InitImage = boat.Image, Strength = 0.5f };
+        using GenerateResult paintedEdit = pipeline.Generate(painting with { Prompt = "[a red boat:a green tree:1]" });
+        using GenerateResult paintedBoat = pipeline.Generate(painting with { Prompt = "a red boat" });
+        Assert.True(paintedEdit.Latents.Span.SequenceEqual(paintedBoat.Latents.Span));
+        // Plain is diffusers' syntax: the brackets are text.
+        using GenerateResult plain = pipeline.Generate(request with { PromptSyntax = PromptSyntax.Plain });
+        Assert.False(plain.Latents.Span.SequenceEqual(edited.Latents.Span));
+    }
+
+    [Fact]
+    public void A_second_order_sampler_schedules_over_two_calls_per_step()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        var request = new GenerateRequest
+        {
+            Prompt = "[a red boat:a green tree:.5]", NegativePrompt = "[blurry|dark]", Steps = 3, Width = 64, Height = 64, Seed = 5,
+            Scheduler = "heun", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
+        };
+        using GenerateResult edited = pipeline.Generate(request);
+        // A1111 schedules over steps x 2 = 6 for a second-order sampler: the prompt switches after call 3 (0.5 x 6),
+        // the negative prompt alternates every call (5 calls: 2 x 3 - 1).
+        // Call c reads the first text ending at c or later, so calls 0 and 1 both read the alternation's text for step 1.
+        float[] expected = Denoise(request, ["blurry", "dark", "a red boat", "a green tree"], call => call <= 3 ? 2 : 3,
+            call => Math.Max(call, 1) % 2 == 1 ? 0 : 1);
+        Assert.Equal(expected, edited.Latents.Span.ToArray());
+    }
+
+    [Fact]
+    public void A_prompt_editing_itself_into_too_many_texts_is_refused_before_any_work()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        // Alternations of 2, 3, 5, 7 and 11 options repeat only after 2310 steps: each of 300 steps reads its own text.
+        string prompt = string.Concat(new[] { 2, 3, 5, 7, 11 }.Select(n => "[" + string.Join("|", Enumerable.Range(0, n).Select(i => $"w{n}x{i}")) + "]"));
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(new GenerateRequest { Prompt = prompt, Steps = 300, PromptSyntax = PromptSyntax.Weighted }));
+        Assert.Contains("at most 256 texts x chunks are encoded", e.Message);
+        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(new GenerateRequest { NegativePrompt = "[a:b:1e999]", PromptSyntax = PromptSyntax.Weighted }));
+        Assert.Contains("the negative prompt: prompt editing: the step 1e999 is out of range", e.Message);
+    }
+
+    [Fact]
+    public void Contexts_switch_rows_by_a1111s_rule_copying_only_what_changes()
+    {
+        // Bank rows: text t holds the value t + 1 in each of its 2 x 3 floats.
+        Tensor bank = Tensor.Allocate([3, 2, 3]);
+        for (int t = 0; t < 3; t++) bank.Span.Slice(t * 6, 6).Fill(t + 1);
+        using var contexts = new PromptContexts(bank, [1, 2, 2], [[(10, 0)], [(2, 1), (5, 2), (10, 1)]]);
+        int[] Row(int call)
+        {
+            contexts.Select(call);
+            return [(int)contexts.Context.Span[0], (int)contexts.Context.Span[6], contexts.Lengths[0], contexts.Lengths[1]];
+        }
+        Assert.Equal([1, 2, 1, 2], Row(0));
+        Assert.Equal([1, 2, 1, 2], Row(2));
+        Assert.Equal([1, 3, 1, 2], Row(3));
+        Assert.Equal([1, 2, 1, 2], Row(6));
+        Assert.Equal([1, 2, 1, 2], Row(11)); // past every end: the first entry, as A1111's default index 0
+    }
+
+    /// <summary>
+    /// The pipeline's txt2img loop written out: the texts encoded in one batch, each call reading [uncond, cond]
+    /// rows by the given rules, classifier-free guidance, the scheduler's step; the final NHWC latents.
+    /// </summary>
+    private float[] Denoise(GenerateRequest request, string[] texts, Func<int, int> cond, Func<int, int>? uncond = null)
+    {
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        using var encoder = new ClipTextModel(_demo.TextEncoder!, _demo.Weights(ModelComponent.TextEncoder));
+        using var unet = new UNet2DConditionModel(_demo.UNet!, _demo.Weights(ModelComponent.Unet));
+        using ClipTextOutput encoded = encoder.EncodePrompts([.. texts.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))], 0);
+        int tokens = encoded.Hidden.Dim(1), width = encoded.Hidden.Dim(2), row = tokens * width;
+        Scheduler scheduler = Scheduler.Create(request.Scheduler!, _demo.Scheduler!);
+        scheduler.SetTimesteps(request.Steps!.Value);
+        const int h = 8, w = 8, c = 4, count = h * w * c;
+        var nchw = new float[count];
+        new TorchNoise(request.Seed).Next(nchw);
+        var latents = new float[count];
+        for (int ch = 0; ch < c; ch++)
+        {
+            for (int p = 0; p < h * w; p++) latents[p * c + ch] = nchw[ch * h * w + p] * scheduler.InitNoiseSigma;
+        }
+        using Tensor input = Tensor.Allocate([2, h, w, c]);
+        using Tensor output = Tensor.Allocate([2, h, w, c]);
+        using Tensor context = Tensor.Allocate([2, tokens, width]);
+        var guided = new float[count];
+        for (int call = 0; call < scheduler.StepCount; call++)
+        {
+            encoded.Hidden.Span.Slice((uncond?.Invoke(call) ?? 0) * row, row).CopyTo(context.Span[..row]);
+            encoded.Hidden.Span.Slice(cond(call) * row, row).CopyTo(context.Span[row..]);
+            scheduler.ScaleModelInput(call, latents, input.Span[..count]);
+            scheduler.ScaleModelInput(call, latents, input.Span[count..]);
+            unet.Forward(input, [scheduler.Timesteps[call]], context, output);
+            for (int i = 0; i < count; i++)
+            {
+                guided[i] = output.Span[i] + request.GuidanceScale!.Value * (output.Span[count + i] - output.Span[i]);
+            }
+            scheduler.Step(guided, call, latents, null);
+        }
+        return latents;
+    }
+}
