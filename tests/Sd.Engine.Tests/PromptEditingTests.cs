@@ -102,7 +102,7 @@ public sealed class PromptEditingTests : IDisposable
         };
         using GenerateResult edited = pipeline.Generate(request);
         // Calls 0, 1 and 2 read the first text (call <= 2), call 3 the second.
-        float[] expected = Denoise(request, ["blurry", "a red boat", "a green tree"], call => call <= 2 ? 1 : 2);
+        float[] expected = GuidedLoop.Latents(_demo, request, ["blurry", "a red boat", "a green tree"], [_ => 0, call => call <= 2 ? 1 : 2], [1.0]);
         Assert.Equal(expected, edited.Latents.Span.ToArray());
 
         // A switch at or past the last step never happens; at 0 it happened before the first.
@@ -137,8 +137,8 @@ public sealed class PromptEditingTests : IDisposable
         // A1111 schedules over steps x 2 = 6 for a second-order sampler: the prompt switches after call 3 (0.5 x 6),
         // the negative prompt alternates every call (5 calls: 2 x 3 - 1).
         // Call c reads the first text ending at c or later, so calls 0 and 1 both read the alternation's text for step 1.
-        float[] expected = Denoise(request, ["blurry", "dark", "a red boat", "a green tree"], call => call <= 3 ? 2 : 3,
-            call => Math.Max(call, 1) % 2 == 1 ? 0 : 1);
+        float[] expected = GuidedLoop.Latents(_demo, request, ["blurry", "dark", "a red boat", "a green tree"],
+            [call => Math.Max(call, 1) % 2 == 1 ? 0 : 1, call => call <= 3 ? 2 : 3], [1.0]);
         Assert.Equal(expected, edited.Latents.Span.ToArray());
     }
 
@@ -160,7 +160,7 @@ public sealed class PromptEditingTests : IDisposable
         // Bank rows: text t holds the value t + 1 in each of its 2 x 3 floats.
         Tensor bank = Tensor.Allocate([3, 2, 3]);
         for (int t = 0; t < 3; t++) bank.Span.Slice(t * 6, 6).Fill(t + 1);
-        using var contexts = new PromptContexts(bank, [1, 2, 2], [[(10, 0)], [(2, 1), (5, 2), (10, 1)]]);
+        using var contexts = new PromptContexts(bank, [1, 2, 2], [[(10, 0)], [(2, 1), (5, 2), (10, 1)]], [1.0]);
         int[] Row(int call)
         {
             contexts.Select(call);
@@ -171,46 +171,5 @@ public sealed class PromptEditingTests : IDisposable
         Assert.Equal([1, 3, 1, 2], Row(3));
         Assert.Equal([1, 2, 1, 2], Row(6));
         Assert.Equal([1, 2, 1, 2], Row(11)); // past every end: the first entry, as A1111's default index 0
-    }
-
-    /// <summary>
-    /// The pipeline's txt2img loop written out: the texts encoded in one batch, each call reading [uncond, cond]
-    /// rows by the given rules, classifier-free guidance, the scheduler's step; the final NHWC latents.
-    /// </summary>
-    private float[] Denoise(GenerateRequest request, string[] texts, Func<int, int> cond, Func<int, int>? uncond = null)
-    {
-        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
-        using var encoder = new ClipTextModel(_demo.TextEncoder!, _demo.Weights(ModelComponent.TextEncoder));
-        using var unet = new UNet2DConditionModel(_demo.UNet!, _demo.Weights(ModelComponent.Unet));
-        using ClipTextOutput encoded = encoder.EncodePrompts([.. texts.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))], 0);
-        int tokens = encoded.Hidden.Dim(1), width = encoded.Hidden.Dim(2), row = tokens * width;
-        Scheduler scheduler = Scheduler.Create(request.Scheduler!, _demo.Scheduler!);
-        scheduler.SetTimesteps(request.Steps!.Value);
-        const int h = 8, w = 8, c = 4, count = h * w * c;
-        var nchw = new float[count];
-        new TorchNoise(request.Seed).Next(nchw);
-        var latents = new float[count];
-        for (int ch = 0; ch < c; ch++)
-        {
-            for (int p = 0; p < h * w; p++) latents[p * c + ch] = nchw[ch * h * w + p] * scheduler.InitNoiseSigma;
-        }
-        using Tensor input = Tensor.Allocate([2, h, w, c]);
-        using Tensor output = Tensor.Allocate([2, h, w, c]);
-        using Tensor context = Tensor.Allocate([2, tokens, width]);
-        var guided = new float[count];
-        for (int call = 0; call < scheduler.StepCount; call++)
-        {
-            encoded.Hidden.Span.Slice((uncond?.Invoke(call) ?? 0) * row, row).CopyTo(context.Span[..row]);
-            encoded.Hidden.Span.Slice(cond(call) * row, row).CopyTo(context.Span[row..]);
-            scheduler.ScaleModelInput(call, latents, input.Span[..count]);
-            scheduler.ScaleModelInput(call, latents, input.Span[count..]);
-            unet.Forward(input, [scheduler.Timesteps[call]], context, output);
-            for (int i = 0; i < count; i++)
-            {
-                guided[i] = output.Span[i] + request.GuidanceScale!.Value * (output.Span[count + i] - output.Span[i]);
-            }
-            scheduler.Step(guided, call, latents, null);
-        }
-        return latents;
     }
 }

@@ -5,9 +5,11 @@ namespace Sd.Engine.Pipelines;
 
 /// <summary>
 /// The request's prompts as the text encoder reads them: every distinct text of their schedules (AUTOMATIC1111's
-/// prompt editing), and for each UNet batch row ([uncond, cond] when guided) its schedule over those texts.
+/// prompt editing), and for each UNet batch row ([uncond, cond] when guided; [uncond, cond_1, ..., cond_K] for a
+/// prompt composed of K parts with AND) its schedule over those texts. <see cref="PartWeights"/>: each cond row's
+/// guidance weight.
 /// </summary>
-internal sealed record PromptPlan(TokenizedPrompt[] Texts, (int End, int Text)[][] Rows)
+internal sealed record PromptPlan(TokenizedPrompt[] Texts, (int End, int Text)[][] Rows, double[] PartWeights)
 {
     /// <summary>Whether some row changes text during the run.</summary>
     public bool Edits => Array.Exists(Rows, row => row.Length > 1);
@@ -26,8 +28,9 @@ internal sealed class PromptContexts : IDisposable
     private readonly (int End, int Text)[][] _rows;
     private readonly int[] _shown;
 
-    public PromptContexts(Tensor bank, int[] bankLengths, (int End, int Text)[][] rows)
+    public PromptContexts(Tensor bank, int[] bankLengths, (int End, int Text)[][] rows, double[] partWeights)
     {
+        PartWeights = partWeights;
         _bank = bank;
         _bankLengths = bankLengths;
         _rows = rows;
@@ -39,6 +42,9 @@ internal sealed class PromptContexts : IDisposable
 
     /// <summary>[rows, tokens, width]: each row's current text, zero-padded past its length.</summary>
     public Tensor Context { get; }
+
+    /// <summary>The guidance weight of each conditioned row (the rows after the first when guided).</summary>
+    public double[] PartWeights { get; }
 
     /// <summary>Each row's tokens in <see cref="Context"/>.</summary>
     public int[] Lengths { get; }

@@ -15,7 +15,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         CancellationToken cancellation)
     {
         Tensor latents = run.Latents;
-        int batch = UsesClassifierFreeGuidance(request) ? 2 : 1;
+        int batch = contexts.Context.Dim(0); // [uncond, cond, ...] when guided, else [cond]
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
         int inputChannels = channels + (run.Conditioning?.Dim(3) ?? 0);
         // The guidance and the scheduler read the prediction as latent-sized: a UNet of other widths cannot run here.
@@ -31,7 +31,9 @@ public sealed unsafe partial class StableDiffusionPipeline
         using Tensor? scaled = run.Conditioning is null ? null : Tensor.Allocate([1, h, w, channels]);
         float guidance = GuidanceOf(request);
         float[] condition = _unetConfig.TimeCondProjDim is { } condDim ? GuidanceScaleEmbedding.Compute(guidance, condDim) : [];
-        var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, request.GuidanceRescale, condition, image, images);
+        // A1111's combine_denoised: each conditioned row adds (cond - uncond) x (weight x scale), its float32 factor.
+        float[] partScales = Array.ConvertAll(contexts.PartWeights, weight => (float)(weight * guidance));
+        var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, partScales, request.GuidanceRescale, condition, image, images);
         try
         {
             RunSteps(run, steps, progress, cancellation);
@@ -49,11 +51,12 @@ public sealed unsafe partial class StableDiffusionPipeline
     private bool UsesClassifierFreeGuidance(GenerateRequest request) => GuidanceOf(request) > 1 && _unetConfig.TimeCondProjDim == null;
 
     /// <summary>
-    /// What every step of one image's denoising shares: the UNet, its buffers, the guidance (an LCM-distilled UNet's
-    /// as its timestep condition; empty for others), the batch position.
+    /// What every step of one image's denoising shares: the UNet, its buffers, the guidance (the scale of each
+    /// conditioned row, the guidance scale for one prompt; an LCM-distilled UNet's as its timestep condition, empty for
+    /// others), the batch position.
     /// </summary>
     private sealed record StepLoop(UNet2DConditionModel UNet, PromptContexts Prompts, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
-        float Guidance, float Rescale, float[] Condition, int Image, int Images);
+        float Guidance, float[] PartScales, float Rescale, float[] Condition, int Image, int Images);
 
     private void RunSteps(DenoisingRun run, StepLoop loop, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
@@ -76,20 +79,16 @@ public sealed unsafe partial class StableDiffusionPipeline
             timestep[0] = scheduler.Timesteps[step];
             loop.Prompts.Select(step - start); // A1111 counts the calls of the run (img2img's too) from 0
             loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, cancellation);
-            float* predicted = prediction.Data;
-            for (long i = 0; i < count; i++)
-            {
-                guidedOutput[i] = batch == 2 ? predicted[i] + loop.Guidance * (predicted[count + i] - predicted[i]) : predicted[i];
-            }
+            Guide(prediction.Data, batch, count, loop.PartScales, guidedOutput);
             if (batch == 2 && loop.Rescale > 0)
             {
-                RescaleGuidance(guidedOutput, new ReadOnlySpan<float>(predicted + count, (int)count), loop.Rescale);
+                RescaleGuidance(guidedOutput, new ReadOnlySpan<float>(prediction.Data + count, (int)count), loop.Rescale);
             }
             scheduler.Step(guidedOutput, step, latents.Span, DrawNoise);
             if (!Tensor.AllFinite(latents.Span))
             {
                 throw new ArithmeticException($"the latents overflowed float32 at step {step + 1 - start} of {scheduler.StepCount - start}: " +
-                    OverflowCause(guidedOutput, batch == 2, loop.Guidance, loop.Rescale, timestep[0]));
+                    OverflowCause(guidedOutput, batch > 1, loop.Guidance, loop.Rescale, timestep[0]));
             }
             run.AfterStep?.Invoke(step);
             progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed, loop.Image, loop.Images));
@@ -143,6 +142,29 @@ public sealed unsafe partial class StableDiffusionPipeline
         double sum = 0;
         foreach (float v in values) sum += (v - mean) * (v - mean);
         return Math.Sqrt(sum / Math.Max(1, values.Length - 1));
+    }
+
+    /// <summary>
+    /// Classifier-free guidance (A1111's combine_denoised, diffusers' for one prompt): the unconditioned prediction
+    /// (row 0) plus each conditioned row's difference from it times its scale, accumulated in row order; one row is
+    /// the prediction itself.
+    /// </summary>
+    private static void Guide(float* predicted, int batch, long count, float[] partScales, float[] guided)
+    {
+        if (batch == 1)
+        {
+            new ReadOnlySpan<float>(predicted, (int)count).CopyTo(guided);
+            return;
+        }
+        for (long i = 0; i < count; i++)
+        {
+            float uncond = predicted[i], sum = uncond;
+            for (int part = 0; part < partScales.Length; part++)
+            {
+                sum += (predicted[(part + 1) * count + i] - uncond) * partScales[part];
+            }
+            guided[i] = sum;
+        }
     }
 
     /// <summary>

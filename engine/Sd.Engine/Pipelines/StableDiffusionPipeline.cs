@@ -374,7 +374,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped",
                     PromptName(i, guided), _tokenizer.MaxLength, first.DroppedTokens);
             }
-            if (first.RemovedTags.Count > 0)
+            if (first.RemovedTags.Count > 0 && i <= (guided ? 1 : 0)) // a composed prompt's parts share its tags
             {
                 // A caller such as sd generate may have merged the LoRAs these name; the pipeline cannot tell.
                 _logger.LogInformation("The {What}'s extra-network tags {Tags} were taken out of its text{Note}", PromptName(i, guided),
@@ -386,12 +386,17 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                     PromptName(i, guided), row.Length, row[0].End);
             }
         }
+        if (plan.PartWeights.Length > 1)
+        {
+            _logger.LogInformation("The prompt is composed of {Count} parts with AND, of guidance weights {Weights}", plan.PartWeights.Length,
+                string.Join(", ", plan.PartWeights));
+        }
         ClipTextModel encoder = Acquire(_textEncoder, times);
         cancellation.ThrowIfCancellationRequested();
         using ClipTextOutput output = encoder.EncodePrompts(plan.Texts, request.ClipSkip);
         Tensor bank = Tensor.Allocate(output.Hidden.Shape);
         output.Hidden.Span.CopyTo(bank.Span);
-        return new PromptContexts(bank, output.Lengths.ToArray(), plan.Rows);
+        return new PromptContexts(bank, output.Lengths.ToArray(), plan.Rows, plan.PartWeights);
     }
 
     /// <summary>
@@ -407,23 +412,30 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// </summary>
     private PromptPlan TokenizePrompts(GenerateRequest request, bool guided)
     {
-        string[] prompts = guided ? [request.NegativePrompt, request.Prompt] : [request.Prompt];
         int calls = StepsOf(request) * Scheduler.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig).Order;
+        var schedules = new List<IReadOnlyList<ScheduledTokens>>();
+        if (guided)
+        {
+            schedules.Add(Named(0, () => _tokenizer.TokenizeSchedule(request.NegativePrompt, request.PromptSyntax, calls)));
+        }
+        IReadOnlyList<ComposablePrompt> parts = Named(guided ? 1 : 0, () => _tokenizer.TokenizeComposable(request.Prompt, request.PromptSyntax, calls));
+        if (parts.Count > 1)
+        {
+            CheckComposition(request, guided, parts.Count);
+        }
+        var weights = new double[parts.Count];
+        for (int p = 0; p < parts.Count; p++)
+        {
+            schedules.Add(parts[p].Schedule);
+            weights[p] = parts[p].Weight;
+        }
         var texts = new List<TokenizedPrompt>();
         var indexOf = new Dictionary<string, int>(StringComparer.Ordinal);
-        var rows = new (int End, int Text)[prompts.Length][];
+        var rows = new (int End, int Text)[schedules.Count][];
         int longest = 0;
-        for (int i = 0; i < prompts.Length; i++)
+        for (int i = 0; i < rows.Length; i++)
         {
-            IReadOnlyList<ScheduledTokens> schedule;
-            try
-            {
-                schedule = _tokenizer.TokenizeSchedule(prompts[i], request.PromptSyntax, calls);
-            }
-            catch (ArgumentException e) when (e.ParamName == "prompt")
-            {
-                throw new ArgumentException($"the {PromptName(i, guided)}: {BareMessage(e)}", nameof(request), e);
-            }
+            IReadOnlyList<ScheduledTokens> schedule = schedules[i];
             rows[i] = new (int End, int Text)[schedule.Count];
             for (int k = 0; k < schedule.Count; k++)
             {
@@ -441,7 +453,44 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             throw new ArgumentException($"the prompts' editing makes {texts.Count} texts of up to {longest} chunks: at most {MaxScheduledChunks} texts x chunks are encoded", nameof(request));
         }
-        return new PromptPlan([.. texts], rows);
+        return new PromptPlan([.. texts], rows, weights);
+
+        T Named<T>(int row, Func<T> tokenize)
+        {
+            try
+            {
+                return tokenize();
+            }
+            catch (ArgumentException e) when (e.ParamName == "prompt")
+            {
+                throw new ArgumentException($"the {PromptName(row, guided)}: {BareMessage(e)}", nameof(request), e);
+            }
+        }
+    }
+
+    /// <summary>The most parts a prompt may be composed of with AND: each adds an image to every UNet call's batch.</summary>
+    private const int MaxPromptParts = 8;
+
+    /// <summary>
+    /// Checks a prompt composed of <paramref name="parts"/> parts with AND can run: each part guides against the
+    /// unconditioned prediction, so classifier-free guidance is needed; diffusers' guidance rescale is defined for one
+    /// conditioned prediction.
+    /// </summary>
+    private void CheckComposition(GenerateRequest request, bool guided, int parts)
+    {
+        if (!guided)
+        {
+            throw new ArgumentException($"the prompt is composed of {parts} parts with AND, which guide against the unconditioned prediction: that needs classifier-free guidance " +
+                (_unetConfig.TimeCondProjDim != null ? "(this LCM-distilled UNet runs without it)" : "(a guidance scale above 1)"), nameof(request));
+        }
+        if (parts > MaxPromptParts)
+        {
+            throw new ArgumentException($"the prompt is composed of {parts} parts with AND; at most {MaxPromptParts} are run (each adds an image to every UNet call)", nameof(request));
+        }
+        if (request.GuidanceRescale > 0)
+        {
+            throw new ArgumentException($"the guidance rescale ({request.GuidanceRescale}) rescales one conditioned prediction; the prompt is composed of {parts} parts with AND", nameof(request));
+        }
     }
 
     private static string PromptName(int index, bool guided) => guided && index == 0 ? "negative prompt" : "prompt";

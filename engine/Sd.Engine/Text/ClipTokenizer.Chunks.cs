@@ -62,6 +62,35 @@ public sealed partial class ClipTokenizer
             return [new ScheduledTokens(steps, prompt, Tokenize(prompt, syntax))];
         }
         string text = StripChunked(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
+        return Schedule(text, syntax, steps, tags);
+    }
+
+    /// <summary>
+    /// <see cref="TokenizeSchedule"/> for each part of a prompt composed with AND (A1111's composable diffusion,
+    /// <see cref="PromptComposition"/>), split after the tags are taken out and before each part's schedule is read,
+    /// as A1111 does; plain has no AND: one part of weight 1.
+    /// </summary>
+    public IReadOnlyList<ComposablePrompt> TokenizeComposable(string prompt, PromptSyntax syntax, int steps)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
+        if (syntax is not (PromptSyntax.Chunked or PromptSyntax.Weighted))
+        {
+            return [new ComposablePrompt(1.0, TokenizeSchedule(prompt, syntax, steps))];
+        }
+        string text = StripChunked(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
+        IReadOnlyList<PromptPart> parts = PromptComposition.Split(text);
+        var result = new ComposablePrompt[parts.Count];
+        for (int i = 0; i < result.Length; i++)
+        {
+            result[i] = new ComposablePrompt(parts[i].Weight, Schedule(parts[i].Text, syntax, steps, tags));
+        }
+        return result;
+    }
+
+    /// <summary>The schedule of a text whose tags are out, each distinct text tokenized once.</summary>
+    private ScheduledTokens[] Schedule(string text, PromptSyntax syntax, int steps, IReadOnlyList<ExtraNetworkTag> tags)
+    {
         IReadOnlyList<ScheduledText> schedule = PromptSchedule.Parse(text, steps);
         var byText = new Dictionary<string, TokenizedPrompt>(StringComparer.Ordinal);
         var result = new ScheduledTokens[schedule.Count];

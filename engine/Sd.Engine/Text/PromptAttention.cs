@@ -145,7 +145,7 @@ public static class PromptAttention
     /// <summary>Python's <c>\w</c>: a letter, a number (Nd, Nl, No) or the underscore.</summary>
     internal static bool IsWordAt(string text, int index) => IsWord(CharUnicodeInfo.GetUnicodeCategory(text, index), text[index]);
 
-    private static bool IsWordBefore(string text, int index) =>
+    internal static bool IsWordBefore(string text, int index) =>
         index >= 2 && char.IsSurrogatePair(text[index - 2], text[index - 1]) ? IsWordAt(text, index - 2) : IsWordAt(text, index - 1);
 
     private static bool IsWord(UnicodeCategory category, char c) => c == '_' || category is UnicodeCategory.UppercaseLetter

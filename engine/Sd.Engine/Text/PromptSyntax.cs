@@ -45,3 +45,7 @@ public sealed record TokenizedPrompt(IReadOnlyList<PromptChunk> Chunks, int Drop
 /// <summary>One text of a prompt's schedule (<see cref="ClipTokenizer.TokenizeSchedule"/>): read by the calls up to
 /// <see cref="EndAtStep"/> (see <see cref="PromptSchedule"/>), as <see cref="Tokens"/>.</summary>
 public sealed record ScheduledTokens(int EndAtStep, string Text, TokenizedPrompt Tokens);
+
+/// <summary>One part of a prompt composed with AND (<see cref="ClipTokenizer.TokenizeComposable"/>): its guidance
+/// weight and its texts over the steps.</summary>
+public sealed record ComposablePrompt(double Weight, IReadOnlyList<ScheduledTokens> Schedule);

@@ -27,7 +27,8 @@ public static class GenerateCommand
         multiplies a word's weight by 1.3, (word) by 1.1, [word] divides it by 1.1, \( \) \[ \] are the literal
         brackets, BREAK starts a new chunk, and prompts of any length (up to 2400 tokens) are encoded in chunks of 75
         tokens. Both syntaxes read A1111's prompt editing too: [from:to:when] switches text after step when (a
-        fraction of the steps if it has a decimal point), [a|b] alternates every step. --prompt-syntax chunked keeps
+        fraction of the steps if it has a decimal point), [a|b] alternates every step, and "a castle AND a dragon
+        :0.7" guides by each part (A1111's composable diffusion, up to 8 parts). --prompt-syntax chunked keeps
         the long prompts and the editing but reads the other brackets and BREAK as text; plain is diffusers' (the
         text as written, cut at 77 tokens with a warning). --clip-skip N counts as diffusers does
         (0, the default, is the last layer; 1 the one before it), and the PNG records it as A1111 counts (N + 1).
