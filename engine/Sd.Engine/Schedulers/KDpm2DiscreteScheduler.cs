@@ -69,18 +69,7 @@ public sealed class KDpm2DiscreteScheduler : TwoCallSigmaScheduler
     /// </summary>
     private static float MidpointTimestep(float sigma, float[] logSigmas)
     {
-        float logSigma = (float)Math.Log(Math.Max(sigma, 1e-10));
-        int low = 0;
-        for (int i = 0; i < logSigmas.Length; i++)
-        {
-            if (logSigma - logSigmas[i] >= 0)
-            {
-                low = i;
-            }
-        }
-        low = Math.Min(low, logSigmas.Length - 2);
-        float lo = logSigmas[low], hi = logSigmas[low + 1];
-        float w = Math.Clamp((lo - logSigma) / (lo - hi), 0f, 1f);
+        (int low, float w) = SigmaToTInterpolation(sigma, logSigmas);
         return (1f - w) * low + w * (low + 1);
     }
 

@@ -467,6 +467,16 @@ public abstract class Scheduler
     /// </summary>
     internal static double SigmaToT(double sigma, float[] logSigmas)
     {
+        (int low, float w) = SigmaToTInterpolation(sigma, logSigmas);
+        return (double)(1f - w) * low + (double)w * (low + 1);
+    }
+
+    /// <summary>
+    /// _sigma_to_t's interpolation: the last table index whose log sigma the level's is at or above (at most the
+    /// second last) and the float32 weight toward the next index.
+    /// </summary>
+    internal static (int Low, float Weight) SigmaToTInterpolation(double sigma, float[] logSigmas)
+    {
         if (logSigmas.Length < 2)
         {
             throw new ArgumentException($"Karras sigmas map back to timesteps between two training sigmas; the scheduler config has {logSigmas.Length} training timestep(s)", nameof(logSigmas));
@@ -481,10 +491,7 @@ public abstract class Scheduler
             }
         }
         low = Math.Min(low, logSigmas.Length - 2);
-        int high = low + 1;
-        float lo = logSigmas[low], hi = logSigmas[high];
-        float w = (lo - logSigma) / (lo - hi);
-        w = Math.Clamp(w, 0f, 1f);
-        return (double)(1f - w) * low + (double)w * high;
+        float lo = logSigmas[low], hi = logSigmas[low + 1];
+        return (low, Math.Clamp((lo - logSigma) / (lo - hi), 0f, 1f));
     }
 }
