@@ -68,7 +68,7 @@ public sealed class PromptSyntaxCommandTests : IDisposable
         Assert.Equal(["until step 5: a cat", "until step 10: a dog"], new[] { lines[0], lines[2] });
         Assert.StartsWith("49406 320 2368 49407", lines[1]);
         var e = Assert.Throws<UsageException>(() => TextCommands.Tokenize(["--model", model, "--prompt", "a [cat|dog]", "--out", _dir.File("ids.npy")], TextWriter.Null));
-        Assert.Contains("the prompt changes during the 20 steps (20 texts); --out writes the rows of one text", e.Message);
+        Assert.Contains("the prompt changes during the 20 steps (2 texts); --out writes the rows of one text", e.Message);
         Assert.False(File.Exists(_dir.File("ids.npy")));
         // Plain is diffusers' syntax: no editing.
         output = new StringWriter();

@@ -11,7 +11,8 @@ namespace Sd.Engine.Tests;
 
 /// <summary>
 /// The pipeline's txt2img loop written out, as AUTOMATIC1111 runs prompt editing and AND: the texts encoded in one
-/// batch; each call's UNet batch rows ([uncond, cond_1, ...]) chosen by the given rules; the guidance uncond + sum of
+/// batch (zero-padded to the longest); each call's UNet batch rows ([uncond, cond_1, ...]) chosen by the given rules,
+/// each attending to its own text's tokens; the guidance uncond + sum of
 /// (cond_k - uncond) x float32(weight_k x scale), accumulated in order (combine_denoised); the scheduler's step.
 /// </summary>
 internal static class GuidedLoop
@@ -46,7 +47,8 @@ internal static class GuidedLoop
                 encoded.Hidden.Span.Slice(rows[b](call) * row, row).CopyTo(context.Span.Slice(b * row, row));
                 scheduler.ScaleModelInput(call, latents, input.Span.Slice(b * count, count));
             }
-            unet.Forward(input, [scheduler.Timesteps[call]], context, output);
+            int[] lengths = [.. rows.Select(r => encoded.Lengths[r(call)])];
+            unet.Forward(input, [scheduler.Timesteps[call]], context, lengths, output, []);
             for (int i = 0; i < count; i++)
             {
                 float uncond = output.Span[i], sum = uncond;

@@ -65,11 +65,19 @@ public sealed class PromptEditingTests : IDisposable
         Assert.Equal(opens, Assert.Single(PromptSchedule.Parse(opens, 20)).Text);
         string mixed = string.Concat(Enumerable.Repeat("[a:(b", PromptAttention.MaxLength / 5));
         Assert.Equal(mixed, Assert.Single(PromptSchedule.Parse(mixed, 20)).Text);
-        // Brackets nested past 200 give up the parse (A1111's parser recurses too): one text as written.
+        // Brackets nested past 200 give up the parse (A1111's parser recurses too, and fails from about 250): one text as
+        // written. Brackets that never close are text and do not count (lark: 2 texts, and 20).
         string deep = new string('(', 300) + "[a:b:2]" + new string(')', 300);
         Assert.Equal(deep, Assert.Single(PromptSchedule.Parse(deep, 20)).Text);
         string shallow = new string('(', 100) + "[a:b:2]" + new string(')', 100);
         Assert.Equal(2, PromptSchedule.Parse(shallow, 20).Count);
+        Assert.Equal(2, PromptSchedule.Parse(new string('(', 300) + "[a:b:2]", 20).Count);
+        Assert.Equal(20, PromptSchedule.Parse(new string('[', 300) + "a|b]", 20).Count);
+        Assert.Equal("(]" + new string('(', 150) + "a" + new string(')', 150), PromptSchedule.Parse("(]" + new string('(', 150) + "[a:b:2]" + new string(')', 150), 20)[0].Text);
+        // An alternation makes a text for every step: the texts may hold 2^24 characters in all.
+        Assert.Equal(100_000, PromptSchedule.Parse("[a|b]" + new string('x', 100), 100_000).Count);
+        Assert.Contains("at most 16777216 characters in all are read",
+            Assert.Throws<ArgumentException>(() => PromptSchedule.Parse("[a|b]" + new string('x', 200), 100_000)).Message);
         // Python's int() of an infinite float raises; A1111 stops there.
         var e = Assert.Throws<ArgumentException>(() => PromptSchedule.Parse("[a:b:1e400]", 20));
         Assert.Equal("prompt", e.ParamName);
@@ -140,6 +148,50 @@ public sealed class PromptEditingTests : IDisposable
         float[] expected = GuidedLoop.Latents(_demo, request, ["blurry", "dark", "a red boat", "a green tree"],
             [call => Math.Max(call, 1) % 2 == 1 ? 0 : 1, call => call <= 3 ? 2 : 3], [1.0]);
         Assert.Equal(expected, edited.Latents.Span.ToArray());
+    }
+
+    [Fact]
+    public void Texts_switching_chunk_counts_batches_and_equal_prompts_run_as_a_loop_written_out()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        string longText = string.Join(", ", Enumerable.Repeat("a tall red boat on the sea", 14)); // 2 chunks
+        var request = new GenerateRequest
+        {
+            Prompt = $"[a boat:{longText}:1]", NegativePrompt = "a boat", Steps = 3, Width = 64, Height = 64, Seed = 9,
+            Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
+        };
+        IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(request, 2);
+        try
+        {
+            // The rows never share a text, so the negative prompt's "a boat" is encoded apart from the prompt's.
+            string[] texts = ["a boat", "a boat", longText];
+            Assert.Equal(GuidedLoop.Latents(_demo, request, texts, [_ => 0, call => call <= 1 ? 1 : 2], [1.0]), batch[0].Latents.Span.ToArray());
+            // The second image starts the schedule again, as its own run with the next seed.
+            Assert.Equal(GuidedLoop.Latents(_demo, request with { Seed = 10 }, texts, [_ => 0, call => call <= 1 ? 1 : 2], [1.0]), batch[1].Latents.Span.ToArray());
+        }
+        finally
+        {
+            foreach (GenerateResult result in batch) result.Dispose();
+        }
+        // Equal prompts without editing: [negative, prompt] encoded as two texts, as before editing was read.
+        using GenerateResult same = pipeline.Generate(request with { Prompt = "a boat" });
+        Assert.Equal(GuidedLoop.Latents(_demo, request, ["a boat", "a boat"], [_ => 0, _ => 1], [1.0]), same.Latents.Span.ToArray());
+    }
+
+    [Fact]
+    public void An_encoding_error_names_the_prompt_of_each_text()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        // A weight float32 holds (3e38, written out: emphasis reads digits and points only) that overflows the states.
+        string huge = "3" + new string('0', 38);
+        var request = new GenerateRequest { Prompt = $"[(cat:{huge}):dog:1]", NegativePrompt = "blurry", Steps = 2, Width = 64, Height = 64, PromptSyntax = PromptSyntax.Weighted };
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Generate(request));
+        Assert.Equal("request", e.ParamName);
+        Assert.Contains("the emphasis weights leave the hidden states unusable", e.Message);
+        Assert.Contains($"(the encoded texts: 0 is the negative prompt, 1 is the prompt until step 1 (\"(cat:{huge})\"), 2 is the prompt until step 2 (\"dog\"))", e.Message);
+        // Steps past the training timesteps are refused before any schedule is built over them.
+        Assert.Contains("steps must be at most the scheduler's 1000 training timesteps, got 1000000",
+            Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Prompt = "[a|b]", Steps = 1_000_000 })).Message);
     }
 
     [Fact]

@@ -4,16 +4,15 @@ using Sd.Engine.Text;
 namespace Sd.Engine.Pipelines;
 
 /// <summary>
-/// The request's prompts as the text encoder reads them: every distinct text of their schedules (AUTOMATIC1111's
-/// prompt editing), and for each UNet batch row ([uncond, cond] when guided; [uncond, cond_1, ..., cond_K] for a
-/// prompt composed of K parts with AND) its schedule over those texts. <see cref="PartWeights"/>: each cond row's
-/// guidance weight.
+/// The request's prompts as the text encoder reads them: the distinct texts of each row's schedule (AUTOMATIC1111's
+/// prompt editing; rows share none, so a run without editing encodes [negative prompt, prompt] as before), and for
+/// each UNet batch row ([uncond, cond] when guided; [uncond, cond_1, ..., cond_K] for a prompt composed of K parts
+/// with AND) its schedule over those texts. <see cref="PartWeights"/>: each cond row's guidance weight;
+/// <see cref="TextNames"/>: which prompt each text comes from, for messages; <see cref="RowPrompts"/>: each row's
+/// first tokenization, for its warnings (tags, dropped tokens).
 /// </summary>
-internal sealed record PromptPlan(TokenizedPrompt[] Texts, (int End, int Text)[][] Rows, double[] PartWeights)
-{
-    /// <summary>Whether some row changes text during the run.</summary>
-    public bool Edits => Array.Exists(Rows, row => row.Length > 1);
-}
+internal sealed record PromptPlan(TokenizedPrompt[] Texts, (int End, int Text)[][] Rows, double[] PartWeights, string[] TextNames,
+    TokenizedPrompt[] RowPrompts);
 
 /// <summary>
 /// The UNet's text context call by call: the plan's texts encoded once (a bank of [texts, tokens, width] rows) and

@@ -87,6 +87,11 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException($"steps must be at least 1, got {request.Steps}", nameof(request));
         }
+        if (StepsOf(request) > _schedulerConfig.NumTrainTimesteps)
+        {
+            // The scheduler refuses them too; checked before the prompts' schedules are built over the steps.
+            throw new ArgumentException($"steps must be at most the scheduler's {_schedulerConfig.NumTrainTimesteps} training timesteps, got {StepsOf(request)}", nameof(request));
+        }
         if (!float.IsFinite(GuidanceOf(request)) || !(request.GuidanceRescale >= 0 && float.IsFinite(request.GuidanceRescale)))
         {
             throw new ArgumentException($"the guidance scale must be finite and the guidance rescale finite and non-negative, got {GuidanceOf(request)} and {request.GuidanceRescale}", nameof(request));

@@ -368,7 +368,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         for (int i = 0; i < plan.Rows.Length; i++)
         {
             (int End, int Text)[] row = plan.Rows[i];
-            TokenizedPrompt first = plan.Texts[row[0].Text];
+            TokenizedPrompt first = plan.RowPrompts[i];
             if (first.DroppedTokens > 0)
             {
                 _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped",
@@ -382,8 +382,8 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             }
             if (row.Length > 1)
             {
-                _logger.LogInformation("The {What} changes during the run (prompt editing): {Count} texts, the first until call {End}",
-                    PromptName(i, guided), row.Length, row[0].End);
+                _logger.LogInformation("The {What} changes during the run (prompt editing): {Count} texts over the steps, the first until call {End}",
+                    PromptName(i, guided), row.DistinctBy(entry => entry.Text).Count(), row[0].End);
             }
         }
         if (plan.PartWeights.Length > 1)
@@ -393,10 +393,31 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
         ClipTextModel encoder = Acquire(_textEncoder, times);
         cancellation.ThrowIfCancellationRequested();
-        using ClipTextOutput output = encoder.EncodePrompts(plan.Texts, request.ClipSkip);
-        Tensor bank = Tensor.Allocate(output.Hidden.Shape);
-        output.Hidden.Span.CopyTo(bank.Span);
-        return new PromptContexts(bank, output.Lengths.ToArray(), plan.Rows, plan.PartWeights);
+        ClipTextOutput output;
+        try
+        {
+            output = encoder.EncodePrompts(plan.Texts, request.ClipSkip);
+        }
+        catch (ArgumentException e) when (e.ParamName == "prompts")
+        {
+            // ClipTextModel numbers the texts; say which prompt each is.
+            string names = string.Join(", ", plan.TextNames.Select((name, i) => $"{i} is {name}").Take(8));
+            throw new ArgumentException($"{BareMessage(e)} (the encoded texts: {names}{(plan.TextNames.Length > 8 ? ", ..." : "")})", nameof(request), e);
+        }
+        using (output)
+        {
+            Tensor bank = Tensor.Allocate(output.Hidden.Shape);
+            try
+            {
+                output.Hidden.Span.CopyTo(bank.Span);
+                return new PromptContexts(bank, output.Lengths.ToArray(), plan.Rows, plan.PartWeights);
+            }
+            catch
+            {
+                bank.Dispose();
+                throw;
+            }
+        }
     }
 
     /// <summary>
@@ -430,12 +451,13 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             weights[p] = parts[p].Weight;
         }
         var texts = new List<TokenizedPrompt>();
-        var indexOf = new Dictionary<string, int>(StringComparer.Ordinal);
+        var names = new List<string>();
         var rows = new (int End, int Text)[schedules.Count][];
         int longest = 0;
         for (int i = 0; i < rows.Length; i++)
         {
             IReadOnlyList<ScheduledTokens> schedule = schedules[i];
+            var indexOf = new Dictionary<string, int>(StringComparer.Ordinal);
             rows[i] = new (int End, int Text)[schedule.Count];
             for (int k = 0; k < schedule.Count; k++)
             {
@@ -444,6 +466,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                     index = texts.Count;
                     indexOf[schedule[k].Text] = index;
                     texts.Add(schedule[k].Tokens);
+                    names.Add(RowName(i) + (schedule.Count > 1 ? $" until step {schedule[k].EndAtStep} (\"{schedule[k].Text}\")" : ""));
                     longest = Math.Max(longest, schedule[k].Tokens.Chunks.Count);
                 }
                 rows[i][k] = (schedule[k].EndAtStep, index);
@@ -453,7 +476,14 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             throw new ArgumentException($"the prompts' editing makes {texts.Count} texts of up to {longest} chunks: at most {MaxScheduledChunks} texts x chunks are encoded", nameof(request));
         }
-        return new PromptPlan([.. texts], rows, weights);
+        return new PromptPlan([.. texts], rows, weights, [.. names], [.. schedules.Select(s => s[0].Tokens)]);
+
+        // Row 0 is the negative prompt when guided; the rest are the prompt, or its AND parts.
+        string RowName(int row)
+        {
+            int part = row - (guided ? 1 : 0);
+            return part < 0 ? "the negative prompt" : weights.Length > 1 ? $"the prompt's AND part {part + 1}" : "the prompt";
+        }
 
         T Named<T>(int row, Func<T> tokenize)
         {

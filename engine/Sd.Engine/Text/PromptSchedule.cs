@@ -33,11 +33,16 @@ public static class PromptSchedule
         {
             return [new ScheduledText(steps, prompt)];
         }
-        var ends = new SortedSet<int> { steps };
+        var ends = new Ends { Steps = { steps } };
         tree.CollectSteps(steps, ends);
-        var schedule = new List<ScheduledText>(ends.Count);
+        int count = ends.EveryStep ? steps : ends.Steps.Count;
+        if ((long)count * prompt.Length > MaxCharacters)
+        {
+            throw new ArgumentException($"prompt editing: {count} texts of up to {prompt.Length} characters over {steps} steps; at most {MaxCharacters} characters in all are read", nameof(prompt));
+        }
+        var schedule = new List<ScheduledText>(count);
         var text = new StringBuilder();
-        foreach (int end in ends)
+        foreach (int end in ends.EveryStep ? Enumerable.Range(1, steps) : ends.Steps)
         {
             text.Clear();
             tree.Write(end, text);
@@ -46,17 +51,31 @@ public static class PromptSchedule
         return schedule;
     }
 
+    /// <summary>
+    /// The most characters a schedule's texts may hold together: an alternation makes a text for every step, so a long
+    /// prompt over very many steps is refused rather than left to exhaust memory.
+    /// </summary>
+    public const int MaxCharacters = 1 << 24;
+
+    /// <summary>The steps where some text ends: the edits' steps, or every step for an alternation.</summary>
+    private sealed class Ends
+    {
+        public SortedSet<int> Steps { get; } = [];
+
+        public bool EveryStep { get; set; }
+    }
+
     /// <summary>The parsed prompt: literal text, sequences, edits and alternations.</summary>
     private abstract class Node
     {
-        public abstract void CollectSteps(int steps, SortedSet<int> ends);
+        public abstract void CollectSteps(int steps, Ends ends);
 
         public abstract void Write(int step, StringBuilder text);
     }
 
     private sealed class Literal(string value) : Node
     {
-        public override void CollectSteps(int steps, SortedSet<int> ends)
+        public override void CollectSteps(int steps, Ends ends)
         {
         }
 
@@ -65,7 +84,7 @@ public static class PromptSchedule
 
     private sealed class Sequence(List<Node> items) : Node
     {
-        public override void CollectSteps(int steps, SortedSet<int> ends)
+        public override void CollectSteps(int steps, Ends ends)
         {
             foreach (Node item in items) item.CollectSteps(steps, ends);
         }
@@ -81,7 +100,7 @@ public static class PromptSchedule
     {
         private int _when;
 
-        public override void CollectSteps(int steps, SortedSet<int> ends)
+        public override void CollectSteps(int steps, Ends ends)
         {
             before?.CollectSteps(steps, ends);
             after.CollectSteps(steps, ends);
@@ -99,7 +118,7 @@ public static class PromptSchedule
             _when = v >= steps ? steps : v <= int.MinValue ? int.MinValue : (int)Math.Truncate(v);
             if (_when >= 1)
             {
-                ends.Add(_when);
+                ends.Steps.Add(_when);
             }
         }
 
@@ -119,10 +138,10 @@ public static class PromptSchedule
     /// <summary>[a|b|...]; an empty option is null.</summary>
     private sealed class Alternation(List<Node?> options) : Node
     {
-        public override void CollectSteps(int steps, SortedSet<int> ends)
+        public override void CollectSteps(int steps, Ends ends)
         {
             foreach (Node? option in options) option?.CollectSteps(steps, ends);
-            for (int s = 1; s <= steps; s++) ends.Add(s);
+            ends.EveryStep = true;
         }
 
         public override void Write(int step, StringBuilder text) => options[(step - 1) % options.Count]?.Write(step, text);
@@ -139,6 +158,13 @@ public static class PromptSchedule
     {
         /// <summary>Brackets nested deeper give up the parse: the prompt is one text (A1111's parser recurses too).</summary>
         private const int MaxDepth = 200;
+
+        /// <summary>
+        /// Whether the opening bracket at each position has a closing one of its kind with only closed brackets
+        /// between (an escaped bracket is text): what every construct needs, so one without it is text at once, and
+        /// only real nesting deepens the parse.
+        /// </summary>
+        private readonly bool[] _closes = Closes(s);
 
         private readonly Dictionary<int, (Node Node, int End)?> _constructs = [];
         private readonly Dictionary<int, (Node Node, int End)?> _prompts = [];
@@ -273,8 +299,42 @@ public static class PromptSchedule
             return construct;
         }
 
+        private static bool[] Closes(string s)
+        {
+            var closes = new bool[s.Length];
+            var open = new Stack<int>();
+            for (int i = 0; i < s.Length; i++)
+            {
+                char c = s[i];
+                if (c == '\\')
+                {
+                    i++; // the escaped character is text (a backslash before a newline fails the whole parse anyway)
+                }
+                else if (c is '(' or '[')
+                {
+                    open.Push(i);
+                }
+                else if (c is ')' or ']')
+                {
+                    if (open.Count > 0 && s[open.Peek()] == (c == ')' ? '(' : '['))
+                    {
+                        closes[open.Pop()] = true;
+                    }
+                    else
+                    {
+                        open.Clear(); // no opening bracket before a stray closing one can close past it
+                    }
+                }
+            }
+            return closes;
+        }
+
         private (Node Node, int End)? ReadConstruct(int i)
         {
+            if (!_closes[i])
+            {
+                return null;
+            }
             char open = s[i];
             if (Prompt(i + 1) is not ({ } first, int j) || j >= s.Length)
             {

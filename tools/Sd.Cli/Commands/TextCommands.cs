@@ -23,14 +23,15 @@ public static class TextCommands
         tags out of the text first, with a warning. --fix-text applies ftfy-like fixes (curly quotes, HTML entities)
         first. --embedding adds a textual inversion as sd generate does: its token becomes ids from the text
         encoder's vocab_size on. The chunked syntaxes read A1111's prompt editing ([from:to:when], [a|b]) over
-        --steps N steps (default 20; twice the steps for heun and dpm2, as sd generate counts them): a prompt that
-        changes prints each text as "until step E: TEXT" before its rows, and then cannot be written with --out.
+        --steps N steps (default 20; pass twice the steps for heun and dpm2, which sd generate counts twice): a
+        prompt that changes prints each text as "until step E: TEXT" before its rows, and then cannot be written
+        with --out.
         """;
 
     private const string EncodeHelp = """
         Usage: sd encode-text --model M [--tokenizer DIR] [--config DIR] (--prompt TEXT | --ids ids.npy) [--clip-skip N]
                               --out hidden.npy [--pooled-out pooled.npy] [--fix-text]
-                              [--prompt-syntax weighted|chunked|plain] [--chunked] [--embedding FILE[:TOKEN] ...]
+                              [--prompt-syntax weighted|chunked|plain] [--chunked] [--embedding FILE[:TOKEN] ...] [--steps N]
 
         Runs the CLIP text encoder; writes float32 hidden states (the prompt embeddings, the UNet's context) and
         optionally the pooled output. A --prompt gives [1, 77 x rows, W], its rows as sd tokenize prints them (see
@@ -38,7 +39,8 @@ public static class TextCommands
         --ids gives [B, L, W] for int64 [B, L] token ids, the rows encoded as they are. --clip-skip N uses
         final_layer_norm of the N-th layer from the end (diffusers). --embedding adds a textual inversion as
         sd generate does (its ids, from vocab_size on, are valid in --ids too). A prompt that changes during the
-        steps (A1111's prompt editing) is encoded as it reads at the first step, with a warning.
+        --steps N steps (default 20; A1111's prompt editing, as sd tokenize prints it) is encoded as it reads at the
+        first step, with a warning.
         """;
 
     public static int Tokenize(IReadOnlyList<string> args, TextWriter output)
@@ -51,17 +53,13 @@ public static class TextCommands
         var line = new CommandLine("tokenize", args, ModelOptions.With("--prompt", "--out", "--prompt-syntax", "--steps"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
         line.CheckOutputFlags("--out");
         PromptSyntax syntax = ModelOptions.PromptSyntax(line);
-        int steps = line.GetInt("--steps", 20);
-        if (steps < 1)
-        {
-            throw new UsageException($"tokenize: --steps must be at least 1, got {steps}");
-        }
+        int steps = ScheduleSteps(line);
         using ModelSource model = ModelOptions.Open(line);
         ClipTokenizer tokenizer = LoadTokenizer(model, line, ModelOptions.AddedTokens(line, model));
         IReadOnlyList<ScheduledTokens> schedule = TokenizePrompt(line, tokenizer, syntax, steps);
         if (schedule.Count > 1 && line.Has("--out"))
         {
-            throw new UsageException($"tokenize: the prompt changes during the {steps} steps ({schedule.Count} texts); --out writes the rows of one text");
+            throw new UsageException($"tokenize: the prompt changes during the {steps} steps ({schedule.DistinctBy(text => text.Text).Count()} texts); --out writes the rows of one text");
         }
         foreach (ScheduledTokens text in schedule)
         {
@@ -95,17 +93,18 @@ public static class TextCommands
             output.WriteLine(EncodeHelp);
             return 0;
         }
-        var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out", "--prompt-syntax"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
+        var line = new CommandLine("encode-text", args, ModelOptions.With("--prompt", "--ids", "--clip-skip", "--out", "--pooled-out", "--prompt-syntax", "--steps"), ["--fix-text", "--chunked"], repeatable: ["--embedding"]);
         string outPath = line.Require("--out");
         if (line.Has("--prompt") == line.Has("--ids"))
         {
             throw new UsageException("encode-text: give the text as --prompt TEXT or as token ids with --ids ids.npy, one of the two");
         }
-        if (line.Has("--ids") && Array.Find(["--prompt-syntax", "--chunked", "--fix-text"], line.Has) is { } flag)
+        if (line.Has("--ids") && Array.Find(["--prompt-syntax", "--chunked", "--fix-text", "--steps"], line.Has) is { } flag)
         {
             throw new UsageException($"encode-text: {flag} tokenizes --prompt; --ids are tokens already");
         }
         PromptSyntax syntax = ModelOptions.PromptSyntax(line);
+        int steps = ScheduleSteps(line);
         line.CheckOutputFlags("--out", "--pooled-out");
         int clipSkip = line.GetInt("--clip-skip", 0);
         using ModelSource model = ModelOptions.Open(line);
@@ -116,7 +115,7 @@ public static class TextCommands
         AddedTokens added = ModelOptions.AddedTokens(line, model);
         using var encoder = new ClipTextModel(model.TextEncoder, model.Weights(ModelComponent.TextEncoder), added);
         using ClipTextOutput result = line.Has("--prompt")
-            ? encoder.EncodePrompts([FirstText(line, TokenizePrompt(line, LoadTokenizer(model, line, added), syntax, 20))], clipSkip)
+            ? encoder.EncodePrompts([FirstText(line, TokenizePrompt(line, LoadTokenizer(model, line, added), syntax, steps))], clipSkip)
             : EncodeIds(line, encoder, clipSkip);
         using (var files = new AtomicFileSet())
         {
@@ -145,10 +144,14 @@ public static class TextCommands
         return encoder.Encode(ids, shape[0], clipSkip);
     }
 
-    /// <summary>
-    /// The rows of --prompt in <paramref name="syntax"/>, warning about the tokens a plain prompt drops and the tags the
-    /// chunked syntaxes take out.
-    /// </summary>
+    /// <summary>--steps N, over which prompt editing is read: 20 (A1111's default) when absent.</summary>
+    private static int ScheduleSteps(CommandLine line)
+    {
+        int steps = line.GetInt("--steps", 20);
+        return steps is >= 1 and <= 100_000 ? steps
+            : throw new UsageException($"{line.Command}: --steps must be in 1..100000 (num_train_timesteps' bound), got {steps}");
+    }
+
     /// <summary>The text encode-text encodes: the prompt as it reads at the first step, with a warning when it changes.</summary>
     private static TokenizedPrompt FirstText(CommandLine line, IReadOnlyList<ScheduledTokens> schedule)
     {
@@ -159,7 +162,10 @@ public static class TextCommands
         return schedule[0].Tokens;
     }
 
-    /// <summary>The prompt's texts over <paramref name="steps"/> steps as sd generate reads them; warnings as it gives them.</summary>
+    /// <summary>
+    /// The texts of --prompt over <paramref name="steps"/> steps in <paramref name="syntax"/>, as sd generate reads
+    /// them, warning about the tokens a plain prompt drops and the tags the chunked syntaxes take out.
+    /// </summary>
     private static IReadOnlyList<ScheduledTokens> TokenizePrompt(CommandLine line, ClipTokenizer tokenizer, PromptSyntax syntax, int steps)
     {
         IReadOnlyList<ScheduledTokens> schedule;
