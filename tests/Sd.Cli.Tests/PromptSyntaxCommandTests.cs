@@ -70,6 +70,14 @@ public sealed class PromptSyntaxCommandTests : IDisposable
         var e = Assert.Throws<UsageException>(() => TextCommands.Tokenize(["--model", model, "--prompt", "a [cat|dog]", "--out", _dir.File("ids.npy")], TextWriter.Null));
         Assert.Contains("the prompt changes during the 20 steps (2 texts); --out writes the rows of one text", e.Message);
         Assert.False(File.Exists(_dir.File("ids.npy")));
+        // AND parts, each with its guidance weight.
+        output = new StringWriter();
+        Assert.Equal(0, TextCommands.Tokenize(["--model", model, "--prompt", "a cat AND a cat :0.5"], output));
+        lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(["part 1 of 2, guidance weight 1:", "part 2 of 2, guidance weight 0.5:"], new[] { lines[0], lines[2] });
+        Assert.Equal(lines[1], lines[3]);
+        Assert.Contains("composed of 2 parts with AND; --out writes the rows of one text", Assert.Throws<UsageException>(() =>
+            TextCommands.Tokenize(["--model", model, "--prompt", "a AND b", "--out", _dir.File("ids.npy")], TextWriter.Null)).Message);
         // Plain is diffusers' syntax: no editing.
         output = new StringWriter();
         Assert.Equal(0, TextCommands.Tokenize(["--model", model, "--prompt", "a [cat:dog:0.5]", "--prompt-syntax", "plain"], output));

@@ -10,21 +10,39 @@ using Sd.Loaders.Layout;
 namespace Sd.Engine.Tests;
 
 /// <summary>
-/// The pipeline's txt2img loop written out, as AUTOMATIC1111 runs prompt editing and AND: the texts encoded in one
-/// batch (zero-padded to the longest); each call's UNet batch rows ([uncond, cond_1, ...]) chosen by the given rules,
-/// each attending to its own text's tokens; the guidance uncond + sum of
-/// (cond_k - uncond) x float32(weight_k x scale), accumulated in order (combine_denoised); the scheduler's step.
+/// The pipeline's txt2img loop written out, for AUTOMATIC1111's prompt editing and AND: a bank of encoded texts
+/// (zero-padded to the longest, with each one's tokens); each call's UNet batch rows ([uncond, cond_1, ...]) chosen by
+/// the given rules, each attending to the tokens given for it; the guidance uncond + sum of (cond_k - uncond) x
+/// float32(weight_k x scale), accumulated in order (A1111's combine_denoised); the scheduler's step.
 /// </summary>
 internal static class GuidedLoop
 {
-    /// <summary>The final NHWC latents of a 64x64 run of the demo model from the request's seed.</summary>
+    /// <summary>A bank of texts: [texts, tokens, width] floats and each text's tokens.</summary>
+    public sealed record Bank(float[] States, int Tokens, int Width, int[] Lengths);
+
+    /// <summary>The texts encoded as ClipTextModel.EncodePrompts does (each chunk alone, weighted alone).</summary>
+    public static Bank Encode(ModelSource demo, IReadOnlyList<TokenizedPrompt> texts)
+    {
+        using var encoder = new ClipTextModel(demo.TextEncoder!, demo.Weights(ModelComponent.TextEncoder));
+        using ClipTextOutput encoded = encoder.EncodePrompts(texts, 0);
+        return new Bank(encoded.Hidden.Span.ToArray(), encoded.Hidden.Dim(1), encoded.Hidden.Dim(2), encoded.Lengths.ToArray());
+    }
+
+    /// <summary><see cref="Latents(ModelSource, GenerateRequest, Bank, Func{int, int}[], Func{int, int}[], double[])"/> for
+    /// texts tokenized in the request's syntax, each row attending to its text's own tokens.</summary>
     public static float[] Latents(ModelSource demo, GenerateRequest request, string[] texts, Func<int, int>[] rows, double[] weights)
     {
         ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
-        using var encoder = new ClipTextModel(demo.TextEncoder!, demo.Weights(ModelComponent.TextEncoder));
+        Bank bank = Encode(demo, [.. texts.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))]);
+        return Latents(demo, request, bank, rows, [.. rows.Select(row => (Func<int, int>)(call => bank.Lengths[row(call)]))], weights);
+    }
+
+    /// <summary>The final NHWC latents of a 64x64 run of the demo model from the request's seed: row b of call c reads
+    /// bank text rows[b](c) and attends to its first lengths[b](c) tokens.</summary>
+    public static float[] Latents(ModelSource demo, GenerateRequest request, Bank bank, Func<int, int>[] rows, Func<int, int>[] lengths, double[] weights)
+    {
         using var unet = new UNet2DConditionModel(demo.UNet!, demo.Weights(ModelComponent.Unet));
-        using ClipTextOutput encoded = encoder.EncodePrompts([.. texts.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))], 0);
-        int tokens = encoded.Hidden.Dim(1), width = encoded.Hidden.Dim(2), row = tokens * width, batch = rows.Length;
+        int tokens = bank.Tokens, width = bank.Width, row = tokens * width, batch = rows.Length;
         Scheduler scheduler = Scheduler.Create(request.Scheduler!, demo.Scheduler!);
         scheduler.SetTimesteps(request.Steps!.Value);
         const int h = 8, w = 8, c = 4, count = h * w * c;
@@ -44,11 +62,11 @@ internal static class GuidedLoop
         {
             for (int b = 0; b < batch; b++)
             {
-                encoded.Hidden.Span.Slice(rows[b](call) * row, row).CopyTo(context.Span.Slice(b * row, row));
+                bank.States.AsSpan(rows[b](call) * row, row).CopyTo(context.Span.Slice(b * row, row));
                 scheduler.ScaleModelInput(call, latents, input.Span.Slice(b * count, count));
             }
-            int[] lengths = [.. rows.Select(r => encoded.Lengths[r(call)])];
-            unet.Forward(input, [scheduler.Timesteps[call]], context, lengths, output, []);
+            int[] attended = [.. lengths.Select(length => length(call))];
+            unet.Forward(input, [scheduler.Timesteps[call]], context, attended, output, []);
             for (int i = 0; i < count; i++)
             {
                 float uncond = output.Span[i], sum = uncond;

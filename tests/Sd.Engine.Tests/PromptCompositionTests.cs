@@ -80,6 +80,33 @@ public sealed class PromptCompositionTests : IDisposable
     }
 
     [Fact]
+    public void A_shorter_part_is_padded_with_copies_of_its_last_token_vector()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        string longText = string.Join(", ", Enumerable.Repeat("a tall red boat on the sea", 14));
+        var request = new GenerateRequest
+        {
+            Prompt = "a boat AND " + longText, NegativePrompt = "blurry", Steps = 3, Width = 64, Height = 64, Seed = 2,
+            Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
+        };
+        using GenerateResult composed = pipeline.Generate(request);
+
+        // A1111's stack_conds: the parts of a call stacked to the longest, a shorter one repeating its last vector (its
+        // last padding token's), attended like any other; the unconditioned row is a pass of its own (masked here).
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        TokenizedPrompt[] texts = [.. new[] { "blurry", "a boat", " " + longText }.Select(t => tokenizer.Tokenize(t, PromptSyntax.Weighted))];
+        GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, texts);
+        int tokens = bank.Tokens, width = bank.Width;
+        Assert.True(tokens > 77);
+        for (int t = 77; t < tokens; t++)
+        {
+            Array.Copy(bank.States, (tokens + 76) * width, bank.States, (tokens + t) * width, width);
+        }
+        float[] expected = GuidedLoop.Latents(_demo, request, bank, [_ => 0, _ => 1, _ => 2], [_ => 77, _ => tokens, _ => tokens], [1.0, 1.0]);
+        Assert.Equal(expected, composed.Latents.Span.ToArray());
+    }
+
+    [Fact]
     public void Parts_need_guidance_and_are_bounded()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();

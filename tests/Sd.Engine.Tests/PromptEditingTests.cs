@@ -154,7 +154,7 @@ public sealed class PromptEditingTests : IDisposable
     public void Texts_switching_chunk_counts_batches_and_equal_prompts_run_as_a_loop_written_out()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
-        string longText = string.Join(", ", Enumerable.Repeat("a tall red boat on the sea", 14)); // 2 chunks
+        string longText = string.Join(", ", Enumerable.Repeat("a tall red boat on the sea", 14)); // several chunks
         var request = new GenerateRequest
         {
             Prompt = $"[a boat:{longText}:1]", NegativePrompt = "a boat", Steps = 3, Width = 64, Height = 64, Seed = 9,
@@ -163,11 +163,24 @@ public sealed class PromptEditingTests : IDisposable
         IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(request, 2);
         try
         {
-            // The rows never share a text, so the negative prompt's "a boat" is encoded apart from the prompt's.
-            string[] texts = ["a boat", "a boat", longText];
-            Assert.Equal(GuidedLoop.Latents(_demo, request, texts, [_ => 0, call => call <= 1 ? 1 : 2], [1.0]), batch[0].Latents.Span.ToArray());
+            // A1111 encodes a prompt's texts as one batch: the prompt's "a boat" gets an empty chunk (bos, eos x 76),
+            // which the UNet attends to; the negative prompt's, in its own row, does not.
+            ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+            TokenizedPrompt boat = tokenizer.Tokenize("a boat", PromptSyntax.Weighted);
+            long[] emptyIds = new long[77];
+            Array.Fill(emptyIds, tokenizer.EosTokenId);
+            emptyIds[0] = tokenizer.BosTokenId;
+            TokenizedPrompt longTokens = tokenizer.Tokenize(longText, PromptSyntax.Weighted);
+            int chunks = longTokens.Chunks.Count;
+            Assert.True(chunks > 1);
+            var empty = new PromptChunk(emptyIds, Enumerable.Repeat(1f, 77).ToArray());
+            TokenizedPrompt padded = boat with { Chunks = [boat.Chunks[0], .. Enumerable.Repeat(empty, chunks - 1)] };
+            GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, [boat, padded, longTokens]);
+            Func<int, int>[] rows = [_ => 0, call => call <= 1 ? 1 : 2];
+            Func<int, int>[] lengths = [_ => 77, _ => 77 * chunks];
+            Assert.Equal(GuidedLoop.Latents(_demo, request, bank, rows, lengths, [1.0]), batch[0].Latents.Span.ToArray());
             // The second image starts the schedule again, as its own run with the next seed.
-            Assert.Equal(GuidedLoop.Latents(_demo, request with { Seed = 10 }, texts, [_ => 0, call => call <= 1 ? 1 : 2], [1.0]), batch[1].Latents.Span.ToArray());
+            Assert.Equal(GuidedLoop.Latents(_demo, request with { Seed = 10 }, bank, rows, lengths, [1.0]), batch[1].Latents.Span.ToArray());
         }
         finally
         {
@@ -176,6 +189,51 @@ public sealed class PromptEditingTests : IDisposable
         // Equal prompts without editing: [negative, prompt] encoded as two texts, as before editing was read.
         using GenerateResult same = pipeline.Generate(request with { Prompt = "a boat" });
         Assert.Equal(GuidedLoop.Latents(_demo, request, ["a boat", "a boat"], [_ => 0, _ => 1], [1.0]), same.Latents.Span.ToArray());
+    }
+
+    [Theory]
+    [InlineData("[(cat:1.3):dog:2]", 4, "(cat:1.3)|dog", "1|1")] // steps 2 and 4: one entry each
+    [InlineData("[(red:1.2)|blue] car", 3, "(red:1.2) car|blue car", "2|1")] // steps 1, 2, 3: red, blue, red
+    public void Emphasis_means_span_a_prompts_texts_as_a1111_encodes_them_in_one_batch(string prompt, int steps, string texts, string counts)
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        var request = new GenerateRequest
+        {
+            Prompt = prompt, NegativePrompt = "blurry", Steps = steps, Width = 64, Height = 64, Seed = 4,
+            Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
+        };
+        using GenerateResult result = pipeline.Generate(request);
+
+        // EmphasisOriginal over the batch of the prompt's schedule texts (each once per step it ends): the mean of
+        // every text's chunk, each token row times its weight, the new mean, all rescaled by their ratio.
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        string[] members = texts.Split('|');
+        int[] multiplicity = [.. counts.Split('|').Select(int.Parse)];
+        TokenizedPrompt[] tokens = [.. members.Select(t => tokenizer.Tokenize(t, PromptSyntax.Weighted))];
+        TokenizedPrompt[] plain = [tokenizer.Tokenize("blurry", PromptSyntax.Weighted), .. tokens.Select(t => t with
+        {
+            Chunks = [new PromptChunk(t.Chunks[0].Ids, Enumerable.Repeat(1f, 77).ToArray())],
+        })];
+        GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, plain);
+        int row = bank.Tokens * bank.Width;
+        double Mean()
+        {
+            double sum = 0;
+            for (int m = 0; m < members.Length; m++)
+            {
+                for (int i = 0; i < row; i++) sum += multiplicity[m] * (double)bank.States[(m + 1) * row + i];
+            }
+            return sum / (multiplicity.Sum() * (double)row);
+        }
+        float before = (float)Mean();
+        for (int m = 0; m < members.Length; m++)
+        {
+            for (int i = 0; i < row; i++) bank.States[(m + 1) * row + i] *= tokens[m].Chunks[0].Weights[i / bank.Width];
+        }
+        float ratio = before / (float)Mean();
+        for (int i = row; i < bank.States.Length; i++) bank.States[i] *= ratio;
+        Func<int, int> cond = steps == 4 ? call => call <= 2 ? 1 : 2 : call => Math.Max(call, 1) % 2 == 1 ? 1 : 2;
+        Assert.Equal(GuidedLoop.Latents(_demo, request, bank, [_ => 0, cond], [_ => 77, _ => 77], [1.0]), result.Latents.Span.ToArray());
     }
 
     [Fact]

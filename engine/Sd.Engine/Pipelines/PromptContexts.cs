@@ -12,7 +12,72 @@ namespace Sd.Engine.Pipelines;
 /// first tokenization, for its warnings (tags, dropped tokens).
 /// </summary>
 internal sealed record PromptPlan(TokenizedPrompt[] Texts, (int End, int Text)[][] Rows, double[] PartWeights, string[] TextNames,
-    TokenizedPrompt[] RowPrompts);
+    TokenizedPrompt[] RowPrompts)
+{
+    /// <summary>
+    /// The texts as the text encoder takes them. A1111 encodes a row's schedule (every text, once per step it ends,
+    /// shorter ones padded with empty chunks, as <see cref="StableDiffusionPipeline"/> already did) as one batch and
+    /// takes the emphasis means over that batch, chunk by chunk: a row of several texts is encoded unweighted here
+    /// and weighted by <see cref="ApplyScheduleEmphasis"/>. A row of one text is weighted as the encoder does it.
+    /// </summary>
+    public TokenizedPrompt[] EncoderTexts()
+    {
+        var texts = (TokenizedPrompt[])Texts.Clone();
+        foreach ((int End, int Text)[] row in Rows)
+        {
+            int[] members = Members(row);
+            if (members.Length < 2)
+            {
+                continue;
+            }
+            foreach (int text in members)
+            {
+                texts[text] = Texts[text] with { Chunks = [.. Texts[text].Chunks.Select(Unweighted)] };
+            }
+        }
+        return texts;
+    }
+
+    /// <summary>
+    /// A1111's Original emphasis over each several-text row's batch: for every chunk position holding a weighted
+    /// chunk, the means taken over that chunk of every text, each counted once per step whose text it is.
+    /// </summary>
+    public unsafe void ApplyScheduleEmphasis(Tensor bank)
+    {
+        int tokens = bank.Dim(1), width = bank.Dim(2);
+        foreach ((int End, int Text)[] row in Rows)
+        {
+            int[] members = Members(row);
+            if (members.Length < 2)
+            {
+                continue;
+            }
+            int length = Texts[members[0]].Chunks[0].Ids.Length, chunks = Texts[members[0]].Chunks.Count;
+            int[] counts = Array.ConvertAll(members, text => Array.FindAll(row, entry => entry.Text == text).Length);
+            for (int c = 0; c < chunks; c++)
+            {
+                if (!Array.Exists(members, text => Texts[text].Chunks[c].IsWeighted))
+                {
+                    continue; // the ratio would be exactly 1
+                }
+                // The bank's [texts, tokens, width]: text t's chunk c.
+                nint[] states = Array.ConvertAll(members, text => (nint)(bank.Data + ((long)text * tokens + (long)c * length) * width));
+                float[][] weights = Array.ConvertAll(members, text => Texts[text].Chunks[c].Weights);
+                PromptEmphasis.ApplyGroup(states, weights, counts, length * width, width);
+            }
+        }
+    }
+
+    /// <summary>A row's distinct texts, in order.</summary>
+    private static int[] Members((int End, int Text)[] row) => [.. row.Select(entry => entry.Text).Distinct()];
+
+    private static PromptChunk Unweighted(PromptChunk chunk)
+    {
+        var ones = new float[chunk.Weights.Length];
+        ones.AsSpan().Fill(1f);
+        return new PromptChunk(chunk.Ids, ones);
+    }
+}
 
 /// <summary>
 /// The UNet's text context call by call: the plan's texts encoded once (a bank of [texts, tokens, width] rows) and
@@ -51,7 +116,15 @@ internal sealed class PromptContexts : IDisposable
     /// <summary>Makes <see cref="Context"/> hold the texts of call <paramref name="call"/>, copying only rows that change.</summary>
     public void Select(int call)
     {
-        long rowLength = _bank.Dim(1) * (long)_bank.Dim(2);
+        int width = _bank.Dim(2);
+        long rowLength = _bank.Dim(1) * (long)width;
+        // AND's parts: A1111's stack_conds pads the shorter parts of a call with copies of their last token vector, which
+        // the UNet attends to. (A row's own texts all have its longest text's chunks, padded with empty chunks.)
+        int firstPart = _rows.Length - PartWeights.Length, parts = 0;
+        for (int r = firstPart; r < _rows.Length; r++)
+        {
+            parts = Math.Max(parts, _bankLengths[TextAt(_rows[r], call)]);
+        }
         for (int r = 0; r < _rows.Length; r++)
         {
             int text = TextAt(_rows[r], call);
@@ -59,8 +132,18 @@ internal sealed class PromptContexts : IDisposable
             {
                 continue;
             }
-            _bank.Span.Slice((int)(text * rowLength), (int)rowLength).CopyTo(Context.Span.Slice((int)(r * rowLength), (int)rowLength));
-            Lengths[r] = _bankLengths[text];
+            Span<float> row = Context.Span.Slice((int)(r * rowLength), (int)rowLength);
+            _bank.Span.Slice((int)(text * rowLength), (int)rowLength).CopyTo(row);
+            int length = _bankLengths[text];
+            if (PartWeights.Length > 1 && r >= firstPart)
+            {
+                for (int t = length; t < parts; t++)
+                {
+                    row.Slice((length - 1) * width, width).CopyTo(row.Slice(t * width, width));
+                }
+                length = parts;
+            }
+            Lengths[r] = length;
             _shown[r] = text;
         }
     }

@@ -391,18 +391,28 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             _logger.LogInformation("The prompt is composed of {Count} parts with AND, of guidance weights {Weights}", plan.PartWeights.Length,
                 string.Join(", ", plan.PartWeights));
         }
+        else if (plan.PartWeights[0] != 1)
+        {
+            // A1111 reads a trailing ":number" as the guidance weight of the prompt's only part.
+            if (guided)
+            {
+                _logger.LogInformation("The prompt ends in a guidance weight (A1111's AND syntax): its guidance is scaled by {Weight}", plan.PartWeights[0]);
+            }
+            else
+            {
+                _logger.LogWarning("The prompt ends in a guidance weight (A1111's AND syntax) of {Weight}, which is not applied: this run has no classifier-free guidance", plan.PartWeights[0]);
+            }
+        }
         ClipTextModel encoder = Acquire(_textEncoder, times);
         cancellation.ThrowIfCancellationRequested();
         ClipTextOutput output;
         try
         {
-            output = encoder.EncodePrompts(plan.Texts, request.ClipSkip);
+            output = encoder.EncodePrompts(plan.EncoderTexts(), request.ClipSkip);
         }
         catch (ArgumentException e) when (e.ParamName == "prompts")
         {
-            // ClipTextModel numbers the texts; say which prompt each is.
-            string names = string.Join(", ", plan.TextNames.Select((name, i) => $"{i} is {name}").Take(8));
-            throw new ArgumentException($"{BareMessage(e)} (the encoded texts: {names}{(plan.TextNames.Length > 8 ? ", ..." : "")})", nameof(request), e);
+            throw NamedEncodingError(e, plan, request);
         }
         using (output)
         {
@@ -410,7 +420,13 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             try
             {
                 output.Hidden.Span.CopyTo(bank.Span);
+                plan.ApplyScheduleEmphasis(bank);
                 return new PromptContexts(bank, output.Lengths.ToArray(), plan.Rows, plan.PartWeights);
+            }
+            catch (ArgumentException e)
+            {
+                bank.Dispose();
+                throw NamedEncodingError(e, plan, request);
             }
             catch
             {
@@ -418,6 +434,13 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 throw;
             }
         }
+    }
+
+    /// <summary>An encoding error with the prompt each encoded text comes from (ClipTextModel numbers them).</summary>
+    private static ArgumentException NamedEncodingError(ArgumentException e, PromptPlan plan, GenerateRequest request)
+    {
+        string names = string.Join(", ", plan.TextNames.Select((name, i) => $"{i} is {name}").Take(8));
+        return new ArgumentException($"{BareMessage(e)} (the encoded texts: {names}{(plan.TextNames.Length > 8 ? ", ..." : "")})", nameof(request), e);
     }
 
     /// <summary>
@@ -454,9 +477,12 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         var names = new List<string>();
         var rows = new (int End, int Text)[schedules.Count][];
         int longest = 0;
+        PromptChunk empty = _tokenizer.EmptyChunk();
         for (int i = 0; i < rows.Length; i++)
         {
             IReadOnlyList<ScheduledTokens> schedule = schedules[i];
+            // A1111 encodes a row's texts as one batch, a shorter text padded with empty chunks that the UNet attends to.
+            int chunks = schedule.Max(entry => entry.Tokens.Chunks.Count);
             var indexOf = new Dictionary<string, int>(StringComparer.Ordinal);
             rows[i] = new (int End, int Text)[schedule.Count];
             for (int k = 0; k < schedule.Count; k++)
@@ -465,16 +491,18 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 {
                     index = texts.Count;
                     indexOf[schedule[k].Text] = index;
-                    texts.Add(schedule[k].Tokens);
+                    TokenizedPrompt tokens = schedule[k].Tokens;
+                    texts.Add(tokens.Chunks.Count == chunks ? tokens
+                        : tokens with { Chunks = [.. tokens.Chunks, .. Enumerable.Repeat(empty, chunks - tokens.Chunks.Count)] });
                     names.Add(RowName(i) + (schedule.Count > 1 ? $" until step {schedule[k].EndAtStep} (\"{schedule[k].Text}\")" : ""));
-                    longest = Math.Max(longest, schedule[k].Tokens.Chunks.Count);
+                    longest = Math.Max(longest, chunks);
                 }
                 rows[i][k] = (schedule[k].EndAtStep, index);
             }
         }
         if (texts.Count * longest > MaxScheduledChunks)
         {
-            throw new ArgumentException($"the prompts' editing makes {texts.Count} texts of up to {longest} chunks: at most {MaxScheduledChunks} texts x chunks are encoded", nameof(request));
+            throw new ArgumentException($"the prompts' editing and AND parts make {texts.Count} texts of up to {longest} chunks: at most {MaxScheduledChunks} texts x chunks are encoded", nameof(request));
         }
         return new PromptPlan([.. texts], rows, weights, [.. names], [.. schedules.Select(s => s[0].Tokens)]);
 

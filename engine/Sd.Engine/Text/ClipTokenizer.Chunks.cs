@@ -107,6 +107,20 @@ public sealed partial class ClipTokenizer
         return result;
     }
 
+    /// <summary>
+    /// A1111's empty_chunk: bos, then eos to the end (not the padding token), weights 1; what pads the shorter texts
+    /// of a prompt that changes during the steps, as A1111 encodes them in one batch.
+    /// </summary>
+    public PromptChunk EmptyChunk()
+    {
+        var ids = new long[MaxLength];
+        ids.AsSpan().Fill(EosTokenId);
+        ids[0] = BosTokenId;
+        var weights = new float[MaxLength];
+        weights.AsSpan().Fill(1f);
+        return new PromptChunk(ids, weights);
+    }
+
     /// <summary>The chunked syntaxes' text: the length checked, the extra-network tags taken out.</summary>
     private static string StripChunked(string prompt, out IReadOnlyList<ExtraNetworkTag> tags)
     {

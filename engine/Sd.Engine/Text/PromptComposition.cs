@@ -88,6 +88,6 @@ public static class PromptComposition
         }
         // So many digits that float() overflows: A1111 would weigh the guidance by infinity.
         return PythonText.ParseFiniteFloat(part[start..end])
-            ?? throw new ArgumentException($"AND: the weight {part[start..end]} is not a finite number", "prompt");
+            ?? throw new ArgumentException($"the guidance weight :{part[start..end]} (A1111's AND syntax) is not a finite number", "prompt");
     }
 }

@@ -25,7 +25,7 @@ public static class TextCommands
         encoder's vocab_size on. The chunked syntaxes read A1111's prompt editing ([from:to:when], [a|b]) over
         --steps N steps (default 20; pass twice the steps for heun and dpm2, which sd generate counts twice): a
         prompt that changes prints each text as "until step E: TEXT" before its rows, and then cannot be written
-        with --out.
+        with --out; nor can a prompt composed with AND, each part printed after "part K of N, guidance weight W:".
         """;
 
     private const string EncodeHelp = """
@@ -56,11 +56,35 @@ public static class TextCommands
         int steps = ScheduleSteps(line);
         using ModelSource model = ModelOptions.Open(line);
         ClipTokenizer tokenizer = LoadTokenizer(model, line, ModelOptions.AddedTokens(line, model));
-        IReadOnlyList<ScheduledTokens> schedule = TokenizePrompt(line, tokenizer, syntax, steps);
+        IReadOnlyList<ComposablePrompt> parts = TokenizePrompt(line, tokenizer, syntax, steps);
+        IReadOnlyList<ScheduledTokens> schedule = parts[0].Schedule;
+        if (parts.Count > 1 && line.Has("--out"))
+        {
+            throw new UsageException($"tokenize: the prompt is composed of {parts.Count} parts with AND; --out writes the rows of one text");
+        }
         if (schedule.Count > 1 && line.Has("--out"))
         {
             throw new UsageException($"tokenize: the prompt changes during the {steps} steps ({schedule.DistinctBy(text => text.Text).Count()} texts); --out writes the rows of one text");
         }
+        foreach ((ComposablePrompt part, int index) in parts.Select((part, index) => (part, index)))
+        {
+            if (parts.Count > 1 || part.Weight != 1)
+            {
+                output.WriteLine($"part {index + 1} of {parts.Count}, guidance weight {part.Weight.ToString(CultureInfo.InvariantCulture)}:");
+            }
+            PrintSchedule(part.Schedule, output);
+        }
+        if (line.Get("--out") is { } path)
+        {
+            IReadOnlyList<PromptChunk> chunks = schedule[0].Tokens.Chunks;
+            NpyFile.Write(path, NpyArray.FromInt64([.. chunks.SelectMany(chunk => chunk.Ids)], [chunks.Count, chunks[0].Ids.Length]));
+        }
+        return 0;
+    }
+
+    /// <summary>Each text's rows (and weights, when any is not 1), after "until step E: TEXT" when the text changes.</summary>
+    private static void PrintSchedule(IReadOnlyList<ScheduledTokens> schedule, TextWriter output)
+    {
         foreach (ScheduledTokens text in schedule)
         {
             if (schedule.Count > 1)
@@ -78,12 +102,6 @@ public static class TextCommands
                 }
             }
         }
-        if (line.Get("--out") is { } path)
-        {
-            IReadOnlyList<PromptChunk> chunks = schedule[0].Tokens.Chunks;
-            NpyFile.Write(path, NpyArray.FromInt64([.. chunks.SelectMany(chunk => chunk.Ids)], [chunks.Count, chunks[0].Ids.Length]));
-        }
-        return 0;
     }
 
     public static int EncodeText(IReadOnlyList<string> args, TextWriter output)
@@ -152,10 +170,16 @@ public static class TextCommands
             : throw new UsageException($"{line.Command}: --steps must be in 1..100000 (num_train_timesteps' bound), got {steps}");
     }
 
-    /// <summary>The text encode-text encodes: the prompt as it reads at the first step, with a warning when it changes.</summary>
-    private static TokenizedPrompt FirstText(CommandLine line, IReadOnlyList<ScheduledTokens> schedule)
+    /// <summary>The text encode-text encodes: the prompt (its first AND part) as it reads at the first step, with a
+    /// warning when it has parts or changes.</summary>
+    private static TokenizedPrompt FirstText(CommandLine line, IReadOnlyList<ComposablePrompt> parts)
     {
-        if (schedule.Count > 1)
+        IReadOnlyList<ScheduledTokens> schedule = parts[0].Schedule;
+        if (parts.Count > 1)
+        {
+            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is composed of {parts.Count} parts with AND; encoding the first: {schedule[0].Text}");
+        }
+        else if (schedule.Count > 1)
         {
             Console.Error.WriteLine($"sd {line.Command}: warning: the prompt changes during the steps (prompt editing); encoding it as it reads at the first step: {schedule[0].Text}");
         }
@@ -166,18 +190,18 @@ public static class TextCommands
     /// The texts of --prompt over <paramref name="steps"/> steps in <paramref name="syntax"/>, as sd generate reads
     /// them, warning about the tokens a plain prompt drops and the tags the chunked syntaxes take out.
     /// </summary>
-    private static IReadOnlyList<ScheduledTokens> TokenizePrompt(CommandLine line, ClipTokenizer tokenizer, PromptSyntax syntax, int steps)
+    private static IReadOnlyList<ComposablePrompt> TokenizePrompt(CommandLine line, ClipTokenizer tokenizer, PromptSyntax syntax, int steps)
     {
-        IReadOnlyList<ScheduledTokens> schedule;
+        IReadOnlyList<ComposablePrompt> parts;
         try
         {
-            schedule = tokenizer.TokenizeSchedule(line.Require("--prompt"), syntax, steps);
+            parts = tokenizer.TokenizeComposable(line.Require("--prompt"), syntax, steps);
         }
         catch (ArgumentException e)
         {
             throw new UsageException($"{line.Command}: --prompt: {Program.Describe(e)}");
         }
-        TokenizedPrompt prompt = schedule[0].Tokens;
+        TokenizedPrompt prompt = parts[0].Schedule[0].Tokens;
         if (prompt.RemovedTags.Count > 0)
         {
             Console.Error.WriteLine($"sd {line.Command}: warning: the prompt's tags {string.Join(' ', prompt.RemovedTags)} were taken out, as sd generate takes them out");
@@ -186,7 +210,7 @@ public static class TextCommands
         {
             Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is {prompt.DroppedTokens} tokens too long; they were dropped (--prompt-syntax chunked or weighted keeps them)");
         }
-        return schedule;
+        return parts;
     }
 
     private static ClipTokenizer LoadTokenizer(ModelSource model, CommandLine line, AddedTokens added)
