@@ -116,6 +116,10 @@ public sealed class ClipTokenizerTests : IDisposable
         // SD 1.x: "!!" is an ordinary piece.
         Assert.DoesNotContain(0, sd1.Encode("a cat!!"));
         Assert.Equal(0, sd2.PadTokenId);
+        // A1111's empty_chunk as its process_tokens leaves it: bos, eos, then the padding token (SD 1.x's is eos).
+        Assert.Equal([Bos, Eos, .. new long[75]], sd2.EmptyChunk().Ids);
+        Assert.Equal([Bos, .. Enumerable.Repeat((long)Eos, 76)], sd1.EmptyChunk().Ids);
+        Assert.All(sd2.EmptyChunk().Weights, w => Assert.Equal(1f, w));
     }
 
     [FixtureFact]

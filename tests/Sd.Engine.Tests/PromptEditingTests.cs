@@ -163,13 +163,13 @@ public sealed class PromptEditingTests : IDisposable
         IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(request, 2);
         try
         {
-            // A1111 encodes a prompt's texts as one batch: the prompt's "a boat" gets an empty chunk (bos, eos x 76),
+            // A1111 encodes a prompt's texts as one batch: the prompt's "a boat" gets an empty chunk (bos, eos, padding),
             // which the UNet attends to; the negative prompt's, in its own row, does not.
             ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
             TokenizedPrompt boat = tokenizer.Tokenize("a boat", PromptSyntax.Weighted);
             long[] emptyIds = new long[77];
-            Array.Fill(emptyIds, tokenizer.EosTokenId);
-            emptyIds[0] = tokenizer.BosTokenId;
+            Array.Fill(emptyIds, tokenizer.PadTokenId);
+            (emptyIds[0], emptyIds[1]) = (tokenizer.BosTokenId, tokenizer.EosTokenId);
             TokenizedPrompt longTokens = tokenizer.Tokenize(longText, PromptSyntax.Weighted);
             int chunks = longTokens.Chunks.Count;
             Assert.True(chunks > 1);
@@ -191,49 +191,69 @@ public sealed class PromptEditingTests : IDisposable
         Assert.Equal(GuidedLoop.Latents(_demo, request, ["a boat", "a boat"], [_ => 0, _ => 1], [1.0]), same.Latents.Span.ToArray());
     }
 
+    /// <summary>LONG in a case stands for a text of several chunks (the byte-level demo tokenizer: one per character).</summary>
+    private static readonly string Long = string.Join(", ", Enumerable.Repeat("a tall red boat on the sea", 6));
+
     [Theory]
-    [InlineData("[(cat:1.3):dog:2]", 4, "(cat:1.3)|dog", "1|1")] // steps 2 and 4: one entry each
-    [InlineData("[(red:1.2)|blue] car", 3, "(red:1.2) car|blue car", "2|1")] // steps 1, 2, 3: red, blue, red
-    public void Emphasis_means_span_a_prompts_texts_as_a1111_encodes_them_in_one_batch(string prompt, int steps, string texts, string counts)
+    [InlineData("[(cat:1.3):dog:2]", 4, "(cat:1.3)|dog", "1|1", "0|0|0|1")] // entries at steps 2 and 4
+    [InlineData("[(red:1.2)|blue] car", 3, "(red:1.2) car|blue car", "2|1", "0|0|1")] // steps 1, 2, 3: red, blue, red
+    [InlineData("[(cat:1.3):LONG:2]", 4, "(cat:1.3)|LONG", "1|1", "0|0|0|1")] // chunk 0 weighted, the rest not
+    [InlineData("[cat:LONG (x:1.4):2]", 4, "cat|LONG (x:1.4)", "1|1", "0|0|0|1")] // the empty chunks rescaled with LONG's
+    public void Emphasis_means_span_a_prompts_texts_as_a1111_encodes_them_in_one_batch(string prompt, int steps, string texts, string counts, string calls)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         var request = new GenerateRequest
         {
-            Prompt = prompt, NegativePrompt = "blurry", Steps = steps, Width = 64, Height = 64, Seed = 4,
+            Prompt = prompt.Replace("LONG", Long), NegativePrompt = "blurry", Steps = steps, Width = 64, Height = 64, Seed = 4,
             Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
         };
         using GenerateResult result = pipeline.Generate(request);
 
-        // EmphasisOriginal over the batch of the prompt's schedule texts (each once per step it ends): the mean of
-        // every text's chunk, each token row times its weight, the new mean, all rescaled by their ratio.
+        // A1111 encodes the prompt's schedule texts (each once per entry) as one batch: shorter ones padded with its
+        // empty chunk (bos, eos, then the padding token, as process_tokens leaves it), and EmphasisOriginal at each
+        // chunk position over the whole batch: the mean, each token row times its weight, the new mean, all rescaled.
         ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
-        string[] members = texts.Split('|');
+        string[] members = texts.Replace("LONG", Long).Split('|');
         int[] multiplicity = [.. counts.Split('|').Select(int.Parse)];
         TokenizedPrompt[] tokens = [.. members.Select(t => tokenizer.Tokenize(t, PromptSyntax.Weighted))];
-        TokenizedPrompt[] plain = [tokenizer.Tokenize("blurry", PromptSyntax.Weighted), .. tokens.Select(t => t with
-        {
-            Chunks = [new PromptChunk(t.Chunks[0].Ids, Enumerable.Repeat(1f, 77).ToArray())],
-        })];
+        int chunks = tokens.Max(t => t.Chunks.Count);
+        long[] emptyIds = new long[77];
+        Array.Fill(emptyIds, tokenizer.PadTokenId);
+        (emptyIds[0], emptyIds[1]) = (tokenizer.BosTokenId, tokenizer.EosTokenId);
+        float[] ones = Enumerable.Repeat(1f, 77).ToArray();
+        PromptChunk[][] padded = [.. tokens.Select(t => t.Chunks.Concat(Enumerable.Repeat(new PromptChunk(emptyIds, ones), chunks - t.Chunks.Count)).ToArray())];
+        TokenizedPrompt[] plain = [tokenizer.Tokenize("blurry", PromptSyntax.Weighted), .. padded.Select(p => new TokenizedPrompt([.. p.Select(c => new PromptChunk(c.Ids, ones))], 0))];
         GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, plain);
-        int row = bank.Tokens * bank.Width;
-        double Mean()
+        int chunkFloats = 77 * bank.Width, row = bank.Tokens * bank.Width;
+        for (int c = 0; c < chunks; c++)
         {
-            double sum = 0;
+            if (!padded.Any(p => p[c].Weights.Any(w => w != 1f)))
+            {
+                continue;
+            }
+            double Mean()
+            {
+                double sum = 0;
+                for (int m = 0; m < members.Length; m++)
+                {
+                    for (int i = 0; i < chunkFloats; i++) sum += multiplicity[m] * (double)bank.States[(m + 1) * row + c * chunkFloats + i];
+                }
+                return sum / (multiplicity.Sum() * (double)chunkFloats);
+            }
+            float before = (float)Mean();
             for (int m = 0; m < members.Length; m++)
             {
-                for (int i = 0; i < row; i++) sum += multiplicity[m] * (double)bank.States[(m + 1) * row + i];
+                for (int i = 0; i < chunkFloats; i++) bank.States[(m + 1) * row + c * chunkFloats + i] *= padded[m][c].Weights[i / bank.Width];
             }
-            return sum / (multiplicity.Sum() * (double)row);
+            float ratio = before / (float)Mean();
+            for (int m = 0; m < members.Length; m++)
+            {
+                for (int i = 0; i < chunkFloats; i++) bank.States[(m + 1) * row + c * chunkFloats + i] *= ratio;
+            }
         }
-        float before = (float)Mean();
-        for (int m = 0; m < members.Length; m++)
-        {
-            for (int i = 0; i < row; i++) bank.States[(m + 1) * row + i] *= tokens[m].Chunks[0].Weights[i / bank.Width];
-        }
-        float ratio = before / (float)Mean();
-        for (int i = row; i < bank.States.Length; i++) bank.States[i] *= ratio;
-        Func<int, int> cond = steps == 4 ? call => call <= 2 ? 1 : 2 : call => Math.Max(call, 1) % 2 == 1 ? 1 : 2;
-        Assert.Equal(GuidedLoop.Latents(_demo, request, bank, [_ => 0, cond], [_ => 77, _ => 77], [1.0]), result.Latents.Span.ToArray());
+        int[] textOfCall = [.. calls.Split('|').Select(int.Parse)];
+        Assert.Equal(GuidedLoop.Latents(_demo, request, bank, [_ => 0, call => 1 + textOfCall[call]],
+            [_ => 77, _ => 77 * chunks], [1.0]), result.Latents.Span.ToArray());
     }
 
     [Fact]

@@ -15,7 +15,7 @@ internal sealed record PromptPlan(TokenizedPrompt[] Texts, (int End, int Text)[]
     TokenizedPrompt[] RowPrompts)
 {
     /// <summary>
-    /// The texts as the text encoder takes them. A1111 encodes a row's schedule (every text, once per step it ends,
+    /// The texts as the text encoder takes them. A1111 encodes a row's schedule (every text, once per schedule entry,
     /// shorter ones padded with empty chunks, as <see cref="StableDiffusionPipeline"/> already did) as one batch and
     /// takes the emphasis means over that batch, chunk by chunk: a row of several texts is encoded unweighted here
     /// and weighted by <see cref="ApplyScheduleEmphasis"/>. A row of one text is weighted as the encoder does it.
@@ -40,7 +40,7 @@ internal sealed record PromptPlan(TokenizedPrompt[] Texts, (int End, int Text)[]
 
     /// <summary>
     /// A1111's Original emphasis over each several-text row's batch: for every chunk position holding a weighted
-    /// chunk, the means taken over that chunk of every text, each counted once per step whose text it is.
+    /// chunk, the means taken over that chunk of every text, each counted once per schedule entry (A1111's batch of prompt_schedule texts).
     /// </summary>
     public unsafe void ApplyScheduleEmphasis(Tensor bank)
     {
@@ -63,7 +63,14 @@ internal sealed record PromptPlan(TokenizedPrompt[] Texts, (int End, int Text)[]
                 // The bank's [texts, tokens, width]: text t's chunk c.
                 nint[] states = Array.ConvertAll(members, text => (nint)(bank.Data + ((long)text * tokens + (long)c * length) * width));
                 float[][] weights = Array.ConvertAll(members, text => Texts[text].Chunks[c].Weights);
-                PromptEmphasis.ApplyGroup(states, weights, counts, length * width, width);
+                try
+                {
+                    PromptEmphasis.ApplyGroup(states, weights, counts, length * width, width);
+                }
+                catch (ArgumentException e)
+                {
+                    throw new ArgumentException($"texts {string.Join(", ", members)}, chunk {c}: {e.Message}", "prompts", e);
+                }
             }
         }
     }

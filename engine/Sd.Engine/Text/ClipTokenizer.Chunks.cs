@@ -108,17 +108,15 @@ public sealed partial class ClipTokenizer
     }
 
     /// <summary>
-    /// A1111's empty_chunk: bos, then eos to the end (not the padding token), weights 1; what pads the shorter texts
-    /// of a prompt that changes during the steps, as A1111 encodes them in one batch.
+    /// A1111's empty_chunk as its encoder reads it: bos, eos, then the padding token (eos for SD 1.x; process_tokens
+    /// puts SD 2.x's pad after the first eos), weights 1; what pads the shorter texts of a prompt that changes during
+    /// the steps, as A1111 encodes them in one batch. The same as an empty prompt's chunk.
     /// </summary>
     public PromptChunk EmptyChunk()
     {
-        var ids = new long[MaxLength];
-        ids.AsSpan().Fill(EosTokenId);
-        ids[0] = BosTokenId;
         var weights = new float[MaxLength];
         weights.AsSpan().Fill(1f);
-        return new PromptChunk(ids, weights);
+        return new PromptChunk(Wrap([]), weights);
     }
 
     /// <summary>The chunked syntaxes' text: the length checked, the extra-network tags taken out.</summary>

@@ -38,9 +38,10 @@ public static class TextCommands
         --prompt-syntax there), each encoded alone, weighted, and joined; the pooled output [1, W] is the first row's.
         --ids gives [B, L, W] for int64 [B, L] token ids, the rows encoded as they are. --clip-skip N uses
         final_layer_norm of the N-th layer from the end (diffusers). --embedding adds a textual inversion as
-        sd generate does (its ids, from vocab_size on, are valid in --ids too). A prompt that changes during the
-        --steps N steps (default 20; A1111's prompt editing, as sd tokenize prints it) is encoded as it reads at the
-        first step, with a warning.
+        sd generate does (its ids, from vocab_size on, are valid in --ids too). Of a prompt that changes during the
+        --steps N steps (default 20; A1111's prompt editing, as sd tokenize prints it) or is composed with AND, the
+        first part's text at the first step is encoded alone, with a warning: sd generate pads and weighs a changing
+        prompt's texts together and guides by each AND part, so its context differs.
         """;
 
     public static int Tokenize(IReadOnlyList<string> args, TextWriter output)
@@ -175,13 +176,14 @@ public static class TextCommands
     private static TokenizedPrompt FirstText(CommandLine line, IReadOnlyList<ComposablePrompt> parts)
     {
         IReadOnlyList<ScheduledTokens> schedule = parts[0].Schedule;
-        if (parts.Count > 1)
+        if (parts.Count > 1 || parts[0].Weight != 1)
         {
-            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is composed of {parts.Count} parts with AND; encoding the first: {schedule[0].Text}");
+            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is composed of {parts.Count} part(s) with AND, guidance weights " +
+                $"{string.Join(", ", parts.Select(part => part.Weight.ToString(CultureInfo.InvariantCulture)))}; encoding the first's text alone: {schedule[0].Text}");
         }
-        else if (schedule.Count > 1)
+        if (schedule.Count > 1)
         {
-            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt changes during the steps (prompt editing); encoding it as it reads at the first step: {schedule[0].Text}");
+            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt changes during the steps (prompt editing); encoding its text at the first step alone (sd generate pads and weighs its texts together): {schedule[0].Text}");
         }
         return schedule[0].Tokens;
     }
