@@ -17,6 +17,13 @@ namespace Sd.Engine.Tests;
 /// </summary>
 internal static class GuidedLoop
 {
+    /// <summary>A 64x64 request of the demo model in A1111's weighted syntax, guidance 7.5.</summary>
+    public static GenerateRequest Request(string prompt, string negative, int steps, string scheduler, ulong seed) => new()
+    {
+        Prompt = prompt, NegativePrompt = negative, Steps = steps, Width = 64, Height = 64, Seed = seed,
+        Scheduler = scheduler, GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
+    };
+
     /// <summary>A bank of texts: [texts, tokens, width] floats and each text's tokens.</summary>
     public sealed record Bank(float[] States, int Tokens, int Width, int[] Lengths);
 

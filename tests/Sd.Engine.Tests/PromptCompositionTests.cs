@@ -56,11 +56,7 @@ public sealed class PromptCompositionTests : IDisposable
     public void Each_part_guides_against_the_unconditioned_prediction_by_its_weight()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
-        var request = new GenerateRequest
-        {
-            Prompt = "a red boat AND [a green tree:a blue sky:2] :0.7", NegativePrompt = "blurry", Steps = 4, Width = 64, Height = 64,
-            Seed = 5, Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
-        };
+        var request = GuidedLoop.Request("a red boat AND [a green tree:a blue sky:2] :0.7", "blurry", 4, "euler", 5);
         using GenerateResult composed = pipeline.Generate(request);
         // Rows [uncond, part 1, part 2]; part 2 edits itself after call 2 (its own schedule, as A1111 reads each part's).
         float[] expected = GuidedLoop.Latents(_demo, request, ["blurry", "a red boat", " a green tree", " a blue sky"],
@@ -84,11 +80,7 @@ public sealed class PromptCompositionTests : IDisposable
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         string longText = string.Join(", ", Enumerable.Repeat("a tall red boat on the sea", 14));
-        var request = new GenerateRequest
-        {
-            Prompt = "a boat AND " + longText, NegativePrompt = "blurry", Steps = 3, Width = 64, Height = 64, Seed = 2,
-            Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
-        };
+        var request = GuidedLoop.Request("a boat AND " + longText, "blurry", 3, "euler", 2);
         using GenerateResult composed = pipeline.Generate(request);
 
         // A1111's stack_conds: the parts of a call stacked to the longest, a shorter one repeating its last vector (its

@@ -1,11 +1,7 @@
 using Sd.Engine.Pipelines;
-using Sd.Engine.Schedulers;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
-using Sd.Engine.UNet;
 using Sd.Loaders;
-using Sd.Loaders.Checkpoints;
-using Sd.Loaders.Layout;
 
 namespace Sd.Engine.Tests;
 
@@ -103,11 +99,7 @@ public sealed class PromptEditingTests : IDisposable
     public void A_pipeline_switches_the_text_at_the_call_a1111_does()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
-        var request = new GenerateRequest
-        {
-            Prompt = "[a red boat:a green tree:2]", NegativePrompt = "blurry", Steps = 4, Width = 64, Height = 64, Seed = 5,
-            Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
-        };
+        var request = GuidedLoop.Request("[a red boat:a green tree:2]", "blurry", 4, "euler", 5);
         using GenerateResult edited = pipeline.Generate(request);
         // Calls 0, 1 and 2 read the first text (call <= 2), call 3 the second.
         float[] expected = GuidedLoop.Latents(_demo, request, ["blurry", "a red boat", "a green tree"], [_ => 0, call => call <= 2 ? 1 : 2], [1.0]);
@@ -136,11 +128,7 @@ public sealed class PromptEditingTests : IDisposable
     public void A_second_order_sampler_schedules_over_two_calls_per_step()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
-        var request = new GenerateRequest
-        {
-            Prompt = "[a red boat:a green tree:.5]", NegativePrompt = "[blurry|dark]", Steps = 3, Width = 64, Height = 64, Seed = 5,
-            Scheduler = "heun", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
-        };
+        var request = GuidedLoop.Request("[a red boat:a green tree:.5]", "[blurry|dark]", 3, "heun", 5);
         using GenerateResult edited = pipeline.Generate(request);
         // A1111 schedules over steps x 2 = 6 for a second-order sampler: the prompt switches after call 3 (0.5 x 6),
         // the negative prompt alternates every call (5 calls: 2 x 3 - 1).
@@ -155,11 +143,7 @@ public sealed class PromptEditingTests : IDisposable
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         string longText = string.Join(", ", Enumerable.Repeat("a tall red boat on the sea", 14)); // several chunks
-        var request = new GenerateRequest
-        {
-            Prompt = $"[a boat:{longText}:1]", NegativePrompt = "a boat", Steps = 3, Width = 64, Height = 64, Seed = 9,
-            Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
-        };
+        var request = GuidedLoop.Request($"[a boat:{longText}:1]", "a boat", 3, "euler", 9);
         IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(request, 2);
         try
         {
@@ -202,11 +186,7 @@ public sealed class PromptEditingTests : IDisposable
     public void Emphasis_means_span_a_prompts_texts_as_a1111_encodes_them_in_one_batch(string prompt, int steps, string texts, string counts, string calls)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
-        var request = new GenerateRequest
-        {
-            Prompt = prompt.Replace("LONG", Long), NegativePrompt = "blurry", Steps = steps, Width = 64, Height = 64, Seed = 4,
-            Scheduler = "euler", GuidanceScale = 7.5f, PromptSyntax = PromptSyntax.Weighted,
-        };
+        var request = GuidedLoop.Request(prompt.Replace("LONG", Long), "blurry", steps, "euler", 4);
         using GenerateResult result = pipeline.Generate(request);
 
         // A1111 encodes the prompt's schedule texts (each once per entry) as one batch: shorter ones padded with its
