@@ -125,6 +125,20 @@ public sealed class PromptEditingTests : IDisposable
     }
 
     [Fact]
+    public void A_negative_prompts_tags_are_text_as_in_a1111()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = GuidedLoop.Request("a boat <lora:style:0.5>", "blurry <lora:style:0.5>", 2, "euler", 3);
+        using GenerateResult result = pipeline.Generate(request);
+        // No emphasis and one chunk: the rows are diffusers' plain ones, the negative prompt's tag included.
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        TokenizedPrompt[] texts = [.. new[] { "blurry <lora:style:0.5>", "a boat " }.Select(t =>
+            new TokenizedPrompt([new PromptChunk(tokenizer.EncodeForPipeline(t, out _), Enumerable.Repeat(1f, 77).ToArray())], 0))];
+        Assert.Equal(GuidedLoop.Latents(_demo, request, GuidedLoop.Encode(_demo, texts), [_ => 0, _ => 1], [_ => 77, _ => 77], [1.0]),
+            result.Latents.Span.ToArray());
+    }
+
+    [Fact]
     public void A_second_order_sampler_schedules_over_two_calls_per_step()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();

@@ -377,8 +377,8 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             if (first.RemovedTags.Count > 0 && i <= (guided ? 1 : 0)) // a composed prompt's parts share its tags
             {
                 // A caller such as sd generate may have merged the LoRAs these name; the pipeline cannot tell.
-                _logger.LogInformation("The {What}'s extra-network tags {Tags} were taken out of its text{Note}", PromptName(i, guided),
-                    string.Join(" ", first.RemovedTags), guided && i == 0 ? " (A1111 keeps a negative prompt's as text)" : "; the pipeline merges only PipelineOptions.Loras");
+                _logger.LogInformation("The prompt's extra-network tags {Tags} were taken out of its text; the pipeline merges only PipelineOptions.Loras",
+                    string.Join(" ", first.RemovedTags));
             }
             if (row.Length > 1)
             {
@@ -460,7 +460,8 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         var schedules = new List<IReadOnlyList<ScheduledTokens>>();
         if (guided)
         {
-            schedules.Add(Named(0, () => _tokenizer.TokenizeSchedule(request.NegativePrompt, request.PromptSyntax, calls)));
+            // A1111 takes extra-network tags out of the prompt only: a negative prompt's are text.
+            schedules.Add(Named(0, () => _tokenizer.TokenizeSchedule(request.NegativePrompt, request.PromptSyntax, calls, takeTagsOut: false)));
         }
         IReadOnlyList<ComposablePrompt> parts = Named(guided ? 1 : 0, () => _tokenizer.TokenizeComposable(request.Prompt, request.PromptSyntax, calls));
         if (parts.Count > 1)

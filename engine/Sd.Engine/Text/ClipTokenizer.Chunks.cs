@@ -51,15 +51,22 @@ public sealed partial class ClipTokenizer
     /// taking out the extra-network tags, as A1111 does, then tokenize each text as <see cref="Tokenize"/> does (a text
     /// the schedule repeats, once); plain is one text for every step.
     /// </summary>
+    /// <param name="takeTagsOut">Whether extra-network tags are taken out: A1111 does so for the prompt, and leaves
+    /// a negative prompt's as text.</param>
     /// <exception cref="ArgumentException">As <see cref="Tokenize"/>, for any of the texts; or a step of a
     /// <c>[from:to:when]</c> is out of range.</exception>
-    public IReadOnlyList<ScheduledTokens> TokenizeSchedule(string prompt, PromptSyntax syntax, int steps)
+    public IReadOnlyList<ScheduledTokens> TokenizeSchedule(string prompt, PromptSyntax syntax, int steps, bool takeTagsOut = true)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
         if (syntax is not (PromptSyntax.Chunked or PromptSyntax.Weighted))
         {
             return [new ScheduledTokens(steps, prompt, Tokenize(prompt, syntax))];
+        }
+        if (!takeTagsOut)
+        {
+            CheckLength(prompt);
+            return Schedule(prompt, syntax, steps, []);
         }
         string text = StripChunked(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
         return Schedule(text, syntax, steps, tags);
@@ -122,12 +129,17 @@ public sealed partial class ClipTokenizer
     /// <summary>The chunked syntaxes' text: the length checked, the extra-network tags taken out.</summary>
     private static string StripChunked(string prompt, out IReadOnlyList<ExtraNetworkTag> tags)
     {
-        // The emphasis parser's bound for both, so either refuses a runaway prompt before any work.
+        CheckLength(prompt);
+        return ExtraNetworks.Strip(prompt, out tags);
+    }
+
+    /// <summary>The emphasis parser's bound for both chunked syntaxes, so either refuses a runaway prompt before any work.</summary>
+    private static void CheckLength(string prompt)
+    {
         if (prompt.Length > PromptAttention.MaxLength)
         {
             throw new ArgumentException($"it is {prompt.Length} characters long; at most {PromptAttention.MaxLength} are read", nameof(prompt));
         }
-        return ExtraNetworks.Strip(prompt, out tags);
     }
 
     /// <summary>The chunks of a text with its tags already taken out.</summary>
