@@ -273,6 +273,11 @@ public sealed class PromptEditingTests : IDisposable
         // Alternations of 2, 3, 5, 7 and 11 options repeat only after 2310 steps: each of 300 steps reads its own text.
         string prompt = string.Concat(new[] { 2, 3, 5, 7, 11 }.Select(n => "[" + string.Join("|", Enumerable.Range(0, n).Select(i => $"w{n}x{i}")) + "]"));
         var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(new GenerateRequest { Prompt = prompt, Steps = 300, PromptSyntax = PromptSyntax.Weighted }));
+        Assert.Contains("the prompt: prompt editing: it reads 300 different texts over 300 steps; at most 256 are encoded", e.Message);
+        // Fewer texts of several chunks each: 200 texts of the long text's chunks.
+        string options = "[" + string.Join("|", Enumerable.Range(0, 200).Select(i => $"o{i}")) + "]";
+        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(new GenerateRequest { Prompt = Long + options, Steps = 200, PromptSyntax = PromptSyntax.Weighted }));
+        Assert.Contains("the prompts' editing and AND parts make 201 texts of up to", e.Message); // and the negative prompt's
         Assert.Contains("at most 256 texts x chunks are encoded", e.Message);
         e = Assert.Throws<ArgumentException>(() => pipeline.Validate(new GenerateRequest { NegativePrompt = "[a:b:1e999]", PromptSyntax = PromptSyntax.Weighted }));
         Assert.Contains("the negative prompt: prompt editing: the step 1e999 is out of range", e.Message);

@@ -380,10 +380,10 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 _logger.LogInformation("The prompt's extra-network tags {Tags} were taken out of its text; the pipeline merges only PipelineOptions.Loras",
                     string.Join(" ", first.RemovedTags));
             }
-            if (row.Length > 1)
+            if (row.DistinctBy(entry => entry.Text).Count() is int distinct and > 1)
             {
                 _logger.LogInformation("The {What} changes during the run (prompt editing): {Count} texts over the steps, the first until call {End}",
-                    PromptName(i, guided), row.DistinctBy(entry => entry.Text).Count(), row[0].End);
+                    PromptName(i, guided), distinct, row[0].End);
             }
         }
         if (plan.PartWeights.Length > 1)
@@ -439,7 +439,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// <summary>An encoding error with the prompt each encoded text comes from (ClipTextModel numbers them).</summary>
     private static ArgumentException NamedEncodingError(ArgumentException e, PromptPlan plan, GenerateRequest request)
     {
-        string names = string.Join(", ", plan.TextNames.Select((name, i) => $"{i} is {name}").Take(8));
+        string names = string.Join(", ", plan.TextNames.Select((name, i) => $"{i} is {(name.Length > 120 ? name[..117] + "..." : name)}").Take(8));
         return new ArgumentException($"{BareMessage(e)} (the encoded texts: {names}{(plan.TextNames.Length > 8 ? ", ..." : "")})", nameof(request), e);
     }
 
@@ -463,7 +463,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             // A1111 takes extra-network tags out of the prompt only: a negative prompt's are text.
             schedules.Add(Named(0, () => _tokenizer.TokenizeSchedule(request.NegativePrompt, request.PromptSyntax, calls, takeTagsOut: false)));
         }
-        IReadOnlyList<ComposablePrompt> parts = Named(guided ? 1 : 0, () => _tokenizer.TokenizeComposable(request.Prompt, request.PromptSyntax, calls));
+        IReadOnlyList<ComposablePrompt> parts = Named(guided ? 1 : 0, () => _tokenizer.TokenizeComposable(request.Prompt, request.PromptSyntax, calls, MaxPromptParts));
         if (parts.Count > 1)
         {
             CheckComposition(request, guided, parts.Count);
@@ -541,10 +541,6 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         {
             throw new ArgumentException($"the prompt is composed of {parts} parts with AND, which guide against the unconditioned prediction: that needs classifier-free guidance " +
                 (_unetConfig.TimeCondProjDim != null ? "(this LCM-distilled UNet runs without it)" : "(a guidance scale above 1)"), nameof(request));
-        }
-        if (parts > MaxPromptParts)
-        {
-            throw new ArgumentException($"the prompt is composed of {parts} parts with AND; at most {MaxPromptParts} are run (each adds an image to every UNet call)", nameof(request));
         }
         if (request.GuidanceRescale > 0)
         {

@@ -107,8 +107,8 @@ public abstract class Scheduler
     public int FirstStep { get; private set; }
 
     /// <summary>
-    /// diffusers' scheduler order: the step indices per inference step where a run may start, so that img2img skipping
-    /// k inference steps starts at step index k x Order (2 for Heun, whose steps take two model calls; 1 otherwise).
+    /// diffusers' scheduler order: model calls per inference step where a run may start, so img2img skipping k
+    /// inference steps starts at step index k x Order (2 for Heun and DPM2, whose steps take two calls; 1 otherwise).
     /// </summary>
     public virtual int Order => 1;
 

@@ -12,6 +12,9 @@ public sealed partial class ClipTokenizer
     /// </summary>
     public const int MaxChunks = 32;
 
+    /// <summary>The most distinct texts a prompt's editing may read over the steps; each is encoded before the run.</summary>
+    public const int MaxScheduledTexts = 256;
+
     /// <summary>How far back from a full chunk's end a comma may be for the words after it to move on (A1111's default).</summary>
     private const int CommaBacktrack = 20;
 
@@ -22,7 +25,8 @@ public sealed partial class ClipTokenizer
     /// stable-diffusion-webui FrozenCLIPEmbedderWithCustomWordsBase.tokenize_line: each piece of text tokenized on its
     /// own; a chunk is full at 75 tokens; a full chunk whose last comma is at most 20 tokens back ends after that comma
     /// and the rest moves to the next one; a textual inversion that does not fit moves whole; BREAK ends a chunk; an
-    /// empty prompt is one chunk of bos, eos and padding.
+    /// empty prompt is one chunk of bos, eos and padding. One text: prompt editing and AND are read by
+    /// <see cref="TokenizeSchedule"/> and <see cref="TokenizeComposable"/>.
     /// </summary>
     /// <exception cref="ArgumentException">The prompt is longer than <see cref="PromptAttention.MaxLength"/> characters
     /// or needs more than <see cref="MaxChunks"/> chunks (chunked syntaxes), or a weight is not a finite number or comes to
@@ -77,7 +81,9 @@ public sealed partial class ClipTokenizer
     /// <see cref="PromptComposition"/>), split after the tags are taken out and before each part's schedule is read,
     /// as A1111 does; plain has no AND: one part of weight 1.
     /// </summary>
-    public IReadOnlyList<ComposablePrompt> TokenizeComposable(string prompt, PromptSyntax syntax, int steps)
+    /// <exception cref="ArgumentException">As <see cref="TokenizeSchedule"/>; or a part's weight is not a finite
+    /// number, or the prompt has more than <paramref name="maxParts"/> parts (checked before any part is read).</exception>
+    public IReadOnlyList<ComposablePrompt> TokenizeComposable(string prompt, PromptSyntax syntax, int steps, int maxParts = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
@@ -87,6 +93,10 @@ public sealed partial class ClipTokenizer
         }
         string text = StripChunked(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
         IReadOnlyList<PromptPart> parts = PromptComposition.Split(text);
+        if (parts.Count > maxParts)
+        {
+            throw new ArgumentException($"it is composed of {parts.Count} parts with AND; at most {maxParts} are run (each adds an image to every UNet call)", nameof(prompt));
+        }
         var result = new ComposablePrompt[parts.Count];
         for (int i = 0; i < result.Length; i++)
         {
@@ -99,6 +109,12 @@ public sealed partial class ClipTokenizer
     private ScheduledTokens[] Schedule(string text, PromptSyntax syntax, int steps, IReadOnlyList<ExtraNetworkTag> tags)
     {
         IReadOnlyList<ScheduledText> schedule = PromptSchedule.Parse(text, steps);
+        int distinct = schedule.DistinctBy(entry => entry.Text, StringComparer.Ordinal).Count();
+        if (distinct > MaxScheduledTexts)
+        {
+            // Refused before any of them is tokenized: an alternation of many periods makes a text per step.
+            throw new ArgumentException($"prompt editing: it reads {distinct} different texts over {steps} steps; at most {MaxScheduledTexts} are encoded", "prompt");
+        }
         var byText = new Dictionary<string, TokenizedPrompt>(StringComparer.Ordinal);
         var result = new ScheduledTokens[schedule.Count];
         for (int i = 0; i < result.Length; i++)

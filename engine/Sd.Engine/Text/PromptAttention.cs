@@ -15,7 +15,9 @@ public readonly record struct PromptPiece(string Text, double Weight, bool IsBre
 /// Reference: stable-diffusion-webui prompt_parser.parse_prompt_attention (the <c>re_attention</c> scan, Python's
 /// <c>\s</c>, <c>\d</c> and <c>\b</c> included). One difference: a BREAK inside brackets breaks like any other, where
 /// the reference multiplies its marker's weight and then reads it as the word "BREAK" with a negative weight.
-/// Prompt editing (<c>[a:b:0.5]</c>), alternation (<c>[a|b]</c>) and AND are not read: they are weighted text.
+/// Prompt editing (<c>[a:b:0.5]</c>), alternation (<c>[a|b]</c>) and AND are read before, by
+/// <see cref="PromptSchedule"/> and <see cref="PromptComposition"/> (<see cref="ClipTokenizer.TokenizeComposable"/>);
+/// given here, they are weighted text.
 /// </summary>
 public static class PromptAttention
 {

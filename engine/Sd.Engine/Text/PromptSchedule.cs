@@ -135,16 +135,16 @@ public static class PromptSchedule
         }
     }
 
-    /// <summary>[a|b|...]; an empty option is null.</summary>
-    private sealed class Alternation(List<Node?> options) : Node
+    /// <summary>[a|b|...]; an empty option is an empty sequence.</summary>
+    private sealed class Alternation(List<Node> options) : Node
     {
         public override void CollectSteps(int steps, Ends ends)
         {
-            foreach (Node? option in options) option?.CollectSteps(steps, ends);
+            foreach (Node option in options) option.CollectSteps(steps, ends);
             ends.EveryStep = true;
         }
 
-        public override void Write(int step, StringBuilder text) => options[(step - 1) % options.Count]?.Write(step, text);
+        public override void Write(int step, StringBuilder text) => options[(step - 1) % options.Count].Write(step, text);
     }
 
     /// <summary>
@@ -359,7 +359,7 @@ public static class PromptSchedule
                     return (Emphasis("[", first, "]"), j + 1);
                 case '|':
                     {
-                        var options = new List<Node?> { first };
+                        var options = new List<Node> { first };
                         while (j < s.Length && s[j] == '|')
                         {
                             if (Prompt(j + 1) is not ({ } option, int k))

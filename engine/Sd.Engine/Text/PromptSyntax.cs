@@ -12,7 +12,8 @@ public enum PromptSyntax
     /// <summary>
     /// AUTOMATIC1111 with emphasis off: the text as written, in rows of 75 text tokens each encoded on its own and
     /// joined, so no text is cut. A row that fills up moves the words after its last comma (within 20 tokens) to the
-    /// next row, and a textual inversion's vectors stay in one row.
+    /// next row, and a textual inversion's vectors stay in one row. The pipeline (and
+    /// <see cref="ClipTokenizer.TokenizeComposable"/>) reads A1111's prompt editing and AND in this syntax too.
     /// </summary>
     Chunked,
 

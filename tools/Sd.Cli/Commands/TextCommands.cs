@@ -63,7 +63,7 @@ public static class TextCommands
         {
             throw new UsageException($"tokenize: the prompt is composed of {parts.Count} parts with AND; --out writes the rows of one text");
         }
-        if (schedule.Count > 1 && line.Has("--out"))
+        if (schedule.DistinctBy(text => text.Text).Count() > 1 && line.Has("--out"))
         {
             throw new UsageException($"tokenize: the prompt changes during the {steps} steps ({schedule.DistinctBy(text => text.Text).Count()} texts); --out writes the rows of one text");
         }
@@ -176,12 +176,15 @@ public static class TextCommands
     private static TokenizedPrompt FirstText(CommandLine line, IReadOnlyList<ComposablePrompt> parts)
     {
         IReadOnlyList<ScheduledTokens> schedule = parts[0].Schedule;
-        if (parts.Count > 1 || parts[0].Weight != 1)
+        if (parts.Count > 1)
         {
-            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is composed of {parts.Count} part(s) with AND, guidance weights " +
-                $"{string.Join(", ", parts.Select(part => part.Weight.ToString(CultureInfo.InvariantCulture)))}; encoding the first's text alone: {schedule[0].Text}");
+            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt is composed of {parts.Count} parts with AND; encoding the first's text alone: {schedule[0].Text}");
         }
-        if (schedule.Count > 1)
+        else if (parts[0].Weight != 1)
+        {
+            Console.Error.WriteLine($"sd {line.Command}: warning: the prompt ends in a guidance weight (A1111's AND syntax) of {parts[0].Weight.ToString(CultureInfo.InvariantCulture)}, which a text encoding does not hold");
+        }
+        if (schedule.DistinctBy(text => text.Text).Count() > 1)
         {
             Console.Error.WriteLine($"sd {line.Command}: warning: the prompt changes during the steps (prompt editing); encoding its text at the first step alone (sd generate pads and weighs its texts together): {schedule[0].Text}");
         }
