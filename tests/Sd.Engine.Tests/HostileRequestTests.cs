@@ -207,6 +207,7 @@ public sealed unsafe class HostileRequestTests
     [InlineData("dpm++-2m")]
     [InlineData("heun")]
     [InlineData("dpm2")]
+    [InlineData("dpm2-a")]
     [InlineData("lcm")]
     public void Scheduler_calls_check_the_step_and_the_lengths(string name)
     {

@@ -7,8 +7,9 @@ namespace Sd.Engine.Tests;
 
 /// <summary>
 /// The second-order samplers, which the shared fixtures have no case for: Heun (diffusers' HeunDiscreteScheduler,
-/// Data/heun-reference.json, diffusers commit 0047da1) and DPM2 (KDPM2DiscreteScheduler, Data/kdpm2-reference.json,
-/// commit 013e60c). The references are diffusers' own scheduler files (package imports stubbed) run on PyTorch 1.13 as
+/// Data/heun-reference.json, diffusers commit 0047da1), DPM2 (KDPM2DiscreteScheduler, Data/kdpm2-reference.json,
+/// commit 013e60c) and DPM2 a (KDPM2AncestralDiscreteScheduler, Data/kdpm2a-reference.json, commit 013e60c, with the
+/// noise its step draws at every call from a generator seeded 42). The references are diffusers' own scheduler files (package imports stubbed) run on PyTorch 1.13 as
 /// a pipeline runs them, scale_model_input then step for every call, on SD 1.5's noise schedule with a [1, 4, 3, 5]
 /// sample (seed 0) and model outputs drawn in call order (seed 7). Cases: epsilon with and without Karras sigmas,
 /// v_prediction, Heun's clip_sample, and img2img's part-way start (set_timesteps(10), set_begin_index(4 x order),
@@ -24,6 +25,10 @@ public sealed class SecondOrderSchedulerTests
             data.Add("heun", name);
             data.Add("dpm2", name);
         }
+        foreach (string name in new[] { "epsilon-5", "epsilon-karras-5", "vpred-4", "img2img-10-start4" })
+        {
+            data.Add("dpm2-a", name);
+        }
         data.Add("heun", "epsilon-clip-4");
         return data;
     }
@@ -32,7 +37,7 @@ public sealed class SecondOrderSchedulerTests
     [MemberData(nameof(Cases))]
     public void Every_call_matches_diffusers(string scheduler, string name)
     {
-        string file = scheduler == "heun" ? "heun-reference.json" : "kdpm2-reference.json";
+        string file = scheduler switch { "heun" => "heun-reference.json", "dpm2" => "kdpm2-reference.json", _ => "kdpm2a-reference.json" };
         using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", file)));
         JsonElement run = reference.RootElement.GetProperty("cases").EnumerateArray().Single(c => c.GetProperty("name").GetString() == name);
         bool karras = run.GetProperty("karras").GetBoolean();
@@ -53,7 +58,7 @@ public sealed class SecondOrderSchedulerTests
             // diffusers maps them back through a log-sigma table from numpy's float32 log, whose x86 SIMD code is off by
             // an ulp on a fifth of SD's table, and Sd takes libm's (as for Euler and LMS). They move by under 5e-7
             // relative; the sigmas, and so every step below, do not depend on them.
-            bool tabled = karras || (scheduler == "dpm2" && i % 2 == 1);
+            bool tabled = karras || (scheduler != "heun" && i % 2 == 1);
             Assert.True(tabled ? Math.Abs(s.Timesteps[i] - timesteps[i]) <= 1e-6 * timesteps[i] : s.Timesteps[i] == timesteps[i],
                 $"timestep {i}: {s.Timesteps[i]} vs {timesteps[i]}");
         }
@@ -78,19 +83,30 @@ public sealed class SecondOrderSchedulerTests
             Assert.Equal(Floats(steps[i], "sample"), sample);
             float[] scaled = new float[sample.Length];
             s.ScaleModelInput(index, sample, scaled);
-            AssertMatches(scheduler, Floats(steps[i], "scaled_input"), scaled, $"call {index}'s input");
-            s.Step(Floats(steps[i], "model_output"), index, sample, _ => throw new InvalidOperationException("no noise expected"));
-            AssertMatches(scheduler, Floats(steps[i], "prev_sample"), sample, $"call {index}'s step");
+            // A step's rounding is relative to what it adds up: the sample it starts from, its result.
+            float scale = Math.Max(1f, Math.Max(sample.Max(Math.Abs), Floats(steps[i], "prev_sample").Max(Math.Abs)));
+            AssertMatches(scheduler, Floats(steps[i], "scaled_input"), scaled, scale, $"call {index}'s input");
+            int draws = 0;
+            s.Step(Floats(steps[i], "model_output"), index, sample, drawIndex =>
+            {
+                // DPM2 a draws at every call, as diffusers' step (the first call's draw unused); the others never.
+                Assert.Equal(index, drawIndex);
+                draws++;
+                return Floats(steps[i], "noise");
+            });
+            Assert.Equal(steps[i].TryGetProperty("noise", out _) ? 1 : 0, draws);
+            AssertMatches(scheduler, Floats(steps[i], "prev_sample"), sample, scale, $"call {index}'s step");
             Floats(steps[i], "prev_sample").CopyTo(sample, 0); // the next call starts from the reference's sample
         }
     }
 
     /// <summary>
-    /// Heun: bit for bit, the same float32 operations in the same order. DPM2's midpoint levels are exp(mean of logs)
-    /// in float32, which torch takes from its vectorized log and exp and Sd from libm's, an ulp apart on some levels
-    /// (3 of the 29 here, 1.1e-7 relative): within 1e-6 relative (6.5e-8 seen on a step), exact elsewhere.
+    /// Heun: bit for bit, the same float32 operations in the same order. DPM2's and DPM2 a's midpoint levels are
+    /// exp(mean of logs) in float32, which torch takes from its vectorized log and exp and Sd from libm's, an ulp apart
+    /// on some levels (DPM2: 3 of the 29 here; DPM2 a: 1 of 26): within 1e-6 of the step's scale (its starting sample's
+    /// and its result's largest magnitude; a value that cancels to near 0 keeps its operands' rounding), exact elsewhere.
     /// </summary>
-    private static void AssertMatches(string scheduler, float[] expected, float[] actual, string what)
+    private static void AssertMatches(string scheduler, float[] expected, float[] actual, float scale, string what)
     {
         if (scheduler == "heun")
         {
@@ -99,13 +115,14 @@ public sealed class SecondOrderSchedulerTests
         }
         for (int j = 0; j < expected.Length; j++)
         {
-            Assert.True(Math.Abs(actual[j] - expected[j]) <= 1e-6 * Math.Max(1, Math.Abs(expected[j])), $"{what}, value {j}: {actual[j]} vs {expected[j]}");
+            Assert.True(Math.Abs(actual[j] - expected[j]) <= 1e-6 * scale, $"{what}, value {j}: {actual[j]} vs {expected[j]} (scale {scale})");
         }
     }
 
     [Theory]
     [InlineData("heun")]
     [InlineData("dpm2-karras")]
+    [InlineData("dpm2-a")]
     public void A_run_starts_at_an_inference_steps_first_call_and_second_calls_follow_their_first(string name)
     {
         Scheduler heun = Scheduler.Create(name, Sd15SchedulerConfig.Value);
@@ -116,22 +133,25 @@ public sealed class SecondOrderSchedulerTests
 
         heun.SetTimesteps(4, 2);
         float[] sample = [1f, -2f, 0.5f], output = [0.1f, 0.2f, -0.3f];
-        Assert.Throws<ArgumentOutOfRangeException>(() => heun.Step(output, 1, sample, null));
-        Assert.Throws<InvalidOperationException>(() => heun.Step(output, 3, sample, null));
-        heun.Step(output, 2, sample, null);
-        Assert.Throws<InvalidOperationException>(() => heun.Step([0.1f, 0.2f], 3, [1f, 2f], null));
-        heun.Step(output, 3, sample, null);
-        Assert.Throws<InvalidOperationException>(() => heun.Step(output, 5, sample, null)); // 4's second call, 4 not run
-        heun.Step(output, 4, sample, null);
+        Func<int, float[]> noise = _ => [0.5f, -1f, 2f];
+        Assert.Throws<ArgumentOutOfRangeException>(() => heun.Step(output, 1, sample, noise));
+        Assert.Throws<InvalidOperationException>(() => heun.Step(output, 3, sample, noise));
+        heun.Step(output, 2, sample, noise);
+        Assert.Throws<InvalidOperationException>(() => heun.Step([0.1f, 0.2f], 3, [1f, 2f], noise));
+        heun.Step(output, 3, sample, noise);
+        Assert.Throws<InvalidOperationException>(() => heun.Step(output, 5, sample, noise)); // 4's second call, 4 not run
+        heun.Step(output, 4, sample, noise);
         heun.SetTimesteps(4, 4); // a new schedule forgets the pending first call
-        Assert.Throws<InvalidOperationException>(() => heun.Step(output, 5, sample, null));
-        // DPM2's step raises NotImplementedError for sample prediction in diffusers.
+        Assert.Throws<InvalidOperationException>(() => heun.Step(output, 5, sample, noise));
+        // DPM2's and DPM2 a's steps raise NotImplementedError for sample prediction in diffusers.
         Assert.Throws<ArgumentException>(() => Scheduler.Create("dpm2", Sd15SchedulerConfig.Value with { PredictionType = "sample" }));
+        Assert.Throws<ArgumentException>(() => Scheduler.Create("dpm2-a", Sd15SchedulerConfig.Value with { PredictionType = "sample" }));
     }
 
     [Theory]
     [InlineData("heun")]
     [InlineData("dpm2")]
+    [InlineData("dpm2-a")]
     public void A_pipeline_runs_every_call_and_img2img_starts_at_twice_the_skipped_steps(string scheduler)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();

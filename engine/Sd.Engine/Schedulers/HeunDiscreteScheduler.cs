@@ -43,7 +43,7 @@ public sealed class HeunDiscreteScheduler : TwoCallSigmaScheduler
     }
 
     /// <summary>From level k to k + 1 (sigma_hat = sigma, gamma 0), keeping the slope.</summary>
-    protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample)
+    protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
         float sigma = SigmaValues[stepIndex], dt = SigmaValues[stepIndex + 1] - sigma;
         (float vScale, float vDenom) = VParameters(sigma);
@@ -62,7 +62,7 @@ public sealed class HeunDiscreteScheduler : TwoCallSigmaScheduler
     }
 
     /// <summary>The same step redone with the mean of both slopes; the model was called at level k + 1.</summary>
-    protected override void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample)
+    protected override void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
         float sigmaNext = SigmaValues[stepIndex], dt = sigmaNext - SigmaValues[stepIndex - 1];
         (float vScale, float vDenom) = VParameters(sigmaNext);

@@ -67,7 +67,7 @@ public sealed class KDpm2DiscreteScheduler : TwoCallSigmaScheduler
     /// diffusers _sigma_to_t given torch tensors: the log of the float32 level in float64, cast to float32 against the
     /// float32 log table, and the blend (1 - w) * low + w * high in float32 (not float64, as for numpy input).
     /// </summary>
-    private static float MidpointTimestep(float sigma, float[] logSigmas)
+    internal static float MidpointTimestep(float sigma, float[] logSigmas)
     {
         (int low, float w) = SigmaToTInterpolation(sigma, logSigmas);
         return (1f - w) * low + w * (low + 1);
@@ -77,7 +77,7 @@ public sealed class KDpm2DiscreteScheduler : TwoCallSigmaScheduler
     protected override float InputSigma(int stepIndex) => stepIndex % 2 == 1 ? _interpolated[stepIndex] : SigmaValues[stepIndex];
 
     /// <summary>From level k to the midpoint (sigma_hat = sigma, gamma 0).</summary>
-    protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample)
+    protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
         float sigma = SigmaValues[stepIndex], dt = _interpolated[stepIndex + 1] - sigma;
         (float vScale, float vDenom) = VParameters(sigma);
@@ -90,7 +90,7 @@ public sealed class KDpm2DiscreteScheduler : TwoCallSigmaScheduler
     }
 
     /// <summary>From level k to k + 1 with the slope at the midpoint, where the model was called.</summary>
-    protected override void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample)
+    protected override void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
         float midpoint = _interpolated[stepIndex], dt = SigmaValues[stepIndex] - SigmaValues[stepIndex - 1];
         (float vScale, float vDenom) = VParameters(midpoint);

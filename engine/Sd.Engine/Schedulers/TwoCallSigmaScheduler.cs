@@ -40,7 +40,7 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
                 throw new InvalidOperationException($"{Name}: step {stepIndex} is a second call, which must follow the first call, step {stepIndex - 1}, on a sample of the same size");
             }
             _pendingFirst = -1;
-            SecondCall(modelOutput, stepIndex, sample);
+            SecondCall(modelOutput, stepIndex, sample, noise);
             return;
         }
         if (Start.Length != sample.Length)
@@ -49,14 +49,14 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
         }
         sample.CopyTo(Start);
         _pendingFirst = stepIndex;
-        FirstCall(modelOutput, stepIndex, sample);
+        FirstCall(modelOutput, stepIndex, sample, noise);
     }
 
     /// <summary>A first call's step, in place; <see cref="Start"/> holds the sample it began from.</summary>
-    protected abstract void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample);
+    protected abstract void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
 
     /// <summary>A second call's step, in place, redone from <see cref="Start"/>.</summary>
-    protected abstract void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample);
+    protected abstract void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
 
     /// <summary>v_prediction's (scale, denominator) at a level: x0 = output * scale + sample / denominator.</summary>
     protected static (float Scale, float Denominator) VParameters(float sigma)

@@ -1,0 +1,110 @@
+using Sd.Loaders.Config;
+
+namespace Sd.Engine.Schedulers;
+
+/// <summary>
+/// diffusers KDPM2AncestralDiscreteScheduler (A1111's DPM2 a, Katherine Crowson's sample_dpm_2_ancestral): DPM2 to
+/// the ancestral step's lower level sigma_down, then noise of scale sigma_up added. A first call takes an Euler step
+/// from level k to the log-space midpoint of k and its sigma_down; the second, made there, redoes the step from k to
+/// sigma_down with the midpoint's slope and adds the noise. Every call draws noise (draw index = step index), as
+/// diffusers' step does; only second calls add it. The last step, ending at sigma 0, is Euler only.
+/// </summary>
+public sealed class KDpm2AncestralDiscreteScheduler : TwoCallSigmaScheduler
+{
+    /// <summary>The midpoint, up and down levels, laid out as <see cref="SigmaScheduler.Sigmas"/>.</summary>
+    private float[] _interpolated = [], _up = [], _down = [];
+
+    public KDpm2AncestralDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
+        : base(config, spacing, karras, "DPM2 ancestral")
+    {
+        if (Prediction == PredictionType.Sample)
+        {
+            // diffusers raises NotImplementedError("prediction_type not implemented yet: sample") in step.
+            throw new ArgumentException("DPM2 ancestral supports prediction_type epsilon and v_prediction, not sample", nameof(config));
+        }
+    }
+
+    /// <summary>The Karras timesteps are rounded, as KDPM2's.</summary>
+    protected override double KarrasTimestep(double t) => NpRound(t);
+
+    /// <summary>
+    /// In float32 torch: next = sigmas.roll(-1) with a final 0; up = (next^2 (s^2 - next^2) / s^2) ** 0.5;
+    /// down = (next^2 - up^2) ** 0.5, the last 0; interpol = s.log().lerp(down.log(), 0.5).exp(), the last two 0. Each
+    /// interleaved as torch.cat([x[:1], x[1:].repeat_interleave(2), x[-1:]]); timesteps [T0, I0, T1, I1, ...,
+    /// I(n-2), T(n-1)], I the midpoints' training times (_sigma_to_t over torch tensors).
+    /// </summary>
+    protected override (float[] Timesteps, float[] Sigmas) Arrange(float[] timesteps, float[] sigmas)
+    {
+        int steps = timesteps.Length, levels = steps + 1;
+        var up = new float[levels];
+        var down = new float[levels];
+        var interpolated = new float[levels];
+        for (int k = 0; k < levels; k++)
+        {
+            float s = sigmas[k], next = k + 1 < levels ? sigmas[k + 1] : 0f;
+            up[k] = MathF.Sqrt(next * next * (s * s - next * next) / (s * s)); // NaN at the final 0, never read
+            down[k] = k + 1 < levels ? MathF.Sqrt(next * next - up[k] * up[k]) : 0f;
+            // torch.lerp(start, end, 0.5) = end - (end - start) * 0.5.
+            float start = MathF.Log(s), end = MathF.Log(down[k]);
+            interpolated[k] = k >= levels - 2 ? 0f : MathF.Exp(end - (end - start) * 0.5f);
+        }
+        float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
+        var t = new float[2 * steps - 1];
+        t[0] = timesteps[0];
+        for (int k = 0; k + 1 < steps; k++)
+        {
+            t[2 * k + 1] = KDpm2DiscreteScheduler.MidpointTimestep(interpolated[k], logSigmas);
+            t[2 * k + 2] = timesteps[k + 1];
+        }
+        _interpolated = Interleave(interpolated);
+        _up = Interleave(up);
+        _down = Interleave(down);
+        return (t, Interleave(sigmas));
+    }
+
+    /// <summary>torch.cat([x[:1], x[1:].repeat_interleave(2), x[-1:]]).</summary>
+    private static float[] Interleave(float[] x)
+    {
+        var result = new float[2 * x.Length];
+        result[0] = x[0];
+        for (int k = 1; k < x.Length; k++)
+        {
+            result[2 * k - 1] = result[2 * k] = x[k];
+        }
+        result[^1] = x[^1];
+        return result;
+    }
+
+    /// <summary>Second calls scale the model input for the midpoint they are made at (its entry one index back).</summary>
+    protected override float InputSigma(int stepIndex) => stepIndex % 2 == 1 ? _interpolated[stepIndex - 1] : SigmaValues[stepIndex];
+
+    /// <summary>From level k to the midpoint; the call's noise is drawn and not used.</summary>
+    protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
+    {
+        Draw(noise, stepIndex, sample.Length);
+        float sigma = SigmaValues[stepIndex], dt = _interpolated[stepIndex] - sigma;
+        (float vScale, float vDenom) = VParameters(sigma);
+        for (int i = 0; i < sample.Length; i++)
+        {
+            float x = sample[i];
+            float x0 = PredictOriginal(x, modelOutput[i], sigma, vScale, vDenom);
+            sample[i] = x + (x - x0) / sigma * dt;
+        }
+    }
+
+    /// <summary>From level k to its sigma_down with the midpoint's slope, then the noise times sigma_up.</summary>
+    protected override void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
+    {
+        float[] n = Draw(noise, stepIndex, sample.Length);
+        int k = stepIndex - 1;
+        float sigma = SigmaValues[k], midpoint = _interpolated[k], up = _up[k], dt = _down[k] - sigma;
+        (float vScale, float vDenom) = VParameters(midpoint);
+        for (int i = 0; i < sample.Length; i++)
+        {
+            float x = sample[i];
+            float x0 = PredictOriginal(x, modelOutput[i], midpoint, vScale, vDenom);
+            float prev = Start[i] + (x - x0) / midpoint * dt;
+            sample[i] = prev + n[i] * up;
+        }
+    }
+}
