@@ -89,7 +89,7 @@ public abstract class SigmaScheduler : Scheduler
 
     /// <summary>
     /// The per-call timesteps and sigmas from one timestep per inference step and its sigmas (one more, the last 0):
-    /// the same for one model call per step; a second-order sampler (Heun, KDPM2) repeats the levels its second calls revisit.
+    /// the same for one model call per step; a second-order sampler (Heun, KDPM2, KDPM2 ancestral) repeats the levels its second calls revisit.
     /// </summary>
     protected virtual (float[] Timesteps, float[] Sigmas) Arrange(float[] timesteps, float[] sigmas) => (timesteps, sigmas);
 

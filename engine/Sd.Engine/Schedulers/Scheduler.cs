@@ -135,7 +135,7 @@ public abstract class Scheduler
     protected abstract void Schedule(int steps, int firstStep);
 
     /// <summary>One denoising step, in place on <paramref name="sample"/>. <paramref name="noise"/>(drawIndex) gives a
-    /// latent-sized array of standard normals for the stochastic schedulers, ancestral Euler, LCM and DPM++ 2M SDE
+    /// latent-sized array of standard normals for the stochastic schedulers, ancestral Euler and DPM2, LCM and DPM++ 2M SDE
     /// (draw index = step index).</summary>
     public abstract void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
 

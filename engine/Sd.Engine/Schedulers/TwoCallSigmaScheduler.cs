@@ -3,7 +3,7 @@ using Sd.Loaders.Config;
 namespace Sd.Engine.Schedulers;
 
 /// <summary>
-/// diffusers' second-order samplers on noise levels (Heun, KDPM2): each inference step but the last takes two model
+/// diffusers' second-order samplers on noise levels (Heun, KDPM2, KDPM2 ancestral): each inference step but the last takes two model
 /// calls, so n steps take 2n - 1. Even step indices are first calls, which move the sample to where the second call
 /// is made and keep the sample they started from; odd ones are second calls, which redo the step from that sample.
 /// diffusers' scheduler order is 2: a run may start only at a first call.
