@@ -9,7 +9,7 @@ namespace Sd.Engine.Schedulers;
 /// sigma_down with the midpoint's slope and adds the noise. Every call draws noise (draw index = step index), as
 /// diffusers' step does; only second calls add it. The last step, ending at sigma 0, is Euler only.
 /// </summary>
-public sealed class KDpm2AncestralDiscreteScheduler : TwoCallSigmaScheduler
+public sealed class KDpm2AncestralDiscreteScheduler : MidpointSigmaScheduler
 {
     /// <summary>The midpoint, up and down levels, laid out as <see cref="SigmaScheduler.Sigmas"/>.</summary>
     private float[] _interpolated = [], _up = [], _down = [];
@@ -17,15 +17,7 @@ public sealed class KDpm2AncestralDiscreteScheduler : TwoCallSigmaScheduler
     public KDpm2AncestralDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
         : base(config, spacing, karras, "DPM2 ancestral")
     {
-        if (Prediction == PredictionType.Sample)
-        {
-            // diffusers raises NotImplementedError("prediction_type not implemented yet: sample") in step.
-            throw new ArgumentException("DPM2 ancestral supports prediction_type epsilon and v_prediction, not sample", nameof(config));
-        }
     }
-
-    /// <summary>The Karras timesteps are rounded, as KDPM2's.</summary>
-    protected override double KarrasTimestep(double t) => NpRound(t);
 
     /// <summary>
     /// In float32 torch: next = sigmas.roll(-1) with a final 0; up = (next^2 (s^2 - next^2) / s^2) ** 0.5;
@@ -44,16 +36,14 @@ public sealed class KDpm2AncestralDiscreteScheduler : TwoCallSigmaScheduler
             float s = sigmas[k], next = k + 1 < levels ? sigmas[k + 1] : 0f;
             up[k] = MathF.Sqrt(next * next * (s * s - next * next) / (s * s)); // NaN at the final 0, never read
             down[k] = k + 1 < levels ? MathF.Sqrt(next * next - up[k] * up[k]) : 0f;
-            // torch.lerp(start, end, 0.5) = end - (end - start) * 0.5.
-            float start = MathF.Log(s), end = MathF.Log(down[k]);
-            interpolated[k] = k >= levels - 2 ? 0f : MathF.Exp(end - (end - start) * 0.5f);
+            interpolated[k] = k >= levels - 2 ? 0f : Midpoint(s, down[k]);
         }
         float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
         var t = new float[2 * steps - 1];
         t[0] = timesteps[0];
         for (int k = 0; k + 1 < steps; k++)
         {
-            t[2 * k + 1] = KDpm2DiscreteScheduler.MidpointTimestep(interpolated[k], logSigmas);
+            t[2 * k + 1] = MidpointTimestep(interpolated[k], logSigmas);
             t[2 * k + 2] = timesteps[k + 1];
         }
         _interpolated = Interleave(interpolated);
@@ -82,14 +72,8 @@ public sealed class KDpm2AncestralDiscreteScheduler : TwoCallSigmaScheduler
     protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
         Draw(noise, stepIndex, sample.Length);
-        float sigma = SigmaValues[stepIndex], dt = _interpolated[stepIndex] - sigma;
-        (float vScale, float vDenom) = VParameters(sigma);
-        for (int i = 0; i < sample.Length; i++)
-        {
-            float x = sample[i];
-            float x0 = PredictOriginal(x, modelOutput[i], sigma, vScale, vDenom);
-            sample[i] = x + (x - x0) / sigma * dt;
-        }
+        float sigma = SigmaValues[stepIndex];
+        SlopeStep(modelOutput, sample, sigma, _interpolated[stepIndex] - sigma, sample);
     }
 
     /// <summary>From level k to its sigma_down with the midpoint's slope, then the noise times sigma_up.</summary>
@@ -97,14 +81,11 @@ public sealed class KDpm2AncestralDiscreteScheduler : TwoCallSigmaScheduler
     {
         float[] n = Draw(noise, stepIndex, sample.Length);
         int k = stepIndex - 1;
-        float sigma = SigmaValues[k], midpoint = _interpolated[k], up = _up[k], dt = _down[k] - sigma;
-        (float vScale, float vDenom) = VParameters(midpoint);
+        float up = _up[k];
+        SlopeStep(modelOutput, Start, _interpolated[k], _down[k] - SigmaValues[k], sample);
         for (int i = 0; i < sample.Length; i++)
         {
-            float x = sample[i];
-            float x0 = PredictOriginal(x, modelOutput[i], midpoint, vScale, vDenom);
-            float prev = Start[i] + (x - x0) / midpoint * dt;
-            sample[i] = prev + n[i] * up;
+            sample[i] += n[i] * up;
         }
     }
 }

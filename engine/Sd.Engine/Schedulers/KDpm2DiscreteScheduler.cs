@@ -8,7 +8,7 @@ namespace Sd.Engine.Schedulers;
 /// there, redoes the step from level k to k + 1 with the midpoint's slope. The last step, ending at sigma 0, is Euler
 /// only. Timesteps: [T0, I1, T1, ..., I(n-1), T(n-1)], I the training time of a midpoint level.
 /// </summary>
-public sealed class KDpm2DiscreteScheduler : TwoCallSigmaScheduler
+public sealed class KDpm2DiscreteScheduler : MidpointSigmaScheduler
 {
     /// <summary>The midpoint levels, laid out as <see cref="SigmaScheduler.Sigmas"/> (entry 0, never read, is NaN).</summary>
     private float[] _interpolated = [];
@@ -16,15 +16,7 @@ public sealed class KDpm2DiscreteScheduler : TwoCallSigmaScheduler
     public KDpm2DiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
         : base(config, spacing, karras, "DPM2")
     {
-        if (Prediction == PredictionType.Sample)
-        {
-            // diffusers raises NotImplementedError("prediction_type not implemented yet: sample") in step.
-            throw new ArgumentException("DPM2 supports prediction_type epsilon and v_prediction, not sample", nameof(config));
-        }
     }
-
-    /// <summary>KDPM2 rounds the timesteps of its Karras sigmas (np.round, half to even).</summary>
-    protected override double KarrasTimestep(double t) => NpRound(t);
 
     /// <summary>
     /// sigmas_interpol = sigmas.log().lerp(sigmas.roll(1).log(), 0.5).exp() in float32; sigmas and sigmas_interpol as
@@ -38,9 +30,7 @@ public sealed class KDpm2DiscreteScheduler : TwoCallSigmaScheduler
         midpoints[0] = float.NaN; // log(sigma_0) lerped with the rolled-in final 0's log
         for (int k = 1; k <= steps; k++)
         {
-            // torch.lerp(start, end, 0.5) = end - (end - start) * 0.5; -inf at the final 0, whose exp is 0.
-            float start = MathF.Log(sigmas[k]), end = MathF.Log(sigmas[k - 1]);
-            midpoints[k] = MathF.Exp(end - (end - start) * 0.5f);
+            midpoints[k] = Midpoint(sigmas[k], sigmas[k - 1]); // the final 0's log is -inf: 0
         }
         float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
         var t = new float[2 * steps - 1];
@@ -63,42 +53,17 @@ public sealed class KDpm2DiscreteScheduler : TwoCallSigmaScheduler
         return (t, s);
     }
 
-    /// <summary>
-    /// diffusers _sigma_to_t given torch tensors: the log of the float32 level in float64, cast to float32 against the
-    /// float32 log table, and the blend (1 - w) * low + w * high in float32 (not float64, as for numpy input).
-    /// </summary>
-    internal static float MidpointTimestep(float sigma, float[] logSigmas)
-    {
-        (int low, float w) = SigmaToTInterpolation(sigma, logSigmas);
-        return (1f - w) * low + w * (low + 1);
-    }
-
     /// <summary>Second calls scale the model input for the midpoint level they are made at.</summary>
     protected override float InputSigma(int stepIndex) => stepIndex % 2 == 1 ? _interpolated[stepIndex] : SigmaValues[stepIndex];
 
     /// <summary>From level k to the midpoint (sigma_hat = sigma, gamma 0).</summary>
     protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
-        float sigma = SigmaValues[stepIndex], dt = _interpolated[stepIndex + 1] - sigma;
-        (float vScale, float vDenom) = VParameters(sigma);
-        for (int i = 0; i < sample.Length; i++)
-        {
-            float x = sample[i];
-            float x0 = PredictOriginal(x, modelOutput[i], sigma, vScale, vDenom);
-            sample[i] = x + (x - x0) / sigma * dt;
-        }
+        float sigma = SigmaValues[stepIndex];
+        SlopeStep(modelOutput, sample, sigma, _interpolated[stepIndex + 1] - sigma, sample);
     }
 
     /// <summary>From level k to k + 1 with the slope at the midpoint, where the model was called.</summary>
-    protected override void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
-    {
-        float midpoint = _interpolated[stepIndex], dt = SigmaValues[stepIndex] - SigmaValues[stepIndex - 1];
-        (float vScale, float vDenom) = VParameters(midpoint);
-        for (int i = 0; i < sample.Length; i++)
-        {
-            float x = sample[i];
-            float x0 = PredictOriginal(x, modelOutput[i], midpoint, vScale, vDenom);
-            sample[i] = Start[i] + (x - x0) / midpoint * dt;
-        }
-    }
+    protected override void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise) =>
+        SlopeStep(modelOutput, Start, _interpolated[stepIndex], SigmaValues[stepIndex] - SigmaValues[stepIndex - 1], sample);
 }
