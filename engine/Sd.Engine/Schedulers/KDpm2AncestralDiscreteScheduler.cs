@@ -38,31 +38,11 @@ public sealed class KDpm2AncestralDiscreteScheduler : MidpointSigmaScheduler
             down[k] = k + 1 < levels ? MathF.Sqrt(next * next - up[k] * up[k]) : 0f;
             interpolated[k] = k >= levels - 2 ? 0f : Midpoint(s, down[k]);
         }
-        float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
-        var t = new float[2 * steps - 1];
-        t[0] = timesteps[0];
-        for (int k = 0; k + 1 < steps; k++)
-        {
-            t[2 * k + 1] = MidpointTimestep(interpolated[k], logSigmas);
-            t[2 * k + 2] = timesteps[k + 1];
-        }
         _interpolated = Interleave(interpolated);
         _up = Interleave(up);
         _down = Interleave(down);
-        return (t, Interleave(sigmas));
-    }
-
-    /// <summary>torch.cat([x[:1], x[1:].repeat_interleave(2), x[-1:]]).</summary>
-    private static float[] Interleave(float[] x)
-    {
-        var result = new float[2 * x.Length];
-        result[0] = x[0];
-        for (int k = 1; k < x.Length; k++)
-        {
-            result[2 * k - 1] = result[2 * k] = x[k];
-        }
-        result[^1] = x[^1];
-        return result;
+        // Step k's second call is made at midpoint k (between level k and its sigma_down).
+        return (InterleaveTimesteps(timesteps, interpolated), Interleave(sigmas));
     }
 
     /// <summary>Second calls scale the model input for the midpoint they are made at (its entry one index back).</summary>

@@ -32,25 +32,9 @@ public sealed class KDpm2DiscreteScheduler : MidpointSigmaScheduler
         {
             midpoints[k] = Midpoint(sigmas[k], sigmas[k - 1]); // the final 0's log is -inf: 0
         }
-        float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
-        var t = new float[2 * steps - 1];
-        var s = new float[2 * steps + 2];
-        var m = new float[2 * steps + 2];
-        t[0] = timesteps[0];
-        (s[0], m[0]) = (sigmas[0], midpoints[0]);
-        for (int k = 1; k <= steps; k++)
-        {
-            s[2 * k - 1] = s[2 * k] = sigmas[k];
-            m[2 * k - 1] = m[2 * k] = midpoints[k];
-            if (k < steps)
-            {
-                t[2 * k - 1] = MidpointTimestep(midpoints[k], logSigmas);
-                t[2 * k] = timesteps[k];
-            }
-        }
-        (s[^1], m[^1]) = (sigmas[steps], midpoints[steps]);
-        _interpolated = m;
-        return (t, s);
+        _interpolated = Interleave(midpoints);
+        // Step k's second call is made at midpoint k + 1 (between levels k and k + 1): the timesteps take midpoints[1..].
+        return (InterleaveTimesteps(timesteps, midpoints.AsSpan(1)), Interleave(sigmas));
     }
 
     /// <summary>Second calls scale the model input for the midpoint level they are made at.</summary>
