@@ -99,6 +99,13 @@ internal sealed class PromptContexts : IDisposable
     private readonly (int End, int Text)[][] _rows;
     private readonly int[] _shown;
 
+    /// <summary>
+    /// The tokens every AND part's row is stacked to: A1111's stack_conds pads the shorter parts of a call with copies
+    /// of their last token vector, which the UNet attends to. A row's texts all have its longest text's chunks (padded
+    /// with empty chunks), so this is the same at every call; 0 without AND.
+    /// </summary>
+    private readonly int _partLength;
+
     public PromptContexts(Tensor bank, int[] bankLengths, (int End, int Text)[][] rows, double[] partWeights)
     {
         PartWeights = partWeights;
@@ -106,6 +113,13 @@ internal sealed class PromptContexts : IDisposable
         _bankLengths = bankLengths;
         _rows = rows;
         _shown = new int[rows.Length];
+        if (partWeights.Length > 1)
+        {
+            for (int r = rows.Length - partWeights.Length; r < rows.Length; r++)
+            {
+                _partLength = Math.Max(_partLength, bankLengths[rows[r][0].Text]);
+            }
+        }
         Context = Tensor.Allocate([rows.Length, bank.Dim(1), bank.Dim(2)]);
         Lengths = new int[rows.Length];
         Select(0);
@@ -125,13 +139,7 @@ internal sealed class PromptContexts : IDisposable
     {
         int width = _bank.Dim(2);
         long rowLength = _bank.Dim(1) * (long)width;
-        // AND's parts: A1111's stack_conds pads the shorter parts of a call with copies of their last token vector, which
-        // the UNet attends to. (A row's own texts all have its longest text's chunks, padded with empty chunks.)
-        int firstPart = _rows.Length - PartWeights.Length, parts = 0;
-        for (int r = firstPart; r < _rows.Length; r++)
-        {
-            parts = Math.Max(parts, _bankLengths[TextAt(_rows[r], call)]);
-        }
+        int firstPart = _rows.Length - PartWeights.Length;
         for (int r = 0; r < _rows.Length; r++)
         {
             int text = TextAt(_rows[r], call);
@@ -142,13 +150,13 @@ internal sealed class PromptContexts : IDisposable
             Span<float> row = Context.Span.Slice((int)(r * rowLength), (int)rowLength);
             _bank.Span.Slice((int)(text * rowLength), (int)rowLength).CopyTo(row);
             int length = _bankLengths[text];
-            if (PartWeights.Length > 1 && r >= firstPart)
+            if (_partLength > 0 && r >= firstPart)
             {
-                for (int t = length; t < parts; t++)
+                for (int t = length; t < _partLength; t++)
                 {
                     row.Slice((length - 1) * width, width).CopyTo(row.Slice(t * width, width));
                 }
-                length = parts;
+                length = _partLength;
             }
             Lengths[r] = length;
             _shown[r] = text;
