@@ -63,9 +63,10 @@ public static class TextCommands
         {
             throw new UsageException($"tokenize: the prompt is composed of {parts.Count} parts with AND; --out writes the rows of one text");
         }
-        if (schedule.DistinctBy(text => text.Text).Count() > 1 && line.Has("--out"))
+        int texts = schedule.DistinctBy(text => text.Text).Count();
+        if (texts > 1 && line.Has("--out"))
         {
-            throw new UsageException($"tokenize: the prompt changes during the {steps} steps ({schedule.DistinctBy(text => text.Text).Count()} texts); --out writes the rows of one text");
+            throw new UsageException($"tokenize: the prompt changes during the {steps} steps ({texts} texts); --out writes the rows of one text");
         }
         foreach ((ComposablePrompt part, int index) in parts.Select((part, index) => (part, index)))
         {
