@@ -1,3 +1,4 @@
+using System.IO.Pipes;
 using Sd.Loaders.IO;
 
 namespace Sd.Loaders.Tests;
@@ -35,7 +36,11 @@ public sealed class AtomicFileTests : IDisposable
         Assert.Equal([1, 2], File.ReadAllBytes(target));
         Assert.Equal(["link.bin", "target.bin"], Directory.GetFiles(_dir.Path).Select(Path.GetFileName).Order());
 
-        foreach (string device in new[] { "/dev/null", "/dev/stdout" })
+        // A pipe, as /dev/stdout is under a pipeline (not /dev/stdout itself: where the test runner's output is
+        // redirected to a file, that link leads to the regular file, which would then be replaced).
+        using var pipe = new AnonymousPipeServerStream(PipeDirection.Out);
+        string pipeLink = $"/proc/self/fd/{pipe.SafePipeHandle.DangerousGetHandle()}";
+        foreach (string device in new[] { "/dev/null", pipeLink })
         {
             Assert.Contains("device or system file", Assert.Throws<ArgumentException>(() => AtomicFile.Write(device, s => s.WriteByte(1))).Message);
         }
