@@ -40,19 +40,7 @@ public sealed class ReadmeExampleTests : IDisposable
     [Fact]
     public void The_readme_shows_exactly_this_example()
     {
-        string readme = File.ReadAllText(Path.Combine(RepositoryRoot(), "README.md"));
+        string readme = File.ReadAllText(Path.Combine(Fixtures.RepositoryRoot ?? throw new DirectoryNotFoundException($"no Engine.sln above {Fixtures.BinariesFolder}"), "README.md"));
         Assert.Contains(Example.Replace("\r\n", "\n"), readme.Replace("\r\n", "\n"));
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder != null; folder = folder.Parent)
-        {
-            if (File.Exists(Path.Combine(folder.FullName, "Engine.sln")))
-            {
-                return folder.FullName;
-            }
-        }
-        throw new DirectoryNotFoundException("no Engine.sln above the test binaries");
     }
 }

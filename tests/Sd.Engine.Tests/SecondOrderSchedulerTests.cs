@@ -2,6 +2,7 @@ using System.Text.Json;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Schedulers;
 using Sd.Loaders.Config;
+using Sd.Loaders.Tests;
 
 namespace Sd.Engine.Tests;
 
@@ -38,7 +39,7 @@ public sealed class SecondOrderSchedulerTests
     public void Every_call_matches_diffusers(string scheduler, string name)
     {
         string file = scheduler switch { "heun" => "heun-reference.json", "dpm2" => "kdpm2-reference.json", _ => "kdpm2a-reference.json" };
-        using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", file)));
+        using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", file)));
         JsonElement run = reference.RootElement.GetProperty("cases").EnumerateArray().Single(c => c.GetProperty("name").GetString() == name);
         bool karras = run.GetProperty("karras").GetBoolean();
         SchedulerConfig config = Sd15SchedulerConfig.Value with

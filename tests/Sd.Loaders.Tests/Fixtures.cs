@@ -2,7 +2,8 @@ namespace Sd.Loaders.Tests;
 
 /// <summary>
 /// Locates the shared reference fixtures: <c>shared/fixtures</c> beside the repository root (the folder that holds
-/// Engine.sln), found by walking up from the test binaries. Tests that need them use
+/// Engine.sln), found by walking up from the test binaries (the test assembly's folder, not AppContext.BaseDirectory:
+/// under a console runner that is the runner's own folder). Tests that need them use
 /// <see cref="FixtureFactAttribute"/> / <see cref="FixtureTheoryAttribute"/>, which report SKIPPED with
 /// <see cref="MissingReason"/> when the folder is absent: never a silent pass.
 /// </summary>
@@ -10,13 +11,13 @@ internal static class Fixtures
 {
     static Fixtures()
     {
-        string? repositoryRoot = FindRepositoryRoot(AppContext.BaseDirectory);
-        if (repositoryRoot is null)
+        RepositoryRoot = FindRepositoryRoot(BinariesFolder);
+        if (RepositoryRoot is null)
         {
-            MissingReason = $"shared fixtures not found: no Engine.sln in any folder above {AppContext.BaseDirectory}";
+            MissingReason = $"shared fixtures not found: no Engine.sln in any folder above {BinariesFolder}";
             return;
         }
-        string expected = System.IO.Path.GetFullPath(System.IO.Path.Combine(repositoryRoot, "..", "shared", "fixtures"));
+        string expected = System.IO.Path.GetFullPath(System.IO.Path.Combine(RepositoryRoot, "..", "shared", "fixtures"));
         if (Directory.Exists(expected))
         {
             Root = expected;
@@ -26,6 +27,12 @@ internal static class Fixtures
             MissingReason = $"shared fixtures not found at {expected} (they live beside the repository as ../shared/fixtures)";
         }
     }
+
+    /// <summary>The folder of the test assembly this file is compiled into (its copied Data files are there too).</summary>
+    public static string BinariesFolder { get; } = System.IO.Path.GetDirectoryName(typeof(Fixtures).Assembly.Location)!;
+
+    /// <summary>The folder above the test binaries that holds Engine.sln, or null when there is none.</summary>
+    public static string? RepositoryRoot { get; }
 
     /// <summary>The fixtures folder, or null when it is absent.</summary>
     public static string? Root { get; }
