@@ -31,23 +31,6 @@ public abstract class MidpointSigmaScheduler : TwoCallSigmaScheduler
         return MathF.Exp(end - (end - start) * 0.5f);
     }
 
-    /// <summary>
-    /// [T0, I0, T1, I1, ..., I(n-2), T(n-1)] (diffusers' stack of timesteps_interpol and timesteps): step k's timestep
-    /// after the training time of <paramref name="midpoints"/>[k - 1], the midpoint level the call before it is made at.
-    /// </summary>
-    protected float[] InterleaveTimesteps(float[] timesteps, ReadOnlySpan<float> midpoints)
-    {
-        float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
-        var t = new float[2 * timesteps.Length - 1];
-        t[0] = timesteps[0];
-        for (int k = 1; k < timesteps.Length; k++)
-        {
-            t[2 * k - 1] = MidpointTimestep(midpoints[k - 1], logSigmas);
-            t[2 * k] = timesteps[k];
-        }
-        return t;
-    }
-
     /// <summary>torch.cat([x[:1], x[1:].repeat_interleave(2), x[-1:]]): how KDPM2 lays out each per-level table.</summary>
     protected static float[] Interleave(float[] x)
     {
@@ -59,30 +42,5 @@ public abstract class MidpointSigmaScheduler : TwoCallSigmaScheduler
         }
         result[^1] = x[^1];
         return result;
-    }
-
-    /// <summary>
-    /// diffusers _sigma_to_t given torch tensors: the log of the float32 level in float64, cast to float32 against the
-    /// float32 log table, and the blend (1 - w) * low + w * high in float32 (not float64, as for numpy input).
-    /// </summary>
-    private static float MidpointTimestep(float sigma, float[] logSigmas)
-    {
-        (int low, float w) = SigmaToTInterpolation(sigma, logSigmas);
-        return (1f - w) * low + w * (low + 1);
-    }
-
-    /// <summary>
-    /// sample = from + (sample - x0) / sigma * dt, x0 the model output's prediction at <paramref name="sigma"/>: a first
-    /// call's Euler step (from the sample itself) or a second call's (from <see cref="TwoCallSigmaScheduler.Start"/>).
-    /// </summary>
-    protected void SlopeStep(ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> from, float sigma, float dt, Span<float> sample)
-    {
-        (float vScale, float vDenom) = VParameters(sigma);
-        for (int i = 0; i < sample.Length; i++)
-        {
-            float x = sample[i];
-            float x0 = PredictOriginal(x, modelOutput[i], sigma, vScale, vDenom);
-            sample[i] = from[i] + (x - x0) / sigma * dt;
-        }
     }
 }

@@ -174,10 +174,12 @@ public abstract class Scheduler
             "dpm2-karras" => new KDpm2DiscreteScheduler(config, spacing, karras: true),
             "dpm2-a" => new KDpm2AncestralDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "dpm2-a-karras" => new KDpm2AncestralDiscreteScheduler(config, spacing, karras: true),
+            "dpm++-2s-a" => new DpmPlusPlus2SAncestralScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
+            "dpm++-2s-a-karras" => new DpmPlusPlus2SAncestralScheduler(config, spacing, karras: true),
             "lms" => new LmsDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "lms-karras" => new LmsDiscreteScheduler(config, spacing, karras: true),
             "lcm" => new LcmScheduler(config, spacing),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras, lms, lms-karras, lcm)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras, dpm++-2s-a, dpm++-2s-a-karras, lms, lms-karras, lcm)", nameof(name)),
         };
     }
 

@@ -3,8 +3,8 @@ using Sd.Loaders.Config;
 namespace Sd.Engine.Schedulers;
 
 /// <summary>
-/// diffusers' second-order samplers on noise levels (Heun, KDPM2, KDPM2 ancestral): each inference step but the last takes two model
-/// calls, so n steps take 2n - 1. Even step indices are first calls, which move the sample to where the second call
+/// The second-order samplers on noise levels (diffusers' Heun, KDPM2, KDPM2 ancestral; k-diffusion's DPM++ 2S a):
+/// each inference step but the last takes two model calls, so n steps take 2n - 1. Even step indices are first calls, which move the sample to where the second call
 /// is made and keep the sample they started from; odd ones are second calls, which redo the step from that sample.
 /// diffusers' scheduler order is 2: a run may start only at a first call.
 /// </summary>
@@ -57,6 +57,49 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
 
     /// <summary>A second call's step, in place, redone from <see cref="Start"/>.</summary>
     protected abstract void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
+
+    /// <summary>
+    /// [T0, I0, T1, I1, ..., I(n-2), T(n-1)] (KDPM2's stack of timesteps_interpol and timesteps): step k's timestep
+    /// after the training time of <paramref name="midpoints"/>[k - 1], the level between steps k - 1 and k that the
+    /// call before it is made at.
+    /// </summary>
+    protected float[] InterleaveTimesteps(float[] timesteps, ReadOnlySpan<float> midpoints)
+    {
+        float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
+        var t = new float[2 * timesteps.Length - 1];
+        t[0] = timesteps[0];
+        for (int k = 1; k < timesteps.Length; k++)
+        {
+            t[2 * k - 1] = MidpointTimestep(midpoints[k - 1], logSigmas);
+            t[2 * k] = timesteps[k];
+        }
+        return t;
+    }
+
+    /// <summary>
+    /// diffusers _sigma_to_t given torch tensors: the log of the float32 level in float64, cast to float32 against the
+    /// float32 log table, and the blend (1 - w) * low + w * high in float32 (not float64, as for numpy input).
+    /// </summary>
+    private static float MidpointTimestep(float sigma, float[] logSigmas)
+    {
+        (int low, float w) = SigmaToTInterpolation(sigma, logSigmas);
+        return (1f - w) * low + w * (low + 1);
+    }
+
+    /// <summary>
+    /// sample = from + (sample - x0) / sigma * dt, x0 the model output's prediction at <paramref name="sigma"/>: a first
+    /// call's Euler step (from the sample itself) or a second call's (from <see cref="TwoCallSigmaScheduler.Start"/>).
+    /// </summary>
+    protected void SlopeStep(ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> from, float sigma, float dt, Span<float> sample)
+    {
+        (float vScale, float vDenom) = VParameters(sigma);
+        for (int i = 0; i < sample.Length; i++)
+        {
+            float x = sample[i];
+            float x0 = PredictOriginal(x, modelOutput[i], sigma, vScale, vDenom);
+            sample[i] = from[i] + (x - x0) / sigma * dt;
+        }
+    }
 
     /// <summary>v_prediction's (scale, denominator) at a level: x0 = output * scale + sample / denominator.</summary>
     protected static (float Scale, float Denominator) VParameters(float sigma)
