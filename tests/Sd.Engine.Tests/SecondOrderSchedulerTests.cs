@@ -14,7 +14,9 @@ namespace Sd.Engine.Tests;
 ///   draws at every call from a generator seeded 42);
 /// - DPM++ 2S a (k-diffusion's sample_dpmpp_2s_ancestral at commit 686dbad, which diffusers has no class for,
 ///   Data/dpmpp2sa-reference.json: driven by a recording model that scales inputs and predicts the data as diffusers'
-///   Euler does, its noise drawn from a generator seeded 42, its levels Euler's, taken from diffusers' Heun).
+///   Euler does, its noise drawn from a generator seeded 42, its levels Euler's, taken from diffusers' Heun);
+/// - DPM++ SDE (sample_dpmpp_sde from the same file, Data/dpmppsde-reference.json, driven the same way, with Sd's
+///   Brownian increments written out in the generator in place of k-diffusion's torchsde tree).
 /// The references are the projects' own files (package imports stubbed) run on PyTorch 1.13 as a pipeline runs them,
 /// scale_model_input then step for every call, on SD 1.5's noise schedule with a [1, 4, 3, 5] sample (seed 0) and
 /// model outputs drawn in call order (seed 7). Cases: epsilon with and without Karras sigmas, v_prediction, Heun's
@@ -38,6 +40,7 @@ public sealed class SecondOrderSchedulerTests
         foreach (string name in new[] { "epsilon-5", "epsilon-karras-5", "vpred-4", "sample-4", "img2img-10-start4", "epsilon-karras-25" })
         {
             data.Add("dpm++-2s-a", name);
+            data.Add("dpm++-sde", name);
         }
         data.Add("heun", "epsilon-clip-4");
         return data;
@@ -52,7 +55,8 @@ public sealed class SecondOrderSchedulerTests
             "heun" => "heun-reference.json",
             "dpm2" => "kdpm2-reference.json",
             "dpm2-a" => "kdpm2a-reference.json",
-            _ => "dpmpp2sa-reference.json",
+            "dpm++-2s-a" => "dpmpp2sa-reference.json",
+            _ => "dpmppsde-reference.json",
         };
         using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", file)));
         JsonElement run = reference.RootElement.GetProperty("cases").EnumerateArray().Single(c => c.GetProperty("name").GetString() == name);
@@ -82,9 +86,9 @@ public sealed class SecondOrderSchedulerTests
         Assert.Equal(sigmas.Length, s.Sigmas!.Count);
         for (int i = 0; i < sigmas.Length; i++)
         {
-            // DPM++ 2S a's second calls run at exp(-s), which torch takes from its vectorized exp (SLEEF's, within an
-            // ulp) and Sd from libm's: within 1e-6 relative. Every other level is exact.
-            bool midpoint = scheduler == "dpm++-2s-a" && i % 2 == 1;
+            // DPM++ 2S a's and SDE's second calls run at exp(-s), which torch takes from its vectorized exp (SLEEF's,
+            // within an ulp) and Sd from libm's: within 1e-6 relative. Every other level is exact.
+            bool midpoint = scheduler.StartsWith("dpm++", StringComparison.Ordinal) && i % 2 == 1;
             Assert.True(midpoint ? Math.Abs(s.Sigmas[i] - sigmas[i]) <= 1e-6 * sigmas[i] : s.Sigmas[i] == sigmas[i],
                 $"sigma {i}: {s.Sigmas[i]} vs {sigmas[i]}");
         }
@@ -134,8 +138,8 @@ public sealed class SecondOrderSchedulerTests
     /// relative (one division), a step within 1e-6 of its scale (<paramref name="scale"/>: the largest magnitude it adds
     /// up, as a value that cancels to near 0 keeps its operands' rounding: DPM2 a's v-prediction call 1 ends at -1.2e-4
     /// from samples near 17, 1.9e-6 off), bit for bit everywhere else on this machine. DPM++ 2S a's midpoint levels
-    /// and coefficients come from torch's vectorized exp and expm1 (SLEEF's, within an ulp), Sd's from libm's exp and an
-    /// expm1 in double: 1.9e-7 of the scale seen, 156 of 184 checks bit for bit.
+    /// and coefficients, and DPM++ SDE's, come from torch's vectorized exp and expm1 (SLEEF's, within an ulp), Sd's from
+    /// libm's exp and an expm1 in double: 2.0e-7 of the scale seen, 156 (2S a) and 150 (SDE) of 184 checks bit for bit.
     /// </summary>
     private static void AssertMatches(string scheduler, float[] expected, float[] actual, float? scale, string what)
     {
@@ -156,6 +160,7 @@ public sealed class SecondOrderSchedulerTests
     [InlineData("dpm2-karras")]
     [InlineData("dpm2-a")]
     [InlineData("dpm++-2s-a")]
+    [InlineData("dpm++-sde-karras")]
     public void A_run_starts_at_an_inference_steps_first_call_and_second_calls_follow_their_first(string name)
     {
         Scheduler heun = Scheduler.Create(name, Sd15SchedulerConfig.Value);
@@ -186,6 +191,7 @@ public sealed class SecondOrderSchedulerTests
     [InlineData("dpm2")]
     [InlineData("dpm2-a")]
     [InlineData("dpm++-2s-a-karras")]
+    [InlineData("dpm++-sde")]
     public void A_pipeline_runs_every_call_and_img2img_starts_at_twice_the_skipped_steps(string scheduler)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();

@@ -74,7 +74,7 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
             SlopeStep(modelOutput, sample, sigma, 0f - sigma, sample);
             return;
         }
-        Solve(modelOutput, sample, sigma, _toMidpoint[k], _toMidpointDenoised[k], sample);
+        DataStep(modelOutput, sample, sigma, _toMidpoint[k], _toMidpointDenoised[k], sample);
     }
 
     /// <summary>From level k to its sigma_down with the midpoint's data prediction, then the noise times sigma_up.</summary>
@@ -82,38 +82,11 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
     {
         float[] n = Draw(noise, stepIndex, sample.Length);
         int k = stepIndex / 2;
-        Solve(modelOutput, Start, SigmaValues[stepIndex], _toDown[k], _toDownDenoised[k], sample);
+        DataStep(modelOutput, Start, SigmaValues[stepIndex], _toDown[k], _toDownDenoised[k], sample);
         float up = _up[k];
         for (int i = 0; i < sample.Length; i++)
         {
             sample[i] += n[i] * up;
         }
-    }
-
-    /// <summary>sample = ratio * from - expm1 * D, D the data predicted from the sample at <paramref name="sigma"/>.</summary>
-    private void Solve(ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> from, float sigma, float ratio, float expm1, Span<float> sample)
-    {
-        (float vScale, float vDenom) = VParameters(sigma);
-        for (int i = 0; i < sample.Length; i++)
-        {
-            float x0 = PredictOriginal(sample[i], modelOutput[i], sigma, vScale, vDenom);
-            sample[i] = ratio * from[i] - expm1 * x0;
-        }
-    }
-
-    /// <summary>
-    /// expm1 of a float, correctly rounded but for rare ties (as torch's, which calls the C library's expm1f): Kahan's
-    /// form in double, accurate to a few ulps of double at any magnitude. .NET's float.ExpM1 is exp(x) - 1, which
-    /// loses the low bits of small arguments (many steps make short spans).
-    /// </summary>
-    private static float ExpM1(float x)
-    {
-        double u = Math.Exp(x);
-        if (u == 1.0)
-        {
-            return x;
-        }
-        double um1 = u - 1.0;
-        return um1 == -1.0 ? -1f : (float)(um1 * x / Math.Log(u));
     }
 }

@@ -136,7 +136,7 @@ public abstract class Scheduler
 
     /// <summary>One denoising step, in place on <paramref name="sample"/>. <paramref name="noise"/>(drawIndex) gives a
     /// latent-sized array of standard normals for the stochastic schedulers, ancestral Euler and DPM2, LCM and DPM++ 2M SDE
-    /// (draw index = step index).</summary>
+    /// (draw index = step index; DPM++ SDE draws at both calls of a step).</summary>
     public abstract void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
 
     /// <summary>Forward diffusion to the timestep of <paramref name="stepIndex"/> (img2img/inpaint).</summary>
@@ -174,12 +174,14 @@ public abstract class Scheduler
             "dpm2-karras" => new KDpm2DiscreteScheduler(config, spacing, karras: true),
             "dpm2-a" => new KDpm2AncestralDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "dpm2-a-karras" => new KDpm2AncestralDiscreteScheduler(config, spacing, karras: true),
+            "dpm++-sde" => new DpmPlusPlusSdeScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
+            "dpm++-sde-karras" => new DpmPlusPlusSdeScheduler(config, spacing, karras: true),
             "dpm++-2s-a" => new DpmPlusPlus2SAncestralScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "dpm++-2s-a-karras" => new DpmPlusPlus2SAncestralScheduler(config, spacing, karras: true),
             "lms" => new LmsDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "lms-karras" => new LmsDiscreteScheduler(config, spacing, karras: true),
             "lcm" => new LcmScheduler(config, spacing),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras, dpm++-2s-a, dpm++-2s-a-karras, lms, lms-karras, lcm)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras, dpm++-2s-a, dpm++-2s-a-karras, dpm++-sde, dpm++-sde-karras, lms, lms-karras, lcm)", nameof(name)),
         };
     }
 
@@ -304,6 +306,12 @@ public abstract class Scheduler
             throw new ArgumentException($"{name} has {length} values, the destination {destinationLength}", name);
         }
     }
+
+    /// <summary>
+    /// torch.expm1 in float32: e^x - 1, in double so that nothing cancels near 0 (-1 at -inf). .NET's float.ExpM1 is
+    /// exp(x) - 1 in float, which loses the low bits of small arguments.
+    /// </summary>
+    protected static float ExpM1(float x) => (float)(Math.Abs(x) < 1e-5 ? x + 0.5 * x * (double)x : Math.Exp(x) - 1.0);
 
     protected static float[] Draw(Func<int, float[]>? noise, int drawIndex, int length)
     {

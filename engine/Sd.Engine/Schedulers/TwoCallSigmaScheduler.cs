@@ -101,6 +101,20 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
         }
     }
 
+    /// <summary>
+    /// sample = ratio * from - expm1 * D, D the data predicted from the sample at <paramref name="sigma"/>: a DPM-Solver++
+    /// step (k-diffusion's DPM++ 2S a and SDE), from the sample itself or from <see cref="Start"/>.
+    /// </summary>
+    protected void DataStep(ReadOnlySpan<float> modelOutput, ReadOnlySpan<float> from, float sigma, float ratio, float expm1, Span<float> sample)
+    {
+        (float vScale, float vDenom) = VParameters(sigma);
+        for (int i = 0; i < sample.Length; i++)
+        {
+            float x0 = PredictOriginal(sample[i], modelOutput[i], sigma, vScale, vDenom);
+            sample[i] = ratio * from[i] - expm1 * x0;
+        }
+    }
+
     /// <summary>v_prediction's (scale, denominator) at a level: x0 = output * scale + sample / denominator.</summary>
     protected static (float Scale, float Denominator) VParameters(float sigma)
     {

@@ -121,7 +121,4 @@ public sealed class UniPcMultistepScheduler : MultistepSigmaScheduler
         float rhoT = (b2 - rk * b1) / (1f - rk);
         return (b1 - rhoT, rhoT);
     }
-
-    /// <summary>torch.expm1 in float32: e^x - 1, in double so that nothing cancels near 0 (-1 at -inf).</summary>
-    private static float ExpM1(float x) => (float)(Math.Abs(x) < 1e-5 ? x + 0.5 * x * (double)x : Math.Exp(x) - 1.0);
 }

@@ -37,8 +37,9 @@ public static class GenerateCommand
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde,
         dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras,
-        dpm++-2s-a, dpm++-2s-a-karras, lms, lms-karras, lcm (heun, dpm2(-a) and dpm++-2s-a call the model twice per
-        step but the last, so N steps take 2N - 1 calls; progress counts calls).
+        dpm++-2s-a, dpm++-2s-a-karras, dpm++-sde, dpm++-sde-karras, lms, lms-karras, lcm (heun, dpm2(-a),
+        dpm++-2s-a and dpm++-sde call the model twice per step but the last, so N steps take 2N - 1 calls; progress
+        counts calls).
         A missing --scheduler, --steps or --guidance takes the model's default: 4 steps of lcm for a latent
         consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
         (1 for an LCM-LoRA merge: an LCMScheduler config on a plain UNet). --seed N draws the initial latents
@@ -177,7 +178,7 @@ public static class GenerateCommand
                 (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
             }
             string F(TimeSpan t) => t.TotalSeconds.ToString("0.00", CultureInfo.InvariantCulture) + " s";
-            // Per UNet call, which is a step but for heun, dpm2(-a) and dpm++-2s-a (two calls per step) and pndm (one call more).
+            // Per UNet call, which is a step but for heun, dpm2(-a), dpm++-2s-a and dpm++-sde (two calls per step) and pndm (one call more).
             double perCall = denoising.TotalSeconds / Math.Max(1, progress.Steps * results.Count);
             output.WriteLine($"time: load {F(loading)}, text {F(text)}, denoise {F(denoising)} " +
                 $"({perCall.ToString("0.00", CultureInfo.InvariantCulture)} s per UNet call), " +
@@ -283,6 +284,7 @@ public static class GenerateCommand
             "dpm2" => ("DPM2", null),
             "dpm2-a" => ("DPM2 a", null),
             "dpm++-2s-a" => ("DPM++ 2S a", null),
+            "dpm++-sde" => ("DPM++ SDE", null),
             "lms" => ("LMS", null),
             "lcm" => ("LCM", null),
             _ => (scheduler, null),
