@@ -52,6 +52,7 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("dpm2-a", "Sampler: DPM2 a, CFG")]
     [InlineData("dpm++-2s-a-karras", "Sampler: DPM++ 2S a, Schedule type: Karras,")]
     [InlineData("dpm++-sde", "Sampler: DPM++ SDE, CFG")]
+    [InlineData("dpm++-3m-sde-karras", "Sampler: DPM++ 3M SDE, Schedule type: Karras,")]
     [InlineData("pndm", "Sampler: PLMS, CFG")]
     [InlineData("unipc", "Sampler: UniPC, UniPC variant: bh2, UniPC order: 2, CFG")] // A1111's UniPC defaults to bh1, order 3
     public void The_png_names_the_scheduler_and_schedule_as_a1111_reads_them(string scheduler, string expected)

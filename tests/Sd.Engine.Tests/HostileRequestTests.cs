@@ -210,6 +210,7 @@ public sealed unsafe class HostileRequestTests
     [InlineData("dpm2-a")]
     [InlineData("dpm++-2s-a")]
     [InlineData("dpm++-sde")]
+    [InlineData("dpm++-3m-sde")]
     [InlineData("lcm")]
     public void Scheduler_calls_check_the_step_and_the_lengths(string name)
     {

@@ -115,6 +115,7 @@ public sealed class SchedulerReferenceTests
     [Theory]
     [InlineData("dpm++-2m-sde-karras", "dpm++-2m-karras")] // the noise makes the difference
     [InlineData("unipc", "dpm++-2m")] // the same schedule, another solver
+    [InlineData("dpm++-3m-sde-karras", "dpm++-2m-sde-karras")] // k-diffusion's third-order SDE solver, its own noise
     public void A_pipeline_run_is_reproducible_by_seed_and_differs_from_its_neighbour(string scheduler, string neighbour)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();

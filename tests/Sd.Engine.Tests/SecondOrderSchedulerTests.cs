@@ -16,7 +16,9 @@ namespace Sd.Engine.Tests;
 ///   Data/dpmpp2sa-reference.json: driven by a recording model that scales inputs and predicts the data as diffusers'
 ///   Euler does, its noise drawn from a generator seeded 42, its levels Euler's, taken from diffusers' Heun);
 /// - DPM++ SDE (sample_dpmpp_sde from the same file, Data/dpmppsde-reference.json, driven the same way, with Sd's
-///   Brownian increments written out in the generator in place of k-diffusion's torchsde tree).
+///   Brownian increments written out in the generator in place of k-diffusion's torchsde tree);
+/// - and, by the same harness, DPM++ 3M SDE, a one-call multistep sampler (sample_dpmpp_3m_sde as A1111's k-diffusion
+///   pin has it, Data/dpmpp3msde-reference.json, a plain noise draw per step).
 /// The references are the projects' own files (package imports stubbed) run on PyTorch 1.13 as a pipeline runs them,
 /// scale_model_input then step for every call, on SD 1.5's noise schedule with a [1, 4, 3, 5] sample (seed 0) and
 /// model outputs drawn in call order (seed 7). Cases: epsilon with and without Karras sigmas, v_prediction, Heun's
@@ -41,6 +43,7 @@ public sealed class SecondOrderSchedulerTests
         {
             data.Add("dpm++-2s-a", name);
             data.Add("dpm++-sde", name);
+            data.Add("dpm++-3m-sde", name);
         }
         data.Add("heun", "epsilon-clip-4");
         return data;
@@ -56,7 +59,8 @@ public sealed class SecondOrderSchedulerTests
             "dpm2" => "kdpm2-reference.json",
             "dpm2-a" => "kdpm2a-reference.json",
             "dpm++-2s-a" => "dpmpp2sa-reference.json",
-            _ => "dpmppsde-reference.json",
+            "dpm++-sde" => "dpmppsde-reference.json",
+            _ => "dpmpp3msde-reference.json",
         };
         using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", file)));
         JsonElement run = reference.RootElement.GetProperty("cases").EnumerateArray().Single(c => c.GetProperty("name").GetString() == name);
@@ -78,7 +82,7 @@ public sealed class SecondOrderSchedulerTests
             // diffusers maps them back through a log-sigma table from numpy's float32 log, whose x86 SIMD code is off by
             // an ulp on a fifth of SD's table, and Sd takes libm's (as for Euler and LMS). They move by under 5e-7
             // relative; the sigmas, and so every step below, do not depend on them.
-            bool tabled = karras || (scheduler != "heun" && i % 2 == 1);
+            bool tabled = karras || (s.Order == 2 && scheduler != "heun" && i % 2 == 1);
             Assert.True(tabled ? Math.Abs(s.Timesteps[i] - timesteps[i]) <= 1e-6 * timesteps[i] : s.Timesteps[i] == timesteps[i],
                 $"timestep {i}: {s.Timesteps[i]} vs {timesteps[i]}");
         }
@@ -88,7 +92,7 @@ public sealed class SecondOrderSchedulerTests
         {
             // DPM++ 2S a's and SDE's second calls run at exp(-s), which torch takes from its vectorized exp (SLEEF's,
             // within an ulp) and Sd from libm's: within 1e-6 relative. Every other level is exact.
-            bool midpoint = scheduler.StartsWith("dpm++", StringComparison.Ordinal) && i % 2 == 1;
+            bool midpoint = scheduler is "dpm++-2s-a" or "dpm++-sde" && i % 2 == 1;
             Assert.True(midpoint ? Math.Abs(s.Sigmas[i] - sigmas[i]) <= 1e-6 * sigmas[i] : s.Sigmas[i] == sigmas[i],
                 $"sigma {i}: {s.Sigmas[i]} vs {sigmas[i]}");
         }
@@ -108,7 +112,7 @@ public sealed class SecondOrderSchedulerTests
         for (int i = 0; i < steps.Length; i++)
         {
             int index = first + i;
-            Assert.Equal(index % 2 == 0, steps[i].GetProperty("first_order").GetBoolean());
+            Assert.Equal(index % s.Order == 0, steps[i].GetProperty("first_order").GetBoolean());
             Assert.Equal(Floats(steps[i], "sample"), sample);
             float[] scaled = new float[sample.Length];
             s.ScaleModelInput(index, sample, scaled);
@@ -184,6 +188,26 @@ public sealed class SecondOrderSchedulerTests
         // DPM2's and DPM2 a's steps raise NotImplementedError for sample prediction in diffusers.
         Assert.Throws<ArgumentException>(() => Scheduler.Create("dpm2", Sd15SchedulerConfig.Value with { PredictionType = "sample" }));
         Assert.Throws<ArgumentException>(() => Scheduler.Create("dpm2-a", Sd15SchedulerConfig.Value with { PredictionType = "sample" }));
+    }
+
+    [Fact]
+    public void Dpm_3m_sde_visits_its_steps_in_order_and_a_new_schedule_starts_its_history_afresh()
+    {
+        Scheduler s = Scheduler.Create("dpm++-3m-sde", Sd15SchedulerConfig.Value);
+        s.SetTimesteps(5);
+        float[] sample = [1f, -2f, 0.5f], output = [0.1f, 0.2f, -0.3f];
+        Func<int, float[]> noise = _ => [0.5f, -1f, 2f];
+        s.Step(output, 0, sample, noise);
+        Assert.Throws<InvalidOperationException>(() => s.Step(output, 2, sample, noise));
+        s.Step(output, 1, sample, noise);
+        s.SetTimesteps(5, 3); // img2img: the history starts empty at step 3
+        s.Step(output, 3, sample, noise);
+        float sigma = s.Sigmas![4];
+        float[] expected = [sample[0] - sigma * output[0], sample[1] - sigma * output[1], sample[2] - sigma * output[2]];
+        int draws = 0;
+        s.Step(output, 4, sample, _ => { draws++; return [0f, 0f, 0f]; });
+        Assert.Equal(0, draws); // the last step, to sigma 0, returns the data prediction and draws nothing
+        Assert.Equal(expected, sample);
     }
 
     [Theory]

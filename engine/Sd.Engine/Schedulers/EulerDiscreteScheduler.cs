@@ -122,6 +122,13 @@ public abstract class SigmaScheduler : Scheduler
         }
     }
 
+    /// <summary>v_prediction's (scale, denominator) at a level: x0 = output * scale + sample / denominator.</summary>
+    protected static (float Scale, float Denominator) VParameters(float sigma)
+    {
+        float denominator = sigma * sigma + 1f;
+        return (-sigma / MathF.Sqrt(denominator), denominator);
+    }
+
     /// <summary>x0 prediction from the model output at sigma (epsilon, v or the sample itself).</summary>
     protected float PredictOriginal(float x, float m, float sigma, float vScale, float vDenom) => Prediction switch
     {

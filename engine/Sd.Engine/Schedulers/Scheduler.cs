@@ -176,12 +176,14 @@ public abstract class Scheduler
             "dpm2-a-karras" => new KDpm2AncestralDiscreteScheduler(config, spacing, karras: true),
             "dpm++-sde" => new DpmPlusPlusSdeScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "dpm++-sde-karras" => new DpmPlusPlusSdeScheduler(config, spacing, karras: true),
+            "dpm++-3m-sde" => new DpmPlusPlus3MSdeScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
+            "dpm++-3m-sde-karras" => new DpmPlusPlus3MSdeScheduler(config, spacing, karras: true),
             "dpm++-2s-a" => new DpmPlusPlus2SAncestralScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "dpm++-2s-a-karras" => new DpmPlusPlus2SAncestralScheduler(config, spacing, karras: true),
             "lms" => new LmsDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
             "lms-karras" => new LmsDiscreteScheduler(config, spacing, karras: true),
             "lcm" => new LcmScheduler(config, spacing),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras, dpm++-2s-a, dpm++-2s-a-karras, dpm++-sde, dpm++-sde-karras, lms, lms-karras, lcm)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, dpm++-3m-sde, dpm++-3m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras, dpm++-2s-a, dpm++-2s-a-karras, dpm++-sde, dpm++-sde-karras, lms, lms-karras, lcm)", nameof(name)),
         };
     }
 

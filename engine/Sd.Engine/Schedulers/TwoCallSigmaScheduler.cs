@@ -114,11 +114,4 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
             sample[i] = ratio * from[i] - expm1 * x0;
         }
     }
-
-    /// <summary>v_prediction's (scale, denominator) at a level: x0 = output * scale + sample / denominator.</summary>
-    protected static (float Scale, float Denominator) VParameters(float sigma)
-    {
-        float denominator = sigma * sigma + 1f;
-        return (-sigma / MathF.Sqrt(denominator), denominator);
-    }
 }

@@ -36,7 +36,7 @@ public static class GenerateCommand
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde,
-        dpm++-2m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras,
+        dpm++-2m-sde-karras, dpm++-3m-sde, dpm++-3m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras,
         dpm++-2s-a, dpm++-2s-a-karras, dpm++-sde, dpm++-sde-karras, lms, lms-karras, lcm (heun, dpm2(-a),
         dpm++-2s-a and dpm++-sde call the model twice per step but the last, so N steps take 2N - 1 calls; progress
         counts calls).
@@ -278,6 +278,7 @@ public static class GenerateCommand
             "euler-a" => ("Euler a", null),
             "dpm++-2m" => ("DPM++ 2M", "SGM Uniform"),
             "dpm++-2m-sde" => ("DPM++ 2M SDE", "SGM Uniform"),
+            "dpm++-3m-sde" => ("DPM++ 3M SDE", null),
             // A1111's UniPC defaults to bh1 of order 3; its own keys say which this was.
             "unipc" => ("UniPC, UniPC variant: bh2, UniPC order: 2", null),
             "heun" => ("Heun", null),
