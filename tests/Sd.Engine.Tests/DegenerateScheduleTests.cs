@@ -64,14 +64,29 @@ public sealed class DegenerateScheduleTests
         Scheduler.Create("euler", Parse("""{"beta_schedule": "squaredcos_cap_v2", "beta_start": 0}""")).SetTimesteps(20);
     }
 
+    [Fact]
+    public void Dpm_2s_a_refuses_a_step_whose_ancestral_step_ends_at_zero()
+    {
+        // Karras from 14.6 down to sigma_min 0.002 in 2 steps: the first step falls by 1.4e-4, below 2^-12, so
+        // from^2 - to^2 rounds to from^2 and sigma_down to 0, where k-diffusion takes a one-call Euler step.
+        Scheduler scheduler = Scheduler.Create("dpm++-2s-a-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.002 });
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(2));
+        Assert.Contains("step 1 of 2 falls from noise level", e.Message);
+        scheduler.SetTimesteps(10); // smaller falls are fine
+        Assert.Equal(19, scheduler.StepCount);
+    }
+
     [Theory]
     [InlineData("lms", 2)]
     [InlineData("dpm++-2m", 50)]
+    [InlineData("dpm++-3m-sde", 2)]
+    [InlineData("dpm++-sde", 2)]
     public void Multistep_solvers_refuse_steps_that_repeat_a_noise_level(string name, int trainSteps)
     {
         // 2 training steps, leading spacing and steps_offset 1 put LMS's two steps on timesteps 2 and 1, and 2 clamps
-        // to 1; 50 DPM++ steps over 50 training steps space 51 points over 49 timesteps. diffusers divides by zero.
-        Scheduler scheduler = Scheduler.Create(name, Parse($$"""{"num_train_timesteps": {{trainSteps}}, "steps_offset": 1, "timestep_spacing": "{{(name == "lms" ? "leading" : "linspace")}}"}"""));
+        // to 1; 50 DPM++ steps over 50 training steps space 51 points over 49 timesteps. diffusers (and
+        // k-diffusion, for the DPM++ SDEs) divides by zero.
+        Scheduler scheduler = Scheduler.Create(name, Parse($$"""{"num_train_timesteps": {{trainSteps}}, "steps_offset": 1, "timestep_spacing": "{{(name == "dpm++-2m" ? "linspace" : "leading")}}"}"""));
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(trainSteps));
         Assert.Contains("needs falling levels", e.Message);
         Assert.Equal(0, scheduler.InferenceSteps);

@@ -12,7 +12,8 @@ public sealed class SchedulerSpacingTests
 {
     private static readonly string[] Names =
         ["ddim", "pndm", "euler", "euler-karras", "euler-a", "lms", "lms-karras", "dpm++-2m", "dpm++-2m-karras", "dpm++-2m-sde",
-         "dpm++-2m-sde-karras", "unipc", "unipc-karras", "heun", "heun-karras", "lcm"]; // dpm2: its midpoints' timesteps, see SecondOrderSchedulerTests
+         "dpm++-2m-sde-karras", "unipc", "unipc-karras", "heun", "heun-karras", "lcm", "dpm++-3m-sde", "dpm++-3m-sde-karras"];
+    // dpm2, dpm2-a, dpm++-2s-a, dpm++-sde: their midpoints' timesteps, see SecondOrderSchedulerTests and below
 
     // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
     private static readonly int[] StepCounts = [1, 7, 20, 48, 50];
@@ -48,8 +49,8 @@ public sealed class SchedulerSpacingTests
         {
             "ddim" => DiffusersSchedules.Ddim(n, steps, spacing, offset),
             "pndm" => DiffusersSchedules.Pndm(n, steps, spacing, offset),
-            "euler" or "euler-a" or "lms" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: false),
-            "euler-karras" or "lms-karras" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: true),
+            "euler" or "euler-a" or "lms" or "dpm++-3m-sde" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: false),
+            "euler-karras" or "lms-karras" or "dpm++-3m-sde-karras" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: true),
             // UniPC's set_timesteps is a copy of DPM-Solver's.
             "dpm++-2m" or "dpm++-2m-sde" or "unipc" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: false),
             "dpm++-2m-karras" or "dpm++-2m-sde-karras" or "unipc-karras" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: true),
@@ -75,6 +76,33 @@ public sealed class SchedulerSpacingTests
             Assert.Equal(sigmas, s.Sigmas!.ToArray());
         }
         Assert.Equal(expected.InitNoiseSigma, s.InitNoiseSigma);
+    }
+
+    /// <summary>k-diffusion's two-call samplers make their first calls on Euler's levels at Euler's timesteps.</summary>
+    [Theory]
+    [InlineData("dpm++-2s-a", "euler")]
+    [InlineData("dpm++-2s-a-karras", "euler-karras")]
+    [InlineData("dpm++-sde", "euler")]
+    [InlineData("dpm++-sde-karras", "euler-karras")]
+    public void KDiffusionTwoCallSamplersRunTheirFirstCallsOnEulersLevels(string name, string euler)
+    {
+        foreach (string spacing in new[] { "leading", "linspace", "trailing" })
+        {
+            foreach (int steps in StepCounts)
+            {
+                Scheduler s = Scheduler.Create(name, Config(spacing, 1)), e = Scheduler.Create(euler, Config(spacing, 1));
+                s.SetTimesteps(steps);
+                e.SetTimesteps(steps);
+                Assert.Equal(2 * steps - 1, s.StepCount);
+                Assert.Equal(e.InitNoiseSigma, s.InitNoiseSigma);
+                for (int k = 0; k < steps; k++)
+                {
+                    Assert.Equal(e.Timesteps[k], s.Timesteps[2 * k]);
+                    Assert.Equal(e.Sigmas![k], s.Sigmas![2 * k]);
+                }
+                Assert.Equal(0f, s.Sigmas![^1]);
+            }
+        }
     }
 
     [Fact]

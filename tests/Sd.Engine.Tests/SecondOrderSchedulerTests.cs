@@ -51,7 +51,7 @@ public sealed class SecondOrderSchedulerTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Every_call_matches_diffusers(string scheduler, string name)
+    public void Every_call_matches_its_reference(string scheduler, string name)
     {
         string file = scheduler switch
         {

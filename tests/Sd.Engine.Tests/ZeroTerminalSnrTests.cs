@@ -70,7 +70,8 @@ public sealed class ZeroTerminalSnrTests(ITestOutputHelper output)
 
     /// <summary>
     /// DDIM and LCM keep the end at 0; Euler, Euler ancestral and DPM-Solver raise it to 2^-24 (noise level 4096) as
-    /// diffusers does; PNDM and LMS have no such setting in diffusers, which ignores the key, and so does Sd.
+    /// diffusers does, and so do k-diffusion's samplers, which run on Euler's levels; PNDM, LMS, Heun and DPM2 have no
+    /// such setting in diffusers, which ignores the key, and so does Sd.
     /// </summary>
     [Theory]
     [InlineData("ddim", 0f)]
@@ -78,8 +79,13 @@ public sealed class ZeroTerminalSnrTests(ITestOutputHelper output)
     [InlineData("euler", 1f / (1 << 24))]
     [InlineData("euler-a", 1f / (1 << 24))]
     [InlineData("dpm++-2m", 1f / (1 << 24))]
+    [InlineData("dpm++-2s-a", 1f / (1 << 24))]
+    [InlineData("dpm++-sde", 1f / (1 << 24))]
+    [InlineData("dpm++-3m-sde", 1f / (1 << 24))]
     [InlineData("pndm", float.NaN)]
     [InlineData("lms", float.NaN)]
+    [InlineData("heun", float.NaN)]
+    [InlineData("dpm2-a", float.NaN)]
     public void Each_scheduler_ends_the_schedule_as_its_diffusers_class_does(string name, float end)
     {
         Scheduler scheduler = Scheduler.Create(name, Sd15("v_prediction"));

@@ -72,10 +72,10 @@ public sealed record GenerateRequest
 }
 
 /// <summary>
-/// Progress of a generation, after each UNet call (a scheduler step index: as many as the inference steps, but for Heun
-/// and DPM2, which take two calls per step but the last, and PNDM, one more): the call of <see cref="Total"/>, the time
-/// since the image's denoising began, and which image of a batch (<see cref="StableDiffusionPipeline.GenerateBatch"/>)
-/// it is.
+/// Progress of a generation, after each UNet call (a scheduler step index: as many as the inference steps, but for the
+/// two-call samplers, Heun, DPM2, DPM2 a, DPM++ 2S a and DPM++ SDE, which take two calls per step but the last, and
+/// PNDM, one more): the call of <see cref="Total"/>, the time since the image's denoising began, and which image of a
+/// batch (<see cref="StableDiffusionPipeline.GenerateBatch"/>) it is.
 /// </summary>
 public readonly record struct StepInfo(int Step, int Total, TimeSpan Elapsed, int Image = 0, int Images = 1);
 

@@ -18,7 +18,7 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
     private float[] _toMidpoint = [], _toMidpointDenoised = [], _toDown = [], _toDownDenoised = [], _up = [];
 
     public DpmPlusPlus2SAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "DPM++ 2S ancestral")
+        : base(config, spacing, karras, "DPM++ 2S ancestral", ZeroTerminalSnr.EndsAtFloor)
     {
     }
 
@@ -49,6 +49,13 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
             float from = sigmas[k], to = sigmas[k + 1];
             float up = MathF.Min(to, MathF.Sqrt(to * to * (from * from - to * to) / (from * from)));
             float down = MathF.Sqrt(to * to - up * up);
+            if (down == 0f)
+            {
+                // to / from below about 2^-12: from^2 - to^2 rounds to from^2, so up = to. k-diffusion then takes this
+                // step as one Euler call to 0 plus noise; the two-call layout has no such step.
+                throw new ArgumentOutOfRangeException("steps", steps,
+                    $"{Name}: step {k + 1} of {steps} falls from noise level {from} to {to}, so far that its ancestral step ends at 0 in float32, which k-diffusion runs as a one-call Euler step; use more steps or a larger sigma_min");
+            }
             float t = -MathF.Log(from), tNext = -MathF.Log(down);
             float h = tNext - t;
             float s = t + 0.5f * h;

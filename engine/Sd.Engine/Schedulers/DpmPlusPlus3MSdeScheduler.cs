@@ -25,10 +25,13 @@ public sealed class DpmPlusPlus3MSdeScheduler : SigmaScheduler
     private int _lastStep = -1;
 
     public DpmPlusPlus3MSdeScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "DPM++ 3M SDE", ZeroTerminalSnr.NotASetting)
+        : base(config, spacing, karras, "DPM++ 3M SDE", ZeroTerminalSnr.EndsAtFloor)
     {
         RefuseLaterSigmaSchedules(config, Name, flow: false);
     }
+
+    /// <summary>It divides by the spans of the run's steps (its history starts at the run's first step).</summary>
+    protected override int? GapLookback => 0;
 
     protected override void OnSetTimesteps()
     {

@@ -28,9 +28,12 @@ public sealed class DpmPlusPlusSdeScheduler : TwoCallSigmaScheduler
     private float[] _firstDraw = [];
 
     public DpmPlusPlusSdeScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "DPM++ SDE")
+        : base(config, spacing, karras, "DPM++ SDE", ZeroTerminalSnr.EndsAtFloor)
     {
     }
+
+    /// <summary>The noise divides by the square roots of the steps' spans: the levels must fall from the run's first step.</summary>
+    protected override int? GapLookback => 0;
 
     /// <summary>
     /// k-diffusion's float32 tensor arithmetic per step k: t = -log(sigma_k), t_next = -log(sigma_(k+1)), h = t_next -

@@ -68,7 +68,7 @@ public abstract class SigmaScheduler : Scheduler
             }
         }
         sigmas[steps] = 0f;
-        if (MultistepLookback is { } lookback)
+        if (GapLookback is { } lookback)
         {
             // firstStep counts calls; the levels here are one per inference step.
             RequireFallingSigmas(sigmas, steps, Math.Max(firstStep / Order - lookback, 0), Name);
@@ -89,15 +89,16 @@ public abstract class SigmaScheduler : Scheduler
 
     /// <summary>
     /// The per-call timesteps and sigmas from one timestep per inference step and its sigmas (one more, the last 0):
-    /// the same for one model call per step; a second-order sampler (Heun, KDPM2, KDPM2 ancestral) repeats the levels its second calls revisit.
+    /// the same for one model call per step; a two-call sampler adds the levels its second calls are made at (Heun's
+    /// repeat the next level, the others' lie between the two).
     /// </summary>
     protected virtual (float[] Timesteps, float[] Sigmas) Arrange(float[] timesteps, float[] sigmas) => (timesteps, sigmas);
 
     /// <summary>
-    /// For a multistep solver, which divides by the gaps between noise levels: how many levels before a run's first
-    /// step its coefficients take in. Null for one-step samplers, which never divide by a gap.
+    /// For a sampler that divides by the gaps between noise levels (a multistep solver, DPM++ SDE's noise): how many
+    /// levels before a run's first step its coefficients take in. Null for the samplers that never divide by a gap.
     /// </summary>
-    protected virtual int? MultistepLookback => null;
+    protected virtual int? GapLookback => null;
 
     protected virtual void OnSetTimesteps()
     {

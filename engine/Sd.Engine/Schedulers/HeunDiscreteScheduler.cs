@@ -17,7 +17,7 @@ public sealed class HeunDiscreteScheduler : TwoCallSigmaScheduler
     private float[] _derivative = [];
 
     public HeunDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "Heun")
+        : base(config, spacing, karras, "Heun", ZeroTerminalSnr.NotASetting)
     {
         _clip = DdimScheduler.ClipRange(config, clipByDefault: false);
     }

@@ -20,7 +20,7 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
 
     // A run started past index 0 still builds its first coefficients over the levels before it, dividing by their
     // gaps to the levels it runs on: with the levels non-increasing, only the level just before can equal one of them.
-    protected override int? MultistepLookback => 1;
+    protected override int? GapLookback => 1;
 
     protected override void OnSetTimesteps()
     {

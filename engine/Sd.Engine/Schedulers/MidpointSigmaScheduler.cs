@@ -10,7 +10,7 @@ namespace Sd.Engine.Schedulers;
 public abstract class MidpointSigmaScheduler : TwoCallSigmaScheduler
 {
     protected MidpointSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name)
-        : base(config, spacing, karras, name)
+        : base(config, spacing, karras, name, ZeroTerminalSnr.NotASetting)
     {
         if (Prediction == PredictionType.Sample)
         {

@@ -108,7 +108,8 @@ public abstract class Scheduler
 
     /// <summary>
     /// diffusers' scheduler order: model calls per inference step where a run may start, so img2img skipping k
-    /// inference steps starts at step index k x Order (2 for Heun and DPM2, whose steps take two calls; 1 otherwise).
+    /// inference steps starts at step index k x Order (2 for the samplers whose steps take two calls: Heun, DPM2, DPM2 a,
+    /// DPM++ 2S a, DPM++ SDE; 1 otherwise).
     /// </summary>
     public virtual int Order => 1;
 
@@ -135,8 +136,8 @@ public abstract class Scheduler
     protected abstract void Schedule(int steps, int firstStep);
 
     /// <summary>One denoising step, in place on <paramref name="sample"/>. <paramref name="noise"/>(drawIndex) gives a
-    /// latent-sized array of standard normals for the stochastic schedulers, ancestral Euler and DPM2, LCM and DPM++ 2M SDE
-    /// (draw index = step index; DPM++ SDE draws at both calls of a step).</summary>
+    /// latent-sized array of standard normals for the stochastic schedulers: Euler a, DPM2 a, DPM++ 2S a, LCM, DPM++ 2M
+    /// SDE, DPM++ 3M SDE, DPM++ SDE (draw index = step index; DPM++ SDE draws at both calls of a step).</summary>
     public abstract void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
 
     /// <summary>Forward diffusion to the timestep of <paramref name="stepIndex"/> (img2img/inpaint).</summary>
@@ -260,8 +261,9 @@ public abstract class Scheduler
 
     /// <summary>
     /// Throws unless the noise levels fall strictly from step to step, from <paramref name="from"/> to the final 0. A
-    /// multistep solver (<paramref name="solver"/>: DPM++ 2M, LMS) divides by the gaps between successive levels, so a
-    /// repeated level turns the latents into NaN, in diffusers too. Levels repeat when the schedule is denser than the
+    /// multistep solver (<paramref name="solver"/>: DPM++ 2M, LMS, DPM++ 3M SDE) divides by the gaps between successive
+    /// levels, and DPM++ SDE's noise by their square roots, so a repeated level turns the latents into NaN, in diffusers
+    /// and k-diffusion too. Levels repeat when the schedule is denser than the
     /// training timesteps: 1000 DPM++ steps space 1001 points over 999 timesteps and round two to 500; leading spacing
     /// with a large steps_offset clamps several to the last training sigma. A run that starts (img2img) past the
     /// repeat, and past the levels the solver looks back on, never divides by it.

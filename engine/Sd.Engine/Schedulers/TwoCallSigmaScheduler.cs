@@ -3,7 +3,7 @@ using Sd.Loaders.Config;
 namespace Sd.Engine.Schedulers;
 
 /// <summary>
-/// The second-order samplers on noise levels (diffusers' Heun, KDPM2, KDPM2 ancestral; k-diffusion's DPM++ 2S a):
+/// The two-call samplers on noise levels (diffusers' Heun, KDPM2, KDPM2 ancestral; k-diffusion's DPM++ 2S a and SDE):
 /// each inference step but the last takes two model calls, so n steps take 2n - 1. Even step indices are first calls, which move the sample to where the second call
 /// is made and keep the sample they started from; odd ones are second calls, which redo the step from that sample.
 /// diffusers' scheduler order is 2: a run may start only at a first call.
@@ -13,8 +13,10 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
     /// <summary>The step index of the first call whose second call is due; -1 when none is.</summary>
     private int _pendingFirst = -1;
 
-    protected TwoCallSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name)
-        : base(config, spacing, karras, name, ZeroTerminalSnr.NotASetting)
+    /// <param name="zeroSnr">What the config's rescale_betas_zero_snr does: nothing for diffusers' classes, which have no
+    /// such setting; k-diffusion's samplers run on Euler's levels, which it raises to a floor.</param>
+    protected TwoCallSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name, ZeroTerminalSnr zeroSnr)
+        : base(config, spacing, karras, name, zeroSnr)
     {
         RefuseLaterSigmaSchedules(config, name, flow: false);
     }
