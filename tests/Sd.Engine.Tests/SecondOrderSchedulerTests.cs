@@ -133,6 +133,18 @@ public sealed class SecondOrderSchedulerTests
             AssertMatches(scheduler, Floats(steps[i], "prev_sample"), sample, scale, $"call {index}'s step");
             Floats(steps[i], "prev_sample").CopyTo(sample, 0); // the next call starts from the reference's sample
         }
+
+        // The same calls run free, each from the scheduler's own last sample, so that state carried between calls (a
+        // kept sample, draw or history) meets the reference's at the end too: within 1e-5 of the largest magnitude.
+        s.SetTimesteps(run.GetProperty("total").GetInt32(), first);
+        float[] free = Floats(steps[0], "sample");
+        for (int i = 0; i < steps.Length; i++)
+        {
+            s.Step(Floats(steps[i], "model_output"), first + i, free, _ => Floats(steps[i], "noise"));
+        }
+        float[] final = Floats(steps[^1], "prev_sample");
+        float bound = 1e-5f * Math.Max(1f, final.Max(Math.Abs));
+        Assert.True(final.Zip(free).All(p => Math.Abs(p.First - p.Second) <= bound), $"the free run ends {final.Zip(free).Max(p => Math.Abs(p.First - p.Second))} from the reference");
     }
 
     /// <summary>
