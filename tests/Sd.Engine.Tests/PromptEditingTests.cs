@@ -53,6 +53,20 @@ public sealed class PromptEditingTests : IDisposable
         Assert.Equal(expected, string.Join("|", schedule.Select(s => $"{s.EndAtStep}:{s.Text}")));
     }
 
+    /// <summary>A hires fix's second pass (A1111's doctests with base and hires steps 10, then step counts past the first pass).</summary>
+    [Theory]
+    [InlineData("a [b:.5] c", 10, "10:a b c")]
+    [InlineData("a [b:1.5] c", 10, "5:a  c|10:a b c")]
+    [InlineData("a [b:c:25] d", 20, "5:a b d|10:a c d")] // 25 - 20 first-pass steps
+    [InlineData("a [b:c:10] d", 20, "10:a c d")] // switched in the first pass
+    [InlineData("a [b:c:40] d", 20, "10:a b d")] // min(steps, 40 - 20)
+    [InlineData("[x|y]", 20, "1:x|2:y|3:x|4:y|5:x|6:y|7:x|8:y|9:x|10:y")] // alternation restarts
+    public void A_hires_pass_counts_from_the_first_passs_start(string prompt, int firstPass, string expected)
+    {
+        IReadOnlyList<ScheduledText> schedule = PromptSchedule.Parse(prompt, 10, firstPass);
+        Assert.Equal(expected, string.Join("|", schedule.Select(s => $"{s.EndAtStep}:{s.Text}")));
+    }
+
     [Fact]
     public void Hostile_prompts_are_read_in_linear_time_or_refused_by_name()
     {

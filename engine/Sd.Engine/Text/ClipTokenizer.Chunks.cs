@@ -57,9 +57,11 @@ public sealed partial class ClipTokenizer
     /// </summary>
     /// <param name="takeTagsOut">Whether extra-network tags are taken out: A1111 does so for the prompt, and leaves
     /// a negative prompt's as text.</param>
+    /// <param name="firstPassSteps">For a hires fix's second pass, the first pass's steps (<see cref="PromptSchedule.Parse"/>).</param>
     /// <exception cref="ArgumentException">As <see cref="Tokenize"/>, for any of the texts; or a step of a
     /// <c>[from:to:when]</c> is out of range.</exception>
-    public IReadOnlyList<ScheduledTokens> TokenizeSchedule(string prompt, PromptSyntax syntax, int steps, bool takeTagsOut = true)
+    public IReadOnlyList<ScheduledTokens> TokenizeSchedule(string prompt, PromptSyntax syntax, int steps, bool takeTagsOut = true,
+        int? firstPassSteps = null)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
@@ -70,10 +72,10 @@ public sealed partial class ClipTokenizer
         if (!takeTagsOut)
         {
             CheckLength(prompt);
-            return Schedule(prompt, syntax, steps, []);
+            return Schedule(prompt, syntax, steps, [], firstPassSteps);
         }
         string text = StripChunked(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
-        return Schedule(text, syntax, steps, tags);
+        return Schedule(text, syntax, steps, tags, firstPassSteps);
     }
 
     /// <summary>
@@ -83,7 +85,8 @@ public sealed partial class ClipTokenizer
     /// </summary>
     /// <exception cref="ArgumentException">As <see cref="TokenizeSchedule"/>; or a part's weight is not a finite
     /// number, or the prompt has more than <paramref name="maxParts"/> parts (checked before any part is read).</exception>
-    public IReadOnlyList<ComposablePrompt> TokenizeComposable(string prompt, PromptSyntax syntax, int steps, int maxParts = int.MaxValue)
+    public IReadOnlyList<ComposablePrompt> TokenizeComposable(string prompt, PromptSyntax syntax, int steps, int maxParts = int.MaxValue,
+        int? firstPassSteps = null)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
@@ -100,15 +103,15 @@ public sealed partial class ClipTokenizer
         var result = new ComposablePrompt[parts.Count];
         for (int i = 0; i < result.Length; i++)
         {
-            result[i] = new ComposablePrompt(parts[i].Weight, Schedule(parts[i].Text, syntax, steps, tags));
+            result[i] = new ComposablePrompt(parts[i].Weight, Schedule(parts[i].Text, syntax, steps, tags, firstPassSteps));
         }
         return result;
     }
 
     /// <summary>The schedule of a text whose tags are out, each distinct text tokenized once.</summary>
-    private ScheduledTokens[] Schedule(string text, PromptSyntax syntax, int steps, IReadOnlyList<ExtraNetworkTag> tags)
+    private ScheduledTokens[] Schedule(string text, PromptSyntax syntax, int steps, IReadOnlyList<ExtraNetworkTag> tags, int? firstPassSteps)
     {
-        IReadOnlyList<ScheduledText> schedule = PromptSchedule.Parse(text, steps);
+        IReadOnlyList<ScheduledText> schedule = PromptSchedule.Parse(text, steps, firstPassSteps);
         int distinct = schedule.DistinctBy(entry => entry.Text, StringComparer.Ordinal).Count();
         if (distinct > MaxScheduledTexts)
         {

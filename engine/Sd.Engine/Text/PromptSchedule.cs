@@ -7,7 +7,7 @@ namespace Sd.Engine.Text;
 public readonly record struct ScheduledText(int EndAtStep, string Text);
 
 /// <summary>
-/// AUTOMATIC1111's prompt editing (prompt_parser.get_learned_conditioning_prompt_schedules, without hires fix):
+/// AUTOMATIC1111's prompt editing (prompt_parser.get_learned_conditioning_prompt_schedules, its hires fix pass too):
 /// <c>[from:to:when]</c> reads <c>from</c> until step <c>when</c> and <c>to</c> after it (<c>[to:when]</c>,
 /// <c>[from::when]</c>: nothing before or after), <c>when</c> a step count, or a fraction of the steps when written with
 /// a decimal point; <c>[a|b|c]</c> alternates at every step. The result lists each text with the last step it is used
@@ -20,10 +20,14 @@ public static class PromptSchedule
 {
     /// <summary>The schedule of <paramref name="prompt"/> over <paramref name="steps"/> steps (A1111's steps x its step
     /// multiplier, 2 for second-order samplers).</summary>
-    public static IReadOnlyList<ScheduledText> Parse(string prompt, int steps)
+    /// <param name="firstPassSteps">For a hires fix's second pass of <paramref name="steps"/> steps, the first pass's
+    /// (A1111's hires_steps scheduling): a step count then counts from the first pass's start, so one inside the first
+    /// pass is already over, and a fraction from 1, so 1.5 is halfway through the second pass; null for a first pass.</param>
+    public static IReadOnlyList<ScheduledText> Parse(string prompt, int steps, int? firstPassSteps = null)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(firstPassSteps ?? 1, 1, nameof(firstPassSteps));
         if (prompt.Length > PromptAttention.MaxLength)
         {
             throw new ArgumentException($"the prompt has {prompt.Length} characters; at most {PromptAttention.MaxLength} are read", nameof(prompt));
@@ -33,7 +37,7 @@ public static class PromptSchedule
         {
             return [new ScheduledText(steps, prompt)];
         }
-        var ends = new Ends { Steps = { steps } };
+        var ends = new Ends { Steps = { steps }, StepOffset = firstPassSteps ?? 0, FractionOffset = firstPassSteps is null ? 0 : 1 };
         tree.CollectSteps(steps, ends);
         int count = ends.EveryStep ? steps : ends.Steps.Count;
         if ((long)count * prompt.Length > MaxCharacters)
@@ -57,12 +61,19 @@ public static class PromptSchedule
     /// </summary>
     public const int MaxCharacters = 1 << 24;
 
-    /// <summary>The steps where some text ends: the edits' steps, or every step for an alternation.</summary>
+    /// <summary>
+    /// The steps where some text ends (the edits' steps, or every step for an alternation), and where a hires pass's
+    /// step counts and fractions start (A1111's int_offset and flt_offset).
+    /// </summary>
     private sealed class Ends
     {
         public SortedSet<int> Steps { get; } = [];
 
         public bool EveryStep { get; set; }
+
+        public int StepOffset { get; init; }
+
+        public int FractionOffset { get; init; }
     }
 
     /// <summary>The parsed prompt: literal text, sequences, edits and alternations.</summary>
@@ -104,12 +115,10 @@ public static class PromptSchedule
         {
             before?.CollectSteps(steps, ends);
             after.CollectSteps(steps, ends);
-            // float(s); a decimal point makes it a fraction of the steps; int() truncates; min(steps, ...).
+            // float(s); a decimal point makes it a fraction of the steps; int() truncates; min(steps, ...). A hires
+            // pass counts from the first pass's start: (v - 1) x steps for a fraction, v - first pass's steps else.
             double v = double.Parse(number, NumberStyles.Float, CultureInfo.InvariantCulture);
-            if (number.Contains('.'))
-            {
-                v *= steps;
-            }
+            v = number.Contains('.') ? (v - ends.FractionOffset) * steps : v - ends.StepOffset;
             if (!double.IsFinite(v))
             {
                 // Python's int() of an infinite float raises OverflowError; A1111 stops there.
