@@ -48,40 +48,60 @@ internal static class GuidedLoop
     /// bank text rows[b](c) and attends to its first lengths[b](c) tokens.</summary>
     public static float[] Latents(ModelSource demo, GenerateRequest request, Bank bank, Func<int, int>[] rows, Func<int, int>[] lengths, double[] weights)
     {
-        using var unet = new UNet2DConditionModel(demo.UNet!, demo.Weights(ModelComponent.Unet));
-        int tokens = bank.Tokens, width = bank.Width, row = tokens * width, batch = rows.Length;
         Scheduler scheduler = Scheduler.Create(request.Scheduler!, demo.Scheduler!);
         scheduler.SetTimesteps(request.Steps!.Value);
-        const int h = 8, w = 8, c = 4, count = h * w * c;
-        var nchw = new float[count];
-        new TorchNoise(request.Seed).Next(nchw);
-        var latents = new float[count];
-        for (int ch = 0; ch < c; ch++)
-        {
-            for (int p = 0; p < h * w; p++) latents[p * c + ch] = nchw[ch * h * w + p] * scheduler.InitNoiseSigma;
-        }
-        using Tensor input = Tensor.Allocate([batch, h, w, c]);
-        using Tensor output = Tensor.Allocate([batch, h, w, c]);
+        var noise = new TorchNoise(request.Seed);
+        float[] latents = Draw(noise, 8, 8);
+        for (int i = 0; i < latents.Length; i++) latents[i] *= scheduler.InitNoiseSigma;
+        return Run(demo, request, bank, rows, lengths, weights, scheduler, latents, 8, 8, noise);
+    }
+
+    /// <summary>
+    /// The loop from the scheduler's first step over NHWC <paramref name="latents"/> of h x w (in place; returned):
+    /// call c counts from 0 at that step, and the scheduler's draws come from <paramref name="noise"/>.
+    /// </summary>
+    public static float[] Run(ModelSource demo, GenerateRequest request, Bank bank, Func<int, int>[] rows, Func<int, int>[] lengths, double[] weights,
+        Scheduler scheduler, float[] latents, int h, int w, INoiseSource noise)
+    {
+        using var unet = new UNet2DConditionModel(demo.UNet!, demo.Weights(ModelComponent.Unet));
+        int tokens = bank.Tokens, width = bank.Width, row = tokens * width, batch = rows.Length;
+        int count = h * w * 4;
+        using Tensor input = Tensor.Allocate([batch, h, w, 4]);
+        using Tensor output = Tensor.Allocate([batch, h, w, 4]);
         using Tensor context = Tensor.Allocate([batch, tokens, width]);
         float[] scales = Array.ConvertAll(weights, weight => (float)(weight * request.GuidanceScale!.Value));
         var guided = new float[count];
-        for (int call = 0; call < scheduler.StepCount; call++)
+        for (int step = scheduler.FirstStep; step < scheduler.StepCount; step++)
         {
+            int call = step - scheduler.FirstStep;
             for (int b = 0; b < batch; b++)
             {
                 bank.States.AsSpan(rows[b](call) * row, row).CopyTo(context.Span.Slice(b * row, row));
-                scheduler.ScaleModelInput(call, latents, input.Span.Slice(b * count, count));
+                scheduler.ScaleModelInput(step, latents, input.Span.Slice(b * count, count));
             }
             int[] attended = [.. lengths.Select(length => length(call))];
-            unet.Forward(input, [scheduler.Timesteps[call]], context, attended, output, []);
+            unet.Forward(input, [scheduler.Timesteps[step]], context, attended, output, []);
             for (int i = 0; i < count; i++)
             {
                 float uncond = output.Span[i], sum = uncond;
                 for (int k = 1; k < batch; k++) sum += (output.Span[k * count + i] - uncond) * scales[k - 1];
                 guided[i] = sum;
             }
-            scheduler.Step(guided, call, latents, null);
+            scheduler.Step(guided, step, latents, _ => Draw(noise, h, w));
         }
         return latents;
+    }
+
+    /// <summary>The next NCHW [1, 4, h, w] draw of <paramref name="noise"/>, as NHWC.</summary>
+    public static float[] Draw(INoiseSource noise, int h, int w)
+    {
+        var nchw = new float[4 * h * w];
+        noise.Next(nchw);
+        var nhwc = new float[nchw.Length];
+        for (int ch = 0; ch < 4; ch++)
+        {
+            for (int p = 0; p < h * w; p++) nhwc[p * 4 + ch] = nchw[ch * h * w + p];
+        }
+        return nhwc;
     }
 }

@@ -29,6 +29,11 @@ internal sealed class DenoisingRun(Scheduler scheduler, int start, Tensor latent
 
     public Action<int>? AfterStep { get; set; }
 
+    /// <summary>The UNet calls of the image's passes before this run and after it (a hires fix's), for progress reports.</summary>
+    public int CallsBefore { get; set; }
+
+    public int CallsAfter { get; set; }
+
     /// <summary>Makes the run dispose <paramref name="tensor"/> (may be null) with itself; returns it.</summary>
     public Tensor? Own(Tensor? tensor)
     {

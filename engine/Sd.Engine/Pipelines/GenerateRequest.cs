@@ -69,6 +69,31 @@ public sealed record GenerateRequest
 
     /// <summary>Where the scheduler's noise comes from; null means the seeded generator.</summary>
     public INoiseSource? Noise { get; init; }
+
+    /// <summary>AUTOMATIC1111's hires fix after a txt2img pass (null: none).</summary>
+    public HiresFix? Hires { get; init; }
+}
+
+/// <summary>
+/// AUTOMATIC1111's hires fix: the txt2img pass's latents are upscaled to <see cref="Width"/> x <see cref="Height"/>
+/// (A1111's "Latent" upscaler: bilinear) and denoised again from <see cref="Strength"/>, as A1111's second pass: the
+/// last <see cref="Steps"/> steps of a schedule of int(Steps / min(Strength, 0.999)), with the request's prompts,
+/// scheduler and guidance. Its noise comes from a fresh generator of the image's seed (A1111 makes a new one of the
+/// same seeds), or continues <see cref="GenerateRequest.Noise"/>. Prompt editing counts its steps on from the first
+/// pass's (A1111's hires scheduling: <c>[a:b:25]</c> after 20 steps switches 5 steps in, <c>[a:b:1.5]</c> halfway).
+/// </summary>
+public sealed record HiresFix
+{
+    /// <summary>The final image's size in pixels (multiples of the VAE factor, 8 for SD).</summary>
+    public int Width { get; init; }
+
+    public int Height { get; init; }
+
+    /// <summary>A1111's denoising strength of the second pass, in (0, 1].</summary>
+    public float Strength { get; init; } = 0.7f;
+
+    /// <summary>The second pass's steps; null: the request's.</summary>
+    public int? Steps { get; init; }
 }
 
 /// <summary>

@@ -91,7 +91,8 @@ public sealed unsafe partial class StableDiffusionPipeline
                     OverflowCause(guidedOutput, batch > 1, loop.Guidance, loop.Rescale, timestep[0]));
             }
             run.AfterStep?.Invoke(step);
-            progress?.Report(new StepInfo(step + 1 - start, scheduler.StepCount - start, clock.Elapsed, loop.Image, loop.Images));
+            progress?.Report(new StepInfo(run.CallsBefore + step + 1 - start, run.CallsBefore + scheduler.StepCount - start + run.CallsAfter,
+                clock.Elapsed, loop.Image, loop.Images));
             _logger.LogDebug("Step {Step}/{Total} (t = {Timestep}) of image {Image}/{Images} at {Seconds:F2} s", step + 1 - start,
                 scheduler.StepCount - start, timestep[0], loop.Image + 1, loop.Images, clock.Elapsed.TotalSeconds);
         }

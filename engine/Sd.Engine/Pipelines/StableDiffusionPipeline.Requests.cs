@@ -71,10 +71,10 @@ public sealed partial class StableDiffusionPipeline
 
     /// <summary>
     /// The request checks made before loading or denoising anything: sizes, steps, guidance, the batch count, the
-    /// inputs, and the prompts, which are tokenized (milliseconds) to find what their syntax refuses; returns them
-    /// tokenized, in the UNet's batch order, for the run to encode.
+    /// inputs, the hires fix, and the prompts, which are tokenized (milliseconds) to find what their syntax refuses;
+    /// returns them tokenized, in the UNet's batch order, for each pass to encode.
     /// </summary>
-    private PromptPlan CheckRequest(GenerateRequest request, int count)
+    private PassPlans CheckRequest(GenerateRequest request, int count)
     {
         ArgumentNullException.ThrowIfNull(request);
         int factor = _vaeConfig.DownscaleFactor;
@@ -121,6 +121,15 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException("initial latents start txt2img or inpainting; img2img (an init image without a mask) starts from the picture", nameof(request));
         }
-        return TokenizePrompts(request, UsesClassifierFreeGuidance(request)); // last: the one check that does some work
+        if (request.Hires is { } hires)
+        {
+            CheckHires(request, hires);
+        }
+        // Last: the one check that does some work.
+        bool guided = UsesClassifierFreeGuidance(request);
+        return new PassPlans(TokenizePrompts(request, guided, null), request.Hires is { } second ? TokenizePrompts(request, guided, second) : null);
     }
+
+    /// <summary>A request's prompts tokenized for each pass: the first and, with a hires fix, the second.</summary>
+    private readonly record struct PassPlans(PromptPlan First, PromptPlan? Hires);
 }

@@ -1,0 +1,85 @@
+using Sd.Engine.Schedulers;
+using Sd.Engine.Tensors;
+using Sd.Kernels.Elementwise;
+
+namespace Sd.Engine.Pipelines;
+
+// AUTOMATIC1111's hires fix: the txt2img pass's latents upscaled and denoised again as img2img.
+public sealed unsafe partial class StableDiffusionPipeline
+{
+    /// <summary>The second pass's steps: the hires fix's, or the request's.</summary>
+    private int HiresStepsOf(GenerateRequest request, HiresFix hires) => hires.Steps ?? StepsOf(request);
+
+    /// <summary>
+    /// The second pass's scheduler, as A1111's setup_img2img_steps for a given step count: a schedule of
+    /// int(steps / min(strength, 0.999)) steps, run from the step that leaves <c>steps</c> of it.
+    /// </summary>
+    private Scheduler NewHiresScheduler(GenerateRequest request, HiresFix hires)
+    {
+        int steps = HiresStepsOf(request, hires);
+        int total = (int)(steps / Math.Min((double)hires.Strength, 0.999));
+        Scheduler scheduler = Scheduler.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig);
+        scheduler.SetTimesteps(total, (total - steps) * scheduler.Order);
+        return scheduler;
+    }
+
+    /// <summary>The second pass's UNet calls.</summary>
+    private int HiresCalls(GenerateRequest request, HiresFix hires)
+    {
+        Scheduler scheduler = NewHiresScheduler(request, hires);
+        return scheduler.StepCount - scheduler.FirstStep;
+    }
+
+    /// <summary>Checks a request's hires fix before any work (sizes, strength, steps, the modes it follows).</summary>
+    private void CheckHires(GenerateRequest request, HiresFix hires)
+    {
+        int factor = _vaeConfig.DownscaleFactor;
+        if (hires.Width <= 0 || hires.Height <= 0 || hires.Width % factor != 0 || hires.Height % factor != 0
+            || hires.Width > MaxImageSide || hires.Height > MaxImageSide)
+        {
+            throw new ArgumentException($"the hires fix's width and height must be positive multiples of {factor}, at most {MaxImageSide}, got {hires.Width}x{hires.Height}", nameof(request));
+        }
+        if (!(hires.Strength > 0 && hires.Strength <= 1))
+        {
+            throw new ArgumentException($"the hires fix's strength must be in (0, 1], got {hires.Strength}", nameof(request));
+        }
+        if (request.InitImage is not null || request.Mask is not null)
+        {
+            throw new ArgumentException("a hires fix follows a txt2img pass; img2img and inpainting have none", nameof(request));
+        }
+        int steps = HiresStepsOf(request, hires);
+        int total = steps < 1 ? 0 : (int)(steps / Math.Min((double)hires.Strength, 0.999));
+        if (steps < 1 || total > _schedulerConfig.NumTrainTimesteps)
+        {
+            throw new ArgumentException($"the hires fix's {steps} steps at strength {hires.Strength} make a schedule of {total} steps; it must have 1 to {_schedulerConfig.NumTrainTimesteps} (the training timesteps)", nameof(request));
+        }
+        NewHiresScheduler(request, hires); // what the scheduler itself refuses (LCM's step limit, repeated levels)
+    }
+
+    /// <summary>
+    /// The second pass of one image: its first pass's latents upscaled (bilinear) to the hires size and noised to the
+    /// second pass's first step (one draw of <paramref name="noise"/>), as A1111's sample_hr_pass with its Latent
+    /// upscaler and sample_img2img.
+    /// </summary>
+    private DenoisingRun PrepareHires(GenerateRequest request, HiresFix hires, Tensor firstPass, INoiseSource noise, PhaseTimes times)
+    {
+        int factor = _vaeConfig.DownscaleFactor;
+        int h = hires.Height / factor, w = hires.Width / factor, channels = firstPass.Dim(3);
+        Scheduler scheduler = NewHiresScheduler(request, hires);
+        int start = scheduler.FirstStep;
+        var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
+        try
+        {
+            using Tensor upscaled = Tensor.Allocate([1, h, w, channels]);
+            BilinearResize.Resize(firstPass.Data, upscaled.Data, 1, firstPass.Dim(1), firstPass.Dim(2), h, w, channels);
+            using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
+            scheduler.AddNoise(upscaled.Span, startNoise.Span, start, run.Latents.Span);
+            return run;
+        }
+        catch
+        {
+            run.Dispose();
+            throw;
+        }
+    }
+}

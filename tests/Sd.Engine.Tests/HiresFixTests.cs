@@ -1,0 +1,116 @@
+using Sd.Engine.Pipelines;
+using Sd.Engine.Schedulers;
+using Sd.Engine.Tensors;
+using Sd.Engine.Text;
+using Sd.Kernels.Elementwise;
+using Sd.Loaders;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// AUTOMATIC1111's hires fix against its passes written out: the txt2img loop (<see cref="GuidedLoop"/>), the latents
+/// upscaled by the bilinear resize (checked against PyTorch in the kernel tests), then the second pass as A1111's
+/// setup_img2img_steps lays it out (a schedule of int(steps / min(strength, 0.999)), its last steps run), noised by
+/// the first draw of a fresh generator of the seed, whose later draws the scheduler takes; prompt editing counting on
+/// from the first pass (a fraction of 1.5 switches halfway through the second).
+/// </summary>
+public sealed unsafe class HiresFixTests : IDisposable
+{
+    private readonly ModelSource _demo = ModelSource.Demo();
+
+    public void Dispose() => _demo.Dispose();
+
+    [Theory]
+    [InlineData("euler", 0.7f, null)] // 4 steps at 0.7: the last 4 of a 5-step schedule
+    [InlineData("euler-a", 0.5f, 3)] // the ancestral draws continue the second pass's generator
+    [InlineData("heun", 0.35f, 3)] // two calls per step: 5 calls from call 10 of an 8-step schedule
+    public void The_passes_match_a1111s_written_out(string scheduler, float strength, int? hiresSteps)
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = GuidedLoop.Request("a [red boat:green tree:1.5]", "blurry", 4, scheduler, 5) with
+        {
+            Hires = new HiresFix { Width = 128, Height = 96, Strength = strength, Steps = hiresSteps },
+        };
+        var progress = new List<StepInfo>();
+        using GenerateResult result = pipeline.Generate(request, new SyncProgress(progress.Add));
+
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, [.. new[] { "blurry", "a red boat", "a green tree" }.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))]);
+        Func<int, int>[] Lengths(Func<int, int>[] rows) => [.. rows.Select(row => (Func<int, int>)(call => bank.Lengths[row(call)]))];
+        // The first pass reads the first text throughout: 1.5 x its steps is past its end.
+        Func<int, int>[] firstRows = [_ => 0, _ => 1];
+        float[] first = GuidedLoop.Latents(_demo, request, bank, firstRows, Lengths(firstRows), [1.0]);
+
+        const int h = 12, w = 16;
+        var upscaled = new float[h * w * 4];
+        fixed (float* src = first, dst = upscaled)
+        {
+            BilinearResize.Resize(src, dst, 1, 8, 8, h, w, 4);
+        }
+        Scheduler second = Scheduler.Create(scheduler, _demo.Scheduler!);
+        int steps = hiresSteps ?? 4, total = (int)(steps / Math.Min((double)strength, 0.999));
+        second.SetTimesteps(total, (total - steps) * second.Order);
+        var noise = new TorchNoise(request.Seed);
+        float[] latents = new float[upscaled.Length];
+        second.AddNoise(upscaled, GuidedLoop.Draw(noise, h, w), second.FirstStep, latents);
+        // (1.5 - 1) x the second pass's steps x the step multiplier; call c reads the first text while c <= that.
+        int switchAt = (int)(0.5 * steps * second.Order);
+        Func<int, int>[] secondRows = [_ => 0, call => call <= switchAt ? 1 : 2];
+        GuidedLoop.Run(_demo, request, bank, secondRows, Lengths(secondRows), [1.0], second, latents, h, w, noise);
+
+        Assert.Equal(latents, result.Latents.Span.ToArray());
+        Assert.Equal([1, 96, 128, 3], result.Image.Shape.ToArray());
+        int calls = 4 * second.Order - (second.Order - 1) + second.StepCount - second.FirstStep;
+        Assert.Equal(Enumerable.Range(1, calls), progress.Select(p => p.Step));
+        Assert.All(progress, p => Assert.Equal(calls, p.Total));
+    }
+
+    [Fact]
+    public void The_second_pass_differs_from_an_upscaled_first_pass_and_a_batch_reproduces_each_image()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = GuidedLoop.Request("a red boat", "", 3, "euler-a", 9) with { Hires = new HiresFix { Width = 96, Height = 96 } };
+        IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(request, 2);
+        try
+        {
+            using GenerateResult alone = pipeline.Generate(request with { Seed = 10 });
+            Assert.True(alone.Latents.Span.SequenceEqual(batch[1].Latents.Span));
+            Assert.False(batch[0].Latents.Span.SequenceEqual(batch[1].Latents.Span));
+            Assert.True(Tensor.AllFinite(batch[0].Image.Span));
+        }
+        finally
+        {
+            foreach (GenerateResult result in batch) result.Dispose();
+        }
+    }
+
+    [Theory]
+    [InlineData(100, 64, 0.7f, null, "positive multiples of 8")]
+    [InlineData(128, 128, 0f, null, "strength must be in (0, 1]")]
+    [InlineData(128, 128, 1.5f, null, "strength must be in (0, 1]")]
+    [InlineData(128, 128, float.NaN, null, "strength must be in (0, 1]")]
+    [InlineData(128, 128, 0.5f, 600, "a schedule of 1200 steps")]
+    [InlineData(128, 128, 0.5f, 0, "0 steps")]
+    public void A_hires_fix_the_passes_cannot_run_is_refused_before_any_work(int width, int height, float strength, int? steps, string expected)
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = GuidedLoop.Request("a boat", "", 4, "euler", 1) with
+        {
+            Hires = new HiresFix { Width = width, Height = height, Strength = strength, Steps = steps },
+        };
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void A_hires_fix_follows_txt2img_only()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        using Tensor picture = Tensor.Allocate([1, 64, 64, 3]);
+        GenerateRequest request = GuidedLoop.Request("a boat", "", 4, "euler", 1) with
+        {
+            InitImage = picture, Hires = new HiresFix { Width = 128, Height = 128 },
+        };
+        Assert.Contains("follows a txt2img pass", Assert.Throws<ArgumentException>(() => pipeline.Validate(request)).Message);
+    }
+}
