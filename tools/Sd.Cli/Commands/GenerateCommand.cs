@@ -19,6 +19,7 @@ public static class GenerateCommand
                            [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
+                           [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
@@ -51,6 +52,11 @@ public static class GenerateCommand
         the unmasked area from the picture, a 9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is
         shown the mask and the masked picture. An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7)
         is conditioned on --guidance instead of classifier-free guidance, so the negative prompt is not used.
+        --hires-scale S (or --hires-width W --hires-height H) adds AUTOMATIC1111's hires fix to txt2img: the
+        latents are upscaled (A1111's Latent upscaler, bilinear) to S times the size, rounded down to a multiple of 8,
+        and denoised again as A1111's second pass does: the last --hires-steps N (default: --steps) of a schedule of
+        int(N / --hires-strength) steps (default strength 0.7), with the same prompts, scheduler and seed; prompt
+        editing counts on from the first pass ([a:b:25] after 20 steps switches 5 steps in, [a:b:1.5] halfway).
         --batch-count N makes N images with seeds S, S+1, ... from --seed S (each reproducible alone), written as
         out-1.png ... out-N.png (the same suffixes for --out-latents and --out-image-npy); the prompt is encoded and
         each component loaded once for the whole batch.
@@ -88,7 +94,8 @@ public static class GenerateCommand
         }
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir"), [], repeatable: ["--lora", "--embedding"]);
+            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
+            "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps"), [], repeatable: ["--lora", "--embedding"]);
         string outPath = line.Require("--out");
         int batchCount = line.GetInt("--batch-count", 1);
         if (batchCount < 1 || batchCount > StableDiffusionPipeline.MaxBatchCount)
@@ -136,7 +143,7 @@ public static class GenerateCommand
             InitialLatents = line.Get("--latents") is { } latents ? NpyFile.ReadFloat32(latents, out latentsShape) : null,
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
-        request = request with { Strength = line.GetFloat("--strength", 0.8f) };
+        request = request with { Strength = line.GetFloat("--strength", 0.8f), Hires = Hires(line, request.Width, request.Height) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
         // The prompt's <lora:...> tags are resolved before anything loads.
@@ -191,6 +198,63 @@ public static class GenerateCommand
         return 0;
     }
 
+    /// <summary>A1111's parameters of a hires fix: its strength, upscale (or resize), steps when given, upscaler.</summary>
+    private static string HiresParameters(CommandLine line, HiresFix hires)
+    {
+        string size = line.Get("--hires-scale") is { } scale ? $"Hires upscale: {scale}" : $"Hires resize: {hires.Width}x{hires.Height}";
+        string steps = hires.Steps is { } n ? $"Hires steps: {n}, " : "";
+        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: Latent, ";
+    }
+
+    /// <summary>
+    /// The hires fix the --hires-* flags ask for, or null: --hires-scale S makes int(size x S) rounded down to a
+    /// multiple of 8 (A1111 floors the latents' size), --hires-width and --hires-height give it.
+    /// </summary>
+    private static HiresFix? Hires(CommandLine line, int width, int height)
+    {
+        bool scaled = line.Has("--hires-scale"), sized = line.Has("--hires-width") || line.Has("--hires-height");
+        if (!scaled && !sized)
+        {
+            if (line.Has("--hires-strength") || line.Has("--hires-steps"))
+            {
+                throw new UsageException("generate: --hires-strength and --hires-steps set a hires fix; give --hires-scale or --hires-width and --hires-height");
+            }
+            return null;
+        }
+        if (scaled && sized)
+        {
+            throw new UsageException("generate: give --hires-scale or --hires-width and --hires-height, not both");
+        }
+        if (line.Has("--init-image"))
+        {
+            throw new UsageException("generate: a hires fix follows txt2img; --init-image runs img2img");
+        }
+        int hiresWidth, hiresHeight;
+        if (scaled)
+        {
+            float scale = line.GetFloat("--hires-scale", 2f);
+            if (!(scale > 0 && scale <= 16))
+            {
+                throw new UsageException($"generate: --hires-scale must be above 0 and at most 16, got {scale.ToString(CultureInfo.InvariantCulture)}");
+            }
+            (hiresWidth, hiresHeight) = ((int)(width * (double)scale) / 8 * 8, (int)(height * (double)scale) / 8 * 8);
+        }
+        else
+        {
+            hiresWidth = line.GetInt("--hires-width", 0);
+            hiresHeight = line.GetInt("--hires-height", 0);
+            if (!line.Has("--hires-width") || !line.Has("--hires-height"))
+            {
+                throw new UsageException("generate: --hires-width and --hires-height go together");
+            }
+        }
+        return new HiresFix
+        {
+            Width = hiresWidth, Height = hiresHeight, Strength = line.GetFloat("--hires-strength", 0.7f),
+            Steps = line.Has("--hires-steps") ? line.GetInt("--hires-steps", 0) : null,
+        };
+    }
+
     /// <summary>
     /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
     /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
@@ -199,7 +263,8 @@ public static class GenerateCommand
     private static string Write(CommandLine line, GenerateRequest request, GenerateResult result, string model,
         string outPath, int index, int count)
     {
-        string mode = request.InitImage is null ? "" : $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, ";
+        string mode = request.InitImage is not null ? $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, "
+            : request.Hires is { } hires ? HiresParameters(line, hires) : "";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {SamplerOf(request.Scheduler!)}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";

@@ -1,0 +1,44 @@
+using Sd.Cli.Commands;
+using Sd.Loaders.Png;
+using Sd.Loaders.Tests;
+
+namespace Sd.Cli.Tests;
+
+/// <summary>sd generate's --hires-* flags: the hires fix's size, its A1111 parameters, and what goes together.</summary>
+public sealed class HiresCommandTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static readonly string[] Common = ["--prompt", "a castle", "--steps", "2", "--width", "64", "--height", "48", "--seed", "3", "--scheduler", "euler"];
+
+    [Fact]
+    public void A_scale_or_a_size_upscales_and_the_png_records_it_as_a1111_does()
+    {
+        string scaled = _dir.File("scaled.png"), sized = _dir.File("sized.png");
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-scale", "1.5", "--out", scaled], TextWriter.Null));
+        PngImage picture = PngFile.Read(scaled);
+        Assert.Equal((96, 72), (picture.Width, picture.Height)); // int(64 x 1.5), int(48 x 1.5) floored to 8s
+        Assert.Contains("Size: 64x48, Clip skip: 1, ", picture.Text["parameters"]);
+        Assert.Contains("Sampler: Euler, Denoising strength: 0.7, Hires upscale: 1.5, Hires upscaler: Latent, CFG scale: 7.5,", picture.Text["parameters"]);
+
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-width", "80", "--hires-height", "64", "--hires-strength", "0.5",
+            "--hires-steps", "3", "--out", sized], TextWriter.Null));
+        picture = PngFile.Read(sized);
+        Assert.Equal((80, 64), (picture.Width, picture.Height));
+        Assert.Contains("Denoising strength: 0.5, Hires resize: 80x64, Hires steps: 3, Hires upscaler: Latent, ", picture.Text["parameters"]);
+    }
+
+    [Theory]
+    [InlineData("--hires-strength and --hires-steps set a hires fix", "--hires-steps", "3")]
+    [InlineData("not both", "--hires-scale", "2", "--hires-width", "128", "--hires-height", "128")]
+    [InlineData("--hires-width and --hires-height go together", "--hires-width", "128")]
+    [InlineData("--hires-scale must be above 0 and at most 16, got 0", "--hires-scale", "0")]
+    public void Flags_that_do_not_go_together_are_refused(string expected, params string[] flags)
+    {
+        var e = Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common, .. flags, "--out", _dir.File("x.png")], TextWriter.Null));
+        Assert.Contains(expected, e.Message);
+        Assert.False(File.Exists(_dir.File("x.png")));
+    }
+}
