@@ -74,14 +74,12 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
     /// <summary>From level k to the step's midpoint; the last step's one call is an Euler step to sigma 0.</summary>
     protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
-        float sigma = SigmaValues[stepIndex];
-        int k = stepIndex / 2;
-        if (k == _up.Length)
+        if (FinalEulerStep(modelOutput, stepIndex, sample))
         {
-            SlopeStep(modelOutput, sample, sigma, 0f - sigma, sample);
             return;
         }
-        DataStep(modelOutput, sample, sigma, _toMidpoint[k], _toMidpointDenoised[k], sample);
+        int k = stepIndex / 2;
+        DataStep(modelOutput, sample, SigmaValues[stepIndex], _toMidpoint[k], _toMidpointDenoised[k], sample);
     }
 
     /// <summary>From level k to its sigma_down with the midpoint's data prediction, then the noise times sigma_up.</summary>

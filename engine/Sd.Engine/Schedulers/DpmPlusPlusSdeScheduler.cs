@@ -84,13 +84,12 @@ public sealed class DpmPlusPlusSdeScheduler : TwoCallSigmaScheduler
     /// <summary>Level k towards the midpoint, plus the span's first noise; the last step's one call is an Euler step to sigma 0.</summary>
     protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
-        float sigma = SigmaValues[stepIndex];
-        int k = stepIndex / 2;
-        if (k == _span.Length)
+        if (FinalEulerStep(modelOutput, stepIndex, sample))
         {
-            SlopeStep(modelOutput, sample, sigma, 0f - sigma, sample);
             return;
         }
+        int k = stepIndex / 2;
+        float sigma = SigmaValues[stepIndex];
         float[] z = Draw(noise, stepIndex, sample.Length);
         if (_firstDraw.Length != z.Length)
         {

@@ -104,6 +104,21 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
     }
 
     /// <summary>
+    /// The last step's one call, which ends at sigma 0, as k-diffusion's DPM++ samplers take it: an Euler step, x + (x -
+    /// D) / sigma x (0 - sigma). Returns whether <paramref name="stepIndex"/> was that call.
+    /// </summary>
+    protected bool FinalEulerStep(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample)
+    {
+        if (stepIndex != StepCount - 1)
+        {
+            return false;
+        }
+        float sigma = SigmaValues[stepIndex];
+        SlopeStep(modelOutput, sample, sigma, 0f - sigma, sample);
+        return true;
+    }
+
+    /// <summary>
     /// sample = ratio * from - expm1 * D, D the data predicted from the sample at <paramref name="sigma"/>: a DPM-Solver++
     /// step (k-diffusion's DPM++ 2S a and SDE), from the sample itself or from <see cref="Start"/>.
     /// </summary>
