@@ -23,18 +23,28 @@ public sealed class HiresCommandTests : IDisposable
         Assert.Contains("Size: 64x48, Clip skip: 1, ", picture.Text["parameters"]);
         Assert.Contains("Sampler: Euler, Denoising strength: 0.7, Hires upscale: 1.5, Hires upscaler: Latent, CFG scale: 7.5,", picture.Text["parameters"]);
 
-        Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-width", "80", "--hires-height", "64", "--hires-strength", "0.5",
+        // One side 0 keeps the aspect ratio: 100 x 48 // 64 = 75, both floored to 8s.
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-width", "100", "--hires-height", "0", "--hires-strength", "0.5",
             "--hires-steps", "3", "--out", sized], TextWriter.Null));
         picture = PngFile.Read(sized);
-        Assert.Equal((80, 64), (picture.Width, picture.Height));
-        Assert.Contains("Denoising strength: 0.5, Hires resize: 80x64, Hires steps: 3, Hires upscaler: Latent, ", picture.Text["parameters"]);
+        Assert.Equal((96, 72), (picture.Width, picture.Height));
+        Assert.Contains("Denoising strength: 0.5, Hires resize: 100x0, Hires steps: 3, Hires upscaler: Latent, ", picture.Text["parameters"]);
+
+        // int(640 x 1.3) is 832 in doubles (a float32 1.3 gives 831.99997, so 824); --hires-steps 0 is --steps.
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a", "--steps", "1", "--width", "640", "--height", "16", "--scheduler", "euler",
+            "--hires-scale", "1.3", "--hires-steps", "0", "--out", scaled], TextWriter.Null));
+        picture = PngFile.Read(scaled);
+        Assert.Equal((832, 16), (picture.Width, picture.Height)); // int(16 x 1.3) = 20, floored to 16
+        Assert.DoesNotContain("Hires steps", picture.Text["parameters"]);
     }
 
     [Theory]
     [InlineData("--hires-strength and --hires-steps set a hires fix", "--hires-steps", "3")]
     [InlineData("not both", "--hires-scale", "2", "--hires-width", "128", "--hires-height", "128")]
-    [InlineData("--hires-width and --hires-height go together", "--hires-width", "128")]
     [InlineData("--hires-scale must be above 0 and at most 16, got 0", "--hires-scale", "0")]
+    [InlineData("change the aspect ratio of 64x48, which A1111 covers and crops", "--hires-width", "128", "--hires-height", "128")]
+    [InlineData("one of them above 0", "--hires-width", "0", "--hires-height", "0")]
+    [InlineData("makes a 0x0 image", "--hires-scale", "0.1")]
     public void Flags_that_do_not_go_together_are_refused(string expected, params string[] flags)
     {
         var e = Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common, .. flags, "--out", _dir.File("x.png")], TextWriter.Null));

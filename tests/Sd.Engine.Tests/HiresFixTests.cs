@@ -20,11 +20,13 @@ public sealed unsafe class HiresFixTests : IDisposable
 
     public void Dispose() => _demo.Dispose();
 
+    /// <param name="total">The second pass's schedule, int(steps / min(strength, 0.999)) as Python computes it.</param>
     [Theory]
-    [InlineData("euler", 0.7f, null)] // 4 steps at 0.7: the last 4 of a 5-step schedule
-    [InlineData("euler-a", 0.5f, 3)] // the ancestral draws continue the second pass's generator
-    [InlineData("heun", 0.35f, 3)] // two calls per step: 5 calls from call 10 of an 8-step schedule
-    public void The_passes_match_a1111s_written_out(string scheduler, float strength, int? hiresSteps)
+    [InlineData("euler", 0.7, null, 5)] // 4 steps at 0.7: the last 4 of a 5-step schedule
+    [InlineData("euler-a", 0.5, 3, 6)] // the ancestral draws continue the second pass's generator
+    [InlineData("heun", 0.35, 3, 8)] // two calls per step: 5 calls from call 10 of an 8-step schedule
+    [InlineData("euler", 0.4, 20, 50)] // a float32 0.4 would make 49
+    public void The_passes_match_a1111s_written_out(string scheduler, double strength, int? hiresSteps, int total)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         GenerateRequest request = GuidedLoop.Request("a [red boat:green tree:1.5]", "blurry", 4, scheduler, 5) with
@@ -48,7 +50,7 @@ public sealed unsafe class HiresFixTests : IDisposable
             BilinearResize.Resize(src, dst, 1, 8, 8, h, w, 4);
         }
         Scheduler second = Scheduler.Create(scheduler, _demo.Scheduler!);
-        int steps = hiresSteps ?? 4, total = (int)(steps / Math.Min((double)strength, 0.999));
+        int steps = hiresSteps ?? 4;
         second.SetTimesteps(total, (total - steps) * second.Order);
         var noise = new TorchNoise(request.Seed);
         float[] latents = new float[upscaled.Length];
@@ -63,10 +65,11 @@ public sealed unsafe class HiresFixTests : IDisposable
         int calls = 4 * second.Order - (second.Order - 1) + second.StepCount - second.FirstStep;
         Assert.Equal(Enumerable.Range(1, calls), progress.Select(p => p.Step));
         Assert.All(progress, p => Assert.Equal(calls, p.Total));
+        Assert.True(progress.Zip(progress.Skip(1)).All(p => p.Second.Elapsed >= p.First.Elapsed)); // one clock over both passes
     }
 
     [Fact]
-    public void The_second_pass_differs_from_an_upscaled_first_pass_and_a_batch_reproduces_each_image()
+    public void A_batch_reproduces_each_image_alone_by_its_seed()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         GenerateRequest request = GuidedLoop.Request("a red boat", "", 3, "euler-a", 9) with { Hires = new HiresFix { Width = 96, Height = 96 } };
@@ -85,13 +88,13 @@ public sealed unsafe class HiresFixTests : IDisposable
     }
 
     [Theory]
-    [InlineData(100, 64, 0.7f, null, "positive multiples of 8")]
-    [InlineData(128, 128, 0f, null, "strength must be in (0, 1]")]
-    [InlineData(128, 128, 1.5f, null, "strength must be in (0, 1]")]
-    [InlineData(128, 128, float.NaN, null, "strength must be in (0, 1]")]
-    [InlineData(128, 128, 0.5f, 600, "a schedule of 1200 steps")]
-    [InlineData(128, 128, 0.5f, 0, "0 steps")]
-    public void A_hires_fix_the_passes_cannot_run_is_refused_before_any_work(int width, int height, float strength, int? steps, string expected)
+    [InlineData(100, 64, 0.7, null, "positive multiples of 8")]
+    [InlineData(128, 128, 0.0, null, "strength must be in (0, 1]")]
+    [InlineData(128, 128, 1.5, null, "strength must be in (0, 1]")]
+    [InlineData(128, 128, double.NaN, null, "strength must be in (0, 1]")]
+    [InlineData(128, 128, 0.5, 600, "a schedule of 1200 steps")]
+    [InlineData(128, 128, 0.5, 0, "0 steps")]
+    public void A_hires_fix_the_passes_cannot_run_is_refused_before_any_work(int width, int height, double strength, int? steps, string expected)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         GenerateRequest request = GuidedLoop.Request("a boat", "", 4, "euler", 1) with

@@ -38,7 +38,7 @@ internal static class InpaintReference
         Scheduler scheduler = Scheduler.Create(request.Scheduler!, source.Scheduler!);
         int steps = request.Steps!.Value;
         // timesteps[t_start * order:] with set_begin_index: two calls per step for Heun and DPM2.
-        int start = (steps - Math.Min((int)(steps * (double)request.Strength), steps)) * scheduler.Order;
+        int start = (steps - Math.Min((int)(steps * request.Strength), steps)) * scheduler.Order;
         scheduler.SetTimesteps(steps, start);
         bool strengthMax = request.Strength == 1f;
 

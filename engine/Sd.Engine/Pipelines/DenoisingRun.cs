@@ -34,6 +34,9 @@ internal sealed class DenoisingRun(Scheduler scheduler, int start, Tensor latent
 
     public int CallsAfter { get; set; }
 
+    /// <summary>The image's denoising time before this run (its first pass, for a hires fix's second), for progress reports.</summary>
+    public TimeSpan ElapsedBefore { get; set; }
+
     /// <summary>Makes the run dispose <paramref name="tensor"/> (may be null) with itself; returns it.</summary>
     public Tensor? Own(Tensor? tensor)
     {

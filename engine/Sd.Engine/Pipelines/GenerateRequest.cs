@@ -64,8 +64,11 @@ public sealed record GenerateRequest
     /// </summary>
     public Tensor? Mask { get; init; }
 
-    /// <summary>img2img: how much of the schedule runs (1 ignores the picture's content, 0 returns it).</summary>
-    public float Strength { get; init; } = 0.8f;
+    /// <summary>
+    /// img2img: how much of the schedule runs (1 ignores the picture's content, 0 returns it). A double, as diffusers'
+    /// Python float: int(20 x 0.7) is 14 steps, where 0.7 as a float32 would give 13.
+    /// </summary>
+    public double Strength { get; init; } = 0.8;
 
     /// <summary>Where the scheduler's noise comes from; null means the seeded generator.</summary>
     public INoiseSource? Noise { get; init; }
@@ -76,11 +79,13 @@ public sealed record GenerateRequest
 
 /// <summary>
 /// AUTOMATIC1111's hires fix: the txt2img pass's latents are upscaled to <see cref="Width"/> x <see cref="Height"/>
-/// (A1111's "Latent" upscaler: bilinear) and denoised again from <see cref="Strength"/>, as A1111's second pass: the
-/// last <see cref="Steps"/> steps of a schedule of int(Steps / min(Strength, 0.999)), with the request's prompts,
-/// scheduler and guidance. Its noise comes from a fresh generator of the image's seed (A1111 makes a new one of the
-/// same seeds), or continues <see cref="GenerateRequest.Noise"/>. Prompt editing counts its steps on from the first
-/// pass's (A1111's hires scheduling: <c>[a:b:25]</c> after 20 steps switches 5 steps in, <c>[a:b:1.5]</c> halfway).
+/// (A1111's "Latent" upscaler: bilinear, stretched to that size; A1111's resize to another aspect ratio crops instead)
+/// and denoised again from <see cref="Strength"/>, as A1111 lays out its second pass: the last <see cref="Steps"/>
+/// steps of a schedule of int(Steps / min(Strength, 0.999)), with the request's prompts, scheduler and guidance. Its
+/// noise comes from a fresh generator of the image's seed (A1111 makes a new one of the same seeds), or continues
+/// <see cref="GenerateRequest.Noise"/>. Prompt editing counts its steps on from the first pass's (A1111's hires
+/// scheduling: <c>[a:b:25]</c> after 20 steps switches 5 steps in, <c>[a:b:1.5]</c> halfway). The schedules and the
+/// noise are Sd's (diffusers'), not A1111's k-diffusion sigmas and GPU generator: a seed gives another picture.
 /// </summary>
 public sealed record HiresFix
 {
@@ -89,8 +94,8 @@ public sealed record HiresFix
 
     public int Height { get; init; }
 
-    /// <summary>A1111's denoising strength of the second pass, in (0, 1].</summary>
-    public float Strength { get; init; } = 0.7f;
+    /// <summary>A1111's denoising strength of the second pass, in (0, 1] (a double, as A1111's Python float).</summary>
+    public double Strength { get; init; } = 0.7;
 
     /// <summary>The second pass's steps; null: the request's.</summary>
     public int? Steps { get; init; }

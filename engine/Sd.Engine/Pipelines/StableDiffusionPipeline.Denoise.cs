@@ -92,7 +92,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             }
             run.AfterStep?.Invoke(step);
             progress?.Report(new StepInfo(run.CallsBefore + step + 1 - start, run.CallsBefore + scheduler.StepCount - start + run.CallsAfter,
-                clock.Elapsed, loop.Image, loop.Images));
+                run.ElapsedBefore + clock.Elapsed, loop.Image, loop.Images));
             _logger.LogDebug("Step {Step}/{Total} (t = {Timestep}) of image {Image}/{Images} at {Seconds:F2} s", step + 1 - start,
                 scheduler.StepCount - start, timestep[0], loop.Image + 1, loop.Images, clock.Elapsed.TotalSeconds);
         }

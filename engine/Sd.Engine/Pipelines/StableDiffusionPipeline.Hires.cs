@@ -17,7 +17,7 @@ public sealed unsafe partial class StableDiffusionPipeline
     private Scheduler NewHiresScheduler(GenerateRequest request, HiresFix hires)
     {
         int steps = HiresStepsOf(request, hires);
-        int total = (int)(steps / Math.Min((double)hires.Strength, 0.999));
+        int total = (int)(steps / Math.Min(hires.Strength, 0.999));
         Scheduler scheduler = Scheduler.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig);
         scheduler.SetTimesteps(total, (total - steps) * scheduler.Order);
         return scheduler;
@@ -48,12 +48,20 @@ public sealed unsafe partial class StableDiffusionPipeline
             throw new ArgumentException("a hires fix follows a txt2img pass; img2img and inpainting have none", nameof(request));
         }
         int steps = HiresStepsOf(request, hires);
-        int total = steps < 1 ? 0 : (int)(steps / Math.Min((double)hires.Strength, 0.999));
+        int total = steps < 1 ? 0 : (int)(steps / Math.Min(hires.Strength, 0.999));
         if (steps < 1 || total > _schedulerConfig.NumTrainTimesteps)
         {
             throw new ArgumentException($"the hires fix's {steps} steps at strength {hires.Strength} make a schedule of {total} steps; it must have 1 to {_schedulerConfig.NumTrainTimesteps} (the training timesteps)", nameof(request));
         }
-        NewHiresScheduler(request, hires); // what the scheduler itself refuses (LCM's step limit, repeated levels)
+        try
+        {
+            NewHiresScheduler(request, hires);
+        }
+        catch (ArgumentException e)
+        {
+            // What the scheduler itself refuses (LCM's step limit, repeated levels), named as the hires fix's.
+            throw new ArgumentException($"the hires fix's second pass ({steps} of {total} steps): {BareMessage(e)}", nameof(request), e);
+        }
     }
 
     /// <summary>

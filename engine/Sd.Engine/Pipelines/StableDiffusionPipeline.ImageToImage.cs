@@ -58,7 +58,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             throw new ArgumentException($"strength must be in [0, 1], got {request.Strength}", nameof(request));
         }
         int steps = StepsOf(request);
-        int initSteps = Math.Min((int)(steps * (double)request.Strength), steps);
+        int initSteps = Math.Min((int)(steps * request.Strength), steps);
         return Math.Max(steps - initSteps, 0);
     }
 

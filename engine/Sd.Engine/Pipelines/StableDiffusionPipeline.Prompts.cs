@@ -12,14 +12,11 @@ public sealed partial class StableDiffusionPipeline
     /// The UNet's contexts from the request's prompts (<see cref="TokenizePrompts"/>): every text of their schedules
     /// encoded in one batch, then read call by call as [uncond, cond] when guided (diffusers' batch order) else [cond].
     /// </summary>
-    /// <param name="quiet">Leaves out what the first pass's encoding already logged about the prompts (a hires fix's second pass).</param>
+    /// <param name="secondPass">A hires fix's second pass: only its prompt editing is logged (the rest was, for the first).</param>
     private PromptContexts EncodePrompts(PromptPlan plan, GenerateRequest request, bool guided, PhaseTimes times, CancellationToken cancellation,
-        bool quiet = false)
+        bool secondPass = false)
     {
-        if (!quiet)
-        {
-            LogPlan(plan, guided);
-        }
+        LogPlan(plan, guided, secondPass);
         ClipTextModel encoder = Acquire(_textEncoder, times);
         cancellation.ThrowIfCancellationRequested();
         ClipTextOutput output;
@@ -53,13 +50,25 @@ public sealed partial class StableDiffusionPipeline
         }
     }
 
-    /// <summary>Logs what a pass's prompts hold: dropped tokens, taken-out tags, prompt editing, AND parts.</summary>
-    private void LogPlan(PromptPlan plan, bool guided)
+    /// <summary>
+    /// Logs what a pass's prompts hold: dropped tokens, taken-out tags, prompt editing, AND parts; for a hires fix's
+    /// second pass, its prompt editing only.
+    /// </summary>
+    private void LogPlan(PromptPlan plan, bool guided, bool secondPass)
     {
         for (int i = 0; i < plan.Rows.Length; i++)
         {
             (int End, int Text)[] row = plan.Rows[i];
             TokenizedPrompt first = plan.RowPrompts[i];
+            if (row.DistinctBy(entry => entry.Text).Count() is int distinct and > 1)
+            {
+                _logger.LogInformation("The {What} changes during {Pass} (prompt editing): {Count} texts over the steps, the first until call {End}",
+                    PromptName(i, guided), secondPass ? "the hires fix's second pass" : "the run", distinct, row[0].End);
+            }
+            if (secondPass)
+            {
+                continue;
+            }
             if (first.DroppedTokens > 0)
             {
                 _logger.LogWarning("The {What} is longer than the text encoder's {Length} tokens: {Dropped} tokens were dropped",
@@ -71,11 +80,10 @@ public sealed partial class StableDiffusionPipeline
                 _logger.LogInformation("The prompt's extra-network tags {Tags} were taken out of its text; the pipeline merges only PipelineOptions.Loras",
                     string.Join(" ", first.RemovedTags));
             }
-            if (row.DistinctBy(entry => entry.Text).Count() is int distinct and > 1)
-            {
-                _logger.LogInformation("The {What} changes during the run (prompt editing): {Count} texts over the steps, the first until call {End}",
-                    PromptName(i, guided), distinct, row[0].End);
-            }
+        }
+        if (secondPass)
+        {
+            return;
         }
         if (plan.PartWeights.Length > 1)
         {

@@ -177,9 +177,9 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// <summary>
     /// Batch count: <paramref name="count"/> images from one request, image i drawn with seed Seed + i (A1111's
     /// convention, so any image of a batch is reproduced alone with its <see cref="GenerateResult.Seed"/>). The prompt
-    /// is encoded once, and the phases run image by image in turn (all VAE encodes, all denoising, all decodes), so a
-    /// <see cref="PipelineMemory.Sequential"/> pipeline loads each component once per batch. Given latents or a noise
-    /// source reproduce a single run and need a count of 1. Progress reports carry the image index. Calls from several
+    /// is encoded once (a hires fix's second pass with it), and the phases run image by image in turn (all VAE encodes,
+    /// all denoising, all hires fix passes, all decodes), so a <see cref="PipelineMemory.Sequential"/> pipeline loads
+    /// each component once per batch. Given latents or a noise source reproduce a single run and need a count of 1. Progress reports carry the image index. Calls from several
     /// threads run one at a time; <see cref="Dispose"/> stops a running call, which then throws
     /// <see cref="ObjectDisposedException"/>.
     /// </summary>
@@ -249,7 +249,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         for (int i = 0; i < count; i++) times[i] = new PhaseTimes();
         PhaseClock textClock = times[0].Start();
         using PromptContexts contexts = EncodePrompts(prompts.First, request, guided, times[0], cancellation);
-        using PromptContexts? hiresContexts = prompts.Hires is { } second ? EncodePrompts(second, request, guided, times[0], cancellation, quiet: true) : null;
+        using PromptContexts? hiresContexts = prompts.Hires is { } second ? EncodePrompts(second, request, guided, times[0], cancellation, secondPass: true) : null;
         times[0].Text = textClock.Elapsed;
         int hiresCalls = request.Hires is { } hires ? HiresCalls(request, hires) : 0;
         var runs = new List<DenoisingRun>(count);
@@ -278,6 +278,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                     DenoisingRun first = runs[i];
                     runs[i] = PrepareHires(request, fix, first.Latents, request.Noise ?? new TorchNoise(SeedOf(request, i)), times[i]);
                     runs[i].CallsBefore = first.Scheduler.StepCount - first.Start;
+                    runs[i].ElapsedBefore = times[i].Denoising + clock.Elapsed;
                     first.Dispose();
                     Denoise(runs[i], hiresContexts!, request, i, count, progress, cancellation);
                     times[i].Denoising += clock.Elapsed;

@@ -52,11 +52,13 @@ public static class GenerateCommand
         the unmasked area from the picture, a 9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is
         shown the mask and the masked picture. An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7)
         is conditioned on --guidance instead of classifier-free guidance, so the negative prompt is not used.
-        --hires-scale S (or --hires-width W --hires-height H) adds AUTOMATIC1111's hires fix to txt2img: the
-        latents are upscaled (A1111's Latent upscaler, bilinear) to S times the size, rounded down to a multiple of 8,
-        and denoised again as A1111's second pass does: the last --hires-steps N (default: --steps) of a schedule of
-        int(N / --hires-strength) steps (default strength 0.7), with the same prompts, scheduler and seed; prompt
-        editing counts on from the first pass ([a:b:25] after 20 steps switches 5 steps in, [a:b:1.5] halfway).
+        --hires-scale S (or --hires-width W --hires-height H, one of them 0 to keep the aspect ratio) adds
+        AUTOMATIC1111's hires fix to txt2img: the latents are upscaled (A1111's Latent upscaler, bilinear) to int(S x
+        size), each side rounded down to a multiple of 8, and denoised again as A1111 lays out its second pass: the last
+        --hires-steps N (default, or 0: --steps) of a schedule of int(N / --hires-strength) steps (default strength
+        0.7), with the same prompts, scheduler and seed; prompt editing counts on from the first pass ([a:b:25] after
+        20 steps switches 5 steps in, [a:b:1.5] halfway). Schedules and noise are Sd's, so a seed does not give
+        A1111's picture.
         --batch-count N makes N images with seeds S, S+1, ... from --seed S (each reproducible alone), written as
         out-1.png ... out-N.png (the same suffixes for --out-latents and --out-image-npy); the prompt is encoded and
         each component loaded once for the whole batch.
@@ -143,7 +145,7 @@ public static class GenerateCommand
             InitialLatents = line.Get("--latents") is { } latents ? NpyFile.ReadFloat32(latents, out latentsShape) : null,
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
-        request = request with { Strength = line.GetFloat("--strength", 0.8f), Hires = Hires(line, request.Width, request.Height) };
+        request = request with { Strength = line.GetDouble("--strength", 0.8), Hires = Hires(line, request.Width, request.Height) };
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
         // The prompt's <lora:...> tags are resolved before anything loads.
@@ -201,14 +203,17 @@ public static class GenerateCommand
     /// <summary>A1111's parameters of a hires fix: its strength, upscale (or resize), steps when given, upscaler.</summary>
     private static string HiresParameters(CommandLine line, HiresFix hires)
     {
-        string size = line.Get("--hires-scale") is { } scale ? $"Hires upscale: {scale}" : $"Hires resize: {hires.Width}x{hires.Height}";
+        string size = line.Has("--hires-scale") ? $"Hires upscale: {line.GetDouble("--hires-scale", 2).ToString(CultureInfo.InvariantCulture)}"
+            : $"Hires resize: {line.GetInt("--hires-width", 0)}x{line.GetInt("--hires-height", 0)}";
         string steps = hires.Steps is { } n ? $"Hires steps: {n}, " : "";
         return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: Latent, ";
     }
 
     /// <summary>
-    /// The hires fix the --hires-* flags ask for, or null: --hires-scale S makes int(size x S) rounded down to a
-    /// multiple of 8 (A1111 floors the latents' size), --hires-width and --hires-height give it.
+    /// The hires fix the --hires-* flags ask for, or null, sized as A1111 sizes it: --hires-scale S makes int(size x
+    /// S); --hires-width and --hires-height give it, one of them 0 to keep the aspect ratio (x * height // width). Both
+    /// sides are then rounded down to multiples of 8, as A1111 floors the latents' size. A size of another aspect ratio,
+    /// which A1111 covers and crops, is refused.
     /// </summary>
     private static HiresFix? Hires(CommandLine line, int width, int height)
     {
@@ -229,29 +234,39 @@ public static class GenerateCommand
         {
             throw new UsageException("generate: a hires fix follows txt2img; --init-image runs img2img");
         }
-        int hiresWidth, hiresHeight;
+        long w, h;
         if (scaled)
         {
-            float scale = line.GetFloat("--hires-scale", 2f);
+            double scale = line.GetDouble("--hires-scale", 2);
             if (!(scale > 0 && scale <= 16))
             {
                 throw new UsageException($"generate: --hires-scale must be above 0 and at most 16, got {scale.ToString(CultureInfo.InvariantCulture)}");
             }
-            (hiresWidth, hiresHeight) = ((int)(width * (double)scale) / 8 * 8, (int)(height * (double)scale) / 8 * 8);
+            (w, h) = ((long)(width * scale), (long)(height * scale));
         }
         else
         {
-            hiresWidth = line.GetInt("--hires-width", 0);
-            hiresHeight = line.GetInt("--hires-height", 0);
-            if (!line.Has("--hires-width") || !line.Has("--hires-height"))
+            int x = line.GetInt("--hires-width", 0), y = line.GetInt("--hires-height", 0);
+            if (x < 0 || y < 0 || x == 0 && y == 0)
             {
-                throw new UsageException("generate: --hires-width and --hires-height go together");
+                throw new UsageException($"generate: --hires-width and --hires-height must not be negative, and one of them above 0 (0 keeps the aspect ratio), got {x}x{y}");
+            }
+            (w, h) = y == 0 ? ((long)x, (long)x * height / width) : x == 0 ? ((long)y * width / height, (long)y) : ((long)x, (long)y);
+            if (x > 0 && y > 0 && (long)x * height != (long)y * width)
+            {
+                throw new UsageException($"generate: --hires-width and --hires-height {x}x{y} change the aspect ratio of {width}x{height}, which A1111 covers and crops; give one of them (the other 0) or --hires-scale");
             }
         }
+        (w, h) = (w / 8 * 8, h / 8 * 8);
+        if (w < 8 || h < 8 || w > StableDiffusionPipeline.MaxImageSide || h > StableDiffusionPipeline.MaxImageSide)
+        {
+            throw new UsageException($"generate: the hires fix makes a {w}x{h} image; each side must be 8 to {StableDiffusionPipeline.MaxImageSide}");
+        }
+        int steps = line.GetInt("--hires-steps", 0);
         return new HiresFix
         {
-            Width = hiresWidth, Height = hiresHeight, Strength = line.GetFloat("--hires-strength", 0.7f),
-            Steps = line.Has("--hires-steps") ? line.GetInt("--hires-steps", 0) : null,
+            Width = (int)w, Height = (int)h, Strength = line.GetDouble("--hires-strength", 0.7),
+            Steps = steps == 0 ? null : steps, // A1111: 0 is the first pass's steps
         };
     }
 
