@@ -36,10 +36,17 @@ public sealed class HiresCommandTests : IDisposable
         picture = PngFile.Read(scaled);
         Assert.Equal((832, 16), (picture.Width, picture.Height)); // int(16 x 1.3) = 20, floored to 16
         Assert.DoesNotContain("Hires steps", picture.Text["parameters"]);
+
+        // Its own scheduler and prompts, under A1111's keys (a value with a comma quoted as A1111 quotes it).
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-scale", "1.5", "--hires-scheduler", "dpm++-2s-a-karras",
+            "--hires-prompt", "a castle, at night", "--hires-negative-prompt", "blurry", "--out", scaled], TextWriter.Null));
+        Assert.Contains("Hires upscaler: Latent, Hires sampler: DPM++ 2S a, Hires schedule type: Karras, Hires prompt: \"a castle, at night\", " +
+            "Hires negative prompt: blurry, CFG scale", PngFile.Read(scaled).Text["parameters"]);
     }
 
     [Theory]
-    [InlineData("--hires-strength and --hires-steps set a hires fix", "--hires-steps", "3")]
+    [InlineData("the --hires-* options set a hires fix", "--hires-steps", "3")]
+    [InlineData("the --hires-* options set a hires fix", "--hires-prompt", "a tree")]
     [InlineData("not both", "--hires-scale", "2", "--hires-width", "128", "--hires-height", "128")]
     [InlineData("--hires-scale must be above 0 and at most 16, got 0", "--hires-scale", "0")]
     [InlineData("change the aspect ratio of 64x48, which A1111 covers and crops", "--hires-width", "128", "--hires-height", "128")]

@@ -69,6 +69,39 @@ public sealed unsafe class HiresFixTests : IDisposable
     }
 
     [Fact]
+    public void The_second_pass_may_have_its_own_scheduler_and_prompts()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = GuidedLoop.Request("a red boat", "blurry", 3, "euler", 7) with
+        {
+            Hires = new HiresFix { Width = 96, Height = 64, Strength = 0.6, Steps = 2, Scheduler = "heun", Prompt = "a green tree", NegativePrompt = "grainy" },
+        };
+        using GenerateResult result = pipeline.Generate(request);
+
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, [.. new[] { "blurry", "a red boat", "grainy", "a green tree" }.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))]);
+        Func<int, int>[] Lengths(Func<int, int>[] rows) => [.. rows.Select(row => (Func<int, int>)(call => bank.Lengths[row(call)]))];
+        Func<int, int>[] firstRows = [_ => 0, _ => 1], secondRows = [_ => 2, _ => 3];
+        float[] first = GuidedLoop.Latents(_demo, request, bank, firstRows, Lengths(firstRows), [1.0]);
+        var upscaled = new float[8 * 12 * 4];
+        fixed (float* src = first, dst = upscaled)
+        {
+            BilinearResize.Resize(src, dst, 1, 8, 8, 8, 12, 4);
+        }
+        Scheduler heun = Scheduler.Create("heun", _demo.Scheduler!);
+        heun.SetTimesteps(3, 1 * 2); // int(2 / 0.6) = 3 steps, the last 2: from call 2
+        var noise = new TorchNoise(request.Seed);
+        float[] latents = new float[upscaled.Length];
+        heun.AddNoise(upscaled, GuidedLoop.Draw(noise, 8, 12), heun.FirstStep, latents);
+        GuidedLoop.Run(_demo, request, bank, secondRows, Lengths(secondRows), [1.0], heun, latents, 8, 12, noise);
+        Assert.Equal(latents, result.Latents.Span.ToArray());
+
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { Scheduler = "fastest" } }));
+        Assert.Contains("the hires fix's second pass", e.Message);
+        Assert.Contains("unknown scheduler 'fastest'", e.Message);
+    }
+
+    [Fact]
     public void A_batch_reproduces_each_image_alone_by_its_seed()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();

@@ -99,6 +99,17 @@ public sealed record HiresFix
 
     /// <summary>The second pass's steps; null: the request's.</summary>
     public int? Steps { get; init; }
+
+    /// <summary>The second pass's scheduler (A1111's hires sampler); null: the request's.</summary>
+    public string? Scheduler { get; init; }
+
+    /// <summary>
+    /// The second pass's prompts (A1111's hires prompt and negative prompt); null: the request's. Their extra-network
+    /// tags are taken out and not applied (the LoRAs merged at load serve both passes).
+    /// </summary>
+    public string? Prompt { get; init; }
+
+    public string? NegativePrompt { get; init; }
 }
 
 /// <summary>

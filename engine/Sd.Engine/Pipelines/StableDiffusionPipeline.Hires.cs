@@ -11,6 +11,17 @@ public sealed unsafe partial class StableDiffusionPipeline
     private int HiresStepsOf(GenerateRequest request, HiresFix hires) => hires.Steps ?? StepsOf(request);
 
     /// <summary>
+    /// The request as its second pass runs it: the hires fix's scheduler and prompts where it names them (what else a
+    /// pass reads, the guidance and the syntax, is the request's).
+    /// </summary>
+    private GenerateRequest SecondPass(GenerateRequest request, HiresFix hires) => request with
+    {
+        Scheduler = hires.Scheduler ?? request.Scheduler ?? DefaultScheduler,
+        Prompt = hires.Prompt ?? request.Prompt,
+        NegativePrompt = hires.NegativePrompt ?? request.NegativePrompt,
+    };
+
+    /// <summary>
     /// The second pass's scheduler, as A1111's setup_img2img_steps for a given step count: a schedule of
     /// int(steps / min(strength, 0.999)) steps, run from the step that leaves <c>steps</c> of it.
     /// </summary>
@@ -18,7 +29,7 @@ public sealed unsafe partial class StableDiffusionPipeline
     {
         int steps = HiresStepsOf(request, hires);
         int total = (int)(steps / Math.Min(hires.Strength, 0.999));
-        Scheduler scheduler = Scheduler.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig);
+        Scheduler scheduler = Scheduler.Create(hires.Scheduler ?? request.Scheduler ?? DefaultScheduler, _schedulerConfig);
         scheduler.SetTimesteps(total, (total - steps) * scheduler.Order);
         return scheduler;
     }

@@ -124,9 +124,15 @@ public sealed partial class StableDiffusionPipeline
     /// </summary>
     private PromptPlan TokenizePrompts(GenerateRequest request, bool guided, HiresFix? hires)
     {
-        int order = Scheduler.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig).Order;
-        int firstPass = StepsOf(request) * order;
-        (int calls, int? firstPassSteps) = hires is null ? (firstPass, (int?)null) : (HiresStepsOf(request, hires) * order, firstPass);
+        int calls = StepsOf(request) * OrderOf(request.Scheduler ?? DefaultScheduler);
+        int? firstPassSteps = null;
+        if (hires is not null)
+        {
+            // The second pass's own prompts, over its steps x its scheduler's multiplier, counting on from the first's.
+            firstPassSteps = calls;
+            request = SecondPass(request, hires);
+            calls = HiresStepsOf(request, hires) * OrderOf(request.Scheduler!);
+        }
         var schedules = new List<IReadOnlyList<ScheduledTokens>>();
         if (guided)
         {
@@ -196,6 +202,9 @@ public sealed partial class StableDiffusionPipeline
             }
         }
     }
+
+    /// <summary>A scheduler's order (A1111's step multiplier): 2 for the two-call samplers.</summary>
+    private int OrderOf(string scheduler) => Scheduler.Create(scheduler, _schedulerConfig).Order;
 
     /// <summary>The most parts a prompt may be composed of with AND: each adds an image to every UNet call's batch.</summary>
     private const int MaxPromptParts = 8;

@@ -20,6 +20,7 @@ public static class GenerateCommand
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
+                           [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
@@ -57,8 +58,9 @@ public static class GenerateCommand
         size), each side rounded down to a multiple of 8, and denoised again as A1111 lays out its second pass: the last
         --hires-steps N (default, or 0: --steps) of a schedule of int(N / --hires-strength) steps (default strength
         0.7), with the same prompts, scheduler and seed; prompt editing counts on from the first pass ([a:b:25] after
-        20 steps switches 5 steps in, [a:b:1.5] halfway). Schedules and noise are Sd's, so a seed does not give
-        A1111's picture.
+        20 steps switches 5 steps in, [a:b:1.5] halfway). --hires-scheduler, --hires-prompt and
+        --hires-negative-prompt give the second pass its own (A1111's hires sampler and prompts; a hires prompt's
+        LoRA tags are taken out, not applied). Schedules and noise are Sd's, so a seed does not give A1111's picture.
         --batch-count N makes N images with seeds S, S+1, ... from --seed S (each reproducible alone), written as
         out-1.png ... out-N.png (the same suffixes for --out-latents and --out-image-npy); the prompt is encoded and
         each component loaded once for the whole batch.
@@ -97,7 +99,8 @@ public static class GenerateCommand
         var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
             "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
-            "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps"), [], repeatable: ["--lora", "--embedding"]);
+            "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
+            "--hires-negative-prompt"), [], repeatable: ["--lora", "--embedding"]);
         string outPath = line.Require("--out");
         int batchCount = line.GetInt("--batch-count", 1);
         if (batchCount < 1 || batchCount > StableDiffusionPipeline.MaxBatchCount)
@@ -206,7 +209,23 @@ public static class GenerateCommand
         string size = line.Has("--hires-scale") ? $"Hires upscale: {line.GetDouble("--hires-scale", 2).ToString(CultureInfo.InvariantCulture)}"
             : $"Hires resize: {line.GetInt("--hires-width", 0)}x{line.GetInt("--hires-height", 0)}";
         string steps = hires.Steps is { } n ? $"Hires steps: {n}, " : "";
-        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: Latent, ";
+        string sampler = hires.Scheduler is { } name ? SamplerOf(name, "Hires sampler", "Hires schedule type") + ", " : "";
+        string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Quote(prompt)}, " : "")
+            + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Quote(negative)}, " : "");
+        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: Latent, {sampler}{prompts}";
+    }
+
+    /// <summary>
+    /// A1111's quote for an infotext value: as it is, unless it holds a comma, a colon or a line break, then as a JSON
+    /// string (json.dumps with ensure_ascii=False).
+    /// </summary>
+    private static string Quote(string text)
+    {
+        if (text.IndexOfAny([',', ':', '\n']) < 0)
+        {
+            return text;
+        }
+        return System.Text.Json.JsonSerializer.Serialize(text, new System.Text.Json.JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     }
 
     /// <summary>
@@ -220,9 +239,10 @@ public static class GenerateCommand
         bool scaled = line.Has("--hires-scale"), sized = line.Has("--hires-width") || line.Has("--hires-height");
         if (!scaled && !sized)
         {
-            if (line.Has("--hires-strength") || line.Has("--hires-steps"))
+            if (line.Has("--hires-strength") || line.Has("--hires-steps") || line.Has("--hires-scheduler") || line.Has("--hires-prompt")
+                || line.Has("--hires-negative-prompt"))
             {
-                throw new UsageException("generate: --hires-strength and --hires-steps set a hires fix; give --hires-scale or --hires-width and --hires-height");
+                throw new UsageException("generate: the --hires-* options set a hires fix; give --hires-scale or --hires-width (and --hires-height)");
             }
             return null;
         }
@@ -267,6 +287,7 @@ public static class GenerateCommand
         {
             Width = (int)w, Height = (int)h, Strength = line.GetDouble("--hires-strength", 0.7),
             Steps = steps == 0 ? null : steps, // A1111: 0 is the first pass's steps
+            Scheduler = line.Get("--hires-scheduler"), Prompt = line.Get("--hires-prompt"), NegativePrompt = line.Get("--hires-negative-prompt"),
         };
     }
 
@@ -346,7 +367,8 @@ public static class GenerateCommand
     /// diffusers' plain DPM-Solver schedule (linspace over steps + 1, the last dropped) is A1111's SGM Uniform. PNDM
     /// as SD runs it (skip_prk_steps) is A1111's PLMS.
     /// </summary>
-    private static string SamplerOf(string scheduler)
+    /// <param name="samplerKey">The keys (and <paramref name="scheduleKey"/>): A1111's Hires sampler and Hires schedule type for a hires fix's scheduler.</param>
+    private static string SamplerOf(string scheduler, string samplerKey = "Sampler", string scheduleKey = "Schedule type")
     {
         string lower = scheduler.ToLowerInvariant();
         bool karras = lower.EndsWith("-karras", StringComparison.Ordinal);
@@ -371,7 +393,7 @@ public static class GenerateCommand
             _ => (scheduler, null),
         };
         schedule = karras ? "Karras" : schedule;
-        return $"Sampler: {name}" + (schedule is null ? "" : $", Schedule type: {schedule}");
+        return $"{samplerKey}: {name}" + (schedule is null ? "" : $", {scheduleKey}: {schedule}");
     }
 
     /// <summary>
