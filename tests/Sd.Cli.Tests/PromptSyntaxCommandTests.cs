@@ -49,9 +49,10 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("heun", "Sampler: Heun, CFG")]
     [InlineData("heun-karras", "Sampler: Heun, Schedule type: Karras,")]
     [InlineData("dpm2-karras", "Sampler: DPM2, Schedule type: Karras,")]
-    [InlineData("dpm2-a", "Sampler: DPM2 a, CFG")]
+    [InlineData("dpm2-a", "Sampler: DPM2 a, Schedule type: Uniform,")] // A1111's DPM2 a defaults to Karras
     [InlineData("dpm++-2s-a-karras", "Sampler: DPM++ 2S a, Schedule type: Karras,")]
-    [InlineData("dpm++-sde", "Sampler: DPM++ SDE, CFG")]
+    [InlineData("dpm++-sde", "Sampler: DPM++ SDE, Schedule type: Uniform,")]
+    [InlineData("dpm++-3m-sde", "Sampler: DPM++ 3M SDE, Schedule type: Uniform,")] // A1111's default is Exponential
     [InlineData("dpm++-3m-sde-karras", "Sampler: DPM++ 3M SDE, Schedule type: Karras,")]
     [InlineData("pndm", "Sampler: PLMS, CFG")]
     [InlineData("unipc", "Sampler: UniPC, UniPC variant: bh2, UniPC order: 2, CFG")] // A1111's UniPC defaults to bh1, order 3

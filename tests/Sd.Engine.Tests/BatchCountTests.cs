@@ -64,7 +64,7 @@ public sealed class BatchCountTests
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo(pipelineOptions: new PipelineOptions { Memory = PipelineMemory.Sequential });
         using GenerateResult source = pipeline.Generate(Request);
-        GenerateRequest img2img = Request with { InitImage = source.Image, Strength = 0.6f, Seed = 5 };
+        GenerateRequest img2img = Request with { InitImage = source.Image, Strength = 0.6, Seed = 5 };
         IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(img2img, 2);
         try
         {
@@ -89,7 +89,7 @@ public sealed class BatchCountTests
         {
             for (int x = 0; x < Request.Width; x++) mask.Span[y * Request.Width + x] = x < Request.Width / 2 ? 1f : 0f;
         }
-        GenerateRequest inpaint = Request with { InitImage = source.Image, Mask = mask, Strength = 0.75f, Seed = 9 };
+        GenerateRequest inpaint = Request with { InitImage = source.Image, Mask = mask, Strength = 0.75, Seed = 9 };
         IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(inpaint, 3);
         try
         {

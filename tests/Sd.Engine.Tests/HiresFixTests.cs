@@ -97,8 +97,21 @@ public sealed unsafe class HiresFixTests : IDisposable
         Assert.Equal(latents, result.Latents.Span.ToArray());
 
         var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { Scheduler = "fastest" } }));
-        Assert.Contains("the hires fix's second pass", e.Message);
-        Assert.Contains("unknown scheduler 'fastest'", e.Message);
+        Assert.Contains("the hires fix's scheduler: unknown scheduler 'fastest'", e.Message);
+        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Scheduler = "bogus" }));
+        Assert.StartsWith("unknown scheduler 'bogus'", e.Message); // the first pass's, not blamed on the hires fix
+    }
+
+    /// <summary>Strengths are doubles, as the Python floats of diffusers and A1111: int(20 x 0.7) is 14 steps.</summary>
+    [Fact]
+    public void Img2img_runs_the_steps_a_python_float_strength_gives()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = GuidedLoop.Request("a red boat", "", 20, "euler", 2);
+        using GenerateResult picture = pipeline.Generate(request with { Steps = 1 });
+        var calls = new List<StepInfo>();
+        using GenerateResult painted = pipeline.Generate(request with { InitImage = picture.Image, Strength = 0.7 }, new SyncProgress(calls.Add));
+        Assert.Equal(14, calls.Count); // a float32 0.7 (0.69999999) would run 13
     }
 
     [Fact]

@@ -80,9 +80,9 @@ public sealed unsafe class HostileRequestTests
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         using Tensor picture = Tensor.Allocate([1, 64, 64, 3]);
         GenerateRequest img2img = Request with { Scheduler = "dpm++-2m", Steps = 1000, InitImage = picture };
-        using GenerateResult result = pipeline.Generate(img2img with { Strength = 0.002f });
+        using GenerateResult result = pipeline.Generate(img2img with { Strength = 0.002 });
         Assert.True(float.IsFinite(result.Image.Data[0]));
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Generate(img2img with { Strength = 0.6f }));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Generate(img2img with { Strength = 0.6 }));
         Assert.Contains("give steps 500 and 501 the noise levels", e.Message);
     }
 

@@ -59,7 +59,7 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
     {
         using Tensor picture = Picture();
         using Tensor mask = Mask();
-        GenerateRequest request = Request with { Scheduler = "euler-a", Strength = 0.75f, InitImage = picture, Mask = mask, Steps = 3 };
+        GenerateRequest request = Request with { Scheduler = "euler-a", Strength = 0.75, InitImage = picture, Mask = mask, Steps = 3 };
         using var pipeline = StableDiffusionPipeline.Load(models.PathFor(9));
         IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(request, 2);
         try
@@ -88,7 +88,7 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
         ArgumentException noMask = Assert.Throws<ArgumentException>(() => nine.Generate(Request with { InitImage = picture }));
         Assert.Contains("an inpainting UNet: give an init image and a mask", noMask.Message);
         Assert.Throws<ArgumentException>(() => nine.Generate(Request));
-        ArgumentException noStep = Assert.Throws<ArgumentException>(() => nine.Generate(Request with { InitImage = picture, Mask = mask, Strength = 0.1f }));
+        ArgumentException noStep = Assert.Throws<ArgumentException>(() => nine.Generate(Request with { InitImage = picture, Mask = mask, Strength = 0.1 }));
         Assert.Contains("leaves no step of 8", noStep.Message);
 
         using var five = StableDiffusionPipeline.Load(models.PathFor(5));

@@ -129,7 +129,7 @@ public sealed class PromptEditingTests : IDisposable
         Assert.False(edited.Latents.Span.SequenceEqual(boat.Latents.Span));
         // img2img counts the calls it runs from 0, as A1111 does: strength 0.5 runs calls 0 and 1 of 4 steps, both
         // before a switch at 1 (a count from the schedule's start would be at its calls 2 and 3, past it).
-        GenerateRequest painting = request with { InitImage = boat.Image, Strength = 0.5f };
+        GenerateRequest painting = request with { InitImage = boat.Image, Strength = 0.5 };
         using GenerateResult paintedEdit = pipeline.Generate(painting with { Prompt = "[a red boat:a green tree:1]" });
         using GenerateResult paintedBoat = pipeline.Generate(painting with { Prompt = "a red boat" });
         Assert.True(paintedEdit.Latents.Span.SequenceEqual(paintedBoat.Latents.Span));

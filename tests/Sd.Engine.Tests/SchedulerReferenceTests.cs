@@ -127,7 +127,7 @@ public sealed class SchedulerReferenceTests
         Assert.False(first.Latents.Span.SequenceEqual(other.Latents.Span));
         Assert.True(Tensors.Tensor.AllFinite(first.Image.Span));
         // img2img starts part-way: the first step taken has no history, as in diffusers.
-        using GenerateResult painted = pipeline.Generate(request with { InitImage = first.Image, Strength = 0.5f });
+        using GenerateResult painted = pipeline.Generate(request with { InitImage = first.Image, Strength = 0.5 });
         Assert.True(Tensors.Tensor.AllFinite(painted.Latents.Span));
     }
 

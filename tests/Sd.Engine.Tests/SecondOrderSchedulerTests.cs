@@ -155,7 +155,8 @@ public sealed class SecondOrderSchedulerTests
     /// up, as a value that cancels to near 0 keeps its operands' rounding: DPM2 a's v-prediction call 1 ends at -1.2e-4
     /// from samples near 17, 1.9e-6 off), bit for bit everywhere else on this machine. DPM++ 2S a's midpoint levels
     /// and coefficients, and DPM++ SDE's, come from torch's vectorized exp and expm1 (SLEEF's, within an ulp), Sd's from
-    /// libm's exp and an expm1 in double: 2.0e-7 of the scale seen, 156 (2S a) and 150 (SDE) of 184 checks bit for bit.
+    /// libm's exp and an expm1 in double: 1.9e-7 (2S a) and 2.0e-7 (SDE) of the scale seen, 156 and 150 of 184 checks bit
+    /// for bit.
     /// </summary>
     private static void AssertMatches(string scheduler, float[] expected, float[] actual, float? scale, string what)
     {
@@ -241,13 +242,13 @@ public sealed class SecondOrderSchedulerTests
 
         // Strength 0.5 skips 2 of 4 steps: diffusers' timesteps[2 x order:], 3 calls from the first call of step 2.
         calls.Clear();
-        using GenerateResult painted = pipeline.Generate(request with { InitImage = full.Image, Strength = 0.5f }, new SyncProgress(calls.Add));
+        using GenerateResult painted = pipeline.Generate(request with { InitImage = full.Image, Strength = 0.5 }, new SyncProgress(calls.Add));
         Assert.Equal(3, calls.Count);
         Assert.True(Tensors.Tensor.AllFinite(painted.Latents.Span));
 
         // Strength 0 skips every step (call 8 of 7): the picture's latents, no call.
         calls.Clear();
-        using GenerateResult kept = pipeline.Generate(request with { InitImage = full.Image, Strength = 0f }, new SyncProgress(calls.Add));
+        using GenerateResult kept = pipeline.Generate(request with { InitImage = full.Image, Strength = 0 }, new SyncProgress(calls.Add));
         Assert.Empty(calls);
 
         // Inpainting with a 4-channel UNet blends the picture back after each call, noised to the next call's level:
@@ -255,7 +256,7 @@ public sealed class SecondOrderSchedulerTests
         calls.Clear();
         using Tensors.Tensor mask = Tensors.Tensor.Allocate([1, 64, 64, 1]);
         mask.Span[..(64 * 32)].Fill(1f);
-        using GenerateResult inpainted = pipeline.Generate(request with { InitImage = full.Image, Mask = mask, Strength = 0.75f }, new SyncProgress(calls.Add));
+        using GenerateResult inpainted = pipeline.Generate(request with { InitImage = full.Image, Mask = mask, Strength = 0.75 }, new SyncProgress(calls.Add));
         Assert.Equal(5, calls.Count);
         Assert.True(Tensors.Tensor.AllFinite(inpainted.Latents.Span));
     }

@@ -27,12 +27,15 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// </summary>
     private Scheduler NewHiresScheduler(GenerateRequest request, HiresFix hires)
     {
-        int steps = HiresStepsOf(request, hires);
-        int total = (int)(steps / Math.Min(hires.Strength, 0.999));
+        int steps = HiresStepsOf(request, hires), total = HiresScheduleSteps(request, hires);
         Scheduler scheduler = Scheduler.Create(hires.Scheduler ?? request.Scheduler ?? DefaultScheduler, _schedulerConfig);
         scheduler.SetTimesteps(total, (total - steps) * scheduler.Order);
         return scheduler;
     }
+
+    /// <summary>The second pass's whole schedule: int(steps / min(strength, 0.999)), in doubles as A1111's Python.</summary>
+    private int HiresScheduleSteps(GenerateRequest request, HiresFix hires) =>
+        (int)(HiresStepsOf(request, hires) / Math.Min(hires.Strength, 0.999));
 
     /// <summary>The second pass's UNet calls.</summary>
     private int HiresCalls(GenerateRequest request, HiresFix hires)
@@ -59,18 +62,31 @@ public sealed unsafe partial class StableDiffusionPipeline
             throw new ArgumentException("a hires fix follows a txt2img pass; img2img and inpainting have none", nameof(request));
         }
         int steps = HiresStepsOf(request, hires);
-        int total = steps < 1 ? 0 : (int)(steps / Math.Min(hires.Strength, 0.999));
+        int total = steps < 1 ? 0 : HiresScheduleSteps(request, hires);
         if (steps < 1 || total > _schedulerConfig.NumTrainTimesteps)
         {
             throw new ArgumentException($"the hires fix's {steps} steps at strength {hires.Strength} make a schedule of {total} steps; it must have 1 to {_schedulerConfig.NumTrainTimesteps} (the training timesteps)", nameof(request));
         }
+        if (hires.Scheduler is { } name)
+        {
+            try
+            {
+                Scheduler.Create(name, _schedulerConfig);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"the hires fix's scheduler: {BareMessage(e)}", nameof(request), e);
+            }
+        }
+        // The first pass's scheduler is checked as the request's, not blamed on the hires fix.
+        Scheduler.Create(request.Scheduler ?? DefaultScheduler, _schedulerConfig);
         try
         {
             NewHiresScheduler(request, hires);
         }
         catch (ArgumentException e)
         {
-            // What the scheduler itself refuses (LCM's step limit, repeated levels), named as the hires fix's.
+            // What the scheduler itself refuses over the second pass (LCM's step limit, repeated levels).
             throw new ArgumentException($"the hires fix's second pass ({steps} of {total} steps): {BareMessage(e)}", nameof(request), e);
         }
     }

@@ -47,8 +47,7 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
                 break; // the last step ends at sigma 0: Euler, no midpoint
             }
             float from = sigmas[k], to = sigmas[k + 1];
-            float up = MathF.Min(to, MathF.Sqrt(to * to * (from * from - to * to) / (from * from)));
-            float down = MathF.Sqrt(to * to - up * up);
+            (float down, float up) = AncestralLevels(from, to);
             if (down == 0f)
             {
                 // to / from below about 2^-12: from^2 - to^2 rounds to from^2, so up = to. k-diffusion then takes this

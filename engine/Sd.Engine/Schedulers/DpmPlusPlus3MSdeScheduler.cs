@@ -10,9 +10,10 @@ namespace Sd.Engine.Schedulers;
 /// sigma_(k+1) sqrt(1 - exp(-2h)). The last step, ending at sigma 0, returns D. Levels and timesteps are Euler's, model
 /// inputs scaled and the data predicted as diffusers' Euler does. One noise draw per step but the last (draw index =
 /// step index): k-diffusion queries its Brownian noise over the steps' spans, which do not overlap, so a plain draw
-/// per step has the same distribution (a seed gives other images than A1111's torchsde tree). A run's history starts
-/// empty at its first step (img2img's too, as k-diffusion's sampler starts on the remaining levels); steps must be
-/// visited in order.
+/// per step has the same distribution (a seed gives other images than A1111's torchsde tree). A1111 also runs this
+/// sampler on steps + 1 levels with the next-to-last dropped (discard_next_to_last_sigma); Sd runs the plain levels.
+/// A run's history starts empty at its first step (img2img's too, as k-diffusion's sampler starts on the remaining
+/// levels); steps must be visited in order.
 /// </summary>
 public sealed class DpmPlusPlus3MSdeScheduler : SigmaScheduler
 {

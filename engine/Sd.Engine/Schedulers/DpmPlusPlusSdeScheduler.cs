@@ -75,8 +75,7 @@ public sealed class DpmPlusPlusSdeScheduler : TwoCallSigmaScheduler
     /// <summary>(exp(-t') / exp(-t), expm1(t - t'), up) of an ancestral step from exp(-t) = <paramref name="from"/> towards <paramref name="to"/>.</summary>
     private static (float Ratio, float ExpM1, float Up) AncestralStep(float t, float from, float to)
     {
-        float up = MathF.Min(to, MathF.Sqrt(to * to * (from * from - to * to) / (from * from)));
-        float down = MathF.Sqrt(to * to - up * up);
+        (float down, float up) = AncestralLevels(from, to);
         float tDown = -MathF.Log(down);
         return (MathF.Exp(-tDown) / from, ExpM1(t - tDown), up);
     }

@@ -14,9 +14,11 @@ public static unsafe class BilinearResize
     /// </summary>
     public static void Resize(float* src, float* dst, int n, int hIn, int wIn, int hOut, int wOut, int channels)
     {
-        if (n < 0 || channels < 0 || hIn < 1 || wIn < 1 || hOut < 0 || wOut < 0)
+        string? bad = n < 0 ? nameof(n) : channels < 0 ? nameof(channels) : hIn < 1 ? nameof(hIn) : wIn < 1 ? nameof(wIn)
+            : hOut < 0 ? nameof(hOut) : wOut < 0 ? nameof(wOut) : null;
+        if (bad is not null)
         {
-            throw new ArgumentOutOfRangeException(nameof(n), $"bilinear resize of [{n}, {hIn}, {wIn}, {channels}] to {hOut}x{wOut}");
+            throw new ArgumentOutOfRangeException(bad, $"bilinear resize of [{n}, {hIn}, {wIn}, {channels}] to {hOut}x{wOut}: sizes must not be negative, the input's at least 1");
         }
         var columns = new (int I0, int I1, float W0, float W1)[wOut];
         for (int ox = 0; ox < wOut; ox++)

@@ -11,7 +11,7 @@ using Sd.Loaders.Png;
 namespace Sd.Cli.Commands;
 
 /// <summary><c>sd generate</c>: txt2img to a PNG that carries its parameters.</summary>
-public static class GenerateCommand
+public static partial class GenerateCommand
 {
     private const string Help = """
         Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--prompt-syntax weighted|chunked|plain]
@@ -203,94 +203,6 @@ public static class GenerateCommand
         return 0;
     }
 
-    /// <summary>A1111's parameters of a hires fix: its strength, upscale (or resize), steps when given, upscaler.</summary>
-    private static string HiresParameters(CommandLine line, HiresFix hires)
-    {
-        string size = line.Has("--hires-scale") ? $"Hires upscale: {line.GetDouble("--hires-scale", 2).ToString(CultureInfo.InvariantCulture)}"
-            : $"Hires resize: {line.GetInt("--hires-width", 0)}x{line.GetInt("--hires-height", 0)}";
-        string steps = hires.Steps is { } n ? $"Hires steps: {n}, " : "";
-        string sampler = hires.Scheduler is { } name ? SamplerOf(name, "Hires sampler", "Hires schedule type") + ", " : "";
-        string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Quote(prompt)}, " : "")
-            + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Quote(negative)}, " : "");
-        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: Latent, {sampler}{prompts}";
-    }
-
-    /// <summary>
-    /// A1111's quote for an infotext value: as it is, unless it holds a comma, a colon or a line break, then as a JSON
-    /// string (json.dumps with ensure_ascii=False).
-    /// </summary>
-    private static string Quote(string text)
-    {
-        if (text.IndexOfAny([',', ':', '\n']) < 0)
-        {
-            return text;
-        }
-        return System.Text.Json.JsonSerializer.Serialize(text, new System.Text.Json.JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
-    }
-
-    /// <summary>
-    /// The hires fix the --hires-* flags ask for, or null, sized as A1111 sizes it: --hires-scale S makes int(size x
-    /// S); --hires-width and --hires-height give it, one of them 0 to keep the aspect ratio (x * height // width). Both
-    /// sides are then rounded down to multiples of 8, as A1111 floors the latents' size. A size of another aspect ratio,
-    /// which A1111 covers and crops, is refused.
-    /// </summary>
-    private static HiresFix? Hires(CommandLine line, int width, int height)
-    {
-        bool scaled = line.Has("--hires-scale"), sized = line.Has("--hires-width") || line.Has("--hires-height");
-        if (!scaled && !sized)
-        {
-            if (line.Has("--hires-strength") || line.Has("--hires-steps") || line.Has("--hires-scheduler") || line.Has("--hires-prompt")
-                || line.Has("--hires-negative-prompt"))
-            {
-                throw new UsageException("generate: the --hires-* options set a hires fix; give --hires-scale or --hires-width (and --hires-height)");
-            }
-            return null;
-        }
-        if (scaled && sized)
-        {
-            throw new UsageException("generate: give --hires-scale or --hires-width and --hires-height, not both");
-        }
-        if (line.Has("--init-image"))
-        {
-            throw new UsageException("generate: a hires fix follows txt2img; --init-image runs img2img");
-        }
-        long w, h;
-        if (scaled)
-        {
-            double scale = line.GetDouble("--hires-scale", 2);
-            if (!(scale > 0 && scale <= 16))
-            {
-                throw new UsageException($"generate: --hires-scale must be above 0 and at most 16, got {scale.ToString(CultureInfo.InvariantCulture)}");
-            }
-            (w, h) = ((long)(width * scale), (long)(height * scale));
-        }
-        else
-        {
-            int x = line.GetInt("--hires-width", 0), y = line.GetInt("--hires-height", 0);
-            if (x < 0 || y < 0 || x == 0 && y == 0)
-            {
-                throw new UsageException($"generate: --hires-width and --hires-height must not be negative, and one of them above 0 (0 keeps the aspect ratio), got {x}x{y}");
-            }
-            (w, h) = y == 0 ? ((long)x, (long)x * height / width) : x == 0 ? ((long)y * width / height, (long)y) : ((long)x, (long)y);
-            if (x > 0 && y > 0 && (long)x * height != (long)y * width)
-            {
-                throw new UsageException($"generate: --hires-width and --hires-height {x}x{y} change the aspect ratio of {width}x{height}, which A1111 covers and crops; give one of them (the other 0) or --hires-scale");
-            }
-        }
-        (w, h) = (w / 8 * 8, h / 8 * 8);
-        if (w < 8 || h < 8 || w > StableDiffusionPipeline.MaxImageSide || h > StableDiffusionPipeline.MaxImageSide)
-        {
-            throw new UsageException($"generate: the hires fix makes a {w}x{h} image; each side must be 8 to {StableDiffusionPipeline.MaxImageSide}");
-        }
-        int steps = line.GetInt("--hires-steps", 0);
-        return new HiresFix
-        {
-            Width = (int)w, Height = (int)h, Strength = line.GetDouble("--hires-strength", 0.7),
-            Steps = steps == 0 ? null : steps, // A1111: 0 is the first pass's steps
-            Scheduler = line.Get("--hires-scheduler"), Prompt = line.Get("--hires-prompt"), NegativePrompt = line.Get("--hires-negative-prompt"),
-        };
-    }
-
     /// <summary>
     /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
     /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
@@ -363,9 +275,10 @@ public static class GenerateCommand
     /// <summary>
     /// The scheduler as A1111 (1.9 and later) names it in its parameters, so its PNG Info and other readers of them
     /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c>. A schedule type is written wherever A1111's
-    /// default for the sampler ("Automatic") is another one: its DPM++ samplers default to Karras and Exponential, and
-    /// diffusers' plain DPM-Solver schedule (linspace over steps + 1, the last dropped) is A1111's SGM Uniform. PNDM
-    /// as SD runs it (skip_prk_steps) is A1111's PLMS.
+    /// default for the sampler ("Automatic") is another one: its DPM++ samplers and DPM2 (a) default to Karras and
+    /// Exponential, so Sd's plain schedules are written out: diffusers' DPM-Solver one (linspace over steps + 1, the
+    /// last dropped) is A1111's SGM Uniform, the k-diffusion samplers' Euler levels its Uniform (the model's levels).
+    /// PNDM as SD runs it (skip_prk_steps) is A1111's PLMS.
     /// </summary>
     /// <param name="samplerKey">The keys (and <paramref name="scheduleKey"/>): A1111's Hires sampler and Hires schedule type for a hires fix's scheduler.</param>
     private static string SamplerOf(string scheduler, string samplerKey = "Sampler", string scheduleKey = "Schedule type")
@@ -380,14 +293,14 @@ public static class GenerateCommand
             "euler-a" => ("Euler a", null),
             "dpm++-2m" => ("DPM++ 2M", "SGM Uniform"),
             "dpm++-2m-sde" => ("DPM++ 2M SDE", "SGM Uniform"),
-            "dpm++-3m-sde" => ("DPM++ 3M SDE", null),
+            "dpm++-3m-sde" => ("DPM++ 3M SDE", "Uniform"),
             // A1111's UniPC defaults to bh1 of order 3; its own keys say which this was.
             "unipc" => ("UniPC, UniPC variant: bh2, UniPC order: 2", null),
             "heun" => ("Heun", null),
-            "dpm2" => ("DPM2", null),
-            "dpm2-a" => ("DPM2 a", null),
-            "dpm++-2s-a" => ("DPM++ 2S a", null),
-            "dpm++-sde" => ("DPM++ SDE", null),
+            "dpm2" => ("DPM2", "Uniform"),
+            "dpm2-a" => ("DPM2 a", "Uniform"),
+            "dpm++-2s-a" => ("DPM++ 2S a", "Uniform"),
+            "dpm++-sde" => ("DPM++ SDE", "Uniform"),
             "lms" => ("LMS", null),
             "lcm" => ("LCM", null),
             _ => (scheduler, null),
@@ -411,14 +324,13 @@ public static class GenerateCommand
     /// <c>, NAME: "a, b"</c> with the list escaped as a JSON string, as A1111 quotes values that hold commas (json.dumps):
     /// a quote in a name cannot end it. Empty for an empty list.
     /// </summary>
-    private static string QuotedList(string name, string[] parts)
+    private static string QuotedList(string name, string[] parts) => parts.Length == 0 ? "" : $", {name}: {JsonString(string.Join(", ", parts))}";
+
+    /// <summary>A text as a JSON string, quotes included (A1111's json.dumps with ensure_ascii=False).</summary>
+    private static string JsonString(string text)
     {
-        if (parts.Length == 0)
-        {
-            return "";
-        }
         var joined = new System.Text.StringBuilder();
-        foreach (char c in string.Join(", ", parts))
+        foreach (char c in text)
         {
             joined.Append(c switch
             {
@@ -431,7 +343,7 @@ public static class GenerateCommand
                 _ => c.ToString(),
             });
         }
-        return $", {name}: \"{joined}\"";
+        return $"\"{joined}\"";
     }
 
     /// <summary>A name as an unquoted parameter value: no comma or line break may end it early.</summary>

@@ -1,0 +1,93 @@
+using System.Globalization;
+using Sd.Engine.Pipelines;
+
+namespace Sd.Cli.Commands;
+
+// sd generate's hires fix: the --hires-* flags and the parameters A1111 records for them.
+public static partial class GenerateCommand
+{
+    /// <summary>A1111's parameters of a hires fix: its strength, upscale (or resize), steps when given, upscaler.</summary>
+    private static string HiresParameters(CommandLine line, HiresFix hires)
+    {
+        string size = line.Has("--hires-scale") ? $"Hires upscale: {line.GetDouble("--hires-scale", 2).ToString(CultureInfo.InvariantCulture)}"
+            : $"Hires resize: {line.GetInt("--hires-width", 0)}x{line.GetInt("--hires-height", 0)}";
+        string steps = hires.Steps is { } n ? $"Hires steps: {n}, " : "";
+        string sampler = hires.Scheduler is { } name ? SamplerOf(name, "Hires sampler", "Hires schedule type") + ", " : "";
+        string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Quote(prompt)}, " : "")
+            + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Quote(negative)}, " : "");
+        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: Latent, {sampler}{prompts}";
+    }
+
+    /// <summary>
+    /// A1111's quote for an infotext value: as it is, unless it holds a comma, a colon or a line break, then as a JSON
+    /// string (json.dumps with ensure_ascii=False).
+    /// </summary>
+    private static string Quote(string text) => text.IndexOfAny([',', ':', '\n']) < 0 ? text : JsonString(text);
+
+    /// <summary>
+    /// The hires fix the --hires-* flags ask for, or null, sized as A1111 sizes it: --hires-scale S makes int(size x
+    /// S); --hires-width and --hires-height give it, one of them 0 to keep the aspect ratio (x * height // width). Both
+    /// sides are then rounded down to multiples of 8, as A1111 floors the latents' size. A size of another aspect ratio,
+    /// which A1111 covers and crops, is refused.
+    /// </summary>
+    private static HiresFix? Hires(CommandLine line, int width, int height)
+    {
+        bool scaled = line.Has("--hires-scale"), sized = line.Has("--hires-width") || line.Has("--hires-height");
+        if (!scaled && !sized)
+        {
+            if (line.Has("--hires-strength") || line.Has("--hires-steps") || line.Has("--hires-scheduler") || line.Has("--hires-prompt")
+                || line.Has("--hires-negative-prompt"))
+            {
+                throw new UsageException("generate: the --hires-* options set a hires fix; give --hires-scale or --hires-width (and --hires-height)");
+            }
+            return null;
+        }
+        if (scaled && sized)
+        {
+            throw new UsageException("generate: give --hires-scale or --hires-width and --hires-height, not both");
+        }
+        if (line.Has("--init-image"))
+        {
+            throw new UsageException("generate: a hires fix follows txt2img; --init-image runs img2img");
+        }
+        if (width <= 0 || height <= 0)
+        {
+            throw new UsageException($"generate: --width and --height must be positive, got {width}x{height}");
+        }
+        long w, h;
+        if (scaled)
+        {
+            double scale = line.GetDouble("--hires-scale", 2);
+            if (!(scale > 0 && scale <= 16))
+            {
+                throw new UsageException($"generate: --hires-scale must be above 0 and at most 16, got {scale.ToString(CultureInfo.InvariantCulture)}");
+            }
+            (w, h) = ((long)(width * scale), (long)(height * scale));
+        }
+        else
+        {
+            int x = line.GetInt("--hires-width", 0), y = line.GetInt("--hires-height", 0);
+            if (x < 0 || y < 0 || x == 0 && y == 0)
+            {
+                throw new UsageException($"generate: --hires-width and --hires-height must not be negative, and one of them above 0 (0 keeps the aspect ratio), got {x}x{y}");
+            }
+            (w, h) = y == 0 ? ((long)x, (long)x * height / width) : x == 0 ? ((long)y * width / height, (long)y) : ((long)x, (long)y);
+            if (x > 0 && y > 0 && (long)x * height != (long)y * width)
+            {
+                throw new UsageException($"generate: --hires-width and --hires-height {x}x{y} change the aspect ratio of {width}x{height}, which A1111 covers and crops; give one of them (the other 0) or --hires-scale");
+            }
+        }
+        (w, h) = (w / 8 * 8, h / 8 * 8);
+        if (w < 8 || h < 8 || w > StableDiffusionPipeline.MaxImageSide || h > StableDiffusionPipeline.MaxImageSide)
+        {
+            throw new UsageException($"generate: the hires fix makes a {w}x{h} image; each side must be 8 to {StableDiffusionPipeline.MaxImageSide}");
+        }
+        int steps = line.GetInt("--hires-steps", 0);
+        return new HiresFix
+        {
+            Width = (int)w, Height = (int)h, Strength = line.GetDouble("--hires-strength", 0.7),
+            Steps = steps == 0 ? null : steps, // A1111: 0 is the first pass's steps
+            Scheduler = line.Get("--hires-scheduler"), Prompt = line.Get("--hires-prompt"), NegativePrompt = line.Get("--hires-negative-prompt"),
+        };
+    }
+}
