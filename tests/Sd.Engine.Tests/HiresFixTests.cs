@@ -26,10 +26,11 @@ public sealed unsafe class HiresFixTests : IDisposable
     [InlineData("euler-a", 0.5, 3, 6)] // the ancestral draws continue the second pass's generator
     [InlineData("heun", 0.35, 3, 8)] // two calls per step: 5 calls from call 10 of an 8-step schedule
     [InlineData("euler", 0.4, 20, 50)] // a float32 0.4 would make 49
-    public void The_passes_match_a1111s_written_out(string scheduler, double strength, int? hiresSteps, int total)
+    [InlineData("euler-a", 0.5, 2, 4, false)] // no editing: the second pass reuses the first's encoded texts
+    public void The_passes_match_a1111s_written_out(string scheduler, double strength, int? hiresSteps, int total, bool edited = true)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
-        GenerateRequest request = GuidedLoop.Request("a [red boat:green tree:1.5]", "blurry", 4, scheduler, 5) with
+        GenerateRequest request = GuidedLoop.Request(edited ? "a [red boat:green tree:1.5]" : "a red boat", "blurry", 4, scheduler, 5) with
         {
             Hires = new HiresFix { Width = 128, Height = 96, Strength = strength, Steps = hiresSteps },
         };
@@ -57,7 +58,7 @@ public sealed unsafe class HiresFixTests : IDisposable
         second.AddNoise(upscaled, GuidedLoop.Draw(noise, h, w), second.FirstStep, latents);
         // (1.5 - 1) x the second pass's steps x the step multiplier; call c reads the first text while c <= that.
         int switchAt = (int)(0.5 * steps * second.Order);
-        Func<int, int>[] secondRows = [_ => 0, call => call <= switchAt ? 1 : 2];
+        Func<int, int>[] secondRows = [_ => 0, call => call <= switchAt || !edited ? 1 : 2];
         GuidedLoop.Run(_demo, request, bank, secondRows, Lengths(secondRows), [1.0], second, latents, h, w, noise);
 
         Assert.Equal(latents, result.Latents.Span.ToArray());

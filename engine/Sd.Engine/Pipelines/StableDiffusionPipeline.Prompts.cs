@@ -203,6 +203,9 @@ public sealed partial class StableDiffusionPipeline
         }
     }
 
+    /// <summary>Whether every row of a plan reads one text for the whole pass (no prompt editing).</summary>
+    private static bool OneTextPerRow(PromptPlan plan) => Array.TrueForAll(plan.Rows, row => row.Length == 1);
+
     /// <summary>A scheduler's order (A1111's step multiplier): 2 for the two-call samplers.</summary>
     private int OrderOf(string scheduler) => Scheduler.Create(scheduler, _schedulerConfig).Order;
 

@@ -249,7 +249,11 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         for (int i = 0; i < count; i++) times[i] = new PhaseTimes();
         PhaseClock textClock = times[0].Start();
         using PromptContexts contexts = EncodePrompts(prompts.First, request, guided, times[0], cancellation);
-        using PromptContexts? hiresContexts = prompts.Hires is { } second ? EncodePrompts(second, request, guided, times[0], cancellation, secondPass: true) : null;
+        // A second pass on the first's texts (its own prompts not given, and no pass editing them) reuses their encoding.
+        bool sameTexts = request.Hires is { Prompt: null, NegativePrompt: null } && OneTextPerRow(prompts.First) && OneTextPerRow(prompts.Hires!);
+        using PromptContexts? ownHiresContexts = prompts.Hires is { } second && !sameTexts
+            ? EncodePrompts(second, request, guided, times[0], cancellation, secondPass: true) : null;
+        PromptContexts? hiresContexts = sameTexts ? contexts : ownHiresContexts;
         times[0].Text = textClock.Elapsed;
         int hiresCalls = request.Hires is { } hires ? HiresCalls(request, hires) : 0;
         var runs = new List<DenoisingRun>(count);
