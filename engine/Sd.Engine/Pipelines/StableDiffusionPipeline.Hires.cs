@@ -10,13 +10,16 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// <summary>The second pass's steps: the hires fix's, or the request's.</summary>
     private int HiresStepsOf(GenerateRequest request, HiresFix hires) => hires.Steps ?? StepsOf(request);
 
+    /// <summary>The second pass's scheduler name: the hires fix's, the request's, or the model's default.</summary>
+    private string HiresSchedulerOf(GenerateRequest request, HiresFix hires) => hires.Scheduler ?? request.Scheduler ?? DefaultScheduler;
+
     /// <summary>
     /// The request as its second pass runs it: the hires fix's scheduler and prompts where it names them (what else a
     /// pass reads, the guidance and the syntax, is the request's).
     /// </summary>
     private GenerateRequest SecondPass(GenerateRequest request, HiresFix hires) => request with
     {
-        Scheduler = hires.Scheduler ?? request.Scheduler ?? DefaultScheduler,
+        Scheduler = HiresSchedulerOf(request, hires),
         Prompt = hires.Prompt ?? request.Prompt,
         NegativePrompt = hires.NegativePrompt ?? request.NegativePrompt,
     };
@@ -28,7 +31,7 @@ public sealed unsafe partial class StableDiffusionPipeline
     private Scheduler NewHiresScheduler(GenerateRequest request, HiresFix hires)
     {
         int steps = HiresStepsOf(request, hires), total = HiresScheduleSteps(request, hires);
-        Scheduler scheduler = Scheduler.Create(hires.Scheduler ?? request.Scheduler ?? DefaultScheduler, _schedulerConfig);
+        Scheduler scheduler = Scheduler.Create(HiresSchedulerOf(request, hires), _schedulerConfig);
         scheduler.SetTimesteps(total, (total - steps) * scheduler.Order);
         return scheduler;
     }

@@ -179,9 +179,9 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// convention, so any image of a batch is reproduced alone with its <see cref="GenerateResult.Seed"/>). The prompt
     /// is encoded once (a hires fix's second pass with it), and the phases run image by image in turn (all VAE encodes,
     /// all denoising, all hires fix passes, all decodes), so a <see cref="PipelineMemory.Sequential"/> pipeline loads
-    /// each component once per batch. Given latents or a noise source reproduce a single run and need a count of 1. Progress reports carry the image index. Calls from several
-    /// threads run one at a time; <see cref="Dispose"/> stops a running call, which then throws
-    /// <see cref="ObjectDisposedException"/>.
+    /// each component once per batch. Given latents or a noise source reproduce a single run and need a count of 1.
+    /// Progress reports carry the image index. Calls from several threads run one at a time; <see cref="Dispose"/>
+    /// stops a running call, which then throws <see cref="ObjectDisposedException"/>.
     /// </summary>
     public IReadOnlyList<GenerateResult> GenerateBatch(GenerateRequest request, int count, IProgress<StepInfo>? progress = null,
         CancellationToken cancellation = default)
@@ -264,7 +264,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             for (int i = 0; i < count; i++)
             {
                 PhaseClock clock = times[i].Start();
-                runs.Add(Prepare(request, request.Noise ?? new TorchNoise(SeedOf(request, i)), pictures, h, w, times[i], cancellation));
+                runs.Add(Prepare(request, NoiseOf(request, i), pictures, h, w, times[i], cancellation));
                 runs[i].CallsAfter = hiresCalls;
                 times[i].Denoising += clock.Elapsed;
             }
@@ -280,7 +280,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 {
                     PhaseClock clock = times[i].Start();
                     DenoisingRun first = runs[i];
-                    runs[i] = PrepareHires(request, fix, first.Latents, request.Noise ?? new TorchNoise(SeedOf(request, i)), times[i]);
+                    runs[i] = PrepareHires(request, fix, first.Latents, NoiseOf(request, i), times[i]);
                     runs[i].CallsBefore = first.Scheduler.StepCount - first.Start;
                     runs[i].ElapsedBefore = times[i].Denoising + clock.Elapsed;
                     first.Dispose();
@@ -308,6 +308,12 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             foreach (DenoisingRun run in runs) run.Dispose();
         }
     }
+
+    /// <summary>
+    /// Where image <paramref name="image"/>'s draws come from, for each of its passes: the given source, or a fresh
+    /// generator of its seed (a hires fix's second pass starts one again, as A1111 makes a new one of the same seeds).
+    /// </summary>
+    private static INoiseSource NoiseOf(GenerateRequest request, int image) => request.Noise ?? new TorchNoise(SeedOf(request, image));
 
     /// <summary>The generator seed of image <paramref name="image"/> of a batch.</summary>
     private static ulong SeedOf(GenerateRequest request, int image) => request.Seed + (ulong)image; // checked in CheckRequest

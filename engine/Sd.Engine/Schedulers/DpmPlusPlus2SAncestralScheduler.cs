@@ -87,10 +87,6 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
         float[] n = Draw(noise, stepIndex, sample.Length);
         int k = stepIndex / 2;
         DataStep(modelOutput, Start, SigmaValues[stepIndex], _toDown[k], _toDownDenoised[k], sample);
-        float up = _up[k];
-        for (int i = 0; i < sample.Length; i++)
-        {
-            sample[i] += n[i] * up;
-        }
+        AddScaledNoise(sample, n, _up[k]);
     }
 }

@@ -96,11 +96,7 @@ public sealed class DpmPlusPlusSdeScheduler : TwoCallSigmaScheduler
         }
         z.CopyTo(_firstDraw, 0);
         DataStep(modelOutput, sample, sigma, _toMidpoint[k], _toMidpointDenoised[k], sample);
-        float up = _midpointUp[k];
-        for (int i = 0; i < sample.Length; i++)
-        {
-            sample[i] += z[i] * up;
-        }
+        AddScaledNoise(sample, z, _midpointUp[k]);
     }
 
     /// <summary>Level k towards level k + 1 with the midpoint's data prediction, plus the whole span's noise.</summary>

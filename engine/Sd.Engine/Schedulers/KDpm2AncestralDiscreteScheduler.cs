@@ -61,11 +61,7 @@ public sealed class KDpm2AncestralDiscreteScheduler : MidpointSigmaScheduler
     {
         float[] n = Draw(noise, stepIndex, sample.Length);
         int k = stepIndex - 1;
-        float up = _up[k];
         SlopeStep(modelOutput, Start, _interpolated[k], _down[k] - SigmaValues[k], sample);
-        for (int i = 0; i < sample.Length; i++)
-        {
-            sample[i] += n[i] * up;
-        }
+        AddScaledNoise(sample, n, _up[k]);
     }
 }

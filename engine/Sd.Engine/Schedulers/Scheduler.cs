@@ -263,10 +263,10 @@ public abstract class Scheduler
     /// Throws unless the noise levels fall strictly from step to step, from <paramref name="from"/> to the final 0. A
     /// multistep solver (<paramref name="solver"/>: DPM++ 2M, LMS, DPM++ 3M SDE) divides by the gaps between successive
     /// levels, and DPM++ SDE's noise by their square roots, so a repeated level turns the latents into NaN, in diffusers
-    /// and k-diffusion too. Levels repeat when the schedule is denser than the
-    /// training timesteps: 1000 DPM++ steps space 1001 points over 999 timesteps and round two to 500; leading spacing
-    /// with a large steps_offset clamps several to the last training sigma. A run that starts (img2img) past the
-    /// repeat, and past the levels the solver looks back on, never divides by it.
+    /// and k-diffusion too. Levels repeat when the schedule is denser than the training timesteps: 1000 DPM++ steps
+    /// space 1001 points over 999 timesteps and round two to 500; leading spacing with a large steps_offset clamps
+    /// several to the last training sigma. A run that starts (img2img) past the repeat, and past the levels the solver
+    /// looks back on, never divides by it.
     /// </summary>
     protected void RequireFallingSigmas(ReadOnlySpan<float> sigmas, int steps, int from, string solver)
     {

@@ -4,8 +4,9 @@ namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// The two-call samplers on noise levels (diffusers' Heun, KDPM2, KDPM2 ancestral; k-diffusion's DPM++ 2S a and SDE):
-/// each inference step but the last takes two model calls, so n steps take 2n - 1. Even step indices are first calls, which move the sample to where the second call
-/// is made and keep the sample they started from; odd ones are second calls, which redo the step from that sample.
+/// each inference step but the last takes two model calls, so n steps take 2n - 1. Even step indices are first calls,
+/// which move the sample to where the second call is made and keep the sample they started from; odd ones are second
+/// calls, which redo the step from that sample.
 /// diffusers' scheduler order is 2: a run may start only at a first call.
 /// </summary>
 public abstract class TwoCallSigmaScheduler : SigmaScheduler
@@ -126,6 +127,15 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
         float sigma = SigmaValues[stepIndex];
         SlopeStep(modelOutput, sample, sigma, 0f - sigma, sample);
         return true;
+    }
+
+    /// <summary>sample += noise x scale: an ancestral step's added noise, sigma_up x a standard-normal draw.</summary>
+    protected static void AddScaledNoise(Span<float> sample, float[] noise, float scale)
+    {
+        for (int i = 0; i < sample.Length; i++)
+        {
+            sample[i] += noise[i] * scale;
+        }
     }
 
     /// <summary>
