@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Text.Json;
 using Sd.Engine.Modules;
 using Sd.Kernels.Gemm;
 using Sd.Loaders;
@@ -72,6 +73,75 @@ public sealed unsafe class LoraMergeTests : IDisposable
         Assert.True(rounded >= w.Length - 4, $"{w.Length - rounded} of {w.Length} elements off by one unit"); // only float32 ties round apart
         Assert.NotEqual(Narrow(w[0], dtype), bits[0]);
     }
+
+    /// <summary>The cases of Data/lycoris-reference.json: each type's update as A1111 computes it.</summary>
+    public static TheoryData<string> LycorisCases() => new()
+    {
+        "locon_tucker", "loha_linear", "loha_conv_flat", "loha_conv_4d", "loha_conv_tucker", "lokr_linear",
+        "lokr_linear_both", "lokr_conv_full", "lokr_conv_flat", "lokr_conv_tucker", "full_conv", "norm",
+    };
+
+    /// <summary>
+    /// LyCORIS's types merge as A1111 merges them: the reference holds a weight, a bias, a module's float32 tensors and
+    /// W + multiplier x update (with the bias's change for full and norm modules), computed in float64 by A1111's own
+    /// functions (lyco_helpers, network_lora/hada/lokr/full/norm calc_updown, finalize_updown's scale) on PyTorch.
+    /// Sd computes in float32, so each element may differ by float32 rounding of the sums: 1e-6 of the case's largest value.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(LycorisCases))]
+    public void Lycoris_types_merge_as_A1111_merges_them(string name)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", "lycoris-reference.json")));
+        JsonElement reference = default;
+        foreach (JsonElement c in document.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            if (c.GetProperty("name").GetString() == name) reference = c;
+        }
+        Assert.Equal(JsonValueKind.Object, reference.ValueKind);
+        long[] shape = Longs(reference.GetProperty("weight").GetProperty("shape"));
+        float[] bias = Floats(reference.GetProperty("bias"));
+        using SafetensorsFile model = Model(("m.weight", shape, Floats(reference.GetProperty("weight").GetProperty("values")), TensorDType.F32),
+            ("m.bias", [shape[0]], bias, TensorDType.F32));
+        var writer = new SafetensorsWriter();
+        foreach (JsonProperty tensor in reference.GetProperty("tensors").EnumerateObject())
+        {
+            writer.AddFloat32("lora_unet_m." + tensor.Name, Longs(tensor.Value.GetProperty("shape")), Floats(tensor.Value.GetProperty("values")));
+        }
+        string path = _dir.File(name + ".safetensors");
+        writer.Save(path);
+        using LoraFile lora = LoraFile.Open(path);
+        float multiplier = (float)reference.GetProperty("multiplier").GetDouble();
+        using var binder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(lora, multiplier)]));
+
+        using Tensors.NativeBlock weight = binder.Child("m").Load("weight", shape);
+        using Tensors.NativeBlock merged = binder.Child("m").Load("bias", [shape[0]]);
+        AssertClose(Doubles(reference.GetProperty("merged")), weight.Span);
+        AssertClose(Doubles(reference.GetProperty("merged_bias")), merged.Span);
+        binder.RequireAllUsed();
+    }
+
+    private static void AssertClose(double[] expected, ReadOnlySpan<float> actual)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double largest = 0;
+        foreach (double v in expected) largest = Math.Max(largest, Math.Abs(v));
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-6 * largest, $"element {i}: {actual[i]}, expected {expected[i]} (largest {largest})");
+        }
+    }
+
+    private static double[] Doubles(JsonElement array)
+    {
+        var values = new double[array.GetArrayLength()];
+        int i = 0;
+        foreach (JsonElement v in array.EnumerateArray()) values[i++] = v.GetDouble();
+        return values;
+    }
+
+    private static float[] Floats(JsonElement array) => Array.ConvertAll(Doubles(array), v => (float)v);
+
+    private static long[] Longs(JsonElement array) => Array.ConvertAll(Doubles(array), v => (long)v);
 
     [Fact]
     public void A_lora_at_weight_zero_changes_no_bit()

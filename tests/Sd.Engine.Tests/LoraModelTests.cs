@@ -1,3 +1,4 @@
+using Sd.Engine.Modules;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
@@ -69,6 +70,111 @@ public sealed class LoraModelTests(ITestOutputHelper output) : IDisposable
         float[] expected = Run(component, WeightBinderTests.WeightsOf(mergedFile));
         output.WriteLine(Compare.AssertClose(expected, withLora, tolerance, $"{component} + LoRA vs merged weights"));
         Assert.True(Compare.RelativeL2(Run(component, weights), withLora) > 1e-2, "the LoRA changed the output");
+    }
+
+    /// <summary>
+    /// LyCORIS's types on the demo model, every way a module is loaded: LoHa on a fused q/k/v projection and a 3x3
+    /// conv (Tucker), LoKr on a 3x3 conv and a Linear, LoCon's Tucker core, full differences with the bias's (conv_in,
+    /// the time embedding's projection: a conv's and a Linear's bias), norm differences (a GroupNorm, CLIP's
+    /// LayerNorms). The component built with the LoRA is the component built from its tensors each merged alone
+    /// (<see cref="WeightBinder.Load"/>, whose arithmetic LoraMergeTests checks against A1111's), bit for bit: each
+    /// tensor gets the same merge wherever the model reads it.
+    /// </summary>
+    [Theory]
+    [InlineData(ModelComponent.Unet)]
+    [InlineData(ModelComponent.TextEncoder)]
+    public void Lycoris_types_change_a_component_as_its_merged_tensors_do(ModelComponent component)
+    {
+        WeightSet weights = _demo.Weights(component);
+        var writer = new SafetensorsWriter();
+        var random = new Random(7);
+        void Add(string module, string part, params long[] shape)
+        {
+            long count = 1;
+            foreach (long d in shape) count *= d;
+            var values = new float[count];
+            for (int i = 0; i < values.Length; i++) values[i] = (float)(0.3 * (2 * random.NextDouble() - 1));
+            writer.AddFloat32((component == ModelComponent.Unet ? "lora_unet_" : "lora_te_") + module.Replace('.', '_') + "." + part, shape, values);
+        }
+        long[] Shape(string module) => weights.TryGet(module + ".weight", out TensorEntry e) ? e.Shape : throw new KeyNotFoundException(module);
+        void LoHa(string module, bool tucker)
+        {
+            long[] w = Shape(module);
+            for (int f = 1; f <= 2; f++)
+            {
+                if (tucker)
+                {
+                    Add(module, $"hada_t{f}", 2, 2, w[2], w[3]);
+                    Add(module, $"hada_w{f}_a", 2, w[0]);
+                    Add(module, $"hada_w{f}_b", 2, w[1]);
+                }
+                else
+                {
+                    Add(module, $"hada_w{f}_a", w[0], 2);
+                    Add(module, $"hada_w{f}_b", 2, w[1]);
+                }
+            }
+        }
+        void Full(string module, string weight, string bias)
+        {
+            long[] w = Shape(module);
+            Add(module, weight, w);
+            Add(module, bias, w[0]);
+        }
+        List<string> changed;
+        if (component == ModelComponent.Unet)
+        {
+            LoHa("down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_k", tucker: false);
+            LoHa("up_blocks.0.resnets.0.conv2", tucker: true);
+            long[] conv = Shape("down_blocks.0.resnets.0.conv1"), linear = Shape("down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_out.0");
+            Add("down_blocks.0.resnets.0.conv1", "lokr_w1", 2, 2);
+            Add("down_blocks.0.resnets.0.conv1", "lokr_w2", conv[0] / 2, conv[1] / 2, 3, 3);
+            Add("down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_out.0", "lokr_w1_a", 2, 1);
+            Add("down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_out.0", "lokr_w1_b", 1, 4);
+            Add("down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_out.0", "lokr_w2_a", linear[0] / 2, 3);
+            Add("down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_out.0", "lokr_w2_b", 3, linear[1] / 4);
+            writer.AddFloat32("lora_unet_down_blocks_2_attentions_0_transformer_blocks_0_attn2_to_out_0.alpha", [], [1.5f]);
+            long[] locon = Shape("down_blocks.1.resnets.0.conv2");
+            Add("down_blocks.1.resnets.0.conv2", "lora_up.weight", locon[0], 3, 1, 1);
+            Add("down_blocks.1.resnets.0.conv2", "lora_mid.weight", 3, 2, 3, 3);
+            Add("down_blocks.1.resnets.0.conv2", "lora_down.weight", 2, locon[1], 1, 1);
+            Full("conv_in", "diff", "diff_b");
+            Full("mid_block.resnets.0.time_emb_proj", "diff", "diff_b");
+            Full("down_blocks.0.resnets.0.norm1", "w_norm", "b_norm");
+            changed = ["down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_k.weight", "up_blocks.0.resnets.0.conv2.weight",
+                "down_blocks.0.resnets.0.conv1.weight", "down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_out.0.weight",
+                "down_blocks.1.resnets.0.conv2.weight", "conv_in.weight", "conv_in.bias", "mid_block.resnets.0.time_emb_proj.weight",
+                "mid_block.resnets.0.time_emb_proj.bias", "down_blocks.0.resnets.0.norm1.weight", "down_blocks.0.resnets.0.norm1.bias"];
+        }
+        else
+        {
+            LoHa("text_model.encoder.layers.0.mlp.fc1", tucker: false);
+            Full("text_model.encoder.layers.1.layer_norm1", "w_norm", "b_norm");
+            Full("text_model.final_layer_norm", "w_norm", "b_norm");
+            changed = ["text_model.encoder.layers.0.mlp.fc1.weight", "text_model.encoder.layers.1.layer_norm1.weight",
+                "text_model.encoder.layers.1.layer_norm1.bias", "text_model.final_layer_norm.weight", "text_model.final_layer_norm.bias"];
+        }
+        string path = _dir.File($"lycoris-{component}.safetensors");
+        writer.Save(path);
+        using LoraFile file = LoraFile.Open(path);
+        WeightSet withLora = LoraTargets.Apply(weights, component, [(file, Scale)]);
+        Assert.Equal(changed.Count, withLora.ChangedWeights.Count);
+        var merged = new Dictionary<string, float[]>();
+        using (var binder = new WeightBinder(withLora))
+        {
+            foreach (string name in changed)
+            {
+                Assert.True(weights.TryGet(name, out TensorEntry entry), name);
+                using Tensors.NativeBlock block = binder.Load(name, entry.Shape);
+                merged[name] = block.Span.ToArray();
+            }
+        }
+        using SafetensorsFile mergedFile = WithTensors(weights, merged);
+
+        float[] expected = Run(component, WeightBinderTests.WeightsOf(mergedFile));
+        float[] actual = Run(component, withLora);
+        output.WriteLine(Compare.AssertClose(expected, actual, 0, $"{component} + LyCORIS vs merged tensors"));
+        Assert.True(Compare.RelativeL2(Run(component, weights), actual) > 1e-2, "the LoRA changed the output");
     }
 
     private static readonly GenerateRequest Request = new() { Prompt = "a red cube", Steps = 2, Width = 64, Height = 64, Seed = 5 };

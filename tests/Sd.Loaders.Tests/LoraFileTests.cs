@@ -6,8 +6,8 @@ using Sd.Loaders.Weights;
 namespace Sd.Loaders.Tests;
 
 /// <summary>
-/// LoRA files in kohya's and diffusers' layouts are read module by module; anything else (LyCORIS parts, SDXL,
-/// unknown names, broken pairs, bad shapes or alphas, pickles) is refused naming the tensor. Their modules are
+/// LoRA files in kohya's and diffusers' layouts are read module by module, LyCORIS's types included; anything else
+/// (DoRA, OFT, SDXL, unknown names, broken or mixed modules, bad shapes or alphas, pickles) is refused naming the tensor. Their modules are
 /// matched to the built-in demo model's weights by diffusers name, and a module that fits no weight is refused.
 /// </summary>
 public sealed class LoraFileTests : IDisposable
@@ -43,11 +43,11 @@ public sealed class LoraFileTests : IDisposable
 
         Assert.Equal(3, lora.Modules.Count);
         LoraModule q = lora.Modules[0], conv = lora.Modules[1], text = lora.Modules[2];
-        Assert.Equal(("lora_unet_down_blocks_2_attentions_0_transformer_blocks_0_attn1_to_q", ModelComponent.Unet, "down_blocks_2_attentions_0_transformer_blocks_0_attn1_to_q", true, 4, 2f),
-            (q.Key, q.Component, q.Target, q.FlatTarget, q.Rank, q.Alpha));
-        Assert.Equal((3, 3f), (conv.Rank, conv.Alpha)); // no alpha: the rank (a scale of 1)
-        Assert.Equal([3, 32, 3, 3], conv.Down.Shape);
-        Assert.Equal((ModelComponent.TextEncoder, "text_model_encoder_layers_0_self_attn_q_proj", 2f), (text.Component, text.Target, text.Alpha)); // alpha 0: the rank
+        Assert.Equal(("lora_unet_down_blocks_2_attentions_0_transformer_blocks_0_attn1_to_q", ModelComponent.Unet, "down_blocks_2_attentions_0_transformer_blocks_0_attn1_to_q", true, "LoRA", 4, (float?)2f, 0.5),
+            (q.Key, q.Component, q.Target, q.FlatTarget, q.Type, q.Rank, q.Alpha, q.Scale));
+        Assert.Equal((3, (float?)null, 1.0), (conv.Rank, conv.Alpha, conv.Scale)); // no alpha: a scale of 1
+        Assert.Equal([3, 32, 3, 3], conv.Weight.First.Down!.Shape);
+        Assert.Equal((ModelComponent.TextEncoder, "text_model_encoder_layers_0_self_attn_q_proj", (float?)0f, 1.0), (text.Component, text.Target, text.Alpha, text.Scale)); // alpha 0: the rank
     }
 
     [Fact]
@@ -60,8 +60,8 @@ public sealed class LoraFileTests : IDisposable
         using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("peft.safetensors")));
 
         Assert.Equal(2, lora.Modules.Count);
-        Assert.Equal(("unet.down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_q", "down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_q", false, 4f),
-            (lora.Modules[0].Key, lora.Modules[0].Target, lora.Modules[0].FlatTarget, lora.Modules[0].Alpha));
+        Assert.Equal(("unet.down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_q", "down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_q", false, (float?)null, 1.0),
+            (lora.Modules[0].Key, lora.Modules[0].Target, lora.Modules[0].FlatTarget, lora.Modules[0].Alpha, lora.Modules[0].Scale));
         Assert.Equal((ModelComponent.TextEncoder, "text_model.encoder.layers.0.self_attn.k_proj", 2),
             (lora.Modules[1].Component, lora.Modules[1].Target, lora.Modules[1].Rank));
     }
@@ -94,24 +94,33 @@ public sealed class LoraFileTests : IDisposable
 
     public static TheoryData<string, string[], string> BadFiles() => new()
     {
-        { "LyCORIS LoHa", ["lora_unet_x.hada_w1_a:2,4", "lora_unet_x.hada_w1_b:4,2"], "'hada_w1_a' is not part of a plain LoRA module" },
-        { "DoRA", ["unet.x.lora_A.weight:2,4", "unet.x.lora_B.weight:4,2", "unet.x.lora_magnitude_vector:4"], "'lora_magnitude_vector' is not part of a plain LoRA module" },
+        { "half a LoHa", ["lora_unet_x.hada_w1_a:2,4", "lora_unet_x.hada_w1_b:4,2"], "LoRA module 'lora_unet_x' (LoHa) has no 'hada_w2_a' tensor" },
+        { "DoRA", ["unet.x.lora_A.weight:2,4", "unet.x.lora_B.weight:4,2", "unet.x.lora_magnitude_vector:4"], "'lora_magnitude_vector' is not part of a LoRA module Sd merges (it is DoRA's magnitude" },
+        { "kohya DoRA", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.lora_up.weight:4,2", "lora_unet_x.dora_scale:1,4"], "'dora_scale' is not part of a LoRA module Sd merges (it is DoRA's magnitude" },
+        { "OFT", ["lora_unet_x.oft_blocks:4,2,2"], "'oft_blocks' is not part of a LoRA module Sd merges" },
+        { "two types", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.hada_w1_a:4,2"], "LoRA module 'lora_unet_x' mixes LoRA and LoHa parts" },
+        { "LoKr twice", ["lora_unet_x.lokr_w1:2,2", "lora_unet_x.lokr_w1_a:2,1", "lora_unet_x.lokr_w2:2,2"], "has both 'lokr_w1' and its factors" },
+        { "LoKr half", ["lora_unet_x.lokr_w1:2,2", "lora_unet_x.lokr_w2_a:2,1"], "has no 'lokr_w2' and not both 'lokr_w2_a' and 'lokr_w2_b'" },
+        { "LoKr 4-D w1", ["lora_unet_x.lokr_w1:2,2,3,3", "lora_unet_x.lokr_w2:2,2"], "'lora_unet_x.lokr_w1' has shape [2, 2, 3, 3]; expected a matrix" },
+        { "LoHa sizes apart", ["lora_unet_x.hada_w1_a:4,2", "lora_unet_x.hada_w1_b:2,6", "lora_unet_x.hada_w2_a:4,2", "lora_unet_x.hada_w2_b:2,5"], "(LoHa) has factors of [4, 6] and [4, 5]" },
+        { "Tucker core apart", ["lora_unet_x.lora_down.weight:2,4,1,1", "lora_unet_x.lora_up.weight:4,2,1,1", "lora_unet_x.lora_mid.weight:2,3,3,3"], "core [2, 3, 3, 3] (lora_mid.weight)" },
+        { "empty diff", ["lora_unet_x.diff:0,4"], "'lora_unet_x.diff' has shape [0, 4]" },
         { "SDXL", ["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight:2,4"], "an SDXL LoRA" },
         { "unknown name", ["model.diffusion_model.out.0.weight:4"], "'model.diffusion_model.out.0.weight' is not a LoRA tensor Sd knows" },
         { "no up", ["lora_unet_x.lora_down.weight:2,4"], "LoRA module 'lora_unet_x' has no up" },
         { "no down", ["lora_unet_x.lora_up.weight:4,2", "lora_unet_x.alpha:"], "LoRA module 'lora_unet_x' has no down" },
-        { "ranks differ", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.lora_up.weight:4,3"], "has down [2, 4] and up [4, 3]" },
+        { "ranks differ", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.lora_up.weight:4,3"], "has down [2, 4] (lora_down.weight) and up [4, 3] (lora_up.weight)" },
         { "3x3 up", ["lora_unet_x.lora_down.weight:2,4,3,3", "lora_unet_x.lora_up.weight:4,2,3,3"], "up [out, rank] or [out, rank, 1, 1]" },
-        { "vector down", ["lora_unet_x.lora_down.weight:2", "lora_unet_x.lora_up.weight:4,2"], "has down [2] and up [4, 2]" },
+        { "vector down", ["lora_unet_x.lora_down.weight:2", "lora_unet_x.lora_up.weight:4,2"], "has down [2] (lora_down.weight) and up [4, 2] (lora_up.weight)" },
         { "alpha of two", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.lora_up.weight:4,2", "lora_unet_x.alpha:2"], "an alpha is one number" },
-        { "two downs", ["unet.x.lora_A.weight:2,4", "unet.x.lora.down.weight:2,4", "unet.x.lora_B.weight:4,2"], "has two down tensors" },
+        { "two downs", ["unet.x.lora_A.weight:2,4", "unet.x.lora.down.weight:2,4", "unet.x.lora_B.weight:4,2"], "has two lora_down.weight tensors" },
         { "nothing", [], "holds no tensors" },
     };
 
     /// <param name="tensors">"name:dims" (dims comma-separated; none for a scalar), filled with 0.5.</param>
     [Theory]
     [MemberData(nameof(BadFiles))]
-    public void Files_that_are_no_plain_SD_LoRA_are_refused_naming_why(string what, string[] tensors, string message)
+    public void Files_that_are_no_SD_LoRA_Sd_merges_are_refused_naming_why(string what, string[] tensors, string message)
     {
         var writer = new SafetensorsWriter();
         foreach (string tensor in tensors)
@@ -202,7 +211,7 @@ public sealed class LoraFileTests : IDisposable
         wide.Add(ModelComponent.TextEncoder, QProj, [768, 768], rank: 2, alpha: null, seed: 1, kohya: false);
         using LoraFile w = LoraFile.Open(wide.Save(_dir.File("wide.safetensors")));
         e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.TextEncoder), ModelComponent.TextEncoder, [(w, 1f)]));
-        Assert.Contains($"(up [768, 2] x down [2, 768]) does not fit '{QProj}' of shape [64, 64]", e.Message);
+        Assert.Contains($"(LoRA, up [768, 2] x down [2, 768]) does not fit '{QProj}' of shape [64, 64]", e.Message);
 
         var kernel = new LoraWriter();
         kernel.Add(ModelComponent.Unet, Conv1, [32, 32], rank: 2, alpha: null, seed: 1); // a 1x1 change to a 3x3 conv

@@ -119,11 +119,11 @@ public sealed unsafe class WeightBinder : IDisposable
         }
         if (format == WeightFormat.F32)
         {
-            LowRankMerge.Apply(entry, (float*)weights, deltas);
+            LoraMerge.Apply(entry, (float*)weights, deltas);
         }
         else
         {
-            LowRankMerge.Apply(entry, (ushort*)weights, format, deltas);
+            LoraMerge.Apply(entry, (ushort*)weights, format, deltas);
         }
         _state.Merged.Add(entry.Name);
     }

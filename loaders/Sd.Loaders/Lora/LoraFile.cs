@@ -5,14 +5,14 @@ namespace Sd.Loaders.Lora;
 
 /// <summary>
 /// A LoRA for Stable Diffusion 1.x/2.x in a .safetensors file, in either of the two layouts that carry them:
-/// kohya's (sd-scripts, A1111, Civitai: "lora_unet_{path}.lora_down.weight", ".lora_up.weight", ".alpha", and
-/// "lora_te_{path}..." for the text encoder, where {path} is the diffusers module path with '.' written as '_') and
-/// diffusers' (PEFT: "unet.{path}.lora_A.weight" / ".lora_B.weight", "text_encoder.{path}...", optionally ".alpha";
-/// older diffusers: ".lora.down.weight" / ".lora.up.weight", ".lora_linear_layer.down.weight" / ".up.weight", and the
-/// attention processors' "{block}.processor.to_q_lora.down.weight"). The file stays mapped while open: the tensors are read
-/// when the weights they change are loaded. Anything that is not a plain LoRA module is refused by name (LyCORIS
-/// LoHa/LoKr/DoRA parts, SDXL's second text encoder), since merging half of an adapter would give wrong pictures
-/// without a word.
+/// kohya's (sd-scripts, A1111, Civitai, LyCORIS: "lora_unet_{path}.{part}" and "lora_te_{path}.{part}" for the text
+/// encoder, where {path} is the diffusers module path with '.' written as '_') and diffusers' (PEFT:
+/// "unet.{path}.lora_A.weight" / ".lora_B.weight", "text_encoder.{path}...", optionally ".alpha"; older diffusers:
+/// ".lora.down.weight" / ".lora.up.weight", ".lora_linear_layer.down.weight" / ".up.weight", and the attention
+/// processors' "{block}.processor.to_q_lora.down.weight"). kohya-named modules may be any type A1111 merges (see
+/// <see cref="LoraModule"/>): LoRA/LoCon, LoHa, LoKr, full and norm differences. The file stays mapped while open: the
+/// tensors are read when the weights they change are loaded. Anything else is refused by name (DoRA, OFT, IA3,
+/// GLoRA, SDXL's second text encoder), since merging half of an adapter would give wrong pictures without a word.
 /// </summary>
 public sealed class LoraFile : IDisposable
 {
@@ -51,15 +51,14 @@ public sealed class LoraFile : IDisposable
 
     public void Dispose() => _file.Dispose();
 
-    /// <summary>A module's tensors as they are met in the file.</summary>
+    /// <summary>A module's tensors as they are met in the file, by part name ("lora_down.weight", "hada_w1_a").</summary>
     private sealed class Parts(ModelComponent component, string target, bool flat)
     {
         public readonly ModelComponent Component = component;
         public readonly string Target = target;
         public readonly bool Flat = flat;
-        public TensorInfo? Down;
-        public TensorInfo? Up;
-        public TensorInfo? Alpha;
+        public readonly Dictionary<string, TensorInfo> Tensors = new(StringComparer.Ordinal);
+        public string? Type;
     }
 
     private static List<LoraModule> Parse(SafetensorsFile file)
@@ -78,12 +77,15 @@ public sealed class LoraFile : IDisposable
             {
                 throw new InvalidFileException(file.Path, $"LoRA tensor '{tensor.Name}' has dtype {tensor.DType.Name()}; expected F32, F16 or BF16");
             }
-            ref TensorInfo? slot = ref part == "down" ? ref known.Down : ref part == "up" ? ref known.Up : ref known.Alpha;
-            if (slot is not null)
+            if (!known.Tensors.TryAdd(part, tensor))
             {
-                throw new InvalidFileException(file.Path, $"LoRA module '{key}' has two {part} tensors: '{slot.Name}' and '{tensor.Name}'");
+                throw new InvalidFileException(file.Path, $"LoRA module '{key}' has two {part} tensors: '{known.Tensors[part].Name}' and '{tensor.Name}'");
             }
-            slot = tensor;
+            string type = TypeOf(file.Path, tensor.Name, part);
+            if (type.Length > 0 && (known.Type ??= type) != type)
+            {
+                throw new InvalidFileException(file.Path, $"LoRA module '{key}' mixes {known.Type} and {type} parts ('{tensor.Name}'); a module is one type");
+            }
         }
         if (order.Count == 0)
         {
@@ -92,9 +94,32 @@ public sealed class LoraFile : IDisposable
         var modules = new List<LoraModule>(order.Count);
         foreach (string key in order)
         {
-            modules.Add(Module(file, key, byKey[key]));
+            Parts parts = byKey[key];
+            if (parts.Target.Length == 0)
+            {
+                throw new InvalidFileException(file.Path, $"LoRA module '{key}' names no module of the model");
+            }
+            float? alpha = Alpha(file, parts.Tensors.GetValueOrDefault("alpha"));
+            modules.Add(LoraModule.Build(file.Path, key, parts.Component, parts.Target, parts.Flat, parts.Type ?? "LoRA", parts.Tensors, alpha));
         }
         return modules;
+    }
+
+    /// <summary>The module type a part belongs to ("" for alpha, which any has); anything else is refused, naming what it is.</summary>
+    private static string TypeOf(string path, string name, string part)
+    {
+        if (part == "alpha")
+        {
+            return "";
+        }
+        foreach ((string type, string[] parts) in LoraModule.Types)
+        {
+            if (Array.IndexOf(parts, part) >= 0)
+            {
+                return type;
+            }
+        }
+        throw Unsupported(path, name, part);
     }
 
     /// <summary>Splits a tensor name into its module key, the module's target and which of its tensors it is.</summary>
@@ -112,14 +137,7 @@ public sealed class LoraFile : IDisposable
                 int dot = name.IndexOf('.');
                 string key = dot < 0 ? name : name[..dot];
                 string suffix = dot < 0 ? "" : name[(dot + 1)..];
-                string part = suffix switch
-                {
-                    "lora_down.weight" => "down",
-                    "lora_up.weight" => "up",
-                    "alpha" => "alpha",
-                    _ => throw Unsupported(path, name, suffix),
-                };
-                return (key, new Parts(component, key[prefix.Length..], flat: true), part);
+                return (key, new Parts(component, key[prefix.Length..], flat: true), suffix);
             }
         }
         if (AttentionProcessorName(name) is { } processor)
@@ -158,14 +176,16 @@ public sealed class LoraFile : IDisposable
         ("text_encoder.", ModelComponent.TextEncoder),
     ];
 
+    private const string Down = "lora_down.weight", Up = "lora_up.weight";
+
     private static readonly (string, string)[] DiffusersSuffixes =
     [
-        (".lora_A.weight", "down"),
-        (".lora_B.weight", "up"),
-        (".lora.down.weight", "down"),
-        (".lora.up.weight", "up"),
-        (".lora_linear_layer.down.weight", "down"),
-        (".lora_linear_layer.up.weight", "up"),
+        (".lora_A.weight", Down),
+        (".lora_B.weight", Up),
+        (".lora.down.weight", Down),
+        (".lora.up.weight", Up),
+        (".lora_linear_layer.down.weight", Down),
+        (".lora_linear_layer.up.weight", Up),
         (".alpha", "alpha"),
     ];
 
@@ -185,7 +205,7 @@ public sealed class LoraFile : IDisposable
         string rest = name[(at + Marker.Length)..]; // "q_lora.down.weight"
         foreach (string projection in (string[])["q", "k", "v", "out"])
         {
-            foreach ((string suffix, string part) in (ReadOnlySpan<(string, string)>)[("_lora.down.weight", "down"), ("_lora.up.weight", "up")])
+            foreach ((string suffix, string part) in (ReadOnlySpan<(string, string)>)[("_lora.down.weight", Down), ("_lora.up.weight", Up)])
             {
                 if (rest == projection + suffix)
                 {
@@ -198,35 +218,14 @@ public sealed class LoraFile : IDisposable
     }
 
     private static InvalidFileException Unsupported(string path, string name, string part) => new(path,
-        $"tensor '{name}': '{part}' is not part of a plain LoRA module (LyCORIS LoHa/LoKr/LoCon-Tucker, DoRA and full-difference adapters are not supported); Sd merges lora_down/lora_up (lora_A/lora_B) pairs with their alpha");
+        $"tensor '{name}': '{part}' is not part of a LoRA module Sd merges{(part is "dora_scale" or "lora_magnitude_vector" ? " (it is DoRA's magnitude, not supported)" : "")}; Sd merges LoRA/LoCon (lora_down, lora_up, lora_mid; lora_A/lora_B), LoHa (hada_*), LoKr (lokr_*) and full or norm differences (diff, diff_b, w_norm, b_norm), with their alpha");
 
-    private static LoraModule Module(SafetensorsFile file, string key, Parts parts)
-    {
-        if (parts.Down is null || parts.Up is null)
-        {
-            throw new InvalidFileException(file.Path, $"LoRA module '{key}' has {(parts.Down is null ? "no down (lora_down/lora_A)" : "no up (lora_up/lora_B)")} weight");
-        }
-        if (parts.Target.Length == 0)
-        {
-            throw new InvalidFileException(file.Path, $"LoRA module '{key}' names no module of the model");
-        }
-        long[] down = parts.Down.Shape, up = parts.Up.Shape;
-        bool downFits = down.Length is 2 or 4 && down[0] is >= 1 and <= MaxRank && down[1] >= 1 && (down.Length == 2 || (down[2] >= 1 && down[3] >= 1));
-        bool upFits = up.Length is 2 or 4 && up[0] >= 1 && down.Length >= 1 && up[1] == down[0] && (up.Length == 2 || (up[2] == 1 && up[3] == 1));
-        if (!downFits || !upFits)
-        {
-            throw new InvalidFileException(file.Path,
-                $"LoRA module '{key}' has down {TensorInfo.ShapeText(down)} and up {TensorInfo.ShapeText(up)}; expected down [rank, in] or [rank, in, kh, kw] and up [out, rank] or [out, rank, 1, 1], rank in [1, {MaxRank}]");
-        }
-        return new LoraModule(key, parts.Component, parts.Target, parts.Flat, parts.Down, parts.Up, Alpha(file, key, parts.Alpha, (int)down[0]));
-    }
-
-    /// <summary>The module's alpha: a one-element float tensor; none, or 0, means the rank (kohya's rule: a scale of 1).</summary>
-    private static float Alpha(SafetensorsFile file, string key, TensorInfo? tensor, int rank)
+    /// <summary>The module's alpha: a one-element float tensor, or null when it has none.</summary>
+    private static float? Alpha(SafetensorsFile file, TensorInfo? tensor)
     {
         if (tensor is null)
         {
-            return rank;
+            return null;
         }
         if (tensor.ElementCount != 1)
         {
@@ -238,6 +237,6 @@ public sealed class LoraFile : IDisposable
         {
             throw new InvalidFileException(file.Path, $"LoRA tensor '{tensor.Name}' is {value[0]}; an alpha must be finite");
         }
-        return value[0] == 0 ? rank : value[0];
+        return value[0];
     }
 }

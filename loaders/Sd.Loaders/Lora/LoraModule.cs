@@ -4,20 +4,27 @@ using Sd.Loaders.Safetensors;
 namespace Sd.Loaders.Lora;
 
 /// <summary>
-/// One low-rank module of a LoRA file: the update (alpha / rank) x up x down to one Linear or Conv2d weight of the
-/// UNet or the text encoder. down is [rank, in] or [rank, in, kh, kw], up is [out, rank] or [out, rank, 1, 1].
+/// One module of a LoRA file: a change to one Linear, Conv2d or norm of the UNet or the text encoder, of one of the
+/// kinds A1111 merges: LoRA/LoCon (up x down, with LyCORIS's Tucker "lora_mid"), LyCORIS LoHa (the element-wise
+/// product of two low-rank products), LoKr (a Kronecker product) and full or norm differences (stored whole, with the
+/// bias's difference). The weight gets <see cref="Weight"/> x <see cref="Scale"/> x the user's weight; the bias,
+/// <see cref="Bias"/> x the user's weight.
+/// Reference: A1111 extensions-builtin/Lora network_lora, network_hada, network_lokr, network_full, network_norm.
 /// </summary>
 public sealed class LoraModule
 {
-    internal LoraModule(string key, ModelComponent component, string target, bool flatTarget, TensorInfo down, TensorInfo up, float alpha)
+    private LoraModule(string key, ModelComponent component, string target, bool flatTarget, string type, LoraUpdate weight,
+        LoraUpdate? bias, float? alpha, int rank)
     {
         Key = key;
         Component = component;
         Target = target;
         FlatTarget = flatTarget;
-        Down = down;
-        Up = up;
+        Type = type;
+        Weight = weight;
+        Bias = bias;
         Alpha = alpha;
+        Rank = rank;
     }
 
     /// <summary>The module's name in the file: "lora_unet_down_blocks_0_attentions_0_proj_in" or "unet.down_blocks.0.attentions.0.proj_in".</summary>
@@ -34,14 +41,101 @@ public sealed class LoraModule
 
     public bool FlatTarget { get; }
 
-    public TensorInfo Down { get; }
+    /// <summary>"LoRA", "LoHa", "LoKr", "full" or "norm".</summary>
+    public string Type { get; }
 
-    public TensorInfo Up { get; }
+    /// <summary>The change to the module's weight.</summary>
+    public LoraUpdate Weight { get; }
 
-    /// <summary>The module's alpha: the update is scaled by alpha / rank (alpha is the rank when the file has none).</summary>
-    public float Alpha { get; }
+    /// <summary>The change to its bias (a full or norm module's diff_b / b_norm), or null.</summary>
+    public LoraUpdate? Bias { get; }
 
-    public int Rank => (int)Down.Shape[0];
+    /// <summary>The module's alpha as stored; null when it has none.</summary>
+    public float? Alpha { get; }
 
-    public override string ToString() => $"{Key} rank {Rank} alpha {Alpha}";
+    /// <summary>The rank alpha is divided by (down's rank: lora_down, hada_w1_b, lokr_w2_b or else lokr_w1_b); 0 for none.</summary>
+    public int Rank { get; }
+
+    /// <summary>
+    /// The weight update's own scale: alpha / rank (A1111's calc_scale), 1 without an alpha or a rank; an alpha of 0
+    /// counts as the rank, as kohya and LyCORIS train with it.
+    /// </summary>
+    public double Scale => Rank == 0 || Alpha is null or 0 ? 1 : (double)Alpha.Value / Rank;
+
+    public override string ToString() => $"{Key} {Type} rank {Rank} alpha {Alpha}";
+
+    /// <summary>The parts a module may have, by type: the file's suffixes after the module key ("alpha" goes with any).</summary>
+    internal static readonly (string Type, string[] Parts)[] Types =
+    [
+        ("LoRA", ["lora_down.weight", "lora_up.weight", "lora_mid.weight"]),
+        ("LoHa", ["hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2"]),
+        ("LoKr", ["lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2"]),
+        ("full", ["diff", "diff_b"]),
+        ("norm", ["w_norm", "b_norm"]),
+    ];
+
+    /// <summary>Builds a module from its tensors by part name; <paramref name="type"/> is the type of its parts.</summary>
+    internal static LoraModule Build(string path, string key, ModelComponent component, string target, bool flat, string type,
+        IReadOnlyDictionary<string, TensorInfo> parts, float? alpha)
+    {
+        TensorInfo? Get(string part) => parts.GetValueOrDefault(part);
+        TensorInfo Need(string part) => Get(part) ?? throw new InvalidFileException(path, $"LoRA module '{key}' ({type}) has no '{part}' tensor");
+        LoraUpdate weight;
+        LoraUpdate? bias = null;
+        int rank = 0;
+        switch (type)
+        {
+            case "LoRA":
+                if (Get("lora_down.weight") is null || Get("lora_up.weight") is null)
+                {
+                    throw new InvalidFileException(path, $"LoRA module '{key}' has {(Get("lora_down.weight") is null ? "no down (lora_down/lora_A)" : "no up (lora_up/lora_B)")} weight");
+                }
+                weight = LoraUpdate.Single(LoraFactor.Product(path, key, Need("lora_up.weight"), Need("lora_down.weight"), Get("lora_mid.weight"), upTransposed: false));
+                rank = weight.First.DownRank;
+                break;
+            case "LoHa":
+                LoraFactor one = Hadamard(path, key, Need("hada_w1_a"), Need("hada_w1_b"), Get("hada_t1"));
+                weight = LoraUpdate.Hadamard(path, key, one, Hadamard(path, key, Need("hada_w2_a"), Need("hada_w2_b"), Get("hada_t2")));
+                rank = one.DownRank;
+                break;
+            case "LoKr":
+                LoraFactor first = Either(path, key, "lokr_w1", parts, t: null);
+                LoraFactor second = Either(path, key, "lokr_w2", parts, Get("lokr_t2"));
+                weight = LoraUpdate.Kronecker(path, key, first, second);
+                rank = second.IsProduct ? second.DownRank : first.DownRank; // A1111: w2b's rank, else w1b's, else none
+                break;
+            default: // full, norm: differences stored whole
+                bool full = type == "full";
+                weight = LoraUpdate.Single(LoraFactor.Stored(path, key, Need(full ? "diff" : "w_norm"), matrix: false));
+                if (Get(full ? "diff_b" : "b_norm") is { } b)
+                {
+                    bias = LoraUpdate.Single(LoraFactor.Stored(path, key, b, matrix: false));
+                }
+                break;
+        }
+        return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank);
+    }
+
+    /// <summary>A LoHa factor: a [out, rank] x b [rank, ...], or with a Tucker core t, a stored [rank, out].</summary>
+    private static LoraFactor Hadamard(string path, string key, TensorInfo a, TensorInfo b, TensorInfo? t) =>
+        LoraFactor.Product(path, key, a, b, t, upTransposed: t is not null);
+
+    /// <summary>A LoKr factor: {name} stored whole, or {name}_a x {name}_b (with a Tucker core t), not both.</summary>
+    private static LoraFactor Either(string path, string key, string name, IReadOnlyDictionary<string, TensorInfo> parts, TensorInfo? t)
+    {
+        TensorInfo? whole = parts.GetValueOrDefault(name), a = parts.GetValueOrDefault(name + "_a"), b = parts.GetValueOrDefault(name + "_b");
+        if (whole is not null && (a is not null || b is not null || t is not null))
+        {
+            throw new InvalidFileException(path, $"LoRA module '{key}' (LoKr) has both '{name}' and its factors; expected one of them");
+        }
+        if (whole is not null)
+        {
+            return LoraFactor.Stored(path, key, whole, matrix: name == "lokr_w1");
+        }
+        if (a is null || b is null)
+        {
+            throw new InvalidFileException(path, $"LoRA module '{key}' (LoKr) has no '{name}' and not both '{name}_a' and '{name}_b'");
+        }
+        return LoraFactor.Product(path, key, a, b, t, upTransposed: t is not null);
+    }
 }

@@ -14,8 +14,8 @@ public static class LoraTargets
     /// <summary>
     /// <paramref name="weights"/> (of <paramref name="component"/>) with the modules of every LoRA for that component
     /// to be merged as they load, each scaled by its file's weight (1 as trained; 0 changes nothing; negative
-    /// subtracts) times the module's alpha / rank. Several LoRAs changing one weight add up. Unchanged when no module
-    /// is for the component.
+    /// subtracts) times the module's own <see cref="LoraModule.Scale"/> (a bias's change by the file's weight alone).
+    /// Several LoRAs changing one weight add up. Unchanged when no module is for the component.
     /// </summary>
     public static WeightSet Apply(WeightSet weights, ModelComponent component, IReadOnlyList<(LoraFile File, float Scale)> loras)
     {
@@ -27,7 +27,6 @@ public static class LoraTargets
             {
                 throw new ArgumentOutOfRangeException(nameof(loras), scale, $"the scale of LoRA {lora.Path} must be finite");
             }
-            var changedBy = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (LoraModule module in lora.Modules)
             {
                 if (module.Component != component)
@@ -37,22 +36,36 @@ public static class LoraTargets
                 string name = module.FlatTarget
                     ? FlatName(lora, module, flatNames ??= FlatNames(weights), component)
                     : module.Target + ".weight";
-                if (!weights.TryGet(name, out TensorEntry entry))
+                Add(lora, module, module.Weight, name, scale * module.Scale);
+                if (module.Bias is { } bias)
                 {
-                    throw NotInModel(lora, module, component, $"'{name}'");
+                    // A1111 scales a bias's difference by the user's weight alone.
+                    Add(lora, module, bias, name[..^".weight".Length] + ".bias", scale);
                 }
-                RequireFits(lora, module, entry);
-                if (!changedBy.TryAdd(name, module.Key))
-                {
-                    throw new InvalidFileException(lora.Path, $"LoRA modules '{changedBy[name]}' and '{module.Key}' both change '{name}'");
-                }
-                if (!deltas.TryGetValue(name, out List<WeightDelta>? list))
-                {
-                    deltas.Add(name, list = new List<WeightDelta>());
-                }
-                list.Add(new WeightDelta(module, lora.File, (float)(scale * (double)module.Alpha / module.Rank)));
             }
         }
+
+        void Add(LoraFile lora, LoraModule module, LoraUpdate update, string name, double scale)
+        {
+            if (!weights.TryGet(name, out TensorEntry entry))
+            {
+                throw NotInModel(lora, module, component, $"'{name}'");
+            }
+            RequireFits(lora, module, update, entry);
+            if (!deltas.TryGetValue(name, out List<WeightDelta>? list))
+            {
+                deltas.Add(name, list = new List<WeightDelta>());
+            }
+            foreach (WeightDelta earlier in list)
+            {
+                if (earlier.File == lora.File)
+                {
+                    throw new InvalidFileException(lora.Path, $"LoRA modules '{earlier.Module.Key}' and '{module.Key}' both change '{name}'");
+                }
+            }
+            list.Add(new WeightDelta(module, update, lora.File, (float)scale));
+        }
+
         if (deltas.Count == 0)
         {
             return weights;
@@ -104,26 +117,44 @@ public static class LoraTargets
         || target.StartsWith("middle_block", StringComparison.Ordinal) || target.StartsWith("output_blocks", StringComparison.Ordinal);
 
     /// <summary>
-    /// up [out, rank] x down [rank, in(, kh, kw)] must have W's shape [out, in(, kh, kw)] (a 2-D down is 1x1), and the
-    /// rank must be low: at most W's smaller side, so the merge never needs more memory than W itself.
+    /// The update [rows, columns] must have W's first size and W's other sizes' product; a kernel size it states, W's
+    /// (a 2-D weight's is 1x1). A single low-rank product's rank must be low: at most W's smaller side, so its merge
+    /// never needs more memory than W itself.
     /// </summary>
-    private static void RequireFits(LoraFile lora, LoraModule module, TensorEntry entry)
+    private static void RequireFits(LoraFile lora, LoraModule module, LoraUpdate update, TensorEntry entry)
     {
-        long[] w = entry.Shape, down = module.Down.Shape, up = module.Up.Shape;
-        bool fits = w.Length is 2 or 4 && up[0] == w[0] && down[1] == w[1]
-            && KernelSize(down, 2) == KernelSize(w, 2) && KernelSize(down, 3) == KernelSize(w, 3);
+        long[] w = entry.Shape;
+        long rest = w.Length == 0 ? 0 : entry.ElementCount / w[0];
+        bool fits = w.Length is 1 or 2 or 4 && update.Rows == w[0] && update.Columns == rest
+            && (update.KernelHeight == 0 || (update.KernelHeight == KernelSize(w, 2) && update.KernelWidth == KernelSize(w, 3)));
         if (!fits)
         {
             throw new InvalidFileException(lora.Path,
-                $"LoRA module '{module.Key}' (up {TensorInfo.ShapeText(up)} x down {TensorInfo.ShapeText(down)}) does not fit '{entry.Name}' of shape {TensorInfo.ShapeText(w)}");
+                $"LoRA module '{module.Key}' ({module.Type}, {Describe(update)}) does not fit '{entry.Name}' of shape {TensorInfo.ShapeText(w)}");
         }
-        long smaller = Math.Min(w[0], entry.ElementCount / w[0]);
-        if (module.Rank > smaller)
+        long smaller = Math.Min(w[0], rest);
+        if (update.Kind == LoraUpdateKind.Single && update.First.Rank > smaller)
         {
             throw new InvalidFileException(lora.Path,
-                $"LoRA module '{module.Key}' has rank {module.Rank}, more than the {smaller} of '{entry.Name}' {TensorInfo.ShapeText(w)}: no low-rank change");
+                $"LoRA module '{module.Key}' has rank {update.First.Rank}, more than the {smaller} of '{entry.Name}' {TensorInfo.ShapeText(w)}: no low-rank change");
         }
     }
+
+    /// <summary>The update's tensors and shapes as the file names them: "up [320, 4] x down [4, 320, 3, 3]".</summary>
+    private static string Describe(LoraUpdate update)
+    {
+        string first = Describe(update.First);
+        return update.Kind switch
+        {
+            LoraUpdateKind.Hadamard => $"({first}) * ({Describe(update.Second!)})",
+            LoraUpdateKind.Kronecker => $"kron({first}, {Describe(update.Second!)})",
+            _ => first,
+        };
+    }
+
+    private static string Describe(LoraFactor f) => f.Whole is { } whole
+        ? TensorInfo.ShapeText(whole.Shape)
+        : $"up {TensorInfo.ShapeText(f.Up!.Shape)}{(f.Core is { } core ? $" x core {TensorInfo.ShapeText(core.Shape)}" : "")} x down {TensorInfo.ShapeText(f.Down!.Shape)}";
 
     private static long KernelSize(long[] shape, int dim) => shape.Length == 4 ? shape[dim] : 1;
 
