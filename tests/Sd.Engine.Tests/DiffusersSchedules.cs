@@ -1,3 +1,4 @@
+using Sd.Engine.Schedulers;
 namespace Sd.Engine.Tests;
 
 /// <summary>
@@ -41,8 +42,8 @@ internal static class DiffusersSchedules
     }
 
     /// <summary>DPMSolverMultistepScheduler.set_timesteps (lambda_min_clipped -inf so last_timestep = n,
-    /// final_sigmas_type zero); the Karras ramp between the config's sigma_min/sigma_max where given.</summary>
-    public static Schedule Dpm(float[] alphasCumprod, int steps, string spacing, int offset, bool karras,
+    /// final_sigmas_type zero); the Karras or exponential ramp between the config's sigma_min/sigma_max where given.</summary>
+    public static Schedule Dpm(float[] alphasCumprod, int steps, string spacing, int offset, SigmaRamp ramp,
         double? sigmaMin = null, double? sigmaMax = null)
     {
         int n = alphasCumprod.Length, last = n;
@@ -56,11 +57,13 @@ internal static class DiffusersSchedules
         float[] table = TrainingSigmas(alphasCumprod);
         float[] logSigmas = Array.ConvertAll(table, MathF.Log);
         double[] sigmas;
-        if (karras)
+        if (ramp != SigmaRamp.Spaced)
         {
-            // sigmas = np.flip(sigmas): in_sigmas[-1] is the smallest training sigma, in_sigmas[0] the largest.
-            sigmas = Karras(sigmaMin ?? table[0], sigmaMax ?? table[^1], steps);
-            t = Round(Array.ConvertAll(sigmas, s => SigmaToT(s, logSigmas)));
+            // sigmas = np.flip(sigmas): in_sigmas[-1] is the smallest training sigma, in_sigmas[0] the largest. Karras
+            // timesteps are rounded; exponential ones stay fractional until torch's int64 cast truncates them.
+            sigmas = Ramp(ramp, sigmaMin ?? table[0], sigmaMax ?? table[^1], steps);
+            double[] times = Array.ConvertAll(sigmas, s => SigmaToT(s, logSigmas));
+            t = ramp == SigmaRamp.Karras ? Round(times) : Array.ConvertAll(times, Math.Truncate);
         }
         else
         {
@@ -70,9 +73,9 @@ internal static class DiffusersSchedules
     }
 
     /// <summary>EulerDiscreteScheduler / EulerAncestralDiscreteScheduler / LMSDiscreteScheduler.set_timesteps
-    /// (interpolation_type linear; Karras for Euler and LMS only, Euler's between the config's sigma_min/sigma_max
-    /// where given).</summary>
-    public static Schedule Euler(float[] alphasCumprod, int steps, string spacing, int offset, bool karras,
+    /// (interpolation_type linear; Karras and exponential ramps for Euler and LMS only, Euler's between the config's
+    /// sigma_min/sigma_max where given).</summary>
+    public static Schedule Euler(float[] alphasCumprod, int steps, string spacing, int offset, SigmaRamp ramp,
         double? sigmaMin = null, double? sigmaMax = null)
     {
         int n = alphasCumprod.Length;
@@ -89,11 +92,11 @@ internal static class DiffusersSchedules
         float[] table = TrainingSigmas(alphasCumprod);
         double[] sigmas = Array.ConvertAll(t, x => Interp(x, table));
         double[] timesteps = Array.ConvertAll(t, x => (double)x);
-        if (karras)
+        if (ramp != SigmaRamp.Spaced)
         {
-            // _convert_to_karras(in_sigmas=sigmas): the ramp spans the interpolated sigmas, not the training table.
+            // _convert_to_karras/_exponential(in_sigmas=sigmas): the ramp spans the interpolated sigmas, not the training table.
             float[] logSigmas = Array.ConvertAll(table, MathF.Log);
-            sigmas = Karras(sigmaMin ?? sigmas[^1], sigmaMax ?? sigmas[0], steps);
+            sigmas = Ramp(ramp, sigmaMin ?? sigmas[^1], sigmaMax ?? sigmas[0], steps);
             timesteps = Array.ConvertAll(sigmas, s => (double)(float)SigmaToT(s, logSigmas));
         }
         float[] stored = [.. Array.ConvertAll(sigmas, s => (float)s), 0f];
@@ -104,10 +107,10 @@ internal static class DiffusersSchedules
 
     /// <summary>HeunDiscreteScheduler.set_timesteps: Euler's schedule, then torch.cat([t[:1], t[1:].repeat_interleave(2)])
     /// and torch.cat([sigmas[:1], sigmas[1:-1].repeat_interleave(2), sigmas[-1:]]).</summary>
-    public static Schedule Heun(float[] alphasCumprod, int steps, string spacing, int offset, bool karras,
+    public static Schedule Heun(float[] alphasCumprod, int steps, string spacing, int offset, SigmaRamp ramp,
         double? sigmaMin = null, double? sigmaMax = null)
     {
-        Schedule euler = Euler(alphasCumprod, steps, spacing, offset, karras, sigmaMin, sigmaMax);
+        Schedule euler = Euler(alphasCumprod, steps, spacing, offset, ramp, sigmaMin, sigmaMax);
         var timesteps = new List<double> { euler.Timesteps[0] };
         var sigmas = new List<float> { euler.Sigmas![0] };
         for (int k = 1; k < steps; k++)
@@ -132,6 +135,13 @@ internal static class DiffusersSchedules
     /// <summary>sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5 on the float32 tensor.</summary>
     private static float[] TrainingSigmas(float[] alphasCumprod) =>
         Array.ConvertAll(alphasCumprod, a => MathF.Sqrt((1f - a) / a));
+
+    private static double[] Ramp(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps) =>
+        ramp == SigmaRamp.Karras ? Karras(sigmaMin, sigmaMax, steps) : Exponential(sigmaMin, sigmaMax, steps);
+
+    /// <summary>_convert_to_exponential: np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), steps)).</summary>
+    private static double[] Exponential(double sigmaMin, double sigmaMax, int steps) =>
+        Array.ConvertAll(Linspace(Math.Log(sigmaMax), Math.Log(sigmaMin), steps), Math.Exp);
 
     /// <summary>_convert_to_karras with rho 7, in float64.</summary>
     private static double[] Karras(double sigmaMin, double sigmaMax, int steps)

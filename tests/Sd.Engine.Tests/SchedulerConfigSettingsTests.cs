@@ -30,9 +30,9 @@ public sealed class SchedulerConfigSettingsTests
     [InlineData("dpm++-2m", "\"final_sigmas_type\": \"sigma_min\"", "final_sigmas_type 'sigma_min'")]
     [InlineData("unipc", "\"thresholding\": true", "thresholding true")]
     [InlineData("unipc-karras", "\"final_sigmas_type\": \"sigma_min\"", "final_sigmas_type 'sigma_min'")]
-    [InlineData("euler", "\"use_exponential_sigmas\": true", "use_exponential_sigmas true")]
+    [InlineData("euler", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
     [InlineData("heun-karras", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
-    [InlineData("dpm2", "\"use_exponential_sigmas\": true", "use_exponential_sigmas true")]
+    [InlineData("dpm2", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
     [InlineData("lms", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
     [InlineData("dpm++-2m", "\"use_flow_sigmas\": true", "use_flow_sigmas true")]
     [InlineData("unipc", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
@@ -58,6 +58,37 @@ public sealed class SchedulerConfigSettingsTests
         Scheduler scheduler = Scheduler.Create(name, Parse(settings));
         scheduler.SetTimesteps(4);
         Assert.Equal(name == "pndm" ? 5 : 4, scheduler.StepCount);
+    }
+
+    /// <summary>
+    /// use_exponential_sigmas runs the exponential ramp the "-exponential" names run; with use_karras_sigmas too it is
+    /// refused, as diffusers refuses it. The numbers: diffusers' DPMSolverMultistepScheduler.set_timesteps(5) on SD
+    /// 1.5's table (PyTorch 1.13, numpy), whose unrounded timesteps 680.67 and 20.002 are truncated by the int64 cast.
+    /// </summary>
+    [Fact]
+    public void Exponential_sigmas_run_from_the_config_or_the_name_as_diffusers_places_them()
+    {
+        foreach (string name in (string[])["euler", "dpm++-2m", "heun", "dpm2", "lms", "dpm++-sde", "unipc"])
+        {
+            Scheduler byConfig = Scheduler.Create(name, Parse("\"use_exponential_sigmas\": true"));
+            Scheduler byName = Scheduler.Create(name + "-exponential", Parse(""));
+            Scheduler spaced = Scheduler.Create(name, Parse(""));
+            byConfig.SetTimesteps(9);
+            byName.SetTimesteps(9);
+            spaced.SetTimesteps(9);
+            Assert.Equal(byName.Timesteps.ToArray(), byConfig.Timesteps.ToArray());
+            Assert.Equal(byName.Sigmas!.ToArray(), byConfig.Sigmas!.ToArray());
+            Assert.NotEqual(spaced.Sigmas!.ToArray(), byName.Sigmas!.ToArray());
+        }
+        Scheduler dpm = Scheduler.Create("dpm++-2m-exponential", Parse(""));
+        dpm.SetTimesteps(5);
+        Assert.Equal([999f, 680f, 233f, 20f, 0f], dpm.Timesteps.ToArray());
+        Assert.Equal([14.614645f, 3.0889874f, 0.652896f, 0.13799770f, 0.029167533f, 0f], dpm.Sigmas!.ToArray());
+
+        var e = Assert.Throws<NotSupportedException>(() => Scheduler.Create("euler", Parse("\"use_karras_sigmas\": true, \"use_exponential_sigmas\": true")));
+        Assert.Contains("sets both use_karras_sigmas and use_exponential_sigmas", e.Message);
+        Assert.Throws<ArgumentException>(() => Scheduler.Create("ddim-exponential", Parse("")));
+        Assert.Throws<ArgumentException>(() => Scheduler.Create("euler-a-karras", Parse("")));
     }
 
     [Fact]

@@ -11,8 +11,10 @@ namespace Sd.Engine.Tests;
 public sealed class SchedulerSpacingTests
 {
     private static readonly string[] Names =
-        ["ddim", "pndm", "euler", "euler-karras", "euler-a", "lms", "lms-karras", "dpm++-2m", "dpm++-2m-karras", "dpm++-2m-sde",
-         "dpm++-2m-sde-karras", "unipc", "unipc-karras", "heun", "heun-karras", "lcm", "dpm++-3m-sde", "dpm++-3m-sde-karras"];
+        ["ddim", "pndm", "euler", "euler-karras", "euler-exponential", "euler-a", "lms", "lms-karras", "lms-exponential", "dpm++-2m",
+         "dpm++-2m-karras", "dpm++-2m-exponential", "dpm++-2m-sde", "dpm++-2m-sde-karras", "dpm++-2m-sde-exponential", "unipc",
+         "unipc-karras", "unipc-exponential", "heun", "heun-karras", "heun-exponential", "lcm", "dpm++-3m-sde",
+         "dpm++-3m-sde-karras", "dpm++-3m-sde-exponential"];
     // dpm2, dpm2-a, dpm++-2s-a, dpm++-sde: their midpoints' timesteps, see SecondOrderSchedulerTests and below
 
     // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
@@ -49,17 +51,20 @@ public sealed class SchedulerSpacingTests
         {
             "ddim" => DiffusersSchedules.Ddim(n, steps, spacing, offset),
             "pndm" => DiffusersSchedules.Pndm(n, steps, spacing, offset),
-            "euler" or "euler-a" or "lms" or "dpm++-3m-sde" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: false),
-            "euler-karras" or "lms-karras" or "dpm++-3m-sde-karras" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, karras: true),
+            "euler" or "euler-a" or "lms" or "dpm++-3m-sde" or "euler-karras" or "lms-karras" or "dpm++-3m-sde-karras"
+                or "euler-exponential" or "lms-exponential" or "dpm++-3m-sde-exponential" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, RampOf(name)),
             // UniPC's set_timesteps is a copy of DPM-Solver's.
-            "dpm++-2m" or "dpm++-2m-sde" or "unipc" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: false),
-            "dpm++-2m-karras" or "dpm++-2m-sde-karras" or "unipc-karras" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, karras: true),
-            "heun" => DiffusersSchedules.Heun(alphas, steps, spacing, offset, karras: false),
-            "heun-karras" => DiffusersSchedules.Heun(alphas, steps, spacing, offset, karras: true),
+            "dpm++-2m" or "dpm++-2m-sde" or "unipc" or "dpm++-2m-karras" or "dpm++-2m-sde-karras" or "unipc-karras"
+                or "dpm++-2m-exponential" or "dpm++-2m-sde-exponential" or "unipc-exponential" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, RampOf(name)),
+            "heun" or "heun-karras" or "heun-exponential" => DiffusersSchedules.Heun(alphas, steps, spacing, offset, RampOf(name)),
             "lcm" => DiffusersSchedules.Lcm(n, steps),
             _ => throw new ArgumentException(name),
         };
     }
+
+    private static SigmaRamp RampOf(string name) =>
+        name.EndsWith("-karras", StringComparison.Ordinal) ? SigmaRamp.Karras
+        : name.EndsWith("-exponential", StringComparison.Ordinal) ? SigmaRamp.Exponential : SigmaRamp.Spaced;
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -224,10 +229,10 @@ public sealed class SchedulerSpacingTests
             }
             DiffusersSchedules.Schedule expected = name switch
             {
-                "euler-karras" => DiffusersSchedules.Euler(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax),
+                "euler-karras" => DiffusersSchedules.Euler(s.AlphasCumprod, 12, "trailing", 0, SigmaRamp.Karras, sigmaMin, sigmaMax),
                 // Heun's _convert_to_karras is a copy of Euler's.
-                "heun-karras" => DiffusersSchedules.Heun(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax),
-                _ => DiffusersSchedules.Dpm(s.AlphasCumprod, 12, "trailing", 0, karras: true, sigmaMin, sigmaMax),
+                "heun-karras" => DiffusersSchedules.Heun(s.AlphasCumprod, 12, "trailing", 0, SigmaRamp.Karras, sigmaMin, sigmaMax),
+                _ => DiffusersSchedules.Dpm(s.AlphasCumprod, 12, "trailing", 0, SigmaRamp.Karras, sigmaMin, sigmaMax),
             };
             Assert.Equal(expected.Sigmas!, s.Sigmas!.ToArray());
             Assert.Equal(Array.ConvertAll(expected.Timesteps, t => (float)t), s.Timesteps.ToArray());

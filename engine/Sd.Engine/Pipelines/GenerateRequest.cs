@@ -33,10 +33,9 @@ public sealed record GenerateRequest
     public int Height { get; init; } = 512;
 
     /// <summary>
-    /// CLI scheduler name: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde,
-    /// dpm++-2m-sde-karras, dpm++-3m-sde, dpm++-3m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2,
-    /// dpm2-karras, dpm2-a, dpm2-a-karras, dpm++-2s-a, dpm++-2s-a-karras, dpm++-sde, dpm++-sde-karras, lms, lms-karras,
-    /// lcm; null: the model's default (<see cref="StableDiffusionPipeline.DefaultScheduler"/>).
+    /// CLI scheduler name: ddim, pndm, euler-a, lcm, or euler, dpm++-2m, dpm++-2m-sde, dpm++-3m-sde, unipc, heun, dpm2,
+    /// dpm2-a, dpm++-2s-a, dpm++-sde, lms, each also with -karras or -exponential (<see cref="Schedulers.Scheduler.Create"/>);
+    /// null: the model's default (<see cref="StableDiffusionPipeline.DefaultScheduler"/>).
     /// </summary>
     public string? Scheduler { get; init; }
 

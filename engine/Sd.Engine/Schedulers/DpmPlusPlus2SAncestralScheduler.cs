@@ -17,8 +17,8 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
     /// <summary>Per inference step k but the last: the two calls' coefficients and the noise scale.</summary>
     private float[] _toMidpoint = [], _toMidpointDenoised = [], _toDown = [], _toDownDenoised = [], _up = [];
 
-    public DpmPlusPlus2SAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "DPM++ 2S ancestral", ZeroTerminalSnr.EndsAtFloor)
+    public DpmPlusPlus2SAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "DPM++ 2S ancestral", ZeroTerminalSnr.EndsAtFloor)
     {
     }
 

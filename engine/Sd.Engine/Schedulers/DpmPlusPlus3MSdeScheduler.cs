@@ -25,8 +25,8 @@ public sealed class DpmPlusPlus3MSdeScheduler : SigmaScheduler
     private int _held;
     private int _lastStep = -1;
 
-    public DpmPlusPlus3MSdeScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "DPM++ 3M SDE", ZeroTerminalSnr.EndsAtFloor)
+    public DpmPlusPlus3MSdeScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "DPM++ 3M SDE", ZeroTerminalSnr.EndsAtFloor)
     {
         RefuseLaterSigmaSchedules(config, Name, flow: false);
     }

@@ -27,8 +27,8 @@ public sealed class DpmPlusPlusSdeScheduler : TwoCallSigmaScheduler
     /// <summary>The first call's standard-normal draw, kept for the second call's increment.</summary>
     private float[] _firstDraw = [];
 
-    public DpmPlusPlusSdeScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "DPM++ SDE", ZeroTerminalSnr.EndsAtFloor)
+    public DpmPlusPlusSdeScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "DPM++ SDE", ZeroTerminalSnr.EndsAtFloor)
     {
     }
 

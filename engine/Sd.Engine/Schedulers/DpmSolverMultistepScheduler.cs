@@ -18,8 +18,8 @@ public sealed class DpmSolverMultistepScheduler : MultistepSigmaScheduler
     private bool _hasPreviousX0;
 
     /// <param name="sde">The stochastic solver (sde-dpmsolver++): the step needs its noise draws.</param>
-    public DpmSolverMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false, bool sde = false)
-        : base(config, spacing, karras, sde ? "DPM++ 2M SDE" : "DPM++ 2M")
+    public DpmSolverMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced, bool sde = false)
+        : base(config, spacing, ramp, sde ? "DPM++ 2M SDE" : "DPM++ 2M")
     {
         _sde = sde;
         Refuse(config.UseLuLambdas, Name, "use_lu_lambdas true");

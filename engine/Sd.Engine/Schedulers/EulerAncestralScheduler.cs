@@ -7,7 +7,7 @@ namespace Sd.Engine.Schedulers;
 public sealed class EulerAncestralScheduler : SigmaScheduler
 {
     public EulerAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
-        : base(config, spacing, karras: false, "Euler ancestral", ZeroTerminalSnr.EndsAtFloor)
+        : base(config, spacing, SigmaRamp.Spaced, "Euler ancestral", ZeroTerminalSnr.EndsAtFloor)
     {
         if (Prediction == PredictionType.Sample)
         {

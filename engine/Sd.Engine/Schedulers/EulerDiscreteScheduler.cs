@@ -4,23 +4,24 @@ namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// Shared sigma machinery of diffusers' Euler/Euler-ancestral/LMS schedulers: float32 timesteps, sigmas interpolated
-/// in float64 (np.interp) and stored as float32 with a trailing 0; optionally Karras sigmas (Euler, LMS).
+/// in float64 (np.interp) and stored as float32 with a trailing 0; optionally a Karras or exponential ramp (<see cref="SigmaRamp"/>).
 /// </summary>
 public abstract class SigmaScheduler : Scheduler
 {
-    private readonly bool _karras;
+    private readonly SigmaRamp _ramp;
 
-    protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name, ZeroTerminalSnr zeroSnr)
+    protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name, ZeroTerminalSnr zeroSnr)
         : base(config, TimestepSpacing.Linspace, spacing, zeroSnr)
     {
-        _karras = karras;
+        _ramp = ramp;
         Name = name;
         TrainSigmas = TrainingSigmas();
     }
 
     /// <summary>
     /// Whether a Karras ramp takes the config's sigma_min/sigma_max: Euler's does (diffusers' _convert_to_karras
-    /// reads them); LMS's keeps the spaced sigmas' ends, as diffusers' LMS ramps without looking at the config.
+    /// reads them); LMS's keeps the spaced sigmas' ends, as diffusers' LMS ramps without looking at the config. An
+    /// exponential ramp always takes them (every class's _convert_to_exponential is a copy of Euler's).
     /// </summary>
     protected virtual bool KarrasEndsFromConfig => true;
 
@@ -43,21 +44,22 @@ public abstract class SigmaScheduler : Scheduler
             interpolated[i] = Interp(t[i], TrainSigmas);
         }
         var sigmas = new float[steps + 1];
-        if (_karras)
+        if (_ramp != SigmaRamp.Spaced)
         {
             // Unlike DPM++, Euler and LMS ramp between the first and last *spaced* sigmas, so the spacing matters;
-            // the timesteps are the (unrounded) training times of the Karras sigmas. The log table uses libm's logf;
+            // the timesteps are the (unrounded) training times of the ramp's sigmas. The log table uses libm's logf;
             // numpy's SIMD float32 log is an ulp off on about a fifth of the SD table, which moves these fractional
             // timesteps by up to 1e-4 against an x86 numpy run (DPM++ rounds its Karras timesteps: no change seen for
             // 1..150 steps).
             float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
-            double[] karras = KarrasEndsFromConfig
-                ? KarrasSigmasWithConfigEnds(interpolated[^1], interpolated[0], steps, Name)
-                : KarrasSigmas(interpolated[^1], interpolated[0], steps);
+            double[] levels = _ramp == SigmaRamp.Karras && !KarrasEndsFromConfig
+                ? KarrasSigmas(interpolated[^1], interpolated[0], steps)
+                : RampSigmasWithConfigEnds(_ramp, interpolated[^1], interpolated[0], steps, Name);
             for (int i = 0; i < steps; i++)
             {
-                sigmas[i] = (float)karras[i];
-                t[i] = (float)KarrasTimestep(SigmaToT(karras[i], logSigmas));
+                sigmas[i] = (float)levels[i];
+                double time = SigmaToT(levels[i], logSigmas);
+                t[i] = (float)(_ramp == SigmaRamp.Karras ? KarrasTimestep(time) : time);
             }
         }
         else
@@ -84,7 +86,10 @@ public abstract class SigmaScheduler : Scheduler
         OnSetTimesteps();
     }
 
-    /// <summary>The timestep of a Karras sigma from its fractional training time: kept as it is (KDPM2 rounds it).</summary>
+    /// <summary>
+    /// The timestep of a Karras sigma from its fractional training time: kept as it is (KDPM2 rounds it; no class
+    /// rounds an exponential ramp's).
+    /// </summary>
     protected virtual double KarrasTimestep(double t) => t;
 
     /// <summary>
@@ -152,8 +157,8 @@ public abstract class SigmaScheduler : Scheduler
 /// <summary>diffusers EulerDiscreteScheduler (s_churn 0, linear interpolation, optionally Karras sigmas).</summary>
 public sealed class EulerDiscreteScheduler : SigmaScheduler
 {
-    public EulerDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "Euler", ZeroTerminalSnr.EndsAtFloor)
+    public EulerDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "Euler", ZeroTerminalSnr.EndsAtFloor)
     {
         RefuseLaterSigmaSchedules(config, Name, flow: false);
         if (config.InterpolationType is not ("linear" or "log_linear"))

@@ -16,8 +16,8 @@ public sealed class HeunDiscreteScheduler : TwoCallSigmaScheduler
     /// <summary>The first call's slope, kept for the second call.</summary>
     private float[] _derivative = [];
 
-    public HeunDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "Heun", ZeroTerminalSnr.NotASetting)
+    public HeunDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "Heun", ZeroTerminalSnr.NotASetting)
     {
         _clip = DdimScheduler.ClipRange(config, clipByDefault: false);
     }

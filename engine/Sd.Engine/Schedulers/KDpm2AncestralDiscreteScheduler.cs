@@ -14,8 +14,8 @@ public sealed class KDpm2AncestralDiscreteScheduler : MidpointSigmaScheduler
     /// <summary>The midpoint, up and down levels, laid out as <see cref="SigmaScheduler.Sigmas"/>.</summary>
     private float[] _interpolated = [], _up = [], _down = [];
 
-    public KDpm2AncestralDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "DPM2 ancestral")
+    public KDpm2AncestralDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "DPM2 ancestral")
     {
     }
 

@@ -13,8 +13,8 @@ public sealed class KDpm2DiscreteScheduler : MidpointSigmaScheduler
     /// <summary>The midpoint levels, laid out as <see cref="SigmaScheduler.Sigmas"/> (entry 0, never read, is NaN).</summary>
     private float[] _interpolated = [];
 
-    public KDpm2DiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "DPM2")
+    public KDpm2DiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "DPM2")
     {
     }
 

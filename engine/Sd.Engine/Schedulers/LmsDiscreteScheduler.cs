@@ -10,8 +10,8 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     private int _count;
     private int _newest = -1;
 
-    public LmsDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "LMS", ZeroTerminalSnr.NotASetting)
+    public LmsDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "LMS", ZeroTerminalSnr.NotASetting)
     {
         RefuseLaterSigmaSchedules(config, Name, flow: false);
     }

@@ -9,8 +9,8 @@ namespace Sd.Engine.Schedulers;
 /// </summary>
 public abstract class MidpointSigmaScheduler : TwoCallSigmaScheduler
 {
-    protected MidpointSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name)
-        : base(config, spacing, karras, name, ZeroTerminalSnr.NotASetting)
+    protected MidpointSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name)
+        : base(config, spacing, ramp, name, ZeroTerminalSnr.NotASetting)
     {
         if (Prediction == PredictionType.Sample)
         {

@@ -5,18 +5,18 @@ namespace Sd.Engine.Schedulers;
 /// <summary>
 /// What diffusers' multistep solvers on noise levels share (DPMSolverMultistepScheduler, UniPCMultistepScheduler,
 /// whose set_timesteps and add_noise are copies): the schedule, linspace over steps + 1 points with the last dropped
-/// (or Karras sigmas) and a final sigma of 0; the alpha, sigma and lambda of a noise level; add_noise. A derived solver
+/// (or a Karras or exponential ramp) and a final sigma of 0; the alpha, sigma and lambda of a noise level; add_noise. A derived solver
 /// keeps a history of model outputs, so steps must be visited in order.
 /// </summary>
 public abstract class MultistepSigmaScheduler : Scheduler
 {
-    private readonly bool _karras;
+    private readonly SigmaRamp _ramp;
     private readonly float[] _trainSigmas;
 
-    protected MultistepSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name)
+    protected MultistepSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name)
         : base(config, TimestepSpacing.Linspace, spacing, ZeroTerminalSnr.EndsAtFloor)
     {
-        _karras = karras;
+        _ramp = ramp;
         Name = name;
         _trainSigmas = TrainingSigmas();
         Refuse(config.Thresholding, name, "thresholding true");
@@ -38,15 +38,17 @@ public abstract class MultistepSigmaScheduler : Scheduler
         // last; trailing is the common one.
         int[] t = DiscreteTimesteps(steps, steps + 1);
         var sigmas = new float[steps + 1];
-        if (_karras)
+        if (_ramp != SigmaRamp.Spaced)
         {
-            // The Karras ramp runs over the whole training range whatever the spacing; the timesteps follow it.
+            // The ramp runs over the whole training range whatever the spacing; the timesteps follow it, Karras's
+            // rounded (np.round), an exponential ramp's truncated (left unrounded, then cast to int64).
             float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
-            double[] karras = KarrasSigmasWithConfigEnds(_trainSigmas[0], _trainSigmas[^1], steps, Name);
+            double[] levels = RampSigmasWithConfigEnds(_ramp, _trainSigmas[0], _trainSigmas[^1], steps, Name);
             for (int i = 0; i < steps; i++)
             {
-                sigmas[i] = (float)karras[i];
-                t[i] = (int)NpRound(SigmaToT(karras[i], logSigmas));
+                sigmas[i] = (float)levels[i];
+                double time = SigmaToT(levels[i], logSigmas);
+                t[i] = (int)(_ramp == SigmaRamp.Karras ? NpRound(time) : time);
             }
         }
         else

@@ -152,40 +152,67 @@ public abstract class Scheduler
     /// <summary><see cref="AddNoise"/> for checked arguments.</summary>
     protected abstract void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
 
+    /// <summary>
+    /// The scheduler called <paramref name="name"/>: ddim, pndm, euler-a, lcm, or a sigma sampler (euler, heun, lms,
+    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc), which takes a "-karras" or
+    /// "-exponential" suffix for that ramp (<see cref="SigmaRamp"/>); without one, the config's use_karras_sigmas or
+    /// use_exponential_sigmas chooses.
+    /// </summary>
     public static Scheduler Create(string name, SchedulerConfig config, TimestepSpacing? spacing = null)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(config);
-        return name.ToLowerInvariant() switch
+        string key = name.ToLowerInvariant();
+        SigmaRamp? named = null;
+        foreach ((string suffix, SigmaRamp ramp) in RampSuffixes)
+        {
+            if (key.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                (key, named) = (key[..^suffix.Length], ramp);
+                break;
+            }
+        }
+        Scheduler? plain = named is null ? key switch
         {
             "ddim" => new DdimScheduler(config, spacing),
             "pndm" => new PndmScheduler(config, spacing),
-            "euler" => new EulerDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "euler-karras" => new EulerDiscreteScheduler(config, spacing, karras: true),
             "euler-a" => new EulerAncestralScheduler(config, spacing),
-            "dpm++-2m" => new DpmSolverMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "dpm++-2m-karras" => new DpmSolverMultistepScheduler(config, spacing, karras: true),
-            "dpm++-2m-sde" => new DpmSolverMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false, sde: true),
-            "dpm++-2m-sde-karras" => new DpmSolverMultistepScheduler(config, spacing, karras: true, sde: true),
-            "unipc" => new UniPcMultistepScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "unipc-karras" => new UniPcMultistepScheduler(config, spacing, karras: true),
-            "heun" => new HeunDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "heun-karras" => new HeunDiscreteScheduler(config, spacing, karras: true),
-            "dpm2" => new KDpm2DiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "dpm2-karras" => new KDpm2DiscreteScheduler(config, spacing, karras: true),
-            "dpm2-a" => new KDpm2AncestralDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "dpm2-a-karras" => new KDpm2AncestralDiscreteScheduler(config, spacing, karras: true),
-            "dpm++-sde" => new DpmPlusPlusSdeScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "dpm++-sde-karras" => new DpmPlusPlusSdeScheduler(config, spacing, karras: true),
-            "dpm++-3m-sde" => new DpmPlusPlus3MSdeScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "dpm++-3m-sde-karras" => new DpmPlusPlus3MSdeScheduler(config, spacing, karras: true),
-            "dpm++-2s-a" => new DpmPlusPlus2SAncestralScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "dpm++-2s-a-karras" => new DpmPlusPlus2SAncestralScheduler(config, spacing, karras: true),
-            "lms" => new LmsDiscreteScheduler(config, spacing, karras: config.UseKarrasSigmas ?? false),
-            "lms-karras" => new LmsDiscreteScheduler(config, spacing, karras: true),
             "lcm" => new LcmScheduler(config, spacing),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde, dpm++-2m-sde-karras, dpm++-3m-sde, dpm++-3m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2, dpm2-karras, dpm2-a, dpm2-a-karras, dpm++-2s-a, dpm++-2s-a-karras, dpm++-sde, dpm++-sde-karras, lms, lms-karras, lcm)", nameof(name)),
+            _ => null,
+        } : null;
+        if (plain is not null)
+        {
+            return plain;
+        }
+        SigmaRamp r = named ?? RampOf(config, key);
+        return key switch
+        {
+            "euler" => new EulerDiscreteScheduler(config, spacing, r),
+            "dpm++-2m" => new DpmSolverMultistepScheduler(config, spacing, r),
+            "dpm++-2m-sde" => new DpmSolverMultistepScheduler(config, spacing, r, sde: true),
+            "unipc" => new UniPcMultistepScheduler(config, spacing, r),
+            "heun" => new HeunDiscreteScheduler(config, spacing, r),
+            "dpm2" => new KDpm2DiscreteScheduler(config, spacing, r),
+            "dpm2-a" => new KDpm2AncestralDiscreteScheduler(config, spacing, r),
+            "dpm++-sde" => new DpmPlusPlusSdeScheduler(config, spacing, r),
+            "dpm++-3m-sde" => new DpmPlusPlus3MSdeScheduler(config, spacing, r),
+            "dpm++-2s-a" => new DpmPlusPlus2SAncestralScheduler(config, spacing, r),
+            "lms" => new LmsDiscreteScheduler(config, spacing, r),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras or -exponential)", nameof(name)),
         };
+    }
+
+    private static readonly (string Suffix, SigmaRamp Ramp)[] RampSuffixes = [("-karras", SigmaRamp.Karras), ("-exponential", SigmaRamp.Exponential)];
+
+    /// <summary>The ramp a config asks for: use_karras_sigmas or use_exponential_sigmas (diffusers allows one).</summary>
+    private static SigmaRamp RampOf(SchedulerConfig config, string scheduler)
+    {
+        bool karras = config.UseKarrasSigmas ?? false;
+        if (karras && config.UseExponentialSigmas)
+        {
+            throw new NotSupportedException($"{scheduler}: the scheduler config sets both use_karras_sigmas and use_exponential_sigmas; diffusers allows only one");
+        }
+        return karras ? SigmaRamp.Karras : config.UseExponentialSigmas ? SigmaRamp.Exponential : SigmaRamp.Spaced;
     }
 
     /// <summary>
@@ -201,31 +228,31 @@ public abstract class Scheduler
     }
 
     /// <summary>
-    /// Refuses the sigma schedules of later diffusers versions that the scheduler's class reads there (exponential and
-    /// beta; flow for the multistep solvers): they replace the spaced sigmas, so running without them would differ.
+    /// Refuses the sigma schedules of later diffusers versions that the scheduler's class reads there and Sd does not
+    /// run (beta; flow for the multistep solvers): they replace the spaced sigmas, so running without them would differ.
     /// </summary>
     protected static void RefuseLaterSigmaSchedules(SchedulerConfig config, string scheduler, bool flow)
     {
-        Refuse(config.UseExponentialSigmas, scheduler, "use_exponential_sigmas true");
         Refuse(config.UseBetaSigmas, scheduler, "use_beta_sigmas true");
         Refuse(flow && config.UseFlowSigmas, scheduler, "use_flow_sigmas true");
     }
 
     /// <summary>
-    /// diffusers _convert_to_karras for Euler and DPM-Solver: the config's sigma_min and sigma_max where it sets them
-    /// (every key of a scheduler config reaches the class's config, so DPM-Solver reads them too), else the given
-    /// ends. Throws (ArgumentException) unless the ramp runs down within the levels float32 sampling reaches.
+    /// diffusers _convert_to_karras / _convert_to_exponential for Euler and DPM-Solver: the config's sigma_min and
+    /// sigma_max where it sets them (every key of a scheduler config reaches the class's config, so DPM-Solver reads
+    /// them too), else the given ends. Throws (ArgumentException) unless the ramp runs down within the levels float32
+    /// sampling reaches.
     /// </summary>
-    protected double[] KarrasSigmasWithConfigEnds(double sigmaMin, double sigmaMax, int steps, string scheduler)
+    protected double[] RampSigmasWithConfigEnds(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps, string scheduler)
     {
         double min = Config.SigmaMin ?? sigmaMin, max = Config.SigmaMax ?? sigmaMax;
         if (!(min >= NoiseSchedule.MinSigma && max >= min && max <= NoiseSchedule.MaxSigma))
         {
             // A loaded config's ends were checked to lie in that range; one built in code, or ends that cross, land here.
-            throw new ArgumentException($"{scheduler}: Karras sigmas ramp from sigma_max down to sigma_min, noise levels with {NoiseSchedule.SigmaText(NoiseSchedule.MaxSigma)} >= sigma_max >= sigma_min >= {NoiseSchedule.SigmaText(NoiseSchedule.MinSigma)}; " +
+            throw new ArgumentException($"{scheduler}: {ramp} sigmas ramp from sigma_max down to sigma_min, noise levels with {NoiseSchedule.SigmaText(NoiseSchedule.MaxSigma)} >= sigma_max >= sigma_min >= {NoiseSchedule.SigmaText(NoiseSchedule.MinSigma)}; " +
                 $"got sigma_max {max} and sigma_min {min} (the scheduler config's sigma_min {Config.SigmaMin?.ToString() ?? "unset"}, sigma_max {Config.SigmaMax?.ToString() ?? "unset"})", "config");
         }
-        return KarrasSigmas(min, max, steps);
+        return ramp == SigmaRamp.Karras ? KarrasSigmas(min, max, steps) : ExponentialSigmas(min, max, steps);
     }
 
     /// <summary>
@@ -475,6 +502,13 @@ public abstract class Scheduler
         }
         return sigmas;
     }
+
+    /// <summary>
+    /// diffusers _convert_to_exponential: np.exp(np.linspace(log(sigma_max), log(sigma_min), steps)), float64; A1111's
+    /// "Exponential" schedule (k-diffusion get_sigmas_exponential) is the same ramp over the model's whole range.
+    /// </summary>
+    internal static double[] ExponentialSigmas(double sigmaMin, double sigmaMax, int steps) =>
+        Array.ConvertAll(NpLinspace(Math.Log(sigmaMax), Math.Log(sigmaMin), steps), Math.Exp);
 
     /// <summary>
     /// diffusers _sigma_to_t: the fractional training timestep of a sigma by log-sigma interpolation. numpy 1.x

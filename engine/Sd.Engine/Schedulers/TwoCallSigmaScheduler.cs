@@ -16,8 +16,8 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
 
     /// <param name="zeroSnr">What the config's rescale_betas_zero_snr does: nothing for diffusers' classes, which have no
     /// such setting; k-diffusion's samplers run on Euler's levels, which it raises to a floor.</param>
-    protected TwoCallSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, bool karras, string name, ZeroTerminalSnr zeroSnr)
-        : base(config, spacing, karras, name, zeroSnr)
+    protected TwoCallSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name, ZeroTerminalSnr zeroSnr)
+        : base(config, spacing, ramp, name, zeroSnr)
     {
         RefuseLaterSigmaSchedules(config, name, flow: false);
     }

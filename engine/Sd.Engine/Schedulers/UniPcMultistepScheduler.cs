@@ -21,8 +21,8 @@ public sealed class UniPcMultistepScheduler : MultistepSigmaScheduler
     /// <summary>The last step's predictor order, the order of this step's corrector.</summary>
     private int _lastOrder;
 
-    public UniPcMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, bool karras = false)
-        : base(config, spacing, karras, "UniPC")
+    public UniPcMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "UniPC")
     {
     }
 

@@ -37,11 +37,10 @@ public static partial class GenerateCommand
         Without --model it runs the built-in demo model: a toy network with random weights made in
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
-        Schedulers: ddim, pndm, euler, euler-karras, euler-a, dpm++-2m, dpm++-2m-karras, dpm++-2m-sde,
-        dpm++-2m-sde-karras, dpm++-3m-sde, dpm++-3m-sde-karras, unipc, unipc-karras, heun, heun-karras, dpm2,
-        dpm2-karras, dpm2-a, dpm2-a-karras, dpm++-2s-a, dpm++-2s-a-karras, dpm++-sde, dpm++-sde-karras, lms,
-        lms-karras, lcm (heun, dpm2(-a), dpm++-2s-a and dpm++-sde call the model twice per step but the last, so N
-        steps take 2N - 1 calls; progress counts calls).
+        Schedulers: ddim, pndm, euler-a, lcm, and euler, dpm++-2m, dpm++-2m-sde, dpm++-3m-sde, unipc, heun, dpm2,
+        dpm2-a, dpm++-2s-a, dpm++-sde, lms, each also as NAME-karras (Karras sigmas) and NAME-exponential (A1111's
+        Exponential schedule type, its default for DPM++ 2M SDE and 3M SDE) (heun, dpm2(-a), dpm++-2s-a and dpm++-sde
+        call the model twice per step but the last, so N steps take 2N - 1 calls; progress counts calls).
         A missing --scheduler, --steps or --guidance takes the model's default: 4 steps of lcm for a latent
         consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
         (1 for an LCM-LoRA merge: an LCMScheduler config on a plain UNet). --seed N draws the initial latents
@@ -274,7 +273,7 @@ public static partial class GenerateCommand
 
     /// <summary>
     /// The scheduler as A1111 (1.9 and later) names it in its parameters, so its PNG Info and other readers of them
-    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c>. A schedule type is written wherever A1111's
+    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c> (or Exponential). A schedule type is written wherever A1111's
     /// default for the sampler ("Automatic") is another one: its DPM++ samplers and DPM2 (a) default to Karras and
     /// Exponential, so Sd's plain schedules are written out: diffusers' DPM-Solver one (linspace over steps + 1, the
     /// last dropped) is A1111's SGM Uniform, the k-diffusion samplers' Euler levels its Uniform (the model's levels).
@@ -284,8 +283,8 @@ public static partial class GenerateCommand
     private static string SamplerOf(string scheduler, string samplerKey = "Sampler", string scheduleKey = "Schedule type")
     {
         string lower = scheduler.ToLowerInvariant();
-        bool karras = lower.EndsWith("-karras", StringComparison.Ordinal);
-        (string name, string? schedule) = (karras ? lower[..^"-karras".Length] : lower) switch
+        string? ramp = lower.EndsWith("-karras", StringComparison.Ordinal) ? "Karras" : lower.EndsWith("-exponential", StringComparison.Ordinal) ? "Exponential" : null;
+        (string name, string? schedule) = (ramp is null ? lower : lower[..lower.LastIndexOf('-')]) switch
         {
             "ddim" => ("DDIM", null),
             "pndm" => ("PLMS", null),
@@ -305,7 +304,7 @@ public static partial class GenerateCommand
             "lcm" => ("LCM", null),
             _ => (scheduler, null),
         };
-        schedule = karras ? "Karras" : schedule;
+        schedule = ramp ?? schedule;
         return $"{samplerKey}: {name}" + (schedule is null ? "" : $", {scheduleKey}: {schedule}");
     }
 
