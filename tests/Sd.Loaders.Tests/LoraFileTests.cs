@@ -105,6 +105,7 @@ public sealed class LoraFileTests : IDisposable
         { "LoHa sizes apart", ["lora_unet_x.hada_w1_a:4,2", "lora_unet_x.hada_w1_b:2,6", "lora_unet_x.hada_w2_a:4,2", "lora_unet_x.hada_w2_b:2,5"], "(LoHa) has factors of [4, 6] and [4, 5]" },
         { "Tucker core apart", ["lora_unet_x.lora_down.weight:2,4,1,1", "lora_unet_x.lora_up.weight:4,2,1,1", "lora_unet_x.lora_mid.weight:2,3,3,3"], "core [2, 3, 3, 3] (lora_mid.weight)" },
         { "empty diff", ["lora_unet_x.diff:0,4"], "'lora_unet_x.diff' has shape [0, 4]" },
+        { "diffusers-named LoHa", ["unet.x.hada_w1_a:4,2"], "'unet.x.hada_w1_a' is a LyCORIS LoHa part under a diffusers name" },
         { "SDXL", ["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight:2,4"], "an SDXL LoRA" },
         { "unknown name", ["model.diffusion_model.out.0.weight:4"], "'model.diffusion_model.out.0.weight' is not a LoRA tensor Sd knows" },
         { "no up", ["lora_unet_x.lora_down.weight:2,4"], "LoRA module 'lora_unet_x' has no up" },
@@ -231,5 +232,37 @@ public sealed class LoraFileTests : IDisposable
         using LoraFile t = LoraFile.Open(twice.Save(_dir.File("twice.safetensors")));
         e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(t, 1f)]));
         Assert.Contains($"both change '{ToQ}'", e.Message);
+    }
+
+    /// <summary>LyCORIS modules meet the same checks against the model's weights, and a few of their own.</summary>
+    [Fact]
+    public void Lycoris_modules_that_do_not_fit_the_model_are_refused_naming_why()
+    {
+        string toQ = "lora_unet_" + ToQ[..^".weight".Length].Replace('.', '_');
+        (string Part, long[] Shape)[] misfit = [("hada_w1_a", [64, 2]), ("hada_w1_b", [2, 32]), ("hada_w2_a", [64, 2]), ("hada_w2_b", [2, 32])];
+        (string, long[])[] hostile = [("hada_w1_a", [65, 64]), ("hada_t1", [65, 1, 1, 1]), ("hada_w1_b", [1, 64]), ("hada_w2_a", [64, 1]), ("hada_w2_b", [1, 64])];
+        (string, long[])[] noBias = [("diff", [64, 64]), ("diff_b", [64])];
+        (string, long[])[] kron = [("lokr_w1", [2, 2]), ("lokr_w2", [32, 16])];
+        foreach (((string, long[])[] parts, string expected) in new[]
+        {
+            (misfit, $"(LoHa, (up [64, 2] x down [2, 32]) * (up [64, 2] x down [2, 32])) does not fit '{ToQ}' of shape [64, 64]"),
+            (hostile, $"has a factor of rank 65 for '{ToQ}' [64, 64]: its up and down would hold more than twice the weight's elements"),
+            (noBias, $"changes the bias '{ToQ[..^".weight".Length]}.bias', which the model's layer does not have"),
+            (kron, $"(LoKr, kron([2, 2], [32, 16])) does not fit '{ToQ}' of shape [64, 64]"),
+        })
+        {
+            var writer = new SafetensorsWriter();
+            foreach ((string part, long[] shape) in parts)
+            {
+                long count = 1;
+                foreach (long d in shape) count *= d;
+                writer.AddFloat32($"{toQ}.{part}", shape, new float[count]);
+            }
+            string path = _dir.File($"lycoris-{Guid.NewGuid():N}.safetensors");
+            writer.Save(path);
+            using LoraFile lora = LoraFile.Open(path);
+            var e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(lora, 1f)]));
+            Assert.Contains(expected, e.Message);
+        }
     }
 }

@@ -35,7 +35,7 @@ public sealed unsafe class WeightBinder : IDisposable
     /// <summary>
     /// One native buffer, grown to the largest weight, that every module of a load reads its weights into before
     /// packing: no per-tensor garbage, so the load's peak memory is the packed model plus one tensor. Also the names
-    /// of the weights whose low-rank changes (LoRA) were merged, so a change nothing merged cannot pass unseen.
+    /// of the weights whose LoRA changes were merged, so a change nothing merged cannot pass unseen.
     /// </summary>
     private sealed class LoadState : IDisposable
     {
@@ -107,7 +107,7 @@ public sealed unsafe class WeightBinder : IDisposable
     }
 
     /// <summary>
-    /// Merges the weight's low-rank changes (LoRA modules), if it has any, into its staged copy: float32 values, or
+    /// Merges the tensor's LoRA changes (<see cref="LoraMerge"/>), if it has any, into its staged copy: float32 values, or
     /// F16/BF16 patterns (<paramref name="format"/>), which stay 16-bit.
     /// </summary>
     private void MergeDeltas(TensorEntry entry, void* weights, WeightFormat format)

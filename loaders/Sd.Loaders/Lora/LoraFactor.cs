@@ -75,7 +75,7 @@ public sealed class LoraFactor
     internal static LoraFactor Product(string path, string key, TensorInfo up, TensorInfo down, TensorInfo? core, bool upTransposed)
     {
         long[] u = up.Shape, d = down.Shape;
-        bool upFits = upTransposed ? u.Length == 2 : u.Length is 2 or 4 && (u.Length == 2 || (u[2] == 1 && u[3] == 1));
+        bool upFits = upTransposed ? u.Length == 2 : (u.Length is 2 or 4 && (u.Length == 2 || (u[2] == 1 && u[3] == 1)));
         long rows = upFits ? u[upTransposed ? 1 : 0] : 0, rank = upFits ? u[upTransposed ? 0 : 1] : 0;
         long downRank = d.Length is 2 or 4 ? d[0] : 0, inputs = d.Length is 2 or 4 ? d[1] : 0;
         bool downFits = d.Length is 2 or 4 && downRank is >= 1 and <= LoraFile.MaxRank && inputs >= 1;

@@ -157,11 +157,19 @@ public sealed class LoraFile : IDisposable
                     }
                 }
                 int last = name.LastIndexOf('.');
-                throw Unsupported(path, name, name[(last + 1)..]);
+                string tail = name[(last + 1)..];
+                foreach ((string type, string[] parts) in LoraModule.Types)
+                {
+                    if (type != "LoRA" && Array.IndexOf(parts, tail) >= 0)
+                    {
+                        throw new InvalidFileException(path, $"tensor '{name}' is a LyCORIS {type} part under a diffusers name; Sd reads LyCORIS types under kohya's lora_unet_/lora_te_ names");
+                    }
+                }
+                throw Unsupported(path, name, tail);
             }
         }
         throw new InvalidFileException(path,
-            $"tensor '{name}' is not a LoRA tensor Sd knows: expected kohya's lora_unet_*/lora_te_* names (.lora_down.weight, .lora_up.weight, .alpha) or diffusers' unet.*/text_encoder.* names (.lora_A.weight, .lora_B.weight)");
+            $"tensor '{name}' is not a LoRA tensor Sd knows: expected kohya's lora_unet_*/lora_te_* names (.lora_down.weight, .lora_up.weight, .alpha, or a LyCORIS part: .hada_*, .lokr_*, .lora_mid.weight, .diff, .w_norm) or diffusers' unet.*/text_encoder.* names (.lora_A.weight, .lora_B.weight)");
     }
 
     private static readonly (string, ModelComponent)[] KohyaPrefixes =

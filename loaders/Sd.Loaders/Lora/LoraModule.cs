@@ -58,7 +58,7 @@ public sealed class LoraModule
 
     /// <summary>
     /// The weight update's own scale: alpha / rank (A1111's calc_scale), 1 without an alpha or a rank; an alpha of 0
-    /// counts as the rank, as kohya and LyCORIS train with it.
+    /// counts as the rank, as kohya's and LyCORIS's loaders read it (A1111's calc_scale would scale by 0).
     /// </summary>
     public double Scale => Rank == 0 || Alpha is null or 0 ? 1 : (double)Alpha.Value / Rank;
 
@@ -90,7 +90,7 @@ public sealed class LoraModule
                 {
                     throw new InvalidFileException(path, $"LoRA module '{key}' has {(Get("lora_down.weight") is null ? "no down (lora_down/lora_A)" : "no up (lora_up/lora_B)")} weight");
                 }
-                weight = LoraUpdate.Single(LoraFactor.Product(path, key, Need("lora_up.weight"), Need("lora_down.weight"), Get("lora_mid.weight"), upTransposed: false));
+                weight = LoraUpdate.Single(LoraFactor.Product(path, key, Get("lora_up.weight")!, Get("lora_down.weight")!, Get("lora_mid.weight"), upTransposed: false));
                 rank = weight.First.DownRank;
                 break;
             case "LoHa":
@@ -104,7 +104,7 @@ public sealed class LoraModule
                 weight = LoraUpdate.Kronecker(path, key, first, second);
                 rank = second.IsProduct ? second.DownRank : first.DownRank; // A1111: w2b's rank, else w1b's, else none
                 break;
-            default: // full, norm: differences stored whole
+            default: // full, norm: differences stored whole (A1111 asks a norm module for both; the bias's may be missing here)
                 bool full = type == "full";
                 weight = LoraUpdate.Single(LoraFactor.Stored(path, key, Need(full ? "diff" : "w_norm"), matrix: false));
                 if (Get(full ? "diff_b" : "b_norm") is { } b)

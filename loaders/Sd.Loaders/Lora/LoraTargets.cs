@@ -49,7 +49,9 @@ public static class LoraTargets
         {
             if (!weights.TryGet(name, out TensorEntry entry))
             {
-                throw NotInModel(lora, module, component, $"'{name}'");
+                throw update == module.Bias
+                    ? new InvalidFileException(lora.Path, $"LoRA module '{module.Key}' ({module.Type}) changes the bias '{name}', which the model's layer does not have")
+                    : NotInModel(lora, module, component, $"'{name}'");
             }
             RequireFits(lora, module, update, entry);
             if (!deltas.TryGetValue(name, out List<WeightDelta>? list))
@@ -118,25 +120,34 @@ public static class LoraTargets
 
     /// <summary>
     /// The update [rows, columns] must have W's first size and W's other sizes' product; a kernel size it states, W's
-    /// (a 2-D weight's is 1x1). A single low-rank product's rank must be low: at most W's smaller side, so its merge
-    /// never needs more memory than W itself.
+    /// (a 2-D weight's is 1x1). A single low-rank product's rank must be low: at most W's smaller side. Any product's
+    /// up and down (made whole for the GEMM, a Tucker core folded in) may hold at most twice W's elements, so a merge
+    /// never needs much more memory than W itself, whatever ranks a file states.
     /// </summary>
     private static void RequireFits(LoraFile lora, LoraModule module, LoraUpdate update, TensorEntry entry)
     {
         long[] w = entry.Shape;
-        long rest = w.Length == 0 ? 0 : entry.ElementCount / w[0];
-        bool fits = w.Length is 1 or 2 or 4 && update.Rows == w[0] && update.Columns == rest
+        bool fits = w.Length is 1 or 2 or 4 && w[0] > 0 && update.Rows == w[0] && update.Columns == entry.ElementCount / w[0]
             && (update.KernelHeight == 0 || (update.KernelHeight == KernelSize(w, 2) && update.KernelWidth == KernelSize(w, 3)));
         if (!fits)
         {
             throw new InvalidFileException(lora.Path,
                 $"LoRA module '{module.Key}' ({module.Type}, {Describe(update)}) does not fit '{entry.Name}' of shape {TensorInfo.ShapeText(w)}");
         }
-        long smaller = Math.Min(w[0], rest);
+        long smaller = Math.Min(w[0], entry.ElementCount / w[0]);
         if (update.Kind == LoraUpdateKind.Single && update.First.Rank > smaller)
         {
             throw new InvalidFileException(lora.Path,
                 $"LoRA module '{module.Key}' has rank {update.First.Rank}, more than the {smaller} of '{entry.Name}' {TensorInfo.ShapeText(w)}: no low-rank change");
+        }
+        foreach (LoraFactor? factor in (ReadOnlySpan<LoraFactor?>)[update.First, update.Second])
+        {
+            // Rows and columns are at most W's here, so the product cannot overflow.
+            if (factor is { IsProduct: true } && factor.Rank * (factor.Rows + factor.Columns) > 2 * entry.ElementCount)
+            {
+                throw new InvalidFileException(lora.Path,
+                    $"LoRA module '{module.Key}' ({module.Type}) has a factor of rank {factor.Rank} for '{entry.Name}' {TensorInfo.ShapeText(w)}: its up and down would hold more than twice the weight's elements; no low-rank change");
+            }
         }
     }
 
