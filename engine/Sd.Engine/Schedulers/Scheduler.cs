@@ -172,32 +172,25 @@ public abstract class Scheduler
                 break;
             }
         }
-        Scheduler? plain = named is null ? key switch
+        // The first four take no sigma ramp; the others take the named one, else the config's.
+        SigmaRamp Ramp() => named ?? RampOf(config, key);
+        return (key, named) switch
         {
-            "ddim" => new DdimScheduler(config, spacing),
-            "pndm" => new PndmScheduler(config, spacing),
-            "euler-a" => new EulerAncestralScheduler(config, spacing),
-            "lcm" => new LcmScheduler(config, spacing),
-            _ => null,
-        } : null;
-        if (plain is not null)
-        {
-            return plain;
-        }
-        SigmaRamp r = named ?? RampOf(config, key);
-        return key switch
-        {
-            "euler" => new EulerDiscreteScheduler(config, spacing, r),
-            "dpm++-2m" => new DpmSolverMultistepScheduler(config, spacing, r),
-            "dpm++-2m-sde" => new DpmSolverMultistepScheduler(config, spacing, r, sde: true),
-            "unipc" => new UniPcMultistepScheduler(config, spacing, r),
-            "heun" => new HeunDiscreteScheduler(config, spacing, r),
-            "dpm2" => new KDpm2DiscreteScheduler(config, spacing, r),
-            "dpm2-a" => new KDpm2AncestralDiscreteScheduler(config, spacing, r),
-            "dpm++-sde" => new DpmPlusPlusSdeScheduler(config, spacing, r),
-            "dpm++-3m-sde" => new DpmPlusPlus3MSdeScheduler(config, spacing, r),
-            "dpm++-2s-a" => new DpmPlusPlus2SAncestralScheduler(config, spacing, r),
-            "lms" => new LmsDiscreteScheduler(config, spacing, r),
+            ("ddim", null) => new DdimScheduler(config, spacing),
+            ("pndm", null) => new PndmScheduler(config, spacing),
+            ("euler-a", null) => new EulerAncestralScheduler(config, spacing),
+            ("lcm", null) => new LcmScheduler(config, spacing),
+            ("euler", _) => new EulerDiscreteScheduler(config, spacing, Ramp()),
+            ("dpm++-2m", _) => new DpmSolverMultistepScheduler(config, spacing, Ramp()),
+            ("dpm++-2m-sde", _) => new DpmSolverMultistepScheduler(config, spacing, Ramp(), sde: true),
+            ("unipc", _) => new UniPcMultistepScheduler(config, spacing, Ramp()),
+            ("heun", _) => new HeunDiscreteScheduler(config, spacing, Ramp()),
+            ("dpm2", _) => new KDpm2DiscreteScheduler(config, spacing, Ramp()),
+            ("dpm2-a", _) => new KDpm2AncestralDiscreteScheduler(config, spacing, Ramp()),
+            ("dpm++-sde", _) => new DpmPlusPlusSdeScheduler(config, spacing, Ramp()),
+            ("dpm++-3m-sde", _) => new DpmPlusPlus3MSdeScheduler(config, spacing, Ramp()),
+            ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, Ramp()),
+            ("lms", _) => new LmsDiscreteScheduler(config, spacing, Ramp()),
             _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras or -exponential)", nameof(name)),
         };
     }
