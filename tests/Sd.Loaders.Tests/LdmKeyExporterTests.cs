@@ -53,16 +53,7 @@ public sealed class LdmKeyExporterTests
     public void The_loader_maps_every_exported_key_back(bool[] downAttention, int layersPerBlock, int vaeLayersPerBlock)
     {
         int blocks = downAttention.Length;
-        UNetConfig unet = Sd15.UNet with
-        {
-            DownBlockTypes = downAttention.Select(a => a ? "CrossAttnDownBlock2D" : "DownBlock2D").ToArray(),
-            UpBlockTypes = downAttention.Reverse().Select(a => a ? "CrossAttnUpBlock2D" : "UpBlock2D").ToArray(),
-            BlockOutChannels = Enumerable.Range(0, blocks).Select(i => 32 << i).ToArray(),
-            LayersPerBlock = Enumerable.Repeat(layersPerBlock, blocks).ToArray(),
-            CrossAttentionDim = Enumerable.Repeat(32, blocks).ToArray(),
-            TransformerLayersPerBlock = Enumerable.Repeat(1, blocks).ToArray(),
-            NumAttentionHeads = Enumerable.Repeat(1, blocks).ToArray(),
-        };
+        UNetConfig unet = UNetLayout(downAttention, layersPerBlock);
         VaeConfig vae = Sd15.Vae with
         {
             BlockOutChannels = Enumerable.Range(0, blocks + 1).Select(i => 32 << i).ToArray(),
@@ -135,6 +126,22 @@ public sealed class LdmKeyExporterTests
         writer.Save(lcm);
         var e = Assert.Throws<NotSupportedException>(() => ModelSource.Open(lcm).Dispose());
         Assert.Contains("LCM-distilled", e.Message);
+    }
+
+    /// <summary>A small UNet with <paramref name="downAttention"/>'s blocks (the up blocks mirror them), each of <paramref name="layersPerBlock"/> resnets.</summary>
+    internal static UNetConfig UNetLayout(bool[] downAttention, int layersPerBlock)
+    {
+        int blocks = downAttention.Length;
+        return Sd15.UNet with
+        {
+            DownBlockTypes = downAttention.Select(a => a ? "CrossAttnDownBlock2D" : "DownBlock2D").ToArray(),
+            UpBlockTypes = downAttention.Reverse().Select(a => a ? "CrossAttnUpBlock2D" : "UpBlock2D").ToArray(),
+            BlockOutChannels = Enumerable.Range(0, blocks).Select(i => 32 << i).ToArray(),
+            LayersPerBlock = Enumerable.Repeat(layersPerBlock, blocks).ToArray(),
+            CrossAttentionDim = Enumerable.Repeat(32, blocks).ToArray(),
+            TransformerLayersPerBlock = Enumerable.Repeat(1, blocks).ToArray(),
+            NumAttentionHeads = Enumerable.Repeat(1, blocks).ToArray(),
+        };
     }
 
     private static int[] Shape(JsonElement shape) => shape.EnumerateArray().Select(d => d.GetInt32()).ToArray();

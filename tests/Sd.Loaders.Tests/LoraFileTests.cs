@@ -92,6 +92,71 @@ public sealed class LoraFileTests : IDisposable
         Assert.Equal(2, unet.ChangedWeights.Count);
     }
 
+    /// <summary>
+    /// Every UNet weight of the demo model, named as the single-file checkpoint names it (the test exporter, written
+    /// from ldm's module structure), kohya's way ("lora_unet_input_blocks_1_0_in_layers_2") and ComfyUI's
+    /// ("diffusion_model.input_blocks.1.0.in_layers.2"): each module changes the weight the diffusers name does.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Ldm_named_unet_modules_change_the_weights_their_diffusers_names_do(bool comfy)
+    {
+        WeightSet weights = _demo.Weights(ModelComponent.Unet);
+        var writer = new LoraWriter();
+        var expected = new Dictionary<string, string>();
+        int seed = 0;
+        foreach (TensorEntry entry in weights.Entries.Where(e => e.Name.EndsWith(".weight", StringComparison.Ordinal)))
+        {
+            string ldm = LdmKeyExporter.UNet(entry.Name, _demo.UNet!)[LdmKeyExporter.UNetPrefix.Length..^".weight".Length];
+            string key = comfy ? "diffusion_model." + ldm : "lora_unet_" + ldm.Replace('.', '_');
+            if (entry.Shape.Length == 1)
+            {
+                writer.AddRaw(key + ".diff", entry.Shape, new float[entry.Shape[0]]); // a norm's
+            }
+            else
+            {
+                writer.Add(ModelComponent.Unet, entry.Name, entry.Shape, rank: 1, alpha: null, seed: seed++, key: key);
+            }
+            expected.Add(entry.Name, key);
+        }
+        using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("ldm.safetensors")));
+
+        WeightSet merged = LoraTargets.Apply(weights, ModelComponent.Unet, [(lora, 1f)]);
+        Assert.Equal(expected.Count, merged.ChangedWeights.Count);
+        foreach ((string name, string key) in expected)
+        {
+            Assert.Equal(key, Assert.Single(merged.DeltasOf(name).ToArray()).Module.Key);
+        }
+    }
+
+    /// <summary>
+    /// ComfyUI's text-encoder names, its bias differences beside any module type, and CLIP's text_projection, which
+    /// its text encoders carry and SD's never reads.
+    /// </summary>
+    [Fact]
+    public void ComfyUI_text_encoder_modules_and_bias_differences_are_read()
+    {
+        const string Clip = "text_encoders.clip_l.transformer.";
+        var writer = new LoraWriter();
+        writer.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 2, alpha: null, seed: 1, key: Clip + QProj[..^7]);
+        writer.AddRaw(Clip + QProj[..^7] + ".diff_b", [64], new float[64]);
+        writer.AddRaw(Clip + "text_model.final_layer_norm.diff", [64], new float[64]);
+        writer.AddRaw(Clip + "text_model.final_layer_norm.diff_b", [64], new float[64]);
+        writer.Add(ModelComponent.TextEncoder, "text_projection.weight", [64, 64], rank: 2, alpha: null, seed: 2, key: Clip + "text_projection");
+        writer.AddRaw("text_encoders.clip_h.transformer.text_model.encoder.layers.1.mlp.fc1.lora_A.weight", [2, 64], new float[128]);
+        writer.AddRaw("text_encoders.clip_h.transformer.text_model.encoder.layers.1.mlp.fc1.lora_B.weight", [128, 2], new float[256]);
+        using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("comfy.safetensors")));
+
+        Assert.Equal([("LoRA", true), ("full", true), ("LoRA", false), ("LoRA", false)], lora.Modules.Select(m => (m.Type, m.Bias is not null)));
+        Assert.Equal("text_model_encoder_layers_0_self_attn_q_proj", lora.Modules[0].Target);
+        WeightSet text = LoraTargets.Apply(_demo.Weights(ModelComponent.TextEncoder), ModelComponent.TextEncoder, [(lora, 0.5f)]);
+        Assert.Equal(
+            [QProj[..^7] + ".bias", QProj, "text_model.encoder.layers.1.mlp.fc1.weight", "text_model.final_layer_norm.bias", "text_model.final_layer_norm.weight"],
+            text.ChangedWeights.Order(StringComparer.Ordinal));
+        Assert.Equal(0.5f, text.DeltasOf(QProj[..^7] + ".bias")[0].Scale);
+    }
+
     public static TheoryData<string, string[], string> BadFiles() => new()
     {
         { "half a LoHa", ["lora_unet_x.hada_w1_a:2,4", "lora_unet_x.hada_w1_b:4,2"], "LoRA module 'lora_unet_x' (LoHa) has no 'hada_w2_a' tensor" },
@@ -107,6 +172,11 @@ public sealed class LoraFileTests : IDisposable
         { "empty diff", ["lora_unet_x.diff:0,4"], "'lora_unet_x.diff' has shape [0, 4]" },
         { "diffusers-named LoHa", ["unet.x.hada_w1_a:4,2"], "'unet.x.hada_w1_a' is a LyCORIS LoHa part under a diffusers name" },
         { "SDXL", ["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight:2,4"], "an SDXL LoRA" },
+        { "ComfyUI SDXL", ["text_encoders.clip_g.transformer.text_model.encoder.layers_0.mlp.fc1.lora_down.weight:2,4"], "an SDXL LoRA" },
+        { "ComfyUI DoRA", ["diffusion_model.out.2.lora_down.weight:2,4", "diffusion_model.out.2.dora_scale:4"], "'dora_scale' is not part of a LoRA module Sd merges (it is DoRA's magnitude" },
+        { "ComfyUI no module", ["diffusion_model.lora_up.weight:4,2"], "tensor 'diffusion_model.lora_up.weight' names no module" },
+        { "only a bias", ["diffusion_model.out.2.diff_b:4"], "LoRA module 'diffusion_model.out.2' has only its bias's difference (diff_b)" },
+        { "two biases", ["lora_unet_x.w_norm:4", "lora_unet_x.b_norm:4", "lora_unet_x.diff_b:4"], "LoRA module 'lora_unet_x' has two bias differences" },
         { "unknown name", ["model.diffusion_model.out.0.weight:4"], "'model.diffusion_model.out.0.weight' is not a LoRA tensor Sd knows" },
         { "no up", ["lora_unet_x.lora_down.weight:2,4"], "LoRA module 'lora_unet_x' has no up" },
         { "no down", ["lora_unet_x.lora_up.weight:4,2", "lora_unet_x.alpha:"], "LoRA module 'lora_unet_x' has no down" },
@@ -201,12 +271,11 @@ public sealed class LoraFileTests : IDisposable
         var e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(m, 1f)]));
         Assert.Contains("LoRA module 'lora_unet_down_blocks_0_attentions_0_proj_in' changes no weight of the model's UNet", e.Message);
 
-        var ldm = new LoraWriter();
-        ldm.Add(ModelComponent.Unet, "input_blocks.7.1.proj_in.weight", [64, 64], rank: 2, alpha: null, seed: 1);
+        var ldm = new LoraWriter(); // SD 1.5's last down block with attention: the demo's has none
+        ldm.Add(ModelComponent.Unet, "input_blocks.8.1.proj_in.weight", [64, 64], rank: 2, alpha: null, seed: 1, key: "diffusion_model.input_blocks.8.1.proj_in");
         using LoraFile l = LoraFile.Open(ldm.Save(_dir.File("ldm.safetensors")));
         e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(l, 1f)]));
-        Assert.Contains("'lora_unet_input_blocks_7_1_proj_in' changes no weight of the model's UNet", e.Message);
-        Assert.Contains("original (LDM) modules", e.Message);
+        Assert.Contains("'diffusion_model.input_blocks.8.1.proj_in' changes no weight of the model's UNet", e.Message);
 
         var wide = new LoraWriter();
         wide.Add(ModelComponent.TextEncoder, QProj, [768, 768], rank: 2, alpha: null, seed: 1, kohya: false);

@@ -20,11 +20,12 @@ internal sealed class LoraWriter
     /// Adds a module changing <paramref name="weight"/> (a diffusers weight name, "...attn1.to_q.weight") of shape
     /// <paramref name="shape"/> ([out, in] or [out, in, kh, kw]).
     /// </summary>
+    /// <param name="key">The module's name in the file, for names of other layouts (kohya's parts are written); by default kohya's or diffusers' name of <paramref name="weight"/>.</param>
     public Module Add(ModelComponent component, string weight, long[] shape, int rank, float? alpha, int seed, bool kohya = true,
-        TensorDType dtype = TensorDType.F32)
+        TensorDType dtype = TensorDType.F32, string? key = null)
     {
         string module = weight[..^".weight".Length];
-        string key = kohya
+        key ??= kohya
             ? (component == ModelComponent.Unet ? "lora_unet_" : "lora_te_") + module.Replace('.', '_')
             : (component == ModelComponent.Unet ? "unet." : "text_encoder.") + module;
         long[] down = shape.Length == 4 ? [rank, shape[1], shape[2], shape[3]] : [rank, shape[1]];

@@ -26,7 +26,7 @@ internal sealed class UnetKeyMapping
     public const string Prefix = "model.diffusion_model.";
 
     // ldm's ResBlock is built from Sequentials; the numbers are the positions of the layers that have weights.
-    private static readonly (string From, string To)[] ResnetRenames =
+    internal static readonly (string From, string To)[] ResnetRenames =
     [
         ("in_layers.0.", "norm1."),
         ("in_layers.2.", "conv1."),
@@ -36,7 +36,7 @@ internal sealed class UnetKeyMapping
         ("skip_connection.", "conv_shortcut."),
     ];
 
-    private static readonly (string From, string To)[] OutsideBlockRenames =
+    internal static readonly (string From, string To)[] OutsideBlockRenames =
     [
         ("time_embed.0.", "time_embedding.linear_1."),
         ("time_embed.2.", "time_embedding.linear_2."),

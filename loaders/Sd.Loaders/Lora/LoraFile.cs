@@ -4,15 +4,16 @@ using Sd.Loaders.Safetensors;
 namespace Sd.Loaders.Lora;
 
 /// <summary>
-/// A LoRA for Stable Diffusion 1.x/2.x in a .safetensors file, in either of the two layouts that carry them:
-/// kohya's (sd-scripts, A1111, Civitai, LyCORIS: "lora_unet_{path}.{part}" and "lora_te_{path}.{part}" for the text
-/// encoder, where {path} is the diffusers module path with '.' written as '_') and diffusers' (PEFT:
-/// "unet.{path}.lora_A.weight" / ".lora_B.weight", "text_encoder.{path}...", optionally ".alpha"; older diffusers:
-/// ".lora.down.weight" / ".lora.up.weight", ".lora_linear_layer.down.weight" / ".up.weight", and the attention
-/// processors' "{block}.processor.to_q_lora.down.weight"). kohya-named modules may be any type A1111 merges (see
-/// <see cref="LoraModule"/>): LoRA/LoCon, LoHa, LoKr, full and norm differences. The file stays mapped while open: the
-/// tensors are read when the weights they change are loaded. Anything else is refused by name (DoRA, OFT, IA3,
-/// GLoRA, SDXL's second text encoder), since merging half of an adapter would give wrong pictures without a word.
+/// A LoRA for Stable Diffusion 1.x/2.x in a .safetensors file, in any of the layouts that carry them: kohya's
+/// (sd-scripts, A1111, Civitai, LyCORIS: "lora_unet_{path}.{part}" and "lora_te_{path}.{part}" for the text encoder,
+/// where {path} is the diffusers module path, or the UNet's original LDM one, with '.' written as '_'), diffusers'
+/// (PEFT: "unet.{path}.lora_A.weight" / ".lora_B.weight", "text_encoder.{path}...", optionally ".alpha"; older
+/// diffusers: ".lora.down.weight" / ".lora.up.weight", ".lora_linear_layer.down.weight" / ".up.weight", and the
+/// attention processors' "{block}.processor.to_q_lora.down.weight") and ComfyUI's ("diffusion_model.{LDM path}.{part}",
+/// "text_encoders.clip_l.transformer.{path}.{part}"). kohya- and ComfyUI-named modules may be any type A1111 merges
+/// (see <see cref="LoraModule"/>): LoRA/LoCon, LoHa, LoKr, full and norm differences. The file stays mapped while
+/// open: the tensors are read when the weights they change are loaded. Anything else is refused by name (DoRA, OFT,
+/// IA3, GLoRA, SDXL's second text encoder), since merging half of an adapter would give wrong pictures without a word.
 /// </summary>
 public sealed class LoraFile : IDisposable
 {
@@ -99,34 +100,24 @@ public sealed class LoraFile : IDisposable
             {
                 throw new InvalidFileException(file.Path, $"LoRA module '{key}' names no module of the model");
             }
+            if (parts.Type is null && parts.Tensors.ContainsKey("diff_b"))
+            {
+                throw new InvalidFileException(file.Path, $"LoRA module '{key}' has only its bias's difference (diff_b); expected its weight's change beside it");
+            }
             float? alpha = Alpha(file, parts.Tensors.GetValueOrDefault("alpha"));
             modules.Add(LoraModule.Build(file.Path, key, parts.Component, parts.Target, parts.Flat, parts.Type ?? "LoRA", parts.Tensors, alpha));
         }
         return modules;
     }
 
-    /// <summary>The module type a part belongs to ("" for alpha, which any has); anything else is refused, naming what it is.</summary>
-    private static string TypeOf(string path, string name, string part)
-    {
-        if (part == "alpha")
-        {
-            return "";
-        }
-        foreach ((string type, string[] parts) in LoraModule.Types)
-        {
-            if (Array.IndexOf(parts, part) >= 0)
-            {
-                return type;
-            }
-        }
-        throw Unsupported(path, name, part);
-    }
+    /// <summary>The module type a part belongs to ("" for one any type may have); anything else is refused, naming what it is.</summary>
+    private static string TypeOf(string path, string name, string part) => LoraModule.TypeOf(part) ?? throw Unsupported(path, name, part);
 
     /// <summary>Splits a tensor name into its module key, the module's target and which of its tensors it is.</summary>
     private static (string Key, Parts Parts, string Part) Name(string path, string name)
     {
         if (name.StartsWith("lora_te1_", StringComparison.Ordinal) || name.StartsWith("lora_te2_", StringComparison.Ordinal)
-            || name.StartsWith("text_encoder_2.", StringComparison.Ordinal))
+            || name.StartsWith("text_encoder_2.", StringComparison.Ordinal) || name.StartsWith("text_encoders.clip_g.", StringComparison.Ordinal))
         {
             throw new InvalidFileException(path, $"tensor '{name}' belongs to an SDXL LoRA (two text encoders); Sd runs Stable Diffusion 1.x/2.x");
         }
@@ -156,26 +147,48 @@ public sealed class LoraFile : IDisposable
                         return (key, new Parts(component, key[prefix.Length..], flat: false), part);
                     }
                 }
-                int last = name.LastIndexOf('.');
-                string tail = name[(last + 1)..];
-                foreach ((string type, string[] parts) in LoraModule.Types)
+                string tail = name[(name.LastIndexOf('.') + 1)..];
+                if (LoraModule.TypeOf(tail) is { Length: > 0 } type && type != "LoRA")
                 {
-                    if (type != "LoRA" && Array.IndexOf(parts, tail) >= 0)
-                    {
-                        throw new InvalidFileException(path, $"tensor '{name}' is a LyCORIS {type} part under a diffusers name; Sd reads LyCORIS types under kohya's lora_unet_/lora_te_ names");
-                    }
+                    throw new InvalidFileException(path, $"tensor '{name}' is a LyCORIS {type} part under a diffusers name; Sd reads LyCORIS types under kohya's and ComfyUI's names");
                 }
                 throw Unsupported(path, name, tail);
             }
         }
+        foreach ((string prefix, ModelComponent component) in ComfyPrefixes)
+        {
+            if (name.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                (string part, int suffix) = DottedPart(name) ?? throw Unsupported(path, name, name[(name.LastIndexOf('.') + 1)..]);
+                string key = name[..^suffix];
+                if (key.Length <= prefix.Length)
+                {
+                    throw new InvalidFileException(path, $"tensor '{name}' names no module");
+                }
+                // Matched as kohya's names are, by the module path with '_' for '.' (LDM's for the UNet).
+                return (key, new Parts(component, key[prefix.Length..].Replace('.', '_'), flat: true), part);
+            }
+        }
         throw new InvalidFileException(path,
-            $"tensor '{name}' is not a LoRA tensor Sd knows: expected kohya's lora_unet_*/lora_te_* names (.lora_down.weight, .lora_up.weight, .alpha, or a LyCORIS part: .hada_*, .lokr_*, .lora_mid.weight, .diff, .w_norm) or diffusers' unet.*/text_encoder.* names (.lora_A.weight, .lora_B.weight)");
+            $"tensor '{name}' is not a LoRA tensor Sd knows: expected kohya's lora_unet_*/lora_te_* names (.lora_down.weight, .lora_up.weight, .alpha, or a LyCORIS part: .hada_*, .lokr_*, .lora_mid.weight, .diff, .w_norm) diffusers' unet.*/text_encoder.* names (.lora_A.weight, .lora_B.weight) or ComfyUI's diffusion_model.*/text_encoders.clip_l.* names");
     }
 
     private static readonly (string, ModelComponent)[] KohyaPrefixes =
     [
         ("lora_unet_", ModelComponent.Unet),
         ("lora_te_", ModelComponent.TextEncoder),
+    ];
+
+    /// <summary>
+    /// ComfyUI's generic layout ("Extract and Save LoRA", other tools that write it): the module's name in ComfyUI's
+    /// state dict, dotted, then the part: the UNet's LDM modules ("diffusion_model.input_blocks.1.1.proj_in"), CLIP
+    /// under its SD 1.x (clip_l) or SD 2.x (clip_h) wrapper ("text_encoders.clip_l.transformer.text_model...").
+    /// </summary>
+    private static readonly (string, ModelComponent)[] ComfyPrefixes =
+    [
+        ("diffusion_model.", ModelComponent.Unet),
+        ("text_encoders.clip_l.transformer.", ModelComponent.TextEncoder),
+        ("text_encoders.clip_h.transformer.", ModelComponent.TextEncoder),
     ];
 
     private static readonly (string, ModelComponent)[] DiffusersPrefixes =
@@ -196,6 +209,23 @@ public sealed class LoraFile : IDisposable
         (".lora_linear_layer.up.weight", Up),
         (".alpha", "alpha"),
     ];
+
+    /// <summary>The part a dotted name ends with and its suffix's length: a kohya or LyCORIS part, or a diffusers suffix.</summary>
+    private static (string Part, int SuffixLength)? DottedPart(string name)
+    {
+        if (LoraModule.PartAtEnd(name) is { } part)
+        {
+            return (part, part.Length + 1);
+        }
+        foreach ((string suffix, string diffusersPart) in DiffusersSuffixes)
+        {
+            if (name.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                return (diffusersPart, suffix.Length);
+            }
+        }
+        return null;
+    }
 
     /// <summary>
     /// diffusers' attention-processor layout (2023; UNet only, "unet." optional):

@@ -35,7 +35,8 @@ public sealed class LoraModule
 
     /// <summary>
     /// The changed module's diffusers path within the component, dotted ("down_blocks.0.attentions.0.proj_in"), or,
-    /// for kohya's names (<see cref="FlatTarget"/>), with every '.' written as '_' ("down_blocks_0_attentions_0_proj_in").
+    /// for kohya's and ComfyUI's names (<see cref="FlatTarget"/>), with every '.' written as '_', a UNet module's
+    /// diffusers or LDM path ("down_blocks_0_attentions_0_proj_in", "input_blocks_1_1_proj_in").
     /// </summary>
     public string Target { get; }
 
@@ -64,15 +65,64 @@ public sealed class LoraModule
 
     public override string ToString() => $"{Key} {Type} rank {Rank} alpha {Alpha}";
 
-    /// <summary>The parts a module may have, by type: the file's suffixes after the module key ("alpha" goes with any).</summary>
-    internal static readonly (string Type, string[] Parts)[] Types =
+    /// <summary>The weight's parts a module may have, by type: the file's suffixes after the module key.</summary>
+    private static readonly (string Type, string[] Parts)[] Types =
     [
         ("LoRA", ["lora_down.weight", "lora_up.weight", "lora_mid.weight"]),
         ("LoHa", ["hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2"]),
         ("LoKr", ["lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2"]),
-        ("full", ["diff", "diff_b"]),
+        ("full", ["diff"]),
         ("norm", ["w_norm", "b_norm"]),
     ];
+
+    /// <summary>
+    /// Parts any type may have: its alpha, and the bias's difference, which ComfyUI's LoRA extraction writes beside
+    /// lora_up/lora_down and applies with any type (A1111 reads it in full modules only).
+    /// </summary>
+    private static readonly string[] SharedParts = ["alpha", "diff_b"];
+
+    /// <summary>The module type <paramref name="part"/> belongs to: "" for a part any type may have, null for no part Sd knows.</summary>
+    internal static string? TypeOf(string part)
+    {
+        if (Array.IndexOf(SharedParts, part) >= 0)
+        {
+            return "";
+        }
+        foreach ((string type, string[] parts) in Types)
+        {
+            if (Array.IndexOf(parts, part) >= 0)
+            {
+                return type;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>The part a dotted tensor name ends with ("....proj_in.lora_up.weight" gives "lora_up.weight"), or null.</summary>
+    internal static string? PartAtEnd(string name)
+    {
+        foreach (string part in SharedParts)
+        {
+            if (EndsWithPart(name, part))
+            {
+                return part;
+            }
+        }
+        foreach ((_, string[] parts) in Types)
+        {
+            foreach (string part in parts)
+            {
+                if (EndsWithPart(name, part))
+                {
+                    return part;
+                }
+            }
+        }
+        return null;
+    }
+
+    private static bool EndsWithPart(string name, string part) =>
+        name.Length > part.Length + 1 && name.EndsWith(part, StringComparison.Ordinal) && name[^(part.Length + 1)] == '.';
 
     /// <summary>Builds a module from its tensors by part name; <paramref name="type"/> is the type of its parts.</summary>
     internal static LoraModule Build(string path, string key, ModelComponent component, string target, bool flat, string type,
@@ -104,14 +154,18 @@ public sealed class LoraModule
                 weight = LoraUpdate.Kronecker(path, key, first, second);
                 rank = second.IsProduct ? second.DownRank : first.DownRank; // A1111: w2b's rank, else w1b's, else none
                 break;
-            default: // full, norm: differences stored whole (A1111 asks a norm module for both; the bias's may be missing here)
-                bool full = type == "full";
-                weight = LoraUpdate.Single(LoraFactor.Stored(path, key, Need(full ? "diff" : "w_norm"), matrix: false));
-                if (Get(full ? "diff_b" : "b_norm") is { } b)
-                {
-                    bias = LoraUpdate.Single(LoraFactor.Stored(path, key, b, matrix: false));
-                }
+            default: // full, norm: differences stored whole
+                weight = LoraUpdate.Single(LoraFactor.Stored(path, key, Need(type == "full" ? "diff" : "w_norm"), matrix: false));
                 break;
+        }
+        // A1111 asks a norm module for both of its parts; the bias's may be missing here.
+        if (Get("diff_b") is not null && Get("b_norm") is not null)
+        {
+            throw new InvalidFileException(path, $"LoRA module '{key}' has two bias differences, 'diff_b' and 'b_norm'; expected one");
+        }
+        if ((Get("diff_b") ?? Get("b_norm")) is { } b)
+        {
+            bias = LoraUpdate.Single(LoraFactor.Stored(path, key, b, matrix: false));
         }
         return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank);
     }

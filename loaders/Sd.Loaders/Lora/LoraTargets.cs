@@ -29,12 +29,12 @@ public static class LoraTargets
             }
             foreach (LoraModule module in lora.Modules)
             {
-                if (module.Component != component)
+                if (module.Component != component || ChangesNothingSdComputes(module, weights))
                 {
                     continue;
                 }
                 string name = module.FlatTarget
-                    ? FlatName(lora, module, flatNames ??= FlatNames(weights), component)
+                    ? FlatName(lora, module, flatNames ??= FlatNames(weights, component), component)
                     : module.Target + ".weight";
                 Add(lora, module, module.Weight, name, scale * module.Scale);
                 if (module.Bias is { } bias)
@@ -82,20 +82,33 @@ public static class LoraTargets
 
     /// <summary>
     /// kohya's module names ("down_blocks_0_attentions_0_proj_in") to the weights' names
-    /// ("down_blocks.0.attentions.0.proj_in.weight"); null for a kohya name two weights share (never in a diffusers model).
+    /// ("down_blocks.0.attentions.0.proj_in.weight"), and for the UNet its original LDM modules' names too
+    /// ("input_blocks_1_1_proj_in"); null for a name two weights share (never in a diffusers model).
     /// </summary>
-    private static Dictionary<string, string?> FlatNames(WeightSet weights)
+    private static Dictionary<string, string?> FlatNames(WeightSet weights, ModelComponent component)
     {
         var flat = new Dictionary<string, string?>(StringComparer.Ordinal);
+        void Add(string module, string weight)
+        {
+            if (!flat.TryAdd(module.Replace('.', '_'), weight))
+            {
+                flat[module.Replace('.', '_')] = null;
+            }
+        }
+        var names = new List<string>(weights.Count);
         foreach (TensorEntry entry in weights.Entries)
         {
             if (entry.Name.EndsWith(".weight", StringComparison.Ordinal))
             {
-                string key = entry.Name[..^".weight".Length].Replace('.', '_');
-                if (!flat.TryAdd(key, entry.Name))
-                {
-                    flat[key] = null;
-                }
+                names.Add(entry.Name);
+                Add(entry.Name[..^".weight".Length], entry.Name);
+            }
+        }
+        if (component == ModelComponent.Unet)
+        {
+            foreach ((string ldm, string name) in UnetLdmNames.Of(names))
+            {
+                Add(ldm[..^".weight".Length], name);
             }
         }
         return flat;
@@ -110,13 +123,15 @@ public static class LoraTargets
         return name ?? throw new InvalidFileException(lora.Path, $"LoRA module '{module.Key}' could mean more than one weight of the {Name(component)}");
     }
 
-    private static InvalidFileException NotInModel(LoraFile lora, LoraModule module, ModelComponent component, string looked) => new(lora.Path,
-        $"LoRA module '{module.Key}' changes no weight of the model's {Name(component)} (no {looked}): " + (IsLdmName(module.Target)
-            ? "it names the UNet's original (LDM) modules, as SDXL LoRAs and some extracted ones do; Sd matches SD 1.x/2.x LoRAs by diffusers module names"
-            : "the LoRA was made for another model (SD 1.x and 2.x LoRAs do not mix)"));
+    /// <summary>
+    /// A change to CLIP's text_projection, which ComfyUI's text encoders carry and its LoRA extraction writes: the
+    /// projected pooled vector is CLIP's image-text similarity's, and SD 1.x/2.x's UNet reads the hidden states only.
+    /// </summary>
+    private static bool ChangesNothingSdComputes(LoraModule module, WeightSet weights) =>
+        module.Component == ModelComponent.TextEncoder && module.Target == "text_projection" && !weights.TryGet("text_projection.weight", out _);
 
-    private static bool IsLdmName(string target) => target.StartsWith("input_blocks", StringComparison.Ordinal)
-        || target.StartsWith("middle_block", StringComparison.Ordinal) || target.StartsWith("output_blocks", StringComparison.Ordinal);
+    private static InvalidFileException NotInModel(LoraFile lora, LoraModule module, ModelComponent component, string looked) => new(lora.Path,
+        $"LoRA module '{module.Key}' changes no weight of the model's {Name(component)} (no {looked}): the LoRA was made for another model (SD 1.x and 2.x LoRAs do not mix)");
 
     /// <summary>
     /// The update [rows, columns] must have W's first size and W's other sizes' product; a kernel size it states, W's

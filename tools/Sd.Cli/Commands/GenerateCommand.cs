@@ -64,8 +64,9 @@ public static partial class GenerateCommand
         out-1.png ... out-N.png (the same suffixes for --out-latents and --out-image-npy); the prompt is encoded and
         each component loaded once for the whole batch.
         --lora merges a LoRA (.safetensors, kohya's lora_unet_/lora_te_ names, LyCORIS LoCon/LoHa/LoKr/full/norm
-        included, or diffusers' unet./text_encoder. ones) into the UNet and text encoder as they load, at SCALE
-        (default 1); repeat it to stack LoRAs. Merged, a LoRA costs nothing per step. One made for another model (SD 1.x vs 2.x, SDXL) is refused, naming a module that does
+        included, diffusers' unet./text_encoder. ones or ComfyUI's diffusion_model./text_encoders. ones) into the
+        UNet and text encoder as they load, at SCALE (default 1); repeat it to stack LoRAs. Merged, a LoRA costs
+        nothing per step. One made for another model (SD 1.x vs 2.x, SDXL) is refused, naming a module that does
         not fit. For an LCM-LoRA give --scheduler lcm --steps 4 --guidance 1. With --lora-dir DIR, the prompt's
         A1111 tags <lora:NAME:W> (text encoder and UNet at W), <lora:NAME:TE:UNET> or <lora:NAME:te=A:unet=B> merge
         DIR's NAME.safetensors (searched in subfolders too; else the file trained as NAME, its ss_output_name) the
