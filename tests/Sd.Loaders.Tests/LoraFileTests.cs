@@ -157,6 +157,55 @@ public sealed class LoraFileTests : IDisposable
         Assert.Equal(0.5f, text.DeltasOf(QProj[..^7] + ".bias")[0].Scale);
     }
 
+    /// <summary>
+    /// diffusers saves the PEFT config beside the tensors, and its modules store no alpha: lora_alpha, an
+    /// alpha_pattern key (the first that ends the module's path at a dot) and rsLoRA's alpha / sqrt(rank), as PEFT
+    /// scales; a component without metadata, and kohya's modules, keep their own.
+    /// </summary>
+    [Fact]
+    public void Diffusers_modules_take_their_alpha_from_the_peft_config_saved_with_them()
+    {
+        const string ToQ2 = "down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_q.weight";
+        var writer = new LoraWriter();
+        writer.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 4, alpha: null, seed: 1, kohya: false);
+        writer.Add(ModelComponent.Unet, ToQ2, Shape(ModelComponent.Unet, ToQ2), rank: 4, alpha: null, seed: 2, kohya: false);
+        writer.Add(ModelComponent.Unet, ProjIn, Shape(ModelComponent.Unet, ProjIn), rank: 2, alpha: 6f, seed: 3, kohya: false);
+        writer.Add(ModelComponent.Unet, Conv1, Shape(ModelComponent.Unet, Conv1), rank: 2, alpha: null, seed: 4);
+        writer.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 4, alpha: null, seed: 5, kohya: false);
+        writer.AddMetadata("lora_adapter_metadata", """
+            { "unet.alpha_pattern": { "ttn1.to_q": 3, "attn1.to_q": 2 }, "unet.lora_alpha": 8, "unet.r": 4, "unet.use_dora": false,
+              "text_encoder.lora_alpha": 16, "text_encoder.use_rslora": true }
+            """);
+        using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("peft.safetensors")));
+
+        Assert.Equal([0.5, 2, 3, 1, 8], lora.Modules.Select(m => m.Scale)); // 2/4 (the pattern), 8/4, 6/2 (its own), kohya's 1, 16/sqrt(4)
+        Assert.Equal([(float?)2f, 8f, 6f, null, 16f], lora.Modules.Select(m => m.Alpha));
+
+        var unetOnly = new LoraWriter();
+        unetOnly.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 4, alpha: null, seed: 5, kohya: false);
+        unetOnly.AddMetadata("lora_adapter_metadata", """{ "unet.r": 4 }""");
+        using LoraFile text = LoraFile.Open(unetOnly.Save(_dir.File("unet-only.safetensors")));
+        Assert.Equal(1.0, text.Modules[0].Scale);
+    }
+
+    [Theory]
+    [InlineData("not json", "is no LoRA config Sd reads")]
+    [InlineData("""{ "unet.use_dora": true }""", "sets 'unet.use_dora': a DoRA adapter")]
+    [InlineData("""{ "unet.lora_alpha": "8" }""", "is no LoRA config Sd reads")]
+    [InlineData("""{ "unet.lora_alpha": 1e39 }""", "is no LoRA config Sd reads")]
+    [InlineData("""{ "text_encoder.alpha_pattern": { "(": 2 } }""", "is no LoRA config Sd reads")]
+    [InlineData("[1]", "is no LoRA config Sd reads")]
+    public void A_broken_peft_config_is_refused(string json, string message)
+    {
+        var writer = new LoraWriter();
+        writer.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 4, alpha: null, seed: 5, kohya: false);
+        writer.AddMetadata("lora_adapter_metadata", json);
+        string path = writer.Save(_dir.File("bad-peft.safetensors"));
+        var e = Assert.Throws<InvalidFileException>(() => LoraFile.Open(path));
+        Assert.Contains(message, e.Message);
+        Assert.StartsWith(path, e.Message);
+    }
+
     public static TheoryData<string, string[], string> BadFiles() => new()
     {
         { "half a LoHa", ["lora_unet_x.hada_w1_a:2,4", "lora_unet_x.hada_w1_b:4,2"], "LoRA module 'lora_unet_x' (LoHa) has no 'hada_w2_a' tensor" },

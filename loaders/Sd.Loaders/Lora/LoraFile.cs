@@ -92,6 +92,7 @@ public sealed class LoraFile : IDisposable
         {
             throw new InvalidFileException(file.Path, "the file holds no tensors; a LoRA holds lora_down/lora_up (or lora_A/lora_B) pairs");
         }
+        PeftAdapterMetadata? peft = PeftAdapterMetadata.Read(file.Path, file.Metadata);
         var modules = new List<LoraModule>(order.Count);
         foreach (string key in order)
         {
@@ -105,7 +106,11 @@ public sealed class LoraFile : IDisposable
                 throw new InvalidFileException(file.Path, $"LoRA module '{key}' has only its bias's difference (diff_b); expected its weight's change beside it");
             }
             float? alpha = Alpha(file, parts.Tensors.GetValueOrDefault("alpha"));
-            modules.Add(LoraModule.Build(file.Path, key, parts.Component, parts.Target, parts.Flat, parts.Type ?? "LoRA", parts.Tensors, alpha));
+            // diffusers' modules take their alpha from the PEFT config saved with them when they store none.
+            bool peftModule = !parts.Flat && peft is not null;
+            alpha ??= peftModule ? peft!.AlphaOf(parts.Component, parts.Target) : null;
+            modules.Add(LoraModule.Build(file.Path, key, parts.Component, parts.Target, parts.Flat, parts.Type ?? "LoRA", parts.Tensors, alpha,
+                rankStabilized: peftModule && peft!.RankStabilized(parts.Component)));
         }
         return modules;
     }

@@ -14,8 +14,9 @@ namespace Sd.Loaders.Lora;
 public sealed class LoraModule
 {
     private LoraModule(string key, ModelComponent component, string target, bool flatTarget, string type, LoraUpdate weight,
-        LoraUpdate? bias, float? alpha, int rank)
+        LoraUpdate? bias, float? alpha, int rank, bool rankStabilized)
     {
+        RankStabilized = rankStabilized;
         Key = key;
         Component = component;
         Target = target;
@@ -58,10 +59,14 @@ public sealed class LoraModule
     public int Rank { get; }
 
     /// <summary>
-    /// The weight update's own scale: alpha / rank (A1111's calc_scale), 1 without an alpha or a rank; an alpha of 0
+    /// The weight update's own scale: alpha / rank (A1111's calc_scale; alpha / sqrt(rank) for rsLoRA), 1 without an
+    /// alpha or a rank; an alpha of 0
     /// counts as the rank, as kohya's and LyCORIS's loaders read it (A1111's calc_scale would scale by 0).
     /// </summary>
-    public double Scale => Rank == 0 || Alpha is null or 0 ? 1 : (double)Alpha.Value / Rank;
+    public double Scale => Rank == 0 || Alpha is null or 0 ? 1 : Alpha.Value / (RankStabilized ? Math.Sqrt(Rank) : Rank);
+
+    /// <summary>Whether alpha is divided by the rank's square root (PEFT's use_rslora, from a diffusers file's config).</summary>
+    public bool RankStabilized { get; }
 
     public override string ToString() => $"{Key} {Type} rank {Rank} alpha {Alpha}";
 
@@ -126,7 +131,7 @@ public sealed class LoraModule
 
     /// <summary>Builds a module from its tensors by part name; <paramref name="type"/> is the type of its parts.</summary>
     internal static LoraModule Build(string path, string key, ModelComponent component, string target, bool flat, string type,
-        IReadOnlyDictionary<string, TensorInfo> parts, float? alpha)
+        IReadOnlyDictionary<string, TensorInfo> parts, float? alpha, bool rankStabilized)
     {
         TensorInfo? Get(string part) => parts.GetValueOrDefault(part);
         TensorInfo Need(string part) => Get(part) ?? throw new InvalidFileException(path, $"LoRA module '{key}' ({type}) has no '{part}' tensor");
@@ -167,7 +172,7 @@ public sealed class LoraModule
         {
             bias = LoraUpdate.Single(LoraFactor.Stored(path, key, b, matrix: false));
         }
-        return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank);
+        return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank, rankStabilized);
     }
 
     /// <summary>A LoHa factor: a [out, rank] x b [rank, ...], or with a Tucker core t, a stored [rank, out].</summary>

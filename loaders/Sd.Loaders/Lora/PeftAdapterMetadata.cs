@@ -1,0 +1,122 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Sd.Loaders.Checkpoints;
+
+namespace Sd.Loaders.Lora;
+
+/// <summary>
+/// The PEFT LoraConfig diffusers saves beside a LoRA's tensors (safetensors metadata "lora_adapter_metadata", one
+/// JSON object of "unet.lora_alpha", "unet.alpha_pattern", "unet.use_rslora", "text_encoder...."): the alpha of
+/// the modules that store none, since PEFT-layout files carry no ".alpha" tensors. diffusers builds the LoraConfig
+/// from it, so a component with metadata but no lora_alpha gets PEFT's default of 8.
+/// Reference: diffusers loaders/lora_base.py (LORA_ADAPTER_METADATA_KEY), peft LoraConfig, LoraModel._create_and_replace.
+/// </summary>
+internal sealed class PeftAdapterMetadata
+{
+    public const string MetadataKey = "lora_adapter_metadata";
+
+    private const float PeftDefaultAlpha = 8;
+
+    private sealed record Component(float Alpha, List<(Regex Pattern, float Alpha)> AlphaPattern, bool RankStabilized);
+
+    private readonly Dictionary<ModelComponent, Component> _components = [];
+    private readonly string _path;
+
+    private PeftAdapterMetadata(string path) => _path = path;
+
+    /// <summary>The file's metadata, or null when it has none.</summary>
+    public static PeftAdapterMetadata? Read(string path, IReadOnlyDictionary<string, string> metadata)
+    {
+        if (!metadata.TryGetValue(MetadataKey, out string? json))
+        {
+            return null;
+        }
+        try
+        {
+            using JsonDocument document = JsonDocument.Parse(json);
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new JsonException("expected a JSON object");
+            }
+            var read = new PeftAdapterMetadata(path);
+            read.Add(document.RootElement, "unet.", ModelComponent.Unet);
+            read.Add(document.RootElement, "text_encoder.", ModelComponent.TextEncoder);
+            return read;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or ArgumentException)
+        {
+            throw new InvalidFileException(path, $"metadata '{MetadataKey}' is no LoRA config Sd reads: {e.Message}");
+        }
+    }
+
+    /// <summary>The alpha PEFT gives <paramref name="module"/> (its dotted path in the component), or null without metadata for the component.</summary>
+    public float? AlphaOf(ModelComponent component, string module)
+    {
+        if (!_components.TryGetValue(component, out Component? config))
+        {
+            return null;
+        }
+        foreach ((Regex pattern, float alpha) in config.AlphaPattern)
+        {
+            try
+            {
+                if (pattern.IsMatch(module))
+                {
+                    return alpha;
+                }
+            }
+            catch (RegexMatchTimeoutException)
+            {
+                throw new InvalidFileException(_path, $"metadata '{MetadataKey}': the alpha_pattern key '{pattern}' takes too long to match '{module}'");
+            }
+        }
+        return config.Alpha;
+    }
+
+    /// <summary>Whether the component's modules scale by alpha / sqrt(rank) (rsLoRA) instead of alpha / rank.</summary>
+    public bool RankStabilized(ModelComponent component) => _components.TryGetValue(component, out Component? c) && c.RankStabilized;
+
+    private void Add(JsonElement root, string prefix, ModelComponent component)
+    {
+        bool any = false;
+        float alpha = PeftDefaultAlpha;
+        bool rankStabilized = false;
+        var patterns = new List<(Regex, float)>();
+        foreach (JsonProperty property in root.EnumerateObject())
+        {
+            if (!property.Name.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                continue;
+            }
+            any = true;
+            switch (property.Name[prefix.Length..])
+            {
+                case "lora_alpha":
+                    alpha = Finite(property);
+                    break;
+                case "use_rslora":
+                    rankStabilized = property.Value.GetBoolean();
+                    break;
+                case "use_dora" when property.Value.ValueKind == JsonValueKind.True:
+                    throw new InvalidFileException(_path, $"metadata '{MetadataKey}' sets '{property.Name}': a DoRA adapter, which Sd does not merge");
+                case "alpha_pattern":
+                    foreach (JsonProperty entry in property.Value.EnumerateObject())
+                    {
+                        // PEFT: the first key whose pattern ends the module's dotted path, at a module boundary.
+                        patterns.Add((new Regex($@"^(.*\.)?({entry.Name})$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)), Finite(entry)));
+                    }
+                    break;
+            }
+        }
+        if (any)
+        {
+            _components.Add(component, new Component(alpha, patterns, rankStabilized));
+        }
+    }
+
+    private static float Finite(JsonProperty property)
+    {
+        float value = property.Value.GetSingle();
+        return float.IsFinite(value) ? value : throw new FormatException($"'{property.Name}' is {value}; expected a finite number");
+    }
+}
