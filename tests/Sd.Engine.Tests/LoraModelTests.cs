@@ -5,6 +5,8 @@ using Sd.Engine.Text;
 using Sd.Engine.UNet;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Config;
+using Sd.Loaders.Layout;
 using Sd.Loaders.Lora;
 using Sd.Loaders.Safetensors;
 using Sd.Loaders.Tests;
@@ -199,6 +201,33 @@ public sealed class LoraModelTests(ITestOutputHelper output) : IDisposable
         Assert.True(expected.Latents.Span.SequenceEqual(second.Latents.Span), "a reload merges once, afresh");
         Assert.True(unchanged.Latents.Span.SequenceEqual(zeroed.Latents.Span), "a LoRA at weight 0 changes no bit");
         Assert.True(Compare.RelativeL2(unchanged.Latents.Span, expected.Latents.Span) > 1e-3);
+    }
+
+    /// <summary>
+    /// ComfyUI's SD 2.x text encoder (open_clip's clip_h) has 24 layers and its LoRA extraction writes all of them;
+    /// SD 2.x's has 23 (it conditions on the penultimate layer), so the last layer's modules change nothing and are
+    /// skipped, while the same name under kohya's layout is no such layer, and a model without the others refuses them.
+    /// </summary>
+    [Fact]
+    public void A_comfyui_sd2_lora_skips_the_open_clip_layer_sd2_never_runs()
+    {
+        ClipTextConfig sd2 = DemoModel.TextEncoder with { NumHiddenLayers = 23 };
+        using SafetensorsFile file = SafetensorsFile.InMemory("sd2-text", RandomModelWriter.Weights(DiffusersLayout.ClipText(sd2), TensorDType.F32, 1));
+        WeightSet weights = WeightBinderTests.WeightsOf(file);
+        const string Fc1 = "text_model.encoder.layers.22.mlp.fc1.weight", Last = "text_model.encoder.layers.23.mlp.fc1.weight";
+        long[] shape = weights.Entries.Single(e => e.Name == Fc1).Shape;
+        var comfy = new LoraWriter();
+        comfy.Add(ModelComponent.TextEncoder, Fc1, shape, rank: 2, alpha: null, seed: 1, key: "text_encoders.clip_h.transformer." + Fc1[..^7]);
+        comfy.Add(ModelComponent.TextEncoder, Last, shape, rank: 2, alpha: null, seed: 2, key: "text_encoders.clip_h.transformer." + Last[..^7]);
+        using LoraFile lora = LoraFile.Open(comfy.Save(_dir.File("comfy-sd2.safetensors")));
+        Assert.Equal([Fc1], LoraTargets.Apply(weights, ModelComponent.TextEncoder, [(lora, 1f)]).ChangedWeights);
+
+        var kohya = new LoraWriter();
+        kohya.Add(ModelComponent.TextEncoder, Last, shape, rank: 2, alpha: null, seed: 2);
+        using LoraFile named = LoraFile.Open(kohya.Save(_dir.File("kohya-sd2.safetensors")));
+        Assert.Contains("changes no weight", Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(weights, ModelComponent.TextEncoder, [(named, 1f)])).Message);
+        Assert.Contains("changes no weight", Assert.Throws<InvalidFileException>(
+            () => LoraTargets.Apply(_demo.Weights(ModelComponent.TextEncoder), ModelComponent.TextEncoder, [(lora, 1f)])).Message);
     }
 
     [Fact]

@@ -130,6 +130,25 @@ public sealed class LoraFileTests : IDisposable
         }
     }
 
+    /// <summary>One weight under its diffusers and its LDM name in one file is two changes to it; SDXL's LDM names fit no SD 1.x weight.</summary>
+    [Fact]
+    public void Ldm_names_meet_the_same_checks()
+    {
+        string ldm = LdmKeyExporter.UNet(ProjIn, _demo.UNet!)[LdmKeyExporter.UNetPrefix.Length..^".weight".Length];
+        var twice = new LoraWriter();
+        twice.Add(ModelComponent.Unet, ProjIn, Shape(ModelComponent.Unet, ProjIn), rank: 2, alpha: null, seed: 1);
+        twice.Add(ModelComponent.Unet, ProjIn, Shape(ModelComponent.Unet, ProjIn), rank: 2, alpha: null, seed: 2, key: "lora_unet_" + ldm.Replace('.', '_'));
+        using LoraFile t = LoraFile.Open(twice.Save(_dir.File("twice.safetensors")));
+        var e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(t, 1f)]));
+        Assert.Contains($"both change '{ProjIn}'", e.Message);
+
+        var sdxl = new LoraWriter(); // SDXL's second transformer block: SD 1.x blocks have one
+        sdxl.Add(ModelComponent.Unet, "x.weight", [64, 64], rank: 2, alpha: null, seed: 1, key: "lora_unet_" + ldm.Replace('.', '_').Replace("proj_in", "transformer_blocks_1_attn1_to_q"));
+        using LoraFile x = LoraFile.Open(sdxl.Save(_dir.File("sdxl.safetensors")));
+        e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(x, 1f)]));
+        Assert.Contains("SD 1.x, 2.x and SDXL LoRAs do not mix", e.Message);
+    }
+
     /// <summary>
     /// ComfyUI's text-encoder names, its bias differences beside any module type, and CLIP's text_projection, which
     /// its text encoders carry and SD's never reads.
@@ -224,6 +243,8 @@ public sealed class LoraFileTests : IDisposable
         { "ComfyUI SDXL", ["text_encoders.clip_g.transformer.text_model.encoder.layers_0.mlp.fc1.lora_down.weight:2,4"], "an SDXL LoRA" },
         { "ComfyUI DoRA", ["diffusion_model.out.2.lora_down.weight:2,4", "diffusion_model.out.2.dora_scale:4"], "'dora_scale' is not part of a LoRA module Sd merges (it is DoRA's magnitude" },
         { "ComfyUI no module", ["diffusion_model.lora_up.weight:4,2"], "tensor 'diffusion_model.lora_up.weight' names no module" },
+        { "diffusers-named bias", ["unet.x.diff_b:4"], "'unet.x.diff_b' is a bias difference under a diffusers name" },
+        { "a checkpoint", ["diffusion_model.out.2.weight:4,4,3,3"], "'diffusion_model.out.2.weight' is a model's weight, not a LoRA's" },
         { "only a bias", ["diffusion_model.out.2.diff_b:4"], "LoRA module 'diffusion_model.out.2' has only its bias's difference (diff_b)" },
         { "two biases", ["lora_unet_x.w_norm:4", "lora_unet_x.b_norm:4", "lora_unet_x.diff_b:4"], "LoRA module 'lora_unet_x' has two bias differences" },
         { "unknown name", ["model.diffusion_model.out.0.weight:4"], "'model.diffusion_model.out.0.weight' is not a LoRA tensor Sd knows" },

@@ -44,8 +44,9 @@ public static class UnetLdmNames
         }
         foreach (string name in names)
         {
-            if (Name(name, layers, upAttention) is { } original)
-                ldm.Add(original, name);
+            // Two weights under one LDM name would be a UNet LDM cannot hold.
+            if (Name(name, layers, upAttention) is { } original && !ldm.TryAdd(original, name))
+                return [];
         }
         return ldm;
     }

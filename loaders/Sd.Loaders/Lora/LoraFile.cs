@@ -153,9 +153,10 @@ public sealed class LoraFile : IDisposable
                     }
                 }
                 string tail = name[(name.LastIndexOf('.') + 1)..];
-                if (LoraModule.TypeOf(tail) is { Length: > 0 } type && type != "LoRA")
+                if (LoraModule.TypeOf(tail) is { } type && type != "LoRA")
                 {
-                    throw new InvalidFileException(path, $"tensor '{name}' is a LyCORIS {type} part under a diffusers name; Sd reads LyCORIS types under kohya's and ComfyUI's names");
+                    throw new InvalidFileException(path,
+                        $"tensor '{name}' is {(type.Length == 0 ? "a bias difference" : $"a LyCORIS {type} part")} under a diffusers name; Sd reads these under kohya's and ComfyUI's names");
                 }
                 throw Unsupported(path, name, tail);
             }
@@ -164,7 +165,9 @@ public sealed class LoraFile : IDisposable
         {
             if (name.StartsWith(prefix, StringComparison.Ordinal))
             {
-                (string part, int suffix) = DottedPart(name) ?? throw Unsupported(path, name, name[(name.LastIndexOf('.') + 1)..]);
+                (string part, int suffix) = DottedPart(name) ?? throw (name.EndsWith(".weight", StringComparison.Ordinal) || name.EndsWith(".bias", StringComparison.Ordinal)
+                    ? new InvalidFileException(path, $"tensor '{name}' is a model's weight, not a LoRA's (a checkpoint given as a LoRA?)")
+                    : Unsupported(path, name, name[(name.LastIndexOf('.') + 1)..]));
                 string key = name[..^suffix];
                 if (key.Length <= prefix.Length)
                 {
@@ -175,7 +178,7 @@ public sealed class LoraFile : IDisposable
             }
         }
         throw new InvalidFileException(path,
-            $"tensor '{name}' is not a LoRA tensor Sd knows: expected kohya's lora_unet_*/lora_te_* names (.lora_down.weight, .lora_up.weight, .alpha, or a LyCORIS part: .hada_*, .lokr_*, .lora_mid.weight, .diff, .w_norm) diffusers' unet.*/text_encoder.* names (.lora_A.weight, .lora_B.weight) or ComfyUI's diffusion_model.*/text_encoders.clip_l.* names");
+            $"tensor '{name}' is not a LoRA tensor Sd knows: expected kohya's lora_unet_*/lora_te_* names (.lora_down.weight, .lora_up.weight, .alpha, or a LyCORIS part: .hada_*, .lokr_*, .lora_mid.weight, .diff, .diff_b, .w_norm, .b_norm), diffusers' unet.*/text_encoder.* names (.lora_A.weight, .lora_B.weight) or ComfyUI's diffusion_model.*/text_encoders.clip_l.* names with the same parts");
     }
 
     private static readonly (string, ModelComponent)[] KohyaPrefixes =

@@ -6,8 +6,8 @@ namespace Sd.Loaders.Lora;
 /// <summary>
 /// One module of a LoRA file: a change to one Linear, Conv2d or norm of the UNet or the text encoder, of one of the
 /// kinds A1111 merges: LoRA/LoCon (up x down, with LyCORIS's Tucker "lora_mid"), LyCORIS LoHa (the element-wise
-/// product of two low-rank products), LoKr (a Kronecker product) and full or norm differences (stored whole, with the
-/// bias's difference). The weight gets <see cref="Weight"/> x <see cref="Scale"/> x the user's weight; the bias,
+/// product of two low-rank products), LoKr (a Kronecker product) and full or norm differences (stored whole), any of
+/// them with the bias's difference. The weight gets <see cref="Weight"/> x <see cref="Scale"/> x the user's weight; the bias,
 /// <see cref="Bias"/> x the user's weight.
 /// Reference: A1111 extensions-builtin/Lora network_lora, network_hada, network_lokr, network_full, network_norm.
 /// </summary>
@@ -28,7 +28,10 @@ public sealed class LoraModule
         Rank = rank;
     }
 
-    /// <summary>The module's name in the file: "lora_unet_down_blocks_0_attentions_0_proj_in" or "unet.down_blocks.0.attentions.0.proj_in".</summary>
+    /// <summary>
+    /// The module's name in the file: "lora_unet_down_blocks_0_attentions_0_proj_in", "unet.down_blocks.0.attentions.0.proj_in"
+    /// or "diffusion_model.input_blocks.1.1.proj_in".
+    /// </summary>
     public string Key { get; }
 
     /// <summary>The model part it changes: <see cref="ModelComponent.Unet"/> or <see cref="ModelComponent.TextEncoder"/>.</summary>
@@ -49,7 +52,7 @@ public sealed class LoraModule
     /// <summary>The change to the module's weight.</summary>
     public LoraUpdate Weight { get; }
 
-    /// <summary>The change to its bias (a full or norm module's diff_b / b_norm), or null.</summary>
+    /// <summary>The change to its bias (diff_b, which any type may have, or a norm module's b_norm), or null.</summary>
     public LoraUpdate? Bias { get; }
 
     /// <summary>The module's alpha as stored; null when it has none.</summary>

@@ -21,6 +21,7 @@ public static class LoraTargets
     {
         var deltas = new Dictionary<string, List<WeightDelta>>(StringComparer.Ordinal);
         Dictionary<string, string?>? flatNames = null;
+        int textLayers = component == ModelComponent.TextEncoder ? TextLayerCount(weights) : 0;
         foreach ((LoraFile lora, float scale) in loras)
         {
             if (!float.IsFinite(scale))
@@ -29,7 +30,7 @@ public static class LoraTargets
             }
             foreach (LoraModule module in lora.Modules)
             {
-                if (module.Component != component || ChangesNothingSdComputes(module, weights))
+                if (module.Component != component || ChangesNothingSdComputes(module, weights, textLayers))
                 {
                     continue;
                 }
@@ -124,14 +125,29 @@ public static class LoraTargets
     }
 
     /// <summary>
-    /// A change to CLIP's text_projection, which ComfyUI's text encoders carry and its LoRA extraction writes: the
-    /// projected pooled vector is CLIP's image-text similarity's, and SD 1.x/2.x's UNet reads the hidden states only.
+    /// Changes to text-encoder parts SD 1.x/2.x never run, which ComfyUI's text encoders carry and its LoRA extraction
+    /// writes: CLIP's text_projection (the projected pooled vector is CLIP's image-text similarity's; SD's UNet reads
+    /// the hidden states), and the last of open_clip's 24 layers in SD 2.x's clip_h (SD 2.x conditions on the
+    /// penultimate layer's output, so its diffusers text encoder has 23).
     /// </summary>
-    private static bool ChangesNothingSdComputes(LoraModule module, WeightSet weights) =>
-        module.Component == ModelComponent.TextEncoder && module.Target == "text_projection" && !weights.TryGet("text_projection.weight", out _);
+    private static bool ChangesNothingSdComputes(LoraModule module, WeightSet weights, int textLayers) =>
+        module.Component == ModelComponent.TextEncoder
+        && ((module.Target == "text_projection" && !weights.TryGet("text_projection.weight", out _))
+            || (module.Key.StartsWith("text_encoders.clip_h.", StringComparison.Ordinal) && textLayers == 23
+                && module.Target.StartsWith("text_model_encoder_layers_23_", StringComparison.Ordinal)));
+
+    private static int TextLayerCount(WeightSet weights)
+    {
+        int layers = 0;
+        while (weights.TryGet($"text_model.encoder.layers.{layers}.layer_norm1.weight", out _))
+        {
+            layers++;
+        }
+        return layers;
+    }
 
     private static InvalidFileException NotInModel(LoraFile lora, LoraModule module, ModelComponent component, string looked) => new(lora.Path,
-        $"LoRA module '{module.Key}' changes no weight of the model's {Name(component)} (no {looked}): the LoRA was made for another model (SD 1.x and 2.x LoRAs do not mix)");
+        $"LoRA module '{module.Key}' changes no weight of the model's {Name(component)} (no {looked}): the LoRA was made for another model (SD 1.x, 2.x and SDXL LoRAs do not mix)");
 
     /// <summary>
     /// The update [rows, columns] must have W's first size and W's other sizes' product; a kernel size it states, W's
