@@ -177,28 +177,39 @@ public sealed class LoraFileTests : IDisposable
     }
 
     /// <summary>
-    /// diffusers saves the PEFT config beside the tensors, and its modules store no alpha: lora_alpha, an
-    /// alpha_pattern key (the first that ends the module's path at a dot) and rsLoRA's alpha / sqrt(rank), as PEFT
-    /// scales; a component without metadata, and kohya's modules, keep their own.
+    /// diffusers saves the PEFT config beside the tensors, and its modules store no alpha: lora_alpha (PEFT's default
+    /// of 8 when the config has none), the first alpha_pattern key that ends the module's path at a dot, and rsLoRA's
+    /// alpha / sqrt(rank), as PEFT scales (an alpha of 0 too); a module's own alpha, kohya's modules and a component
+    /// without a config keep kohya's rule.
     /// </summary>
     [Fact]
     public void Diffusers_modules_take_their_alpha_from_the_peft_config_saved_with_them()
     {
         const string ToQ2 = "down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_q.weight";
+        const string KProj = "text_model.encoder.layers.0.self_attn.k_proj.weight";
         var writer = new LoraWriter();
         writer.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 4, alpha: null, seed: 1, kohya: false);
         writer.Add(ModelComponent.Unet, ToQ2, Shape(ModelComponent.Unet, ToQ2), rank: 4, alpha: null, seed: 2, kohya: false);
         writer.Add(ModelComponent.Unet, ProjIn, Shape(ModelComponent.Unet, ProjIn), rank: 2, alpha: 6f, seed: 3, kohya: false);
         writer.Add(ModelComponent.Unet, Conv1, Shape(ModelComponent.Unet, Conv1), rank: 2, alpha: null, seed: 4);
         writer.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 4, alpha: null, seed: 5, kohya: false);
+        writer.Add(ModelComponent.TextEncoder, KProj, Shape(ModelComponent.TextEncoder, KProj), rank: 4, alpha: 4f, seed: 6, kohya: false);
         writer.AddMetadata("lora_adapter_metadata", """
-            { "unet.alpha_pattern": { "ttn1.to_q": 3, "attn1.to_q": 2 }, "unet.lora_alpha": 8, "unet.r": 4, "unet.use_dora": false,
+            { "unet.alpha_pattern": { "ttn1.to_q": 3, "attn1.to_q": 2, "to_q": 5 }, "unet.lora_alpha": 8, "unet.r": 4, "unet.use_dora": false,
               "text_encoder.lora_alpha": 16, "text_encoder.use_rslora": true }
             """);
         using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("peft.safetensors")));
 
-        Assert.Equal([0.5, 2, 3, 1, 8], lora.Modules.Select(m => m.Scale)); // 2/4 (the pattern), 8/4, 6/2 (its own), kohya's 1, 16/sqrt(4)
-        Assert.Equal([(float?)2f, 8f, 6f, null, 16f], lora.Modules.Select(m => m.Alpha));
+        // 2/4 (the first key that matches), 5/4, 6/2 (its own), kohya's 1, 16/sqrt(4), its own 4/4 (not rsLoRA's)
+        Assert.Equal([0.5, 1.25, 3, 1, 8, 1], lora.Modules.Select(m => m.Scale));
+        Assert.Equal([(float?)2f, 5f, 6f, null, 16f, 4f], lora.Modules.Select(m => m.Alpha));
+
+        var defaults = new LoraWriter();
+        defaults.Add(ModelComponent.Unet, ToQ, Shape(ModelComponent.Unet, ToQ), rank: 4, alpha: null, seed: 1, kohya: false);
+        defaults.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 4, alpha: null, seed: 5, kohya: false);
+        defaults.AddMetadata("lora_adapter_metadata", """{ "unet.r": 4, "text_encoder.lora_alpha": 0 }""");
+        using LoraFile d = LoraFile.Open(defaults.Save(_dir.File("peft-defaults.safetensors")));
+        Assert.Equal([2.0, 0.0], d.Modules.Select(m => m.Scale)); // PEFT's default 8 / 4; PEFT's 0 / 4
 
         var unetOnly = new LoraWriter();
         unetOnly.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 4, alpha: null, seed: 5, kohya: false);
@@ -214,11 +225,13 @@ public sealed class LoraFileTests : IDisposable
     [InlineData("""{ "unet.lora_alpha": 1e39 }""", "is no LoRA config Sd reads")]
     [InlineData("""{ "text_encoder.alpha_pattern": { "(": 2 } }""", "is no LoRA config Sd reads")]
     [InlineData("[1]", "is no LoRA config Sd reads")]
-    public void A_broken_peft_config_is_refused(string json, string message)
+    [InlineData(null, "holds more than 1024 keys")]
+    public void A_broken_peft_config_is_refused(string? json, string message)
     {
         var writer = new LoraWriter();
         writer.Add(ModelComponent.TextEncoder, QProj, Shape(ModelComponent.TextEncoder, QProj), rank: 4, alpha: null, seed: 5, kohya: false);
-        writer.AddMetadata("lora_adapter_metadata", json);
+        // null: an alpha_pattern of 1025 keys, more than Sd tries.
+        writer.AddMetadata("lora_adapter_metadata", json ?? $$"""{ "text_encoder.alpha_pattern": { {{string.Join(", ", Enumerable.Range(0, 1025).Select(i => $"\"k{i}\": 1"))}} } }""");
         string path = writer.Save(_dir.File("bad-peft.safetensors"));
         var e = Assert.Throws<InvalidFileException>(() => LoraFile.Open(path));
         Assert.Contains(message, e.Message);

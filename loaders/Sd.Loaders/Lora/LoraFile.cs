@@ -92,7 +92,8 @@ public sealed class LoraFile : IDisposable
         {
             throw new InvalidFileException(file.Path, "the file holds no tensors; a LoRA holds lora_down/lora_up (or lora_A/lora_B) pairs");
         }
-        PeftAdapterMetadata? peft = PeftAdapterMetadata.Read(file.Path, file.Metadata);
+        PeftAdapterMetadata? peft = null;
+        bool peftRead = false;
         var modules = new List<LoraModule>(order.Count);
         foreach (string key in order)
         {
@@ -106,11 +107,20 @@ public sealed class LoraFile : IDisposable
                 throw new InvalidFileException(file.Path, $"LoRA module '{key}' has only its bias's difference (diff_b); expected its weight's change beside it");
             }
             float? alpha = Alpha(file, parts.Tensors.GetValueOrDefault("alpha"));
-            // diffusers' modules take their alpha from the PEFT config saved with them when they store none.
-            bool peftModule = !parts.Flat && peft is not null;
-            alpha ??= peftModule ? peft!.AlphaOf(parts.Component, parts.Target) : null;
-            modules.Add(LoraModule.Build(file.Path, key, parts.Component, parts.Target, parts.Flat, parts.Type ?? "LoRA", parts.Tensors, alpha,
-                rankStabilized: peftModule && peft!.RankStabilized(parts.Component)));
+            LoraAlphaRule rule = LoraAlphaRule.Kohya;
+            if (alpha is null && !parts.Flat)
+            {
+                // diffusers' modules store no alpha: the PEFT config saved with them gives it, read when first needed.
+                if (!peftRead)
+                {
+                    (peft, peftRead) = (PeftAdapterMetadata.Read(file.Path, file.Metadata), true);
+                }
+                if (peft?.AlphaOf(parts.Component, parts.Target) is { } configured)
+                {
+                    (alpha, rule) = configured;
+                }
+            }
+            modules.Add(LoraModule.Build(file.Path, key, parts.Component, parts.Target, parts.Flat, parts.Type ?? "LoRA", parts.Tensors, alpha, rule));
         }
         return modules;
     }

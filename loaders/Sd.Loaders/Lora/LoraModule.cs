@@ -3,6 +3,19 @@ using Sd.Loaders.Safetensors;
 
 namespace Sd.Loaders.Lora;
 
+/// <summary>How a module's alpha scales its update.</summary>
+public enum LoraAlphaRule
+{
+    /// <summary>alpha / rank, an alpha of 0 counting as the rank (kohya's and LyCORIS's loaders read it so).</summary>
+    Kohya,
+
+    /// <summary>alpha / rank, from a PEFT config (an alpha of 0 changes nothing).</summary>
+    Peft,
+
+    /// <summary>alpha / sqrt(rank), from a PEFT config with use_rslora.</summary>
+    PeftRankStabilized,
+}
+
 /// <summary>
 /// One module of a LoRA file: a change to one Linear, Conv2d or norm of the UNet or the text encoder, of one of the
 /// kinds A1111 merges: LoRA/LoCon (up x down, with LyCORIS's Tucker "lora_mid"), LyCORIS LoHa (the element-wise
@@ -14,9 +27,9 @@ namespace Sd.Loaders.Lora;
 public sealed class LoraModule
 {
     private LoraModule(string key, ModelComponent component, string target, bool flatTarget, string type, LoraUpdate weight,
-        LoraUpdate? bias, float? alpha, int rank, bool rankStabilized)
+        LoraUpdate? bias, float? alpha, int rank, LoraAlphaRule alphaRule)
     {
-        RankStabilized = rankStabilized;
+        AlphaRule = alphaRule;
         Key = key;
         Component = component;
         Target = target;
@@ -63,13 +76,18 @@ public sealed class LoraModule
 
     /// <summary>
     /// The weight update's own scale: alpha / rank (A1111's calc_scale; alpha / sqrt(rank) for rsLoRA), 1 without an
-    /// alpha or a rank; an alpha of 0
-    /// counts as the rank, as kohya's and LyCORIS's loaders read it (A1111's calc_scale would scale by 0).
+    /// alpha or a rank; a stored alpha of 0 counts as the rank, as kohya's and LyCORIS's loaders read it (A1111's
+    /// calc_scale would scale by 0), while a PEFT config's 0 scales by 0, as PEFT does.
     /// </summary>
-    public double Scale => Rank == 0 || Alpha is null or 0 ? 1 : Alpha.Value / (RankStabilized ? Math.Sqrt(Rank) : Rank);
+    public double Scale => Rank == 0 || Alpha is not { } alpha ? 1 : AlphaRule switch
+    {
+        LoraAlphaRule.Kohya => alpha == 0 ? 1 : (double)alpha / Rank,
+        LoraAlphaRule.Peft => (double)alpha / Rank,
+        _ => alpha / Math.Sqrt(Rank),
+    };
 
-    /// <summary>Whether alpha is divided by the rank's square root (PEFT's use_rslora, from a diffusers file's config).</summary>
-    public bool RankStabilized { get; }
+    /// <summary>How <see cref="Alpha"/> scales: kohya's rule for a stored alpha, PEFT's for one from a diffusers file's config.</summary>
+    public LoraAlphaRule AlphaRule { get; }
 
     public override string ToString() => $"{Key} {Type} rank {Rank} alpha {Alpha}";
 
@@ -134,7 +152,7 @@ public sealed class LoraModule
 
     /// <summary>Builds a module from its tensors by part name; <paramref name="type"/> is the type of its parts.</summary>
     internal static LoraModule Build(string path, string key, ModelComponent component, string target, bool flat, string type,
-        IReadOnlyDictionary<string, TensorInfo> parts, float? alpha, bool rankStabilized)
+        IReadOnlyDictionary<string, TensorInfo> parts, float? alpha, LoraAlphaRule alphaRule)
     {
         TensorInfo? Get(string part) => parts.GetValueOrDefault(part);
         TensorInfo Need(string part) => Get(part) ?? throw new InvalidFileException(path, $"LoRA module '{key}' ({type}) has no '{part}' tensor");
@@ -175,7 +193,7 @@ public sealed class LoraModule
         {
             bias = LoraUpdate.Single(LoraFactor.Stored(path, key, b, matrix: false));
         }
-        return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank, rankStabilized);
+        return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank, alphaRule);
     }
 
     /// <summary>A LoHa factor: a [out, rank] x b [rank, ...], or with a Tucker core t, a stored [rank, out].</summary>

@@ -17,6 +17,9 @@ internal sealed class PeftAdapterMetadata
 
     private const float PeftDefaultAlpha = 8;
 
+    /// <summary>Bounds on alpha_pattern, so a file cannot make Sd build and try millions of expressions.</summary>
+    private const int MaxPatterns = 1024, MaxPatternLength = 1024;
+
     private sealed record Component(float Alpha, List<(Regex Pattern, float Alpha)> AlphaPattern, bool RankStabilized);
 
     private readonly Dictionary<ModelComponent, Component> _components = [];
@@ -49,20 +52,24 @@ internal sealed class PeftAdapterMetadata
         }
     }
 
-    /// <summary>The alpha PEFT gives <paramref name="module"/> (its dotted path in the component), or null without metadata for the component.</summary>
-    public float? AlphaOf(ModelComponent component, string module)
+    /// <summary>
+    /// The alpha PEFT gives <paramref name="module"/> (its dotted path in the component) and how it scales, or null
+    /// without metadata for the component.
+    /// </summary>
+    public (float Alpha, LoraAlphaRule Rule)? AlphaOf(ModelComponent component, string module)
     {
         if (!_components.TryGetValue(component, out Component? config))
         {
             return null;
         }
+        LoraAlphaRule rule = config.RankStabilized ? LoraAlphaRule.PeftRankStabilized : LoraAlphaRule.Peft;
         foreach ((Regex pattern, float alpha) in config.AlphaPattern)
         {
             try
             {
                 if (pattern.IsMatch(module))
                 {
-                    return alpha;
+                    return (alpha, rule);
                 }
             }
             catch (RegexMatchTimeoutException)
@@ -70,11 +77,8 @@ internal sealed class PeftAdapterMetadata
                 throw new InvalidFileException(_path, $"metadata '{MetadataKey}': the alpha_pattern key '{pattern}' takes too long to match '{module}'");
             }
         }
-        return config.Alpha;
+        return (config.Alpha, rule);
     }
-
-    /// <summary>Whether the component's modules scale by alpha / sqrt(rank) (rsLoRA) instead of alpha / rank.</summary>
-    public bool RankStabilized(ModelComponent component) => _components.TryGetValue(component, out Component? c) && c.RankStabilized;
 
     private void Add(JsonElement root, string prefix, ModelComponent component)
     {
@@ -102,8 +106,12 @@ internal sealed class PeftAdapterMetadata
                 case "alpha_pattern":
                     foreach (JsonProperty entry in property.Value.EnumerateObject())
                     {
-                        // PEFT: the first key whose pattern ends the module's dotted path, at a module boundary.
-                        patterns.Add((new Regex($@"^(.*\.)?({entry.Name})$", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)), Finite(entry)));
+                        if (patterns.Count == MaxPatterns || entry.Name.Length > MaxPatternLength)
+                        {
+                            throw new FormatException($"'{property.Name}' holds more than {MaxPatterns} keys or one longer than {MaxPatternLength} characters");
+                        }
+                        // PEFT: re.match(rf"(.*\.)?({key})$", module), the first key that matches (diffusers writes them sorted).
+                        patterns.Add((new Regex($@"\A(?:(.*\.)?({entry.Name})$)", RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)), Finite(entry)));
                     }
                     break;
             }
