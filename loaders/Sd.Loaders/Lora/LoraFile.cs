@@ -162,7 +162,7 @@ public sealed class LoraFile : IDisposable
                         return (key, new Parts(component, key[prefix.Length..], flat: false), part);
                     }
                 }
-                string tail = name[(name.LastIndexOf('.') + 1)..];
+                string tail = LastPart(name);
                 if (LoraModule.TypeOf(tail) is { } type && type != "LoRA")
                 {
                     throw new InvalidFileException(path,
@@ -175,9 +175,12 @@ public sealed class LoraFile : IDisposable
         {
             if (name.StartsWith(prefix, StringComparison.Ordinal))
             {
-                (string part, int suffix) = DottedPart(name) ?? throw (name.EndsWith(".weight", StringComparison.Ordinal) || name.EndsWith(".bias", StringComparison.Ordinal)
-                    ? new InvalidFileException(path, $"tensor '{name}' is a model's weight, not a LoRA's (a checkpoint given as a LoRA?)")
-                    : Unsupported(path, name, name[(name.LastIndexOf('.') + 1)..]));
+                if (DottedPart(name) is not (string part, int suffix))
+                {
+                    throw LastPart(name) is "weight" or "bias"
+                        ? new InvalidFileException(path, $"tensor '{name}' is a model's weight, not a LoRA's (a checkpoint given as a LoRA?)")
+                        : Unsupported(path, name, LastPart(name));
+                }
                 string key = name[..^suffix];
                 if (key.Length <= prefix.Length)
                 {
@@ -206,8 +209,14 @@ public sealed class LoraFile : IDisposable
     [
         ("diffusion_model.", ModelComponent.Unet),
         ("text_encoders.clip_l.transformer.", ModelComponent.TextEncoder),
-        ("text_encoders.clip_h.transformer.", ModelComponent.TextEncoder),
+        (ComfyOpenClipPrefix + "transformer.", ModelComponent.TextEncoder),
     ];
+
+    /// <summary>ComfyUI's SD 2.x text encoder (open_clip ViT-H), whose 24th layer SD 2.x never runs (see <see cref="LoraTargets"/>).</summary>
+    internal const string ComfyOpenClipPrefix = "text_encoders.clip_h.";
+
+    /// <summary>What follows a dotted name's last dot ("weight" for "....proj_in.weight").</summary>
+    private static string LastPart(string name) => name[(name.LastIndexOf('.') + 1)..];
 
     private static readonly (string, ModelComponent)[] DiffusersPrefixes =
     [

@@ -91,9 +91,10 @@ public static class LoraTargets
         var flat = new Dictionary<string, string?>(StringComparer.Ordinal);
         void Add(string module, string weight)
         {
-            if (!flat.TryAdd(module.Replace('.', '_'), weight))
+            string key = module.Replace('.', '_');
+            if (!flat.TryAdd(key, weight))
             {
-                flat[module.Replace('.', '_')] = null;
+                flat[key] = null;
             }
         }
         var names = new List<string>(weights.Count);
@@ -133,7 +134,7 @@ public static class LoraTargets
     private static bool ChangesNothingSdComputes(LoraModule module, WeightSet weights, int textLayers) =>
         module.Component == ModelComponent.TextEncoder
         && ((module.Target == "text_projection" && !weights.TryGet("text_projection.weight", out _))
-            || (module.Key.StartsWith("text_encoders.clip_h.", StringComparison.Ordinal) && textLayers == 23
+            || (module.Key.StartsWith(LoraFile.ComfyOpenClipPrefix, StringComparison.Ordinal) && textLayers == 23
                 && module.Target.StartsWith("text_model_encoder_layers_23_", StringComparison.Ordinal)));
 
     private static int TextLayerCount(WeightSet weights)
