@@ -89,9 +89,30 @@ public sealed unsafe class LoraMergeTests : IDisposable
     /// </summary>
     [Theory]
     [MemberData(nameof(LycorisCases))]
-    public void Lycoris_types_merge_as_A1111_merges_them(string name)
+    public void Lycoris_types_merge_as_A1111_merges_them(string name) => MergesAsReferenced("lycoris-reference.json", name);
+
+    /// <summary>The cases of Data/dora-reference.json (written by Data/dora-reference.py).</summary>
+    public static TheoryData<string> DoraCases() => new()
     {
-        using var document = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", "lycoris-reference.json")));
+        "lora_linear_per_output", "lora_linear_per_input", "locon_conv_per_input", "locon_conv_per_output", "lora_square_per_input",
+        "loha_per_output", "lokr_per_input", "peft_linear", "peft_conv", "peft_linear_half",
+    };
+
+    /// <summary>
+    /// DoRA modules merge as the tools that make them compute them: kohya-named dora_scale per output row and per input
+    /// channel (a square weight's [1, in] too), with LoRA, LoCon, LoHa and LoKr updates, at strengths blended as ComfyUI
+    /// blends them (LyCORIS's norms of W + update, with float32's epsilon), and diffusers-named lora_magnitude_vector
+    /// merged as PEFT merges it at strength 1 (a conv's [1, out, 1, 1] magnitude per output, though out = in), its alpha
+    /// from the file's config. Float64 references on PyTorch, compared to 1e-6 of the largest value as above.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DoraCases))]
+    public void Dora_modules_merge_as_LyCORIS_ComfyUI_and_PEFT_merge_them(string name) => MergesAsReferenced("dora-reference.json", name);
+
+    /// <summary>Writes a reference case's module as a LoRA file (its tensors under the case's prefix, its metadata) and merges it.</summary>
+    private void MergesAsReferenced(string file, string name)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", file)));
         JsonElement reference = default;
         foreach (JsonElement c in document.RootElement.GetProperty("cases").EnumerateArray())
         {
@@ -103,9 +124,14 @@ public sealed unsafe class LoraMergeTests : IDisposable
         using SafetensorsFile model = Model(("m.weight", shape, Floats(reference.GetProperty("weight").GetProperty("values")), TensorDType.F32),
             ("m.bias", [shape[0]], bias, TensorDType.F32));
         var writer = new SafetensorsWriter();
+        string prefix = reference.TryGetProperty("prefix", out JsonElement p) ? p.GetString()! : "lora_unet_m.";
         foreach (JsonProperty tensor in reference.GetProperty("tensors").EnumerateObject())
         {
-            writer.AddFloat32("lora_unet_m." + tensor.Name, Longs(tensor.Value.GetProperty("shape")), Floats(tensor.Value.GetProperty("values")));
+            writer.AddFloat32(prefix + tensor.Name, Longs(tensor.Value.GetProperty("shape")), Floats(tensor.Value.GetProperty("values")));
+        }
+        if (reference.TryGetProperty("metadata", out JsonElement metadata))
+        {
+            foreach (JsonProperty entry in metadata.EnumerateObject()) writer.AddMetadata(entry.Name, entry.Value.GetString()!);
         }
         string path = _dir.File(name + ".safetensors");
         writer.Save(path);
@@ -161,6 +187,42 @@ public sealed unsafe class LoraMergeTests : IDisposable
         {
             Assert.Equal(Narrow(w[i], TensorDType.F16), bits[i]);
         }
+    }
+
+    /// <summary>
+    /// A DoRA module at strength 1 leaves each output row with its magnitude's norm (to float32's epsilon), whatever the
+    /// LoRAs before it changed, since LoRAs merge in order; a LoRA after it moves the norms; at strength 0 no bit changes.
+    /// </summary>
+    [Fact]
+    public void A_dora_module_normalises_the_weight_the_loras_before_it_left()
+    {
+        long[] shape = [16, 8];
+        float[] w = TinyVariant.RandomWeights(shape, 11);
+        var plain = new LoraWriter();
+        plain.Add(ModelComponent.Unet, "proj.weight", shape, rank: 3, alpha: null, seed: 12);
+        var dora = new LoraWriter();
+        dora.Add(ModelComponent.Unet, "proj.weight", shape, rank: 2, alpha: 1f, seed: 13);
+        float[] magnitude = Enumerable.Range(0, 16).Select(i => 0.5f + i / 8f).ToArray();
+        dora.AddRaw("lora_unet_proj.dora_scale", [16, 1], magnitude);
+        using SafetensorsFile model = Model(("proj.weight", shape, w, TensorDType.F32));
+        using LoraFile first = LoraFile.Open(plain.Save(_dir.File("plain.safetensors")));
+        using LoraFile second = LoraFile.Open(dora.Save(_dir.File("dora.safetensors")));
+
+        double[] RowNorms(params (LoraFile, float)[] loras)
+        {
+            using var binder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, loras));
+            using Tensors.NativeBlock merged = binder.Child("proj").Load("weight", shape);
+            return Enumerable.Range(0, 16).Select(r => Math.Sqrt(Enumerable.Range(0, 8).Sum(c => (double)merged.Span[r * 8 + c] * merged.Span[r * 8 + c]))).ToArray();
+        }
+        double[] last = RowNorms((first, 0.8f), (second, 1f)), before = RowNorms((second, 1f), (first, 0.8f));
+        for (int r = 0; r < 16; r++)
+        {
+            Assert.True(Math.Abs(last[r] - magnitude[r]) <= 1e-6 * magnitude[r], $"row {r}: norm {last[r]}, magnitude {magnitude[r]}");
+        }
+        Assert.True(Enumerable.Range(0, 16).Count(r => Math.Abs(before[r] - magnitude[r]) > 1e-3) >= 12, string.Join(", ", before));
+
+        using var zero = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(second, 0f)]));
+        Assert.Equal(w, new ReadOnlySpan<float>(zero.Stage(["proj.weight"], shape), w.Length).ToArray());
     }
 
     [Fact]

@@ -6,8 +6,8 @@ using Sd.Loaders.Weights;
 namespace Sd.Loaders.Tests;
 
 /// <summary>
-/// LoRA files in kohya's and diffusers' layouts are read module by module, LyCORIS's types included; anything else
-/// (DoRA, OFT, SDXL, unknown names, broken or mixed modules, bad shapes or alphas, pickles) is refused naming the tensor. Their modules are
+/// LoRA files in kohya's and diffusers' layouts are read module by module, LyCORIS's types and DoRA included; anything else
+/// (OFT, DoRA on full or norm modules, SDXL, unknown names, broken or mixed modules, bad shapes or alphas, pickles) is refused naming the tensor. Their modules are
 /// matched to the built-in demo model's weights by diffusers name, and a module that fits no weight is refused.
 /// </summary>
 public sealed class LoraFileTests : IDisposable
@@ -220,7 +220,8 @@ public sealed class LoraFileTests : IDisposable
 
     [Theory]
     [InlineData("not json", "is no LoRA config Sd reads")]
-    [InlineData("""{ "unet.use_dora": true }""", "sets 'unet.use_dora': a DoRA adapter")]
+    [InlineData("""{ "text_encoder.use_dora": true }""", "has no DoRA magnitude (lora_magnitude_vector), though the file's config sets use_dora true")]
+    [InlineData("""{ "text_encoder.use_dora": "yes" }""", "is no LoRA config Sd reads")]
     [InlineData("""{ "unet.lora_alpha": "8" }""", "is no LoRA config Sd reads")]
     [InlineData("""{ "unet.lora_alpha": 1e39 }""", "is no LoRA config Sd reads")]
     [InlineData("""{ "text_encoder.alpha_pattern": { "(": 2 } }""", "is no LoRA config Sd reads")]
@@ -241,8 +242,9 @@ public sealed class LoraFileTests : IDisposable
     public static TheoryData<string, string[], string> BadFiles() => new()
     {
         { "half a LoHa", ["lora_unet_x.hada_w1_a:2,4", "lora_unet_x.hada_w1_b:4,2"], "LoRA module 'lora_unet_x' (LoHa) has no 'hada_w2_a' tensor" },
-        { "DoRA", ["unet.x.lora_A.weight:2,4", "unet.x.lora_B.weight:4,2", "unet.x.lora_magnitude_vector:4"], "'lora_magnitude_vector' is not part of a LoRA module Sd merges (it is DoRA's magnitude" },
-        { "kohya DoRA", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.lora_up.weight:4,2", "lora_unet_x.dora_scale:1,4"], "'dora_scale' is not part of a LoRA module Sd merges (it is DoRA's magnitude" },
+        { "DoRA full", ["lora_unet_x.diff:4,4", "lora_unet_x.dora_scale:4,1"], "LoRA module 'lora_unet_x' (full) has DoRA's magnitude ('lora_unet_x.dora_scale'); DoRA goes with LoRA, LoHa and LoKr modules" },
+        { "DoRA off", ["unet.x.lora_A.weight:2,4", "unet.x.lora_B.weight:4,2", "unet.x.lora_magnitude_vector:4", """metadata { "unet.use_dora": false }"""], "'unet.x' has a DoRA magnitude (lora_magnitude_vector), though the file's config sets use_dora false" },
+        { "diffusers-named dora_scale", ["unet.x.dora_scale:4"], "'unet.x.dora_scale' is DoRA's magnitude as kohya names it (diffusers: lora_magnitude_vector) under a diffusers name" },
         { "OFT", ["lora_unet_x.oft_blocks:4,2,2"], "'oft_blocks' is not part of a LoRA module Sd merges" },
         { "two types", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.hada_w1_a:4,2"], "LoRA module 'lora_unet_x' mixes LoRA and LoHa parts" },
         { "LoKr twice", ["lora_unet_x.lokr_w1:2,2", "lora_unet_x.lokr_w1_a:2,1", "lora_unet_x.lokr_w2:2,2"], "has both 'lokr_w1' and its factors" },
@@ -254,7 +256,7 @@ public sealed class LoraFileTests : IDisposable
         { "diffusers-named LoHa", ["unet.x.hada_w1_a:4,2"], "'unet.x.hada_w1_a' is a LyCORIS LoHa part under a diffusers name" },
         { "SDXL", ["lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight:2,4"], "an SDXL LoRA" },
         { "ComfyUI SDXL", ["text_encoders.clip_g.transformer.text_model.encoder.layers_0.mlp.fc1.lora_down.weight:2,4"], "an SDXL LoRA" },
-        { "ComfyUI DoRA", ["diffusion_model.out.2.lora_down.weight:2,4", "diffusion_model.out.2.dora_scale:4"], "'dora_scale' is not part of a LoRA module Sd merges (it is DoRA's magnitude" },
+        { "ComfyUI DoRA norm", ["diffusion_model.out.2.w_norm:4", "diffusion_model.out.2.dora_scale:4"], "'diffusion_model.out.2' (norm) has DoRA's magnitude" },
         { "ComfyUI no module", ["diffusion_model.lora_up.weight:4,2"], "tensor 'diffusion_model.lora_up.weight' names no module" },
         { "diffusers-named bias", ["unet.x.diff_b:4"], "'unet.x.diff_b' is a bias difference under a diffusers name" },
         { "a checkpoint", ["diffusion_model.out.2.weight:4,4,3,3"], "'diffusion_model.out.2.weight' is a model's weight, not a LoRA's" },
@@ -271,7 +273,7 @@ public sealed class LoraFileTests : IDisposable
         { "nothing", [], "holds no tensors" },
     };
 
-    /// <param name="tensors">"name:dims" (dims comma-separated; none for a scalar), filled with 0.5.</param>
+    /// <param name="tensors">"name:dims" (dims comma-separated; none for a scalar), filled with 0.5; or "metadata {json}", the PEFT config.</param>
     [Theory]
     [MemberData(nameof(BadFiles))]
     public void Files_that_are_no_SD_LoRA_Sd_merges_are_refused_naming_why(string what, string[] tensors, string message)
@@ -279,6 +281,11 @@ public sealed class LoraFileTests : IDisposable
         var writer = new SafetensorsWriter();
         foreach (string tensor in tensors)
         {
+            if (tensor.StartsWith("metadata ", StringComparison.Ordinal))
+            {
+                writer.AddMetadata("lora_adapter_metadata", tensor["metadata ".Length..]);
+                continue;
+            }
             string[] parts = tensor.Split(':');
             long[] shape = parts[1].Length == 0 ? [] : Array.ConvertAll(parts[1].Split(','), long.Parse);
             long count = 1;
@@ -386,7 +393,36 @@ public sealed class LoraFileTests : IDisposable
         Assert.Contains($"both change '{ToQ}'", e.Message);
     }
 
-    /// <summary>LyCORIS modules meet the same checks against the model's weights, and a few of their own.</summary>
+    /// <summary>diffusers' DoRA magnitude is PEFT's: one value per output row, in any shape of one dimension ([1, out, 1, 1] for a conv).</summary>
+    [Fact]
+    public void A_peft_magnitude_is_one_value_per_output_row()
+    {
+        string module = "unet." + ToQ[..^".weight".Length];
+        foreach ((long[] magnitude, string? refusal) in new (long[], string?)[]
+        {
+            ([1, 64], null),
+            ([64], null),
+            ([32], $"has a DoRA magnitude '{module}.lora_magnitude_vector.weight' of shape [32] for '{ToQ}' [64, 64]: expected one value per output row"),
+            ([2, 32], "expected one value per output row"),
+        })
+        {
+            var writer = new LoraWriter();
+            writer.Add(ModelComponent.Unet, ToQ, [64, 64], rank: 2, alpha: null, seed: 1, kohya: false);
+            writer.AddRaw(module + ".lora_magnitude_vector.weight", magnitude, Enumerable.Repeat(1f, (int)magnitude.Aggregate(1L, (a, b) => a * b)).ToArray());
+            using LoraFile lora = LoraFile.Open(writer.Save(_dir.File($"peft-dora-{Guid.NewGuid():N}.safetensors")));
+            Assert.NotNull(lora.Modules[0].Magnitude);
+            if (refusal is null)
+            {
+                LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(lora, 1f)]);
+                continue;
+            }
+            var e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(lora, 1f)]));
+            Assert.Contains(refusal, e.Message);
+            Assert.DoesNotContain("per input channel", e.Message);
+        }
+    }
+
+    /// <summary>LyCORIS modules meet the same checks against the model's weights, and a few of their own (DoRA's magnitude's shape).</summary>
     [Fact]
     public void Lycoris_modules_that_do_not_fit_the_model_are_refused_naming_why()
     {
@@ -395,12 +431,16 @@ public sealed class LoraFileTests : IDisposable
         (string, long[])[] hostile = [("hada_w1_a", [65, 64]), ("hada_t1", [65, 1, 1, 1]), ("hada_w1_b", [1, 64]), ("hada_w2_a", [64, 1]), ("hada_w2_b", [1, 64])];
         (string, long[])[] noBias = [("diff", [64, 64]), ("diff_b", [64])];
         (string, long[])[] kron = [("lokr_w1", [2, 2]), ("lokr_w2", [32, 16])];
+        static (string, long[])[] Dora(long[] magnitude) => [("lora_down.weight", [2, 64]), ("lora_up.weight", [64, 2]), ("dora_scale", magnitude)];
         foreach (((string, long[])[] parts, string expected) in new[]
         {
             (misfit, $"(LoHa, (up [64, 2] x down [2, 32]) * (up [64, 2] x down [2, 32])) does not fit '{ToQ}' of shape [64, 64]"),
             (hostile, $"has a factor of rank 65 for '{ToQ}' [64, 64]: its up and down would hold more than twice the weight's elements"),
             (noBias, $"changes the bias '{ToQ[..^".weight".Length]}.bias', which the model's layer does not have"),
             (kron, $"(LoKr, kron([2, 2], [32, 16])) does not fit '{ToQ}' of shape [64, 64]"),
+            (Dora([64, 64]), $"has a DoRA magnitude '{toQ}.dora_scale' of shape [64, 64] for '{ToQ}' [64, 64]: expected one value per output row ([out, 1, ...]) or per input channel ([1, in, ...])"),
+            (Dora([1, 63]), "has a DoRA magnitude"),
+            (Dora([]), "has a DoRA magnitude"),
         })
         {
             var writer = new SafetensorsWriter();

@@ -16,9 +16,12 @@ namespace Sd.Engine.Modules;
 /// element by element, LoKr's Kronecker product is added row by row, full differences are added as read. 16-bit
 /// weights are merged in float32 and rounded back to their format (to nearest even), as diffusers' fuse_lora leaves a
 /// float16 model float16, so they keep their half-size memory and GEMM path; the rounding and the Inf/NaN and range
-/// checks are vectorized (<see cref="Narrow"/>), so they cost little beside the GEMM.
+/// checks are vectorized (<see cref="Narrow"/>), so they cost little beside the GEMM. A DoRA module's weight is
+/// decomposed after its update is added (<see cref="Decompose"/>); several LoRAs on one weight merge in order, so a
+/// DoRA module normalises the weight the LoRAs before it left, as ComfyUI's patches do.
 /// Reference: diffusers LoraLoaderMixin.fuse_lora (PEFT LoraLayer.merge): W + scale x (B @ A); A1111
-/// extensions-builtin/Lora network_hada/network_lokr/network_full calc_updown for the LyCORIS types.
+/// extensions-builtin/Lora network_hada/network_lokr/network_full calc_updown for the LyCORIS types; LyCORIS
+/// apply_weight_decompose and ComfyUI weight_decompose for DoRA.
 /// </summary>
 internal static unsafe class LoraMerge
 {
@@ -29,30 +32,13 @@ internal static unsafe class LoraMerge
         int columns = checked((int)(entry.ElementCount / rows));
         foreach (WeightDelta delta in deltas)
         {
-            LoraUpdate update = delta.Update;
-            switch (update.Kind)
+            if (delta.Decomposes)
             {
-                case LoraUpdateKind.Single when update.First.IsProduct:
-                    Multiply(delta.File, update.First, delta.Scale, w, accumulate: true);
-                    break;
-                case LoraUpdateKind.Single:
-                    using (NativeBlock whole = Whole(delta.File, update.First))
-                    {
-                        AddScaled(w, whole.Pointer, null, delta.Scale, whole.Length);
-                    }
-                    break;
-                case LoraUpdateKind.Hadamard:
-                    using (NativeBlock first = Whole(delta.File, update.First), second = Whole(delta.File, update.Second!))
-                    {
-                        AddScaled(w, first.Pointer, second.Pointer, delta.Scale, first.Length);
-                    }
-                    break;
-                default:
-                    using (NativeBlock first = Whole(delta.File, update.First), second = Whole(delta.File, update.Second!))
-                    {
-                        AddKronecker(w, columns, first.Pointer, update.First, second.Pointer, update.Second!, delta.Scale);
-                    }
-                    break;
+                Decompose(entry, w, rows, columns, delta);
+            }
+            else
+            {
+                AddUpdate(delta, w, columns, delta.Scale);
             }
         }
         int count = checked((int)entry.ElementCount);
@@ -65,6 +51,89 @@ internal static unsafe class LoraMerge
                 $"merging LoRA module(s) {Keys(deltas)} into '{entry.Name}' gives {w[bad]} at element {bad}: the LoRA or the weight holds Inf or NaN, or the sum overflows");
         }
     }
+
+    /// <summary>w [rows, columns] += scale x the delta's update.</summary>
+    private static void AddUpdate(WeightDelta delta, float* w, int columns, float scale)
+    {
+        LoraUpdate update = delta.Update;
+        switch (update.Kind)
+        {
+            case LoraUpdateKind.Single when update.First.IsProduct:
+                Multiply(delta.File, update.First, scale, w, accumulate: true);
+                break;
+            case LoraUpdateKind.Single:
+                using (NativeBlock whole = Whole(delta.File, update.First))
+                {
+                    AddScaled(w, whole.Pointer, null, scale, whole.Length);
+                }
+                break;
+            case LoraUpdateKind.Hadamard:
+                using (NativeBlock first = Whole(delta.File, update.First), second = Whole(delta.File, update.Second!))
+                {
+                    AddScaled(w, first.Pointer, second.Pointer, scale, first.Length);
+                }
+                break;
+            default:
+                using (NativeBlock first = Whole(delta.File, update.First), second = Whole(delta.File, update.Second!))
+                {
+                    AddKronecker(w, columns, first.Pointer, update.First, second.Pointer, update.Second!, scale);
+                }
+                break;
+        }
+    }
+
+    /// <summary>
+    /// DoRA: V = W + a x update (a: the module's alpha / rank), then W += s x (m x V / (||V|| + eps) - W) for the
+    /// user's weight s, the norms per output row, or per input channel (its kh x kw columns of every row).
+    /// The sums of squares are float64, so the norms are as exact as PyTorch's float32 ones or better.
+    /// </summary>
+    private static void Decompose(TensorEntry entry, float* w, int rows, int columns, WeightDelta delta)
+    {
+        long count = (long)rows * columns;
+        using var v = new NativeBlock(count, zero: false);
+        Buffer.MemoryCopy(w, v.Pointer, count * sizeof(float), count * sizeof(float));
+        AddUpdate(delta, v.Pointer, columns, (float)delta.Module.Scale);
+        // Per output row: one factor for a row's columns. Per input channel: one for each run of kh x kw columns.
+        bool perInput = delta.MagnitudePerInput;
+        int groups = perInput ? checked((int)entry.Shape[1]) : rows, run = perInput ? columns / groups : columns;
+        var squares = new double[groups];
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = v.Pointer + (long)r * columns;
+            for (int start = 0, g = perInput ? 0 : r; start < columns; start += run, g++)
+            {
+                double sum = 0;
+                for (int c = start; c < start + run; c++)
+                {
+                    sum += (double)row[c] * row[c];
+                }
+                squares[g] += sum;
+            }
+        }
+        using var factors = new NativeBlock(groups, zero: false);
+        delta.File.ReadFloat32(delta.Module.Magnitude!, factors.Span);
+        for (int g = 0; g < groups; g++)
+        {
+            factors.Pointer[g] = (float)(factors.Pointer[g] / (Math.Sqrt(squares[g]) + Float32Epsilon));
+        }
+        float s = delta.Strength;
+        for (int r = 0; r < rows; r++)
+        {
+            float* row = v.Pointer + (long)r * columns, target = w + (long)r * columns;
+            for (int start = 0, g = perInput ? 0 : r; start < columns; start += run, g++)
+            {
+                float factor = factors.Pointer[g];
+                for (int c = start; c < start + run; c++)
+                {
+                    float decomposed = row[c] * factor;
+                    target[c] = s == 1 ? decomposed : target[c] + s * (decomposed - target[c]);
+                }
+            }
+        }
+    }
+
+    /// <summary>torch.finfo(torch.float32).eps, which LyCORIS and ComfyUI add to DoRA's norms.</summary>
+    private const double Float32Epsilon = 1.1920928955078125e-7;
 
     /// <summary>Merges into 16-bit weights <paramref name="bits"/> (F16 or BF16 patterns), in float32 and rounded back.</summary>
     public static void Apply(TensorEntry entry, ushort* bits, WeightFormat format, ReadOnlySpan<WeightDelta> deltas)

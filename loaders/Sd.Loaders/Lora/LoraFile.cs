@@ -12,8 +12,9 @@ namespace Sd.Loaders.Lora;
 /// attention processors' "{block}.processor.to_q_lora.down.weight") and ComfyUI's ("diffusion_model.{LDM path}.{part}",
 /// "text_encoders.clip_l.transformer.{path}.{part}"). kohya- and ComfyUI-named modules may be any type A1111 merges
 /// (see <see cref="LoraModule"/>): LoRA/LoCon, LoHa, LoKr, full and norm differences. The file stays mapped while
-/// open: the tensors are read when the weights they change are loaded. Anything else is refused by name (DoRA, OFT,
-/// IA3, GLoRA, SDXL's second text encoder), since merging half of an adapter would give wrong pictures without a word.
+/// open: the tensors are read when the weights they change are loaded. LoRA, LoHa and LoKr modules may be DoRA modules
+/// (kohya's "dora_scale", diffusers' "lora_magnitude_vector"). Anything else is refused by name (OFT, IA3, GLoRA, SDXL's
+/// second text encoder), since merging half of an adapter would give wrong pictures without a word.
 /// </summary>
 public sealed class LoraFile : IDisposable
 {
@@ -108,16 +109,22 @@ public sealed class LoraFile : IDisposable
             }
             float? alpha = Alpha(file, parts.Tensors.GetValueOrDefault("alpha"));
             LoraAlphaRule rule = LoraAlphaRule.Kohya;
-            if (alpha is null && !parts.Flat)
+            if (!parts.Flat)
             {
                 // diffusers' modules store no alpha: the PEFT config saved with them gives it, read when first needed.
                 if (!peftRead)
                 {
                     (peft, peftRead) = (PeftAdapterMetadata.Read(file.Path, file.Metadata), true);
                 }
-                if (peft?.AlphaOf(parts.Component, parts.Target) is { } configured)
+                if (alpha is null && peft?.AlphaOf(parts.Component, parts.Target) is { } configured)
                 {
                     (alpha, rule) = configured;
+                }
+                // PEFT builds DoRA layers from use_dora alone: a module whose magnitude says otherwise is half an adapter.
+                bool hasMagnitude = parts.Tensors.ContainsKey(LoraModule.MagnitudePart);
+                if (peft?.UsesDora(parts.Component) is { } dora && dora != hasMagnitude)
+                {
+                    throw new InvalidFileException(file.Path, $"LoRA module '{key}' {(dora ? "has no" : "has a")} DoRA magnitude (lora_magnitude_vector), though the file's config sets use_dora {(dora ? "true" : "false")}");
                 }
             }
             modules.Add(LoraModule.Build(file.Path, key, parts.Component, parts.Target, parts.Flat, parts.Type ?? "LoRA", parts.Tensors, alpha, rule));
@@ -165,8 +172,9 @@ public sealed class LoraFile : IDisposable
                 string tail = LastPart(name);
                 if (LoraModule.TypeOf(tail) is { } type && type != "LoRA")
                 {
-                    throw new InvalidFileException(path,
-                        $"tensor '{name}' is {(type.Length == 0 ? "a bias difference" : $"a LyCORIS {type} part")} under a diffusers name; Sd reads these under kohya's and ComfyUI's names");
+                    string what = tail == LoraModule.MagnitudePart ? "DoRA's magnitude as kohya names it (diffusers: lora_magnitude_vector)"
+                        : type.Length == 0 ? "a bias difference" : $"a LyCORIS {type} part";
+                    throw new InvalidFileException(path, $"tensor '{name}' is {what} under a diffusers name; Sd reads these under kohya's and ComfyUI's names");
                 }
                 throw Unsupported(path, name, tail);
             }
@@ -235,6 +243,8 @@ public sealed class LoraFile : IDisposable
         (".lora_linear_layer.down.weight", Down),
         (".lora_linear_layer.up.weight", Up),
         (".alpha", "alpha"),
+        (".lora_magnitude_vector.weight", LoraModule.MagnitudePart), // PEFT >= 0.12
+        (".lora_magnitude_vector", LoraModule.MagnitudePart),
     ];
 
     /// <summary>The part a dotted name ends with and its suffix's length: a kohya or LyCORIS part, or a diffusers suffix.</summary>
@@ -283,7 +293,7 @@ public sealed class LoraFile : IDisposable
     }
 
     private static InvalidFileException Unsupported(string path, string name, string part) => new(path,
-        $"tensor '{name}': '{part}' is not part of a LoRA module Sd merges{(part is "dora_scale" or "lora_magnitude_vector" ? " (it is DoRA's magnitude, not supported)" : "")}; Sd merges LoRA/LoCon (lora_down, lora_up, lora_mid; lora_A/lora_B), LoHa (hada_*), LoKr (lokr_*) and full or norm differences (diff, diff_b, w_norm, b_norm), with their alpha");
+        $"tensor '{name}': '{part}' is not part of a LoRA module Sd merges; Sd merges LoRA/LoCon (lora_down, lora_up, lora_mid; lora_A/lora_B), LoHa (hada_*), LoKr (lokr_*) and full or norm differences (diff, diff_b, w_norm, b_norm), with their alpha and DoRA's magnitude (dora_scale, lora_magnitude_vector)");
 
     /// <summary>The module's alpha: a one-element float tensor, or null when it has none.</summary>
     private static float? Alpha(SafetensorsFile file, TensorInfo? tensor)

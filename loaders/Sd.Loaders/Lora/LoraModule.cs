@@ -20,16 +20,17 @@ public enum LoraAlphaRule
 /// One module of a LoRA file: a change to one Linear, Conv2d or norm of the UNet or the text encoder, of one of the
 /// kinds A1111 merges: LoRA/LoCon (up x down, with LyCORIS's Tucker "lora_mid"), LyCORIS LoHa (the element-wise
 /// product of two low-rank products), LoKr (a Kronecker product) and full or norm differences (stored whole), any of
-/// them with the bias's difference. The weight gets <see cref="Weight"/> x <see cref="Scale"/> x the user's weight; the bias,
+/// them with the bias's difference, and LoRA/LoHa/LoKr with DoRA's magnitude (<see cref="Magnitude"/>). The weight gets <see cref="Weight"/> x <see cref="Scale"/> x the user's weight; the bias,
 /// <see cref="Bias"/> x the user's weight.
 /// Reference: A1111 extensions-builtin/Lora network_lora, network_hada, network_lokr, network_full, network_norm.
 /// </summary>
 public sealed class LoraModule
 {
     private LoraModule(string key, ModelComponent component, string target, bool flatTarget, string type, LoraUpdate weight,
-        LoraUpdate? bias, float? alpha, int rank, LoraAlphaRule alphaRule)
+        LoraUpdate? bias, float? alpha, int rank, LoraAlphaRule alphaRule, TensorInfo? magnitude)
     {
         AlphaRule = alphaRule;
+        Magnitude = magnitude;
         Key = key;
         Component = component;
         Target = target;
@@ -89,7 +90,17 @@ public sealed class LoraModule
     /// <summary>How <see cref="Alpha"/> scales: kohya's rule for a stored alpha, PEFT's for one from a diffusers file's config.</summary>
     public LoraAlphaRule AlphaRule { get; }
 
-    public override string ToString() => $"{Key} {Type} rank {Rank} alpha {Alpha}";
+    /// <summary>
+    /// DoRA's magnitude m, or null: the weight becomes W + s x (m x V / ||V|| - W) for the user's weight s, where
+    /// V = W + <see cref="Scale"/> x the update and the norms are taken per output row ([out], [out, 1, ...]; PEFT's
+    /// [1, out, 1, 1] under diffusers' names) or, for LyCORIS's [1, in, ...], per input channel, with float32's
+    /// epsilon beside them (LyCORIS trains so). At s = 1 it is PEFT's merge to float32 rounding; PEFT (diffusers'
+    /// fuse_lora) would put s inside V instead, so at s = 0 it would still rescale W; Sd blends as ComfyUI and A1111 do.
+    /// Reference: LyCORIS modules/locon.py apply_weight_decompose; ComfyUI weight_adapter/base.py weight_decompose; peft tuners/lora/layer.py merge.
+    /// </summary>
+    public TensorInfo? Magnitude { get; }
+
+    public override string ToString() => $"{Key} {Type} rank {Rank} alpha {Alpha}{(Magnitude is null ? "" : " DoRA")}";
 
     /// <summary>The weight's parts a module may have, by type: the file's suffixes after the module key.</summary>
     private static readonly (string Type, string[] Parts)[] Types =
@@ -102,10 +113,14 @@ public sealed class LoraModule
     ];
 
     /// <summary>
-    /// Parts any type may have: its alpha, and the bias's difference, which ComfyUI's LoRA extraction writes beside
-    /// lora_up/lora_down and applies with any type (A1111 reads it in full modules only).
+    /// Parts any type may have: its alpha; the bias's difference, which ComfyUI's LoRA extraction writes beside
+    /// lora_up/lora_down and applies with any type (A1111 reads it in full modules only); DoRA's magnitude (which
+    /// <see cref="Build"/> allows with LoRA, LoHa and LoKr, as LyCORIS trains it).
     /// </summary>
-    private static readonly string[] SharedParts = ["alpha", "diff_b"];
+    private static readonly string[] SharedParts = ["alpha", "diff_b", MagnitudePart];
+
+    /// <summary>DoRA's magnitude as kohya's layout names it (diffusers': lora_magnitude_vector).</summary>
+    internal const string MagnitudePart = "dora_scale";
 
     /// <summary>The module type <paramref name="part"/> belongs to: "" for a part any type may have, null for no part Sd knows.</summary>
     internal static string? TypeOf(string part)
@@ -193,7 +208,12 @@ public sealed class LoraModule
         {
             bias = LoraUpdate.Single(LoraFactor.Stored(path, key, b, matrix: false));
         }
-        return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank, alphaRule);
+        TensorInfo? magnitude = Get(MagnitudePart);
+        if (magnitude is not null && type is "full" or "norm")
+        {
+            throw new InvalidFileException(path, $"LoRA module '{key}' ({type}) has DoRA's magnitude ('{magnitude.Name}'); DoRA goes with LoRA, LoHa and LoKr modules");
+        }
+        return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank, alphaRule, magnitude);
     }
 
     /// <summary>A LoHa factor: a [out, rank] x b [rank, ...], or with a Tucker core t, a stored [rank, out].</summary>

@@ -37,16 +37,16 @@ public static class LoraTargets
                 string name = module.FlatTarget
                     ? FlatName(lora, module, flatNames ??= FlatNames(weights, component), component)
                     : module.Target + ".weight";
-                Add(lora, module, module.Weight, name, scale * module.Scale);
+                Add(lora, module, module.Weight, name, scale * module.Scale, scale);
                 if (module.Bias is { } bias)
                 {
                     // A1111 scales a bias's difference by the user's weight alone.
-                    Add(lora, module, bias, name[..^".weight".Length] + ".bias", scale);
+                    Add(lora, module, bias, name[..^".weight".Length] + ".bias", scale, scale);
                 }
             }
         }
 
-        void Add(LoraFile lora, LoraModule module, LoraUpdate update, string name, double scale)
+        void Add(LoraFile lora, LoraModule module, LoraUpdate update, string name, double scale, float strength)
         {
             if (!weights.TryGet(name, out TensorEntry entry))
             {
@@ -55,6 +55,7 @@ public static class LoraTargets
                     : NotInModel(lora, module, component, $"'{name}'");
             }
             RequireFits(lora, module, update, entry);
+            bool perInput = update == module.Weight && module.Magnitude is { } magnitude && MagnitudePerInput(lora, module, magnitude, entry);
             if (!deltas.TryGetValue(name, out List<WeightDelta>? list))
             {
                 deltas.Add(name, list = new List<WeightDelta>());
@@ -66,7 +67,7 @@ public static class LoraTargets
                     throw new InvalidFileException(lora.Path, $"LoRA modules '{earlier.Module.Key}' and '{module.Key}' both change '{name}'");
                 }
             }
-            list.Add(new WeightDelta(module, update, lora.File, (float)scale));
+            list.Add(new WeightDelta(module, update, lora.File, (float)scale, strength, perInput));
         }
 
         if (deltas.Count == 0)
@@ -181,6 +182,31 @@ public static class LoraTargets
                     $"LoRA module '{module.Key}' ({module.Type}) has a factor of rank {factor.Rank} for '{entry.Name}' {TensorInfo.ShapeText(w)}: its up and down would hold more than twice the weight's elements; no low-rank change");
             }
         }
+    }
+
+    /// <summary>
+    /// Whether DoRA's magnitude is per input channel: [1, in, 1...], as LyCORIS stores it without wd_on_out, under
+    /// kohya's and ComfyUI's names. Else it is per output row: [out, 1...] there (LyCORIS; ComfyUI reads dim 0), and
+    /// out values in one dimension under diffusers' PEFT names (PEFT stores [out] for a Linear, [1, out, 1, 1] for a conv).
+    /// </summary>
+    private static bool MagnitudePerInput(LoraFile lora, LoraModule module, TensorInfo magnitude, TensorEntry entry)
+    {
+        long[] w = entry.Shape, m = magnitude.Shape;
+        long largest = 0;
+        foreach (long size in m)
+        {
+            largest = Math.Max(largest, size);
+        }
+        bool oneDimension = magnitude.ElementCount == largest && w.Length >= 2;
+        if (oneDimension && (module.FlatTarget ? m[0] == w[0] : largest == w[0]))
+        {
+            return false;
+        }
+        if (oneDimension && module.FlatTarget && m.Length >= 2 && m[0] == 1 && m[1] == w[1])
+        {
+            return true;
+        }
+        throw new InvalidFileException(lora.Path, $"LoRA module '{module.Key}' has a DoRA magnitude '{magnitude.Name}' of shape {TensorInfo.ShapeText(m)} for '{entry.Name}' {TensorInfo.ShapeText(w)}: expected one value per output row{(module.FlatTarget ? " ([out, 1, ...]) or per input channel ([1, in, ...])" : "")}");
     }
 
     /// <summary>The update's tensors and shapes as the file names them: "up [320, 4] x down [4, 320, 3, 3]".</summary>

@@ -7,8 +7,9 @@ namespace Sd.Loaders.Lora;
 /// <summary>
 /// The PEFT LoraConfig diffusers saves beside a LoRA's tensors (safetensors metadata "lora_adapter_metadata", one
 /// JSON object of "unet.lora_alpha", "unet.alpha_pattern", "unet.use_rslora", "text_encoder...."): the alpha of
-/// the modules that store none, since PEFT-layout files carry no ".alpha" tensors. diffusers builds the LoraConfig
-/// from it, so a component with metadata but no lora_alpha gets PEFT's default of 8.
+/// the modules that store none, since PEFT-layout files carry no ".alpha" tensors, and whether they are DoRA modules
+/// ("use_dora"). diffusers builds the LoraConfig from it, so a component with metadata but no lora_alpha gets PEFT's
+/// default of 8.
 /// Reference: diffusers loaders/lora_base.py (LORA_ADAPTER_METADATA_KEY), peft LoraConfig, LoraModel._create_and_replace.
 /// </summary>
 internal sealed class PeftAdapterMetadata
@@ -20,7 +21,7 @@ internal sealed class PeftAdapterMetadata
     /// <summary>Bounds on alpha_pattern, so a file cannot make Sd build and try millions of expressions.</summary>
     private const int MaxPatterns = 1024, MaxPatternLength = 1024;
 
-    private sealed record Component(float Alpha, List<(Regex Pattern, float Alpha)> AlphaPattern, bool RankStabilized);
+    private sealed record Component(float Alpha, List<(Regex Pattern, float Alpha)> AlphaPattern, bool RankStabilized, bool Dora);
 
     private readonly Dictionary<ModelComponent, Component> _components = [];
     private readonly string _path;
@@ -80,11 +81,14 @@ internal sealed class PeftAdapterMetadata
         return (config.Alpha, rule);
     }
 
+    /// <summary>Whether the config makes <paramref name="component"/>'s modules DoRA modules (each then stores its magnitude); null without metadata for it.</summary>
+    public bool? UsesDora(ModelComponent component) => _components.TryGetValue(component, out Component? config) ? config.Dora : null;
+
     private void Add(JsonElement root, string prefix, ModelComponent component)
     {
         bool any = false;
         float alpha = PeftDefaultAlpha;
-        bool rankStabilized = false;
+        bool rankStabilized = false, dora = false;
         var patterns = new List<(Regex, float)>();
         foreach (JsonProperty property in root.EnumerateObject())
         {
@@ -101,8 +105,9 @@ internal sealed class PeftAdapterMetadata
                 case "use_rslora":
                     rankStabilized = property.Value.GetBoolean();
                     break;
-                case "use_dora" when property.Value.ValueKind == JsonValueKind.True:
-                    throw new InvalidFileException(_path, $"metadata '{MetadataKey}' sets '{property.Name}': a DoRA adapter, which Sd does not merge");
+                case "use_dora":
+                    dora = property.Value.GetBoolean();
+                    break;
                 case "alpha_pattern":
                     foreach (JsonProperty entry in property.Value.EnumerateObject())
                     {
@@ -118,7 +123,7 @@ internal sealed class PeftAdapterMetadata
         }
         if (any)
         {
-            _components.Add(component, new Component(alpha, patterns, rankStabilized));
+            _components.Add(component, new Component(alpha, patterns, rankStabilized, dora));
         }
     }
 

@@ -64,7 +64,7 @@ public static partial class GenerateCommand
         out-1.png ... out-N.png (the same suffixes for --out-latents and --out-image-npy); the prompt is encoded and
         each component loaded once for the whole batch.
         --lora merges a LoRA (.safetensors, kohya's lora_unet_/lora_te_ names, LyCORIS LoCon/LoHa/LoKr/full/norm
-        included, diffusers' unet./text_encoder. ones or ComfyUI's diffusion_model./text_encoders. ones) into the
+        and DoRA included, diffusers' unet./text_encoder. ones or ComfyUI's diffusion_model./text_encoders. ones) into the
         UNet and text encoder as they load, at SCALE (default 1); repeat it to stack LoRAs. Merged, a LoRA costs
         nothing per step. One made for another model (SD 1.x vs 2.x, SDXL) is refused, naming a module that does
         not fit. For an LCM-LoRA give --scheduler lcm --steps 4 --guidance 1. With --lora-dir DIR, the prompt's
