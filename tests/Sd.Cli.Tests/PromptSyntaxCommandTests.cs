@@ -56,6 +56,8 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("dpm++-3m-sde-karras", "Sampler: DPM++ 3M SDE, Schedule type: Karras,")]
     [InlineData("dpm++-2m-sde-exponential", "Sampler: DPM++ 2M SDE, Schedule type: Exponential,")]
     [InlineData("Euler-Exponential", "Sampler: Euler, Schedule type: Exponential,")]
+    [InlineData("dpm++-2m-beta", "Sampler: DPM++ 2M, Schedule type: Beta,")]
+    [InlineData("heun-beta", "Sampler: Heun, Schedule type: Beta,")]
     [InlineData("pndm", "Sampler: PLMS, CFG")]
     [InlineData("unipc", "Sampler: UniPC, UniPC variant: bh2, UniPC order: 2, CFG")] // A1111's UniPC defaults to bh1, order 3
     public void The_png_names_the_scheduler_and_schedule_as_a1111_reads_them(string scheduler, string expected)

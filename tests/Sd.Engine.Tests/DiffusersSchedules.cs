@@ -136,8 +136,12 @@ internal static class DiffusersSchedules
     private static float[] TrainingSigmas(float[] alphasCumprod) =>
         Array.ConvertAll(alphasCumprod, a => MathF.Sqrt((1f - a) / a));
 
-    private static double[] Ramp(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps) =>
-        ramp == SigmaRamp.Karras ? Karras(sigmaMin, sigmaMax, steps) : Exponential(sigmaMin, sigmaMax, steps);
+    private static double[] Ramp(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps) => ramp switch
+    {
+        SigmaRamp.Karras => Karras(sigmaMin, sigmaMax, steps),
+        SigmaRamp.Exponential => Exponential(sigmaMin, sigmaMax, steps),
+        _ => Array.ConvertAll(BetaQuantiles.Ramp(steps), q => sigmaMin + q * (sigmaMax - sigmaMin)),
+    };
 
     /// <summary>_convert_to_exponential: np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), steps)).</summary>
     private static double[] Exponential(double sigmaMin, double sigmaMax, int steps) =>

@@ -30,12 +30,8 @@ public sealed class SchedulerConfigSettingsTests
     [InlineData("dpm++-2m", "\"final_sigmas_type\": \"sigma_min\"", "final_sigmas_type 'sigma_min'")]
     [InlineData("unipc", "\"thresholding\": true", "thresholding true")]
     [InlineData("unipc-karras", "\"final_sigmas_type\": \"sigma_min\"", "final_sigmas_type 'sigma_min'")]
-    [InlineData("euler", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
-    [InlineData("heun-karras", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
-    [InlineData("dpm2", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
-    [InlineData("lms", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
     [InlineData("dpm++-2m", "\"use_flow_sigmas\": true", "use_flow_sigmas true")]
-    [InlineData("unipc", "\"use_beta_sigmas\": true", "use_beta_sigmas true")]
+    [InlineData("unipc-beta", "\"use_flow_sigmas\": true", "use_flow_sigmas true")]
     public void Settings_diffusers_applies_and_Sd_does_not_implement_are_refused(string name, string settings, string expected)
     {
         SchedulerConfig config = Parse(settings);
@@ -61,33 +57,41 @@ public sealed class SchedulerConfigSettingsTests
     }
 
     /// <summary>
-    /// use_exponential_sigmas runs the exponential ramp the "-exponential" names run; with use_karras_sigmas too it is
-    /// refused, as diffusers refuses it. The numbers: diffusers' DPMSolverMultistepScheduler.set_timesteps(5) on SD
+    /// use_exponential_sigmas and use_beta_sigmas run the ramps the "-exponential" and "-beta" names run; with two such
+    /// settings it is refused, as diffusers refuses it. The numbers: diffusers' DPMSolverMultistepScheduler.set_timesteps(5) on SD
     /// 1.5's table (PyTorch 1.13, numpy), whose unrounded timesteps 680.67 and 20.002 are truncated by the int64 cast.
     /// </summary>
     [Fact]
-    public void Exponential_sigmas_run_from_the_config_or_the_name_as_diffusers_places_them()
+    public void Exponential_and_beta_sigmas_run_from_the_config_or_the_name_as_diffusers_places_them()
     {
         foreach (string name in (string[])["euler", "dpm++-2m", "heun", "dpm2", "lms", "dpm++-sde", "unipc"])
         {
-            Scheduler byConfig = Scheduler.Create(name, Parse("\"use_exponential_sigmas\": true"));
-            Scheduler byName = Scheduler.Create(name + "-exponential", Parse(""));
             Scheduler spaced = Scheduler.Create(name, Parse(""));
-            byConfig.SetTimesteps(9);
-            byName.SetTimesteps(9);
             spaced.SetTimesteps(9);
-            Assert.Equal(byName.Timesteps.ToArray(), byConfig.Timesteps.ToArray());
-            Assert.Equal(byName.Sigmas!.ToArray(), byConfig.Sigmas!.ToArray());
-            Assert.NotEqual(spaced.Sigmas!.ToArray(), byName.Sigmas!.ToArray());
+            foreach ((string setting, string suffix) in (ReadOnlySpan<(string, string)>)[("use_exponential_sigmas", "-exponential"), ("use_beta_sigmas", "-beta")])
+            {
+                Scheduler byConfig = Scheduler.Create(name, Parse($"\"{setting}\": true"));
+                Scheduler byName = Scheduler.Create(name + suffix, Parse(""));
+                byConfig.SetTimesteps(9);
+                byName.SetTimesteps(9);
+                Assert.Equal(byName.Timesteps.ToArray(), byConfig.Timesteps.ToArray());
+                Assert.Equal(byName.Sigmas!.ToArray(), byConfig.Sigmas!.ToArray());
+                Assert.NotEqual(spaced.Sigmas!.ToArray(), byName.Sigmas!.ToArray());
+            }
         }
         Scheduler dpm = Scheduler.Create("dpm++-2m-exponential", Parse(""));
         dpm.SetTimesteps(5);
         Assert.Equal([999f, 680f, 233f, 20f, 0f], dpm.Timesteps.ToArray());
         Assert.Equal([14.614645f, 3.0889874f, 0.652896f, 0.13799770f, 0.029167533f, 0f], dpm.Sigmas!.ToArray());
 
-        var e = Assert.Throws<NotSupportedException>(() => Scheduler.Create("euler", Parse("\"use_karras_sigmas\": true, \"use_exponential_sigmas\": true")));
-        Assert.Contains("sets both use_karras_sigmas and use_exponential_sigmas", e.Message);
+        foreach (string both in (string[])["\"use_karras_sigmas\": true, \"use_exponential_sigmas\": true", "\"use_exponential_sigmas\": true, \"use_beta_sigmas\": true",
+            "\"use_karras_sigmas\": true, \"use_beta_sigmas\": true"])
+        {
+            var e = Assert.Throws<NotSupportedException>(() => Scheduler.Create("euler", Parse(both)));
+            Assert.Contains("sets more than one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas", e.Message);
+        }
         Assert.Throws<ArgumentException>(() => Scheduler.Create("ddim-exponential", Parse("")));
+        Assert.Throws<ArgumentException>(() => Scheduler.Create("lcm-beta", Parse("")));
         Assert.Throws<ArgumentException>(() => Scheduler.Create("euler-a-karras", Parse("")));
     }
 

@@ -4,7 +4,7 @@ using Sd.Loaders.Config;
 namespace Sd.Engine.Tests;
 
 /// <summary>
-/// Every scheduler with every timestep_spacing, steps_offset 0 and 1, and Karras sigmas where diffusers has them,
+/// Every scheduler with every timestep_spacing, steps_offset 0 and 1, and Karras, exponential and beta sigmas where diffusers has them,
 /// against diffusers' set_timesteps as <see cref="DiffusersSchedules"/> restates it. The fixtures only cover each
 /// scheduler's default spacing, so these pin the other layouts exactly (timesteps, sigmas, init_noise_sigma).
 /// </summary>
@@ -14,7 +14,8 @@ public sealed class SchedulerSpacingTests
         ["ddim", "pndm", "euler", "euler-karras", "euler-exponential", "euler-a", "lms", "lms-karras", "lms-exponential", "dpm++-2m",
          "dpm++-2m-karras", "dpm++-2m-exponential", "dpm++-2m-sde", "dpm++-2m-sde-karras", "dpm++-2m-sde-exponential", "unipc",
          "unipc-karras", "unipc-exponential", "heun", "heun-karras", "heun-exponential", "lcm", "dpm++-3m-sde",
-         "dpm++-3m-sde-karras", "dpm++-3m-sde-exponential"];
+         "dpm++-3m-sde-karras", "dpm++-3m-sde-exponential", "euler-beta", "lms-beta", "dpm++-3m-sde-beta", "dpm++-2m-beta",
+         "dpm++-2m-sde-beta", "unipc-beta", "heun-beta"];
     // dpm2, dpm2-a, dpm++-2s-a, dpm++-sde: their midpoints' timesteps, see SecondOrderSchedulerTests and below
 
     // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
@@ -52,11 +53,13 @@ public sealed class SchedulerSpacingTests
             "ddim" => DiffusersSchedules.Ddim(n, steps, spacing, offset),
             "pndm" => DiffusersSchedules.Pndm(n, steps, spacing, offset),
             "euler" or "euler-a" or "lms" or "dpm++-3m-sde" or "euler-karras" or "lms-karras" or "dpm++-3m-sde-karras"
-                or "euler-exponential" or "lms-exponential" or "dpm++-3m-sde-exponential" => DiffusersSchedules.Euler(alphas, steps, spacing, offset, RampOf(name)),
+                or "euler-exponential" or "lms-exponential" or "dpm++-3m-sde-exponential" or "euler-beta" or "lms-beta" or "dpm++-3m-sde-beta"
+                => DiffusersSchedules.Euler(alphas, steps, spacing, offset, RampOf(name)),
             // UniPC's set_timesteps is a copy of DPM-Solver's.
             "dpm++-2m" or "dpm++-2m-sde" or "unipc" or "dpm++-2m-karras" or "dpm++-2m-sde-karras" or "unipc-karras"
-                or "dpm++-2m-exponential" or "dpm++-2m-sde-exponential" or "unipc-exponential" => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, RampOf(name)),
-            "heun" or "heun-karras" or "heun-exponential" => DiffusersSchedules.Heun(alphas, steps, spacing, offset, RampOf(name)),
+                or "dpm++-2m-exponential" or "dpm++-2m-sde-exponential" or "unipc-exponential" or "dpm++-2m-beta" or "dpm++-2m-sde-beta" or "unipc-beta"
+                => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, RampOf(name)),
+            "heun" or "heun-karras" or "heun-exponential" or "heun-beta" => DiffusersSchedules.Heun(alphas, steps, spacing, offset, RampOf(name)),
             "lcm" => DiffusersSchedules.Lcm(n, steps),
             _ => throw new ArgumentException(name),
         };
@@ -64,7 +67,8 @@ public sealed class SchedulerSpacingTests
 
     private static SigmaRamp RampOf(string name) =>
         name.EndsWith("-karras", StringComparison.Ordinal) ? SigmaRamp.Karras
-        : name.EndsWith("-exponential", StringComparison.Ordinal) ? SigmaRamp.Exponential : SigmaRamp.Spaced;
+        : name.EndsWith("-exponential", StringComparison.Ordinal) ? SigmaRamp.Exponential
+        : name.EndsWith("-beta", StringComparison.Ordinal) ? SigmaRamp.Beta : SigmaRamp.Spaced;
 
     [Theory]
     [MemberData(nameof(Cases))]

@@ -28,7 +28,6 @@ public sealed class DpmPlusPlus3MSdeScheduler : SigmaScheduler
     public DpmPlusPlus3MSdeScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
         : base(config, spacing, ramp, "DPM++ 3M SDE", ZeroTerminalSnr.EndsAtFloor)
     {
-        RefuseLaterSigmaSchedules(config, Name, flow: false);
     }
 
     /// <summary>It divides by the spans of the run's steps (its history starts at the run's first step).</summary>

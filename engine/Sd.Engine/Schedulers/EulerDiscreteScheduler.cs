@@ -160,7 +160,6 @@ public sealed class EulerDiscreteScheduler : SigmaScheduler
     public EulerDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
         : base(config, spacing, ramp, "Euler", ZeroTerminalSnr.EndsAtFloor)
     {
-        RefuseLaterSigmaSchedules(config, Name, flow: false);
         if (config.InterpolationType is not ("linear" or "log_linear"))
         {
             // diffusers raises ValueError for it in set_timesteps.

@@ -13,7 +13,6 @@ public sealed class LmsDiscreteScheduler : SigmaScheduler
     public LmsDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
         : base(config, spacing, ramp, "LMS", ZeroTerminalSnr.NotASetting)
     {
-        RefuseLaterSigmaSchedules(config, Name, flow: false);
     }
 
     protected override bool KarrasEndsFromConfig => false;

@@ -21,7 +21,7 @@ public abstract class MultistepSigmaScheduler : Scheduler
         _trainSigmas = TrainingSigmas();
         Refuse(config.Thresholding, name, "thresholding true");
         Refuse(config.FinalSigmasType != "zero", name, $"final_sigmas_type '{config.FinalSigmasType}'");
-        RefuseLaterSigmaSchedules(config, name, flow: true);
+        RefuseFlowSigmas(config, name);
     }
 
     /// <summary>The solver's name in errors ("DPM++ 2M", "UniPC").</summary>

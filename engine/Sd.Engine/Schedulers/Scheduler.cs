@@ -154,9 +154,9 @@ public abstract class Scheduler
 
     /// <summary>
     /// The scheduler called <paramref name="name"/>: ddim, pndm, euler-a, lcm, or a sigma sampler (euler, heun, lms,
-    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc), which takes a "-karras" or
-    /// "-exponential" suffix for that ramp (<see cref="SigmaRamp"/>); without one, the config's use_karras_sigmas or
-    /// use_exponential_sigmas chooses.
+    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc), which takes a "-karras",
+    /// "-exponential" or "-beta" suffix for that ramp (<see cref="SigmaRamp"/>); without one, the config's
+    /// use_karras_sigmas, use_exponential_sigmas or use_beta_sigmas chooses.
     /// </summary>
     public static Scheduler Create(string name, SchedulerConfig config, TimestepSpacing? spacing = null)
     {
@@ -191,21 +191,23 @@ public abstract class Scheduler
             ("dpm++-3m-sde", _) => new DpmPlusPlus3MSdeScheduler(config, spacing, Ramp()),
             ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, Ramp()),
             ("lms", _) => new LmsDiscreteScheduler(config, spacing, Ramp()),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras or -exponential)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential or -beta)", nameof(name)),
         };
     }
 
-    private static readonly (string Suffix, SigmaRamp Ramp)[] RampSuffixes = [("-karras", SigmaRamp.Karras), ("-exponential", SigmaRamp.Exponential)];
+    private static readonly (string Suffix, SigmaRamp Ramp)[] RampSuffixes =
+        [("-karras", SigmaRamp.Karras), ("-exponential", SigmaRamp.Exponential), ("-beta", SigmaRamp.Beta)];
 
-    /// <summary>The ramp a config asks for: use_karras_sigmas or use_exponential_sigmas (diffusers allows one).</summary>
+    /// <summary>The ramp a config asks for: use_karras_sigmas, use_exponential_sigmas or use_beta_sigmas (diffusers allows one).</summary>
     private static SigmaRamp RampOf(SchedulerConfig config, string scheduler)
     {
         bool karras = config.UseKarrasSigmas ?? false;
-        if (karras && config.UseExponentialSigmas)
+        int set = (karras ? 1 : 0) + (config.UseExponentialSigmas ? 1 : 0) + (config.UseBetaSigmas ? 1 : 0);
+        if (set > 1)
         {
-            throw new NotSupportedException($"{scheduler}: the scheduler config sets both use_karras_sigmas and use_exponential_sigmas; diffusers allows only one");
+            throw new NotSupportedException($"{scheduler}: the scheduler config sets more than one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas; diffusers allows only one");
         }
-        return karras ? SigmaRamp.Karras : config.UseExponentialSigmas ? SigmaRamp.Exponential : SigmaRamp.Spaced;
+        return karras ? SigmaRamp.Karras : config.UseExponentialSigmas ? SigmaRamp.Exponential : config.UseBetaSigmas ? SigmaRamp.Beta : SigmaRamp.Spaced;
     }
 
     /// <summary>
@@ -221,17 +223,14 @@ public abstract class Scheduler
     }
 
     /// <summary>
-    /// Refuses the sigma schedules of later diffusers versions that the scheduler's class reads there and Sd does not
-    /// run (beta; flow for the multistep solvers): they replace the spaced sigmas, so running without them would differ.
+    /// Refuses the flow-matching sigmas of later diffusers versions, which the multistep solvers' classes read there
+    /// and Sd does not run: they replace the spaced sigmas, so running without them would differ.
     /// </summary>
-    protected static void RefuseLaterSigmaSchedules(SchedulerConfig config, string scheduler, bool flow)
-    {
-        Refuse(config.UseBetaSigmas, scheduler, "use_beta_sigmas true");
-        Refuse(flow && config.UseFlowSigmas, scheduler, "use_flow_sigmas true");
-    }
+    protected static void RefuseFlowSigmas(SchedulerConfig config, string scheduler) =>
+        Refuse(config.UseFlowSigmas, scheduler, "use_flow_sigmas true");
 
     /// <summary>
-    /// diffusers _convert_to_karras / _convert_to_exponential for Euler and DPM-Solver: the config's sigma_min and
+    /// diffusers _convert_to_karras / _exponential / _beta for Euler and DPM-Solver: the config's sigma_min and
     /// sigma_max where it sets them (every key of a scheduler config reaches the class's config, so DPM-Solver reads
     /// them too), else the given ends. Throws (ArgumentException) unless the ramp runs down within the levels float32
     /// sampling reaches.
@@ -245,7 +244,12 @@ public abstract class Scheduler
             throw new ArgumentException($"{scheduler}: {ramp} sigmas ramp from sigma_max down to sigma_min, noise levels with {NoiseSchedule.SigmaText(NoiseSchedule.MaxSigma)} >= sigma_max >= sigma_min >= {NoiseSchedule.SigmaText(NoiseSchedule.MinSigma)}; " +
                 $"got sigma_max {max} and sigma_min {min} (the scheduler config's sigma_min {Config.SigmaMin?.ToString() ?? "unset"}, sigma_max {Config.SigmaMax?.ToString() ?? "unset"})", "config");
         }
-        return ramp == SigmaRamp.Karras ? KarrasSigmas(min, max, steps) : ExponentialSigmas(min, max, steps);
+        return ramp switch
+        {
+            SigmaRamp.Karras => KarrasSigmas(min, max, steps),
+            SigmaRamp.Exponential => ExponentialSigmas(min, max, steps),
+            _ => BetaSigmas.Of(min, max, steps),
+        };
     }
 
     /// <summary>

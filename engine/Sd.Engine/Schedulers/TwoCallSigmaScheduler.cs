@@ -19,7 +19,6 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
     protected TwoCallSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name, ZeroTerminalSnr zeroSnr)
         : base(config, spacing, ramp, name, zeroSnr)
     {
-        RefuseLaterSigmaSchedules(config, name, flow: false);
     }
 
     public sealed override int Order => 2;

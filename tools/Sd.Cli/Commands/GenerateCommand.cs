@@ -38,8 +38,9 @@ public static partial class GenerateCommand
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, euler-a, lcm, and euler, dpm++-2m, dpm++-2m-sde, dpm++-3m-sde, unipc, heun, dpm2,
-        dpm2-a, dpm++-2s-a, dpm++-sde, lms, each also as NAME-karras (Karras sigmas) and NAME-exponential (A1111's
-        Exponential schedule type, its default for DPM++ 2M SDE and 3M SDE) (heun, dpm2(-a), dpm++-2s-a and dpm++-sde
+        dpm2-a, dpm++-2s-a, dpm++-sde, lms, each also as NAME-karras (Karras sigmas), NAME-exponential (A1111's
+        Exponential schedule type, its default for DPM++ 2M SDE and 3M SDE) and NAME-beta (A1111's Beta schedule
+        type: Beta(0.6, 0.6) quantiles) (heun, dpm2(-a), dpm++-2s-a and dpm++-sde
         call the model twice per step but the last, so N steps take 2N - 1 calls; progress counts calls).
         A missing --scheduler, --steps or --guidance takes the model's default: 4 steps of lcm for a latent
         consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
@@ -274,7 +275,7 @@ public static partial class GenerateCommand
 
     /// <summary>
     /// The scheduler as A1111 (1.9 and later) names it in its parameters, so its PNG Info and other readers of them
-    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c> (or Exponential). A schedule type is written wherever A1111's
+    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c> (or Exponential, Beta). A schedule type is written wherever A1111's
     /// default for the sampler ("Automatic") is another one: its DPM++ samplers and DPM2 (a) default to Karras and
     /// Exponential, so Sd's plain schedules are written out: diffusers' DPM-Solver one (linspace over steps + 1, the
     /// last dropped) is A1111's SGM Uniform, the k-diffusion samplers' Euler levels its Uniform (the model's levels).
@@ -284,7 +285,9 @@ public static partial class GenerateCommand
     private static string SamplerOf(string scheduler, string samplerKey = "Sampler", string scheduleKey = "Schedule type")
     {
         string lower = scheduler.ToLowerInvariant();
-        string? ramp = lower.EndsWith("-karras", StringComparison.Ordinal) ? "Karras" : lower.EndsWith("-exponential", StringComparison.Ordinal) ? "Exponential" : null;
+        string? ramp = lower.EndsWith("-karras", StringComparison.Ordinal) ? "Karras"
+            : lower.EndsWith("-exponential", StringComparison.Ordinal) ? "Exponential"
+            : lower.EndsWith("-beta", StringComparison.Ordinal) ? "Beta" : null;
         (string name, string? schedule) = (ramp is null ? lower : lower[..lower.LastIndexOf('-')]) switch
         {
             "ddim" => ("DDIM", null),
