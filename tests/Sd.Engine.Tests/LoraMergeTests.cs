@@ -95,15 +95,17 @@ public sealed unsafe class LoraMergeTests : IDisposable
     public static TheoryData<string> DoraCases() => new()
     {
         "lora_linear_per_output", "lora_linear_per_input", "locon_conv_per_input", "locon_conv_per_output", "lora_square_per_input",
-        "loha_per_output", "lokr_per_input", "peft_linear", "peft_conv", "peft_linear_half",
+        "lora_linear_vector_per_output", "comfy_conv_per_output", "loha_per_output", "loha_per_output_full", "lokr_per_input",
+        "peft_linear", "peft_conv", "peft_linear_half",
     };
 
     /// <summary>
-    /// DoRA modules merge as the tools that make them compute them: kohya-named dora_scale per output row and per input
-    /// channel (a square weight's [1, in] too), with LoRA, LoCon, LoHa and LoKr updates, at strengths blended as ComfyUI
-    /// blends them (LyCORIS's norms of W + update, with float32's epsilon), and diffusers-named lora_magnitude_vector
-    /// merged as PEFT merges it at strength 1 (a conv's [1, out, 1, 1] magnitude per output, though out = in), its alpha
-    /// from the file's config. Float64 references on PyTorch, compared to 1e-6 of the largest value as above.
+    /// DoRA modules merge as the tools that make them compute them (Data/dora-reference.py says how): kohya- and
+    /// ComfyUI-named dora_scale per output row ([out, 1], [out], [out, 1, 1, 1]) and per input channel (a square
+    /// weight's [1, in] too), with LoRA, LoCon, LoHa and LoKr updates, as LyCORIS merges them at strength 1 and blended
+    /// as ComfyUI blends at other strengths (LyCORIS's norms of W + update); diffusers-named lora_magnitude_vector (with
+    /// and without ".weight") as PEFT merges it at strength 1, a conv's [1, out, 1, 1] per output row though out = in,
+    /// its alpha from the file's config. Float64 references on PyTorch, compared to 1e-6 of the largest value as above.
     /// </summary>
     [Theory]
     [MemberData(nameof(DoraCases))]
@@ -223,6 +225,50 @@ public sealed unsafe class LoraMergeTests : IDisposable
 
         using var zero = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(second, 0f)]));
         Assert.Equal(w, new ReadOnlySpan<float>(zero.Stage(["proj.weight"], shape), w.Length).ToArray());
+    }
+
+    /// <summary>
+    /// A DoRA module merges into 16-bit weights as into float32 ones, rounded once; its bias difference is added, not
+    /// decomposed; a NaN magnitude is refused naming the module.
+    /// </summary>
+    [Theory]
+    [InlineData(TensorDType.F16)]
+    [InlineData(TensorDType.BF16)]
+    public void Dora_merges_16_bit_weights_and_bias_differences_and_refuses_a_nan_magnitude(TensorDType dtype)
+    {
+        long[] shape = [16, 8];
+        float[] w = Array.ConvertAll(TinyVariant.RandomWeights(shape, 14), v => Widen(Narrow(v, dtype), dtype));
+        float[] magnitude = Enumerable.Range(0, 8).Select(i => 0.25f + i / 4f).ToArray(), bias = Enumerable.Range(0, 16).Select(i => i / 16f).ToArray();
+        var writer = new LoraWriter();
+        foreach (string name in (string[])["wide", "half"])
+        {
+            writer.Add(ModelComponent.Unet, name + ".weight", shape, rank: 2, alpha: 4f, seed: 15);
+            writer.AddRaw($"lora_unet_{name}.dora_scale", [1, 8], magnitude);
+            writer.AddRaw($"lora_unet_{name}.diff_b", [16], bias);
+        }
+        using SafetensorsFile model = Model(("wide.weight", shape, w, TensorDType.F32), ("wide.bias", [16], new float[16], TensorDType.F32),
+            ("half.weight", shape, w, dtype), ("half.bias", [16], new float[16], TensorDType.F32));
+        using LoraFile lora = LoraFile.Open(writer.Save(_dir.File("dora16.safetensors")));
+        using var binder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(lora, 0.6f)]));
+
+        using Tensors.NativeBlock wide = binder.Child("wide").Load("weight", shape);
+        ushort* bits = (ushort*)binder.StageNative(["half.weight"], shape, out WeightFormat format);
+        Assert.Equal(dtype == TensorDType.F16 ? WeightFormat.F16 : WeightFormat.BF16, format);
+        for (int i = 0; i < w.Length; i++)
+        {
+            Assert.True(Math.Abs(bits[i] - Narrow(wide.Span[i], dtype)) <= 1, $"element {i}: {bits[i]:X4}, float32's {wide.Span[i]}");
+        }
+        Assert.NotEqual(Narrow(w[0], dtype), bits[0]);
+        using Tensors.NativeBlock merged = binder.Child("half").Load("bias", [16]);
+        Assert.Equal(Array.ConvertAll(bias, b => 0.6f * b), merged.Span.ToArray());
+
+        var nan = new LoraWriter();
+        nan.Add(ModelComponent.Unet, "wide.weight", shape, rank: 2, alpha: 4f, seed: 15);
+        nan.AddRaw("lora_unet_wide.dora_scale", [16, 1], Enumerable.Repeat(float.NaN, 16).ToArray());
+        using LoraFile bad = LoraFile.Open(nan.Save(_dir.File("nan-dora.safetensors")));
+        using var nanBinder = new WeightBinder(LoraTargets.Apply(WeightsOf(model), ModelComponent.Unet, [(bad, 1f)]));
+        var e = Assert.Throws<InvalidFileException>(() => nanBinder.Stage(["wide.weight"], shape));
+        Assert.Contains("merging LoRA module(s) 'lora_unet_wide' into 'wide.weight' gives NaN", e.Message);
     }
 
     [Fact]

@@ -243,7 +243,9 @@ public sealed class LoraFileTests : IDisposable
     {
         { "half a LoHa", ["lora_unet_x.hada_w1_a:2,4", "lora_unet_x.hada_w1_b:4,2"], "LoRA module 'lora_unet_x' (LoHa) has no 'hada_w2_a' tensor" },
         { "DoRA full", ["lora_unet_x.diff:4,4", "lora_unet_x.dora_scale:4,1"], "LoRA module 'lora_unet_x' (full) has DoRA's magnitude ('lora_unet_x.dora_scale'); DoRA goes with LoRA, LoHa and LoKr modules" },
-        { "DoRA off", ["unet.x.lora_A.weight:2,4", "unet.x.lora_B.weight:4,2", "unet.x.lora_magnitude_vector:4", """metadata { "unet.use_dora": false }"""], "'unet.x' has a DoRA magnitude (lora_magnitude_vector), though the file's config sets use_dora false" },
+        { "DoRA off", ["unet.x.lora_A.weight:2,4", "unet.x.lora_B.weight:4,2", "unet.x.lora_magnitude_vector:4", """metadata { "unet.use_dora": false }"""], "'unet.x' has a DoRA magnitude (lora_magnitude_vector), though the file's config does not set use_dora true" },
+        { "DoRA's magnitude missing", ["unet.x.lora_A.weight:2,4", "unet.x.lora_B.weight:4,2", "unet.x.alpha:", """metadata { "unet.use_dora": true }"""], "'unet.x' has no DoRA magnitude (lora_magnitude_vector), though the file's config sets use_dora true" },
+        { "two magnitudes", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.lora_up.weight:4,2", "lora_unet_x.dora_scale:4,1", "lora_unet_x.lora_magnitude_vector:4"], "LoRA module 'lora_unet_x' has two DoRA magnitudes" },
         { "diffusers-named dora_scale", ["unet.x.dora_scale:4"], "'unet.x.dora_scale' is DoRA's magnitude as kohya names it (diffusers: lora_magnitude_vector) under a diffusers name" },
         { "OFT", ["lora_unet_x.oft_blocks:4,2,2"], "'oft_blocks' is not part of a LoRA module Sd merges" },
         { "two types", ["lora_unet_x.lora_down.weight:2,4", "lora_unet_x.hada_w1_a:4,2"], "LoRA module 'lora_unet_x' mixes LoRA and LoHa parts" },
@@ -393,24 +395,41 @@ public sealed class LoraFileTests : IDisposable
         Assert.Contains($"both change '{ToQ}'", e.Message);
     }
 
-    /// <summary>diffusers' DoRA magnitude is PEFT's: one value per output row, in any shape of one dimension ([1, out, 1, 1] for a conv).</summary>
+    /// <summary>
+    /// DoRA magnitudes must have the shapes their tools write: PEFT's lora_magnitude_vector one value per output row,
+    /// [out] for a Linear, [1, out, 1, 1] (or [out]) for a conv; and DoRA changes 2-D and 4-D weights only.
+    /// </summary>
     [Fact]
-    public void A_peft_magnitude_is_one_value_per_output_row()
+    public void Dora_magnitudes_of_shapes_their_tools_never_write_are_refused()
     {
-        string module = "unet." + ToQ[..^".weight".Length];
-        foreach ((long[] magnitude, string? refusal) in new (long[], string?)[]
+        const string Norm1 = "down_blocks.0.resnets.0.norm1.weight";
+        foreach ((string weight, long[] magnitude, string? refusal) in new (string, long[], string?)[]
         {
-            ([1, 64], null),
-            ([64], null),
-            ([32], $"has a DoRA magnitude '{module}.lora_magnitude_vector.weight' of shape [32] for '{ToQ}' [64, 64]: expected one value per output row"),
-            ([2, 32], "expected one value per output row"),
+            (ToQ, [64], null),
+            (Conv1, [1, 32, 1, 1], null),
+            (Conv1, [32], null),
+            (ToQ, [1, 64], $"has a DoRA magnitude 'unet.{ToQ[..^".weight".Length]}.lora_magnitude_vector' of shape [1, 64] for '{ToQ}' [64, 64]: expected one value per output row, as PEFT stores it"),
+            (ToQ, [64, 1], "as PEFT stores it"),
+            (ToQ, [32], "as PEFT stores it"),
+            (Conv1, [32, 1, 1, 1], "as PEFT stores it"),
+            (Norm1, [32], $"has a DoRA magnitude for '{Norm1}' [32]; DoRA changes Linear and conv weights (2-D or 4-D)"),
         })
         {
+            string module = "unet." + weight[..^".weight".Length];
+            long[] shape = Shape(ModelComponent.Unet, weight);
             var writer = new LoraWriter();
-            writer.Add(ModelComponent.Unet, ToQ, [64, 64], rank: 2, alpha: null, seed: 1, kohya: false);
-            writer.AddRaw(module + ".lora_magnitude_vector.weight", magnitude, Enumerable.Repeat(1f, (int)magnitude.Aggregate(1L, (a, b) => a * b)).ToArray());
+            if (shape.Length == 1)
+            {
+                writer.AddRaw(module + ".lora_A.weight", [1, 1], [0.5f]); // a norm's [32] read as [32, 1]
+                writer.AddRaw(module + ".lora_B.weight", [shape[0], 1], new float[shape[0]]);
+            }
+            else
+            {
+                writer.Add(ModelComponent.Unet, weight, shape, rank: 1, alpha: null, seed: 1, kohya: false);
+            }
+            writer.AddRaw(module + ".lora_magnitude_vector", magnitude, Enumerable.Repeat(1f, (int)magnitude.Aggregate(1L, (a, b) => a * b)).ToArray());
             using LoraFile lora = LoraFile.Open(writer.Save(_dir.File($"peft-dora-{Guid.NewGuid():N}.safetensors")));
-            Assert.NotNull(lora.Modules[0].Magnitude);
+            Assert.True(lora.Modules[0].PeftMagnitude);
             if (refusal is null)
             {
                 LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(lora, 1f)]);
@@ -418,7 +437,6 @@ public sealed class LoraFileTests : IDisposable
             }
             var e = Assert.Throws<InvalidFileException>(() => LoraTargets.Apply(_demo.Weights(ModelComponent.Unet), ModelComponent.Unet, [(lora, 1f)]));
             Assert.Contains(refusal, e.Message);
-            Assert.DoesNotContain("per input channel", e.Message);
         }
     }
 

@@ -111,7 +111,8 @@ public sealed class LoraFile : IDisposable
             LoraAlphaRule rule = LoraAlphaRule.Kohya;
             if (!parts.Flat)
             {
-                // diffusers' modules store no alpha: the PEFT config saved with them gives it, read when first needed.
+                // diffusers' modules store no alpha: the PEFT config saved with them gives it. It is read for any
+                // diffusers module, since its use_dora must agree with the modules' magnitudes (diffusers parses it too).
                 if (!peftRead)
                 {
                     (peft, peftRead) = (PeftAdapterMetadata.Read(file.Path, file.Metadata), true);
@@ -121,10 +122,10 @@ public sealed class LoraFile : IDisposable
                     (alpha, rule) = configured;
                 }
                 // PEFT builds DoRA layers from use_dora alone: a module whose magnitude says otherwise is half an adapter.
-                bool hasMagnitude = parts.Tensors.ContainsKey(LoraModule.MagnitudePart);
+                bool hasMagnitude = parts.Tensors.ContainsKey(LoraModule.PeftMagnitudePart);
                 if (peft?.UsesDora(parts.Component) is { } dora && dora != hasMagnitude)
                 {
-                    throw new InvalidFileException(file.Path, $"LoRA module '{key}' {(dora ? "has no" : "has a")} DoRA magnitude (lora_magnitude_vector), though the file's config sets use_dora {(dora ? "true" : "false")}");
+                    throw new InvalidFileException(file.Path, $"LoRA module '{key}' {(dora ? "has no DoRA magnitude (lora_magnitude_vector), though the file's config sets use_dora true" : "has a DoRA magnitude (lora_magnitude_vector), though the file's config does not set use_dora true")}");
                 }
             }
             modules.Add(LoraModule.Build(file.Path, key, parts.Component, parts.Target, parts.Flat, parts.Type ?? "LoRA", parts.Tensors, alpha, rule));
@@ -199,7 +200,7 @@ public sealed class LoraFile : IDisposable
             }
         }
         throw new InvalidFileException(path,
-            $"tensor '{name}' is not a LoRA tensor Sd knows: expected kohya's lora_unet_*/lora_te_* names (.lora_down.weight, .lora_up.weight, .alpha, or a LyCORIS part: .hada_*, .lokr_*, .lora_mid.weight, .diff, .diff_b, .w_norm, .b_norm), diffusers' unet.*/text_encoder.* names (.lora_A.weight, .lora_B.weight) or ComfyUI's diffusion_model.*/text_encoders.clip_l.* names with the same parts");
+            $"tensor '{name}' is not a LoRA tensor Sd knows: expected kohya's lora_unet_*/lora_te_* names (.lora_down.weight, .lora_up.weight, .alpha, .dora_scale, or a LyCORIS part: .hada_*, .lokr_*, .lora_mid.weight, .diff, .diff_b, .w_norm, .b_norm), diffusers' unet.*/text_encoder.* names (.lora_A.weight, .lora_B.weight, .lora_magnitude_vector) or ComfyUI's diffusion_model.*/text_encoders.clip_l.* names with the same parts");
     }
 
     private static readonly (string, ModelComponent)[] KohyaPrefixes =
@@ -243,8 +244,8 @@ public sealed class LoraFile : IDisposable
         (".lora_linear_layer.down.weight", Down),
         (".lora_linear_layer.up.weight", Up),
         (".alpha", "alpha"),
-        (".lora_magnitude_vector.weight", LoraModule.MagnitudePart), // PEFT >= 0.12
-        (".lora_magnitude_vector", LoraModule.MagnitudePart),
+        (".lora_magnitude_vector", LoraModule.PeftMagnitudePart), // as PEFT saves it
+        (".lora_magnitude_vector.weight", LoraModule.PeftMagnitudePart), // as a raw state dict or a conversion names it
     ];
 
     /// <summary>The part a dotted name ends with and its suffix's length: a kohya or LyCORIS part, or a diffusers suffix.</summary>

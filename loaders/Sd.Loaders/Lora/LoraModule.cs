@@ -27,10 +27,11 @@ public enum LoraAlphaRule
 public sealed class LoraModule
 {
     private LoraModule(string key, ModelComponent component, string target, bool flatTarget, string type, LoraUpdate weight,
-        LoraUpdate? bias, float? alpha, int rank, LoraAlphaRule alphaRule, TensorInfo? magnitude)
+        LoraUpdate? bias, float? alpha, int rank, LoraAlphaRule alphaRule, TensorInfo? magnitude, bool peftMagnitude)
     {
         AlphaRule = alphaRule;
         Magnitude = magnitude;
+        PeftMagnitude = peftMagnitude;
         Key = key;
         Component = component;
         Target = target;
@@ -92,13 +93,20 @@ public sealed class LoraModule
 
     /// <summary>
     /// DoRA's magnitude m, or null: the weight becomes W + s x (m x V / ||V|| - W) for the user's weight s, where
-    /// V = W + <see cref="Scale"/> x the update and the norms are taken per output row ([out], [out, 1, ...]; PEFT's
-    /// [1, out, 1, 1] under diffusers' names) or, for LyCORIS's [1, in, ...], per input channel, with float32's
-    /// epsilon beside them (LyCORIS trains so). At s = 1 it is PEFT's merge to float32 rounding; PEFT (diffusers'
-    /// fuse_lora) would put s inside V instead, so at s = 0 it would still rescale W; Sd blends as ComfyUI and A1111 do.
+    /// V = W + <see cref="Scale"/> x the update and the norms are taken per output row or, for LyCORIS's [1, in, ...]
+    /// dora_scale, per input channel, with float32's epsilon beside them (LyCORIS trains so). At s = 1 this is
+    /// LyCORIS's and PEFT's merge (ComfyUI's too per input channel; per output row ComfyUI takes the norm of W alone).
+    /// The blend is ComfyUI's; LyCORIS would give V + s x (m x V / ||V|| - V), and PEFT (diffusers' fuse_lora) would
+    /// put s inside V, so at s = 0 either would still change W.
     /// Reference: LyCORIS modules/locon.py apply_weight_decompose; ComfyUI weight_adapter/base.py weight_decompose; peft tuners/lora/layer.py merge.
     /// </summary>
     public TensorInfo? Magnitude { get; }
+
+    /// <summary>
+    /// Whether <see cref="Magnitude"/> is PEFT's lora_magnitude_vector: one value per output row, [out] for a Linear,
+    /// [1, out, 1, 1] or [out] for a conv; else kohya's dora_scale, [out, 1, ...] per output row or [1, in, ...] per input channel.
+    /// </summary>
+    public bool PeftMagnitude { get; }
 
     public override string ToString() => $"{Key} {Type} rank {Rank} alpha {Alpha}{(Magnitude is null ? "" : " DoRA")}";
 
@@ -117,10 +125,13 @@ public sealed class LoraModule
     /// lora_up/lora_down and applies with any type (A1111 reads it in full modules only); DoRA's magnitude (which
     /// <see cref="Build"/> allows with LoRA, LoHa and LoKr, as LyCORIS trains it).
     /// </summary>
-    private static readonly string[] SharedParts = ["alpha", "diff_b", MagnitudePart];
+    private static readonly string[] SharedParts = ["alpha", "diff_b", MagnitudePart, PeftMagnitudePart];
 
-    /// <summary>DoRA's magnitude as kohya's layout names it (diffusers': lora_magnitude_vector).</summary>
+    /// <summary>DoRA's magnitude as kohya's, LyCORIS's and ComfyUI's layouts name it.</summary>
     internal const string MagnitudePart = "dora_scale";
+
+    /// <summary>DoRA's magnitude as PEFT names it (diffusers' layout), one value per output row.</summary>
+    internal const string PeftMagnitudePart = "lora_magnitude_vector";
 
     /// <summary>The module type <paramref name="part"/> belongs to: "" for a part any type may have, null for no part Sd knows.</summary>
     internal static string? TypeOf(string part)
@@ -208,12 +219,16 @@ public sealed class LoraModule
         {
             bias = LoraUpdate.Single(LoraFactor.Stored(path, key, b, matrix: false));
         }
-        TensorInfo? magnitude = Get(MagnitudePart);
+        if (Get(MagnitudePart) is not null && Get(PeftMagnitudePart) is not null)
+        {
+            throw new InvalidFileException(path, $"LoRA module '{key}' has two DoRA magnitudes, '{MagnitudePart}' and '{PeftMagnitudePart}'; expected one");
+        }
+        TensorInfo? magnitude = Get(MagnitudePart) ?? Get(PeftMagnitudePart);
         if (magnitude is not null && type is "full" or "norm")
         {
             throw new InvalidFileException(path, $"LoRA module '{key}' ({type}) has DoRA's magnitude ('{magnitude.Name}'); DoRA goes with LoRA, LoHa and LoKr modules");
         }
-        return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank, alphaRule, magnitude);
+        return new LoraModule(key, component, target, flat, type, weight, bias, alpha, rank, alphaRule, magnitude, Get(PeftMagnitudePart) is not null);
     }
 
     /// <summary>A LoHa factor: a [out, rank] x b [rank, ...], or with a Tucker core t, a stored [rank, out].</summary>

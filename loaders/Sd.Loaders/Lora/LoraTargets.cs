@@ -15,7 +15,8 @@ public static class LoraTargets
     /// <paramref name="weights"/> (of <paramref name="component"/>) with the modules of every LoRA for that component
     /// to be merged as they load, each scaled by its file's weight (1 as trained; 0 changes nothing; negative
     /// subtracts) times the module's own <see cref="LoraModule.Scale"/> (a bias's change by the file's weight alone).
-    /// Several LoRAs changing one weight add up. Unchanged when no module is for the component.
+    /// Several LoRAs changing one weight merge in the order given: they add up, but a DoRA module normalises what the
+    /// LoRAs before it left. Unchanged when no module is for the component.
     /// </summary>
     public static WeightSet Apply(WeightSet weights, ModelComponent component, IReadOnlyList<(LoraFile File, float Scale)> loras)
     {
@@ -185,28 +186,30 @@ public static class LoraTargets
     }
 
     /// <summary>
-    /// Whether DoRA's magnitude is per input channel: [1, in, 1...], as LyCORIS stores it without wd_on_out, under
-    /// kohya's and ComfyUI's names. Else it is per output row: [out, 1...] there (LyCORIS; ComfyUI reads dim 0), and
-    /// out values in one dimension under diffusers' PEFT names (PEFT stores [out] for a Linear, [1, out, 1, 1] for a conv).
+    /// Whether DoRA's magnitude is per input channel, by the shapes its name's tools write: kohya's, LyCORIS's and
+    /// ComfyUI's dora_scale is [out, 1...] per output row, or [1, in, 1...] per input channel (LyCORIS without
+    /// wd_on_out); PEFT's lora_magnitude_vector is per output row, [out] for a Linear, [1, out, 1, 1] for a conv.
     /// </summary>
     private static bool MagnitudePerInput(LoraFile lora, LoraModule module, TensorInfo magnitude, TensorEntry entry)
     {
         long[] w = entry.Shape, m = magnitude.Shape;
-        long largest = 0;
-        foreach (long size in m)
+        long count = magnitude.ElementCount;
+        if (w.Length < 2)
         {
-            largest = Math.Max(largest, size);
+            throw new InvalidFileException(lora.Path, $"LoRA module '{module.Key}' has a DoRA magnitude for '{entry.Name}' {TensorInfo.ShapeText(w)}; DoRA changes Linear and conv weights (2-D or 4-D)");
         }
-        bool oneDimension = magnitude.ElementCount == largest && w.Length >= 2;
-        if (oneDimension && (module.FlatTarget ? m[0] == w[0] : largest == w[0]))
+        if (module.PeftMagnitude
+            ? count == w[0] && (m.Length == 1 || (w.Length == 4 && m.Length == 4 && m[1] == w[0]))
+            : m.Length >= 1 && m[0] == w[0] && count == w[0])
         {
             return false;
         }
-        if (oneDimension && module.FlatTarget && m.Length >= 2 && m[0] == 1 && m[1] == w[1])
+        if (!module.PeftMagnitude && m.Length >= 2 && m[0] == 1 && m[1] == w[1] && count == w[1])
         {
             return true;
         }
-        throw new InvalidFileException(lora.Path, $"LoRA module '{module.Key}' has a DoRA magnitude '{magnitude.Name}' of shape {TensorInfo.ShapeText(m)} for '{entry.Name}' {TensorInfo.ShapeText(w)}: expected one value per output row{(module.FlatTarget ? " ([out, 1, ...]) or per input channel ([1, in, ...])" : "")}");
+        throw new InvalidFileException(lora.Path, $"LoRA module '{module.Key}' has a DoRA magnitude '{magnitude.Name}' of shape {TensorInfo.ShapeText(m)} for '{entry.Name}' {TensorInfo.ShapeText(w)}: expected " +
+            (module.PeftMagnitude ? "one value per output row, as PEFT stores it ([out] for a Linear, [1, out, 1, 1] for a conv)" : "one value per output row ([out, 1, ...]) or per input channel ([1, in, ...])"));
     }
 
     /// <summary>The update's tensors and shapes as the file names them: "up [320, 4] x down [4, 320, 3, 3]".</summary>

@@ -1,9 +1,11 @@
 # Writes dora-reference.json: DoRA modules merged by the formulas of the tools that make and read them, in float64 on
 # PyTorch, from float32 inputs. Run: python3 dora-reference.py > dora-reference.json (any PyTorch >= 1.13).
 #
-# kohya/LyCORIS/ComfyUI "dora_scale" (lora_unet_ names): V = W + alpha/rank x update; LyCORIS's
-# apply_weight_decompose takes V's norm per output row ([out, 1, ...]) or per input channel ([1, in, ...]) plus
-# finfo(float32).eps; ComfyUI's weight_decompose blends with the strength s: W + s x (m x V / norm - W).
+# kohya/LyCORIS/ComfyUI "dora_scale" (lora_unet_ and diffusion_model. names): V = W + alpha/rank x update, and
+# LyCORIS's apply_weight_decompose's norm of V per output row ([out, 1, ...]) or per input channel ([1, in, ...])
+# plus finfo(float32).eps; at strength s = 1 the result is LyCORIS's m x V / norm. At other strengths Sd blends as
+# ComfyUI's weight_decompose does, W + s x (m x V / norm - W): ComfyUI's own result per input channel; per output
+# row it is Sd's choice (ComfyUI takes the norm of W there, LyCORIS blends V + s x (m x V / norm - V)).
 # diffusers' PEFT "lora_magnitude_vector" (unet. names, alpha from the lora_adapter_metadata config): PEFT's
 # LoraLayer.merge, m / ||W + delta||_row x (W + delta), for s = 1; at other strengths Sd blends as above.
 import json
@@ -52,7 +54,7 @@ def case(name, multiplier, w, tensors, merged, prefix="lora_unet_m.", metadata=N
     return out
 
 
-def lora(name, s, w_shape, rank, alpha, magnitude_shape):
+def lora(name, s, w_shape, rank, alpha, magnitude_shape, prefix="lora_unet_m."):
     out, inp = w_shape[0], w_shape[1]
     w = rand(*w_shape, scale=0.3)
     kernel = list(w_shape[2:])
@@ -61,7 +63,7 @@ def lora(name, s, w_shape, rank, alpha, magnitude_shape):
     update = (up.reshape(out, rank) @ down.reshape(rank, -1)).reshape(w_shape) * (alpha / rank)
     tensors = {"lora_up.weight": up, "lora_down.weight": down, "alpha": torch.tensor(alpha, dtype=torch.float64),
                "dora_scale": magnitude}
-    return case(name, s, w, tensors, blend(w, update, magnitude, s))
+    return case(name, s, w, tensors, blend(w, update, magnitude, s), prefix=prefix)
 
 
 def loha(name, s, rank, alpha):
@@ -84,7 +86,7 @@ def lokr(name, s, rank, alpha):
     return case(name, s, w, tensors, blend(w, update, magnitude, s))
 
 
-def peft_case(name, s, w_shape, rank, lora_alpha, magnitude_shape):
+def peft_case(name, s, w_shape, rank, lora_alpha, magnitude_shape, magnitude_name="lora_magnitude_vector.weight"):
     out, inp = w_shape[0], w_shape[1]
     w = rand(*w_shape, scale=0.3)
     kernel = list(w_shape[2:])
@@ -93,7 +95,7 @@ def peft_case(name, s, w_shape, rank, lora_alpha, magnitude_shape):
     delta = (b.reshape(out, rank) @ a.reshape(rank, -1)).reshape(w_shape) * (lora_alpha / rank)
     merged = peft(w, delta, magnitude) if s == 1 else blend(w, delta, magnitude.reshape(out, *[1] * (len(w_shape) - 1)), s)
     metadata = {"lora_adapter_metadata": json.dumps({"unet.r": rank, "unet.lora_alpha": lora_alpha, "unet.use_dora": True})}
-    tensors = {"lora_A.weight": a, "lora_B.weight": b, "lora_magnitude_vector.weight": magnitude}
+    tensors = {"lora_A.weight": a, "lora_B.weight": b, magnitude_name: magnitude}
     return case(name, s, w, tensors, merged, prefix="unet.m.", metadata=metadata)
 
 
@@ -103,10 +105,13 @@ cases = [
     lora("locon_conv_per_input", -0.5, [8, 6, 3, 3], 4, 2.0, [1, 6, 1, 1]),
     lora("locon_conv_per_output", 1.3, [8, 6, 3, 3], 4, 8.0, [8, 1, 1, 1]),
     lora("lora_square_per_input", 1.0, [10, 10], 2, 1.0, [1, 10]),
+    lora("lora_linear_vector_per_output", 1.0, [12, 10], 3, 1.5, [12]),
+    lora("comfy_conv_per_output", 1.0, [8, 6, 3, 3], 4, 4.0, [8, 1, 1, 1], prefix="diffusion_model.m."),
     loha("loha_per_output", 0.8, 3, 2.0),
+    loha("loha_per_output_full", 1.0, 2, 2.0),
     lokr("lokr_per_input", 1.0, 2, 1.0),
     peft_case("peft_linear", 1.0, [12, 10], 3, 6.0, [12]),
-    peft_case("peft_conv", 1.0, [8, 8, 3, 3], 4, 4.0, [1, 8, 1, 1]),
+    peft_case("peft_conv", 1.0, [8, 8, 3, 3], 4, 4.0, [1, 8, 1, 1], magnitude_name="lora_magnitude_vector"),
     peft_case("peft_linear_half", 0.5, [12, 10], 3, 6.0, [12]),
 ]
 print(json.dumps({"generator": "tests/Sd.Engine.Tests/Data/dora-reference.py: LyCORIS apply_weight_decompose with "

@@ -66,7 +66,8 @@ public static partial class GenerateCommand
         each component loaded once for the whole batch.
         --lora merges a LoRA (.safetensors, kohya's lora_unet_/lora_te_ names, LyCORIS LoCon/LoHa/LoKr/full/norm
         and DoRA included, diffusers' unet./text_encoder. ones or ComfyUI's diffusion_model./text_encoders. ones) into the
-        UNet and text encoder as they load, at SCALE (default 1); repeat it to stack LoRAs. Merged, a LoRA costs
+        UNet and text encoder as they load, at SCALE (default 1); repeat it to stack LoRAs (merged in order, --lora
+        files before prompt tags; the order matters only for DoRA modules, which normalise what came before). Merged, a LoRA costs
         nothing per step. One made for another model (SD 1.x vs 2.x, SDXL) is refused, naming a module that does
         not fit. For an LCM-LoRA give --scheduler lcm --steps 4 --guidance 1. With --lora-dir DIR, the prompt's
         A1111 tags <lora:NAME:W> (text encoder and UNet at W), <lora:NAME:TE:UNET> or <lora:NAME:te=A:unet=B> merge
