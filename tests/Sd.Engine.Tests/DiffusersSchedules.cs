@@ -73,7 +73,7 @@ internal static class DiffusersSchedules
     }
 
     /// <summary>EulerDiscreteScheduler / EulerAncestralDiscreteScheduler / LMSDiscreteScheduler.set_timesteps
-    /// (interpolation_type linear; Karras and exponential ramps for Euler and LMS only, Euler's between the config's
+    /// (interpolation_type linear; Karras, exponential and beta ramps for Euler and LMS only, between the config's
     /// sigma_min/sigma_max where given).</summary>
     public static Schedule Euler(float[] alphasCumprod, int steps, string spacing, int offset, SigmaRamp ramp,
         double? sigmaMin = null, double? sigmaMax = null)

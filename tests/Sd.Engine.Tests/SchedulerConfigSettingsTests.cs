@@ -43,7 +43,7 @@ public sealed class SchedulerConfigSettingsTests
     [InlineData("lms", "\"thresholding\": true, \"rescale_betas_zero_snr\": true")]
     [InlineData("pndm", "\"thresholding\": true, \"rescale_betas_zero_snr\": true, \"timestep_type\": \"continuous\"")]
     [InlineData("euler", "\"timestep_type\": \"continuous\"")] // continuous timesteps are for v-prediction only
-    [InlineData("euler", "\"sigma_min\": 0.1, \"sigma_max\": 10")] // the ends only bound a Karras ramp
+    [InlineData("euler", "\"sigma_min\": 0.1, \"sigma_max\": 10")] // the ends only bound a ramp
     [InlineData("euler-a", "\"interpolation_type\": \"log_linear\", \"sigma_min\": 0.1")]
     [InlineData("unipc", "\"use_lu_lambdas\": true, \"lambda_min_clipped\": -5.1")] // DPM-Solver's, which UniPC never reads
     [InlineData("euler-a", "\"use_exponential_sigmas\": true, \"use_beta_sigmas\": true, \"use_flow_sigmas\": true")] // no such settings
@@ -87,9 +87,17 @@ public sealed class SchedulerConfigSettingsTests
         foreach (string both in (string[])["\"use_karras_sigmas\": true, \"use_exponential_sigmas\": true", "\"use_exponential_sigmas\": true, \"use_beta_sigmas\": true",
             "\"use_karras_sigmas\": true, \"use_beta_sigmas\": true"])
         {
-            var e = Assert.Throws<NotSupportedException>(() => Scheduler.Create("euler", Parse(both)));
-            Assert.Contains("sets more than one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas", e.Message);
+            foreach (string name in (string[])["euler", "euler-beta", "dpm++-2m-karras"])
+            {
+                var e = Assert.Throws<NotSupportedException>(() => Scheduler.Create(name, Parse(both)));
+                Assert.Contains("sets more than one of use_karras_sigmas, use_exponential_sigmas and use_beta_sigmas", e.Message);
+            }
         }
+        // A ramp's name wins over the config's one flag.
+        Scheduler named = Scheduler.Create("euler-karras", Parse("\"use_beta_sigmas\": true")), karras = Scheduler.Create("euler-karras", Parse(""));
+        named.SetTimesteps(9);
+        karras.SetTimesteps(9);
+        Assert.Equal(karras.Sigmas!.ToArray(), named.Sigmas!.ToArray());
         Assert.Throws<ArgumentException>(() => Scheduler.Create("ddim-exponential", Parse("")));
         Assert.Throws<ArgumentException>(() => Scheduler.Create("lcm-beta", Parse("")));
         Assert.Throws<ArgumentException>(() => Scheduler.Create("euler-a-karras", Parse("")));

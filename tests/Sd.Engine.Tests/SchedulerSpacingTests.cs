@@ -248,6 +248,30 @@ public sealed class SchedulerSpacingTests
         }
     }
 
+    /// <summary>Every beta ramp takes the config's ends as diffusers' copies of _convert_to_beta do, LMS's too.</summary>
+    [Theory]
+    [InlineData(0.1, 10.0)]
+    [InlineData(null, 20.0)]
+    public void BetaRampsTakeTheConfigsEnds(double? sigmaMin, double? sigmaMax)
+    {
+        SchedulerConfig ends = Config("trailing", 0) with { SigmaMin = sigmaMin, SigmaMax = sigmaMax };
+        foreach (string name in new[] { "euler-beta", "lms-beta", "heun-beta", "dpm++-2m-beta" })
+        {
+            Scheduler s = Scheduler.Create(name, ends);
+            s.SetTimesteps(9);
+            SigmaRamp beta = SigmaRamp.Beta;
+            DiffusersSchedules.Schedule expected = name switch
+            {
+                "heun-beta" => DiffusersSchedules.Heun(s.AlphasCumprod, 9, "trailing", 0, beta, sigmaMin, sigmaMax),
+                "dpm++-2m-beta" => DiffusersSchedules.Dpm(s.AlphasCumprod, 9, "trailing", 0, beta, sigmaMin, sigmaMax),
+                _ => DiffusersSchedules.Euler(s.AlphasCumprod, 9, "trailing", 0, beta, sigmaMin, sigmaMax),
+            };
+            Assert.Equal(expected.Sigmas!, s.Sigmas!.ToArray());
+            Assert.Equal(Array.ConvertAll(expected.Timesteps, t => (float)t), s.Timesteps.ToArray());
+            Assert.Equal((float)sigmaMax!.Value, s.Sigmas![0]);
+        }
+    }
+
     [Theory]
     [InlineData("euler-karras", 10.0, 0.1)]
     [InlineData("euler-karras", 0.0, 10.0)]

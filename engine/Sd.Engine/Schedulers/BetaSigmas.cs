@@ -22,8 +22,10 @@ internal static class BetaSigmas
     }
 
     /// <summary>
-    /// The x in [0, 1] with I_x(a, b) = p (the Beta(a, b) distribution's quantile). Above the median it is 1 - y for
-    /// I_y(b, a) = 1 - p (exact for p >= 1/2), so the tail where I_x is flat is searched with 1 - p's own precision.
+    /// The x in [0, 1] with I_x(a, b) = p (the Beta(a, b) distribution's quantile). Where x is above 1/2 (p above
+    /// I_1/2) it is 1 - y for I_y(b, a) = 1 - p, so the tail where I_x is flat is searched with 1 - p's own precision.
+    /// Accurate to about 1e-14 for shapes near 1 (the ramp's 0.6); log Gamma's cancellation costs digits for a shape
+    /// far below the other (about 1e-11 at 0.1 against 100).
     /// </summary>
     internal static double Quantile(double p, double a, double b)
     {
@@ -31,12 +33,12 @@ internal static class BetaSigmas
         {
             throw new ArgumentOutOfRangeException(nameof(p), $"the beta quantile needs p in [0, 1] and finite a, b > 0; got p {p}, a {a}, b {b}");
         }
-        return p > 0.5 ? 1 - LowerQuantile(1 - p, b, a) : LowerQuantile(p, a, b);
+        return p > RegularizedIncompleteBeta(0.5, a, b) ? 1 - LowerQuantile(1 - p, b, a) : LowerQuantile(p, a, b);
     }
 
     /// <summary>
-    /// The quantile for p at most 1/2, by bisection: I_x rises with x, and halving until the bounds meet fixes x to
-    /// double precision (relative, for the tiny x of a tiny p) wherever I_x is computed to it.
+    /// The quantile at most 1/2, by bisection: I_x rises with x, and halving until the bounds meet fixes x to double
+    /// precision (relative, for the tiny x of a tiny p) wherever I_x is computed to it.
     /// </summary>
     private static double LowerQuantile(double p, double a, double b)
     {
@@ -79,6 +81,10 @@ internal static class BetaSigmas
             return 1;
         }
         double logFront = LogGamma(a + b) - LogGamma(a) - LogGamma(b) + a * Math.Log(x) + b * Math.Log(1 - x);
+        if (double.IsNaN(logFront) || double.IsPositiveInfinity(logFront))
+        {
+            throw new ArgumentOutOfRangeException(nameof(a), $"the incomplete beta function of shapes {a} and {b} overflows double precision");
+        }
         return x < (a + 1) / (a + b + 2)
             ? Math.Exp(logFront) * ContinuedFraction(x, a, b) / a
             : 1 - Math.Exp(logFront) * ContinuedFraction(1 - x, b, a) / b;

@@ -4,7 +4,7 @@ namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// Shared sigma machinery of diffusers' Euler/Euler-ancestral/LMS schedulers: float32 timesteps, sigmas interpolated
-/// in float64 (np.interp) and stored as float32 with a trailing 0; optionally a Karras or exponential ramp (<see cref="SigmaRamp"/>).
+/// in float64 (np.interp) and stored as float32 with a trailing 0; optionally a Karras, exponential or beta ramp (<see cref="SigmaRamp"/>).
 /// </summary>
 public abstract class SigmaScheduler : Scheduler
 {
@@ -21,7 +21,7 @@ public abstract class SigmaScheduler : Scheduler
     /// <summary>
     /// Whether a Karras ramp takes the config's sigma_min/sigma_max: Euler's does (diffusers' _convert_to_karras
     /// reads them); LMS's keeps the spaced sigmas' ends, as diffusers' LMS ramps without looking at the config. An
-    /// exponential ramp always takes them (every class's _convert_to_exponential is a copy of Euler's).
+    /// exponential or beta ramp always takes them (every class's _convert_to_exponential and _beta are copies of Euler's).
     /// </summary>
     protected virtual bool KarrasEndsFromConfig => true;
 
@@ -88,7 +88,7 @@ public abstract class SigmaScheduler : Scheduler
 
     /// <summary>
     /// The timestep of a Karras sigma from its fractional training time: kept as it is (KDPM2 rounds it; no class
-    /// rounds an exponential ramp's).
+    /// rounds an exponential or beta ramp's).
     /// </summary>
     protected virtual double KarrasTimestep(double t) => t;
 

@@ -5,7 +5,7 @@ namespace Sd.Engine.Schedulers;
 /// <summary>
 /// What diffusers' multistep solvers on noise levels share (DPMSolverMultistepScheduler, UniPCMultistepScheduler,
 /// whose set_timesteps and add_noise are copies): the schedule, linspace over steps + 1 points with the last dropped
-/// (or a Karras or exponential ramp) and a final sigma of 0; the alpha, sigma and lambda of a noise level; add_noise. A derived solver
+/// (or a Karras, exponential or beta ramp) and a final sigma of 0; the alpha, sigma and lambda of a noise level; add_noise. A derived solver
 /// keeps a history of model outputs, so steps must be visited in order.
 /// </summary>
 public abstract class MultistepSigmaScheduler : Scheduler
@@ -41,7 +41,8 @@ public abstract class MultistepSigmaScheduler : Scheduler
         if (_ramp != SigmaRamp.Spaced)
         {
             // The ramp runs over the whole training range whatever the spacing; the timesteps follow it, Karras's
-            // rounded (np.round), an exponential ramp's truncated (left unrounded, then cast to int64).
+            // rounded (np.round), an exponential or beta ramp's truncated (left unrounded, then cast to int64). Older
+            // diffusers copies of these branches lack np.flip and ramp upward; Sd follows the fixed code.
             float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
             double[] levels = RampSigmasWithConfigEnds(_ramp, _trainSigmas[0], _trainSigmas[^1], steps, Name);
             for (int i = 0; i < steps; i++)

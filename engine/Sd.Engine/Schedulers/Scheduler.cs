@@ -172,8 +172,13 @@ public abstract class Scheduler
                 break;
             }
         }
-        // The first four take no sigma ramp; the others take the named one, else the config's.
-        SigmaRamp Ramp() => named ?? RampOf(config, key);
+        // The first four take no sigma ramp; the others take the named one, else the config's, whose flags are
+        // checked either way (diffusers refuses more than one whatever runs).
+        SigmaRamp Ramp()
+        {
+            SigmaRamp configured = RampOf(config, key);
+            return named ?? configured;
+        }
         return (key, named) switch
         {
             ("ddim", null) => new DdimScheduler(config, spacing),

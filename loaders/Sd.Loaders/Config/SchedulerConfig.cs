@@ -32,7 +32,7 @@ public sealed record SchedulerConfig
     /// <summary>Zero-terminal-SNR betas (DDIM, Euler, Euler ancestral, DPM, LCM; diffusers' PNDM and LMS have no such setting).</summary>
     public bool RescaleBetasZeroSnr { get; init; }
 
-    /// <summary>The ends of Euler's and DPM's Karras ramps, where set (between 1e-10 and 1e9 when loaded).</summary>
+    /// <summary>The ends of the Karras, exponential and beta ramps (not LMS's Karras one), where set (between 1e-10 and 1e9 when loaded).</summary>
     public double? SigmaMin { get; init; }
     public double? SigmaMax { get; init; }
 
@@ -46,8 +46,8 @@ public sealed record SchedulerConfig
     public double LambdaMinClipped { get; init; } = double.NegativeInfinity;
     public string FinalSigmasType { get; init; } = "zero";
 
-    // Sigma schedules later diffusers versions offer beside Karras's (exponential and beta: Euler, Heun, KDPM2, LMS,
-    // DPM-Solver, UniPC; flow: DPM-Solver, UniPC), read to be refused where set.
+    // Sigma schedules later diffusers versions offer beside Karras's: exponential and beta (Euler, Heun, KDPM2, LMS,
+    // DPM-Solver, UniPC), which Sd runs; flow (DPM-Solver, UniPC), read to be refused where set.
     public bool UseExponentialSigmas { get; init; }
     public bool UseBetaSigmas { get; init; }
     public bool UseFlowSigmas { get; init; }

@@ -5,7 +5,7 @@ import numpy as np
 import scipy
 from scipy import stats
 
-pairs = [(0.6, 0.6), (0.5, 0.5), (1.0, 1.0), (2.0, 5.0), (0.3, 3.0), (5.0, 0.8), (40.0, 60.0)]
+pairs = [(0.6, 0.6), (0.5, 0.5), (1.0, 1.0), (2.0, 5.0), (0.3, 3.0), (5.0, 0.8), (40.0, 60.0), (0.2, 8.0), (8.0, 0.2)]
 ps = [1e-12, 1e-6, 0.001, 0.05, 0.25, 0.5, 0.6180339887, 0.75, 0.95, 0.999, 1 - 1e-6, 1 - 1e-12]
 points = [{"p": p, "a": a, "b": b, "x": float(stats.beta.ppf(p, a, b))} for a, b in pairs for p in ps]
 # The ramps' quantiles, as diffusers computes them: ppf(1 - linspace(0, 1, steps), 0.6, 0.6).
