@@ -67,6 +67,28 @@ public sealed class PromptSyntaxCommandTests : IDisposable
         Assert.Contains("Steps: 2, " + expected, PngFile.Read(png).Text["parameters"]);
     }
 
+    /// <summary>A ramp the model's scheduler config asks for is written as the ramp a suffix asks for, in the hires fix's keys too.</summary>
+    [FixtureFact]
+    public void The_png_names_the_schedule_the_models_scheduler_config_sets()
+    {
+        // The tiny fixture model with use_beta_sigmas in its scheduler config (the other parts linked, not copied).
+        string source = Fixtures.Path("tiny/model"), model = Path.Combine(_dir.Path, "beta-model");
+        Directory.CreateDirectory(Path.Combine(model, "scheduler"));
+        foreach (string part in (string[])["text_encoder", "tokenizer", "unet", "vae"])
+        {
+            Directory.CreateSymbolicLink(Path.Combine(model, part), Path.Combine(source, part));
+        }
+        File.Copy(Path.Combine(source, "model_index.json"), Path.Combine(model, "model_index.json"));
+        string config = File.ReadAllText(Path.Combine(source, "scheduler", "scheduler_config.json"));
+        File.WriteAllText(Path.Combine(model, "scheduler", "scheduler_config.json"), config.Replace("\"steps_offset\": 1,", "\"steps_offset\": 1, \"use_beta_sigmas\": true,"));
+        string png = _dir.File("beta.png");
+        Assert.Equal(0, GenerateCommand.Run(["--model", model, "--prompt", "a", "--steps", "2", "--width", "64", "--height", "64", "--scheduler", "dpm++-2m",
+            "--hires-scale", "1.5", "--hires-scheduler", "euler-karras", "--out", png], TextWriter.Null));
+        string parameters = PngFile.Read(png).Text["parameters"];
+        Assert.Contains("Steps: 2, Sampler: DPM++ 2M, Schedule type: Beta,", parameters);
+        Assert.Contains("Hires sampler: Euler, Hires schedule type: Karras,", parameters);
+    }
+
     [FixtureFact]
     public void Tokenize_prints_each_text_of_a_prompt_that_changes_during_the_steps()
     {

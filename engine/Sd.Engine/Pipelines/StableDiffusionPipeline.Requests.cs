@@ -1,3 +1,4 @@
+using Sd.Engine.Schedulers;
 using Sd.Engine.Text;
 
 namespace Sd.Engine.Pipelines;
@@ -17,6 +18,13 @@ public sealed partial class StableDiffusionPipeline
     /// scheduler gives; <c>euler-a</c> otherwise (whatever other class the scheduler config names).
     /// </summary>
     public string DefaultScheduler => IsLatentConsistencyModel ? "lcm" : "euler-a";
+
+    /// <summary>
+    /// The noise-level ramp <paramref name="scheduler"/> runs with this model: its name's ("-karras", "-exponential",
+    /// "-beta"), else the scheduler config's flag (use_karras_sigmas, ...), else none (<see cref="SigmaRamp.Spaced"/>).
+    /// Throws as <see cref="Scheduler.Create"/> does for a name or config it refuses.
+    /// </summary>
+    public SigmaRamp RampOf(string scheduler) => Scheduler.Create(scheduler, _schedulerConfig).Ramp;
 
     /// <summary>The steps a request without a count runs: 4 for a latent consistency model, 20 otherwise.</summary>
     public int DefaultSteps => IsLatentConsistencyModel ? 4 : 20;

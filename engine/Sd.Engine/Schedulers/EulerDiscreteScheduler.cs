@@ -10,6 +10,8 @@ public abstract class SigmaScheduler : Scheduler
 {
     private readonly SigmaRamp _ramp;
 
+    public sealed override SigmaRamp Ramp => _ramp;
+
     protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name, ZeroTerminalSnr zeroSnr)
         : base(config, TimestepSpacing.Linspace, spacing, zeroSnr)
     {

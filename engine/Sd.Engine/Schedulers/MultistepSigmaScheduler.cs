@@ -11,6 +11,8 @@ namespace Sd.Engine.Schedulers;
 public abstract class MultistepSigmaScheduler : Scheduler
 {
     private readonly SigmaRamp _ramp;
+
+    public sealed override SigmaRamp Ramp => _ramp;
     private readonly float[] _trainSigmas;
 
     protected MultistepSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name)

@@ -113,6 +113,9 @@ public abstract class Scheduler
     /// </summary>
     public virtual int Order => 1;
 
+    /// <summary>Where the scheduler puts its noise levels: its named ramp, else its config's; Spaced for those without ramps.</summary>
+    public virtual SigmaRamp Ramp => SigmaRamp.Spaced;
+
     /// <summary>
     /// Sets the schedule of <paramref name="steps"/> inference steps for a run whose first <see cref="Step"/> is
     /// <paramref name="firstStep"/> (img2img and inpainting below strength 1 skip the first steps: diffusers'

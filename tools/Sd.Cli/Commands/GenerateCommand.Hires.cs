@@ -7,12 +7,12 @@ namespace Sd.Cli.Commands;
 public static partial class GenerateCommand
 {
     /// <summary>A1111's parameters of a hires fix: its strength, upscale (or resize), steps when given, upscaler.</summary>
-    private static string HiresParameters(CommandLine line, HiresFix hires)
+    private static string HiresParameters(CommandLine line, StableDiffusionPipeline pipeline, HiresFix hires)
     {
         string size = line.Has("--hires-scale") ? $"Hires upscale: {line.GetDouble("--hires-scale", 2).ToString(CultureInfo.InvariantCulture)}"
             : $"Hires resize: {line.GetInt("--hires-width", 0)}x{line.GetInt("--hires-height", 0)}";
         string steps = hires.Steps is { } n ? $"Hires steps: {n}, " : "";
-        string sampler = hires.Scheduler is { } name ? SamplerOf(name, "Hires sampler", "Hires schedule type") + ", " : "";
+        string sampler = hires.Scheduler is { } name ? SamplerOf(name, pipeline.RampOf(name), "Hires sampler", "Hires schedule type") + ", " : "";
         string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Quote(prompt)}, " : "")
             + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Quote(negative)}, " : "");
         return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: Latent, {sampler}{prompts}";

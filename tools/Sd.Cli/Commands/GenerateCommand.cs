@@ -1,6 +1,7 @@
 using System.Globalization;
 using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
+using Sd.Engine.Schedulers;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
 using Sd.Loaders;
@@ -187,7 +188,7 @@ public static partial class GenerateCommand
             for (int i = 0; i < results.Count; i++)
             {
                 GenerateResult result = results[i];
-                string written = Write(line, request, result, modelName + Resources(line, loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
+                string written = Write(line, pipeline, request, result, modelName + Resources(line, loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
                 output.WriteLine($"wrote {written} (seed {result.Seed})");
                 (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
             }
@@ -210,12 +211,12 @@ public static partial class GenerateCommand
     /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
     /// </summary>
     /// <param name="model">The model's name and the LoRAs and embeddings added to it, as the parameters' last fields.</param>
-    private static string Write(CommandLine line, GenerateRequest request, GenerateResult result, string model,
+    private static string Write(CommandLine line, StableDiffusionPipeline pipeline, GenerateRequest request, GenerateResult result, string model,
         string outPath, int index, int count)
     {
         string mode = request.InitImage is not null ? $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, "
-            : request.Hires is { } hires ? HiresParameters(line, hires) : "";
-        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {SamplerOf(request.Scheduler!)}, {mode}" +
+            : request.Hires is { } hires ? HiresParameters(line, pipeline, hires) : "";
+        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {SamplerOf(request.Scheduler!, pipeline.RampOf(request.Scheduler!))}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
@@ -276,20 +277,26 @@ public static partial class GenerateCommand
 
     /// <summary>
     /// The scheduler as A1111 (1.9 and later) names it in its parameters, so its PNG Info and other readers of them
-    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c> (or Exponential, Beta). A schedule type is written wherever A1111's
+    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c> (or Exponential, Beta: the ramp the scheduler runs,
+    /// named or from the model's scheduler config). A schedule type is written wherever A1111's
     /// default for the sampler ("Automatic") is another one: its DPM++ samplers and DPM2 (a) default to Karras and
     /// Exponential, so Sd's plain schedules are written out: diffusers' DPM-Solver one (linspace over steps + 1, the
     /// last dropped) is A1111's SGM Uniform, the k-diffusion samplers' Euler levels its Uniform (the model's levels).
     /// PNDM as SD runs it (skip_prk_steps) is A1111's PLMS.
     /// </summary>
     /// <param name="samplerKey">The keys (and <paramref name="scheduleKey"/>): A1111's Hires sampler and Hires schedule type for a hires fix's scheduler.</param>
-    private static string SamplerOf(string scheduler, string samplerKey = "Sampler", string scheduleKey = "Schedule type")
+    private static string SamplerOf(string scheduler, SigmaRamp ramp, string samplerKey = "Sampler", string scheduleKey = "Schedule type")
     {
         string lower = scheduler.ToLowerInvariant();
-        string? ramp = lower.EndsWith("-karras", StringComparison.Ordinal) ? "Karras"
-            : lower.EndsWith("-exponential", StringComparison.Ordinal) ? "Exponential"
-            : lower.EndsWith("-beta", StringComparison.Ordinal) ? "Beta" : null;
-        (string name, string? schedule) = (ramp is null ? lower : lower[..lower.LastIndexOf('-')]) switch
+        string baseName = lower;
+        foreach (string suffix in (ReadOnlySpan<string>)["-karras", "-exponential", "-beta"])
+        {
+            if (lower.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                baseName = lower[..^suffix.Length];
+            }
+        }
+        (string name, string? schedule) = baseName switch
         {
             "ddim" => ("DDIM", null),
             "pndm" => ("PLMS", null),
@@ -309,7 +316,7 @@ public static partial class GenerateCommand
             "lcm" => ("LCM", null),
             _ => (scheduler, null),
         };
-        schedule = ramp ?? schedule;
+        schedule = ramp == SigmaRamp.Spaced ? schedule : ramp.ToString();
         return $"{samplerKey}: {name}" + (schedule is null ? "" : $", {scheduleKey}: {schedule}");
     }
 
