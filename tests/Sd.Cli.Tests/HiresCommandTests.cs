@@ -44,9 +44,29 @@ public sealed class HiresCommandTests : IDisposable
             "Hires negative prompt: blurry, CFG scale", PngFile.Read(scaled).Text["parameters"]);
     }
 
+    /// <summary>A1111's latent upscalers by their names or as one word, recorded under A1111's names; each paints its own picture.</summary>
+    [Fact]
+    public void The_latent_upscalers_are_named_as_a1111_names_them()
+    {
+        var pixels = new List<byte[]>();
+        foreach ((string given, string recorded) in (ReadOnlySpan<(string, string)>)[("latent", "Latent"), ("Latent (antialiased)", "Latent (antialiased)"),
+            ("latent-bicubic", "Latent (bicubic)"), ("LATENT (BICUBIC ANTIALIASED)", "Latent (bicubic antialiased)"), ("latent-nearest", "Latent (nearest)"),
+            ("Latent (nearest-exact)", "Latent (nearest-exact)")])
+        {
+            string png = _dir.File("upscaled.png");
+            Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-scale", "1.5", "--hires-upscaler", given, "--out", png], TextWriter.Null));
+            PngImage picture = PngFile.Read(png);
+            Assert.Contains($"Hires upscale: 1.5, Hires upscaler: {recorded}, CFG scale", picture.Text["parameters"]);
+            pixels.Add(picture.Pixels);
+        }
+        Assert.Equal(pixels.Count, pixels.Select(Convert.ToBase64String).Distinct().Count());
+    }
+
     [Theory]
     [InlineData("the --hires-* options set a hires fix", "--hires-steps", "3")]
     [InlineData("the --hires-* options set a hires fix", "--hires-prompt", "a tree")]
+    [InlineData("the --hires-* options set a hires fix", "--hires-upscaler", "latent-bicubic")]
+    [InlineData("--hires-upscaler 'Lanczos' is none of A1111's latent upscalers (Latent, Latent (antialiased),", "--hires-scale", "2", "--hires-upscaler", "Lanczos")]
     [InlineData("not both", "--hires-scale", "2", "--hires-width", "128", "--hires-height", "128")]
     [InlineData("--hires-scale must be above 0 and at most 16, got 0", "--hires-scale", "0")]
     [InlineData("change the aspect ratio of 64x48, which A1111 covers and crops", "--hires-width", "128", "--hires-height", "128")]

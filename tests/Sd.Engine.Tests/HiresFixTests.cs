@@ -9,7 +9,7 @@ namespace Sd.Engine.Tests;
 
 /// <summary>
 /// AUTOMATIC1111's hires fix against its passes written out: the txt2img loop (<see cref="GuidedLoop"/>), the latents
-/// upscaled by the bilinear resize (checked against PyTorch in the kernel tests), then the second pass as A1111's
+/// upscaled by the bilinear resize or the upscaler asked for (checked against PyTorch in the kernel tests), then the second pass as A1111's
 /// setup_img2img_steps lays it out (a schedule of int(steps / min(strength, 0.999)), its last steps run), noised by
 /// the first draw of a fresh generator of the seed, whose later draws the scheduler takes; prompt editing counting on
 /// from the first pass (a fraction of 1.5 switches halfway through the second).
@@ -48,7 +48,7 @@ public sealed unsafe class HiresFixTests : IDisposable
         var upscaled = new float[h * w * 4];
         fixed (float* src = first, dst = upscaled)
         {
-            BilinearResize.Resize(src, dst, 1, 8, 8, h, w, 4);
+            Interpolation.Resize(src, dst, 1, 8, 8, h, w, 4, InterpolationMode.Bilinear);
         }
         Scheduler second = Scheduler.Create(scheduler, _demo.Scheduler!);
         int steps = hiresSteps ?? 4;
@@ -70,12 +70,16 @@ public sealed unsafe class HiresFixTests : IDisposable
     }
 
     [Fact]
-    public void The_second_pass_may_have_its_own_scheduler_and_prompts()
+    public void The_second_pass_may_have_its_own_scheduler_prompts_and_upscaler()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         GenerateRequest request = GuidedLoop.Request("a red boat", "blurry", 3, "euler", 7) with
         {
-            Hires = new HiresFix { Width = 96, Height = 64, Strength = 0.6, Steps = 2, Scheduler = "heun", Prompt = "a green tree", NegativePrompt = "grainy" },
+            Hires = new HiresFix
+            {
+                Width = 96, Height = 64, Strength = 0.6, Steps = 2, Scheduler = "heun", Prompt = "a green tree", NegativePrompt = "grainy",
+                Upscaler = InterpolationMode.BicubicAntialiased,
+            },
         };
         using GenerateResult result = pipeline.Generate(request);
 
@@ -87,7 +91,7 @@ public sealed unsafe class HiresFixTests : IDisposable
         var upscaled = new float[8 * 12 * 4];
         fixed (float* src = first, dst = upscaled)
         {
-            BilinearResize.Resize(src, dst, 1, 8, 8, 8, 12, 4);
+            Interpolation.Resize(src, dst, 1, 8, 8, 8, 12, 4, InterpolationMode.BicubicAntialiased);
         }
         Scheduler heun = Scheduler.Create("heun", _demo.Scheduler!);
         heun.SetTimesteps(3, 1 * 2); // int(2 / 0.6) = 3 steps, the last 2: from call 2
@@ -99,6 +103,8 @@ public sealed unsafe class HiresFixTests : IDisposable
 
         var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { Scheduler = "fastest" } }));
         Assert.Contains("the hires fix's scheduler: unknown scheduler 'fastest'", e.Message);
+        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { Upscaler = (InterpolationMode)6 } }));
+        Assert.Contains("the hires fix's upscaler 6 is none of Bilinear, BilinearAntialiased, Bicubic", e.Message);
         e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Scheduler = "bogus" }));
         Assert.StartsWith("unknown scheduler 'bogus'", e.Message); // the first pass's, not blamed on the hires fix
     }

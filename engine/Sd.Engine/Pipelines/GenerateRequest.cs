@@ -1,5 +1,6 @@
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
+using Sd.Kernels.Elementwise;
 
 namespace Sd.Engine.Pipelines;
 
@@ -78,7 +79,8 @@ public sealed record GenerateRequest
 
 /// <summary>
 /// AUTOMATIC1111's hires fix: the txt2img pass's latents are upscaled to <see cref="Width"/> x <see cref="Height"/>
-/// (A1111's "Latent" upscaler: bilinear, stretched to that size; A1111's resize to another aspect ratio crops instead)
+/// (by one of A1111's latent upscalers, <see cref="Upscaler"/>, stretched to that size; A1111's resize to another
+/// aspect ratio crops instead)
 /// and denoised again from <see cref="Strength"/>, as A1111 lays out its second pass: the last <see cref="Steps"/>
 /// steps of a schedule of int(Steps / min(Strength, 0.999)), with the request's prompts, scheduler and guidance. Its
 /// noise comes from a fresh generator of the image's seed (A1111 makes a new one of the same seeds), or continues
@@ -109,6 +111,13 @@ public sealed record HiresFix
     public string? Prompt { get; init; }
 
     public string? NegativePrompt { get; init; }
+
+    /// <summary>
+    /// How the latents are upscaled: A1111's latent upscalers, F.interpolate's modes: Bilinear ("Latent", the default),
+    /// BilinearAntialiased ("Latent (antialiased)"), Bicubic ("Latent (bicubic)"), BicubicAntialiased ("Latent (bicubic
+    /// antialiased)"), Nearest ("Latent (nearest)"), NearestExact ("Latent (nearest-exact)").
+    /// </summary>
+    public InterpolationMode Upscaler { get; init; } = InterpolationMode.Bilinear;
 }
 
 /// <summary>

@@ -60,6 +60,10 @@ public sealed unsafe partial class StableDiffusionPipeline
         {
             throw new ArgumentException($"the hires fix's strength must be in (0, 1], got {hires.Strength}", nameof(request));
         }
+        if (!Enum.IsDefined(hires.Upscaler))
+        {
+            throw new ArgumentException($"the hires fix's upscaler {(int)hires.Upscaler} is none of {string.Join(", ", Enum.GetNames<InterpolationMode>())}", nameof(request));
+        }
         if (request.InitImage is not null || request.Mask is not null)
         {
             throw new ArgumentException("a hires fix follows a txt2img pass; img2img and inpainting have none", nameof(request));
@@ -95,9 +99,9 @@ public sealed unsafe partial class StableDiffusionPipeline
     }
 
     /// <summary>
-    /// The second pass of one image: its first pass's latents upscaled (bilinear) to the hires size and noised to the
-    /// second pass's first step (one draw of <paramref name="noise"/>), as A1111's sample_hr_pass with its Latent
-    /// upscaler and sample_img2img.
+    /// The second pass of one image: its first pass's latents upscaled (the hires fix's upscaler) to the hires size and
+    /// noised to the second pass's first step (one draw of <paramref name="noise"/>), as A1111's sample_hr_pass with its
+    /// latent upscalers and sample_img2img.
     /// </summary>
     private DenoisingRun PrepareHires(GenerateRequest request, HiresFix hires, Tensor firstPass, INoiseSource noise, PhaseTimes times)
     {
@@ -109,7 +113,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         try
         {
             using Tensor upscaled = Tensor.Allocate([1, h, w, channels]);
-            BilinearResize.Resize(firstPass.Data, upscaled.Data, 1, firstPass.Dim(1), firstPass.Dim(2), h, w, channels);
+            Interpolation.Resize(firstPass.Data, upscaled.Data, 1, firstPass.Dim(1), firstPass.Dim(2), h, w, channels, hires.Upscaler);
             using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
             scheduler.AddNoise(upscaled.Span, startNoise.Span, start, run.Latents.Span);
             return run;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Sd.Engine.Pipelines;
+using Sd.Kernels.Elementwise;
 
 namespace Sd.Cli.Commands;
 
@@ -15,7 +16,51 @@ public static partial class GenerateCommand
         string sampler = hires.Scheduler is { } name ? SamplerOf(name, pipeline.RampOf(name), "Hires sampler", "Hires schedule type") + ", " : "";
         string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Quote(prompt)}, " : "")
             + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Quote(negative)}, " : "");
-        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: Latent, {sampler}{prompts}";
+        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: {UpscalerName(hires.Upscaler)}, {sampler}{prompts}";
+    }
+
+    /// <summary>A1111's latent upscalers by their names, the mode each runs.</summary>
+    private static readonly (string Name, InterpolationMode Mode)[] Upscalers =
+    [
+        ("Latent", InterpolationMode.Bilinear),
+        ("Latent (antialiased)", InterpolationMode.BilinearAntialiased),
+        ("Latent (bicubic)", InterpolationMode.Bicubic),
+        ("Latent (bicubic antialiased)", InterpolationMode.BicubicAntialiased),
+        ("Latent (nearest)", InterpolationMode.Nearest),
+        ("Latent (nearest-exact)", InterpolationMode.NearestExact),
+    ];
+
+    private static string UpscalerName(InterpolationMode mode)
+    {
+        foreach ((string name, InterpolationMode each) in Upscalers)
+        {
+            if (each == mode)
+            {
+                return name;
+            }
+        }
+        throw new ArgumentOutOfRangeException(nameof(mode), mode, "no A1111 latent upscaler");
+    }
+
+    /// <summary>
+    /// --hires-upscaler's mode: an A1111 latent upscaler's name ("Latent (bicubic)"), in any case, or the same as one
+    /// word ("latent-bicubic", "latent-nearest-exact"); A1111's image upscalers (Lanczos, ESRGAN, ...) are refused.
+    /// </summary>
+    private static InterpolationMode UpscalerOf(string? given)
+    {
+        if (given is null)
+        {
+            return InterpolationMode.Bilinear;
+        }
+        foreach ((string name, InterpolationMode mode) in Upscalers)
+        {
+            string word = name.Replace(" (", "-").Replace(")", "").Replace(' ', '-');
+            if (given.Equals(name, StringComparison.OrdinalIgnoreCase) || given.Equals(word, StringComparison.OrdinalIgnoreCase))
+            {
+                return mode;
+            }
+        }
+        throw new UsageException($"generate: --hires-upscaler '{given}' is none of A1111's latent upscalers ({string.Join(", ", Array.ConvertAll(Upscalers, u => u.Name))}); Sd upscales latents, not images (no Lanczos, ESRGAN or other image upscalers)");
     }
 
     /// <summary>
@@ -36,7 +81,7 @@ public static partial class GenerateCommand
         if (!scaled && !sized)
         {
             if (line.Has("--hires-strength") || line.Has("--hires-steps") || line.Has("--hires-scheduler") || line.Has("--hires-prompt")
-                || line.Has("--hires-negative-prompt"))
+                || line.Has("--hires-negative-prompt") || line.Has("--hires-upscaler"))
             {
                 throw new UsageException("generate: the --hires-* options set a hires fix; give --hires-scale or --hires-width (and --hires-height)");
             }
@@ -88,6 +133,7 @@ public static partial class GenerateCommand
             Width = (int)w, Height = (int)h, Strength = line.GetDouble("--hires-strength", 0.7),
             Steps = steps == 0 ? null : steps, // A1111: 0 is the first pass's steps
             Scheduler = line.Get("--hires-scheduler"), Prompt = line.Get("--hires-prompt"), NegativePrompt = line.Get("--hires-negative-prompt"),
+            Upscaler = UpscalerOf(line.Get("--hires-upscaler")),
         };
     }
 }

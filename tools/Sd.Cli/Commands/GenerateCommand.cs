@@ -21,7 +21,7 @@ public static partial class GenerateCommand
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
-                           [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT]
+                           [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
@@ -55,7 +55,9 @@ public static partial class GenerateCommand
         shown the mask and the masked picture. An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7)
         is conditioned on --guidance instead of classifier-free guidance, so the negative prompt is not used.
         --hires-scale S (or --hires-width W --hires-height H, one of them 0 to keep the aspect ratio) adds
-        AUTOMATIC1111's hires fix to txt2img: the latents are upscaled (A1111's Latent upscaler, bilinear) to int(S x
+        AUTOMATIC1111's hires fix to txt2img: the latents are upscaled (--hires-upscaler: A1111's latent upscalers,
+        Latent (bilinear, the default), "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
+        "Latent (nearest)", "Latent (nearest-exact)", or latent-bicubic and the like) to int(S x
         size), each side rounded down to a multiple of 8, and denoised again as A1111 lays out its second pass: the last
         --hires-steps N (default, or 0: --steps) of a schedule of int(N / --hires-strength) steps (default strength
         0.7), with the same prompts, scheduler and seed; prompt editing counts on from the first pass ([a:b:25] after
@@ -103,7 +105,7 @@ public static partial class GenerateCommand
             "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
             "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
             "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
-            "--hires-negative-prompt"), [], repeatable: ["--lora", "--embedding"]);
+            "--hires-negative-prompt", "--hires-upscaler"), [], repeatable: ["--lora", "--embedding"]);
         string outPath = line.Require("--out");
         int batchCount = line.GetInt("--batch-count", 1);
         if (batchCount < 1 || batchCount > StableDiffusionPipeline.MaxBatchCount)
