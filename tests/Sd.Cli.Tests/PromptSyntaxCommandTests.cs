@@ -64,7 +64,10 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     {
         string png = _dir.File("sampler.png");
         Assert.Equal(0, GenerateCommand.Run(["--prompt", "a", "--steps", "2", "--width", "64", "--height", "64", "--scheduler", scheduler, "--out", png], TextWriter.Null));
-        Assert.Contains("Steps: 2, " + expected, PngFile.Read(png).Text["parameters"]);
+        string parameters = PngFile.Read(png).Text["parameters"];
+        Assert.Contains("Steps: 2, " + expected, parameters);
+        // A1111 records its Beta schedule's shape with it, and only then.
+        Assert.Equal(scheduler.EndsWith("-beta", StringComparison.Ordinal), parameters.Contains("Beta schedule alpha: 0.6, Beta schedule beta: 0.6, CFG scale", StringComparison.Ordinal));
     }
 
     /// <summary>A ramp the model's scheduler config asks for is written as the ramp a suffix asks for, in the hires fix's keys too.</summary>
@@ -85,8 +88,8 @@ public sealed class PromptSyntaxCommandTests : IDisposable
         Assert.Equal(0, GenerateCommand.Run(["--model", model, "--prompt", "a", "--steps", "2", "--width", "64", "--height", "64", "--scheduler", "dpm++-2m",
             "--hires-scale", "1.5", "--hires-scheduler", "euler-karras", "--out", png], TextWriter.Null));
         string parameters = PngFile.Read(png).Text["parameters"];
-        Assert.Contains("Steps: 2, Sampler: DPM++ 2M, Schedule type: Beta,", parameters);
-        Assert.Contains("Hires sampler: Euler, Hires schedule type: Karras,", parameters);
+        Assert.Contains("Steps: 2, Sampler: DPM++ 2M, Schedule type: Beta, Denoising strength: 0.7,", parameters);
+        Assert.Contains("Hires sampler: Euler, Hires schedule type: Karras, Beta schedule alpha: 0.6, Beta schedule beta: 0.6, CFG scale", parameters);
     }
 
     [FixtureFact]

@@ -6,7 +6,7 @@ namespace Sd.Engine.Schedulers;
 /// Reference: diffusers _convert_to_beta (use_beta_sigmas; alpha = beta = 0.6) and A1111's beta_scheduler
 /// (sd_schedulers.py, its default beta_dist_alpha/beta), both scipy.stats.beta.ppf.
 /// </summary>
-internal static class BetaSigmas
+public static class BetaSigmas
 {
     public const double Alpha = 0.6, Beta = 0.6;
 

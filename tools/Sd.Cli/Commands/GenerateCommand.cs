@@ -218,6 +218,9 @@ public static partial class GenerateCommand
     {
         string mode = request.InitImage is not null ? $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, "
             : request.Hires is { } hires ? HiresParameters(line, pipeline, hires) : "";
+        // A1111 records its Beta schedule's shape whenever a pass runs it (Sd's is always Beta(0.6, 0.6), A1111's default).
+        bool beta = pipeline.RampOf(request.Scheduler!) == SigmaRamp.Beta || request.Hires?.Scheduler is { } hiresScheduler && pipeline.RampOf(hiresScheduler) == SigmaRamp.Beta;
+        mode += beta ? FormattableString.Invariant($"Beta schedule alpha: {BetaSigmas.Alpha}, Beta schedule beta: {BetaSigmas.Beta}, ") : "";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {SamplerOf(request.Scheduler!, pipeline.RampOf(request.Scheduler!))}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
