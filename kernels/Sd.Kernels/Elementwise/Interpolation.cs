@@ -25,7 +25,7 @@ public enum InterpolationMode
 /// <summary>
 /// PyTorch's resize to a given size (<c>F.interpolate(x, size, mode, antialias)</c>, align_corners unset), channels-last:
 /// A1111's latent hires-fix upscalers. Every mode is separable: each output row and column reads a few source ones
-/// with weights (<see cref="Taps"/>, computed in float32 as aten computes them), and out = sum over rows r of h_r x
+/// with weights (<see cref="Taps"/>, computed as aten computes them), and out = sum over rows r of h_r x
 /// (sum over columns c of w_c x in[r, c]), each sum in order, as aten's generic kernel and its antialiased two passes
 /// add. It runs once per image on latents (a few hundred thousand values), so it is one plain loop.
 /// </summary>
@@ -52,11 +52,11 @@ public static unsafe class Interpolation
                     for (int c = 0; c < channels; c++)
                     {
                         float sum = 0;
-                        for (int r = 0; r < rows.Count; r++)
+                        for (int r = 0; r < rows.Used[oy]; r++)
                         {
                             float* source = image + (long)rows.Index[oy * rows.Count + r] * wIn * channels + c;
                             float blended = 0;
-                            for (int k = 0; k < columns.Count; k++)
+                            for (int k = 0; k < columns.Used[ox]; k++)
                             {
                                 blended += source[columns.Index[ox * columns.Count + k] * channels] * columns.Weight[ox * columns.Count + k];
                             }
@@ -70,8 +70,10 @@ public static unsafe class Interpolation
     }
 
     /// <summary>
-    /// The source indices and weights of each output index along one axis, <see cref="Count"/> per output (unused
-    /// ones weigh 0 at index 0). scale = (float)in / out throughout, as aten's area_pixel_compute_scale.
+    /// The source indices and weights of each output index along one axis: <see cref="Used"/> of them, in slots of
+    /// <see cref="Count"/> per output (only the antialiased filters use fewer than all). scale = (float)in / out
+    /// throughout, as aten's area_pixel_compute_scale; where aten computes in double, so does this (to the bit: aten's
+    /// portable CPU kernels give the same weights and sums).
     /// </summary>
     public sealed class Taps
     {
@@ -80,9 +82,14 @@ public static unsafe class Interpolation
             Count = count;
             Index = new int[outSize * count];
             Weight = new float[outSize * count];
+            Used = new int[outSize];
+            Array.Fill(Used, count);
         }
 
         public int Count { get; }
+
+        /// <summary>How many of its slots each output sums (an antialiased filter's reach; else <see cref="Count"/>).</summary>
+        public int[] Used { get; }
 
         public int[] Index { get; }
 
@@ -101,17 +108,18 @@ public static unsafe class Interpolation
         }
 
         /// <summary>
-        /// aten's compute_indices_weights_linear (align_corners=False): source = max(scale x (dst + 0.5) - 0.5, 0),
-        /// i0 = (int)source, i1 = i0 + 1 unless i0 is the last, w1 = clamp(source - i0, 0, 1), w0 = 1 - w1.
+        /// aten's compute_indices_weights_linear (align_corners=False): source = max(scale x (dst + 0.5) - 0.5, 0) in
+        /// double, i0 = (int)source, i1 = i0 + 1 unless i0 is the last, w1 = clamp(source - i0, 0, 1) rounded to float,
+        /// w0 = 1 - w1.
         /// </summary>
         private static Taps Linear(int inSize, int outSize, float scale)
         {
             var taps = new Taps(outSize, 2);
             for (int i = 0; i < outSize; i++)
             {
-                float source = Math.Max(scale * (i + 0.5f) - 0.5f, 0f);
+                double source = Math.Max(scale * (i + 0.5) - 0.5, 0);
                 int i0 = (int)source;
-                float w1 = Math.Clamp(source - i0, 0f, 1f);
+                float w1 = (float)Math.Clamp(source - i0, 0, 1);
                 taps.Set(i, 0, i0, 1f - w1);
                 taps.Set(i, 1, i0 + (i0 < inSize - 1 ? 1 : 0), w1);
             }
@@ -119,8 +127,9 @@ public static unsafe class Interpolation
         }
 
         /// <summary>
-        /// aten's HelperInterpCubic.compute_indices_weights: source = scale x (dst + 0.5) - 0.5 (not clamped), the four
-        /// rows from floor(source) - 1 clamped to the edges, Keys's weights with A = -0.75 at t = source - floor(source).
+        /// aten's HelperInterpCubic.compute_indices_weights: source = scale x (dst + 0.5) - 0.5 in double (not clamped),
+        /// the four rows from floorf(source as float) - 1 clamped to the edges, Keys's weights with A = -0.75 at
+        /// t = source - that floor (which may be a hair below 0).
         /// </summary>
         private static Taps Cubic(int inSize, int outSize, float scale)
         {
@@ -128,8 +137,8 @@ public static unsafe class Interpolation
             var taps = new Taps(outSize, 4);
             for (int i = 0; i < outSize; i++)
             {
-                double source = scale * (i + 0.5) - 0.5; // in double to the end, as aten's CPU kernel gives it (checked: to the bit)
-                int floor = (int)Math.Floor(source);
+                double source = scale * (i + 0.5) - 0.5;
+                int floor = (int)MathF.Floor((float)source);
                 float t = (float)(source - floor), u = 1f - t;
                 ReadOnlySpan<float> weights = [Far(t + 1f, A), Near(t, A), Near(u, A), Far(u + 1f, A)];
                 for (int j = 0; j < 4; j++)
@@ -184,6 +193,7 @@ public static unsafe class Interpolation
                 {
                     taps.Weight[i * taps.Count + j] /= total;
                 }
+                taps.Used[i] = count;
             }
             return taps;
         }
@@ -200,11 +210,14 @@ public static unsafe class Interpolation
         /// <summary>Keys's cubic for |x| in [1, 2) (aten's cubic_convolution2).</summary>
         private static float Far(float x, float a) => ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
 
+        /// <summary>
+        /// PIL's bicubic filter (a = -0.5) as aten copies it, a macro: below 1 in double, ((a + 2) x - (a + 3)) x x + 1;
+        /// from 1 to 2 (((x - 5) x + 8) x - 4) in float, times a in double.
+        /// </summary>
         private static float PilCubic(float x)
         {
-            const float A = -0.5f;
             x = Math.Abs(x);
-            return x < 1f ? Near(x, A) : x < 2f ? Far(x, A) : 0f;
+            return x < 1f ? (float)((1.5 * x - 2.5) * x * x + 1) : x < 2f ? (float)((((x - 5f) * x + 8f) * x - 4f) * -0.5) : 0f;
         }
     }
 }
