@@ -109,6 +109,53 @@ public sealed unsafe class HiresFixTests : IDisposable
         Assert.StartsWith("unknown scheduler 'bogus'", e.Message); // the first pass's, not blamed on the hires fix
     }
 
+    /// <summary>
+    /// A cover size: the latents are upscaled to it, then cropped to the hires size, centred with the smaller half of an
+    /// odd excess first (A1111's samples[..., ty // 2 : H - (ty + 1) // 2, tx // 2 : W - (tx + 1) // 2]); a cover size
+    /// given by halves, below the size or off the VAE's grid is refused.
+    /// </summary>
+    [Fact]
+    public void A_cover_size_is_upscaled_to_and_cropped_centred()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = GuidedLoop.Request("a red boat", "blurry", 2, "euler", 9) with
+        {
+            Hires = new HiresFix { Width = 88, Height = 64, CoverWidth = 128, CoverHeight = 72, Strength = 0.5, Steps = 2 },
+        };
+        using GenerateResult result = pipeline.Generate(request);
+
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, [.. new[] { "blurry", "a red boat" }.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))]);
+        Func<int, int>[] rows = [_ => 0, _ => 1];
+        Func<int, int>[] lengths = [.. rows.Select(row => (Func<int, int>)(call => bank.Lengths[row(call)]))];
+        float[] first = GuidedLoop.Latents(_demo, request, bank, rows, lengths, [1.0]);
+        var covering = new float[9 * 16 * 4];
+        fixed (float* src = first, dst = covering)
+        {
+            Interpolation.Resize(src, dst, 1, 8, 8, 9, 16, 4, InterpolationMode.Bilinear);
+        }
+        // 16 - 11 = 5 latents of excess width: 2 cut on the left, 3 on the right; 9 - 8 = 1 of height: 0 on top.
+        var cropped = new float[8 * 11 * 4];
+        for (int y = 0; y < 8; y++)
+        {
+            Array.Copy(covering, (y * 16 + 2) * 4, cropped, y * 11 * 4, 11 * 4);
+        }
+        Scheduler euler = Scheduler.Create("euler", _demo.Scheduler!);
+        euler.SetTimesteps(4, 2); // int(2 / 0.5) = 4 steps, the last 2
+        var noise = new TorchNoise(request.Seed);
+        float[] latents = new float[cropped.Length];
+        euler.AddNoise(cropped, GuidedLoop.Draw(noise, 8, 11), euler.FirstStep, latents);
+        GuidedLoop.Run(_demo, request, bank, rows, lengths, [1.0], euler, latents, 8, 11, noise);
+        Assert.Equal(latents, result.Latents.Span.ToArray());
+        Assert.Equal([1, 64, 88, 3], result.Image.Shape.ToArray());
+
+        foreach (HiresFix bad in new[] { request.Hires! with { CoverHeight = null }, request.Hires! with { CoverWidth = 80 }, request.Hires! with { CoverHeight = 70 } })
+        {
+            var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = bad }));
+            Assert.Contains("the hires fix's cover size must be given whole (width and height), multiples of 8 from 88x64", e.Message);
+        }
+    }
+
     /// <summary>Strengths are doubles, as the Python floats of diffusers and A1111: int(20 x 0.7) is 14 steps.</summary>
     [Fact]
     public void Img2img_runs_the_steps_a_python_float_strength_gives()

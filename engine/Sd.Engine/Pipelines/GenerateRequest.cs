@@ -79,8 +79,8 @@ public sealed record GenerateRequest
 
 /// <summary>
 /// AUTOMATIC1111's hires fix: the txt2img pass's latents are upscaled to <see cref="Width"/> x <see cref="Height"/>
-/// (by one of A1111's latent upscalers, <see cref="Upscaler"/>, stretched to that size; A1111's resize to another
-/// aspect ratio crops instead)
+/// (by one of A1111's latent upscalers, <see cref="Upscaler"/>, stretched to that size, or covering it and cropped
+/// to it: <see cref="CoverWidth"/>)
 /// and denoised again from <see cref="Strength"/>, as A1111 lays out its second pass: the last <see cref="Steps"/>
 /// steps of a schedule of int(Steps / min(Strength, 0.999)), with the request's prompts, scheduler and guidance. Its
 /// noise comes from a fresh generator of the image's seed (A1111 makes a new one of the same seeds), or continues
@@ -94,6 +94,15 @@ public sealed record HiresFix
     public int Width { get; init; }
 
     public int Height { get; init; }
+
+    /// <summary>
+    /// The size the latents are upscaled to before they are cropped to <see cref="Width"/> x <see cref="Height"/>,
+    /// centred (the left and top take the smaller half of an odd excess), as A1111 resizes to another aspect ratio: it
+    /// covers the size, then crops. Both or neither; multiples of the VAE factor, at least Width and Height. Null: no crop.
+    /// </summary>
+    public int? CoverWidth { get; init; }
+
+    public int? CoverHeight { get; init; }
 
     /// <summary>A1111's denoising strength of the second pass, in (0, 1] (a double, as A1111's Python float).</summary>
     public double Strength { get; init; } = 0.7;

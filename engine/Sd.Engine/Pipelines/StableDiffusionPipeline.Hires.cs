@@ -56,6 +56,11 @@ public sealed unsafe partial class StableDiffusionPipeline
         {
             throw new ArgumentException($"the hires fix's width and height must be positive multiples of {factor}, at most {MaxImageSide}, got {hires.Width}x{hires.Height}", nameof(request));
         }
+        if ((hires.CoverWidth is null) != (hires.CoverHeight is null) || hires.CoverWidth is { } coverWidth && hires.CoverHeight is { } coverHeight
+            && (coverWidth < hires.Width || coverHeight < hires.Height || coverWidth % factor != 0 || coverHeight % factor != 0 || coverWidth > MaxImageSide || coverHeight > MaxImageSide))
+        {
+            throw new ArgumentException($"the hires fix's cover size must be given whole (width and height), multiples of {factor} from {hires.Width}x{hires.Height} to {MaxImageSide}, got {hires.CoverWidth?.ToString() ?? "none"}x{hires.CoverHeight?.ToString() ?? "none"}", nameof(request));
+        }
         if (!(hires.Strength > 0 && hires.Strength <= 1))
         {
             throw new ArgumentException($"the hires fix's strength must be in (0, 1], got {hires.Strength}", nameof(request));
@@ -99,21 +104,29 @@ public sealed unsafe partial class StableDiffusionPipeline
     }
 
     /// <summary>
-    /// The second pass of one image: its first pass's latents upscaled (the hires fix's upscaler) to the hires size and
-    /// noised to the second pass's first step (one draw of <paramref name="noise"/>), as A1111's sample_hr_pass with its
+    /// The second pass of one image: its first pass's latents upscaled (the hires fix's upscaler) to the hires size, or
+    /// to its cover size and cropped to it, and noised to the second pass's first step (one draw of <paramref name="noise"/>), as A1111's sample_hr_pass with its
     /// latent upscalers and sample_img2img.
     /// </summary>
     private DenoisingRun PrepareHires(GenerateRequest request, HiresFix hires, Tensor firstPass, INoiseSource noise, PhaseTimes times)
     {
         int factor = _vaeConfig.DownscaleFactor;
         int h = hires.Height / factor, w = hires.Width / factor, channels = firstPass.Dim(3);
+        int coverH = (hires.CoverHeight ?? hires.Height) / factor, coverW = (hires.CoverWidth ?? hires.Width) / factor;
         Scheduler scheduler = NewHiresScheduler(request, hires);
         int start = scheduler.FirstStep;
         var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {
+            using Tensor covering = Tensor.Allocate([1, coverH, coverW, channels]);
+            Interpolation.Resize(firstPass.Data, covering.Data, 1, firstPass.Dim(1), firstPass.Dim(2), coverH, coverW, channels, hires.Upscaler);
             using Tensor upscaled = Tensor.Allocate([1, h, w, channels]);
-            Interpolation.Resize(firstPass.Data, upscaled.Data, 1, firstPass.Dim(1), firstPass.Dim(2), h, w, channels, hires.Upscaler);
+            // A1111's samples[:, :, ty // 2 : H - (ty + 1) // 2, tx // 2 : W - (tx + 1) // 2] for excesses tx, ty.
+            int top = (coverH - h) / 2, left = (coverW - w) / 2;
+            for (int y = 0; y < h; y++)
+            {
+                covering.Span.Slice(((top + y) * coverW + left) * channels, w * channels).CopyTo(upscaled.Span.Slice(y * w * channels, w * channels));
+            }
             using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
             scheduler.AddNoise(upscaled.Span, startNoise.Span, start, run.Latents.Span);
             return run;

@@ -72,8 +72,9 @@ public static partial class GenerateCommand
     /// <summary>
     /// The hires fix the --hires-* flags ask for, or null, sized as A1111 sizes it: --hires-scale S makes int(size x
     /// S); --hires-width and --hires-height give it, one of them 0 to keep the aspect ratio (x * height // width). Both
-    /// sides are then rounded down to multiples of 8, as A1111 floors the latents' size. A size of another aspect ratio,
-    /// which A1111 covers and crops, is refused.
+    /// sides are then rounded down to multiples of 8, as A1111 floors the latents' size. Both of another aspect ratio
+    /// are covered and cropped as A1111 does it: upscaled to keep the aspect ratio and reach both sides, then the
+    /// excess latents ((upscaled - given) // 8 of them, the smaller half first) cropped.
     /// </summary>
     private static HiresFix? Hires(CommandLine line, int width, int height)
     {
@@ -99,7 +100,7 @@ public static partial class GenerateCommand
         {
             throw new UsageException($"generate: --width and --height must be positive, got {width}x{height}");
         }
-        long w, h;
+        long w, h, coverW, coverH;
         if (scaled)
         {
             double scale = line.GetDouble("--hires-scale", 2);
@@ -108,6 +109,7 @@ public static partial class GenerateCommand
                 throw new UsageException($"generate: --hires-scale must be above 0 and at most 16, got {scale.ToString(CultureInfo.InvariantCulture)}");
             }
             (w, h) = ((long)(width * scale), (long)(height * scale));
+            (w, h, coverW, coverH) = (w / 8 * 8, h / 8 * 8, w / 8 * 8, h / 8 * 8);
         }
         else
         {
@@ -116,21 +118,22 @@ public static partial class GenerateCommand
             {
                 throw new UsageException($"generate: --hires-width and --hires-height must not be negative, and one of them above 0 (0 keeps the aspect ratio), got {x}x{y}");
             }
-            (w, h) = y == 0 ? ((long)x, (long)x * height / width) : x == 0 ? ((long)y * width / height, (long)y) : ((long)x, (long)y);
-            if (x > 0 && y > 0 && (long)x * height != (long)y * width)
-            {
-                throw new UsageException($"generate: --hires-width and --hires-height {x}x{y} change the aspect ratio of {width}x{height}, which A1111 covers and crops; give one of them (the other 0) or --hires-scale");
-            }
+            // A1111's upscale-to size keeps the aspect ratio and covers both sides given; the excess, in whole latents
+            // ((upscale-to - given) // 8), is cropped after the upscale.
+            bool byWidth = y == 0 || x != 0 && (double)width / height < (double)x / y;
+            (long toX, long toY) = byWidth ? (x, (long)x * height / width) : ((long)y * width / height, (long)y);
+            (coverW, coverH) = (toX / 8 * 8, toY / 8 * 8);
+            (w, h) = (coverW - (x == 0 || y == 0 ? 0 : (toX - x) / 8 * 8), coverH - (x == 0 || y == 0 ? 0 : (toY - y) / 8 * 8));
         }
-        (w, h) = (w / 8 * 8, h / 8 * 8);
-        if (w < 8 || h < 8 || w > StableDiffusionPipeline.MaxImageSide || h > StableDiffusionPipeline.MaxImageSide)
+        if (w < 8 || h < 8 || coverW > StableDiffusionPipeline.MaxImageSide || coverH > StableDiffusionPipeline.MaxImageSide)
         {
-            throw new UsageException($"generate: the hires fix makes a {w}x{h} image; each side must be 8 to {StableDiffusionPipeline.MaxImageSide}");
+            throw new UsageException($"generate: the hires fix makes a {w}x{h} image{(coverW != w || coverH != h ? $" from {coverW}x{coverH}" : "")}; each side must be 8 to {StableDiffusionPipeline.MaxImageSide}");
         }
         int steps = line.GetInt("--hires-steps", 0);
         return new HiresFix
         {
-            Width = (int)w, Height = (int)h, Strength = line.GetDouble("--hires-strength", 0.7),
+            Width = (int)w, Height = (int)h, CoverWidth = coverW == w && coverH == h ? null : (int)coverW, CoverHeight = coverW == w && coverH == h ? null : (int)coverH,
+            Strength = line.GetDouble("--hires-strength", 0.7),
             Steps = steps == 0 ? null : steps, // A1111: 0 is the first pass's steps
             Scheduler = line.Get("--hires-scheduler"), Prompt = line.Get("--hires-prompt"), NegativePrompt = line.Get("--hires-negative-prompt"),
             Upscaler = UpscalerOf(line.Get("--hires-upscaler")),
