@@ -54,7 +54,8 @@ public static partial class GenerateCommand
         the unmasked area from the picture, a 9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is
         shown the mask and the masked picture. An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7)
         is conditioned on --guidance instead of classifier-free guidance, so the negative prompt is not used.
-        --hires-scale S (or --hires-width W --hires-height H, one of them 0 to keep the aspect ratio) adds
+        --hires-scale S (or --hires-width W --hires-height H, one of them 0 to keep the aspect ratio; both of another
+        aspect ratio are covered, then cropped, as A1111 does) adds
         AUTOMATIC1111's hires fix to txt2img: the latents are upscaled (--hires-upscaler: A1111's latent upscalers,
         Latent (bilinear, the default), "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
         "Latent (nearest)", "Latent (nearest-exact)", or latent-bicubic and the like) to int(S x
