@@ -45,6 +45,16 @@ public sealed class HiresCommandTests : IDisposable
         Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-width", "100", "--hires-height", "100", "--out", sized], TextWriter.Null));
         Assert.Equal((96, 96), (PngFile.Read(sized).Width, PngFile.Read(sized).Height));
 
+        // An upscale to the same size is no hires fix at all, as in A1111.
+        string plain = _dir.File("plain.png");
+        Assert.Equal(0, GenerateCommand.Run([.. Common, "--out", plain], TextWriter.Null));
+        foreach (string[] same in (string[][])[["--hires-scale", "1"], ["--hires-width", "64", "--hires-height", "48"], ["--hires-width", "0", "--hires-height", "48"]])
+        {
+            Assert.Equal(0, GenerateCommand.Run([.. Common, .. same, "--out", sized], TextWriter.Null));
+            Assert.Equal(PngFile.Read(plain).Pixels, PngFile.Read(sized).Pixels);
+            Assert.DoesNotContain("Hires", PngFile.Read(sized).Text["parameters"]);
+        }
+
         // int(640 x 1.3) is 832 in doubles (a float32 1.3 gives 831.99997, so 824); --hires-steps 0 is --steps.
         Assert.Equal(0, GenerateCommand.Run(["--prompt", "a", "--steps", "1", "--width", "640", "--height", "16", "--scheduler", "euler",
             "--hires-scale", "1.3", "--hires-steps", "0", "--out", scaled], TextWriter.Null));

@@ -74,7 +74,8 @@ public static partial class GenerateCommand
     /// S); --hires-width and --hires-height give it, one of them 0 to keep the aspect ratio (x * height // width). Both
     /// sides are then rounded down to multiples of 8, as A1111 floors the latents' size. Both of another aspect ratio
     /// are covered and cropped as A1111 does it: upscaled to keep the aspect ratio and reach both sides, then the
-    /// excess latents ((upscaled - given) // 8 of them, the smaller half first) cropped.
+    /// excess latents ((upscaled - given) // 8 of them, the smaller half first) cropped. An upscale to the first pass's
+    /// own size is none, as in A1111.
     /// </summary>
     private static HiresFix? Hires(CommandLine line, int width, int height)
     {
@@ -100,7 +101,7 @@ public static partial class GenerateCommand
         {
             throw new UsageException($"generate: --width and --height must be positive, got {width}x{height}");
         }
-        long w, h, coverW, coverH;
+        long w, h, coverW, coverH, toX, toY;
         if (scaled)
         {
             double scale = line.GetDouble("--hires-scale", 2);
@@ -108,8 +109,8 @@ public static partial class GenerateCommand
             {
                 throw new UsageException($"generate: --hires-scale must be above 0 and at most 16, got {scale.ToString(CultureInfo.InvariantCulture)}");
             }
-            (w, h) = ((long)(width * scale), (long)(height * scale));
-            (w, h, coverW, coverH) = (w / 8 * 8, h / 8 * 8, w / 8 * 8, h / 8 * 8);
+            (toX, toY) = ((long)(width * scale), (long)(height * scale));
+            (w, h, coverW, coverH) = (toX / 8 * 8, toY / 8 * 8, toX / 8 * 8, toY / 8 * 8);
         }
         else
         {
@@ -121,9 +122,13 @@ public static partial class GenerateCommand
             // A1111's upscale-to size keeps the aspect ratio and covers both sides given; the excess, in whole latents
             // ((upscale-to - given) // 8), is cropped after the upscale.
             bool byWidth = y == 0 || x != 0 && (double)width / height < (double)x / y;
-            (long toX, long toY) = byWidth ? (x, (long)x * height / width) : ((long)y * width / height, (long)y);
+            (toX, toY) = byWidth ? (x, (long)x * height / width) : ((long)y * width / height, (long)y);
             (coverW, coverH) = (toX / 8 * 8, toY / 8 * 8);
             (w, h) = (coverW - (x == 0 || y == 0 ? 0 : (toX - x) / 8 * 8), coverH - (x == 0 || y == 0 ? 0 : (toY - y) / 8 * 8));
+        }
+        if (toX == width && toY == height)
+        {
+            return null; // A1111: "the user has chosen to do nothing", no second pass and no hires parameters
         }
         if (w < 8 || h < 8 || coverW > StableDiffusionPipeline.MaxImageSide || coverH > StableDiffusionPipeline.MaxImageSide)
         {
