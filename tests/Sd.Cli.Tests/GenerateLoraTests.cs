@@ -105,6 +105,9 @@ public sealed class GenerateLoraTests : IDisposable
 
         Assert.Contains("<lora:absent:1>: no absent.safetensors in --lora-dir", Assert.Throws<UsageException>(() => GenerateCommand.Run(
             [.. Common[2..], "--prompt", "a boat<lora:absent:1>", "--lora-dir", folder, "--out", tagged], TextWriter.Null)).Message);
+        // A tag in an A1111 comment is none: nothing is looked for, the picture is the one without it.
+        Assert.Equal(0, GenerateCommand.Run([.. Common[2..], "--prompt", "a boat# <lora:absent:1> <lora:style:1>", "--lora-dir", folder, "--out", tagged], TextWriter.Null));
+        Assert.Equal(PngFile.Read(plain).Pixels, PngFile.Read(tagged).Pixels);
         Assert.Contains("names '../style', which is not a file name", Assert.Throws<UsageException>(() => GenerateCommand.Run(
             [.. Common[2..], "--prompt", "a boat<lora:../style:1>", "--lora-dir", folder, "--out", tagged], TextWriter.Null)).Message);
         Assert.Contains("--lora-dir reads the prompt's <lora:...> tags, which --prompt-syntax plain keeps as text", Assert.Throws<UsageException>(() =>

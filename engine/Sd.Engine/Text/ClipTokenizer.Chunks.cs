@@ -20,7 +20,7 @@ public sealed partial class ClipTokenizer
 
     /// <summary>
     /// The rows of <paramref name="prompt"/> in <paramref name="syntax"/>. The chunked syntaxes first take out
-    /// extra-network tags (<c>&lt;lora:name:0.8&gt;</c>, <see cref="ExtraNetworks"/>), as AUTOMATIC1111 does before
+    /// A1111's comments (<see cref="PromptComments"/>, a negative prompt's too) and extra-network tags (<c>&lt;lora:name:0.8&gt;</c>, <see cref="ExtraNetworks"/>), as AUTOMATIC1111 does before
     /// it reads a prompt (there not a negative prompt, whose tags stay text), and report them in <see cref="TokenizedPrompt.RemovedTags"/>. Reference for the chunked syntaxes:
     /// stable-diffusion-webui FrozenCLIPEmbedderWithCustomWordsBase.tokenize_line: each piece of text tokenized on its
     /// own; a chunk is full at 75 tokens; a full chunk whose last comma is at most 20 tokens back ends after that comma
@@ -71,8 +71,7 @@ public sealed partial class ClipTokenizer
         }
         if (!takeTagsOut)
         {
-            CheckLength(prompt);
-            return Schedule(prompt, syntax, steps, [], firstPassSteps);
+            return Schedule(ChunkedText(prompt), syntax, steps, [], firstPassSteps);
         }
         string text = StripChunked(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
         return Schedule(text, syntax, steps, tags, firstPassSteps);
@@ -145,11 +144,15 @@ public sealed partial class ClipTokenizer
         return new PromptChunk(Wrap([]), weights);
     }
 
-    /// <summary>The chunked syntaxes' text: the length checked, the extra-network tags taken out.</summary>
-    private static string StripChunked(string prompt, out IReadOnlyList<ExtraNetworkTag> tags)
+    /// <summary>The chunked syntaxes' text: the length checked, the comments and extra-network tags taken out.</summary>
+    private static string StripChunked(string prompt, out IReadOnlyList<ExtraNetworkTag> tags) =>
+        ExtraNetworks.Strip(ChunkedText(prompt), out tags);
+
+    /// <summary>The chunked syntaxes' text before anything reads it: the length checked, A1111's comments taken out.</summary>
+    private static string ChunkedText(string prompt)
     {
         CheckLength(prompt);
-        return ExtraNetworks.Strip(prompt, out tags);
+        return PromptComments.Strip(prompt);
     }
 
     /// <summary>The emphasis parser's bound for both chunked syntaxes, so either refuses a runaway prompt before any work.</summary>

@@ -28,7 +28,7 @@ internal static class PromptLoras
             return directory is null ? []
                 : throw new UsageException($"{line.Command}: --lora-dir reads the prompt's <lora:...> tags, which --prompt-syntax plain keeps as text");
         }
-        ExtraNetworks.Strip(prompt, out IReadOnlyList<ExtraNetworkTag> tags);
+        ExtraNetworks.Strip(PromptComments.Strip(prompt), out IReadOnlyList<ExtraNetworkTag> tags); // a tag in a comment is none
         if (directory is not null && !Directory.Exists(directory))
         {
             throw new UsageException($"{line.Command}: --lora-dir {directory} is not a folder");
