@@ -75,7 +75,7 @@ public static unsafe class Interpolation
     /// throughout, as aten's area_pixel_compute_scale; where aten computes in double, so does this (to the bit: aten's
     /// portable CPU kernels give the same weights and sums).
     /// </summary>
-    public sealed class Taps
+    internal sealed class Taps
     {
         private Taps(int outSize, int count)
         {
