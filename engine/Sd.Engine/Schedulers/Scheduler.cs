@@ -165,16 +165,7 @@ public abstract class Scheduler
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(config);
-        string key = name.ToLowerInvariant();
-        SigmaRamp? named = null;
-        foreach ((string suffix, SigmaRamp ramp) in RampSuffixes)
-        {
-            if (key.EndsWith(suffix, StringComparison.Ordinal))
-            {
-                (key, named) = (key[..^suffix.Length], ramp);
-                break;
-            }
-        }
+        (string key, SigmaRamp? named) = SplitName(name);
         // The first four take no sigma ramp; the others take the named one, else the config's, whose flags are
         // checked either way (diffusers refuses more than one whatever runs).
         SigmaRamp Ramp()
@@ -205,6 +196,22 @@ public abstract class Scheduler
 
     private static readonly (string Suffix, SigmaRamp Ramp)[] RampSuffixes =
         [("-karras", SigmaRamp.Karras), ("-exponential", SigmaRamp.Exponential), ("-beta", SigmaRamp.Beta)];
+
+    /// <summary>A scheduler name's solver, lower-case without its ramp suffix ("DPM++-2M-Karras" gives "dpm++-2m"), as <see cref="Create"/> reads it.</summary>
+    public static string SolverOf(string name) => SplitName(name).Solver;
+
+    private static (string Solver, SigmaRamp? Named) SplitName(string name)
+    {
+        string key = name.ToLowerInvariant();
+        foreach ((string suffix, SigmaRamp ramp) in RampSuffixes)
+        {
+            if (key.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                return (key[..^suffix.Length], ramp);
+            }
+        }
+        return (key, null);
+    }
 
     /// <summary>The ramp a config asks for: use_karras_sigmas, use_exponential_sigmas or use_beta_sigmas (diffusers allows one).</summary>
     private static SigmaRamp RampOf(SchedulerConfig config, string scheduler)

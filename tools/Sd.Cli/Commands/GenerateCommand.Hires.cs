@@ -1,5 +1,6 @@
 using System.Globalization;
 using Sd.Engine.Pipelines;
+using Sd.Engine.Schedulers;
 using Sd.Kernels.Elementwise;
 
 namespace Sd.Cli.Commands;
@@ -8,12 +9,13 @@ namespace Sd.Cli.Commands;
 public static partial class GenerateCommand
 {
     /// <summary>A1111's parameters of a hires fix: its strength, upscale (or resize), steps when given, upscaler.</summary>
-    private static string HiresParameters(CommandLine line, StableDiffusionPipeline pipeline, HiresFix hires)
+    /// <param name="ramp">The ramp of the hires fix's own scheduler, when it names one.</param>
+    private static string HiresParameters(CommandLine line, HiresFix hires, SigmaRamp? ramp)
     {
         string size = line.Has("--hires-scale") ? $"Hires upscale: {line.GetDouble("--hires-scale", 2).ToString(CultureInfo.InvariantCulture)}"
             : $"Hires resize: {line.GetInt("--hires-width", 0)}x{line.GetInt("--hires-height", 0)}";
         string steps = hires.Steps is { } n ? $"Hires steps: {n}, " : "";
-        string sampler = hires.Scheduler is { } name ? SamplerOf(name, pipeline.RampOf(name), "Hires sampler", "Hires schedule type") + ", " : "";
+        string sampler = hires.Scheduler is { } name ? SamplerOf(name, ramp!.Value, "Hires sampler", "Hires schedule type") + ", " : "";
         string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Quote(prompt)}, " : "")
             + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Quote(negative)}, " : "");
         return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: {UpscalerName(hires.Upscaler)}, {sampler}{prompts}";
@@ -101,7 +103,8 @@ public static partial class GenerateCommand
         {
             throw new UsageException($"generate: --width and --height must be positive, got {width}x{height}");
         }
-        long w, h, coverW, coverH, toX, toY;
+        // A1111's upscale-to size, and the excess cropped after the upscale (in whole latents: (upscale-to - given) // 8).
+        long toX, toY, cropX = 0, cropY = 0;
         if (scaled)
         {
             double scale = line.GetDouble("--hires-scale", 2);
@@ -110,7 +113,6 @@ public static partial class GenerateCommand
                 throw new UsageException($"generate: --hires-scale must be above 0 and at most 16, got {scale.ToString(CultureInfo.InvariantCulture)}");
             }
             (toX, toY) = ((long)(width * scale), (long)(height * scale));
-            (w, h, coverW, coverH) = (toX / 8 * 8, toY / 8 * 8, toX / 8 * 8, toY / 8 * 8);
         }
         else
         {
@@ -119,17 +121,19 @@ public static partial class GenerateCommand
             {
                 throw new UsageException($"generate: --hires-width and --hires-height must not be negative, and one of them above 0 (0 keeps the aspect ratio), got {x}x{y}");
             }
-            // A1111's upscale-to size keeps the aspect ratio and covers both sides given; the excess, in whole latents
-            // ((upscale-to - given) // 8), is cropped after the upscale.
+            // The upscale-to size keeps the aspect ratio and covers both sides given.
             bool byWidth = y == 0 || x != 0 && (double)width / height < (double)x / y;
             (toX, toY) = byWidth ? (x, (long)x * height / width) : ((long)y * width / height, (long)y);
-            (coverW, coverH) = (toX / 8 * 8, toY / 8 * 8);
-            (w, h) = (coverW - (x == 0 || y == 0 ? 0 : (toX - x) / 8 * 8), coverH - (x == 0 || y == 0 ? 0 : (toY - y) / 8 * 8));
+            if (x > 0 && y > 0)
+            {
+                (cropX, cropY) = ((toX - x) / 8 * 8, (toY - y) / 8 * 8);
+            }
         }
         if (toX == width && toY == height)
         {
             return null; // A1111: "the user has chosen to do nothing", no second pass and no hires parameters
         }
+        long coverW = toX / 8 * 8, coverH = toY / 8 * 8, w = coverW - cropX, h = coverH - cropY;
         if (w < 8 || h < 8 || coverW > StableDiffusionPipeline.MaxImageSide || coverH > StableDiffusionPipeline.MaxImageSide)
         {
             throw new UsageException($"generate: the hires fix makes a {w}x{h} image{(coverW != w || coverH != h ? $" from {coverW}x{coverH}" : "")}; each side must be 8 to {StableDiffusionPipeline.MaxImageSide}");
@@ -137,7 +141,7 @@ public static partial class GenerateCommand
         int steps = line.GetInt("--hires-steps", 0);
         return new HiresFix
         {
-            Width = (int)w, Height = (int)h, CoverWidth = coverW == w && coverH == h ? null : (int)coverW, CoverHeight = coverW == w && coverH == h ? null : (int)coverH,
+            Width = (int)w, Height = (int)h, CoverWidth = cropX == 0 && cropY == 0 ? null : (int)coverW, CoverHeight = cropX == 0 && cropY == 0 ? null : (int)coverH,
             Strength = line.GetDouble("--hires-strength", 0.7),
             Steps = steps == 0 ? null : steps, // A1111: 0 is the first pass's steps
             Scheduler = line.Get("--hires-scheduler"), Prompt = line.Get("--hires-prompt"), NegativePrompt = line.Get("--hires-negative-prompt"),

@@ -217,12 +217,14 @@ public static partial class GenerateCommand
     private static string Write(CommandLine line, StableDiffusionPipeline pipeline, GenerateRequest request, GenerateResult result, string model,
         string outPath, int index, int count)
     {
+        SigmaRamp ramp = pipeline.RampOf(request.Scheduler!);
+        SigmaRamp? hiresRamp = request.Hires?.Scheduler is { } hiresScheduler ? pipeline.RampOf(hiresScheduler) : null;
         string mode = request.InitImage is not null ? $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, "
-            : request.Hires is { } hires ? HiresParameters(line, pipeline, hires) : "";
+            : request.Hires is { } hires ? HiresParameters(line, hires, hiresRamp) : "";
         // A1111 records its Beta schedule's shape whenever a pass runs it (Sd's is always Beta(0.6, 0.6), A1111's default).
-        bool beta = pipeline.RampOf(request.Scheduler!) == SigmaRamp.Beta || request.Hires?.Scheduler is { } hiresScheduler && pipeline.RampOf(hiresScheduler) == SigmaRamp.Beta;
-        mode += beta ? FormattableString.Invariant($"Beta schedule alpha: {BetaSigmas.Alpha}, Beta schedule beta: {BetaSigmas.Beta}, ") : "";
-        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {SamplerOf(request.Scheduler!, pipeline.RampOf(request.Scheduler!))}, {mode}" +
+        mode += ramp == SigmaRamp.Beta || hiresRamp == SigmaRamp.Beta
+            ? FormattableString.Invariant($"Beta schedule alpha: {BetaSigmas.Alpha}, Beta schedule beta: {BetaSigmas.Beta}, ") : "";
+        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {SamplerOf(request.Scheduler!, ramp)}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
@@ -293,16 +295,7 @@ public static partial class GenerateCommand
     /// <param name="samplerKey">The keys (and <paramref name="scheduleKey"/>): A1111's Hires sampler and Hires schedule type for a hires fix's scheduler.</param>
     private static string SamplerOf(string scheduler, SigmaRamp ramp, string samplerKey = "Sampler", string scheduleKey = "Schedule type")
     {
-        string lower = scheduler.ToLowerInvariant();
-        string baseName = lower;
-        foreach (string suffix in (ReadOnlySpan<string>)["-karras", "-exponential", "-beta"])
-        {
-            if (lower.EndsWith(suffix, StringComparison.Ordinal))
-            {
-                baseName = lower[..^suffix.Length];
-            }
-        }
-        (string name, string? schedule) = baseName switch
+        (string name, string? schedule) = Scheduler.SolverOf(scheduler) switch
         {
             "ddim" => ("DDIM", null),
             "pndm" => ("PLMS", null),
