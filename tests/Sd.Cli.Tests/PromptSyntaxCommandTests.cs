@@ -58,6 +58,8 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("Euler-Exponential", "Sampler: Euler, Schedule type: Exponential,")]
     [InlineData("dpm++-2m-beta", "Sampler: DPM++ 2M, Schedule type: Beta,")]
     [InlineData("heun-beta", "Sampler: Heun, Schedule type: Beta,")]
+    [InlineData("euler-kl-optimal", "Sampler: Euler, Schedule type: KL Optimal,")]
+    [InlineData("DPM++-2M-AYS", "Sampler: DPM++ 2M, Schedule type: Align Your Steps,")]
     [InlineData("pndm", "Sampler: PLMS, CFG")]
     [InlineData("unipc", "Sampler: UniPC, UniPC variant: bh2, UniPC order: 2, CFG")] // A1111's UniPC defaults to bh1, order 3
     public void The_png_names_the_scheduler_and_schedule_as_a1111_reads_them(string scheduler, string expected)

@@ -55,7 +55,7 @@ public abstract class SigmaScheduler : Scheduler
             // 1..150 steps).
             float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
             double[] levels = _ramp == SigmaRamp.Karras && !KarrasEndsFromConfig
-                ? KarrasSigmas(interpolated[^1], interpolated[0], steps)
+                ? SigmaRamps.Karras(interpolated[^1], interpolated[0], steps)
                 : RampSigmasWithConfigEnds(_ramp, interpolated[^1], interpolated[0], steps, Name);
             for (int i = 0; i < steps; i++)
             {

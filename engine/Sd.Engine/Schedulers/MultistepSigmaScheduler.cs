@@ -5,7 +5,7 @@ namespace Sd.Engine.Schedulers;
 /// <summary>
 /// What diffusers' multistep solvers on noise levels share (DPMSolverMultistepScheduler, UniPCMultistepScheduler,
 /// whose set_timesteps and add_noise are copies): the schedule, linspace over steps + 1 points with the last dropped
-/// (or a Karras, exponential or beta ramp) and a final sigma of 0; the alpha, sigma and lambda of a noise level; add_noise. A derived solver
+/// (or a <see cref="SigmaRamp"/>) and a final sigma of 0; the alpha, sigma and lambda of a noise level; add_noise. A derived solver
 /// keeps a history of model outputs, so steps must be visited in order.
 /// </summary>
 public abstract class MultistepSigmaScheduler : Scheduler
@@ -44,14 +44,17 @@ public abstract class MultistepSigmaScheduler : Scheduler
         {
             // The ramp runs over the whole training range whatever the spacing; the timesteps follow it, Karras's
             // rounded (np.round), an exponential or beta ramp's truncated (left unrounded, then cast to int64). Older
-            // diffusers copies of these branches lack np.flip and ramp upward; Sd follows the fixed code.
+            // diffusers copies of these branches lack np.flip and ramp upward; Sd follows the fixed code. The ramps
+            // diffusers lacks (KL optimal, Align Your Steps) round as Karras's do: each call runs at the training
+            // timestep nearest its level's, where truncation would put a top level a hair below 999 at 998.
             float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
             double[] levels = RampSigmasWithConfigEnds(_ramp, _trainSigmas[0], _trainSigmas[^1], steps, Name);
+            bool truncates = _ramp is SigmaRamp.Exponential or SigmaRamp.Beta;
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)levels[i];
                 double time = SigmaToT(levels[i], logSigmas);
-                t[i] = (int)(_ramp == SigmaRamp.Karras ? NpRound(time) : time);
+                t[i] = (int)(truncates ? time : NpRound(time));
             }
         }
         else

@@ -158,7 +158,7 @@ public abstract class Scheduler
     /// <summary>
     /// The scheduler called <paramref name="name"/>: ddim, pndm, euler-a, lcm, or a sigma sampler (euler, heun, lms,
     /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc), which takes a "-karras",
-    /// "-exponential" or "-beta" suffix for that ramp (<see cref="SigmaRamp"/>); without one, the config's
+    /// "-exponential", "-beta", "-kl-optimal" or "-ays" suffix for that ramp (<see cref="SigmaRamp"/>); without one, the config's
     /// use_karras_sigmas, use_exponential_sigmas or use_beta_sigmas chooses.
     /// </summary>
     public static Scheduler Create(string name, SchedulerConfig config, TimestepSpacing? spacing = null)
@@ -190,12 +190,15 @@ public abstract class Scheduler
             ("dpm++-3m-sde", _) => new DpmPlusPlus3MSdeScheduler(config, spacing, Ramp()),
             ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, Ramp()),
             ("lms", _) => new LmsDiscreteScheduler(config, spacing, Ramp()),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential or -beta)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential, -beta, -kl-optimal or -ays)", nameof(name)),
         };
     }
 
     private static readonly (string Suffix, SigmaRamp Ramp)[] RampSuffixes =
-        [("-karras", SigmaRamp.Karras), ("-exponential", SigmaRamp.Exponential), ("-beta", SigmaRamp.Beta)];
+    [
+        ("-karras", SigmaRamp.Karras), ("-exponential", SigmaRamp.Exponential), ("-beta", SigmaRamp.Beta),
+        ("-kl-optimal", SigmaRamp.KlOptimal), ("-ays", SigmaRamp.AlignYourSteps),
+    ];
 
     /// <summary>A scheduler name's solver, lower-case without its ramp suffix ("DPM++-2M-Karras" gives "dpm++-2m"), as <see cref="Create"/> reads it.</summary>
     public static string SolverOf(string name) => SplitName(name).Solver;
@@ -247,11 +250,15 @@ public abstract class Scheduler
     /// <summary>
     /// diffusers _convert_to_karras / _exponential / _beta for Euler and DPM-Solver: the config's sigma_min and
     /// sigma_max where it sets them (every key of a scheduler config reaches the class's config, so DPM-Solver reads
-    /// them too), else the given ends. Throws (ArgumentException) unless the ramp runs down within the levels float32
-    /// sampling reaches.
+    /// them too), else the given ends; the KL-optimal ramp takes the same ends. Throws (ArgumentException) unless the
+    /// ramp runs down within the levels float32 sampling reaches. Align Your Steps has fixed levels and takes no ends.
     /// </summary>
     protected double[] RampSigmasWithConfigEnds(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps, string scheduler)
     {
+        if (ramp == SigmaRamp.AlignYourSteps)
+        {
+            return SigmaRamps.AlignYourSteps(steps);
+        }
         double min = Config.SigmaMin ?? sigmaMin, max = Config.SigmaMax ?? sigmaMax;
         if (!(min >= NoiseSchedule.MinSigma && max >= min && max <= NoiseSchedule.MaxSigma))
         {
@@ -259,12 +266,7 @@ public abstract class Scheduler
             throw new ArgumentException($"{scheduler}: {ramp} sigmas ramp from sigma_max down to sigma_min, noise levels with {NoiseSchedule.SigmaText(NoiseSchedule.MaxSigma)} >= sigma_max >= sigma_min >= {NoiseSchedule.SigmaText(NoiseSchedule.MinSigma)}; " +
                 $"got sigma_max {max} and sigma_min {min} (the scheduler config's sigma_min {Config.SigmaMin?.ToString() ?? "unset"}, sigma_max {Config.SigmaMax?.ToString() ?? "unset"})", "config");
         }
-        return ramp switch
-        {
-            SigmaRamp.Karras => KarrasSigmas(min, max, steps),
-            SigmaRamp.Exponential => ExponentialSigmas(min, max, steps),
-            _ => BetaSigmas.Of(min, max, steps),
-        };
+        return SigmaRamps.Of(ramp, min, max, steps);
     }
 
     /// <summary>
@@ -500,27 +502,6 @@ public abstract class Scheduler
     /// <summary>Integer (np.round, int64) timesteps, descending, for DDIM/PNDM (before PNDM's reordering) and DPM++.</summary>
     internal int[] DiscreteTimesteps(int steps, int points) =>
         Array.ConvertAll(SpacedTimesteps(steps, points), v => (int)NpRound(v));
-
-    /// <summary>diffusers _convert_to_karras: rho-7 ramp from sigma_max down to sigma_min, float64.</summary>
-    internal static double[] KarrasSigmas(double sigmaMin, double sigmaMax, int steps)
-    {
-        const double rho = 7.0;
-        double minInv = Math.Pow(sigmaMin, 1 / rho), maxInv = Math.Pow(sigmaMax, 1 / rho);
-        double[] ramp = NpLinspace(0, 1, steps);
-        var sigmas = new double[steps];
-        for (int i = 0; i < steps; i++)
-        {
-            sigmas[i] = Math.Pow(maxInv + ramp[i] * (minInv - maxInv), rho);
-        }
-        return sigmas;
-    }
-
-    /// <summary>
-    /// diffusers _convert_to_exponential: np.exp(np.linspace(log(sigma_max), log(sigma_min), steps)), float64; A1111's
-    /// "Exponential" schedule (k-diffusion get_sigmas_exponential) is the same ramp over the model's whole range.
-    /// </summary>
-    internal static double[] ExponentialSigmas(double sigmaMin, double sigmaMax, int steps) =>
-        Array.ConvertAll(NpLinspace(Math.Log(sigmaMax), Math.Log(sigmaMin), steps), Math.Exp);
 
     /// <summary>
     /// diffusers _sigma_to_t: the fractional training timestep of a sigma by log-sigma interpolation. numpy 1.x

@@ -2,9 +2,10 @@ namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// Where a sigma scheduler puts its noise levels: at its timesteps' sigmas (the config's spacing), on Karras et al.'s
-/// rho-7 ramp, spaced evenly in log sigma (A1111's "Exponential" schedule type, diffusers' use_exponential_sigmas), or
-/// at a Beta(0.6, 0.6) distribution's quantiles (A1111's "Beta", diffusers' use_beta_sigmas; <see cref="BetaSigmas"/>);
-/// the ramps' timesteps are the training times of their sigmas.
+/// rho-7 ramp, spaced evenly in log sigma (A1111's "Exponential" schedule type, diffusers' use_exponential_sigmas), at
+/// a Beta(0.6, 0.6) distribution's quantiles (A1111's "Beta", diffusers' use_beta_sigmas; <see cref="BetaSigmas"/>),
+/// spaced evenly in arctan sigma (the "KL Optimal" schedule of A1111 and ComfyUI), or at NVIDIA's "Align Your Steps"
+/// levels for SD 1.5; the ramps' timesteps are the training times of their sigmas. diffusers has the first four.
 /// </summary>
 public enum SigmaRamp
 {
@@ -12,4 +13,132 @@ public enum SigmaRamp
     Karras,
     Exponential,
     Beta,
+    KlOptimal,
+    AlignYourSteps,
+}
+
+/// <summary>The noise levels of each <see cref="SigmaRamp"/> but the spaced one, from sigma_max down, float64.</summary>
+public static class SigmaRamps
+{
+    /// <summary>
+    /// <paramref name="steps"/> levels of <paramref name="ramp"/> from <paramref name="sigmaMax"/> down to
+    /// <paramref name="sigmaMin"/> (Align Your Steps has its own ends and ignores them).
+    /// </summary>
+    public static double[] Of(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
+        return ramp switch
+        {
+            SigmaRamp.Karras => Karras(sigmaMin, sigmaMax, steps),
+            SigmaRamp.Exponential => Exponential(sigmaMin, sigmaMax, steps),
+            SigmaRamp.Beta => BetaSigmas.Of(sigmaMin, sigmaMax, steps),
+            SigmaRamp.KlOptimal => KlOptimal(sigmaMin, sigmaMax, steps),
+            SigmaRamp.AlignYourSteps => AlignYourSteps(steps),
+            _ => throw new ArgumentOutOfRangeException(nameof(ramp), ramp, "the spaced levels are the scheduler's own, not a ramp's"),
+        };
+    }
+
+    /// <summary>diffusers _convert_to_karras: rho-7 ramp from sigma_max down to sigma_min, float64.</summary>
+    internal static double[] Karras(double sigmaMin, double sigmaMax, int steps)
+    {
+        const double rho = 7.0;
+        double minInv = Math.Pow(sigmaMin, 1 / rho), maxInv = Math.Pow(sigmaMax, 1 / rho);
+        double[] ramp = Scheduler.NpLinspace(0, 1, steps);
+        var sigmas = new double[steps];
+        for (int i = 0; i < steps; i++)
+        {
+            sigmas[i] = Math.Pow(maxInv + ramp[i] * (minInv - maxInv), rho);
+        }
+        return sigmas;
+    }
+
+    /// <summary>
+    /// diffusers _convert_to_exponential: np.exp(np.linspace(log(sigma_max), log(sigma_min), steps)), float64; A1111's
+    /// "Exponential" schedule (k-diffusion get_sigmas_exponential) is the same ramp over the model's whole range.
+    /// </summary>
+    internal static double[] Exponential(double sigmaMin, double sigmaMax, int steps) =>
+        Array.ConvertAll(Scheduler.NpLinspace(Math.Log(sigmaMax), Math.Log(sigmaMin), steps), Math.Exp);
+
+    /// <summary>
+    /// The KL-optimal schedule (Sabour et al. 2024, "Align Your Steps", for the DDIM solver): tan of the levels'
+    /// arctans spaced evenly, from sigma_max down to sigma_min. Reference: ComfyUI's kl_optimal_scheduler, whose
+    /// float32 arithmetic this repeats to the bit, so the levels are ComfyUI's: tan is steep near pi/2, so the float32
+    /// angle's rounding moves the top level 13 ulps below the float64 value (sigma_max itself) over SD's range. ComfyUI divides by steps - 1
+    /// (one step is NaN there; here it is sigma_max, as in its forks). A1111's version (1.10) runs steps + 1 levels
+    /// down to sigma_min with no final 0 (a last step that leaves sigma_min's noise); Sd ends at 0 as every ramp does.
+    /// </summary>
+    internal static double[] KlOptimal(double sigmaMin, double sigmaMax, int steps)
+    {
+        // adj_idxs = arange(n, float32) / (n - 1); Python's math.atan scalars meet float32 tensors as float32.
+        float atanMin = (float)Math.Atan(sigmaMin), atanMax = (float)Math.Atan(sigmaMax);
+        float divisor = Math.Max(steps - 1, 1);
+        var sigmas = new double[steps];
+        for (int i = 0; i < steps; i++)
+        {
+            float adj = i / divisor;
+            sigmas[i] = MathF.Tan(adj * atanMin + (1f - adj) * atanMax);
+        }
+        return sigmas;
+    }
+
+    /// <summary>
+    /// NVIDIA's Align Your Steps levels for SD 1.5 (its ten-step schedule: eleven levels, the last the model's
+    /// sigma_min), as ComfyUI lists them to ten digits; SD 2.x shares SD 1.5's noise schedule.
+    /// </summary>
+    private static readonly double[] Sd15Levels =
+        [14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092, 0.9642583904, 0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582];
+
+    /// <summary>
+    /// Align Your Steps (Sabour et al. 2024, NVIDIA's how-to): the levels of a run of <paramref name="steps"/> steps are
+    /// steps + 1 points interpolated log-linearly through NVIDIA's eleven (exactly them at ten steps), the last replaced
+    /// by the final 0; these are the first <paramref name="steps"/>. Reference: ComfyUI's AlignYourStepsScheduler
+    /// (loglinear_interp in numpy float64), which diffusers' AysSchedules["StableDiffusionSigmas"] agrees with at ten
+    /// steps. A1111 (1.10) interpolates to steps levels instead and keeps sigma_min before the 0, so its ten-step run
+    /// ends one level lower and its eleven-step run is these ten-step levels plus sigma_min.
+    /// </summary>
+    internal static double[] AlignYourSteps(int steps)
+    {
+        var sigmas = new double[steps];
+        if (steps + 1 == Sd15Levels.Length)
+        {
+            Array.Copy(Sd15Levels, sigmas, steps);
+            return sigmas;
+        }
+        // loglinear_interp: np.interp(linspace(0, 1, steps + 1), linspace(0, 1, 11), log(levels[::-1])), exp, reversed.
+        int count = Sd15Levels.Length;
+        double[] xs = Scheduler.NpLinspace(0, 1, count), targets = Scheduler.NpLinspace(0, 1, steps + 1);
+        var logs = new double[count];
+        for (int j = 0; j < count; j++)
+        {
+            logs[j] = Math.Log(Sd15Levels[count - 1 - j]);
+        }
+        for (int i = 0; i < steps; i++)
+        {
+            sigmas[i] = Math.Exp(NpInterp(targets[steps - i], xs, logs));
+        }
+        return sigmas;
+    }
+
+    /// <summary>
+    /// np.interp(x, xp, fp) for ascending <paramref name="xp"/> spanning x (numpy's compiled_base.c): fp[j] where x is
+    /// xp[j], else slope x (x - xp[j]) + fp[j] with the slope (fp[j+1] - fp[j]) / (xp[j+1] - xp[j]).
+    /// </summary>
+    private static double NpInterp(double x, double[] xp, double[] fp)
+    {
+        if (x >= xp[^1])
+        {
+            return fp[^1];
+        }
+        int j = 0;
+        while (x >= xp[j + 1])
+        {
+            j++;
+        }
+        if (x == xp[j])
+        {
+            return fp[j];
+        }
+        double slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
+        return slope * (x - xp[j]) + fp[j];
+    }
 }
