@@ -140,7 +140,8 @@ internal static class DiffusersSchedules
     {
         SigmaRamp.Karras => Karras(sigmaMin, sigmaMax, steps),
         SigmaRamp.Exponential => Exponential(sigmaMin, sigmaMax, steps),
-        _ => Array.ConvertAll(BetaQuantiles.Ramp(steps), q => sigmaMin + q * (sigmaMax - sigmaMin)),
+        SigmaRamp.Beta => Array.ConvertAll(BetaQuantiles.Ramp(steps), q => sigmaMin + q * (sigmaMax - sigmaMin)),
+        _ => throw new ArgumentOutOfRangeException(nameof(ramp), ramp, "diffusers has no such ramp"),
     };
 
     /// <summary>_convert_to_exponential: np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), steps)).</summary>

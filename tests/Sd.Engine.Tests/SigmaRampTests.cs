@@ -24,6 +24,20 @@ public sealed class SigmaRampTests
         return values;
     }
 
+    /// <summary>
+    /// Equal to within <paramref name="ulps"/> float32 ulps: the KL ramp's tan is libm's tanf (glibc's, bit for bit
+    /// with the reference; another C library may round an ulp apart), where a float64 ramp is 13 ulps off at the top.
+    /// </summary>
+    private static void AssertUlps(float[] expected, float[] actual, int ulps = 1)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            int apart = Math.Abs(BitConverter.SingleToInt32Bits(expected[i]) - BitConverter.SingleToInt32Bits(actual[i]));
+            Assert.True(apart <= ulps, $"level {i}: {actual[i]:R}, expected {expected[i]:R} ({apart} ulps apart)");
+        }
+    }
+
     private static JsonElement.ArrayEnumerator Cases(string ramp) => Reference.Value.RootElement.GetProperty(ramp).EnumerateArray();
 
     /// <summary>The reference's float32 levels of a run of <paramref name="steps"/>, the final 0 included.</summary>
@@ -40,12 +54,12 @@ public sealed class SigmaRampTests
     }
 
     /// <summary>
-    /// ComfyUI's float32 arithmetic to the bit, over SD's range and two others, 1 to 150 steps: the rounding of
-    /// the arctan blend is what moves the top levels (its first level lies 13 ulps below SD's sigma_max, 77 below a
-    /// sigma_max of 80), where a float64 ramp would start at sigma_max.
+    /// ComfyUI's float32 arithmetic (to an ulp; to the bit with glibc), over SD's range and two others, 1 to 150
+    /// steps: the rounding of the arctan blend is what moves the top levels (its first level lies 13 ulps below SD's
+    /// sigma_max, 49 below a sigma_max of 80), where a float64 ramp would start at sigma_max.
     /// </summary>
     [Fact]
-    public void Kl_optimal_levels_are_ComfyUIs_to_the_bit()
+    public void Kl_optimal_levels_are_ComfyUIs()
     {
         int cases = 0;
         foreach (JsonElement c in Cases("kl_optimal"))
@@ -54,7 +68,7 @@ public sealed class SigmaRampTests
             int steps = c.GetProperty("steps").GetInt32();
             float[] expected = Array.ConvertAll(Doubles(c.GetProperty("sigmas")), v => (float)v);
             float[] actual = Array.ConvertAll(SigmaRamps.Of(SigmaRamp.KlOptimal, min, max, steps), v => (float)v);
-            Assert.Equal(expected[..^1], actual);
+            AssertUlps(expected[..^1], actual);
             cases++;
         }
         Assert.Equal(30, cases);
@@ -88,7 +102,7 @@ public sealed class SigmaRampTests
 
     /// <summary>
     /// The samplers run the ramps' float32 levels and a final 0: Euler's family with linspace spacing spans SD's whole
-    /// range as ComfyUI does (its levels are ComfyUI's), DPM-Solver and UniPC span it whatever the spacing; each call's
+    /// (diffusers) range as ComfyUI spans its own, DPM-Solver and UniPC span it whatever the spacing; each call's
     /// timestep is its level's training time, unrounded for Euler's family and rounded for the multistep solvers (the
     /// top level of either ramp lies a hair below SD's sigma_max: 999, where truncation would give 998).
     /// </summary>
@@ -109,7 +123,7 @@ public sealed class SigmaRampTests
         float[] expected = name.Contains("-ays", StringComparison.Ordinal)
             ? ComfyLevels("align_your_steps", steps)
             : ComfyLevels("kl_optimal", steps, train[0]);
-        Assert.Equal(expected, s.Sigmas!.ToArray());
+        AssertUlps(expected, s.Sigmas!.ToArray());
         float[] logSigmas = Array.ConvertAll(train, MathF.Log);
         double[] levels = SigmaRamps.Of(s.Ramp, train[0], train[^1], steps);
         bool multistep = s is MultistepSigmaScheduler;
@@ -137,13 +151,36 @@ public sealed class SigmaRampTests
         {
             Scheduler s = Scheduler.Create(name, ends);
             s.SetTimesteps(10);
-            Assert.Equal(ComfyLevels("kl_optimal", 10, 0.1), s.Sigmas!.ToArray());
+            AssertUlps(ComfyLevels("kl_optimal", 10, 0.1), s.Sigmas!.ToArray());
         }
         foreach (string name in (string[])["euler-ays", "dpm++-2m-ays"])
         {
-            Scheduler s = Scheduler.Create(name, ends);
+            // The name's ramp wins over the config's flag, as a suffix does over use_karras_sigmas.
+            Scheduler s = Scheduler.Create(name, ends with { UseKarrasSigmas = true });
             s.SetTimesteps(12);
-            Assert.Equal(ComfyLevels("align_your_steps", 12), s.Sigmas!.ToArray());
+            AssertUlps(ComfyLevels("align_your_steps", 12), s.Sigmas!.ToArray(), 0);
+        }
+    }
+
+    /// <summary>
+    /// With SD 1.5's leading spacing (20 steps: timesteps 951 down to 1), Euler's family spans the spaced sigmas' ends,
+    /// as its Karras, exponential and beta ramps do; a part-way start (img2img) runs the same levels from there.
+    /// </summary>
+    [Fact]
+    public void Eulers_kl_ramp_spans_the_spaced_ends_and_a_part_way_start_keeps_the_levels()
+    {
+        Scheduler euler = Scheduler.Create("euler-kl-optimal", Sd15SchedulerConfig.Value with { TimestepSpacing = "leading" });
+        euler.SetTimesteps(20);
+        float[] train = euler.TrainingSigmas();
+        double[] levels = SigmaRamps.Of(SigmaRamp.KlOptimal, train[1], train[951], 20);
+        Assert.Equal([.. Array.ConvertAll(levels, v => (float)v), 0f], euler.Sigmas!.ToArray());
+        foreach (string name in (string[])["euler-kl-optimal", "dpm++-2m-ays", "heun-ays"])
+        {
+            Scheduler whole = Scheduler.Create(name, Sd15SchedulerConfig.Value), part = Scheduler.Create(name, Sd15SchedulerConfig.Value);
+            whole.SetTimesteps(10);
+            part.SetTimesteps(10, 4 * part.Order);
+            Assert.Equal(whole.Sigmas!.ToArray(), part.Sigmas!.ToArray());
+            Assert.Equal(whole.Timesteps.ToArray(), part.Timesteps.ToArray());
         }
     }
 

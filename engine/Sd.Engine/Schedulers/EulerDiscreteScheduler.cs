@@ -4,18 +4,13 @@ namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// Shared sigma machinery of diffusers' Euler/Euler-ancestral/LMS schedulers: float32 timesteps, sigmas interpolated
-/// in float64 (np.interp) and stored as float32 with a trailing 0; optionally a Karras, exponential or beta ramp (<see cref="SigmaRamp"/>).
+/// in float64 (np.interp) and stored as float32 with a trailing 0; optionally a ramp (<see cref="SigmaRamp"/>): Karras, exponential, beta, KL-optimal or Align Your Steps.
 /// </summary>
 public abstract class SigmaScheduler : Scheduler
 {
-    private readonly SigmaRamp _ramp;
-
-    public sealed override SigmaRamp Ramp => _ramp;
-
     protected SigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name, ZeroTerminalSnr zeroSnr)
-        : base(config, TimestepSpacing.Linspace, spacing, zeroSnr)
+        : base(config, TimestepSpacing.Linspace, spacing, zeroSnr, ramp)
     {
-        _ramp = ramp;
         Name = name;
         TrainSigmas = TrainingSigmas();
     }
@@ -23,7 +18,8 @@ public abstract class SigmaScheduler : Scheduler
     /// <summary>
     /// Whether a Karras ramp takes the config's sigma_min/sigma_max: Euler's does (diffusers' _convert_to_karras
     /// reads them); LMS's keeps the spaced sigmas' ends, as diffusers' LMS ramps without looking at the config. An
-    /// exponential or beta ramp always takes them (every class's _convert_to_exponential and _beta are copies of Euler's).
+    /// exponential or beta ramp always takes them (every class's _convert_to_exponential and _beta are copies of Euler's),
+    /// and so does the KL-optimal one (diffusers has none; Sd places it as those).
     /// </summary>
     protected virtual bool KarrasEndsFromConfig => true;
 
@@ -46,7 +42,7 @@ public abstract class SigmaScheduler : Scheduler
             interpolated[i] = Interp(t[i], TrainSigmas);
         }
         var sigmas = new float[steps + 1];
-        if (_ramp != SigmaRamp.Spaced)
+        if (Ramp != SigmaRamp.Spaced)
         {
             // Unlike DPM++, Euler and LMS ramp between the first and last *spaced* sigmas, so the spacing matters;
             // the timesteps are the (unrounded) training times of the ramp's sigmas. The log table uses libm's logf;
@@ -54,14 +50,14 @@ public abstract class SigmaScheduler : Scheduler
             // timesteps by up to 1e-4 against an x86 numpy run (DPM++ rounds its Karras timesteps: no change seen for
             // 1..150 steps).
             float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
-            double[] levels = _ramp == SigmaRamp.Karras && !KarrasEndsFromConfig
+            double[] levels = Ramp == SigmaRamp.Karras && !KarrasEndsFromConfig
                 ? SigmaRamps.Karras(interpolated[^1], interpolated[0], steps)
-                : RampSigmasWithConfigEnds(_ramp, interpolated[^1], interpolated[0], steps, Name);
+                : RampSigmasWithConfigEnds(Ramp, interpolated[^1], interpolated[0], steps, Name);
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)levels[i];
                 double time = SigmaToT(levels[i], logSigmas);
-                t[i] = (float)(_ramp == SigmaRamp.Karras ? KarrasTimestep(time) : time);
+                t[i] = (float)(Ramp == SigmaRamp.Karras ? KarrasTimestep(time) : time);
             }
         }
         else
@@ -90,7 +86,8 @@ public abstract class SigmaScheduler : Scheduler
 
     /// <summary>
     /// The timestep of a Karras sigma from its fractional training time: kept as it is (KDPM2 rounds it; no class
-    /// rounds an exponential or beta ramp's).
+    /// rounds an exponential or beta ramp's, and KDPM2 leaves the KL-optimal and Align Your Steps ramps' unrounded
+    /// too, as Euler's family does, where the multistep solvers round them).
     /// </summary>
     protected virtual double KarrasTimestep(double t) => t;
 

@@ -10,15 +10,11 @@ namespace Sd.Engine.Schedulers;
 /// </summary>
 public abstract class MultistepSigmaScheduler : Scheduler
 {
-    private readonly SigmaRamp _ramp;
-
-    public sealed override SigmaRamp Ramp => _ramp;
     private readonly float[] _trainSigmas;
 
     protected MultistepSigmaScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name)
-        : base(config, TimestepSpacing.Linspace, spacing, ZeroTerminalSnr.EndsAtFloor)
+        : base(config, TimestepSpacing.Linspace, spacing, ZeroTerminalSnr.EndsAtFloor, ramp)
     {
-        _ramp = ramp;
         Name = name;
         _trainSigmas = TrainingSigmas();
         Refuse(config.Thresholding, name, "thresholding true");
@@ -40,7 +36,7 @@ public abstract class MultistepSigmaScheduler : Scheduler
         // last; trailing is the common one.
         int[] t = DiscreteTimesteps(steps, steps + 1);
         var sigmas = new float[steps + 1];
-        if (_ramp != SigmaRamp.Spaced)
+        if (Ramp != SigmaRamp.Spaced)
         {
             // The ramp runs over the whole training range whatever the spacing; the timesteps follow it, Karras's
             // rounded (np.round), an exponential or beta ramp's truncated (left unrounded, then cast to int64). Older
@@ -48,8 +44,8 @@ public abstract class MultistepSigmaScheduler : Scheduler
             // diffusers lacks (KL optimal, Align Your Steps) round as Karras's do: each call runs at the training
             // timestep nearest its level's, where truncation would put a top level a hair below 999 at 998.
             float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
-            double[] levels = RampSigmasWithConfigEnds(_ramp, _trainSigmas[0], _trainSigmas[^1], steps, Name);
-            bool truncates = _ramp is SigmaRamp.Exponential or SigmaRamp.Beta;
+            double[] levels = RampSigmasWithConfigEnds(Ramp, _trainSigmas[0], _trainSigmas[^1], steps, Name);
+            bool truncates = Ramp is SigmaRamp.Exponential or SigmaRamp.Beta;
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)levels[i];

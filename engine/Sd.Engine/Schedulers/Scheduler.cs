@@ -35,9 +35,10 @@ public abstract class Scheduler
         EndsAtFloor,
     }
 
-    protected Scheduler(SchedulerConfig config, TimestepSpacing defaultSpacing, TimestepSpacing? spacing, ZeroTerminalSnr zeroSnr)
+    protected Scheduler(SchedulerConfig config, TimestepSpacing defaultSpacing, TimestepSpacing? spacing, ZeroTerminalSnr zeroSnr, SigmaRamp ramp = SigmaRamp.Spaced)
     {
         Config = config;
+        Ramp = ramp;
         NumTrainTimesteps = config.NumTrainTimesteps;
         Spacing = spacing ?? ParseSpacing(config.TimestepSpacing) ?? defaultSpacing;
         Prediction = config.PredictionType switch
@@ -114,7 +115,7 @@ public abstract class Scheduler
     public virtual int Order => 1;
 
     /// <summary>Where the scheduler puts its noise levels: its named ramp, else its config's; Spaced for those without ramps.</summary>
-    public virtual SigmaRamp Ramp => SigmaRamp.Spaced;
+    public SigmaRamp Ramp { get; }
 
     /// <summary>
     /// Sets the schedule of <paramref name="steps"/> inference steps for a run whose first <see cref="Step"/> is

@@ -62,8 +62,10 @@ public static class SigmaRamps
     /// <summary>
     /// The KL-optimal schedule (Sabour et al. 2024, "Align Your Steps", for the DDIM solver): tan of the levels'
     /// arctans spaced evenly, from sigma_max down to sigma_min. Reference: ComfyUI's kl_optimal_scheduler, whose
-    /// float32 arithmetic this repeats to the bit, so the levels are ComfyUI's: tan is steep near pi/2, so the float32
-    /// angle's rounding moves the top level 13 ulps below the float64 value (sigma_max itself) over SD's range. ComfyUI divides by steps - 1
+    /// float32 arithmetic this repeats (to the bit where .NET's MathF.Tan is glibc's tanf, as PyTorch's scalar tan is;
+    /// another libm's tanf may round an ulp apart): tan is steep near pi/2, so the float32 angle's rounding moves the
+    /// top level 13 ulps below the float64 value (sigma_max itself) over SD's range. ComfyUI's SD ends are its float64
+    /// table's (sigma_max 14.6146412), Sd's diffusers' float32 one's (14.614645), so most levels differ in the sixth digit. ComfyUI divides by steps - 1
     /// (one step is NaN there; here it is sigma_max, as in its forks). A1111's version (1.10) runs steps + 1 levels
     /// down to sigma_min with no final 0 (a last step that leaves sigma_min's noise); Sd ends at 0 as every ramp does.
     /// </summary>
@@ -83,7 +85,9 @@ public static class SigmaRamps
 
     /// <summary>
     /// NVIDIA's Align Your Steps levels for SD 1.5 (its ten-step schedule: eleven levels, the last the model's
-    /// sigma_min), as ComfyUI lists them to ten digits; SD 2.x shares SD 1.5's noise schedule.
+    /// sigma_min), as ComfyUI lists them to ten digits: SD's float64 training sigmas at NVIDIA's timesteps 999, 850,
+    /// 736, 645, 545, 455, 343, 233, 124, 24, 0 (diffusers' AysSchedules and A1111 round them to three decimals, up
+    /// to 0.3% apart). SD 2.x shares SD 1.5's noise schedule.
     /// </summary>
     private static readonly double[] Sd15Levels =
         [14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.8841921177, 1.3943805092, 0.9642583904, 0.6523686016, 0.3977456272, 0.1515232662, 0.0291671582];
@@ -92,9 +96,10 @@ public static class SigmaRamps
     /// Align Your Steps (Sabour et al. 2024, NVIDIA's how-to): the levels of a run of <paramref name="steps"/> steps are
     /// steps + 1 points interpolated log-linearly through NVIDIA's eleven (exactly them at ten steps), the last replaced
     /// by the final 0; these are the first <paramref name="steps"/>. Reference: ComfyUI's AlignYourStepsScheduler
-    /// (loglinear_interp in numpy float64), which diffusers' AysSchedules["StableDiffusionSigmas"] agrees with at ten
-    /// steps. A1111 (1.10) interpolates to steps levels instead and keeps sigma_min before the 0, so its ten-step run
-    /// ends one level lower and its eleven-step run is these ten-step levels plus sigma_min.
+    /// (loglinear_interp in numpy float64); diffusers' AysSchedules["StableDiffusionSigmas"] is the ten-step run in
+    /// three decimals. A1111 (1.10) interpolates its three-decimal list to steps levels instead and keeps sigma_min
+    /// before the 0, so its ten-step run ends one level lower and its eleven-step run is about these ten levels and
+    /// sigma_min.
     /// </summary>
     internal static double[] AlignYourSteps(int steps)
     {
