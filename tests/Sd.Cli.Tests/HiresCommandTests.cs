@@ -1,4 +1,5 @@
 using Sd.Cli.Commands;
+using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
@@ -97,11 +98,33 @@ public sealed class HiresCommandTests : IDisposable
         }
     }
 
+    /// <summary>A1111's image upscalers without a model, by name in any case: the latents are the library's with that <see cref="HiresFix.ImageUpscaler"/>.</summary>
+    [Fact]
+    public void The_image_upscalers_are_named_as_a1111_names_them()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        foreach ((string given, ImageUpscaler upscaler) in (ReadOnlySpan<(string, ImageUpscaler)>)[("lanczos", ImageUpscaler.Lanczos), ("None", ImageUpscaler.None)])
+        {
+            string png = _dir.File("upscaled.png"), latents = _dir.File("upscaled.npy");
+            Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-scale", "1.5", "--hires-upscaler", given, "--out", png, "--out-latents", latents], TextWriter.Null));
+            Assert.Contains($"Hires upscale: 1.5, Hires upscaler: {upscaler}, CFG scale", PngFile.Read(png).Text["parameters"]);
+
+            GenerateRequest request = pipeline.WithModelDefaults(new GenerateRequest
+            {
+                Prompt = "a castle", Steps = 2, Width = 64, Height = 48, Seed = 3, Scheduler = "euler", PromptSyntax = PromptSyntax.Weighted,
+                Hires = new HiresFix { Width = 96, Height = 72, ImageUpscaler = upscaler },
+            });
+            using GenerateResult result = pipeline.Generate(request);
+            Assert.Equal(NpyTensors.AsNchwArray(result.Latents).ToFloat32(), NpyFile.Read(latents).ToFloat32());
+        }
+    }
+
     [Theory]
     [InlineData("the --hires-* options set a hires fix", "--hires-steps", "3")]
     [InlineData("the --hires-* options set a hires fix", "--hires-prompt", "a tree")]
     [InlineData("the --hires-* options set a hires fix", "--hires-upscaler", "latent-bicubic")]
-    [InlineData("--hires-upscaler 'Lanczos' is none of A1111's latent upscalers (Latent, Latent (antialiased),", "--hires-scale", "2", "--hires-upscaler", "Lanczos")]
+    [InlineData("--hires-upscaler 'R-ESRGAN 4x+' is none of A1111's latent upscalers (Latent, Latent (antialiased),", "--hires-scale", "2", "--hires-upscaler", "R-ESRGAN 4x+")]
+    [InlineData("or its image upscalers without a model (Lanczos, None); ESRGAN", "--hires-scale", "2", "--hires-upscaler", "Nearest")]
     [InlineData("not both", "--hires-scale", "2", "--hires-width", "128", "--hires-height", "128")]
     [InlineData("--hires-scale must be above 0 and at most 16, got 0", "--hires-scale", "0")]
     [InlineData("one of them above 0", "--hires-width", "0", "--hires-height", "0")]

@@ -1,9 +1,13 @@
+using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Schedulers;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
+using Sd.Engine.Vae;
 using Sd.Kernels.Elementwise;
 using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Layout;
 
 namespace Sd.Engine.Tests;
 
@@ -154,6 +158,57 @@ public sealed unsafe class HiresFixTests : IDisposable
             var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = bad }));
             Assert.Contains("the hires fix's cover size must be given whole (width and height), multiples of 8 from 88x64", e.Message);
         }
+    }
+
+    /// <summary>
+    /// An image upscaler (A1111's "Lanczos", "None"): the first pass decoded, made 8-bit and resized as A1111 does
+    /// (<see cref="ImageUpscaling"/>, checked against Pillow), encoded again and its posterior sampled with the fresh
+    /// generator's first draw, scaled, cropped from the cover size, then noised by the next draw; a latent upscaler
+    /// beside it is refused.
+    /// </summary>
+    [Theory]
+    [InlineData(ImageUpscaler.Lanczos)]
+    [InlineData(ImageUpscaler.None)]
+    public void An_image_upscaler_resizes_the_decoded_first_pass(ImageUpscaler upscaler)
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = GuidedLoop.Request("a red boat", "blurry", 2, "euler", 13) with
+        {
+            Hires = new HiresFix { Width = 88, Height = 64, CoverWidth = 88, CoverHeight = 88, Strength = 0.5, Steps = 2, ImageUpscaler = upscaler },
+        };
+        using GenerateResult result = pipeline.Generate(request);
+
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, [.. new[] { "blurry", "a red boat" }.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))]);
+        Func<int, int>[] rows = [_ => 0, _ => 1];
+        Func<int, int>[] lengths = [.. rows.Select(row => (Func<int, int>)(call => bank.Lengths[row(call)]))];
+        float[] first = GuidedLoop.Latents(_demo, request, bank, rows, lengths, [1.0]);
+        float scaling = (float)DemoModel.Vae.ScalingFactor;
+        using var vae = new AutoencoderKL(DemoModel.Vae, _demo.Weights(ModelComponent.Vae));
+        using Tensor latents8 = Tensor.Allocate([1, 8, 8, 4]), decoded = Tensor.Allocate([1, 64, 64, 3]);
+        for (int i = 0; i < first.Length; i++) latents8.Span[i] = first[i] / scaling;
+        vae.Decode(latents8, decoded);
+        using Tensor picture = ImageUpscaling.Upscale(decoded, 88, 88, upscaler);
+        using Tensor mean = Tensor.Allocate([1, 11, 11, 4]), logvar = Tensor.Allocate([1, 11, 11, 4]), sample = Tensor.Allocate([1, 11, 11, 4]);
+        vae.Encode(picture, mean, logvar);
+        var noise = new TorchNoise(request.Seed);
+        using Tensor draw = Tensor.Allocate([1, 11, 11, 4]);
+        GuidedLoop.Draw(noise, 11, 11).CopyTo(draw.Span);
+        AutoencoderKL.SamplePosterior(mean, logvar, draw, sample);
+        // 11 - 8 = 3 latents of excess height: 1 cut on top, 2 at the bottom.
+        var cropped = new float[8 * 11 * 4];
+        for (int i = 0; i < cropped.Length; i++) cropped[i] = sample.Span[11 * 4 + i] * scaling;
+        Scheduler euler = Scheduler.Create("euler", _demo.Scheduler!);
+        euler.SetTimesteps(4, 2);
+        float[] start = new float[cropped.Length];
+        euler.AddNoise(cropped, GuidedLoop.Draw(noise, 8, 11), euler.FirstStep, start);
+        GuidedLoop.Run(_demo, request, bank, rows, lengths, [1.0], euler, start, 8, 11, noise);
+        Assert.Equal(start, result.Latents.Span.ToArray());
+
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { Upscaler = InterpolationMode.Bicubic } }));
+        Assert.Contains($"the hires fix has an image upscaler ({upscaler}) and a latent one (Bicubic)", e.Message);
+        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { ImageUpscaler = (ImageUpscaler)2 } }));
+        Assert.Contains("the hires fix's image upscaler 2 is none of Lanczos, None", e.Message);
     }
 
     /// <summary>Strengths are doubles, as the Python floats of diffusers and A1111: int(20 x 0.7) is 14 steps.</summary>

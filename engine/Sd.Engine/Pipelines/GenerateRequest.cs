@@ -79,7 +79,7 @@ public sealed record GenerateRequest
 
 /// <summary>
 /// AUTOMATIC1111's hires fix: the txt2img pass's latents are upscaled to <see cref="Width"/> x <see cref="Height"/>
-/// (by one of A1111's latent upscalers, <see cref="Upscaler"/>, stretched to that size, or covering it and cropped
+/// (by one of A1111's latent upscalers, <see cref="Upscaler"/>, or as a picture, <see cref="ImageUpscaler"/>, stretched to that size, or covering it and cropped
 /// to it: <see cref="CoverWidth"/>)
 /// and denoised again from <see cref="Strength"/>, as A1111 lays out its second pass: the last <see cref="Steps"/>
 /// steps of a schedule of int(Steps / min(Strength, 0.999)), with the request's prompts, scheduler and guidance. Its
@@ -127,6 +127,14 @@ public sealed record HiresFix
     /// antialiased)"), Nearest ("Latent (nearest)"), NearestExact ("Latent (nearest-exact)").
     /// </summary>
     public InterpolationMode Upscaler { get; init; } = InterpolationMode.Bilinear;
+
+    /// <summary>
+    /// One of A1111's image upscalers instead of a latent one (<see cref="Upscaler"/> then stays Bilinear): the first
+    /// pass is decoded to 8-bit RGB, resized with Pillow's Lanczos as A1111 does (<see cref="Imaging.ImageUpscaler"/>)
+    /// to the cover size (or the size), encoded again with the VAE (a posterior sample: the pass's first draw, as
+    /// img2img's), cropped and noised (the second draw). Null: the latents are upscaled.
+    /// </summary>
+    public Imaging.ImageUpscaler? ImageUpscaler { get; init; }
 }
 
 /// <summary>

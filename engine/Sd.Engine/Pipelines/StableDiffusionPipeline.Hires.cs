@@ -1,3 +1,4 @@
+using Sd.Engine.Imaging;
 using Sd.Engine.Schedulers;
 using Sd.Engine.Tensors;
 using Sd.Kernels.Elementwise;
@@ -65,6 +66,12 @@ public sealed unsafe partial class StableDiffusionPipeline
         {
             throw new ArgumentException($"the hires fix's strength must be in (0, 1], got {hires.Strength}", nameof(request));
         }
+        if (hires.ImageUpscaler is { } image && (!Enum.IsDefined(image) || hires.Upscaler != InterpolationMode.Bilinear))
+        {
+            throw new ArgumentException(Enum.IsDefined(image)
+                ? $"the hires fix has an image upscaler ({image}) and a latent one ({hires.Upscaler}); it runs one"
+                : $"the hires fix's image upscaler {(int)image} is none of {string.Join(", ", Enum.GetNames<ImageUpscaler>())}", nameof(request));
+        }
         if (!Enum.IsDefined(hires.Upscaler))
         {
             throw new ArgumentException($"the hires fix's upscaler {(int)hires.Upscaler} is none of {string.Join(", ", Enum.GetNames<InterpolationMode>())}", nameof(request));
@@ -106,9 +113,11 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// <summary>
     /// The second pass of one image: its first pass's latents upscaled (the hires fix's upscaler) to the hires size, or
     /// to its cover size and cropped to it, and noised to the second pass's first step (one draw of <paramref name="noise"/>), as A1111's sample_hr_pass with its
-    /// latent upscalers and sample_img2img.
+    /// latent upscalers and sample_img2img. With an image upscaler the latents are the upscaled picture's posterior
+    /// sample (the first draw; the noise is then the second), as img2img's.
     /// </summary>
-    private DenoisingRun PrepareHires(GenerateRequest request, HiresFix hires, Tensor firstPass, INoiseSource noise, PhaseTimes times)
+    private DenoisingRun PrepareHires(GenerateRequest request, HiresFix hires, Tensor firstPass, INoiseSource noise, PhaseTimes times,
+        CancellationToken cancellation)
     {
         int factor = _vaeConfig.DownscaleFactor;
         int h = hires.Height / factor, w = hires.Width / factor, channels = firstPass.Dim(3);
@@ -118,8 +127,13 @@ public sealed unsafe partial class StableDiffusionPipeline
         var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {
-            using Tensor covering = Tensor.Allocate([1, coverH, coverW, channels]);
-            Interpolation.Resize(firstPass.Data, covering.Data, 1, firstPass.Dim(1), firstPass.Dim(2), coverH, coverW, channels, hires.Upscaler);
+            using Tensor covering = hires.ImageUpscaler is { } image
+                ? UpscalePicture(firstPass, coverH, coverW, image, noise, times, cancellation)
+                : Tensor.Allocate([1, coverH, coverW, channels]);
+            if (hires.ImageUpscaler is null)
+            {
+                Interpolation.Resize(firstPass.Data, covering.Data, 1, firstPass.Dim(1), firstPass.Dim(2), coverH, coverW, channels, hires.Upscaler);
+            }
             using Tensor upscaled = Tensor.Allocate([1, h, w, channels]);
             // A1111's samples[:, :, ty // 2 : H - (ty + 1) // 2, tx // 2 : W - (tx + 1) // 2] for excesses tx, ty.
             int top = (coverH - h) / 2, left = (coverW - w) / 2;
@@ -135,6 +149,23 @@ public sealed unsafe partial class StableDiffusionPipeline
         {
             run.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// A1111's image-upscaler path: the first pass decoded, upscaled as a picture to the cover size
+    /// (<see cref="ImageUpscaling"/>), encoded again, and its posterior sampled (one draw of <paramref name="noise"/>).
+    /// </summary>
+    private Tensor UpscalePicture(Tensor firstPass, int h, int w, ImageUpscaler upscaler, INoiseSource noise, PhaseTimes times, CancellationToken cancellation)
+    {
+        int factor = _vaeConfig.DownscaleFactor;
+        using Tensor decoded = Decode(firstPass, times, cancellation);
+        using Tensor picture = ImageUpscaling.Upscale(decoded, h * factor, w * factor, upscaler);
+        (Tensor Mean, Tensor LogVar) moments = Encode(picture, h, w, times, cancellation);
+        using (moments.Mean)
+        using (moments.LogVar)
+        {
+            return ImageLatents(moments, noise, h, w);
         }
     }
 }

@@ -280,7 +280,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 {
                     PhaseClock clock = times[i].Start();
                     DenoisingRun first = runs[i];
-                    runs[i] = PrepareHires(request, fix, first.Latents, NoiseOf(request, i), times[i]);
+                    runs[i] = PrepareHires(request, fix, first.Latents, NoiseOf(request, i), times[i], cancellation);
                     runs[i].CallsBefore = first.Scheduler.StepCount - first.Start;
                     runs[i].ElapsedBefore = times[i].Denoising + clock.Elapsed;
                     first.Dispose();

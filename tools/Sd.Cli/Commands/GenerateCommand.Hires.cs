@@ -1,4 +1,5 @@
 using System.Globalization;
+using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Schedulers;
 using Sd.Kernels.Elementwise;
@@ -18,7 +19,7 @@ public static partial class GenerateCommand
         string sampler = hires.Scheduler is { } name ? SamplerOf(name, ramp!.Value, "Hires sampler", "Hires schedule type") + ", " : "";
         string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Quote(prompt)}, " : "")
             + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Quote(negative)}, " : "");
-        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: {UpscalerName(hires.Upscaler)}, {sampler}{prompts}";
+        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: {hires.ImageUpscaler?.ToString() ?? UpscalerName(hires.Upscaler)}, {sampler}{prompts}";
     }
 
     /// <summary>A1111's latent upscalers by their names, the mode each runs.</summary>
@@ -45,24 +46,32 @@ public static partial class GenerateCommand
     }
 
     /// <summary>
-    /// --hires-upscaler's mode: an A1111 latent upscaler's name ("Latent (bicubic)"), in any case, or the same as one
-    /// word ("latent-bicubic", "latent-nearest-exact"); A1111's image upscalers (Lanczos, ESRGAN, ...) are refused.
+    /// --hires-upscaler's upscaler: an A1111 latent upscaler's name ("Latent (bicubic)"), in any case, or the same as
+    /// one word ("latent-bicubic", "latent-nearest-exact"); or one of its image upscalers that need no model (Lanczos,
+    /// None). The others (ESRGAN, Nearest, ...) are refused.
     /// </summary>
-    private static InterpolationMode UpscalerOf(string? given)
+    private static (InterpolationMode Latent, ImageUpscaler? Image) UpscalerOf(string? given)
     {
         if (given is null)
         {
-            return InterpolationMode.Bilinear;
+            return (InterpolationMode.Bilinear, null);
         }
         foreach ((string name, InterpolationMode mode) in Upscalers)
         {
             string word = name.Replace(" (", "-").Replace(")", "").Replace(' ', '-');
             if (given.Equals(name, StringComparison.OrdinalIgnoreCase) || given.Equals(word, StringComparison.OrdinalIgnoreCase))
             {
-                return mode;
+                return (mode, null);
             }
         }
-        throw new UsageException($"generate: --hires-upscaler '{given}' is none of A1111's latent upscalers ({string.Join(", ", Array.ConvertAll(Upscalers, u => u.Name))}); Sd upscales latents, not images (no Lanczos, ESRGAN or other image upscalers)");
+        foreach (ImageUpscaler image in Enum.GetValues<ImageUpscaler>())
+        {
+            if (given.Equals(image.ToString(), StringComparison.OrdinalIgnoreCase))
+            {
+                return (InterpolationMode.Bilinear, image);
+            }
+        }
+        throw new UsageException($"generate: --hires-upscaler '{given}' is none of A1111's latent upscalers ({string.Join(", ", Array.ConvertAll(Upscalers, u => u.Name))}) or its image upscalers without a model (Lanczos, None); ESRGAN and the other model upscalers are not run");
     }
 
     /// <summary>
@@ -139,13 +148,14 @@ public static partial class GenerateCommand
             throw new UsageException($"generate: the hires fix makes a {w}x{h} image{(coverW != w || coverH != h ? $" from {coverW}x{coverH}" : "")}; each side must be 8 to {StableDiffusionPipeline.MaxImageSide}");
         }
         int steps = line.GetInt("--hires-steps", 0);
+        (InterpolationMode Latent, ImageUpscaler? Image) upscaler = UpscalerOf(line.Get("--hires-upscaler"));
         return new HiresFix
         {
             Width = (int)w, Height = (int)h, CoverWidth = cropX == 0 && cropY == 0 ? null : (int)coverW, CoverHeight = cropX == 0 && cropY == 0 ? null : (int)coverH,
             Strength = line.GetDouble("--hires-strength", 0.7),
             Steps = steps == 0 ? null : steps, // A1111: 0 is the first pass's steps
             Scheduler = line.Get("--hires-scheduler"), Prompt = line.Get("--hires-prompt"), NegativePrompt = line.Get("--hires-negative-prompt"),
-            Upscaler = UpscalerOf(line.Get("--hires-upscaler")),
+            Upscaler = upscaler.Latent, ImageUpscaler = upscaler.Image,
         };
     }
 }

@@ -1,0 +1,85 @@
+using Sd.Engine.Tensors;
+using Sd.Kernels.Elementwise;
+
+namespace Sd.Engine.Imaging;
+
+/// <summary>AUTOMATIC1111's hires-fix upscalers that work on the decoded picture and need no model.</summary>
+public enum ImageUpscaler
+{
+    /// <summary>"Lanczos": Pillow's Lanczos by the scale, to a multiple of 8, then to the size (upscaler.py's UpscalerLanczos).</summary>
+    Lanczos,
+
+    /// <summary>"None": one Lanczos resize straight to the size (images.resize_image without an upscaler).</summary>
+    None,
+}
+
+/// <summary>
+/// A hires fix's picture round trip as A1111's sample_hr_pass makes it with an image upscaler: the decoder's output
+/// to 8-bit RGB as <c>(255 x clamp((x + 1) / 2, 0, 1)).astype(uint8)</c> (float32, truncated), resized by the
+/// upscaler (<see cref="Upscale"/>), and back as <c>2 x (byte / 255) - 1</c> in float32.
+/// </summary>
+public static class ImageUpscaling
+{
+    /// <summary>An NHWC RGB decoder output [1, H, W, 3] upscaled to [1, height, width, 3], VAE-ready.</summary>
+    public static Tensor Upscale(Tensor decoded, int height, int width, ImageUpscaler upscaler)
+    {
+        ArgumentNullException.ThrowIfNull(decoded);
+        if (decoded.Rank != 4 || decoded.Dim(0) != 1 || decoded.Dim(3) != 3)
+        {
+            throw new ArgumentException($"the picture must be [1, H, W, 3], got {decoded}", nameof(decoded));
+        }
+        int h = decoded.Dim(1), w = decoded.Dim(2);
+        var bytes = new byte[h * w * 3];
+        ReadOnlySpan<float> x = decoded.Span;
+        for (int i = 0; i < bytes.Length; i++)
+        {
+            float unit = Math.Clamp((x[i] + 1f) / 2f, 0f, 1f);
+            bytes[i] = (byte)(255f * unit);
+        }
+        byte[] resized = Upscale(bytes, h, w, height, width, upscaler);
+        Tensor result = Tensor.Allocate([1, height, width, 3]);
+        Span<float> y = result.Span;
+        for (int i = 0; i < resized.Length; i++)
+        {
+            float unit = resized[i] / 255f;
+            y[i] = 2f * unit - 1f;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// An 8-bit RGB picture resized as A1111's images.resize_image(0, ...) with <paramref name="upscaler"/>: "None"
+    /// resizes to the size with Lanczos; "Lanczos", when the size is larger (scale = the larger of the two ratios),
+    /// first runs Upscaler.upscale: a Lanczos resize to int(side x scale), then to (side x scale) // 8 x 8 where that
+    /// differs, and then, as "None" does, to the size where that differs. Pillow returns a picture of its own size as it is.
+    /// </summary>
+    public static byte[] Upscale(byte[] rgb, int height, int width, int toHeight, int toWidth, ImageUpscaler upscaler)
+    {
+        ArgumentNullException.ThrowIfNull(rgb);
+        byte[] picture = rgb;
+        int h = height, w = width;
+        double scale = Math.Max(toWidth / (double)width, toHeight / (double)height);
+        if (upscaler == ImageUpscaler.Lanczos && scale > 1.0)
+        {
+            int destW = (int)(Math.Floor(width * scale / 8) * 8), destH = (int)(Math.Floor(height * scale / 8) * 8);
+            // Upscaler.upscale's loop runs do_upscale once: its result is at least dest (or it stops at once).
+            if (!(width >= destW && height >= destH))
+            {
+                (picture, h, w) = Resize(picture, h, w, (int)(height * scale), (int)(width * scale));
+            }
+            (picture, h, w) = Resize(picture, h, w, destH, destW);
+        }
+        return Resize(picture, h, w, toHeight, toWidth).Picture;
+    }
+
+    private static (byte[] Picture, int Height, int Width) Resize(byte[] picture, int h, int w, int toHeight, int toWidth)
+    {
+        if (h == toHeight && w == toWidth)
+        {
+            return (picture, h, w);
+        }
+        var resized = new byte[toHeight * toWidth * 3];
+        PilLanczos.Resize(picture, h, w, 3, resized, toHeight, toWidth);
+        return (resized, toHeight, toWidth);
+    }
+}
