@@ -162,9 +162,9 @@ public sealed unsafe class HiresFixTests : IDisposable
 
     /// <summary>
     /// An image upscaler (A1111's "Lanczos", "None"): the first pass decoded, made 8-bit and resized as A1111 does
-    /// (<see cref="ImageUpscaling"/>, checked against Pillow), encoded again and its posterior sampled with the fresh
-    /// generator's first draw, scaled, cropped from the cover size, then noised by the next draw; a latent upscaler
-    /// beside it is refused.
+    /// (<see cref="ImageUpscaling"/>, checked against Pillow), encoded again and its posterior sampled with a fresh
+    /// generator's first draw, scaled, cropped from the cover size, then noised by another fresh one's first draw, as
+    /// with a latent upscaler (A1111's ImageRNG); a latent upscaler beside it is refused.
     /// </summary>
     [Theory]
     [InlineData(ImageUpscaler.Lanczos)]
@@ -191,9 +191,8 @@ public sealed unsafe class HiresFixTests : IDisposable
         using Tensor picture = ImageUpscaling.Upscale(decoded, 88, 88, upscaler);
         using Tensor mean = Tensor.Allocate([1, 11, 11, 4]), logvar = Tensor.Allocate([1, 11, 11, 4]), sample = Tensor.Allocate([1, 11, 11, 4]);
         vae.Encode(picture, mean, logvar);
-        var noise = new TorchNoise(request.Seed);
         using Tensor draw = Tensor.Allocate([1, 11, 11, 4]);
-        GuidedLoop.Draw(noise, 11, 11).CopyTo(draw.Span);
+        GuidedLoop.Draw(new TorchNoise(request.Seed), 11, 11).CopyTo(draw.Span);
         AutoencoderKL.SamplePosterior(mean, logvar, draw, sample);
         // 11 - 8 = 3 latents of excess height: 1 cut on top, 2 at the bottom.
         var cropped = new float[8 * 11 * 4];
@@ -201,6 +200,7 @@ public sealed unsafe class HiresFixTests : IDisposable
         Scheduler euler = Scheduler.Create("euler", _demo.Scheduler!);
         euler.SetTimesteps(4, 2);
         float[] start = new float[cropped.Length];
+        var noise = new TorchNoise(request.Seed);
         euler.AddNoise(cropped, GuidedLoop.Draw(noise, 8, 11), euler.FirstStep, start);
         GuidedLoop.Run(_demo, request, bank, rows, lengths, [1.0], euler, start, 8, 11, noise);
         Assert.Equal(start, result.Latents.Span.ToArray());

@@ -131,8 +131,9 @@ public sealed record HiresFix
     /// <summary>
     /// One of A1111's image upscalers instead of a latent one (<see cref="Upscaler"/> then stays Bilinear): the first
     /// pass is decoded to 8-bit RGB, resized with Pillow's Lanczos as A1111 does (<see cref="Imaging.ImageUpscaler"/>)
-    /// to the cover size (or the size), encoded again with the VAE (a posterior sample: the pass's first draw, as
-    /// img2img's), cropped and noised (the second draw). Null: the latents are upscaled.
+    /// to the cover size (or the size), encoded again with the VAE (a posterior sample, the first draw of a fresh
+    /// generator of the seed), cropped and noised (as with a latent upscaler: the first draw of another fresh one, which
+    /// the second pass's sampler continues; a given noise source gives both in turn). Null: the latents are upscaled.
     /// </summary>
     public Imaging.ImageUpscaler? ImageUpscaler { get; init; }
 }

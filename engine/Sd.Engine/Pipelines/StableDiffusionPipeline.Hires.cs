@@ -114,10 +114,11 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// The second pass of one image: its first pass's latents upscaled (the hires fix's upscaler) to the hires size, or
     /// to its cover size and cropped to it, and noised to the second pass's first step (one draw of <paramref name="noise"/>), as A1111's sample_hr_pass with its
     /// latent upscalers and sample_img2img. With an image upscaler the latents are the upscaled picture's posterior
-    /// sample (the first draw; the noise is then the second), as img2img's.
+    /// sample, drawn from <paramref name="pictureNoise"/> (A1111 samples it from another generator than the pass's
+    /// noise, which is the first draw of a fresh one of the seed either way).
     /// </summary>
-    private DenoisingRun PrepareHires(GenerateRequest request, HiresFix hires, Tensor firstPass, INoiseSource noise, PhaseTimes times,
-        CancellationToken cancellation)
+    private DenoisingRun PrepareHires(GenerateRequest request, HiresFix hires, Tensor firstPass, INoiseSource noise, INoiseSource pictureNoise,
+        PhaseTimes times, CancellationToken cancellation)
     {
         int factor = _vaeConfig.DownscaleFactor;
         int h = hires.Height / factor, w = hires.Width / factor, channels = firstPass.Dim(3);
@@ -128,7 +129,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         try
         {
             using Tensor covering = hires.ImageUpscaler is { } image
-                ? UpscalePicture(firstPass, coverH, coverW, image, noise, times, cancellation)
+                ? UpscalePicture(firstPass, coverH, coverW, image, pictureNoise, times, cancellation)
                 : Tensor.Allocate([1, coverH, coverW, channels]);
             if (hires.ImageUpscaler is null)
             {

@@ -276,14 +276,21 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             }
             if (request.Hires is { } fix)
             {
+                // Every image's upscale (which an image upscaler runs through the VAE), then every second pass, so a
+                // sequential pipeline loads the VAE and the UNet once each here too.
                 for (int i = 0; i < count; i++)
                 {
                     PhaseClock clock = times[i].Start();
                     DenoisingRun first = runs[i];
-                    runs[i] = PrepareHires(request, fix, first.Latents, NoiseOf(request, i), times[i], cancellation);
+                    runs[i] = PrepareHires(request, fix, first.Latents, NoiseOf(request, i), NoiseOf(request, i), times[i], cancellation);
                     runs[i].CallsBefore = first.Scheduler.StepCount - first.Start;
-                    runs[i].ElapsedBefore = times[i].Denoising + clock.Elapsed;
                     first.Dispose();
+                    times[i].Denoising += clock.Elapsed;
+                    runs[i].ElapsedBefore = times[i].Denoising;
+                }
+                for (int i = 0; i < count; i++)
+                {
+                    PhaseClock clock = times[i].Start();
                     Denoise(runs[i], hiresContexts!, request, i, count, progress, cancellation);
                     times[i].Denoising += clock.Elapsed;
                 }
