@@ -71,18 +71,27 @@ public sealed class HiresCommandTests : IDisposable
     }
 
     /// <summary>
-    /// A1111's latent upscalers by their names or as one word, recorded under A1111's names, each running its mode: the
-    /// latents are the library's with that <see cref="HiresFix.Upscaler"/>.
+    /// A1111's latent upscalers by their names or as one word, and its image upscalers without a model, in any case,
+    /// recorded under A1111's names, each running its own: the latents are the library's with that
+    /// <see cref="HiresFix.Upscaler"/> or <see cref="HiresFix.ImageUpscaler"/>.
     /// </summary>
     [Fact]
-    public void The_latent_upscalers_are_named_as_a1111_names_them()
+    public void The_upscalers_are_named_as_a1111_names_them()
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
-        foreach ((string given, string recorded, InterpolationMode mode) in (ReadOnlySpan<(string, string, InterpolationMode)>)[
-            ("latent", "Latent", InterpolationMode.Bilinear), ("Latent (antialiased)", "Latent (antialiased)", InterpolationMode.BilinearAntialiased),
-            ("latent-bicubic", "Latent (bicubic)", InterpolationMode.Bicubic),
-            ("LATENT (BICUBIC ANTIALIASED)", "Latent (bicubic antialiased)", InterpolationMode.BicubicAntialiased),
-            ("latent-nearest", "Latent (nearest)", InterpolationMode.Nearest), ("Latent (nearest-exact)", "Latent (nearest-exact)", InterpolationMode.NearestExact)])
+        var size = new HiresFix { Width = 96, Height = 72 };
+        (string Given, string Recorded, HiresFix Fix)[] upscalers =
+        [
+            ("latent", "Latent", size with { Upscaler = InterpolationMode.Bilinear }),
+            ("Latent (antialiased)", "Latent (antialiased)", size with { Upscaler = InterpolationMode.BilinearAntialiased }),
+            ("latent-bicubic", "Latent (bicubic)", size with { Upscaler = InterpolationMode.Bicubic }),
+            ("LATENT (BICUBIC ANTIALIASED)", "Latent (bicubic antialiased)", size with { Upscaler = InterpolationMode.BicubicAntialiased }),
+            ("latent-nearest", "Latent (nearest)", size with { Upscaler = InterpolationMode.Nearest }),
+            ("Latent (nearest-exact)", "Latent (nearest-exact)", size with { Upscaler = InterpolationMode.NearestExact }),
+            ("lanczos", "Lanczos", size with { ImageUpscaler = ImageUpscaler.Lanczos }),
+            ("None", "None", size with { ImageUpscaler = ImageUpscaler.None }),
+        ];
+        foreach ((string given, string recorded, HiresFix fix) in upscalers)
         {
             string png = _dir.File("upscaled.png"), latents = _dir.File("upscaled.npy");
             Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-scale", "1.5", "--hires-upscaler", given, "--out", png, "--out-latents", latents], TextWriter.Null));
@@ -91,28 +100,7 @@ public sealed class HiresCommandTests : IDisposable
             GenerateRequest request = pipeline.WithModelDefaults(new GenerateRequest
             {
                 Prompt = "a castle", Steps = 2, Width = 64, Height = 48, Seed = 3, Scheduler = "euler", PromptSyntax = PromptSyntax.Weighted,
-                Hires = new HiresFix { Width = 96, Height = 72, Upscaler = mode },
-            });
-            using GenerateResult result = pipeline.Generate(request);
-            Assert.Equal(NpyTensors.AsNchwArray(result.Latents).ToFloat32(), NpyFile.Read(latents).ToFloat32());
-        }
-    }
-
-    /// <summary>A1111's image upscalers without a model, by name in any case: the latents are the library's with that <see cref="HiresFix.ImageUpscaler"/>.</summary>
-    [Fact]
-    public void The_image_upscalers_are_named_as_a1111_names_them()
-    {
-        using var pipeline = StableDiffusionPipeline.LoadDemo();
-        foreach ((string given, ImageUpscaler upscaler) in (ReadOnlySpan<(string, ImageUpscaler)>)[("lanczos", ImageUpscaler.Lanczos), ("None", ImageUpscaler.None)])
-        {
-            string png = _dir.File("upscaled.png"), latents = _dir.File("upscaled.npy");
-            Assert.Equal(0, GenerateCommand.Run([.. Common, "--hires-scale", "1.5", "--hires-upscaler", given, "--out", png, "--out-latents", latents], TextWriter.Null));
-            Assert.Contains($"Hires upscale: 1.5, Hires upscaler: {upscaler}, CFG scale", PngFile.Read(png).Text["parameters"]);
-
-            GenerateRequest request = pipeline.WithModelDefaults(new GenerateRequest
-            {
-                Prompt = "a castle", Steps = 2, Width = 64, Height = 48, Seed = 3, Scheduler = "euler", PromptSyntax = PromptSyntax.Weighted,
-                Hires = new HiresFix { Width = 96, Height = 72, ImageUpscaler = upscaler },
+                Hires = fix,
             });
             using GenerateResult result = pipeline.Generate(request);
             Assert.Equal(NpyTensors.AsNchwArray(result.Latents).ToFloat32(), NpyFile.Read(latents).ToFloat32());

@@ -114,6 +114,19 @@ public sealed unsafe class HiresFixTests : IDisposable
     }
 
     /// <summary>
+    /// The written-out first pass of a request for "a red boat" against "blurry", and the encoded texts, rows and
+    /// lengths both passes read.
+    /// </summary>
+    private (GuidedLoop.Bank Bank, Func<int, int>[] Rows, Func<int, int>[] Lengths, float[] First) RedBoatFirstPass(GenerateRequest request)
+    {
+        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
+        GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, [.. new[] { "blurry", "a red boat" }.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))]);
+        Func<int, int>[] rows = [_ => 0, _ => 1];
+        Func<int, int>[] lengths = [.. rows.Select(row => (Func<int, int>)(call => bank.Lengths[row(call)]))];
+        return (bank, rows, lengths, GuidedLoop.Latents(_demo, request, bank, rows, lengths, [1.0]));
+    }
+
+    /// <summary>
     /// A cover size: the latents are upscaled to it, then cropped to the hires size, centred with the smaller half of an
     /// odd excess first (A1111's samples[..., ty // 2 : H - (ty + 1) // 2, tx // 2 : W - (tx + 1) // 2]); a cover size
     /// given by halves, below the size or off the VAE's grid is refused.
@@ -128,11 +141,7 @@ public sealed unsafe class HiresFixTests : IDisposable
         };
         using GenerateResult result = pipeline.Generate(request);
 
-        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
-        GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, [.. new[] { "blurry", "a red boat" }.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))]);
-        Func<int, int>[] rows = [_ => 0, _ => 1];
-        Func<int, int>[] lengths = [.. rows.Select(row => (Func<int, int>)(call => bank.Lengths[row(call)]))];
-        float[] first = GuidedLoop.Latents(_demo, request, bank, rows, lengths, [1.0]);
+        (GuidedLoop.Bank bank, Func<int, int>[] rows, Func<int, int>[] lengths, float[] first) = RedBoatFirstPass(request);
         var covering = new float[9 * 16 * 4];
         fixed (float* src = first, dst = covering)
         {
@@ -178,11 +187,7 @@ public sealed unsafe class HiresFixTests : IDisposable
         };
         using GenerateResult result = pipeline.Generate(request);
 
-        ClipTokenizer tokenizer = ClipTokenizer.ByteLevel();
-        GuidedLoop.Bank bank = GuidedLoop.Encode(_demo, [.. new[] { "blurry", "a red boat" }.Select(t => tokenizer.Tokenize(t, request.PromptSyntax))]);
-        Func<int, int>[] rows = [_ => 0, _ => 1];
-        Func<int, int>[] lengths = [.. rows.Select(row => (Func<int, int>)(call => bank.Lengths[row(call)]))];
-        float[] first = GuidedLoop.Latents(_demo, request, bank, rows, lengths, [1.0]);
+        (GuidedLoop.Bank bank, Func<int, int>[] rows, Func<int, int>[] lengths, float[] first) = RedBoatFirstPass(request);
         float scaling = (float)DemoModel.Vae.ScalingFactor;
         using var vae = new AutoencoderKL(DemoModel.Vae, _demo.Weights(ModelComponent.Vae));
         using Tensor latents8 = Tensor.Allocate([1, 8, 8, 4]), decoded = Tensor.Allocate([1, 64, 64, 3]);

@@ -130,11 +130,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         {
             using Tensor covering = hires.ImageUpscaler is { } image
                 ? UpscalePicture(firstPass, coverH, coverW, image, pictureNoise, times, cancellation)
-                : Tensor.Allocate([1, coverH, coverW, channels]);
-            if (hires.ImageUpscaler is null)
-            {
-                Interpolation.Resize(firstPass.Data, covering.Data, 1, firstPass.Dim(1), firstPass.Dim(2), coverH, coverW, channels, hires.Upscaler);
-            }
+                : UpscaleLatents(firstPass, coverH, coverW, hires.Upscaler);
             using Tensor upscaled = Tensor.Allocate([1, h, w, channels]);
             // A1111's samples[:, :, ty // 2 : H - (ty + 1) // 2, tx // 2 : W - (tx + 1) // 2] for excesses tx, ty.
             int top = (coverH - h) / 2, left = (coverW - w) / 2;
@@ -151,6 +147,15 @@ public sealed unsafe partial class StableDiffusionPipeline
             run.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A1111's latent upscalers: the first pass's latents resized to h x w by F.interpolate's mode.</summary>
+    private static Tensor UpscaleLatents(Tensor firstPass, int h, int w, InterpolationMode mode)
+    {
+        int channels = firstPass.Dim(3);
+        Tensor upscaled = Tensor.Allocate([1, h, w, channels]);
+        Interpolation.Resize(firstPass.Data, upscaled.Data, 1, firstPass.Dim(1), firstPass.Dim(2), h, w, channels, mode);
+        return upscaled;
     }
 
     /// <summary>

@@ -169,7 +169,7 @@ public abstract class Scheduler
         (string key, SigmaRamp? named) = SplitName(name);
         // The first four take no sigma ramp; the others take the named one, else the config's, whose flags are
         // checked either way (diffusers refuses more than one whatever runs).
-        SigmaRamp Ramp()
+        SigmaRamp NamedOrConfigured()
         {
             SigmaRamp configured = RampOf(config, key);
             return named ?? configured;
@@ -180,17 +180,17 @@ public abstract class Scheduler
             ("pndm", null) => new PndmScheduler(config, spacing),
             ("euler-a", null) => new EulerAncestralScheduler(config, spacing),
             ("lcm", null) => new LcmScheduler(config, spacing),
-            ("euler", _) => new EulerDiscreteScheduler(config, spacing, Ramp()),
-            ("dpm++-2m", _) => new DpmSolverMultistepScheduler(config, spacing, Ramp()),
-            ("dpm++-2m-sde", _) => new DpmSolverMultistepScheduler(config, spacing, Ramp(), sde: true),
-            ("unipc", _) => new UniPcMultistepScheduler(config, spacing, Ramp()),
-            ("heun", _) => new HeunDiscreteScheduler(config, spacing, Ramp()),
-            ("dpm2", _) => new KDpm2DiscreteScheduler(config, spacing, Ramp()),
-            ("dpm2-a", _) => new KDpm2AncestralDiscreteScheduler(config, spacing, Ramp()),
-            ("dpm++-sde", _) => new DpmPlusPlusSdeScheduler(config, spacing, Ramp()),
-            ("dpm++-3m-sde", _) => new DpmPlusPlus3MSdeScheduler(config, spacing, Ramp()),
-            ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, Ramp()),
-            ("lms", _) => new LmsDiscreteScheduler(config, spacing, Ramp()),
+            ("euler", _) => new EulerDiscreteScheduler(config, spacing, NamedOrConfigured()),
+            ("dpm++-2m", _) => new DpmSolverMultistepScheduler(config, spacing, NamedOrConfigured()),
+            ("dpm++-2m-sde", _) => new DpmSolverMultistepScheduler(config, spacing, NamedOrConfigured(), sde: true),
+            ("unipc", _) => new UniPcMultistepScheduler(config, spacing, NamedOrConfigured()),
+            ("heun", _) => new HeunDiscreteScheduler(config, spacing, NamedOrConfigured()),
+            ("dpm2", _) => new KDpm2DiscreteScheduler(config, spacing, NamedOrConfigured()),
+            ("dpm2-a", _) => new KDpm2AncestralDiscreteScheduler(config, spacing, NamedOrConfigured()),
+            ("dpm++-sde", _) => new DpmPlusPlusSdeScheduler(config, spacing, NamedOrConfigured()),
+            ("dpm++-3m-sde", _) => new DpmPlusPlus3MSdeScheduler(config, spacing, NamedOrConfigured()),
+            ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, NamedOrConfigured()),
+            ("lms", _) => new LmsDiscreteScheduler(config, spacing, NamedOrConfigured()),
             _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential, -beta, -kl-optimal or -ays)", nameof(name)),
         };
     }

@@ -65,8 +65,8 @@ public static class SigmaRamps
     /// float32 arithmetic this repeats (to the bit where .NET's MathF.Tan is glibc's tanf, as PyTorch's scalar tan is;
     /// another libm's tanf may round an ulp apart): tan is steep near pi/2, so the float32 angle's rounding moves the
     /// top level 13 ulps below the float64 value (sigma_max itself) over SD's range. ComfyUI's SD ends are its float64
-    /// table's (sigma_max 14.6146412), Sd's diffusers' float32 one's (14.614645), so most levels differ in the sixth digit. ComfyUI divides by steps - 1
-    /// (one step is NaN there; here it is sigma_max, as in its forks). A1111's version (1.10) runs steps + 1 levels
+    /// table's (sigma_max 14.6146412), Sd's diffusers' float32 one's (14.614645), so most levels differ in the sixth
+    /// digit. ComfyUI divides by steps - 1 (one step is NaN there; here it is sigma_max, as in its forks). A1111's version (1.10) runs steps + 1 levels
     /// down to sigma_min with no final 0 (a last step that leaves sigma_min's noise); Sd ends at 0 as every ramp does.
     /// </summary>
     internal static double[] KlOptimal(double sigmaMin, double sigmaMax, int steps)

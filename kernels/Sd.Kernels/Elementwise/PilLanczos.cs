@@ -47,20 +47,16 @@ public static class PilLanczos
         }
         if (outHeight != height)
         {
-            // Down every column: the same sum with a row's bytes as the stride.
-            Taps taps = Taps.Of(height, outHeight);
+            // Down the columns: the same sum with whole rows as the pixels, every byte of a row a lane (Pillow's order).
             int stride = outWidth * channels;
-            for (int x = 0; x < stride; x++)
-            {
-                Pass(rows[x..], stride, destination[x..], stride, 1, taps);
-            }
+            Pass(rows, stride, destination, stride, stride, Taps.Of(height, outHeight));
         }
     }
 
     /// <summary>
     /// One axis: output pixel i is the clamped fixed-point sum of its taps over the input pixels from its first, each
     /// <paramref name="inStride"/> bytes apart; <paramref name="lanes"/> bytes side by side (a pixel's channels across
-    /// a row, one byte down a column).
+    /// a row, a whole row down the columns).
     /// </summary>
     private static void Pass(ReadOnlySpan<byte> input, int inStride, Span<byte> output, int outStride, int lanes, Taps taps)
     {
