@@ -60,6 +60,9 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("heun-beta", "Sampler: Heun, Schedule type: Beta,")]
     [InlineData("euler-kl-optimal", "Sampler: Euler, Schedule type: KL Optimal,")]
     [InlineData("DPM++-2M-AYS", "Sampler: DPM++ 2M, Schedule type: Align Your Steps,")]
+    [InlineData("dpm++-2m-simple", "Sampler: DPM++ 2M, Schedule type: Simple,")]
+    [InlineData("heun-normal", "Sampler: Heun, Schedule type: Normal,")]
+    [InlineData("euler-sgm-uniform", "Sampler: Euler, Schedule type: SGM Uniform,")]
     [InlineData("pndm", "Sampler: PLMS, CFG")]
     [InlineData("unipc", "Sampler: UniPC, UniPC variant: bh2, UniPC order: 2, CFG")] // A1111's UniPC defaults to bh1, order 3
     public void The_png_names_the_scheduler_and_schedule_as_a1111_reads_them(string scheduler, string expected)

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using Sd.Engine.Schedulers;
-using Sd.Loaders.Tests;
+using static Sd.Engine.Tests.SigmaRampReference;
 
 namespace Sd.Engine.Tests;
 
@@ -10,36 +10,6 @@ namespace Sd.Engine.Tests;
 /// </summary>
 public sealed class SigmaRampTests
 {
-    private static readonly Lazy<JsonDocument> Reference = new(() =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", "sigma-ramps-reference.json"))));
-
-    private static double[] Doubles(JsonElement array)
-    {
-        var values = new double[array.GetArrayLength()];
-        int i = 0;
-        foreach (JsonElement v in array.EnumerateArray())
-        {
-            values[i++] = v.GetDouble();
-        }
-        return values;
-    }
-
-    /// <summary>
-    /// Equal to within <paramref name="ulps"/> float32 ulps: the KL ramp's tan is libm's tanf (glibc's, bit for bit
-    /// with the reference; another C library may round an ulp apart), where a float64 ramp is 13 ulps off at the top.
-    /// </summary>
-    private static void AssertUlps(float[] expected, float[] actual, int ulps = 1)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        for (int i = 0; i < expected.Length; i++)
-        {
-            int apart = Math.Abs(BitConverter.SingleToInt32Bits(expected[i]) - BitConverter.SingleToInt32Bits(actual[i]));
-            Assert.True(apart <= ulps, $"level {i}: {actual[i]:R}, expected {expected[i]:R} ({apart} ulps apart)");
-        }
-    }
-
-    private static JsonElement.ArrayEnumerator Cases(string ramp) => Reference.Value.RootElement.GetProperty(ramp).EnumerateArray();
-
     /// <summary>The reference's float32 levels of a run of <paramref name="steps"/>, the final 0 included.</summary>
     private static float[] ComfyLevels(string ramp, int steps, double sigmaMin = 0)
     {
@@ -47,7 +17,7 @@ public sealed class SigmaRampTests
         {
             if (c.GetProperty("steps").GetInt32() == steps && (ramp != "kl_optimal" || c.GetProperty("sigma_min").GetDouble() == sigmaMin))
             {
-                return Array.ConvertAll(Doubles(c.GetProperty("sigmas")), v => (float)v);
+                return Levels(c);
             }
         }
         throw new ArgumentException($"no {ramp} case of {steps} steps");
@@ -66,7 +36,7 @@ public sealed class SigmaRampTests
         {
             double min = c.GetProperty("sigma_min").GetDouble(), max = c.GetProperty("sigma_max").GetDouble();
             int steps = c.GetProperty("steps").GetInt32();
-            float[] expected = Array.ConvertAll(Doubles(c.GetProperty("sigmas")), v => (float)v);
+            float[] expected = Levels(c);
             float[] actual = Array.ConvertAll(SigmaRamps.Of(SigmaRamp.KlOptimal, min, max, steps), v => (float)v);
             AssertUlps(expected[..^1], actual);
             cases++;
@@ -91,8 +61,7 @@ public sealed class SigmaRampTests
             {
                 Assert.True(Math.Abs(actual[i] - expected[i]) <= 1e-15 * expected[i], $"{steps} steps, level {i}: {actual[i]:R}, numpy {expected[i]:R}");
             }
-            float[] levels = Array.ConvertAll(Doubles(c.GetProperty("sigmas")), v => (float)v);
-            Assert.Equal(levels[..^1], Array.ConvertAll(actual, v => (float)v));
+            Assert.Equal(Levels(c)[..^1], Array.ConvertAll(actual, v => (float)v));
             cases++;
         }
         Assert.Equal(12, cases);
@@ -190,7 +159,7 @@ public sealed class SigmaRampTests
     {
         foreach (string sampler in (string[])["euler", "heun", "lms", "dpm2", "dpm2-a", "dpm++-2m", "dpm++-2m-sde", "dpm++-sde", "dpm++-2s-a", "dpm++-3m-sde", "unipc"])
         {
-            foreach (string suffix in (string[])["-kl-optimal", "-ays"])
+            foreach (string suffix in (string[])["-kl-optimal", "-ays", "-simple", "-normal", "-sgm-uniform"])
             {
                 Scheduler s = Scheduler.Create(sampler + suffix, Sd15SchedulerConfig.Value);
                 foreach (int steps in (int[])[1, 2, 10, 25])
@@ -209,11 +178,13 @@ public sealed class SigmaRampTests
         Assert.Equal(SigmaRamp.KlOptimal, Scheduler.Create("DPM++-2M-KL-Optimal", Sd15SchedulerConfig.Value).Ramp);
         Assert.Equal(SigmaRamp.AlignYourSteps, Scheduler.Create("Heun-AYS", Sd15SchedulerConfig.Value).Ramp);
         Assert.Equal("dpm++-2m-sde", Scheduler.SolverOf("dpm++-2m-sde-kl-optimal"));
+        Assert.Equal(SigmaRamp.SgmUniform, Scheduler.Create("DPM++-2M-SGM-Uniform", Sd15SchedulerConfig.Value).Ramp);
         Assert.Equal("euler", Scheduler.SolverOf("EULER-AYS"));
-        foreach (string name in (string[])["ddim-ays", "euler-a-kl-optimal", "lcm-ays", "pndm-kl-optimal"])
+        Assert.Equal("dpm++-2s-a", Scheduler.SolverOf("dpm++-2s-a-simple"));
+        foreach (string name in (string[])["ddim-ays", "euler-a-kl-optimal", "lcm-ays", "pndm-kl-optimal", "ddim-simple", "euler-a-normal", "lcm-sgm-uniform"])
         {
             var e = Assert.Throws<ArgumentException>(() => Scheduler.Create(name, Sd15SchedulerConfig.Value));
-            Assert.Contains("-kl-optimal or -ays", e.Message);
+            Assert.Contains("-kl-optimal, -ays, -simple, -normal or -sgm-uniform", e.Message);
         }
     }
 

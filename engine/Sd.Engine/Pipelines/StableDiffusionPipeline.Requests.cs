@@ -21,7 +21,7 @@ public sealed partial class StableDiffusionPipeline
 
     /// <summary>
     /// The noise-level ramp <paramref name="scheduler"/> runs with this model: its name's ("-karras", "-exponential",
-    /// "-beta", "-kl-optimal", "-ays"), else the scheduler config's flag (use_karras_sigmas, ...), else none (<see cref="SigmaRamp.Spaced"/>).
+    /// "-beta", "-kl-optimal", "-ays", "-simple", "-normal", "-sgm-uniform"), else the scheduler config's flag (use_karras_sigmas, ...), else none (<see cref="SigmaRamp.Spaced"/>).
     /// Throws as <see cref="Scheduler.Create"/> does for a name or config it refuses.
     /// </summary>
     public SigmaRamp RampOf(string scheduler) => Scheduler.Create(scheduler, _schedulerConfig).Ramp;

@@ -159,7 +159,8 @@ public abstract class Scheduler
     /// <summary>
     /// The scheduler called <paramref name="name"/>: ddim, pndm, euler-a, lcm, or a sigma sampler (euler, heun, lms,
     /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc), which takes a "-karras",
-    /// "-exponential", "-beta", "-kl-optimal" or "-ays" suffix for that ramp (<see cref="SigmaRamp"/>); without one, the config's
+    /// "-exponential", "-beta", "-kl-optimal", "-ays", "-simple", "-normal" or "-sgm-uniform" suffix for that ramp
+    /// (<see cref="SigmaRamp"/>); without one, the config's
     /// use_karras_sigmas, use_exponential_sigmas or use_beta_sigmas chooses.
     /// </summary>
     public static Scheduler Create(string name, SchedulerConfig config, TimestepSpacing? spacing = null)
@@ -191,14 +192,15 @@ public abstract class Scheduler
             ("dpm++-3m-sde", _) => new DpmPlusPlus3MSdeScheduler(config, spacing, NamedOrConfigured()),
             ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, NamedOrConfigured()),
             ("lms", _) => new LmsDiscreteScheduler(config, spacing, NamedOrConfigured()),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential, -beta, -kl-optimal or -ays)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
         };
     }
 
     private static readonly (string Suffix, SigmaRamp Ramp)[] RampSuffixes =
     [
         ("-karras", SigmaRamp.Karras), ("-exponential", SigmaRamp.Exponential), ("-beta", SigmaRamp.Beta),
-        ("-kl-optimal", SigmaRamp.KlOptimal), ("-ays", SigmaRamp.AlignYourSteps),
+        ("-kl-optimal", SigmaRamp.KlOptimal), ("-ays", SigmaRamp.AlignYourSteps), ("-simple", SigmaRamp.Simple),
+        ("-normal", SigmaRamp.Normal), ("-sgm-uniform", SigmaRamp.SgmUniform),
     ];
 
     /// <summary>A scheduler name's solver, lower-case without its ramp suffix ("DPM++-2M-Karras" gives "dpm++-2m"), as <see cref="Create"/> reads it.</summary>
@@ -252,13 +254,23 @@ public abstract class Scheduler
     /// diffusers _convert_to_karras / _exponential / _beta for Euler and DPM-Solver: the config's sigma_min and
     /// sigma_max where it sets them (every key of a scheduler config reaches the class's config, so DPM-Solver reads
     /// them too), else the given ends; the KL-optimal ramp takes the same ends. Throws (ArgumentException) unless the
-    /// ramp runs down within the levels float32 sampling reaches. Align Your Steps has fixed levels and takes no ends.
+    /// ramp runs down within the levels float32 sampling reaches. Align Your Steps has fixed levels and takes no ends,
+    /// nor does Simple, which picks the model's levels; Normal and SGM Uniform span the model's whole range, or the
+    /// config's ends, whatever the spacing, as A1111 spans its model's (or its settings' sigma_min and sigma_max).
     /// </summary>
     protected double[] RampSigmasWithConfigEnds(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps, string scheduler)
     {
-        if (ramp == SigmaRamp.AlignYourSteps)
+        switch (ramp)
         {
-            return SigmaRamps.AlignYourSteps(steps);
+            case SigmaRamp.AlignYourSteps:
+                return SigmaRamps.AlignYourSteps(steps);
+            case SigmaRamp.Simple:
+                return SigmaRamps.Simple(TrainingSigmas(), steps);
+        }
+        float[]? modelLevels = ramp is SigmaRamp.Normal or SigmaRamp.SgmUniform ? TrainingSigmas() : null;
+        if (modelLevels is not null)
+        {
+            (sigmaMin, sigmaMax) = (modelLevels[0], modelLevels[^1]);
         }
         double min = Config.SigmaMin ?? sigmaMin, max = Config.SigmaMax ?? sigmaMax;
         if (!(min >= NoiseSchedule.MinSigma && max >= min && max <= NoiseSchedule.MaxSigma))
@@ -267,7 +279,7 @@ public abstract class Scheduler
             throw new ArgumentException($"{scheduler}: {ramp} sigmas ramp from sigma_max down to sigma_min, noise levels with {NoiseSchedule.SigmaText(NoiseSchedule.MaxSigma)} >= sigma_max >= sigma_min >= {NoiseSchedule.SigmaText(NoiseSchedule.MinSigma)}; " +
                 $"got sigma_max {max} and sigma_min {min} (the scheduler config's sigma_min {Config.SigmaMin?.ToString() ?? "unset"}, sigma_max {Config.SigmaMax?.ToString() ?? "unset"})", "config");
         }
-        return SigmaRamps.Of(ramp, min, max, steps);
+        return SigmaRamps.Of(ramp, min, max, steps, modelLevels);
     }
 
     /// <summary>
@@ -383,7 +395,7 @@ public abstract class Scheduler
     };
 
     /// <summary>Training sigmas sqrt((1-a)/a) computed in float32 as diffusers does with torch.</summary>
-    internal float[] TrainingSigmas()
+    public float[] TrainingSigmas()
     {
         var sigmas = new float[NumTrainTimesteps];
         for (int i = 0; i < sigmas.Length; i++)
@@ -519,13 +531,19 @@ public abstract class Scheduler
     /// _sigma_to_t's interpolation: the last table index whose log sigma the level's is at or above (at most the
     /// second last) and the float32 weight toward the next index.
     /// </summary>
-    internal static (int Low, float Weight) SigmaToTInterpolation(double sigma, float[] logSigmas)
+    internal static (int Low, float Weight) SigmaToTInterpolation(double sigma, float[] logSigmas) =>
+        LogSigmaToTInterpolation((float)Math.Log(Math.Max(sigma, 1e-10)), logSigmas);
+
+    /// <summary>
+    /// <see cref="SigmaToTInterpolation"/> of a level whose float32 log is <paramref name="logSigma"/> (its own name:
+    /// as an overload, a float sigma would bind to it and be read as a log).
+    /// </summary>
+    internal static (int Low, float Weight) LogSigmaToTInterpolation(float logSigma, float[] logSigmas)
     {
         if (logSigmas.Length < 2)
         {
             throw new ArgumentException($"Karras sigmas map back to timesteps between two training sigmas; the scheduler config has {logSigmas.Length} training timestep(s)", nameof(logSigmas));
         }
-        float logSigma = (float)Math.Log(Math.Max(sigma, 1e-10));
         int low = 0;
         for (int i = 0; i < logSigmas.Length; i++)
         {

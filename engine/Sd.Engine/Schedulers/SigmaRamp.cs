@@ -1,11 +1,14 @@
+using Sd.Loaders.Config;
+
 namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// Where a sigma scheduler puts its noise levels: at its timesteps' sigmas (the config's spacing), on Karras et al.'s
 /// rho-7 ramp, spaced evenly in log sigma (A1111's "Exponential" schedule type, diffusers' use_exponential_sigmas), at
 /// a Beta(0.6, 0.6) distribution's quantiles (A1111's "Beta", diffusers' use_beta_sigmas; <see cref="BetaSigmas"/>),
-/// spaced evenly in arctan sigma (the "KL Optimal" schedule of A1111 and ComfyUI), or at NVIDIA's "Align Your Steps"
-/// levels for SD 1.5; the ramps' timesteps are the training times of their sigmas. diffusers has the first four.
+/// spaced evenly in arctan sigma (the "KL Optimal" schedule of A1111 and ComfyUI), at NVIDIA's "Align Your Steps"
+/// levels for SD 1.5, or on the model's own levels as A1111's and ComfyUI's "Simple", "Normal" and "SGM Uniform"
+/// schedule types place them; the ramps' timesteps are the training times of their sigmas. diffusers has the first four.
 /// </summary>
 public enum SigmaRamp
 {
@@ -15,6 +18,9 @@ public enum SigmaRamp
     Beta,
     KlOptimal,
     AlignYourSteps,
+    Simple,
+    Normal,
+    SgmUniform,
 }
 
 /// <summary>The noise levels of each <see cref="SigmaRamp"/> but the spaced one, from sigma_max down, float64.</summary>
@@ -22,9 +28,11 @@ public static class SigmaRamps
 {
     /// <summary>
     /// <paramref name="steps"/> levels of <paramref name="ramp"/> from <paramref name="sigmaMax"/> down to
-    /// <paramref name="sigmaMin"/> (Align Your Steps has its own ends and ignores them).
+    /// <paramref name="sigmaMin"/> (Align Your Steps and Simple have their own ends and ignore them). Simple, Normal
+    /// and SGM Uniform run on the model's levels, <paramref name="trainingSigmas"/> (sqrt((1 - a) / a) of each
+    /// training timestep's alphas_cumprod, float32, ascending; <see cref="Scheduler.TrainingSigmas"/>), and need them.
     /// </summary>
-    public static double[] Of(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps)
+    public static double[] Of(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps, float[]? trainingSigmas = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
         return ramp switch
@@ -34,8 +42,19 @@ public static class SigmaRamps
             SigmaRamp.Beta => BetaSigmas.Of(sigmaMin, sigmaMax, steps),
             SigmaRamp.KlOptimal => KlOptimal(sigmaMin, sigmaMax, steps),
             SigmaRamp.AlignYourSteps => AlignYourSteps(steps),
+            SigmaRamp.Simple => Simple(ModelLevels(trainingSigmas, ramp), steps),
+            SigmaRamp.Normal or SigmaRamp.SgmUniform => Normal(ModelLevels(trainingSigmas, ramp), sigmaMin, sigmaMax, steps, ramp == SigmaRamp.SgmUniform),
             _ => throw new ArgumentOutOfRangeException(nameof(ramp), ramp, "the spaced levels are the scheduler's own, not a ramp's"),
         };
+    }
+
+    private static float[] ModelLevels(float[]? trainingSigmas, SigmaRamp ramp)
+    {
+        if (trainingSigmas is null || trainingSigmas.Length < 2)
+        {
+            throw new ArgumentException($"the {ramp} ramp picks among the model's training sigmas: at least two are needed, got {trainingSigmas?.Length.ToString() ?? "none"}", nameof(trainingSigmas));
+        }
+        return trainingSigmas;
     }
 
     /// <summary>diffusers _convert_to_karras: rho-7 ramp from sigma_max down to sigma_min, float64.</summary>
@@ -145,5 +164,59 @@ public static class SigmaRamps
         }
         double slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
         return slope * (x - xp[j]) + fp[j];
+    }
+
+    /// <summary>
+    /// A1111's and ComfyUI's "Simple" schedule type: every (N / steps)-th of the model's N levels from the top, the
+    /// index truncated: level N - 1 - int(i x N / steps) (float64, as Python multiplies). Reference: A1111's
+    /// simple_scheduler (modules/sd_schedulers.py 1.10), ComfyUI's simple_scheduler.
+    /// </summary>
+    internal static double[] Simple(float[] trainingSigmas, int steps)
+    {
+        int n = trainingSigmas.Length;
+        double stride = (double)n / steps;
+        var sigmas = new double[steps];
+        for (int i = 0; i < steps; i++)
+        {
+            sigmas[i] = trainingSigmas[n - 1 - (int)(i * stride)];
+        }
+        return sigmas;
+    }
+
+    /// <summary>
+    /// A1111's "Normal" and "SGM Uniform" schedule types: timesteps spaced evenly (torch.linspace, float32) from
+    /// sigma_max's training time down to sigma_min's, over steps points or, SGM Uniform, steps + 1 with the last
+    /// dropped; each level the log-linear blend of its timestep's neighbouring training sigmas (k-diffusion's
+    /// t_to_sigma, float32, so even the top level is exp(log sigma_max), a float32 ulp off it). Over the model's
+    /// whole range, Normal is A1111's "Uniform" (its Automatic for Euler), and SGM Uniform is DPM-Solver's linspace
+    /// spacing with the levels interpolated in log sigma. Reference: A1111's normal_scheduler (sgm for SGM Uniform)
+    /// on k-diffusion's DiscreteSchedule with unquantized sigma_to_t (A1111's default); ComfyUI's normal and
+    /// sgm_uniform differ only in quantizing the ends' timesteps, which the model's own ends make 999 and 0 either way.
+    /// </summary>
+    internal static double[] Normal(float[] trainingSigmas, double sigmaMin, double sigmaMax, int steps, bool sgm)
+    {
+        float[] logSigmas = Array.ConvertAll(trainingSigmas, MathF.Log);
+        float start = TrainingTime((float)sigmaMax, logSigmas), end = TrainingTime((float)sigmaMin, logSigmas);
+        float[] timesteps = NoiseSchedule.TorchLinspace(start, end, sgm ? steps + 1 : steps);
+        int last = logSigmas.Length - 1;
+        var sigmas = new double[steps];
+        for (int i = 0; i < steps; i++)
+        {
+            float t = Math.Clamp(timesteps[i], 0f, last);
+            float w = t - MathF.Truncate(t);
+            float logSigma = (1f - w) * logSigmas[(int)MathF.Floor(t)] + w * logSigmas[(int)MathF.Ceiling(t)];
+            sigmas[i] = MathF.Exp(logSigma);
+        }
+        return sigmas;
+    }
+
+    /// <summary>
+    /// k-diffusion's sigma_to_t in float32: the log-sigma interpolation of <see cref="Scheduler.SigmaToT"/>, its log
+    /// libm's logf of the float32 level (so each of the model's own levels is exactly its timestep), blended in float32.
+    /// </summary>
+    private static float TrainingTime(float sigma, float[] logSigmas)
+    {
+        (int low, float w) = Scheduler.LogSigmaToTInterpolation(MathF.Log(sigma), logSigmas);
+        return (1f - w) * low + w * (low + 1);
     }
 }

@@ -19,7 +19,7 @@ public static class NoiseSchedule
     /// PyTorch splits the range over its threads, each with its own vector grouping, so there the values can differ
     /// from a PyTorch run in the last bit (no SD schedule has that many).
     /// </summary>
-    private static float[] TorchLinspace(float start, float end, int steps)
+    internal static float[] TorchLinspace(float start, float end, int steps)
     {
         var result = new float[steps];
         if (steps == 1)

@@ -41,8 +41,11 @@ public static partial class GenerateCommand
         Schedulers: ddim, pndm, euler-a, lcm, and euler, dpm++-2m, dpm++-2m-sde, dpm++-3m-sde, unipc, heun, dpm2,
         dpm2-a, dpm++-2s-a, dpm++-sde, lms, each also as NAME-karras (Karras sigmas), NAME-exponential (A1111's
         Exponential schedule type, its default for DPM++ 2M SDE and 3M SDE), NAME-beta (A1111's Beta schedule
-        type: Beta(0.6, 0.6) quantiles), NAME-kl-optimal (KL Optimal: evenly spaced in arctan sigma) and NAME-ays
-        (NVIDIA's Align Your Steps levels for SD 1.5, as ComfyUI interpolates them) (heun, dpm2(-a), dpm++-2s-a and dpm++-sde
+        type: Beta(0.6, 0.6) quantiles), NAME-kl-optimal (KL Optimal: evenly spaced in arctan sigma), NAME-ays
+        (NVIDIA's Align Your Steps levels for SD 1.5, as ComfyUI interpolates them), NAME-simple (A1111's and
+        ComfyUI's Simple: every (1000/steps)-th of the model's levels), NAME-normal (Normal: timesteps evenly spaced,
+        levels interpolated in log sigma; A1111's Uniform, its default for Euler) and NAME-sgm-uniform (SGM
+        Uniform: the same over steps + 1 points, the last dropped) (heun, dpm2(-a), dpm++-2s-a and dpm++-sde
         call the model twice per step but the last, so N steps take 2N - 1 calls; progress counts calls).
         A missing --scheduler, --steps or --guidance takes the model's default: 4 steps of lcm for a latent
         consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
@@ -287,7 +290,8 @@ public static partial class GenerateCommand
 
     /// <summary>
     /// The scheduler as A1111 (1.9 and later) names it in its parameters, so its PNG Info and other readers of them
-    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c> (or Exponential, Beta, KL Optimal, Align Your Steps: the ramp the scheduler runs,
+    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c> (or Exponential, Beta, KL Optimal, Align Your Steps,
+    /// Simple, Normal, SGM Uniform: the ramp the scheduler runs,
     /// named or from the model's scheduler config). A schedule type is written wherever A1111's
     /// default for the sampler ("Automatic") is another one: its DPM++ samplers and DPM2 (a) default to Karras and
     /// Exponential, so Sd's plain schedules are written out: diffusers' DPM-Solver one (linspace over steps + 1, the
@@ -322,6 +326,7 @@ public static partial class GenerateCommand
             SigmaRamp.Spaced => schedule,
             SigmaRamp.KlOptimal => "KL Optimal",
             SigmaRamp.AlignYourSteps => "Align Your Steps",
+            SigmaRamp.SgmUniform => "SGM Uniform",
             _ => ramp.ToString(),
         };
         return $"{samplerKey}: {name}" + (schedule is null ? "" : $", {scheduleKey}: {schedule}");
