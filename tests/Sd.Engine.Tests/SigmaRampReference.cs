@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Sd.Engine.Schedulers;
 using Sd.Loaders.Tests;
 
 namespace Sd.Engine.Tests;
@@ -41,6 +42,24 @@ internal static class SigmaRampReference
         {
             int apart = Math.Abs(BitConverter.SingleToInt32Bits(expected[i]) - BitConverter.SingleToInt32Bits(actual[i]));
             Assert.True(apart <= ulps, $"level {i}: {actual[i]:R}, expected {expected[i]:R} ({apart} ulps apart)");
+        }
+    }
+
+    /// <summary>
+    /// A sigma sampler set to <paramref name="steps"/> runs <paramref name="expected"/> (its ramp's float32 levels and
+    /// the final 0, to within <paramref name="ulps"/>), each call at its level's training time, unrounded for Euler's
+    /// family and rounded for the multistep solvers.
+    /// </summary>
+    public static void AssertRunsRamp(Scheduler s, int steps, float[] expected, int ulps)
+    {
+        AssertUlps(expected, s.Sigmas!.ToArray(), ulps);
+        float[] train = s.TrainingSigmas(), logSigmas = Array.ConvertAll(train, MathF.Log);
+        double[] levels = SigmaRamps.Of(s.Ramp, train[0], train[^1], steps, train);
+        bool multistep = s is MultistepSigmaScheduler;
+        for (int i = 0; i < steps; i++)
+        {
+            double time = Scheduler.SigmaToT(levels[i], logSigmas);
+            Assert.Equal((float)(multistep ? Math.Round(time) : time), s.Timesteps[i]);
         }
     }
 }

@@ -92,19 +92,11 @@ public sealed class SigmaRampTests
         float[] expected = name.Contains("-ays", StringComparison.Ordinal)
             ? ComfyLevels("align_your_steps", steps)
             : ComfyLevels("kl_optimal", steps, train[0]);
-        AssertUlps(expected, s.Sigmas!.ToArray());
-        float[] logSigmas = Array.ConvertAll(train, MathF.Log);
-        double[] levels = SigmaRamps.Of(s.Ramp, train[0], train[^1], steps);
-        bool multistep = s is MultistepSigmaScheduler;
-        for (int i = 0; i < steps; i++)
-        {
-            double time = Scheduler.SigmaToT(levels[i], logSigmas);
-            Assert.Equal((float)(multistep ? Math.Round(time) : time), s.Timesteps[i]);
-        }
-        if (multistep)
+        AssertRunsRamp(s, steps, expected, 1);
+        if (s is MultistepSigmaScheduler)
         {
             Assert.Equal(999f, s.Timesteps[0]);
-            Assert.True(Scheduler.SigmaToT(SigmaRamps.Of(SigmaRamp.AlignYourSteps, 0, 0, 1)[0], logSigmas) < 999);
+            Assert.True(Scheduler.SigmaToT(SigmaRamps.Of(SigmaRamp.AlignYourSteps, 0, 0, 1)[0], Array.ConvertAll(train, MathF.Log)) < 999);
         }
     }
 
