@@ -63,6 +63,7 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("dpm++-2m-simple", "Sampler: DPM++ 2M, Schedule type: Simple,")]
     [InlineData("heun-normal", "Sampler: Heun, Schedule type: Normal,")]
     [InlineData("euler-sgm-uniform", "Sampler: Euler, Schedule type: SGM Uniform,")]
+    [InlineData("euler-a-karras", "Sampler: Euler a, Schedule type: Karras,")]
     [InlineData("pndm", "Sampler: PLMS, CFG")]
     [InlineData("unipc", "Sampler: UniPC, UniPC variant: bh2, UniPC order: 2, CFG")] // A1111's UniPC defaults to bh1, order 3
     public void The_png_names_the_scheduler_and_schedule_as_a1111_reads_them(string scheduler, string expected)

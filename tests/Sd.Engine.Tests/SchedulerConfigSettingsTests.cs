@@ -100,7 +100,9 @@ public sealed class SchedulerConfigSettingsTests
         Assert.Equal(karras.Sigmas!.ToArray(), named.Sigmas!.ToArray());
         Assert.Throws<ArgumentException>(() => Scheduler.Create("ddim-exponential", Parse("")));
         Assert.Throws<ArgumentException>(() => Scheduler.Create("lcm-beta", Parse("")));
-        Assert.Throws<ArgumentException>(() => Scheduler.Create("euler-a-karras", Parse("")));
+        // Euler a takes a ramp by name only: diffusers' Euler ancestral ignores the config's flags.
+        Assert.Equal(SigmaRamp.Karras, Scheduler.Create("euler-a-karras", Parse("\"use_beta_sigmas\": true")).Ramp);
+        Assert.Equal(SigmaRamp.Spaced, Scheduler.Create("euler-a", Parse("\"use_beta_sigmas\": true")).Ramp);
     }
 
     [Fact]

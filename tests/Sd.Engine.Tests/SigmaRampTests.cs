@@ -149,7 +149,7 @@ public sealed class SigmaRampTests
     [Fact]
     public void The_ramps_are_named_by_suffix()
     {
-        foreach (string sampler in (string[])["euler", "heun", "lms", "dpm2", "dpm2-a", "dpm++-2m", "dpm++-2m-sde", "dpm++-sde", "dpm++-2s-a", "dpm++-3m-sde", "unipc"])
+        foreach (string sampler in (string[])["euler", "euler-a", "heun", "lms", "dpm2", "dpm2-a", "dpm++-2m", "dpm++-2m-sde", "dpm++-sde", "dpm++-2s-a", "dpm++-3m-sde", "unipc"])
         {
             foreach (string suffix in (string[])["-kl-optimal", "-ays", "-simple", "-normal", "-sgm-uniform"])
             {
@@ -173,10 +173,43 @@ public sealed class SigmaRampTests
         Assert.Equal(SigmaRamp.SgmUniform, Scheduler.Create("DPM++-2M-SGM-Uniform", Sd15SchedulerConfig.Value).Ramp);
         Assert.Equal("euler", Scheduler.SolverOf("EULER-AYS"));
         Assert.Equal("dpm++-2s-a", Scheduler.SolverOf("dpm++-2s-a-simple"));
-        foreach (string name in (string[])["ddim-ays", "euler-a-kl-optimal", "lcm-ays", "pndm-kl-optimal", "ddim-simple", "euler-a-normal", "lcm-sgm-uniform"])
+        foreach (string name in (string[])["ddim-ays", "lcm-kl-optimal", "lcm-ays", "pndm-kl-optimal", "ddim-simple", "pndm-normal", "lcm-sgm-uniform"])
         {
             var e = Assert.Throws<ArgumentException>(() => Scheduler.Create(name, Sd15SchedulerConfig.Value));
             Assert.Contains("-kl-optimal, -ays, -simple, -normal or -sgm-uniform", e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Euler a runs every ramp at Euler's levels and timesteps (A1111's Euler a with any schedule type), its step
+    /// k-diffusion's sample_euler_ancestral on them: to sigma_down along the derivative, then sigma_up of fresh noise.
+    /// </summary>
+    [Fact]
+    public void Euler_a_runs_every_ramp_at_eulers_levels()
+    {
+        foreach (string suffix in (string[])["-karras", "-exponential", "-beta", "-kl-optimal", "-ays", "-simple", "-normal", "-sgm-uniform"])
+        {
+            Scheduler ancestral = Scheduler.Create("euler-a" + suffix, Sd15SchedulerConfig.Value), euler = Scheduler.Create("euler" + suffix, Sd15SchedulerConfig.Value);
+            ancestral.SetTimesteps(8);
+            euler.SetTimesteps(8);
+            Assert.Equal(euler.Ramp, ancestral.Ramp);
+            Assert.Equal(euler.Sigmas!.ToArray(), ancestral.Sigmas!.ToArray());
+            Assert.Equal(euler.Timesteps.ToArray(), ancestral.Timesteps.ToArray());
+        }
+        Scheduler s = Scheduler.Create("euler-a-karras", Sd15SchedulerConfig.Value);
+        s.SetTimesteps(8);
+        float[] sample = [1.5f, -0.25f, 0.75f], eps = [0.5f, 1f, -2f], noise = [0.3f, -1.2f, 0.05f];
+        double from = s.Sigmas![3], to = s.Sigmas[4];
+        double up = Math.Sqrt(to * to * (from * from - to * to) / (from * from)), down = Math.Sqrt(to * to - up * up);
+        var expected = new float[3];
+        for (int i = 0; i < 3; i++)
+        {
+            expected[i] = (float)(sample[i] + eps[i] * (down - from) + noise[i] * up);
+        }
+        s.Step(eps, 3, sample, _ => noise);
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(expected[i], sample[i], 1e-5f);
         }
     }
 

@@ -2,12 +2,15 @@ using Sd.Loaders.Config;
 
 namespace Sd.Engine.Schedulers;
 
-/// <summary>diffusers EulerAncestralDiscreteScheduler: one noise draw per step (draw index = step index). diffusers 0.27
-/// has no use_karras_sigmas here (from_config ignores the key, and so does Sd).</summary>
+/// <summary>
+/// diffusers EulerAncestralDiscreteScheduler: one noise draw per step (draw index = step index). diffusers 0.27 has no
+/// use_karras_sigmas here (from_config ignores the key, and so does Sd), but A1111's Euler a (k-diffusion's
+/// sample_euler_ancestral) runs on any schedule type, so a named <paramref name="ramp"/> places the levels as Euler's.
+/// </summary>
 public sealed class EulerAncestralScheduler : SigmaScheduler
 {
-    public EulerAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null)
-        : base(config, spacing, SigmaRamp.Spaced, "Euler ancestral", ZeroTerminalSnr.EndsAtFloor)
+    public EulerAncestralScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
+        : base(config, spacing, ramp, "Euler ancestral", ZeroTerminalSnr.EndsAtFloor)
     {
         if (Prediction == PredictionType.Sample)
         {

@@ -157,18 +157,18 @@ public abstract class Scheduler
     protected abstract void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
 
     /// <summary>
-    /// The scheduler called <paramref name="name"/>: ddim, pndm, euler-a, lcm, or a sigma sampler (euler, heun, lms,
+    /// The scheduler called <paramref name="name"/>: ddim, pndm, lcm, or a sigma sampler (euler, euler-a, heun, lms,
     /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc), which takes a "-karras",
     /// "-exponential", "-beta", "-kl-optimal", "-ays", "-simple", "-normal" or "-sgm-uniform" suffix for that ramp
-    /// (<see cref="SigmaRamp"/>); without one, the config's
-    /// use_karras_sigmas, use_exponential_sigmas or use_beta_sigmas chooses.
+    /// (<see cref="SigmaRamp"/>); without one, the config's use_karras_sigmas, use_exponential_sigmas or
+    /// use_beta_sigmas chooses (but for euler-a, as diffusers' Euler ancestral ignores them).
     /// </summary>
     public static Scheduler Create(string name, SchedulerConfig config, TimestepSpacing? spacing = null)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(config);
         (string key, SigmaRamp? named) = SplitName(name);
-        // The first four take no sigma ramp; the others take the named one, else the config's, whose flags are
+        // DDIM, PNDM and LCM take no sigma ramp; the others take the named one, else the config's, whose flags are
         // checked either way (diffusers refuses more than one whatever runs).
         SigmaRamp NamedOrConfigured()
         {
@@ -179,7 +179,8 @@ public abstract class Scheduler
         {
             ("ddim", null) => new DdimScheduler(config, spacing),
             ("pndm", null) => new PndmScheduler(config, spacing),
-            ("euler-a", null) => new EulerAncestralScheduler(config, spacing),
+            // The config's ramp flags are not Euler a's (diffusers ignores them), a named ramp is (A1111's Euler a takes any).
+            ("euler-a", _) => new EulerAncestralScheduler(config, spacing, named ?? SigmaRamp.Spaced),
             ("lcm", null) => new LcmScheduler(config, spacing),
             ("euler", _) => new EulerDiscreteScheduler(config, spacing, NamedOrConfigured()),
             ("dpm++-2m", _) => new DpmSolverMultistepScheduler(config, spacing, NamedOrConfigured()),
@@ -192,7 +193,7 @@ public abstract class Scheduler
             ("dpm++-3m-sde", _) => new DpmPlusPlus3MSdeScheduler(config, spacing, NamedOrConfigured()),
             ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, NamedOrConfigured()),
             ("lms", _) => new LmsDiscreteScheduler(config, spacing, NamedOrConfigured()),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, euler-a, lcm; euler, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, lcm; euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
         };
     }
 

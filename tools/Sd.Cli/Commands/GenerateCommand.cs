@@ -38,7 +38,7 @@ public static partial class GenerateCommand
         Without --model it runs the built-in demo model: a toy network with random weights made in
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
-        Schedulers: ddim, pndm, euler-a, lcm, and euler, dpm++-2m, dpm++-2m-sde, dpm++-3m-sde, unipc, heun, dpm2,
+        Schedulers: ddim, pndm, lcm, and euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-3m-sde, unipc, heun, dpm2,
         dpm2-a, dpm++-2s-a, dpm++-sde, lms, each also as NAME-karras (Karras sigmas), NAME-exponential (A1111's
         Exponential schedule type, its default for DPM++ 2M SDE and 3M SDE), NAME-beta (A1111's Beta schedule
         type: Beta(0.6, 0.6) quantiles), NAME-kl-optimal (KL Optimal: evenly spaced in arctan sigma), NAME-ays
