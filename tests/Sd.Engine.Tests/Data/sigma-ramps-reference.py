@@ -4,7 +4,9 @@
 # k-diffusion's DiscreteSchedule) over diffusers' float32 SD table. Run on an x86 machine with AVX2:
 # ATEN_CPU_CAPABILITY=default python3 sigma-ramps-reference.py > sigma-ramps-reference.json
 # (PyTorch 1.13, numpy 1.24; the default capability takes tan, log and exp from libm, as .NET's MathF does; the
-# linspaces run in a child process on PyTorch's AVX2 kernel, as a user's x86 build and Sd's table have them).
+# linspaces run in a child process on PyTorch's AVX2 kernel, as a user's x86 build and Sd's table have them). numpy
+# picks its float64 exp and log by the CPU: an AVX-512 machine writes some AYS float64 levels an ulp apart from an
+# AVX2 one (the test allows 1e-15).
 import json
 import math
 import os
@@ -111,6 +113,9 @@ def normal_scheduler(n, sigma_min, sigma_max, inner_model, sgm=False):
 
 
 # diffusers' SD table: scaled_linear betas (torch.linspace of the square roots in float32, squared), torch.cumprod.
+# A1111 runs these functions on ldm's table instead (float64 betas and np.cumprod, alphas_cumprod rounded to float32,
+# sigmas in float32: up to 8.7e-6 relative apart); the engine has the model's diffusers schedule, so this tests the
+# arithmetic on that.
 betas = avx2_linspaces([[0.00085 ** 0.5, 0.012 ** 0.5, 1000]])[0] ** 2
 alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
 model = DiscreteSchedule(((1 - alphas_cumprod) / alphas_cumprod) ** 0.5)
