@@ -43,6 +43,7 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("DPM++-2M-KARRAS", "Sampler: DPM++ 2M, Schedule type: Karras,")] // any case, as --scheduler takes it
     [InlineData("dpm++-2m", "Sampler: DPM++ 2M, Schedule type: SGM Uniform,")] // A1111's default would be Karras
     [InlineData("dpm++-2m-sde", "Sampler: DPM++ 2M SDE, Schedule type: SGM Uniform,")] // and Exponential here
+    [InlineData("dpm++-2m-sde-heun-exponential", "Sampler: DPM++ 2M SDE Heun, Schedule type: Exponential,")]
     [InlineData("euler-karras", "Sampler: Euler, Schedule type: Karras,")]
     [InlineData("lms-karras", "Sampler: LMS, Schedule type: Karras,")]
     [InlineData("euler", "Sampler: Euler, CFG")]

@@ -165,6 +165,48 @@ public sealed class SchedulerPredictionTests
         }
     }
 
+    [Theory]
+    [InlineData("dpm++-2m-sde", 0)]
+    [InlineData("dpm++-2m-sde-heun", 0)]
+    [InlineData("dpm++-2m-sde-heun-karras", 3)]
+    public void DpmSdeWeightsItsSecondOrderTermByItsSolverType(string name, int start)
+    {
+        // diffusers' sde-dpmsolver++ (epsilon): x' = (sigma_t / sigma_s e^-h) x + alpha_t (1 - e^-2h) x0 + c D1
+        // + sigma_t sqrt(1 - e^-2h) noise, D1 = (x0 - x0_prev) h / h_prev, with c = 0.5 alpha_t (1 - e^-2h) for
+        // solver_type "midpoint" and alpha_t ((1 - e^-2h) / (-2h) + 1) for "heun"; the first step has no D1 (and so
+        // is the same for both). Recomputed here in float64.
+        bool heun = name.Contains("heun", StringComparison.Ordinal);
+        Scheduler s = Scheduler.Create(name, Config("epsilon", "linspace")), midpoint = Scheduler.Create("dpm++-2m-sde", Config("epsilon", "linspace"));
+        s.SetTimesteps(10);
+        midpoint.SetTimesteps(10);
+        float[] x = Normals(5, s.InitNoiseSigma), first = (float[])x.Clone();
+        double[] expected = Array.ConvertAll(x, v => (double)v);
+        double[]? prevX0 = null;
+        double prevLambda = 0;
+        for (int k = start; k < start + 4; k++)
+        {
+            float[] eps = Normals(300 + k, 1), noise = Normals(700 + k, 1);
+            s.Step(eps, k, x, i => noise);
+            (double alphaS, double sigmaS) = AlphaSigma(s.Sigmas![k]);
+            (double alphaT, double sigmaT) = AlphaSigma(s.Sigmas[k + 1]);
+            double lambdaS = Math.Log(alphaS / sigmaS), h = Math.Log(alphaT / sigmaT) - lambdaS;
+            double[] x0 = Combine(i => (expected[i] - sigmaS * eps[i]) / alphaS, x.Length);
+            double[] current = expected, previous = prevX0 ?? x0;
+            double r = prevX0 is null ? 0 : (lambdaS - prevLambda) / h, decay = -double.ExpM1(-2 * h);
+            double c = heun ? alphaT * (decay / (-2 * h) + 1) : 0.5 * alphaT * decay;
+            expected = Combine(i => sigmaT / sigmaS * Math.Exp(-h) * current[i] + alphaT * decay * x0[i]
+                + (r == 0 ? 0 : c * (x0[i] - previous[i]) / r) + sigmaT * Math.Sqrt(decay) * noise[i], x.Length);
+            (prevX0, prevLambda) = (x0, lambdaS);
+            double rel = RelL2(x, Array.ConvertAll(expected, v => (float)v));
+            Assert.True(rel <= Tolerance, $"{name} from step {start}: step {k} relative L2 {rel:E3}");
+            if (k == start && !name.EndsWith("-karras", StringComparison.Ordinal))
+            {
+                midpoint.Step(eps, k, first, i => noise);
+                Assert.Equal(first, x);
+            }
+        }
+    }
+
     private static (double Alpha, double Sigma) AlphaSigma(double sigma)
     {
         double alpha = 1 / Math.Sqrt(sigma * sigma + 1);

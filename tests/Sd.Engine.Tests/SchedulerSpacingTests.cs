@@ -15,7 +15,7 @@ public sealed class SchedulerSpacingTests
          "dpm++-2m-karras", "dpm++-2m-exponential", "dpm++-2m-sde", "dpm++-2m-sde-karras", "dpm++-2m-sde-exponential", "unipc",
          "unipc-karras", "unipc-exponential", "heun", "heun-karras", "heun-exponential", "lcm", "dpm++-3m-sde",
          "dpm++-3m-sde-karras", "dpm++-3m-sde-exponential", "euler-beta", "lms-beta", "dpm++-3m-sde-beta", "dpm++-2m-beta",
-         "dpm++-2m-sde-beta", "unipc-beta", "heun-beta"];
+         "dpm++-2m-sde-beta", "unipc-beta", "heun-beta", "dpm++-2m-sde-heun", "dpm++-2m-sde-heun-karras"];
     // dpm2, dpm2-a, dpm++-2s-a, dpm++-sde: their midpoints' timesteps, see SecondOrderSchedulerTests and below
 
     // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
@@ -58,6 +58,7 @@ public sealed class SchedulerSpacingTests
             // UniPC's set_timesteps is a copy of DPM-Solver's.
             "dpm++-2m" or "dpm++-2m-sde" or "unipc" or "dpm++-2m-karras" or "dpm++-2m-sde-karras" or "unipc-karras"
                 or "dpm++-2m-exponential" or "dpm++-2m-sde-exponential" or "unipc-exponential" or "dpm++-2m-beta" or "dpm++-2m-sde-beta" or "unipc-beta"
+                or "dpm++-2m-sde-heun" or "dpm++-2m-sde-heun-karras"
                 => DiffusersSchedules.Dpm(alphas, steps, spacing, offset, RampOf(name)),
             "heun" or "heun-karras" or "heun-exponential" or "heun-beta" => DiffusersSchedules.Heun(alphas, steps, spacing, offset, RampOf(name)),
             "lcm" => DiffusersSchedules.Lcm(n, steps),

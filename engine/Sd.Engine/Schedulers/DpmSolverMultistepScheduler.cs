@@ -5,23 +5,29 @@ namespace Sd.Engine.Schedulers;
 /// <summary>
 /// diffusers DPMSolverMultistepScheduler: DPM-Solver++ 2M (midpoint, lower_order_final, final sigma 0), optionally
 /// with Karras sigmas, and its stochastic form (algorithm_type "sde-dpmsolver++", A1111's DPM++ 2M SDE), which draws
-/// one latent of noise at every step (draw index = step index), the last included. Keeps the previous x0
-/// prediction; steps must be visited in order.
+/// one latent of noise at every step (draw index = step index), the last included, also with solver_type "heun"
+/// (A1111's DPM++ 2M SDE Heun). Keeps the previous x0 prediction; steps must be visited in order.
 /// </summary>
 public sealed class DpmSolverMultistepScheduler : MultistepSigmaScheduler
 {
     private float[] _prevX0 = [];
     private float[] _x0 = [];
-    private readonly bool _sde;
+    private readonly bool _sde, _heun;
 
     /// <summary>Whether a step since the schedule was set left its x0 in _prevX0 (diffusers' lower_order_nums > 0).</summary>
     private bool _hasPreviousX0;
 
     /// <param name="sde">The stochastic solver (sde-dpmsolver++): the step needs its noise draws.</param>
-    public DpmSolverMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced, bool sde = false)
-        : base(config, spacing, ramp, sde ? "DPM++ 2M SDE" : "DPM++ 2M")
+    /// <param name="heun">The stochastic solver's second-order term weighted as solver_type "heun" weights it, not "midpoint".</param>
+    public DpmSolverMultistepScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced, bool sde = false, bool heun = false)
+        : base(config, spacing, ramp, !sde ? "DPM++ 2M" : heun ? "DPM++ 2M SDE Heun" : "DPM++ 2M SDE")
     {
+        if (heun && !sde)
+        {
+            throw new ArgumentException("the Heun solver type is the stochastic solver's here (A1111's DPM++ 2M SDE Heun)", nameof(heun));
+        }
         _sde = sde;
+        _heun = heun;
         Refuse(config.UseLuLambdas, Name, "use_lu_lambdas true");
         Refuse(!double.IsNegativeInfinity(config.LambdaMinClipped), Name, $"lambda_min_clipped {config.LambdaMinClipped}");
     }
@@ -59,15 +65,16 @@ public sealed class DpmSolverMultistepScheduler : MultistepSigmaScheduler
         float[] m1 = _prevX0;
         if (n is not null)
         {
-            // x_t = (s_t / s_s e^-h) x + a_t (1 - e^-2h) (D0 + D1 / 2) + s_t sqrt(1 - e^-2h) noise, D1 = (m0 - m1) / r0.
+            // x_t = (s_t / s_s e^-h) x + a_t (1 - e^-2h) D0 + c D1 + s_t sqrt(1 - e^-2h) noise, D1 = (m0 - m1) / r0,
+            // c = a_t (1 - e^-2h) / 2 (midpoint) or a_t ((1 - e^-2h) / (-2h) + 1) (heun), in diffusers' float32 order.
             float decay = sT / sS0 * MathF.Exp(-h);
             float gain = alphaT * (1f - MathF.Exp(-2f * h));
-            float halfGain = 0.5f * gain;
+            float d1Gain = _heun ? alphaT * ((1f - MathF.Exp(-2f * h)) / (-2f * h) + 1f) : 0.5f * gain;
             float spread = sT * MathF.Sqrt(1f - MathF.Exp(-2f * h));
             for (int i = 0; i < len; i++)
             {
                 float x = decay * sample[i] + gain * m0[i];
-                if (secondOrder) x += halfGain * (invR0 * (m0[i] - m1[i]));
+                if (secondOrder) x += d1Gain * (invR0 * (m0[i] - m1[i]));
                 sample[i] = x + spread * n[i];
             }
             return;

@@ -158,7 +158,7 @@ public abstract class Scheduler
 
     /// <summary>
     /// The scheduler called <paramref name="name"/>: ddim, pndm, lcm, or a sigma sampler (euler, euler-a, heun, lms,
-    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc), which takes a "-karras",
+    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc), which takes a "-karras",
     /// "-exponential", "-beta", "-kl-optimal", "-ays", "-simple", "-normal" or "-sgm-uniform" suffix for that ramp
     /// (<see cref="SigmaRamp"/>); without one, the config's use_karras_sigmas, use_exponential_sigmas or
     /// use_beta_sigmas chooses (but for euler-a, as diffusers' Euler ancestral ignores them).
@@ -185,6 +185,7 @@ public abstract class Scheduler
             ("euler", _) => new EulerDiscreteScheduler(config, spacing, NamedOrConfigured()),
             ("dpm++-2m", _) => new DpmSolverMultistepScheduler(config, spacing, NamedOrConfigured()),
             ("dpm++-2m-sde", _) => new DpmSolverMultistepScheduler(config, spacing, NamedOrConfigured(), sde: true),
+            ("dpm++-2m-sde-heun", _) => new DpmSolverMultistepScheduler(config, spacing, NamedOrConfigured(), sde: true, heun: true),
             ("unipc", _) => new UniPcMultistepScheduler(config, spacing, NamedOrConfigured()),
             ("heun", _) => new HeunDiscreteScheduler(config, spacing, NamedOrConfigured()),
             ("dpm2", _) => new KDpm2DiscreteScheduler(config, spacing, NamedOrConfigured()),
@@ -193,7 +194,7 @@ public abstract class Scheduler
             ("dpm++-3m-sde", _) => new DpmPlusPlus3MSdeScheduler(config, spacing, NamedOrConfigured()),
             ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, NamedOrConfigured()),
             ("lms", _) => new LmsDiscreteScheduler(config, spacing, NamedOrConfigured()),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, lcm; euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, lcm; euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
         };
     }
 

@@ -38,9 +38,10 @@ public static partial class GenerateCommand
         Without --model it runs the built-in demo model: a toy network with random weights made in
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
-        Schedulers: ddim, pndm, lcm, and euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-3m-sde, unipc, heun, dpm2,
-        dpm2-a, dpm++-2s-a, dpm++-sde, lms, each also as NAME-karras (Karras sigmas), NAME-exponential (A1111's
-        Exponential schedule type, its default for DPM++ 2M SDE and 3M SDE), NAME-beta (A1111's Beta schedule
+        Schedulers: ddim, pndm, lcm, and euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun (A1111's
+        DPM++ 2M SDE Heun), dpm++-3m-sde, unipc, heun, dpm2, dpm2-a, dpm++-2s-a, dpm++-sde, lms, each also as
+        NAME-karras (Karras sigmas), NAME-exponential (A1111's Exponential schedule type, its default for
+        DPM++ 2M SDE (Heun) and 3M SDE), NAME-beta (A1111's Beta schedule
         type: Beta(0.6, 0.6) quantiles), NAME-kl-optimal (KL Optimal: evenly spaced in arctan sigma), NAME-ays
         (NVIDIA's Align Your Steps levels for SD 1.5, as ComfyUI interpolates them), NAME-simple (A1111's and
         ComfyUI's Simple: every (1000/steps)-th of the model's levels), NAME-normal (Normal: timesteps evenly spaced,
@@ -309,6 +310,7 @@ public static partial class GenerateCommand
             "euler-a" => ("Euler a", null),
             "dpm++-2m" => ("DPM++ 2M", "SGM Uniform"),
             "dpm++-2m-sde" => ("DPM++ 2M SDE", "SGM Uniform"),
+            "dpm++-2m-sde-heun" => ("DPM++ 2M SDE Heun", "SGM Uniform"),
             "dpm++-3m-sde" => ("DPM++ 3M SDE", "Uniform"),
             // A1111's UniPC defaults to bh1 of order 3; its own keys say which this was.
             "unipc" => ("UniPC, UniPC variant: bh2, UniPC order: 2", null),
