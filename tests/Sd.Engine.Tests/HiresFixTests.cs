@@ -170,7 +170,7 @@ public sealed unsafe class HiresFixTests : IDisposable
     }
 
     /// <summary>
-    /// An image upscaler (A1111's "Lanczos", "None"): the first pass decoded, made 8-bit and resized as A1111 does
+    /// An image upscaler (A1111's "Lanczos", "None", "Nearest"): the first pass decoded, made 8-bit and resized as A1111 does
     /// (<see cref="ImageUpscaling"/>, checked against Pillow), encoded again and its posterior sampled with a fresh
     /// generator's first draw, scaled, cropped from the cover size, then noised by another fresh one's first draw, as
     /// with a latent upscaler (A1111's ImageRNG); a latent upscaler beside it is refused.
@@ -178,6 +178,7 @@ public sealed unsafe class HiresFixTests : IDisposable
     [Theory]
     [InlineData(ImageUpscaler.Lanczos)]
     [InlineData(ImageUpscaler.None)]
+    [InlineData(ImageUpscaler.Nearest)]
     public void An_image_upscaler_resizes_the_decoded_first_pass(ImageUpscaler upscaler)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
@@ -212,8 +213,8 @@ public sealed unsafe class HiresFixTests : IDisposable
 
         var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { Upscaler = InterpolationMode.Bicubic } }));
         Assert.Contains($"the hires fix has an image upscaler ({upscaler}) and a latent one (Bicubic)", e.Message);
-        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { ImageUpscaler = (ImageUpscaler)2 } }));
-        Assert.Contains("the hires fix's image upscaler 2 is none of Lanczos, None", e.Message);
+        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { ImageUpscaler = (ImageUpscaler)3 } }));
+        Assert.Contains("the hires fix's image upscaler 3 is none of Lanczos, None, Nearest", e.Message);
     }
 
     /// <summary>Strengths are doubles, as the Python floats of diffusers and A1111: int(20 x 0.7) is 14 steps.</summary>

@@ -7,7 +7,7 @@ namespace Sd.Engine.Tests;
 
 /// <summary>
 /// A1111's picture resize for the hires fix against its code run on Pillow (Data/image-upscale-reference.json from
-/// image-upscale-reference.py: resize_image and Upscaler.upscale with the Lanczos upscaler, and "None"), bit for bit,
+/// image-upscale-reference.py: resize_image and Upscaler.upscale with the Lanczos and Nearest upscalers, and "None"), bit for bit,
 /// and the conversions around it.
 /// </summary>
 public sealed class ImageUpscalingTests
@@ -19,7 +19,7 @@ public sealed class ImageUpscalingTests
         int cases = 0;
         foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
         {
-            ImageUpscaler upscaler = c.GetProperty("upscaler").GetString() == "None" ? ImageUpscaler.None : ImageUpscaler.Lanczos;
+            ImageUpscaler upscaler = Enum.Parse<ImageUpscaler>(c.GetProperty("upscaler").GetString()!);
             int h = c.GetProperty("in")[0].GetInt32(), w = c.GetProperty("in")[1].GetInt32();
             int oh = c.GetProperty("out")[0].GetInt32(), ow = c.GetProperty("out")[1].GetInt32();
             byte[] x = Convert.FromBase64String(c.GetProperty("x").GetString()!), expected = Convert.FromBase64String(c.GetProperty("y").GetString()!);
@@ -27,7 +27,7 @@ public sealed class ImageUpscalingTests
             Assert.True(expected.AsSpan().SequenceEqual(y), $"{upscaler} {h}x{w} to {oh}x{ow}: first difference at byte {expected.AsSpan().CommonPrefixLength(y)}");
             cases++;
         }
-        Assert.Equal(7, cases);
+        Assert.Equal(12, cases);
     }
 
     /// <summary>

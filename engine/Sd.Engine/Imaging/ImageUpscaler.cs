@@ -11,6 +11,9 @@ public enum ImageUpscaler
 
     /// <summary>"None": one Lanczos resize straight to the size (images.resize_image without an upscaler).</summary>
     None,
+
+    /// <summary>"Nearest": Pillow's nearest neighbour by the scale, then Lanczos to a multiple of 8 and to the size (upscaler.py's UpscalerNearest).</summary>
+    Nearest,
 }
 
 /// <summary>
@@ -49,9 +52,10 @@ public static class ImageUpscaling
 
     /// <summary>
     /// An 8-bit RGB picture resized as A1111's images.resize_image(0, ...) with <paramref name="upscaler"/>: "None"
-    /// resizes to the size with Lanczos; "Lanczos", when the size is larger (scale = the larger of the two ratios),
-    /// first runs Upscaler.upscale: a Lanczos resize to int(side x scale), then to (side x scale) // 8 x 8 where that
-    /// differs, and then, as "None" does, to the size where that differs. Pillow returns a picture of its own size as it is.
+    /// resizes to the size with Lanczos; "Lanczos" and "Nearest", when the size is larger (scale = the larger of the
+    /// two ratios), first run Upscaler.upscale: a Lanczos (or nearest-neighbour) resize to int(side x scale), then a
+    /// Lanczos one to (side x scale) // 8 x 8 where that differs, and then, as "None" does, to the size where that
+    /// differs. Pillow returns a picture of its own size as it is.
     /// </summary>
     public static byte[] Upscale(byte[] rgb, int height, int width, int toHeight, int toWidth, ImageUpscaler upscaler)
     {
@@ -59,27 +63,34 @@ public static class ImageUpscaling
         byte[] picture = rgb;
         int h = height, w = width;
         double scale = Math.Max(toWidth / (double)width, toHeight / (double)height);
-        if (upscaler == ImageUpscaler.Lanczos && scale > 1.0)
+        if (upscaler is ImageUpscaler.Lanczos or ImageUpscaler.Nearest && scale > 1.0)
         {
             int destW = (int)(Math.Floor(width * scale / 8) * 8), destH = (int)(Math.Floor(height * scale / 8) * 8);
             // Upscaler.upscale's loop runs do_upscale once: its result is at least dest (or it stops at once).
             if (!(width >= destW && height >= destH))
             {
-                (picture, h, w) = Resize(picture, h, w, (int)(height * scale), (int)(width * scale));
+                (picture, h, w) = Resize(picture, h, w, (int)(height * scale), (int)(width * scale), upscaler == ImageUpscaler.Nearest);
             }
             (picture, h, w) = Resize(picture, h, w, destH, destW);
         }
         return Resize(picture, h, w, toHeight, toWidth).Picture;
     }
 
-    private static (byte[] Picture, int Height, int Width) Resize(byte[] picture, int h, int w, int toHeight, int toWidth)
+    private static (byte[] Picture, int Height, int Width) Resize(byte[] picture, int h, int w, int toHeight, int toWidth, bool nearest = false)
     {
         if (h == toHeight && w == toWidth)
         {
             return (picture, h, w);
         }
         var resized = new byte[toHeight * toWidth * 3];
-        PilLanczos.Resize(picture, h, w, 3, resized, toHeight, toWidth);
+        if (nearest)
+        {
+            PilNearest.Resize(picture, h, w, 3, resized, toHeight, toWidth);
+        }
+        else
+        {
+            PilLanczos.Resize(picture, h, w, 3, resized, toHeight, toWidth);
+        }
         return (resized, toHeight, toWidth);
     }
 }

@@ -131,7 +131,7 @@ public sealed record HiresFix
 
     /// <summary>
     /// One of A1111's image upscalers instead of a latent one (<see cref="Upscaler"/> then stays Bilinear): the first
-    /// pass is decoded to 8-bit RGB, resized with Pillow's Lanczos as A1111 does (<see cref="Imaging.ImageUpscaler"/>)
+    /// pass is decoded to 8-bit RGB, resized with Pillow as A1111 does (<see cref="Imaging.ImageUpscaler"/>)
     /// to the cover size (or the size), encoded again with the VAE (a posterior sample, the first draw of a fresh
     /// generator of the seed), cropped and noised (as with a latent upscaler: the first draw of another fresh one, which
     /// the second pass's sampler continues; a given noise source gives both in turn). Null: the latents are upscaled.

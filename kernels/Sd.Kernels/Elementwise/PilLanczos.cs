@@ -18,15 +18,7 @@ public static class PilLanczos
     /// </summary>
     public static void Resize(ReadOnlySpan<byte> source, int height, int width, int channels, Span<byte> destination, int outHeight, int outWidth)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(height, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(channels, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(outHeight, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(outWidth, 1);
-        if (source.Length != (long)height * width * channels || destination.Length != (long)outHeight * outWidth * channels)
-        {
-            throw new ArgumentException($"a {height}x{width}x{channels} picture resized to {outHeight}x{outWidth} needs {(long)height * width * channels} and {(long)outHeight * outWidth * channels} bytes; got {source.Length} and {destination.Length}");
-        }
+        CheckSizes(source.Length, height, width, channels, destination.Length, outHeight, outWidth);
         if (outWidth == width && outHeight == height)
         {
             source.CopyTo(destination);
@@ -73,6 +65,20 @@ public static class PilLanczos
                 }
                 output[i * outStride + c] = Clip8(sum);
             }
+        }
+    }
+
+    /// <summary>Throws unless both sizes are positive and the buffers hold exactly those pictures (Pillow's resizes share it).</summary>
+    internal static void CheckSizes(int sourceLength, int height, int width, int channels, int destinationLength, int outHeight, int outWidth)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(height, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(channels, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(outHeight, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(outWidth, 1);
+        if (sourceLength != (long)height * width * channels || destinationLength != (long)outHeight * outWidth * channels)
+        {
+            throw new ArgumentException($"a {height}x{width}x{channels} picture resized to {outHeight}x{outWidth} needs {(long)height * width * channels} and {(long)outHeight * outWidth * channels} bytes; got {sourceLength} and {destinationLength}");
         }
     }
 

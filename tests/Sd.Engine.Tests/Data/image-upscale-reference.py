@@ -1,5 +1,6 @@
 # Writes image-upscale-reference.json: A1111's hires-fix picture resize (modules/images.py resize_image with
-# resize_mode 0, and modules/upscaler.py Upscaler.upscale with UpscalerLanczos.do_upscale; "None" resizes directly),
+# resize_mode 0, and modules/upscaler.py Upscaler.upscale with UpscalerLanczos's or UpscalerNearest's do_upscale;
+# "None" resizes directly),
 # on Pillow, of seeded random RGB pictures. Run: python3 image-upscale-reference.py > image-upscale-reference.json
 # (Pillow 9.4, numpy 1.24).
 import base64
@@ -9,17 +10,18 @@ import PIL
 from PIL import Image
 
 LANCZOS = Image.LANCZOS
+NEAREST = Image.NEAREST
 
 
-def lanczos_upscale(img, scale):
-    # Upscaler.upscale with UpscalerLanczos's do_upscale.
+def upscale(img, scale, resample):
+    # Upscaler.upscale with UpscalerLanczos's (resample LANCZOS) or UpscalerNearest's (NEAREST) do_upscale.
     dest_w = int((img.width * scale) // 8 * 8)
     dest_h = int((img.height * scale) // 8 * 8)
     for _ in range(3):
         if img.width >= dest_w and img.height >= dest_h and scale != 1:
             break
         shape = (img.width, img.height)
-        img = img.resize((int(img.width * scale), int(img.height * scale)), resample=LANCZOS)
+        img = img.resize((int(img.width * scale), int(img.height * scale)), resample=resample)
         if shape == (img.width, img.height):
             break
     if img.width != dest_w or img.height != dest_h:
@@ -33,7 +35,7 @@ def resize_image(im, width, height, upscaler_name):
         return im.resize((width, height), resample=LANCZOS)
     scale = max(width / im.width, height / im.height)
     if scale > 1.0:
-        im = lanczos_upscale(im, scale)
+        im = upscale(im, scale, NEAREST if upscaler_name == "Nearest" else LANCZOS)
     if im.width != width or im.height != height:
         im = im.resize((width, height), resample=LANCZOS)
     return im
@@ -43,7 +45,8 @@ rng = np.random.default_rng(112024)
 cases = []
 for upscaler, (h, w), (oh, ow) in [("Lanczos", (16, 16), (22, 22)), ("Lanczos", (24, 40), (60, 100)), ("Lanczos", (32, 48), (56, 72)),
                                    ("Lanczos", (40, 40), (40, 48)), ("Lanczos", (24, 16), (16, 16)), ("None", (24, 40), (60, 100)),
-                                   ("None", (8, 8), (8, 8))]:
+                                   ("None", (8, 8), (8, 8)), ("Nearest", (24, 40), (60, 100)), ("Nearest", (16, 16), (22, 22)),
+                                   ("Nearest", (48, 40), (56, 56)), ("Nearest", (40, 40), (40, 48)), ("Nearest", (24, 16), (16, 16))]:
     x = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
     x[: h // 3] = 255
     y = np.asarray(resize_image(Image.fromarray(x, "RGB"), ow, oh, upscaler))

@@ -48,7 +48,7 @@ public static partial class GenerateCommand
     /// <summary>
     /// --hires-upscaler's upscaler: an A1111 latent upscaler's name ("Latent (bicubic)"), in any case, or the same as
     /// one word ("latent-bicubic", "latent-nearest-exact"); or one of its image upscalers that need no model (Lanczos,
-    /// None). The others (ESRGAN and the model upscalers, Nearest) are refused.
+    /// None, Nearest). The others (ESRGAN and the model upscalers) are refused.
     /// </summary>
     private static (InterpolationMode Latent, ImageUpscaler? Image) UpscalerOf(string? given)
     {
@@ -71,7 +71,7 @@ public static partial class GenerateCommand
                 return (InterpolationMode.Bilinear, image);
             }
         }
-        throw new UsageException($"generate: --hires-upscaler '{given}' is none of A1111's latent upscalers ({string.Join(", ", Array.ConvertAll(Upscalers, u => u.Name))}) or its image upscalers without a model (Lanczos, None); ESRGAN, Nearest and its other upscalers are not run");
+        throw new UsageException($"generate: --hires-upscaler '{given}' is none of A1111's latent upscalers ({string.Join(", ", Array.ConvertAll(Upscalers, u => u.Name))}) or its image upscalers without a model (Lanczos, None, Nearest); ESRGAN and its other model upscalers are not run");
     }
 
     /// <summary>

@@ -64,7 +64,7 @@ public static partial class GenerateCommand
         AUTOMATIC1111's hires fix to txt2img: the latents are upscaled (--hires-upscaler: A1111's latent upscalers,
         Latent (bilinear, the default), "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
         "Latent (nearest)", "Latent (nearest-exact)", or latent-bicubic and the like; or the picture is: Lanczos,
-        None, A1111's image upscalers without a model, decoded, resized with Pillow's Lanczos and encoded again) to int(S x
+        None, Nearest, A1111's image upscalers without a model, decoded, resized with Pillow and encoded again) to int(S x
         size), each side rounded down to a multiple of 8, and denoised again as A1111 lays out its second pass: the last
         --hires-steps N (default, or 0: --steps) of a schedule of int(N / --hires-strength) steps (default strength
         0.7), with the same prompts, scheduler and seed; prompt editing counts on from the first pass ([a:b:25] after
