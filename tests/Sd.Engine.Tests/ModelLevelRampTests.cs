@@ -14,29 +14,21 @@ public sealed class ModelLevelRampTests
     /// <summary>SD 1.5's training sigmas as the schedulers compute them, ascending.</summary>
     private static float[] SdTable() => Scheduler.Create("euler", Sd15SchedulerConfig.Value).TrainingSigmas();
 
-    /// <summary>The reference's levels of a Normal (or SGM Uniform) run of <paramref name="steps"/> over SD's whole range or 0.1..10.</summary>
-    private static float[] A1111Normal(int steps, bool sgm, bool modelEnds = true)
+    /// <summary>
+    /// The reference's run of <paramref name="steps"/>: Simple's, or Normal's (SGM Uniform's) over SD's whole range or
+    /// 0.1..10; its levels (<see cref="SigmaRampReference.Levels"/>) and "times", A1111's training time of each.
+    /// </summary>
+    private static JsonElement A1111Case(string ramp, int steps, bool sgm = false, bool modelEnds = true)
     {
-        foreach (JsonElement c in Cases("normal"))
+        foreach (JsonElement c in Cases(ramp))
         {
-            if (c.GetProperty("steps").GetInt32() == steps && c.GetProperty("sgm").GetBoolean() == sgm && (c.GetProperty("sigma_max").GetDouble() != 10) == modelEnds)
+            if (c.GetProperty("steps").GetInt32() == steps
+                && (ramp == "simple" || (c.GetProperty("sgm").GetBoolean() == sgm && (c.GetProperty("sigma_max").GetDouble() != 10) == modelEnds)))
             {
-                return Levels(c);
+                return c;
             }
         }
-        throw new ArgumentException($"no normal case of {steps} steps");
-    }
-
-    private static float[] A1111Simple(int steps)
-    {
-        foreach (JsonElement c in Cases("simple"))
-        {
-            if (c.GetProperty("steps").GetInt32() == steps)
-            {
-                return Levels(c);
-            }
-        }
-        throw new ArgumentException($"no simple case of {steps} steps");
+        throw new ArgumentException($"no {ramp} case of {steps} steps");
     }
 
     /// <summary>The reference's table is the engine's: the same float32 ends, so the cases below start from the same levels.</summary>
@@ -83,7 +75,7 @@ public sealed class ModelLevelRampTests
             cases++;
         }
         Assert.Equal(44, cases);
-        Assert.Equal(14.614643f, A1111Normal(20, sgm: false)[0]);
+        Assert.Equal(14.614643f, Levels(A1111Case("normal", 20))[0]);
     }
 
     /// <summary>
@@ -98,14 +90,15 @@ public sealed class ModelLevelRampTests
     [InlineData("dpm++-2m-sgm-uniform", "leading", 20)]
     [InlineData("unipc-normal", "linspace", 3)]
     [InlineData("euler-simple", "leading", 30)]
+    [InlineData("euler-simple", "linspace", 1000)] // every training sigma: each maps back to its own whole timestep
     [InlineData("dpm++-2m-simple", "trailing", 20)]
     [InlineData("dpm++-3m-sde-simple", "linspace", 7)]
     public void Samplers_run_A1111s_levels(string name, string spacing, int steps)
     {
         Scheduler s = Scheduler.Create(name, Sd15SchedulerConfig.Value with { TimestepSpacing = spacing });
         s.SetTimesteps(steps);
-        float[] expected = s.Ramp == SigmaRamp.Simple ? A1111Simple(steps) : A1111Normal(steps, s.Ramp == SigmaRamp.SgmUniform);
-        AssertRunsRamp(s, steps, expected, 0);
+        JsonElement c = s.Ramp == SigmaRamp.Simple ? A1111Case("simple", steps) : A1111Case("normal", steps, s.Ramp == SigmaRamp.SgmUniform);
+        AssertRunsRamp(s, steps, Levels(c), 0, Doubles(c.GetProperty("times")));
         for (int i = 0; i < steps && s.Ramp == SigmaRamp.Simple; i++)
         {
             Assert.Equal(999 - (int)(i * 1000.0 / steps), s.Timesteps[i]);
@@ -124,7 +117,7 @@ public sealed class ModelLevelRampTests
         {
             Scheduler s = Scheduler.Create(name, ends);
             s.SetTimesteps(10);
-            float[] expected = A1111Normal(10, sgm, modelEnds: false), actual = s.Sigmas!.ToArray();
+            float[] expected = Levels(A1111Case("normal", 10, sgm, modelEnds: false)), actual = s.Sigmas!.ToArray();
             // Heun's list holds its second calls' levels too: step k's level (k >= 1) is the pair at 2k - 1 and 2k.
             for (int k = 0; k < 10; k++)
             {
@@ -135,7 +128,7 @@ public sealed class ModelLevelRampTests
         {
             Scheduler s = Scheduler.Create(name, ends with { UseKarrasSigmas = true });
             s.SetTimesteps(10);
-            Assert.Equal(A1111Simple(10), s.Sigmas!.ToArray());
+            Assert.Equal(Levels(A1111Case("simple", 10)), s.Sigmas!.ToArray());
         }
     }
 

@@ -48,9 +48,10 @@ internal static class SigmaRampReference
     /// <summary>
     /// A sigma sampler set to <paramref name="steps"/> runs <paramref name="expected"/> (its ramp's float32 levels and
     /// the final 0, to within <paramref name="ulps"/>), each call at its level's training time, unrounded for Euler's
-    /// family and rounded for the multistep solvers.
+    /// family and rounded for the multistep solvers: the reference's <paramref name="times"/> where it has them, else
+    /// diffusers' _sigma_to_t of the ramp's level.
     /// </summary>
-    public static void AssertRunsRamp(Scheduler s, int steps, float[] expected, int ulps)
+    public static void AssertRunsRamp(Scheduler s, int steps, float[] expected, int ulps, double[]? times = null)
     {
         AssertUlps(expected, s.Sigmas!.ToArray(), ulps);
         float[] train = s.TrainingSigmas(), logSigmas = Array.ConvertAll(train, MathF.Log);
@@ -58,7 +59,7 @@ internal static class SigmaRampReference
         bool multistep = s is MultistepSigmaScheduler;
         for (int i = 0; i < steps; i++)
         {
-            double time = Scheduler.SigmaToT(levels[i], logSigmas);
+            double time = times?[i] ?? Scheduler.SigmaToT(levels[i], logSigmas);
             Assert.Equal((float)(multistep ? Math.Round(time) : time), s.Timesteps[i]);
         }
     }

@@ -5,7 +5,7 @@ namespace Sd.Engine.Schedulers;
 /// <summary>
 /// diffusers EulerAncestralDiscreteScheduler: one noise draw per step (draw index = step index). diffusers 0.27 has no
 /// use_karras_sigmas here (from_config ignores the key, and so does Sd), but A1111's Euler a (k-diffusion's
-/// sample_euler_ancestral) runs on any schedule type, so a named <paramref name="ramp"/> places the levels as Euler's.
+/// sample_euler_ancestral) runs on any schedule type, so a named ramp places the levels as Euler's.
 /// </summary>
 public sealed class EulerAncestralScheduler : SigmaScheduler
 {

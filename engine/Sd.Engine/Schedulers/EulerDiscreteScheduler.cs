@@ -4,7 +4,8 @@ namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// Shared sigma machinery of diffusers' Euler/Euler-ancestral/LMS schedulers: float32 timesteps, sigmas interpolated
-/// in float64 (np.interp) and stored as float32 with a trailing 0; optionally a ramp (<see cref="SigmaRamp"/>): Karras, exponential, beta, KL-optimal or Align Your Steps.
+/// in float64 (np.interp) and stored as float32 with a trailing 0; optionally a ramp (<see cref="SigmaRamp"/>): Karras,
+/// exponential, beta, KL-optimal, Align Your Steps, or one on the model's levels (Simple, Normal, SGM Uniform).
 /// </summary>
 public abstract class SigmaScheduler : Scheduler
 {
@@ -56,7 +57,7 @@ public abstract class SigmaScheduler : Scheduler
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)levels[i];
-                double time = SigmaToT(levels[i], logSigmas);
+                double time = RampTime(levels[i], logSigmas);
                 t[i] = (float)(Ramp == SigmaRamp.Karras ? KarrasTimestep(time) : time);
             }
         }
@@ -86,8 +87,8 @@ public abstract class SigmaScheduler : Scheduler
 
     /// <summary>
     /// The timestep of a Karras sigma from its fractional training time: kept as it is (KDPM2 rounds it; no class
-    /// rounds an exponential or beta ramp's, and KDPM2 leaves the KL-optimal and Align Your Steps ramps' unrounded
-    /// too, as Euler's family does, where the multistep solvers round them).
+    /// rounds an exponential or beta ramp's, and KDPM2 leaves the other ramps' (KL-optimal, Align Your Steps and the
+    /// model-level ones) unrounded too, as Euler's family does, where the multistep solvers round them).
     /// </summary>
     protected virtual double KarrasTimestep(double t) => t;
 

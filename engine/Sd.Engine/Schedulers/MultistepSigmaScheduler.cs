@@ -41,15 +41,16 @@ public abstract class MultistepSigmaScheduler : Scheduler
             // The ramp runs over the whole training range whatever the spacing; the timesteps follow it, Karras's
             // rounded (np.round), an exponential or beta ramp's truncated (left unrounded, then cast to int64). Older
             // diffusers copies of these branches lack np.flip and ramp upward; Sd follows the fixed code. The ramps
-            // diffusers lacks (KL optimal, Align Your Steps) round as Karras's do: each call runs at the training
-            // timestep nearest its level's, where truncation would put a top level a hair below 999 at 998.
+            // diffusers lacks (KL optimal, Align Your Steps, Simple, Normal, SGM Uniform) round as Karras's do: each
+            // call runs at the training timestep nearest its level's, where truncation would put a top level a hair
+            // below 999 at 998.
             float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
             double[] levels = RampSigmasWithConfigEnds(Ramp, _trainSigmas[0], _trainSigmas[^1], steps, Name);
             bool truncates = Ramp is SigmaRamp.Exponential or SigmaRamp.Beta;
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)levels[i];
-                double time = SigmaToT(levels[i], logSigmas);
+                double time = RampTime(levels[i], logSigmas);
                 t[i] = (int)(truncates ? time : NpRound(time));
             }
         }

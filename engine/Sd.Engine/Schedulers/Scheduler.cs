@@ -267,7 +267,7 @@ public abstract class Scheduler
             case SigmaRamp.AlignYourSteps:
                 return SigmaRamps.AlignYourSteps(steps);
             case SigmaRamp.Simple:
-                return SigmaRamps.Simple(TrainingSigmas(), steps);
+                return SigmaRamps.Of(ramp, 0, 0, steps, TrainingSigmas());
         }
         float[]? modelLevels = ramp is SigmaRamp.Normal or SigmaRamp.SgmUniform ? TrainingSigmas() : null;
         if (modelLevels is not null)
@@ -517,6 +517,15 @@ public abstract class Scheduler
     /// <summary>Integer (np.round, int64) timesteps, descending, for DDIM/PNDM (before PNDM's reordering) and DPM++.</summary>
     internal int[] DiscreteTimesteps(int steps, int points) =>
         Array.ConvertAll(SpacedTimesteps(steps, points), v => (int)NpRound(v));
+
+    /// <summary>
+    /// The training time of a level of this scheduler's ramp: diffusers' _sigma_to_t (<see cref="SigmaToT"/>), but for
+    /// the ramps on the model's levels k-diffusion's float32 sigma_to_t of the float32 level, as A1111 feeds its model
+    /// (so each of Simple's levels maps back to exactly its own training timestep).
+    /// </summary>
+    protected double RampTime(double level, float[] logSigmas) => Ramp is SigmaRamp.Simple or SigmaRamp.Normal or SigmaRamp.SgmUniform
+        ? SigmaRamps.TrainingTime((float)level, logSigmas)
+        : SigmaToT(level, logSigmas);
 
     /// <summary>
     /// diffusers _sigma_to_t: the fractional training timestep of a sigma by log-sigma interpolation. numpy 1.x

@@ -42,18 +42,20 @@ public static class SigmaRamps
             SigmaRamp.Beta => BetaSigmas.Of(sigmaMin, sigmaMax, steps),
             SigmaRamp.KlOptimal => KlOptimal(sigmaMin, sigmaMax, steps),
             SigmaRamp.AlignYourSteps => AlignYourSteps(steps),
-            SigmaRamp.Simple => Simple(ModelLevels(trainingSigmas, ramp), steps),
-            SigmaRamp.Normal or SigmaRamp.SgmUniform => Normal(ModelLevels(trainingSigmas, ramp), sigmaMin, sigmaMax, steps, ramp == SigmaRamp.SgmUniform),
+            SigmaRamp.Simple => Simple(ModelLevels(trainingSigmas, ramp, steps), steps),
+            SigmaRamp.Normal or SigmaRamp.SgmUniform => Normal(ModelLevels(trainingSigmas, ramp, steps), sigmaMin, sigmaMax, steps, ramp == SigmaRamp.SgmUniform),
             _ => throw new ArgumentOutOfRangeException(nameof(ramp), ramp, "the spaced levels are the scheduler's own, not a ramp's"),
         };
     }
 
-    private static float[] ModelLevels(float[]? trainingSigmas, SigmaRamp ramp)
+    /// <summary>The model's levels a model-level ramp runs on, of which it takes at most one per step (as the schedulers do).</summary>
+    private static float[] ModelLevels(float[]? trainingSigmas, SigmaRamp ramp, int steps)
     {
         if (trainingSigmas is null || trainingSigmas.Length < 2)
         {
             throw new ArgumentException($"the {ramp} ramp picks among the model's training sigmas: at least two are needed, got {trainingSigmas?.Length.ToString() ?? "none"}", nameof(trainingSigmas));
         }
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(steps, trainingSigmas.Length);
         return trainingSigmas;
     }
 
@@ -214,7 +216,7 @@ public static class SigmaRamps
     /// k-diffusion's sigma_to_t in float32: the log-sigma interpolation of <see cref="Scheduler.SigmaToT"/>, its log
     /// libm's logf of the float32 level (so each of the model's own levels is exactly its timestep), blended in float32.
     /// </summary>
-    private static float TrainingTime(float sigma, float[] logSigmas)
+    internal static float TrainingTime(float sigma, float[] logSigmas)
     {
         (int low, float w) = Scheduler.LogSigmaToTInterpolation(MathF.Log(sigma), logSigmas);
         return (1f - w) * low + w * (low + 1);

@@ -121,8 +121,15 @@ alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
 model = DiscreteSchedule(((1 - alphas_cumprod) / alphas_cumprod) ** 0.5)
 table_steps = [1, 2, 3, 7, 10, 20, 30, 50, 150, 999, 1000]
 m_min, m_max = model.sigmas[0].item(), model.sigmas[-1].item()
-simple = [{"steps": n, "sigmas": simple_scheduler(n, model).tolist()} for n in table_steps]
-normal = [{"sigma_min": lo, "sigma_max": hi, "steps": n, "sgm": sgm, "sigmas": normal_scheduler(n, lo, hi, model, sgm).tolist()}
+
+
+def levels_and_times(sigmas):
+    # The levels, the final 0 included, and the training time A1111's model wrapper gives each call (sigma_to_t).
+    return {"sigmas": sigmas.tolist(), "times": model.sigma_to_t(sigmas[:-1]).tolist()}
+
+
+simple = [{"steps": n, **levels_and_times(simple_scheduler(n, model))} for n in table_steps]
+normal = [{"sigma_min": lo, "sigma_max": hi, "steps": n, "sgm": sgm, **levels_and_times(normal_scheduler(n, lo, hi, model, sgm))}
           for sgm in [False, True] for lo, hi in [(m_min, m_max), (0.1, 10.0)] for n in table_steps]
 print(json.dumps({"generator": "tests/Sd.Engine.Tests/Data/sigma-ramps-reference.py: torch " + torch.__version__ + ", numpy " + np.__version__,
                   "kl_optimal": kl, "align_your_steps": ays, "sd_sigma_min": m_min, "sd_sigma_max": m_max,
