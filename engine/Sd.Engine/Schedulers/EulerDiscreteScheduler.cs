@@ -53,7 +53,7 @@ public abstract class SigmaScheduler : Scheduler
             float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
             double[] levels = Ramp == SigmaRamp.Karras && !KarrasEndsFromConfig
                 ? SigmaRamps.Karras(interpolated[^1], interpolated[0], steps)
-                : RampSigmasWithConfigEnds(Ramp, interpolated[^1], interpolated[0], steps, Name);
+                : RampSigmasWithConfigEnds(Ramp, TrainSigmas, interpolated[^1], interpolated[0], steps, Name);
             for (int i = 0; i < steps; i++)
             {
                 sigmas[i] = (float)levels[i];

@@ -45,7 +45,7 @@ public abstract class MultistepSigmaScheduler : Scheduler
             // call runs at the training timestep nearest its level's, where truncation would put a top level a hair
             // below 999 at 998.
             float[] logSigmas = Array.ConvertAll(_trainSigmas, MathF.Log);
-            double[] levels = RampSigmasWithConfigEnds(Ramp, _trainSigmas[0], _trainSigmas[^1], steps, Name);
+            double[] levels = RampSigmasWithConfigEnds(Ramp, _trainSigmas, _trainSigmas[0], _trainSigmas[^1], steps, Name);
             bool truncates = Ramp is SigmaRamp.Exponential or SigmaRamp.Beta;
             for (int i = 0; i < steps; i++)
             {

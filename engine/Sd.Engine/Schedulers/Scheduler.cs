@@ -259,20 +259,19 @@ public abstract class Scheduler
     /// ramp runs down within the levels float32 sampling reaches. Align Your Steps has fixed levels and takes no ends,
     /// nor does Simple, which picks the model's levels; Normal and SGM Uniform span the model's whole range, or the
     /// config's ends, whatever the spacing, as A1111 spans its model's (or its settings' sigma_min and sigma_max).
+    /// <paramref name="trainingSigmas"/> is the scheduler's table (<see cref="TrainingSigmas"/>), held by the caller.
     /// </summary>
-    protected double[] RampSigmasWithConfigEnds(SigmaRamp ramp, double sigmaMin, double sigmaMax, int steps, string scheduler)
+    protected double[] RampSigmasWithConfigEnds(SigmaRamp ramp, float[] trainingSigmas, double sigmaMin, double sigmaMax, int steps, string scheduler)
     {
         switch (ramp)
         {
             case SigmaRamp.AlignYourSteps:
                 return SigmaRamps.AlignYourSteps(steps);
             case SigmaRamp.Simple:
-                return SigmaRamps.Of(ramp, 0, 0, steps, TrainingSigmas());
-        }
-        float[]? modelLevels = ramp is SigmaRamp.Normal or SigmaRamp.SgmUniform ? TrainingSigmas() : null;
-        if (modelLevels is not null)
-        {
-            (sigmaMin, sigmaMax) = (modelLevels[0], modelLevels[^1]);
+                return SigmaRamps.Of(ramp, 0, 0, steps, trainingSigmas);
+            case SigmaRamp.Normal or SigmaRamp.SgmUniform:
+                (sigmaMin, sigmaMax) = (trainingSigmas[0], trainingSigmas[^1]);
+                break;
         }
         double min = Config.SigmaMin ?? sigmaMin, max = Config.SigmaMax ?? sigmaMax;
         if (!(min >= NoiseSchedule.MinSigma && max >= min && max <= NoiseSchedule.MaxSigma))
@@ -281,7 +280,7 @@ public abstract class Scheduler
             throw new ArgumentException($"{scheduler}: {ramp} sigmas ramp from sigma_max down to sigma_min, noise levels with {NoiseSchedule.SigmaText(NoiseSchedule.MaxSigma)} >= sigma_max >= sigma_min >= {NoiseSchedule.SigmaText(NoiseSchedule.MinSigma)}; " +
                 $"got sigma_max {max} and sigma_min {min} (the scheduler config's sigma_min {Config.SigmaMin?.ToString() ?? "unset"}, sigma_max {Config.SigmaMax?.ToString() ?? "unset"})", "config");
         }
-        return SigmaRamps.Of(ramp, min, max, steps, modelLevels);
+        return SigmaRamps.Of(ramp, min, max, steps, trainingSigmas);
     }
 
     /// <summary>
@@ -523,7 +522,7 @@ public abstract class Scheduler
     /// the ramps on the model's levels k-diffusion's float32 sigma_to_t of the float32 level, as A1111 feeds its model
     /// (so each of Simple's levels maps back to exactly its own training timestep).
     /// </summary>
-    protected double RampTime(double level, float[] logSigmas) => Ramp is SigmaRamp.Simple or SigmaRamp.Normal or SigmaRamp.SgmUniform
+    protected double RampTime(double level, float[] logSigmas) => SigmaRamps.OnModelLevels(Ramp)
         ? SigmaRamps.TrainingTime((float)level, logSigmas)
         : SigmaToT(level, logSigmas);
 
@@ -544,6 +543,9 @@ public abstract class Scheduler
     /// </summary>
     internal static (int Low, float Weight) SigmaToTInterpolation(double sigma, float[] logSigmas) =>
         LogSigmaToTInterpolation((float)Math.Log(Math.Max(sigma, 1e-10)), logSigmas);
+
+    /// <summary>The fractional timestep of an interpolation as torch blends it, in float32: (1 - w) low + w (low + 1).</summary>
+    internal static float BlendedTime((int Low, float Weight) at) => (1f - at.Weight) * at.Low + at.Weight * (at.Low + 1);
 
     /// <summary>
     /// <see cref="SigmaToTInterpolation"/> of a level whose float32 log is <paramref name="logSigma"/> (its own name:

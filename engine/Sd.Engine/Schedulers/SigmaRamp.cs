@@ -48,6 +48,9 @@ public static class SigmaRamps
         };
     }
 
+    /// <summary>Whether <paramref name="ramp"/> runs on the model's own levels (Simple, Normal, SGM Uniform) and needs them.</summary>
+    internal static bool OnModelLevels(SigmaRamp ramp) => ramp is SigmaRamp.Simple or SigmaRamp.Normal or SigmaRamp.SgmUniform;
+
     /// <summary>The model's levels a model-level ramp runs on, of which it takes at most one per step (as the schedulers do).</summary>
     private static float[] ModelLevels(float[]? trainingSigmas, SigmaRamp ramp, int steps)
     {
@@ -216,9 +219,6 @@ public static class SigmaRamps
     /// k-diffusion's sigma_to_t in float32: the log-sigma interpolation of <see cref="Scheduler.SigmaToT"/>, its log
     /// libm's logf of the float32 level (so each of the model's own levels is exactly its timestep), blended in float32.
     /// </summary>
-    internal static float TrainingTime(float sigma, float[] logSigmas)
-    {
-        (int low, float w) = Scheduler.LogSigmaToTInterpolation(MathF.Log(sigma), logSigmas);
-        return (1f - w) * low + w * (low + 1);
-    }
+    internal static float TrainingTime(float sigma, float[] logSigmas) =>
+        Scheduler.BlendedTime(Scheduler.LogSigmaToTInterpolation(MathF.Log(sigma), logSigmas));
 }

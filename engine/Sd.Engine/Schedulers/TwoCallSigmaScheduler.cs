@@ -82,11 +82,7 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
     /// diffusers _sigma_to_t given torch tensors: the log of the float32 level in float64, cast to float32 against the
     /// float32 log table, and the blend (1 - w) * low + w * high in float32 (not float64, as for numpy input).
     /// </summary>
-    private static float MidpointTimestep(float sigma, float[] logSigmas)
-    {
-        (int low, float w) = SigmaToTInterpolation(sigma, logSigmas);
-        return (1f - w) * low + w * (low + 1);
-    }
+    private static float MidpointTimestep(float sigma, float[] logSigmas) => BlendedTime(SigmaToTInterpolation(sigma, logSigmas));
 
     /// <summary>
     /// sample = from + (sample - x0) / sigma * dt, x0 the model output's prediction at <paramref name="sigma"/>: a first
