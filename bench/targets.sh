@@ -3,8 +3,10 @@
 # line, each against its target. Usage:
 #   bench/targets.sh F32_MODEL [F16_MODEL]      (folders from `sd make-random-model --like sd15 [--dtype f16]`)
 # Env: SD (the sd binary; default: build tools/Sd.Cli in Release and use it), REPS (timed runs per part, default 3;
-# txt2img is timed once). Every part also runs a warm-up and a FLOP-counting run first, so a txt2img row is three
-# whole pipelines: about 10 minutes on a 2-core Zen 5, far longer without AVX-512.
+# txt2img is timed once), TOKENIZER (a CLIP tokenizer folder, vocab.json and merges.txt, for the txt2img rows:
+# make-random-model writes none; not needed when the model folders hold a tokenizer/). Every part also runs a
+# warm-up and a FLOP-counting run first, so a txt2img row is three whole pipelines: about 10 minutes on a 2-core
+# Zen 5, about 17 on a 2-core Zen 4, far longer without AVX-512.
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 ]]; then
@@ -14,6 +16,17 @@ fi
 f32=$1
 f16=${2:-}
 reps=${REPS:-3}
+tokenizer=()
+if [[ -n ${TOKENIZER:-} ]]; then
+    tokenizer=(--tokenizer "$TOKENIZER")
+fi
+# The txt2img rows come last and take the longest: refuse at once rather than after the other rows.
+for model in "$f32" ${f16:+"$f16"}; do
+    if [[ -z ${TOKENIZER:-} && ! -d $model/tokenizer ]]; then
+        echo "$0: $model has no tokenizer folder (make-random-model writes none): set TOKENIZER to a CLIP tokenizer folder" >&2
+        exit 2
+    fi
+done
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -z "${SD:-}" ]]; then
     dotnet build -c Release "$root/tools/Sd.Cli" >/dev/null
@@ -65,7 +78,7 @@ row "text encoder, 77 tokens" 0.1 - --model "$f32" --part text --reps "$reps"
 row "UNet 64x64 latents, batch 2" 3.0 - --model "$f32" --part unet --batch 2 --reps "$reps"
 row "UNet 32x32 latents, batch 2" 0.6 - --model "$f32" --part unet --batch 2 --height 256 --width 256 --reps "$reps"
 row "VAE decode 64x64 -> 512x512" 5 - --model "$f32" --part vae-decode --reps "$reps"
-row "txt2img 512x512, 20 steps DPM++ 2M, F32 weights" 70 4768 --model "$f32" --part txt2img --reps 1
+row "txt2img 512x512, 20 steps DPM++ 2M, F32 weights" 70 4768 --model "$f32" --part txt2img --reps 1 "${tokenizer[@]}"
 if [[ -n $f16 ]]; then
-    row "txt2img, same, F16 weights" 70 3052 --model "$f16" --part txt2img --reps 1
+    row "txt2img, same, F16 weights" 70 3052 --model "$f16" --part txt2img --reps 1 "${tokenizer[@]}"
 fi

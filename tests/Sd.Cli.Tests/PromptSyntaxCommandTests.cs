@@ -53,6 +53,8 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("dpm2-a", "Sampler: DPM2 a, Schedule type: Uniform,")] // A1111's DPM2 a defaults to Karras
     [InlineData("dpm++-2s-a-karras", "Sampler: DPM++ 2S a, Schedule type: Karras,")]
     [InlineData("dpm++-sde", "Sampler: DPM++ SDE, Schedule type: Uniform,")]
+    [InlineData("restart", "Sampler: Restart, Schedule type: Uniform,")] // A1111's Restart defaults to Karras
+    [InlineData("restart-karras", "Sampler: Restart, Schedule type: Karras,")]
     [InlineData("dpm++-3m-sde", "Sampler: DPM++ 3M SDE, Schedule type: Uniform,")] // A1111's default is Exponential
     [InlineData("dpm++-3m-sde-karras", "Sampler: DPM++ 3M SDE, Schedule type: Karras,")]
     [InlineData("dpm++-2m-sde-exponential", "Sampler: DPM++ 2M SDE, Schedule type: Exponential,")]

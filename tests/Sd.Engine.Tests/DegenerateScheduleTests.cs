@@ -70,10 +70,21 @@ public sealed class DegenerateScheduleTests
         // Karras from 14.6 down to sigma_min 0.002 in 2 steps: the first step falls by 1.4e-4, below 2^-12, so
         // from^2 - to^2 rounds to from^2 and sigma_down to 0, where k-diffusion takes a one-call Euler step.
         Scheduler scheduler = Scheduler.Create("dpm++-2s-a-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.002 });
+        scheduler.SetTimesteps(10); // smaller falls are fine
+        float[] levels = scheduler.Sigmas!.ToArray();
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => scheduler.SetTimesteps(2));
         Assert.Contains("step 1 of 2 falls from noise level", e.Message);
-        scheduler.SetTimesteps(10); // smaller falls are fine
+
+        // The refused schedule changed nothing: the 10-step one still runs, its second steps' coefficients included.
+        Assert.Equal(10, scheduler.InferenceSteps);
         Assert.Equal(19, scheduler.StepCount);
+        Assert.Equal(levels, scheduler.Sigmas!.ToArray());
+        float[] sample = [1f, -2f], output = [0.5f, 0.25f];
+        for (int i = 0; i < scheduler.StepCount; i++)
+        {
+            scheduler.Step(output, i, sample, _ => [0.1f, -0.1f]);
+        }
+        Assert.True(float.IsFinite(sample[0]) && float.IsFinite(sample[1]));
     }
 
     [Theory]

@@ -17,6 +17,9 @@ namespace Sd.Engine.Tests;
 ///   Euler does, its noise drawn from a generator seeded 42, its levels Euler's, taken from diffusers' Heun);
 /// - DPM++ SDE (sample_dpmpp_sde from the same file, Data/dpmppsde-reference.json, driven the same way, with Sd's
 ///   Brownian increments written out in the generator in place of k-diffusion's torchsde tree);
+/// - Restart (A1111's restart_sampler with its automatic restart list, Data/restart-reference.py/.json: driven the same
+///   way on a [1, 4, 2, 2] sample, its noise drawn after the call each restart follows; a part-way start planned anew
+///   over the steps left, as A1111's img2img plans it);
 /// - and, by the same harness, DPM++ 3M SDE, a one-call multistep sampler (sample_dpmpp_3m_sde as A1111's k-diffusion
 ///   pin has it, Data/dpmpp3msde-reference.json, a plain noise draw per step).
 /// The references are the projects' own files (package imports stubbed) run on PyTorch 1.13 as a pipeline runs them,
@@ -46,6 +49,10 @@ public sealed class SecondOrderSchedulerTests
             data.Add("dpm++-3m-sde", name);
         }
         data.Add("heun", "epsilon-clip-4");
+        foreach (string name in new[] { "epsilon-10", "epsilon-karras-25", "vpred-20", "epsilon-40", "img2img-40-start16", "img2img-20-start8" })
+        {
+            data.Add("restart", name);
+        }
         return data;
     }
 
@@ -60,6 +67,7 @@ public sealed class SecondOrderSchedulerTests
             "dpm2-a" => "kdpm2a-reference.json",
             "dpm++-2s-a" => "dpmpp2sa-reference.json",
             "dpm++-sde" => "dpmppsde-reference.json",
+            "restart" => "restart-reference.json",
             _ => "dpmpp3msde-reference.json",
         };
         using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", file)));
@@ -82,7 +90,8 @@ public sealed class SecondOrderSchedulerTests
             // diffusers maps them back through a log-sigma table from numpy's float32 log, whose x86 SIMD code is off by
             // an ulp on a fifth of SD's table, and Sd takes libm's (as for Euler and LMS). They move by under 5e-7
             // relative; the sigmas, and so every step below, do not depend on them.
-            bool tabled = karras || (s.Order == 2 && scheduler != "heun" && i % 2 == 1);
+            // Restart's are k-diffusion's sigma_to_t of each level, from libm's log on both sides: exact.
+            bool tabled = scheduler != "restart" && (karras || (s.Order == 2 && scheduler != "heun" && i % 2 == 1));
             Assert.True(tabled ? Math.Abs(s.Timesteps[i] - timesteps[i]) <= 1e-6 * timesteps[i] : s.Timesteps[i] == timesteps[i],
                 $"timestep {i}: {s.Timesteps[i]} vs {timesteps[i]}");
         }
@@ -160,7 +169,7 @@ public sealed class SecondOrderSchedulerTests
     /// </summary>
     private static void AssertMatches(string scheduler, float[] expected, float[] actual, float? scale, string what)
     {
-        if (scheduler == "heun")
+        if (scheduler is "heun" or "restart")
         {
             Assert.Equal(expected, actual);
             return;
@@ -178,6 +187,7 @@ public sealed class SecondOrderSchedulerTests
     [InlineData("dpm2-a")]
     [InlineData("dpm++-2s-a")]
     [InlineData("dpm++-sde-karras")]
+    [InlineData("restart")]
     public void A_run_starts_at_an_inference_steps_first_call_and_second_calls_follow_their_first(string name)
     {
         Scheduler heun = Scheduler.Create(name, Sd15SchedulerConfig.Value);
@@ -229,6 +239,7 @@ public sealed class SecondOrderSchedulerTests
     [InlineData("dpm2-a")]
     [InlineData("dpm++-2s-a-karras")]
     [InlineData("dpm++-sde")]
+    [InlineData("restart-karras")]
     public void A_pipeline_runs_every_call_and_img2img_starts_at_twice_the_skipped_steps(string scheduler)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();

@@ -149,7 +149,7 @@ public sealed class SigmaRampTests
     [Fact]
     public void The_ramps_are_named_by_suffix()
     {
-        foreach (string sampler in (string[])["euler", "euler-a", "heun", "lms", "dpm2", "dpm2-a", "dpm++-2m", "dpm++-2m-sde", "dpm++-2m-sde-heun", "dpm++-sde", "dpm++-2s-a", "dpm++-3m-sde", "unipc"])
+        foreach (string sampler in (string[])["euler", "euler-a", "heun", "lms", "dpm2", "dpm2-a", "dpm++-2m", "dpm++-2m-sde", "dpm++-2m-sde-heun", "dpm++-sde", "dpm++-2s-a", "dpm++-3m-sde", "unipc", "restart"])
         {
             foreach (string suffix in (string[])["-kl-optimal", "-ays", "-simple", "-normal", "-sgm-uniform"])
             {

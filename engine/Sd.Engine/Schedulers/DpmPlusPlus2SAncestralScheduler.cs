@@ -31,12 +31,13 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
     /// </summary>
     protected override (float[] Timesteps, float[] Sigmas) Arrange(float[] timesteps, float[] sigmas)
     {
+        // Built aside and kept only when every step can run: a refused schedule leaves the scheduler as it was.
         int steps = timesteps.Length;
-        _toMidpoint = new float[steps - 1];
-        _toMidpointDenoised = new float[steps - 1];
-        _toDown = new float[steps - 1];
-        _toDownDenoised = new float[steps - 1];
-        _up = new float[steps - 1];
+        var toMidpoint = new float[steps - 1];
+        var toMidpointDenoised = new float[steps - 1];
+        var toDown = new float[steps - 1];
+        var toDownDenoised = new float[steps - 1];
+        var up = new float[steps - 1];
         var midpoints = new float[steps - 1];
         var levels = new float[2 * steps];
         for (int k = 0; k < steps; k++)
@@ -47,7 +48,7 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
                 break; // the last step ends at sigma 0: Euler, no midpoint
             }
             float from = sigmas[k], to = sigmas[k + 1];
-            (float down, float up) = AncestralLevels(from, to);
+            (float down, up[k]) = AncestralLevels(from, to);
             if (down == 0f)
             {
                 // to / from below about 2^-12: from^2 - to^2 rounds to from^2, so up = to. k-diffusion then takes this
@@ -60,13 +61,13 @@ public sealed class DpmPlusPlus2SAncestralScheduler : TwoCallSigmaScheduler
             float s = t + 0.5f * h;
             float sigmaT = MathF.Exp(-t);
             midpoints[k] = levels[2 * k + 1] = MathF.Exp(-s);
-            _toMidpoint[k] = midpoints[k] / sigmaT;
-            _toMidpointDenoised[k] = ExpM1(-h * 0.5f);
-            _toDown[k] = MathF.Exp(-tNext) / sigmaT;
-            _toDownDenoised[k] = ExpM1(-h);
-            _up[k] = up;
+            toMidpoint[k] = midpoints[k] / sigmaT;
+            toMidpointDenoised[k] = ExpM1(-h * 0.5f);
+            toDown[k] = MathF.Exp(-tNext) / sigmaT;
+            toDownDenoised[k] = ExpM1(-h);
         }
         levels[^1] = sigmas[steps];
+        (_toMidpoint, _toMidpointDenoised, _toDown, _toDownDenoised, _up) = (toMidpoint, toMidpointDenoised, toDown, toDownDenoised, up);
         return (InterleaveTimesteps(timesteps, midpoints), levels);
     }
 

@@ -74,8 +74,10 @@ public abstract class SigmaScheduler : Scheduler
             // firstStep counts calls; the levels here are one per inference step.
             RequireFallingSigmas(sigmas, steps, Math.Max(firstStep / Order - lookback, 0), Name);
         }
+        // Arrange may refuse the schedule (a sampler that cannot take one of its steps): nothing is changed before it.
+        (float[] callTimesteps, float[] callSigmas) = Arrange(t, sigmas);
         InferenceSteps = steps;
-        (TimestepValues, SigmaValues) = Arrange(t, sigmas);
+        (TimestepValues, SigmaValues) = (callTimesteps, callSigmas);
         float max = 0f;
         foreach (float s in sigmas)
         {

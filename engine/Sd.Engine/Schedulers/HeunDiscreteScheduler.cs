@@ -8,7 +8,7 @@ namespace Sd.Engine.Schedulers;
 /// The last step, ending at sigma 0, is Euler only. Its timesteps and sigmas are Euler's with every level after the
 /// first repeated: calls 2k - 1 and 2k both run at level k.
 /// </summary>
-public sealed class HeunDiscreteScheduler : TwoCallSigmaScheduler
+public class HeunDiscreteScheduler : TwoCallSigmaScheduler
 {
     /// <summary>clip_sample_range when clip_sample is on (off by default for Heun), else infinity.</summary>
     private readonly float _clip;
@@ -17,9 +17,19 @@ public sealed class HeunDiscreteScheduler : TwoCallSigmaScheduler
     private float[] _derivative = [];
 
     public HeunDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing = null, SigmaRamp ramp = SigmaRamp.Spaced)
-        : base(config, spacing, ramp, "Heun", ZeroTerminalSnr.NotASetting)
+        : this(config, spacing, ramp, "Heun", ZeroTerminalSnr.NotASetting, DdimScheduler.ClipRange(config, clipByDefault: false))
     {
-        _clip = DdimScheduler.ClipRange(config, clipByDefault: false);
+    }
+
+    /// <summary>
+    /// For a sampler made of Heun steps on levels of its own (<see cref="RestartScheduler"/>): the per-call levels
+    /// <see cref="Arrange"/> gives are each step's start and end, [from_0, to_0, from_1, to_1, ..., from_(n-1), 0], and
+    /// the last step, to 0, is Euler. <paramref name="clip"/> bounds x0 (infinity: unclipped).
+    /// </summary>
+    protected HeunDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name, ZeroTerminalSnr zeroSnr, float clip)
+        : base(config, spacing, ramp, name, zeroSnr)
+    {
+        _clip = clip;
     }
 
     /// <summary>

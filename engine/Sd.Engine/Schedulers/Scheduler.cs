@@ -110,7 +110,7 @@ public abstract class Scheduler
     /// <summary>
     /// diffusers' scheduler order: model calls per inference step where a run may start, so img2img skipping k
     /// inference steps starts at step index k x Order (2 for the samplers whose steps take two calls: Heun, DPM2, DPM2 a,
-    /// DPM++ 2S a, DPM++ SDE; 1 otherwise).
+    /// DPM++ 2S a, DPM++ SDE, Restart; 1 otherwise).
     /// </summary>
     public virtual int Order => 1;
 
@@ -141,7 +141,8 @@ public abstract class Scheduler
 
     /// <summary>One denoising step, in place on <paramref name="sample"/>. <paramref name="noise"/>(drawIndex) gives a
     /// latent-sized array of standard normals for the stochastic schedulers: Euler a, DPM2 a, DPM++ 2S a, LCM, DPM++ 2M
-    /// SDE, DPM++ 3M SDE, DPM++ SDE (draw index = step index; DPM++ SDE draws at both calls of a step).</summary>
+    /// SDE, DPM++ 3M SDE, DPM++ SDE, Restart (draw index = step index; DPM++ SDE draws at both calls of a step, Restart
+    /// after the calls its restarts follow).</summary>
     public abstract void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);
 
     /// <summary>Forward diffusion to the timestep of <paramref name="stepIndex"/> (img2img/inpaint).</summary>
@@ -158,7 +159,7 @@ public abstract class Scheduler
 
     /// <summary>
     /// The scheduler called <paramref name="name"/>: ddim, pndm, lcm, or a sigma sampler (euler, euler-a, heun, lms,
-    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc), which takes a "-karras",
+    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, restart), which takes a "-karras",
     /// "-exponential", "-beta", "-kl-optimal", "-ays", "-simple", "-normal" or "-sgm-uniform" suffix for that ramp
     /// (<see cref="SigmaRamp"/>); without one, the config's use_karras_sigmas, use_exponential_sigmas or
     /// use_beta_sigmas chooses (but for euler-a, as diffusers' Euler ancestral ignores them).
@@ -194,7 +195,8 @@ public abstract class Scheduler
             ("dpm++-3m-sde", _) => new DpmPlusPlus3MSdeScheduler(config, spacing, NamedOrConfigured()),
             ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, NamedOrConfigured()),
             ("lms", _) => new LmsDiscreteScheduler(config, spacing, NamedOrConfigured()),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, lcm; euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
+            ("restart", _) => new RestartScheduler(config, spacing, NamedOrConfigured()),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, lcm; euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, restart, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
         };
     }
 

@@ -77,6 +77,26 @@ public static class SigmaRamps
     }
 
     /// <summary>
+    /// k-diffusion's get_sigmas_karras: the same rho-7 ramp in float32 tensor arithmetic, steps levels and a final 0.
+    /// The ends' 1/7th powers are Python's float64 pow; the ramp is torch.linspace(0, 1, steps) in float32, and
+    /// max + ramp x (min - max) is taken in float32 with the float64 scalars rounded to float32, as torch applies a
+    /// Python scalar to a float32 tensor; ** 7 is float32 pow.
+    /// </summary>
+    internal static float[] KDiffusionKarras(float sigmaMin, float sigmaMax, int steps)
+    {
+        const double rho = 7.0;
+        double minInv = Math.Pow(sigmaMin, 1 / rho), maxInv = Math.Pow(sigmaMax, 1 / rho);
+        float start = (float)maxInv, span = (float)(minInv - maxInv);
+        float[] ramp = NoiseSchedule.TorchLinspace(0f, 1f, steps);
+        var sigmas = new float[steps + 1];
+        for (int i = 0; i < steps; i++)
+        {
+            sigmas[i] = MathF.Pow(start + ramp[i] * span, (float)rho);
+        }
+        return sigmas;
+    }
+
+    /// <summary>
     /// diffusers _convert_to_exponential: np.exp(np.linspace(log(sigma_max), log(sigma_min), steps)), float64; A1111's
     /// "Exponential" schedule (k-diffusion get_sigmas_exponential) is the same ramp over the model's whole range.
     /// </summary>

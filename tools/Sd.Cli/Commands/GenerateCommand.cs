@@ -39,15 +39,16 @@ public static partial class GenerateCommand
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, lcm, and euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun (A1111's
-        DPM++ 2M SDE Heun), dpm++-3m-sde, unipc, heun, dpm2, dpm2-a, dpm++-2s-a, dpm++-sde, lms, each also as
+        DPM++ 2M SDE Heun), dpm++-3m-sde, unipc, heun, dpm2, dpm2-a, dpm++-2s-a, dpm++-sde, lms, restart (A1111's
+        Restart: Heun steps, from 20 steps on with restart segments that noise the sample back up), each also as
         NAME-karras (Karras sigmas), NAME-exponential (A1111's Exponential schedule type, its default for
         DPM++ 2M SDE (Heun) and 3M SDE), NAME-beta (A1111's Beta schedule
         type: Beta(0.6, 0.6) quantiles), NAME-kl-optimal (KL Optimal: evenly spaced in arctan sigma), NAME-ays
         (NVIDIA's Align Your Steps levels for SD 1.5, as ComfyUI interpolates them), NAME-simple (A1111's and
         ComfyUI's Simple: every (1000/steps)-th of the model's levels), NAME-normal (Normal: timesteps evenly spaced,
         levels interpolated in log sigma; A1111's Uniform, its default for Euler) and NAME-sgm-uniform (SGM
-        Uniform: the same over steps + 1 points, the last dropped) (heun, dpm2(-a), dpm++-2s-a and dpm++-sde
-        call the model twice per step but the last, so N steps take 2N - 1 calls; progress counts calls).
+        Uniform: the same over steps + 1 points, the last dropped) (heun, dpm2(-a), dpm++-2s-a, dpm++-sde and
+        restart call the model twice per step but the last, so N steps take 2N - 1 calls; progress counts calls).
         A missing --scheduler, --steps or --guidance takes the model's default: 4 steps of lcm for a latent
         consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
         (1 for an LCM-LoRA merge: an LCMScheduler config on a plain UNet). --seed N draws the initial latents
@@ -319,6 +320,7 @@ public static partial class GenerateCommand
             "dpm2-a" => ("DPM2 a", "Uniform"),
             "dpm++-2s-a" => ("DPM++ 2S a", "Uniform"),
             "dpm++-sde" => ("DPM++ SDE", "Uniform"),
+            "restart" => ("Restart", "Uniform"),
             "lms" => ("LMS", null),
             "lcm" => ("LCM", null),
             _ => (scheduler, null),

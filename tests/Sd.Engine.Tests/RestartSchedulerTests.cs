@@ -1,0 +1,116 @@
+using Sd.Engine.Pipelines;
+using Sd.Engine.Schedulers;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// Restart's plan over step counts the reference (SecondOrderSchedulerTests, Data/restart-reference.json) has no case
+/// for: A1111's automatic restart list restarts once over 9 steps from 20 steps, twice over steps / 4 from 36, never
+/// below 20; plans A1111 would run with other step counts are refused.
+/// </summary>
+public sealed class RestartSchedulerTests
+{
+    [Theory]
+    [InlineData(1, 0, 0)]
+    [InlineData(19, 0, 0)]
+    [InlineData(20, 1, 9)]
+    [InlineData(35, 1, 9)]
+    [InlineData(36, 2, 9)]
+    [InlineData(37, 2, 9)]
+    [InlineData(100, 2, 25)]
+    [InlineData(1000, 2, 250)]
+    public void Restarts_as_A1111s_automatic_list_plans(int steps, int restarts, int segmentSteps)
+    {
+        Scheduler s = Scheduler.Create("restart-karras", Sd15SchedulerConfig.Value);
+        s.SetTimesteps(steps);
+        Assert.Equal(2 * steps - 1, s.StepCount);
+        IReadOnlyList<float> levels = s.Sigmas!; // per call: [from_0, to_0, from_1, to_1, ..., from_(n-1), 0]
+        Assert.Equal(2 * steps, levels.Count);
+        Assert.Equal(0f, levels[^1]);
+
+        // A restart: a step that starts near 2 after one that ended near 0.1; its segment walks back down in
+        // segmentSteps steps to the level it left.
+        var jumps = new List<int>();
+        for (int k = 0; k + 1 < steps; k++)
+        {
+            float to = levels[2 * k + 1], next = levels[2 * k + 2];
+            if (next > 1.5f * to)
+            {
+                Assert.InRange(to, 0.05f, 0.15f);
+                Assert.InRange(next, 1.5f, 2.5f);
+                Assert.Equal(to, levels[2 * (k + segmentSteps) + 1], 1e-5f * to);
+                jumps.Add(2 * k + 1);
+            }
+        }
+        Assert.Equal(restarts, jumps.Count);
+
+        // Each restart draws once, after the call it follows (the draw index is that call's step index).
+        var draws = new List<int>();
+        float[] sample = [1f, -1f], output = [0.1f, 0.2f];
+        for (int i = 0; i < s.StepCount; i++)
+        {
+            s.Step(output, i, sample, index =>
+            {
+                draws.Add(index);
+                return [0.5f, -0.5f];
+            });
+        }
+        Assert.True(float.IsFinite(sample[0]) && float.IsFinite(sample[1]));
+        Assert.Equal(jumps, draws.Intersect(jumps));
+        // Other draws lift the sample by the rounding between a segment's end and the level it returns to, as A1111's do.
+        Assert.All(draws.Except(jumps), d => Assert.Equal(levels[d], levels[d + 1], 1e-5f * levels[d]));
+    }
+
+    [Fact]
+    public void A_plan_A1111_would_run_with_other_step_counts_is_refused_and_changes_nothing()
+    {
+        // Lowest level 0.3: the level nearest 0.1 is the final 0, after which A1111 would restart and end at 0 again.
+        Scheduler high = Scheduler.Create("restart-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.3 });
+        high.SetTimesteps(19); // no restart below 20 steps
+        float[] levels = high.Sigmas!.ToArray();
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => high.SetTimesteps(20));
+        Assert.Contains("that is the final 0", e.Message);
+        Assert.Contains("use fewer than 20 steps", e.Message);
+        Assert.Equal(19, high.InferenceSteps);
+        Assert.Equal(levels, high.Sigmas!.ToArray());
+        Assert.Equal(37, high.StepCount);
+
+        // One level throughout: none lies nearer 2 above the one nearest 0.1, so A1111 would not restart (fewer steps).
+        Scheduler flat = Scheduler.Create("restart-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.1, SigmaMax = 0.1 });
+        Assert.Contains("there is none above it", Assert.Throws<ArgumentOutOfRangeException>(() => flat.SetTimesteps(30)).Message);
+
+        // Simple's lowest level at 20 to 24 steps is the model's level 49 to 41 (0.22 to 0.21), nearer 0 than 0.1.
+        Scheduler simple = Scheduler.Create("restart-simple", Sd15SchedulerConfig.Value);
+        Assert.Throws<ArgumentOutOfRangeException>(() => simple.SetTimesteps(20));
+        simple.SetTimesteps(25);
+        Assert.Equal(49, simple.StepCount);
+
+        // A part-way start plans the steps left: 16 of 40 skipped leaves 24, which restart; 22 skipped leaves 18, which do not.
+        Scheduler part = Scheduler.Create("restart", Sd15SchedulerConfig.Value);
+        part.SetTimesteps(40, 2 * 22);
+        Assert.Equal(79, part.StepCount);
+        for (int i = 2 * 22; i + 1 < part.StepCount; i++)
+        {
+            Assert.True(part.Sigmas![i + 1] <= part.Sigmas[i], $"call {i + 1} rises");
+        }
+        part.SetTimesteps(40, 2 * 16);
+        Assert.Contains(Enumerable.Range(2 * 16, 79 - 2 * 16 - 1), i => part.Sigmas![i + 1] > 1.5f * part.Sigmas[i]);
+    }
+
+    [Fact]
+    public void A_pipeline_runs_its_restarts()
+    {
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        var request = new GenerateRequest { Prompt = "a boat", Steps = 20, Width = 64, Height = 64, Seed = 3, Scheduler = "restart" };
+        var calls = new List<StepInfo>();
+        using GenerateResult restart = pipeline.Generate(request, new SyncProgress(calls.Add));
+        Assert.Equal(39, calls.Count);
+        Assert.True(Tensors.Tensor.AllFinite(restart.Latents.Span));
+
+        // The restart's noise is drawn from the seed's generator: the same seed gives the same latents.
+        using GenerateResult again = pipeline.Generate(request);
+        Assert.True(restart.Latents.Span.SequenceEqual(again.Latents.Span));
+        using GenerateResult heun = pipeline.Generate(request with { Scheduler = "heun" });
+        Assert.False(restart.Latents.Span.SequenceEqual(heun.Latents.Span));
+    }
+}
