@@ -145,10 +145,13 @@ public abstract class SigmaScheduler : Scheduler
         _ => x - sigma * m,
     };
 
+    /// <summary>The level <see cref="Scheduler.AddNoise"/> noises to for a call: its own (Restart's first run call differs).</summary>
+    protected virtual float NoiseLevel(int stepIndex) => SigmaValues[stepIndex];
+
     /// <summary>x0 + sigma*n (Euler-family add_noise).</summary>
     protected override void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {
-        float sigma = SigmaValues[stepIndex];
+        float sigma = NoiseLevel(stepIndex);
         for (int i = 0; i < destination.Length; i++)
         {
             destination[i] = original[i] + noise[i] * sigma;

@@ -26,7 +26,7 @@ public class HeunDiscreteScheduler : TwoCallSigmaScheduler
     /// <see cref="Arrange"/> gives are each step's start and end, [from_0, to_0, from_1, to_1, ..., from_(n-1), 0], and
     /// the last step, to 0, is Euler. <paramref name="clip"/> bounds x0 (infinity: unclipped).
     /// </summary>
-    protected HeunDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name, ZeroTerminalSnr zeroSnr, float clip)
+    private protected HeunDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name, ZeroTerminalSnr zeroSnr, float clip)
         : base(config, spacing, ramp, name, zeroSnr)
     {
         _clip = clip;

@@ -29,8 +29,13 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
     /// <summary>The inference steps the run being planned skips (img2img): the plan covers the rest.</summary>
     private int _skippedSteps;
 
-    /// <summary>Per call: whether noise follows its step (a restart), and its scale (0 where the float32 squares of two
-    /// adjacent levels round alike: A1111 still draws there, and adds 0).</summary>
+    /// <summary>The run's first call and the schedule's level there, before the restart plan rebuilt it: a part-way
+    /// start's picture is noised to it, as A1111 noises its img2img to the first of the levels left.</summary>
+    private int _firstRunCall;
+    private float _startLevel;
+
+    /// <summary>Per call: whether noise follows its step (a restart), and its scale (A1111 draws whenever the next step
+    /// starts higher, whatever the scale).</summary>
     private bool[] _restartsAfter = [];
     private float[] _noiseAfter = [];
 
@@ -55,7 +60,7 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
         // The skipped steps are never run; they keep their levels, level to level, so that the run's calls keep
         // their indices (step k's first call is call 2k).
         int skipped = _skippedSteps;
-        (float[] runFrom, float[] runTo) = Steps(sigmas[skipped..]);
+        (float[] runFrom, float[] runTo) = Steps(sigmas[skipped..], skipped);
         float[] from = [.. sigmas[..skipped], .. runFrom], to = [.. sigmas[1..(skipped + 1)], .. runTo];
         int steps = from.Length;
         float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
@@ -82,6 +87,7 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
         }
         levels[^1] = 0f;
         (_restartsAfter, _noiseAfter) = (restartsAfter, noiseAfter);
+        (_firstRunCall, _startLevel) = (2 * skipped, sigmas[skipped]);
         return (times, levels);
     }
 
@@ -91,7 +97,7 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
     /// Throws when that list would not be steps two-call steps and a last one-call step to 0 (where the level nearest
     /// 0.1 is 0 itself, or none lies nearer 2 above it), which A1111 would run with other step counts.
     /// </summary>
-    private (float[] From, float[] To) Steps(float[] sigmas)
+    private (float[] From, float[] To) Steps(float[] sigmas, int skipped)
     {
         int steps = sigmas.Length - 1;
         if (steps < FirstRestartingSteps) // none at all for a run that skips every step
@@ -103,9 +109,10 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
         int low = Nearest(main, RestartAt), high = Nearest(main, RestartFrom);
         if (low == main.Length - 1 || high >= low)
         {
-            throw new ArgumentOutOfRangeException("steps", steps,
-                $"{Name}: with {steps} steps the schedule runs from {main[0]} down to {main[^2]}, and Restart restarts after the level nearest {RestartAt} ({main[low]}) from the level nearest {RestartFrom} ({main[high]}) above it; " +
-                $"{(low == main.Length - 1 ? "that is the final 0" : "there is none above it")}, so the restart cannot run as A1111 plans it: use fewer than {FirstRestartingSteps} steps, or noise levels that span {RestartAt} and {RestartFrom}");
+            string run = skipped == 0 ? $"{steps} steps" : $"the {steps} steps left after skipping {skipped} of {steps + skipped}";
+            throw new ArgumentOutOfRangeException("steps", steps + skipped,
+                $"{Name}: over {run} the schedule runs from {main[0]} down to {main[^2]}, and Restart restarts after the level nearest {RestartAt} ({main[low]}) from the level nearest {RestartFrom} ({main[high]}) above it; " +
+                $"{(low == main.Length - 1 ? "that is the final 0" : "there is none above it")}, so the restart cannot run as A1111 plans it: run fewer than {FirstRestartingSteps} steps{(skipped == 0 ? "" : " (a lower strength)")}, or noise levels that span {RestartAt} and {RestartFrom}");
         }
         // The segment's steps + 1 levels, its final 0 dropped: it ends at the level it restarted from.
         float[] segment = SigmaRamps.KDiffusionKarras(main[low], main[high], segmentSteps + 1)[..^1];
@@ -141,6 +148,9 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
         }
         return best;
     }
+
+    /// <summary>At the run's first call, the schedule's own level there, which the plan's Karras ramp may round otherwise.</summary>
+    protected override float NoiseLevel(int stepIndex) => stepIndex == _firstRunCall ? _startLevel : base.NoiseLevel(stepIndex);
 
     /// <summary>Heun's second call; then, where the next step restarts higher, the noise that lifts the sample there.</summary>
     protected override void SecondCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)

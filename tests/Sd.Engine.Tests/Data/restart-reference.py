@@ -9,7 +9,7 @@
 # generator seeded 7; the sample [1, 4, 2, 2] is drawn from seed 0, a restart's noise from a generator seeded 42.
 # The levels a run starts from are diffusers' Euler levels for SD 1.5's scheduler config (no timestep_spacing: Euler's
 # default, linspace), or its Karras ramp. A part-way start (img2img) runs A1111's way, Restart planned anew over the levels left, with
-# the picture noised to the first call's level (diffusers' add_noise at that call).
+# the picture noised to the first of the levels left (A1111's sigma_sched[0], before Restart's Karras ramp rebuilds it).
 import json
 import os
 import subprocess
@@ -108,7 +108,7 @@ def run(name, prediction, steps, karras=False, first=0):
             "sigmas": [float(s) for s in levels] + [0.0]}
     if first:
         original, noise = x, torch.randn(x.shape, generator=noises)
-        x = original + noise * levels[first]
+        x = original + noise * sigmas[skipped]
         case["add_noise"] = {"original": original.flatten().tolist(), "noise": noise.flatten().tolist(), "output": x.flatten().tolist()}
 
     def model(x, sigma, first_order):
