@@ -6,7 +6,7 @@ namespace Sd.Engine.Tests;
 /// <summary>
 /// Restart's plan over step counts the reference (SecondOrderSchedulerTests, Data/restart-reference.json) has no case
 /// for: A1111's automatic restart list restarts once over 9 steps from 20 steps, twice over steps / 4 from 36, never
-/// below 20; plans A1111 would run with other step counts are refused.
+/// below 20; and its plans whose call counts differ (a restart from the finished sample, no restart at all).
 /// </summary>
 public sealed class RestartSchedulerTests
 {
@@ -63,31 +63,47 @@ public sealed class RestartSchedulerTests
     }
 
     [Fact]
-    public void A_plan_A1111_would_run_with_other_step_counts_is_refused_and_changes_nothing()
+    public void A1111s_plans_with_other_step_counts_run_as_A1111_runs_them()
     {
-        // Lowest level 0.3: the level nearest 0.1 is the final 0, after which A1111 would restart and end at 0 again.
+        // Lowest level 0.3: the level nearest 0.1 is the final 0, so the restart starts from the finished sample,
+        // noised to the level nearest 2, and walks down to 0 again: two one-call steps to 0, 2 x 20 - 2 calls.
         Scheduler high = Scheduler.Create("restart-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.3 });
-        high.SetTimesteps(19); // no restart below 20 steps
-        float[] levels = high.Sigmas!.ToArray();
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => high.SetTimesteps(20));
-        Assert.Contains("that is the final 0", e.Message);
-        Assert.Contains("run fewer than 20 steps, or", e.Message);
-        Assert.Equal(19, high.InferenceSteps);
-        Assert.Equal(levels, high.Sigmas!.ToArray());
-        Assert.Equal(37, high.StepCount);
+        high.SetTimesteps(20);
+        Assert.Equal(38, high.StepCount);
+        IReadOnlyList<float> levels = high.Sigmas!;
+        int euler = 2 * 11 - 2; // the main ramp's 11 steps: 10 of two calls, then the one to 0
+        Assert.True(levels[euler] > 0.29f && levels[euler + 1] > 1.5f, $"call {euler} at {levels[euler]}, then {levels[euler + 1]}");
+        var draws = new List<int>();
+        float[] sample = [1f, -1f], output = [0.1f, 0.2f];
+        for (int i = 0; i < high.StepCount; i++)
+        {
+            high.Step(output, i, sample, index =>
+            {
+                draws.Add(index);
+                return [0.5f, -0.5f];
+            });
+        }
+        Assert.Equal([euler], draws); // the restart's noise follows the Euler call: sqrt(high^2 - 0)
+        Assert.True(float.IsFinite(sample[0]) && float.IsFinite(sample[1]));
+        // Its second calls still follow their first: after the Euler call, a second call out of order is refused.
+        high.SetTimesteps(20);
+        for (int i = 0; i <= euler; i++)
+        {
+            high.Step(output, i, sample, _ => [0.5f, -0.5f]);
+        }
+        Assert.Throws<InvalidOperationException>(() => high.Step(output, euler + 2, sample, null));
 
-        // One level throughout: none lies nearer 2 above the one nearest 0.1, so A1111 would not restart (fewer steps).
+        // One level throughout: none lies nearer 2 above the one nearest 0.1, so nothing restarts, and only the main
+        // ramp's 30 - 9 steps run.
         Scheduler flat = Scheduler.Create("restart-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.1, SigmaMax = 0.1 });
-        Assert.Contains("there is none above it", Assert.Throws<ArgumentOutOfRangeException>(() => flat.SetTimesteps(30)).Message);
+        flat.SetTimesteps(30);
+        Assert.Equal(2 * 21 - 1, flat.StepCount);
 
-        // Simple's lowest level at 20 to 24 steps is the model's level 49 to 41 (0.223 to 0.202), nearer 0 than 0.1.
+        // Simple's lowest level at 20 to 24 steps is the model's level 49 to 41 (0.223 to 0.202), nearer 0 than 0.1;
+        // from 25 steps its plan is the usual one.
         Scheduler simple = Scheduler.Create("restart-simple", Sd15SchedulerConfig.Value);
-        Assert.Throws<ArgumentOutOfRangeException>(() => simple.SetTimesteps(20));
-        // Part-way, the message counts the steps left and the total: 22 left of 30 restart, and end at the final 0 here.
-        var part22 = Assert.Throws<ArgumentOutOfRangeException>(() => Scheduler.Create("restart-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.3 }).SetTimesteps(30, 2 * 8));
-        Assert.Contains("over the 22 steps left after skipping 8 of 30", part22.Message);
-        Assert.Contains("run fewer than 20 steps (a lower strength)", part22.Message);
-        Assert.Equal(30, part22.ActualValue);
+        simple.SetTimesteps(20);
+        Assert.Equal(38, simple.StepCount);
         simple.SetTimesteps(25);
         Assert.Equal(49, simple.StepCount);
 

@@ -22,9 +22,9 @@ public class HeunDiscreteScheduler : TwoCallSigmaScheduler
     }
 
     /// <summary>
-    /// For a sampler made of Heun steps on levels of its own (<see cref="RestartScheduler"/>): the per-call levels
-    /// <see cref="Arrange"/> gives are each step's start and end, [from_0, to_0, from_1, to_1, ..., from_(n-1), 0], and
-    /// the last step, to 0, is Euler. <paramref name="clip"/> bounds x0 (infinity: unclipped).
+    /// For a sampler made of Heun steps on levels of its own (<see cref="RestartScheduler"/>): each step's first call
+    /// is made at its start level and its second at its end, and a step to 0 is one Euler call (<see cref="StepEnd"/>).
+    /// <paramref name="clip"/> bounds x0 (infinity: unclipped).
     /// </summary>
     private protected HeunDiscreteScheduler(SchedulerConfig config, TimestepSpacing? spacing, SigmaRamp ramp, string name, ZeroTerminalSnr zeroSnr, float clip)
         : base(config, spacing, ramp, name, zeroSnr)
@@ -52,10 +52,13 @@ public class HeunDiscreteScheduler : TwoCallSigmaScheduler
         return (t, s);
     }
 
+    /// <summary>The level a first call's step ends at: the next call's (Heun's second call runs there, and the last step's end is 0).</summary>
+    protected virtual float StepEnd(int stepIndex) => SigmaValues[stepIndex + 1];
+
     /// <summary>From level k to k + 1 (sigma_hat = sigma, gamma 0), keeping the slope.</summary>
     protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
-        float sigma = SigmaValues[stepIndex], dt = SigmaValues[stepIndex + 1] - sigma;
+        float sigma = SigmaValues[stepIndex], dt = StepEnd(stepIndex) - sigma;
         (float vScale, float vDenom) = VParameters(sigma);
         if (_derivative.Length != sample.Length)
         {

@@ -34,7 +34,7 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
     public sealed override void Step(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
     {
         CheckStep(stepIndex, modelOutput.Length, sample.Length);
-        if (stepIndex % 2 == 1)
+        if (IsSecondCall(stepIndex))
         {
             if (_pendingFirst != stepIndex - 1 || Start.Length != sample.Length)
             {
@@ -53,6 +53,12 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
         _pendingFirst = stepIndex;
         FirstCall(modelOutput, stepIndex, sample, noise);
     }
+
+    /// <summary>
+    /// Whether a call is a second one: the odd ones, as every step but the last takes two calls (Restart's plan may
+    /// also have a one-call step to 0 before its last).
+    /// </summary>
+    protected virtual bool IsSecondCall(int stepIndex) => stepIndex % 2 == 1;
 
     /// <summary>A first call's step, in place; <see cref="Start"/> holds the sample it began from.</summary>
     protected abstract void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise);

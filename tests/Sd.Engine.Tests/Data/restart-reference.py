@@ -8,7 +8,8 @@
 # Euler does (the convention of Sd's k-diffusion samplers), and returns model outputs drawn in call order from a
 # generator seeded 7; the sample [1, 4, 2, 2] is drawn from seed 0, a restart's noise from a generator seeded 42.
 # The levels a run starts from are diffusers' Euler levels for SD 1.5's scheduler config (no timestep_spacing: Euler's
-# default, linspace), or its Karras ramp. A part-way start (img2img) runs A1111's way, Restart planned anew over the levels left, with
+# default, linspace; or trailing, whose lowest level at 20 to 24 steps is above 0.2, so that A1111 restarts from the
+# finished sample), or its Karras ramp. A part-way start (img2img) runs A1111's way, Restart planned anew over the levels left, with
 # the picture noised to the first of the levels left (A1111's sigma_sched[0], before Restart's Karras ramp rebuilds it).
 import json
 import os
@@ -45,10 +46,13 @@ def sigma_to_t(sigma):
     return ((1 - w) * low_idx + w * high_idx).view(sigma.shape)
 
 
-def euler_levels(steps, karras):
-    # diffusers' EulerDiscreteScheduler.set_timesteps, linspace spacing: np.interp of the table in float64, diffusers'
-    # float64 Karras ramp between the ends, a final 0, float32; init_noise_sigma is the top level for linspace.
-    timesteps = np.linspace(0, 999, steps, dtype=np.float32)[::-1].copy()
+def euler_levels(steps, karras, spacing):
+    # diffusers' EulerDiscreteScheduler.set_timesteps, linspace or trailing spacing: np.interp of the table in float64,
+    # diffusers' float64 Karras ramp between the ends, a final 0, float32; init_noise_sigma is the top level for both.
+    if spacing == "linspace":
+        timesteps = np.linspace(0, 999, steps, dtype=np.float32)[::-1].copy()
+    else:
+        timesteps = np.arange(1000, 0, -1000 / steps).round().copy().astype(np.float32) - 1
     table = train_sigmas.numpy()
     sigmas = np.interp(timesteps, np.arange(0, len(table)), table)
     if karras:
@@ -83,27 +87,24 @@ def restart_steps(sigmas):
         if i + 1 in restart_list:
             segment_steps, times, restart_max = restart_list[i + 1]
             min_idx, max_idx = i + 1, int(torch.argmin(abs(sigmas - restart_max), dim=0))
-            assert max_idx < min_idx
-            segment = get_sigmas_karras(segment_steps, sigmas[min_idx].item(), sigmas[max_idx].item())[:-1]
-            for _ in range(times):
-                pairs.extend(zip(segment[:-1], segment[1:]))
-    assert len(pairs) == steps
+            if max_idx < min_idx:
+                segment = get_sigmas_karras(segment_steps, sigmas[min_idx].item(), sigmas[max_idx].item())[:-1]
+                for _ in range(times):
+                    pairs.extend(zip(segment[:-1], segment[1:]))
     return pairs
 
 
-def run(name, prediction, steps, karras=False, first=0):
-    sigmas, init_noise_sigma = euler_levels(steps, karras)
+def run(name, prediction, steps, karras=False, first=0, spacing="linspace"):
+    sigmas, init_noise_sigma = euler_levels(steps, karras, spacing)
     skipped = first // 2
     # The skipped steps keep their levels, level to level (never run); the rest is planned as A1111 plans its run.
     pairs = list(zip(sigmas[:skipped], sigmas[1:skipped + 1])) + restart_steps(sigmas[skipped:])
     outputs = torch.Generator().manual_seed(7)
     noises = torch.Generator().manual_seed(42)
     x = torch.randn([1, 4, 2, 2], generator=torch.Generator().manual_seed(0))
-    levels, calls, records = [], [], []
-    for old, new in pairs:
-        levels += [old, new]
-    levels = levels[:-1]  # the last step to 0 is one call
-    case = {"name": name, "prediction_type": prediction, "karras": karras, "total": steps, "first": first, "order": 2,
+    records = []
+    levels = [s for old, new in pairs for s in ((old,) if new == 0 else (old, new))]  # a step to 0 is one call
+    case = {"name": name, "prediction_type": prediction, "karras": karras, "timestep_spacing": spacing, "total": steps, "first": first, "order": 2,
             "init_noise_sigma": init_noise_sigma, "timesteps": [float(sigma_to_t(s)) for s in levels],
             "sigmas": [float(s) for s in levels] + [0.0]}
     if first:
@@ -156,6 +157,8 @@ def run(name, prediction, steps, karras=False, first=0):
 
 cases = [run("epsilon-10", "epsilon", 10), run("epsilon-karras-25", "epsilon", 25, karras=True),
          run("vpred-20", "v_prediction", 20), run("epsilon-40", "epsilon", 40), run("img2img-40-start16", "epsilon", 40, first=16),
-         run("img2img-20-start8", "epsilon", 20, first=8)]
+         run("img2img-20-start8", "epsilon", 20, first=8), run("trailing-20", "epsilon", 20, spacing="trailing"),
+         run("trailing-karras-36", "epsilon", 36, karras=True, spacing="trailing"),
+         run("img2img-trailing-30-start8", "epsilon", 30, first=8, spacing="trailing")]
 print(json.dumps({"generator": "tests/Sd.Engine.Tests/Data/restart-reference.py: torch " + torch.__version__ + ", numpy " + np.__version__,
                   "cases": cases}))
