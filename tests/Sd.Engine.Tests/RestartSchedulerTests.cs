@@ -93,6 +93,24 @@ public sealed class RestartSchedulerTests
         }
         Assert.Throws<InvalidOperationException>(() => high.Step(output, euler + 2, sample, null));
 
+        // From 36 steps, twice: each restart ends at 0 again, one call fewer each, 2 x 36 - 3 calls; each restart's
+        // noise follows a one-call step to 0.
+        Scheduler twice = Scheduler.Create("restart-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.3 });
+        twice.SetTimesteps(36);
+        Assert.Equal(69, twice.StepCount);
+        draws.Clear();
+        for (int i = 0; i < twice.StepCount; i++)
+        {
+            twice.Step(output, i, sample, index =>
+            {
+                draws.Add(index);
+                return [0.5f, -0.5f];
+            });
+        }
+        Assert.Equal(2, draws.Count);
+        Assert.All(draws, d => Assert.True(twice.Sigmas![d + 1] > 1.5f, $"draw after call {d}, then call {d + 1} at {twice.Sigmas[d + 1]}"));
+        Assert.True(twice.Sigmas![draws[0]] > 0.29f); // the main ramp's step to 0 from its lowest level
+
         // One level throughout: none lies nearer 2 above the one nearest 0.1, so nothing restarts, and only the main
         // ramp's 30 - 9 steps run.
         Scheduler flat = Scheduler.Create("restart-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.1, SigmaMax = 0.1 });

@@ -49,7 +49,7 @@ public sealed class SecondOrderSchedulerTests
             data.Add("dpm++-3m-sde", name);
         }
         data.Add("heun", "epsilon-clip-4");
-        foreach (string name in new[] { "epsilon-10", "epsilon-karras-25", "vpred-20", "epsilon-40", "img2img-40-start16", "img2img-20-start8", "trailing-20", "trailing-karras-36", "img2img-trailing-30-start8" })
+        foreach (string name in new[] { "epsilon-10", "epsilon-karras-25", "vpred-20", "epsilon-40", "img2img-40-start16", "img2img-20-start8", "trailing-20", "trailing-karras-36", "img2img-trailing-30-start8", "img2img-trailing-24-start4" })
         {
             data.Add("restart", name);
         }

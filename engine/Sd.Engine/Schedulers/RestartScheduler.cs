@@ -8,10 +8,12 @@ namespace Sd.Engine.Schedulers;
 /// of fewer steps between the schedule's ends (k-diffusion's float32 get_sigmas_karras), and after the step that
 /// reaches the level nearest 0.1 the sample is noised back up to the level nearest 2 and walked down to where it was
 /// along a second Karras ramp: once over 9 steps (20 to 35 steps), or twice over steps / 4 (36 and more). The steps add
-/// up to the steps asked for, so n steps take 2n - 1 model calls, as Heun's. Below 20 steps it is Heun on the levels.
+/// up to the steps asked for, so n steps take 2n - 1 model calls, as Heun's (but for the odd plans below). Below 20
+/// steps it is Heun on the levels.
 /// Two plans of A1111's differ: where the schedule's lowest level is above 0.2, the level nearest 0.1 is the final 0,
-/// and the restart starts from the finished sample and ends at 0 again (two one-call steps to 0: 2n - 2 calls); where
-/// no level nearer 2 lies above the one nearest 0.1, nothing restarts and only the main ramp's steps run.
+/// and each restart starts from the finished sample and ends at 0 again (a one-call step to 0 more per restart: 2n - 2
+/// calls, 2n - 3 from 36 steps); where no level nearer 2 lies above the one nearest 0.1, nothing restarts and only the
+/// main ramp's steps run (n - 9, or n - 2 (n / 4) from 36 steps).
 /// Each restart adds noise of scale sqrt(to^2 - from^2), from the level the sample is at to the one it restarts from,
 /// drawn after the call that ends there (draw index = that call's step index), as A1111 draws it before the next step.
 /// A run that starts part-way (img2img, inpainting) is planned anew over the steps it runs, as A1111 plans its img2img

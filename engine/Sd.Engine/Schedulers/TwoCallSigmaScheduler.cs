@@ -4,7 +4,8 @@ namespace Sd.Engine.Schedulers;
 
 /// <summary>
 /// The two-call samplers on noise levels (diffusers' Heun, KDPM2, KDPM2 ancestral; k-diffusion's DPM++ 2S a and SDE):
-/// each inference step but the last takes two model calls, so n steps take 2n - 1. Even step indices are first calls,
+/// each inference step but the last takes two model calls, so n steps take 2n - 1 (Restart's plan may end a step at 0
+/// before its last, in one call: <see cref="IsSecondCall"/>). Even step indices are first calls,
 /// which move the sample to where the second call is made and keep the sample they started from; odd ones are second
 /// calls, which redo the step from that sample.
 /// diffusers' scheduler order is 2: a run may start only at a first call.

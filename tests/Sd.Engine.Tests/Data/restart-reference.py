@@ -159,6 +159,7 @@ cases = [run("epsilon-10", "epsilon", 10), run("epsilon-karras-25", "epsilon", 2
          run("vpred-20", "v_prediction", 20), run("epsilon-40", "epsilon", 40), run("img2img-40-start16", "epsilon", 40, first=16),
          run("img2img-20-start8", "epsilon", 20, first=8), run("trailing-20", "epsilon", 20, spacing="trailing"),
          run("trailing-karras-36", "epsilon", 36, karras=True, spacing="trailing"),
-         run("img2img-trailing-30-start8", "epsilon", 30, first=8, spacing="trailing")]
+         run("img2img-trailing-30-start8", "epsilon", 30, first=8, spacing="trailing"),
+         run("img2img-trailing-24-start4", "epsilon", 24, first=4, spacing="trailing")]
 print(json.dumps({"generator": "tests/Sd.Engine.Tests/Data/restart-reference.py: torch " + torch.__version__ + ", numpy " + np.__version__,
                   "cases": cases}))

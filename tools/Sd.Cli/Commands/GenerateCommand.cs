@@ -48,8 +48,9 @@ public static partial class GenerateCommand
         ComfyUI's Simple: every (1000/steps)-th of the model's levels), NAME-normal (Normal: timesteps evenly spaced,
         levels interpolated in log sigma; A1111's Uniform, its default for Euler) and NAME-sgm-uniform (SGM
         Uniform: the same over steps + 1 points, the last dropped) (heun, dpm2(-a), dpm++-2s-a, dpm++-sde and
-        restart call the model twice per step but the last, so N steps take 2N - 1 calls, or 2N - 2 where restart
-        restarts from the finished sample, as A1111 does when the lowest level is above 0.2; progress counts calls).
+        restart call the model twice per step but the last, so N steps take 2N - 1 calls; restart takes one call
+        less per restart where it restarts from the finished sample, as A1111 does when the lowest level is above
+        0.2, and fewer steps where no level near 2 lies above the one near 0.1; progress counts calls).
         A missing --scheduler, --steps or --guidance takes the model's default: 4 steps of lcm for a latent
         consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
         (1 for an LCM-LoRA merge: an LCMScheduler config on a plain UNet). --seed N draws the initial latents
