@@ -45,17 +45,7 @@ public sealed class RestartSchedulerTests
         Assert.Equal(restarts, jumps.Count);
 
         // Each restart draws once, after the call it follows (the draw index is that call's step index).
-        var draws = new List<int>();
-        float[] sample = [1f, -1f], output = [0.1f, 0.2f];
-        for (int i = 0; i < s.StepCount; i++)
-        {
-            s.Step(output, i, sample, index =>
-            {
-                draws.Add(index);
-                return [0.5f, -0.5f];
-            });
-        }
-        Assert.True(float.IsFinite(sample[0]) && float.IsFinite(sample[1]));
+        List<int> draws = RunAll(s);
         Assert.Equal(jumps, draws.Intersect(jumps));
         // A draw anywhere else could only be a segment's end rounded below the level it returns to (A1111 draws there
         // too); none was seen from 20 to 1000 steps, but the plan would draw for it.
@@ -73,20 +63,10 @@ public sealed class RestartSchedulerTests
         IReadOnlyList<float> levels = high.Sigmas!;
         int euler = 2 * 11 - 2; // the main ramp's 11 steps: 10 of two calls, then the one to 0
         Assert.True(levels[euler] > 0.29f && levels[euler + 1] > 1.5f, $"call {euler} at {levels[euler]}, then {levels[euler + 1]}");
-        var draws = new List<int>();
-        float[] sample = [1f, -1f], output = [0.1f, 0.2f];
-        for (int i = 0; i < high.StepCount; i++)
-        {
-            high.Step(output, i, sample, index =>
-            {
-                draws.Add(index);
-                return [0.5f, -0.5f];
-            });
-        }
-        Assert.Equal([euler], draws); // the restart's noise follows the Euler call: sqrt(high^2 - 0)
-        Assert.True(float.IsFinite(sample[0]) && float.IsFinite(sample[1]));
+        Assert.Equal([euler], RunAll(high)); // the restart's noise follows the Euler call: sqrt(high^2 - 0)
         // Its second calls still follow their first: after the Euler call, a second call out of order is refused.
         high.SetTimesteps(20);
+        float[] sample = [1f, -1f], output = [0.1f, 0.2f];
         for (int i = 0; i <= euler; i++)
         {
             high.Step(output, i, sample, _ => [0.5f, -0.5f]);
@@ -98,15 +78,7 @@ public sealed class RestartSchedulerTests
         Scheduler twice = Scheduler.Create("restart-karras", Sd15SchedulerConfig.Value with { SigmaMin = 0.3 });
         twice.SetTimesteps(36);
         Assert.Equal(69, twice.StepCount);
-        draws.Clear();
-        for (int i = 0; i < twice.StepCount; i++)
-        {
-            twice.Step(output, i, sample, index =>
-            {
-                draws.Add(index);
-                return [0.5f, -0.5f];
-            });
-        }
+        List<int> draws = RunAll(twice);
         Assert.Equal(2, draws.Count);
         Assert.All(draws, d => Assert.True(twice.Sigmas![d + 1] > 1.5f, $"draw after call {d}, then call {d + 1} at {twice.Sigmas[d + 1]}"));
         Assert.True(twice.Sigmas![draws[0]] > 0.29f); // the main ramp's step to 0 from its lowest level
@@ -159,5 +131,22 @@ public sealed class RestartSchedulerTests
         Assert.False(seed3.Latents.Span.SequenceEqual(seed4.Latents.Span));
         using GenerateResult short3 = pipeline.Generate(given with { Steps = 19 }), short4 = pipeline.Generate(given with { Steps = 19, Seed = 4 });
         Assert.True(short3.Latents.Span.SequenceEqual(short4.Latents.Span));
+    }
+
+    /// <summary>Runs every call of the schedule on a small sample with a fixed model output; returns the draw indices.</summary>
+    private static List<int> RunAll(Scheduler s)
+    {
+        var draws = new List<int>();
+        float[] sample = [1f, -1f], output = [0.1f, 0.2f];
+        for (int i = 0; i < s.StepCount; i++)
+        {
+            s.Step(output, i, sample, index =>
+            {
+                draws.Add(index);
+                return [0.5f, -0.5f];
+            });
+        }
+        Assert.True(float.IsFinite(sample[0]) && float.IsFinite(sample[1]));
+        return draws;
     }
 }

@@ -18,7 +18,7 @@ namespace Sd.Engine.Tests;
 /// - DPM++ SDE (sample_dpmpp_sde from the same file, Data/dpmppsde-reference.json, driven the same way, with Sd's
 ///   Brownian increments written out in the generator in place of k-diffusion's torchsde tree);
 /// - Restart (A1111's restart_sampler with its automatic restart list, Data/restart-reference.py/.json: driven the same
-///   way on a [1, 4, 2, 2] sample, its noise drawn after the call each restart follows; a part-way start planned anew
+///   way on a [1, 4, 1, 2] sample, its noise drawn after the call each restart follows; a part-way start planned anew
 ///   over the steps left, as A1111's img2img plans it; trailing spacing's 20 steps restart from the finished sample);
 /// - and, by the same harness, DPM++ 3M SDE, a one-call multistep sampler (sample_dpmpp_3m_sde as A1111's k-diffusion
 ///   pin has it, Data/dpmpp3msde-reference.json, a plain noise draw per step).

@@ -6,26 +6,19 @@
 # PyTorch's AVX2 kernel, as a user's x86 build and Sd's table have them).
 # The model is a recording one: it takes the sample and level, scales the input and predicts the data as diffusers'
 # Euler does (the convention of Sd's k-diffusion samplers), and returns model outputs drawn in call order from a
-# generator seeded 7; the sample [1, 4, 2, 2] is drawn from seed 0, a restart's noise from a generator seeded 42.
+# generator seeded 7; the sample [1, 4, 1, 2] is drawn from seed 0, a restart's noise from a generator seeded 42.
 # The levels a run starts from are diffusers' Euler levels for SD 1.5's scheduler config (no timestep_spacing: Euler's
 # default, linspace; or trailing, whose lowest level at 20 to 24 steps is above 0.2, so that A1111 restarts from the
 # finished sample), or its Karras ramp. A part-way start (img2img) runs A1111's way, Restart planned anew over the levels left, with
 # the picture noised to the first of the levels left (A1111's sigma_sched[0], before Restart's Karras ramp rebuilds it).
 import json
 import os
-import subprocess
 import sys
 import numpy as np
 import torch
 
-
-def avx2_linspaces(ranges):
-    # torch.linspace(start, end, n) in float32 for each (start, end, n), on the AVX2 kernel.
-    code = ("import json, sys, torch; print(json.dumps([torch.linspace(a, b, n).tolist() "
-            "for a, b, n in json.loads(sys.stdin.read())]))")
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(ranges), env=env, capture_output=True, text=True, check=True)
-    return [torch.tensor(v, dtype=torch.float32) for v in json.loads(out.stdout)]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_linspace import avx2_linspaces  # noqa: E402
 
 
 # diffusers' SD table: scaled_linear betas (torch.linspace of the square roots in float32, squared), torch.cumprod.
@@ -101,7 +94,7 @@ def run(name, prediction, steps, karras=False, first=0, spacing="linspace"):
     pairs = list(zip(sigmas[:skipped], sigmas[1:skipped + 1])) + restart_steps(sigmas[skipped:])
     outputs = torch.Generator().manual_seed(7)
     noises = torch.Generator().manual_seed(42)
-    x = torch.randn([1, 4, 2, 2], generator=torch.Generator().manual_seed(0))
+    x = torch.randn([1, 4, 1, 2], generator=torch.Generator().manual_seed(0))
     records = []
     levels = [s for old, new in pairs for s in ((old,) if new == 0 else (old, new))]  # a step to 0 is one call
     case = {"name": name, "prediction_type": prediction, "karras": karras, "timestep_spacing": spacing, "total": steps, "first": first, "order": 2,

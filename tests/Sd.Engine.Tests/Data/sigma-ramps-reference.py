@@ -10,10 +10,12 @@
 import json
 import math
 import os
-import subprocess
 import sys
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_linspace import avx2_linspaces  # noqa: E402
 
 
 def kl_optimal_scheduler(n, sigma_min, sigma_max):
@@ -53,15 +55,6 @@ kl = [{"sigma_min": lo, "sigma_max": hi, "steps": n, "sigmas": [float(s) for s i
       for lo, hi in ends for n in steps]
 ays = [{"steps": n, "float64": align_your_steps(n)[0], "sigmas": [float(s) for s in align_your_steps(n)[1]]}
        for n in [1, 2, 3, 5, 9, 10, 11, 12, 20, 30, 50, 100]]
-
-
-def avx2_linspaces(ranges):
-    # torch.linspace(start, end, n) in float32 for each (start, end, n), on the AVX2 kernel.
-    code = ("import json, sys, torch; print(json.dumps([torch.linspace(a, b, n).tolist() "
-            "for a, b, n in json.loads(sys.stdin.read())]))")
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(ranges), env=env, capture_output=True, text=True, check=True)
-    return [torch.tensor(v, dtype=torch.float32) for v in json.loads(out.stdout)]
 
 
 class DiscreteSchedule:
