@@ -1,6 +1,9 @@
 using System.Buffers.Binary;
 using System.Text;
+using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
+using Sd.Loaders.Embeddings;
+using Sd.Loaders.Lora;
 using Sd.Loaders.Npy;
 using Sd.Loaders.Png;
 using Sd.Loaders.Safetensors;
@@ -8,7 +11,7 @@ using Sd.Loaders.Safetensors;
 namespace Sd.Loaders.Tests;
 
 /// <summary>
-/// Seeded random damage to valid files of every format the loaders read (byte changes, bit flips, truncation,
+/// Seeded random damage to valid files of every format the loaders read, LoRAs and embeddings too (byte changes, bit flips, truncation,
 /// insertion, deletion; PNGs also with their CRCs recomputed, so the damage reaches the header fields and the zlib
 /// stream): each file either loads or fails with an <see cref="InvalidFileException"/> naming it, never another
 /// exception. The hand-written hostile cases of each format's own tests say which message each flaw gets; these
@@ -62,6 +65,25 @@ public sealed class MutatedInputTests : IDisposable
         string valid = _dir.File("valid.npy");
         NpyFile.Write(valid, NpyArray.FromFloat32(new float[24], [2, 3, 4]));
         AssertEachLoadsOrNamesItself(File.ReadAllBytes(valid), "npy", 4, path => NpyFile.Read(path));
+    }
+
+    [Fact]
+    public void Damaged_loras_and_embeddings_load_or_fail_naming_the_file()
+    {
+        var lora = new LoraWriter();
+        lora.Add(ModelComponent.Unet, "down_blocks.2.attentions.0.transformer_blocks.0.attn1.to_q.weight", [64, 64], rank: 4, alpha: 2f, seed: 1);
+        lora.Add(ModelComponent.TextEncoder, "text_model.encoder.layers.0.self_attn.q_proj.weight", [32, 32], rank: 2, alpha: null, seed: 2);
+        string loraPath = lora.Save(_dir.File("valid-lora.safetensors"));
+        AssertEachLoadsOrNamesItself(File.ReadAllBytes(loraPath), "safetensors", 9, path =>
+        {
+            using LoraFile file = LoraFile.Open(path);
+        });
+
+        var embedding = new SafetensorsWriter();
+        embedding.AddFloat32("emb_params", [2, 8], new float[16]);
+        string embeddingPath = _dir.File("valid-embedding.safetensors");
+        embedding.Save(embeddingPath);
+        AssertEachLoadsOrNamesItself(File.ReadAllBytes(embeddingPath), "safetensors", 10, path => TextualInversionFile.Read(path));
     }
 
     [Fact]
