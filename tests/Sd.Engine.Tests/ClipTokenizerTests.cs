@@ -239,6 +239,37 @@ public sealed class ClipTokenizerTests : IDisposable
         return "{\n" + string.Join(",\n", entries) + "\n}";
     }
 
+    /// <summary>
+    /// Seeded random damage to the small tokenizer's vocabulary or merges (see Sd.Loaders.Tests' MutatedInputTests):
+    /// each pair loads and tokenizes a prompt with every syntax feature, or fails with an InvalidFileException naming
+    /// the damaged file, never another exception.
+    /// </summary>
+    [Fact]
+    public void Damaged_tokenizer_files_load_or_fail_naming_the_file()
+    {
+        byte[] vocab = Encoding.UTF8.GetBytes(ValidVocab()), merges = Encoding.UTF8.GetBytes("#version: 0.2\na b</w>\nb a</w>\n");
+        var random = new Random(11);
+        int loaded = 0;
+        for (int i = 0; i < 600; i++)
+        {
+            bool damageVocab = i % 2 == 0;
+            TokenizerFiles files = WriteTokenizer("", "");
+            File.WriteAllBytes(files.VocabPath, damageVocab ? FileDamage.Damage(vocab, random) : vocab);
+            File.WriteAllBytes(files.MergesPath, damageVocab ? merges : FileDamage.Damage(merges, random));
+            try
+            {
+                ClipTokenizer tokenizer = ClipTokenizer.Load(files);
+                tokenizer.TokenizeSchedule("a [ab:ba:0.5] (b a:1.2) BREAK [a|b] caf\u00E9 \u732B", PromptSyntax.Weighted, 20);
+                loaded++;
+            }
+            catch (InvalidFileException e)
+            {
+                Assert.Equal(damageVocab ? files.VocabPath : files.MergesPath, e.FilePath);
+            }
+        }
+        Assert.InRange(loaded, 1, 599);
+    }
+
     [Fact]
     public void A_small_valid_tokenizer_loads_and_merges()
     {

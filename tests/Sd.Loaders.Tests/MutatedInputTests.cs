@@ -119,7 +119,7 @@ public sealed class MutatedInputTests : IDisposable
         int loaded = 0;
         for (int i = 0; i < Files; i++)
         {
-            byte[] damaged = Damage(valid, random);
+            byte[] damaged = FileDamage.Damage(valid, random);
             string name = $"damaged-{seed}-{i}.{extension}";
             string path = _dir.Write(name, fixUp is null ? damaged : fixUp(damaged));
             try
@@ -139,26 +139,6 @@ public sealed class MutatedInputTests : IDisposable
         }
         // Some damage is harmless (a changed tensor value, a pixel, a digit): the loads show the files were read at all.
         Assert.InRange(loaded, someLoad ? 1 : 0, Files - 1);
-    }
-
-    /// <summary>One to five changes: a byte replaced, a bit flipped, the rest cut off, a byte inserted or deleted.</summary>
-    private static byte[] Damage(byte[] valid, Random random)
-    {
-        var bytes = new List<byte>(valid);
-        int changes = random.Next(1, 6);
-        for (int i = 0; i < changes && bytes.Count > 0; i++)
-        {
-            int at = random.Next(bytes.Count);
-            switch (random.Next(5))
-            {
-                case 0: bytes[at] = (byte)random.Next(256); break;
-                case 1: bytes[at] ^= (byte)(1 << random.Next(8)); break;
-                case 2: bytes.RemoveRange(at, bytes.Count - at); break;
-                case 3: bytes.Insert(at, (byte)random.Next(256)); break;
-                default: bytes.RemoveAt(at); break;
-            }
-        }
-        return [.. bytes];
     }
 
     /// <summary>Every whole chunk's CRC recomputed over its (damaged) type and data.</summary>
