@@ -34,9 +34,9 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
     /// <summary>The inference steps the run being planned skips (img2img): the plan covers the rest.</summary>
     private int _skippedSteps;
 
-    /// <summary>The run's first call and the schedule's level there, before the restart plan rebuilt it: a part-way
-    /// start's picture is noised to it, as A1111 noises its img2img to the first of the levels left.</summary>
-    private int _firstRunCall;
+    /// <summary>The schedule's level at the run's first call (<see cref="Scheduler.FirstStep"/>), before the restart
+    /// plan rebuilt it: a part-way start's picture is noised to it, as A1111 noises its img2img to the first of the
+    /// levels left.</summary>
     private float _startLevel;
 
     /// <summary>Per call: the level its step ends at (its own for a second call), and whether it is a second call.</summary>
@@ -102,7 +102,7 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
         }
         (_ends, _second) = (ends.ToArray(), second.ToArray());
         (_restartsAfter, _noiseAfter) = (restartsAfter.ToArray(), noiseAfter.ToArray());
-        (_firstRunCall, _startLevel) = (2 * skipped, sigmas[skipped]);
+        _startLevel = sigmas[skipped];
         return (times, [.. levels, 0f]);
     }
 
@@ -160,7 +160,7 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
     protected override float StepEnd(int stepIndex) => _ends[stepIndex];
 
     /// <summary>At the run's first call, the schedule's own level there, which the plan's Karras ramp may round otherwise.</summary>
-    protected override float NoiseLevel(int stepIndex) => stepIndex == _firstRunCall ? _startLevel : base.NoiseLevel(stepIndex);
+    protected override float NoiseLevel(int stepIndex) => stepIndex == FirstStep ? _startLevel : base.NoiseLevel(stepIndex);
 
     /// <summary>Heun's first call, or an Euler step to 0, which a restart may follow (from a finished sample).</summary>
     protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
