@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Sd.Engine.Schedulers;
-using Sd.Loaders.Tests;
 
 namespace Sd.Engine.Tests;
 
@@ -11,7 +10,7 @@ namespace Sd.Engine.Tests;
 public sealed class BetaQuantiles
 {
     private static readonly Lazy<JsonDocument> Reference = new(() =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", "beta-quantiles.json"))));
+        ReferenceData.Json("beta-quantiles.json"));
 
     /// <summary>scipy's ppf(1 - linspace(0, 1, steps), 0.6, 0.6), for the step counts the file holds.</summary>
     public static double[] Ramp(int steps)

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Sd.Engine.Imaging;
 using Sd.Engine.Tensors;
-using Sd.Loaders.Tests;
 
 namespace Sd.Engine.Tests;
 
@@ -15,7 +14,7 @@ public sealed class ImageUpscalingTests
     [Fact]
     public void The_resize_chain_is_a1111s_on_pillow()
     {
-        using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", "image-upscale-reference.json")));
+        using var reference = ReferenceData.Json("image-upscale-reference.json");
         int cases = 0;
         foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
         {

@@ -114,7 +114,7 @@ public sealed unsafe class LoraMergeTests : IDisposable
     /// <summary>Writes a reference case's module as a LoRA file (its tensors under the case's prefix, its metadata) and merges it.</summary>
     private void MergesAsReferenced(string file, string name)
     {
-        using var document = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", file)));
+        using var document = ReferenceData.Json(file);
         JsonElement reference = default;
         foreach (JsonElement c in document.RootElement.GetProperty("cases").EnumerateArray())
         {

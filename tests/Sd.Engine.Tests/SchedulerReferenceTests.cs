@@ -2,7 +2,6 @@ using System.Text.Json;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Schedulers;
 using Sd.Loaders.Config;
-using Sd.Loaders.Tests;
 
 namespace Sd.Engine.Tests;
 
@@ -25,7 +24,7 @@ public sealed class SchedulerReferenceTests
     [InlineData("unipc-reference.json", "unipc-karras", true)]
     public void Every_step_matches_diffusers_drawing_the_same_noise(string file, string name, bool karras)
     {
-        using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", file)));
+        using var reference = ReferenceData.Json(file);
         JsonElement run = reference.RootElement.GetProperty("cases").EnumerateArray().Single(c => c.GetProperty("karras").GetBoolean() == karras);
         Scheduler scheduler = Scheduler.Create(name, Sd15);
         JsonElement[] steps = run.GetProperty("steps").EnumerateArray().ToArray();
@@ -74,7 +73,7 @@ public sealed class SchedulerReferenceTests
     [InlineData("dpm++-2m-sde-karras")]
     public void A_run_that_starts_part_way_matches_diffusers(string name)
     {
-        using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", "midstart-reference.json")));
+        using var reference = ReferenceData.Json("midstart-reference.json");
         JsonElement run = reference.RootElement.GetProperty("cases").EnumerateArray().Single(c => c.GetProperty("scheduler").GetString() == name);
         int first = run.GetProperty("first").GetInt32();
         Scheduler scheduler = Scheduler.Create(name, Sd15);

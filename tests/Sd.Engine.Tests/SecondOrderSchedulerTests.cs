@@ -2,7 +2,6 @@ using System.Text.Json;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Schedulers;
 using Sd.Loaders.Config;
-using Sd.Loaders.Tests;
 
 namespace Sd.Engine.Tests;
 
@@ -70,7 +69,7 @@ public sealed class SecondOrderSchedulerTests
             "restart" => "restart-reference.json",
             _ => "dpmpp3msde-reference.json",
         };
-        using var reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", file)));
+        using var reference = ReferenceData.Json(file);
         JsonElement run = reference.RootElement.GetProperty("cases").EnumerateArray().Single(c => c.GetProperty("name").GetString() == name);
         bool karras = run.GetProperty("karras").GetBoolean();
         SchedulerConfig config = Sd15SchedulerConfig.Value with

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Sd.Engine.Schedulers;
-using Sd.Loaders.Tests;
 
 namespace Sd.Engine.Tests;
 
@@ -11,7 +10,7 @@ namespace Sd.Engine.Tests;
 internal static class SigmaRampReference
 {
     private static readonly Lazy<JsonDocument> Reference = new(() =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", "sigma-ramps-reference.json"))));
+        ReferenceData.Json("sigma-ramps-reference.json"));
 
     public static JsonElement Root => Reference.Value.RootElement;
 
