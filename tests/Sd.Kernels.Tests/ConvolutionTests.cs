@@ -225,7 +225,7 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
                     float[] workspace = new float[WinogradConv.WorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels)];
                     fixed (float* ws = workspace)
                     {
-                        WinogradConv.Run(variant, s.Batch, s.Height, s.Width, x, packed, b, false, r, s.OutChannels, y, stride, ws);
+                        WinogradConv.Run(variant, s.Batch, s.Height, s.Width, x, packed, b, false, r, s.OutChannels, y, stride, ws, s.InputStride);
                     }
                 }, 1e-5, $"{name} {shape}");
             }
@@ -335,12 +335,17 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         float[] workspace = new float[WinogradConv.StreamedWorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels)];
         fixed (float* ws = workspace)
         {
-            WinogradConv.RunStreamed(variant, s.Batch, s.Height, s.Width, x, packed, bias, biasPerImage, residual, s.OutChannels, y, stride, ws);
+            WinogradConv.RunStreamed(variant, s.Batch, s.Height, s.Width, x, packed, bias, biasPerImage, residual, s.OutChannels, y, stride, ws,
+                s.InputStride);
         }
     }
 
     private delegate void ConvRun(ConvShape shape, float* x, float* w, float* bias, float* residual, float* y, int outputStride);
 
+    /// <summary>
+    /// The convolution against the direct reference, then again reading x as the first channels of wider pixels (NaN
+    /// in the channels past Cin, so reading one shows): the same output bit for bit.
+    /// </summary>
     private void Check(ConvShape s, Random random, bool epilogue, ConvRun run, double tolerance, string what)
     {
         int outPixels = s.Batch * s.OutHeight * s.OutWidth;
@@ -368,6 +373,21 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         }
         double error = RelativeL2(expected, compact);
         Assert.True(error <= tolerance, $"{what} epilogue={epilogue}: relative L2 error {error:E2}");
+
+        ConvShape wide = s with { InputStride = s.InChannels + 5 };
+        var wideX = new float[(long)s.Batch * s.Height * s.Width * wide.InputStride];
+        Array.Fill(wideX, float.NaN);
+        for (int p = 0; p < s.Batch * s.Height * s.Width; p++)
+        {
+            Array.Copy(x, p * s.InChannels, wideX, p * wide.InputStride, s.InChannels);
+        }
+        var fromWide = new float[outPixels * stride];
+        Array.Fill(fromWide, 777f);
+        fixed (float* px = wideX, pw = w, pb = b, pr = r, pa = fromWide)
+        {
+            run(wide, px, pw, epilogue ? pb : null, epilogue ? pr : null, pa, stride);
+        }
+        Assert.True(actual.AsSpan().SequenceEqual(fromWide), $"{what} epilogue={epilogue}: input pixel stride {wide.InputStride} changed the output");
     }
 
     /// <summary>
@@ -390,8 +410,8 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
                 {
                     NativeMemory.Fill(cached, bytes, 0x7F);
                     NativeMemory.Fill(streamed, bytes, 0x7F);
-                    WinogradTransforms.InputTile(pi, height, width, channels, y0, x0, cached, ldv, nonTemporal: false);
-                    WinogradTransforms.InputTile(pi, height, width, channels, y0, x0, streamed, ldv, nonTemporal: true);
+                    WinogradTransforms.InputTile(pi, height, width, channels, channels, y0, x0, cached, ldv, nonTemporal: false);
+                    WinogradTransforms.InputTile(pi, height, width, channels, channels, y0, x0, streamed, ldv, nonTemporal: true);
                     Assert.Equal(new ReadOnlySpan<float>(cached, (int)(36 * ldv)).ToArray(), new ReadOnlySpan<float>(streamed, (int)(36 * ldv)).ToArray());
                     Assert.NotEqual(0x7F7F7F7F, BitConverter.SingleToInt32Bits(streamed[35 * ldv + channels - 1]));
                 }

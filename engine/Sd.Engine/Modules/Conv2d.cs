@@ -86,54 +86,59 @@ public sealed unsafe class Conv2d : IDisposable
     }
 
     /// <summary>
-    /// y [N, OH, OW, Cout] = conv(x [N, H, W, Cin]) + bias (+ residual, same layout as y; may be y itself).
+    /// y [N, OH, OW, Cout] = conv(x [N, H, W, Cin]) + bias (+ residual, same layout as y; may be y itself). x's pixels
+    /// are <paramref name="inputStride"/> floats apart (0: Cin) and y's <paramref name="outputStride"/> (0: Cout), so
+    /// either may be a channel slice of a wider tensor.
     /// <paramref name="bias"/> defaults to the layer's own; with <paramref name="biasPerImage"/> it holds one
     /// Cout vector per image (a ResNet's conv bias + time embedding). Only Winograd layers use the workspace.
     /// </summary>
     public void Forward(float* x, int batch, int height, int width, float* y, Workspace? workspace,
-        float* residual = null, float* bias = null, bool biasPerImage = false)
+        float* residual = null, float* bias = null, bool biasPerImage = false, int inputStride = 0, int outputStride = 0)
     {
-        ConvShape shape = Shape(batch, height, width);
+        ConvShape shape = Shape(batch, height, width) with { InputStride = inputStride };
+        shape.Validate();
+        int ldx = shape.PixelStride;
+        int ldy = outputStride == 0 ? OutChannels : outputStride;
         bias = bias == null ? _bias.Pointer : bias;
         if (_winograd != null)
         {
             WinogradConv.Run(GemmKernels.Selected, batch, height, width, x, _winograd, bias, biasPerImage,
-                residual, OutChannels, y, OutChannels,
-                (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd]);
+                residual, ldy, y, ldy,
+                (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd], ldx);
         }
         else if (_fewOutputs != null)
         {
-            FewOutputsConv.Run(shape, x, _fewOutputs, bias, biasPerImage, residual, OutChannels, y, OutChannels);
+            FewOutputsConv.Run(shape, x, _fewOutputs, bias, biasPerImage, residual, ldy, y, ldy);
         }
         else if (Streams(batch, height, width))
         {
             WinogradConv.RunStreamed(GemmKernels.Selected, batch, height, width, x, _gemm!, bias, biasPerImage,
-                residual, OutChannels, y, OutChannels,
-                (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd]);
+                residual, ldy, y, ldy,
+                (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd], ldx);
         }
         else if (!shape.IsPointwise)
         {
-            ImplicitGemmConv.Run(GemmKernels.Selected, shape, x, _gemm!, bias, biasPerImage, residual, OutChannels, y, OutChannels);
+            ImplicitGemmConv.Run(GemmKernels.Selected, shape, x, _gemm!, bias, biasPerImage, residual, ldy, y, ldy);
         }
         else if (!biasPerImage)
         {
-            Pointwise(batch * height * width, x, bias, residual, y);
+            Pointwise(batch * height * width, x, ldx, bias, residual, y, ldy);
         }
         else
         {
             // One GEMM per image, so each gets its own bias vector.
-            long inImage = (long)height * width * InChannels, outImage = (long)height * width * OutChannels;
+            long inImage = (long)height * width * ldx, outImage = (long)height * width * ldy;
             for (int n = 0; n < batch; n++)
             {
-                Pointwise(height * width, x + n * inImage, bias + (long)n * OutChannels, residual == null ? null : residual + n * outImage, y + n * outImage);
+                Pointwise(height * width, x + n * inImage, ldx, bias + (long)n * OutChannels, residual == null ? null : residual + n * outImage, y + n * outImage, ldy);
             }
         }
     }
 
     private bool Streams(int batch, int height, int width) => _streamed && (long)batch * ((height + 3) / 4) * ((width + 3) / 4) >= StreamedMinTiles;
 
-    private void Pointwise(int pixels, float* x, float* bias, float* residual, float* y) =>
-        GemmKernels.Multiply(pixels, x, InChannels, _gemm!, y, OutChannels, bias, residual, OutChannels);
+    private void Pointwise(int pixels, float* x, int ldx, float* bias, float* residual, float* y, int ldy) =>
+        GemmKernels.Multiply(pixels, x, ldx, _gemm!, y, ldy, bias, residual, ldy);
 
     public long SizeInBytes => (_gemm?.SizeInBytes ?? 0) + (_winograd?.SizeInBytes ?? 0) + (_fewOutputs?.SizeInBytes ?? 0) + _bias.Length * sizeof(float);
 

@@ -52,5 +52,5 @@ internal static unsafe class ConvPatches
     public static float* Pixel(in ConvShape s, float* input, int image, int y, int x) =>
         (uint)y >= (uint)s.Height || (uint)x >= (uint)s.Width
             ? null
-            : input + (((nint)image * s.Height + y) * s.Width + x) * s.InChannels;
+            : input + (((nint)image * s.Height + y) * s.Width + x) * s.PixelStride;
 }

@@ -25,7 +25,7 @@ public static unsafe class ConvReference
                     {
                         int x = ox * s.StrideW - s.PadLeft + kx;
                         if (x < 0 || x >= s.Width) continue;
-                        float* pixel = input + (((nint)n * s.Height + y) * s.Width + x) * s.InChannels;
+                        float* pixel = input + (((nint)n * s.Height + y) * s.Width + x) * s.PixelStride;
                         for (int ci = 0; ci < s.InChannels; ci++)
                         {
                             sum += pixel[ci] * weights[(((nint)co * s.InChannels + ci) * s.KernelH + ky) * s.KernelW + kx];

@@ -2,13 +2,20 @@ namespace Sd.Kernels.Convolution;
 
 /// <summary>
 /// A 2-D convolution over NHWC activations: batch, input size, channels, kernel, stride and per-side zero padding
-/// (diffusers' VAE encoder downsamples with asymmetric padding (0,1,0,1)).
+/// (diffusers' VAE encoder downsamples with asymmetric padding (0,1,0,1)). An input pixel's channels may be the first
+/// of a wider row (<see cref="InputStride"/>): an ESRGAN dense block convolves a growing prefix of its concatenation.
 /// </summary>
 public readonly record struct ConvShape(
     int Batch, int Height, int Width, int InChannels, int OutChannels,
     int KernelH = 3, int KernelW = 3, int StrideH = 1, int StrideW = 1,
     int PadTop = 1, int PadLeft = 1, int PadBottom = 1, int PadRight = 1)
 {
+    /// <summary>Floats from one input pixel to the next: 0 (the default) for <see cref="InChannels"/>, else at least that.</summary>
+    public int InputStride { get; init; }
+
+    /// <summary><see cref="InputStride"/> with its default resolved.</summary>
+    public int PixelStride => InputStride == 0 ? InChannels : InputStride;
+
     public int OutHeight => (Height + PadTop + PadBottom - KernelH) / StrideH + 1;
 
     public int OutWidth => (Width + PadLeft + PadRight - KernelW) / StrideW + 1;
@@ -31,7 +38,7 @@ public readonly record struct ConvShape(
     {
         if (Batch < 1 || Height < 1 || Width < 1 || InChannels < 1 || OutChannels < 1 || KernelH < 1 || KernelW < 1
             || StrideH < 1 || StrideW < 1 || PadTop < 0 || PadLeft < 0 || PadBottom < 0 || PadRight < 0
-            || OutHeight < 1 || OutWidth < 1)
+            || OutHeight < 1 || OutWidth < 1 || (InputStride != 0 && InputStride < InChannels))
         {
             throw new ArgumentException($"invalid convolution {this}");
         }

@@ -59,7 +59,8 @@ public static unsafe partial class WinogradConv
     /// transformed on the fly; the workspace holds <see cref="StreamedWorkspaceFloats"/> floats.
     /// </summary>
     public static void RunStreamed(GemmVariant variant, int batch, int height, int width, float* input, PackedWeights weights,
-        float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace)
+        float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace,
+        int inputStride = 0)
     {
         using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3,
             new Diagnostics.KernelShape("conv3x3 Winograd (weights transformed per call) {0}x{1}x{2}, {3} to {4} channels", batch, height, width, weights.K / 9, weights.N));
@@ -76,7 +77,7 @@ public static unsafe partial class WinogradConv
             ChannelBlocks = ChannelBlocks(inChannels), TilesStride = blockTiles + MaxMr,
         };
         ctx.PackedV = ctx.M + (long)Positions * blockTiles * outChannels;
-        RunBlocks(&ctx, variant, batch, height, width, inChannels, outChannels, input, bias, biasPerImage,
+        RunBlocks(&ctx, variant, batch, height, width, inChannels, outChannels, input, inputStride, bias, biasPerImage,
             residual, residualStride, output, outputStride, blockTiles, &StreamedGemmPhase);
     }
 

@@ -22,6 +22,7 @@ public static unsafe partial class WinogradConv
     private struct Context
     {
         public float* Input;
+        public int InputStride;
         public float* Output;
         public float* Bias;
         public bool BiasPerImage;
@@ -101,13 +102,14 @@ public static unsafe partial class WinogradConv
         Positions * (long)BlockTiles(batch, height, width, inChannels, outChannels) * (inChannels + outChannels);
 
     /// <summary>
-    /// output[N, H, W, Cout] (pixel stride <paramref name="outputStride"/>) = conv3x3(input [N, H, W, Cin])
-    /// + bias + residual (pixel stride <paramref name="residualStride"/>; may be the output itself); any H, W.
+    /// output[N, H, W, Cout] (pixel stride <paramref name="outputStride"/>) = conv3x3(input [N, H, W, Cin], pixel
+    /// stride <paramref name="inputStride"/>, 0 for Cin) + bias + residual (pixel stride <paramref name="residualStride"/>; may be the output itself); any H, W.
     /// With <paramref name="biasPerImage"/>, <paramref name="bias"/> holds one Cout vector per image (a ResNet's
     /// conv bias plus its time embedding). <paramref name="workspace"/> holds <see cref="WorkspaceFloats"/> floats.
     /// </summary>
     public static void Run(GemmVariant variant, int batch, int height, int width, float* input, WinogradWeights weights,
-        float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace)
+        float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace,
+        int inputStride = 0)
     {
         using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3,
             new Diagnostics.KernelShape("conv3x3 Winograd {0}x{1}x{2}, {3} to {4} channels", batch, height, width, weights.InChannels, weights.OutChannels));
@@ -120,7 +122,7 @@ public static unsafe partial class WinogradConv
         {
             V = workspace, M = workspace + (long)Positions * blockTiles * weights.InChannels, Weights = weights.Views,
         };
-        RunBlocks(&ctx, variant, batch, height, width, weights.InChannels, weights.OutChannels, input, bias, biasPerImage,
+        RunBlocks(&ctx, variant, batch, height, width, weights.InChannels, weights.OutChannels, input, inputStride, bias, biasPerImage,
             residual, residualStride, output, outputStride, blockTiles, &StoredGemmPhase);
     }
 
@@ -129,14 +131,17 @@ public static unsafe partial class WinogradConv
     /// the tiles in blocks of <paramref name="blockTiles"/>: input transform, the variant's GEMM phase, output transform.
     /// </summary>
     private static void RunBlocks(Context* ctx, GemmVariant variant, int batch, int height, int width, int inChannels, int outChannels,
-        float* input, float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride,
+        float* input, int inputStride, float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride,
         int blockTiles, delegate*<Context*, void> gemmPhase)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(outputStride, outChannels);
+        inputStride = inputStride == 0 ? inChannels : inputStride;
+        ArgumentOutOfRangeException.ThrowIfLessThan(inputStride, inChannels);
         Diagnostics.FlopCounter.Add(2L * batch * height * width * outChannels * 9 * inChannels);
         int tilesY = (height + 3) / 4, tilesX = (width + 3) / 4;
         int tileCount = batch * tilesY * tilesX;
         ctx->Input = input;
+        ctx->InputStride = inputStride;
         ctx->Output = output;
         ctx->Bias = bias;
         ctx->BiasPerImage = biasPerImage;
@@ -196,8 +201,8 @@ public static unsafe partial class WinogradConv
         for (int t = first; t < last; t++)
         {
             (int image, int y0, int x0) = TileOrigin(ctx, ctx->BlockStart + t);
-            float* src = ctx->Input + (nint)image * ctx->Height * ctx->Width * ctx->InChannels;
-            WinogradTransforms.InputTile(src, ctx->Height, ctx->Width, ctx->InChannels, y0 - 1, x0 - 1,
+            float* src = ctx->Input + (nint)image * ctx->Height * ctx->Width * ctx->InputStride;
+            WinogradTransforms.InputTile(src, ctx->Height, ctx->Width, ctx->InChannels, ctx->InputStride, y0 - 1, x0 - 1,
                 ctx->V + t * ldv, (nint)ctx->BlockTiles * ldv, ctx->NonTemporalV);
         }
         if (ctx->NonTemporalV && Sse.IsSupported)

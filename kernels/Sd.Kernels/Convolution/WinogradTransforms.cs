@@ -13,30 +13,31 @@ public static unsafe class WinogradTransforms
 {
     /// <summary>
     /// Input tile at (y0, x0) (may stick out of the image: zero padding) of image <paramref name="image"/>
-    /// [H, W, C] -> v[p * ldv + c] for the 36 positions p. <paramref name="nonTemporal"/> writes V's whole vectors
-    /// with streaming stores; it needs v and ldv 64-byte aligned, and the caller fences before another thread reads V.
+    /// [H, W, C] (pixel stride <paramref name="pixelStride"/> floats) -> v[p * ldv + c] for the 36 positions p.
+    /// <paramref name="nonTemporal"/> writes V's whole vectors with streaming stores; it needs v and ldv 64-byte
+    /// aligned, and the caller fences before another thread reads V.
     /// </summary>
-    public static void InputTile(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv, bool nonTemporal)
+    public static void InputTile(float* image, int height, int width, int channels, nint pixelStride, int y0, int x0, float* v, nint ldv, bool nonTemporal)
     {
         int c = nonTemporal
-            ? InputChannels<StreamingStore>(image, height, width, channels, y0, x0, v, ldv)
-            : InputChannels<CachedStore>(image, height, width, channels, y0, x0, v, ldv);
+            ? InputChannels<StreamingStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv)
+            : InputChannels<CachedStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv);
         for (; c < channels; c++)
         {
-            InputTileScalar(image, height, width, channels, y0, x0, c, v, ldv);
+            InputTileScalar(image, height, width, pixelStride, y0, x0, c, v, ldv);
         }
     }
 
     /// <summary>The input transform for whole vectors of channels; returns the first channel left.</summary>
-    private static int InputChannels<TStore>(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv)
+    private static int InputChannels<TStore>(float* image, int height, int width, int channels, nint pixelStride, int y0, int x0, float* v, nint ldv)
         where TStore : struct, IVectorStore
     {
         int c = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            c = InputChannels<Vector512<float>, F32x16, TStore>(image, height, width, channels, y0, x0, v, ldv, c);
+            c = InputChannels<Vector512<float>, F32x16, TStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv, c);
         }
-        return InputChannels<Vector256<float>, F32x8, TStore>(image, height, width, channels, y0, x0, v, ldv, c);
+        return InputChannels<Vector256<float>, F32x8, TStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv, c);
     }
 
     /// <summary>
@@ -46,21 +47,21 @@ public static unsafe class WinogradTransforms
     /// and reloads, not the arithmetic, bounded the transform).
     /// </summary>
     [SkipLocalsInit]
-    private static int InputChannels<TVec, V, TStore>(float* image, int height, int width, int channels, int y0, int x0, float* v, nint ldv, int c)
+    private static int InputChannels<TVec, V, TStore>(float* image, int height, int width, int channels, nint pixelStride, int y0, int x0, float* v, nint ldv, int c)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
         where TStore : struct, IVectorStore
     {
         TVec* t = stackalloc TVec[36];
         bool inside = y0 >= 0 && x0 >= 0 && y0 + 6 <= height && x0 + 6 <= width;
-        nint rowStride = (nint)width * channels;
-        float* origin = image + ((nint)y0 * width + x0) * channels;
+        nint rowStride = width * pixelStride;
+        float* origin = image + (y0 * width + x0) * pixelStride;
         for (; c <= channels - V.Count; c += V.Count)
         {
             for (int j = 0; j < 6; j++)
             {
                 // Column j of the input tile (pixels (y0 + i, x0 + j), zero outside the image) -> t[i * 6 + j].
-                float* pixel = origin + (nint)j * channels + c;
+                float* pixel = origin + j * pixelStride + c;
                 bool columnInside = inside || (uint)(x0 + j) < (uint)width;
                 TVec d0 = InputPixel<TVec, V>(pixel, inside, columnInside, y0, height);
                 TVec d1 = InputPixel<TVec, V>(pixel + rowStride, inside, columnInside, y0 + 1, height);
@@ -130,7 +131,7 @@ public static unsafe class WinogradTransforms
             where V : struct, IF32Vector<TVec> => V.StoreNonTemporal(value, destination);
     }
 
-    private static void InputTileScalar(float* image, int height, int width, int channels, int y0, int x0, int c, float* v, nint ldv)
+    private static void InputTileScalar(float* image, int height, int width, nint pixelStride, int y0, int x0, int c, float* v, nint ldv)
     {
         float* d = stackalloc float[36];
         for (int i = 0; i < 6; i++)
@@ -138,7 +139,7 @@ public static unsafe class WinogradTransforms
             for (int j = 0; j < 6; j++)
             {
                 int y = y0 + i, x = x0 + j;
-                d[i * 6 + j] = (uint)y < (uint)height && (uint)x < (uint)width ? image[((nint)y * width + x) * channels + c] : 0;
+                d[i * 6 + j] = (uint)y < (uint)height && (uint)x < (uint)width ? image[(y * width + x) * pixelStride + c] : 0;
             }
         }
         for (int j = 0; j < 6; j++) InputTransform1DScalar(d + j, 6);
