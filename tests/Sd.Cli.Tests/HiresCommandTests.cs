@@ -113,7 +113,7 @@ public sealed class HiresCommandTests : IDisposable
     [InlineData("the --hires-* options set a hires fix", "--hires-prompt", "a tree")]
     [InlineData("the --hires-* options set a hires fix", "--hires-upscaler", "latent-bicubic")]
     [InlineData("--hires-upscaler 'R-ESRGAN 4x+' is none of A1111's latent upscalers (Latent, Latent (antialiased),", "--hires-scale", "2", "--hires-upscaler", "R-ESRGAN 4x+")]
-    [InlineData("or its image upscalers without a model (Lanczos, None, Nearest); ESRGAN", "--hires-scale", "2", "--hires-upscaler", "ScuNET")]
+    [InlineData("or its image upscalers without a model (Lanczos, None, Nearest), nor an ESRGAN model file", "--hires-scale", "2", "--hires-upscaler", "ScuNET")]
     [InlineData("not both", "--hires-scale", "2", "--hires-width", "128", "--hires-height", "128")]
     [InlineData("--hires-scale must be above 0 and at most 16, got 0", "--hires-scale", "0")]
     [InlineData("one of them above 0", "--hires-width", "0", "--hires-height", "0")]

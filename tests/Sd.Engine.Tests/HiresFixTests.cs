@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Schedulers;
@@ -182,9 +183,43 @@ public sealed unsafe class HiresFixTests : IDisposable
     public void An_image_upscaler_resizes_the_decoded_first_pass(ImageUpscaler upscaler)
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = CheckPictureUpscaler(pipeline, new HiresFix { ImageUpscaler = upscaler }, decoded => ImageUpscaling.Upscale(decoded, 88, 88, upscaler));
+
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { Upscaler = InterpolationMode.Bicubic } }));
+        Assert.Contains($"the hires fix has an image upscaler ({upscaler}) and a latent one (Bicubic)", e.Message);
+        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { ImageUpscaler = (ImageUpscaler)3 } }));
+        Assert.Contains("the hires fix's image upscaler 3 is none of Lanczos, None, Nearest", e.Message);
+    }
+
+    /// <summary>
+    /// An ESRGAN model upscaler (the x4 network of esrgan-reference.json, tiles of 16 pixels overlapping by 4) takes the
+    /// image upscalers' path with the model's passes in Upscaler.upscale (64 -> 256 -> Lanczos to 88); beside an image
+    /// or latent upscaler it is refused.
+    /// </summary>
+    [Fact]
+    public void A_model_upscaler_runs_on_the_decoded_first_pass()
+    {
+        using var folder = new Sd.Loaders.Tests.TempDirectory();
+        using JsonDocument reference = ReferenceData.Json("esrgan-reference.json");
+        using var model = Upscaling.EsrganUpscaler.Load(EsrganUpscalerTests.WriteModel(reference.RootElement.GetProperty("cases")[0], folder.Path), 16, 4);
+        using var pipeline = StableDiffusionPipeline.LoadDemo();
+        GenerateRequest request = CheckPictureUpscaler(pipeline, new HiresFix { ModelUpscaler = model }, decoded => ImageUpscaling.Upscale(decoded, 88, 88, model));
+
+        var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { ImageUpscaler = ImageUpscaler.Lanczos } }));
+        Assert.Contains($"the hires fix has a model upscaler ({model.Name}) and an image one (Lanczos)", e.Message);
+        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { Upscaler = InterpolationMode.Nearest } }));
+        Assert.Contains("and a latent one (Nearest)", e.Message);
+    }
+
+    /// <summary>
+    /// The 88x88-covering hires pass of the red-boat request with <paramref name="upscaler"/>'s picture upscaler, against
+    /// the same steps written out with <paramref name="upscale"/>; returns the request.
+    /// </summary>
+    private GenerateRequest CheckPictureUpscaler(StableDiffusionPipeline pipeline, HiresFix upscaler, Func<Tensor, Tensor> upscale)
+    {
         GenerateRequest request = GuidedLoop.Request("a red boat", "blurry", 2, "euler", 13) with
         {
-            Hires = new HiresFix { Width = 88, Height = 64, CoverWidth = 88, CoverHeight = 88, Strength = 0.5, Steps = 2, ImageUpscaler = upscaler },
+            Hires = upscaler with { Width = 88, Height = 64, CoverWidth = 88, CoverHeight = 88, Strength = 0.5, Steps = 2 },
         };
         using GenerateResult result = pipeline.Generate(request);
 
@@ -194,7 +229,7 @@ public sealed unsafe class HiresFixTests : IDisposable
         using Tensor latents8 = Tensor.Allocate([1, 8, 8, 4]), decoded = Tensor.Allocate([1, 64, 64, 3]);
         for (int i = 0; i < first.Length; i++) latents8.Span[i] = first[i] / scaling;
         vae.Decode(latents8, decoded);
-        using Tensor picture = ImageUpscaling.Upscale(decoded, 88, 88, upscaler);
+        using Tensor picture = upscale(decoded);
         using Tensor mean = Tensor.Allocate([1, 11, 11, 4]), logvar = Tensor.Allocate([1, 11, 11, 4]), sample = Tensor.Allocate([1, 11, 11, 4]);
         vae.Encode(picture, mean, logvar);
         using Tensor draw = Tensor.Allocate([1, 11, 11, 4]);
@@ -210,11 +245,7 @@ public sealed unsafe class HiresFixTests : IDisposable
         euler.AddNoise(cropped, GuidedLoop.Draw(noise, 8, 11), euler.FirstStep, start);
         GuidedLoop.Run(_demo, request, bank, rows, lengths, [1.0], euler, start, 8, 11, noise);
         Assert.Equal(start, result.Latents.Span.ToArray());
-
-        var e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { Upscaler = InterpolationMode.Bicubic } }));
-        Assert.Contains($"the hires fix has an image upscaler ({upscaler}) and a latent one (Bicubic)", e.Message);
-        e = Assert.Throws<ArgumentException>(() => pipeline.Validate(request with { Hires = request.Hires! with { ImageUpscaler = (ImageUpscaler)3 } }));
-        Assert.Contains("the hires fix's image upscaler 3 is none of Lanczos, None, Nearest", e.Message);
+        return request;
     }
 
     /// <summary>Strengths are doubles, as the Python floats of diffusers and A1111: int(20 x 0.7) is 14 steps.</summary>

@@ -1,4 +1,5 @@
 using Sd.Engine.Tensors;
+using Sd.Engine.Upscaling;
 using Sd.Kernels.Elementwise;
 
 namespace Sd.Engine.Imaging;
@@ -24,7 +25,14 @@ public enum ImageUpscaler
 public static class ImageUpscaling
 {
     /// <summary>An NHWC RGB decoder output [1, H, W, 3] upscaled to [1, height, width, 3], VAE-ready.</summary>
-    public static Tensor Upscale(Tensor decoded, int height, int width, ImageUpscaler upscaler)
+    public static Tensor Upscale(Tensor decoded, int height, int width, ImageUpscaler upscaler) =>
+        Upscale(decoded, height, width, rgb => Upscale(rgb, decoded.Dim(1), decoded.Dim(2), height, width, upscaler));
+
+    /// <summary>As the other overload with an ESRGAN-family model upscaler (see <see cref="Upscale(byte[], int, int, int, int, EsrganUpscaler, CancellationToken)"/>).</summary>
+    public static Tensor Upscale(Tensor decoded, int height, int width, EsrganUpscaler model, CancellationToken cancellation = default) =>
+        Upscale(decoded, height, width, rgb => Upscale(rgb, decoded.Dim(1), decoded.Dim(2), height, width, model, cancellation));
+
+    private static Tensor Upscale(Tensor decoded, int height, int width, Func<byte[], byte[]> resize)
     {
         ArgumentNullException.ThrowIfNull(decoded);
         if (decoded.Rank != 4 || decoded.Dim(0) != 1 || decoded.Dim(3) != 3)
@@ -39,7 +47,7 @@ public static class ImageUpscaling
             float unit = Math.Clamp((x[i] + 1f) / 2f, 0f, 1f);
             bytes[i] = (byte)(255f * unit);
         }
-        byte[] resized = Upscale(bytes, h, w, height, width, upscaler);
+        byte[] resized = resize(bytes);
         Tensor result = Tensor.Allocate([1, height, width, 3]);
         Span<float> y = result.Span;
         for (int i = 0; i < resized.Length; i++)
@@ -53,23 +61,49 @@ public static class ImageUpscaling
     /// <summary>
     /// An 8-bit RGB picture resized as A1111's images.resize_image(0, ...) with <paramref name="upscaler"/>: "None"
     /// resizes to the size with Lanczos; "Lanczos" and "Nearest", when the size is larger (scale = the larger of the
-    /// two ratios), first run Upscaler.upscale: a Lanczos (or nearest-neighbour) resize to int(side x scale), then a
-    /// Lanczos one to (side x scale) // 8 x 8 where that differs, and then, as "None" does, to the size where that
-    /// differs. Pillow returns a picture of its own size as it is.
+    /// two ratios), first run Upscaler.upscale (see <see cref="UpscaleThenResize"/>) with a Lanczos (or
+    /// nearest-neighbour) resize to int(side x scale) as its step.
     /// </summary>
     public static byte[] Upscale(byte[] rgb, int height, int width, int toHeight, int toWidth, ImageUpscaler upscaler)
     {
         ArgumentNullException.ThrowIfNull(rgb);
+        double scale = Math.Max(toWidth / (double)width, toHeight / (double)height);
+        return UpscaleThenResize(rgb, height, width, toHeight, toWidth, upscaler is ImageUpscaler.None ? null
+            : (picture, h, w) => (Resize(picture, h, w, (int)(h * scale), (int)(w * scale), upscaler == ImageUpscaler.Nearest).Picture, (int)(h * scale), (int)(w * scale)));
+    }
+
+    /// <summary>
+    /// As the other overload with an ESRGAN-family model (A1111's ESRGAN and R-ESRGAN upscalers): Upscaler.upscale's
+    /// step is one pass of the model (<see cref="EsrganUpscaler.UpscaleOnce"/>), run until the picture covers the
+    /// size (a 4x model once for a hires scale up to 4).
+    /// </summary>
+    public static byte[] Upscale(byte[] rgb, int height, int width, int toHeight, int toWidth, EsrganUpscaler model, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(rgb);
+        ArgumentNullException.ThrowIfNull(model);
+        return UpscaleThenResize(rgb, height, width, toHeight, toWidth,
+            (picture, h, w) => (model.UpscaleOnce(picture, h, w, cancellation), h * model.Scale, w * model.Scale));
+    }
+
+    /// <summary>
+    /// resize_image(0, ...): when the size is larger (scale = the larger of the two ratios) and there is an upscaler
+    /// step, Upscaler.upscale: the step up to three times until the picture reaches dest = (side x scale) // 8 x 8 on
+    /// both sides (stopping if a step changes nothing), then a Lanczos resize to dest where that differs; then, as
+    /// always, a Lanczos resize to the size where that differs. Pillow returns a picture of its own size as it is.
+    /// </summary>
+    private static byte[] UpscaleThenResize(byte[] rgb, int height, int width, int toHeight, int toWidth, Func<byte[], int, int, (byte[], int, int)>? step)
+    {
         byte[] picture = rgb;
         int h = height, w = width;
         double scale = Math.Max(toWidth / (double)width, toHeight / (double)height);
-        if (upscaler is ImageUpscaler.Lanczos or ImageUpscaler.Nearest && scale > 1.0)
+        if (step != null && scale > 1.0)
         {
             int destW = (int)(Math.Floor(width * scale / 8) * 8), destH = (int)(Math.Floor(height * scale / 8) * 8);
-            // Upscaler.upscale's loop runs do_upscale once: its result is at least dest (or it stops at once).
-            if (!(width >= destW && height >= destH))
+            for (int i = 0; i < 3 && !(w >= destW && h >= destH); i++)
             {
-                (picture, h, w) = Resize(picture, h, w, (int)(height * scale), (int)(width * scale), upscaler == ImageUpscaler.Nearest);
+                (int oldH, int oldW) = (h, w);
+                (picture, h, w) = step(picture, h, w);
+                if ((h, w) == (oldH, oldW)) break;
             }
             (picture, h, w) = Resize(picture, h, w, destH, destW);
         }

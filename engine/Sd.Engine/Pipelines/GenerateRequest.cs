@@ -137,6 +137,14 @@ public sealed record HiresFix
     /// the second pass's sampler continues; a given noise source gives both in turn). Null: the latents are upscaled.
     /// </summary>
     public Imaging.ImageUpscaler? ImageUpscaler { get; init; }
+
+    /// <summary>
+    /// An ESRGAN-family model upscaler (A1111's ESRGAN and R-ESRGAN upscalers) instead of a latent or image one: the
+    /// picture path of <see cref="ImageUpscaler"/>, with the model in Upscaler.upscale's step
+    /// (<see cref="Imaging.ImageUpscaling.Upscale(byte[], int, int, int, int, Upscaling.EsrganUpscaler, CancellationToken)"/>).
+    /// The caller owns it (load once, run many requests, dispose). Null: none.
+    /// </summary>
+    public Upscaling.EsrganUpscaler? ModelUpscaler { get; init; }
 }
 
 /// <summary>

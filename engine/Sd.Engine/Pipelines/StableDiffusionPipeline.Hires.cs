@@ -72,6 +72,10 @@ public sealed unsafe partial class StableDiffusionPipeline
                 ? $"the hires fix has an image upscaler ({image}) and a latent one ({hires.Upscaler}); it runs one"
                 : $"the hires fix's image upscaler {(int)image} is none of {string.Join(", ", Enum.GetNames<ImageUpscaler>())}", nameof(request));
         }
+        if (hires.ModelUpscaler is { } model && (hires.ImageUpscaler is not null || hires.Upscaler != InterpolationMode.Bilinear))
+        {
+            throw new ArgumentException($"the hires fix has a model upscaler ({model.Name}) and {(hires.ImageUpscaler is { } other ? $"an image one ({other})" : $"a latent one ({hires.Upscaler})")}; it runs one", nameof(request));
+        }
         if (!Enum.IsDefined(hires.Upscaler))
         {
             throw new ArgumentException($"the hires fix's upscaler {(int)hires.Upscaler} is none of {string.Join(", ", Enum.GetNames<InterpolationMode>())}", nameof(request));
@@ -128,8 +132,8 @@ public sealed unsafe partial class StableDiffusionPipeline
         var run = new DenoisingRun(scheduler, start, Tensor.Allocate([1, h, w, channels]), noise, times);
         try
         {
-            using Tensor covering = hires.ImageUpscaler is { } image
-                ? UpscalePicture(firstPass, coverH, coverW, image, pictureNoise, times, cancellation)
+            using Tensor covering = hires.ImageUpscaler is not null || hires.ModelUpscaler is not null
+                ? UpscalePicture(firstPass, coverH, coverW, hires, pictureNoise, times, cancellation)
                 : UpscaleLatents(firstPass, coverH, coverW, hires.Upscaler);
             using Tensor upscaled = Tensor.Allocate([1, h, w, channels]);
             // A1111's samples[:, :, ty // 2 : H - (ty + 1) // 2, tx // 2 : W - (tx + 1) // 2] for excesses tx, ty.
@@ -159,14 +163,16 @@ public sealed unsafe partial class StableDiffusionPipeline
     }
 
     /// <summary>
-    /// A1111's image-upscaler path: the first pass decoded, upscaled as a picture to the cover size
+    /// A1111's image- and model-upscaler path: the first pass decoded, upscaled as a picture to the cover size
     /// (<see cref="ImageUpscaling"/>), encoded again, and its posterior sampled (one draw of <paramref name="noise"/>).
     /// </summary>
-    private Tensor UpscalePicture(Tensor firstPass, int h, int w, ImageUpscaler upscaler, INoiseSource noise, PhaseTimes times, CancellationToken cancellation)
+    private Tensor UpscalePicture(Tensor firstPass, int h, int w, HiresFix hires, INoiseSource noise, PhaseTimes times, CancellationToken cancellation)
     {
         int factor = _vaeConfig.DownscaleFactor;
         using Tensor decoded = Decode(firstPass, times, cancellation);
-        using Tensor picture = ImageUpscaling.Upscale(decoded, h * factor, w * factor, upscaler);
+        using Tensor picture = hires.ModelUpscaler is { } model
+            ? ImageUpscaling.Upscale(decoded, h * factor, w * factor, model, cancellation)
+            : ImageUpscaling.Upscale(decoded, h * factor, w * factor, hires.ImageUpscaler!.Value);
         (Tensor Mean, Tensor LogVar) moments = Encode(picture, h, w, times, cancellation);
         using (moments.Mean)
         using (moments.LogVar)

@@ -2,7 +2,9 @@ using System.Globalization;
 using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Schedulers;
+using Sd.Engine.Upscaling;
 using Sd.Kernels.Elementwise;
+using Sd.Loaders;
 
 namespace Sd.Cli.Commands;
 
@@ -19,7 +21,7 @@ public static partial class GenerateCommand
         string sampler = hires.Scheduler is { } name ? SamplerOf(name, ramp!.Value, "Hires sampler", "Hires schedule type") + ", " : "";
         string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Quote(prompt)}, " : "")
             + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Quote(negative)}, " : "");
-        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: {hires.ImageUpscaler?.ToString() ?? UpscalerName(hires.Upscaler)}, {sampler}{prompts}";
+        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: {hires.ImageUpscaler?.ToString() ?? (hires.ModelUpscaler is { } model ? Quote(model.Name) : UpscalerName(hires.Upscaler))}, {sampler}{prompts}";
     }
 
     /// <summary>A1111's latent upscalers by their names, the mode each runs.</summary>
@@ -48,30 +50,35 @@ public static partial class GenerateCommand
     /// <summary>
     /// --hires-upscaler's upscaler: an A1111 latent upscaler's name ("Latent (bicubic)"), in any case, or the same as
     /// one word ("latent-bicubic", "latent-nearest-exact"); or one of its image upscalers that need no model (Lanczos,
-    /// None, Nearest). The others (ESRGAN and the model upscalers) are refused.
+    /// None, Nearest); or an ESRGAN-family model file (a path ending in .safetensors, or naming a file; pickles such as
+    /// .pth are refused when loaded). Other model upscalers (SwinIR, LDSR, ScuNET) are not run.
     /// </summary>
-    private static (InterpolationMode Latent, ImageUpscaler? Image) UpscalerOf(string? given)
+    private static (InterpolationMode Latent, ImageUpscaler? Image, string? ModelPath) UpscalerOf(string? given)
     {
         if (given is null)
         {
-            return (InterpolationMode.Bilinear, null);
+            return (InterpolationMode.Bilinear, null, null);
         }
         foreach ((string name, InterpolationMode mode) in Upscalers)
         {
             string word = name.Replace(" (", "-").Replace(")", "").Replace(' ', '-');
             if (given.Equals(name, StringComparison.OrdinalIgnoreCase) || given.Equals(word, StringComparison.OrdinalIgnoreCase))
             {
-                return (mode, null);
+                return (mode, null, null);
             }
         }
         foreach (ImageUpscaler image in Enum.GetValues<ImageUpscaler>())
         {
             if (given.Equals(image.ToString(), StringComparison.OrdinalIgnoreCase))
             {
-                return (InterpolationMode.Bilinear, image);
+                return (InterpolationMode.Bilinear, image, null);
             }
         }
-        throw new UsageException($"generate: --hires-upscaler '{given}' is none of A1111's latent upscalers ({string.Join(", ", Array.ConvertAll(Upscalers, u => u.Name))}) or its image upscalers without a model (Lanczos, None, Nearest); ESRGAN and its other model upscalers are not run");
+        if (given.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || PickleGuard.HasPickleExtension(given) || File.Exists(given))
+        {
+            return (InterpolationMode.Bilinear, null, given);
+        }
+        throw new UsageException($"generate: --hires-upscaler '{given}' is none of A1111's latent upscalers ({string.Join(", ", Array.ConvertAll(Upscalers, u => u.Name))}) or its image upscalers without a model (Lanczos, None, Nearest), nor an ESRGAN model file (.safetensors)");
     }
 
     /// <summary>
@@ -148,7 +155,7 @@ public static partial class GenerateCommand
             throw new UsageException($"generate: the hires fix makes a {w}x{h} image{(coverW != w || coverH != h ? $" from {coverW}x{coverH}" : "")}; each side must be 8 to {StableDiffusionPipeline.MaxImageSide}");
         }
         int steps = line.GetInt("--hires-steps", 0);
-        (InterpolationMode Latent, ImageUpscaler? Image) upscaler = UpscalerOf(line.Get("--hires-upscaler"));
+        (InterpolationMode Latent, ImageUpscaler? Image, string? ModelPath) upscaler = UpscalerOf(line.Get("--hires-upscaler"));
         return new HiresFix
         {
             Width = (int)w, Height = (int)h, CoverWidth = cropX == 0 && cropY == 0 ? null : (int)coverW, CoverHeight = cropX == 0 && cropY == 0 ? null : (int)coverH,
@@ -156,6 +163,7 @@ public static partial class GenerateCommand
             Steps = steps == 0 ? null : steps, // A1111: 0 is the first pass's steps
             Scheduler = line.Get("--hires-scheduler"), Prompt = line.Get("--hires-prompt"), NegativePrompt = line.Get("--hires-negative-prompt"),
             Upscaler = upscaler.Latent, ImageUpscaler = upscaler.Image,
+            ModelUpscaler = upscaler.ModelPath is { } path ? EsrganUpscaler.Load(path) : null, // the command disposes it
         };
     }
 }

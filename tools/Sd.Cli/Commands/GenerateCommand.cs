@@ -164,6 +164,7 @@ public static partial class GenerateCommand
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
         request = request with { Strength = line.GetDouble("--strength", 0.8), Hires = Hires(line, request.Width, request.Height) };
+        using Sd.Engine.Upscaling.EsrganUpscaler? hiresModel = request.Hires?.ModelUpscaler;
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
         // The prompt's <lora:...> tags are resolved before anything loads.
