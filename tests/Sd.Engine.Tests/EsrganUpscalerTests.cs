@@ -137,8 +137,11 @@ public sealed unsafe class EsrganUpscalerTests(ITestOutputHelper output) : IDisp
             long[] shape = tensor[1].EnumerateArray().Select(d => d.GetInt64()).ToArray();
             float[] values = FormulaWeights(shape, index++);
             if (name == skip) continue;
-            if (name == reshape) shape = [shape[0], shape[1] + 1, 3, 3];
-            if (name == reshape) values = new float[shape.Aggregate(1L, (a, b) => a * b)];
+            if (name == reshape)
+            {
+                shape = [shape[0], shape[1] + 1, 3, 3];
+                values = new float[shape.Aggregate(1L, (a, b) => a * b)];
+            }
             writer.AddFloat32(oldNames ? OldName(name, blocks) : name, shape, values);
         }
         if (extra != null) writer.AddFloat32(extra, [2, 2], new float[4]);

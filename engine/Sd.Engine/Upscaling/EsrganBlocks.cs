@@ -86,11 +86,7 @@ internal sealed unsafe class Rrdb : IDisposable
     {
         int ld = _blocks[0].DenseChannels;
         nint pixels = (nint)height * width;
-        nint rowBytes = (nint)_features * sizeof(float);
-        for (nint p = 0; p < pixels; p++)
-        {
-            Buffer.MemoryCopy(dense + p * ld, input + p * _features, rowBytes, rowBytes);
-        }
+        FeatureMapKernels.CopyColumns(dense, ld, input, _features, pixels, _features);
         foreach (ResidualDenseBlock block in _blocks)
         {
             block.Forward(dense, height, width, t, workspace);

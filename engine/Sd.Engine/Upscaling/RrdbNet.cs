@@ -66,11 +66,7 @@ internal sealed unsafe class RrdbNet : IDisposable
         float* a = input + pixels * f;                 // [pixels x 4^U, F]
         float* b = a + (pixels << (2 * _ups.Length)) * f;
         _first.Forward(x, 1, height, width, feat, _workspace);
-        nint rowBytes = (nint)f * sizeof(float);
-        for (nint p = 0; p < pixels; p++)
-        {
-            Buffer.MemoryCopy(feat + p * f, denseBuffer + p * dense, rowBytes, rowBytes);
-        }
+        FeatureMapKernels.CopyColumns(feat, f, denseBuffer, dense, pixels, f);
         foreach (Rrdb block in _trunk)
         {
             block.Forward(denseBuffer, height, width, t, input, _workspace);

@@ -103,7 +103,8 @@ public static unsafe partial class WinogradConv
 
     /// <summary>
     /// output[N, H, W, Cout] (pixel stride <paramref name="outputStride"/>) = conv3x3(input [N, H, W, Cin], pixel
-    /// stride <paramref name="inputStride"/>, 0 for Cin) + bias + residual (pixel stride <paramref name="residualStride"/>; may be the output itself); any H, W.
+    /// stride <paramref name="inputStride"/>, 0 for Cin) + bias + residual (pixel stride
+    /// <paramref name="residualStride"/>; may be the output itself); any H, W.
     /// With <paramref name="biasPerImage"/>, <paramref name="bias"/> holds one Cout vector per image (a ResNet's
     /// conv bias plus its time embedding). <paramref name="workspace"/> holds <see cref="WorkspaceFloats"/> floats.
     /// </summary>

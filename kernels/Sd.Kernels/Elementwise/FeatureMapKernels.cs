@@ -15,8 +15,23 @@ public static unsafe class FeatureMapKernels
     {
         LeakyRelu,
         ScaledAdd,
+        Copy,
         Upsample2x,
     }
+
+    private static readonly delegate*<float*, int, float, void> LeakyReluRowKernel = Simd.Level switch
+    {
+        SimdLevel.Vector512 => &LeakyReluRow<Vector512<float>, F32x16>,
+        SimdLevel.Vector256 => &LeakyReluRow<Vector256<float>, F32x8>,
+        _ => &LeakyReluRowScalar,
+    };
+
+    private static readonly delegate*<float*, float, float*, float*, int, void> ScaledAddRowKernel = Simd.Level switch
+    {
+        SimdLevel.Vector512 => &ScaledAddRow<Vector512<float>, F32x16>,
+        SimdLevel.Vector256 => &ScaledAddRow<Vector256<float>, F32x8>,
+        _ => &ScaledAddRowScalar,
+    };
 
     private struct Job
     {
@@ -49,6 +64,10 @@ public static unsafe class FeatureMapKernels
     public static void ScaledAdd_Scalar(float* x, nint ldx, float scale, float* r, nint ldr, float* dst, nint ldd, nint rows, int columns) =>
         Run(new Job { Op = Op.ScaledAdd, X = x, Ldx = ldx, R = r, Ldr = ldr, Dst = dst, Ldd = ldd, Columns = columns, Factor = scale, Rows = rows, Scalar = true });
 
+    /// <summary>dst[r * ldd + c] = src[r * lds + c] for rows r, columns c &lt; columns: a channel slice to or from a wider tensor.</summary>
+    public static void CopyColumns(float* src, nint lds, float* dst, nint ldd, nint rows, int columns) =>
+        Run(new Job { Op = Op.Copy, X = src, Ldx = lds, Dst = dst, Ldd = ldd, Columns = columns, Rows = rows });
+
     /// <summary>
     /// dst [N, 2H, 2W, C] = src [N, H, W, C] with each pixel repeated 2x2 (F.interpolate(scale_factor=2,
     /// mode="nearest"): output pixel (y, x) reads (y / 2, x / 2)).
@@ -80,23 +99,22 @@ public static unsafe class FeatureMapKernels
         nint end = Tiling.Start(tile + 1, job->Tiles, job->Rows);
         for (nint row = start; row < end; row++)
         {
-            if (job->Op == Op.Upsample2x)
-            {
-                UpsampleRow(job->X + row * job->Ldx, job->Columns, (int)job->Ldd, job->Dst + 4 * row * job->Ldx);
-                continue;
-            }
             float* x = job->X + row * job->Ldx;
             float* d = job->Dst + row * job->Ldd;
-            if (job->Op == Op.LeakyRelu)
+            switch (job->Op)
             {
-                if (job->Scalar) LeakyReluRowScalar(x, job->Columns, job->Factor);
-                else LeakyReluRow(x, job->Columns, job->Factor);
-            }
-            else
-            {
-                float* r = job->R + row * job->Ldr;
-                if (job->Scalar) ScaledAddRowScalar(x, job->Factor, r, d, job->Columns);
-                else ScaledAddRow(x, job->Factor, r, d, job->Columns);
+                case Op.LeakyRelu:
+                    (job->Scalar ? &LeakyReluRowScalar : LeakyReluRowKernel)(x, job->Columns, job->Factor);
+                    break;
+                case Op.ScaledAdd:
+                    (job->Scalar ? &ScaledAddRowScalar : ScaledAddRowKernel)(x, job->Factor, job->R + row * job->Ldr, d, job->Columns);
+                    break;
+                case Op.Copy:
+                    new ReadOnlySpan<float>(x, job->Columns).CopyTo(new Span<float>(d, job->Columns));
+                    break;
+                default:
+                    UpsampleRow(x, job->Columns, (int)job->Ldd, job->Dst + 4 * row * job->Ldx);
+                    break;
             }
         }
     }
@@ -131,76 +149,44 @@ public static unsafe class FeatureMapKernels
         }
     }
 
-    private static void LeakyReluRow(float* x, int count, float slope)
+    /// <summary>Whole vectors, then one masked vector for the rest.</summary>
+    private static void LeakyReluRow<TVec, V>(float* x, int count, float slope)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec>
     {
+        TVec s = V.Create(slope);
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        for (; i <= count - V.Count; i += V.Count)
         {
-            Vector512<float> s = Vector512.Create(slope);
-            for (; i <= count - 16; i += 16)
-            {
-                Vector512<float> v = Vector512.Load(x + i);
-                Vector512.ConditionalSelect(Vector512.GreaterThan(v, Vector512<float>.Zero), v, v * s).Store(x + i);
-            }
-            if (i < count)
-            {
-                Vector512<float> mask = MaskedTail.Mask512(count - i);
-                Vector512<float> v = MaskedTail.Load(x + i, mask);
-                MaskedTail.Store(x + i, mask, Vector512.ConditionalSelect(Vector512.GreaterThan(v, Vector512<float>.Zero), v, v * s));
-            }
-            return;
+            V.Store(LeakyRelu<TVec, V>(V.Load(x + i), s), x + i);
         }
-        if (Vector256.IsHardwareAccelerated)
+        if (i < count)
         {
-            Vector256<float> s = Vector256.Create(slope);
-            for (; i <= count - 8; i += 8)
-            {
-                Vector256<float> v = Vector256.Load(x + i);
-                Vector256.ConditionalSelect(Vector256.GreaterThan(v, Vector256<float>.Zero), v, v * s).Store(x + i);
-            }
-            if (i < count)
-            {
-                Vector256<float> mask = MaskedTail.Mask256(count - i);
-                Vector256<float> v = MaskedTail.Load(x + i, mask);
-                MaskedTail.Store(x + i, mask, Vector256.ConditionalSelect(Vector256.GreaterThan(v, Vector256<float>.Zero), v, v * s));
-            }
-            return;
+            TVec mask = V.Mask(count - i);
+            V.MaskedStore(x + i, mask, LeakyRelu<TVec, V>(V.MaskedLoad(x + i, mask), s));
         }
-        LeakyReluRowScalar(x, count, slope);
     }
 
-    /// <summary>The product is rounded before the add: the JIT does not contract * and + into a fused multiply-add.</summary>
-    private static void ScaledAddRow(float* x, float scale, float* r, float* d, int count)
+    private static TVec LeakyRelu<TVec, V>(TVec v, TVec slope)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec> =>
+        V.ConditionalSelect(V.GreaterThan(v, V.Zero), v, V.Multiply(v, slope));
+
+    /// <summary>The product is rounded before the add (Multiply then Add, never a fused multiply-add).</summary>
+    private static void ScaledAddRow<TVec, V>(float* x, float scale, float* r, float* d, int count)
+        where TVec : unmanaged
+        where V : struct, IF32Vector<TVec>
     {
+        TVec s = V.Create(scale);
         int i = 0;
-        if (Vector512.IsHardwareAccelerated)
+        for (; i <= count - V.Count; i += V.Count)
         {
-            Vector512<float> s = Vector512.Create(scale);
-            for (; i <= count - 16; i += 16)
-            {
-                (Vector512.Load(x + i) * s + Vector512.Load(r + i)).Store(d + i);
-            }
-            if (i < count)
-            {
-                Vector512<float> mask = MaskedTail.Mask512(count - i);
-                MaskedTail.Store(d + i, mask, MaskedTail.Load(x + i, mask) * s + MaskedTail.Load(r + i, mask));
-            }
-            return;
+            V.Store(V.Add(V.Multiply(V.Load(x + i), s), V.Load(r + i)), d + i);
         }
-        if (Vector256.IsHardwareAccelerated)
+        if (i < count)
         {
-            Vector256<float> s = Vector256.Create(scale);
-            for (; i <= count - 8; i += 8)
-            {
-                (Vector256.Load(x + i) * s + Vector256.Load(r + i)).Store(d + i);
-            }
-            if (i < count)
-            {
-                Vector256<float> mask = MaskedTail.Mask256(count - i);
-                MaskedTail.Store(d + i, mask, MaskedTail.Load(x + i, mask) * s + MaskedTail.Load(r + i, mask));
-            }
-            return;
+            TVec mask = V.Mask(count - i);
+            V.MaskedStore(d + i, mask, V.Add(V.Multiply(V.MaskedLoad(x + i, mask), s), V.MaskedLoad(r + i, mask)));
         }
-        ScaledAddRowScalar(x, scale, r, d, count);
     }
 }

@@ -49,6 +49,9 @@ internal unsafe interface IF32Vector<TVec>
     /// <summary>Whether any lane of <paramref name="a"/> is greater than that of <paramref name="b"/> (false for NaN lanes).</summary>
     static abstract bool AnyGreaterThan(TVec a, TVec b);
 
+    /// <summary>All-ones lanes where <paramref name="a"/> &gt; <paramref name="b"/> (not for NaN), zero elsewhere.</summary>
+    static abstract TVec GreaterThan(TVec a, TVec b);
+
     /// <summary>
     /// Lanes of <paramref name="ifTrue"/> where <paramref name="mask"/> (all-ones or zero lanes, such as
     /// <see cref="Mask"/>'s) is set, else those of <paramref name="ifFalse"/>.
@@ -108,6 +111,8 @@ internal readonly unsafe struct F32x8 : IF32Vector<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
+
+    public static Vector256<float> GreaterThan(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThan(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> And(Vector256<float> a, Vector256<float> b) => a & b;
@@ -178,6 +183,8 @@ internal readonly unsafe struct F32x16 : IF32Vector<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
+
+    public static Vector512<float> GreaterThan(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThan(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> And(Vector512<float> a, Vector512<float> b) => a & b;
