@@ -1,6 +1,7 @@
 using Sd.Engine.Tensors;
 using Sd.Engine.Upscaling;
 using Sd.Kernels.Elementwise;
+using Sd.Loaders.Png;
 
 namespace Sd.Engine.Imaging;
 
@@ -58,56 +59,91 @@ public static class ImageUpscaling
         return result;
     }
 
+    /// <summary>The most pixels an upscaled picture may have, as a PNG file here (2^28; sides up to 65535).</summary>
+    public const long MaxPixels = PngFile.MaxPixels;
+
     /// <summary>
     /// An 8-bit RGB picture resized as A1111's images.resize_image(0, ...) with <paramref name="upscaler"/>: "None"
     /// resizes to the size with Lanczos; "Lanczos" and "Nearest", when the size is larger (scale = the larger of the
-    /// two ratios), first run Upscaler.upscale (see <see cref="UpscaleThenResize"/>) with a Lanczos (or
-    /// nearest-neighbour) resize to int(side x scale) as its step.
+    /// two ratios), first run Upscaler.upscale (<see cref="UpscaleBy"/>) with a Lanczos (or nearest-neighbour) resize
+    /// to int(side x scale) as its step.
     /// </summary>
-    public static byte[] Upscale(byte[] rgb, int height, int width, int toHeight, int toWidth, ImageUpscaler upscaler)
-    {
-        ArgumentNullException.ThrowIfNull(rgb);
-        double scale = Math.Max(toWidth / (double)width, toHeight / (double)height);
-        return UpscaleThenResize(rgb, height, width, toHeight, toWidth, upscaler is ImageUpscaler.None ? null
-            : (picture, h, w) => (Resize(picture, h, w, (int)(h * scale), (int)(w * scale), upscaler == ImageUpscaler.Nearest).Picture, (int)(h * scale), (int)(w * scale)));
-    }
+    public static byte[] Upscale(byte[] rgb, int height, int width, int toHeight, int toWidth, ImageUpscaler upscaler) =>
+        ResizeImage(rgb, height, width, toHeight, toWidth,
+            upscaler is ImageUpscaler.None ? null : upscaler is ImageUpscaler.Nearest ? Upscaler.Nearest : Upscaler.Lanczos, default);
 
     /// <summary>
     /// As the other overload with an ESRGAN-family model (A1111's ESRGAN and R-ESRGAN upscalers): Upscaler.upscale's
     /// step is one pass of the model (<see cref="EsrganUpscaler.UpscaleOnce"/>), run until the picture covers the
     /// size (a 4x model once for a hires scale up to 4).
     /// </summary>
-    public static byte[] Upscale(byte[] rgb, int height, int width, int toHeight, int toWidth, EsrganUpscaler model, CancellationToken cancellation = default)
+    public static byte[] Upscale(byte[] rgb, int height, int width, int toHeight, int toWidth, EsrganUpscaler model, CancellationToken cancellation = default) =>
+        ResizeImage(rgb, height, width, toHeight, toWidth, Upscaler.Of(model), cancellation);
+
+    /// <summary>
+    /// resize_image(0, ...): when the size is larger (scale = the larger of the two ratios) and there is an upscaler,
+    /// <see cref="UpscaleBy"/>; then, as always, a Lanczos resize to the size where that differs.
+    /// </summary>
+    private static byte[] ResizeImage(byte[] rgb, int height, int width, int toHeight, int toWidth, Upscaler? upscaler, CancellationToken cancellation)
     {
         ArgumentNullException.ThrowIfNull(rgb);
-        ArgumentNullException.ThrowIfNull(model);
-        return UpscaleThenResize(rgb, height, width, toHeight, toWidth,
-            (picture, h, w) => (model.UpscaleOnce(picture, h, w, cancellation), h * model.Scale, w * model.Scale));
+        double scale = Math.Max(toWidth / (double)width, toHeight / (double)height);
+        (byte[] picture, int h, int w) = upscaler is { } step && scale > 1.0 ? UpscaleBy(rgb, height, width, scale, step, cancellation) : (rgb, height, width);
+        return Resize(picture, h, w, toHeight, toWidth).Picture;
     }
 
     /// <summary>
-    /// resize_image(0, ...): when the size is larger (scale = the larger of the two ratios) and there is an upscaler
-    /// step, Upscaler.upscale: the step up to three times until the picture reaches dest = (side x scale) // 8 x 8 on
-    /// both sides (stopping if a step changes nothing), then a Lanczos resize to dest where that differs; then, as
-    /// always, a Lanczos resize to the size where that differs. Pillow returns a picture of its own size as it is.
+    /// A1111's Upscaler.upscale: the upscaler's step up to three times until the picture reaches dest = (side x
+    /// scale) // 8 x 8 on both sides (at a scale of 1 the step runs once all the same; a step that changes no size
+    /// ends the loop), then a Lanczos resize to dest where that differs. An RGB picture [height, width, 3] becomes
+    /// one of dest (a new array, even when nothing changed).
     /// </summary>
-    private static byte[] UpscaleThenResize(byte[] rgb, int height, int width, int toHeight, int toWidth, Func<byte[], int, int, (byte[], int, int)>? step)
+    /// <exception cref="ArgumentException">The picture does not match its size, the scale is not above 0, dest has
+    /// no pixel, or dest or a step's picture would be larger than a PNG file holds (<see cref="MaxPixels"/>).</exception>
+    public static (byte[] Picture, int Height, int Width) UpscaleBy(byte[] rgb, int height, int width, double scale, Upscaler upscaler, CancellationToken cancellation = default)
     {
+        ArgumentNullException.ThrowIfNull(rgb);
+        ArgumentOutOfRangeException.ThrowIfLessThan(height, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
+        if (rgb.Length != (long)height * width * 3)
+        {
+            throw new ArgumentException($"an RGB picture of {height}x{width} holds {(long)height * width * 3} bytes, got {rgb.Length}", nameof(rgb));
+        }
+        if (!(scale > 0) || double.IsInfinity(scale))
+        {
+            throw new ArgumentOutOfRangeException(nameof(scale), scale, "the scale must be a finite number above 0");
+        }
+        // (side x scale) // 8 x 8: a division by 8 is exact in binary, so Python's float floor division is Floor.
+        double destW = Math.Floor(width * scale / 8) * 8, destH = Math.Floor(height * scale / 8) * 8;
+        CheckSize(destH, destW, height, width, scale, "the result");
         byte[] picture = rgb;
         int h = height, w = width;
-        double scale = Math.Max(toWidth / (double)width, toHeight / (double)height);
-        if (step != null && scale > 1.0)
+        for (int i = 0; i < 3; i++)
         {
-            int destW = (int)(Math.Floor(width * scale / 8) * 8), destH = (int)(Math.Floor(height * scale / 8) * 8);
-            for (int i = 0; i < 3 && !(w >= destW && h >= destH); i++)
+            if (w >= destW && h >= destH && (i > 0 || scale != 1))
             {
-                (int oldH, int oldW) = (h, w);
-                (picture, h, w) = step(picture, h, w);
-                if ((h, w) == (oldH, oldW)) break;
+                break;
             }
-            (picture, h, w) = Resize(picture, h, w, destH, destW);
+            cancellation.ThrowIfCancellationRequested();
+            (long stepH, long stepW) = upscaler.StepSize(h, w, scale);
+            CheckSize(stepH, stepW, height, width, scale, $"{upscaler.Name}'s pass {i + 1} ({h}x{w} to {stepH}x{stepW})");
+            picture = upscaler.Step(picture, h, w, scale, cancellation);
+            if ((stepH, stepW) == (h, w))
+            {
+                break;
+            }
+            (h, w) = ((int)stepH, (int)stepW);
         }
-        return Resize(picture, h, w, toHeight, toWidth).Picture;
+        (picture, h, w) = Resize(picture, h, w, (int)destH, (int)destW);
+        return (ReferenceEquals(picture, rgb) ? (byte[])rgb.Clone() : picture, h, w); // never the caller's array
+    }
+
+    private static void CheckSize(double h, double w, int height, int width, double scale, string what)
+    {
+        if (h < 1 || w < 1 || h > PngFile.MaxDimension || w > PngFile.MaxDimension || h * w > MaxPixels)
+        {
+            throw new ArgumentException($"upscaling a {height}x{width} picture by {scale}: {what} would be {h}x{w}; a picture here has 1 to {PngFile.MaxDimension} pixels a side and at most {MaxPixels} in all (A1111 floors the result's sides to multiples of 8)", nameof(scale));
+        }
     }
 
     private static (byte[] Picture, int Height, int Width) Resize(byte[] picture, int h, int w, int toHeight, int toWidth, bool nearest = false)

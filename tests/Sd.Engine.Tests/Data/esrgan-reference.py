@@ -191,23 +191,28 @@ def b64(a):
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
 
 
-rng = np.random.default_rng(20261124)
-cases = []
-for name, (nf, gc, blocks, shuffle), (h, w), (tile, overlap) in [
-        ("x4 tiled", (16, 16, 1, 1), (22, 30), (16, 4)),
-        ("x4 smaller than a tile", (16, 16, 1, 1), (10, 12), (16, 4)),
-        ("x4 whole picture", (16, 8, 2, 1), (9, 7), (0, 0)),
-        ("x2 unshuffled, odd size, reflect padded", (16, 16, 1, 2), (13, 11), (0, 0)),
-        ("x1 unshuffled by 4, tiled", (16, 16, 1, 4), (20, 24), (16, 4))]:
-    model, names = build(nf, gc, blocks, shuffle)
-    picture = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-    out = np.array(upscale_with_model(model, Image.fromarray(picture, "RGB"), tile, overlap))
-    # The network's float output for a small whole picture, before the bytes: a tight check of the arithmetic.
-    with torch.inference_mode():
-        raw = model(pil_image_to_torch_bgr(Image.fromarray(picture, "RGB")).unsqueeze(0).float())
-    raw = raw.squeeze(0).permute(1, 2, 0).numpy().astype(np.float32) if h * w <= 130 else None
-    cases.append({"name": name, "features": nf, "growth": gc, "blocks": blocks, "shuffle": shuffle,
-                  "tensors": names, "in": [h, w], "tile": tile, "overlap": overlap,
-                  "picture": b64(picture), "out": list(out.shape), "upscaled": b64(out),
-                  "raw": None if raw is None else b64(raw)})
-print(json.dumps({"generator": f"tests/Sd.Engine.Tests/Data/esrgan-reference.py: PyTorch {torch.__version__}, numpy {np.__version__}", "cases": cases}))
+def main():
+    rng = np.random.default_rng(20261124)
+    cases = []
+    for name, (nf, gc, blocks, shuffle), (h, w), (tile, overlap) in [
+            ("x4 tiled", (16, 16, 1, 1), (22, 30), (16, 4)),
+            ("x4 smaller than a tile", (16, 16, 1, 1), (10, 12), (16, 4)),
+            ("x4 whole picture", (16, 8, 2, 1), (9, 7), (0, 0)),
+            ("x2 unshuffled, odd size, reflect padded", (16, 16, 1, 2), (13, 11), (0, 0)),
+            ("x1 unshuffled by 4, tiled", (16, 16, 1, 4), (20, 24), (16, 4))]:
+        model, names = build(nf, gc, blocks, shuffle)
+        picture = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        out = np.array(upscale_with_model(model, Image.fromarray(picture, "RGB"), tile, overlap))
+        # The network's float output for a small whole picture, before the bytes: a tight check of the arithmetic.
+        with torch.inference_mode():
+            raw = model(pil_image_to_torch_bgr(Image.fromarray(picture, "RGB")).unsqueeze(0).float())
+        raw = raw.squeeze(0).permute(1, 2, 0).numpy().astype(np.float32) if h * w <= 130 else None
+        cases.append({"name": name, "features": nf, "growth": gc, "blocks": blocks, "shuffle": shuffle,
+                      "tensors": names, "in": [h, w], "tile": tile, "overlap": overlap,
+                      "picture": b64(picture), "out": list(out.shape), "upscaled": b64(out),
+                      "raw": None if raw is None else b64(raw)})
+    print(json.dumps({"generator": f"tests/Sd.Engine.Tests/Data/esrgan-reference.py: PyTorch {torch.__version__}, numpy {np.__version__}", "cases": cases}))
+
+
+if __name__ == "__main__":
+    main()
