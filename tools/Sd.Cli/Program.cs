@@ -20,6 +20,7 @@ public static class Program
           vae-decode                 latents -> image (.npy, optionally PNG)
           vae-encode                 image (.npy/.png) -> latent posterior
           generate                   txt2img / img2img / inpainting to PNG (no --model: a built-in demo, noise)
+          upscale                    a PNG upscaled as A1111's Extras tab does (Lanczos, Nearest, ESRGAN models)
           bench                      timings, GFLOP/s and peak memory per model part
           make-random-model          SD 1.5-shaped model folder with seeded random weights
 
@@ -57,6 +58,7 @@ public static class Program
                 "make-random-model" => MakeRandomModelCommand.Run(rest, Console.Out),
                 "bench" => BenchCommand.Run(rest, Console.Out),
                 "generate" => GenerateCommand.Run(rest, Console.Out),
+                "upscale" => UpscaleCommand.Run(rest, Console.Out),
                 _ => throw new UsageException($"unknown command '{command}' (see `sd --help`)"),
             };
         }

@@ -4,7 +4,6 @@ using Sd.Engine.Pipelines;
 using Sd.Engine.Schedulers;
 using Sd.Engine.Upscaling;
 using Sd.Kernels.Elementwise;
-using Sd.Loaders;
 
 namespace Sd.Cli.Commands;
 
@@ -19,9 +18,9 @@ public static partial class GenerateCommand
             : $"Hires resize: {line.GetInt("--hires-width", 0)}x{line.GetInt("--hires-height", 0)}";
         string steps = hires.Steps is { } n ? $"Hires steps: {n}, " : "";
         string sampler = hires.Scheduler is { } name ? SamplerOf(name, ramp!.Value, "Hires sampler", "Hires schedule type") + ", " : "";
-        string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Quote(prompt)}, " : "")
-            + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Quote(negative)}, " : "");
-        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: {hires.ImageUpscaler?.ToString() ?? (hires.ModelUpscaler is { } model ? Quote(model.Name) : UpscalerName(hires.Upscaler))}, {sampler}{prompts}";
+        string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Infotext.Quote(prompt)}, " : "")
+            + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Infotext.Quote(negative)}, " : "");
+        return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: {hires.ImageUpscaler?.ToString() ?? (hires.ModelUpscaler is { } model ? Infotext.Quote(model.Name) : UpscalerName(hires.Upscaler))}, {sampler}{prompts}";
     }
 
     /// <summary>A1111's latent upscalers by their names, the mode each runs.</summary>
@@ -74,18 +73,12 @@ public static partial class GenerateCommand
                 return (InterpolationMode.Bilinear, image, null);
             }
         }
-        if (given.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || PickleGuard.HasPickleExtension(given) || File.Exists(given))
+        if (UpscaleCommand.NamesModelFile(given))
         {
             return (InterpolationMode.Bilinear, null, given);
         }
         throw new UsageException($"generate: --hires-upscaler '{given}' is none of A1111's latent upscalers ({string.Join(", ", Array.ConvertAll(Upscalers, u => u.Name))}) or its image upscalers without a model (Lanczos, None, Nearest), nor an ESRGAN model file (.safetensors)");
     }
-
-    /// <summary>
-    /// A1111's quote for an infotext value: as it is, unless it holds a comma, a colon or a line break, then as a JSON
-    /// string (json.dumps with ensure_ascii=False).
-    /// </summary>
-    private static string Quote(string text) => text.IndexOfAny([',', ':', '\n']) < 0 ? text : JsonString(text);
 
     /// <summary>
     /// The hires fix the --hires-* flags ask for, or null, sized as A1111 sizes it: --hires-scale S makes int(size x

@@ -354,27 +354,7 @@ public static partial class GenerateCommand
     /// <c>, NAME: "a, b"</c> with the list escaped as a JSON string, as A1111 quotes values that hold commas (json.dumps):
     /// a quote in a name cannot end it. Empty for an empty list.
     /// </summary>
-    private static string QuotedList(string name, string[] parts) => parts.Length == 0 ? "" : $", {name}: {JsonString(string.Join(", ", parts))}";
-
-    /// <summary>A text as a JSON string, quotes included (A1111's json.dumps with ensure_ascii=False).</summary>
-    private static string JsonString(string text)
-    {
-        var joined = new System.Text.StringBuilder();
-        foreach (char c in text)
-        {
-            joined.Append(c switch
-            {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                < ' ' => $"\\u{(int)c:x4}",
-                _ => c.ToString(),
-            });
-        }
-        return $"\"{joined}\"";
-    }
+    private static string QuotedList(string name, string[] parts) => parts.Length == 0 ? "" : $", {name}: {Infotext.JsonString(string.Join(", ", parts))}";
 
     /// <summary>A name as an unquoted parameter value: no comma or line break may end it early.</summary>
     private static string Plain(string name) => string.Concat(name.Select(c => c == ',' || char.IsControl(c) ? '_' : c));

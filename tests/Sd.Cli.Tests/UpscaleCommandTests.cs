@@ -1,0 +1,142 @@
+using Sd.Cli.Commands;
+using Sd.Engine.Imaging;
+using Sd.Engine.Upscaling;
+using Sd.Loaders.Png;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Tests;
+
+namespace Sd.Cli.Tests;
+
+/// <summary>
+/// sd upscale: the flags reach A1111's Extras upscale (PostprocessUpscale, checked against A1111 on Pillow and PyTorch
+/// in the engine's tests), the PNG keeps the input's text and records the upscale as A1111 does, and bad flags are
+/// refused before any work.
+/// </summary>
+public sealed class UpscaleCommandTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string Picture(int channels, IReadOnlyDictionary<string, string>? text = null)
+    {
+        var pixels = new byte[30 * 20 * channels];
+        new Random(channels).NextBytes(pixels);
+        string path = _dir.File($"in{channels}.png");
+        PngFile.Write(path, new PngImage(30, 20, channels, pixels, text));
+        return path;
+    }
+
+    [Fact]
+    public void Lanczos_by_a_scale_keeps_the_text_and_records_the_upscale()
+    {
+        string input = Picture(3, new Dictionary<string, string> { ["parameters"] = "a cat\nSteps: 20", ["Comment"] = "kept", ["extras"] = "old" });
+        string output = _dir.File("out.png");
+        Assert.Equal(0, UpscaleCommand.Run(["--image", input, "--upscaler", "lanczos", "--scale", "2.5", "--out", output], TextWriter.Null));
+        PngImage source = PngFile.Read(input), result = PngFile.Read(output);
+        UpscaledPicture expected = new PostprocessUpscale { Upscaler = Upscaler.Lanczos, Scale = 2.5 }.Run(source.Pixels, 20, 30);
+        Assert.Equal((72, 48), (result.Width, result.Height)); // int(75 // 8 x 8), int(50 // 8 x 8)
+        Assert.Equal(expected.Picture, result.Pixels);
+        const string infotext = "Postprocess upscale by: 2.5, Postprocess upscaler: Lanczos";
+        // "parameters" moves last; an old "extras" is replaced where it stood, as A1111's dicts do.
+        Assert.Equal(["Comment", "extras", "parameters", "postprocessing"], result.Text.Keys);
+        Assert.Equal([source.Text["Comment"], infotext, source.Text["parameters"], infotext], result.Text.Values);
+    }
+
+    [Fact]
+    public void Gray_and_rgba_pictures_are_read_as_pillows_convert_rgb()
+    {
+        foreach (int channels in (int[])[1, 4])
+        {
+            string input = Picture(channels), output = _dir.File($"out{channels}.png");
+            Assert.Equal(0, UpscaleCommand.Run(["--image", input, "--upscaler", "Nearest", "--width", "64", "--height", "64",
+                "--upscaler-2", "Lanczos", "--upscaler-2-visibility", "0.4", "--out", output], TextWriter.Null));
+            PngImage source = PngFile.Read(input), result = PngFile.Read(output);
+            var rgb = new byte[30 * 20 * 3];
+            for (int i = 0; i < rgb.Length; i++) rgb[i] = source.Pixels[i / 3 * channels + (channels == 1 ? 0 : i % 3)];
+            UpscaledPicture expected = new PostprocessUpscale { Upscaler = Upscaler.Nearest, Width = 64, Height = 64, Upscaler2 = Upscaler.Lanczos, Upscaler2Visibility = 0.4 }
+                .Run(rgb, 20, 30);
+            Assert.Equal((64, 64, 3), (result.Width, result.Height, result.Channels));
+            Assert.Equal(expected.Picture, result.Pixels);
+            Assert.Equal("Postprocess upscale to: 64x64, Postprocess crop to: 64x64, Postprocess upscaler: Nearest, Postprocess upscaler 2: Lanczos",
+                result.Text["postprocessing"]);
+        }
+    }
+
+    /// <summary>A model scales by its own factor unless told otherwise, runs in the tiles given, and is named by its file.</summary>
+    [Fact]
+    public void A_model_file_upscales_by_its_own_scale_in_the_tiles_given()
+    {
+        string model = WriteModel("4x-Tiny.safetensors"), input = Picture(3), output = _dir.File("out.png");
+        Assert.Equal(0, UpscaleCommand.Run(["--image", input, "--upscaler", model, "--tile", "12", "--tile-overlap", "2", "--out", output], TextWriter.Null));
+        PngImage result = PngFile.Read(output);
+        using EsrganUpscaler loaded = EsrganUpscaler.Load(model, 12, 2);
+        UpscaledPicture expected = new PostprocessUpscale { Upscaler = Upscaler.Of(loaded), Scale = 4 }.Run(PngFile.Read(input).Pixels, 20, 30);
+        Assert.Equal((120, 80), (result.Width, result.Height));
+        Assert.Equal(expected.Picture, result.Pixels);
+        Assert.Equal("Postprocess upscale by: 4, Postprocess upscaler: 4x-Tiny", result.Text["extras"]);
+
+        // --max-side brings the larger side down: 30x20 by 4 is 120x80, limited to 100 it is 100x66 (floored: 96x64).
+        Assert.Equal(0, UpscaleCommand.Run(["--image", input, "--upscaler", model, "--max-side", "100", "--out", output], TextWriter.Null));
+        Assert.Equal((96, 64), (PngFile.Read(output).Width, PngFile.Read(output).Height));
+        Assert.Equal("Postprocess upscale by: 4, Max side length: 100, Postprocess upscaler: 4x-Tiny", PngFile.Read(output).Text["extras"]);
+    }
+
+    private string WriteModel(string name)
+    {
+        const int features = 8, growth = 4;
+        var writer = new SafetensorsWriter();
+        var random = new Random(7);
+        void Conv(string key, int outputs, int inputs)
+        {
+            var weight = new float[outputs * inputs * 9];
+            for (int i = 0; i < weight.Length; i++) weight[i] = (float)(random.NextDouble() - 0.5) / MathF.Sqrt(inputs * 9);
+            writer.AddFloat32(key + ".weight", [outputs, inputs, 3, 3], weight);
+            writer.AddFloat32(key + ".bias", [outputs], new float[outputs]);
+        }
+        Conv("conv_first", features, 3);
+        for (int r = 1; r <= 3; r++)
+        {
+            for (int k = 1; k <= 5; k++)
+            {
+                Conv($"body.0.rdb{r}.conv{k}", k == 5 ? features : growth, features + (k - 1) * growth);
+            }
+        }
+        foreach (string key in (string[])["conv_body", "conv_up1", "conv_up2", "conv_hr"]) Conv(key, features, features);
+        Conv("conv_last", 3, features);
+        string path = _dir.File(name);
+        writer.Save(path);
+        return path;
+    }
+
+    [Theory]
+    [InlineData("upscale: --upscaler 'None' is neither Lanczos nor Nearest nor an ESRGAN model file", "--upscaler", "None")]
+    [InlineData("upscale: --upscaler is required")]
+    [InlineData("upscale: --scale must be above 0 and at most 16, got 0", "--upscaler", "Lanczos", "--scale", "0")]
+    [InlineData("upscale: \"Scale to\" needs --width and --height, both above 0, got 64x0", "--upscaler", "Lanczos", "--width", "64")]
+    [InlineData("upscale: give --scale (and --max-side) or --width and --height, not both", "--upscaler", "Lanczos", "--scale", "2", "--width", "64", "--height", "64")]
+    [InlineData("upscale: --no-crop goes with --width and --height", "--upscaler", "Lanczos", "--no-crop")]
+    [InlineData("upscale: --max-side must not be negative", "--upscaler", "Lanczos", "--max-side", "-8")]
+    [InlineData("upscale: --upscaler-2 and --upscaler-2-visibility go together", "--upscaler", "Lanczos", "--upscaler-2", "Nearest")]
+    [InlineData("upscale: --upscaler-2 and --upscaler-2-visibility go together", "--upscaler", "Lanczos", "--upscaler-2-visibility", "0.5")]
+    [InlineData("upscale: --upscaler-2 and --upscaler-2-visibility go together", "--upscaler", "Lanczos", "--upscaler-2", "Nearest", "--upscaler-2-visibility", "2")]
+    [InlineData("upscale: --tile 8 --tile-overlap 8: the tile must be 0", "--upscaler", "model.safetensors", "--tile", "8", "--tile-overlap", "8")]
+    public void Bad_flags_are_refused_before_any_work(string expected, params string[] flags)
+    {
+        string input = Picture(3), output = _dir.File("refused.png");
+        var e = Assert.Throws<UsageException>(() => UpscaleCommand.Run(["--image", input, .. flags, "--out", output], TextWriter.Null));
+        Assert.StartsWith(expected, e.Message);
+        Assert.False(File.Exists(output));
+    }
+
+    [Fact]
+    public void Bad_files_and_sizes_fail_naming_them_without_an_output()
+    {
+        string output = _dir.File("out.png"), input = Picture(3);
+        Assert.Contains("not found", Assert.ThrowsAny<IOException>(() => UpscaleCommand.Run(["--image", _dir.File("missing.png"), "--upscaler", "Lanczos", "--out", output], TextWriter.Null)).Message);
+        Assert.Contains("pickled", Assert.ThrowsAny<Exception>(() => UpscaleCommand.Run(["--image", input, "--upscaler", _dir.WriteText("RealESRGAN.pth", "x"), "--out", output], TextWriter.Null)).Message);
+        // 20x30 by 0.2 floors to 0x0: no picture.
+        Assert.Contains("would be 0x0", Assert.Throws<ArgumentException>(() => UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--scale", "0.2", "--out", output], TextWriter.Null)).Message);
+        Assert.False(File.Exists(output));
+    }
+}
