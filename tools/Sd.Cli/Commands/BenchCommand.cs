@@ -4,6 +4,7 @@ using System.Text.Json;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
+using Sd.Engine.Upscaling;
 using Sd.Engine.UNet;
 using Sd.Engine.Vae;
 using Sd.Kernels.Diagnostics;
@@ -20,7 +21,7 @@ namespace Sd.Cli.Commands;
 public static class BenchCommand
 {
     private const string Help = """
-        Usage: sd bench --model M --part text|unet|vae-decode|vae-encode|txt2img [--height H] [--width W]
+        Usage: sd bench --model M --part text|unet|vae-decode|vae-encode|txt2img|upscale [--height H] [--width W]
                         [--batch B] [--steps S] [--reps N] [--threads T] [--winograd-budget MIB] [--distinct-latents]
                         [--profile] [--json]
 
@@ -28,7 +29,8 @@ public static class BenchCommand
         run, then N timed runs (default 3). Height and width are image pixels (default 512); UNet latents are 1/8.
         txt2img runs the whole pipeline (S steps, default 20, DPM++ 2M, guidance 7.5), loading the components one at
         a time in every run as `sd generate` does, so its times include the loads; it needs a tokenizer (the model's,
-        or --tokenizer DIR). Threads: --threads or SD_THREADS (default: all cores). Prints median/min/max seconds,
+        or --tokenizer DIR). upscale runs one pass of an ESRGAN-family model (--model FILE.safetensors) over a random
+        H x W picture in A1111's tiles (192 pixels overlapping by 8), as `sd upscale` runs it. Threads: --threads or SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, the share in
         parallel calls and how much of the threads' time there they waited for each other, and the kernel shapes that
@@ -74,7 +76,8 @@ public static class BenchCommand
             "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
             "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
             "txt2img" => Txt2ImgRunner(line, unetOptions, height, width, steps),
-            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, vae-decode, vae-encode, txt2img"),
+            "upscale" => UpscaleRunner(line, batch, height, width),
+            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, vae-decode, vae-encode, txt2img, upscale"),
         };
         double loadSeconds = load.Elapsed.TotalSeconds;
 
@@ -275,6 +278,19 @@ public static class BenchCommand
                 $"({(result.Denoising.TotalSeconds / steps).ToString("0.00", CultureInfo.InvariantCulture)} s/step), VAE decode {S(result.Decoding)}";
         }
         return new Runner(Run, pipeline) { Detail = () => last };
+    }
+
+    private static Runner UpscaleRunner(CommandLine line, int batch, int height, int width)
+    {
+        if (batch != 1)
+        {
+            throw new UsageException($"bench: --part upscale runs one picture, got --batch {batch}");
+        }
+        ModelOptions.Setup(line);
+        var model = EsrganUpscaler.Load(line.Require("--model"));
+        var picture = new byte[height * width * 3];
+        new Random(7).NextBytes(picture);
+        return new Runner(() => model.UpscaleOnce(picture, height, width), model);
     }
 
     private static Runner VaeRunner(ModelSource model, int batch, int height, int width, bool decode)
