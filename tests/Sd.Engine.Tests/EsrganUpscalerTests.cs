@@ -8,9 +8,10 @@ using Xunit.Abstractions;
 namespace Sd.Engine.Tests;
 
 /// <summary>
-/// ESRGAN upscaling against AUTOMATIC1111's upscale_with_model with BasicSR's RRDBNet on PyTorch
-/// (Data/esrgan-reference.json from esrgan-reference.py): small networks (16 features, 8-16 growth channels, one or two
-/// blocks; x4, x2 and x1 by pixel-unshuffle) whose weights follow a formula both sides compute, seeded pictures, tiled
+/// ESRGAN upscaling against AUTOMATIC1111's upscale_with_model with BasicSR's RRDBNet and SRVGGNetCompact on PyTorch
+/// (Data/esrgan-reference.json from esrgan-reference.py): small networks (RRDB: 16 features, 8-16 growth channels, one
+/// or two blocks; x4, x2 and x1 by pixel-unshuffle; compact: 8-16 features, 2-3 convolutions, x4 and x2) whose weights
+/// follow a formula both sides compute, seeded pictures, tiled
 /// (with pictures smaller than a tile) and whole. The network's float output is compared tightly; the bytes may differ
 /// only where a value lands within rounding distance of a half (by one, and rarely).
 /// </summary>
@@ -20,7 +21,7 @@ public sealed unsafe class EsrganUpscalerTests(ITestOutputHelper output) : IDisp
 
     public void Dispose() => Directory.Delete(_folder, recursive: true);
 
-    public static TheoryData<int> Cases() => [0, 1, 2, 3, 4];
+    public static TheoryData<int> Cases() => [0, 1, 2, 3, 4, 5, 6];
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -56,7 +57,10 @@ public sealed unsafe class EsrganUpscalerTests(ITestOutputHelper output) : IDisp
     {
         float[] expected = ReferenceFloats(c.GetProperty("raw").GetString()!);
         using EsrganFile file = EsrganFile.Open(path);
-        using var network = new RrdbNet(file.Config, file.Weights);
+        Assert.Equal(c.GetProperty("architecture").GetString() == "compact" ? EsrganArchitecture.Compact : EsrganArchitecture.Rrdb, file.Config.Architecture);
+        using IUpscaleNetwork network = file.Config.Architecture == EsrganArchitecture.Compact
+            ? new CompactNet(file.Config, file.Weights)
+            : new RrdbNet(file.Config, file.Weights);
         var input = new float[h * w * 3];
         for (int p = 0; p < h * w; p++)
         {
@@ -123,6 +127,24 @@ public sealed unsafe class EsrganUpscalerTests(ITestOutputHelper output) : IDisp
     /// The case's network as a .safetensors file: the reference's formula weights under BasicSR's names, or the
     /// original ESRGAN ones (model.0, model.1.sub.N.RDBk.convJ.0, model.1.sub.NB, model.3, .6, .8, .10).
     /// </summary>
+    [Fact]
+    public void Compact_models_without_slopes_or_of_wrong_shapes_are_refused_by_name()
+    {
+        using JsonDocument reference = ReferenceData.Json("esrgan-reference.json");
+        JsonElement c = reference.RootElement.GetProperty("cases")[6];
+        Assert.Equal("compact x2 whole picture", c.GetProperty("name").GetString());
+        var e = Assert.Throws<InvalidFileException>(() => EsrganUpscaler.Load(WriteModel(c, oldNames: false, skip: "body.1.weight")));
+        Assert.Contains("without PReLU slopes", e.Message);
+        e = Assert.Throws<InvalidFileException>(() => EsrganUpscaler.Load(WriteModel(c, oldNames: false, skip: "body.3.weight")));
+        Assert.Contains("body.3.weight", e.Message);
+        e = Assert.Throws<InvalidFileException>(() => EsrganUpscaler.Load(WriteModel(c, oldNames: false, reshape: "body.2.weight")));
+        Assert.Contains("body.2.weight", e.Message);
+        e = Assert.Throws<InvalidFileException>(() => EsrganUpscaler.Load(WriteModel(c, oldNames: false, extra: "conv_first.weight")));
+        Assert.Contains("'conv_first.weight' belongs to no layer of a compact Real-ESRGAN model", e.Message);
+        using EsrganUpscaler upscaler = EsrganUpscaler.Load(WriteModel(c, oldNames: false));
+        Assert.Equal((EsrganArchitecture.Compact, 2, 2, 8), (upscaler.Config.Architecture, upscaler.Scale, upscaler.Config.Blocks, upscaler.Config.Features));
+    }
+
     private string WriteModel(JsonElement c, bool oldNames, string? skip = null, string? extra = null, string? reshape = null) =>
         WriteModel(c, _folder, oldNames, skip, extra, reshape);
 

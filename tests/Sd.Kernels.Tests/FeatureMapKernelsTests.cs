@@ -33,6 +33,29 @@ public unsafe class FeatureMapKernelsTests
         Assert.NotEqual(x, vector);
     }
 
+    [Theory]
+    [InlineData(1, 3, 5)]
+    [InlineData(33, 17, 48)]
+    [InlineData(4096, 64, 64)]
+    public void Prelu_equals_the_scalar_reference_with_a_slope_per_channel(int rows, int columns, int stride)
+    {
+        var random = new Random(rows * columns);
+        float[] x = GemmKernelsTests.RandomArray(random, rows * stride);
+        float[] slopes = GemmKernelsTests.RandomArray(random, columns);
+        float[] vector = (float[])x.Clone(), scalar = (float[])x.Clone();
+        fixed (float* pv = vector, ps = scalar, s = slopes)
+        {
+            FeatureMapKernels.Prelu(pv, rows, columns, stride, s);
+            FeatureMapKernels.Prelu_Scalar(ps, rows, columns, stride, s);
+        }
+        Assert.Equal(scalar, vector);
+        for (int i = 0; i < rows * stride; i++)
+        {
+            int c = i % stride;
+            Assert.Equal(c >= columns ? x[i] : x[i] > 0 ? x[i] : x[i] * slopes[c], vector[i]);
+        }
+    }
+
     [Fact]
     public void Upsample_repeats_each_pixel_two_by_two()
     {

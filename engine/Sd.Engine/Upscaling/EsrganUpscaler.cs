@@ -3,7 +3,7 @@ using Sd.Loaders.Upscalers;
 namespace Sd.Engine.Upscaling;
 
 /// <summary>
-/// An ESRGAN-family model upscaler run as AUTOMATIC1111 runs it (modules/upscaler_utils.py, upscale_with_model, with
+/// An ESRGAN-family model upscaler (RRDBNet, or Real-ESRGAN's compact SRVGGNet) run as AUTOMATIC1111 runs it (modules/upscaler_utils.py, upscale_with_model, with
 /// its ESRGAN_tile 192 and ESRGAN_tile_overlap 8 defaults): the 8-bit RGB picture is cut into overlapping tiles
 /// (images.split_grid; tiles past the picture's edge read black), each tile goes to the network as BGR floats
 /// byte / 255 (float64 division, then float32), its output is clamped to [0, 1], times 255 and rounded half to even
@@ -18,7 +18,7 @@ public sealed unsafe class EsrganUpscaler : IDisposable
     public const int DefaultTileOverlap = 8;
 
     private readonly EsrganFile _file;
-    private readonly RrdbNet _network;
+    private readonly IUpscaleNetwork _network;
 
     private EsrganUpscaler(EsrganFile file, int tileSize, int tileOverlap)
     {
@@ -30,7 +30,9 @@ public sealed unsafe class EsrganUpscaler : IDisposable
                 $"the model maps {file.Config.InChannels} channels to {file.Config.OutChannels}; an upscaler for RGB pictures maps 3 to 3");
         }
         _file = file;
-        _network = new RrdbNet(file.Config, file.Weights);
+        _network = file.Config.Architecture == EsrganArchitecture.Compact
+            ? new CompactNet(file.Config, file.Weights)
+            : new RrdbNet(file.Config, file.Weights);
     }
 
     /// <summary>
@@ -113,7 +115,7 @@ public sealed unsafe class EsrganUpscaler : IDisposable
         {
             throw new ArgumentException($"a {height}x{width} picture is too small to reflect-pad to a multiple of {s}");
         }
-        int up = 1 << _file.Config.Upsamplings;
+        int up = _file.Config.NetworkScale;
         int oh = h * up, ow = w * up;
         float[] input = new float[(long)h * w * c];
         float[] output = new float[(long)oh * ow * _file.Config.OutChannels];

@@ -13,7 +13,7 @@ namespace Sd.Engine.Upscaling;
 /// Buffers are planned per input size and kept until the size changes.
 /// Reference: BasicSR RRDBNet (rrdbnet_arch.py); spandrel's ESRGAN for the older layouts.
 /// </summary>
-internal sealed unsafe class RrdbNet : IDisposable
+internal sealed unsafe class RrdbNet : IUpscaleNetwork
 {
     private readonly EsrganConfig _config;
     private readonly Conv2d _first;

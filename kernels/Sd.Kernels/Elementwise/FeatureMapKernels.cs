@@ -5,7 +5,7 @@ namespace Sd.Kernels.Elementwise;
 
 /// <summary>
 /// The elementwise steps of an ESRGAN network on NHWC feature maps whose pixels may be a slice of wider rows (a dense
-/// block's growing concatenation): LeakyReLU in place, the scaled residual <c>x * scale + r</c> (multiplied, rounded,
+/// block's growing concatenation): LeakyReLU or PReLU (a slope per channel) in place, the scaled residual <c>x * scale + r</c> (multiplied, rounded,
 /// then added, as PyTorch evaluates <c>x5 * 0.2 + x</c>: no fused multiply-add), and 2x nearest-neighbour upsampling.
 /// Each has a scalar reference; rows are tiled over <see cref="WorkerPool.Shared"/>.
 /// </summary>
@@ -19,7 +19,7 @@ public static unsafe class FeatureMapKernels
         Upsample2x,
     }
 
-    private static readonly delegate*<float*, int, float, void> LeakyReluRowKernel = Simd.Level switch
+    private static readonly delegate*<float*, int, float, float*, void> LeakyReluRowKernel = Simd.Level switch
     {
         SimdLevel.Vector512 => &LeakyReluRow<Vector512<float>, F32x16>,
         SimdLevel.Vector256 => &LeakyReluRow<Vector256<float>, F32x8>,
@@ -57,9 +57,16 @@ public static unsafe class FeatureMapKernels
     public static void ScaledAdd(float* x, nint ldx, float scale, float* r, nint ldr, float* dst, nint ldd, nint rows, int columns) =>
         Run(new Job { Op = Op.ScaledAdd, X = x, Ldx = ldx, R = r, Ldr = ldr, Dst = dst, Ldd = ldd, Columns = columns, Factor = scale, Rows = rows });
 
-    /// <summary>The scalar references of <see cref="LeakyRelu"/> and <see cref="ScaledAdd"/>: the tests' oracle.</summary>
+    /// <summary>x[r * ldx + c] = x &gt; 0 ? x : x * slopes[c] (torch.nn.PReLU with a slope per channel).</summary>
+    public static void Prelu(float* x, nint rows, int columns, nint ldx, float* slopes) =>
+        Run(new Job { Op = Op.LeakyRelu, X = x, Ldx = ldx, R = slopes, Dst = x, Ldd = ldx, Columns = columns, Rows = rows });
+
+    /// <summary>The scalar references of <see cref="LeakyRelu"/>, <see cref="Prelu"/> and <see cref="ScaledAdd"/>: the tests' oracle.</summary>
     public static void LeakyRelu_Scalar(float* x, nint rows, int columns, nint ldx, float slope) =>
         Run(new Job { Op = Op.LeakyRelu, X = x, Ldx = ldx, Dst = x, Ldd = ldx, Columns = columns, Factor = slope, Rows = rows, Scalar = true });
+
+    public static void Prelu_Scalar(float* x, nint rows, int columns, nint ldx, float* slopes) =>
+        Run(new Job { Op = Op.LeakyRelu, X = x, Ldx = ldx, R = slopes, Dst = x, Ldd = ldx, Columns = columns, Rows = rows, Scalar = true });
 
     public static void ScaledAdd_Scalar(float* x, nint ldx, float scale, float* r, nint ldr, float* dst, nint ldd, nint rows, int columns) =>
         Run(new Job { Op = Op.ScaledAdd, X = x, Ldx = ldx, R = r, Ldr = ldr, Dst = dst, Ldd = ldd, Columns = columns, Factor = scale, Rows = rows, Scalar = true });
@@ -104,7 +111,7 @@ public static unsafe class FeatureMapKernels
             switch (job->Op)
             {
                 case Op.LeakyRelu:
-                    (job->Scalar ? &LeakyReluRowScalar : LeakyReluRowKernel)(x, job->Columns, job->Factor);
+                    (job->Scalar ? &LeakyReluRowScalar : LeakyReluRowKernel)(x, job->Columns, job->Factor, job->R);
                     break;
                 case Op.ScaledAdd:
                     (job->Scalar ? &ScaledAddRowScalar : ScaledAddRowKernel)(x, job->Factor, job->R + row * job->Ldr, d, job->Columns);
@@ -132,11 +139,12 @@ public static unsafe class FeatureMapKernels
         new ReadOnlySpan<float>(dst, outRow).CopyTo(new Span<float>(dst + outRow, outRow));
     }
 
-    private static void LeakyReluRowScalar(float* x, int count, float slope)
+    /// <summary>One row of LeakyReLU (<paramref name="slopes"/> null) or PReLU (a slope per column).</summary>
+    private static void LeakyReluRowScalar(float* x, int count, float slope, float* slopes)
     {
         for (int i = 0; i < count; i++)
         {
-            x[i] = x[i] > 0 ? x[i] : x[i] * slope;
+            x[i] = x[i] > 0 ? x[i] : x[i] * (slopes == null ? slope : slopes[i]);
         }
     }
 
@@ -149,8 +157,8 @@ public static unsafe class FeatureMapKernels
         }
     }
 
-    /// <summary>Whole vectors, then one masked vector for the rest.</summary>
-    private static void LeakyReluRow<TVec, V>(float* x, int count, float slope)
+    /// <summary>Whole vectors, then one masked vector for the rest; the slope broadcast, or one per column.</summary>
+    private static void LeakyReluRow<TVec, V>(float* x, int count, float slope, float* slopes)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
     {
@@ -158,12 +166,12 @@ public static unsafe class FeatureMapKernels
         int i = 0;
         for (; i <= count - V.Count; i += V.Count)
         {
-            V.Store(LeakyRelu<TVec, V>(V.Load(x + i), s), x + i);
+            V.Store(LeakyRelu<TVec, V>(V.Load(x + i), slopes == null ? s : V.Load(slopes + i)), x + i);
         }
         if (i < count)
         {
             TVec mask = V.Mask(count - i);
-            V.MaskedStore(x + i, mask, LeakyRelu<TVec, V>(V.MaskedLoad(x + i, mask), s));
+            V.MaskedStore(x + i, mask, LeakyRelu<TVec, V>(V.MaskedLoad(x + i, mask), slopes == null ? s : V.MaskedLoad(slopes + i, mask)));
         }
     }
 

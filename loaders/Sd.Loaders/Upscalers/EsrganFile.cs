@@ -5,15 +5,35 @@ using Sd.Loaders.Weights;
 
 namespace Sd.Loaders.Upscalers;
 
+/// <summary>The two generator designs of the ESRGAN family.</summary>
+public enum EsrganArchitecture
+{
+    /// <summary>RRDBNet: ESRGAN, BSRGAN, Real-ESRGAN x4plus / x2plus / anime_6B and the community models.</summary>
+    Rrdb,
+
+    /// <summary>SRVGGNetCompact: Real-ESRGAN's small models (realesr-general-x4v3, realesr-animevideov3).</summary>
+    Compact,
+}
+
 /// <summary>
-/// The shape of an ESRGAN network (RRDBNet) read from its weights, as spandrel reads it: feature and growth
+/// The shape of an ESRGAN-family network read from its weights, as spandrel reads it. RRDBNet: feature and growth
 /// channels, residual-in-residual blocks, the 2x nearest-neighbour upsampling steps, and the pixel-unshuffle factor
-/// Real-ESRGAN's x2 (2) and x1 (4) models put before the network.
+/// Real-ESRGAN's x2 (2) and x1 (4) models put before the network. SRVGGNetCompact (<see cref="Architecture"/>):
+/// features, <see cref="Blocks"/> body convolutions after the first, and the final pixel-shuffle factor
+/// (<see cref="PixelShuffle"/>); no growth channels, upsamplings or unshuffle.
 /// </summary>
 public sealed record EsrganConfig(int InChannels, int OutChannels, int Features, int GrowthChannels, int Blocks, int Upsamplings, int ShuffleFactor)
 {
-    /// <summary>Output pixels per input pixel along each side: 2^upsamplings / shuffle factor.</summary>
-    public int Scale => (1 << Upsamplings) / ShuffleFactor;
+    public EsrganArchitecture Architecture { get; init; } = EsrganArchitecture.Rrdb;
+
+    /// <summary>A compact model's pixel-shuffle factor (its scale); 1 for RRDBNet.</summary>
+    public int PixelShuffle { get; init; } = 1;
+
+    /// <summary>Output pixels per network input pixel along each side: 2^upsamplings, or the compact model's shuffle.</summary>
+    public int NetworkScale => Architecture == EsrganArchitecture.Compact ? PixelShuffle : 1 << Upsamplings;
+
+    /// <summary>Output pixels per input pixel along each side: the network's scale / the unshuffle factor.</summary>
+    public int Scale => NetworkScale / ShuffleFactor;
 
     /// <summary>Channels the first convolution reads: the picture's after pixel-unshuffle.</summary>
     public int FirstConvInChannels => InChannels * ShuffleFactor * ShuffleFactor;
@@ -24,7 +44,8 @@ public sealed record EsrganConfig(int InChannels, int OutChannels, int Features,
 /// the like) from one .safetensors file, its tensors renamed to the new (BasicSR) names: conv_first,
 /// body.N.rdbK.convJ, conv_body, conv_upK, conv_hr, conv_last. Accepts the original ESRGAN names (model.0,
 /// model.1.sub.N.RDBk.convJ.0, model.1.sub.NB, then model.3k for the upsampling convolutions and two more), BSRGAN's
-/// (RRDB_trunk, trunk_conv, upconvK, HRconv) and BasicSR's. Pickled .pth files are refused
+/// (RRDB_trunk, trunk_conv, upconvK, HRconv) and BasicSR's; and Real-ESRGAN's compact models (SRVGGNetCompact:
+/// body.N, see <see cref="CompactFile"/>). Pickled .pth files are refused
 /// (<see cref="PickleGuard"/>): convert them to .safetensors first. Reference: spandrel's ESRGAN architecture.
 /// </summary>
 public sealed class EsrganFile : IDisposable
@@ -37,8 +58,8 @@ public sealed class EsrganFile : IDisposable
     private static readonly Regex NewUp = new(@"^(?:conv_up|upconv)(\d)\.(weight|bias)$", RegexOptions.CultureInvariant);
 
     /// <summary>Sanity bounds: the largest published RRDB models have 64 features and 23 blocks.</summary>
-    private const int MaxChannels = 1024;
-    private const int MaxBlocks = 256;
+    internal const int MaxChannels = 1024;
+    internal const int MaxBlocks = 256;
     private const int MaxUpsamplings = 4;
 
     private readonly SafetensorsFile _file;
@@ -67,6 +88,14 @@ public sealed class EsrganFile : IDisposable
         try
         {
             var weights = new WeightSet(path, [file]);
+            if (CompactFile.Is(file))
+            {
+                foreach (TensorInfo tensor in file.Tensors)
+                {
+                    weights.Add(new TensorEntry(tensor.Name, tensor.Shape, file, tensor));
+                }
+                return new EsrganFile(path, file, weights, CompactFile.Infer(path, weights));
+            }
             int lastUp = file.TryGet("model.0.weight", out _) ? LastOldUpsampling(file) : -1;
             foreach (TensorInfo tensor in file.Tensors)
             {
@@ -120,7 +149,7 @@ public sealed class EsrganFile : IDisposable
         {
             return OldLayerName(path, index, m.Groups[2].Value, lastUp);
         }
-        throw new InvalidFileException(path, $"tensor '{name}' belongs to no ESRGAN (RRDBNet) layer: not an ESRGAN-family upscaler, or a variant Sd does not run (ESRGAN+, SRVGGNet, SwinIR, ...)");
+        throw new InvalidFileException(path, $"tensor '{name}' belongs to no ESRGAN (RRDBNet) layer: not an ESRGAN-family upscaler, or a variant Sd does not run (ESRGAN+, SwinIR, ...)");
     }
 
     /// <summary>
@@ -182,11 +211,11 @@ public sealed class EsrganFile : IDisposable
         return new EsrganConfig(firstIn / (shuffle * shuffle), outChannels, features, growthChannels, blocks, ups, shuffle);
     }
 
-    private static long[] Shape(string path, WeightSet weights, string name, int rank)
+    internal static long[] Shape(string path, WeightSet weights, string name, int rank)
     {
         if (!weights.TryGet(name, out TensorEntry entry))
         {
-            throw new InvalidFileException(path, $"missing tensor '{name}': not an ESRGAN (RRDBNet) upscaler");
+            throw new InvalidFileException(path, $"missing tensor '{name}': not an ESRGAN-family upscaler Sd runs");
         }
         if (entry.Shape.Length != rank || entry.Shape[2] != 3 || entry.Shape[3] != 3)
         {
@@ -195,7 +224,7 @@ public sealed class EsrganFile : IDisposable
         return entry.Shape;
     }
 
-    private static int Channels(string path, string name, long value) =>
+    internal static int Channels(string path, string name, long value) =>
         value is >= 1 and <= MaxChannels
             ? (int)value
             : throw new InvalidFileException(path, $"tensor '{name}' has {value} channels, expected 1 to {MaxChannels}");

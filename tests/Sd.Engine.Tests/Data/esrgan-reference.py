@@ -1,6 +1,7 @@
 # Writes esrgan-reference.json: AUTOMATIC1111's ESRGAN upscaling (modules/upscaler_utils.py upscale_with_model and
 # modules/images.py split_grid / combine_grid, restated below) with BasicSR's RRDBNet (rrdbnet_arch.py) and spandrel's
-# reflect padding for pixel-unshuffled models, on small networks whose weights follow a formula the tests repeat.
+# reflect padding for pixel-unshuffled models, and BasicSR's SRVGGNetCompact (srvgg_arch.py), on small networks whose
+# weights follow a formula the tests repeat.
 # Run: /usr/bin/python3 esrgan-reference.py > esrgan-reference.json (PyTorch 1.13, numpy 1.24, Pillow 9.4).
 import base64
 import json
@@ -82,9 +83,34 @@ class RRDBNet(nn.Module):
         return out[:, :, : h * scale, : w * scale]
 
 
-def build(nf, gc, blocks, shuffle):
+class SRVGGNetCompact(nn.Module):
+    # BasicSR srvgg_arch.py with PReLU activations (what spandrel loads).
+    def __init__(self, nf, num_conv, upscale):
+        super().__init__()
+        self.upscale = upscale
+        self.body = nn.ModuleList()
+        self.body.append(nn.Conv2d(3, nf, 3, 1, 1))
+        self.body.append(nn.PReLU(num_parameters=nf))
+        for _ in range(num_conv):
+            self.body.append(nn.Conv2d(nf, nf, 3, 1, 1))
+            self.body.append(nn.PReLU(num_parameters=nf))
+        self.body.append(nn.Conv2d(nf, 3 * upscale * upscale, 3, 1, 1))
+        self.upsampler = nn.PixelShuffle(upscale)
+
+    def forward(self, x):
+        out = x
+        for layer in self.body:
+            out = layer(out)
+        out = self.upsampler(out)
+        base = F.interpolate(x, scale_factor=self.upscale, mode="nearest")
+        out += base
+        return out
+
+
+def build(nf, gc, blocks, shuffle, compact=False):
     torch.manual_seed(0)
-    model = RRDBNet(nf, gc, blocks, shuffle).eval()
+    # A compact model: blocks body convolutions after the first, shuffle its pixel-shuffle factor.
+    model = (SRVGGNetCompact(nf, blocks, shuffle) if compact else RRDBNet(nf, gc, blocks, shuffle)).eval()
     names = []
     with torch.no_grad():
         for index, (name, p) in enumerate(model.state_dict().items()):
@@ -199,15 +225,18 @@ def main():
             ("x4 smaller than a tile", (16, 16, 1, 1), (10, 12), (16, 4)),
             ("x4 whole picture", (16, 8, 2, 1), (9, 7), (0, 0)),
             ("x2 unshuffled, odd size, reflect padded", (16, 16, 1, 2), (13, 11), (0, 0)),
-            ("x1 unshuffled by 4, tiled", (16, 16, 1, 4), (20, 24), (16, 4))]:
-        model, names = build(nf, gc, blocks, shuffle)
+            ("x1 unshuffled by 4, tiled", (16, 16, 1, 4), (20, 24), (16, 4)),
+            ("compact x4 tiled", (16, 0, 3, 4), (22, 30), (16, 4)),
+            ("compact x2 whole picture", (8, 0, 2, 2), (9, 7), (0, 0))]:
+        compact = name.startswith("compact")
+        model, names = build(nf, gc, blocks, shuffle, compact)
         picture = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
         out = np.array(upscale_with_model(model, Image.fromarray(picture, "RGB"), tile, overlap))
         # The network's float output for a small whole picture, before the bytes: a tight check of the arithmetic.
         with torch.inference_mode():
             raw = model(pil_image_to_torch_bgr(Image.fromarray(picture, "RGB")).unsqueeze(0).float())
         raw = raw.squeeze(0).permute(1, 2, 0).numpy().astype(np.float32) if h * w <= 130 else None
-        cases.append({"name": name, "features": nf, "growth": gc, "blocks": blocks, "shuffle": shuffle,
+        cases.append({"name": name, "architecture": "compact" if compact else "rrdb", "features": nf, "growth": gc, "blocks": blocks, "shuffle": shuffle,
                       "tensors": names, "in": [h, w], "tile": tile, "overlap": overlap,
                       "picture": b64(picture), "out": list(out.shape), "upscaled": b64(out),
                       "raw": None if raw is None else b64(raw)})

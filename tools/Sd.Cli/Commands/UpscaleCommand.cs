@@ -16,8 +16,9 @@ public static class UpscaleCommand
                           [--tile 192] [--tile-overlap 8] [--threads T] --out out.png
 
         Upscales a picture as AUTOMATIC1111's Extras tab does ("Upscale"). --upscaler is Lanczos or Nearest (Pillow's
-        resizes, no model) or an ESRGAN-family model file (.safetensors: Real-ESRGAN x4plus/x2plus/anime_6B, ESRGAN,
-        BSRGAN and community RRDB models such as 4x-UltraSharp; pickles such as .pth are refused: they can run code).
+        resizes, no model) or an ESRGAN-family model file (.safetensors: Real-ESRGAN x4plus/x2plus/anime_6B and the
+        compact general-x4v3/animevideov3, ESRGAN, BSRGAN and community RRDB models such as 4x-UltraSharp; pickles such
+        as .pth are refused: they can run code).
         The upscaler runs up to three times until the picture covers the size, then Lanczos brings it to the size,
         whose sides A1111 floors to multiples of 8.
           --scale S      "Scale by": S times the picture (default: the model's own scale; 4 for Lanczos and Nearest,
