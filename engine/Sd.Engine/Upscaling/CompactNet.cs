@@ -19,9 +19,7 @@ internal sealed unsafe class CompactNet : IUpscaleNetwork
     private readonly NativeBlock[] _slopes; // body.1, body.3, ..., body.2B+1: [features]
     private readonly Conv2d _last;
 
-    private (int Height, int Width) _planned = (-1, -1);
-    private Workspace _workspace = new();
-    private NativeBlock? _buffers;
+    private readonly PlannedBuffers _memory = new();
 
     public CompactNet(EsrganConfig config, WeightSet weights)
     {
@@ -47,18 +45,18 @@ internal sealed unsafe class CompactNet : IUpscaleNetwork
         Plan(height, width);
         int f = _config.Features, s = _config.PixelShuffle, c = _config.OutChannels;
         nint pixels = (nint)height * width;
-        float* a = _buffers!.Pointer;     // [pixels, F]
+        float* a = _memory.Block.Pointer;     // [pixels, F]
         float* b = a + pixels * f;        // [pixels, F]
         float* shuffled = b + pixels * f; // [pixels, C x s^2]
         float* current = x;
         for (int i = 0; i < _convs.Length; i++)
         {
             float* next = i % 2 == 0 ? a : b;
-            _convs[i].Forward(current, 1, height, width, next, _workspace);
+            _convs[i].Forward(current, 1, height, width, next, _memory.Workspace);
             FeatureMapKernels.Prelu(next, pixels, f, f, _slopes[i].Pointer);
             current = next;
         }
-        _last.Forward(current, 1, height, width, shuffled, _workspace);
+        _last.Forward(current, 1, height, width, shuffled, _memory.Workspace);
         // pixel_shuffle(out)[y s + i, x s + j, k] = out[y, x, k s^2 + i s + j], then + interpolate(x, nearest)[.., k].
         int ow = width * s;
         for (int py = 0; py < height; py++)
@@ -84,32 +82,23 @@ internal sealed unsafe class CompactNet : IUpscaleNetwork
 
     private void Plan(int height, int width)
     {
-        if (_planned == (height, width))
+        if (_memory.IsPlannedFor(height, width))
         {
             return;
         }
-        ReleaseBuffers();
-        foreach (Conv2d conv in _convs) conv.Plan(_workspace, 1, height, width);
-        _last.Plan(_workspace, 1, height, width);
-        _workspace.Allocate();
+        _memory.Release();
+        foreach (Conv2d conv in _convs) conv.Plan(_memory.Workspace, 1, height, width);
+        _last.Plan(_memory.Workspace, 1, height, width);
         long pixels = (long)height * width;
         int s = _config.PixelShuffle;
-        _buffers = new NativeBlock(pixels * (2L * _config.Features + _config.OutChannels * s * s), zero: false);
-        _planned = (height, width);
+        _memory.Allocate(height, width, pixels * (2L * _config.Features + _config.OutChannels * s * s));
     }
 
-    public void ReleaseBuffers()
-    {
-        _buffers?.Dispose();
-        _buffers = null;
-        _workspace.Dispose();
-        _workspace = new Workspace();
-        _planned = (-1, -1);
-    }
+    public void ReleaseBuffers() => _memory.Release();
 
     public void Dispose()
     {
-        ReleaseBuffers();
+        _memory.Dispose();
         foreach (Conv2d conv in _convs) conv.Dispose();
         foreach (NativeBlock slopes in _slopes) slopes.Dispose();
         _last.Dispose();

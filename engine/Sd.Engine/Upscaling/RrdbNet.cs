@@ -23,9 +23,7 @@ internal sealed unsafe class RrdbNet : IUpscaleNetwork
     private readonly Conv2d _hr;
     private readonly Conv2d _last;
 
-    private (int Height, int Width) _planned = (-1, -1);
-    private Workspace _workspace = new();
-    private NativeBlock? _buffers;
+    private readonly PlannedBuffers _memory = new();
 
     public RrdbNet(EsrganConfig config, WeightSet weights)
     {
@@ -59,19 +57,19 @@ internal sealed unsafe class RrdbNet : IUpscaleNetwork
         int f = _config.Features;
         int dense = f + 4 * _config.GrowthChannels;
         nint pixels = (nint)height * width;
-        float* feat = _buffers!.Pointer;               // [pixels, F]: conv_first's output, the long skip
+        float* feat = _memory.Block.Pointer;               // [pixels, F]: conv_first's output, the long skip
         float* denseBuffer = feat + pixels * f;        // [pixels, F + 4G]
         float* t = denseBuffer + pixels * dense;       // [pixels, F]
         float* input = t + pixels * f;                 // [pixels, F]
         float* a = input + pixels * f;                 // [pixels x 4^U, F]
         float* b = a + (pixels << (2 * _ups.Length)) * f;
-        _first.Forward(x, 1, height, width, feat, _workspace);
+        _first.Forward(x, 1, height, width, feat, _memory.Workspace);
         FeatureMapKernels.CopyColumns(feat, f, denseBuffer, dense, pixels, f);
         foreach (Rrdb block in _trunk)
         {
-            block.Forward(denseBuffer, height, width, t, input, _workspace);
+            block.Forward(denseBuffer, height, width, t, input, _memory.Workspace);
         }
-        _body.Forward(denseBuffer, 1, height, width, feat, _workspace, residual: feat, inputStride: dense);
+        _body.Forward(denseBuffer, 1, height, width, feat, _memory.Workspace, residual: feat, inputStride: dense);
         float* current = feat;
         int h = height, w = width;
         foreach (Conv2d up in _ups)
@@ -79,55 +77,46 @@ internal sealed unsafe class RrdbNet : IUpscaleNetwork
             FeatureMapKernels.Upsample2xNearest(current, 1, h, w, f, a); // [2h, 2w, F]
             h *= 2;
             w *= 2;
-            up.Forward(a, 1, h, w, b, _workspace);
+            up.Forward(a, 1, h, w, b, _memory.Workspace);
             FeatureMapKernels.LeakyRelu(b, (nint)h * w, f, f, ResidualDenseBlock.Slope);
             current = b;
         }
-        _hr.Forward(current, 1, h, w, a, _workspace);
+        _hr.Forward(current, 1, h, w, a, _memory.Workspace);
         FeatureMapKernels.LeakyRelu(a, (nint)h * w, f, f, ResidualDenseBlock.Slope);
-        _last.Forward(a, 1, h, w, y, _workspace);
+        _last.Forward(a, 1, h, w, y, _memory.Workspace);
     }
 
     private void Plan(int height, int width)
     {
-        if (_planned == (height, width))
+        if (_memory.IsPlannedFor(height, width))
         {
             return;
         }
-        ReleaseBuffers();
-        _first.Plan(_workspace, 1, height, width);
-        foreach (Rrdb block in _trunk) block.Plan(_workspace, height, width);
-        _body.Plan(_workspace, 1, height, width);
+        _memory.Release();
+        _first.Plan(_memory.Workspace, 1, height, width);
+        foreach (Rrdb block in _trunk) block.Plan(_memory.Workspace, height, width);
+        _body.Plan(_memory.Workspace, 1, height, width);
         int h = height, w = width;
         foreach (Conv2d up in _ups)
         {
             h *= 2;
             w *= 2;
-            up.Plan(_workspace, 1, h, w);
+            up.Plan(_memory.Workspace, 1, h, w);
         }
-        _hr.Plan(_workspace, 1, h, w);
-        _last.Plan(_workspace, 1, h, w);
-        _workspace.Allocate();
+        _hr.Plan(_memory.Workspace, 1, h, w);
+        _last.Plan(_memory.Workspace, 1, h, w);
         long pixels = (long)height * width;
         int f = _config.Features;
         long floats = pixels * (3L * f + f + 4L * _config.GrowthChannels) + 2 * (pixels << (2 * _ups.Length)) * f;
-        _buffers = new NativeBlock(floats, zero: false);
-        _planned = (height, width);
+        _memory.Allocate(height, width, floats);
     }
 
     /// <summary>Frees the activation buffers (hundreds of MB for a 192-pixel tile); the next call plans them again.</summary>
-    public void ReleaseBuffers()
-    {
-        _buffers?.Dispose();
-        _buffers = null;
-        _workspace.Dispose();
-        _workspace = new Workspace();
-        _planned = (-1, -1);
-    }
+    public void ReleaseBuffers() => _memory.Release();
 
     public void Dispose()
     {
-        ReleaseBuffers();
+        _memory.Dispose();
         _first.Dispose();
         foreach (Rrdb block in _trunk) block.Dispose();
         _body.Dispose();
