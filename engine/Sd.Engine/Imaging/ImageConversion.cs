@@ -50,18 +50,36 @@ public static unsafe class ImageConversion
     /// <summary>An 8-bit picture (gray, RGB or RGBA; alpha dropped) as a [1, H, W, 3] tensor in [-1, 1].</summary>
     public static Tensor FromPng(PngImage picture)
     {
-        ArgumentNullException.ThrowIfNull(picture);
+        byte[] rgb = RgbBytes(picture);
         Tensor tensor = Tensor.Allocate([1, picture.Height, picture.Width, 3]);
-        int channels = picture.Channels;
         float* dst = tensor.Data;
-        for (int p = 0; p < picture.Width * picture.Height; p++)
+        for (int i = 0; i < rgb.Length; i++)
+        {
+            dst[i] = 2f * (rgb[i] / 255f) - 1f;
+        }
+        return tensor;
+    }
+
+    /// <summary>
+    /// An 8-bit picture's RGB bytes [H, W, 3], as Pillow's convert("RGB"): gray repeated, alpha dropped. An RGB
+    /// picture's own pixels, not a copy.
+    /// </summary>
+    public static byte[] RgbBytes(PngImage picture)
+    {
+        ArgumentNullException.ThrowIfNull(picture);
+        if (picture.Channels == 3)
+        {
+            return picture.Pixels;
+        }
+        int pixels = picture.Width * picture.Height, channels = picture.Channels;
+        var rgb = new byte[(long)pixels * 3];
+        for (int p = 0; p < pixels; p++)
         {
             for (int c = 0; c < 3; c++)
             {
-                byte value = picture.Pixels[p * channels + (channels == 1 ? 0 : c)];
-                dst[p * 3 + c] = 2f * (value / 255f) - 1f;
+                rgb[p * 3 + c] = picture.Pixels[p * channels + (channels == 1 ? 0 : c)];
             }
         }
-        return tensor;
+        return rgb;
     }
 }

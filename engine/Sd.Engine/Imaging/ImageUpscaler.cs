@@ -146,7 +146,8 @@ public static class ImageUpscaling
         }
     }
 
-    private static (byte[] Picture, int Height, int Width) Resize(byte[] picture, int h, int w, int toHeight, int toWidth, bool nearest = false)
+    /// <summary>Pillow's Lanczos (or nearest-neighbour) resize of an RGB picture; one of the size already is returned as it is.</summary>
+    internal static (byte[] Picture, int Height, int Width) Resize(byte[] picture, int h, int w, int toHeight, int toWidth, bool nearest = false)
     {
         if (h == toHeight && w == toWidth)
         {

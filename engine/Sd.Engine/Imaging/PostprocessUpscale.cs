@@ -77,10 +77,7 @@ public sealed class PostprocessUpscale
     /// <summary>ScriptPostprocessingUpscale.upscale: one upscaler's result, recording its size settings in <paramref name="info"/>.</summary>
     private (byte[] Picture, int Height, int Width) UpscaleWith(Upscaler upscaler, byte[] rgb, int height, int width, List<KeyValuePair<string, string>> info, CancellationToken cancellation)
     {
-        ArgumentNullException.ThrowIfNull(rgb);
-        ArgumentOutOfRangeException.ThrowIfLessThan(height, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
-        double scale = Scale;
+        double scale = Scale; // the picture is checked by UpscaleBy before any work
         (int toW, int toH) = (Width, Height);
         bool scaleTo = toW > 0, crop = Crop;
         if (scaleTo)

@@ -1,5 +1,4 @@
 using Sd.Engine.Upscaling;
-using Sd.Kernels.Elementwise;
 
 namespace Sd.Engine.Imaging;
 
@@ -35,7 +34,7 @@ public readonly struct Upscaler
         Model is { } model ? ((long)height * model.Scale, (long)width * model.Scale)
         : ((long)(height * scale), (long)(width * scale)); // Python's int(): toward zero
 
-    /// <summary>One step: RGB bytes [height, width, 3] to the <see cref="StepSize"/>.</summary>
+    /// <summary>One step: RGB bytes [height, width, 3] to the <see cref="StepSize"/> (the input itself where that is its size).</summary>
     internal byte[] Step(byte[] rgb, int height, int width, double scale, CancellationToken cancellation)
     {
         if (Model is { } model)
@@ -43,19 +42,6 @@ public readonly struct Upscaler
             return model.UpscaleOnce(rgb, height, width, cancellation);
         }
         (long h, long w) = StepSize(height, width, scale);
-        if (h == height && w == width)
-        {
-            return (byte[])rgb.Clone(); // Pillow's resize to the same size is a copy
-        }
-        var resized = new byte[h * w * 3];
-        if (_nearest)
-        {
-            PilNearest.Resize(rgb, height, width, 3, resized, (int)h, (int)w);
-        }
-        else
-        {
-            PilLanczos.Resize(rgb, height, width, 3, resized, (int)h, (int)w);
-        }
-        return resized;
+        return ImageUpscaling.Resize(rgb, height, width, (int)h, (int)w, _nearest).Picture;
     }
 }

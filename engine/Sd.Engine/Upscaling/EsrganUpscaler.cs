@@ -3,11 +3,12 @@ using Sd.Loaders.Upscalers;
 namespace Sd.Engine.Upscaling;
 
 /// <summary>
-/// An ESRGAN-family model upscaler (RRDBNet, or Real-ESRGAN's compact SRVGGNet) run as AUTOMATIC1111 runs it (modules/upscaler_utils.py, upscale_with_model, with
-/// its ESRGAN_tile 192 and ESRGAN_tile_overlap 8 defaults): the 8-bit RGB picture is cut into overlapping tiles
-/// (images.split_grid; tiles past the picture's edge read black), each tile goes to the network as BGR floats
-/// byte / 255 (float64 division, then float32), its output is clamped to [0, 1], times 255 and rounded half to even
-/// to bytes, and the tiles are pasted back with Pillow's linear masks over the overlaps (images.combine_grid).
+/// An ESRGAN-family model upscaler (RRDBNet, or Real-ESRGAN's compact SRVGGNet) run as AUTOMATIC1111 runs it
+/// (modules/upscaler_utils.py, upscale_with_model, with its ESRGAN_tile 192 and ESRGAN_tile_overlap 8 defaults): the
+/// 8-bit RGB picture is cut into overlapping tiles (images.split_grid; tiles past the picture's edge read black), each
+/// tile goes to the network as BGR floats byte / 255 (float64 division, then float32), its output is clamped to
+/// [0, 1], times 255 and rounded half to even to bytes, and the tiles are pasted back with Pillow's linear masks over
+/// the overlaps (images.combine_grid).
 /// Real-ESRGAN's x2 / x1 models take the tile pixel-unshuffled, reflect-padded to the factor first and cropped after,
 /// as spandrel runs them. Not thread safe (one set of activation buffers).
 /// </summary>

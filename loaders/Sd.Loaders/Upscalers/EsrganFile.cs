@@ -88,20 +88,13 @@ public sealed class EsrganFile : IDisposable
         try
         {
             var weights = new WeightSet(path, [file]);
-            if (CompactFile.Is(file))
-            {
-                foreach (TensorInfo tensor in file.Tensors)
-                {
-                    weights.Add(new TensorEntry(tensor.Name, tensor.Shape, file, tensor));
-                }
-                return new EsrganFile(path, file, weights, CompactFile.Infer(path, weights));
-            }
-            int lastUp = file.TryGet("model.0.weight", out _) ? LastOldUpsampling(file) : -1;
+            bool compact = CompactFile.Is(file); // its names are BasicSR's as they stand
+            int lastUp = !compact && file.TryGet("model.0.weight", out _) ? LastOldUpsampling(file) : -1;
             foreach (TensorInfo tensor in file.Tensors)
             {
-                weights.Add(new TensorEntry(NewName(path, tensor.Name, lastUp), tensor.Shape, file, tensor));
+                weights.Add(new TensorEntry(compact ? tensor.Name : NewName(path, tensor.Name, lastUp), tensor.Shape, file, tensor));
             }
-            return new EsrganFile(path, file, weights, Infer(path, weights));
+            return new EsrganFile(path, file, weights, compact ? CompactFile.Infer(path, weights) : Infer(path, weights));
         }
         catch
         {

@@ -30,7 +30,8 @@ public static class BenchCommand
         txt2img runs the whole pipeline (S steps, default 20, DPM++ 2M, guidance 7.5), loading the components one at
         a time in every run as `sd generate` does, so its times include the loads; it needs a tokenizer (the model's,
         or --tokenizer DIR). upscale runs one pass of an ESRGAN-family model (--model FILE.safetensors) over a random
-        H x W picture in A1111's tiles (192 pixels overlapping by 8), as `sd upscale` runs it. Threads: --threads or SD_THREADS (default: all cores). Prints median/min/max seconds,
+        H x W picture in A1111's tiles (192 pixels overlapping by 8), as `sd upscale` runs it. Threads: --threads or
+        SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, the share in
         parallel calls and how much of the threads' time there they waited for each other, and the kernel shapes that

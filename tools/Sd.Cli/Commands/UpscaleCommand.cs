@@ -61,9 +61,10 @@ public static class UpscaleCommand
                 Upscaler2 = second, Upscaler2Visibility = settings.Visibility,
             };
             var clock = Stopwatch.StartNew();
-            UpscaledPicture result = upscale.Run(Rgb(input), input.Height, input.Width);
-            PngFile.Write(outPath, new PngImage(result.Width, result.Height, 3, result.Picture, Text(input, result)));
-            output.WriteLine($"wrote {outPath}: {result.Width}x{result.Height} from {input.Width}x{input.Height} ({Infotext(result)}) in {clock.Elapsed.TotalSeconds:F1} s");
+            UpscaledPicture result = upscale.Run(ImageConversion.RgbBytes(input), input.Height, input.Width);
+            string infotext = string.Join(", ", result.Info.Select(entry => $"{entry.Key}: {Infotext.Quote(entry.Value)}"));
+            PngFile.Write(outPath, new PngImage(result.Width, result.Height, 3, result.Picture, Text(input, infotext)));
+            output.WriteLine($"wrote {outPath}: {result.Width}x{result.Height} from {input.Width}x{input.Height} ({infotext}) in {clock.Elapsed.TotalSeconds:F1} s");
             return 0;
         }
         finally
@@ -134,34 +135,12 @@ public static class UpscaleCommand
     internal static bool NamesModelFile(string given) =>
         given.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || PickleGuard.HasPickleExtension(given) || File.Exists(given);
 
-    /// <summary>Pillow's convert("RGB"): gray repeated, alpha dropped.</summary>
-    private static byte[] Rgb(PngImage picture)
-    {
-        if (picture.Channels == 3)
-        {
-            return picture.Pixels;
-        }
-        int pixels = picture.Width * picture.Height, channels = picture.Channels;
-        var rgb = new byte[(long)pixels * 3];
-        for (int p = 0; p < pixels; p++)
-        {
-            for (int c = 0; c < 3; c++)
-            {
-                rgb[p * 3 + c] = picture.Pixels[p * channels + (channels == 1 ? 0 : c)];
-            }
-        }
-        return rgb;
-    }
-
-    private static string Infotext(UpscaledPicture result) =>
-        string.Join(", ", result.Info.Select(entry => $"{entry.Key}: {Commands.Infotext.Quote(entry.Value)}"));
-
     /// <summary>
     /// run_postprocessing's PNG text: the input's entries with "parameters" moved last (read_info_from_image pops it
     /// and sets it back), then "postprocessing" and save_image's "extras" section, both the infotext (an entry of the
     /// same name already there is replaced in its place, as in a Python dict).
     /// </summary>
-    private static Dictionary<string, string> Text(PngImage input, UpscaledPicture result)
+    private static Dictionary<string, string> Text(PngImage input, string infotext)
     {
         var text = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach ((string key, string value) in input.Text)
@@ -169,7 +148,6 @@ public static class UpscaleCommand
             if (key != "parameters") text[key] = value;
         }
         if (input.Text.TryGetValue("parameters", out string? parameters)) text["parameters"] = parameters;
-        string infotext = Infotext(result);
         text["postprocessing"] = infotext;
         text["extras"] = infotext;
         return text;
