@@ -410,8 +410,8 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
                 {
                     NativeMemory.Fill(cached, bytes, 0x7F);
                     NativeMemory.Fill(streamed, bytes, 0x7F);
-                    WinogradTransforms.InputTile(pi, height, width, channels, channels, y0, x0, cached, ldv, nonTemporal: false);
-                    WinogradTransforms.InputTile(pi, height, width, channels, channels, y0, x0, streamed, ldv, nonTemporal: true);
+                    WinogradTransforms.InputTile(pi, height, width, channels, channels, y0, x0, cached, ldv, groupStride: 16, nonTemporal: false);
+                    WinogradTransforms.InputTile(pi, height, width, channels, channels, y0, x0, streamed, ldv, groupStride: 16, nonTemporal: true);
                     Assert.Equal(new ReadOnlySpan<float>(cached, (int)(36 * ldv)).ToArray(), new ReadOnlySpan<float>(streamed, (int)(36 * ldv)).ToArray());
                     Assert.NotEqual(0x7F7F7F7F, BitConverter.SingleToInt32Bits(streamed[35 * ldv + channels - 1]));
                 }

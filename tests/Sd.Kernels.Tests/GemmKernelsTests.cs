@@ -82,6 +82,45 @@ public unsafe class GemmKernelsTests
     }
 
     /// <summary>
+    /// A already in micro-panels of 16-channel groups (<see cref="ChannelGroupPanel"/>, Winograd's V) and nothing
+    /// packed: K not a multiple of 16, K blocks (they start on a group), short last panels, column groups over the
+    /// threads, bias and residual. The slots past K and past the last row hold NaN, so a read of one shows.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Channel_group_micro_panels_multiply_like_packed_rows(string name)
+    {
+        GemmVariant variant = Variant(name);
+        int mr = variant.Mr;
+        var random = new Random(43);
+        foreach ((int m, int n, int k) in new[] { (1, 1, 1), (13, 33, 17), (22, 32, 17), (29, 40, 300), (150, 70, 1000), (600, 40, 1300) })
+        {
+            int depth = (k + 15) / 16 * 16;
+            float[] a = RandomArray(random, m * k), w = RandomArray(random, n * k), bias = RandomArray(random, n), residual = RandomArray(random, m * n);
+            var grouped = new float[(m + mr - 1) / mr * mr * depth];
+            Array.Fill(grouped, float.NaN);
+            for (int r = 0; r < m; r++)
+            {
+                for (int kk = 0; kk < k; kk++)
+                {
+                    grouped[r / mr * mr * depth + kk / 16 * mr * 16 + r % mr * 16 + kk % 16] = a[r * k + kk];
+                }
+            }
+            var expected = new float[m * n];
+            var actual = new float[m * n];
+            fixed (float* pa = a, pw = w, pb = bias, pr = residual, pg = grouped, pe = expected, pc = actual)
+            {
+                GemmKernels.Reference(m, n, k, pa, k, pw, k, pe, n, pb, pr, n);
+                using PackedWeights packed = PackedWeights.Pack(pw, n, k, k, variant.Nr);
+                var args = new GemmArgs { M = m, A = APacker.ChannelGroups(pg, depth), W = new PackedWeightsView(packed), C = pc, Ldc = n };
+                GemmKernels.SetEpilogue(ref args, pb, pr, n);
+                GemmKernels.Run(variant, ref args);
+            }
+            AssertClose(expected, actual, k, $"{name} {m}x{n}x{k}");
+        }
+    }
+
+    /// <summary>
     /// A packing, vector transpose (short last panels too) and scalar tails alike: every value lands at
     /// panel[k * MR + row] of its MR-row micro-panel, rows past the matrix are zero, and nothing past the packed block
     /// is written.

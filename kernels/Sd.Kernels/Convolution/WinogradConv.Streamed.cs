@@ -14,10 +14,9 @@ namespace Sd.Kernels.Convolution;
 /// Winograd F(4x4, 3x3) with streamed weights: instead of storing U = G g G^T (36 float32 matrices, 4x the memory of
 /// float32 3x3 weights and 8x of F16 ones), each GEMM task transforms one NR-wide panel of the implicit-GEMM packed
 /// weights (<see cref="ImplicitGemmConv.PackWeights"/>, any <see cref="WeightFormat"/>) for a block of input
-/// channels into an L2-resident buffer of the 36 positions' B micro-panels, and multiplies the pre-packed transformed
-/// input by them. The transform costs about 80 vector operations and 36 stores per (input channel, vector of output
-/// channels) against 36 multiply-adds per tile there, so it pays from 8 tiles on; the weights stay as they were
-/// loaded. U is computed in float (stored Winograd weights round it once from double): results differ from
+/// channels into an L2-resident buffer of the 36 positions' B micro-panels, and multiplies V's micro-panels by them.
+/// The transform costs about 80 vector operations and 36 stores per (input channel, vector of output channels)
+/// against 36 multiply-adds per tile there, so it pays from 8 tiles on; the weights stay as they were loaded. U is computed in float (stored Winograd weights round it once from double): results differ from
 /// <see cref="Run"/> by a few ulp.
 /// </summary>
 public static unsafe partial class WinogradConv
@@ -31,28 +30,22 @@ public static unsafe partial class WinogradConv
     /// </summary>
     private const int PositionPad = 16;
 
-    /// <summary>Rows the pre-packed V leaves per position beyond the tiles: room to pad them to any MR.</summary>
-    private const int MaxMr = 16;
-
     [ThreadStatic]
     private static ThreadScratch? t_streamed;
 
     private static int ChannelBlocks(int inChannels) => (inChannels + StreamChannelBlock - 1) / StreamChannelBlock;
 
-    /// <summary>Tiles per block of a streamed layer: V, packed V and M within the workspace cap.</summary>
+    /// <summary>Tiles per block of a streamed layer: V and M within the workspace cap.</summary>
     private static int StreamedBlockTiles(int batch, int height, int width, int inChannels, int outChannels)
     {
         long tiles = (long)batch * ((height + 3) / 4) * ((width + 3) / 4);
-        long perTile = Positions * ((long)inChannels + outChannels + (long)ChannelBlocks(inChannels) * StreamChannelBlock);
+        long perTile = Positions * ((long)GroupedDepth(inChannels) + outChannels);
         return BalancedBlockTiles(tiles, perTile, MaxWorkspaceFloats / perTile);
     }
 
     /// <summary>Workspace floats <see cref="RunStreamed"/> needs for a layer.</summary>
-    public static long StreamedWorkspaceFloats(int batch, int height, int width, int inChannels, int outChannels)
-    {
-        long blockTiles = StreamedBlockTiles(batch, height, width, inChannels, outChannels);
-        return Positions * (blockTiles * (inChannels + outChannels) + (blockTiles + MaxMr) * ChannelBlocks(inChannels) * StreamChannelBlock);
-    }
+    public static long StreamedWorkspaceFloats(int batch, int height, int width, int inChannels, int outChannels) =>
+        BlockWorkspaceFloats(StreamedBlockTiles(batch, height, width, inChannels, outChannels), inChannels, outChannels);
 
     /// <summary>
     /// <see cref="Run"/> with the 3x3 weights as packed for implicit GEMM ([Cout, 9 x Cin], k = tap x Cin + ci) and
@@ -64,21 +57,15 @@ public static unsafe partial class WinogradConv
     {
         using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3,
             new Diagnostics.KernelShape("conv3x3 Winograd (weights transformed per call) {0}x{1}x{2}, {3} to {4} channels", batch, height, width, weights.K / 9, weights.N));
-        if (weights.PanelWidth != variant.Nr || weights.K % 9 != 0 || variant.Nr % 8 != 0 || variant.Mr > MaxMr)
+        if (weights.PanelWidth != variant.Nr || weights.K % 9 != 0 || variant.Nr % 8 != 0)
         {
             throw new ArgumentException($"weights [{weights.N}, {weights.K}] packed for NR={weights.PanelWidth} are not 3x3 weights for the {variant.Name} kernel", nameof(weights));
         }
         int inChannels = weights.K / 9, outChannels = weights.N;
         int blockTiles = StreamedBlockTiles(batch, height, width, inChannels, outChannels);
-        var ctx = new Context
-        {
-            V = workspace, M = workspace + (long)Positions * blockTiles * inChannels,
-            Raw = new PackedWeightsView(weights),
-            ChannelBlocks = ChannelBlocks(inChannels), TilesStride = blockTiles + MaxMr,
-        };
-        ctx.PackedV = ctx.M + (long)Positions * blockTiles * outChannels;
+        var ctx = new Context { Raw = new PackedWeightsView(weights), ChannelBlocks = ChannelBlocks(inChannels) };
         RunBlocks(&ctx, variant, batch, height, width, inChannels, outChannels, input, inputStride, bias, biasPerImage,
-            residual, residualStride, output, outputStride, blockTiles, &StreamedGemmPhase);
+            residual, residualStride, output, outputStride, workspace, blockTiles, &StreamedGemmPhase);
     }
 
     /// <summary>
@@ -111,12 +98,11 @@ public static unsafe partial class WinogradConv
     private const int PositionRows = 6;
 
     /// <summary>
-    /// V packed once for all tasks, then (panel group, row range, position rows) tasks, each multiplying its positions'
-    /// packed V by its panels' weights transformed on the fly (see <see cref="PositionRowMinTiles"/>).
+    /// (panel group, row range, position rows) tasks, each multiplying its positions' V by its panels' weights
+    /// transformed on the fly (see <see cref="PositionRowMinTiles"/>).
     /// </summary>
     private static void StreamedGemmPhase(Context* ctx)
     {
-        WorkerPool.Shared.Run(&PackVTask, ctx, Positions * ctx->ChannelBlocks);
         int mr = ctx->Variant.Mr;
         bool positionRow = TakesPositionRows(ctx->BlockTiles);
         int rowRanges = positionRow ? (ctx->BlockTiles + PositionRowMaxRows - 1) / PositionRowMaxRows : 1;
@@ -127,19 +113,6 @@ public static unsafe partial class WinogradConv
         ctx->PositionRowsPerTask = positionRow ? 1 : PositionRows;
         WorkerPool.Shared.Run(&StreamedGemmTask, ctx, ctx->Groups * ctx->RowBlocks * (PositionRows / ctx->PositionRowsPerTask));
     }
-
-    /// <summary>Packs V of one (position, channel block) into MR-row micro-panels for every GEMM task to share.</summary>
-    private static void PackVTask(void* state, int index)
-    {
-        Context* ctx = (Context*)state;
-        int p = index / ctx->ChannelBlocks, block = index % ctx->ChannelBlocks;
-        int c0 = block * StreamChannelBlock;
-        GemmKernels.PackRowMajor(ctx->V + (nint)p * ctx->BlockTiles * ctx->InChannels, ctx->InChannels, 0, ctx->BlockTiles,
-            c0, Math.Min(StreamChannelBlock, ctx->InChannels - c0), ctx->Variant.Mr, PackedVBlock(ctx, p, block));
-    }
-
-    private static float* PackedVBlock(Context* ctx, int position, int block) =>
-        ctx->PackedV + ((nint)position * ctx->ChannelBlocks + block) * ctx->TilesStride * StreamChannelBlock;
 
     /// <summary>
     /// One (panel group, row range, position rows). Consecutive tasks share a panel group, so the threads read its
@@ -181,12 +154,13 @@ public static unsafe partial class WinogradConv
             {
                 PrefetchTaps(nextTaps, prefetchLines, j, positions);
                 int p = firstRow * PositionRows + j;
-                float* a = PackedVBlock(ctx, p, block) + (nint)row0 * kc;
+                // The channel block's first group in the row range's first micro-panel: c0 / 16 groups of MR x 16 floats.
+                float* a = ctx->V + p * ctx->VPositionFloats + (nint)row0 * ctx->VDepth + (nint)c0 * variant.Mr;
                 float* c = ctx->M + ((nint)p * ctx->BlockTiles + row0) * ctx->LdM;
                 for (int panel = p0; panel < p1; panel++)
                 {
                     int col0 = panel * nr;
-                    GemmKernels.MultiplyPanel(variant, rows, Math.Min(nr, ctx->OutChannels - col0), kc, a,
+                    GemmKernels.MultiplyPanel(variant, rows, Math.Min(nr, ctx->OutChannels - col0), kc, a, ctx->VDepth,
                         u + ((panel - p0) * positions + j) * ps, c + col0, ctx->LdM, overwrite: block == 0);
                 }
             }

@@ -7,9 +7,11 @@ namespace Sd.Kernels.Convolution;
 /// <summary>
 /// 3x3 stride-1 padding-1 convolution by Winograd F(4x4, 3x3): per 4x4 output tile, 36 products replace 144
 /// multiply-adds per (ci, co) pair, a 4x cut in GEMM work. Tiles go in blocks sized to a workspace budget, each
-/// block in three parallel phases: input transform into V [36][tiles][Cin]; 36 GEMMs V_p U_p^T into
-/// M [36][tiles][Cout], split into (position, row block, column group) tasks so that every transformed weight is
-/// streamed once per block whatever the channel count; output transform with bias and residual fused.
+/// block in three parallel phases: input transform into V, 36 [tiles, Cin] matrices written straight as the GEMM's
+/// A micro-panels (<see cref="ChannelGroupPanel"/>: a tile's 16 channels are one vector store, and no packing pass
+/// reads V again); 36 GEMMs V_p U_p^T into M [36][tiles][Cout], split into (position, row block, column group) tasks
+/// so that every transformed weight is streamed once per block whatever the channel count; output transform with
+/// bias and residual fused.
 /// Reference: Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (2016).
 /// </summary>
 public static unsafe partial class WinogradConv
@@ -39,6 +41,8 @@ public static unsafe partial class WinogradConv
         public int BlockTiles;
         public int TilesPerTask;
         public float* V;
+        public int VDepth;
+        public nint VPositionFloats;
         public bool NonTemporalV;
         public float* M;
         public int LdM;
@@ -48,10 +52,8 @@ public static unsafe partial class WinogradConv
         public int Groups;
         public int PanelsPerGroup;
 
-        // Streamed weights (WinogradConv.Streamed.cs): the 3x3 weights, the pre-packed V and its layout.
+        // Streamed weights (WinogradConv.Streamed.cs): the 3x3 weights and their channel blocks.
         public PackedWeightsView Raw;
-        public float* PackedV;
-        public int TilesStride;
         public int ChannelBlocks;
         public int RowsPerTask;
         public int PositionRowsPerTask;
@@ -66,9 +68,9 @@ public static unsafe partial class WinogradConv
     public static int BlockTiles(int batch, int height, int width, int inChannels, int outChannels)
     {
         long tiles = (long)batch * ((height + 3) / 4) * ((width + 3) / 4);
-        long perTile = Positions * (long)(inChannels + outChannels);
+        long perTile = Positions * (long)(GroupedDepth(inChannels) + outChannels);
         long cachedTiles = CachedWorkspaceFloats / perTile;
-        bool cached = cachedTiles * (inChannels + outChannels) >= (long)inChannels * outChannels;
+        bool cached = cachedTiles * (GroupedDepth(inChannels) + outChannels) >= (long)inChannels * outChannels;
         return BalancedBlockTiles(tiles, perTile, cached ? cachedTiles : MaxWorkspaceFloats / perTile);
     }
 
@@ -99,7 +101,17 @@ public static unsafe partial class WinogradConv
 
     /// <summary>Workspace floats <see cref="Run"/> needs for a layer (the caller's arena provides them).</summary>
     public static long WorkspaceFloats(int batch, int height, int width, int inChannels, int outChannels) =>
-        Positions * (long)BlockTiles(batch, height, width, inChannels, outChannels) * (inChannels + outChannels);
+        BlockWorkspaceFloats(BlockTiles(batch, height, width, inChannels, outChannels), inChannels, outChannels);
+
+    /// <summary>V (its micro-panels' rows past the last tile included) and M for blocks of up to this many tiles.</summary>
+    private static long BlockWorkspaceFloats(int blockTiles, int inChannels, int outChannels) =>
+        Positions * ((long)(blockTiles + MaxMr) * GroupedDepth(inChannels) + (long)blockTiles * outChannels);
+
+    /// <summary>The most rows an A micro-panel has (MR of any variant): V leaves this many rows past a block's tiles.</summary>
+    private const int MaxMr = 16;
+
+    /// <summary>The channels V keeps per tile: Cin in whole 16-channel groups.</summary>
+    private static int GroupedDepth(int inChannels) => (inChannels + ChannelGroupPanel.Group - 1) / ChannelGroupPanel.Group * ChannelGroupPanel.Group;
 
     /// <summary>
     /// output[N, H, W, Cout] (pixel stride <paramref name="outputStride"/>) = conv3x3(input [N, H, W, Cin], pixel
@@ -119,22 +131,24 @@ public static unsafe partial class WinogradConv
             throw new ArgumentException($"weights packed for NR={weights[0].PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(weights));
         }
         int blockTiles = BlockTiles(batch, height, width, weights.InChannels, weights.OutChannels);
-        var ctx = new Context
-        {
-            V = workspace, M = workspace + (long)Positions * blockTiles * weights.InChannels, Weights = weights.Views,
-        };
+        var ctx = new Context { Weights = weights.Views };
         RunBlocks(&ctx, variant, batch, height, width, weights.InChannels, weights.OutChannels, input, inputStride, bias, biasPerImage,
-            residual, residualStride, output, outputStride, blockTiles, &StoredGemmPhase);
+            residual, residualStride, output, outputStride, workspace, blockTiles, &StoredGemmPhase);
     }
 
     /// <summary>
-    /// Fills the context fields every variant shares (the caller has set its workspace layout and weights), then runs
-    /// the tiles in blocks of <paramref name="blockTiles"/>: input transform, the variant's GEMM phase, output transform.
+    /// Fills the context fields every variant shares (the caller has set its weights), lays out the workspace (V, then
+    /// M), then runs the tiles in blocks of <paramref name="blockTiles"/>: input transform, the variant's GEMM phase,
+    /// output transform.
     /// </summary>
     private static void RunBlocks(Context* ctx, GemmVariant variant, int batch, int height, int width, int inChannels, int outChannels,
         float* input, int inputStride, float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride,
-        int blockTiles, delegate*<Context*, void> gemmPhase)
+        float* workspace, int blockTiles, delegate*<Context*, void> gemmPhase)
     {
+        if (variant.Mr > MaxMr)
+        {
+            throw new ArgumentException($"the {variant.Name} kernel's {variant.Mr}-row micro-panels exceed the {MaxMr} rows V leaves", nameof(variant));
+        }
         ArgumentOutOfRangeException.ThrowIfLessThan(outputStride, outChannels);
         inputStride = inputStride == 0 ? inChannels : inputStride;
         ArgumentOutOfRangeException.ThrowIfLessThan(inputStride, inChannels);
@@ -157,11 +171,15 @@ public static unsafe partial class WinogradConv
         ctx->Variant = variant;
         ctx->TilesX = tilesX;
         ctx->TilesPerImage = tilesY * tilesX;
+        ctx->VDepth = GroupedDepth(inChannels);
+        ctx->V = workspace;
+        ctx->M = workspace + Positions * (long)(blockTiles + MaxMr) * ctx->VDepth;
         int threads = WorkerPool.Shared.ThreadCount;
         for (int start = 0; start < tileCount; start += blockTiles)
         {
             ctx->BlockStart = start;
             ctx->BlockTiles = Math.Min(blockTiles, tileCount - start);
+            ctx->VPositionFloats = (nint)((ctx->BlockTiles + variant.Mr - 1) / variant.Mr * variant.Mr) * ctx->VDepth;
             ctx->NonTemporalV = (long)Positions * ctx->BlockTiles * (inChannels + outChannels) > CachedWorkspaceFloats
                 && inChannels % 16 == 0 && ((nint)ctx->V & 63) == 0;
             int transformTasks = Math.Min(ctx->BlockTiles, threads * 8);
@@ -198,17 +216,50 @@ public static unsafe partial class WinogradConv
         Context* ctx = (Context*)state;
         int first = index * ctx->TilesPerTask;
         int last = Math.Min(first + ctx->TilesPerTask, ctx->BlockTiles);
-        nint ldv = ctx->InChannels;
         for (int t = first; t < last; t++)
         {
             (int image, int y0, int x0) = TileOrigin(ctx, ctx->BlockStart + t);
             float* src = ctx->Input + (nint)image * ctx->Height * ctx->Width * ctx->InputStride;
             WinogradTransforms.InputTile(src, ctx->Height, ctx->Width, ctx->InChannels, ctx->InputStride, y0 - 1, x0 - 1,
-                ctx->V + t * ldv, (nint)ctx->BlockTiles * ldv, ctx->NonTemporalV);
+                TileRow(ctx, t), ctx->VPositionFloats, (nint)ctx->Variant.Mr * ChannelGroupPanel.Group, ctx->NonTemporalV);
+        }
+        if (last == ctx->BlockTiles)
+        {
+            ZeroRowsPastTheTiles(ctx);
         }
         if (ctx->NonTemporalV && Sse.IsSupported)
         {
             Sse.StoreFence(); // streaming stores are weakly ordered: V must be complete before the GEMM tasks read it
+        }
+    }
+
+    /// <summary>Where tile t's first channel group sits in V's first position: row t % MR of micro-panel t / MR.</summary>
+    private static float* TileRow(Context* ctx, int t)
+    {
+        int mr = ctx->Variant.Mr;
+        return ctx->V + (nint)(t / mr) * mr * ctx->VDepth + (t % mr) * ChannelGroupPanel.Group;
+    }
+
+    /// <summary>
+    /// Zeroes the rows of each position's last micro-panel past the block's tiles: a short panel's full-height
+    /// microkernel call reads them (and drops their results), and workspace left over from another layer may hold
+    /// anything.
+    /// </summary>
+    private static void ZeroRowsPastTheTiles(Context* ctx)
+    {
+        int padded = (int)(ctx->VPositionFloats / ctx->VDepth);
+        int groups = ctx->VDepth / ChannelGroupPanel.Group;
+        nint groupStride = (nint)ctx->Variant.Mr * ChannelGroupPanel.Group;
+        for (int t = ctx->BlockTiles; t < padded; t++)
+        {
+            for (int p = 0; p < Positions; p++)
+            {
+                float* row = TileRow(ctx, t) + p * ctx->VPositionFloats;
+                for (int g = 0; g < groups; g++)
+                {
+                    new Span<float>(row + g * groupStride, ChannelGroupPanel.Group).Clear();
+                }
+            }
         }
     }
 
@@ -220,11 +271,10 @@ public static unsafe partial class WinogradConv
         int rowBlock = rest % ctx->RowBlocks;
         int p = rest / ctx->RowBlocks;
         int rowBlockSize = GemmKernels.RowBlock(ctx->Variant, ctx->BlockTiles);
-        var source = new RowMajorMatrix { Data = ctx->V + (nint)p * ctx->BlockTiles * ctx->InChannels, Ld = ctx->InChannels };
         var args = new GemmArgs
         {
             M = ctx->BlockTiles,
-            A = RowMajorMatrix.Packer(&source),
+            A = APacker.ChannelGroups(ctx->V + p * ctx->VPositionFloats, ctx->VDepth),
             W = ctx->Weights[p],
             C = ctx->M + (nint)p * ctx->BlockTiles * ctx->LdM,
             Ldc = ctx->LdM,

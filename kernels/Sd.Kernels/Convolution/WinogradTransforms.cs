@@ -13,31 +13,39 @@ public static unsafe class WinogradTransforms
 {
     /// <summary>
     /// Input tile at (y0, x0) (may stick out of the image: zero padding) of image <paramref name="image"/>
-    /// [H, W, C] (pixel stride <paramref name="pixelStride"/> floats) -> v[p * ldv + c] for the 36 positions p.
-    /// <paramref name="nonTemporal"/> writes V's whole vectors with streaming stores; it needs v and ldv 64-byte
-    /// aligned, and the caller fences before another thread reads V.
+    /// [H, W, C] (pixel stride <paramref name="pixelStride"/> floats) -> v[p * ldv + (c / 16) * groupStride + c % 16]
+    /// for the 36 positions p: channels in groups of 16, <paramref name="groupStride"/> floats apart (16: contiguous;
+    /// MR x 16: a tile's row of <see cref="Gemm.ChannelGroupPanel"/> micro-panels).
+    /// <paramref name="nonTemporal"/> writes V's whole vectors with streaming stores; it needs v, ldv and
+    /// groupStride 64-byte aligned, and the caller fences before another thread reads V.
     /// </summary>
-    public static void InputTile(float* image, int height, int width, int channels, nint pixelStride, int y0, int x0, float* v, nint ldv, bool nonTemporal)
+    public static void InputTile(float* image, int height, int width, int channels, nint pixelStride, int y0, int x0, float* v, nint ldv,
+        nint groupStride, bool nonTemporal)
     {
         int c = nonTemporal
-            ? InputChannels<StreamingStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv)
-            : InputChannels<CachedStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv);
+            ? InputChannels<StreamingStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv, groupStride)
+            : InputChannels<CachedStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv, groupStride);
         for (; c < channels; c++)
         {
-            InputTileScalar(image, height, width, pixelStride, y0, x0, c, v, ldv);
+            InputTileScalar(image, height, width, pixelStride, y0, x0, c, v + ChannelOffset(c, groupStride), ldv);
         }
     }
 
+    /// <summary>Where channel c sits in a tile's row of V.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static nint ChannelOffset(int c, nint groupStride) => (c >> 4) * groupStride + (c & 15);
+
     /// <summary>The input transform for whole vectors of channels; returns the first channel left.</summary>
-    private static int InputChannels<TStore>(float* image, int height, int width, int channels, nint pixelStride, int y0, int x0, float* v, nint ldv)
+    private static int InputChannels<TStore>(float* image, int height, int width, int channels, nint pixelStride, int y0, int x0, float* v, nint ldv,
+        nint groupStride)
         where TStore : struct, IVectorStore
     {
         int c = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            c = InputChannels<Vector512<float>, F32x16, TStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv, c);
+            c = InputChannels<Vector512<float>, F32x16, TStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv, groupStride, c);
         }
-        return InputChannels<Vector256<float>, F32x8, TStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv, c);
+        return InputChannels<Vector256<float>, F32x8, TStore>(image, height, width, channels, pixelStride, y0, x0, v, ldv, groupStride, c);
     }
 
     /// <summary>
@@ -47,7 +55,8 @@ public static unsafe class WinogradTransforms
     /// and reloads, not the arithmetic, bounded the transform).
     /// </summary>
     [SkipLocalsInit]
-    private static int InputChannels<TVec, V, TStore>(float* image, int height, int width, int channels, nint pixelStride, int y0, int x0, float* v, nint ldv, int c)
+    private static int InputChannels<TVec, V, TStore>(float* image, int height, int width, int channels, nint pixelStride, int y0, int x0, float* v, nint ldv,
+        nint groupStride, int c)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
         where TStore : struct, IVectorStore
@@ -74,7 +83,7 @@ public static unsafe class WinogradTransforms
             for (int i = 0; i < 6; i++)
             {
                 TVec* row = t + i * 6;
-                InputTransform1D<TVec, V, TStore>(row[0], row[1], row[2], row[3], row[4], row[5], v + i * 6 * ldv + c, ldv);
+                InputTransform1D<TVec, V, TStore>(row[0], row[1], row[2], row[3], row[4], row[5], v + i * 6 * ldv + ChannelOffset(c, groupStride), ldv);
             }
         }
         return c;
@@ -131,6 +140,7 @@ public static unsafe class WinogradTransforms
             where V : struct, IF32Vector<TVec> => V.StoreNonTemporal(value, destination);
     }
 
+    /// <summary>Channel c of the input tile -> v[p * ldv] for the 36 positions p.</summary>
     private static void InputTileScalar(float* image, int height, int width, nint pixelStride, int y0, int x0, int c, float* v, nint ldv)
     {
         float* d = stackalloc float[36];
@@ -144,7 +154,7 @@ public static unsafe class WinogradTransforms
         }
         for (int j = 0; j < 6; j++) InputTransform1DScalar(d + j, 6);
         for (int i = 0; i < 6; i++) InputTransform1DScalar(d + i * 6, 1);
-        for (int p = 0; p < 36; p++) v[p * ldv + c] = d[p];
+        for (int p = 0; p < 36; p++) v[p * ldv] = d[p];
     }
 
     private static void InputTransform1DScalar(float* d, int stride)
@@ -183,7 +193,7 @@ public static unsafe class WinogradTransforms
     /// <summary>
     /// The output transform for whole vectors of channels from <paramref name="c"/>; returns the first channel left.
     /// Columns first, straight from M into a 4x6 stack tile, then each valid row from the tile straight to the
-    /// output (see <see cref="InputChannels{TVec, V}"/>).
+    /// output (see <see cref="InputChannels{TVec, V, TStore}"/>).
     /// </summary>
     [SkipLocalsInit]
     private static int OutputChannels<TVec, V>(float* m, nint ldm, int channels, float* bias, float* residual, int ldr,

@@ -4,11 +4,21 @@ namespace Sd.Kernels.Gemm;
 /// Packs rows [row0, row0+rows) x columns [k0, k0+kc) of the virtual A matrix into MR-row micro-panels, k-major
 /// (MR values per k), zero-padding rows past <c>rows</c> up to a multiple of MR. A plain matrix uses a strided copy;
 /// a convolution gathers the im2col patch on the fly (implicit GEMM: the full im2col matrix never exists).
+/// Or A is already in micro-panels (<see cref="ChannelGroups"/>), and nothing is packed.
 /// </summary>
 public unsafe struct APacker
 {
     public delegate*<void*, int, int, int, int, int, float*, void> Pack;
     public void* State;
+
+    /// <summary>Non-null: A in <see cref="ChannelGroupPanel"/> micro-panels, rows [r, r + MR) at Grouped + r x GroupedDepth.</summary>
+    public float* Grouped;
+
+    /// <summary>The channels each grouped micro-panel holds (K rounded up to a whole group).</summary>
+    public int GroupedDepth;
+
+    /// <summary>A whose MR-row micro-panels, <paramref name="depth"/> channels deep, follow each other from <paramref name="panels"/>.</summary>
+    public static APacker ChannelGroups(float* panels, int depth) => new() { Grouped = panels, GroupedDepth = depth };
 }
 
 /// <summary>One GEMM call: C[M, N] = A[M, K] W[N, K]^T (+ bias[N]) (+ residual[M, N]).</summary>

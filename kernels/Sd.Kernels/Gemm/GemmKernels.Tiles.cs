@@ -7,20 +7,23 @@ namespace Sd.Kernels.Gemm;
 public static unsafe partial class GemmKernels
 {
     /// <summary>
-    /// C[rows, cols] (=|+=) A B for pre-packed A (MR-row k-major micro-panels, as <see cref="PackRowMajor"/> writes)
-    /// and one float B micro-panel (kc x NR): for kernels that build their own B panels (streamed Winograd weights).
-    /// Runs on the calling thread; edge tiles go through the per-thread scratch tile.
+    /// C[rows, cols] (=|+=) A B for A in 16-channel groups (<see cref="ChannelGroupPanel"/> micro-panels
+    /// <paramref name="depth"/> channels deep, from group <paramref name="packedA"/> points into) and one float B
+    /// micro-panel (kc x NR): for kernels that build their own B panels (streamed Winograd weights). Runs on the
+    /// calling thread; edge tiles go through the per-thread scratch tile.
     /// </summary>
-    public static void MultiplyPanel(GemmVariant variant, int rows, int cols, int kc, float* packedA, float* bPanel, float* c, int ldc, bool overwrite) =>
-        MultiplyTiles(variant, rows, cols, kc, packedA, bPanel, c, ldc, overwrite, null, 0, 0, null);
+    public static void MultiplyPanel(GemmVariant variant, int rows, int cols, int kc, float* packedA, int depth, float* bPanel, float* c, int ldc, bool overwrite) =>
+        MultiplyTiles(variant, variant.ChannelGroups, rows, cols, kc, packedA, depth, bPanel, c, ldc, overwrite, null, 0, 0, null);
 
     /// <summary>
-    /// <see cref="MultiplyPanel"/> for the block at (row0, j0) of <paramref name="epilogue"/>'s C, adding its bias and
-    /// residual when that is not null (the last K block). Full tiles add them in the microkernel's store; edge tiles
-    /// and tiles that straddle two per-image biases (<see cref="GemmArgs.BiasRows"/>) take a separate pass.
+    /// C[rows, cols] (=|+=) A B for the block at (row0, j0) of <paramref name="epilogue"/>'s C, adding its bias and
+    /// residual when that is not null (the last K block). A's micro-panels are <paramref name="depth"/> values deep
+    /// (kc for a packed block) in the layout of <paramref name="kernels"/>. Full tiles add bias and residual in the
+    /// microkernel's store; edge tiles and tiles that straddle two per-image biases (<see cref="GemmArgs.BiasRows"/>)
+    /// take a separate pass.
     /// </summary>
-    private static void MultiplyTiles(GemmVariant variant, int rows, int cols, int kc, float* packedA, float* bPanel, float* c, int ldc,
-        bool overwrite, GemmArgs* epilogue, int row0, int j0, float* prefetch)
+    private static void MultiplyTiles(GemmVariant variant, TileKernels kernels, int rows, int cols, int kc, float* packedA, int depth,
+        float* bPanel, float* c, int ldc, bool overwrite, GemmArgs* epilogue, int row0, int j0, float* prefetch)
     {
         // Only the first call over the B micro-panel prefetches the next one: the calls after it would request the
         // same lines again.
@@ -34,10 +37,10 @@ public static unsafe partial class GemmKernels
             bool fusable = epilogue == null || FusedEpilogue(epilogue, row0 + ir, r, j0, &fused);
             if (r == mr && cols == nr && fusable)
             {
-                variant.Microkernel(kc, packedA + ir * kc, bPanel, cTile, ldc, !overwrite, epilogue == null ? null : &fused, prefetch);
+                kernels.Microkernel(kc, packedA + (nint)ir * depth, bPanel, cTile, ldc, !overwrite, epilogue == null ? null : &fused, prefetch);
                 prefetch = null;
             }
-            else if (cols == nr && fusable && variant.EightRows != null)
+            else if (cols == nr && fusable && kernels.EightRows != null)
             {
                 // A short last micro-panel: at most two calls of the 8- or 4-row kernel over its rows.
                 for (int done = 0; done < r; done += 8)
@@ -45,14 +48,14 @@ public static unsafe partial class GemmKernels
                     int take = Math.Min(8, r - done);
                     TileEpilogue part = fused;
                     part.Residual = fused.Residual == null ? null : fused.Residual + (nint)done * fused.Ldr;
-                    var kernel = take > 4 ? variant.EightRows : variant.FourRows;
-                    kernel(take, kc, packedA + ir * kc + done, bPanel, cTile + (nint)done * ldc, ldc, !overwrite, epilogue == null ? null : &part, prefetch);
+                    var kernel = take > 4 ? kernels.EightRows : kernels.FourRows;
+                    kernel(take, kc, packedA + (nint)ir * depth + done * kernels.RowStride, bPanel, cTile + (nint)done * ldc, ldc, !overwrite, epilogue == null ? null : &part, prefetch);
                     prefetch = null;
                 }
             }
             else
             {
-                variant.Microkernel(kc, packedA + ir * kc, bPanel, tile, nr, false, null, prefetch);
+                kernels.Microkernel(kc, packedA + (nint)ir * depth, bPanel, tile, nr, false, null, prefetch);
                 prefetch = null;
                 MergeTile(tile, nr, cTile, ldc, r, cols, overwrite);
                 if (epilogue != null)

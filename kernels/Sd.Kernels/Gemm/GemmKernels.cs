@@ -159,7 +159,7 @@ public static unsafe partial class GemmKernels
         {
             Compute(variant, pArgs, 0, call.M, 0, panels);
         }
-        else if (groups > 1 && (long)rowBlocks * mc * KBlock(variant.Mr, call.M, call.W.K) <= MaxSharedAFloats)
+        else if (groups > 1 && call.A.Grouped == null && (long)rowBlocks * mc * KBlock(variant.Mr, call.M, call.W.K) <= MaxSharedAFloats)
         {
             RunWithSharedA(&context, rowBlocks * mc, tasks);
         }
@@ -276,14 +276,27 @@ public static unsafe partial class GemmKernels
         int elementBytes = format.ElementBytes();
         int mc = ctx->RowsPerBlock;
         delegate*<ushort*, float*, nint, void> widen = format == WeightFormat.F32 ? null : Convert.Widen.PanelKernelFor(format);
+        bool grouped = args->A.Grouped != null;
+        TileKernels kernels = grouped ? variant.ChannelGroups : variant.KMajor;
         int kb = KBlock(mr, args->M, k);
+        if (grouped)
+        {
+            kb = (kb + ChannelGroupPanel.Group - 1) / ChannelGroupPanel.Group * ChannelGroupPanel.Group; // K blocks start on a group
+        }
         for (int pc = ctx->K0; pc < ctx->K1; pc += kb)
         {
             int kc = Math.Min(kb, ctx->K1 - pc);
             bool first = pc == 0 && !args->AccumulateIntoC;
             bool last = pc + kc == k;
             float* packedA = scratch;
-            if (ctx->SharedA != null)
+            int depth = kc;
+            if (grouped)
+            {
+                // Group g of a micro-panel starts at g x MR x 16 = pc x MR floats.
+                packedA = args->A.Grouped + (nint)row0 * args->A.GroupedDepth + (nint)pc * mr;
+                depth = args->A.GroupedDepth;
+            }
+            else if (ctx->SharedA != null)
             {
                 packedA = SharedBlock(ctx, row0, pc, mc);
             }
@@ -305,7 +318,7 @@ public static unsafe partial class GemmKernels
                 int j0 = p * nr, cols = Math.Min(nr, args->W.N - j0);
                 float* cBlock = c + j0;
                 bool epilogue = last && (args->Bias != null || args->Residual != null);
-                MultiplyTiles(variant, rows, cols, kc, packedA, bPanel, cBlock, ldc, first, epilogue ? args : null, row0, j0,
+                MultiplyTiles(variant, kernels, rows, cols, kc, packedA, depth, bPanel, cBlock, ldc, first, epilogue ? args : null, row0, j0,
                     NextMicroPanel(args, p, p0, p1, pc, kb, ctx->K1));
             }
         }

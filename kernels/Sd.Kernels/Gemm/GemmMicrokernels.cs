@@ -6,8 +6,9 @@ using Sd.Kernels.Elementwise;
 namespace Sd.Kernels.Gemm;
 
 /// <summary>
-/// Register-blocked GEMM microkernels: dst[MR x NR] (=|+=) A_panel * B_panel over kc. A_panel holds MR rows
-/// k-major (MR floats per k), B_panel NR floats per k (see <see cref="PackedWeights"/>). Each k step broadcasts MR
+/// Register-blocked GEMM microkernels: dst[MR x NR] (=|+=) A_panel * B_panel over kc. A_panel holds MR rows in the
+/// order of an <see cref="IPanelLayout"/> (k-major, MR floats per k, or in groups of 16 channels), B_panel NR floats
+/// per k (see <see cref="PackedWeights"/>). Each k step broadcasts MR
 /// A values and does MR x (NR/lanes) FMAs into accumulators that never leave registers:
 /// 14x32 on AVX-512 uses 28 of 32 zmm registers (+2 B vectors, +1 broadcast); 6x16 on AVX2 uses 12 of 16 ymm.
 /// An optional <see cref="TileEpilogue"/> adds a bias row and a residual tile in the same store, after the partial
@@ -25,9 +26,10 @@ public static unsafe class GemmMicrokernels
     public const int MrScalar = 4;
     public const int NrScalar = 16;
 
-    /// <summary>The full 14x32 tile: <see cref="Kernel_x32_Vector512{TRows}"/> at 14 rows.</summary>
-    public static void Kernel_14x32_Vector512(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch) =>
-        Kernel_x32_Vector512<FourteenRows>(Mr512, kc, a, b, dst, ldd, accumulate, epilogue, prefetch);
+    /// <summary>The full 14x32 tile: <see cref="Kernel_x32_Vector512{TRows, TLayout}"/> at 14 rows.</summary>
+    public static void Kernel_14x32_Vector512<TLayout>(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
+        where TLayout : struct, IPanelLayout =>
+        Kernel_x32_Vector512<FourteenRows, TLayout>(Mr512, kc, a, b, dst, ldd, accumulate, epilogue, prefetch);
 
     /// <summary>
     /// The first <paramref name="rows"/> (at most TRows.Count: 4, 8 or 14) rows of a 14-row A micro-panel times a
@@ -38,8 +40,9 @@ public static unsafe class GemmMicrokernels
     /// flight).
     /// </summary>
     [SkipLocalsInit]
-    public static void Kernel_x32_Vector512<TRows>(int rows, int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
+    public static void Kernel_x32_Vector512<TRows, TLayout>(int rows, int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
         where TRows : struct, IRowCount
+        where TLayout : struct, IPanelLayout
     {
         if (epilogue != null && epilogue->Residual != null)
         {
@@ -56,39 +59,49 @@ public static unsafe class GemmMicrokernels
         Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default;
         Vector512<float> c90 = default, c91 = default, cA0 = default, cA1 = default, cB0 = default, cB1 = default;
         Vector512<float> cC0 = default, cC1 = default, cD0 = default, cD1 = default;
-        for (int k = 0; k < kc; k++)
+        for (int k0 = 0; k0 < kc; k0 += ChannelGroupPanel.Group)
         {
-            Vector512<float> b0 = Vector512.LoadAligned(b);
-            Vector512<float> b1 = Vector512.LoadAligned(b + 16);
-            if (prefetch != null)
+            // Groups of 16 k, so a grouped panel's 16 values per row are constant offsets (k-major panels step as one).
+            int steps = Math.Min(ChannelGroupPanel.Group, kc - k0);
+            if (TLayout.RowStride > 1)
             {
-                Sse.Prefetch1(prefetch);
-                Sse.Prefetch1(prefetch + 16);
-                prefetch += Nr512;
+                PrefetchGroup(a + GroupsAhead * Mr512 * ChannelGroupPanel.Group, rows);
             }
-            Vector512<float> x;
-            x = Vector512.Create(a[0]); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
-            x = Vector512.Create(a[1]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
-            x = Vector512.Create(a[2]); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
-            x = Vector512.Create(a[3]); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
-            if (TRows.Count > 4)
+            for (int k = 0; k < steps; k++)
             {
-                x = Vector512.Create(a[4]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
-                x = Vector512.Create(a[5]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
-                x = Vector512.Create(a[6]); c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
-                x = Vector512.Create(a[7]); c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
+                Vector512<float> b0 = Vector512.LoadAligned(b);
+                Vector512<float> b1 = Vector512.LoadAligned(b + 16);
+                if (prefetch != null)
+                {
+                    Sse.Prefetch1(prefetch);
+                    Sse.Prefetch1(prefetch + 16);
+                    prefetch += Nr512;
+                }
+                Vector512<float> x;
+                x = Vector512.Create(a[0 * TLayout.RowStride]); c00 = Vector512.FusedMultiplyAdd(x, b0, c00); c01 = Vector512.FusedMultiplyAdd(x, b1, c01);
+                x = Vector512.Create(a[1 * TLayout.RowStride]); c10 = Vector512.FusedMultiplyAdd(x, b0, c10); c11 = Vector512.FusedMultiplyAdd(x, b1, c11);
+                x = Vector512.Create(a[2 * TLayout.RowStride]); c20 = Vector512.FusedMultiplyAdd(x, b0, c20); c21 = Vector512.FusedMultiplyAdd(x, b1, c21);
+                x = Vector512.Create(a[3 * TLayout.RowStride]); c30 = Vector512.FusedMultiplyAdd(x, b0, c30); c31 = Vector512.FusedMultiplyAdd(x, b1, c31);
+                if (TRows.Count > 4)
+                {
+                    x = Vector512.Create(a[4 * TLayout.RowStride]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
+                    x = Vector512.Create(a[5 * TLayout.RowStride]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
+                    x = Vector512.Create(a[6 * TLayout.RowStride]); c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
+                    x = Vector512.Create(a[7 * TLayout.RowStride]); c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
+                }
+                if (TRows.Count > 8)
+                {
+                    x = Vector512.Create(a[8 * TLayout.RowStride]); c80 = Vector512.FusedMultiplyAdd(x, b0, c80); c81 = Vector512.FusedMultiplyAdd(x, b1, c81);
+                    x = Vector512.Create(a[9 * TLayout.RowStride]); c90 = Vector512.FusedMultiplyAdd(x, b0, c90); c91 = Vector512.FusedMultiplyAdd(x, b1, c91);
+                    x = Vector512.Create(a[10 * TLayout.RowStride]); cA0 = Vector512.FusedMultiplyAdd(x, b0, cA0); cA1 = Vector512.FusedMultiplyAdd(x, b1, cA1);
+                    x = Vector512.Create(a[11 * TLayout.RowStride]); cB0 = Vector512.FusedMultiplyAdd(x, b0, cB0); cB1 = Vector512.FusedMultiplyAdd(x, b1, cB1);
+                    x = Vector512.Create(a[12 * TLayout.RowStride]); cC0 = Vector512.FusedMultiplyAdd(x, b0, cC0); cC1 = Vector512.FusedMultiplyAdd(x, b1, cC1);
+                    x = Vector512.Create(a[13 * TLayout.RowStride]); cD0 = Vector512.FusedMultiplyAdd(x, b0, cD0); cD1 = Vector512.FusedMultiplyAdd(x, b1, cD1);
+                }
+                a += TLayout.Step(Mr512);
+                b += Nr512;
             }
-            if (TRows.Count > 8)
-            {
-                x = Vector512.Create(a[8]); c80 = Vector512.FusedMultiplyAdd(x, b0, c80); c81 = Vector512.FusedMultiplyAdd(x, b1, c81);
-                x = Vector512.Create(a[9]); c90 = Vector512.FusedMultiplyAdd(x, b0, c90); c91 = Vector512.FusedMultiplyAdd(x, b1, c91);
-                x = Vector512.Create(a[10]); cA0 = Vector512.FusedMultiplyAdd(x, b0, cA0); cA1 = Vector512.FusedMultiplyAdd(x, b1, cA1);
-                x = Vector512.Create(a[11]); cB0 = Vector512.FusedMultiplyAdd(x, b0, cB0); cB1 = Vector512.FusedMultiplyAdd(x, b1, cB1);
-                x = Vector512.Create(a[12]); cC0 = Vector512.FusedMultiplyAdd(x, b0, cC0); cC1 = Vector512.FusedMultiplyAdd(x, b1, cC1);
-                x = Vector512.Create(a[13]); cD0 = Vector512.FusedMultiplyAdd(x, b0, cD0); cD1 = Vector512.FusedMultiplyAdd(x, b1, cD1);
-            }
-            a += Mr512;
-            b += Nr512;
+            a += TLayout.GroupJump(Mr512);
         }
         EpilogueOperands<Vector512<float>, F32x16>(epilogue, out bool hasBias, out Vector512<float> bias0, out Vector512<float> bias1, out float* res, out nint ldr);
         StoreRow<Vector512<float>, F32x16>(dst, c00, c01, accumulate, hasBias, bias0, bias1, res);
@@ -108,6 +121,25 @@ public static unsafe class GemmMicrokernels
     }
 
     /// <summary>
+    /// How many 16-channel groups ahead a grouped micro-panel's rows are requested. Grouped panels come from the
+    /// Winograd input transform, from L3 when a block's V outgrows L2, and a short panel's rows are 4 or 8 lines of every
+    /// 14, which the hardware prefetchers miss: one thread, 2x16x16 streamed 2560 -> 1280 channels (14 + 14 + 4 tiles)
+    /// 134-143 ms without, 92-104 with (k-major packed V: 115-120); 1x192x192 192 -> 64 stored 30-31 ms with the
+    /// requests for short panels only, 28 with them for all (packed: 34-41).
+    /// </summary>
+    private const int GroupsAhead = 4;
+
+    /// <summary>Requests one group's line of each of the first <paramref name="rows"/> rows of a grouped micro-panel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchGroup(float* group, int rows)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            Sse.Prefetch0(group + r * ChannelGroupPanel.Group);
+        }
+    }
+
+    /// <summary>
     /// Requests a tile's cache lines (the residual's, or C's when accumulating) before the k loop: they are read only
     /// in the final store, from wherever they were left, and 28 misses in a burst there cost more than the prefetches.
     /// </summary>
@@ -122,28 +154,39 @@ public static unsafe class GemmMicrokernels
     }
 
     [SkipLocalsInit]
-    public static void Kernel_6x16_Vector256(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
+    public static void Kernel_6x16_Vector256<TLayout>(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
+        where TLayout : struct, IPanelLayout
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
-        for (int k = 0; k < kc; k++)
+        for (int k0 = 0; k0 < kc; k0 += ChannelGroupPanel.Group)
         {
-            Vector256<float> b0 = Vector256.LoadAligned(b);
-            Vector256<float> b1 = Vector256.LoadAligned(b + 8);
-            if (prefetch != null)
+            // Groups of 16 k, so a grouped panel's 16 values per row are constant offsets (k-major panels step as one).
+            int steps = Math.Min(ChannelGroupPanel.Group, kc - k0);
+            if (TLayout.RowStride > 1)
             {
-                Sse.Prefetch1(prefetch);
-                prefetch += Nr256;
+                PrefetchGroup(a + GroupsAhead * Mr256 * ChannelGroupPanel.Group, Mr256);
             }
-            Vector256<float> x;
-            x = Vector256.Create(a[0]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
-            x = Vector256.Create(a[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
-            x = Vector256.Create(a[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
-            x = Vector256.Create(a[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
-            x = Vector256.Create(a[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
-            x = Vector256.Create(a[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
-            a += Mr256;
-            b += Nr256;
+            for (int k = 0; k < steps; k++)
+            {
+                Vector256<float> b0 = Vector256.LoadAligned(b);
+                Vector256<float> b1 = Vector256.LoadAligned(b + 8);
+                if (prefetch != null)
+                {
+                    Sse.Prefetch1(prefetch);
+                    prefetch += Nr256;
+                }
+                Vector256<float> x;
+                x = Vector256.Create(a[0 * TLayout.RowStride]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+                x = Vector256.Create(a[1 * TLayout.RowStride]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+                x = Vector256.Create(a[2 * TLayout.RowStride]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+                x = Vector256.Create(a[3 * TLayout.RowStride]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                x = Vector256.Create(a[4 * TLayout.RowStride]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+                x = Vector256.Create(a[5 * TLayout.RowStride]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+                a += TLayout.Step(Mr256);
+                b += Nr256;
+            }
+            a += TLayout.GroupJump(Mr256);
         }
         EpilogueOperands<Vector256<float>, F32x8>(epilogue, out bool hasBias, out Vector256<float> bias0, out Vector256<float> bias1, out float* res, out nint ldr);
         StoreRow<Vector256<float>, F32x8>(dst, c00, c01, accumulate, hasBias, bias0, bias1, res); dst += ldd; res += ldr;
@@ -197,22 +240,29 @@ public static unsafe class GemmMicrokernels
     }
 
     /// <summary>Portable fallback with the same packed layout (MR 4, NR 16).</summary>
-    public static void Kernel_4x16_Scalar(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
+    public static void Kernel_4x16_Scalar<TLayout>(int kc, float* a, float* b, float* dst, nint ldd, bool accumulate, TileEpilogue* epilogue, float* prefetch)
+        where TLayout : struct, IPanelLayout
     {
         float* acc = stackalloc float[MrScalar * NrScalar];
         new Span<float>(acc, MrScalar * NrScalar).Clear();
-        for (int k = 0; k < kc; k++)
+        for (int k0 = 0; k0 < kc; k0 += ChannelGroupPanel.Group)
         {
-            for (int r = 0; r < MrScalar; r++)
+            // Groups of 16 k, so a grouped panel's 16 values per row are constant offsets (k-major panels step as one).
+            int steps = Math.Min(ChannelGroupPanel.Group, kc - k0);
+            for (int k = 0; k < steps; k++)
             {
-                float x = a[r];
-                for (int j = 0; j < NrScalar; j++)
+                for (int r = 0; r < MrScalar; r++)
                 {
-                    acc[r * NrScalar + j] = MathF.FusedMultiplyAdd(x, b[j], acc[r * NrScalar + j]);
+                    float x = a[r * TLayout.RowStride];
+                    for (int j = 0; j < NrScalar; j++)
+                    {
+                        acc[r * NrScalar + j] = MathF.FusedMultiplyAdd(x, b[j], acc[r * NrScalar + j]);
+                    }
                 }
+                a += TLayout.Step(MrScalar);
+                b += NrScalar;
             }
-            a += MrScalar;
-            b += NrScalar;
+            a += TLayout.GroupJump(MrScalar);
         }
         float* bias = epilogue == null ? null : epilogue->Bias;
         float* res = epilogue == null ? null : epilogue->Residual;
@@ -229,7 +279,7 @@ public static unsafe class GemmMicrokernels
     }
 }
 
-/// <summary>A compile-time row count for <see cref="GemmMicrokernels.Kernel_x32_Vector512{TRows}"/> (the JIT drops the rows a count does not use).</summary>
+/// <summary>A compile-time row count for <see cref="GemmMicrokernels.Kernel_x32_Vector512{TRows, TLayout}"/> (the JIT drops the rows a count does not use).</summary>
 public interface IRowCount
 {
     static abstract int Count { get; }
@@ -248,4 +298,47 @@ public readonly struct EightRows : IRowCount
 public readonly struct FourteenRows : IRowCount
 {
     public static int Count => GemmMicrokernels.Mr512;
+}
+
+/// <summary>
+/// How an A micro-panel of MR rows orders its values, as a compile-time choice (the JIT folds the strides into each
+/// broadcast's address).
+/// </summary>
+public interface IPanelLayout
+{
+    /// <summary>Floats between two rows' values at one k.</summary>
+    static abstract int RowStride { get; }
+
+    /// <summary>How far an MR-row panel's pointer moves from one k to the next within a group of 16.</summary>
+    static abstract int Step(int mr);
+
+    /// <summary>How much further it moves after a group's 16 steps.</summary>
+    static abstract int GroupJump(int mr);
+}
+
+/// <summary>k-major: MR floats per k, rows adjacent (what the A packers write).</summary>
+public readonly struct KMajorPanel : IPanelLayout
+{
+    public static int RowStride => 1;
+
+    public static int Step(int mr) => mr;
+
+    public static int GroupJump(int mr) => 0;
+}
+
+/// <summary>
+/// In groups of 16 channels: for each 16 k, row i's 16 values at i x 16, so a panel is [kc / 16][MR][16] (the last
+/// group's rows keep 16 slots). A producer that makes one row's 16 channels as a vector (the Winograd input
+/// transform, one tile at a time) stores them whole, and the microkernel reads the panel with no packing pass.
+/// </summary>
+public readonly struct ChannelGroupPanel : IPanelLayout
+{
+    /// <summary>Channels per group: one AVX-512 vector, a cache line.</summary>
+    public const int Group = 16;
+
+    public static int RowStride => Group;
+
+    public static int Step(int mr) => 1;
+
+    public static int GroupJump(int mr) => (mr - 1) * Group;
 }
