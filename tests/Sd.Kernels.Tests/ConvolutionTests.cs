@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Sd.Kernels.Convolution;
+using Sd.Kernels.Elementwise;
 using Sd.Kernels.Gemm;
 using Xunit.Abstractions;
 
@@ -327,6 +328,60 @@ public unsafe class ConvolutionTests(ITestOutputHelper output)
         Assert.Equal(wide, narrow);
         double error = RelativeL2(reference, wide);
         Assert.True(error <= 1e-5, $"{name}: relative L2 error {error:E2} against the direct convolution");
+    }
+
+    /// <summary>
+    /// A fused LeakyReLU or PReLU, with stored and streamed weights, gives the convolution (bias and residual added)
+    /// followed by the activation's scalar reference, bit for bit: whole vectors of channels, then 5 in the scalar tail.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Winograd_with_a_fused_activation_equals_the_activation_after_it(string name)
+    {
+        GemmVariant variant = Variant(name);
+        var random = new Random(17);
+        var s = new ConvShape(2, 9, 11, 20, 37);
+        int pixels = s.Batch * s.Height * s.Width, outputs = pixels * s.OutChannels;
+        float[] x = GemmKernelsTests.RandomArray(random, pixels * s.InChannels);
+        float[] w = GemmKernelsTests.RandomArray(random, s.OutChannels * s.InChannels * 9);
+        float[] bias = GemmKernelsTests.RandomArray(random, s.OutChannels);
+        float[] residual = GemmKernelsTests.RandomArray(random, outputs);
+        float[] slopes = GemmKernelsTests.RandomArray(random, s.OutChannels);
+        float[] workspace = new float[Math.Max(WinogradConv.WorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels),
+            WinogradConv.StreamedWorkspaceFloats(s.Batch, s.Height, s.Width, s.InChannels, s.OutChannels))];
+        fixed (float* px = x, pw = w, pb = bias, pr = residual, pslopes = slopes, ws = workspace)
+        {
+            using WinogradWeights stored = WinogradWeights.Create(pw, s.OutChannels, s.InChannels, variant.Nr);
+            using PackedWeights raw = ImplicitGemmConv.PackWeights(pw, s.OutChannels, s.InChannels, 3, 3, variant.Nr);
+            foreach (bool streamed in new[] { false, true })
+            {
+                foreach (bool prelu in new[] { false, true })
+                {
+                    var separate = new float[outputs];
+                    var fused = new float[outputs];
+                    fixed (float* py = separate, pf = fused)
+                    {
+                        for (int pass = 0; pass < 2; pass++)
+                        {
+                            // Pass 0: no activation, then the scalar reference over the output; pass 1: fused.
+                            float* y = pass == 0 ? py : pf;
+                            ConvActivation activation = pass == 0 ? default : prelu ? ConvActivation.Prelu(pslopes) : ConvActivation.LeakyRelu(0.2f);
+                            if (streamed)
+                            {
+                                WinogradConv.RunStreamed(variant, s.Batch, s.Height, s.Width, px, raw, pb, false, pr, s.OutChannels, y, s.OutChannels, ws, 0, activation);
+                            }
+                            else
+                            {
+                                WinogradConv.Run(variant, s.Batch, s.Height, s.Width, px, stored, pb, false, pr, s.OutChannels, y, s.OutChannels, ws, 0, activation);
+                            }
+                        }
+                        if (prelu) FeatureMapKernels.Prelu_Scalar(py, pixels, s.OutChannels, s.OutChannels, pslopes);
+                        else FeatureMapKernels.LeakyRelu_Scalar(py, pixels, s.OutChannels, s.OutChannels, 0.2f);
+                    }
+                    Assert.True(separate.AsSpan().SequenceEqual(fused), $"{name} streamed={streamed} prelu={prelu}");
+                }
+            }
+        }
     }
 
     private static void RunStreamed(GemmVariant variant, ConvShape s, float* x, PackedWeights packed, float* bias, bool biasPerImage,

@@ -90,30 +90,34 @@ public sealed unsafe class Conv2d : IDisposable
     /// are <paramref name="inputStride"/> floats apart (0: Cin) and y's <paramref name="outputStride"/> (0: Cout), so
     /// either may be a channel slice of a wider tensor.
     /// <paramref name="bias"/> defaults to the layer's own; with <paramref name="biasPerImage"/> it holds one
-    /// Cout vector per image (a ResNet's conv bias + time embedding). Only Winograd layers use the workspace.
+    /// Cout vector per image (a ResNet's conv bias + time embedding). <paramref name="activation"/> applies to the
+    /// result: in the Winograd output transform's store (a separate pass over y cost an upscaler 2-4%), else after it.
+    /// Only Winograd layers use the workspace.
     /// </summary>
     public void Forward(float* x, int batch, int height, int width, float* y, Workspace? workspace,
-        float* residual = null, float* bias = null, bool biasPerImage = false, int inputStride = 0, int outputStride = 0)
+        float* residual = null, float* bias = null, bool biasPerImage = false, int inputStride = 0, int outputStride = 0,
+        ConvActivation activation = default)
     {
         ConvShape shape = Shape(batch, height, width) with { InputStride = inputStride }; // each kernel checks the strides
         int ldx = shape.PixelStride;
         int ldy = outputStride == 0 ? OutChannels : outputStride;
         bias = bias == null ? _bias.Pointer : bias;
-        if (_winograd != null)
+        if (_winograd != null || Streams(batch, height, width))
         {
-            WinogradConv.Run(GemmKernels.Selected, batch, height, width, x, _winograd, bias, biasPerImage,
-                residual, ldy, y, ldy,
-                (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd], ldx);
+            float* scratch = (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd];
+            if (_winograd != null)
+            {
+                WinogradConv.Run(GemmKernels.Selected, batch, height, width, x, _winograd, bias, biasPerImage, residual, ldy, y, ldy, scratch, ldx, activation);
+            }
+            else
+            {
+                WinogradConv.RunStreamed(GemmKernels.Selected, batch, height, width, x, _gemm!, bias, biasPerImage, residual, ldy, y, ldy, scratch, ldx, activation);
+            }
+            return;
         }
-        else if (_fewOutputs != null)
+        if (_fewOutputs != null)
         {
             FewOutputsConv.Run(shape, x, _fewOutputs, bias, biasPerImage, residual, ldy, y, ldy);
-        }
-        else if (Streams(batch, height, width))
-        {
-            WinogradConv.RunStreamed(GemmKernels.Selected, batch, height, width, x, _gemm!, bias, biasPerImage,
-                residual, ldy, y, ldy,
-                (workspace ?? throw new InvalidOperationException("a Winograd convolution needs a planned workspace"))[Scratch.Winograd], ldx);
         }
         else if (!shape.IsPointwise)
         {
@@ -132,6 +136,7 @@ public sealed unsafe class Conv2d : IDisposable
                 Pointwise(height * width, x + n * inImage, ldx, bias + (long)n * OutChannels, residual == null ? null : residual + n * outImage, y + n * outImage, ldy);
             }
         }
+        activation.ApplyTo(y, (nint)batch * shape.OutHeight * shape.OutWidth, OutChannels, ldy);
     }
 
     private bool Streams(int batch, int height, int width) => _streamed && (long)batch * ((height + 3) / 4) * ((width + 3) / 4) >= StreamedMinTiles;

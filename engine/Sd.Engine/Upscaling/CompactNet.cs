@@ -1,6 +1,6 @@
 using Sd.Engine.Modules;
 using Sd.Engine.Tensors;
-using Sd.Kernels.Elementwise;
+using Sd.Kernels.Convolution;
 using Sd.Loaders.Upscalers;
 using Sd.Loaders.Weights;
 
@@ -52,8 +52,7 @@ internal sealed unsafe class CompactNet : IUpscaleNetwork
         for (int i = 0; i < _convs.Length; i++)
         {
             float* next = i % 2 == 0 ? a : b;
-            _convs[i].Forward(current, 1, height, width, next, _memory.Workspace);
-            FeatureMapKernels.Prelu(next, pixels, f, f, _slopes[i].Pointer);
+            _convs[i].Forward(current, 1, height, width, next, _memory.Workspace, activation: ConvActivation.Prelu(_slopes[i].Pointer));
             current = next;
         }
         _last.Forward(current, 1, height, width, shuffled, _memory.Workspace);

@@ -1,4 +1,5 @@
 using Sd.Engine.Modules;
+using Sd.Kernels.Convolution;
 using Sd.Kernels.Elementwise;
 
 namespace Sd.Engine.Upscaling;
@@ -13,7 +14,9 @@ namespace Sd.Engine.Upscaling;
 internal sealed unsafe class ResidualDenseBlock : IDisposable
 {
     public const float ResidualScale = 0.2f;
-    public const float Slope = 0.2f;
+
+    /// <summary>LeakyReLU with slope 0.2, as every RRDBNet convolution but the last of each block applies it.</summary>
+    public static ConvActivation Activation => ConvActivation.LeakyRelu(0.2f);
 
     private readonly Conv2d[] _convs = new Conv2d[5];
     private readonly int _features;
@@ -45,8 +48,7 @@ internal sealed unsafe class ResidualDenseBlock : IDisposable
         for (int k = 0; k < 4; k++)
         {
             float* slice = dense + _features + k * _growth; // [pixels, G] of stride ld: x(k+1)
-            _convs[k].Forward(dense, 1, height, width, slice, workspace, inputStride: ld, outputStride: ld);
-            FeatureMapKernels.LeakyRelu(slice, pixels, _growth, ld, Slope);
+            _convs[k].Forward(dense, 1, height, width, slice, workspace, inputStride: ld, outputStride: ld, activation: Activation);
         }
         _convs[4].Forward(dense, 1, height, width, t, workspace, inputStride: ld);
         FeatureMapKernels.ScaledAdd(t, _features, ResidualScale, dense, ld, dense, ld, pixels, _features);

@@ -1,5 +1,6 @@
 using Sd.Engine.Modules;
 using Sd.Engine.Tensors;
+using Sd.Kernels.Convolution;
 using Sd.Kernels.Elementwise;
 using Sd.Loaders.Upscalers;
 using Sd.Loaders.Weights;
@@ -77,12 +78,10 @@ internal sealed unsafe class RrdbNet : IUpscaleNetwork
             FeatureMapKernels.Upsample2xNearest(current, 1, h, w, f, a); // [2h, 2w, F]
             h *= 2;
             w *= 2;
-            up.Forward(a, 1, h, w, b, _memory.Workspace);
-            FeatureMapKernels.LeakyRelu(b, (nint)h * w, f, f, ResidualDenseBlock.Slope);
+            up.Forward(a, 1, h, w, b, _memory.Workspace, activation: ResidualDenseBlock.Activation);
             current = b;
         }
-        _hr.Forward(current, 1, h, w, a, _memory.Workspace);
-        FeatureMapKernels.LeakyRelu(a, (nint)h * w, f, f, ResidualDenseBlock.Slope);
+        _hr.Forward(current, 1, h, w, a, _memory.Workspace, activation: ResidualDenseBlock.Activation);
         _last.Forward(a, 1, h, w, y, _memory.Workspace);
     }
 

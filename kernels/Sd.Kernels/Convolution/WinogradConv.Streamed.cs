@@ -53,7 +53,7 @@ public static unsafe partial class WinogradConv
     /// </summary>
     public static void RunStreamed(GemmVariant variant, int batch, int height, int width, float* input, PackedWeights weights,
         float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace,
-        int inputStride = 0)
+        int inputStride = 0, ConvActivation activation = default)
     {
         using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3,
             new Diagnostics.KernelShape("conv3x3 Winograd (weights transformed per call) {0}x{1}x{2}, {3} to {4} channels", batch, height, width, weights.K / 9, weights.N));
@@ -63,7 +63,7 @@ public static unsafe partial class WinogradConv
         }
         int inChannels = weights.K / 9, outChannels = weights.N;
         int blockTiles = StreamedBlockTiles(batch, height, width, inChannels, outChannels);
-        var ctx = new Context { Raw = new PackedWeightsView(weights), ChannelBlocks = ChannelBlocks(inChannels) };
+        var ctx = new Context { Raw = new PackedWeightsView(weights), ChannelBlocks = ChannelBlocks(inChannels), Activation = activation };
         RunBlocks(&ctx, variant, batch, height, width, inChannels, outChannels, input, inputStride, bias, biasPerImage,
             residual, residualStride, output, outputStride, workspace, blockTiles, &StreamedGemmPhase);
     }

@@ -30,6 +30,7 @@ public static unsafe partial class WinogradConv
         public bool BiasPerImage;
         public float* Residual;
         public int ResidualStride;
+        public ConvActivation Activation;
         public int OutputStride;
         public int Height;
         public int Width;
@@ -116,13 +117,13 @@ public static unsafe partial class WinogradConv
     /// <summary>
     /// output[N, H, W, Cout] (pixel stride <paramref name="outputStride"/>) = conv3x3(input [N, H, W, Cin], pixel
     /// stride <paramref name="inputStride"/>, 0 for Cin) + bias + residual (pixel stride
-    /// <paramref name="residualStride"/>; may be the output itself); any H, W.
+    /// <paramref name="residualStride"/>; may be the output itself), then <paramref name="activation"/>; any H, W.
     /// With <paramref name="biasPerImage"/>, <paramref name="bias"/> holds one Cout vector per image (a ResNet's
     /// conv bias plus its time embedding). <paramref name="workspace"/> holds <see cref="WorkspaceFloats"/> floats.
     /// </summary>
     public static void Run(GemmVariant variant, int batch, int height, int width, float* input, WinogradWeights weights,
         float* bias, bool biasPerImage, float* residual, int residualStride, float* output, int outputStride, float* workspace,
-        int inputStride = 0)
+        int inputStride = 0, ConvActivation activation = default)
     {
         using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Conv3x3,
             new Diagnostics.KernelShape("conv3x3 Winograd {0}x{1}x{2}, {3} to {4} channels", batch, height, width, weights.InChannels, weights.OutChannels));
@@ -131,7 +132,7 @@ public static unsafe partial class WinogradConv
             throw new ArgumentException($"weights packed for NR={weights[0].PanelWidth}, the {variant.Name} kernel uses NR={variant.Nr}", nameof(weights));
         }
         int blockTiles = BlockTiles(batch, height, width, weights.InChannels, weights.OutChannels);
-        var ctx = new Context { Weights = weights.Views };
+        var ctx = new Context { Weights = weights.Views, Activation = activation };
         RunBlocks(&ctx, variant, batch, height, width, weights.InChannels, weights.OutChannels, input, inputStride, bias, biasPerImage,
             residual, residualStride, output, outputStride, workspace, blockTiles, &StoredGemmPhase);
     }
@@ -296,7 +297,7 @@ public static unsafe partial class WinogradConv
                 ctx->Bias == null ? null : ctx->BiasPerImage ? ctx->Bias + (nint)image * ctx->OutChannels : ctx->Bias,
                 ctx->Residual == null ? null : ctx->Residual + imageOffset * ctx->ResidualStride, ctx->ResidualStride,
                 ctx->Output + imageOffset * ctx->OutputStride, ctx->OutputStride,
-                ctx->Height, ctx->Width, y0, x0);
+                ctx->Height, ctx->Width, y0, x0, ctx->Activation);
         }
     }
 

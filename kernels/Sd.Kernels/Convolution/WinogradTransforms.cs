@@ -171,22 +171,22 @@ public static unsafe class WinogradTransforms
 
     /// <summary>
     /// m[p * ldm + c] for the 36 positions -> the 4x4 output tile at (y0, x0) of output [H, W, stride ldo] for
-    /// channels [0, channels), adding bias[c] and residual (same pixel layout, stride ldr); pixels outside the
-    /// image are skipped (edge tiles).
+    /// channels [0, channels), adding bias[c] and residual (same pixel layout, stride ldr), then applying
+    /// <paramref name="activation"/>; pixels outside the image are skipped (edge tiles).
     /// </summary>
     public static void OutputTile(float* m, nint ldm, int channels, float* bias, float* residual, int ldr,
-        float* output, int ldo, int height, int width, int y0, int x0)
+        float* output, int ldo, int height, int width, int y0, int x0, ConvActivation activation)
     {
         int rowsValid = Math.Min(4, height - y0), colsValid = Math.Min(4, width - x0);
         int c = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            c = OutputChannels<Vector512<float>, F32x16>(m, ldm, channels, bias, residual, ldr, output, ldo, width, y0, x0, rowsValid, colsValid, c);
+            c = OutputChannels<Vector512<float>, F32x16>(m, ldm, channels, bias, residual, ldr, output, ldo, width, y0, x0, rowsValid, colsValid, activation, c);
         }
-        c = OutputChannels<Vector256<float>, F32x8>(m, ldm, channels, bias, residual, ldr, output, ldo, width, y0, x0, rowsValid, colsValid, c);
+        c = OutputChannels<Vector256<float>, F32x8>(m, ldm, channels, bias, residual, ldr, output, ldo, width, y0, x0, rowsValid, colsValid, activation, c);
         for (; c < channels; c++)
         {
-            OutputTileScalar(m, ldm, c, bias, residual, ldr, output, ldo, width, y0, x0, rowsValid, colsValid);
+            OutputTileScalar(m, ldm, c, bias, residual, ldr, output, ldo, width, y0, x0, rowsValid, colsValid, activation);
         }
     }
 
@@ -197,7 +197,7 @@ public static unsafe class WinogradTransforms
     /// </summary>
     [SkipLocalsInit]
     private static int OutputChannels<TVec, V>(float* m, nint ldm, int channels, float* bias, float* residual, int ldr,
-        float* output, int ldo, int width, int y0, int x0, int rowsValid, int colsValid, int c)
+        float* output, int ldo, int width, int y0, int x0, int rowsValid, int colsValid, ConvActivation activation, int c)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
     {
@@ -217,18 +217,19 @@ public static unsafe class WinogradTransforms
                 TVec* row = t + i * 6;
                 OutputTransform1D<TVec, V>(row[0], row[1], row[2], row[3], row[4], row[5], out TVec o0, out TVec o1, out TVec o2, out TVec o3);
                 nint pixel = (nint)(y0 + i) * width + x0;
-                StoreOutput<TVec, V>(o0, b, residual, pixel, ldr, output, ldo, c);
-                if (colsValid > 1) StoreOutput<TVec, V>(o1, b, residual, pixel + 1, ldr, output, ldo, c);
-                if (colsValid > 2) StoreOutput<TVec, V>(o2, b, residual, pixel + 2, ldr, output, ldo, c);
-                if (colsValid > 3) StoreOutput<TVec, V>(o3, b, residual, pixel + 3, ldr, output, ldo, c);
+                StoreOutput<TVec, V>(o0, b, residual, pixel, ldr, output, ldo, activation, c);
+                if (colsValid > 1) StoreOutput<TVec, V>(o1, b, residual, pixel + 1, ldr, output, ldo, activation, c);
+                if (colsValid > 2) StoreOutput<TVec, V>(o2, b, residual, pixel + 2, ldr, output, ldo, activation, c);
+                if (colsValid > 3) StoreOutput<TVec, V>(o3, b, residual, pixel + 3, ldr, output, ldo, activation, c);
             }
         }
         return c;
     }
 
-    /// <summary>One output pixel's channel vector: value + bias (+ residual).</summary>
+    /// <summary>One output pixel's channel vector: activation(value + bias (+ residual)).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreOutput<TVec, V>(TVec value, TVec bias, float* residual, nint pixel, int ldr, float* output, int ldo, int c)
+    private static void StoreOutput<TVec, V>(TVec value, TVec bias, float* residual, nint pixel, int ldr, float* output, int ldo,
+        ConvActivation activation, int c)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec>
     {
@@ -237,7 +238,7 @@ public static unsafe class WinogradTransforms
         {
             value = V.Add(value, V.Load(residual + pixel * ldr + c));
         }
-        V.Store(value, output + pixel * ldo + c);
+        V.Store(activation.Apply<TVec, V>(value, c), output + pixel * ldo + c);
     }
 
     /// <summary>The 1-D output transform A^T m: 6 values -> 4.</summary>
@@ -255,7 +256,7 @@ public static unsafe class WinogradTransforms
     }
 
     private static void OutputTileScalar(float* m, nint ldm, int c, float* bias, float* residual, int ldr,
-        float* output, int ldo, int width, int y0, int x0, int rowsValid, int colsValid)
+        float* output, int ldo, int width, int y0, int x0, int rowsValid, int colsValid, ConvActivation activation)
     {
         float* t = stackalloc float[36];
         for (int p = 0; p < 36; p++) t[p] = m[p * ldm + c];
@@ -268,7 +269,7 @@ public static unsafe class WinogradTransforms
                 nint pixel = (nint)(y0 + i) * width + x0 + j;
                 float value = t[i * 6 + j] + (bias == null ? 0 : bias[c]);
                 if (residual != null) value += residual[pixel * ldr + c];
-                output[pixel * ldo + c] = value;
+                output[pixel * ldo + c] = activation.Apply(value, c);
             }
         }
     }

@@ -175,7 +175,8 @@ public static unsafe class FeatureMapKernels
         }
     }
 
-    private static TVec LeakyRelu<TVec, V>(TVec v, TVec slope)
+    /// <summary>v &gt; 0 ? v : v * slope, per lane (also a fused convolution's activation).</summary>
+    internal static TVec LeakyRelu<TVec, V>(TVec v, TVec slope)
         where TVec : unmanaged
         where V : struct, IF32Vector<TVec> =>
         V.ConditionalSelect(V.GreaterThan(v, V.Zero), v, V.Multiply(v, slope));
