@@ -139,4 +139,71 @@ public sealed class UpscaleCommandTests : IDisposable
         Assert.Contains("would be 0x0", Assert.Throws<ArgumentException>(() => UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--scale", "0.2", "--out", output], TextWriter.Null)).Message);
         Assert.False(File.Exists(output));
     }
+    /// <summary>
+    /// "Batch from Directory": every PNG of the folder in natural name order, each as a single run writes it, under
+    /// its own name in a folder made for them; other files, hidden ones and subfolders are left out.
+    /// </summary>
+    [Fact]
+    public void A_folder_is_upscaled_in_natural_order_into_another()
+    {
+        string inputs = Directory.CreateDirectory(_dir.File("inputs")).FullName;
+        var pixels = new Dictionary<string, PngImage>();
+        foreach ((string name, int width) in new[] { ("img10.png", 12), ("img2.png", 9), (".hidden.png", 5) })
+        {
+            var picture = new byte[width * 7 * 3];
+            new Random(width).NextBytes(picture);
+            pixels[name] = new PngImage(width, 7, 3, picture);
+            PngFile.Write(Path.Combine(inputs, name), pixels[name]);
+        }
+        File.WriteAllText(Path.Combine(inputs, "notes.txt"), "not a picture");
+        Directory.CreateDirectory(Path.Combine(inputs, "sub"));
+        string outputs = _dir.File(Path.Combine("made", "outputs"));
+        var log = new StringWriter();
+        Assert.Equal(0, UpscaleCommand.Run(["--input-dir", inputs, "--output-dir", outputs, "--upscaler", "Nearest", "--scale", "2"], log));
+        Assert.Equal(["img10.png", "img2.png"], Directory.GetFiles(outputs).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        foreach (string name in new[] { "img2.png", "img10.png" })
+        {
+            PngImage source = pixels[name], result = PngFile.Read(Path.Combine(outputs, name));
+            UpscaledPicture expected = new PostprocessUpscale { Upscaler = Upscaler.Nearest, Scale = 2 }.Run(source.Pixels, source.Height, source.Width);
+            Assert.Equal((expected.Width, expected.Height), (result.Width, result.Height));
+            Assert.Equal(expected.Picture, result.Pixels);
+        }
+        string text = log.ToString();
+        Assert.True(text.IndexOf("img2.png", StringComparison.Ordinal) < text.IndexOf("img10.png", StringComparison.Ordinal), text);
+        Assert.Contains($"skipped {Path.Combine(inputs, "notes.txt")}", text);
+        Assert.Contains("upscaled 2 of 3 files", text);
+    }
+
+    [Fact]
+    public void A_batch_needs_two_different_folders_and_no_single_picture_flags()
+    {
+        string inputs = Directory.CreateDirectory(_dir.File("batch-in")).FullName, outputs = _dir.File("batch-out");
+        (string Expected, string[] Flags)[] cases =
+        [
+            ("upscale: give --image and --out, or --input-dir and --output-dir, not both", ["--input-dir", inputs, "--output-dir", outputs, "--image", Picture(3)]),
+            ("upscale: --output-dir is required", ["--input-dir", inputs]),
+            ("upscale: --input-dir is required", ["--output-dir", outputs]),
+            ($"upscale: --input-dir '{_dir.File("missing")}' is not a folder", ["--input-dir", _dir.File("missing"), "--output-dir", outputs]),
+            ("upscale: --output-dir is --input-dir", ["--input-dir", inputs, "--output-dir", inputs + Path.DirectorySeparatorChar]),
+        ];
+        foreach ((string expected, string[] flags) in cases)
+        {
+            var e = Assert.Throws<UsageException>(() => UpscaleCommand.Run([.. flags, "--upscaler", "Lanczos"], TextWriter.Null));
+            Assert.StartsWith(expected, e.Message);
+        }
+        Assert.False(Directory.Exists(outputs));
+    }
+
+    [Theory]
+    [InlineData("img2.png", "img10.png")]
+    [InlineData("a1.png", "a.png")] // ['a', 1, '.png'] against ['a.png']: 'a' comes before 'a.png'
+    [InlineData("1.png", "a.png")]
+    [InlineData("IMG3.png", "img4.png")]
+    [InlineData("x007.png", "x8.png")]
+    [InlineData("ab1.png", "abc.png")]
+    public void Natural_order_is_a1111s(string first, string second)
+    {
+        Assert.True(NaturalOrder.Instance.Compare(first, second) < 0);
+        Assert.True(NaturalOrder.Instance.Compare(second, first) > 0);
+    }
 }

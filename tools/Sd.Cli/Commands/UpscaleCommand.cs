@@ -7,13 +7,14 @@ using Sd.Loaders.Png;
 
 namespace Sd.Cli.Commands;
 
-/// <summary><c>sd upscale</c>: AUTOMATIC1111's Extras upscale of a PNG picture.</summary>
+/// <summary><c>sd upscale</c>: AUTOMATIC1111's Extras upscale of a PNG picture, or of a folder's ("Batch from Directory").</summary>
 public static class UpscaleCommand
 {
     private const string Help = """
         Usage: sd upscale --image in.png --upscaler NAME|FILE [--scale S] [--max-side N]
                           [--width W --height H [--no-crop]] [--upscaler-2 NAME|FILE --upscaler-2-visibility V]
                           [--tile 192] [--tile-overlap 8] [--threads T] --out out.png
+               sd upscale --input-dir DIR --output-dir DIR --upscaler NAME|FILE [the same options]
 
         Upscales a picture as AUTOMATIC1111's Extras tab does ("Upscale"). --upscaler is Lanczos or Nearest (Pillow's
         resizes, no model) or an ESRGAN-family model file (.safetensors: Real-ESRGAN x4plus/x2plus/anime_6B and the
@@ -31,6 +32,10 @@ public static class UpscaleCommand
         The input may be gray, RGB or RGBA (alpha dropped, as Pillow's convert("RGB")). The output PNG keeps the
         input's text entries ("parameters" last) and records the upscale as A1111 does ("postprocessing" and
         "extras": "Postprocess upscale by: 4, Postprocess upscaler: ...").
+        --input-dir upscales every PNG in a folder (A1111's "Batch from Directory"), in natural name order, the models
+        loaded once, each to --output-dir/NAME.png under its own name (A1111's default); files that are not PNG
+        pictures (and hidden ones) are skipped with a note, and the output folder is made if missing and must not be
+        the input folder.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
@@ -41,13 +46,16 @@ public static class UpscaleCommand
             return 0;
         }
         var line = new CommandLine("upscale", args, ["--image", "--upscaler", "--scale", "--max-side", "--width", "--height", "--upscaler-2",
-            "--upscaler-2-visibility", "--tile", "--tile-overlap", "--threads", "--log-level", "--out"], ["--no-crop"]);
-        string outPath = line.Require("--out");
-        string imagePath = line.Require("--image");
+            "--upscaler-2-visibility", "--tile", "--tile-overlap", "--threads", "--log-level", "--out", "--input-dir", "--output-dir"], ["--no-crop"]);
+        bool batch = line.Has("--input-dir") || line.Has("--output-dir");
+        List<(string Input, string Output)> jobs = batch ? BatchJobs(line) : [(line.Require("--image"), line.Require("--out"))];
         Settings settings = Read(line);
-        line.CheckOutputFlags("--out");
+        if (!batch)
+        {
+            line.CheckOutputFlags("--out");
+        }
         ModelOptions.Setup(line);
-        PngImage input = PngFile.Read(imagePath);
+        PngImage? single = batch ? null : PngFile.Read(jobs[0].Input); // a single picture is read before any model loads
         var models = new List<EsrganUpscaler>();
         try
         {
@@ -60,17 +68,83 @@ public static class UpscaleCommand
                 MaxSideLength = settings.MaxSide, Width = settings.Width, Height = settings.Height, Crop = !line.Has("--no-crop"),
                 Upscaler2 = second, Upscaler2Visibility = settings.Visibility,
             };
-            var clock = Stopwatch.StartNew();
-            UpscaledPicture result = upscale.Run(ImageConversion.RgbBytes(input), input.Height, input.Width);
-            string infotext = string.Join(", ", result.Info.Select(entry => $"{entry.Key}: {Infotext.Quote(entry.Value)}"));
-            PngFile.Write(outPath, new PngImage(result.Width, result.Height, 3, result.Picture, Text(input, infotext)));
-            output.WriteLine($"wrote {outPath}: {result.Width}x{result.Height} from {input.Width}x{input.Height} ({infotext}) in {clock.Elapsed.TotalSeconds:F1} s");
+            int written = 0;
+            foreach ((string inPath, string outPath) in jobs)
+            {
+                PngImage input;
+                try
+                {
+                    input = single ?? PngFile.Read(inPath);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // A1111's batch skips a file it cannot open as a picture.
+                    output.WriteLine($"skipped {inPath}: {Program.Describe(e)}");
+                    continue;
+                }
+                var clock = Stopwatch.StartNew();
+                UpscaledPicture result = upscale.Run(ImageConversion.RgbBytes(input), input.Height, input.Width);
+                string infotext = string.Join(", ", result.Info.Select(entry => $"{entry.Key}: {Infotext.Quote(entry.Value)}"));
+                PngFile.Write(outPath, new PngImage(result.Width, result.Height, 3, result.Picture, Text(input, infotext)));
+                output.WriteLine($"wrote {outPath}: {result.Width}x{result.Height} from {input.Width}x{input.Height} ({infotext}) in {clock.Elapsed.TotalSeconds:F1} s");
+                written++;
+            }
+            if (batch)
+            {
+                output.WriteLine($"upscaled {written} of {jobs.Count} files from {line.Get("--input-dir")} into {line.Get("--output-dir")}");
+            }
             return 0;
         }
         finally
         {
             models.ForEach(model => model.Dispose());
         }
+    }
+
+    /// <summary>
+    /// "Batch from Directory": every file of --input-dir (not hidden ones, as shared.listfiles) in natural order, each
+    /// to --output-dir/NAME.png (opts.use_original_name_batch). The output folder is made here, before any work.
+    /// </summary>
+    private static List<(string Input, string Output)> BatchJobs(CommandLine line)
+    {
+        if (line.Has("--image") || line.Has("--out"))
+        {
+            throw new UsageException("upscale: give --image and --out, or --input-dir and --output-dir, not both");
+        }
+        string inputDir = line.Require("--input-dir"), outputDir = line.Require("--output-dir");
+        if (!Directory.Exists(inputDir))
+        {
+            throw new UsageException($"upscale: --input-dir '{inputDir}' is not a folder");
+        }
+        if (Path.TrimEndingDirectorySeparator(Path.GetFullPath(inputDir)) == Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDir)))
+        {
+            throw new UsageException($"upscale: --output-dir is --input-dir ('{inputDir}'): the pictures would be written over their inputs");
+        }
+        var names = new List<string>();
+        foreach (string path in Directory.EnumerateFiles(inputDir))
+        {
+            string name = Path.GetFileName(path);
+            if (!name.StartsWith('.')) names.Add(name);
+        }
+        names.Sort(NaturalOrder.Instance);
+        try
+        {
+            Directory.CreateDirectory(outputDir);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            throw new UsageException($"upscale: --output-dir: {Program.Describe(e)}");
+        }
+        var jobs = new List<(string Input, string Output)>(names.Count);
+        foreach (string name in names)
+        {
+            jobs.Add((Path.Combine(inputDir, name), Path.Combine(outputDir, Path.GetFileNameWithoutExtension(name) + ".png")));
+        }
+        if (jobs.Count > 0)
+        {
+            line.CheckOutputs([("--output-dir", jobs[0].Output)]); // the folder takes files
+        }
+        return jobs;
     }
 
     private readonly record struct Settings(string Upscaler, string? Upscaler2, double? Scale, int MaxSide, int Width, int Height, double Visibility,
