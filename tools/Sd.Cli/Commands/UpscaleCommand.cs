@@ -79,7 +79,7 @@ public static class UpscaleCommand
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     // A1111's batch skips a file it cannot open as a picture.
-                    output.WriteLine($"skipped {inPath}: {Program.Describe(e)}");
+                    output.WriteLine($"skipped {Program.Describe(e)}"); // the message names the file
                     continue;
                 }
                 var clock = Stopwatch.StartNew();
