@@ -16,8 +16,9 @@ namespace Sd.Kernels.Convolution;
 /// weights (<see cref="ImplicitGemmConv.PackWeights"/>, any <see cref="WeightFormat"/>) for a block of input
 /// channels into an L2-resident buffer of the 36 positions' B micro-panels, and multiplies V's micro-panels by them.
 /// The transform costs about 80 vector operations and 36 stores per (input channel, vector of output channels)
-/// against 36 multiply-adds per tile there, so it pays from 8 tiles on; the weights stay as they were loaded. U is computed in float (stored Winograd weights round it once from double): results differ from
-/// <see cref="Run"/> by a few ulp.
+/// against 36 multiply-adds per tile there, so it pays from 8 tiles on; the weights stay as they were loaded. U is
+/// computed in float (stored Winograd weights round it once from double): results differ from <see cref="Run"/> by a
+/// few ulp.
 /// </summary>
 public static unsafe partial class WinogradConv
 {

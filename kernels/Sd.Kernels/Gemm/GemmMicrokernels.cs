@@ -8,8 +8,8 @@ namespace Sd.Kernels.Gemm;
 /// <summary>
 /// Register-blocked GEMM microkernels: dst[MR x NR] (=|+=) A_panel * B_panel over kc. A_panel holds MR rows in the
 /// order of an <see cref="IPanelLayout"/> (k-major, MR floats per k, or in groups of 16 channels), B_panel NR floats
-/// per k (see <see cref="PackedWeights"/>). Each k step broadcasts MR
-/// A values and does MR x (NR/lanes) FMAs into accumulators that never leave registers:
+/// per k (see <see cref="PackedWeights"/>). Each k step broadcasts MR A values and does MR x (NR/lanes) FMAs into
+/// accumulators that never leave registers:
 /// 14x32 on AVX-512 uses 28 of 32 zmm registers (+2 B vectors, +1 broadcast); 6x16 on AVX2 uses 12 of 16 ymm.
 /// An optional <see cref="TileEpilogue"/> adds a bias row and a residual tile in the same store, after the partial
 /// sum from C: a separate pass over the C tile cost 3-6% (bias) and 5-13% (bias + residual) of a projection GEMM.
@@ -122,8 +122,8 @@ public static unsafe class GemmMicrokernels
 
     /// <summary>
     /// How many 16-channel groups ahead a grouped micro-panel's rows are requested. Grouped panels come from the
-    /// Winograd input transform, from L3 when a block's V outgrows L2, and a short panel's rows are 4 or 8 lines of every
-    /// 14, which the hardware prefetchers miss: one thread, 2x16x16 streamed 2560 -> 1280 channels (14 + 14 + 4 tiles)
+    /// Winograd input transform, from L3 when a block's V outgrows L2, and a short panel's rows are 4 or 8 lines of
+    /// every 14, which the hardware prefetchers miss: one thread, 2x16x16 streamed 2560 -> 1280 channels (14 + 14 + 4 tiles)
     /// 134-143 ms without, 92-104 with (k-major packed V: 115-120); 1x192x192 192 -> 64 stored 30-31 ms with the
     /// requests for short panels only, 28 with them for all (packed: 34-41).
     /// </summary>
