@@ -358,18 +358,40 @@ public sealed class PngFileTests : IDisposable
         AssertInvalid("ihdr.png", Png(Chunk("IHDR", new byte[12]), Chunk("IEND", [])), "IHDR", "expected 13");
 
     [Theory]
-    [InlineData(16, Rgb, "bit depth 16, color type 2 (RGB)")]
-    [InlineData(8, Palette, "color type 3 (palette)")]
-    [InlineData(8, GrayAlpha, "color type 4 (gray+alpha)")]
-    [InlineData(4, Gray, "bit depth 4, color type 0 (gray)")]
-    [InlineData(1, Gray, "bit depth 1")]
-    [InlineData(16, Rgba, "bit depth 16, color type 6 (RGBA)")]
-    public void Unsupported_Formats(byte bitDepth, byte colorType, string found) =>
+    [InlineData(16, Palette, "bit depth 16 with color type 3 (palette)")]
+    [InlineData(4, Rgb, "bit depth 4 with color type 2 (RGB)")]
+    [InlineData(2, GrayAlpha, "bit depth 2 with color type 4 (gray+alpha)")]
+    [InlineData(3, Gray, "bit depth 3 with color type 0 (gray)")]
+    [InlineData(8, 5, "color type 5 (unknown)")]
+    public void Invalid_Formats(byte bitDepth, byte colorType, string found) =>
         AssertInvalid("format.png", Png(
                 Chunk("IHDR", Ihdr(4, 4, bitDepth, colorType)),
                 Chunk("IDAT", Deflate(new byte[200])),
                 Chunk("IEND", [])),
-            "unsupported PNG format", found, "supported is bit depth 8");
+            found, "is not a PNG format");
+
+    /// <summary>A palette picture needs one PLTE of whole RGB triples before its data, and a tRNS no longer than it.</summary>
+    [Theory]
+    [InlineData("none", "without a PLTE chunk")]
+    [InlineData("ragged", "PLTE chunk is 4 bytes")]
+    [InlineData("twice", "duplicate PLTE")]
+    [InlineData("late", "PLTE chunk comes after the image data")]
+    [InlineData("long tRNS", "tRNS chunk has 3 alpha values for a palette of 2")]
+    [InlineData("tRNS first", "tRNS chunk must come once, after PLTE")]
+    public void Corrupt_Palettes(string what, string message)
+    {
+        byte[] plte = Chunk("PLTE", [1, 2, 3, 4, 5, 6]), idat = Chunk("IDAT", Deflate([0, 0, 1, 0, 1, 0]));
+        byte[][] middle = what switch
+        {
+            "none" => [idat],
+            "ragged" => [Chunk("PLTE", [1, 2, 3, 4]), idat],
+            "twice" => [plte, plte, idat],
+            "late" => [idat, plte],
+            "long tRNS" => [plte, Chunk("tRNS", [1, 2, 3]), idat],
+            _ => [Chunk("tRNS", [1]), plte, idat],
+        };
+        AssertInvalid("palette.png", Png([Chunk("IHDR", Ihdr(2, 2, 8, Palette)), .. middle, Chunk("IEND", [])]), message);
+    }
 
     [Fact]
     public void Unsupported_Interlaced() =>

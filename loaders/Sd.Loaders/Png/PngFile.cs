@@ -7,7 +7,9 @@ namespace Sd.Loaders.Png;
 
 /// <summary>
 /// Reads and writes 8-bit gray, RGB and RGBA non-interlaced PNGs with text metadata (tEXt for Latin-1 text, iTXt for
-/// any other Unicode, as PIL writes them) — what Sd generates and what reference images use. Reading is strict:
+/// any other Unicode, as PIL writes them) — what Sd generates and what reference images use. Reading also takes the
+/// other non-interlaced formats (palette, gray+alpha, 1- to 16-bit samples), decoded to 8-bit gray, RGB or RGBA as
+/// Pillow reads them (<see cref="PngPixels"/>). Reading is strict:
 /// every chunk's CRC is checked, sizes are validated before anything is allocated, and any problem is an
 /// <see cref="InvalidFileException"/> naming the file and what was wrong.
 /// </summary>
@@ -61,6 +63,7 @@ public static class PngFile
 
         Header header = default;
         MemoryStream? idat = null;
+        byte[]? palette = null, paletteAlpha = null;
         bool idatFinished = false;
         var text = new Dictionary<string, string>(StringComparer.Ordinal);
         int inflateBudget = PngText.MaxInflatedText;
@@ -124,15 +127,30 @@ public static class PngFile
                 case "iTXt":
                     PngText.AddInternationalText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, ref inflateBudget, name);
                     break;
+                case "PLTE" when header.ColorType == 3:
+                    if (palette != null || idat != null)
+                        throw Invalid(name, palette != null ? "duplicate PLTE chunk" : "the PLTE chunk comes after the image data");
+                    if (length == 0 || length % 3 != 0 || length > 256 * 3)
+                        throw Invalid(name, $"PLTE chunk is {length} bytes; a palette is 1 to 256 RGB triples");
+                    palette = ReadChunkData(stream, name, type, typeBytes, (int)length);
+                    break;
+                case "tRNS" when header.ColorType == 3:
+                    if (palette == null || idat != null || paletteAlpha != null)
+                        throw Invalid(name, "the tRNS chunk must come once, after PLTE and before the image data");
+                    if (length > palette.Length / 3)
+                        throw Invalid(name, $"tRNS chunk has {length} alpha values for a palette of {palette.Length / 3}");
+                    paletteAlpha = ReadChunkData(stream, name, type, typeBytes, (int)length);
+                    break;
                 case "IEND":
                     if (length != 0)
                         throw Invalid(name, $"IEND chunk has {length} data bytes, expected 0");
                     ReadChunkData(stream, name, type, typeBytes, 0);
                     // Bytes after IEND are not part of the image; like other decoders, ignore them.
-                    return Decode(header, idat, text, name);
+                    return Decode(header, idat, palette, paletteAlpha, text, name);
                 default:
-                    // Bit 5 of the first letter (lowercase) marks a chunk as ancillary: safe to skip. Critical chunks
-                    // other than PLTE (a palette suggestion, optional for RGB) change how pixels decode.
+                    // Bit 5 of the first letter (lowercase) marks a chunk as ancillary: safe to skip (tRNS of gray
+                    // and RGB pictures too: Pillow's convert("RGB") drops it). Critical chunks other than PLTE (a
+                    // palette suggestion for RGB) change how pixels decode.
                     if (char.IsAsciiLetterUpper(type[0]) && type != "PLTE")
                         throw Invalid(name, $"unsupported critical chunk '{type}'");
                     ReadChunkData(stream, name, type, typeBytes, (int)length); // still CRC-checked
@@ -263,22 +281,17 @@ public static class PngFile
             throw Invalid(name, $"invalid IHDR: unknown filter method {filter}");
         if (interlace > 1)
             throw Invalid(name, $"invalid IHDR: unknown interlace method {interlace}");
-        if (bitDepth != 8 || colorType is not (0 or 2 or 6))
+        if (!PngPixels.IsValid(colorType, bitDepth))
         {
             throw Invalid(name,
-                $"unsupported PNG format: bit depth {bitDepth}, color type {colorType} ({ColorTypeName(colorType)}); " +
-                "supported is bit depth 8 with color type 0 (gray), 2 (RGB) or 6 (RGBA)");
+                $"invalid IHDR: bit depth {bitDepth} with color type {colorType} ({ColorTypeName(colorType)}) is not a PNG format");
         }
         if (interlace == 1)
             throw Invalid(name, "interlaced (Adam7) PNGs are not supported; only non-interlaced");
-
-        int channels = colorType switch
-        {
-            0 => 1,
-            2 => 3,
-            _ => 4,
-        };
-        return new Header((int)width, (int)height, channels);
+        var header = new Header((int)width, (int)height, colorType, bitDepth);
+        if (header.RawLength > Array.MaxLength)
+            throw Invalid(name, $"a {header.Describe()} image is too large: {header.RawLength} bytes of rows");
+        return header;
     }
 
     private static string ColorTypeName(byte colorType) => colorType switch
@@ -296,12 +309,15 @@ public static class PngFile
     /// grows with the data (from <see cref="InitialInflateBytes"/>, doubling), so a small file whose header claims a
     /// huge image fails on its data before it costs the image's memory.
     /// </summary>
-    private static PngImage Decode(Header header, MemoryStream? idat, Dictionary<string, string> text, string name)
+    private static PngImage Decode(Header header, MemoryStream? idat, byte[]? palette, byte[]? paletteAlpha, Dictionary<string, string> text,
+        string name)
     {
         if (idat == null)
             throw Invalid(name, "no IDAT chunk: the file has no image data");
+        if (header.ColorType == 3 && palette == null)
+            throw Invalid(name, "a palette image without a PLTE chunk");
 
-        var raw = new byte[Math.Min(header.RawLength, InitialInflateBytes)];
+        var raw = new byte[(int)Math.Min(header.RawLength, InitialInflateBytes)];
         int inflated = 0;
         bool extra = false;
         idat.Position = 0;
@@ -331,9 +347,18 @@ public static class PngFile
         if (extra)
             throw Invalid(name, $"image data (IDAT) inflates to more than the {header.RawLength} bytes a {header.Describe()} image needs");
 
-        var pixels = new byte[(long)header.Width * header.Height * header.Channels];
-        PngFilters.Unfilter(raw, pixels, header.Width, header.Height, header.Channels, name);
-        return new PngImage(header.Width, header.Height, header.Channels, pixels, text);
+        int channels = PngPixels.Channels(header.ColorType, paletteAlpha != null);
+        if (PngPixels.IsDirect(header.ColorType, header.BitDepth))
+        {
+            var pixels = new byte[(long)header.Width * header.Height * channels];
+            PngFilters.Unfilter(raw, pixels, header.RowBytes, header.Height, header.FilterBpp, name);
+            return new PngImage(header.Width, header.Height, channels, pixels, text);
+        }
+        var rows = new byte[(long)header.RowBytes * header.Height];
+        PngFilters.Unfilter(raw, rows, header.RowBytes, header.Height, header.FilterBpp, name);
+        byte[] expanded = PngPixels.Expand(rows, header.RowBytes, header.Width, header.Height, header.ColorType, header.BitDepth, channels,
+            palette, paletteAlpha ?? []);
+        return new PngImage(header.Width, header.Height, channels, expanded, text);
     }
 
     private static InvalidFileException Invalid(string name, string problem) => new(name, problem);
@@ -341,12 +366,18 @@ public static class PngFile
     /// <summary>The inflate buffer's first size, 1 MiB: a 512x512 RGB image's filtered rows fit without growing it.</summary>
     private const int InitialInflateBytes = 1 << 20;
 
-    private readonly record struct Header(int Width, int Height, int Channels)
+    private readonly record struct Header(int Width, int Height, byte ColorType, byte BitDepth)
     {
-        /// <summary>Filtered scanlines: a filter-type byte, then the row. Fits in an int thanks to MaxPixels.</summary>
-        public int RawLength => Height * (1 + Width * Channels);
+        /// <summary>Bytes of one stored row: its samples packed at the bit depth, whole bytes per row.</summary>
+        public int RowBytes => (int)(((long)Width * PngPixels.StoredSamples(ColorType) * BitDepth + 7) / 8);
 
-        public string Describe() => $"{Width}x{Height} {(Channels == 1 ? "gray" : Channels == 3 ? "RGB" : "RGBA")}";
+        /// <summary>The filters' byte distance to the left neighbour: a pixel's bytes, at least 1.</summary>
+        public int FilterBpp => Math.Max(1, PngPixels.StoredSamples(ColorType) * BitDepth / 8);
+
+        /// <summary>Filtered scanlines: a filter-type byte, then the row.</summary>
+        public long RawLength => Height * (1L + RowBytes);
+
+        public string Describe() => $"{Width}x{Height} {ColorTypeName(ColorType)}{(BitDepth == 8 ? "" : $" {BitDepth}-bit")}";
     }
 }
 
@@ -401,10 +432,12 @@ file static class PngFilters
         return output;
     }
 
-    /// <summary>Reverses the filters of <paramref name="raw"/> (type byte + row, per row) into <paramref name="pixels"/>.</summary>
-    public static void Unfilter(byte[] raw, byte[] pixels, int width, int height, int bpp, string name)
+    /// <summary>
+    /// Reverses the filters of <paramref name="raw"/> (type byte + row of <paramref name="stride"/> bytes, per row) into
+    /// <paramref name="pixels"/>; <paramref name="bpp"/> is the byte distance to the left neighbour.
+    /// </summary>
+    public static void Unfilter(byte[] raw, byte[] pixels, int stride, int height, int bpp, string name)
     {
-        int stride = width * bpp;
         var zeros = new byte[stride];
         for (int y = 0; y < height; y++)
         {

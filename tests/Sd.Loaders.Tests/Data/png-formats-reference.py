@@ -1,0 +1,97 @@
+"""PNG formats beyond 8-bit gray/RGB/RGBA as Pillow reads them: writes png-formats-reference.json.
+
+Each case is a small PNG made here byte by byte (every row filtered with a different filter type, so the unfiltering
+of sub-byte and 16-bit rows is checked too), with what Pillow's Image.open(...).convert("RGB") and convert("RGBA")
+give. Run with /usr/bin/python3 (Pillow 9.4, numpy); the project's tests only read the JSON.
+"""
+import base64, io, json, struct, zlib
+import numpy as np
+import PIL
+from PIL import Image
+
+rng = np.random.default_rng(41)
+
+
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+
+def filtered(rows, bpp):
+    """Row y stored with filter type y % 5."""
+    out, prior = b"", bytes(len(rows[0]))
+    for y, row in enumerate(rows):
+        kind = y % 5
+        line = bytearray()
+        for i, x in enumerate(row):
+            a = row[i - bpp] if i >= bpp else 0
+            c = prior[i - bpp] if i >= bpp else 0
+            b = prior[i]
+            pred = [0, a, b, (a + b) >> 1, paeth(a, b, c)][kind]
+            line.append((x - pred) & 0xFF)
+        out += bytes([kind]) + bytes(line)
+        prior = row
+    return out
+
+
+def png(width, height, color_type, depth, samples, plte=None, trns=None):
+    per_pixel = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+    row_bytes = (width * per_pixel * depth + 7) // 8
+    bpp = max(1, per_pixel * depth // 8)
+    rows = []
+    for y in range(height):
+        values = samples[y]
+        if depth == 16:
+            rows.append(b"".join(struct.pack(">H", int(v)) for v in values))
+        elif depth == 8:
+            rows.append(bytes(int(v) for v in values))
+        else:
+            bits = "".join(format(int(v), f"0{depth}b") for v in values)
+            bits += "0" * (row_bytes * 8 - len(bits))
+            rows.append(bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8)))
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
+    if plte is not None:
+        data += chunk(b"PLTE", plte)
+    if trns is not None:
+        data += chunk(b"tRNS", trns)
+    return data + chunk(b"IDAT", zlib.compress(filtered(rows, bpp))) + chunk(b"IEND", b"")
+
+
+def case(name, width, height, color_type, depth, plte=None, trns=None, top=None):
+    per_pixel = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+    top = top if top is not None else (1 << depth) - 1
+    samples = rng.integers(0, top + 1, (height, width * per_pixel))
+    data = png(width, height, color_type, depth, samples, plte, trns)
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+    return {"name": name, "png": base64.b64encode(data).decode(), "mode": image.mode,
+            "rgb": base64.b64encode(rgb.tobytes()).decode(), "rgba": base64.b64encode(rgba.tobytes()).decode()}
+
+
+palette7 = bytes(rng.integers(0, 256, 7 * 3, dtype=np.uint8))
+cases = [
+    case("gray 1-bit", 13, 6, 0, 1),
+    case("gray 2-bit", 7, 6, 0, 2),
+    case("gray 4-bit", 5, 6, 0, 4),
+    case("gray 16-bit (Pillow clamps to 255)", 5, 6, 0, 16, top=600),
+    case("gray 16-bit full range", 4, 5, 0, 16),
+    case("RGB 16-bit", 5, 6, 2, 16),
+    case("RGBA 16-bit", 4, 6, 6, 16),
+    case("gray+alpha 8-bit", 5, 6, 4, 8),
+    case("gray+alpha 16-bit", 3, 6, 4, 16),
+    case("palette 1-bit", 11, 6, 3, 1, plte=palette7[:6]),
+    case("palette 2-bit, indices past the palette", 9, 6, 3, 2, plte=palette7[:6]),
+    case("palette 4-bit", 5, 6, 3, 4, plte=palette7, top=6),
+    case("palette 8-bit, indices past the palette", 6, 6, 3, 8, plte=palette7, top=12),
+    case("palette 8-bit with tRNS for 4 of 7 entries", 6, 6, 3, 8, plte=palette7, trns=bytes([0, 90, 180, 255]), top=6),
+    case("palette 4-bit with tRNS", 7, 6, 3, 4, plte=palette7, trns=bytes([10, 20, 30, 40, 50, 60, 70]), top=6),
+]
+with open(__file__.replace(".py", ".json"), "w") as f:
+    json.dump({"generator": f"png-formats-reference.py, Pillow {PIL.__version__}", "cases": cases}, f, indent=1)
