@@ -8,8 +8,8 @@ namespace Sd.Loaders.Png;
 /// <summary>
 /// Reads and writes 8-bit gray, RGB and RGBA non-interlaced PNGs with text metadata (tEXt for Latin-1 text, iTXt for
 /// any other Unicode, as PIL writes them) — what Sd generates and what reference images use. Reading also takes the
-/// other non-interlaced formats (palette, gray+alpha, 1- to 16-bit samples), decoded to 8-bit gray, RGB or RGBA as
-/// Pillow reads them (<see cref="PngPixels"/>). Reading is strict:
+/// other formats (palette, gray+alpha, 1- to 16-bit samples, Adam7 interlacing), decoded to 8-bit gray, RGB or RGBA
+/// as Pillow reads them (<see cref="PngPixels"/>). Reading is strict:
 /// every chunk's CRC is checked, sizes are validated before anything is allocated, and any problem is an
 /// <see cref="InvalidFileException"/> naming the file and what was wrong.
 /// </summary>
@@ -286,9 +286,7 @@ public static class PngFile
             throw Invalid(name,
                 $"invalid IHDR: bit depth {bitDepth} with color type {colorType} ({ColorTypeName(colorType)}) is not a PNG format");
         }
-        if (interlace == 1)
-            throw Invalid(name, "interlaced (Adam7) PNGs are not supported; only non-interlaced");
-        var header = new Header((int)width, (int)height, colorType, bitDepth);
+        var header = new Header((int)width, (int)height, colorType, bitDepth, interlace == 1);
         if (header.RawLength > Array.MaxLength)
             throw Invalid(name, $"a {header.Describe()} image is too large: {header.RawLength} bytes of rows");
         return header;
@@ -348,17 +346,42 @@ public static class PngFile
             throw Invalid(name, $"image data (IDAT) inflates to more than the {header.RawLength} bytes a {header.Describe()} image needs");
 
         int channels = PngPixels.Channels(header.ColorType, paletteAlpha != null);
-        if (PngPixels.IsDirect(header.ColorType, header.BitDepth))
+        if (!header.Interlaced)
         {
-            var pixels = new byte[(long)header.Width * header.Height * channels];
-            PngFilters.Unfilter(raw, pixels, header.RowBytes, header.Height, header.FilterBpp, name);
+            byte[] pixels = DecodeRows(raw, header, header.Width, header.Height, channels, palette, paletteAlpha, name);
             return new PngImage(header.Width, header.Height, channels, pixels, text);
         }
-        var rows = new byte[(long)header.RowBytes * header.Height];
-        PngFilters.Unfilter(raw, rows, header.RowBytes, header.Height, header.FilterBpp, name);
-        byte[] expanded = PngPixels.Expand(rows, header.RowBytes, header.Width, header.Height, header.ColorType, header.BitDepth, channels,
-            palette, paletteAlpha ?? []);
-        return new PngImage(header.Width, header.Height, channels, expanded, text);
+        var picture = new byte[(long)header.Width * header.Height * channels];
+        int offset = 0;
+        foreach (Adam7.Pass pass in Adam7.Passes)
+        {
+            (int width, int height) = pass.Size(header.Width, header.Height);
+            if (width == 0 || height == 0)
+                continue; // an empty pass stores no rows, not even filter bytes
+            byte[] pixels = DecodeRows(raw.AsSpan(offset), header, width, height, channels, palette, paletteAlpha, name);
+            Adam7.Scatter(pixels, pass, width, height, picture, header.Width, channels);
+            offset += height * (1 + header.RowBytes(width));
+        }
+        return new PngImage(header.Width, header.Height, channels, picture, text);
+    }
+
+    /// <summary>
+    /// Unfilters a (reduced) picture's rows from <paramref name="raw"/> and makes them <paramref name="channels"/>-channel
+    /// 8-bit pixels: straight into them for 8-bit gray, RGB and RGBA, through <see cref="PngPixels.Expand"/> otherwise.
+    /// </summary>
+    private static byte[] DecodeRows(ReadOnlySpan<byte> raw, Header header, int width, int height, int channels, byte[]? palette,
+        byte[]? paletteAlpha, string name)
+    {
+        int rowBytes = header.RowBytes(width);
+        if (PngPixels.IsDirect(header.ColorType, header.BitDepth))
+        {
+            var pixels = new byte[(long)width * height * channels];
+            PngFilters.Unfilter(raw, pixels, rowBytes, height, header.FilterBpp, name);
+            return pixels;
+        }
+        var rows = new byte[(long)rowBytes * height];
+        PngFilters.Unfilter(raw, rows, rowBytes, height, header.FilterBpp, name);
+        return PngPixels.Expand(rows, rowBytes, width, height, header.ColorType, header.BitDepth, channels, palette, paletteAlpha ?? []);
     }
 
     private static InvalidFileException Invalid(string name, string problem) => new(name, problem);
@@ -366,18 +389,35 @@ public static class PngFile
     /// <summary>The inflate buffer's first size, 1 MiB: a 512x512 RGB image's filtered rows fit without growing it.</summary>
     private const int InitialInflateBytes = 1 << 20;
 
-    private readonly record struct Header(int Width, int Height, byte ColorType, byte BitDepth)
+    private readonly record struct Header(int Width, int Height, byte ColorType, byte BitDepth, bool Interlaced)
     {
-        /// <summary>Bytes of one stored row: its samples packed at the bit depth, whole bytes per row.</summary>
-        public int RowBytes => (int)(((long)Width * PngPixels.StoredSamples(ColorType) * BitDepth + 7) / 8);
+        /// <summary>Bytes of one stored row of <paramref name="width"/> pixels: samples packed at the bit depth, whole bytes.</summary>
+        public int RowBytes(int width) => (int)(((long)width * PngPixels.StoredSamples(ColorType) * BitDepth + 7) / 8);
 
         /// <summary>The filters' byte distance to the left neighbour: a pixel's bytes, at least 1.</summary>
         public int FilterBpp => Math.Max(1, PngPixels.StoredSamples(ColorType) * BitDepth / 8);
 
-        /// <summary>Filtered scanlines: a filter-type byte, then the row.</summary>
-        public long RawLength => Height * (1L + RowBytes);
+        /// <summary>Filtered scanlines, a filter-type byte then the row each: of the picture, or of its seven passes.</summary>
+        public long RawLength
+        {
+            get
+            {
+                if (!Interlaced)
+                {
+                    return Height * (1L + RowBytes(Width));
+                }
+                long length = 0;
+                foreach (Adam7.Pass pass in Adam7.Passes)
+                {
+                    (int width, int height) = pass.Size(Width, Height);
+                    length += width == 0 ? 0 : height * (1L + RowBytes(width));
+                }
+                return length;
+            }
+        }
 
-        public string Describe() => $"{Width}x{Height} {ColorTypeName(ColorType)}{(BitDepth == 8 ? "" : $" {BitDepth}-bit")}";
+        public string Describe() =>
+            $"{Width}x{Height} {ColorTypeName(ColorType)}{(BitDepth == 8 ? "" : $" {BitDepth}-bit")}{(Interlaced ? " interlaced" : "")}";
     }
 }
 
@@ -436,7 +476,7 @@ file static class PngFilters
     /// Reverses the filters of <paramref name="raw"/> (type byte + row of <paramref name="stride"/> bytes, per row) into
     /// <paramref name="pixels"/>; <paramref name="bpp"/> is the byte distance to the left neighbour.
     /// </summary>
-    public static void Unfilter(byte[] raw, byte[] pixels, int stride, int height, int bpp, string name)
+    public static void Unfilter(ReadOnlySpan<byte> raw, byte[] pixels, int stride, int height, int bpp, string name)
     {
         var zeros = new byte[stride];
         for (int y = 0; y < height; y++)
@@ -445,7 +485,7 @@ file static class PngFilters
             int type = raw[start];
             if (type >= FilterTypes)
                 throw new InvalidFileException(name, $"row {y} has unknown filter type {type} (expected 0 to 4)");
-            ReadOnlySpan<byte> source = raw.AsSpan(start + 1, stride);
+            ReadOnlySpan<byte> source = raw.Slice(start + 1, stride);
             Span<byte> row = pixels.AsSpan(y * stride, stride);
             ReadOnlySpan<byte> prior = y == 0 ? zeros : pixels.AsSpan((y - 1) * stride, stride);
             for (int i = 0; i < stride; i++)

@@ -1,8 +1,8 @@
 """PNG formats beyond 8-bit gray/RGB/RGBA as Pillow reads them: writes png-formats-reference.json.
 
 Each case is a small PNG made here byte by byte (every row filtered with a different filter type, so the unfiltering
-of sub-byte and 16-bit rows is checked too), with what Pillow's Image.open(...).convert("RGB") and convert("RGBA")
-give. Run with /usr/bin/python3 (Pillow 9.4, numpy); the project's tests only read the JSON.
+of sub-byte and 16-bit rows is checked too; interlaced ones in Adam7's seven passes, each filtered on its own), with
+what Pillow's Image.open(...).convert("RGB") and convert("RGBA") give. Run with /usr/bin/python3 (Pillow 9.4, numpy); the project's tests only read the JSON.
 """
 import base64, io, json, struct, zlib
 import numpy as np
@@ -39,34 +39,49 @@ def filtered(rows, bpp):
     return out
 
 
-def png(width, height, color_type, depth, samples, plte=None, trns=None):
-    per_pixel = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
-    row_bytes = (width * per_pixel * depth + 7) // 8
-    bpp = max(1, per_pixel * depth // 8)
+def stored_rows(samples, per_pixel, depth):
+    """Rows of samples [height, width x per_pixel] packed at the bit depth."""
     rows = []
-    for y in range(height):
-        values = samples[y]
+    for values in samples:
         if depth == 16:
             rows.append(b"".join(struct.pack(">H", int(v)) for v in values))
         elif depth == 8:
             rows.append(bytes(int(v) for v in values))
         else:
             bits = "".join(format(int(v), f"0{depth}b") for v in values)
-            bits += "0" * (row_bytes * 8 - len(bits))
+            bits += "0" * (-len(bits) % 8)
             rows.append(bytes(int(bits[i:i + 8], 2) for i in range(0, len(bits), 8)))
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
+    return rows
+
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png(width, height, color_type, depth, samples, plte=None, trns=None, interlaced=False):
+    per_pixel = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+    bpp = max(1, per_pixel * depth // 8)
+    if interlaced:
+        pixels = samples.reshape(height, width, per_pixel)
+        scanlines = b""
+        for x0, y0, dx, dy in ADAM7:
+            sub = pixels[y0::dy, x0::dx]
+            if sub.size:
+                scanlines += filtered(stored_rows(sub.reshape(sub.shape[0], -1), per_pixel, depth), bpp)
+    else:
+        scanlines = filtered(stored_rows(samples, per_pixel, depth), bpp)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, int(interlaced)))
     if plte is not None:
         data += chunk(b"PLTE", plte)
     if trns is not None:
         data += chunk(b"tRNS", trns)
-    return data + chunk(b"IDAT", zlib.compress(filtered(rows, bpp))) + chunk(b"IEND", b"")
+    return data + chunk(b"IDAT", zlib.compress(scanlines)) + chunk(b"IEND", b"")
 
 
-def case(name, width, height, color_type, depth, plte=None, trns=None, top=None):
+def case(name, width, height, color_type, depth, plte=None, trns=None, top=None, interlaced=False):
     per_pixel = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
     top = top if top is not None else (1 << depth) - 1
     samples = rng.integers(0, top + 1, (height, width * per_pixel))
-    data = png(width, height, color_type, depth, samples, plte, trns)
+    data = png(width, height, color_type, depth, samples, plte, trns, interlaced)
     image = Image.open(io.BytesIO(data))
     image.load()
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -92,6 +107,12 @@ cases = [
     case("palette 8-bit, indices past the palette", 6, 6, 3, 8, plte=palette7, top=12),
     case("palette 8-bit with tRNS for 4 of 7 entries", 6, 6, 3, 8, plte=palette7, trns=bytes([0, 90, 180, 255]), top=6),
     case("palette 4-bit with tRNS", 7, 6, 3, 4, plte=palette7, trns=bytes([10, 20, 30, 40, 50, 60, 70]), top=6),
+    case("RGB 8-bit interlaced", 13, 11, 2, 8, interlaced=True),
+    case("RGBA 8-bit interlaced, 1x1 (one pass)", 1, 1, 6, 8, interlaced=True),
+    case("gray 8-bit interlaced, 3x2 (empty passes)", 3, 2, 0, 8, interlaced=True),
+    case("palette 2-bit interlaced", 9, 10, 3, 2, plte=palette7[:9], interlaced=True),
+    case("gray 16-bit interlaced", 6, 5, 0, 16, top=400, interlaced=True),
+    case("gray+alpha 16-bit interlaced", 10, 9, 4, 16, interlaced=True),
 ]
 with open(__file__.replace(".py", ".json"), "w") as f:
     json.dump({"generator": f"png-formats-reference.py, Pillow {PIL.__version__}", "cases": cases}, f, indent=1)
