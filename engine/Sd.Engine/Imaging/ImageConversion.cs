@@ -47,7 +47,7 @@ public static unsafe class ImageConversion
         return tensor;
     }
 
-    /// <summary>An 8-bit picture (gray, RGB or RGBA; alpha dropped) as a [1, H, W, 3] tensor in [-1, 1].</summary>
+    /// <summary>A decoded PNG (gray, RGB or RGBA; alpha dropped) as a [1, H, W, 3] tensor in [-1, 1].</summary>
     public static Tensor FromPng(PngImage picture)
     {
         byte[] rgb = RgbBytes(picture);

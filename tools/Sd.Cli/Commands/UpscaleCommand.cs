@@ -29,9 +29,9 @@ public static class UpscaleCommand
           --upscaler-2   a second upscaler run the same way, blended in with weight V (0 to 1; Pillow's Image.blend).
           --tile, --tile-overlap  a model's tiles, in input pixels (A1111's ESRGAN_tile 192 and overlap 8; 0 runs the
                          whole picture at once, in more memory).
-        The input may be gray, RGB or RGBA (alpha dropped, as Pillow's convert("RGB")). The output PNG keeps the
-        input's text entries ("parameters" last) and records the upscale as A1111 does ("postprocessing" and
-        "extras": "Postprocess upscale by: 4, Postprocess upscaler: ...").
+        The input may be any PNG (palette, 16-bit and interlaced ones too), taken as Pillow's convert("RGB") (alpha
+        dropped, gray repeated). The output PNG keeps the input's text entries ("parameters" last) and records the
+        upscale as A1111 does ("postprocessing" and "extras": "Postprocess upscale by: 4, Postprocess upscaler: ...").
         --input-dir upscales every PNG in a folder (A1111's "Batch from Directory"), in natural name order, the models
         loaded once, each to --output-dir/NAME.png under its own name (A1111's default); files that are not PNG
         pictures (and hidden ones) are skipped with a note, and the output folder is made if missing and must not be
