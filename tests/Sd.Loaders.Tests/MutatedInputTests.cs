@@ -59,6 +59,20 @@ public sealed class MutatedInputTests : IDisposable
         AssertEachLoadsOrNamesItself(bytes, "png", 3, path => PngFile.Read(path), WithCrcsRecomputed);
     }
 
+    /// <summary>
+    /// The same for palette, sub-byte, 16-bit, gray+alpha and interlaced pictures (PngFormatTests' files), CRCs made
+    /// right, so the damage reaches PLTE, tRNS, the bit depth, the interlace flag and the packed rows.
+    /// </summary>
+    [Fact]
+    public void Damaged_pngs_of_every_format_load_or_fail_naming_the_file()
+    {
+        int seed = 100;
+        foreach (byte[] png in PngFormatTests.ReferencePngs())
+        {
+            AssertEachLoadsOrNamesItself(png, "png", seed++, path => PngFile.Read(path), WithCrcsRecomputed);
+        }
+    }
+
     [Fact]
     public void Damaged_npy_files_load_or_fail_naming_the_file()
     {

@@ -20,6 +20,18 @@ public sealed class PngFormatTests
         return data;
     }
 
+    /// <summary>The reference files (for damage tests).</summary>
+    public static List<byte[]> ReferencePngs()
+    {
+        using JsonDocument reference = Reference();
+        var files = new List<byte[]>();
+        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            files.Add(Convert.FromBase64String(c.GetProperty("png").GetString()!));
+        }
+        return files;
+    }
+
     private static JsonDocument Reference() =>
         JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", "png-formats-reference.json")));
 
