@@ -88,6 +88,35 @@ public sealed class PngFileTests : IDisposable
         AssertInvalid("itxt.png", Png(Chunk("IHDR", Ihdr(1, 1)), Chunk("iTXt", data), Chunk("IDAT", Deflate([0, 1, 2, 3])), Chunk("IEND", [])),
             "iTXt", problem);
 
+    /// <summary>zTXt (zlib-compressed Latin-1) is read as Pillow reads it; a tEXt of the same keyword before it wins.</summary>
+    [Fact]
+    public void Read_takes_zTXt_text()
+    {
+        var compressed = new MemoryStream();
+        using (var zlib = new System.IO.Compression.ZLibStream(compressed, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+            zlib.Write(Encoding.Latin1.GetBytes("caf\u00E9, Steps: 20"));
+        byte[] file = Png(
+            Chunk("IHDR", Ihdr(1, 1)),
+            Chunk("tEXt", [.. "first"u8, 0, .. "kept"u8]),
+            Chunk("zTXt", [.. "parameters"u8, 0, 0, .. compressed.ToArray()]),
+            Chunk("zTXt", [.. "first"u8, 0, 0, .. compressed.ToArray()]),
+            Chunk("IDAT", Deflate([0, 1, 2, 3])),
+            Chunk("IEND", []));
+
+        IReadOnlyDictionary<string, string> text = PngFile.Read(new MemoryStream(file), "z.png").Text;
+        Assert.Equal("caf\u00E9, Steps: 20", text["parameters"]);
+        Assert.Equal("kept", text["first"]);
+    }
+
+    [Theory]
+    [InlineData(new byte[] { (byte)'k', 0 }, "no compression method 0")]
+    [InlineData(new byte[] { (byte)'k', 0, 1, 0x78, 0x9C }, "no compression method 0")]
+    [InlineData(new byte[] { (byte)'k', 0, 0, 1, 2, 3 }, "not valid zlib data")]
+    [InlineData(new byte[] { 0, 0, 0 }, "keyword is not 1 to 79 bytes")]
+    public void Corrupt_zTXt_is_refused(byte[] data, string problem) =>
+        AssertInvalid("ztxt.png", Png(Chunk("IHDR", Ihdr(1, 1)), Chunk("zTXt", data), Chunk("IDAT", Deflate([0, 1, 2, 3])), Chunk("IEND", [])),
+            "zTXt", problem);
+
     [Fact]
     public void Read_refuses_a_compressed_iTXt_that_inflates_past_a_mebibyte()
     {

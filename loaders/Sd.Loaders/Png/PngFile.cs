@@ -127,6 +127,9 @@ public static class PngFile
                 case "iTXt":
                     PngText.AddInternationalText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, ref inflateBudget, name);
                     break;
+                case "zTXt":
+                    PngText.AddCompressedText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, ref inflateBudget, name);
+                    break;
                 case "PLTE" when header.ColorType == 3:
                     if (palette != null || idat != null)
                         throw Invalid(name, palette != null ? "duplicate PLTE chunk" : "the PLTE chunk comes after the image data");

@@ -5,14 +5,15 @@ namespace Sd.Loaders.Png;
 
 /// <summary>
 /// PNG text chunks (PNG spec 11.3.4): tEXt, Latin-1, for text that fits it; iTXt, UTF-8 and optionally
-/// zlib-compressed, for any other Unicode, as PIL writes them (A1111's "parameters" of a non-Latin-1 prompt).
+/// zlib-compressed, for any other Unicode, as PIL writes them (A1111's "parameters" of a non-Latin-1 prompt); zTXt,
+/// zlib-compressed Latin-1, read as Pillow reads it (into the same text).
 /// </summary>
 internal static class PngText
 {
     private const int MaxKeywordLength = 79;
 
     /// <summary>
-    /// Most text the compressed iTXt chunks of one file may inflate to, all together (each chunk alone is small, but a
+    /// Most text the compressed iTXt and zTXt chunks of one file may inflate to, all together (each chunk alone is small, but a
     /// file can hold thousands): metadata, not a payload.
     /// </summary>
     public const int MaxInflatedText = 1 << 20;
@@ -123,7 +124,7 @@ internal static class PngText
             return;
         byte[] utf8 = chunk[(translated + 1)..];
         if (chunk[flags] == 1)
-            utf8 = InflateText(utf8, ref inflateBudget, name);
+            utf8 = InflateText(utf8, ref inflateBudget, "iTXt", name);
         try
         {
             text.TryAdd(keyword, StrictUtf8.GetString(utf8));
@@ -134,7 +135,24 @@ internal static class PngText
         }
     }
 
-    private static byte[] InflateText(byte[] compressed, ref int budget, string name)
+    /// <summary>
+    /// A zTXt chunk is a Latin-1 keyword, NUL, compression method 0, then the Latin-1 text zlib-compressed (inflated
+    /// within what is left of <paramref name="inflateBudget"/>). As for iTXt, an earlier entry of the keyword wins.
+    /// </summary>
+    public static void AddCompressedText(byte[] chunk, Dictionary<string, string> text, ref int inflateBudget, string name)
+    {
+        int separator = Array.IndexOf(chunk, (byte)0);
+        if (separator is 0 or > MaxKeywordLength || separator < 0)
+            throw new InvalidFileException(name, $"zTXt chunk keyword is not 1 to {MaxKeywordLength} bytes followed by NUL");
+        if (separator + 1 >= chunk.Length || chunk[separator + 1] != 0)
+            throw new InvalidFileException(name, "zTXt chunk has no compression method 0 after its keyword");
+        string keyword = Encoding.Latin1.GetString(chunk, 0, separator);
+        if (text.ContainsKey(keyword))
+            return;
+        text.Add(keyword, Encoding.Latin1.GetString(InflateText(chunk[(separator + 2)..], ref inflateBudget, "zTXt", name)));
+    }
+
+    private static byte[] InflateText(byte[] compressed, ref int budget, string type, string name)
     {
         using var output = new MemoryStream();
         try
@@ -145,7 +163,7 @@ internal static class PngText
             while ((read = zlib.Read(buffer)) > 0)
             {
                 if (read > budget)
-                    throw new InvalidFileException(name, $"compressed iTXt text inflates past {MaxInflatedText} bytes in all");
+                    throw new InvalidFileException(name, $"compressed {type} text inflates past {MaxInflatedText} bytes in all");
                 budget -= read;
                 output.Write(buffer, 0, read);
             }
@@ -153,7 +171,7 @@ internal static class PngText
         catch (Exception e) when (e is InvalidDataException or IOException and not InvalidFileException)
         {
             // InvalidDataException for bad deflate data, ZLibException (an IOException) for a bad zlib header.
-            throw new InvalidFileException(name, $"compressed iTXt chunk is not valid zlib data: {e.Message}", e);
+            throw new InvalidFileException(name, $"compressed {type} chunk is not valid zlib data: {e.Message}", e);
         }
         return output.ToArray();
     }
