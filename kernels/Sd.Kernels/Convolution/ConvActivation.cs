@@ -49,7 +49,7 @@ public readonly unsafe struct ConvActivation
 
     /// <summary>Output channel c's value after the activation.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal float Apply(float value, int c) => !Enabled || value > 0 ? value : value * (Slopes == null ? Slope : Slopes[c]);
+    internal float Apply(float value, int c) => !Enabled ? value : FeatureMapKernels.LeakyRelu(value, Slopes == null ? Slope : Slopes[c]);
 
     /// <summary>A vector of output channels from c after the activation.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

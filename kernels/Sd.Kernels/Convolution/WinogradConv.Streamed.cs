@@ -40,7 +40,7 @@ public static unsafe partial class WinogradConv
     private static int StreamedBlockTiles(int batch, int height, int width, int inChannels, int outChannels)
     {
         long tiles = (long)batch * ((height + 3) / 4) * ((width + 3) / 4);
-        long perTile = Positions * ((long)GroupedDepth(inChannels) + outChannels);
+        long perTile = Positions * ((long)ChannelGroupPanel.WholeGroups(inChannels) + outChannels);
         return BalancedBlockTiles(tiles, perTile, MaxWorkspaceFloats / perTile);
     }
 

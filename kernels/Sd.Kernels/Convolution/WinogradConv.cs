@@ -69,9 +69,9 @@ public static unsafe partial class WinogradConv
     public static int BlockTiles(int batch, int height, int width, int inChannels, int outChannels)
     {
         long tiles = (long)batch * ((height + 3) / 4) * ((width + 3) / 4);
-        long perTile = Positions * (long)(GroupedDepth(inChannels) + outChannels);
+        long perTile = Positions * (long)(ChannelGroupPanel.WholeGroups(inChannels) + outChannels);
         long cachedTiles = CachedWorkspaceFloats / perTile;
-        bool cached = cachedTiles * (GroupedDepth(inChannels) + outChannels) >= (long)inChannels * outChannels;
+        bool cached = cachedTiles * (ChannelGroupPanel.WholeGroups(inChannels) + outChannels) >= (long)inChannels * outChannels;
         return BalancedBlockTiles(tiles, perTile, cached ? cachedTiles : MaxWorkspaceFloats / perTile);
     }
 
@@ -106,13 +106,10 @@ public static unsafe partial class WinogradConv
 
     /// <summary>V (its micro-panels' rows past the last tile included) and M for blocks of up to this many tiles.</summary>
     private static long BlockWorkspaceFloats(int blockTiles, int inChannels, int outChannels) =>
-        Positions * ((long)(blockTiles + MaxMr) * GroupedDepth(inChannels) + (long)blockTiles * outChannels);
+        Positions * ((long)(blockTiles + MaxMr) * ChannelGroupPanel.WholeGroups(inChannels) + (long)blockTiles * outChannels);
 
     /// <summary>The most rows an A micro-panel has (MR of any variant): V leaves this many rows past a block's tiles.</summary>
     private const int MaxMr = 16;
-
-    /// <summary>The channels V keeps per tile: Cin in whole 16-channel groups.</summary>
-    private static int GroupedDepth(int inChannels) => (inChannels + ChannelGroupPanel.Group - 1) / ChannelGroupPanel.Group * ChannelGroupPanel.Group;
 
     /// <summary>
     /// output[N, H, W, Cout] (pixel stride <paramref name="outputStride"/>) = conv3x3(input [N, H, W, Cin], pixel
@@ -172,7 +169,7 @@ public static unsafe partial class WinogradConv
         ctx->Variant = variant;
         ctx->TilesX = tilesX;
         ctx->TilesPerImage = tilesY * tilesX;
-        ctx->VDepth = GroupedDepth(inChannels);
+        ctx->VDepth = ChannelGroupPanel.WholeGroups(inChannels);
         ctx->V = workspace;
         ctx->M = workspace + Positions * (long)(blockTiles + MaxMr) * ctx->VDepth;
         int threads = WorkerPool.Shared.ThreadCount;

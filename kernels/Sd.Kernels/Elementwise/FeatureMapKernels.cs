@@ -144,7 +144,7 @@ public static unsafe class FeatureMapKernels
     {
         for (int i = 0; i < count; i++)
         {
-            x[i] = x[i] > 0 ? x[i] : x[i] * (slopes == null ? slope : slopes[i]);
+            x[i] = LeakyRelu(x[i], slopes == null ? slope : slopes[i]);
         }
     }
 
@@ -174,6 +174,9 @@ public static unsafe class FeatureMapKernels
             V.MaskedStore(x + i, mask, LeakyRelu<TVec, V>(V.MaskedLoad(x + i, mask), slopes == null ? s : V.MaskedLoad(slopes + i, mask)));
         }
     }
+
+    /// <summary>v &gt; 0 ? v : v * slope (also a fused convolution's activation).</summary>
+    internal static float LeakyRelu(float v, float slope) => v > 0 ? v : v * slope;
 
     /// <summary>v &gt; 0 ? v : v * slope, per lane (also a fused convolution's activation).</summary>
     internal static TVec LeakyRelu<TVec, V>(TVec v, TVec slope)

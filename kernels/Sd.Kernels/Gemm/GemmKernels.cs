@@ -281,7 +281,7 @@ public static unsafe partial class GemmKernels
         int kb = KBlock(mr, args->M, k);
         if (grouped)
         {
-            kb = (kb + ChannelGroupPanel.Group - 1) / ChannelGroupPanel.Group * ChannelGroupPanel.Group; // K blocks start on a group
+            kb = ChannelGroupPanel.WholeGroups(kb); // K blocks start on a group
         }
         for (int pc = ctx->K0; pc < ctx->K1; pc += kb)
         {

@@ -338,6 +338,9 @@ public readonly struct ChannelGroupPanel : IPanelLayout
 
     public static int RowStride => Group;
 
+    /// <summary><paramref name="count"/> channels rounded up to whole groups.</summary>
+    public static int WholeGroups(int count) => (count + Group - 1) / Group * Group;
+
     public static int Step(int mr) => 1;
 
     public static int GroupJump(int mr) => (mr - 1) * Group;

@@ -35,12 +35,10 @@ public readonly unsafe struct GemmVariant
         new(SimdLevel.Vector512, GemmMicrokernels.Mr512, GemmMicrokernels.Nr512, TileKernels.Vector512<KMajorPanel>(), TileKernels.Vector512<ChannelGroupPanel>());
 
     public static GemmVariant Vector256 { get; } =
-        new(SimdLevel.Vector256, GemmMicrokernels.Mr256, GemmMicrokernels.Nr256,
-            new(&GemmMicrokernels.Kernel_6x16_Vector256<KMajorPanel>, 1), new(&GemmMicrokernels.Kernel_6x16_Vector256<ChannelGroupPanel>, ChannelGroupPanel.Group));
+        new(SimdLevel.Vector256, GemmMicrokernels.Mr256, GemmMicrokernels.Nr256, TileKernels.Vector256<KMajorPanel>(), TileKernels.Vector256<ChannelGroupPanel>());
 
     public static GemmVariant Scalar { get; } =
-        new(SimdLevel.Scalar, GemmMicrokernels.MrScalar, GemmMicrokernels.NrScalar,
-            new(&GemmMicrokernels.Kernel_4x16_Scalar<KMajorPanel>, 1), new(&GemmMicrokernels.Kernel_4x16_Scalar<ChannelGroupPanel>, ChannelGroupPanel.Group));
+        new(SimdLevel.Scalar, GemmMicrokernels.MrScalar, GemmMicrokernels.NrScalar, TileKernels.Scalar<KMajorPanel>(), TileKernels.Scalar<ChannelGroupPanel>());
 
     public override string ToString() => Name;
 }
@@ -48,7 +46,7 @@ public readonly unsafe struct GemmVariant
 /// <summary>A variant's microkernels for one A micro-panel layout.</summary>
 public readonly unsafe struct TileKernels
 {
-    public TileKernels(delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> microkernel, int rowStride,
+    private TileKernels(delegate*<int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> microkernel, int rowStride,
         delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> fourRows = null,
         delegate*<int, int, float*, float*, float*, nint, bool, TileEpilogue*, float*, void> eightRows = null)
     {
@@ -83,4 +81,14 @@ public readonly unsafe struct TileKernels
         new(&GemmMicrokernels.Kernel_14x32_Vector512<TLayout>, TLayout.RowStride,
             &GemmMicrokernels.Kernel_x32_Vector512<global::Sd.Kernels.Gemm.FourRows, TLayout>,
             &GemmMicrokernels.Kernel_x32_Vector512<global::Sd.Kernels.Gemm.EightRows, TLayout>);
+
+    /// <summary>The AVX2 6x16 kernel for one layout (no short forms: its short tiles go through a scratch tile).</summary>
+    public static TileKernels Vector256<TLayout>()
+        where TLayout : struct, IPanelLayout =>
+        new(&GemmMicrokernels.Kernel_6x16_Vector256<TLayout>, TLayout.RowStride);
+
+    /// <summary>The portable 4x16 kernel for one layout.</summary>
+    public static TileKernels Scalar<TLayout>()
+        where TLayout : struct, IPanelLayout =>
+        new(&GemmMicrokernels.Kernel_4x16_Scalar<TLayout>, TLayout.RowStride);
 }

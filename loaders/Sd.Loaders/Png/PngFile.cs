@@ -363,7 +363,7 @@ public static class PngFile
                 continue; // an empty pass stores no rows, not even filter bytes
             byte[] pixels = DecodeRows(raw.AsSpan(offset), header, width, height, channels, palette, paletteAlpha, name);
             Adam7.Scatter(pixels, pass, width, height, picture, header.Width, channels);
-            offset += height * (1 + header.RowBytes(width));
+            offset += (int)header.ScanlineBytes(width, height);
         }
         return new PngImage(header.Width, header.Height, channels, picture, text);
     }
@@ -400,20 +400,23 @@ public static class PngFile
         /// <summary>The filters' byte distance to the left neighbour: a pixel's bytes, at least 1.</summary>
         public int FilterBpp => Math.Max(1, PngPixels.StoredSamples(ColorType) * BitDepth / 8);
 
-        /// <summary>Filtered scanlines, a filter-type byte then the row each: of the picture, or of its seven passes.</summary>
+        /// <summary>Filtered scanlines of a (reduced) picture, a filter-type byte then the row each; none when it is empty.</summary>
+        public long ScanlineBytes(int width, int height) => width == 0 ? 0 : height * (1L + RowBytes(width));
+
+        /// <summary>The filtered scanlines of the picture, or of its seven passes.</summary>
         public long RawLength
         {
             get
             {
                 if (!Interlaced)
                 {
-                    return Height * (1L + RowBytes(Width));
+                    return ScanlineBytes(Width, Height);
                 }
                 long length = 0;
                 foreach (Adam7.Pass pass in Adam7.Passes)
                 {
                     (int width, int height) = pass.Size(Width, Height);
-                    length += width == 0 ? 0 : height * (1L + RowBytes(width));
+                    length += ScanlineBytes(width, height);
                 }
                 return length;
             }
