@@ -140,7 +140,7 @@ public sealed class ComponentCommandTests : IDisposable
     }
 
     [FixtureFact]
-    public void Vae_encode_reads_a_png_by_its_signature_not_its_name()
+    public void Vae_encode_reads_a_picture_by_its_signature_not_its_name()
     {
         string enc = Ref("vae_encode/enc64");
         string mean = _dir.File("mean.npy");
@@ -151,10 +151,15 @@ public sealed class ComponentCommandTests : IDisposable
             Assert.Equal(0, ModelCommands.VaeEncode(["--model", Fixtures.Path("tiny/model"), "--image", image, "--out", mean], TextWriter.Null));
             AssertFileClose(Path.Combine(enc, "posterior_mean.npy"), mean, 1e-4);
         }
-        string jpeg = _dir.Write("real.jpg", [0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, (byte)'J', (byte)'F', (byte)'I', (byte)'F']);
+        string gif = _dir.Write("real.gif", "GIF89a\x01\x00\x01\x00"u8.ToArray());
         var e = Assert.Throws<Sd.Loaders.InvalidFileException>(() =>
+            ModelCommands.VaeEncode(["--model", Fixtures.Path("tiny/model"), "--image", gif, "--out", mean], TextWriter.Null));
+        Assert.Equal($"{gif}: --image must be a PNG or JPEG picture or a .npy array; this file starts as none of them (other formats are not read)", e.Message);
+        // A JPEG is read as one, and its damage is reported as such.
+        string jpeg = _dir.Write("cut.png", [0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, (byte)'J', (byte)'F', (byte)'I', (byte)'F']);
+        e = Assert.Throws<Sd.Loaders.InvalidFileException>(() =>
             ModelCommands.VaeEncode(["--model", Fixtures.Path("tiny/model"), "--image", jpeg, "--out", mean], TextWriter.Null));
-        Assert.Equal($"{jpeg}: --image must be a PNG picture or a .npy array; this file starts as neither (JPEG and other formats are not read)", e.Message);
+        Assert.Equal($"{jpeg}: the APP0 segment declares 16 bytes, but only 6 remain", e.Message);
     }
 
     [FixtureFact]

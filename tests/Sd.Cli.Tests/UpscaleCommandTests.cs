@@ -1,6 +1,7 @@
 using Sd.Cli.Commands;
 using Sd.Engine.Imaging;
 using Sd.Engine.Upscaling;
+using Sd.Loaders.Jpeg;
 using Sd.Loaders.Png;
 using Sd.Loaders.Safetensors;
 using Sd.Loaders.Tests;
@@ -139,9 +140,11 @@ public sealed class UpscaleCommandTests : IDisposable
         Assert.Contains("would be 0x0", Assert.Throws<ArgumentException>(() => UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--scale", "0.2", "--out", output], TextWriter.Null)).Message);
         Assert.False(File.Exists(output));
     }
+
     /// <summary>
-    /// "Batch from Directory": every PNG of the folder in natural name order, each as a single run writes it, under
-    /// its own name in a folder made for them; other files, hidden ones and subfolders are left out.
+    /// "Batch from Directory": every picture of the folder (PNG or JPEG) in natural name order, each as a single run
+    /// writes it, under its own name with .png in a folder made for them; other files, hidden ones and subfolders are
+    /// left out.
     /// </summary>
     [Fact]
     public void A_folder_is_upscaled_in_natural_order_into_another()
@@ -155,13 +158,15 @@ public sealed class UpscaleCommandTests : IDisposable
             pixels[name] = new PngImage(width, 7, 3, picture);
             PngFile.Write(Path.Combine(inputs, name), pixels[name]);
         }
+        File.WriteAllBytes(Path.Combine(inputs, "img3.jpg"), JpegReference.Files()[0]);
+        pixels["img3.png"] = JpegFile.Read(Path.Combine(inputs, "img3.jpg"));
         File.WriteAllText(Path.Combine(inputs, "notes.txt"), "not a picture");
         Directory.CreateDirectory(Path.Combine(inputs, "sub"));
         string outputs = _dir.File(Path.Combine("made", "outputs"));
         var log = new StringWriter();
         Assert.Equal(0, UpscaleCommand.Run(["--input-dir", inputs, "--output-dir", outputs, "--upscaler", "Nearest", "--scale", "2"], log));
-        Assert.Equal(["img10.png", "img2.png"], Directory.GetFiles(outputs).Select(Path.GetFileName).Order(StringComparer.Ordinal));
-        foreach (string name in new[] { "img2.png", "img10.png" })
+        Assert.Equal(["img10.png", "img2.png", "img3.png"], Directory.GetFiles(outputs).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        foreach (string name in new[] { "img2.png", "img3.png", "img10.png" })
         {
             PngImage source = pixels[name], result = PngFile.Read(Path.Combine(outputs, name));
             UpscaledPicture expected = new PostprocessUpscale { Upscaler = Upscaler.Nearest, Scale = 2 }.Run(source.Pixels, source.Height, source.Width);
@@ -169,9 +174,10 @@ public sealed class UpscaleCommandTests : IDisposable
             Assert.Equal(expected.Picture, result.Pixels);
         }
         string text = log.ToString();
-        Assert.True(text.IndexOf("img2.png", StringComparison.Ordinal) < text.IndexOf("img10.png", StringComparison.Ordinal), text);
-        Assert.Contains($"skipped {Path.Combine(inputs, "notes.txt")}", text);
-        Assert.Contains("upscaled 2 of 3 files", text);
+        Assert.True(text.IndexOf("img2.png", StringComparison.Ordinal) < text.IndexOf("img3.png", StringComparison.Ordinal), text);
+        Assert.True(text.IndexOf("img3.png", StringComparison.Ordinal) < text.IndexOf("img10.png", StringComparison.Ordinal), text);
+        Assert.Contains($"skipped {Path.Combine(inputs, "notes.txt")}: not a PNG or JPEG picture", text);
+        Assert.Contains("upscaled 3 of 4 files", text);
     }
 
     [Fact]

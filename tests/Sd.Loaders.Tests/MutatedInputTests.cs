@@ -3,6 +3,7 @@ using System.Text;
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
 using Sd.Loaders.Embeddings;
+using Sd.Loaders.Jpeg;
 using Sd.Loaders.Lora;
 using Sd.Loaders.Npy;
 using Sd.Loaders.Png;
@@ -70,6 +71,20 @@ public sealed class MutatedInputTests : IDisposable
         foreach (byte[] png in PngFormatTests.ReferencePngs())
         {
             AssertEachLoadsOrNamesItself(png, "png", seed++, path => PngFile.Read(path), WithCrcsRecomputed);
+        }
+    }
+
+    /// <summary>
+    /// Every JPEG layout of JpegFormatTests (baseline, progressive with refinements, restarts, every sampling, gray
+    /// and RGB), damaged: the damage reaches the tables, the frame and scan headers and the entropy-coded data.
+    /// </summary>
+    [Fact]
+    public void Damaged_jpegs_load_or_fail_naming_the_file()
+    {
+        int seed = 200;
+        foreach (byte[] jpeg in JpegReference.Files())
+        {
+            AssertEachLoadsOrNamesItself(jpeg, "jpg", seed++, path => JpegFile.Read(path));
         }
     }
 

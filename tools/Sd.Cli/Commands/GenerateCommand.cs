@@ -7,6 +7,7 @@ using Sd.Engine.Text;
 using Sd.Loaders;
 using Sd.Loaders.IO;
 using Sd.Loaders.Npy;
+using Sd.Loaders.Pictures;
 using Sd.Loaders.Png;
 
 namespace Sd.Cli.Commands;
@@ -188,8 +189,8 @@ public static partial class GenerateCommand
             throw new InvalidFileException(line.Require("--latents"),
                 $"initial latents are [{string.Join(", ", latentsShape)}]; a {request.Width}x{request.Height} image needs [{string.Join(", ", expected)}] (NCHW)");
         }
-        using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PngFile.Read(initPath, request.Width, request.Height)) : null;
-        using Tensor? mask = line.Get("--mask") is { } maskPath ? ImageConversion.MaskFromPng(PngFile.Read(maskPath, request.Width, request.Height)) : null;
+        using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PictureFile.Read(initPath, request.Width, request.Height)) : null;
+        using Tensor? mask = line.Get("--mask") is { } maskPath ? ImageConversion.MaskFromPng(PictureFile.Read(maskPath, request.Width, request.Height)) : null;
         request = request with { InitImage = initImage, Mask = mask };
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);

@@ -7,6 +7,7 @@ using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
 using Sd.Loaders.IO;
 using Sd.Loaders.Npy;
+using Sd.Loaders.Pictures;
 using Sd.Loaders.Png;
 using Sd.Engine.Imaging;
 
@@ -173,21 +174,21 @@ public static class ModelCommands
     }
 
     /// <summary>
-    /// vae-encode's input: a PNG picture or an NCHW .npy array, told apart by the file's first bytes, whatever its name.
+    /// vae-encode's input: a PNG or JPEG picture or an NCHW .npy array, told apart by the file's first bytes, whatever its name.
     /// </summary>
     private static Tensor ReadImage(CommandLine line, string path, int channels)
     {
-        Span<byte> head = stackalloc byte[8];
+        Span<byte> head = stackalloc byte[PictureFile.HeadBytes];
         head = head[..InputFile.ReadHead(path, "--image file", head)];
-        if (PngFile.HasSignature(head))
+        if (PictureFile.HasSignature(head))
         {
-            return ImageConversion.FromPng(PngFile.Read(path));
+            return ImageConversion.FromPng(PictureFile.Read(path));
         }
         if (NpyFile.HasMagic(head))
         {
             return ReadNchw(line, "--image", channels);
         }
-        throw new InvalidFileException(path, "--image must be a PNG picture or a .npy array; this file starts as neither (JPEG and other formats are not read)");
+        throw new InvalidFileException(path, "--image must be a PNG or JPEG picture or a .npy array; this file starts as none of them (other formats are not read)");
     }
 
     private static Tensor ReadContext(string path)

@@ -3,6 +3,7 @@ using System.Globalization;
 using Sd.Engine.Imaging;
 using Sd.Engine.Upscaling;
 using Sd.Loaders;
+using Sd.Loaders.Pictures;
 using Sd.Loaders.Png;
 
 namespace Sd.Cli.Commands;
@@ -55,7 +56,7 @@ public static class UpscaleCommand
             line.CheckOutputFlags("--out");
         }
         ModelOptions.Setup(line);
-        PngImage? single = batch ? null : PngFile.Read(jobs[0].Input); // a single picture is read before any model loads
+        PngImage? single = batch ? null : PictureFile.Read(jobs[0].Input); // a single picture is read before any model loads
         var models = new List<EsrganUpscaler>();
         try
         {
@@ -74,7 +75,7 @@ public static class UpscaleCommand
                 PngImage input;
                 try
                 {
-                    input = single ?? PngFile.Read(inPath);
+                    input = single ?? PictureFile.Read(inPath);
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {

@@ -1,0 +1,58 @@
+using Sd.Loaders.IO;
+using Sd.Loaders.Png;
+
+namespace Sd.Loaders.Jpeg;
+
+/// <summary>
+/// Reads JPEG pictures (baseline, extended sequential and progressive; gray, YCbCr or RGB; any sampling factors
+/// libjpeg takes; restart intervals) to 8-bit gray or RGB pixels equal to what Pillow 9.4 (libjpeg-turbo, its
+/// default islow IDCT and fancy upsampling) gives, byte for byte. A1111's generation settings in EXIF's UserComment
+/// become the "parameters" text. Arithmetic-coded, lossless, hierarchical, 12-bit and CMYK JPEGs are refused by name,
+/// and so is any damage: an <see cref="InvalidFileException"/> naming the file and the problem.
+/// </summary>
+/// <remarks>
+/// Progressive files that leave some of the first AC coefficients unrefined are decoded as coded; libjpeg smooths
+/// such blocks (for previews of partial files), so there the pictures can differ slightly. Encoders do not write them.
+/// </remarks>
+public static class JpegFile
+{
+    /// <summary>Largest file read: far more than any picture of <see cref="PngFile.MaxPixels"/> needs.</summary>
+    public const long MaxFileBytes = 1L << 30;
+
+    public static PngImage Read(string path) => ReadFile(path, null);
+
+    /// <summary>Reads a picture that must be <paramref name="width"/> x <paramref name="height"/>: another size is
+    /// refused from the frame header, before anything is decoded.</summary>
+    public static PngImage Read(string path, int width, int height) => ReadFile(path, (width, height));
+
+    /// <param name="nameForErrors">The file name put in error messages.</param>
+    public static PngImage Read(Stream stream, string nameForErrors)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(nameForErrors);
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return Decode(copy.ToArray(), nameForErrors, null);
+    }
+
+    /// <summary>Whether a file's first bytes are a JPEG's: SOI and the start of another marker.</summary>
+    public static bool HasSignature(ReadOnlySpan<byte> head) => head.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]);
+
+    private static PngImage ReadFile(string path, (int Width, int Height)? size)
+    {
+        InputFile.Check(path, "JPEG file", MaxFileBytes);
+        return Decode(File.ReadAllBytes(path), path, size);
+    }
+
+    private static PngImage Decode(byte[] data, string name, (int Width, int Height)? size)
+    {
+        try
+        {
+            return new JpegDecoder(data, name).Decode(size);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new InvalidFileException(name, $"truncated: {e.Message}", e);
+        }
+    }
+}

@@ -1,0 +1,35 @@
+using Sd.Loaders.IO;
+using Sd.Loaders.Jpeg;
+using Sd.Loaders.Png;
+
+namespace Sd.Loaders.Pictures;
+
+/// <summary>
+/// Reads a picture in any format Sd reads (PNG or JPEG), told apart by the file's first bytes rather than its name
+/// (a PNG saved as <c>.jpg</c> reads as the PNG it is), as Pillow's Image.open tells them apart.
+/// </summary>
+public static class PictureFile
+{
+    /// <summary>Enough of a file's start for <see cref="HasSignature"/>.</summary>
+    public const int HeadBytes = 8;
+
+    public static PngImage Read(string path) => Read(path, null);
+
+    /// <summary>Reads a picture that must be <paramref name="width"/> x <paramref name="height"/>: another size is
+    /// refused from the file's header, before anything is decoded.</summary>
+    public static PngImage Read(string path, int width, int height) => Read(path, (width, height));
+
+    /// <summary>Whether a file's first bytes (see <see cref="InputFile.ReadHead"/>) start a picture Sd reads.</summary>
+    public static bool HasSignature(ReadOnlySpan<byte> head) => PngFile.HasSignature(head) || JpegFile.HasSignature(head);
+
+    private static PngImage Read(string path, (int Width, int Height)? size)
+    {
+        Span<byte> head = stackalloc byte[HeadBytes];
+        head = head[..InputFile.ReadHead(path, "picture", head)];
+        if (JpegFile.HasSignature(head))
+            return size is { } s ? JpegFile.Read(path, s.Width, s.Height) : JpegFile.Read(path);
+        if (PngFile.HasSignature(head))
+            return size is { } s ? PngFile.Read(path, s.Width, s.Height) : PngFile.Read(path);
+        throw new InvalidFileException(path, "not a PNG or JPEG picture (the file starts as neither; other formats are not read)");
+    }
+}

@@ -1,0 +1,108 @@
+"""JPEG formats as Pillow reads them: writes jpeg-formats-reference.json.
+
+Each case is a small JPEG made by Pillow's encoder or libjpeg-turbo's cjpeg (sampling factors Pillow cannot ask for,
+restart intervals, non-interleaved and custom progressive scans, RGB without YCbCr), with what Pillow's
+Image.open(...).convert("RGB") gives. Run with /usr/bin/python3 (Pillow 9.4 on libjpeg-turbo, numpy) and cjpeg
+(Debian's libjpeg-turbo-progs) on the PATH; the project's tests only read the JSON.
+"""
+import base64, io, json, os, subprocess, tempfile
+import numpy as np
+import PIL
+from PIL import Image
+
+rng = np.random.default_rng(42)
+
+
+def picture(width, height, gray=False):
+    """Gradients in every channel, a saturated corner (so color conversion clamps) and noise (so AC terms matter)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = 255 * x / max(width - 1, 1)
+    g = 255 * y / max(height - 1, 1)
+    b = 128 + 127 * np.sin((x + 2 * y) / 3)
+    rgb = np.stack([r, g, b], axis=-1) + rng.normal(0, 24, (height, width, 3))
+    rgb[: height // 3, : width // 3] = [255, 0, 255]
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    image = Image.fromarray(rgb, "RGB")
+    return image.convert("L") if gray else image
+
+
+def pillow(image, **options):
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def cjpeg(image, *arguments, scans=None):
+    with tempfile.TemporaryDirectory() as folder:
+        source = os.path.join(folder, "in.ppm")
+        image.save(source)
+        command = ["cjpeg", *arguments]
+        if scans:
+            script = os.path.join(folder, "scans.txt")
+            with open(script, "w") as f:
+                f.write(scans)
+            command += ["-scans", script]
+        return subprocess.run(command + [source], check=True, capture_output=True).stdout
+
+
+# Luma's DC and AC in two bits, then chroma, then refinements: successive approximation on every kind of scan.
+REFINING_SCANS = """0,1,2: 0-0, 0, 1;
+0: 1-5, 0, 2;
+2: 1-63, 0, 1;
+1: 1-63, 0, 1;
+0: 6-63, 0, 2;
+0: 1-63, 2, 1;
+0,1,2: 0-0, 1, 0;
+2: 1-63, 1, 0;
+1: 1-63, 1, 0;
+0: 1-63, 1, 0;
+"""
+
+# Baseline, one component per scan (non-interleaved), as some encoders write it.
+SEPARATE_SCANS = """0: 0-63, 0, 0;
+1: 0-63, 0, 0;
+2: 0-63, 0, 0;
+"""
+
+cases = [
+    ("baseline 4:2:0", pillow(picture(37, 21), quality=75)),
+    ("baseline 4:4:4", pillow(picture(37, 21), quality=95, subsampling=0)),
+    ("baseline 4:2:2", pillow(picture(37, 21), quality=85, subsampling=1)),
+    ("baseline 4:2:0 optimized tables", pillow(picture(40, 24), quality=60, optimize=True)),
+    ("progressive 4:2:0", pillow(picture(37, 21), quality=80, progressive=True)),
+    ("progressive 4:4:4 quality 100", pillow(picture(29, 19), quality=100, subsampling=0, progressive=True)),
+    ("gray baseline", pillow(picture(23, 17, gray=True), quality=90)),
+    ("gray progressive", pillow(picture(23, 17, gray=True), quality=70, progressive=True)),
+    ("1x1", pillow(picture(1, 1), quality=90)),
+    ("3x2 4:2:0", pillow(picture(3, 2), quality=90)),
+    ("2x9 4:2:0 (chroma 1 wide: box upsampling)", pillow(picture(2, 9), quality=90)),
+    ("17x33 4:2:0", pillow(picture(17, 33), quality=50)),
+    ("sampling 1x2 (4:4:0)", cjpeg(picture(37, 21), "-quality", "85", "-sample", "1x2")),
+    ("sampling 4x1 (4:1:1)", cjpeg(picture(37, 21), "-quality", "85", "-sample", "4x1")),
+    ("sampling 2x2 with 2x1 chroma", cjpeg(picture(37, 21), "-quality", "85", "-sample", "2x2,2x1,1x1")),
+    ("restart every MCU row", cjpeg(picture(37, 21), "-quality", "85", "-restart", "1")),
+    ("restart every 3 MCUs, progressive", cjpeg(picture(37, 21), "-quality", "85", "-restart", "3B", "-progressive")),
+    ("custom refining scans", cjpeg(picture(37, 21), "-quality", "90", scans=REFINING_SCANS)),
+    ("non-interleaved baseline", cjpeg(picture(37, 21), "-quality", "90", "-sample", "2x2", scans=SEPARATE_SCANS)),
+    ("RGB (Adobe transform 0)", cjpeg(picture(37, 21), "-quality", "90", "-rgb")),
+    ("gray, 16-bit quantization table", cjpeg(picture(23, 17, gray=True), "-grayscale", "-quality", "5")),
+]
+
+out = {"generator": f"jpeg-formats-reference.py, Pillow {PIL.__version__}", "cases": []}
+for name, data in cases:
+    image = Image.open(io.BytesIO(data))
+    rgb = image.convert("RGB")
+    out["cases"].append({
+        "name": name,
+        "jpeg": base64.b64encode(data).decode(),
+        "mode": image.mode,
+        "width": image.width,
+        "height": image.height,
+        "rgb": base64.b64encode(rgb.tobytes()).decode(),
+    })
+    print(f"{name}: {image.mode} {image.size}, {len(data)} bytes")
+
+# Arithmetic coding is refused by name; the tests check the message.
+out["arithmetic"] = base64.b64encode(cjpeg(picture(16, 16), "-arithmetic")).decode()
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "jpeg-formats-reference.json"), "w") as f:
+    json.dump(out, f, indent=1)
