@@ -69,6 +69,28 @@ public sealed class JpegFileTests : IDisposable
         Assert.Empty(JpegFile.Read(new MemoryStream(Baseline()), "plain.jpg").Text);
     }
 
+    /// <summary>Each EXIF orientation turns the picture as Pillow's ImageOps.exif_transpose does; a required size is
+    /// the upright one; a plain read keeps the picture as stored.</summary>
+    [Theory]
+    [InlineData(1), InlineData(2), InlineData(3), InlineData(4), InlineData(5), InlineData(6), InlineData(7), InlineData(8)]
+    public void Reading_upright_applies_the_exif_orientation_as_pillow_does(int orientation)
+    {
+        using JsonDocument reference = JpegReference.Open();
+        JsonElement c = reference.RootElement.GetProperty("oriented")[orientation - 1];
+        Assert.Equal(orientation, c.GetProperty("orientation").GetInt32());
+        string path = _dir.Write($"turned{orientation}.jpg", Convert.FromBase64String(c.GetProperty("jpeg").GetString()!));
+        int width = c.GetProperty("width").GetInt32(), height = c.GetProperty("height").GetInt32();
+        PngImage upright = PictureFile.ReadUpright(path, width, height);
+        Assert.Equal((width, height), (upright.Width, upright.Height));
+        Assert.Equal(Convert.FromBase64String(c.GetProperty("rgb").GetString()!), upright.Pixels);
+        Assert.Equal((13, 7), (PictureFile.Read(path).Width, PictureFile.Read(path).Height));
+        if (orientation >= 5)
+        {
+            var e = Assert.Throws<InvalidFileException>(() => PictureFile.ReadUpright(path, 13, 7));
+            Assert.Equal($"{path}: the picture is 7x13 upright; 13x7 is needed", e.Message);
+        }
+    }
+
     [Fact]
     public void Picture_file_tells_png_from_jpeg_by_the_bytes()
     {

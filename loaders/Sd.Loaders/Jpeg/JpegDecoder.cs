@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Sd.Loaders.Pictures;
 using Sd.Loaders.Png;
 
 namespace Sd.Loaders.Jpeg;
@@ -22,12 +23,19 @@ internal sealed class JpegDecoder
     private bool _jfif;
     private int _adobeTransform = -1;
     private int _scans;
+    private bool _exifRead;
 
     public JpegDecoder(byte[] data, string name)
     {
         _data = data;
         _name = name;
     }
+
+    /// <summary>The EXIF orientation (1-8, 1 when there is none): how the stored picture turns to stand upright.</summary>
+    public int Orientation { get; private set; } = 1;
+
+    /// <summary>Whether the size required of the picture is its upright size (EXIF orientation applied).</summary>
+    public bool SizeUpright { get; init; }
 
     /// <param name="size">The size the picture must have, checked from the frame header before anything is decoded.</param>
     public PngImage Decode((int Width, int Height)? size)
@@ -86,8 +94,12 @@ internal sealed class JpegDecoder
                 case 0xEE when segment.Length >= 12 && segment.StartsWith("Adobe"u8):
                     _adobeTransform = segment[11];
                     break;
-                case 0xE1 when segment.StartsWith("Exif\0\0"u8):
-                    ExifText.Read(segment[6..], _text);
+                case 0xE1 when segment.StartsWith("Exif\0\0"u8) && !_exifRead:
+                    // Only the first Exif segment counts, as in Pillow.
+                    int orientation = Orientation;
+                    JpegExif.Read(segment[6..], _text, ref orientation);
+                    Orientation = orientation;
+                    _exifRead = true;
                     break;
             }
         }
@@ -117,8 +129,13 @@ internal sealed class JpegDecoder
             throw Invalid($"the frame header (SOF) has {segment.Length} bytes; {count} components need {6 + 3 * count}");
         if ((long)width * height > PngFile.MaxPixels)
             throw Invalid($"the picture is {width}x{height}, more than the {PngFile.MaxPixels} pixels read");
-        if (size is { } needed && (width, height) != needed)
-            throw Invalid($"the picture is {width}x{height}; {needed.Width}x{needed.Height} is needed");
+        if (size is { } needed)
+        {
+            bool turned = SizeUpright && ExifOrientation.SwapsSides(Orientation);
+            (int w, int h) = turned ? (height, width) : (width, height);
+            if ((w, h) != needed)
+                throw Invalid($"the picture is {w}x{h}{(turned ? " upright" : "")}; {needed.Width}x{needed.Height} is needed");
+        }
 
         var components = new JpegComponent[count];
         for (int i = 0; i < count; i++)

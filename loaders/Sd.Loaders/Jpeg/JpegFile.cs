@@ -1,4 +1,5 @@
 using Sd.Loaders.IO;
+using Sd.Loaders.Pictures;
 using Sd.Loaders.Png;
 
 namespace Sd.Loaders.Jpeg;
@@ -19,11 +20,17 @@ public static class JpegFile
     /// <summary>Largest file read: far more than any picture of <see cref="PngFile.MaxPixels"/> needs.</summary>
     public const long MaxFileBytes = 1L << 30;
 
-    public static PngImage Read(string path) => ReadFile(path, null);
+    public static PngImage Read(string path) => ReadFile(path, null, upright: false);
 
     /// <summary>Reads a picture that must be <paramref name="width"/> x <paramref name="height"/>: another size is
     /// refused from the frame header, before anything is decoded.</summary>
-    public static PngImage Read(string path, int width, int height) => ReadFile(path, (width, height));
+    public static PngImage Read(string path, int width, int height) => ReadFile(path, (width, height), upright: false);
+
+    /// <summary>
+    /// Reads the picture turned upright by its EXIF orientation (<see cref="ExifOrientation"/>); a required
+    /// <paramref name="size"/> is the upright size.
+    /// </summary>
+    public static PngImage ReadUpright(string path, (int Width, int Height)? size = null) => ReadFile(path, size, upright: true);
 
     /// <param name="nameForErrors">The file name put in error messages.</param>
     public static PngImage Read(Stream stream, string nameForErrors)
@@ -32,23 +39,25 @@ public static class JpegFile
         ArgumentNullException.ThrowIfNull(nameForErrors);
         using var copy = new MemoryStream();
         stream.CopyTo(copy);
-        return Decode(copy.ToArray(), nameForErrors, null);
+        return Decode(copy.ToArray(), nameForErrors, null, upright: false);
     }
 
     /// <summary>Whether a file's first bytes are a JPEG's: SOI and the start of another marker.</summary>
     public static bool HasSignature(ReadOnlySpan<byte> head) => head.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]);
 
-    private static PngImage ReadFile(string path, (int Width, int Height)? size)
+    private static PngImage ReadFile(string path, (int Width, int Height)? size, bool upright)
     {
         InputFile.Check(path, "JPEG file", MaxFileBytes);
-        return Decode(File.ReadAllBytes(path), path, size);
+        return Decode(File.ReadAllBytes(path), path, size, upright);
     }
 
-    private static PngImage Decode(byte[] data, string name, (int Width, int Height)? size)
+    private static PngImage Decode(byte[] data, string name, (int Width, int Height)? size, bool upright)
     {
         try
         {
-            return new JpegDecoder(data, name).Decode(size);
+            var decoder = new JpegDecoder(data, name) { SizeUpright = upright };
+            PngImage image = decoder.Decode(size);
+            return upright ? ExifOrientation.Apply(image, decoder.Orientation) : image;
         }
         catch (EndOfStreamException e)
         {

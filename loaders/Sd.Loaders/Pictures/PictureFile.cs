@@ -13,19 +13,31 @@ public static class PictureFile
     /// <summary>Enough of a file's start for <see cref="HasSignature"/>.</summary>
     public const int HeadBytes = 8;
 
-    public static PngImage Read(string path) => Read(path, null);
+    public static PngImage Read(string path) => Read(path, null, upright: false);
 
     /// <summary>Reads a picture that must be <paramref name="width"/> x <paramref name="height"/>: another size is
     /// refused from the file's header, before anything is decoded.</summary>
-    public static PngImage Read(string path, int width, int height) => Read(path, (width, height));
+    public static PngImage Read(string path, int width, int height) => Read(path, (width, height), upright: false);
+
+    /// <summary>
+    /// Reads a picture turned upright by its EXIF orientation, as diffusers' load_image and A1111's img2img read
+    /// their inputs (Pillow's ImageOps.exif_transpose; a JPEG's EXIF, PNGs as stored). A required size is the upright
+    /// size, checked before anything is decoded.
+    /// </summary>
+    public static PngImage ReadUpright(string path, int width, int height) => Read(path, (width, height), upright: true);
+
+    /// <inheritdoc cref="ReadUpright(string, int, int)"/>
+    public static PngImage ReadUpright(string path) => Read(path, null, upright: true);
 
     /// <summary>Whether a file's first bytes (see <see cref="InputFile.ReadHead"/>) start a picture Sd reads.</summary>
     public static bool HasSignature(ReadOnlySpan<byte> head) => PngFile.HasSignature(head) || JpegFile.HasSignature(head);
 
-    private static PngImage Read(string path, (int Width, int Height)? size)
+    private static PngImage Read(string path, (int Width, int Height)? size, bool upright)
     {
         Span<byte> head = stackalloc byte[HeadBytes];
         head = head[..InputFile.ReadHead(path, "picture", head)];
+        if (JpegFile.HasSignature(head) && upright)
+            return JpegFile.ReadUpright(path, size);
         if (JpegFile.HasSignature(head))
             return size is { } s ? JpegFile.Read(path, s.Width, s.Height) : JpegFile.Read(path);
         if (PngFile.HasSignature(head))

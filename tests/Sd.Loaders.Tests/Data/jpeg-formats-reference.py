@@ -2,13 +2,14 @@
 
 Each case is a small JPEG made by Pillow's encoder or libjpeg-turbo's cjpeg (sampling factors Pillow cannot ask for,
 restart intervals, non-interleaved and custom progressive scans, RGB without YCbCr), with what Pillow's
-Image.open(...).convert("RGB") gives. Run with /usr/bin/python3 (Pillow 9.4 on libjpeg-turbo, numpy) and cjpeg
+Image.open(...).convert("RGB") gives; and pictures with each EXIF orientation, with what ImageOps.exif_transpose
+gives. Run with /usr/bin/python3 (Pillow 9.4 on libjpeg-turbo, numpy) and cjpeg
 (Debian's libjpeg-turbo-progs) on the PATH; the project's tests only read the JSON.
 """
 import base64, io, json, os, subprocess, tempfile
 import numpy as np
 import PIL
-from PIL import Image
+from PIL import Image, ImageOps
 
 rng = np.random.default_rng(42)
 
@@ -101,6 +102,21 @@ for name, data in cases:
         "rgb": base64.b64encode(rgb.tobytes()).decode(),
     })
     print(f"{name}: {image.mode} {image.size}, {len(data)} bytes")
+
+# EXIF orientations 1-8 (Pillow writes the EXIF little-endian): the upright picture is ImageOps.exif_transpose's.
+out["oriented"] = []
+for orientation in range(1, 9):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = pillow(picture(13, 7), quality=90, exif=exif.tobytes())
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    out["oriented"].append({
+        "orientation": orientation,
+        "jpeg": base64.b64encode(data).decode(),
+        "width": upright.width,
+        "height": upright.height,
+        "rgb": base64.b64encode(upright.tobytes()).decode(),
+    })
 
 # Arithmetic coding is refused by name; the tests check the message.
 out["arithmetic"] = base64.b64encode(cjpeg(picture(16, 16), "-arithmetic")).decode()

@@ -34,10 +34,11 @@ public static class ModelCommands
         """;
 
     private const string EncodeHelp = """
-        Usage: sd vae-encode --model M [--config DIR] [--vae VAE] --image x.npy|img.png --out mean.npy [--out-logvar lv.npy]
+        Usage: sd vae-encode --model M [--config DIR] [--vae VAE] --image x.npy|img.png|img.jpg --out mean.npy [--out-logvar lv.npy]
 
-        VAE encoder. x.npy: float32 [B, 3, H, W] in [-1, 1] (the encoder's input); a PNG (known by its signature,
-        whatever its name) is read as RGB and mapped from [0, 255] to [-1, 1]. H and W must be multiples of 8. Writes
+        VAE encoder. x.npy: float32 [B, 3, H, W] in [-1, 1] (the encoder's input); a PNG or JPEG (known by its
+        signature, whatever its name) is read as RGB, turned upright by its EXIF orientation as diffusers' load_image
+        does, and mapped from [0, 255] to [-1, 1]. H and W must be multiples of 8. Writes
         the posterior mean (and log-variance) [B, 4, H/8, W/8], unscaled (multiply by the scaling factor for diffusion
         latents).
         """;
@@ -182,7 +183,7 @@ public static class ModelCommands
         head = head[..InputFile.ReadHead(path, "--image file", head)];
         if (PictureFile.HasSignature(head))
         {
-            return ImageConversion.FromPng(PictureFile.Read(path));
+            return ImageConversion.FromPng(PictureFile.ReadUpright(path));
         }
         if (NpyFile.HasMagic(head))
         {

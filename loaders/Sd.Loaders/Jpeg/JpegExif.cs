@@ -4,25 +4,31 @@ using System.Text;
 namespace Sd.Loaders.Jpeg;
 
 /// <summary>
-/// The generation settings A1111 stores in a JPEG: EXIF's UserComment (tag 0x9286 in the Exif IFD), read as
+/// What Sd takes from a JPEG's EXIF (the APP1 "Exif" segment): the orientation (tag 0x0112 in IFD0), for reading a
+/// picture upright, and the generation settings A1111 stores there: UserComment (tag 0x9286 in the Exif IFD), read as
 /// A1111's read_info_from_image reads it with piexif: an 8-byte prefix names the encoding (ASCII, UNICODE for UTF-16
 /// big-endian, JIS for Shift-JIS, undecodable bytes replaced), and without a known prefix the whole field is UTF-8 with
 /// bad bytes dropped. A non-empty comment becomes the picture's "parameters" text. EXIF that cannot be parsed gives
 /// no text rather than an error: the picture is still good.
 /// </summary>
-internal static class ExifText
+internal static class JpegExif
 {
-    private const int ExifIfdPointer = 0x8769, UserComment = 0x9286, Undefined = 7;
+    private const int Orientation = 0x0112, ExifIfdPointer = 0x8769, UserComment = 0x9286, Short = 3, Undefined = 7;
 
     /// <param name="tiff">The APP1 segment after "Exif\0\0": a TIFF header and IFDs.</param>
-    public static void Read(ReadOnlySpan<byte> tiff, Dictionary<string, string> text)
+    /// <param name="orientation">Set to the EXIF orientation (1-8) when the segment has one, else left as it is.</param>
+    public static void Read(ReadOnlySpan<byte> tiff, Dictionary<string, string> text, ref int orientation)
     {
-        if (text.ContainsKey("parameters") || tiff.Length < 8)
+        if (tiff.Length < 8)
             return;
         bool little = tiff[0] == 'I' && tiff[1] == 'I';
         if (!little && !(tiff[0] == 'M' && tiff[1] == 'M'))
             return;
-        long exifIfd = Find(tiff, little, Read32(tiff, 4, little), ExifIfdPointer, out _, out _);
+        long ifd0 = Read32(tiff, 4, little);
+        long at = Find(tiff, little, ifd0, Orientation, out int orientationType, out long values);
+        if (at >= 0 && orientationType == Short && values == 1)
+            orientation = Read16(tiff, (int)at, little);
+        long exifIfd = Find(tiff, little, ifd0, ExifIfdPointer, out _, out _);
         if (exifIfd < 0)
             return;
         long offset = Find(tiff, little, exifIfd, UserComment, out int type, out long count);
