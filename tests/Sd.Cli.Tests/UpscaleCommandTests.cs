@@ -158,7 +158,7 @@ public sealed class UpscaleCommandTests : IDisposable
             pixels[name] = new PngImage(width, 7, 3, picture);
             PngFile.Write(Path.Combine(inputs, name), pixels[name]);
         }
-        File.WriteAllBytes(Path.Combine(inputs, "img3.jpg"), JpegReference.Files()[0]);
+        File.WriteAllBytes(Path.Combine(inputs, "img3.jpg"), ReferenceFiles.Files(ReferenceFiles.Jpeg, "jpeg")[0]);
         pixels["img3.png"] = JpegFile.Read(Path.Combine(inputs, "img3.jpg"));
         File.WriteAllText(Path.Combine(inputs, "notes.txt"), "not a picture");
         Directory.CreateDirectory(Path.Combine(inputs, "sub"));

@@ -17,12 +17,12 @@ public sealed class JpegFileTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static byte[] Baseline() => JpegReference.Files()[0]; // 37x21, 4:2:0, JFIF
+    private static byte[] Baseline() => ReferenceFiles.Files(ReferenceFiles.Jpeg, "jpeg")[0]; // 37x21, 4:2:0, JFIF
 
     [Fact]
     public void Unsupported_kinds_are_refused_by_name()
     {
-        using JsonDocument reference = JpegReference.Open();
+        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Jpeg);
         byte[] arithmetic = Convert.FromBase64String(reference.RootElement.GetProperty("arithmetic").GetString()!);
         AssertRefused(arithmetic, "arith.jpg", "an arithmetic-coded JPEG (SOF9); only baseline, extended sequential and progressive Huffman-coded JPEGs are read");
 
@@ -32,6 +32,12 @@ public sealed class JpegFileTests : IDisposable
 
         byte[] cut = Baseline()[..^50]; // inside the scan
         AssertRefused(cut, "cut.jpg", "truncated: the file ends before its EOI marker");
+
+        // The scan again before EOI: a sequential frame codes each component once.
+        byte[] baseline = Baseline();
+        int sos = baseline.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xFF, 0xDA]);
+        byte[] twice = [.. baseline[..^2], .. baseline[sos..]];
+        AssertRefused(twice, "twice.jpg", "sequential scan 1 codes component 1 again; each is coded in one scan");
 
         byte[] noEnd = Baseline()[..^2];
         AssertRefused(noEnd, "open.jpg", "truncated: the file ends before its EOI marker");
@@ -75,7 +81,7 @@ public sealed class JpegFileTests : IDisposable
     [InlineData(1), InlineData(2), InlineData(3), InlineData(4), InlineData(5), InlineData(6), InlineData(7), InlineData(8)]
     public void Reading_upright_applies_the_exif_orientation_as_pillow_does(int orientation)
     {
-        using JsonDocument reference = JpegReference.Open();
+        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Jpeg);
         JsonElement c = reference.RootElement.GetProperty("oriented")[orientation - 1];
         Assert.Equal(orientation, c.GetProperty("orientation").GetInt32());
         string path = _dir.Write($"turned{orientation}.jpg", Convert.FromBase64String(c.GetProperty("jpeg").GetString()!));

@@ -14,7 +14,7 @@ public sealed class JpegFormatTests
     public static TheoryData<string> Cases()
     {
         var data = new TheoryData<string>();
-        using JsonDocument reference = JpegReference.Open();
+        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Jpeg);
         foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
             data.Add(c.GetProperty("name").GetString()!);
         return data;
@@ -24,7 +24,7 @@ public sealed class JpegFormatTests
     [MemberData(nameof(Cases))]
     public void Decodes_as_pillow_does(string name)
     {
-        using JsonDocument reference = JpegReference.Open();
+        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Jpeg);
         JsonElement c = reference.RootElement.GetProperty("cases").EnumerateArray().First(e => e.GetProperty("name").GetString() == name);
         PngImage image = JpegFile.Read(new MemoryStream(Convert.FromBase64String(c.GetProperty("jpeg").GetString()!)), name);
         Assert.Equal((c.GetProperty("width").GetInt32(), c.GetProperty("height").GetInt32()), (image.Width, image.Height));

@@ -68,7 +68,7 @@ public sealed class MutatedInputTests : IDisposable
     public void Damaged_pngs_of_every_format_load_or_fail_naming_the_file()
     {
         int seed = 100;
-        foreach (byte[] png in PngFormatTests.ReferencePngs())
+        foreach (byte[] png in ReferenceFiles.Files(ReferenceFiles.Png, "png"))
         {
             AssertEachLoadsOrNamesItself(png, "png", seed++, path => PngFile.Read(path), WithCrcsRecomputed);
         }
@@ -82,7 +82,7 @@ public sealed class MutatedInputTests : IDisposable
     public void Damaged_jpegs_load_or_fail_naming_the_file()
     {
         int seed = 200;
-        foreach (byte[] jpeg in JpegReference.Files())
+        foreach (byte[] jpeg in ReferenceFiles.Files(ReferenceFiles.Jpeg, "jpeg"))
         {
             AssertEachLoadsOrNamesItself(jpeg, "jpg", seed++, path => JpegFile.Read(path));
         }

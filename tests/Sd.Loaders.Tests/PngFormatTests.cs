@@ -13,33 +13,19 @@ public sealed class PngFormatTests
     public static TheoryData<string> Cases()
     {
         var data = new TheoryData<string>();
-        foreach (JsonElement c in Reference().RootElement.GetProperty("cases").EnumerateArray())
+        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Png);
+        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
         {
             data.Add(c.GetProperty("name").GetString()!);
         }
         return data;
     }
 
-    /// <summary>The reference files (for damage tests).</summary>
-    public static List<byte[]> ReferencePngs()
-    {
-        using JsonDocument reference = Reference();
-        var files = new List<byte[]>();
-        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
-        {
-            files.Add(Convert.FromBase64String(c.GetProperty("png").GetString()!));
-        }
-        return files;
-    }
-
-    private static JsonDocument Reference() =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", "png-formats-reference.json")));
-
     [Theory]
     [MemberData(nameof(Cases))]
     public void Decodes_as_pillow_does(string name)
     {
-        using JsonDocument reference = Reference();
+        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Png);
         JsonElement c = reference.RootElement.GetProperty("cases").EnumerateArray().First(e => e.GetProperty("name").GetString() == name);
         PngImage image = PngFile.Read(new MemoryStream(Convert.FromBase64String(c.GetProperty("png").GetString()!)), name);
         Assert.Equal(Convert.FromBase64String(c.GetProperty("rgb").GetString()!), Pixels(image, 3));

@@ -12,7 +12,7 @@ internal sealed class HuffmanTable
     private readonly ushort[] _fast = new ushort[1 << FastBits];
 
     /// <summary>Per code length L: the largest code of length L (-1 when none) and the symbol index offset.</summary>
-    private readonly int[] _maxCode = new int[18];
+    private readonly int[] _maxCode = new int[17];
     private readonly int[] _offset = new int[17];
     private readonly byte[] _symbols;
 
@@ -39,7 +39,6 @@ internal sealed class HuffmanTable
             }
             code <<= 1;
         }
-        _maxCode[17] = int.MaxValue; // ends the search: a 17th bit never completes a code, which Decode reports
         if (index != symbols.Length)
             throw new FormatException($"its counts add up to {index} symbols, but {symbols.Length} follow them");
     }

@@ -25,6 +25,13 @@ internal sealed class JpegDecoder
     private int _scans;
     private bool _exifRead;
 
+    /// <summary>
+    /// Most scans read. Each scan decodes every block of its components even from no data (past a marker the bits
+    /// are zeros), so a small file of many empty scans could keep the decoder busy for hours; real files have at most
+    /// a few dozen (libjpeg-turbo's fuzzing limit is 500).
+    /// </summary>
+    public const int MaxScans = 1000;
+
     public JpegDecoder(byte[] data, string name)
     {
         _data = data;
@@ -226,6 +233,8 @@ internal sealed class JpegDecoder
     private int ReadScan(ReadOnlySpan<byte> segment, int position)
     {
         JpegFrame frame = _frame ?? throw Invalid("a scan (SOS) before the frame header (SOF)");
+        if (_scans == MaxScans)
+            throw Invalid($"more than {MaxScans} scans; real JPEGs have a few dozen at most");
         int count = segment.Length > 0 ? segment[0] : 0;
         if (count is < 1 or > 4 || segment.Length != 4 + 2 * count)
             throw Invalid($"the scan header (SOS) has {segment.Length} bytes for {count} components; 1-4 components in {4 + 2 * count} bytes are valid");
@@ -245,10 +254,11 @@ internal sealed class JpegDecoder
             components[i] = c;
             blocksInMcu += c.H * c.V;
             c.Quant ??= _quant[c.QuantSlot] ?? throw Invalid($"component {id} uses quantization table {c.QuantSlot}, which no DQT defined");
-            dc[i] = _dc[segment[2 + 2 * i] >> 4 & 3];
-            ac[i] = _ac[segment[2 + 2 * i] & 3];
-            if (segment[2 + 2 * i] >> 4 > 3 || (segment[2 + 2 * i] & 15) > 3)
-                throw Invalid($"scan {_scans} gives component {id} Huffman tables {segment[2 + 2 * i] >> 4}/{segment[2 + 2 * i] & 15}; 0-3 are valid");
+            int tables = segment[2 + 2 * i];
+            if (tables >> 4 > 3 || (tables & 15) > 3)
+                throw Invalid($"scan {_scans} gives component {id} Huffman tables {tables >> 4}/{tables & 15}; 0-3 are valid");
+            dc[i] = _dc[tables >> 4];
+            ac[i] = _ac[tables & 15];
         }
         if (count > 1 && blocksInMcu > 10)
             throw Invalid($"scan {_scans} interleaves {blocksInMcu} blocks per MCU; the limit is 10");
@@ -273,9 +283,10 @@ internal sealed class JpegDecoder
     }
 
     /// <summary>
-    /// Scan parameters the frame type allows, and for progressive frames each coefficient's bits coded in order: a
-    /// first scan before refinements, each refinement one bit below the last (T.81 G.1.1.1.1). libjpeg only warns on
-    /// the order; a file breaking it has no well-defined picture, so it is refused.
+    /// Scan parameters the frame type allows; each component of a sequential frame in one scan; for progressive
+    /// frames each coefficient's bits coded in order: a first scan before refinements, each refinement one bit below
+    /// the last (T.81 G.1.1.1.1). libjpeg only warns on the order; a file breaking it has no well-defined picture, so
+    /// it is refused (and a scan coding nothing new cannot make a small file decode the picture again and again).
     /// </summary>
     private void CheckProgression(JpegFrame frame, JpegScan scan)
     {
@@ -283,6 +294,12 @@ internal sealed class JpegDecoder
         {
             if (scan.Ss != 0 || scan.Se != 63 || scan.Ah != 0 || scan.Al != 0)
                 throw Invalid($"sequential scan {_scans} codes coefficients {scan.Ss}-{scan.Se}, bits {scan.Ah}/{scan.Al}; it must code 0-63 whole");
+            foreach (JpegComponent c in scan.Components)
+            {
+                if (c.CodedFromBit[0] == 0)
+                    throw Invalid($"sequential scan {_scans} codes component {c.Id} again; each is coded in one scan");
+                c.CodedFromBit.AsSpan().Clear(); // all bits of every coefficient
+            }
             return;
         }
         bool bad = scan.Ss == 0 ? scan.Se != 0 : scan.Ss > scan.Se || scan.Se > 63 || scan.Components.Length != 1;
@@ -294,8 +311,9 @@ internal sealed class JpegDecoder
                 throw Invalid($"progressive scan {_scans} codes AC coefficients of component {c.Id} before its DC");
             for (int k = scan.Ss; k <= scan.Se; k++)
             {
-                int expected = Math.Max(c.CodedFromBit[k], 0);
-                if ((c.CodedFromBit[k] < 0 && scan.Ah != 0) || (c.CodedFromBit[k] >= 0 && scan.Ah != expected))
+                // Never coded: a first scan (Ah 0). Coded down to bit b: a refinement of it (Ah = b, so b > 0).
+                int coded = c.CodedFromBit[k];
+                if (coded < 0 ? scan.Ah != 0 : scan.Ah != coded || coded == 0)
                     throw Invalid($"progressive scan {_scans} refines coefficient {k} of component {c.Id} out of order");
                 c.CodedFromBit[k] = scan.Al;
             }

@@ -1,0 +1,28 @@
+using System.Text.Json;
+
+namespace Sd.Loaders.Tests;
+
+/// <summary>
+/// The reference files in Data/*.json: pictures of every format with Pillow's decodes of them, written by the
+/// Python script beside each (png-formats-reference.py, jpeg-formats-reference.py).
+/// </summary>
+internal static class ReferenceFiles
+{
+    public const string Png = "png-formats-reference.json";
+
+    /// <summary>The JPEG cases; the first is a 37x21 4:2:0 baseline JPEG.</summary>
+    public const string Jpeg = "jpeg-formats-reference.json";
+
+    public static JsonDocument Open(string json) =>
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", json)));
+
+    /// <summary>Every case's file (stored base64 under <paramref name="key"/>), in the JSON's order.</summary>
+    public static List<byte[]> Files(string json, string key)
+    {
+        using JsonDocument reference = Open(json);
+        var files = new List<byte[]>();
+        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
+            files.Add(Convert.FromBase64String(c.GetProperty(key).GetString()!));
+        return files;
+    }
+}
