@@ -11,21 +11,13 @@ namespace Sd.Loaders.Tests;
 /// </summary>
 public sealed class JpegFormatTests
 {
-    public static TheoryData<string> Cases()
-    {
-        var data = new TheoryData<string>();
-        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Jpeg);
-        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
-            data.Add(c.GetProperty("name").GetString()!);
-        return data;
-    }
+    public static TheoryData<string> Cases() => ReferenceFiles.Names(ReferenceFiles.Jpeg);
 
     [Theory]
     [MemberData(nameof(Cases))]
     public void Decodes_as_pillow_does(string name)
     {
-        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Jpeg);
-        JsonElement c = reference.RootElement.GetProperty("cases").EnumerateArray().First(e => e.GetProperty("name").GetString() == name);
+        JsonElement c = ReferenceFiles.Case(ReferenceFiles.Jpeg, name);
         PngImage image = JpegFile.Read(new MemoryStream(Convert.FromBase64String(c.GetProperty("jpeg").GetString()!)), name);
         Assert.Equal((c.GetProperty("width").GetInt32(), c.GetProperty("height").GetInt32()), (image.Width, image.Height));
         Assert.Equal(c.GetProperty("mode").GetString() == "L" ? 1 : 3, image.Channels);

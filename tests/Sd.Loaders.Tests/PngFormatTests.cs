@@ -10,23 +10,13 @@ namespace Sd.Loaders.Tests;
 /// </summary>
 public sealed class PngFormatTests
 {
-    public static TheoryData<string> Cases()
-    {
-        var data = new TheoryData<string>();
-        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Png);
-        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
-        {
-            data.Add(c.GetProperty("name").GetString()!);
-        }
-        return data;
-    }
+    public static TheoryData<string> Cases() => ReferenceFiles.Names(ReferenceFiles.Png);
 
     [Theory]
     [MemberData(nameof(Cases))]
     public void Decodes_as_pillow_does(string name)
     {
-        using JsonDocument reference = ReferenceFiles.Open(ReferenceFiles.Png);
-        JsonElement c = reference.RootElement.GetProperty("cases").EnumerateArray().First(e => e.GetProperty("name").GetString() == name);
+        JsonElement c = ReferenceFiles.Case(ReferenceFiles.Png, name);
         PngImage image = PngFile.Read(new MemoryStream(Convert.FromBase64String(c.GetProperty("png").GetString()!)), name);
         Assert.Equal(Convert.FromBase64String(c.GetProperty("rgb").GetString()!), Pixels(image, 3));
         Assert.Equal(Convert.FromBase64String(c.GetProperty("rgba").GetString()!), Pixels(image, 4));

@@ -16,6 +16,28 @@ internal static class ReferenceFiles
     public static JsonDocument Open(string json) =>
         JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", json)));
 
+    /// <summary>The cases' names, for a theory over them.</summary>
+    public static TheoryData<string> Names(string json)
+    {
+        var data = new TheoryData<string>();
+        using JsonDocument reference = Open(json);
+        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
+            data.Add(c.GetProperty("name").GetString()!);
+        return data;
+    }
+
+    /// <summary>The case named <paramref name="name"/> (a clone, valid after the document is gone).</summary>
+    public static JsonElement Case(string json, string name)
+    {
+        using JsonDocument reference = Open(json);
+        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            if (c.GetProperty("name").GetString() == name)
+                return c.Clone();
+        }
+        throw new ArgumentException($"{json} has no case '{name}'", nameof(name));
+    }
+
     /// <summary>Every case's file (stored base64 under <paramref name="key"/>), in the JSON's order.</summary>
     public static List<byte[]> Files(string json, string key)
     {
