@@ -103,9 +103,7 @@ internal sealed class JpegDecoder
                     break;
                 case 0xE1 when segment.StartsWith("Exif\0\0"u8) && !_exifRead:
                     // Only the first Exif segment counts, as in Pillow.
-                    int orientation = Orientation;
-                    JpegExif.Read(segment[6..], _text, ref orientation);
-                    Orientation = orientation;
+                    Orientation = JpegExif.Read(segment[6..], _text);
                     _exifRead = true;
                     break;
             }
@@ -159,7 +157,6 @@ internal sealed class JpegDecoder
             components[i] = new JpegComponent { Id = c[0], H = h, V = v, QuantSlot = c[2] };
         }
         var frame = new JpegFrame { Width = width, Height = height, Progressive = progressive, Components = components };
-        frame.Layout();
         foreach (JpegComponent c in components)
         {
             if (frame.MaxH % c.H != 0 || frame.MaxV % c.V != 0)
@@ -168,6 +165,7 @@ internal sealed class JpegDecoder
                               "fractional sampling (not dividing the largest factor) is not supported, as in libjpeg");
             }
         }
+        frame.Layout(); // allocates the coefficients, so only once the frame is known to be readable
         _frame = frame;
     }
 
@@ -244,6 +242,7 @@ internal sealed class JpegDecoder
         var dc = new HuffmanTable?[count];
         var ac = new HuffmanTable?[count];
         int blocksInMcu = 0;
+        bool needsDc = !frame.Progressive || (ss == 0 && ah == 0), needsAc = !frame.Progressive || ss > 0;
         for (int i = 0; i < count; i++)
         {
             int id = segment[1 + 2 * i];
@@ -253,23 +252,19 @@ internal sealed class JpegDecoder
                 throw Invalid($"scan {_scans} names component {id} twice");
             components[i] = c;
             blocksInMcu += c.H * c.V;
-            c.Quant ??= _quant[c.QuantSlot] ?? throw Invalid($"component {id} uses quantization table {c.QuantSlot}, which no DQT defined");
+            BindQuantization(c);
             int tables = segment[2 + 2 * i];
             if (tables >> 4 > 3 || (tables & 15) > 3)
                 throw Invalid($"scan {_scans} gives component {id} Huffman tables {tables >> 4}/{tables & 15}; 0-3 are valid");
             dc[i] = _dc[tables >> 4];
             ac[i] = _ac[tables & 15];
+            if ((needsDc && dc[i] == null) || (needsAc && ac[i] == null))
+                throw Invalid($"scan {_scans} uses a Huffman table that no DHT defined");
         }
         if (count > 1 && blocksInMcu > 10)
             throw Invalid($"scan {_scans} interleaves {blocksInMcu} blocks per MCU; the limit is 10");
         var scan = new JpegScan { Components = components, Dc = dc, Ac = ac, Ss = ss, Se = se, Ah = ah, Al = al };
         CheckProgression(frame, scan);
-        for (int i = 0; i < count; i++)
-        {
-            bool needsDc = !frame.Progressive || (ss == 0 && ah == 0), needsAc = !frame.Progressive || ss > 0;
-            if ((needsDc && dc[i] == null) || (needsAc && ac[i] == null))
-                throw Invalid($"scan {_scans} uses a Huffman table that no DHT defined");
-        }
         try
         {
             position = ScanDecoder.Decode(_data, position, frame, scan, _restartInterval);
@@ -326,9 +321,14 @@ internal sealed class JpegDecoder
         if (_scans == 0)
             throw Invalid("the file has no image data (no scan before EOI)");
         foreach (JpegComponent c in frame.Components)
-            c.Quant ??= _quant[c.QuantSlot] ?? throw Invalid($"component {c.Id} uses quantization table {c.QuantSlot}, which no DQT defined");
+            BindQuantization(c); // a component no scan coded still needs its table for the IDCT
         return JpegPixels.ToImage(frame, RgbComponents(frame), _text);
     }
+
+    /// <summary>Binds the component's quantization table as it stands when the component is first used (libjpeg's
+    /// latch_quant_tables: a later DQT for the slot does not change it).</summary>
+    private void BindQuantization(JpegComponent c) =>
+        c.Quant ??= _quant[c.QuantSlot] ?? throw Invalid($"component {c.Id} uses quantization table {c.QuantSlot}, which no DQT defined");
 
     /// <summary>Whether three components are R, G, B rather than Y, Cb, Cr, decided as libjpeg decides it: JFIF means
     /// YCbCr, an Adobe marker's transform 0 means RGB, else component ids 'R', 'G', 'B'.</summary>

@@ -16,32 +16,34 @@ internal static class JpegExif
     private const int Orientation = 0x0112, ExifIfdPointer = 0x8769, UserComment = 0x9286, Short = 3, Undefined = 7;
 
     /// <param name="tiff">The APP1 segment after "Exif\0\0": a TIFF header and IFDs.</param>
-    /// <param name="orientation">Set to the EXIF orientation (1-8) when the segment has one, else left as it is.</param>
-    public static void Read(ReadOnlySpan<byte> tiff, Dictionary<string, string> text, ref int orientation)
+    /// <returns>The EXIF orientation, 1 (as stored) when the segment has none.</returns>
+    public static int Read(ReadOnlySpan<byte> tiff, Dictionary<string, string> text)
     {
         if (tiff.Length < 8)
-            return;
+            return 1;
         bool little = tiff[0] == 'I' && tiff[1] == 'I';
         if (!little && !(tiff[0] == 'M' && tiff[1] == 'M'))
-            return;
+            return 1;
         long ifd0 = Read32(tiff, 4, little);
-        long at = Find(tiff, little, ifd0, Orientation, out int orientationType, out long values);
-        if (at >= 0 && orientationType == Short && values == 1)
-            orientation = Read16(tiff, (int)at, little);
-        long exifIfd = Find(tiff, little, ifd0, ExifIfdPointer, out _, out _);
-        if (exifIfd < 0)
-            return;
-        long offset = Find(tiff, little, exifIfd, UserComment, out int type, out long count);
-        if (offset < 0 || type != Undefined || offset + count > tiff.Length)
-            return;
-        string comment = Decode(tiff.Slice((int)offset, (int)count));
-        if (comment.Length > 0)
-            text["parameters"] = comment;
+        long entry = Find(tiff, little, ifd0, Orientation, out int type, out long count);
+        int orientation = entry >= 0 && type == Short && count == 1 ? Read16(tiff, (int)entry + 8, little) : 1;
+        entry = Find(tiff, little, ifd0, ExifIfdPointer, out _, out _);
+        long exifIfd = entry >= 0 ? Read32(tiff, (int)entry + 8, little) : -1; // a LONG: the Exif IFD's offset
+        entry = Find(tiff, little, exifIfd, UserComment, out type, out count);
+        // A value of up to 4 bytes sits in the entry itself; a longer one where the entry's offset points.
+        long offset = entry < 0 ? -1 : count <= 4 ? entry + 8 : Read32(tiff, (int)entry + 8, little);
+        if (offset >= 0 && type == Undefined && offset + count <= tiff.Length)
+        {
+            string comment = Decode(tiff.Slice((int)offset, (int)count));
+            if (comment.Length > 0)
+                text["parameters"] = comment;
+        }
+        return orientation;
     }
 
     /// <summary>
-    /// Where the value of <paramref name="tag"/> in the IFD at <paramref name="ifd"/> is: its offset (the entry's
-    /// own 4 bytes when the value fits there, or a LONG pointer's target), or -1 when absent or out of bounds.
+    /// The entry for <paramref name="tag"/> in the IFD at <paramref name="ifd"/>: its offset (12 bytes: tag, type,
+    /// count, then the value or the value's offset), with its type and count, or -1 when absent or out of bounds.
     /// </summary>
     private static long Find(ReadOnlySpan<byte> tiff, bool little, long ifd, int tag, out int type, out long count)
     {
@@ -59,9 +61,7 @@ internal static class JpegExif
                 continue;
             type = Read16(tiff, (int)at + 2, little);
             count = Read32(tiff, (int)at + 4, little);
-            if (tag == ExifIfdPointer)
-                return Read32(tiff, (int)at + 8, little); // a LONG: the Exif IFD's offset
-            return count <= 4 ? at + 8 : Read32(tiff, (int)at + 8, little);
+            return at;
         }
         return -1;
     }

@@ -45,7 +45,8 @@ public static class JpegFile
     /// <summary>Whether a file's first bytes are a JPEG's: SOI and the start of another marker.</summary>
     public static bool HasSignature(ReadOnlySpan<byte> head) => head.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xD8, 0xFF]);
 
-    private static PngImage ReadFile(string path, (int Width, int Height)? size, bool upright)
+    /// <summary>The picture, of <paramref name="size"/> when given (upright when <paramref name="upright"/>).</summary>
+    internal static PngImage ReadFile(string path, (int Width, int Height)? size, bool upright)
     {
         InputFile.Check(path, "JPEG file", MaxFileBytes);
         return Decode(File.ReadAllBytes(path), path, size, upright);

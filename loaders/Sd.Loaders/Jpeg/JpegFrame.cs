@@ -55,8 +55,9 @@ internal sealed class JpegFrame
     public required bool Progressive { get; init; }
     public required JpegComponent[] Components { get; init; }
 
-    public int MaxH { get; private set; }
-    public int MaxV { get; private set; }
+    /// <summary>The largest sampling factors, which the picture's full resolution corresponds to.</summary>
+    public int MaxH => MaxOf(horizontal: true);
+    public int MaxV => MaxOf(horizontal: false);
 
     /// <summary>MCUs per row and MCU rows of an interleaved scan.</summary>
     public int McusWide { get; private set; }
@@ -65,11 +66,6 @@ internal sealed class JpegFrame
     /// <summary>Derives each component's sizes and allocates its coefficients (zero, as progressive scans expect).</summary>
     public void Layout()
     {
-        foreach (JpegComponent c in Components)
-        {
-            MaxH = Math.Max(MaxH, c.H);
-            MaxV = Math.Max(MaxV, c.V);
-        }
         McusWide = CeilDiv(Width, 8 * MaxH);
         McusHigh = CeilDiv(Height, 8 * MaxV);
         foreach (JpegComponent c in Components)
@@ -82,6 +78,14 @@ internal sealed class JpegFrame
             c.StoredBlocksHigh = McusHigh * c.V;
             c.Coefficients = new short[(long)c.StoredBlocksWide * c.StoredBlocksHigh * 64];
         }
+    }
+
+    private int MaxOf(bool horizontal)
+    {
+        int max = 1;
+        foreach (JpegComponent c in Components)
+            max = Math.Max(max, horizontal ? c.H : c.V);
+        return max;
     }
 
     private static int CeilDiv(int a, int b) => (int)(((long)a + b - 1) / b);

@@ -36,10 +36,8 @@ public static class PictureFile
     {
         Span<byte> head = stackalloc byte[HeadBytes];
         head = head[..InputFile.ReadHead(path, "picture", head)];
-        if (JpegFile.HasSignature(head) && upright)
-            return JpegFile.ReadUpright(path, size);
         if (JpegFile.HasSignature(head))
-            return size is { } s ? JpegFile.Read(path, s.Width, s.Height) : JpegFile.Read(path);
+            return JpegFile.ReadFile(path, size, upright);
         if (PngFile.HasSignature(head))
             return size is { } s ? PngFile.Read(path, s.Width, s.Height) : PngFile.Read(path);
         throw new InvalidFileException(path, "not a PNG or JPEG picture (the file starts as neither; other formats are not read)");
