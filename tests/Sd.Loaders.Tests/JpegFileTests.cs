@@ -109,7 +109,7 @@ public sealed class JpegFileTests : IDisposable
         Assert.Equal($"{jpeg}: the picture is 37x21; 8x8 is needed", e.Message);
         string gif = _dir.Write("anim.gif", "GIF89a\x01\x00\x01\x00"u8.ToArray());
         e = Assert.Throws<InvalidFileException>(() => PictureFile.Read(gif));
-        Assert.Equal($"{gif}: not a PNG or JPEG picture (the file starts as neither; other formats are not read)", e.Message);
+        Assert.Equal($"{gif}: not a PNG, JPEG or WebP picture (the file starts as none of them; other formats are not read)", e.Message);
     }
 
     private void AssertRefused(byte[] bytes, string name, string problem)
@@ -119,6 +119,15 @@ public sealed class JpegFileTests : IDisposable
         Assert.Equal($"{path}: {problem}", e.Message);
     }
 
+    /// <summary>The JPEG with an APP1 Exif segment after SOI holding <see cref="ExifTiff.WithUserComment"/>.</summary>
+    private static byte[] WithExif(byte[] jpeg, byte[] comment, bool little)
+    {
+        byte[] segment = [.. "Exif\0\0"u8, .. ExifTiff.WithUserComment(comment, little)];
+        var length = new byte[2];
+        BinaryPrimitives.WriteUInt16BigEndian(length, (ushort)(segment.Length + 2));
+        return [0xFF, 0xD8, 0xFF, 0xE1, .. length, .. segment, .. jpeg.AsSpan(2)];
+    }
+
     /// <summary>Where the first SOF segment's data (its precision byte) is.</summary>
     private static int FrameHeader(byte[] jpeg)
     {
@@ -126,44 +135,5 @@ public sealed class JpegFileTests : IDisposable
         while (jpeg[at + 1] is not (0xC0 or 0xC1 or 0xC2))
             at += 2 + BinaryPrimitives.ReadUInt16BigEndian(jpeg.AsSpan(at + 2));
         return at + 4;
-    }
-
-    /// <summary>
-    /// The JPEG with an APP1 Exif segment after SOI as piexif writes it: IFD0 with only the Exif IFD pointer, the Exif
-    /// IFD with only UserComment (UNDEFINED, stored after the IFD), in either byte order.
-    /// </summary>
-    private static byte[] WithExif(byte[] jpeg, byte[] comment, bool little)
-    {
-        var tiff = new byte[44 + comment.Length];
-        tiff[0] = tiff[1] = (byte)(little ? 'I' : 'M');
-        Put16(tiff, 2, 42, little);
-        Put32(tiff, 4, 8, little);
-        Put16(tiff, 8, 1, little); // IFD0: one entry
-        Put16(tiff, 10, 0x8769, little);
-        Put16(tiff, 12, 4, little); // LONG
-        Put32(tiff, 14, 1, little);
-        Put32(tiff, 18, 26, little); // the Exif IFD; IFD0's next-IFD link (22) stays 0
-        Put16(tiff, 26, 1, little);
-        Put16(tiff, 28, 0x9286, little);
-        Put16(tiff, 30, 7, little); // UNDEFINED
-        Put32(tiff, 32, (uint)comment.Length, little);
-        Put32(tiff, 36, 44, little); // next-IFD link (40) stays 0
-        comment.CopyTo(tiff, 44);
-        byte[] segment = [.. "Exif\0\0"u8, .. tiff];
-        var length = new byte[2];
-        BinaryPrimitives.WriteUInt16BigEndian(length, (ushort)(segment.Length + 2));
-        return [0xFF, 0xD8, 0xFF, 0xE1, .. length, .. segment, .. jpeg.AsSpan(2)];
-    }
-
-    private static void Put16(byte[] data, int at, int value, bool little)
-    {
-        if (little) BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(at), (ushort)value);
-        else BinaryPrimitives.WriteUInt16BigEndian(data.AsSpan(at), (ushort)value);
-    }
-
-    private static void Put32(byte[] data, int at, uint value, bool little)
-    {
-        if (little) BinaryPrimitives.WriteUInt32LittleEndian(data.AsSpan(at), value);
-        else BinaryPrimitives.WriteUInt32BigEndian(data.AsSpan(at), value);
     }
 }

@@ -7,6 +7,7 @@ using Sd.Loaders.Jpeg;
 using Sd.Loaders.Lora;
 using Sd.Loaders.Npy;
 using Sd.Loaders.Png;
+using Sd.Loaders.Webp;
 using Sd.Loaders.Safetensors;
 
 namespace Sd.Loaders.Tests;
@@ -85,6 +86,21 @@ public sealed class MutatedInputTests : IDisposable
         foreach (byte[] jpeg in ReferenceFiles.Files(ReferenceFiles.Jpeg, "jpeg"))
         {
             AssertEachLoadsOrNamesItself(jpeg, "jpg", seed++, path => JpegFile.Read(path));
+        }
+    }
+
+    /// <summary>
+    /// Every WebP of WebpFormatTests (lossy with each filter, partitions and alpha kind; lossless with transforms,
+    /// colour cache and palettes), damaged: the damage reaches the container, the frame headers, the partitions, the
+    /// prefix codes and the coded pixels.
+    /// </summary>
+    [Fact]
+    public void Damaged_webps_load_or_fail_naming_the_file()
+    {
+        int seed = 300;
+        foreach (byte[] webp in ReferenceFiles.Files(ReferenceFiles.Webp, "webp"))
+        {
+            AssertEachLoadsOrNamesItself(webp, "webp", seed++, path => WebpFile.Read(path));
         }
     }
 

@@ -4,7 +4,7 @@ namespace Sd.Loaders.Tests;
 
 /// <summary>
 /// The reference files in Data/*.json: pictures of every format with Pillow's decodes of them, written by the
-/// Python script beside each (png-formats-reference.py, jpeg-formats-reference.py).
+/// Python script beside each (png-formats-reference.py, jpeg-formats-reference.py, webp-formats-reference.py).
 /// </summary>
 internal static class ReferenceFiles
 {
@@ -12,6 +12,9 @@ internal static class ReferenceFiles
 
     /// <summary>The JPEG cases; the first is a 37x21 4:2:0 baseline JPEG.</summary>
     public const string Jpeg = "jpeg-formats-reference.json";
+
+    /// <summary>The WebP cases; the first is a 37x21 lossy (VP8) picture.</summary>
+    public const string Webp = "webp-formats-reference.json";
 
     public static JsonDocument Open(string json) =>
         JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", json)));

@@ -103,7 +103,7 @@ internal sealed class JpegDecoder
                     break;
                 case 0xE1 when segment.StartsWith("Exif\0\0"u8) && !_exifRead:
                     // Only the first Exif segment counts, as in Pillow.
-                    Orientation = JpegExif.Read(segment[6..], _text);
+                    Orientation = ExifReader.Read(segment[6..], _text);
                     _exifRead = true;
                     break;
             }

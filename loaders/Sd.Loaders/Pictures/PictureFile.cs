@@ -1,17 +1,18 @@
 using Sd.Loaders.IO;
 using Sd.Loaders.Jpeg;
 using Sd.Loaders.Png;
+using Sd.Loaders.Webp;
 
 namespace Sd.Loaders.Pictures;
 
 /// <summary>
-/// Reads a picture in any format Sd reads (PNG or JPEG), told apart by the file's first bytes rather than its name
+/// Reads a picture in any format Sd reads (PNG, JPEG or WebP), told apart by the file's first bytes rather than its name
 /// (a PNG saved as <c>.jpg</c> reads as the PNG it is), as Pillow's Image.open tells them apart.
 /// </summary>
 public static class PictureFile
 {
     /// <summary>Enough of a file's start for <see cref="HasSignature"/>.</summary>
-    public const int HeadBytes = 8;
+    public const int HeadBytes = 12;
 
     public static PngImage Read(string path) => Read(path, null, upright: false);
 
@@ -21,7 +22,7 @@ public static class PictureFile
 
     /// <summary>
     /// Reads a picture turned upright by its EXIF orientation, as diffusers' load_image and A1111's img2img read
-    /// their inputs (Pillow's ImageOps.exif_transpose; a JPEG's EXIF, PNGs as stored). A required size is the upright
+    /// their inputs (Pillow's ImageOps.exif_transpose; a JPEG's or WebP's EXIF, PNGs as stored). A required size is the upright
     /// size, checked before anything is decoded.
     /// </summary>
     public static PngImage ReadUpright(string path, int width, int height) => Read(path, (width, height), upright: true);
@@ -30,7 +31,7 @@ public static class PictureFile
     public static PngImage ReadUpright(string path) => Read(path, null, upright: true);
 
     /// <summary>Whether a file's first bytes (see <see cref="InputFile.ReadHead"/>) start a picture Sd reads.</summary>
-    public static bool HasSignature(ReadOnlySpan<byte> head) => PngFile.HasSignature(head) || JpegFile.HasSignature(head);
+    public static bool HasSignature(ReadOnlySpan<byte> head) => PngFile.HasSignature(head) || JpegFile.HasSignature(head) || WebpFile.HasSignature(head);
 
     private static PngImage Read(string path, (int Width, int Height)? size, bool upright)
     {
@@ -38,8 +39,10 @@ public static class PictureFile
         head = head[..InputFile.ReadHead(path, "picture", head)];
         if (JpegFile.HasSignature(head))
             return JpegFile.ReadFile(path, size, upright);
+        if (WebpFile.HasSignature(head))
+            return WebpFile.ReadFile(path, size, upright);
         if (PngFile.HasSignature(head))
             return size is { } s ? PngFile.Read(path, s.Width, s.Height) : PngFile.Read(path);
-        throw new InvalidFileException(path, "not a PNG or JPEG picture (the file starts as neither; other formats are not read)");
+        throw new InvalidFileException(path, "not a PNG, JPEG or WebP picture (the file starts as none of them; other formats are not read)");
     }
 }

@@ -8,7 +8,7 @@ using Sd.Loaders.Png;
 
 namespace Sd.Cli.Commands;
 
-/// <summary><c>sd upscale</c>: AUTOMATIC1111's Extras upscale of a PNG or JPEG picture, or of a folder's ("Batch from Directory").</summary>
+/// <summary><c>sd upscale</c>: AUTOMATIC1111's Extras upscale of a PNG, JPEG or WebP picture, or of a folder's ("Batch from Directory").</summary>
 public static class UpscaleCommand
 {
     private const string Help = """
@@ -30,14 +30,14 @@ public static class UpscaleCommand
           --upscaler-2   a second upscaler run the same way, blended in with weight V (0 to 1; Pillow's Image.blend).
           --tile, --tile-overlap  a model's tiles, in input pixels (A1111's ESRGAN_tile 192 and overlap 8; 0 runs the
                          whole picture at once, in more memory).
-        The input may be any PNG (palette, 16-bit and interlaced ones too) or JPEG (baseline or progressive), taken as
+        The input may be any PNG (palette, 16-bit and interlaced ones too) JPEG (baseline or progressive) or WebP (lossy or lossless), taken as
         Pillow's convert("RGB") (alpha dropped, gray repeated), as stored (A1111's run_postprocessing opens files with
-        Image.open, which does not apply the EXIF orientation). The output PNG keeps the input's text entries ("parameters" last; a JPEG's is its EXIF
+        Image.open, which does not apply the EXIF orientation). The output PNG keeps the input's text entries ("parameters" last; a JPEG's or WebP's is its EXIF
         UserComment, as A1111 reads it) and records the upscale as A1111 does ("postprocessing" and "extras":
         "Postprocess upscale by: 4, Postprocess upscaler: ...").
         --input-dir upscales every picture in a folder (A1111's "Batch from Directory"), in natural name order, the
         models loaded once, each to --output-dir/NAME.png under its own name (A1111's default); files that are not
-        PNG or JPEG pictures (and hidden ones) are skipped with a note, and the output folder is made if missing and
+        PNG, JPEG or WebP pictures (and hidden ones) are skipped with a note, and the output folder is made if missing and
         must not be the input folder.
         """;
 

@@ -1,21 +1,21 @@
 using System.Buffers.Binary;
 using System.Text;
 
-namespace Sd.Loaders.Jpeg;
+namespace Sd.Loaders.Pictures;
 
 /// <summary>
-/// What Sd takes from a JPEG's EXIF (the APP1 "Exif" segment): the orientation (tag 0x0112 in IFD0), for reading a
+/// What Sd takes from a picture's EXIF (a JPEG's APP1 "Exif" segment, a WebP's EXIF chunk): the orientation (tag 0x0112 in IFD0), for reading a
 /// picture upright, and the generation settings A1111 stores there: UserComment (tag 0x9286 in the Exif IFD), read as
 /// A1111's read_info_from_image reads it with piexif: an 8-byte prefix names the encoding (ASCII, UNICODE for UTF-16
 /// big-endian, JIS for Shift-JIS, undecodable bytes replaced), and without a known prefix the whole field is UTF-8 with
 /// bad bytes dropped. A non-empty comment becomes the picture's "parameters" text. EXIF that cannot be parsed gives
 /// no text rather than an error: the picture is still good.
 /// </summary>
-internal static class JpegExif
+internal static class ExifReader
 {
     private const int Orientation = 0x0112, ExifIfdPointer = 0x8769, UserComment = 0x9286, Short = 3, Undefined = 7;
 
-    /// <param name="tiff">The APP1 segment after "Exif\0\0": a TIFF header and IFDs.</param>
+    /// <param name="tiff">A TIFF header and IFDs (a JPEG's APP1 segment after "Exif\0\0").</param>
     /// <returns>The EXIF orientation, 1 (as stored) when the segment has none.</returns>
     public static int Read(ReadOnlySpan<byte> tiff, Dictionary<string, string> text)
     {

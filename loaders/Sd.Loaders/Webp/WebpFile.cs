@@ -1,0 +1,106 @@
+using Sd.Loaders.IO;
+using Sd.Loaders.Pictures;
+using Sd.Loaders.Png;
+
+namespace Sd.Loaders.Webp;
+
+/// <summary>
+/// Reads still WebP pictures, lossy (VP8, with or without an alpha chunk) and lossless (VP8L), to 8-bit RGB or RGBA
+/// pixels equal to what Pillow 9.4 (libwebp 1.2.4, its default fancy upsampling) gives, byte for byte: RGBA when the
+/// file says it has alpha, RGB otherwise. A1111's generation settings in EXIF's UserComment become the "parameters"
+/// text. Animated files are refused, and so is any damage: an <see cref="InvalidFileException"/> naming the file and
+/// the problem.
+/// </summary>
+public static class WebpFile
+{
+    /// <summary>Largest file read: far more than any picture of <see cref="PngFile.MaxPixels"/> needs.</summary>
+    public const long MaxFileBytes = 1L << 30;
+
+    public static PngImage Read(string path) => ReadFile(path, null, upright: false);
+
+    /// <summary>Reads a picture that must be <paramref name="width"/> x <paramref name="height"/>: another size is
+    /// refused from the headers, before anything is decoded.</summary>
+    public static PngImage Read(string path, int width, int height) => ReadFile(path, (width, height), upright: false);
+
+    /// <summary>Reads the picture turned upright by its EXIF orientation (<see cref="ExifOrientation"/>); a required
+    /// <paramref name="size"/> is the upright size.</summary>
+    public static PngImage ReadUpright(string path, (int Width, int Height)? size = null) => ReadFile(path, size, upright: true);
+
+    /// <param name="nameForErrors">The file name put in error messages.</param>
+    public static PngImage Read(Stream stream, string nameForErrors)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(nameForErrors);
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return Decode(copy.ToArray(), nameForErrors, null, upright: false);
+    }
+
+    /// <summary>Whether a file's first 12 bytes are a WebP file's: "RIFF", a size, "WEBP".</summary>
+    public static bool HasSignature(ReadOnlySpan<byte> head) => WebpContainer.HasSignature(head);
+
+    /// <summary>The picture, of <paramref name="size"/> when given (upright when <paramref name="upright"/>).</summary>
+    internal static PngImage ReadFile(string path, (int Width, int Height)? size, bool upright)
+    {
+        InputFile.Check(path, "WebP file", MaxFileBytes);
+        return Decode(File.ReadAllBytes(path), path, size, upright);
+    }
+
+    private static PngImage Decode(byte[] data, string name, (int Width, int Height)? size, bool upright)
+    {
+        WebpContainer container = WebpContainer.Parse(data, name);
+        var text = new Dictionary<string, string>(StringComparer.Ordinal);
+        int orientation = container.Exif is { } exif ? ExifReader.Read(ExifTiff(data.AsSpan(exif.Start, exif.Length)), text) : 1;
+        int width = container.Width, height = container.Height;
+        if ((long)width * height > PngFile.MaxPixels)
+        {
+            throw new InvalidFileException(name,
+                $"image size {width}x{height} is too large: {(long)width * height} pixels, at most {PngFile.MaxPixels} supported");
+        }
+        if (size is { } required)
+        {
+            bool turned = upright && ExifOrientation.SwapsSides(orientation);
+            (int w, int h) = turned ? (height, width) : (width, height);
+            if ((w, h) != required)
+            {
+                string how = turned ? " upright" : "";
+                throw new InvalidFileException(name, $"the picture is {w}x{h}{how}; {required.Width}x{required.Height} is needed");
+            }
+        }
+        int channels = container.HasAlpha ? 4 : 3;
+        byte[] pixels;
+        if (container.Lossless)
+        {
+            uint[] argb = Vp8lDecoder.Decode(data, container.Image, width, height, name);
+            pixels = ArgbToPixels(argb, channels);
+        }
+        else
+        {
+            Vp8Planes planes = Vp8Decoder.Decode(data, container.Image.Start, container.Image.Length, name, (int)PngFile.MaxPixels);
+            byte[]? alpha = container.Alpha is { } a ? WebpAlpha.Decode(data, a, width, height, name) : null;
+            pixels = WebpYuv.ToPixels(planes, alpha, channels);
+        }
+        var image = new PngImage(width, height, channels, pixels, text);
+        return upright ? ExifOrientation.Apply(image, orientation) : image;
+    }
+
+    /// <summary>The TIFF data of an EXIF chunk, which some writers start with JPEG's "Exif\0\0" (Pillow's and
+    /// piexif's readers take both).</summary>
+    private static ReadOnlySpan<byte> ExifTiff(ReadOnlySpan<byte> chunk) => chunk.StartsWith("Exif\0\0"u8) ? chunk[6..] : chunk;
+
+    private static byte[] ArgbToPixels(uint[] argb, int channels)
+    {
+        var pixels = new byte[(long)argb.Length * channels];
+        for (long p = 0; p < argb.Length; p++)
+        {
+            uint c = argb[p];
+            long at = p * channels;
+            pixels[at] = (byte)(c >> 16);
+            pixels[at + 1] = (byte)(c >> 8);
+            pixels[at + 2] = (byte)c;
+            if (channels == 4)
+                pixels[at + 3] = (byte)(c >> 24);
+        }
+        return pixels;
+    }
+}
