@@ -135,12 +135,7 @@ internal sealed class JpegDecoder
         if ((long)width * height > PngFile.MaxPixels)
             throw Invalid($"the picture is {width}x{height}, more than the {PngFile.MaxPixels} pixels read");
         if (size is { } needed)
-        {
-            bool turned = SizeUpright && ExifOrientation.SwapsSides(Orientation);
-            (int w, int h) = turned ? (height, width) : (width, height);
-            if ((w, h) != needed)
-                throw Invalid($"the picture is {w}x{h}{(turned ? " upright" : "")}; {needed.Width}x{needed.Height} is needed");
-        }
+            ExifOrientation.CheckSize(_name, width, height, Orientation, SizeUpright, needed);
 
         var components = new JpegComponent[count];
         for (int i = 0; i < count; i++)

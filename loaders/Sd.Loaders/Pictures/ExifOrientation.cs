@@ -13,6 +13,17 @@ public static class ExifOrientation
     /// <summary>Whether the upright picture's width is the stored height (orientations 5-8).</summary>
     public static bool SwapsSides(int orientation) => orientation is >= 5 and <= 8;
 
+    /// <summary>Refuses a stored <paramref name="width"/> x <paramref name="height"/> picture that is not the
+    /// <paramref name="required"/> size, compared upright (sides swapped by orientations 5-8) when
+    /// <paramref name="upright"/>: the check a reader makes from its headers, before decoding.</summary>
+    internal static void CheckSize(string name, int width, int height, int orientation, bool upright, (int Width, int Height) required)
+    {
+        bool turned = upright && SwapsSides(orientation);
+        (int w, int h) = turned ? (height, width) : (width, height);
+        if ((w, h) != required)
+            throw new InvalidFileException(name, $"the picture is {w}x{h}{(turned ? " upright" : "")}; {required.Width}x{required.Height} is needed");
+    }
+
     /// <summary>The upright picture (the same object when nothing turns); its text is kept.</summary>
     public static PngImage Apply(PngImage image, int orientation)
     {

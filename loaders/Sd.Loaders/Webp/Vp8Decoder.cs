@@ -55,9 +55,9 @@ internal sealed class Vp8Decoder
     }
 
     /// <summary>The frame in <paramref name="length"/> bytes of <paramref name="data"/> from
-    /// <paramref name="start"/>.</summary>
+    /// <paramref name="start"/>; the caller has checked its size against the pixel limit.</summary>
     /// <exception cref="InvalidFileException">The frame is damaged, truncated or not a displayable key frame.</exception>
-    public static Vp8Planes Decode(byte[] data, int start, int length, string name, int maxPixels)
+    public static Vp8Planes Decode(byte[] data, int start, int length, string name)
     {
         if (length < 10)
             throw new InvalidFileException(name, "truncated VP8 frame header");
@@ -74,8 +74,6 @@ internal sealed class Vp8Decoder
         int width = (data[start + 6] | data[start + 7] << 8) & 0x3fff, height = (data[start + 8] | data[start + 9] << 8) & 0x3fff;
         if (width == 0 || height == 0)
             throw new InvalidFileException(name, $"VP8 frame size {width}x{height} has a zero side");
-        if ((long)width * height > maxPixels)
-            throw new InvalidFileException(name, $"VP8 frame size {width}x{height} is too large: at most {maxPixels} pixels are read");
         int firstLength = bits >> 5, at = start + 10, end = start + length;
         if (firstLength > end - at)
             throw new InvalidFileException(name, $"truncated: the first VP8 partition needs {firstLength} bytes, {end - at} are left");
@@ -222,7 +220,7 @@ internal sealed class Vp8Decoder
         }
 
         int above = _nonZeroAbove[mbx], left = _nonZeroLeft;
-        int aboveOut = 0, leftOut = 0;
+        int leftOut = 0;
         for (int y = 0; y < 4; y++)
         {
             int l = (left >> y) & 1;
@@ -237,7 +235,7 @@ internal sealed class Vp8Decoder
             }
             leftOut |= l << y;
         }
-        aboveOut = above & 0xf;
+        int aboveOut = above & 0xf;
         for (int plane = 0; plane < 2; plane++) // U then V: 2x2 blocks each, their flags at bits 4-5 and 6-7
         {
             int shift = 4 + 2 * plane;

@@ -58,15 +58,7 @@ public static class WebpFile
                 $"image size {width}x{height} is too large: {(long)width * height} pixels, at most {PngFile.MaxPixels} supported");
         }
         if (size is { } required)
-        {
-            bool turned = upright && ExifOrientation.SwapsSides(orientation);
-            (int w, int h) = turned ? (height, width) : (width, height);
-            if ((w, h) != required)
-            {
-                string how = turned ? " upright" : "";
-                throw new InvalidFileException(name, $"the picture is {w}x{h}{how}; {required.Width}x{required.Height} is needed");
-            }
-        }
+            ExifOrientation.CheckSize(name, width, height, orientation, upright, required);
         int channels = container.HasAlpha ? 4 : 3;
         byte[] pixels;
         if (container.Lossless)
@@ -76,7 +68,7 @@ public static class WebpFile
         }
         else
         {
-            Vp8Planes planes = Vp8Decoder.Decode(data, container.Image.Start, container.Image.Length, name, (int)PngFile.MaxPixels);
+            Vp8Planes planes = Vp8Decoder.Decode(data, container.Image.Start, container.Image.Length, name);
             byte[]? alpha = container.Alpha is { } a ? WebpAlpha.Decode(data, a, width, height, name) : null;
             pixels = WebpYuv.ToPixels(planes, alpha, channels);
         }
