@@ -6,8 +6,9 @@ namespace Sd.Loaders.Tests;
 
 /// <summary>
 /// JPEG pictures decode as Pillow 9.4 (libjpeg-turbo) reads them: the pixels equal Pillow's convert("RGB") byte for
-/// byte, for every sampling layout, progressive and refining scans, restart intervals, gray, RGB and odd sizes
-/// (Data/jpeg-formats-reference.py made the files with Pillow's encoder and cjpeg, and the expectations).
+/// byte, for every sampling layout, progressive and refining scans, restart intervals, gray, RGB, CMYK, YCCK and odd
+/// sizes (Data/jpeg-formats-reference.py made the files with Pillow's encoder, cjpeg and libjpeg, and the
+/// expectations).
 /// </summary>
 public sealed class JpegFormatTests
 {

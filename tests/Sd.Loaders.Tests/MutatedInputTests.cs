@@ -76,8 +76,9 @@ public sealed class MutatedInputTests : IDisposable
     }
 
     /// <summary>
-    /// Every JPEG layout of JpegFormatTests (baseline, progressive with refinements, restarts, every sampling, gray
-    /// and RGB), damaged: the damage reaches the tables, the frame and scan headers and the entropy-coded data.
+    /// Every JPEG layout of JpegFormatTests (baseline, progressive with refinements, restarts, every sampling, gray,
+    /// RGB, CMYK and YCCK), damaged: the damage reaches the tables, the frame and scan headers and the entropy-coded
+    /// data.
     /// </summary>
     [Fact]
     public void Damaged_jpegs_load_or_fail_naming_the_file()

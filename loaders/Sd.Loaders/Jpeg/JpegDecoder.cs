@@ -7,7 +7,8 @@ namespace Sd.Loaders.Jpeg;
 /// <summary>
 /// Reads a whole JPEG file held in memory: markers and segments (tables, frame, scans, JFIF/Adobe color hints),
 /// each scan's coefficients, then the pixels. Baseline and extended sequential (SOF0/SOF1) and progressive (SOF2)
-/// Huffman-coded frames of 8-bit samples, gray or three components; everything else is refused by name.
+/// Huffman-coded frames of 8-bit samples: gray, three components (YCbCr or RGB) or four (CMYK or YCCK); everything
+/// else is refused by name.
 /// Reference: ITU T.81; libjpeg's jdmarker.c and jdapimin.c for what it accepts and how it picks the color space.
 /// </summary>
 internal sealed class JpegDecoder
@@ -124,12 +125,8 @@ internal sealed class JpegDecoder
             throw Invalid("the frame header gives height 0 (a height in a DNL marker is not supported)");
         if (width == 0)
             throw Invalid("the frame header gives width 0");
-        if (count is not (1 or 3))
-        {
-            throw Invalid(count == 4
-                ? "a 4-component (CMYK or YCCK) JPEG; only gray and 3-component (YCbCr or RGB) JPEGs are read"
-                : $"the frame has {count} components; only gray (1) and color (3) JPEGs are read");
-        }
+        if (count is not (1 or 3 or 4))
+            throw Invalid($"the frame has {count} components; gray (1), color (3) and CMYK or YCCK (4) JPEGs are read");
         if (segment.Length != 6 + 3 * count)
             throw Invalid($"the frame header (SOF) has {segment.Length} bytes; {count} components need {6 + 3 * count}");
         if ((long)width * height > PngFile.MaxPixels)
@@ -317,7 +314,7 @@ internal sealed class JpegDecoder
             throw Invalid("the file has no image data (no scan before EOI)");
         foreach (JpegComponent c in frame.Components)
             BindQuantization(c); // a component no scan coded still needs its table for the IDCT
-        return JpegPixels.ToImage(frame, RgbComponents(frame), _text);
+        return JpegPixels.ToImage(frame, ColorSpace(frame), _text);
     }
 
     /// <summary>Binds the component's quantization table as it stands when the component is first used (libjpeg's
@@ -325,15 +322,23 @@ internal sealed class JpegDecoder
     private void BindQuantization(JpegComponent c) =>
         c.Quant ??= _quant[c.QuantSlot] ?? throw Invalid($"component {c.Id} uses quantization table {c.QuantSlot}, which no DQT defined");
 
-    /// <summary>Whether three components are R, G, B rather than Y, Cb, Cr, decided as libjpeg decides it: JFIF means
-    /// YCbCr, an Adobe marker's transform 0 means RGB, else component ids 'R', 'G', 'B'.</summary>
-    private bool RgbComponents(JpegFrame frame)
+    /// <summary>
+    /// What the components hold, decided as libjpeg decides it (jdapimin.c). Three: JFIF means YCbCr, an Adobe
+    /// marker's transform 0 means RGB (any other YCbCr), else component ids 'R', 'G', 'B' mean RGB. Four: an Adobe
+    /// marker's transform 0 means CMYK and any other YCCK; without the marker, CMYK.
+    /// </summary>
+    private JpegColor ColorSpace(JpegFrame frame)
     {
-        if (frame.Components.Length != 3 || _jfif)
-            return false;
+        JpegComponent[] c = frame.Components;
+        if (c.Length == 1)
+            return JpegColor.Gray;
+        if (c.Length == 4)
+            return _adobeTransform is < 0 or 0 ? JpegColor.Cmyk : JpegColor.Ycck;
+        if (_jfif)
+            return JpegColor.YCbCr;
         if (_adobeTransform >= 0)
-            return _adobeTransform == 0;
-        return frame.Components[0].Id == 'R' && frame.Components[1].Id == 'G' && frame.Components[2].Id == 'B';
+            return _adobeTransform == 0 ? JpegColor.Rgb : JpegColor.YCbCr;
+        return c[0].Id == 'R' && c[1].Id == 'G' && c[2].Id == 'B' ? JpegColor.Rgb : JpegColor.YCbCr;
     }
 
     private InvalidFileException Invalid(string problem) => new(_name, problem);

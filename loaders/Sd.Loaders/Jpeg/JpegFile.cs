@@ -5,11 +5,11 @@ using Sd.Loaders.Png;
 namespace Sd.Loaders.Jpeg;
 
 /// <summary>
-/// Reads JPEG pictures (baseline, extended sequential and progressive; gray, YCbCr or RGB; any sampling factors
-/// libjpeg takes; restart intervals) to 8-bit gray or RGB pixels equal to what Pillow 9.4 (libjpeg-turbo, its
-/// default islow IDCT and fancy upsampling) gives, byte for byte. A1111's generation settings in EXIF's UserComment
-/// become the "parameters" text. Arithmetic-coded, lossless, hierarchical, 12-bit and CMYK JPEGs are refused by name,
-/// and so is any damage: an <see cref="InvalidFileException"/> naming the file and the problem.
+/// Reads JPEG pictures (baseline, extended sequential and progressive; gray, YCbCr, RGB, CMYK or YCCK; any sampling
+/// factors libjpeg takes; restart intervals) to 8-bit gray or RGB pixels equal to what Pillow 9.4 (libjpeg-turbo, its
+/// default islow IDCT and fancy upsampling) and its convert("RGB") give, byte for byte. A1111's generation settings in
+/// EXIF's UserComment become the "parameters" text. Arithmetic-coded, lossless, hierarchical and 12-bit JPEGs are
+/// refused by name, and so is any damage: an <see cref="InvalidFileException"/> naming the file and the problem.
 /// </summary>
 /// <remarks>
 /// Progressive files that leave some of the first AC coefficients unrefined are decoded as coded; libjpeg smooths

@@ -2,12 +2,16 @@ using Sd.Loaders.Png;
 
 namespace Sd.Loaders.Jpeg;
 
+/// <summary>What a JPEG's components hold (libjpeg's jpeg_color_space).</summary>
+internal enum JpegColor { Gray, YCbCr, Rgb, Cmyk, Ycck }
+
 /// <summary>
-/// A decoded frame's coefficients to 8-bit gray or RGB pixels, as libjpeg-turbo gives them to Pillow: the islow
-/// IDCT, "fancy" (triangle-filter) upsampling where libjpeg uses it (2x horizontal, 2x vertical or both, of a
-/// component wider than 2 samples for the horizontal kinds; box replication for other factors), and YCbCr to RGB in
-/// 16-bit fixed point. Reference: libjpeg-turbo's jdsample.c and jdcolor.c; the edges follow its SIMD code, which
-/// repeats the first and last sample (and the C code's rows).
+/// A decoded frame's coefficients to 8-bit gray or RGB pixels, as libjpeg-turbo gives them to Pillow and Pillow's
+/// convert("RGB") gives them on: the islow IDCT, "fancy" (triangle-filter) upsampling where libjpeg uses it (2x
+/// horizontal, 2x vertical or both, of a component wider than 2 samples for the horizontal kinds; box replication for
+/// other factors), YCbCr to RGB in 16-bit fixed point, and CMYK to RGB as Pillow does it. Reference: libjpeg-turbo's
+/// jdsample.c and jdcolor.c (the edges follow its SIMD code, which repeats the first and last sample, and the C code's
+/// rows); Pillow's JpegImagePlugin.py ("CMYK;I") and Convert.c (cmyk2rgb).
 /// </summary>
 internal static class JpegPixels
 {
@@ -18,31 +22,35 @@ internal static class JpegPixels
     private static readonly int[] CrToG = Table(-46802, 0, shift: false);
     private static readonly int[] CbToG = Table(-22554, 1 << 15, shift: false);
 
-    /// <param name="rgbComponents">The three components are R, G and B (Adobe transform 0), not Y, Cb and Cr.</param>
-    public static PngImage ToImage(JpegFrame frame, bool rgbComponents, IReadOnlyDictionary<string, string> text)
+    public static PngImage ToImage(JpegFrame frame, JpegColor color, IReadOnlyDictionary<string, string> text)
     {
         int width = frame.Width, height = frame.Height;
         var planes = new byte[frame.Components.Length][];
         for (int i = 0; i < planes.Length; i++)
             planes[i] = Upsample(frame, frame.Components[i], Samples(frame.Components[i]));
-        if (planes.Length == 1)
+        if (color == JpegColor.Gray)
             return new PngImage(width, height, 1, planes[0], text);
 
         var pixels = new byte[(long)width * height * 3];
         byte[] first = planes[0], second = planes[1], third = planes[2];
         for (long p = 0; p < (long)width * height; p++)
         {
-            int y = first[p], cb = second[p], cr = third[p];
-            if (rgbComponents)
+            int a = first[p], b = second[p], c = third[p];
+            if (color is JpegColor.YCbCr or JpegColor.Ycck)
+                (a, b, c) = (Clamp(a + CrToR[c]), Clamp(a + ((CbToG[b] + CrToG[c]) >> 16)), Clamp(a + CbToB[b]));
+            if (color is JpegColor.Cmyk or JpegColor.Ycck)
             {
-                pixels[3 * p] = (byte)y;
-                pixels[3 * p + 1] = (byte)cb;
-                pixels[3 * p + 2] = (byte)cr;
-                continue;
+                // libjpeg hands CMYK over as stored, YCCK as 255 minus the RGB of its YCC part; Pillow inverts both
+                // (it assumes Adobe's inverted CMYK), so the ink it sees is 255 - sample for CMYK and the RGB itself
+                // for YCCK, with K's sample as 255 - ink.
+                int k = planes[3][p];
+                if (color == JpegColor.Cmyk)
+                    (a, b, c) = (255 - a, 255 - b, 255 - c);
+                (a, b, c) = (k - MulDiv255(a, k), k - MulDiv255(b, k), k - MulDiv255(c, k));
             }
-            pixels[3 * p] = Clamp(y + CrToR[cr]);
-            pixels[3 * p + 1] = Clamp(y + ((CbToG[cb] + CrToG[cr]) >> 16));
-            pixels[3 * p + 2] = Clamp(y + CbToB[cb]);
+            pixels[3 * p] = (byte)a;
+            pixels[3 * p + 1] = (byte)b;
+            pixels[3 * p + 2] = (byte)c;
         }
         return new PngImage(width, height, 3, pixels, text);
     }
@@ -134,6 +142,13 @@ internal static class JpegPixels
     }
 
     private static byte Clamp(int value) => (byte)Math.Clamp(value, 0, 255);
+
+    /// <summary>a x b / 255, rounded as Pillow's MULDIV255 rounds it (exact for bytes).</summary>
+    private static int MulDiv255(int a, int b)
+    {
+        int t = a * b + 128;
+        return ((t >> 8) + t) >> 8;
+    }
 
     private static int[] Table(int multiplier, int add, bool shift)
     {
