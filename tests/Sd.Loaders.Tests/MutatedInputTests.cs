@@ -75,6 +75,16 @@ public sealed class MutatedInputTests : IDisposable
         }
     }
 
+    /// <summary>PNGs carrying an orientation (eXIf, ImageMagick's raw profile, XMP), damaged with CRCs made right and
+    /// read upright: the damage reaches the EXIF, the hex and the XMP text.</summary>
+    [Fact]
+    public void Damaged_oriented_pngs_read_upright_or_fail_naming_the_file()
+    {
+        int seed = 200;
+        foreach (byte[] png in ReferenceFiles.Files(ReferenceFiles.Png, "png", "oriented"))
+            AssertEachLoadsOrNamesItself(png, "png", seed++, path => PngFile.ReadUpright(path), WithCrcsRecomputed);
+    }
+
     /// <summary>
     /// Every JPEG layout of JpegFormatTests (baseline, progressive with refinements, restarts, every sampling, gray,
     /// RGB, CMYK and YCCK), damaged: the damage reaches the tables, the frame and scan headers and the entropy-coded

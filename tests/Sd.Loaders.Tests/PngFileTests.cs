@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
+using System.Text.Json;
+using Sd.Loaders.Pictures;
 using Sd.Loaders.Png;
 
 namespace Sd.Loaders.Tests;
@@ -582,6 +584,59 @@ public sealed class PngFileTests : IDisposable
     }
 
     // ---- helpers ----
+
+    // ---- EXIF orientation and text ----
+
+    public static TheoryData<string> OrientedCases() => ReferenceFiles.Names(ReferenceFiles.Png, "oriented");
+
+    /// <summary>Each way of storing the orientation (Data/png-formats-reference.py's "oriented"): the upright picture
+    /// is ImageOps.exif_transpose's, a required size is the upright one, a plain read keeps the picture as stored.</summary>
+    [Theory]
+    [MemberData(nameof(OrientedCases))]
+    public void Reading_upright_finds_the_orientation_where_pillow_does(string name)
+    {
+        JsonElement c = ReferenceFiles.Case(ReferenceFiles.Png, name, "oriented");
+        string path = Path.Combine(_dir, "turned.png");
+        File.WriteAllBytes(path, Convert.FromBase64String(c.GetProperty("png").GetString()!));
+        int width = c.GetProperty("width").GetInt32(), height = c.GetProperty("height").GetInt32();
+        PngImage upright = PictureFile.ReadUpright(path, width, height);
+        Assert.Equal(Convert.FromBase64String(c.GetProperty("rgb").GetString()!), upright.Pixels);
+        Assert.Equal(upright.Pixels, PngFile.ReadUpright(path).Pixels);
+        PngImage stored = PngFile.Read(path);
+        Assert.Equal((13, 7), (stored.Width, stored.Height));
+        if (width != 13)
+        {
+            var e = Assert.Throws<InvalidFileException>(() => PictureFile.ReadUpright(path, 13, 7));
+            Assert.Equal($"{path}: the picture is 7x13 upright; 13x7 is needed", e.Message);
+        }
+    }
+
+    [Fact]
+    public void An_upright_read_refuses_a_size_that_fits_neither_way_up_from_the_header_alone()
+    {
+        string path = Path.Combine(_dir, "big.png");
+        File.WriteAllBytes(path, Png(Chunk("IHDR", Ihdr(16384, 8192)), Chunk("IDAT", [1, 2, 3])));
+        var ex = Assert.Throws<InvalidFileException>(() => PngFile.ReadUpright(path, (64, 64)));
+        Assert.Equal($"{path}: the picture is 16384x8192; 64x64 is needed", ex.Message);
+    }
+
+    /// <summary>A1111's read_info_from_image takes an EXIF UserComment from Pillow's info["exif"] (a PNG's eXIf chunk)
+    /// over the "parameters" text, wherever the chunks stand; ImageMagick's raw profile is not info["exif"].</summary>
+    [Fact]
+    public void An_exif_user_comment_becomes_parameters_as_A1111_reads_it()
+    {
+        byte[] tiff = ExifTiff.WithUserComment([.. "ASCII\0\0\0"u8, .. "a lighthouse, Steps: 20"u8], little: false);
+        byte[] parameters = [.. "parameters\0"u8, .. "an old prompt"u8];
+        byte[] ihdr = Chunk("IHDR", Ihdr(1, 1, colorType: Gray)), idat = Chunk("IDAT", Deflate([0, 7])), iend = Chunk("IEND", []);
+        byte[] before = Png(ihdr, Chunk("eXIf", tiff), Chunk("tEXt", parameters), idat, iend);
+        byte[] after = Png(ihdr, Chunk("tEXt", parameters), idat, Chunk("eXIf", tiff), iend);
+        foreach (byte[] file in new[] { before, after })
+            Assert.Equal("a lighthouse, Steps: 20", PngFile.Read(new MemoryStream(file), "exif.png").Text["parameters"]);
+
+        string profile = $"\nexif\n{tiff.Length,8}\n{Convert.ToHexString(tiff)}\n";
+        byte[] raw = Png(ihdr, Chunk("tEXt", parameters), Chunk("tEXt", [.. "Raw profile type exif\0"u8, .. Encoding.Latin1.GetBytes(profile)]), idat, iend);
+        Assert.Equal("an old prompt", PngFile.Read(new MemoryStream(raw), "raw.png").Text["parameters"]);
+    }
 
     private void AssertInvalid(string name, byte[] file, params string[] fragments)
     {

@@ -19,21 +19,22 @@ internal static class ReferenceFiles
     public static JsonDocument Open(string json) =>
         JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", json)));
 
-    /// <summary>The cases' names, for a theory over them.</summary>
-    public static TheoryData<string> Names(string json)
+    /// <summary>The names of the cases in <paramref name="section"/>, for a theory over them.</summary>
+    public static TheoryData<string> Names(string json, string section = "cases")
     {
         var data = new TheoryData<string>();
         using JsonDocument reference = Open(json);
-        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
+        foreach (JsonElement c in reference.RootElement.GetProperty(section).EnumerateArray())
             data.Add(c.GetProperty("name").GetString()!);
         return data;
     }
 
-    /// <summary>The case named <paramref name="name"/> (a clone, valid after the document is gone).</summary>
-    public static JsonElement Case(string json, string name)
+    /// <summary>The case named <paramref name="name"/> in <paramref name="section"/> (a clone, valid after the
+    /// document is gone).</summary>
+    public static JsonElement Case(string json, string name, string section = "cases")
     {
         using JsonDocument reference = Open(json);
-        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
+        foreach (JsonElement c in reference.RootElement.GetProperty(section).EnumerateArray())
         {
             if (c.GetProperty("name").GetString() == name)
                 return c.Clone();
@@ -41,12 +42,13 @@ internal static class ReferenceFiles
         throw new ArgumentException($"{json} has no case '{name}'", nameof(name));
     }
 
-    /// <summary>Every case's file (stored base64 under <paramref name="key"/>), in the JSON's order.</summary>
-    public static List<byte[]> Files(string json, string key)
+    /// <summary>Every file of <paramref name="section"/>'s cases (stored base64 under <paramref name="key"/>), in the
+    /// JSON's order.</summary>
+    public static List<byte[]> Files(string json, string key, string section = "cases")
     {
         using JsonDocument reference = Open(json);
         var files = new List<byte[]>();
-        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
+        foreach (JsonElement c in reference.RootElement.GetProperty(section).EnumerateArray())
             files.Add(Convert.FromBase64String(c.GetProperty(key).GetString()!));
         return files;
     }

@@ -104,7 +104,7 @@ internal sealed class JpegDecoder
                     break;
                 case 0xE1 when segment.StartsWith("Exif\0\0"u8) && !_exifRead:
                     // Only the first Exif segment counts, as in Pillow.
-                    Orientation = ExifReader.Read(segment[6..], _text);
+                    Orientation = ExifReader.Read(segment, _text) ?? 1;
                     _exifRead = true;
                     break;
             }

@@ -4,29 +4,32 @@ using System.Text;
 namespace Sd.Loaders.Pictures;
 
 /// <summary>
-/// What Sd takes from a picture's EXIF (a JPEG's APP1 "Exif" segment, a WebP's EXIF chunk): the orientation (tag 0x0112 in IFD0), for reading a
-/// picture upright, and the generation settings A1111 stores there: UserComment (tag 0x9286 in the Exif IFD), read as
-/// A1111's read_info_from_image reads it with piexif: an 8-byte prefix names the encoding (ASCII, UNICODE for UTF-16
-/// big-endian, JIS for Shift-JIS, undecodable bytes replaced), and without a known prefix the whole field is UTF-8 with
-/// bad bytes dropped. A non-empty comment becomes the picture's "parameters" text. EXIF that cannot be parsed gives
-/// no text rather than an error: the picture is still good.
+/// What Sd takes from a picture's EXIF (a JPEG's APP1 "Exif" segment, a WebP's EXIF chunk, a PNG's eXIf chunk): the
+/// orientation (tag 0x0112 in IFD0), for reading a picture upright, and the generation settings A1111 stores there:
+/// UserComment (tag 0x9286 in the Exif IFD), read as A1111's read_info_from_image reads it with piexif: an 8-byte
+/// prefix names the encoding (ASCII, UNICODE for UTF-16 big-endian, JIS for Shift-JIS, undecodable bytes replaced),
+/// and without a known prefix the whole field is UTF-8 with bad bytes dropped. A non-empty comment becomes the
+/// picture's "parameters" text. EXIF that cannot be parsed gives no text rather than an error: the picture is still
+/// good.
 /// </summary>
 internal static class ExifReader
 {
     private const int Orientation = 0x0112, ExifIfdPointer = 0x8769, UserComment = 0x9286, Short = 3, Undefined = 7;
 
-    /// <param name="tiff">A TIFF header and IFDs (a JPEG's APP1 segment after "Exif\0\0").</param>
-    /// <returns>The EXIF orientation, 1 (as stored) when the segment has none.</returns>
-    public static int Read(ReadOnlySpan<byte> tiff, Dictionary<string, string> text)
+    /// <param name="exif">A TIFF header and IFDs, bare or after JPEG's "Exif\0\0" (a JPEG's APP1 segment; WebP and PNG
+    /// writers store either, and Pillow's and piexif's readers take both).</param>
+    /// <returns>The EXIF orientation; 1 (as stored) when its entry is not a single SHORT, null when there is none.</returns>
+    public static int? Read(ReadOnlySpan<byte> exif, Dictionary<string, string> text)
     {
+        ReadOnlySpan<byte> tiff = exif.StartsWith("Exif\0\0"u8) ? exif[6..] : exif;
         if (tiff.Length < 8)
-            return 1;
+            return null;
         bool little = tiff[0] == 'I' && tiff[1] == 'I';
         if (!little && !(tiff[0] == 'M' && tiff[1] == 'M'))
-            return 1;
+            return null;
         long ifd0 = Read32(tiff, 4, little);
         long entry = Find(tiff, little, ifd0, Orientation, out int type, out long count);
-        int orientation = entry >= 0 && type == Short && count == 1 ? Read16(tiff, (int)entry + 8, little) : 1;
+        int? orientation = entry < 0 ? null : type == Short && count == 1 ? Read16(tiff, (int)entry + 8, little) : 1;
         entry = Find(tiff, little, ifd0, ExifIfdPointer, out _, out _);
         long exifIfd = entry >= 0 ? Read32(tiff, (int)entry + 8, little) : -1; // a LONG: the Exif IFD's offset
         entry = Find(tiff, little, exifIfd, UserComment, out type, out count);

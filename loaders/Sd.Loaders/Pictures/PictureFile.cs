@@ -22,8 +22,8 @@ public static class PictureFile
 
     /// <summary>
     /// Reads a picture turned upright by its EXIF orientation, as diffusers' load_image and A1111's img2img read
-    /// their inputs (Pillow's ImageOps.exif_transpose; a JPEG's or WebP's EXIF, PNGs as stored). A required size is the upright
-    /// size, checked before anything is decoded.
+    /// their inputs (Pillow's ImageOps.exif_transpose; a JPEG's or WebP's EXIF, a PNG's eXIf chunk or the text chunks
+    /// Pillow reads it from). A required size is the upright size, checked before anything is decoded.
     /// </summary>
     public static PngImage ReadUpright(string path, int width, int height) => Read(path, (width, height), upright: true);
 
@@ -42,7 +42,7 @@ public static class PictureFile
         if (WebpFile.HasSignature(head))
             return WebpFile.ReadFile(path, size, upright);
         if (PngFile.HasSignature(head))
-            return size is { } s ? PngFile.Read(path, s.Width, s.Height) : PngFile.Read(path);
+            return PngFile.ReadFile(path, size, upright);
         throw new InvalidFileException(path, "not a PNG, JPEG or WebP picture (the file starts as none of them; other formats are not read)");
     }
 }

@@ -1,4 +1,5 @@
 using Sd.Loaders.IO;
+using Sd.Loaders.Pictures;
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
@@ -9,9 +10,9 @@ namespace Sd.Loaders.Png;
 /// Reads and writes 8-bit gray, RGB and RGBA non-interlaced PNGs with text metadata (tEXt for Latin-1 text, iTXt for
 /// any other Unicode, as PIL writes them) — what Sd generates and what reference images use. Reading also takes the
 /// other formats (palette, gray+alpha, 1- to 16-bit samples, Adam7 interlacing), decoded to 8-bit gray, RGB or RGBA
-/// as Pillow reads them (<see cref="PngPixels"/>). Reading is strict:
-/// every chunk's CRC is checked, sizes are validated before anything is allocated, and any problem is an
-/// <see cref="InvalidFileException"/> naming the file and what was wrong.
+/// as Pillow reads them (<see cref="PngPixels"/>), upright by their EXIF orientation when asked (<see cref="PngExif"/>).
+/// Reading is strict: every chunk's CRC is checked, sizes are validated before anything is allocated, and any problem
+/// is an <see cref="InvalidFileException"/> naming the file and what was wrong.
 /// </summary>
 public static class PngFile
 {
@@ -26,7 +27,7 @@ public static class PngFile
     /// <summary>Writers conventionally split image data into chunks of a few KiB to 1 MiB; any size is valid.</summary>
     private const int IdatChunkSize = 1 << 16;
 
-    public static PngImage Read(string path) => ReadFile(path, null);
+    public static PngImage Read(string path) => ReadFile(path, null, upright: false);
 
     /// <summary>Whether a file's first bytes (see <see cref="InputFile.ReadHead"/>) are PNG's signature.</summary>
     public static bool HasSignature(ReadOnlySpan<byte> head) => head.StartsWith(Signature);
@@ -36,19 +37,26 @@ public static class PngFile
     /// requested size): a picture of another size is refused from its header, before anything is decoded, since a
     /// file of a megabyte can declare gigabytes of pixels.
     /// </summary>
-    public static PngImage Read(string path, int width, int height) => ReadFile(path, (width, height));
+    public static PngImage Read(string path, int width, int height) => ReadFile(path, (width, height), upright: false);
 
-    private static PngImage ReadFile(string path, (int Width, int Height)? size)
+    /// <summary>
+    /// Reads the picture turned upright by its EXIF orientation (<see cref="ExifOrientation"/>; found as
+    /// <see cref="PngExif"/> says); a required <paramref name="size"/> is the upright size.
+    /// </summary>
+    public static PngImage ReadUpright(string path, (int Width, int Height)? size = null) => ReadFile(path, size, upright: true);
+
+    /// <summary>The picture, of <paramref name="size"/> when given (upright when <paramref name="upright"/>).</summary>
+    internal static PngImage ReadFile(string path, (int Width, int Height)? size, bool upright)
     {
         InputFile.Check(path, "PNG file");
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
-        return Read(stream, path, size);
+        return Read(stream, path, size, upright);
     }
 
     /// <param name="nameForErrors">The file name put in error messages.</param>
-    public static PngImage Read(Stream stream, string nameForErrors) => Read(stream, nameForErrors, null);
+    public static PngImage Read(Stream stream, string nameForErrors) => Read(stream, nameForErrors, null, upright: false);
 
-    private static PngImage Read(Stream stream, string nameForErrors, (int Width, int Height)? size)
+    private static PngImage Read(Stream stream, string nameForErrors, (int Width, int Height)? size, bool upright)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(nameForErrors);
@@ -63,7 +71,7 @@ public static class PngFile
 
         Header header = default;
         MemoryStream? idat = null;
-        byte[]? palette = null, paletteAlpha = null;
+        byte[]? palette = null, paletteAlpha = null, exif = null;
         bool idatFinished = false;
         var text = new Dictionary<string, string>(StringComparer.Ordinal);
         int inflateBudget = PngText.MaxInflatedText;
@@ -105,8 +113,10 @@ public static class PngFile
                     if (length != 13)
                         throw Invalid(name, $"IHDR chunk is {length} bytes, expected 13");
                     header = ParseHeader(ReadChunkData(stream, name, type, typeBytes, 13), name);
-                    if (size is { } needed && (header.Width, header.Height) != needed)
-                        throw Invalid(name, $"the picture is {header.Width}x{header.Height}; {needed.Width}x{needed.Height} is needed");
+                    // The orientation may come after the image data, so an upright read refuses here only a size
+                    // that neither way up fits, and checks it exactly at IEND.
+                    if (size is { } needed && (header.Width, header.Height) != needed && !(upright && (header.Height, header.Width) == needed))
+                        ExifOrientation.CheckSize(name, header.Width, header.Height, 1, upright: false, needed);
                     break;
                 case "IDAT":
                     if (idatFinished)
@@ -120,6 +130,9 @@ public static class PngFile
                                             $"than a {header.Describe()} image can need");
                     }
                     idat.Write(ReadChunkData(stream, name, type, typeBytes, (int)length));
+                    break;
+                case "eXIf":
+                    exif = ReadChunkData(stream, name, type, typeBytes, (int)length); // the last one counts, as in Pillow
                     break;
                 case "tEXt":
                     PngText.AddText(ReadChunkData(stream, name, type, typeBytes, (int)length), text, name);
@@ -149,7 +162,11 @@ public static class PngFile
                         throw Invalid(name, $"IEND chunk has {length} data bytes, expected 0");
                     ReadChunkData(stream, name, type, typeBytes, 0);
                     // Bytes after IEND are not part of the image; like other decoders, ignore them.
-                    return Decode(header, idat, palette, paletteAlpha, text, name);
+                    int orientation = PngExif.Orientation(exif, text);
+                    if (size is { } required)
+                        ExifOrientation.CheckSize(name, header.Width, header.Height, orientation, upright, required);
+                    PngImage image = Decode(header, idat, palette, paletteAlpha, text, name);
+                    return upright ? ExifOrientation.Apply(image, orientation) : image;
                 default:
                     // Bit 5 of the first letter (lowercase) marks a chunk as ancillary: safe to skip (tRNS of gray
                     // and RGB pictures too: Pillow's convert("RGB") drops it). Critical chunks other than PLTE (a

@@ -50,7 +50,7 @@ public static class WebpFile
     {
         WebpContainer container = WebpContainer.Parse(data, name);
         var text = new Dictionary<string, string>(StringComparer.Ordinal);
-        int orientation = container.Exif is { } exif ? ExifReader.Read(ExifTiff(data.AsSpan(exif.Start, exif.Length)), text) : 1;
+        int orientation = container.Exif is { } exif ? ExifReader.Read(data.AsSpan(exif.Start, exif.Length), text) ?? 1 : 1;
         int width = container.Width, height = container.Height;
         if ((long)width * height > PngFile.MaxPixels)
         {
@@ -75,10 +75,6 @@ public static class WebpFile
         var image = new PngImage(width, height, channels, pixels, text);
         return upright ? ExifOrientation.Apply(image, orientation) : image;
     }
-
-    /// <summary>The TIFF data of an EXIF chunk, which some writers start with JPEG's "Exif\0\0" (Pillow's and
-    /// piexif's readers take both).</summary>
-    private static ReadOnlySpan<byte> ExifTiff(ReadOnlySpan<byte> chunk) => chunk.StartsWith("Exif\0\0"u8) ? chunk[6..] : chunk;
 
     private static byte[] ArgbToPixels(uint[] argb, int channels)
     {

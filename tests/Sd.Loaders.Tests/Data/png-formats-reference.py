@@ -2,12 +2,16 @@
 
 Each case is a small PNG made here byte by byte (every row filtered with a different filter type, so the unfiltering
 of sub-byte and 16-bit rows is checked too; interlaced ones in Adam7's seven passes, each filtered on its own), with
-what Pillow's Image.open(...).convert("RGB") and convert("RGBA") give. Run with /usr/bin/python3 (Pillow 9.4, numpy); the project's tests only read the JSON.
+what Pillow's Image.open(...).convert("RGB") and convert("RGBA") give. "oriented" holds 13x7 RGB pictures whose EXIF
+orientation sits where Pillow's getexif finds it (the eXIf chunk, before or after the image data; ImageMagick's
+"Raw profile type exif" text; the XMP packet's tiff:Orientation; and which of them wins), with what
+ImageOps.exif_transpose(...).convert("RGB") gives. Run with /usr/bin/python3 (Pillow 9.4, numpy); the project's tests
+only read the JSON.
 """
 import base64, io, json, struct, zlib
 import numpy as np
 import PIL
-from PIL import Image
+from PIL import Image, ImageOps, PngImagePlugin
 
 rng = np.random.default_rng(41)
 
@@ -114,5 +118,79 @@ cases = [
     case("gray 16-bit interlaced", 6, 5, 0, 16, top=400, interlaced=True),
     case("gray+alpha 16-bit interlaced", 10, 9, 4, 16, interlaced=True),
 ]
+
+
+def exif(orientation=None, other_tag=False):
+    e = Image.Exif()
+    if orientation is not None:
+        e[0x0112] = orientation
+    if other_tag:
+        e[0x0131] = "Sd test"  # Software
+    return e.tobytes()  # "Exif\0\0" + TIFF; Pillow's PNG writer drops the prefix
+
+
+def raw_profile(data):
+    """ImageMagick's text: a blank line, "exif", the byte count, then hex in lines of 72 digits."""
+    digits = data.hex()
+    return "\nexif\n%8d\n" % len(data) + "\n".join(digits[i:i + 72] for i in range(0, len(digits), 72)) + "\n"
+
+
+def xmp(body):
+    return ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+            'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+            'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" ' + body + '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+
+
+def oriented_png(exif_bytes=None, texts=(), exif_after_image=False):
+    y, x = np.mgrid[0:7, 0:13]
+    rgb = np.stack([x * 19, y * 36, (x * 7 + y * 11) % 256], axis=-1).astype(np.uint8)
+    info = PngImagePlugin.PngInfo()
+    for key, value, compressed in texts:
+        if compressed:
+            info.add_text(key, value, zip=True)
+        else:
+            info.add_itxt(key, value)
+    buffer = io.BytesIO()
+    options = {"pnginfo": info}
+    if exif_bytes is not None:
+        options["exif"] = exif_bytes
+    Image.fromarray(rgb, "RGB").save(buffer, "PNG", **options)
+    data = buffer.getvalue()
+    if exif_after_image:  # move the eXIf chunk to just before IEND
+        at = data.index(b"eXIf") - 4
+        length = struct.unpack(">I", data[at:at + 4])[0]
+        piece = data[at:at + 12 + length]
+        data = data[:at] + data[at + 12 + length:]
+        data = data[:-12] + piece + data[-12:]
+    return data
+
+
+oriented_cases = [(f"eXIf, orientation {o}", oriented_png(exif(o))) for o in range(1, 9)] + [
+    ("eXIf after the image data, orientation 6", oriented_png(exif(6), exif_after_image=True)),
+    ("raw profile (zTXt), orientation 8", oriented_png(texts=[("Raw profile type exif", raw_profile(exif(8)), True)])),
+    ("raw profile without the Exif prefix, orientation 3",
+     oriented_png(texts=[("Raw profile type exif", raw_profile(exif(3)[6:]), True)])),
+    ("XMP attribute, orientation 6", oriented_png(texts=[("XML:com.adobe.xmp", xmp('tiff:Orientation="6"/>'), False)])),
+    ("XMP element, orientation 5",
+     oriented_png(texts=[("XML:com.adobe.xmp", xmp('><tiff:Orientation>5</tiff:Orientation></rdf:Description>'), False)])),
+    ("XMP, a first tiff:Orientation in single quotes is passed over",
+     oriented_png(texts=[("XML:com.adobe.xmp", xmp("tiff:Orientation='3' tiff:Orientation=\"8\"/>"), False)])),
+    ("eXIf orientation 1 wins over XMP 6",
+     oriented_png(exif(1), texts=[("XML:com.adobe.xmp", xmp('tiff:Orientation="6"/>'), False)])),
+    ("eXIf without an orientation, XMP 7",
+     oriented_png(exif(other_tag=True), texts=[("XML:com.adobe.xmp", xmp('tiff:Orientation="7"/>'), False)])),
+    ("eXIf 2 wins over a raw profile's 3",
+     oriented_png(exif(2), texts=[("Raw profile type exif", raw_profile(exif(3)), True)])),
+    ("eXIf without an orientation hides a raw profile's 6",
+     oriented_png(exif(other_tag=True), texts=[("Raw profile type exif", raw_profile(exif(6)), True)])),
+]
+oriented = []
+for name, data in oriented_cases:
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    oriented.append({"name": name, "png": base64.b64encode(data).decode(), "width": upright.width,
+                     "height": upright.height, "rgb": base64.b64encode(upright.tobytes()).decode()})
+    print(f"{name}: upright {upright.size}")
+
 with open(__file__.replace(".py", ".json"), "w") as f:
-    json.dump({"generator": f"png-formats-reference.py, Pillow {PIL.__version__}", "cases": cases}, f, indent=1)
+    json.dump({"generator": f"png-formats-reference.py, Pillow {PIL.__version__}", "cases": cases,
+               "oriented": oriented}, f, indent=1)

@@ -59,7 +59,7 @@ public static partial class GenerateCommand
         --latents gives NCHW [1, 4, height/8, width/8] initial latents instead (txt2img and inpainting; the seed
         still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
         for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG or WebP of the output size (the
-        last int(steps x strength) steps; a JPEG or WebP is turned upright by its EXIF orientation first, as diffusers'
+        last int(steps x strength) steps; the picture is turned upright by its EXIF orientation first, as diffusers'
         load_image and A1111 do); with --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps
         the unmasked area from the picture, a 9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is
         shown the mask and the masked picture. An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7)

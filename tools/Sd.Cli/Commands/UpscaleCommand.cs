@@ -32,8 +32,8 @@ public static class UpscaleCommand
                          whole picture at once, in more memory).
         The input may be any PNG (palette, 16-bit and interlaced ones too) JPEG (baseline or progressive, CMYK too) or WebP (lossy or lossless), taken as
         Pillow's convert("RGB") (alpha dropped, gray repeated), as stored (A1111's run_postprocessing opens files with
-        Image.open, which does not apply the EXIF orientation). The output PNG keeps the input's text entries ("parameters" last; a JPEG's or WebP's is its EXIF
-        UserComment, as A1111 reads it) and records the upscale as A1111 does ("postprocessing" and "extras":
+        Image.open, which does not apply the EXIF orientation). The output PNG keeps the input's text entries ("parameters" last; an EXIF UserComment, a PNG's eXIf
+        chunk's too, is "parameters", as A1111 reads it) and records the upscale as A1111 does ("postprocessing" and "extras":
         "Postprocess upscale by: 4, Postprocess upscaler: ...").
         --input-dir upscales every picture in a folder (A1111's "Batch from Directory"), in natural name order, the
         models loaded once, each to --output-dir/NAME.png under its own name (A1111's default); files that are not
