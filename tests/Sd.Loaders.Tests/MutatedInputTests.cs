@@ -102,8 +102,8 @@ public sealed class MutatedInputTests : IDisposable
 
     /// <summary>
     /// Every WebP of WebpFormatTests (lossy with each filter, partitions and alpha kind; lossless with transforms,
-    /// colour cache and palettes), damaged: the damage reaches the container, the frame headers, the partitions, the
-    /// prefix codes and the coded pixels.
+    /// colour cache and palettes; animations), damaged: the damage reaches the container, the animation frames, the
+    /// frame headers, the partitions, the prefix codes and the coded pixels.
     /// </summary>
     [Fact]
     public void Damaged_webps_load_or_fail_naming_the_file()

@@ -7,38 +7,46 @@ namespace Sd.Loaders.Webp;
 internal readonly record struct WebpChunk(int Start, int Length);
 
 /// <summary>
-/// The RIFF container of a WebP file: a simple file (one "VP8 " or "VP8L" chunk) or an extended one ("VP8X", then an
+/// The RIFF container of a WebP file: a simple file (one "VP8 " or "VP8L" chunk), an extended one ("VP8X", then an
 /// optional "ALPH" alpha chunk before the image chunk, and "EXIF"; other chunks such as ICC profiles and XMP are
-/// skipped). Validated as libwebp's demuxer, which Pillow reads through, validates it: sizes inside the RIFF size and
-/// the file, one image, alpha only beside a lossy image, the canvas the image's size. Animations are refused.
+/// skipped), or an animation ("VP8X" with the animation flag, "ANIM", then "ANMF" frames, each an optional "ALPH" and
+/// an image chunk placed on the canvas). Of an animation only the first frame is read, as Pillow's Image.open shows
+/// it; every frame is still validated, as libwebp's demuxer (which Pillow reads through) validates them: sizes inside
+/// the RIFF size, the file and the frame, one image per frame, alpha only before a lossy image, frames inside the
+/// canvas. A still picture's image is the canvas's size.
 /// Reference: the WebP container specification; libwebp's dec/webp_dec.c and demux/demux.c.
 /// </summary>
 internal sealed class WebpContainer
 {
-    private const int AnimationFlag = 0x02, AlphaFlag = 0x10;
+    private const int AnimationFlag = 0x02, AlphaFlag = 0x10, FrameHeaderBytes = 16;
 
-    private WebpContainer(WebpChunk image, bool lossless)
-    {
-        Image = image;
-        Lossless = lossless;
-    }
+    /// <summary>The first frame's "VP8 " (lossy) or "VP8L" (lossless) chunk.</summary>
+    public WebpChunk Image { get; private set; }
 
-    /// <summary>The "VP8 " (lossy) or "VP8L" (lossless) chunk.</summary>
-    public WebpChunk Image { get; }
+    public bool Lossless { get; private set; }
 
-    public bool Lossless { get; }
-
-    /// <summary>The lossy image's "ALPH" chunk, when it has one.</summary>
+    /// <summary>The first frame's "ALPH" chunk, when its lossy image has one.</summary>
     public WebpChunk? Alpha { get; private set; }
 
     public WebpChunk? Exif { get; private set; }
 
+    /// <summary>The canvas: the picture's size.</summary>
     public int Width { get; private set; }
 
     public int Height { get; private set; }
 
-    /// <summary>Whether the picture is RGBA as libwebp reports it (the extended header's flag, a lossless image's
-    /// own flag, or an alpha chunk); otherwise RGB.</summary>
+    /// <summary>Where the first frame's image lies on the canvas, and its size (the image's own; the whole canvas
+    /// for a still picture).</summary>
+    public int FrameX { get; private set; }
+
+    public int FrameY { get; private set; }
+
+    public int FrameWidth { get; private set; }
+
+    public int FrameHeight { get; private set; }
+
+    /// <summary>Whether the picture is RGBA as libwebp's features report it (an animation: the extended header's flag;
+    /// a still picture: a lossless image's own flag, or a lossy one's header flag or alpha chunk); otherwise RGB.</summary>
     public bool HasAlpha { get; private set; }
 
     /// <summary>Whether the first bytes are a WebP file's: "RIFF", a size, "WEBP".</summary>
@@ -55,99 +63,196 @@ internal sealed class WebpContainer
         if (riffEnd > data.Length)
             throw new InvalidFileException(name, $"truncated: the RIFF size says {riffEnd} bytes, the file has {data.Length}");
         int at = 12;
+        var container = new WebpContainer();
         (string tag, WebpChunk chunk) = NextChunk(data, ref at, (int)riffEnd, name);
         if (tag is "VP8 " or "VP8L")
         {
-            var simple = new WebpContainer(chunk, tag == "VP8L");
-            simple.ReadImageHeader(data, name);
-            return simple;
+            container.SetImage(data, chunk, tag == "VP8L", null, name);
+            container.HasAlpha = container.Lossless && LosslessAlphaHint(data, chunk);
+            container.Width = container.FrameWidth;
+            container.Height = container.FrameHeight;
+            return container;
         }
         if (tag != "VP8X")
             throw new InvalidFileException(name, $"not a WebP image: the first chunk is '{Printable(tag)}', not VP8, VP8L or VP8X");
         if (chunk.Length < 10)
             throw new InvalidFileException(name, $"VP8X chunk of {chunk.Length} bytes; it needs 10");
         int flags = data[chunk.Start];
+        container.Width = 1 + ReadUInt24(data, chunk.Start + 4);
+        container.Height = 1 + ReadUInt24(data, chunk.Start + 7);
+        container.HasAlpha = (flags & AlphaFlag) != 0;
         if ((flags & AnimationFlag) != 0)
-            throw new InvalidFileException(name, "animated WebP is not read (only still pictures are)");
-        int canvasWidth = 1 + ReadUInt24(data, chunk.Start + 4), canvasHeight = 1 + ReadUInt24(data, chunk.Start + 7);
+            container.ReadFrames(data, at, (int)riffEnd, name);
+        else
+            container.ReadStill(data, at, (int)riffEnd, name);
+        return container;
+    }
 
-        WebpChunk? alpha = null, exif = null;
-        WebpContainer? extended = null;
+    private WebpContainer()
+    {
+    }
+
+    /// <summary>An extended still picture's chunks after VP8X.</summary>
+    private void ReadStill(byte[] data, int at, int riffEnd, string name)
+    {
+        WebpChunk? alpha = null;
+        bool imageSeen = false;
         while (at < riffEnd)
         {
-            (tag, chunk) = NextChunk(data, ref at, (int)riffEnd, name);
+            (string tag, WebpChunk chunk) = NextChunk(data, ref at, riffEnd, name);
             switch (tag)
             {
-                case "ALPH" when extended == null:
+                case "ALPH" when !imageSeen:
                     alpha ??= chunk;
                     break;
                 case "ALPH" when alpha == null:
                     throw new InvalidFileException(name, "the ALPH chunk comes after the image chunk; it must come before");
-                case "VP8 " or "VP8L" when extended == null:
-                    extended = new WebpContainer(chunk, tag == "VP8L");
+                case "VP8 " or "VP8L" when !imageSeen:
+                    if (tag == "VP8L" && alpha != null)
+                        throw new InvalidFileException(name, "an ALPH chunk beside a lossless (VP8L) image, which carries its own alpha");
+                    SetImage(data, chunk, tag == "VP8L", alpha, name);
+                    imageSeen = true;
                     break;
                 case "VP8 " or "VP8L":
                     throw new InvalidFileException(name, "more than one image chunk in a still WebP");
                 case "ANIM" or "ANMF":
-                    throw new InvalidFileException(name, $"{tag} chunk: animated WebP is not read (only still pictures are)");
+                    throw new InvalidFileException(name, $"{tag} chunk in a WebP without the animation flag");
                 case "EXIF":
-                    exif ??= chunk;
+                    Exif ??= chunk;
                     break;
             }
         }
-        if (extended == null)
+        if (!imageSeen)
             throw new InvalidFileException(name, "the WebP file has no VP8 or VP8L image chunk");
-        if (extended.Lossless && alpha != null)
-            throw new InvalidFileException(name, "an ALPH chunk beside a lossless (VP8L) image, which carries its own alpha");
-        extended.HasAlpha = (flags & AlphaFlag) != 0;
-        extended.ReadImageHeader(data, name);
-        if (extended.Width != canvasWidth || extended.Height != canvasHeight)
-        {
-            throw new InvalidFileException(name,
-                $"the image is {extended.Width}x{extended.Height} but the VP8X canvas is {canvasWidth}x{canvasHeight}");
-        }
-        extended.Alpha = alpha;
-        extended.HasAlpha |= alpha != null;
-        extended.Exif = exif;
-        return extended;
+        if (FrameWidth != Width || FrameHeight != Height)
+            throw new InvalidFileException(name, $"the image is {FrameWidth}x{FrameHeight} but the VP8X canvas is {Width}x{Height}");
+        // libwebp's features: a lossless image's own flag replaces the header's; a lossy one adds its alpha chunk.
+        HasAlpha = Lossless ? LosslessAlphaHint(data, Image) : HasAlpha || alpha != null;
     }
 
-    /// <summary>Reads the size (and a lossless image's alpha flag) from the image chunk's own header.</summary>
-    private void ReadImageHeader(byte[] data, string name)
+    /// <summary>An animation's chunks after VP8X: ANIM, then frames; the first frame is kept.</summary>
+    private void ReadFrames(byte[] data, int at, int riffEnd, string name)
     {
-        ReadOnlySpan<byte> image = data.AsSpan(Image.Start, Image.Length);
-        if (Lossless)
+        bool animSeen = false;
+        int frames = 0;
+        while (at < riffEnd)
         {
-            if (image.Length < 5 || image[0] != 0x2f)
+            (string tag, WebpChunk chunk) = NextChunk(data, ref at, riffEnd, name);
+            switch (tag)
+            {
+                case "ANIM":
+                    if (chunk.Length < 6)
+                        throw new InvalidFileException(name, $"ANIM chunk of {chunk.Length} bytes; it needs 6");
+                    animSeen = true;
+                    break;
+                case "ANMF":
+                    if (!animSeen)
+                        throw new InvalidFileException(name, "an ANMF frame before the ANIM chunk");
+                    if (ReadFrame(data, chunk, frames + 1, keep: frames == 0, name))
+                        frames++;
+                    break;
+                case "ALPH" or "VP8 " or "VP8L":
+                    throw new InvalidFileException(name, $"a {tag.TrimEnd()} chunk outside the frames of an animated WebP");
+                case "EXIF":
+                    Exif ??= chunk;
+                    break;
+            }
+        }
+        if (frames == 0)
+            throw new InvalidFileException(name, "the animated WebP has no frames");
+    }
+
+    /// <summary>
+    /// Validates an ANMF frame (the header's offsets, then an optional ALPH and an image chunk, which give the
+    /// frame's size) and keeps it as the picture when <paramref name="keep"/>. A frame without image chunks is skipped
+    /// (false), as libwebp's demuxer skips it.
+    /// </summary>
+    private bool ReadFrame(byte[] data, WebpChunk frame, int number, bool keep, string name)
+    {
+        if (frame.Length < FrameHeaderBytes)
+            throw new InvalidFileException(name, $"ANMF frame {number} of {frame.Length} bytes; its header needs {FrameHeaderBytes}");
+        int x = 2 * ReadUInt24(data, frame.Start), y = 2 * ReadUInt24(data, frame.Start + 3);
+        int at = frame.Start + FrameHeaderBytes, end = frame.Start + frame.Length;
+        WebpChunk? alpha = null, image = null;
+        string imageTag = "";
+        while (at < end && image == null)
+        {
+            int chunkAt = at;
+            (string tag, WebpChunk chunk) = NextChunk(data, ref at, end, name, $"ANMF frame {number}");
+            if (tag == "ALPH" && alpha == null)
+                alpha = chunk;
+            else if (tag is "VP8 " or "VP8L")
+                (image, imageTag) = (chunk, tag);
+            else
+            {
+                at = chunkAt; // the frame's image data ends at any other chunk
+                break;
+            }
+        }
+        if (image == null)
+        {
+            if (alpha != null)
+                throw new InvalidFileException(name, $"ANMF frame {number} has an ALPH chunk and no image chunk");
+            return false;
+        }
+        if (imageTag == "VP8L" && alpha != null)
+            throw new InvalidFileException(name, $"ANMF frame {number}: an ALPH chunk beside a lossless (VP8L) image, which carries its own alpha");
+        var parsed = new WebpContainer();
+        parsed.SetImage(data, image.Value, imageTag == "VP8L", alpha, name);
+        if (x + parsed.FrameWidth > Width || y + parsed.FrameHeight > Height)
+        {
+            throw new InvalidFileException(name, $"ANMF frame {number} ({parsed.FrameWidth}x{parsed.FrameHeight} at {x},{y}) " +
+                                                 $"does not fit the {Width}x{Height} canvas");
+        }
+        if (keep)
+        {
+            SetImage(data, image.Value, imageTag == "VP8L", alpha, name);
+            (FrameX, FrameY) = (x, y);
+        }
+        return true;
+    }
+
+    /// <summary>Takes the image chunk (and its alpha) and reads the frame's size from the chunk's own header.</summary>
+    private void SetImage(byte[] data, WebpChunk image, bool lossless, WebpChunk? alpha, string name)
+    {
+        (Image, Lossless, Alpha) = (image, lossless, alpha);
+        ReadOnlySpan<byte> bytes = data.AsSpan(image.Start, image.Length);
+        if (lossless)
+        {
+            if (bytes.Length < 5 || bytes[0] != 0x2f)
                 throw new InvalidFileException(name, "bad VP8L signature");
-            uint bits = BinaryPrimitives.ReadUInt32LittleEndian(image[1..]);
+            uint bits = BinaryPrimitives.ReadUInt32LittleEndian(bytes[1..]);
             if (bits >> 29 != 0)
                 throw new InvalidFileException(name, $"unknown VP8L version {bits >> 29}");
-            Width = (int)(bits & 0x3fff) + 1;
-            Height = (int)((bits >> 14) & 0x3fff) + 1;
-            HasAlpha = ((bits >> 28) & 1) != 0;
+            FrameWidth = (int)(bits & 0x3fff) + 1;
+            FrameHeight = (int)((bits >> 14) & 0x3fff) + 1;
             return;
         }
-        if (image.Length < 10)
+        if (bytes.Length < 10)
             throw new InvalidFileException(name, "truncated VP8 frame header");
-        Width = BinaryPrimitives.ReadUInt16LittleEndian(image[6..]) & 0x3fff;
-        Height = BinaryPrimitives.ReadUInt16LittleEndian(image[8..]) & 0x3fff;
+        FrameWidth = BinaryPrimitives.ReadUInt16LittleEndian(bytes[6..]) & 0x3fff;
+        FrameHeight = BinaryPrimitives.ReadUInt16LittleEndian(bytes[8..]) & 0x3fff;
     }
 
-    /// <summary>Reads the chunk header at <paramref name="at"/> and moves past the (even-padded) payload.</summary>
-    private static (string Tag, WebpChunk Chunk) NextChunk(byte[] data, ref int at, int riffEnd, string name)
+    /// <summary>A lossless image header's alpha flag (a hint: the pixels carry their alpha either way).</summary>
+    private static bool LosslessAlphaHint(byte[] data, WebpChunk image) =>
+        ((BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(image.Start + 1)) >> 28) & 1) != 0;
+
+    /// <summary>Reads the chunk header at <paramref name="at"/> and moves past the (even-padded) payload, which must
+    /// end by <paramref name="end"/> (the RIFF's end, or the frame's: <paramref name="within"/> names it).</summary>
+    private static (string Tag, WebpChunk Chunk) NextChunk(byte[] data, ref int at, int end, string name, string within = "RIFF")
     {
-        if (riffEnd - at < 8)
+        if (end - at < 8)
             throw new InvalidFileException(name, $"truncated chunk header at byte {at}");
         string tag = Encoding.Latin1.GetString(data, at, 4);
         uint size = BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(at + 4));
-        if (size > riffEnd - at - 8)
+        if (size > end - at - 8)
         {
             throw new InvalidFileException(name,
-                $"truncated: chunk '{Printable(tag)}' at byte {at} has {size} bytes but {riffEnd - at - 8} are left in the RIFF");
+                $"truncated: chunk '{Printable(tag)}' at byte {at} has {size} bytes but {end - at - 8} are left in the {within}");
         }
         var chunk = new WebpChunk(at + 8, (int)size);
-        at = (int)Math.Min(riffEnd, at + 8 + size + (size & 1));
+        at = (int)Math.Min(end, at + 8 + size + (size & 1));
         return (tag, chunk);
     }
 

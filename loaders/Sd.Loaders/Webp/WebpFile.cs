@@ -5,11 +5,11 @@ using Sd.Loaders.Png;
 namespace Sd.Loaders.Webp;
 
 /// <summary>
-/// Reads still WebP pictures, lossy (VP8, with or without an alpha chunk) and lossless (VP8L), to 8-bit RGB or RGBA
-/// pixels equal to what Pillow 9.4 (libwebp 1.2.4, its default fancy upsampling) gives, byte for byte: RGBA when the
-/// file says it has alpha, RGB otherwise. A1111's generation settings in EXIF's UserComment become the "parameters"
-/// text. Animated files are refused, and so is any damage: an <see cref="InvalidFileException"/> naming the file and
-/// the problem.
+/// Reads WebP pictures, lossy (VP8, with or without an alpha chunk) and lossless (VP8L), to 8-bit RGB or RGBA pixels
+/// equal to what Pillow 9.4 (libwebp 1.2.4, its default fancy upsampling) gives, byte for byte: RGBA when the file says
+/// it has alpha, RGB otherwise; an animation as its first frame on the canvas, as Pillow's Image.open shows it.
+/// A1111's generation settings in EXIF's UserComment become the "parameters" text. Any damage is refused: an
+/// <see cref="InvalidFileException"/> naming the file and the problem.
 /// </summary>
 public static class WebpFile
 {
@@ -60,20 +60,40 @@ public static class WebpFile
         if (size is { } required)
             ExifOrientation.CheckSize(name, width, height, orientation, upright, required);
         int channels = container.HasAlpha ? 4 : 3;
+        int frameWidth = container.FrameWidth, frameHeight = container.FrameHeight;
         byte[] pixels;
         if (container.Lossless)
         {
-            uint[] argb = Vp8lDecoder.Decode(data, container.Image, width, height, name);
+            uint[] argb = Vp8lDecoder.Decode(data, container.Image, frameWidth, frameHeight, name);
             pixels = ArgbToPixels(argb, channels);
         }
         else
         {
             Vp8Planes planes = Vp8Decoder.Decode(data, container.Image.Start, container.Image.Length, name);
-            byte[]? alpha = container.Alpha is { } a ? WebpAlpha.Decode(data, a, width, height, name) : null;
+            byte[]? alpha = container.Alpha is { } a ? WebpAlpha.Decode(data, a, frameWidth, frameHeight, name) : null;
             pixels = WebpYuv.ToPixels(planes, alpha, channels);
         }
+        if (frameWidth != width || frameHeight != height)
+            pixels = OnCanvas(pixels, container, channels);
         var image = new PngImage(width, height, channels, pixels, text);
         return upright ? ExifOrientation.Apply(image, orientation) : image;
+    }
+
+    /// <summary>
+    /// An animation's first frame placed on its canvas as libwebp's animation decoder (Pillow's reader) places it:
+    /// the canvas starts transparent black (the ANIM chunk's background color is only a hint), the frame replaces
+    /// its rectangle, no blending for the first frame. RGB drops the alpha, leaving black around the frame.
+    /// </summary>
+    private static byte[] OnCanvas(byte[] frame, WebpContainer container, int channels)
+    {
+        var canvas = new byte[(long)container.Width * container.Height * channels];
+        int rowBytes = container.FrameWidth * channels;
+        for (int y = 0; y < container.FrameHeight; y++)
+        {
+            long to = ((long)(container.FrameY + y) * container.Width + container.FrameX) * channels;
+            frame.AsSpan(y * rowBytes, rowBytes).CopyTo(canvas.AsSpan((int)to, rowBytes));
+        }
+        return canvas;
     }
 
     private static byte[] ArgbToPixels(uint[] argb, int channels)

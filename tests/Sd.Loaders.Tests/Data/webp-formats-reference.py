@@ -1,10 +1,11 @@
 """WebP formats as Pillow reads them: writes webp-formats-reference.json.
 
 Each case is a small WebP made by Pillow's encoder, libwebp's cwebp, or a few lines of C on libwebp (several token
-partitions, which neither exposes), or wrapped here (a lossy image with a raw alpha plane under each filter), with
-what Pillow's Image.open gives (RGB, or RGBA when the file has alpha). "oriented" holds pictures with each EXIF
-orientation and what ImageOps.exif_transpose gives. Run with /usr/bin/python3 (Pillow 9.4 on libwebp 1.2.4, numpy),
-cwebp (Debian's webp) on the PATH, and gcc with Debian's libwebp-dev; the project's tests only read the JSON.
+partitions, which neither exposes), wrapped here (a lossy image with a raw alpha plane under each filter), or an
+animation (Pillow's, or frames placed by webpmux), with what Pillow's Image.open gives (RGB, or RGBA when the file has
+alpha; an animation's first frame on its canvas). "oriented" holds pictures with each EXIF orientation and what
+ImageOps.exif_transpose gives. Run with /usr/bin/python3 (Pillow 9.4 on libwebp 1.2.4, numpy), cwebp and webpmux
+(Debian's webp) on the PATH, and gcc with Debian's libwebp-dev; the project's tests only read the JSON.
 """
 import base64, io, json, os, struct, subprocess, tempfile
 import numpy as np
@@ -180,18 +181,24 @@ cases = [
 ]
 
 out = {"generator": f"webp-formats-reference.py, Pillow {PIL.__version__}", "cases": []}
-for name, data in cases:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    out["cases"].append({
-        "name": name,
-        "webp": base64.b64encode(data).decode(),
-        "mode": image.mode,
-        "width": image.width,
-        "height": image.height,
-        "pixels": base64.b64encode(image.tobytes()).decode(),
-    })
-    print(f"{name}: {image.mode} {image.size}, {len(data)} bytes")
+
+
+def add_cases(named_files):
+    for name, data in named_files:
+        image = Image.open(io.BytesIO(data))
+        image.load()  # an animation's first frame, on its canvas
+        out["cases"].append({
+            "name": name,
+            "webp": base64.b64encode(data).decode(),
+            "mode": image.mode,
+            "width": image.width,
+            "height": image.height,
+            "pixels": base64.b64encode(image.tobytes()).decode(),
+        })
+        print(f"{name}: {image.mode} {image.size}, {len(data)} bytes")
+
+
+add_cases(cases)
 
 # EXIF orientations 1-8: the upright picture is ImageOps.exif_transpose's.
 out["oriented"] = []
@@ -208,9 +215,42 @@ for orientation in range(1, 9):
         "pixels": base64.b64encode(upright.tobytes()).decode(),
     })
 
-# An animation (Pillow writes ANIM and ANMF chunks), which is refused.
-frames = [picture(8, 8), picture(8, 8)]
-out["animated"] = base64.b64encode(pillow(frames[0], save_all=True, append_images=frames[1:])).decode()
+
+
+def webpmux(*frames, options=()):
+    """An animation of (picture, encoder options, webpmux frame options "+duration+x+y+dispose[-b]") frames."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = ["webpmux"]
+        for i, (image, encoding, placement) in enumerate(frames):
+            path = os.path.join(folder, f"{i}.webp")
+            open(path, "wb").write(pillow(image, **encoding))
+            command += ["-frame", path, placement]
+        target = os.path.join(folder, "out.webp")
+        subprocess.run(command + list(options) + ["-o", target], check=True, capture_output=True)
+        return open(target, "rb").read()
+
+
+def alpha_flag_cleared(data):
+    assert data[12:16] == b"VP8X"
+    return data[:20] + bytes([data[20] & ~0x10]) + data[21:]
+
+
+# Animations: the first frame on its canvas (transparent black around it), as Pillow's Image.open shows it.
+lossless_alpha_first = webpmux((picture(23, 15, alpha=True), {"lossless": True}, "+100+10+6"),
+                               (picture(37, 21), {"quality": 80}, "+100"))
+add_cases([
+    ("animation, first frame at an offset on an RGB canvas",
+     webpmux((picture(23, 15), {"quality": 80}, "+100+10+6"), (picture(37, 21), {"quality": 80}, "+100"),
+             options=["-bgcolor", "255,0,0,255", "-loop", "0"])),
+    ("animation, lossless first frame with alpha at an offset", lossless_alpha_first),
+    ("animation, RGB canvas over a first frame with alpha", alpha_flag_cleared(lossless_alpha_first)),
+    ("animation, lossy first frame with alpha, disposed, no blending",
+     webpmux((picture(23, 15, alpha=True), {"quality": 80}, "+100+4+2+1-b"), (picture(37, 21), {"quality": 80}, "+100"))),
+    ("animation by Pillow, lossy with alpha", pillow(picture(37, 21, alpha=True), save_all=True, quality=70,
+                                                     append_images=[picture(37, 21, alpha=True)] * 2)),
+    ("animation by Pillow, lossless", pillow(picture(37, 21), save_all=True, lossless=True,
+                                             append_images=[picture(37, 21)] * 2)),
+])
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "webp-formats-reference.json"), "w") as f:
     json.dump(out, f, indent=1)

@@ -30,7 +30,7 @@ public static class UpscaleCommand
           --upscaler-2   a second upscaler run the same way, blended in with weight V (0 to 1; Pillow's Image.blend).
           --tile, --tile-overlap  a model's tiles, in input pixels (A1111's ESRGAN_tile 192 and overlap 8; 0 runs the
                          whole picture at once, in more memory).
-        The input may be any PNG (palette, 16-bit and interlaced ones too) JPEG (baseline or progressive, CMYK too) or WebP (lossy or lossless), taken as
+        The input may be any PNG (palette, 16-bit and interlaced ones too), JPEG (baseline or progressive, CMYK too) or WebP (lossy, lossless, an animation's first frame), taken as
         Pillow's convert("RGB") (alpha dropped, gray repeated), as stored (A1111's run_postprocessing opens files with
         Image.open, which does not apply the EXIF orientation). The output PNG keeps the input's text entries ("parameters" last; an EXIF UserComment, a PNG's eXIf
         chunk's too, is "parameters", as A1111 reads it) and records the upscale as A1111 does ("postprocessing" and "extras":
