@@ -177,17 +177,13 @@ internal sealed class WebpContainer
         string imageTag = "";
         while (at < end && image == null)
         {
-            int chunkAt = at;
             (string tag, WebpChunk chunk) = NextChunk(data, ref at, end, name, $"ANMF frame {number}");
             if (tag == "ALPH" && alpha == null)
                 alpha = chunk;
             else if (tag is "VP8 " or "VP8L")
                 (image, imageTag) = (chunk, tag);
             else
-            {
-                at = chunkAt; // the frame's image data ends at any other chunk
-                break;
-            }
+                break; // the frame's image data ends at any other chunk
         }
         if (image == null)
         {
@@ -197,13 +193,9 @@ internal sealed class WebpContainer
         }
         if (imageTag == "VP8L" && alpha != null)
             throw new InvalidFileException(name, $"ANMF frame {number}: an ALPH chunk beside a lossless (VP8L) image, which carries its own alpha");
-        var parsed = new WebpContainer();
-        parsed.SetImage(data, image.Value, imageTag == "VP8L", alpha, name);
-        if (x + parsed.FrameWidth > Width || y + parsed.FrameHeight > Height)
-        {
-            throw new InvalidFileException(name, $"ANMF frame {number} ({parsed.FrameWidth}x{parsed.FrameHeight} at {x},{y}) " +
-                                                 $"does not fit the {Width}x{Height} canvas");
-        }
+        (int width, int height) = ImageSize(data, image.Value, imageTag == "VP8L", name);
+        if (x + width > Width || y + height > Height)
+            throw new InvalidFileException(name, $"ANMF frame {number} ({width}x{height} at {x},{y}) does not fit the {Width}x{Height} canvas");
         if (keep)
         {
             SetImage(data, image.Value, imageTag == "VP8L", alpha, name);
@@ -212,10 +204,16 @@ internal sealed class WebpContainer
         return true;
     }
 
-    /// <summary>Takes the image chunk (and its alpha) and reads the frame's size from the chunk's own header.</summary>
+    /// <summary>Takes the image chunk (and its alpha); the frame's size is the chunk's own.</summary>
     private void SetImage(byte[] data, WebpChunk image, bool lossless, WebpChunk? alpha, string name)
     {
         (Image, Lossless, Alpha) = (image, lossless, alpha);
+        (FrameWidth, FrameHeight) = ImageSize(data, image, lossless, name);
+    }
+
+    /// <summary>The size an image chunk's own header gives.</summary>
+    private static (int Width, int Height) ImageSize(byte[] data, WebpChunk image, bool lossless, string name)
+    {
         ReadOnlySpan<byte> bytes = data.AsSpan(image.Start, image.Length);
         if (lossless)
         {
@@ -224,14 +222,11 @@ internal sealed class WebpContainer
             uint bits = BinaryPrimitives.ReadUInt32LittleEndian(bytes[1..]);
             if (bits >> 29 != 0)
                 throw new InvalidFileException(name, $"unknown VP8L version {bits >> 29}");
-            FrameWidth = (int)(bits & 0x3fff) + 1;
-            FrameHeight = (int)((bits >> 14) & 0x3fff) + 1;
-            return;
+            return ((int)(bits & 0x3fff) + 1, (int)((bits >> 14) & 0x3fff) + 1);
         }
         if (bytes.Length < 10)
             throw new InvalidFileException(name, "truncated VP8 frame header");
-        FrameWidth = BinaryPrimitives.ReadUInt16LittleEndian(bytes[6..]) & 0x3fff;
-        FrameHeight = BinaryPrimitives.ReadUInt16LittleEndian(bytes[8..]) & 0x3fff;
+        return (BinaryPrimitives.ReadUInt16LittleEndian(bytes[6..]) & 0x3fff, BinaryPrimitives.ReadUInt16LittleEndian(bytes[8..]) & 0x3fff);
     }
 
     /// <summary>A lossless image header's alpha flag (a hint: the pixels carry their alpha either way).</summary>
