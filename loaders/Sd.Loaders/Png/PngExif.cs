@@ -12,7 +12,7 @@ namespace Sd.Loaders.Png;
 /// </summary>
 internal static class PngExif
 {
-    public const string RawProfileKey = "Raw profile type exif", XmpKey = "XML:com.adobe.xmp";
+    private const string RawProfileKey = "Raw profile type exif", XmpKey = "XML:com.adobe.xmp";
 
     /// <param name="exif">The eXIf chunk's data, null without one.</param>
     /// <param name="text">The picture's text chunks; gets the eXIf chunk's UserComment as "parameters".</param>

@@ -163,8 +163,8 @@ public static class PngFile
                     ReadChunkData(stream, name, type, typeBytes, 0);
                     // Bytes after IEND are not part of the image; like other decoders, ignore them.
                     int orientation = PngExif.Orientation(exif, text);
-                    if (size is { } required)
-                        ExifOrientation.CheckSize(name, header.Width, header.Height, orientation, upright, required);
+                    if (upright && size is { } required) // a plain read's size was checked exactly at IHDR
+                        ExifOrientation.CheckSize(name, header.Width, header.Height, orientation, upright: true, required);
                     PngImage image = Decode(header, idat, palette, paletteAlpha, text, name);
                     return upright ? ExifOrientation.Apply(image, orientation) : image;
                 default:
@@ -290,11 +290,7 @@ public static class PngFile
             throw Invalid(name,
                 $"image size {width}x{height} is too large: each dimension may be at most {MaxDimension}");
         }
-        if ((long)width * height > MaxPixels)
-        {
-            throw Invalid(name,
-                $"image size {width}x{height} is too large: {(long)width * height} pixels, at most {MaxPixels} supported");
-        }
+        CheckPixelCount(name, width, height);
         if (compression != 0)
             throw Invalid(name, $"invalid IHDR: unknown compression method {compression}");
         if (filter != 0)
@@ -310,6 +306,14 @@ public static class PngFile
         if (header.RawLength > Array.MaxLength)
             throw Invalid(name, $"a {header.Describe()} image is too large: {header.RawLength} bytes of rows");
         return header;
+    }
+
+    /// <summary>Refuses a picture of more than <see cref="MaxPixels"/> pixels (the PNG and WebP readers' check on a
+    /// header's size, before any pixel memory is taken).</summary>
+    internal static void CheckPixelCount(string name, long width, long height)
+    {
+        if (width * height > MaxPixels)
+            throw Invalid(name, $"image size {width}x{height} is too large: {width * height} pixels, at most {MaxPixels} supported");
     }
 
     private static string ColorTypeName(byte colorType) => colorType switch

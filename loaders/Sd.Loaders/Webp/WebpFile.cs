@@ -52,11 +52,7 @@ public static class WebpFile
         var text = new Dictionary<string, string>(StringComparer.Ordinal);
         int orientation = container.Exif is { } exif ? ExifReader.Read(data.AsSpan(exif.Start, exif.Length), text) ?? 1 : 1;
         int width = container.Width, height = container.Height;
-        if ((long)width * height > PngFile.MaxPixels)
-        {
-            throw new InvalidFileException(name,
-                $"image size {width}x{height} is too large: {(long)width * height} pixels, at most {PngFile.MaxPixels} supported");
-        }
+        PngFile.CheckPixelCount(name, width, height);
         if (size is { } required)
             ExifOrientation.CheckSize(name, width, height, orientation, upright, required);
         int channels = container.HasAlpha ? 4 : 3;
