@@ -68,6 +68,8 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("euler-sgm-uniform", "Sampler: Euler, Schedule type: SGM Uniform,")]
     [InlineData("euler-a-karras", "Sampler: Euler a, Schedule type: Karras,")]
     [InlineData("pndm", "Sampler: PLMS, CFG")]
+    [InlineData("dpm-fast", "Sampler: DPM fast, CFG")] // A1111's Automatic: the model's levels
+    [InlineData("dpm-fast-karras", "Sampler: DPM fast, Schedule type: Karras,")]
     [InlineData("unipc", "Sampler: UniPC, UniPC variant: bh2, UniPC order: 2, CFG")] // A1111's UniPC defaults to bh1, order 3
     public void The_png_names_the_scheduler_and_schedule_as_a1111_reads_them(string scheduler, string expected)
     {

@@ -213,6 +213,7 @@ public sealed unsafe class HostileRequestTests
     [InlineData("dpm++-3m-sde")]
     [InlineData("dpm++-2m-sde-heun")]
     [InlineData("restart")]
+    [InlineData("dpm-fast")]
     [InlineData("lcm")]
     public void Scheduler_calls_check_the_step_and_the_lengths(string name)
     {

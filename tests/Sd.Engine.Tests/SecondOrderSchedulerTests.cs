@@ -20,7 +20,9 @@ namespace Sd.Engine.Tests;
 ///   way on a [1, 4, 1, 2] sample, its noise drawn after the call each restart follows; a part-way start planned anew
 ///   over the steps left, as A1111's img2img plans it; trailing spacing's 20 steps restart from the finished sample);
 /// - and, by the same harness, DPM++ 3M SDE, a one-call multistep sampler (sample_dpmpp_3m_sde as A1111's k-diffusion
-///   pin has it, Data/dpmpp3msde-reference.json, a plain noise draw per step).
+///   pin has it, Data/dpmpp3msde-reference.json, a plain noise draw per step), and DPM fast, whose steps take one to
+///   three calls (sample_dpm_fast with eta 1, Data/dpm-fast-reference.py/.json: a run from the first step spans the
+///   model's levels, a part-way start the schedule's levels from its own down to the last above 0, as A1111 runs them).
 /// The references are the projects' own files (package imports stubbed) run on PyTorch 1.13 as a pipeline runs them,
 /// scale_model_input then step for every call, on SD 1.5's noise schedule with a [1, 4, 3, 5] sample (seed 0) and
 /// model outputs drawn in call order (seed 7). Cases: epsilon with and without Karras sigmas, v_prediction, Heun's
@@ -48,6 +50,10 @@ public sealed class SecondOrderSchedulerTests
             data.Add("dpm++-3m-sde", name);
         }
         data.Add("heun", "epsilon-clip-4");
+        foreach (string name in new[] { "epsilon-10", "epsilon-9", "epsilon-1", "epsilon-karras-8", "vpred-5", "sample-4", "epsilon-25", "img2img-10-start4", "img2img-karras-20-start6", "img2img-trailing-12-start2" })
+        {
+            data.Add("dpm-fast", name);
+        }
         foreach (string name in new[] { "epsilon-10", "epsilon-karras-25", "vpred-20", "epsilon-40", "img2img-40-start16", "img2img-20-start8", "trailing-20", "trailing-karras-36", "img2img-trailing-30-start8", "img2img-trailing-24-start4" })
         {
             data.Add("restart", name);
@@ -67,6 +73,7 @@ public sealed class SecondOrderSchedulerTests
             "dpm++-2s-a" => "dpmpp2sa-reference.json",
             "dpm++-sde" => "dpmppsde-reference.json",
             "restart" => "restart-reference.json",
+            "dpm-fast" => "dpm-fast-reference.json",
             _ => "dpmpp3msde-reference.json",
         };
         using var reference = ReferenceData.Json(file);
@@ -91,7 +98,7 @@ public sealed class SecondOrderSchedulerTests
             // an ulp on a fifth of SD's table, and Sd takes libm's (as for Euler and LMS). They move by under 5e-7
             // relative; the sigmas, and so every step below, do not depend on them.
             // Restart's are k-diffusion's sigma_to_t of each level, from libm's log on both sides: exact.
-            bool tabled = scheduler != "restart" && (karras || (s.Order == 2 && scheduler != "heun" && i % 2 == 1));
+            bool tabled = scheduler is not ("restart" or "dpm-fast") && (karras || (s.Order == 2 && scheduler != "heun" && i % 2 == 1));
             Assert.True(tabled ? Math.Abs(s.Timesteps[i] - timesteps[i]) <= 1e-6 * timesteps[i] : s.Timesteps[i] == timesteps[i],
                 $"timestep {i}: {s.Timesteps[i]} vs {timesteps[i]}");
         }
@@ -169,7 +176,9 @@ public sealed class SecondOrderSchedulerTests
     /// from samples near 17, 1.9e-6 off), bit for bit everywhere else on this machine. DPM++ 2S a's midpoint levels
     /// and coefficients, and DPM++ SDE's, come from torch's vectorized exp and expm1 (SLEEF's, within an ulp), Sd's from
     /// libm's exp and an expm1 in double: 1.9e-7 (2S a) and 2.0e-7 (SDE) of the scale seen, 156 and 150 of 184 checks bit
-    /// for bit.
+    /// for bit. DPM fast's levels are exact (libm's exp and log on both sides) and its coefficients differ only by expm1
+    /// (torch takes libm's float expm1f for a 0-dim tensor): 1.5e-7 of the scale seen, 5159 of its 5520 step values bit
+    /// for bit, every model input exact.
     /// </summary>
     private static void AssertMatches(string scheduler, float[] expected, float[] actual, float? scale, string what)
     {

@@ -35,7 +35,7 @@ public sealed record GenerateRequest
 
     /// <summary>
     /// CLI scheduler name: ddim, pndm, lcm, or euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-3m-sde,
-    /// unipc, heun, dpm2, dpm2-a, dpm++-2s-a, dpm++-sde, lms, restart, each also with -karras, -exponential, -beta, -kl-optimal,
+    /// unipc, heun, dpm2, dpm2-a, dpm++-2s-a, dpm++-sde, lms, restart, dpm-fast, each also with -karras, -exponential, -beta, -kl-optimal,
     /// -ays, -simple, -normal or -sgm-uniform (<see cref="Schedulers.Scheduler.Create"/>);
     /// null: the model's default (<see cref="StableDiffusionPipeline.DefaultScheduler"/>).
     /// </summary>

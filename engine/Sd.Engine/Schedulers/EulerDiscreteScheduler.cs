@@ -145,6 +145,16 @@ public abstract class SigmaScheduler : Scheduler
         _ => x - sigma * m,
     };
 
+    /// <summary>
+    /// k-diffusion's get_ancestral_step (eta 1) in float32 tensor arithmetic: up = min(to, (to^2 (from^2 - to^2) /
+    /// from^2) ** 0.5), down = (to^2 - up^2) ** 0.5.
+    /// </summary>
+    protected static (float Down, float Up) AncestralLevels(float from, float to)
+    {
+        float up = MathF.Min(to, MathF.Sqrt(to * to * (from * from - to * to) / (from * from)));
+        return (MathF.Sqrt(to * to - up * up), up);
+    }
+
     /// <summary>The level <see cref="Scheduler.AddNoise"/> noises to for a call: its own (Restart's first run call differs).</summary>
     protected virtual float NoiseLevel(int stepIndex) => SigmaValues[stepIndex];
 

@@ -159,7 +159,8 @@ public abstract class Scheduler
 
     /// <summary>
     /// The scheduler called <paramref name="name"/>: ddim, pndm, lcm, or a sigma sampler (euler, euler-a, heun, lms,
-    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, restart), which takes a "-karras",
+    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, restart,
+    /// dpm-fast), which takes a "-karras",
     /// "-exponential", "-beta", "-kl-optimal", "-ays", "-simple", "-normal" or "-sgm-uniform" suffix for that ramp
     /// (<see cref="SigmaRamp"/>); without one, the config's use_karras_sigmas, use_exponential_sigmas or
     /// use_beta_sigmas chooses (but for euler-a, as diffusers' Euler ancestral ignores them).
@@ -196,7 +197,8 @@ public abstract class Scheduler
             ("dpm++-2s-a", _) => new DpmPlusPlus2SAncestralScheduler(config, spacing, NamedOrConfigured()),
             ("lms", _) => new LmsDiscreteScheduler(config, spacing, NamedOrConfigured()),
             ("restart", _) => new RestartScheduler(config, spacing, NamedOrConfigured()),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, lcm; euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, restart, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
+            ("dpm-fast", _) => new DpmFastScheduler(config, spacing, NamedOrConfigured()),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, lcm; euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, restart, dpm-fast, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
         };
     }
 

@@ -107,16 +107,6 @@ public abstract class TwoCallSigmaScheduler : SigmaScheduler
     }
 
     /// <summary>
-    /// k-diffusion's get_ancestral_step (eta 1) in float32 tensor arithmetic: up = min(to, (to^2 (from^2 - to^2) /
-    /// from^2) ** 0.5), down = (to^2 - up^2) ** 0.5.
-    /// </summary>
-    protected static (float Down, float Up) AncestralLevels(float from, float to)
-    {
-        float up = MathF.Min(to, MathF.Sqrt(to * to * (from * from - to * to) / (from * from)));
-        return (MathF.Sqrt(to * to - up * up), up);
-    }
-
-    /// <summary>
     /// The last step's one call, which ends at sigma 0, as k-diffusion's DPM++ samplers take it: an Euler step, x + (x -
     /// D) / sigma x (0 - sigma). Returns whether <paramref name="stepIndex"/> was that call.
     /// </summary>

@@ -41,7 +41,9 @@ public static partial class GenerateCommand
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
         Schedulers: ddim, pndm, lcm, and euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun (A1111's
         DPM++ 2M SDE Heun), dpm++-3m-sde, unipc, heun, dpm2, dpm2-a, dpm++-2s-a, dpm++-sde, lms, restart (A1111's
-        Restart: Heun steps, from 20 steps on with restart segments that noise the sample back up), each also as
+        Restart: Heun steps, from 20 steps on with restart segments that noise the sample back up), dpm-fast
+        (A1111's DPM fast: steps of up to three calls, N calls in all, from the model's top level down to its lowest,
+        where it stops), each also as
         NAME-karras (Karras sigmas), NAME-exponential (A1111's Exponential schedule type, its default for
         DPM++ 2M SDE (Heun) and 3M SDE), NAME-beta (A1111's Beta schedule
         type: Beta(0.6, 0.6) quantiles), NAME-kl-optimal (KL Optimal: evenly spaced in arctan sigma), NAME-ays
@@ -326,6 +328,7 @@ public static partial class GenerateCommand
             "dpm++-2s-a" => ("DPM++ 2S a", "Uniform"),
             "dpm++-sde" => ("DPM++ SDE", "Uniform"),
             "restart" => ("Restart", "Uniform"),
+            "dpm-fast" => ("DPM fast", null), // A1111's Automatic: the model's levels, its txt2img's whatever the type
             "lms" => ("LMS", null),
             "lcm" => ("LCM", null),
             _ => (scheduler, null),
