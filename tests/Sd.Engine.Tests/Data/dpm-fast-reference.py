@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_linspace import avx2_linspaces  # noqa: E402
-from sd15_levels import euler_levels, sigma_to_t, train_sigmas  # noqa: E402
+from sd15_levels import euler_levels, recording_model, sigma_to_t, train_sigmas  # noqa: E402
 
 
 def sigma_fn(t):
@@ -57,19 +57,7 @@ def run(name, prediction, steps, karras=False, first=0, spacing="linspace"):
         x = original + noise * sigmas[first]
         case["add_noise"] = {"original": original.flatten().tolist(), "noise": noise.flatten().tolist(), "output": x.flatten().tolist()}
 
-    def model(x, sigma):
-        scaled = x / ((sigma ** 2 + 1) ** 0.5)
-        output = torch.randn(x.shape, generator=outputs)
-        if prediction == "epsilon":
-            denoised = x - sigma * output
-        elif prediction == "sample":
-            denoised = output
-        else:
-            denoised = output * (-sigma / (sigma ** 2 + 1) ** 0.5) + (x / (sigma ** 2 + 1))
-        records.append({"first_order": True, "t": float(sigma_to_t(sigma)), "sigma": float(sigma),
-                        "sample": x.flatten().tolist(), "scaled_input": scaled.flatten().tolist(),
-                        "model_output": output.flatten().tolist()})
-        return denoised
+    model = recording_model(prediction, outputs, records)
 
     def eps(x, t):
         # DPMSolver.eps: the model called at sigma(t) for a batch of one.

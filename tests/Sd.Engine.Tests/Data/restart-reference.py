@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_linspace import avx2_linspaces  # noqa: E402
-from sd15_levels import euler_levels, sigma_to_t  # noqa: E402
+from sd15_levels import euler_levels, recording_model, sigma_to_t  # noqa: E402
 
 
 def get_sigmas_karras(n, sigma_min, sigma_max, rho=7.0):
@@ -71,17 +71,7 @@ def run(name, prediction, steps, karras=False, first=0, spacing="linspace"):
         x = original + noise * sigmas[skipped]
         case["add_noise"] = {"original": original.flatten().tolist(), "noise": noise.flatten().tolist(), "output": x.flatten().tolist()}
 
-    def model(x, sigma, first_order):
-        scaled = x / ((sigma ** 2 + 1) ** 0.5)
-        output = torch.randn(x.shape, generator=outputs)
-        if prediction == "epsilon":
-            denoised = x - sigma * output
-        else:
-            denoised = output * (-sigma / (sigma ** 2 + 1) ** 0.5) + (x / (sigma ** 2 + 1))
-        records.append({"first_order": first_order, "t": float(sigma_to_t(sigma)), "sigma": float(sigma),
-                        "sample": x.flatten().tolist(), "scaled_input": scaled.flatten().tolist(),
-                        "model_output": output.flatten().tolist()})
-        return denoised
+    model = recording_model(prediction, outputs, records)
 
     def done(x):
         records[-1]["prev_sample"] = x.flatten().tolist()

@@ -1,6 +1,6 @@
 # SD 1.5's noise levels as the k-diffusion reference scripts beside this file (restart-reference.py,
 # dpm-fast-reference.py) take them: diffusers' training table, k-diffusion's sigma_to_t (A1111's model wrapper) and
-# diffusers' Euler levels, which Sd's k-diffusion samplers run on.
+# diffusers' Euler levels, which Sd's k-diffusion samplers run on; and the recording model that drives them.
 import numpy as np
 import torch
 
@@ -39,3 +39,23 @@ def euler_levels(steps, karras, spacing):
         sigmas = (max_inv + ramp * (min_inv - max_inv)) ** 7.0
     sigmas = torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))
     return sigmas, float(sigmas.max())
+
+
+def recording_model(prediction, outputs, records):
+    # A model that takes the sample and level, scales the input and predicts the data as diffusers' Euler does (the
+    # convention of Sd's k-diffusion samplers) from an output drawn from the generator outputs, and appends each call
+    # to records as Sd's SecondOrderSchedulerTests harness reads it (the caller adds the call's prev_sample).
+    def model(x, sigma, first_order=True):
+        scaled = x / ((sigma ** 2 + 1) ** 0.5)
+        output = torch.randn(x.shape, generator=outputs)
+        if prediction == "epsilon":
+            denoised = x - sigma * output
+        elif prediction == "sample":
+            denoised = output
+        else:
+            denoised = output * (-sigma / (sigma ** 2 + 1) ** 0.5) + (x / (sigma ** 2 + 1))
+        records.append({"first_order": first_order, "t": float(sigma_to_t(sigma)), "sigma": float(sigma),
+                        "sample": x.flatten().tolist(), "scaled_input": scaled.flatten().tolist(),
+                        "model_output": output.flatten().tolist()})
+        return denoised
+    return model
