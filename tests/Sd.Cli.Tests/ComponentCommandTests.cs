@@ -154,7 +154,7 @@ public sealed class ComponentCommandTests : IDisposable
         string gif = _dir.Write("real.gif", "GIF89a\x01\x00\x01\x00"u8.ToArray());
         var e = Assert.Throws<Sd.Loaders.InvalidFileException>(() =>
             ModelCommands.VaeEncode(["--model", Fixtures.Path("tiny/model"), "--image", gif, "--out", mean], TextWriter.Null));
-        Assert.Equal($"{gif}: --image must be a PNG, JPEG or WebP picture or a .npy array; this file starts as none of them (other formats are not read)", e.Message);
+        Assert.Equal($"{gif}: --image must be a PNG, JPEG, WebP or BMP picture or a .npy array; this file starts as none of them (other formats are not read)", e.Message);
         // A JPEG is read as one, and its damage is reported as such.
         string jpeg = _dir.Write("cut.png", [0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, (byte)'J', (byte)'F', (byte)'I', (byte)'F']);
         e = Assert.Throws<Sd.Loaders.InvalidFileException>(() =>

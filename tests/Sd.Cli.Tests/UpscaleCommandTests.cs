@@ -142,7 +142,7 @@ public sealed class UpscaleCommandTests : IDisposable
     }
 
     /// <summary>
-    /// "Batch from Directory": every picture of the folder (PNG, JPEG or WebP) in natural name order, each as a single run
+    /// "Batch from Directory": every picture of the folder (PNG, JPEG, WebP or BMP) in natural name order, each as a single run
     /// writes it, under its own name with .png in a folder made for them; other files, hidden ones and subfolders are
     /// left out.
     /// </summary>
@@ -176,7 +176,7 @@ public sealed class UpscaleCommandTests : IDisposable
         string text = log.ToString();
         Assert.True(text.IndexOf("img2.png", StringComparison.Ordinal) < text.IndexOf("img3.png", StringComparison.Ordinal), text);
         Assert.True(text.IndexOf("img3.png", StringComparison.Ordinal) < text.IndexOf("img10.png", StringComparison.Ordinal), text);
-        Assert.Contains($"skipped {Path.Combine(inputs, "notes.txt")}: not a PNG, JPEG or WebP picture", text);
+        Assert.Contains($"skipped {Path.Combine(inputs, "notes.txt")}: not a PNG, JPEG, WebP or BMP picture", text);
         Assert.Contains("upscaled 3 of 4 files", text);
     }
 

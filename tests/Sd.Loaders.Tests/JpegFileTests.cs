@@ -109,7 +109,7 @@ public sealed class JpegFileTests : IDisposable
         Assert.Equal($"{jpeg}: the picture is 37x21; 8x8 is needed", e.Message);
         string gif = _dir.Write("anim.gif", "GIF89a\x01\x00\x01\x00"u8.ToArray());
         e = Assert.Throws<InvalidFileException>(() => PictureFile.Read(gif));
-        Assert.Equal($"{gif}: not a PNG, JPEG or WebP picture (the file starts as none of them; other formats are not read)", e.Message);
+        Assert.Equal($"{gif}: not a PNG, JPEG, WebP or BMP picture (the file starts as none of them; other formats are not read)", e.Message);
     }
 
     private void AssertRefused(byte[] bytes, string name, string problem)

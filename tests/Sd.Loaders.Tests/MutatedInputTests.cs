@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using Sd.Loaders.Bmp;
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
 using Sd.Loaders.Embeddings;
@@ -112,6 +113,17 @@ public sealed class MutatedInputTests : IDisposable
         foreach (byte[] webp in ReferenceFiles.Files(ReferenceFiles.Webp, "webp"))
         {
             AssertEachLoadsOrNamesItself(webp, "webp", seed++, path => WebpFile.Read(path));
+        }
+    }
+
+    /// <summary>Every BMP of BmpFormatTests (every header, depth, bitfields layout and run-length kind), damaged.</summary>
+    [Fact]
+    public void Damaged_bmps_load_or_fail_naming_the_file()
+    {
+        int seed = 400;
+        foreach (byte[] bmp in ReferenceFiles.Files(ReferenceFiles.Bmp, "bmp"))
+        {
+            AssertEachLoadsOrNamesItself(bmp, "bmp", seed++, path => BmpFile.Read(path));
         }
     }
 

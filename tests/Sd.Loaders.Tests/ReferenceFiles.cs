@@ -16,6 +16,9 @@ internal static class ReferenceFiles
     /// <summary>The WebP cases; the first is a 37x21 lossy (VP8) picture.</summary>
     public const string Webp = "webp-formats-reference.json";
 
+    /// <summary>The BMP cases (the first a 37x21 24-bit picture saved by Pillow) and the files Pillow refuses.</summary>
+    public const string Bmp = "bmp-formats-reference.json";
+
     public static JsonDocument Open(string json) =>
         JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", json)));
 

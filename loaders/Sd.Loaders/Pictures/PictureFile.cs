@@ -1,3 +1,4 @@
+using Sd.Loaders.Bmp;
 using Sd.Loaders.IO;
 using Sd.Loaders.Jpeg;
 using Sd.Loaders.Png;
@@ -6,7 +7,7 @@ using Sd.Loaders.Webp;
 namespace Sd.Loaders.Pictures;
 
 /// <summary>
-/// Reads a picture in any format Sd reads (PNG, JPEG or WebP), told apart by the file's first bytes rather than its name
+/// Reads a picture in any format Sd reads (PNG, JPEG, WebP or BMP), told apart by the file's first bytes rather than its name
 /// (a PNG saved as <c>.jpg</c> reads as the PNG it is), as Pillow's Image.open tells them apart.
 /// </summary>
 public static class PictureFile
@@ -31,7 +32,8 @@ public static class PictureFile
     public static PngImage ReadUpright(string path) => Read(path, null, upright: true);
 
     /// <summary>Whether a file's first bytes (see <see cref="InputFile.ReadHead"/>) start a picture Sd reads.</summary>
-    public static bool HasSignature(ReadOnlySpan<byte> head) => PngFile.HasSignature(head) || JpegFile.HasSignature(head) || WebpFile.HasSignature(head);
+    public static bool HasSignature(ReadOnlySpan<byte> head) =>
+        PngFile.HasSignature(head) || JpegFile.HasSignature(head) || WebpFile.HasSignature(head) || BmpFile.HasSignature(head);
 
     private static PngImage Read(string path, (int Width, int Height)? size, bool upright)
     {
@@ -43,6 +45,8 @@ public static class PictureFile
             return WebpFile.ReadFile(path, size, upright);
         if (PngFile.HasSignature(head))
             return PngFile.ReadFile(path, size, upright);
-        throw new InvalidFileException(path, "not a PNG, JPEG or WebP picture (the file starts as none of them; other formats are not read)");
+        if (BmpFile.HasSignature(head))
+            return BmpFile.ReadFile(path, size); // no orientation: upright as stored
+        throw new InvalidFileException(path, "not a PNG, JPEG, WebP or BMP picture (the file starts as none of them; other formats are not read)");
     }
 }

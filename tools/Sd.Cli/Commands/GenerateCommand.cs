@@ -60,7 +60,7 @@ public static partial class GenerateCommand
         (and any scheduler noise) exactly as diffusers does on the CPU with torch.Generator().manual_seed(N).
         --latents gives NCHW [1, 4, height/8, width/8] initial latents instead (txt2img and inpainting; the seed
         still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
-        for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG or WebP of the output size (the
+        for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG, WebP or BMP of the output size (the
         last int(steps x strength) steps; the picture is turned upright by its EXIF orientation first, as diffusers'
         load_image and A1111 do); with --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps
         the unmasked area from the picture, a 9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is

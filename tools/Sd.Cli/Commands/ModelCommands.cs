@@ -34,9 +34,9 @@ public static class ModelCommands
         """;
 
     private const string EncodeHelp = """
-        Usage: sd vae-encode --model M [--config DIR] [--vae VAE] --image x.npy|img.png|img.jpg|img.webp --out mean.npy [--out-logvar lv.npy]
+        Usage: sd vae-encode --model M [--config DIR] [--vae VAE] --image x.npy|img.png|img.jpg|img.webp|img.bmp --out mean.npy [--out-logvar lv.npy]
 
-        VAE encoder. x.npy: float32 [B, 3, H, W] in [-1, 1] (the encoder's input); a PNG, JPEG or WebP (known by its
+        VAE encoder. x.npy: float32 [B, 3, H, W] in [-1, 1] (the encoder's input); a PNG, JPEG, WebP or BMP (known by its
         signature, whatever its name) is read as RGB, turned upright by its EXIF orientation as diffusers' load_image
         does, and mapped from [0, 255] to [-1, 1]. H and W must be multiples of 8. Writes
         the posterior mean (and log-variance) [B, 4, H/8, W/8], unscaled (multiply by the scaling factor for diffusion
@@ -175,7 +175,7 @@ public static class ModelCommands
     }
 
     /// <summary>
-    /// vae-encode's input: a PNG, JPEG or WebP picture or an NCHW .npy array, told apart by the file's first bytes, whatever its name.
+    /// vae-encode's input: a PNG, JPEG, WebP or BMP picture or an NCHW .npy array, told apart by the file's first bytes, whatever its name.
     /// </summary>
     private static Tensor ReadImage(CommandLine line, string path, int channels)
     {
@@ -189,7 +189,7 @@ public static class ModelCommands
         {
             return ReadNchw(line, "--image", channels);
         }
-        throw new InvalidFileException(path, "--image must be a PNG, JPEG or WebP picture or a .npy array; this file starts as none of them (other formats are not read)");
+        throw new InvalidFileException(path, "--image must be a PNG, JPEG, WebP or BMP picture or a .npy array; this file starts as none of them (other formats are not read)");
     }
 
     private static Tensor ReadContext(string path)

@@ -8,7 +8,7 @@ using Sd.Loaders.Png;
 
 namespace Sd.Cli.Commands;
 
-/// <summary><c>sd upscale</c>: AUTOMATIC1111's Extras upscale of a PNG, JPEG or WebP picture, or of a folder's ("Batch from Directory").</summary>
+/// <summary><c>sd upscale</c>: AUTOMATIC1111's Extras upscale of a PNG, JPEG, WebP or BMP picture, or of a folder's ("Batch from Directory").</summary>
 public static class UpscaleCommand
 {
     private const string Help = """
@@ -37,7 +37,7 @@ public static class UpscaleCommand
         "Postprocess upscale by: 4, Postprocess upscaler: ...").
         --input-dir upscales every picture in a folder (A1111's "Batch from Directory"), in natural name order, the
         models loaded once, each to --output-dir/NAME.png under its own name (A1111's default); files that are not
-        PNG, JPEG or WebP pictures (and hidden ones) are skipped with a note, and the output folder is made if missing and
+        PNG, JPEG, WebP or BMP pictures (and hidden ones) are skipped with a note, and the output folder is made if missing and
         must not be the input folder.
         """;
 
