@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Text.Json;
 using Sd.Loaders.Bmp;
 using Sd.Loaders.Pictures;
@@ -60,6 +61,14 @@ public sealed class BmpFormatTests : IDisposable
         var e = Assert.Throws<InvalidFileException>(() => PictureFile.Read(path, 64, 64));
         Assert.Equal($"{path}: the picture is 37x21; 64x64 is needed", e.Message);
         Assert.True(PictureFile.HasSignature("BM\0\0"u8));
+
+        // A header past the pixel limit every picture reader shares is refused before anything else is read.
+        byte[] huge = Convert.FromBase64String(c.GetProperty("bmp").GetString()!);
+        BinaryPrimitives.WriteInt32LittleEndian(huge.AsSpan(18), 1 << 16);
+        BinaryPrimitives.WriteInt32LittleEndian(huge.AsSpan(22), 1 << 13);
+        string hugePath = _dir.Write("huge.bmp", huge);
+        Assert.Equal($"{hugePath}: image size 65536x8192 is too large: {1L << 29} pixels, at most {PngFile.MaxPixels} supported",
+            Assert.Throws<InvalidFileException>(() => PictureFile.Read(hugePath)).Message);
         Assert.Equal(37, BmpFile.Read(path).Width);
     }
 }

@@ -41,6 +41,11 @@ public sealed class JpegFileTests : IDisposable
 
         byte[] noEnd = Baseline()[..^2];
         AssertRefused(noEnd, "open.jpg", "truncated: the file ends before its EOI marker");
+
+        // The largest frame a JPEG can state, past the pixel limit every picture reader shares, refused before decoding.
+        byte[] huge = Baseline();
+        huge.AsSpan(FrameHeader(huge) + 1, 4).Fill(0xFF);
+        AssertRefused(huge, "huge.jpg", $"image size 65535x65535 is too large: {65535L * 65535} pixels, at most {PngFile.MaxPixels} supported");
     }
 
     [Fact]

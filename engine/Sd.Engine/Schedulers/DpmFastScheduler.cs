@@ -29,9 +29,8 @@ public sealed class DpmFastScheduler : SigmaScheduler
     /// <summary>The schedule's level at the run's first call, where a part-way start's picture is noised.</summary>
     private float _startLevel;
 
-    /// <summary>Per call: its place in its step (0, 1, 2) and whether it is the step's last.</summary>
+    /// <summary>Per call: its place in its step (0, 1, 2).</summary>
     private int[] _stage = [];
-    private bool[] _last = [];
 
     /// <summary>
     /// Per call, the coefficients of the sample it leaves, from the step's starting sample x and the eps predictions:
@@ -65,13 +64,12 @@ public sealed class DpmFastScheduler : SigmaScheduler
         (float top, float bottom) = skipped == 0 ? (TrainSigmas[^1], TrainSigmas[0]) : (sigmas[skipped], sigmas[steps - 1]);
         var levels = new float[steps + 1];
         var stage = new int[steps];
-        var last = new bool[steps];
         float[] p = new float[steps], q = new float[steps], up = new float[steps];
         sigmas.AsSpan(0, skipped).CopyTo(levels);
         levels[steps] = sigmas[steps];
         if (calls > 0)
         {
-            levels[steps] = Plan(top, bottom, calls, levels.AsSpan(skipped, calls), stage.AsSpan(skipped), last.AsSpan(skipped),
+            levels[steps] = Plan(top, bottom, calls, levels.AsSpan(skipped, calls), stage.AsSpan(skipped),
                 p.AsSpan(skipped), q.AsSpan(skipped), up.AsSpan(skipped));
         }
         float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
@@ -80,7 +78,7 @@ public sealed class DpmFastScheduler : SigmaScheduler
         {
             times[i] = SigmaRamps.TrainingTime(levels[i], logSigmas);
         }
-        (_stage, _last, _p, _q, _up) = (stage, last, p, q, up);
+        (_stage, _p, _q, _up) = (stage, p, q, up);
         _startLevel = sigmas[Math.Min(skipped, steps)];
         return (times, levels);
     }
@@ -94,7 +92,7 @@ public sealed class DpmFastScheduler : SigmaScheduler
     /// u2 = x - sigma(s2) expm1(r2 h) eps_0 - sigma(s2) (r2 / r1) (expm1(r2 h) / (r2 h) - 1) (eps_1 - eps_0). Writes
     /// each call's level and returns the level the run ends at.
     /// </summary>
-    private float Plan(float top, float bottom, int calls, Span<float> levels, Span<int> stage, Span<bool> last, Span<float> p, Span<float> q, Span<float> up)
+    private float Plan(float top, float bottom, int calls, Span<float> levels, Span<int> stage, Span<float> p, Span<float> q, Span<float> up)
     {
         float tStart = -MathF.Log(top), tEnd = -MathF.Log(bottom);
         if (!(tEnd > tStart))
@@ -136,7 +134,6 @@ public sealed class DpmFastScheduler : SigmaScheduler
                 q[call] = sigmaNext / TwoThirds * (expm1H / h - 1f);
             }
             p[call] = sigmaNext * expm1H;
-            last[call] = true;
             up[call] = MathF.Sqrt(to * to - sigmaNext * sigmaNext);
             if (!float.IsFinite(p[call] + q[call] + up[call]))
             {

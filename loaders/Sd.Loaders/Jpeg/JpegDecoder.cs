@@ -129,8 +129,7 @@ internal sealed class JpegDecoder
             throw Invalid($"the frame has {count} components; gray (1), color (3) and CMYK or YCCK (4) JPEGs are read");
         if (segment.Length != 6 + 3 * count)
             throw Invalid($"the frame header (SOF) has {segment.Length} bytes; {count} components need {6 + 3 * count}");
-        if ((long)width * height > PngFile.MaxPixels)
-            throw Invalid($"the picture is {width}x{height}, more than the {PngFile.MaxPixels} pixels read");
+        PngFile.CheckPixelCount(_name, width, height);
         if (size is { } needed)
             ExifOrientation.CheckSize(_name, width, height, Orientation, SizeUpright, needed);
 
