@@ -23,12 +23,6 @@ public sealed class DpmFastScheduler : SigmaScheduler
     /// <summary>The split points of an order-3 step (Python's 1 / 3 and 2 / 3, taken in float32 by torch).</summary>
     private const float Third = (float)(1.0 / 3), TwoThirds = (float)(2.0 / 3);
 
-    /// <summary>The steps the run being planned skips (img2img).</summary>
-    private int _skipped;
-
-    /// <summary>The schedule's level at the run's first call, where a part-way start's picture is noised.</summary>
-    private float _startLevel;
-
     /// <summary>Per call: its place in its step (0, 1, 2).</summary>
     private int[] _stage = [];
 
@@ -48,19 +42,13 @@ public sealed class DpmFastScheduler : SigmaScheduler
     {
     }
 
-    protected override void Schedule(int steps, int firstStep)
-    {
-        _skipped = firstStep;
-        base.Schedule(steps, firstStep);
-    }
-
     /// <summary>
     /// The skipped steps keep their levels; the run's calls are planned over the levels between its ends, each call's
     /// timestep its level's training time; the last entry is the level the run ends at.
     /// </summary>
     protected override (float[] Timesteps, float[] Sigmas) Arrange(float[] timesteps, float[] sigmas)
     {
-        int steps = timesteps.Length, skipped = _skipped, calls = steps - skipped;
+        int steps = timesteps.Length, skipped = SkippedSteps, calls = steps - skipped;
         (float top, float bottom) = skipped == 0 ? (TrainSigmas[^1], TrainSigmas[0]) : (sigmas[skipped], sigmas[steps - 1]);
         var levels = new float[steps + 1];
         var stage = new int[steps];
@@ -79,7 +67,6 @@ public sealed class DpmFastScheduler : SigmaScheduler
             times[i] = SigmaRamps.TrainingTime(levels[i], logSigmas);
         }
         (_stage, _p, _q, _up) = (stage, p, q, up);
-        _startLevel = sigmas[Math.Min(skipped, steps)];
         return (times, levels);
     }
 
@@ -150,9 +137,6 @@ public sealed class DpmFastScheduler : SigmaScheduler
         InitNoiseSigma = TrainSigmas[^1];
         _lastCall = -1;
     }
-
-    /// <summary>At the run's first call, the schedule's own level, which exp(-(-log level)) may round otherwise.</summary>
-    protected override float NoiseLevel(int stepIndex) => stepIndex == FirstStep ? _startLevel : base.NoiseLevel(stepIndex);
 
     /// <summary>
     /// One call: eps = (x - D) / sigma from the data D the model output predicts at the call's level; a step's first

@@ -31,6 +31,14 @@ public abstract class SigmaScheduler : Scheduler
     protected float[] SigmaValues { get; private set; } = [];
     public override IReadOnlyList<float>? Sigmas => SigmaValues;
 
+    /// <summary>The inference steps the run being planned skips (img2img), for <see cref="Arrange"/>: a sampler that
+    /// plans its run anew over the steps left (Restart, DPM fast) plans from there.</summary>
+    protected int SkippedSteps { get; private set; }
+
+    /// <summary>The schedule's level at the run's first step, before <see cref="Arrange"/>: where a part-way start's
+    /// picture is noised, as A1111 noises its img2img to the first of the levels left, however the plan rebuilds it.</summary>
+    private float _startLevel;
+
     protected override void Schedule(int steps, int firstStep)
     {
         // Linspace timesteps stay fractional (np.linspace(..., dtype=np.float32)) and their sigmas are interpolated.
@@ -74,8 +82,11 @@ public abstract class SigmaScheduler : Scheduler
             // firstStep counts calls; the levels here are one per inference step.
             RequireFallingSigmas(sigmas, steps, Math.Max(firstStep / Order - lookback, 0), Name);
         }
-        // Arrange may refuse the schedule (a sampler that cannot take one of its steps): nothing is changed before it.
+        // Arrange may refuse the schedule (a sampler that cannot take one of its steps): nothing it reads back is
+        // changed before it.
+        SkippedSteps = firstStep / Order;
         (float[] callTimesteps, float[] callSigmas) = Arrange(t, sigmas);
+        _startLevel = sigmas[SkippedSteps];
         InferenceSteps = steps;
         (TimestepValues, SigmaValues) = (callTimesteps, callSigmas);
         float max = 0f;
@@ -155,13 +166,13 @@ public abstract class SigmaScheduler : Scheduler
         return (MathF.Sqrt(to * to - up * up), up);
     }
 
-    /// <summary>The level <see cref="Scheduler.AddNoise"/> noises to for a call: its own (Restart's first run call differs).</summary>
-    protected virtual float NoiseLevel(int stepIndex) => SigmaValues[stepIndex];
-
-    /// <summary>x0 + sigma*n (Euler-family add_noise).</summary>
+    /// <summary>
+    /// x0 + sigma*n (Euler-family add_noise), sigma the call's level, or at the run's first call its step's level in the
+    /// schedule (the same level but where a plan made anew rebuilt it: Restart's Karras ramp, DPM fast's exp(-(-log))).
+    /// </summary>
     protected override void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {
-        float sigma = NoiseLevel(stepIndex);
+        float sigma = stepIndex == FirstStep ? _startLevel : SigmaValues[stepIndex];
         for (int i = 0; i < destination.Length; i++)
         {
             destination[i] = original[i] + noise[i] * sigma;

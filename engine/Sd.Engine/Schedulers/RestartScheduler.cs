@@ -31,14 +31,6 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
     /// <summary>The level a restart returns to (the one nearest it) and the level it restarts from.</summary>
     private const float RestartAt = 0.1f, RestartFrom = 2f;
 
-    /// <summary>The inference steps the run being planned skips (img2img): the plan covers the rest.</summary>
-    private int _skippedSteps;
-
-    /// <summary>The schedule's level at the run's first call (<see cref="Scheduler.FirstStep"/>), before the restart
-    /// plan rebuilt it: a part-way start's picture is noised to it, as A1111 noises its img2img to the first of the
-    /// levels left.</summary>
-    private float _startLevel;
-
     /// <summary>Per call: the level its step ends at (its own for a second call), and whether it is a second call.</summary>
     private float[] _ends = [];
     private bool[] _second = [];
@@ -53,12 +45,6 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
     {
     }
 
-    protected override void Schedule(int steps, int firstStep)
-    {
-        _skippedSteps = firstStep / Order;
-        base.Schedule(steps, firstStep);
-    }
-
     /// <summary>
     /// The steps as calls: a step from F to T is a first call at F and a second at T, or one Euler call at F when T is
     /// 0. The calls' levels (and a final 0) and training times; where the next step starts higher, the noise that lifts
@@ -68,7 +54,7 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
     {
         // The skipped steps are never run; they keep their levels, level to level, so that the run's calls keep
         // their indices (step k's first call is call 2k: none of them ends at 0 before the last).
-        int skipped = _skippedSteps;
+        int skipped = SkippedSteps;
         (float[] runFrom, float[] runTo) = Steps(sigmas[skipped..]);
         float[] from = [.. sigmas[..skipped], .. runFrom], to = [.. sigmas[1..(skipped + 1)], .. runTo];
         float[] logSigmas = Array.ConvertAll(TrainSigmas, MathF.Log);
@@ -102,7 +88,6 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
         }
         (_ends, _second) = (ends.ToArray(), second.ToArray());
         (_restartsAfter, _noiseAfter) = (restartsAfter.ToArray(), noiseAfter.ToArray());
-        _startLevel = sigmas[skipped];
         return (times, [.. levels, 0f]);
     }
 
@@ -158,9 +143,6 @@ public sealed class RestartScheduler : HeunDiscreteScheduler
     protected override bool IsSecondCall(int stepIndex) => _second[stepIndex];
 
     protected override float StepEnd(int stepIndex) => _ends[stepIndex];
-
-    /// <summary>At the run's first call, the schedule's own level there, which the plan's Karras ramp may round otherwise.</summary>
-    protected override float NoiseLevel(int stepIndex) => stepIndex == FirstStep ? _startLevel : base.NoiseLevel(stepIndex);
 
     /// <summary>Heun's first call, or an Euler step to 0, which a restart may follow (from a finished sample).</summary>
     protected override void FirstCall(ReadOnlySpan<float> modelOutput, int stepIndex, Span<float> sample, Func<int, float[]>? noise)
