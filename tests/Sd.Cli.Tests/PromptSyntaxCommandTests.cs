@@ -71,12 +71,14 @@ public sealed class PromptSyntaxCommandTests : IDisposable
     [InlineData("dpm-fast", "Sampler: DPM fast, CFG")] // A1111's Automatic: the model's levels
     [InlineData("dpm-fast-karras", "Sampler: DPM fast, Schedule type: Karras,")]
     [InlineData("unipc", "Sampler: UniPC, UniPC variant: bh2, UniPC order: 2, CFG")] // A1111's UniPC defaults to bh1, order 3
+    [InlineData("unipc-a1111", "Sampler: UniPC, CFG")] // which is that
     public void The_png_names_the_scheduler_and_schedule_as_a1111_reads_them(string scheduler, string expected)
     {
         string png = _dir.File("sampler.png");
-        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a", "--steps", "2", "--width", "64", "--height", "64", "--scheduler", scheduler, "--out", png], TextWriter.Null));
+        // 3 steps, the fewest A1111's UniPC runs.
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a", "--steps", "3", "--width", "64", "--height", "64", "--scheduler", scheduler, "--out", png], TextWriter.Null));
         string parameters = PngFile.Read(png).Text["parameters"];
-        Assert.Contains("Steps: 2, " + expected, parameters);
+        Assert.Contains("Steps: 3, " + expected, parameters);
         // A1111 records its Beta schedule's shape with it, and only then.
         Assert.Equal(scheduler.EndsWith("-beta", StringComparison.Ordinal), parameters.Contains("Beta schedule alpha: 0.6, Beta schedule beta: 0.6, CFG scale", StringComparison.Ordinal));
     }

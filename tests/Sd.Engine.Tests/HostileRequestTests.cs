@@ -214,6 +214,7 @@ public sealed unsafe class HostileRequestTests
     [InlineData("dpm++-2m-sde-heun")]
     [InlineData("restart")]
     [InlineData("dpm-fast")]
+    [InlineData("unipc-a1111")]
     [InlineData("lcm")]
     public void Scheduler_calls_check_the_step_and_the_lengths(string name)
     {

@@ -18,7 +18,8 @@ public sealed class SchedulerSpacingTests
          "dpm++-2m-sde-beta", "unipc-beta", "heun-beta", "dpm++-2m-sde-heun", "dpm++-2m-sde-heun-karras"];
     // dpm2, dpm2-a, dpm++-2s-a, dpm++-sde: their midpoints' timesteps, see SecondOrderSchedulerTests and below; restart:
     // k-diffusion's, see SecondOrderSchedulerTests and RestartSchedulerTests; dpm-fast: its own plan, see
-    // SecondOrderSchedulerTests and DpmFastSchedulerTests
+    // SecondOrderSchedulerTests and DpmFastSchedulerTests; unipc-a1111: A1111's own grid in continuous time, see
+    // A1111UniPcSchedulerTests
 
     // 48 is a count where np.arange's trailing grid rounds an exact half differently from n - i*n/steps.
     private static readonly int[] StepCounts = [1, 7, 20, 48, 50];

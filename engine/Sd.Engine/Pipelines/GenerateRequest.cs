@@ -34,9 +34,9 @@ public sealed record GenerateRequest
     public int Height { get; init; } = 512;
 
     /// <summary>
-    /// CLI scheduler name: ddim, pndm, lcm, or euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-3m-sde,
-    /// unipc, heun, dpm2, dpm2-a, dpm++-2s-a, dpm++-sde, lms, restart, dpm-fast, each also with -karras, -exponential, -beta, -kl-optimal,
-    /// -ays, -simple, -normal or -sgm-uniform (<see cref="Schedulers.Scheduler.Create"/>);
+    /// CLI scheduler name: ddim, pndm, lcm, unipc-a1111, or euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun,
+    /// dpm++-3m-sde, unipc, heun, dpm2, dpm2-a, dpm++-2s-a, dpm++-sde, lms, restart, dpm-fast, each also with -karras,
+    /// -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform (<see cref="Schedulers.Scheduler.Create"/>);
     /// null: the model's default (<see cref="StableDiffusionPipeline.DefaultScheduler"/>).
     /// </summary>
     public string? Scheduler { get; init; }

@@ -158,9 +158,9 @@ public abstract class Scheduler
     protected abstract void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
 
     /// <summary>
-    /// The scheduler called <paramref name="name"/>: ddim, pndm, lcm, or a sigma sampler (euler, euler-a, heun, lms,
-    /// dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, restart,
-    /// dpm-fast), which takes a "-karras",
+    /// The scheduler called <paramref name="name"/>: ddim, pndm, lcm, unipc-a1111 (A1111's UniPC), or a sigma sampler
+    /// (euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a,
+    /// dpm++-3m-sde, unipc, restart, dpm-fast), which takes a "-karras",
     /// "-exponential", "-beta", "-kl-optimal", "-ays", "-simple", "-normal" or "-sgm-uniform" suffix for that ramp
     /// (<see cref="SigmaRamp"/>); without one, the config's use_karras_sigmas, use_exponential_sigmas or
     /// use_beta_sigmas chooses (but for euler-a, as diffusers' Euler ancestral ignores them).
@@ -170,8 +170,8 @@ public abstract class Scheduler
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(config);
         (string key, SigmaRamp? named) = SplitName(name);
-        // DDIM, PNDM and LCM take no sigma ramp; the others take the named one, else the config's, whose flags are
-        // checked either way (diffusers refuses more than one whatever runs).
+        // DDIM, PNDM, LCM and A1111's UniPC take no sigma ramp; the others take the named one, else the config's, whose
+        // flags are checked either way (diffusers refuses more than one whatever runs).
         SigmaRamp NamedOrConfigured()
         {
             SigmaRamp configured = RampOf(config, key);
@@ -184,6 +184,7 @@ public abstract class Scheduler
             // The config's ramp flags are not Euler a's (diffusers ignores them), a named ramp is (A1111's Euler a takes any).
             ("euler-a", _) => new EulerAncestralScheduler(config, spacing, named ?? SigmaRamp.Spaced),
             ("lcm", null) => new LcmScheduler(config, spacing),
+            ("unipc-a1111", null) => new A1111UniPcScheduler(config, spacing),
             ("euler", _) => new EulerDiscreteScheduler(config, spacing, NamedOrConfigured()),
             ("dpm++-2m", _) => new DpmSolverMultistepScheduler(config, spacing, NamedOrConfigured()),
             ("dpm++-2m-sde", _) => new DpmSolverMultistepScheduler(config, spacing, NamedOrConfigured(), sde: true),
@@ -198,7 +199,7 @@ public abstract class Scheduler
             ("lms", _) => new LmsDiscreteScheduler(config, spacing, NamedOrConfigured()),
             ("restart", _) => new RestartScheduler(config, spacing, NamedOrConfigured()),
             ("dpm-fast", _) => new DpmFastScheduler(config, spacing, NamedOrConfigured()),
-            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, lcm; euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, restart, dpm-fast, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
+            _ => throw new ArgumentException($"unknown scheduler '{name}' (ddim, pndm, lcm, unipc-a1111; euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a, dpm++-3m-sde, unipc, restart, dpm-fast, each also with -karras, -exponential, -beta, -kl-optimal, -ays, -simple, -normal or -sgm-uniform)", nameof(name)),
         };
     }
 

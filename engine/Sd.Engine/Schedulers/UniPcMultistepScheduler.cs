@@ -107,18 +107,14 @@ public sealed class UniPcMultistepScheduler : MultistepSigmaScheduler
     private static (float Hh, float HPhi1) Phi(float h) => (-h, ExpM1(-h));
 
     /// <summary>
-    /// The second-order corrector's weights: R = [[1, 1], [r1, 1]], b_k = h_phi_k k! / B(h) with h_phi_1 / hh - 1
-    /// and then h_phi_k / hh - 1 / (k + 1)!, all float32 as in diffusers. The 2x2 solve is torch's float32 one, which
-    /// factors R's transpose without pivoting (its first column is [1, 1]); 1 - r1 &gt; 1, as r1 &lt; 0.
+    /// The second-order corrector's weights (<see cref="UniPcWeights"/>, bh2's B(h) = h_phi_1): R = [[1, 1], [r1, 1]]
+    /// solved as torch does, whose pivot search keeps R's transpose as it is (its first column is [1, 1]).
     /// </summary>
     private static (float RhoD1, float RhoT) SolveRho(float rk, float hh, float hPhi1)
     {
-        float bh = hPhi1;
-        float hPhiK = hPhi1 / hh - 1f;
-        float b1 = hPhiK * 1f / bh;
-        hPhiK = hPhiK / hh - 0.5f;
-        float b2 = hPhiK * 2f / bh;
-        float rhoT = (b2 - rk * b1) / (1f - rk);
-        return (b1 - rhoT, rhoT);
+        Span<float> rho = stackalloc float[2];
+        UniPcWeights.RightHandSide(hh, hPhi1, hPhi1, rho);
+        UniPcWeights.Solve([rk, 1f], rho, contiguous: true);
+        return (rho[0], rho[1]);
     }
 }

@@ -39,7 +39,9 @@ public static partial class GenerateCommand
         Without --model it runs the built-in demo model: a toy network with random weights made in
         memory (no files, no download), so the picture is noise; it shows the tool works. Point --model at a real
         SD 1.x/2.x diffusers folder or .safetensors checkpoint for real images.
-        Schedulers: ddim, pndm, lcm, and euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun (A1111's
+        Schedulers: ddim, pndm, lcm, unipc-a1111 (A1111's UniPC: bh1 of order 3 over time spaced evenly from
+        1 to 1/1000; A1111 counts its calls as len(range(0, 1000, 1000 // N)): 30 steps run 31; 3 steps at least),
+        and euler, euler-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun (A1111's
         DPM++ 2M SDE Heun), dpm++-3m-sde, unipc, heun, dpm2, dpm2-a, dpm++-2s-a, dpm++-sde, lms, restart (A1111's
         Restart: Heun steps, from 20 steps on with restart segments that noise the sample back up), dpm-fast
         (A1111's DPM fast: steps of up to three calls, N calls in all, from the model's top level down to its lowest,
@@ -320,8 +322,10 @@ public static partial class GenerateCommand
             "dpm++-2m-sde" => ("DPM++ 2M SDE", "SGM Uniform"),
             "dpm++-2m-sde-heun" => ("DPM++ 2M SDE Heun", "SGM Uniform"),
             "dpm++-3m-sde" => ("DPM++ 3M SDE", "Uniform"),
-            // A1111's UniPC defaults to bh1 of order 3; its own keys say which this was.
+            // diffusers' UniPC, bh2 of order 2 on discrete steps, in the keys A1111 writes beside its own UniPC's
+            // non-default options (bh1, order 3: unipc-a1111, which A1111's PNG Info names plainly).
             "unipc" => ("UniPC, UniPC variant: bh2, UniPC order: 2", null),
+            "unipc-a1111" => ("UniPC", null),
             "heun" => ("Heun", null),
             "dpm2" => ("DPM2", "Uniform"),
             "dpm2-a" => ("DPM2 a", "Uniform"),
