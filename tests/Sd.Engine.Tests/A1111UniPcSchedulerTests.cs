@@ -36,13 +36,7 @@ public sealed class A1111UniPcSchedulerTests
         JsonElement[] calls = run.GetProperty("steps").EnumerateArray().ToArray();
         Assert.Equal(s.StepCount - first, calls.Length);
         float[] sample = Floats(calls[0], "sample"), previous = sample;
-        if (run.TryGetProperty("add_noise", out JsonElement noised))
-        {
-            float[] output = new float[sample.Length];
-            s.AddNoise(Floats(noised, "original"), Floats(noised, "noise"), first, output);
-            Assert.Equal(Floats(noised, "output"), output);
-            Assert.Equal(output, sample);
-        }
+        ReferenceRuns.CheckAddNoise(s, run, first, sample); // A1111's training step g_k, see below
         for (int i = 0; i < calls.Length; i++)
         {
             int index = first + i;
@@ -58,17 +52,7 @@ public sealed class A1111UniPcSchedulerTests
             }
             expected.CopyTo(sample, 0); // the next call starts from the reference's sample
         }
-
-        // The same calls run free, each from the scheduler's own last sample: within 1e-5 of the largest magnitude.
-        s.SetTimesteps(steps, first);
-        float[] free = Floats(calls[0], "sample");
-        for (int i = 0; i < calls.Length; i++)
-        {
-            s.Step(Floats(calls[i], "model_output"), first + i, free, null);
-        }
-        float[] final = Floats(calls[^1], "prev_sample");
-        float bound = 1e-5f * Math.Max(1f, final.Max(Math.Abs));
-        Assert.True(final.Zip(free).All(p => Math.Abs(p.First - p.Second) <= bound), $"the free run ends {final.Zip(free).Max(p => Math.Abs(p.First - p.Second))} from the reference");
+        ReferenceRuns.CheckFreeRun(s, calls, steps, first, _ => null);
     }
 
     [Fact]
@@ -180,13 +164,7 @@ public sealed class A1111UniPcSchedulerTests
         Assert.True(Tensors.Tensor.AllFinite(painted.Latents.Span));
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => pipeline.Generate(request with { InitImage = full.Image, Strength = 0.3 }));
         Assert.Contains("higher strength", e.Message); // 2 calls
-
-        calls.Clear();
-        using Tensors.Tensor mask = Tensors.Tensor.Allocate([1, 64, 64, 1]);
-        mask.Span[..(64 * 32)].Fill(1f);
-        using GenerateResult inpainted = pipeline.Generate(request with { InitImage = full.Image, Mask = mask, Strength = 0.75 }, new SyncProgress(calls.Add));
-        Assert.Equal(5, calls.Count);
-        Assert.True(Tensors.Tensor.AllFinite(inpainted.Latents.Span));
+        Assert.Equal(5, SeededRuns.InpaintingCalls(pipeline, request, full.Image, 0.75)); // int(7 x 0.75)
     }
 
     /// <summary>
@@ -208,6 +186,5 @@ public sealed class A1111UniPcSchedulerTests
         Assert.Equal(expected, rho);
     }
 
-    private static float[] Floats(JsonElement e, string name) =>
-        e.GetProperty(name).EnumerateArray().Select(v => (float)v.GetDouble()).ToArray();
+    private static float[] Floats(JsonElement e, string name) => ReferenceRuns.Floats(e, name);
 }

@@ -130,6 +130,5 @@ public sealed class SchedulerReferenceTests
         Assert.True(Tensors.Tensor.AllFinite(painted.Latents.Span));
     }
 
-    private static float[] Floats(JsonElement element, string name) =>
-        element.GetProperty(name).EnumerateArray().Select(e => (float)e.GetDouble()).ToArray();
+    private static float[] Floats(JsonElement element, string name) => ReferenceRuns.Floats(element, name);
 }

@@ -117,14 +117,7 @@ public sealed class SecondOrderSchedulerTests
         JsonElement[] steps = run.GetProperty("steps").EnumerateArray().ToArray();
         Assert.Equal(s.StepCount - first, steps.Length);
         float[] sample = Floats(steps[0], "sample"), previous = sample;
-        if (run.TryGetProperty("add_noise", out JsonElement noised))
-        {
-            // img2img noises the picture's latents to the first step's level, before any step.
-            float[] output = new float[sample.Length];
-            s.AddNoise(Floats(noised, "original"), Floats(noised, "noise"), first, output);
-            Assert.Equal(Floats(noised, "output"), output);
-            Assert.Equal(output, sample);
-        }
+        ReferenceRuns.CheckAddNoise(s, run, first, sample);
         for (int i = 0; i < steps.Length; i++)
         {
             int index = first + i;
@@ -153,18 +146,7 @@ public sealed class SecondOrderSchedulerTests
             AssertMatches(scheduler, Floats(steps[i], "prev_sample"), sample, scale, $"call {index}'s step");
             Floats(steps[i], "prev_sample").CopyTo(sample, 0); // the next call starts from the reference's sample
         }
-
-        // The same calls run free, each from the scheduler's own last sample, so that state carried between calls (a
-        // kept sample, draw or history) meets the reference's at the end too: within 1e-5 of the largest magnitude.
-        s.SetTimesteps(run.GetProperty("total").GetInt32(), first);
-        float[] free = Floats(steps[0], "sample");
-        for (int i = 0; i < steps.Length; i++)
-        {
-            s.Step(Floats(steps[i], "model_output"), first + i, free, _ => Floats(steps[i], "noise"));
-        }
-        float[] final = Floats(steps[^1], "prev_sample");
-        float bound = 1e-5f * Math.Max(1f, final.Max(Math.Abs));
-        Assert.True(final.Zip(free).All(p => Math.Abs(p.First - p.Second) <= bound), $"the free run ends {final.Zip(free).Max(p => Math.Abs(p.First - p.Second))} from the reference");
+        ReferenceRuns.CheckFreeRun(s, steps, run.GetProperty("total").GetInt32(), first, i => _ => Floats(steps[i], "noise"));
     }
 
     /// <summary>
@@ -275,16 +257,9 @@ public sealed class SecondOrderSchedulerTests
         using GenerateResult kept = pipeline.Generate(request with { InitImage = full.Image, Strength = 0 }, new SyncProgress(calls.Add));
         Assert.Empty(calls);
 
-        // Inpainting with a 4-channel UNet blends the picture back after each call, noised to the next call's level:
-        // strength 0.75 skips 1 step, so 5 calls from call 2.
-        calls.Clear();
-        using Tensors.Tensor mask = Tensors.Tensor.Allocate([1, 64, 64, 1]);
-        mask.Span[..(64 * 32)].Fill(1f);
-        using GenerateResult inpainted = pipeline.Generate(request with { InitImage = full.Image, Mask = mask, Strength = 0.75 }, new SyncProgress(calls.Add));
-        Assert.Equal(5, calls.Count);
-        Assert.True(Tensors.Tensor.AllFinite(inpainted.Latents.Span));
+        // Inpainting at strength 0.75 skips 1 step, so 5 calls from call 2.
+        Assert.Equal(5, SeededRuns.InpaintingCalls(pipeline, request, full.Image, 0.75));
     }
 
-    private static float[] Floats(JsonElement element, string name) =>
-        element.GetProperty(name).EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Null ? float.NaN : (float)e.GetDouble()).ToArray();
+    private static float[] Floats(JsonElement element, string name) => ReferenceRuns.Floats(element, name);
 }

@@ -2,7 +2,10 @@ using Sd.Engine.Pipelines;
 
 namespace Sd.Engine.Tests;
 
-/// <summary>Demo-pipeline runs from fixed initial latents, for tests of where a scheduler's noise comes from.</summary>
+/// <summary>
+/// Demo-pipeline runs for scheduler tests: from fixed initial latents, for where a scheduler's noise comes from, and
+/// part-way starts from a picture.
+/// </summary>
 internal static class SeededRuns
 {
     /// <summary>
@@ -20,5 +23,20 @@ internal static class SeededRuns
         GenerateRequest given = request with { InitialLatents = latents };
         using GenerateResult first = pipeline.Generate(given), second = pipeline.Generate(given with { Seed = otherSeed });
         return !first.Latents.Span.SequenceEqual(second.Latents.Span);
+    }
+
+    /// <summary>
+    /// Inpaints the top half of <paramref name="picture"/> (64x64) at <paramref name="strength"/> with a 4-channel UNet,
+    /// which blends the picture back after each call, noised to the next call's level; returns how many calls ran,
+    /// after checking the latents stayed finite.
+    /// </summary>
+    public static int InpaintingCalls(StableDiffusionPipeline pipeline, GenerateRequest request, Tensors.Tensor picture, double strength)
+    {
+        var calls = new List<StepInfo>();
+        using Tensors.Tensor mask = Tensors.Tensor.Allocate([1, 64, 64, 1]);
+        mask.Span[..(64 * 32)].Fill(1f);
+        using GenerateResult inpainted = pipeline.Generate(request with { InitImage = picture, Mask = mask, Strength = strength }, new SyncProgress(calls.Add));
+        Assert.True(Tensors.Tensor.AllFinite(inpainted.Latents.Span));
+        return calls.Count;
     }
 }
