@@ -224,10 +224,7 @@ public sealed class A1111UniPcScheduler : Scheduler
             DdimScheduler.AddNoiseDiscrete(AlphasCumprod, _startTimestep, original, noise, destination);
             return;
         }
-        float t = _times[stepIndex], alpha = _vp.Alpha(t), sigma = _vp.Sigma(t);
-        for (int i = 0; i < destination.Length; i++)
-        {
-            destination[i] = alpha * original[i] + sigma * noise[i];
-        }
+        float t = _times[stepIndex];
+        Blend(_vp.Alpha(t), _vp.Sigma(t), original, noise, destination);
     }
 }

@@ -89,11 +89,6 @@ public sealed class DdimScheduler : Scheduler
     internal static void AddNoiseDiscrete(float[] alphasCumprod, int t, ReadOnlySpan<float> original, ReadOnlySpan<float> noise, Span<float> destination)
     {
         float a = alphasCumprod[t];
-        float sa = MathF.Sqrt(a);
-        float sb = MathF.Sqrt(1f - a);
-        for (int i = 0; i < destination.Length; i++)
-        {
-            destination[i] = sa * original[i] + sb * noise[i];
-        }
+        Blend(MathF.Sqrt(a), MathF.Sqrt(1f - a), original, noise, destination);
     }
 }

@@ -105,9 +105,6 @@ public abstract class MultistepSigmaScheduler : Scheduler
     protected override void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination)
     {
         (float alpha, float sigma) = AlphaSigma(StepSigmas[stepIndex]);
-        for (int i = 0; i < destination.Length; i++)
-        {
-            destination[i] = alpha * original[i] + sigma * noise[i];
-        }
+        Blend(alpha, sigma, original, noise, destination);
     }
 }

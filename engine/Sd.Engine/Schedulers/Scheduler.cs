@@ -158,6 +158,18 @@ public abstract class Scheduler
     protected abstract void Noise(ReadOnlySpan<float> original, ReadOnlySpan<float> noise, int stepIndex, Span<float> destination);
 
     /// <summary>
+    /// alpha x0 + sigma n: add_noise of the samplers on alpha and sigma (DDIM, PNDM, LCM at sqrt(a) and sqrt(1 - a),
+    /// DPM-Solver and UniPC at a level's alpha and sigma).
+    /// </summary>
+    protected static void Blend(float alpha, float sigma, ReadOnlySpan<float> original, ReadOnlySpan<float> noise, Span<float> destination)
+    {
+        for (int i = 0; i < destination.Length; i++)
+        {
+            destination[i] = alpha * original[i] + sigma * noise[i];
+        }
+    }
+
+    /// <summary>
     /// The scheduler called <paramref name="name"/>: ddim, pndm, lcm, unipc-a1111 (A1111's UniPC), or a sigma sampler
     /// (euler, euler-a, heun, lms, dpm2, dpm2-a, dpm++-2m, dpm++-2m-sde, dpm++-2m-sde-heun, dpm++-sde, dpm++-2s-a,
     /// dpm++-3m-sde, unipc, restart, dpm-fast), which takes a "-karras",

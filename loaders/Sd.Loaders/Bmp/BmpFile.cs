@@ -27,8 +27,7 @@ public static class BmpFile
     /// <summary>The picture, of <paramref name="size"/> when given, checked from the header before decoding.</summary>
     internal static PngImage ReadFile(string path, (int Width, int Height)? size)
     {
-        InputFile.Check(path, "BMP file", MaxFileBytes);
-        byte[] data = File.ReadAllBytes(path);
+        byte[] data = InputFile.ReadAll(path, "BMP file", MaxFileBytes);
         BmpHeader header = BmpHeader.Parse(data, path);
         if (size is { } required)
             ExifOrientation.CheckSize(path, header.Width, header.Height, 1, false, required);

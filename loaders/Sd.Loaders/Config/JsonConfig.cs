@@ -23,8 +23,7 @@ public sealed class JsonConfig
     /// <summary>Reads and parses a config file; config files are small, so anything over 16 MiB is refused.</summary>
     public static JsonConfig Load(string path)
     {
-        InputFile.Check(path, "config file", maxBytes: 16 * 1024 * 1024);
-        return Parse(path, File.ReadAllBytes(path));
+        return Parse(path, InputFile.ReadAll(path, "config file", maxBytes: 16 * 1024 * 1024));
     }
 
     public static JsonConfig Parse(string path, ReadOnlyMemory<byte> utf8Json)

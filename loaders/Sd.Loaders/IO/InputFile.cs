@@ -46,6 +46,24 @@ public static class InputFile
         return info.Length;
     }
 
+    /// <summary>The whole file at <paramref name="path"/>, checked first as <see cref="Check"/> does.</summary>
+    public static byte[] ReadAll(string path, string what, long maxBytes = long.MaxValue)
+    {
+        Check(path, what, maxBytes);
+        return File.ReadAllBytes(path);
+    }
+
+    /// <summary>The rest of <paramref name="stream"/>, read by a loader that decodes from memory.</summary>
+    /// <param name="nameForErrors">The name the loader's messages give the stream's data (checked here, not null).</param>
+    public static byte[] ReadAll(Stream stream, string nameForErrors)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(nameForErrors);
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return copy.ToArray();
+    }
+
     /// <summary>
     /// Up to <c>head.Length</c> first bytes of the file at <paramref name="path"/> (checked as <see cref="Check"/>
     /// does), into <paramref name="head"/>; returns how many there were. A command that takes a picture or an array

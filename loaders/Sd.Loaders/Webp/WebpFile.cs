@@ -27,24 +27,15 @@ public static class WebpFile
     public static PngImage ReadUpright(string path, (int Width, int Height)? size = null) => ReadFile(path, size, upright: true);
 
     /// <param name="nameForErrors">The file name put in error messages.</param>
-    public static PngImage Read(Stream stream, string nameForErrors)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        ArgumentNullException.ThrowIfNull(nameForErrors);
-        using var copy = new MemoryStream();
-        stream.CopyTo(copy);
-        return Decode(copy.ToArray(), nameForErrors, null, upright: false);
-    }
+    public static PngImage Read(Stream stream, string nameForErrors) =>
+        Decode(InputFile.ReadAll(stream, nameForErrors), nameForErrors, null, upright: false);
 
     /// <summary>Whether a file's first 12 bytes are a WebP file's: "RIFF", a size, "WEBP".</summary>
     public static bool HasSignature(ReadOnlySpan<byte> head) => WebpContainer.HasSignature(head);
 
     /// <summary>The picture, of <paramref name="size"/> when given (upright when <paramref name="upright"/>).</summary>
-    internal static PngImage ReadFile(string path, (int Width, int Height)? size, bool upright)
-    {
-        InputFile.Check(path, "WebP file", MaxFileBytes);
-        return Decode(File.ReadAllBytes(path), path, size, upright);
-    }
+    internal static PngImage ReadFile(string path, (int Width, int Height)? size, bool upright) =>
+        Decode(InputFile.ReadAll(path, "WebP file", MaxFileBytes), path, size, upright);
 
     private static PngImage Decode(byte[] data, string name, (int Width, int Height)? size, bool upright)
     {
