@@ -222,6 +222,24 @@ public abstract class Scheduler
         ("-normal", SigmaRamp.Normal), ("-sgm-uniform", SigmaRamp.SgmUniform),
     ];
 
+    /// <summary>
+    /// The name <see cref="Create"/> reads as <paramref name="solver"/> on <paramref name="ramp"/>: the solver as it
+    /// is for <see cref="SigmaRamp.Spaced"/> (its own levels, or the config's ramp), else with the ramp's suffix
+    /// ("dpm++-2m" on Karras gives "dpm++-2m-karras").
+    /// </summary>
+    public static string NameOf(string solver, SigmaRamp ramp)
+    {
+        ArgumentNullException.ThrowIfNull(solver);
+        foreach ((string suffix, SigmaRamp each) in RampSuffixes)
+        {
+            if (each == ramp)
+            {
+                return solver + suffix;
+            }
+        }
+        return ramp == SigmaRamp.Spaced ? solver : throw new ArgumentOutOfRangeException(nameof(ramp), ramp, "not a sigma ramp");
+    }
+
     /// <summary>A scheduler name's solver, lower-case without its ramp suffix ("DPM++-2M-Karras" gives "dpm++-2m"), as <see cref="Create"/> reads it.</summary>
     public static string SolverOf(string name) => SplitName(name).Solver;
 

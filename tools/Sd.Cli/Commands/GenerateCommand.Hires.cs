@@ -12,12 +12,16 @@ public static partial class GenerateCommand
 {
     /// <summary>A1111's parameters of a hires fix: its strength, upscale (or resize), steps when given, upscaler.</summary>
     /// <param name="ramp">The ramp of the hires fix's own scheduler, when it names one.</param>
-    private static string HiresParameters(CommandLine line, HiresFix hires, SigmaRamp? ramp)
+    /// <param name="firstPassSchedule">Whether the first pass's schedule type is written: A1111 reads a hires sampler
+    /// without a schedule type as on that one, so the hires sampler's own "Automatic" is written then.</param>
+    private static string HiresParameters(CommandLine line, HiresFix hires, SigmaRamp? ramp, bool firstPassSchedule)
     {
         string size = line.Has("--hires-scale") ? $"Hires upscale: {line.GetDouble("--hires-scale", 2).ToString(CultureInfo.InvariantCulture)}"
             : $"Hires resize: {line.GetInt("--hires-width", 0)}x{line.GetInt("--hires-height", 0)}";
         string steps = hires.Steps is { } n ? $"Hires steps: {n}, " : "";
-        string sampler = hires.Scheduler is { } name ? SamplerOf(name, ramp!.Value, "Hires sampler", "Hires schedule type") + ", " : "";
+        string sampler = hires.Scheduler is not { } name ? ""
+            : A1111Samplers.Write(name, ramp!.Value, "Hires sampler", "Hires schedule type")
+              + (firstPassSchedule && !A1111Samplers.WritesSchedule(name, ramp.Value) ? ", Hires schedule type: Automatic, " : ", ");
         string prompts = (hires.Prompt is { } prompt ? $"Hires prompt: {Infotext.Quote(prompt)}, " : "")
             + (hires.NegativePrompt is { } negative ? $"Hires negative prompt: {Infotext.Quote(negative)}, " : "");
         return $"Denoising strength: {hires.Strength.ToString(CultureInfo.InvariantCulture)}, {size}, {steps}Hires upscaler: {hires.ImageUpscaler?.ToString() ?? (hires.ModelUpscaler is { } model ? Infotext.Quote(model.Name) : UpscalerName(hires.Upscaler))}, {sampler}{prompts}";

@@ -16,7 +16,7 @@ namespace Sd.Cli.Commands;
 public static partial class GenerateCommand
 {
     private const string Help = """
-        Usage: sd generate [--model M] --prompt TEXT [--negative-prompt TEXT] [--prompt-syntax weighted|chunked|plain]
+        Usage: sd generate [--model M] (--prompt TEXT | --parameters-from FILE) [--negative-prompt TEXT] [--prompt-syntax weighted|chunked|plain]
                            [--steps N] [--guidance G]
                            [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
@@ -101,6 +101,17 @@ public static partial class GenerateCommand
         vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
         The PNG carries the parameters in an A1111-style "parameters" text chunk. Components are loaded one at a
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
+        --parameters-from FILE takes the prompts and settings from A1111's parameters, as its PNG Info sends them to
+        txt2img: a picture's (a PNG's "parameters" text, a JPEG's or WebP's EXIF UserComment) or a UTF-8 text file of
+        them. A picture Sd made is made again exactly with the same --model, LoRAs and embeddings (but for
+        dpm++-2m*-sgm-uniform, which A1111 names as the plain dpm++-2m* levels, read back as those). Prompt, Negative
+        prompt, Steps, Sampler and Schedule type (old names such as "DPM++ 2M Karras" too; no schedule type is A1111's
+        default for the sampler: Karras for DPM++ 2M, Exponential for DPM++ 2M SDE), CFG scale, Seed, Size, Clip skip,
+        Emphasis, the Hires keys (txt2img) and Denoising strength (the hires fix's, or with --init-image the img2img's)
+        become their flags; flags given as well win (--hires-scale 1 turns a recorded hires fix off). A sampler Sd does
+        not run (DPM adaptive, Polyexponential schedules) is refused unless --scheduler is given; other keys that set
+        something Sd does not take from them (Eta, ENSD, a VAE or LoRA, which need their own flags) are named in a
+        warning. A1111's own pictures are not made again: its noise (on a GPU by default) and schedules differ.
         """;
 
     /// <summary>Printed first when there is no --model: the demo's picture must never pass for a result.</summary>
@@ -110,6 +121,12 @@ public static partial class GenerateCommand
         .safetensors checkpoint.
         """;
 
+    private static readonly IReadOnlyCollection<string> Flags = ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
+        "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
+        "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
+        "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
+        "--hires-negative-prompt", "--hires-upscaler", "--parameters-from");
+
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
         if (args.Contains("--help"))
@@ -117,11 +134,16 @@ public static partial class GenerateCommand
             output.WriteLine(Help);
             return 0;
         }
-        var line = new CommandLine("generate", args, ModelOptions.With("--prompt", "--negative-prompt", "--steps", "--guidance",
-            "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
-            "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
-            "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
-            "--hires-negative-prompt", "--hires-upscaler"), [], repeatable: ["--lora", "--embedding"]);
+        var line = new CommandLine("generate", args, Flags, [], repeatable: ["--lora", "--embedding"]);
+        if (line.Has("--parameters-from"))
+        {
+            line = new CommandLine("generate", RecordedParameters.AddTo(args, line, out List<string> notApplied), Flags, [], repeatable: ["--lora", "--embedding"]);
+            if (notApplied.Count > 0)
+            {
+                Console.Error.WriteLine($"sd generate: warning: --parameters-from {line.Get("--parameters-from")}: not applied: {string.Join(", ", notApplied)} " +
+                    "(Sd has no such setting, or it names a file: give LoRAs, embeddings and VAEs with their flags)");
+            }
+        }
         string outPath = line.Require("--out");
         int batchCount = line.GetInt("--batch-count", 1);
         if (batchCount < 1 || batchCount > StableDiffusionPipeline.MaxBatchCount)
@@ -236,11 +258,11 @@ public static partial class GenerateCommand
         SigmaRamp ramp = pipeline.RampOf(request.Scheduler!);
         SigmaRamp? hiresRamp = request.Hires?.Scheduler is { } hiresScheduler ? pipeline.RampOf(hiresScheduler) : null;
         string mode = request.InitImage is not null ? $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, "
-            : request.Hires is { } hires ? HiresParameters(line, hires, hiresRamp) : "";
+            : request.Hires is { } hires ? HiresParameters(line, hires, hiresRamp, A1111Samplers.WritesSchedule(request.Scheduler!, ramp)) : "";
         // A1111 records its Beta schedule's shape whenever a pass runs it (Sd's is always Beta(0.6, 0.6), A1111's default).
         mode += ramp == SigmaRamp.Beta || hiresRamp == SigmaRamp.Beta
             ? FormattableString.Invariant($"Beta schedule alpha: {BetaSigmas.Alpha}, Beta schedule beta: {BetaSigmas.Beta}, ") : "";
-        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {SamplerOf(request.Scheduler!, ramp)}, {mode}" +
+        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {A1111Samplers.Write(request.Scheduler!, ramp)}, {mode}" +
             $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
@@ -297,55 +319,6 @@ public static partial class GenerateCommand
             tokens[i] = embeddings[i].Content;
         }
         return vae + QuotedList("Lora", parts) + QuotedList("Embeddings", tokens);
-    }
-
-    /// <summary>
-    /// The scheduler as A1111 (1.9 and later) names it in its parameters, so its PNG Info and other readers of them
-    /// recognise it: <c>Sampler: DPM++ 2M, Schedule type: Karras</c> (or Exponential, Beta, KL Optimal, Align Your Steps,
-    /// Simple, Normal, SGM Uniform: the ramp the scheduler runs,
-    /// named or from the model's scheduler config). A schedule type is written wherever A1111's
-    /// default for the sampler ("Automatic") is another one: its DPM++ samplers and DPM2 (a) default to Karras and
-    /// Exponential, so Sd's plain schedules are written out: diffusers' DPM-Solver one (linspace over steps + 1, the
-    /// last dropped) is A1111's SGM Uniform, the k-diffusion samplers' Euler levels its Uniform (the model's levels).
-    /// PNDM as SD runs it (skip_prk_steps) is A1111's PLMS.
-    /// </summary>
-    /// <param name="samplerKey">The keys (and <paramref name="scheduleKey"/>): A1111's Hires sampler and Hires schedule type for a hires fix's scheduler.</param>
-    private static string SamplerOf(string scheduler, SigmaRamp ramp, string samplerKey = "Sampler", string scheduleKey = "Schedule type")
-    {
-        (string name, string? schedule) = Scheduler.SolverOf(scheduler) switch
-        {
-            "ddim" => ("DDIM", null),
-            "pndm" => ("PLMS", null),
-            "euler" => ("Euler", null),
-            "euler-a" => ("Euler a", null),
-            "dpm++-2m" => ("DPM++ 2M", "SGM Uniform"),
-            "dpm++-2m-sde" => ("DPM++ 2M SDE", "SGM Uniform"),
-            "dpm++-2m-sde-heun" => ("DPM++ 2M SDE Heun", "SGM Uniform"),
-            "dpm++-3m-sde" => ("DPM++ 3M SDE", "Uniform"),
-            // diffusers' UniPC, bh2 of order 2 on discrete steps, in the keys A1111 writes beside its own UniPC's
-            // non-default options (bh1, order 3: unipc-a1111, which A1111's PNG Info names plainly).
-            "unipc" => ("UniPC, UniPC variant: bh2, UniPC order: 2", null),
-            "unipc-a1111" => ("UniPC", null),
-            "heun" => ("Heun", null),
-            "dpm2" => ("DPM2", "Uniform"),
-            "dpm2-a" => ("DPM2 a", "Uniform"),
-            "dpm++-2s-a" => ("DPM++ 2S a", "Uniform"),
-            "dpm++-sde" => ("DPM++ SDE", "Uniform"),
-            "restart" => ("Restart", "Uniform"),
-            "dpm-fast" => ("DPM fast", null), // A1111's Automatic: the model's levels, its txt2img's whatever the type
-            "lms" => ("LMS", null),
-            "lcm" => ("LCM", null),
-            _ => (scheduler, null),
-        };
-        schedule = ramp switch
-        {
-            SigmaRamp.Spaced => schedule,
-            SigmaRamp.KlOptimal => "KL Optimal",
-            SigmaRamp.AlignYourSteps => "Align Your Steps",
-            SigmaRamp.SgmUniform => "SGM Uniform",
-            _ => ramp.ToString(),
-        };
-        return $"{samplerKey}: {name}" + (schedule is null ? "" : $", {scheduleKey}: {schedule}");
     }
 
     /// <summary>

@@ -1,8 +1,156 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
 namespace Sd.Cli.Commands;
 
 /// <summary>AUTOMATIC1111's infotext values: the generation and postprocessing parameters a PNG records.</summary>
-internal static class Infotext
+internal static partial class Infotext
 {
+    /// <summary>
+    /// A1111's parameters text read as its parse_generation_parameters reads it: the last line holds the parameters
+    /// if at least 3 <c>Key: value</c> pairs are found in it; the lines before are the prompt, up to a line that starts
+    /// with "Negative prompt:", which starts the negative prompt (each line trimmed, joined by line breaks). A
+    /// quoted value is a JSON string (kept as written when it is not valid JSON), a <c>WxH</c> value gives two keys,
+    /// KEY-1 and KEY-2, and an empty one is dropped (A1111 fails on it and goes on). A key given twice keeps its
+    /// last value, as A1111's dict does.
+    /// </summary>
+    /// <returns>The keys in the order first given: Prompt and Negative prompt, then the parameters.</returns>
+    internal static List<KeyValuePair<string, string>> Parse(string text)
+    {
+        string[] lines = text.Trim().Split('\n');
+        List<(string Key, string Value)> pairs = Pairs(lines[^1]);
+        int promptLines = lines.Length - 1;
+        if (pairs.Count < 3)
+        {
+            promptLines++;
+            pairs.Clear();
+        }
+        var prompt = new List<string>();
+        var negative = new List<string>();
+        bool negativeStarted = false;
+        for (int i = 0; i < promptLines; i++)
+        {
+            string line = lines[i].Trim();
+            if (line.StartsWith("Negative prompt:", StringComparison.Ordinal))
+            {
+                negativeStarted = true;
+                line = line[16..].Trim();
+            }
+            (negativeStarted ? negative : prompt).Add(line);
+        }
+        var values = new List<KeyValuePair<string, string>>();
+        void Set(string key, string value)
+        {
+            int at = values.FindIndex(pair => pair.Key == key);
+            if (at >= 0) values[at] = new(key, value);
+            else values.Add(new(key, value));
+        }
+        Set("Prompt", string.Join('\n', prompt));
+        Set("Negative prompt", string.Join('\n', negative));
+        foreach ((string key, string written) in pairs)
+        {
+            if (written.Length == 0)
+            {
+                continue;
+            }
+            string value = written.Length >= 2 && written[0] == '"' && written[^1] == '"' ? Unquote(written) : written;
+            if (ImageSize().Match(value) is { Success: true } size)
+            {
+                Set(key + "-1", size.Groups[1].Value);
+                Set(key + "-2", size.Groups[2].Value);
+            }
+            else
+            {
+                Set(key, value);
+            }
+        }
+        return values;
+    }
+
+    /// <summary>
+    /// The pairs A1111's re_param, <c>\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)</c>, finds in a line
+    /// (re.findall): a key of a word character and one or more word characters, spaces, '-' or '/' right before a
+    /// colon; then, after any spaces, a JSON-quoted value followed by a comma or the end, else the text up to the
+    /// next comma. Found in one pass: a run of key characters that fails, fails from wherever in it a search starts,
+    /// so the search goes on after it (a regular expression engine would start again at each character of it, which
+    /// is quadratic on a long line without colons).
+    /// </summary>
+    internal static List<(string Key, string Value)> Pairs(string line)
+    {
+        var pairs = new List<(string, string)>();
+        int p = 0;
+        while (p < line.Length)
+        {
+            int start = p;
+            while (start < line.Length && IsSpace(line[start])) start++;
+            if (start == line.Length || !IsWord(line[start]))
+            {
+                p = start + 1;
+                continue;
+            }
+            int colon = start + 1;
+            while (colon < line.Length && (IsWord(line[colon]) || line[colon] is ' ' or '-' or '/')) colon++;
+            if (colon - start < 2 || colon == line.Length || line[colon] != ':')
+            {
+                p = colon;
+                continue;
+            }
+            int value = colon + 1;
+            while (value < line.Length && IsSpace(line[value])) value++;
+            int end = QuotedEnd(line, value);
+            if (end < 0 || end < line.Length && line[end] != ',')
+            {
+                end = line.IndexOf(',', value) is var comma and >= 0 ? comma : line.Length;
+            }
+            pairs.Add((line[start..colon], line[value..end]));
+            p = end + 1;
+        }
+        return pairs;
+    }
+
+    /// <summary>Where <c>"(?:\\.|[^\\"])+"</c> matched at <paramref name="at"/> ends, or -1 when it does not match there.</summary>
+    private static int QuotedEnd(string line, int at)
+    {
+        if (at >= line.Length || line[at] != '"')
+        {
+            return -1;
+        }
+        for (int i = at + 1; i < line.Length; i++)
+        {
+            if (line[i] == '"')
+            {
+                return i > at + 1 ? i + 1 : -1;
+            }
+            if (line[i] == '\\' && ++i == line.Length)
+            {
+                return -1;
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>Python's <c>\w</c> on text: letters, digits and numbers of any script, and '_'.</summary>
+    private static bool IsWord(char c) => char.IsLetterOrDigit(c) || char.IsNumber(c) || c == '_';
+
+    /// <summary>Python's <c>\s</c> on text (str.isspace): .NET's white space and the ASCII separators U+001C-U+001F.</summary>
+    private static bool IsSpace(char c) => char.IsWhiteSpace(c) || c is >= '\x1c' and <= '\x1f';
+
+    /// <summary>A quoted value as json.loads reads it, or as written when it is not a JSON string.</summary>
+    private static string Unquote(string quoted)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<string>(quoted) ?? quoted;
+        }
+        catch (JsonException)
+        {
+            return quoted;
+        }
+    }
+
+    [GeneratedRegex("""^(\d+)x(\d+)$""")]
+    private static partial Regex ImageSize();
+
     /// <summary>
     /// A1111's quote for an infotext value: as it is, unless it holds a comma, a colon or a line break, then as a JSON
     /// string (json.dumps with ensure_ascii=False).

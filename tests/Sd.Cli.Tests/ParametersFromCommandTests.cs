@@ -1,0 +1,126 @@
+using System.Text;
+using Sd.Cli.Commands;
+using Sd.Loaders;
+using Sd.Loaders.Png;
+using Sd.Loaders.Tests;
+
+namespace Sd.Cli.Tests;
+
+/// <summary>
+/// sd generate --parameters-from: a picture's parameters (or an infotext file) as the flags that set them, so that an
+/// Sd picture is made again exactly; flags given win; what Sd does not take is named, and bad values are the file's.
+/// </summary>
+public sealed class ParametersFromCommandTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    public static TheoryData<string[]> Runs => new()
+    {
+        { ["--prompt", "a castle, (on a hill:1.2)", "--negative-prompt", "blurry, dark", "--steps", "3", "--seed", "7", "--scheduler", "dpm++-2m-karras",
+            "--clip-skip", "1", "--hires-scale", "1.5", "--hires-steps", "2", "--hires-scheduler", "euler"] },
+        { ["--prompt", "a castle\non a hill: at dusk", "--steps", "2", "--seed", "8", "--scheduler", "dpm++-2m", "--prompt-syntax", "plain", "--guidance", "4.5"] },
+        { ["--prompt", "a [castle:tower:0.5] BREAK on a hill", "--steps", "3", "--seed", "9", "--scheduler", "unipc", "--prompt-syntax", "chunked"] },
+        { ["--prompt", "a castle", "--steps", "2", "--seed", "10", "--scheduler", "heun-beta", "--hires-width", "96", "--hires-height", "0",
+            "--hires-strength", "0.5", "--hires-upscaler", "Latent (bicubic)", "--hires-prompt", "a castle, \"sharp\"", "--hires-negative-prompt", "soft"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Runs))]
+    public void A_picture_is_made_again_from_its_parameters(string[] run)
+    {
+        string first = _dir.File("first.png"), again = _dir.File("again.png");
+        Assert.Equal(0, GenerateCommand.Run([.. run, "--width", "64", "--height", "48", "--out", first], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", first, "--out", again], TextWriter.Null));
+        PngImage made = PngFile.Read(first), remade = PngFile.Read(again);
+        Assert.Equal(made.Text["parameters"], remade.Text["parameters"]);
+        Assert.Equal(made.Pixels, remade.Pixels);
+    }
+
+    [Fact]
+    public void Flags_given_win_over_the_files()
+    {
+        string first = _dir.File("first.png"), again = _dir.File("again.png"), text = _dir.File("a1111.txt");
+        Assert.Equal(0, GenerateCommand.Run(["--prompt", "a castle", "--steps", "2", "--width", "64", "--height", "48", "--seed", "3",
+            "--hires-scale", "1.5", "--out", first], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", first, "--steps", "1", "--hires-scale", "1", "--out", again], TextWriter.Null));
+        PngImage remade = PngFile.Read(again);
+        Assert.Equal((64, 48), (remade.Width, remade.Height)); // --hires-scale 1 turns the recorded hires fix off
+        Assert.StartsWith("a castle\nNegative prompt: \nSteps: 1, Sampler: Euler a, CFG scale: 7.5, Seed: 3, Size: 64x48,", remade.Text["parameters"]);
+
+        // A sampler Sd does not run is refused, unless --scheduler chooses another.
+        File.WriteAllText(text, "a cat\nSteps: 1, Sampler: DPM adaptive, Seed: 5, Size: 64x48");
+        var e = Assert.Throws<InvalidFileException>(() => GenerateCommand.Run(["--parameters-from", text, "--out", again], TextWriter.Null));
+        Assert.Equal($"{text}: parameters: Sampler 'DPM adaptive' is not one Sd runs; give --scheduler (see `sd generate --help`)", e.Message);
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", text, "--scheduler", "ddim", "--out", again], TextWriter.Null));
+        Assert.StartsWith("a cat\nNegative prompt: \nSteps: 1, Sampler: DDIM, CFG scale: 7.5, Seed: 5, Size: 64x48,", PngFile.Read(again).Text["parameters"]);
+    }
+
+    private static readonly string[] Flags = ["--parameters-from", "--init-image", "--scheduler", "--prompt", "--hires-scale", "--hires-scheduler"];
+
+    private string[] AddTo(string parameters, out List<string> notApplied, params string[] args)
+    {
+        string path = _dir.File("parameters.txt");
+        File.WriteAllText(path, parameters);
+        string[] given = ["--parameters-from", path, .. args];
+        return RecordedParameters.AddTo(given, new CommandLine("generate", given, Flags, []), out notApplied)[given.Length..];
+    }
+
+    [Fact]
+    public void An_a1111_infotext_sets_what_sd_has_and_names_the_rest()
+    {
+        const string A1111 = "a cat, \"quoted\"\nNegative prompt: dog\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, " +
+            "Seed: 42, Size: 512x768, Model hash: 45dee52b, Model: v1-5, Denoising strength: 0.4, Clip skip: 2, Eta: 0.5, " +
+            "Lora hashes: \"a: 1e2f\", Emphasis: No norm, Version: v1.10.1";
+        Assert.Equal(["--prompt", "a cat, \"quoted\"", "--negative-prompt", "dog", "--steps", "20", "--guidance", "7", "--seed", "42",
+            "--width", "512", "--height", "768", "--clip-skip", "1", "--scheduler", "dpm++-2m-karras"], AddTo(A1111, out List<string> notApplied));
+        Assert.Equal(["Denoising strength", "Eta", "Emphasis"], notApplied); // an img2img's strength without its picture
+        Assert.Equal(["--prompt", "a cat, \"quoted\"", "--negative-prompt", "dog", "--steps", "20", "--guidance", "7", "--seed", "42",
+            "--width", "512", "--height", "768", "--clip-skip", "1", "--strength", "0.4"],
+            AddTo(A1111, out notApplied, "--init-image", "cat.png", "--scheduler", "euler"));
+        Assert.Equal(["Eta", "Emphasis"], notApplied);
+
+        // A hires fix: its upscale, strength, and a hires sampler without a schedule type on the first pass's one;
+        // hires keys Sd has no setting for are named. With an --init-image (img2img) none of it applies.
+        const string Hires = "a\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Exponential, Seed: 1, Size: 512x512, Denoising strength: 0.55, " +
+            "Hires upscale: 2, Hires upscaler: Latent (nearest), Hires sampler: Heun, Hires checkpoint: other.safetensors, Emphasis: None";
+        Assert.Equal(["--prompt", "a", "--negative-prompt", "", "--steps", "20", "--seed", "1", "--width", "512", "--height", "512",
+            "--prompt-syntax", "chunked", "--scheduler", "dpm++-2m-exponential", "--hires-strength", "0.55", "--hires-scale", "2",
+            "--hires-upscaler", "Latent (nearest)", "--hires-scheduler", "heun-exponential"], AddTo(Hires, out notApplied));
+        Assert.Equal(["Hires checkpoint"], notApplied);
+        Assert.Equal(["--negative-prompt", "", "--steps", "20", "--seed", "1", "--width", "512", "--height", "512", "--prompt-syntax", "chunked",
+            "--strength", "0.55"], AddTo(Hires, out notApplied, "--init-image", "cat.png", "--prompt", "b", "--scheduler", "euler"));
+        Assert.Equal(["Hires upscale", "Hires upscaler", "Hires sampler", "Hires checkpoint"], notApplied);
+        // A hires schedule type alone is the first pass's sampler on it; a resize is the hires size.
+        Assert.Equal(["--hires-width", "768", "--hires-height", "0", "--hires-upscaler", "Latent (nearest)", "--hires-scheduler", "dpm++-2m"],
+            AddTo(Hires.Replace("Hires upscale: 2", "Hires resize: 768x0").Replace("Hires sampler: Heun", "Hires schedule type: SGM Uniform"),
+                out _)[^8..]);
+    }
+
+    [Fact]
+    public void Bad_values_and_files_are_the_files_errors()
+    {
+        InvalidFileException Refused(string parameters) =>
+            Assert.Throws<InvalidFileException>(() => AddTo(parameters, out _));
+        string path = _dir.File("parameters.txt");
+        Assert.Equal($"{path}: parameters: Steps is 'many', not an integer", Refused("a\nSteps: many, Sampler: Euler, Seed: 1").Message);
+        Assert.Equal($"{path}: parameters: CFG scale is 'nan', not a number", Refused("a\nSteps: 2, CFG scale: nan, Seed: 1").Message);
+        Assert.Equal($"{path}: parameters: Clip skip is 0; A1111 counts it from 1", Refused("a\nSteps: 2, Clip skip: 0, Seed: 1").Message);
+        Assert.Equal($"{path}: parameters: Size-1 is '99999999999999999999', not an integer", Refused("a\nSteps: 2, Size: 99999999999999999999x8, Seed: 1").Message);
+
+        File.WriteAllBytes(path, [0x61, 0xFF, 0xFE, 0x0A]);
+        var e = Assert.Throws<InvalidFileException>(() => GenerateCommand.Run(["--parameters-from", path, "--out", _dir.File("o.png")], TextWriter.Null));
+        Assert.Equal($"{path}: neither a picture (PNG, JPEG, WebP) nor UTF-8 text; --parameters-from reads A1111's parameters from either", e.Message);
+        string bare = _dir.File("bare.png");
+        PngFile.Write(bare, new PngImage(2, 2, 3, new byte[12]));
+        e = Assert.Throws<InvalidFileException>(() => GenerateCommand.Run(["--parameters-from", bare, "--out", _dir.File("o.png")], TextWriter.Null));
+        Assert.Contains("the picture records no parameters", e.Message);
+        Assert.False(File.Exists(_dir.File("o.png")));
+
+        // A text of fewer than 3 pairs is all prompt, as A1111 reads it: the prompt is "a, Steps: 2".
+        File.WriteAllText(path, "\uFEFFa, Steps: 2");
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", path, "--steps", "1", "--width", "64", "--height", "48", "--out", _dir.File("o.png")], TextWriter.Null));
+        Assert.StartsWith("a, Steps: 2\nNegative prompt: \nSteps: 1,", PngFile.Read(_dir.File("o.png")).Text["parameters"]);
+    }
+}
