@@ -54,11 +54,17 @@ public sealed class InfotextTests
     }
 
     [Fact]
-    public void A_long_line_of_key_characters_is_read_in_one_pass()
+    public void Long_lines_are_read_in_one_pass()
     {
-        // A regular expression engine starts again at each of these characters: 10^10 steps. One pass: none found.
+        // A regular expression engine starts again at each of these characters: 10^10 steps. One pass finds none.
         Assert.Empty(Infotext.Pairs(new string('a', 100_000) + ", x"));
         Assert.Equal([("ab", "1")], Infotext.Pairs(new string(' ', 100_000) + "ab: 1"));
+        // 100,000 keys, every one given twice: each keeps its first place and its last value.
+        var line = new System.Text.StringBuilder("a prompt\n");
+        for (int i = 0; i < 200_000; i++) line.Append($"Key {i % 100_000}: {i}, ");
+        List<KeyValuePair<string, string>> values = Infotext.Parse(line.ToString());
+        Assert.Equal(100_002, values.Count);
+        Assert.Equal(new KeyValuePair<string, string>("Key 7", "100007"), values[2 + 7]);
     }
 
     /// <summary>Every scheduler Sd writes reads back as itself, or as the one it runs alike where A1111 has one name for two.</summary>

@@ -140,7 +140,8 @@ public static partial class GenerateCommand
             line = new CommandLine("generate", RecordedParameters.AddTo(args, line, out List<string> notApplied), Flags, [], repeatable: ["--lora", "--embedding"]);
             if (notApplied.Count > 0)
             {
-                Console.Error.WriteLine($"sd generate: warning: --parameters-from {line.Get("--parameters-from")}: not applied: {string.Join(", ", notApplied)} " +
+                string keys = notApplied.Count <= 20 ? string.Join(", ", notApplied) : $"{string.Join(", ", notApplied[..20])} and {notApplied.Count - 20} more";
+                Console.Error.WriteLine($"sd generate: warning: --parameters-from {line.Get("--parameters-from")}: not applied: {keys} " +
                     "(Sd has no such setting, or it names a file: give LoRAs, embeddings and VAEs with their flags)");
             }
         }

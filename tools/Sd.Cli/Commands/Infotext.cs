@@ -39,11 +39,18 @@ internal static partial class Infotext
             (negativeStarted ? negative : prompt).Add(line);
         }
         var values = new List<KeyValuePair<string, string>>();
+        var positions = new Dictionary<string, int>(StringComparer.Ordinal);
         void Set(string key, string value)
         {
-            int at = values.FindIndex(pair => pair.Key == key);
-            if (at >= 0) values[at] = new(key, value);
-            else values.Add(new(key, value));
+            if (positions.TryGetValue(key, out int at))
+            {
+                values[at] = new(key, value);
+            }
+            else
+            {
+                positions.Add(key, values.Count);
+                values.Add(new(key, value));
+            }
         }
         Set("Prompt", string.Join('\n', prompt));
         Set("Negative prompt", string.Join('\n', negative));
