@@ -21,6 +21,8 @@ public sealed class ParametersFromCommandTests : IDisposable
         { ["--prompt", "a castle, (on a hill:1.2)", "--negative-prompt", "blurry, dark", "--steps", "3", "--seed", "7", "--scheduler", "dpm++-2m-karras",
             "--clip-skip", "1", "--hires-scale", "1.5", "--hires-steps", "2", "--hires-scheduler", "euler"] },
         { ["--prompt", "a castle\non a hill: at dusk", "--steps", "2", "--seed", "8", "--scheduler", "dpm++-2m", "--prompt-syntax", "plain", "--guidance", "4.5"] },
+        { ["--prompt", "a castle", "--steps", "3", "--seed", "11", "--variation-seed", "5", "--variation-strength", "0.3", "--scheduler", "euler-a",
+            "--hires-scale", "1.5"] },
         { ["--prompt", "a [castle:tower:0.5] BREAK on a hill", "--steps", "3", "--seed", "9", "--scheduler", "unipc", "--prompt-syntax", "chunked"] },
         { ["--prompt", "a castle", "--steps", "2", "--seed", "10", "--scheduler", "heun-beta", "--hires-width", "96", "--hires-height", "0",
             "--hires-strength", "0.5", "--hires-upscaler", "Latent (bicubic)", "--hires-prompt", "a castle, \"sharp\"", "--hires-negative-prompt", "soft"] },
@@ -55,6 +57,26 @@ public sealed class ParametersFromCommandTests : IDisposable
         Assert.Equal($"{text}: parameters: Sampler 'DPM adaptive' is not one Sd runs; give --scheduler (see `sd generate --help`)", e.Message);
         Assert.Equal(0, GenerateCommand.Run(["--parameters-from", text, "--scheduler", "ddim", "--out", again], TextWriter.Null));
         Assert.StartsWith("a cat\nNegative prompt: \nSteps: 1, Sampler: DDIM, CFG scale: 7.5, Seed: 5, Size: 64x48,", PngFile.Read(again).Text["parameters"]);
+    }
+
+    [Fact]
+    public void A_variation_seed_is_recorded_per_image_and_turned_off_by_strength_0()
+    {
+        string plain = _dir.File("plain.png"), varied = _dir.File("varied.png"), again = _dir.File("again.png");
+        string[] common = ["--prompt", "a castle", "--steps", "2", "--width", "64", "--height", "48", "--seed", "11", "--scheduler", "euler"];
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--out", plain], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--variation-seed", "5", "--variation-strength", "0.3", "--batch-count", "2", "--out", varied], TextWriter.Null));
+        PngImage first = PngFile.Read(_dir.File("varied-1.png")), second = PngFile.Read(_dir.File("varied-2.png"));
+        Assert.Contains("Seed: 11, Variation seed: 5, Variation seed strength: 0.3, Size: 64x48,", first.Text["parameters"]);
+        Assert.Contains("Seed: 12, Variation seed: 6, Variation seed strength: 0.3, Size: 64x48,", second.Text["parameters"]);
+        Assert.NotEqual(PngFile.Read(plain).Pixels, first.Pixels);
+
+        // Strength 0 turns a recorded variation off; a variation seed given alone would vary nothing, so it is refused.
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", _dir.File("varied-1.png"), "--variation-strength", "0", "--out", again], TextWriter.Null));
+        Assert.Equal(PngFile.Read(plain).Pixels, PngFile.Read(again).Pixels);
+        Assert.DoesNotContain("Variation", PngFile.Read(again).Text["parameters"]);
+        Assert.Equal("generate: --variation-seed varies the start noise by --variation-strength; give one above 0",
+            Assert.Throws<UsageException>(() => GenerateCommand.Run([.. common, "--variation-seed", "5", "--out", again], TextWriter.Null)).Message);
     }
 
     private static readonly string[] Flags = ["--parameters-from", "--init-image", "--scheduler", "--prompt", "--hires-scale", "--hires-scheduler"];

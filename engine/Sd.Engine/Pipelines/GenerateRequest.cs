@@ -44,6 +44,19 @@ public sealed record GenerateRequest
     /// <summary>Seed of the PyTorch-compatible generator (initial latents, then every other draw).</summary>
     public ulong Seed { get; init; }
 
+    /// <summary>
+    /// AUTOMATIC1111's variation seed: with a <see cref="VariationStrength"/> above 0, the draw a run starts from (the
+    /// initial latents; the noise img2img, inpainting and a hires fix add to a picture) is blended with the first draw
+    /// of this seed's generator by A1111's slerp, image i of a batch with VariationSeed + i. Null: none.
+    /// </summary>
+    public ulong? VariationSeed { get; init; }
+
+    /// <summary>
+    /// How far the start draw goes toward <see cref="VariationSeed"/>'s, in [0, 1] (A1111's variation strength): 0 is
+    /// the seed's own draw (no variation), 1 the variation seed's.
+    /// </summary>
+    public float VariationStrength { get; init; }
+
     public int ClipSkip { get; init; }
 
     /// <summary>

@@ -142,7 +142,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             {
                 covering.Span.Slice(((top + y) * coverW + left) * channels, w * channels).CopyTo(upscaled.Span.Slice(y * w * channels, w * channels));
             }
-            using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
+            using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels, start: true);
             scheduler.AddNoise(upscaled.Span, startNoise.Span, start, run.Latents.Span);
             return run;
         }

@@ -23,7 +23,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         try
         {
             using Tensor x0 = ImageLatents(pictures.GetOrEncode(PictureKind.Init, () => Encode(init, h, w, times, cancellation)), noise, h, w);
-            using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels);
+            using Tensor startNoise = DrawNhwc(noise, 1, h, w, channels, start: true);
             if (start < scheduler.StepCount)
             {
                 scheduler.AddNoise(x0.Span, startNoise.Span, start, run.Latents.Span);

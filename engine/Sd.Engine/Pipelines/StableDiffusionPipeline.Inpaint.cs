@@ -106,7 +106,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             }
             else
             {
-                using Tensor drawn = DrawNhwc(noise, 1, h, w, channels);
+                using Tensor drawn = DrawNhwc(noise, 1, h, w, channels, start: true);
                 drawn.Span.CopyTo(startNoise.Span);
             }
             if (fromPicture && imageLatents is not null)

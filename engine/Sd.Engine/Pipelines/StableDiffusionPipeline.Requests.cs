@@ -117,6 +117,22 @@ public sealed partial class StableDiffusionPipeline
             // Image i is drawn with seed Seed + i; past 2^64 - 1 that would wrap to seed 0, which is another run's.
             throw new ArgumentException($"seed {request.Seed} leaves no room for {count} images: the batch's seeds run to Seed + {count - 1}, past 2^64 - 1", nameof(request));
         }
+        if (!(request.VariationStrength >= 0 && request.VariationStrength <= 1))
+        {
+            throw new ArgumentException($"the variation strength must be in [0, 1], got {request.VariationStrength}", nameof(request));
+        }
+        if (request.VariationStrength > 0 && request.VariationSeed is not { } variation)
+        {
+            throw new ArgumentException($"a variation strength of {request.VariationStrength} needs a variation seed", nameof(request));
+        }
+        if (request.VariationSeed > ulong.MaxValue - (ulong)(count - 1))
+        {
+            throw new ArgumentException($"variation seed {request.VariationSeed} leaves no room for {count} images: the batch's variation seeds run to VariationSeed + {count - 1}, past 2^64 - 1", nameof(request));
+        }
+        if (request.VariationStrength > 0 && request.InitialLatents is not null)
+        {
+            throw new ArgumentException("a variation seed varies the drawn noise a run starts from; given initial latents replace that draw", nameof(request));
+        }
         if (count > 1 && (request.InitialLatents is not null || request.Noise is not null))
         {
             throw new ArgumentException($"given initial latents or a noise source reproduce one run; a batch count of {count} needs seeded draws", nameof(request));

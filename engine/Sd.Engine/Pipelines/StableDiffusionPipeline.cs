@@ -320,7 +320,11 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// Where image <paramref name="image"/>'s draws come from, for each of its passes: the given source, or a fresh
     /// generator of its seed (a hires fix's second pass starts one again, as A1111 makes a new one of the same seeds).
     /// </summary>
-    private static INoiseSource NoiseOf(GenerateRequest request, int image) => request.Noise ?? new TorchNoise(SeedOf(request, image));
+    private static INoiseSource NoiseOf(GenerateRequest request, int image)
+    {
+        INoiseSource seeded = request.Noise ?? new TorchNoise(SeedOf(request, image));
+        return request.VariationStrength > 0 ? new VariedNoise(seeded, request.VariationSeed!.Value + (ulong)image, request.VariationStrength) : seeded;
+    }
 
     /// <summary>The generator seed of image <paramref name="image"/> of a batch.</summary>
     private static ulong SeedOf(GenerateRequest request, int image) => request.Seed + (ulong)image; // checked in CheckRequest
@@ -357,7 +361,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         }
         else
         {
-            noise.Next(nchw);
+            DrawStart(noise, nchw, channels, h, w);
         }
         Scheduler scheduler = NewScheduler(request, 0);
         for (int i = 0; i < nchw.Length; i++)
@@ -380,11 +384,34 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         return scheduler;
     }
 
-    /// <summary>The next NCHW noise draw as an NHWC tensor.</summary>
-    private static Tensor DrawNhwc(INoiseSource noise, int batch, int h, int w, int channels)
+    /// <summary>
+    /// The draw a run starts from (txt2img's initial latents, the noise added to a picture), [1, channels, h, w]:
+    /// varied where the request has a variation seed (<see cref="VariedNoise"/>).
+    /// </summary>
+    private static void DrawStart(INoiseSource noise, Span<float> nchw, int channels, int h, int w)
+    {
+        if (noise is VariedNoise varied)
+        {
+            varied.NextStart(nchw, channels, h, w);
+        }
+        else
+        {
+            noise.Next(nchw);
+        }
+    }
+
+    /// <summary>The next NCHW noise draw as an NHWC tensor; <paramref name="start"/>: the draw a run starts from (<see cref="DrawStart"/>).</summary>
+    private static Tensor DrawNhwc(INoiseSource noise, int batch, int h, int w, int channels, bool start = false)
     {
         var nchw = new float[batch * channels * h * w];
-        noise.Next(nchw);
+        if (start)
+        {
+            DrawStart(noise, nchw, channels, h, w);
+        }
+        else
+        {
+            noise.Next(nchw);
+        }
         Tensor tensor = Tensor.Allocate([batch, h, w, channels]);
         fixed (float* src = nchw)
         {

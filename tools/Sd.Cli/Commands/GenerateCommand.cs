@@ -18,7 +18,7 @@ public static partial class GenerateCommand
     private const string Help = """
         Usage: sd generate [--model M] (--prompt TEXT | --parameters-from FILE) [--negative-prompt TEXT] [--prompt-syntax weighted|chunked|plain]
                            [--steps N] [--guidance G]
-                           [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
+                           [--scheduler NAME] [--seed N] [--variation-seed N --variation-strength S] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
@@ -60,6 +60,10 @@ public static partial class GenerateCommand
         consistency model (an LCM-distilled UNet or an LCMScheduler config), 20 of euler-a otherwise, and guidance 7.5
         (1 for an LCM-LoRA merge: an LCMScheduler config on a plain UNet). --seed N draws the initial latents
         (and any scheduler noise) exactly as diffusers does on the CPU with torch.Generator().manual_seed(N).
+        --variation-strength S (in [0, 1]) with --variation-seed V is A1111's variation seed: the noise a run starts
+        from (the initial latents; the noise added to an --init-image or in a hires fix) is blended with the first draw
+        of V's generator by A1111's slerp, 0 keeping the seed's and 1 taking V's (image i of a batch: V + i; a random
+        V where none is given). The sampler's own noise stays the seed's.
         --latents gives NCHW [1, 4, height/8, width/8] initial latents instead (txt2img and inpainting; the seed
         still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
         for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG, WebP or BMP of the output size (the
@@ -106,12 +110,13 @@ public static partial class GenerateCommand
         them. A picture Sd made is made again exactly with the same --model, LoRAs and embeddings (but for
         dpm++-2m*-sgm-uniform, which A1111 names as the plain dpm++-2m* levels, read back as those). Prompt, Negative
         prompt, Steps, Sampler and Schedule type (old names such as "DPM++ 2M Karras" too; no schedule type is A1111's
-        default for the sampler: Karras for DPM++ 2M, Exponential for DPM++ 2M SDE), CFG scale, Seed, Size, Clip skip,
-        Emphasis, the Hires keys (txt2img) and Denoising strength (the hires fix's, or with --init-image the img2img's)
-        become their flags; flags given as well win (--hires-scale 1 turns a recorded hires fix off). A sampler Sd does
-        not run (DPM adaptive, Polyexponential schedules) is refused unless --scheduler is given; other keys that set
-        something Sd does not take from them (Eta, ENSD, a VAE or LoRA, which need their own flags) are named in a
-        warning. A1111's own pictures are not made again: its noise (on a GPU by default) and schedules differ.
+        default for the sampler: Karras for DPM++ 2M, Exponential for DPM++ 2M SDE), CFG scale, Seed, Variation seed
+        and its strength, Size, Clip skip, Emphasis, the Hires keys (txt2img) and Denoising strength (the hires
+        fix's, or with --init-image the img2img's) become their flags; flags given as well win (--hires-scale 1 turns
+        a recorded hires fix off, --variation-strength 0 a variation). A sampler Sd does not run (DPM adaptive,
+        Polyexponential schedules) is refused unless --scheduler is given; other keys that set something Sd does not
+        take from them (Eta, ENSD, a VAE or LoRA, which need their own flags) are named in a warning. A1111's own
+        pictures are not made again: its noise (on a GPU by default) and schedules differ.
         """;
 
     /// <summary>Printed first when there is no --model: the demo's picture must never pass for a result.</summary>
@@ -125,7 +130,7 @@ public static partial class GenerateCommand
         "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
         "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
         "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
-        "--hires-negative-prompt", "--hires-upscaler", "--parameters-from");
+        "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength");
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
@@ -135,6 +140,8 @@ public static partial class GenerateCommand
             return 0;
         }
         var line = new CommandLine("generate", args, Flags, [], repeatable: ["--lora", "--embedding"]);
+        // A variation seed given alone varies nothing; one from a file is turned off by --variation-strength 0.
+        bool variationSeedGiven = line.Has("--variation-seed");
         if (line.Has("--parameters-from"))
         {
             line = new CommandLine("generate", RecordedParameters.AddTo(args, line, out List<string> notApplied), Flags, [], repeatable: ["--lora", "--embedding"]);
@@ -182,9 +189,8 @@ public static partial class GenerateCommand
             Steps = line.Has("--steps") ? line.GetInt("--steps", 0) : null,
             GuidanceScale = line.Has("--guidance") ? line.GetFloat("--guidance", 0f) : null,
             Scheduler = line.Get("--scheduler"),
-            Seed = line.Get("--seed") is { } seed
-                ? ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out ulong s) ? s : throw new UsageException($"generate: --seed expects a non-negative integer, got '{seed}'")
-                : (ulong)Random.Shared.NextInt64(0, 1L << 32),
+            Seed = SeedOf(line, "--seed"),
+            VariationStrength = line.GetFloat("--variation-strength", 0f),
             Width = line.GetInt("--width", 512),
             Height = line.GetInt("--height", 512),
             ClipSkip = line.GetInt("--clip-skip", 0),
@@ -192,7 +198,15 @@ public static partial class GenerateCommand
             InitialLatents = line.Get("--latents") is { } latents ? NpyFile.ReadFloat32(latents, out latentsShape) : null,
             Noise = line.Get("--noise-dir") is { } dir ? new FileNoise(dir) : null,
         };
-        request = request with { Strength = line.GetDouble("--strength", 0.8), Hires = Hires(line, request.Width, request.Height) };
+        if (variationSeedGiven && !(request.VariationStrength > 0))
+        {
+            throw new UsageException("generate: --variation-seed varies the start noise by --variation-strength; give one above 0");
+        }
+        request = request with
+        {
+            Strength = line.GetDouble("--strength", 0.8), Hires = Hires(line, request.Width, request.Height),
+            VariationSeed = request.VariationStrength > 0 ? SeedOf(line, "--variation-seed") : null,
+        };
         using Sd.Engine.Upscaling.EsrganUpscaler? hiresModel = request.Hires?.ModelUpscaler;
         var total = System.Diagnostics.Stopwatch.StartNew();
         Microsoft.Extensions.Logging.ILogger logger = ModelOptions.Setup(line);
@@ -248,6 +262,12 @@ public static partial class GenerateCommand
         return 0;
     }
 
+    /// <summary>A seed flag's value, or a random seed below 2^32 (A1111's range) when it is not given.</summary>
+    private static ulong SeedOf(CommandLine line, string flag) =>
+        line.Get(flag) is not { } seed ? (ulong)Random.Shared.NextInt64(0, 1L << 32)
+        : ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out ulong value) ? value
+        : throw new UsageException($"generate: {flag} expects a non-negative integer, got '{seed}'");
+
     /// <summary>
     /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
     /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
@@ -264,7 +284,7 @@ public static partial class GenerateCommand
         mode += ramp == SigmaRamp.Beta || hiresRamp == SigmaRamp.Beta
             ? FormattableString.Invariant($"Beta schedule alpha: {BetaSigmas.Alpha}, Beta schedule beta: {BetaSigmas.Beta}, ") : "";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {A1111Samplers.Write(request.Scheduler!, ramp)}, {mode}" +
-            $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, Size: {request.Width}x{request.Height}, " +
+            $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, {Variation(request, index)}Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
@@ -321,6 +341,11 @@ public static partial class GenerateCommand
         }
         return vae + QuotedList("Lora", parts) + QuotedList("Embeddings", tokens);
     }
+
+    /// <summary>A1111's keys of a variation seed (image <paramref name="index"/>'s: VariationSeed + index); empty without one.</summary>
+    private static string Variation(GenerateRequest request, int index) => request.VariationStrength > 0
+        ? FormattableString.Invariant($"Variation seed: {request.VariationSeed + (ulong)index}, Variation seed strength: {request.VariationStrength}, ")
+        : "";
 
     /// <summary>
     /// How the prompts were read when not as A1111 reads them by default: chunked is A1111's <c>Emphasis: None</c>

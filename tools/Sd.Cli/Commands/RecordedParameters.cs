@@ -66,6 +66,8 @@ internal sealed class RecordedParameters
         Add("--steps", Number("Steps"));
         Add("--guidance", Number("CFG scale", integer: false));
         Add("--seed", Number("Seed"));
+        Add("--variation-seed", Number("Variation seed"));
+        Add("--variation-strength", Number("Variation seed strength", integer: false));
         Add("--width", Number("Size-1"));
         Add("--height", Number("Size-2"));
         if (Number("Clip skip") is { } clipSkip)
