@@ -30,7 +30,7 @@ public sealed class InfotextTests
             Assert.Equal(expected, Infotext.Parse(text));
             cases++;
         }
-        Assert.Equal(12, cases);
+        Assert.Equal(15, cases);
     }
 
     [Fact]
@@ -81,7 +81,7 @@ public sealed class InfotextTests
             {
                 string name = Scheduler.NameOf(solver, ramp);
                 Dictionary<string, string> values = Values(A1111Samplers.Write(name, ramp));
-                string read = A1111Samplers.Read(values["Sampler"], values.GetValueOrDefault("Schedule type"), values.GetValueOrDefault, "p.png", "Sampler");
+                string read = A1111Samplers.Read(values["Sampler"], values.GetValueOrDefault("Schedule type"), values.GetValueOrDefault, "p.png", "Sampler", "--scheduler");
                 // diffusers' DPM-Solver levels are A1111's SGM Uniform: the ramp of that name is written alike.
                 string expected = ramp == SigmaRamp.SgmUniform && solver.StartsWith("dpm++-2m", StringComparison.Ordinal) ? solver : name;
                 Assert.Equal(expected, read);
@@ -123,20 +123,26 @@ public sealed class InfotextTests
     [InlineData("UniPC", "Karras", "unipc-a1111")]
     public void A1111s_names_read_as_the_scheduler_that_runs_them(string sampler, string? schedule, string expected)
     {
-        Assert.Equal(expected, A1111Samplers.Read(sampler, schedule, _ => null, "p.png", "Sampler"));
+        Assert.Equal(expected, A1111Samplers.Read(sampler, schedule, _ => null, "p.png", "Sampler", "--scheduler"));
     }
 
     [Fact]
     public void Samplers_and_options_sd_does_not_run_are_refused_by_name()
     {
-        var e = Assert.Throws<InvalidFileException>(() => A1111Samplers.Read("DPM adaptive", null, _ => null, "p.png", "Sampler"));
+        var e = Assert.Throws<InvalidFileException>(() => A1111Samplers.Read("DPM adaptive", null, _ => null, "p.png", "Sampler", "--scheduler"));
         Assert.Equal("p.png: parameters: Sampler 'DPM adaptive' is not one Sd runs; give --scheduler (see `sd generate --help`)", e.Message);
-        e = Assert.Throws<InvalidFileException>(() => A1111Samplers.Read("Euler", "Polyexponential", _ => null, "p.png", "Hires sampler"));
-        Assert.Contains("schedule type 'Polyexponential' (Hires sampler Euler) is not one Sd runs; give --scheduler", e.Message);
+        e = Assert.Throws<InvalidFileException>(() => A1111Samplers.Read("Euler", "Polyexponential", _ => null, "p.png", "Hires sampler", "--hires-scheduler"));
+        Assert.Contains("schedule type 'Polyexponential' (Hires sampler Euler) is not one Sd runs; give --hires-scheduler", e.Message);
+        // A1111's LCM is a k-diffusion sampler, on any type; Sd's runs on timesteps, its Automatic (Uniform) alone.
+        Assert.Equal("lcm", A1111Samplers.Read("LCM", "Uniform", _ => null, "p.png", "Sampler", "--scheduler"));
+        Assert.Contains("LCM on schedule type 'Karras' is not one Sd runs",
+            Assert.Throws<InvalidFileException>(() => A1111Samplers.Read("LCM", "Karras", _ => null, "p.png", "Sampler", "--scheduler")).Message);
+        // The composite name Sd writes for diffusers' UniPC is not a sampler's name.
+        Assert.Throws<InvalidFileException>(() => A1111Samplers.Read("UniPC, UniPC variant: bh2, UniPC order: 2", null, _ => null, "p.png", "Sampler", "--scheduler"));
         var options = new Dictionary<string, string> { ["UniPC variant"] = "bh2", ["UniPC order"] = "3" };
-        e = Assert.Throws<InvalidFileException>(() => A1111Samplers.Read("UniPC", null, options.GetValueOrDefault, "p.png", "Sampler"));
+        e = Assert.Throws<InvalidFileException>(() => A1111Samplers.Read("UniPC", null, options.GetValueOrDefault, "p.png", "Sampler", "--scheduler"));
         Assert.Contains("A1111's UniPC with variant bh2, order 3, skip type time_uniform, lower order final True is not one Sd runs", e.Message);
         options["UniPC order"] = "2";
-        Assert.Equal("unipc", A1111Samplers.Read("UniPC", null, options.GetValueOrDefault, "p.png", "Sampler"));
+        Assert.Equal("unipc", A1111Samplers.Read("UniPC", null, options.GetValueOrDefault, "p.png", "Sampler", "--scheduler"));
     }
 }

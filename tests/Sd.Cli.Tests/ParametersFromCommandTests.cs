@@ -20,7 +20,8 @@ public sealed class ParametersFromCommandTests : IDisposable
     {
         { ["--prompt", "a castle, (on a hill:1.2)", "--negative-prompt", "blurry, dark", "--steps", "3", "--seed", "7", "--scheduler", "dpm++-2m-karras",
             "--clip-skip", "1", "--hires-scale", "1.5", "--hires-steps", "2", "--hires-scheduler", "euler"] },
-        { ["--prompt", "a castle\non a hill: at dusk", "--steps", "2", "--seed", "8", "--scheduler", "dpm++-2m", "--prompt-syntax", "plain", "--guidance", "4.5"] },
+        { ["--prompt", "a castle\non a hill: at dusk", "--steps", "2", "--seed", "8", "--scheduler", "dpm++-2m", "--prompt-syntax", "plain", "--guidance", "4.5",
+            "--guidance-rescale", "0.7"] },
         { ["--prompt", "a castle", "--steps", "3", "--seed", "11", "--variation-seed", "5", "--variation-strength", "0.3", "--scheduler", "euler-a",
             "--hires-scale", "1.5"] },
         { ["--prompt", "a [castle:tower:0.5] BREAK on a hill", "--steps", "3", "--seed", "9", "--scheduler", "unipc", "--prompt-syntax", "chunked"] },
@@ -68,7 +69,7 @@ public sealed class ParametersFromCommandTests : IDisposable
         Assert.Equal(0, GenerateCommand.Run([.. common, "--variation-seed", "5", "--variation-strength", "0.3", "--batch-count", "2", "--out", varied], TextWriter.Null));
         PngImage first = PngFile.Read(_dir.File("varied-1.png")), second = PngFile.Read(_dir.File("varied-2.png"));
         Assert.Contains("Seed: 11, Variation seed: 5, Variation seed strength: 0.3, Size: 64x48,", first.Text["parameters"]);
-        Assert.Contains("Seed: 12, Variation seed: 6, Variation seed strength: 0.3, Size: 64x48,", second.Text["parameters"]);
+        Assert.Contains("Seed: 11, Variation seed: 6, Variation seed strength: 0.3, Size: 64x48,", second.Text["parameters"]);
         Assert.NotEqual(PngFile.Read(plain).Pixels, first.Pixels);
 
         // Strength 0 turns a recorded variation off; a variation seed given alone would vary nothing, so it is refused.
@@ -79,7 +80,7 @@ public sealed class ParametersFromCommandTests : IDisposable
             Assert.Throws<UsageException>(() => GenerateCommand.Run([.. common, "--variation-seed", "5", "--out", again], TextWriter.Null)).Message);
     }
 
-    private static readonly string[] Flags = ["--parameters-from", "--init-image", "--scheduler", "--prompt", "--hires-scale", "--hires-scheduler"];
+    private static readonly string[] Flags = ["--parameters-from", "--init-image", "--scheduler", "--prompt", "--hires-scale", "--hires-scheduler", "--hires-upscaler"];
 
     private string[] AddTo(string parameters, out List<string> notApplied, params string[] args)
     {
@@ -115,9 +116,18 @@ public sealed class ParametersFromCommandTests : IDisposable
             "--strength", "0.55"], AddTo(Hires, out notApplied, "--init-image", "cat.png", "--prompt", "b", "--scheduler", "euler"));
         Assert.Equal(["Hires upscale", "Hires upscaler", "Hires sampler", "Hires checkpoint"], notApplied);
         // A hires schedule type alone is the first pass's sampler on it; a resize is the hires size.
+        string hiresSchedule = Hires.Replace("Hires upscale: 2", "Hires resize: 768x0").Replace("Hires sampler: Heun", "Hires schedule type: SGM Uniform");
         Assert.Equal(["--hires-width", "768", "--hires-height", "0", "--hires-upscaler", "Latent (nearest)", "--hires-scheduler", "dpm++-2m"],
-            AddTo(Hires.Replace("Hires upscale: 2", "Hires resize: 768x0").Replace("Hires sampler: Heun", "Hires schedule type: SGM Uniform"),
-                out _)[^8..]);
+            AddTo(hiresSchedule, out _)[^8..]);
+        // With --scheduler given, on that one's solver (the file's sampler, which Sd may not run, is not read).
+        Assert.Equal(["--hires-scheduler", "euler-sgm-uniform"],
+            AddTo(hiresSchedule.Replace("DPM++ 2M", "DPM adaptive"), out _, "--scheduler", "euler-karras")[^2..]);
+
+        // A model upscaler is named, not a file: it must be given.
+        string esrgan = Hires.Replace("Latent (nearest)", "R-ESRGAN 4x+");
+        Assert.Equal($"{_dir.File("parameters.txt")}: parameters: Hires upscaler 'R-ESRGAN 4x+' is a model upscaler; give its file with --hires-upscaler FILE.safetensors",
+            Assert.Throws<InvalidFileException>(() => AddTo(esrgan, out _)).Message);
+        Assert.DoesNotContain("--hires-upscaler", AddTo(esrgan, out _, "--hires-upscaler", "x4.safetensors"));
     }
 
     [Fact]
@@ -129,7 +139,11 @@ public sealed class ParametersFromCommandTests : IDisposable
         Assert.Equal($"{path}: parameters: Steps is 'many', not an integer", Refused("a\nSteps: many, Sampler: Euler, Seed: 1").Message);
         Assert.Equal($"{path}: parameters: CFG scale is 'nan', not a number", Refused("a\nSteps: 2, CFG scale: nan, Seed: 1").Message);
         Assert.Equal($"{path}: parameters: Clip skip is 0; A1111 counts it from 1", Refused("a\nSteps: 2, Clip skip: 0, Seed: 1").Message);
-        Assert.Equal($"{path}: parameters: Size-1 is '99999999999999999999', not an integer", Refused("a\nSteps: 2, Size: 99999999999999999999x8, Seed: 1").Message);
+        Assert.Equal($"{path}: parameters: Size-1 is '3000000000', not an integer", Refused("a\nSteps: 2, Size: 3000000000x8, Seed: 1").Message);
+        Assert.Equal($"{path}: parameters: Seed is '-1', not a seed (a non-negative integer below 2^64)", Refused("a\nSteps: 2, Seed: -1, Size: 8x8").Message);
+        Assert.Equal($"{path}: parameters: CFG scale is '1e39', not a number", Refused("a\nSteps: 2, CFG scale: 1e39, Seed: 1").Message);
+        Assert.Equal($"{path}: parameters: Variation seed strength is '1.5', not a number in [0, 1]",
+            Refused("a\nSteps: 2, Variation seed: 3, Variation seed strength: 1.5, Seed: 1").Message);
 
         File.WriteAllBytes(path, [0x61, 0xFF, 0xFE, 0x0A]);
         var e = Assert.Throws<InvalidFileException>(() => GenerateCommand.Run(["--parameters-from", path, "--out", _dir.File("o.png")], TextWriter.Null));
@@ -140,7 +154,11 @@ public sealed class ParametersFromCommandTests : IDisposable
         Assert.Contains("the picture records no parameters", e.Message);
         Assert.False(File.Exists(_dir.File("o.png")));
 
-        // A text of fewer than 3 pairs is all prompt, as A1111 reads it: the prompt is "a, Steps: 2".
+        // A text of fewer than 3 pairs is all prompt, as A1111 reads it: the prompt is "BMW, Steps: 2" (and "BM" does
+        // not make it a BMP picture).
+        File.WriteAllText(path, "BMW, Steps: 2");
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", path, "--steps", "1", "--width", "64", "--height", "48", "--out", _dir.File("o.png")], TextWriter.Null));
+        Assert.StartsWith("BMW, Steps: 2\nNegative prompt: \nSteps: 1,", PngFile.Read(_dir.File("o.png")).Text["parameters"]);
         File.WriteAllText(path, "\uFEFFa, Steps: 2");
         Assert.Equal(0, GenerateCommand.Run(["--parameters-from", path, "--steps", "1", "--width", "64", "--height", "48", "--out", _dir.File("o.png")], TextWriter.Null));
         Assert.StartsWith("a, Steps: 2\nNegative prompt: \nSteps: 1,", PngFile.Read(_dir.File("o.png")).Text["parameters"]);

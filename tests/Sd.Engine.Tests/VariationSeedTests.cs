@@ -54,13 +54,14 @@ public sealed class VariationSeedTests
         Assert.False(half.Latents.Span.SequenceEqual(plain.Latents.Span));
         Assert.False(half.Latents.Span.SequenceEqual(full.Latents.Span));
 
-        // Image i of a batch varies with VariationSeed + i, as A1111's subseeds.
+        // Image i of a batch varies the same seed with VariationSeed + i, as A1111's seeds and subseeds.
         IReadOnlyList<GenerateResult> batch = pipeline.GenerateBatch(Request with { VariationStrength = 0.5f }, 2);
         try
         {
-            using GenerateResult second = pipeline.Generate(Request with { Seed = 101, VariationSeed = 8, VariationStrength = 0.5f });
+            using GenerateResult second = pipeline.Generate(Request with { VariationSeed = 8, VariationStrength = 0.5f });
             Assert.True(half.Latents.Span.SequenceEqual(batch[0].Latents.Span));
             Assert.True(second.Latents.Span.SequenceEqual(batch[1].Latents.Span));
+            Assert.Equal((100ul, 100ul), (batch[0].Seed, batch[1].Seed));
         }
         finally
         {
@@ -106,6 +107,9 @@ public sealed class VariationSeedTests
             Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { VariationSeed = null, VariationStrength = 0.5f })).Message);
         Assert.Contains("the batch's variation seeds run to VariationSeed + 1, past 2^64 - 1",
             Assert.Throws<ArgumentException>(() => pipeline.GenerateBatch(Request with { VariationSeed = ulong.MaxValue, VariationStrength = 0.5f }, 2)).Message);
+        // The seed is every image's in a varied batch, so it may be the largest; a variation seed unused may too.
+        pipeline.Validate(Request with { Seed = ulong.MaxValue, VariationStrength = 0.5f }, 2);
+        pipeline.Validate(Request with { VariationSeed = ulong.MaxValue }, 2);
         Assert.Contains("given initial latents replace that draw", Assert.Throws<ArgumentException>(() =>
             pipeline.Generate(Request with { VariationStrength = 0.5f, InitialLatents = new float[4 * 6 * 8] })).Message);
     }

@@ -47,7 +47,8 @@ public sealed record GenerateRequest
     /// <summary>
     /// AUTOMATIC1111's variation seed: with a <see cref="VariationStrength"/> above 0, the draw a run starts from (the
     /// initial latents; the noise img2img, inpainting and a hires fix add to a picture) is blended with the first draw
-    /// of this seed's generator by A1111's slerp, image i of a batch with VariationSeed + i. Null: none.
+    /// of this seed's generator by A1111's slerp. Image i of a batch varies with VariationSeed + i, all of them from
+    /// <see cref="Seed"/> itself (A1111: the seeds stay, the variation seeds go up). Null: none.
     /// </summary>
     public ulong? VariationSeed { get; init; }
 

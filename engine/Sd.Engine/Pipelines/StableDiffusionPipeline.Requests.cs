@@ -112,7 +112,7 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentOutOfRangeException(nameof(count), count, $"the batch count must be in [1, {MaxBatchCount}]");
         }
-        if (request.Seed > ulong.MaxValue - (ulong)(count - 1))
+        if (request.VariationStrength == 0 && request.Seed > ulong.MaxValue - (ulong)(count - 1))
         {
             // Image i is drawn with seed Seed + i; past 2^64 - 1 that would wrap to seed 0, which is another run's.
             throw new ArgumentException($"seed {request.Seed} leaves no room for {count} images: the batch's seeds run to Seed + {count - 1}, past 2^64 - 1", nameof(request));
@@ -121,11 +121,11 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException($"the variation strength must be in [0, 1], got {request.VariationStrength}", nameof(request));
         }
-        if (request.VariationStrength > 0 && request.VariationSeed is not { } variation)
+        if (request.VariationStrength > 0 && request.VariationSeed is null)
         {
             throw new ArgumentException($"a variation strength of {request.VariationStrength} needs a variation seed", nameof(request));
         }
-        if (request.VariationSeed > ulong.MaxValue - (ulong)(count - 1))
+        if (request.VariationStrength > 0 && request.VariationSeed > ulong.MaxValue - (ulong)(count - 1))
         {
             throw new ArgumentException($"variation seed {request.VariationSeed} leaves no room for {count} images: the batch's variation seeds run to VariationSeed + {count - 1}, past 2^64 - 1", nameof(request));
         }

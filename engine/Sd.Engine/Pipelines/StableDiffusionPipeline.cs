@@ -326,8 +326,12 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         return request.VariationStrength > 0 ? new VariedNoise(seeded, request.VariationSeed!.Value + (ulong)image, request.VariationStrength) : seeded;
     }
 
-    /// <summary>The generator seed of image <paramref name="image"/> of a batch.</summary>
-    private static ulong SeedOf(GenerateRequest request, int image) => request.Seed + (ulong)image; // checked in CheckRequest
+    /// <summary>
+    /// The generator seed of image <paramref name="image"/> of a batch: Seed + i, but Seed for every image of a batch
+    /// that varies it, whose variation seeds go up instead (A1111's all_seeds and all_subseeds).
+    /// </summary>
+    private static ulong SeedOf(GenerateRequest request, int image) =>
+        request.VariationStrength > 0 ? request.Seed : request.Seed + (ulong)image; // checked in CheckRequest
 
     /// <summary>One image's starting point by mode: inpainting (a mask), img2img (an init image) or txt2img.</summary>
     private DenoisingRun Prepare(GenerateRequest request, INoiseSource noise, PictureMoments pictures, int h, int w, PhaseTimes times,

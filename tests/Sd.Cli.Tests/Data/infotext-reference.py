@@ -72,6 +72,9 @@ texts = [
     "a\r\nNegative prompt: b\r\nSteps: 1, Sampler: Euler, Seed: 3",
     "caf\u00e9 \u65e5\u672c\nSteps: 1, Sampler: Euler, Seed: 3, \u00c9t\u00e9: \u00e9, Clip skip: 2",
     "x\nSteps:1,Sampler:Euler,Seed:3,a-b/c d: 4,  e:5",
+    "a\nNegative prompt:\nb\n\nc\nSteps: 1, Sampler: Euler, Seed: 3",
+    "\n\nfirst\n \nsecond\nSteps: 1, Sampler: Euler, Seed: 3",
+    "\x1ca\x1c\nSteps: 1, \U00020000\U00020001: 2, \U0001d400: 4, x\U0001d400: 5, Seed: 3\x1f",
 ]
 
 rng = random.Random(5)

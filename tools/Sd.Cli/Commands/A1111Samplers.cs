@@ -89,10 +89,10 @@ internal static class A1111Samplers
     /// "Automatic": the sampler's default), read as A1111 reads them (get_sampler_and_scheduler): a schedule type at the
     /// end of the sampler's name ("DPM++ 2M Karras", A1111 before 1.9) is taken off and used. UniPC is told apart by
     /// <paramref name="uniPc"/> (the UniPC keys' values, null when absent). A sampler or schedule type Sd does not
-    /// run is an <see cref="InvalidFileException"/> of <paramref name="path"/> that says to give --scheduler.
+    /// run is an <see cref="InvalidFileException"/> of <paramref name="path"/> that says to give <paramref name="flag"/>.
     /// </summary>
-    /// <param name="what">The keys read, for messages ("Sampler", "Hires sampler").</param>
-    internal static string Read(string samplerName, string? scheduleType, Func<string, string?> uniPc, string path, string what)
+    /// <param name="what">The key read, for messages ("Sampler", "Hires sampler").</param>
+    internal static string Read(string samplerName, string? scheduleType, Func<string, string?> uniPc, string path, string what, string flag)
     {
         string name = samplerName;
         foreach ((string label, string[] names) in ScheduleTypes)
@@ -107,18 +107,33 @@ internal static class A1111Samplers
                 }
             }
         }
-        Sampler sampler = name == "UniPC" ? UniPcOf(uniPc, path)
-            : FindByName(name) ?? throw new InvalidFileException(path, $"parameters: {what} '{samplerName}' is not one Sd runs; give --scheduler (see `sd generate --help`)");
+        Sampler sampler = name == "UniPC" ? UniPcOf(uniPc, path, flag)
+            : FindByName(name) ?? throw new InvalidFileException(path, $"parameters: {what} '{samplerName}' is not one Sd runs; give {flag} (see `sd generate --help`)");
+        return OnSchedule(sampler, scheduleType, path, what, flag);
+    }
+
+    /// <summary>
+    /// The Sd scheduler that runs <paramref name="scheduler"/>'s solver on A1111's <paramref name="scheduleType"/>, as
+    /// <see cref="Read"/> reads a type (a hires schedule type for a first pass the command line names); null for a
+    /// solver Sd does not know (the scheduler's own error says so).
+    /// </summary>
+    internal static string? ReadSchedule(string scheduler, string? scheduleType, string path, string what, string flag) =>
+        Find(Scheduler.SolverOf(scheduler)) is { } sampler ? OnSchedule(sampler, scheduleType, path, what, flag) : null;
+
+    private static string OnSchedule(Sampler sampler, string? scheduleType, string path, string what, string flag)
+    {
+        scheduleType = LabelOf(scheduleType);
         if (!sampler.TakesRamps)
         {
-            return sampler.Solver; // as A1111's samplers on timesteps, whatever the type
+            // A1111's samplers on timesteps take no type; its LCM, a k-diffusion sampler, does, which Sd's (diffusers') cannot.
+            return sampler.Solver != "lcm" || scheduleType is null or "Automatic" or "Uniform" ? sampler.Solver
+                : throw new InvalidFileException(path, $"parameters: LCM on schedule type '{scheduleType}' is not one Sd runs (its LCM runs on timesteps); give {flag}");
         }
-        scheduleType = LabelOf(scheduleType);
         SigmaRamp ramp = scheduleType is null or "Automatic" ? sampler.Automatic
             : scheduleType == sampler.SpacedAs || scheduleType == "Uniform" && sampler.SpacedAs is null ? SigmaRamp.Spaced
             : scheduleType == "Uniform" ? SigmaRamp.Normal // A1111's Uniform, the model's levels, is Sd's Normal ramp
             : RampOf(scheduleType) ?? throw new InvalidFileException(path,
-                $"parameters: schedule type '{scheduleType}' ({what} {sampler.Name}) is not one Sd runs; give --scheduler (see `sd generate --help`)");
+                $"parameters: schedule type '{scheduleType}' ({what} {sampler.Name}) is not one Sd runs; give {flag} (see `sd generate --help`)");
         return Scheduler.NameOf(sampler.Solver, ramp);
     }
 
@@ -126,7 +141,7 @@ internal static class A1111Samplers
     /// A1111's UniPC by its option keys: at its defaults (bh1, order 3, time_uniform, lower order final) it is
     /// unipc-a1111; bh2 of order 2 is diffusers' UniPC, as Sd writes it (<see cref="Write"/>).
     /// </summary>
-    private static Sampler UniPcOf(Func<string, string?> key, string path)
+    private static Sampler UniPcOf(Func<string, string?> key, string path, string flag)
     {
         string variant = key("UniPC variant") ?? "bh1", order = key("UniPC order") ?? "3";
         string skip = key("UniPC skip type") ?? "time_uniform", lowerOrderFinal = key("UniPC lower order final") ?? "True";
@@ -135,7 +150,7 @@ internal static class A1111Samplers
             ("bh1", "3", "time_uniform", "True") => "unipc-a1111",
             ("bh2", "2", "time_uniform", "True") => "unipc",
             _ => throw new InvalidFileException(path, $"parameters: A1111's UniPC with variant {variant}, order {order}, skip type {skip}, " +
-                $"lower order final {lowerOrderFinal} is not one Sd runs (unipc-a1111 is bh1 of order 3 on time_uniform; unipc, diffusers' UniPC, is written as bh2 of order 2); give --scheduler"),
+                $"lower order final {lowerOrderFinal} is not one Sd runs (unipc-a1111 is bh1 of order 3 on time_uniform; unipc, diffusers' UniPC, is written as bh2 of order 2); give {flag}"),
         };
         return Find(solver)!.Value;
     }
@@ -153,7 +168,7 @@ internal static class A1111Samplers
     {
         foreach (Sampler sampler in Samplers)
         {
-            if (sampler.Name == name) return sampler;
+            if (sampler.Name == name && sampler.Solver != "unipc") return sampler; // unipc's "name" is UniPC and its keys
         }
         return null;
     }

@@ -62,26 +62,36 @@ public static partial class GenerateCommand
         {
             return (InterpolationMode.Bilinear, null, null);
         }
-        foreach ((string name, InterpolationMode mode) in Upscalers)
+        if (NamedUpscaler(given) is { } named)
         {
-            string word = name.Replace(" (", "-").Replace(")", "").Replace(' ', '-');
-            if (given.Equals(name, StringComparison.OrdinalIgnoreCase) || given.Equals(word, StringComparison.OrdinalIgnoreCase))
-            {
-                return (mode, null, null);
-            }
-        }
-        foreach (ImageUpscaler image in Enum.GetValues<ImageUpscaler>())
-        {
-            if (given.Equals(image.ToString(), StringComparison.OrdinalIgnoreCase))
-            {
-                return (InterpolationMode.Bilinear, image, null);
-            }
+            return (named.Latent, named.Image, null);
         }
         if (UpscaleCommand.NamesModelFile(given))
         {
             return (InterpolationMode.Bilinear, null, given);
         }
         throw new UsageException($"generate: --hires-upscaler '{given}' is none of A1111's latent upscalers ({string.Join(", ", Array.ConvertAll(Upscalers, u => u.Name))}) or its image upscalers without a model (Lanczos, None, Nearest), nor an ESRGAN model file (.safetensors)");
+    }
+
+    /// <summary>The upscaler of an A1111 name that needs no model (a latent upscaler, Lanczos, None, Nearest), or null.</summary>
+    internal static (InterpolationMode Latent, ImageUpscaler? Image)? NamedUpscaler(string given)
+    {
+        foreach ((string name, InterpolationMode mode) in Upscalers)
+        {
+            string word = name.Replace(" (", "-").Replace(")", "").Replace(' ', '-');
+            if (given.Equals(name, StringComparison.OrdinalIgnoreCase) || given.Equals(word, StringComparison.OrdinalIgnoreCase))
+            {
+                return (mode, null);
+            }
+        }
+        foreach (ImageUpscaler image in Enum.GetValues<ImageUpscaler>())
+        {
+            if (given.Equals(image.ToString(), StringComparison.OrdinalIgnoreCase))
+            {
+                return (InterpolationMode.Bilinear, image);
+            }
+        }
+        return null;
     }
 
     /// <summary>

@@ -62,8 +62,8 @@ public static partial class GenerateCommand
         (and any scheduler noise) exactly as diffusers does on the CPU with torch.Generator().manual_seed(N).
         --variation-strength S (in [0, 1]) with --variation-seed V is A1111's variation seed: the noise a run starts
         from (the initial latents; the noise added to an --init-image or in a hires fix) is blended with the first draw
-        of V's generator by A1111's slerp, 0 keeping the seed's and 1 taking V's (image i of a batch: V + i; a random
-        V where none is given). The sampler's own noise stays the seed's.
+        of V's generator by A1111's slerp, 0 keeping the seed's and 1 taking V's (image i of a batch: the seed and
+        V + i; a random V where none is given). The sampler's own noise stays the seed's.
         --latents gives NCHW [1, 4, height/8, width/8] initial latents instead (txt2img and inpainting; the seed
         still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
         for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG, WebP or BMP of the output size (the
@@ -107,10 +107,11 @@ public static partial class GenerateCommand
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
         --parameters-from FILE takes the prompts and settings from A1111's parameters, as its PNG Info sends them to
         txt2img: a picture's (a PNG's "parameters" text, a JPEG's or WebP's EXIF UserComment) or a UTF-8 text file of
-        them. A picture Sd made is made again exactly with the same --model, LoRAs and embeddings (but for
-        dpm++-2m*-sgm-uniform, which A1111 names as the plain dpm++-2m* levels, read back as those). Prompt, Negative
-        prompt, Steps, Sampler and Schedule type (old names such as "DPM++ 2M Karras" too; no schedule type is A1111's
-        default for the sampler: Karras for DPM++ 2M, Exponential for DPM++ 2M SDE), CFG scale, Seed, Variation seed
+        them. A picture Sd made is made again exactly with the same --model, LoRAs, embeddings and input files (but
+        for dpm++-2m*-sgm-uniform, which A1111 names as the plain dpm++-2m* levels, read back as those, and a model
+        upscaler's hires fix, which needs --hires-upscaler FILE again). Prompt, Negative prompt, Steps, Sampler and
+        Schedule type (old names such as "DPM++ 2M Karras" too; no schedule type is A1111's default for the sampler:
+        Karras for DPM++ 2M, Exponential for DPM++ 2M SDE), CFG scale, Sd's Guidance rescale, Seed, Variation seed
         and its strength, Size, Clip skip, Emphasis, the Hires keys (txt2img) and Denoising strength (the hires
         fix's, or with --init-image the img2img's) become their flags; flags given as well win (--hires-scale 1 turns
         a recorded hires fix off, --variation-strength 0 a variation). A sampler Sd does not run (DPM adaptive,
@@ -284,7 +285,7 @@ public static partial class GenerateCommand
         mode += ramp == SigmaRamp.Beta || hiresRamp == SigmaRamp.Beta
             ? FormattableString.Invariant($"Beta schedule alpha: {BetaSigmas.Alpha}, Beta schedule beta: {BetaSigmas.Beta}, ") : "";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {A1111Samplers.Write(request.Scheduler!, ramp)}, {mode}" +
-            $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, Seed: {result.Seed}, {Variation(request, index)}Size: {request.Width}x{request.Height}, " +
+            $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, {GuidanceRescale(request)}Seed: {result.Seed}, {Variation(request, index)}Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
@@ -341,6 +342,10 @@ public static partial class GenerateCommand
         }
         return vae + QuotedList("Lora", parts) + QuotedList("Embeddings", tokens);
     }
+
+    /// <summary>diffusers' guidance rescale, which A1111 does not have, under Sd's own key; empty when off.</summary>
+    private static string GuidanceRescale(GenerateRequest request) =>
+        request.GuidanceRescale > 0 ? FormattableString.Invariant($"Guidance rescale: {request.GuidanceRescale}, ") : "";
 
     /// <summary>A1111's keys of a variation seed (image <paramref name="index"/>'s: VariationSeed + index); empty without one.</summary>
     private static string Variation(GenerateRequest request, int index) => request.VariationStrength > 0

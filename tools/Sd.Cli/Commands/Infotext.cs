@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
@@ -17,7 +18,7 @@ internal static partial class Infotext
     /// <returns>The keys in the order first given: Prompt and Negative prompt, then the parameters.</returns>
     internal static List<KeyValuePair<string, string>> Parse(string text)
     {
-        string[] lines = text.Trim().Split('\n');
+        string[] lines = Strip(text).Split('\n');
         List<(string Key, string Value)> pairs = Pairs(lines[^1]);
         int promptLines = lines.Length - 1;
         if (pairs.Count < 3)
@@ -25,18 +26,20 @@ internal static partial class Infotext
             promptLines++;
             pairs.Clear();
         }
-        var prompt = new List<string>();
-        var negative = new List<string>();
+        var prompt = new StringBuilder();
+        var negative = new StringBuilder();
         bool negativeStarted = false;
         for (int i = 0; i < promptLines; i++)
         {
-            string line = lines[i].Trim();
+            string line = Strip(lines[i]);
             if (line.StartsWith("Negative prompt:", StringComparison.Ordinal))
             {
                 negativeStarted = true;
-                line = line[16..].Trim();
+                line = Strip(line[16..]);
             }
-            (negativeStarted ? negative : prompt).Add(line);
+            // As A1111 joins them: a line break only after text, so empty lines before any are dropped.
+            StringBuilder joined = negativeStarted ? negative : prompt;
+            joined.Append(joined.Length == 0 ? "" : "\n").Append(line);
         }
         var values = new List<KeyValuePair<string, string>>();
         var positions = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -52,8 +55,8 @@ internal static partial class Infotext
                 values.Add(new(key, value));
             }
         }
-        Set("Prompt", string.Join('\n', prompt));
-        Set("Negative prompt", string.Join('\n', negative));
+        Set("Prompt", prompt.ToString());
+        Set("Negative prompt", negative.ToString());
         foreach ((string key, string written) in pairs)
         {
             if (written.Length == 0)
@@ -90,14 +93,18 @@ internal static partial class Infotext
         {
             int start = p;
             while (start < line.Length && IsSpace(line[start])) start++;
-            if (start == line.Length || !IsWord(line[start]))
+            int first = WordLength(line, start);
+            if (first == 0)
             {
                 p = start + 1;
                 continue;
             }
-            int colon = start + 1;
-            while (colon < line.Length && (IsWord(line[colon]) || line[colon] is ' ' or '-' or '/')) colon++;
-            if (colon - start < 2 || colon == line.Length || line[colon] != ':')
+            int colon = start + first, keyCharacters = 1;
+            for (int next; colon < line.Length && (next = line[colon] is ' ' or '-' or '/' ? 1 : WordLength(line, colon)) > 0; keyCharacters++)
+            {
+                colon += next;
+            }
+            if (keyCharacters < 2 || colon == line.Length || line[colon] != ':')
             {
                 p = colon;
                 continue;
@@ -136,8 +143,27 @@ internal static partial class Infotext
         return -1;
     }
 
-    /// <summary>Python's <c>\w</c> on text: letters, digits and numbers of any script, and '_'.</summary>
-    private static bool IsWord(char c) => char.IsLetterOrDigit(c) || char.IsNumber(c) || c == '_';
+    /// <summary>
+    /// The UTF-16 length of the character at <paramref name="at"/> if it is Python's <c>\w</c> on text (a letter,
+    /// digit or number of any script, the planes beyond the first included, or '_'); 0 if it is not.
+    /// </summary>
+    private static int WordLength(string line, int at)
+    {
+        if (at >= line.Length || !Rune.TryGetRuneAt(line, at, out Rune rune))
+        {
+            return 0;
+        }
+        return Rune.IsLetterOrDigit(rune) || Rune.IsNumber(rune) || rune.Value == '_' ? rune.Utf16SequenceLength : 0;
+    }
+
+    /// <summary>Python's str.strip(): the text without white space (<see cref="IsSpace"/>) at either end.</summary>
+    private static string Strip(string text)
+    {
+        int start = 0, end = text.Length;
+        while (start < end && IsSpace(text[start])) start++;
+        while (end > start && IsSpace(text[end - 1])) end--;
+        return text[start..end];
+    }
 
     /// <summary>Python's <c>\s</c> on text (str.isspace): .NET's white space and the ASCII separators U+001C-U+001F.</summary>
     private static bool IsSpace(char c) => char.IsWhiteSpace(c) || c is >= '\x1c' and <= '\x1f';

@@ -3,7 +3,10 @@ using System.Text;
 using Sd.Engine.Schedulers;
 using Sd.Loaders;
 using Sd.Loaders.IO;
+using Sd.Loaders.Jpeg;
 using Sd.Loaders.Pictures;
+using Sd.Loaders.Png;
+using Sd.Loaders.Webp;
 
 namespace Sd.Cli.Commands;
 
@@ -63,30 +66,31 @@ internal sealed class RecordedParameters
     {
         Add("--prompt", Take("Prompt"));
         Add("--negative-prompt", Take("Negative prompt"));
-        Add("--steps", Number("Steps"));
-        Add("--guidance", Number("CFG scale", integer: false));
-        Add("--seed", Number("Seed"));
-        Add("--variation-seed", Number("Variation seed"));
-        Add("--variation-strength", Number("Variation seed strength", integer: false));
-        Add("--width", Number("Size-1"));
-        Add("--height", Number("Size-2"));
-        if (Number("Clip skip") is { } clipSkip)
+        Add("--steps", Number("Steps", Kind.Count));
+        Add("--guidance", Number("CFG scale", Kind.Single));
+        Add("--guidance-rescale", Number("Guidance rescale", Kind.Single)); // Sd's key: A1111 has no such setting
+        Add("--seed", Number("Seed", Kind.Seed));
+        Add("--variation-seed", Number("Variation seed", Kind.Seed));
+        Add("--variation-strength", Number("Variation seed strength", Kind.Fraction));
+        Add("--width", Number("Size-1", Kind.Count));
+        Add("--height", Number("Size-2", Kind.Count));
+        if (Number("Clip skip", Kind.Count) is { } clipSkip)
         {
             // A1111 counts the last layer as 1, Sd (as diffusers) as 0.
-            long layers = long.Parse(clipSkip, CultureInfo.InvariantCulture);
+            int layers = int.Parse(clipSkip, CultureInfo.InvariantCulture);
             Add("--clip-skip", layers >= 1 ? (layers - 1).ToString(CultureInfo.InvariantCulture)
                 : throw new InvalidFileException(_path, $"parameters: Clip skip is {clipSkip}; A1111 counts it from 1"));
         }
         ReadSyntax();
-        if (Take("Sampler") is { } sampler && !_line.Has("--scheduler"))
+        string? sampler = Take("Sampler"), schedule = Take("Schedule type");
+        if (sampler is not null && !_line.Has("--scheduler"))
         {
-            Add("--scheduler", A1111Samplers.Read(sampler, Take("Schedule type"), _values.GetValueOrDefault, _path, "Sampler"));
+            Add("--scheduler", A1111Samplers.Read(sampler, schedule, _values.GetValueOrDefault, _path, "Sampler", "--scheduler"));
         }
-        Take("Schedule type");
         // Sd's Beta schedule is A1111's default shape, Beta(0.6, 0.6); another is not applied.
         Taken("Beta schedule alpha", IsNumber("Beta schedule alpha", BetaSigmas.Alpha));
         Taken("Beta schedule beta", IsNumber("Beta schedule beta", BetaSigmas.Beta));
-        string? strength = Number("Denoising strength", integer: false);
+        string? strength = Number("Denoising strength", Kind.Double);
         if (_line.Has("--init-image"))
         {
             Add("--strength", strength); // an img2img's strength; a hires fix follows txt2img only
@@ -125,7 +129,7 @@ internal sealed class RecordedParameters
     /// <summary>The hires fix's size (unless the arguments give one), steps, upscaler, prompts and sampler.</summary>
     private void ReadHires()
     {
-        string? scale = Number("Hires upscale", integer: false), width = Number("Hires resize-1"), height = Number("Hires resize-2");
+        string? scale = Number("Hires upscale", Kind.Double), width = Number("Hires resize-1", Kind.Count), height = Number("Hires resize-2", Kind.Count);
         if (!_line.Has("--hires-scale") && !_line.Has("--hires-width") && !_line.Has("--hires-height"))
         {
             // A1111 records a resize of 0x0 where the upscale sets the size.
@@ -133,20 +137,37 @@ internal sealed class RecordedParameters
             Add(resized ? "--hires-width" : "--hires-scale", resized ? width : scale);
             Add("--hires-height", resized ? height : null);
         }
-        Add("--hires-steps", Number("Hires steps"));
-        Add("--hires-upscaler", Take("Hires upscaler"));
+        Add("--hires-steps", Number("Hires steps", Kind.Count));
+        if (Take("Hires upscaler") is { } upscaler && !_line.Has("--hires-upscaler"))
+        {
+            // A model upscaler is recorded by its name (A1111's "R-ESRGAN 4x+", Sd's file name): its file is not known.
+            Add("--hires-upscaler", GenerateCommand.NamedUpscaler(upscaler) is not null ? upscaler
+                : throw new InvalidFileException(_path, $"parameters: Hires upscaler '{upscaler}' is a model upscaler; give its file with --hires-upscaler FILE.safetensors"));
+        }
         Add("--hires-prompt", Take("Hires prompt"));
         Add("--hires-negative-prompt", Take("Hires negative prompt"));
         // A1111's get_hr_sampler_and_scheduler: a hires sampler or schedule type not given is the first pass's.
         string? sampler = Take("Hires sampler") is { } hiresSampler and not "Use same sampler" ? hiresSampler : null;
         string? schedule = Take("Hires schedule type") is { } hiresSchedule and not "Use same scheduler" ? hiresSchedule : null;
-        string? first = _values.GetValueOrDefault("Sampler");
-        // A hires schedule type without any sampler named is for the model's default sampler: as the first pass runs it.
-        if ((sampler is not null || schedule is not null && first is not null) && !_line.Has("--hires-scheduler"))
+        if (_line.Has("--hires-scheduler") || sampler is null && schedule is null)
         {
-            Add("--hires-scheduler", A1111Samplers.Read(sampler ?? first!, schedule ?? _values.GetValueOrDefault("Schedule type"),
-                _values.GetValueOrDefault, _path, sampler is null ? "Sampler" : "Hires sampler"));
+            return;
         }
+        schedule ??= _values.GetValueOrDefault("Schedule type");
+        if (sampler is not null)
+        {
+            Add("--hires-scheduler", A1111Samplers.Read(sampler, schedule, _values.GetValueOrDefault, _path, "Hires sampler", "--hires-scheduler"));
+        }
+        else if (_line.Get("--scheduler") is { } given)
+        {
+            // The hires schedule type on the first pass's sampler, which the command line names.
+            Add("--hires-scheduler", A1111Samplers.ReadSchedule(given, schedule, _path, "Hires schedule type", "--hires-scheduler"));
+        }
+        else if (_values.GetValueOrDefault("Sampler") is { } first)
+        {
+            Add("--hires-scheduler", A1111Samplers.Read(first, schedule, _values.GetValueOrDefault, _path, "Sampler", "--hires-scheduler"));
+        }
+        // A hires schedule type without any sampler named is for the model's default sampler: as the first pass runs it.
     }
 
     /// <summary>The value of <paramref name="key"/>, which counts as used whether or not a flag overrides it; null when absent.</summary>
@@ -173,17 +194,29 @@ internal sealed class RecordedParameters
         }
     }
 
-    /// <summary>A number's value as written (the flag reads it), checked: a malformed one is the file's error, not a usage error.</summary>
-    private string? Number(string key, bool integer = true)
+    /// <summary>What a number's flag reads it as.</summary>
+    private enum Kind { Count, Seed, Single, Double, Fraction }
+
+    /// <summary>
+    /// A number's value as written (its flag reads it), checked as the flag reads it: a value the flag would refuse is
+    /// the file's error, not a usage error about a flag not typed.
+    /// </summary>
+    private string? Number(string key, Kind kind)
     {
         if (Take(key) is not { } value)
         {
             return null;
         }
-        bool valid = integer
-            ? long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _)
-            : double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double number) && double.IsFinite(number);
-        return valid ? value : throw new InvalidFileException(_path, $"parameters: {key} is '{value}', not {(integer ? "an integer" : "a number")}");
+        const NumberStyles Float = NumberStyles.Float;
+        (bool valid, string expected) = kind switch
+        {
+            Kind.Count => (int.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _), "an integer"),
+            Kind.Seed => (ulong.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out _), "a seed (a non-negative integer below 2^64)"),
+            Kind.Single => (float.TryParse(value, Float, CultureInfo.InvariantCulture, out float single) && float.IsFinite(single), "a number"),
+            Kind.Double => (double.TryParse(value, Float, CultureInfo.InvariantCulture, out double number) && double.IsFinite(number), "a number"),
+            _ => (float.TryParse(value, Float, CultureInfo.InvariantCulture, out float fraction) && fraction is >= 0 and <= 1, "a number in [0, 1]"),
+        };
+        return valid ? value : throw new InvalidFileException(_path, $"parameters: {key} is '{value}', not {expected}");
     }
 
     private bool IsNumber(string key, double expected) =>
@@ -199,7 +232,8 @@ internal sealed class RecordedParameters
     {
         Span<byte> head = stackalloc byte[PictureFile.HeadBytes];
         head = head[..InputFile.ReadHead(path, "parameters", head)];
-        if (PictureFile.HasSignature(head))
+        // Pictures that can carry parameters; a BMP cannot (and "BM" starts text such as "BMW").
+        if (PngFile.HasSignature(head) || JpegFile.HasSignature(head) || WebpFile.HasSignature(head))
         {
             return PictureFile.Read(path).Text.TryGetValue("parameters", out string? text) ? text
                 : throw new InvalidFileException(path, "the picture records no parameters (A1111 keeps them in a PNG's \"parameters\" text, a JPEG's or WebP's EXIF UserComment)");
