@@ -15,34 +15,47 @@ internal static class A1111Samplers
     /// solver's own (spaced) levels where A1111's default (<paramref name="Automatic"/>, its "Automatic") is another
     /// one: diffusers' DPM-Solver levels (linspace over steps + 1, the last dropped) are A1111's SGM Uniform, the
     /// k-diffusion samplers' Euler levels its Uniform (the model's levels). Where A1111's default is those levels
-    /// themselves (Euler, LMS, Heun, ...), nothing is written. <paramref name="TakesRamps"/> is false for the samplers
-    /// on timesteps (DDIM, PLMS, LCM, A1111's UniPC), which take no schedule type in Sd or A1111.
+    /// themselves (Euler, LMS, Heun, ...), nothing is written. <paramref name="Types"/> says which schedule types the
+    /// solver runs; <paramref name="Keys"/> are option keys written after the name (UniPC's).
     /// </summary>
-    private readonly record struct Sampler(string Solver, string Name, string? SpacedAs, bool TakesRamps, SigmaRamp Automatic);
+    private readonly record struct Sampler(string Solver, string Name, string? SpacedAs, Types Types, SigmaRamp Automatic, string Keys = "");
+
+    /// <summary>The schedule types a sampler runs in Sd, read from A1111's.</summary>
+    private enum Types
+    {
+        /// <summary>None, and it ignores any, as A1111's samplers on timesteps do (DDIM, PLMS, UniPC).</summary>
+        Ignored,
+
+        /// <summary>Its Automatic (Uniform) alone: LCM, a k-diffusion sampler in A1111 that runs on any, on timesteps in Sd.</summary>
+        AutomaticOnly,
+
+        /// <summary>Every one Sd has as a ramp.</summary>
+        Ramps,
+    }
 
     private static readonly Sampler[] Samplers =
     [
-        new("ddim", "DDIM", null, false, SigmaRamp.Spaced),
-        new("pndm", "PLMS", null, false, SigmaRamp.Spaced), // PNDM as SD runs it (skip_prk_steps)
-        new("lcm", "LCM", null, false, SigmaRamp.Spaced),
-        new("unipc-a1111", "UniPC", null, false, SigmaRamp.Spaced),
+        new("ddim", "DDIM", null, Types.Ignored, SigmaRamp.Spaced),
+        new("pndm", "PLMS", null, Types.Ignored, SigmaRamp.Spaced), // PNDM as SD runs it (skip_prk_steps)
+        new("lcm", "LCM", null, Types.AutomaticOnly, SigmaRamp.Spaced),
+        new("unipc-a1111", "UniPC", null, Types.Ignored, SigmaRamp.Spaced),
         // diffusers' UniPC, bh2 of order 2 on discrete steps, in the keys A1111 writes beside its own UniPC's
         // non-default options (bh1, order 3: unipc-a1111, which A1111's PNG Info names plainly).
-        new("unipc", "UniPC, UniPC variant: bh2, UniPC order: 2", null, true, SigmaRamp.Spaced),
-        new("euler", "Euler", null, true, SigmaRamp.Spaced),
-        new("euler-a", "Euler a", null, true, SigmaRamp.Spaced),
-        new("heun", "Heun", null, true, SigmaRamp.Spaced),
-        new("lms", "LMS", null, true, SigmaRamp.Spaced),
-        new("dpm-fast", "DPM fast", null, true, SigmaRamp.Spaced), // A1111's Automatic: the model's levels, its txt2img's whatever the type
-        new("dpm++-2m", "DPM++ 2M", "SGM Uniform", true, SigmaRamp.Karras),
-        new("dpm++-2m-sde", "DPM++ 2M SDE", "SGM Uniform", true, SigmaRamp.Exponential),
-        new("dpm++-2m-sde-heun", "DPM++ 2M SDE Heun", "SGM Uniform", true, SigmaRamp.Exponential),
-        new("dpm++-3m-sde", "DPM++ 3M SDE", "Uniform", true, SigmaRamp.Exponential),
-        new("dpm2", "DPM2", "Uniform", true, SigmaRamp.Karras),
-        new("dpm2-a", "DPM2 a", "Uniform", true, SigmaRamp.Karras),
-        new("dpm++-2s-a", "DPM++ 2S a", "Uniform", true, SigmaRamp.Karras),
-        new("dpm++-sde", "DPM++ SDE", "Uniform", true, SigmaRamp.Karras),
-        new("restart", "Restart", "Uniform", true, SigmaRamp.Karras),
+        new("unipc", "UniPC", null, Types.Ramps, SigmaRamp.Spaced, ", UniPC variant: bh2, UniPC order: 2"),
+        new("euler", "Euler", null, Types.Ramps, SigmaRamp.Spaced),
+        new("euler-a", "Euler a", null, Types.Ramps, SigmaRamp.Spaced),
+        new("heun", "Heun", null, Types.Ramps, SigmaRamp.Spaced),
+        new("lms", "LMS", null, Types.Ramps, SigmaRamp.Spaced),
+        new("dpm-fast", "DPM fast", null, Types.Ramps, SigmaRamp.Spaced), // A1111's Automatic: the model's levels, its txt2img's whatever the type
+        new("dpm++-2m", "DPM++ 2M", "SGM Uniform", Types.Ramps, SigmaRamp.Karras),
+        new("dpm++-2m-sde", "DPM++ 2M SDE", "SGM Uniform", Types.Ramps, SigmaRamp.Exponential),
+        new("dpm++-2m-sde-heun", "DPM++ 2M SDE Heun", "SGM Uniform", Types.Ramps, SigmaRamp.Exponential),
+        new("dpm++-3m-sde", "DPM++ 3M SDE", "Uniform", Types.Ramps, SigmaRamp.Exponential),
+        new("dpm2", "DPM2", "Uniform", Types.Ramps, SigmaRamp.Karras),
+        new("dpm2-a", "DPM2 a", "Uniform", Types.Ramps, SigmaRamp.Karras),
+        new("dpm++-2s-a", "DPM++ 2S a", "Uniform", Types.Ramps, SigmaRamp.Karras),
+        new("dpm++-sde", "DPM++ SDE", "Uniform", Types.Ramps, SigmaRamp.Karras),
+        new("restart", "Restart", "Uniform", Types.Ramps, SigmaRamp.Karras),
     ];
 
     /// <summary>A1111's schedule type labels of Sd's ramps.</summary>
@@ -75,7 +88,7 @@ internal static class A1111Samplers
     {
         string solver = Scheduler.SolverOf(scheduler);
         (string name, string? schedule) = Find(solver) is { } sampler
-            ? (sampler.Name, ramp == SigmaRamp.Spaced ? sampler.SpacedAs : LabelOf(ramp))
+            ? (sampler.Name + sampler.Keys, ramp == SigmaRamp.Spaced ? sampler.SpacedAs : LabelOf(ramp))
             : (scheduler, null);
         return $"{samplerKey}: {name}" + (schedule is null ? "" : $", {scheduleKey}: {schedule}");
     }
@@ -123,11 +136,10 @@ internal static class A1111Samplers
     private static string OnSchedule(Sampler sampler, string? scheduleType, string path, string what, string flag)
     {
         scheduleType = LabelOf(scheduleType);
-        if (!sampler.TakesRamps)
+        if (sampler.Types != Types.Ramps)
         {
-            // A1111's samplers on timesteps take no type; its LCM, a k-diffusion sampler, does, which Sd's (diffusers') cannot.
-            return sampler.Solver != "lcm" || scheduleType is null or "Automatic" or "Uniform" ? sampler.Solver
-                : throw new InvalidFileException(path, $"parameters: LCM on schedule type '{scheduleType}' is not one Sd runs (its LCM runs on timesteps); give {flag}");
+            return sampler.Types == Types.Ignored || scheduleType is null or "Automatic" or "Uniform" ? sampler.Solver
+                : throw new InvalidFileException(path, $"parameters: {sampler.Name} on schedule type '{scheduleType}' is not one Sd runs (its {sampler.Name} runs on timesteps); give {flag}");
         }
         SigmaRamp ramp = scheduleType is null or "Automatic" ? sampler.Automatic
             : scheduleType == sampler.SpacedAs || scheduleType == "Uniform" && sampler.SpacedAs is null ? SigmaRamp.Spaced
@@ -168,7 +180,7 @@ internal static class A1111Samplers
     {
         foreach (Sampler sampler in Samplers)
         {
-            if (sampler.Name == name && sampler.Solver != "unipc") return sampler; // unipc's "name" is UniPC and its keys
+            if (sampler.Name == name) return sampler;
         }
         return null;
     }

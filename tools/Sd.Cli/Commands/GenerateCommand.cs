@@ -140,12 +140,13 @@ public static partial class GenerateCommand
             output.WriteLine(Help);
             return 0;
         }
-        var line = new CommandLine("generate", args, Flags, [], repeatable: ["--lora", "--embedding"]);
+        static CommandLine Parse(IReadOnlyList<string> args) => new("generate", args, Flags, [], repeatable: ["--lora", "--embedding"]);
+        CommandLine line = Parse(args);
         // A variation seed given alone varies nothing; one from a file is turned off by --variation-strength 0.
         bool variationSeedGiven = line.Has("--variation-seed");
         if (line.Has("--parameters-from"))
         {
-            line = new CommandLine("generate", RecordedParameters.AddTo(args, line, out List<string> notApplied), Flags, [], repeatable: ["--lora", "--embedding"]);
+            line = Parse(RecordedParameters.AddTo(args, line, out List<string> notApplied));
             if (notApplied.Count > 0)
             {
                 string keys = notApplied.Count <= 20 ? string.Join(", ", notApplied) : $"{string.Join(", ", notApplied[..20])} and {notApplied.Count - 20} more";

@@ -30,6 +30,7 @@ internal sealed class RecordedParameters
 
     private readonly string _path;
     private readonly CommandLine _line;
+    private readonly List<KeyValuePair<string, string>> _recorded;
     private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
     private readonly HashSet<string> _used = new(Descriptive, StringComparer.Ordinal);
     private readonly List<string> _args;
@@ -39,9 +40,10 @@ internal sealed class RecordedParameters
         _line = line;
         _path = line.Require("--parameters-from");
         _args = [.. args];
-        foreach ((string key, string value) in Infotext.Parse(Text(_path)))
+        _recorded = Infotext.Parse(Text(_path)); // each key once, in the file's order
+        foreach ((string key, string value) in _recorded)
         {
-            _values[key] = value;
+            _values.Add(key, value);
         }
     }
 
@@ -55,7 +57,7 @@ internal sealed class RecordedParameters
         var parameters = new RecordedParameters(args, line);
         parameters.Read();
         notApplied = [];
-        foreach (string key in parameters._values.Keys)
+        foreach ((string key, _) in parameters._recorded)
         {
             if (!parameters._used.Contains(key)) notApplied.Add(key);
         }
