@@ -27,6 +27,8 @@ public sealed class ParametersFromCommandTests : IDisposable
         { ["--prompt", "a [castle:tower:0.5] BREAK on a hill", "--steps", "3", "--seed", "9", "--scheduler", "unipc", "--prompt-syntax", "chunked"] },
         { ["--prompt", "a castle", "--steps", "2", "--seed", "10", "--scheduler", "heun-beta", "--hires-width", "96", "--hires-height", "0",
             "--hires-strength", "0.5", "--hires-upscaler", "Latent (bicubic)", "--hires-prompt", "a castle, \"sharp\"", "--hires-negative-prompt", "soft"] },
+        { ["--prompt", "a castle", "--steps", "2", "--seed", "12", "--seed-resize-from", "40x72", "--variation-seed", "3", "--variation-strength", "0.5",
+            "--scheduler", "euler", "--hires-scale", "1.5"] },
     };
 
     [Theory]
@@ -128,6 +130,30 @@ public sealed class ParametersFromCommandTests : IDisposable
         Assert.Equal($"{_dir.File("parameters.txt")}: parameters: Hires upscaler 'R-ESRGAN 4x+' is a model upscaler; give its file with --hires-upscaler FILE.safetensors",
             Assert.Throws<InvalidFileException>(() => AddTo(esrgan, out _)).Message);
         Assert.DoesNotContain("--hires-upscaler", AddTo(esrgan, out _, "--hires-upscaler", "x4.safetensors"));
+
+        // A seed resize; A1111's API records none as -1x-1, which is no size and stays one key: taken as none, silently.
+        Assert.Equal(["--seed-resize-from", "512x768", "--width", "512"], AddTo(A1111.Replace("Size:", "Seed resize from: 512x768, Size:"), out _)[10..14]);
+        Assert.Equal(["--width", "512"], AddTo(A1111.Replace("Size:", "Seed resize from: -1x-1, Size:"), out notApplied)[10..12]);
+        Assert.Equal(["Denoising strength", "Eta", "Emphasis"], notApplied);
+    }
+
+    [Fact]
+    public void A_seed_resize_is_recorded_and_turned_off_by_0x0()
+    {
+        string plain = _dir.File("plain.png"), resized = _dir.File("resized.png"), again = _dir.File("again.png");
+        string[] common = ["--prompt", "a castle", "--steps", "2", "--width", "64", "--height", "48", "--seed", "11", "--scheduler", "euler"];
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--out", plain], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--seed-resize-from", "72x40", "--out", resized], TextWriter.Null));
+        Assert.Contains("Seed: 11, Seed resize from: 72x40, Size: 64x48,", PngFile.Read(resized).Text["parameters"]);
+        Assert.NotEqual(PngFile.Read(plain).Pixels, PngFile.Read(resized).Pixels);
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", resized, "--seed-resize-from", "0x0", "--out", again], TextWriter.Null));
+        Assert.Equal(PngFile.Read(plain).Pixels, PngFile.Read(again).Pixels);
+        Assert.DoesNotContain("Seed resize", PngFile.Read(again).Text["parameters"]);
+        foreach (string bad in new[] { "72", "x40", "72x", "72x-40", "+72x40", "72X40" })
+        {
+            Assert.Equal($"generate: --seed-resize-from expects WIDTHxHEIGHT, e.g. 512x768, got '{bad}'",
+                Assert.Throws<UsageException>(() => GenerateCommand.Run([.. common, "--seed-resize-from", bad, "--out", again], TextWriter.Null)).Message);
+        }
     }
 
     [Fact]

@@ -18,8 +18,9 @@ public sealed class VariationSeedTests
         {
             int[] shape = [.. c.GetProperty("shape").EnumerateArray().Select(d => d.GetInt32())];
             float[] expected = [.. c.GetProperty("noise").EnumerateArray().Select(v => v.GetSingle())];
-            var varied = new VariedNoise(new TorchNoise(c.GetProperty("seed").GetUInt64()), c.GetProperty("variation_seed").GetUInt64(),
-                (float)c.GetProperty("strength").GetDouble());
+            ulong seed = c.GetProperty("seed").GetUInt64();
+            var varied = new ExtraSeedNoise(new TorchNoise(seed), seed, c.GetProperty("variation_seed").GetUInt64(),
+                (float)c.GetProperty("strength").GetDouble(), 0, 0);
             var noise = new float[expected.Length];
             varied.NextStart(noise, shape[0], shape[1], shape[2]);
             float worst = 0;

@@ -58,6 +58,18 @@ public sealed record GenerateRequest
     /// </summary>
     public float VariationStrength { get; init; }
 
+    /// <summary>
+    /// AUTOMATIC1111's seed resize ("Resize seed from width"), with <see cref="SeedResizeFromHeight"/>: the seed's start
+    /// draw is made for a picture of this size (varied there, with a variation seed) and pasted centred into the draw
+    /// of the request's size (cropped where larger), so a composition found at one size carries over to a nearby one.
+    /// Positive multiples of the VAE's factor (8), or 0 for both: off. At the request's own size it changes nothing; a
+    /// hires fix's second pass pastes it into its larger draw, as A1111 does.
+    /// </summary>
+    public int SeedResizeFromWidth { get; init; }
+
+    /// <summary>The height of <see cref="SeedResizeFromWidth"/>'s size; 0 with it: off.</summary>
+    public int SeedResizeFromHeight { get; init; }
+
     public int ClipSkip { get; init; }
 
     /// <summary>

@@ -77,6 +77,25 @@ public sealed partial class StableDiffusionPipeline
     /// </summary>
     public void Validate(GenerateRequest request, int count = 1) => CheckRequest(request, count);
 
+    /// <summary>A seed resize's size (both sides, or neither) and the inputs it cannot go with.</summary>
+    private static void CheckSeedResize(GenerateRequest request, int factor)
+    {
+        (int width, int height) = (request.SeedResizeFromWidth, request.SeedResizeFromHeight);
+        if (width == 0 && height == 0)
+        {
+            return;
+        }
+        if (width <= 0 || height <= 0 || width % factor != 0 || height % factor != 0 || width > MaxImageSide || height > MaxImageSide)
+        {
+            throw new ArgumentException($"a seed resize needs a width and height that are positive multiples of {factor}, at most {MaxImageSide} (0x0: none), got {width}x{height}", nameof(request));
+        }
+        if (request.InitialLatents is not null || request.Noise is not null)
+        {
+            // Its draws come from fresh generators of the seed; given latents or noise replace the seed's draws.
+            throw new ArgumentException("a seed resize draws the seed's start noise at another size; given initial latents or a noise source replace the seed's draws", nameof(request));
+        }
+    }
+
     /// <summary>
     /// The request checks made before loading or denoising anything: sizes, steps, guidance, the batch count, the
     /// inputs, the hires fix, and the prompts, which are tokenized (milliseconds) to find what their syntax refuses;
@@ -133,6 +152,7 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException("a variation seed varies the drawn noise a run starts from; given initial latents replace that draw", nameof(request));
         }
+        CheckSeedResize(request, factor);
         if (count > 1 && (request.InitialLatents is not null || request.Noise is not null))
         {
             throw new ArgumentException($"given initial latents or a noise source reproduce one run; a batch count of {count} needs seeded draws", nameof(request));

@@ -320,10 +320,17 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// Where image <paramref name="image"/>'s draws come from, for each of its passes: the given source, or a fresh
     /// generator of its seed (a hires fix's second pass starts one again, as A1111 makes a new one of the same seeds).
     /// </summary>
-    private static INoiseSource NoiseOf(GenerateRequest request, int image)
+    private INoiseSource NoiseOf(GenerateRequest request, int image)
     {
-        INoiseSource seeded = request.Noise ?? new TorchNoise(SeedOf(request, image));
-        return request.VariationStrength > 0 ? new VariedNoise(seeded, request.VariationSeed!.Value + (ulong)image, request.VariationStrength) : seeded;
+        ulong seed = SeedOf(request, image);
+        INoiseSource seeded = request.Noise ?? new TorchNoise(seed);
+        if (!(request.VariationStrength > 0) && request.SeedResizeFromWidth == 0)
+        {
+            return seeded;
+        }
+        int factor = _vaeConfig.DownscaleFactor;
+        return new ExtraSeedNoise(seeded, seed, request.VariationStrength > 0 ? request.VariationSeed!.Value + (ulong)image : null,
+            request.VariationStrength, request.SeedResizeFromHeight / factor, request.SeedResizeFromWidth / factor);
     }
 
     /// <summary>
@@ -390,13 +397,13 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
 
     /// <summary>
     /// The draw a run starts from (txt2img's initial latents, the noise added to a picture), [1, channels, h, w]:
-    /// varied where the request has a variation seed (<see cref="VariedNoise"/>).
+    /// varied or resized where the request has a variation seed or a seed resize (<see cref="ExtraSeedNoise"/>).
     /// </summary>
     private static void DrawStart(INoiseSource noise, Span<float> nchw, int channels, int h, int w)
     {
-        if (noise is VariedNoise varied)
+        if (noise is ExtraSeedNoise extra)
         {
-            varied.NextStart(nchw, channels, h, w);
+            extra.NextStart(nchw, channels, h, w);
         }
         else
         {

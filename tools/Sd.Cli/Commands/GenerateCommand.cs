@@ -18,7 +18,7 @@ public static partial class GenerateCommand
     private const string Help = """
         Usage: sd generate [--model M] (--prompt TEXT | --parameters-from FILE) [--negative-prompt TEXT] [--prompt-syntax weighted|chunked|plain]
                            [--steps N] [--guidance G]
-                           [--scheduler NAME] [--seed N] [--variation-seed N --variation-strength S] [--latents init.npy] [--noise-dir DIR]
+                           [--scheduler NAME] [--seed N] [--variation-seed N --variation-strength S] [--seed-resize-from WxH] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
@@ -63,7 +63,11 @@ public static partial class GenerateCommand
         --variation-strength S (in [0, 1]) with --variation-seed V is A1111's variation seed: the noise a run starts
         from (the initial latents; the noise added to an --init-image or in a hires fix) is blended with the first draw
         of V's generator by A1111's slerp, 0 keeping the seed's and 1 taking V's (image i of a batch: the seed and
-        V + i; a random V where none is given). The sampler's own noise stays the seed's.
+        V + i; a random V where none is given). The sampler's own noise stays the seed's. --seed-resize-from WxH is
+        A1111's seed resize: the seed's start noise is drawn for a WxH picture (and varied there) and pasted centred
+        into the noise of the output size (cropped where larger), so a composition found at one size mostly carries
+        over to a nearby one; at the output size it changes nothing, and a hires fix's second pass pastes it into its
+        own larger noise, as A1111 does. W and H are multiples of 8; 0x0 turns it off.
         --latents gives NCHW [1, 4, height/8, width/8] initial latents instead (txt2img and inpainting; the seed
         still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
         for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG, WebP or BMP of the output size (the
@@ -107,16 +111,16 @@ public static partial class GenerateCommand
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
         --parameters-from FILE takes the prompts and settings from A1111's parameters, as its PNG Info sends them to
         txt2img: a picture's (a PNG's "parameters" text, a JPEG's or WebP's EXIF UserComment) or a UTF-8 text file of
-        them. A picture Sd made is made again exactly with the same --model, LoRAs, embeddings and input files (but
-        for dpm++-2m*-sgm-uniform, which A1111 names as the plain dpm++-2m* levels, read back as those, and a model
-        upscaler's hires fix, which needs --hires-upscaler FILE again). Prompt, Negative prompt, Steps, Sampler and
-        Schedule type (old names such as "DPM++ 2M Karras" too; no schedule type is A1111's default for the sampler:
-        Karras for DPM++ 2M, Exponential for DPM++ 2M SDE), CFG scale, Sd's Guidance rescale, Seed, Variation seed
-        and its strength, Size, Clip skip, Emphasis, the Hires keys (txt2img) and Denoising strength (the hires
-        fix's, or with --init-image the img2img's) become their flags; flags given as well win (--hires-scale 1 turns
-        a recorded hires fix off, --variation-strength 0 a variation). A sampler Sd does not run (DPM adaptive,
-        Polyexponential schedules) is refused unless --scheduler is given; other keys that set something Sd does not
-        take from them (Eta, ENSD, a VAE or LoRA, which need their own flags) are named in a warning. A1111's own
+        them. A picture Sd made is made again exactly with the same --model, LoRAs, embeddings and input files (but for
+        dpm++-2m*-sgm-uniform, which A1111 names as the plain dpm++-2m* levels, read back as those, and a model upscaler's
+        hires fix, which needs --hires-upscaler FILE again). Prompt, Negative prompt, Steps, Sampler and Schedule type
+        (old names such as "DPM++ 2M Karras" too; no schedule type is A1111's default for the sampler: Karras for DPM++
+        2M, Exponential for DPM++ 2M SDE), CFG scale, Sd's Guidance rescale, Seed, Variation seed and its strength, Seed
+        resize from, Size, Clip skip, Emphasis, the Hires keys (txt2img) and Denoising strength (the hires fix's, or with
+        --init-image the img2img's) become their flags; flags given as well win (--hires-scale 1 turns a recorded hires
+        fix off, --variation-strength 0 a variation, --seed-resize-from 0x0 a seed resize). A sampler Sd does not run (DPM
+        adaptive, Polyexponential schedules) is refused unless --scheduler is given; other keys that set something Sd does
+        not take from them (Eta, ENSD, a VAE or LoRA, which need their own flags) are named in a warning. A1111's own
         pictures are not made again: its noise (on a GPU by default) and schedules differ.
         """;
 
@@ -131,7 +135,7 @@ public static partial class GenerateCommand
         "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
         "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
         "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
-        "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength");
+        "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength", "--seed-resize-from");
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
@@ -193,6 +197,8 @@ public static partial class GenerateCommand
             Scheduler = line.Get("--scheduler"),
             Seed = SeedOf(line, "--seed"),
             VariationStrength = line.GetFloat("--variation-strength", 0f),
+            SeedResizeFromWidth = SeedResizeOf(line).Width,
+            SeedResizeFromHeight = SeedResizeOf(line).Height,
             Width = line.GetInt("--width", 512),
             Height = line.GetInt("--height", 512),
             ClipSkip = line.GetInt("--clip-skip", 0),
@@ -270,6 +276,19 @@ public static partial class GenerateCommand
         : ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out ulong value) ? value
         : throw new UsageException($"generate: {flag} expects a non-negative integer, got '{seed}'");
 
+    /// <summary>--seed-resize-from's WIDTHxHEIGHT (as A1111 writes its "Seed resize from"); 0x0 without the flag.</summary>
+    private static (int Width, int Height) SeedResizeOf(CommandLine line)
+    {
+        if (line.Get("--seed-resize-from") is not { } value)
+        {
+            return (0, 0);
+        }
+        int x = value.IndexOf('x');
+        return x > 0 && int.TryParse(value.AsSpan(0, x), NumberStyles.None, CultureInfo.InvariantCulture, out int width)
+            && int.TryParse(value.AsSpan(x + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int height) ? (width, height)
+            : throw new UsageException($"generate: --seed-resize-from expects WIDTHxHEIGHT, e.g. 512x768, got '{value}'");
+    }
+
     /// <summary>
     /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
     /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
@@ -286,7 +305,7 @@ public static partial class GenerateCommand
         mode += ramp == SigmaRamp.Beta || hiresRamp == SigmaRamp.Beta
             ? FormattableString.Invariant($"Beta schedule alpha: {BetaSigmas.Alpha}, Beta schedule beta: {BetaSigmas.Beta}, ") : "";
         string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {A1111Samplers.Write(request.Scheduler!, ramp)}, {mode}" +
-            $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, {GuidanceRescale(request)}Seed: {result.Seed}, {Variation(request, index)}Size: {request.Width}x{request.Height}, " +
+            $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, {GuidanceRescale(request)}Seed: {result.Seed}, {Variation(request, index)}{SeedResize(request)}Size: {request.Width}x{request.Height}, " +
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
@@ -351,6 +370,11 @@ public static partial class GenerateCommand
     /// <summary>A1111's keys of a variation seed (image <paramref name="index"/>'s: VariationSeed + index); empty without one.</summary>
     private static string Variation(GenerateRequest request, int index) => request.VariationStrength > 0
         ? FormattableString.Invariant($"Variation seed: {request.VariationSeed + (ulong)index}, Variation seed strength: {request.VariationStrength}, ")
+        : "";
+
+    /// <summary>A1111's key of a seed resize; empty without one.</summary>
+    private static string SeedResize(GenerateRequest request) => request.SeedResizeFromWidth > 0
+        ? FormattableString.Invariant($"Seed resize from: {request.SeedResizeFromWidth}x{request.SeedResizeFromHeight}, ")
         : "";
 
     /// <summary>

@@ -74,6 +74,7 @@ internal sealed class RecordedParameters
         Add("--seed", Number("Seed", Kind.Seed));
         Add("--variation-seed", Number("Variation seed", Kind.Seed));
         Add("--variation-strength", Number("Variation seed strength", Kind.Fraction));
+        ReadSeedResize();
         Add("--width", Number("Size-1", Kind.Count));
         Add("--height", Number("Size-2", Kind.Count));
         if (Number("Clip skip", Kind.Count) is { } clipSkip)
@@ -105,6 +106,20 @@ internal sealed class RecordedParameters
         else
         {
             _used.Remove("Denoising strength"); // an img2img's, without its picture
+        }
+    }
+
+    /// <summary>
+    /// A1111's seed resize, "Seed resize from: WxH". Sizes of 0 or less are A1111's "none" (its API records -1x-1,
+    /// which is no WxH and stays whole under its own key): taken as none, as A1111 does.
+    /// </summary>
+    private void ReadSeedResize()
+    {
+        Take("Seed resize from");
+        string? width = Number("Seed resize from-1", Kind.Count), height = Number("Seed resize from-2", Kind.Count);
+        if (width is not null && height is not null && int.Parse(width, CultureInfo.InvariantCulture) > 0 && int.Parse(height, CultureInfo.InvariantCulture) > 0)
+        {
+            Add("--seed-resize-from", $"{width}x{height}");
         }
     }
 
