@@ -34,17 +34,56 @@ public static unsafe class ImageConversion
         return new PngImage(width, height, 3, pixels, text);
     }
 
-    /// <summary>An inpainting mask picture as [1, H, W, 1] in [0, 1] (first channel / 255; white = repaint).</summary>
+    /// <summary>
+    /// An inpainting mask picture as [1, H, W, 1] in [0, 1] (white = repaint): its gray as Pillow's convert("L") gives
+    /// it (<see cref="GrayBytes"/>; diffusers' mask processor and A1111 both read masks so) / 255.
+    /// </summary>
     public static Tensor MaskFromPng(PngImage picture)
     {
-        ArgumentNullException.ThrowIfNull(picture);
+        byte[] gray = GrayBytes(picture);
         Tensor tensor = Tensor.Allocate([1, picture.Height, picture.Width, 1]);
         float* dst = tensor.Data;
-        for (int p = 0; p < picture.Width * picture.Height; p++)
+        for (int p = 0; p < gray.Length; p++)
         {
-            dst[p] = picture.Pixels[p * picture.Channels] / 255f;
+            dst[p] = gray[p] / 255f;
         }
         return tensor;
+    }
+
+    /// <summary>An 8-bit picture as RGB (<see cref="RgbBytes"/>): the picture itself when it is RGB already.</summary>
+    public static PngImage AsRgb(PngImage picture)
+    {
+        ArgumentNullException.ThrowIfNull(picture);
+        return picture.Channels == 3 ? picture : new PngImage(picture.Width, picture.Height, 3, RgbBytes(picture));
+    }
+
+    /// <summary>An 8-bit picture as gray (<see cref="GrayBytes"/>): the picture itself when it is gray already.</summary>
+    public static PngImage AsGray(PngImage picture)
+    {
+        ArgumentNullException.ThrowIfNull(picture);
+        return picture.Channels == 1 ? picture : new PngImage(picture.Width, picture.Height, 1, GrayBytes(picture));
+    }
+
+    /// <summary>
+    /// An 8-bit picture's gray bytes [H, W], as Pillow's convert("L"): RGB(A) by ITU-R 601-2 luma in 16-bit fixed
+    /// point, (R x 19595 + G x 38470 + B x 7471 + 2^15) >> 16, alpha dropped; a gray picture's own pixels (not a copy).
+    /// </summary>
+    public static byte[] GrayBytes(PngImage picture)
+    {
+        ArgumentNullException.ThrowIfNull(picture);
+        if (picture.Channels == 1)
+        {
+            return picture.Pixels;
+        }
+        int pixels = picture.Width * picture.Height, channels = picture.Channels;
+        var gray = new byte[pixels];
+        byte[] x = picture.Pixels;
+        for (int p = 0; p < pixels; p++)
+        {
+            int i = p * channels;
+            gray[p] = (byte)((x[i] * 19595 + x[i + 1] * 38470 + x[i + 2] * 7471 + 0x8000) >> 16);
+        }
+        return gray;
     }
 
     /// <summary>A decoded PNG (gray, RGB or RGBA; alpha dropped) as a [1, H, W, 3] tensor in [-1, 1].</summary>

@@ -160,7 +160,7 @@ public static class ImageUpscaling
         }
         else
         {
-            PilLanczos.Resize(picture, h, w, 3, resized, toHeight, toWidth);
+            PilResample.Resize(picture, h, w, 3, resized, toHeight, toWidth);
         }
         return (resized, toHeight, toWidth);
     }

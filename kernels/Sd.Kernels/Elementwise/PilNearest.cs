@@ -14,7 +14,7 @@ public static class PilNearest
     /// </summary>
     public static void Resize(ReadOnlySpan<byte> source, int height, int width, int channels, Span<byte> destination, int outHeight, int outWidth)
     {
-        PilLanczos.CheckSizes(source.Length, height, width, channels, destination.Length, outHeight, outWidth);
+        PilResample.CheckSizes(source.Length, height, width, channels, destination.Length, outHeight, outWidth);
         int[] columns = SourceIndices(width, outWidth), rows = SourceIndices(height, outHeight);
         for (int y = 0; y < outHeight; y++)
         {

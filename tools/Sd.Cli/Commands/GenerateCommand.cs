@@ -20,7 +20,7 @@ public static partial class GenerateCommand
                            [--steps N] [--guidance G]
                            [--scheduler NAME] [--seed N] [--variation-seed N --variation-strength S] [--seed-resize-from WxH] [--latents init.npy] [--noise-dir DIR]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
-                           [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png]] [--batch-count N]
+                           [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png] [--resize-mode just|crop|fill]] [--batch-count N]
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
                            [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
@@ -70,11 +70,16 @@ public static partial class GenerateCommand
         own larger noise, as A1111 does. W and H are multiples of 8; 0x0 turns it off.
         --latents gives NCHW [1, 4, height/8, width/8] initial latents instead (txt2img and inpainting; the seed
         still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
-        for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG, WebP or BMP of the output size (the
+        for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG, WebP or BMP (the
         last int(steps x strength) steps; the picture is turned upright by its EXIF orientation first, as diffusers'
-        load_image and A1111 do); with --mask (same size, white = repaint) it inpaints: a 4-channel UNet keeps
-        the unmasked area from the picture, a 9-channel inpainting UNet (runwayml/stable-diffusion-inpainting) is
-        shown the mask and the masked picture. An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7)
+        load_image and A1111 do; its alpha is dropped); with --mask (white = repaint, read as gray) it inpaints: a
+        4-channel UNet keeps the unmasked area from the picture, a 9-channel inpainting UNet
+        (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture. Without --width/--height the
+        output is the picture's size, each side rounded down to a multiple of 8 (as diffusers does); a picture (and
+        mask) of another size than the output is resized by --resize-mode as A1111's resize modes do it with Pillow:
+        just (Just resize, the default: Lanczos to the size), crop (Crop and resize: to cover it, aspect ratio kept,
+        centred, the rest cut off) or fill (Resize and fill: to fit inside, aspect ratio kept, centred, the picture's
+        edges stretched over the bands left). An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7)
         is conditioned on --guidance instead of classifier-free guidance, so the negative prompt is not used.
         --hires-scale S (or --hires-width W --hires-height H, one of them 0 to keep the aspect ratio; both of another
         aspect ratio are covered, then cropped, as A1111 does) adds
@@ -135,7 +140,7 @@ public static partial class GenerateCommand
         "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
         "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
         "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
-        "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength", "--seed-resize-from");
+        "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength", "--seed-resize-from", "--resize-mode");
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
@@ -172,6 +177,11 @@ public static partial class GenerateCommand
         {
             throw new UsageException("generate: --strength sets how much of an --init-image is repainted; give one");
         }
+        if (line.Has("--resize-mode") && !line.Has("--init-image"))
+        {
+            throw new UsageException("generate: --resize-mode brings an --init-image (and --mask) to the output size; give one");
+        }
+        ResizeMode resizeMode = ResizeModeOf(line);
         if (line.Has("--latents") && line.Has("--init-image") && !line.Has("--mask"))
         {
             throw new UsageException("generate: --latents starts txt2img or inpainting; img2img (--init-image without --mask) starts from the picture");
@@ -187,6 +197,9 @@ public static partial class GenerateCommand
             throw new UsageException("generate: --variant, --tokenizer, --config and --vae choose a --model's files; the built-in demo model has none");
         }
         int[] latentsShape = [];
+        // Read before any model loads: a size not given is the picture's (diffusers' img2img default).
+        PngImage? initPicture = line.Get("--init-image") is { } initPath ? PictureFile.ReadUpright(initPath) : null;
+        PngImage? maskPicture = line.Get("--mask") is { } maskPath ? PictureFile.ReadUpright(maskPath) : null;
         var request = new GenerateRequest
         {
             Prompt = line.Require("--prompt"),
@@ -199,8 +212,8 @@ public static partial class GenerateCommand
             VariationStrength = line.GetFloat("--variation-strength", 0f),
             SeedResizeFromWidth = SeedResizeOf(line).Width,
             SeedResizeFromHeight = SeedResizeOf(line).Height,
-            Width = line.GetInt("--width", 512),
-            Height = line.GetInt("--height", 512),
+            Width = line.Has("--width") || initPicture is null ? line.GetInt("--width", 512) : PictureSide(line, initPicture, initPicture.Width),
+            Height = line.Has("--height") || initPicture is null ? line.GetInt("--height", 512) : PictureSide(line, initPicture, initPicture.Height),
             ClipSkip = line.GetInt("--clip-skip", 0),
             GuidanceRescale = line.GetFloat("--guidance-rescale", 0f),
             InitialLatents = line.Get("--latents") is { } latents ? NpyFile.ReadFloat32(latents, out latentsShape) : null,
@@ -239,8 +252,10 @@ public static partial class GenerateCommand
             throw new InvalidFileException(line.Require("--latents"),
                 $"initial latents are [{string.Join(", ", latentsShape)}]; a {request.Width}x{request.Height} image needs [{string.Join(", ", expected)}] (NCHW)");
         }
-        using Tensor? initImage = line.Get("--init-image") is { } initPath ? ImageConversion.FromPng(PictureFile.ReadUpright(initPath, request.Width, request.Height)) : null;
-        using Tensor? mask = line.Get("--mask") is { } maskPath ? ImageConversion.MaskFromPng(PictureFile.ReadUpright(maskPath, request.Width, request.Height)) : null;
+        using Tensor? initImage = initPicture is null ? null
+            : ImageConversion.FromPng(Resized(line, "--init-image", ImageConversion.AsRgb(initPicture), request, resizeMode));
+        using Tensor? mask = maskPicture is null ? null
+            : ImageConversion.MaskFromPng(Resized(line, "--mask", ImageConversion.AsGray(maskPicture), request, resizeMode));
         request = request with { InitImage = initImage, Mask = mask };
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
@@ -270,25 +285,6 @@ public static partial class GenerateCommand
         return 0;
     }
 
-    /// <summary>A seed flag's value, or a random seed below 2^32 (A1111's range) when it is not given.</summary>
-    private static ulong SeedOf(CommandLine line, string flag) =>
-        line.Get(flag) is not { } seed ? (ulong)Random.Shared.NextInt64(0, 1L << 32)
-        : ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out ulong value) ? value
-        : throw new UsageException($"generate: {flag} expects a non-negative integer, got '{seed}'");
-
-    /// <summary>--seed-resize-from's WIDTHxHEIGHT (as A1111 writes its "Seed resize from"); 0x0 without the flag.</summary>
-    private static (int Width, int Height) SeedResizeOf(CommandLine line)
-    {
-        if (line.Get("--seed-resize-from") is not { } value)
-        {
-            return (0, 0);
-        }
-        int x = value.IndexOf('x');
-        return x > 0 && int.TryParse(value.AsSpan(0, x), NumberStyles.None, CultureInfo.InvariantCulture, out int width)
-            && int.TryParse(value.AsSpan(x + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int height) ? (width, height)
-            : throw new UsageException($"generate: --seed-resize-from expects WIDTHxHEIGHT, e.g. 512x768, got '{value}'");
-    }
-
     /// <summary>
     /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
     /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
@@ -299,7 +295,7 @@ public static partial class GenerateCommand
     {
         SigmaRamp ramp = pipeline.RampOf(request.Scheduler!);
         SigmaRamp? hiresRamp = request.Hires?.Scheduler is { } hiresScheduler ? pipeline.RampOf(hiresScheduler) : null;
-        string mode = request.InitImage is not null ? $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, "
+        string mode = request.InitImage is not null ? $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, {ResizeModeKey(line)}"
             : request.Hires is { } hires ? HiresParameters(line, hires, hiresRamp, A1111Samplers.WritesSchedule(request.Scheduler!, ramp)) : "";
         // A1111 records its Beta schedule's shape whenever a pass runs it (Sd's is always Beta(0.6, 0.6), A1111's default).
         mode += ramp == SigmaRamp.Beta || hiresRamp == SigmaRamp.Beta
@@ -371,6 +367,17 @@ public static partial class GenerateCommand
     private static string Variation(GenerateRequest request, int index) => request.VariationStrength > 0
         ? FormattableString.Invariant($"Variation seed: {request.VariationSeed + (ulong)index}, Variation seed strength: {request.VariationStrength}, ")
         : "";
+
+    /// <summary>
+    /// Sd's key of a resize mode other than Just resize, by A1111's names (A1111 does not record its mode): the
+    /// picture is only remade from the same input picture resized the same way.
+    /// </summary>
+    private static string ResizeModeKey(CommandLine line) => ResizeModeOf(line) switch
+    {
+        ResizeMode.Crop => "Resize mode: Crop and resize, ",
+        ResizeMode.Fill => "Resize mode: Resize and fill, ",
+        _ => "",
+    };
 
     /// <summary>A1111's key of a seed resize; empty without one.</summary>
     private static string SeedResize(GenerateRequest request) => request.SeedResizeFromWidth > 0

@@ -97,6 +97,7 @@ internal sealed class RecordedParameters
         if (_line.Has("--init-image"))
         {
             Add("--strength", strength); // an img2img's strength; a hires fix follows txt2img only
+            ReadResizeMode();
         }
         else if (_values.ContainsKey("Hires upscale") || _values.GetValueOrDefault("Hires resize-1", "0") != "0" || _values.GetValueOrDefault("Hires resize-2", "0") != "0")
         {
@@ -106,6 +107,22 @@ internal sealed class RecordedParameters
         else
         {
             _used.Remove("Denoising strength"); // an img2img's, without its picture
+        }
+    }
+
+    /// <summary>Sd's "Resize mode" of an img2img input, by A1111's names (Just resize when absent).</summary>
+    private void ReadResizeMode()
+    {
+        string? mode = Take("Resize mode");
+        if (mode is not null && !_line.Has("--resize-mode"))
+        {
+            Add("--resize-mode", mode switch
+            {
+                "Just resize" => "just",
+                "Crop and resize" => "crop",
+                "Resize and fill" => "fill",
+                _ => throw new InvalidFileException(_path, $"parameters: Resize mode '{mode}' is not one Sd has (Just resize, Crop and resize, Resize and fill); give --resize-mode"),
+            });
         }
     }
 
