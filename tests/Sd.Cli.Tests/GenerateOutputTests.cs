@@ -38,6 +38,12 @@ public sealed class GenerateOutputTests : IDisposable
         Assert.Equal($"generate: --out: {missing}: the folder {_dir.File("nowhere")} does not exist", Refused("--out", missing).Message);
         Assert.Contains("--out-latents", Refused("--out", _dir.File("a.png"), "--out-latents", _dir.File(Path.Combine("nowhere", "l.npy"))).Message);
         Assert.Equal($"generate: --out: '{_dir.Path}' names a directory, not a file", Refused("--out", _dir.Path).Message);
+        // PNG is what is written: another name would make the bytes pass for another format.
+        foreach (string name in new[] { "a.jpg", "a.webp", "a", "a.png.txt" })
+        {
+            Assert.Equal($"generate: --out '{_dir.File(name)}': pictures are written as PNG; give a name ending in .png", Refused("--out", _dir.File(name)).Message);
+        }
+        Assert.False(File.Exists(_dir.File("a.jpg")));
         // A batch's names are made from the path given, which must name a file too (not "folder/-1").
         Assert.Contains("names a directory", Refused("--out", _dir.Path + Path.DirectorySeparatorChar, "--batch-count", "2").Message);
         Assert.Empty(Directory.GetFileSystemEntries(_dir.Path));

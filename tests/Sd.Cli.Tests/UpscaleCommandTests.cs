@@ -139,6 +139,10 @@ public sealed class UpscaleCommandTests : IDisposable
         // 20x30 by 0.2 floors to 0x0: no picture.
         Assert.Contains("would be 0x0", Assert.Throws<ArgumentException>(() => UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--scale", "0.2", "--out", output], TextWriter.Null)).Message);
         Assert.False(File.Exists(output));
+        string jpeg = _dir.File("out.jpg");
+        Assert.Equal($"upscale: --out '{jpeg}': pictures are written as PNG; give a name ending in .png",
+            Assert.Throws<UsageException>(() => UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--out", jpeg], TextWriter.Null)).Message);
+        Assert.False(File.Exists(jpeg));
     }
 
     /// <summary>

@@ -116,6 +116,21 @@ public sealed class CommandLine
         }
     }
 
+    /// <summary>
+    /// Checks that the picture outputs among <paramref name="flags"/> that are given are named .png (any case): Sd
+    /// writes PNG (which carries the parameters), and PNG bytes under another name would pass for what they are not.
+    /// </summary>
+    public void CheckPngNames(params string[] flags)
+    {
+        foreach (string flag in flags)
+        {
+            if (Get(flag) is { } path && !Path.GetExtension(path).Equals(".png", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new UsageException($"{Command}: {flag} '{path}': pictures are written as PNG; give a name ending in .png");
+            }
+        }
+    }
+
     /// <summary><see cref="CheckOutputs(IEnumerable{ValueTuple{string, string}})"/> for the flags given among <paramref name="flags"/>.</summary>
     public void CheckOutputFlags(params string[] flags)
     {

@@ -187,6 +187,7 @@ public static partial class GenerateCommand
             throw new UsageException("generate: --latents starts txt2img or inpainting; img2img (--init-image without --mask) starts from the picture");
         }
         line.CheckOutputs(Outputs(line, outPath, 1));
+        line.CheckPngNames("--out");
         if (batchCount > 1)
         {
             line.CheckOutputs(Outputs(line, outPath, batchCount));

@@ -83,6 +83,7 @@ public static class ModelCommands
         var line = new CommandLine("vae-decode", args, ModelOptions.With("--latents", "--out", "--png"), []);
         string outPath = line.Require("--out");
         line.CheckOutputFlags("--out", "--png");
+        line.CheckPngNames("--png");
         using ModelSource model = ModelOptions.Open(line);
         VaeConfig config = model.Vae ?? throw new InvalidFileException(model.Path, "the model has no VAE");
         using Tensor latents = ReadNchw(line, "--latents", config.LatentChannels);

@@ -56,6 +56,7 @@ public static class UpscaleCommand
         if (!batch)
         {
             line.CheckOutputFlags("--out");
+            line.CheckPngNames("--out");
         }
         ModelOptions.Setup(line);
         PngImage? single = batch ? null : PictureFile.Read(jobs[0].Input); // a single picture is read before any model loads
