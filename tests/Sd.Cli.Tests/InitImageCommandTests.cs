@@ -80,8 +80,11 @@ public sealed class InitImageCommandTests : IDisposable
         PngImage wide = Run("--init-image", picture, "--width", "64");
         Assert.Equal((64, 72), (wide.Width, wide.Height));
         string sliver = Picture("sliver.png", 5, 40, 3);
-        Assert.Equal($"{sliver}: a 5x40 picture has a side below 8 pixels; give --width and --height for the output",
+        Assert.Equal($"{sliver}: a 5x40 picture has a side outside 8 to 16384 pixels; give --width and --height for the output",
             Assert.Throws<InvalidFileException>(() => Run("--init-image", sliver)).Message);
+        string wider = Picture("wider.png", 16392, 8, 4);
+        Assert.Equal($"{wider}: a 16392x8 picture has a side outside 8 to 16384 pixels; give --width and --height for the output",
+            Assert.Throws<InvalidFileException>(() => Run("--init-image", wider)).Message);
         Assert.Equal(64, Run("--init-image", sliver, "--width", "64", "--height", "64").Width);
     }
 

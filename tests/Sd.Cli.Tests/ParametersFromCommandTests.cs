@@ -135,6 +135,10 @@ public sealed class ParametersFromCommandTests : IDisposable
         Assert.Equal(["--seed-resize-from", "512x768", "--width", "512"], AddTo(A1111.Replace("Size:", "Seed resize from: 512x768, Size:"), out _)[10..14]);
         Assert.Equal(["--width", "512"], AddTo(A1111.Replace("Size:", "Seed resize from: -1x-1, Size:"), out notApplied)[10..12]);
         Assert.Equal(["Denoising strength", "Eta", "Emphasis"], notApplied);
+        // Sides as A1111 uses them (// 8); a value that is no size is named, not taken for none.
+        Assert.Equal(["--seed-resize-from", "496x504"], AddTo(A1111.Replace("Size:", "Seed resize from: 500x511, Size:"), out _)[10..12]);
+        Assert.Equal(["--width", "512"], AddTo(A1111.Replace("Size:", "Seed resize from: 512x, Size:"), out notApplied)[10..12]);
+        Assert.Equal(["Seed resize from", "Denoising strength", "Eta", "Emphasis"], notApplied);
     }
 
     [Fact]

@@ -37,7 +37,7 @@ public sealed class PictureResizeTests
             Assert.Equal((channels, c.GetProperty("to_width").GetInt32(), c.GetProperty("to_height").GetInt32()), (resized.Channels, resized.Width, resized.Height));
             cases++;
         }
-        Assert.Equal(14, cases);
+        Assert.Equal(15, cases);
     }
 
     [Fact]
@@ -65,7 +65,7 @@ public sealed class PictureResizeTests
         Assert.Throws<ArgumentException>(() => PictureResize.Resize(new PngImage(4, 2, 4, new byte[32]), 8, 8, ResizeMode.Just));
         Assert.Throws<ArgumentOutOfRangeException>(() => PictureResize.Resize(picture, 0, 8, ResizeMode.Just));
         Assert.Throws<ArgumentOutOfRangeException>(() => PictureResize.Resize(picture, 8, 8, (ResizeMode)3));
-        // A sliver fitted into a square has no pixel across; covering one with it would be 65536 times its side.
+        // A sliver fitted into a square has no pixel across; covering a large square with one would pass a picture's limits.
         Assert.Contains("a 1x200 picture fitted into 64x64 at its aspect ratio would be 0x64",
             Assert.Throws<ArgumentException>(() => PictureResize.Resize(new PngImage(1, 200, 3, new byte[600]), 64, 64, ResizeMode.Fill)).Message);
         Assert.Contains("a 1x5000 picture covering 16384x16384 at its aspect ratio would be 16384x81920000",

@@ -52,5 +52,8 @@ public sealed class PilResampleTests
             Assert.Throws<ArgumentException>(() => PilResample.Resize(x, 1, 2, 3, y, 1, 2, PilFilter.Lanczos, box));
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => PilResample.Resize(x, 1, 2, 3, y, 1, 2, (PilFilter)2, new PilResample.Box(0, 0, 2, 1)));
+        // A tall sliver to a wide line: the across pass would hold 70000 x 40000 bytes, more than an array can.
+        Assert.Contains("more than an array holds", Assert.Throws<ArgumentException>(() =>
+            PilResample.Resize(new byte[70000], 70000, 1, 1, new byte[40000], 1, 40000)).Message);
     }
 }

@@ -36,7 +36,8 @@ public static unsafe class ImageConversion
 
     /// <summary>
     /// An inpainting mask picture as [1, H, W, 1] in [0, 1] (white = repaint): its gray as Pillow's convert("L") gives
-    /// it (<see cref="GrayBytes"/>; diffusers' mask processor and A1111 both read masks so) / 255.
+    /// it (<see cref="GrayBytes"/>, as diffusers' mask processor and A1111 read opaque masks; A1111 takes a
+    /// see-through RGBA mask's alpha instead) / 255.
     /// </summary>
     public static Tensor MaskFromPng(PngImage picture)
     {

@@ -102,6 +102,10 @@ public static class PictureResize
     {
         int x0 = Math.Max(left, 0), y0 = Math.Max(top, 0);
         int x1 = Math.Min(left + picture.Width, canvas.Width), y1 = Math.Min(top + picture.Height, canvas.Height);
+        if (x1 <= x0)
+        {
+            return;
+        }
         int channels = picture.Channels;
         for (int y = y0; y < y1; y++)
         {

@@ -59,12 +59,19 @@ public static class PilResample
             source.CopyTo(destination);
             return;
         }
+        // (Pillow crops where a box is the output's size; the taps at whole-pixel offsets are then exact copies, so
+        // resampling gives the same bytes.)
+        long acrossLength = (long)height * outWidth * channels;
+        if (across && down && acrossLength > Array.MaxLength)
+        {
+            throw new ArgumentException($"resizing {height}x{width}x{channels} to {outHeight}x{outWidth} needs a {height}x{outWidth} intermediate picture, more than an array holds");
+        }
         byte[]? acrossRows = null;
         ReadOnlySpan<byte> rows = source;
         if (across)
         {
             // Across every row; Pillow resamples only the rows the vertical pass reads, which gives the same bytes.
-            Span<byte> target = !down ? destination : acrossRows = new byte[height * outWidth * channels];
+            Span<byte> target = !down ? destination : acrossRows = new byte[acrossLength];
             Taps taps = Taps.Of(filter, width, box.Left, box.Right, outWidth);
             for (int y = 0; y < height; y++)
             {

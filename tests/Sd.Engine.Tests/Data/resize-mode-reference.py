@@ -75,6 +75,7 @@ for mode, (w, h), (tw, th), resize_mode in [
     ("L", (29, 31), (16, 24), 1),
     ("L", (29, 31), (16, 24), 2),
     ("L", (31, 17), (24, 24), 2),
+    ("L", (17, 31), (24, 24), 2),  # bands left and right
 ]:
     im = picture(mode, w, h)
     out = resize_image(resize_mode, im, tw, th)

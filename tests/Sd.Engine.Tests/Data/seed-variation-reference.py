@@ -1,4 +1,4 @@
-"""Reference for A1111's variation seed (VariedNoise): modules/rng.py's ImageRNG.first with a subseed, on the CPU
+"""Reference for A1111's variation seed (ExtraSeedNoise): modules/rng.py's ImageRNG.first with a subseed, on the CPU
 generator (A1111's RNG: CPU): the seed's draw and the variation seed's draw, each randn((C, H, W)) from a fresh
 torch.Generator().manual_seed(seed), blended by A1111's slerp (modules/rng.py) at the variation strength.
 

@@ -24,9 +24,15 @@ public static partial class GenerateCommand
         var other => throw new UsageException($"generate: --resize-mode expects just, crop or fill, got '{other}'"),
     };
 
-    /// <summary>A side of the output taken from the init picture's: rounded down to a multiple of 8, as diffusers does.</summary>
-    private static int PictureSide(CommandLine line, PngImage picture, int side) => side >= 8 ? side - side % 8
-        : throw new InvalidFileException(line.Require("--init-image"), $"a {picture.Width}x{picture.Height} picture has a side below 8 pixels; give --width and --height for the output");
+    /// <summary>
+    /// A side of the output taken from the init picture's: rounded down to a multiple of 8 (SD's VAE factor; the
+    /// model's own is checked once it loads), as diffusers does. A side out of range is the picture's error, found
+    /// before any model loads.
+    /// </summary>
+    private static int PictureSide(CommandLine line, PngImage picture, int side) => side is >= 8 and <= StableDiffusionPipeline.MaxImageSide
+        ? side - side % 8
+        : throw new InvalidFileException(line.Require("--init-image"),
+            $"a {picture.Width}x{picture.Height} picture has a side outside 8 to {StableDiffusionPipeline.MaxImageSide} pixels; give --width and --height for the output");
 
     /// <summary>An input picture (<paramref name="flag"/>'s) at the request's size by the resize mode; refusals name the file.</summary>
     private static PngImage Resized(CommandLine line, string flag, PngImage picture, GenerateRequest request, ResizeMode mode)

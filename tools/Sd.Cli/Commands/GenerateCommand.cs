@@ -72,7 +72,8 @@ public static partial class GenerateCommand
         still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
         for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG, WebP or BMP (the
         last int(steps x strength) steps; the picture is turned upright by its EXIF orientation first, as diffusers'
-        load_image and A1111 do; its alpha is dropped); with --mask (white = repaint, read as gray) it inpaints: a
+        load_image and A1111 do; its alpha is dropped, as diffusers drops it); with --mask (white = repaint, read as
+        gray, then resized) it inpaints: a
         4-channel UNet keeps the unmasked area from the picture, a 9-channel inpainting UNet
         (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture. Without --width/--height the
         output is the picture's size, each side rounded down to a multiple of 8 (as diffusers does); a picture (and
@@ -121,7 +122,7 @@ public static partial class GenerateCommand
         hires fix, which needs --hires-upscaler FILE again). Prompt, Negative prompt, Steps, Sampler and Schedule type
         (old names such as "DPM++ 2M Karras" too; no schedule type is A1111's default for the sampler: Karras for DPM++
         2M, Exponential for DPM++ 2M SDE), CFG scale, Sd's Guidance rescale, Seed, Variation seed and its strength, Seed
-        resize from, Size, Clip skip, Emphasis, the Hires keys (txt2img) and Denoising strength (the hires fix's, or with
+        resize from, Sd's Resize mode (with --init-image), Size, Clip skip, Emphasis, the Hires keys (txt2img) and Denoising strength (the hires fix's, or with
         --init-image the img2img's) become their flags; flags given as well win (--hires-scale 1 turns a recorded hires
         fix off, --variation-strength 0 a variation, --seed-resize-from 0x0 a seed resize). A sampler Sd does not run (DPM
         adaptive, Polyexponential schedules) is refused unless --scheduler is given; other keys that set something Sd does
@@ -201,8 +202,11 @@ public static partial class GenerateCommand
         // Read before any model loads: a size not given is the picture's (diffusers' img2img default).
         PngImage? initPicture = line.Get("--init-image") is { } initPath ? PictureFile.ReadUpright(initPath) : null;
         PngImage? maskPicture = line.Get("--mask") is { } maskPath ? PictureFile.ReadUpright(maskPath) : null;
+        (int seedResizeWidth, int seedResizeHeight) = SeedResizeOf(line);
         var request = new GenerateRequest
         {
+            SeedResizeFromWidth = seedResizeWidth,
+            SeedResizeFromHeight = seedResizeHeight,
             Prompt = line.Require("--prompt"),
             NegativePrompt = line.Get("--negative-prompt") ?? "",
             PromptSyntax = ModelOptions.PromptSyntax(line),
@@ -211,8 +215,6 @@ public static partial class GenerateCommand
             Scheduler = line.Get("--scheduler"),
             Seed = SeedOf(line, "--seed"),
             VariationStrength = line.GetFloat("--variation-strength", 0f),
-            SeedResizeFromWidth = SeedResizeOf(line).Width,
-            SeedResizeFromHeight = SeedResizeOf(line).Height,
             Width = line.Has("--width") || initPicture is null ? line.GetInt("--width", 512) : PictureSide(line, initPicture, initPicture.Width),
             Height = line.Has("--height") || initPicture is null ? line.GetInt("--height", 512) : PictureSide(line, initPicture, initPicture.Height),
             ClipSkip = line.GetInt("--clip-skip", 0),

@@ -127,16 +127,18 @@ internal sealed class RecordedParameters
     }
 
     /// <summary>
-    /// A1111's seed resize, "Seed resize from: WxH". Sizes of 0 or less are A1111's "none" (its API records -1x-1,
-    /// which is no WxH and stays whole under its own key): taken as none, as A1111 does.
+    /// A1111's seed resize, "Seed resize from: WxH", each side rounded down to a multiple of 8 as A1111's
+    /// side // 8 uses it (so the same noise). Sizes of 0 or less are A1111's "none" (its API records -1x-1, which is no
+    /// WxH and stays whole under its own key): taken as none, as A1111 does; another whole value is not applied.
     /// </summary>
     private void ReadSeedResize()
     {
-        Take("Seed resize from");
+        Taken("Seed resize from", _values.GetValueOrDefault("Seed resize from") is not { } whole || whole.StartsWith('-') || whole.StartsWith("0x", StringComparison.Ordinal));
         string? width = Number("Seed resize from-1", Kind.Count), height = Number("Seed resize from-2", Kind.Count);
-        if (width is not null && height is not null && int.Parse(width, CultureInfo.InvariantCulture) > 0 && int.Parse(height, CultureInfo.InvariantCulture) > 0)
+        if (width is not null && height is not null && int.Parse(width, CultureInfo.InvariantCulture) / 8 is var w and > 0
+            && int.Parse(height, CultureInfo.InvariantCulture) / 8 is var h and > 0)
         {
-            Add("--seed-resize-from", $"{width}x{height}");
+            Add("--seed-resize-from", FormattableString.Invariant($"{w * 8}x{h * 8}"));
         }
     }
 
