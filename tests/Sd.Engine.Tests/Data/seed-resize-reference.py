@@ -6,27 +6,16 @@ image's generator at the full shape, as ImageRNG.first places it.
 Run: python3 seed-resize-reference.py > seed-resize-reference.json (PyTorch 1.13; the AVX2 capability, whose
 normal_fill Sd's generator follows bit for bit)
 """
+import importlib.util
 import json
-
-import torch
-
-
-def slerp(val, low, high):  # A1111's, as it is
-    low_norm = low / torch.norm(low, dim=1, keepdim=True)
-    high_norm = high / torch.norm(high, dim=1, keepdim=True)
-    dot = (low_norm * high_norm).sum(1)
-
-    if dot.mean() > 0.9995:
-        return low * val + high * (1 - val)
-
-    omega = torch.acos(dot)
-    so = torch.sin(omega)
-    res = (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
-    return res
+import os
 
 
-def randn(seed, shape):
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+# A1111's slerp and the seeded draws, as the variation seed's reference writes them.
+_variation = importlib.util.spec_from_file_location("variation", os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed-variation-reference.py"))
+variation = importlib.util.module_from_spec(_variation)
+_variation.loader.exec_module(variation)
+slerp, randn = variation.slerp, variation.randn
 
 
 def first(seed, subseed, strength, shape, noise_shape):  # ImageRNG.first for one image, its shape (C, H, W)

@@ -28,17 +28,22 @@ def randn(seed, shape):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-cases = []
-for name, seed, subseed, strength, shape in [
-    ("4x8x8 0.3", 42, 7, 0.3, (4, 8, 8)),
-    ("4x8x8 0.75", 42, 7, 0.75, (4, 8, 8)),
-    ("4x6x10 0.5", 1, 2, 0.5, (4, 6, 10)),
-    ("4x9x5 1.0", 3, 4, 1.0, (4, 9, 5)),
-    ("9x4x4 0.05", 123456789, 987654321, 0.05, (9, 4, 4)),
-    ("same seed 0.4", 5, 5, 0.4, (4, 8, 8)),  # dot 1: A1111's linear branch
-    ("4x24x24 0.6", 2024, 11, 0.6, (4, 24, 24)),
-]:
-    out = slerp(strength, randn(seed, shape), randn(subseed, shape))
-    cases.append({"name": name, "seed": seed, "variation_seed": subseed, "strength": strength, "shape": list(shape),
-                  "noise": [float(v) for v in out.flatten()]})
-print(json.dumps({"cases": cases}))
+def main():
+    cases = []
+    for name, seed, subseed, strength, shape in [
+        ("4x8x8 0.3", 42, 7, 0.3, (4, 8, 8)),
+        ("4x8x8 0.75", 42, 7, 0.75, (4, 8, 8)),
+        ("4x6x10 0.5", 1, 2, 0.5, (4, 6, 10)),
+        ("4x9x5 1.0", 3, 4, 1.0, (4, 9, 5)),
+        ("9x4x4 0.05", 123456789, 987654321, 0.05, (9, 4, 4)),
+        ("same seed 0.4", 5, 5, 0.4, (4, 8, 8)),  # dot 1: A1111's linear branch
+        ("4x24x24 0.6", 2024, 11, 0.6, (4, 24, 24)),
+    ]:
+        out = slerp(strength, randn(seed, shape), randn(subseed, shape))
+        cases.append({"name": name, "seed": seed, "variation_seed": subseed, "strength": strength, "shape": list(shape),
+                      "noise": [float(v) for v in out.flatten()]})
+    print(json.dumps({"cases": cases}))
+
+
+if __name__ == "__main__":
+    main()
