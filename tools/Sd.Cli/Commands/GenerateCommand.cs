@@ -17,10 +17,11 @@ public static partial class GenerateCommand
 {
     private const string Help = """
         Usage: sd generate [--model M] (--prompt TEXT | --parameters-from FILE) [--negative-prompt TEXT] [--prompt-syntax weighted|chunked|plain]
-                           [--steps N] [--guidance G]
-                           [--scheduler NAME] [--seed N] [--variation-seed N --variation-strength S] [--seed-resize-from WxH] [--latents init.npy] [--noise-dir DIR]
+                           [--steps N] [--guidance G] [--scheduler NAME] [--seed N] [--latents init.npy] [--noise-dir DIR]
+                           [--variation-seed N --variation-strength S] [--seed-resize-from WxH]
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
-                           [--config DIR] [--vae VAE] [--init-image img.png --strength 0.8 [--mask mask.png] [--resize-mode just|crop|fill]] [--batch-count N]
+                           [--config DIR] [--vae VAE] [--batch-count N]
+                           [--init-image img.png --strength 0.8 [--mask mask.png] [--resize-mode just|crop|fill]]
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
                            [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
@@ -70,18 +71,17 @@ public static partial class GenerateCommand
         own larger noise, as A1111 does. W and H are multiples of 8; 0x0 turns it off.
         --latents gives NCHW [1, 4, height/8, width/8] initial latents instead (txt2img and inpainting; the seed
         still draws any scheduler noise), and --noise-dir replays recorded draws noise_000.npy, noise_001.npy, ...
-        for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG, WebP or BMP (the
-        last int(steps x strength) steps; the picture is turned upright by its EXIF orientation first, as diffusers'
-        load_image and A1111 do; its alpha is dropped, as diffusers drops it); with --mask (white = repaint, read as
-        gray, then resized) it inpaints: a
-        4-channel UNet keeps the unmasked area from the picture, a 9-channel inpainting UNet
+        for exact reproduction of a reference run. --init-image runs img2img from a PNG, JPEG, WebP or BMP (the last
+        int(steps x strength) steps; the picture is turned upright by its EXIF orientation first, as diffusers' load_image
+        and A1111 do; its alpha is dropped, as diffusers drops it); with --mask (white = repaint, read as gray, then
+        resized) it inpaints: a 4-channel UNet keeps the unmasked area from the picture, a 9-channel inpainting UNet
         (runwayml/stable-diffusion-inpainting) is shown the mask and the masked picture. Without --width/--height the
-        output is the picture's size, each side rounded down to a multiple of 8 (as diffusers does); a picture (and
-        mask) of another size than the output is resized by --resize-mode as A1111's resize modes do it with Pillow:
-        just (Just resize, the default: Lanczos to the size), crop (Crop and resize: to cover it, aspect ratio kept,
-        centred, the rest cut off) or fill (Resize and fill: to fit inside, aspect ratio kept, centred, the picture's
-        edges stretched over the bands left). An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7)
-        is conditioned on --guidance instead of classifier-free guidance, so the negative prompt is not used.
+        output is the picture's size, each side rounded down to a multiple of 8 (as diffusers does); a picture (and mask)
+        of another size than the output is resized by --resize-mode as A1111's resize modes do it with Pillow: just (Just
+        resize, the default: Lanczos to the size), crop (Crop and resize: to cover it, aspect ratio kept, centred, the
+        rest cut off) or fill (Resize and fill: to fit inside, aspect ratio kept, centred, the picture's edges stretched
+        over the bands left). An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7) is conditioned on
+        --guidance instead of classifier-free guidance, so the negative prompt is not used.
         --hires-scale S (or --hires-width W --hires-height H, one of them 0 to keep the aspect ratio; both of another
         aspect ratio are covered, then cropped, as A1111 does) adds
         AUTOMATIC1111's hires fix to txt2img: the latents are upscaled (--hires-upscaler: A1111's latent upscalers,
@@ -122,12 +122,13 @@ public static partial class GenerateCommand
         hires fix, which needs --hires-upscaler FILE again). Prompt, Negative prompt, Steps, Sampler and Schedule type
         (old names such as "DPM++ 2M Karras" too; no schedule type is A1111's default for the sampler: Karras for DPM++
         2M, Exponential for DPM++ 2M SDE), CFG scale, Sd's Guidance rescale, Seed, Variation seed and its strength, Seed
-        resize from, Sd's Resize mode (with --init-image), Size, Clip skip, Emphasis, the Hires keys (txt2img) and Denoising strength (the hires fix's, or with
-        --init-image the img2img's) become their flags; flags given as well win (--hires-scale 1 turns a recorded hires
-        fix off, --variation-strength 0 a variation, --seed-resize-from 0x0 a seed resize). A sampler Sd does not run (DPM
-        adaptive, Polyexponential schedules) is refused unless --scheduler is given; other keys that set something Sd does
-        not take from them (Eta, ENSD, a VAE or LoRA, which need their own flags) are named in a warning. A1111's own
-        pictures are not made again: its noise (on a GPU by default) and schedules differ.
+        resize from, Sd's Resize mode (with --init-image), Size, Clip skip, Emphasis, the Hires keys (txt2img) and
+        Denoising strength (the hires fix's, or with --init-image the img2img's) become their flags; flags given as well
+        win (--hires-scale 1 turns a recorded hires fix off, --variation-strength 0 a variation, --seed-resize-from 0x0 a
+        seed resize). A sampler Sd does not run (DPM adaptive, Polyexponential schedules) is refused unless --scheduler is
+        given; other keys that set something Sd does not take from them (Eta, ENSD, a VAE or LoRA, which need their own
+        flags) are named in a warning. A1111's own pictures are not made again: its noise (on a GPU by default) and
+        schedules differ.
         """;
 
     /// <summary>Printed first when there is no --model: the demo's picture must never pass for a result.</summary>
