@@ -125,10 +125,8 @@ public sealed class DpmFastSchedulerTests
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         var request = new GenerateRequest { Prompt = "a boat", Steps = 7, Width = 64, Height = 64, Seed = 3, Scheduler = "dpm-fast" };
-        var calls = new List<StepInfo>();
-        using GenerateResult result = pipeline.Generate(request, new SyncProgress(calls.Add));
+        using GenerateResult result = SeededRuns.Counted(pipeline, request, out List<StepInfo> calls);
         Assert.Equal(7, calls.Count);
-        Assert.True(Tensors.Tensor.AllFinite(result.Latents.Span));
         Assert.True(SeededRuns.SeedsDiffer(pipeline, request, 4)); // its noise comes from the seed's generator
     }
 

@@ -255,8 +255,7 @@ public sealed unsafe class HiresFixTests : IDisposable
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         GenerateRequest request = GuidedLoop.Request("a red boat", "", 20, "euler", 2);
         using GenerateResult picture = pipeline.Generate(request with { Steps = 1 });
-        var calls = new List<StepInfo>();
-        using GenerateResult painted = pipeline.Generate(request with { InitImage = picture.Image, Strength = 0.7 }, new SyncProgress(calls.Add));
+        using GenerateResult painted = SeededRuns.Counted(pipeline, request with { InitImage = picture.Image, Strength = 0.7 }, out List<StepInfo> calls);
         Assert.Equal(14, calls.Count); // a float32 0.7 (0.69999999) would run 13
     }
 

@@ -114,10 +114,8 @@ public sealed class RestartSchedulerTests
     {
         using var pipeline = StableDiffusionPipeline.LoadDemo();
         var request = new GenerateRequest { Prompt = "a boat", Steps = 20, Width = 64, Height = 64, Seed = 3, Scheduler = "restart" };
-        var calls = new List<StepInfo>();
-        using GenerateResult restart = pipeline.Generate(request, new SyncProgress(calls.Add));
+        using GenerateResult restart = SeededRuns.Counted(pipeline, request, out List<StepInfo> calls);
         Assert.Equal(39, calls.Count);
-        Assert.True(Tensors.Tensor.AllFinite(restart.Latents.Span));
 
         // The restart's noise is drawn from the seed's generator: from the same initial latents, another seed ends
         // elsewhere, where 19 steps (Heun's levels, no restart) end the same.
