@@ -97,8 +97,11 @@ public static class PictureResize
         return new PngImage(width, height, picture.Channels, pixels);
     }
 
-    /// <summary>Pillow's paste at (<paramref name="left"/>, <paramref name="top"/>), clipped to the canvas on every side.</summary>
-    private static void Paste(PngImage picture, PngImage canvas, int left, int top)
+    /// <summary>
+    /// Pillow's paste at (<paramref name="left"/>, <paramref name="top"/>) of a picture with the canvas's channels,
+    /// clipped to the canvas on every side.
+    /// </summary>
+    internal static void Paste(PngImage picture, PngImage canvas, int left, int top)
     {
         int x0 = Math.Max(left, 0), y0 = Math.Max(top, 0);
         int x1 = Math.Min(left + picture.Width, canvas.Width), y1 = Math.Min(top + picture.Height, canvas.Height);
@@ -112,5 +115,18 @@ public static class PictureResize
             picture.Pixels.AsSpan(((y - top) * picture.Width + x0 - left) * channels, (x1 - x0) * channels)
                 .CopyTo(canvas.Pixels.AsSpan((y * canvas.Width + x0) * channels));
         }
+    }
+
+    /// <summary>Pillow's crop of a region that lies within the picture: its pixels, copied.</summary>
+    internal static PngImage Crop(PngImage picture, PictureRegion region)
+    {
+        int channels = picture.Channels;
+        var pixels = new byte[(long)region.Width * region.Height * channels];
+        for (int y = 0; y < region.Height; y++)
+        {
+            picture.Pixels.AsSpan(((region.Y + y) * picture.Width + region.X) * channels, region.Width * channels)
+                .CopyTo(pixels.AsSpan(y * region.Width * channels));
+        }
+        return new PngImage(region.Width, region.Height, channels, pixels);
     }
 }

@@ -2,7 +2,7 @@
 default) in its three modes, 0 "Just resize", 1 "Crop and resize", 2 "Resize and fill", on RGB pictures and on
 masks (mode L), with Pillow 9.4; and Pillow's convert("L") of RGB and RGBA pictures (masks are read as that).
 
-Run: python3 resize-mode-reference.py > resize-mode-reference.json
+Run: python3 resize-mode-reference.py > resize-mode-reference.json (a1111-inpaint-reference.py imports its resize_image)
 """
 import json
 
@@ -59,34 +59,39 @@ def picture(mode, width, height):
     return Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, mode)
 
 
-cases = []
-for mode, (w, h), (tw, th), resize_mode in [
-    ("RGB", (37, 23), (32, 40), 0),
-    ("RGB", (13, 9), (40, 32), 0),
-    ("RGB", (37, 23), (32, 40), 1),
-    ("RGB", (50, 20), (24, 24), 1),
-    ("RGB", (37, 23), (32, 40), 2),
-    ("RGB", (50, 20), (24, 24), 2),
-    ("RGB", (20, 50), (24, 16), 2),
-    ("RGB", (21, 20), (24, 24), 2),  # one row to fill above and below
-    ("RGB", (41, 40), (24, 24), 2),
-    ("RGB", (64, 48), (64, 48), 1),
-    ("L", (29, 31), (16, 24), 0),
-    ("L", (29, 31), (16, 24), 1),
-    ("L", (29, 31), (16, 24), 2),
-    ("L", (31, 17), (24, 24), 2),
-    ("L", (17, 31), (24, 24), 2),  # bands left and right
-]:
-    im = picture(mode, w, h)
-    out = resize_image(resize_mode, im, tw, th)
-    if mode == "L":
-        out = out.convert("L")  # pasted into A1111's RGB canvas: the gray repeated
-    cases.append({"mode": mode, "resize_mode": resize_mode, "width": w, "height": h, "to_width": tw, "to_height": th,
-                  "pixels": np.asarray(im).flatten().tolist(), "expected": np.asarray(out).flatten().tolist()})
+def main():
+    cases = []
+    for mode, (w, h), (tw, th), resize_mode in [
+        ("RGB", (37, 23), (32, 40), 0),
+        ("RGB", (13, 9), (40, 32), 0),
+        ("RGB", (37, 23), (32, 40), 1),
+        ("RGB", (50, 20), (24, 24), 1),
+        ("RGB", (37, 23), (32, 40), 2),
+        ("RGB", (50, 20), (24, 24), 2),
+        ("RGB", (20, 50), (24, 16), 2),
+        ("RGB", (21, 20), (24, 24), 2),  # one row to fill above and below
+        ("RGB", (41, 40), (24, 24), 2),
+        ("RGB", (64, 48), (64, 48), 1),
+        ("L", (29, 31), (16, 24), 0),
+        ("L", (29, 31), (16, 24), 1),
+        ("L", (29, 31), (16, 24), 2),
+        ("L", (31, 17), (24, 24), 2),
+        ("L", (17, 31), (24, 24), 2),  # bands left and right
+    ]:
+        im = picture(mode, w, h)
+        out = resize_image(resize_mode, im, tw, th)
+        if mode == "L":
+            out = out.convert("L")  # pasted into A1111's RGB canvas: the gray repeated
+        cases.append({"mode": mode, "resize_mode": resize_mode, "width": w, "height": h, "to_width": tw, "to_height": th,
+                      "pixels": np.asarray(im).flatten().tolist(), "expected": np.asarray(out).flatten().tolist()})
 
-gray = []
-for mode in ["RGB", "RGBA"]:
-    im = picture(mode, 11, 7)
-    gray.append({"mode": mode, "width": 11, "height": 7, "pixels": np.asarray(im).flatten().tolist(),
-                 "expected": np.asarray(im.convert("L")).flatten().tolist()})
-print(json.dumps({"cases": cases, "gray": gray}))
+    gray = []
+    for mode in ["RGB", "RGBA"]:
+        im = picture(mode, 11, 7)
+        gray.append({"mode": mode, "width": 11, "height": 7, "pixels": np.asarray(im).flatten().tolist(),
+                     "expected": np.asarray(im.convert("L")).flatten().tolist()})
+    print(json.dumps({"cases": cases, "gray": gray}))
+
+
+if __name__ == "__main__":
+    main()

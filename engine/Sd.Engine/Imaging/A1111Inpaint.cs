@@ -1,0 +1,259 @@
+using Sd.Kernels.Elementwise;
+using Sd.Loaders.Png;
+
+namespace Sd.Engine.Imaging;
+
+/// <summary>A rectangle of a picture in pixels: left, top, width, height.</summary>
+public readonly record struct PictureRegion(int X, int Y, int Width, int Height);
+
+/// <summary>A1111's inpainting settings that shape the pictures around a run (its img2img Inpaint tab).</summary>
+public sealed record InpaintSettings
+{
+    /// <summary>A1111's largest mask blur and masked-area padding (its sliders' ends).</summary>
+    public const int MaxMaskBlur = 64, MaxPadding = 256;
+
+    /// <summary>
+    /// "Mask blur": the standard deviation in pixels of the Gaussian blur run across the mask and then down it
+    /// (OpenCV's, as A1111 runs it), 0 to <see cref="MaxMaskBlur"/>; 0 leaves the mask's edge hard. A1111's default is 4.
+    /// </summary>
+    public int MaskBlur { get; init; } = 4;
+
+    /// <summary>
+    /// "Inpaint area: Only masked": the run repaints only the masked area's bounding box (grown by
+    /// <see cref="Padding"/>, then to the run's aspect ratio) resized to the run's size, and the result is scaled back
+    /// into the whole picture. False: "Whole picture".
+    /// </summary>
+    public bool OnlyMasked { get; init; }
+
+    /// <summary>"Only masked padding, pixels": how far the box reaches past the mask on each side, 0 to <see cref="MaxPadding"/>.</summary>
+    public int Padding { get; init; } = 32;
+
+    /// <summary>"Mask mode: Inpaint not masked": the mask inverted once it is read, so the black area is repainted.</summary>
+    public bool InvertMask { get; init; }
+}
+
+/// <summary>
+/// A1111's inpainting around a run, on 8-bit pictures, byte for byte with A1111 1.10 on Pillow 9.4 and OpenCV 4.6:
+/// <list type="number">
+/// <item>The mask is read as A1111's create_binary_mask does: a see-through RGBA mask's alpha, over 128 or not; any other's gray (Pillow's convert("L")). Then it is inverted if asked.</item>
+/// <item>It is blurred across and then down (<see cref="InpaintSettings.MaskBlur"/>; kernel 2 int(2.5 blur + 0.5) + 1).</item>
+/// <item>Whole picture: the picture and the mask are resized to the run's size by the resize mode; the overlay is
+/// the resized picture seen through twice the mask, clipped (so the kept area's edge is hard up to the blur's middle).</item>
+/// <item>Only masked: the region is cut out of both, each resized to the run's size by Resize and fill; the overlay
+/// is the whole picture seen through the blurred mask itself.</item>
+/// <item>After the run (<see cref="Finish"/>), the result (Only masked: scaled by Crop and resize into its region of
+/// an empty picture of the original's size) is covered by the overlay: the picture's own pixels come back wherever the
+/// mask did not reach.</item>
+/// </list>
+/// A mask with nothing to repaint under Only masked makes the run plain img2img of the whole picture, with no mask
+/// and no overlay, as A1111 does. A1111's "masked content" is its default, "original": the run starts from the picture.
+/// </summary>
+/// Reference: A1111 1.10 modules/processing.py (create_binary_mask, StableDiffusionProcessingImg2Img.init,
+/// apply_overlay, uncrop) and modules/masking.py (get_crop_region_v2, expand_crop_region).
+public sealed class A1111Inpaint
+{
+    private readonly byte[]? _overlay; // RGBA, straight alpha
+    private readonly int _overlayWidth, _overlayHeight;
+
+    private A1111Inpaint(PngImage picture, PngImage? mask, byte[]? overlay, int overlayWidth, int overlayHeight, PictureRegion? pasteTo)
+    {
+        Picture = picture;
+        Mask = mask;
+        _overlay = overlay;
+        _overlayWidth = overlayWidth;
+        _overlayHeight = overlayHeight;
+        PasteTo = pasteTo;
+    }
+
+    /// <summary>The run's init picture (RGB, the run's size).</summary>
+    public PngImage Picture { get; }
+
+    /// <summary>The run's mask (gray, the run's size: white repaints); null when Only masked found nothing to repaint (plain img2img).</summary>
+    public PngImage? Mask { get; }
+
+    /// <summary>Only masked: the region of the original picture the run repaints; null for the whole picture.</summary>
+    public PictureRegion? PasteTo { get; }
+
+    /// <summary>
+    /// Prepares an inpainting run of <paramref name="width"/> x <paramref name="height"/> from an RGB
+    /// <paramref name="picture"/> and a <paramref name="mask"/> of any channels (white repaints).
+    /// </summary>
+    /// <exception cref="ArgumentException">A picture that is not RGB, settings out of range, Only masked with a mask of
+    /// another size than the picture, or a picture the resize mode cannot bring to the size.</exception>
+    public static A1111Inpaint Prepare(PngImage picture, PngImage mask, int width, int height, ResizeMode mode, InpaintSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(picture);
+        ArgumentNullException.ThrowIfNull(mask);
+        ArgumentNullException.ThrowIfNull(settings);
+        if (picture.Channels != 3)
+        {
+            throw new ArgumentException($"the picture must be RGB, got {picture.Channels} channels", nameof(picture));
+        }
+        if (settings.MaskBlur is < 0 or > InpaintSettings.MaxMaskBlur || settings.Padding is < 0 or > InpaintSettings.MaxPadding)
+        {
+            throw new ArgumentException($"mask blur {settings.MaskBlur} and padding {settings.Padding}: the blur is 0 to {InpaintSettings.MaxMaskBlur} pixels, " +
+                $"the padding 0 to {InpaintSettings.MaxPadding}", nameof(settings));
+        }
+        if (settings.OnlyMasked && (mask.Width != picture.Width || mask.Height != picture.Height))
+        {
+            throw new ArgumentException($"Only masked cuts the same region out of the picture and the mask: the mask is {mask.Width}x{mask.Height}, " +
+                $"the picture {picture.Width}x{picture.Height}", nameof(mask));
+        }
+        PngImage blurred = Blurred(BinaryMask(mask, settings.InvertMask), settings.MaskBlur);
+        if (!settings.OnlyMasked)
+        {
+            PngImage runPicture = PictureResize.Resize(picture, width, height, mode), runMask = PictureResize.Resize(blurred, width, height, mode);
+            var seen = new byte[runMask.Pixels.Length];
+            for (int p = 0; p < seen.Length; p++) seen[p] = (byte)Math.Min(2 * runMask.Pixels[p], 255);
+            return new A1111Inpaint(runPicture, runMask, PilCompositing.MaskedPicture(runPicture.Pixels, seen), width, height, null);
+        }
+        if (CropRegion(blurred, settings.Padding) is not { } box)
+        {
+            return new A1111Inpaint(PictureResize.Resize(picture, width, height, mode), null, null, 0, 0, null);
+        }
+        PictureRegion region = Expand(box, width, height, picture.Width, picture.Height);
+        return new A1111Inpaint(PictureResize.Resize(PictureResize.Crop(picture, region), width, height, ResizeMode.Fill),
+            PictureResize.Resize(PictureResize.Crop(blurred, region), width, height, ResizeMode.Fill),
+            PilCompositing.MaskedPicture(picture.Pixels, blurred.Pixels), picture.Width, picture.Height, region);
+    }
+
+    /// <summary>
+    /// The run's RGB <paramref name="result"/> (the run's size) with the overlay laid over it: the original's size
+    /// under Only masked, the run's otherwise. The result's text is kept.
+    /// </summary>
+    public PngImage Finish(PngImage result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        if (result.Channels != 3 || result.Width != Picture.Width || result.Height != Picture.Height)
+        {
+            throw new ArgumentException($"the result must be an RGB {Picture.Width}x{Picture.Height} picture (the run's), got {result.Width}x{result.Height} " +
+                $"with {result.Channels} channels", nameof(result));
+        }
+        if (_overlay is null)
+        {
+            return result;
+        }
+        var canvas = new PngImage(_overlayWidth, _overlayHeight, 4, new byte[_overlay.Length]); // Image.new("RGBA"): see-through
+        if (PasteTo is { } region)
+        {
+            PictureResize.Paste(Opaque(PictureResize.Resize(result, region.Width, region.Height, ResizeMode.Crop)), canvas, region.X, region.Y);
+        }
+        else
+        {
+            PictureResize.Paste(Opaque(result), canvas, 0, 0);
+        }
+        PilCompositing.AlphaComposite(canvas.Pixels, _overlay);
+        return new PngImage(canvas.Width, canvas.Height, 3, ImageConversion.RgbBytes(canvas), result.Text);
+    }
+
+    /// <summary>
+    /// A1111's create_binary_mask, then ImageOps.invert if asked: an RGBA mask with any alpha below 255 is its alpha,
+    /// 255 over 128 and 0 else; any other mask is its gray, as it is.
+    /// </summary>
+    private static PngImage BinaryMask(PngImage mask, bool invert)
+    {
+        int pixels = mask.Width * mask.Height;
+        bool seeThrough = false;
+        for (int p = 0; p < pixels && mask.Channels == 4; p++) seeThrough |= mask.Pixels[p * 4 + 3] != 255;
+        var gray = new byte[pixels];
+        if (seeThrough)
+        {
+            for (int p = 0; p < pixels; p++) gray[p] = mask.Pixels[p * 4 + 3] > 128 ? (byte)255 : (byte)0;
+        }
+        else
+        {
+            ImageConversion.GrayBytes(mask).CopyTo(gray, 0);
+        }
+        for (int p = 0; p < pixels && invert; p++) gray[p] = (byte)(255 - gray[p]);
+        return new PngImage(mask.Width, mask.Height, 1, gray);
+    }
+
+    /// <summary>A1111's mask blur: cv2.GaussianBlur across, ksize (n, 1), then down, (1, n), with sigma = blur.</summary>
+    private static PngImage Blurred(PngImage mask, int blur)
+    {
+        if (blur == 0)
+        {
+            return mask;
+        }
+        int[] taps = CvGaussianBlur.Taps(2 * (int)(2.5 * blur + 0.5) + 1, blur);
+        var across = new byte[mask.Pixels.Length];
+        var down = new byte[mask.Pixels.Length];
+        CvGaussianBlur.Blur(mask.Pixels, across, mask.Height, mask.Width, across: true, taps);
+        CvGaussianBlur.Blur(across, down, mask.Height, mask.Width, across: false, taps);
+        return new PngImage(mask.Width, mask.Height, 1, down);
+    }
+
+    /// <summary>
+    /// A1111's get_crop_region_v2: the bounding box of the mask's non-zero pixels, grown by the padding on each side
+    /// and clipped to the mask, as (x1, y1, x2, y2); null for a mask of zeros.
+    /// </summary>
+    private static (int X1, int Y1, int X2, int Y2)? CropRegion(PngImage mask, int padding)
+    {
+        int x1 = mask.Width, y1 = mask.Height, x2 = 0, y2 = 0;
+        for (int y = 0; y < mask.Height; y++)
+        {
+            for (int x = 0; x < mask.Width; x++)
+            {
+                if (mask.Pixels[y * mask.Width + x] != 0)
+                {
+                    (x1, y1, x2, y2) = (Math.Min(x1, x), Math.Min(y1, y), Math.Max(x2, x + 1), Math.Max(y2, y + 1));
+                }
+            }
+        }
+        return x2 == 0 ? null
+            : (Math.Max(x1 - padding, 0), Math.Max(y1 - padding, 0), Math.Min(x2 + padding, mask.Width), Math.Min(y2 + padding, mask.Height));
+    }
+
+    /// <summary>
+    /// A1111's expand_crop_region: the box grown on its short side (half each way, the far side taking the odd pixel)
+    /// to the run's aspect ratio, shifted back inside the picture where it crosses an edge and cut at the far edge
+    /// when it is larger than the picture.
+    /// </summary>
+    private static PictureRegion Expand((int X1, int Y1, int X2, int Y2) box, int width, int height, int pictureWidth, int pictureHeight)
+    {
+        (int x1, int y1, int x2, int y2) = box;
+        double boxRatio = (x2 - x1) / (double)(y2 - y1), ratio = width / (double)height;
+        if (boxRatio > ratio)
+        {
+            (y1, y2) = Grow(y1, y2, (int)((x2 - x1) / ratio - (y2 - y1)), pictureHeight);
+        }
+        else
+        {
+            (x1, x2) = Grow(x1, x2, (int)((y2 - y1) * ratio - (x2 - x1)), pictureWidth);
+        }
+        return new PictureRegion(x1, y1, x2 - x1, y2 - y1);
+    }
+
+    /// <summary>One axis of <see cref="Expand"/>: Python's floor division by 2 (the growth is never negative).</summary>
+    private static (int Low, int High) Grow(int low, int high, int growth, int size)
+    {
+        low -= growth / 2;
+        high += growth - growth / 2;
+        if (high >= size)
+        {
+            low -= high - size;
+            high = size;
+        }
+        if (low < 0)
+        {
+            high -= low;
+            low = 0;
+        }
+        return (low, Math.Min(high, size));
+    }
+
+    /// <summary>An RGB picture as RGBA with alpha 255 (Pillow's convert("RGBA")).</summary>
+    private static PngImage Opaque(PngImage rgb)
+    {
+        int pixels = rgb.Width * rgb.Height;
+        var rgba = new byte[pixels * 4];
+        for (int p = 0; p < pixels; p++)
+        {
+            rgba[p * 4] = rgb.Pixels[p * 3];
+            rgba[p * 4 + 1] = rgb.Pixels[p * 3 + 1];
+            rgba[p * 4 + 2] = rgb.Pixels[p * 3 + 2];
+            rgba[p * 4 + 3] = 255;
+        }
+        return new PngImage(rgb.Width, rgb.Height, 4, rgba);
+    }
+}

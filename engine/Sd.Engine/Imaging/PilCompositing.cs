@@ -1,0 +1,64 @@
+namespace Sd.Engine.Imaging;
+
+/// <summary>
+/// The Pillow 9.4 pixel arithmetic of A1111's inpainting overlay, byte for byte: a picture pasted through a mask onto
+/// an empty premultiplied canvas and converted back to straight alpha, and Image.alpha_composite.
+/// </summary>
+/// Reference: Pillow 9.4 libImaging/Paste.c (paste_mask_L, BLEND), Convert.c (rgbA2rgba, rgba2rgbA),
+/// AlphaComposite.c (ImagingAlphaComposite, PRECISION_BITS 7).
+internal static class PilCompositing
+{
+    /// <summary>Pillow's DIV255: a / 255 rounded, for a below 2^16 x 255.</summary>
+    private static int Div255(int a)
+    {
+        a += 128;
+        return ((a >> 8) + a) >> 8;
+    }
+
+    /// <summary>
+    /// RGBA [H, W, 4], straight alpha: A1111's overlay image, Image.new("RGBa").paste(rgb.convert("RGBA").convert("RGBa"),
+    /// mask=ImageOps.invert(mask)).convert("RGBA"): the picture wherever the mask is 0, fading out (alpha 255 - mask) where it is not.
+    /// </summary>
+    public static byte[] MaskedPicture(ReadOnlySpan<byte> rgb, ReadOnlySpan<byte> mask)
+    {
+        var rgba = new byte[mask.Length * 4];
+        for (int p = 0; p < mask.Length; p++)
+        {
+            int keep = 255 - mask[p];
+            // Pasted onto zeros: BLEND(keep, 0, c) = DIV255(c x keep); the opaque picture's premultiplied colours are its own.
+            int alpha = Div255(255 * keep);
+            for (int c = 0; c < 3; c++)
+            {
+                int premultiplied = Div255(rgb[p * 3 + c] * keep);
+                rgba[p * 4 + c] = (byte)(alpha is 0 or 255 ? premultiplied : Math.Min(255, 255 * premultiplied / alpha));
+            }
+            rgba[p * 4 + 3] = (byte)alpha;
+        }
+        return rgba;
+    }
+
+    /// <summary>Image.alpha_composite(<paramref name="destination"/>, <paramref name="source"/>) in place: source over destination, both RGBA.</summary>
+    public static void AlphaComposite(Span<byte> destination, ReadOnlySpan<byte> source)
+    {
+        const int Precision = 7;
+        for (int i = 0; i < destination.Length; i += 4)
+        {
+            int sourceAlpha = source[i + 3];
+            if (sourceAlpha == 0)
+            {
+                continue; // Pillow copies the destination pixel
+            }
+            uint blend = (uint)(destination[i + 3] * (255 - sourceAlpha));
+            uint alpha255 = (uint)(sourceAlpha * 255) + blend;
+            uint coefficient1 = (uint)sourceAlpha * 255 * 255 * (1 << Precision) / alpha255;
+            uint coefficient2 = 255 * (1 << Precision) - coefficient1;
+            for (int c = 0; c < 3; c++)
+            {
+                uint value = source[i + c] * coefficient1 + destination[i + c] * coefficient2 + (0x80 << Precision);
+                destination[i + c] = (byte)((((value >> 8) + value) >> 8) >> Precision);
+            }
+            uint a = alpha255 + 0x80;
+            destination[i + 3] = (byte)(((a >> 8) + a) >> 8);
+        }
+    }
+}
