@@ -55,8 +55,9 @@ public sealed class A1111Inpaint
     private readonly byte[]? _overlay; // RGBA, straight alpha
     private readonly int _overlayWidth, _overlayHeight;
 
-    private A1111Inpaint(PngImage picture, PngImage? mask, byte[]? overlay, int overlayWidth, int overlayHeight, PictureRegion? pasteTo)
+    private A1111Inpaint(InpaintSettings settings, PngImage picture, PngImage? mask, byte[]? overlay, int overlayWidth, int overlayHeight, PictureRegion? pasteTo)
     {
+        Settings = settings;
         Picture = picture;
         Mask = mask;
         _overlay = overlay;
@@ -64,6 +65,9 @@ public sealed class A1111Inpaint
         _overlayHeight = overlayHeight;
         PasteTo = pasteTo;
     }
+
+    /// <summary>The settings these pictures were made with.</summary>
+    public InpaintSettings Settings { get; }
 
     /// <summary>The run's init picture (RGB, the run's size).</summary>
     public PngImage Picture { get; }
@@ -105,14 +109,14 @@ public sealed class A1111Inpaint
             PngImage runPicture = PictureResize.Resize(picture, width, height, mode), runMask = PictureResize.Resize(blurred, width, height, mode);
             var seen = new byte[runMask.Pixels.Length];
             for (int p = 0; p < seen.Length; p++) seen[p] = (byte)Math.Min(2 * runMask.Pixels[p], 255);
-            return new A1111Inpaint(runPicture, runMask, PilCompositing.MaskedPicture(runPicture.Pixels, seen), width, height, null);
+            return new A1111Inpaint(settings, runPicture, runMask, PilCompositing.MaskedPicture(runPicture.Pixels, seen), width, height, null);
         }
         if (CropRegion(blurred, settings.Padding) is not { } box)
         {
-            return new A1111Inpaint(PictureResize.Resize(picture, width, height, mode), null, null, 0, 0, null);
+            return new A1111Inpaint(settings, PictureResize.Resize(picture, width, height, mode), null, null, 0, 0, null);
         }
         PictureRegion region = Expand(box, width, height, picture.Width, picture.Height);
-        return new A1111Inpaint(PictureResize.Resize(PictureResize.Crop(picture, region), width, height, ResizeMode.Fill),
+        return new A1111Inpaint(settings, PictureResize.Resize(PictureResize.Crop(picture, region), width, height, ResizeMode.Fill),
             PictureResize.Resize(PictureResize.Crop(blurred, region), width, height, ResizeMode.Fill),
             PilCompositing.MaskedPicture(picture.Pixels, blurred.Pixels), picture.Width, picture.Height, region);
     }

@@ -6,7 +6,7 @@ using Sd.Loaders.Png;
 
 namespace Sd.Cli.Commands;
 
-// sd generate's seed flags and its input pictures' sizes.
+// sd generate's seed flags, its input pictures' sizes and A1111's inpainting.
 public static partial class GenerateCommand
 {
     /// <summary>A seed flag's value, or a random seed below 2^32 (A1111's range) when it is not given.</summary>
@@ -58,5 +58,85 @@ public static partial class GenerateCommand
         return x > 0 && int.TryParse(value.AsSpan(0, x), NumberStyles.None, CultureInfo.InvariantCulture, out int width)
             && int.TryParse(value.AsSpan(x + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int height) ? (width, height)
             : throw new UsageException($"generate: --seed-resize-from expects WIDTHxHEIGHT, e.g. 512x768, got '{value}'");
+    }
+
+    /// <summary>
+    /// A1111's inpainting settings from --mask-blur, --inpaint-area, --masked-padding and --invert-mask (A1111's
+    /// defaults for those not given); null when none is given (diffusers' inpainting: a hard mask and no overlay).
+    /// </summary>
+    private static InpaintSettings? InpaintSettingsOf(CommandLine line)
+    {
+        if (!line.Has("--mask-blur") && !line.Has("--inpaint-area") && !line.Has("--masked-padding") && !line.Has("--invert-mask"))
+        {
+            return null;
+        }
+        if (!line.Has("--mask") || !line.Has("--init-image"))
+        {
+            throw new UsageException("generate: --mask-blur, --inpaint-area, --masked-padding and --invert-mask shape an inpainting run; give --init-image and --mask");
+        }
+        bool onlyMasked = line.Get("--inpaint-area") switch
+        {
+            null or "whole" => false,
+            "only-masked" => true,
+            var other => throw new UsageException($"generate: --inpaint-area expects whole or only-masked, got '{other}'"),
+        };
+        if (line.Has("--masked-padding") && !onlyMasked)
+        {
+            throw new UsageException("generate: --masked-padding pads the region --inpaint-area only-masked repaints; give that");
+        }
+        var defaults = new InpaintSettings();
+        int blur = line.GetInt("--mask-blur", defaults.MaskBlur), padding = line.GetInt("--masked-padding", defaults.Padding);
+        if (blur is < 0 or > InpaintSettings.MaxMaskBlur)
+        {
+            throw new UsageException($"generate: --mask-blur must be in [0, {InpaintSettings.MaxMaskBlur}] pixels, got {blur}");
+        }
+        if (padding is < 0 or > InpaintSettings.MaxPadding)
+        {
+            throw new UsageException($"generate: --masked-padding must be in [0, {InpaintSettings.MaxPadding}] pixels, got {padding}");
+        }
+        return new InpaintSettings { MaskBlur = blur, OnlyMasked = onlyMasked, Padding = padding, InvertMask = line.Has("--invert-mask") };
+    }
+
+    /// <summary>
+    /// A1111's inpainting pictures at the request's size; a refusal names the file it is about. A mask with nothing
+    /// to repaint under Only masked makes the run img2img, as in A1111: said in a warning.
+    /// </summary>
+    private static A1111Inpaint PrepareInpaint(CommandLine line, PngImage picture, PngImage mask, GenerateRequest request, ResizeMode mode, InpaintSettings settings)
+    {
+        A1111Inpaint inpaint;
+        try
+        {
+            inpaint = A1111Inpaint.Prepare(ImageConversion.AsRgb(picture), mask, request.Width, request.Height, mode, settings);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidFileException(line.Require(e.ParamName == "mask" ? "--mask" : "--init-image"), e.Message);
+        }
+        if (inpaint.Mask is null)
+        {
+            if (request.InitialLatents is not null)
+            {
+                throw new UsageException("generate: the --mask has nothing to repaint, so --inpaint-area only-masked runs img2img, which --latents cannot start");
+            }
+            Console.Error.WriteLine($"sd generate: warning: --mask {line.Require("--mask")} has nothing to repaint: --inpaint-area only-masked runs img2img " +
+                "of the whole picture, as A1111 does");
+        }
+        return inpaint;
+    }
+
+    /// <summary>
+    /// A1111's keys of its inpainting settings: Mask mode (inverted), Mask blur (0 too, which A1111 leaves out, so
+    /// that the settings read back), Inpaint area and Masked area padding (when Only masked cut a region out); empty
+    /// without them.
+    /// </summary>
+    private static string InpaintKeys(A1111Inpaint? inpaint)
+    {
+        if (inpaint is null)
+        {
+            return "";
+        }
+        InpaintSettings settings = inpaint.Settings;
+        return (settings.InvertMask ? "Mask mode: Inpaint not masked, " : "") + FormattableString.Invariant($"Mask blur: {settings.MaskBlur}, ")
+            + (inpaint.PasteTo is null ? "" : FormattableString.Invariant($"Inpaint area: Only masked, Masked area padding: {settings.Padding}, "));
     }
 }

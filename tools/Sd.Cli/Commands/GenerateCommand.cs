@@ -22,6 +22,7 @@ public static partial class GenerateCommand
                            [--width 512] [--height 512] [--clip-skip N] [--guidance-rescale R] [--tokenizer DIR]
                            [--config DIR] [--vae VAE] [--batch-count N]
                            [--init-image img.png --strength 0.8 [--mask mask.png] [--resize-mode just|crop|fill]]
+                           [--mask-blur 4] [--inpaint-area whole|only-masked] [--masked-padding 32] [--invert-mask]
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
                            [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
@@ -80,7 +81,16 @@ public static partial class GenerateCommand
         of another size than the output is resized by --resize-mode as A1111's resize modes do it with Pillow: just (Just
         resize, the default: Lanczos to the size), crop (Crop and resize: to cover it, aspect ratio kept, centred, the
         rest cut off) or fill (Resize and fill: to fit inside, aspect ratio kept, centred, the picture's edges stretched
-        over the bands left). An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7) is conditioned on
+        over the bands left). --mask-blur, --inpaint-area, --masked-padding and --invert-mask (any of them) inpaint
+        as A1111 does around the run, byte for byte with its Pillow and OpenCV steps: the mask (an RGBA mask with any
+        see-through pixel: its alpha, over 128 or not) is inverted by --invert-mask (A1111's Inpaint not masked) and
+        blurred by --mask-blur (A1111's Mask blur, 0 to 64 pixels, 4 by default); --inpaint-area only-masked repaints
+        only the mask's bounding box, grown by --masked-padding (0 to 256, 32 by default) and to the output's aspect
+        ratio, at the output size, and scales the result back into the whole picture (the PNG then has the picture's
+        size; the mask must have it too); whole (the default) repaints the picture resized. Then the picture is laid
+        over the result through the blurred mask, so only the masked area changes. Without them Sd inpaints as
+        diffusers does: a hard mask and no overlay. --out-latents and --out-image-npy hold the run's own output.
+        An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7) is conditioned on
         --guidance instead of classifier-free guidance, so the negative prompt is not used.
         --hires-scale S (or --hires-width W --hires-height H, one of them 0 to keep the aspect ratio; both of another
         aspect ratio are covered, then cropped, as A1111 does) adds
@@ -142,7 +152,8 @@ public static partial class GenerateCommand
         "--scheduler", "--seed", "--latents", "--noise-dir", "--width", "--height", "--clip-skip", "--out", "--out-latents",
         "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
         "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
-        "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength", "--seed-resize-from", "--resize-mode");
+        "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength", "--seed-resize-from", "--resize-mode",
+        "--mask-blur", "--inpaint-area", "--masked-padding");
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
@@ -151,7 +162,7 @@ public static partial class GenerateCommand
             output.WriteLine(Help);
             return 0;
         }
-        static CommandLine Parse(IReadOnlyList<string> args) => new("generate", args, Flags, [], repeatable: ["--lora", "--embedding"]);
+        static CommandLine Parse(IReadOnlyList<string> args) => new("generate", args, Flags, ["--invert-mask"], repeatable: ["--lora", "--embedding"]);
         CommandLine line = Parse(args);
         // A variation seed given alone varies nothing; one from a file is turned off by --variation-strength 0.
         bool variationSeedGiven = line.Has("--variation-seed");
@@ -184,6 +195,7 @@ public static partial class GenerateCommand
             throw new UsageException("generate: --resize-mode brings an --init-image (and --mask) to the output size; give one");
         }
         ResizeMode resizeMode = ResizeModeOf(line);
+        InpaintSettings? inpaintSettings = InpaintSettingsOf(line);
         if (line.Has("--latents") && line.Has("--init-image") && !line.Has("--mask"))
         {
             throw new UsageException("generate: --latents starts txt2img or inpainting; img2img (--init-image without --mask) starts from the picture");
@@ -256,10 +268,11 @@ public static partial class GenerateCommand
             throw new InvalidFileException(line.Require("--latents"),
                 $"initial latents are [{string.Join(", ", latentsShape)}]; a {request.Width}x{request.Height} image needs [{string.Join(", ", expected)}] (NCHW)");
         }
+        A1111Inpaint? inpaint = inpaintSettings is null ? null : PrepareInpaint(line, initPicture!, maskPicture!, request, resizeMode, inpaintSettings);
         using Tensor? initImage = initPicture is null ? null
-            : ImageConversion.FromPng(Resized(line, "--init-image", ImageConversion.AsRgb(initPicture), request, resizeMode));
-        using Tensor? mask = maskPicture is null ? null
-            : ImageConversion.MaskFromPng(Resized(line, "--mask", ImageConversion.AsGray(maskPicture), request, resizeMode));
+            : ImageConversion.FromPng(inpaint?.Picture ?? Resized(line, "--init-image", ImageConversion.AsRgb(initPicture), request, resizeMode));
+        using Tensor? mask = maskPicture is null || inpaint is { Mask: null } ? null
+            : ImageConversion.MaskFromPng(inpaint?.Mask ?? Resized(line, "--mask", ImageConversion.AsGray(maskPicture), request, resizeMode));
         request = request with { InitImage = initImage, Mask = mask };
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
@@ -271,7 +284,7 @@ public static partial class GenerateCommand
             for (int i = 0; i < results.Count; i++)
             {
                 GenerateResult result = results[i];
-                string written = Write(line, pipeline, request, result, modelName + Resources(line, loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
+                string written = Write(line, pipeline, request, result, inpaint, modelName + Resources(line, loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
                 output.WriteLine($"wrote {written} (seed {result.Seed})");
                 (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
             }
@@ -293,13 +306,14 @@ public static partial class GenerateCommand
     /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
     /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
     /// </summary>
+    /// <param name="inpaint">A1111's inpainting pictures, whose overlay the PNG gets (the .npy outputs do not).</param>
     /// <param name="model">The model's name and the LoRAs and embeddings added to it, as the parameters' last fields.</param>
-    private static string Write(CommandLine line, StableDiffusionPipeline pipeline, GenerateRequest request, GenerateResult result, string model,
+    private static string Write(CommandLine line, StableDiffusionPipeline pipeline, GenerateRequest request, GenerateResult result, A1111Inpaint? inpaint, string model,
         string outPath, int index, int count)
     {
         SigmaRamp ramp = pipeline.RampOf(request.Scheduler!);
         SigmaRamp? hiresRamp = request.Hires?.Scheduler is { } hiresScheduler ? pipeline.RampOf(hiresScheduler) : null;
-        string mode = request.InitImage is not null ? $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, {ResizeModeKey(line)}"
+        string mode = request.InitImage is not null ? $"Denoising strength: {request.Strength.ToString(CultureInfo.InvariantCulture)}, {ResizeModeKey(line)}{InpaintKeys(inpaint)}"
             : request.Hires is { } hires ? HiresParameters(line, hires, hiresRamp, A1111Samplers.WritesSchedule(request.Scheduler!, ramp)) : "";
         // A1111 records its Beta schedule's shape whenever a pass runs it (Sd's is always Beta(0.6, 0.6), A1111's default).
         mode += ramp == SigmaRamp.Beta || hiresRamp == SigmaRamp.Beta
@@ -311,6 +325,7 @@ public static partial class GenerateCommand
         using var files = new AtomicFileSet();
         string pngPath = BatchPath(outPath, index, count);
         PngImage picture = ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters });
+        picture = inpaint?.Finish(picture) ?? picture;
         files.Add(pngPath, stream => PngFile.Write(stream, picture));
         if (line.Get("--out-latents") is { } latentsPath)
         {

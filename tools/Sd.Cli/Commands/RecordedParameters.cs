@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Sd.Engine.Imaging;
 using Sd.Engine.Schedulers;
 using Sd.Loaders;
 using Sd.Loaders.IO;
@@ -98,6 +99,10 @@ internal sealed class RecordedParameters
         {
             Add("--strength", strength); // an img2img's strength; a hires fix follows txt2img only
             ReadResizeMode();
+            if (_line.Has("--mask"))
+            {
+                ReadInpaint();
+            }
         }
         else if (_values.ContainsKey("Hires upscale") || _values.GetValueOrDefault("Hires resize-1", "0") != "0" || _values.GetValueOrDefault("Hires resize-2", "0") != "0")
         {
@@ -125,6 +130,44 @@ internal sealed class RecordedParameters
             });
         }
     }
+
+    /// <summary>
+    /// A1111's inpainting keys, for a run given a --mask: Mask blur, Inpaint area (Only masked, with its Masked area
+    /// padding) and Mask mode (Inpaint not masked), each as its flag. Values out of A1111's ranges are the file's error.
+    /// </summary>
+    private void ReadInpaint()
+    {
+        Add("--mask-blur", InRange("Mask blur", InpaintSettings.MaxMaskBlur));
+        string? padding = InRange("Masked area padding", InpaintSettings.MaxPadding);
+        string? area = Take("Inpaint area") switch
+        {
+            null => null,
+            "Whole picture" => "whole",
+            "Only masked" => "only-masked",
+            var other => throw new InvalidFileException(_path, $"parameters: Inpaint area '{other}' is not Whole picture or Only masked"),
+        };
+        Add("--inpaint-area", area);
+        if ((_line.Get("--inpaint-area") ?? area) == "only-masked")
+        {
+            Add("--masked-padding", padding);
+        }
+        switch (Take("Mask mode"))
+        {
+            case "Inpaint not masked" when !_line.Has("--invert-mask"):
+                _args.Add("--invert-mask");
+                break;
+            case null or "Inpaint masked" or "Inpaint not masked":
+                break;
+            default:
+                Taken("Mask mode", false);
+                break;
+        }
+    }
+
+    /// <summary>A count of <paramref name="key"/> in [0, <paramref name="max"/>], as written; null when absent.</summary>
+    private string? InRange(string key, int max) => Number(key, Kind.Count) is not { } value ? null
+        : int.Parse(value, CultureInfo.InvariantCulture) is >= 0 and var count && count <= max ? value
+        : throw new InvalidFileException(_path, $"parameters: {key} is {value}; A1111's is 0 to {max} pixels");
 
     /// <summary>
     /// A1111's seed resize, "Seed resize from: WxH", each side rounded down to a multiple of 8 as A1111's
