@@ -76,6 +76,21 @@ public sealed class A1111InpaintCommandTests : IDisposable
     }
 
     [Fact]
+    public void A_see_through_picture_of_another_size_is_flattened_and_resized_by_the_mode()
+    {
+        var pixels = new byte[72 * 56 * 4];
+        new Random(6).NextBytes(pixels);
+        PngImage picture = new(72, 56, 4, pixels), mask = Mask(72, 56, 20, 20, 30, 16);
+        string picturePath = Write(picture), maskPath = Write(mask);
+        PngImage made = Run("--init-image", picturePath, "--mask", maskPath, "--width", "48", "--height", "48", "--resize-mode", "crop", "--mask-blur", "2");
+        A1111Inpaint inpaint = A1111Inpaint.Prepare(picture, mask, 48, 48, ResizeMode.Crop, new InpaintSettings { MaskBlur = 2 });
+        Assert.Equal(Expected(inpaint, picture, "--width", "48", "--height", "48").Pixels, made.Pixels);
+        Assert.Contains("Resize mode: Crop and resize, Mask blur: 2, CFG scale:", made.Text["parameters"]);
+        // Flattened onto white (A1111's images.flatten), not its alpha dropped.
+        Assert.NotEqual(PictureResize.Resize(ImageConversion.AsRgb(picture), 48, 48, ResizeMode.Crop).Pixels, inpaint.Picture.Pixels);
+    }
+
+    [Fact]
     public void Only_masked_repaints_the_region_at_the_run_size_and_scales_it_back()
     {
         PngImage picture = Noise(80, 72, 2), mask = Mask(80, 72, 40, 30, 12, 10);
@@ -122,7 +137,12 @@ public sealed class A1111InpaintCommandTests : IDisposable
         string picturePath = Write(picture), blank = Write(new PngImage(48, 40, 1, new byte[48 * 40]));
         PngImage made = Run("--init-image", picturePath, "--mask", blank, "--inpaint-area", "only-masked");
         Assert.Equal(Run("--init-image", picturePath).Pixels, made.Pixels);
-        Assert.DoesNotContain("Inpaint area", made.Text["parameters"]);
+        // Recorded, unlike in A1111, so that it reads back as it ran.
+        Assert.Contains("Mask blur: 4, Inpaint area: Only masked, Masked area padding: 32, CFG scale:", made.Text["parameters"]);
+        string first = _dir.File("first.png"), again = _dir.File("again.png");
+        PngFile.Write(first, made);
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", first, "--init-image", picturePath, "--mask", blank, "--out", again], TextWriter.Null));
+        Assert.Equal(made.Pixels, PngFile.Read(again).Pixels);
         string latents = _dir.File("latents.npy");
         NpyFile.Write(latents, NpyArray.FromFloat32(new float[4 * 5 * 6], [1, 4, 5, 6]));
         Assert.Equal("generate: the --mask has nothing to repaint, so --inpaint-area only-masked runs img2img, which --latents cannot start",
@@ -144,7 +164,7 @@ public sealed class A1111InpaintCommandTests : IDisposable
             Assert.Throws<UsageException>(() => Run("--init-image", picture, "--mask", mask, "--mask-blur", "65")).Message);
         Assert.Equal("generate: --masked-padding must be in [0, 256] pixels, got -1",
             Assert.Throws<UsageException>(() => Run("--init-image", picture, "--mask", mask, "--inpaint-area", "only-masked", "--masked-padding", "-1")).Message);
-        Assert.StartsWith($"{small}: Only masked cuts the same region out of the picture and the mask: the mask is 40x48, the picture 48x48",
+        Assert.Equal($"{small}: Only masked cuts the same region out of the picture and the mask: the mask is 40x48, the picture 48x48",
             Assert.Throws<InvalidFileException>(() => Run("--init-image", picture, "--mask", small, "--inpaint-area", "only-masked")).Message);
     }
 }

@@ -82,7 +82,8 @@ public sealed class ParametersFromCommandTests : IDisposable
             Assert.Throws<UsageException>(() => GenerateCommand.Run([.. common, "--variation-seed", "5", "--out", again], TextWriter.Null)).Message);
     }
 
-    private static readonly string[] Flags = ["--parameters-from", "--init-image", "--scheduler", "--prompt", "--hires-scale", "--hires-scheduler", "--hires-upscaler"];
+    private static readonly string[] Flags = ["--parameters-from", "--init-image", "--scheduler", "--prompt", "--hires-scale", "--hires-scheduler", "--hires-upscaler",
+        "--mask", "--inpaint-area"];
 
     private string[] AddTo(string parameters, out List<string> notApplied, params string[] args)
     {
@@ -90,6 +91,35 @@ public sealed class ParametersFromCommandTests : IDisposable
         File.WriteAllText(path, parameters);
         string[] given = ["--parameters-from", path, .. args];
         return RecordedParameters.AddTo(given, new CommandLine("generate", given, Flags, []), out notApplied)[given.Length..];
+    }
+
+    [Fact]
+    public void A1111s_inpainting_keys_set_their_flags_with_a_mask()
+    {
+        const string Inpaint = "a\nSteps: 20, Seed: 1, Size: 512x512, Denoising strength: 0.75, Mask blur: 6, Inpaint area: Only masked, " +
+            "Masked area padding: 40, Mask mode: Inpaint not masked";
+        Assert.Equal(["--strength", "0.75", "--mask-blur", "6", "--inpaint-area", "only-masked", "--masked-padding", "40", "--invert-mask"],
+            AddTo(Inpaint, out List<string> notApplied, "--init-image", "cat.png", "--mask", "mask.png")[^9..]);
+        Assert.Empty(notApplied);
+        // Without a mask none of it applies; a Whole picture given wins over the file's Only masked, whose padding then is not applied.
+        AddTo(Inpaint, out notApplied, "--init-image", "cat.png");
+        Assert.Equal(["Mask blur", "Inpaint area", "Masked area padding", "Mask mode"], notApplied);
+        Assert.Equal(["--strength", "0.75", "--mask-blur", "6", "--invert-mask"],
+            AddTo(Inpaint, out notApplied, "--init-image", "cat.png", "--mask", "mask.png", "--inpaint-area", "whole")[^5..]);
+        Assert.Equal(["Masked area padding"], notApplied);
+        Assert.Equal(["--mask-blur", "4", "--inpaint-area", "whole"],
+            AddTo("a\nSteps: 2, Mask blur: 4, Inpaint area: Whole picture, Mask mode: Inpaint masked", out notApplied, "--init-image", "c.png", "--mask", "m.png")[^4..]);
+        Assert.Empty(notApplied);
+        AddTo("a\nSteps: 2, Seed: 1, Mask mode: Sketch", out notApplied, "--init-image", "c.png", "--mask", "m.png");
+        Assert.Equal(["Mask mode"], notApplied);
+        // Values A1111 could not have written are the file's errors.
+        string path = _dir.File("parameters.txt");
+        Assert.Equal($"{path}: parameters: Inpaint area 'Masked only' is not Whole picture or Only masked",
+            Assert.Throws<InvalidFileException>(() => AddTo("a\nSteps: 2, Seed: 1, Inpaint area: Masked only", out _, "--init-image", "c.png", "--mask", "m.png")).Message);
+        Assert.Equal($"{path}: parameters: Mask blur is 65; A1111's is 0 to 64 pixels",
+            Assert.Throws<InvalidFileException>(() => AddTo("a\nSteps: 2, Seed: 1, Mask blur: 65", out _, "--init-image", "c.png", "--mask", "m.png")).Message);
+        Assert.Equal($"{path}: parameters: Masked area padding is -1; A1111's is 0 to 256 pixels",
+            Assert.Throws<InvalidFileException>(() => AddTo("a\nSteps: 2, Seed: 1, Masked area padding: -1", out _, "--init-image", "c.png", "--mask", "m.png")).Message);
     }
 
     [Fact]

@@ -5,8 +5,9 @@ using Sd.Loaders.Png;
 namespace Sd.Engine.Tests;
 
 /// <summary>
-/// A1111's inpainting pictures (mask read, inverted, blurred; Whole picture or Only masked; the overlay after the
-/// run), byte for byte with A1111 1.10's code on Pillow 9.4 and OpenCV 4.6 (Data/a1111-inpaint-reference.json).
+/// A1111's inpainting pictures (a see-through picture flattened onto white; the mask read, inverted, blurred; Whole
+/// picture or Only masked; the overlay after the run), byte for byte with A1111 1.10's code on Pillow 9.4 and OpenCV
+/// 4.6 (Data/a1111-inpaint-reference.json).
 /// </summary>
 public sealed class A1111InpaintTests
 {
@@ -31,7 +32,8 @@ public sealed class A1111InpaintTests
             string name = c.GetProperty("name").GetString()!;
             int runWidth = c.GetProperty("run_width").GetInt32(), runHeight = c.GetProperty("run_height").GetInt32();
             int maskChannels = c.GetProperty("mask_mode").GetString() switch { "L" => 1, "RGB" => 3, _ => 4 };
-            PngImage picture = Picture(c, "picture", c.GetProperty("width").GetInt32(), c.GetProperty("height").GetInt32(), 3);
+            PngImage picture = Picture(c, "picture", c.GetProperty("width").GetInt32(), c.GetProperty("height").GetInt32(),
+                c.GetProperty("picture_mode").GetString() == "RGBA" ? 4 : 3);
             PngImage mask = Picture(c, "mask", c.GetProperty("mask_width").GetInt32(), c.GetProperty("mask_height").GetInt32(), maskChannels);
             var settings = new InpaintSettings
             {
@@ -58,7 +60,7 @@ public sealed class A1111InpaintTests
             Assert.Equal(name, final.Text["parameters"]);
             cases++;
         }
-        Assert.Equal(14, cases);
+        Assert.Equal(16, cases);
     }
 
     [Fact]
@@ -67,6 +69,10 @@ public sealed class A1111InpaintTests
         var picture = new PngImage(16, 16, 3, new byte[16 * 16 * 3]);
         var mask = new PngImage(16, 16, 1, new byte[16 * 16]);
         var settings = new InpaintSettings();
+        Assert.Throws<ArgumentOutOfRangeException>(() => A1111Inpaint.Prepare(picture, mask, 0, 16, ResizeMode.Just, settings with { OnlyMasked = true }));
+        // A mask the mode cannot bring to the size is the mask's error.
+        Assert.Equal("mask", Assert.Throws<ArgumentException>(() =>
+            A1111Inpaint.Prepare(picture, new PngImage(1, 300, 1, new byte[300]), 16, 16, ResizeMode.Fill, settings)).ParamName);
         Assert.Throws<ArgumentException>(() => A1111Inpaint.Prepare(new PngImage(16, 16, 1, new byte[256]), mask, 16, 16, ResizeMode.Just, settings));
         Assert.Throws<ArgumentException>(() => A1111Inpaint.Prepare(picture, mask, 16, 16, ResizeMode.Just, settings with { MaskBlur = 65 }));
         Assert.Throws<ArgumentException>(() => A1111Inpaint.Prepare(picture, mask, 16, 16, ResizeMode.Just, settings with { MaskBlur = -1 }));

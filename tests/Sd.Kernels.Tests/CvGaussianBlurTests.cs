@@ -5,7 +5,7 @@ namespace Sd.Kernels.Tests;
 
 /// <summary>
 /// The one-axis 8-bit Gaussian blur against OpenCV 4.6's cv2.GaussianBlur (Data/gaussian-blur-reference.json from
-/// gaussian-blur-reference.py: A1111's mask blur kernels for sigmas 1 to 64 and other sizes, across the rows and down
+/// gaussian-blur-reference.py: A1111's mask blur kernels for eleven sigmas from 1 to 64 and other sizes, across the rows and down
 /// the columns, masks, noise and lone pixels, pictures narrower than the kernel): bit for bit, by the fast path and by
 /// the scalar reference.
 /// </summary>

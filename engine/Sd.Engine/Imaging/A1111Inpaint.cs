@@ -3,42 +3,15 @@ using Sd.Loaders.Png;
 
 namespace Sd.Engine.Imaging;
 
-/// <summary>A rectangle of a picture in pixels: left, top, width, height.</summary>
-public readonly record struct PictureRegion(int X, int Y, int Width, int Height);
-
-/// <summary>A1111's inpainting settings that shape the pictures around a run (its img2img Inpaint tab).</summary>
-public sealed record InpaintSettings
-{
-    /// <summary>A1111's largest mask blur and masked-area padding (its sliders' ends).</summary>
-    public const int MaxMaskBlur = 64, MaxPadding = 256;
-
-    /// <summary>
-    /// "Mask blur": the standard deviation in pixels of the Gaussian blur run across the mask and then down it
-    /// (OpenCV's, as A1111 runs it), 0 to <see cref="MaxMaskBlur"/>; 0 leaves the mask's edge hard. A1111's default is 4.
-    /// </summary>
-    public int MaskBlur { get; init; } = 4;
-
-    /// <summary>
-    /// "Inpaint area: Only masked": the run repaints only the masked area's bounding box (grown by
-    /// <see cref="Padding"/>, then to the run's aspect ratio) resized to the run's size, and the result is scaled back
-    /// into the whole picture. False: "Whole picture".
-    /// </summary>
-    public bool OnlyMasked { get; init; }
-
-    /// <summary>"Only masked padding, pixels": how far the box reaches past the mask on each side, 0 to <see cref="MaxPadding"/>.</summary>
-    public int Padding { get; init; } = 32;
-
-    /// <summary>"Mask mode: Inpaint not masked": the mask inverted once it is read, so the black area is repainted.</summary>
-    public bool InvertMask { get; init; }
-}
-
 /// <summary>
 /// A1111's inpainting around a run, on 8-bit pictures, byte for byte with A1111 1.10 on Pillow 9.4 and OpenCV 4.6:
 /// <list type="number">
+/// <item>An RGBA picture is flattened onto white (A1111's images.flatten with its default background colour).</item>
 /// <item>The mask is read as A1111's create_binary_mask does: a see-through RGBA mask's alpha, over 128 or not; any other's gray (Pillow's convert("L")). Then it is inverted if asked.</item>
 /// <item>It is blurred across and then down (<see cref="InpaintSettings.MaskBlur"/>; kernel 2 int(2.5 blur + 0.5) + 1).</item>
 /// <item>Whole picture: the picture and the mask are resized to the run's size by the resize mode; the overlay is
-/// the resized picture seen through twice the mask, clipped (so the kept area's edge is hard up to the blur's middle).</item>
+/// the resized picture seen through twice the mask, clipped: opaque where the mask is 0, gone where it is 128 or
+/// more, so the picture fades in across the outer half of the blur.</item>
 /// <item>Only masked: the region is cut out of both, each resized to the run's size by Resize and fill; the overlay
 /// is the whole picture seen through the blurred mask itself.</item>
 /// <item>After the run (<see cref="Finish"/>), the result (Only masked: scaled by Crop and resize into its region of
@@ -49,7 +22,7 @@ public sealed record InpaintSettings
 /// and no overlay, as A1111 does. A1111's "masked content" is its default, "original": the run starts from the picture.
 /// </summary>
 /// Reference: A1111 1.10 modules/processing.py (create_binary_mask, StableDiffusionProcessingImg2Img.init,
-/// apply_overlay, uncrop) and modules/masking.py (get_crop_region_v2, expand_crop_region).
+/// apply_overlay, uncrop), modules/images.py (flatten) and modules/masking.py (get_crop_region_v2, expand_crop_region).
 public sealed class A1111Inpaint
 {
     private readonly byte[]? _overlay; // RGBA, straight alpha
@@ -79,34 +52,25 @@ public sealed class A1111Inpaint
     public PictureRegion? PasteTo { get; }
 
     /// <summary>
-    /// Prepares an inpainting run of <paramref name="width"/> x <paramref name="height"/> from an RGB
+    /// Prepares an inpainting run of <paramref name="width"/> x <paramref name="height"/> from an RGB or RGBA
     /// <paramref name="picture"/> and a <paramref name="mask"/> of any channels (white repaints).
     /// </summary>
-    /// <exception cref="ArgumentException">A picture that is not RGB, settings out of range, Only masked with a mask of
-    /// another size than the picture, or a picture the resize mode cannot bring to the size.</exception>
+    /// <exception cref="ArgumentException">A gray picture, a size below 1, what <see cref="Check"/> refuses, or a
+    /// picture or mask the resize mode cannot bring to the size (named by the exception's parameter).</exception>
     public static A1111Inpaint Prepare(PngImage picture, PngImage mask, int width, int height, ResizeMode mode, InpaintSettings settings)
     {
-        ArgumentNullException.ThrowIfNull(picture);
-        ArgumentNullException.ThrowIfNull(mask);
-        ArgumentNullException.ThrowIfNull(settings);
-        if (picture.Channels != 3)
+        Check(picture, mask, settings);
+        ArgumentOutOfRangeException.ThrowIfLessThan(width, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(height, 1);
+        if (picture.Channels == 1)
         {
-            throw new ArgumentException($"the picture must be RGB, got {picture.Channels} channels", nameof(picture));
+            throw new ArgumentException("the picture must be RGB or RGBA, got a gray one", nameof(picture));
         }
-        if (settings.MaskBlur is < 0 or > InpaintSettings.MaxMaskBlur || settings.Padding is < 0 or > InpaintSettings.MaxPadding)
-        {
-            throw new ArgumentException($"mask blur {settings.MaskBlur} and padding {settings.Padding}: the blur is 0 to {InpaintSettings.MaxMaskBlur} pixels, " +
-                $"the padding 0 to {InpaintSettings.MaxPadding}", nameof(settings));
-        }
-        if (settings.OnlyMasked && (mask.Width != picture.Width || mask.Height != picture.Height))
-        {
-            throw new ArgumentException($"Only masked cuts the same region out of the picture and the mask: the mask is {mask.Width}x{mask.Height}, " +
-                $"the picture {picture.Width}x{picture.Height}", nameof(mask));
-        }
+        picture = picture.Channels == 4 ? new PngImage(picture.Width, picture.Height, 3, PilCompositing.OnWhite(picture.Pixels)) : picture;
         PngImage blurred = Blurred(BinaryMask(mask, settings.InvertMask), settings.MaskBlur);
         if (!settings.OnlyMasked)
         {
-            PngImage runPicture = PictureResize.Resize(picture, width, height, mode), runMask = PictureResize.Resize(blurred, width, height, mode);
+            PngImage runPicture = PictureResize.Resize(picture, width, height, mode), runMask = ResizedMask(blurred, width, height, mode);
             var seen = new byte[runMask.Pixels.Length];
             for (int p = 0; p < seen.Length; p++) seen[p] = (byte)Math.Min(2 * runMask.Pixels[p], 255);
             return new A1111Inpaint(settings, runPicture, runMask, PilCompositing.MaskedPicture(runPicture.Pixels, seen), width, height, null);
@@ -122,9 +86,45 @@ public sealed class A1111Inpaint
     }
 
     /// <summary>
+    /// The checks <see cref="Prepare"/> makes before any pixel work, for a caller to make before it loads a model:
+    /// the settings' ranges, and for Only masked a mask of the picture's size.
+    /// </summary>
+    /// <exception cref="ArgumentException">Settings out of range, or Only masked with a mask of another size.</exception>
+    public static void Check(PngImage picture, PngImage mask, InpaintSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(picture);
+        ArgumentNullException.ThrowIfNull(mask);
+        ArgumentNullException.ThrowIfNull(settings);
+        if (settings.MaskBlur is < 0 or > InpaintSettings.MaxMaskBlur || settings.Padding is < 0 or > InpaintSettings.MaxPadding)
+        {
+            throw new ArgumentException($"mask blur {settings.MaskBlur} and padding {settings.Padding}: the blur is 0 to {InpaintSettings.MaxMaskBlur} pixels, " +
+                $"the padding 0 to {InpaintSettings.MaxPadding}", nameof(settings));
+        }
+        if (settings.OnlyMasked && (mask.Width != picture.Width || mask.Height != picture.Height))
+        {
+            throw new ArgumentException($"Only masked cuts the same region out of the picture and the mask: the mask is {mask.Width}x{mask.Height}, " +
+                $"the picture {picture.Width}x{picture.Height}", nameof(mask));
+        }
+    }
+
+    /// <summary>The blurred mask at the run's size; one the mode cannot bring there is the mask's error (PictureResize names its picture).</summary>
+    private static PngImage ResizedMask(PngImage mask, int width, int height, ResizeMode mode)
+    {
+        try
+        {
+            return PictureResize.Resize(mask, width, height, mode);
+        }
+        catch (ArgumentException e) when (e.ParamName == "picture")
+        {
+            throw new ArgumentException($"the mask: {e.Message.Replace(" (Parameter 'picture')", "", StringComparison.Ordinal)}", nameof(mask), e);
+        }
+    }
+
+    /// <summary>
     /// The run's RGB <paramref name="result"/> (the run's size) with the overlay laid over it: the original's size
     /// under Only masked, the run's otherwise. The result's text is kept.
     /// </summary>
+    /// <exception cref="ArgumentException">A result that is not RGB at the run's size.</exception>
     public PngImage Finish(PngImage result)
     {
         ArgumentNullException.ThrowIfNull(result);
@@ -158,7 +158,10 @@ public sealed class A1111Inpaint
     {
         int pixels = mask.Width * mask.Height;
         bool seeThrough = false;
-        for (int p = 0; p < pixels && mask.Channels == 4; p++) seeThrough |= mask.Pixels[p * 4 + 3] != 255;
+        if (mask.Channels == 4)
+        {
+            for (int p = 0; p < pixels && !seeThrough; p++) seeThrough = mask.Pixels[p * 4 + 3] != 255;
+        }
         var gray = new byte[pixels];
         if (seeThrough)
         {
@@ -168,7 +171,10 @@ public sealed class A1111Inpaint
         {
             ImageConversion.GrayBytes(mask).CopyTo(gray, 0);
         }
-        for (int p = 0; p < pixels && invert; p++) gray[p] = (byte)(255 - gray[p]);
+        if (invert)
+        {
+            for (int p = 0; p < pixels; p++) gray[p] = (byte)(255 - gray[p]);
+        }
         return new PngImage(mask.Width, mask.Height, 1, gray);
     }
 

@@ -1,10 +1,11 @@
 namespace Sd.Engine.Imaging;
 
 /// <summary>
-/// The Pillow 9.4 pixel arithmetic of A1111's inpainting overlay, byte for byte: a picture pasted through a mask onto
-/// an empty premultiplied canvas and converted back to straight alpha, and Image.alpha_composite.
+/// The Pillow 9.4 pixel arithmetic of A1111's inpainting pictures, byte for byte: a see-through picture flattened onto
+/// white, a picture pasted through a mask onto an empty premultiplied canvas and converted back to straight alpha
+/// (the overlay), and Image.alpha_composite.
 /// </summary>
-/// Reference: Pillow 9.4 libImaging/Paste.c (paste_mask_L, BLEND), Convert.c (rgbA2rgba, rgba2rgbA),
+/// Reference: Pillow 9.4 libImaging/Paste.c (paste_mask_L, paste_mask_RGBA, BLEND), Convert.c (rgbA2rgba, rgba2rgbA),
 /// AlphaComposite.c (ImagingAlphaComposite, PRECISION_BITS 7).
 internal static class PilCompositing
 {
@@ -35,6 +36,21 @@ internal static class PilCompositing
             rgba[p * 4 + 3] = (byte)alpha;
         }
         return rgba;
+    }
+
+    /// <summary>
+    /// RGB [H, W, 3]: A1111's images.flatten of RGBA onto white, Image.new("RGBA", size, "#ffffff").paste(rgba,
+    /// mask=rgba).convert("RGB"): each colour BLEND(alpha, 255, c).
+    /// </summary>
+    public static byte[] OnWhite(ReadOnlySpan<byte> rgba)
+    {
+        var rgb = new byte[rgba.Length / 4 * 3];
+        for (int p = 0; p < rgba.Length / 4; p++)
+        {
+            int alpha = rgba[p * 4 + 3];
+            for (int c = 0; c < 3; c++) rgb[p * 3 + c] = (byte)Div255(255 * (255 - alpha) + rgba[p * 4 + c] * alpha);
+        }
+        return rgb;
     }
 
     /// <summary>Image.alpha_composite(<paramref name="destination"/>, <paramref name="source"/>) in place: source over destination, both RGBA.</summary>

@@ -71,7 +71,7 @@ public static unsafe class CvGaussianBlur
     /// across each row (<paramref name="across"/>, cv2's ksize (n, 1)) or down each column (ksize (1, n)).
     /// </summary>
     public static void Blur(ReadOnlySpan<byte> source, Span<byte> destination, int height, int width, bool across, ReadOnlySpan<int> taps) =>
-        Run(source, destination, height, width, across, taps, DownKernel);
+        Run(source, destination, height, width, across, taps);
 
     /// <summary>The scalar reference of <see cref="Blur"/>, summing bytes in integers: the tests' oracle.</summary>
     public static void Blur_Scalar(ReadOnlySpan<byte> source, Span<byte> destination, int height, int width, bool across, ReadOnlySpan<int> taps)
@@ -136,8 +136,7 @@ public static unsafe class CvGaussianBlur
     /// The picture as floats laid out so the blur runs down columns (transposed when it runs across rows), the
     /// column pass, then the rounded bytes written back in the picture's layout.
     /// </summary>
-    private static void Run(ReadOnlySpan<byte> source, Span<byte> destination, int height, int width, bool across, ReadOnlySpan<int> taps,
-        delegate*<float*, int, int*, float*, int, float*, void> kernel)
+    private static void Run(ReadOnlySpan<byte> source, Span<byte> destination, int height, int width, bool across, ReadOnlySpan<int> taps)
     {
         Check(source.Length, destination.Length, height, width, taps);
         int rows = across ? width : height, columns = across ? height : width; // of the laid-out matrix
@@ -173,7 +172,7 @@ public static unsafe class CvGaussianBlur
             for (int y = 0; y < rows; y++)
             {
                 for (int t = 0; t < count; t++) rowsRead[t] = rowOf[y + offsets[t]];
-                kernel(input, columns, rowsRead, w, count, output + (long)y * columns);
+                DownKernel(input, columns, rowsRead, w, count, output + (long)y * columns);
             }
         }
         for (int y = 0; y < height; y++)

@@ -22,6 +22,14 @@ _resize.loader.exec_module(resize)
 resize_image = resize.resize_image
 
 
+def flatten(img, bgcolor):  # A1111 1.10, modules/images.py
+    if img.mode == "RGBA":
+        background = Image.new('RGBA', img.size, bgcolor)
+        background.paste(img, mask=img)
+        img = background
+    return img.convert('RGB')
+
+
 def create_binary_mask(image):  # A1111 1.10, modules/processing.py (round=True, its default)
     if image.mode == 'RGBA' and image.getextrema()[-1] != (255, 255):
         image = image.split()[-1].convert("L").point(lambda x: 255 if x > 128 else 0)
@@ -107,6 +115,7 @@ def prepare(image, mask, width, height, resize_mode, mask_blur, full_res, paddin
         np_mask = np.clip((np_mask.astype(np.float32)) * 2, 0, 255).astype(np.uint8)
         mask_for_overlay = Image.fromarray(np_mask)
     overlay = None
+    image = flatten(image, "#ffffff")  # opts.img2img_background_color's default
     if crop_region is None and resize_mode != 3:
         image = resize_image(resize_mode, image, width, height)
     if image_mask is not None:
@@ -138,10 +147,10 @@ def apply_overlay(image, paste_loc, overlay):  # A1111 1.10, with uncrop inlined
 rng = np.random.default_rng(20261125)
 
 
-def picture(width, height):
+def picture(width, height, mode="RGB"):
     y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([128 + 100 * np.sin(x / (4 + c) + y / (6 + 2 * c)) for c in range(3)], axis=-1)
-    return Image.fromarray(np.clip(base + rng.normal(0, 30, base.shape), 0, 255).astype(np.uint8), "RGB")
+    base = np.stack([128 + 100 * np.sin(x / (4 + c) + y / (6 + 2 * c)) for c in range(len(mode))], axis=-1)
+    return Image.fromarray(np.clip(base + rng.normal(0, 30, base.shape), 0, 255).astype(np.uint8), mode)
 
 
 def mask_picture(kind, width, height, box):
@@ -152,9 +161,14 @@ def mask_picture(kind, width, height, box):
         return Image.fromarray(m, "L")
     if kind == "RGB":  # drawn in colour: read as its gray
         return Image.fromarray(np.stack([m, m // 2, m // 3], axis=-1), "RGB")
-    rgba = np.zeros((height, width, 4), np.uint8)  # see-through RGBA: its alpha, over 128 or not
+    rgba = np.zeros((height, width, 4), np.uint8)
     rgba[..., :3] = rng.integers(0, 256, (height, width, 3))
-    rgba[..., 3] = np.where(m > 0, 200, rng.integers(0, 129, (height, width)))
+    if kind == "RGBA opaque":  # alpha 255 everywhere: read as its gray
+        rgba[..., :3] = np.stack([m, m // 2, m // 3], axis=-1)
+        rgba[..., 3] = 255
+    else:  # see-through RGBA: its alpha, over 128 or not (129 and 128 at the threshold)
+        rgba[..., 3] = np.where(m > 0, rng.integers(129, 256, (height, width)), rng.integers(0, 129, (height, width)))
+        rgba[y1, x1:x2], rgba[max(y1 - 1, 0), x1:x2] = [9, 9, 9, 129], [9, 9, 9, 128]
     return Image.fromarray(rgba, "RGBA")
 
 
@@ -170,6 +184,8 @@ def main():
         ("whole, resized, blur 3", (50, 30), "RGB", (5, 5, 20, 25), (32, 40), 1, 3, False, 0, False, None),
         ("whole, mask of another size", (40, 40), "L", (8, 8, 40, 20), (32, 32), 2, 2, False, 0, False, (56, 24)),
         ("whole, see-through RGBA, inverted", (40, 32), "RGBA", (12, 6, 28, 20), (40, 32), 0, 5, False, 0, True, None),
+        ("whole, see-through picture, opaque RGBA mask", (40, 32), "RGBA opaque", (4, 4, 20, 12), (32, 32), 1, 2, False, 0, False, None),
+        ("only masked, see-through picture", (48, 40), "RGBA", (20, 16, 30, 26), (32, 32), 0, 2, True, 4, False, None),
         ("only masked, padding 8", (64, 56), "L", (26, 20, 38, 30), (48, 48), 0, 4, True, 8, False, None),
         ("only masked, wide box", (64, 56), "L", (8, 40, 54, 48), (32, 48), 0, 2, True, 4, False, None),
         ("only masked, at an edge", (64, 56), "L", (0, 48, 14, 56), (48, 32), 0, 3, True, 16, False, None),
@@ -180,13 +196,13 @@ def main():
         ("only masked, inverted to blank", (40, 32), "L", (0, 0, 40, 32), (32, 32), 0, 0, True, 4, True, None),
         ("only masked, blank", (64, 48), "L", (0, 0, 0, 0), (32, 40), 1, 4, True, 32, False, None),
     ]:
-        image = picture(w, h)
+        image = picture(w, h, "RGBA" if "see-through picture" in name else "RGB")
         mw, mh = mask_size or (w, h)
         mask = mask_picture(kind, mw, mh, box)
         run_picture, run_mask, overlay, paste_to = prepare(image, mask, rw, rh, resize_mode, blur, full_res, padding, invert)
         result = picture(rw, rh)
         final = apply_overlay(result, paste_to, overlay)
-        cases.append({"name": name, "width": w, "height": h, "picture": b64(image),
+        cases.append({"name": name, "width": w, "height": h, "picture_mode": image.mode, "picture": b64(image),
                       "mask_mode": kind, "mask_width": mw, "mask_height": mh, "mask": b64(mask),
                       "run_width": rw, "run_height": rh, "resize_mode": resize_mode, "blur": blur, "only_masked": full_res,
                       "padding": padding, "invert": invert,

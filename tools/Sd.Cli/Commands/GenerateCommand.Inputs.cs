@@ -64,7 +64,8 @@ public static partial class GenerateCommand
     /// A1111's inpainting settings from --mask-blur, --inpaint-area, --masked-padding and --invert-mask (A1111's
     /// defaults for those not given); null when none is given (diffusers' inpainting: a hard mask and no overlay).
     /// </summary>
-    private static InpaintSettings? InpaintSettingsOf(CommandLine line)
+    /// <exception cref="InvalidFileException">Only masked with a mask of another size than the picture (found before any model loads).</exception>
+    private static InpaintSettings? InpaintSettingsOf(CommandLine line, PngImage? picture, PngImage? mask)
     {
         if (!line.Has("--mask-blur") && !line.Has("--inpaint-area") && !line.Has("--masked-padding") && !line.Has("--invert-mask"))
         {
@@ -94,7 +95,16 @@ public static partial class GenerateCommand
         {
             throw new UsageException($"generate: --masked-padding must be in [0, {InpaintSettings.MaxPadding}] pixels, got {padding}");
         }
-        return new InpaintSettings { MaskBlur = blur, OnlyMasked = onlyMasked, Padding = padding, InvertMask = line.Has("--invert-mask") };
+        var settings = new InpaintSettings { MaskBlur = blur, OnlyMasked = onlyMasked, Padding = padding, InvertMask = line.Has("--invert-mask") };
+        try
+        {
+            A1111Inpaint.Check(picture!, mask!, settings);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidFileException(line.Require("--mask"), Program.Describe(e), e);
+        }
+        return settings;
     }
 
     /// <summary>
@@ -106,11 +116,11 @@ public static partial class GenerateCommand
         A1111Inpaint inpaint;
         try
         {
-            inpaint = A1111Inpaint.Prepare(ImageConversion.AsRgb(picture), mask, request.Width, request.Height, mode, settings);
+            inpaint = A1111Inpaint.Prepare(picture.Channels == 1 ? ImageConversion.AsRgb(picture) : picture, mask, request.Width, request.Height, mode, settings);
         }
         catch (ArgumentException e)
         {
-            throw new InvalidFileException(line.Require(e.ParamName == "mask" ? "--mask" : "--init-image"), e.Message);
+            throw new InvalidFileException(line.Require(e.ParamName == "mask" ? "--mask" : "--init-image"), Program.Describe(e), e);
         }
         if (inpaint.Mask is null)
         {
@@ -125,9 +135,9 @@ public static partial class GenerateCommand
     }
 
     /// <summary>
-    /// A1111's keys of its inpainting settings: Mask mode (inverted), Mask blur (0 too, which A1111 leaves out, so
-    /// that the settings read back), Inpaint area and Masked area padding (when Only masked cut a region out); empty
-    /// without them.
+    /// A1111's keys of its inpainting settings: Mask mode (inverted), Mask blur, Inpaint area and Masked area padding
+    /// (Only masked); empty without them. Unlike A1111, Sd records a blur of 0 and Only masked that found nothing to
+    /// repaint, so that the run reads back as it ran.
     /// </summary>
     private static string InpaintKeys(A1111Inpaint? inpaint)
     {
@@ -137,6 +147,6 @@ public static partial class GenerateCommand
         }
         InpaintSettings settings = inpaint.Settings;
         return (settings.InvertMask ? "Mask mode: Inpaint not masked, " : "") + FormattableString.Invariant($"Mask blur: {settings.MaskBlur}, ")
-            + (inpaint.PasteTo is null ? "" : FormattableString.Invariant($"Inpaint area: Only masked, Masked area padding: {settings.Padding}, "));
+            + (!settings.OnlyMasked ? "" : FormattableString.Invariant($"Inpaint area: Only masked, Masked area padding: {settings.Padding}, "));
     }
 }

@@ -82,16 +82,17 @@ public static partial class GenerateCommand
         resize, the default: Lanczos to the size), crop (Crop and resize: to cover it, aspect ratio kept, centred, the
         rest cut off) or fill (Resize and fill: to fit inside, aspect ratio kept, centred, the picture's edges stretched
         over the bands left). --mask-blur, --inpaint-area, --masked-padding and --invert-mask (any of them) inpaint
-        as A1111 does around the run, byte for byte with its Pillow and OpenCV steps: the mask (an RGBA mask with any
-        see-through pixel: its alpha, over 128 or not) is inverted by --invert-mask (A1111's Inpaint not masked) and
-        blurred by --mask-blur (A1111's Mask blur, 0 to 64 pixels, 4 by default); --inpaint-area only-masked repaints
-        only the mask's bounding box, grown by --masked-padding (0 to 256, 32 by default) and to the output's aspect
-        ratio, at the output size, and scales the result back into the whole picture (the PNG then has the picture's
-        size; the mask must have it too); whole (the default) repaints the picture resized. Then the picture is laid
-        over the result through the blurred mask, so only the masked area changes. Without them Sd inpaints as
-        diffusers does: a hard mask and no overlay. --out-latents and --out-image-npy hold the run's own output.
-        An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7) is conditioned on
-        --guidance instead of classifier-free guidance, so the negative prompt is not used.
+        as A1111 does around the run, byte for byte with its Pillow and OpenCV steps: a see-through picture is
+        flattened onto white; the mask (an RGBA mask with any see-through pixel: its alpha, over 128 or not) is
+        inverted by --invert-mask (A1111's Inpaint not masked) and blurred by --mask-blur (A1111's Mask blur, 0 to 64
+        pixels, 4 by default); --inpaint-area only-masked repaints only the blurred mask's bounding box, grown by
+        --masked-padding (0 to 256, 32 by default) and to the output's aspect ratio, at the output size, and scales the
+        result back into the whole picture (the PNG then has the picture's size; the mask must have it too); whole (the
+        default) repaints the picture resized. Then the picture is laid over the result, opaque where the blurred mask
+        is 0, so the picture's own pixels come back beyond the blur's reach. Without them Sd inpaints as diffusers
+        does: a hard mask and no overlay. --out-latents and --out-image-npy hold the run's own output.
+        An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7) is conditioned on --guidance instead of
+        classifier-free guidance, so the negative prompt is not used.
         --hires-scale S (or --hires-width W --hires-height H, one of them 0 to keep the aspect ratio; both of another
         aspect ratio are covered, then cropped, as A1111 does) adds
         AUTOMATIC1111's hires fix to txt2img: the latents are upscaled (--hires-upscaler: A1111's latent upscalers,
@@ -195,7 +196,6 @@ public static partial class GenerateCommand
             throw new UsageException("generate: --resize-mode brings an --init-image (and --mask) to the output size; give one");
         }
         ResizeMode resizeMode = ResizeModeOf(line);
-        InpaintSettings? inpaintSettings = InpaintSettingsOf(line);
         if (line.Has("--latents") && line.Has("--init-image") && !line.Has("--mask"))
         {
             throw new UsageException("generate: --latents starts txt2img or inpainting; img2img (--init-image without --mask) starts from the picture");
@@ -215,6 +215,7 @@ public static partial class GenerateCommand
         // Read before any model loads: a size not given is the picture's (diffusers' img2img default).
         PngImage? initPicture = line.Get("--init-image") is { } initPath ? PictureFile.ReadUpright(initPath) : null;
         PngImage? maskPicture = line.Get("--mask") is { } maskPath ? PictureFile.ReadUpright(maskPath) : null;
+        InpaintSettings? inpaintSettings = InpaintSettingsOf(line, initPicture, maskPicture);
         (int seedResizeWidth, int seedResizeHeight) = SeedResizeOf(line);
         var request = new GenerateRequest
         {

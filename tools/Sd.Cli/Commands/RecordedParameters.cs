@@ -147,10 +147,9 @@ internal sealed class RecordedParameters
             var other => throw new InvalidFileException(_path, $"parameters: Inpaint area '{other}' is not Whole picture or Only masked"),
         };
         Add("--inpaint-area", area);
-        if ((_line.Get("--inpaint-area") ?? area) == "only-masked")
-        {
-            Add("--masked-padding", padding);
-        }
+        bool onlyMasked = (_line.Get("--inpaint-area") ?? area) == "only-masked";
+        Add("--masked-padding", onlyMasked ? padding : null);
+        Taken("Masked area padding", onlyMasked || padding is null);
         switch (Take("Mask mode"))
         {
             case "Inpaint not masked" when !_line.Has("--invert-mask"):
