@@ -25,7 +25,7 @@ public sealed class A1111InpaintTests
     [Fact]
     public void Every_case_is_a1111s_pictures_byte_for_byte()
     {
-        using JsonDocument document = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", "a1111-inpaint-reference.json")));
+        using JsonDocument document = ReferenceData.Json("a1111-inpaint-reference.json");
         int cases = 0;
         foreach (JsonElement c in document.RootElement.GetProperty("cases").EnumerateArray())
         {

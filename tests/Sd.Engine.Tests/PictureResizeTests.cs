@@ -13,7 +13,7 @@ public sealed class PictureResizeTests
 {
     private static JsonElement Reference(string name)
     {
-        using JsonDocument document = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", "resize-mode-reference.json")));
+        using JsonDocument document = ReferenceData.Json("resize-mode-reference.json");
         return document.RootElement.GetProperty(name).Clone();
     }
 

@@ -13,7 +13,7 @@ public sealed class SeedResizeTests
     [Fact]
     public void The_start_draw_is_a1111s_paste_of_the_seeds_draw_at_the_other_size()
     {
-        using JsonDocument reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", "seed-resize-reference.json")));
+        using JsonDocument reference = ReferenceData.Json("seed-resize-reference.json");
         int cases = 0;
         foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
         {

@@ -12,7 +12,7 @@ public sealed class VariationSeedTests
     [Fact]
     public void The_blend_is_a1111s_slerp_of_the_two_seeds_draws()
     {
-        using JsonDocument reference = JsonDocument.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Data", "seed-variation-reference.json")));
+        using JsonDocument reference = ReferenceData.Json("seed-variation-reference.json");
         int cases = 0;
         foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
         {
