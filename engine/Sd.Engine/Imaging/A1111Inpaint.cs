@@ -25,17 +25,14 @@ namespace Sd.Engine.Imaging;
 /// apply_overlay, uncrop), modules/images.py (flatten) and modules/masking.py (get_crop_region_v2, expand_crop_region).
 public sealed class A1111Inpaint
 {
-    private readonly byte[]? _overlay; // RGBA, straight alpha
-    private readonly int _overlayWidth, _overlayHeight;
+    private readonly PngImage? _overlay; // RGBA, straight alpha: the output's size
 
-    private A1111Inpaint(InpaintSettings settings, PngImage picture, PngImage? mask, byte[]? overlay, int overlayWidth, int overlayHeight, PictureRegion? pasteTo)
+    private A1111Inpaint(InpaintSettings settings, PngImage picture, PngImage? mask, PngImage? overlay, PictureRegion? pasteTo)
     {
         Settings = settings;
         Picture = picture;
         Mask = mask;
         _overlay = overlay;
-        _overlayWidth = overlayWidth;
-        _overlayHeight = overlayHeight;
         PasteTo = pasteTo;
     }
 
@@ -73,16 +70,16 @@ public sealed class A1111Inpaint
             PngImage runPicture = PictureResize.Resize(picture, width, height, mode), runMask = ResizedMask(blurred, width, height, mode);
             var seen = new byte[runMask.Pixels.Length];
             for (int p = 0; p < seen.Length; p++) seen[p] = (byte)Math.Min(2 * runMask.Pixels[p], 255);
-            return new A1111Inpaint(settings, runPicture, runMask, PilCompositing.MaskedPicture(runPicture.Pixels, seen), width, height, null);
+            return new A1111Inpaint(settings, runPicture, runMask, Overlay(runPicture, seen), null);
         }
         if (CropRegion(blurred, settings.Padding) is not { } box)
         {
-            return new A1111Inpaint(settings, PictureResize.Resize(picture, width, height, mode), null, null, 0, 0, null);
+            return new A1111Inpaint(settings, PictureResize.Resize(picture, width, height, mode), null, null, null);
         }
         PictureRegion region = Expand(box, width, height, picture.Width, picture.Height);
         return new A1111Inpaint(settings, PictureResize.Resize(PictureResize.Crop(picture, region), width, height, ResizeMode.Fill),
             PictureResize.Resize(PictureResize.Crop(blurred, region), width, height, ResizeMode.Fill),
-            PilCompositing.MaskedPicture(picture.Pixels, blurred.Pixels), picture.Width, picture.Height, region);
+            Overlay(picture, blurred.Pixels), region);
     }
 
     /// <summary>
@@ -137,16 +134,8 @@ public sealed class A1111Inpaint
         {
             return result;
         }
-        var canvas = new PngImage(_overlayWidth, _overlayHeight, 4, new byte[_overlay.Length]); // Image.new("RGBA"): see-through
-        if (PasteTo is { } region)
-        {
-            PictureResize.Paste(Opaque(PictureResize.Resize(result, region.Width, region.Height, ResizeMode.Crop)), canvas, region.X, region.Y);
-        }
-        else
-        {
-            PictureResize.Paste(Opaque(result), canvas, 0, 0);
-        }
-        PilCompositing.AlphaComposite(canvas.Pixels, _overlay);
+        PngImage canvas = PasteTo is { } region ? Uncropped(result, region, _overlay) : Opaque(result);
+        PilCompositing.AlphaComposite(canvas.Pixels, _overlay.Pixels);
         return new PngImage(canvas.Width, canvas.Height, 3, ImageConversion.RgbBytes(canvas), result.Text);
     }
 
@@ -251,6 +240,21 @@ public sealed class A1111Inpaint
         }
         return (low, Math.Min(high, size));
     }
+
+    /// <summary>
+    /// A1111's uncrop: the result scaled by Crop and resize into its region of an empty RGBA picture of the overlay's
+    /// size (Image.new("RGBA"): see-through elsewhere).
+    /// </summary>
+    private static PngImage Uncropped(PngImage result, PictureRegion region, PngImage overlay)
+    {
+        var canvas = new PngImage(overlay.Width, overlay.Height, 4, new byte[overlay.Pixels.Length]);
+        PictureResize.Paste(Opaque(PictureResize.Resize(result, region.Width, region.Height, ResizeMode.Crop)), canvas, region.X, region.Y);
+        return canvas;
+    }
+
+    /// <summary>The overlay: <paramref name="picture"/> seen through 255 - <paramref name="mask"/>.</summary>
+    private static PngImage Overlay(PngImage picture, byte[] mask) =>
+        new(picture.Width, picture.Height, 4, PilCompositing.MaskedPicture(picture.Pixels, mask));
 
     /// <summary>An RGB picture as RGBA with alpha 255 (Pillow's convert("RGBA")).</summary>
     private static PngImage Opaque(PngImage rgb)
