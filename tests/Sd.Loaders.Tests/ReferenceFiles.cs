@@ -13,6 +13,9 @@ internal static class ReferenceFiles
     /// <summary>The JPEG cases; the first is a 37x21 4:2:0 baseline JPEG.</summary>
     public const string Jpeg = "jpeg-formats-reference.json";
 
+    /// <summary>Pictures with the JPEG files A1111 saves for them (Pillow's encoder, piexif's EXIF).</summary>
+    public const string JpegWriter = "jpeg-writer-reference.json";
+
     /// <summary>The WebP cases; the first is a 37x21 lossy (VP8) picture.</summary>
     public const string Webp = "webp-formats-reference.json";
 

@@ -15,7 +15,7 @@ namespace Sd.Loaders.Jpeg;
 /// Progressive files that leave some of the first AC coefficients unrefined are decoded as coded; libjpeg smooths
 /// such blocks (for previews of partial files), so there the pictures can differ slightly. Encoders do not write them.
 /// </remarks>
-public static class JpegFile
+public static partial class JpegFile
 {
     /// <summary>Largest file read: far more than any picture of <see cref="PngFile.MaxPixels"/> needs.</summary>
     public const long MaxFileBytes = 1L << 30;
