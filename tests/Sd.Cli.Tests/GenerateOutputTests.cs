@@ -1,5 +1,6 @@
 using Sd.Cli.Commands;
 using Sd.Loaders;
+using Sd.Loaders.Jpeg;
 using Sd.Loaders.Npy;
 using Sd.Loaders.Png;
 using Sd.Loaders.Tests;
@@ -38,15 +39,64 @@ public sealed class GenerateOutputTests : IDisposable
         Assert.Equal($"generate: --out: {missing}: the folder {_dir.File("nowhere")} does not exist", Refused("--out", missing).Message);
         Assert.Contains("--out-latents", Refused("--out", _dir.File("a.png"), "--out-latents", _dir.File(Path.Combine("nowhere", "l.npy"))).Message);
         Assert.Equal($"generate: --out: '{_dir.Path}' names a directory, not a file", Refused("--out", _dir.Path).Message);
-        // PNG is what is written: another name would make the bytes pass for another format.
-        foreach (string name in new[] { "a.jpg", "a.webp", "a", "a.png.txt" })
+        // PNG or JPEG is what is written: another name would make the bytes pass for another format.
+        foreach (string name in new[] { "a.webp", "a", "a.png.txt", "a.jpe" })
         {
-            Assert.Equal($"generate: --out '{_dir.File(name)}': pictures are written as PNG; give a name ending in .png", Refused("--out", _dir.File(name)).Message);
+            Assert.Equal($"generate: --out '{_dir.File(name)}': pictures are written as PNG or JPEG; give a name ending in .png, .jpg or .jpeg",
+                Refused("--out", _dir.File(name)).Message);
         }
-        Assert.False(File.Exists(_dir.File("a.jpg")));
         // A batch's names are made from the path given, which must name a file too (not "folder/-1").
         Assert.Contains("names a directory", Refused("--out", _dir.Path + Path.DirectorySeparatorChar, "--batch-count", "2").Message);
         Assert.Empty(Directory.GetFileSystemEntries(_dir.Path));
+    }
+
+    /// <summary>
+    /// A .jpg or .jpeg --out is the same picture written as A1111 saves a .jpg (the writer's bytes are Pillow's and
+    /// piexif's, JpegWriterTests): the parameters in EXIF, read back by --parameters-from; a batch's names keep the
+    /// extension.
+    /// </summary>
+    [Fact]
+    public void A_jpg_out_is_the_picture_saved_as_A1111_saves_a_jpg()
+    {
+        string png = _dir.File("a.png"), jpg = _dir.File("a.jpg"), best = _dir.File("best.JPEG");
+        Assert.Equal(0, GenerateCommand.Run(Small("--seed", "3", "--out", png), TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run(Small("--seed", "3", "--out", jpg), TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run(Small("--seed", "3", "--out", best, "--jpeg-quality", "100"), TextWriter.Null));
+        PngImage picture = PngFile.Read(png);
+        Assert.Equal(Jpeg(picture, 80), File.ReadAllBytes(jpg));
+        Assert.Equal(Jpeg(picture, 100), File.ReadAllBytes(best));
+        Assert.Equal(picture.Text["parameters"], JpegFile.Read(jpg).Text["parameters"]);
+
+        string again = _dir.File("again.png");
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", jpg, "--out", again], TextWriter.Null));
+        Assert.Equal(File.ReadAllBytes(png), File.ReadAllBytes(again));
+
+        Assert.Equal(0, GenerateCommand.Run(Small("--seed", "3", "--out", _dir.File("b.jpg"), "--batch-count", "2"), TextWriter.Null));
+        Assert.Equal(File.ReadAllBytes(jpg), File.ReadAllBytes(_dir.File("b-1.jpg")));
+        Assert.True(File.Exists(_dir.File("b-2.jpg")));
+    }
+
+    [Fact]
+    public void A_jpeg_quality_needs_a_jpg_out_within_1_to_100_and_prompts_that_fit()
+    {
+        string jpg = _dir.File("q.jpg");
+        Assert.Equal($"generate: --jpeg-quality sets a JPEG's quality; --out '{_dir.File("q.png")}' is a PNG",
+            Refused("--out", _dir.File("q.png"), "--jpeg-quality", "90").Message);
+        Assert.Equal("generate: --jpeg-quality must be from 1 to 100, got 101", Refused("--out", jpg, "--jpeg-quality", "101").Message);
+        Assert.Equal("generate: --jpeg-quality must be from 1 to 100, got 0", Refused("--out", jpg, "--jpeg-quality", "0").Message);
+        Assert.Equal("generate: --jpeg-quality expects an integer, got 'high'", Refused("--out", jpg, "--jpeg-quality", "high").Message);
+        // EXIF holds 32,739 UTF-16 characters: prompts that long are refused before the run, not after it.
+        string[] args = ["--prompt", "p", "--negative-prompt", new string('n', 30000), "--steps", "2", "--width", "64", "--height", "64", "--out", jpg];
+        Assert.StartsWith("generate: the prompts have 30001 characters; a JPEG's EXIF holds parameters of at most 32739",
+            Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message);
+        Assert.Empty(Directory.GetFileSystemEntries(_dir.Path));
+    }
+
+    private static byte[] Jpeg(PngImage picture, int quality)
+    {
+        var stream = new MemoryStream();
+        JpegFile.Write(stream, picture, quality);
+        return stream.ToArray();
     }
 
     [Fact]

@@ -139,10 +139,28 @@ public sealed class UpscaleCommandTests : IDisposable
         // 20x30 by 0.2 floors to 0x0: no picture.
         Assert.Contains("would be 0x0", Assert.Throws<ArgumentException>(() => UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--scale", "0.2", "--out", output], TextWriter.Null)).Message);
         Assert.False(File.Exists(output));
-        string jpeg = _dir.File("out.jpg");
-        Assert.Equal($"upscale: --out '{jpeg}': pictures are written as PNG; give a name ending in .png",
-            Assert.Throws<UsageException>(() => UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--out", jpeg], TextWriter.Null)).Message);
-        Assert.False(File.Exists(jpeg));
+        string gif = _dir.File("out.gif");
+        Assert.Equal($"upscale: --out '{gif}': pictures are written as PNG or JPEG; give a name ending in .png, .jpg or .jpeg",
+            Assert.Throws<UsageException>(() => UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--out", gif], TextWriter.Null)).Message);
+        Assert.Equal($"upscale: --jpeg-quality sets a JPEG's quality; --out '{output}' is a PNG",
+            Assert.Throws<UsageException>(() => UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--out", output, "--jpeg-quality", "90"], TextWriter.Null)).Message);
+        Assert.False(File.Exists(gif));
+        Assert.False(File.Exists(output));
+    }
+
+    /// <summary>A .jpg --out is the picture saved as A1111's Extras saves a .jpg: its upscale record alone in EXIF.</summary>
+    [Fact]
+    public void A_jpg_out_holds_the_upscale_record()
+    {
+        string input = Picture(3), png = _dir.File("out.png"), jpg = _dir.File("out.jpg");
+        Assert.Equal(0, UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--scale", "2", "--out", png], TextWriter.Null));
+        Assert.Equal(0, UpscaleCommand.Run(["--image", input, "--upscaler", "Lanczos", "--scale", "2", "--out", jpg, "--jpeg-quality", "90"], TextWriter.Null));
+        PngImage picture = PngFile.Read(png);
+        var expected = new MemoryStream();
+        JpegFile.Write(expected, new PngImage(picture.Width, picture.Height, 3, picture.Pixels,
+            new Dictionary<string, string> { ["parameters"] = picture.Text["postprocessing"] }), 90);
+        Assert.Equal(expected.ToArray(), File.ReadAllBytes(jpg));
+        Assert.Equal("Postprocess upscale by: 2, Postprocess upscaler: Lanczos", JpegFile.Read(jpg).Text["parameters"]);
     }
 
     /// <summary>
@@ -195,6 +213,7 @@ public sealed class UpscaleCommandTests : IDisposable
             ("upscale: --input-dir is required", ["--output-dir", outputs]),
             ($"upscale: --input-dir '{_dir.File("missing")}' is not a folder", ["--input-dir", _dir.File("missing"), "--output-dir", outputs]),
             ("upscale: --output-dir is --input-dir", ["--input-dir", inputs, "--output-dir", inputs + Path.DirectorySeparatorChar]),
+            ("upscale: --jpeg-quality sets a .jpg --out's quality; --output-dir gets PNG files", ["--input-dir", inputs, "--output-dir", outputs, "--jpeg-quality", "90"]),
         ];
         foreach ((string expected, string[] flags) in cases)
         {

@@ -27,7 +27,7 @@ public static partial class GenerateCommand
                            [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
                            [--log-level trace|debug|information|warning|error|none]
-                           --out out.png [--out-latents final.npy] [--out-image-npy image.npy]
+                           --out out.png|out.jpg [--jpeg-quality 80] [--out-latents final.npy] [--out-image-npy image.npy]
 
         Text to image. Prompts are read as AUTOMATIC1111 does (--prompt-syntax weighted, the default): (word:1.3)
         multiplies a word's weight by 1.3, (word) by 1.1, [word] divides it by 1.1, \( \) \[ \] are the literal
@@ -124,7 +124,9 @@ public static partial class GenerateCommand
         (vectors of another width) is refused.
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.
         vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
-        The PNG carries the parameters in an A1111-style "parameters" text chunk. Components are loaded one at a
+        The PNG carries the parameters in an A1111-style "parameters" text chunk; an --out name ending in .jpg or
+        .jpeg writes a JPEG instead, as A1111 saves one (Pillow's encoder at --jpeg-quality, 1-100, A1111's default 80;
+        the parameters in EXIF's UserComment). Components are loaded one at a
         time (text encoder, UNet, VAE), so peak memory is that of the largest; the load time reported is their sum.
         --parameters-from FILE takes the prompts and settings from A1111's parameters, as its PNG Info sends them to
         txt2img: a picture's (a PNG's "parameters" text, a JPEG's or WebP's EXIF UserComment) or a UTF-8 text file of
@@ -154,7 +156,7 @@ public static partial class GenerateCommand
         "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
         "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
         "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength", "--seed-resize-from", "--resize-mode",
-        "--mask-blur", "--inpaint-area", "--masked-padding");
+        "--mask-blur", "--inpaint-area", "--masked-padding", PictureOutput.QualityFlag);
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
@@ -201,7 +203,8 @@ public static partial class GenerateCommand
             throw new UsageException("generate: --latents starts txt2img or inpainting; img2img (--init-image without --mask) starts from the picture");
         }
         line.CheckOutputs(Outputs(line, outPath, 1));
-        line.CheckPngNames("--out");
+        PictureOutput.Quality(line, "--out");
+        PictureOutput.CheckParametersFit(line, "--out", PromptChars(line));
         if (batchCount > 1)
         {
             line.CheckOutputs(Outputs(line, outPath, batchCount));
@@ -304,10 +307,10 @@ public static partial class GenerateCommand
     }
 
     /// <summary>
-    /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG (with its A1111 parameters) and the
-    /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the PNG path.
+    /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG or JPEG (with its A1111 parameters) and the
+    /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the picture's path.
     /// </summary>
-    /// <param name="inpaint">A1111's inpainting pictures, whose overlay the PNG gets (the .npy outputs do not).</param>
+    /// <param name="inpaint">A1111's inpainting pictures, whose overlay the picture gets (the .npy outputs do not).</param>
     /// <param name="model">The model's name and the LoRAs and embeddings added to it, as the parameters' last fields.</param>
     private static string Write(CommandLine line, StableDiffusionPipeline pipeline, GenerateRequest request, GenerateResult result, A1111Inpaint? inpaint, string model,
         string outPath, int index, int count)
@@ -324,10 +327,11 @@ public static partial class GenerateCommand
             $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
-        string pngPath = BatchPath(outPath, index, count);
+        string picturePath = BatchPath(outPath, index, count);
         PngImage picture = ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters });
         picture = inpaint?.Finish(picture) ?? picture;
-        files.Add(pngPath, stream => PngFile.Write(stream, picture));
+        int quality = PictureOutput.Quality(line, "--out");
+        files.Add(picturePath, stream => PictureOutput.Write(stream, picturePath, picture, quality));
         if (line.Get("--out-latents") is { } latentsPath)
         {
             NpyArray latents = NpyTensors.AsNchwArray(result.Latents);
@@ -341,7 +345,7 @@ public static partial class GenerateCommand
             files.Add(BatchPath(imagePath, index, count), stream => NpyFile.Write(stream, image));
         }
         files.Commit();
-        return pngPath;
+        return picturePath;
     }
 
     /// <summary>The --lora values: a file, then optionally ':' and a finite scale ("style.safetensors:0.8"); 1 when none.</summary>

@@ -3,6 +3,8 @@ using System.Globalization;
 using Sd.Engine.Imaging;
 using Sd.Engine.Upscaling;
 using Sd.Loaders;
+using Sd.Loaders.IO;
+using Sd.Loaders.Jpeg;
 using Sd.Loaders.Pictures;
 using Sd.Loaders.Png;
 
@@ -14,7 +16,7 @@ public static class UpscaleCommand
     private const string Help = """
         Usage: sd upscale --image in.png --upscaler NAME|FILE [--scale S] [--max-side N]
                           [--width W --height H [--no-crop]] [--upscaler-2 NAME|FILE --upscaler-2-visibility V]
-                          [--tile 192] [--tile-overlap 8] [--threads T] --out out.png
+                          [--tile 192] [--tile-overlap 8] [--threads T] --out out.png|out.jpg [--jpeg-quality 80]
                sd upscale --input-dir DIR --output-dir DIR --upscaler NAME|FILE [the same options]
 
         Upscales a picture as AUTOMATIC1111's Extras tab does ("Upscale"). --upscaler is Lanczos or Nearest (Pillow's
@@ -34,7 +36,8 @@ public static class UpscaleCommand
         Pillow's convert("RGB") (alpha dropped, gray repeated), as stored (A1111's run_postprocessing opens files with
         Image.open, which does not apply the EXIF orientation). The output PNG keeps the input's text entries ("parameters" last; an EXIF UserComment, a PNG's eXIf
         chunk's too, is "parameters", as A1111 reads it) and records the upscale as A1111 does ("postprocessing" and "extras":
-        "Postprocess upscale by: 4, Postprocess upscaler: ...").
+        "Postprocess upscale by: 4, Postprocess upscaler: ..."). An --out name ending in .jpg or .jpeg writes a JPEG as
+        A1111 saves one (at --jpeg-quality, 1-100, default 80), whose EXIF UserComment is that upscale record alone.
         --input-dir upscales every picture in a folder (A1111's "Batch from Directory"), in natural name order, the
         models loaded once, each to --output-dir/NAME.png under its own name (A1111's default); files that are not
         PNG, JPEG, WebP or BMP pictures (and hidden ones) are skipped with a note, and the output folder is made if missing and
@@ -49,14 +52,16 @@ public static class UpscaleCommand
             return 0;
         }
         var line = new CommandLine("upscale", args, ["--image", "--upscaler", "--scale", "--max-side", "--width", "--height", "--upscaler-2",
-            "--upscaler-2-visibility", "--tile", "--tile-overlap", "--threads", "--log-level", "--out", "--input-dir", "--output-dir"], ["--no-crop"]);
+            "--upscaler-2-visibility", "--tile", "--tile-overlap", "--threads", "--log-level", "--out", "--input-dir", "--output-dir",
+            PictureOutput.QualityFlag], ["--no-crop"]);
         bool batch = line.Has("--input-dir") || line.Has("--output-dir");
         List<(string Input, string Output)> jobs = batch ? BatchJobs(line) : [(line.Require("--image"), line.Require("--out"))];
         Settings settings = Read(line);
+        int quality = JpegFile.DefaultQuality;
         if (!batch)
         {
             line.CheckOutputFlags("--out");
-            line.CheckPngNames("--out");
+            quality = PictureOutput.Quality(line, "--out");
         }
         ModelOptions.Setup(line);
         PngImage? single = batch ? null : PictureFile.Read(jobs[0].Input); // a single picture is read before any model loads
@@ -89,7 +94,8 @@ public static class UpscaleCommand
                 var clock = Stopwatch.StartNew();
                 UpscaledPicture result = upscale.Run(ImageConversion.RgbBytes(input), input.Height, input.Width);
                 string infotext = string.Join(", ", result.Info.Select(entry => $"{entry.Key}: {Infotext.Quote(entry.Value)}"));
-                PngFile.Write(outPath, new PngImage(result.Width, result.Height, 3, result.Picture, Text(input, infotext)));
+                var picture = new PngImage(result.Width, result.Height, 3, result.Picture, Text(input, infotext, JpegFile.IsJpegName(outPath)));
+                AtomicFile.Write(outPath, stream => PictureOutput.Write(stream, outPath, picture, quality));
                 output.WriteLine($"wrote {outPath}: {result.Width}x{result.Height} from {input.Width}x{input.Height} ({infotext}) in {clock.Elapsed.TotalSeconds:F1} s");
                 written++;
             }
@@ -114,6 +120,10 @@ public static class UpscaleCommand
         if (line.Has("--image") || line.Has("--out"))
         {
             throw new UsageException("upscale: give --image and --out, or --input-dir and --output-dir, not both");
+        }
+        if (line.Has(PictureOutput.QualityFlag))
+        {
+            throw new UsageException($"upscale: {PictureOutput.QualityFlag} sets a .jpg --out's quality; --output-dir gets PNG files");
         }
         string inputDir = line.Require("--input-dir"), outputDir = line.Require("--output-dir");
         if (!Directory.Exists(inputDir))
@@ -218,9 +228,15 @@ public static class UpscaleCommand
     /// and sets it back), then "postprocessing" and save_image's "extras" section, both the infotext (an entry of the
     /// same name already there is replaced in its place, as in a Python dict).
     /// </summary>
-    private static Dictionary<string, string> Text(PngImage input, string infotext)
+    private static Dictionary<string, string> Text(PngImage input, string infotext, bool jpeg)
     {
         var text = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (jpeg)
+        {
+            // A1111 saves a .jpg with the upscale's infotext as its only parameters (EXIF's UserComment).
+            text["parameters"] = infotext;
+            return text;
+        }
         foreach ((string key, string value) in input.Text)
         {
             if (key != "parameters") text[key] = value;

@@ -1,0 +1,61 @@
+using Sd.Loaders.Jpeg;
+using Sd.Loaders.Png;
+
+namespace Sd.Cli;
+
+/// <summary>
+/// The pictures generate and upscale write, chosen by the name as A1111's samples_format: PNG (the parameters in a
+/// text chunk), or JPEG for .jpg and .jpeg (at --jpeg-quality, A1111's jpeg_quality, 80 by default; the parameters in
+/// EXIF's UserComment), byte for byte as A1111 saves each.
+/// </summary>
+internal static class PictureOutput
+{
+    public const string QualityFlag = "--jpeg-quality";
+
+    /// <summary>
+    /// Checks that <paramref name="flag"/>'s name ends in .png, .jpg or .jpeg (any case) and returns the JPEG
+    /// quality: --jpeg-quality (1-100), which only a JPEG name takes.
+    /// </summary>
+    public static int Quality(CommandLine line, string flag)
+    {
+        string path = line.Require(flag);
+        bool jpeg = JpegFile.IsJpegName(path);
+        if (!jpeg && !Path.GetExtension(path).Equals(".png", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new UsageException($"{line.Command}: {flag} '{path}': pictures are written as PNG or JPEG; give a name ending in .png, .jpg or .jpeg");
+        }
+        if (line.Has(QualityFlag) && !jpeg)
+        {
+            throw new UsageException($"{line.Command}: {QualityFlag} sets a JPEG's quality; {flag} '{path}' is a PNG");
+        }
+        int quality = line.GetInt(QualityFlag, JpegFile.DefaultQuality);
+        if (quality is < 1 or > 100)
+        {
+            throw new UsageException($"{line.Command}: {QualityFlag} must be from 1 to 100, got {quality}");
+        }
+        return quality;
+    }
+
+    /// <summary>
+    /// Refuses, before any work, texts that would make the parameters too long for a JPEG's EXIF segment: their
+    /// length with room for the settings written around them.
+    /// </summary>
+    public static void CheckParametersFit(CommandLine line, string flag, int textChars)
+    {
+        const int Settings = 4096;
+        if (JpegFile.IsJpegName(line.Require(flag)) && textChars > JpegFile.MaxParametersChars - Settings)
+        {
+            throw new UsageException($"{line.Command}: the prompts have {textChars} characters; a JPEG's EXIF holds parameters of at most " +
+                $"{JpegFile.MaxParametersChars} with the settings, so prompts of at most {JpegFile.MaxParametersChars - Settings}; write a .png");
+        }
+    }
+
+    /// <summary>Writes <paramref name="picture"/> in the format <paramref name="path"/> names.</summary>
+    public static void Write(Stream stream, string path, PngImage picture, int quality)
+    {
+        if (JpegFile.IsJpegName(path))
+            JpegFile.Write(stream, picture, quality);
+        else
+            PngFile.Write(stream, picture);
+    }
+}
