@@ -8,7 +8,7 @@ using Sd.Loaders.Tests;
 namespace Sd.Cli.Tests;
 
 /// <summary>
-/// <c>sd generate --mask-blur / --inpaint-area / --masked-padding / --invert-mask</c>: A1111's inpainting around a
+/// <c>sd generate --mask-blur / --inpaint-area / --masked-padding / --invert-mask / --masked-content</c>: A1111's inpainting around a
 /// run is the plain run of <see cref="A1111Inpaint"/>'s pictures with its overlay laid over the result, the picture's
 /// own pixels come back wherever the mask does not reach, and the settings are recorded and read back. Runs the demo model.
 /// </summary>
@@ -131,6 +131,28 @@ public sealed class A1111InpaintCommandTests : IDisposable
     }
 
     [Fact]
+    public void Fill_starts_the_run_from_the_filled_picture_and_reads_back()
+    {
+        PngImage picture = Noise(64, 56, 7), mask = Mask(64, 56, 20, 16, 20, 20);
+        string picturePath = Write(picture), maskPath = Write(mask);
+        foreach (string[] area in new[] { new[] { "--inpaint-area", "whole" }, ["--inpaint-area", "only-masked", "--masked-padding", "4"] })
+        {
+            PngImage made = Run(["--init-image", picturePath, "--mask", maskPath, "--masked-content", "fill", .. area]);
+            var settings = new InpaintSettings { MaskedContent = MaskedContent.Fill, OnlyMasked = area[1] == "only-masked", Padding = 4 };
+            A1111Inpaint inpaint = A1111Inpaint.Prepare(picture, mask, 64, 56, ResizeMode.Just, settings);
+            Assert.Equal(Expected(inpaint, picture, "--width", "64", "--height", "56").Pixels, made.Pixels);
+            Assert.Contains("Masked content: fill, CFG scale:", made.Text["parameters"]);
+            // The run starts from another picture than "original" does; the overlay still puts the picture's own back.
+            Assert.NotEqual(Run(["--init-image", picturePath, "--mask", maskPath, .. area]).Pixels, made.Pixels);
+            Assert.Equal(picture.Pixels.AsSpan(0, 64 * 3 * 4).ToArray(), made.Pixels.AsSpan(0, 64 * 3 * 4).ToArray());
+            string first = _dir.File("first.png"), again = _dir.File("again.png");
+            PngFile.Write(first, made);
+            Assert.Equal(0, GenerateCommand.Run(["--parameters-from", first, "--init-image", picturePath, "--mask", maskPath, "--out", again], TextWriter.Null));
+            Assert.Equal(made.Pixels, PngFile.Read(again).Pixels);
+        }
+    }
+
+    [Fact]
     public void A_blank_mask_under_only_masked_runs_img2img()
     {
         PngImage picture = Noise(48, 40, 4);
@@ -153,8 +175,11 @@ public sealed class A1111InpaintCommandTests : IDisposable
     public void Bad_settings_are_refused()
     {
         string picture = Write(Noise(48, 48, 5)), mask = Write(Mask(48, 48, 0, 0, 8, 8)), small = Write(Mask(40, 48, 0, 0, 8, 8));
-        Assert.Equal("generate: --mask-blur, --inpaint-area, --masked-padding and --invert-mask shape an inpainting run; give --init-image and --mask",
+        Assert.Equal("generate: --mask-blur, --inpaint-area, --masked-padding, --invert-mask and --masked-content shape an inpainting run; give --init-image and --mask",
             Assert.Throws<UsageException>(() => Run("--init-image", picture, "--mask-blur", "4")).Message);
+        Assert.Throws<UsageException>(() => Run("--init-image", picture, "--masked-content", "fill"));
+        Assert.Equal("generate: --masked-content expects original or fill, got 'latent noise'",
+            Assert.Throws<UsageException>(() => Run("--init-image", picture, "--mask", mask, "--masked-content", "latent noise")).Message);
         Assert.Throws<UsageException>(() => Run("--mask", mask, "--invert-mask"));
         Assert.Equal("generate: --inpaint-area expects whole or only-masked, got 'Only masked'",
             Assert.Throws<UsageException>(() => Run("--init-image", picture, "--mask", mask, "--inpaint-area", "Only masked")).Message);

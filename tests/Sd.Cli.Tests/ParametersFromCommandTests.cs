@@ -112,6 +112,12 @@ public sealed class ParametersFromCommandTests : IDisposable
         Assert.Empty(notApplied);
         AddTo("a\nSteps: 2, Seed: 1, Mask mode: Sketch", out notApplied, "--init-image", "c.png", "--mask", "m.png");
         Assert.Equal(["Mask mode"], notApplied);
+        Assert.Equal(["--mask-blur", "4", "--masked-content", "fill"],
+            AddTo("a\nSteps: 2, Mask blur: 4, Masked content: fill", out notApplied, "--init-image", "c.png", "--mask", "m.png")[^4..]);
+        Assert.Empty(notApplied);
+        // An extension's masked content (sd-webui-lama-cleaner's) is not Sd's.
+        AddTo("a\nSteps: 2, Seed: 1, Masked content: lama cleaner", out notApplied, "--init-image", "c.png", "--mask", "m.png");
+        Assert.Equal(["Masked content"], notApplied);
         // Values A1111 could not have written are the file's errors.
         string path = _dir.File("parameters.txt");
         Assert.Equal($"{path}: parameters: Inpaint area 'Masked only' is not Whole picture or Only masked",

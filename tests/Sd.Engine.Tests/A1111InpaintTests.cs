@@ -6,7 +6,7 @@ namespace Sd.Engine.Tests;
 
 /// <summary>
 /// A1111's inpainting pictures (a see-through picture flattened onto white; the mask read, inverted, blurred; Whole
-/// picture or Only masked; the overlay after the run), byte for byte with A1111 1.10's code on Pillow 9.4 and OpenCV
+/// picture or Only masked; masked content "fill"; the overlay after the run), byte for byte with A1111 1.10's code on Pillow 9.4 and OpenCV
 /// 4.6 (Data/a1111-inpaint-reference.json).
 /// </summary>
 public sealed class A1111InpaintTests
@@ -39,6 +39,7 @@ public sealed class A1111InpaintTests
             {
                 MaskBlur = c.GetProperty("blur").GetInt32(), OnlyMasked = c.GetProperty("only_masked").GetBoolean(),
                 Padding = c.GetProperty("padding").GetInt32(), InvertMask = c.GetProperty("invert").GetBoolean(),
+                MaskedContent = c.GetProperty("fill").GetBoolean() ? MaskedContent.Fill : MaskedContent.Original,
             };
             A1111Inpaint inpaint = A1111Inpaint.Prepare(picture, mask, runWidth, runHeight, (ResizeMode)c.GetProperty("resize_mode").GetInt32(), settings);
             Same(Picture(c, "run_picture", runWidth, runHeight, 3), inpaint.Picture, $"{name}, run picture");
@@ -60,7 +61,7 @@ public sealed class A1111InpaintTests
             Assert.Equal(name, final.Text["parameters"]);
             cases++;
         }
-        Assert.Equal(16, cases);
+        Assert.Equal(23, cases);
     }
 
     [Fact]
@@ -77,6 +78,8 @@ public sealed class A1111InpaintTests
         Assert.Throws<ArgumentException>(() => A1111Inpaint.Prepare(picture, mask, 16, 16, ResizeMode.Just, settings with { MaskBlur = 65 }));
         Assert.Throws<ArgumentException>(() => A1111Inpaint.Prepare(picture, mask, 16, 16, ResizeMode.Just, settings with { MaskBlur = -1 }));
         Assert.Throws<ArgumentException>(() => A1111Inpaint.Prepare(picture, mask, 16, 16, ResizeMode.Just, settings with { Padding = 257 }));
+        Assert.Contains("masked content 7", Assert.Throws<ArgumentException>(() =>
+            A1111Inpaint.Prepare(picture, mask, 16, 16, ResizeMode.Just, settings with { MaskedContent = (MaskedContent)7 })).Message);
         Assert.Contains("the mask is 8x16", Assert.Throws<ArgumentException>(() =>
             A1111Inpaint.Prepare(picture, new PngImage(8, 16, 1, new byte[128]), 16, 16, ResizeMode.Just, settings with { OnlyMasked = true })).Message);
         A1111Inpaint inpaint = A1111Inpaint.Prepare(picture, mask, 16, 16, ResizeMode.Just, settings);

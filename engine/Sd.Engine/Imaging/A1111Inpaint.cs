@@ -19,7 +19,8 @@ namespace Sd.Engine.Imaging;
 /// mask did not reach.</item>
 /// </list>
 /// A mask with nothing to repaint under Only masked makes the run plain img2img of the whole picture, with no mask
-/// and no overlay, as A1111 does. A1111's "masked content" is its default, "original": the run starts from the picture.
+/// and no overlay, as A1111 does. The run starts from the picture (masked content "original", A1111's default) or from
+/// the picture filled under the run's mask (<see cref="MaskedContent.Fill"/>).
 /// </summary>
 /// Reference: A1111 1.10 modules/processing.py (create_binary_mask, StableDiffusionProcessingImg2Img.init,
 /// apply_overlay, uncrop), modules/images.py (flatten) and modules/masking.py (get_crop_region_v2, expand_crop_region).
@@ -70,16 +71,16 @@ public sealed class A1111Inpaint
             PngImage runPicture = PictureResize.Resize(picture, width, height, mode), runMask = ResizedMask(blurred, width, height, mode);
             var seen = new byte[runMask.Pixels.Length];
             for (int p = 0; p < seen.Length; p++) seen[p] = (byte)Math.Min(2 * runMask.Pixels[p], 255);
-            return new A1111Inpaint(settings, runPicture, runMask, Overlay(runPicture, seen), null);
+            return new A1111Inpaint(settings, Filled(runPicture, runMask, settings), runMask, Overlay(runPicture, seen), null);
         }
         if (CropRegion(blurred, settings.Padding) is not { } box)
         {
             return new A1111Inpaint(settings, PictureResize.Resize(picture, width, height, mode), null, null, null);
         }
         PictureRegion region = Expand(box, width, height, picture.Width, picture.Height);
-        return new A1111Inpaint(settings, PictureResize.Resize(PictureResize.Crop(picture, region), width, height, ResizeMode.Fill),
-            PictureResize.Resize(PictureResize.Crop(blurred, region), width, height, ResizeMode.Fill),
-            Overlay(picture, blurred.Pixels), region);
+        PngImage regionMask = PictureResize.Resize(PictureResize.Crop(blurred, region), width, height, ResizeMode.Fill);
+        PngImage regionPicture = PictureResize.Resize(PictureResize.Crop(picture, region), width, height, ResizeMode.Fill);
+        return new A1111Inpaint(settings, Filled(regionPicture, regionMask, settings), regionMask, Overlay(picture, blurred.Pixels), region);
     }
 
     /// <summary>
@@ -97,12 +98,20 @@ public sealed class A1111Inpaint
             throw new ArgumentException($"mask blur {settings.MaskBlur} and padding {settings.Padding}: the blur is 0 to {InpaintSettings.MaxMaskBlur} pixels, " +
                 $"the padding 0 to {InpaintSettings.MaxPadding}", nameof(settings));
         }
+        if (!Enum.IsDefined(settings.MaskedContent))
+        {
+            throw new ArgumentException($"masked content {(int)settings.MaskedContent} is none of original, fill", nameof(settings));
+        }
         if (settings.OnlyMasked && (mask.Width != picture.Width || mask.Height != picture.Height))
         {
             throw new ArgumentException($"Only masked cuts the same region out of the picture and the mask: the mask is {mask.Width}x{mask.Height}, " +
                 $"the picture {picture.Width}x{picture.Height}", nameof(mask));
         }
     }
+
+    /// <summary>The run's picture under the settings' masked content: filled under <paramref name="mask"/>, or as it is.</summary>
+    private static PngImage Filled(PngImage picture, PngImage mask, InpaintSettings settings) =>
+        settings.MaskedContent == MaskedContent.Fill ? MaskedContentFill.Fill(picture, mask) : picture;
 
     /// <summary>The blurred mask at the run's size; one the mode cannot bring there is the mask's error (PictureResize names its picture).</summary>
     private static PngImage ResizedMask(PngImage mask, int width, int height, ResizeMode mode)

@@ -3,6 +3,16 @@ namespace Sd.Engine.Imaging;
 /// <summary>A rectangle of a picture in pixels: left, top, width, height.</summary>
 public readonly record struct PictureRegion(int X, int Y, int Width, int Height);
 
+/// <summary>A1111's "Masked content": what the run starts from under the mask.</summary>
+public enum MaskedContent
+{
+    /// <summary>"original": the picture as it is (A1111's default).</summary>
+    Original,
+
+    /// <summary>"fill": the masked area painted over with blurs of the colours around it (<see cref="MaskedContentFill"/>).</summary>
+    Fill,
+}
+
 /// <summary>A1111's inpainting settings that shape the pictures around a run (its img2img Inpaint tab).</summary>
 public sealed record InpaintSettings
 {
@@ -27,4 +37,8 @@ public sealed record InpaintSettings
 
     /// <summary>"Mask mode: Inpaint not masked": the mask inverted once it is read, so the black area is repainted.</summary>
     public bool InvertMask { get; init; }
+
+    /// <summary>"Masked content": <see cref="MaskedContent.Fill"/> paints the masked area of the run's picture over
+    /// before the run; the overlay keeps the picture as it was.</summary>
+    public MaskedContent MaskedContent { get; init; }
 }

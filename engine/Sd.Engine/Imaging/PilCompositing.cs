@@ -3,7 +3,7 @@ namespace Sd.Engine.Imaging;
 /// <summary>
 /// The Pillow 9.4 pixel arithmetic of A1111's inpainting pictures, byte for byte: a see-through picture flattened onto
 /// white, a picture pasted through a mask onto an empty premultiplied canvas and converted back to straight alpha
-/// (the overlay), and Image.alpha_composite.
+/// (the overlay, and what masked content "fill" blurs), and Image.alpha_composite.
 /// </summary>
 /// Reference: Pillow 9.4 libImaging/Paste.c (paste_mask_L, paste_mask_RGBA, BLEND), Convert.c (rgbA2rgba, rgba2rgbA),
 /// AlphaComposite.c (ImagingAlphaComposite, PRECISION_BITS 7).
@@ -22,20 +22,37 @@ internal static class PilCompositing
     /// </summary>
     public static byte[] MaskedPicture(ReadOnlySpan<byte> rgb, ReadOnlySpan<byte> mask)
     {
+        byte[] rgba = PremultipliedMasked(rgb, mask);
+        Unpremultiply(rgba);
+        return rgba;
+    }
+
+    /// <summary>
+    /// RGBa [H, W, 4], premultiplied: Image.new("RGBa").paste(rgb.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask)),
+    /// each value BLEND(255 - mask, 0, value) = DIV255(value x (255 - mask)), the opaque picture's premultiplied colours being its own.
+    /// </summary>
+    public static byte[] PremultipliedMasked(ReadOnlySpan<byte> rgb, ReadOnlySpan<byte> mask)
+    {
         var rgba = new byte[mask.Length * 4];
         for (int p = 0; p < mask.Length; p++)
         {
             int keep = 255 - mask[p];
-            // Pasted onto zeros: BLEND(keep, 0, c) = DIV255(c x keep); the opaque picture's premultiplied colours are its own.
-            int alpha = Div255(255 * keep);
-            for (int c = 0; c < 3; c++)
-            {
-                int premultiplied = Div255(rgb[p * 3 + c] * keep);
-                rgba[p * 4 + c] = (byte)(alpha is 0 or 255 ? premultiplied : Math.Min(255, 255 * premultiplied / alpha));
-            }
-            rgba[p * 4 + 3] = (byte)alpha;
+            for (int c = 0; c < 3; c++) rgba[p * 4 + c] = (byte)Div255(rgb[p * 3 + c] * keep);
+            rgba[p * 4 + 3] = (byte)Div255(255 * keep);
         }
         return rgba;
+    }
+
+    /// <summary>Pillow's RGBa to RGBA in place: colours x 255 / alpha, clipped, where alpha is neither 0 nor 255.</summary>
+    public static void Unpremultiply(Span<byte> rgba)
+    {
+        for (int i = 0; i < rgba.Length; i += 4)
+        {
+            int alpha = rgba[i + 3];
+            if (alpha is 0 or 255)
+                continue;
+            for (int c = 0; c < 3; c++) rgba[i + c] = (byte)Math.Min(255, 255 * rgba[i + c] / alpha);
+        }
     }
 
     /// <summary>

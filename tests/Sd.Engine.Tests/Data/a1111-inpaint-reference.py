@@ -1,5 +1,5 @@
 """Reference for A1111Inpaint: A1111 1.10's inpainting around a run, on Pillow 9.4 and OpenCV 4.6. Its code, as
-StableDiffusionProcessingImg2Img.init runs it with the default masked content ("original", no fill), and
+StableDiffusionProcessingImg2Img.init runs it with masked content "original" (its default) or "fill", and
 apply_overlay/uncrop after the run: the mask read (create_binary_mask) and inverted, blurred across then down,
 then Whole picture (picture and mask resized by the resize mode, the overlay through twice the mask) or Only masked
 (get_crop_region_v2, expand_crop_region, the region cut out and resized by Resize and fill, the overlay through the
@@ -14,7 +14,7 @@ import os
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 _resize = importlib.util.spec_from_file_location("resize", os.path.join(os.path.dirname(os.path.abspath(__file__)), "resize-mode-reference.py"))
 resize = importlib.util.module_from_spec(_resize)
@@ -80,7 +80,20 @@ def expand_crop_region(crop_region, processing_width, processing_height, image_w
     return x1, y1, x2, y2
 
 
-def prepare(image, mask, width, height, resize_mode, mask_blur, full_res, padding, invert):
+def fill(image, mask):  # A1111 1.10, modules/masking.py
+    """fills masked regions with colors from image using blur. Not extremely effective."""
+    image_mod = Image.new('RGBA', (image.width, image.height))
+    image_masked = Image.new('RGBa', (image.width, image.height))
+    image_masked.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask.convert('L')))
+    image_masked = image_masked.convert('RGBa')
+    for radius, repeats in [(256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1)]:
+        blurred = image_masked.filter(ImageFilter.GaussianBlur(radius)).convert('RGBA')
+        for _ in range(repeats):
+            image_mod.alpha_composite(blurred)
+    return image_mod.convert("RGB")
+
+
+def prepare(image, mask, width, height, resize_mode, mask_blur, full_res, padding, invert, masked_content_fill=False):
     """StableDiffusionProcessingImg2Img.init's pictures: (run picture, run mask or None, overlay or None, paste_to)."""
     crop_region = None
     paste_to = None
@@ -127,6 +140,8 @@ def prepare(image, mask, width, height, resize_mode, mask_blur, full_res, paddin
     if crop_region is not None:
         image = image.crop(crop_region)
         image = resize_image(2, image, width, height)
+    if image_mask is not None and masked_content_fill:  # inpainting_fill 0; latent_mask is image_mask
+        image = fill(image, image_mask)
     return image, image_mask, overlay, paste_to
 
 
@@ -195,17 +210,25 @@ def main():
         ("only masked, inverted", (64, 48), "L", (0, 0, 64, 40), (32, 32), 0, 1, True, 4, True, None),
         ("only masked, inverted to blank", (40, 32), "L", (0, 0, 40, 32), (32, 32), 0, 0, True, 4, True, None),
         ("only masked, blank", (64, 48), "L", (0, 0, 0, 0), (32, 40), 1, 4, True, 32, False, None),
+        ("whole, fill, blur 4", (48, 40), "L", (10, 8, 30, 24), (48, 40), 0, 4, False, 0, False, None),
+        ("whole, fill, no blur, resized", (50, 30), "RGB", (5, 5, 20, 25), (32, 40), 1, 0, False, 0, False, None),
+        ("whole, fill, a hole at an edge", (64, 40), "L", (0, 0, 20, 40), (64, 40), 0, 2, False, 0, False, None),
+        ("whole, fill, all masked", (24, 16), "L", (0, 0, 24, 16), (24, 16), 0, 0, False, 0, False, None),
+        ("only masked, fill, padding 8", (64, 56), "L", (26, 20, 38, 30), (48, 48), 0, 4, True, 8, False, None),
+        ("only masked, fill, see-through picture", (48, 40), "RGBA", (20, 16, 30, 26), (32, 32), 0, 2, True, 4, False, None),
+        ("only masked, fill, blank", (64, 48), "L", (0, 0, 0, 0), (32, 40), 1, 4, True, 32, False, None),
     ]:
         image = picture(w, h, "RGBA" if "see-through picture" in name else "RGB")
         mw, mh = mask_size or (w, h)
         mask = mask_picture(kind, mw, mh, box)
-        run_picture, run_mask, overlay, paste_to = prepare(image, mask, rw, rh, resize_mode, blur, full_res, padding, invert)
+        masked_content_fill = ", fill" in name
+        run_picture, run_mask, overlay, paste_to = prepare(image, mask, rw, rh, resize_mode, blur, full_res, padding, invert, masked_content_fill)
         result = picture(rw, rh)
         final = apply_overlay(result, paste_to, overlay)
         cases.append({"name": name, "width": w, "height": h, "picture_mode": image.mode, "picture": b64(image),
                       "mask_mode": kind, "mask_width": mw, "mask_height": mh, "mask": b64(mask),
                       "run_width": rw, "run_height": rh, "resize_mode": resize_mode, "blur": blur, "only_masked": full_res,
-                      "padding": padding, "invert": invert,
+                      "padding": padding, "invert": invert, "fill": masked_content_fill,
                       "run_picture": b64(run_picture), "run_mask": None if run_mask is None else b64(run_mask.convert("L")),
                       "paste_to": paste_to, "result": b64(result), "final_width": final.width, "final_height": final.height,
                       "final": b64(final)})

@@ -72,14 +72,22 @@ public static partial class GenerateCommand
     /// <exception cref="InvalidFileException">Only masked with a mask of another size than the picture (found before any model loads).</exception>
     private static InpaintSettings? InpaintSettingsOf(CommandLine line, PngImage? picture, PngImage? mask)
     {
-        if (!line.Has("--mask-blur") && !line.Has("--inpaint-area") && !line.Has("--masked-padding") && !line.Has("--invert-mask"))
+        if (!line.Has("--mask-blur") && !line.Has("--inpaint-area") && !line.Has("--masked-padding") && !line.Has("--invert-mask")
+            && !line.Has("--masked-content"))
         {
             return null;
         }
         if (!line.Has("--mask") || !line.Has("--init-image"))
         {
-            throw new UsageException("generate: --mask-blur, --inpaint-area, --masked-padding and --invert-mask shape an inpainting run; give --init-image and --mask");
+            throw new UsageException("generate: --mask-blur, --inpaint-area, --masked-padding, --invert-mask and --masked-content shape an inpainting run; " +
+                "give --init-image and --mask");
         }
+        MaskedContent content = line.Get("--masked-content") switch
+        {
+            null or "original" => MaskedContent.Original,
+            "fill" => MaskedContent.Fill,
+            var other => throw new UsageException($"generate: --masked-content expects original or fill, got '{other}'"),
+        };
         bool onlyMasked = line.Get("--inpaint-area") switch
         {
             null or "whole" => false,
@@ -100,7 +108,10 @@ public static partial class GenerateCommand
         {
             throw new UsageException($"generate: --masked-padding must be in [0, {InpaintSettings.MaxPadding}] pixels, got {padding}");
         }
-        var settings = new InpaintSettings { MaskBlur = blur, OnlyMasked = onlyMasked, Padding = padding, InvertMask = line.Has("--invert-mask") };
+        var settings = new InpaintSettings
+        {
+            MaskBlur = blur, OnlyMasked = onlyMasked, Padding = padding, InvertMask = line.Has("--invert-mask"), MaskedContent = content,
+        };
         try
         {
             A1111Inpaint.Check(picture!, mask!, settings);
@@ -141,7 +152,8 @@ public static partial class GenerateCommand
 
     /// <summary>
     /// A1111's keys of its inpainting settings: Mask mode (inverted), Mask blur, Inpaint area and Masked area padding
-    /// (Only masked); empty without them. Unlike A1111, Sd records a blur of 0 and Only masked that found nothing to
+    /// (Only masked), Masked content (fill, not where Only masked fell back to img2img, as A1111 fills nothing there);
+    /// empty without them. Unlike A1111, Sd records a blur of 0 and Only masked that found nothing to
     /// repaint, so that the run reads back as it ran.
     /// </summary>
     private static string InpaintKeys(A1111Inpaint? inpaint)
@@ -152,6 +164,7 @@ public static partial class GenerateCommand
         }
         InpaintSettings settings = inpaint.Settings;
         return (settings.InvertMask ? "Mask mode: Inpaint not masked, " : "") + FormattableString.Invariant($"Mask blur: {settings.MaskBlur}, ")
-            + (!settings.OnlyMasked ? "" : FormattableString.Invariant($"Inpaint area: Only masked, Masked area padding: {settings.Padding}, "));
+            + (!settings.OnlyMasked ? "" : FormattableString.Invariant($"Inpaint area: Only masked, Masked area padding: {settings.Padding}, "))
+            + (settings.MaskedContent == MaskedContent.Fill && inpaint.Mask is not null ? "Masked content: fill, " : "");
     }
 }

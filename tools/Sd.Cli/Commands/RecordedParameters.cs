@@ -133,7 +133,8 @@ internal sealed class RecordedParameters
 
     /// <summary>
     /// A1111's inpainting keys, for a run given a --mask: Mask blur, Inpaint area (Only masked, with its Masked area
-    /// padding) and Mask mode (Inpaint not masked), each as its flag. Values out of A1111's ranges are the file's error.
+    /// padding), Mask mode (Inpaint not masked) and Masked content (fill), each as its flag. Values out of A1111's
+    /// ranges are the file's error; masked content Sd has not (an extension's) is named as not applied.
     /// </summary>
     private void ReadInpaint()
     {
@@ -161,6 +162,9 @@ internal sealed class RecordedParameters
                 Taken("Mask mode", false);
                 break;
         }
+        string? content = Take("Masked content");
+        Add("--masked-content", content is "fill" or "original" ? content : null);
+        Taken("Masked content", content is null or "fill" or "original");
     }
 
     /// <summary>A count of <paramref name="key"/> in [0, <paramref name="max"/>], as written; null when absent.</summary>
