@@ -77,7 +77,7 @@ public sealed class GenerateOutputTests : IDisposable
     }
 
     [Fact]
-    public void A_jpeg_quality_needs_a_jpg_out_within_1_to_100_and_prompts_that_fit()
+    public void A_jpeg_quality_needs_a_jpg_out_within_1_to_100()
     {
         string jpg = _dir.File("q.jpg");
         Assert.Equal($"generate: --jpeg-quality sets a JPEG's quality; --out '{_dir.File("q.png")}' is a PNG",
@@ -85,11 +85,32 @@ public sealed class GenerateOutputTests : IDisposable
         Assert.Equal("generate: --jpeg-quality must be from 1 to 100, got 101", Refused("--out", jpg, "--jpeg-quality", "101").Message);
         Assert.Equal("generate: --jpeg-quality must be from 1 to 100, got 0", Refused("--out", jpg, "--jpeg-quality", "0").Message);
         Assert.Equal("generate: --jpeg-quality expects an integer, got 'high'", Refused("--out", jpg, "--jpeg-quality", "high").Message);
-        // EXIF holds 32,739 UTF-16 characters: prompts that long are refused before the run, not after it.
-        string[] args = ["--prompt", "p", "--negative-prompt", new string('n', 30000), "--steps", "2", "--width", "64", "--height", "64", "--out", jpg];
-        Assert.StartsWith("generate: the prompts have 30001 characters; a JPEG's EXIF holds parameters of at most 32739",
-            Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message);
         Assert.Empty(Directory.GetFileSystemEntries(_dir.Path));
+    }
+
+    /// <summary>
+    /// EXIF holds parameters of 32,739 UTF-16 characters: longer ones are refused before the run, not after it, counted
+    /// whole (the settings written around the prompts, and a batch's longest seed).
+    /// </summary>
+    [Fact]
+    public void Parameters_too_long_for_a_jpegs_exif_are_refused_before_the_run()
+    {
+        // The plain syntax cuts the prompt for the model (with a warning) but records it whole.
+        string[] Args(int negative, string output, string count) => ["--prompt", "p", "--negative-prompt", new string('n', negative), "--prompt-syntax", "plain",
+            "--steps", "2", "--width", "64", "--height", "64", "--seed", "9", "--batch-count", count, "--out", output];
+        string png = _dir.File("short.png");
+        Assert.Equal(0, GenerateCommand.Run(Args(1, png, "1"), TextWriter.Null));
+        int fits = JpegFile.MaxParametersChars - (PngFile.Read(png).Text["parameters"].Length - 1);
+        string jpg = _dir.File("longest.jpg");
+        Assert.Equal(0, GenerateCommand.Run(Args(fits, jpg, "1"), TextWriter.Null));
+        Assert.Equal(32739, JpegFile.Read(jpg).Text["parameters"].Length);
+        // One character more, or a second image whose seed (10) has one digit more.
+        const string Refusal = "generate: the parameters would have 32740 characters; a JPEG's EXIF holds at most 32739: write a .png";
+        Assert.Equal(Refusal, Refused(Args(fits + 1, _dir.File("longer.jpg"), "1")));
+        Assert.Equal(Refusal, Refused(Args(fits, _dir.File("batch.jpg"), "2")));
+        Assert.Equal(["longest.jpg", "short.png"], Directory.GetFiles(_dir.Path).Select(Path.GetFileName).Order());
+
+        static string Refused(string[] args) => Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message;
     }
 
     private static byte[] Jpeg(PngImage picture, int quality)

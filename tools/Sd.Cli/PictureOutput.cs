@@ -6,8 +6,12 @@ namespace Sd.Cli;
 /// <summary>
 /// The pictures generate and upscale write, chosen by the name as A1111's samples_format: PNG (the parameters in a
 /// text chunk), or JPEG for .jpg and .jpeg (at --jpeg-quality, A1111's jpeg_quality, 80 by default; the parameters in
-/// EXIF's UserComment), byte for byte as A1111 saves each.
+/// EXIF's UserComment), byte for byte as A1111 saves each. Not A1111's: its export_for_4chan (on by default) also
+/// writes a JPEG of at most 4000 pixels a side beside a larger picture or a PNG over 4 MB, and replaces a larger .jpg
+/// by it; Sd writes the picture asked for, at its size. Its JPEG keeps an input's "comment" text (a COM segment); Sd's
+/// does not.
 /// </summary>
+/// Reference: A1111 1.10 modules/images.py (save_image, save_image_with_geninfo).
 internal static class PictureOutput
 {
     public const string QualityFlag = "--jpeg-quality";
@@ -37,16 +41,15 @@ internal static class PictureOutput
     }
 
     /// <summary>
-    /// Refuses, before any work, texts that would make the parameters too long for a JPEG's EXIF segment: their
-    /// length with room for the settings written around them.
+    /// Refuses parameters of <paramref name="length"/> characters where <paramref name="flag"/> names a JPEG whose EXIF
+    /// cannot hold them: found before the run, not after it.
     /// </summary>
-    public static void CheckParametersFit(CommandLine line, string flag, int textChars)
+    public static void CheckParametersFit(CommandLine line, string flag, int length)
     {
-        const int Settings = 4096;
-        if (JpegFile.IsJpegName(line.Require(flag)) && textChars > JpegFile.MaxParametersChars - Settings)
+        if (JpegFile.IsJpegName(line.Require(flag)) && length > JpegFile.MaxParametersChars)
         {
-            throw new UsageException($"{line.Command}: the prompts have {textChars} characters; a JPEG's EXIF holds parameters of at most " +
-                $"{JpegFile.MaxParametersChars} with the settings, so prompts of at most {JpegFile.MaxParametersChars - Settings}; write a .png");
+            throw new UsageException($"{line.Command}: the parameters would have {length} characters; a JPEG's EXIF holds at most " +
+                $"{JpegFile.MaxParametersChars}: write a .png");
         }
     }
 

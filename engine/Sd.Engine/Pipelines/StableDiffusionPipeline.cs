@@ -337,7 +337,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
     /// The generator seed of image <paramref name="image"/> of a batch: Seed + i, but Seed for every image of a batch
     /// that varies it, whose variation seeds go up instead (A1111's all_seeds and all_subseeds).
     /// </summary>
-    private static ulong SeedOf(GenerateRequest request, int image) =>
+    public static ulong SeedOf(GenerateRequest request, int image) =>
         request.VariationStrength > 0 ? request.Seed : request.Seed + (ulong)image; // checked in CheckRequest
 
     /// <summary>One image's starting point by mode: inpainting (a mask), img2img (an init image) or txt2img.</summary>

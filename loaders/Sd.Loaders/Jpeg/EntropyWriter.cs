@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace Sd.Loaders.Jpeg;
 
 /// <summary>
@@ -18,7 +20,8 @@ internal sealed class EntropyWriter
 
     /// <summary>
     /// A table's codes by symbol: code in the low 16 bits, its length above (0 when the symbol has no code), from a
-    /// DHT payload (16 counts, then the symbols), as canonical codes are assigned (T.81 C.2).
+    /// DHT payload (16 counts, then the symbols), as canonical codes are assigned (T.81 C.2). The standard tables
+    /// code every symbol 8-bit samples make (DC sizes to 11, AC sizes to 10, ZRL, EOB).
     /// </summary>
     public static uint[] Codes(ReadOnlySpan<byte> table)
     {
@@ -72,13 +75,14 @@ internal sealed class EntropyWriter
     }
 
     /// <summary>Bits needed for a term's magnitude (its category).</summary>
-    private static int Size(int value) => 32 - System.Numerics.BitOperations.LeadingZeroCount((uint)Math.Abs(value));
+    private static int Size(int value) => 32 - BitOperations.LeadingZeroCount((uint)Math.Abs(value));
 
     /// <summary>A term's extra bits: the value itself when positive, its ones' complement when negative.</summary>
     private static int Magnitude(int value, int size) => (value < 0 ? value - 1 : value) & ((1 << size) - 1);
 
     private void Code(uint code) => Put((int)(code & 0xFFFF), (int)(code >> 16));
 
+    /// <summary>Appends <paramref name="count"/> bits; bits above the <c>_bitCount</c> pending ones are stale and never read.</summary>
     private void Put(int value, int count)
     {
         _bits = _bits << count | (uint)value;

@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace Sd.Loaders.Jpeg;
 
 /// <summary>
@@ -35,7 +37,7 @@ internal static class IslowFdct
         for (int i = 0; i < 64; i++)
         {
             uint divisor = (uint)table[i] << 3;
-            int b = 31 - System.Numerics.BitOperations.LeadingZeroCount(divisor);
+            int b = 31 - BitOperations.LeadingZeroCount(divisor);
             int r = 16 + b;
             uint fq = (1u << r) / divisor, fr = (1u << r) % divisor, c = divisor / 2;
             if (fr == 0)

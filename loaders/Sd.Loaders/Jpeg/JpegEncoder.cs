@@ -16,6 +16,14 @@ internal static class JpegEncoder
     /// <summary>libjpeg's largest width or height (JPEG_MAX_DIMENSION).</summary>
     public const int MaxDimension = 65500;
 
+    /// <summary>Bytes of the largest plane written for a picture: its samples padded to whole MCUs (a gray picture's
+    /// to whole blocks), which the checks keep within an array.</summary>
+    public static long PlaneBytes(int width, int height, int channels)
+    {
+        int unit = channels == 1 ? 8 : 16;
+        return (long)((width + unit - 1) / unit * unit) * ((height + unit - 1) / unit * unit);
+    }
+
     /// <summary>One component: its samples padded to whole blocks, and its sampling factors.</summary>
     private sealed record Plane(byte[] Samples, int Stride, int BlocksWide, int BlocksHigh, int Factor);
 
@@ -30,11 +38,11 @@ internal static class JpegEncoder
         Plane[] planes = color ? ColorPlanes(image) : [GrayPlane(image)];
         output.Write([0xFF, JpegMarkers.Soi]);
         output.Write(app);
-        var tables = new uint[color ? 2 : 1][];
-        for (int t = 0; t < tables.Length; t++)
+        var divisors = new uint[color ? 2 : 1][];
+        for (int t = 0; t < divisors.Length; t++)
         {
             ushort[] quantization = JpegStandardTables.Quantization(t, quality);
-            tables[t] = IslowFdct.Divisors(quantization);
+            divisors[t] = IslowFdct.Divisors(quantization);
             WriteQuantization(output, t, quantization);
         }
         WriteFrame(output, image.Width, image.Height, planes);
@@ -46,7 +54,7 @@ internal static class JpegEncoder
             WriteHuffman(output, 0x11, JpegStandardTables.ChrominanceAc);
         }
         WriteScanHeader(output, planes.Length);
-        WriteScan(output, planes, tables);
+        WriteScan(output, planes, divisors);
         output.Write([0xFF, JpegMarkers.Eoi]);
     }
 
@@ -119,13 +127,13 @@ internal static class JpegEncoder
     /// The MCUs in order: per component its factor x factor blocks, row by row. A block past the component's last
     /// real block column or row is coded flat with the DC of the block before it in the MCU, as libjpeg's dummies.
     /// </summary>
-    private static void WriteScan(Stream output, Plane[] planes, uint[][] tables)
+    private static void WriteScan(Stream output, Plane[] planes, uint[][] divisors)
     {
         var writer = new EntropyWriter(output);
-        var codes = new uint[tables.Length * 2][];
+        var codes = new uint[divisors.Length * 2][];
         codes[0] = EntropyWriter.Codes(JpegStandardTables.LuminanceDc);
         codes[1] = EntropyWriter.Codes(JpegStandardTables.LuminanceAc);
-        if (tables.Length == 2)
+        if (divisors.Length == 2)
         {
             codes[2] = EntropyWriter.Codes(JpegStandardTables.ChrominanceDc);
             codes[3] = EntropyWriter.Codes(JpegStandardTables.ChrominanceAc);
@@ -149,7 +157,7 @@ internal static class JpegEncoder
                             int row = my * plane.Factor + by, column = mx * plane.Factor + bx;
                             if (row < plane.BlocksHigh && column < plane.BlocksWide)
                             {
-                                IslowFdct.Transform(plane.Samples.AsSpan(row * 8 * plane.Stride + column * 8), plane.Stride, tables[table], block);
+                                IslowFdct.Transform(plane.Samples.AsSpan(row * 8 * plane.Stride + column * 8), plane.Stride, divisors[table], block);
                             }
                             else
                             {

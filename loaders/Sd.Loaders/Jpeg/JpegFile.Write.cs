@@ -25,8 +25,8 @@ public static partial class JpegFile
     /// </summary>
     /// <param name="quality">1 (smallest) to 100 (best), as Pillow's quality.</param>
     /// <exception cref="ArgumentOutOfRangeException">The quality is not 1-100.</exception>
-    /// <exception cref="ArgumentException">The picture is wider or higher than JPEG's 65,500, or its parameters text
-    /// does not fit in an EXIF segment (<see cref="MaxParametersChars"/>).</exception>
+    /// <exception cref="ArgumentException">The picture is wider or higher than JPEG's 65,500 (or a gray one of over
+    /// 2^31 pixels once padded), or its parameters text does not fit in an EXIF segment (<see cref="MaxParametersChars"/>).</exception>
     public static void Write(Stream stream, PngImage image, int quality = DefaultQuality)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -40,8 +40,8 @@ public static partial class JpegFile
 
     /// <summary>Whether <paramref name="path"/> names a JPEG by its extension (.jpg or .jpeg, any case).</summary>
     public static bool IsJpegName(string path) =>
-        Path.GetExtension(path).Equals(".jpg", StringComparison.OrdinalIgnoreCase) ||
-        Path.GetExtension(path).Equals(".jpeg", StringComparison.OrdinalIgnoreCase);
+        Path.GetExtension(path) is var extension
+        && (extension.Equals(".jpg", StringComparison.OrdinalIgnoreCase) || extension.Equals(".jpeg", StringComparison.OrdinalIgnoreCase));
 
     private static void Check(PngImage image, int quality)
     {
@@ -52,6 +52,10 @@ public static partial class JpegFile
         {
             throw new ArgumentException(
                 $"a {image.Width}x{image.Height} picture is too large for a JPEG (at most {JpegEncoder.MaxDimension} on a side)", nameof(image));
+        }
+        if (JpegEncoder.PlaneBytes(image.Width, image.Height, image.Channels) > Array.MaxLength)
+        {
+            throw new ArgumentException($"a {image.Width}x{image.Height} picture is too large to encode here: its padded planes exceed an array", nameof(image));
         }
         if (image.Text.TryGetValue("parameters", out string? parameters) && parameters.Length > MaxParametersChars)
         {

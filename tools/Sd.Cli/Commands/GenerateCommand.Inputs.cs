@@ -15,11 +15,6 @@ public static partial class GenerateCommand
         : ulong.TryParse(seed, NumberStyles.None, CultureInfo.InvariantCulture, out ulong value) ? value
         : throw new UsageException($"generate: {flag} expects a non-negative integer, got '{seed}'");
 
-    /// <summary>The characters of the prompts the parameters record.</summary>
-    private static int PromptChars(CommandLine line) =>
-        (line.Get("--prompt")?.Length ?? 0) + (line.Get("--negative-prompt")?.Length ?? 0) +
-        (line.Get("--hires-prompt")?.Length ?? 0) + (line.Get("--hires-negative-prompt")?.Length ?? 0);
-
     /// <summary>--resize-mode's mode: A1111's Just resize (the default), Crop and resize, Resize and fill.</summary>
     private static ResizeMode ResizeModeOf(CommandLine line) => line.Get("--resize-mode") switch
     {

@@ -206,8 +206,7 @@ public static partial class GenerateCommand
             throw new UsageException("generate: --latents starts txt2img or inpainting; img2img (--init-image without --mask) starts from the picture");
         }
         line.CheckOutputs(Outputs(line, outPath, 1));
-        PictureOutput.Quality(line, "--out");
-        PictureOutput.CheckParametersFit(line, "--out", PromptChars(line));
+        int quality = PictureOutput.Quality(line, "--out");
         if (batchCount > 1)
         {
             line.CheckOutputs(Outputs(line, outPath, batchCount));
@@ -281,17 +280,20 @@ public static partial class GenerateCommand
         using Tensor? mask = maskPicture is null || inpaint is { Mask: null } ? null
             : ImageConversion.MaskFromPng(inpaint?.Mask ?? Resized(line, "--mask", ImageConversion.AsGray(maskPicture), request, resizeMode));
         request = request with { InitImage = initImage, Mask = mask };
+        string modelName = (model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model)))
+            + Resources(line, loras, pipeline.EmbeddingTokens);
+        // The batch's last image has the longest parameters (the most digits in its seeds): a JPEG's EXIF must hold them.
+        PictureOutput.CheckParametersFit(line, "--out", Parameters(line, pipeline, request, inpaint, modelName, batchCount - 1).Length);
         bool terminal = !Console.IsOutputRedirected;
         var progress = new Progress(output, terminal);
         IReadOnlyList<GenerateResult> results = pipeline.GenerateBatch(request, batchCount, progress);
         try
         {
-            string modelName = model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model));
             TimeSpan loading = open, text = default, denoising = default, decoding = default;
             for (int i = 0; i < results.Count; i++)
             {
                 GenerateResult result = results[i];
-                string written = Write(line, pipeline, request, result, inpaint, modelName + Resources(line, loras, pipeline.EmbeddingTokens), outPath, i, results.Count);
+                string written = Write(line, result, Parameters(line, pipeline, request, inpaint, modelName, i), inpaint, quality, outPath, i, results.Count);
                 output.WriteLine($"wrote {written} (seed {result.Seed})");
                 (loading, text, denoising, decoding) = (loading + result.Loading, text + result.TextEncoding, denoising + result.Denoising, decoding + result.Decoding);
             }
@@ -309,14 +311,9 @@ public static partial class GenerateCommand
         return 0;
     }
 
-    /// <summary>
-    /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG or JPEG (with its A1111 parameters) and the
-    /// optional .npy outputs, named by <see cref="BatchPath"/>; returns the picture's path.
-    /// </summary>
-    /// <param name="inpaint">A1111's inpainting pictures, whose overlay the picture gets (the .npy outputs do not).</param>
+    /// <summary>The A1111 parameters of image <paramref name="index"/> of a batch.</summary>
     /// <param name="model">The model's name and the LoRAs and embeddings added to it, as the parameters' last fields.</param>
-    private static string Write(CommandLine line, StableDiffusionPipeline pipeline, GenerateRequest request, GenerateResult result, A1111Inpaint? inpaint, string model,
-        string outPath, int index, int count)
+    private static string Parameters(CommandLine line, StableDiffusionPipeline pipeline, GenerateRequest request, A1111Inpaint? inpaint, string model, int index)
     {
         SigmaRamp ramp = pipeline.RampOf(request.Scheduler!);
         SigmaRamp? hiresRamp = request.Hires?.Scheduler is { } hiresScheduler ? pipeline.RampOf(hiresScheduler) : null;
@@ -325,15 +322,23 @@ public static partial class GenerateCommand
         // A1111 records its Beta schedule's shape whenever a pass runs it (Sd's is always Beta(0.6, 0.6), A1111's default).
         mode += ramp == SigmaRamp.Beta || hiresRamp == SigmaRamp.Beta
             ? FormattableString.Invariant($"Beta schedule alpha: {BetaSigmas.Alpha}, Beta schedule beta: {BetaSigmas.Beta}, ") : "";
-        string parameters = $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {A1111Samplers.Write(request.Scheduler!, ramp)}, {mode}" +
-            $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, {GuidanceRescale(request)}Seed: {result.Seed}, {Variation(request, index)}{SeedResize(request)}Size: {request.Width}x{request.Height}, " +
-            $"Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
+        return $"{request.Prompt}\nNegative prompt: {request.NegativePrompt}\nSteps: {request.Steps}, {A1111Samplers.Write(request.Scheduler!, ramp)}, {mode}" +
+            $"CFG scale: {request.GuidanceScale?.ToString(CultureInfo.InvariantCulture)}, {GuidanceRescale(request)}Seed: {StableDiffusionPipeline.SeedOf(request, index)}, " +
+            $"{Variation(request, index)}{SeedResize(request)}Size: {request.Width}x{request.Height}, Clip skip: {request.ClipSkip + 1}, {Syntax(request.PromptSyntax)}Model: {model}";
+    }
+
+    /// <summary>
+    /// Writes image <paramref name="index"/> of <paramref name="count"/>: its PNG or JPEG (with its A1111
+    /// <paramref name="parameters"/>) and the optional .npy outputs, named by <see cref="BatchPath"/>; returns the picture's path.
+    /// </summary>
+    /// <param name="inpaint">A1111's inpainting pictures, whose overlay the picture gets (the .npy outputs do not).</param>
+    private static string Write(CommandLine line, GenerateResult result, string parameters, A1111Inpaint? inpaint, int quality, string outPath, int index, int count)
+    {
         // An image's files appear together or not at all; earlier images of a batch stay, each whole.
         using var files = new AtomicFileSet();
         string picturePath = BatchPath(outPath, index, count);
         PngImage picture = ImageConversion.ToRgb8(result.Image, 0, new Dictionary<string, string> { ["parameters"] = parameters });
         picture = inpaint?.Finish(picture) ?? picture;
-        int quality = PictureOutput.Quality(line, "--out");
         files.Add(picturePath, stream => PictureOutput.Write(stream, picturePath, picture, quality));
         if (line.Get("--out-latents") is { } latentsPath)
         {
