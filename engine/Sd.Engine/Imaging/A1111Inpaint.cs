@@ -40,7 +40,7 @@ public sealed class A1111Inpaint
     /// <summary>The settings these pictures were made with.</summary>
     public InpaintSettings Settings { get; }
 
-    /// <summary>The run's init picture (RGB, the run's size).</summary>
+    /// <summary>The run's init picture (RGB, the run's size), filled under its mask for <see cref="MaskedContent.Fill"/>.</summary>
     public PngImage Picture { get; }
 
     /// <summary>The run's mask (gray, the run's size: white repaints); null when Only masked found nothing to repaint (plain img2img).</summary>

@@ -6,7 +6,7 @@ public readonly record struct PictureRegion(int X, int Y, int Width, int Height)
 /// <summary>A1111's "Masked content": what the run starts from under the mask.</summary>
 public enum MaskedContent
 {
-    /// <summary>"original": the picture as it is (A1111's default).</summary>
+    /// <summary>"original": the picture as it is (A1111's UI default).</summary>
     Original,
 
     /// <summary>"fill": the masked area painted over with blurs of the colours around it (<see cref="MaskedContentFill"/>).</summary>

@@ -1,4 +1,5 @@
 using System.Numerics;
+using static Sd.Loaders.Jpeg.IslowConstants;
 
 namespace Sd.Loaders.Jpeg;
 
@@ -11,22 +12,6 @@ namespace Sd.Loaders.Jpeg;
 /// </summary>
 internal static class IslowFdct
 {
-    private const int ConstBits = 13;
-    private const int Pass1Bits = 2;
-
-    private const int F0_298631336 = 2446;
-    private const int F0_390180644 = 3196;
-    private const int F0_541196100 = 4433;
-    private const int F0_765366865 = 6270;
-    private const int F0_899976223 = 7373;
-    private const int F1_175875602 = 9633;
-    private const int F1_501321110 = 12299;
-    private const int F1_847759065 = 15137;
-    private const int F1_961570560 = 16069;
-    private const int F2_053119869 = 16819;
-    private const int F2_562915447 = 20995;
-    private const int F3_072711026 = 25172;
-
     /// <summary>
     /// libjpeg-turbo's divisors for a quantization table (natural order): per coefficient the reciprocal, the
     /// rounding correction and the shift that stand for dividing the DCT output by 8 x the table's value.

@@ -1,3 +1,5 @@
+using static Sd.Loaders.Jpeg.IslowConstants;
+
 namespace Sd.Loaders.Jpeg;
 
 /// <summary>
@@ -9,23 +11,6 @@ namespace Sd.Loaders.Jpeg;
 /// </summary>
 internal static class IslowIdct
 {
-    private const int ConstBits = 13;
-    private const int Pass1Bits = 2;
-
-    // The rotation constants, as round(x * 2^13).
-    private const int F0_298631336 = 2446;
-    private const int F0_390180644 = 3196;
-    private const int F0_541196100 = 4433;
-    private const int F0_765366865 = 6270;
-    private const int F0_899976223 = 7373;
-    private const int F1_175875602 = 9633;
-    private const int F1_501321110 = 12299;
-    private const int F1_847759065 = 15137;
-    private const int F1_961570560 = 16069;
-    private const int F2_053119869 = 16819;
-    private const int F2_562915447 = 20995;
-    private const int F3_072711026 = 25172;
-
     /// <summary>
     /// Writes the 8x8 samples of <paramref name="coefficients"/> (natural order) dequantized by
     /// <paramref name="quant"/> to <paramref name="output"/>, rows <paramref name="stride"/> bytes apart.

@@ -61,7 +61,7 @@ public static partial class GenerateCommand
     }
 
     /// <summary>
-    /// A1111's inpainting settings from --mask-blur, --inpaint-area, --masked-padding and --invert-mask (A1111's
+    /// A1111's inpainting settings from --mask-blur, --inpaint-area, --masked-padding, --invert-mask and --masked-content (A1111's
     /// defaults for those not given); null when none is given (diffusers' inpainting: a hard mask and no overlay).
     /// </summary>
     /// <exception cref="InvalidFileException">Only masked with a mask of another size than the picture (found before any model loads).</exception>

@@ -82,16 +82,16 @@ public static partial class GenerateCommand
         of another size than the output is resized by --resize-mode as A1111's resize modes do it with Pillow: just (Just
         resize, the default: Lanczos to the size), crop (Crop and resize: to cover it, aspect ratio kept, centred, the
         rest cut off) or fill (Resize and fill: to fit inside, aspect ratio kept, centred, the picture's edges stretched
-        over the bands left). --mask-blur, --inpaint-area, --masked-padding, --invert-mask and --masked-content (any of them) inpaint
-        as A1111 does around the run, byte for byte with its Pillow and OpenCV steps: a see-through picture is
-        flattened onto white; the mask (an RGBA mask with any see-through pixel: its alpha, over 128 or not) is
+        over the bands left). --mask-blur, --inpaint-area, --masked-padding, --invert-mask and --masked-content (any
+        of them) inpaint as A1111 does around the run, byte for byte with its Pillow and OpenCV steps: a see-through
+        picture is flattened onto white; the mask (an RGBA mask with any see-through pixel: its alpha, over 128 or not) is
         inverted by --invert-mask (A1111's Inpaint not masked) and blurred by --mask-blur (A1111's Mask blur, 0 to 64
         pixels, 4 by default); --inpaint-area only-masked repaints only the blurred mask's bounding box, grown by
         --masked-padding (0 to 256, 32 by default) and to the output's aspect ratio, at the output size, and scales the
         result back into the whole picture (the PNG then has the picture's size; the mask must have it too); whole (the
         default) repaints the picture resized. --masked-content fill (A1111's Masked content) starts the run from the
-        picture with its masked area painted over by blurs of the colours around it; original (the default) from the
-        picture as it is. Then the picture is laid over the result, opaque where the blurred mask
+        picture with its masked area painted over by blurs of the colours around it; original (the default, as in
+        A1111's UI) from the picture as it is. Then the picture is laid over the result, opaque where the blurred mask
         is 0, so the picture's own pixels come back beyond the blur's reach. Without them Sd inpaints as diffusers
         does: a hard mask and no overlay. --out-latents and --out-image-npy hold the run's own output.
         An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7) is conditioned on --guidance instead of

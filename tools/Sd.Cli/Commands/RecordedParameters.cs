@@ -134,11 +134,13 @@ internal sealed class RecordedParameters
     /// <summary>
     /// A1111's inpainting keys, for a run given a --mask: Mask blur, Inpaint area (Only masked, with its Masked area
     /// padding), Mask mode (Inpaint not masked) and Masked content (fill), each as its flag. Values out of A1111's
-    /// ranges are the file's error; masked content Sd has not (an extension's) is named as not applied.
+    /// ranges are the file's error; masked content Sd has not (A1111's latent noise and latent nothing, an extension's)
+    /// is named as not applied. Without Mask blur, which A1111 leaves out at 0, any of the others means a blur of 0.
     /// </summary>
     private void ReadInpaint()
     {
-        Add("--mask-blur", InRange("Mask blur", InpaintSettings.MaxMaskBlur));
+        string? blur = InRange("Mask blur", InpaintSettings.MaxMaskBlur);
+        Add("--mask-blur", blur);
         string? padding = InRange("Masked area padding", InpaintSettings.MaxPadding);
         string? area = Take("Inpaint area") switch
         {
@@ -165,6 +167,9 @@ internal sealed class RecordedParameters
         string? content = Take("Masked content");
         Add("--masked-content", content is "fill" or "original" ? content : null);
         Taken("Masked content", content is null or "fill" or "original");
+        // A1111 writes Mask blur only above 0: its other inpainting keys without it were a run of blur 0.
+        if (blur is null && (_args.Contains("--inpaint-area") || _args.Contains("--invert-mask") || _args.Contains("--masked-content")))
+            Add("--mask-blur", "0");
     }
 
     /// <summary>A count of <paramref name="key"/> in [0, <paramref name="max"/>], as written; null when absent.</summary>
