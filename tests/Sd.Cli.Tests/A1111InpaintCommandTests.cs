@@ -51,6 +51,15 @@ public sealed class A1111InpaintCommandTests : IDisposable
         return PngFile.Read(output);
     }
 
+    /// <summary>--parameters-from <paramref name="made"/>'s parameters, with the same pictures, makes it again.</summary>
+    private void ReadsBack(PngImage made, string picturePath, string maskPath)
+    {
+        string first = _dir.File("first.png"), again = _dir.File("again.png");
+        PngFile.Write(first, made);
+        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", first, "--init-image", picturePath, "--mask", maskPath, "--out", again], TextWriter.Null));
+        Assert.Equal(made.Pixels, PngFile.Read(again).Pixels);
+    }
+
     /// <summary>The plain (diffusers) run of the prepared pictures, finished with their overlay.</summary>
     private PngImage Expected(A1111Inpaint inpaint, PngImage picture, params string[] size)
     {
@@ -109,10 +118,7 @@ public sealed class A1111InpaintCommandTests : IDisposable
         Assert.Contains("Size: 48x48,", parameters);
 
         // --parameters-from reads the settings back.
-        string first = _dir.File("first.png"), again = _dir.File("again.png");
-        PngFile.Write(first, made);
-        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", first, "--init-image", picturePath, "--mask", maskPath, "--out", again], TextWriter.Null));
-        Assert.Equal(made.Pixels, PngFile.Read(again).Pixels);
+        ReadsBack(made, picturePath, maskPath);
     }
 
     [Fact]
@@ -124,10 +130,7 @@ public sealed class A1111InpaintCommandTests : IDisposable
         PngImage made = Run("--init-image", picturePath, "--mask", maskPath, "--invert-mask", "--mask-blur", "0");
         Assert.Equal(Run("--init-image", picturePath, "--mask", Write(inverted), "--mask-blur", "0").Pixels, made.Pixels);
         Assert.Contains("Mask mode: Inpaint not masked, Mask blur: 0, CFG scale:", made.Text["parameters"]);
-        string first = _dir.File("first.png"), again = _dir.File("again.png");
-        PngFile.Write(first, made);
-        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", first, "--init-image", picturePath, "--mask", maskPath, "--out", again], TextWriter.Null));
-        Assert.Equal(made.Pixels, PngFile.Read(again).Pixels);
+        ReadsBack(made, picturePath, maskPath);
     }
 
     [Fact]
@@ -145,10 +148,7 @@ public sealed class A1111InpaintCommandTests : IDisposable
             // The run starts from another picture than "original" does; the overlay still puts the picture's own back.
             Assert.NotEqual(Run(["--init-image", picturePath, "--mask", maskPath, .. area]).Pixels, made.Pixels);
             Assert.Equal(picture.Pixels.AsSpan(0, 64 * 3 * 4).ToArray(), made.Pixels.AsSpan(0, 64 * 3 * 4).ToArray());
-            string first = _dir.File("first.png"), again = _dir.File("again.png");
-            PngFile.Write(first, made);
-            Assert.Equal(0, GenerateCommand.Run(["--parameters-from", first, "--init-image", picturePath, "--mask", maskPath, "--out", again], TextWriter.Null));
-            Assert.Equal(made.Pixels, PngFile.Read(again).Pixels);
+            ReadsBack(made, picturePath, maskPath);
         }
     }
 
@@ -161,10 +161,7 @@ public sealed class A1111InpaintCommandTests : IDisposable
         Assert.Equal(Run("--init-image", picturePath).Pixels, made.Pixels);
         // Recorded, unlike in A1111, so that it reads back as it ran.
         Assert.Contains("Mask blur: 4, Inpaint area: Only masked, Masked area padding: 32, CFG scale:", made.Text["parameters"]);
-        string first = _dir.File("first.png"), again = _dir.File("again.png");
-        PngFile.Write(first, made);
-        Assert.Equal(0, GenerateCommand.Run(["--parameters-from", first, "--init-image", picturePath, "--mask", blank, "--out", again], TextWriter.Null));
-        Assert.Equal(made.Pixels, PngFile.Read(again).Pixels);
+        ReadsBack(made, picturePath, blank);
         string latents = _dir.File("latents.npy");
         NpyFile.Write(latents, NpyArray.FromFloat32(new float[4 * 5 * 6], [1, 4, 5, 6]));
         Assert.Equal("generate: the --mask has nothing to repaint, so --inpaint-area only-masked runs img2img, which --latents cannot start",

@@ -29,13 +29,6 @@ internal static class MaskedContentFill
             for (int r = 0; r < Repeats[i]; r++)
                 PilCompositing.AlphaComposite(canvas, blurred);
         }
-        var rgb = new byte[width * height * 3];
-        for (int p = 0; p < width * height; p++)
-        {
-            rgb[3 * p] = canvas[4 * p];
-            rgb[3 * p + 1] = canvas[4 * p + 1];
-            rgb[3 * p + 2] = canvas[4 * p + 2];
-        }
-        return new PngImage(width, height, 3, rgb);
+        return ImageConversion.AsRgb(new PngImage(width, height, 4, canvas)); // convert("RGB"): alpha dropped
     }
 }

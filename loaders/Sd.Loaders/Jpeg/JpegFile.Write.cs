@@ -14,7 +14,7 @@ public static partial class JpegFile
     public static void Write(string path, PngImage image, int quality = DefaultQuality)
     {
         Check(image, quality);
-        AtomicFile.Write(path, stream => Write(stream, image, quality));
+        AtomicFile.Write(path, stream => Encode(stream, image, quality));
     }
 
     /// <summary>
@@ -31,6 +31,12 @@ public static partial class JpegFile
     {
         ArgumentNullException.ThrowIfNull(stream);
         Check(image, quality);
+        Encode(stream, image, quality);
+    }
+
+    /// <summary>The file of a checked picture: the EXIF with its parameters, or JFIF, in front.</summary>
+    private static void Encode(Stream stream, PngImage image, int quality)
+    {
         byte[]? exif = image.Text.TryGetValue("parameters", out string? parameters) ? ExifUserComment.Segment(parameters) : null;
         JpegEncoder.Write(stream, image, quality, exif ?? JpegEncoder.Jfif);
     }
