@@ -27,6 +27,8 @@ public enum Scratch
     Upsampled,
     /// <summary>Winograd V/M buffers.</summary>
     Winograd,
+    /// <summary>A ControlNet's 1x1 convolution output before it is scaled into the residuals.</summary>
+    ControlNetOutput,
 }
 
 /// <summary>

@@ -78,7 +78,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             FillUNetInput(scheduler, step, latents, run.Conditioning, loop.Scaled, loop.UNetInput);
             timestep[0] = scheduler.Timesteps[step];
             loop.Prompts.Select(step - start); // A1111 counts the calls of the run (img2img's too) from 0
-            loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, cancellation);
+            loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, cancellation: cancellation);
             Guide(prediction.Data, batch, count, loop.PartScales, guidedOutput);
             if (batch == 2 && loop.Rescale > 0)
             {

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Sd.Engine.Modules;
 using Sd.Engine.Tensors;
 using Sd.Kernels.Elementwise;
@@ -81,7 +80,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     internal bool ShareRepeatedHalves { get; set; } = true;
 
     /// <summary>Whether the model's convolution weights are stored in 16 bits (conv_in tells for the file).</summary>
-    private static bool SixteenBit(WeightSet weights) =>
+    internal static bool SixteenBit(WeightSet weights) =>
         weights.TryGet("conv_in.weight", out TensorEntry entry) && entry.DType is TensorDType.F16 or TensorDType.BF16;
 
     /// <summary>Resolution levels (0 = finest) whose 3x3 convolutions use stored Winograd weights.</summary>
@@ -90,7 +89,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// <summary>Latent pixels must be divisible by nothing: any size works (odd sizes as in diffusers).</summary>
     public int DownsampleCount => Config.BlockOutChannels.Length - 1;
 
-    private static void RequireSupported(UNetConfig config, string source)
+    internal static void RequireSupported(UNetConfig config, string source)
     {
         string? unsupported =
             config.ClassEmbedType != null ? $"class_embed_type '{config.ClassEmbedType}'"
@@ -123,14 +122,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
     }
 
-    private UNetLevel Level(int block, bool down)
-    {
-        UNetConfig config = Config;
-        string type = down ? config.DownBlockTypes[block] : config.UpBlockTypes[config.BlockOutChannels.Length - 1 - block];
-        return new UNetLevel(config.BlockOutChannels[block], config.LayersPerBlock[block], type.StartsWith("CrossAttn", StringComparison.Ordinal),
-            config.NumAttentionHeads[block], config.CrossAttentionDim[block], config.TransformerLayersPerBlock[block],
-            config.NormNumGroups, config.NormEps, config.UseLinearProjection, WinogradLevels[block]);
-    }
+    private UNetLevel Level(int block, bool down) => UNetLevel.Of(Config, block, down, WinogradLevels[block]);
 
     /// <summary>
     /// noise prediction [N, H, W, out] = UNet(sample [N, H, W, in], timesteps (one, or one per image),
@@ -152,27 +144,29 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output, ReadOnlySpan<float> timestepCond,
         CancellationToken cancellation = default) =>
-        Forward(sample, timesteps, context, [], output, timestepCond, cancellation);
+        Forward(sample, timesteps, context, [], output, timestepCond, cancellation: cancellation);
 
     /// <summary>
     /// <see cref="Forward(Tensor, ReadOnlySpan{float}, Tensor, Tensor, ReadOnlySpan{float}, CancellationToken)"/> for
     /// contexts of different lengths in one batch (prompts of different numbers of chunks): image n attends only to
     /// the first <paramref name="contextLengths"/>[n] tokens of its context row, the rest being padding, exactly as if
     /// it ran alone with that shorter context (diffusers' encoder_attention_mask, as a prefix). Empty: every token.
+    /// <paramref name="control"/>, when given, is added to the skip connections and the mid block's output once the
+    /// down path has run (diffusers' down_block_additional_residuals and mid_block_additional_residual: ControlNets).
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor output,
-        ReadOnlySpan<float> timestepCond, CancellationToken cancellation = default)
+        ReadOnlySpan<float> timestepCond, ControlResiduals? control = null, CancellationToken cancellation = default)
     {
         lock (_gate)
         {
             // Checked before any run buffers are planned: a disposed module must not allocate them again.
             ObjectDisposedException.ThrowIf(_disposed, this);
-            Run(sample, timesteps, context, contextLengths, output, timestepCond, cancellation);
+            Run(sample, timesteps, context, contextLengths, output, timestepCond, control, cancellation);
         }
     }
 
     private void Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor output,
-        ReadOnlySpan<float> timestepCond, CancellationToken cancellation)
+        ReadOnlySpan<float> timestepCond, ControlResiduals? control, CancellationToken cancellation)
     {
         CheckInputs(sample, timesteps, context, output);
         CheckContextLengths(contextLengths, context);
@@ -180,6 +174,12 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
         int contextLength = context.Dim(1);
         RunState state = StateFor(batch, height, width, contextLength);
+        FeatureMap midShape = state.Skips[^1]; // the last skip is at the mid block's resolution and width
+        if (control != null && !control.Fits(batch, state.Skips, midShape))
+        {
+            throw new ArgumentException($"the control residuals ({control.Describe()}) do not fit this pass: batch {batch}, skips " +
+                string.Join(", ", Array.ConvertAll(state.Skips, m => $"{m.Channels}x{m.Height}x{m.Width}")) + $", mid {midShape.Channels}x{midShape.Height}x{midShape.Width}", nameof(control));
+        }
         Span<float> perImage = stackalloc float[batch];
         for (int n = 0; n < batch; n++)
         {
@@ -187,7 +187,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
         _timeEmbedding.Forward(perImage, timestepCond, state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
         float* temb = state.Temb.Pointer;
-        var text = new TextContext(context.Data, contextLength, state.KeyLengths(contextLengths), state.HoldsProjectionsOf(context));
+        TextContext text = state.Text.For(context, contextLengths);
         Workspace ws = state.Workspace;
         FeatureMap[] skips = state.Skips;
 
@@ -213,6 +213,8 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         float* hidden = _midBlock.Forward(current, batch, temb, text, state.PingA.Pointer, state.PingB.Pointer, ws);
         int hiddenChannels = current.Channels;
         int h = current.Height, w = current.Width;
+        // After the mid block, which reads the last skip as the down path left it (diffusers adds them after it too).
+        control?.AddTo(skips, hidden);
         foreach (UpBlock block in _upBlocks)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -228,7 +230,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         float* normed = ws[Scratch.ResnetNorm];
         _convNormOut.Forward(hidden, normed, batch, height * width, Activation.Silu);
         _convOut.Forward(normed, batch, height, width, output.Data, ws);
-        state.ProjectionsComplete();
+        state.Text.ProjectionsComplete();
         output.ThrowIfNotFinite("the UNet produced NaN or infinity (diverged weights or inputs)");
     }
 
@@ -261,7 +263,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         context.ThrowIfNotFinite("context contains NaN or infinity");
     }
 
-    private static void CheckContextLengths(ReadOnlySpan<int> lengths, Tensor context)
+    internal static void CheckContextLengths(ReadOnlySpan<int> lengths, Tensor context)
     {
         if (lengths.IsEmpty)
         {
@@ -336,7 +338,6 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             Height = height;
             Width = width;
             ContextLength = contextLength;
-            _keyLengths = new int[batch];
             UNetConfig config = model.Config;
             int[] channels = config.BlockOutChannels;
             Workspace = new Workspace();
@@ -377,7 +378,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             Workspace.Need(Scratch.ResnetNorm, (long)batch * height * width * channels[0]);
             PingA = new NativeBlock(pingFloats);
             PingB = new NativeBlock(pingFloats);
-            _projectedContext = new NativeBlock((long)batch * contextLength * config.CrossAttentionDim[0], zero: false);
+            Text = new TextContextCache(batch, contextLength, config.CrossAttentionDim[0]);
             Workspace.Allocate();
             Skips = skips.ToArray();
 
@@ -401,55 +402,15 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         public NativeBlock TembHidden { get; }
         public NativeBlock Temb { get; }
 
-        /// <summary>
-        /// Each image's attended context tokens for this pass (<see cref="TextContext.KeyLengths"/>), or null when all
-        /// attend to every token. Filled in place: a pass allocates nothing.
-        /// </summary>
-        public int[]? KeyLengths(ReadOnlySpan<int> given)
-        {
-            if (given.IsEmpty || !given.ContainsAnyExcept(ContextLength))
-            {
-                return null;
-            }
-            given.CopyTo(_keyLengths);
-            return _keyLengths;
-        }
-
-        private readonly int[] _keyLengths;
-
-        /// <summary>The context whose k|v projections the cross-attention layers keep (valid when <see cref="_projected"/>).</summary>
-        private readonly NativeBlock _projectedContext;
-
-        private bool _projected;
-
-        /// <summary>
-        /// Whether the layers' kept k|v projections are those of <paramref name="context"/>: the previous pass at this
-        /// shape completed with the same values, compared bit for bit. If not, the context is saved and the projections
-        /// count as stale until <see cref="ProjectionsComplete"/>, so a pass cancelled half-way, which leaves the later
-        /// layers with the old projections, makes the next pass compute them all again.
-        /// </summary>
-        public bool HoldsProjectionsOf(Tensor context)
-        {
-            Span<float> saved = _projectedContext.Span;
-            ReadOnlySpan<float> now = context.Span;
-            if (_projected && MemoryMarshal.AsBytes(now).SequenceEqual(MemoryMarshal.AsBytes(saved)))
-            {
-                return true;
-            }
-            _projected = false;
-            now.CopyTo(saved);
-            return false;
-        }
-
-        /// <summary>A forward pass finished: every layer now holds the saved context's projections.</summary>
-        public void ProjectionsComplete() => _projected = true;
+        /// <summary>The text context kept between passes at this shape.</summary>
+        public TextContextCache Text { get; }
 
         /// <summary>Activation memory of this run shape, in bytes.</summary>
         public long Bytes
         {
             get
             {
-                long total = Workspace.TotalBytes + (PingA.Length + PingB.Length + _projectedContext.Length) * sizeof(float);
+                long total = Workspace.TotalBytes + (PingA.Length + PingB.Length) * sizeof(float) + Text.Bytes;
                 foreach (NativeBlock block in _skipBlocks) total += block.Length * sizeof(float);
                 return total;
             }
@@ -461,7 +422,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             foreach (NativeBlock block in _skipBlocks) block.Dispose();
             PingA.Dispose();
             PingB.Dispose();
-            _projectedContext.Dispose();
+            Text.Dispose();
             Sinusoid.Dispose();
             TembHidden.Dispose();
             Temb.Dispose();

@@ -1,4 +1,5 @@
 using Sd.Engine.Modules;
+using Sd.Loaders.Config;
 
 namespace Sd.Engine.UNet;
 
@@ -7,6 +8,15 @@ namespace Sd.Engine.UNet;
 internal sealed record UNetLevel(int Channels, int Layers, bool HasAttention, int Heads, int ContextDim,
     int TransformerLayers, int Groups, double Eps, bool LinearProjection, bool Winograd)
 {
+    /// <summary>Down block <paramref name="block"/>'s level, or with <paramref name="down"/> false the up block at that resolution.</summary>
+    public static UNetLevel Of(UNetConfig config, int block, bool down, bool winograd)
+    {
+        string type = down ? config.DownBlockTypes[block] : config.UpBlockTypes[config.BlockOutChannels.Length - 1 - block];
+        return new UNetLevel(config.BlockOutChannels[block], config.LayersPerBlock[block], type.StartsWith("CrossAttn", StringComparison.Ordinal),
+            config.NumAttentionHeads[block], config.CrossAttentionDim[block], config.TransformerLayersPerBlock[block],
+            config.NormNumGroups, config.NormEps, config.UseLinearProjection, winograd);
+    }
+
     public ResnetBlock2D CreateResnet(WeightBinder binder, int inChannels, int tembChannels) =>
         new(binder, inChannels, Channels, tembChannels, Groups, Eps, Winograd);
 

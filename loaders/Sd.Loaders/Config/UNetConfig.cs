@@ -53,7 +53,13 @@ public sealed record UNetConfig
 
     public static UNetConfig Load(string path) => From(JsonConfig.Load(path));
 
-    public static UNetConfig From(JsonConfig json)
+    public static UNetConfig From(JsonConfig json) => From(json, encoderOnly: false);
+
+    /// <summary>
+    /// The config's UNet; with <paramref name="encoderOnly"/> (a ControlNet's config, which has only the down half) the
+    /// up blocks mirror the down blocks, so the shared checks hold, and nothing reads them.
+    /// </summary>
+    internal static UNetConfig From(JsonConfig json, bool encoderOnly)
     {
         var d = new UNetConfig();
         string[] down = json.GetStrings("down_block_types", d.DownBlockTypes);
@@ -71,7 +77,7 @@ public sealed record UNetConfig
             FreqShift = json.GetInt("freq_shift", 0),
             DownBlockTypes = down,
             MidBlockType = json.Has("mid_block_type") ? json.GetString("mid_block_type", "") : d.MidBlockType,
-            UpBlockTypes = json.GetStrings("up_block_types", d.UpBlockTypes),
+            UpBlockTypes = encoderOnly ? MirroredUpBlocks(down) : json.GetStrings("up_block_types", d.UpBlockTypes),
             OnlyCrossAttention = json.GetBoolPerBlock("only_cross_attention", blocks, false),
             BlockOutChannels = json.GetInts("block_out_channels", d.BlockOutChannels),
             LayersPerBlock = json.GetIntPerBlock("layers_per_block", blocks, 2),
@@ -97,6 +103,16 @@ public sealed record UNetConfig
         };
         config.Validate(json.Path, headsKey);
         return config;
+    }
+
+    private static string[] MirroredUpBlocks(string[] down)
+    {
+        var up = new string[down.Length];
+        for (int i = 0; i < down.Length; i++)
+        {
+            up[down.Length - 1 - i] = down[i].Replace("Down", "Up", StringComparison.Ordinal);
+        }
+        return up;
     }
 
     /// <summary>

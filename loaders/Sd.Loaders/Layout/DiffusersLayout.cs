@@ -32,6 +32,59 @@ public static class DiffusersLayout
     {
         config.Validate(nameof(config));
         var p = new List<ParameterSpec>();
+        List<int> skips = Encoder(p, config);
+        int[] ch = config.BlockOutChannels;
+        int n = ch.Length;
+        int temb = ch[0] * 4;
+        int prev = ch[^1];
+        for (int i = 0; i < n; i++)
+        {
+            string block = $"up_blocks.{i}";
+            int level = n - 1 - i;
+            bool attention = config.UpBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal);
+            for (int j = 0; j <= config.LayersPerBlock[level]; j++)
+            {
+                int skip = skips[^1];
+                skips.RemoveAt(skips.Count - 1);
+                Resnet(p, $"{block}.resnets.{j}", (j == 0 ? prev : ch[level]) + skip, ch[level], temb);
+                if (attention) Transformer(p, $"{block}.attentions.{j}", ch[level], config.CrossAttentionDim[level], config.TransformerLayersPerBlock[level], config.UseLinearProjection);
+            }
+            if (i < n - 1) Conv(p, $"{block}.upsamplers.0.conv", ch[level], ch[level], 3);
+            prev = ch[level];
+        }
+        Norm(p, "conv_norm_out", ch[0]);
+        Conv(p, "conv_out", ch[0], config.OutChannels, config.ConvOutKernel);
+        return p;
+    }
+
+    /// <summary>
+    /// A diffusers ControlNetModel's state dict: the UNet's encoder (conv_in, time embedding, down blocks, mid block),
+    /// the conditioning image's embedding, and a 1x1 convolution per skip connection and for the mid block.
+    /// </summary>
+    public static List<ParameterSpec> ControlNet(ControlNetConfig config)
+    {
+        config.Validate(nameof(config));
+        var p = new List<ParameterSpec>();
+        List<int> skips = Encoder(p, config.Encoder);
+        int[] stages = config.ConditioningEmbeddingOutChannels;
+        Conv(p, "controlnet_cond_embedding.conv_in", config.ConditioningChannels, stages[0], 3);
+        for (int i = 0; i < stages.Length - 1; i++)
+        {
+            Conv(p, $"controlnet_cond_embedding.blocks.{2 * i}", stages[i], stages[i], 3);
+            Conv(p, $"controlnet_cond_embedding.blocks.{2 * i + 1}", stages[i], stages[i + 1], 3);
+        }
+        Conv(p, "controlnet_cond_embedding.conv_out", stages[^1], config.Encoder.BlockOutChannels[0], 3);
+        for (int i = 0; i < skips.Count; i++)
+        {
+            Conv(p, $"controlnet_down_blocks.{i}", skips[i], skips[i], 1);
+        }
+        Conv(p, "controlnet_mid_block", config.Encoder.BlockOutChannels[^1], config.Encoder.BlockOutChannels[^1], 1);
+        return p;
+    }
+
+    /// <summary>conv_in, the time embedding, the down blocks and the mid block; returns the skip connections' channels.</summary>
+    private static List<int> Encoder(List<ParameterSpec> p, UNetConfig config)
+    {
         int[] ch = config.BlockOutChannels;
         int n = ch.Length;
         int temb = ch[0] * 4;
@@ -62,25 +115,7 @@ public static class DiffusersLayout
         Resnet(p, "mid_block.resnets.0", ch[^1], ch[^1], temb);
         Transformer(p, "mid_block.attentions.0", ch[^1], config.CrossAttentionDim[^1], config.TransformerLayersPerBlock[^1], config.UseLinearProjection);
         Resnet(p, "mid_block.resnets.1", ch[^1], ch[^1], temb);
-        int prev = ch[^1];
-        for (int i = 0; i < n; i++)
-        {
-            string block = $"up_blocks.{i}";
-            int level = n - 1 - i;
-            bool attention = config.UpBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal);
-            for (int j = 0; j <= config.LayersPerBlock[level]; j++)
-            {
-                int skip = skips[^1];
-                skips.RemoveAt(skips.Count - 1);
-                Resnet(p, $"{block}.resnets.{j}", (j == 0 ? prev : ch[level]) + skip, ch[level], temb);
-                if (attention) Transformer(p, $"{block}.attentions.{j}", ch[level], config.CrossAttentionDim[level], config.TransformerLayersPerBlock[level], config.UseLinearProjection);
-            }
-            if (i < n - 1) Conv(p, $"{block}.upsamplers.0.conv", ch[level], ch[level], 3);
-            prev = ch[level];
-        }
-        Norm(p, "conv_norm_out", ch[0]);
-        Conv(p, "conv_out", ch[0], config.OutChannels, config.ConvOutKernel);
-        return p;
+        return skips;
     }
 
     public static List<ParameterSpec> Vae(VaeConfig config)
