@@ -73,6 +73,12 @@ public sealed record GenerateRequest
     public int ClipSkip { get; init; }
 
     /// <summary>
+    /// ControlNets that steer the denoising with their pictures (diffusers' StableDiffusionControlNetPipeline; several
+    /// sum their residuals, as its MultiControlNetModel does); empty: none. Each picture is resized to every pass's size.
+    /// </summary>
+    public IReadOnlyList<ControlNetUnit> ControlNets { get; init; } = [];
+
+    /// <summary>
     /// diffusers' guidance_rescale (0 = off): rescales the guided prediction to the text prediction's standard
     /// deviation and mixes by this factor, against over-exposure with zero-terminal-SNR / v-prediction models.
     /// </summary>

@@ -33,7 +33,10 @@ public sealed unsafe partial class StableDiffusionPipeline
         float[] condition = _unetConfig.TimeCondProjDim is { } condDim ? GuidanceScaleEmbedding.Compute(guidance, condDim) : [];
         // A1111's combine_denoised: each conditioned row adds (cond - uncond) x (weight x scale), its float32 factor.
         float[] partScales = Array.ConvertAll(contexts.PartWeights, weight => (float)(weight * guidance));
-        var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, partScales, request.GuidanceRescale, condition, image, images);
+        bool guided = UsesClassifierFreeGuidance(request);
+        using ControlNetPass? control = ControlNetPass.Create(request.ControlNets, unetInput, contexts.Context, guided, _vaeConfig.DownscaleFactor);
+        var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, partScales, request.GuidanceRescale, condition, image, images,
+            control, guided);
         try
         {
             RunSteps(run, steps, progress, cancellation);
@@ -41,6 +44,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         finally
         {
             unet.ReleaseRunBuffers();
+            control?.ReleaseRunBuffers();
         }
     }
 
@@ -53,10 +57,10 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// <summary>
     /// What every step of one image's denoising shares: the UNet, its buffers, the guidance (the scale of each
     /// conditioned row, the guidance scale for one prompt; an LCM-distilled UNet's as its timestep condition, empty for
-    /// others), the batch position.
+    /// others), the batch position, the ControlNets.
     /// </summary>
     private sealed record StepLoop(UNet2DConditionModel UNet, PromptContexts Prompts, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
-        float Guidance, float[] PartScales, float Rescale, float[] Condition, int Image, int Images);
+        float Guidance, float[] PartScales, float Rescale, float[] Condition, int Image, int Images, ControlNetPass? Control, bool Guided);
 
     private void RunSteps(DenoisingRun run, StepLoop loop, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
@@ -78,7 +82,9 @@ public sealed unsafe partial class StableDiffusionPipeline
             FillUNetInput(scheduler, step, latents, run.Conditioning, loop.Scaled, loop.UNetInput);
             timestep[0] = scheduler.Timesteps[step];
             loop.Prompts.Select(step - start); // A1111 counts the calls of the run (img2img's too) from 0
-            loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, cancellation: cancellation);
+            ControlResiduals? control = loop.Control?.Run(step - start, scheduler.StepCount - start, loop.UNetInput, timestep,
+                loop.Prompts.Context, loop.Prompts.Lengths, loop.Guided, cancellation);
+            loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, control, cancellation);
             Guide(prediction.Data, batch, count, loop.PartScales, guidedOutput);
             if (batch == 2 && loop.Rescale > 0)
             {

@@ -1,3 +1,4 @@
+using Sd.Loaders.Config;
 using Sd.Engine.Schedulers;
 using Sd.Engine.Text;
 
@@ -169,9 +170,43 @@ public sealed partial class StableDiffusionPipeline
         {
             CheckHires(request, hires);
         }
+        CheckControlNets(request, factor);
         // Last: the one check that does some work.
         bool guided = UsesClassifierFreeGuidance(request);
         return new PassPlans(TokenizePrompts(request, guided, null), request.Hires is { } second ? TokenizePrompts(request, guided, second) : null);
+    }
+
+    /// <summary>Each ControlNet unit: present, fitting this model (input channels, text width, picture scale) and with valid settings.</summary>
+    private void CheckControlNets(GenerateRequest request, int factor)
+    {
+        if (request.ControlNets is null)
+        {
+            throw new ArgumentException("ControlNets must not be null (empty: none)", nameof(request));
+        }
+        for (int u = 0; u < request.ControlNets.Count; u++)
+        {
+            if (request.ControlNets[u] is not { Model: { } model, Image: not null } unit)
+            {
+                throw new ArgumentException($"ControlNet {u} has no model or no picture", nameof(request));
+            }
+            UNetConfig encoder = model.Config.Encoder;
+            string? misfit =
+                encoder.InChannels != _unetConfig.InChannels ? $"it takes {encoder.InChannels} input channels, the UNet {_unetConfig.InChannels}"
+                : encoder.CrossAttentionDim[0] != _unetConfig.CrossAttentionDim[0] ? $"its text width is {encoder.CrossAttentionDim[0]}, the UNet's {_unetConfig.CrossAttentionDim[0]} (a ControlNet for another SD version)"
+                : !encoder.BlockOutChannels.AsSpan().SequenceEqual(_unetConfig.BlockOutChannels) || !encoder.LayersPerBlock.AsSpan().SequenceEqual(_unetConfig.LayersPerBlock)
+                    ? "its blocks are not the UNet's"
+                : model.Config.ConditioningScaleFactor != factor ? $"its pictures are {model.Config.ConditioningScaleFactor} times the latents' size, the VAE's {factor}"
+                : null;
+            if (misfit != null)
+            {
+                throw new ArgumentException($"ControlNet {u} does not fit this model: {misfit}", nameof(request));
+            }
+            if (!float.IsFinite(unit.Scale) || !(unit.GuidanceStart >= 0 && unit.GuidanceStart < unit.GuidanceEnd && unit.GuidanceEnd <= 1))
+            {
+                throw new ArgumentException($"ControlNet {u}: the scale must be finite and 0 <= guidance start < guidance end <= 1, got " +
+                    $"{unit.Scale}, {unit.GuidanceStart} and {unit.GuidanceEnd}", nameof(request));
+            }
+        }
     }
 
     /// <summary>A request's prompts tokenized for each pass: the first and, with a hires fix, the second.</summary>

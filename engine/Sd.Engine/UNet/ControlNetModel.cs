@@ -99,7 +99,8 @@ public sealed unsafe class ControlNetModel : IDisposable
     /// <see cref="ControlNetConfig.ConditioningScaleFactor"/>; values in [0, 1], RGB, as diffusers' control image
     /// processor gives them), each times <paramref name="scale"/>, to images <paramref name="firstImage"/> to
     /// <paramref name="firstImage"/> + N of <paramref name="into"/>. <paramref name="guessMode"/> scales the residuals
-    /// from 0.1 (the first skip) up to 1 (the mid block), 10^(-1 + i / skips), as diffusers' guess mode does.
+    /// from 0.1 (the first skip) up to 1 (the mid block), 10^(-1 + i / skips), as diffusers' guess mode does (but for a
+    /// globally pooled ControlNet, whose residuals keep the plain scale there too).
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor image,
         float scale, bool guessMode, ControlResiduals into, int firstImage = 0, CancellationToken cancellation = default)
@@ -208,7 +209,8 @@ public sealed unsafe class ControlNetModel : IDisposable
             Conv2d conv = i < count ? _controlnetDownBlocks[i] : _controlnetMidBlock;
             float* output = ws[Scratch.ControlNetOutput];
             conv.Forward(input.Data, batch, input.Height, input.Width, output, ws);
-            AddScaled(output, batch, input, ResidualScale(scale, guessMode, i, count), into[i], firstImage);
+            // A pooled ControlNet (always in guess mode in diffusers' pipeline) keeps the plain scale.
+            AddScaled(output, batch, input, ResidualScale(scale, guessMode && !Config.GlobalPoolConditions, i, count), into[i], firstImage);
         }
     }
 

@@ -1,0 +1,39 @@
+using Sd.Engine.UNet;
+using Sd.Loaders.Png;
+
+namespace Sd.Engine.Pipelines;
+
+/// <summary>
+/// One ControlNet of a request: the loaded model, the picture that steers it (an edge map, depth map, pose...: the
+/// preprocessed picture, as diffusers takes it), how strongly and over which part of the steps.
+/// Reference: diffusers StableDiffusionControlNetPipeline (0.27) arguments image, controlnet_conditioning_scale,
+/// control_guidance_start, control_guidance_end and guess_mode.
+/// </summary>
+public sealed record ControlNetUnit(ControlNetModel Model, PngImage Image)
+{
+    /// <summary>What the residuals are multiplied by (controlnet_conditioning_scale; 0 turns it off).</summary>
+    public float Scale { get; init; } = 1f;
+
+    /// <summary>
+    /// The fraction of the steps before which the ControlNet is off (control_guidance_start): step i of n runs it
+    /// when i / n is at least this and (i + 1) / n at most <see cref="GuidanceEnd"/>.
+    /// </summary>
+    public float GuidanceStart { get; init; }
+
+    /// <summary>The fraction of the steps after which the ControlNet is off (control_guidance_end).</summary>
+    public float GuidanceEnd { get; init; } = 1f;
+
+    /// <summary>
+    /// diffusers' guess mode: under classifier-free guidance the ControlNet steers only the conditioned prediction,
+    /// its residuals scaled from 0.1 (the first skip) to 1 (the mid block), so it tries to recognise the picture's
+    /// content even with an empty prompt. Always on for a globally pooled ControlNet (shuffle), as in diffusers.
+    /// </summary>
+    public bool GuessMode { get; init; }
+
+    /// <summary>Whether step <paramref name="index"/> of <paramref name="count"/> runs it (diffusers' controlnet_keep).</summary>
+    internal bool ActiveAt(int index, int count) =>
+        !(index / (double)count < GuidanceStart || (index + 1) / (double)count > GuidanceEnd) && Scale != 0;
+
+    /// <summary>Whether it steers the conditioned rows only (guess mode, which a pooled ControlNet implies).</summary>
+    internal bool ConditionedOnly => GuessMode || Model.Config.GlobalPoolConditions;
+}

@@ -1,0 +1,105 @@
+using Sd.Engine.Pipelines;
+using Sd.Engine.UNet;
+using Sd.Loaders;
+using Sd.Loaders.Png;
+using Sd.Loaders.Tests;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// ControlNets in the pipeline (the numerics of the ControlNet and of the UNet's residuals are ControlNetTests'): what
+/// a unit changes and when it runs, picture sizes, several units, and units that do not fit the model.
+/// </summary>
+public sealed class ControlNetPipelineTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static readonly GenerateRequest Request = new()
+    {
+        Prompt = "a photo of an astronaut riding a horse on mars", NegativePrompt = "blurry", Steps = 4, Width = 32, Height = 24,
+        Seed = 42, Scheduler = "dpm++-2m", GuidanceScale = 7.5f,
+    };
+
+    private static float[] Latents(StableDiffusionPipeline pipeline, GenerateRequest request)
+    {
+        using GenerateResult result = pipeline.Generate(request);
+        return result.Latents.Span.ToArray();
+    }
+
+    private static PngImage Picture(int width, int height, int seed)
+    {
+        var pixels = new byte[width * height * 3];
+        new Random(seed).NextBytes(pixels);
+        return new PngImage(width, height, 3, pixels);
+    }
+
+    [FixtureFact]
+    public void A_unit_steers_the_steps_of_its_window_and_a_zero_scale_changes_nothing()
+    {
+        using ControlNetSource source = ControlNetSource.Open(ControlNetFixture.Write(_dir, "shared_image"));
+        using var controlNet = new ControlNetModel(source.Config, source.Weights);
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));
+        var unit = new ControlNetUnit(controlNet, Picture(32, 24, 1));
+        float[] none = Latents(pipeline, Request);
+        float[] zero = Latents(pipeline, Request with { ControlNets = [unit with { Scale = 0 }] });
+        Assert.Equal(none, zero);
+
+        float[] all = Latents(pipeline, Request with { ControlNets = [unit] });
+        float[] firstHalf = Latents(pipeline, Request with { ControlNets = [unit with { GuidanceEnd = 0.5f }] });
+        float[] secondHalf = Latents(pipeline, Request with { ControlNets = [unit with { GuidanceStart = 0.5f }] });
+        float[] guess = Latents(pipeline, Request with { ControlNets = [unit with { GuessMode = true }] });
+        float[][] runs = [none, all, firstHalf, secondHalf, guess];
+        for (int a = 0; a < runs.Length; a++)
+        {
+            for (int b = a + 1; b < runs.Length; b++)
+            {
+                Assert.True(Compare.RelativeL2(runs[a], runs[b]) > 1e-4, $"runs {a} and {b} are alike");
+            }
+        }
+        // The same request again: the kept conditioning embedding and context projections change nothing.
+        Assert.Equal(all, Latents(pipeline, Request with { ControlNets = [unit] }));
+        // Two units sum their residuals: this one twice at half the scale is the one unit (within rounding).
+        float[] halves = Latents(pipeline, Request with { ControlNets = [unit with { Scale = 0.5f }, unit with { Scale = 0.5f }] });
+        Assert.True(Compare.RelativeL2(all, halves) < 1e-5, $"two halves differ from the whole by {Compare.RelativeL2(all, halves):E2}");
+    }
+
+    [FixtureFact]
+    public void A_picture_of_any_size_is_resized_to_each_pass()
+    {
+        using ControlNetSource source = ControlNetSource.Open(ControlNetFixture.Write(_dir, "shared_image"));
+        using var controlNet = new ControlNetModel(source.Config, source.Weights);
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));
+        PngImage small = Picture(16, 12, 2);
+        float[] resized = Latents(pipeline, Request with { ControlNets = [new ControlNetUnit(controlNet, small)] });
+        float[] given = Latents(pipeline, Request with
+        {
+            ControlNets = [new ControlNetUnit(controlNet, Imaging.PictureResize.Resize(small, 32, 24, Imaging.ResizeMode.Just))],
+        });
+        Assert.Equal(given, resized);
+        var rgba = new PngImage(16, 12, 4, new byte[16 * 12 * 4]);
+        Assert.All(Latents(pipeline, Request with { ControlNets = [new ControlNetUnit(controlNet, rgba)], Hires = new HiresFix { Width = 64, Height = 48, Steps = 2 } }),
+            v => Assert.True(float.IsFinite(v)));
+    }
+
+    [FixtureFact]
+    public void Units_that_do_not_fit_are_refused_before_any_work()
+    {
+        using ControlNetSource source = ControlNetSource.Open(ControlNetFixture.Write(_dir, "shared_image"));
+        using var controlNet = new ControlNetModel(source.Config, source.Weights);
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));
+        var unit = new ControlNetUnit(controlNet, Picture(8, 8, 3));
+        foreach (ControlNetUnit bad in new[]
+        {
+            unit with { Scale = float.NaN }, unit with { GuidanceStart = 0.5f, GuidanceEnd = 0.5f }, unit with { GuidanceEnd = 1.5f },
+            unit with { GuidanceStart = -0.1f }, unit with { Image = null! }, unit with { Model = null! },
+        })
+        {
+            Assert.Throws<ArgumentException>(() => pipeline.Validate(Request with { ControlNets = [bad] }));
+        }
+
+        using var small = StableDiffusionPipeline.Load(Fixtures.Path("small/model"));
+        Assert.Contains("does not fit this model", Assert.Throws<ArgumentException>(() => small.Validate(Request with { Width = 64, Height = 64, ControlNets = [unit] })).Message);
+    }
+}
