@@ -1,6 +1,7 @@
 using Sd.Engine.Imaging;
 using Sd.Engine.Tensors;
 using Sd.Engine.UNet;
+using Sd.Loaders.Png;
 
 namespace Sd.Engine.Pipelines;
 
@@ -73,9 +74,9 @@ internal sealed unsafe class ControlNetPass : IDisposable
     }
 
     /// <summary>The picture as RGB at <paramref name="width"/> x <paramref name="height"/> (Lanczos), [1, H, W, 3] in [0, 1].</summary>
-    private static Tensor Picture(Loaders.Png.PngImage picture, int width, int height)
+    private static Tensor Picture(PngImage picture, int width, int height)
     {
-        Loaders.Png.PngImage resized = PictureResize.Resize(ImageConversion.AsRgb(picture), width, height, ResizeMode.Just);
+        PngImage resized = PictureResize.Resize(ImageConversion.AsRgb(picture), width, height, ResizeMode.Just);
         Tensor tensor = Tensor.Allocate([1, height, width, 3]);
         byte[] pixels = resized.Pixels;
         Span<float> values = tensor.Span;

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Sd.Engine.Modules;
 using Sd.Engine.Tensors;
 using Sd.Kernels.Elementwise;
@@ -146,9 +145,9 @@ public sealed unsafe class ControlNetModel : IDisposable
         {
             throw new ArgumentException($"the conditioning scale {scale} is not finite", nameof(scale));
         }
-        (int c, int h, int w) first = SkipShapes(sample.Dim(1), sample.Dim(2))[0];
+        // The first skip (conv_in's output) has the latents' size; the rest follow from it (CreateResiduals).
         if (firstImage < 0 || firstImage + batch > into.Batch || into.SkipCount != _controlnetDownBlocks.Length
-            || into[0].Channels != first.c || into[0].Height != first.h || into[0].Width != first.w)
+            || into[0].Channels != unet.BlockOutChannels[0] || into[0].Height != sample.Dim(1) || into[0].Width != sample.Dim(2))
         {
             throw new ArgumentException($"residuals of {into.Describe()} cannot take images {firstImage} to {firstImage + batch - 1} " +
                 $"of {sample}: make them with CreateResiduals for the UNet pass", nameof(into));
@@ -164,7 +163,7 @@ public sealed unsafe class ControlNetModel : IDisposable
         int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
         RunState state = StateFor(batch, height, width, context.Dim(1), image.Dim(0));
         Workspace ws = state.Workspace;
-        if (!state.HoldsEmbeddingOf(image))
+        if (!state.EmbeddedImage.Holds(image.Span))
         {
             float* pixels = image.Data;
             if (Config.BgrConditioning)
@@ -173,7 +172,7 @@ public sealed unsafe class ControlNetModel : IDisposable
                 pixels = state.Image.Pointer;
             }
             _condEmbedding.Forward(pixels, image.Dim(0), image.Dim(1), image.Dim(2), state.Embedding.Pointer, ws);
-            state.EmbeddingComplete();
+            state.EmbeddedImage.Complete();
         }
         Span<float> perImage = stackalloc float[batch];
         for (int n = 0; n < batch; n++) perImage[n] = timesteps[timesteps.Length == 1 ? 0 : n];
@@ -303,7 +302,6 @@ public sealed unsafe class ControlNetModel : IDisposable
     private sealed class RunState : IDisposable
     {
         private readonly List<NativeBlock> _blocks = new();
-        private bool _embedded;
 
         public RunState(ControlNetModel model, int batch, int height, int width, int contextLength, int imageBatch)
         {
@@ -324,7 +322,7 @@ public sealed unsafe class ControlNetModel : IDisposable
                 Text = new TextContextCache(batch, contextLength, config.CrossAttentionDim[0]);
                 Embedding = Block((long)imageBatch * height * width * channels[0]);
                 long imageFloats = (long)imageBatch * height * factor * width * factor * model.Config.ConditioningChannels;
-                SavedImage = Block(imageFloats);
+                EmbeddedImage = new KeptInput(imageFloats);
                 Image = Block(model.Config.BgrConditioning ? imageFloats : 0);
                 model._condEmbedding.Plan(Workspace, imageBatch, height * factor, width * factor);
                 model._convIn.Plan(Workspace, batch, height, width);
@@ -370,39 +368,20 @@ public sealed unsafe class ControlNetModel : IDisposable
         public NativeBlock Temb { get; } = null!;
         public TextContextCache Text { get; } = null!;
 
-        /// <summary>The conditioning embedding of <see cref="SavedImage"/>, [image batch, h, w, block 0's channels].</summary>
+        /// <summary>The conditioning embedding of <see cref="EmbeddedImage"/>'s picture, [image batch, h, w, block 0's channels].</summary>
         public NativeBlock Embedding { get; } = null!;
 
-        /// <summary>The conditioning image the embedding is of (valid once an embedding completed).</summary>
-        public NativeBlock SavedImage { get; } = null!;
+        /// <summary>The conditioning picture the embedding is of.</summary>
+        public KeptInput EmbeddedImage { get; } = null!;
 
         /// <summary>The image in BGR order, for a ControlNet that takes it so (else empty).</summary>
         public NativeBlock Image { get; } = null!;
-
-        /// <summary>
-        /// Whether <see cref="Embedding"/> is that of <paramref name="image"/>, compared bit for bit with the image of
-        /// the last completed embedding; if not, the image is saved and the embedding is stale until <see cref="EmbeddingComplete"/>.
-        /// </summary>
-        public bool HoldsEmbeddingOf(Tensor image)
-        {
-            Span<float> saved = SavedImage.Span;
-            ReadOnlySpan<float> now = image.Span;
-            if (_embedded && MemoryMarshal.AsBytes(now).SequenceEqual(MemoryMarshal.AsBytes(saved)))
-            {
-                return true;
-            }
-            _embedded = false;
-            now.CopyTo(saved);
-            return false;
-        }
-
-        public void EmbeddingComplete() => _embedded = true;
 
         public long Bytes
         {
             get
             {
-                long total = Workspace.TotalBytes + Text.Bytes;
+                long total = Workspace.TotalBytes + Text.Bytes + EmbeddedImage.Bytes;
                 foreach (NativeBlock block in _blocks) total += block.Length * sizeof(float);
                 return total;
             }
@@ -419,6 +398,7 @@ public sealed unsafe class ControlNetModel : IDisposable
         {
             Workspace?.Dispose();
             Text?.Dispose();
+            EmbeddedImage?.Dispose();
             foreach (NativeBlock block in _blocks) block.Dispose();
         }
     }
