@@ -1,3 +1,4 @@
+using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Config;
 using Sd.Loaders.Layout;
 using Sd.Loaders.Safetensors;
@@ -7,21 +8,23 @@ namespace Sd.Loaders;
 
 /// <summary>
 /// A ControlNet's config and memory-mapped weights: a diffusers ControlNetModel folder (config.json and
-/// diffusion_pytorch_model[.fp16].safetensors, or its shards), or such a weights file given by name with its
-/// config.json beside it. The config must fit the tensors exactly (<see cref="LayoutFit"/>), so a UNet, a LoRA or a
-/// ControlNet of another shape fails here, naming the difference. Original-format files (control_model.* keys, as
-/// lllyasviel's) are refused by name.
+/// diffusion_pytorch_model[.fp16].safetensors, or its shards), or a weights file given by name, in diffusers or
+/// original format (lllyasviel's control_v11p_sd15_canny.safetensors: cldm names, <see cref="ControlNetKeyMapping"/>).
+/// The config is the config.json beside the weights, or else inferred from their shapes (<see cref="InferredSettings"/>
+/// says what that assumed). Either way it must fit the tensors exactly (<see cref="LayoutFit"/>), so a UNet, a LoRA or
+/// a ControlNet of another shape fails here, naming the difference.
 /// </summary>
 public sealed class ControlNetSource : IDisposable
 {
     private readonly List<SafetensorsFile> _files;
 
-    private ControlNetSource(string path, ControlNetConfig config, WeightSet weights, List<SafetensorsFile> files)
+    private ControlNetSource(string path, ControlNetConfig config, WeightSet weights, List<SafetensorsFile> files, List<InferredSetting> guesses)
     {
         Path = path;
         Config = config;
         Weights = weights;
         _files = files;
+        InferredSettings = guesses;
     }
 
     /// <summary>The folder or file it was opened from.</summary>
@@ -31,6 +34,9 @@ public sealed class ControlNetSource : IDisposable
 
     /// <summary>The tensors under diffusers names.</summary>
     public WeightSet Weights { get; }
+
+    /// <summary>What the config had to assume, when it was inferred from the shapes (no config.json); empty otherwise.</summary>
+    public IReadOnlyList<InferredSetting> InferredSettings { get; }
 
     /// <param name="variant">A weights variant to require (fp16); null takes the plain weights, else fp16 ones.</param>
     public static ControlNetSource Open(string path, string? variant = null)
@@ -52,36 +58,51 @@ public sealed class ControlNetSource : IDisposable
         {
             throw new FileNotFoundException($"{path}: no such ControlNet folder or file", path);
         }
-        string configPath = System.IO.Path.Combine(folder, "config.json");
-        if (!File.Exists(configPath))
-        {
-            throw new InvalidFileException(path, "not a diffusers ControlNet: config.json is missing beside its weights");
-        }
-        ControlNetConfig config = ControlNetConfig.Load(configPath);
         List<SafetensorsFile> files = isIndex ? SafetensorsIndex.OpenShards(weightsPath) : [SafetensorsFile.Open(weightsPath)];
         try
         {
-            var weights = new WeightSet(weightsPath, files);
-            foreach (SafetensorsFile file in files)
-            {
-                foreach (TensorInfo tensor in file.Tensors)
-                {
-                    if (tensor.Name.StartsWith("control_model.", StringComparison.Ordinal))
-                    {
-                        throw new InvalidFileException(weightsPath,
-                            "an original-format ControlNet (control_model.* keys); Sd reads diffusers ControlNets (controlnet_cond_embedding.*, controlnet_down_blocks.*)");
-                    }
-                    weights.Add(new TensorEntry(tensor.Name, tensor.Shape, file, tensor));
-                }
-            }
-            LayoutFit.Require(weights, DiffusersLayout.ControlNet(config), configPath);
-            return new ControlNetSource(path, config, weights, files);
+            WeightSet weights = Named(weightsPath, files);
+            string configPath = System.IO.Path.Combine(folder, "config.json");
+            var guesses = new List<InferredSetting>();
+            ControlNetConfig config = File.Exists(configPath) ? ControlNetConfig.Load(configPath) : ConfigInference.ControlNet(weights, guesses);
+            LayoutFit.Require(weights, DiffusersLayout.ControlNet(config), File.Exists(configPath) ? configPath : $"{weightsPath} (config inferred from its shapes)");
+            return new ControlNetSource(path, config, weights, files, guesses);
         }
         catch
         {
             foreach (SafetensorsFile file in files) file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The tensors under their diffusers names: as stored, or mapped from an original-format file's.</summary>
+    private static WeightSet Named(string weightsPath, List<SafetensorsFile> files)
+    {
+        var weights = new WeightSet(weightsPath, files);
+        var keys = new List<string>();
+        foreach (SafetensorsFile file in files)
+        {
+            foreach (TensorInfo tensor in file.Tensors) keys.Add(tensor.Name);
+        }
+        ControlNetKeyMapping? original = ControlNetKeyMapping.IsOriginalFormat(keys) ? ControlNetKeyMapping.Create(keys, weightsPath) : null;
+        var unknown = new List<string>();
+        foreach (SafetensorsFile file in files)
+        {
+            foreach (TensorInfo tensor in file.Tensors)
+            {
+                SingleFileKeyResult name = original?.Map(tensor.Name) ?? new(SingleFileKeyKind.Mapped, ModelComponent.Unet, tensor.Name, false, null);
+                if (name.Kind == SingleFileKeyKind.Mapped)
+                    weights.Add(new TensorEntry(name.DiffusersKey, tensor.Shape, file, tensor));
+                else if (name.Kind == SingleFileKeyKind.Unknown)
+                    unknown.Add(tensor.Name);
+            }
+        }
+        if (unknown.Count > 0)
+        {
+            throw new InvalidFileException(weightsPath,
+                $"{unknown.Count} tensors of an original-format ControlNet have no diffusers counterpart, e.g. '{string.Join("', '", unknown.Take(3))}'");
+        }
+        return weights;
     }
 
     public void Dispose()

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Sd.Loaders.Safetensors;
 using Sd.Loaders.Tests;
 
@@ -31,5 +32,43 @@ internal static class ControlNetFixture
         }
         writer.Save(Path.Combine(folder, "diffusion_pytorch_model.safetensors"));
         return folder;
+    }
+
+    /// <summary>
+    /// The same ControlNet as an original-format file (lllyasviel's cldm names), from the names in
+    /// Data/controlnet/original-keys.json (made by controlnet-original-keys.py, independently of Sd's mapping): under
+    /// "control_model." with some of a whole ControlLDM's SD tensors beside them, or bare as ControlNet 1.1 stores them.
+    /// The file is alone in a new folder, so it has no config.json.
+    /// </summary>
+    public static string WriteOriginal(TempDirectory dir, string diffusersFolder, bool prefixed)
+    {
+        string folder = dir.File($"original-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        var originalNames = new Dictionary<string, string>(StringComparer.Ordinal);
+        using (JsonDocument keys = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures.BinariesFolder, "Data", "controlnet", "original-keys.json"))))
+        {
+            foreach (JsonProperty key in keys.RootElement.EnumerateObject())
+            {
+                originalNames.Add(key.Value.GetString()!, prefixed ? key.Name : key.Name["control_model.".Length..]);
+            }
+        }
+        var writer = new SafetensorsWriter();
+        using (SafetensorsFile diffusers = SafetensorsFile.Open(Path.Combine(diffusersFolder, "diffusion_pytorch_model.safetensors")))
+        {
+            Assert.Equal(originalNames.Count, diffusers.Tensors.Count);
+            foreach (TensorInfo tensor in diffusers.Tensors)
+            {
+                writer.Add(originalNames[tensor.Name], tensor.DType, tensor.Shape, diffusers.GetBytes(tensor));
+            }
+        }
+        if (prefixed)
+        {
+            writer.AddFloat32("model.diffusion_model.input_blocks.0.0.bias", [32], new float[32]);
+            writer.AddFloat32("first_stage_model.decoder.conv_out.bias", [3], new float[3]);
+            writer.AddFloat32("cond_stage_model.transformer.text_model.final_layer_norm.bias", [32], new float[32]);
+        }
+        string path = Path.Combine(folder, prefixed ? "control_sd15_tiny.safetensors" : "control_v11p_sd15_tiny.safetensors");
+        writer.Save(path);
+        return path;
     }
 }

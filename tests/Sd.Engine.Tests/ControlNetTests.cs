@@ -155,7 +155,7 @@ public sealed class ControlNetTests(ITestOutputHelper output) : IDisposable
     }
 
     [FixtureFact]
-    public void Files_that_are_not_a_diffusers_controlnet_are_refused_by_name()
+    public void Files_that_are_not_a_controlnet_are_refused_by_name()
     {
         // A UNet's folder: its config is not a ControlNet's.
         Assert.Contains("ControlNetModel", Assert.Throws<InvalidFileException>(() => ControlNetSource.Open(Fixtures.Path("tiny/model/unet"))).Message);
@@ -168,19 +168,21 @@ public sealed class ControlNetTests(ITestOutputHelper output) : IDisposable
         File.WriteAllText(Path.Combine(folder, "config.json"), config.Replace("\"rgb\"", "\"rbg\"", StringComparison.Ordinal));
         Assert.Contains("controlnet_conditioning_channel_order", Assert.Throws<InvalidFileException>(() => ControlNetSource.Open(folder)).Message);
 
-        // Original-format keys, as lllyasviel's files have them.
+        // Original-format keys whose conditioning embedding has a single convolution.
         string original = _dir.File("original");
         Directory.CreateDirectory(original);
-        File.WriteAllText(Path.Combine(original, "config.json"), config);
         var writer = new SafetensorsWriter();
         writer.AddFloat32("control_model.input_hint_block.0.weight", [16, 3, 3, 3], new float[16 * 27]);
         writer.Save(Path.Combine(original, "diffusion_pytorch_model.safetensors"));
-        Assert.Contains("original-format", Assert.Throws<InvalidFileException>(() => ControlNetSource.Open(original)).Message);
+        Assert.Contains("control_model.input_hint_block. has 1 convolutions", Assert.Throws<InvalidFileException>(() => ControlNetSource.Open(original)).Message);
 
+        // Without a config.json the shapes must tell the layout: a LoRA's tensors do not.
         string noConfig = _dir.File("no-config");
         Directory.CreateDirectory(noConfig);
+        writer = new SafetensorsWriter();
+        writer.AddFloat32("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", [4, 32], new float[128]);
         writer.Save(Path.Combine(noConfig, "diffusion_pytorch_model.safetensors"));
-        Assert.Contains("config.json", Assert.Throws<InvalidFileException>(() => ControlNetSource.Open(noConfig)).Message);
+        Assert.Contains("cannot infer the UNet layout", Assert.Throws<InvalidFileException>(() => ControlNetSource.Open(noConfig)).Message);
         Assert.Throws<FileNotFoundException>(() => ControlNetSource.Open(_dir.File("absent")));
     }
 

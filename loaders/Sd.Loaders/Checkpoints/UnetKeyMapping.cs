@@ -15,7 +15,9 @@ public sealed record SingleFileUnetLayout(
 
 // Reference: diffusers single_file_utils.py convert_ldm_unet_checkpoint
 /// <summary>
-/// Maps ldm UNet keys (without "model.diffusion_model.") to diffusers UNet2DConditionModel keys.
+/// Maps ldm UNet keys (without their prefix, "model.diffusion_model." in a checkpoint) to diffusers
+/// UNet2DConditionModel keys. An original-format ControlNet (cldm's ControlNet) has the same input_blocks,
+/// middle_block and time_embed under its own prefix, and no output_blocks: the encoder-only form.
 /// ldm numbers its blocks as flat lists: input_blocks.0 is conv_in, then every down block contributes one entry
 /// per resnet plus one for its downsampler (except the last block, which has none); output_blocks has
 /// layers_per_block + 1 entries per up block. Inside an entry, layer 0 is the resnet (or the downsampler), layer 1
@@ -48,18 +50,27 @@ internal sealed class UnetKeyMapping
     // Flat ldm entries per diffusers block: the resnets plus the down/upsampler slot (layers_per_block + 1).
     private readonly int _stride;
     private readonly int _middleCount;
+    private readonly bool _encoderOnly;
 
-    private UnetKeyMapping(SingleFileUnetLayout layout, int middleCount)
+    private UnetKeyMapping(SingleFileUnetLayout layout, int middleCount, bool encoderOnly)
     {
         Layout = layout;
         _stride = layout.LayersPerBlock + 1;
         _middleCount = middleCount;
+        _encoderOnly = encoderOnly;
     }
 
     public SingleFileUnetLayout Layout { get; }
 
     /// <summary>Infers the layout from the keys under <see cref="Prefix"/>; null when there are none.</summary>
-    public static UnetKeyMapping? Create(IEnumerable<string> keys, string filePath)
+    public static UnetKeyMapping? Create(IEnumerable<string> keys, string filePath) => Create(keys, filePath, Prefix, encoderOnly: false);
+
+    /// <summary>
+    /// Infers the layout from the keys under <paramref name="prefix"/>; null when there are none. With
+    /// <paramref name="encoderOnly"/> there are no output_blocks (a ControlNet): the up blocks mirror the down blocks,
+    /// as diffusers' ControlNet config does, and output_blocks keys map to nothing.
+    /// </summary>
+    public static UnetKeyMapping? Create(IEnumerable<string> keys, string filePath, string prefix, bool encoderOnly)
     {
         var input = new HashSet<int>();
         var inputAttention = new HashSet<int>();
@@ -72,7 +83,7 @@ internal sealed class UnetKeyMapping
         foreach (string fullKey in keys)
         {
             ReadOnlySpan<char> key = fullKey;
-            if (!KeyPath.TryTakePrefix(ref key, Prefix))
+            if (!KeyPath.TryTakePrefix(ref key, prefix))
                 continue;
             any = true;
             if (TryTakeBlockLayer(ref key, "input_blocks.", out int block, out int layer))
@@ -99,46 +110,58 @@ internal sealed class UnetKeyMapping
         if (!any)
             return null;
 
-        int inputCount = KeyPath.CountContiguous(input, Prefix + "input_blocks", filePath);
-        int stride = DownBlockStride(downsamplers, inputCount, filePath);
+        int inputCount = KeyPath.CountContiguous(input, prefix + "input_blocks", filePath);
+        int stride = DownBlockStride(downsamplers, inputCount, prefix, filePath);
         int downCount = inputCount / stride;
         for (int k = 1; k < inputCount; k++)
         {
             if (downsamplers.Contains(k) != (k % stride == 0))
                 throw KeyPath.Inconsistent(filePath, downsamplers.Contains(k)
-                    ? $"{Prefix}input_blocks.{k} is a downsampler, but blocks of {stride - 1} resnets put them at multiples of {stride}"
-                    : $"{Prefix}input_blocks.{k} should be a downsampler (an 'op' convolution)");
+                    ? $"{prefix}input_blocks.{k} is a downsampler, but blocks of {stride - 1} resnets put them at multiples of {stride}"
+                    : $"{prefix}input_blocks.{k} should be a downsampler (an 'op' convolution)");
         }
 
-        int outputCount = KeyPath.CountContiguous(output, Prefix + "output_blocks", filePath);
+        if (!encoderOnly)
+            CheckOutputBlocks(output, upsamplers, downCount, stride, prefix, filePath);
+
+        // The mid block alternates resnet, attention, resnet, ..., so it has an odd number of layers.
+        int middleCount = KeyPath.CountContiguous(middle, prefix + "middle_block", filePath);
+        if (middleCount % 2 == 0)
+            throw KeyPath.Inconsistent(filePath, $"{prefix}middle_block has {middleCount} layers, expected resnet (attention resnet)*");
+
+        bool[] downAttention = AttentionPerBlock(inputAttention, downCount, stride, firstEntry: 1, stride - 1, "input_blocks", prefix, filePath);
+        bool[] upAttention = encoderOnly
+            ? Mirrored(downAttention)
+            : AttentionPerBlock(outputAttention, downCount, stride, firstEntry: 0, stride, "output_blocks", prefix, filePath);
+        var layout = new SingleFileUnetLayout(downCount, stride - 1, downAttention, upAttention, middleCount > 1);
+        return new UnetKeyMapping(layout, middleCount, encoderOnly);
+    }
+
+    /// <summary>output_blocks has layers_per_block + 1 entries per block, and every up block but the last ends with an upsampler.</summary>
+    private static void CheckOutputBlocks(HashSet<int> output, HashSet<int> upsamplers, int downCount, int stride, string prefix, string filePath)
+    {
+        int outputCount = KeyPath.CountContiguous(output, prefix + "output_blocks", filePath);
         if (outputCount != downCount * stride)
             throw KeyPath.Inconsistent(filePath,
-                $"{Prefix}output_blocks has {outputCount} entries, but {downCount} down blocks of {stride - 1} resnets need {downCount * stride}");
+                $"{prefix}output_blocks has {outputCount} entries, but {downCount} down blocks of {stride - 1} resnets need {downCount * stride}");
         for (int k = 0; k < outputCount; k++)
         {
-            // Every up block but the last ends with an upsampler, in its last entry.
             bool upsamplerSlot = k % stride == stride - 1 && k / stride < downCount - 1;
             if (upsamplers.Contains(k) != upsamplerSlot)
                 throw KeyPath.Inconsistent(filePath, upsamplers.Contains(k)
-                    ? $"{Prefix}output_blocks.{k} has an upsampler where none belongs"
-                    : $"{Prefix}output_blocks.{k} should end with an upsampler ('conv')");
+                    ? $"{prefix}output_blocks.{k} has an upsampler where none belongs"
+                    : $"{prefix}output_blocks.{k} should end with an upsampler ('conv')");
         }
-
-        // The mid block alternates resnet, attention, resnet, ..., so it has an odd number of layers.
-        int middleCount = KeyPath.CountContiguous(middle, Prefix + "middle_block", filePath);
-        if (middleCount % 2 == 0)
-            throw KeyPath.Inconsistent(filePath, $"{Prefix}middle_block has {middleCount} layers, expected resnet (attention resnet)*");
-
-        var layout = new SingleFileUnetLayout(
-            downCount,
-            stride - 1,
-            AttentionPerBlock(inputAttention, downCount, stride, firstEntry: 1, stride - 1, "input_blocks", filePath),
-            AttentionPerBlock(outputAttention, downCount, stride, firstEntry: 0, stride, "output_blocks", filePath),
-            middleCount > 1);
-        return new UnetKeyMapping(layout, middleCount);
     }
 
-    /// <summary>Maps a key without <see cref="Prefix"/>; null when it has no diffusers counterpart.</summary>
+    private static bool[] Mirrored(bool[] down)
+    {
+        var up = (bool[])down.Clone();
+        Array.Reverse(up);
+        return up;
+    }
+
+    /// <summary>Maps a key without its prefix; null when it has no diffusers counterpart.</summary>
     public string? Map(ReadOnlySpan<char> key)
     {
         string? outside = KeyPath.RenameModule(key, "", OutsideBlockRenames);
@@ -147,7 +170,7 @@ internal sealed class UnetKeyMapping
         if (TryTakeBlockLayer(ref key, "input_blocks.", out int block, out int layer))
             return MapInputEntry(block, layer, key);
         if (TryTakeBlockLayer(ref key, "output_blocks.", out block, out layer))
-            return MapOutputEntry(block, layer, key);
+            return _encoderOnly ? null : MapOutputEntry(block, layer, key);
         if (KeyPath.TryTakePrefix(ref key, "middle_block.") && KeyPath.TryTakeIndex(ref key, out layer) && layer < _middleCount)
         {
             return layer % 2 == 0
@@ -199,18 +222,18 @@ internal sealed class UnetKeyMapping
     /// layers_per_block + 1, from where the first downsampler sits: input_blocks.0 is conv_in, so the first
     /// downsampler is entry layers_per_block + 1. Without any downsampler there is a single down block.
     /// </summary>
-    private static int DownBlockStride(HashSet<int> downsamplers, int inputCount, string filePath)
+    private static int DownBlockStride(HashSet<int> downsamplers, int inputCount, string prefix, string filePath)
     {
         if (inputCount < 2)
-            throw KeyPath.Inconsistent(filePath, $"{Prefix}input_blocks has {inputCount} entries, too few for a UNet");
+            throw KeyPath.Inconsistent(filePath, $"{prefix}input_blocks has {inputCount} entries, too few for a UNet");
         int first = inputCount;
         foreach (int k in downsamplers)
             first = Math.Min(first, k);
         if (first < 2)
-            throw KeyPath.Inconsistent(filePath, $"{Prefix}input_blocks.{first} is a downsampler before any resnet");
+            throw KeyPath.Inconsistent(filePath, $"{prefix}input_blocks.{first} is a downsampler before any resnet");
         if (inputCount % first != 0)
             throw KeyPath.Inconsistent(filePath,
-                $"{Prefix}input_blocks has {inputCount} entries, which do not split into down blocks of {first - 1} resnets and a downsampler");
+                $"{prefix}input_blocks has {inputCount} entries, which do not split into down blocks of {first - 1} resnets and a downsampler");
         return first;
     }
 
@@ -219,7 +242,7 @@ internal sealed class UnetKeyMapping
     /// none, so a block where only some have one cannot be built.
     /// </summary>
     private static bool[] AttentionPerBlock(
-        HashSet<int> withAttention, int blockCount, int stride, int firstEntry, int resnets, string blocksName, string filePath)
+        HashSet<int> withAttention, int blockCount, int stride, int firstEntry, int resnets, string blocksName, string prefix, string filePath)
     {
         var result = new bool[blockCount];
         for (int b = 0; b < blockCount; b++)
@@ -230,7 +253,7 @@ internal sealed class UnetKeyMapping
             {
                 if (withAttention.Contains(first + j) != result[b])
                     throw KeyPath.Inconsistent(filePath,
-                        $"{Prefix}{blocksName}.{first} and {Prefix}{blocksName}.{first + j} are in the same block, but only one of them has attention");
+                        $"{prefix}{blocksName}.{first} and {prefix}{blocksName}.{first + j} are in the same block, but only one of them has attention");
             }
         }
         return result;

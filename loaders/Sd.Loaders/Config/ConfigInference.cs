@@ -10,7 +10,7 @@ namespace Sd.Loaders.Config;
 /// (SD 1.x: 768-wide text context, 8 UNet heads everywhere; SD 2.x: 64-wide heads) and each is reported to the
 /// optional <c>guesses</c> list, since for any other model they are likely wrong.
 /// </summary>
-public static class ConfigInference
+public static partial class ConfigInference
 {
     /// <summary>SD 1.x/2.x scheduler settings (the v1-inference.yaml values), used when a file brings none.</summary>
     public static SchedulerConfig Sd1Scheduler { get; } = new()
@@ -42,9 +42,16 @@ public static class ConfigInference
         return s;
     }
 
-    public static UNetConfig UNet(WeightSet weights, ICollection<InferredSetting>? guesses = null)
+    public static UNetConfig UNet(WeightSet weights, ICollection<InferredSetting>? guesses = null) =>
+        InferUNet(weights, guesses, "unet", encoderOnly: false);
+
+    /// <summary>
+    /// The UNet config the shapes imply; with <paramref name="encoderOnly"/> (a ControlNet's copy of the encoder) there
+    /// are no up blocks or conv_out, so the up blocks mirror the down blocks as a ControlNet config's do.
+    /// </summary>
+    private static UNetConfig InferUNet(WeightSet weights, ICollection<InferredSetting>? guesses, string component, bool encoderOnly)
     {
-        int blocks = CountIndices(weights, "down_blocks."), upBlocks = CountIndices(weights, "up_blocks.");
+        int blocks = CountIndices(weights, "down_blocks."), upBlocks = encoderOnly ? blocks : CountIndices(weights, "up_blocks.");
         if (blocks == 0 || blocks > ConfigLimits.MaxBlocks || upBlocks != blocks)
         {
             throw new InvalidFileException(weights.Source,
@@ -62,6 +69,10 @@ public static class ConfigInference
             up[i] = HasPrefix(weights, $"up_blocks.{i}.attentions.0.") ? "CrossAttnUpBlock2D" : "UpBlock2D";
             transformerLayers[i] = attention ? CountIndices(weights, $"down_blocks.{i}.attentions.0.transformer_blocks.") : 1;
         }
+        if (encoderOnly)
+        {
+            up = UNetConfig.MirroredUpBlocks(down);
+        }
         string? crossKey = FirstEndingWith(weights, ".attn2.to_k.weight");
         int crossDim = crossKey is null ? 768 : Dim(weights, crossKey, 1);
         var heads = new int[blocks];
@@ -69,15 +80,16 @@ public static class ConfigInference
         {
             heads[i] = crossDim == 768 ? 8 : Math.Max(1, channels[i] / 64);
         }
-        guesses?.Add(new("unet", "attention heads", $"[{string.Join(", ", heads)}]",
+        guesses?.Add(new(component, "attention heads", $"[{string.Join(", ", heads)}]",
             (crossDim == 768 ? "8 per block as in SD 1.x, whose text context is 768 wide" : "64 channels per head as in SD 2.x")
             + Unfamiliar(crossDim, $"a {crossDim}-wide text context")));
         string? projIn = FirstEndingWith(weights, ".proj_in.weight");
+        int inChannels = Dim(weights, "conv_in.weight", 1);
         var config = new UNetConfig
         {
             SampleSize = crossDim == 768 ? 64 : 96,
-            InChannels = Dim(weights, "conv_in.weight", 1),
-            OutChannels = Dim(weights, "conv_out.weight", 0),
+            InChannels = inChannels,
+            OutChannels = encoderOnly ? inChannels : Dim(weights, "conv_out.weight", 0),
             DownBlockTypes = down,
             UpBlockTypes = up,
             OnlyCrossAttention = new bool[blocks],

@@ -105,7 +105,7 @@ public sealed record UNetConfig
         return config;
     }
 
-    private static string[] MirroredUpBlocks(string[] down)
+    internal static string[] MirroredUpBlocks(string[] down)
     {
         var up = new string[down.Length];
         for (int i = 0; i < down.Length; i++)
