@@ -57,6 +57,48 @@ public sealed class GenerateControlNetTests : IDisposable
             "Guidance Start: 0, Guidance End: 0.5, Guess Mode: True\"", b.Text["parameters"]);
     }
 
+    /// <summary>
+    /// Two ControlNets, the second a weights file alone (its config inferred from the shapes): their residuals add up,
+    /// so with the second at scale 0 the picture is the first's alone, and each is recorded.
+    /// </summary>
+    [FixtureFact]
+    public void Several_controlnets_add_up_and_are_each_recorded()
+    {
+        string folder = ControlNetFolder();
+        string alone = _dir.File("alone");
+        Directory.CreateDirectory(alone);
+        string file = Path.Combine(alone, "tiny-cn.safetensors");
+        File.Copy(Path.Combine(folder, "diffusion_pytorch_model.safetensors"), file);
+        string edges = Picture("edges.png", 1), depth = Picture("depth.png", 2);
+        string first = _dir.File("first.png"), both = _dir.File("both.png"), second = _dir.File("second.png");
+        Assert.Equal(0, GenerateCommand.Run([.. Common(), "--controlnet", folder, "--control-image", edges, "--control-scale", "0.7", "--out", first], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. Common(), "--controlnet", folder, "--control-image", edges, "--controlnet", file, "--control-image", depth,
+            "--control-scale", "0.7", "--control-scale", "0", "--control-end", "0.5", "--control-end", "1", "--out", both], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. Common(), "--controlnet", folder, "--control-image", edges, "--controlnet", file, "--control-image", depth,
+            "--control-scale", "0.7", "--out", second], TextWriter.Null));
+
+        PngImage a = PngFile.Read(first), b = PngFile.Read(both), c = PngFile.Read(second);
+        Assert.False(a.Pixels.AsSpan().SequenceEqual(b.Pixels), "--control-end 0.5 for the first ControlNet changed nothing");
+        Assert.False(a.Pixels.AsSpan().SequenceEqual(c.Pixels), "the second ControlNet changed nothing");
+        Assert.EndsWith("ControlNet 0: \"Module: none, Model: tiny-controlnet, Weight: 0.7, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 0.5\", " +
+            "ControlNet 1: \"Module: none, Model: tiny-cn, Weight: 0, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 1\"", b.Text["parameters"]);
+
+        // The second at scale 0 adds exact zeros: the run is the first's with the same window.
+        string windowed = _dir.File("windowed.png");
+        Assert.Equal(0, GenerateCommand.Run([.. Common(), "--controlnet", folder, "--control-image", edges, "--control-scale", "0.7", "--control-end", "0.5",
+            "--out", windowed], TextWriter.Null));
+        Assert.True(PngFile.Read(windowed).Pixels.AsSpan().SequenceEqual(b.Pixels), "a second ControlNet at scale 0 changed the picture");
+    }
+
+    private string Picture(string name, int seed)
+    {
+        string path = _dir.File(name);
+        var pixels = new byte[20 * 10 * 3];
+        new Random(seed).NextBytes(pixels);
+        PngFile.Write(path, new PngImage(20, 10, 3, pixels));
+        return path;
+    }
+
     [FixtureFact]
     public void ControlNet_flags_go_together()
     {
@@ -65,8 +107,18 @@ public sealed class GenerateControlNetTests : IDisposable
             Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common(), "--control-image", png, "--out", png], TextWriter.Null)).Message);
         Assert.Contains("--guess-mode goes with --controlnet",
             Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common(), "--guess-mode", "--out", png], TextWriter.Null)).Message);
-        Assert.Contains("--control-image is required",
-            Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common(), "--controlnet", ControlNetFolder(), "--out", png], TextWriter.Null)).Message);
+        string folder = ControlNetFolder(), edges = Picture("edges.png", 1);
+        Assert.Contains("1 --controlnet need as many --control-image (one each, in order), got 0",
+            Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common(), "--controlnet", folder, "--out", png], TextWriter.Null)).Message);
+        Assert.Contains("2 --controlnet need as many --control-image (one each, in order), got 1",
+            Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common(), "--controlnet", folder, "--controlnet", folder, "--control-image", edges,
+                "--out", png], TextWriter.Null)).Message);
+        Assert.Contains("--control-start is given 3 times; give it once (for every ControlNet) or once per --controlnet (2)",
+            Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common(), "--controlnet", folder, "--control-image", edges, "--controlnet", folder,
+                "--control-image", edges, "--control-start", "0", "--control-start", "0.1", "--control-start", "0.2", "--out", png], TextWriter.Null)).Message);
+        Assert.Contains("--control-scale expects a number, got 'x'",
+            Assert.Throws<UsageException>(() => GenerateCommand.Run([.. Common(), "--controlnet", folder, "--control-image", edges, "--control-scale", "x",
+                "--out", png], TextWriter.Null)).Message);
         Assert.False(File.Exists(png));
     }
 }

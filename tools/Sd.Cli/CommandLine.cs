@@ -153,9 +153,11 @@ public sealed class CommandLine
         : throw new UsageException($"{Command}: {flag} expects a number, got '{text}'");
 
     /// <summary>A finite number option, or <paramref name="fallback"/> when absent.</summary>
-    public float GetFloat(string flag, float fallback) =>
-        Get(flag) is not { } text ? fallback
-        : float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float value) && float.IsFinite(value) ? value
+    public float GetFloat(string flag, float fallback) => Get(flag) is not { } text ? fallback : ParseFloat(flag, text);
+
+    /// <summary>One value of <paramref name="flag"/> as a finite number (a repeatable flag's, from <see cref="GetAll"/>).</summary>
+    public float ParseFloat(string flag, string text) =>
+        float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out float value) && float.IsFinite(value) ? value
         : throw new UsageException($"{Command}: {flag} expects a number, got '{text}'");
 }
 

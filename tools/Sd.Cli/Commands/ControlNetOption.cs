@@ -1,39 +1,40 @@
 using System.Globalization;
+using Microsoft.Extensions.Logging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.UNet;
 using Sd.Loaders;
+using Sd.Loaders.Config;
 using Sd.Loaders.Pictures;
 using Sd.Loaders.Png;
 
 namespace Sd.Cli.Commands;
 
 /// <summary>
-/// <c>sd generate</c>'s ControlNet: <c>--controlnet DIR</c> (a diffusers ControlNet folder or its weights file) with
-/// <c>--control-image</c> (the preprocessed picture: edges, depth, pose...), <c>--control-scale</c>,
-/// <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps it runs over) and <c>--guess-mode</c>.
+/// <c>sd generate</c>'s ControlNets: each <c>--controlnet PATH</c> (a diffusers ControlNet folder, or a weights file in
+/// diffusers or original format) with its <c>--control-image</c> (the preprocessed picture: edges, depth, pose...).
+/// <c>--control-scale</c>, <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps a unit runs over)
+/// are given once for every unit or once per unit, in order; <c>--guess-mode</c> applies to all.
 /// </summary>
 internal sealed class ControlNetOption : IDisposable
 {
+    /// <summary>The repeatable flags; the first two once per unit, the others once or once per unit.</summary>
     public static readonly string[] Flags = ["--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end"];
 
     public const string GuessModeFlag = "--guess-mode";
 
-    private readonly string _path;
-    private readonly PngImage _picture;
-    private readonly float _scale, _start, _end;
+    private readonly Unit[] _units;
     private readonly bool _guessMode;
-    private ControlNetSource? _source;
-    private ControlNetModel? _model;
+    private readonly List<IDisposable> _loaded = [];
 
-    private ControlNetOption(string path, PngImage picture, float scale, float start, float end, bool guessMode)
-    {
-        (_path, _picture, _scale, _start, _end, _guessMode) = (path, picture, scale, start, end, guessMode);
-    }
+    private sealed record Unit(string Path, PngImage Picture, float Scale, float Start, float End);
 
-    /// <summary>The flags' ControlNet, its picture read (before any model loads); null without --controlnet.</summary>
+    private ControlNetOption(Unit[] units, bool guessMode) => (_units, _guessMode) = (units, guessMode);
+
+    /// <summary>The flags' ControlNets, their pictures read (before any model loads); null without --controlnet.</summary>
     public static ControlNetOption? Read(CommandLine line)
     {
-        if (line.Get("--controlnet") is not { } path)
+        IReadOnlyList<string> paths = line.GetAll("--controlnet");
+        if (paths.Count == 0)
         {
             foreach (string flag in Flags)
             {
@@ -41,35 +42,85 @@ internal sealed class ControlNetOption : IDisposable
             }
             return line.Has(GuessModeFlag) ? throw new UsageException($"generate: {GuessModeFlag} goes with --controlnet") : null;
         }
-        PngImage picture = PictureFile.ReadUpright(line.Require("--control-image"));
-        return new ControlNetOption(path, picture, line.GetFloat("--control-scale", 1f), line.GetFloat("--control-start", 0f),
-            line.GetFloat("--control-end", 1f), line.Has(GuessModeFlag));
+        IReadOnlyList<string> pictures = line.GetAll("--control-image");
+        if (pictures.Count != paths.Count)
+        {
+            throw new UsageException($"generate: {paths.Count} --controlnet need as many --control-image (one each, in order), got {pictures.Count}");
+        }
+        float[] scales = PerUnit(line, "--control-scale", paths.Count, 1f);
+        float[] starts = PerUnit(line, "--control-start", paths.Count, 0f);
+        float[] ends = PerUnit(line, "--control-end", paths.Count, 1f);
+        var units = new Unit[paths.Count];
+        for (int i = 0; i < units.Length; i++)
+        {
+            units[i] = new Unit(paths[i], PictureFile.ReadUpright(pictures[i]), scales[i], starts[i], ends[i]);
+        }
+        return new ControlNetOption(units, line.Has(GuessModeFlag));
     }
 
-    /// <summary>Loads the ControlNet (its weights memory-mapped, then packed) and returns the request's unit.</summary>
-    public ControlNetUnit Load()
+    /// <summary>A setting given once (for every unit) or once per unit; <paramref name="fallback"/> when absent.</summary>
+    private static float[] PerUnit(CommandLine line, string flag, int units, float fallback)
     {
-        _source = ControlNetSource.Open(_path);
-        _model = new ControlNetModel(_source.Config, _source.Weights);
-        return new ControlNetUnit(_model, _picture) { Scale = _scale, GuidanceStart = _start, GuidanceEnd = _end, GuessMode = _guessMode };
+        IReadOnlyList<string> given = line.GetAll(flag);
+        if (given.Count is not (0 or 1) && given.Count != units)
+        {
+            throw new UsageException($"generate: {flag} is given {given.Count} times; give it once (for every ControlNet) or once per --controlnet ({units})");
+        }
+        var values = new float[units];
+        for (int i = 0; i < units; i++)
+        {
+            values[i] = given.Count == 0 ? fallback : line.ParseFloat(flag, given[given.Count == 1 ? 0 : i]);
+        }
+        return values;
     }
 
     /// <summary>
-    /// The parameters' ControlNet entry, in the A1111 ControlNet extension's form: <c>, ControlNet 0: "Module: none,
-    /// Model: NAME, Weight: 1, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 1"</c> (Sd's guess mode added
-    /// when on); read back as not applied by --parameters-from.
+    /// Loads the ControlNets (weights memory-mapped, then packed) and returns the request's units. What a config
+    /// inferred from a file's shapes had to assume is logged, as for a single-file model.
+    /// </summary>
+    public ControlNetUnit[] Load(ILogger logger)
+    {
+        var units = new ControlNetUnit[_units.Length];
+        for (int i = 0; i < units.Length; i++)
+        {
+            Unit unit = _units[i];
+            var source = ControlNetSource.Open(unit.Path);
+            _loaded.Add(source);
+            foreach (InferredSetting guess in source.InferredSettings)
+            {
+                logger.LogInformation("{ControlNet}: {Guess}; a config.json beside it overrides it", unit.Path, guess);
+            }
+            var model = new ControlNetModel(source.Config, source.Weights);
+            _loaded.Add(model);
+            units[i] = new ControlNetUnit(model, unit.Picture) { Scale = unit.Scale, GuidanceStart = unit.Start, GuidanceEnd = unit.End, GuessMode = _guessMode };
+        }
+        return units;
+    }
+
+    /// <summary>
+    /// The parameters' ControlNet entries, in the A1111 ControlNet extension's form: <c>, ControlNet 0: "Module: none,
+    /// Model: NAME, Weight: 1, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 1"</c>, one per unit (Sd's
+    /// guess mode added when on); read back as not applied by --parameters-from.
     /// </summary>
     public string Parameters()
     {
-        string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(_path)).Replace("\"", "", StringComparison.Ordinal);
         string F(float v) => v.ToString(CultureInfo.InvariantCulture);
-        return $", ControlNet 0: \"Module: none, Model: {name}, Weight: {F(_scale)}, Resize Mode: Just Resize, Guidance Start: {F(_start)}, " +
-            $"Guidance End: {F(_end)}{(_guessMode ? ", Guess Mode: True" : "")}\"";
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; i < _units.Length; i++)
+        {
+            Unit unit = _units[i];
+            string path = Path.TrimEndingDirectorySeparator(unit.Path);
+            string name = (Directory.Exists(path) ? Path.GetFileName(path) : Path.GetFileNameWithoutExtension(path)).Replace("\"", "", StringComparison.Ordinal);
+            text.Append(CultureInfo.InvariantCulture, $", ControlNet {i}: \"Module: none, Model: {name}, Weight: {F(unit.Scale)}, Resize Mode: Just Resize, ")
+                .Append(CultureInfo.InvariantCulture, $"Guidance Start: {F(unit.Start)}, Guidance End: {F(unit.End)}{(_guessMode ? ", Guess Mode: True" : "")}\"");
+        }
+        return text.ToString();
     }
 
     public void Dispose()
     {
-        _model?.Dispose();
-        _source?.Dispose();
+        // Models before the sources whose weights they were packed from.
+        for (int i = _loaded.Count - 1; i >= 0; i--) _loaded[i].Dispose();
+        _loaded.Clear();
     }
 }

@@ -27,8 +27,8 @@ public static partial class GenerateCommand
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
                            [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
-                           [--controlnet DIR --control-image edges.png [--control-scale 1] [--control-start 0]
-                            [--control-end 1] [--guess-mode]]
+                           [--controlnet PATH --control-image edges.png [--control-scale 1] [--control-start 0]
+                            [--control-end 1] ...] [--guess-mode]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png|out.jpg [--jpeg-quality 80] [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -127,14 +127,17 @@ public static partial class GenerateCommand
         EasyNegative): prompts call it up by TOKEN, by default the word in a diffusers file and the file name of an
         A1111 one, matched exactly as written (case included); repeat it to add several. One made for another model
         (vectors of another width) is refused.
-        --controlnet DIR steers the run with a ControlNet (a diffusers ControlNet folder: config.json and
-        diffusion_pytorch_model[.fp16].safetensors, e.g. lllyasviel/control_v11p_sd15_canny; original-format
-        control_model.* files are refused) and --control-image, the preprocessed picture (an edge map, depth map, pose
-        skeleton...; Sd runs no preprocessor), resized to the output with Lanczos as diffusers does, and to a hires
-        fix's second pass. --control-scale multiplies its residuals (diffusers' controlnet_conditioning_scale, 1);
-        --control-start and --control-end limit it to that fraction of the steps (0 and 1); --guess-mode applies it to
-        the conditioned prediction only, scaled from 0.1 to 1 across the blocks (diffusers' guess_mode). Its encoder
-        runs beside the UNet at every step; the picture's embedding is computed once.
+        --controlnet PATH steers the run with a ControlNet (a diffusers ControlNet folder: config.json and
+        diffusion_pytorch_model[.fp16].safetensors, e.g. lllyasviel/control_v11p_sd15_canny; or a .safetensors file,
+        diffusers-named or original-format as lllyasviel's control_v11p_sd15_canny.safetensors, whose config is the
+        config.json beside it or else inferred from its shapes) and --control-image, the preprocessed picture (an edge
+        map, depth map, pose skeleton...; Sd runs no preprocessor), resized to the output with Lanczos as diffusers
+        does, and to a hires fix's second pass. Repeat both, in order, for several ControlNets: their residuals add
+        up. --control-scale multiplies a ControlNet's residuals (diffusers' controlnet_conditioning_scale, 1);
+        --control-start and --control-end limit it to that fraction of the steps (0 and 1); each is given once for
+        every ControlNet or once per --controlnet. --guess-mode applies them to the conditioned prediction only,
+        scaled from 0.1 to 1 across the blocks (diffusers' guess_mode). A ControlNet's encoder runs beside the UNet at
+        every step; its picture's embedding is computed once.
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.
         vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
         The PNG carries the parameters in an A1111-style "parameters" text chunk; an --out name ending in .jpg or
@@ -169,7 +172,7 @@ public static partial class GenerateCommand
         "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
         "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
         "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength", "--seed-resize-from", "--resize-mode",
-        "--mask-blur", "--inpaint-area", "--masked-padding", "--masked-content", PictureOutput.QualityFlag).Concat(ControlNetOption.Flags).ToArray();
+        "--mask-blur", "--inpaint-area", "--masked-padding", "--masked-content", PictureOutput.QualityFlag).ToArray();
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
@@ -178,7 +181,7 @@ public static partial class GenerateCommand
             output.WriteLine(Help);
             return 0;
         }
-        static CommandLine Parse(IReadOnlyList<string> args) => new("generate", args, Flags, ["--invert-mask", ControlNetOption.GuessModeFlag], repeatable: ["--lora", "--embedding"]);
+        static CommandLine Parse(IReadOnlyList<string> args) => new("generate", args, Flags, ["--invert-mask", ControlNetOption.GuessModeFlag], repeatable: ["--lora", "--embedding", .. ControlNetOption.Flags]);
         CommandLine line = Parse(args);
         // A variation seed given alone varies nothing; one from a file is turned off by --variation-strength 0.
         bool variationSeedGiven = line.Has("--variation-seed");
@@ -276,7 +279,7 @@ public static partial class GenerateCommand
             ? StableDiffusionPipeline.LoadDemo(logger, options)
             : StableDiffusionPipeline.Load(model, ModelOptions.OpenOptions(line), logger, options);
         TimeSpan open = total.Elapsed;
-        request = pipeline.WithModelDefaults(request) with { ControlNets = controlNet is null ? [] : [controlNet.Load()] };
+        request = pipeline.WithModelDefaults(request) with { ControlNets = controlNet is null ? [] : controlNet.Load(logger) };
         // The size first (a multiple of the model's VAE factor), then what must match it.
         pipeline.Validate(request, batchCount);
         if (request.InitialLatents is not null && pipeline.InitialLatentsShape(request.Width, request.Height) is var expected
