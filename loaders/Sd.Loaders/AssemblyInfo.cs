@@ -5,3 +5,6 @@ using System.Runtime.CompilerServices;
 
 // The A1111 noise schedules space their timesteps with the same torch.linspace as the training betas (NoiseSchedule.TorchLinspace).
 [assembly: InternalsVisibleTo("Sd.Engine")]
+
+// The original-format ControlNet key map is checked name by name against SD 1.5's real names.
+[assembly: InternalsVisibleTo("Sd.Loaders.Tests")]

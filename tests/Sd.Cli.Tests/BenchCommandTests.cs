@@ -57,4 +57,25 @@ public sealed class BenchCommandTests
         Assert.Contains("conv3x3 few outputs 2x8x8, 32 to 4 channels", seen);
         Assert.Equal(gflop, shapeGflop, 1e-9 * gflop);
     }
+
+    /// <summary>A ControlNet pass: timed, its FLOPs counted, the picture embedded in the warm-up only.</summary>
+    [Fact]
+    public void A_controlnet_pass_is_timed()
+    {
+        using var dir = new TempDirectory();
+        string controlNet = TinyControlNet.Write(dir.File("controlnet"));
+        var output = new StringWriter();
+        Assert.Equal(0, BenchCommand.Run(["--model", controlNet, "--part", "controlnet", "--height", "32", "--width", "48", "--batch", "2",
+            "--reps", "2", "--profile", "--json"], output));
+        using JsonDocument report = JsonDocument.Parse(output.ToString());
+        JsonElement root = report.RootElement;
+        Assert.Equal("controlnet", root.GetProperty("part").GetString());
+        Assert.True(root.GetProperty("gflop").GetDouble() > 0);
+        Assert.True(root.GetProperty("median_s").GetDouble() > 0);
+        var seen = new HashSet<string>();
+        foreach (JsonElement shape in root.GetProperty("profile_shapes").EnumerateArray()) seen.Add(shape.GetProperty("shape").GetString()!);
+        // The 16x24 latents' encoder; the picture's 32x48 embedding (3 to 8 channels) ran in the warm-up, not here.
+        Assert.Contains("conv3x3 Winograd 2x16x24, 32 to 32 channels", seen);
+        Assert.DoesNotContain(seen, s => s.Contains("3 to 8 channels", StringComparison.Ordinal));
+    }
 }

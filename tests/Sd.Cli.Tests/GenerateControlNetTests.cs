@@ -1,8 +1,5 @@
 using Sd.Cli.Commands;
-using Sd.Loaders.Config;
-using Sd.Loaders.Layout;
 using Sd.Loaders.Png;
-using Sd.Loaders.Safetensors;
 using Sd.Loaders.Tests;
 
 namespace Sd.Cli.Tests;
@@ -20,21 +17,7 @@ public sealed class GenerateControlNetTests : IDisposable
     private static string[] Common() =>
         ["--model", Fixtures.Path("tiny/model"), "--prompt", "a cat", "--steps", "2", "--width", "32", "--height", "24", "--seed", "7"];
 
-    /// <summary>A diffusers ControlNet folder for the tiny model (stages 8, 16: pictures twice the latents, as its VAE).</summary>
-    private string ControlNetFolder()
-    {
-        string folder = _dir.File("tiny-controlnet");
-        Directory.CreateDirectory(folder);
-        string json = """
-            {"_class_name": "ControlNetModel", "conditioning_embedding_out_channels": [8, 16], "attention_head_dim": 8,
-             "block_out_channels": [32, 64], "cross_attention_dim": 32, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-             "layers_per_block": 2}
-            """;
-        File.WriteAllText(Path.Combine(folder, "config.json"), json);
-        ControlNetConfig config = ControlNetConfig.Load(Path.Combine(folder, "config.json"));
-        RandomModelWriter.Weights(DiffusersLayout.ControlNet(config), TensorDType.F32, 3).Save(Path.Combine(folder, "diffusion_pytorch_model.safetensors"));
-        return folder;
-    }
+    private string ControlNetFolder() => TinyControlNet.Write(_dir.File("tiny-controlnet"));
 
     [FixtureFact]
     public void A_controlnet_steers_the_picture_and_is_recorded()

@@ -1,3 +1,4 @@
+using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Safetensors;
 
 namespace Sd.Loaders.Tests;
@@ -35,6 +36,36 @@ public sealed class ControlNetOriginalFileTests : IDisposable
         var e = Assert.Throws<InvalidFileException>(() => ControlNetSource.Open(path).Dispose());
         Assert.Contains(path, e.Message);
         return e.Message;
+    }
+
+    /// <summary>
+    /// An SD 1.5 ControlNet's cldm names, at full size: the encoder's are the real SD 1.5 UNet's single-file names
+    /// (sd15-keymap.json) under control_model. or bare, and each must come out as that UNet's diffusers name; the control
+    /// layers are cldm.py's (input_hint_block 0, 2, ..., 14; zero_convs.0-11; middle_block_out).
+    /// </summary>
+    [FixtureTheory]
+    [InlineData("control_model.")]
+    [InlineData("")]
+    public void Sd15_controlnet_names_map_to_the_diffusers_names(string prefix)
+    {
+        var expected = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach ((string key, long[] _, string ldmKey) in DiffusersLayoutTests.Sd15UNetEncoder())
+        {
+            expected.Add(prefix + ldmKey, key);
+        }
+        string[] hint = ["conv_in", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "conv_out"];
+        for (int i = 0; i < hint.Length; i++) expected.Add($"{prefix}input_hint_block.{2 * i}.weight", $"controlnet_cond_embedding.{hint[i]}.weight");
+        for (int i = 0; i < 12; i++) expected.Add($"{prefix}zero_convs.{i}.0.bias", $"controlnet_down_blocks.{i}.bias");
+        expected.Add($"{prefix}middle_block_out.0.weight", "controlnet_mid_block.weight");
+        var keys = new List<string>(expected.Keys);
+        if (prefix.Length > 0) keys.Add("model.diffusion_model.out.2.weight"); // the rest of a whole ControlLDM
+        ControlNetKeyMapping mapping = ControlNetKeyMapping.Create(keys, "control.safetensors");
+        foreach ((string original, string diffusers) in expected)
+        {
+            SingleFileKeyResult result = mapping.Map(original);
+            Assert.True(result.Kind == SingleFileKeyKind.Mapped && result.DiffusersKey == diffusers, $"{original} -> {result.DiffusersKey} ({result.Kind}), expected {diffusers}");
+        }
+        if (prefix.Length > 0) Assert.Equal(SingleFileKeyKind.Ignored, mapping.Map("model.diffusion_model.out.2.weight").Kind);
     }
 
     [Fact]

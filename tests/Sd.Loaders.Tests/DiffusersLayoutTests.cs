@@ -70,4 +70,51 @@ public sealed class DiffusersLayoutTests
         Compare(DiffusersLayout.ClipText(Sd15.TextEncoder), perComponent["text_encoder"], "sd15 text encoder");
         Assert.Equal(859_520_964L, DiffusersLayout.UNet(Sd15.UNet).Sum(p => p.ElementCount));
     }
+
+    /// <summary>
+    /// An SD 1.5 ControlNet is the real SD 1.5 UNet's encoder (its names and shapes from sd15-keymap.json) plus the
+    /// conditioning embedding (16, 32, 96, 256 wide) and a 1x1 convolution per skip and for the mid block.
+    /// </summary>
+    [FixtureFact]
+    public void Sd15_controlnet_layout_is_the_real_unet_encoder_and_the_control_layers()
+    {
+        var expected = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        foreach ((string key, long[] shape, string _) in Sd15UNetEncoder())
+        {
+            expected.Add(key, shape);
+        }
+        void Conv(string name, long o, long i, long k)
+        {
+            expected.Add(name + ".weight", [o, i, k, k]);
+            expected.Add(name + ".bias", [o]);
+        }
+        Conv("controlnet_cond_embedding.conv_in", 16, 3, 3);
+        long[][] blocks = [[16, 16], [32, 16], [32, 32], [96, 32], [96, 96], [256, 96]];
+        for (int b = 0; b < blocks.Length; b++) Conv($"controlnet_cond_embedding.blocks.{b}", blocks[b][0], blocks[b][1], 3);
+        Conv("controlnet_cond_embedding.conv_out", 320, 256, 3);
+        long[] skips = [320, 320, 320, 320, 640, 640, 640, 1280, 1280, 1280, 1280, 1280];
+        for (int s = 0; s < skips.Length; s++) Conv($"controlnet_down_blocks.{s}", skips[s], skips[s], 1);
+        Conv("controlnet_mid_block", 1280, 1280, 1);
+        Compare(DiffusersLayout.ControlNet(Sd15.ControlNet), expected, "sd15 controlnet");
+    }
+
+    /// <summary>The real SD 1.5 UNet's encoder weights: diffusers name, shape and single-file name (without its prefix).</summary>
+    internal static IEnumerable<(string Key, long[] Shape, string LdmKey)> Sd15UNetEncoder()
+    {
+        using JsonDocument keymap = JsonDocument.Parse(File.ReadAllBytes(Fixtures.Path("sd15-keymap.json")));
+        var result = new List<(string, long[], string)>();
+        foreach (JsonElement tensor in keymap.RootElement.GetProperty("tensors").EnumerateArray())
+        {
+            string key = tensor.GetProperty("diffusers_key").GetString()!;
+            if (tensor.GetProperty("component").GetString() != "unet"
+                || !(key.StartsWith("conv_in.", StringComparison.Ordinal) || key.StartsWith("time_embedding.", StringComparison.Ordinal)
+                    || key.StartsWith("down_blocks.", StringComparison.Ordinal) || key.StartsWith("mid_block.", StringComparison.Ordinal)))
+            {
+                continue;
+            }
+            long[] shape = tensor.GetProperty("diffusers_shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+            result.Add((key, shape, tensor.GetProperty("single_key").GetString()!["model.diffusion_model.".Length..]));
+        }
+        return result;
+    }
 }

@@ -22,7 +22,31 @@ public static class RandomModelWriter
     /// so a failure (a full disk) or an interrupt leaves no half-written model.
     /// </summary>
     /// <exception cref="IOException"><paramref name="directory"/> is a file or a folder that is not empty.</exception>
-    public static long WriteSd15(string directory, TensorDType dtype, ulong seed, TextWriter? log = null)
+    public static long WriteSd15(string directory, TensorDType dtype, ulong seed, TextWriter? log = null) =>
+        WriteFolder(directory, dtype, "model_index.json", temp =>
+        {
+            WriteText(Path.Combine(temp, "model_index.json"), Sd15.ModelIndexJson);
+            WriteText(Path.Combine(temp, "scheduler", "scheduler_config.json"), Sd15.SchedulerJson);
+            long total = 0;
+            total += Component(temp, "unet", "diffusion_pytorch_model.safetensors", Sd15.UNetJson, DiffusersLayout.UNet(Sd15.UNet), dtype, seed, log);
+            total += Component(temp, "vae", "diffusion_pytorch_model.safetensors", Sd15.VaeJson, DiffusersLayout.Vae(Sd15.Vae), dtype, seed + 1, log);
+            total += Component(temp, "text_encoder", "model.safetensors", Sd15.TextEncoderJson, DiffusersLayout.ClipText(Sd15.TextEncoder), dtype, seed + 2, log);
+            return total;
+        });
+
+    /// <summary>
+    /// Writes an SD 1.5 ControlNet folder (config.json and diffusion_pytorch_model.safetensors) the same way as
+    /// <see cref="WriteSd15"/>: a new or empty folder, filled only when whole.
+    /// </summary>
+    public static long WriteSd15ControlNet(string directory, TensorDType dtype, ulong seed, TextWriter? log = null) =>
+        WriteFolder(directory, dtype, "diffusion_pytorch_model.safetensors",
+            temp => Component(temp, ".", "diffusion_pytorch_model.safetensors", Sd15.ControlNetJson, DiffusersLayout.ControlNet(Sd15.ControlNet), dtype, seed, log));
+
+    /// <summary>
+    /// Fills a temporary folder and moves it into place: renamed as a whole to a new folder, or, into an empty one,
+    /// entry by entry with <paramref name="lastFile"/> last (a folder without it is not taken for a model).
+    /// </summary>
+    private static long WriteFolder(string directory, TensorDType dtype, string lastFile, Func<string, long> fill)
     {
         RequireFloat(dtype);
         string target = CheckNewFolder(directory);
@@ -31,20 +55,18 @@ public static class RandomModelWriter
         AtomicFile.Track(temp, isFolder: true);
         try
         {
-            WriteText(Path.Combine(temp, "model_index.json"), Sd15.ModelIndexJson);
-            WriteText(Path.Combine(temp, "scheduler", "scheduler_config.json"), Sd15.SchedulerJson);
-            long total = 0;
-            total += Component(temp, "unet", "diffusion_pytorch_model.safetensors", Sd15.UNetJson, DiffusersLayout.UNet(Sd15.UNet), dtype, seed, log);
-            total += Component(temp, "vae", "diffusion_pytorch_model.safetensors", Sd15.VaeJson, DiffusersLayout.Vae(Sd15.Vae), dtype, seed + 1, log);
-            total += Component(temp, "text_encoder", "model.safetensors", Sd15.TextEncoderJson, DiffusersLayout.ClipText(Sd15.TextEncoder), dtype, seed + 2, log);
+            long total = fill(temp);
             if (exists)
             {
-                // Renames within the folder, model_index.json last: a folder without it is not taken for a model.
                 foreach (string child in Directory.GetDirectories(temp))
                 {
                     Directory.Move(child, Path.Combine(target, Path.GetFileName(child)));
                 }
-                File.Move(Path.Combine(temp, "model_index.json"), Path.Combine(target, "model_index.json"));
+                foreach (string file in Directory.GetFiles(temp))
+                {
+                    if (Path.GetFileName(file) != lastFile) File.Move(file, Path.Combine(target, Path.GetFileName(file)));
+                }
+                File.Move(Path.Combine(temp, lastFile), Path.Combine(target, lastFile));
             }
             else
             {
@@ -112,7 +134,7 @@ public static class RandomModelWriter
         WriteText(Path.Combine(directory, "config.json"), configJson);
         Weights(layout, dtype, seed).Save(Path.Combine(directory, fileName));
         long parameters = layout.Sum(p => p.ElementCount);
-        log?.WriteLine($"  {folder}: {parameters:N0} parameters ({folder}/{fileName})");
+        log?.WriteLine(folder == "." ? $"  {parameters:N0} parameters ({fileName})" : $"  {folder}: {parameters:N0} parameters ({folder}/{fileName})");
         return parameters;
     }
 

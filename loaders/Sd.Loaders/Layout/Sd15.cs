@@ -84,6 +84,28 @@ public static class Sd15
         }
         """;
 
+    /// <summary>An SD 1.5 ControlNet (lllyasviel/sd-controlnet-canny's config): the UNet's encoder and SD's conditioning embedding.</summary>
+    public const string ControlNetJson = """
+        {
+          "_class_name": "ControlNetModel",
+          "act_fn": "silu",
+          "attention_head_dim": 8,
+          "block_out_channels": [320, 640, 1280, 1280],
+          "conditioning_embedding_out_channels": [16, 32, 96, 256],
+          "controlnet_conditioning_channel_order": "rgb",
+          "cross_attention_dim": 768,
+          "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+          "downsample_padding": 1,
+          "flip_sin_to_cos": true,
+          "freq_shift": 0,
+          "in_channels": 4,
+          "layers_per_block": 2,
+          "mid_block_scale_factor": 1,
+          "norm_eps": 1e-05,
+          "norm_num_groups": 32
+        }
+        """;
+
     public const string SchedulerJson = """
         {
           "_class_name": "PNDMScheduler",
@@ -102,6 +124,8 @@ public static class Sd15
     public static UNetConfig UNet => UNetConfig.From(Parse("sd15/unet/config.json", UNetJson));
 
     public static VaeConfig Vae => VaeConfig.From(Parse("sd15/vae/config.json", VaeJson));
+
+    public static ControlNetConfig ControlNet => ControlNetConfig.From(Parse("sd15-controlnet/config.json", ControlNetJson));
 
     public static ClipTextConfig TextEncoder => ClipTextConfig.From(Parse("sd15/text_encoder/config.json", TextEncoderJson));
 

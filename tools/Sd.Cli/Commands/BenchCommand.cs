@@ -21,7 +21,7 @@ namespace Sd.Cli.Commands;
 public static class BenchCommand
 {
     private const string Help = """
-        Usage: sd bench --model M --part text|unet|vae-decode|vae-encode|txt2img|upscale [--height H] [--width W]
+        Usage: sd bench --model M --part text|unet|controlnet|vae-decode|vae-encode|txt2img|upscale [--height H] [--width W]
                         [--batch B] [--steps S] [--reps N] [--threads T] [--winograd-budget MIB] [--distinct-latents]
                         [--profile] [--json]
 
@@ -30,7 +30,9 @@ public static class BenchCommand
         txt2img runs the whole pipeline (S steps, default 20, DPM++ 2M, guidance 7.5), loading the components one at
         a time in every run as `sd generate` does, so its times include the loads; it needs a tokenizer (the model's,
         or --tokenizer DIR). upscale runs one pass of an ESRGAN-family model (--model FILE.safetensors) over a random
-        H x W picture in A1111's tiles (192 pixels overlapping by 8), as `sd upscale` runs it. Threads: --threads or
+        H x W picture in A1111's tiles (192 pixels overlapping by 8), as `sd upscale` runs it. controlnet runs one
+        ControlNet pass (--model: a ControlNet folder or file, e.g. from `sd make-random-model --like sd15-controlnet`)
+        on one H x W picture, whose embedding is kept between runs as between steps. Threads: --threads or
         SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, the share in
@@ -74,11 +76,12 @@ public static class BenchCommand
         {
             "text" => WithModel(line, model => TextRunner(model, batch)),
             "unet" => WithModel(line, model => UNetRunner(model, unetOptions, batch, height / 8, width / 8, line.Has("--distinct-latents"))),
+            "controlnet" => ControlNetRunner(line, unetOptions, batch, height, width),
             "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
             "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
             "txt2img" => Txt2ImgRunner(line, unetOptions, height, width, steps),
             "upscale" => UpscaleRunner(line, batch, height, width),
-            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, vae-decode, vae-encode, txt2img, upscale"),
+            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, controlnet, vae-decode, vae-encode, txt2img, upscale"),
         };
         double loadSeconds = load.Elapsed.TotalSeconds;
 
@@ -259,6 +262,43 @@ public static class BenchCommand
         // An LCM-distilled UNet is timed with its guidance condition (its batch is then not a CFG pair, just images).
         float[] condition = unet.Config.TimeCondProjDim is { } condDim ? GuidanceScaleEmbedding.Compute(7.5f, condDim) : [];
         return new Runner(() => unet.Forward(sample, timestep, context, output, condition), unet, sample, context, output, model);
+    }
+
+    /// <summary>
+    /// One ControlNet pass at the UNet's latent size, as a guided step runs it: an even batch repeats its latents
+    /// (unless --distinct-latents), one picture for all, its embedding computed in the warm-up and kept.
+    /// </summary>
+    private static Runner ControlNetRunner(CommandLine line, UNetOptions options, int batch, int height, int width)
+    {
+        ModelOptions.Setup(line);
+        var source = ControlNetSource.Open(line.Require("--model"));
+        try
+        {
+            int f = source.Config.ConditioningScaleFactor;
+            if (height % f != 0 || width % f != 0)
+            {
+                throw new UsageException($"bench: the ControlNet takes pictures in multiples of {f} pixels, got {height}x{width}");
+            }
+            var net = new ControlNetModel(source.Config, source.Weights, options);
+            int h = height / f, w = width / f;
+            Tensor sample = RandomTensor([batch, h, w, source.Config.Encoder.InChannels]);
+            if (batch % 2 == 0 && !line.Has("--distinct-latents"))
+            {
+                Span<float> all = sample.Span;
+                all[..(all.Length / 2)].CopyTo(all[(all.Length / 2)..]);
+            }
+            Tensor context = RandomTensor([batch, 77, source.Config.Encoder.CrossAttentionDim[0]]);
+            Tensor picture = RandomTensor([1, height, width, source.Config.ConditioningChannels]);
+            Span<float> pixels = picture.Span;
+            for (int i = 0; i < pixels.Length; i++) pixels[i] = 0.5f + 0.5f * pixels[i]; // [0, 1], as the pipeline passes it
+            ControlResiduals residuals = net.CreateResiduals(batch, h, w);
+            return new Runner(() => net.Forward(sample, [999f], context, [], picture, 1f, false, residuals), residuals, net, sample, context, picture, source);
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
     }
 
     private static Runner Txt2ImgRunner(CommandLine line, UNetOptions unetOptions, int height, int width, int steps)

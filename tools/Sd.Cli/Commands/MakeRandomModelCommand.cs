@@ -3,16 +3,18 @@ using Sd.Loaders.Safetensors;
 
 namespace Sd.Cli.Commands;
 
-/// <summary><c>sd make-random-model --like sd15 --out DIR [--dtype f32|f16|bf16] [--seed N]</c>.</summary>
+/// <summary><c>sd make-random-model --like sd15|sd15-controlnet --out DIR [--dtype f32|f16|bf16] [--seed N]</c>.</summary>
 public static class MakeRandomModelCommand
 {
     private const string Help = """
-        Usage: sd make-random-model --like sd15 --out DIR [--dtype f32|f16|bf16] [--seed N]
+        Usage: sd make-random-model --like sd15|sd15-controlnet --out DIR [--dtype f32|f16|bf16] [--seed N]
 
         Writes a diffusers model folder with the exact Stable Diffusion 1.5 shapes (UNet 860M, VAE 84M, text
         encoder 123M parameters) and seeded RANDOM weights, for benchmarks at real scale without real weights.
-        The images it produces are noise. It has no tokenizer: pass token ids, or --tokenizer DIR. DIR must be
-        new or empty (a model is never overwritten); the folder appears only when whole.
+        The images it produces are noise. It has no tokenizer: pass token ids, or --tokenizer DIR.
+        --like sd15-controlnet writes an SD 1.5 ControlNet folder instead (361M parameters, the shapes of
+        lllyasviel/sd-controlnet-canny), for `sd bench --part controlnet` and `sd generate --controlnet`.
+        DIR must be new or empty (a model is never overwritten); the folder appears only when whole.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
@@ -24,9 +26,9 @@ public static class MakeRandomModelCommand
         }
         var line = new CommandLine("make-random-model", args, ["--like", "--out", "--dtype", "--seed"], []);
         string like = line.Require("--like");
-        if (like != "sd15")
+        if (like is not ("sd15" or "sd15-controlnet"))
         {
-            throw new UsageException($"make-random-model: --like '{like}' is not known (supported: sd15)");
+            throw new UsageException($"make-random-model: --like '{like}' is not known (supported: sd15, sd15-controlnet)");
         }
         TensorDType dtype = (line.Get("--dtype") ?? "f32").ToLowerInvariant() switch
         {
@@ -47,8 +49,9 @@ public static class MakeRandomModelCommand
         {
             throw new UsageException($"make-random-model: --out: {Program.Describe(e)}");
         }
-        output.WriteLine($"writing an SD 1.5-shaped model with RANDOM {dtype.Name()} weights (seed {seed}) to {directory}:");
-        long parameters = RandomModelWriter.WriteSd15(directory, dtype, seed, output);
+        bool controlNet = like == "sd15-controlnet";
+        output.WriteLine($"writing an SD 1.5-shaped {(controlNet ? "ControlNet" : "model")} with RANDOM {dtype.Name()} weights (seed {seed}) to {directory}:");
+        long parameters = controlNet ? RandomModelWriter.WriteSd15ControlNet(directory, dtype, seed, output) : RandomModelWriter.WriteSd15(directory, dtype, seed, output);
         output.WriteLine($"done: {parameters:N0} parameters. These weights are random: generated images are noise.");
         return 0;
     }
