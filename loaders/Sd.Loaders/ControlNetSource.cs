@@ -63,9 +63,10 @@ public sealed class ControlNetSource : IDisposable
         {
             WeightSet weights = Named(weightsPath, files);
             string configPath = System.IO.Path.Combine(folder, "config.json");
+            bool given = File.Exists(configPath);
             var guesses = new List<InferredSetting>();
-            ControlNetConfig config = File.Exists(configPath) ? ControlNetConfig.Load(configPath) : ConfigInference.ControlNet(weights, guesses);
-            LayoutFit.Require(weights, DiffusersLayout.ControlNet(config), File.Exists(configPath) ? configPath : $"{weightsPath} (config inferred from its shapes)");
+            ControlNetConfig config = given ? ControlNetConfig.Load(configPath) : ConfigInference.ControlNet(weights, guesses);
+            LayoutFit.Require(weights, DiffusersLayout.ControlNet(config), given ? configPath : $"{weightsPath} (config inferred from its shapes)");
             return new ControlNetSource(path, config, weights, files, guesses);
         }
         catch
