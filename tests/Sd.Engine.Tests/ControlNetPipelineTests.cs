@@ -1,4 +1,5 @@
 using Sd.Engine.Pipelines;
+using Sd.Engine.Tensors;
 using Sd.Engine.UNet;
 using Sd.Loaders;
 using Sd.Loaders.Png;
@@ -8,7 +9,7 @@ namespace Sd.Engine.Tests;
 
 /// <summary>
 /// ControlNets in the pipeline (the numerics of the ControlNet and of the UNet's residuals are ControlNetTests'): what
-/// a unit changes and when it runs, picture sizes, several units, and units that do not fit the model.
+/// a unit changes and when it runs, picture sizes, several units, inpainting UNets, and units that do not fit the model.
 /// </summary>
 public sealed class ControlNetPipelineTests : IDisposable
 {
@@ -81,6 +82,67 @@ public sealed class ControlNetPipelineTests : IDisposable
         var rgba = new PngImage(16, 12, 4, new byte[16 * 12 * 4]);
         Assert.All(Latents(pipeline, Request with { ControlNets = [new ControlNetUnit(controlNet, rgba)], Hires = new HiresFix { Width = 64, Height = 48, Steps = 2 } }),
             v => Assert.True(float.IsFinite(v)));
+    }
+
+    /// <summary>
+    /// Beside a 9-channel inpainting UNet a ControlNet sees the scaled latents alone, not the mask and masked picture
+    /// the UNet's input adds (diffusers' StableDiffusionControlNetInpaintPipeline: control_model_input is the latent
+    /// model input before that concatenation): its residuals are those of a 4-channel input made of the latents.
+    /// </summary>
+    [FixtureFact]
+    public void Beside_an_inpainting_unet_a_unit_sees_the_latents_alone()
+    {
+        using ControlNetSource source = ControlNetSource.Open(ControlNetFixture.Write(_dir, "shared_image"));
+        using var controlNet = new ControlNetModel(source.Config, source.Weights);
+        var unit = new ControlNetUnit(controlNet, Picture(24, 16, 4));
+        int h = 6, w = 8;
+        using Tensor context = Random([2, 7, 32], 1), scaled = Random([1, h, w, 4], 2), wide = Random([2, h, w, 9], 3);
+        using Tensor latents = Tensor.Allocate([2, h, w, 4]);
+        scaled.Span.CopyTo(latents.Span);
+        scaled.Span.CopyTo(latents.Span[(int)scaled.Length..]);
+        foreach (ControlNetUnit u in new[] { unit, unit with { GuessMode = true } })
+        {
+            using ControlNetPass inpainting = ControlNetPass.Create([u], wide, 4, context, guided: true, factor: 2)!;
+            using ControlNetPass plain = ControlNetPass.Create([u], latents, 4, context, guided: true, factor: 2)!;
+            ControlResiduals a = inpainting.Run(0, 1, wide, scaled, [500f], context, [], guided: true, CancellationToken.None)!;
+            ControlResiduals b = plain.Run(0, 1, latents, null, [500f], context, [], guided: true, CancellationToken.None)!;
+            for (int i = 0; i <= a.SkipCount; i++)
+            {
+                using Tensor x = a.Copy(i), y = b.Copy(i);
+                Assert.True(x.Span.IndexOfAnyExcept(0f) >= 0, $"residual {i} is all 0");
+                Assert.True(x.Span.SequenceEqual(y.Span), $"guess mode {u.GuessMode}: residual {i} differs");
+            }
+        }
+    }
+
+    /// <summary>The pipeline runs an inpainting UNet with a ControlNet: at scale 0 it is the plain inpainting run.</summary>
+    [FixtureFact]
+    public void An_inpainting_unet_runs_with_a_controlnet()
+    {
+        using ControlNetSource source = ControlNetSource.Open(ControlNetFixture.Write(_dir, "shared_image"));
+        using var controlNet = new ControlNetModel(source.Config, source.Weights);
+        using var models = new InpaintModels();
+        using var pipeline = StableDiffusionPipeline.Load(models.PathFor(9));
+        using Tensor picture = InpaintUNetTests.Picture(), mask = InpaintUNetTests.Mask();
+        GenerateRequest request = Request with
+        {
+            Width = InpaintUNetTests.Width, Height = InpaintUNetTests.Height, Steps = 3, Strength = 0.75, InitImage = picture, Mask = mask,
+        };
+        var unit = new ControlNetUnit(controlNet, Picture(48, 32, 5));
+        float[] plain = Latents(pipeline, request);
+        Assert.Equal(plain, Latents(pipeline, request with { ControlNets = [unit with { Scale = 0 }] }));
+        float[] steered = Latents(pipeline, request with { ControlNets = [unit] });
+        float[] guessed = Latents(pipeline, request with { ControlNets = [unit with { GuessMode = true }] });
+        Assert.True(Compare.RelativeL2(plain, steered) > 1e-4, "the ControlNet changed nothing");
+        Assert.True(Compare.RelativeL2(steered, guessed) > 1e-4, "guess mode changed nothing");
+    }
+
+    private static Tensor Random(int[] shape, int seed)
+    {
+        Tensor tensor = Tensor.Allocate(shape);
+        var random = new Random(seed);
+        for (int i = 0; i < tensor.Length; i++) tensor.Span[i] = (float)(2 * random.NextDouble() - 1);
+        return tensor;
     }
 
     [FixtureFact]

@@ -14,7 +14,7 @@ namespace Sd.Engine.Tests;
 /// </summary>
 public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper output) : IClassFixture<InpaintModels>
 {
-    private const int Width = 48, Height = 32;
+    internal const int Width = 48, Height = 32;
 
     private static readonly GenerateRequest Request = new()
     {
@@ -98,7 +98,7 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
     }
 
     /// <summary>A seeded picture in [-1, 1], NHWC [1, Height, Width, 3].</summary>
-    private static Tensor Picture()
+    internal static Tensor Picture()
     {
         var random = new Random(7);
         Tensor picture = Tensor.Allocate([1, Height, Width, 3]);
@@ -107,7 +107,7 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
     }
 
     /// <summary>A mask of tenths from 0 to 1 in a diagonal pattern, NHWC [1, Height, Width, 1].</summary>
-    private static Tensor Mask()
+    internal static Tensor Mask()
     {
         Tensor mask = Tensor.Allocate([1, Height, Width, 1]);
         for (int y = 0; y < Height; y++)

@@ -8,31 +8,37 @@ namespace Sd.Engine.Pipelines;
 /// <summary>
 /// A request's ControlNets over one denoising pass: each unit's picture brought to the pass's size, the residuals they
 /// sum into, and per step the units that run (diffusers' controlnet_keep). Under classifier-free guidance a unit in
-/// guess mode runs on the conditioned rows only, the unconditioned row's residuals left at 0, as diffusers does.
+/// guess mode runs on the conditioned rows only, the unconditioned row's residuals left at 0, as diffusers does. A
+/// ControlNet sees the scaled latents alone: with a 9-channel inpainting UNet, whose input adds the mask and the masked
+/// picture's latents, it gets the input's latent channels (diffusers' StableDiffusionControlNetInpaintPipeline).
 /// </summary>
 internal sealed unsafe class ControlNetPass : IDisposable
 {
     private readonly IReadOnlyList<ControlNetUnit> _units;
     private readonly Tensor[] _images;
     private readonly ControlResiduals _residuals;
+    private readonly Tensor? _latentInput;
     private readonly Tensor? _conditionedSample;
     private readonly Tensor? _conditionedContext;
 
-    private ControlNetPass(IReadOnlyList<ControlNetUnit> units, Tensor[] images, ControlResiduals residuals, Tensor? sample, Tensor? context)
+    private ControlNetPass(IReadOnlyList<ControlNetUnit> units, Tensor[] images, ControlResiduals residuals, Tensor? latentInput, Tensor? sample,
+        Tensor? context)
     {
         _units = units;
         _images = images;
         _residuals = residuals;
+        _latentInput = latentInput;
         _conditionedSample = sample;
         _conditionedContext = context;
     }
 
     /// <summary>
-    /// The pass for a UNet input of [batch, h, w, channels] under a context of [batch, tokens, width] (guided: row 0
-    /// unconditioned); null when the request has no ControlNet. Pictures are taken to RGB and resized to the pass's
-    /// pixels with Lanczos, then to [0, 1], as diffusers' control image processor does.
+    /// The pass for a UNet input of [batch, h, w, channels] (its first <paramref name="latentChannels"/> the scaled
+    /// latents) under a context of [batch, tokens, width] (guided: row 0 unconditioned); null when the request has no
+    /// ControlNet. Pictures are taken to RGB and resized to the pass's pixels with Lanczos, then to [0, 1], as diffusers'
+    /// control image processor does.
     /// </summary>
-    public static ControlNetPass? Create(IReadOnlyList<ControlNetUnit> units, Tensor unetInput, Tensor context, bool guided, int factor)
+    public static ControlNetPass? Create(IReadOnlyList<ControlNetUnit> units, Tensor unetInput, int latentChannels, Tensor context, bool guided, int factor)
     {
         if (units.Count == 0)
         {
@@ -41,7 +47,7 @@ internal sealed unsafe class ControlNetPass : IDisposable
         int batch = unetInput.Dim(0), h = unetInput.Dim(1), w = unetInput.Dim(2);
         var images = new Tensor[units.Count];
         ControlResiduals? residuals = null;
-        Tensor? sample = null, conditionedContext = null;
+        Tensor? latentInput = null, sample = null, conditionedContext = null;
         try
         {
             for (int u = 0; u < units.Count; u++)
@@ -49,15 +55,17 @@ internal sealed unsafe class ControlNetPass : IDisposable
                 images[u] = Picture(units[u].Image, w * factor, h * factor);
             }
             residuals = units[0].Model.CreateResiduals(batch, h, w);
+            latentInput = unetInput.Dim(3) != latentChannels ? Tensor.Allocate([batch, h, w, latentChannels]) : null;
             bool conditionedOnly = guided && batch > 1 && IsAnyConditionedOnly(units);
-            sample = conditionedOnly ? Tensor.Allocate([batch - 1, h, w, unetInput.Dim(3)]) : null;
+            sample = conditionedOnly ? Tensor.Allocate([batch - 1, h, w, latentChannels]) : null;
             conditionedContext = conditionedOnly ? Tensor.Allocate([batch - 1, context.Dim(1), context.Dim(2)]) : null;
-            return new ControlNetPass(units, images, residuals, sample, conditionedContext);
+            return new ControlNetPass(units, images, residuals, latentInput, sample, conditionedContext);
         }
         catch
         {
             foreach (Tensor? image in images) image?.Dispose();
             residuals?.Dispose();
+            latentInput?.Dispose();
             sample?.Dispose();
             conditionedContext?.Dispose();
             throw;
@@ -85,13 +93,15 @@ internal sealed unsafe class ControlNetPass : IDisposable
     }
 
     /// <summary>
-    /// Runs the units active at step <paramref name="index"/> of <paramref name="count"/> on the UNet's input and
+    /// Runs the units active at step <paramref name="index"/> of <paramref name="count"/> on the UNet's input (or, for
+    /// an inpainting UNet's wider input, on <paramref name="scaled"/>, the scaled latents of one image, in every row) and
     /// context, summing their residuals; returns them for the UNet, or null when none runs at this step.
     /// </summary>
-    public ControlResiduals? Run(int index, int count, Tensor unetInput, ReadOnlySpan<float> timestep, Tensor context, ReadOnlySpan<int> lengths,
-        bool guided, CancellationToken cancellation)
+    public ControlResiduals? Run(int index, int count, Tensor unetInput, Tensor? scaled, ReadOnlySpan<float> timestep, Tensor context,
+        ReadOnlySpan<int> lengths, bool guided, CancellationToken cancellation)
     {
         bool any = false;
+        Tensor input = _latentInput ?? unetInput;
         for (int u = 0; u < _units.Count; u++)
         {
             ControlNetUnit unit = _units[u];
@@ -102,22 +112,33 @@ internal sealed unsafe class ControlNetPass : IDisposable
             if (!any)
             {
                 _residuals.Clear();
+                if (_latentInput is { } latentInput)
+                {
+                    FillRows(scaled ?? throw new ArgumentNullException(nameof(scaled), "an inpainting UNet's pass needs the scaled latents"), latentInput);
+                }
                 any = true;
             }
             if (unit.ConditionedOnly && guided && _conditionedSample is { } sample && _conditionedContext is { } conditioned)
             {
                 // Rows 1.. are the conditioned ones: [uncond, cond, ...].
-                unetInput.Span[(int)(unetInput.Length / unetInput.Dim(0))..].CopyTo(sample.Span);
+                input.Span[(int)(input.Length / input.Dim(0))..].CopyTo(sample.Span);
                 context.Span[(int)(context.Length / context.Dim(0))..].CopyTo(conditioned.Span);
                 unit.Model.Forward(sample, timestep, conditioned, lengths.IsEmpty ? lengths : lengths[1..], _images[u], unit.Scale, guessMode: true,
                     _residuals, firstImage: 1, cancellation);
             }
             else
             {
-                unit.Model.Forward(unetInput, timestep, context, lengths, _images[u], unit.Scale, unit.GuessMode, _residuals, firstImage: 0, cancellation);
+                unit.Model.Forward(input, timestep, context, lengths, _images[u], unit.Scale, unit.GuessMode, _residuals, firstImage: 0, cancellation);
             }
         }
         return any ? _residuals : null;
+    }
+
+    /// <summary>Every row of <paramref name="rows"/> [batch, h, w, c] from <paramref name="image"/> [1, h, w, c]: cat([latents] * batch).</summary>
+    private static void FillRows(Tensor image, Tensor rows)
+    {
+        int length = (int)image.Length;
+        for (int b = 0; b < rows.Dim(0); b++) image.Span.CopyTo(rows.Span.Slice(b * length, length));
     }
 
     /// <summary>Frees the ControlNets' activation buffers of this pass's shape.</summary>
@@ -130,6 +151,7 @@ internal sealed unsafe class ControlNetPass : IDisposable
     {
         foreach (Tensor image in _images) image.Dispose();
         _residuals.Dispose();
+        _latentInput?.Dispose();
         _conditionedSample?.Dispose();
         _conditionedContext?.Dispose();
     }

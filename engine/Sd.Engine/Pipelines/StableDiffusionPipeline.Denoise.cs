@@ -34,7 +34,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         // A1111's combine_denoised: each conditioned row adds (cond - uncond) x (weight x scale), its float32 factor.
         float[] partScales = Array.ConvertAll(contexts.PartWeights, weight => (float)(weight * guidance));
         bool guided = UsesClassifierFreeGuidance(request);
-        using ControlNetPass? control = ControlNetPass.Create(request.ControlNets, unetInput, contexts.Context, guided, _vaeConfig.DownscaleFactor);
+        using ControlNetPass? control = ControlNetPass.Create(request.ControlNets, unetInput, channels, contexts.Context, guided, _vaeConfig.DownscaleFactor);
         var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, partScales, request.GuidanceRescale, condition, image, images,
             control, guided);
         try
@@ -82,7 +82,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             FillUNetInput(scheduler, step, latents, run.Conditioning, loop.Scaled, loop.UNetInput);
             timestep[0] = scheduler.Timesteps[step];
             loop.Prompts.Select(step - start); // A1111 counts the calls of the run (img2img's too) from 0
-            ControlResiduals? control = loop.Control?.Run(step - start, scheduler.StepCount - start, loop.UNetInput, timestep,
+            ControlResiduals? control = loop.Control?.Run(step - start, scheduler.StepCount - start, loop.UNetInput, loop.Scaled, timestep,
                 loop.Prompts.Context, loop.Prompts.Lengths, loop.Guided, cancellation);
             loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, control, cancellation);
             Guide(prediction.Data, batch, count, loop.PartScales, guidedOutput);

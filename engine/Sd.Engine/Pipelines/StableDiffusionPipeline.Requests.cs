@@ -191,7 +191,8 @@ public sealed partial class StableDiffusionPipeline
             }
             UNetConfig encoder = model.Config.Encoder;
             string? misfit =
-                encoder.InChannels != _unetConfig.InChannels ? $"it takes {encoder.InChannels} input channels, the UNet {_unetConfig.InChannels}"
+                // It sees the latents alone, also beside an inpainting UNet (whose input adds the mask and masked picture).
+                encoder.InChannels != _unetConfig.OutChannels ? $"it takes {encoder.InChannels} input channels, the latents have {_unetConfig.OutChannels}"
                 : encoder.CrossAttentionDim[0] != _unetConfig.CrossAttentionDim[0] ? $"its text width is {encoder.CrossAttentionDim[0]}, the UNet's {_unetConfig.CrossAttentionDim[0]} (a ControlNet for another SD version)"
                 : !encoder.BlockOutChannels.AsSpan().SequenceEqual(_unetConfig.BlockOutChannels) || !encoder.LayersPerBlock.AsSpan().SequenceEqual(_unetConfig.LayersPerBlock)
                     ? "its blocks are not the UNet's"
