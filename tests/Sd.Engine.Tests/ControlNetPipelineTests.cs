@@ -96,7 +96,7 @@ public sealed class ControlNetPipelineTests : IDisposable
         using var controlNet = new ControlNetModel(source.Config, source.Weights);
         var unit = new ControlNetUnit(controlNet, Picture(24, 16, 4));
         int h = 6, w = 8;
-        using Tensor context = Random([2, 7, 32], 1), scaled = Random([1, h, w, 4], 2), wide = Random([2, h, w, 9], 3);
+        using Tensor context = RandomTensors.Uniform([2, 7, 32], 1), scaled = RandomTensors.Uniform([1, h, w, 4], 2), wide = RandomTensors.Uniform([2, h, w, 9], 3);
         using Tensor latents = Tensor.Allocate([2, h, w, 4]);
         scaled.Span.CopyTo(latents.Span);
         scaled.Span.CopyTo(latents.Span[(int)scaled.Length..]);
@@ -135,14 +135,6 @@ public sealed class ControlNetPipelineTests : IDisposable
         float[] guessed = Latents(pipeline, request with { ControlNets = [unit with { GuessMode = true }] });
         Assert.True(Compare.RelativeL2(plain, steered) > 1e-4, "the ControlNet changed nothing");
         Assert.True(Compare.RelativeL2(steered, guessed) > 1e-4, "guess mode changed nothing");
-    }
-
-    private static Tensor Random(int[] shape, int seed)
-    {
-        Tensor tensor = Tensor.Allocate(shape);
-        var random = new Random(seed);
-        for (int i = 0; i < tensor.Length; i++) tensor.Span[i] = (float)(2 * random.NextDouble() - 1);
-        return tensor;
     }
 
     [FixtureFact]

@@ -98,13 +98,7 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
     }
 
     /// <summary>A seeded picture in [-1, 1], NHWC [1, Height, Width, 3].</summary>
-    internal static Tensor Picture()
-    {
-        var random = new Random(7);
-        Tensor picture = Tensor.Allocate([1, Height, Width, 3]);
-        for (int i = 0; i < picture.Length; i++) picture.Span[i] = (float)(2 * random.NextDouble() - 1);
-        return picture;
-    }
+    internal static Tensor Picture() => RandomTensors.Uniform([1, Height, Width, 3], 7);
 
     /// <summary>A mask of tenths from 0 to 1 in a diagonal pattern, NHWC [1, Height, Width, 1].</summary>
     internal static Tensor Mask()

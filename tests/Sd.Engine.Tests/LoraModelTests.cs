@@ -285,8 +285,8 @@ public sealed class LoraModelTests(ITestOutputHelper output) : IDisposable
     private static float[] RunUNet(WeightSet weights)
     {
         using var unet = new UNet2DConditionModel(Sd.Loaders.Layout.DemoModel.UNet, weights);
-        using Tensor sample = Random([1, 16, 16, 4], 1);
-        using Tensor context = Random([1, 77, 64], 2);
+        using Tensor sample = RandomTensors.Uniform([1, 16, 16, 4], 1);
+        using Tensor context = RandomTensors.Uniform([1, 77, 64], 2);
         using Tensor prediction = Tensor.Allocate([1, 16, 16, 4]);
         unet.Forward(sample, [500f], context, prediction);
         return prediction.Span.ToArray();
@@ -299,13 +299,5 @@ public sealed class LoraModelTests(ITestOutputHelper output) : IDisposable
         for (int i = 0; i < ids.Length; i++) ids[i] = i < 9 ? 512 - 37 * i : 513;
         using ClipTextOutput output = encoder.Encode(ids, 1);
         return output.Hidden.Span.ToArray();
-    }
-
-    private static Tensor Random(int[] shape, int seed)
-    {
-        Tensor tensor = Tensor.Allocate(shape);
-        var random = new Random(seed);
-        for (int i = 0; i < tensor.Length; i++) tensor.Span[i] = (float)(2 * random.NextDouble() - 1);
-        return tensor;
     }
 }

@@ -59,19 +59,19 @@ public static partial class ConfigInference
         }
         var channels = new int[blocks];
         var down = new string[blocks];
-        var up = new string[blocks];
         var transformerLayers = new int[blocks];
         for (int i = 0; i < blocks; i++)
         {
             channels[i] = Dim(weights, $"down_blocks.{i}.resnets.0.conv2.weight", 0);
             bool attention = HasPrefix(weights, $"down_blocks.{i}.attentions.0.");
             down[i] = attention ? "CrossAttnDownBlock2D" : "DownBlock2D";
-            up[i] = HasPrefix(weights, $"up_blocks.{i}.attentions.0.") ? "CrossAttnUpBlock2D" : "UpBlock2D";
             transformerLayers[i] = attention ? CountIndices(weights, $"down_blocks.{i}.attentions.0.transformer_blocks.") : 1;
         }
-        if (encoderOnly)
+        // A ControlNet has no up blocks: they mirror the down blocks, as its config's do. A UNet's are read.
+        string[] up = UNetConfig.MirroredUpBlocks(down);
+        for (int i = 0; i < blocks && !encoderOnly; i++)
         {
-            up = UNetConfig.MirroredUpBlocks(down);
+            up[i] = HasPrefix(weights, $"up_blocks.{i}.attentions.0.") ? "CrossAttnUpBlock2D" : "UpBlock2D";
         }
         string? crossKey = FirstEndingWith(weights, ".attn2.to_k.weight");
         int crossDim = crossKey is null ? 768 : Dim(weights, crossKey, 1);

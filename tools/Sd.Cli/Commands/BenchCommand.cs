@@ -249,13 +249,7 @@ public static class BenchCommand
     private static Runner UNetRunner(ModelSource model, UNetOptions options, int batch, int h, int w, bool distinctLatents)
     {
         var unet = new UNet2DConditionModel(model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet"), model.Weights(ModelComponent.Unet), options);
-        Tensor sample = RandomTensor([batch, h, w, unet.Config.InChannels]);
-        if (batch % 2 == 0 && !distinctLatents)
-        {
-            // cat([latents] * 2), as a guided sampling step passes them.
-            Span<float> all = sample.Span;
-            all[..(all.Length / 2)].CopyTo(all[(all.Length / 2)..]);
-        }
+        Tensor sample = Latents([batch, h, w, unet.Config.InChannels], distinctLatents);
         Tensor context = RandomTensor([batch, 77, unet.Config.CrossAttentionDim[0]]);
         Tensor output = Tensor.Allocate([batch, h, w, unet.Config.OutChannels]);
         float[] timestep = [999f];
@@ -281,12 +275,7 @@ public static class BenchCommand
             }
             var net = new ControlNetModel(source.Config, source.Weights, options);
             int h = height / f, w = width / f;
-            Tensor sample = RandomTensor([batch, h, w, source.Config.Encoder.InChannels]);
-            if (batch % 2 == 0 && !line.Has("--distinct-latents"))
-            {
-                Span<float> all = sample.Span;
-                all[..(all.Length / 2)].CopyTo(all[(all.Length / 2)..]);
-            }
+            Tensor sample = Latents([batch, h, w, source.Config.Encoder.InChannels], line.Has("--distinct-latents"));
             Tensor context = RandomTensor([batch, 77, source.Config.Encoder.CrossAttentionDim[0]]);
             Tensor picture = RandomTensor([1, height, width, source.Config.ConditioningChannels]);
             Span<float> pixels = picture.Span;
@@ -343,6 +332,21 @@ public static class BenchCommand
         Tensor logvar = Tensor.Allocate([batch, height / f, width / f, latent]);
         Action action = decode ? () => vae.Decode(latents, image) : () => vae.Encode(image, latents, logvar);
         return new Runner(action, vae, latents, image, logvar, model);
+    }
+
+    /// <summary>
+    /// Random latents [batch, h, w, c]; an even batch is cat([latents] * 2), as a guided sampling step passes them,
+    /// unless <paramref name="distinct"/>.
+    /// </summary>
+    private static Tensor Latents(int[] shape, bool distinct)
+    {
+        Tensor sample = RandomTensor(shape);
+        if (shape[0] % 2 == 0 && !distinct)
+        {
+            Span<float> all = sample.Span;
+            all[..(all.Length / 2)].CopyTo(all[(all.Length / 2)..]);
+        }
+        return sample;
     }
 
     private static Tensor RandomTensor(int[] shape)
