@@ -147,9 +147,11 @@ public sealed class CommandLine
 
     /// <summary>A finite number option as a double (what a Python float is, for settings compared with A1111's and
     /// diffusers' arithmetic), or <paramref name="fallback"/> when absent.</summary>
-    public double GetDouble(string flag, double fallback) =>
-        Get(flag) is not { } text ? fallback
-        : double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) && double.IsFinite(value) ? value
+    public double GetDouble(string flag, double fallback) => Get(flag) is not { } text ? fallback : ParseDouble(flag, text);
+
+    /// <summary>One value of <paramref name="flag"/> as a finite double (a repeatable flag's, from <see cref="GetAll"/>).</summary>
+    public double ParseDouble(string flag, string text) =>
+        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) && double.IsFinite(value) ? value
         : throw new UsageException($"{Command}: {flag} expects a number, got '{text}'");
 
     /// <summary>A finite number option, or <paramref name="fallback"/> when absent.</summary>

@@ -21,6 +21,7 @@ public static class Program
           vae-encode                 image (.npy/.png) -> latent posterior
           generate                   txt2img / img2img / inpainting to PNG (no --model: a built-in demo, noise)
           upscale                    a PNG upscaled as A1111's Extras tab does (Lanczos, Nearest, ESRGAN models)
+          preprocess                 a ControlNet's control picture from a photograph (canny edges)
           bench                      timings, GFLOP/s and peak memory per model part
           make-random-model          SD 1.5-shaped model folder with seeded random weights
 
@@ -59,6 +60,7 @@ public static class Program
                 "bench" => BenchCommand.Run(rest, Console.Out),
                 "generate" => GenerateCommand.Run(rest, Console.Out),
                 "upscale" => UpscaleCommand.Run(rest, Console.Out),
+                "preprocess" => PreprocessCommand.Run(rest, Console.Out),
                 _ => throw new UsageException($"unknown command '{command}' (see `sd --help`)"),
             };
         }

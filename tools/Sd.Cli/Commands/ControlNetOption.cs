@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
+using Sd.Engine.Imaging;
 using Sd.Engine.Pipelines;
 using Sd.Engine.UNet;
 using Sd.Loaders;
@@ -11,14 +12,22 @@ namespace Sd.Cli.Commands;
 
 /// <summary>
 /// <c>sd generate</c>'s ControlNets: each <c>--controlnet PATH</c> (a diffusers ControlNet folder, or a weights file in
-/// diffusers or original format) with its <c>--control-image</c> (the preprocessed picture: edges, depth, pose...).
-/// <c>--control-scale</c>, <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps a unit runs over)
-/// are given once for every unit or once per unit, in order; <c>--guess-mode</c> applies to all.
+/// diffusers or original format) with its <c>--control-image</c> (the preprocessed picture: edges, depth, pose..., or a
+/// photograph that <c>--control-preprocessor canny</c> turns into edges).
+/// <c>--control-preprocessor</c>, <c>--canny-low</c> / <c>--canny-high</c>, <c>--control-scale</c>,
+/// <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps a unit runs over) are given once for every
+/// unit or once per unit, in order; <c>--guess-mode</c> applies to all.
 /// </summary>
 internal sealed class ControlNetOption : IDisposable
 {
     /// <summary>The repeatable flags; the first two once per unit, the others once or once per unit.</summary>
-    public static readonly string[] Flags = ["--controlnet", "--control-image", "--control-scale", "--control-start", "--control-end"];
+    public static readonly string[] Flags = ["--controlnet", "--control-image", "--control-preprocessor", CannyLowFlag, CannyHighFlag,
+        "--control-scale", "--control-start", "--control-end"];
+
+    public const string CannyLowFlag = "--canny-low", CannyHighFlag = "--canny-high";
+
+    /// <summary>The preprocessors' names: none (the picture is the control picture) and canny (<see cref="CannyEdges"/>).</summary>
+    public const string None = "none", Canny = "canny";
 
     public const string GuessModeFlag = "--guess-mode";
 
@@ -26,7 +35,7 @@ internal sealed class ControlNetOption : IDisposable
     private readonly bool _guessMode;
     private readonly List<IDisposable> _loaded = [];
 
-    private sealed record Unit(string Path, PngImage Picture, float Scale, float Start, float End);
+    private sealed record Unit(string Path, PngImage Picture, string Preprocessor, double Low, double High, float Scale, float Start, float End);
 
     private ControlNetOption(Unit[] units, bool guessMode) => (_units, _guessMode) = (units, guessMode);
 
@@ -47,29 +56,45 @@ internal sealed class ControlNetOption : IDisposable
         {
             throw new UsageException($"generate: {paths.Count} --controlnet need as many --control-image (one each, in order), got {pictures.Count}");
         }
-        float[] scales = PerUnit(line, "--control-scale", paths.Count, 1f);
-        float[] starts = PerUnit(line, "--control-start", paths.Count, 0f);
-        float[] ends = PerUnit(line, "--control-end", paths.Count, 1f);
+        string[] preprocessors = PerUnit(line, "--control-preprocessor", paths.Count, None, (flag, name) => Preprocessor(line, flag, name));
+        double[] lows = PerUnit(line, CannyLowFlag, paths.Count, CannyEdges.DefaultLow, line.ParseDouble);
+        double[] highs = PerUnit(line, CannyHighFlag, paths.Count, CannyEdges.DefaultHigh, line.ParseDouble);
+        if ((line.Has(CannyLowFlag) || line.Has(CannyHighFlag)) && Array.IndexOf(preprocessors, Canny) < 0)
+        {
+            throw new UsageException($"generate: {CannyLowFlag} and {CannyHighFlag} go with --control-preprocessor {Canny}");
+        }
+        float[] scales = PerUnit(line, "--control-scale", paths.Count, 1f, line.ParseFloat);
+        float[] starts = PerUnit(line, "--control-start", paths.Count, 0f, line.ParseFloat);
+        float[] ends = PerUnit(line, "--control-end", paths.Count, 1f, line.ParseFloat);
         var units = new Unit[paths.Count];
         for (int i = 0; i < units.Length; i++)
         {
-            units[i] = new Unit(paths[i], PictureFile.ReadUpright(pictures[i]), scales[i], starts[i], ends[i]);
+            PngImage picture = Preprocess(PictureFile.ReadUpright(pictures[i]), preprocessors[i], lows[i], highs[i]);
+            units[i] = new Unit(paths[i], picture, preprocessors[i], lows[i], highs[i], scales[i], starts[i], ends[i]);
         }
         return new ControlNetOption(units, line.Has(GuessModeFlag));
     }
 
+    /// <summary>A preprocessor's name, checked; shared with <c>sd preprocess</c>.</summary>
+    public static string Preprocessor(CommandLine line, string flag, string name) =>
+        name is None or Canny ? name : throw new UsageException($"{line.Command}: {flag} is {None} or {Canny}, got '{name}'");
+
+    /// <summary>The control picture <paramref name="preprocessor"/> makes of <paramref name="picture"/>.</summary>
+    public static PngImage Preprocess(PngImage picture, string preprocessor, double low, double high) =>
+        preprocessor == Canny ? CannyEdges.Detect(picture, low, high) : picture;
+
     /// <summary>A setting given once (for every unit) or once per unit; <paramref name="fallback"/> when absent.</summary>
-    private static float[] PerUnit(CommandLine line, string flag, int units, float fallback)
+    private static T[] PerUnit<T>(CommandLine line, string flag, int units, T fallback, Func<string, string, T> parse)
     {
         IReadOnlyList<string> given = line.GetAll(flag);
         if (given.Count is not (0 or 1) && given.Count != units)
         {
             throw new UsageException($"generate: {flag} is given {given.Count} times; give it once (for every ControlNet) or once per --controlnet ({units})");
         }
-        var values = new float[units];
+        var values = new T[units];
         for (int i = 0; i < units; i++)
         {
-            values[i] = given.Count == 0 ? fallback : line.ParseFloat(flag, given[given.Count == 1 ? 0 : i]);
+            values[i] = given.Count == 0 ? fallback : parse(flag, given[given.Count == 1 ? 0 : i]);
         }
         return values;
     }
@@ -99,8 +124,9 @@ internal sealed class ControlNetOption : IDisposable
 
     /// <summary>
     /// The parameters' ControlNet entries, in the A1111 ControlNet extension's form: <c>, ControlNet 0: "Module: none,
-    /// Model: NAME, Weight: 1, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 1"</c>, one per unit (Sd's
-    /// guess mode added when on); read back as not applied by --parameters-from.
+    /// Model: NAME, Weight: 1, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 1"</c>, one per unit (canny's
+    /// thresholds as "Threshold A: 100, Threshold B: 200" after the resize mode, Sd's guess mode added when on); read
+    /// back as not applied by --parameters-from.
     /// </summary>
     public string Parameters()
     {
@@ -111,8 +137,12 @@ internal sealed class ControlNetOption : IDisposable
             Unit unit = _units[i];
             string path = Path.TrimEndingDirectorySeparator(unit.Path);
             string name = (Directory.Exists(path) ? Path.GetFileName(path) : Path.GetFileNameWithoutExtension(path)).Replace("\"", "", StringComparison.Ordinal);
-            text.Append(CultureInfo.InvariantCulture, $", ControlNet {i}: \"Module: none, Model: {name}, Weight: {F(unit.Scale)}, Resize Mode: Just Resize, ")
-                .Append(CultureInfo.InvariantCulture, $"Guidance Start: {F(unit.Start)}, Guidance End: {F(unit.End)}{(_guessMode ? ", Guess Mode: True" : "")}\"");
+            text.Append(CultureInfo.InvariantCulture, $", ControlNet {i}: \"Module: {unit.Preprocessor}, Model: {name}, Weight: {F(unit.Scale)}, Resize Mode: Just Resize, ");
+            if (unit.Preprocessor == Canny)
+            {
+                text.Append(CultureInfo.InvariantCulture, $"Threshold A: {unit.Low}, Threshold B: {unit.High}, ");
+            }
+            text.Append(CultureInfo.InvariantCulture, $"Guidance Start: {F(unit.Start)}, Guidance End: {F(unit.End)}{(_guessMode ? ", Guess Mode: True" : "")}\"");
         }
         return text.ToString();
     }

@@ -27,7 +27,8 @@ public static partial class GenerateCommand
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
                            [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
-                           [--controlnet PATH --control-image edges.png [--control-scale 1] [--control-start 0]
+                           [--controlnet PATH --control-image edges.png [--control-preprocessor none|canny]
+                            [--canny-low 100] [--canny-high 200] [--control-scale 1] [--control-start 0]
                             [--control-end 1] ...] [--guess-mode]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png|out.jpg [--jpeg-quality 80] [--out-latents final.npy] [--out-image-npy image.npy]
@@ -131,11 +132,14 @@ public static partial class GenerateCommand
         diffusion_pytorch_model[.fp16].safetensors, e.g. lllyasviel/control_v11p_sd15_canny; or a .safetensors file,
         diffusers-named or original-format as lllyasviel's control_v11p_sd15_canny.safetensors, whose config is the
         config.json beside it or else inferred from its shapes) and --control-image, the preprocessed picture (an edge
-        map, depth map, pose skeleton...; Sd runs no preprocessor), resized to the output with Lanczos as diffusers
-        does, and to a hires fix's second pass. Repeat both, in order, for several ControlNets: their residuals add
-        up. --control-scale multiplies a ControlNet's residuals (diffusers' controlnet_conditioning_scale, 1);
-        --control-start and --control-end limit it to that fraction of the steps (0 and 1); each is given once for
-        every ControlNet or once per --controlnet. --guess-mode applies them to the conditioned prediction only,
+        map, depth map, pose skeleton...), resized to the output with Lanczos as diffusers does, and to a hires fix's
+        second pass. --control-preprocessor canny makes it from a photograph: its edges as OpenCV's cv2.Canny with
+        thresholds --canny-low and --canny-high (100 and 200), at the photograph's own size (`sd preprocess` shows
+        them); none (the default) takes the picture as it is. Repeat --controlnet and --control-image, in order, for
+        several ControlNets: their residuals add up. --control-scale multiplies a ControlNet's residuals (diffusers'
+        controlnet_conditioning_scale, 1); --control-start and --control-end limit it to that fraction of the steps
+        (0 and 1); these, --control-preprocessor and the thresholds are each given once for every ControlNet or once
+        per --controlnet. --guess-mode applies them to the conditioned prediction only,
         scaled from 0.1 to 1 across the blocks (diffusers' guess_mode). A ControlNet's encoder runs beside the UNet at
         every step; its picture's embedding is computed once.
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.

@@ -1,0 +1,127 @@
+using Sd.Cli.Commands;
+using Sd.Kernels.Elementwise;
+using Sd.Loaders.Png;
+using Sd.Loaders.Tests;
+
+namespace Sd.Cli.Tests;
+
+/// <summary>
+/// <c>sd preprocess</c> and <c>sd generate --control-preprocessor</c>: the canny edges (CvCanny, checked against
+/// OpenCV in the kernel tests) of the picture's RGB pixels, the thresholds reaching them, and bad flags refused.
+/// </summary>
+public sealed class PreprocessCommandTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    /// <summary>A 20x10 picture: a bright square with a dimmer band across it, over noise.</summary>
+    private string Photo(string name, int channels = 3)
+    {
+        var pixels = new byte[20 * 10 * channels];
+        var random = new Random(4);
+        for (int y = 0; y < 10; y++)
+        {
+            for (int x = 0; x < 20; x++)
+            {
+                int value = (x is >= 5 and < 15 && y is >= 2 and < 8 ? 200 : 30) - (y == 5 ? 60 : 0) + random.Next(8);
+                for (int c = 0; c < channels; c++) pixels[(y * 20 + x) * channels + c] = (byte)(value + c * 7);
+            }
+        }
+        string path = _dir.File(name);
+        PngFile.Write(path, new PngImage(20, 10, channels, pixels));
+        return path;
+    }
+
+    private static byte[] Edges(PngImage picture, double low, double high)
+    {
+        var edges = new byte[picture.Width * picture.Height];
+        CvCanny.Detect(picture.Pixels, picture.Height, picture.Width, 3, low, high, edges);
+        return edges;
+    }
+
+    [Fact]
+    public void Canny_writes_the_edges_in_three_channels_with_the_thresholds_given()
+    {
+        string photo = Photo("photo.png"), defaults = _dir.File("edges.png"), low = _dir.File("low.png");
+        Assert.Equal(0, PreprocessCommand.Run(["--image", photo, "--preprocessor", "canny", "--out", defaults], TextWriter.Null));
+        Assert.Equal(0, PreprocessCommand.Run(["--image", photo, "--preprocessor", "canny", "--canny-low", "10", "--canny-high", "40", "--out", low], TextWriter.Null));
+        PngImage source = PngFile.Read(photo);
+        foreach ((string path, double l, double h) in new[] { (defaults, 100.0, 200.0), (low, 10.0, 40.0) })
+        {
+            PngImage result = PngFile.Read(path);
+            Assert.Equal((20, 10, 3), (result.Width, result.Height, result.Channels));
+            byte[] expected = Edges(source, l, h);
+            Assert.Contains(expected, e => e == 255);
+            for (int p = 0; p < expected.Length; p++)
+            {
+                Assert.Equal((expected[p], expected[p], expected[p]), (result.Pixels[p * 3], result.Pixels[p * 3 + 1], result.Pixels[p * 3 + 2]));
+            }
+        }
+        // The band's weaker edges pass the lower thresholds only.
+        Assert.NotEqual(PngFile.Read(defaults).Pixels, PngFile.Read(low).Pixels);
+    }
+
+    [Fact]
+    public void A_gray_picture_is_taken_as_rgb()
+    {
+        string gray = Photo("gray.png", 1), out1 = _dir.File("gray-edges.png");
+        Assert.Equal(0, PreprocessCommand.Run(["--image", gray, "--preprocessor", "canny", "--out", out1], TextWriter.Null));
+        PngImage source = PngFile.Read(gray);
+        var rgb = new byte[source.Pixels.Length * 3];
+        for (int i = 0; i < rgb.Length; i++) rgb[i] = source.Pixels[i / 3];
+        byte[] expected = Edges(new PngImage(20, 10, 3, rgb), 100, 200);
+        PngImage result = PngFile.Read(out1);
+        for (int p = 0; p < expected.Length; p++) Assert.Equal(expected[p], result.Pixels[p * 3]);
+    }
+
+    [Fact]
+    public void Bad_flags_are_refused_before_anything_is_written()
+    {
+        string photo = Photo("photo.png"), output = _dir.File("out.png");
+        static string Refused(string[] args) => Assert.Throws<UsageException>(() => PreprocessCommand.Run(args, TextWriter.Null)).Message;
+        Assert.Contains("--preprocessor is none or canny, got 'depth'", Refused(["--image", photo, "--preprocessor", "depth", "--out", output]));
+        Assert.Contains("--preprocessor none would copy the picture", Refused(["--image", photo, "--preprocessor", "none", "--out", output]));
+        Assert.Contains("--canny-low expects a number, got 'nan'", Refused(["--image", photo, "--preprocessor", "canny", "--canny-low", "nan", "--out", output]));
+        Assert.Contains("--preprocessor is required", Refused(["--image", photo, "--out", output]));
+        Assert.Contains("give a name ending in .png, .jpg or .jpeg", Refused(["--image", photo, "--preprocessor", "canny", "--out", _dir.File("out.bmp")]));
+        Assert.False(File.Exists(output));
+        Assert.Throws<FileNotFoundException>(() => PreprocessCommand.Run(["--image", _dir.File("missing.png"), "--preprocessor", "canny", "--out", output], TextWriter.Null));
+        Assert.False(File.Exists(output));
+    }
+
+    /// <summary>
+    /// generate --control-preprocessor canny is generate with the edges sd preprocess writes as --control-image, bit
+    /// for bit, and is recorded with its thresholds.
+    /// </summary>
+    [FixtureFact]
+    public void Generate_with_canny_is_generate_with_the_edges_given()
+    {
+        string controlNet = TinyControlNet.Write(_dir.File("tiny-controlnet"));
+        string photo = Photo("photo.png"), edges = _dir.File("edges.png");
+        Assert.Equal(0, PreprocessCommand.Run(["--image", photo, "--preprocessor", "canny", "--canny-low", "10", "--canny-high", "40.5", "--out", edges], TextWriter.Null));
+        string[] common = ["--model", Fixtures.Path("tiny/model"), "--prompt", "a cat", "--steps", "2", "--width", "32", "--height", "24", "--seed", "7",
+            "--controlnet", controlNet];
+        string given = _dir.File("given.png"), made = _dir.File("made.png"), plain = _dir.File("plain.png");
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--control-image", edges, "--out", given], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--control-image", photo, "--control-preprocessor", "canny", "--canny-low", "10", "--canny-high", "40.5",
+            "--out", made], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--control-image", photo, "--out", plain], TextWriter.Null));
+        PngImage a = PngFile.Read(given), b = PngFile.Read(made);
+        Assert.True(a.Pixels.AsSpan().SequenceEqual(b.Pixels), "the preprocessed run differs from the run given the edges");
+        Assert.False(a.Pixels.AsSpan().SequenceEqual(PngFile.Read(plain).Pixels), "the photograph as it is steers as its edges do");
+        Assert.EndsWith("ControlNet 0: \"Module: canny, Model: tiny-controlnet, Weight: 1, Resize Mode: Just Resize, Threshold A: 10, Threshold B: 40.5, " +
+            "Guidance Start: 0, Guidance End: 1\"", b.Text["parameters"]);
+        Assert.Contains("Module: none", a.Text["parameters"]);
+
+        string output = _dir.File("out.png");
+        static string Refused(string[] args) => Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message;
+        Assert.Contains("generate: --canny-low and --canny-high go with --control-preprocessor canny",
+            Refused([.. common, "--control-image", photo, "--canny-high", "90", "--out", output]));
+        Assert.Contains("generate: --control-preprocessor is none or canny, got 'Canny'",
+            Refused([.. common, "--control-image", photo, "--control-preprocessor", "Canny", "--out", output]));
+        Assert.Contains("--control-preprocessor goes with --controlnet",
+            Refused(["--model", Fixtures.Path("tiny/model"), "--prompt", "a cat", "--control-preprocessor", "canny", "--out", output]));
+        Assert.False(File.Exists(output));
+    }
+}
