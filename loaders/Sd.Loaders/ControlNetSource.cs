@@ -18,14 +18,22 @@ public sealed class ControlNetSource : IDisposable
 {
     private readonly List<SafetensorsFile> _files;
 
-    private ControlNetSource(string path, ControlNetConfig config, WeightSet weights, List<SafetensorsFile> files, List<InferredSetting> guesses)
+    private ControlNetSource(string path, ControlNetConfig config, NamedWeights named, List<SafetensorsFile> files, List<InferredSetting> guesses)
     {
         Path = path;
         Config = config;
-        Weights = weights;
+        Weights = named.Weights;
+        Format = named.Format;
+        SkippedKeyCount = named.Skipped;
         _files = files;
         InferredSettings = guesses;
     }
+
+    /// <summary>The weights' naming: diffusers', or the original cldm names, bare or under control_model.</summary>
+    public ControlNetFormat Format { get; }
+
+    /// <summary>The tensors a whole ControlLDM file holds beside the ControlNet (its SD model), not read.</summary>
+    public int SkippedKeyCount { get; }
 
     /// <summary>The folder or file it was opened from.</summary>
     public string Path { get; }
@@ -61,13 +69,14 @@ public sealed class ControlNetSource : IDisposable
         List<SafetensorsFile> files = isIndex ? SafetensorsIndex.OpenShards(weightsPath) : [SafetensorsFile.Open(weightsPath)];
         try
         {
-            WeightSet weights = Named(weightsPath, files);
+            NamedWeights named = Named(weightsPath, files);
+            WeightSet weights = named.Weights;
             string configPath = System.IO.Path.Combine(folder, "config.json");
             bool given = File.Exists(configPath);
             var guesses = new List<InferredSetting>();
             ControlNetConfig config = given ? ControlNetConfig.Load(configPath) : ConfigInference.ControlNet(weights, guesses);
             LayoutFit.Require(weights, DiffusersLayout.ControlNet(config), given ? configPath : $"{weightsPath} (config inferred from its shapes)");
-            return new ControlNetSource(path, config, weights, files, guesses);
+            return new ControlNetSource(path, config, named, files, guesses);
         }
         catch
         {
@@ -76,8 +85,47 @@ public sealed class ControlNetSource : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="path"/> holds a ControlNet rather than a model: a folder with a ControlNetModel
+    /// config.json and no model_index.json, or a .safetensors file with diffusers' conditioning embedding or original
+    /// ControlNet names. False for anything else, unreadable files included (a model's loader says what is wrong).
+    /// </summary>
+    public static bool IsControlNet(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path))
+        {
+            string config = System.IO.Path.Combine(path, "config.json");
+            return !File.Exists(System.IO.Path.Combine(path, "model_index.json")) && File.Exists(config)
+                && JsonConfig.Load(config).GetStringOrNull("_class_name") == "ControlNetModel";
+        }
+        if (!File.Exists(path) || !path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+        try
+        {
+            using SafetensorsFile file = SafetensorsFile.Open(path);
+            var keys = new List<string>();
+            foreach (TensorInfo tensor in file.Tensors)
+            {
+                if (tensor.Name.StartsWith(DiffusersConditioning, StringComparison.Ordinal)) return true;
+                keys.Add(tensor.Name);
+            }
+            return ControlNetKeyMapping.IsOriginalFormat(keys);
+        }
+        catch (InvalidFileException)
+        {
+            return false;
+        }
+    }
+
+    private const string DiffusersConditioning = "controlnet_cond_embedding.";
+
+    private sealed record NamedWeights(WeightSet Weights, ControlNetFormat Format, int Skipped);
+
     /// <summary>The tensors under their diffusers names: as stored, or mapped from an original-format file's.</summary>
-    private static WeightSet Named(string weightsPath, List<SafetensorsFile> files)
+    private static NamedWeights Named(string weightsPath, List<SafetensorsFile> files)
     {
         var weights = new WeightSet(weightsPath, files);
         var keys = new List<string>();
@@ -87,6 +135,7 @@ public sealed class ControlNetSource : IDisposable
         }
         ControlNetKeyMapping? original = ControlNetKeyMapping.IsOriginalFormat(keys) ? ControlNetKeyMapping.Create(keys, weightsPath) : null;
         var unknown = new List<string>();
+        int skipped = 0;
         foreach (SafetensorsFile file in files)
         {
             foreach (TensorInfo tensor in file.Tensors)
@@ -96,6 +145,8 @@ public sealed class ControlNetSource : IDisposable
                     weights.Add(new TensorEntry(name.DiffusersKey, tensor.Shape, file, tensor));
                 else if (name.Kind == SingleFileKeyKind.Unknown)
                     unknown.Add(tensor.Name);
+                else
+                    skipped++;
             }
         }
         if (unknown.Count > 0)
@@ -103,7 +154,8 @@ public sealed class ControlNetSource : IDisposable
             throw new InvalidFileException(weightsPath,
                 $"{unknown.Count} tensors of an original-format ControlNet have no diffusers counterpart, e.g. '{string.Join("', '", unknown.Take(3))}'");
         }
-        return weights;
+        ControlNetFormat format = original is null ? ControlNetFormat.Diffusers : original.Prefixed ? ControlNetFormat.ControlLdm : ControlNetFormat.Original;
+        return new NamedWeights(weights, format, skipped);
     }
 
     public void Dispose()
@@ -111,4 +163,17 @@ public sealed class ControlNetSource : IDisposable
         foreach (SafetensorsFile file in _files) file.Dispose();
         _files.Clear();
     }
+}
+
+/// <summary>How a ControlNet's tensors are named.</summary>
+public enum ControlNetFormat
+{
+    /// <summary>diffusers' ControlNetModel names (controlnet_cond_embedding, controlnet_down_blocks...).</summary>
+    Diffusers,
+
+    /// <summary>The original cldm names, bare (lllyasviel's ControlNet 1.1 files: input_hint_block, zero_convs...).</summary>
+    Original,
+
+    /// <summary>The original names under control_model., in a whole ControlLDM beside its SD model (ControlNet 1.0).</summary>
+    ControlLdm,
 }

@@ -111,4 +111,46 @@ public sealed class InfoCommandTests : IDisposable
         Assert.Equal(0, Program.Main(["--help"]));
         Assert.Equal(2, Program.Main(["generate"])); // --out and --prompt are required
     }
+
+    /// <summary>A ControlNet folder, and its weights file alone (config inferred), are described as ControlNets.</summary>
+    [Fact]
+    public void Describes_a_controlnet_folder_and_a_config_less_file()
+    {
+        string folder = TinyControlNet.Write(_dir.File("tiny-controlnet"));
+        string text = Run(folder);
+        Assert.Contains($"controlnet: {folder}", text);
+        Assert.Contains("format:     diffusers ControlNetModel names, config from config.json", text);
+        Assert.Contains("F32 x", text);
+        Assert.Contains("encoder:    blocks [32, 64] x2 layers, down [DownBlock2D, CrossAttnDownBlock2D]", text);
+        Assert.Contains("picture:    3 channels (RGB order), embedding [8, 16], 2x the latents' size", text);
+        Assert.Contains("steers:     UNets of blocks [32, 64] with cross-attention 32 and 4 latent channels\n", text.ReplaceLineEndings("\n"));
+        Assert.DoesNotContain("guessed", text);
+
+        string alone = _dir.File("alone");
+        Directory.CreateDirectory(alone);
+        string file = Path.Combine(alone, "tiny-cn.safetensors");
+        File.Copy(Path.Combine(folder, "diffusion_pytorch_model.safetensors"), file);
+        text = Run(file);
+        Assert.Contains("config inferred from its shapes", text);
+        Assert.Contains("  guessed: channel order rgb", text);
+        Assert.Contains("a config.json beside it overrides it", text);
+    }
+
+    [Fact]
+    public void Model_options_are_refused_for_a_controlnet_and_other_files_are_no_controlnets()
+    {
+        string folder = TinyControlNet.Write(_dir.File("tiny-controlnet"));
+        Assert.Contains("is a ControlNet; --vae applies to models",
+            Assert.Throws<UsageException>(() => InfoCommand.Run([folder, "--vae", folder], TextWriter.Null)).Message);
+        string garbage = _dir.File("garbage.safetensors");
+        File.WriteAllBytes(garbage, [1, 2, 3]);
+        Assert.False(ControlNetSource.IsControlNet(garbage));
+        Assert.False(ControlNetSource.IsControlNet(Path.Combine(folder, "config.json")));
+        Assert.False(ControlNetSource.IsControlNet(_dir.File("missing")));
+        var writer = new SafetensorsWriter();
+        writer.AddFloat32("model.diffusion_model.input_blocks.0.0.bias", [4], new float[4]);
+        string checkpoint = _dir.File("model.safetensors");
+        writer.Save(checkpoint);
+        Assert.False(ControlNetSource.IsControlNet(checkpoint));
+    }
 }

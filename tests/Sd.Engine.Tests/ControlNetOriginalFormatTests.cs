@@ -29,6 +29,9 @@ public sealed class ControlNetOriginalFormatTests : IDisposable
         File.Copy(Path.Combine(diffusers, "config.json"), Path.Combine(Path.GetDirectoryName(original)!, "config.json"));
         using ControlNetSource expected = ControlNetSource.Open(diffusers), actual = ControlNetSource.Open(original);
         Assert.Empty(actual.InferredSettings);
+        Assert.True(ControlNetSource.IsControlNet(original));
+        Assert.Equal((ControlNetFormat.ControlLdm, 3), (actual.Format, actual.SkippedKeyCount)); // the three SD model tensors
+        Assert.Equal((ControlNetFormat.Diffusers, 0), (expected.Format, expected.SkippedKeyCount));
         Assert.Equal(expected.Weights.Entries.Count, actual.Weights.Entries.Count);
         AssertSameResiduals(expected, actual);
     }
@@ -43,6 +46,8 @@ public sealed class ControlNetOriginalFormatTests : IDisposable
         string diffusers = ControlNetFixture.Write(_dir, "shared_image");
         string original = ControlNetFixture.WriteOriginal(_dir, diffusers, prefixed: false);
         using ControlNetSource inferred = ControlNetSource.Open(original);
+        Assert.True(ControlNetSource.IsControlNet(original));
+        Assert.Equal((ControlNetFormat.Original, 0), (inferred.Format, inferred.SkippedKeyCount));
 
         // The tiny model's 32-wide context is no SD family's: 64 channels per head, at least one.
         Assert.Equal([1, 1], inferred.Config.Encoder.NumAttentionHeads);

@@ -21,6 +21,9 @@ internal sealed class ControlNetKeyMapping
     private const string ZeroConvs = "zero_convs.";
     private const string MiddleOut = "middle_block_out.0.";
 
+    /// <summary>Whether its names are a whole ControlLDM's (under <see cref="Prefix"/>, beside an SD model) rather than bare.</summary>
+    public bool Prefixed => _prefix.Length > 0;
+
     private readonly string _prefix;
     private readonly UnetKeyMapping _encoder;
     private readonly int _lastHintConv;

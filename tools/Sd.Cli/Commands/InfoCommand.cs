@@ -7,7 +7,10 @@ using Sd.Loaders.Weights;
 
 namespace Sd.Cli.Commands;
 
-/// <summary><c>sd info MODEL [--variant fp16] [--tokenizer DIR] [--config DIR] [--vae VAE]</c>: what a model holds and what it will cost.</summary>
+/// <summary>
+/// <c>sd info MODEL [--variant fp16] [--tokenizer DIR] [--config DIR] [--vae VAE]</c>: what a model holds and what it
+/// will cost; for a ControlNet (folder or file), what it is and which UNets it can steer.
+/// </summary>
 public static class InfoCommand
 {
     private const string Help = """
@@ -17,7 +20,10 @@ public static class InfoCommand
         weights take once loaded for fp32 compute. For a single-file checkpoint it also lists the settings the file
         does not store and that were guessed from the SD family its shapes resemble. --vae shows the model with a
         separate VAE in place of its own (see sd generate --help), and that VAE's guessed settings if it is one file.
-          MODEL             diffusers folder or single-file .safetensors checkpoint
+        A ControlNet (a diffusers ControlNetModel folder, or a .safetensors file in diffusers or original format, as
+        sd generate --controlnet takes) is described the same way: its naming, weights, config (what a config
+        inferred from the shapes assumed), and the UNets it fits; --variant is the only option it takes.
+          MODEL             diffusers folder, single-file .safetensors checkpoint, or ControlNet
           --variant NAME    prefer diffusers weight variant NAME (e.g. fp16)
           --tokenizer DIR   tokenizer folder (vocab.json, merges.txt), for single-file checkpoints
           --config DIR      for single-file checkpoints: a diffusers-layout folder whose configs (unet/config.json,
@@ -38,10 +44,59 @@ public static class InfoCommand
         {
             throw new UsageException("info: expected exactly one MODEL path (see `sd info --help`)");
         }
-        using ModelSource model = ModelSource.Open(line.Positionals[0], ModelOptions.OpenOptions(line));
+        string path = line.Positionals[0];
+        if (ControlNetSource.IsControlNet(path))
+        {
+            foreach (string flag in (string[])["--tokenizer", "--config", "--vae"])
+            {
+                if (line.Has(flag)) throw new UsageException($"info: {path} is a ControlNet; {flag} applies to models");
+            }
+            using ControlNetSource controlNet = ControlNetSource.Open(path, line.Get("--variant"));
+            WriteControlNet(controlNet, output);
+            return 0;
+        }
+        using ModelSource model = ModelSource.Open(path, ModelOptions.OpenOptions(line));
         Write(model, output);
         return 0;
     }
+
+    /// <summary>A ControlNet's naming, weights, config and guesses, and the UNets it fits.</summary>
+    public static void WriteControlNet(ControlNetSource source, TextWriter output)
+    {
+        ControlNetConfig config = source.Config;
+        UNetConfig encoder = config.Encoder;
+        WeightSet weights = source.Weights;
+        output.WriteLine($"controlnet: {source.Path}");
+        output.WriteLine($"format:     {source.Format switch
+        {
+            ControlNetFormat.Diffusers => "diffusers ControlNetModel names",
+            ControlNetFormat.Original => "original format (cldm names, as lllyasviel's ControlNet 1.1 files)",
+            _ => $"original format in a whole ControlLDM (control_model.*; its SD model's {source.SkippedKeyCount} tensors not read)",
+        }}, config {(source.InferredSettings.Count > 0 ? "inferred from its shapes" : "from config.json")}");
+        output.WriteLine($"weights:    {Count(weights.ParameterCount)} parameters in {weights.Count} tensors, {DTypeSummary(weights)}, {Mib(weights.StoredBytes)} stored");
+        output.WriteLine($"  source:   {weights.Source}");
+        output.WriteLine($"encoder:    {UNetSummary(encoder)}");
+        output.WriteLine($"picture:    {config.ConditioningChannels} channels ({(config.BgrConditioning ? "BGR" : "RGB")} order), embedding " +
+            $"[{string.Join(", ", config.ConditioningEmbeddingOutChannels)}], {config.ConditioningScaleFactor}x the latents' size" +
+            (config.GlobalPoolConditions ? ", residuals pooled over the picture (always in guess mode)" : ""));
+        foreach (InferredSetting guess in source.InferredSettings)
+        {
+            output.WriteLine($"  guessed: {guess.Setting} {guess.Value}, not stored in the file: {guess.Basis}; a config.json beside it overrides it");
+        }
+        output.WriteLine($"steers:     UNets of blocks [{string.Join(", ", encoder.BlockOutChannels)}] with cross-attention {encoder.CrossAttentionDim[0]} " +
+            $"and {encoder.InChannels} latent channels{Family(encoder.CrossAttentionDim[0])}");
+        output.WriteLine();
+        output.WriteLine($"memory:     {Mib(weights.StoredBytes)} stored; about {Mib(weights.ParameterCount * sizeof(float))} as fp32 weights " +
+            "(3x3 convolutions packed for Winograd take up to 4x their share)");
+    }
+
+    /// <summary>The SD family a cross-attention width belongs to, as a note.</summary>
+    private static string Family(int crossAttention) => crossAttention switch
+    {
+        768 => " (SD 1.x)",
+        1024 => " (SD 2.x)",
+        _ => "",
+    };
 
     public static void Write(ModelSource model, TextWriter output)
     {
@@ -104,9 +159,7 @@ public static class InfoCommand
     private static string ConfigSummary(ModelSource model, ModelComponent component) => component switch
     {
         ModelComponent.Unet when model.UNet is { } u =>
-            $"blocks [{string.Join(", ", u.BlockOutChannels)}] x{u.LayersPerBlock[0]} layers, down [{string.Join(", ", u.DownBlockTypes)}], " +
-            $"heads [{string.Join(", ", u.NumAttentionHeads)}], cross-attention {u.CrossAttentionDim[0]}, in/out {u.InChannels}/{u.OutChannels}, " +
-            $"{(u.UseLinearProjection ? "linear" : "conv")} proj_in/out, sample size {u.SampleSize?.ToString(CultureInfo.InvariantCulture) ?? "?"}" +
+            $"{UNetSummary(u)}, in/out {u.InChannels}/{u.OutChannels}, sample size {u.SampleSize?.ToString(CultureInfo.InvariantCulture) ?? "?"}" +
             (u.TimeCondProjDim is { } condDim ? $", LCM-distilled (guidance embedding {condDim}, no CFG)" : ""),
         ModelComponent.Vae when model.Vae is { } v =>
             $"blocks [{string.Join(", ", v.BlockOutChannels)}] x{v.LayersPerBlock} layers, latent channels {v.LatentChannels}, " +
@@ -116,6 +169,11 @@ public static class InfoCommand
             $"{t.MaxPositionEmbeddings} positions, vocab {t.VocabSize}",
         _ => "none",
     };
+
+    /// <summary>A UNet's (or a ControlNet encoder's) blocks, attention and projections.</summary>
+    private static string UNetSummary(UNetConfig u) =>
+        $"blocks [{string.Join(", ", u.BlockOutChannels)}] x{u.LayersPerBlock[0]} layers, down [{string.Join(", ", u.DownBlockTypes)}], " +
+        $"heads [{string.Join(", ", u.NumAttentionHeads)}], cross-attention {u.CrossAttentionDim[0]}, {(u.UseLinearProjection ? "linear" : "conv")} proj_in/out";
 
     private static string DTypeSummary(WeightSet weights)
     {
