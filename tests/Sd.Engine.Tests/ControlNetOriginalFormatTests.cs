@@ -102,8 +102,8 @@ public sealed class ControlNetOriginalFormatTests : IDisposable
         using var one = new ControlNetModel(expected.Config, expected.Weights);
         using var other = new ControlNetModel(actual.Config, actual.Weights);
         using ControlResiduals a = one.CreateResiduals(batch, h, w), b = other.CreateResiduals(batch, h, w);
-        one.Forward(sample, [500f, 500f], context, [], image, 1f, false, a);
-        other.Forward(sample, [500f, 500f], context, [], image, 1f, false, b);
+        one.Forward(sample, [500f, 500f], context, [], image, 1f, ResidualWeighting.Uniform, a);
+        other.Forward(sample, [500f, 500f], context, [], image, 1f, ResidualWeighting.Uniform, b);
         for (int i = 0; i <= a.SkipCount; i++)
         {
             using Tensor x = a.Copy(i), y = b.Copy(i);

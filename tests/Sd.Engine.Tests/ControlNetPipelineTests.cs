@@ -115,6 +115,52 @@ public sealed class ControlNetPipelineTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A1111's Control Modes: "My prompt is more important" weights residual i of n skips (then the mid block) by
+    /// 0.825^(n - i) in every row, bit for bit the balanced residuals times that weight; "ControlNet is more important"
+    /// does so on the conditioned row only and leaves the unconditioned one 0. Neither goes with diffusers' guess mode.
+    /// </summary>
+    [FixtureFact]
+    public void Control_modes_weight_the_residuals_by_depth_as_a1111()
+    {
+        using ControlNetSource source = ControlNetSource.Open(ControlNetFixture.Write(_dir, "shared_image"));
+        using var controlNet = new ControlNetModel(source.Config, source.Weights);
+        var unit = new ControlNetUnit(controlNet, Picture(24, 16, 4));
+        int h = 6, w = 8;
+        using Tensor context = RandomTensors.Uniform([2, 7, 32], 1), latents = RandomTensors.Uniform([2, h, w, 4], 2);
+        ControlResiduals Run(ControlNetPass pass) => pass.Run(0, 1, latents, null, [500f], context, [], guided: true, CancellationToken.None)!;
+        using ControlNetPass balanced = ControlNetPass.Create([unit], latents, 4, context, guided: true, factor: 2)!;
+        using ControlNetPass prompt = ControlNetPass.Create([unit with { Mode = ControlMode.PromptMoreImportant }], latents, 4, context, guided: true, factor: 2)!;
+        using ControlNetPass control = ControlNetPass.Create([unit with { Mode = ControlMode.ControlNetMoreImportant }], latents, 4, context, guided: true, factor: 2)!;
+        ControlResiduals a = Run(balanced), b = Run(prompt), c = Run(control);
+        int count = a.SkipCount;
+        for (int i = 0; i <= count; i++)
+        {
+            using Tensor plain = a.Copy(i), soft = b.Copy(i), injected = c.Copy(i);
+            float weight = (float)Math.Pow(0.825, count - i);
+            Assert.True(plain.Span.IndexOfAnyExcept(0f) >= 0, $"residual {i} is all 0");
+            for (int k = 0; k < plain.Length; k++)
+            {
+                Assert.Equal(plain.Span[k] * weight, soft.Span[k]);
+            }
+            int half = (int)plain.Length / 2;
+            Assert.True(injected.Span[..half].IndexOfAnyExcept(0f) < 0, $"residual {i}: the unconditioned row got something");
+            double error = Compare.RelativeL2(soft.Span[half..].ToArray(), injected.Span[half..].ToArray());
+            Assert.True(error < 1e-5, $"residual {i}: the conditioned row differs from the soft one by {error:E2}");
+        }
+        // SD's 12 skips: A1111's weight * 0.825 ** float(12 - i) in double, then float32; the mid block's is the weight.
+        Assert.Equal((float)(0.8f * 0.09941396206337118), ControlNetModel.ResidualScale(0.8f, ResidualWeighting.Soft, 0, 12));
+        Assert.Equal((float)(0.8f * 0.825), ControlNetModel.ResidualScale(0.8f, ResidualWeighting.Soft, 11, 12));
+        Assert.Equal(0.8f, ControlNetModel.ResidualScale(0.8f, ResidualWeighting.Soft, 12, 12));
+
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));
+        string message = Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with
+        {
+            ControlNets = [unit with { GuessMode = true, Mode = ControlMode.PromptMoreImportant }],
+        })).Message;
+        Assert.Contains("guess mode (diffusers') goes with the balanced mode only", message);
+    }
+
     /// <summary>The pipeline runs an inpainting UNet with a ControlNet: at scale 0 it is the plain inpainting run.</summary>
     [FixtureFact]
     public void An_inpainting_unet_runs_with_a_controlnet()

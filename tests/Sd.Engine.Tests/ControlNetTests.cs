@@ -42,7 +42,8 @@ public sealed class ControlNetTests(ITestOutputHelper output) : IDisposable
         float[] timesteps = Array.ConvertAll(m.GetProperty("timesteps").EnumerateArray().ToArray(), e => e.GetSingle());
         int batch = sample.Dim(0), h = sample.Dim(1), w = sample.Dim(2);
         using ControlResiduals residuals = controlNet.CreateResiduals(batch, h, w);
-        controlNet.Forward(sample, timesteps, context, [], image, m.GetProperty("scale").GetSingle(), m.GetProperty("guess_mode").GetBoolean(), residuals);
+        controlNet.Forward(sample, timesteps, context, [], image, m.GetProperty("scale").GetSingle(),
+            m.GetProperty("guess_mode").GetBoolean() ? ResidualWeighting.GuessMode : ResidualWeighting.Uniform, residuals);
 
         Assert.Equal(m.GetProperty("residuals").GetInt32(), residuals.SkipCount + 1);
         for (int i = 0; i <= residuals.SkipCount; i++)
@@ -85,12 +86,12 @@ public sealed class ControlNetTests(ITestOutputHelper output) : IDisposable
         contexts.Span[..(int)context.Length].CopyTo(context.Span);
 
         using ControlResiduals alone = controlNet.CreateResiduals(1, h, w);
-        controlNet.Forward(sample, [500f], context, [], image, 0.75f, guessMode: true, alone);
+        controlNet.Forward(sample, [500f], context, [], image, 0.75f, ResidualWeighting.GuessMode, alone);
         using ControlResiduals second = controlNet.CreateResiduals(2, h, w);
-        controlNet.Forward(sample, [500f], context, [], image, 0.75f, guessMode: true, second, firstImage: 1);
+        controlNet.Forward(sample, [500f], context, [], image, 0.75f, ResidualWeighting.GuessMode, second, firstImage: 1);
         using ControlResiduals twice = controlNet.CreateResiduals(1, h, w);
-        controlNet.Forward(sample, [500f], context, [], image, 0.75f, guessMode: true, twice);
-        controlNet.Forward(sample, [500f], context, [], image, 0.5f, guessMode: true, twice);
+        controlNet.Forward(sample, [500f], context, [], image, 0.75f, ResidualWeighting.GuessMode, twice);
+        controlNet.Forward(sample, [500f], context, [], image, 0.5f, ResidualWeighting.GuessMode, twice);
         for (int i = 0; i <= alone.SkipCount; i++)
         {
             using Tensor one = alone.Copy(i), pair = second.Copy(i), sum = twice.Copy(i);
@@ -120,10 +121,10 @@ public sealed class ControlNetTests(ITestOutputHelper output) : IDisposable
         int batch = sample.Dim(0), h = sample.Dim(1), w = sample.Dim(2);
         using ControlResiduals first = controlNet.CreateResiduals(batch, h, w), again = controlNet.CreateResiduals(batch, h, w),
             expected = fresh.CreateResiduals(batch, h, w);
-        controlNet.Forward(sample, [500f], context, [], image, 1f, false, first);
+        controlNet.Forward(sample, [500f], context, [], image, 1f, ResidualWeighting.Uniform, first);
         for (int i = 0; i < image.Length; i += 7) image.Span[i] = 1 - image.Span[i];
-        controlNet.Forward(sample, [500f], context, [], image, 1f, false, again);
-        fresh.Forward(sample, [500f], context, [], image, 1f, false, expected);
+        controlNet.Forward(sample, [500f], context, [], image, 1f, ResidualWeighting.Uniform, again);
+        fresh.Forward(sample, [500f], context, [], image, 1f, ResidualWeighting.Uniform, expected);
         using Tensor a = first.Copy(0), b = again.Copy(0), c = expected.Copy(0);
         Assert.True(b.Span.SequenceEqual(c.Span), "the second picture's residuals are not a fresh model's");
         Assert.False(a.Span.SequenceEqual(b.Span));
@@ -139,14 +140,14 @@ public sealed class ControlNetTests(ITestOutputHelper output) : IDisposable
         using Tensor image = Tensor.Allocate([1, 12, 8, 3]);
         using ControlResiduals residuals = controlNet.CreateResiduals(1, 6, 4);
         using Tensor wrongSize = Tensor.Allocate([1, 12, 9, 3]);
-        Assert.Equal("image", Assert.Throws<ArgumentException>(() => controlNet.Forward(sample, [1f], context, [], wrongSize, 1f, false, residuals)).ParamName);
+        Assert.Equal("image", Assert.Throws<ArgumentException>(() => controlNet.Forward(sample, [1f], context, [], wrongSize, 1f, ResidualWeighting.Uniform, residuals)).ParamName);
         using Tensor nan = Tensor.Allocate([1, 12, 8, 3]);
         nan.Span[5] = float.NaN;
-        Assert.Contains("NaN", Assert.ThrowsAny<Exception>(() => controlNet.Forward(sample, [1f], context, [], nan, 1f, false, residuals)).Message);
-        Assert.Equal("scale", Assert.Throws<ArgumentException>(() => controlNet.Forward(sample, [1f], context, [], image, float.PositiveInfinity, false, residuals)).ParamName);
-        Assert.Equal("into", Assert.Throws<ArgumentException>(() => controlNet.Forward(sample, [1f], context, [], image, 1f, false, residuals, firstImage: 1)).ParamName);
+        Assert.Contains("NaN", Assert.ThrowsAny<Exception>(() => controlNet.Forward(sample, [1f], context, [], nan, 1f, ResidualWeighting.Uniform, residuals)).Message);
+        Assert.Equal("scale", Assert.Throws<ArgumentException>(() => controlNet.Forward(sample, [1f], context, [], image, float.PositiveInfinity, ResidualWeighting.Uniform, residuals)).ParamName);
+        Assert.Equal("into", Assert.Throws<ArgumentException>(() => controlNet.Forward(sample, [1f], context, [], image, 1f, ResidualWeighting.Uniform, residuals, firstImage: 1)).ParamName);
         using ControlResiduals otherSize = controlNet.CreateResiduals(1, 8, 4);
-        Assert.Equal("into", Assert.Throws<ArgumentException>(() => controlNet.Forward(sample, [1f], context, [], image, 1f, false, otherSize)).ParamName);
+        Assert.Equal("into", Assert.Throws<ArgumentException>(() => controlNet.Forward(sample, [1f], context, [], image, 1f, ResidualWeighting.Uniform, otherSize)).ParamName);
 
         using ModelSource model = ModelSource.Open(Fixtures.Path("tiny/model"));
         using var unet = new UNet2DConditionModel(model.UNet!, model.Weights(ModelComponent.Unet));

@@ -123,12 +123,12 @@ internal sealed unsafe class ControlNetPass : IDisposable
                 // Rows 1.. are the conditioned ones: [uncond, cond, ...].
                 input.Span[(int)(input.Length / input.Dim(0))..].CopyTo(sample.Span);
                 context.Span[(int)(context.Length / context.Dim(0))..].CopyTo(conditioned.Span);
-                unit.Model.Forward(sample, timestep, conditioned, lengths.IsEmpty ? lengths : lengths[1..], _images[u], unit.Scale, guessMode: true,
+                unit.Model.Forward(sample, timestep, conditioned, lengths.IsEmpty ? lengths : lengths[1..], _images[u], unit.Scale, unit.Weighting,
                     _residuals, firstImage: 1, cancellation);
             }
             else
             {
-                unit.Model.Forward(input, timestep, context, lengths, _images[u], unit.Scale, unit.GuessMode, _residuals, firstImage: 0, cancellation);
+                unit.Model.Forward(input, timestep, context, lengths, _images[u], unit.Scale, unit.Weighting, _residuals, firstImage: 0, cancellation);
             }
         }
         return any ? _residuals : null;

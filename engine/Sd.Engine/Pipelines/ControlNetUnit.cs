@@ -30,10 +30,37 @@ public sealed record ControlNetUnit(ControlNetModel Model, PngImage Image)
     /// </summary>
     public bool GuessMode { get; init; }
 
+    /// <summary>
+    /// A1111 ControlNet extension's "Control Mode" (not with <see cref="GuessMode"/>): balanced (the plain residuals),
+    /// the prompt more important (residuals weighted 0.825^(12 - i), soft injection), or the ControlNet more
+    /// important (those weights, on the conditioned prediction only).
+    /// </summary>
+    public ControlMode Mode { get; init; }
+
     /// <summary>Whether step <paramref name="index"/> of <paramref name="count"/> runs it (diffusers' controlnet_keep).</summary>
     internal bool ActiveAt(int index, int count) =>
         !(index / (double)count < GuidanceStart || (index + 1) / (double)count > GuidanceEnd) && Scale != 0;
 
-    /// <summary>Whether it steers the conditioned rows only (guess mode, which a pooled ControlNet implies).</summary>
-    internal bool ConditionedOnly => GuessMode || Model.Config.GlobalPoolConditions;
+    /// <summary>
+    /// Whether it steers the conditioned rows only: guess mode, the ControlNet more important (A1111's cfg injection),
+    /// or a pooled ControlNet, which implies it.
+    /// </summary>
+    internal bool ConditionedOnly => GuessMode || Mode == ControlMode.ControlNetMoreImportant || Model.Config.GlobalPoolConditions;
+
+    /// <summary>How its residuals are weighted by depth.</summary>
+    internal ResidualWeighting Weighting =>
+        GuessMode ? ResidualWeighting.GuessMode : Mode == ControlMode.Balanced ? ResidualWeighting.Uniform : ResidualWeighting.Soft;
+}
+
+/// <summary>A1111 ControlNet extension's "Control Mode".</summary>
+public enum ControlMode
+{
+    /// <summary>"Balanced": the residuals as they are.</summary>
+    Balanced,
+
+    /// <summary>"My prompt is more important": soft injection, the residuals weighted 0.825^(12 - i).</summary>
+    PromptMoreImportant,
+
+    /// <summary>"ControlNet is more important": soft injection on the conditioned prediction only (cfg injection).</summary>
+    ControlNetMoreImportant,
 }

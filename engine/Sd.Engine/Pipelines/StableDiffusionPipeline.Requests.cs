@@ -207,6 +207,11 @@ public sealed partial class StableDiffusionPipeline
                 throw new ArgumentException($"ControlNet {u}: the scale must be finite and 0 <= guidance start < guidance end <= 1, got " +
                     $"{unit.Scale}, {unit.GuidanceStart} and {unit.GuidanceEnd}", nameof(request));
             }
+            if (!Enum.IsDefined(unit.Mode) || (unit.GuessMode && unit.Mode != ControlMode.Balanced))
+            {
+                throw new ArgumentException($"ControlNet {u}: control mode {unit.Mode} with guess mode {unit.GuessMode}; guess mode (diffusers') goes with " +
+                    "the balanced mode only (A1111's modes weight the residuals their own way)", nameof(request));
+            }
         }
     }
 

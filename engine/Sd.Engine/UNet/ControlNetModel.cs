@@ -96,19 +96,17 @@ public sealed unsafe class ControlNetModel : IDisposable
     /// (<paramref name="contextLengths"/> as in <see cref="UNet2DConditionModel.Forward(Tensor, ReadOnlySpan{float}, Tensor, ReadOnlySpan{int}, Tensor, ReadOnlySpan{float}, ControlResiduals?, CancellationToken)"/>)
     /// and the conditioning <paramref name="image"/> [1 or N, h x f, w x f, channels] (f =
     /// <see cref="ControlNetConfig.ConditioningScaleFactor"/>; values in [0, 1], RGB, as diffusers' control image
-    /// processor gives them), each times <paramref name="scale"/>, to images <paramref name="firstImage"/> to
-    /// <paramref name="firstImage"/> + N of <paramref name="into"/>. <paramref name="guessMode"/> scales the residuals
-    /// from 0.1 (the first skip) up to 1 (the mid block), 10^(-1 + i / skips), as diffusers' guess mode does (but for a
-    /// globally pooled ControlNet, whose residuals keep the plain scale there too).
+    /// processor gives them), each times <paramref name="scale"/> and the <paramref name="weighting"/>'s weight of its
+    /// depth, to images <paramref name="firstImage"/> to <paramref name="firstImage"/> + N of <paramref name="into"/>.
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor image,
-        float scale, bool guessMode, ControlResiduals into, int firstImage = 0, CancellationToken cancellation = default)
+        float scale, ResidualWeighting weighting, ControlResiduals into, int firstImage = 0, CancellationToken cancellation = default)
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             CheckInputs(sample, timesteps, context, contextLengths, image, scale, into, firstImage);
-            Run(sample, timesteps, context, contextLengths, image, scale, guessMode, into, firstImage, cancellation);
+            Run(sample, timesteps, context, contextLengths, image, scale, weighting, into, firstImage, cancellation);
         }
     }
 
@@ -158,7 +156,7 @@ public sealed unsafe class ControlNetModel : IDisposable
     }
 
     private void Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor image,
-        float scale, bool guessMode, ControlResiduals into, int firstImage, CancellationToken cancellation)
+        float scale, ResidualWeighting weighting, ControlResiduals into, int firstImage, CancellationToken cancellation)
     {
         int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
         RunState state = StateFor(batch, height, width, context.Dim(1), image.Dim(0));
@@ -208,26 +206,33 @@ public sealed unsafe class ControlNetModel : IDisposable
             Conv2d conv = i < count ? _controlnetDownBlocks[i] : _controlnetMidBlock;
             float* output = ws[Scratch.ControlNetOutput];
             conv.Forward(input.Data, batch, input.Height, input.Width, output, ws);
-            // A pooled ControlNet (always in guess mode in diffusers' pipeline) keeps the plain scale.
-            AddScaled(output, batch, input, ResidualScale(scale, guessMode && !Config.GlobalPoolConditions, i, count), into[i], firstImage);
+            // A pooled ControlNet (always in guess mode in diffusers' pipeline) keeps the plain scale there.
+            ResidualWeighting own = weighting == ResidualWeighting.GuessMode && Config.GlobalPoolConditions ? ResidualWeighting.Uniform : weighting;
+            AddScaled(output, batch, input, ResidualScale(scale, own, i, count), into[i], firstImage);
         }
     }
 
     /// <summary>
-    /// The scale of residual <paramref name="index"/> of <paramref name="count"/> skips (then the mid block's):
-    /// <paramref name="scale"/>, or in guess mode torch.logspace(-1, 0, count + 1)[index] x scale in float32.
+    /// The scale of residual <paramref name="index"/> of <paramref name="count"/> skips (then the mid block's, index
+    /// <paramref name="count"/>): <paramref name="scale"/>; in guess mode torch.logspace(-1, 0, count + 1)[index] x
+    /// scale in float32; soft, scale x 0.825^(count - index) in double, then float32 (A1111's 0.825 ** float(12 - i)
+    /// for SD's 12 skips).
     /// </summary>
-    internal static float ResidualScale(float scale, bool guessMode, int index, int count)
+    internal static float ResidualScale(float scale, ResidualWeighting weighting, int index, int count)
     {
-        if (!guessMode)
+        switch (weighting)
         {
-            return scale;
+            case ResidualWeighting.GuessMode:
+                // torch.logspace(start, end, steps) on the CPU: step (end - start) / (steps - 1) and the powers in double,
+                // base^(start + step i) in the first half, base^(end - step (steps - 1 - i)) in the second, then float32.
+                double step = 1.0 / count;
+                double exponent = index < (count + 1) / 2 ? -1.0 + step * index : 0.0 - step * (count - index);
+                return (float)Math.Pow(10.0, exponent) * scale;
+            case ResidualWeighting.Soft:
+                return (float)(scale * Math.Pow(0.825, count - index));
+            default:
+                return scale;
         }
-        // torch.logspace(start, end, steps) on the CPU: step (end - start) / (steps - 1) and the powers in double,
-        // base^(start + step i) in the first half, base^(end - step (steps - 1 - i)) in the second, then float32.
-        double step = 1.0 / count;
-        double exponent = index < (count + 1) / 2 ? -1.0 + step * index : 0.0 - step * (count - index);
-        return (float)Math.Pow(10.0, exponent) * scale;
     }
 
     /// <summary>

@@ -281,7 +281,7 @@ public static class BenchCommand
             Span<float> pixels = picture.Span;
             for (int i = 0; i < pixels.Length; i++) pixels[i] = 0.5f + 0.5f * pixels[i]; // [0, 1], as the pipeline passes it
             ControlResiduals residuals = net.CreateResiduals(batch, h, w);
-            return new Runner(() => net.Forward(sample, [999f], context, [], picture, 1f, false, residuals), residuals, net, sample, context, picture, source);
+            return new Runner(() => net.Forward(sample, [999f], context, [], picture, 1f, ResidualWeighting.Uniform, residuals), residuals, net, sample, context, picture, source);
         }
         catch
         {

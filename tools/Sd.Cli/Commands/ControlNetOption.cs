@@ -15,14 +15,15 @@ namespace Sd.Cli.Commands;
 /// diffusers or original format) with its <c>--control-image</c> (the preprocessed picture: edges, depth, pose..., or a
 /// photograph that <c>--control-preprocessor canny</c> turns into edges).
 /// <c>--control-preprocessor</c>, <c>--canny-low</c> / <c>--canny-high</c>, <c>--control-scale</c>,
-/// <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps a unit runs over) are given once for every
-/// unit or once per unit, in order; <c>--guess-mode</c> applies to all.
+/// <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps a unit runs over) and
+/// <c>--control-mode</c> (A1111's Control Mode) are given once for every unit or once per unit, in order;
+/// <c>--guess-mode</c> (diffusers') applies to all.
 /// </summary>
 internal sealed class ControlNetOption : IDisposable
 {
     /// <summary>The repeatable flags; the first two once per unit, the others once or once per unit.</summary>
     public static readonly string[] Flags = ["--controlnet", "--control-image", "--control-preprocessor", CannyLowFlag, CannyHighFlag,
-        "--control-scale", "--control-start", "--control-end"];
+        "--control-scale", "--control-start", "--control-end", "--control-mode"];
 
     public const string CannyLowFlag = "--canny-low", CannyHighFlag = "--canny-high";
 
@@ -35,7 +36,12 @@ internal sealed class ControlNetOption : IDisposable
     private readonly bool _guessMode;
     private readonly List<IDisposable> _loaded = [];
 
-    private sealed record Unit(string Path, PngImage Picture, string Preprocessor, double Low, double High, float Scale, float Start, float End);
+    private sealed record Unit(string Path, PngImage Picture, string Preprocessor, double Low, double High, float Scale, float Start, float End,
+        ControlMode Mode);
+
+    /// <summary>--control-mode's values and A1111's names for them, in <see cref="ControlMode"/>'s order.</summary>
+    private static readonly string[] ModeNames = ["balanced", "prompt", "controlnet"];
+    private static readonly string[] ModeLabels = ["Balanced", "My prompt is more important", "ControlNet is more important"];
 
     private ControlNetOption(Unit[] units, bool guessMode) => (_units, _guessMode) = (units, guessMode);
 
@@ -66,14 +72,23 @@ internal sealed class ControlNetOption : IDisposable
         float[] scales = PerUnit(line, "--control-scale", paths.Count, 1f, line.ParseFloat);
         float[] starts = PerUnit(line, "--control-start", paths.Count, 0f, line.ParseFloat);
         float[] ends = PerUnit(line, "--control-end", paths.Count, 1f, line.ParseFloat);
+        ControlMode[] modes = PerUnit(line, "--control-mode", paths.Count, ControlMode.Balanced, (flag, name) => Mode(line, flag, name));
+        if (line.Has(GuessModeFlag) && Array.FindIndex(modes, mode => mode != ControlMode.Balanced) >= 0)
+        {
+            throw new UsageException($"generate: {GuessModeFlag} (diffusers') and --control-mode (A1111's) each weight the residuals their own way; give one");
+        }
         var units = new Unit[paths.Count];
         for (int i = 0; i < units.Length; i++)
         {
             PngImage picture = Preprocess(PictureFile.ReadUpright(pictures[i]), preprocessors[i], lows[i], highs[i]);
-            units[i] = new Unit(paths[i], picture, preprocessors[i], lows[i], highs[i], scales[i], starts[i], ends[i]);
+            units[i] = new Unit(paths[i], picture, preprocessors[i], lows[i], highs[i], scales[i], starts[i], ends[i], modes[i]);
         }
         return new ControlNetOption(units, line.Has(GuessModeFlag));
     }
+
+    private static ControlMode Mode(CommandLine line, string flag, string name) =>
+        Array.IndexOf(ModeNames, name) is var index and >= 0 ? (ControlMode)index
+        : throw new UsageException($"{line.Command}: {flag} is {string.Join(", ", ModeNames)}, got '{name}'");
 
     /// <summary>A preprocessor's name, checked; shared with <c>sd preprocess</c>.</summary>
     public static string Preprocessor(CommandLine line, string flag, string name) =>
@@ -117,7 +132,8 @@ internal sealed class ControlNetOption : IDisposable
             }
             var model = new ControlNetModel(source.Config, source.Weights);
             _loaded.Add(model);
-            units[i] = new ControlNetUnit(model, unit.Picture) { Scale = unit.Scale, GuidanceStart = unit.Start, GuidanceEnd = unit.End, GuessMode = _guessMode };
+            units[i] = new ControlNetUnit(model, unit.Picture) { Scale = unit.Scale, GuidanceStart = unit.Start, GuidanceEnd = unit.End, GuessMode = _guessMode,
+                Mode = unit.Mode };
         }
         return units;
     }
@@ -125,8 +141,8 @@ internal sealed class ControlNetOption : IDisposable
     /// <summary>
     /// The parameters' ControlNet entries, in the A1111 ControlNet extension's form: <c>, ControlNet 0: "Module: none,
     /// Model: NAME, Weight: 1, Resize Mode: Just Resize, Guidance Start: 0, Guidance End: 1"</c>, one per unit (canny's
-    /// thresholds as "Threshold A: 100, Threshold B: 200" after the resize mode, Sd's guess mode added when on); read
-    /// back as not applied by --parameters-from.
+    /// thresholds as "Threshold A: 100, Threshold B: 200" after the resize mode; "Control Mode: ..." last unless
+    /// balanced; Sd's guess mode added when on); read back as not applied by --parameters-from.
     /// </summary>
     public string Parameters()
     {
@@ -142,7 +158,8 @@ internal sealed class ControlNetOption : IDisposable
             {
                 text.Append(CultureInfo.InvariantCulture, $"Threshold A: {unit.Low}, Threshold B: {unit.High}, ");
             }
-            text.Append(CultureInfo.InvariantCulture, $"Guidance Start: {F(unit.Start)}, Guidance End: {F(unit.End)}{(_guessMode ? ", Guess Mode: True" : "")}\"");
+            text.Append(CultureInfo.InvariantCulture, $"Guidance Start: {F(unit.Start)}, Guidance End: {F(unit.End)}{(_guessMode ? ", Guess Mode: True" : "")}")
+                .Append(unit.Mode == ControlMode.Balanced ? "" : $", Control Mode: {ModeLabels[(int)unit.Mode]}").Append('"');
         }
         return text.ToString();
     }

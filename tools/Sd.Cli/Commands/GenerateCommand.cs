@@ -29,7 +29,7 @@ public static partial class GenerateCommand
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
                            [--controlnet PATH --control-image edges.png [--control-preprocessor none|canny]
                             [--canny-low 100] [--canny-high 200] [--control-scale 1] [--control-start 0]
-                            [--control-end 1] ...] [--guess-mode]
+                            [--control-end 1] [--control-mode balanced|prompt|controlnet] ...] [--guess-mode]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png|out.jpg [--jpeg-quality 80] [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -138,9 +138,12 @@ public static partial class GenerateCommand
         them); none (the default) takes the picture as it is. Repeat --controlnet and --control-image, in order, for
         several ControlNets: their residuals add up. --control-scale multiplies a ControlNet's residuals (diffusers'
         controlnet_conditioning_scale, 1); --control-start and --control-end limit it to that fraction of the steps
-        (0 and 1); these, --control-preprocessor and the thresholds are each given once for every ControlNet or once
-        per --controlnet. --guess-mode applies them to the conditioned prediction only,
-        scaled from 0.1 to 1 across the blocks (diffusers' guess_mode). A ControlNet's encoder runs beside the UNet at
+        (0 and 1); --control-mode is A1111's Control Mode: balanced (the default), prompt ("My prompt is more
+        important": the residuals weighted 0.825^(12 - i), from 0.1 at the first block to 1 at the middle) or
+        controlnet ("ControlNet is more important": those weights, on the conditioned prediction only); these,
+        --control-preprocessor and the thresholds are each given once for every ControlNet or once per --controlnet.
+        --guess-mode (diffusers' guess_mode, not with --control-mode) applies them to the conditioned prediction only,
+        scaled from 0.1 to 1 across the blocks. A ControlNet's encoder runs beside the UNet at
         every step; its picture's embedding is computed once.
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.
         vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
