@@ -80,8 +80,9 @@ public sealed class PreprocessCommandTests : IDisposable
     {
         string photo = Photo("photo.png"), output = _dir.File("out.png");
         static string Refused(string[] args) => Assert.Throws<UsageException>(() => PreprocessCommand.Run(args, TextWriter.Null)).Message;
-        Assert.Contains("--preprocessor is none or canny, got 'depth'", Refused(["--image", photo, "--preprocessor", "depth", "--out", output]));
+        Assert.Contains("--preprocessor is none, canny or inpaint, got 'depth'", Refused(["--image", photo, "--preprocessor", "depth", "--out", output]));
         Assert.Contains("--preprocessor none would copy the picture", Refused(["--image", photo, "--preprocessor", "none", "--out", output]));
+        Assert.Contains("which no picture file holds; sd generate makes it", Refused(["--image", photo, "--preprocessor", "inpaint", "--out", output]));
         Assert.Contains("--canny-low expects a number, got 'nan'", Refused(["--image", photo, "--preprocessor", "canny", "--canny-low", "nan", "--out", output]));
         Assert.Contains("--preprocessor is required", Refused(["--image", photo, "--out", output]));
         Assert.Contains("give a name ending in .png, .jpg or .jpeg", Refused(["--image", photo, "--preprocessor", "canny", "--out", _dir.File("out.bmp")]));
@@ -118,10 +119,46 @@ public sealed class PreprocessCommandTests : IDisposable
         static string Refused(string[] args) => Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message;
         Assert.Contains("generate: --canny-low and --canny-high go with --control-preprocessor canny",
             Refused([.. common, "--control-image", photo, "--canny-high", "90", "--out", output]));
-        Assert.Contains("generate: --control-preprocessor is none or canny, got 'Canny'",
+        Assert.Contains("generate: --control-preprocessor is none, canny or inpaint, got 'Canny'",
             Refused([.. common, "--control-image", photo, "--control-preprocessor", "Canny", "--out", output]));
         Assert.Contains("--control-preprocessor goes with --controlnet",
             Refused(["--model", Fixtures.Path("tiny/model"), "--prompt", "a cat", "--control-preprocessor", "canny", "--out", output]));
+        Assert.False(File.Exists(output));
+    }
+
+    /// <summary>
+    /// --control-preprocessor inpaint masks the control picture with the run's --mask: it steers otherwise than the
+    /// picture alone, is recorded, and needs a mask of the picture's size.
+    /// </summary>
+    [FixtureFact]
+    public void Generate_with_inpaint_masks_the_control_picture_with_the_runs_mask()
+    {
+        string controlNet = TinyControlNet.Write(_dir.File("tiny-controlnet"));
+        string photo = _dir.File("photo.png"), mask = _dir.File("mask.png"), small = _dir.File("small.png");
+        var pixels = new byte[32 * 24 * 3];
+        new Random(5).NextBytes(pixels);
+        PngFile.Write(photo, new PngImage(32, 24, 3, pixels));
+        var marks = new byte[32 * 24];
+        for (int y = 6; y < 18; y++) marks.AsSpan(y * 32 + 10, 12).Fill(255);
+        PngFile.Write(mask, new PngImage(32, 24, 1, marks));
+        PngFile.Write(small, new PngImage(16, 12, 1, new byte[16 * 12]));
+        string[] common = ["--model", Fixtures.Path("tiny/model"), "--prompt", "a cat", "--steps", "2", "--seed", "7", "--init-image", photo,
+            "--strength", "0.9", "--controlnet", controlNet, "--control-image", photo];
+        string masked = _dir.File("masked.png"), plain = _dir.File("plain.png"), inverted = _dir.File("inverted.png");
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--mask", mask, "--control-preprocessor", "inpaint", "--out", masked], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--mask", mask, "--out", plain], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--mask", mask, "--invert-mask", "--control-preprocessor", "inpaint", "--out", inverted], TextWriter.Null));
+        PngImage a = PngFile.Read(masked), b = PngFile.Read(plain);
+        Assert.False(a.Pixels.AsSpan().SequenceEqual(b.Pixels), "the inpainting condition steers as the plain picture does");
+        Assert.False(a.Pixels.AsSpan().SequenceEqual(PngFile.Read(inverted).Pixels), "--invert-mask changed nothing");
+        Assert.Contains("ControlNet 0: \"Module: inpaint, Model: tiny-controlnet,", a.Text["parameters"]);
+
+        string output = _dir.File("out.png");
+        static string Refused(string[] args) => Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message;
+        Assert.Contains("--control-preprocessor inpaint masks the control picture with the run's --mask; give --init-image and --mask",
+            Refused([.. common, "--control-preprocessor", "inpaint", "--out", output]));
+        Assert.Contains($"--control-image {photo} is 32x24 and --mask 16x12",
+            Refused([.. common, "--mask", small, "--control-preprocessor", "inpaint", "--inpaint-area", "whole", "--out", output]));
         Assert.False(File.Exists(output));
     }
 }

@@ -161,6 +161,75 @@ public sealed class ControlNetPipelineTests : IDisposable
         Assert.Contains("guess mode (diffusers') goes with the balanced mode only", message);
     }
 
+    /// <summary>
+    /// The inpainting condition (diffusers' make_inpaint_condition): RGB / 255 with -1 where the mask's gray is above
+    /// 0.5 (128 and up), then nearest neighbours to the pass (PyTorch's floor(i x in / out), 2x repeating each pixel).
+    /// </summary>
+    [Fact]
+    public void An_inpainting_condition_is_the_picture_with_minus_one_under_the_mask()
+    {
+        PngImage picture = Picture(5, 4, 7);
+        var gray = new byte[5 * 4];
+        gray[0] = 127; // 127 / 255 is below 0.5
+        gray[1] = 128;
+        gray[7] = 255;
+        var rgbMask = new byte[5 * 4 * 3];
+        for (int i = 0; i < gray.Length; i++) rgbMask[i * 3] = rgbMask[i * 3 + 1] = rgbMask[i * 3 + 2] = gray[i];
+        foreach (PngImage mask in new[] { new PngImage(5, 4, 1, gray), new PngImage(5, 4, 3, rgbMask) })
+        {
+            using Tensor same = ControlNetPass.InpaintCondition(picture, mask, 5, 4), twice = ControlNetPass.InpaintCondition(picture, mask, 10, 8);
+            using Tensor odd = ControlNetPass.InpaintCondition(picture, mask, 7, 3);
+            for (int p = 0; p < 20; p++)
+            {
+                for (int c = 0; c < 3; c++)
+                {
+                    float expected = p is 1 or 7 ? -1f : picture.Pixels[p * 3 + c] / 255f;
+                    Assert.Equal(expected, same.Span[p * 3 + c]);
+                }
+            }
+            for (int y = 0; y < 8; y++)
+            {
+                for (int x = 0; x < 10; x++)
+                {
+                    Assert.Equal(same.Span[((y / 2) * 5 + x / 2) * 3 + 1], twice.Span[(y * 10 + x) * 3 + 1]);
+                }
+            }
+            // 4 rows to 3: rows 0, 1, 2 (floor(y x 4/3)); 5 columns to 7: 0, 0, 1, 2, 2, 3, 4 (floor(x x 5/7)).
+            int[] rows = [0, 1, 2], columns = [0, 0, 1, 2, 2, 3, 4];
+            for (int y = 0; y < 3; y++)
+            {
+                for (int x = 0; x < 7; x++)
+                {
+                    Assert.Equal(same.Span[(rows[y] * 5 + columns[x]) * 3 + 2], odd.Span[(y * 7 + x) * 3 + 2]);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A unit with a mask steers by the masked condition: an empty mask at the pass's size is the plain unit (the
+    /// picture is not resized either way), a mask over part of it changes the run; a mask of another size is refused.
+    /// </summary>
+    [FixtureFact]
+    public void A_masked_unit_steers_by_the_inpainting_condition()
+    {
+        using ControlNetSource source = ControlNetSource.Open(ControlNetFixture.Write(_dir, "shared_image"));
+        using var controlNet = new ControlNetModel(source.Config, source.Weights);
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));
+        var unit = new ControlNetUnit(controlNet, Picture(32, 24, 1));
+        var marks = new byte[32 * 24];
+        float[] plain = Latents(pipeline, Request with { ControlNets = [unit] });
+        Assert.Equal(plain, Latents(pipeline, Request with { ControlNets = [unit with { Mask = new PngImage(32, 24, 1, marks) }] }));
+        for (int y = 4; y < 12; y++) marks.AsSpan(y * 32 + 8, 10).Fill(255);
+        float[] masked = Latents(pipeline, Request with { ControlNets = [unit with { Mask = new PngImage(32, 24, 1, marks) }] });
+        Assert.True(Compare.RelativeL2(plain, masked) > 1e-4, "the mask changed nothing");
+        string message = Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with
+        {
+            ControlNets = [unit with { Mask = new PngImage(16, 24, 1, new byte[16 * 24]) }],
+        })).Message;
+        Assert.Contains("its mask is 16x24, its picture 32x24", message);
+    }
+
     /// <summary>The pipeline runs an inpainting UNet with a ControlNet: at scale 0 it is the plain inpainting run.</summary>
     [FixtureFact]
     public void An_inpainting_unet_runs_with_a_controlnet()

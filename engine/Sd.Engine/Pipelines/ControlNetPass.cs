@@ -1,6 +1,7 @@
 using Sd.Engine.Imaging;
 using Sd.Engine.Tensors;
 using Sd.Engine.UNet;
+using Sd.Kernels.Elementwise;
 using Sd.Loaders.Png;
 
 namespace Sd.Engine.Pipelines;
@@ -52,7 +53,7 @@ internal sealed unsafe class ControlNetPass : IDisposable
         {
             for (int u = 0; u < units.Count; u++)
             {
-                images[u] = Picture(units[u].Image, w * factor, h * factor);
+                images[u] = units[u].Mask is { } mask ? InpaintCondition(units[u].Image, mask, w * factor, h * factor) : Picture(units[u].Image, w * factor, h * factor);
             }
             residuals = units[0].Model.CreateResiduals(batch, h, w);
             latentInput = unetInput.Dim(3) != latentChannels ? Tensor.Allocate([batch, h, w, latentChannels]) : null;
@@ -89,6 +90,30 @@ internal sealed unsafe class ControlNetPass : IDisposable
         byte[] pixels = resized.Pixels;
         Span<float> values = tensor.Span;
         for (int i = 0; i < pixels.Length; i++) values[i] = pixels[i] / 255f;
+        return tensor;
+    }
+
+    /// <summary>
+    /// diffusers' make_inpaint_condition, then its tensor resize: the picture as RGB in [0, 1] with -1 where the mask
+    /// (gray) is above 0.5, taken to <paramref name="width"/> x <paramref name="height"/> by nearest neighbours
+    /// (PyTorch's index rule, floor(i x in / out)), [1, H, W, 3].
+    /// </summary>
+    internal static Tensor InpaintCondition(PngImage picture, PngImage mask, int width, int height)
+    {
+        byte[] rgb = ImageConversion.RgbBytes(picture), gray = ImageConversion.GrayBytes(mask);
+        int sourceWidth = picture.Width, sourceHeight = picture.Height;
+        Tensor tensor = Tensor.Allocate([1, height, width, 3]);
+        Span<float> values = tensor.Span;
+        for (int y = 0; y < height; y++)
+        {
+            int sy = ResizeKernels.NearestIndex(y, sourceHeight, height);
+            for (int x = 0; x < width; x++)
+            {
+                int source = sy * sourceWidth + ResizeKernels.NearestIndex(x, sourceWidth, width), target = (y * width + x) * 3;
+                bool masked = gray[source] / 255f > 0.5f;
+                for (int c = 0; c < 3; c++) values[target + c] = masked ? -1f : rgb[source * 3 + c] / 255f;
+            }
+        }
         return tensor;
     }
 

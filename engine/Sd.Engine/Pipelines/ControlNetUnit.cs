@@ -37,6 +37,14 @@ public sealed record ControlNetUnit(ControlNetModel Model, PngImage Image)
     /// </summary>
     public ControlMode Mode { get; init; }
 
+    /// <summary>
+    /// For an inpainting ControlNet (lllyasviel/control_v11p_sd15_inpaint): the area to repaint (light, gray above
+    /// 0.5 as Pillow's convert("L") reads it), the picture's size. The picture's pixels there become -1 (diffusers'
+    /// make_inpaint_condition), and that condition is resized to each pass by nearest neighbours, as diffusers' control
+    /// image processor resizes a tensor (F.interpolate), instead of the Lanczos of a plain picture.
+    /// </summary>
+    public PngImage? Mask { get; init; }
+
     /// <summary>Whether step <paramref name="index"/> of <paramref name="count"/> runs it (diffusers' controlnet_keep).</summary>
     internal bool ActiveAt(int index, int count) =>
         !(index / (double)count < GuidanceStart || (index + 1) / (double)count > GuidanceEnd) && Scale != 0;

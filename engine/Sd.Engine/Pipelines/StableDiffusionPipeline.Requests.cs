@@ -207,6 +207,11 @@ public sealed partial class StableDiffusionPipeline
                 throw new ArgumentException($"ControlNet {u}: the scale must be finite and 0 <= guidance start < guidance end <= 1, got " +
                     $"{unit.Scale}, {unit.GuidanceStart} and {unit.GuidanceEnd}", nameof(request));
             }
+            if (unit.Mask is { } mask && (mask.Width, mask.Height) != (unit.Image.Width, unit.Image.Height))
+            {
+                throw new ArgumentException($"ControlNet {u}: its mask is {mask.Width}x{mask.Height}, its picture {unit.Image.Width}x{unit.Image.Height}; " +
+                    "an inpainting condition masks the picture it is made of", nameof(request));
+            }
             if (!Enum.IsDefined(unit.Mode) || (unit.GuessMode && unit.Mode != ControlMode.Balanced))
             {
                 throw new ArgumentException($"ControlNet {u}: control mode {unit.Mode} with guess mode {unit.GuessMode}; guess mode (diffusers') goes with " +

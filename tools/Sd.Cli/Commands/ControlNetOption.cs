@@ -13,7 +13,8 @@ namespace Sd.Cli.Commands;
 /// <summary>
 /// <c>sd generate</c>'s ControlNets: each <c>--controlnet PATH</c> (a diffusers ControlNet folder, or a weights file in
 /// diffusers or original format) with its <c>--control-image</c> (the preprocessed picture: edges, depth, pose..., or a
-/// photograph that <c>--control-preprocessor canny</c> turns into edges).
+/// photograph that <c>--control-preprocessor canny</c> turns into edges, or that <c>inpaint</c> masks with the run's
+/// <c>--mask</c> for an inpainting ControlNet).
 /// <c>--control-preprocessor</c>, <c>--canny-low</c> / <c>--canny-high</c>, <c>--control-scale</c>,
 /// <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps a unit runs over) and
 /// <c>--control-mode</c> (A1111's Control Mode) are given once for every unit or once per unit, in order;
@@ -27,8 +28,11 @@ internal sealed class ControlNetOption : IDisposable
 
     public const string CannyLowFlag = "--canny-low", CannyHighFlag = "--canny-high";
 
-    /// <summary>The preprocessors' names: none (the picture is the control picture) and canny (<see cref="CannyEdges"/>).</summary>
-    public const string None = "none", Canny = "canny";
+    /// <summary>
+    /// The preprocessors' names: none (the picture is the control picture), canny (<see cref="CannyEdges"/>) and
+    /// inpaint (the picture masked by the run's --mask, <see cref="ControlNetUnit.Mask"/>).
+    /// </summary>
+    public const string None = "none", Canny = "canny", Inpaint = "inpaint";
 
     public const string GuessModeFlag = "--guess-mode";
 
@@ -36,8 +40,8 @@ internal sealed class ControlNetOption : IDisposable
     private readonly bool _guessMode;
     private readonly List<IDisposable> _loaded = [];
 
-    private sealed record Unit(string Path, PngImage Picture, string Preprocessor, double Low, double High, float Scale, float Start, float End,
-        ControlMode Mode);
+    private sealed record Unit(string Path, PngImage Picture, PngImage? Mask, string Preprocessor, double Low, double High, float Scale, float Start,
+        float End, ControlMode Mode);
 
     /// <summary>--control-mode's values and A1111's names for them, in <see cref="ControlMode"/>'s order.</summary>
     private static readonly string[] ModeNames = ["balanced", "prompt", "controlnet"];
@@ -45,8 +49,11 @@ internal sealed class ControlNetOption : IDisposable
 
     private ControlNetOption(Unit[] units, bool guessMode) => (_units, _guessMode) = (units, guessMode);
 
-    /// <summary>The flags' ControlNets, their pictures read (before any model loads); null without --controlnet.</summary>
-    public static ControlNetOption? Read(CommandLine line)
+    /// <summary>
+    /// The flags' ControlNets, their pictures read (before any model loads); null without --controlnet.
+    /// <paramref name="mask"/> is the run's --mask, which the inpaint preprocessor takes (inverted by --invert-mask).
+    /// </summary>
+    public static ControlNetOption? Read(CommandLine line, PngImage? mask)
     {
         IReadOnlyList<string> paths = line.GetAll("--controlnet");
         if (paths.Count == 0)
@@ -77,13 +84,37 @@ internal sealed class ControlNetOption : IDisposable
         {
             throw new UsageException($"generate: {GuessModeFlag} (diffusers') and --control-mode (A1111's) each weight the residuals their own way; give one");
         }
+        PngImage? inpaintMask = Array.IndexOf(preprocessors, Inpaint) >= 0 ? InpaintMask(line, mask) : null;
         var units = new Unit[paths.Count];
         for (int i = 0; i < units.Length; i++)
         {
             PngImage picture = Preprocess(PictureFile.ReadUpright(pictures[i]), preprocessors[i], lows[i], highs[i]);
-            units[i] = new Unit(paths[i], picture, preprocessors[i], lows[i], highs[i], scales[i], starts[i], ends[i], modes[i]);
+            PngImage? unitMask = preprocessors[i] == Inpaint ? inpaintMask : null;
+            if (unitMask is not null && (unitMask.Width, unitMask.Height) != (picture.Width, picture.Height))
+            {
+                throw new UsageException($"generate: --control-image {pictures[i]} is {picture.Width}x{picture.Height} and --mask {unitMask.Width}x{unitMask.Height}; " +
+                    $"--control-preprocessor {Inpaint} masks the picture with the run's mask, so give pictures of one size (the --init-image, say)");
+            }
+            units[i] = new Unit(paths[i], picture, unitMask, preprocessors[i], lows[i], highs[i], scales[i], starts[i], ends[i], modes[i]);
         }
         return new ControlNetOption(units, line.Has(GuessModeFlag));
+    }
+
+    /// <summary>The run's mask as gray, inverted by --invert-mask as the run's is (A1111's Inpaint not masked).</summary>
+    private static PngImage InpaintMask(CommandLine line, PngImage? mask)
+    {
+        if (mask is null)
+        {
+            throw new UsageException($"generate: --control-preprocessor {Inpaint} masks the control picture with the run's --mask; give --init-image and --mask");
+        }
+        PngImage gray = ImageConversion.AsGray(mask);
+        if (!line.Has("--invert-mask"))
+        {
+            return gray;
+        }
+        var inverted = new byte[gray.Pixels.Length];
+        for (int i = 0; i < inverted.Length; i++) inverted[i] = (byte)(255 - gray.Pixels[i]);
+        return new PngImage(gray.Width, gray.Height, 1, inverted);
     }
 
     private static ControlMode Mode(CommandLine line, string flag, string name) =>
@@ -92,7 +123,7 @@ internal sealed class ControlNetOption : IDisposable
 
     /// <summary>A preprocessor's name, checked; shared with <c>sd preprocess</c>.</summary>
     public static string Preprocessor(CommandLine line, string flag, string name) =>
-        name is None or Canny ? name : throw new UsageException($"{line.Command}: {flag} is {None} or {Canny}, got '{name}'");
+        name is None or Canny or Inpaint ? name : throw new UsageException($"{line.Command}: {flag} is {None}, {Canny} or {Inpaint}, got '{name}'");
 
     /// <summary>The control picture <paramref name="preprocessor"/> makes of <paramref name="picture"/>.</summary>
     public static PngImage Preprocess(PngImage picture, string preprocessor, double low, double high) =>
@@ -133,7 +164,7 @@ internal sealed class ControlNetOption : IDisposable
             var model = new ControlNetModel(source.Config, source.Weights);
             _loaded.Add(model);
             units[i] = new ControlNetUnit(model, unit.Picture) { Scale = unit.Scale, GuidanceStart = unit.Start, GuidanceEnd = unit.End, GuessMode = _guessMode,
-                Mode = unit.Mode };
+                Mode = unit.Mode, Mask = unit.Mask };
         }
         return units;
     }

@@ -27,7 +27,7 @@ public static partial class GenerateCommand
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
                            [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
-                           [--controlnet PATH --control-image edges.png [--control-preprocessor none|canny]
+                           [--controlnet PATH --control-image edges.png [--control-preprocessor none|canny|inpaint]
                             [--canny-low 100] [--canny-high 200] [--control-scale 1] [--control-start 0]
                             [--control-end 1] [--control-mode balanced|prompt|controlnet] ...] [--guess-mode]
                            [--log-level trace|debug|information|warning|error|none]
@@ -135,7 +135,10 @@ public static partial class GenerateCommand
         map, depth map, pose skeleton...), resized to the output with Lanczos as diffusers does, and to a hires fix's
         second pass. --control-preprocessor canny makes it from a photograph: its edges as OpenCV's cv2.Canny with
         thresholds --canny-low and --canny-high (100 and 200), at the photograph's own size (`sd preprocess` shows
-        them); none (the default) takes the picture as it is. Repeat --controlnet and --control-image, in order, for
+        them); inpaint, for an inpainting ControlNet (control_v11p_sd15_inpaint), sets the picture's pixels under the
+        run's --mask (inverted by --invert-mask; the picture's size, e.g. the --init-image) to -1, as diffusers'
+        make_inpaint_condition, and resizes that by nearest neighbours; none (the default) takes the picture as it
+        is. Repeat --controlnet and --control-image, in order, for
         several ControlNets: their residuals add up. --control-scale multiplies a ControlNet's residuals (diffusers'
         controlnet_conditioning_scale, 1); --control-start and --control-end limit it to that fraction of the steps
         (0 and 1); --control-mode is A1111's Control Mode: balanced (the default), prompt ("My prompt is more
@@ -241,7 +244,7 @@ public static partial class GenerateCommand
         PngImage? initPicture = line.Get("--init-image") is { } initPath ? PictureFile.ReadUpright(initPath) : null;
         PngImage? maskPicture = line.Get("--mask") is { } maskPath ? PictureFile.ReadUpright(maskPath) : null;
         InpaintSettings? inpaintSettings = InpaintSettingsOf(line, initPicture, maskPicture);
-        using ControlNetOption? controlNet = ControlNetOption.Read(line);
+        using ControlNetOption? controlNet = ControlNetOption.Read(line, maskPicture);
         (int seedResizeWidth, int seedResizeHeight) = SeedResizeOf(line);
         var request = new GenerateRequest
         {

@@ -35,9 +35,11 @@ public static class PreprocessCommand
         var line = new CommandLine("preprocess", args, Flags, []);
         string input = line.Require("--image"), outPath = line.Require("--out");
         string preprocessor = ControlNetOption.Preprocessor(line, "--preprocessor", line.Require("--preprocessor"));
-        if (preprocessor == ControlNetOption.None)
+        if (preprocessor != ControlNetOption.Canny)
         {
-            throw new UsageException($"preprocess: --preprocessor {ControlNetOption.None} would copy the picture; give {ControlNetOption.Canny}");
+            throw new UsageException(preprocessor == ControlNetOption.None
+                ? $"preprocess: --preprocessor {ControlNetOption.None} would copy the picture; give {ControlNetOption.Canny}"
+                : $"preprocess: --preprocessor {ControlNetOption.Inpaint} makes a condition of -1 under the mask, which no picture file holds; sd generate makes it");
         }
         double low = line.GetDouble(ControlNetOption.CannyLowFlag, Sd.Engine.Imaging.CannyEdges.DefaultLow);
         double high = line.GetDouble(ControlNetOption.CannyHighFlag, Sd.Engine.Imaging.CannyEdges.DefaultHigh);
