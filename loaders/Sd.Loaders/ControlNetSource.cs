@@ -10,17 +10,20 @@ namespace Sd.Loaders;
 /// A ControlNet's config and memory-mapped weights: a diffusers ControlNetModel folder (config.json and
 /// diffusion_pytorch_model[.fp16].safetensors, or its shards), or a weights file given by name, in diffusers or
 /// original format (lllyasviel's control_v11p_sd15_canny.safetensors: cldm names, <see cref="ControlNetKeyMapping"/>).
-/// The config is the config.json beside the weights, or else inferred from their shapes (<see cref="InferredSettings"/>
-/// says what that assumed). Either way it must fit the tensors exactly (<see cref="LayoutFit"/>), so a UNet, a LoRA or
+/// The config is the config.json beside the weights, or else inferred from their shapes, the heads and global pooling
+/// taken from an original file's yaml (<c>STEM.yaml</c> beside it, as A1111's ControlNet extension reads it) when there
+/// is one (<see cref="InferredSettings"/> says what was still assumed). Either way it must fit the tensors exactly (<see cref="LayoutFit"/>), so a UNet, a LoRA or
 /// a ControlNet of another shape fails here, naming the difference.
 /// </summary>
 public sealed class ControlNetSource : IDisposable
 {
     private readonly List<SafetensorsFile> _files;
 
-    private ControlNetSource(string path, ControlNetConfig config, NamedWeights named, List<SafetensorsFile> files, List<InferredSetting> guesses)
+    private ControlNetSource(string path, ControlNetConfig config, string? configFile, NamedWeights named, List<SafetensorsFile> files,
+        List<InferredSetting> guesses)
     {
         Path = path;
+        ConfigFile = configFile;
         Config = config;
         Weights = named.Weights;
         Format = named.Format;
@@ -39,6 +42,9 @@ public sealed class ControlNetSource : IDisposable
     public string Path { get; }
 
     public ControlNetConfig Config { get; }
+
+    /// <summary>The config.json the config was read from, or the yaml that settled part of an inferred one; null when the shapes alone gave it.</summary>
+    public string? ConfigFile { get; }
 
     /// <summary>The tensors under diffusers names.</summary>
     public WeightSet Weights { get; }
@@ -74,15 +80,41 @@ public sealed class ControlNetSource : IDisposable
             string configPath = System.IO.Path.Combine(folder, "config.json");
             bool given = File.Exists(configPath);
             var guesses = new List<InferredSetting>();
-            ControlNetConfig config = given ? ControlNetConfig.Load(configPath) : ConfigInference.ControlNet(weights, guesses);
-            LayoutFit.Require(weights, DiffusersLayout.ControlNet(config), given ? configPath : $"{weightsPath} (config inferred from its shapes)");
-            return new ControlNetSource(path, config, named, files, guesses);
+            string? yamlPath = given || isIndex || Directory.Exists(path) ? null : System.IO.Path.ChangeExtension(weightsPath, ".yaml");
+            yamlPath = yamlPath is not null && File.Exists(yamlPath) ? yamlPath : null;
+            ControlNetConfig config = given ? ControlNetConfig.Load(configPath) : Inferred(weights, yamlPath, guesses);
+            LayoutFit.Require(weights, DiffusersLayout.ControlNet(config),
+                given ? configPath : $"{weightsPath} (config inferred from its shapes{(yamlPath is null ? "" : " and " + yamlPath)})");
+            return new ControlNetSource(path, config, given ? configPath : yamlPath, named, files, guesses);
         }
         catch
         {
             foreach (SafetensorsFile file in files) file.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The config the shapes imply, its heads and global pooling from the yaml beside an original file when there is
+    /// one (which settles those guesses).
+    /// </summary>
+    private static ControlNetConfig Inferred(WeightSet weights, string? yamlPath, List<InferredSetting> guesses)
+    {
+        ControlNetConfig config = ConfigInference.ControlNet(weights, guesses);
+        if (yamlPath is null)
+        {
+            return config;
+        }
+        var yaml = CldmYaml.Read(yamlPath);
+        if (yaml.Heads(config.Encoder.BlockOutChannels) is { } heads)
+        {
+            config = config with { Encoder = config.Encoder with { NumAttentionHeads = heads } };
+            guesses.RemoveAll(guess => guess.Setting == "attention heads");
+        }
+        guesses.RemoveAll(guess => guess.Setting == "global pooling");
+        config = config with { GlobalPoolConditions = yaml.GlobalAveragePooling };
+        config.Validate(yamlPath);
+        return config;
     }
 
     /// <summary>

@@ -119,7 +119,7 @@ public sealed class InfoCommandTests : IDisposable
         string folder = TinyControlNet.Write(_dir.File("tiny-controlnet"));
         string text = Run(folder);
         Assert.Contains($"controlnet: {folder}", text);
-        Assert.Contains("format:     diffusers ControlNetModel names, config from config.json", text);
+        Assert.Contains($"format:     diffusers ControlNetModel names, config from {Path.Combine(folder, "config.json")}", text);
         Assert.Contains("F32 x", text);
         Assert.Contains("encoder:    blocks [32, 64] x2 layers, down [DownBlock2D, CrossAttnDownBlock2D]", text);
         Assert.Contains("picture:    3 channels (RGB order), embedding [8, 16], 2x the latents' size", text);
@@ -133,7 +133,7 @@ public sealed class InfoCommandTests : IDisposable
         text = Run(file);
         Assert.Contains("config inferred from its shapes", text);
         Assert.Contains("  guessed: channel order rgb", text);
-        Assert.Contains("a config.json beside it overrides it", text);
+        Assert.Contains("a config.json (or an original file's STEM.yaml) beside it overrides it", text);
     }
 
     [Fact]

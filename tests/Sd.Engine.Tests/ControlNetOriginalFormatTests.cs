@@ -71,6 +71,46 @@ public sealed class ControlNetOriginalFormatTests : IDisposable
         AssertSameResiduals(expected, inferred);
     }
 
+    /// <summary>
+    /// A bare file with its yaml beside it (STEM.yaml, as lllyasviel ships them): the heads (num_heads) and the
+    /// pooling come from the yaml, so only the channel order is still a guess, and it runs as the diffusers folder
+    /// (attention_head_dim 8) bit for bit. A shuffle yaml's global_average_pooling turns pooling on.
+    /// </summary>
+    [FixtureFact]
+    public void A_bare_file_takes_heads_and_pooling_from_its_yaml()
+    {
+        string diffusers = ControlNetFixture.Write(_dir, "shared_image");
+        string original = ControlNetFixture.WriteOriginal(_dir, diffusers, prefixed: false);
+        string yaml = Path.ChangeExtension(original, ".yaml");
+        const string Layout = """
+            model:
+              target: cldm.cldm.ControlLDM
+              params:
+                control_stage_config:
+                  target: cldm.cldm.ControlNet
+                  params:
+                    num_heads: 8 # the case's attention_head_dim
+                    context_dim: 32
+            """;
+        File.WriteAllText(yaml, Layout);
+        using (ControlNetSource fromYaml = ControlNetSource.Open(original))
+        using (ControlNetSource expected = ControlNetSource.Open(diffusers))
+        {
+            Assert.Equal(yaml, fromYaml.ConfigFile);
+            Assert.Equal([8, 8], fromYaml.Config.Encoder.NumAttentionHeads);
+            Assert.False(fromYaml.Config.GlobalPoolConditions);
+            Assert.Equal(["channel order"], Array.ConvertAll(fromYaml.InferredSettings.ToArray(), g => g.Setting));
+            AssertSameResiduals(expected, fromYaml);
+        }
+        File.WriteAllText(yaml, Layout + "\n            global_average_pooling: True\n");
+        using (ControlNetSource pooled = ControlNetSource.Open(original))
+        {
+            Assert.True(pooled.Config.GlobalPoolConditions);
+        }
+        File.WriteAllText(yaml, Layout.Replace("num_heads: 8", "num_heads: 3", StringComparison.Ordinal));
+        Assert.Contains("does not divide block 0's 32 channels", Assert.Throws<InvalidFileException>(() => ControlNetSource.Open(original)).Message);
+    }
+
     /// <summary>Without a tensor the inferred config still implies, the file fails the layout check, naming it.</summary>
     [FixtureFact]
     public void A_file_missing_a_zero_convolution_is_refused_by_name()

@@ -35,7 +35,7 @@ public static partial class ConfigInference
         };
         config.Validate(weights.Source);
         guesses?.Add(new(component, "global pooling", "off",
-            "as in every ControlNet but shuffle (control_v11e_sd15_shuffle), whose file needs a config.json beside it with \"global_pool_conditions\": true"));
+            "as in every ControlNet but shuffle (control_v11e_sd15_shuffle), whose file needs its control_v11e_sd15_shuffle.yaml (global_average_pooling: True) or a config.json (\"global_pool_conditions\": true) beside it"));
         guesses?.Add(new(component, "channel order", "rgb", "as in lllyasviel's ControlNets"));
         return config;
     }

@@ -159,7 +159,7 @@ internal sealed class ControlNetOption : IDisposable
             _loaded.Add(source);
             foreach (InferredSetting guess in source.InferredSettings)
             {
-                logger.LogInformation("{ControlNet}: {Guess}; a config.json beside it overrides it", unit.Path, guess);
+                logger.LogInformation("{ControlNet}: {Guess}; a config.json (or an original file's STEM.yaml) beside it overrides it", unit.Path, guess);
             }
             var model = new ControlNetModel(source.Config, source.Weights);
             _loaded.Add(model);

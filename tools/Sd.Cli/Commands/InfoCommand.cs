@@ -72,7 +72,12 @@ public static class InfoCommand
             ControlNetFormat.Diffusers => "diffusers ControlNetModel names",
             ControlNetFormat.Original => "original format (cldm names, as lllyasviel's ControlNet 1.1 files)",
             _ => $"original format in a whole ControlLDM (control_model.*; its SD model's {source.SkippedKeyCount} tensors not read)",
-        }}, config {(source.InferredSettings.Count > 0 ? "inferred from its shapes" : "from config.json")}");
+        }}, config {source.ConfigFile switch
+        {
+            null => "inferred from its shapes",
+            { } file when file.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) => $"inferred from its shapes and {file}",
+            { } file => $"from {file}",
+        }}");
         output.WriteLine($"weights:    {Count(weights.ParameterCount)} parameters in {weights.Count} tensors, {DTypeSummary(weights)}, {Mib(weights.StoredBytes)} stored");
         output.WriteLine($"  source:   {weights.Source}");
         output.WriteLine($"encoder:    {UNetSummary(encoder)}");
@@ -81,7 +86,7 @@ public static class InfoCommand
             (config.GlobalPoolConditions ? ", residuals pooled over the picture (always in guess mode)" : ""));
         foreach (InferredSetting guess in source.InferredSettings)
         {
-            output.WriteLine($"  guessed: {guess.Setting} {guess.Value}, not stored in the file: {guess.Basis}; a config.json beside it overrides it");
+            output.WriteLine($"  guessed: {guess.Setting} {guess.Value}, not stored in the file: {guess.Basis}; a config.json (or an original file's STEM.yaml) beside it overrides it");
         }
         output.WriteLine($"steers:     UNets of blocks [{string.Join(", ", encoder.BlockOutChannels)}] with cross-attention {encoder.CrossAttentionDim[0]} " +
             $"and {encoder.InChannels} latent channels{Family(encoder.CrossAttentionDim[0])}");
