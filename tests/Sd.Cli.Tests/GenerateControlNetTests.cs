@@ -82,17 +82,19 @@ public sealed class GenerateControlNetTests : IDisposable
         string[] unit = [.. Common(), "--controlnet", folder, "--control-image", edges];
         Assert.Equal(0, GenerateCommand.Run([.. unit, "--control-mode", "balanced", "--out", balanced], TextWriter.Null));
         Assert.Equal(0, GenerateCommand.Run([.. unit, "--control-mode", "prompt", "--out", prompt], TextWriter.Null));
-        Assert.Equal(0, GenerateCommand.Run([.. unit, "--control-mode", "controlnet", "--out", control], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. unit, "--control-mode", "controlnet", "--control-resize-mode", "crop", "--out", control], TextWriter.Null));
         PngImage a = PngFile.Read(balanced), b = PngFile.Read(prompt), c = PngFile.Read(control);
         Assert.False(a.Pixels.AsSpan().SequenceEqual(b.Pixels), "\"My prompt is more important\" changed nothing");
         Assert.False(b.Pixels.AsSpan().SequenceEqual(c.Pixels), "\"ControlNet is more important\" is the prompt's mode");
         Assert.EndsWith("Guidance Start: 0, Guidance End: 1\"", a.Text["parameters"]);
         Assert.EndsWith("Guidance End: 1, Control Mode: My prompt is more important\"", b.Text["parameters"]);
-        Assert.EndsWith("Guidance End: 1, Control Mode: ControlNet is more important\"", c.Text["parameters"]);
+        Assert.EndsWith("Resize Mode: Crop and Resize, Guidance Start: 0, Guidance End: 1, Control Mode: ControlNet is more important\"", c.Text["parameters"]);
 
         string png = _dir.File("x.png");
         Assert.Contains("--guess-mode (diffusers') and --control-mode (A1111's) each weight the residuals their own way",
             Assert.Throws<UsageException>(() => GenerateCommand.Run([.. unit, "--control-mode", "prompt", "--guess-mode", "--out", png], TextWriter.Null)).Message);
+        Assert.Contains("generate: --control-resize-mode expects just, crop or fill, got 'stretch'",
+            Assert.Throws<UsageException>(() => GenerateCommand.Run([.. unit, "--control-resize-mode", "stretch", "--out", png], TextWriter.Null)).Message);
         Assert.Contains("generate: --control-mode is balanced, prompt, controlnet, got 'Balanced'",
             Assert.Throws<UsageException>(() => GenerateCommand.Run([.. unit, "--control-mode", "Balanced", "--out", png], TextWriter.Null)).Message);
         Assert.False(File.Exists(png));

@@ -157,6 +157,8 @@ public sealed class PreprocessCommandTests : IDisposable
         static string Refused(string[] args) => Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message;
         Assert.Contains("--control-preprocessor inpaint masks the control picture with the run's --mask; give --init-image and --mask",
             Refused([.. common, "--control-preprocessor", "inpaint", "--out", output]));
+        Assert.Contains("--control-preprocessor inpaint makes a condition that is just resized",
+            Refused([.. common, "--mask", mask, "--control-preprocessor", "inpaint", "--control-resize-mode", "fill", "--out", output]));
         Assert.Contains($"--control-image {photo} is 32x24 and --mask 16x12",
             Refused([.. common, "--mask", small, "--control-preprocessor", "inpaint", "--inpaint-area", "whole", "--out", output]));
         Assert.False(File.Exists(output));

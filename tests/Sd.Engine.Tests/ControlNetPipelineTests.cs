@@ -79,6 +79,19 @@ public sealed class ControlNetPipelineTests : IDisposable
             ControlNets = [new ControlNetUnit(controlNet, Imaging.PictureResize.Resize(small, 32, 24, Imaging.ResizeMode.Just))],
         });
         Assert.Equal(given, resized);
+        // Cropped or filled to the pass's aspect ratio (a 16x12 picture for a 32x24 pass has it already: a wide one).
+        PngImage wide = Picture(30, 12, 3);
+        foreach (Imaging.ResizeMode mode in new[] { Imaging.ResizeMode.Crop, Imaging.ResizeMode.Fill })
+        {
+            float[] byMode = Latents(pipeline, Request with { ControlNets = [new ControlNetUnit(controlNet, wide) { Resize = mode }] });
+            float[] done = Latents(pipeline, Request with
+            {
+                ControlNets = [new ControlNetUnit(controlNet, Imaging.PictureResize.Resize(wide, 32, 24, mode))],
+            });
+            Assert.Equal(done, byMode);
+            Assert.True(Compare.RelativeL2(byMode, Latents(pipeline, Request with { ControlNets = [new ControlNetUnit(controlNet, wide)] })) > 1e-4,
+                $"{mode} steers as the stretched picture does");
+        }
         var rgba = new PngImage(16, 12, 4, new byte[16 * 12 * 4]);
         Assert.All(Latents(pipeline, Request with { ControlNets = [new ControlNetUnit(controlNet, rgba)], Hires = new HiresFix { Width = 64, Height = 48, Steps = 2 } }),
             v => Assert.True(float.IsFinite(v)));
@@ -228,6 +241,11 @@ public sealed class ControlNetPipelineTests : IDisposable
             ControlNets = [unit with { Mask = new PngImage(16, 24, 1, new byte[16 * 24]) }],
         })).Message;
         Assert.Contains("its mask is 16x24, its picture 32x24", message);
+        message = Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with
+        {
+            ControlNets = [unit with { Mask = new PngImage(32, 24, 1, marks), Resize = Imaging.ResizeMode.Crop }],
+        })).Message;
+        Assert.Contains("resize mode Crop; an inpainting condition (a mask given) is just resized", message);
     }
 
     /// <summary>The pipeline runs an inpainting UNet with a ControlNet: at scale 0 it is the plain inpainting run.</summary>

@@ -53,7 +53,9 @@ internal sealed unsafe class ControlNetPass : IDisposable
         {
             for (int u = 0; u < units.Count; u++)
             {
-                images[u] = units[u].Mask is { } mask ? InpaintCondition(units[u].Image, mask, w * factor, h * factor) : Picture(units[u].Image, w * factor, h * factor);
+                images[u] = units[u].Mask is { } mask
+                    ? InpaintCondition(units[u].Image, mask, w * factor, h * factor)
+                    : Picture(units[u].Image, w * factor, h * factor, units[u].Resize);
             }
             residuals = units[0].Model.CreateResiduals(batch, h, w);
             latentInput = unetInput.Dim(3) != latentChannels ? Tensor.Allocate([batch, h, w, latentChannels]) : null;
@@ -82,10 +84,10 @@ internal sealed unsafe class ControlNetPass : IDisposable
         return false;
     }
 
-    /// <summary>The picture as RGB at <paramref name="width"/> x <paramref name="height"/> (Lanczos), [1, H, W, 3] in [0, 1].</summary>
-    private static Tensor Picture(PngImage picture, int width, int height)
+    /// <summary>The picture as RGB at <paramref name="width"/> x <paramref name="height"/> (Lanczos, by <paramref name="mode"/>), [1, H, W, 3] in [0, 1].</summary>
+    private static Tensor Picture(PngImage picture, int width, int height, ResizeMode mode)
     {
-        PngImage resized = PictureResize.Resize(ImageConversion.AsRgb(picture), width, height, ResizeMode.Just);
+        PngImage resized = PictureResize.Resize(ImageConversion.AsRgb(picture), width, height, mode);
         Tensor tensor = Tensor.Allocate([1, height, width, 3]);
         byte[] pixels = resized.Pixels;
         Span<float> values = tensor.Span;

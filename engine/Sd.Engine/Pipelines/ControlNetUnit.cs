@@ -1,3 +1,4 @@
+using Sd.Engine.Imaging;
 using Sd.Engine.UNet;
 using Sd.Loaders.Png;
 
@@ -44,6 +45,13 @@ public sealed record ControlNetUnit(ControlNetModel Model, PngImage Image)
     /// image processor resizes a tensor (F.interpolate), instead of the Lanczos of a plain picture.
     /// </summary>
     public PngImage? Mask { get; init; }
+
+    /// <summary>
+    /// How the picture is brought to each pass's size (Lanczos): just resized, cropped to the pass's aspect ratio, or
+    /// fitted inside it with its edges stretched over the rest, as diffusers' image processor's resize_mode default,
+    /// crop and fill (A1111's Resize Modes). An inpainting condition (<see cref="Mask"/>) is only ever just resized.
+    /// </summary>
+    public ResizeMode Resize { get; init; } = ResizeMode.Just;
 
     /// <summary>Whether step <paramref name="index"/> of <paramref name="count"/> runs it (diffusers' controlnet_keep).</summary>
     internal bool ActiveAt(int index, int count) =>

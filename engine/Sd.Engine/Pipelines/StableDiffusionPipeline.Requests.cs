@@ -1,3 +1,4 @@
+using Sd.Engine.Imaging;
 using Sd.Loaders.Config;
 using Sd.Engine.Schedulers;
 using Sd.Engine.Text;
@@ -211,6 +212,11 @@ public sealed partial class StableDiffusionPipeline
             {
                 throw new ArgumentException($"ControlNet {u}: its mask is {mask.Width}x{mask.Height}, its picture {unit.Image.Width}x{unit.Image.Height}; " +
                     "an inpainting condition masks the picture it is made of", nameof(request));
+            }
+            if (!Enum.IsDefined(unit.Resize) || (unit.Mask is not null && unit.Resize != ResizeMode.Just))
+            {
+                throw new ArgumentException($"ControlNet {u}: resize mode {unit.Resize}; an inpainting condition (a mask given) is just resized, as " +
+                    "diffusers resizes a tensor", nameof(request));
             }
             if (!Enum.IsDefined(unit.Mode) || (unit.GuessMode && unit.Mode != ControlMode.Balanced))
             {

@@ -16,15 +16,16 @@ namespace Sd.Cli.Commands;
 /// photograph that <c>--control-preprocessor canny</c> turns into edges, or that <c>inpaint</c> masks with the run's
 /// <c>--mask</c> for an inpainting ControlNet).
 /// <c>--control-preprocessor</c>, <c>--canny-low</c> / <c>--canny-high</c>, <c>--control-scale</c>,
-/// <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps a unit runs over) and
-/// <c>--control-mode</c> (A1111's Control Mode) are given once for every unit or once per unit, in order;
+/// <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps a unit runs over),
+/// <c>--control-mode</c> (A1111's Control Mode) and <c>--control-resize-mode</c> are given once for every unit or once
+/// per unit, in order;
 /// <c>--guess-mode</c> (diffusers') applies to all.
 /// </summary>
 internal sealed class ControlNetOption : IDisposable
 {
     /// <summary>The repeatable flags; the first two once per unit, the others once or once per unit.</summary>
     public static readonly string[] Flags = ["--controlnet", "--control-image", "--control-preprocessor", CannyLowFlag, CannyHighFlag,
-        "--control-scale", "--control-start", "--control-end", "--control-mode"];
+        "--control-scale", "--control-start", "--control-end", "--control-mode", "--control-resize-mode"];
 
     public const string CannyLowFlag = "--canny-low", CannyHighFlag = "--canny-high";
 
@@ -41,7 +42,10 @@ internal sealed class ControlNetOption : IDisposable
     private readonly List<IDisposable> _loaded = [];
 
     private sealed record Unit(string Path, PngImage Picture, PngImage? Mask, string Preprocessor, double Low, double High, float Scale, float Start,
-        float End, ControlMode Mode);
+        float End, ControlMode Mode, ResizeMode Resize);
+
+    /// <summary>A1111's names of the resize modes, in <see cref="ResizeMode"/>'s order.</summary>
+    private static readonly string[] ResizeLabels = ["Just Resize", "Crop and Resize", "Resize and Fill"];
 
     /// <summary>--control-mode's values and A1111's names for them, in <see cref="ControlMode"/>'s order.</summary>
     private static readonly string[] ModeNames = ["balanced", "prompt", "controlnet"];
@@ -84,6 +88,7 @@ internal sealed class ControlNetOption : IDisposable
         {
             throw new UsageException($"generate: {GuessModeFlag} (diffusers') and --control-mode (A1111's) each weight the residuals their own way; give one");
         }
+        ResizeMode[] resizes = PerUnit(line, "--control-resize-mode", paths.Count, ResizeMode.Just, GenerateCommand.ParseResizeMode);
         PngImage? inpaintMask = Array.IndexOf(preprocessors, Inpaint) >= 0 ? InpaintMask(line, mask) : null;
         var units = new Unit[paths.Count];
         for (int i = 0; i < units.Length; i++)
@@ -95,7 +100,12 @@ internal sealed class ControlNetOption : IDisposable
                 throw new UsageException($"generate: --control-image {pictures[i]} is {picture.Width}x{picture.Height} and --mask {unitMask.Width}x{unitMask.Height}; " +
                     $"--control-preprocessor {Inpaint} masks the picture with the run's mask, so give pictures of one size (the --init-image, say)");
             }
-            units[i] = new Unit(paths[i], picture, unitMask, preprocessors[i], lows[i], highs[i], scales[i], starts[i], ends[i], modes[i]);
+            if (unitMask is not null && resizes[i] != ResizeMode.Just)
+            {
+                throw new UsageException($"generate: --control-preprocessor {Inpaint} makes a condition that is just resized (as diffusers resizes a tensor); " +
+                    "leave --control-resize-mode out for it");
+            }
+            units[i] = new Unit(paths[i], picture, unitMask, preprocessors[i], lows[i], highs[i], scales[i], starts[i], ends[i], modes[i], resizes[i]);
         }
         return new ControlNetOption(units, line.Has(GuessModeFlag));
     }
@@ -164,7 +174,7 @@ internal sealed class ControlNetOption : IDisposable
             var model = new ControlNetModel(source.Config, source.Weights);
             _loaded.Add(model);
             units[i] = new ControlNetUnit(model, unit.Picture) { Scale = unit.Scale, GuidanceStart = unit.Start, GuidanceEnd = unit.End, GuessMode = _guessMode,
-                Mode = unit.Mode, Mask = unit.Mask };
+                Mode = unit.Mode, Mask = unit.Mask, Resize = unit.Resize };
         }
         return units;
     }
@@ -184,7 +194,7 @@ internal sealed class ControlNetOption : IDisposable
             Unit unit = _units[i];
             string path = Path.TrimEndingDirectorySeparator(unit.Path);
             string name = (Directory.Exists(path) ? Path.GetFileName(path) : Path.GetFileNameWithoutExtension(path)).Replace("\"", "", StringComparison.Ordinal);
-            text.Append(CultureInfo.InvariantCulture, $", ControlNet {i}: \"Module: {unit.Preprocessor}, Model: {name}, Weight: {F(unit.Scale)}, Resize Mode: Just Resize, ");
+            text.Append(CultureInfo.InvariantCulture, $", ControlNet {i}: \"Module: {unit.Preprocessor}, Model: {name}, Weight: {F(unit.Scale)}, Resize Mode: {ResizeLabels[(int)unit.Resize]}, ");
             if (unit.Preprocessor == Canny)
             {
                 text.Append(CultureInfo.InvariantCulture, $"Threshold A: {unit.Low}, Threshold B: {unit.High}, ");

@@ -16,12 +16,15 @@ public static partial class GenerateCommand
         : throw new UsageException($"generate: {flag} expects a non-negative integer, got '{seed}'");
 
     /// <summary>--resize-mode's mode: A1111's Just resize (the default), Crop and resize, Resize and fill.</summary>
-    private static ResizeMode ResizeModeOf(CommandLine line) => line.Get("--resize-mode") switch
+    private static ResizeMode ResizeModeOf(CommandLine line) => ParseResizeMode("--resize-mode", line.Get("--resize-mode"));
+
+    /// <summary>A resize mode flag's value (absent: just); also --control-resize-mode's.</summary>
+    internal static ResizeMode ParseResizeMode(string flag, string? text) => text switch
     {
         null or "just" => ResizeMode.Just,
         "crop" => ResizeMode.Crop,
         "fill" => ResizeMode.Fill,
-        var other => throw new UsageException($"generate: --resize-mode expects just, crop or fill, got '{other}'"),
+        var other => throw new UsageException($"generate: {flag} expects just, crop or fill, got '{other}'"),
     };
 
     /// <summary>

@@ -29,7 +29,8 @@ public static partial class GenerateCommand
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
                            [--controlnet PATH --control-image edges.png [--control-preprocessor none|canny|inpaint]
                             [--canny-low 100] [--canny-high 200] [--control-scale 1] [--control-start 0]
-                            [--control-end 1] [--control-mode balanced|prompt|controlnet] ...] [--guess-mode]
+                            [--control-end 1] [--control-mode balanced|prompt|controlnet]
+                            [--control-resize-mode just|crop|fill] ...] [--guess-mode]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png|out.jpg [--jpeg-quality 80] [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -133,7 +134,8 @@ public static partial class GenerateCommand
         diffusers-named or original-format as lllyasviel's control_v11p_sd15_canny.safetensors, whose config is the
         config.json beside it or else inferred from its shapes) and --control-image, the preprocessed picture (an edge
         map, depth map, pose skeleton...), resized to the output with Lanczos as diffusers does, and to a hires fix's
-        second pass. --control-preprocessor canny makes it from a photograph: its edges as OpenCV's cv2.Canny with
+        second pass, by --control-resize-mode: just (the default), crop or fill, as --resize-mode (A1111's Resize Mode
+        names are recorded; its ControlNet extension resizes with OpenCV, Sd with Pillow's Lanczos as diffusers). --control-preprocessor canny makes it from a photograph: its edges as OpenCV's cv2.Canny with
         thresholds --canny-low and --canny-high (100 and 200), at the photograph's own size (`sd preprocess` shows
         them); inpaint, for an inpainting ControlNet (control_v11p_sd15_inpaint), sets the picture's pixels under the
         run's --mask (inverted by --invert-mask; the picture's size, e.g. the --init-image) to -1, as diffusers'
