@@ -63,6 +63,22 @@ public sealed class PreprocessCommandTests : IDisposable
     }
 
     [Fact]
+    public void Invert_writes_255_minus_each_rgb_value()
+    {
+        foreach (int channels in (int[])[3, 4])
+        {
+            string photo = Photo($"photo{channels}.png", channels), inverted = _dir.File($"inverted{channels}.png");
+            Assert.Equal(0, PreprocessCommand.Run(["--image", photo, "--preprocessor", "invert", "--out", inverted], TextWriter.Null));
+            PngImage source = PngFile.Read(photo), result = PngFile.Read(inverted);
+            Assert.Equal((20, 10, 3), (result.Width, result.Height, result.Channels));
+            for (int i = 0; i < result.Pixels.Length; i++)
+            {
+                Assert.Equal(255 - source.Pixels[i / 3 * channels + i % 3], result.Pixels[i]); // an RGBA picture's alpha is dropped
+            }
+        }
+    }
+
+    [Fact]
     public void A_gray_picture_is_taken_as_rgb()
     {
         string gray = Photo("gray.png", 1), out1 = _dir.File("gray-edges.png");
@@ -80,9 +96,11 @@ public sealed class PreprocessCommandTests : IDisposable
     {
         string photo = Photo("photo.png"), output = _dir.File("out.png");
         static string Refused(string[] args) => Assert.Throws<UsageException>(() => PreprocessCommand.Run(args, TextWriter.Null)).Message;
-        Assert.Contains("--preprocessor is none, canny or inpaint, got 'depth'", Refused(["--image", photo, "--preprocessor", "depth", "--out", output]));
+        Assert.Contains("--preprocessor is none, canny, invert or inpaint, got 'depth'", Refused(["--image", photo, "--preprocessor", "depth", "--out", output]));
         Assert.Contains("--preprocessor none would copy the picture", Refused(["--image", photo, "--preprocessor", "none", "--out", output]));
         Assert.Contains("which no picture file holds; sd generate makes it", Refused(["--image", photo, "--preprocessor", "inpaint", "--out", output]));
+        Assert.Contains("--canny-low and --canny-high go with --preprocessor canny",
+            Refused(["--image", photo, "--preprocessor", "invert", "--canny-high", "50", "--out", output]));
         Assert.Contains("--canny-low expects a number, got 'nan'", Refused(["--image", photo, "--preprocessor", "canny", "--canny-low", "nan", "--out", output]));
         Assert.Contains("--preprocessor is required", Refused(["--image", photo, "--out", output]));
         Assert.Contains("give a name ending in .png, .jpg or .jpeg", Refused(["--image", photo, "--preprocessor", "canny", "--out", _dir.File("out.bmp")]));
@@ -119,7 +137,7 @@ public sealed class PreprocessCommandTests : IDisposable
         static string Refused(string[] args) => Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message;
         Assert.Contains("generate: --canny-low and --canny-high go with --control-preprocessor canny",
             Refused([.. common, "--control-image", photo, "--canny-high", "90", "--out", output]));
-        Assert.Contains("generate: --control-preprocessor is none, canny or inpaint, got 'Canny'",
+        Assert.Contains("generate: --control-preprocessor is none, canny, invert or inpaint, got 'Canny'",
             Refused([.. common, "--control-image", photo, "--control-preprocessor", "Canny", "--out", output]));
         Assert.Contains("--control-preprocessor goes with --controlnet",
             Refused(["--model", Fixtures.Path("tiny/model"), "--prompt", "a cat", "--control-preprocessor", "canny", "--out", output]));

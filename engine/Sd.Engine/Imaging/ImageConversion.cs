@@ -58,6 +58,18 @@ public static unsafe class ImageConversion
         return picture.Channels == 3 ? picture : new PngImage(picture.Width, picture.Height, 3, RgbBytes(picture));
     }
 
+    /// <summary>
+    /// The picture as RGB with every value v made 255 - v: the A1111 ControlNet extension's "invert" preprocessor,
+    /// which turns black lines drawn on white into the white-on-black lines lineart and scribble ControlNets take.
+    /// </summary>
+    public static PngImage InvertedRgb(PngImage picture)
+    {
+        byte[] rgb = RgbBytes(picture);
+        var inverted = new byte[rgb.Length];
+        for (long i = 0; i < inverted.Length; i++) inverted[i] = (byte)(255 - rgb[i]);
+        return new PngImage(picture.Width, picture.Height, 3, inverted);
+    }
+
     /// <summary>An 8-bit picture as gray (<see cref="GrayBytes"/>): the picture itself when it is gray already.</summary>
     public static PngImage AsGray(PngImage picture)
     {

@@ -30,10 +30,11 @@ internal sealed class ControlNetOption : IDisposable
     public const string CannyLowFlag = "--canny-low", CannyHighFlag = "--canny-high";
 
     /// <summary>
-    /// The preprocessors' names: none (the picture is the control picture), canny (<see cref="CannyEdges"/>) and
-    /// inpaint (the picture masked by the run's --mask, <see cref="ControlNetUnit.Mask"/>).
+    /// The preprocessors' names: none (the picture is the control picture), canny (<see cref="CannyEdges"/>), invert
+    /// (<see cref="ImageConversion.InvertedRgb"/>) and inpaint (the picture masked by the run's --mask,
+    /// <see cref="ControlNetUnit.Mask"/>).
     /// </summary>
-    public const string None = "none", Canny = "canny", Inpaint = "inpaint";
+    public const string None = "none", Canny = "canny", Invert = "invert", Inpaint = "inpaint";
 
     public const string GuessModeFlag = "--guess-mode";
 
@@ -133,11 +134,16 @@ internal sealed class ControlNetOption : IDisposable
 
     /// <summary>A preprocessor's name, checked; shared with <c>sd preprocess</c>.</summary>
     public static string Preprocessor(CommandLine line, string flag, string name) =>
-        name is None or Canny or Inpaint ? name : throw new UsageException($"{line.Command}: {flag} is {None}, {Canny} or {Inpaint}, got '{name}'");
+        name is None or Canny or Invert or Inpaint ? name : throw new UsageException($"{line.Command}: {flag} is {None}, {Canny}, {Invert} or {Inpaint}, got '{name}'");
 
     /// <summary>The control picture <paramref name="preprocessor"/> makes of <paramref name="picture"/>.</summary>
     public static PngImage Preprocess(PngImage picture, string preprocessor, double low, double high) =>
-        preprocessor == Canny ? CannyEdges.Detect(picture, low, high) : picture;
+        preprocessor switch
+        {
+            Canny => CannyEdges.Detect(picture, low, high),
+            Invert => ImageConversion.InvertedRgb(picture),
+            _ => picture,
+        };
 
     /// <summary>A setting given once (for every unit) or once per unit; <paramref name="fallback"/> when absent.</summary>
     private static T[] PerUnit<T>(CommandLine line, string flag, int units, T fallback, Func<string, string, T> parse)

@@ -27,7 +27,7 @@ public static partial class GenerateCommand
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
                            [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
-                           [--controlnet PATH --control-image edges.png [--control-preprocessor none|canny|inpaint]
+                           [--controlnet PATH --control-image edges.png [--control-preprocessor none|canny|invert|inpaint]
                             [--canny-low 100] [--canny-high 200] [--control-scale 1] [--control-start 0]
                             [--control-end 1] [--control-mode balanced|prompt|controlnet]
                             [--control-resize-mode just|crop|fill] ...] [--guess-mode]
@@ -137,7 +137,8 @@ public static partial class GenerateCommand
         second pass, by --control-resize-mode: just (the default), crop or fill, as --resize-mode (A1111's Resize Mode
         names are recorded; its ControlNet extension resizes with OpenCV, Sd with Pillow's Lanczos as diffusers). --control-preprocessor canny makes it from a photograph: its edges as OpenCV's cv2.Canny with
         thresholds --canny-low and --canny-high (100 and 200), at the photograph's own size (`sd preprocess` shows
-        them); inpaint, for an inpainting ControlNet (control_v11p_sd15_inpaint), sets the picture's pixels under the
+        them); invert takes 255 minus each RGB value (black lines on white for a lineart or scribble ControlNet);
+        inpaint, for an inpainting ControlNet (control_v11p_sd15_inpaint), sets the picture's pixels under the
         run's --mask (inverted by --invert-mask; the picture's size, e.g. the --init-image) to -1, as diffusers'
         make_inpaint_condition, and resizes that by nearest neighbours; none (the default) takes the picture as it
         is. Repeat --controlnet and --control-image, in order, for

@@ -12,7 +12,7 @@ namespace Sd.Cli.Commands;
 public static class PreprocessCommand
 {
     private const string Help = """
-        Usage: sd preprocess --image photo.png --preprocessor canny [--canny-low 100] [--canny-high 200]
+        Usage: sd preprocess --image photo.png --preprocessor canny|invert [--canny-low 100] [--canny-high 200]
                              --out edges.png|edges.jpg [--jpeg-quality 80]
 
         Makes a ControlNet's control picture from a picture (PNG, JPEG, WebP or BMP, its EXIF orientation applied, as
@@ -21,6 +21,8 @@ public static class PreprocessCommand
                   for bit, white on black in three channels, at the picture's own size: pixels whose gradient is a
                   local maximum above --canny-low and joined to one above --canny-high (defaults 100 and 200, as
                   diffusers' canny examples and A1111's ControlNet extension; swapped if low is the larger).
+          invert  255 minus each RGB value (A1111's "invert (from white bg & black line)"): black lines drawn on
+                  white become the white-on-black lines lineart and scribble ControlNets take.
         """;
 
     private static readonly string[] Flags = ["--image", "--preprocessor", ControlNetOption.CannyLowFlag, ControlNetOption.CannyHighFlag, "--out", PictureOutput.QualityFlag];
@@ -35,11 +37,16 @@ public static class PreprocessCommand
         var line = new CommandLine("preprocess", args, Flags, []);
         string input = line.Require("--image"), outPath = line.Require("--out");
         string preprocessor = ControlNetOption.Preprocessor(line, "--preprocessor", line.Require("--preprocessor"));
-        if (preprocessor != ControlNetOption.Canny)
+        if (preprocessor is not (ControlNetOption.Canny or ControlNetOption.Invert))
         {
             throw new UsageException(preprocessor == ControlNetOption.None
                 ? $"preprocess: --preprocessor {ControlNetOption.None} would copy the picture; give {ControlNetOption.Canny}"
                 : $"preprocess: --preprocessor {ControlNetOption.Inpaint} makes a condition of -1 under the mask, which no picture file holds; sd generate makes it");
+        }
+        bool canny = preprocessor == ControlNetOption.Canny;
+        if (!canny && (line.Has(ControlNetOption.CannyLowFlag) || line.Has(ControlNetOption.CannyHighFlag)))
+        {
+            throw new UsageException($"preprocess: {ControlNetOption.CannyLowFlag} and {ControlNetOption.CannyHighFlag} go with --preprocessor {ControlNetOption.Canny}");
         }
         double low = line.GetDouble(ControlNetOption.CannyLowFlag, Sd.Engine.Imaging.CannyEdges.DefaultLow);
         double high = line.GetDouble(ControlNetOption.CannyHighFlag, Sd.Engine.Imaging.CannyEdges.DefaultHigh);
@@ -50,7 +57,7 @@ public static class PreprocessCommand
         PngImage control = ControlNetOption.Preprocess(picture, preprocessor, low, high);
         double seconds = clock.Elapsed.TotalSeconds;
         AtomicFile.Write(outPath, stream => PictureOutput.Write(stream, outPath, control, quality));
-        output.WriteLine(FormattableString.Invariant($"wrote {outPath}: {preprocessor} (low {low}, high {high}) of {input}, {control.Width}x{control.Height}, in {seconds * 1000:F1} ms"));
+        output.WriteLine(FormattableString.Invariant($"wrote {outPath}: {preprocessor}{(canny ? $" (low {low}, high {high})" : "")} of {input}, {control.Width}x{control.Height}, in {seconds * 1000:F1} ms"));
         return 0;
     }
 }
