@@ -56,22 +56,7 @@ public sealed class ControlNetSource : IDisposable
     public static ControlNetSource Open(string path, string? variant = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        string folder, weightsPath;
-        bool isIndex;
-        if (Directory.Exists(path))
-        {
-            folder = path;
-            (weightsPath, isIndex) = ComponentWeightFiles.Resolve(path, variant);
-        }
-        else if (File.Exists(path))
-        {
-            folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
-            (weightsPath, isIndex) = (path, false);
-        }
-        else
-        {
-            throw new FileNotFoundException($"{path}: no such ControlNet folder or file", path);
-        }
+        (string folder, string weightsPath, bool isIndex) = ComponentWeightFiles.Locate(path, variant, "ControlNet");
         List<SafetensorsFile> files = isIndex ? SafetensorsIndex.OpenShards(weightsPath) : [SafetensorsFile.Open(weightsPath)];
         try
         {

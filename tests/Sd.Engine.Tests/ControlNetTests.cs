@@ -191,7 +191,8 @@ public sealed class ControlNetTests(ITestOutputHelper output) : IDisposable
 
     private string WriteControlNet(string caseName) => ControlNetFixture.Write(_dir, caseName);
 
-    private static Tensor ReadContext(string path)
+    /// <summary>A [batch, tokens, width] context from .npy, as stored.</summary>
+    internal static Tensor ReadContext(string path)
     {
         NpyArray array = NpyFile.Read(path);
         Tensor context = Tensor.Allocate(array.Shape);

@@ -84,7 +84,8 @@ public sealed unsafe partial class StableDiffusionPipeline
             loop.Prompts.Select(step - start); // A1111 counts the calls of the run (img2img's too) from 0
             ControlResiduals? control = loop.Control?.Run(step - start, scheduler.StepCount - start, loop.UNetInput, loop.Scaled, timestep,
                 loop.Prompts.Context, loop.Prompts.Lengths, loop.Guided, cancellation);
-            loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, control, cancellation);
+            loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, control,
+                cancellation: cancellation);
             Guide(prediction.Data, batch, count, loop.PartScales, guidedOutput);
             if (batch == 2 && loop.Rescale > 0)
             {

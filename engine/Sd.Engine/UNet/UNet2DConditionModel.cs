@@ -1,3 +1,4 @@
+using Sd.Engine.Adapters;
 using Sd.Engine.Modules;
 using Sd.Engine.Tensors;
 using Sd.Kernels.Elementwise;
@@ -153,20 +154,22 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// it ran alone with that shorter context (diffusers' encoder_attention_mask, as a prefix). Empty: every token.
     /// <paramref name="control"/>, when given, is added to the skip connections and the mid block's output once the
     /// down path has run (diffusers' down_block_additional_residuals and mid_block_additional_residual: ControlNets).
+    /// <paramref name="adapter"/>, when given, adds feature i inside down block i (diffusers'
+    /// down_intrablock_additional_residuals: T2I-Adapters), to every image.
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor output,
-        ReadOnlySpan<float> timestepCond, ControlResiduals? control = null, CancellationToken cancellation = default)
+        ReadOnlySpan<float> timestepCond, ControlResiduals? control = null, AdapterFeatures? adapter = null, CancellationToken cancellation = default)
     {
         lock (_gate)
         {
             // Checked before any run buffers are planned: a disposed module must not allocate them again.
             ObjectDisposedException.ThrowIf(_disposed, this);
-            Run(sample, timesteps, context, contextLengths, output, timestepCond, control, cancellation);
+            Run(sample, timesteps, context, contextLengths, output, timestepCond, control, adapter, cancellation);
         }
     }
 
     private void Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor output,
-        ReadOnlySpan<float> timestepCond, ControlResiduals? control, CancellationToken cancellation)
+        ReadOnlySpan<float> timestepCond, ControlResiduals? control, AdapterFeatures? adapter, CancellationToken cancellation)
     {
         CheckInputs(sample, timesteps, context, output);
         CheckContextLengths(contextLengths, context);
@@ -180,6 +183,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             throw new ArgumentException($"the control residuals ({control.Describe()}) do not fit this pass: batch {batch}, skips " +
                 string.Join(", ", Array.ConvertAll(state.Skips, m => $"{m.Channels}x{m.Height}x{m.Width}")) + $", mid {midShape.Channels}x{midShape.Height}x{midShape.Width}", nameof(control));
         }
+        CheckAdapter(adapter, state.Skips);
         Span<float> perImage = stackalloc float[batch];
         for (int n = 0; n < batch; n++)
         {
@@ -201,11 +205,13 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
         int next = 1;
         FeatureMap current = skips[0];
-        foreach (DownBlock block in _downBlocks)
+        for (int i = 0; i < _downBlocks.Length; i++)
         {
+            DownBlock block = _downBlocks[i];
             cancellation.ThrowIfCancellationRequested();
             Span<FeatureMap> outputs = skips.AsSpan(next, block.SkipCount);
-            block.Forward(current, batch, temb, text, outputs, ws, repeatedHalves && next == 1);
+            float* feature = adapter != null && i < adapter.Count ? adapter[i].Data : null;
+            block.Forward(current, batch, temb, text, outputs, ws, repeatedHalves && next == 1, feature);
             current = outputs[^1];
             next += block.SkipCount;
         }
@@ -232,6 +238,31 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         _convOut.Forward(normed, batch, height, width, output.Data, ws);
         state.Text.ProjectionsComplete();
         output.ThrowIfNotFinite("the UNet produced NaN or infinity (diverged weights or inputs)");
+    }
+
+    /// <summary>Each adapter feature is [1, h, w, c] of the output its down block adds it to; there are at most as many as blocks.</summary>
+    private void CheckAdapter(AdapterFeatures? adapter, FeatureMap[] skips)
+    {
+        if (adapter is null)
+        {
+            return;
+        }
+        if (adapter.Count > _downBlocks.Length)
+        {
+            throw new ArgumentException($"{adapter.Count} adapter features for {_downBlocks.Length} down blocks", nameof(adapter));
+        }
+        int next = 1;
+        for (int i = 0; i < adapter.Count; i++)
+        {
+            FeatureMap target = _downBlocks[i].AdapterTarget(skips.AsSpan(next, _downBlocks[i].SkipCount));
+            next += _downBlocks[i].SkipCount;
+            Tensor feature = adapter[i];
+            if (feature.Rank != 4 || feature.Dim(0) != 1 || feature.Dim(1) != target.Height || feature.Dim(2) != target.Width || feature.Dim(3) != target.Channels)
+            {
+                throw new ArgumentException($"adapter feature {i} is {feature}; down block {i} adds a [1, {target.Height}, {target.Width}, {target.Channels}] one " +
+                    "(an adapter for another model, or a picture of another size)", nameof(adapter));
+            }
+        }
     }
 
     private void CheckInputs(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, Tensor output)

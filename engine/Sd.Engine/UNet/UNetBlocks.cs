@@ -57,13 +57,18 @@ internal sealed unsafe class DownBlock : IDisposable
         _downsampler?.Plan(workspace, batch, height, width);
     }
 
+    /// <summary>Whether the block has cross-attention (a T2I-Adapter's feature then goes before its downsampler).</summary>
+    public bool HasAttention => _attentions != null;
+
     /// <summary>
     /// Runs the block on <paramref name="input"/>; skips[0..SkipCount) are its (pre-shaped) outputs. With
     /// <paramref name="repeatedHalves"/> the input's halves are equal (<see cref="RepeatedHalves"/>): the first layer
-    /// runs on the first half up to its first cross-attention, then fills the second.
+    /// runs on the first half up to its first cross-attention, then fills the second. <paramref name="adapter"/>, a
+    /// T2I-Adapter feature [h, w, c] for every image, is added as diffusers adds it: with cross-attention to the last
+    /// layer's output (a skip) before the downsampler reads it, else to the block's last output (a skip too).
     /// </summary>
     public void Forward(FeatureMap input, int batch, float* siluTemb, in TextContext context,
-        Span<FeatureMap> skips, Workspace ws, bool repeatedHalves)
+        Span<FeatureMap> skips, Workspace ws, bool repeatedHalves, float* adapter = null)
     {
         FeatureMap current = input;
         for (int j = 0; j < _resnets.Length; j++)
@@ -81,8 +86,29 @@ internal sealed unsafe class DownBlock : IDisposable
             }
             current = output;
         }
+        if (adapter != null && _attentions != null)
+        {
+            AddToEveryImage(current, batch, adapter);
+        }
         _downsampler?.Forward(current.Data, batch, current.Height, current.Width, skips[_resnets.Length].Data, ws);
+        if (adapter != null && _attentions == null)
+        {
+            AddToEveryImage(skips[^1], batch, adapter);
+        }
     }
+
+    /// <summary>Adds <paramref name="feature"/> [h, w, c] to every image of <paramref name="map"/>.</summary>
+    private static void AddToEveryImage(FeatureMap map, int batch, float* feature)
+    {
+        nint perImage = (nint)map.Height * map.Width * map.Channels;
+        for (int n = 0; n < batch; n++)
+        {
+            Pointwise.Add(map.Data + n * perImage, feature, map.Data + n * perImage, perImage);
+        }
+    }
+
+    /// <summary>The shape a T2I-Adapter's feature for this block has: the output it is added to.</summary>
+    public FeatureMap AdapterTarget(ReadOnlySpan<FeatureMap> skips) => _attentions != null ? skips[_resnets.Length - 1] : skips[^1];
 
     public void Dispose()
     {

@@ -82,6 +82,28 @@ public static class DiffusersLayout
         return p;
     }
 
+    /// <summary>A T2I-Adapter's tensors (full_adapter): adapter.conv_in, then per block an in_conv where the width changes and its resnets.</summary>
+    public static List<ParameterSpec> T2IAdapter(T2IAdapterConfig config)
+    {
+        config.Validate(nameof(config));
+        var p = new List<ParameterSpec>();
+        int[] ch = config.Channels;
+        Conv(p, "adapter.conv_in", config.InChannels * config.DownscaleFactor * config.DownscaleFactor, ch[0], 3);
+        for (int i = 0; i < ch.Length; i++)
+        {
+            if (i > 0 && ch[i - 1] != ch[i])
+            {
+                Conv(p, $"adapter.body.{i}.in_conv", ch[i - 1], ch[i], 1);
+            }
+            for (int j = 0; j < config.NumResBlocks; j++)
+            {
+                Conv(p, $"adapter.body.{i}.resnets.{j}.block1", ch[i], ch[i], 3);
+                Conv(p, $"adapter.body.{i}.resnets.{j}.block2", ch[i], ch[i], 1);
+            }
+        }
+        return p;
+    }
+
     /// <summary>conv_in, the time embedding, the down blocks and the mid block; returns the skip connections' channels.</summary>
     private static List<int> Encoder(List<ParameterSpec> p, UNetConfig config)
     {

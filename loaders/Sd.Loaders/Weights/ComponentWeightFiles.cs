@@ -16,6 +16,25 @@ public static class ComponentWeightFiles
             ? "model"
             : "diffusion_pytorch_model";
 
+    /// <summary>
+    /// A model part given as a folder (its weights resolved as <see cref="Resolve"/> does) or as a weights file: the
+    /// folder its config is looked for in, the weights file (or shard index), and whether it is an index.
+    /// <paramref name="what"/> names the part in the error for a path that does not exist.
+    /// </summary>
+    public static (string Folder, string WeightsPath, bool IsIndex) Locate(string path, string? variant, string what)
+    {
+        if (Directory.Exists(path))
+        {
+            (string weights, bool isIndex) = Resolve(path, variant);
+            return (path, weights, isIndex);
+        }
+        if (File.Exists(path))
+        {
+            return (System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, path, false);
+        }
+        throw new FileNotFoundException($"{path}: no such {what} folder or file", path);
+    }
+
     /// <summary>Returns (path, isIndex) of the weights to load, or throws naming what was looked for.</summary>
     public static (string Path, bool IsIndex) Resolve(string componentDirectory, string? variant)
     {

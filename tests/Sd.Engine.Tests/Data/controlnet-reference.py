@@ -148,26 +148,36 @@ def time_embed(w, t, batch, cfg):
     e = timestep_embedding(t, cfg.blocks[0], cfg.flip, cfg.shift)
     return linear(w, "time_embedding.linear_2", F.silu(linear(w, "time_embedding.linear_1", e)))
 
-def down_and_mid(w, h, temb, ctx, cfg):
+def down_and_mid(w, h, temb, ctx, cfg, adapter_states=None):
+    """The down path and mid block; adapter_states (T2I-Adapter features, diffusers' down_intrablock_additional_residuals)
+    go into the down blocks in order: a cross-attention block adds its state to its last (resnet, attention) output
+    before that is a skip and before the downsampler; another block adds it in place to its output, the last skip."""
+    states = list(adapter_states or [])
     skips = [h]
     for i, kind in enumerate(cfg.down_types):
+        cross = kind.startswith("CrossAttn")
         for j in range(cfg.layers):
             h = resnet(w, f"down_blocks.{i}.resnets.{j}", h, temb, cfg)
-            if kind.startswith("CrossAttn"):
+            if cross:
                 h = transformer(w, f"down_blocks.{i}.attentions.{j}", h, ctx, cfg.heads[i], cfg)
+                if j == cfg.layers - 1 and states:
+                    h = h + states.pop(0)
             skips.append(h)
         if i < len(cfg.blocks) - 1:
             h = conv(w, f"down_blocks.{i}.downsamplers.0.conv", h, stride=2)
             skips.append(h)
+        if not cross and states:
+            h = h + states.pop(0)
+            skips[-1] = h
     h = resnet(w, "mid_block.resnets.0", h, temb, cfg)
     h = transformer(w, "mid_block.attentions.0", h, ctx, cfg.heads[-1], cfg)
     h = resnet(w, "mid_block.resnets.1", h, temb, cfg)
     return skips, h
 
-def unet(w, cfg, up_types, sample, t, ctx, down_residuals=None, mid_residual=None):
+def unet(w, cfg, up_types, sample, t, ctx, down_residuals=None, mid_residual=None, adapter_states=None):
     temb = time_embed(w, t, sample.shape[0], cfg)
     h = conv(w, "conv_in", sample)
-    skips, h = down_and_mid(w, h, temb, ctx, cfg)
+    skips, h = down_and_mid(w, h, temb, ctx, cfg, adapter_states)
     if down_residuals is not None:
         skips = [s + r for s, r in zip(skips, down_residuals)]
         h = h + mid_residual

@@ -1,0 +1,68 @@
+using Sd.Loaders.Config;
+using Sd.Loaders.Layout;
+using Sd.Loaders.Safetensors;
+using Sd.Loaders.Weights;
+
+namespace Sd.Loaders;
+
+/// <summary>
+/// A T2I-Adapter's config and memory-mapped weights: a diffusers T2IAdapter folder (config.json and
+/// diffusion_pytorch_model[.fp16].safetensors, e.g. TencentARC/t2iadapter_canny_sd15v2), or its weights file given by
+/// name with the config.json beside it. The config must fit the tensors exactly (<see cref="LayoutFit"/>). The
+/// original TencentARC releases are pickles (.pth), which Sd refuses.
+/// </summary>
+public sealed class T2IAdapterSource : IDisposable
+{
+    private readonly List<SafetensorsFile> _files;
+
+    private T2IAdapterSource(string path, T2IAdapterConfig config, WeightSet weights, List<SafetensorsFile> files)
+    {
+        Path = path;
+        Config = config;
+        Weights = weights;
+        _files = files;
+    }
+
+    /// <summary>The folder or file it was opened from.</summary>
+    public string Path { get; }
+
+    public T2IAdapterConfig Config { get; }
+
+    /// <summary>The tensors under diffusers names (adapter.conv_in.weight, adapter.body.0.resnets.0.block1.weight...).</summary>
+    public WeightSet Weights { get; }
+
+    /// <param name="variant">A weights variant to require (fp16); null takes the plain weights, else fp16 ones.</param>
+    public static T2IAdapterSource Open(string path, string? variant = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        (string folder, string weightsPath, bool isIndex) = ComponentWeightFiles.Locate(path, variant, "T2I-Adapter");
+        string configPath = System.IO.Path.Combine(folder, "config.json");
+        if (!File.Exists(configPath))
+        {
+            throw new InvalidFileException(path, "a T2I-Adapter needs its config.json (diffusers' T2IAdapter) beside its weights");
+        }
+        T2IAdapterConfig config = T2IAdapterConfig.Load(configPath);
+        List<SafetensorsFile> files = isIndex ? SafetensorsIndex.OpenShards(weightsPath) : [SafetensorsFile.Open(weightsPath)];
+        try
+        {
+            var weights = new WeightSet(weightsPath, files);
+            foreach (SafetensorsFile file in files)
+            {
+                foreach (TensorInfo tensor in file.Tensors) weights.Add(new TensorEntry(tensor.Name, tensor.Shape, file, tensor));
+            }
+            LayoutFit.Require(weights, DiffusersLayout.T2IAdapter(config), configPath);
+            return new T2IAdapterSource(path, config, weights, files);
+        }
+        catch
+        {
+            foreach (SafetensorsFile file in files) file.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (SafetensorsFile file in _files) file.Dispose();
+        _files.Clear();
+    }
+}
