@@ -17,8 +17,11 @@ internal static class AdapterFixture
 {
     public static string CaseFolder(string caseName) => Path.Combine(Fixtures.BinariesFolder, "Data", "adapter", caseName);
 
-    /// <summary>The case's adapter as a folder (config.json and diffusion_pytorch_model.safetensors) under <paramref name="dir"/>.</summary>
-    public static string Write(TempDirectory dir, string caseName)
+    /// <summary>
+    /// The case's adapter as a folder (config.json and diffusion_pytorch_model.safetensors) under <paramref name="dir"/>;
+    /// <paramref name="inChannels"/> other than the case's makes one for gray (1) pictures, with other weights.
+    /// </summary>
+    public static string Write(TempDirectory dir, string caseName, int? inChannels = null)
     {
         using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(CaseFolder(caseName), "meta.json")));
         string folder = dir.File($"adapter-{caseName}-{Guid.NewGuid():N}");
@@ -26,6 +29,11 @@ internal static class AdapterFixture
         string configPath = Path.Combine(folder, "config.json");
         File.WriteAllText(configPath, meta.RootElement.GetProperty("config").GetRawText());
         T2IAdapterConfig config = T2IAdapterConfig.Load(configPath);
+        if (inChannels is { } wanted)
+        {
+            config = config with { InChannels = wanted };
+            File.WriteAllText(configPath, File.ReadAllText(configPath).Replace("\"in_channels\": 3", $"\"in_channels\": {wanted}", StringComparison.Ordinal));
+        }
         var generator = new TorchGenerator(meta.RootElement.GetProperty("seed").GetUInt64());
         var writer = new SafetensorsWriter();
         List<ParameterSpec> specs = DiffusersLayout.T2IAdapter(config);

@@ -79,6 +79,18 @@ public sealed record GenerateRequest
     public IReadOnlyList<ControlNetUnit> ControlNets { get; init; } = [];
 
     /// <summary>
+    /// T2I-Adapters that steer the denoising with their pictures (diffusers' StableDiffusionAdapterPipeline; several
+    /// add their features up, as its MultiAdapter), in every pass (a hires fix's second too); empty: none.
+    /// </summary>
+    public IReadOnlyList<T2IAdapterUnit> Adapters { get; init; } = [];
+
+    /// <summary>
+    /// The fraction of a pass's steps, from the first, that get the adapters' features (diffusers'
+    /// adapter_conditioning_factor: step i of n when i &lt; int(n x factor)), in [0, 1].
+    /// </summary>
+    public float AdapterConditioningFactor { get; init; } = 1f;
+
+    /// <summary>
     /// diffusers' guidance_rescale (0 = off): rescales the guided prediction to the text prediction's standard
     /// deviation and mixes by this factor, against over-exposure with zero-terminal-SNR / v-prediction models.
     /// </summary>

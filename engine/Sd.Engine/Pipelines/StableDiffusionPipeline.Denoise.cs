@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using Sd.Engine.Adapters;
 using Sd.Engine.Schedulers;
 using Sd.Engine.Tensors;
 using Sd.Engine.UNet;
@@ -35,8 +36,9 @@ public sealed unsafe partial class StableDiffusionPipeline
         float[] partScales = Array.ConvertAll(contexts.PartWeights, weight => (float)(weight * guidance));
         bool guided = UsesClassifierFreeGuidance(request);
         using ControlNetPass? control = ControlNetPass.Create(request.ControlNets, unetInput, channels, contexts.Context, guided, _vaeConfig.DownscaleFactor);
+        using AdapterFeatures? adapter = T2IAdapterUnit.Run(request.Adapters, w * _vaeConfig.DownscaleFactor, h * _vaeConfig.DownscaleFactor);
         var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, partScales, request.GuidanceRescale, condition, image, images,
-            control, guided);
+            control, adapter, request.AdapterConditioningFactor, guided);
         try
         {
             RunSteps(run, steps, progress, cancellation);
@@ -57,10 +59,11 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// <summary>
     /// What every step of one image's denoising shares: the UNet, its buffers, the guidance (the scale of each
     /// conditioned row, the guidance scale for one prompt; an LCM-distilled UNet's as its timestep condition, empty for
-    /// others), the batch position, the ControlNets.
+    /// others), the batch position, the ControlNets, the T2I-Adapters' features and the fraction of the steps they get.
     /// </summary>
     private sealed record StepLoop(UNet2DConditionModel UNet, PromptContexts Prompts, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
-        float Guidance, float[] PartScales, float Rescale, float[] Condition, int Image, int Images, ControlNetPass? Control, bool Guided);
+        float Guidance, float[] PartScales, float Rescale, float[] Condition, int Image, int Images, ControlNetPass? Control,
+        AdapterFeatures? Adapter, float AdapterFactor, bool Guided);
 
     private void RunSteps(DenoisingRun run, StepLoop loop, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
@@ -71,6 +74,8 @@ public sealed unsafe partial class StableDiffusionPipeline
         var guidedOutput = new float[count];
         var timestep = new float[1];
         var clock = Stopwatch.StartNew();
+        // diffusers' adapter loop: step i of n gets the features when i < int(n x adapter_conditioning_factor).
+        int adapterSteps = (int)((scheduler.StepCount - start) * (double)loop.AdapterFactor);
         float[] DrawNoise(int index)
         {
             using Tensor drawn = DrawNhwc(run.Noise, 1, h, w, channels);
@@ -85,7 +90,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             ControlResiduals? control = loop.Control?.Run(step - start, scheduler.StepCount - start, loop.UNetInput, loop.Scaled, timestep,
                 loop.Prompts.Context, loop.Prompts.Lengths, loop.Guided, cancellation);
             loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, control,
-                cancellation: cancellation);
+                step - start < adapterSteps ? loop.Adapter : null, cancellation);
             Guide(prediction.Data, batch, count, loop.PartScales, guidedOutput);
             if (batch == 2 && loop.Rescale > 0)
             {

@@ -172,6 +172,7 @@ public sealed partial class StableDiffusionPipeline
             CheckHires(request, hires);
         }
         CheckControlNets(request, factor);
+        CheckAdapters(request, factor);
         // Last: the one check that does some work.
         bool guided = UsesClassifierFreeGuidance(request);
         return new PassPlans(TokenizePrompts(request, guided, null), request.Hires is { } second ? TokenizePrompts(request, guided, second) : null);
@@ -222,6 +223,40 @@ public sealed partial class StableDiffusionPipeline
             {
                 throw new ArgumentException($"ControlNet {u}: control mode {unit.Mode} with guess mode {unit.GuessMode}; guess mode (diffusers') goes with " +
                     "the balanced mode only (A1111's modes weight the residuals their own way)", nameof(request));
+            }
+        }
+    }
+
+    /// <summary>Each T2I-Adapter unit: present, fitting this model (feature widths, picture scale), with a finite scale; the factor in [0, 1].</summary>
+    private void CheckAdapters(GenerateRequest request, int factor)
+    {
+        if (request.Adapters is null)
+        {
+            throw new ArgumentException("Adapters must not be null (empty: none)", nameof(request));
+        }
+        if (!(request.AdapterConditioningFactor is >= 0 and <= 1))
+        {
+            throw new ArgumentException($"the adapter conditioning factor must be in [0, 1], got {request.AdapterConditioningFactor}", nameof(request));
+        }
+        for (int u = 0; u < request.Adapters.Count; u++)
+        {
+            if (request.Adapters[u] is not { Model: { } model, Image: not null } unit)
+            {
+                throw new ArgumentException($"T2I-Adapter {u} has no model or no picture", nameof(request));
+            }
+            int[] channels = model.Config.Channels, blocks = _unetConfig.BlockOutChannels;
+            string? misfit =
+                model.Config.DownscaleFactor != factor ? $"its pictures are {model.Config.DownscaleFactor} times the latents' size, the VAE's {factor}"
+                : channels.Length > blocks.Length || !channels.AsSpan().SequenceEqual(blocks.AsSpan(0, channels.Length))
+                    ? $"its features are [{string.Join(", ", channels)}] wide, the UNet's blocks [{string.Join(", ", blocks)}] (an adapter for another SD version)"
+                : null;
+            if (misfit != null)
+            {
+                throw new ArgumentException($"T2I-Adapter {u} does not fit this model: {misfit}", nameof(request));
+            }
+            if (!float.IsFinite(unit.Scale))
+            {
+                throw new ArgumentException($"T2I-Adapter {u}: the scale must be finite, got {unit.Scale}", nameof(request));
             }
         }
     }

@@ -1,0 +1,104 @@
+using Sd.Engine.Adapters;
+using Sd.Engine.Imaging;
+using Sd.Engine.Pipelines;
+using Sd.Loaders;
+using Sd.Loaders.Png;
+using Sd.Loaders.Tests;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// T2I-Adapters in the pipeline (the numerics of the adapter and the UNet's features are T2IAdapterTests'): what a unit
+/// changes and over which steps, several units, picture sizes and channels, and units that do not fit the model.
+/// </summary>
+public sealed class T2IAdapterPipelineTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static readonly GenerateRequest Request = new()
+    {
+        Prompt = "a photo of an astronaut riding a horse on mars", NegativePrompt = "blurry", Steps = 4, Width = 64, Height = 48,
+        Seed = 42, Scheduler = "dpm++-2m", GuidanceScale = 7.5f,
+    };
+
+    private static float[] Latents(StableDiffusionPipeline pipeline, GenerateRequest request)
+    {
+        using GenerateResult result = pipeline.Generate(request);
+        return result.Latents.Span.ToArray();
+    }
+
+    private static PngImage Picture(int width, int height, int seed)
+    {
+        var pixels = new byte[width * height * 3];
+        new Random(seed).NextBytes(pixels);
+        return new PngImage(width, height, 3, pixels);
+    }
+
+    [FixtureFact]
+    public void A_unit_steers_the_steps_its_factor_gives_and_a_zero_scale_changes_nothing()
+    {
+        using T2IAdapterSource source = T2IAdapterSource.Open(AdapterFixture.Write(_dir, "small_guided"));
+        using var adapter = new T2IAdapterModel(source.Config, source.Weights);
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("small/model"));
+        var unit = new T2IAdapterUnit(adapter, Picture(64, 48, 1));
+        float[] none = Latents(pipeline, Request);
+        Assert.Equal(none, Latents(pipeline, Request with { Adapters = [unit with { Scale = 0 }] }));
+        Assert.Equal(none, Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0 }));
+        float[] all = Latents(pipeline, Request with { Adapters = [unit] });
+        float[] half = Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0.5f });
+        float[][] runs = [none, all, half];
+        for (int a = 0; a < runs.Length; a++)
+        {
+            for (int b = a + 1; b < runs.Length; b++)
+            {
+                Assert.True(Compare.RelativeL2(runs[a], runs[b]) > 1e-4, $"runs {a} and {b} are alike");
+            }
+        }
+        // int(4 x 0.6) = 2 steps, as 0.5 gives.
+        Assert.Equal(half, Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0.6f }));
+        // Two units add their features: this one twice at half the scale is the one unit (within rounding).
+        float[] halves = Latents(pipeline, Request with { Adapters = [unit with { Scale = 0.5f }, unit with { Scale = 0.5f }] });
+        Assert.True(Compare.RelativeL2(all, halves) < 1e-5, $"two halves differ from the whole by {Compare.RelativeL2(all, halves):E2}");
+    }
+
+    [FixtureFact]
+    public void Pictures_are_resized_and_taken_to_the_adapters_channels()
+    {
+        using T2IAdapterSource rgbSource = T2IAdapterSource.Open(AdapterFixture.Write(_dir, "small_guided"));
+        using var rgb = new T2IAdapterModel(rgbSource.Config, rgbSource.Weights);
+        using T2IAdapterSource graySource = T2IAdapterSource.Open(AdapterFixture.Write(_dir, "small_guided", inChannels: 1));
+        using var gray = new T2IAdapterModel(graySource.Config, graySource.Weights);
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("small/model"));
+        PngImage small = Picture(40, 30, 2);
+        Assert.Equal(Latents(pipeline, Request with { Adapters = [new T2IAdapterUnit(rgb, PictureResize.Resize(small, 64, 48, ResizeMode.Just))] }),
+            Latents(pipeline, Request with { Adapters = [new T2IAdapterUnit(rgb, small)] }));
+        // An RGB picture for a gray adapter is Pillow's convert("L") of it.
+        Assert.Equal(Latents(pipeline, Request with { Adapters = [new T2IAdapterUnit(gray, ImageConversion.AsGray(small))] }),
+            Latents(pipeline, Request with { Adapters = [new T2IAdapterUnit(gray, small)] }));
+        // With a hires fix the second pass gets features of its own size.
+        Assert.All(Latents(pipeline, Request with { Adapters = [new T2IAdapterUnit(rgb, small)], Hires = new HiresFix { Width = 128, Height = 96, Steps = 2 } }),
+            v => Assert.True(float.IsFinite(v)));
+    }
+
+    [FixtureFact]
+    public void Units_that_do_not_fit_the_model_are_refused_before_any_step()
+    {
+        using T2IAdapterSource source = T2IAdapterSource.Open(AdapterFixture.Write(_dir, "tiny_after_downsampler"));
+        using var tiny = new T2IAdapterModel(source.Config, source.Weights);
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("small/model"));
+        string message = Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with { Adapters = [new T2IAdapterUnit(tiny, Picture(8, 8, 3))] })).Message;
+        Assert.Contains("T2I-Adapter 0 does not fit this model: its pictures are 4 times the latents' size, the VAE's 8", message);
+        using T2IAdapterSource smallSource = T2IAdapterSource.Open(AdapterFixture.Write(_dir, "small_guided"));
+        using var adapter = new T2IAdapterModel(smallSource.Config, smallSource.Weights);
+        Assert.Contains("the adapter conditioning factor must be in [0, 1]", Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with
+        {
+            Adapters = [new T2IAdapterUnit(adapter, Picture(8, 8, 3))], AdapterConditioningFactor = 1.5f,
+        })).Message);
+        Assert.Contains("the scale must be finite", Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with
+        {
+            Adapters = [new T2IAdapterUnit(adapter, Picture(8, 8, 3)) { Scale = float.NaN }],
+        })).Message);
+    }
+}
