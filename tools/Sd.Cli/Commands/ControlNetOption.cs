@@ -145,13 +145,20 @@ internal sealed class ControlNetOption : IDisposable
             _ => picture,
         };
 
-    /// <summary>A setting given once (for every unit) or once per unit; <paramref name="fallback"/> when absent.</summary>
-    private static T[] PerUnit<T>(CommandLine line, string flag, int units, T fallback, Func<string, string, T> parse)
+    /// <summary>A ControlNet setting given once (for every unit) or once per unit; <paramref name="fallback"/> when absent.</summary>
+    private static T[] PerUnit<T>(CommandLine line, string flag, int units, T fallback, Func<string, string, T> parse) =>
+        PerUnit(line, flag, "ControlNet", "--controlnet", units, fallback, parse);
+
+    /// <summary>
+    /// A setting of the units that <paramref name="unitFlag"/> adds (<paramref name="unitName"/>s), given once for every
+    /// unit or once per unit, in order; <paramref name="fallback"/> when absent.
+    /// </summary>
+    internal static T[] PerUnit<T>(CommandLine line, string flag, string unitName, string unitFlag, int units, T fallback, Func<string, string, T> parse)
     {
         IReadOnlyList<string> given = line.GetAll(flag);
         if (given.Count is not (0 or 1) && given.Count != units)
         {
-            throw new UsageException($"generate: {flag} is given {given.Count} times; give it once (for every ControlNet) or once per --controlnet ({units})");
+            throw new UsageException($"generate: {flag} is given {given.Count} times; give it once (for every {unitName}) or once per {unitFlag} ({units})");
         }
         var values = new T[units];
         for (int i = 0; i < units; i++)
@@ -160,6 +167,9 @@ internal sealed class ControlNetOption : IDisposable
         }
         return values;
     }
+
+    /// <summary>The units, as many as --controlnet.</summary>
+    public int Count => _units.Length;
 
     /// <summary>
     /// Loads the ControlNets (weights memory-mapped, then packed) and returns the request's units. What a config
@@ -198,8 +208,7 @@ internal sealed class ControlNetOption : IDisposable
         for (int i = 0; i < _units.Length; i++)
         {
             Unit unit = _units[i];
-            string path = Path.TrimEndingDirectorySeparator(unit.Path);
-            string name = (Directory.Exists(path) ? Path.GetFileName(path) : Path.GetFileNameWithoutExtension(path)).Replace("\"", "", StringComparison.Ordinal);
+            string name = ModelName(unit.Path);
             text.Append(CultureInfo.InvariantCulture, $", ControlNet {i}: \"Module: {unit.Preprocessor}, Model: {name}, Weight: {F(unit.Scale)}, Resize Mode: {ResizeLabels[(int)unit.Resize]}, ");
             if (unit.Preprocessor == Canny)
             {
@@ -209,6 +218,13 @@ internal sealed class ControlNetOption : IDisposable
                 .Append(unit.Mode == ControlMode.Balanced ? "" : $", Control Mode: {ModeLabels[(int)unit.Mode]}").Append('"');
         }
         return text.ToString();
+    }
+
+    /// <summary>A unit's model as the parameters name it: the folder's name or the file's stem, without quotes.</summary>
+    internal static string ModelName(string path)
+    {
+        path = Path.TrimEndingDirectorySeparator(path);
+        return (Directory.Exists(path) ? Path.GetFileName(path) : Path.GetFileNameWithoutExtension(path)).Replace("\"", "", StringComparison.Ordinal);
     }
 
     public void Dispose()

@@ -31,6 +31,7 @@ public static partial class GenerateCommand
                             [--canny-low 100] [--canny-high 200] [--control-scale 1] [--control-start 0]
                             [--control-end 1] [--control-mode balanced|prompt|controlnet]
                             [--control-resize-mode just|crop|fill] ...] [--guess-mode]
+                           [--adapter PATH --adapter-image sketch.png [--adapter-scale 1] ...] [--adapter-factor 1]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png|out.jpg [--jpeg-quality 80] [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -151,6 +152,14 @@ public static partial class GenerateCommand
         --guess-mode (diffusers' guess_mode, not with --control-mode) applies them to the conditioned prediction only,
         scaled from 0.1 to 1 across the blocks. A ControlNet's encoder runs beside the UNet at
         every step; its picture's embedding is computed once.
+        --adapter PATH steers the run with a T2I-Adapter (a diffusers T2IAdapter folder, e.g.
+        TencentARC/t2iadapter_canny_sd15v2, or its weights file with the config.json beside it; full_adapter, SD 1.x/2.x)
+        and --adapter-image, its preprocessed picture, taken to the adapter's channels (gray for canny and sketch
+        adapters, as Pillow's convert("L")) and resized to each pass with Lanczos. Its features are made once per pass,
+        not per step: nearly free beside a ControlNet. Repeat both, in order, for several adapters (their features add
+        up); --adapter-scale (diffusers' adapter_conditioning_scale, 1) is given once or per --adapter, and
+        --adapter-factor F (adapter_conditioning_factor, 1) limits them all to the first F of the steps. Each is
+        recorded as A1111's ControlNet extension records an adapter, as a ControlNet unit after the ControlNets.
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.
         vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
         The PNG carries the parameters in an A1111-style "parameters" text chunk; an --out name ending in .jpg or
@@ -185,7 +194,7 @@ public static partial class GenerateCommand
         "--out-image-npy", "--init-image", "--strength", "--mask", "--guidance-rescale", "--batch-count", "--prompt-syntax", "--lora-dir",
         "--hires-scale", "--hires-width", "--hires-height", "--hires-strength", "--hires-steps", "--hires-scheduler", "--hires-prompt",
         "--hires-negative-prompt", "--hires-upscaler", "--parameters-from", "--variation-seed", "--variation-strength", "--seed-resize-from", "--resize-mode",
-        "--mask-blur", "--inpaint-area", "--masked-padding", "--masked-content", PictureOutput.QualityFlag).ToArray();
+        "--mask-blur", "--inpaint-area", "--masked-padding", "--masked-content", PictureOutput.QualityFlag, AdapterOption.FactorFlag).ToArray();
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
     {
@@ -194,7 +203,7 @@ public static partial class GenerateCommand
             output.WriteLine(Help);
             return 0;
         }
-        static CommandLine Parse(IReadOnlyList<string> args) => new("generate", args, Flags, ["--invert-mask", ControlNetOption.GuessModeFlag], repeatable: ["--lora", "--embedding", .. ControlNetOption.Flags]);
+        static CommandLine Parse(IReadOnlyList<string> args) => new("generate", args, Flags, ["--invert-mask", ControlNetOption.GuessModeFlag], repeatable: ["--lora", "--embedding", .. ControlNetOption.Flags, .. AdapterOption.Flags]);
         CommandLine line = Parse(args);
         // A variation seed given alone varies nothing; one from a file is turned off by --variation-strength 0.
         bool variationSeedGiven = line.Has("--variation-seed");
@@ -248,6 +257,7 @@ public static partial class GenerateCommand
         PngImage? maskPicture = line.Get("--mask") is { } maskPath ? PictureFile.ReadUpright(maskPath) : null;
         InpaintSettings? inpaintSettings = InpaintSettingsOf(line, initPicture, maskPicture);
         using ControlNetOption? controlNet = ControlNetOption.Read(line, maskPicture);
+        using AdapterOption? adapters = AdapterOption.Read(line);
         (int seedResizeWidth, int seedResizeHeight) = SeedResizeOf(line);
         var request = new GenerateRequest
         {
@@ -292,7 +302,12 @@ public static partial class GenerateCommand
             ? StableDiffusionPipeline.LoadDemo(logger, options)
             : StableDiffusionPipeline.Load(model, ModelOptions.OpenOptions(line), logger, options);
         TimeSpan open = total.Elapsed;
-        request = pipeline.WithModelDefaults(request) with { ControlNets = controlNet is null ? [] : controlNet.Load(logger) };
+        request = pipeline.WithModelDefaults(request) with
+        {
+            ControlNets = controlNet is null ? [] : controlNet.Load(logger),
+            Adapters = adapters is null ? [] : adapters.Load(),
+            AdapterConditioningFactor = adapters?.Factor ?? 1f,
+        };
         // The size first (a multiple of the model's VAE factor), then what must match it.
         pipeline.Validate(request, batchCount);
         if (request.InitialLatents is not null && pipeline.InitialLatentsShape(request.Width, request.Height) is var expected
@@ -308,7 +323,7 @@ public static partial class GenerateCommand
             : ImageConversion.MaskFromPng(inpaint?.Mask ?? Resized(line, "--mask", ImageConversion.AsGray(maskPicture), request, resizeMode));
         request = request with { InitImage = initImage, Mask = mask };
         string modelName = (model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model)))
-            + Resources(line, loras, pipeline.EmbeddingTokens) + controlNet?.Parameters();
+            + Resources(line, loras, pipeline.EmbeddingTokens) + controlNet?.Parameters() + adapters?.Parameters(controlNet?.Count ?? 0);
         // The batch's last image has the longest parameters (the most digits in its seeds): a JPEG's EXIF must hold them.
         PictureOutput.CheckParametersFit(line, "--out", Parameters(line, pipeline, request, inpaint, modelName, batchCount - 1).Length);
         bool terminal = !Console.IsOutputRedirected;
