@@ -65,7 +65,8 @@ public sealed class ControlNetSource : IDisposable
             string configPath = System.IO.Path.Combine(folder, "config.json");
             bool given = File.Exists(configPath);
             var guesses = new List<InferredSetting>();
-            string? yamlPath = given || isIndex || Directory.Exists(path) ? null : System.IO.Path.ChangeExtension(weightsPath, ".yaml");
+            // An original-format file's yaml (A1111 reads STEM.yaml beside the model file); diffusers-named files have none.
+            string? yamlPath = given || named.Format == ControlNetFormat.Diffusers ? null : System.IO.Path.ChangeExtension(weightsPath, ".yaml");
             yamlPath = yamlPath is not null && File.Exists(yamlPath) ? yamlPath : null;
             ControlNetConfig config = given ? ControlNetConfig.Load(configPath) : Inferred(weights, yamlPath, guesses);
             LayoutFit.Require(weights, DiffusersLayout.ControlNet(config),
@@ -110,18 +111,18 @@ public sealed class ControlNetSource : IDisposable
     public static bool IsControlNet(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        if (Directory.Exists(path))
-        {
-            string config = System.IO.Path.Combine(path, "config.json");
-            return !File.Exists(System.IO.Path.Combine(path, "model_index.json")) && File.Exists(config)
-                && JsonConfig.Load(config).GetStringOrNull("_class_name") == "ControlNetModel";
-        }
-        if (!File.Exists(path) || !path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
-        {
-            return false;
-        }
         try
         {
+            if (Directory.Exists(path))
+            {
+                string config = System.IO.Path.Combine(path, "config.json");
+                return !File.Exists(System.IO.Path.Combine(path, "model_index.json")) && File.Exists(config)
+                    && JsonConfig.Load(config).GetStringOrNull("_class_name") == "ControlNetModel";
+            }
+            if (!File.Exists(path) || !path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            {
+                return false;
+            }
             using SafetensorsFile file = SafetensorsFile.Open(path);
             var keys = new List<string>();
             foreach (TensorInfo tensor in file.Tensors)
@@ -131,9 +132,9 @@ public sealed class ControlNetSource : IDisposable
             }
             return ControlNetKeyMapping.IsOriginalFormat(keys);
         }
-        catch (InvalidFileException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return false;
+            return false; // InvalidFileException is an IOException
         }
     }
 

@@ -175,6 +175,10 @@ public sealed class PreprocessCommandTests : IDisposable
         static string Refused(string[] args) => Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message;
         Assert.Contains("--control-preprocessor inpaint masks the control picture with the run's --mask; give --init-image and --mask",
             Refused([.. common, "--control-preprocessor", "inpaint", "--out", output]));
+        Assert.Contains("it does not go with --inpaint-area only-masked or --resize-mode crop|fill",
+            Refused([.. common, "--mask", mask, "--control-preprocessor", "inpaint", "--inpaint-area", "only-masked", "--out", output]));
+        Assert.Contains("it does not go with --inpaint-area only-masked or --resize-mode crop|fill",
+            Refused([.. common, "--mask", mask, "--control-preprocessor", "inpaint", "--resize-mode", "crop", "--out", output]));
         Assert.Contains("--control-preprocessor inpaint makes a condition that is just resized",
             Refused([.. common, "--mask", mask, "--control-preprocessor", "inpaint", "--control-resize-mode", "fill", "--out", output]));
         Assert.Contains($"--control-image {photo} is 32x24 and --mask 16x12",

@@ -102,7 +102,7 @@ public sealed class ControlNetOriginalFormatTests : IDisposable
             Assert.Equal(["channel order"], Array.ConvertAll(fromYaml.InferredSettings.ToArray(), g => g.Setting));
             AssertSameResiduals(expected, fromYaml);
         }
-        File.WriteAllText(yaml, Layout + "\n            global_average_pooling: True\n");
+        File.WriteAllText(yaml, Layout + "\n        global_average_pooling: True\n");
         using (ControlNetSource pooled = ControlNetSource.Open(original))
         {
             Assert.True(pooled.Config.GlobalPoolConditions);

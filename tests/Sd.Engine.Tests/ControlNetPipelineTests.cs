@@ -129,8 +129,8 @@ public sealed class ControlNetPipelineTests : IDisposable
     }
 
     /// <summary>
-    /// A1111's Control Modes: "My prompt is more important" weights residual i of n skips (then the mid block) by
-    /// 0.825^(n - i) in every row, bit for bit the balanced residuals times that weight; "ControlNet is more important"
+    /// A1111's Control Modes: "My prompt is more important" weights residual i (the skips, then the mid block) by
+    /// 0.825^(12 - i) in every row, as A1111 does whatever the ControlNet's depth, bit for bit the balanced residuals times that weight; "ControlNet is more important"
     /// does so on the conditioned row only and leaves the unconditioned one 0. Neither goes with diffusers' guess mode.
     /// </summary>
     [FixtureFact]
@@ -150,7 +150,7 @@ public sealed class ControlNetPipelineTests : IDisposable
         for (int i = 0; i <= count; i++)
         {
             using Tensor plain = a.Copy(i), soft = b.Copy(i), injected = c.Copy(i);
-            float weight = (float)Math.Pow(0.825, count - i);
+            float weight = (float)Math.Pow(0.825, 12 - i);
             Assert.True(plain.Span.IndexOfAnyExcept(0f) >= 0, $"residual {i} is all 0");
             for (int k = 0; k < plain.Length; k++)
             {

@@ -85,6 +85,25 @@ public sealed class CldmYamlTests : IDisposable
         Assert.Null(none.Heads([320]));
     }
 
+    /// <summary>
+    /// What real files and editors add: a byte-order mark, CRLF line ends, a document marker, a tab before a comment,
+    /// and lists of maps, whose keys (repeated from item to item) belong to no map read.
+    /// </summary>
+    [Fact]
+    public void Byte_order_marks_crlf_documents_and_lists_of_maps_are_read()
+    {
+        string text = "\uFEFF---\n" + Cldm(Sd15 + "\n        global_average_pooling: True\t# shuffle") + """
+
+                callbacks:
+                  - name: a
+                    num_heads: 1
+                  - name: b
+                    num_heads: 2
+            """;
+        CldmYaml yaml = Read(text.ReplaceLineEndings("\r\n"));
+        Assert.Equal((8, true), (yaml.NumHeads, yaml.GlobalAveragePooling));
+    }
+
     [Fact]
     public void Hostile_files_are_refused_naming_the_problem()
     {
@@ -95,6 +114,7 @@ public sealed class CldmYamlTests : IDisposable
         Assert.Contains("num_heads is 'eight', expected a positive whole number or -1", Refused(Cldm("        num_heads: eight")));
         Assert.Contains("num_head_channels is '0'", Refused(Cldm("        num_head_channels: 0")));
         Assert.Contains("global_average_pooling is 'maybe', expected True or False", Refused(Cldm("        global_average_pooling: maybe")));
+        Assert.Contains("line 11: a key of 300 characters at depth 5; expected at most 256 and 64", Refused(Cldm($"        {new string('k', 300)}: 1")));
         Assert.Contains("num_head_channels 48 does not divide block 0's 320 channels",
             Assert.Throws<InvalidFileException>(() => Read(Cldm("        num_head_channels: 48")).Heads([320])).Message);
 

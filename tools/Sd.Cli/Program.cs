@@ -21,7 +21,7 @@ public static class Program
           vae-encode                 image (.npy/.png) -> latent posterior
           generate                   txt2img / img2img / inpainting to PNG (no --model: a built-in demo, noise)
           upscale                    a PNG upscaled as A1111's Extras tab does (Lanczos, Nearest, ESRGAN models)
-          preprocess                 a ControlNet's control picture from a photograph (canny edges)
+          preprocess                 a ControlNet's control picture from a photograph (canny edges, invert)
           bench                      timings, GFLOP/s and peak memory per model part
           make-random-model          SD 1.5-shaped model folder with seeded random weights
 

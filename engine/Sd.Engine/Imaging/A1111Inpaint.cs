@@ -152,8 +152,9 @@ public sealed class A1111Inpaint
     /// A1111's create_binary_mask, then ImageOps.invert if asked: an RGBA mask with any alpha below 255 is its alpha,
     /// 255 over 128 and 0 else; any other mask is its gray, as it is.
     /// </summary>
-    private static PngImage BinaryMask(PngImage mask, bool invert)
+    public static PngImage BinaryMask(PngImage mask, bool invert)
     {
+        ArgumentNullException.ThrowIfNull(mask);
         int pixels = mask.Width * mask.Height;
         bool seeThrough = false;
         if (mask.Channels == 4)

@@ -9,7 +9,8 @@ namespace Sd.Engine.Pipelines;
 /// <summary>
 /// A request's ControlNets over one denoising pass: each unit's picture brought to the pass's size, the residuals they
 /// sum into, and per step the units that run (diffusers' controlnet_keep). Under classifier-free guidance a unit in
-/// guess mode runs on the conditioned rows only, the unconditioned row's residuals left at 0, as diffusers does. A
+/// guess mode, in A1111's "ControlNet is more important" mode or with a pooled ControlNet runs on the conditioned rows
+/// only, the unconditioned row's residuals left at 0, as diffusers and A1111 do. A
 /// ControlNet sees the scaled latents alone: with a 9-channel inpainting UNet, whose input adds the mask and the masked
 /// picture's latents, it gets the input's latent channels (diffusers' StableDiffusionControlNetInpaintPipeline).
 /// </summary>

@@ -214,12 +214,16 @@ public sealed partial class StableDiffusionPipeline
                 throw new ArgumentException($"ControlNet {u}: its mask is {mask.Width}x{mask.Height}, its picture {unit.Image.Width}x{unit.Image.Height}; " +
                     "an inpainting condition masks the picture it is made of", nameof(request));
             }
-            if (!Enum.IsDefined(unit.Resize) || (unit.Mask is not null && unit.Resize != ResizeMode.Just))
+            if (!Enum.IsDefined(unit.Resize) || !Enum.IsDefined(unit.Mode))
+            {
+                throw new ArgumentException($"ControlNet {u}: resize mode {unit.Resize} or control mode {unit.Mode} is not one", nameof(request));
+            }
+            if (unit.Mask is not null && unit.Resize != ResizeMode.Just)
             {
                 throw new ArgumentException($"ControlNet {u}: resize mode {unit.Resize}; an inpainting condition (a mask given) is just resized, as " +
                     "diffusers resizes a tensor", nameof(request));
             }
-            if (!Enum.IsDefined(unit.Mode) || (unit.GuessMode && unit.Mode != ControlMode.Balanced))
+            if (unit.GuessMode && unit.Mode != ControlMode.Balanced)
             {
                 throw new ArgumentException($"ControlNet {u}: control mode {unit.Mode} with guess mode {unit.GuessMode}; guess mode (diffusers') goes with " +
                     "the balanced mode only (A1111's modes weight the residuals their own way)", nameof(request));

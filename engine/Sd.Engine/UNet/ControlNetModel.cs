@@ -106,6 +106,10 @@ public sealed unsafe class ControlNetModel : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             CheckInputs(sample, timesteps, context, contextLengths, image, scale, into, firstImage);
+            if (!Enum.IsDefined(weighting))
+            {
+                throw new ArgumentOutOfRangeException(nameof(weighting), weighting, "not a residual weighting");
+            }
             Run(sample, timesteps, context, contextLengths, image, scale, weighting, into, firstImage, cancellation);
         }
     }
@@ -215,9 +219,12 @@ public sealed unsafe class ControlNetModel : IDisposable
     /// <summary>
     /// The scale of residual <paramref name="index"/> of <paramref name="count"/> skips (then the mid block's, index
     /// <paramref name="count"/>): <paramref name="scale"/>; in guess mode torch.logspace(-1, 0, count + 1)[index] x
-    /// scale in float32; soft, scale x 0.825^(count - index) in double, then float32 (A1111's 0.825 ** float(12 - i)
-    /// for SD's 12 skips).
+    /// scale in float32; soft, A1111's weight x 0.825 ** float(12 - i) in double, then float32, whatever the count (SD's 12
+    /// skips and mid block get 0.0994 to 1; A1111 cuts the same 13 weights short for shorter ControlNets).
     /// </summary>
+    /// <summary>A1111's soft injection weights residual i by 0.825^(12 - i): 12 is SD's last skip before the mid block.</summary>
+    private const int SoftInjectionDepth = 12;
+
     internal static float ResidualScale(float scale, ResidualWeighting weighting, int index, int count)
     {
         switch (weighting)
@@ -229,9 +236,11 @@ public sealed unsafe class ControlNetModel : IDisposable
                 double exponent = index < (count + 1) / 2 ? -1.0 + step * index : 0.0 - step * (count - index);
                 return (float)Math.Pow(10.0, exponent) * scale;
             case ResidualWeighting.Soft:
-                return (float)(scale * Math.Pow(0.825, count - index));
-            default:
+                return (float)(scale * Math.Pow(0.825, SoftInjectionDepth - index));
+            case ResidualWeighting.Uniform:
                 return scale;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(weighting), weighting, "not a residual weighting");
         }
     }
 

@@ -14,7 +14,7 @@ public enum ResidualWeighting
 
     /// <summary>
     /// A1111 ControlNet extension's soft injection ("My prompt is more important", "ControlNet is more important"):
-    /// 0.825^(skips - i), from 0.0994 at SD's first skip up to 1 at the mid block.
+    /// residual i weighted 0.825^(12 - i), from 0.0994 at SD's first skip up to 1 at its mid block (the thirteenth).
     /// </summary>
     Soft,
 }

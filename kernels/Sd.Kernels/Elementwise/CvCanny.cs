@@ -52,6 +52,10 @@ public static class CvCanny
         int lowMagnitude = (int)Math.Floor(Math.Clamp(low, -1e9, 1e9)), highMagnitude = (int)Math.Floor(Math.Clamp(high, -1e9, 1e9));
 
         int stride = width + 2; // the map and magnitude rows have a border column on either side
+        if ((long)(height + 2) * stride > Array.MaxLength)
+        {
+            throw new ArgumentException($"a {height}x{width} picture is too large for an edge map in one array");
+        }
         var map = new byte[(height + 2) * stride];
         map.AsSpan().Fill(NotEdge); // the border stays so; suppression marks every pixel inside
         var magnitude = new int[3 * stride]; // rows i - 2, i - 1 and i, by i mod 3; their border columns stay 0
@@ -123,8 +127,9 @@ public static class CvCanny
     /// <summary>
     /// Non-maximum suppression of one row (<paramref name="middle"/>, with its neighbours <paramref name="above"/> and
     /// <paramref name="below"/>; each row with its border columns), marking the map from <paramref name="start"/>:
-    /// OpenCV pushes a strong pixel unless the one before it in the row or the one above already is an edge (it
-    /// joins them in hysteresis all the same), and leaves the other survivors candidates.
+    /// strong survivors are edges that seed hysteresis, the others candidates. As OpenCV's sequential Canny, a strong
+    /// pixel next to an edge (the one before it in the row, or above) is left a candidate, which hysteresis joins to
+    /// that edge all the same: 4.6's parallel version seeds every strong pixel, with the same edges.
     /// </summary>
     private static void Suppress(ReadOnlySpan<int> middle, ReadOnlySpan<int> above, ReadOnlySpan<int> below, ReadOnlySpan<short> dx, ReadOnlySpan<short> dy,
         int low, int high, byte[] map, int start, int stride, Stack<int> stack)

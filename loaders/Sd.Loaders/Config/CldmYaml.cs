@@ -15,8 +15,6 @@ namespace Sd.Loaders.Config;
 /// num_head_channels, global_average_pooling); sd-webui-controlnet's reading of control_stage_config.
 internal sealed record CldmYaml(string Path, int? NumHeads, int? NumHeadChannels, bool GlobalAveragePooling)
 {
-    private const string Section = "model.params.control_stage_config.params.";
-
     /// <summary>Heads per block of <paramref name="channels"/> channels: channels / num_head_channels, else num_heads; null if neither is set.</summary>
     public int[]? Heads(int[] channels)
     {
@@ -47,14 +45,14 @@ internal sealed record CldmYaml(string Path, int? NumHeads, int? NumHeadChannels
         string text;
         try
         {
-            text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes);
+            text = new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes).TrimStart('\uFEFF'); // a byte-order mark, as PyYAML skips it
         }
         catch (DecoderFallbackException)
         {
             throw new InvalidFileException(path, "not UTF-8 text");
         }
-        Dictionary<string, string> values = Flatten(path, text);
-        if (!HasSection(values))
+        (Dictionary<string, string> values, bool found) = ControlStage(path, text);
+        if (!found)
         {
             throw new InvalidFileException(path, "no model.params.control_stage_config.params: not a ControlNet's yaml");
         }
@@ -62,19 +60,10 @@ internal sealed record CldmYaml(string Path, int? NumHeads, int? NumHeadChannels
             Bool(path, values, "global_average_pooling"));
     }
 
-    private static bool HasSection(Dictionary<string, string> values)
-    {
-        foreach (string key in values.Keys)
-        {
-            if (key.StartsWith(Section, StringComparison.Ordinal)) return true;
-        }
-        return false;
-    }
-
     /// <summary>An int setting; -1 (cldm's "unset") and absence are null, anything else must be a positive int.</summary>
     private static int? Positive(string path, Dictionary<string, string> values, string key)
     {
-        if (!values.TryGetValue(Section + key, out string? text) || text == "-1")
+        if (!values.TryGetValue(key, out string? text) || text == "-1")
         {
             return null;
         }
@@ -86,7 +75,7 @@ internal sealed record CldmYaml(string Path, int? NumHeads, int? NumHeadChannels
     /// <summary>A yes/no setting as YAML 1.1 writes one (True, false...); false when absent, cldm's default.</summary>
     private static bool Bool(string path, Dictionary<string, string> values, string key)
     {
-        if (!values.TryGetValue(Section + key, out string? text))
+        if (!values.TryGetValue(key, out string? text))
         {
             return false;
         }
@@ -98,21 +87,30 @@ internal sealed record CldmYaml(string Path, int? NumHeads, int? NumHeadChannels
         };
     }
 
+
+    /// <summary>The keys of model.params.control_stage_config.params, as nested by indentation.</summary>
+    private static readonly string[] SectionPath = ["model", "params", "control_stage_config", "params"];
+
+    /// <summary>The longest key and the deepest nesting read; real files have keys of a few words and 5 levels.</summary>
+    private const int MaxKey = 256, MaxDepth = 64;
+
     /// <summary>
-    /// Every <c>key: value</c> under its dotted path (<c>model.params.x</c>). A key with no value opens a map whose
-    /// keys are indented deeper; list items (<c>- ...</c>) and their children are skipped. Tabs, lines without a key
-    /// and keys given twice are refused, naming the line.
+    /// The <c>key: value</c> pairs directly in model.params.control_stage_config.params, and whether that map is
+    /// there. A key with no value opens a map whose keys are indented deeper; a list item (<c>- ...</c>) and what is
+    /// nested in it are skipped. Tabs, lines without a key, over-long keys, too deep nesting and keys given twice in
+    /// the section are refused, naming the line.
     /// </summary>
-    private static Dictionary<string, string> Flatten(string path, string text)
+    private static (Dictionary<string, string> Values, bool Found) ControlStage(string path, string text)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        var open = new List<(int Indent, string Key)>();
+        bool found = false;
+        var open = new List<(int Indent, string? Key)>(); // a null key is a list item, whose contents are skipped
         string[] lines = text.Split('\n');
         for (int n = 0; n < lines.Length; n++)
         {
             string line = StripComment(lines[n].TrimEnd('\r'));
             string content = line.TrimStart(' ');
-            if (content.Length == 0 || content == "---")
+            if (content.TrimEnd().Length == 0 || content.TrimEnd() == "---")
             {
                 continue;
             }
@@ -124,7 +122,12 @@ internal sealed record CldmYaml(string Path, int? NumHeads, int? NumHeadChannels
             while (open.Count > 0 && open[^1].Indent >= indent) open.RemoveAt(open.Count - 1);
             if (content.StartsWith('-'))
             {
-                continue; // a list item (e.g. ddconfig's ch_mult), which no ControlNet setting is
+                open.Add((indent, null)); // e.g. ddconfig's ch_mult items, which no ControlNet setting is
+                continue;
+            }
+            if (open.Count > 0 && open[^1].Key is null)
+            {
+                continue; // inside a list item
             }
             int colon = content.IndexOf(':', StringComparison.Ordinal);
             if (colon <= 0)
@@ -132,22 +135,35 @@ internal sealed record CldmYaml(string Path, int? NumHeads, int? NumHeadChannels
                 throw new InvalidFileException(path, $"line {n + 1} ('{Shorten(content)}') is not 'key: value'");
             }
             string key = content[..colon].Trim(), value = content[(colon + 1)..].Trim();
-            var name = new StringBuilder();
-            foreach ((int _, string parent) in open) name.Append(parent).Append('.');
-            name.Append(key);
+            if (key.Length > MaxKey || open.Count >= MaxDepth)
+            {
+                throw new InvalidFileException(path, $"line {n + 1}: a key of {key.Length} characters at depth {open.Count + 1}; " +
+                    $"expected at most {MaxKey} and {MaxDepth}");
+            }
             if (value.Length == 0)
             {
                 open.Add((indent, key));
+                found |= IsSection(open);
             }
-            else if (!values.TryAdd(name.ToString(), Unquote(value)))
+            else if (IsSection(open) && !values.TryAdd(key, Unquote(value)))
             {
-                throw new InvalidFileException(path, $"line {n + 1}: {name} is given twice");
+                throw new InvalidFileException(path, $"line {n + 1}: {string.Join('.', SectionPath)}.{key} is given twice");
             }
         }
-        return values;
+        return (values, found);
     }
 
-    /// <summary>The line before a '#' that starts a comment (at the start or after a space, outside quotes).</summary>
+    private static bool IsSection(List<(int Indent, string? Key)> open)
+    {
+        if (open.Count != SectionPath.Length) return false;
+        for (int i = 0; i < open.Count; i++)
+        {
+            if (open[i].Key != SectionPath[i]) return false;
+        }
+        return true;
+    }
+
+    /// <summary>The line before a '#' that starts a comment (at the start or after a space or tab, outside quotes).</summary>
     private static string StripComment(string line)
     {
         char quote = '\0';
@@ -162,7 +178,7 @@ internal sealed record CldmYaml(string Path, int? NumHeads, int? NumHeadChannels
             {
                 quote = c;
             }
-            else if (c == '#' && (i == 0 || line[i - 1] == ' '))
+            else if (c == '#' && (i == 0 || line[i - 1] is ' ' or '\t'))
             {
                 return line[..i];
             }

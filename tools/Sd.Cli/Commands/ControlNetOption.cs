@@ -56,9 +56,10 @@ internal sealed class ControlNetOption : IDisposable
 
     /// <summary>
     /// The flags' ControlNets, their pictures read (before any model loads); null without --controlnet.
-    /// <paramref name="mask"/> is the run's --mask, which the inpaint preprocessor takes (inverted by --invert-mask).
+    /// <paramref name="mask"/> is the run's --mask, which the inpaint preprocessor takes as the run reads it: gray, or
+    /// A1111's binary mask (inverted by --invert-mask) when <paramref name="inpaint"/> settings are given.
     /// </summary>
-    public static ControlNetOption? Read(CommandLine line, PngImage? mask)
+    public static ControlNetOption? Read(CommandLine line, PngImage? mask, InpaintSettings? inpaint)
     {
         IReadOnlyList<string> paths = line.GetAll("--controlnet");
         if (paths.Count == 0)
@@ -90,7 +91,7 @@ internal sealed class ControlNetOption : IDisposable
             throw new UsageException($"generate: {GuessModeFlag} (diffusers') and --control-mode (A1111's) each weight the residuals their own way; give one");
         }
         ResizeMode[] resizes = PerUnit(line, "--control-resize-mode", paths.Count, ResizeMode.Just, GenerateCommand.ParseResizeMode);
-        PngImage? inpaintMask = Array.IndexOf(preprocessors, Inpaint) >= 0 ? InpaintMask(line, mask) : null;
+        PngImage? inpaintMask = Array.IndexOf(preprocessors, Inpaint) >= 0 ? InpaintMask(line, mask, inpaint) : null;
         var units = new Unit[paths.Count];
         for (int i = 0; i < units.Length; i++)
         {
@@ -111,21 +112,23 @@ internal sealed class ControlNetOption : IDisposable
         return new ControlNetOption(units, line.Has(GuessModeFlag));
     }
 
-    /// <summary>The run's mask as gray, inverted by --invert-mask as the run's is (A1111's Inpaint not masked).</summary>
-    private static PngImage InpaintMask(CommandLine line, PngImage? mask)
+    /// <summary>
+    /// The run's mask as the run reads it (gray; with A1111's settings its binary mask, inverted by --invert-mask). The
+    /// condition is made of the whole picture just resized: runs that crop or fill the picture, or repaint only the
+    /// masked area's box, would not line up with it, so they are refused.
+    /// </summary>
+    private static PngImage InpaintMask(CommandLine line, PngImage? mask, InpaintSettings? inpaint)
     {
         if (mask is null)
         {
             throw new UsageException($"generate: --control-preprocessor {Inpaint} masks the control picture with the run's --mask; give --init-image and --mask");
         }
-        PngImage gray = ImageConversion.AsGray(mask);
-        if (!line.Has("--invert-mask"))
+        if (inpaint is { OnlyMasked: true } || line.Get("--resize-mode") is "crop" or "fill")
         {
-            return gray;
+            throw new UsageException($"generate: --control-preprocessor {Inpaint} masks the whole picture, just resized; it does not go with " +
+                "--inpaint-area only-masked or --resize-mode crop|fill, which change what the run repaints");
         }
-        var inverted = new byte[gray.Pixels.Length];
-        for (int i = 0; i < inverted.Length; i++) inverted[i] = (byte)(255 - gray.Pixels[i]);
-        return new PngImage(gray.Width, gray.Height, 1, inverted);
+        return inpaint is null ? ImageConversion.AsGray(mask) : A1111Inpaint.BinaryMask(mask, inpaint.InvertMask);
     }
 
     private static ControlMode Mode(CommandLine line, string flag, string name) =>

@@ -148,7 +148,8 @@ public static partial class GenerateCommand
         (0 and 1); --control-mode is A1111's Control Mode: balanced (the default), prompt ("My prompt is more
         important": the residuals weighted 0.825^(12 - i), from 0.1 at the first block to 1 at the middle) or
         controlnet ("ControlNet is more important": those weights, on the conditioned prediction only); these,
-        --control-preprocessor and the thresholds are each given once for every ControlNet or once per --controlnet.
+        --control-resize-mode, --control-preprocessor and the thresholds are each given once for every ControlNet or
+        once per --controlnet.
         --guess-mode (diffusers' guess_mode, not with --control-mode) applies them to the conditioned prediction only,
         scaled from 0.1 to 1 across the blocks. A ControlNet's encoder runs beside the UNet at
         every step; its picture's embedding is computed once.
@@ -256,7 +257,7 @@ public static partial class GenerateCommand
         PngImage? initPicture = line.Get("--init-image") is { } initPath ? PictureFile.ReadUpright(initPath) : null;
         PngImage? maskPicture = line.Get("--mask") is { } maskPath ? PictureFile.ReadUpright(maskPath) : null;
         InpaintSettings? inpaintSettings = InpaintSettingsOf(line, initPicture, maskPicture);
-        using ControlNetOption? controlNet = ControlNetOption.Read(line, maskPicture);
+        using ControlNetOption? controlNet = ControlNetOption.Read(line, maskPicture, inpaintSettings);
         using AdapterOption? adapters = AdapterOption.Read(line);
         (int seedResizeWidth, int seedResizeHeight) = SeedResizeOf(line);
         var request = new GenerateRequest

@@ -40,7 +40,7 @@ public static class PreprocessCommand
         if (preprocessor is not (ControlNetOption.Canny or ControlNetOption.Invert))
         {
             throw new UsageException(preprocessor == ControlNetOption.None
-                ? $"preprocess: --preprocessor {ControlNetOption.None} would copy the picture; give {ControlNetOption.Canny}"
+                ? $"preprocess: --preprocessor {ControlNetOption.None} would copy the picture; give {ControlNetOption.Canny} or {ControlNetOption.Invert}"
                 : $"preprocess: --preprocessor {ControlNetOption.Inpaint} makes a condition of -1 under the mask, which no picture file holds; sd generate makes it");
         }
         bool canny = preprocessor == ControlNetOption.Canny;
