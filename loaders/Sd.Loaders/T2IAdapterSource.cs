@@ -60,6 +60,27 @@ public sealed class T2IAdapterSource : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="path"/> is a T2I-Adapter: a folder, or a .safetensors file, whose config.json (in the
+    /// folder, or beside the file) names T2IAdapter. False for anything else, unreadable configs included.
+    /// </summary>
+    public static bool IsAdapter(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        try
+        {
+            string? folder = Directory.Exists(path) ? path
+                : File.Exists(path) && path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))
+                : null;
+            string? config = folder is null ? null : System.IO.Path.Combine(folder, "config.json");
+            return config is not null && File.Exists(config) && JsonConfig.Load(config).GetStringOrNull("_class_name") == "T2IAdapter";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     public void Dispose()
     {
         foreach (SafetensorsFile file in _files) file.Dispose();

@@ -78,4 +78,21 @@ public sealed class BenchCommandTests
         Assert.Contains("conv3x3 Winograd 2x16x24, 32 to 32 channels", seen);
         Assert.DoesNotContain(seen, s => s.Contains("3 to 8 channels", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void An_adapter_pass_is_timed()
+    {
+        using var dir = new TempDirectory();
+        string adapter = SmallAdapter.Write(dir.File("adapter"));
+        var output = new StringWriter();
+        Assert.Equal(0, BenchCommand.Run(["--model", adapter, "--part", "adapter", "--height", "64", "--width", "48", "--reps", "2", "--profile", "--json"], output));
+        using JsonDocument report = JsonDocument.Parse(output.ToString());
+        JsonElement root = report.RootElement;
+        Assert.Equal("adapter", root.GetProperty("part").GetString());
+        Assert.True(root.GetProperty("gflop").GetDouble() > 0);
+        var seen = new HashSet<string>();
+        foreach (JsonElement shape in root.GetProperty("profile_shapes").EnumerateArray()) seen.Add(shape.GetProperty("shape").GetString()!);
+        // conv_in on the 8x6 unshuffled gray picture: 64 channels in.
+        Assert.True(seen.Any(s => s.Contains("1x8x6, 64 to 64 channels", StringComparison.Ordinal)), string.Join("; ", seen));
+    }
 }

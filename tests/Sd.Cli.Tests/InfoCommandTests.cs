@@ -137,6 +137,23 @@ public sealed class InfoCommandTests : IDisposable
     }
 
     [Fact]
+    public void Describes_a_t2i_adapter()
+    {
+        string folder = SmallAdapter.Write(_dir.File("small-adapter"));
+        string text = Run(folder);
+        Assert.Contains($"t2i-adapter: {folder}", text);
+        Assert.Contains("picture:     1 channel (gray), 8x the latents' size", text);
+        Assert.Contains("features:    [64, 128, 256] x1 resnets", text);
+        Assert.Contains("F32 x", text);
+        string file = Path.Combine(folder, "diffusion_pytorch_model.safetensors"), fileText = Run(file);
+        Assert.Contains($"t2i-adapter: {file}", fileText);
+        Assert.Contains("features:    [64, 128, 256] x1 resnets", fileText);
+        Assert.Contains("is a T2I-Adapter; --config applies to models",
+            Assert.Throws<UsageException>(() => InfoCommand.Run([folder, "--config", folder], TextWriter.Null)).Message);
+        Assert.False(T2IAdapterSource.IsAdapter(_dir.File("missing")));
+    }
+
+    [Fact]
     public void Model_options_are_refused_for_a_controlnet_and_other_files_are_no_controlnets()
     {
         string folder = TinyControlNet.Write(_dir.File("tiny-controlnet"));

@@ -32,7 +32,9 @@ public sealed unsafe class T2IAdapterModel : IDisposable
         using var binder = new WeightBinder(weights);
         WeightBinder adapter = binder.Child("adapter");
         int[] channels = config.Channels;
-        _convIn = new Conv2d(adapter.Child("conv_in"), config.InChannels * config.DownscaleFactor * config.DownscaleFactor, channels[0]);
+        // The 3x3 weights stay as loaded (streamed Winograd or implicit GEMM): stored Winograd weights would take 4x
+        // their memory (SD 1.5's adapter: 1.18 GiB peak against 0.40) to save 0.02 s of a run made once per pass.
+        _convIn = new Conv2d(adapter.Child("conv_in"), config.InChannels * config.DownscaleFactor * config.DownscaleFactor, channels[0], winograd: false);
         _inConvs = new Conv2d?[channels.Length];
         _block1 = new Conv2d[channels.Length][];
         _block2 = new Conv2d[channels.Length][];
@@ -47,7 +49,7 @@ public sealed unsafe class T2IAdapterModel : IDisposable
             _block2[i] = new Conv2d[config.NumResBlocks];
             for (int j = 0; j < config.NumResBlocks; j++)
             {
-                _block1[i][j] = new Conv2d(block.Child("resnets").Child(j).Child("block1"), channels[i], channels[i]);
+                _block1[i][j] = new Conv2d(block.Child("resnets").Child(j).Child("block1"), channels[i], channels[i], winograd: false);
                 _block2[i][j] = new Conv2d(block.Child("resnets").Child(j).Child("block2"), channels[i], channels[i], kernel: 1);
             }
         }

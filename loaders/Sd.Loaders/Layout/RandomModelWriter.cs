@@ -42,6 +42,11 @@ public static class RandomModelWriter
         WriteFolder(directory, dtype, "diffusion_pytorch_model.safetensors",
             temp => Component(temp, ".", "diffusion_pytorch_model.safetensors", Sd15.ControlNetJson, DiffusersLayout.ControlNet(Sd15.ControlNet), dtype, seed, log));
 
+    /// <summary>An SD 1.5 T2I-Adapter folder (config.json and diffusion_pytorch_model.safetensors), written as <see cref="WriteSd15ControlNet"/>.</summary>
+    public static long WriteSd15Adapter(string directory, TensorDType dtype, ulong seed, TextWriter? log = null) =>
+        WriteFolder(directory, dtype, "diffusion_pytorch_model.safetensors",
+            temp => Component(temp, ".", "diffusion_pytorch_model.safetensors", Sd15.T2IAdapterJson, DiffusersLayout.T2IAdapter(Sd15.T2IAdapter), dtype, seed, log));
+
     /// <summary>
     /// Fills a temporary folder and moves it into place: renamed as a whole to a new folder, or, into an empty one,
     /// entry by entry with <paramref name="lastFile"/> last (a folder without it is not taken for a model).

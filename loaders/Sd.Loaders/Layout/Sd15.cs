@@ -127,6 +127,20 @@ public static class Sd15
 
     public static ControlNetConfig ControlNet => ControlNetConfig.From(Parse("sd15-controlnet/config.json", ControlNetJson));
 
+    /// <summary>An SD 1.5 T2I-Adapter (TencentARC/t2iadapter_canny_sd15v2's config: gray pictures, 77M parameters).</summary>
+    public const string T2IAdapterJson = """
+        {
+          "_class_name": "T2IAdapter",
+          "adapter_type": "full_adapter",
+          "channels": [320, 640, 1280, 1280],
+          "downscale_factor": 8,
+          "in_channels": 1,
+          "num_res_blocks": 2
+        }
+        """;
+
+    public static T2IAdapterConfig T2IAdapter => T2IAdapterConfig.From(Parse("sd15-adapter/config.json", T2IAdapterJson));
+
     public static ClipTextConfig TextEncoder => ClipTextConfig.From(Parse("sd15/text_encoder/config.json", TextEncoderJson));
 
     private static JsonConfig Parse(string name, string json) => JsonConfig.Parse(name, Encoding.UTF8.GetBytes(json));

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using Sd.Engine.Adapters;
 using Sd.Engine.Pipelines;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
@@ -21,7 +22,7 @@ namespace Sd.Cli.Commands;
 public static class BenchCommand
 {
     private const string Help = """
-        Usage: sd bench --model M --part text|unet|controlnet|vae-decode|vae-encode|txt2img|upscale [--height H] [--width W]
+        Usage: sd bench --model M --part text|unet|controlnet|adapter|vae-decode|vae-encode|txt2img|upscale [--height H] [--width W]
                         [--batch B] [--steps S] [--reps N] [--threads T] [--winograd-budget MIB] [--distinct-latents]
                         [--profile] [--json]
 
@@ -32,7 +33,9 @@ public static class BenchCommand
         or --tokenizer DIR). upscale runs one pass of an ESRGAN-family model (--model FILE.safetensors) over a random
         H x W picture in A1111's tiles (192 pixels overlapping by 8), as `sd upscale` runs it. controlnet runs one
         ControlNet pass (--model: a ControlNet folder or file, e.g. from `sd make-random-model --like sd15-controlnet`)
-        on one H x W picture, whose embedding is kept between runs as between steps. Threads: --threads or
+        on one H x W picture, whose embedding is kept between runs as between steps. adapter runs a T2I-Adapter
+        (--model: an adapter folder or file, e.g. from `sd make-random-model --like sd15-adapter`) on one H x W
+        picture: what a generation pays once per pass. Threads: --threads or
         SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, the share in
@@ -77,11 +80,12 @@ public static class BenchCommand
             "text" => WithModel(line, model => TextRunner(model, batch)),
             "unet" => WithModel(line, model => UNetRunner(model, unetOptions, batch, height / 8, width / 8, line.Has("--distinct-latents"))),
             "controlnet" => ControlNetRunner(line, unetOptions, batch, height, width),
+            "adapter" => AdapterRunner(line, height, width),
             "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
             "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
             "txt2img" => Txt2ImgRunner(line, unetOptions, height, width, steps),
             "upscale" => UpscaleRunner(line, batch, height, width),
-            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, controlnet, vae-decode, vae-encode, txt2img, upscale"),
+            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, controlnet, adapter, vae-decode, vae-encode, txt2img, upscale"),
         };
         double loadSeconds = load.Elapsed.TotalSeconds;
 
@@ -282,6 +286,34 @@ public static class BenchCommand
             for (int i = 0; i < pixels.Length; i++) pixels[i] = 0.5f + 0.5f * pixels[i]; // [0, 1], as the pipeline passes it
             ControlResiduals residuals = net.CreateResiduals(batch, h, w);
             return new Runner(() => net.Forward(sample, [999f], context, [], picture, 1f, ResidualWeighting.Uniform, residuals), residuals, net, sample, context, picture, source);
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A T2I-Adapter's features of one H x W picture (--model: an adapter folder or file, e.g. from `sd make-random-model
+    /// --like sd15-adapter`): what a generation pays once per pass, where a ControlNet pays per step.
+    /// </summary>
+    private static Runner AdapterRunner(CommandLine line, int height, int width)
+    {
+        ModelOptions.Setup(line);
+        var source = T2IAdapterSource.Open(line.Require("--model"));
+        try
+        {
+            int f = source.Config.DownscaleFactor;
+            if (height % f != 0 || width % f != 0)
+            {
+                throw new UsageException($"bench: the adapter takes pictures in multiples of {f} pixels, got {height}x{width}");
+            }
+            var adapter = new T2IAdapterModel(source.Config, source.Weights);
+            Tensor picture = RandomTensor([1, height, width, source.Config.InChannels]);
+            Span<float> pixels = picture.Span;
+            for (int i = 0; i < pixels.Length; i++) pixels[i] = 0.5f + 0.5f * pixels[i]; // [0, 1], as the pipeline passes it
+            return new Runner(() => adapter.Forward(picture, 1f).Dispose(), adapter, picture, source);
         }
         catch
         {

@@ -22,8 +22,9 @@ public static class InfoCommand
         separate VAE in place of its own (see sd generate --help), and that VAE's guessed settings if it is one file.
         A ControlNet (a diffusers ControlNetModel folder, or a .safetensors file in diffusers or original format, as
         sd generate --controlnet takes) is described the same way: its naming, weights, config (what a config
-        inferred from the shapes assumed), and the UNets it fits; --variant is the only option it takes.
-          MODEL             diffusers folder, single-file .safetensors checkpoint, or ControlNet
+        inferred from the shapes assumed), and the UNets it fits; so is a T2I-Adapter (sd generate --adapter).
+        --variant is the only option they take.
+          MODEL             diffusers folder, single-file .safetensors checkpoint, ControlNet or T2I-Adapter
           --variant NAME    prefer diffusers weight variant NAME (e.g. fp16)
           --tokenizer DIR   tokenizer folder (vocab.json, merges.txt), for single-file checkpoints
           --config DIR      for single-file checkpoints: a diffusers-layout folder whose configs (unet/config.json,
@@ -53,6 +54,16 @@ public static class InfoCommand
             }
             using ControlNetSource controlNet = ControlNetSource.Open(path, line.Get("--variant"));
             WriteControlNet(controlNet, output);
+            return 0;
+        }
+        if (T2IAdapterSource.IsAdapter(path))
+        {
+            foreach (string flag in (string[])["--tokenizer", "--config", "--vae"])
+            {
+                if (line.Has(flag)) throw new UsageException($"info: {path} is a T2I-Adapter; {flag} applies to models");
+            }
+            using T2IAdapterSource adapter = T2IAdapterSource.Open(path, line.Get("--variant"));
+            WriteAdapter(adapter, output);
             return 0;
         }
         using ModelSource model = ModelSource.Open(path, ModelOptions.OpenOptions(line));
@@ -93,6 +104,21 @@ public static class InfoCommand
         output.WriteLine();
         output.WriteLine($"memory:     {Mib(weights.StoredBytes)} stored; about {Mib(weights.ParameterCount * sizeof(float))} as fp32 weights " +
             "(3x3 convolutions packed for Winograd take up to 4x their share)");
+    }
+
+    /// <summary>A T2I-Adapter's weights and config, and the UNets it fits.</summary>
+    public static void WriteAdapter(T2IAdapterSource source, TextWriter output)
+    {
+        T2IAdapterConfig config = source.Config;
+        WeightSet weights = source.Weights;
+        output.WriteLine($"t2i-adapter: {source.Path}");
+        output.WriteLine($"weights:     {Count(weights.ParameterCount)} parameters in {weights.Count} tensors, {DTypeSummary(weights)}, {Mib(weights.StoredBytes)} stored");
+        output.WriteLine($"  source:    {weights.Source}");
+        string channels = config.InChannels == 1 ? "1 channel (gray)" : $"{config.InChannels} channels (RGB)";
+        output.WriteLine($"picture:     {channels}, {config.DownscaleFactor}x the latents' size");
+        output.WriteLine($"features:    [{string.Join(", ", config.Channels)}] x{config.NumResBlocks} resnets: for UNets whose down blocks are that wide");
+        output.WriteLine();
+        output.WriteLine($"memory:      {Mib(weights.StoredBytes)} stored; about {Mib(weights.ParameterCount * sizeof(float))} as fp32 weights; it runs once per pass");
     }
 
     /// <summary>The SD family a cross-attention width belongs to, as a note.</summary>
