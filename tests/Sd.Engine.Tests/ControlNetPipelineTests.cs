@@ -5,6 +5,8 @@ using Sd.Loaders;
 using Sd.Loaders.Png;
 using Sd.Loaders.Tests;
 
+using static Sd.Engine.Tests.SteeredRuns;
+
 namespace Sd.Engine.Tests;
 
 /// <summary>
@@ -23,19 +25,6 @@ public sealed class ControlNetPipelineTests : IDisposable
         Seed = 42, Scheduler = "dpm++-2m", GuidanceScale = 7.5f,
     };
 
-    private static float[] Latents(StableDiffusionPipeline pipeline, GenerateRequest request)
-    {
-        using GenerateResult result = pipeline.Generate(request);
-        return result.Latents.Span.ToArray();
-    }
-
-    private static PngImage Picture(int width, int height, int seed)
-    {
-        var pixels = new byte[width * height * 3];
-        new Random(seed).NextBytes(pixels);
-        return new PngImage(width, height, 3, pixels);
-    }
-
     [FixtureFact]
     public void A_unit_steers_the_steps_of_its_window_and_a_zero_scale_changes_nothing()
     {
@@ -52,13 +41,7 @@ public sealed class ControlNetPipelineTests : IDisposable
         float[] secondHalf = Latents(pipeline, Request with { ControlNets = [unit with { GuidanceStart = 0.5f }] });
         float[] guess = Latents(pipeline, Request with { ControlNets = [unit with { GuessMode = true }] });
         float[][] runs = [none, all, firstHalf, secondHalf, guess];
-        for (int a = 0; a < runs.Length; a++)
-        {
-            for (int b = a + 1; b < runs.Length; b++)
-            {
-                Assert.True(Compare.RelativeL2(runs[a], runs[b]) > 1e-4, $"runs {a} and {b} are alike");
-            }
-        }
+        AssertAllDiffer(runs);
         // The same request again: the kept conditioning embedding and context projections change nothing.
         Assert.Equal(all, Latents(pipeline, Request with { ControlNets = [unit] }));
         // Two units sum their residuals: this one twice at half the scale is the one unit (within rounding).

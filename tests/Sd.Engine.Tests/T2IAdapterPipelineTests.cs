@@ -5,6 +5,8 @@ using Sd.Loaders;
 using Sd.Loaders.Png;
 using Sd.Loaders.Tests;
 
+using static Sd.Engine.Tests.SteeredRuns;
+
 namespace Sd.Engine.Tests;
 
 /// <summary>
@@ -23,19 +25,6 @@ public sealed class T2IAdapterPipelineTests : IDisposable
         Seed = 42, Scheduler = "dpm++-2m", GuidanceScale = 7.5f,
     };
 
-    private static float[] Latents(StableDiffusionPipeline pipeline, GenerateRequest request)
-    {
-        using GenerateResult result = pipeline.Generate(request);
-        return result.Latents.Span.ToArray();
-    }
-
-    private static PngImage Picture(int width, int height, int seed)
-    {
-        var pixels = new byte[width * height * 3];
-        new Random(seed).NextBytes(pixels);
-        return new PngImage(width, height, 3, pixels);
-    }
-
     [FixtureFact]
     public void A_unit_steers_the_steps_its_factor_gives_and_a_zero_scale_changes_nothing()
     {
@@ -49,13 +38,7 @@ public sealed class T2IAdapterPipelineTests : IDisposable
         float[] all = Latents(pipeline, Request with { Adapters = [unit] });
         float[] half = Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0.5f });
         float[][] runs = [none, all, half];
-        for (int a = 0; a < runs.Length; a++)
-        {
-            for (int b = a + 1; b < runs.Length; b++)
-            {
-                Assert.True(Compare.RelativeL2(runs[a], runs[b]) > 1e-4, $"runs {a} and {b} are alike");
-            }
-        }
+        AssertAllDiffer(runs);
         // int(4 x 0.6) = 2 steps, as 0.5 gives.
         Assert.Equal(half, Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0.6f }));
         // Two units add their features: this one twice at half the scale is the one unit (within rounding).

@@ -281,9 +281,7 @@ public static class BenchCommand
             int h = height / f, w = width / f;
             Tensor sample = Latents([batch, h, w, source.Config.Encoder.InChannels], line.Has("--distinct-latents"));
             Tensor context = RandomTensor([batch, 77, source.Config.Encoder.CrossAttentionDim[0]]);
-            Tensor picture = RandomTensor([1, height, width, source.Config.ConditioningChannels]);
-            Span<float> pixels = picture.Span;
-            for (int i = 0; i < pixels.Length; i++) pixels[i] = 0.5f + 0.5f * pixels[i]; // [0, 1], as the pipeline passes it
+            Tensor picture = RandomPicture(height, width, source.Config.ConditioningChannels);
             ControlResiduals residuals = net.CreateResiduals(batch, h, w);
             return new Runner(() => net.Forward(sample, [999f], context, [], picture, 1f, ResidualWeighting.Uniform, residuals), residuals, net, sample, context, picture, source);
         }
@@ -292,6 +290,15 @@ public static class BenchCommand
             source.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A random [1, H, W, channels] picture in [0, 1], as the pipeline passes a control picture.</summary>
+    private static Tensor RandomPicture(int height, int width, int channels)
+    {
+        Tensor picture = RandomTensor([1, height, width, channels]);
+        Span<float> pixels = picture.Span;
+        for (int i = 0; i < pixels.Length; i++) pixels[i] = 0.5f + 0.5f * pixels[i];
+        return picture;
     }
 
     /// <summary>
@@ -310,9 +317,7 @@ public static class BenchCommand
                 throw new UsageException($"bench: the adapter takes pictures in multiples of {f} pixels, got {height}x{width}");
             }
             var adapter = new T2IAdapterModel(source.Config, source.Weights);
-            Tensor picture = RandomTensor([1, height, width, source.Config.InChannels]);
-            Span<float> pixels = picture.Span;
-            for (int i = 0; i < pixels.Length; i++) pixels[i] = 0.5f + 0.5f * pixels[i]; // [0, 1], as the pipeline passes it
+            Tensor picture = RandomPicture(height, width, source.Config.InChannels);
             return new Runner(() => adapter.Forward(picture, 1f).Dispose(), adapter, picture, source);
         }
         catch

@@ -48,20 +48,14 @@ public static class InfoCommand
         string path = line.Positionals[0];
         if (ControlNetSource.IsControlNet(path))
         {
-            foreach (string flag in (string[])["--tokenizer", "--config", "--vae"])
-            {
-                if (line.Has(flag)) throw new UsageException($"info: {path} is a ControlNet; {flag} applies to models");
-            }
+            RefuseModelOptions(line, path, "a ControlNet");
             using ControlNetSource controlNet = ControlNetSource.Open(path, line.Get("--variant"));
             WriteControlNet(controlNet, output);
             return 0;
         }
         if (T2IAdapterSource.IsAdapter(path))
         {
-            foreach (string flag in (string[])["--tokenizer", "--config", "--vae"])
-            {
-                if (line.Has(flag)) throw new UsageException($"info: {path} is a T2I-Adapter; {flag} applies to models");
-            }
+            RefuseModelOptions(line, path, "a T2I-Adapter");
             using T2IAdapterSource adapter = T2IAdapterSource.Open(path, line.Get("--variant"));
             WriteAdapter(adapter, output);
             return 0;
@@ -69,6 +63,15 @@ public static class InfoCommand
         using ModelSource model = ModelSource.Open(path, ModelOptions.OpenOptions(line));
         Write(model, output);
         return 0;
+    }
+
+    /// <summary>The options that choose a model's files, refused for <paramref name="path"/>, which is <paramref name="what"/>.</summary>
+    private static void RefuseModelOptions(CommandLine line, string path, string what)
+    {
+        foreach (string flag in (string[])["--tokenizer", "--config", "--vae"])
+        {
+            if (line.Has(flag)) throw new UsageException($"info: {path} is {what}; {flag} applies to models");
+        }
     }
 
     /// <summary>A ControlNet's naming, weights, config and guesses, and the UNets it fits.</summary>
