@@ -161,12 +161,16 @@ public sealed class MutatedInputTests : IDisposable
         const string unet = """{"in_channels": 4, "out_channels": 4, "block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "layers_per_block": 1, "cross_attention_dim": 32, "attention_head_dim": 8, "norm_num_groups": 32, "sample_size": 8}""";
         const string vae = """{"in_channels": 3, "out_channels": 3, "latent_channels": 4, "block_out_channels": [32, 64], "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"], "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"], "layers_per_block": 1, "norm_num_groups": 32, "scaling_factor": 0.18215}""";
         const string text = """{"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2, "max_position_embeddings": 77, "vocab_size": 1000, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-05}""";
+        const string controlNet = """{"_class_name": "ControlNetModel", "conditioning_embedding_out_channels": [8, 16], "attention_head_dim": 8, "block_out_channels": [32, 64], "cross_attention_dim": 32, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"], "layers_per_block": 2, "controlnet_conditioning_channel_order": "rgb", "global_pool_conditions": false}""";
+        const string adapter = """{"_class_name": "T2IAdapter", "adapter_type": "full_adapter", "channels": [320, 640, 1280, 1280], "downscale_factor": 8, "in_channels": 1, "num_res_blocks": 2}""";
         (string Json, Action<JsonConfig> Read)[] configs =
         [
             (scheduler, json => SchedulerConfig.From(json)),
             (unet, json => UNetConfig.From(json)),
             (vae, json => VaeConfig.From(json)),
             (text, json => ClipTextConfig.From(json)),
+            (controlNet, json => ControlNetConfig.From(json)),
+            (adapter, json => T2IAdapterConfig.From(json)),
         ];
         for (int c = 0; c < configs.Length; c++)
         {
@@ -174,6 +178,35 @@ public sealed class MutatedInputTests : IDisposable
             read(JsonConfig.Parse("config.json", Encoding.UTF8.GetBytes(json))); // the undamaged config loads
             AssertEachLoadsOrNamesItself(Encoding.UTF8.GetBytes(json), "json", 5 + c, path => read(JsonConfig.Load(path)));
         }
+    }
+
+    /// <summary>An original ControlNet's yaml (lllyasviel's layout): damaged, it reads or names itself, never hangs or throws otherwise.</summary>
+    [Fact]
+    public void Damaged_controlnet_yamls_load_or_fail_naming_the_file()
+    {
+        const string yaml = """
+            model:
+              target: cldm.cldm.ControlLDM
+              params:
+                linear_start: 0.00085
+                first_stage_key: "jpg"
+                control_stage_config:
+                  target: cldm.cldm.ControlNet
+                  params:
+                    image_size: 32 # unused
+                    attention_resolutions: [ 4, 2, 1 ]
+                    num_heads: 8
+                    num_head_channels: -1
+                    global_average_pooling: True
+                    context_dim: 768
+                first_stage_config:
+                  params:
+                    ddconfig:
+                      ch_mult:
+                      - 1
+                      - 2
+            """;
+        AssertEachLoadsOrNamesItself(Encoding.UTF8.GetBytes(yaml), "yaml", 11, path => CldmYaml.Read(path));
     }
 
     /// <summary>

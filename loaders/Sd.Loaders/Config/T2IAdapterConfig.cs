@@ -31,9 +31,13 @@ public sealed record T2IAdapterConfig
             throw new InvalidFileException(source, $"_class_name is '{className}', not T2IAdapter (a T2I-Adapter's config.json was expected)");
         }
         string type = json.GetString("adapter_type", "full_adapter");
-        if (type != "full_adapter")
+        if (type is "full_adapter_xl" or "light_adapter")
         {
             throw new NotSupportedException($"{source}: adapter_type '{type}' is not supported; Sd runs the SD 1.x/2.x adapters (full_adapter)");
+        }
+        if (type != "full_adapter")
+        {
+            throw new InvalidFileException(source, $"adapter_type '{type}' is not one of diffusers' full_adapter, full_adapter_xl and light_adapter");
         }
         var config = new T2IAdapterConfig
         {
