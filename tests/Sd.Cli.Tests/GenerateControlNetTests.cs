@@ -100,6 +100,25 @@ public sealed class GenerateControlNetTests : IDisposable
         Assert.False(File.Exists(png));
     }
 
+    /// <summary>
+    /// One ControlNet given twice with two pictures shares its loaded model (the conditioning embedding is made again
+    /// when the picture changes): the run is bit for bit the one with a copy of the folder as the second.
+    /// </summary>
+    [FixtureFact]
+    public void A_controlnet_given_twice_gives_the_run_of_two_copies()
+    {
+        string folder = ControlNetFolder(), copy = _dir.File("copy");
+        Directory.CreateDirectory(copy);
+        foreach (string file in Directory.GetFiles(folder)) File.Copy(file, Path.Combine(copy, Path.GetFileName(file)));
+        string edges = Picture("edges.png", 1), depth = Picture("depth.png", 2);
+        string shared = _dir.File("shared.png"), separate = _dir.File("separate.png");
+        Assert.Equal(0, GenerateCommand.Run([.. Common(), "--controlnet", folder, "--control-image", edges, "--controlnet", folder, "--control-image", depth,
+            "--control-scale", "0.6", "--out", shared], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. Common(), "--controlnet", folder, "--control-image", edges, "--controlnet", copy, "--control-image", depth,
+            "--control-scale", "0.6", "--out", separate], TextWriter.Null));
+        Assert.True(PngFile.Read(shared).Pixels.AsSpan().SequenceEqual(PngFile.Read(separate).Pixels), "the shared model steers otherwise than two");
+    }
+
     private string Picture(string name, int seed)
     {
         string path = _dir.File(name);

@@ -181,17 +181,26 @@ internal sealed class ControlNetOption : IDisposable
     public ControlNetUnit[] Load(ILogger logger)
     {
         var units = new ControlNetUnit[_units.Length];
+        // Units of one ControlNet share its loaded model (its packed weights are the run's largest memory after the
+        // UNet's), unless one runs on the conditioned rows only and the other on all: the model keeps its activation
+        // buffers for one batch size, and two would re-plan them at every step.
+        var models = new Dictionary<(string Path, bool ConditionedOnly), ControlNetModel>();
         for (int i = 0; i < units.Length; i++)
         {
             Unit unit = _units[i];
-            var source = ControlNetSource.Open(unit.Path);
-            _loaded.Add(source);
-            foreach (InferredSetting guess in source.InferredSettings)
+            (string, bool) key = (Path.GetFullPath(unit.Path), _guessMode || unit.Mode == ControlMode.ControlNetMoreImportant);
+            if (!models.TryGetValue(key, out ControlNetModel? model))
             {
-                logger.LogInformation("{ControlNet}: {Guess}; a config.json (or an original file's STEM.yaml) beside it overrides it", unit.Path, guess);
+                var source = ControlNetSource.Open(unit.Path);
+                _loaded.Add(source);
+                foreach (InferredSetting guess in source.InferredSettings)
+                {
+                    logger.LogInformation("{ControlNet}: {Guess}; a config.json (or an original file's STEM.yaml) beside it overrides it", unit.Path, guess);
+                }
+                model = new ControlNetModel(source.Config, source.Weights);
+                _loaded.Add(model);
+                models.Add(key, model);
             }
-            var model = new ControlNetModel(source.Config, source.Weights);
-            _loaded.Add(model);
             units[i] = new ControlNetUnit(model, unit.Picture) { Scale = unit.Scale, GuidanceStart = unit.Start, GuidanceEnd = unit.End, GuessMode = _guessMode,
                 Mode = unit.Mode, Mask = unit.Mask, Resize = unit.Resize };
         }
