@@ -61,8 +61,9 @@ public sealed class T2IAdapterSource : IDisposable
     }
 
     /// <summary>
-    /// Whether <paramref name="path"/> is a T2I-Adapter: a folder, or a .safetensors file, whose config.json (in the
-    /// folder, or beside the file) names T2IAdapter. False for anything else, unreadable configs included.
+    /// Whether <paramref name="path"/> is a T2I-Adapter: a folder whose config.json names T2IAdapter, or a
+    /// .safetensors file of adapter.* tensors with such a config.json beside it. False for anything else, unreadable
+    /// files included.
     /// </summary>
     public static bool IsAdapter(string path)
     {
@@ -73,7 +74,20 @@ public sealed class T2IAdapterSource : IDisposable
                 : File.Exists(path) && path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))
                 : null;
             string? config = folder is null ? null : System.IO.Path.Combine(folder, "config.json");
-            return config is not null && File.Exists(config) && JsonConfig.Load(config).GetStringOrNull("_class_name") == "T2IAdapter";
+            if (config is null || !File.Exists(config) || JsonConfig.Load(config).GetStringOrNull("_class_name") != "T2IAdapter")
+            {
+                return false;
+            }
+            if (Directory.Exists(path))
+            {
+                return true;
+            }
+            using SafetensorsFile file = SafetensorsFile.Open(path);
+            foreach (TensorInfo tensor in file.Tensors)
+            {
+                if (!tensor.Name.StartsWith("adapter.", StringComparison.Ordinal)) return false;
+            }
+            return file.Tensors.Count > 0;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

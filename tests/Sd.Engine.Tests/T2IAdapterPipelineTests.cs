@@ -36,14 +36,43 @@ public sealed class T2IAdapterPipelineTests : IDisposable
         Assert.Equal(none, Latents(pipeline, Request with { Adapters = [unit with { Scale = 0 }] }));
         Assert.Equal(none, Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0 }));
         float[] all = Latents(pipeline, Request with { Adapters = [unit] });
-        float[] half = Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0.5f });
+        float[] half = Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0.5 });
         float[][] runs = [none, all, half];
         AssertAllDiffer(runs);
-        // int(4 x 0.6) = 2 steps, as 0.5 gives.
-        Assert.Equal(half, Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0.6f }));
+        // int(4 x 0.6) = 2 steps, as 0.5 gives. At 10 steps int(10 x 0.7) is 7 in double (6.99999988 in float32 would be 6).
+        Assert.Equal(half, Latents(pipeline, Request with { Adapters = [unit], AdapterConditioningFactor = 0.6 }));
+        GenerateRequest ten = Request with { Steps = 10, Adapters = [unit] };
+        float[] seven = Latents(pipeline, ten with { AdapterConditioningFactor = 0.7 });
+        Assert.Equal(Latents(pipeline, ten with { AdapterConditioningFactor = 0.75 }), seven);
+        Assert.NotEqual(Latents(pipeline, ten with { AdapterConditioningFactor = 0.65 }), seven);
         // Two units add their features: this one twice at half the scale is the one unit (within rounding).
         float[] halves = Latents(pipeline, Request with { Adapters = [unit with { Scale = 0.5f }, unit with { Scale = 0.5f }] });
         Assert.True(Compare.RelativeL2(all, halves) < 1e-5, $"two halves differ from the whole by {Compare.RelativeL2(all, halves):E2}");
+    }
+
+    /// <summary>Several units add their features, each at its own scale (MultiAdapter's weighted sum).</summary>
+    [FixtureFact]
+    public void Units_add_their_features_each_at_its_scale()
+    {
+        using T2IAdapterSource source = T2IAdapterSource.Open(AdapterFixture.Write(_dir, "small_guided"));
+        using var adapter = new T2IAdapterModel(source.Config, source.Weights);
+        PngImage a = Picture(64, 48, 4), b = Picture(64, 48, 5);
+        using AdapterFeatures sum = T2IAdapterUnit.Run([new T2IAdapterUnit(adapter, a) { Scale = 0.3f }, new T2IAdapterUnit(adapter, b) { Scale = 1.2f }], 64, 48)!;
+        using Tensors.Tensor pa = Unit(a), pb = Unit(b);
+        using AdapterFeatures fa = adapter.Forward(pa, 0.3f), fb = adapter.Forward(pb, 1.2f);
+        for (int i = 0; i < sum.Count; i++)
+        {
+            float[] expected = new float[fa[i].Length];
+            for (int k = 0; k < expected.Length; k++) expected[k] = fa[i].Span[k] + fb[i].Span[k];
+            Assert.Equal(expected, sum[i].Span.ToArray());
+        }
+
+        static Tensors.Tensor Unit(PngImage picture)
+        {
+            var tensor = Tensors.Tensor.Allocate([1, picture.Height, picture.Width, 3]);
+            for (int k = 0; k < picture.Pixels.Length; k++) tensor.Span[k] = picture.Pixels[k] / 255f;
+            return tensor;
+        }
     }
 
     [FixtureFact]
@@ -77,7 +106,7 @@ public sealed class T2IAdapterPipelineTests : IDisposable
         using var adapter = new T2IAdapterModel(smallSource.Config, smallSource.Weights);
         Assert.Contains("the adapter conditioning factor must be in [0, 1]", Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with
         {
-            Adapters = [new T2IAdapterUnit(adapter, Picture(8, 8, 3))], AdapterConditioningFactor = 1.5f,
+            Adapters = [new T2IAdapterUnit(adapter, Picture(8, 8, 3))], AdapterConditioningFactor = 1.5,
         })).Message);
         Assert.Contains("the scale must be finite", Assert.Throws<ArgumentException>(() => pipeline.Generate(Request with
         {

@@ -64,6 +64,15 @@ public sealed class T2IAdapterSourceTests : IDisposable
             Assert.Throws<InvalidFileException>(() => T2IAdapterSource.Open(Folder(Config.Replace("\"T2IAdapter\"", "\"ControlNetModel\"", StringComparison.Ordinal)))).Message);
         string missing = Folder(Config, name => name != "adapter.body.1.in_conv.weight");
         Assert.Contains("adapter.body.1.in_conv.weight", Assert.Throws<InvalidFileException>(() => T2IAdapterSource.Open(missing)).Message);
+        Assert.Contains("'in_channels' is 2; a T2I-Adapter takes gray (1) or RGB (3) pictures",
+            Assert.Throws<InvalidFileException>(() => T2IAdapterSource.Open(Folder(Config.Replace("\"in_channels\": 3", "\"in_channels\": 2", StringComparison.Ordinal)))).Message);
+        // A checkpoint beside an adapter's config.json is no adapter.
+        string beside = Folder(Config), checkpoint = Path.Combine(beside, "model.safetensors");
+        var writer = new SafetensorsWriter();
+        writer.AddFloat32("model.diffusion_model.input_blocks.0.0.bias", [4], new float[4]);
+        writer.Save(checkpoint);
+        Assert.False(T2IAdapterSource.IsAdapter(checkpoint));
+        Assert.True(T2IAdapterSource.IsAdapter(Path.Combine(beside, "diffusion_pytorch_model.safetensors")));
         // A config that lies about the widths: the tensors do not fit it.
         Assert.Throws<InvalidFileException>(() => T2IAdapterSource.Open(Folder(Config.Replace("[32, 64]", "[32, 32]", StringComparison.Ordinal))));
     }

@@ -85,10 +85,11 @@ public sealed record GenerateRequest
     public IReadOnlyList<T2IAdapterUnit> Adapters { get; init; } = [];
 
     /// <summary>
-    /// The fraction of a pass's steps, from the first, that get the adapters' features (diffusers'
-    /// adapter_conditioning_factor: step i of n when i &lt; int(n x factor)), in [0, 1].
+    /// The fraction of a pass's steps, from the first, that get the adapters' features, in [0, 1]: step i of n when
+    /// i &lt; int(n x factor), in double as Python computes it (diffusers' StableDiffusionXLAdapterPipeline's
+    /// adapter_conditioning_factor; its SD 1.x adapter pipeline has none, which is 1).
     /// </summary>
-    public float AdapterConditioningFactor { get; init; } = 1f;
+    public double AdapterConditioningFactor { get; init; } = 1;
 
     /// <summary>
     /// diffusers' guidance_rescale (0 = off): rescales the guided prediction to the text prediction's standard

@@ -11,9 +11,12 @@ namespace Sd.Engine.Pipelines;
 // The denoising loop: UNet calls, classifier-free guidance (with diffusers' rescale) and scheduler steps.
 public sealed unsafe partial class StableDiffusionPipeline
 {
-    /// <summary>One image's denoising loop: the run's steps, classifier-free guidance and the scheduler over its latents.</summary>
-    private void Denoise(DenoisingRun run, PromptContexts contexts, GenerateRequest request, int image, int images, IProgress<StepInfo>? progress,
-        CancellationToken cancellation)
+    /// <summary>
+    /// One image's denoising loop: the run's steps, classifier-free guidance and the scheduler over its latents;
+    /// <paramref name="adapter"/> holds the pass's T2I-Adapter features (<see cref="AdapterFeaturesFor"/>), if any.
+    /// </summary>
+    private void Denoise(DenoisingRun run, PromptContexts contexts, GenerateRequest request, AdapterFeatures? adapter, int image, int images,
+        IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
         Tensor latents = run.Latents;
         int batch = contexts.Context.Dim(0); // [uncond, cond, ...] when guided, else [cond]
@@ -36,7 +39,6 @@ public sealed unsafe partial class StableDiffusionPipeline
         float[] partScales = Array.ConvertAll(contexts.PartWeights, weight => (float)(weight * guidance));
         bool guided = UsesClassifierFreeGuidance(request);
         using ControlNetPass? control = ControlNetPass.Create(request.ControlNets, unetInput, channels, contexts.Context, guided, _vaeConfig.DownscaleFactor);
-        using AdapterFeatures? adapter = T2IAdapterUnit.Run(request.Adapters, w * _vaeConfig.DownscaleFactor, h * _vaeConfig.DownscaleFactor);
         var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, partScales, request.GuidanceRescale, condition, image, images,
             control, adapter, request.AdapterConditioningFactor, guided);
         try
@@ -49,6 +51,10 @@ public sealed unsafe partial class StableDiffusionPipeline
             control?.ReleaseRunBuffers();
         }
     }
+
+    /// <summary>The request's T2I-Adapter features for a pass over <paramref name="latents"/> (one image's): made once per pass, for every image.</summary>
+    private AdapterFeatures? AdapterFeaturesFor(GenerateRequest request, Tensor latents) =>
+        T2IAdapterUnit.Run(request.Adapters, latents.Dim(2) * _vaeConfig.DownscaleFactor, latents.Dim(1) * _vaeConfig.DownscaleFactor);
 
     /// <summary>
     /// Whether the UNet runs on cat([latents] * 2), unconditioned and conditioned, mixed by the guidance scale: as in
@@ -63,7 +69,7 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// </summary>
     private sealed record StepLoop(UNet2DConditionModel UNet, PromptContexts Prompts, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
         float Guidance, float[] PartScales, float Rescale, float[] Condition, int Image, int Images, ControlNetPass? Control,
-        AdapterFeatures? Adapter, float AdapterFactor, bool Guided);
+        AdapterFeatures? Adapter, double AdapterFactor, bool Guided);
 
     private void RunSteps(DenoisingRun run, StepLoop loop, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
@@ -75,7 +81,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         var timestep = new float[1];
         var clock = Stopwatch.StartNew();
         // diffusers' adapter loop: step i of n gets the features when i < int(n x adapter_conditioning_factor).
-        int adapterSteps = (int)((scheduler.StepCount - start) * (double)loop.AdapterFactor);
+        int adapterSteps = (int)((scheduler.StepCount - start) * loop.AdapterFactor);
         float[] DrawNoise(int index)
         {
             using Tensor drawn = DrawNhwc(run.Noise, 1, h, w, channels);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Sd.Engine.Adapters;
 using Sd.Engine.Schedulers;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
@@ -268,11 +269,14 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 runs[i].CallsAfter = hiresCalls;
                 times[i].Denoising += clock.Elapsed;
             }
-            for (int i = 0; i < count; i++)
+            using (AdapterFeatures? adapter = AdapterFeaturesFor(request, runs[0].Latents))
             {
-                PhaseClock clock = times[i].Start();
-                Denoise(runs[i], contexts, request, i, count, progress, cancellation);
-                times[i].Denoising += clock.Elapsed;
+                for (int i = 0; i < count; i++)
+                {
+                    PhaseClock clock = times[i].Start();
+                    Denoise(runs[i], contexts, request, adapter, i, count, progress, cancellation);
+                    times[i].Denoising += clock.Elapsed;
+                }
             }
             if (request.Hires is { } fix)
             {
@@ -288,10 +292,11 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                     times[i].Denoising += clock.Elapsed;
                     runs[i].ElapsedBefore = times[i].Denoising;
                 }
+                using AdapterFeatures? adapter = AdapterFeaturesFor(request, runs[0].Latents);
                 for (int i = 0; i < count; i++)
                 {
                     PhaseClock clock = times[i].Start();
-                    Denoise(runs[i], hiresContexts!, request, i, count, progress, cancellation);
+                    Denoise(runs[i], hiresContexts!, request, adapter, i, count, progress, cancellation);
                     times[i].Denoising += clock.Elapsed;
                 }
             }

@@ -222,9 +222,6 @@ public sealed unsafe class ControlNetModel : IDisposable
     /// scale in float32; soft, A1111's weight x 0.825 ** float(12 - i) in double, then float32, whatever the count (SD's 12
     /// skips and mid block get 0.0994 to 1; A1111 cuts the same 13 weights short for shorter ControlNets).
     /// </summary>
-    /// <summary>A1111's soft injection weights residual i by 0.825^(12 - i): 12 is SD's last skip before the mid block.</summary>
-    private const int SoftInjectionDepth = 12;
-
     internal static float ResidualScale(float scale, ResidualWeighting weighting, int index, int count)
     {
         switch (weighting)
@@ -236,7 +233,7 @@ public sealed unsafe class ControlNetModel : IDisposable
                 double exponent = index < (count + 1) / 2 ? -1.0 + step * index : 0.0 - step * (count - index);
                 return (float)Math.Pow(10.0, exponent) * scale;
             case ResidualWeighting.Soft:
-                return (float)(scale * Math.Pow(0.825, SoftInjectionDepth - index));
+                return (float)(scale * Math.Pow(0.825, 12 - index)); // 12: SD's last skip before the mid block
             case ResidualWeighting.Uniform:
                 return scale;
             default:

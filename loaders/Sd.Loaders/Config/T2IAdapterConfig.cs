@@ -50,12 +50,15 @@ public sealed record T2IAdapterConfig
         return config;
     }
 
-    /// <summary>The most picture channels (RGBA would be 4) and the largest pixel unshuffle factor (SD uses 8).</summary>
-    private const int MaxInChannels = 4, MaxDownscale = 16;
+    /// <summary>The largest pixel unshuffle factor (SD uses 8).</summary>
+    private const int MaxDownscale = 16;
 
     public void Validate(string source)
     {
-        ConfigLimits.CheckCount(source, "in_channels", InChannels, MaxInChannels);
+        if (InChannels is not (1 or 3))
+        {
+            throw new InvalidFileException(source, $"'in_channels' is {InChannels}; a T2I-Adapter takes gray (1) or RGB (3) pictures");
+        }
         ConfigLimits.CheckCount(source, "channels", Channels.Length, ConfigLimits.MaxBlocks);
         ConfigLimits.CheckWidths(source, "channels", Channels);
         ConfigLimits.CheckCount(source, "num_res_blocks", NumResBlocks, ConfigLimits.MaxLayers);

@@ -21,10 +21,10 @@ internal sealed class AdapterOption : IDisposable
     public const string FactorFlag = "--adapter-factor";
 
     private readonly (string Path, PngImage Picture, float Scale)[] _units;
-    private readonly float _factor;
+    private readonly double _factor;
     private readonly List<IDisposable> _loaded = [];
 
-    private AdapterOption((string, PngImage, float)[] units, float factor) => (_units, _factor) = (units, factor);
+    private AdapterOption((string, PngImage, float)[] units, double factor) => (_units, _factor) = (units, factor);
 
     /// <summary>The flags' adapters, their pictures read (before any model loads); null without --adapter.</summary>
     public static AdapterOption? Read(CommandLine line)
@@ -44,7 +44,7 @@ internal sealed class AdapterOption : IDisposable
             throw new UsageException($"generate: {paths.Count} --adapter need as many --adapter-image (one each, in order), got {pictures.Count}");
         }
         float[] scales = ControlNetOption.PerUnit(line, "--adapter-scale", "T2I-Adapter", "--adapter", paths.Count, 1f, line.ParseFloat);
-        float factor = line.GetFloat(FactorFlag, 1f);
+        double factor = line.GetDouble(FactorFlag, 1); // a Python float, as diffusers multiplies it
         if (factor is < 0 or > 1)
         {
             throw new UsageException($"generate: {FactorFlag} is the fraction of the steps the adapters steer, from 0 to 1, got {factor}");
@@ -58,7 +58,7 @@ internal sealed class AdapterOption : IDisposable
     }
 
     /// <summary>diffusers' adapter_conditioning_factor.</summary>
-    public float Factor => _factor;
+    public double Factor => _factor;
 
     /// <summary>Loads the adapters (weights memory-mapped, then packed) and returns the request's units.</summary>
     public T2IAdapterUnit[] Load()
@@ -82,13 +82,12 @@ internal sealed class AdapterOption : IDisposable
     /// </summary>
     public string Parameters(int first)
     {
-        string F(float v) => v.ToString(CultureInfo.InvariantCulture);
         var text = new System.Text.StringBuilder();
         for (int i = 0; i < _units.Length; i++)
         {
             (string path, _, float scale) = _units[i];
-            text.Append(CultureInfo.InvariantCulture, $", ControlNet {first + i}: \"Module: none, Model: {ControlNetOption.ModelName(path)}, Weight: {F(scale)}, ")
-                .Append(CultureInfo.InvariantCulture, $"Resize Mode: Just Resize, Guidance Start: 0, Guidance End: {F(_factor)}\"");
+            text.Append(CultureInfo.InvariantCulture, $", ControlNet {first + i}: \"Module: none, Model: {ControlNetOption.ModelName(path)}, Weight: {scale}, ")
+                .Append(CultureInfo.InvariantCulture, $"Resize Mode: Just Resize, Guidance Start: 0, Guidance End: {_factor}\"");
         }
         return text.ToString();
     }

@@ -80,7 +80,7 @@ public static class BenchCommand
             "text" => WithModel(line, model => TextRunner(model, batch)),
             "unet" => WithModel(line, model => UNetRunner(model, unetOptions, batch, height / 8, width / 8, line.Has("--distinct-latents"))),
             "controlnet" => ControlNetRunner(line, unetOptions, batch, height, width),
-            "adapter" => AdapterRunner(line, height, width),
+            "adapter" => AdapterRunner(line, batch, height, width),
             "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
             "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
             "txt2img" => Txt2ImgRunner(line, unetOptions, height, width, steps),
@@ -305,10 +305,15 @@ public static class BenchCommand
     /// A T2I-Adapter's features of one H x W picture (--model: an adapter folder or file, e.g. from `sd make-random-model
     /// --like sd15-adapter`): what a generation pays once per pass, where a ControlNet pays per step.
     /// </summary>
-    private static Runner AdapterRunner(CommandLine line, int height, int width)
+    private static Runner AdapterRunner(CommandLine line, int batch, int height, int width)
     {
+        if (batch != 1)
+        {
+            throw new UsageException($"bench: --part adapter runs one picture (shared by a batch), got --batch {batch}");
+        }
         ModelOptions.Setup(line);
         var source = T2IAdapterSource.Open(line.Require("--model"));
+        T2IAdapterModel? adapter = null;
         try
         {
             int f = source.Config.DownscaleFactor;
@@ -316,12 +321,14 @@ public static class BenchCommand
             {
                 throw new UsageException($"bench: the adapter takes pictures in multiples of {f} pixels, got {height}x{width}");
             }
-            var adapter = new T2IAdapterModel(source.Config, source.Weights);
+            adapter = new T2IAdapterModel(source.Config, source.Weights);
             Tensor picture = RandomPicture(height, width, source.Config.InChannels);
-            return new Runner(() => adapter.Forward(picture, 1f).Dispose(), adapter, picture, source);
+            T2IAdapterModel model = adapter;
+            return new Runner(() => model.Forward(picture, 1f).Dispose(), adapter, picture, source);
         }
         catch
         {
+            adapter?.Dispose();
             source.Dispose();
             throw;
         }

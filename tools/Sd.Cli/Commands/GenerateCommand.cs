@@ -159,7 +159,8 @@ public static partial class GenerateCommand
         adapters, as Pillow's convert("L")) and resized to each pass with Lanczos. Its features are made once per pass,
         not per step: nearly free beside a ControlNet. Repeat both, in order, for several adapters (their features add
         up); --adapter-scale (diffusers' adapter_conditioning_scale, 1) is given once or per --adapter, and
-        --adapter-factor F (adapter_conditioning_factor, 1) limits them all to the first F of the steps. Each is
+        --adapter-factor F (1; diffusers' SDXL adapter pipeline's adapter_conditioning_factor) limits them all to
+        the first int(steps x F) steps. Each is
         recorded as A1111's ControlNet extension records an adapter, as a ControlNet unit after the ControlNets.
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.
         vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
@@ -307,7 +308,7 @@ public static partial class GenerateCommand
         {
             ControlNets = controlNet is null ? [] : controlNet.Load(logger),
             Adapters = adapters is null ? [] : adapters.Load(),
-            AdapterConditioningFactor = adapters?.Factor ?? 1f,
+            AdapterConditioningFactor = adapters?.Factor ?? 1,
         };
         // The size first (a multiple of the model's VAE factor), then what must match it.
         pipeline.Validate(request, batchCount);
