@@ -12,14 +12,13 @@ namespace Sd.Cli.Commands;
 
 /// <summary>
 /// <c>sd generate</c>'s ControlNets: each <c>--controlnet PATH</c> (a diffusers ControlNet folder, or a weights file in
-/// diffusers or original format) with its <c>--control-image</c> (the preprocessed picture: edges, depth, pose..., or a
-/// photograph that <c>--control-preprocessor canny</c> turns into edges, or that <c>inpaint</c> masks with the run's
-/// <c>--mask</c> for an inpainting ControlNet).
-/// <c>--control-preprocessor</c>, <c>--canny-low</c> / <c>--canny-high</c>, <c>--control-scale</c>,
-/// <c>--control-start</c> / <c>--control-end</c> (the fraction of the steps a unit runs over),
-/// <c>--control-mode</c> (A1111's Control Mode) and <c>--control-resize-mode</c> are given once for every unit or once
-/// per unit, in order;
-/// <c>--guess-mode</c> (diffusers') applies to all.
+/// diffusers or original format) with its <c>--control-image</c>: the preprocessed picture (edges, depth, pose...), or
+/// one that <c>--control-preprocessor</c> makes into it (canny edges of a photograph, invert of a drawing, inpaint: the
+/// picture masked by the run's <c>--mask</c> for an inpainting ControlNet). <c>--control-preprocessor</c>,
+/// <c>--canny-low</c> / <c>--canny-high</c>, <c>--control-scale</c>, <c>--control-start</c> / <c>--control-end</c> (the
+/// fraction of the steps a unit runs over), <c>--control-mode</c> (A1111's Control Mode) and
+/// <c>--control-resize-mode</c> are given once for every unit or once per unit, in order; <c>--guess-mode</c>
+/// (diffusers') applies to all.
 /// </summary>
 internal sealed class ControlNetOption : IDisposable
 {
