@@ -132,6 +132,12 @@ public sealed class PreprocessCommandTests : IDisposable
         Assert.EndsWith("ControlNet 0: \"Module: canny, Model: tiny-controlnet, Weight: 1, Resize Mode: Just Resize, Threshold A: 10, Threshold B: 40.5, " +
             "Guidance Start: 0, Guidance End: 1\"", b.Text["parameters"]);
         Assert.Contains("Module: none", a.Text["parameters"]);
+        // With a hires fix, a canny unit's second pass gets A1111's soft weights; the same edges given as a picture do not.
+        string givenHires = _dir.File("given-hires.png"), madeHires = _dir.File("made-hires.png");
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--control-image", edges, "--hires-scale", "2", "--hires-steps", "1", "--out", givenHires], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. common, "--control-image", photo, "--control-preprocessor", "canny", "--canny-low", "10", "--canny-high", "40.5",
+            "--hires-scale", "2", "--hires-steps", "1", "--out", madeHires], TextWriter.Null));
+        Assert.False(PngFile.Read(givenHires).Pixels.AsSpan().SequenceEqual(PngFile.Read(madeHires).Pixels), "the canny unit's hires pass was not softened");
 
         string output = _dir.File("out.png");
         static string Refused(string[] args) => Assert.Throws<UsageException>(() => GenerateCommand.Run(args, TextWriter.Null)).Message;

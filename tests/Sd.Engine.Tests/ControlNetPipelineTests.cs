@@ -158,6 +158,25 @@ public sealed class ControlNetPipelineTests : IDisposable
     }
 
     /// <summary>
+    /// A1111's forced soft injection in a hires fix's second pass: without a hires fix it changes nothing; with one it
+    /// changes the run, and a unit already soft ("My prompt is more important") is the same with or without it.
+    /// </summary>
+    [FixtureFact]
+    public void Soft_weights_in_the_hires_pass_change_only_that_pass()
+    {
+        using ControlNetSource source = ControlNetSource.Open(ControlNetFixture.Write(_dir, "shared_image"));
+        using var controlNet = new ControlNetModel(source.Config, source.Weights);
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));
+        var unit = new ControlNetUnit(controlNet, Picture(32, 24, 1));
+        ControlNetUnit soft = unit with { SoftInHires = true };
+        Assert.Equal(Latents(pipeline, Request with { ControlNets = [unit] }), Latents(pipeline, Request with { ControlNets = [soft] }));
+        GenerateRequest hires = Request with { Hires = new HiresFix { Width = 64, Height = 48, Steps = 2 } };
+        Assert.NotEqual(Latents(pipeline, hires with { ControlNets = [unit] }), Latents(pipeline, hires with { ControlNets = [soft] }));
+        ControlNetUnit prompt = unit with { Mode = ControlMode.PromptMoreImportant };
+        Assert.Equal(Latents(pipeline, hires with { ControlNets = [prompt] }), Latents(pipeline, hires with { ControlNets = [prompt with { SoftInHires = true }] }));
+    }
+
+    /// <summary>
     /// The inpainting condition (diffusers' make_inpaint_condition): RGB / 255 with -1 where the mask's gray is above
     /// 0.5 (128 and up), then nearest neighbours to the pass (PyTorch's floor(i x in / out), 2x repeating each pixel).
     /// </summary>

@@ -22,10 +22,12 @@ internal sealed unsafe class ControlNetPass : IDisposable
     private readonly Tensor? _latentInput;
     private readonly Tensor? _conditionedSample;
     private readonly Tensor? _conditionedContext;
+    private readonly bool _hires;
 
     private ControlNetPass(IReadOnlyList<ControlNetUnit> units, Tensor[] images, ControlResiduals residuals, Tensor? latentInput, Tensor? sample,
-        Tensor? context)
+        Tensor? context, bool hires)
     {
+        _hires = hires;
         _units = units;
         _images = images;
         _residuals = residuals;
@@ -38,9 +40,10 @@ internal sealed unsafe class ControlNetPass : IDisposable
     /// The pass for a UNet input of [batch, h, w, channels] (its first <paramref name="latentChannels"/> the scaled
     /// latents) under a context of [batch, tokens, width] (guided: row 0 unconditioned); null when the request has no
     /// ControlNet. Pictures are taken to RGB and resized to the pass's pixels with Lanczos, then to [0, 1], as diffusers'
-    /// control image processor does.
+    /// control image processor does. <paramref name="hires"/>: a hires fix's second pass (<see cref="ControlNetUnit.SoftInHires"/>).
     /// </summary>
-    public static ControlNetPass? Create(IReadOnlyList<ControlNetUnit> units, Tensor unetInput, int latentChannels, Tensor context, bool guided, int factor)
+    public static ControlNetPass? Create(IReadOnlyList<ControlNetUnit> units, Tensor unetInput, int latentChannels, Tensor context, bool guided, int factor,
+        bool hires = false)
     {
         if (units.Count == 0)
         {
@@ -63,7 +66,7 @@ internal sealed unsafe class ControlNetPass : IDisposable
             bool conditionedOnly = guided && batch > 1 && IsAnyConditionedOnly(units);
             sample = conditionedOnly ? Tensor.Allocate([batch - 1, h, w, latentChannels]) : null;
             conditionedContext = conditionedOnly ? Tensor.Allocate([batch - 1, context.Dim(1), context.Dim(2)]) : null;
-            return new ControlNetPass(units, images, residuals, latentInput, sample, conditionedContext);
+            return new ControlNetPass(units, images, residuals, latentInput, sample, conditionedContext, hires);
         }
         catch
         {
@@ -151,12 +154,12 @@ internal sealed unsafe class ControlNetPass : IDisposable
                 // Rows 1.. are the conditioned ones: [uncond, cond, ...].
                 input.Span[(int)(input.Length / input.Dim(0))..].CopyTo(sample.Span);
                 context.Span[(int)(context.Length / context.Dim(0))..].CopyTo(conditioned.Span);
-                unit.Model.Forward(sample, timestep, conditioned, lengths.IsEmpty ? lengths : lengths[1..], _images[u], unit.Scale, unit.Weighting,
+                unit.Model.Forward(sample, timestep, conditioned, lengths.IsEmpty ? lengths : lengths[1..], _images[u], unit.Scale, unit.WeightingIn(_hires),
                     _residuals, firstImage: 1, cancellation);
             }
             else
             {
-                unit.Model.Forward(input, timestep, context, lengths, _images[u], unit.Scale, unit.Weighting, _residuals, firstImage: 0, cancellation);
+                unit.Model.Forward(input, timestep, context, lengths, _images[u], unit.Scale, unit.WeightingIn(_hires), _residuals, firstImage: 0, cancellation);
             }
         }
         return any ? _residuals : null;

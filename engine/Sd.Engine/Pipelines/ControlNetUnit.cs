@@ -63,9 +63,18 @@ public sealed record ControlNetUnit(ControlNetModel Model, PngImage Image)
     /// </summary>
     internal bool ConditionedOnly => GuessMode || Mode == ControlMode.ControlNetMoreImportant || Model.Config.GlobalPoolConditions;
 
-    /// <summary>How its residuals are weighted by depth.</summary>
-    internal ResidualWeighting Weighting =>
-        GuessMode ? ResidualWeighting.GuessMode : Mode == ControlMode.Balanced ? ResidualWeighting.Uniform : ResidualWeighting.Soft;
+    /// <summary>
+    /// Whether a hires fix's second pass weights its residuals softly (0.825^(12 - i)) whatever <see cref="Mode"/>: the
+    /// A1111 ControlNet extension forces that for its canny and mlsd units, as it "can significantly reduce artifacts"
+    /// there (its high_res_fix_forced_soft_injection). Guess mode keeps its own weights.
+    /// </summary>
+    public bool SoftInHires { get; init; }
+
+    /// <summary>How its residuals are weighted by depth in a first pass, or a hires fix's second (<paramref name="hires"/>).</summary>
+    internal ResidualWeighting WeightingIn(bool hires) =>
+        GuessMode ? ResidualWeighting.GuessMode
+        : Mode != ControlMode.Balanced || (hires && SoftInHires) ? ResidualWeighting.Soft
+        : ResidualWeighting.Uniform;
 }
 
 /// <summary>A1111 ControlNet extension's "Control Mode".</summary>

@@ -13,9 +13,10 @@ public sealed unsafe partial class StableDiffusionPipeline
 {
     /// <summary>
     /// One image's denoising loop: the run's steps, classifier-free guidance and the scheduler over its latents;
-    /// <paramref name="adapter"/> holds the pass's T2I-Adapter features (<see cref="AdapterFeaturesFor"/>), if any.
+    /// <paramref name="adapter"/> holds the pass's T2I-Adapter features (<see cref="AdapterFeaturesFor"/>), if any;
+    /// <paramref name="hires"/> says it is a hires fix's second pass.
     /// </summary>
-    private void Denoise(DenoisingRun run, PromptContexts contexts, GenerateRequest request, AdapterFeatures? adapter, int image, int images,
+    private void Denoise(DenoisingRun run, PromptContexts contexts, GenerateRequest request, AdapterFeatures? adapter, bool hires, int image, int images,
         IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
         Tensor latents = run.Latents;
@@ -38,7 +39,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         // A1111's combine_denoised: each conditioned row adds (cond - uncond) x (weight x scale), its float32 factor.
         float[] partScales = Array.ConvertAll(contexts.PartWeights, weight => (float)(weight * guidance));
         bool guided = UsesClassifierFreeGuidance(request);
-        using ControlNetPass? control = ControlNetPass.Create(request.ControlNets, unetInput, channels, contexts.Context, guided, _vaeConfig.DownscaleFactor);
+        using ControlNetPass? control = ControlNetPass.Create(request.ControlNets, unetInput, channels, contexts.Context, guided, _vaeConfig.DownscaleFactor, hires);
         var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, partScales, request.GuidanceRescale, condition, image, images,
             control, adapter, request.AdapterConditioningFactor, guided);
         try

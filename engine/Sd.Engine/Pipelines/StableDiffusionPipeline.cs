@@ -274,7 +274,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 for (int i = 0; i < count; i++)
                 {
                     PhaseClock clock = times[i].Start();
-                    Denoise(runs[i], contexts, request, adapter, i, count, progress, cancellation);
+                    Denoise(runs[i], contexts, request, adapter, hires: false, i, count, progress, cancellation);
                     times[i].Denoising += clock.Elapsed;
                 }
             }
@@ -296,7 +296,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 for (int i = 0; i < count; i++)
                 {
                     PhaseClock clock = times[i].Start();
-                    Denoise(runs[i], hiresContexts!, request, adapter, i, count, progress, cancellation);
+                    Denoise(runs[i], hiresContexts!, request, adapter, hires: true, i, count, progress, cancellation);
                     times[i].Denoising += clock.Elapsed;
                 }
             }

@@ -201,7 +201,7 @@ internal sealed class ControlNetOption : IDisposable
                 models.Add(key, model);
             }
             units[i] = new ControlNetUnit(model, unit.Picture) { Scale = unit.Scale, GuidanceStart = unit.Start, GuidanceEnd = unit.End, GuessMode = _guessMode,
-                Mode = unit.Mode, Mask = unit.Mask, Resize = unit.Resize };
+                Mode = unit.Mode, Mask = unit.Mask, Resize = unit.Resize, SoftInHires = unit.Preprocessor == Canny };
         }
         return units;
     }

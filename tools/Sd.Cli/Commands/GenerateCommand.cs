@@ -147,7 +147,8 @@ public static partial class GenerateCommand
         controlnet_conditioning_scale, 1); --control-start and --control-end limit it to that fraction of the steps
         (0 and 1); --control-mode is A1111's Control Mode: balanced (the default), prompt ("My prompt is more
         important": the residuals weighted 0.825^(12 - i), from 0.1 at the first block to 1 at the middle) or
-        controlnet ("ControlNet is more important": those weights, on the conditioned prediction only); these,
+        controlnet ("ControlNet is more important": those weights, on the conditioned prediction only; a canny unit
+        gets them in a hires fix's second pass whatever its mode, as A1111 forces there); these,
         --control-resize-mode, --control-preprocessor and the thresholds are each given once for every ControlNet or
         once per --controlnet.
         --guess-mode (diffusers' guess_mode, not with --control-mode) applies them to the conditioned prediction only,
