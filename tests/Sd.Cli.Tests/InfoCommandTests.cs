@@ -136,6 +136,47 @@ public sealed class InfoCommandTests : IDisposable
         Assert.Contains("a config.json (or an original file's STEM.yaml) beside it overrides it", text);
     }
 
+    /// <summary>The files that go with a model: a LoRA (kohya names, metadata), an embedding and an ESRGAN upscaler.</summary>
+    [Fact]
+    public void Describes_loras_embeddings_and_upscalers()
+    {
+        var lora = new SafetensorsWriter();
+        lora.AddMetadata("ss_output_name", "tiny-style");
+        lora.AddMetadata("ss_network_dim", "4");
+        void Module(string key, int rank, int inputs, int outputs, float alpha)
+        {
+            lora.AddFloat32(key + ".lora_down.weight", [rank, inputs], new float[rank * inputs]);
+            lora.AddFloat32(key + ".lora_up.weight", [outputs, rank], new float[outputs * rank]);
+            lora.AddFloat32(key + ".alpha", [], [alpha]);
+        }
+        Module("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q", 4, 32, 32, 2);
+        Module("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_k", 8, 32, 32, 2);
+        Module("lora_te_text_model_encoder_layers_0_mlp_fc1", 4, 32, 37, 4);
+        string loraPath = _dir.File("tiny-style.safetensors");
+        lora.Save(loraPath);
+        string text = Run(loraPath);
+        Assert.Contains($"lora:      {loraPath}", text);
+        Assert.Contains("modules:   3 (text encoder 1, UNet 2): LoRA x3", text);
+        Assert.Contains("rank:      4 to 8, alpha 2 to 4", text);
+        Assert.Contains("  ss_output_name: tiny-style", text);
+
+        var embedding = new SafetensorsWriter();
+        embedding.AddFloat32("emb_params", [2, 768], new float[2 * 768]);
+        string embeddingPath = _dir.File("EasyThing.safetensors");
+        embedding.Save(embeddingPath);
+        text = Run(embeddingPath);
+        Assert.Contains("vectors:   2 of width 768 (SD 1.x)", text);
+        Assert.Contains("token:     EasyThing", text);
+
+        string upscaler = TinyEsrgan.Write(_dir.File("4x-Tiny.safetensors"));
+        text = Run(upscaler);
+        Assert.Contains("network:   RRDBNet, 8 features, 1 block, 3 to 3 channels, 4x", text);
+
+        // A model's options ask for a model: the LoRA is then not described, and the model reader says what it is not.
+        Assert.Contains("not a Stable Diffusion single-file checkpoint",
+            Assert.ThrowsAny<IOException>(() => InfoCommand.Run([loraPath, "--config", _dir.Path], TextWriter.Null)).Message);
+    }
+
     [Fact]
     public void Describes_a_t2i_adapter()
     {

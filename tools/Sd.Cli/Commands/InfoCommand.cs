@@ -11,7 +11,7 @@ namespace Sd.Cli.Commands;
 /// <c>sd info MODEL [--variant fp16] [--tokenizer DIR] [--config DIR] [--vae VAE]</c>: what a model holds and what it
 /// will cost; for a ControlNet (folder or file), what it is and which UNets it can steer.
 /// </summary>
-public static class InfoCommand
+public static partial class InfoCommand
 {
     private const string Help = """
         Usage: sd info MODEL [--variant NAME] [--tokenizer DIR] [--config DIR] [--vae VAE]
@@ -23,8 +23,11 @@ public static class InfoCommand
         A ControlNet (a diffusers ControlNetModel folder, or a .safetensors file in diffusers or original format, as
         sd generate --controlnet takes) is described the same way: its naming, weights, config (what a config
         inferred from the shapes assumed), and the UNets it fits; so is a T2I-Adapter (sd generate --adapter).
-        --variant is the only option they take.
-          MODEL             diffusers folder, single-file .safetensors checkpoint, ControlNet or T2I-Adapter
+        --variant is the only option they take. A .safetensors file with no model in it is described as the LoRA
+        (modules, types, ranks, alphas, kohya's metadata), textual-inversion embedding (vectors, width, token) or ESRGAN
+        upscaler (network, scale) it is, unless --tokenizer, --config or --vae ask for a model.
+          MODEL             diffusers folder, single-file .safetensors checkpoint, ControlNet, T2I-Adapter, LoRA,
+                            embedding or upscaler
           --variant NAME    prefer diffusers weight variant NAME (e.g. fp16)
           --tokenizer DIR   tokenizer folder (vocab.json, merges.txt), for single-file checkpoints
           --config DIR      for single-file checkpoints: a diffusers-layout folder whose configs (unet/config.json,
@@ -58,6 +61,11 @@ public static class InfoCommand
             RefuseModelOptions(line, path, "a T2I-Adapter");
             using T2IAdapterSource adapter = T2IAdapterSource.Open(path, line.Get("--variant"));
             WriteAdapter(adapter, output);
+            return 0;
+        }
+        // A model's options ask for a model: a LoRA, embedding or upscaler is then not looked for.
+        if (!line.Has("--tokenizer") && !line.Has("--config") && !line.Has("--vae") && TryWriteAddOn(path, output))
+        {
             return 0;
         }
         using ModelSource model = ModelSource.Open(path, ModelOptions.OpenOptions(line));
