@@ -57,9 +57,6 @@ internal sealed unsafe class DownBlock : IDisposable
         _downsampler?.Plan(workspace, batch, height, width);
     }
 
-    /// <summary>Whether the block has cross-attention (a T2I-Adapter's feature then goes before its downsampler).</summary>
-    public bool HasAttention => _attentions != null;
-
     /// <summary>
     /// Runs the block on <paramref name="input"/>; skips[0..SkipCount) are its (pre-shaped) outputs. With
     /// <paramref name="repeatedHalves"/> the input's halves are equal (<see cref="RepeatedHalves"/>): the first layer
