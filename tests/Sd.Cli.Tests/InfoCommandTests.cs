@@ -172,6 +172,21 @@ public sealed class InfoCommandTests : IDisposable
         text = Run(upscaler);
         Assert.Contains("network:   RRDBNet, 8 features, 1 block, 3 to 3 channels, 4x", text);
 
+        // A LoRA or embedding Sd does not read gets its reader's reason, not the model reader's.
+        var sdxl = new SafetensorsWriter();
+        sdxl.AddFloat32("lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight", [4, 32], new float[4 * 32]);
+        sdxl.AddFloat32("lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_up.weight", [37, 4], new float[37 * 4]);
+        sdxl.AddFloat32("lora_te2_text_model_encoder_layers_0_mlp_fc2.lora_down.weight", [4, 37], new float[4 * 37]);
+        string sdxlPath = _dir.File("sdxl-lora.safetensors");
+        sdxl.Save(sdxlPath);
+        Assert.Contains("SDXL", Assert.ThrowsAny<Exception>(() => InfoCommand.Run([sdxlPath], TextWriter.Null)).Message);
+        var twoEncoders = new SafetensorsWriter();
+        twoEncoders.AddFloat32("clip_l", [2, 768], new float[2 * 768]);
+        twoEncoders.AddFloat32("clip_g", [2, 1280], new float[2 * 1280]);
+        string twoPath = _dir.File("sdxl-embedding.safetensors");
+        twoEncoders.Save(twoPath);
+        Assert.Contains("SDXL", Assert.ThrowsAny<Exception>(() => InfoCommand.Run([twoPath], TextWriter.Null)).Message);
+
         // A model's options ask for a model: the LoRA is then not described, and the model reader says what it is not.
         Assert.Contains("not a Stable Diffusion single-file checkpoint",
             Assert.ThrowsAny<IOException>(() => InfoCommand.Run([loraPath, "--config", _dir.Path], TextWriter.Null)).Message);

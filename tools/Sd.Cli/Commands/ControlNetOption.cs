@@ -187,7 +187,7 @@ internal sealed class ControlNetOption : IDisposable
         for (int i = 0; i < units.Length; i++)
         {
             Unit unit = _units[i];
-            (string, bool) key = (Path.GetFullPath(unit.Path), _guessMode || unit.Mode == ControlMode.ControlNetMoreImportant);
+            (string, bool) key = (Path.TrimEndingDirectorySeparator(Path.GetFullPath(unit.Path)), _guessMode || unit.Mode == ControlMode.ControlNetMoreImportant);
             if (!models.TryGetValue(key, out ControlNetModel? model))
             {
                 var source = ControlNetSource.Open(unit.Path);

@@ -1,5 +1,4 @@
 using System.Globalization;
-using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
 using Sd.Loaders.Embeddings;
 using Sd.Loaders.Lora;
@@ -22,26 +21,32 @@ public static partial class InfoCommand
     /// <summary>
     /// Describes <paramref name="path"/> when it is a .safetensors file with no model in it that one of the add-on
     /// readers takes (a LoRA, an embedding, an upscaler); false otherwise, for the model reader to say what it is not.
+    /// A file named as a LoRA or shaped as an embedding that its reader refuses (an SDXL LoRA, OFT, a two-encoder
+    /// embedding...) gets that reader's reason instead.
     /// </summary>
     private static bool TryWriteAddOn(string path, TextWriter output)
     {
-        if (!File.Exists(path) || !path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || HoldsModel(path))
+        if (!File.Exists(path) || !path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || Keys(path) is not { } keys
+            || SingleFileKeyMapper.LooksLikeSingleFileCheckpoint(keys))
         {
             return false;
         }
-        if (Try(() => LoraFile.Open(path)) is { Modules.Count: > 0 } lora)
+        (LoraFile? lora, Exception? loraRefusal) = Try(() => LoraFile.Open(path));
+        if (lora is not null)
         {
             using (lora) WriteLora(lora, output);
             return true;
         }
-        if (Try(() => TextualInversionFile.Read(path)) is { } embedding)
+        (TextualInversion? embedding, Exception? embeddingRefusal) = Try(() => TextualInversionFile.Read(path));
+        if (embedding is not null)
         {
             output.WriteLine($"embedding: {path}");
             output.WriteLine($"vectors:   {embedding.Count} of width {embedding.Width}{Family(embedding.Width)}: the text encoder's token width it fits");
             output.WriteLine($"token:     {embedding.Token} (sd generate --embedding FILE[:TOKEN] calls it up by this word unless given another)");
             return true;
         }
-        if (Try(() => EsrganFile.Open(path)) is { } upscaler)
+        (EsrganFile? upscaler, _) = Try(() => EsrganFile.Open(path));
+        if (upscaler is not null)
         {
             using (upscaler)
             {
@@ -53,39 +58,47 @@ public static partial class InfoCommand
             }
             return true;
         }
+        if (keys.Count <= 2 || keys.Exists(key => key.StartsWith("clip_", StringComparison.Ordinal)))
+        {
+            throw embeddingRefusal!; // one or two tensors: an embedding, of a kind Sd does not read
+        }
+        if (keys.Exists(IsLoraName))
+        {
+            throw loraRefusal!;
+        }
         return false;
     }
 
-    /// <summary>What a reader makes of the file, or null when it refuses it (the file is then something else).</summary>
-    private static T? Try<T>(Func<T> read) where T : class
+    private static bool IsLoraName(string key) =>
+        key.StartsWith("lora_", StringComparison.Ordinal) || key.StartsWith("lycoris_", StringComparison.Ordinal) || key.Contains(".lora", StringComparison.Ordinal)
+        || key.Contains("lora_A", StringComparison.Ordinal) || key.Contains(".alpha", StringComparison.Ordinal);
+
+    /// <summary>What a reader makes of the file, or its refusal (the file may then be something else).</summary>
+    private static (T? Value, Exception? Refusal) Try<T>(Func<T> read) where T : class
     {
         try
         {
-            return read();
+            return (read(), null);
         }
         catch (Exception e) when (e is IOException or NotSupportedException or ArgumentException)
         {
-            return null;
+            return (null, e);
         }
     }
 
-    /// <summary>Whether the file holds a model's tensors (a single-file checkpoint's prefixes), which the model reader describes.</summary>
-    private static bool HoldsModel(string path)
+    /// <summary>The file's tensor names; null when it cannot be read as safetensors (the model reader then names the problem).</summary>
+    private static List<string>? Keys(string path)
     {
         try
         {
             using SafetensorsFile file = SafetensorsFile.Open(path);
-            foreach (TensorInfo tensor in file.Tensors)
-            {
-                if (tensor.Name.StartsWith("model.diffusion_model.", StringComparison.Ordinal) || tensor.Name.StartsWith("first_stage_model.", StringComparison.Ordinal)
-                    || tensor.Name.StartsWith("cond_stage_model.", StringComparison.Ordinal))
-                    return true;
-            }
-            return false;
+            var keys = new List<string>(file.Tensors.Count);
+            foreach (TensorInfo tensor in file.Tensors) keys.Add(tensor.Name);
+            return keys;
         }
         catch (IOException)
         {
-            return true; // unreadable: the model reader names the problem
+            return null;
         }
     }
 
@@ -115,13 +128,14 @@ public static partial class InfoCommand
         foreach ((string type, int count) in types) kinds.Add($"{type} x{count}");
         output.WriteLine($"modules:   {lora.Modules.Count} (text encoder {textEncoder}, UNet {unet}): {string.Join(", ", kinds)}{(dora > 0 ? $", {dora} DoRA" : "")}");
         string F(float v) => v.ToString(CultureInfo.InvariantCulture);
-        output.WriteLine($"rank:      {(maxRank == 0 ? "none (full or norm differences)" : minRank == maxRank ? $"{maxRank}" : $"{minRank} to {maxRank}")}, alpha " +
+        output.WriteLine($"rank:      {(maxRank == 0 ? "none (full matrices or norm differences)" : minRank == maxRank ? $"{maxRank}" : $"{minRank} to {maxRank}")}, alpha " +
             (minAlpha is null ? "none (scale 1)" : minAlpha == maxAlpha ? F(minAlpha.Value) : $"{F(minAlpha.Value)} to {F(maxAlpha!.Value)}"));
         foreach (string key in LoraMetadata)
         {
             if (lora.File.Metadata.TryGetValue(key, out string? value))
             {
-                output.WriteLine($"  {key}: {(value.Length <= 120 ? value : value[..120] + "...")}");
+                string shown = string.Concat(value.Select(c => char.IsControl(c) ? ' ' : c)); // a hostile file's escapes stay off the terminal
+                output.WriteLine($"  {key}: {(shown.Length <= 120 ? shown : shown[..120] + "...")}");
             }
         }
         output.WriteLine("use:       sd generate --lora FILE[:SCALE], or <lora:NAME:SCALE> in the prompt with --lora-dir");

@@ -9,7 +9,8 @@ namespace Sd.Cli.Commands;
 
 /// <summary>
 /// <c>sd info MODEL [--variant fp16] [--tokenizer DIR] [--config DIR] [--vae VAE]</c>: what a model holds and what it
-/// will cost; for a ControlNet (folder or file), what it is and which UNets it can steer.
+/// will cost; for a ControlNet or T2I-Adapter, what it is and which UNets it can steer; for a LoRA, embedding or
+/// upscaler, what it holds.
 /// </summary>
 public static partial class InfoCommand
 {
@@ -25,7 +26,7 @@ public static partial class InfoCommand
         inferred from the shapes assumed), and the UNets it fits; so is a T2I-Adapter (sd generate --adapter).
         --variant is the only option they take. A .safetensors file with no model in it is described as the LoRA
         (modules, types, ranks, alphas, kohya's metadata), textual-inversion embedding (vectors, width, token) or ESRGAN
-        upscaler (network, scale) it is, unless --tokenizer, --config or --vae ask for a model.
+        upscaler (network, scale) it is, unless --variant, --tokenizer, --config or --vae ask for a model.
           MODEL             diffusers folder, single-file .safetensors checkpoint, ControlNet, T2I-Adapter, LoRA,
                             embedding or upscaler
           --variant NAME    prefer diffusers weight variant NAME (e.g. fp16)
@@ -64,7 +65,7 @@ public static partial class InfoCommand
             return 0;
         }
         // A model's options ask for a model: a LoRA, embedding or upscaler is then not looked for.
-        if (!line.Has("--tokenizer") && !line.Has("--config") && !line.Has("--vae") && TryWriteAddOn(path, output))
+        if (!line.Has("--variant") && !line.Has("--tokenizer") && !line.Has("--config") && !line.Has("--vae") && TryWriteAddOn(path, output))
         {
             return 0;
         }
