@@ -128,6 +128,22 @@ public sealed class ControlNetTests(ITestOutputHelper output) : IDisposable
         using Tensor a = first.Copy(0), b = again.Copy(0), c = expected.Copy(0);
         Assert.True(b.Span.SequenceEqual(c.Span), "the second picture's residuals are not a fresh model's");
         Assert.False(a.Span.SequenceEqual(b.Span));
+
+        // Two kept embeddings: pictures taking turns (two units sharing the model), then a third picture, each give a
+        // fresh model's residuals.
+        using Tensor second = Tensor.Allocate(image.Shape), third = Tensor.Allocate(image.Shape);
+        image.Span.CopyTo(second.Span);
+        for (int i = 0; i < image.Length; i += 7) image.Span[i] = 1 - image.Span[i]; // back to the first picture
+        for (int i = 0; i < third.Length; i++) third.Span[i] = image.Span[i] * 0.5f;
+        foreach (Tensor picture in new[] { image, second, image, second, third, image })
+        {
+            using ControlResiduals shared = controlNet.CreateResiduals(batch, h, w), own = fresh.CreateResiduals(batch, h, w);
+            controlNet.Forward(sample, [500f], context, [], picture, 1f, ResidualWeighting.Uniform, shared);
+            using var single = new ControlNetModel(source.Config, source.Weights);
+            single.Forward(sample, [500f], context, [], picture, 1f, ResidualWeighting.Uniform, own);
+            using Tensor x = shared.Copy(0), y = own.Copy(0);
+            Assert.True(x.Span.SequenceEqual(y.Span), "a kept embedding gave another picture's residuals");
+        }
     }
 
     [FixtureFact]

@@ -29,6 +29,10 @@ internal sealed class KeptInput(long floats) : IDisposable
         return false;
     }
 
+    /// <summary>Whether the kept result is complete and that of <paramref name="input"/>; nothing is saved.</summary>
+    public bool Matches(ReadOnlySpan<float> input) =>
+        _complete && MemoryMarshal.AsBytes(input).SequenceEqual(MemoryMarshal.AsBytes(_saved.Span));
+
     /// <summary>The result of the saved input is now computed in full.</summary>
     public void Complete() => _complete = true;
 

@@ -165,17 +165,23 @@ public sealed unsafe class ControlNetModel : IDisposable
         int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
         RunState state = StateFor(batch, height, width, context.Dim(1), image.Dim(0));
         Workspace ws = state.Workspace;
-        if (!state.EmbeddedImage.Holds(image.Span))
+        // Two kept embeddings: two units that share this model with two pictures each keep theirs from step to step.
+        int slot = state.EmbeddedImages[0].Matches(image.Span) ? 0 : state.EmbeddedImages[1].Matches(image.Span) ? 1 : -1;
+        if (slot < 0)
         {
+            slot = 1 - state.LastSlot; // the one the other picture did not use last
+            state.EmbeddedImages[slot].Holds(image.Span); // saves the picture; complete once embedded
             float* pixels = image.Data;
             if (Config.BgrConditioning)
             {
                 ReverseChannels(image, state.Image.Pointer);
                 pixels = state.Image.Pointer;
             }
-            _condEmbedding.Forward(pixels, image.Dim(0), image.Dim(1), image.Dim(2), state.Embedding.Pointer, ws);
-            state.EmbeddedImage.Complete();
+            _condEmbedding.Forward(pixels, image.Dim(0), image.Dim(1), image.Dim(2), state.Embeddings[slot].Pointer, ws);
+            state.EmbeddedImages[slot].Complete();
         }
+        state.LastSlot = slot;
+        NativeBlock embeddings = state.Embeddings[slot];
         Span<float> perImage = stackalloc float[batch];
         for (int n = 0; n < batch; n++) perImage[n] = timesteps[timesteps.Length == 1 ? 0 : n];
         _timeEmbedding.Forward(perImage, [], state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
@@ -187,7 +193,7 @@ public sealed unsafe class ControlNetModel : IDisposable
         long perImageFloats = (long)height * width * skips[0].Channels;
         for (int n = 0; n < batch; n++)
         {
-            float* embedding = state.Embedding.Pointer + (image.Dim(0) == 1 ? 0 : n * perImageFloats);
+            float* embedding = embeddings.Pointer + (image.Dim(0) == 1 ? 0 : n * perImageFloats);
             Pointwise.Add(skips[0].Data + n * perImageFloats, embedding, skips[0].Data + n * perImageFloats, (nint)perImageFloats);
         }
         int next = 1;
@@ -331,9 +337,9 @@ public sealed unsafe class ControlNetModel : IDisposable
                 TembHidden = Block((long)batch * channels[0] * 4);
                 Temb = Block((long)batch * channels[0] * 4);
                 Text = new TextContextCache(batch, contextLength, config.CrossAttentionDim[0]);
-                Embedding = Block((long)imageBatch * height * width * channels[0]);
+                Embeddings = [Block((long)imageBatch * height * width * channels[0]), Block((long)imageBatch * height * width * channels[0])];
                 long imageFloats = (long)imageBatch * height * factor * width * factor * model.Config.ConditioningChannels;
-                EmbeddedImage = new KeptInput(imageFloats);
+                EmbeddedImages = [new KeptInput(imageFloats), new KeptInput(imageFloats)];
                 Image = Block(model.Config.BgrConditioning ? imageFloats : 0);
                 model._condEmbedding.Plan(Workspace, imageBatch, height * factor, width * factor);
                 model._convIn.Plan(Workspace, batch, height, width);
@@ -379,11 +385,14 @@ public sealed unsafe class ControlNetModel : IDisposable
         public NativeBlock Temb { get; } = null!;
         public TextContextCache Text { get; } = null!;
 
-        /// <summary>The conditioning embedding of <see cref="EmbeddedImage"/>'s picture, [image batch, h, w, block 0's channels].</summary>
-        public NativeBlock Embedding { get; } = null!;
+        /// <summary>Two kept conditioning embeddings, of <see cref="EmbeddedImages"/>' pictures: [image batch, h, w, block 0's channels].</summary>
+        public NativeBlock[] Embeddings { get; } = null!;
 
-        /// <summary>The conditioning picture the embedding is of.</summary>
-        public KeptInput EmbeddedImage { get; } = null!;
+        /// <summary>The conditioning pictures the embeddings are of.</summary>
+        public KeptInput[] EmbeddedImages { get; } = null!;
+
+        /// <summary>The embedding slot the last call used (the other is replaced by a new picture).</summary>
+        public int LastSlot { get; set; } = 1;
 
         /// <summary>The image in BGR order, for a ControlNet that takes it so (else empty).</summary>
         public NativeBlock Image { get; } = null!;
@@ -392,7 +401,7 @@ public sealed unsafe class ControlNetModel : IDisposable
         {
             get
             {
-                long total = Workspace.TotalBytes + Text.Bytes + EmbeddedImage.Bytes;
+                long total = Workspace.TotalBytes + Text.Bytes + EmbeddedImages[0].Bytes + EmbeddedImages[1].Bytes;
                 foreach (NativeBlock block in _blocks) total += block.Length * sizeof(float);
                 return total;
             }
@@ -409,7 +418,10 @@ public sealed unsafe class ControlNetModel : IDisposable
         {
             Workspace?.Dispose();
             Text?.Dispose();
-            EmbeddedImage?.Dispose();
+            if (EmbeddedImages is not null)
+            {
+                foreach (KeptInput? kept in EmbeddedImages) kept?.Dispose();
+            }
             foreach (NativeBlock block in _blocks) block.Dispose();
         }
     }
