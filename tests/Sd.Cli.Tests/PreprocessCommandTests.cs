@@ -78,6 +78,33 @@ public sealed class PreprocessCommandTests : IDisposable
         }
     }
 
+    /// <summary>--input-dir: every picture of a folder, in natural order, to --output-dir/NAME.png; other files skipped.</summary>
+    [Fact]
+    public void A_folder_is_preprocessed_picture_by_picture()
+    {
+        string inputs = _dir.File("frames"), outputs = _dir.File("edges");
+        Directory.CreateDirectory(inputs);
+        File.Copy(Photo("a.png"), Path.Combine(inputs, "frame10.png"));
+        File.Copy(Photo("b.png", 1), Path.Combine(inputs, "frame2.png"));
+        File.WriteAllText(Path.Combine(inputs, "notes.txt"), "not a picture");
+        File.WriteAllText(Path.Combine(inputs, ".hidden.png"), "hidden");
+        var output = new StringWriter();
+        Assert.Equal(0, PreprocessCommand.Run(["--input-dir", inputs, "--output-dir", outputs, "--preprocessor", "canny", "--canny-low", "10", "--canny-high", "40"], output));
+        string text = output.ToString();
+        Assert.True(text.IndexOf("frame2.png", StringComparison.Ordinal) < text.IndexOf("frame10.png", StringComparison.Ordinal), text);
+        Assert.Contains($"skipped {Path.Combine(inputs, "notes.txt")}", text);
+        Assert.Contains("preprocessed 2 of 3 files", text);
+        Assert.Equal(["frame10.png", "frame2.png"], Directory.GetFiles(outputs).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        PngImage source = PngFile.Read(Path.Combine(inputs, "frame10.png")), edges = PngFile.Read(Path.Combine(outputs, "frame10.png"));
+        byte[] expected = Edges(source, 10, 40);
+        for (int p = 0; p < expected.Length; p++) Assert.Equal(expected[p], edges.Pixels[p * 3]);
+        Assert.Contains("preprocess: --output-dir is --input-dir",
+            Assert.Throws<UsageException>(() => PreprocessCommand.Run(["--input-dir", inputs, "--output-dir", inputs, "--preprocessor", "invert"], TextWriter.Null)).Message);
+        Assert.Contains("preprocess: give --image and --out, or --input-dir and --output-dir, not both",
+            Assert.Throws<UsageException>(() => PreprocessCommand.Run(["--input-dir", inputs, "--output-dir", outputs, "--image", "x.png", "--preprocessor", "invert"],
+                TextWriter.Null)).Message);
+    }
+
     [Fact]
     public void A_gray_picture_is_taken_as_rgb()
     {

@@ -55,7 +55,7 @@ public static class UpscaleCommand
             "--upscaler-2-visibility", "--tile", "--tile-overlap", "--threads", "--log-level", "--out", "--input-dir", "--output-dir",
             PictureOutput.QualityFlag], ["--no-crop"]);
         bool batch = line.Has("--input-dir") || line.Has("--output-dir");
-        List<(string Input, string Output)> jobs = batch ? BatchJobs(line) : [(line.Require("--image"), line.Require("--out"))];
+        List<(string Input, string Output)> jobs = batch ? PictureBatch.Jobs(line) : [(line.Require("--image"), line.Require("--out"))];
         Settings settings = Read(line);
         int quality = JpegFile.DefaultQuality;
         if (!batch)
@@ -111,55 +111,6 @@ public static class UpscaleCommand
         }
     }
 
-    /// <summary>
-    /// "Batch from Directory": every file of --input-dir (not hidden ones, as shared.listfiles) in natural order, each
-    /// to --output-dir/NAME.png (opts.use_original_name_batch). The output folder is made here, before any work.
-    /// </summary>
-    private static List<(string Input, string Output)> BatchJobs(CommandLine line)
-    {
-        if (line.Has("--image") || line.Has("--out"))
-        {
-            throw new UsageException("upscale: give --image and --out, or --input-dir and --output-dir, not both");
-        }
-        if (line.Has(PictureOutput.QualityFlag))
-        {
-            throw new UsageException($"upscale: {PictureOutput.QualityFlag} sets a .jpg --out's quality; --output-dir gets PNG files");
-        }
-        string inputDir = line.Require("--input-dir"), outputDir = line.Require("--output-dir");
-        if (!Directory.Exists(inputDir))
-        {
-            throw new UsageException($"upscale: --input-dir '{inputDir}' is not a folder");
-        }
-        if (Path.TrimEndingDirectorySeparator(Path.GetFullPath(inputDir)) == Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputDir)))
-        {
-            throw new UsageException($"upscale: --output-dir is --input-dir ('{inputDir}'): the pictures would be written over their inputs");
-        }
-        var names = new List<string>();
-        foreach (string path in Directory.EnumerateFiles(inputDir))
-        {
-            string name = Path.GetFileName(path);
-            if (!name.StartsWith('.')) names.Add(name);
-        }
-        names.Sort(NaturalOrder.Instance);
-        try
-        {
-            Directory.CreateDirectory(outputDir);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            throw new UsageException($"upscale: --output-dir: {Program.Describe(e)}");
-        }
-        var jobs = new List<(string Input, string Output)>(names.Count);
-        foreach (string name in names)
-        {
-            jobs.Add((Path.Combine(inputDir, name), Path.Combine(outputDir, Path.GetFileNameWithoutExtension(name) + ".png")));
-        }
-        if (jobs.Count > 0)
-        {
-            line.CheckOutputs([("--output-dir", jobs[0].Output)]); // the folder takes files
-        }
-        return jobs;
-    }
 
     private readonly record struct Settings(string Upscaler, string? Upscaler2, double? Scale, int MaxSide, int Width, int Height, double Visibility,
         int Tile, int TileOverlap);
