@@ -58,20 +58,13 @@ public sealed class T2IAdapterPipelineTests : IDisposable
         using var adapter = new T2IAdapterModel(source.Config, source.Weights);
         PngImage a = Picture(64, 48, 4), b = Picture(64, 48, 5);
         using AdapterFeatures sum = T2IAdapterUnit.Run([new T2IAdapterUnit(adapter, a) { Scale = 0.3f }, new T2IAdapterUnit(adapter, b) { Scale = 1.2f }], 64, 48)!;
-        using Tensors.Tensor pa = Unit(a), pb = Unit(b);
+        using Tensors.Tensor pa = ImageConversion.UnitTensor(a), pb = ImageConversion.UnitTensor(b);
         using AdapterFeatures fa = adapter.Forward(pa, 0.3f), fb = adapter.Forward(pb, 1.2f);
         for (int i = 0; i < sum.Count; i++)
         {
             float[] expected = new float[fa[i].Length];
             for (int k = 0; k < expected.Length; k++) expected[k] = fa[i].Span[k] + fb[i].Span[k];
             Assert.Equal(expected, sum[i].Span.ToArray());
-        }
-
-        static Tensors.Tensor Unit(PngImage picture)
-        {
-            var tensor = Tensors.Tensor.Allocate([1, picture.Height, picture.Width, 3]);
-            for (int k = 0; k < picture.Pixels.Length; k++) tensor.Span[k] = picture.Pixels[k] / 255f;
-            return tensor;
         }
     }
 

@@ -39,15 +39,16 @@ public static unsafe class ImageConversion
     /// it (<see cref="GrayBytes"/>, as diffusers' mask processor and A1111 read opaque masks; A1111 takes a
     /// see-through RGBA mask's alpha instead) / 255.
     /// </summary>
-    public static Tensor MaskFromPng(PngImage picture)
+    public static Tensor MaskFromPng(PngImage picture) => UnitTensor(AsGray(picture));
+
+    /// <summary>A picture as [1, H, W, its channels] in [0, 1]: each byte / 255 (a mask, a ControlNet's or adapter's picture).</summary>
+    public static Tensor UnitTensor(PngImage picture)
     {
-        byte[] gray = GrayBytes(picture);
-        Tensor tensor = Tensor.Allocate([1, picture.Height, picture.Width, 1]);
-        float* dst = tensor.Data;
-        for (int p = 0; p < gray.Length; p++)
-        {
-            dst[p] = gray[p] / 255f;
-        }
+        ArgumentNullException.ThrowIfNull(picture);
+        Tensor tensor = Tensor.Allocate([1, picture.Height, picture.Width, picture.Channels]);
+        byte[] pixels = picture.Pixels;
+        Span<float> values = tensor.Span;
+        for (int i = 0; i < pixels.Length; i++) values[i] = pixels[i] / 255f;
         return tensor;
     }
 

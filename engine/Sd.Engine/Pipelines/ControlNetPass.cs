@@ -89,15 +89,8 @@ internal sealed unsafe class ControlNetPass : IDisposable
     }
 
     /// <summary>The picture as RGB at <paramref name="width"/> x <paramref name="height"/> (Lanczos, by <paramref name="mode"/>), [1, H, W, 3] in [0, 1].</summary>
-    private static Tensor Picture(PngImage picture, int width, int height, ResizeMode mode)
-    {
-        PngImage resized = PictureResize.Resize(ImageConversion.AsRgb(picture), width, height, mode);
-        Tensor tensor = Tensor.Allocate([1, height, width, 3]);
-        byte[] pixels = resized.Pixels;
-        Span<float> values = tensor.Span;
-        for (int i = 0; i < pixels.Length; i++) values[i] = pixels[i] / 255f;
-        return tensor;
-    }
+    private static Tensor Picture(PngImage picture, int width, int height, ResizeMode mode) =>
+        ImageConversion.UnitTensor(PictureResize.Resize(ImageConversion.AsRgb(picture), width, height, mode));
 
     /// <summary>
     /// diffusers' make_inpaint_condition, then its tensor resize: the picture as RGB in [0, 1] with -1 where the mask

@@ -46,14 +46,6 @@ public sealed record T2IAdapterUnit(T2IAdapterModel Model, PngImage Image)
         }
     }
 
-    private static Tensor Picture(PngImage image, int channels, int width, int height)
-    {
-        PngImage converted = channels == 1 ? ImageConversion.AsGray(image) : ImageConversion.AsRgb(image);
-        PngImage resized = PictureResize.Resize(converted, width, height, ResizeMode.Just);
-        Tensor tensor = Tensor.Allocate([1, height, width, channels]);
-        Span<float> values = tensor.Span;
-        byte[] pixels = resized.Pixels;
-        for (int i = 0; i < pixels.Length; i++) values[i] = pixels[i] / 255f;
-        return tensor;
-    }
+    private static Tensor Picture(PngImage image, int channels, int width, int height) =>
+        ImageConversion.UnitTensor(PictureResize.Resize(channels == 1 ? ImageConversion.AsGray(image) : ImageConversion.AsRgb(image), width, height, ResizeMode.Just));
 }
