@@ -23,12 +23,27 @@ public sealed unsafe class Linear : IDisposable
     /// width instead of three. A single part "" is the parent itself.
     /// </summary>
     public Linear(WeightBinder parent, string[] parts, int inFeatures, int outFeaturesEach, bool bias = true, bool conv1x1 = false)
+        : this(parent, parts, conv1x1 ? [outFeaturesEach, inFeatures, 1, 1] : [outFeaturesEach, inFeatures], bias)
     {
-        InFeatures = inFeatures;
+    }
+
+    /// <summary>
+    /// A convolution whose stride is its kernel and that has no padding (a ViT's patch embedding), weights
+    /// [out, in, patch, patch]: the GEMM over rows of one patch's in x patch x patch values in (channel, y, x) order.
+    /// </summary>
+    public static Linear Patches(WeightBinder binder, int inChannels, int patch, int outFeatures, bool bias) =>
+        new(binder, [""], [outFeatures, inChannels, patch, patch], bias);
+
+    /// <param name="shapeEach">Each part's weight shape: [out, ...] with the product of the rest the input features.</param>
+    private Linear(WeightBinder parent, string[] parts, long[] shapeEach, bool bias)
+    {
+        long inFeatures = 1;
+        for (int i = 1; i < shapeEach.Length; i++) inFeatures *= shapeEach[i];
+        int outFeaturesEach = checked((int)shapeEach[0]);
+        InFeatures = checked((int)inFeatures);
         OutFeatures = outFeaturesEach * parts.Length;
-        long[] shape = conv1x1 ? [outFeaturesEach, inFeatures, 1, 1] : [outFeaturesEach, inFeatures];
-        void* w = parent.StageNative(Names(parts, "weight"), shape, out WeightFormat format);
-        _weight = PackedWeights.Pack(w, format, OutFeatures, inFeatures, inFeatures, GemmKernels.PanelWidth);
+        void* w = parent.StageNative(Names(parts, "weight"), shapeEach, out WeightFormat format);
+        _weight = PackedWeights.Pack(w, format, OutFeatures, InFeatures, InFeatures, GemmKernels.PanelWidth);
         if (bias)
         {
             _bias = new NativeBlock(OutFeatures, zero: false);

@@ -92,6 +92,12 @@ public sealed record GenerateRequest
     public double AdapterConditioningFactor { get; init; } = 1;
 
     /// <summary>
+    /// IP-Adapters whose pictures act as prompts beside the text (diffusers' ip_adapter_image with load_ip_adapter;
+    /// several add their image attentions up), in every step of every pass; empty: none.
+    /// </summary>
+    public IReadOnlyList<IpAdapterUnit> IpAdapters { get; init; } = [];
+
+    /// <summary>
     /// diffusers' guidance_rescale (0 = off): rescales the guided prediction to the text prediction's standard
     /// deviation and mixes by this factor, against over-exposure with zero-terminal-SNR / v-prediction models.
     /// </summary>

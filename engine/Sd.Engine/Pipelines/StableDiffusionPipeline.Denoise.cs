@@ -14,10 +14,11 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// <summary>
     /// One image's denoising loop: the run's steps, classifier-free guidance and the scheduler over its latents;
     /// <paramref name="adapter"/> holds the pass's T2I-Adapter features (<see cref="AdapterFeaturesFor"/>), if any;
+    /// <paramref name="imagePrompts"/> the request's IP-Adapters with their pictures encoded, if any;
     /// <paramref name="hires"/> says it is a hires fix's second pass.
     /// </summary>
-    private void Denoise(DenoisingRun run, PromptContexts contexts, GenerateRequest request, AdapterFeatures? adapter, bool hires, int image, int images,
-        IProgress<StepInfo>? progress, CancellationToken cancellation)
+    private void Denoise(DenoisingRun run, PromptContexts contexts, GenerateRequest request, AdapterFeatures? adapter, IpAdapterPass? imagePrompts,
+        bool hires, int image, int images, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
         Tensor latents = run.Latents;
         int batch = contexts.Context.Dim(0); // [uncond, cond, ...] when guided, else [cond]
@@ -40,8 +41,9 @@ public sealed unsafe partial class StableDiffusionPipeline
         float[] partScales = Array.ConvertAll(contexts.PartWeights, weight => (float)(weight * guidance));
         bool guided = UsesClassifierFreeGuidance(request);
         using ControlNetPass? control = ControlNetPass.Create(request.ControlNets, unetInput, channels, contexts.Context, guided, _vaeConfig.DownscaleFactor, hires);
+        ImagePrompt[]? prompts = imagePrompts?.Prompts(batch, guided);
         var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, partScales, request.GuidanceRescale, condition, image, images,
-            control, adapter, request.AdapterConditioningFactor, guided);
+            control, adapter, request.AdapterConditioningFactor, prompts, guided);
         try
         {
             RunSteps(run, steps, progress, cancellation);
@@ -50,6 +52,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         {
             unet.ReleaseRunBuffers();
             control?.ReleaseRunBuffers();
+            foreach (ImagePrompt prompt in prompts ?? []) prompt.Dispose();
         }
     }
 
@@ -66,11 +69,12 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// <summary>
     /// What every step of one image's denoising shares: the UNet, its buffers, the guidance (the scale of each
     /// conditioned row, the guidance scale for one prompt; an LCM-distilled UNet's as its timestep condition, empty for
-    /// others), the batch position, the ControlNets, the T2I-Adapters' features and the fraction of the steps they get.
+    /// others), the batch position, the ControlNets, the T2I-Adapters' features and the fraction of the steps they get,
+    /// and the IP-Adapters' conditions.
     /// </summary>
     private sealed record StepLoop(UNet2DConditionModel UNet, PromptContexts Prompts, Tensor UNetInput, Tensor? Scaled, Tensor Prediction,
         float Guidance, float[] PartScales, float Rescale, float[] Condition, int Image, int Images, ControlNetPass? Control,
-        AdapterFeatures? Adapter, double AdapterFactor, bool Guided);
+        AdapterFeatures? Adapter, double AdapterFactor, ImagePrompt[]? ImagePrompts, bool Guided);
 
     private void RunSteps(DenoisingRun run, StepLoop loop, IProgress<StepInfo>? progress, CancellationToken cancellation)
     {
@@ -97,7 +101,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             ControlResiduals? control = loop.Control?.Run(step - start, scheduler.StepCount - start, loop.UNetInput, loop.Scaled, timestep,
                 loop.Prompts.Context, loop.Prompts.Lengths, loop.Guided, cancellation);
             loop.UNet.Forward(loop.UNetInput, timestep, loop.Prompts.Context, loop.Prompts.Lengths, prediction, loop.Condition, control,
-                step - start < adapterSteps ? loop.Adapter : null, cancellation);
+                step - start < adapterSteps ? loop.Adapter : null, loop.ImagePrompts, cancellation);
             Guide(prediction.Data, batch, count, loop.PartScales, guidedOutput);
             if (batch == 2 && loop.Rescale > 0)
             {

@@ -173,6 +173,7 @@ public sealed partial class StableDiffusionPipeline
         }
         CheckControlNets(request, factor);
         CheckAdapters(request, factor);
+        CheckIpAdapters(request);
         // Last: the one check that does some work.
         bool guided = UsesClassifierFreeGuidance(request);
         return new PassPlans(TokenizePrompts(request, guided, null), request.Hires is { } second ? TokenizePrompts(request, guided, second) : null);
@@ -261,6 +262,37 @@ public sealed partial class StableDiffusionPipeline
             if (!float.IsFinite(unit.Scale))
             {
                 throw new ArgumentException($"T2I-Adapter {u}: the scale must be finite, got {unit.Scale}", nameof(request));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Each IP-Adapter unit: present, its image encoder's embeddings the adapter's input, its tokens the UNet's
+    /// cross-attention width, with a finite scale. The layer widths are checked by the UNet, which knows its layers.
+    /// </summary>
+    private void CheckIpAdapters(GenerateRequest request)
+    {
+        if (request.IpAdapters is null)
+        {
+            throw new ArgumentException("IpAdapters must not be null (empty: none)", nameof(request));
+        }
+        for (int u = 0; u < request.IpAdapters.Count; u++)
+        {
+            if (request.IpAdapters[u] is not { Model: { } model, ImageEncoder: { } encoder, Image: not null } unit)
+            {
+                throw new ArgumentException($"IP-Adapter {u} has no model, image encoder or picture", nameof(request));
+            }
+            string? misfit =
+                encoder.Config.ProjectionDim != model.ImageEmbedDim ? $"its image encoder makes {encoder.Config.ProjectionDim}-wide embeddings, the adapter takes {model.ImageEmbedDim} (the encoder it was trained with is needed)"
+                : model.CrossAttentionDim != _unetConfig.CrossAttentionDim[0] ? $"its image tokens are {model.CrossAttentionDim} wide, the UNet's text {_unetConfig.CrossAttentionDim[0]} (an IP-Adapter for another SD version)"
+                : null;
+            if (misfit != null)
+            {
+                throw new ArgumentException($"IP-Adapter {u} does not fit this model: {misfit}", nameof(request));
+            }
+            if (!float.IsFinite(unit.Scale))
+            {
+                throw new ArgumentException($"IP-Adapter {u}: the scale must be finite, got {unit.Scale}", nameof(request));
             }
         }
     }

@@ -255,6 +255,8 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
         using PromptContexts? ownHiresContexts = prompts.Hires is { } second && !sameTexts
             ? EncodePrompts(second, request, guided, times[0], cancellation, secondPass: true) : null;
         PromptContexts? hiresContexts = sameTexts ? contexts : ownHiresContexts;
+        // The IP-Adapters' pictures are prompts too: encoded once, for every image and pass.
+        using IpAdapterPass? imagePrompts = IpAdapterPass.Create(request.IpAdapters, cancellation);
         times[0].Text = textClock.Elapsed;
         int hiresCalls = request.Hires is { } hires ? HiresCalls(request, hires) : 0;
         var runs = new List<DenoisingRun>(count);
@@ -274,7 +276,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 for (int i = 0; i < count; i++)
                 {
                     PhaseClock clock = times[i].Start();
-                    Denoise(runs[i], contexts, request, adapter, hires: false, i, count, progress, cancellation);
+                    Denoise(runs[i], contexts, request, adapter, imagePrompts, hires: false, i, count, progress, cancellation);
                     times[i].Denoising += clock.Elapsed;
                 }
             }
@@ -296,7 +298,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
                 for (int i = 0; i < count; i++)
                 {
                     PhaseClock clock = times[i].Start();
-                    Denoise(runs[i], hiresContexts!, request, adapter, hires: true, i, count, progress, cancellation);
+                    Denoise(runs[i], hiresContexts!, request, adapter, imagePrompts, hires: true, i, count, progress, cancellation);
                     times[i].Denoising += clock.Elapsed;
                 }
             }

@@ -5,8 +5,8 @@ using Sd.Kernels.Elementwise;
 namespace Sd.Engine.Text;
 
 /// <summary>
-/// One pre-LayerNorm transformer layer of the CLIP text encoder: h += out_proj(attn(LN1(h))) with a causal mask,
-/// then h += fc2(act(fc1(LN2(h)))). q/k/v are fused into one GEMM.
+/// One pre-LayerNorm transformer layer of a CLIP encoder: h += out_proj(attn(LN1(h))), causal for the text encoder and
+/// unmasked for the image encoder, then h += fc2(act(fc1(LN2(h)))). q/k/v are fused into one GEMM.
 /// Reference: transformers CLIPEncoderLayer (CLIPAttention, CLIPMLP).
 /// </summary>
 internal sealed unsafe class ClipEncoderLayer : IDisposable
@@ -20,19 +20,22 @@ internal sealed unsafe class ClipEncoderLayer : IDisposable
     private readonly int _width;
     private readonly int _heads;
     private readonly Activation _activation;
+    private readonly bool _causal;
 
-    public ClipEncoderLayer(WeightBinder binder, Sd.Loaders.Config.ClipTextConfig config)
+    /// <param name="hiddenAct">transformers' hidden_act: "gelu" (exact) or "quick_gelu".</param>
+    public ClipEncoderLayer(WeightBinder binder, int width, int heads, int intermediate, string hiddenAct, double eps, bool causal)
     {
-        _width = config.HiddenSize;
-        _heads = config.NumAttentionHeads;
-        _activation = config.HiddenAct == "gelu" ? Activation.Gelu : Activation.QuickGelu;
-        _layerNorm1 = new LayerNormModule(binder.Child("layer_norm1"), _width, config.LayerNormEps);
+        _width = width;
+        _heads = heads;
+        _causal = causal;
+        _activation = hiddenAct == "gelu" ? Activation.Gelu : Activation.QuickGelu;
+        _layerNorm1 = new LayerNormModule(binder.Child("layer_norm1"), _width, eps);
         WeightBinder attention = binder.Child("self_attn");
         _qkv = new Linear(attention, ["q_proj", "k_proj", "v_proj"], _width, _width);
         _outProj = new Linear(attention.Child("out_proj"), _width, _width);
-        _layerNorm2 = new LayerNormModule(binder.Child("layer_norm2"), _width, config.LayerNormEps);
-        _fc1 = new Linear(binder.Child("mlp").Child("fc1"), _width, config.IntermediateSize);
-        _fc2 = new Linear(binder.Child("mlp").Child("fc2"), config.IntermediateSize, _width);
+        _layerNorm2 = new LayerNormModule(binder.Child("layer_norm2"), _width, eps);
+        _fc1 = new Linear(binder.Child("mlp").Child("fc1"), _width, intermediate);
+        _fc2 = new Linear(binder.Child("mlp").Child("fc2"), intermediate, _width);
     }
 
     /// <summary>
@@ -45,7 +48,7 @@ internal sealed unsafe class ClipEncoderLayer : IDisposable
         _qkv.Forward(x, rows, _width, qkv, 3 * _width);
         // qkv rows are [q | k | v]; heads are interleaved inside each W-wide slice, as the kernel expects.
         var problem = new AttentionProblem(qkv, 3 * _width, qkv + _width, 3 * _width, qkv + 2 * _width, 3 * _width,
-            x, _width, batch, _heads, length, length, _width / _heads, causal: true);
+            x, _width, batch, _heads, length, length, _width / _heads, causal: _causal);
         AttentionKernels.Run(problem);
         _outProj.Forward(x, rows, _width, h, _width, residual: h, ldr: _width);
         _layerNorm2.Forward(h, x, rows);

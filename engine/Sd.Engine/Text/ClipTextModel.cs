@@ -73,7 +73,8 @@ public sealed unsafe class ClipTextModel : IDisposable
         WeightBinder layers = text.Child("encoder").Child("layers");
         for (int i = 0; i < _layers.Length; i++)
         {
-            _layers[i] = new ClipEncoderLayer(layers.Child(i), config);
+            _layers[i] = new ClipEncoderLayer(layers.Child(i), config.HiddenSize, config.NumAttentionHeads, config.IntermediateSize,
+                config.HiddenAct, config.LayerNormEps, causal: true);
         }
         _finalLayerNorm = new LayerNormModule(text.Child("final_layer_norm"), config.HiddenSize, config.LayerNormEps);
         binder.RequireAllUsed();

@@ -1,5 +1,7 @@
+using Sd.Engine.Adapters;
 using Sd.Engine.Modules;
 using Sd.Kernels.Attention;
+using Sd.Kernels.Elementwise;
 
 namespace Sd.Engine.UNet;
 
@@ -8,7 +10,9 @@ namespace Sd.Engine.UNet;
 /// GEMM) or cross-attention (q from the tokens, k and v from the text context, fused into one GEMM and kept while the
 /// context stays the same, see <see cref="TextContext"/>). No q/k/v bias;
 /// to_out.0 has one and adds the block's residual in its epilogue. upcast_attention changes nothing in fp32.
-/// Reference: diffusers Attention with AttnProcessor (attention_processor.py).
+/// A UNet's cross-attention also attends to IP-Adapters' image tokens when the context carries them: the same queries
+/// against each adapter's k and scaled v for this layer, added to the text's attention before to_out.
+/// Reference: diffusers Attention with AttnProcessor and IPAdapterAttnProcessor2_0 (attention_processor.py).
 /// </summary>
 internal sealed unsafe class Attention : IDisposable
 {
@@ -40,6 +44,15 @@ internal sealed unsafe class Attention : IDisposable
     }
 
     public bool IsCross { get; }
+
+    /// <summary>Query (and output) channels.</summary>
+    public int Channels => _channels;
+
+    /// <summary>
+    /// A UNet cross-attention's place in diffusers' processor order (IP-Adapter layer index); -1 for self-attention and
+    /// for a ControlNet's layers, which never see image tokens. Set once as the UNet is built.
+    /// </summary>
+    public int ImagePromptLayer { get; set; } = -1;
 
     public void Plan(Workspace workspace, long tokens, long contextTokens)
     {
@@ -84,6 +97,11 @@ internal sealed unsafe class Attention : IDisposable
                 AttentionKernels.Run(new AttentionProblem(projections, c, kv, 2 * c, kv + c, 2 * c, output, c,
                     batch, _heads, length, context.Length, c / _heads));
             }
+            if (context.ImagePrompts is { Count: > 0 } prompts && ImagePromptLayer >= 0)
+            {
+                // normed is dead once q is projected from it (the block's next LayerNorm overwrites it): [rows, C] scratch.
+                AttendImages(prompts, projections, output, normed, batch, length);
+            }
         }
         else
         {
@@ -92,6 +110,20 @@ internal sealed unsafe class Attention : IDisposable
                 batch, _heads, length, length, c / _heads));
         }
         _output.Forward(output, rows, c, hidden, c, residual: hidden, ldr: c);
+    }
+
+    /// <summary>output [rows, C] += attention(q, k_ip, scale x v_ip) for each IP-Adapter, through <paramref name="scratch"/> [rows, C].</summary>
+    private void AttendImages(IReadOnlyList<ImagePrompt> prompts, float* query, float* output, float* scratch, int batch, int length)
+    {
+        int c = _channels;
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            ImagePrompt prompt = prompts[i];
+            float* kv = prompt.KeyValues(ImagePromptLayer); // [batch * tokens, 2C]: k | scale x v
+            AttentionKernels.Run(new AttentionProblem(query, c, kv, 2 * c, kv + c, 2 * c, scratch, c,
+                batch, _heads, length, prompt.Tokens, c / _heads));
+            Pointwise.Add(output, scratch, output, (nint)batch * length * c);
+        }
     }
 
     public void Dispose()

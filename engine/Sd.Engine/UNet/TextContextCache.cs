@@ -1,3 +1,4 @@
+using Sd.Engine.Adapters;
 using Sd.Engine.Tensors;
 
 namespace Sd.Engine.UNet;
@@ -24,9 +25,12 @@ internal sealed unsafe class TextContextCache : IDisposable
     /// <summary>Bytes held.</summary>
     public long Bytes => _projectedContext.Bytes;
 
-    /// <summary>The context of one pass, as its layers see it (<paramref name="lengths"/>: empty, or each image's attended tokens).</summary>
-    public TextContext For(Tensor context, ReadOnlySpan<int> lengths) =>
-        new(context.Data, _contextLength, KeyLengths(lengths), _projectedContext.Holds(context.Span));
+    /// <summary>
+    /// The context of one pass, as its layers see it (<paramref name="lengths"/>: empty, or each image's attended
+    /// tokens), with the IP-Adapters' image tokens, if any.
+    /// </summary>
+    public TextContext For(Tensor context, ReadOnlySpan<int> lengths, IReadOnlyList<ImagePrompt>? imagePrompts = null) =>
+        new(context.Data, _contextLength, KeyLengths(lengths), _projectedContext.Holds(context.Span), imagePrompts);
 
     /// <summary>Each image's attended context tokens (<see cref="TextContext.KeyLengths"/>), or null when all attend to every token.</summary>
     private int[]? KeyLengths(ReadOnlySpan<int> given)

@@ -44,6 +44,9 @@ internal sealed unsafe class BasicTransformerBlock : IDisposable
         _attn2.Plan(workspace, tokens, contextTokens);
     }
 
+    /// <summary>attn2, the attention to the text (and to an IP-Adapter's image tokens).</summary>
+    public Attention CrossAttention => _attn2;
+
     /// <summary>hidden [batch * length, C], updated in place.</summary>
     public void Forward(float* hidden, int batch, int length, in TextContext context, Workspace ws)
     {
@@ -110,6 +113,12 @@ internal sealed unsafe class Transformer2DModel : IDisposable
             _blocks[i] = new BasicTransformerBlock(binder.Child("transformer_blocks").Child(i), channels, heads, contextDim);
         }
         _projOut = new Linear(binder.Child("proj_out"), channels, channels, conv1x1: !linearProjection);
+    }
+
+    /// <summary>Adds each transformer block's cross-attention, in order.</summary>
+    public void AddCrossAttentions(List<Attention> into)
+    {
+        foreach (BasicTransformerBlock block in _blocks) into.Add(block.CrossAttention);
     }
 
     public void Plan(Workspace workspace, int batch, int height, int width, int contextLength)

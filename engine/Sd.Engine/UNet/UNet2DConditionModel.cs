@@ -24,6 +24,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     private readonly UpBlock[] _upBlocks;
     private readonly GroupNormModule _convNormOut;
     private readonly Conv2d _convOut;
+    private readonly int[] _imagePromptWidths;
     private RunState? _state;
     private readonly object _gate = new();
     private bool _disposed;
@@ -73,7 +74,44 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         _convNormOut = new GroupNormModule(binder.Child("conv_norm_out"), config.NormNumGroups, channels[0], config.NormEps);
         _convOut = new Conv2d(binder.Child("conv_out"), channels[0], config.OutChannels, kernel: config.ConvOutKernel);
         binder.RequireAllUsed();
+        _imagePromptWidths = NumberCrossAttentions();
     }
+
+    /// <summary>
+    /// Numbers the cross-attention layers in diffusers' attention-processor order (the down blocks, the up blocks, then
+    /// the mid block: the order of the modules' registration), which IP-Adapter files follow; returns their widths.
+    /// </summary>
+    private int[] NumberCrossAttentions()
+    {
+        var layers = new List<Attention>();
+        foreach (DownBlock block in _downBlocks)
+        {
+            foreach (Transformer2DModel transformer in block.Transformers) transformer.AddCrossAttentions(layers);
+        }
+        foreach (UpBlock block in _upBlocks)
+        {
+            foreach (Transformer2DModel transformer in block.Transformers) transformer.AddCrossAttentions(layers);
+        }
+        foreach (Transformer2DModel transformer in _midBlock.Transformers) transformer.AddCrossAttentions(layers);
+        var widths = new int[layers.Count];
+        for (int i = 0; i < layers.Count; i++)
+        {
+            layers[i].ImagePromptLayer = i;
+            widths[i] = layers[i].Channels;
+        }
+        return widths;
+    }
+
+    /// <summary>
+    /// The width of each cross-attention layer in diffusers' processor order: what an IP-Adapter must have been made
+    /// for (<see cref="IpAdapterModel.LayerWidths"/>).
+    /// </summary>
+    public ReadOnlySpan<int> CrossAttentionWidths => _imagePromptWidths;
+
+    /// <summary>Why <paramref name="widths"/> (an IP-Adapter's layer widths) do not fit this UNet; null when they do.</summary>
+    public string? ImagePromptMisfit(ReadOnlySpan<int> widths) =>
+        widths.SequenceEqual(_imagePromptWidths) ? null
+            : $"it has {widths.Length} cross-attention layers of widths [{string.Join(", ", widths.ToArray())}] where this UNet has {_imagePromptWidths.Length} of [{string.Join(", ", _imagePromptWidths)}]";
 
     public UNetConfig Config { get; }
 
@@ -156,24 +194,29 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// down path has run (diffusers' down_block_additional_residuals and mid_block_additional_residual: ControlNets).
     /// <paramref name="adapter"/>, when given, adds feature i inside down block i (diffusers'
     /// down_intrablock_additional_residuals: T2I-Adapters), to every image.
+    /// <paramref name="imagePrompts"/>, when given, are IP-Adapters' conditions that every cross-attention layer
+    /// attends to beside the text (diffusers' added_cond_kwargs image_embeds), each made for this batch.
     /// </summary>
     public void Forward(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor output,
-        ReadOnlySpan<float> timestepCond, ControlResiduals? control = null, AdapterFeatures? adapter = null, CancellationToken cancellation = default)
+        ReadOnlySpan<float> timestepCond, ControlResiduals? control = null, AdapterFeatures? adapter = null,
+        IReadOnlyList<ImagePrompt>? imagePrompts = null, CancellationToken cancellation = default)
     {
         lock (_gate)
         {
             // Checked before any run buffers are planned: a disposed module must not allocate them again.
             ObjectDisposedException.ThrowIf(_disposed, this);
-            Run(sample, timesteps, context, contextLengths, output, timestepCond, control, adapter, cancellation);
+            Run(sample, timesteps, context, contextLengths, output, timestepCond, control, adapter, imagePrompts, cancellation);
         }
     }
 
     private void Run(Tensor sample, ReadOnlySpan<float> timesteps, Tensor context, ReadOnlySpan<int> contextLengths, Tensor output,
-        ReadOnlySpan<float> timestepCond, ControlResiduals? control, AdapterFeatures? adapter, CancellationToken cancellation)
+        ReadOnlySpan<float> timestepCond, ControlResiduals? control, AdapterFeatures? adapter, IReadOnlyList<ImagePrompt>? imagePrompts,
+        CancellationToken cancellation)
     {
         CheckInputs(sample, timesteps, context, output);
         CheckContextLengths(contextLengths, context);
         CheckCondition(timestepCond, sample.Dim(0));
+        CheckImagePrompts(imagePrompts, sample.Dim(0));
         int batch = sample.Dim(0), height = sample.Dim(1), width = sample.Dim(2);
         int contextLength = context.Dim(1);
         RunState state = StateFor(batch, height, width, contextLength);
@@ -191,7 +234,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         }
         _timeEmbedding.Forward(perImage, timestepCond, state.Sinusoid.Pointer, state.TembHidden.Pointer, state.Temb.Pointer);
         float* temb = state.Temb.Pointer;
-        TextContext text = state.Text.For(context, contextLengths);
+        TextContext text = state.Text.For(context, contextLengths, imagePrompts);
         Workspace ws = state.Workspace;
         FeatureMap[] skips = state.Skips;
 
@@ -238,6 +281,23 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
         _convOut.Forward(normed, batch, height, width, output.Data, ws);
         state.Text.ProjectionsComplete();
         output.ThrowIfNotFinite("the UNet produced NaN or infinity (diverged weights or inputs)");
+    }
+
+    /// <summary>Each IP-Adapter condition is made for this batch and these cross-attention layers.</summary>
+    private void CheckImagePrompts(IReadOnlyList<ImagePrompt>? prompts, int batch)
+    {
+        for (int i = 0; i < (prompts?.Count ?? 0); i++)
+        {
+            ImagePrompt prompt = prompts![i] ?? throw new ArgumentException($"image prompt {i} is null", nameof(prompts));
+            if (prompt.Batch != batch)
+            {
+                throw new ArgumentException($"image prompt {i} was made for a batch of {prompt.Batch}, this pass has {batch}", nameof(prompts));
+            }
+            if (ImagePromptMisfit(prompt.LayerWidths) is { } misfit)
+            {
+                throw new ArgumentException($"image prompt {i} does not fit this UNet: {misfit} (an IP-Adapter for another model)", nameof(prompts));
+            }
+        }
     }
 
     /// <summary>Each adapter feature is [1, h, w, c] of the output its down block adds it to; there are at most as many as blocks.</summary>

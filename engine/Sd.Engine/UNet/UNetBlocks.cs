@@ -47,6 +47,9 @@ internal sealed unsafe class DownBlock : IDisposable
     /// <summary>Skip connections this block produces: one per layer plus the downsampler's.</summary>
     public int SkipCount => _resnets.Length + (_downsampler != null ? 1 : 0);
 
+    /// <summary>The block's transformers in order; none for a plain block.</summary>
+    public ReadOnlySpan<Transformer2DModel> Transformers => _attentions;
+
     public void Plan(Workspace workspace, int batch, int height, int width, int contextLength)
     {
         foreach (ResnetBlock2D resnet in _resnets) resnet.Plan(workspace, batch, height, width);
@@ -142,6 +145,9 @@ internal sealed unsafe class MidBlock : IDisposable
         }
     }
 
+    /// <summary>The block's transformers in order.</summary>
+    public ReadOnlySpan<Transformer2DModel> Transformers => _attentions;
+
     public void Plan(Workspace workspace, int batch, int height, int width, int contextLength)
     {
         foreach (ResnetBlock2D resnet in _resnets) resnet.Plan(workspace, batch, height, width);
@@ -210,6 +216,9 @@ internal sealed unsafe class UpBlock : IDisposable
     public int OutChannels { get; }
 
     public int SkipCount => _resnets.Length;
+
+    /// <summary>The block's transformers in order; none for a plain block.</summary>
+    public ReadOnlySpan<Transformer2DModel> Transformers => _attentions;
 
     public void Plan(Workspace workspace, int batch, int height, int width, int contextLength, int outHeight, int outWidth)
     {

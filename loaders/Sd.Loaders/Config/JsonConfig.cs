@@ -58,6 +58,14 @@ public sealed class JsonConfig
 
     public IEnumerable<JsonProperty> Properties => _root.EnumerateObject();
 
+    /// <summary>The object under <paramref name="key"/> as a config of the same file; null when absent or JSON null.</summary>
+    public JsonConfig? Child(string key) => GetRaw(key) switch
+    {
+        null => null,
+        { ValueKind: JsonValueKind.Object } value => new JsonConfig(Path, value),
+        { } value => throw Wrong(key, "an object", value),
+    };
+
     public JsonElement? GetRaw(string key) =>
         _root.TryGetProperty(key, out JsonElement value) && value.ValueKind != JsonValueKind.Null ? value : null;
 

@@ -186,20 +186,45 @@ public static class DiffusersLayout
         int w = config.HiddenSize;
         p.Add(new("text_model.embeddings.token_embedding.weight", [config.VocabSize, w]));
         p.Add(new("text_model.embeddings.position_embedding.weight", [config.MaxPositionEmbeddings, w]));
-        for (int i = 0; i < config.NumHiddenLayers; i++)
-        {
-            string layer = $"text_model.encoder.layers.{i}";
-            Norm(p, $"{layer}.layer_norm1", w);
-            foreach (string projection in new[] { "q_proj", "k_proj", "v_proj", "out_proj" })
-            {
-                Linear(p, $"{layer}.self_attn.{projection}", w, w);
-            }
-            Norm(p, $"{layer}.layer_norm2", w);
-            Linear(p, $"{layer}.mlp.fc1", w, config.IntermediateSize);
-            Linear(p, $"{layer}.mlp.fc2", config.IntermediateSize, w);
-        }
+        ClipEncoder(p, "text_model.encoder", config.NumHiddenLayers, w, config.IntermediateSize);
         Norm(p, "text_model.final_layer_norm", w);
         return p;
+    }
+
+    /// <summary>
+    /// A transformers CLIPVisionModelWithProjection (IP-Adapter's image encoder): patch and position embeddings, a
+    /// class token, pre_layrnorm (sic), the encoder, post_layernorm and visual_projection (no bias).
+    /// </summary>
+    public static List<ParameterSpec> ClipVision(ClipVisionConfig config)
+    {
+        config.Validate(nameof(config));
+        var p = new List<ParameterSpec>();
+        int w = config.HiddenSize;
+        p.Add(new("vision_model.embeddings.class_embedding", [w]));
+        p.Add(new("vision_model.embeddings.patch_embedding.weight", [w, config.NumChannels, config.PatchSize, config.PatchSize]));
+        p.Add(new("vision_model.embeddings.position_embedding.weight", [config.Positions, w]));
+        Norm(p, "vision_model.pre_layrnorm", w);
+        ClipEncoder(p, "vision_model.encoder", config.NumHiddenLayers, w, config.IntermediateSize);
+        Norm(p, "vision_model.post_layernorm", w);
+        Linear(p, "visual_projection", w, config.ProjectionDim, bias: false);
+        return p;
+    }
+
+    /// <summary>transformers' CLIPEncoder: pre-LayerNorm layers of self-attention and a two-layer MLP.</summary>
+    private static void ClipEncoder(List<ParameterSpec> p, string name, int layers, int width, int intermediate)
+    {
+        for (int i = 0; i < layers; i++)
+        {
+            string layer = $"{name}.layers.{i}";
+            Norm(p, $"{layer}.layer_norm1", width);
+            foreach (string projection in new[] { "q_proj", "k_proj", "v_proj", "out_proj" })
+            {
+                Linear(p, $"{layer}.self_attn.{projection}", width, width);
+            }
+            Norm(p, $"{layer}.layer_norm2", width);
+            Linear(p, $"{layer}.mlp.fc1", width, intermediate);
+            Linear(p, $"{layer}.mlp.fc2", intermediate, width);
+        }
     }
 
     private static void Conv(List<ParameterSpec> p, string name, int cin, int cout, int kernel)

@@ -19,13 +19,14 @@ public static class ComponentWeightFiles
     /// <summary>
     /// A model part given as a folder (its weights resolved as <see cref="Resolve"/> does) or as a weights file: the
     /// folder its config is looked for in, the weights file (or shard index), and whether it is an index.
-    /// <paramref name="what"/> names the part in the error for a path that does not exist.
+    /// <paramref name="what"/> names the part in the error for a path that does not exist; <paramref name="baseName"/>
+    /// is the weights file's base name, by default the one the folder's name implies (<see cref="BaseName"/>).
     /// </summary>
-    public static (string Folder, string WeightsPath, bool IsIndex) Locate(string path, string? variant, string what)
+    public static (string Folder, string WeightsPath, bool IsIndex) Locate(string path, string? variant, string what, string? baseName = null)
     {
         if (Directory.Exists(path))
         {
-            (string weights, bool isIndex) = Resolve(path, variant);
+            (string weights, bool isIndex) = Resolve(path, variant, baseName);
             return (path, weights, isIndex);
         }
         if (File.Exists(path))
@@ -36,9 +37,9 @@ public static class ComponentWeightFiles
     }
 
     /// <summary>Returns (path, isIndex) of the weights to load, or throws naming what was looked for.</summary>
-    public static (string Path, bool IsIndex) Resolve(string componentDirectory, string? variant)
+    public static (string Path, bool IsIndex) Resolve(string componentDirectory, string? variant, string? baseName = null)
     {
-        string baseName = BaseName(Path.GetFileName(Path.TrimEndingDirectorySeparator(componentDirectory)));
+        baseName ??= BaseName(Path.GetFileName(Path.TrimEndingDirectorySeparator(componentDirectory)));
         var tried = new List<string>();
         foreach (string? v in variant is null ? new[] { null, Fp16Variant } : new[] { variant })
         {

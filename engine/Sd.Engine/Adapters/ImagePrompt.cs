@@ -1,0 +1,43 @@
+using Sd.Engine.Tensors;
+
+namespace Sd.Engine.Adapters;
+
+/// <summary>
+/// An IP-Adapter's condition for UNet passes (<see cref="IpAdapterModel.Condition"/>): every cross-attention layer's
+/// key and value projections of the image tokens, [batch x tokens, 2C] rows of k | v, the values already multiplied by
+/// the scale. The tokens do not change while sampling, so a generation projects them once, not per step. The UNet
+/// adds scale x attention(q, k, v) of them to its attention to the text in every cross-attention layer.
+/// </summary>
+public sealed unsafe class ImagePrompt : IDisposable
+{
+    private readonly NativeBlock[] _keyValues;
+    private readonly int[] _widths;
+
+    internal ImagePrompt(NativeBlock[] keyValues, int[] widths, int batch, int tokens, float scale)
+    {
+        _keyValues = keyValues;
+        _widths = widths;
+        Batch = batch;
+        Tokens = tokens;
+        Scale = scale;
+    }
+
+    /// <summary>Images it conditions: the UNet batch it fits.</summary>
+    public int Batch { get; }
+
+    /// <summary>Image tokens per image.</summary>
+    public int Tokens { get; }
+
+    public float Scale { get; }
+
+    /// <summary>The width of each cross-attention layer it was made for, in diffusers' processor order.</summary>
+    public ReadOnlySpan<int> LayerWidths => _widths;
+
+    /// <summary>Layer <paramref name="layer"/>'s [Batch x Tokens, 2C] k | v rows.</summary>
+    internal float* KeyValues(int layer) => _keyValues[layer].Pointer;
+
+    public void Dispose()
+    {
+        foreach (NativeBlock block in _keyValues) block?.Dispose();
+    }
+}

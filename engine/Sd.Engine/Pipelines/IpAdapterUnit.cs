@@ -1,0 +1,18 @@
+using Sd.Engine.Adapters;
+using Sd.Engine.Vision;
+using Sd.Loaders.Png;
+
+namespace Sd.Engine.Pipelines;
+
+/// <summary>
+/// One IP-Adapter of a request: the loaded adapter, the CLIP image encoder it was trained with (h94's
+/// models/image_encoder for ip-adapter_sd15), the picture that acts as a prompt, and how strongly. The picture is
+/// encoded once per generation, not per pass or step.
+/// Reference: diffusers 0.27 StableDiffusionPipeline's ip_adapter_image with load_ip_adapter and set_ip_adapter_scale
+/// (several adapters: one picture and scale each).
+/// </summary>
+public sealed record IpAdapterUnit(IpAdapterModel Model, ClipVisionModel ImageEncoder, PngImage Image)
+{
+    /// <summary>The image attention's weight (set_ip_adapter_scale; 0 turns the adapter off, 1 is diffusers' default).</summary>
+    public float Scale { get; init; } = 1f;
+}
