@@ -268,10 +268,11 @@ public sealed partial class StableDiffusionPipeline
 
     /// <summary>
     /// Each IP-Adapter unit: present, its image encoder's embeddings the adapter's input, its tokens the UNet's
-    /// cross-attention width, with a finite scale. The layer widths are checked by the UNet, which knows its layers.
+    /// cross-attention width and its layers the UNet's, with a finite scale.
     /// </summary>
     private void CheckIpAdapters(GenerateRequest request)
     {
+        int[] widths = Sd.Loaders.Layout.DiffusersLayout.CrossAttentionWidths(_unetConfig);
         if (request.IpAdapters is null)
         {
             throw new ArgumentException("IpAdapters must not be null (empty: none)", nameof(request));
@@ -285,6 +286,7 @@ public sealed partial class StableDiffusionPipeline
             string? misfit =
                 encoder.Config.ProjectionDim != model.ImageEmbedDim ? $"its image encoder makes {encoder.Config.ProjectionDim}-wide embeddings, the adapter takes {model.ImageEmbedDim} (the encoder it was trained with is needed)"
                 : model.CrossAttentionDim != _unetConfig.CrossAttentionDim[0] ? $"its image tokens are {model.CrossAttentionDim} wide, the UNet's text {_unetConfig.CrossAttentionDim[0]} (an IP-Adapter for another SD version)"
+                : !model.LayerWidths.SequenceEqual(widths) ? $"it has {model.LayerWidths.Length} cross-attention layers of widths [{string.Join(", ", model.LayerWidths.ToArray())}], the UNet {widths.Length} of [{string.Join(", ", widths)}]"
                 : null;
             if (misfit != null)
             {

@@ -58,6 +58,52 @@ public static class DiffusersLayout
     }
 
     /// <summary>
+    /// The width of each cross-attention (attn2) layer of a UNet in diffusers' attention-processor order: down blocks,
+    /// up blocks, then the mid block, as UNet2DConditionModel registers them. IP-Adapter files number their layers so.
+    /// </summary>
+    public static int[] CrossAttentionWidths(UNetConfig config)
+    {
+        config.Validate(nameof(config));
+        var widths = new List<int>();
+        int[] ch = config.BlockOutChannels;
+        int n = ch.Length;
+        void Add(int level, int transformers)
+        {
+            for (int t = 0; t < transformers * config.TransformerLayersPerBlock[level]; t++) widths.Add(ch[level]);
+        }
+        for (int i = 0; i < n; i++)
+        {
+            if (config.DownBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add(i, config.LayersPerBlock[i]);
+        }
+        for (int i = 0; i < n; i++)
+        {
+            if (config.UpBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add(n - 1 - i, config.LayersPerBlock[n - 1 - i] + 1);
+        }
+        Add(n - 1, 1);
+        return widths.ToArray();
+    }
+
+    /// <summary>
+    /// h94's IP-Adapter layout (<see cref="IpAdapterSource"/>): the image projection, then to_k_ip and to_v_ip
+    /// [width, cross_attention_dim] per cross-attention layer as ip_adapter.1, .3, ...
+    /// </summary>
+    public static List<ParameterSpec> IpAdapter(int imageEmbedDim, int crossAttentionDim, int tokens, IReadOnlyList<int> layerWidths)
+    {
+        ConfigLimits.CheckWidths(nameof(imageEmbedDim), "image embed/cross-attention widths and tokens", [imageEmbedDim, crossAttentionDim, tokens]);
+        var p = new List<ParameterSpec>();
+        Linear(p, "image_proj.proj", imageEmbedDim, tokens * crossAttentionDim);
+        Norm(p, "image_proj.norm", crossAttentionDim);
+        for (int i = 0; i < layerWidths.Count; i++)
+        {
+            foreach (string part in new[] { "to_k_ip", "to_v_ip" })
+            {
+                p.Add(new(IpAdapterSource.LayerKey(i, part), [layerWidths[i], crossAttentionDim]));
+            }
+        }
+        return p;
+    }
+
+    /// <summary>
     /// A diffusers ControlNetModel's state dict: the UNet's encoder (conv_in, time embedding, down blocks, mid block),
     /// the conditioning image's embedding, and a 1x1 convolution per skip connection and for the mid block.
     /// </summary>

@@ -48,6 +48,24 @@ public static class RandomModelWriter
             temp => Component(temp, ".", "diffusion_pytorch_model.safetensors", Sd15.T2IAdapterJson, DiffusersLayout.T2IAdapter(Sd15.T2IAdapter), dtype, seed, log));
 
     /// <summary>
+    /// An SD 1.5 IP-Adapter as h94/IP-Adapter's models folder holds one: ip-adapter_sd15.safetensors and the
+    /// image_encoder folder beside it, written as <see cref="WriteSd15ControlNet"/>.
+    /// </summary>
+    public static long WriteSd15IpAdapter(string directory, TensorDType dtype, ulong seed, TextWriter? log = null) =>
+        WriteFolder(directory, dtype, IpAdapterFile, temp =>
+        {
+            long encoder = Component(temp, "image_encoder", "model.safetensors", Sd15.ImageEncoderJson, DiffusersLayout.ClipVision(Sd15.ImageEncoder), dtype, seed, log);
+            List<ParameterSpec> adapter = Sd15.IpAdapter;
+            Weights(adapter, dtype, seed + 1).Save(Path.Combine(temp, IpAdapterFile));
+            long parameters = adapter.Sum(p => p.ElementCount);
+            log?.WriteLine($"  {parameters:N0} parameters ({IpAdapterFile})");
+            return encoder + parameters;
+        });
+
+    /// <summary>The IP-Adapter file <see cref="WriteSd15IpAdapter"/> writes, h94's name.</summary>
+    public const string IpAdapterFile = "ip-adapter_sd15.safetensors";
+
+    /// <summary>
     /// Fills a temporary folder and moves it into place: renamed as a whole to a new folder, or, into an empty one,
     /// entry by entry with <paramref name="lastFile"/> last (a folder without it is not taken for a model).
     /// </summary>

@@ -141,6 +141,30 @@ public static class Sd15
 
     public static T2IAdapterConfig T2IAdapter => T2IAdapterConfig.From(Parse("sd15-adapter/config.json", T2IAdapterJson));
 
+    /// <summary>IP-Adapter's image encoder for SD 1.5: h94/IP-Adapter's models/image_encoder (OpenCLIP ViT-H/14, 632M parameters).</summary>
+    public const string ImageEncoderJson = """
+        {
+          "architectures": ["CLIPVisionModelWithProjection"],
+          "model_type": "clip_vision_model",
+          "hidden_act": "gelu",
+          "hidden_size": 1280,
+          "image_size": 224,
+          "intermediate_size": 5120,
+          "layer_norm_eps": 1e-05,
+          "num_attention_heads": 16,
+          "num_channels": 3,
+          "num_hidden_layers": 32,
+          "patch_size": 14,
+          "projection_dim": 1024
+        }
+        """;
+
+    public static ClipVisionConfig ImageEncoder => ClipVisionConfig.From(Parse("sd15-ip-adapter/image_encoder/config.json", ImageEncoderJson));
+
+    /// <summary>ip-adapter_sd15's tensors: 4 image tokens of SD 1.5's 768 from the encoder's 1024, one k/v pair per cross-attention layer (16).</summary>
+    public static List<ParameterSpec> IpAdapter =>
+        DiffusersLayout.IpAdapter(ImageEncoder.ProjectionDim, UNet.CrossAttentionDim[0], 4, DiffusersLayout.CrossAttentionWidths(UNet));
+
     public static ClipTextConfig TextEncoder => ClipTextConfig.From(Parse("sd15/text_encoder/config.json", TextEncoderJson));
 
     private static JsonConfig Parse(string name, string json) => JsonConfig.Parse(name, Encoding.UTF8.GetBytes(json));

@@ -57,6 +57,9 @@ internal sealed class AdapterOption : IDisposable
         return new AdapterOption(units, factor);
     }
 
+    /// <summary>The number of units.</summary>
+    public int Count => _units.Length;
+
     /// <summary>diffusers' adapter_conditioning_factor.</summary>
     public double Factor => _factor;
 

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Sd.Engine.Adapters;
 using Sd.Engine.Pipelines;
+using Sd.Engine.Vision;
 using Sd.Engine.Tensors;
 using Sd.Engine.Text;
 using Sd.Engine.Upscaling;
@@ -22,9 +23,9 @@ namespace Sd.Cli.Commands;
 public static class BenchCommand
 {
     private const string Help = """
-        Usage: sd bench --model M --part text|unet|controlnet|adapter|vae-decode|vae-encode|txt2img|upscale [--height H] [--width W]
+        Usage: sd bench --model M --part text|unet|controlnet|adapter|image-encoder|vae-decode|vae-encode|txt2img|upscale [--height H] [--width W]
                         [--batch B] [--steps S] [--reps N] [--threads T] [--winograd-budget MIB] [--distinct-latents]
-                        [--profile] [--json]
+                        [--ip-adapter FILE] [--profile] [--json]
 
         Times one model part at real size on random inputs (e.g. a folder from `sd make-random-model`): one warm-up
         run, then N timed runs (default 3). Height and width are image pixels (default 512); UNet latents are 1/8.
@@ -35,7 +36,9 @@ public static class BenchCommand
         ControlNet pass (--model: a ControlNet folder or file, e.g. from `sd make-random-model --like sd15-controlnet`)
         on one H x W picture, whose embedding is kept between runs as between steps. adapter runs a T2I-Adapter
         (--model: an adapter folder or file, e.g. from `sd make-random-model --like sd15-adapter`) on one H x W
-        picture: what a generation pays once per pass. Threads: --threads or
+        picture: what a generation pays once per pass. image-encoder runs an IP-Adapter's CLIP image encoder (--model:
+        its folder, e.g. image_encoder/ from `sd make-random-model --like sd15-ip-adapter`) on B random pictures of its
+        own size (224 for ViT-H/14; --height/--width do not apply): what a generation pays once. Threads: --threads or
         SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, the share in
@@ -45,7 +48,8 @@ public static class BenchCommand
         0 keeps 16-bit weights 16-bit everywhere). 3x3 layers without them transform their weights per call.
         An even UNet batch is a classifier-free guidance call: its second half repeats the first half's latents (the
         contexts differ), and the UNet computes the layers before the first cross-attention once for both halves;
-        --distinct-latents gives every image its own latents instead.
+        --distinct-latents gives every image its own latents instead. --ip-adapter FILE (unet only) adds an IP-Adapter's
+        image attention to every cross-attention layer, on random image tokens: what it costs per step.
         """;
 
     public static int Run(IReadOnlyList<string> args, TextWriter output)
@@ -55,7 +59,7 @@ public static class BenchCommand
             output.WriteLine(Help);
             return 0;
         }
-        var line = new CommandLine("bench", args, ModelOptions.With("--part", "--height", "--width", "--batch", "--reps", "--steps", "--winograd-budget"),
+        var line = new CommandLine("bench", args, ModelOptions.With("--part", "--height", "--width", "--batch", "--reps", "--steps", "--winograd-budget", "--ip-adapter"),
             ["--json", "--profile", "--distinct-latents"]);
         string part = line.Require("--part");
         int height = Positive(line, "--height", 512), width = Positive(line, "--width", 512), batch = Positive(line, "--batch", 1);
@@ -72,22 +76,31 @@ public static class BenchCommand
         {
             throw new UsageException($"bench: --batch must be in [1, {StableDiffusionPipeline.MaxBatchCount}], got {batch}");
         }
+        if (line.Has("--ip-adapter") && part != "unet")
+        {
+            throw new UsageException($"bench: --ip-adapter times a UNet call with one (--part unet), not --part {part}");
+        }
         UNetOptions unetOptions = UNetOptions(line);
         var load = Stopwatch.StartNew();
         // Each runner owns what it opens: a component part its ModelSource, txt2img a whole pipeline.
         using Runner runner = part switch
         {
             "text" => WithModel(line, model => TextRunner(model, batch)),
-            "unet" => WithModel(line, model => UNetRunner(model, unetOptions, batch, height / 8, width / 8, line.Has("--distinct-latents"))),
+            "unet" => WithModel(line, model => UNetRunner(model, unetOptions, batch, height / 8, width / 8, line.Has("--distinct-latents"), line.Get("--ip-adapter"))),
             "controlnet" => ControlNetRunner(line, unetOptions, batch, height, width),
             "adapter" => AdapterRunner(line, batch, height, width),
+            "image-encoder" => ImageEncoderRunner(line, batch),
             "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
             "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
             "txt2img" => Txt2ImgRunner(line, unetOptions, height, width, steps),
             "upscale" => UpscaleRunner(line, batch, height, width),
-            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, controlnet, adapter, vae-decode, vae-encode, txt2img, upscale"),
+            _ => throw new UsageException($"bench: --part '{part}' is not one of text, unet, controlnet, adapter, image-encoder, vae-decode, vae-encode, txt2img, upscale"),
         };
         double loadSeconds = load.Elapsed.TotalSeconds;
+        if (runner.FixedSide is { } side)
+        {
+            (height, width) = (side, side);
+        }
 
         runner.Action(); // warm-up: JIT, run buffers, page-in of the weights
         FlopCounter.Reset();
@@ -214,6 +227,9 @@ public static class BenchCommand
         /// <summary>A breakdown of the last run, for parts that have one.</summary>
         public Func<string>? Detail { get; init; }
 
+        /// <summary>The picture side a part runs at whatever --height/--width say (an image encoder's), reported instead.</summary>
+        public int? FixedSide { get; init; }
+
         public void Dispose()
         {
             foreach (IDisposable d in owned) d.Dispose();
@@ -250,7 +266,8 @@ public static class BenchCommand
         : line.GetInt("--winograd-budget", 0) is int mib and >= 0 ? new UNetOptions { WinogradBudgetBytes = (long)mib << 20 }
         : throw new UsageException($"bench: --winograd-budget must be a size in MiB, 0 or more, got {line.Get("--winograd-budget")}");
 
-    private static Runner UNetRunner(ModelSource model, UNetOptions options, int batch, int h, int w, bool distinctLatents)
+    /// <summary>One UNet call; with <paramref name="ipAdapter"/> (an IP-Adapter file), its image tokens (random) attended to as in a generation.</summary>
+    private static Runner UNetRunner(ModelSource model, UNetOptions options, int batch, int h, int w, bool distinctLatents, string? ipAdapter)
     {
         var unet = new UNet2DConditionModel(model.UNet ?? throw new InvalidFileException(model.Path, "the model has no UNet"), model.Weights(ModelComponent.Unet), options);
         Tensor sample = Latents([batch, h, w, unet.Config.InChannels], distinctLatents);
@@ -259,7 +276,26 @@ public static class BenchCommand
         float[] timestep = [999f];
         // An LCM-distilled UNet is timed with its guidance condition (its batch is then not a CFG pair, just images).
         float[] condition = unet.Config.TimeCondProjDim is { } condDim ? GuidanceScaleEmbedding.Compute(7.5f, condDim) : [];
-        return new Runner(() => unet.Forward(sample, timestep, context, output, condition), unet, sample, context, output, model);
+        if (ipAdapter is null)
+        {
+            return new Runner(() => unet.Forward(sample, timestep, context, output, condition), unet, sample, context, output, model);
+        }
+        var source = IpAdapterSource.Open(ipAdapter);
+        IpAdapterModel? adapter = null;
+        try
+        {
+            adapter = new IpAdapterModel(source);
+            using Tensor tokens = RandomTensor([batch, adapter.Tokens, adapter.CrossAttentionDim]);
+            ImagePrompt[] prompts = [adapter.Condition(tokens, 1f)];
+            return new Runner(() => unet.Forward(sample, timestep, context, [], output, condition, imagePrompts: prompts),
+                unet, sample, context, output, model, prompts[0], adapter, source);
+        }
+        catch
+        {
+            adapter?.Dispose();
+            source.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
@@ -329,6 +365,31 @@ public static class BenchCommand
         catch
         {
             adapter?.Dispose();
+            source.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// An IP-Adapter's image encoder on <paramref name="batch"/> random pictures of its size (--model: a
+    /// CLIPVisionModelWithProjection folder): what a generation pays once for its picture prompts.
+    /// </summary>
+    private static Runner ImageEncoderRunner(CommandLine line, int batch)
+    {
+        ModelOptions.Setup(line);
+        var source = ImageEncoderSource.Open(line.Require("--model"));
+        ClipVisionModel? encoder = null;
+        try
+        {
+            encoder = new ClipVisionModel(source.Config, source.Weights);
+            int side = source.Config.ImageSize;
+            Tensor pixels = RandomTensor([batch, side, side, 3]);
+            ClipVisionModel model = encoder;
+            return new Runner(() => model.Encode(pixels).Dispose(), encoder, pixels, source) { FixedSide = side };
+        }
+        catch
+        {
+            encoder?.Dispose();
             source.Dispose();
             throw;
         }

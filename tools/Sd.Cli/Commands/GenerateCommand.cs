@@ -32,6 +32,7 @@ public static partial class GenerateCommand
                             [--control-end 1] [--control-mode balanced|prompt|controlnet]
                             [--control-resize-mode just|crop|fill] ...] [--guess-mode]
                            [--adapter PATH --adapter-image sketch.png [--adapter-scale 1] ...] [--adapter-factor 1]
+                           [--ip-adapter FILE --ip-adapter-image picture.png [--ip-adapter-scale 1] [--image-encoder DIR] ...]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png|out.jpg [--jpeg-quality 80] [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -163,6 +164,16 @@ public static partial class GenerateCommand
         --adapter-factor F (1; diffusers' SDXL adapter pipeline's adapter_conditioning_factor) limits them all to
         the first int(steps x F) steps. Each is
         recorded as A1111's ControlNet extension records an adapter, as a ControlNet unit after the ControlNets.
+        --ip-adapter FILE uses --ip-adapter-image, a picture, as a prompt beside the text (an IP-Adapter in h94's
+        layout, e.g. h94/IP-Adapter's models/ip-adapter_sd15.safetensors; the plain SD 1.x one: Plus, full-face and
+        FaceID files are refused). The picture goes through the CLIP image encoder the adapter was trained with
+        (--image-encoder DIR, a CLIPVisionModelWithProjection folder; by default the image_encoder folder beside the
+        adapter file, where h94 keeps it), resized and centre-cropped as transformers' CLIPImageProcessor does; its
+        image tokens are attended to in every cross-attention layer, scaled by --ip-adapter-scale (diffusers'
+        set_ip_adapter_scale, 1). The unconditioned half of guidance sees zero image embeddings, as in diffusers. The
+        encoder runs once per generation. Repeat --ip-adapter and --ip-adapter-image for several; --ip-adapter-scale
+        and --image-encoder are given once or per --ip-adapter. Recorded as A1111's ControlNet extension records one,
+        as a ControlNet unit after the others.
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.
         vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
         The PNG carries the parameters in an A1111-style "parameters" text chunk; an --out name ending in .jpg or
@@ -206,7 +217,7 @@ public static partial class GenerateCommand
             output.WriteLine(Help);
             return 0;
         }
-        static CommandLine Parse(IReadOnlyList<string> args) => new("generate", args, Flags, ["--invert-mask", ControlNetOption.GuessModeFlag], repeatable: ["--lora", "--embedding", .. ControlNetOption.Flags, .. AdapterOption.Flags]);
+        static CommandLine Parse(IReadOnlyList<string> args) => new("generate", args, Flags, ["--invert-mask", ControlNetOption.GuessModeFlag], repeatable: ["--lora", "--embedding", .. ControlNetOption.Flags, .. AdapterOption.Flags, .. IpAdapterOption.Flags]);
         CommandLine line = Parse(args);
         // A variation seed given alone varies nothing; one from a file is turned off by --variation-strength 0.
         bool variationSeedGiven = line.Has("--variation-seed");
@@ -261,6 +272,7 @@ public static partial class GenerateCommand
         InpaintSettings? inpaintSettings = InpaintSettingsOf(line, initPicture, maskPicture);
         using ControlNetOption? controlNet = ControlNetOption.Read(line, maskPicture, inpaintSettings);
         using AdapterOption? adapters = AdapterOption.Read(line);
+        using IpAdapterOption? ipAdapters = IpAdapterOption.Read(line);
         (int seedResizeWidth, int seedResizeHeight) = SeedResizeOf(line);
         var request = new GenerateRequest
         {
@@ -310,6 +322,7 @@ public static partial class GenerateCommand
             ControlNets = controlNet is null ? [] : controlNet.Load(logger),
             Adapters = adapters is null ? [] : adapters.Load(),
             AdapterConditioningFactor = adapters?.Factor ?? 1,
+            IpAdapters = ipAdapters is null ? [] : ipAdapters.Load(),
         };
         // The size first (a multiple of the model's VAE factor), then what must match it.
         pipeline.Validate(request, batchCount);
@@ -326,7 +339,8 @@ public static partial class GenerateCommand
             : ImageConversion.MaskFromPng(inpaint?.Mask ?? Resized(line, "--mask", ImageConversion.AsGray(maskPicture), request, resizeMode));
         request = request with { InitImage = initImage, Mask = mask };
         string modelName = (model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model)))
-            + Resources(line, loras, pipeline.EmbeddingTokens) + controlNet?.Parameters() + adapters?.Parameters(controlNet?.Count ?? 0);
+            + Resources(line, loras, pipeline.EmbeddingTokens) + controlNet?.Parameters() + adapters?.Parameters(controlNet?.Count ?? 0)
+            + ipAdapters?.Parameters((controlNet?.Count ?? 0) + (adapters?.Count ?? 0));
         // The batch's last image has the longest parameters (the most digits in its seeds): a JPEG's EXIF must hold them.
         PictureOutput.CheckParametersFit(line, "--out", Parameters(line, pipeline, request, inpaint, modelName, batchCount - 1).Length);
         bool terminal = !Console.IsOutputRedirected;

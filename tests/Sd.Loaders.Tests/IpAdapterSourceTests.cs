@@ -1,0 +1,140 @@
+using Sd.Loaders.Config;
+using Sd.Loaders.Layout;
+using Sd.Loaders.Safetensors;
+
+namespace Sd.Loaders.Tests;
+
+/// <summary>
+/// IP-Adapter files in h94's layout and CLIP image encoder folders, built by hand: what is read from them, the variants
+/// refused by name, and files that lie (shapes that disagree, layers missing or extra, a pickle).
+/// </summary>
+public sealed class IpAdapterSourceTests : IDisposable
+{
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    /// <summary>Writes <paramref name="layout"/> with zero weights, after <paramref name="edit"/> changes it.</summary>
+    private string Write(List<ParameterSpec> layout, Action<List<ParameterSpec>>? edit = null, string name = "ip.safetensors")
+    {
+        edit?.Invoke(layout);
+        var writer = new SafetensorsWriter();
+        foreach (ParameterSpec p in layout) writer.AddFloat32(p.Name, p.Shape, new float[p.ElementCount]);
+        string path = _dir.File(name);
+        writer.Save(path);
+        return path;
+    }
+
+    private static List<ParameterSpec> Small() => DiffusersLayout.IpAdapter(24, 16, 4, [8, 8, 12]);
+
+    [Fact]
+    public void Reads_the_projection_and_each_layer_width()
+    {
+        using IpAdapterSource source = IpAdapterSource.Open(Write(Small()));
+        Assert.Equal((24, 16, 4), (source.ImageEmbedDim, source.CrossAttentionDim, source.Tokens));
+        Assert.Equal([8, 8, 12], source.LayerWidths);
+        Assert.True(IpAdapterSource.IsIpAdapter(source.Path));
+        Assert.Null(IpAdapterSource.ImageEncoderBeside(source.Path));
+        Directory.CreateDirectory(_dir.File("image_encoder"));
+        Assert.Equal(_dir.File("image_encoder"), IpAdapterSource.ImageEncoderBeside(source.Path));
+    }
+
+    [Fact]
+    public void Sd15_has_sixteen_cross_attention_layers_in_processor_order()
+    {
+        Assert.Equal([320, 320, 640, 640, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320, 1280], DiffusersLayout.CrossAttentionWidths(Sd15.UNet));
+        // h94's ip-adapter_sd15: 22M parameters.
+        Assert.Equal(22_319_616, Sd15.IpAdapter.Sum(p => p.ElementCount));
+    }
+
+    [Fact]
+    public void Plus_full_face_and_face_id_files_are_refused_by_name()
+    {
+        string plus = Write(Small(), l => l.Add(new("image_proj.latents", [1, 16, 24])), "plus.safetensors");
+        Assert.Contains("IP-Adapter Plus", Assert.Throws<NotSupportedException>(() => IpAdapterSource.Open(plus)).Message);
+        string face = Write(Small(), l => l[0] = new("image_proj.proj.0.weight", [64, 24]), "face.safetensors");
+        Assert.Contains("full-face", Assert.Throws<NotSupportedException>(() => IpAdapterSource.Open(face)).Message);
+        string faceId = Write(Small(), l => l.Add(new("ip_adapter.1.to_q_lora.down.weight", [4, 8])), "faceid.safetensors");
+        Assert.Contains("FaceID", Assert.Throws<NotSupportedException>(() => IpAdapterSource.Open(faceId)).Message);
+    }
+
+    public static readonly TheoryData<string, string> Lies = new()
+    {
+        { "no-norm", "image_proj.norm.weight" },
+        { "v-shape", "tensor 'ip_adapter.3.to_v_ip.weight' has shape [8, 17], expected [8, 16]" },
+        { "gap", "holds 4 ip_adapter.* tensors where its 1 layers" },
+        { "stranger", "'unet.extra' is neither" },
+        { "proj-rows", "image_proj.proj.weight is [63, 24]" },
+        { "k-width", "'ip_adapter.1.to_k_ip.weight' is [8, 15]" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Lies))]
+    public void Files_that_lie_are_refused_naming_the_tensor(string lie, string expected)
+    {
+        string path = Write(Small(), layout =>
+        {
+            int Index(string name) => layout.FindIndex(p => p.Name == name);
+            switch (lie)
+            {
+                case "no-norm": layout.RemoveAt(Index("image_proj.norm.weight")); break;
+                case "v-shape": layout[Index("ip_adapter.3.to_v_ip.weight")] = new("ip_adapter.3.to_v_ip.weight", [8, 17]); break;
+                case "gap": layout.RemoveAll(p => p.Name.StartsWith("ip_adapter.3.", StringComparison.Ordinal)); break;
+                case "stranger": layout.Add(new("unet.extra", [2])); break;
+                case "proj-rows": layout[Index("image_proj.proj.weight")] = new("image_proj.proj.weight", [63, 24]); break;
+                case "k-width": layout[Index("ip_adapter.1.to_k_ip.weight")] = new("ip_adapter.1.to_k_ip.weight", [8, 15]); break;
+            }
+        });
+        Assert.Contains(expected, Assert.Throws<InvalidFileException>(() => IpAdapterSource.Open(path)).Message);
+        Assert.False(IpAdapterSource.IsIpAdapter(_dir.File("missing.safetensors")));
+    }
+
+    [Fact]
+    public void Folders_and_pickles_are_refused()
+    {
+        Assert.Contains("is a folder", Assert.Throws<InvalidFileException>(() => IpAdapterSource.Open(_dir.Path)).Message);
+        string bin = _dir.File("ip-adapter_sd15.bin");
+        File.WriteAllBytes(bin, [0x80, 0x02]);
+        Assert.Throws<UnsafeFormatException>(() => IpAdapterSource.Open(bin));
+    }
+
+    private const string EncoderJson = """
+        {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "image_size": 28, "patch_size": 14, "projection_dim": 24, "hidden_act": "gelu"}
+        """;
+
+    [Fact]
+    public void An_image_encoder_folder_must_fit_its_config()
+    {
+        string folder = _dir.File("image_encoder");
+        Directory.CreateDirectory(folder);
+        File.WriteAllText(Path.Combine(folder, "config.json"), EncoderJson);
+        ClipVisionConfig config = ClipVisionConfig.Load(Path.Combine(folder, "config.json"));
+        Assert.Equal(5, config.Positions);
+        Write(DiffusersLayout.ClipVision(config), null, "image_encoder/model.safetensors");
+        using (ImageEncoderSource source = ImageEncoderSource.Open(folder))
+        {
+            Assert.Equal(24, source.Config.ProjectionDim);
+        }
+        File.WriteAllText(Path.Combine(folder, "config.json"), EncoderJson.Replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3", StringComparison.Ordinal));
+        Assert.Contains("does not fit the checkpoint's tensors", Assert.Throws<InvalidFileException>(() => ImageEncoderSource.Open(folder)).Message);
+
+        File.Delete(Path.Combine(folder, "model.safetensors"));
+        File.WriteAllBytes(Path.Combine(folder, "pytorch_model.bin"), [0x80, 0x02]);
+        Assert.Throws<UnsafeFormatException>(() => ImageEncoderSource.Open(folder));
+    }
+
+    [Fact]
+    public void Image_encoder_configs_are_checked_and_a_full_clip_config_is_read()
+    {
+        static string Error(string json) => Assert.Throws<InvalidFileException>(() => ClipVisionConfig.From(JsonConfig.Parse("config.json", System.Text.Encoding.UTF8.GetBytes(json)))).Message;
+        Assert.Contains("image_size 28 is not divisible by patch_size 8", Error(EncoderJson.Replace("\"patch_size\": 14", "\"patch_size\": 8", StringComparison.Ordinal)));
+        Assert.Contains("num_channels is 4", Error(EncoderJson.Replace("{", "{\"num_channels\": 4, ", StringComparison.Ordinal)));
+        Assert.Contains("hidden_act 'relu'", Error(EncoderJson.Replace("\"gelu\"", "\"relu\"", StringComparison.Ordinal)));
+        Assert.Contains("model_type is 'clip_text_model'", Error("""{"model_type": "clip_text_model"}"""));
+        Assert.Contains("'patch_size' must be in [1, 28]", Error(EncoderJson.Replace("\"patch_size\": 14", "\"patch_size\": 56", StringComparison.Ordinal)));
+        ClipVisionConfig full = ClipVisionConfig.From(JsonConfig.Parse("config.json", System.Text.Encoding.UTF8.GetBytes(
+            """{"model_type": "clip", "projection_dim": 1024, "vision_config": {"hidden_size": 1280, "num_attention_heads": 16, "patch_size": 14}}""")));
+        Assert.Equal((1280, 14, 1024), (full.HiddenSize, full.PatchSize, full.ProjectionDim));
+    }
+}

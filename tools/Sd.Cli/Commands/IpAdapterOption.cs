@@ -1,0 +1,106 @@
+using System.Globalization;
+using Sd.Engine.Adapters;
+using Sd.Engine.Pipelines;
+using Sd.Engine.Vision;
+using Sd.Loaders;
+using Sd.Loaders.Pictures;
+using Sd.Loaders.Png;
+
+namespace Sd.Cli.Commands;
+
+/// <summary>
+/// <c>sd generate</c>'s IP-Adapters: each <c>--ip-adapter FILE</c> (h94's ip-adapter_sd15.safetensors layout) with its
+/// <c>--ip-adapter-image</c> (the picture used as a prompt); <c>--ip-adapter-scale</c> and <c>--image-encoder</c> (a
+/// CLIPVisionModelWithProjection folder; by default the image_encoder folder beside the adapter, as h94 ships them)
+/// once for every unit or once per unit, in order. An image encoder named by several units is loaded once.
+/// </summary>
+internal sealed class IpAdapterOption : IDisposable
+{
+    /// <summary>The repeatable flags: the first two once per unit, the others once or once per unit.</summary>
+    public static readonly string[] Flags = ["--ip-adapter", "--ip-adapter-image", "--ip-adapter-scale", "--image-encoder"];
+
+    private readonly (string Path, PngImage Picture, float Scale, string Encoder)[] _units;
+    private readonly List<IDisposable> _loaded = [];
+
+    private IpAdapterOption((string, PngImage, float, string)[] units) => _units = units;
+
+    /// <summary>The number of units.</summary>
+    public int Count => _units.Length;
+
+    /// <summary>The flags' IP-Adapters, their pictures read and encoders found (before any model loads); null without --ip-adapter.</summary>
+    public static IpAdapterOption? Read(CommandLine line)
+    {
+        IReadOnlyList<string> paths = line.GetAll("--ip-adapter");
+        if (paths.Count == 0)
+        {
+            foreach (string flag in Flags)
+            {
+                if (line.Has(flag)) throw new UsageException($"generate: {flag} goes with --ip-adapter");
+            }
+            return null;
+        }
+        IReadOnlyList<string> pictures = line.GetAll("--ip-adapter-image");
+        if (pictures.Count != paths.Count)
+        {
+            throw new UsageException($"generate: {paths.Count} --ip-adapter need as many --ip-adapter-image (one each, in order), got {pictures.Count}");
+        }
+        float[] scales = ControlNetOption.PerUnit(line, "--ip-adapter-scale", "IP-Adapter", "--ip-adapter", paths.Count, 1f, line.ParseFloat);
+        string?[] encoders = ControlNetOption.PerUnit<string?>(line, "--image-encoder", "IP-Adapter", "--ip-adapter", paths.Count, null, (_, value) => value);
+        var units = new (string, PngImage, float, string)[paths.Count];
+        for (int i = 0; i < units.Length; i++)
+        {
+            string encoder = encoders[i] ?? IpAdapterSource.ImageEncoderBeside(paths[i])
+                ?? throw new UsageException($"generate: no image_encoder folder beside {paths[i]}; give --image-encoder (the CLIP image encoder the IP-Adapter was trained with, e.g. h94/IP-Adapter's models/image_encoder)");
+            units[i] = (paths[i], PictureFile.ReadUpright(pictures[i]), scales[i], encoder);
+        }
+        return new IpAdapterOption(units);
+    }
+
+    /// <summary>Loads the adapters and their image encoders (weights memory-mapped, then packed) and returns the request's units.</summary>
+    public IpAdapterUnit[] Load()
+    {
+        var encoders = new Dictionary<string, ClipVisionModel>(StringComparer.Ordinal);
+        var units = new IpAdapterUnit[_units.Length];
+        for (int i = 0; i < units.Length; i++)
+        {
+            (string path, PngImage picture, float scale, string encoderPath) = _units[i];
+            string key = Path.GetFullPath(encoderPath);
+            if (!encoders.TryGetValue(key, out ClipVisionModel? encoder))
+            {
+                var encoderSource = ImageEncoderSource.Open(encoderPath);
+                _loaded.Add(encoderSource);
+                encoder = new ClipVisionModel(encoderSource.Config, encoderSource.Weights);
+                _loaded.Add(encoder);
+                encoders[key] = encoder;
+            }
+            var source = IpAdapterSource.Open(path);
+            _loaded.Add(source);
+            var model = new IpAdapterModel(source);
+            _loaded.Add(model);
+            units[i] = new IpAdapterUnit(model, encoder, picture) { Scale = scale };
+        }
+        return units;
+    }
+
+    /// <summary>
+    /// The parameters' entries, as A1111's ControlNet extension records an IP-Adapter: a ControlNet unit (numbered from
+    /// <paramref name="first"/>, after the ControlNets and T2I-Adapters) whose module is the CLIP image encoder.
+    /// </summary>
+    public string Parameters(int first)
+    {
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; i < _units.Length; i++)
+        {
+            (string path, _, float scale, _) = _units[i];
+            text.Append(CultureInfo.InvariantCulture, $", ControlNet {first + i}: \"Module: ip-adapter_clip_sd15, Model: {ControlNetOption.ModelName(path)}, Weight: {scale}, ")
+                .Append("Resize Mode: Crop and Resize, Guidance Start: 0, Guidance End: 1\"");
+        }
+        return text.ToString();
+    }
+
+    public void Dispose()
+    {
+        for (int i = _loaded.Count - 1; i >= 0; i--) _loaded[i].Dispose();
+        _loaded.Clear();
+    }
+}
