@@ -40,29 +40,9 @@ public sealed class ImageEncoderSource : IDisposable
         {
             PickleGuard.RefuseByExtension(System.IO.Path.Combine(path, "pytorch_model.bin"));
         }
-        (string folder, string weightsPath, bool isIndex) = ComponentWeightFiles.Locate(path, variant, "image encoder", baseName: "model");
-        string configPath = System.IO.Path.Combine(folder, "config.json");
-        if (!File.Exists(configPath))
-        {
-            throw new InvalidFileException(path, "an image encoder needs its config.json (transformers' CLIPVisionModelWithProjection) beside its weights");
-        }
-        ClipVisionConfig config = ClipVisionConfig.Load(configPath);
-        List<SafetensorsFile> files = isIndex ? SafetensorsIndex.OpenShards(weightsPath) : [SafetensorsFile.Open(weightsPath)];
-        try
-        {
-            var weights = new WeightSet(weightsPath, files);
-            foreach (SafetensorsFile file in files)
-            {
-                foreach (TensorInfo tensor in file.Tensors) weights.Add(new TensorEntry(tensor.Name, tensor.Shape, file, tensor));
-            }
-            LayoutFit.Require(weights, DiffusersLayout.ClipVision(config), configPath);
-            return new ImageEncoderSource(path, config, weights, files);
-        }
-        catch
-        {
-            foreach (SafetensorsFile file in files) file.Dispose();
-            throw;
-        }
+        (ClipVisionConfig config, WeightSet weights, List<SafetensorsFile> files) = ComponentWeightFiles.OpenWithConfig(path, variant, "image encoder",
+            "its config.json (transformers' CLIPVisionModelWithProjection)", ClipVisionConfig.Load, DiffusersLayout.ClipVision, baseName: "model");
+        return new ImageEncoderSource(path, config, weights, files);
     }
 
     public void Dispose()

@@ -34,30 +34,9 @@ public sealed class T2IAdapterSource : IDisposable
     /// <param name="variant">A weights variant to require (fp16); null takes the plain weights, else fp16 ones.</param>
     public static T2IAdapterSource Open(string path, string? variant = null)
     {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        (string folder, string weightsPath, bool isIndex) = ComponentWeightFiles.Locate(path, variant, "T2I-Adapter");
-        string configPath = System.IO.Path.Combine(folder, "config.json");
-        if (!File.Exists(configPath))
-        {
-            throw new InvalidFileException(path, "a T2I-Adapter needs its config.json (diffusers' T2IAdapter) beside its weights");
-        }
-        T2IAdapterConfig config = T2IAdapterConfig.Load(configPath);
-        List<SafetensorsFile> files = isIndex ? SafetensorsIndex.OpenShards(weightsPath) : [SafetensorsFile.Open(weightsPath)];
-        try
-        {
-            var weights = new WeightSet(weightsPath, files);
-            foreach (SafetensorsFile file in files)
-            {
-                foreach (TensorInfo tensor in file.Tensors) weights.Add(new TensorEntry(tensor.Name, tensor.Shape, file, tensor));
-            }
-            LayoutFit.Require(weights, DiffusersLayout.T2IAdapter(config), configPath);
-            return new T2IAdapterSource(path, config, weights, files);
-        }
-        catch
-        {
-            foreach (SafetensorsFile file in files) file.Dispose();
-            throw;
-        }
+        (T2IAdapterConfig config, WeightSet weights, List<SafetensorsFile> files) = ComponentWeightFiles.OpenWithConfig(path, variant, "T2I-Adapter",
+            "its config.json (diffusers' T2IAdapter)", T2IAdapterConfig.Load, DiffusersLayout.T2IAdapter);
+        return new T2IAdapterSource(path, config, weights, files);
     }
 
     /// <summary>

@@ -1,3 +1,6 @@
+using Sd.Loaders.Layout;
+using Sd.Loaders.Safetensors;
+
 namespace Sd.Loaders.Weights;
 
 /// <summary>
@@ -34,6 +37,42 @@ public static class ComponentWeightFiles
             return (System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!, path, false);
         }
         throw new FileNotFoundException($"{path}: no such {what} folder or file", path);
+    }
+
+    /// <summary>
+    /// A part whose config.json lies beside its weights and must describe them exactly (a T2I-Adapter, an image
+    /// encoder): located as <see cref="Locate"/> does, the config read with <paramref name="loadConfig"/>, the weights
+    /// (a file or an index's shards) memory-mapped and checked against <paramref name="layout"/> (<see cref="LayoutFit"/>).
+    /// The files are the caller's to dispose; they are closed here when anything fails. <paramref name="needs"/> ends
+    /// the error for a missing config.json ("its config.json (diffusers' T2IAdapter)").
+    /// </summary>
+    public static (TConfig Config, WeightSet Weights, List<SafetensorsFile> Files) OpenWithConfig<TConfig>(string path, string? variant,
+        string what, string needs, Func<string, TConfig> loadConfig, Func<TConfig, IReadOnlyList<ParameterSpec>> layout, string? baseName = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        (string folder, string weightsPath, bool isIndex) = Locate(path, variant, what, baseName);
+        string configPath = Path.Combine(folder, "config.json");
+        if (!File.Exists(configPath))
+        {
+            throw new InvalidFileException(path, $"the {what} needs {needs} beside its weights");
+        }
+        TConfig config = loadConfig(configPath);
+        List<SafetensorsFile> files = isIndex ? SafetensorsIndex.OpenShards(weightsPath) : [SafetensorsFile.Open(weightsPath)];
+        try
+        {
+            var weights = new WeightSet(weightsPath, files);
+            foreach (SafetensorsFile file in files)
+            {
+                foreach (TensorInfo tensor in file.Tensors) weights.Add(new TensorEntry(tensor.Name, tensor.Shape, file, tensor));
+            }
+            LayoutFit.Require(weights, layout(config), configPath);
+            return (config, weights, files);
+        }
+        catch
+        {
+            foreach (SafetensorsFile file in files) file.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Returns (path, isIndex) of the weights to load, or throws naming what was looked for.</summary>
