@@ -80,4 +80,15 @@ public sealed class GenerateIpAdapterTests : IDisposable
             Refused([.. Common(), "--ip-adapter", lone, "--out", png]));
         Assert.False(File.Exists(png));
     }
+
+    [FixtureFact]
+    public void An_ip_adapter_for_another_unet_is_refused_before_the_run()
+    {
+        string png = _dir.File("x.png");
+        string[] args = ["--model", Fixtures.Path("tiny/model"), "--prompt", "a cat", "--steps", "2", "--width", "32", "--height", "32",
+            "--ip-adapter", Adapter(), "--ip-adapter-image", Picture(), "--out", png];
+        Exception e = Assert.ThrowsAny<Exception>(() => GenerateCommand.Run(args, TextWriter.Null));
+        Assert.Contains("IP-Adapter 0 does not fit this model", e.Message);
+        Assert.False(File.Exists(png));
+    }
 }

@@ -33,11 +33,19 @@ public sealed unsafe class ImagePrompt : IDisposable
     /// <summary>The width of each cross-attention layer it was made for, in diffusers' processor order.</summary>
     public ReadOnlySpan<int> LayerWidths => _widths;
 
+    /// <summary>
+    /// Why an IP-Adapter whose cross-attention layers have <paramref name="adapter"/> widths does not fit a UNet whose
+    /// layers have <paramref name="unet"/> widths (both in diffusers' processor order); null when it fits.
+    /// </summary>
+    internal static string? LayerMisfit(ReadOnlySpan<int> adapter, ReadOnlySpan<int> unet) =>
+        adapter.SequenceEqual(unet) ? null
+            : $"it has {adapter.Length} cross-attention layers of widths [{string.Join(", ", adapter.ToArray())}] where the UNet has {unet.Length} of [{string.Join(", ", unet.ToArray())}]";
+
     /// <summary>Layer <paramref name="layer"/>'s [Batch x Tokens, 2C] k | v rows.</summary>
     internal float* KeyValues(int layer) => _keyValues[layer].Pointer;
 
     public void Dispose()
     {
-        foreach (NativeBlock block in _keyValues) block?.Dispose();
+        foreach (NativeBlock block in _keyValues) block.Dispose();
     }
 }

@@ -1,3 +1,4 @@
+using Sd.Engine.Adapters;
 using Sd.Engine.Imaging;
 using Sd.Loaders.Config;
 using Sd.Engine.Schedulers;
@@ -286,8 +287,7 @@ public sealed partial class StableDiffusionPipeline
             string? misfit =
                 encoder.Config.ProjectionDim != model.ImageEmbedDim ? $"its image encoder makes {encoder.Config.ProjectionDim}-wide embeddings, the adapter takes {model.ImageEmbedDim} (the encoder it was trained with is needed)"
                 : model.CrossAttentionDim != _unetConfig.CrossAttentionDim[0] ? $"its image tokens are {model.CrossAttentionDim} wide, the UNet's text {_unetConfig.CrossAttentionDim[0]} (an IP-Adapter for another SD version)"
-                : !model.LayerWidths.SequenceEqual(widths) ? $"it has {model.LayerWidths.Length} cross-attention layers of widths [{string.Join(", ", model.LayerWidths.ToArray())}], the UNet {widths.Length} of [{string.Join(", ", widths)}]"
-                : null;
+                : ImagePrompt.LayerMisfit(model.LayerWidths, widths);
             if (misfit != null)
             {
                 throw new ArgumentException($"IP-Adapter {u} does not fit this model: {misfit}", nameof(request));

@@ -108,11 +108,6 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
     /// </summary>
     public ReadOnlySpan<int> CrossAttentionWidths => _imagePromptWidths;
 
-    /// <summary>Why <paramref name="widths"/> (an IP-Adapter's layer widths) do not fit this UNet; null when they do.</summary>
-    public string? ImagePromptMisfit(ReadOnlySpan<int> widths) =>
-        widths.SequenceEqual(_imagePromptWidths) ? null
-            : $"it has {widths.Length} cross-attention layers of widths [{string.Join(", ", widths.ToArray())}] where this UNet has {_imagePromptWidths.Length} of [{string.Join(", ", _imagePromptWidths)}]";
-
     public UNetConfig Config { get; }
 
     /// <summary>Whether repeated batch halves share their first layers (tests turn it off to compare).</summary>
@@ -293,7 +288,7 @@ public sealed unsafe class UNet2DConditionModel : IDisposable
             {
                 throw new ArgumentException($"image prompt {i} was made for a batch of {prompt.Batch}, this pass has {batch}", nameof(prompts));
             }
-            if (ImagePromptMisfit(prompt.LayerWidths) is { } misfit)
+            if (ImagePrompt.LayerMisfit(prompt.LayerWidths, _imagePromptWidths) is { } misfit)
             {
                 throw new ArgumentException($"image prompt {i} does not fit this UNet: {misfit} (an IP-Adapter for another model)", nameof(prompts));
             }
