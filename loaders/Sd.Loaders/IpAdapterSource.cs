@@ -1,4 +1,5 @@
 using System.Globalization;
+using Sd.Loaders.Layout;
 using Sd.Loaders.Safetensors;
 using Sd.Loaders.Weights;
 
@@ -6,28 +7,26 @@ namespace Sd.Loaders;
 
 /// <summary>
 /// An IP-Adapter's memory-mapped weights in h94/IP-Adapter's safetensors layout (models/ip-adapter_sd15.safetensors):
-/// the image projection <c>image_proj.proj</c> (Linear image_embeds -> tokens x cross_attention_dim) and
-/// <c>image_proj.norm</c> (LayerNorm), and one key and value projection <c>ip_adapter.N.to_k_ip</c>/<c>to_v_ip</c>
+/// the image projection image_proj.* (<see cref="ImageProjectionShape"/>: the plain Linear, the Plus Resampler or the
+/// full-face MLP, told apart by their tensors) and one key and value projection <c>ip_adapter.N.to_k_ip</c>/<c>to_v_ip</c>
 /// (no bias) per UNet cross-attention layer, N = 1, 3, 5... numbering them in diffusers' attention-processor order
-/// (down blocks, up blocks, mid block; the even numbers are the self-attention layers, which have none). The shapes
-/// are read from the file and checked against each other; the UNet checks the widths when it runs one. The
-/// Plus (Resampler), full-face (MLP) and FaceID (LoRA) variants are refused by name, and the .bin releases as pickles.
+/// (down blocks, up blocks, mid block; the even numbers are the self-attention layers, which have none). The sizes are
+/// read from a few tensors, and every tensor is then checked against the layout they imply; the UNet checks the widths
+/// when it runs one. FaceID files (LoRA weights, InsightFace embeddings) are refused by name, and the .bin releases as
+/// pickles.
 /// Reference: diffusers 0.27 _convert_ip_adapter_image_proj_to_diffusers / _convert_ip_adapter_attn_to_diffusers.
 /// </summary>
 public sealed class IpAdapterSource : IDisposable
 {
-    private const string Projection = "image_proj.proj.";
-    private const string Norm = "image_proj.norm.";
+    private const string Prefix = "image_proj.";
     private readonly SafetensorsFile _file;
 
-    private IpAdapterSource(string path, SafetensorsFile file, WeightSet weights, int embedDim, int crossDim, int tokens, int[] widths)
+    private IpAdapterSource(string path, SafetensorsFile file, WeightSet weights, ImageProjectionShape projection, int[] widths)
     {
         Path = path;
         _file = file;
         Weights = weights;
-        ImageEmbedDim = embedDim;
-        CrossAttentionDim = crossDim;
-        Tokens = tokens;
+        Projection = projection;
         LayerWidths = widths;
     }
 
@@ -36,14 +35,8 @@ public sealed class IpAdapterSource : IDisposable
 
     public WeightSet Weights { get; }
 
-    /// <summary>The image encoder's projection_dim the adapter takes (1024 for ViT-H/14).</summary>
-    public int ImageEmbedDim { get; }
-
-    /// <summary>The UNet's cross_attention_dim (768 for SD 1.x).</summary>
-    public int CrossAttentionDim { get; }
-
-    /// <summary>Image tokens the projection makes per picture (4).</summary>
-    public int Tokens { get; }
+    /// <summary>Its image projection's kind and sizes.</summary>
+    public ImageProjectionShape Projection { get; }
 
     /// <summary>The width (query channels) of each cross-attention layer the adapter steers, in processor order.</summary>
     public IReadOnlyList<int> LayerWidths { get; }
@@ -65,9 +58,9 @@ public sealed class IpAdapterSource : IDisposable
         {
             var weights = new WeightSet(path, [file]);
             foreach (TensorInfo tensor in file.Tensors) weights.Add(new TensorEntry(tensor.Name, tensor.Shape, file, tensor));
-            RefuseVariants(path, weights);
-            (int embedDim, int crossDim, int tokens) = ReadProjection(path, weights);
-            int[] widths = ReadLayers(path, weights, crossDim);
+            RefuseFaceId(path, weights);
+            ImageProjectionShape projection = ReadProjection(path, weights);
+            int[] widths = ReadLayers(path, weights, projection.CrossAttentionDim);
             foreach (TensorEntry entry in weights.Entries)
             {
                 if (!entry.Name.StartsWith("image_proj.", StringComparison.Ordinal) && !entry.Name.StartsWith("ip_adapter.", StringComparison.Ordinal))
@@ -75,7 +68,7 @@ public sealed class IpAdapterSource : IDisposable
                     throw new InvalidFileException(path, $"'{entry.Name}' is neither an image_proj.* nor an ip_adapter.* tensor: not an IP-Adapter file");
                 }
             }
-            return new IpAdapterSource(path, file, weights, embedDim, crossDim, tokens, widths);
+            return new IpAdapterSource(path, file, weights, projection, widths);
         }
         catch
         {
@@ -120,41 +113,82 @@ public sealed class IpAdapterSource : IDisposable
         return beside is not null && Directory.Exists(beside) ? beside : null;
     }
 
-    private static void RefuseVariants(string path, WeightSet weights)
+    private static void RefuseFaceId(string path, WeightSet weights)
     {
-        string? variant =
-            weights.TryGet("image_proj.latents", out _) ? "an IP-Adapter Plus (its image projection is a Resampler)"
-            : weights.TryGet("image_proj.proj.0.weight", out _) ? "a full-face IP-Adapter (its image projection is an MLP)"
-            : null;
         foreach (TensorEntry entry in weights.Entries)
         {
-            if (entry.Name.Contains("lora", StringComparison.OrdinalIgnoreCase)) variant ??= "an IP-Adapter FaceID (it carries LoRA weights)";
-        }
-        if (variant != null)
-        {
-            throw new NotSupportedException($"{path}: {variant}, which Sd does not run yet; Sd runs the plain IP-Adapter (ip-adapter_sd15.safetensors)");
+            if (entry.Name.Contains("lora", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new NotSupportedException($"{path}: an IP-Adapter FaceID (it carries LoRA weights and takes InsightFace embeddings), which Sd does not run; " +
+                    "Sd runs the plain, Plus, Plus-face and full-face IP-Adapters");
+            }
         }
     }
 
-    /// <summary>image_proj.proj [tokens x D, E] with its bias and image_proj.norm [D]: (E, D, tokens).</summary>
-    private static (int EmbedDim, int CrossDim, int Tokens) ReadProjection(string path, WeightSet weights)
+    /// <summary>
+    /// The image projection's sizes from latents, proj_in, proj_out and layers.0 (Resampler), proj.0 and proj.2 (MLP)
+    /// or proj and norm (Linear); then every image_proj.* tensor against the layout they imply, none missing or extra.
+    /// </summary>
+    private static ImageProjectionShape ReadProjection(string path, WeightSet weights)
     {
-        if (!weights.TryGet(Projection + "weight", out TensorEntry proj) || !weights.TryGet(Norm + "weight", out TensorEntry norm))
+        ImageProjectionShape shape;
+        if (weights.TryGet(Prefix + "latents", out TensorEntry latents))
         {
-            throw new InvalidFileException(path, "has no image_proj.proj.weight and image_proj.norm.weight: not an IP-Adapter file");
+            long[] l = Dims(path, latents, 3);
+            long[] input = Dims(path, Anchor(path, weights, "proj_in.weight"), 2);
+            long[] output = Dims(path, Anchor(path, weights, "proj_out.weight"), 2);
+            long[] query = Dims(path, Anchor(path, weights, "layers.0.0.to_q.weight"), 2);
+            long[] feedForward = Dims(path, Anchor(path, weights, "layers.0.1.1.weight"), 2);
+            if (query[0] % ImageProjectionShape.HeadDim != 0)
+            {
+                throw new InvalidFileException(path, $"'image_proj.layers.0.0.to_q.weight' is {TensorInfo.ShapeText(query)}; expected [heads x {ImageProjectionShape.HeadDim}, width]");
+            }
+            int depth = 0;
+            while (weights.TryGet($"{Prefix}layers.{depth}.0.to_q.weight", out _)) depth++;
+            Config.ConfigLimits.CheckCount(path, "image_proj.layers.* (the Resampler's depth)", depth, Config.ConfigLimits.MaxLayers);
+            shape = ImageProjectionShape.Resampler(Width(path, "image_proj.proj_in.weight", input[1]), Width(path, "image_proj.proj_out.weight", output[0]),
+                Width(path, "image_proj.latents", l[2]), Width(path, "image_proj.latents", l[1]), depth,
+                Width(path, "image_proj.layers.0.0.to_q.weight", query[0] / ImageProjectionShape.HeadDim), Width(path, "image_proj.layers.0.1.1.weight", feedForward[0]));
         }
-        if (proj.Shape.Length != 2 || norm.Shape.Length != 1 || norm.Shape[0] < 1 || proj.Shape[0] % norm.Shape[0] != 0)
+        else if (weights.TryGet(Prefix + "proj.0.weight", out TensorEntry first))
         {
-            throw new InvalidFileException(path, $"image_proj.proj.weight is {TensorInfo.ShapeText(proj.Shape)} and image_proj.norm.weight {TensorInfo.ShapeText(norm.Shape)}; " +
-                "expected [tokens x D, embed] and [D]");
+            long[] f = Dims(path, first, 2);
+            long[] second = Dims(path, Anchor(path, weights, "proj.2.weight"), 2);
+            shape = ImageProjectionShape.Mlp(Width(path, first.Name, f[1]), Width(path, "image_proj.proj.2.weight", second[0]), Width(path, first.Name, f[0]));
         }
-        int crossDim = Width(path, norm.Name, norm.Shape[0]);
-        int embedDim = Width(path, proj.Name, proj.Shape[1]);
-        int tokens = Width(path, proj.Name, proj.Shape[0] / crossDim);
-        weights.Require(Projection + "bias", [proj.Shape[0]]);
-        weights.Require(Norm + "bias", [crossDim]);
-        return (embedDim, crossDim, tokens);
+        else
+        {
+            long[] proj = Dims(path, Anchor(path, weights, "proj.weight"), 2);
+            long[] norm = Dims(path, Anchor(path, weights, "norm.weight"), 1);
+            if (norm[0] < 1 || proj[0] % norm[0] != 0)
+            {
+                throw new InvalidFileException(path, $"image_proj.proj.weight is {TensorInfo.ShapeText(proj)} and image_proj.norm.weight {TensorInfo.ShapeText(norm)}; " +
+                    "expected [tokens x D, embed] and [D]");
+            }
+            int crossDim = Width(path, "image_proj.norm.weight", norm[0]);
+            shape = ImageProjectionShape.Linear(Width(path, "image_proj.proj.weight", proj[1]), crossDim, Width(path, "image_proj.proj.weight", proj[0] / crossDim));
+        }
+        List<ParameterSpec> expected = DiffusersLayout.ImageProjection(shape);
+        foreach (ParameterSpec spec in expected) weights.Require(spec.Name, spec.Shape);
+        int count = 0;
+        foreach (TensorEntry entry in weights.Entries)
+        {
+            if (entry.Name.StartsWith(Prefix, StringComparison.Ordinal)) count++;
+        }
+        if (count != expected.Count)
+        {
+            throw new InvalidFileException(path, $"holds {count} image_proj.* tensors where its {shape.Kind} image projection has {expected.Count}");
+        }
+        return shape;
     }
+
+    private static TensorEntry Anchor(string path, WeightSet weights, string name) =>
+        weights.TryGet(Prefix + name, out TensorEntry entry) ? entry
+            : throw new InvalidFileException(path, $"has no {Prefix}{name}: not an IP-Adapter file, or one with its image projection cut short");
+
+    private static long[] Dims(string path, TensorEntry entry, int rank) =>
+        entry.Shape.Length == rank ? entry.Shape
+            : throw new InvalidFileException(path, $"'{entry.Name}' is {TensorInfo.ShapeText(entry.Shape)}; expected a rank-{rank} tensor");
 
     /// <summary>ip_adapter.1, .3, ... each with to_k_ip and to_v_ip of one shape [C, D]: the C of each.</summary>
     private static int[] ReadLayers(string path, WeightSet weights, int crossDim)

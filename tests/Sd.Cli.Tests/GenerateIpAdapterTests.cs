@@ -36,7 +36,7 @@ public sealed class GenerateIpAdapterTests : IDisposable
             .Save(Path.Combine(encoder, "model.safetensors"));
         UNetConfig unet = UNetConfig.Load(Fixtures.Path("small/model/unet/config.json"));
         string file = Path.Combine(models, "ip-adapter.safetensors");
-        RandomModelWriter.Weights(DiffusersLayout.IpAdapter(24, unet.CrossAttentionDim[0], 4, DiffusersLayout.CrossAttentionWidths(unet)), TensorDType.F16, 4)
+        RandomModelWriter.Weights(DiffusersLayout.IpAdapter(ImageProjectionShape.Linear(24, unet.CrossAttentionDim[0], 4), DiffusersLayout.CrossAttentionWidths(unet)), TensorDType.F16, 4)
             .Save(file);
         return file;
     }

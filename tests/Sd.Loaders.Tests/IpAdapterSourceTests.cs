@@ -25,13 +25,18 @@ public sealed class IpAdapterSourceTests : IDisposable
         return path;
     }
 
-    private static List<ParameterSpec> Small() => DiffusersLayout.IpAdapter(24, 16, 4, [8, 8, 12]);
+    private static List<ParameterSpec> Small() => DiffusersLayout.IpAdapter(ImageProjectionShape.Linear(24, 16, 4), [8, 8, 12]);
+
+    private static readonly ImageProjectionShape SmallResampler = ImageProjectionShape.Resampler(20, 16, 24, 5, 3, 2, 40);
+
+    private static List<ParameterSpec> Plus() => DiffusersLayout.IpAdapter(SmallResampler, [8, 8, 12]);
 
     [Fact]
     public void Reads_the_projection_and_each_layer_width()
     {
         using IpAdapterSource source = IpAdapterSource.Open(Write(Small()));
-        Assert.Equal((24, 16, 4), (source.ImageEmbedDim, source.CrossAttentionDim, source.Tokens));
+        Assert.Equal(ImageProjectionShape.Linear(24, 16, 4), source.Projection);
+        Assert.False(source.Projection.TakesHiddenStates);
         Assert.Equal([8, 8, 12], source.LayerWidths);
         Assert.True(IpAdapterSource.IsIpAdapter(source.Path));
         Assert.Null(IpAdapterSource.ImageEncoderBeside(source.Path));
@@ -43,19 +48,60 @@ public sealed class IpAdapterSourceTests : IDisposable
     public void Sd15_has_sixteen_cross_attention_layers_in_processor_order()
     {
         Assert.Equal([320, 320, 640, 640, 1280, 1280, 1280, 1280, 1280, 640, 640, 640, 320, 320, 320, 1280], DiffusersLayout.CrossAttentionWidths(Sd15.UNet));
-        // h94's ip-adapter_sd15: 22M parameters.
-        Assert.Equal(22_319_616, Sd15.IpAdapter.Sum(p => p.ElementCount));
+        // h94's ip-adapter_sd15 (44.6 MB in F16), ip-adapter-plus_sd15 (98.2 MB) and ip-adapter-full-face_sd15 (43.6 MB).
+        Assert.Equal(22_319_616, Sd15.IpAdapter(ImageProjectionKind.Linear).Sum(p => p.ElementCount));
+        Assert.Equal(49_087_488, Sd15.IpAdapter(ImageProjectionKind.Resampler).Sum(p => p.ElementCount));
+        Assert.Equal(21_794_304, Sd15.IpAdapter(ImageProjectionKind.Mlp).Sum(p => p.ElementCount));
     }
 
     [Fact]
-    public void Plus_full_face_and_face_id_files_are_refused_by_name()
+    public void Plus_and_full_face_projections_are_read_from_their_tensors()
     {
-        string plus = Write(Small(), l => l.Add(new("image_proj.latents", [1, 16, 24])), "plus.safetensors");
-        Assert.Contains("IP-Adapter Plus", Assert.Throws<NotSupportedException>(() => IpAdapterSource.Open(plus)).Message);
-        string face = Write(Small(), l => l[0] = new("image_proj.proj.0.weight", [64, 24]), "face.safetensors");
-        Assert.Contains("full-face", Assert.Throws<NotSupportedException>(() => IpAdapterSource.Open(face)).Message);
+        using (IpAdapterSource plus = IpAdapterSource.Open(Write(Plus(), null, "plus.safetensors")))
+        {
+            Assert.Equal(SmallResampler, plus.Projection);
+            Assert.True(plus.Projection.TakesHiddenStates);
+            Assert.Equal([8, 8, 12], plus.LayerWidths);
+        }
+        ImageProjectionShape mlp = ImageProjectionShape.Mlp(20, 16, 30);
+        using IpAdapterSource face = IpAdapterSource.Open(Write(DiffusersLayout.IpAdapter(mlp, [8, 8, 12]), null, "face.safetensors"));
+        Assert.Equal(mlp, face.Projection);
+        Assert.Equal(0, face.Projection.Tokens);
+    }
+
+    [Fact]
+    public void Face_id_files_are_refused_by_name()
+    {
         string faceId = Write(Small(), l => l.Add(new("ip_adapter.1.to_q_lora.down.weight", [4, 8])), "faceid.safetensors");
         Assert.Contains("FaceID", Assert.Throws<NotSupportedException>(() => IpAdapterSource.Open(faceId)).Message);
+    }
+
+    public static readonly TheoryData<string, string> ResamplerLies = new()
+    {
+        { "missing", "missing tensor 'image_proj.layers.1.1.3.weight'" },
+        { "heads", "'image_proj.layers.0.0.to_q.weight' is [100, 24]; expected [heads x 64, width]" },
+        { "gap", "holds 29 image_proj.* tensors where its Resampler image projection has 18" },
+        { "kv", "tensor 'image_proj.layers.2.0.to_kv.weight' has shape [128, 24], expected [256, 24]" },
+        { "latents", "'image_proj.latents' is [5, 24]; expected a rank-3 tensor" },
+    };
+
+    [Theory]
+    [MemberData(nameof(ResamplerLies))]
+    public void Resamplers_that_lie_are_refused_naming_the_tensor(string lie, string expected)
+    {
+        string path = Write(Plus(), layout =>
+        {
+            int Index(string name) => layout.FindIndex(p => p.Name == name);
+            switch (lie)
+            {
+                case "missing": layout.RemoveAt(Index("image_proj.layers.1.1.3.weight")); break;
+                case "heads": layout[Index("image_proj.layers.0.0.to_q.weight")] = new("image_proj.layers.0.0.to_q.weight", [100, 24]); break;
+                case "gap": layout.RemoveAll(p => p.Name.StartsWith("image_proj.layers.1.", StringComparison.Ordinal)); break;
+                case "kv": layout[Index("image_proj.layers.2.0.to_kv.weight")] = new("image_proj.layers.2.0.to_kv.weight", [128, 24]); break;
+                case "latents": layout[Index("image_proj.latents")] = new("image_proj.latents", [5, 24]); break;
+            }
+        });
+        Assert.Contains(expected, Assert.Throws<InvalidFileException>(() => IpAdapterSource.Open(path)).Message);
     }
 
     public static readonly TheoryData<string, string> Lies = new()

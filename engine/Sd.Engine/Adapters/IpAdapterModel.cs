@@ -5,18 +5,19 @@ using Sd.Loaders;
 namespace Sd.Engine.Adapters;
 
 /// <summary>
-/// An IP-Adapter: a picture as a prompt. Its image projection turns a CLIP image encoder's image_embeds into a few
-/// tokens of the text's width; in every UNet cross-attention layer its own key and value projections of those tokens
-/// make a second attention of the same queries, added to the attention to the text with a scale before to_out
-/// (decoupled cross-attention). The unconditioned half of a guided batch takes the projection of zero embeddings.
-/// Reference: diffusers 0.27 ImageProjection (embeddings.py) and IPAdapterAttnProcessor2_0 (attention_processor.py),
-/// with h94/IP-Adapter's ip-adapter_sd15 weights (<see cref="IpAdapterSource"/>).
+/// An IP-Adapter: a picture as a prompt. Its image projection (<see cref="LinearImageProjection"/>,
+/// <see cref="ResamplerImageProjection"/> or <see cref="MlpImageProjection"/>, as its file holds) turns a CLIP image
+/// encoder's output for the picture into tokens of the text's width; in every UNet cross-attention layer its own key
+/// and value projections of those tokens make a second attention of the same queries, added to the attention to the
+/// text with a scale before to_out (decoupled cross-attention). The unconditioned half of a guided batch takes the
+/// projection of zero embeddings (plain) or of the encoding of zero pixels (Plus, full-face).
+/// Reference: diffusers 0.27 MultiIPAdapterImageProjection's members (embeddings.py) and IPAdapterAttnProcessor2_0
+/// (attention_processor.py), with h94/IP-Adapter's weights (<see cref="IpAdapterSource"/>).
 /// </summary>
 public sealed unsafe class IpAdapterModel : IDisposable
 {
     // Set one by one while loading; a load that fails frees those already made (Dispose skips the rest).
-    private Linear? _projection;
-    private LayerNormModule? _norm;
+    private IImageProjection? _projection;
     private readonly Linear?[] _keyValues;
     private readonly int[] _widths;
     private readonly object _gate = new();
@@ -25,17 +26,19 @@ public sealed unsafe class IpAdapterModel : IDisposable
     public IpAdapterModel(IpAdapterSource source)
     {
         ArgumentNullException.ThrowIfNull(source);
-        ImageEmbedDim = source.ImageEmbedDim;
-        CrossAttentionDim = source.CrossAttentionDim;
-        Tokens = source.Tokens;
+        Projection = source.Projection;
         _widths = [.. source.LayerWidths];
         _keyValues = new Linear?[_widths.Length];
         try
         {
             using var binder = new WeightBinder(source.Weights);
-            WeightBinder projection = binder.Child("image_proj");
-            _projection = new Linear(projection.Child("proj"), ImageEmbedDim, Tokens * CrossAttentionDim);
-            _norm = new LayerNormModule(projection.Child("norm"), CrossAttentionDim, 1e-5);
+            WeightBinder imageProj = binder.Child("image_proj");
+            _projection = Projection.Kind switch
+            {
+                ImageProjectionKind.Resampler => new ResamplerImageProjection(imageProj, Projection),
+                ImageProjectionKind.Mlp => new MlpImageProjection(imageProj, Projection),
+                _ => new LinearImageProjection(imageProj, Projection),
+            };
             for (int i = 0; i < _widths.Length; i++)
             {
                 // ip_adapter.N (N = 2i + 1): to_k_ip | to_v_ip fused into one GEMM over the tokens.
@@ -50,35 +53,52 @@ public sealed unsafe class IpAdapterModel : IDisposable
         }
     }
 
-    /// <summary>The image encoder's projection_dim it takes.</summary>
-    public int ImageEmbedDim { get; }
+    /// <summary>Its image projection's kind and sizes.</summary>
+    public ImageProjectionShape Projection { get; }
+
+    /// <summary>Whether it takes the image encoder's penultimate hidden states (Plus, full-face) rather than its image_embeds.</summary>
+    public bool TakesHiddenStates => Projection.TakesHiddenStates;
+
+    /// <summary>The width of what it takes: the image encoder's projection_dim, or its hidden_size when it takes hidden states.</summary>
+    public int InputWidth => Projection.InputWidth;
 
     /// <summary>The width of its image tokens: the UNet's cross_attention_dim.</summary>
-    public int CrossAttentionDim { get; }
-
-    /// <summary>Image tokens per picture.</summary>
-    public int Tokens { get; }
+    public int CrossAttentionDim => Projection.CrossAttentionDim;
 
     /// <summary>The width of each cross-attention layer it steers, in diffusers' processor order.</summary>
     public ReadOnlySpan<int> LayerWidths => _widths;
 
-    /// <summary>Image tokens [N, Tokens, D] = LayerNorm(proj(<paramref name="imageEmbeds"/> [N, E]) as [N, Tokens, D]).</summary>
-    public Tensor Project(Tensor imageEmbeds)
+    /// <summary>
+    /// Image tokens [N, T, D] from the encoder's image_embeds [N, E] or, when it <see cref="TakesHiddenStates"/>, its
+    /// penultimate hidden states [N, positions, E]: T is 4 (plain), the Resampler's queries (Plus) or the positions
+    /// (full-face).
+    /// </summary>
+    public Tensor Project(Tensor input)
     {
-        ArgumentNullException.ThrowIfNull(imageEmbeds);
-        if (imageEmbeds.Rank != 2 || imageEmbeds.Dim(0) < 1 || imageEmbeds.Dim(1) != ImageEmbedDim)
+        ArgumentNullException.ThrowIfNull(input);
+        bool fits = TakesHiddenStates
+            ? input.Rank == 3 && input.Dim(0) >= 1 && input.Dim(1) >= 1 && input.Dim(2) == InputWidth
+            : input.Rank == 2 && input.Dim(0) >= 1 && input.Dim(1) == InputWidth;
+        if (!fits)
         {
-            throw new ArgumentException($"image embeds must be [N, {ImageEmbedDim}] (the image encoder's projection), got {imageEmbeds}", nameof(imageEmbeds));
+            string expected = TakesHiddenStates ? $"[N, positions, {InputWidth}] (the image encoder's penultimate hidden states)" : $"[N, {InputWidth}] (the image encoder's image_embeds)";
+            throw new ArgumentException($"the IP-Adapter's input must be {expected}, got {input}", nameof(input));
         }
-        imageEmbeds.ThrowIfNotFinite("image embeds contain NaN or infinity");
-        int batch = imageEmbeds.Dim(0);
+        input.ThrowIfNotFinite("the IP-Adapter's input contains NaN or infinity");
+        int batch = input.Dim(0), positions = TakesHiddenStates ? input.Dim(1) : 1;
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            Tensor tokens = Tensor.Allocate([batch, Tokens, CrossAttentionDim]);
-            // [N, Tokens x D] rows are [N x Tokens, D] rows: one LayerNorm per token.
-            _projection!.Forward(imageEmbeds.Data, batch, ImageEmbedDim, tokens.Data, Tokens * CrossAttentionDim);
-            _norm!.Forward(tokens.Data, tokens.Data, batch * Tokens);
+            Tensor tokens = Tensor.Allocate([batch, _projection!.TokensFor(positions), CrossAttentionDim]);
+            try
+            {
+                _projection.Forward(input.Data, batch, positions, tokens.Data);
+            }
+            catch
+            {
+                tokens.Dispose();
+                throw;
+            }
             return tokens;
         }
     }
@@ -91,16 +111,18 @@ public sealed unsafe class IpAdapterModel : IDisposable
     public ImagePrompt Condition(Tensor tokens, float scale)
     {
         ArgumentNullException.ThrowIfNull(tokens);
-        if (tokens.Rank != 3 || tokens.Dim(0) < 1 || tokens.Dim(1) != Tokens || tokens.Dim(2) != CrossAttentionDim)
+        if (tokens.Rank != 3 || tokens.Dim(0) < 1 || tokens.Dim(1) < 1 || tokens.Dim(2) != CrossAttentionDim
+            || (Projection.Tokens > 0 && tokens.Dim(1) != Projection.Tokens))
         {
-            throw new ArgumentException($"image tokens must be [batch, {Tokens}, {CrossAttentionDim}], got {tokens}", nameof(tokens));
+            string perPicture = Projection.Tokens > 0 ? $"{Projection.Tokens}" : "positions";
+            throw new ArgumentException($"image tokens must be [batch, {perPicture}, {CrossAttentionDim}], got {tokens}", nameof(tokens));
         }
         if (!float.IsFinite(scale))
         {
             throw new ArgumentOutOfRangeException(nameof(scale), scale, "the IP-Adapter scale must be finite");
         }
         tokens.ThrowIfNotFinite("image tokens contain NaN or infinity");
-        int rows = tokens.Dim(0) * Tokens;
+        int count = tokens.Dim(1), rows = tokens.Dim(0) * count;
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -126,7 +148,7 @@ public sealed unsafe class IpAdapterModel : IDisposable
                 foreach (NativeBlock block in keyValues) block?.Dispose();
                 throw;
             }
-            return new ImagePrompt(keyValues, (int[])_widths.Clone(), tokens.Dim(0), Tokens, scale);
+            return new ImagePrompt(keyValues, (int[])_widths.Clone(), tokens.Dim(0), count, scale);
         }
     }
 
@@ -137,7 +159,6 @@ public sealed unsafe class IpAdapterModel : IDisposable
             if (_disposed) return;
             _disposed = true;
             _projection?.Dispose();
-            _norm?.Dispose();
             foreach (Linear? layer in _keyValues) layer?.Dispose();
         }
     }

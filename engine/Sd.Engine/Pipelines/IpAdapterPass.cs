@@ -5,13 +5,15 @@ using Sd.Engine.Vision;
 namespace Sd.Engine.Pipelines;
 
 /// <summary>
-/// A request's IP-Adapters with their pictures encoded: per unit the image tokens of the picture and of zero
-/// embeddings (what the unconditioned rows of a guided batch see, as diffusers' prepare_ip_adapter_image_embeds makes
-/// them). The image encoder runs once per generation; each denoising loop makes its batch's conditions from these.
+/// A request's IP-Adapters with their pictures encoded: per unit the image tokens [2, T, D] of what the unconditioned
+/// rows of a guided batch see (row 0) and of the picture (row 1), as diffusers' encode_image and
+/// prepare_ip_adapter_image_embeds make them: zeros_like(image_embeds) for the plain adapter, the encoding of
+/// zeros_like(pixel_values) for Plus and full-face, which take the encoder's penultimate hidden states. The image
+/// encoder runs once per generation, on both in one batch; each denoising loop makes its batch's conditions from these.
 /// </summary>
 internal sealed class IpAdapterPass : IDisposable
 {
-    private readonly List<(IpAdapterModel Model, Tensor Conditioned, Tensor Unconditioned, float Scale)> _units = [];
+    private readonly List<(IpAdapterModel Model, Tensor Tokens, float Scale)> _units = [];
 
     private IpAdapterPass()
     {
@@ -30,21 +32,8 @@ internal sealed class IpAdapterPass : IDisposable
             foreach (IpAdapterUnit unit in units)
             {
                 cancellation.ThrowIfCancellationRequested();
-                using Tensor pixels = ClipImageProcessor.Preprocess(unit.Image, unit.ImageEncoder.Config.ImageSize);
-                using Tensor embeds = unit.ImageEncoder.Encode(pixels);
-                using Tensor zeros = Tensor.Allocate([1, embeds.Dim(1)]);
-                Tensor conditioned = unit.Model.Project(embeds);
-                Tensor unconditioned;
-                try
-                {
-                    unconditioned = unit.Model.Project(zeros);
-                }
-                catch
-                {
-                    conditioned.Dispose();
-                    throw;
-                }
-                pass._units.Add((unit.Model, conditioned, unconditioned, unit.Scale));
+                using Tensor input = EncoderOutput(unit);
+                pass._units.Add((unit.Model, unit.Model.Project(input), unit.Scale));
             }
             return pass;
         }
@@ -53,6 +42,24 @@ internal sealed class IpAdapterPass : IDisposable
             pass.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The adapter's input for [unconditioned, picture]: [2, E] image_embeds or [2, positions, E] hidden states.</summary>
+    private static Tensor EncoderOutput(IpAdapterUnit unit)
+    {
+        ClipVisionModel encoder = unit.ImageEncoder;
+        using Tensor pixels = ClipImageProcessor.Preprocess(unit.Image, encoder.Config.ImageSize);
+        if (unit.Model.TakesHiddenStates)
+        {
+            // [2, S, S, 3]: zero pixel values, then the picture's.
+            using Tensor both = Tensor.Allocate([2, pixels.Dim(1), pixels.Dim(2), pixels.Dim(3)]);
+            pixels.Span.CopyTo(both.Span[(int)pixels.Length..]);
+            return encoder.PenultimateHiddenStates(both);
+        }
+        using Tensor embeds = encoder.Encode(pixels);
+        Tensor rows = Tensor.Allocate([2, embeds.Dim(1)]);
+        embeds.Span.CopyTo(rows.Span[(int)embeds.Length..]);
+        return rows;
     }
 
     /// <summary>
@@ -67,12 +74,12 @@ internal sealed class IpAdapterPass : IDisposable
         {
             for (int u = 0; u < prompts.Length; u++)
             {
-                (IpAdapterModel model, Tensor conditioned, Tensor unconditioned, float scale) = _units[u];
-                int row = (int)conditioned.Length;
-                using Tensor tokens = Tensor.Allocate([batch, conditioned.Dim(1), conditioned.Dim(2)]);
+                (IpAdapterModel model, Tensor both, float scale) = _units[u];
+                int row = (int)(both.Length / 2);
+                using Tensor tokens = Tensor.Allocate([batch, both.Dim(1), both.Dim(2)]);
                 for (int b = 0; b < batch; b++)
                 {
-                    (guided && b == 0 ? unconditioned : conditioned).Span.CopyTo(tokens.Span.Slice(b * row, row));
+                    both.Span.Slice(guided && b == 0 ? 0 : row, row).CopyTo(tokens.Span.Slice(b * row, row));
                 }
                 prompts[u] = model.Condition(tokens, scale);
             }
@@ -87,11 +94,7 @@ internal sealed class IpAdapterPass : IDisposable
 
     public void Dispose()
     {
-        foreach ((_, Tensor conditioned, Tensor unconditioned, _) in _units)
-        {
-            conditioned.Dispose();
-            unconditioned.Dispose();
-        }
+        foreach ((_, Tensor tokens, _) in _units) tokens.Dispose();
         _units.Clear();
     }
 }

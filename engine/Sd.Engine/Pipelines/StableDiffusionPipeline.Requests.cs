@@ -268,7 +268,7 @@ public sealed partial class StableDiffusionPipeline
     }
 
     /// <summary>
-    /// Each IP-Adapter unit: present, its image encoder's embeddings the adapter's input, its tokens the UNet's
+    /// Each IP-Adapter unit: present, its image encoder's embeddings or hidden states the adapter's input, its tokens the UNet's
     /// cross-attention width and its layers the UNet's, with a finite scale.
     /// </summary>
     private void CheckIpAdapters(GenerateRequest request)
@@ -284,8 +284,9 @@ public sealed partial class StableDiffusionPipeline
             {
                 throw new ArgumentException($"IP-Adapter {u} has no model, image encoder or picture", nameof(request));
             }
+            (int encoderWidth, string what) = model.TakesHiddenStates ? (encoder.Config.HiddenSize, "hidden states") : (encoder.Config.ProjectionDim, "embeddings");
             string? misfit =
-                encoder.Config.ProjectionDim != model.ImageEmbedDim ? $"its image encoder makes {encoder.Config.ProjectionDim}-wide embeddings, the adapter takes {model.ImageEmbedDim} (the encoder it was trained with is needed)"
+                encoderWidth != model.InputWidth ? $"its image encoder makes {encoderWidth}-wide {what}, the adapter takes {model.InputWidth} (the encoder it was trained with is needed)"
                 : model.CrossAttentionDim != _unetConfig.CrossAttentionDim[0] ? $"its image tokens are {model.CrossAttentionDim} wide, the UNet's text {_unetConfig.CrossAttentionDim[0]} (an IP-Adapter for another SD version)"
                 : ImagePrompt.LayerMisfit(model.LayerWidths, widths);
             if (misfit != null)

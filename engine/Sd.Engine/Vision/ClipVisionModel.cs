@@ -9,7 +9,8 @@ namespace Sd.Engine.Vision;
 /// <summary>
 /// CLIP's image encoder with its projection (IP-Adapter's image encoder): the picture cut into patch x patch squares,
 /// each a token (a stride = kernel convolution, run as one GEMM), after a learned class token; position embeddings;
-/// pre_layrnorm; unmasked pre-LN encoder layers; post_layernorm of the class token; visual_projection. F16/BF16
+/// pre_layrnorm; unmasked pre-LN encoder layers; post_layernorm of the class token; visual_projection (or, for
+/// IP-Adapter Plus and full-face, the states before the last layer). F16/BF16
 /// weights stay packed in 16 bits; compute is float32.
 /// Reference: transformers CLIPVisionModelWithProjection / CLIPVisionTransformer (4.38).
 /// </summary>
@@ -73,6 +74,44 @@ public sealed unsafe class ClipVisionModel : IDisposable
     /// </summary>
     public Tensor Encode(Tensor pixels)
     {
+        CheckPixels(pixels);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            int batch = pixels.Dim(0), width = Config.HiddenSize, length = Config.Positions;
+            using var hidden = new NativeBlock((long)batch * length * width, zero: false);
+            RunLayers(pixels, hidden.Pointer, _layers.Length);
+            // pooler_output: post_layernorm of each image's class token, [N, W], then projected.
+            using var pooled = new NativeBlock((long)batch * width, zero: false);
+            for (int n = 0; n < batch; n++)
+            {
+                _postLayerNorm!.Forward(hidden.Pointer + (long)n * length * width, pooled.Pointer + (long)n * width, 1);
+            }
+            Tensor embeds = Tensor.Allocate([batch, Config.ProjectionDim]);
+            _visualProjection!.Forward(pooled.Pointer, batch, width, embeds.Data, Config.ProjectionDim);
+            return embeds;
+        }
+    }
+
+    /// <summary>
+    /// hidden_states[-2] [N, positions, hidden_size] of <paramref name="pixels"/> (as <see cref="Encode"/> takes
+    /// them): the encoder's states before its last layer, with no final norm, which IP-Adapter Plus and full-face take
+    /// (transformers' output_hidden_states=True). The last layer is not run.
+    /// </summary>
+    public Tensor PenultimateHiddenStates(Tensor pixels)
+    {
+        CheckPixels(pixels);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Tensor states = Tensor.Allocate([pixels.Dim(0), Config.Positions, Config.HiddenSize]);
+            RunLayers(pixels, states.Data, _layers.Length - 1);
+            return states;
+        }
+    }
+
+    private void CheckPixels(Tensor pixels)
+    {
         ArgumentNullException.ThrowIfNull(pixels);
         int side = Config.ImageSize;
         if (pixels.Rank != 4 || pixels.Dim(0) < 1 || pixels.Dim(1) != side || pixels.Dim(2) != side || pixels.Dim(3) != Config.NumChannels)
@@ -80,48 +119,41 @@ public sealed unsafe class ClipVisionModel : IDisposable
             throw new ArgumentException($"pixels must be [N, {side}, {side}, {Config.NumChannels}] (NHWC, the image processor's output), got {pixels}", nameof(pixels));
         }
         pixels.ThrowIfNotFinite("pixels contain NaN or infinity");
-        lock (_gate)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            return Run(pixels);
-        }
     }
 
-    private Tensor Run(Tensor pixels)
+    /// <summary>hidden [N x positions, W] = the first <paramref name="layers"/> encoder layers over the embedded, pre-normed pictures.</summary>
+    private void RunLayers(Tensor pixels, float* hidden, int layers)
     {
         int batch = pixels.Dim(0), width = Config.HiddenSize, length = Config.Positions;
         int patchValues = _patchEmbedding!.InFeatures, patchesPerImage = length - 1;
         long rows = (long)batch * length;
-        using var hidden = new NativeBlock(rows * width, zero: false);
-        using var patches = new NativeBlock((long)patchesPerImage * patchValues, zero: false);
-        for (int n = 0; n < batch; n++)
+        using (var patches = new NativeBlock((long)patchesPerImage * patchValues, zero: false))
         {
-            // [S, S, 3] picture n -> [patches, 3 x P x P] rows -> tokens 1.. of image n, plus their position rows.
-            Patchify(pixels.Data + (long)n * Config.ImageSize * Config.ImageSize * Config.NumChannels, patches.Pointer);
-            float* tokens = hidden.Pointer + (long)n * length * width;
-            _patchEmbedding!.Forward(patches.Pointer, patchesPerImage, patchValues, tokens + width, width,
-                residual: _positionEmbedding!.Pointer + width, ldr: width);
-            for (int c = 0; c < width; c++)
+            for (int n = 0; n < batch; n++)
             {
-                tokens[c] = _classEmbedding!.Pointer[c] + _positionEmbedding!.Pointer[c];
+                // [S, S, 3] picture n -> [patches, 3 x P x P] rows -> tokens 1.. of image n, plus their position rows.
+                Patchify(pixels.Data + (long)n * Config.ImageSize * Config.ImageSize * Config.NumChannels, patches.Pointer);
+                float* tokens = hidden + (long)n * length * width;
+                _patchEmbedding!.Forward(patches.Pointer, patchesPerImage, patchValues, tokens + width, width,
+                    residual: _positionEmbedding!.Pointer + width, ldr: width);
+                for (int c = 0; c < width; c++)
+                {
+                    tokens[c] = _classEmbedding!.Pointer[c] + _positionEmbedding!.Pointer[c];
+                }
             }
         }
-        _preLayerNorm!.Forward(hidden.Pointer, hidden.Pointer, (int)rows);
+        _preLayerNorm!.Forward(hidden, hidden, (int)rows);
+        if (layers == 0)
+        {
+            return;
+        }
         using var x = new NativeBlock(rows * width, zero: false);
         using var qkv = new NativeBlock(rows * 3 * width, zero: false);
         using var mlp = new NativeBlock(rows * Config.IntermediateSize, zero: false);
-        foreach (ClipEncoderLayer? layer in _layers)
+        for (int i = 0; i < layers; i++)
         {
-            layer!.Forward(hidden.Pointer, batch, length, x.Pointer, qkv.Pointer, mlp.Pointer);
+            _layers[i]!.Forward(hidden, batch, length, x.Pointer, qkv.Pointer, mlp.Pointer);
         }
-        // pooler_output: post_layernorm of each image's class token, [N, W], then projected.
-        for (int n = 0; n < batch; n++)
-        {
-            _postLayerNorm!.Forward(hidden.Pointer + (long)n * length * width, x.Pointer + (long)n * width, 1);
-        }
-        Tensor embeds = Tensor.Allocate([batch, Config.ProjectionDim]);
-        _visualProjection!.Forward(x.Pointer, batch, width, embeds.Data, Config.ProjectionDim);
-        return embeds;
     }
 
     /// <summary>One NHWC picture's patches as GEMM rows, row-major over the patch grid, values in (channel, y, x) order as the convolution's weights.</summary>

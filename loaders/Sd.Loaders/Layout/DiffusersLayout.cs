@@ -87,18 +87,66 @@ public static class DiffusersLayout
     /// h94's IP-Adapter layout (<see cref="IpAdapterSource"/>): the image projection, then to_k_ip and to_v_ip
     /// [width, cross_attention_dim] per cross-attention layer as ip_adapter.1, .3, ...
     /// </summary>
-    public static List<ParameterSpec> IpAdapter(int imageEmbedDim, int crossAttentionDim, int tokens, IReadOnlyList<int> layerWidths)
+    public static List<ParameterSpec> IpAdapter(ImageProjectionShape projection, IReadOnlyList<int> layerWidths)
     {
-        ConfigLimits.CheckWidths(nameof(imageEmbedDim), "image embed/cross-attention widths and tokens", [imageEmbedDim, crossAttentionDim, tokens]);
-        var p = new List<ParameterSpec>();
-        Linear(p, "image_proj.proj", imageEmbedDim, tokens * crossAttentionDim);
-        Norm(p, "image_proj.norm", crossAttentionDim);
+        List<ParameterSpec> p = ImageProjection(projection);
         for (int i = 0; i < layerWidths.Count; i++)
         {
             foreach (string part in new[] { "to_k_ip", "to_v_ip" })
             {
-                p.Add(new(IpAdapterSource.LayerKey(i, part), [layerWidths[i], crossAttentionDim]));
+                p.Add(new(IpAdapterSource.LayerKey(i, part), [layerWidths[i], projection.CrossAttentionDim]));
             }
+        }
+        return p;
+    }
+
+    /// <summary>
+    /// An IP-Adapter's image_proj.* tensors as h94 names them: proj and norm (Linear); latents, proj_in, proj_out,
+    /// norm_out and per layer i layers.i.0 (PerceiverAttention: norm1 over the image features, norm2 over the latents,
+    /// to_q, to_kv, to_out, no biases) and layers.i.1 (FeedForward: 0 LayerNorm, 1 and 3 Linear without bias)
+    /// (Resampler); proj.0, proj.2 and proj.3 (MLP: Linear, GELU, Linear, LayerNorm).
+    /// </summary>
+    public static List<ParameterSpec> ImageProjection(ImageProjectionShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        int e = shape.InputWidth, d = shape.CrossAttentionDim, w = shape.Width;
+        var p = new List<ParameterSpec>();
+        switch (shape.Kind)
+        {
+            case ImageProjectionKind.Linear:
+                ConfigLimits.CheckWidths(nameof(shape), "image embed/cross-attention widths and tokens", [e, d, shape.Tokens]);
+                Linear(p, "image_proj.proj", e, shape.Tokens * d);
+                Norm(p, "image_proj.norm", d);
+                break;
+            case ImageProjectionKind.Resampler:
+                ConfigLimits.CheckWidths(nameof(shape), "Resampler widths, queries and heads", [e, d, w, shape.Tokens, shape.Heads, shape.FeedForward]);
+                ConfigLimits.CheckCount(nameof(shape), "Resampler depth", shape.Depth, ConfigLimits.MaxLayers);
+                int inner = shape.Heads * ImageProjectionShape.HeadDim;
+                p.Add(new("image_proj.latents", [1, shape.Tokens, w]));
+                Linear(p, "image_proj.proj_in", e, w);
+                Linear(p, "image_proj.proj_out", w, d);
+                Norm(p, "image_proj.norm_out", d);
+                for (int i = 0; i < shape.Depth; i++)
+                {
+                    string layer = $"image_proj.layers.{i}";
+                    Norm(p, $"{layer}.0.norm1", w);
+                    Norm(p, $"{layer}.0.norm2", w);
+                    Linear(p, $"{layer}.0.to_q", w, inner, bias: false);
+                    Linear(p, $"{layer}.0.to_kv", w, 2 * inner, bias: false);
+                    Linear(p, $"{layer}.0.to_out", inner, w, bias: false);
+                    Norm(p, $"{layer}.1.0", w);
+                    Linear(p, $"{layer}.1.1", w, shape.FeedForward, bias: false);
+                    Linear(p, $"{layer}.1.3", shape.FeedForward, w, bias: false);
+                }
+                break;
+            case ImageProjectionKind.Mlp:
+                ConfigLimits.CheckWidths(nameof(shape), "MLP widths", [e, d, w]);
+                Linear(p, "image_proj.proj.0", e, w);
+                Linear(p, "image_proj.proj.2", w, d);
+                Norm(p, "image_proj.proj.3", d);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(shape), shape.Kind, "not an image projection kind");
         }
         return p;
     }

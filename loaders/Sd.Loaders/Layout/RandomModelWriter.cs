@@ -48,22 +48,30 @@ public static class RandomModelWriter
             temp => Component(temp, ".", "diffusion_pytorch_model.safetensors", Sd15.T2IAdapterJson, DiffusersLayout.T2IAdapter(Sd15.T2IAdapter), dtype, seed, log));
 
     /// <summary>
-    /// An SD 1.5 IP-Adapter as h94/IP-Adapter's models folder holds one: ip-adapter_sd15.safetensors and the
+    /// An SD 1.5 IP-Adapter as h94/IP-Adapter's models folder holds one: the IP-Adapter file (<see cref="IpAdapterFile"/>) and the
     /// image_encoder folder beside it, written as <see cref="WriteSd15ControlNet"/>.
     /// </summary>
-    public static long WriteSd15IpAdapter(string directory, TensorDType dtype, ulong seed, TextWriter? log = null) =>
-        WriteFolder(directory, dtype, IpAdapterFile, temp =>
+    public static long WriteSd15IpAdapter(string directory, ImageProjectionKind kind, TensorDType dtype, ulong seed, TextWriter? log = null)
+    {
+        string file = IpAdapterFile(kind);
+        return WriteFolder(directory, dtype, file, temp =>
         {
             long encoder = Component(temp, "image_encoder", "model.safetensors", Sd15.ImageEncoderJson, DiffusersLayout.ClipVision(Sd15.ImageEncoder), dtype, seed, log);
-            List<ParameterSpec> adapter = Sd15.IpAdapter;
-            Weights(adapter, dtype, seed + 1).Save(Path.Combine(temp, IpAdapterFile));
+            List<ParameterSpec> adapter = Sd15.IpAdapter(kind);
+            Weights(adapter, dtype, seed + 1).Save(Path.Combine(temp, file));
             long parameters = adapter.Sum(p => p.ElementCount);
-            log?.WriteLine($"  {parameters:N0} parameters ({IpAdapterFile})");
+            log?.WriteLine($"  {parameters:N0} parameters ({file})");
             return encoder + parameters;
         });
+    }
 
-    /// <summary>The IP-Adapter file <see cref="WriteSd15IpAdapter"/> writes, h94's name.</summary>
-    public const string IpAdapterFile = "ip-adapter_sd15.safetensors";
+    /// <summary>The IP-Adapter file <see cref="WriteSd15IpAdapter"/> writes: h94's name for that kind.</summary>
+    public static string IpAdapterFile(ImageProjectionKind kind) => kind switch
+    {
+        ImageProjectionKind.Resampler => "ip-adapter-plus_sd15.safetensors",
+        ImageProjectionKind.Mlp => "ip-adapter-full-face_sd15.safetensors",
+        _ => "ip-adapter_sd15.safetensors",
+    };
 
     /// <summary>
     /// Fills a temporary folder and moves it into place: renamed as a whole to a new folder, or, into an empty one,

@@ -161,9 +161,25 @@ public static class Sd15
 
     public static ClipVisionConfig ImageEncoder => ClipVisionConfig.From(Parse("sd15-ip-adapter/image_encoder/config.json", ImageEncoderJson));
 
-    /// <summary>ip-adapter_sd15's tensors: 4 image tokens of SD 1.5's 768 from the encoder's 1024, one k/v pair per cross-attention layer (16).</summary>
-    public static List<ParameterSpec> IpAdapter =>
-        DiffusersLayout.IpAdapter(ImageEncoder.ProjectionDim, UNet.CrossAttentionDim[0], 4, DiffusersLayout.CrossAttentionWidths(UNet));
+    /// <summary>
+    /// h94's SD 1.5 image projections, all from the ViT-H/14 encoder to 768-wide tokens: ip-adapter_sd15's Linear (4
+    /// tokens from the 1024-wide image_embeds), ip-adapter-plus(-face)_sd15's Resampler (16 queries, 4 layers of 12
+    /// heads over the 1280-wide penultimate hidden states) and ip-adapter-full-face_sd15's MLP (one token per position).
+    /// </summary>
+    public static ImageProjectionShape IpAdapterProjection(ImageProjectionKind kind)
+    {
+        int cross = UNet.CrossAttentionDim[0], hidden = ImageEncoder.HiddenSize;
+        return kind switch
+        {
+            ImageProjectionKind.Resampler => ImageProjectionShape.Resampler(hidden, cross, cross, 16, 4, 12, 4 * cross),
+            ImageProjectionKind.Mlp => ImageProjectionShape.Mlp(hidden, cross, hidden),
+            _ => ImageProjectionShape.Linear(ImageEncoder.ProjectionDim, cross, 4),
+        };
+    }
+
+    /// <summary>An SD 1.5 IP-Adapter's tensors: the image projection, then one k/v pair per cross-attention layer (16).</summary>
+    public static List<ParameterSpec> IpAdapter(ImageProjectionKind kind) =>
+        DiffusersLayout.IpAdapter(IpAdapterProjection(kind), DiffusersLayout.CrossAttentionWidths(UNet));
 
     public static ClipTextConfig TextEncoder => ClipTextConfig.From(Parse("sd15/text_encoder/config.json", TextEncoderJson));
 

@@ -13,6 +13,7 @@ using Sd.Kernels.Diagnostics;
 using Sd.Kernels.Threading;
 using Sd.Loaders;
 using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Layout;
 
 namespace Sd.Cli.Commands;
 
@@ -285,7 +286,9 @@ public static class BenchCommand
         try
         {
             adapter = new IpAdapterModel(source);
-            using Tensor tokens = RandomTensor([batch, adapter.Tokens, adapter.CrossAttentionDim]);
+            // A random encoder output for the adapter's projection; hidden states at ViT-H/14's 257 positions (full-face: 257 tokens).
+            using Tensor input = RandomTensor(adapter.TakesHiddenStates ? [batch, Sd15.ImageEncoder.Positions, adapter.InputWidth] : [batch, adapter.InputWidth]);
+            using Tensor tokens = adapter.Project(input);
             ImagePrompt[] prompts = [adapter.Condition(tokens, 1f)];
             return new Runner(() => unet.Forward(sample, timestep, context, [], output, condition, imagePrompts: prompts),
                 unet, sample, context, output, model, prompts[0], adapter, source);

@@ -1,0 +1,235 @@
+"""
+Reference hidden states, image tokens and noise predictions for Sd's IP-Adapter Plus and full-face support: the image
+encoder's penultimate hidden states, the Resampler and MLP image projections, and the UNet steered by their tokens.
+Run from the repository root with the shared fixtures beside it, after ip-adapter-reference.py (whose image encoder,
+pictures and pixel values it reads):
+
+    /usr/bin/python3 tests/Sd.Engine.Tests/Data/ip-adapter-plus-reference.py
+
+PyTorch 1.13, float32, CPU. transformers and diffusers are not installed here, so the code below restates them:
+
+- transformers 4.38's CLIPVisionModel with output_hidden_states=True (modeling_clip.py, CLIPEncoder): hidden_states[0]
+  is the embeddings after pre_layrnorm, hidden_states[i] the output of layer i, so hidden_states[-2] is the output of
+  the next-to-last layer, with no post_layernorm. The encoder is ip-adapter-reference.py's clip_vision, checked here
+  to give its image_embeds from the last state.
+- diffusers 0.27's encode_image(output_hidden_states=True), which IP-Adapter Plus and full-face take (the pipeline
+  asks for hidden states unless the projection is an ImageProjection): the picture's hidden_states[-2] and, for the
+  unconditioned half of classifier-free guidance, that of torch.zeros_like(pixel_values); negative first, as
+  prepare_ip_adapter_image_embeds concatenates them.
+- diffusers 0.27's IPAdapterPlusImageProjection and IPAdapterPlusImageProjectionBlock (embeddings.py), as
+  _convert_ip_adapter_image_proj_to_diffusers builds them from h94's Resampler keys (heads = to_q rows // 64;
+  to_kv split into to_k, to_v in that order; layers.i.0.norm1 -> ln0, norm2 -> ln1; layers.i.1 -> ff):
+  latents = latents.repeat(N); x = proj_in(x); per layer: residual = latents; keys = cat(ln0(x), ln1(latents));
+  latents = to_out(sdpa(to_q(ln1(latents)), to_k(keys), to_v(keys))) + residual, sdpa's scale head_dim ** -0.5, no
+  biases; latents = ff(latents) + latents with ff = Linear(GELU(Linear(LayerNorm))) (FeedForward gelu, bias False,
+  exact GELU); then norm_out(proj_out(latents)). Every LayerNorm eps 1e-5.
+- diffusers 0.27's IPAdapterFullImageProjection: norm(ff(x)) with FeedForward(E, D, mult=1, activation_fn="gelu")
+  (Linear E -> E, exact GELU, Linear E -> D), h94's proj.0 / proj.2 / proj.3: one token per encoder position.
+- IPAdapterAttnProcessor2_0 on every attn2, as ip-adapter-reference.py's IPAttention (any number of image tokens).
+
+The UNet is the tiny fixture's, through controlnet-reference.py's checked port. Everything random comes from seeded
+torch generators: h94's Resampler latents N(0,1) / sqrt(width), the rest as ip-adapter-reference.py draws them.
+
+Outputs under ipadapter/:
+- hidden_states_{wide,small,zeros}.npy [1, 17, 32]: hidden_states[-2] of the pictures' pixel values and of zeros.
+- plus/ and full_face/: ip_adapter.safetensors (F16, h94's layout: a Resampler of width 64, 16 queries, 2 layers of 2
+  heads, feed-forward 256, from the encoder's 32-wide states to the tiny UNet's 32-wide tokens; an MLP 32 -> 32 -> 32),
+  meta.json, sample.npy (NCHW, the guided pair), encoder_hidden_states.npy [2, 7, 32], ip_tokens.npy [2, T, 32]
+  (unconditioned row first) and noise_pred.npy (NCHW).
+"""
+import importlib.util, json, os
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+spec = importlib.util.spec_from_file_location("ip_adapter_reference", os.path.join(ROOT, "ip-adapter-reference.py"))
+ipa = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ipa)
+cn = ipa.cn
+OUT = ipa.OUT
+HEAD_DIM = 64
+RESAMPLER = {"width": 64, "queries": 16, "depth": 2, "heads": 2, "ff": 256}
+
+
+def clip_hidden_states(w, cfg, pixel_values):
+    """transformers' hidden_states tuple (pre_layrnorm output, then each layer's) and the image_embeds."""
+    v = "vision_model"
+    e, heads, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"]
+    d = e // heads
+    b = pixel_values.shape[0]
+
+    def ln(name, x):
+        return F.layer_norm(x, (e,), w[name + ".weight"], w[name + ".bias"], eps)
+
+    patches = F.conv2d(pixel_values, w[f"{v}.embeddings.patch_embedding.weight"], stride=cfg["patch_size"])
+    patches = patches.flatten(2).transpose(1, 2)
+    h = torch.cat([w[f"{v}.embeddings.class_embedding"].expand(b, 1, -1), patches], dim=1)
+    h = h + F.embedding(torch.arange(h.shape[1]), w[f"{v}.embeddings.position_embedding.weight"])[None]
+    h = ln(f"{v}.pre_layrnorm", h)
+    states = [h]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"{v}.encoder.layers.{i}"
+        x = ln(p + ".layer_norm1", h)
+        n = x.shape[1]
+        q = cn.linear(w, p + ".self_attn.q_proj", x) * d ** -0.5
+        k = cn.linear(w, p + ".self_attn.k_proj", x)
+        val = cn.linear(w, p + ".self_attn.v_proj", x)
+        q, k, val = (t.reshape(b, n, heads, d).transpose(1, 2).reshape(b * heads, n, d) for t in (q, k, val))
+        a = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1), val)
+        a = a.reshape(b, heads, n, d).transpose(1, 2).reshape(b, n, e)
+        h = h + cn.linear(w, p + ".self_attn.out_proj", a)
+        x = ln(p + ".layer_norm2", h)
+        h = h + cn.linear(w, p + ".mlp.fc2", F.gelu(cn.linear(w, p + ".mlp.fc1", x)))
+        states.append(h)
+    embeds = F.linear(ln(f"{v}.post_layernorm", h[:, 0, :]), w["visual_projection.weight"])
+    return states, embeds
+
+
+# ---------------------------------------------------------------- random weights (h94's key names and init)
+
+def _linear(g, w, name, cin, cout, bias=True):
+    w[name + ".weight"] = ipa._uniform(g, (cout, cin), cin)
+    if bias:
+        w[name + ".bias"] = ipa._uniform(g, (cout,), cin)
+
+
+def _norm(g, w, name, n):
+    w[name + ".weight"] = 1 + 0.1 * torch.randn(n, generator=g)
+    w[name + ".bias"] = 0.1 * torch.randn(n, generator=g)
+
+
+def resampler_weights(g, embed, cross, r):
+    w = {"image_proj.latents": torch.randn(1, r["queries"], r["width"], generator=g) / r["width"] ** 0.5}
+    _linear(g, w, "image_proj.proj_in", embed, r["width"])
+    _linear(g, w, "image_proj.proj_out", r["width"], cross)
+    _norm(g, w, "image_proj.norm_out", cross)
+    inner = r["heads"] * HEAD_DIM
+    for i in range(r["depth"]):
+        p = f"image_proj.layers.{i}"
+        _norm(g, w, p + ".0.norm1", r["width"])
+        _norm(g, w, p + ".0.norm2", r["width"])
+        _linear(g, w, p + ".0.to_q", r["width"], inner, bias=False)
+        _linear(g, w, p + ".0.to_kv", r["width"], 2 * inner, bias=False)
+        _linear(g, w, p + ".0.to_out", inner, r["width"], bias=False)
+        _norm(g, w, p + ".1.0", r["width"])
+        _linear(g, w, p + ".1.1", r["width"], r["ff"], bias=False)
+        _linear(g, w, p + ".1.3", r["ff"], r["width"], bias=False)
+    return w
+
+
+def mlp_weights(g, embed, cross):
+    w = {}
+    _linear(g, w, "image_proj.proj.0", embed, embed)
+    _linear(g, w, "image_proj.proj.2", embed, cross)
+    _norm(g, w, "image_proj.proj.3", cross)
+    return w
+
+
+def layer_weights(g, layers, cross):
+    w = {}
+    for _, n, c in layers:
+        w[f"ip_adapter.{n}.to_k_ip.weight"] = ipa._uniform(g, (c, cross), cross)
+        w[f"ip_adapter.{n}.to_v_ip.weight"] = ipa._uniform(g, (c, cross), cross)
+    return w
+
+
+# ---------------------------------------------------------------- diffusers' projections
+
+def resampler(w, x, cross, r):
+    def ln(name, t):
+        return F.layer_norm(t, (t.shape[-1],), w[name + ".weight"], w[name + ".bias"], 1e-5)
+
+    inner = r["heads"] * HEAD_DIM
+    latents = w["image_proj.latents"].repeat(x.shape[0], 1, 1)
+    x = cn.linear(w, "image_proj.proj_in", x)
+    for i in range(r["depth"]):
+        p = f"image_proj.layers.{i}"
+        residual = latents
+        keys = ln(p + ".0.norm1", x)
+        latents = ln(p + ".0.norm2", latents)
+        keys = torch.cat([keys, latents], dim=-2)
+        to_k, to_v = w[p + ".0.to_kv.weight"].chunk(2, dim=0)
+        assert to_k.shape[0] == inner
+        q = F.linear(latents, w[p + ".0.to_q.weight"])
+        attended = ipa._sdpa(q, F.linear(keys, to_k), F.linear(keys, to_v), r["heads"])
+        latents = F.linear(attended, w[p + ".0.to_out.weight"]) + residual
+        ff = F.linear(F.gelu(F.linear(ln(p + ".1.0", latents), w[p + ".1.1.weight"])), w[p + ".1.3.weight"])
+        latents = ff + latents
+    latents = cn.linear(w, "image_proj.proj_out", latents)
+    return F.layer_norm(latents, (cross,), w["image_proj.norm_out.weight"], w["image_proj.norm_out.bias"], 1e-5)
+
+
+def mlp(w, x, cross):
+    h = cn.linear(w, "image_proj.proj.2", F.gelu(cn.linear(w, "image_proj.proj.0", x)))
+    return F.layer_norm(h, (cross,), w["image_proj.proj.3.weight"], w["image_proj.proj.3.bias"], 1e-5)
+
+
+def main():
+    cn.check_unet_port()
+    plain_attention = cn.attention
+    cfg = ipa.CLIP_CONFIG
+    cw = cn.load_safetensors(os.path.join(OUT, "image_encoder", "model.safetensors"))
+
+    # hidden_states[-2] of each picture and of zero pixels; the last state checked against the stored image_embeds.
+    hidden = {}
+    for name in ["wide", "small", "zeros"]:
+        pixels = torch.zeros(1, 3, cfg["image_size"], cfg["image_size"]) if name == "zeros" \
+            else torch.from_numpy(np.load(os.path.join(OUT, f"pixel_values_{name}.npy")))
+        with torch.no_grad():
+            states, embeds = clip_hidden_states(cw, cfg, pixels)
+        assert len(states) == cfg["num_hidden_layers"] + 1
+        if name != "zeros":
+            stored = np.load(os.path.join(OUT, f"image_embeds_{name}.npy"))
+            assert np.abs(embeds.numpy() - stored).max() < 1e-6, "the encoder is not ip-adapter-reference.py's"
+        hidden[name] = states[-2]
+        np.save(os.path.join(OUT, f"hidden_states_{name}.npy"), states[-2].numpy())
+
+    d = json.load(open(f"{cn.FIXTURES}/tiny/model/unet/config.json"))
+    ucfg = cn.Cfg(d)
+    cross = d["cross_attention_dim"]
+    unet_w = cn.load_safetensors(f"{cn.FIXTURES}/tiny/model/unet/diffusion_pytorch_model.safetensors")
+    layers = ipa.attn2_layers(unet_w)
+    ip_layers = {p: n for p, n, _ in layers}
+    embed = cfg["hidden_size"]
+
+    g = torch.Generator().manual_seed(20261201)
+    cases = [
+        # name, projection weights, projection, picture, latent height, width, timestep, scale
+        ("plus", resampler_weights(g, embed, cross, RESAMPLER), lambda w, x: resampler(w, x, cross, RESAMPLER), "wide", 8, 8, 500.0, 0.6),
+        ("full_face", mlp_weights(g, embed, cross), lambda w, x: mlp(w, x, cross), "small", 6, 10, 300.0, 1.0),
+    ]
+    try:
+        for name, proj_w, project, picture, h, wd, timestep, scale in cases:
+            folder = os.path.join(OUT, name)
+            os.makedirs(folder, exist_ok=True)
+            # Stored in float16, as h94's files are: the reference runs on the rounded weights.
+            ip_w = {k: v.half().float() for k, v in {**proj_w, **layer_weights(g, layers, cross)}.items()}
+            ipa.save_f16_safetensors(os.path.join(folder, "ip_adapter.safetensors"), ip_w)
+            latents = torch.randn(1, 4, h, wd, generator=g)
+            sample = torch.cat([latents] * 2)
+            ctx = torch.randn(2, 7, cross, generator=g)
+            t = torch.tensor([timestep], dtype=torch.float32)
+            attention = ipa.IPAttention(plain_attention, ip_w, ip_layers)
+            cn.attention = attention
+            with torch.no_grad():
+                tokens = project(ip_w, torch.cat([hidden["zeros"], hidden[picture]]))
+                attention.tokens, attention.scale = tokens, scale
+                pred = cn.unet(unet_w, ucfg, d["up_block_types"], sample, t, ctx)
+                assert attention.seen == set(ip_layers.values()), attention.seen
+                attention.tokens = None
+                plain = cn.unet(unet_w, ucfg, d["up_block_types"], sample, t, ctx)
+            assert (pred - plain).abs().max() > 1e-3, "the image branch changes nothing"
+            np.save(os.path.join(folder, "sample.npy"), sample.numpy())
+            np.save(os.path.join(folder, "encoder_hidden_states.npy"), ctx.numpy())
+            np.save(os.path.join(folder, "ip_tokens.npy"), tokens.numpy())
+            np.save(os.path.join(folder, "noise_pred.npy"), pred.numpy())
+            json.dump({"timesteps": [timestep], "scale": scale, "picture": picture, "guided": True, "unet": "tiny",
+                       "tokens": list(tokens.shape), "ip_layers": ip_layers},
+                      open(os.path.join(folder, "meta.json"), "w"), indent=1)
+    finally:
+        cn.attention = plain_attention
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+using System.Text.Json;
+using Sd.Engine.Adapters;
+using Sd.Engine.Pipelines;
+using Sd.Engine.Tensors;
+using Sd.Engine.UNet;
+using Sd.Engine.Vision;
+using Sd.Loaders;
+using Sd.Loaders.Checkpoints;
+using Sd.Loaders.Npy;
+using Sd.Loaders.Png;
+using Sd.Loaders.Tests;
+using Xunit.Abstractions;
+
+namespace Sd.Engine.Tests;
+
+/// <summary>
+/// IP-Adapter Plus and full-face against PyTorch (Data/ip-adapter-plus-reference.py, which restates transformers
+/// 4.38's hidden_states and diffusers 0.27's IPAdapterPlusImageProjection, IPAdapterFullImageProjection and
+/// encode_image on the tiny image encoder of ip-adapter-reference.py): the encoder's penultimate hidden states, a random
+/// Resampler and MLP in h94's layout (F16) for the tiny fixture UNet, and the guided pass the pipeline builds from a
+/// picture (zero pixels for the unconditioned row).
+/// </summary>
+public sealed class IpAdapterPlusTests(ITestOutputHelper output)
+{
+    private const double Tolerance = 1e-5;
+
+    private static string Data(string name) => Path.Combine(Fixtures.BinariesFolder, "Data", "ipadapter", name);
+
+    public static readonly TheoryData<string> Pixels = new() { "wide", "small", "zeros" };
+
+    [Theory]
+    [MemberData(nameof(Pixels))]
+    public void Penultimate_hidden_states_match_pytorch(string name)
+    {
+        using ImageEncoderSource source = ImageEncoderSource.Open(Data("image_encoder"));
+        using var encoder = new ClipVisionModel(source.Config, source.Weights);
+        using Tensor pixels = name == "zeros" ? Tensor.Allocate([1, 28, 28, 3]) : NpyTensors.ReadNchwAsNhwc(Data($"pixel_values_{name}.npy"));
+        using Tensor states = encoder.PenultimateHiddenStates(pixels);
+        Assert.Equal([1, 17, 32], states.Shape.ToArray());
+        output.WriteLine(Compare.AssertClose(NpyFile.Read(Data($"hidden_states_{name}.npy")).ToFloat32(), states.Span, Tolerance, $"{name} hidden_states[-2]"));
+    }
+
+    public static readonly TheoryData<string, ImageProjectionKind> Cases = new()
+    {
+        { "plus", ImageProjectionKind.Resampler },
+        { "full_face", ImageProjectionKind.Mlp },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Image_tokens_match_pytorch(string caseName, ImageProjectionKind kind)
+    {
+        using IpAdapterSource source = IpAdapterSource.Open(Data($"{caseName}/ip_adapter.safetensors"));
+        using var adapter = new IpAdapterModel(source);
+        Assert.Equal(kind, adapter.Projection.Kind);
+        Assert.True(adapter.TakesHiddenStates);
+        using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Data($"{caseName}/meta.json")));
+        // [2, 17, 32]: the zero pixels' states, then the picture's.
+        using Tensor hidden = Tensor.Allocate([2, 17, 32]);
+        NpyFile.Read(Data("hidden_states_zeros.npy")).ToFloat32().CopyTo(hidden.Span);
+        NpyFile.Read(Data($"hidden_states_{meta.RootElement.GetProperty("picture").GetString()}.npy")).ToFloat32().CopyTo(hidden.Span[(17 * 32)..]);
+        using Tensor tokens = adapter.Project(hidden);
+        int[] shape = Array.ConvertAll(meta.RootElement.GetProperty("tokens").EnumerateArray().ToArray(), e => e.GetInt32());
+        Assert.Equal(shape, tokens.Shape.ToArray());
+        output.WriteLine(Compare.AssertClose(NpyFile.Read(Data($"{caseName}/ip_tokens.npy")).ToFloat32(), tokens.Span, Tolerance, $"{caseName} ip_tokens"));
+        Assert.Throws<ArgumentException>(() => adapter.Project(Tensor.Allocate([2, 32])));
+    }
+
+    [FixtureTheory]
+    [MemberData(nameof(Cases))]
+    public void The_guided_pass_from_a_picture_matches_pytorch(string caseName, ImageProjectionKind kind)
+    {
+        string folder = Data(caseName);
+        using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "meta.json")));
+        JsonElement m = meta.RootElement;
+        using ImageEncoderSource encoderSource = ImageEncoderSource.Open(Data("image_encoder"));
+        using var encoder = new ClipVisionModel(encoderSource.Config, encoderSource.Weights);
+        using IpAdapterSource source = IpAdapterSource.Open(Path.Combine(folder, "ip_adapter.safetensors"));
+        using var adapter = new IpAdapterModel(source);
+        Assert.Equal(kind, adapter.Projection.Kind);
+        PngImage picture = PngFile.Read(Data($"picture_{m.GetProperty("picture").GetString()}.png"));
+        var unit = new IpAdapterUnit(adapter, encoder, picture) { Scale = m.GetProperty("scale").GetSingle() };
+
+        using IpAdapterPass pass = IpAdapterPass.Create([unit], CancellationToken.None)!;
+        ImagePrompt[] prompts = pass.Prompts(2, guided: true);
+        try
+        {
+            using Tensor sample = NpyTensors.ReadNchwAsNhwc(Path.Combine(folder, "sample.npy"));
+            using Tensor context = ControlNetTests.ReadContext(Path.Combine(folder, "encoder_hidden_states.npy"));
+            float[] timesteps = Array.ConvertAll(m.GetProperty("timesteps").EnumerateArray().ToArray(), e => e.GetSingle());
+            using ModelSource model = ModelSource.Open(Fixtures.Path("tiny/model"));
+            using var unet = new UNet2DConditionModel(model.UNet!, model.Weights(ModelComponent.Unet));
+            using Tensor prediction = Tensor.Allocate([2, sample.Dim(1), sample.Dim(2), 4]);
+            unet.Forward(sample, timesteps, context, [], prediction, [], imagePrompts: prompts);
+            output.WriteLine(Compare.AssertClose(NpyFile.Read(Path.Combine(folder, "noise_pred.npy")).ToFloat32(), NpyTensors.ToNchw(prediction),
+                Tolerance, $"{caseName} noise_pred"));
+        }
+        finally
+        {
+            foreach (ImagePrompt prompt in prompts) prompt.Dispose();
+        }
+    }
+}
