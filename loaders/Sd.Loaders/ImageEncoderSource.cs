@@ -45,6 +45,34 @@ public sealed class ImageEncoderSource : IDisposable
         return new ImageEncoderSource(path, config, weights, files);
     }
 
+    /// <summary>
+    /// Whether <paramref name="path"/> is a folder (or a .safetensors file in one) whose config.json describes a CLIP
+    /// image encoder: model_type clip_vision_model, or a CLIPVisionModelWithProjection architecture. False for anything
+    /// else, unreadable configs included; <see cref="Open"/> then says what is wrong.
+    /// </summary>
+    public static bool IsImageEncoder(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string? folder = Directory.Exists(path) ? path
+            : File.Exists(path) && path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))
+            : null;
+        string? config = folder is null ? null : System.IO.Path.Combine(folder, "config.json");
+        if (config is null || !File.Exists(config))
+        {
+            return false;
+        }
+        try
+        {
+            JsonConfig json = JsonConfig.Load(config);
+            return json.GetStringOrNull("model_type") == "clip_vision_model"
+                || Array.IndexOf(json.GetStrings("architectures", []), "CLIPVisionModelWithProjection") >= 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidFileException)
+        {
+            return false;
+        }
+    }
+
     public void Dispose()
     {
         foreach (SafetensorsFile file in _files) file.Dispose();

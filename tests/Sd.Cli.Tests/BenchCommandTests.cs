@@ -95,4 +95,26 @@ public sealed class BenchCommandTests
         // conv_in on the 8x6 unshuffled gray picture: 64 channels in.
         Assert.True(seen.Any(s => s.Contains("1x8x6, 64 to 64 channels", StringComparison.Ordinal)), string.Join("; ", seen));
     }
+
+    [Fact]
+    public void An_ip_adapter_plus_is_timed_with_the_encoder_states_it_takes()
+    {
+        using var dir = new TempDirectory();
+        string adapter = SmallIpAdapter.Write(dir.File("models"), Sd.Loaders.ImageProjectionKind.Resampler, 16, [8]);
+        var output = new StringWriter();
+        Assert.Equal(0, BenchCommand.Run(["--model", dir.File("models/image_encoder"), "--part", "image-encoder", "--ip-adapter", adapter,
+            "--batch", "2", "--reps", "1", "--profile", "--json"], output));
+        using JsonDocument report = JsonDocument.Parse(output.ToString());
+        var calls = new Dictionary<string, int>();
+        foreach (JsonElement shape in report.RootElement.GetProperty("profile_shapes").EnumerateArray())
+        {
+            calls[shape.GetProperty("shape").GetString()!] = shape.GetProperty("calls").GetInt32();
+        }
+        // The encoder's layers before its last (1 of 2: 5 positions, 4 heads of 8), then the Resampler's 2 layers of
+        // 6 queries attending to the 5 positions and themselves (1 head of 64).
+        Assert.Equal(1, calls["attention 2x4 heads, 5 queries x 5 keys, head dim 8"]);
+        Assert.Equal(2, calls["attention 2x1 heads, 6 queries x 11 keys, head dim 64"]);
+        Assert.Contains("--ip-adapter times a UNet call with one (--part unet) or what it pays per generation (--part image-encoder), not --part vae-decode",
+            Assert.Throws<UsageException>(() => BenchCommand.Run(["--model", "m", "--part", "vae-decode", "--ip-adapter", adapter], TextWriter.Null)).Message);
+    }
 }

@@ -22,23 +22,11 @@ public sealed class GenerateIpAdapterTests : IDisposable
     private static string[] Common() =>
         ["--model", Fixtures.Path("small/model"), "--prompt", "a cat", "--steps", "2", "--width", "64", "--height", "48", "--seed", "7"];
 
-    /// <summary>A models folder: ip-adapter.safetensors and image_encoder/ beside it.</summary>
-    private string Adapter()
+    /// <summary>A models folder for the small fixture UNet: ip-adapter.safetensors and image_encoder/ beside it.</summary>
+    private string Adapter(ImageProjectionKind kind = ImageProjectionKind.Linear, string folder = "models")
     {
-        string models = _dir.File("models");
-        string encoder = Path.Combine(models, "image_encoder");
-        Directory.CreateDirectory(encoder);
-        File.WriteAllText(Path.Combine(encoder, "config.json"), """
-            {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "image_size": 28, "patch_size": 14, "projection_dim": 24, "hidden_act": "gelu"}
-            """);
-        RandomModelWriter.Weights(DiffusersLayout.ClipVision(ClipVisionConfig.Load(Path.Combine(encoder, "config.json"))), TensorDType.F32, 3)
-            .Save(Path.Combine(encoder, "model.safetensors"));
         UNetConfig unet = UNetConfig.Load(Fixtures.Path("small/model/unet/config.json"));
-        string file = Path.Combine(models, "ip-adapter.safetensors");
-        RandomModelWriter.Weights(DiffusersLayout.IpAdapter(ImageProjectionShape.Linear(24, unet.CrossAttentionDim[0], 4), DiffusersLayout.CrossAttentionWidths(unet)), TensorDType.F16, 4)
-            .Save(file);
-        return file;
+        return SmallIpAdapter.Write(_dir.File(folder), kind, unet.CrossAttentionDim[0], DiffusersLayout.CrossAttentionWidths(unet));
     }
 
     private string Picture()
@@ -67,6 +55,23 @@ public sealed class GenerateIpAdapterTests : IDisposable
     }
 
     [FixtureFact]
+    public void Plus_and_full_face_adapters_steer_the_picture_and_scale_zero_is_the_plain_run()
+    {
+        string picture = Picture(), plain = _dir.File("plain.png");
+        Assert.Equal(0, GenerateCommand.Run([.. Common(), "--out", plain], TextWriter.Null));
+        byte[] plainPixels = PngFile.Read(plain).Pixels;
+        foreach (ImageProjectionKind kind in (ImageProjectionKind[])[ImageProjectionKind.Resampler, ImageProjectionKind.Mlp])
+        {
+            string adapter = Adapter(kind, kind.ToString());
+            string steered = _dir.File($"{kind}-a.png"), off = _dir.File($"{kind}-b.png");
+            Assert.Equal(0, GenerateCommand.Run([.. Common(), "--ip-adapter", adapter, "--ip-adapter-image", picture, "--out", steered], TextWriter.Null));
+            Assert.Equal(0, GenerateCommand.Run([.. Common(), "--ip-adapter", adapter, "--ip-adapter-image", picture, "--ip-adapter-scale", "0", "--out", off], TextWriter.Null));
+            Assert.False(PngFile.Read(steered).Pixels.AsSpan().SequenceEqual(plainPixels), $"the {kind} IP-Adapter changed nothing");
+            Assert.True(PngFile.Read(off).Pixels.AsSpan().SequenceEqual(plainPixels), $"scale 0 changed the {kind} run");
+        }
+    }
+
+    [FixtureFact]
     public void Ip_adapter_flags_go_together()
     {
         string png = _dir.File("x.png"), picture = Picture();
@@ -89,6 +94,19 @@ public sealed class GenerateIpAdapterTests : IDisposable
             "--ip-adapter", Adapter(), "--ip-adapter-image", Picture(), "--out", png];
         Exception e = Assert.ThrowsAny<Exception>(() => GenerateCommand.Run(args, TextWriter.Null));
         Assert.Contains("IP-Adapter 0 does not fit this model", e.Message);
+        Assert.False(File.Exists(png));
+    }
+
+    [FixtureFact]
+    public void A_plus_adapter_for_another_image_encoder_is_refused_before_the_run()
+    {
+        string adapter = Adapter(ImageProjectionKind.Resampler), png = _dir.File("x.png");
+        UNetConfig unet = UNetConfig.Load(Fixtures.Path("small/model/unet/config.json"));
+        // The same layers, but a Resampler taking 40-wide hidden states where the encoder beside it makes 32.
+        ImageProjectionShape wide = ImageProjectionShape.Resampler(40, unet.CrossAttentionDim[0], 64, 6, 2, 1, 128);
+        RandomModelWriter.Weights(DiffusersLayout.IpAdapter(wide, DiffusersLayout.CrossAttentionWidths(unet)), TensorDType.F16, 4).Save(adapter);
+        Exception e = Assert.ThrowsAny<Exception>(() => GenerateCommand.Run([.. Common(), "--ip-adapter", adapter, "--ip-adapter-image", Picture(), "--out", png], TextWriter.Null));
+        Assert.Contains("its image encoder makes 32-wide hidden states, the adapter takes 40", e.Message);
         Assert.False(File.Exists(png));
     }
 }

@@ -226,4 +226,30 @@ public sealed class InfoCommandTests : IDisposable
         writer.Save(checkpoint);
         Assert.False(ControlNetSource.IsControlNet(checkpoint));
     }
+
+    [Fact]
+    public void Describes_ip_adapters_and_image_encoders()
+    {
+        string plain = SmallIpAdapter.Write(_dir.File("plain"), ImageProjectionKind.Linear, 16, [8, 12]);
+        string text = Run(plain);
+        Assert.Contains($"ip-adapter:  {plain}", text);
+        Assert.Contains("projection:  Linear (plain IP-Adapter): 4 tokens from the image encoder's image_embeds (24 wide)", text);
+        Assert.Contains("steers:      UNets with 2 cross-attention layers of widths [8, 12] and cross-attention 16", text);
+        Assert.Contains($"encoder:     {Path.Combine(_dir.File("plain"), "image_encoder")} (beside it", text);
+        string plus = SmallIpAdapter.Write(_dir.File("plus"), ImageProjectionKind.Resampler, 16, [8, 12]);
+        Assert.Contains("Resampler (IP-Adapter Plus): 6 tokens from the image encoder's penultimate hidden states (32 wide); width 64, 2 layers of 1 head, feed-forward 128",
+            Run(plus));
+        string face = SmallIpAdapter.Write(_dir.File("face"), ImageProjectionKind.Mlp, 16, [8, 12]);
+        Assert.Contains("MLP (full-face IP-Adapter): a token per position of the image encoder's penultimate hidden states (32 wide); hidden 48", Run(face));
+        Assert.Contains("is an IP-Adapter; --vae applies to models",
+            Assert.Throws<UsageException>(() => InfoCommand.Run([face, "--vae", face], TextWriter.Null)).Message);
+
+        string encoder = Path.Combine(_dir.File("plain"), "image_encoder"), encoderText = Run(encoder);
+        Assert.Contains($"image-encoder: {encoder}", encoderText);
+        Assert.Contains("network:       CLIP ViT, 2 layers of width 32, 4 heads, MLP 64 gelu; 28x28 pictures in 14x14 patches (5 positions); projection 24", encoderText);
+        Assert.Contains("serves:        IP-Adapters taking 24-wide image_embeds (plain) or 32-wide hidden states (Plus, full-face)", encoderText);
+        Assert.Contains("image-encoder:", Run(Path.Combine(encoder, "model.safetensors")));
+        File.Delete(Path.Combine(encoder, "config.json"));
+        Assert.False(ImageEncoderSource.IsImageEncoder(encoder));
+    }
 }

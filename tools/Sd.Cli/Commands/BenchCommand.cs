@@ -39,7 +39,9 @@ public static class BenchCommand
         (--model: an adapter folder or file, e.g. from `sd make-random-model --like sd15-adapter`) on one H x W
         picture: what a generation pays once per pass. image-encoder runs an IP-Adapter's CLIP image encoder (--model:
         its folder, e.g. image_encoder/ from `sd make-random-model --like sd15-ip-adapter`) on B random pictures of its
-        own size (224 for ViT-H/14; --height/--width do not apply): what a generation pays once. Threads: --threads or
+        own size (224 for ViT-H/14; --height/--width do not apply): what a generation pays once; with --ip-adapter
+        FILE, the encoder output that adapter takes (Plus and full-face: the states before the last layer) and its
+        image projection (a generation encodes 2 pictures for those: its own and zero pixels). Threads: --threads or
         SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, the share in
@@ -49,7 +51,7 @@ public static class BenchCommand
         0 keeps 16-bit weights 16-bit everywhere). 3x3 layers without them transform their weights per call.
         An even UNet batch is a classifier-free guidance call: its second half repeats the first half's latents (the
         contexts differ), and the UNet computes the layers before the first cross-attention once for both halves;
-        --distinct-latents gives every image its own latents instead. --ip-adapter FILE (unet only) adds an IP-Adapter's
+        --distinct-latents gives every image its own latents instead. --ip-adapter FILE (unet) adds an IP-Adapter's
         image attention to every cross-attention layer, on random image tokens: what it costs per step.
         """;
 
@@ -77,9 +79,9 @@ public static class BenchCommand
         {
             throw new UsageException($"bench: --batch must be in [1, {StableDiffusionPipeline.MaxBatchCount}], got {batch}");
         }
-        if (line.Has("--ip-adapter") && part != "unet")
+        if (line.Has("--ip-adapter") && part is not ("unet" or "image-encoder"))
         {
-            throw new UsageException($"bench: --ip-adapter times a UNet call with one (--part unet), not --part {part}");
+            throw new UsageException($"bench: --ip-adapter times a UNet call with one (--part unet) or what it pays per generation (--part image-encoder), not --part {part}");
         }
         UNetOptions unetOptions = UNetOptions(line);
         var load = Stopwatch.StartNew();
@@ -90,7 +92,7 @@ public static class BenchCommand
             "unet" => WithModel(line, model => UNetRunner(model, unetOptions, batch, height / 8, width / 8, line.Has("--distinct-latents"), line.Get("--ip-adapter"))),
             "controlnet" => ControlNetRunner(line, unetOptions, batch, height, width),
             "adapter" => AdapterRunner(line, batch, height, width),
-            "image-encoder" => ImageEncoderRunner(line, batch),
+            "image-encoder" => ImageEncoderRunner(line, batch, line.Get("--ip-adapter")),
             "vae-decode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: true)),
             "vae-encode" => WithModel(line, model => VaeRunner(model, batch, height, width, decode: false)),
             "txt2img" => Txt2ImgRunner(line, unetOptions, height, width, steps),
@@ -375,25 +377,41 @@ public static class BenchCommand
 
     /// <summary>
     /// An IP-Adapter's image encoder on <paramref name="batch"/> random pictures of its size (--model: a
-    /// CLIPVisionModelWithProjection folder): what a generation pays once for its picture prompts.
+    /// CLIPVisionModelWithProjection folder): what a generation pays once for its picture prompts. With
+    /// <paramref name="ipAdapter"/>, what that adapter takes from the encoder (image_embeds, or the penultimate hidden
+    /// states) and its image projection of them.
     /// </summary>
-    private static Runner ImageEncoderRunner(CommandLine line, int batch)
+    private static Runner ImageEncoderRunner(CommandLine line, int batch, string? ipAdapter)
     {
         ModelOptions.Setup(line);
         var source = ImageEncoderSource.Open(line.Require("--model"));
-        ClipVisionModel? encoder = null;
+        // Freed in the reverse order of opening: the models before the files they were read from.
+        var owned = new Stack<IDisposable>();
+        owned.Push(source);
         try
         {
-            encoder = new ClipVisionModel(source.Config, source.Weights);
+            var encoder = new ClipVisionModel(source.Config, source.Weights);
+            owned.Push(encoder);
             int side = source.Config.ImageSize;
             Tensor pixels = RandomTensor([batch, side, side, 3]);
-            ClipVisionModel model = encoder;
-            return new Runner(() => model.Encode(pixels).Dispose(), encoder, pixels, source) { FixedSide = side };
+            owned.Push(pixels);
+            if (ipAdapter is null)
+            {
+                return new Runner(() => encoder.Encode(pixels).Dispose(), [.. owned]) { FixedSide = side };
+            }
+            var adapterSource = IpAdapterSource.Open(ipAdapter);
+            owned.Push(adapterSource);
+            var adapter = new IpAdapterModel(adapterSource);
+            owned.Push(adapter);
+            return new Runner(() =>
+            {
+                using Tensor input = adapter.TakesHiddenStates ? encoder.PenultimateHiddenStates(pixels) : encoder.Encode(pixels);
+                adapter.Project(input).Dispose();
+            }, [.. owned]) { FixedSide = side };
         }
         catch
         {
-            encoder?.Dispose();
-            source.Dispose();
+            foreach (IDisposable d in owned) d.Dispose();
             throw;
         }
     }

@@ -9,8 +9,8 @@ namespace Sd.Cli.Commands;
 
 /// <summary>
 /// <c>sd info MODEL [--variant fp16] [--tokenizer DIR] [--config DIR] [--vae VAE]</c>: what a model holds and what it
-/// will cost; for a ControlNet or T2I-Adapter, what it is and which UNets it can steer; for a LoRA, embedding or
-/// upscaler, what it holds.
+/// will cost; for a ControlNet, T2I-Adapter or IP-Adapter, what it is and which UNets it can steer; for an image
+/// encoder, LoRA, embedding or upscaler, what it holds.
 /// </summary>
 public static partial class InfoCommand
 {
@@ -24,11 +24,13 @@ public static partial class InfoCommand
         A ControlNet (a diffusers ControlNetModel folder, or a .safetensors file in diffusers or original format, as
         sd generate --controlnet takes) is described the same way: its naming, weights, config (what a config
         inferred from the shapes assumed), and the UNets it fits; so is a T2I-Adapter (sd generate --adapter).
-        --variant is the only option they take. A .safetensors file with no model in it is described as the LoRA
+        --variant is the only option they take. An IP-Adapter file (sd generate --ip-adapter) is described by its
+        image projection (plain, Plus or full-face), the UNets it fits and the image encoder beside it; an image
+        encoder folder (--image-encoder) by its network. A .safetensors file with no model in it is described as the LoRA
         (modules, types, ranks, alphas, kohya's metadata), textual-inversion embedding (vectors, width, token) or ESRGAN
         upscaler (network, scale) it is, unless --variant, --tokenizer, --config or --vae ask for a model.
-          MODEL             diffusers folder, single-file .safetensors checkpoint, ControlNet, T2I-Adapter, LoRA,
-                            embedding or upscaler
+          MODEL             diffusers folder, single-file .safetensors checkpoint, ControlNet, T2I-Adapter,
+                            IP-Adapter, image encoder, LoRA, embedding or upscaler
           --variant NAME    prefer diffusers weight variant NAME (e.g. fp16)
           --tokenizer DIR   tokenizer folder (vocab.json, merges.txt), for single-file checkpoints
           --config DIR      for single-file checkpoints: a diffusers-layout folder whose configs (unet/config.json,
@@ -62,6 +64,21 @@ public static partial class InfoCommand
             RefuseModelOptions(line, path, "a T2I-Adapter");
             using T2IAdapterSource adapter = T2IAdapterSource.Open(path, line.Get("--variant"));
             WriteAdapter(adapter, output);
+            return 0;
+        }
+        if (IpAdapterSource.IsIpAdapter(path))
+        {
+            RefuseModelOptions(line, path, "an IP-Adapter");
+            if (line.Has("--variant")) throw new UsageException($"info: {path} is an IP-Adapter file; --variant applies to folders");
+            using IpAdapterSource ipAdapter = IpAdapterSource.Open(path);
+            WriteIpAdapter(ipAdapter, output);
+            return 0;
+        }
+        if (ImageEncoderSource.IsImageEncoder(path))
+        {
+            RefuseModelOptions(line, path, "an image encoder");
+            using ImageEncoderSource encoder = ImageEncoderSource.Open(path, line.Get("--variant"));
+            WriteImageEncoder(encoder, output);
             return 0;
         }
         // A model's options ask for a model: a LoRA, embedding or upscaler is then not looked for.
