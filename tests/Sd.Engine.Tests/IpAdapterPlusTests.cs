@@ -38,6 +38,13 @@ public sealed class IpAdapterPlusTests(ITestOutputHelper output)
         using Tensor states = encoder.PenultimateHiddenStates(pixels);
         Assert.Equal([1, 17, 32], states.Shape.ToArray());
         output.WriteLine(Compare.AssertClose(NpyFile.Read(Data($"hidden_states_{name}.npy")).ToFloat32(), states.Span, Tolerance, $"{name} hidden_states[-2]"));
+        if (name == "zeros")
+        {
+            // The encoder keeps them: the same values, first made and then copied out.
+            using Tensor kept = encoder.ZeroPixelHiddenStates(), again = encoder.ZeroPixelHiddenStates();
+            Assert.Equal(states.Span.ToArray(), kept.Span.ToArray());
+            Assert.Equal(states.Span.ToArray(), again.Span.ToArray());
+        }
     }
 
     public static readonly TheoryData<string, ImageProjectionKind> Cases = new()

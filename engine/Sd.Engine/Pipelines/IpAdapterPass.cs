@@ -8,8 +8,9 @@ namespace Sd.Engine.Pipelines;
 /// A request's IP-Adapters with their pictures encoded: per unit the image tokens [2, T, D] of what the unconditioned
 /// rows of a guided batch see (row 0) and of the picture (row 1), as diffusers' encode_image and
 /// prepare_ip_adapter_image_embeds make them: zeros_like(image_embeds) for the plain adapter, the encoding of
-/// zeros_like(pixel_values) for Plus and full-face, which take the encoder's penultimate hidden states. The image
-/// encoder runs once per generation, on both in one batch; each denoising loop makes its batch's conditions from these.
+/// zeros_like(pixel_values) for Plus and full-face, which take the encoder's penultimate hidden states (the encoder
+/// keeps those of zero pixels). The image encoder runs once per generation; each denoising loop makes its batch's
+/// conditions from these.
 /// </summary>
 internal sealed class IpAdapterPass : IDisposable
 {
@@ -51,10 +52,13 @@ internal sealed class IpAdapterPass : IDisposable
         using Tensor pixels = ClipImageProcessor.Preprocess(unit.Image, encoder.Config.ImageSize);
         if (unit.Model.TakesHiddenStates)
         {
-            // [2, S, S, 3]: zero pixel values, then the picture's.
-            using Tensor both = Tensor.Allocate([2, pixels.Dim(1), pixels.Dim(2), pixels.Dim(3)]);
-            pixels.Span.CopyTo(both.Span[(int)pixels.Length..]);
-            return encoder.PenultimateHiddenStates(both);
+            // [2, positions, W]: the zero pixels' states (kept by the encoder), then the picture's.
+            using Tensor zeros = encoder.ZeroPixelHiddenStates();
+            using Tensor picture = encoder.PenultimateHiddenStates(pixels);
+            Tensor both = Tensor.Allocate([2, picture.Dim(1), picture.Dim(2)]);
+            zeros.Span.CopyTo(both.Span);
+            picture.Span.CopyTo(both.Span[(int)picture.Length..]);
+            return both;
         }
         using Tensor embeds = encoder.Encode(pixels);
         Tensor rows = Tensor.Allocate([2, embeds.Dim(1)]);

@@ -25,6 +25,9 @@ public sealed unsafe class ClipVisionModel : IDisposable
     private LayerNormModule? _postLayerNorm;
     private Linear? _visualProjection;
 
+    /// <summary>hidden_states[-2] of zero pixel values [1, positions, W], made on first use and kept (see <see cref="ZeroPixelHiddenStates"/>).</summary>
+    private Tensor? _zeroPixelStates;
+
     /// <summary>Held by every call and by Dispose, which must not free weights a running call reads.</summary>
     private readonly object _gate = new();
     private bool _disposed;
@@ -107,6 +110,27 @@ public sealed unsafe class ClipVisionModel : IDisposable
             Tensor states = Tensor.Allocate([pixels.Dim(0), Config.Positions, Config.HiddenSize]);
             RunLayers(pixels, states.Data, _layers.Length - 1);
             return states;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="PenultimateHiddenStates"/> of zero pixel values, [1, positions, hidden_size]: what IP-Adapter Plus and
+    /// full-face show the unconditioned rows of guidance (diffusers' encode_image of zeros_like(pixel_values)). The same
+    /// for every picture, so it is computed once per encoder and copied out after.
+    /// </summary>
+    public Tensor ZeroPixelHiddenStates()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_zeroPixelStates is null)
+            {
+                using Tensor zeros = Tensor.Allocate([1, Config.ImageSize, Config.ImageSize, Config.NumChannels]);
+                _zeroPixelStates = PenultimateHiddenStates(zeros);
+            }
+            Tensor copy = Tensor.Allocate(_zeroPixelStates.Shape);
+            _zeroPixelStates.Span.CopyTo(copy.Span);
+            return copy;
         }
     }
 
@@ -195,6 +219,7 @@ public sealed unsafe class ClipVisionModel : IDisposable
             foreach (ClipEncoderLayer? layer in _layers) layer?.Dispose();
             _postLayerNorm?.Dispose();
             _visualProjection?.Dispose();
+            _zeroPixelStates?.Dispose();
         }
     }
 }

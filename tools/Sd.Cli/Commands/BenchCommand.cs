@@ -41,7 +41,8 @@ public static class BenchCommand
         its folder, e.g. image_encoder/ from `sd make-random-model --like sd15-ip-adapter`) on B random pictures of its
         own size (224 for ViT-H/14; --height/--width do not apply): what a generation pays once; with --ip-adapter
         FILE, the encoder output that adapter takes (Plus and full-face: the states before the last layer) and its
-        image projection (a generation encodes 2 pictures for those: its own and zero pixels). Threads: --threads or
+        image projection (for those, the first generation with an encoder also encodes zero pixels once, kept for
+        the unconditioned rows of every later one). Threads: --threads or
         SD_THREADS (default: all cores). Prints median/min/max seconds,
         effective GFLOP/s (convolutions counted as direct convolution), % of the FMA peak measured on the same
         threads, load time and peak RSS. --profile adds the share of one run's time per kernel kind, the share in
