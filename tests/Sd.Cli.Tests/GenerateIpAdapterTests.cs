@@ -109,4 +109,28 @@ public sealed class GenerateIpAdapterTests : IDisposable
         Assert.Contains("its image encoder makes 32-wide hidden states, the adapter takes 40", e.Message);
         Assert.False(File.Exists(png));
     }
+
+    [FixtureFact]
+    public void Block_scales_steer_only_the_blocks_named_and_are_recorded()
+    {
+        string adapter = Adapter(), picture = Picture();
+        string styled = _dir.File("styled.png"), none = _dir.File("none.png"), plain = _dir.File("plain.png");
+        string[] run = [.. Common(), "--ip-adapter", adapter, "--ip-adapter-image", picture];
+        Assert.Equal(0, GenerateCommand.Run([.. run, "--ip-adapter-block-scales", """{"up": {"block_1": [0.0, 1.0, 0.0]}}""", "--out", styled], TextWriter.Null));
+        // Blocks not named get 0: an empty dict turns every layer off.
+        Assert.Equal(0, GenerateCommand.Run([.. run, "--ip-adapter-block-scales", "{}", "--out", none], TextWriter.Null));
+        Assert.Equal(0, GenerateCommand.Run([.. Common(), "--out", plain], TextWriter.Null));
+        PngImage a = PngFile.Read(styled), b = PngFile.Read(none), c = PngFile.Read(plain);
+        Assert.False(a.Pixels.AsSpan().SequenceEqual(c.Pixels), "one block's image attention changed nothing");
+        Assert.True(b.Pixels.AsSpan().SequenceEqual(c.Pixels), "all blocks at 0 changed the run");
+        Assert.Contains("IP-Adapter block scales 0: \"{\\\"up\\\":{\\\"block_1\\\":[0.0,1.0,0.0]}}\"", a.Text["parameters"]);
+
+        string png = _dir.File("x.png");
+        Assert.Contains("--ip-adapter-block-scales: IP-Adapter block scales: 'up.first' is not block_N",
+            Assert.Throws<UsageException>(() => GenerateCommand.Run([.. run, "--ip-adapter-block-scales", """{"up": {"first": 1}}""", "--out", png], TextWriter.Null)).Message);
+        // The small UNet's up block 0 has no attentions: refused before the run.
+        Exception e = Assert.ThrowsAny<Exception>(() => GenerateCommand.Run([.. run, "--ip-adapter-block-scales", """{"up": {"block_0": 1}}""", "--out", png], TextWriter.Null));
+        Assert.Contains("IP-Adapter 0 does not fit this model: IP-Adapter block scales: 'up.block_0' is no up block with attentions in this UNet (those are block_1, block_2)", e.Message);
+        Assert.False(File.Exists(png));
+    }
 }

@@ -86,16 +86,26 @@ public sealed class IpAdapterPlusTests(ITestOutputHelper output)
         using var adapter = new IpAdapterModel(source);
         Assert.Equal(kind, adapter.Projection.Kind);
         PngImage picture = PngFile.Read(Data($"picture_{m.GetProperty("picture").GetString()}.png"));
-        var unit = new IpAdapterUnit(adapter, encoder, picture) { Scale = m.GetProperty("scale").GetSingle() };
+        // The Plus case scales per block as diffusers' set_ip_adapter_scale takes a dict: up block 0's models 0, 1.2
+        // and 0.7, the mid block 0.5, the down block (not named) 0.
+        var unit = new IpAdapterUnit(adapter, encoder, picture)
+        {
+            Scale = m.GetProperty("scale").GetSingle(),
+            BlockScales = m.GetProperty("block_scales") is { ValueKind: JsonValueKind.Object } blocks ? IpAdapterBlockScales.Parse(blocks.GetRawText()) : null,
+        };
+        using ModelSource model = ModelSource.Open(Fixtures.Path("tiny/model"));
+        if (unit.BlockScales is not null)
+        {
+            Assert.Equal([0f, 0f, 0f, 1.2f, 0.7f, 0.5f], unit.LayerScales(model.UNet!));
+        }
 
-        using IpAdapterPass pass = IpAdapterPass.Create([unit], CancellationToken.None)!;
+        using IpAdapterPass pass = IpAdapterPass.Create([unit], model.UNet!, CancellationToken.None)!;
         ImagePrompt[] prompts = pass.Prompts(2, guided: true);
         try
         {
             using Tensor sample = NpyTensors.ReadNchwAsNhwc(Path.Combine(folder, "sample.npy"));
             using Tensor context = ControlNetTests.ReadContext(Path.Combine(folder, "encoder_hidden_states.npy"));
             float[] timesteps = Array.ConvertAll(m.GetProperty("timesteps").EnumerateArray().ToArray(), e => e.GetSingle());
-            using ModelSource model = ModelSource.Open(Fixtures.Path("tiny/model"));
             using var unet = new UNet2DConditionModel(model.UNet!, model.Weights(ModelComponent.Unet));
             using Tensor prediction = Tensor.Allocate([2, sample.Dim(1), sample.Dim(2), 4]);
             unet.Forward(sample, timesteps, context, [], prediction, [], imagePrompts: prompts);

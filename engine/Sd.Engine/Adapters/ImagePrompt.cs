@@ -5,21 +5,23 @@ namespace Sd.Engine.Adapters;
 /// <summary>
 /// An IP-Adapter's condition for UNet passes (<see cref="IpAdapterModel.Condition"/>): every cross-attention layer's
 /// key and value projections of the image tokens, [batch x tokens, 2C] rows of k | v, the values already multiplied by
-/// the scale. The tokens do not change while sampling, so a generation projects them once, not per step. The UNet
-/// adds scale x attention(q, k, v) of them to its attention to the text in every cross-attention layer.
+/// the layer's scale. The tokens do not change while sampling, so a generation projects them once, not per step. The
+/// UNet adds scale x attention(q, k, v) of them to its attention to the text in every cross-attention layer whose
+/// scale is not 0.
 /// </summary>
 public sealed unsafe class ImagePrompt : IDisposable
 {
     private readonly NativeBlock[] _keyValues;
     private readonly int[] _widths;
+    private readonly float[] _scales;
 
-    internal ImagePrompt(NativeBlock[] keyValues, int[] widths, int batch, int tokens, float scale)
+    internal ImagePrompt(NativeBlock[] keyValues, int[] widths, int batch, int tokens, float[] scales)
     {
         _keyValues = keyValues;
         _widths = widths;
+        _scales = scales;
         Batch = batch;
         Tokens = tokens;
-        Scale = scale;
     }
 
     /// <summary>Images it conditions: the UNet batch it fits.</summary>
@@ -28,7 +30,8 @@ public sealed unsafe class ImagePrompt : IDisposable
     /// <summary>Image tokens per image.</summary>
     public int Tokens { get; }
 
-    public float Scale { get; }
+    /// <summary>The scale of each cross-attention layer, in diffusers' processor order.</summary>
+    public ReadOnlySpan<float> LayerScales => _scales;
 
     /// <summary>The width of each cross-attention layer it was made for, in diffusers' processor order.</summary>
     public ReadOnlySpan<int> LayerWidths => _widths;

@@ -104,11 +104,22 @@ public sealed unsafe class IpAdapterModel : IDisposable
     }
 
     /// <summary>
-    /// The UNet's condition from image <paramref name="tokens"/> [batch, Tokens, D] (one row per UNet image: with
-    /// classifier-free guidance the unconditioned rows hold the projection of zero embeddings) and the
-    /// <paramref name="scale"/> of the image attention (diffusers' set_ip_adapter_scale).
+    /// The UNet's condition from image <paramref name="tokens"/> [batch, T, D] (one row per UNet image: with
+    /// classifier-free guidance the unconditioned rows hold the projection of zero embeddings or zero pixels) and the
+    /// <paramref name="scale"/> of the image attention in every layer (diffusers' set_ip_adapter_scale with a number).
     /// </summary>
     public ImagePrompt Condition(Tensor tokens, float scale)
+    {
+        var scales = new float[_widths.Length];
+        Array.Fill(scales, scale);
+        return Condition(tokens, scales);
+    }
+
+    /// <summary>
+    /// The UNet's condition with a scale per cross-attention layer, in diffusers' processor order
+    /// (<see cref="IpAdapterBlockScales.Expand"/>); a layer of scale 0 skips the image attention.
+    /// </summary>
+    public ImagePrompt Condition(Tensor tokens, ReadOnlySpan<float> layerScales)
     {
         ArgumentNullException.ThrowIfNull(tokens);
         if (tokens.Rank != 3 || tokens.Dim(0) < 1 || tokens.Dim(1) < 1 || tokens.Dim(2) != CrossAttentionDim
@@ -117,12 +128,17 @@ public sealed unsafe class IpAdapterModel : IDisposable
             string perPicture = Projection.Tokens > 0 ? $"{Projection.Tokens}" : "positions";
             throw new ArgumentException($"image tokens must be [batch, {perPicture}, {CrossAttentionDim}], got {tokens}", nameof(tokens));
         }
-        if (!float.IsFinite(scale))
+        if (layerScales.Length != _widths.Length)
         {
-            throw new ArgumentOutOfRangeException(nameof(scale), scale, "the IP-Adapter scale must be finite");
+            throw new ArgumentException($"the IP-Adapter has {_widths.Length} cross-attention layers, got {layerScales.Length} scales", nameof(layerScales));
+        }
+        foreach (float scale in layerScales)
+        {
+            if (!float.IsFinite(scale)) throw new ArgumentOutOfRangeException(nameof(layerScales), scale, "IP-Adapter scales must be finite");
         }
         tokens.ThrowIfNotFinite("image tokens contain NaN or infinity");
         int count = tokens.Dim(1), rows = tokens.Dim(0) * count;
+        float[] scales = layerScales.ToArray();
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -139,7 +155,7 @@ public sealed unsafe class IpAdapterModel : IDisposable
                     for (int r = 0; r < rows; r++)
                     {
                         float* v = kv + (long)r * 2 * c + c;
-                        for (int j = 0; j < c; j++) v[j] *= scale;
+                        for (int j = 0; j < c; j++) v[j] *= scales[i];
                     }
                 }
             }
@@ -148,7 +164,7 @@ public sealed unsafe class IpAdapterModel : IDisposable
                 foreach (NativeBlock block in keyValues) block?.Dispose();
                 throw;
             }
-            return new ImagePrompt(keyValues, (int[])_widths.Clone(), tokens.Dim(0), count, scale);
+            return new ImagePrompt(keyValues, (int[])_widths.Clone(), tokens.Dim(0), count, scales);
         }
     }
 

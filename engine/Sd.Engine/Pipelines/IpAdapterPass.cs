@@ -1,6 +1,7 @@
 using Sd.Engine.Adapters;
 using Sd.Engine.Tensors;
 using Sd.Engine.Vision;
+using Sd.Loaders.Config;
 
 namespace Sd.Engine.Pipelines;
 
@@ -14,14 +15,14 @@ namespace Sd.Engine.Pipelines;
 /// </summary>
 internal sealed class IpAdapterPass : IDisposable
 {
-    private readonly List<(IpAdapterModel Model, Tensor Tokens, float Scale)> _units = [];
+    private readonly List<(IpAdapterModel Model, Tensor Tokens, float[] LayerScales)> _units = [];
 
     private IpAdapterPass()
     {
     }
 
-    /// <summary>Encodes every unit's picture; null when there is none.</summary>
-    public static IpAdapterPass? Create(IReadOnlyList<IpAdapterUnit> units, CancellationToken cancellation)
+    /// <summary>Encodes every unit's picture and sets its scales for a UNet of <paramref name="unet"/>; null when there is none.</summary>
+    public static IpAdapterPass? Create(IReadOnlyList<IpAdapterUnit> units, UNetConfig unet, CancellationToken cancellation)
     {
         if (units.Count == 0)
         {
@@ -34,7 +35,8 @@ internal sealed class IpAdapterPass : IDisposable
             {
                 cancellation.ThrowIfCancellationRequested();
                 using Tensor input = EncoderOutput(unit);
-                pass._units.Add((unit.Model, unit.Model.Project(input), unit.Scale));
+                float[] scales = unit.LayerScales(unet);
+                pass._units.Add((unit.Model, unit.Model.Project(input), scales));
             }
             return pass;
         }
@@ -78,14 +80,14 @@ internal sealed class IpAdapterPass : IDisposable
         {
             for (int u = 0; u < prompts.Length; u++)
             {
-                (IpAdapterModel model, Tensor both, float scale) = _units[u];
+                (IpAdapterModel model, Tensor both, float[] scales) = _units[u];
                 int row = (int)(both.Length / 2);
                 using Tensor tokens = Tensor.Allocate([batch, both.Dim(1), both.Dim(2)]);
                 for (int b = 0; b < batch; b++)
                 {
                     both.Span.Slice(guided && b == 0 ? 0 : row, row).CopyTo(tokens.Span.Slice(b * row, row));
                 }
-                prompts[u] = model.Condition(tokens, scale);
+                prompts[u] = model.Condition(tokens, scales);
             }
             return prompts;
         }

@@ -1,5 +1,7 @@
 using Sd.Engine.Adapters;
 using Sd.Engine.Vision;
+using Sd.Loaders.Config;
+using Sd.Loaders.Layout;
 using Sd.Loaders.Png;
 
 namespace Sd.Engine.Pipelines;
@@ -15,4 +17,24 @@ public sealed record IpAdapterUnit(IpAdapterModel Model, ClipVisionModel ImageEn
 {
     /// <summary>The image attention's weight (set_ip_adapter_scale; 0 turns the adapter off, 1 is diffusers' default).</summary>
     public float Scale { get; init; } = 1f;
+
+    /// <summary>
+    /// A scale per attention block (set_ip_adapter_scale with a dict, InstantStyle), multiplied by <see cref="Scale"/>;
+    /// null: <see cref="Scale"/> everywhere.
+    /// </summary>
+    public IpAdapterBlockScales? BlockScales { get; init; }
+
+    /// <summary>The scale of each cross-attention layer of a UNet of <paramref name="config"/>, in diffusers' processor order.</summary>
+    internal float[] LayerScales(UNetConfig config)
+    {
+        if (BlockScales is null)
+        {
+            var scales = new float[DiffusersLayout.CrossAttentionWidths(config).Length];
+            Array.Fill(scales, Scale);
+            return scales;
+        }
+        float[] blocks = BlockScales.Expand(config);
+        for (int i = 0; i < blocks.Length; i++) blocks[i] *= Scale;
+        return blocks;
+    }
 }

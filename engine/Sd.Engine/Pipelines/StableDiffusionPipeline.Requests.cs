@@ -297,6 +297,14 @@ public sealed partial class StableDiffusionPipeline
             {
                 throw new ArgumentException($"IP-Adapter {u}: the scale must be finite, got {unit.Scale}", nameof(request));
             }
+            try
+            {
+                unit.BlockScales?.Expand(_unetConfig);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"IP-Adapter {u} does not fit this model: {e.Message}", nameof(request), e);
+            }
         }
     }
 

@@ -256,7 +256,7 @@ public sealed unsafe partial class StableDiffusionPipeline : IDisposable
             ? EncodePrompts(second, request, guided, times[0], cancellation, secondPass: true) : null;
         PromptContexts? hiresContexts = sameTexts ? contexts : ownHiresContexts;
         // The IP-Adapters' pictures are prompts too: encoded once, for every image and pass.
-        using IpAdapterPass? imagePrompts = IpAdapterPass.Create(request.IpAdapters, cancellation);
+        using IpAdapterPass? imagePrompts = IpAdapterPass.Create(request.IpAdapters, _unetConfig, cancellation);
         times[0].Text = textClock.Elapsed;
         int hiresCalls = request.Hires is { } hires ? HiresCalls(request, hires) : 0;
         var runs = new List<DenoisingRun>(count);

@@ -119,6 +119,10 @@ internal sealed unsafe class Attention : IDisposable
         for (int i = 0; i < prompts.Count; i++)
         {
             ImagePrompt prompt = prompts[i];
+            if (prompt.LayerScales[ImagePromptLayer] == 0)
+            {
+                continue; // 0 x attention: the layer is left as it is (InstantStyle's unused blocks)
+            }
             float* kv = prompt.KeyValues(ImagePromptLayer); // [batch * tokens, 2C]: k | scale x v
             AttentionKernels.Run(new AttentionProblem(query, c, kv, 2 * c, kv + c, 2 * c, scratch, c,
                 batch, _heads, length, prompt.Tokens, c / _heads));

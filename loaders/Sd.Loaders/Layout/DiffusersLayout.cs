@@ -1,3 +1,4 @@
+using System.Globalization;
 using Sd.Loaders.Config;
 
 namespace Sd.Loaders.Layout;
@@ -63,24 +64,41 @@ public static class DiffusersLayout
     /// </summary>
     public static int[] CrossAttentionWidths(UNetConfig config)
     {
+        List<(string Attention, int Width)> layers = CrossAttentionLayers(config);
+        var widths = new int[layers.Count];
+        for (int i = 0; i < widths.Length; i++) widths[i] = layers[i].Width;
+        return widths;
+    }
+
+    /// <summary>
+    /// Each cross-attention layer of a UNet in processor order (<see cref="CrossAttentionWidths"/>): the transformer
+    /// model it is in ("down_blocks.1.attentions.0", "mid_block.attentions.0"; one layer per transformer block in it)
+    /// and its width.
+    /// </summary>
+    public static List<(string Attention, int Width)> CrossAttentionLayers(UNetConfig config)
+    {
         config.Validate(nameof(config));
-        var widths = new List<int>();
+        var layers = new List<(string, int)>();
         int[] ch = config.BlockOutChannels;
         int n = ch.Length;
-        void Add(int level, int transformers)
+        void Add(string block, int level, int attentions)
         {
-            for (int t = 0; t < transformers * config.TransformerLayersPerBlock[level]; t++) widths.Add(ch[level]);
+            for (int a = 0; a < attentions; a++)
+            {
+                string name = string.Create(CultureInfo.InvariantCulture, $"{block}.attentions.{a}");
+                for (int t = 0; t < config.TransformerLayersPerBlock[level]; t++) layers.Add((name, ch[level]));
+            }
         }
         for (int i = 0; i < n; i++)
         {
-            if (config.DownBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add(i, config.LayersPerBlock[i]);
+            if (config.DownBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add($"down_blocks.{i}", i, config.LayersPerBlock[i]);
         }
         for (int i = 0; i < n; i++)
         {
-            if (config.UpBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add(n - 1 - i, config.LayersPerBlock[n - 1 - i] + 1);
+            if (config.UpBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add($"up_blocks.{i}", n - 1 - i, config.LayersPerBlock[n - 1 - i] + 1);
         }
-        Add(n - 1, 1);
-        return widths.ToArray();
+        Add("mid_block", n - 1, 1);
+        return layers;
     }
 
     /// <summary>

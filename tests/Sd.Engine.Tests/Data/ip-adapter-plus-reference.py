@@ -26,6 +26,11 @@ PyTorch 1.13, float32, CPU. transformers and diffusers are not installed here, s
 - diffusers 0.27's IPAdapterFullImageProjection: norm(ff(x)) with FeedForward(E, D, mult=1, activation_fn="gelu")
   (Linear E -> E, exact GELU, Linear E -> D), h94's proj.0 / proj.2 / proj.3: one token per encoder position.
 - IPAdapterAttnProcessor2_0 on every attn2, as ip-adapter-reference.py's IPAttention (any number of image tokens).
+- diffusers 0.27's set_ip_adapter_scale with a dict (loaders/ip_adapter.py, InstantStyle): _maybe_expand_lora_scales
+  (loaders/unet_loader_utils.py) with default_scale 0.0 expands {"up": {"block_0": [...]}, "mid": [...]} to a scale
+  per "down_blocks.i.attentions.j" / "up_blocks.i.attentions.j" / "mid_block.attentions.0" (layers_per_block
+  transformer models per down block with attentions, layers_per_block + 1 per up block, blocks and parts not named 0),
+  and each attn2 processor takes the scale of the name it starts with. The Plus case runs with such a dict.
 
 The UNet is the tiny fixture's, through controlnet-reference.py's checked port. Everything random comes from seeded
 torch generators: h94's Resampler latents N(0,1) / sqrt(width), the rest as ip-adapter-reference.py draws them.
@@ -34,7 +39,7 @@ Outputs under ipadapter/:
 - hidden_states_{wide,small,zeros}.npy [1, 17, 32]: hidden_states[-2] of the pictures' pixel values and of zeros.
 - plus/ and full_face/: ip_adapter.safetensors (F16, h94's layout: a Resampler of width 64, 16 queries, 2 layers of 2
   heads, feed-forward 256, from the encoder's 32-wide states to the tiny UNet's 32-wide tokens; an MLP 32 -> 32 -> 32),
-  meta.json, sample.npy (NCHW, the guided pair), encoder_hidden_states.npy [2, 7, 32], ip_tokens.npy [2, T, 32]
+  meta.json (with the Plus case's block_scales dict), sample.npy (NCHW, the guided pair), encoder_hidden_states.npy [2, 7, 32], ip_tokens.npy [2, T, 32]
   (unconditioned row first) and noise_pred.npy (NCHW).
 """
 import importlib.util, json, os
@@ -165,6 +170,60 @@ def mlp(w, x, cross):
     return F.layer_norm(h, (cross,), w["image_proj.proj.3.weight"], w["image_proj.proj.3.bias"], 1e-5)
 
 
+def expand_block_scales(scales, d):
+    """_maybe_expand_lora_scales_for_one_adapter(scales, ..., default_scale=0.0) for the UNet config d, restated."""
+    scales = json.loads(json.dumps(scales))
+    with_attn = {"down": [i for i, t in enumerate(d["down_block_types"]) if t.startswith("CrossAttn")],
+                 "up": [i for i, t in enumerate(d["up_block_types"]) if t.startswith("CrossAttn")]}
+    per_block = {"down": d["layers_per_block"], "up": d["layers_per_block"] + 1}
+    if "mid" not in scales:
+        scales["mid"] = 0.0
+    elif isinstance(scales["mid"], list):
+        assert len(scales["mid"]) == 1
+        scales["mid"] = scales["mid"][0]
+    for updown in ["up", "down"]:
+        if updown not in scales:
+            scales[updown] = 0.0
+        if not isinstance(scales[updown], dict):
+            scales[updown] = {f"block_{i}": scales[updown] for i in with_attn[updown]}
+        for i in with_attn[updown]:
+            block = f"block_{i}"
+            if block not in scales[updown]:
+                scales[updown][block] = 0.0
+            if not isinstance(scales[updown][block], list):
+                scales[updown][block] = [scales[updown][block]] * per_block[updown]
+            elif len(scales[updown][block]) == 1:
+                scales[updown][block] = scales[updown][block] * per_block[updown]
+            assert len(scales[updown][block]) == per_block[updown]
+        for i in with_attn[updown]:
+            for tf, value in enumerate(scales[updown][f"block_{i}"]):
+                scales[f"{updown}.block_{i}.{tf}"] = value
+        del scales[updown]
+
+    def actual(name):
+        if name == "mid":
+            return "mid_block.attentions.0"
+        updown, block, attn = name.split(".")
+        return ".".join((updown.replace("down", "down_blocks").replace("up", "up_blocks"), block.replace("block_", ""), "attentions." + attn))
+
+    return {actual(name): value for name, value in scales.items()}
+
+
+class BlockScaledAttention(ipa.IPAttention):
+    """IPAttention whose scale on each attn2 is the expanded dict's entry its processor name starts with."""
+
+    def __init__(self, plain, ip_w, numbers, layer_scales):
+        super().__init__(plain, ip_w, numbers)
+        self.layer_scales = layer_scales
+
+    def __call__(self, w, p, x, ctx, heads):
+        if p.endswith(".attn2") and self.tokens is not None and self.layer_scales is not None:
+            for k, value in self.layer_scales.items():
+                if p.startswith(k):
+                    self.scale = value
+        return super().__call__(w, p, x, ctx, heads)
+
+
 def main():
     cn.check_unet_port()
     plain_attention = cn.attention
@@ -194,9 +253,10 @@ def main():
     embed = cfg["hidden_size"]
 
     g = torch.Generator().manual_seed(20261201)
+    blocks = {"up": {"block_0": [0.0, 1.2, 0.7]}, "mid": [0.5]}
     cases = [
-        # name, projection weights, projection, picture, latent height, width, timestep, scale
-        ("plus", resampler_weights(g, embed, cross, RESAMPLER), lambda w, x: resampler(w, x, cross, RESAMPLER), "wide", 8, 8, 500.0, 0.6),
+        # name, projection weights, projection, picture, latent height, width, timestep, scale (a number or a dict)
+        ("plus", resampler_weights(g, embed, cross, RESAMPLER), lambda w, x: resampler(w, x, cross, RESAMPLER), "wide", 8, 8, 500.0, blocks),
         ("full_face", mlp_weights(g, embed, cross), lambda w, x: mlp(w, x, cross), "small", 6, 10, 300.0, 1.0),
     ]
     try:
@@ -210,11 +270,12 @@ def main():
             sample = torch.cat([latents] * 2)
             ctx = torch.randn(2, 7, cross, generator=g)
             t = torch.tensor([timestep], dtype=torch.float32)
-            attention = ipa.IPAttention(plain_attention, ip_w, ip_layers)
+            layer_scales = expand_block_scales(scale, d) if isinstance(scale, dict) else None
+            attention = BlockScaledAttention(plain_attention, ip_w, ip_layers, layer_scales)
             cn.attention = attention
             with torch.no_grad():
                 tokens = project(ip_w, torch.cat([hidden["zeros"], hidden[picture]]))
-                attention.tokens, attention.scale = tokens, scale
+                attention.tokens, attention.scale = tokens, (1.0 if isinstance(scale, dict) else scale)
                 pred = cn.unet(unet_w, ucfg, d["up_block_types"], sample, t, ctx)
                 assert attention.seen == set(ip_layers.values()), attention.seen
                 attention.tokens = None
@@ -224,8 +285,9 @@ def main():
             np.save(os.path.join(folder, "encoder_hidden_states.npy"), ctx.numpy())
             np.save(os.path.join(folder, "ip_tokens.npy"), tokens.numpy())
             np.save(os.path.join(folder, "noise_pred.npy"), pred.numpy())
-            json.dump({"timesteps": [timestep], "scale": scale, "picture": picture, "guided": True, "unet": "tiny",
-                       "tokens": list(tokens.shape), "ip_layers": ip_layers},
+            json.dump({"timesteps": [timestep], "scale": 1.0 if isinstance(scale, dict) else scale,
+                       "block_scales": scale if isinstance(scale, dict) else None, "layer_scales": layer_scales,
+                       "picture": picture, "guided": True, "unet": "tiny", "tokens": list(tokens.shape), "ip_layers": ip_layers},
                       open(os.path.join(folder, "meta.json"), "w"), indent=1)
     finally:
         cn.attention = plain_attention

@@ -32,7 +32,8 @@ public static partial class GenerateCommand
                             [--control-end 1] [--control-mode balanced|prompt|controlnet]
                             [--control-resize-mode just|crop|fill] ...] [--guess-mode]
                            [--adapter PATH --adapter-image sketch.png [--adapter-scale 1] ...] [--adapter-factor 1]
-                           [--ip-adapter FILE --ip-adapter-image picture.png [--ip-adapter-scale 1] [--image-encoder DIR] ...]
+                           [--ip-adapter FILE --ip-adapter-image picture.png [--ip-adapter-scale 1] [--ip-adapter-block-scales JSON]
+                            [--image-encoder DIR] ...]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png|out.jpg [--jpeg-quality 80] [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -165,15 +166,18 @@ public static partial class GenerateCommand
         the first int(steps x F) steps. Each is
         recorded as A1111's ControlNet extension records an adapter, as a ControlNet unit after the ControlNets.
         --ip-adapter FILE uses --ip-adapter-image, a picture, as a prompt beside the text (an IP-Adapter in h94's
-        layout, e.g. h94/IP-Adapter's models/ip-adapter_sd15.safetensors; the plain SD 1.x one: Plus, full-face and
-        FaceID files are refused). The picture goes through the CLIP image encoder the adapter was trained with
-        (--image-encoder DIR, a CLIPVisionModelWithProjection folder; by default the image_encoder folder beside the
-        adapter file, where h94 keeps it), resized and centre-cropped as transformers' CLIPImageProcessor does; its
-        image tokens are attended to in every cross-attention layer, scaled by --ip-adapter-scale (diffusers'
-        set_ip_adapter_scale, 1). The unconditioned half of guidance sees zero image embeddings, as in diffusers. The
-        encoder runs once per generation. Repeat --ip-adapter and --ip-adapter-image for several; --ip-adapter-scale
-        and --image-encoder are given once or per --ip-adapter. Recorded as A1111's ControlNet extension records one,
-        as a ControlNet unit after the others.
+        layout, e.g. h94/IP-Adapter's models/ip-adapter_sd15.safetensors, ip-adapter-plus_sd15, ip-adapter-plus-face_sd15
+        or ip-adapter-full-face_sd15; FaceID files are refused). The picture goes through the CLIP image encoder the
+        adapter was trained with (--image-encoder DIR, a CLIPVisionModelWithProjection folder; by default the
+        image_encoder folder beside the adapter file, where h94 keeps it), resized and centre-cropped as transformers'
+        CLIPImageProcessor does; its image tokens are attended to in every cross-attention layer, scaled by
+        --ip-adapter-scale (diffusers' set_ip_adapter_scale, 1). --ip-adapter-block-scales JSON scales per attention
+        block as diffusers' set_ip_adapter_scale takes a dict (InstantStyle), e.g. '{"up": {"block_1": [0.0, 1.0,
+        0.0]}}': blocks not named get 0, and --ip-adapter-scale multiplies them. The unconditioned half of guidance
+        sees zero image embeddings (plain) or the encoding of zero pixels (Plus, full-face), as in diffusers. The
+        encoder runs once per generation. Repeat --ip-adapter and --ip-adapter-image for several; --ip-adapter-scale,
+        --ip-adapter-block-scales and --image-encoder are given once or per --ip-adapter. Recorded as A1111's
+        ControlNet extension records one, as a ControlNet unit after the others (block scales beside it).
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.
         vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
         The PNG carries the parameters in an A1111-style "parameters" text chunk; an --out name ending in .jpg or

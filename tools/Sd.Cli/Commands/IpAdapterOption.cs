@@ -9,20 +9,21 @@ using Sd.Loaders.Png;
 namespace Sd.Cli.Commands;
 
 /// <summary>
-/// <c>sd generate</c>'s IP-Adapters: each <c>--ip-adapter FILE</c> (h94's ip-adapter_sd15.safetensors layout) with its
-/// <c>--ip-adapter-image</c> (the picture used as a prompt); <c>--ip-adapter-scale</c> and <c>--image-encoder</c> (a
+/// <c>sd generate</c>'s IP-Adapters: each <c>--ip-adapter FILE</c> (h94's layout: plain, Plus or full-face) with its
+/// <c>--ip-adapter-image</c> (the picture used as a prompt); <c>--ip-adapter-scale</c>,
+/// <c>--ip-adapter-block-scales</c> (diffusers' set_ip_adapter_scale dict as JSON) and <c>--image-encoder</c> (a
 /// CLIPVisionModelWithProjection folder; by default the image_encoder folder beside the adapter, as h94 ships them)
 /// once for every unit or once per unit, in order. An image encoder named by several units is loaded once.
 /// </summary>
 internal sealed class IpAdapterOption : IDisposable
 {
     /// <summary>The repeatable flags: the first two once per unit, the others once or once per unit.</summary>
-    public static readonly string[] Flags = ["--ip-adapter", "--ip-adapter-image", "--ip-adapter-scale", "--image-encoder"];
+    public static readonly string[] Flags = ["--ip-adapter", "--ip-adapter-image", "--ip-adapter-scale", "--ip-adapter-block-scales", "--image-encoder"];
 
-    private readonly (string Path, PngImage Picture, float Scale, string Encoder)[] _units;
+    private readonly (string Path, PngImage Picture, float Scale, IpAdapterBlockScales? Blocks, string Encoder)[] _units;
     private readonly List<IDisposable> _loaded = [];
 
-    private IpAdapterOption((string, PngImage, float, string)[] units) => _units = units;
+    private IpAdapterOption((string, PngImage, float, IpAdapterBlockScales?, string)[] units) => _units = units;
 
     /// <summary>The number of units.</summary>
     public int Count => _units.Length;
@@ -45,15 +46,28 @@ internal sealed class IpAdapterOption : IDisposable
             throw new UsageException($"generate: {paths.Count} --ip-adapter need as many --ip-adapter-image (one each, in order), got {pictures.Count}");
         }
         float[] scales = ControlNetOption.PerUnit(line, "--ip-adapter-scale", "IP-Adapter", "--ip-adapter", paths.Count, 1f, line.ParseFloat);
+        IpAdapterBlockScales?[] blocks = ControlNetOption.PerUnit<IpAdapterBlockScales?>(line, "--ip-adapter-block-scales", "IP-Adapter", "--ip-adapter", paths.Count, null, BlockScales);
         string?[] encoders = ControlNetOption.PerUnit<string?>(line, "--image-encoder", "IP-Adapter", "--ip-adapter", paths.Count, null, (_, value) => value);
-        var units = new (string, PngImage, float, string)[paths.Count];
+        var units = new (string, PngImage, float, IpAdapterBlockScales?, string)[paths.Count];
         for (int i = 0; i < units.Length; i++)
         {
             string encoder = encoders[i] ?? IpAdapterSource.ImageEncoderBeside(paths[i])
                 ?? throw new UsageException($"generate: no image_encoder folder beside {paths[i]}; give --image-encoder (the CLIP image encoder the IP-Adapter was trained with, e.g. h94/IP-Adapter's models/image_encoder)");
-            units[i] = (paths[i], PictureFile.ReadUpright(pictures[i]), scales[i], encoder);
+            units[i] = (paths[i], PictureFile.ReadUpright(pictures[i]), scales[i], blocks[i], encoder);
         }
         return new IpAdapterOption(units);
+    }
+
+    private static IpAdapterBlockScales BlockScales(string flag, string value)
+    {
+        try
+        {
+            return IpAdapterBlockScales.Parse(value);
+        }
+        catch (ArgumentException e)
+        {
+            throw new UsageException($"generate: {flag}: {e.Message}");
+        }
     }
 
     /// <summary>Loads the adapters and their image encoders (weights memory-mapped, then packed) and returns the request's units.</summary>
@@ -63,7 +77,7 @@ internal sealed class IpAdapterOption : IDisposable
         var units = new IpAdapterUnit[_units.Length];
         for (int i = 0; i < units.Length; i++)
         {
-            (string path, PngImage picture, float scale, string encoderPath) = _units[i];
+            (string path, PngImage picture, float scale, IpAdapterBlockScales? blocks, string encoderPath) = _units[i];
             string key = Path.GetFullPath(encoderPath);
             if (!encoders.TryGetValue(key, out ClipVisionModel? encoder))
             {
@@ -77,23 +91,28 @@ internal sealed class IpAdapterOption : IDisposable
             _loaded.Add(source);
             var model = new IpAdapterModel(source);
             _loaded.Add(model);
-            units[i] = new IpAdapterUnit(model, encoder, picture) { Scale = scale };
+            units[i] = new IpAdapterUnit(model, encoder, picture) { Scale = scale, BlockScales = blocks };
         }
         return units;
     }
 
     /// <summary>
     /// The parameters' entries, as A1111's ControlNet extension records an IP-Adapter: a ControlNet unit (numbered from
-    /// <paramref name="first"/>, after the ControlNets and T2I-Adapters) whose module is the CLIP image encoder.
+    /// <paramref name="first"/>, after the ControlNets and T2I-Adapters) whose module is the CLIP image encoder; block
+    /// scales, which it has no field for, as an "IP-Adapter block scales N" entry beside it.
     /// </summary>
     public string Parameters(int first)
     {
         var text = new System.Text.StringBuilder();
         for (int i = 0; i < _units.Length; i++)
         {
-            (string path, _, float scale, _) = _units[i];
+            (string path, _, float scale, IpAdapterBlockScales? blocks, _) = _units[i];
             text.Append(CultureInfo.InvariantCulture, $", ControlNet {first + i}: \"Module: ip-adapter_clip_sd15, Model: {ControlNetOption.ModelName(path)}, Weight: {scale}, ")
                 .Append("Resize Mode: Crop and Resize, Guidance Start: 0, Guidance End: 1\"");
+            if (blocks is not null)
+            {
+                text.Append(CultureInfo.InvariantCulture, $", IP-Adapter block scales {first + i}: {Infotext.Quote(blocks.Json)}");
+            }
         }
         return text.ToString();
     }
