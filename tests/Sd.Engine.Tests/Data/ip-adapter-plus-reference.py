@@ -10,8 +10,8 @@ PyTorch 1.13, float32, CPU. transformers and diffusers are not installed here, s
 
 - transformers 4.38's CLIPVisionModel with output_hidden_states=True (modeling_clip.py, CLIPEncoder): hidden_states[0]
   is the embeddings after pre_layrnorm, hidden_states[i] the output of layer i, so hidden_states[-2] is the output of
-  the next-to-last layer, with no post_layernorm. The encoder is ip-adapter-reference.py's clip_vision, checked here
-  to give its image_embeds from the last state.
+  the next-to-last layer, with no post_layernorm. The encoder is ip-adapter-reference.py's clip_vision_states, checked
+  here to give the image_embeds stored beside the weights it reads.
 - diffusers 0.27's encode_image(output_hidden_states=True), which IP-Adapter Plus and full-face take (the pipeline
   asks for hidden states unless the projection is an ImageProjection): the picture's hidden_states[-2] and, for the
   unconditioned half of classifier-free guidance, that of torch.zeros_like(pixel_values); negative first, as
@@ -55,40 +55,6 @@ cn = ipa.cn
 OUT = ipa.OUT
 HEAD_DIM = 64
 RESAMPLER = {"width": 64, "queries": 16, "depth": 2, "heads": 2, "ff": 256}
-
-
-def clip_hidden_states(w, cfg, pixel_values):
-    """transformers' hidden_states tuple (pre_layrnorm output, then each layer's) and the image_embeds."""
-    v = "vision_model"
-    e, heads, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"]
-    d = e // heads
-    b = pixel_values.shape[0]
-
-    def ln(name, x):
-        return F.layer_norm(x, (e,), w[name + ".weight"], w[name + ".bias"], eps)
-
-    patches = F.conv2d(pixel_values, w[f"{v}.embeddings.patch_embedding.weight"], stride=cfg["patch_size"])
-    patches = patches.flatten(2).transpose(1, 2)
-    h = torch.cat([w[f"{v}.embeddings.class_embedding"].expand(b, 1, -1), patches], dim=1)
-    h = h + F.embedding(torch.arange(h.shape[1]), w[f"{v}.embeddings.position_embedding.weight"])[None]
-    h = ln(f"{v}.pre_layrnorm", h)
-    states = [h]
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"{v}.encoder.layers.{i}"
-        x = ln(p + ".layer_norm1", h)
-        n = x.shape[1]
-        q = cn.linear(w, p + ".self_attn.q_proj", x) * d ** -0.5
-        k = cn.linear(w, p + ".self_attn.k_proj", x)
-        val = cn.linear(w, p + ".self_attn.v_proj", x)
-        q, k, val = (t.reshape(b, n, heads, d).transpose(1, 2).reshape(b * heads, n, d) for t in (q, k, val))
-        a = torch.bmm(torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1), val)
-        a = a.reshape(b, heads, n, d).transpose(1, 2).reshape(b, n, e)
-        h = h + cn.linear(w, p + ".self_attn.out_proj", a)
-        x = ln(p + ".layer_norm2", h)
-        h = h + cn.linear(w, p + ".mlp.fc2", F.gelu(cn.linear(w, p + ".mlp.fc1", x)))
-        states.append(h)
-    embeds = F.linear(ln(f"{v}.post_layernorm", h[:, 0, :]), w["visual_projection.weight"])
-    return states, embeds
 
 
 # ---------------------------------------------------------------- random weights (h94's key names and init)
@@ -236,11 +202,11 @@ def main():
         pixels = torch.zeros(1, 3, cfg["image_size"], cfg["image_size"]) if name == "zeros" \
             else torch.from_numpy(np.load(os.path.join(OUT, f"pixel_values_{name}.npy")))
         with torch.no_grad():
-            states, embeds = clip_hidden_states(cw, cfg, pixels)
+            states, embeds = ipa.clip_vision_states(cw, cfg, pixels)
         assert len(states) == cfg["num_hidden_layers"] + 1
         if name != "zeros":
             stored = np.load(os.path.join(OUT, f"image_embeds_{name}.npy"))
-            assert np.abs(embeds.numpy() - stored).max() < 1e-6, "the encoder is not ip-adapter-reference.py's"
+            assert np.abs(embeds.numpy() - stored).max() < 1e-6, "the image encoder is not the one image_embeds were made with"
         hidden[name] = states[-2]
         np.save(os.path.join(OUT, f"hidden_states_{name}.npy"), states[-2].numpy())
 

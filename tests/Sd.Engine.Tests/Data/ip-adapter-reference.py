@@ -157,7 +157,8 @@ def preprocess(image, size, crop):
 
 # ---------------------------------------------------------------- CLIPVisionModelWithProjection
 
-def clip_vision(w, cfg, pixel_values):
+def clip_vision_states(w, cfg, pixel_values):
+    """The hidden_states tuple of output_hidden_states=True (pre_layrnorm's output, then each layer's) and image_embeds."""
     v = "vision_model"
     e, heads, eps = cfg["hidden_size"], cfg["num_attention_heads"], cfg["layer_norm_eps"]
     d = e // heads
@@ -172,6 +173,7 @@ def clip_vision(w, cfg, pixel_values):
     positions = torch.arange(h.shape[1])
     h = h + F.embedding(positions, w[f"{v}.embeddings.position_embedding.weight"])[None]
     h = ln(f"{v}.pre_layrnorm", h)
+    states = [h]
     for i in range(cfg["num_hidden_layers"]):
         p = f"{v}.encoder.layers.{i}"
         x = ln(p + ".layer_norm1", h)
@@ -185,8 +187,13 @@ def clip_vision(w, cfg, pixel_values):
         h = h + cn.linear(w, p + ".self_attn.out_proj", a)
         x = ln(p + ".layer_norm2", h)
         h = h + cn.linear(w, p + ".mlp.fc2", F.gelu(cn.linear(w, p + ".mlp.fc1", x)))
+        states.append(h)
     pooled = ln(f"{v}.post_layernorm", h[:, 0, :])
-    return F.linear(pooled, w["visual_projection.weight"])
+    return states, F.linear(pooled, w["visual_projection.weight"])
+
+
+def clip_vision(w, cfg, pixel_values):
+    return clip_vision_states(w, cfg, pixel_values)[1]
 
 
 # ---------------------------------------------------------------- IP-Adapter
