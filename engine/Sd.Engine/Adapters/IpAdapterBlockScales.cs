@@ -145,17 +145,14 @@ public sealed class IpAdapterBlockScales
     public float[] Expand(UNetConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        int n = config.BlockOutChannels.Length;
-        CheckBlocks("down", _down, config.DownBlockTypes, i => config.LayersPerBlock[i]);
-        CheckBlocks("up", _up, config.UpBlockTypes, i => config.LayersPerBlock[n - 1 - i] + 1);
-        List<(string Attention, int Width)> layers = DiffusersLayout.CrossAttentionLayers(config);
+        List<CrossAttentionLayer> layers = DiffusersLayout.CrossAttentionLayers(config);
+        CheckBlocks("down", _down, layers);
+        CheckBlocks("up", _up, layers);
         var scales = new float[layers.Count];
         for (int l = 0; l < scales.Length; l++)
         {
-            // "down_blocks.2.attentions.1" -> down, block 2, model 1; "mid_block.attentions.0" -> mid.
-            string[] parts = layers[l].Attention.Split('.');
-            scales[l] = parts[0] == "mid_block" ? _mid
-                : ScaleOf(parts[0] == "down_blocks" ? _down : _up, int.Parse(parts[1], CultureInfo.InvariantCulture), int.Parse(parts[3], CultureInfo.InvariantCulture));
+            CrossAttentionLayer layer = layers[l];
+            scales[l] = layer.Part == "mid" ? _mid : ScaleOf(layer.Part == "down" ? _down : _up, layer.Block, layer.Model);
         }
         return scales;
     }
@@ -165,7 +162,8 @@ public sealed class IpAdapterBlockScales
             : part.Blocks.TryGetValue(block, out float[]? list) ? list[list.Length == 1 ? 0 : model]
             : 0;
 
-    private static void CheckBlocks(string name, Part part, string[] blockTypes, Func<int, int> models)
+    /// <summary>Each block named in <paramref name="part"/> has layers in the UNet, and as many transformer models as its list has scales (or one).</summary>
+    private static void CheckBlocks(string name, Part part, List<CrossAttentionLayer> layers)
     {
         if (part.Blocks is null)
         {
@@ -173,19 +171,22 @@ public sealed class IpAdapterBlockScales
         }
         foreach ((int index, float[] list) in part.Blocks)
         {
-            if (index >= blockTypes.Length || !blockTypes[index].StartsWith("CrossAttn", StringComparison.Ordinal))
+            int models = 0;
+            var withAttentions = new List<string>();
+            foreach (CrossAttentionLayer layer in layers)
             {
-                var withAttentions = new List<string>();
-                for (int i = 0; i < blockTypes.Length; i++)
-                {
-                    if (blockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) withAttentions.Add($"block_{i}");
-                }
+                if (layer.Part != name) continue;
+                if (layer.Block == index) models = Math.Max(models, layer.Model + 1);
+                if (!withAttentions.Contains($"block_{layer.Block}")) withAttentions.Add($"block_{layer.Block}");
+            }
+            if (models == 0)
+            {
                 throw new ArgumentException($"IP-Adapter block scales: '{name}.block_{index}' is no {name} block with attentions in this UNet " +
                     $"(those are {string.Join(", ", withAttentions)})");
             }
-            if (list.Length != 1 && list.Length != models(index))
+            if (list.Length != 1 && list.Length != models)
             {
-                throw new ArgumentException($"IP-Adapter block scales: '{name}.block_{index}' lists {list.Length} scales; the block has {models(index)} transformer models (give one for all, or one each)");
+                throw new ArgumentException($"IP-Adapter block scales: '{name}.block_{index}' lists {list.Length} scales; the block has {models} transformer models (give one for all, or one each)");
             }
         }
     }

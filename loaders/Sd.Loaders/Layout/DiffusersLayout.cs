@@ -1,4 +1,3 @@
-using System.Globalization;
 using Sd.Loaders.Config;
 
 namespace Sd.Loaders.Layout;
@@ -64,40 +63,38 @@ public static class DiffusersLayout
     /// </summary>
     public static int[] CrossAttentionWidths(UNetConfig config)
     {
-        List<(string Attention, int Width)> layers = CrossAttentionLayers(config);
+        List<CrossAttentionLayer> layers = CrossAttentionLayers(config);
         var widths = new int[layers.Count];
         for (int i = 0; i < widths.Length; i++) widths[i] = layers[i].Width;
         return widths;
     }
 
     /// <summary>
-    /// Each cross-attention layer of a UNet in processor order (<see cref="CrossAttentionWidths"/>): the transformer
-    /// model it is in ("down_blocks.1.attentions.0", "mid_block.attentions.0"; one layer per transformer block in it)
-    /// and its width.
+    /// Each cross-attention layer of a UNet in processor order (<see cref="CrossAttentionWidths"/>), with the
+    /// transformer model it is in (one layer per transformer block of it) and its width.
     /// </summary>
-    public static List<(string Attention, int Width)> CrossAttentionLayers(UNetConfig config)
+    public static List<CrossAttentionLayer> CrossAttentionLayers(UNetConfig config)
     {
         config.Validate(nameof(config));
-        var layers = new List<(string, int)>();
+        var layers = new List<CrossAttentionLayer>();
         int[] ch = config.BlockOutChannels;
         int n = ch.Length;
-        void Add(string block, int level, int attentions)
+        void Add(string part, int block, int level, int models)
         {
-            for (int a = 0; a < attentions; a++)
+            for (int m = 0; m < models; m++)
             {
-                string name = string.Create(CultureInfo.InvariantCulture, $"{block}.attentions.{a}");
-                for (int t = 0; t < config.TransformerLayersPerBlock[level]; t++) layers.Add((name, ch[level]));
+                for (int t = 0; t < config.TransformerLayersPerBlock[level]; t++) layers.Add(new(part, block, m, ch[level]));
             }
         }
         for (int i = 0; i < n; i++)
         {
-            if (config.DownBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add($"down_blocks.{i}", i, config.LayersPerBlock[i]);
+            if (config.DownBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add("down", i, i, config.LayersPerBlock[i]);
         }
         for (int i = 0; i < n; i++)
         {
-            if (config.UpBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add($"up_blocks.{i}", n - 1 - i, config.LayersPerBlock[n - 1 - i] + 1);
+            if (config.UpBlockTypes[i].StartsWith("CrossAttn", StringComparison.Ordinal)) Add("up", i, n - 1 - i, config.LayersPerBlock[n - 1 - i] + 1);
         }
-        Add("mid_block", n - 1, 1);
+        Add("mid", 0, n - 1, 1);
         return layers;
     }
 
@@ -413,3 +410,10 @@ public static class DiffusersLayout
         Resnet(p, $"{name}.resnets.1", c, c, 0);
     }
 }
+
+/// <summary>
+/// One cross-attention layer of a UNet (<see cref="DiffusersLayout.CrossAttentionLayers"/>): its part ("down", "up" or
+/// "mid"), the block's index in down_blocks / up_blocks (0 for mid), the transformer model in it (attentions.N), and
+/// its width.
+/// </summary>
+public readonly record struct CrossAttentionLayer(string Part, int Block, int Model, int Width);
