@@ -10,7 +10,8 @@ namespace Sd.Cli.Tests;
 /// <summary>
 /// <c>sd generate --mask-blur / --inpaint-area / --masked-padding / --invert-mask / --masked-content</c>: A1111's inpainting around a
 /// run is the plain run of <see cref="A1111Inpaint"/>'s pictures with its overlay laid over the result, the picture's
-/// own pixels come back wherever the mask does not reach, and the settings are recorded and read back. Runs the demo model.
+/// own pixels come back wherever the mask does not reach, the latent fills change the run, and the settings are
+/// recorded and read back. Runs the demo model.
 /// </summary>
 public sealed class A1111InpaintCommandTests : IDisposable
 {
@@ -153,6 +154,34 @@ public sealed class A1111InpaintCommandTests : IDisposable
     }
 
     [Fact]
+    public void Latent_fills_start_the_run_from_other_latents_and_read_back()
+    {
+        PngImage picture = Noise(64, 56, 8), mask = Mask(64, 56, 16, 16, 24, 24);
+        string picturePath = Write(picture), maskPath = Write(mask);
+        byte[] original = Run("--init-image", picturePath, "--mask", maskPath, "--masked-content", "original").Pixels;
+        var made = new List<byte[]>();
+        foreach ((string flag, string recorded) in new[] { ("latent-noise", "latent noise"), ("latent-nothing", "latent nothing") })
+        {
+            PngImage run = Run("--init-image", picturePath, "--mask", maskPath, "--masked-content", flag);
+            Assert.Contains($"Masked content: {recorded}, CFG scale:", run.Text["parameters"]);
+            Assert.NotEqual(original, run.Pixels);
+            // The overlay still puts the picture's own pixels back beyond the mask's blur.
+            Assert.Equal(picture.Pixels.AsSpan(0, 64 * 3 * 4).ToArray(), run.Pixels.AsSpan(0, 64 * 3 * 4).ToArray());
+            ReadsBack(run, picturePath, maskPath);
+            // A run from noise alone never sees the fill (a warning says so).
+            Assert.Equal(Run("--init-image", picturePath, "--mask", maskPath, "--masked-content", "original", "--strength", "1").Pixels,
+                Run("--init-image", picturePath, "--mask", maskPath, "--masked-content", flag, "--strength", "1").Pixels);
+            made.Add(run.Pixels);
+        }
+        Assert.NotEqual(made[0], made[1]);
+        // Only masked with nothing to repaint runs img2img: A1111 fills nothing, and nothing is recorded.
+        string blank = Write(new PngImage(64, 56, 1, new byte[64 * 56]));
+        PngImage img2img = Run("--init-image", picturePath, "--mask", blank, "--inpaint-area", "only-masked", "--masked-content", "latent-noise");
+        Assert.Equal(Run("--init-image", picturePath).Pixels, img2img.Pixels);
+        Assert.DoesNotContain("Masked content", img2img.Text["parameters"]);
+    }
+
+    [Fact]
     public void A_blank_mask_under_only_masked_runs_img2img()
     {
         PngImage picture = Noise(48, 40, 4);
@@ -175,7 +204,7 @@ public sealed class A1111InpaintCommandTests : IDisposable
         Assert.Equal("generate: --mask-blur, --inpaint-area, --masked-padding, --invert-mask and --masked-content shape an inpainting run; give --init-image and --mask",
             Assert.Throws<UsageException>(() => Run("--init-image", picture, "--mask-blur", "4")).Message);
         Assert.Throws<UsageException>(() => Run("--init-image", picture, "--masked-content", "fill"));
-        Assert.Equal("generate: --masked-content expects original or fill, got 'latent noise'",
+        Assert.Equal("generate: --masked-content expects original, fill, latent-noise or latent-nothing, got 'latent noise'",
             Assert.Throws<UsageException>(() => Run("--init-image", picture, "--mask", mask, "--masked-content", "latent noise")).Message);
         Assert.Throws<UsageException>(() => Run("--mask", mask, "--invert-mask"));
         Assert.Equal("generate: --inpaint-area expects whole or only-masked, got 'Only masked'",

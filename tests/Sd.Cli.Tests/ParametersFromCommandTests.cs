@@ -118,12 +118,15 @@ public sealed class ParametersFromCommandTests : IDisposable
         // A1111 leaves out a blur of 0: its other inpainting keys without Mask blur were a run of blur 0.
         Assert.Equal(["--inpaint-area", "only-masked", "--masked-content", "fill", "--mask-blur", "0"],
             AddTo("a\nSteps: 2, Inpaint area: Only masked, Masked content: fill", out notApplied, "--init-image", "c.png", "--mask", "m.png")[^6..]);
-        // A1111's latent noise and an extension's masked content (sd-webui-lama-cleaner's) are not Sd's.
-        foreach (string content in new[] { "latent noise", "lama cleaner" })
-        {
-            AddTo($"a\nSteps: 2, Seed: 1, Masked content: {content}", out notApplied, "--init-image", "c.png", "--mask", "m.png");
-            Assert.Equal(["Masked content"], notApplied);
-        }
+        // A1111's latent fills read back as their flag values; an extension's masked content (sd-webui-lama-cleaner's) is not Sd's.
+        Assert.Equal(["--mask-blur", "4", "--masked-content", "latent-noise"],
+            AddTo("a\nSteps: 2, Mask blur: 4, Masked content: latent noise", out notApplied, "--init-image", "c.png", "--mask", "m.png")[^4..]);
+        Assert.Empty(notApplied);
+        Assert.Equal(["--masked-content", "latent-nothing", "--mask-blur", "0"],
+            AddTo("a\nSteps: 2, Seed: 1, Masked content: latent nothing", out notApplied, "--init-image", "c.png", "--mask", "m.png")[^4..]);
+        Assert.Empty(notApplied);
+        AddTo("a\nSteps: 2, Seed: 1, Masked content: lama cleaner", out notApplied, "--init-image", "c.png", "--mask", "m.png");
+        Assert.Equal(["Masked content"], notApplied);
         // Values A1111 could not have written are the file's errors.
         string path = _dir.File("parameters.txt");
         Assert.Equal($"{path}: parameters: Inpaint area 'Masked only' is not Whole picture or Only masked",

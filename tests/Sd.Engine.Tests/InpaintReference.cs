@@ -13,7 +13,8 @@ namespace Sd.Engine.Tests;
 /// diffusers StableDiffusionInpaintPipeline.__call__ (0.27) for a 9-channel UNet, transcribed step by step from the
 /// engine's components and nothing of the pipeline: the checks of 9-channel inpainting, where no diffusers fixtures
 /// exist. Guidance is on (batch [uncond, cond]), no guidance rescale. Tensors are NHWC; generator draws are NCHW
-/// (PyTorch's order), transposed here by hand.
+/// (PyTorch's order), transposed here by hand. A request's <see cref="GenerateRequest.MaskedLatents"/> fills the
+/// picture's latents under the mask as A1111 does before they are noised.
 /// </summary>
 internal static class InpaintReference
 {
@@ -53,29 +54,9 @@ internal static class InpaintReference
             return [.. draw.Span.ToArray().Select(v => scaling * v)];
         }
 
-        // 7. prepare_latents with return_image_latents = (in_channels == 4) = false.
-        float[]? imageLatents = request.InitialLatents is null && !strengthMax ? Encode(image) : null;
-        float[] latents = new float[hw * c];
-        if (request.InitialLatents is { } given)
-        {
-            float[] noise = Transpose(given, h, w, c);
-            for (int i = 0; i < latents.Length; i++) latents[i] = noise[i] * scheduler.InitNoiseSigma;
-        }
-        else
-        {
-            using Tensor noise = Randn(generator, h, w, c);
-            if (strengthMax)
-            {
-                for (int i = 0; i < latents.Length; i++) latents[i] = noise.Span[i] * scheduler.InitNoiseSigma;
-            }
-            else
-            {
-                scheduler.AddNoise(imageLatents!, noise.Span, start, latents);
-            }
-        }
-
-        // 8. mask_processor binarizes; masked_image = init_image * (mask_condition < 0.5); prepare_mask_latents
-        // interpolates the mask (nearest: src = floor(dst * in / out)) and encodes the masked image.
+        // 8 (made first: the latent fill reads the mask). mask_processor binarizes; masked_image = init_image *
+        // (mask_condition < 0.5); prepare_mask_latents interpolates the mask (nearest: src = floor(dst * in / out)) and
+        // encodes the masked image, after the latents' draws.
         int height = request.Height, width = request.Width;
         using Tensor masked = Tensor.Allocate([1, height, width, 3]);
         for (int p = 0; p < height * width; p++)
@@ -93,6 +74,34 @@ internal static class InpaintReference
                 mask[y * w + x] = maskImage.Span[sy * width + sx] >= 0.5f ? 1f : 0f;
             }
         }
+
+        // 7. prepare_latents with return_image_latents = (in_channels == 4) = false.
+        float[]? imageLatents = request.InitialLatents is null && !strengthMax ? Encode(image) : null;
+        float[] latents = new float[hw * c];
+        if (request.InitialLatents is { } given)
+        {
+            float[] noise = Transpose(given, h, w, c);
+            for (int i = 0; i < latents.Length; i++) latents[i] = noise[i] * scheduler.InitNoiseSigma;
+        }
+        else
+        {
+            using Tensor noise = Randn(generator, h, w, c);
+            if (strengthMax)
+            {
+                for (int i = 0; i < latents.Length; i++) latents[i] = noise.Span[i] * scheduler.InitNoiseSigma;
+            }
+            else
+            {
+                // A1111's latent noise and latent nothing on the init latents (init x mask + noise x nmask, init x mask),
+                // here on the latent mask diffusers uses.
+                for (int i = 0; i < latents.Length && request.MaskedLatents != MaskedLatents.Picture; i++)
+                {
+                    if (mask[i / c] == 1f) imageLatents![i] = request.MaskedLatents == MaskedLatents.Noise ? noise.Span[i] : 0f;
+                }
+                scheduler.AddNoise(imageLatents!, noise.Span, start, latents);
+            }
+        }
+
         float[] maskedLatents = Encode(masked);
 
         // 10. The loop: cat([scale_model_input(cat([latents] * 2)), mask, masked_image_latents], dim=1), CFG, step.

@@ -29,7 +29,9 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
     [InlineData("euler-a", 0.75f, true)]
     [InlineData("heun", 0.75f, false)] // starts at call 2k
     [InlineData("dpm2-karras", 0.5f, true)]
-    public void A_9_channel_unet_gives_diffusers_latents(string scheduler, float strength, bool givenLatents)
+    [InlineData("ddim", 0.75f, false, MaskedLatents.Noise)] // A1111's latent noise
+    [InlineData("euler-a", 0.75f, false, MaskedLatents.Zeros)] // and latent nothing
+    public void A_9_channel_unet_gives_diffusers_latents(string scheduler, float strength, bool givenLatents, MaskedLatents fill = MaskedLatents.Picture)
     {
         using Tensor picture = Picture();
         using Tensor mask = Mask();
@@ -41,7 +43,7 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
         }
         GenerateRequest request = Request with
         {
-            Scheduler = scheduler, Strength = strength, InitialLatents = latents, InitImage = picture, Mask = mask,
+            Scheduler = scheduler, Strength = strength, InitialLatents = latents, InitImage = picture, Mask = mask, MaskedLatents = fill,
         };
         string model = models.PathFor(9);
         float[] expected = InpaintReference.FinalLatents(model, request, picture, mask);
@@ -50,7 +52,7 @@ public sealed class InpaintUNetTests(InpaintModels models, ITestOutputHelper out
         using GenerateResult result = pipeline.Generate(request);
 
         // The same operations in the same order: only float rounding may differ.
-        output.WriteLine(Compare.AssertClose(expected, result.Latents.Span, 1e-6, $"{scheduler} strength {strength} latents given {givenLatents}"));
+        output.WriteLine(Compare.AssertClose(expected, result.Latents.Span, 1e-6, $"{scheduler} strength {strength} latents given {givenLatents} {fill}"));
     }
 
     /// <summary>A batch encodes the picture and the masked picture once: every image equals its single run.</summary>

@@ -1,3 +1,4 @@
+using Sd.Engine.Pipelines;
 using Sd.Kernels.Elementwise;
 using Sd.Loaders.Png;
 
@@ -19,8 +20,9 @@ namespace Sd.Engine.Imaging;
 /// mask did not reach.</item>
 /// </list>
 /// A mask with nothing to repaint under Only masked makes the run plain img2img of the whole picture, with no mask
-/// and no overlay, as A1111 does. The run starts from the picture (masked content "original", A1111's default) or from
-/// the picture filled under the run's mask (<see cref="MaskedContent.Fill"/>).
+/// and no overlay, as A1111 does. The run starts from the picture (masked content "original", A1111's default, and
+/// the latent fills, which the pipeline applies: <see cref="MaskedLatents"/>) or from the picture filled under the run's
+/// mask (<see cref="MaskedContent.Fill"/>).
 /// </summary>
 /// Reference: A1111 1.10 modules/processing.py (create_binary_mask, StableDiffusionProcessingImg2Img.init,
 /// apply_overlay, uncrop), modules/images.py (flatten) and modules/masking.py (get_crop_region_v2, expand_crop_region).
@@ -48,6 +50,17 @@ public sealed class A1111Inpaint
 
     /// <summary>Only masked: the region of the original picture the run repaints; null for the whole picture.</summary>
     public PictureRegion? PasteTo { get; }
+
+    /// <summary>
+    /// The run's <see cref="GenerateRequest.MaskedLatents"/>: Noise for latent noise, Zeros for latent nothing, Picture
+    /// otherwise and where Only masked found nothing to repaint (A1111 fills only under a mask).
+    /// </summary>
+    public MaskedLatents MaskedLatents => Mask is null ? MaskedLatents.Picture : Settings.MaskedContent switch
+    {
+        MaskedContent.LatentNoise => MaskedLatents.Noise,
+        MaskedContent.LatentNothing => MaskedLatents.Zeros,
+        _ => MaskedLatents.Picture,
+    };
 
     /// <summary>
     /// Prepares an inpainting run of <paramref name="width"/> x <paramref name="height"/> from an RGB or RGBA
@@ -100,7 +113,7 @@ public sealed class A1111Inpaint
         }
         if (!Enum.IsDefined(settings.MaskedContent))
         {
-            throw new ArgumentException($"masked content {(int)settings.MaskedContent} is none of original, fill", nameof(settings));
+            throw new ArgumentException($"masked content {(int)settings.MaskedContent} is none of original, fill, latent noise, latent nothing", nameof(settings));
         }
         if (settings.OnlyMasked && (mask.Width != picture.Width || mask.Height != picture.Height))
         {

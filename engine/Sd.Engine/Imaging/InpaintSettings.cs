@@ -11,6 +11,12 @@ public enum MaskedContent
 
     /// <summary>"fill": the masked area painted over with blurs of the colours around it (<see cref="MaskedContentFill"/>).</summary>
     Fill,
+
+    /// <summary>"latent noise": the picture's latents under the mask become the run's start draw (<see cref="Pipelines.MaskedLatents.Noise"/>).</summary>
+    LatentNoise,
+
+    /// <summary>"latent nothing": the picture's latents under the mask become zeros (<see cref="Pipelines.MaskedLatents.Zeros"/>).</summary>
+    LatentNothing,
 }
 
 /// <summary>A1111's inpainting settings that shape the pictures around a run (its img2img Inpaint tab).</summary>
@@ -39,6 +45,7 @@ public sealed record InpaintSettings
     public bool InvertMask { get; init; }
 
     /// <summary>"Masked content": <see cref="MaskedContent.Fill"/> paints the masked area of the run's picture over
-    /// before the run; the overlay keeps the picture as it was.</summary>
+    /// before the run (the overlay keeps the picture as it was); the latent fills are the request's
+    /// (<see cref="A1111Inpaint.MaskedLatents"/>).</summary>
     public MaskedContent MaskedContent { get; init; }
 }

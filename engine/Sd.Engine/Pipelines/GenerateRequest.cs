@@ -117,6 +117,15 @@ public sealed record GenerateRequest
     public Tensor? Mask { get; init; }
 
     /// <summary>
+    /// Inpainting (with <see cref="Mask"/>): what the picture's latents become under the mask (binarized and resized
+    /// to the latents, as the blend uses it) before the run starts from them noised to its first step, as A1111's
+    /// Masked content "latent noise" and "latent nothing" replace its init latents after encoding. Only a run that starts
+    /// from the picture (strength below 1, no <see cref="InitialLatents"/>) sees it: the others start from noise alone,
+    /// and a 4-channel UNet's blend takes only the unmasked latents, which stay the picture's.
+    /// </summary>
+    public MaskedLatents MaskedLatents { get; init; }
+
+    /// <summary>
     /// img2img: how much of the schedule runs (1 ignores the picture's content, 0 returns it). A double, as diffusers'
     /// Python float: int(20 x 0.7) is 14 steps, where 0.7 as a float32 would give 13.
     /// </summary>

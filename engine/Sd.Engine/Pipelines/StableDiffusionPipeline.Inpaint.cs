@@ -41,7 +41,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         {
             Tensor startNoise = run.Own(Tensor.Allocate([1, h, w, channels]))!;
             Tensor? imageLatents = run.Own(PrepareLatents(request, init, scheduler, noise, pictures, start, returnImageLatents: !concatenates,
-                run.Latents, startNoise, times, cancellation));
+                latentMask, run.Latents, startNoise, times, cancellation));
             run.Conditioning = run.Own(MaskLatents(init, mask, latentMask, noise, pictures, concatenates, h, w, times, cancellation));
             if (!concatenates && imageLatents is not null)
             {
@@ -88,10 +88,11 @@ public sealed unsafe partial class StableDiffusionPipeline
     /// diffusers prepare_latents: fills the starting latents and the noise they come from (given latents are that
     /// noise), and returns the picture's latents (one posterior draw, before the noise draw) when they are encoded:
     /// always for blending, else only for a run below strength 1 from drawn noise, the one case that starts from the
-    /// noised picture. Every other case starts from noise x init_noise_sigma, given latents at any strength too.
+    /// noised picture, its masked latents filled first by <see cref="GenerateRequest.MaskedLatents"/>. Every other case
+    /// starts from noise x init_noise_sigma, given latents at any strength too.
     /// </summary>
     private Tensor? PrepareLatents(GenerateRequest request, Tensor init, Scheduler scheduler, INoiseSource noise, PictureMoments pictures,
-        int start, bool returnImageLatents, Tensor latents, Tensor startNoise, PhaseTimes times, CancellationToken cancellation)
+        int start, bool returnImageLatents, float[] latentMask, Tensor latents, Tensor startNoise, PhaseTimes times, CancellationToken cancellation)
     {
         int h = latents.Dim(1), w = latents.Dim(2), channels = latents.Dim(3);
         bool fromPicture = request.InitialLatents is null && request.Strength < 1;
@@ -111,6 +112,7 @@ public sealed unsafe partial class StableDiffusionPipeline
             }
             if (fromPicture && imageLatents is not null)
             {
+                FillMasked(request.MaskedLatents, imageLatents, startNoise, latentMask);
                 scheduler.AddNoise(imageLatents.Span, startNoise.Span, start, latents.Span);
             }
             else
@@ -123,6 +125,27 @@ public sealed unsafe partial class StableDiffusionPipeline
         {
             imageLatents?.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// A1111's latent noise and latent nothing: the picture's latents under the mask become the start draw or zeros
+    /// (A1111: init_latent x mask + noise x nmask, and init_latent x mask, on its rounded latent mask). The blend of a
+    /// 4-channel UNet reads only the unmasked latents, so filling them in place leaves it the picture's.
+    /// </summary>
+    private static void FillMasked(MaskedLatents fill, Tensor imageLatents, Tensor startNoise, float[] latentMask)
+    {
+        if (fill == MaskedLatents.Picture)
+        {
+            return;
+        }
+        int channels = imageLatents.Dim(3);
+        for (long i = 0; i < imageLatents.Length; i++)
+        {
+            if (latentMask[i / channels] != 0)
+            {
+                imageLatents.Data[i] = fill == MaskedLatents.Noise ? startNoise.Data[i] : 0f;
+            }
         }
     }
 

@@ -168,6 +168,11 @@ public sealed partial class StableDiffusionPipeline
         {
             throw new ArgumentException("initial latents start txt2img or inpainting; img2img (an init image without a mask) starts from the picture", nameof(request));
         }
+        if (!Enum.IsDefined(request.MaskedLatents) || (request.MaskedLatents != MaskedLatents.Picture && request.Mask is null))
+        {
+            throw new ArgumentException($"masked latents {request.MaskedLatents} fill the latents under an inpainting mask; they must be Picture, Noise or Zeros, " +
+                "and other than Picture only with a mask", nameof(request));
+        }
         if (request.Hires is { } hires)
         {
             CheckHires(request, hires);

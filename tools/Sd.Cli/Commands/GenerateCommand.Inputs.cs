@@ -84,7 +84,9 @@ public static partial class GenerateCommand
         {
             null or "original" => MaskedContent.Original,
             "fill" => MaskedContent.Fill,
-            var other => throw new UsageException($"generate: --masked-content expects original or fill, got '{other}'"),
+            "latent-noise" => MaskedContent.LatentNoise,
+            "latent-nothing" => MaskedContent.LatentNothing,
+            var other => throw new UsageException($"generate: --masked-content expects original, fill, latent-noise or latent-nothing, got '{other}'"),
         };
         bool onlyMasked = line.Get("--inpaint-area") switch
         {
@@ -123,7 +125,8 @@ public static partial class GenerateCommand
 
     /// <summary>
     /// A1111's inpainting pictures at the request's size; a refusal names the file it is about. A mask with nothing
-    /// to repaint under Only masked makes the run img2img, as in A1111: said in a warning.
+    /// to repaint under Only masked makes the run img2img, as in A1111: said in a warning, as is a latent fill that a run
+    /// from noise alone (strength 1, given latents) never sees.
     /// </summary>
     private static A1111Inpaint PrepareInpaint(CommandLine line, PngImage picture, PngImage mask, GenerateRequest request, ResizeMode mode, InpaintSettings settings)
     {
@@ -145,12 +148,18 @@ public static partial class GenerateCommand
             Console.Error.WriteLine($"sd generate: warning: --mask {line.Require("--mask")} has nothing to repaint: --inpaint-area only-masked runs img2img " +
                 "of the whole picture, as A1111 does");
         }
+        else if (inpaint.MaskedLatents != MaskedLatents.Picture && (request.InitialLatents is not null || request.Strength >= 1))
+        {
+            Console.Error.WriteLine($"sd generate: warning: --masked-content {line.Require("--masked-content")} fills the picture's latents a run below " +
+                "--strength 1 starts from; this run starts from " + (request.InitialLatents is not null ? "--latents" : "noise alone") + ", so it changes nothing");
+        }
         return inpaint;
     }
 
     /// <summary>
     /// A1111's keys of its inpainting settings: Mask mode (inverted), Mask blur, Inpaint area and Masked area padding
-    /// (Only masked), Masked content (fill, not where Only masked fell back to img2img, as A1111 fills nothing there);
+    /// (Only masked), Masked content (other than original, not where Only masked fell back to img2img, as A1111 fills
+    /// nothing there);
     /// empty without them. Unlike A1111, Sd records a blur of 0 and Only masked that found nothing to
     /// repaint, so that the run reads back as it ran.
     /// </summary>
@@ -163,6 +172,12 @@ public static partial class GenerateCommand
         InpaintSettings settings = inpaint.Settings;
         return (settings.InvertMask ? "Mask mode: Inpaint not masked, " : "") + FormattableString.Invariant($"Mask blur: {settings.MaskBlur}, ")
             + (!settings.OnlyMasked ? "" : FormattableString.Invariant($"Inpaint area: Only masked, Masked area padding: {settings.Padding}, "))
-            + (settings.MaskedContent == MaskedContent.Fill && inpaint.Mask is not null ? "Masked content: fill, " : "");
+            + (inpaint.Mask is null ? "" : settings.MaskedContent switch
+            {
+                MaskedContent.Fill => "Masked content: fill, ",
+                MaskedContent.LatentNoise => "Masked content: latent noise, ",
+                MaskedContent.LatentNothing => "Masked content: latent nothing, ",
+                _ => "",
+            });
     }
 }

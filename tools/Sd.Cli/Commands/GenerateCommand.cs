@@ -23,7 +23,7 @@ public static partial class GenerateCommand
                            [--config DIR] [--vae VAE] [--batch-count N]
                            [--init-image img.png --strength 0.8 [--mask mask.png] [--resize-mode just|crop|fill]]
                            [--mask-blur 4] [--inpaint-area whole|only-masked] [--masked-padding 32] [--invert-mask]
-                           [--masked-content original|fill]
+                           [--masked-content original|fill|latent-noise|latent-nothing]
                            [--hires-scale 2 | --hires-width W --hires-height H] [--hires-strength 0.7] [--hires-steps N]
                            [--hires-scheduler NAME] [--hires-prompt TEXT] [--hires-negative-prompt TEXT] [--hires-upscaler NAME]
                            [--lora FILE[:SCALE] ...] [--lora-dir DIR] [--embedding FILE[:TOKEN] ...] [--threads T]
@@ -98,7 +98,8 @@ public static partial class GenerateCommand
         result back into the whole picture (the PNG then has the picture's size; the mask must have it too); whole (the
         default) repaints the picture resized. --masked-content fill (A1111's Masked content) starts the run from the
         picture with its masked area painted over by blurs of the colours around it; original (the default, as in
-        A1111's UI) from the picture as it is. Then the picture is laid over the result, opaque where the blurred mask
+        A1111's UI) from the picture as it is; latent-noise and latent-nothing from the picture's latents with the
+        masked ones replaced by the run's start noise or by zeros (a run below --strength 1 starts from them). Then the picture is laid over the result, opaque where the blurred mask
         is 0, so the picture's own pixels come back beyond the blur's reach. Without them Sd inpaints as diffusers
         does: a hard mask and no overlay. --out-latents and --out-image-npy hold the run's own output.
         An LCM-distilled UNet (time_cond_proj_dim, e.g. LCM Dreamshaper v7) is conditioned on --guidance instead of
@@ -341,7 +342,7 @@ public static partial class GenerateCommand
             : ImageConversion.FromPng(inpaint?.Picture ?? Resized(line, "--init-image", ImageConversion.AsRgb(initPicture), request, resizeMode));
         using Tensor? mask = maskPicture is null || inpaint is { Mask: null } ? null
             : ImageConversion.MaskFromPng(inpaint?.Mask ?? Resized(line, "--mask", ImageConversion.AsGray(maskPicture), request, resizeMode));
-        request = request with { InitImage = initImage, Mask = mask };
+        request = request with { InitImage = initImage, Mask = mask, MaskedLatents = inpaint?.MaskedLatents ?? MaskedLatents.Picture };
         string modelName = (model is null ? "built-in demo (random weights)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(model)))
             + Resources(line, loras, pipeline.EmbeddingTokens) + controlNet?.Parameters() + adapters?.Parameters(controlNet?.Count ?? 0)
             + ipAdapters?.Parameters((controlNet?.Count ?? 0) + (adapters?.Count ?? 0));

@@ -133,9 +133,9 @@ internal sealed class RecordedParameters
 
     /// <summary>
     /// A1111's inpainting keys, for a run given a --mask: Mask blur, Inpaint area (Only masked, with its Masked area
-    /// padding), Mask mode (Inpaint not masked) and Masked content (fill), each as its flag. Values out of A1111's
-    /// ranges are the file's error; masked content Sd has not (A1111's latent noise and latent nothing, an extension's)
-    /// is named as not applied. Without Mask blur, which A1111 leaves out at 0, any of the others means a blur of 0.
+    /// padding), Mask mode (Inpaint not masked) and Masked content (fill, latent noise, latent nothing), each as its
+    /// flag. Values out of A1111's ranges are the file's error; masked content Sd has not (an extension's) is named as
+    /// not applied. Without Mask blur, which A1111 leaves out at 0, any of the others means a blur of 0.
     /// </summary>
     private void ReadInpaint()
     {
@@ -164,9 +164,15 @@ internal sealed class RecordedParameters
                 Taken("Mask mode", false);
                 break;
         }
-        string? content = Take("Masked content");
-        Add("--masked-content", content is "fill" or "original" ? content : null);
-        Taken("Masked content", content is null or "fill" or "original");
+        string? content = Take("Masked content") switch
+        {
+            "latent noise" => "latent-noise",
+            "latent nothing" => "latent-nothing",
+            var written => written,
+        };
+        bool known = content is "fill" or "original" or "latent-noise" or "latent-nothing";
+        Add("--masked-content", known ? content : null);
+        Taken("Masked content", content is null || known);
         // A1111 writes Mask blur only above 0: its other inpainting keys without it were a run of blur 0.
         if (blur is null && (_args.Contains("--inpaint-area") || _args.Contains("--invert-mask") || _args.Contains("--masked-content")))
             Add("--mask-blur", "0");
