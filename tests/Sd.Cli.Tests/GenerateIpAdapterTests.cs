@@ -55,6 +55,33 @@ public sealed class GenerateIpAdapterTests : IDisposable
     }
 
     [FixtureFact]
+    public void A_folder_of_pictures_is_one_adapters_pictures_attended_together()
+    {
+        string adapter = Adapter(ImageProjectionKind.Resampler), picture = Picture();
+        var other = new byte[24 * 36 * 3];
+        new Random(6).NextBytes(other);
+        string one = _dir.File("one"), two = _dir.File("two"), empty = _dir.File("empty");
+        foreach (string folder in new[] { one, two, empty }) Directory.CreateDirectory(folder);
+        File.Copy(picture, Path.Combine(one, "a.png"));
+        File.WriteAllText(Path.Combine(one, ".hidden"), "not a picture, not read");
+        File.Copy(picture, Path.Combine(two, "a.png"));
+        PngFile.Write(Path.Combine(two, "b.png"), new PngImage(24, 36, 3, other));
+        byte[] Run(string pictures)
+        {
+            string png = _dir.File($"run-{Path.GetFileName(pictures)}.png");
+            Assert.Equal(0, GenerateCommand.Run([.. Common(), "--ip-adapter", adapter, "--ip-adapter-image", pictures, "--out", png], TextWriter.Null));
+            return PngFile.Read(png).Pixels;
+        }
+        byte[] single = Run(picture);
+        Assert.Equal(single, Run(one));
+        Assert.NotEqual(single, Run(two));
+        Assert.Equal($"generate: --ip-adapter-image folder '{empty}' holds 0 pictures; an IP-Adapter takes 1 to 16",
+            Assert.Throws<UsageException>(() => Run(empty)).Message);
+        File.WriteAllText(Path.Combine(two, "notes.txt"), "not a picture");
+        Assert.Contains(Path.Combine(two, "notes.txt"), Assert.Throws<InvalidFileException>(() => Run(two)).Message);
+    }
+
+    [FixtureFact]
     public void Plus_and_full_face_adapters_steer_the_picture_and_scale_zero_is_the_plain_run()
     {
         string picture = Picture(), plain = _dir.File("plain.png");

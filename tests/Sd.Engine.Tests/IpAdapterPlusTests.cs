@@ -17,8 +17,8 @@ namespace Sd.Engine.Tests;
 /// IP-Adapter Plus and full-face against PyTorch (Data/ip-adapter-plus-reference.py, which restates transformers
 /// 4.38's hidden_states and diffusers 0.27's IPAdapterPlusImageProjection, IPAdapterFullImageProjection and
 /// encode_image on the tiny image encoder of ip-adapter-reference.py): the encoder's penultimate hidden states, a random
-/// Resampler and MLP in h94's layout (F16) for the tiny fixture UNet, and the guided pass the pipeline builds from a
-/// picture (zero pixels for the unconditioned row).
+/// Resampler and MLP in h94's layout (F16) for the tiny fixture UNet, and the guided pass the pipeline builds from
+/// pictures (zero pixels for the unconditioned row; two pictures of one unit side by side, also for the plain adapter).
 /// </summary>
 public sealed class IpAdapterPlusTests(ITestOutputHelper output)
 {
@@ -73,27 +73,38 @@ public sealed class IpAdapterPlusTests(ITestOutputHelper output)
         Assert.Throws<ArgumentException>(() => adapter.Project(Tensor.Allocate([2, 32])));
     }
 
+    /// <summary>Case folder, adapter file: one picture for Plus and full-face; two in one unit for Plus and the plain adapter.</summary>
+    public static readonly TheoryData<string, string> GuidedPasses = new()
+    {
+        { "plus", "plus/ip_adapter.safetensors" },
+        { "full_face", "full_face/ip_adapter.safetensors" },
+        { "plus_two_pictures", "plus/ip_adapter.safetensors" },
+        { "guided_two_pictures", "ip_adapter.safetensors" },
+    };
+
     [FixtureTheory]
-    [MemberData(nameof(Cases))]
-    public void The_guided_pass_from_a_picture_matches_pytorch(string caseName, ImageProjectionKind kind)
+    [MemberData(nameof(GuidedPasses))]
+    public void The_guided_pass_from_pictures_matches_pytorch(string caseName, string adapterFile)
     {
         string folder = Data(caseName);
         using JsonDocument meta = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "meta.json")));
         JsonElement m = meta.RootElement;
         using ImageEncoderSource encoderSource = ImageEncoderSource.Open(Data("image_encoder"));
         using var encoder = new ClipVisionModel(encoderSource.Config, encoderSource.Weights);
-        using IpAdapterSource source = IpAdapterSource.Open(Path.Combine(folder, "ip_adapter.safetensors"));
+        using IpAdapterSource source = IpAdapterSource.Open(Data(adapterFile));
         using var adapter = new IpAdapterModel(source);
-        Assert.Equal(kind, adapter.Projection.Kind);
-        PngImage picture = PngFile.Read(Data($"picture_{m.GetProperty("picture").GetString()}.png"));
+        string[] names = m.TryGetProperty("pictures", out JsonElement list)
+            ? Array.ConvertAll(list.EnumerateArray().ToArray(), e => e.GetString()!) : [m.GetProperty("picture").GetString()!];
+        PngImage[] pictures = Array.ConvertAll(names, name => PngFile.Read(Data($"picture_{name}.png")));
         // The Plus case scales per block as diffusers' set_ip_adapter_scale takes a dict: up block 0's models 0, 1.2
         // and 0.7, the mid block 0.5, the down block (not named) 0.
-        var unit = new IpAdapterUnit(adapter, encoder, picture)
+        var unit = new IpAdapterUnit(adapter, encoder, pictures)
         {
             Scale = m.GetProperty("scale").GetSingle(),
-            BlockScales = m.GetProperty("block_scales") is { ValueKind: JsonValueKind.Object } blocks ? IpAdapterBlockScales.Parse(blocks.GetRawText()) : null,
+            BlockScales = m.TryGetProperty("block_scales", out JsonElement blocks) && blocks.ValueKind == JsonValueKind.Object
+                ? IpAdapterBlockScales.Parse(blocks.GetRawText()) : null,
         };
-        using ModelSource model = ModelSource.Open(Fixtures.Path("tiny/model"));
+        using ModelSource model = ModelSource.Open(Fixtures.Path($"{m.GetProperty("unet").GetString()}/model"));
         if (unit.BlockScales is not null)
         {
             Assert.Equal([0f, 0f, 0f, 1.2f, 0.7f, 0.5f], unit.LayerScales(model.UNet!));
@@ -115,6 +126,24 @@ public sealed class IpAdapterPlusTests(ITestOutputHelper output)
         finally
         {
             foreach (ImagePrompt prompt in prompts) prompt.Dispose();
+        }
+    }
+
+    [FixtureFact]
+    public void Units_of_no_pictures_too_many_or_a_missing_one_are_refused()
+    {
+        using ImageEncoderSource encoderSource = ImageEncoderSource.Open(Data("image_encoder"));
+        using var encoder = new ClipVisionModel(encoderSource.Config, encoderSource.Weights);
+        using IpAdapterSource source = IpAdapterSource.Open(Data("plus/ip_adapter.safetensors"));
+        using var adapter = new IpAdapterModel(source);
+        using var pipeline = StableDiffusionPipeline.Load(Fixtures.Path("tiny/model"));
+        PngImage picture = PngFile.Read(Data("picture_wide.png"));
+        GenerateRequest Request(PngImage[] pictures) => new() { Width = 64, Height = 64, IpAdapters = [new IpAdapterUnit(adapter, encoder, pictures)] };
+        pipeline.Validate(Request(Enumerable.Repeat(picture, IpAdapterUnit.MaxImages).ToArray()), 1);
+        foreach (PngImage[] pictures in new[] { [], Enumerable.Repeat(picture, IpAdapterUnit.MaxImages + 1).ToArray(), [picture, null!] })
+        {
+            Assert.StartsWith("IP-Adapter 0 has no model or image encoder, or not 1 to 16 pictures",
+                Assert.Throws<ArgumentException>(() => pipeline.Validate(Request(pictures), 1)).Message, StringComparison.Ordinal);
         }
     }
 }

@@ -104,8 +104,9 @@ public sealed unsafe class IpAdapterModel : IDisposable
     }
 
     /// <summary>
-    /// The UNet's condition from image <paramref name="tokens"/> [batch, T, D] (one row per UNet image: with
-    /// classifier-free guidance the unconditioned rows hold the projection of zero embeddings or zero pixels) and the
+    /// The UNet's condition from image <paramref name="tokens"/> [batch, N x T, D] (one row per UNet image, holding
+    /// the tokens of N pictures side by side; with classifier-free guidance the unconditioned rows hold the projection
+    /// of zero embeddings or zero pixels) and the
     /// <paramref name="scale"/> of the image attention in every layer (diffusers' set_ip_adapter_scale with a number).
     /// </summary>
     public ImagePrompt Condition(Tensor tokens, float scale)
@@ -123,10 +124,10 @@ public sealed unsafe class IpAdapterModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(tokens);
         if (tokens.Rank != 3 || tokens.Dim(0) < 1 || tokens.Dim(1) < 1 || tokens.Dim(2) != CrossAttentionDim
-            || (Projection.Tokens > 0 && tokens.Dim(1) != Projection.Tokens))
+            || (Projection.Tokens > 0 && tokens.Dim(1) % Projection.Tokens != 0))
         {
             string perPicture = Projection.Tokens > 0 ? $"{Projection.Tokens}" : "positions";
-            throw new ArgumentException($"image tokens must be [batch, {perPicture}, {CrossAttentionDim}], got {tokens}", nameof(tokens));
+            throw new ArgumentException($"image tokens must be [batch, N x {perPicture}, {CrossAttentionDim}] (N pictures' tokens side by side), got {tokens}", nameof(tokens));
         }
         if (layerScales.Length != _widths.Length)
         {

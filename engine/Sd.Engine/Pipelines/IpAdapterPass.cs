@@ -6,12 +6,13 @@ using Sd.Loaders.Config;
 namespace Sd.Engine.Pipelines;
 
 /// <summary>
-/// A request's IP-Adapters with their pictures encoded: per unit the image tokens [2, T, D] of what the unconditioned
-/// rows of a guided batch see (row 0) and of the picture (row 1), as diffusers' encode_image and
-/// prepare_ip_adapter_image_embeds make them: zeros_like(image_embeds) for the plain adapter, the encoding of
+/// A request's IP-Adapters with their pictures encoded: per unit of N pictures the image tokens [2N, T, D] of what the
+/// unconditioned rows of a guided batch see (the first N) and of the pictures (the last N), as diffusers' encode_image
+/// and prepare_ip_adapter_image_embeds make them: zeros_like(image_embeds) for the plain adapter, the encoding of
 /// zeros_like(pixel_values) for Plus and full-face, which take the encoder's penultimate hidden states (the encoder
-/// keeps those of zero pixels). The image encoder runs once per generation; each denoising loop makes its batch's
-/// conditions from these.
+/// keeps those of zero pixels). A batch row sees its N pictures' tokens side by side, N x T of them. The image encoder
+/// runs once per generation, on all of a unit's pictures at once; each denoising loop makes its batch's conditions
+/// from these.
 /// </summary>
 internal sealed class IpAdapterPass : IDisposable
 {
@@ -47,23 +48,33 @@ internal sealed class IpAdapterPass : IDisposable
         }
     }
 
-    /// <summary>The adapter's input for [unconditioned, picture]: [2, E] image_embeds or [2, positions, E] hidden states.</summary>
+    /// <summary>
+    /// The adapter's input for N unconditioned rows, then the N pictures: [2N, E] image_embeds or [2N, positions, E]
+    /// hidden states.
+    /// </summary>
     private static Tensor EncoderOutput(IpAdapterUnit unit)
     {
         ClipVisionModel encoder = unit.ImageEncoder;
-        using Tensor pixels = ClipImageProcessor.Preprocess(unit.Image, encoder.Config.ImageSize);
+        int count = unit.Images.Count, size = encoder.Config.ImageSize;
+        using Tensor pixels = Tensor.Allocate([count, size, size, 3]);
+        for (int i = 0; i < count; i++)
+        {
+            using Tensor one = ClipImageProcessor.Preprocess(unit.Images[i], size);
+            one.Span.CopyTo(pixels.Span[(int)(i * one.Length)..]);
+        }
         if (unit.Model.TakesHiddenStates)
         {
-            // [2, positions, W]: the zero pixels' states (kept by the encoder), then the picture's.
+            // [2N, positions, W]: the zero pixels' states (kept by the encoder) N times, then the pictures'.
             using Tensor zeros = encoder.ZeroPixelHiddenStates();
-            using Tensor picture = encoder.PenultimateHiddenStates(pixels);
-            Tensor both = Tensor.Allocate([2, picture.Dim(1), picture.Dim(2)]);
-            zeros.Span.CopyTo(both.Span);
-            picture.Span.CopyTo(both.Span[(int)picture.Length..]);
-            return both;
+            using Tensor pictures = encoder.PenultimateHiddenStates(pixels);
+            Tensor states = Tensor.Allocate([2 * count, pictures.Dim(1), pictures.Dim(2)]);
+            for (int i = 0; i < count; i++) zeros.Span.CopyTo(states.Span[(int)(i * zeros.Length)..]);
+            pictures.Span.CopyTo(states.Span[(int)pictures.Length..]);
+            return states;
         }
+        // [2N, E]: N rows of zeros, then the pictures' embeddings.
         using Tensor embeds = encoder.Encode(pixels);
-        Tensor rows = Tensor.Allocate([2, embeds.Dim(1)]);
+        Tensor rows = Tensor.Allocate([2 * count, embeds.Dim(1)]);
         embeds.Span.CopyTo(rows.Span[(int)embeds.Length..]);
         return rows;
     }
@@ -80,12 +91,14 @@ internal sealed class IpAdapterPass : IDisposable
         {
             for (int u = 0; u < prompts.Length; u++)
             {
-                (IpAdapterModel model, Tensor both, float[] scales) = _units[u];
-                int row = (int)(both.Length / 2);
-                using Tensor tokens = Tensor.Allocate([batch, both.Dim(1), both.Dim(2)]);
+                (IpAdapterModel model, Tensor projected, float[] scales) = _units[u];
+                // [2N, T, D] read as [2, N x T, D]: diffusers' view(batch, -1, heads, head_dim) of to_k_ip([batch, N,
+                // T, D]) puts a row's pictures' tokens side by side.
+                int count = projected.Dim(0) / 2 * projected.Dim(1), row = (int)(projected.Length / 2);
+                using Tensor tokens = Tensor.Allocate([batch, count, projected.Dim(2)]);
                 for (int b = 0; b < batch; b++)
                 {
-                    both.Span.Slice(guided && b == 0 ? 0 : row, row).CopyTo(tokens.Span.Slice(b * row, row));
+                    projected.Span.Slice(guided && b == 0 ? 0 : row, row).CopyTo(tokens.Span.Slice(b * row, row));
                 }
                 prompts[u] = model.Condition(tokens, scales);
             }

@@ -8,13 +8,26 @@ namespace Sd.Engine.Pipelines;
 
 /// <summary>
 /// One IP-Adapter of a request: the loaded adapter, the CLIP image encoder it was trained with (h94's
-/// models/image_encoder for ip-adapter_sd15), the picture that acts as a prompt, and how strongly. The picture is
-/// encoded once per generation, not per pass or step.
+/// models/image_encoder for ip-adapter_sd15), the pictures that act as a prompt, and how strongly. Several pictures
+/// are attended to together: their image tokens side by side, as diffusers runs a list of pictures for one adapter.
+/// The pictures are encoded once per generation, not per pass or step.
 /// Reference: diffusers 0.27 StableDiffusionPipeline's ip_adapter_image with load_ip_adapter and set_ip_adapter_scale
-/// (several adapters: one picture and scale each).
+/// (several adapters: pictures and a scale each).
 /// </summary>
-public sealed record IpAdapterUnit(IpAdapterModel Model, ClipVisionModel ImageEncoder, PngImage Image)
+public sealed record IpAdapterUnit(IpAdapterModel Model, ClipVisionModel ImageEncoder, IReadOnlyList<PngImage> Images)
 {
+    /// <summary>
+    /// The most pictures a unit takes (diffusers sets none): each adds T image tokens to every cross-attention and a
+    /// picture to the encoder's batch, so a bound keeps a request's cost in reach.
+    /// </summary>
+    public const int MaxImages = 16;
+
+    /// <summary>A unit of one picture.</summary>
+    public IpAdapterUnit(IpAdapterModel model, ClipVisionModel imageEncoder, PngImage image)
+        : this(model, imageEncoder, [image])
+    {
+    }
+
     /// <summary>The image attention's weight (set_ip_adapter_scale; 0 turns the adapter off, 1 is diffusers' default).</summary>
     public float Scale { get; init; } = 1f;
 

@@ -285,9 +285,10 @@ public sealed partial class StableDiffusionPipeline
         }
         for (int u = 0; u < request.IpAdapters.Count; u++)
         {
-            if (request.IpAdapters[u] is not { Model: { } model, ImageEncoder: { } encoder, Image: not null } unit)
+            if (request.IpAdapters[u] is not { Model: { } model, ImageEncoder: { } encoder, Images: { Count: > 0 } pictures } unit
+                || pictures.Count > IpAdapterUnit.MaxImages || pictures.Contains(null!))
             {
-                throw new ArgumentException($"IP-Adapter {u} has no model, image encoder or picture", nameof(request));
+                throw new ArgumentException($"IP-Adapter {u} has no model or image encoder, or not 1 to {IpAdapterUnit.MaxImages} pictures", nameof(request));
             }
             (int encoderWidth, string what) = model.TakesHiddenStates ? (encoder.Config.HiddenSize, "hidden states") : (encoder.Config.ProjectionDim, "embeddings");
             string? misfit =

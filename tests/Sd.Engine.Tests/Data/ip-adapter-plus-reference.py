@@ -41,6 +41,8 @@ Outputs under ipadapter/:
   heads, feed-forward 256, from the encoder's 32-wide states to the tiny UNet's 32-wide tokens; an MLP 32 -> 32 -> 32),
   meta.json (with the Plus case's block_scales dict), sample.npy (NCHW, the guided pair), encoder_hidden_states.npy [2, 7, 32], ip_tokens.npy [2, T, 32]
   (unconditioned row first) and noise_pred.npy (NCHW).
+- plus_two_pictures/: the Plus adapter with the wide and small pictures in one unit (ip-adapter-reference.py's
+  several_pictures_tokens), scale 0.8: the same files, ip_tokens.npy [2, 32, 32] (16 tokens per picture).
 """
 import importlib.util, json, os
 import numpy as np
@@ -225,6 +227,7 @@ def main():
         ("plus", resampler_weights(g, embed, cross, RESAMPLER), lambda w, x: resampler(w, x, cross, RESAMPLER), "wide", 8, 8, 500.0, blocks),
         ("full_face", mlp_weights(g, embed, cross), lambda w, x: mlp(w, x, cross), "small", 6, 10, 300.0, 1.0),
     ]
+    weights = {}
     try:
         for name, proj_w, project, picture, h, wd, timestep, scale in cases:
             folder = os.path.join(OUT, name)
@@ -255,6 +258,16 @@ def main():
                        "block_scales": scale if isinstance(scale, dict) else None, "layer_scales": layer_scales,
                        "picture": picture, "guided": True, "unet": "tiny", "tokens": list(tokens.shape), "ip_layers": ip_layers},
                       open(os.path.join(folder, "meta.json"), "w"), indent=1)
+            weights[name] = (ip_w, project)
+        # The Plus adapter with two pictures, guided: the unconditioned inputs are the zero pixels' states, once per
+        # picture (encode_image of zeros_like(pixel_values) for the batch of both).
+        ip_w, project = weights["plus"]
+        pictures = torch.cat([hidden["wide"], hidden["small"]])
+        tokens = ipa.several_pictures_tokens(lambda x: project(ip_w, x), torch.cat([hidden["zeros"]] * 2), pictures)
+        cn.attention = ipa.IPAttention(plain_attention, ip_w, ip_layers)
+        ipa.guided_case(os.path.join(OUT, "plus_two_pictures"), g, 6, 6, cross, 700.0, cn.attention,
+                        lambda x, t, ctx: cn.unet(unet_w, ucfg, d["up_block_types"], x, t, ctx), tokens, 0.8,
+                        {"pictures": ["wide", "small"], "unet": "tiny", "ip_layers": ip_layers})
     finally:
         cn.attention = plain_attention
 

@@ -47,7 +47,8 @@ Outputs under ipadapter/:
 - picture_wide.png (46 x 31) and picture_small.png (20 x 27): 8-bit RGB inputs; pixel_values_{wide,small}.npy
   [1, 3, 28, 28] (the processor's output) and image_embeds_{wide,small}.npy [1, 24] (the encoder's).
 - one folder per case with meta.json, sample.npy (NCHW), encoder_hidden_states.npy [B, 7, D], ip_tokens.npy [B, 4, D]
-  (the projection's output the attn2 layers see) and noise_pred.npy (NCHW).
+  (the projection's output the attn2 layers see) and noise_pred.npy (NCHW). guided_two_pictures is one adapter with
+  two pictures (several_pictures_tokens): ip_tokens.npy [2, 8, D], the wide picture's 4 tokens, then the small one's.
 """
 import importlib.util, json, math, os
 import numpy as np
@@ -234,6 +235,41 @@ class IPAttention:
         return cn.linear(w, p + ".to_out.0", h)
 
 
+def several_pictures_tokens(project, uncond, pictures):
+    """diffusers 0.27's one adapter with a list of N pictures, guided (ip_adapter_image=[[a, b, ...]]): encode_image
+    gives [N, ...] for the pictures and their unconditioned inputs; prepare_ip_adapter_image_embeds stacks each to
+    [1, N, ...] and cats the negative first, [2, N, ...]; MultiIPAdapterImageProjection projects them as [2N, ...] and
+    reshapes to [2, N, T, D]. IPAttention's to_k_ip on that and _sdpa's reshape(b, -1, heads, d) (the processor's
+    view(batch_size, -1, attn.heads, head_dim)) then put a row's pictures' tokens side by side."""
+    embeds = torch.stack([uncond, pictures])
+    n = pictures.shape[0]
+    tokens = project(embeds.reshape(2 * n, *embeds.shape[2:]))
+    return tokens.reshape(2, n, *tokens.shape[1:])
+
+
+def guided_case(folder, g, h, wd, cross, timestep, attention, unet, tokens, scale, meta):
+    """Draws a guided pair of latents [1, 4, h, wd] and a text context [2, 7, cross] from g, runs unet(sample, t, ctx)
+    with and without the image tokens, and saves sample, context, the tokens as [2, tokens, D], the prediction and
+    meta (with the timestep and scale)."""
+    os.makedirs(folder, exist_ok=True)
+    latents = torch.randn(1, 4, h, wd, generator=g)
+    sample = torch.cat([latents] * 2)
+    ctx = torch.randn(2, 7, cross, generator=g)
+    t = torch.tensor([timestep], dtype=torch.float32)
+    with torch.no_grad():
+        attention.tokens, attention.scale, attention.seen = tokens, scale, set()
+        pred = unet(sample, t, ctx)
+        assert attention.seen == set(attention.numbers.values()), attention.seen
+        attention.tokens = None
+        plain = unet(sample, t, ctx)
+    assert (pred - plain).abs().max() > 1e-3, "the image branch changes nothing"
+    np.save(os.path.join(folder, "sample.npy"), sample.numpy())
+    np.save(os.path.join(folder, "encoder_hidden_states.npy"), ctx.numpy())
+    np.save(os.path.join(folder, "ip_tokens.npy"), tokens.reshape(2, -1, cross).numpy())
+    np.save(os.path.join(folder, "noise_pred.npy"), pred.numpy())
+    json.dump({"timesteps": [timestep], "scale": scale, "guided": True, **meta}, open(os.path.join(folder, "meta.json"), "w"), indent=1)
+
+
 # ---------------------------------------------------------------- inputs
 
 def picture(g, width, height, phase):
@@ -331,6 +367,12 @@ def main():
             json.dump({"timesteps": timesteps, "scale": scale, "picture": pictures[0] if guided else pictures,
                        "guided": guided, "unet": "small", "ip_layers": ip_layers},
                       open(os.path.join(folder, "meta.json"), "w"), indent=1)
+        # One adapter, two pictures, guided: the unconditioned inputs are zeros_like(image_embeds).
+        pictures = torch.cat([embeds["wide"], embeds["small"]])
+        tokens = several_pictures_tokens(lambda x: image_projection(ip_w, x, cross), torch.zeros_like(pictures), pictures)
+        guided_case(os.path.join(OUT, "guided_two_pictures"), g, 6, 6, cross, 700.0, attention,
+                    lambda x, t, ctx: cn.unet(unet_w, cfg, d["up_block_types"], x, t, ctx), tokens, 0.6,
+                    {"pictures": ["wide", "small"], "unet": "small", "ip_layers": ip_layers})
     finally:
         cn.attention = plain_attention
 

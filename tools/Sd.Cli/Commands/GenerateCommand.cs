@@ -175,8 +175,9 @@ public static partial class GenerateCommand
         --ip-adapter-scale (diffusers' set_ip_adapter_scale, 1). --ip-adapter-block-scales JSON scales per attention
         block as diffusers' set_ip_adapter_scale takes a dict (InstantStyle), e.g. '{"up": {"block_1": [0.0, 1.0,
         0.0]}}': blocks not named get 0, and --ip-adapter-scale multiplies them. The unconditioned half of guidance
-        sees zero image embeddings (plain) or the encoding of zero pixels (Plus, full-face), as in diffusers. The
-        encoder runs once per generation. Repeat --ip-adapter and --ip-adapter-image for several; --ip-adapter-scale,
+        sees zero image embeddings (plain) or the encoding of zero pixels (Plus, full-face), as in diffusers. A folder
+        as --ip-adapter-image gives the adapter all its pictures (1 to 16, natural order), attended to together as
+        diffusers does a list of pictures. The encoder runs once per generation. Repeat --ip-adapter and --ip-adapter-image for several; --ip-adapter-scale,
         --ip-adapter-block-scales and --image-encoder are given once or per --ip-adapter. Recorded as A1111's
         ControlNet extension records one, as a ControlNet unit after the others (block scales beside it).
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.

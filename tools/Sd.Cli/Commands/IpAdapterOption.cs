@@ -10,7 +10,7 @@ namespace Sd.Cli.Commands;
 
 /// <summary>
 /// <c>sd generate</c>'s IP-Adapters: each <c>--ip-adapter FILE</c> (h94's layout: plain, Plus or full-face) with its
-/// <c>--ip-adapter-image</c> (the picture used as a prompt); <c>--ip-adapter-scale</c>,
+/// <c>--ip-adapter-image</c> (the picture used as a prompt, or a folder of pictures used together); <c>--ip-adapter-scale</c>,
 /// <c>--ip-adapter-block-scales</c> (diffusers' set_ip_adapter_scale dict as JSON) and <c>--image-encoder</c> (a
 /// CLIPVisionModelWithProjection folder; by default the image_encoder folder beside the adapter, as h94 ships them)
 /// once for every unit or once per unit, in order. An image encoder named by several units is loaded once.
@@ -20,10 +20,10 @@ internal sealed class IpAdapterOption : IDisposable
     /// <summary>The repeatable flags: the first two once per unit, the others once or once per unit.</summary>
     public static readonly string[] Flags = ["--ip-adapter", "--ip-adapter-image", "--ip-adapter-scale", "--ip-adapter-block-scales", "--image-encoder"];
 
-    private readonly (string Path, PngImage Picture, float Scale, IpAdapterBlockScales? Blocks, string Encoder)[] _units;
+    private readonly (string Path, PngImage[] Pictures, float Scale, IpAdapterBlockScales? Blocks, string Encoder)[] _units;
     private readonly List<IDisposable> _loaded = [];
 
-    private IpAdapterOption((string, PngImage, float, IpAdapterBlockScales?, string)[] units) => _units = units;
+    private IpAdapterOption((string, PngImage[], float, IpAdapterBlockScales?, string)[] units) => _units = units;
 
     /// <summary>The number of units.</summary>
     public int Count => _units.Length;
@@ -48,14 +48,37 @@ internal sealed class IpAdapterOption : IDisposable
         float[] scales = ControlNetOption.PerUnit(line, "--ip-adapter-scale", "IP-Adapter", "--ip-adapter", paths.Count, 1f, line.ParseFloat);
         IpAdapterBlockScales?[] blocks = ControlNetOption.PerUnit<IpAdapterBlockScales?>(line, "--ip-adapter-block-scales", "IP-Adapter", "--ip-adapter", paths.Count, null, BlockScales);
         string?[] encoders = ControlNetOption.PerUnit<string?>(line, "--image-encoder", "IP-Adapter", "--ip-adapter", paths.Count, null, (_, value) => value);
-        var units = new (string, PngImage, float, IpAdapterBlockScales?, string)[paths.Count];
+        var units = new (string, PngImage[], float, IpAdapterBlockScales?, string)[paths.Count];
         for (int i = 0; i < units.Length; i++)
         {
             string encoder = encoders[i] ?? IpAdapterSource.ImageEncoderBeside(paths[i])
                 ?? throw new UsageException($"generate: no image_encoder folder beside {paths[i]}; give --image-encoder (the CLIP image encoder the IP-Adapter was trained with, e.g. h94/IP-Adapter's models/image_encoder)");
-            units[i] = (paths[i], PictureFile.ReadUpright(pictures[i]), scales[i], blocks[i], encoder);
+            units[i] = (paths[i], Pictures(pictures[i]), scales[i], blocks[i], encoder);
         }
         return new IpAdapterOption(units);
+    }
+
+    /// <summary>
+    /// An --ip-adapter-image: a picture, or a folder whose files (not hidden ones) are pictures, read in natural order
+    /// (diffusers' list of pictures for one adapter).
+    /// </summary>
+    private static PngImage[] Pictures(string path)
+    {
+        if (!Directory.Exists(path))
+        {
+            return [PictureFile.ReadUpright(path)];
+        }
+        var names = new List<string>();
+        foreach (string file in Directory.EnumerateFiles(path))
+        {
+            if (!Path.GetFileName(file).StartsWith('.')) names.Add(file);
+        }
+        if (names.Count is 0 or > IpAdapterUnit.MaxImages)
+        {
+            throw new UsageException($"generate: --ip-adapter-image folder '{path}' holds {names.Count} pictures; an IP-Adapter takes 1 to {IpAdapterUnit.MaxImages}");
+        }
+        names.Sort(NaturalOrder.Instance);
+        return names.ConvertAll(PictureFile.ReadUpright).ToArray();
     }
 
     private static IpAdapterBlockScales BlockScales(string flag, string value)
@@ -77,7 +100,7 @@ internal sealed class IpAdapterOption : IDisposable
         var units = new IpAdapterUnit[_units.Length];
         for (int i = 0; i < units.Length; i++)
         {
-            (string path, PngImage picture, float scale, IpAdapterBlockScales? blocks, string encoderPath) = _units[i];
+            (string path, PngImage[] pictures, float scale, IpAdapterBlockScales? blocks, string encoderPath) = _units[i];
             string key = Path.GetFullPath(encoderPath);
             if (!encoders.TryGetValue(key, out ClipVisionModel? encoder))
             {
@@ -91,7 +114,7 @@ internal sealed class IpAdapterOption : IDisposable
             _loaded.Add(source);
             var model = new IpAdapterModel(source);
             _loaded.Add(model);
-            units[i] = new IpAdapterUnit(model, encoder, picture) { Scale = scale, BlockScales = blocks };
+            units[i] = new IpAdapterUnit(model, encoder, pictures) { Scale = scale, BlockScales = blocks };
         }
         return units;
     }
