@@ -82,6 +82,40 @@ public sealed class GenerateIpAdapterTests : IDisposable
     }
 
     [FixtureFact]
+    public void Masks_confine_each_picture_and_are_recorded()
+    {
+        string adapter = Adapter(ImageProjectionKind.Resampler), picture = Picture();
+        string pictures = _dir.File("pictures"), black = _dir.File("black"), halves = _dir.File("halves");
+        foreach (string folder in new[] { pictures, black, halves }) Directory.CreateDirectory(folder);
+        File.Copy(picture, Path.Combine(pictures, "1.png"));
+        File.Copy(picture, Path.Combine(pictures, "2.png"));
+        for (int i = 1; i <= 2; i++)
+        {
+            PngFile.Write(Path.Combine(black, $"{i}.png"), new PngImage(16, 12, 1, new byte[16 * 12]));
+            var half = new byte[16 * 12];
+            for (int p = 0; p < half.Length; p++) half[p] = (byte)((p % 16 < 8) == (i == 1) ? 255 : 0); // left, then right
+            PngFile.Write(Path.Combine(halves, $"{i}.png"), new PngImage(16, 12, 1, half));
+        }
+        PngImage Run(params string[] extra)
+        {
+            string png = _dir.File($"masked-{Guid.NewGuid():N}.png");
+            Assert.Equal(0, GenerateCommand.Run([.. Common(), .. extra, "--out", png], TextWriter.Null));
+            return PngFile.Read(png);
+        }
+        byte[] plain = Run().Pixels, together = Run("--ip-adapter", adapter, "--ip-adapter-image", pictures).Pixels;
+        // Masks black everywhere weight every picture's attention by 0: the run without the adapter, to the bit.
+        Assert.Equal(plain, Run("--ip-adapter", adapter, "--ip-adapter-image", pictures, "--ip-adapter-mask", black).Pixels);
+        PngImage masked = Run("--ip-adapter", adapter, "--ip-adapter-image", pictures, "--ip-adapter-mask", halves);
+        Assert.NotEqual(plain, masked.Pixels);
+        Assert.NotEqual(together, masked.Pixels);
+        Assert.Contains(", IP-Adapter masks 0: halves", masked.Text["parameters"]);
+        Assert.Equal(together, Run("--ip-adapter", adapter, "--ip-adapter-image", pictures, "--ip-adapter-mask", "none").Pixels);
+        string oneMask = Path.Combine(halves, "1.png");
+        Assert.Equal($"generate: --ip-adapter-mask {oneMask} gives 1 masks for the 2 pictures of --ip-adapter-image {pictures}; give one each (a folder of as many, in the same order)",
+            Assert.Throws<UsageException>(() => Run("--ip-adapter", adapter, "--ip-adapter-image", pictures, "--ip-adapter-mask", oneMask)).Message);
+    }
+
+    [FixtureFact]
     public void Plus_and_full_face_adapters_steer_the_picture_and_scale_zero_is_the_plain_run()
     {
         string picture = Picture(), plain = _dir.File("plain.png");

@@ -80,6 +80,7 @@ public sealed class IpAdapterPlusTests(ITestOutputHelper output)
         { "full_face", "full_face/ip_adapter.safetensors" },
         { "plus_two_pictures", "plus/ip_adapter.safetensors" },
         { "guided_two_pictures", "ip_adapter.safetensors" },
+        { "plus_masked", "plus/ip_adapter.safetensors" },
     };
 
     [FixtureTheory]
@@ -100,6 +101,8 @@ public sealed class IpAdapterPlusTests(ITestOutputHelper output)
         // and 0.7, the mid block 0.5, the down block (not named) 0.
         var unit = new IpAdapterUnit(adapter, encoder, pictures)
         {
+            Masks = m.TryGetProperty("masks", out JsonElement masks)
+                ? Array.ConvertAll(masks.EnumerateArray().ToArray(), e => PngFile.Read(Data($"{e.GetString()}.png"))) : null,
             Scale = m.GetProperty("scale").GetSingle(),
             BlockScales = m.TryGetProperty("block_scales", out JsonElement blocks) && blocks.ValueKind == JsonValueKind.Object
                 ? IpAdapterBlockScales.Parse(blocks.GetRawText()) : null,
@@ -111,10 +114,11 @@ public sealed class IpAdapterPlusTests(ITestOutputHelper output)
         }
 
         using IpAdapterPass pass = IpAdapterPass.Create([unit], model.UNet!, CancellationToken.None)!;
-        ImagePrompt[] prompts = pass.Prompts(2, guided: true);
+        using Tensor sample = NpyTensors.ReadNchwAsNhwc(Path.Combine(folder, "sample.npy"));
+        ImagePrompt[] prompts = pass.Prompts(2, guided: true, sample.Dim(1), sample.Dim(2), factor: 8);
         try
         {
-            using Tensor sample = NpyTensors.ReadNchwAsNhwc(Path.Combine(folder, "sample.npy"));
+            Assert.Equal(unit.Masks is not null, prompts[0].IsMasked);
             using Tensor context = ControlNetTests.ReadContext(Path.Combine(folder, "encoder_hidden_states.npy"));
             float[] timesteps = Array.ConvertAll(m.GetProperty("timesteps").EnumerateArray().ToArray(), e => e.GetSingle());
             using var unet = new UNet2DConditionModel(model.UNet!, model.Weights(ModelComponent.Unet));
@@ -128,6 +132,31 @@ public sealed class IpAdapterPlusTests(ITestOutputHelper output)
             foreach (ImagePrompt prompt in prompts) prompt.Dispose();
         }
     }
+
+    [Fact]
+    public void Masks_are_binarized_and_downsampled_as_diffusers_does()
+    {
+        using JsonDocument reference = JsonDocument.Parse(File.ReadAllText(Data("masks.json")));
+        JsonElement r = reference.RootElement;
+        int height = r.GetProperty("height").GetInt32(), width = r.GetProperty("width").GetInt32();
+        string[] names = ["mask_left", "mask_right"]; // gray and RGB pictures of other sizes
+        for (int i = 0; i < names.Length; i++)
+        {
+            float[] binary = IpAdapterMasks.Binarize(PngFile.Read(Data($"{names[i]}.png")), width, height);
+            Assert.Equal(Floats(r.GetProperty("binary")[i]), binary);
+            foreach (JsonProperty queries in r.GetProperty("downsampled").EnumerateObject())
+            {
+                // Grids of the mask's aspect ratio, of another shape than the queries' (2 x 6 for 3 x 4), padded and cut.
+                float[] weights = IpAdapterMasks.Downsample(binary, height, width, int.Parse(queries.Name));
+                Assert.True(Compare.MaxAbs(Floats(queries.Value[i]), weights) <= 1e-6, $"{names[i]}, {queries.Name} queries");
+            }
+        }
+        // diffusers divides by zero where the grid's height rounds to 0; Sd takes 1.
+        Assert.Single(IpAdapterMasks.Downsample(new float[height * width], height, width, 1));
+        Assert.Throws<ArgumentException>(() => IpAdapterMasks.Downsample(new float[5], height, width, 4));
+    }
+
+    private static float[] Floats(JsonElement array) => Array.ConvertAll(array.EnumerateArray().ToArray(), e => e.GetSingle());
 
     [FixtureFact]
     public void Units_of_no_pictures_too_many_or_a_missing_one_are_refused()

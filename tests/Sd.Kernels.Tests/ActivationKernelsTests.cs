@@ -41,6 +41,13 @@ public unsafe class ActivationKernelsTests
         _ => &ActivationKernels.Add_Scalar,
     };
 
+    private static delegate*<float*, float*, float*, nint, nint, void> AddRowScaledKernel(string variant) => variant switch
+    {
+        "v512" => &ActivationKernels.AddRowScaled_Vector512,
+        "v256" => &ActivationKernels.AddRowScaled_Vector256,
+        _ => &ActivationKernels.AddRowScaled_Scalar,
+    };
+
     /// <summary>A dense sweep of [-12, 12] (1/1024 steps), random values up to +-100, and the extremes.</summary>
     private static float[] AccuracyInputs()
     {
@@ -219,6 +226,31 @@ public unsafe class ActivationKernelsTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void AddRowScaled_is_one_fused_multiply_add_per_value(string variant)
+    {
+        foreach (int channels in Enumerable.Range(1, 40).Append(320))
+        {
+            const int rows = 3;
+            float[] src = NormTestData.Random(rows * channels, channels, 5);
+            float[] scales = [0.25f, 0f, -1.5f];
+            float[] start = NormTestData.Random(rows * channels, channels + 500, 5);
+            float[] acc = [.. start, Sentinel];
+            fixed (float* s = src)
+            fixed (float* w = scales)
+            fixed (float* a = acc)
+            {
+                AddRowScaledKernel(variant)(s, w, a, rows, channels);
+            }
+            for (int i = 0; i < rows * channels; i++)
+            {
+                Assert.Equal(MathF.FusedMultiplyAdd(scales[i / channels], src[i], start[i]), acc[i]);
+            }
+            Assert.Equal(Sentinel, acc[^1]);
+        }
+    }
+
     [Fact]
     public void Dispatch_entry_points_tile_large_calls_like_the_reference()
     {
@@ -262,6 +294,19 @@ public unsafe class ActivationKernelsTests
         for (int i = 0; i < x.Length; i++)
         {
             Assert.Equal(x[i] + x[i], sum[i]);
+        }
+
+        float[] rowScales = NormTestData.Random(rows, 13, 2);
+        var scaled = (float[])x.Clone();
+        fixed (float* s = x)
+        fixed (float* w = rowScales)
+        fixed (float* a = scaled)
+        {
+            Pointwise.AddRowScaled(s, w, a, rows, channels);
+        }
+        for (int i = 0; i < x.Length; i++)
+        {
+            Assert.Equal(MathF.FusedMultiplyAdd(rowScales[i / channels], x[i], x[i]), scaled[i]);
         }
     }
 

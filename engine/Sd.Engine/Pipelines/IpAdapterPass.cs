@@ -2,6 +2,7 @@ using Sd.Engine.Adapters;
 using Sd.Engine.Tensors;
 using Sd.Engine.Vision;
 using Sd.Loaders.Config;
+using Sd.Loaders.Png;
 
 namespace Sd.Engine.Pipelines;
 
@@ -16,11 +17,10 @@ namespace Sd.Engine.Pipelines;
 /// </summary>
 internal sealed class IpAdapterPass : IDisposable
 {
-    private readonly List<(IpAdapterModel Model, Tensor Tokens, float[] LayerScales)> _units = [];
+    private readonly List<(IpAdapterModel Model, Tensor Tokens, float[] LayerScales, IReadOnlyList<PngImage>? Masks)> _units = [];
+    private readonly UNetConfig _unet;
 
-    private IpAdapterPass()
-    {
-    }
+    private IpAdapterPass(UNetConfig unet) => _unet = unet;
 
     /// <summary>Encodes every unit's picture and sets its scales for a UNet of <paramref name="unet"/>; null when there is none.</summary>
     public static IpAdapterPass? Create(IReadOnlyList<IpAdapterUnit> units, UNetConfig unet, CancellationToken cancellation)
@@ -29,7 +29,7 @@ internal sealed class IpAdapterPass : IDisposable
         {
             return null;
         }
-        var pass = new IpAdapterPass();
+        var pass = new IpAdapterPass(unet);
         try
         {
             foreach (IpAdapterUnit unit in units)
@@ -37,7 +37,7 @@ internal sealed class IpAdapterPass : IDisposable
                 cancellation.ThrowIfCancellationRequested();
                 using Tensor input = EncoderOutput(unit);
                 float[] scales = unit.LayerScales(unet);
-                pass._units.Add((unit.Model, unit.Model.Project(input), scales));
+                pass._units.Add((unit.Model, unit.Model.Project(input), scales, unit.Masks));
             }
             return pass;
         }
@@ -81,17 +81,18 @@ internal sealed class IpAdapterPass : IDisposable
 
     /// <summary>
     /// Each unit's condition for a UNet batch of <paramref name="batch"/> rows: with guidance, row 0 unconditioned and
-    /// the rest conditioned ([uncond, cond, ...], the prompt rows' order), else every row conditioned. The caller
-    /// disposes them.
+    /// the rest conditioned ([uncond, cond, ...], the prompt rows' order), else every row conditioned. Masks are made
+    /// for <paramref name="latentHeight"/> x <paramref name="latentWidth"/> latents of a picture
+    /// <paramref name="factor"/> times their size. The caller disposes them.
     /// </summary>
-    public ImagePrompt[] Prompts(int batch, bool guided)
+    public ImagePrompt[] Prompts(int batch, bool guided, int latentHeight, int latentWidth, int factor)
     {
         var prompts = new ImagePrompt[_units.Count];
         try
         {
             for (int u = 0; u < prompts.Length; u++)
             {
-                (IpAdapterModel model, Tensor projected, float[] scales) = _units[u];
+                (IpAdapterModel model, Tensor projected, float[] scales, IReadOnlyList<PngImage>? masks) = _units[u];
                 // [2N, T, D] read as [2, N x T, D]: diffusers' view(batch, -1, heads, head_dim) of to_k_ip([batch, N,
                 // T, D]) puts a row's pictures' tokens side by side.
                 int count = projected.Dim(0) / 2 * projected.Dim(1), row = (int)(projected.Length / 2);
@@ -101,6 +102,13 @@ internal sealed class IpAdapterPass : IDisposable
                     projected.Span.Slice(guided && b == 0 ? 0 : row, row).CopyTo(tokens.Span.Slice(b * row, row));
                 }
                 prompts[u] = model.Condition(tokens, scales);
+                if (masks is not null)
+                {
+                    int height = latentHeight * factor, width = latentWidth * factor, size = height * width;
+                    var binary = new float[masks.Count * size];
+                    for (int p = 0; p < masks.Count; p++) IpAdapterMasks.Binarize(masks[p], width, height).CopyTo(binary, p * size);
+                    prompts[u].SetMasks(binary, masks.Count, height, width, ImagePrompt.LayerQueries(_unet, latentHeight, latentWidth));
+                }
             }
             return prompts;
         }
@@ -113,7 +121,7 @@ internal sealed class IpAdapterPass : IDisposable
 
     public void Dispose()
     {
-        foreach ((_, Tensor tokens, _) in _units) tokens.Dispose();
+        foreach ((_, Tensor tokens, _, _) in _units) tokens.Dispose();
         _units.Clear();
     }
 }

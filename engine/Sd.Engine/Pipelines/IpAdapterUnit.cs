@@ -32,6 +32,13 @@ public sealed record IpAdapterUnit(IpAdapterModel Model, ClipVisionModel ImageEn
     public float Scale { get; init; } = 1f;
 
     /// <summary>
+    /// A mask per picture (diffusers' ip_adapter_masks; any channels, read as gray): each picture steers only where
+    /// its mask is white, its image attention weighted per query by the mask made binary at each pass's size and
+    /// resized to each layer's grid (<see cref="IpAdapterMasks"/>). Null: every picture everywhere, attended together.
+    /// </summary>
+    public IReadOnlyList<PngImage>? Masks { get; init; }
+
+    /// <summary>
     /// A scale per attention block (set_ip_adapter_scale with a dict, InstantStyle), multiplied by <see cref="Scale"/>;
     /// null: <see cref="Scale"/> everywhere.
     /// </summary>

@@ -41,7 +41,7 @@ public sealed unsafe partial class StableDiffusionPipeline
         float[] partScales = Array.ConvertAll(contexts.PartWeights, weight => (float)(weight * guidance));
         bool guided = UsesClassifierFreeGuidance(request);
         using ControlNetPass? control = ControlNetPass.Create(request.ControlNets, unetInput, channels, contexts.Context, guided, _vaeConfig.DownscaleFactor, hires);
-        ImagePrompt[]? prompts = imagePrompts?.Prompts(batch, guided);
+        ImagePrompt[]? prompts = imagePrompts?.Prompts(batch, guided, h, w, _vaeConfig.DownscaleFactor);
         var steps = new StepLoop(unet, contexts, unetInput, scaled, prediction, guidance, partScales, request.GuidanceRescale, condition, image, images,
             control, adapter, request.AdapterConditioningFactor, prompts, guided);
         try

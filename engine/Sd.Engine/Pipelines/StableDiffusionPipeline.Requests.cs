@@ -290,6 +290,10 @@ public sealed partial class StableDiffusionPipeline
             {
                 throw new ArgumentException($"IP-Adapter {u} has no model or image encoder, or not 1 to {IpAdapterUnit.MaxImages} pictures", nameof(request));
             }
+            if (unit.Masks is { } masks && (masks.Count != pictures.Count || masks.Contains(null!)))
+            {
+                throw new ArgumentException($"IP-Adapter {u} has {pictures.Count} pictures and {masks.Count} masks: one mask each", nameof(request));
+            }
             (int encoderWidth, string what) = model.TakesHiddenStates ? (encoder.Config.HiddenSize, "hidden states") : (encoder.Config.ProjectionDim, "embeddings");
             string? misfit =
                 encoderWidth != model.InputWidth ? $"its image encoder makes {encoderWidth}-wide {what}, the adapter takes {model.InputWidth} (the encoder it was trained with is needed)"

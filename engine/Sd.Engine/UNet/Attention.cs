@@ -11,7 +11,8 @@ namespace Sd.Engine.UNet;
 /// context stays the same, see <see cref="TextContext"/>). No q/k/v bias;
 /// to_out.0 has one and adds the block's residual in its epilogue. upcast_attention changes nothing in fp32.
 /// A UNet's cross-attention also attends to IP-Adapters' image tokens when the context carries them: the same queries
-/// against each adapter's k and scaled v for this layer, added to the text's attention before to_out.
+/// against each adapter's k and scaled v for this layer, added to the text's attention before to_out (with masks,
+/// each picture's attention weighted per query by its mask).
 /// Reference: diffusers Attention with AttnProcessor and IPAdapterAttnProcessor2_0 (attention_processor.py).
 /// </summary>
 internal sealed unsafe class Attention : IDisposable
@@ -112,7 +113,10 @@ internal sealed unsafe class Attention : IDisposable
         _output.Forward(output, rows, c, hidden, c, residual: hidden, ldr: c);
     }
 
-    /// <summary>output [rows, C] += attention(q, k_ip, scale x v_ip) for each IP-Adapter, through <paramref name="scratch"/> [rows, C].</summary>
+    /// <summary>
+    /// output [rows, C] += attention(q, k_ip, scale x v_ip) for each IP-Adapter, through <paramref name="scratch"/>
+    /// [rows, C]: all its pictures' tokens at once, or with masks each picture's alone, weighted per query by its mask.
+    /// </summary>
     private void AttendImages(IReadOnlyList<ImagePrompt> prompts, float* query, float* output, float* scratch, int batch, int length)
     {
         int c = _channels;
@@ -124,9 +128,27 @@ internal sealed unsafe class Attention : IDisposable
                 continue; // 0 x attention: the layer is left as it is (InstantStyle's unused blocks)
             }
             float* kv = prompt.KeyValues(ImagePromptLayer); // [batch * tokens, 2C]: k | scale x v
-            AttentionKernels.Run(new AttentionProblem(query, c, kv, 2 * c, kv + c, 2 * c, scratch, c,
-                batch, _heads, length, prompt.Tokens, c / _heads));
-            Pointwise.Add(output, scratch, output, (nint)batch * length * c);
+            if (!prompt.IsMasked)
+            {
+                AttentionKernels.Run(new AttentionProblem(query, c, kv, 2 * c, kv + c, 2 * c, scratch, c,
+                    batch, _heads, length, prompt.Tokens, c / _heads));
+                Pointwise.Add(output, scratch, output, (nint)batch * length * c);
+                continue;
+            }
+            float* weights = prompt.MaskWeights(ImagePromptLayer, length); // [pictures, length]
+            int tokens = prompt.Tokens / prompt.Pictures;
+            for (int p = 0; p < prompt.Pictures; p++)
+            {
+                // Picture p's tokens of image b are rows [b x Tokens + p x tokens, + tokens) of k | v.
+                for (int b = 0; b < batch; b++)
+                {
+                    float* pictureKv = kv + ((long)b * prompt.Tokens + (long)p * tokens) * 2 * c;
+                    long offset = (long)b * length * c;
+                    AttentionKernels.Run(new AttentionProblem(query + offset, c, pictureKv, 2 * c, pictureKv + c, 2 * c, scratch + offset, c,
+                        1, _heads, length, tokens, c / _heads));
+                    Pointwise.AddRowScaled(scratch + offset, weights + (long)p * length, output + offset, length, c);
+                }
+            }
         }
     }
 

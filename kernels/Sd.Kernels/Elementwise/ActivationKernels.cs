@@ -3,8 +3,8 @@ using System.Runtime.Intrinsics;
 namespace Sd.Kernels.Elementwise;
 
 /// <summary>
-/// Pointwise kernels: an activation (in place or out of place), GEGLU, bias add with a fused activation, and
-/// elementwise add. Serial over the range they are given (<see cref="Pointwise"/> tiles them over threads). Vector
+/// Pointwise kernels: an activation (in place or out of place), GEGLU, bias add with a fused activation,
+/// elementwise add, and a row-scaled add (a weight per row, for masked image attention). Serial over the range they are given (<see cref="Pointwise"/> tiles them over threads). Vector
 /// loops are unrolled by two vectors, independent chains the out-of-order core overlaps through the erf/exp latency,
 /// then one masked-vector remainder loop (at most two passes). "dst may equal src" means exactly equal: each vector
 /// is loaded before it is stored, but a partially overlapping destination is not supported.
@@ -147,6 +147,63 @@ public static unsafe class ActivationKernels
         {
             Vector512<float> mask = MaskedTail.Mask512(count - i);
             MaskedTail.Store(dst + i, mask, MaskedTail.Load(a + i, mask) + MaskedTail.Load(b + i, mask));
+        }
+    }
+
+    // ---- row-scaled add: acc[r, :] += scales[r] x src[r, :], fused (one rounding, as the vector FMA) ----
+
+    public static void AddRowScaled_Scalar(float* src, float* scales, float* acc, nint rows, nint channels)
+    {
+        for (nint r = 0; r < rows; r++)
+        {
+            float scale = scales[r];
+            float* x = src + r * channels, y = acc + r * channels;
+            for (nint i = 0; i < channels; i++)
+            {
+                y[i] = MathF.FusedMultiplyAdd(scale, x[i], y[i]);
+            }
+        }
+    }
+
+    public static void AddRowScaled_Vector256(float* src, float* scales, float* acc, nint rows, nint channels)
+    {
+        const int W = 8;
+        for (nint r = 0; r < rows; r++)
+        {
+            var scale = Vector256.Create(scales[r]);
+            float* x = src + r * channels, y = acc + r * channels;
+            nint i = 0;
+            for (; i <= channels - 2 * W; i += 2 * W)
+            {
+                Vector256.FusedMultiplyAdd(scale, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
+                Vector256.FusedMultiplyAdd(scale, Vector256.Load(x + i + W), Vector256.Load(y + i + W)).Store(y + i + W);
+            }
+            for (; i < channels; i += W)
+            {
+                Vector256<float> mask = MaskedTail.Mask256(channels - i);
+                MaskedTail.Store(y + i, mask, Vector256.FusedMultiplyAdd(scale, MaskedTail.Load(x + i, mask), MaskedTail.Load(y + i, mask)));
+            }
+        }
+    }
+
+    public static void AddRowScaled_Vector512(float* src, float* scales, float* acc, nint rows, nint channels)
+    {
+        const int W = 16;
+        for (nint r = 0; r < rows; r++)
+        {
+            var scale = Vector512.Create(scales[r]);
+            float* x = src + r * channels, y = acc + r * channels;
+            nint i = 0;
+            for (; i <= channels - 2 * W; i += 2 * W)
+            {
+                Vector512.FusedMultiplyAdd(scale, Vector512.Load(x + i), Vector512.Load(y + i)).Store(y + i);
+                Vector512.FusedMultiplyAdd(scale, Vector512.Load(x + i + W), Vector512.Load(y + i + W)).Store(y + i + W);
+            }
+            for (; i < channels; i += W)
+            {
+                Vector512<float> mask = MaskedTail.Mask512(channels - i);
+                MaskedTail.Store(y + i, mask, Vector512.FusedMultiplyAdd(scale, MaskedTail.Load(x + i, mask), MaskedTail.Load(y + i, mask)));
+            }
         }
     }
 

@@ -39,6 +39,13 @@ public static unsafe class Pointwise
         _ => &ActivationKernels.Add_Scalar,
     };
 
+    private static readonly delegate*<float*, float*, float*, nint, nint, void> AddRowScaledKernel = Simd.Level switch
+    {
+        SimdLevel.Vector512 => &ActivationKernels.AddRowScaled_Vector512,
+        SimdLevel.Vector256 => &ActivationKernels.AddRowScaled_Vector256,
+        _ => &ActivationKernels.AddRowScaled_Scalar,
+    };
+
     /// <summary>dst = act(src) over <paramref name="count"/> floats; dst may equal src.</summary>
     public static void Apply(Activation activation, float* src, float* dst, nint count)
     {
@@ -119,6 +126,14 @@ public static unsafe class Pointwise
         Run(ref job, count, (count + Block - 1) / Block);
     }
 
+    /// <summary>acc[r, :] += scales[r] x src[r, :] over <paramref name="rows"/> rows of <paramref name="channels"/> floats, each a fused multiply-add.</summary>
+    public static void AddRowScaled(float* src, float* scales, float* acc, nint rows, nint channels)
+    {
+        using var profile = Diagnostics.KernelProfiler.Measure(Diagnostics.KernelKind.Elementwise);
+        var job = new Job { Kind = JobKind.AddRowScaled, A = src, B = scales, Dst = acc, Count = channels };
+        Run(ref job, (long)rows * channels, rows);
+    }
+
     public static void Add(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> dst)
     {
         if (b.Length != a.Length)
@@ -148,6 +163,7 @@ public static unsafe class Pointwise
         Geglu,
         BiasAdd,
         Add,
+        AddRowScaled,
     }
 
     /// <summary>One call, on the caller's stack while the pool runs it. Units are 16-float blocks or rows.</summary>
@@ -216,6 +232,9 @@ public static unsafe class Pointwise
             case JobKind.BiasAdd:
                 BiasAddKernel(job->A + start * job->Count, job->B, job->Dst + start * job->Count, end - start,
                     job->Count, job->Activation);
+                break;
+            case JobKind.AddRowScaled:
+                AddRowScaledKernel(job->A + start * job->Count, job->B + start, job->Dst + start * job->Count, end - start, job->Count);
                 break;
         }
     }

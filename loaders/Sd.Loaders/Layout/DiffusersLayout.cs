@@ -83,7 +83,7 @@ public static class DiffusersLayout
         {
             for (int m = 0; m < models; m++)
             {
-                for (int t = 0; t < config.TransformerLayersPerBlock[level]; t++) layers.Add(new(part, block, m, ch[level]));
+                for (int t = 0; t < config.TransformerLayersPerBlock[level]; t++) layers.Add(new(part, block, m, ch[level], level));
             }
         }
         for (int i = 0; i < n; i++)
@@ -413,7 +413,7 @@ public static class DiffusersLayout
 
 /// <summary>
 /// One cross-attention layer of a UNet (<see cref="DiffusersLayout.CrossAttentionLayers"/>): its part ("down", "up" or
-/// "mid"), the block's index in down_blocks / up_blocks (0 for mid), the transformer model in it (attentions.N), and
-/// its width.
+/// "mid"), the block's index in down_blocks / up_blocks (0 for mid), the transformer model in it (attentions.N), its
+/// width, and the level it runs at (0 at the latents' size, each next one halved, rounded up).
 /// </summary>
-public readonly record struct CrossAttentionLayer(string Part, int Block, int Model, int Width);
+public readonly record struct CrossAttentionLayer(string Part, int Block, int Model, int Width, int Level);

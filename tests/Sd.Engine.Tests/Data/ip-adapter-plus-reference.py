@@ -43,11 +43,15 @@ Outputs under ipadapter/:
   (unconditioned row first) and noise_pred.npy (NCHW).
 - plus_two_pictures/: the Plus adapter with the wide and small pictures in one unit (ip-adapter-reference.py's
   several_pictures_tokens), scale 0.8: the same files, ip_tokens.npy [2, 32, 32] (16 tokens per picture).
+- plus_masked/: the same unit with ip_adapter_masks (mask_left.png, mask_right.png; IPAdapterMaskProcessor's
+  preprocess and downsample and IPAdapterAttnProcessor2_0's masked branch, restated below), scale 0.9, latents 5 x 7.
+- masks.json: the two masks binarized at 56 x 40 and downsampled for several query counts.
 """
-import importlib.util, json, os
+import importlib.util, json, math, os
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("ip_adapter_reference", os.path.join(ROOT, "ip-adapter-reference.py"))
@@ -192,6 +196,71 @@ class BlockScaledAttention(ipa.IPAttention):
         return super().__call__(w, p, x, ctx, heads)
 
 
+# ---------------------------------------------------------------- masks (diffusers 0.27 image_processor.py)
+
+def binarize_mask(path, width, height):
+    """IPAdapterMaskProcessor.preprocess of one mask picture: resize((width, height), LANCZOS) in its own mode, then
+    convert("L"), np.float32 / 255.0, binarize (< 0.5 -> 0, >= 0.5 -> 1): [height, width]."""
+    image = Image.open(path).resize((width, height), resample=Image.LANCZOS).convert("L")
+    mask = torch.from_numpy(np.array(image).astype(np.float32) / 255.0)
+    mask[mask < 0.5] = 0
+    mask[mask >= 0.5] = 1
+    return mask
+
+
+def downsample(mask, batch_size, num_queries, value_embed_dim):
+    """IPAdapterMaskProcessor.downsample, restated (the warnings left out)."""
+    o_h, o_w = mask.shape[1], mask.shape[2]
+    ratio = o_w / o_h
+    mask_h = int(math.sqrt(num_queries / ratio))
+    mask_h = int(mask_h) + int((num_queries % int(mask_h)) != 0)
+    mask_w = num_queries // mask_h
+    mask_downsample = F.interpolate(mask.unsqueeze(0), size=(mask_h, mask_w), mode="bicubic").squeeze(0)
+    if mask_downsample.shape[0] < batch_size:
+        mask_downsample = mask_downsample.repeat(batch_size, 1, 1)
+    mask_downsample = mask_downsample.view(mask_downsample.shape[0], -1)
+    if mask_h * mask_w < num_queries:
+        mask_downsample = F.pad(mask_downsample, (0, num_queries - mask_downsample.shape[1]), value=0.0)
+    if mask_h * mask_w > num_queries:
+        mask_downsample = mask_downsample[:, :num_queries]
+    return mask_downsample.view(mask_downsample.shape[0], mask_downsample.shape[1], 1).repeat(1, 1, value_embed_dim)
+
+
+class MaskedAttention(ipa.IPAttention):
+    """IPAdapterAttnProcessor2_0 with ip_adapter_masks ([1, N, H, W] for the one adapter): each picture's tokens
+    attended to alone, hidden_states + scale * (attention * downsample(mask[:, i], batch, queries, channels))."""
+
+    def __init__(self, plain, ip_w, numbers, masks):
+        super().__init__(plain, ip_w, numbers)
+        self.masks = masks
+
+    def __call__(self, w, p, x, ctx, heads):
+        if not p.endswith(".attn2") or self.tokens is None:
+            return self.plain(w, p, x, ctx, heads)
+        n = self.numbers[p]
+        self.seen.add(n)
+        q = cn.linear(w, p + ".to_q", x)
+        h = ipa._sdpa(q, cn.linear(w, p + ".to_k", ctx), cn.linear(w, p + ".to_v", ctx), heads)
+        for i in range(self.masks.shape[1]):
+            k_ip = F.linear(self.tokens[:, i], self.ip_w[f"ip_adapter.{n}.to_k_ip.weight"])
+            v_ip = F.linear(self.tokens[:, i], self.ip_w[f"ip_adapter.{n}.to_v_ip.weight"])
+            a = ipa._sdpa(q, k_ip, v_ip, heads)
+            h = h + self.scale * (a * downsample(self.masks[:, i], x.shape[0], a.shape[1], a.shape[2]))
+        return cn.linear(w, p + ".to_out.0", h)
+
+
+def mask_pictures(g):
+    """mask_left.png (gray 30 x 20: white left of a noisy edge near x = 17) and mask_right.png (RGB 26 x 22: white
+    right of x = 11, tinted), other sizes and channel counts than the run's, for the resize and gray conversion."""
+    x = torch.arange(30, dtype=torch.float32).expand(20, 30)
+    left = ((x < 17 + 2 * torch.randn(20, 30, generator=g)).to(torch.uint8) * 255).numpy()
+    Image.fromarray(left, "L").save(os.path.join(OUT, "mask_left.png"))
+    x = torch.arange(26, dtype=torch.float32).expand(22, 26)
+    right = (x >= 11).to(torch.float32)
+    rgb = torch.stack([right * 250, right * 240 + 10, right * 200 + 30], dim=-1).round().to(torch.uint8).numpy()
+    Image.fromarray(rgb, "RGB").save(os.path.join(OUT, "mask_right.png"))
+
+
 def main():
     cn.check_unet_port()
     plain_attention = cn.attention
@@ -268,6 +337,20 @@ def main():
         ipa.guided_case(os.path.join(OUT, "plus_two_pictures"), g, 6, 6, cross, 700.0, cn.attention,
                         lambda x, t, ctx: cn.unet(unet_w, ucfg, d["up_block_types"], x, t, ctx), tokens, 0.8,
                         {"pictures": ["wide", "small"], "unet": "tiny", "ip_layers": ip_layers})
+        # The same two pictures, each masked (ip_adapter_masks of the one adapter: [1, 2, 40, 56] for latents 5 x 7,
+        # whose cross-attention level of 3 x 4 reads the masks on a 2 x 6 grid: diffusers' rule at this aspect ratio).
+        mask_pictures(g)
+        names = ["mask_left", "mask_right"]
+        masks = torch.stack([binarize_mask(os.path.join(OUT, f"{m}.png"), 56, 40) for m in names]).unsqueeze(0)
+        cn.attention = MaskedAttention(plain_attention, ip_w, ip_layers, masks)
+        ipa.guided_case(os.path.join(OUT, "plus_masked"), g, 5, 7, cross, 400.0, cn.attention,
+                        lambda x, t, ctx: cn.unet(unet_w, ucfg, d["up_block_types"], x, t, ctx), tokens, 0.9,
+                        {"pictures": ["wide", "small"], "masks": names, "unet": "tiny", "ip_layers": ip_layers})
+        # The masks binarized at the run's size and downsampled for query counts that fit the aspect ratio, pad and cut.
+        json.dump({"height": 40, "width": 56, "binary": masks[0].reshape(2, -1).tolist(),
+                   "downsampled": {str(q): [downsample(masks[:, i], 1, q, 1).reshape(-1).tolist() for i in range(2)]
+                                   for q in [2, 5, 6, 12, 13, 35, 70, 560, 2240]}},
+                  open(os.path.join(OUT, "masks.json"), "w"))
     finally:
         cn.attention = plain_attention
 

@@ -32,8 +32,8 @@ public static partial class GenerateCommand
                             [--control-end 1] [--control-mode balanced|prompt|controlnet]
                             [--control-resize-mode just|crop|fill] ...] [--guess-mode]
                            [--adapter PATH --adapter-image sketch.png [--adapter-scale 1] ...] [--adapter-factor 1]
-                           [--ip-adapter FILE --ip-adapter-image picture.png [--ip-adapter-scale 1] [--ip-adapter-block-scales JSON]
-                            [--image-encoder DIR] ...]
+                           [--ip-adapter FILE --ip-adapter-image picture.png|DIR [--ip-adapter-scale 1] [--ip-adapter-block-scales JSON]
+                            [--ip-adapter-mask mask.png|DIR|none] [--image-encoder DIR] ...]
                            [--log-level trace|debug|information|warning|error|none]
                            --out out.png|out.jpg [--jpeg-quality 80] [--out-latents final.npy] [--out-image-npy image.npy]
 
@@ -177,9 +177,13 @@ public static partial class GenerateCommand
         0.0]}}': blocks not named get 0, and --ip-adapter-scale multiplies them. The unconditioned half of guidance
         sees zero image embeddings (plain) or the encoding of zero pixels (Plus, full-face), as in diffusers. A folder
         as --ip-adapter-image gives the adapter all its pictures (1 to 16, natural order), attended to together as
-        diffusers does a list of pictures. The encoder runs once per generation. Repeat --ip-adapter and --ip-adapter-image for several; --ip-adapter-scale,
-        --ip-adapter-block-scales and --image-encoder are given once or per --ip-adapter. Recorded as A1111's
-        ControlNet extension records one, as a ControlNet unit after the others (block scales beside it).
+        diffusers does a list of pictures. --ip-adapter-mask (a picture, or a folder of one per picture, in the same
+        order; none for an adapter without) confines each picture to where its mask is white (diffusers'
+        ip_adapter_masks): each picture is then attended to alone and its attention weighted by the mask, made
+        binary at the output size and resized to each layer's grid. The encoder runs once per generation. Repeat
+        --ip-adapter and --ip-adapter-image for several; --ip-adapter-scale, --ip-adapter-block-scales,
+        --ip-adapter-mask and --image-encoder are given once or per --ip-adapter. Recorded as A1111's ControlNet
+        extension records one, as a ControlNet unit after the others (block scales and the masks' name beside it).
         --vae replaces the model's VAE: a diffusers VAE folder, or a .safetensors VAE in the original naming (e.g.
         vae-ft-mse-840000-ema-pruned.safetensors) or diffusers'.
         The PNG carries the parameters in an A1111-style "parameters" text chunk; an --out name ending in .jpg or

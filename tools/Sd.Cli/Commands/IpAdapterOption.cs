@@ -11,19 +11,23 @@ namespace Sd.Cli.Commands;
 /// <summary>
 /// <c>sd generate</c>'s IP-Adapters: each <c>--ip-adapter FILE</c> (h94's layout: plain, Plus or full-face) with its
 /// <c>--ip-adapter-image</c> (the picture used as a prompt, or a folder of pictures used together); <c>--ip-adapter-scale</c>,
-/// <c>--ip-adapter-block-scales</c> (diffusers' set_ip_adapter_scale dict as JSON) and <c>--image-encoder</c> (a
+/// <c>--ip-adapter-block-scales</c> (diffusers' set_ip_adapter_scale dict as JSON), <c>--ip-adapter-mask</c> (a mask per
+/// picture, diffusers' ip_adapter_masks; "none" for a unit without) and <c>--image-encoder</c> (a
 /// CLIPVisionModelWithProjection folder; by default the image_encoder folder beside the adapter, as h94 ships them)
 /// once for every unit or once per unit, in order. An image encoder named by several units is loaded once.
 /// </summary>
 internal sealed class IpAdapterOption : IDisposable
 {
     /// <summary>The repeatable flags: the first two once per unit, the others once or once per unit.</summary>
-    public static readonly string[] Flags = ["--ip-adapter", "--ip-adapter-image", "--ip-adapter-scale", "--ip-adapter-block-scales", "--image-encoder"];
+    public static readonly string[] Flags = ["--ip-adapter", "--ip-adapter-image", "--ip-adapter-scale", "--ip-adapter-block-scales", "--ip-adapter-mask", "--image-encoder"];
 
-    private readonly (string Path, PngImage[] Pictures, float Scale, IpAdapterBlockScales? Blocks, string Encoder)[] _units;
+    private readonly Unit[] _units;
     private readonly List<IDisposable> _loaded = [];
 
-    private IpAdapterOption((string, PngImage[], float, IpAdapterBlockScales?, string)[] units) => _units = units;
+    /// <summary>One --ip-adapter as given: its file, pictures, scale, block scales, masks (with the flag's value) and encoder folder.</summary>
+    private sealed record Unit(string Path, PngImage[] Pictures, float Scale, IpAdapterBlockScales? Blocks, (string Given, PngImage[] Pictures)? Masks, string Encoder);
+
+    private IpAdapterOption(Unit[] units) => _units = units;
 
     /// <summary>The number of units.</summary>
     public int Count => _units.Length;
@@ -48,21 +52,29 @@ internal sealed class IpAdapterOption : IDisposable
         float[] scales = ControlNetOption.PerUnit(line, "--ip-adapter-scale", "IP-Adapter", "--ip-adapter", paths.Count, 1f, line.ParseFloat);
         IpAdapterBlockScales?[] blocks = ControlNetOption.PerUnit<IpAdapterBlockScales?>(line, "--ip-adapter-block-scales", "IP-Adapter", "--ip-adapter", paths.Count, null, BlockScales);
         string?[] encoders = ControlNetOption.PerUnit<string?>(line, "--image-encoder", "IP-Adapter", "--ip-adapter", paths.Count, null, (_, value) => value);
-        var units = new (string, PngImage[], float, IpAdapterBlockScales?, string)[paths.Count];
+        string?[] masks = ControlNetOption.PerUnit<string?>(line, "--ip-adapter-mask", "IP-Adapter", "--ip-adapter", paths.Count, null,
+            (_, value) => value == "none" ? null : value);
+        var units = new Unit[paths.Count];
         for (int i = 0; i < units.Length; i++)
         {
             string encoder = encoders[i] ?? IpAdapterSource.ImageEncoderBeside(paths[i])
                 ?? throw new UsageException($"generate: no image_encoder folder beside {paths[i]}; give --image-encoder (the CLIP image encoder the IP-Adapter was trained with, e.g. h94/IP-Adapter's models/image_encoder)");
-            units[i] = (paths[i], Pictures(pictures[i]), scales[i], blocks[i], encoder);
+            PngImage[] unitPictures = Pictures("--ip-adapter-image", pictures[i]);
+            PngImage[]? unitMasks = masks[i] is { } mask ? Pictures("--ip-adapter-mask", mask) : null;
+            if (unitMasks is not null && unitMasks.Length != unitPictures.Length)
+            {
+                throw new UsageException($"generate: --ip-adapter-mask {masks[i]} gives {unitMasks.Length} masks for the {unitPictures.Length} pictures of --ip-adapter-image {pictures[i]}; give one each (a folder of as many, in the same order)");
+            }
+            units[i] = new Unit(paths[i], unitPictures, scales[i], blocks[i], unitMasks is null ? null : (masks[i]!, unitMasks), encoder);
         }
         return new IpAdapterOption(units);
     }
 
     /// <summary>
-    /// An --ip-adapter-image: a picture, or a folder whose files (not hidden ones) are pictures, read in natural order
-    /// (diffusers' list of pictures for one adapter).
+    /// An --ip-adapter-image or --ip-adapter-mask: a picture, or a folder whose files (not hidden ones) are pictures,
+    /// read in natural order (diffusers' list of pictures for one adapter, and their masks).
     /// </summary>
-    private static PngImage[] Pictures(string path)
+    private static PngImage[] Pictures(string flag, string path)
     {
         if (!Directory.Exists(path))
         {
@@ -75,7 +87,7 @@ internal sealed class IpAdapterOption : IDisposable
         }
         if (names.Count is 0 or > IpAdapterUnit.MaxImages)
         {
-            throw new UsageException($"generate: --ip-adapter-image folder '{path}' holds {names.Count} pictures; an IP-Adapter takes 1 to {IpAdapterUnit.MaxImages}");
+            throw new UsageException($"generate: {flag} folder '{path}' holds {names.Count} pictures; an IP-Adapter takes 1 to {IpAdapterUnit.MaxImages}");
         }
         names.Sort(NaturalOrder.Instance);
         return names.ConvertAll(PictureFile.ReadUpright).ToArray();
@@ -100,7 +112,7 @@ internal sealed class IpAdapterOption : IDisposable
         var units = new IpAdapterUnit[_units.Length];
         for (int i = 0; i < units.Length; i++)
         {
-            (string path, PngImage[] pictures, float scale, IpAdapterBlockScales? blocks, string encoderPath) = _units[i];
+            (string path, PngImage[] pictures, float scale, IpAdapterBlockScales? blocks, (string, PngImage[] Pictures)? masks, string encoderPath) = _units[i];
             string key = Path.GetFullPath(encoderPath);
             if (!encoders.TryGetValue(key, out ClipVisionModel? encoder))
             {
@@ -114,7 +126,7 @@ internal sealed class IpAdapterOption : IDisposable
             _loaded.Add(source);
             var model = new IpAdapterModel(source);
             _loaded.Add(model);
-            units[i] = new IpAdapterUnit(model, encoder, pictures) { Scale = scale, BlockScales = blocks };
+            units[i] = new IpAdapterUnit(model, encoder, pictures) { Scale = scale, BlockScales = blocks, Masks = masks?.Pictures };
         }
         return units;
     }
@@ -122,19 +134,24 @@ internal sealed class IpAdapterOption : IDisposable
     /// <summary>
     /// The parameters' entries, as A1111's ControlNet extension records an IP-Adapter: a ControlNet unit (numbered from
     /// <paramref name="first"/>, after the ControlNets and T2I-Adapters) whose module is the CLIP image encoder; block
-    /// scales, which it has no field for, as an "IP-Adapter block scales N" entry beside it.
+    /// scales and masks, which it has no field for, as "IP-Adapter block scales N" and "IP-Adapter masks N" (the mask
+    /// file or folder's name) entries beside it.
     /// </summary>
     public string Parameters(int first)
     {
         var text = new System.Text.StringBuilder();
         for (int i = 0; i < _units.Length; i++)
         {
-            (string path, _, float scale, IpAdapterBlockScales? blocks, _) = _units[i];
+            (string path, _, float scale, IpAdapterBlockScales? blocks, (string Given, PngImage[])? masks, _) = _units[i];
             text.Append(CultureInfo.InvariantCulture, $", ControlNet {first + i}: \"Module: ip-adapter_clip_sd15, Model: {ControlNetOption.ModelName(path)}, Weight: {scale}, ")
                 .Append("Resize Mode: Crop and Resize, Guidance Start: 0, Guidance End: 1\"");
             if (blocks is not null)
             {
                 text.Append(CultureInfo.InvariantCulture, $", IP-Adapter block scales {first + i}: {Infotext.Quote(blocks.Json)}");
+            }
+            if (masks is { Given: var given })
+            {
+                text.Append(CultureInfo.InvariantCulture, $", IP-Adapter masks {first + i}: {Infotext.Quote(Path.GetFileName(Path.TrimEndingDirectorySeparator(given)))}");
             }
         }
         return text.ToString();
