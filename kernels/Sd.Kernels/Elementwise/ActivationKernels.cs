@@ -165,44 +165,30 @@ public static unsafe class ActivationKernels
         }
     }
 
-    public static void AddRowScaled_Vector256(float* src, float* scales, float* acc, nint rows, nint channels)
-    {
-        const int W = 8;
-        for (nint r = 0; r < rows; r++)
-        {
-            var scale = Vector256.Create(scales[r]);
-            float* x = src + r * channels, y = acc + r * channels;
-            nint i = 0;
-            for (; i <= channels - 2 * W; i += 2 * W)
-            {
-                Vector256.FusedMultiplyAdd(scale, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
-                Vector256.FusedMultiplyAdd(scale, Vector256.Load(x + i + W), Vector256.Load(y + i + W)).Store(y + i + W);
-            }
-            for (; i < channels; i += W)
-            {
-                Vector256<float> mask = MaskedTail.Mask256(channels - i);
-                MaskedTail.Store(y + i, mask, Vector256.FusedMultiplyAdd(scale, MaskedTail.Load(x + i, mask), MaskedTail.Load(y + i, mask)));
-            }
-        }
-    }
+    public static void AddRowScaled_Vector256(float* src, float* scales, float* acc, nint rows, nint channels) =>
+        AddRowScaled<Vector256<float>, F32x8>(src, scales, acc, rows, channels);
 
-    public static void AddRowScaled_Vector512(float* src, float* scales, float* acc, nint rows, nint channels)
+    public static void AddRowScaled_Vector512(float* src, float* scales, float* acc, nint rows, nint channels) =>
+        AddRowScaled<Vector512<float>, F32x16>(src, scales, acc, rows, channels);
+
+    private static void AddRowScaled<TVec, V>(float* src, float* scales, float* acc, nint rows, nint channels)
+        where TVec : struct
+        where V : struct, IF32Vector<TVec>
     {
-        const int W = 16;
         for (nint r = 0; r < rows; r++)
         {
-            var scale = Vector512.Create(scales[r]);
+            TVec scale = V.Create(scales[r]);
             float* x = src + r * channels, y = acc + r * channels;
             nint i = 0;
-            for (; i <= channels - 2 * W; i += 2 * W)
+            for (; i <= channels - 2 * V.Count; i += 2 * V.Count)
             {
-                Vector512.FusedMultiplyAdd(scale, Vector512.Load(x + i), Vector512.Load(y + i)).Store(y + i);
-                Vector512.FusedMultiplyAdd(scale, Vector512.Load(x + i + W), Vector512.Load(y + i + W)).Store(y + i + W);
+                V.Store(V.FusedMultiplyAdd(scale, V.Load(x + i), V.Load(y + i)), y + i);
+                V.Store(V.FusedMultiplyAdd(scale, V.Load(x + i + V.Count), V.Load(y + i + V.Count)), y + i + V.Count);
             }
-            for (; i < channels; i += W)
+            for (; i < channels; i += V.Count)
             {
-                Vector512<float> mask = MaskedTail.Mask512(channels - i);
-                MaskedTail.Store(y + i, mask, Vector512.FusedMultiplyAdd(scale, MaskedTail.Load(x + i, mask), MaskedTail.Load(y + i, mask)));
+                TVec mask = V.Mask(channels - i);
+                V.MaskedStore(y + i, mask, V.FusedMultiplyAdd(scale, V.MaskedLoad(x + i, mask), V.MaskedLoad(y + i, mask)));
             }
         }
     }

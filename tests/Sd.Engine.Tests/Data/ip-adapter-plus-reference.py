@@ -234,19 +234,13 @@ class MaskedAttention(ipa.IPAttention):
         super().__init__(plain, ip_w, numbers)
         self.masks = masks
 
-    def __call__(self, w, p, x, ctx, heads):
-        if not p.endswith(".attn2") or self.tokens is None:
-            return self.plain(w, p, x, ctx, heads)
-        n = self.numbers[p]
-        self.seen.add(n)
-        q = cn.linear(w, p + ".to_q", x)
-        h = ipa._sdpa(q, cn.linear(w, p + ".to_k", ctx), cn.linear(w, p + ".to_v", ctx), heads)
+    def add_image_attention(self, n, q, h, heads):
         for i in range(self.masks.shape[1]):
             k_ip = F.linear(self.tokens[:, i], self.ip_w[f"ip_adapter.{n}.to_k_ip.weight"])
             v_ip = F.linear(self.tokens[:, i], self.ip_w[f"ip_adapter.{n}.to_v_ip.weight"])
             a = ipa._sdpa(q, k_ip, v_ip, heads)
-            h = h + self.scale * (a * downsample(self.masks[:, i], x.shape[0], a.shape[1], a.shape[2]))
-        return cn.linear(w, p + ".to_out.0", h)
+            h = h + self.scale * (a * downsample(self.masks[:, i], q.shape[0], a.shape[1], a.shape[2]))
+        return h
 
 
 def mask_pictures(g):

@@ -229,10 +229,13 @@ class IPAttention:
         self.seen.add(n)
         q = cn.linear(w, p + ".to_q", x)
         h = _sdpa(q, cn.linear(w, p + ".to_k", ctx), cn.linear(w, p + ".to_v", ctx), heads)
+        return cn.linear(w, p + ".to_out.0", self.add_image_attention(n, q, h, heads))
+
+    def add_image_attention(self, n, q, h, heads):
+        """h + scale * attention of q to the image tokens through attn2 number n's to_k_ip and to_v_ip."""
         k_ip = F.linear(self.tokens, self.ip_w[f"ip_adapter.{n}.to_k_ip.weight"])
         v_ip = F.linear(self.tokens, self.ip_w[f"ip_adapter.{n}.to_v_ip.weight"])
-        h = h + self.scale * _sdpa(q, k_ip, v_ip, heads)
-        return cn.linear(w, p + ".to_out.0", h)
+        return h + self.scale * _sdpa(q, k_ip, v_ip, heads)
 
 
 def several_pictures_tokens(project, uncond, pictures):
