@@ -105,11 +105,16 @@ public sealed unsafe class ImagePrompt : IDisposable
             for (int layer = 0; layer < blocks.Length; layer++)
             {
                 int queries = layerQueries[layer];
-                blocks[layer] = new NativeBlock((long)pictures * queries, zero: false);
+                var weights = new Span<float>((blocks[layer] = new NativeBlock((long)pictures * queries, zero: false)).Pointer, pictures * queries);
+                // Layers at one level read the same grid: downsampled once, copied to the others.
+                if (layerQueries[..layer].IndexOf(queries) is var same and >= 0)
+                {
+                    new Span<float>(blocks[same].Pointer, weights.Length).CopyTo(weights);
+                    continue;
+                }
                 for (int p = 0; p < pictures; p++)
                 {
-                    float[] weights = IpAdapterMasks.Downsample(masks.Slice((int)(p * size), (int)size), height, width, queries);
-                    weights.CopyTo(new Span<float>(blocks[layer].Pointer + (long)p * queries, queries));
+                    IpAdapterMasks.Downsample(masks.Slice((int)(p * size), (int)size), height, width, queries).CopyTo(weights[(p * queries)..]);
                 }
             }
         }

@@ -4,8 +4,8 @@ namespace Sd.Kernels.Elementwise;
 
 /// <summary>
 /// Pointwise kernels: an activation (in place or out of place), GEGLU, bias add with a fused activation,
-/// elementwise add, and a row-scaled add (a weight per row, for masked image attention). Serial over the range they are given (<see cref="Pointwise"/> tiles them over threads). Vector
-/// loops are unrolled by two vectors, independent chains the out-of-order core overlaps through the erf/exp latency,
+/// elementwise add, and a row-scaled add (a weight per row, for masked image attention). Serial over the range they
+/// are given (<see cref="Pointwise"/> tiles them over threads). Vector loops are unrolled by two vectors, independent chains the out-of-order core overlaps through the erf/exp latency,
 /// then one masked-vector remainder loop (at most two passes). "dst may equal src" means exactly equal: each vector
 /// is loaded before it is stored, but a partially overlapping destination is not supported.
 /// </summary>

@@ -64,6 +64,12 @@ public static partial class GenerateCommand
     }
 
     /// <summary>
+    /// --masked-content's values, indexed by <see cref="MaskedContent"/>: A1111's Masked content names with hyphens for
+    /// spaces ("latent noise" is latent-noise), as the PNG records them and --parameters-from reads them back.
+    /// </summary>
+    internal static readonly string[] MaskedContentFlags = ["original", "fill", "latent-noise", "latent-nothing"];
+
+    /// <summary>
     /// A1111's inpainting settings from --mask-blur, --inpaint-area, --masked-padding, --invert-mask and --masked-content (A1111's
     /// defaults for those not given); null when none is given (diffusers' inpainting: a hard mask and no overlay).
     /// </summary>
@@ -80,14 +86,11 @@ public static partial class GenerateCommand
             throw new UsageException("generate: --mask-blur, --inpaint-area, --masked-padding, --invert-mask and --masked-content shape an inpainting run; " +
                 "give --init-image and --mask");
         }
-        MaskedContent content = line.Get("--masked-content") switch
+        int content = line.Get("--masked-content") is { } given ? Array.IndexOf(MaskedContentFlags, given) : (int)MaskedContent.Original;
+        if (content < 0)
         {
-            null or "original" => MaskedContent.Original,
-            "fill" => MaskedContent.Fill,
-            "latent-noise" => MaskedContent.LatentNoise,
-            "latent-nothing" => MaskedContent.LatentNothing,
-            var other => throw new UsageException($"generate: --masked-content expects original, fill, latent-noise or latent-nothing, got '{other}'"),
-        };
+            throw new UsageException($"generate: --masked-content expects original, fill, latent-noise or latent-nothing, got '{line.Get("--masked-content")}'");
+        }
         bool onlyMasked = line.Get("--inpaint-area") switch
         {
             null or "whole" => false,
@@ -110,7 +113,7 @@ public static partial class GenerateCommand
         }
         var settings = new InpaintSettings
         {
-            MaskBlur = blur, OnlyMasked = onlyMasked, Padding = padding, InvertMask = line.Has("--invert-mask"), MaskedContent = content,
+            MaskBlur = blur, OnlyMasked = onlyMasked, Padding = padding, InvertMask = line.Has("--invert-mask"), MaskedContent = (MaskedContent)content,
         };
         try
         {
@@ -172,12 +175,7 @@ public static partial class GenerateCommand
         InpaintSettings settings = inpaint.Settings;
         return (settings.InvertMask ? "Mask mode: Inpaint not masked, " : "") + FormattableString.Invariant($"Mask blur: {settings.MaskBlur}, ")
             + (!settings.OnlyMasked ? "" : FormattableString.Invariant($"Inpaint area: Only masked, Masked area padding: {settings.Padding}, "))
-            + (inpaint.Mask is null ? "" : settings.MaskedContent switch
-            {
-                MaskedContent.Fill => "Masked content: fill, ",
-                MaskedContent.LatentNoise => "Masked content: latent noise, ",
-                MaskedContent.LatentNothing => "Masked content: latent nothing, ",
-                _ => "",
-            });
+            + (inpaint.Mask is null || settings.MaskedContent == MaskedContent.Original ? ""
+                : $"Masked content: {MaskedContentFlags[(int)settings.MaskedContent].Replace('-', ' ')}, ");
     }
 }

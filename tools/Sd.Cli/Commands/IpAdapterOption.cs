@@ -24,8 +24,8 @@ internal sealed class IpAdapterOption : IDisposable
     private readonly Unit[] _units;
     private readonly List<IDisposable> _loaded = [];
 
-    /// <summary>One --ip-adapter as given: its file, pictures, scale, block scales, masks (with the flag's value) and encoder folder.</summary>
-    private sealed record Unit(string Path, PngImage[] Pictures, float Scale, IpAdapterBlockScales? Blocks, (string Given, PngImage[] Pictures)? Masks, string Encoder);
+    /// <summary>One --ip-adapter as given: its file, pictures, scale, block scales, masks (and the --ip-adapter-mask they came from) and encoder folder.</summary>
+    private sealed record Unit(string Path, PngImage[] Pictures, float Scale, IpAdapterBlockScales? Blocks, string? MaskPath, PngImage[]? Masks, string Encoder);
 
     private IpAdapterOption(Unit[] units) => _units = units;
 
@@ -65,7 +65,7 @@ internal sealed class IpAdapterOption : IDisposable
             {
                 throw new UsageException($"generate: --ip-adapter-mask {masks[i]} gives {unitMasks.Length} masks for the {unitPictures.Length} pictures of --ip-adapter-image {pictures[i]}; give one each (a folder of as many, in the same order)");
             }
-            units[i] = new Unit(paths[i], unitPictures, scales[i], blocks[i], unitMasks is null ? null : (masks[i]!, unitMasks), encoder);
+            units[i] = new Unit(paths[i], unitPictures, scales[i], blocks[i], masks[i], unitMasks, encoder);
         }
         return new IpAdapterOption(units);
     }
@@ -112,21 +112,21 @@ internal sealed class IpAdapterOption : IDisposable
         var units = new IpAdapterUnit[_units.Length];
         for (int i = 0; i < units.Length; i++)
         {
-            (string path, PngImage[] pictures, float scale, IpAdapterBlockScales? blocks, (string, PngImage[] Pictures)? masks, string encoderPath) = _units[i];
-            string key = Path.GetFullPath(encoderPath);
+            Unit unit = _units[i];
+            string key = Path.GetFullPath(unit.Encoder);
             if (!encoders.TryGetValue(key, out ClipVisionModel? encoder))
             {
-                var encoderSource = ImageEncoderSource.Open(encoderPath);
+                var encoderSource = ImageEncoderSource.Open(unit.Encoder);
                 _loaded.Add(encoderSource);
                 encoder = new ClipVisionModel(encoderSource.Config, encoderSource.Weights);
                 _loaded.Add(encoder);
                 encoders[key] = encoder;
             }
-            var source = IpAdapterSource.Open(path);
+            var source = IpAdapterSource.Open(unit.Path);
             _loaded.Add(source);
             var model = new IpAdapterModel(source);
             _loaded.Add(model);
-            units[i] = new IpAdapterUnit(model, encoder, pictures) { Scale = scale, BlockScales = blocks, Masks = masks?.Pictures };
+            units[i] = new IpAdapterUnit(model, encoder, unit.Pictures) { Scale = unit.Scale, BlockScales = unit.Blocks, Masks = unit.Masks };
         }
         return units;
     }
@@ -142,16 +142,16 @@ internal sealed class IpAdapterOption : IDisposable
         var text = new System.Text.StringBuilder();
         for (int i = 0; i < _units.Length; i++)
         {
-            (string path, _, float scale, IpAdapterBlockScales? blocks, (string Given, PngImage[])? masks, _) = _units[i];
-            text.Append(CultureInfo.InvariantCulture, $", ControlNet {first + i}: \"Module: ip-adapter_clip_sd15, Model: {ControlNetOption.ModelName(path)}, Weight: {scale}, ")
+            Unit unit = _units[i];
+            text.Append(CultureInfo.InvariantCulture, $", ControlNet {first + i}: \"Module: ip-adapter_clip_sd15, Model: {ControlNetOption.ModelName(unit.Path)}, Weight: {unit.Scale}, ")
                 .Append("Resize Mode: Crop and Resize, Guidance Start: 0, Guidance End: 1\"");
-            if (blocks is not null)
+            if (unit.Blocks is { } blocks)
             {
                 text.Append(CultureInfo.InvariantCulture, $", IP-Adapter block scales {first + i}: {Infotext.Quote(blocks.Json)}");
             }
-            if (masks is { Given: var given })
+            if (unit.MaskPath is { } masks)
             {
-                text.Append(CultureInfo.InvariantCulture, $", IP-Adapter masks {first + i}: {Infotext.Quote(Path.GetFileName(Path.TrimEndingDirectorySeparator(given)))}");
+                text.Append(CultureInfo.InvariantCulture, $", IP-Adapter masks {first + i}: {Infotext.Quote(Path.GetFileName(Path.TrimEndingDirectorySeparator(masks)))}");
             }
         }
         return text.ToString();

@@ -164,13 +164,8 @@ internal sealed class RecordedParameters
                 Taken("Mask mode", false);
                 break;
         }
-        string? content = Take("Masked content") switch
-        {
-            "latent noise" => "latent-noise",
-            "latent nothing" => "latent-nothing",
-            var written => written,
-        };
-        bool known = content is "fill" or "original" or "latent-noise" or "latent-nothing";
+        string? content = Take("Masked content")?.Replace(' ', '-');
+        bool known = content is not null && Array.IndexOf(GenerateCommand.MaskedContentFlags, content) >= 0;
         Add("--masked-content", known ? content : null);
         Taken("Masked content", content is null || known);
         // A1111 writes Mask blur only above 0: its other inpainting keys without it were a run of blur 0.
